@@ -1,0 +1,31 @@
+# Set-up and the two main commands. `make study` runs the main job; `make test` runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+SPACE  ?= studies/quick.yaml
+
+.PHONY: venv study test lint bench clean
+
+# torch goes in first: users keep the torch they have, and here `torch==2.13.0` is the local CPU wheel.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+study: venv
+	$(PY) -m ablate.study --space $(SPACE)
+
+test: venv
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) benchmarks/cpu_reference.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
