@@ -1,0 +1,80 @@
+"""One design point of a study: everything `run_variant` needs, validated in one place.
+
+A study spec's `base:` and `space:` keys are the fields of this model, so a typo in a YAML key or
+a bad value is caught here with the field's name and the accepted values.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from kernels.options import Backend, FilterFamily, PaddingMode
+
+Placement = Literal["none", "paper", "blur_before_max", "blur_before_relu", "blur_before_conv"]
+PLACEMENTS: tuple[str, ...] = Placement.__args__
+
+
+class VariantConfig(BaseModel):
+    """A network, its anti-aliasing, its training budget and how it is evaluated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # data
+    dataset: Literal["synthetic", "cifar10"] = "synthetic"
+    data_dir: str | None = Field(None, description="folder of the CIFAR-10 batches")
+    train_size: int = Field(5000, ge=1)
+    test_size: int = Field(1000, ge=1)
+    augment: bool = Field(False, description="padded random crop + horizontal flip")
+    data_seed: int = 0
+
+    # model
+    model: Literal["vgg", "resnet18"] = "vgg"
+    width: int = Field(16, ge=1, description="channels of the first stage")
+
+    # anti-aliasing
+    placement: Placement = "paper"
+    filter: FilterFamily = "binomial"
+    filter_size: int = Field(4, ge=1)
+    sigma: float | None = Field(None, gt=0)
+    taps: tuple[float, ...] | None = None
+    padding: PaddingMode = "reflect"
+    sites: int | None = Field(None, ge=0, description="anti-alias only the first N sites")
+    antialias_stem: bool = True
+    backend: Backend = "auto"
+
+    # training
+    epochs: float = Field(3.0, gt=0)
+    steps: int | None = Field(None, ge=1, description="overrides epochs when set")
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    schedule: Literal["onecycle", "cosine"] = "onecycle"
+    seed: int = 0
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    amp: bool = Field(True, description="bf16 autocast (CUDA only)")
+    channels_last: bool = Field(True, description="channels_last memory format (CUDA only)")
+
+    # evaluation
+    eval_size: int | None = Field(None, ge=1, description="test images for shift metrics")
+    shift: int = Field(4, ge=0, description="S: offsets drawn from [-S, S]^2")
+    diagonal: int = Field(8, ge=0, description="D: diagonal offsets 0..D")
+    crop_pad: int = Field(8, ge=0, description="P: padding of the crop-shift protocol")
+    crop_fill: Literal["zeros", "reflect"] = "zeros"
+    throughput_batch: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _check_dependent_fields(self) -> VariantConfig:
+        if self.filter == "gaussian" and self.sigma is None:
+            raise ValueError("filter 'gaussian' needs sigma (a positive float)")
+        if self.filter == "custom" and self.taps is None:
+            raise ValueError("filter 'custom' needs taps (a list of numbers)")
+        if self.crop_pad < max(self.shift, self.diagonal):
+            raise ValueError(
+                f"crop_pad={self.crop_pad} must be >= max(shift, diagonal)="
+                f"{max(self.shift, self.diagonal)} so crop shifts stay inside the padded image"
+            )
+        return self

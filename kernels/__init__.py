@@ -1,0 +1,1 @@
+"""shiftlab kernels: fused anti-aliased downsampling (blur-pool) for PyTorch."""

@@ -1,0 +1,9 @@
+"""Test set-up: Triton runs under its interpreter on CPU unless a GPU is present."""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    # Must be set before any Triton kernel is defined.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
