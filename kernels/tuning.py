@@ -1,0 +1,375 @@
+"""Which launch configuration a blur-pool kernel uses.
+
+A configuration is looked up, first hit wins, in
+
+1. the user's cache, written by ``python -m kernels.autotune``: one JSON file per GPU and Triton
+   version in ``$SHIFTLAB_CACHE_DIR`` (default ``$XDG_CACHE_HOME/shiftlab``, else
+   ``~/.cache/shiftlab``);
+2. the table shipped for this GPU in ``kernels/tuned/<gpu-slug>.json``;
+3. a heuristic (:func:`heuristic_config`).
+
+Within a table an exact key wins; otherwise the entry with the same op parameters (dtype,
+layout, filter size, stride, max kernel, ReLU) and the nearest shape buckets is used, since a
+tile tuned for a neighbouring size is a better guess than the heuristic. Tables are read once
+per process; :func:`save_config` refreshes them.
+
+Under the Triton interpreter, or without CUDA, the device is called ``cpu-interpreter``: no
+table is shipped for it and the heuristic returns one small configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+Layout = Literal["nchw", "channels_last"]
+
+OPS: tuple[str, ...] = ("blur_pool_fwd", "blur_pool_bwd", "max_blur_pool_fwd", "max_blur_pool_bwd")
+CONFIG_FIELDS: tuple[str, ...] = ("BLOCK_H", "BLOCK_W", "BLOCK_C", "num_warps", "num_stages")
+DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+LAYOUTS: tuple[str, ...] = ("nchw", "channels_last")
+INTERPRETER_DEVICE = "cpu-interpreter"
+CACHE_DIR_ENV = "SHIFTLAB_CACHE_DIR"
+SHIPPED_DIR = Path(__file__).with_name("tuned")
+
+# Tiles aim at this many output elements per program: enough to amortise the (k-1)-wide halo
+# each tile re-reads, few enough that fp32 accumulators for k <= 7 stay in registers.
+_TARGET_TILE = 1024
+_INTERPRETER_CONFIG = {"BLOCK_H": 4, "BLOCK_W": 8, "BLOCK_C": 4, "num_warps": 1, "num_stages": 1}
+
+
+def pow2_bucket(n: int) -> int:
+    """The smallest power of two >= n (1 for n <= 1): the size class shapes are tuned at."""
+    if n <= 1:
+        return 1
+    return 1 << (int(n) - 1).bit_length()
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningKey:
+    """What a launch configuration depends on, with sizes rounded to power-of-two buckets.
+
+    ``nc``, ``hw`` and ``c`` are the buckets of N·C (planes), H·W (input map) and C (the
+    contiguous extent under channels_last). ``max_kernel`` is 0 for blur-pool.
+    """
+
+    nc: int
+    hw: int
+    c: int
+    dtype: str
+    layout: Layout
+    filter_size: int
+    stride: int
+    max_kernel: int = 0
+    relu: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("nc", "hw", "c"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1 or value & (value - 1):
+                raise ValueError(f"TuningKey.{name}={value!r}: expected a power of two >= 1")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"TuningKey.dtype={self.dtype!r}: expected one of {DTYPES}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"TuningKey.layout={self.layout!r}: expected one of {LAYOUTS}")
+        for name in ("filter_size", "stride"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TuningKey.{name}={getattr(self, name)!r}: expected >= 1")
+        if self.max_kernel < 0:
+            raise ValueError(f"TuningKey.max_kernel={self.max_kernel!r}: expected >= 0")
+
+    def to_str(self) -> str:
+        """The key as written in the JSON tables (stable, human-readable)."""
+        return (
+            f"nc={self.nc}|hw={self.hw}|c={self.c}|{self.dtype}|{self.layout}"
+            f"|k={self.filter_size}|s={self.stride}|mk={self.max_kernel}|relu={int(self.relu)}"
+        )
+
+    @classmethod
+    def from_str(cls, text: str) -> TuningKey:
+        """Inverse of :meth:`to_str`; ``ValueError`` on a malformed key."""
+        match = re.fullmatch(
+            r"nc=(\d+)\|hw=(\d+)\|c=(\d+)\|(\w+)\|(\w+)\|k=(\d+)\|s=(\d+)\|mk=(\d+)\|relu=([01])",
+            text,
+        )
+        if match is None:
+            raise ValueError(f"tuning key {text!r}: expected the form of TuningKey.to_str()")
+        nc, hw, c, dtype, layout, k, s, mk, relu = match.groups()
+        return cls(int(nc), int(hw), int(c), dtype, layout, int(k), int(s), int(mk), relu == "1")
+
+
+def tuning_key(
+    x: torch.Tensor, filter_size: int, stride: int, *, max_kernel: int = 0, relu: bool = False
+) -> TuningKey:
+    """The key of an op applied to ``x`` (N, C, H, W); the layout is read from its strides."""
+    if x.dim() != 4:
+        raise ValueError(f"x.shape={tuple(x.shape)}: expected a 4-D (N, C, H, W) tensor")
+    n, c, h, w = x.shape
+    channels_last = c > 1 and x.is_contiguous(memory_format=torch.channels_last) and not (
+        x.is_contiguous()
+    )
+    return TuningKey(
+        nc=pow2_bucket(n * c),
+        hw=pow2_bucket(h * w),
+        c=pow2_bucket(c),
+        dtype=str(x.dtype).removeprefix("torch."),
+        layout="channels_last" if channels_last else "nchw",
+        filter_size=int(filter_size),
+        stride=int(stride),
+        max_kernel=int(max_kernel),
+        relu=bool(relu),
+    )
+
+
+# ----------------------------------------------------------------------------- device identity
+
+
+def interpreting() -> bool:
+    """True when Triton kernels run under the CPU interpreter (or there is no CUDA device)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0") or not (
+        torch.cuda.is_available()
+    )
+
+
+def slug(text: str) -> str:
+    """Lower-case, dash-separated form of a device name, safe as a file name."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+@functools.cache
+def device_name() -> str:
+    """The GPU's name (``torch.cuda.get_device_name()``), or ``cpu-interpreter``."""
+    return INTERPRETER_DEVICE if interpreting() else torch.cuda.get_device_name()
+
+
+def triton_version() -> str:
+    """The installed Triton version, or ``none``."""
+    try:
+        import triton
+    except ImportError:
+        return "none"
+    return triton.__version__
+
+
+def gpu_family(name: str) -> str:
+    """Short folder name for results: the first word of the name holding a digit (``h100``)."""
+    words = slug(name).split("-")
+    return next((word for word in words if any(ch.isdigit() for ch in word)), slug(name) or "cpu")
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def cache_dir() -> Path:
+    """The user cache folder: ``$SHIFTLAB_CACHE_DIR``, else the XDG cache folder."""
+    override = os.environ.get(CACHE_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "shiftlab"
+
+
+def user_cache_path(name: str | None = None, version: str | None = None) -> Path:
+    """The cache file for one GPU and Triton version."""
+    name = device_name() if name is None else name
+    version = triton_version() if version is None else version
+    return cache_dir() / f"{slug(name)}-triton-{slug(version)}.json"
+
+
+def shipped_table_path(name: str | None = None) -> Path:
+    """The table shipped in the package for one GPU."""
+    return SHIPPED_DIR / f"{slug(device_name() if name is None else name)}.json"
+
+
+def empty_table(name: str | None = None, version: str | None = None) -> dict[str, Any]:
+    """A table with no entries, stamped with the GPU and Triton version it is for."""
+    return {
+        "device": device_name() if name is None else name,
+        "triton": triton_version() if version is None else version,
+        "torch": torch.__version__,
+        "configs": {op: {} for op in OPS},
+    }
+
+
+@functools.cache
+def _read_table(path: Path) -> dict[str, Any] | None:
+    """A JSON table, read once per process; None if the file is absent."""
+    try:
+        with path.open() as fh:
+            table = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"tuning table {path}: not valid JSON ({err})") from err
+    if not isinstance(table.get("configs"), dict):
+        raise ValueError(f"tuning table {path}: expected a 'configs' object of op -> entries")
+    return table
+
+
+def read_table(path: Path) -> dict[str, Any] | None:
+    """The table at ``path`` (memoised), or None when there is none."""
+    return _read_table(Path(path))
+
+
+def clear_cache() -> None:
+    """Forget the tables and configs read so far (after writing a table, or in tests)."""
+    _read_table.cache_clear()
+    _lookup.cache_clear()
+    device_name.cache_clear()
+
+
+def write_table(path: Path, table: dict[str, Any]) -> None:
+    """Write a table atomically (a temporary file in the same folder, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(table, fh, indent=1, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    clear_cache()
+
+
+def check_config(config: dict[str, Any]) -> dict[str, int]:
+    """The five launch fields of ``config`` as ints; ``ValueError`` naming a bad one."""
+    missing = [f for f in CONFIG_FIELDS if f not in config]
+    if missing:
+        raise ValueError(f"launch config {config!r}: missing {missing}; expected {CONFIG_FIELDS}")
+    out = {f: int(config[f]) for f in CONFIG_FIELDS}
+    for field in ("BLOCK_H", "BLOCK_W", "BLOCK_C", "num_warps"):
+        value = out[field]
+        if value < 1 or value & (value - 1):
+            raise ValueError(f"launch config {field}={value!r}: expected a power of two >= 1")
+    if out["num_stages"] < 1:
+        raise ValueError(f"launch config num_stages={out['num_stages']!r}: expected >= 1")
+    return out
+
+
+def _check_op(op: str) -> None:
+    if op not in OPS:
+        raise ValueError(f"op={op!r}: expected one of {OPS}")
+
+
+def save_config(
+    op: str,
+    key: TuningKey,
+    config: dict[str, Any],
+    *,
+    ms: float | None = None,
+    path: Path | None = None,
+) -> Path:
+    """Record ``config`` as the winner for ``(op, key)`` in a table (default: the user cache).
+
+    The table is read, updated and written back atomically; returns its path.
+    """
+    _check_op(op)
+    entry: dict[str, Any] = check_config(config)
+    if ms is not None:
+        entry["ms"] = float(ms)
+    path = user_cache_path() if path is None else Path(path)
+    table = read_table(path) or empty_table()
+    table = json.loads(json.dumps(table))  # a private copy: the memoised one stays untouched
+    table["configs"].setdefault(op, {})[key.to_str()] = entry
+    write_table(path, table)
+    return path
+
+
+def _distance(a: TuningKey, b: TuningKey) -> float | None:
+    """How far two keys' shape buckets lie apart (log2 steps); None if other fields differ."""
+    if dataclasses.replace(a, nc=1, hw=1, c=1) != dataclasses.replace(b, nc=1, hw=1, c=1):
+        return None
+    return sum(abs(math.log2(getattr(a, f)) - math.log2(getattr(b, f))) for f in ("nc", "hw", "c"))
+
+
+def table_config(table: dict[str, Any] | None, op: str, key: TuningKey) -> dict[str, int] | None:
+    """The table's entry for ``key``, else its entry with the nearest shape buckets, else None."""
+    if table is None:
+        return None
+    entries: dict[str, Any] = table["configs"].get(op, {})
+    if key.to_str() in entries:
+        return check_config(entries[key.to_str()])
+    best: tuple[float, dict[str, Any]] | None = None
+    for text, entry in entries.items():
+        distance = _distance(key, TuningKey.from_str(text))
+        if distance is not None and (best is None or distance < best[0]):
+            best = (distance, entry)
+    return None if best is None else check_config(best[1])
+
+
+# ----------------------------------------------------------------------------- heuristic
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(high, value))
+
+
+def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
+    """A sound default where no table applies.
+
+    A program computes one tile of its output: the downsampled map for forward ops, the
+    input-sized gradient for backward ops. The tile's contiguous axis gets the larger extent so
+    that loads coalesce: W under NCHW (one plane per program, ``BLOCK_C = 1``), C under
+    channels_last (up to 64 channels, then W, then H). Tiles hold about ``_TARGET_TILE``
+    elements but never exceed the map, so small CIFAR maps do not launch mostly-masked
+    programs. Four warps for a full tile, fewer for small ones; two stages (the loops over
+    taps are short and static, deeper pipelining only costs shared memory).
+    """
+    _check_op(op)
+    if device_name() == INTERPRETER_DEVICE:
+        return dict(_INTERPRETER_CONFIG)
+    side = max(1, math.isqrt(key.hw))
+    if op.endswith("_fwd"):
+        side = max(1, -(-side // key.stride))
+    side = pow2_bucket(side)
+    if key.layout == "channels_last":
+        block_c = _clamp(key.c, 1, 64)
+        block_w = _clamp(_TARGET_TILE // block_c, 1, min(side, 32))
+        block_h = _clamp(_TARGET_TILE // (block_c * block_w), 1, side)
+    else:
+        block_c = 1
+        block_w = _clamp(side, 16, 64)
+        block_h = _clamp(_TARGET_TILE // block_w, 1, side)
+    tile = block_h * block_w * block_c
+    num_warps = _clamp(tile // 256, 1, 4)
+    return {
+        "BLOCK_H": block_h,
+        "BLOCK_W": block_w,
+        "BLOCK_C": block_c,
+        "num_warps": num_warps,
+        "num_stages": 2,
+    }
+
+
+# ----------------------------------------------------------------------------- lookup
+
+
+@functools.cache
+def _lookup(op: str, key: TuningKey, user_path: Path, shipped_path: Path) -> tuple:
+    for path in (user_path, shipped_path):
+        config = table_config(read_table(path), op, key)
+        if config is not None:
+            return tuple(config.items())
+    return tuple(heuristic_config(op, key).items())
+
+
+def launch_config(op: str, key: TuningKey) -> dict[str, int]:
+    """The launch configuration for ``op`` at ``key``: user cache, shipped table, heuristic.
+
+    Returns a fresh dict with ``BLOCK_H``, ``BLOCK_W``, ``BLOCK_C``, ``num_warps`` and
+    ``num_stages``; memoised per process (per cache folder, so the env var is honoured).
+    """
+    _check_op(op)
+    return dict(_lookup(op, key, user_cache_path(), shipped_table_path()))
