@@ -13,6 +13,11 @@ layout, filter size, stride, max kernel, ReLU) and the nearest shape buckets is 
 tile tuned for a neighbouring size is a better guess than the heuristic. Tables are read once
 per process; :func:`save_config` refreshes them.
 
+How the kernels use it: a launcher builds ``key = tuning_key(x, filter_size, stride,
+max_kernel=..., relu=...)`` from its input ``x`` (forward and backward alike) and calls
+``launch_config(op, key)``, unless it was handed an explicit ``config`` dict with the same five
+fields (the autotuner and the benchmarks pass one to time a candidate).
+
 Under the Triton interpreter, or without CUDA, the device is called ``cpu-interpreter``: no
 table is shipped for it and the heuristic returns one small configuration.
 """
