@@ -150,7 +150,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-@functools.cache
 def device_name() -> str:
     """The GPU's name (``torch.cuda.get_device_name()``), or ``cpu-interpreter``."""
     return INTERPRETER_DEVICE if interpreting() else torch.cuda.get_device_name()
@@ -229,7 +228,6 @@ def clear_cache() -> None:
     """Forget the tables and configs read so far (after writing a table, or in tests)."""
     _read_table.cache_clear()
     _lookup.cache_clear()
-    device_name.cache_clear()
 
 
 def write_table(path: Path, table: dict[str, Any]) -> None:

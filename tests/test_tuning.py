@@ -1,0 +1,176 @@
+"""Launch-config lookup: user cache, then shipped table, then heuristic."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from kernels import tuning
+
+CONFIG_A = {"BLOCK_H": 2, "BLOCK_W": 16, "BLOCK_C": 1, "num_warps": 2, "num_stages": 3}
+CONFIG_B = {"BLOCK_H": 8, "BLOCK_W": 32, "BLOCK_C": 1, "num_warps": 4, "num_stages": 2}
+
+
+@pytest.fixture(autouse=True)
+def isolated_tables(tmp_path, monkeypatch):
+    """Every test gets its own cache folder and shipped-table folder."""
+    monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(tuning, "SHIPPED_DIR", tmp_path / "shipped")
+    tuning.clear_cache()
+    yield
+    tuning.clear_cache()
+
+
+def make_key(**changes) -> tuning.TuningKey:
+    fields = dict(nc=256, hw=1024, c=64, dtype="float16", layout="nchw", filter_size=4, stride=2)
+    fields.update(changes)
+    return tuning.TuningKey(**fields)
+
+
+@pytest.mark.parametrize(("n", "bucket"), [(0, 1), (1, 1), (2, 2), (3, 4), (64, 64), (65, 128)])
+def test_pow2_bucket(n, bucket):
+    assert tuning.pow2_bucket(n) == bucket
+
+
+def test_tuning_key_buckets_shape_and_reads_layout():
+    x = torch.randn(3, 5, 9, 7)
+    key = tuning.tuning_key(x, 5, 2, max_kernel=2)
+    assert (key.nc, key.hw, key.c) == (16, 64, 8)
+    assert (key.dtype, key.layout, key.filter_size, key.max_kernel) == ("float32", "nchw", 5, 2)
+    cl = tuning.tuning_key(x.to(memory_format=torch.channels_last).half(), 5, 2, relu=True)
+    assert (cl.layout, cl.dtype, cl.relu) == ("channels_last", "float16", True)
+    # Keys of the same bucket are equal (hashable, usable as memo keys).
+    assert tuning.tuning_key(torch.randn(2, 7, 8, 8), 5, 2, max_kernel=2) == key
+    assert tuning.TuningKey.from_str(cl.to_str()) == cl
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [({"nc": 3}, "nc"), ({"dtype": "int8"}, "dtype"), ({"layout": "nhwc"}, "layout"),
+     ({"stride": 0}, "stride"), ({"max_kernel": -1}, "max_kernel")],
+)
+def test_tuning_key_rejects_bad_fields(changes, field):
+    with pytest.raises(ValueError, match=field):
+        make_key(**changes)
+
+
+def test_bad_op_and_bad_config_are_named():
+    with pytest.raises(ValueError, match="op="):
+        tuning.launch_config("blur_fwd", make_key())
+    with pytest.raises(ValueError, match="BLOCK_W"):
+        tuning.save_config("blur_pool_fwd", make_key(), {**CONFIG_A, "BLOCK_W": 12})
+    with pytest.raises(ValueError, match="missing"):
+        tuning.save_config("blur_pool_fwd", make_key(), {"BLOCK_H": 2})
+    with pytest.raises(ValueError, match="tuning key"):
+        tuning.TuningKey.from_str("nc=1|hw=2")
+
+
+def test_user_cache_beats_shipped_table_beats_heuristic():
+    key = make_key()
+    heuristic = tuning.launch_config("blur_pool_fwd", key)
+    assert heuristic == tuning.heuristic_config("blur_pool_fwd", key)
+
+    tuning.save_config("blur_pool_fwd", key, CONFIG_A, path=tuning.shipped_table_path())
+    assert tuning.launch_config("blur_pool_fwd", key) == CONFIG_A
+
+    written = tuning.save_config("blur_pool_fwd", key, CONFIG_B, ms=0.5)
+    assert written == tuning.user_cache_path()
+    assert tuning.launch_config("blur_pool_fwd", key) == CONFIG_B
+    # Other ops are untouched.
+    assert tuning.launch_config("blur_pool_bwd", key) == tuning.heuristic_config(
+        "blur_pool_bwd", key
+    )
+
+    written.unlink()
+    tuning.clear_cache()
+    assert tuning.launch_config("blur_pool_fwd", key) == CONFIG_A
+
+
+def test_nearest_bucket_is_used_only_for_the_same_op_parameters():
+    tuning.save_config("max_blur_pool_fwd", make_key(hw=4096, max_kernel=2), CONFIG_A)
+    tuning.save_config("max_blur_pool_fwd", make_key(hw=64, max_kernel=2), CONFIG_B)
+    assert tuning.launch_config("max_blur_pool_fwd", make_key(hw=2048, max_kernel=2)) == CONFIG_A
+    assert tuning.launch_config("max_blur_pool_fwd", make_key(hw=128, max_kernel=2)) == CONFIG_B
+    for other in (make_key(dtype="bfloat16", max_kernel=2), make_key(max_kernel=3)):
+        assert tuning.launch_config("max_blur_pool_fwd", other) == tuning.heuristic_config(
+            "max_blur_pool_fwd", other
+        )
+
+
+def test_cache_folder_follows_env_var(tmp_path, monkeypatch):
+    monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert tuning.user_cache_path().parent == tmp_path / "elsewhere"
+    monkeypatch.delenv(tuning.CACHE_DIR_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert tuning.cache_dir() == tmp_path / "xdg" / "shiftlab"
+    name = tuning.user_cache_path("NVIDIA H100 80GB HBM3", "3.6.0").name
+    assert name == "nvidia-h100-80gb-hbm3-triton-3-6-0.json"
+
+
+def test_env_var_switches_cache_within_one_process(tmp_path, monkeypatch):
+    key = make_key()
+    tuning.save_config("blur_pool_fwd", key, CONFIG_A)
+    assert tuning.launch_config("blur_pool_fwd", key) == CONFIG_A
+    monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "empty"))
+    assert tuning.launch_config("blur_pool_fwd", key) == tuning.heuristic_config(
+        "blur_pool_fwd", key
+    )
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "table.json"
+    tuning.save_config("blur_pool_fwd", make_key(), CONFIG_A, path=path)
+    before = path.read_text()
+
+    def broken_dump(obj, fh, **kwargs):
+        fh.write('{"configs": {')
+        raise OSError("disk full")
+
+    monkeypatch.setattr(json, "dump", broken_dump)
+    with pytest.raises(OSError, match="disk full"):
+        tuning.save_config("blur_pool_bwd", make_key(), CONFIG_B, path=path)
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["table.json"]
+
+
+def test_corrupt_table_is_reported(tmp_path):
+    path = tuning.user_cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match=str(Path(path).name)):
+        tuning.launch_config("blur_pool_fwd", make_key())
+
+
+def test_interpreter_gets_one_small_config():
+    assert tuning.device_name() == tuning.INTERPRETER_DEVICE
+    configs = {
+        tuple(tuning.heuristic_config(op, make_key(layout=layout, hw=hw)).items())
+        for op in tuning.OPS
+        for layout in tuning.LAYOUTS
+        for hw in (1, 4096)
+    }
+    assert len(configs) == 1
+
+
+@pytest.mark.parametrize("op", tuning.OPS)
+@pytest.mark.parametrize("layout", tuning.LAYOUTS)
+@pytest.mark.parametrize(("hw", "c"), [(1, 512), (64, 512), (1024, 64), (16384, 64), (65536, 4)])
+def test_gpu_heuristic_is_sound(monkeypatch, op, layout, hw, c):
+    monkeypatch.setattr(tuning, "device_name", lambda: "NVIDIA H100 80GB HBM3")
+    key = make_key(hw=hw, c=c, nc=256 * c, layout=layout)
+    config = tuning.check_config(tuning.heuristic_config(op, key))
+    side = tuning.pow2_bucket(int(hw**0.5))
+    assert config["BLOCK_H"] <= side and config["BLOCK_W"] <= max(side, 16)
+    assert config["BLOCK_H"] * config["BLOCK_W"] * config["BLOCK_C"] <= 4096
+    assert config["num_warps"] in (1, 2, 4)
+    if layout == "nchw":
+        assert config["BLOCK_C"] == 1
+    else:
+        assert config["BLOCK_C"] == min(c, 64)
+
+
+def test_gpu_family():
+    assert tuning.gpu_family("NVIDIA H100 80GB HBM3") == "h100"
+    assert tuning.gpu_family("NVIDIA GeForce RTX 4090") == "4090"
+    assert tuning.gpu_family("cpu-interpreter") == "cpu-interpreter"
