@@ -1,0 +1,194 @@
+"""The paper's measurements of a trained classifier (spec §4), batched on the model's device.
+
+Each function takes the model and test tensors and returns plain floats, lists or dicts, so it can
+be called on any model, not only inside `run_variant`. Images are processed in chunks of
+`batch_size`; shifts are applied per chunk by `ablate.shifts`, never by a Python loop per image.
+The model is evaluated in eval mode without autograd, in float32, and its mode is restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from ablate.shifts import CropFill, Offsets, ShiftKind, draw_offsets, shift_images
+
+EVAL_BATCH = 500
+
+
+def predict_logits(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    offsets: Offsets | None = None,
+    kind: ShiftKind = "circular",
+    pad: int = 0,
+    fill: CropFill = "zeros",
+    batch_size: int = EVAL_BATCH,
+) -> torch.Tensor:
+    """Float32 logits of `model` on `x`, each image first shifted by its offset when given.
+
+    `offsets` is one (dh, dw) pair or an N×2 tensor; `kind`, `pad` and `fill` are the shift
+    protocol of `ablate.shifts.shift_images`. Shifting chunk by chunk keeps memory at one chunk.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if offsets is not None:
+        offsets = torch.as_tensor(offsets, device=x.device)
+    chunks = []
+    with _evaluating(model):
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start : start + batch_size]
+            if offsets is not None:
+                off = offsets if offsets.dim() == 1 else offsets[start : start + batch_size]
+                xb = shift_images(xb, off, kind, pad=pad, fill=fill)
+            chunks.append(model(xb).float())
+    return torch.cat(chunks)
+
+
+def accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = EVAL_BATCH
+) -> float:
+    """Clean accuracy, %."""
+    _check_labelled(x, y)
+    predictions = predict_logits(model, x, batch_size=batch_size).argmax(1)
+    return _percent(predictions == y)
+
+
+def consistency(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    kind: ShiftKind,
+    shift: int,
+    seed: int,
+    pad: int = 0,
+    fill: CropFill = "zeros",
+    batch_size: int = EVAL_BATCH,
+) -> float:
+    """% of images whose two shifted copies get the same class.
+
+    The two offsets of each image are drawn independently and uniformly from [-shift, shift]²
+    by a generator seeded with `seed`, on the CPU, so a seed gives the same offsets on any device.
+    """
+    _check_labelled(x)
+    generator = torch.Generator().manual_seed(seed)
+    first, second = (draw_offsets(x.shape[0], shift, generator) for _ in range(2))
+    protocol = {"kind": kind, "pad": pad, "fill": fill, "batch_size": batch_size}
+    class_first = predict_logits(model, x, offsets=first, **protocol).argmax(1)
+    class_second = predict_logits(model, x, offsets=second, **protocol).argmax(1)
+    return _percent(class_first == class_second)
+
+
+def accuracy_vs_shift(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    kind: ShiftKind,
+    diagonal: int,
+    pad: int = 0,
+    fill: CropFill = "zeros",
+    batch_size: int = EVAL_BATCH,
+) -> tuple[list[float], list[float]]:
+    """Accuracy (%) and mean true-class probability at diagonal offsets (d, d), d = 0..diagonal."""
+    _check_labelled(x, y)
+    if diagonal < 0:
+        raise ValueError(f"diagonal must be >= 0, got {diagonal}")
+    accuracies, true_probs = [], []
+    for d in range(diagonal + 1):
+        logits = predict_logits(
+            model, x, offsets=(d, d), kind=kind, pad=pad, fill=fill, batch_size=batch_size
+        )
+        accuracies.append(_percent(logits.argmax(1) == y))
+        true_probs.append(logits.softmax(1).gather(1, y[:, None]).mean().item())
+    return accuracies, true_probs
+
+
+def adversarial_accuracy(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    kind: ShiftKind,
+    shift: int,
+    pad: int = 0,
+    fill: CropFill = "zeros",
+    batch_size: int = EVAL_BATCH,
+) -> float:
+    """% of images classified correctly at every offset of [-shift, shift]² (the worst case).
+
+    Offsets are visited one at a time over the images still correct, so the cost falls as
+    images drop out and stops once none is left.
+    """
+    _check_labelled(x, y)
+    if shift < 0:
+        raise ValueError(f"shift must be >= 0, got {shift}")
+    correct = torch.ones(x.shape[0], dtype=torch.bool, device=y.device)
+    for offset in itertools.product(range(-shift, shift + 1), repeat=2):
+        alive = correct.nonzero().squeeze(1)
+        if alive.numel() == 0:
+            break
+        logits = predict_logits(
+            model, x[alive], offsets=offset, kind=kind, pad=pad, fill=fill, batch_size=batch_size
+        )
+        correct[alive] = logits.argmax(1) == y[alive]
+    return _percent(correct)
+
+
+def normalised_tv(weight: torch.Tensor) -> torch.Tensor:
+    """Normalised total variation of each 2-D kernel of a conv weight (…×kh×kw → …).
+
+    TV(w) = (Σ|w[i+1,j] - w[i,j]| + Σ|w[i,j+1] - w[i,j]|) / Σ|w|; an all-zero kernel gives NaN.
+    """
+    if weight.dim() < 2:
+        raise ValueError(f"weight must end in kh×kw, got shape {tuple(weight.shape)}")
+    w = weight.detach().double()
+    vertical = (w[..., 1:, :] - w[..., :-1, :]).abs().sum((-2, -1))
+    horizontal = (w[..., :, 1:] - w[..., :, :-1]).abs().sum((-2, -1))
+    return ((vertical + horizontal) / w.abs().sum((-2, -1))).to(weight.dtype)
+
+
+def filter_tv(model: nn.Module) -> dict[str, float]:
+    """Per conv layer (qualified module name): mean normalised TV of its learned filters.
+
+    1×1 convolutions have no spatial variation and are skipped; all-zero kernels (TV undefined)
+    are left out of their layer's mean, and a layer with only such kernels reads NaN.
+    """
+    tv = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) and math.prod(module.kernel_size) > 1:
+            per_filter = normalised_tv(module.weight).flatten()
+            defined = per_filter[per_filter.isfinite()]
+            tv[name] = defined.mean().item() if defined.numel() else math.nan
+    return tv
+
+
+@contextlib.contextmanager
+def _evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no autograd inside; the model's previous mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _check_labelled(x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+    if x.dim() != 4 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty batch N×C×H×W, got shape {tuple(x.shape)}")
+    if y is not None and tuple(y.shape) != (x.shape[0],):
+        raise ValueError(
+            f"y must hold one label per image, shape ({x.shape[0]},), got {tuple(y.shape)}"
+        )
+
+
+def _percent(hits: torch.Tensor) -> float:
+    return 100.0 * hits.float().mean().item()

@@ -1,0 +1,101 @@
+"""Model throughput and training memory (spec §5), measured on a copy of the model.
+
+Training and inference images/s are timed at `config.throughput_batch` on random inputs, with
+the run's optimiser, bf16 autocast and memory format, after warm-up and synchronised on CUDA.
+Peak memory is `torch.cuda.max_memory_allocated` over one training step on CUDA. On the CPU it
+is NaN: the process's resident size is a poor proxy (freed memory stays resident and the
+lifetime peak usually predates the step), so no number is better than a wrong one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from ablate.train import make_optimizer, memory_format_for, training_step
+
+if TYPE_CHECKING:
+    from ablate.variant_config import VariantConfig
+
+WARMUP_STEPS = 3
+MIN_TIMED_SECONDS = 0.25  # repeats double until one timed round lasts at least this long
+
+
+def measure_speed(
+    model: nn.Module,
+    config: VariantConfig,
+    device: torch.device | str,
+    *,
+    image_shape: tuple[int, int, int] = (3, 32, 32),
+    num_classes: int = 10,
+) -> dict[str, float]:
+    """`train_images_per_s`, `infer_images_per_s` and `peak_memory_mb` of `model`.
+
+    A deep copy is trained and run, so `model`'s weights and normalisation statistics are left
+    as they are.
+    """
+    device = torch.device(device)
+    memory_format = memory_format_for(config, device)
+    amp = config.amp and device.type == "cuda"
+    batch = config.throughput_batch
+    model = copy.deepcopy(model).to(device=device, memory_format=memory_format)
+    x = torch.randn(batch, *image_shape, device=device).contiguous(memory_format=memory_format)
+    y = torch.randint(num_classes, (batch,), device=device)
+    optimizer = make_optimizer(model, config)
+
+    def train_step() -> None:
+        training_step(model, optimizer, x, y, amp=amp)
+
+    def infer_step() -> None:
+        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
+            model(x)
+
+    model.train()
+    train_rate = _images_per_s(train_step, batch, device)
+    peak_mb = _peak_memory_mb(train_step, device)
+    model.eval()
+    infer_rate = _images_per_s(infer_step, batch, device)
+    return {
+        "train_images_per_s": train_rate,
+        "infer_images_per_s": infer_rate,
+        "peak_memory_mb": peak_mb,
+    }
+
+
+def _images_per_s(step: Callable[[], None], batch: int, device: torch.device) -> float:
+    """Images/s of `step` after warm-up, over a timed round of at least MIN_TIMED_SECONDS."""
+    for _ in range(WARMUP_STEPS):
+        step()
+    repeats = 1
+    while True:
+        _synchronize(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        _synchronize(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= MIN_TIMED_SECONDS:
+            return repeats * batch / elapsed
+        repeats *= 2
+
+
+def _peak_memory_mb(step: Callable[[], None], device: torch.device) -> float:
+    """Peak allocated device memory (MiB) during one `step` on CUDA; NaN elsewhere."""
+    if device.type != "cuda":
+        return math.nan
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,176 @@
+"""`run_variant(config) -> dict`: one design point turned into every measured number.
+
+Data, model, anti-aliasing, training and evaluation in one call, used by the study engine and by
+users. Run one from the shell with `python -m ablate.variant key=value ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from ablate.antialias import antialias
+from ablate.data import load_dataset
+from ablate.metrics import (
+    accuracy,
+    accuracy_vs_shift,
+    adversarial_accuracy,
+    consistency,
+    filter_tv,
+)
+from ablate.models import build_model
+from ablate.shifts import SHIFT_KINDS
+from ablate.speed import measure_speed
+from ablate.train import TrainingDiverged, train
+from ablate.variant_config import VariantConfig
+
+NUM_CLASSES = 10  # both datasets have ten classes
+
+
+def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
+    """Build, anti-alias, train and evaluate the variant `config`; the metrics of DEVELOPERS.md.
+
+    The seed `config.seed` fixes the model's initialisation, the minibatch order, augmentation
+    and the offsets of the consistency metric; `config.data_seed` fixes the data.
+    Raises `ValueError` for a bad config or device and `TrainingDiverged` for a diverged run.
+    """
+    config = as_config(config)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    splits = load_dataset(
+        config.dataset,
+        train_size=config.train_size,
+        test_size=config.test_size,
+        seed=config.data_seed,
+        device=device,
+        data_dir=config.data_dir,
+    )
+    model = build_model(config.model, num_classes=NUM_CLASSES, width=config.width)
+    if config.placement != "none":
+        model, _ = antialias(
+            model,
+            filter_size=config.filter_size,
+            padding=config.padding,
+            placement=config.placement,
+            sites=config.sites,
+            antialias_stem=config.antialias_stem,
+            filter=config.filter,
+            taps=config.taps,
+            sigma=config.sigma,
+            backend=config.backend,
+        )
+    trained = train(model, splits, config, device)
+    metrics = evaluate(model, splits.test_x, splits.test_y, config)
+    metrics.update(measure_speed(model, config, device, image_shape=tuple(splits.test_x.shape[1:])))
+    metrics.update(
+        train_seconds=trained.seconds,
+        final_train_loss=trained.final_loss,
+        params=sum(p.numel() for p in model.parameters()),
+        device=device_name(device),
+    )
+    return metrics
+
+
+def evaluate(
+    model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, config: VariantConfig
+) -> dict[str, Any]:
+    """Accuracy on all of the test set; shift metrics and filter TV on its first `eval_size`."""
+    n_eval = test_x.shape[0] if config.eval_size is None else min(config.eval_size, test_x.shape[0])
+    x, y = test_x[:n_eval], test_y[:n_eval]
+    metrics: dict[str, Any] = {
+        "accuracy": accuracy(model, test_x, test_y),
+        "n_test": test_x.shape[0],
+        "n_eval": n_eval,
+    }
+    for kind in SHIFT_KINDS:
+        protocol = {"kind": kind, "pad": config.crop_pad, "fill": config.crop_fill}
+        metrics[f"consistency_{kind}"] = consistency(
+            model, x, shift=config.shift, seed=config.seed, **protocol
+        )
+        metrics[f"adversarial_{kind}"] = adversarial_accuracy(
+            model, x, y, shift=config.shift, **protocol
+        )
+        accuracies, true_probs = accuracy_vs_shift(
+            model, x, y, diagonal=config.diagonal, **protocol
+        )
+        metrics[f"accuracy_vs_shift_{kind}"] = accuracies
+        metrics[f"true_prob_vs_shift_{kind}"] = true_probs
+    tv = filter_tv(model)
+    metrics["filter_tv"] = tv
+    metrics["filter_tv_mean"] = sum(tv.values()) / len(tv) if tv else math.nan
+    return metrics
+
+
+def as_config(config: VariantConfig | dict[str, Any]) -> VariantConfig:
+    """`config` validated as a VariantConfig (pydantic's errors name the field)."""
+    if isinstance(config, VariantConfig):
+        return config
+    if isinstance(config, dict):
+        return VariantConfig.model_validate(config)
+    raise ValueError(f"config must be a VariantConfig or a dict, got {type(config).__name__}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N', checked to exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} was asked for but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s)"
+            )
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's marketing name, or 'cpu'."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run one variant from `key=value` settings and print its metrics as JSON."""
+    fields = ", ".join(
+        f"{name}={field.default!r}" for name, field in VariantConfig.model_fields.items()
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m ablate.variant",
+        description="Train and evaluate one variant; print its metrics as JSON.",
+        epilog=f"Settings (defaults): {fields}",
+    )
+    parser.add_argument(
+        "settings",
+        nargs="*",
+        metavar="key=value",
+        help="values are read as YAML, e.g. taps=[1,2,1]",
+    )
+    args = parser.parse_args(argv)
+    settings = {}
+    for item in args.settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"setting {item!r} is not of the form key=value")
+        settings[key] = yaml.safe_load(value)
+    try:
+        metrics = run_variant(settings)
+    except (ValueError, TrainingDiverged) as error:
+        sys.exit(f"error: {error}")
+    print(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+    main()
