@@ -1,0 +1,328 @@
+"""Pieces shared by the blur-pool kernels: per-axis gather tables, tiling and launch plumbing.
+
+Every op here is separable: along each axis an output reads a few input positions with fixed
+weights. The padding mode only changes *which* positions, so it is resolved once per axis size
+on the host into a small gather table (source index and weight per output and tap; -1 marks a
+zero-padded read). The backward pass needs the transpose of that map, which is many-to-one
+under reflect/circular/replicate padding (several taps can land on one input, and on a map
+smaller than the pad even several outputs' taps). Inverting it on the host into a second table
+(per input: the outputs that read it and the summed weight) makes the backward a plain gather
+as well: deterministic, no atomics. Tables hold O(size · taps) entries and are cached.
+
+A program owns one tile ``BLOCK_C`` channels × ``BLOCK_H`` × ``BLOCK_W`` of the map it writes;
+all addressing goes through strides, so NCHW and channels_last inputs are read in place.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.tuning import check_config, launch_config, tuning_key
+
+INT32_LIMIT = 2**31
+
+
+# ----------------------------------------------------------------------------- sizes and layout
+
+
+def blur_output_size(size: int, stride: int, pad_off: int) -> int:
+    """Spec §2: ``floor((size + 2·pad_off - 1) / stride) + 1`` (works on SymInts too)."""
+    return (size + 2 * pad_off - 1) // stride + 1
+
+
+def keeps_channels_last(x: torch.Tensor) -> bool:
+    """Whether outputs derived from ``x`` should be channels_last (x is, and not also NCHW)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def empty_output(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised tensor of ``shape`` with ``x``'s dtype, device and memory format."""
+    fmt = torch.channels_last if keeps_channels_last(x) else torch.contiguous_format
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+
+
+def output_buffer(
+    out: torch.Tensor | None, like: torch.Tensor, shape: tuple[int, ...]
+) -> torch.Tensor:
+    """``out`` when given (it must match ``shape`` and ``like``'s dtype and device), else a new
+    tensor in ``like``'s memory format. Passing ``out`` lets tests poison it beforehand."""
+    if out is None:
+        return empty_output(like, shape)
+    if tuple(out.shape) != tuple(shape) or out.dtype != like.dtype or out.device != like.device:
+        raise ValueError(
+            f"out: shape {tuple(out.shape)}, {out.dtype} on {out.device}; expected "
+            f"{tuple(shape)}, {like.dtype} on {like.device}"
+        )
+    return out
+
+
+def needs_int64(*tensors: torch.Tensor) -> bool:
+    """True when some element of some tensor lies at an offset int32 cannot hold."""
+    for t in tensors:
+        if t.numel() == 0:
+            continue
+        steps = zip(t.shape, t.stride(), strict=True)
+        extent = 1 + sum((size - 1) * stride for size, stride in steps)
+        if max(extent, t.numel()) >= INT32_LIMIT:
+            return True
+    return False
+
+
+def accumulator_dtype(x: torch.Tensor) -> tl.dtype:
+    """fp32 accumulation for every input type, fp64 for fp64 inputs (so gradcheck works)."""
+    return tl.float64 if x.dtype == torch.float64 else tl.float32
+
+
+# ----------------------------------------------------------------------------- gather tables
+
+
+def source_index(q: torch.Tensor, size: int, padding: str) -> torch.Tensor:
+    """Map padded positions ``q`` of an axis of ``size`` to the index read (spec §2); -1 = zero.
+
+    Defined for any pad, also one as large as the map: reflect has period 2(size-1) (size 1
+    always reads 0), circular wraps modulo size, replicate clamps, zeros reads nothing.
+    """
+    if padding == "zeros":
+        return torch.where((q >= 0) & (q < size), q, -1)
+    if padding == "replicate":
+        return q.clamp(0, size - 1)
+    if padding == "circular":
+        return q.remainder(size)
+    if padding == "reflect":
+        if size == 1:
+            return torch.zeros_like(q)
+        period = 2 * (size - 1)
+        folded = q.remainder(period)
+        return torch.where(folded < size, folded, period - folded)
+    raise ValueError(f"padding={padding!r}: expected zeros, reflect, replicate or circular")
+
+
+class AxisTables(NamedTuple):
+    """Gather tables of one axis, on the device the op runs on.
+
+    ``fwd_src``/``fwd_wt``: (out_size, taps) — input index (-1: zero padding) and weight.
+    ``bwd_src``/``bwd_wt``: (in_size, width) — the outputs reading each input (-1: empty slot)
+    and the summed weight of every tap by which that output reads it.
+    """
+
+    fwd_src: torch.Tensor
+    fwd_wt: torch.Tensor
+    bwd_src: torch.Tensor
+    bwd_wt: torch.Tensor
+
+    @property
+    def fwd_width(self) -> int:
+        return self.fwd_src.shape[1]
+
+    @property
+    def bwd_width(self) -> int:
+        return self.bwd_src.shape[1]
+
+
+@functools.lru_cache(maxsize=512)
+def axis_tables(
+    size: int,
+    taps: tuple[float, ...],
+    stride: int,
+    pad_off: int,
+    padding: str,
+    device: torch.device,
+) -> AxisTables:
+    """The forward and backward gather tables of blur-pooling an axis of ``size`` (spec §2)."""
+    k = len(taps)
+    out_size = blur_output_size(size, stride, pad_off)
+    pad_before = (k - 1) // 2 + pad_off
+    q = torch.arange(out_size)[:, None] * stride + torch.arange(k)[None, :] - pad_before
+    fwd_src = source_index(q, size, padding)
+    fwd_wt = torch.tensor(taps, dtype=torch.float64).expand(out_size, k).where(fwd_src >= 0, 0.0)
+
+    # Transpose: merge the (input, output) pairs that repeat, then lay each input's list out
+    # as one row, padded to the longest list.
+    outputs = torch.arange(out_size)[:, None].expand(out_size, k)
+    read = fwd_src >= 0
+    pair = fwd_src[read] * out_size + outputs[read]
+    pairs, inverse = torch.unique(pair, sorted=True, return_inverse=True)
+    weights = torch.zeros(pairs.numel(), dtype=torch.float64).index_add_(0, inverse, fwd_wt[read])
+    inputs, readers = pairs // out_size, pairs % out_size
+    counts = torch.bincount(inputs, minlength=size)
+    slot = torch.arange(pairs.numel()) - (torch.cumsum(counts, 0) - counts)[inputs]
+    width = max(1, int(counts.max()))
+    bwd_src = torch.full((size, width), -1, dtype=torch.int64)
+    bwd_wt = torch.zeros((size, width), dtype=torch.float64)
+    bwd_src[inputs, slot] = readers
+    bwd_wt[inputs, slot] = weights
+
+    def to_device(src: torch.Tensor, wt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (
+            src.to(device=device, dtype=torch.int32).contiguous(),
+            wt.to(device=device, dtype=torch.float32).contiguous(),
+        )
+
+    return AxisTables(*to_device(fwd_src, fwd_wt), *to_device(bwd_src, bwd_wt))
+
+
+# ----------------------------------------------------------------------------- launching
+
+
+def resolve_config(
+    op: str,
+    x: torch.Tensor,
+    filter_size: int,
+    stride: int,
+    config: dict[str, Any] | None,
+    *,
+    max_kernel: int = 0,
+    relu: bool = False,
+) -> dict[str, int]:
+    """An explicit ``config`` (checked), else the tuned or heuristic one for this call."""
+    if config is not None:
+        return check_config(config)
+    key = tuning_key(x, filter_size, stride, max_kernel=max_kernel, relu=relu)
+    return launch_config(op, key)
+
+
+def launch_tiled(
+    kernel: Any,
+    config: dict[str, int],
+    out: torch.Tensor,
+    *args: Any,
+    **constexprs: Any,
+) -> None:
+    """Launch ``kernel`` over tiles of ``out`` (N, C, H, W): one program per channel block of
+    one image and one spatial tile, on a 1-D grid (no 65 535 limit on any axis).
+
+    ``args`` are the kernel's leading arguments; the tile counts and the config's block sizes
+    are appended, then ``constexprs``.
+    """
+    n, c, h, w = out.shape
+    if out.numel() == 0:
+        return
+    c_blocks = triton.cdiv(c, config["BLOCK_C"])
+    tiles_w = triton.cdiv(w, config["BLOCK_W"])
+    tiles = triton.cdiv(h, config["BLOCK_H"]) * tiles_w
+    kernel[(n * c_blocks * tiles,)](
+        *args,
+        c_blocks,
+        tiles_w,
+        tiles,
+        BLOCK_C=config["BLOCK_C"],
+        BLOCK_H=config["BLOCK_H"],
+        BLOCK_W=config["BLOCK_W"],
+        num_warps=config["num_warps"],
+        num_stages=config["num_stages"],
+        **constexprs,
+    )
+
+
+# ----------------------------------------------------------------------------- Triton helpers
+
+
+@triton.jit
+def as_index(v, INDEX_64: tl.constexpr):
+    """``v`` widened to int64 when the launch needs 64-bit offsets."""
+    if INDEX_64:
+        v = v.to(tl.int64)
+    return v
+
+
+@triton.jit
+def tile_coords(
+    pid,
+    c_blocks,
+    tiles_w,
+    tiles,
+    BLOCK_C: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
+    """Image ``n``, channels [BC,1,1], rows [1,BH,1] and columns [1,1,BW] of program ``pid``.
+
+    Programs of one channel block run over its tiles row by row, so neighbours share halos.
+    """
+    plane = pid // tiles
+    tile = pid % tiles
+    n = plane // c_blocks
+    c = (plane % c_blocks) * BLOCK_C + tl.arange(0, BLOCK_C)
+    rows = (tile // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)
+    cols = (tile % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)
+    return n, c[:, None, None], rows[None, :, None], cols[None, None, :]
+
+
+@triton.jit
+def plane_offsets(n, c, stride_n, stride_c, INDEX_64: tl.constexpr):
+    """Offsets [BC,1,1] of the first element of each channel's map of image ``n``."""
+    return as_index(n, INDEX_64) * stride_n + as_index(c, INDEX_64) * stride_c
+
+
+@triton.jit
+def element_offsets(plane, rows, cols, stride_h, stride_w, INDEX_64: tl.constexpr):
+    """Offsets of elements (rows, cols) of the maps starting at ``plane`` (broadcast)."""
+    return plane + as_index(rows, INDEX_64) * stride_h + as_index(cols, INDEX_64) * stride_w
+
+
+@triton.jit
+def tile_offsets(n, c, rows, cols, stride_n, stride_c, stride_h, stride_w, INDEX_64: tl.constexpr):
+    """Offsets [BC,BH,BW] of the tile's elements in a tensor with the given strides."""
+    plane = plane_offsets(n, c, stride_n, stride_c, INDEX_64)
+    return element_offsets(plane, rows, cols, stride_h, stride_w, INDEX_64)
+
+
+@triton.jit
+def separable_gather(
+    ptr,
+    plane,
+    rows,
+    cols,
+    row_ok,
+    col_ok,
+    mask,
+    stride_h,
+    stride_w,
+    src_h_ptr,
+    wt_h_ptr,
+    src_w_ptr,
+    wt_w_ptr,
+    WIDTH_H: tl.constexpr,
+    WIDTH_W: tl.constexpr,
+    ACC_DTYPE: tl.constexpr,
+    RELU: tl.constexpr,
+    MAX_KERNEL: tl.constexpr,
+    INDEX_64: tl.constexpr,
+):
+    """``Σ_i wt_h[rows, i] · Σ_j wt_w[cols, j] · value(src_h[rows, i], src_w[cols, j])``.
+
+    ``ptr + plane`` is the [BC,1,1] start of each channel's map; ``rows``/``cols`` index the
+    tables where ``row_ok``/``col_ok``; lanes outside ``mask`` read nothing and give 0.
+    ``value`` reads the map (ReLU applied on load when ``RELU``), or, for ``MAX_KERNEL > 1``,
+    the maximum of the ``MAX_KERNEL``² window whose top-left is that position, so the dense
+    max map never exists in memory. Index -1 in a table reads zero (zero padding).
+    """
+    acc = tl.zeros(mask.shape, ACC_DTYPE)
+    for i in range(WIDTH_H):
+        src_h = tl.load(src_h_ptr + rows * WIDTH_H + i, mask=row_ok, other=-1)
+        wt_h = tl.load(wt_h_ptr + rows * WIDTH_H + i, mask=row_ok, other=0.0)
+        row_sum = tl.zeros(mask.shape, ACC_DTYPE)
+        for j in tl.static_range(WIDTH_W):
+            src_w = tl.load(src_w_ptr + cols * WIDTH_W + j, mask=col_ok, other=-1)
+            wt_w = tl.load(wt_w_ptr + cols * WIDTH_W + j, mask=col_ok, other=0.0)
+            offs = element_offsets(plane, src_h, src_w, stride_h, stride_w, INDEX_64)
+            ok = mask & (src_h >= 0) & (src_w >= 0)
+            value = tl.load(ptr + offs, mask=ok, other=0.0)
+            for u in tl.static_range(MAX_KERNEL):
+                for v in tl.static_range(MAX_KERNEL):
+                    if u + v > 0:
+                        other = tl.load(
+                            ptr + offs + u * stride_h + v * stride_w, mask=ok, other=0.0
+                        )
+                        value = tl.maximum(value, other, propagate_nan=tl.PropagateNan.ALL)
+            value = value.to(ACC_DTYPE)
+            if RELU:
+                value = tl.maximum(value, 0.0, propagate_nan=tl.PropagateNan.ALL)
+            row_sum += wt_w * value
+        acc += wt_h * row_sum
+    return acc
