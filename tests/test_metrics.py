@@ -1,0 +1,283 @@
+"""Shift helpers and metrics against per-image references and models of known invariance."""
+
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ablate.metrics import (
+    accuracy,
+    accuracy_vs_shift,
+    adversarial_accuracy,
+    consistency,
+    filter_tv,
+    normalised_tv,
+    predict_logits,
+)
+from ablate.shifts import circular_shift, crop_shift, draw_offsets, shift_images
+
+
+def images(n=6, c=3, h=7, w=9, seed=0, dtype=torch.float32):
+    return torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def crop_reference(image, dh, dw, pad, fill):
+    """One image C×H×W shifted by the crop protocol, by explicit index arithmetic."""
+    _, h, w = image.shape
+    out = torch.zeros_like(image)
+    for r, s in itertools.product(range(h), range(w)):
+        i, j = r + dh, s + dw
+        if fill == "reflect":
+            i, j = abs(i) if i < h else 2 * (h - 1) - i, abs(j) if j < w else 2 * (w - 1) - j
+        if 0 <= i < h and 0 <= j < w:
+            out[:, r, s] = image[:, i, j]
+    return out
+
+
+class GlobalMeanLinear(nn.Module):
+    """Exactly invariant to circular shifts: the logits see only each channel's mean."""
+
+    def __init__(self, channels=3, classes=5):
+        super().__init__()
+        self.linear = nn.Linear(channels, classes, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.linear(x.mean((-2, -1)))
+
+
+class FlatLinear(nn.Module):
+    """Position-dependent: a linear map of the flattened image."""
+
+    def __init__(self, shape=(3, 8, 8), classes=5):
+        super().__init__()
+        self.linear = nn.Linear(math.prod(shape), classes, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.linear(x.flatten(1))
+
+
+@pytest.fixture
+def test_set():
+    torch.manual_seed(0)
+    x = images(n=64, h=8, w=8, seed=1, dtype=torch.float64)
+    return x
+
+
+def own_labels(model, x):
+    """Labels the model gets right on clean images, half of them then scrambled."""
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[::2] = (y[::2] + 1) % 5
+    return y
+
+
+# --- shifts -------------------------------------------------------------------------------
+
+
+def test_circular_shift_matches_per_image_roll_on_layouts():
+    x = images()
+    offsets = torch.tensor([[1, -2], [0, 0], [-3, 4], [9, -11], [-7, 9], [6, 8]])
+    expected = torch.stack(
+        [torch.roll(x[i], tuple(offsets[i].tolist()), dims=(-2, -1)) for i in range(6)]
+    )
+    every_other_row = torch.zeros(6, 3, 14, 9)
+    every_other_row[:, :, ::2] = x
+    variants = {
+        "contiguous": x,
+        "channels_last": x.contiguous(memory_format=torch.channels_last),
+        "strided": every_other_row[:, :, ::2],
+    }
+    for layout, xv in variants.items():
+        assert torch.equal(circular_shift(xv, offsets), expected), layout
+
+
+@pytest.mark.parametrize("fill", ["zeros", "reflect"])
+def test_crop_shift_matches_per_image_reference(fill):
+    x = images(n=5, h=6, w=7)
+    pad = 3
+    offsets = draw_offsets(5, pad, torch.Generator().manual_seed(3))
+    offsets[0] = torch.tensor([pad, -pad])
+    out = torch.full_like(x, float("nan"))
+    out[:] = crop_shift(x, offsets, pad=pad, fill=fill)
+    for i, (dh, dw) in enumerate(offsets.tolist()):
+        torch.testing.assert_close(out[i], crop_reference(x[i], dh, dw, pad, fill), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("fill", ["zeros", "reflect"])
+def test_crop_shift_at_offset_zero_is_identity(fill):
+    x = images()
+    assert torch.equal(crop_shift(x, (0, 0), pad=4, fill=fill), x)
+    assert torch.equal(shift_images(x, (0, 0), "circular"), x)
+
+
+def test_uniform_offset_equals_torch_roll():
+    x = images()
+    assert torch.equal(shift_images(x, (2, -3), "circular"), torch.roll(x, (2, -3), (-2, -1)))
+
+
+def test_draw_offsets_covers_the_square_uniformly():
+    offsets = draw_offsets(20000, 2, torch.Generator().manual_seed(0))
+    assert offsets.min() == -2 and offsets.max() == 2
+    counts = torch.unique(offsets, dim=0, return_counts=True)[1]
+    assert len(counts) == 25
+    assert counts.min() > 0.8 * 20000 / 25 and counts.max() < 1.2 * 20000 / 25
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda x: crop_shift(x, (3, 0), pad=2), "pad=2"),
+        (lambda x: crop_shift(x, (0, 0), pad=7, fill="reflect"), "reflect"),
+        (lambda x: crop_shift(x, (0, 0), pad=1, fill="edge"), "fill"),
+        (lambda x: shift_images(x, (0, 0), "diagonal"), "kind"),
+        (lambda x: circular_shift(x, torch.zeros(5, 2, dtype=torch.long)), "offsets"),
+        (lambda x: circular_shift(x, (0.5, 1.0)), "integers"),
+        (lambda x: circular_shift(x[0], (0, 0)), "N×C×H×W"),
+    ],
+)
+def test_bad_shift_arguments_are_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(images())
+
+
+# --- accuracy, consistency, adversarial, vs shift ----------------------------------------
+
+
+def test_invariant_model_is_fully_consistent_and_unbeatable_by_circular_shifts(test_set):
+    model = GlobalMeanLinear()
+    y = own_labels(model, test_set)
+    clean = accuracy(model, test_set, y)
+    assert clean == 50
+    assert consistency(model, test_set, kind="circular", shift=3, seed=0) == 100
+    assert adversarial_accuracy(model, test_set, y, kind="circular", shift=3) == clean
+    accuracies, _ = accuracy_vs_shift(model, test_set, y, kind="circular", diagonal=4)
+    assert accuracies == [clean] * 5
+
+
+def test_position_dependent_model_scores_less(test_set):
+    model = FlatLinear()
+    y = own_labels(model, test_set)
+    clean = accuracy(model, test_set, y)
+    for kind in ("circular", "crop"):
+        assert consistency(model, test_set, kind=kind, shift=3, seed=0, pad=3) < 100
+        assert adversarial_accuracy(model, test_set, y, kind=kind, shift=2, pad=2) < clean
+
+
+@pytest.mark.parametrize("kind", ["circular", "crop"])
+def test_consistency_with_no_shift_is_100(test_set, kind):
+    assert consistency(FlatLinear(), test_set, kind=kind, shift=0, seed=5, pad=2) == 100
+
+
+@pytest.mark.parametrize(("kind", "fill"), [("circular", "zeros"), ("crop", "reflect")])
+def test_consistency_matches_per_image_reference(test_set, kind, fill):
+    model = FlatLinear()
+    generator = torch.Generator().manual_seed(11)
+    first, second = draw_offsets(64, 3, generator), draw_offsets(64, 3, generator)
+
+    def per_image_class(offsets):
+        return torch.stack(
+            [
+                model(shift_images(test_set[i : i + 1], offsets[i], kind, pad=3, fill=fill))[0]
+                for i in range(64)
+            ]
+        ).argmax(1)
+
+    with torch.no_grad():
+        expected = 100 * (per_image_class(first) == per_image_class(second)).double().mean()
+    measured = consistency(model, test_set, kind=kind, shift=3, seed=11, pad=3, fill=fill)
+    assert measured == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize("kind", ["circular", "crop"])
+def test_adversarial_matches_exhaustive_reference(test_set, kind):
+    model = FlatLinear()
+    y = own_labels(model, test_set)
+    correct_everywhere = torch.ones(64, dtype=torch.bool)
+    with torch.no_grad():
+        for dh, dw in itertools.product(range(-2, 3), repeat=2):
+            for i in range(64):
+                shifted = shift_images(test_set[i : i + 1], (dh, dw), kind, pad=2)
+                correct_everywhere[i] &= bool(model(shifted).argmax(1) == y[i])
+    expected = 100 * correct_everywhere.double().mean().item()
+    measured = adversarial_accuracy(model, test_set, y, kind=kind, shift=2, pad=2, batch_size=7)
+    assert measured == pytest.approx(expected)
+
+
+def test_accuracy_and_true_prob_vs_shift_match_reference(test_set):
+    model = FlatLinear()
+    y = own_labels(model, test_set)
+    accuracies, true_probs = accuracy_vs_shift(
+        model, test_set, y, kind="crop", diagonal=2, pad=3, fill="zeros", batch_size=10
+    )
+    assert len(accuracies) == len(true_probs) == 3
+    with torch.no_grad():
+        for d in range(3):
+            shifted = torch.stack([crop_reference(im, d, d, 3, "zeros") for im in test_set])
+            probs = model(shifted).softmax(1)
+            assert accuracies[d] == pytest.approx(
+                100 * (probs.argmax(1) == y).double().mean().item()
+            )
+            assert true_probs[d] == pytest.approx(probs[torch.arange(64), y].mean().item())
+
+
+def test_metrics_chunking_and_mode_restoration():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(5))
+    x = images(n=10, h=8, w=8)
+    model(x)
+    model.train()
+    whole = predict_logits(model, x, offsets=(1, 1), kind="crop", pad=1)
+    chunked = predict_logits(model, x, offsets=(1, 1), kind="crop", pad=1, batch_size=3)
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+    assert model.training
+
+
+def test_metrics_reject_bad_inputs(test_set):
+    model = FlatLinear()
+    with pytest.raises(ValueError, match="y must"):
+        accuracy(model, test_set, torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="non-empty"):
+        accuracy(model, test_set[:0], torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="batch_size"):
+        predict_logits(model, test_set, batch_size=0)
+
+
+# --- filter smoothness --------------------------------------------------------------------
+
+
+def test_tv_of_a_known_kernel_and_of_a_constant_is_exact():
+    w = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    # vertical |2-0| + |3-1| = 4, horizontal |1-0| + |3-2| = 2, Σ|w| = 6
+    assert normalised_tv(w).item() == pytest.approx(1.0)
+    assert normalised_tv(torch.full((4, 3, 5, 5), -0.7)).abs().max() == 0
+
+
+def test_tv_grows_with_noise():
+    noise = torch.randn(8, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+    levels = [normalised_tv(1.0 + scale * noise).mean().item() for scale in (0.01, 0.1, 0.5, 2.0)]
+    assert levels == sorted(levels) and levels[0] > 0
+
+
+def test_tv_matches_loop_reference():
+    w = torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    tv = normalised_tv(w)
+    for o, i in itertools.product(range(2), range(3)):
+        k = w[o, i]
+        diffs = sum(abs(k[r + 1, s] - k[r, s]) for r in range(3) for s in range(5)) + sum(
+            abs(k[r, s + 1] - k[r, s]) for r in range(4) for s in range(4)
+        )
+        assert tv[o, i].item() == pytest.approx((diffs / k.abs().sum()).item())
+
+
+def test_filter_tv_names_layers_and_skips_pointwise_convs():
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.Sequential(nn.Conv2d(4, 4, 1), nn.Conv2d(4, 2, (1, 3)))
+    )
+    with torch.no_grad():
+        model[0].weight.fill_(0.3)
+        model[0].weight[0].zero_()  # all-zero filters are left out of the mean
+    tv = filter_tv(model)
+    assert set(tv) == {"0", "1.1"}
+    assert tv["0"] == 0
+    assert tv["1.1"] == pytest.approx(normalised_tv(model[1][1].weight).mean().item())
