@@ -8,9 +8,10 @@ A configuration is looked up, first hit wins, in
 2. the table shipped for this GPU in ``kernels/tuned/<gpu-slug>.json``;
 3. a heuristic (:func:`heuristic_config`).
 
-Within a table an exact key wins; otherwise the entry with the same op parameters (dtype,
-layout, filter size, stride, max kernel, ReLU) and the nearest shape buckets is used, since a
-tile tuned for a neighbouring size is a better guess than the heuristic. Tables are read once
+Within a table an exact key wins; otherwise the nearest entry that can stand in for it (same
+layout, stride, max kernel and element size; nearest shape buckets and filter size, see
+:func:`_distance`), since a tile tuned for a neighbouring problem is a better guess than the
+heuristic. Tables are read once
 per process; :func:`save_config` refreshes them.
 
 How the kernels use it: a launcher builds ``key = tuning_key(x, filter_size, stride,
@@ -290,15 +291,28 @@ def save_config(
     return path
 
 
+def _itemsize(dtype: str) -> int:
+    return torch.empty((), dtype=getattr(torch, dtype)).element_size()
+
+
 def _distance(a: TuningKey, b: TuningKey) -> float | None:
-    """How far two keys' shape buckets lie apart (log2 steps); None if other fields differ."""
-    if dataclasses.replace(a, nc=1, hw=1, c=1) != dataclasses.replace(b, nc=1, hw=1, c=1):
+    """How far apart two keys lie, or None when one's entry cannot stand in for the other's.
+
+    Layout, stride and max kernel must match, and the dtypes must have the same element size
+    (the kernels are memory-bound: fp16 and bf16 tiles behave alike). The distance adds the
+    log2 steps between shape buckets, the difference in filter size, and one for a different
+    ReLU or dtype.
+    """
+    if (a.layout, a.stride, a.max_kernel) != (b.layout, b.stride, b.max_kernel):
         return None
-    return sum(abs(math.log2(getattr(a, f)) - math.log2(getattr(b, f))) for f in ("nc", "hw", "c"))
+    if _itemsize(a.dtype) != _itemsize(b.dtype):
+        return None
+    steps = sum(abs(math.log2(getattr(a, f)) - math.log2(getattr(b, f))) for f in ("nc", "hw", "c"))
+    return steps + abs(a.filter_size - b.filter_size) + (a.relu != b.relu) + (a.dtype != b.dtype)
 
 
 def table_config(table: dict[str, Any] | None, op: str, key: TuningKey) -> dict[str, int] | None:
-    """The table's entry for ``key``, else its entry with the nearest shape buckets, else None."""
+    """The table's entry for ``key``, else its nearest stand-in (:func:`_distance`), else None."""
     if table is None:
         return None
     entries: dict[str, Any] = table["configs"].get(op, {})

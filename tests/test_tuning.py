@@ -87,12 +87,16 @@ def test_user_cache_beats_shipped_table_beats_heuristic():
     assert tuning.launch_config("blur_pool_fwd", key) == CONFIG_A
 
 
-def test_nearest_bucket_is_used_only_for_the_same_op_parameters():
+def test_nearest_entry_stands_in_only_for_compatible_keys():
     tuning.save_config("max_blur_pool_fwd", make_key(hw=4096, max_kernel=2), CONFIG_A)
     tuning.save_config("max_blur_pool_fwd", make_key(hw=64, max_kernel=2), CONFIG_B)
     assert tuning.launch_config("max_blur_pool_fwd", make_key(hw=2048, max_kernel=2)) == CONFIG_A
     assert tuning.launch_config("max_blur_pool_fwd", make_key(hw=128, max_kernel=2)) == CONFIG_B
-    for other in (make_key(dtype="bfloat16", max_kernel=2), make_key(max_kernel=3)):
+    # Same element size, other filter size: still the nearest entry.
+    near = make_key(hw=2048, max_kernel=2, dtype="bfloat16", filter_size=7)
+    assert tuning.launch_config("max_blur_pool_fwd", near) == CONFIG_A
+    for other in (make_key(dtype="float32", max_kernel=2), make_key(max_kernel=3),
+                  make_key(max_kernel=2, layout="channels_last"), make_key(max_kernel=2, stride=3)):
         assert tuning.launch_config("max_blur_pool_fwd", other) == tuning.heuristic_config(
             "max_blur_pool_fwd", other
         )
