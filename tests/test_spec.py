@@ -1,0 +1,164 @@
+"""The spec loader: bad files are rejected with a message naming the problem; good ones load."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ablate.spec import SpecError, StudySpec, load_spec
+
+SPECS = Path(__file__).parent / "data" / "specs"
+
+# file, fragments the message must contain (the key path, the bad value, what is allowed)
+BAD_SPECS = [
+    ("bad_unknown_key.yaml", ["top level", "unknown key 'samplr'", "did you mean 'sampler'"]),
+    ("bad_unknown_field.yaml", ["space.paddng", "unknown field 'paddng'", "valid fields:"]),
+    ("bad_wrong_type.yaml", ["base.width", "'wide'", "valid integer"]),
+    ("bad_empty_choices.yaml", ["space.padding.choices", "at least 1 item"]),
+    ("bad_unknown_condition.yaml", ["space.sigma.when.filtr", "unknown parameter 'filtr'"]),
+    ("bad_padding_mode.yaml", ["space.padding.choices[1]", "'mirror'", "'reflect'", "'circular'"]),
+    ("bad_broken_yaml.yaml", ["broken YAML", "line 4"]),
+    ("bad_float_on_grid.yaml", ["space.lr", "grid sampler needs finite values"]),
+    ("bad_unknown_metric.yaml", ["objectives[0].metric", "accuracy_vs_shift_crop", "'accuracy'"]),
+    ("bad_missing_sigma.yaml", ["filter='gaussian'", "needs sigma"]),
+    ("bad_tpe_without_trials.yaml", ["sampler", "needs trials"]),
+    ("bad_seed_in_base.yaml", ["base.seed", "seeds:"]),
+    ("bad_condition_value.yaml", ["space.sigma.when.filter", "'gaussian' is never taken"]),
+    ("no_such_file.yaml", ["cannot read the spec", "No such file"]),
+]
+
+
+@pytest.mark.parametrize(("name", "fragments"), BAD_SPECS, ids=[b[0] for b in BAD_SPECS])
+def test_bad_spec_is_rejected_with_a_message_naming_the_problem(name, fragments):
+    path = SPECS / name
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    message = str(caught.value)
+    assert message.startswith(str(path)), message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert "Traceback" not in message and "pydantic" not in message
+
+
+def test_spec_error_is_a_value_error():
+    with pytest.raises(ValueError, match="no_such_file"):
+        load_spec(SPECS / "no_such_file.yaml")
+
+
+def test_example_spec_loads_and_its_grid_covers_the_conditional_space():
+    spec = load_spec(SPECS / "example.yaml")
+    points = spec.grid_points()
+    # filter_size 3 x padding 3 x filter 2 x width 2; sigma is a fixed value, not a grid axis
+    assert len(points) == 36
+    assert len({tuple(sorted(p.items())) for p in points}) == len(points)
+    expected = itertools.product(
+        [1, 3, 5], ["zeros", "reflect", "circular"], ["binomial", "gaussian"], [8, 16]
+    )
+    axes = ("filter_size", "padding", "filter", "width")
+    assert {tuple(p[a] for a in axes) for p in points} == set(expected)
+    point = next(p for p in points if p["filter"] == "gaussian")
+    gaussian = spec.config(point | spec.fixed_values(point), seed=1)
+    assert gaussian.sigma == 1.0 and gaussian.seed == 1
+
+
+def _write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _minimal(**changes) -> dict:
+    data = {
+        "name": "t",
+        "objectives": [{"metric": "accuracy", "direction": "maximize"}],
+        "sampler": {"name": "grid"},
+    }
+    return data | changes
+
+
+def test_conditional_choice_branches_only_where_its_condition_holds(tmp_path):
+    space = {
+        "filter": {"choices": ["binomial", "gaussian", "box"]},
+        "sigma": {"choices": [0.5, 1.0, 2.0], "when": {"filter": ["gaussian"]}},
+        "filter_size": {"int": [2, 6], "step": 2},
+    }
+    spec = load_spec(_write(tmp_path, _minimal(space=space)))
+    points = spec.grid_points()
+    # (binomial + box) x 3 sizes + gaussian x 3 sigmas x 3 sizes
+    assert len(points) == 2 * 3 + 3 * 3
+    assert all(("sigma" in p) == (p["filter"] == "gaussian") for p in points)
+    assert {p["filter_size"] for p in points} == {2, 4, 6}
+
+
+def test_resolve_skips_inactive_parameters_for_any_pick(tmp_path):
+    space = {
+        "filter": {"choices": ["binomial", "gaussian"]},
+        "sigma": {"float": [0.5, 2.0], "when": {"filter": "gaussian"}},
+        "lr": {"float": [0.01, 0.2], "log": True},
+    }
+    spec = load_spec(_write(tmp_path, _minimal(space=space, sampler={"name": "tpe", "trials": 3})))
+    rng = random.Random(0)
+    for _ in range(20):
+        values = spec.resolve(
+            lambda _n, p: rng.choice(p.choices) if p.choices else rng.uniform(*p.float_range)
+        )
+        assert ("sigma" in values) == (values["filter"] == "gaussian")
+        spec.config(values, seed=0)  # every resolved point is a valid VariantConfig
+
+
+def test_base_overrides_replace_base_values_and_are_validated(tmp_path):
+    path = _write(tmp_path, _minimal(base={"epochs": 3}))
+    assert load_spec(path, {"steps": 7}).base == {"epochs": 3, "steps": 7}
+    with pytest.raises(SpecError, match=r"base\.steps: 0 is not allowed"):
+        load_spec(path, {"steps": 0})
+
+
+def test_dumped_spec_reloads_to_the_same_study(tmp_path):
+    spec = load_spec(SPECS / "example.yaml")
+    again = tmp_path / "again.yaml"
+    again.write_text(spec.as_yaml())
+    reloaded = load_spec(again)
+    assert reloaded.fingerprint() == spec.fingerprint()
+    assert reloaded.grid_points() == spec.grid_points()
+
+
+def test_fingerprint_ignores_trial_count_but_not_the_space(tmp_path):
+    space = {"lr": {"float": [0.01, 0.2]}}
+    a = StudySpec.model_validate(_minimal(space=space, sampler={"name": "random", "trials": 3}))
+    b = StudySpec.model_validate(_minimal(space=space, sampler={"name": "random", "trials": 9}))
+    c = StudySpec.model_validate(_minimal(space={"lr": {"float": [0.01, 0.3]}},
+                                          sampler={"name": "random", "trials": 3}))
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("parameter", "fragment"),
+    [
+        ({"choices": [1], "int": [1, 2]}, "exactly one of"),
+        ({"int": [5, 1]}, "low > high"),
+        ({"float": [0.0, 1.0], "log": True}, "positive range"),
+        ({"choices": [3, 3]}, "repeat a value"),
+        ({"choices": [1, 2], "step": 1}, "only to int and float ranges"),
+        (3, "values fixed for every trial belong under base"),
+        ({"float": [1.5, 2.5]}, "does not take fractional numbers"),
+    ],
+)
+def test_malformed_parameters_are_rejected(tmp_path, parameter, fragment):
+    sampler = {"name": "random", "trials": 2}
+    path = _write(tmp_path, _minimal(space={"filter_size": parameter}, sampler=sampler))
+    with pytest.raises(SpecError, match=r"space\.filter_size") as caught:
+        load_spec(path)
+    assert fragment in str(caught.value)
+
+
+def test_conditions_that_form_a_cycle_are_rejected(tmp_path):
+    space = {
+        "filter": {"choices": ["binomial", "box"], "when": {"padding": "zeros"}},
+        "padding": {"choices": ["zeros", "reflect"], "when": {"filter": "box"}},
+    }
+    with pytest.raises(SpecError, match="cycle"):
+        load_spec(_write(tmp_path, _minimal(space=space)))
