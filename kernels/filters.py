@@ -1,0 +1,81 @@
+"""Low-pass filter taps (spec §1): one 1-D list per family, normalised to sum 1 in float64.
+
+The 2-D filter is always the outer product of these taps with themselves, so a filter is fully
+described by its 1-D taps. Normalising in float64 before any cast avoids the fp16 overflow of
+unnormalised sums (a 9-tap binomial sums to 256 per axis, 65 536 in 2-D).
+"""
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from kernels.options import FILTER_FAMILIES
+
+
+def make_taps(
+    size: int | None,
+    family: str = "binomial",
+    *,
+    taps: Sequence[float] | torch.Tensor | None = None,
+    sigma: float | None = None,
+) -> torch.Tensor:
+    """Return the 1-D taps of a low-pass filter as a float64 tensor that sums to 1.
+
+    ``size`` is the number of taps (>= 1; 1 means plain subsampling). With ``family="custom"``
+    the taps come from ``taps`` and ``size`` must be ``None`` or ``len(taps)``; ``taps`` is
+    accepted only with the custom family and ``sigma`` only with the gaussian one, so a
+    misspelt call fails instead of silently building a different filter.
+    """
+    if family not in FILTER_FAMILIES:
+        raise ValueError(f"filter family {family!r} is not one of {FILTER_FAMILIES}")
+    if taps is not None and family != "custom":
+        raise ValueError(f"taps are only used with family='custom', got family={family!r}")
+    if sigma is not None and family != "gaussian":
+        raise ValueError(f"sigma is only used with family='gaussian', got family={family!r}")
+    if family == "custom":
+        return _custom_taps(size, taps)
+    size = _checked_size(size)
+    i = torch.arange(size, dtype=torch.float64)
+    if family == "binomial":
+        raw = torch.tensor([math.comb(size - 1, j) for j in range(size)], dtype=torch.float64)
+    elif family == "box":
+        raw = torch.ones(size, dtype=torch.float64)
+    elif family == "triangle":
+        raw = torch.minimum(i + 1, size - i)
+    else:  # gaussian
+        if sigma is None or not math.isfinite(sigma) or sigma <= 0:
+            raise ValueError(
+                f"sigma={sigma!r} is invalid: the gaussian family needs a finite sigma > 0"
+            )
+        raw = torch.exp(-((i - (size - 1) / 2) ** 2) / (2 * sigma**2))
+    return raw / raw.sum()
+
+
+def _checked_size(size: object) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"filter_size={size!r} is invalid: expected an integer >= 1")
+    return size
+
+
+def _custom_taps(size: int | None, taps: Sequence[float] | torch.Tensor | None) -> torch.Tensor:
+    if taps is None:
+        raise ValueError("taps=None is invalid: family='custom' needs a list of taps")
+    try:
+        raw = torch.as_tensor(taps, dtype=torch.float64).detach().clone()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"taps={taps!r} is invalid: expected a 1-D list of numbers") from error
+    if raw.dim() != 1 or raw.numel() == 0:
+        raise ValueError(f"taps={taps!r} is invalid: expected a non-empty 1-D list of numbers")
+    if not bool(torch.isfinite(raw).all()):
+        raise ValueError(f"taps={raw.tolist()} is invalid: every tap must be finite")
+    total = raw.sum()
+    # Relative test, so that cancellation noise such as [0.1, 0.2, -0.3] also counts as zero.
+    if abs(float(total)) <= 1e-12 * float(raw.abs().sum()):
+        raise ValueError(f"taps={raw.tolist()} is invalid: the taps must not sum to 0")
+    if size is not None and _checked_size(size) != raw.numel():
+        raise ValueError(
+            f"filter_size={size} does not match len(taps)={raw.numel()}: "
+            "with custom taps pass filter_size=None or the number of taps"
+        )
+    return raw / total

@@ -1,0 +1,162 @@
+"""The public blur-pool ops: every argument is checked here, once, then a backend runs.
+
+The backends take already-checked arguments: ``kernels.reference`` (plain PyTorch, any device)
+and the fused Triton kernels in ``kernels.ops``, imported only when first used so that
+importing ``kernels`` never imports Triton.
+"""
+
+import importlib
+import importlib.util
+from collections.abc import Callable, Sequence
+from functools import cache
+
+import torch
+
+from kernels.filters import make_taps
+from kernels.options import BACKENDS, PADDING_MODES
+from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def blur_pool2d(
+    x: torch.Tensor,
+    filter_size: int | None = 4,
+    stride: int = 2,
+    padding: str = "reflect",
+    *,
+    filter: str = "binomial",
+    taps: Sequence[float] | torch.Tensor | None = None,
+    sigma: float | None = None,
+    pad_off: int = 0,
+    relu: bool = False,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Low-pass filter then subsample (spec §2), after a ReLU when ``relu``.
+
+    ``x`` is (N, C, H, W) in float16/bfloat16/float32/float64, NCHW or channels_last; the
+    result has the same dtype and memory format and is ``ceil((H + 2*pad_off) / stride)``
+    high when ``pad_off`` is 0. With ``filter="custom"`` pass ``taps`` and
+    ``filter_size=None`` (or ``len(taps)``).
+    """
+    filter_taps = make_taps(filter_size, filter, taps=taps, sigma=sigma)
+    check_blur_args(stride=stride, padding=padding, pad_off=pad_off, relu=relu, backend=backend)
+    return run_blur_pool2d(x, filter_taps, stride, padding, pad_off, relu, backend)
+
+
+def max_blur_pool2d(
+    x: torch.Tensor,
+    filter_size: int | None = 4,
+    stride: int = 2,
+    padding: str = "reflect",
+    *,
+    max_kernel: int = 2,
+    filter: str = "binomial",
+    taps: Sequence[float] | torch.Tensor | None = None,
+    sigma: float | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Dense ``max_kernel`` max-pool at stride 1 without padding, then blur-pool (spec §3).
+
+    The output is ``ceil((H - max_kernel + 1) / stride)`` high; ties in a max window send the
+    gradient to the first maximum in row-major order, as ``torch.max_pool2d`` does.
+    """
+    filter_taps = make_taps(filter_size, filter, taps=taps, sigma=sigma)
+    check_blur_args(stride=stride, padding=padding, max_kernel=max_kernel, backend=backend)
+    return run_max_blur_pool2d(x, filter_taps, stride, padding, max_kernel, backend)
+
+
+def check_blur_args(
+    *,
+    stride: int,
+    padding: str,
+    backend: str,
+    pad_off: int = 0,
+    relu: bool = False,
+    max_kernel: int = 1,
+) -> None:
+    """Raise ValueError naming the first argument that is not accepted."""
+    _check_int("stride", stride, minimum=1)
+    _check_int("pad_off", pad_off, minimum=0)
+    _check_int("max_kernel", max_kernel, minimum=1)
+    _check_choice("padding", padding, PADDING_MODES)
+    _check_choice("backend", backend, BACKENDS)
+    if not isinstance(relu, bool):
+        raise ValueError(f"relu={relu!r} is invalid: expected True or False")
+
+
+def check_input(x: object, min_size: int = 1) -> None:
+    """Raise ValueError unless ``x`` is a 4-D floating tensor with H, W >= ``min_size``."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x must be a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"x of shape {tuple(x.shape)} is invalid: expected 4-D (N, C, H, W)")
+    if x.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"x of dtype {x.dtype} is invalid: expected one of {FLOAT_DTYPES}")
+    if min(x.shape[2], x.shape[3]) < min_size:
+        raise ValueError(
+            f"x of shape {tuple(x.shape)} is invalid: H and W must be >= {min_size}"
+            + (" (max_kernel)" if min_size > 1 else "")
+        )
+
+
+def run_blur_pool2d(
+    x: torch.Tensor,
+    taps: torch.Tensor,
+    stride: int,
+    padding: str,
+    pad_off: int,
+    relu: bool,
+    backend: str,
+) -> torch.Tensor:
+    """``blur_pool2d`` with ready taps and checked options: check ``x``, pick the backend."""
+    check_input(x)
+    if _use_triton(backend, x):
+        launch = _triton_entry("blur_pool", "blur_pool2d_triton")
+        return launch(x, tuple(taps.tolist()), stride, padding, pad_off, relu)
+    return blur_pool2d_reference(x, taps, stride, padding, pad_off, relu)
+
+
+def run_max_blur_pool2d(
+    x: torch.Tensor, taps: torch.Tensor, stride: int, padding: str, max_kernel: int, backend: str
+) -> torch.Tensor:
+    """``max_blur_pool2d`` with ready taps and checked options: check ``x``, pick the backend."""
+    check_input(x, min_size=max_kernel)
+    if _use_triton(backend, x):
+        launch = _triton_entry("max_blur_pool", "max_blur_pool2d_triton")
+        return launch(x, tuple(taps.tolist()), stride, padding, max_kernel)
+    return max_blur_pool2d_reference(x, taps, stride, padding, max_kernel)
+
+
+def _use_triton(backend: str, x: torch.Tensor) -> bool:
+    """``auto`` takes Triton for CUDA tensors of a dtype the kernels handle, if installed."""
+    if backend == "auto":
+        return x.is_cuda and x.dtype in TRITON_DTYPES and _triton_installed()
+    return backend == "triton"
+
+
+@cache
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def _triton_entry(module: str, function: str) -> Callable[..., torch.Tensor]:
+    name = f"kernels.ops.{module}"
+    try:
+        return getattr(importlib.import_module(name), function)
+    except (ImportError, AttributeError) as error:
+        raise NotImplementedError(
+            f"backend='triton' needs {name}.{function}, which cannot be loaded ({error}); "
+            "use backend='torch' or 'auto'"
+        ) from error
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {minimum}")
+
+
+def _check_choice(name: str, value: object, accepted: tuple[str, ...]) -> None:
+    if value not in accepted:
+        raise ValueError(f"{name}={value!r} is not one of {accepted}")

@@ -1,0 +1,37 @@
+"""Index maps of the four padding modes (spec §2), defined for any pad size.
+
+``torch.nn.functional.pad`` refuses reflect padding as large as the map and circular padding
+larger than it, yet the 2x2 maps deep in a CIFAR network meet filters of 5 taps and more. An
+index map says, for every position of the padded axis, which input position it reads; the
+reference ops fold it into their per-axis matrices, and the Triton kernels compute the same map.
+The code is TorchScript-compatible because the scripted and exported modules run it.
+"""
+
+import torch
+
+
+def pad_index(n: int, before: int, after: int, mode: str) -> torch.Tensor:
+    """Source index in [0, n) of each of the ``before + n + after`` padded positions.
+
+    Positions that read a zero (``mode="zeros"`` outside the map) get -1. ``n`` must be >= 1,
+    ``before`` and ``after`` >= 0; any pad size is accepted in every mode.
+    """
+    if n < 1 or before < 0 or after < 0:
+        raise ValueError(
+            f"pad_index needs n >= 1 and pads >= 0, got n={n}, before={before}, after={after}"
+        )
+    i = torch.arange(-before, n + after)
+    if mode == "zeros":
+        return torch.where((i >= 0) & (i < n), i, torch.full_like(i, -1))
+    if mode == "replicate":
+        return i.clamp(0, n - 1)
+    if mode == "circular":
+        return i.remainder(n)
+    if mode == "reflect":
+        if n == 1:
+            return torch.zeros_like(i)
+        period = 2 * (n - 1)  # mirror without repeating the edge
+        folded = i.remainder(period)
+        return torch.where(folded < n, folded, period - folded)
+    # Spelled out: TorchScript cannot read the PADDING_MODES tuple from here.
+    raise ValueError(f"padding='{mode}' is not one of zeros, reflect, replicate, circular")
