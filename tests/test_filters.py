@@ -1,0 +1,118 @@
+"""make_taps: every family against its definition in spec §1, and every rejected argument."""
+
+import math
+
+import pytest
+import torch
+
+from kernels.filters import make_taps
+from kernels.options import FILTER_FAMILIES
+
+PAPER_BINOMIALS = {
+    1: [1],
+    2: [1, 1],
+    3: [1, 2, 1],
+    4: [1, 3, 3, 1],
+    5: [1, 4, 6, 4, 1],
+    6: [1, 5, 10, 10, 5, 1],
+    7: [1, 6, 15, 20, 15, 6, 1],
+}
+
+
+def normalised(values: list[float]) -> torch.Tensor:
+    t = torch.tensor(values, dtype=torch.float64)
+    return t / t.sum()
+
+
+def pascal_row(size: int) -> list[int]:
+    """Row ``size - 1`` of Pascal's triangle by repeated convolution with [1, 1]."""
+    row = [1]
+    for _ in range(size - 1):
+        row = [a + b for a, b in zip([0, *row], [*row, 0], strict=True)]
+    return row
+
+
+@pytest.mark.parametrize("size", sorted(PAPER_BINOMIALS))
+def test_binomial_matches_the_papers_bin_k(size: int) -> None:
+    torch.testing.assert_close(make_taps(size), normalised(PAPER_BINOMIALS[size]))
+
+
+@pytest.mark.parametrize("size", [8, 9, 13, 20])
+def test_binomial_of_any_size_is_a_pascal_row(size: int) -> None:
+    torch.testing.assert_close(make_taps(size, "binomial"), normalised(pascal_row(size)))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 6, 9])
+def test_box_triangle_and_gaussian_follow_their_formulas(size: int) -> None:
+    torch.testing.assert_close(make_taps(size, "box"), normalised([1.0] * size))
+    triangle = [min(i + 1, size - i) for i in range(size)]
+    torch.testing.assert_close(make_taps(size, "triangle"), normalised(triangle))
+    sigma = 0.8
+    gauss = [math.exp(-((i - (size - 1) / 2) ** 2) / (2 * sigma**2)) for i in range(size)]
+    torch.testing.assert_close(make_taps(size, "gaussian", sigma=sigma), normalised(gauss))
+
+
+def test_triangle_of_three_is_the_papers_tri_3() -> None:
+    torch.testing.assert_close(make_taps(3, "triangle"), normalised([1, 2, 1]))
+
+
+@pytest.mark.parametrize("family", [f for f in FILTER_FAMILIES if f != "custom"])
+def test_every_family_is_float64_1d_symmetric_and_sums_to_one(family: str) -> None:
+    sigma = 1.3 if family == "gaussian" else None
+    taps = make_taps(7, family, sigma=sigma)
+    assert taps.dtype == torch.float64 and taps.shape == (7,)
+    assert taps.sum().item() == pytest.approx(1.0, abs=1e-15)
+    torch.testing.assert_close(taps, taps.flip(0))
+
+
+def test_large_binomial_is_normalised_before_any_cast_so_fp16_holds_it() -> None:
+    taps = make_taps(17)
+    assert torch.isfinite(torch.outer(taps, taps).half()).all()
+    assert torch.outer(taps, taps).sum().item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("size", "taps"),
+    [(None, [1.0, 2.0, 1.0]), (3, [1.0, 2.0, 1.0]), (None, torch.tensor([2.0, -0.5, 3.0]))],
+)
+def test_custom_taps_are_normalised_copies(size: int | None, taps: object) -> None:
+    out = make_taps(size, "custom", taps=taps)
+    expected = torch.as_tensor(taps, dtype=torch.float64)
+    torch.testing.assert_close(out, expected / expected.sum())
+    if isinstance(taps, torch.Tensor):
+        out.zero_()
+        assert taps.abs().sum() > 0, "make_taps must not alias the caller's tensor"
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "fragments"),
+    [
+        ((0,), {}, ["filter_size=0", ">= 1"]),
+        ((-2, "box"), {}, ["filter_size=-2"]),
+        ((2.5,), {}, ["filter_size=2.5", "integer"]),
+        ((True,), {}, ["filter_size=True"]),
+        ((3, "lanczos"), {}, ["'lanczos'", "binomial", "custom"]),
+        ((3, "gaussian"), {}, ["sigma=None", "sigma > 0"]),
+        ((3, "gaussian"), {"sigma": 0.0}, ["sigma=0.0", "sigma > 0"]),
+        ((3, "gaussian"), {"sigma": float("nan")}, ["sigma=nan", "finite"]),
+        ((3, "box"), {"sigma": 1.0}, ["sigma", "gaussian", "'box'"]),
+        ((3, "binomial"), {"taps": [1, 2, 1]}, ["taps", "custom", "'binomial'"]),
+        ((None, "custom"), {}, ["taps=None", "custom"]),
+        ((None, "custom"), {"taps": [1.0, -1.0]}, ["taps=[1.0, -1.0]", "sum to 0"]),
+        ((None, "custom"), {"taps": [0.1, 0.2, -0.3]}, ["sum to 0"]),
+        ((None, "custom"), {"taps": [1.0, float("nan")]}, ["taps=[1.0, nan]", "finite"]),
+        ((None, "custom"), {"taps": [1.0, float("inf")]}, ["finite"]),
+        ((None, "custom"), {"taps": []}, ["taps=[]", "non-empty"]),
+        ((None, "custom"), {"taps": [[1.0, 2.0]]}, ["1-D"]),
+        ((None, "custom"), {"taps": ["a"]}, ["taps=['a']", "numbers"]),
+        ((4, "custom"), {"taps": [1, 2, 1]}, ["filter_size=4", "len(taps)=3", "None"]),
+        ((0, "custom"), {"taps": [1, 2, 1]}, ["filter_size=0"]),
+    ],
+)
+def test_bad_arguments_name_the_argument_value_and_what_is_accepted(
+    args: tuple, kwargs: dict, fragments: list[str]
+) -> None:
+    with pytest.raises(ValueError) as error:
+        make_taps(*args, **kwargs)
+    for fragment in fragments:
+        assert fragment in str(error.value)
