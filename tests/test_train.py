@@ -1,0 +1,153 @@
+"""The short-run trainer on tiny models and random data: budget, optimisers, seeding, divergence."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ablate.data import Splits
+from ablate.speed import measure_speed
+from ablate.train import TrainingDiverged, budget_steps, make_optimizer, make_schedule, train
+from ablate.variant_config import VariantConfig
+
+
+def learnable_splits(n=256, seed=0):
+    """Random 3×8×8 images whose 4 classes a linear map separates."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 8, 8, generator=generator)
+    y = (x.flatten(1) @ torch.randn(192, 4, generator=generator)).argmax(1)
+    return Splits(x, y, x[:32], y[:32])
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.Flatten(), nn.Linear(192, 4))
+
+
+class NaNAfter(nn.Module):
+    """Emits NaN logits from its `calls`-th forward call on."""
+
+    def __init__(self, calls):
+        super().__init__()
+        self.linear = nn.Linear(192, 4)
+        self.calls, self.seen = calls, 0
+
+    def forward(self, x):
+        self.seen += 1
+        logits = self.linear(x.flatten(1))
+        return logits * math.nan if self.seen >= self.calls else logits
+
+
+@pytest.mark.parametrize(("optimizer", "lr"), [("sgd", 0.05), ("adamw", 0.03)])
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_training_reduces_the_loss(optimizer, lr, schedule):
+    config = VariantConfig(
+        epochs=4, batch_size=32, optimizer=optimizer, lr=lr, schedule=schedule, amp=False
+    )
+    result = train(tiny_model(), learnable_splits(), config, "cpu")
+    assert len(result.losses) == result.steps == 32
+    assert result.final_loss < 0.5 * result.losses[0]
+    assert result.final_loss == pytest.approx(sum(result.losses[-10:]) / 10)
+    assert result.seconds > 0
+
+
+def test_budget_in_steps_or_fractional_epochs():
+    splits = learnable_splits(n=100)
+    by_steps = train(tiny_model(), splits, VariantConfig(steps=7, batch_size=32), "cpu")
+    assert (by_steps.steps, by_steps.images_seen) == (7, 7 * 32)
+    by_epochs = train(tiny_model(), splits, VariantConfig(epochs=2.5, batch_size=32), "cpu")
+    assert (by_epochs.steps, by_epochs.images_seen) == (8, 8 * 32)  # ⌈250 / 32⌉
+    assert budget_steps(VariantConfig(epochs=0.01, batch_size=32), 100) == 1
+    assert budget_steps(VariantConfig(epochs=2, batch_size=500), 100) == 2  # batch capped at N
+
+
+def test_same_seed_same_run_other_seed_other_run():
+    splits = learnable_splits()
+    runs = [
+        train(tiny_model(), splits, VariantConfig(steps=5, batch_size=16, seed=s), "cpu").losses
+        for s in (3, 3, 4)
+    ]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_augmented_training_is_seeded():
+    splits = learnable_splits()
+    config = VariantConfig(steps=4, batch_size=16, augment=True)
+    plain = train(tiny_model(), splits, config.model_copy(update={"augment": False}), "cpu")
+    augmented = [train(tiny_model(), splits, config, "cpu").losses for _ in range(2)]
+    assert augmented[0] == augmented[1]
+    assert augmented[0] != plain.losses
+
+
+def test_a_model_that_emits_nan_stops_at_that_step():
+    model = NaNAfter(calls=4)
+    with pytest.raises(TrainingDiverged, match=r"nan at step 4 of 20"):
+        train(model, learnable_splits(), VariantConfig(steps=20, batch_size=16), "cpu")
+    assert model.seen == 4
+
+
+def test_a_huge_learning_rate_diverges_with_a_clear_message():
+    config = VariantConfig(steps=50, batch_size=32, lr=1e12, schedule="cosine")
+    with pytest.raises(TrainingDiverged, match=r"at step \d+ of 50 \(learning rate"):
+        train(tiny_model(), learnable_splits(), config, "cpu")
+
+
+def test_optimizer_and_schedule_follow_the_config():
+    model = tiny_model()
+    sgd = make_optimizer(model, VariantConfig(lr=0.2, momentum=0.8, weight_decay=1e-3))
+    assert isinstance(sgd, torch.optim.SGD)
+    settings = {k: sgd.defaults[k] for k in ("lr", "momentum", "nesterov", "weight_decay")}
+    assert settings == {"lr": 0.2, "momentum": 0.8, "nesterov": True, "weight_decay": 1e-3}
+    assert not make_optimizer(model, VariantConfig(momentum=0)).defaults["nesterov"]
+    assert isinstance(make_optimizer(model, VariantConfig(optimizer="adamw")), torch.optim.AdamW)
+
+    for schedule, peak_at_start in (("onecycle", False), ("cosine", True)):
+        optimizer = make_optimizer(model, VariantConfig(lr=0.2))
+        scheduler = make_schedule(optimizer, VariantConfig(lr=0.2, schedule=schedule), 20)
+        lrs = []
+        for _ in range(20):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        assert max(lrs) == pytest.approx(0.2, rel=0.05)
+        assert (lrs[0] == max(lrs)) == peak_at_start
+        assert lrs[-1] < 0.02
+        assert optimizer.param_groups[0]["momentum"] == 0.9  # not cycled
+
+
+def test_training_rejects_mismatched_splits():
+    x = torch.randn(8, 3, 8, 8)
+    splits = Splits(x, torch.zeros(5, dtype=torch.long), x, torch.zeros(8, dtype=torch.long))
+    with pytest.raises(ValueError, match="8 images and 5 labels"):
+        train(tiny_model(), splits, VariantConfig(steps=1), "cpu")
+
+
+def test_speed_leaves_the_model_untouched():
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    speed = measure_speed(
+        model, VariantConfig(throughput_batch=8), "cpu", image_shape=(3, 8, 8), num_classes=4
+    )
+    assert speed["train_images_per_s"] > 0 and speed["infer_images_per_s"] > 0
+    assert math.isnan(speed["peak_memory_mb"])  # measured on CUDA only
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_uses_bf16_autocast_and_channels_last():
+    splits = Splits(*(t.cuda() for t in learnable_splits()))
+    model = tiny_model()
+    seen = []
+    model[0].register_forward_hook(lambda m, i, out: seen.append((i[0], out.dtype)))
+    result = train(model, splits, VariantConfig(epochs=4, batch_size=32), "cuda")
+    assert result.final_loss < 0.5 * result.losses[0]
+    inputs, out_dtype = seen[-1]
+    assert out_dtype == torch.bfloat16
+    assert inputs.is_contiguous(memory_format=torch.channels_last)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    speed = measure_speed(model, VariantConfig(), "cuda", image_shape=(3, 8, 8), num_classes=4)
+    assert speed["peak_memory_mb"] > 0
