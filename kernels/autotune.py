@@ -1,0 +1,225 @@
+"""Autotuner: ``python -m kernels.autotune``.
+
+For each kernel (forward and backward of blur-pool and max-blur-pool) and each representative
+problem (CIFAR- and ImageNet-sized activations, NCHW and channels_last, the chosen dtypes and
+filter sizes), every candidate launch configuration is run through the op's launcher with an
+explicit ``config`` and timed (median of CUDA-event timings, ``kernels.bench.time_ms``).
+Candidates that fail to compile or run out of resources, or whose result differs from the
+first candidate's, are skipped. The fastest is saved to the user cache
+(``kernels.tuning.user_cache_path()``), which the kernels then use automatically; ``--out``
+also writes the winners as a table to ship in ``kernels/tuned/``.
+
+Under the Triton interpreter (no GPU) there is a single candidate, the heuristic's, timed by a
+CPU clock on tiny shapes: enough to exercise the whole path in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kernels import tuning
+from kernels.bench import DTYPES, LAYOUTS, parse_shape, time_ms
+from kernels.filters import make_taps
+from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward
+from kernels.ops.max_blur_pool import max_blur_pool2d_backward, max_blur_pool2d_forward
+
+STRIDE = 2
+PADDING = "reflect"
+MAX_KERNEL = 2
+
+# CIFAR ResNet-18 maps (batch 256) and ImageNet ResNet-18 maps (batch 64 and 256).
+FULL_SHAPES = ("256x64x32x32", "256x128x16x16", "256x256x8x8", "64x64x112x112",
+               "256x64x112x112", "64x128x56x56", "64x256x28x28", "64x512x14x14")
+QUICK_SHAPES = ("256x64x32x32", "256x64x112x112")
+INTERPRETER_SHAPES = ("2x3x9x7",)
+FULL_FILTERS = (1, 2, 3, 4, 5, 6, 7)
+QUICK_FILTERS = (3, 5)
+
+# Candidate tiles: (BLOCK_H, BLOCK_W) over one plane under NCHW (W contiguous);
+# (BLOCK_C, BLOCK_H, BLOCK_W) under channels_last (C contiguous).
+NCHW_TILES = ((4, 64), (8, 32), (8, 64), (16, 32), (16, 64), (32, 32), (8, 128), (32, 64))
+CL_TILES = ((16, 2, 16), (32, 1, 16), (32, 2, 16), (64, 1, 8), (64, 1, 16), (64, 2, 8),
+            (64, 4, 8), (128, 1, 8))
+QUICK_NCHW_TILES = ((8, 64), (16, 32), (16, 64), (32, 64))
+QUICK_CL_TILES = ((32, 2, 16), (64, 1, 16), (64, 2, 8), (128, 1, 8))
+WARPS = (2, 4, 8)
+STAGES = (1, 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One kernel at one shape, layout, dtype and filter size."""
+
+    op: str
+    shape: tuple[int, int, int, int]
+    layout: str
+    dtype: str
+    filter_size: int
+    relu: bool = False
+
+    @property
+    def max_kernel(self) -> int:
+        return MAX_KERNEL if self.op.startswith("max_") else 0
+
+
+def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
+    """The launch configurations tried for ``problem``; one under the interpreter."""
+    if tuning.interpreting():
+        return [tuning.heuristic_config(problem.op, key_of(problem))]
+    c = problem.shape[1]
+    warps = (4, 8) if quick else WARPS
+    stages = (1,) if quick else STAGES
+    if problem.layout == "nchw":
+        tiles = [(1, h, w) for h, w in (QUICK_NCHW_TILES if quick else NCHW_TILES)]
+    else:
+        tiles = [t for t in (QUICK_CL_TILES if quick else CL_TILES)
+                 if t[0] <= max(16, tuning.pow2_bucket(c))]
+    return [
+        {"BLOCK_H": h, "BLOCK_W": w, "BLOCK_C": bc, "num_warps": nw, "num_stages": ns}
+        for (bc, h, w), nw, ns in itertools.product(tiles, warps, stages)
+        if nw * 32 <= bc * h * w  # every thread owns at least one element
+    ]
+
+
+def make_input(problem: Problem, device: torch.device) -> torch.Tensor:
+    x = torch.randn(problem.shape, device=device, dtype=DTYPES[problem.dtype])
+    return x.contiguous(memory_format=torch.channels_last) if problem.layout != "nchw" else x
+
+
+def key_of(problem: Problem) -> tuning.TuningKey:
+    x = torch.empty(problem.shape, device="meta", dtype=DTYPES[problem.dtype])
+    if problem.layout != "nchw":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return tuning.tuning_key(x, problem.filter_size, STRIDE, max_kernel=problem.max_kernel,
+                             relu=problem.relu)
+
+
+def launcher(problem: Problem, device: torch.device) -> Callable[[dict[str, int]], torch.Tensor]:
+    """Runs ``problem``'s kernel once with a given config (inputs made once, up front)."""
+    taps = tuple(make_taps(problem.filter_size).tolist())
+    x = make_input(problem, device)
+    is_max = problem.op.startswith("max_")
+
+    def forward(config: dict[str, int] | None) -> torch.Tensor:
+        if is_max:
+            return max_blur_pool2d_forward(x, taps, STRIDE, PADDING, MAX_KERNEL, config=config)
+        return blur_pool2d_forward(x, taps, STRIDE, PADDING, 0, problem.relu, config=config)
+
+    if problem.op.endswith("_fwd"):
+        return forward
+    grad = torch.randn_like(forward(None))
+
+    def backward(config: dict[str, int]) -> torch.Tensor:
+        if is_max:
+            return max_blur_pool2d_backward(grad, x, taps, STRIDE, PADDING, MAX_KERNEL,
+                                            config=config)
+        return blur_pool2d_backward(grad, x, taps, STRIDE, PADDING, 0, problem.relu,
+                                    config=config)
+
+    return backward
+
+
+def tune(problem: Problem, device: torch.device, *, quick: bool,
+         rep_ms: int) -> tuple[dict[str, int], float] | None:
+    """The fastest valid candidate for ``problem`` and its median ms; None if none ran."""
+    run = launcher(problem, device)
+    tolerance = 1e-5 if problem.dtype == "float32" else 1e-2
+    expected: torch.Tensor | None = None
+    best: tuple[dict[str, int], float] | None = None
+    for config in candidates(problem, quick=quick):
+        try:
+            result = run(config)
+        except Exception as err:  # compile errors, out of resources: not a valid candidate
+            print(f"skipped {config} for {problem}: {type(err).__name__}: {str(err)[:200]}")
+            continue
+        if expected is None:
+            expected = result.float()
+        elif not torch.allclose(result.float(), expected, rtol=tolerance, atol=tolerance):
+            print(f"skipped {config} for {problem}: result differs from the first candidate")
+            continue
+        ms = time_ms(lambda config=config: run(config), device, rep_ms=rep_ms)
+        if best is None or ms < best[1]:
+            best = (config, ms)
+    return best
+
+
+def problems(shapes: Sequence[str], layouts: Sequence[str], dtypes: Sequence[str],
+             filters: Sequence[int], ops: Sequence[str], relus: Sequence[bool]) -> list[Problem]:
+    """Every combination; ReLU variants only for blur-pool."""
+    out = []
+    for shape, layout, dtype, k, op in itertools.product(shapes, layouts, dtypes, filters, ops):
+        for relu in relus if op.startswith("blur_") else (False,):
+            out.append(Problem(op, parse_shape(shape), layout, dtype, k, relu))
+    return out
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m kernels.autotune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer shapes, filter sizes 3 and 5, bf16, fewer candidates")
+    parser.add_argument("--shapes", nargs="+", help="NxCxHxW (default: ResNet-18 maps)")
+    parser.add_argument("--dtype", nargs="+", choices=tuple(DTYPES),
+                        help="default: all three (bfloat16 with --quick)")
+    parser.add_argument("--filters", nargs="+", type=int, help="filter sizes (default 1..7)")
+    parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
+    parser.add_argument("--ops", nargs="+", choices=tuning.OPS, default=list(tuning.OPS))
+    parser.add_argument("--rep-ms", type=int, help="time per candidate (default 20, 5 quick)")
+    parser.add_argument("--out", type=Path,
+                        help="also write the winners as a table here (to ship in kernels/tuned/)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    args = parse_args(argv)
+    interpret = tuning.interpreting()
+    device = torch.device("cpu" if interpret else "cuda")
+    if interpret:
+        shapes = args.shapes or INTERPRETER_SHAPES
+        dtypes = args.dtype or ["float32"]
+        filters = args.filters or [3]
+    else:
+        shapes = args.shapes or (QUICK_SHAPES if args.quick else FULL_SHAPES)
+        dtypes = args.dtype or (["bfloat16"] if args.quick else list(DTYPES))
+        filters = args.filters or (QUICK_FILTERS if args.quick else FULL_FILTERS)
+    relus = (False,) if args.quick or interpret else (False, True)
+    rep_ms = args.rep_ms or (5 if args.quick or interpret else 20)
+    todo = problems(shapes, args.layouts, dtypes, filters, args.ops, relus)
+
+    table = tuning.empty_table()
+    cache = tuning.user_cache_path()
+    for problem in tqdm(todo, desc="autotune"):
+        best = tune(problem, device, quick=args.quick, rep_ms=rep_ms)
+        if best is None:
+            print(f"no valid candidate for {problem}: the heuristic stays in use")
+            continue
+        config, ms = best
+        key = key_of(problem)
+        old = table["configs"][problem.op].get(key.to_str())
+        if old is not None and old["ms"] <= ms:  # two shapes in one bucket: keep the faster
+            continue
+        table["configs"][problem.op][key.to_str()] = {**config, "ms": ms}
+        tuning.save_config(problem.op, key, config, ms=ms, path=cache)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    if args.out is not None:
+        tuning.write_table(args.out, table)
+    found = sum(len(v) for v in table["configs"].values())
+    print(f"{found} winners for {len(todo)} problems saved to {cache}"
+          + (f" and {args.out}" if args.out else ""))
+    if found == 0:
+        raise SystemExit("no candidate ran")
+    return table
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,486 @@
+"""Kernel benchmark: ``python -m kernels.bench``.
+
+Times forward, backward and forward+backward of each op (blur-pool, blur-pool with the ReLU
+fused, max-blur-pool) for shiftlab's kernels and, in the same run, for
+
+- ``pytorch``: the formulation users write today, explicit ``F.pad`` then a depthwise
+  ``conv2d`` (after ``relu`` / ``max_pool2d(2, stride=1)`` for the fused variants), as adobe's
+  antialiased-cnns does;
+- ``compile``: ``torch.compile`` of that formulation;
+- ``kornia``: ``kornia.filters.blur_pool2d`` / ``max_blur_pool2d`` when kornia is installed
+  (it pads zeros, the others reflect; the bytes moved are the same);
+- ``copy``: the device's copy bandwidth for a tensor the size of the input, the roofline.
+
+GB/s counts the bytes an op must move at least (spec §5): each input read once, each output
+written once (the backward of the fused ReLU and of the max also reads ``x``). Times are the
+median of repeats after warm-up, from CUDA events (``triton.testing.do_bench``, which also
+flushes L2 between repeats), or from a CPU clock without CUDA. The forward is timed with
+gradients enabled, as in training; the backward is ``torch.autograd.grad`` on a retained graph.
+
+Results go to ``benchmarks/results/<gpu>/`` as ``kernels.csv``, ``kernels.json`` (rows plus
+the device, versions, commit and command) and seaborn figures; a short table is printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import importlib.util
+import itertools
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+import kernels
+from kernels.filters import make_taps
+from kernels.tuning import device_name, gpu_family, triton_version
+
+OPS: tuple[str, ...] = ("blur_pool", "blur_pool_relu", "max_blur_pool")
+DIRECTIONS: tuple[str, ...] = ("fwd", "bwd", "fwd_bwd")
+IMPLS: tuple[str, ...] = ("shiftlab", "pytorch", "compile", "kornia")
+LAYOUTS: tuple[str, ...] = ("nchw", "channels_last")
+DTYPES: dict[str, torch.dtype] = {
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+}
+STRIDE = 2
+PADDING = "reflect"
+MAX_KERNEL = 2
+BIG_MB = 64  # the goals are stated for activations of at least this size
+
+# ResNet-18 downsampling sites: CIFAR (32x32 input) and ImageNet (224x224 input), batch 256.
+FULL_SHAPES = ("256x64x32x32", "256x128x16x16", "256x64x112x112", "256x128x56x56", "256x256x28x28")
+QUICK_SHAPES = ("256x64x32x32", "256x64x112x112")
+FULL_FILTERS = (2, 3, 4, 5, 6, 7)
+QUICK_FILTERS = (2, 3, 5, 7)
+
+# Goals of the kernels on an H100: (name, op direction, column, threshold).
+GOALS: tuple[tuple[str, str, str, float], ...] = (
+    ("forward >= 80 % of copy bandwidth (>= 64 MB)", "fwd", "pct_copy", 80.0),
+    ("backward >= 60 % of copy bandwidth (>= 64 MB)", "bwd", "pct_copy", 60.0),
+    ("fwd+bwd >= 4x faster than pad+conv2d", "fwd_bwd", "speedup_vs_pytorch", 4.0),
+    ("fwd+bwd >= 1.5x faster than torch.compile", "fwd_bwd", "speedup_vs_compile", 1.5),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One benchmarked configuration of an op."""
+
+    op: str
+    shape: tuple[int, int, int, int]
+    filter_size: int
+    layout: str
+    dtype: str
+
+    def make_input(self, device: torch.device, *, seed: int = 0) -> torch.Tensor:
+        generator = torch.Generator(device=device).manual_seed(seed)
+        x = torch.randn(self.shape, generator=generator, device=device, dtype=DTYPES[self.dtype])
+        if self.layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+def parse_shape(text: str) -> tuple[int, int, int, int]:
+    """``"NxCxHxW"`` -> (N, C, H, W); ``ValueError`` naming the text otherwise."""
+    parts = text.lower().replace(",", "x").split("x")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"shape {text!r}: expected four positive integers as NxCxHxW")
+    n, c, h, w = (int(p) for p in parts)
+    return n, c, h, w
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def time_ms(fn: Callable[[], Any], device: torch.device, *, rep_ms: int = 50) -> float:
+    """Median milliseconds of ``fn`` after warm-up: CUDA events on a GPU, a CPU clock otherwise."""
+    if device.type == "cuda":
+        from triton.testing import do_bench
+
+        return float(do_bench(fn, warmup=max(5, rep_ms // 4), rep=rep_ms, return_mode="median"))
+    fn()
+    samples = []
+    deadline = time.perf_counter() + rep_ms / 1e3
+    while not samples or (time.perf_counter() < deadline and len(samples) < 100):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples)
+
+
+def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> float:
+    """Device memory (MiB) ``fn`` allocates at its peak beyond what was live before; NaN on CPU."""
+    if device.type != "cuda":
+        return math.nan
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
+# ----------------------------------------------------------------------------- implementations
+
+
+def pad_conv_formulation(op: str, filter_size: int, channels: int, dtype: torch.dtype,
+                         device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The plain-PyTorch formulation: reflect pad (floor before, ceil after), depthwise conv."""
+    taps = make_taps(filter_size)
+    weight = torch.outer(taps, taps).to(device=device, dtype=dtype).expand(channels, 1, -1, -1)
+    weight = weight.contiguous()
+    before = (filter_size - 1) // 2
+    pads = (before, filter_size - 1 - before) * 2
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if op == "blur_pool_relu":
+            x = F.relu(x)
+        elif op == "max_blur_pool":
+            x = F.max_pool2d(x, MAX_KERNEL, stride=1)
+        return F.conv2d(F.pad(x, pads, mode=PADDING), weight, stride=STRIDE, groups=channels)
+
+    return run
+
+
+def shiftlab_op(op: str, filter_size: int, backend: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """shiftlab's public op with the given backend."""
+    if op == "max_blur_pool":
+        return functools.partial(
+            kernels.max_blur_pool2d, filter_size=filter_size, stride=STRIDE, padding=PADDING,
+            max_kernel=MAX_KERNEL, backend=backend,
+        )
+    return functools.partial(
+        kernels.blur_pool2d, filter_size=filter_size, stride=STRIDE, padding=PADDING,
+        relu=op == "blur_pool_relu", backend=backend,
+    )
+
+
+def kornia_op(op: str, filter_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """kornia's blur-pool ops (zero padding, its own formulation)."""
+    import kornia.filters
+
+    if op == "max_blur_pool":
+        return functools.partial(
+            kornia.filters.max_blur_pool2d, kernel_size=filter_size, stride=STRIDE,
+            max_pool_size=MAX_KERNEL,
+        )
+    blur = functools.partial(kornia.filters.blur_pool2d, kernel_size=filter_size, stride=STRIDE)
+    if op == "blur_pool_relu":
+        return lambda x: blur(F.relu(x))
+    return blur
+
+
+def make_impl(impl: str, case: Case, device: torch.device,
+              backend: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The callable that computes ``case`` with implementation ``impl``."""
+    if impl == "shiftlab":
+        return shiftlab_op(case.op, case.filter_size, backend)
+    if impl == "kornia":
+        return kornia_op(case.op, case.filter_size)
+    plain = pad_conv_formulation(case.op, case.filter_size, case.shape[1], DTYPES[case.dtype],
+                                 device)
+    if impl == "pytorch":
+        return plain
+    if impl == "compile":
+        return torch.compile(plain)
+    raise ValueError(f"impl={impl!r}: expected one of {IMPLS}")
+
+
+def minimal_bytes(case: Case, x: torch.Tensor, y: torch.Tensor) -> dict[str, int]:
+    """Bytes each direction must move at least: inputs read once, outputs written once."""
+    fwd = x.nbytes + y.nbytes
+    bwd = y.nbytes + x.nbytes + (x.nbytes if case.op != "blur_pool" else 0)
+    return {"fwd": fwd, "bwd": bwd, "fwd_bwd": fwd + bwd}
+
+
+def measure(impl: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+            device: torch.device, rep_ms: int) -> dict[str, tuple[float, float]]:
+    """(median ms, peak MiB) of forward, backward and forward+backward of ``impl`` on ``x``."""
+    x = x.detach().requires_grad_(True)
+    y = impl(x)
+    grad_y = torch.randn_like(y)
+
+    def backward() -> None:
+        torch.autograd.grad(y, x, grad_y, retain_graph=True)
+
+    def forward_backward() -> None:
+        torch.autograd.grad(impl(x), x, grad_y)
+
+    return {
+        "fwd": (time_ms(lambda: impl(x), device, rep_ms=rep_ms), math.nan),
+        "bwd": (time_ms(backward, device, rep_ms=rep_ms), math.nan),
+        "fwd_bwd": (time_ms(forward_backward, device, rep_ms=rep_ms),
+                    peak_memory_mb(forward_backward, device)),
+    }
+
+
+def copy_ms(x: torch.Tensor, device: torch.device, rep_ms: int) -> float:
+    """Median ms of copying ``x`` into a tensor of the same layout (reads and writes x once)."""
+    out = torch.empty_like(x)
+    return time_ms(lambda: out.copy_(x), device, rep_ms=rep_ms)
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+
+def run_cases(cases: Sequence[Case], impls: Sequence[str], device: torch.device, *,
+              backend: str = "triton", rep_ms: int = 50,
+              progress: bool = True) -> pd.DataFrame:
+    """One row per (case, implementation, direction), speed-ups and roofline filled in."""
+    from tqdm import tqdm
+
+    rows: list[dict[str, Any]] = []
+    copy_cache: dict[tuple, float] = {}
+    for case in tqdm(cases, desc="bench", disable=not progress):
+        x = case.make_input(device)
+        copy_key = (case.shape, case.layout, case.dtype)
+        if copy_key not in copy_cache:
+            copy_cache[copy_key] = copy_ms(x, device, rep_ms)
+        copy_gbps = 2 * x.nbytes / copy_cache[copy_key] / 1e6
+        base = {**dataclasses.asdict(case), "shape": "x".join(map(str, case.shape)),
+                "input_mb": x.nbytes / 2**20, "copy_gb_per_s": copy_gbps}
+        for impl_name in impls:
+            try:
+                impl = make_impl(impl_name, case, device, backend)
+                y = impl(x)
+                moved = minimal_bytes(case, x, y)
+                timings = measure(impl, x, device, rep_ms)
+            except Exception as err:  # a failing peer must not sink the whole sweep
+                rows.append({**base, "impl": impl_name, "error": f"{type(err).__name__}: {err}"})
+                continue
+            for direction, (ms, peak_mb) in timings.items():
+                gbps = moved[direction] / ms / 1e6
+                rows.append({**base, "impl": impl_name, "direction": direction, "ms": ms,
+                             "gb_per_s": gbps, "pct_copy": 100 * gbps / copy_gbps,
+                             "peak_mb": peak_mb, "error": ""})
+        del x
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return add_speedups(pd.DataFrame(rows))
+
+
+def add_speedups(df: pd.DataFrame) -> pd.DataFrame:
+    """``speedup_vs_<impl>``: that implementation's ms over this row's, same case and direction."""
+    keys = ["op", "shape", "filter_size", "layout", "dtype", "direction"]
+    for other in ("pytorch", "compile", "kornia"):
+        column = f"speedup_vs_{other}"
+        if "ms" not in df or other not in set(df["impl"]):
+            df[column] = math.nan
+            continue
+        ref = df[df["impl"] == other][[*keys, "ms"]].rename(columns={"ms": "_ref_ms"})
+        df = df.merge(ref, on=keys, how="left")
+        df[column] = df["_ref_ms"] / df["ms"]
+        df = df.drop(columns="_ref_ms")
+    return df
+
+
+def goal_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Each kernel goal: the worst value over the qualifying shiftlab rows, and met or not."""
+    ours = df[(df["impl"] == "shiftlab") & (df["error"] == "")] if "ms" in df else df.iloc[:0]
+    rows = []
+    for name, direction, column, threshold in GOALS:
+        sel = ours[ours["direction"] == direction] if len(ours) else ours
+        if column == "pct_copy":
+            sel = sel[(sel["input_mb"] >= BIG_MB) & sel["dtype"].isin(["float16", "bfloat16"])]
+        values = sel[column].dropna() if column in sel else pd.Series(dtype=float)
+        worst = float(values.min()) if len(values) else math.nan
+        status = "not measured" if math.isnan(worst) else ("met" if worst >= threshold else
+                                                            "not met")
+        rows.append({"goal": name, "worst": worst, "threshold": threshold, "rows": len(values),
+                     "status": status})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+def git_commit() -> str:
+    """The commit measured: ``git rev-parse HEAD`` (+ ``-dirty``), else ``$SHIFTLAB_COMMIT``."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("SHIFTLAB_COMMIT", "unknown")
+    return head + ("-dirty" if dirty.strip() else "")
+
+
+def run_metadata(device: torch.device) -> dict[str, Any]:
+    """Where and how a result was measured: device, versions, commit, command."""
+    name = device_name() if device.type == "cuda" else f"cpu ({platform.processor() or 'cpu'})"
+    return {
+        "device": name,
+        "torch": torch.__version__,
+        "triton": triton_version(),
+        "python": platform.python_version(),
+        "commit": git_commit(),
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "triton_interpret": os.environ.get("TRITON_INTERPRET", "0"),
+    }
+
+
+def default_results_dir(device: torch.device) -> Path:
+    """``benchmarks/results/<gpu family>`` (``h100``), or ``.../cpu`` without CUDA."""
+    family = gpu_family(device_name()) if device.type == "cuda" else "cpu"
+    return Path(__file__).resolve().parent.parent / "benchmarks" / "results" / family
+
+
+def write_results(out: Path, stem: str, df: pd.DataFrame, meta: dict[str, Any],
+                  extra: dict[str, Any] | None = None) -> list[Path]:
+    """``<stem>.csv`` and ``<stem>.json`` (meta, extra sections and rows) under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out / f"{stem}.csv", out / f"{stem}.json"
+    df.to_csv(csv_path, index=False)
+    payload = {"meta": meta, **(extra or {}), "rows": json.loads(df.to_json(orient="records"))}
+    json_path.write_text(json.dumps(payload, indent=1) + "\n")
+    return [csv_path, json_path]
+
+
+def write_figures(df: pd.DataFrame, out: Path) -> list[Path]:
+    """Bandwidth (% of copy) and speed-up figures, one panel per direction and layout."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import seaborn as sns
+
+    ok = df[df["error"] == ""] if "ms" in df else df.iloc[:0]
+    if ok.empty:
+        return []
+    paths = []
+    ok = ok.assign(case=ok["op"] + " " + ok["shape"])
+    grid = sns.catplot(data=ok, x="filter_size", y="pct_copy", hue="impl", col="direction",
+                       row="layout", kind="bar", errorbar=None, height=3, aspect=1.3)
+    grid.set_axis_labels("filter size", "% of copy bandwidth")
+    paths.append(out / "kernels_bandwidth.png")
+    grid.savefig(paths[-1], dpi=120)
+    ours = ok[ok["impl"] == "shiftlab"].melt(
+        id_vars=["filter_size", "direction", "layout"],
+        value_vars=[c for c in ok.columns if c.startswith("speedup_vs_")],
+        var_name="against", value_name="speed-up").dropna()
+    if not ours.empty:
+        grid = sns.catplot(data=ours, x="filter_size", y="speed-up", hue="against",
+                           col="direction", row="layout", kind="bar", errorbar=None, height=3,
+                           aspect=1.3)
+        paths.append(out / "kernels_speedup.png")
+        grid.savefig(paths[-1], dpi=120)
+    return paths
+
+
+def print_table(df: pd.DataFrame, title: str) -> None:
+    """Print a small table with rich when it is installed, plain text otherwise."""
+    if importlib.util.find_spec("rich") is None:
+        print(title)
+        print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in df.columns:
+        table.add_column(str(column))
+    for row in df.itertuples(index=False):
+        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
+    Console(width=160).print(table)
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """shiftlab per op and direction: median ms, worst % of copy and worst speed-ups."""
+    ours = df[(df["impl"] == "shiftlab") & (df["error"] == "")] if "ms" in df else df.iloc[:0]
+    if ours.empty:
+        return pd.DataFrame()
+    speedups = [c for c in ours.columns if c.startswith("speedup_vs_") and ours[c].notna().any()]
+    return ours.groupby(["op", "direction"], sort=False).agg(
+        median_ms=("ms", "median"), min_pct_copy=("pct_copy", "min"),
+        **{f"min_{c}": (c, "min") for c in speedups},
+    ).reset_index()
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def build_cases(shapes: Sequence[str], filters: Sequence[int], layouts: Sequence[str],
+                dtypes: Sequence[str], ops: Sequence[str]) -> list[Case]:
+    """Every combination, checked; ``ValueError`` naming a bad value."""
+    for name, values, accepted in (("layout", layouts, LAYOUTS), ("dtype", dtypes, DTYPES),
+                                   ("op", ops, OPS)):
+        for value in values:
+            if value not in accepted:
+                raise ValueError(f"{name}={value!r}: expected one of {tuple(accepted)}")
+    return [Case(op, parse_shape(shape), k, layout, dtype)
+            for shape, k, layout, dtype, op in itertools.product(shapes, filters, layouts,
+                                                                 dtypes, ops)]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m kernels.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a small sweep")
+    parser.add_argument("--shapes", nargs="+", help="NxCxHxW (default: ResNet-18 sites)")
+    parser.add_argument("--filters", nargs="+", type=int, help="filter sizes (default 2..7)")
+    parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS))
+    parser.add_argument("--dtypes", nargs="+", default=["float16", "bfloat16"])
+    parser.add_argument("--ops", nargs="+", default=list(OPS))
+    parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
+    parser.add_argument("--backend", default="triton", choices=("triton", "torch"),
+                        help="shiftlab's backend (torch: the reference ops)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--rep-ms", type=int, default=50, help="time spent per measurement")
+    parser.add_argument("--out", type=Path,
+                        help="results folder (default: benchmarks/results/<gpu>)")
+    parser.add_argument("--no-figures", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    shapes = args.shapes or (QUICK_SHAPES if args.quick else FULL_SHAPES)
+    filters = args.filters or (QUICK_FILTERS if args.quick else FULL_FILTERS)
+    cases = build_cases(shapes, filters, args.layouts, args.dtypes, args.ops)
+    impls = list(args.impls)
+    notes = []
+    if "kornia" in impls and importlib.util.find_spec("kornia") is None:
+        impls.remove("kornia")
+        notes.append("kornia is not installed: its column is skipped")
+    if device.type == "cuda":
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit,
+                                                    4 * len(cases))
+    df = run_cases(cases, impls, device, backend=args.backend, rep_ms=args.rep_ms)
+    out = args.out or default_results_dir(device)
+    goals = goal_table(df)
+    meta = {**run_metadata(device), "notes": notes, "impls": impls}
+    write_results(out, "kernels", df, meta, {"goals": json.loads(goals.to_json(orient="records"))})
+    if not args.no_figures:
+        write_figures(df, out)
+    errors = df[df["error"] != ""] if "error" in df else df.iloc[:0]
+    for row in errors.drop_duplicates(["impl", "error"]).itertuples():
+        print(f"failed: {row.impl} {row.op} {row.shape} k={row.filter_size}: {row.error}")
+    for note in notes:
+        print(f"note: {note}")
+    print(f"results: {out}")
+    print_table(summary(df), f"shiftlab kernels on {meta['device']}")
+    print_table(goals, "goals")
+    return df
+
+
+if __name__ == "__main__":
+    main()
