@@ -1,0 +1,120 @@
+"""The benchmark and the autotuner, end to end on the CPU (Triton under its interpreter)."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from kernels import autotune, bench, tuning
+
+COLUMNS = {
+    "op", "shape", "filter_size", "layout", "dtype", "input_mb", "copy_gb_per_s", "impl",
+    "direction", "ms", "gb_per_s", "pct_copy", "peak_mb", "error", "speedup_vs_pytorch",
+    "speedup_vs_compile", "speedup_vs_kornia",
+}
+
+
+def run_bench(tmp_path, *extra):
+    argv = ["--shapes", "2x3x9x7", "--filters", "3", "--dtypes", "float32",
+            "--impls", "shiftlab", "pytorch", "--rep-ms", "1", "--out", str(tmp_path), *extra]
+    return bench.main(argv)
+
+
+def payload_impls(folder) -> list[str]:
+    return json.loads((folder / "kernels.json").read_text())["meta"]["impls"]
+
+
+def test_bench_writes_csv_and_json_with_every_column(tmp_path, capsys):
+    df = run_bench(tmp_path, "--backend", "torch", "--layouts", "nchw", "--no-figures",
+                   "--impls", "shiftlab", "pytorch", "kornia")
+    csv = pd.read_csv(tmp_path / "kernels.csv")
+    assert set(csv.columns) >= COLUMNS
+    assert len(csv) == len(bench.OPS) * len(set(csv["impl"])) * len(bench.DIRECTIONS)
+    kornia = "kornia" in payload_impls(tmp_path)
+    assert set(csv["impl"]) == {"shiftlab", "pytorch"} | ({"kornia"} if kornia else set())
+    assert (csv["ms"] > 0).all() and (csv["gb_per_s"] > 0).all()
+    assert csv["error"].isna().all()
+    # Speed-up is the other implementation's time over this one's, same case and direction.
+    ours = df[(df["impl"] == "shiftlab") & (df["direction"] == "fwd")].set_index("op")
+    ref = df[(df["impl"] == "pytorch") & (df["direction"] == "fwd")].set_index("op")
+    assert ours["speedup_vs_pytorch"].to_dict() == pytest.approx((ref["ms"] / ours["ms"]).to_dict())
+
+    payload = json.loads((tmp_path / "kernels.json").read_text())
+    assert {"device", "torch", "triton", "commit", "command"} <= set(payload["meta"])
+    assert len(payload["rows"]) == len(csv)
+    assert [g["goal"] for g in payload["goals"]] == [g[0] for g in bench.GOALS]
+    out = capsys.readouterr().out
+    assert kornia or "kornia is not installed" in out
+    assert out.index("goals") > out.index("results:")  # the short tables come last
+
+
+def test_bench_times_the_triton_kernels_and_draws_figures(tmp_path):
+    df = run_bench(tmp_path, "--backend", "triton", "--ops", "blur_pool", "--layouts",
+                   "channels_last")
+    assert (df["error"] == "").all()
+    assert set(df["direction"]) == set(bench.DIRECTIONS)
+    assert (tmp_path / "kernels_bandwidth.png").stat().st_size > 0
+    assert (tmp_path / "kernels_speedup.png").stat().st_size > 0
+
+
+def test_minimal_bytes_count_each_tensor_once():
+    case = bench.Case("max_blur_pool", (2, 3, 8, 8), 3, "nchw", "float32")
+    x, y = torch.empty(2, 3, 8, 8), torch.empty(2, 3, 4, 4)
+    moved = bench.minimal_bytes(case, x, y)
+    assert moved == {"fwd": x.nbytes + y.nbytes, "bwd": y.nbytes + 2 * x.nbytes,
+                     "fwd_bwd": 2 * y.nbytes + 3 * x.nbytes}
+
+
+def test_goal_table_marks_met_and_not_met():
+    rows = [
+        {"impl": "shiftlab", "error": "", "direction": "fwd", "pct_copy": 85.0, "input_mb": 100.0,
+         "dtype": "float16", "speedup_vs_pytorch": 5.0, "speedup_vs_compile": 1.2, "ms": 1.0},
+        {"impl": "shiftlab", "error": "", "direction": "fwd", "pct_copy": 10.0, "input_mb": 1.0,
+         "dtype": "float16", "speedup_vs_pytorch": 5.0, "speedup_vs_compile": 1.2, "ms": 1.0},
+        {"impl": "shiftlab", "error": "", "direction": "fwd_bwd", "pct_copy": 50.0,
+         "input_mb": 100.0, "dtype": "bfloat16", "speedup_vs_pytorch": 4.5,
+         "speedup_vs_compile": 1.2, "ms": 1.0},
+    ]
+    goals = bench.goal_table(pd.DataFrame(rows)).set_index("goal")["status"].tolist()
+    assert goals == ["met", "not measured", "met", "not met"]
+
+
+@pytest.mark.parametrize("text", ["2x3x4", "2x3x4x0", "axbxcxd"])
+def test_bad_shape_is_named(text):
+    with pytest.raises(ValueError, match=text):
+        bench.parse_shape(text)
+
+
+def test_bad_layout_is_named():
+    with pytest.raises(ValueError, match="layout='nhwc'"):
+        bench.build_cases(["1x1x4x4"], [3], ["nhwc"], ["float32"], ["blur_pool"])
+
+
+def test_autotune_writes_a_cache_the_kernels_then_read(tmp_path, monkeypatch):
+    monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    tuning.clear_cache()
+    ops = ["blur_pool_fwd", "max_blur_pool_bwd"]
+    table = autotune.main(["--ops", *ops, "--layouts", "channels_last", "--out",
+                           str(tmp_path / "shipped.json")])
+    cache = tuning.read_table(tuning.user_cache_path())
+    assert cache is not None and cache["device"] == tuning.INTERPRETER_DEVICE
+    shipped = tuning.read_table(tmp_path / "shipped.json")
+    assert shipped["configs"] == table["configs"]
+
+    def no_heuristic(op, key):
+        raise AssertionError(f"heuristic used for {op} {key}")
+
+    monkeypatch.setattr(tuning, "heuristic_config", no_heuristic)
+    for op in ops:
+        [(text, entry)] = cache["configs"][op].items()
+        assert math.isfinite(entry["ms"]) and entry["ms"] > 0
+        key = tuning.TuningKey.from_str(text)
+        assert key.layout == "channels_last"
+        expected = {f: entry[f] for f in tuning.CONFIG_FIELDS}
+        assert tuning.launch_config(op, key) == expected
+    # The key the launchers compute for the tuned input is the one saved.
+    x = torch.randn(2, 3, 9, 7).to(memory_format=torch.channels_last)
+    assert tuning.tuning_key(x, 3, 2).to_str() in cache["configs"]["blur_pool_fwd"]
+    tuning.clear_cache()
