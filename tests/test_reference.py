@@ -1,0 +1,285 @@
+"""The reference ops and padding maps against a direct definition written out here.
+
+The direct definition pads by folding each out-of-range index step by step (not the closed
+forms of kernels.padding), correlates with the 2-D outer-product filter by a depthwise conv2d
+in float64 and slices every s-th row and column: spec §2 and §3 word for word.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernels import blur_pool2d, max_blur_pool2d
+from kernels.options import PADDING_MODES
+from kernels.padding import pad_index
+from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
+
+FP32 = {"atol": 1e-5, "rtol": 1e-5}
+HALF_TOLERANCES = {torch.float16: 1e-3, torch.bfloat16: 1e-2}
+SHAPES = [(1, 1), (2, 2), (5, 7), (6, 3)]
+
+
+def padded_source(i: int, n: int, mode: str) -> int | None:
+    """Input index read at padded position ``i`` (None: a zero), by folding one edge at a time."""
+    if mode == "zeros":
+        return i if 0 <= i < n else None
+    if mode == "replicate":
+        return min(max(i, 0), n - 1)
+    if mode == "circular":
+        return i % n
+    if n == 1:
+        return 0
+    while not 0 <= i < n:
+        i = -i if i < 0 else 2 * (n - 1) - i
+    return i
+
+
+def pad_direct(x: torch.Tensor, before: int, after: int, mode: str) -> torch.Tensor:
+    def along(t: torch.Tensor, dim: int) -> torch.Tensor:
+        n = t.shape[dim]
+        pieces = []
+        for i in range(-before, n + after):
+            source = padded_source(i, n, mode)
+            edge = t.narrow(dim, 0 if source is None else source, 1)
+            pieces.append(torch.zeros_like(edge) if source is None else edge)
+        return torch.cat(pieces, dim)
+
+    return along(along(x, 2), 3)
+
+
+def direct_blur_pool(
+    x: torch.Tensor,
+    taps: torch.Tensor,
+    stride: int,
+    mode: str,
+    pad_off: int = 0,
+    relu: bool = False,
+) -> torch.Tensor:
+    x = x.double().clamp(min=0) if relu else x.double()
+    size = taps.numel()
+    before, after = (size - 1) // 2 + pad_off, size - 1 - (size - 1) // 2 + pad_off
+    weight = torch.outer(taps, taps).double().expand(x.shape[1], 1, size, size)
+    out = F.conv2d(pad_direct(x, before, after, mode), weight, groups=x.shape[1])
+    return out[:, :, ::stride, ::stride]
+
+
+def direct_max_blur_pool(
+    x: torch.Tensor, taps: torch.Tensor, stride: int, mode: str, max_kernel: int
+) -> torch.Tensor:
+    return direct_blur_pool(F.max_pool2d(x.double(), max_kernel, 1), taps, stride, mode)
+
+
+def random_taps(size: int) -> torch.Tensor:
+    """Asymmetric taps, so that a flipped filter (convolution for correlation) shows."""
+    taps = torch.rand(size, dtype=torch.float64) + 0.1
+    return taps / taps.sum()
+
+
+@pytest.mark.parametrize("mode", PADDING_MODES)
+def test_pad_index_agrees_with_f_pad_wherever_f_pad_is_defined(mode: str) -> None:
+    compared = 0
+    for n in range(1, 7):
+        for before in range(n + 3):
+            for after in range(n + 3):
+                index = pad_index(n, before, after, mode)
+                expected = [padded_source(i, n, mode) for i in range(-before, n + after)]
+                assert index.tolist() == [-1 if e is None else e for e in expected]
+                limit = {"reflect": n - 1, "circular": n}.get(mode, n + 3)
+                if max(before, after) > limit:
+                    continue
+                line = torch.arange(n, dtype=torch.float64).view(1, 1, n)
+                torch_mode = "constant" if mode == "zeros" else mode
+                kwargs = {"value": -1.0} if mode == "zeros" else {}
+                padded = F.pad(line, (before, after), mode=torch_mode, **kwargs)
+                assert padded.view(-1).long().tolist() == index.tolist()
+                compared += 1
+    assert compared >= 60
+
+
+@pytest.mark.parametrize("size", range(1, 10))
+@pytest.mark.parametrize("mode", PADDING_MODES)
+def test_blur_pool_matches_direct_definition(size: int, mode: str) -> None:
+    taps = random_taps(size)
+    for stride in (1, 2, 3):
+        for h, w in SHAPES:
+            x = torch.randn(2, 3, h, w)
+            out = blur_pool2d(x, None, stride, mode, filter="custom", taps=taps, backend="torch")
+            expected = direct_blur_pool(x, taps, stride, mode)
+            assert out.shape == (2, 3, (h - 1) // stride + 1, (w - 1) // stride + 1)
+            torch.testing.assert_close(out, expected.float(), **FP32)
+
+
+@pytest.mark.parametrize("max_kernel", [2, 3])
+@pytest.mark.parametrize("mode", PADDING_MODES)
+def test_max_blur_pool_matches_direct_definition(max_kernel: int, mode: str) -> None:
+    for size in (1, 3, 4, 7):
+        taps = random_taps(size)
+        for stride in (1, 2, 3):
+            for h, w in [(max_kernel, max_kernel), (5, 7), (8, 4)]:
+                x = torch.randn(2, 3, h, w)
+                out = max_blur_pool2d(
+                    x,
+                    None,
+                    stride,
+                    mode,
+                    max_kernel=max_kernel,
+                    filter="custom",
+                    taps=taps,
+                    backend="torch",
+                )
+                expected = direct_max_blur_pool(x, taps, stride, mode, max_kernel)
+                torch.testing.assert_close(out, expected.float(), **FP32)
+
+
+@pytest.mark.parametrize("pad_off", [1, 2])
+@pytest.mark.parametrize("mode", PADDING_MODES)
+def test_pad_off_and_relu_match_direct_definition(pad_off: int, mode: str) -> None:
+    for size, stride, (h, w) in [(4, 2, (5, 6)), (3, 1, (2, 2)), (5, 3, (7, 4))]:
+        taps = random_taps(size)
+        x = torch.randn(2, 3, h, w)
+        out = blur_pool2d_reference(x, taps, stride, mode, pad_off, True)
+        expected = direct_blur_pool(x, taps, stride, mode, pad_off=pad_off, relu=True)
+        assert out.shape[-2:] == (
+            (h + 2 * pad_off - 1) // stride + 1,
+            (w + 2 * pad_off - 1) // stride + 1,
+        )
+        torch.testing.assert_close(out, expected.float(), **FP32)
+
+
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(1, 4),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    size=st.integers(1, 9),
+    stride=st.integers(1, 4),
+    pad_off=st.integers(0, 2),
+    mode=st.sampled_from(PADDING_MODES),
+    channels_last=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=60, deadline=None)
+def test_blur_pool_matches_direct_definition_on_random_cases(
+    n: int,
+    c: int,
+    h: int,
+    w: int,
+    size: int,
+    stride: int,
+    pad_off: int,
+    mode: str,
+    channels_last: bool,
+    seed: int,
+) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=generator)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    taps = random_taps(size)
+    out = blur_pool2d_reference(x, taps, stride, mode, pad_off, False)
+    torch.testing.assert_close(
+        out, direct_blur_pool(x, taps, stride, mode, pad_off).float(), **FP32
+    )
+
+
+def test_size_one_filter_is_exact_subsampling() -> None:
+    x = torch.randn(2, 3, 7, 5)
+    for stride in (1, 2, 3):
+        for mode in PADDING_MODES:
+            assert torch.equal(
+                blur_pool2d(x, 1, stride, mode, backend="torch"), x[:, :, ::stride, ::stride]
+            )
+
+
+@pytest.mark.parametrize("op", ["blur", "max_blur"])
+def test_channels_last_in_gives_channels_last_out_with_the_same_values(op: str) -> None:
+    x = torch.randn(2, 5, 9, 6)
+    run = blur_pool2d if op == "blur" else max_blur_pool2d
+    dense = run(x, 4, 2, "reflect", backend="torch")
+    out = run(x.contiguous(memory_format=torch.channels_last), 4, 2, "reflect", backend="torch")
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert dense.is_contiguous()
+    torch.testing.assert_close(out, dense, **FP32)
+
+
+@pytest.mark.parametrize("op", ["blur", "max_blur"])
+def test_non_contiguous_inputs(op: str) -> None:
+    base = torch.randn(2, 3, 14, 11)
+    views = [base[:, :, 1::2, ::2], base.transpose(2, 3), base[:, ::2]]
+    taps = random_taps(5)
+    for x in views:
+        assert not x.is_contiguous()
+        if op == "blur":
+            out = blur_pool2d_reference(x, taps, 2, "reflect", 1, False)
+            expected = direct_blur_pool(x.contiguous(), taps, 2, "reflect", pad_off=1)
+        else:
+            out = max_blur_pool2d_reference(x, taps, 2, "circular", 2)
+            expected = direct_max_blur_pool(x.contiguous(), taps, 2, "circular", 2)
+        torch.testing.assert_close(out, expected.float(), **FP32)
+
+
+@pytest.mark.parametrize("dtype", list(HALF_TOLERANCES))
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_half_precision_matches_float32_and_keeps_dtype(
+    dtype: torch.dtype, channels_last: bool
+) -> None:
+    x = torch.randn(2, 4, 11, 8).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    tolerance = HALF_TOLERANCES[dtype]
+    for run, kwargs in [(blur_pool2d, {"relu": True, "pad_off": 1}), (max_blur_pool2d, {})]:
+        out = run(x, 9, 2, "zeros", backend="torch", **kwargs)
+        assert out.dtype == dtype
+        assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+        expected = run(x.float(), 9, 2, "zeros", backend="torch", **kwargs)
+        torch.testing.assert_close(out.float(), expected, atol=tolerance, rtol=tolerance)
+
+
+@pytest.mark.parametrize("mode", PADDING_MODES)
+def test_gradcheck_blur_pool(mode: str) -> None:
+    x = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
+    for size, stride, pad_off, relu in [(4, 2, 0, False), (5, 3, 1, True), (7, 1, 0, False)]:
+        taps = random_taps(size)
+        assert torch.autograd.gradcheck(
+            lambda t, taps=taps, s=stride, p=pad_off, r=relu: blur_pool2d_reference(
+                t, taps, s, mode, p, r
+            ),
+            (x,),
+        )
+
+
+@pytest.mark.parametrize("max_kernel", [2, 3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gradcheck_max_blur_pool(max_kernel: int, channels_last: bool) -> None:
+    x = torch.randn(1, 2, 6, 5, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    taps = random_taps(4)
+    for mode in PADDING_MODES:
+        assert torch.autograd.gradcheck(
+            lambda t, m=mode: max_blur_pool2d_reference(t, taps, 2, m, max_kernel),
+            (x.requires_grad_(),),
+        )
+
+
+@pytest.mark.parametrize("max_kernel", [2, 3, 4])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_ties_send_the_gradient_to_the_first_maximum_like_max_pool2d(
+    max_kernel: int, channels_last: bool
+) -> None:
+    x = torch.randint(0, 3, (2, 3, 9, 7), dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    taps = random_taps(3)
+    ours = x.clone().requires_grad_()
+    direct = x.clone().requires_grad_()
+    out = max_blur_pool2d_reference(ours, taps, 2, "reflect", max_kernel)
+    expected = direct_max_blur_pool(direct, taps, 2, "reflect", max_kernel)
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(ours.grad, direct.grad, atol=1e-12, rtol=1e-12)
+    assert ours.grad.is_contiguous(memory_format=torch.channels_last) == channels_last
