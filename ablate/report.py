@@ -1,0 +1,259 @@
+"""python -m ablate.report runs/<study>: tables, Pareto front, figures and summary of a study.
+
+`write_report(out_dir)` reads the study back from the storage named in `out_dir/meta.json` and
+writes, into `out_dir`:
+
+- `runs.csv` / `runs.parquet`: one row per finished trial and seed (lists and dicts as JSON);
+- `configs.csv` / `configs.parquet`: one row per configuration, each scalar metric's mean over
+  seeds and its 95 % Student-t interval (NaN width when a configuration has one seed), plus
+  `feasible` (meets the spec's constraints) and `pareto` (on the front of the objectives);
+- `pareto_front.csv` / `.parquet`: the front alone;
+- `figures/*.png` and `*.svg`; `summary.md`; `report.html` (self-contained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import optuna
+import pandas as pd
+
+from ablate import report_figures as figs
+from ablate.pareto import pareto_mask
+from ablate.report_questions import Answer, answer_questions, blur_groups
+from ablate.report_summary import (
+    Block,
+    Bullets,
+    FigureBlock,
+    Heading,
+    Paragraph,
+    Table,
+    write_documents,
+)
+from ablate.report_table import (
+    StudyMeta,
+    aggregate_over_seeds,
+    failed_trials,
+    load_study,
+    read_meta,
+    runs_table,
+    varied_columns,
+    write_table,
+)
+
+FIGURE_DIR = "figures"
+
+
+def mark_front(configs: pd.DataFrame, meta: StudyMeta) -> pd.DataFrame:
+    """Add `feasible` (every constraint holds on the means) and `pareto` (non-dominated among the
+    feasible configurations on the objectives' means, as Optuna's `best_trials` decides)."""
+    marked = configs.copy()
+    feasible = pd.Series(True, index=marked.index)
+    for constraint in meta.constraints:
+        column = f"{constraint.metric}_mean"
+        if column in marked:
+            feasible &= marked[column].map(constraint.holds).astype(bool)
+        else:
+            feasible &= False
+    marked["feasible"] = feasible
+    columns = [f"{o.metric}_mean" for o in meta.objectives]
+    marked["pareto"] = False
+    if all(c in marked for c in columns) and feasible.any():
+        front = pareto_mask(marked[feasible], columns, [o.direction for o in meta.objectives])
+        marked.loc[front.index, "pareto"] = front
+    return marked
+
+
+def consistency_metric_of(meta: StudyMeta) -> str:
+    """The consistency the study optimised, else the circular one."""
+    return next(
+        (o.metric for o in meta.objectives if o.metric.startswith("consistency_")),
+        "consistency_circular",
+    )
+
+
+def _interval_text(row: pd.Series, metric: str) -> str:
+    mean = row.get(f"{metric}_mean")
+    if mean is None or pd.isna(mean):
+        return "n/a"
+    low, high = row.get(f"{metric}_ci95_low"), row.get(f"{metric}_ci95_high")
+    if low is None or pd.isna(low):
+        return f"{mean:.4g}"
+    return f"{mean:.4g} [{low:.4g}, {high:.4g}]"
+
+
+def front_table(configs: pd.DataFrame, varied: Sequence[str], meta: StudyMeta) -> pd.DataFrame:
+    """The Pareto front for reading: varied parameters, objectives as `mean [95 % CI]`, seeds."""
+    front = configs[configs["pareto"]] if "pareto" in configs else configs.iloc[0:0]
+    rows = []
+    for _, row in front.iterrows():
+        entry = {column: row[column] for column in varied}
+        for objective in meta.objectives:
+            arrow = "↑" if objective.direction == "maximize" else "↓"
+            entry[f"{objective.metric} {arrow}"] = _interval_text(row, objective.metric)
+        entry["seeds"] = row["n_seeds"]
+        entry["trials"] = row["trials"]
+        rows.append(entry)
+    return pd.DataFrame(rows)
+
+
+def make_figures(
+    study: optuna.Study, runs: pd.DataFrame, configs: pd.DataFrame, meta: StudyMeta
+) -> list[figs.FigureOutcome]:
+    """Every figure the report shows, in reading order (skipped ones carry a note)."""
+    consistency = consistency_metric_of(meta)
+    return [
+        figs.accuracy_consistency_figure(configs, consistency, meta.objectives),
+        figs.throughput_accuracy_figure(configs),
+        figs.filter_size_figure(runs, consistency),
+        figs.shift_curve_figure(runs),
+        figs.filter_tv_figure(runs),
+        figs.adversarial_figure(runs),
+        figs.importance_figure(study, meta.objectives),
+    ]
+
+
+def _overview(
+    meta: StudyMeta,
+    runs: pd.DataFrame,
+    configs: pd.DataFrame,
+    failed: pd.DataFrame,
+    varied: Sequence[str],
+    config_cols: Sequence[str],
+) -> Bullets:
+    objectives = ", ".join(f"`{o.metric}` ({o.direction})" for o in meta.objectives)
+    fixed = [
+        f"{c}={configs[c].iloc[0]}"
+        for c in config_cols
+        if c not in varied and c in configs and len(configs)
+    ]
+    groups = blur_groups(runs).value_counts() if len(runs) else pd.Series(dtype=int)
+    items = [
+        f"objectives: {objectives}",
+        f"finished trials: {runs['trial'].nunique() if len(runs) else 0}; failed or pruned: "
+        f"{len(failed)}; configurations: {len(configs)}; runs (configuration × seed): {len(runs)}",
+        f"seeds per configuration: {', '.join(map(str, sorted(configs['n_seeds'].unique())))}"
+        if len(configs)
+        else "seeds per configuration: none finished",
+        f"runs without blur: {groups.get('no blur', 0)}; with blur: {groups.get('blur', 0)}",
+        f"varied: {', '.join(varied) or 'nothing'}",
+        f"fixed: {', '.join(fixed) or 'nothing'}",
+    ]
+    if meta.constraints:
+        bounds = ", ".join(
+            " ≤ ".join(str(part) for part in (c.min, c.metric, c.max) if part is not None)
+            for c in meta.constraints
+        )
+        feasible = int(configs["feasible"].sum()) if len(configs) else 0
+        items.append(f"constraints: {bounds}; feasible configurations: {feasible}")
+    if "device_metric" in runs:
+        items.append(f"device: {', '.join(map(str, runs['device_metric'].dropna().unique()))}")
+    return Bullets(tuple(items))
+
+
+METHOD_NOTES = (
+    "Each configuration's metric is the mean over its seeds; the 95 % interval is the Student-t "
+    "interval over those seeds (mean ± t(0.975, n−1)·s/√n). With one seed it is left empty (NaN): "
+    "one run says nothing about the spread. The research questions pool the runs without blur "
+    "(placement `none`, or filter size 1, which is plain subsampling) and the blurred runs over "
+    "every configuration and seed, and quote the difference of means (blurred − no blur) with a "
+    "Welch t-interval; pooled configurations differ in more than blur, so read the effect as "
+    "an average over this study's design space. The Pareto front is computed on the "
+    "configurations' means (feasible ones only when the spec sets constraints) and agrees with "
+    "Optuna's `study.best_trials` when every configuration ran in one trial."
+)
+
+
+def summary_blocks(
+    meta: StudyMeta,
+    out_dir: Path,
+    runs: pd.DataFrame,
+    configs: pd.DataFrame,
+    failed: pd.DataFrame,
+    config_cols: Sequence[str],
+    answers: Sequence[Answer],
+    outcomes: Sequence[figs.FigureOutcome],
+) -> list[Block]:
+    """The report's content, in reading order."""
+    varied = varied_columns(configs, list(config_cols)) if len(configs) else []
+    blocks: list[Block] = [
+        _overview(meta, runs, configs, failed, varied, config_cols),
+        Paragraph(
+            f"Browse the trials interactively: `optuna-dashboard {out_dir / 'journal.log'}` "
+            "(for a database storage, pass its URL instead)."
+            if not meta.storage or "://" not in meta.storage
+            else f"Browse the trials interactively: `optuna-dashboard {meta.storage}`."
+        ),
+        Heading("The paper's research questions"),
+        Bullets(tuple(f"**{a.key} — {a.question}** {a.sentence}" for a in answers)),
+        Heading("Pareto front"),
+    ]
+    front = front_table(configs, varied, meta)
+    blocks.append(
+        Table(front)
+        if len(front)
+        else Paragraph("No configuration is on the front: no finished, feasible runs.")
+    )
+    blocks.append(Heading("Figures"))
+    for outcome in outcomes:
+        if outcome.figure is None:
+            blocks.append(Paragraph(f"*{outcome.name}*: {outcome.note}"))
+        else:
+            caption = figs.CAPTIONS[outcome.name]
+            blocks.append(FigureBlock(f"{FIGURE_DIR}/{outcome.name}.png", caption))
+    if len(failed):
+        blocks += [Heading("Failed trials"), Table(failed)]
+    blocks += [
+        Heading("How the numbers are made"),
+        Paragraph(METHOD_NOTES),
+        Paragraph(
+            "Files: `runs.csv`/`.parquet` (one row per trial × seed), `configs.csv`/`.parquet` "
+            "(aggregated over seeds), `pareto_front.csv`/`.parquet`, `figures/` (PNG and SVG), "
+            "`report.html` (this page, self-contained)."
+        ),
+    ]
+    return blocks
+
+
+def write_report(out_dir: Path | str) -> list[Path]:
+    """Write the tables, figures, `summary.md` and `report.html` of the study in `out_dir`."""
+    out_dir = Path(out_dir)
+    meta = read_meta(out_dir)
+    study = load_study(out_dir, meta)
+    runs, config_cols = runs_table(study)
+    configs = mark_front(aggregate_over_seeds(runs, config_cols), meta)
+    failed = failed_trials(study)
+    written = write_table(runs, out_dir / "runs") + write_table(configs, out_dir / "configs")
+    written += write_table(configs[configs["pareto"]], out_dir / "pareto_front")
+    outcomes = make_figures(study, runs, configs, meta)
+    for outcome in outcomes:
+        written += figs.save_figure(outcome, out_dir / FIGURE_DIR)
+    answers = answer_questions(runs, consistency_metric_of(meta))
+    blocks = summary_blocks(meta, out_dir, runs, configs, failed, config_cols, answers, outcomes)
+    written += write_documents(f"Study {meta.study_name}", blocks, out_dir)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ablate.report",
+        description="Write tables, the Pareto front, figures and a summary of a finished study.",
+    )
+    parser.add_argument("out_dir", type=Path, help="the study's output folder (runs/<name>)")
+    args = parser.parse_args(argv)
+    try:
+        written = write_report(args.out_dir)
+    except ValueError as error:
+        parser.error(str(error))
+    print(f"wrote {len(written)} files into {args.out_dir}:")
+    for path in written:
+        print(f"  {path}")
+    print(f"read first: {args.out_dir / 'summary.md'} or {args.out_dir / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,552 @@
+"""The report's figures, each readable on its own: title, axes with units, legend.
+
+Every function takes the tables it needs and returns a `FigureOutcome`: the matplotlib figure, or
+None with a note saying what the study lacks. A study that varied only some parameters gets the
+figures its data supports; nothing here assumes a column exists.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from ablate.pareto import non_dominated
+from ablate.report_questions import NO_BLUR
+from ablate.report_stats import mean_interval
+from ablate.report_table import Objective
+
+FAMILY_NAMES = {"binomial": "Bin", "box": "Rect", "triangle": "Tri", "gaussian": "Gauss"}
+METRIC_LABELS = {
+    "accuracy": "Clean test accuracy (%)",
+    "consistency_circular": "Shift consistency, circular shifts (%)",
+    "consistency_crop": "Shift consistency, crop shifts (%)",
+    "adversarial_circular": "Shift-adversarial accuracy, circular (%)",
+    "adversarial_crop": "Shift-adversarial accuracy, crop (%)",
+    "train_images_per_s": "Training throughput (images/s)",
+    "infer_images_per_s": "Inference throughput (images/s)",
+    "peak_memory_mb": "Peak memory (MB)",
+    "filter_tv_mean": "Mean normalised filter TV (lower = smoother)",
+}
+MIN_TRIALS_FOR_IMPORTANCE = 10
+CAPTIONS = {
+    "accuracy_vs_consistency": (
+        "Each point is a configuration (mean over seeds). Up and right is better. The red line is "
+        "the accuracy × consistency front; red rings mark the study's Pareto front on all its "
+        "objectives."
+    ),
+    "throughput_vs_accuracy": (
+        "What anti-aliasing costs in training speed, per configuration; right and up is better."
+    ),
+    "metrics_vs_filter_size": (
+        "RQ2: accuracy and shift consistency against filter size, one line per placement; the "
+        "dashed line and grey band are the runs without blur (placement none)."
+    ),
+    "accuracy_vs_shift": (
+        "RQ3 (the paper's diagonal-shift plot): accuracy when the test images are shifted by d "
+        "pixels down and right; a flatter curve means less sensitivity to the shift."
+    ),
+    "filter_tv": (
+        "RQ1: normalised total variation of the learned conv filters per layer; lower means "
+        "smoother filters."
+    ),
+    "adversarial_accuracy": (
+        "RQ4: share of test images classified correctly at every shift in [-S, S]², per filter, "
+        "with and without training augmentation."
+    ),
+    "parameter_importance": (
+        "How much each varied parameter decides each objective (Optuna's PED-ANOVA)."
+    ),
+}
+SHIFT_PROTOCOLS = ("circular", "crop")
+
+
+@dataclass
+class FigureOutcome:
+    """A named figure (or None when the study cannot support it) and what to say about it."""
+
+    name: str
+    figure: Figure | None
+    note: str = ""
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+def blur_label(row: pd.Series) -> str:
+    """The paper's name of a row's low-pass filter (`Bin-3`, `Rect-2`), or `no blur`."""
+    if row.get("placement") == "none":
+        return NO_BLUR
+    size = row.get("filter_size", "?")
+    family = FAMILY_NAMES.get(row.get("filter", "binomial"), str(row.get("filter", "custom")))
+    return f"{family}-{size}"
+
+
+def with_labels(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `table` with `blur_label` (filter) and `variant` (placement + filter) columns."""
+    labelled = table.copy()
+    labelled["blur_label"] = [blur_label(row) for _, row in labelled.iterrows()]
+    placements = (
+        labelled["placement"] if "placement" in labelled else pd.Series("", index=labelled.index)
+    )
+    several = placements[placements != "none"].nunique() > 1
+    labelled["variant"] = [
+        f"{placement} · {label}" if several and label != NO_BLUR else label
+        for label, placement in zip(labelled["blur_label"], placements, strict=True)
+    ]
+    return labelled
+
+
+def _label_order(labels: pd.Series) -> list[str]:
+    """`no blur` first, then by family and size (Bin-2 before Bin-10)."""
+
+    def key(label: str) -> tuple[int, str, float]:
+        if label == NO_BLUR:
+            return (0, "", 0.0)
+        family, _, size = label.rpartition("-")
+        try:
+            return (1, family, float(size))
+        except ValueError:
+            return (1, label, 0.0)
+
+    return sorted(labels.dropna().unique(), key=key)
+
+
+def blur_palette(order: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """Black for `no blur`, a viridis ramp by filter size for the rest."""
+    blurred = [label for label in order if label != NO_BLUR]
+    colours = sns.color_palette("viridis", max(len(blurred), 1))
+    palette = {label: colours[i] for i, label in enumerate(blurred)}
+    if NO_BLUR in order:
+        palette[NO_BLUR] = (0.0, 0.0, 0.0)
+    return palette
+
+
+def _fixed_note(table: pd.DataFrame, columns: Sequence[str]) -> str:
+    """'padding fixed at reflect; …' for the columns the study did not vary (or lacks)."""
+    parts = []
+    for column in columns:
+        if column not in table:
+            parts.append(f"no {column} column")
+        elif table[column].nunique(dropna=False) == 1:
+            parts.append(f"{column} fixed at {table[column].iloc[0]}")
+    return "; ".join(parts)
+
+
+def _title(fig: Figure, title: str, subtitle: str = "") -> None:
+    fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
+
+
+def _legend_outside(ax: plt.Axes) -> None:
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+
+
+def _errorbars(ax: plt.Axes, table: pd.DataFrame, x: str, y: str) -> None:
+    """Grey 95 % interval bars behind the points, where the table has them (≥ 2 seeds)."""
+    for axis, metric in (("x", x), ("y", y)):
+        low, high = f"{metric}_ci95_low", f"{metric}_ci95_high"
+        if low not in table or table[low].isna().all():
+            continue
+        mean = table[f"{metric}_mean"]
+        err = np.vstack([mean - table[low], table[high] - mean])
+        xs, ys = table[f"{x}_mean"], table[f"{y}_mean"]
+        kwargs = {"xerr": err} if axis == "x" else {"yerr": err}
+        ax.errorbar(xs, ys, fmt="none", ecolor="0.7", elinewidth=1, zorder=0, **kwargs)
+
+
+def _scatter_by_variant(
+    configs: pd.DataFrame, x: str, y: str, style_options: Sequence[str], size: str | None
+) -> tuple[Figure, plt.Axes, list[str]]:
+    """Scatter of configurations: colour = filter, marker = the first varied style column."""
+    data = with_labels(configs)
+    order = _label_order(data["blur_label"])
+    style = next((c for c in style_options if c in data and data[c].nunique() > 1), None)
+    size_column = f"{size}_mean" if size and f"{size}_mean" in data else None
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
+    _errorbars(ax, data, x, y)
+    sns.scatterplot(
+        data=data,
+        x=f"{x}_mean",
+        y=f"{y}_mean",
+        hue="blur_label",
+        hue_order=order,
+        palette=blur_palette(order),
+        style=style,
+        size=size_column,
+        sizes=(40, 260),
+        ax=ax,
+        zorder=2,
+    )
+    ax.set_xlabel(metric_label(x))
+    ax.set_ylabel(metric_label(y))
+    notes = []
+    if style is None:
+        notes.append(_fixed_note(data, style_options[:1]) or "marker: one style")
+    if size and size_column is None:
+        notes.append(f"no {size} in the runs, so all points have one size")
+    return fig, ax, notes
+
+
+def _rename_legend_titles(ax: plt.Axes, names: dict[str, str]) -> None:
+    legend = ax.get_legend()
+    if legend is None:
+        return
+    for text in legend.get_texts():
+        if text.get_text() in names:
+            text.set_text(names[text.get_text()])
+            text.set_fontweight("bold")
+
+
+LEGEND_NAMES = {
+    "blur_label": "filter (colour)",
+    "padding": "padding (marker)",
+    "placement": "placement (marker)",
+    "train_images_per_s_mean": "train images/s (size)",
+}
+
+
+def accuracy_consistency_figure(
+    configs: pd.DataFrame, consistency_metric: str, objectives: Sequence[Objective]
+) -> FigureOutcome:
+    """Accuracy vs consistency; the 2-D front as a line, the study's Pareto front ringed."""
+    name = "accuracy_vs_consistency"
+    needed = ["accuracy_mean", f"{consistency_metric}_mean"]
+    missing = [c for c in needed if c not in configs]
+    if configs.empty or missing:
+        return FigureOutcome(name, None, f"skipped: the table has no {missing or 'rows'}")
+    fig, ax, notes = _scatter_by_variant(
+        configs, consistency_metric, "accuracy", ["padding", "placement"], "train_images_per_s"
+    )
+    values = configs[[f"{consistency_metric}_mean", "accuracy_mean"]].to_numpy(dtype=float)
+    front_2d = configs[non_dominated(values, ["maximize", "maximize"])]
+    front_2d = front_2d.sort_values(f"{consistency_metric}_mean")
+    ax.plot(
+        front_2d[f"{consistency_metric}_mean"],
+        front_2d["accuracy_mean"],
+        color="tab:red",
+        linewidth=1.5,
+        drawstyle="steps-pre",
+        label="front: accuracy × consistency",
+        zorder=1,
+    )
+    if "pareto" in configs and configs["pareto"].any():
+        on_front = configs[configs["pareto"]]
+        objective_names = ", ".join(o.metric for o in objectives)
+        ax.scatter(
+            on_front[f"{consistency_metric}_mean"],
+            on_front["accuracy_mean"],
+            s=420,
+            facecolors="none",
+            edgecolors="tab:red",
+            linewidths=1.2,
+            label=f"on the study's Pareto front\n({objective_names})",
+            zorder=3,
+        )
+    ax.legend()
+    _legend_outside(ax)
+    _rename_legend_titles(ax, LEGEND_NAMES)
+    _title(
+        fig,
+        "Accuracy vs shift consistency per configuration (mean over seeds, grey bars: 95 % CI)",
+        "; ".join(n for n in notes if n),
+    )
+    return FigureOutcome(name, fig)
+
+
+def throughput_accuracy_figure(configs: pd.DataFrame) -> FigureOutcome:
+    """What blur costs: training throughput against accuracy."""
+    name = "throughput_vs_accuracy"
+    if configs.empty or "train_images_per_s_mean" not in configs:
+        return FigureOutcome(name, None, "skipped: the runs carry no train_images_per_s")
+    fig, ax, notes = _scatter_by_variant(
+        configs, "train_images_per_s", "accuracy", ["placement", "padding"], None
+    )
+    _legend_outside(ax)
+    _rename_legend_titles(ax, LEGEND_NAMES)
+    device = ""
+    if "device_metric" in configs:
+        device = f"device: {', '.join(map(str, configs['device_metric'].dropna().unique()))}"
+    _title(
+        fig,
+        "Training throughput vs accuracy per configuration (mean over seeds, grey bars: 95 % CI)",
+        "; ".join(n for n in [device, *notes] if n),
+    )
+    return FigureOutcome(name, fig)
+
+
+def _interval_errorbar(values: np.ndarray) -> tuple[float, float]:
+    """seaborn `errorbar=` callable: the 95 % t-interval, collapsed to the mean for one run."""
+    low, high = mean_interval(values)
+    if np.isnan(low):
+        mean = float(np.nanmean(values))
+        return (mean, mean)
+    return (low, high)
+
+
+def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOutcome:
+    """Accuracy and consistency against filter size, one line per placement; no blur as a band."""
+    name = "metrics_vs_filter_size"
+    metrics = [m for m in ("accuracy", consistency_metric) if m in runs]
+    if runs.empty or "filter_size" not in runs or not metrics:
+        return FigureOutcome(name, None, "skipped: the runs carry no filter_size or metrics")
+    placements = runs["placement"] if "placement" in runs else pd.Series("paper", index=runs.index)
+    blurred, baseline = runs[placements != "none"], runs[placements == "none"]
+    style = "padding" if "padding" in runs and runs["padding"].nunique() > 1 else None
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics) + 2, 4.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        if not blurred.empty:
+            sns.lineplot(
+                data=blurred,
+                x="filter_size",
+                y=metric,
+                hue="placement" if "placement" in blurred else None,
+                style=style,
+                markers=True,
+                errorbar=_interval_errorbar,
+                err_style="bars",
+                ax=ax,
+            )
+        if not baseline.empty:
+            mean = baseline[metric].mean()
+            ax.axhline(mean, color="black", linestyle="--", label="placement none (no blur)")
+            low, high = mean_interval(baseline[metric])
+            if np.isfinite(low):
+                ax.axhspan(low, high, color="0.85", zorder=0)
+        ax.set_xlabel("Filter size k (taps per axis)")
+        ax.set_ylabel(metric_label(metric))
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=8)
+    notes = [_fixed_note(runs, ["placement", "padding"])]
+    if runs["filter_size"].nunique() < 2:
+        notes.append("the study did not vary filter_size")
+    _title(
+        fig,
+        "Accuracy and shift consistency vs filter size (mean over runs, bars: 95 % t-interval)",
+        "; ".join(n for n in notes if n),
+    )
+    fig.tight_layout()
+    return FigureOutcome(name, fig)
+
+
+def _with_baseline_per_placement(runs: pd.DataFrame) -> pd.DataFrame:
+    """Rows of blurred placements, plus the no-blur rows repeated under every placement."""
+    labelled = with_labels(runs)
+    if "placement" not in labelled:
+        return labelled.assign(panel="all runs")
+    placements = labelled["placement"]
+    blurred = labelled[placements != "none"]
+    baseline = labelled[placements == "none"]
+    panels = sorted(blurred["placement"].unique()) or ["none"]
+    parts = [blurred.assign(panel=blurred["placement"])]
+    parts += [baseline.assign(panel=p) for p in panels]
+    return pd.concat(parts, ignore_index=True)
+
+
+def _label_grid(grid: sns.FacetGrid, xlabel: str, ylabel: str, legend_title: str) -> None:
+    """Label every panel (not only the outer ones) so a cropped panel still reads on its own."""
+    for ax in grid.axes.flat:
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    if grid.legend is not None:
+        grid.legend.set_title(legend_title)
+
+
+def shift_curve_figure(runs: pd.DataFrame) -> FigureOutcome:
+    """Accuracy at diagonal offsets 0..D, per filter, one panel per placement and protocol (RQ3)."""
+    name = "accuracy_vs_shift"
+    protocols = [p for p in SHIFT_PROTOCOLS if f"accuracy_vs_shift_{p}" in runs]
+    if runs.empty or not protocols:
+        return FigureOutcome(name, None, "skipped: the runs carry no accuracy_vs_shift_* lists")
+    data = _with_baseline_per_placement(runs)
+    long = []
+    for protocol in protocols:
+        column = f"accuracy_vs_shift_{protocol}"
+        for _, row in data.iterrows():
+            curve = row[column]
+            if not isinstance(curve, (list, tuple)):
+                continue
+            long += [
+                {"panel": row["panel"], "blur_label": row["blur_label"], "protocol": protocol,
+                 "d": d, "accuracy": value}
+                for d, value in enumerate(curve)
+            ]
+    long_df = pd.DataFrame(long)
+    if long_df.empty:
+        return FigureOutcome(name, None, "skipped: the accuracy_vs_shift lists are empty")
+    order = _label_order(long_df["blur_label"])
+    grid = sns.relplot(
+        data=long_df,
+        kind="line",
+        x="d",
+        y="accuracy",
+        hue="blur_label",
+        hue_order=order,
+        palette=blur_palette(order),
+        col="panel",
+        row="protocol",
+        marker="o",
+        errorbar=_interval_errorbar,
+        height=3.2,
+        aspect=1.3,
+        facet_kws={"sharey": False},
+    )
+    grid.set_titles("{row_name} shift · placement {col_name}")
+    _label_grid(grid, "Diagonal shift d (pixels down and right)", "Test accuracy (%)", "filter")
+    _title(
+        grid.figure,
+        "Accuracy vs diagonal shift (mean over runs, bars: 95 % t-interval)",
+        "flatter = less sensitive to where the image sits; other varied parameters are pooled",
+    )
+    grid.figure.tight_layout()
+    return FigureOutcome(name, grid.figure)
+
+
+def filter_tv_figure(runs: pd.DataFrame) -> FigureOutcome:
+    """Mean normalised TV of the learned conv filters per layer and variant (RQ1) as a heatmap."""
+    name = "filter_tv"
+    if runs.empty or "filter_tv" not in runs:
+        return FigureOutcome(name, None, "skipped: the runs carry no filter_tv")
+    data = with_labels(runs)
+    long = [
+        {"variant": variant, "layer": layer, "tv": tv}
+        for variant, tvs in zip(data["variant"], data["filter_tv"], strict=True)
+        if isinstance(tvs, dict)
+        for layer, tv in tvs.items()
+    ]
+    if not long:
+        return FigureOutcome(name, None, "skipped: the filter_tv dicts are empty")
+    long_df = pd.DataFrame(long)
+    layers = list(dict.fromkeys(long_df["layer"]))
+    variants = _label_order(long_df["variant"])
+    table = long_df.pivot_table(index="variant", columns="layer", values="tv", aggfunc="mean")
+    table = table.reindex(index=variants, columns=layers)
+    fig, ax = plt.subplots(
+        figsize=(max(6.0, 0.9 * len(layers) + 3), max(3.0, 0.45 * len(variants) + 2))
+    )
+    sns.heatmap(
+        table,
+        annot=table.size <= 200,
+        fmt=".2f",
+        cmap="mako_r",
+        cbar_kws={"label": "Normalised TV (dimensionless; lower = smoother)"},
+        ax=ax,
+    )
+    ax.set_xlabel("Conv layer (input → output order)")
+    ax.set_ylabel("Variant (filter; placement where varied)")
+    ax.tick_params(axis="x", rotation=45)
+    _title(fig, "Smoothness of the learned conv filters per layer (mean over runs)")
+    fig.tight_layout()
+    return FigureOutcome(name, fig)
+
+
+def adversarial_figure(runs: pd.DataFrame) -> FigureOutcome:
+    """Shift-adversarial accuracy per filter, with and without augmentation (RQ4)."""
+    name = "adversarial_accuracy"
+    protocols = [p for p in SHIFT_PROTOCOLS if f"adversarial_{p}" in runs]
+    if runs.empty or not protocols:
+        return FigureOutcome(name, None, "skipped: the runs carry no adversarial_* metric")
+    data = _with_baseline_per_placement(runs)
+    if "augment" in data:
+        data["training"] = data["augment"].map({True: "augmented", False: "not augmented"})
+    else:
+        data["training"] = "unknown"
+    long = data.melt(
+        id_vars=["panel", "blur_label", "training"],
+        value_vars=[f"adversarial_{p}" for p in protocols],
+        var_name="protocol",
+        value_name="adversarial",
+    )
+    long["protocol"] = long["protocol"].str.removeprefix("adversarial_")
+    order = _label_order(long["blur_label"])
+    grid = sns.catplot(
+        data=long,
+        kind="bar",
+        x="blur_label",
+        order=order,
+        y="adversarial",
+        hue="training",
+        hue_order=sorted(long["training"].unique()),
+        col="panel",
+        row="protocol",
+        errorbar=_interval_errorbar,
+        height=3.2,
+        aspect=1.4,
+        sharey=False,
+    )
+    grid.set_titles("{row_name} shift · placement {col_name}")
+    for ax in grid.axes.flat:
+        ax.tick_params(axis="x", rotation=30)
+    _label_grid(grid, "Filter", "Shift-adversarial accuracy (%)", "training")
+    if "augment" in runs and runs["augment"].nunique() > 1:
+        subtitle = "correct at every offset in [-S, S]²; other varied parameters pooled"
+    else:
+        fixed = runs["augment"].iloc[0] if "augment" in runs else "unknown"
+        subtitle = f"the study did not vary augmentation (augment = {fixed}): one bar per filter"
+    _title(
+        grid.figure,
+        "Shift-adversarial accuracy per filter (mean over runs, bars: 95 % t-interval)",
+        subtitle,
+    )
+    grid.figure.tight_layout()
+    return FigureOutcome(name, grid.figure)
+
+
+def importance_figure(study: optuna.Study, objectives: Sequence[Objective]) -> FigureOutcome:
+    """PED-ANOVA importance of each varied parameter for each objective (Optuna's default)."""
+    name = "parameter_importance"
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    params = {p for t in complete for p in t.params}
+    varied = [p for p in sorted(params) if len({repr(t.params.get(p)) for t in complete}) > 1]
+    if len(varied) < 2 or len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
+        return FigureOutcome(
+            name,
+            None,
+            f"skipped: parameter importance needs at least 2 varied parameters and "
+            f"{MIN_TRIALS_FOR_IMPORTANCE} finished trials; this study has {len(varied)} "
+            f"({', '.join(varied) or 'none'}) and {len(complete)}",
+        )
+    rows = []
+    for index, objective in enumerate(objectives):
+        sign = -1.0 if objective.direction == "maximize" else 1.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            importances = optuna.importance.get_param_importances(
+                study,
+                params=varied,
+                target=lambda t, i=index, s=sign: s * t.values[i],
+            )
+        rows += [{"objective": objective.metric, "parameter": p, "importance": v}
+                 for p, v in importances.items()]
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(varied) * len(objectives) + 2))
+    sns.barplot(data=pd.DataFrame(rows), x="importance", y="parameter", hue="objective", ax=ax)
+    ax.set_xlabel("Importance (PED-ANOVA, normalised to sum 1 per objective)")
+    ax.set_ylabel("Varied parameter")
+    _legend_outside(ax)
+    _title(fig, f"Which parameters matter for each objective ({len(complete)} trials)")
+    return FigureOutcome(name, fig)
+
+
+def save_figure(outcome: FigureOutcome, folder: Path) -> list[Path]:
+    """Write the figure as PNG and SVG in `folder`, close it, and return the two paths."""
+    if outcome.figure is None:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{outcome.name}.png", folder / f"{outcome.name}.svg"]
+    for path in paths:
+        outcome.figure.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(outcome.figure)
+    return paths

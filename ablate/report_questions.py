@@ -1,0 +1,190 @@
+"""The paper's four research questions, answered from a study's runs in one sentence each.
+
+Every answer compares the runs without blur (placement `none`, or filter size 1, which is plain
+subsampling) with the blurred runs, pooling configurations and seeds: the effect is the difference
+of means (blurred minus no blur) with a Welch 95 % t-interval, and n counts runs (configuration ×
+seed). The verdict is "yes"/"no" only when the interval excludes zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ablate.report_stats import Difference, welch_difference
+
+NO_BLUR, BLUR = "no blur", "blur"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One research question, the sentence that answers it, and the numbers behind it."""
+
+    key: str
+    question: str
+    sentence: str
+    difference: Difference | None = None
+
+
+def blur_groups(table: pd.DataFrame) -> pd.Series:
+    """`"no blur"` where a row has placement `none` or filter size 1, else `"blur"`."""
+    no_blur = pd.Series(False, index=table.index)
+    if "placement" in table:
+        no_blur |= table["placement"] == "none"
+    if "filter_size" in table:
+        no_blur |= table["filter_size"] == 1
+    return no_blur.map({True: NO_BLUR, False: BLUR}).rename("blur")
+
+
+def shift_drop(accuracies: object) -> float:
+    """Accuracy at offset 0 minus the mean accuracy over diagonal offsets 1..D (points)."""
+    if not isinstance(accuracies, (list, tuple)) or len(accuracies) < 2:
+        return float("nan")
+    values = np.asarray(accuracies, dtype=float)
+    return float(values[0] - values[1:].mean())
+
+
+def _fmt(value: float, signed: bool = False) -> str:
+    if not np.isfinite(value):
+        return "n/a"
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def _effect_sentence(
+    diff: Difference, name: str, unit: str, better_if: str, means: tuple[float, float]
+) -> str:
+    """'… blurred minus no blur: +1.20 [0.3, 2.1] …' with a verdict read from the interval."""
+    blurred, baseline = means
+    interval = (
+        f"95 % CI [{_fmt(diff.low, True)}, {_fmt(diff.high, True)}]"
+        if np.isfinite(diff.low)
+        else "no interval: a group has fewer than two runs or no spread"
+    )
+    if diff.excludes_zero:
+        improved = (diff.estimate > 0) == (better_if == "higher")
+        verdict = "Yes" if improved else "No, the opposite"
+    else:
+        verdict = "Not shown"
+    return (
+        f"{verdict}: {name} is {_fmt(blurred)}{unit} with blur vs {_fmt(baseline)}{unit} without "
+        f"(difference {_fmt(diff.estimate, True)}{unit}, {interval}; Welch t over runs, "
+        f"n = {diff.n_treated} blurred vs {diff.n_control} no-blur runs)."
+    )
+
+
+def _compare(
+    runs: pd.DataFrame,
+    values: pd.Series,
+    name: str,
+    unit: str,
+    better_if: str,
+) -> tuple[str, Difference | None]:
+    groups = blur_groups(runs)
+    blurred, baseline = values[groups == BLUR].dropna(), values[groups == NO_BLUR].dropna()
+    if baseline.empty or blurred.empty:
+        missing = "no-blur (placement none or filter size 1)" if baseline.empty else "blurred"
+        return (
+            f"Cannot be answered from this study: it has no {missing} runs with {name} to "
+            "compare against.",
+            None,
+        )
+    diff = welch_difference(blurred, baseline)
+    sentence = _effect_sentence(diff, name, unit, better_if, (blurred.mean(), baseline.mean()))
+    return sentence, diff
+
+
+def _by_filter_size(runs: pd.DataFrame, values: pd.Series, unit: str) -> str:
+    """' Mean by filter size: 1: 80.1 %, 3: 84.0 %.' (blurred placements only; none = baseline)."""
+    if "filter_size" not in runs or runs["filter_size"].nunique() < 2:
+        return ""
+    blurred_sites = (
+        runs["placement"] != "none" if "placement" in runs else pd.Series(True, index=runs.index)
+    )
+    means = values[blurred_sites].groupby(runs.loc[blurred_sites, "filter_size"]).mean()
+    parts = ", ".join(f"{k}: {_fmt(v)}{unit}" for k, v in means.items())
+    return f" Mean by filter size: {parts}."
+
+
+def _metric_question(
+    runs: pd.DataFrame,
+    key: str,
+    question: str,
+    column: str,
+    name: str,
+    extract: Callable[[pd.Series], pd.Series] | None = None,
+    unit: str = " %",
+    better_if: str = "higher",
+    by_filter_size: bool = False,
+) -> Answer:
+    if column not in runs:
+        return Answer(key, question, f"Cannot be answered: the runs carry no `{column}`.")
+    values = extract(runs[column]) if extract else pd.to_numeric(runs[column], errors="coerce")
+    sentence, diff = _compare(runs, values, name, unit, better_if)
+    if diff is not None and by_filter_size:
+        sentence += _by_filter_size(runs, values, unit)
+    return Answer(key, question, sentence, diff)
+
+
+def answer_questions(
+    runs: pd.DataFrame, consistency_metric: str = "consistency_circular"
+) -> list[Answer]:
+    """RQ1–RQ4 from the run table (one row per trial × seed)."""
+    answers = [
+        _metric_question(
+            runs,
+            "RQ1",
+            "Do the learned filters get smoother with blur?",
+            "filter_tv_mean",
+            "the mean normalised total variation of the learned conv filters (lower = smoother)",
+            unit="",
+            better_if="lower",
+        ),
+        _metric_question(
+            runs,
+            "RQ2",
+            "Does shift consistency rise with blur?",
+            consistency_metric,
+            f"`{consistency_metric}`",
+            by_filter_size=True,
+        ),
+        _metric_question(
+            runs,
+            "RQ3",
+            "Does accuracy fall less under diagonal shifts with blur?",
+            "accuracy_vs_shift_circular",
+            "the drop from accuracy at offset 0 to the mean over circular diagonal offsets 1..D",
+            extract=lambda column: column.map(shift_drop),
+            unit=" points",
+            better_if="lower",
+        ),
+    ]
+    rq4 = _metric_question(
+        runs,
+        "RQ4",
+        "Is the network more robust to a shift adversary with blur?",
+        "adversarial_circular",
+        "`adversarial_circular` (correct at every circular offset)",
+    )
+    if rq4.difference is not None and "augment" in runs and runs["augment"].nunique() > 1:
+        per_augment = []
+        for augment, subset in runs.groupby("augment"):
+            diff = welch_difference(
+                subset.loc[blur_groups(subset) == BLUR, "adversarial_circular"],
+                subset.loc[blur_groups(subset) == NO_BLUR, "adversarial_circular"],
+            )
+            label = "with augmentation" if augment else "without augmentation"
+            per_augment.append(
+                f"{label} {_fmt(diff.estimate, True)} [{_fmt(diff.low, True)}, "
+                f"{_fmt(diff.high, True)}]"
+            )
+        rq4 = Answer(
+            rq4.key,
+            rq4.question,
+            f"{rq4.sentence} Split by training: {'; '.join(per_augment)}.",
+            rq4.difference,
+        )
+    answers.append(rq4)
+    return answers

@@ -1,0 +1,211 @@
+"""A finished study as pandas tables: one row per trial and seed, and one per configuration.
+
+The study is read back from its storage (never from `results.csv`), so a report can be made of
+any study the engine ran, finished or still running, and of a copy of its journal file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from ablate.report_stats import mean_interval
+
+DEFAULT_JOURNAL = "journal.log"
+DIRECTIONS = ("maximize", "minimize")
+CONFIG_KEY = "config_key"
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: str
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A bound a configuration's mean metric must meet to count as feasible."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    def holds(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+
+@dataclass(frozen=True)
+class StudyMeta:
+    """What `meta.json` says about a study: its name, where it is stored, what it optimises."""
+
+    study_name: str
+    storage: str | None
+    objectives: tuple[Objective, ...]
+    constraints: tuple[Constraint, ...] = field(default_factory=tuple)
+
+
+def read_meta(out_dir: Path) -> StudyMeta:
+    """Parse `out_dir/meta.json`; a missing file or field is a ValueError that names it."""
+    path = Path(out_dir) / "meta.json"
+    if not path.is_file():
+        raise ValueError(
+            f"out_dir={str(out_dir)!r} has no meta.json: is it a study's output folder?"
+        )
+    raw = json.loads(path.read_text())
+    for key in ("study_name", "objectives"):
+        if key not in raw:
+            raise ValueError(f"{path}: missing field {key!r}")
+    objectives = []
+    for entry in raw["objectives"]:
+        direction = entry.get("direction")
+        if direction not in DIRECTIONS:
+            raise ValueError(
+                f"{path}: objective {entry!r} has direction={direction!r}; accepted: {DIRECTIONS}"
+            )
+        objectives.append(Objective(str(entry["metric"]), direction))
+    constraints = tuple(
+        Constraint(str(c["metric"]), c.get("min"), c.get("max"))
+        for c in raw.get("constraints") or ()
+    )
+    return StudyMeta(str(raw["study_name"]), raw.get("storage"), tuple(objectives), constraints)
+
+
+def load_study(out_dir: Path, meta: StudyMeta) -> optuna.Study:
+    """Open the study: an RDB URL as given, else a journal file (default `out_dir/journal.log`).
+
+    A journal that is not where meta.json says is looked for in `out_dir`, so a copied or moved
+    folder still opens.
+    """
+    storage: str | JournalStorage
+    if meta.storage and "://" in meta.storage:
+        storage = meta.storage
+    else:
+        journal = Path(meta.storage) if meta.storage else Path(DEFAULT_JOURNAL)
+        if not journal.is_file() and (Path(out_dir) / journal.name).is_file():
+            journal = Path(out_dir) / journal.name
+        if not journal.is_file():
+            raise ValueError(f"storage={meta.storage!r}: journal file {str(journal)!r} not found")
+        storage = JournalStorage(JournalFileBackend(str(journal)))
+    return optuna.load_study(study_name=meta.study_name, storage=storage)
+
+
+def _config_key(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def runs_table(study: optuna.Study) -> tuple[pd.DataFrame, list[str]]:
+    """One row per finished trial and seed (`trial`, config fields, `seed`, every metric), and
+    the names of the config columns.
+
+    A metric whose name is also a config field (`device`) becomes `<name>_metric`. List and dict
+    metrics stay Python objects here; `write_table` stores them as JSON text.
+    """
+    rows = []
+    config_cols: dict[str, None] = {}
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        config = trial.user_attrs.get("config")
+        seeds = trial.user_attrs.get("seeds")
+        if config is None or seeds is None:
+            continue
+        config_cols.update(dict.fromkeys(config))
+        for seed_result in seeds:
+            row: dict[str, Any] = {"trial": trial.number, **config, CONFIG_KEY: _config_key(config)}
+            for key, value in seed_result.items():
+                row[f"{key}_metric" if key in config else key] = value
+            rows.append(row)
+    return pd.DataFrame(rows), list(config_cols)
+
+
+def failed_trials(study: optuna.Study) -> pd.DataFrame:
+    """Trials that did not finish, with their state and `fail_reason` where the engine set one."""
+    rows = [
+        {
+            "trial": t.number,
+            "state": t.state.name,
+            "fail_reason": t.user_attrs.get("fail_reason", t.system_attrs.get("fail_reason", "")),
+        }
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
+    ]
+    return pd.DataFrame(rows, columns=["trial", "state", "fail_reason"])
+
+
+def varied_columns(table: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The config columns that take more than one value in `table` (what the study varied)."""
+    return [c for c in columns if table[c].map(lambda v: json.dumps(v, default=str)).nunique() > 1]
+
+
+def scalar_metric_columns(runs: pd.DataFrame, exclude: list[str]) -> list[str]:
+    """Numeric, non-boolean columns other than `exclude`: the metrics a mean makes sense of."""
+    return [
+        c
+        for c in runs.columns
+        if c not in exclude
+        and pd.api.types.is_numeric_dtype(runs[c])
+        and not pd.api.types.is_bool_dtype(runs[c])
+    ]
+
+
+def aggregate_over_seeds(runs: pd.DataFrame, config_cols: list[str]) -> pd.DataFrame:
+    """One row per configuration: its config, `n_seeds`, `trials`, and per scalar metric
+    `<m>_mean`, `<m>_ci95_low`, `<m>_ci95_high` (Student-t over seeds; NaN for one seed).
+
+    Configurations are told apart by their whole config, so a point the sampler ran twice (in
+    two trials) is pooled into one row.
+    """
+    if runs.empty:
+        return pd.DataFrame(columns=[CONFIG_KEY, *config_cols, "n_seeds", "trials"])
+    metrics = scalar_metric_columns(runs, [*config_cols, "trial", "seed"])
+    rows = []
+    for key, group in runs.groupby(CONFIG_KEY, sort=False):
+        row: dict[str, Any] = {CONFIG_KEY: key}
+        row.update({c: group[c].iloc[0] for c in config_cols})
+        row["n_seeds"] = len(group)
+        row["trials"] = ",".join(str(t) for t in sorted(group["trial"].unique()))
+        for metric in metrics:
+            values = group[metric].to_numpy(dtype=float)
+            low, high = mean_interval(values)
+            finite = values[np.isfinite(values)]
+            row[f"{metric}_mean"] = float(finite.mean()) if finite.size else np.nan
+            row[f"{metric}_ci95_low"] = low
+            row[f"{metric}_ci95_high"] = high
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _as_file_cell(value: Any) -> Any:
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    return value
+
+
+def _file_column(column: pd.Series) -> pd.Series:
+    """An object column as CSV and Parquet can hold it: containers as JSON, mixed types as text."""
+    cells = column.map(_as_file_cell)
+    kinds = {type(v) for v in cells if not pd.isna(v)}
+    if len(kinds) > 1 or kinds == {str}:
+        return cells.map(lambda v: None if v is None else str(v)).astype("string")
+    return cells
+
+
+def write_table(table: pd.DataFrame, stem: Path) -> list[Path]:
+    """Write `stem.csv` and `stem.parquet`; list, tuple and dict cells become JSON text."""
+    flat = table.copy()
+    for column in flat.columns:
+        if flat[column].dtype == object:
+            flat[column] = _file_column(flat[column])
+    csv, parquet = stem.with_suffix(".csv"), stem.with_suffix(".parquet")
+    flat.to_csv(csv, index=False)
+    flat.to_parquet(parquet, index=False)
+    return [csv, parquet]

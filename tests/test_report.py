@@ -1,0 +1,411 @@
+"""The study report: tables, intervals, Pareto front, figures and summary, on storages built here.
+
+Each storage is an Optuna journal file written with Optuna directly, with trial user attrs as the
+engine's contract has them (`config` = the whole VariantConfig minus the seed, `seeds` = one
+dict of metrics per seed), so the report is tested without training anything.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from ablate import report_figures as figs
+from ablate.pareto import non_dominated
+from ablate.report import main, mark_front, write_report
+from ablate.report_questions import answer_questions
+from ablate.report_stats import mean_interval, t_quantile, welch_difference
+from ablate.report_table import (
+    Objective,
+    StudyMeta,
+    aggregate_over_seeds,
+    load_study,
+    read_meta,
+    runs_table,
+)
+from ablate.variant_config import VariantConfig
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+OBJECTIVES = [
+    {"metric": "accuracy", "direction": "maximize"},
+    {"metric": "consistency_circular", "direction": "maximize"},
+    {"metric": "train_images_per_s", "direction": "maximize"},
+]
+LAYERS = ("features.0", "features.3", "features.7", "classifier")
+
+
+def fake_metrics(config: dict, seed: int, rng: np.random.Generator) -> dict:
+    """Plausible metrics: blur raises consistency and flattens the shift curve, costs speed."""
+    blur = 0 if config["placement"] == "none" else config["filter_size"] - 1
+    accuracy = 70 + 0.5 * blur + rng.normal(0, 1.5)
+    wobble = max(0.0, 6 - blur)
+    return {
+        "seed": seed,
+        "accuracy": accuracy,
+        "consistency_circular": 80 + 2.5 * blur + rng.normal(0, 1),
+        "consistency_crop": 78 + 2 * blur + rng.normal(0, 1),
+        "adversarial_circular": 50 + 3 * blur + (8 if config["augment"] else 0) + rng.normal(0, 1),
+        "adversarial_crop": 45 + 2 * blur + rng.normal(0, 1),
+        "accuracy_vs_shift_circular": [accuracy - wobble * (d % 2) for d in range(5)],
+        "accuracy_vs_shift_crop": [accuracy - d - wobble * (d % 2) for d in range(5)],
+        "true_prob_vs_shift_circular": [0.7] * 5,
+        "true_prob_vs_shift_crop": [0.6] * 5,
+        "filter_tv": {layer: 1.2 - 0.05 * blur + rng.normal(0, 0.02) for layer in LAYERS},
+        "filter_tv_mean": 1.2 - 0.05 * blur,
+        "train_images_per_s": 900 - 60 * blur + rng.normal(0, 10),
+        "infer_images_per_s": 3000 - 100 * blur,
+        "peak_memory_mb": 120.0 + blur,
+        "train_seconds": 12.0,
+        "final_train_loss": 0.8,
+        "params": 61_000,
+        "n_test": 200,
+        "n_eval": 100,
+        "device": "cpu",
+    }
+
+
+def make_study(
+    out_dir: Path,
+    space: dict[str, list],
+    seeds: list[int],
+    *,
+    base: dict | None = None,
+    objectives: list[dict] | None = None,
+    constraints: list[dict] | None = None,
+    failed: int = 1,
+    rng_seed: int = 0,
+) -> optuna.Study:
+    """A finished study in `out_dir` (journal.log + meta.json): one trial per grid point."""
+    objectives = objectives or OBJECTIVES
+    out_dir.mkdir(parents=True, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(out_dir / "journal.log")))
+    study = optuna.create_study(
+        study_name=out_dir.name,
+        storage=storage,
+        directions=[o["direction"] for o in objectives],
+    )
+    rng = np.random.default_rng(rng_seed)
+    distributions = {k: CategoricalDistribution(v) for k, v in space.items()}
+    for point in itertools.product(*space.values()):
+        params = dict(zip(space, point, strict=True))
+        config = VariantConfig(**(base or {}), **params).model_dump(exclude={"seed"})
+        per_seed = [fake_metrics(config, s, rng) for s in seeds]
+        values = [float(np.mean([m[o["metric"]] for m in per_seed])) for o in objectives]
+        system_attrs = {}
+        if constraints:
+            mean_accuracy = float(np.mean([m["accuracy"] for m in per_seed]))
+            system_attrs["constraints"] = [constraints[0]["min"] - mean_accuracy]
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=distributions,
+                values=values,
+                user_attrs={"config": config, "seeds": per_seed},
+                system_attrs=system_attrs,
+            )
+        )
+    for _ in range(failed):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.FAIL,
+                user_attrs={"fail_reason": "TrainingDiverged: loss nan at step 12"},
+            )
+        )
+    meta = {"study_name": out_dir.name, "storage": None, "objectives": objectives}
+    if constraints:
+        meta["constraints"] = constraints
+    (out_dir / "meta.json").write_text(json.dumps(meta))
+    return study
+
+
+FULL_SPACE = {
+    "placement": ["none", "paper"],
+    "filter_size": [1, 3, 5],
+    "padding": ["zeros", "reflect"],
+    "augment": [False, True],
+}
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    out_dir = tmp_path_factory.mktemp("runs") / "full"
+    make_study(out_dir, FULL_SPACE, seeds=[0, 1], base={"epochs": 1.0})
+    return out_dir, write_report(out_dir)
+
+
+# --- intervals -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("df", "expected"), [(1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (120, 1.9799)]
+)
+def test_t_quantile_matches_published_table(df: int, expected: float) -> None:
+    assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-4)
+
+
+def test_t_quantile_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="p="):
+        t_quantile(0.3, 5)
+    with pytest.raises(ValueError, match="df="):
+        t_quantile(0.975, 0)
+
+
+def test_mean_interval_drops_nan_and_is_nan_for_one_value() -> None:
+    low, high = mean_interval([80.0, 82.0, math.nan, 84.0])
+    half = 4.302653 * 2.0 / math.sqrt(3)
+    assert (low, high) == pytest.approx((82 - half, 82 + half), abs=1e-5)
+    assert all(math.isnan(v) for v in mean_interval([5.0]))
+
+
+def test_welch_difference_by_hand() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(2, 1, 7), rng.normal(0, 3, 5)
+    va, vb = a.var(ddof=1) / 7, b.var(ddof=1) / 5
+    df = (va + vb) ** 2 / (va**2 / 6 + vb**2 / 4)
+    half = t_quantile(0.975, df) * math.sqrt(va + vb)
+    diff = welch_difference(a, b)
+    assert diff.estimate == pytest.approx(a.mean() - b.mean())
+    assert (diff.low, diff.high) == pytest.approx((diff.estimate - half, diff.estimate + half))
+    assert (diff.n_treated, diff.n_control) == (7, 5)
+    assert math.isnan(welch_difference([1.0], [2.0, 3.0]).low)
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def test_aggregation_over_seeds_on_hand_made_table() -> None:
+    runs = pd.DataFrame(
+        {
+            "trial": [0, 0, 0, 1, 2, 3],
+            "filter_size": [3, 3, 3, 5, 1, 3],
+            "padding": ["zeros"] * 6,
+            "config_key": ["a", "a", "a", "b", "c", "a"],
+            "seed": [0, 1, 2, 0, 0, 3],
+            "accuracy": [80.0, 82.0, 84.0, 70.0, 60.0, 86.0],
+            "peak_memory_mb": [1.0, 1.0, 1.0, 2.0, np.nan, 1.0],
+        }
+    )
+    configs = aggregate_over_seeds(runs, ["filter_size", "padding"]).set_index("config_key")
+    # Config "a" ran in trials 0 and 3: pooled over its four seeds.
+    a = configs.loc["a"]
+    assert a["n_seeds"] == 4 and a["trials"] == "0,3"
+    sd = np.std([80, 82, 84, 86], ddof=1)
+    half = 3.182446 * sd / 2
+    assert a["accuracy_mean"] == pytest.approx(83.0)
+    assert (a["accuracy_ci95_low"], a["accuracy_ci95_high"]) == pytest.approx(
+        (83 - half, 83 + half), abs=1e-5
+    )
+    b = configs.loc["b"]
+    assert b["accuracy_mean"] == 70.0 and math.isnan(b["accuracy_ci95_low"])
+    assert math.isnan(configs.loc["c", "peak_memory_mb_mean"])
+    assert "seed_mean" not in configs and "trial_mean" not in configs
+
+
+def test_runs_table_has_one_row_per_trial_and_seed(tmp_path: Path) -> None:
+    study = make_study(tmp_path / "s", {"filter_size": [1, 4]}, seeds=[0, 1, 2])
+    runs, config_cols = runs_table(study)
+    assert len(runs) == 6 and sorted(runs["seed"].unique()) == [0, 1, 2]
+    assert set(VariantConfig.model_fields) - {"seed"} == set(config_cols)
+    # The metric `device` clashes with the config field `device`: it is renamed.
+    assert (runs["device"] == "auto").all() and (runs["device_metric"] == "cpu").all()
+
+
+def test_read_meta_rejects_bad_folders(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"meta\.json"):
+        read_meta(tmp_path)
+    (tmp_path / "meta.json").write_text(
+        json.dumps({"study_name": "x", "objectives": [{"metric": "accuracy", "direction": "up"}]})
+    )
+    with pytest.raises(ValueError, match="direction='up'"):
+        read_meta(tmp_path)
+
+
+# --- Pareto front ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_non_dominated_agrees_with_optuna_best_trials_on_random_values(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    directions = ["maximize", "minimize", "maximize"]
+    # Coarse integers make ties and duplicates likely.
+    values = rng.integers(0, 4, size=(40, 3)).astype(float)
+    study = optuna.create_study(directions=directions)
+    for row in values:
+        study.add_trial(optuna.trial.create_trial(values=list(row)))
+    expected = {t.number for t in study.best_trials}
+    assert set(np.flatnonzero(non_dominated(values, directions))) == expected
+
+
+def test_non_dominated_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="direction='up'"):
+        non_dominated(np.zeros((2, 1)), ["up"])
+    with pytest.raises(ValueError, match="one column per direction"):
+        non_dominated(np.zeros((2, 2)), ["maximize"])
+
+
+def _front_trials(study: optuna.Study, out_dir: Path) -> set[int]:
+    meta = read_meta(out_dir)
+    runs, config_cols = runs_table(study)
+    configs = mark_front(aggregate_over_seeds(runs, config_cols), meta)
+    return {int(t) for t in configs.loc[configs["pareto"], "trials"]}
+
+
+def test_front_on_aggregated_table_agrees_with_best_trials(tmp_path: Path) -> None:
+    study = make_study(tmp_path / "s", FULL_SPACE, seeds=[0, 1], rng_seed=5)
+    assert _front_trials(study, tmp_path / "s") == {t.number for t in study.best_trials}
+
+
+def test_front_with_constraints_agrees_with_best_trials(tmp_path: Path) -> None:
+    out_dir = tmp_path / "c"
+    study = make_study(
+        out_dir, FULL_SPACE, seeds=[0, 1], constraints=[{"metric": "accuracy", "min": 71.0}]
+    )
+    expected = {t.number for t in study.best_trials}
+    assert expected and _front_trials(study, out_dir) == expected
+
+
+# --- the whole report ------------------------------------------------------------------------
+
+FIGURE_NAMES = (
+    "accuracy_vs_consistency",
+    "throughput_vs_accuracy",
+    "metrics_vs_filter_size",
+    "accuracy_vs_shift",
+    "filter_tv",
+    "adversarial_accuracy",
+    "parameter_importance",
+)
+
+
+def test_report_writes_every_file(full_report: tuple[Path, list[Path]]) -> None:
+    out_dir, written = full_report
+    expected = {
+        out_dir / name
+        for name in (
+            "runs.csv", "runs.parquet", "configs.csv", "configs.parquet",
+            "pareto_front.csv", "pareto_front.parquet", "summary.md", "report.html",
+        )
+    } | {out_dir / "figures" / f"{n}.{ext}" for n in FIGURE_NAMES for ext in ("png", "svg")}
+    assert expected == set(written)
+    assert all(p.stat().st_size > 0 for p in written)
+    runs = pd.read_parquet(out_dir / "runs.parquet")
+    assert len(runs) == 2 * 2 * 3 * 2 * 2  # configurations × seeds
+    assert json.loads(runs["accuracy_vs_shift_circular"].iloc[0])[0] == pytest.approx(
+        runs["accuracy"].iloc[0]
+    )
+    assert len(pd.read_csv(out_dir / "configs.csv")) == 24
+
+
+def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) -> None:
+    out_dir, _ = full_report
+    summary = (out_dir / "summary.md").read_text()
+    for key in ("RQ1", "RQ2", "RQ3", "RQ4"):
+        line = next(line for line in summary.splitlines() if key in line)
+        assert "95 % CI" in line and "n = " in line, line
+    assert "optuna-dashboard" in summary and "TrainingDiverged" in summary
+    page = (out_dir / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(FIGURE_NAMES)
+    assert 'src="figures/' not in page
+
+
+def test_questions_read_the_effect_direction(tmp_path: Path) -> None:
+    study = make_study(tmp_path / "s", FULL_SPACE, seeds=[0, 1, 2])
+    runs, _ = runs_table(study)
+    answers = {a.key: a for a in answer_questions(runs)}
+    # The fake metrics make blur smoother (lower TV), more consistent, flatter, more robust.
+    assert answers["RQ1"].difference.high < 0 and answers["RQ1"].sentence.startswith("Yes")
+    assert answers["RQ2"].difference.low > 0 and answers["RQ2"].sentence.startswith("Yes")
+    assert answers["RQ3"].difference.high < 0 and answers["RQ3"].sentence.startswith("Yes")
+    assert answers["RQ4"].difference.low > 0 and "with augmentation" in answers["RQ4"].sentence
+
+
+def test_questions_without_baseline_say_so(tmp_path: Path) -> None:
+    study = make_study(tmp_path / "s", {"filter_size": [3, 5]}, seeds=[0, 1])
+    runs, _ = runs_table(study)
+    for answer in answer_questions(runs):
+        assert answer.difference is None
+        assert "Cannot be answered from this study" in answer.sentence
+
+
+def _assert_readable(figure: plt.Figure) -> None:
+    """Titled, every panel with both axis labels, and a legend or a labelled colour bar."""
+    assert figure._suptitle is not None and figure._suptitle.get_text()
+    panels = [ax for ax in figure.axes if ax.get_label() != "<colorbar>"]
+    for ax in panels:
+        assert ax.get_xlabel() and ax.get_ylabel(), ax
+    colorbars = [ax for ax in figure.axes if ax.get_label() == "<colorbar>"]
+    legends = figure.legends + [ax.get_legend() for ax in panels if ax.get_legend()]
+    assert legends or (colorbars and all(cb.get_ylabel() for cb in colorbars))
+    for legend in legends:
+        assert [t.get_text() for t in legend.get_texts()]
+
+
+def test_figures_have_titles_labels_and_legends(tmp_path: Path) -> None:
+    study = make_study(tmp_path / "s", FULL_SPACE, seeds=[0, 1])
+    meta = read_meta(tmp_path / "s")
+    runs, config_cols = runs_table(study)
+    configs = mark_front(aggregate_over_seeds(runs, config_cols), meta)
+    objectives = meta.objectives
+    outcomes = [
+        figs.accuracy_consistency_figure(configs, "consistency_circular", objectives),
+        figs.throughput_accuracy_figure(configs),
+        figs.filter_size_figure(runs, "consistency_circular"),
+        figs.shift_curve_figure(runs),
+        figs.filter_tv_figure(runs),
+        figs.adversarial_figure(runs),
+        figs.importance_figure(study, objectives),
+    ]
+    assert [o.name for o in outcomes] == list(FIGURE_NAMES)
+    for outcome in outcomes:
+        assert outcome.figure is not None, outcome.note
+        _assert_readable(outcome.figure)
+        plt.close(outcome.figure)
+
+
+def test_study_varying_one_parameter_reports_through_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "one"
+    make_study(out_dir, {"filter_size": [1, 3, 5]}, seeds=[0], objectives=OBJECTIVES[:2], failed=0)
+    assert main([str(out_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert str(out_dir / "summary.md") in printed and str(out_dir / "report.html") in printed
+    names = {p.name for p in (out_dir / "figures").iterdir()}
+    assert {"accuracy_vs_shift.png", "adversarial_accuracy.png", "filter_tv.png"} <= names
+    assert "parameter_importance.png" not in names
+    summary = (out_dir / "summary.md").read_text()
+    assert "parameter importance needs at least 2 varied parameters" in summary
+    assert "varied: filter_size" in summary
+
+
+def test_cli_rejects_a_folder_without_a_study(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main([str(tmp_path)])
+
+
+def test_meta_with_other_storage_path_opens(tmp_path: Path) -> None:
+    out_dir = tmp_path / "moved"
+    make_study(out_dir, {"filter_size": [1, 3]}, seeds=[0], failed=0)
+    meta = json.loads((out_dir / "meta.json").read_text())
+    meta["storage"] = "/nonexistent/place/journal.log"  # folder copied elsewhere
+    (out_dir / "meta.json").write_text(json.dumps(meta))
+    assert isinstance(read_meta(out_dir), StudyMeta)
+    runs, _ = runs_table(load_study(out_dir, read_meta(out_dir)))
+    assert len(runs) == 2
+    assert Objective("accuracy", "maximize") in read_meta(out_dir).objectives
