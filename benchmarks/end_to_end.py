@@ -1,0 +1,123 @@
+"""End-to-end cost of anti-aliasing: ``python -m benchmarks.end_to_end`` (from the repository root).
+
+Training and inference images/s and peak training memory of the CIFAR ResNet-18-style and
+VGG-style nets, each as the baseline, anti-aliased with the reference ops
+(``backend="torch"``) and anti-aliased with the fused kernels (``backend="triton"``), under
+bf16 autocast, in NCHW and channels_last. Measured by ``ablate.speed.measure_speed`` (the same
+numbers a study reports), so the optimiser, warm-up and synchronisation are the study's.
+
+Writes ``end_to_end.csv`` / ``end_to_end.json`` (with the device, versions, commit and
+command) to ``benchmarks/results/<gpu>/`` and prints the table, ratios to the baseline last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ablate.antialias import antialias
+from ablate.models import MODELS, build_model
+from ablate.speed import measure_speed
+from ablate.variant_config import VariantConfig
+from kernels.bench import default_results_dir, print_table, run_metadata, write_results
+
+# variant name -> backend of the anti-aliased ops (None: the baseline, not anti-aliased)
+VARIANTS: dict[str, str | None] = {"baseline": None, "aa_torch": "torch", "aa_triton": "triton"}
+LAYOUTS = ("nchw", "channels_last")
+TRAIN_RATIO_GOAL = 0.95
+
+
+def measure(model_name: str, variant: str, layout: str, *, width: int, batch: int,
+            filter_size: int, device: torch.device) -> dict[str, float]:
+    """Images/s and peak memory of one network, variant and memory format."""
+    config = VariantConfig(
+        model=model_name, width=width, throughput_batch=batch, amp=True,
+        channels_last=layout == "channels_last", filter_size=filter_size,
+        placement="none" if VARIANTS[variant] is None else "paper",
+        backend=VARIANTS[variant] or "auto", device=str(device),
+    )
+    torch.manual_seed(0)
+    model = build_model(model_name, width=width)
+    sites = 0
+    if VARIANTS[variant] is not None:
+        model, changes = antialias(model, filter_size=filter_size, padding=config.padding,
+                                   placement="paper", backend=VARIANTS[variant])
+        sites = len(changes)
+    result = measure_speed(model, config, device)
+    return {**result, "sites": sites, "params": sum(p.numel() for p in model.parameters())}
+
+
+def add_ratios(df: pd.DataFrame) -> pd.DataFrame:
+    """Throughput ratios and memory difference to the baseline of the same net and layout."""
+    base = df[df["variant"] == "baseline"].set_index(["model", "layout"])
+    index = pd.MultiIndex.from_frame(df[["model", "layout"]])
+    for column in ("train_images_per_s", "infer_images_per_s"):
+        df[column.replace("images_per_s", "ratio")] = (
+            df[column].to_numpy() / base[column].reindex(index).to_numpy()
+        )
+    df["memory_vs_baseline_mb"] = (
+        df["peak_memory_mb"].to_numpy() - base["peak_memory_mb"].reindex(index).to_numpy()
+    )
+    return df
+
+
+def goals(df: pd.DataFrame) -> list[dict[str, object]]:
+    """The end-to-end goal for each fused-kernel row: train ratio and memory, met or not."""
+    rows = []
+    for row in df[df["variant"] == "aa_triton"].itertuples():
+        speed_ok = row.train_ratio >= TRAIN_RATIO_GOAL
+        memory_ok = not math.isnan(row.memory_vs_baseline_mb) and row.memory_vs_baseline_mb <= 0
+        rows.append({"model": row.model, "layout": row.layout, "train_ratio": row.train_ratio,
+                     "memory_vs_baseline_mb": row.memory_vs_baseline_mb,
+                     "status": "met" if speed_ok and memory_ok else "not met"})
+    return rows
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
+    parser.add_argument("--width", type=int, default=64, help="channels of the first stage")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--filter-size", type=int, default=4)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path,
+                        help="results folder (default: benchmarks/results/<gpu>)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
+    args = parse_args(argv)
+    if "baseline" not in args.variants:
+        raise ValueError(f"variants={args.variants}: 'baseline' is needed for the ratios")
+    device = torch.device(args.device)
+    rows = []
+    for model_name in args.models:
+        for layout in args.layouts:
+            for variant in args.variants:
+                result = measure(model_name, variant, layout, width=args.width, batch=args.batch,
+                                 filter_size=args.filter_size, device=device)
+                rows.append({"model": model_name, "variant": variant, "layout": layout,
+                             "batch": args.batch, "width": args.width,
+                             "filter_size": args.filter_size, **result})
+                print(rows[-1], flush=True)
+    df = add_ratios(pd.DataFrame(rows))
+    out = args.out or default_results_dir(device)
+    meta = {**run_metadata(device), "autocast": "bfloat16" if device.type == "cuda" else "none"}
+    write_results(out, "end_to_end", df, meta, {"goals": goals(df)})
+    columns = ["model", "variant", "layout", "train_images_per_s", "infer_images_per_s",
+               "peak_memory_mb", "train_ratio", "infer_ratio", "memory_vs_baseline_mb"]
+    print(f"results: {out}")
+    print_table(df[columns], f"end to end on {meta['device']}")
+    return df
+
+
+if __name__ == "__main__":
+    main()
