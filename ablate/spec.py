@@ -538,4 +538,3 @@ def _did_you_mean(word: str, options: list[str]) -> str:
 
 def _short(point: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in point.items()) or "no space parameters"
-

@@ -1,0 +1,318 @@
+"""Where a study lives and how workers share its trials without losing or repeating one.
+
+Storages are opened by URL: a journal file (the default, several processes on one machine), or
+an RDB URL (`postgresql://...` for several machines, `sqlite:///...` for one process).
+
+Every design point the study will run is a *slot*, enqueued once as a WAITING trial with user
+attrs `slot` (its index) and `attempt` (0, then +1 per retry). Workers never let Optuna create
+trials on its own: they claim WAITING trials with the storage's compare-and-set
+(WAITING -> RUNNING succeeds for one process only), so a grid point runs exactly once however
+many workers and machines share the study. Enqueueing is guarded by a lock study named
+`<study>:plan-<n>`: creating a study is atomic in every storage, so one process enqueues.
+
+A claimed trial carries user attrs `worker` ({host, pid, started, device}) and `heartbeat`
+(seconds since the epoch, refreshed by its worker). A RUNNING trial is dead when its worker's
+process is gone on this host, or when its heartbeat is older than `stale_after_s` (the check
+that works across machines; their clocks must agree to well within that). Whoever finds a dead
+trial marks it FAIL with a `fail_reason` (again compare-and-set, so one process wins) and
+enqueues its retry while `attempt < max_retries`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning, UpdateFinishedTrialError
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from ablate.spec import StudySpec
+
+DEFAULT_JOURNAL = "journal.log"
+RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+PLAN_LOCK = "{study}:plan-{n}"
+HEARTBEAT_S = 30.0
+STALE_AFTER_S = 300.0
+UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
+
+
+@dataclass(frozen=True)
+class StorageLocation:
+    """A storage as given (`url`) and as recorded in `meta.json` (`recorded`)."""
+
+    url: str
+    recorded: str
+
+    @property
+    def is_rdb(self) -> bool:
+        return "://" in self.url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+def locate_storage(url: str | None, out_dir: Path) -> StorageLocation:
+    """Resolve `--storage`/`storage:`: None -> `out_dir/journal.log`; a path -> a journal file."""
+    if url is None:
+        return StorageLocation(str(Path(out_dir).resolve() / DEFAULT_JOURNAL), DEFAULT_JOURNAL)
+    if "://" in url:
+        scheme = url.split("://", 1)[0].split("+", 1)[0]
+        if scheme not in RDB_SCHEMES:
+            raise ValueError(
+                f"storage={url!r}: unsupported scheme {scheme!r}; use a journal file path, "
+                "sqlite:///file.db or postgresql://user:password@host:port/database"
+            )
+        return StorageLocation(url, url)
+    path = str(Path(url).resolve())
+    return StorageLocation(path, path)
+
+
+def open_storage(location: StorageLocation) -> BaseStorage:
+    """The Optuna storage object for a location (a journal file is created on first use)."""
+    if location.is_rdb:
+        engine_kwargs = {} if location.is_sqlite else {"pool_pre_ping": True}
+        return RDBStorage(location.url, engine_kwargs=engine_kwargs)
+    Path(location.url).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(location.url))
+
+
+def open_study(
+    storage: BaseStorage, spec: StudySpec, sampler: optuna.samplers.BaseSampler | None = None
+) -> optuna.Study:
+    """Create or load the spec's study; refuse a stored study made from a different spec."""
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=storage,
+        sampler=sampler,
+        directions=[o.direction for o in spec.objectives],
+        load_if_exists=True,
+    )
+    stored = study.user_attrs.get("spec_fingerprint")
+    if stored is None:
+        study.set_user_attr("spec_fingerprint", spec.fingerprint())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            study.set_metric_names(spec.metric_names)
+    elif stored != spec.fingerprint():
+        raise ValueError(
+            f"study {spec.name!r} in this storage was created from a different spec "
+            "(its base, space, objectives, constraints, seeds or sampler differ); give the "
+            "study a new name or use another --out/--storage"
+        )
+    return study
+
+
+def planned_slots(study: optuna.Study) -> int:
+    """How many slots have been enqueued so far (0 before planning)."""
+    return int(study.user_attrs.get("planned_slots", 0))
+
+
+def plan_slots(
+    study: optuna.Study, storage: BaseStorage, slots: Sequence[dict[str, Any]], wait_s: float = 120
+) -> None:
+    """Enqueue every slot once across all processes; `slots[i]` are slot i's fixed parameters.
+
+    Growing a plan (a larger `trials:`) enqueues the new slots; shrinking it cancels nothing.
+    """
+    n = len(slots)
+    if planned_slots(study) >= n:
+        return
+    try:
+        optuna.create_study(
+            study_name=PLAN_LOCK.format(study=study.study_name, n=n), storage=storage
+        )
+    except DuplicatedStudyError:
+        _wait_for_plan(study, n, wait_s)
+        return
+    existing = {t.user_attrs.get("slot") for t in study.get_trials(deepcopy=False)}
+    for index, params in enumerate(slots):
+        if index not in existing:
+            study.enqueue_trial(dict(params), user_attrs={"slot": index, "attempt": 0})
+    study.set_user_attr("planned_slots", n)
+
+
+def _wait_for_plan(study: optuna.Study, n: int, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while planned_slots(study) < n:
+        if time.monotonic() > deadline:
+            lock = PLAN_LOCK.format(study=study.study_name, n=n)
+            raise RuntimeError(
+                f"another process took the lock {lock!r} to enqueue {n} trials but has not "
+                f"finished after {wait_s:.0f} s; if it died, delete that lock study "
+                f"(optuna delete-study --study-name '{lock}' --storage ...) and run again"
+            )
+        time.sleep(0.5)
+
+
+def claim_next(
+    study: optuna.Study, storage: BaseStorage, owner: dict[str, Any]
+) -> optuna.Trial | None:
+    """Take the lowest-numbered WAITING trial for this process, or None when there is none."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, waiting.number)
+        try:
+            if not storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                continue
+        except UpdateFinishedTrialError:
+            continue
+        trial = optuna.Trial(study, trial_id)
+        trial.set_user_attr("worker", owner)
+        trial.set_user_attr("heartbeat", time.time())
+        return trial
+    return None
+
+
+def owner_record(device: str) -> dict[str, Any]:
+    """Who runs a trial: enough to tell later whether that process is still alive."""
+    pid = os.getpid()
+    return {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "started": _process_start(pid),
+        "device": device,
+    }
+
+
+def fail_and_retry(
+    study: optuna.Study,
+    storage: BaseStorage,
+    trial: FrozenTrial,
+    reason: str,
+    slots: Sequence[dict[str, Any]],
+    max_retries: int,
+) -> bool:
+    """Mark an unfinished trial FAIL with `reason` and enqueue its retry; False if already done.
+
+    The retry reruns the same design point: the failed trial's parameters, else its slot's.
+    """
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    try:
+        storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return False
+    attempt = int(trial.user_attrs.get("attempt", 0))
+    slot = trial.user_attrs.get("slot")
+    if attempt < max_retries and slot is not None:
+        params = {**slots[slot], **trial.params} if slot < len(slots) else dict(trial.params)
+        study.enqueue_trial(
+            params, user_attrs={"slot": slot, "attempt": attempt + 1, "retry_of": trial.number}
+        )
+    return True
+
+
+def reap_dead_trials(
+    study: optuna.Study,
+    storage: BaseStorage,
+    slots: Sequence[dict[str, Any]],
+    max_retries: int,
+    stale_after_s: float = STALE_AFTER_S,
+) -> list[int]:
+    """Fail (and retry) the RUNNING trials whose worker is gone; their trial numbers."""
+    reaped = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reason = death_reason(trial, stale_after_s)
+        if reason and fail_and_retry(study, storage, trial, reason, slots, max_retries):
+            reaped.append(trial.number)
+    return reaped
+
+
+def death_reason(trial: FrozenTrial, stale_after_s: float) -> str | None:
+    """Why a RUNNING trial's worker is known to be gone, or None while it may be alive."""
+    owner = trial.user_attrs.get("worker") or {}
+    host, pid = owner.get("host"), owner.get("pid")
+    if host == socket.gethostname() and pid is not None and not _alive(pid, owner.get("started")):
+        return f"worker process {pid} on {host} died while running the trial"
+    start = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
+    age = time.time() - float(trial.user_attrs.get("heartbeat", start))
+    if age > stale_after_s:
+        who = f"worker process {pid} on {host}" if owner else "its worker"
+        return f"no heartbeat from {who} for {age:.0f} s (limit {stale_after_s:.0f} s)"
+    return None
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks (Linux), to tell a reused pid from the owner."""
+    stat = _proc_stat(pid)
+    return stat[19] if stat else None
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    """Whether the process `pid` that started at `started` still runs (zombies do not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = _proc_stat(pid)
+    if stat is None:
+        return not Path("/proc/self/stat").exists()
+    return stat[0] not in ("Z", "X") and (started is None or stat[19] == started)
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """Where a study's slots stand."""
+
+    planned: int
+    complete: int
+    failed: int
+    running: int
+    waiting: int
+
+    @property
+    def finished(self) -> int:
+        """Slots with a final result: complete, or failed with no retry left."""
+        return self.complete + self.failed
+
+    @property
+    def done(self) -> bool:
+        return self.running == 0 and self.waiting == 0
+
+
+def queue_status(study: optuna.Study) -> QueueStatus:
+    """Count slots by outcome: complete, failed for good, running, waiting."""
+    by_slot: dict[Any, set[TrialState]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        by_slot.setdefault(trial.user_attrs.get("slot", ("trial", trial.number)), set()).add(
+            trial.state
+        )
+    outcome: Counter[str] = Counter()
+    for states in by_slot.values():
+        if TrialState.COMPLETE in states:
+            outcome["complete"] += 1
+        elif TrialState.RUNNING in states:
+            outcome["running"] += 1
+        elif TrialState.WAITING in states:
+            outcome["waiting"] += 1
+        else:
+            outcome["failed"] += 1
+    return QueueStatus(
+        planned_slots(study),
+        outcome["complete"],
+        outcome["failed"],
+        outcome["running"],
+        outcome["waiting"],
+    )

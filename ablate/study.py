@@ -1,0 +1,479 @@
+"""python -m ablate.study --space studies/filters.yaml: run a multi-objective ablation study.
+
+The runner validates the spec, opens (or resumes) the Optuna study in its storage, enqueues the
+study's design points once, starts worker processes (one per GPU by default, each pinned to its
+GPU), shows progress, rewrites `results.csv` after each finished trial and writes the report at
+the end. Stopping it loses nothing: running the same command again resumes the study.
+
+Output folder (`runs/<name>/` by default): `spec.yaml` (the spec as run), `meta.json`,
+`journal.log` (the default storage), `results.csv`, `logs/worker-<k>.log`, the report files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+from tqdm import tqdm
+
+from ablate.results import atomic_write_text, write_results
+from ablate.spec import SpecError, StudySpec, load_spec
+from ablate.storage import (
+    HEARTBEAT_S,
+    STALE_AFTER_S,
+    QueueStatus,
+    StorageLocation,
+    locate_storage,
+    open_storage,
+    open_study,
+    plan_slots,
+    planned_slots,
+    queue_status,
+    reap_dead_trials,
+)
+from ablate.workers import (
+    Objective,
+    WorkerJob,
+    default_objective,
+    make_sampler,
+    plan,
+    run_worker,
+)
+
+DEVICES = ("auto", "cpu", "cuda")
+PROBE_STEPS = 2
+
+EPILOG = """\
+examples:
+  python -m ablate.study --space studies/quick.yaml --dry-run
+      check the spec, list the planned trials and estimate the time; runs nothing
+  python -m ablate.study --space studies/filters.yaml
+      run (or resume) the study into runs/<name>/, one worker per visible GPU
+  python -m ablate.study --space studies/filters.yaml --per-gpu 4 --epochs 1
+      four small trials share each GPU; every trial trains for one epoch
+  python -m ablate.study --space studies/filters.yaml \\
+      --storage postgresql://user:password@dbhost:5432/studies
+      run this same command on several machines: they share one study
+
+Stopping (Ctrl-C, a killed process) loses nothing: run the same command again to resume.
+Unfinished trials of dead workers are marked failed and retried (max_retries in the spec).
+The spec format is described in ablate/spec.py and tests/data/specs/example.yaml.
+"""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a study, beyond the spec itself."""
+
+    storage: str | None = None
+    workers: int | None = None
+    per_gpu: int = 1
+    device: str = "auto"
+    objective: Objective | None = None
+    report: bool = True
+    progress: bool = True
+    heartbeat_s: float = HEARTBEAT_S
+    stale_after_s: float = STALE_AFTER_S
+    poll_s: float = 2.0
+
+
+def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()) -> QueueStatus:
+    """Run or resume `spec` into `out_dir` until no trial is left; the final queue status.
+
+    `options.objective` replaces `ablate.variant.run_variant` (it must be picklable: a function
+    defined at module level).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    location = locate_storage(options.storage or spec.storage, out_dir)
+    pins = worker_pins(options)
+    if location.is_sqlite and len(pins) > 1:
+        raise ValueError(
+            f"storage={location.url!r}: SQLite is for one worker (got {len(pins)} workers); "
+            "use the default journal file or postgresql:// for several"
+        )
+    storage = open_storage(location)
+    study = open_study(storage, spec, make_sampler(spec))
+    plan_slots(study, storage, plan(spec))
+    slots = plan(spec, planned_slots(study))
+    write_study_files(out_dir, spec, location)
+    reap_dead_trials(study, storage, slots, spec.max_retries, options.stale_after_s)
+    status = queue_status(study)
+    if not status.done:
+        status = _run_workers(study, spec, out_dir, location, pins, options)
+        reap_dead_trials(study, storage, slots, spec.max_retries, options.stale_after_s)
+        status = queue_status(study)
+    write_results(study, spec, out_dir)
+    if options.report and status.complete:
+        _write_report(out_dir)
+    return status
+
+
+def worker_pins(options: RunOptions) -> list[str | None]:
+    """CUDA_VISIBLE_DEVICES of each worker (None: left as it is, the CPU case)."""
+    if options.per_gpu < 1:
+        raise ValueError(f"per_gpu must be >= 1, got {options.per_gpu}")
+    if options.workers is not None and options.workers < 1:
+        raise ValueError(f"workers must be >= 1, got {options.workers}")
+    gpus = [] if options.device == "cpu" else visible_gpus()
+    count = options.workers or max(1, len(gpus) * options.per_gpu)
+    return [gpus[k % len(gpus)] if gpus else None for k in range(count)]
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [gpu.strip() for gpu in listed.split(",") if gpu.strip() and gpu.strip() != "-1"]
+    import torch  # only here: a CPU run never needs it in the parent
+
+    return [str(k) for k in range(torch.cuda.device_count())]
+
+
+def write_study_files(out_dir: Path, spec: StudySpec, location: StorageLocation) -> None:
+    """`spec.yaml` (the spec as run) and `meta.json` (what the report needs to find the study)."""
+    meta_path = out_dir / "meta.json"
+    created = None
+    if meta_path.is_file():
+        created = json.loads(meta_path.read_text()).get("created")
+    meta = {
+        "study_name": spec.name,
+        "storage": location.recorded,
+        "objectives": [o.model_dump() for o in spec.objectives],
+        "constraints": [c.model_dump(exclude_none=True) for c in spec.constraints],
+        "seeds": spec.seeds,
+        "sampler": spec.sampler.model_dump(exclude_none=True),
+        "max_retries": spec.max_retries,
+        "space": list(spec.space),
+        "spec": "spec.yaml",
+        "spec_fingerprint": spec.fingerprint(),
+        "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_text(out_dir / "spec.yaml", spec.as_yaml())
+    atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+
+
+def _run_workers(
+    study: optuna.Study,
+    spec: StudySpec,
+    out_dir: Path,
+    location: StorageLocation,
+    pins: list[str | None],
+    options: RunOptions,
+) -> QueueStatus:
+    """Start the workers, follow the study until they exit, then the queue's status."""
+    (out_dir / "logs").mkdir(exist_ok=True)
+    context = multiprocessing.get_context("spawn")
+    processes = []
+    for index, gpu in enumerate(pins):
+        job = WorkerJob(
+            spec=spec,
+            storage=location,
+            index=index,
+            device="cuda" if gpu is not None and options.device == "auto" else options.device,
+            objective=options.objective,
+            heartbeat_s=options.heartbeat_s,
+            stale_after_s=options.stale_after_s,
+            poll_s=options.poll_s,
+            log_file=str(out_dir / "logs" / f"worker-{index}.log"),
+        )
+        process = context.Process(target=run_worker, args=(job,), name=f"ablate-worker-{index}")
+        with _environment(CUDA_VISIBLE_DEVICES=gpu):
+            process.start()
+        processes.append(process)
+    where = f"GPUs {', '.join(p for p in pins if p)}" if any(pins) else "CPU"
+    print(f"{len(processes)} worker(s) on {where}; logs in {out_dir / 'logs'}", file=sys.stderr)
+    try:
+        _follow(study, spec, out_dir, processes, options)
+    except KeyboardInterrupt:
+        print("interrupted: stopping workers; run the same command to resume", file=sys.stderr)
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+        raise
+    for process in processes:
+        process.join()
+        if process.exitcode:
+            print(f"{process.name} exited with code {process.exitcode}", file=sys.stderr)
+    return queue_status(study)
+
+
+def _follow(
+    study: optuna.Study,
+    spec: StudySpec,
+    out_dir: Path,
+    processes: Sequence[multiprocessing.process.BaseProcess],
+    options: RunOptions,
+) -> None:
+    """Progress bar and `results.csv` refreshes until every worker has exited."""
+    status = queue_status(study)
+    bar = tqdm(
+        total=status.planned,
+        initial=status.finished,
+        unit="trial",
+        desc=spec.name,
+        disable=not options.progress,
+        mininterval=1 if sys.stderr.isatty() else 30,
+    )
+    with bar:
+        while any(p.is_alive() for p in processes):
+            time.sleep(options.poll_s)
+            now = queue_status(study)
+            if now.finished != status.finished:
+                write_results(study, spec, out_dir)
+                bar.update(now.finished - status.finished)
+            status = now
+            front = len(study.best_trials) if status.complete else 0
+            bar.set_postfix(front=front, running=status.running, failed=status.failed)
+
+
+@contextlib.contextmanager
+def _environment(**values: str | None) -> Iterator[None]:
+    """Set environment variables (None: leave as is) for processes started in the block."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update({k: v for k, v in values.items() if v is not None})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _write_report(out_dir: Path) -> None:
+    """Call `ablate.report.write_report` when that module is installed; a failure is a note."""
+    if importlib.util.find_spec("ablate.report") is None:
+        print("no ablate.report module: report skipped", file=sys.stderr)
+        return
+    from ablate.report import write_report
+
+    try:
+        written = write_report(out_dir)
+    except Exception as error:  # the study's results are safe; the report can be redone
+        print(
+            f"report failed ({type(error).__name__}: {error}); rerun it with "
+            f"python -m ablate.report {out_dir}",
+            file=sys.stderr,
+        )
+        return
+    print(f"report: {len(written)} files in {out_dir}", file=sys.stderr)
+
+
+def describe_plan(spec: StudySpec, slots: Sequence[dict[str, Any]], limit: int = 20) -> list[str]:
+    """Human-readable lines: the planned trials (grid points) or the sampler's plan."""
+    runs = len(slots) * len(spec.seeds)
+    lines = [
+        f"study {spec.name!r}: {len(slots)} trials x {len(spec.seeds)} seeds = {runs} runs, "
+        f"sampler {spec.sampler.name}",
+        "objectives: " + ", ".join(f"{o.metric} ({o.direction})" for o in spec.objectives),
+    ]
+    if spec.constraints:
+        lines.append(
+            "constraints: " + ", ".join(key for c in spec.constraints for key in c.violations(0.0))
+        )
+    lines.append("base: " + (", ".join(f"{k}={v!r}" for k, v in spec.base.items()) or "defaults"))
+    if spec.sampler.name == "grid":
+        for index, point in enumerate(slots[:limit]):
+            values = {**point, **spec.fixed_values(point)}
+            lines.append(
+                f"  trial {index:>4}: "
+                + (", ".join(f"{k}={v!r}" for k, v in values.items()) or "(base only)")
+            )
+        if len(slots) > limit:
+            lines.append(f"  ... and {len(slots) - limit} more")
+    else:
+        for name, parameter in spec.space.items():
+            shown = parameter.model_dump(
+                mode="json", by_alias=True, include=parameter.model_fields_set
+            )
+            lines.append(f"  {name}: {shown}")
+    return lines
+
+
+def estimate_time(
+    spec: StudySpec,
+    slots: Sequence[dict[str, Any]],
+    workers: int,
+    device: str,
+    objective: Objective | None,
+    probe: bool,
+) -> list[str]:
+    """Lines estimating the study's duration, saying how the estimate was made."""
+    configs = [
+        spec.config({**p, **spec.fixed_values(p)}, seed=s, device=device)
+        for p in (slots if spec.sampler.name == "grid" else slots[:1])
+        for s in spec.seeds
+    ]
+    images = sum(c.steps * c.batch_size if c.steps else c.epochs * c.train_size for c in configs)
+    if spec.sampler.name != "grid":
+        images *= len(slots)
+    lines = [f"budget: {images:,.0f} training images in all (from the spec's epochs/steps)"]
+    if not probe:
+        return lines
+    probe_config = configs[0].model_copy(update={"steps": PROBE_STEPS})
+    start = time.perf_counter()
+    try:
+        metrics = (objective or default_objective())(probe_config)
+    except Exception as error:  # an estimate is optional; say why there is none
+        return [*lines, f"no time estimate: the probe run failed ({type(error).__name__}: {error})"]
+    seconds = time.perf_counter() - start
+    per_s = float(metrics.get("train_images_per_s") or 0.0)
+    overhead = max(0.0, seconds - float(metrics.get("train_seconds") or 0.0))
+    if per_s <= 0:
+        return [*lines, f"probe run took {seconds:.1f} s but reported no train_images_per_s"]
+    total = overhead * len(configs) * (1 if spec.sampler.name == "grid" else len(slots))
+    total += images / per_s
+    return [
+        *lines,
+        f"estimate: {_duration(total / workers)} with {workers} worker(s), from a "
+        f"{PROBE_STEPS}-step probe of the first trial on {device}: {per_s:,.0f} train images/s "
+        f"and {overhead:.1f} s of set-up + evaluation per run (assumes every trial runs "
+        "at that speed)",
+    ]
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "unknown"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ablate.study",
+        description=(
+            "Run a multi-objective ablation study of blur-pool design choices: train one short "
+            "run per design point and seed, measure accuracy, shift consistency and speed, and "
+            "keep everything in an Optuna storage you can stop, resume and share."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--space",
+        required=True,
+        type=Path,
+        metavar="SPEC.yaml",
+        help="the study spec (YAML): base config, space, objectives, sampler",
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="output folder (default: runs/<study name>/)"
+    )
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="journal file path, sqlite:///file.db or postgresql://... "
+        "(default: the spec's storage, else DIR/journal.log)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes (default: one per visible GPU x --per-gpu; 1 on CPU)",
+    )
+    parser.add_argument(
+        "--per-gpu",
+        type=int,
+        default=1,
+        metavar="K",
+        help="workers sharing each GPU, for small models (default 1)",
+    )
+    parser.add_argument(
+        "--trials",
+        type=int,
+        metavar="N",
+        help="design points for tpe/nsga2/random (overrides sampler.trials)",
+    )
+    parser.add_argument(
+        "--epochs", type=float, help="training epochs of every trial (overrides base)"
+    )
+    parser.add_argument("--steps", type=int, help="training steps of every trial (overrides base)")
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where trials run (default auto: the GPUs if any, else the CPU)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate, list the planned trials and estimate the time; run nothing",
+    )
+    parser.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="with --dry-run: skip the short timing run of the first trial",
+    )
+    parser.add_argument(
+        "--no-report", action="store_true", help="do not write the report at the end"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; exit codes: 0 all trials finished, 1 some left, 2 bad input."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("steps", args.steps)) if v is not None}
+    try:
+        spec = load_spec(args.space, overrides)
+        if args.trials is not None:
+            if spec.sampler.name == "grid" or args.trials < 1:
+                raise ValueError(
+                    f"--trials {args.trials}: give N >= 1, for tpe/nsga2/random only (a grid "
+                    "runs every point once)"
+                )
+            sampler = spec.sampler.model_copy(update={"trials": args.trials})
+            spec = spec.model_copy(update={"sampler": sampler})
+        out_dir = args.out or Path("runs") / spec.name
+        options = RunOptions(
+            storage=args.storage,
+            workers=args.workers,
+            per_gpu=args.per_gpu,
+            device=args.device,
+            report=not args.no_report,
+        )
+        if args.dry_run:
+            slots = plan(spec)
+            lines = describe_plan(spec, slots)
+            lines += estimate_time(
+                spec, slots, len(worker_pins(options)), args.device, None, probe=not args.no_probe
+            )
+            print("\n".join(lines))
+            return 0
+        status = run_study(spec, out_dir, options)
+    except (SpecError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    print(
+        f"{spec.name}: {status.complete} of {status.planned} trials complete, "
+        f"{status.failed} failed; results in {out_dir / 'results.csv'}"
+    )
+    if not status.done:
+        print(f"{status.waiting + status.running} trials left: run the same command to resume")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""A worker process: claim a trial, run its design point once per seed, record it, repeat.
+
+Each worker is a separate process (spawned, so CUDA starts fresh in it) that the runner pins to
+one GPU through CUDA_VISIBLE_DEVICES. A trial's failure (an exception, a diverged run, CUDA out
+of memory, a NaN objective) is recorded as FAIL with its `fail_reason` and retried up to the
+spec's `max_retries`; the worker goes on with the next trial. While a trial runs, a thread
+refreshes its `heartbeat`, so other processes can tell a live worker from a dead one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+
+from ablate.spec import Parameter, StudySpec
+from ablate.storage import (
+    HEARTBEAT_S,
+    STALE_AFTER_S,
+    StorageLocation,
+    claim_next,
+    fail_and_retry,
+    open_storage,
+    open_study,
+    owner_record,
+    planned_slots,
+    queue_status,
+    reap_dead_trials,
+)
+from ablate.variant_config import VariantConfig
+
+Objective = Callable[[VariantConfig], Mapping[str, Any]]
+log = logging.getLogger("ablate.study")
+FAILURE_NAMES = {"TrainingDiverged": "diverged", "OutOfMemoryError": "out of memory"}
+
+
+class BadMetrics(ValueError):
+    """The objective returned metrics that cannot be an objective value (missing or not finite)."""
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """Everything a worker process needs; picklable, so it crosses the spawn boundary."""
+
+    spec: StudySpec
+    storage: StorageLocation
+    index: int
+    device: str = "auto"
+    objective: Objective | None = None
+    heartbeat_s: float = HEARTBEAT_S
+    stale_after_s: float = STALE_AFTER_S
+    poll_s: float = 2.0
+    log_file: str | None = None
+
+
+def plan(spec: StudySpec, trials: int | None = None) -> list[dict[str, Any]]:
+    """The slots of a study: every grid point, or `trials` empty slots for a sampler to fill."""
+    if spec.sampler.name == "grid":
+        return spec.grid_points()
+    return [{} for _ in range(trials or spec.sampler.trials or 0)]
+
+
+def make_sampler(spec: StudySpec, worker_index: int = 0) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler of the spec; worker k draws with seed + k so workers differ."""
+    seed = None if spec.sampler.seed is None else spec.sampler.seed + worker_index
+    name = spec.sampler.name
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(
+            seed=seed, population_size=spec.sampler.population or 50
+        )
+    # grid: every parameter comes from the enqueued slot, so this sampler never draws
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def run_worker(job: WorkerJob) -> None:
+    """Claim and run trials until no trial is waiting or running anywhere in the study."""
+    logging.basicConfig(
+        filename=job.log_file, level=logging.INFO, format="%(asctime)s %(message)s", force=True
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    objective = job.objective or default_objective()
+    storage = open_storage(job.storage)
+    study = open_study(storage, job.spec, make_sampler(job.spec, job.index))
+    slots = plan(job.spec, planned_slots(study))
+    owner = owner_record(job.device)
+    while True:
+        reap_dead_trials(study, storage, slots, job.spec.max_retries, job.stale_after_s)
+        trial = claim_next(study, storage, owner)
+        if trial is not None:
+            run_trial(study, storage, trial, job, objective, slots)
+        elif queue_status(study).done:
+            return
+        else:
+            time.sleep(job.poll_s)
+
+
+def default_objective() -> Objective:
+    """`ablate.variant.run_variant`, imported on first use."""
+    from ablate.variant import run_variant  # torch is imported only where trials run
+
+    return run_variant
+
+
+def run_trial(
+    study: optuna.Study,
+    storage: BaseStorage,
+    trial: optuna.Trial,
+    job: WorkerJob,
+    objective: Objective,
+    slots: Sequence[dict[str, Any]],
+) -> None:
+    """Run one claimed trial: every seed, then its objective means, or a FAIL with its reason."""
+    spec = job.spec
+    with Heartbeat(trial, job.heartbeat_s):
+        try:
+            values = spec.resolve(lambda name, parameter: suggest(trial, name, parameter))
+            config = spec.config(values, seed=spec.seeds[0], device=job.device)
+            trial.set_user_attr("config", config.model_dump(mode="json", exclude={"seed"}))
+            records: list[dict[str, Any]] = []
+            for seed in spec.seeds:
+                metrics = _plain(dict(objective(config.model_copy(update={"seed": seed}))))
+                records.append({"seed": seed, **metrics})
+                trial.set_user_attr("seeds", records)
+                _check_metrics(spec, metrics, seed)
+            means = {m: math.fsum(r[m] for r in records) / len(records) for m in _needed(spec)}
+            for constraint in spec.constraints:
+                for key, value in constraint.violations(means[constraint.metric]).items():
+                    trial.set_constraint(key, value)
+            study.tell(trial, [means[m] for m in spec.metric_names])
+            log.info("trial %d complete: %s", trial.number, _brief(means))
+            return
+        except UpdateFinishedTrialError:
+            log.warning("trial %d was failed by another process meanwhile", trial.number)
+            return
+        except Exception as error:  # any failure of one trial must not stop the study
+            reason = describe_failure(error)
+            log.warning("trial %d failed: %s\n%s", trial.number, reason, traceback.format_exc())
+    frozen = study.get_trials(deepcopy=False)[trial.number]
+    if frozen.state == TrialState.RUNNING:
+        fail_and_retry(study, storage, frozen, reason, slots, spec.max_retries)
+
+
+def suggest(trial: optuna.Trial, name: str, parameter: Parameter) -> Any:
+    """Ask Optuna for one parameter's value (an enqueued slot's fixed value if it has one)."""
+    if parameter.kind == "choices":
+        return trial.suggest_categorical(name, parameter.choices)  # type: ignore[arg-type]
+    if parameter.kind == "int":
+        low, high = parameter.int_range  # type: ignore[misc]
+        step = int(parameter.step or 1)
+        return trial.suggest_int(name, low, high, step=step, log=parameter.log)
+    low, high = parameter.float_range  # type: ignore[misc]
+    return trial.suggest_float(name, low, high, step=parameter.step, log=parameter.log)
+
+
+def describe_failure(error: BaseException) -> str:
+    """A one-line `fail_reason`; frees CUDA's cache after an out-of-memory error."""
+    kind = type(error).__name__
+    if kind == "OutOfMemoryError" and "torch" in sys.modules:
+        sys.modules["torch"].cuda.empty_cache()
+    text = " ".join(str(error).split())
+    return f"{FAILURE_NAMES.get(kind, kind)}: {text}"[:500]
+
+
+def _needed(spec: StudySpec) -> set[str]:
+    return {*spec.metric_names, *(c.metric for c in spec.constraints)}
+
+
+def _check_metrics(spec: StudySpec, metrics: Mapping[str, Any], seed: int) -> None:
+    for metric in sorted(_needed(spec)):
+        value = metrics.get(metric)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise BadMetrics(
+                f"seed {seed}: metric {metric!r} is missing or not a number: {value!r}"
+            )
+        if not math.isfinite(value):
+            raise BadMetrics(f"seed {seed}: metric {metric!r} is {value}")
+
+
+def _plain(value: Any) -> Any:
+    """Metrics as JSON types (numpy/torch scalars become Python numbers)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _brief(means: Mapping[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in sorted(means.items()))
+
+
+class Heartbeat:
+    """Refreshes a trial's `heartbeat` user attr every `interval_s` while the block runs."""
+
+    def __init__(self, trial: optuna.Trial, interval_s: float) -> None:
+        self._trial = trial
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._trial.set_user_attr("heartbeat", time.time())
+            except UpdateFinishedTrialError:
+                return

@@ -1,0 +1,313 @@
+"""The study runner: exactly-once grids over several processes, failures, kills and resumes.
+
+Engine mechanics use `fake_objective`, a fast stand-in honouring `run_variant`'s contract (the
+metric names of DEVELOPERS.md); one end-to-end test runs the real `run_variant` on a tiny config.
+Environment variables steer the fake inside the spawned workers: every call is appended to
+ABLATE_TEST_CALLS, and the trial named by ABLATE_TEST_HANG writes its pid and hangs once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+
+from ablate.spec import SCALAR_METRICS, StudySpec, load_spec
+from ablate.study import RunOptions, main, run_study
+from ablate.variant_config import VariantConfig
+
+NAN_LR = 0.0625  # a learning rate that makes the fake "return" a NaN accuracy
+DIVERGING_LR = 0.125  # ... and one that makes it raise TrainingDiverged
+
+
+def fake_objective(config: VariantConfig) -> dict[str, Any]:
+    """Deterministic pseudo-metrics of a config, with every metric name of the contract."""
+    calls = os.environ.get("ABLATE_TEST_CALLS")
+    if calls:
+        with open(calls, "a") as log:
+            log.write(json.dumps(config.model_dump(mode="json"), sort_keys=True) + "\n")
+    hang = os.environ.get("ABLATE_TEST_HANG")
+    if hang and config.filter_size == 3 and not Path(hang).exists():
+        Path(hang).write_text(str(os.getpid()))
+        time.sleep(600)
+    if config.lr == DIVERGING_LR:
+        from ablate.train import TrainingDiverged  # the real exception, imported where needed
+
+        raise TrainingDiverged("loss is nan at step 3 of 10")
+    rng = random.Random(json.dumps(config.model_dump(mode="json"), sort_keys=True))
+    metrics: dict[str, Any] = {name: rng.uniform(0, 100) for name in SCALAR_METRICS}
+    metrics["accuracy"] = math.nan if config.lr == NAN_LR else 10.0 * config.filter_size
+    for kind in ("circular", "crop"):
+        metrics[f"accuracy_vs_shift_{kind}"] = [rng.uniform(0, 100) for _ in range(3)]
+        metrics[f"true_prob_vs_shift_{kind}"] = [rng.random() for _ in range(3)]
+    metrics["filter_tv"] = {"features.0": rng.random()}
+    metrics["device"] = "cpu"
+    time.sleep(0.02)
+    return metrics
+
+
+def make_spec(tmp_path: Path, **changes: Any) -> StudySpec:
+    data = {
+        "name": "mechanics",
+        "base": {"dataset": "synthetic", "model": "vgg", "epochs": 1},
+        "space": {
+            "filter_size": {"choices": [1, 2, 3]},
+            "padding": {"choices": ["zeros", "reflect"]},
+        },
+        "objectives": [
+            {"metric": "accuracy", "direction": "maximize"},
+            {"metric": "consistency_circular", "direction": "maximize"},
+        ],
+        "seeds": [0, 1],
+        "sampler": {"name": "grid"},
+        "max_retries": 1,
+    } | changes
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_spec(path)
+
+
+def options(**changes: Any) -> RunOptions:
+    base = {"device": "cpu", "objective": fake_objective, "report": False, "progress": False}
+    return RunOptions(**{"poll_s": 0.2, **base, **changes})
+
+
+def load(out: Path, name: str = "mechanics") -> optuna.Study:
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(out / "journal.log"))
+    )
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def calls(path: Path) -> Counter[tuple]:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return Counter(
+        (c["filter_size"], c["padding"], c["lr"], c["seed"]) for c in map(json.loads, lines)
+    )
+
+
+@pytest.fixture
+def call_log(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("ABLATE_TEST_CALLS", str(path))
+    return path
+
+
+def test_grid_on_two_workers_runs_each_point_once_and_records_everything(tmp_path, call_log):
+    spec = make_spec(tmp_path, constraints=[{"metric": "accuracy", "min": 15}])
+    out = tmp_path / "out"
+    status = run_study(spec, out, options(workers=2))
+
+    assert status.done and status.complete == status.planned == 6
+    assert calls(call_log) == Counter(
+        {(f, p, 0.05, s): 1 for f in (1, 2, 3) for p in ("zeros", "reflect") for s in (0, 1)}
+    )
+    study = load(out)
+    trials = study.get_trials()
+    assert len(trials) == 6 and sorted(t.user_attrs["slot"] for t in trials) == list(range(6))
+    assert study.metric_names == ["accuracy", "consistency_circular"]
+    workers = {t.user_attrs["worker"]["pid"] for t in trials}
+    assert len(workers) <= 2
+    for trial in trials:
+        config = trial.user_attrs["config"]
+        assert "seed" not in config
+        assert VariantConfig(**config).filter_size == trial.params["filter_size"]
+        seeds = trial.user_attrs["seeds"]
+        assert [r["seed"] for r in seeds] == [0, 1]
+        assert isinstance(seeds[0]["accuracy_vs_shift_crop"], list)
+        for value, metric in zip(trial.values, spec.metric_names, strict=True):
+            assert value == pytest.approx(sum(r[metric] for r in seeds) / 2)
+        feasible = trial.params["filter_size"] * 10.0 >= 15
+        assert all(v <= 0 for v in trial.constraints.values()) == feasible
+    assert all(t.params["filter_size"] >= 2 for t in study.best_trials)
+
+    with open(out / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 12
+    header = list(rows[0])
+    assert header[:7] == ["trial", "slot", "attempt", "state", "seed", "filter_size", "padding"]
+    assert {"accuracy", "consistency_crop", "duration_s", "device", "fail_reason"} <= set(header)
+    assert "accuracy_vs_shift_crop" not in header
+    assert {r["state"] for r in rows} == {"COMPLETE"}
+    row = next(r for r in rows if r["filter_size"] == "2" and r["seed"] == "1")
+    assert float(row["accuracy"]) == 20.0 and row["device"] == "cpu"
+    assert not list(out.glob(".*.tmp"))
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["study_name"] == "mechanics" and meta["storage"] == "journal.log"
+    assert meta["objectives"][0] == {"metric": "accuracy", "direction": "maximize"}
+    assert load_spec(out / "spec.yaml").fingerprint() == spec.fingerprint()
+
+
+def test_rerun_resumes_without_running_finished_trials(tmp_path, call_log):
+    spec = make_spec(tmp_path, seeds=[0])
+    out = tmp_path / "out"
+    run_study(spec, out, options())
+    first = call_log.read_text()
+    status = run_study(spec, out, options())
+    assert status.complete == 6 and call_log.read_text() == first
+    assert len(load(out).get_trials()) == 6
+
+
+def test_nan_and_diverged_trials_fail_with_their_reason_and_the_study_completes(tmp_path, call_log):
+    space = {"lr": {"choices": [0.05, NAN_LR, DIVERGING_LR]}, "filter_size": {"value": 2}}
+    spec = make_spec(tmp_path, space=space, seeds=[0], max_retries=1)
+    out = tmp_path / "out"
+    status = run_study(spec, out, options())
+
+    assert status.done and (status.complete, status.failed) == (1, 2)
+    trials = load(out).get_trials()
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 4  # two slots, each run once and retried once
+    by_lr = Counter(t.params["lr"] for t in failed)
+    assert by_lr == {NAN_LR: 2, DIVERGING_LR: 2}
+    for trial in failed:
+        reason = trial.user_attrs["fail_reason"]
+        if trial.params["lr"] == NAN_LR:
+            assert "'accuracy' is nan" in reason
+        else:
+            assert reason == "diverged: loss is nan at step 3 of 10"
+    retries = [t for t in failed if t.user_attrs["attempt"] == 1]
+    assert {t.user_attrs["retry_of"] for t in retries} == {
+        t.number for t in failed if t.user_attrs["attempt"] == 0
+    }
+    with open(out / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sum(r["state"] == "FAIL" and "diverged" in r["fail_reason"] for r in rows) == 2
+
+
+def _kill_when_hung(marker: Path, killed: list[int]) -> None:
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    pid = int(marker.read_text())
+    os.kill(pid, signal.SIGKILL)
+    killed.append(pid)
+
+
+def test_sigkilled_worker_trial_is_failed_and_retried_on_rerun(tmp_path, call_log, monkeypatch):
+    spec = make_spec(tmp_path, seeds=[0])
+    out = tmp_path / "out"
+    marker = tmp_path / "hung.pid"
+    monkeypatch.setenv("ABLATE_TEST_HANG", str(marker))
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_when_hung, args=(marker, killed))
+    killer.start()
+    first = run_study(spec, out, options(workers=1))
+    killer.join()
+
+    assert killed and not first.done
+    study = load(out)
+    dead = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.FAIL]
+    assert len(dead) == 1 and dead[0].params["filter_size"] == 3
+    assert f"worker process {killed[0]} " in dead[0].user_attrs["fail_reason"]
+    assert "died" in dead[0].user_attrs["fail_reason"]
+    complete_before = {t.number for t in study.get_trials() if t.state.name == "COMPLETE"}
+
+    second = run_study(spec, out, options(workers=1))
+    assert second.done and second.complete == 6 and second.failed == 0
+    trials = load(out).get_trials()
+    assert len(trials) == 7
+    assert complete_before <= {t.number for t in trials if t.state.name == "COMPLETE"}
+    retry = next(t for t in trials if t.user_attrs.get("retry_of") == dead[0].number)
+    assert retry.state.name == "COMPLETE" and retry.params == dead[0].params
+    runs = calls(call_log)
+    hung_point = (3, dead[0].params["padding"], 0.05, 0)
+    assert runs[hung_point] == 2 and all(n == 1 for k, n in runs.items() if k != hung_point)
+
+
+def test_sampler_study_runs_the_asked_trial_count_and_grows_on_resume(tmp_path, call_log):
+    space = {"lr": {"float": [0.01, 0.2], "log": True}, "filter_size": {"int": [1, 4]}}
+    sampler = {"name": "random", "trials": 4, "seed": 3}
+    spec = make_spec(tmp_path, space=space, sampler=sampler, seeds=[0])
+    out = tmp_path / "out"
+    status = run_study(spec, out, options(workers=2))
+    assert status.done and status.complete == status.planned == 4
+    grown = spec.model_copy(update={"sampler": spec.sampler.model_copy(update={"trials": 6})})
+    status = run_study(grown, out, options(workers=1))
+    assert status.complete == status.planned == 6
+    trials = load(out).get_trials()
+    assert len(trials) == 6 and sum(calls(call_log).values()) == 6
+    assert all(0.01 <= t.params["lr"] <= 0.2 and 1 <= t.params["filter_size"] <= 4 for t in trials)
+
+
+def test_a_stored_study_refuses_a_different_spec(tmp_path, call_log):
+    out = tmp_path / "out"
+    run_study(make_spec(tmp_path, seeds=[0]), out, options())
+    with pytest.raises(ValueError, match="different spec"):
+        run_study(make_spec(tmp_path, seeds=[0, 1]), out, options())
+
+
+def test_cli_rejects_a_bad_spec_without_a_traceback(tmp_path, capsys):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(
+        "name: x\nspace: {padding: {choices: [mirror]}}\nsampler: {name: grid}\n"
+        "objectives: [{metric: accuracy, direction: maximize}]\n"
+    )
+    assert main(["--space", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "space.padding.choices[0]: 'mirror' is not allowed" in err and "Traceback" not in err
+
+
+def test_cli_help_explains_itself(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "--dry-run" in text and "examples:" in text and "resume" in text
+
+
+def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys):
+    spec = {
+        "name": "tiny",
+        "base": {
+            "dataset": "synthetic",
+            "model": "vgg",
+            "width": 4,
+            "train_size": 256,
+            "test_size": 64,
+            "eval_size": 64,
+            "steps": 10,
+            "batch_size": 32,
+            "throughput_batch": 32,
+            "backend": "torch",
+        },
+        "space": {"padding": {"choices": ["zeros", "circular"]}},
+        "objectives": [
+            {"metric": "accuracy", "direction": "maximize"},
+            {"metric": "consistency_circular", "direction": "maximize"},
+            {"metric": "train_images_per_s", "direction": "maximize"},
+        ],
+        "seeds": [0],
+        "sampler": {"name": "grid"},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "runs" / "tiny"
+    assert main(["--space", str(path), "--out", str(out), "--device", "cpu", "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "2 trials x 1 seeds" in plan and "padding='circular'" in plan
+    assert "train images/s" in plan and "estimate:" in plan
+
+    assert main(["--space", str(path), "--out", str(out), "--device", "cpu", "--steps", "5"]) == 0
+    study = load(out, "tiny")
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert {t.user_attrs["config"]["steps"] for t in trials} == {5}
+    for trial in trials:
+        metrics = trial.user_attrs["seeds"][0]
+        assert 0 <= metrics["accuracy"] <= 100 and metrics["train_images_per_s"] > 0
+        assert len(metrics["accuracy_vs_shift_circular"]) == 9
+    with open(out / "results.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 2
