@@ -1,0 +1,186 @@
+"""BlurPool2d / MaxBlurPool2d and the public functional API: arguments, buffers, export."""
+
+import io
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import kernels
+from kernels import BlurPool2d, MaxBlurPool2d, blur_pool2d, make_taps, max_blur_pool2d
+
+FP32 = {"atol": 1e-5, "rtol": 1e-5}
+
+
+def make_modules() -> list[torch.nn.Module]:
+    return [
+        BlurPool2d(3, 5, 2, "zeros", pad_off=1, relu=True),
+        BlurPool2d(3, None, 3, "circular", filter="custom", taps=[1.0, 3.0, 2.0]),
+        MaxBlurPool2d(3, 4, 2, "reflect"),
+        MaxBlurPool2d(3, 3, 1, "replicate", max_kernel=3, filter="gaussian", sigma=0.7),
+    ]
+
+
+def test_public_names_are_exported_and_triton_is_not_imported() -> None:
+    assert set(kernels.__all__) >= {
+        "make_taps", "blur_pool2d", "max_blur_pool2d", "BlurPool2d", "MaxBlurPool2d",
+        "PADDING_MODES", "FILTER_FAMILIES",
+    }  # fmt: skip
+    check = "import sys, kernels; sys.exit('triton' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", check], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_modules_match_the_functional_ops(channels_last: bool) -> None:
+    x = torch.randn(2, 3, 9, 7)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    blur, custom, max_blur, max3 = make_modules()
+    pairs = [
+        (blur, blur_pool2d(x, 5, 2, "zeros", pad_off=1, relu=True)),
+        (custom, blur_pool2d(x, None, 3, "circular", filter="custom", taps=[1.0, 3.0, 2.0])),
+        (max_blur, max_blur_pool2d(x, 4, 2, "reflect")),
+        (max3, max_blur_pool2d(x, 3, 1, "replicate", max_kernel=3, filter="gaussian", sigma=0.7)),
+    ]
+    for module, expected in pairs:
+        out = module(x)
+        assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+        torch.testing.assert_close(out, expected, **FP32)
+
+
+def test_taps_live_in_a_buffer_that_the_forward_uses() -> None:
+    module = BlurPool2d(2, 3)
+    assert list(module.state_dict()) == ["taps"]
+    torch.testing.assert_close(module.state_dict()["taps"], make_taps(3))
+    custom = torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64)
+    module.load_state_dict({"taps": custom})
+    x = torch.randn(1, 2, 6, 5)
+    expected = blur_pool2d(x, None, filter="custom", taps=custom)
+    torch.testing.assert_close(module(x), expected, **FP32)
+    assert "taps" in dict(module.named_buffers())
+    assert not list(module.parameters())
+
+
+def test_repr_names_every_setting() -> None:
+    text = [repr(m) for m in make_modules()]
+    assert text[0] == (
+        "BlurPool2d(3, filter_size=5, filter='binomial', stride=2, padding='zeros', "
+        "pad_off=1, relu=True, backend='auto')"
+    )
+    assert "taps=[0.1667, 0.5, 0.3333]" in text[1]
+    assert text[2] == (
+        "MaxBlurPool2d(3, filter_size=4, filter='binomial', stride=2, padding='reflect', "
+        "max_kernel=2, backend='auto')"
+    )
+    assert "filter='gaussian', sigma=0.7" in text[3]
+
+
+@pytest.mark.parametrize("module_type", [BlurPool2d, MaxBlurPool2d])
+def test_wrong_channel_count_is_a_value_error(module_type: type) -> None:
+    module = module_type(4)
+    with pytest.raises(ValueError, match=r"\[2, 3, 8, 8\].*\(N, 4, H, W\)"):
+        module(torch.randn(2, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"\(N, 4, H, W\)"):
+        module(torch.randn(4, 8, 8))
+
+
+@pytest.mark.parametrize(
+    ("build", "fragments"),
+    [
+        (lambda: BlurPool2d(0), ["channels=0", ">= 1"]),
+        (lambda: BlurPool2d(3, 0), ["filter_size=0", ">= 1"]),
+        (lambda: BlurPool2d(3, stride=0), ["stride=0", ">= 1"]),
+        (lambda: BlurPool2d(3, padding="same"), ["padding='same'", "reflect", "circular"]),
+        (lambda: BlurPool2d(3, filter="sinc"), ["'sinc'", "binomial"]),
+        (lambda: BlurPool2d(3, pad_off=-1), ["pad_off=-1", ">= 0"]),
+        (lambda: BlurPool2d(3, relu=1), ["relu=1", "True or False"]),
+        (lambda: BlurPool2d(3, backend="cuda"), ["backend='cuda'", "triton"]),
+        (lambda: MaxBlurPool2d(3, max_kernel=0), ["max_kernel=0", ">= 1"]),
+        (
+            lambda: MaxBlurPool2d(3, None, filter="custom", taps=[1.0, -1.0]),
+            ["taps=[1.0, -1.0]", "sum to 0"],
+        ),
+    ],
+)
+def test_bad_module_arguments_are_value_errors(build: object, fragments: list[str]) -> None:
+    with pytest.raises(ValueError) as error:
+        build()
+    for fragment in fragments:
+        assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("call", "fragments"),
+    [
+        (lambda x: blur_pool2d(x[0]), ["(3, 8, 8)", "4-D"]),
+        (lambda x: blur_pool2d(x.long()), ["torch.int64", "float32"]),
+        (lambda x: blur_pool2d(x.numpy()), ["torch.Tensor", "ndarray"]),
+        (lambda x: blur_pool2d(x, 0), ["filter_size=0"]),
+        (lambda x: blur_pool2d(x, stride=0), ["stride=0", ">= 1"]),
+        (lambda x: blur_pool2d(x, padding="mirror"), ["padding='mirror'", "zeros"]),
+        (lambda x: blur_pool2d(x, filter="gauss"), ["'gauss'", "gaussian"]),
+        (lambda x: blur_pool2d(x, None, filter="custom", taps=[1, float("nan")]), ["finite"]),
+        (lambda x: blur_pool2d(x, None, filter="custom", taps=[2, -2]), ["sum to 0"]),
+        (lambda x: blur_pool2d(x, backend="cpu"), ["backend='cpu'", "'auto'"]),
+        (lambda x: blur_pool2d(x[:, :, :0]), ["(1, 3, 0, 8)", ">= 1"]),
+        (lambda x: max_blur_pool2d(x, max_kernel=9), ["(1, 3, 8, 8)", ">= 9", "max_kernel"]),
+        (lambda x: max_blur_pool2d(x, stride=1.5), ["stride=1.5", "integer"]),
+        (lambda x: max_blur_pool2d(x[0]), ["4-D"]),
+    ],
+)
+def test_bad_functional_arguments_are_value_errors(call: object, fragments: list[str]) -> None:
+    with pytest.raises(ValueError) as error:
+        call(torch.randn(1, 3, 8, 8))
+    for fragment in fragments:
+        assert fragment in str(error.value)
+
+
+def test_triton_backend_without_its_module_is_not_implemented(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "kernels.ops.blur_pool", None)
+    monkeypatch.setitem(sys.modules, "kernels.ops.max_blur_pool", None)
+    x = torch.randn(1, 2, 6, 6)
+    with pytest.raises(NotImplementedError, match="blur_pool2d_triton"):
+        blur_pool2d(x, backend="triton")
+    with pytest.raises(NotImplementedError, match="max_blur_pool2d_triton"):
+        MaxBlurPool2d(2, backend="triton")(x)
+    torch.testing.assert_close(blur_pool2d(x, backend="auto"), blur_pool2d(x, backend="torch"))
+
+
+def test_torchscript_matches_eager_and_survives_save_and_load() -> None:
+    x = torch.randn(2, 3, 9, 6)
+    for module in make_modules():
+        scripted = torch.jit.script(module)
+        buffer = io.BytesIO()
+        torch.jit.save(scripted, buffer)
+        buffer.seek(0)
+        loaded = torch.jit.load(buffer)
+        torch.testing.assert_close(loaded(x), module(x), **FP32)
+        with pytest.raises(torch.jit.Error, match="channel count"):
+            loaded(torch.randn(1, 5, 6, 6))
+
+
+def test_torch_export_matches_eager_with_plain_aten_ops() -> None:
+    x = torch.randn(2, 3, 9, 6)
+    for module in make_modules():
+        exported = torch.export.export(module, (x,))
+        torch.testing.assert_close(exported.module()(x), module(x), **FP32)
+        targets = {str(node.target) for node in exported.graph.nodes if node.op == "call_function"}
+        assert not any("Function" in t or "apply" in t for t in targets), targets
+
+
+def test_onnx_export_runs() -> None:
+    onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx package")
+    model = torch.nn.Sequential(*make_modules()[2:], *make_modules()[:2])
+    x = torch.randn(1, 3, 11, 9)
+    buffer = io.BytesIO()
+    torch.onnx.export(model, (x,), buffer, dynamo=False)
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.checker.check_model(proto)
+    assert {"MaxPool", "MatMul"} <= {node.op_type for node in proto.graph.node}
+    ort = pytest.importorskip("onnxruntime", reason="running the ONNX graph needs onnxruntime")
+    session = ort.InferenceSession(buffer.getvalue())
+    (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(out), model(x), **FP32)
