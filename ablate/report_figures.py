@@ -165,7 +165,19 @@ def _errorbars(ax: plt.Axes, table: pd.DataFrame, x: str, y: str) -> None:
         err = np.vstack([mean - table[low], table[high] - mean])
         xs, ys = table[f"{x}_mean"], table[f"{y}_mean"]
         kwargs = {"xerr": err} if axis == "x" else {"yerr": err}
-        ax.errorbar(xs, ys, fmt="none", ecolor="0.7", elinewidth=1, zorder=0, **kwargs)
+        ax.errorbar(xs, ys, fmt="none", ecolor="0.75", elinewidth=0.8, zorder=0, **kwargs)
+
+
+def _zoom_to_points(ax: plt.Axes, xs: pd.Series, ys: pd.Series) -> None:
+    """Frame the means, not the intervals: with 2 seeds t(0.975, 1) = 12.7 makes the bars so
+    long that they would squash every point into the middle. Clipped bars run off the edge."""
+    for values, setter in ((xs, ax.set_xlim), (ys, ax.set_ylim)):
+        finite = values[np.isfinite(values)]
+        if finite.empty:
+            continue
+        low, high = float(finite.min()), float(finite.max())
+        margin = max(0.12 * (high - low), 0.02 * max(abs(high), 1.0))
+        setter(low - margin, high + margin)
 
 
 def _scatter_by_variant(
@@ -176,6 +188,8 @@ def _scatter_by_variant(
     order = _label_order(data["blur_label"])
     style = next((c for c in style_options if c in data and data[c].nunique() > 1), None)
     size_column = f"{size}_mean" if size and f"{size}_mean" in data else None
+    if size_column:  # whole numbers keep the size legend legible
+        data[size_column] = data[size_column].round()
     fig, ax = plt.subplots(figsize=(8.5, 5.5))
     _errorbars(ax, data, x, y)
     sns.scatterplot(
@@ -191,6 +205,7 @@ def _scatter_by_variant(
         ax=ax,
         zorder=2,
     )
+    _zoom_to_points(ax, data[f"{x}_mean"], data[f"{y}_mean"])
     ax.set_xlabel(metric_label(x))
     ax.set_ylabel(metric_label(y))
     notes = []
@@ -238,10 +253,11 @@ def accuracy_consistency_figure(
         front_2d[f"{consistency_metric}_mean"],
         front_2d["accuracy_mean"],
         color="tab:red",
-        linewidth=1.5,
+        linewidth=1.2,
+        linestyle="--",
         drawstyle="steps-pre",
         label="front: accuracy × consistency",
-        zorder=1,
+        zorder=3,
     )
     if "pareto" in configs and configs["pareto"].any():
         on_front = configs[configs["pareto"]]
@@ -249,10 +265,10 @@ def accuracy_consistency_figure(
         ax.scatter(
             on_front[f"{consistency_metric}_mean"],
             on_front["accuracy_mean"],
-            s=420,
+            s=330,
             facecolors="none",
             edgecolors="tab:red",
-            linewidths=1.2,
+            linewidths=1.0,
             label=f"on the study's Pareto front\n({objective_names})",
             zorder=3,
         )
@@ -315,7 +331,8 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
                 y=metric,
                 hue="placement" if "placement" in blurred else None,
                 style=style,
-                markers=True,
+                markers=True if style else None,
+                marker=None if style else "o",
                 errorbar=_interval_errorbar,
                 err_style="bars",
                 ax=ax,
@@ -329,8 +346,13 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
         ax.set_xlabel("Filter size k (taps per axis)")
         ax.set_ylabel(metric_label(metric))
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, title="placement" if style is None else None)
+    for ax in axes[0][:-1]:
+        ax.get_legend().remove()
+    _legend_outside(axes[0][-1])
     notes = [_fixed_note(runs, ["placement", "padding"])]
+    if runs.groupby([placements, runs["filter_size"]]).size().max() < 2:
+        notes.append("one run per point, so no interval")
     if runs["filter_size"].nunique() < 2:
         notes.append("the study did not vary filter_size")
     _title(
@@ -356,12 +378,18 @@ def _with_baseline_per_placement(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _label_grid(grid: sns.FacetGrid, xlabel: str, ylabel: str, legend_title: str) -> None:
+def _label_grid(grid: sns.FacetGrid, xlabel: str, ylabel: str) -> None:
     """Label every panel (not only the outer ones) so a cropped panel still reads on its own."""
     for ax in grid.axes.flat:
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
+
+
+def _grid_legend_beside(grid: sns.FacetGrid, legend_title: str) -> None:
+    """Lay the panels out, then put the legend to their right, clear of the panel titles."""
+    grid.figure.tight_layout()
     if grid.legend is not None:
+        sns.move_legend(grid, "upper left", bbox_to_anchor=(1.0, 0.9), frameon=False)
         grid.legend.set_title(legend_title)
 
 
@@ -405,13 +433,15 @@ def shift_curve_figure(runs: pd.DataFrame) -> FigureOutcome:
         facet_kws={"sharey": False},
     )
     grid.set_titles("{row_name} shift · placement {col_name}")
-    _label_grid(grid, "Diagonal shift d (pixels down and right)", "Test accuracy (%)", "filter")
+    _label_grid(grid, "Diagonal shift d (pixels down and right)", "Test accuracy (%)")
+    for ax in grid.axes.flat:
+        ax.xaxis.get_major_locator().set_params(integer=True)
     _title(
         grid.figure,
         "Accuracy vs diagonal shift (mean over runs, bars: 95 % t-interval)",
         "flatter = less sensitive to where the image sits; other varied parameters are pooled",
     )
-    grid.figure.tight_layout()
+    _grid_legend_beside(grid, "filter")
     return FigureOutcome(name, grid.figure)
 
 
@@ -490,7 +520,7 @@ def adversarial_figure(runs: pd.DataFrame) -> FigureOutcome:
     grid.set_titles("{row_name} shift · placement {col_name}")
     for ax in grid.axes.flat:
         ax.tick_params(axis="x", rotation=30)
-    _label_grid(grid, "Filter", "Shift-adversarial accuracy (%)", "training")
+    _label_grid(grid, "Filter", "Shift-adversarial accuracy (%)")
     if "augment" in runs and runs["augment"].nunique() > 1:
         subtitle = "correct at every offset in [-S, S]²; other varied parameters pooled"
     else:
@@ -501,7 +531,7 @@ def adversarial_figure(runs: pd.DataFrame) -> FigureOutcome:
         "Shift-adversarial accuracy per filter (mean over runs, bars: 95 % t-interval)",
         subtitle,
     )
-    grid.figure.tight_layout()
+    _grid_legend_beside(grid, "training")
     return FigureOutcome(name, grid.figure)
 
 
@@ -531,7 +561,7 @@ def importance_figure(study: optuna.Study, objectives: Sequence[Objective]) -> F
             )
         rows += [{"objective": objective.metric, "parameter": p, "importance": v}
                  for p, v in importances.items()]
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(varied) * len(objectives) + 2))
+    fig, ax = plt.subplots(figsize=(8, 0.25 * len(varied) * len(objectives) + 1.8))
     sns.barplot(data=pd.DataFrame(rows), x="importance", y="parameter", hue="objective", ax=ax)
     ax.set_xlabel("Importance (PED-ANOVA, normalised to sum 1 per objective)")
     ax.set_ylabel("Varied parameter")

@@ -53,13 +53,19 @@ def _fmt(value: float, signed: bool = False) -> str:
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
+def _difference_unit(unit: str) -> str:
+    """Differences of percentages are percentage points."""
+    return " points" if unit == " %" else unit
+
+
 def _effect_sentence(
     diff: Difference, name: str, unit: str, better_if: str, means: tuple[float, float]
 ) -> str:
     """'… blurred minus no blur: +1.20 [0.3, 2.1] …' with a verdict read from the interval."""
     blurred, baseline = means
+    diff_unit = _difference_unit(unit)
     interval = (
-        f"95 % CI [{_fmt(diff.low, True)}, {_fmt(diff.high, True)}]"
+        f"95 % CI [{_fmt(diff.low, True)}, {_fmt(diff.high, True)}]{diff_unit}"
         if np.isfinite(diff.low)
         else "no interval: a group has fewer than two runs or no spread"
     )
@@ -67,10 +73,10 @@ def _effect_sentence(
         improved = (diff.estimate > 0) == (better_if == "higher")
         verdict = "Yes" if improved else "No, the opposite"
     else:
-        verdict = "Not shown"
+        verdict = "Inconclusive"
     return (
         f"{verdict}: {name} is {_fmt(blurred)}{unit} with blur vs {_fmt(baseline)}{unit} without "
-        f"(difference {_fmt(diff.estimate, True)}{unit}, {interval}; Welch t over runs, "
+        f"(difference {_fmt(diff.estimate, True)}{diff_unit}, {interval}; Welch t over runs, "
         f"n = {diff.n_treated} blurred vs {diff.n_control} no-blur runs)."
     )
 

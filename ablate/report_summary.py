@@ -76,7 +76,7 @@ def to_markdown(title: str, blocks: list[Block]) -> str:
         elif isinstance(block, Table):
             parts.append(_markdown_table(block.frame))
         else:
-            parts.append(f"![{block.caption}]({block.png})\n\n*{block.caption}*")
+            parts.append(f"![{Path(block.png).stem}]({block.png})\n\n*{block.caption}*")
     return "\n\n".join(parts) + "\n"
 
 
@@ -117,7 +117,7 @@ def to_html(title: str, blocks: list[Block], out_dir: Path) -> str:
         else:
             data = base64.b64encode((out_dir / block.png).read_bytes()).decode("ascii")
             parts.append(
-                f'<figure><img alt="{html.escape(block.caption)}" '
+                f'<figure><img alt="{html.escape(Path(block.png).stem)}" '
                 f'src="data:image/png;base64,{data}"/>'
                 f"<figcaption>{_inline_html(block.caption)}</figcaption></figure>"
             )
