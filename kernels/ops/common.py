@@ -22,6 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.padding import pad_index
 from kernels.tuning import check_config, launch_config, tuning_key
 
 INT32_LIMIT = 2**31
@@ -81,27 +82,6 @@ def accumulator_dtype(x: torch.Tensor) -> tl.dtype:
 # ----------------------------------------------------------------------------- gather tables
 
 
-def source_index(q: torch.Tensor, size: int, padding: str) -> torch.Tensor:
-    """Map padded positions ``q`` of an axis of ``size`` to the index read (spec §2); -1 = zero.
-
-    Defined for any pad, also one as large as the map: reflect has period 2(size-1) (size 1
-    always reads 0), circular wraps modulo size, replicate clamps, zeros reads nothing.
-    """
-    if padding == "zeros":
-        return torch.where((q >= 0) & (q < size), q, -1)
-    if padding == "replicate":
-        return q.clamp(0, size - 1)
-    if padding == "circular":
-        return q.remainder(size)
-    if padding == "reflect":
-        if size == 1:
-            return torch.zeros_like(q)
-        period = 2 * (size - 1)
-        folded = q.remainder(period)
-        return torch.where(folded < size, folded, period - folded)
-    raise ValueError(f"padding={padding!r}: expected zeros, reflect, replicate or circular")
-
-
 class AxisTables(NamedTuple):
     """Gather tables of one axis, on the device the op runs on.
 
@@ -136,9 +116,8 @@ def axis_tables(
     """The forward and backward gather tables of blur-pooling an axis of ``size`` (spec §2)."""
     k = len(taps)
     out_size = blur_output_size(size, stride, pad_off)
-    pad_before = (k - 1) // 2 + pad_off
-    q = torch.arange(out_size)[:, None] * stride + torch.arange(k)[None, :] - pad_before
-    fwd_src = source_index(q, size, padding)
+    source = pad_index(size, (k - 1) // 2 + pad_off, k - 1 - (k - 1) // 2 + pad_off, padding)
+    fwd_src = source[torch.arange(out_size)[:, None] * stride + torch.arange(k)[None, :]]
     fwd_wt = torch.tensor(taps, dtype=torch.float64).expand(out_size, k).where(fwd_src >= 0, 0.0)
 
     # Transpose: merge the (input, output) pairs that repeat, then lay each input's list out
@@ -302,23 +281,29 @@ def separable_gather(
     the maximum of the ``MAX_KERNEL``² window whose top-left is that position, so the dense
     max map never exists in memory. Index -1 in a table reads zero (zero padding).
     """
+    # Written for few operations per inner step (the interpreter runs each one in Python).
+    src_h_at = src_h_ptr + rows * WIDTH_H
+    wt_h_at = wt_h_ptr + rows * WIDTH_H
+    src_w_at = src_w_ptr + cols * WIDTH_W
+    wt_w_at = wt_w_ptr + cols * WIDTH_W
+    maps = ptr + plane
     acc = tl.zeros(mask.shape, ACC_DTYPE)
     for i in range(WIDTH_H):
-        src_h = tl.load(src_h_ptr + rows * WIDTH_H + i, mask=row_ok, other=-1)
-        wt_h = tl.load(wt_h_ptr + rows * WIDTH_H + i, mask=row_ok, other=0.0)
+        src_h = tl.load(src_h_at + i, mask=row_ok, other=-1)
+        wt_h = tl.load(wt_h_at + i, mask=row_ok, other=0.0)
+        line = maps + as_index(src_h, INDEX_64) * stride_h
+        line_ok = mask & (src_h >= 0)
         row_sum = tl.zeros(mask.shape, ACC_DTYPE)
         for j in tl.static_range(WIDTH_W):
-            src_w = tl.load(src_w_ptr + cols * WIDTH_W + j, mask=col_ok, other=-1)
-            wt_w = tl.load(wt_w_ptr + cols * WIDTH_W + j, mask=col_ok, other=0.0)
-            offs = element_offsets(plane, src_h, src_w, stride_h, stride_w, INDEX_64)
-            ok = mask & (src_h >= 0) & (src_w >= 0)
-            value = tl.load(ptr + offs, mask=ok, other=0.0)
+            src_w = tl.load(src_w_at + j, mask=col_ok, other=-1)
+            wt_w = tl.load(wt_w_at + j, mask=col_ok, other=0.0)
+            at = line + as_index(src_w, INDEX_64) * stride_w
+            ok = line_ok & (src_w >= 0)
+            value = tl.load(at, mask=ok, other=0.0)
             for u in tl.static_range(MAX_KERNEL):
                 for v in tl.static_range(MAX_KERNEL):
                     if u + v > 0:
-                        other = tl.load(
-                            ptr + offs + u * stride_h + v * stride_w, mask=ok, other=0.0
-                        )
+                        other = tl.load(at + (u * stride_h + v * stride_w), mask=ok, other=0.0)
                         value = tl.maximum(value, other, propagate_nan=tl.PropagateNan.ALL)
             value = value.to(ACC_DTYPE)
             if RELU:

@@ -1,0 +1,388 @@
+"""The fused Triton ops against the reference ops (kernels.reference), forward and backward.
+
+Runs under the Triton interpreter on CPU (tiny shapes) and, where CUDA is present, on the GPU.
+Every launch writes into an output buffer filled with NaN beforehand, so an element the kernel
+forgets to write fails the comparison. Inputs come in three layouts: NCHW, channels_last and a
+strided view that is neither.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kernels.filters import make_taps
+from kernels.ops import blur_pool, common, max_blur_pool
+from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, blur_pool2d_triton
+from kernels.ops.max_blur_pool import (
+    max_blur_pool2d_backward,
+    max_blur_pool2d_forward,
+    max_blur_pool2d_triton,
+)
+from kernels.options import PADDING_MODES
+from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2, torch.float64: 1e-10}
+LAYOUTS = ("nchw", "channels_last", "strided")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def make_input(
+    shape: tuple[int, int, int, int],
+    dtype: torch.dtype,
+    layout: str,
+    seed: int,
+    *,
+    ties: bool = False,
+) -> torch.Tensor:
+    """A random input in ``layout``; ``ties`` draws small integers so max windows tie often."""
+    gen = torch.Generator().manual_seed(seed)
+    n, c, h, w = shape
+    if layout == "strided":  # every other column of a (N, H, C, 2W) tensor: neither format
+        big = torch.randn(n, h, c, 2 * w, generator=gen)
+        x = big.permute(0, 2, 1, 3)[..., ::2]
+    else:
+        x = torch.randn(shape, generator=gen)
+    if ties:
+        x = x.mul(1.5).round()
+    x = x.to(device=DEVICE, dtype=dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def poisoned(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """A NaN-filled output buffer in the memory format the op must produce for ``like``."""
+    return common.empty_output(like, shape).fill_(math.nan)
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype) -> None:
+    tol = TOLERANCE[dtype]
+    torch.testing.assert_close(actual.double(), expected.double(), atol=tol, rtol=tol)
+
+
+def assert_layout_kept(out: torch.Tensor, x: torch.Tensor) -> None:
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    assert out.is_contiguous(memory_format=fmt)
+
+
+def taps_tensor(taps: tuple[float, ...]) -> torch.Tensor:
+    return torch.tensor(taps, dtype=torch.float64)
+
+
+def reference_and_grads(fn, x: torch.Tensor, seed: int) -> tuple[torch.Tensor, ...]:
+    """Reference output, an upstream gradient and the reference's input gradient."""
+    x_ref = x.detach().clone().requires_grad_(True)
+    out = fn(x_ref)
+    gen = torch.Generator().manual_seed(seed + 1)
+    grad = torch.randn(out.shape, generator=gen).to(device=x.device, dtype=x.dtype)
+    (dx,) = torch.autograd.grad(out, x_ref, grad)
+    return out.detach(), grad, dx
+
+
+def check_blur_pool(
+    x: torch.Tensor,
+    taps: tuple[float, ...],
+    stride: int,
+    padding: str,
+    pad_off: int,
+    relu: bool,
+    seed: int = 0,
+    config: dict[str, int] | None = None,
+) -> None:
+    """Forward and backward launchers (into poisoned buffers) against the reference."""
+    expected, grad, expected_dx = reference_and_grads(
+        lambda t: blur_pool2d_reference(t, taps_tensor(taps), stride, padding, pad_off, relu),
+        x,
+        seed,
+    )
+    y = blur_pool2d_forward(
+        x, taps, stride, padding, pad_off, relu, config=config,
+        out=poisoned(x, tuple(expected.shape)),
+    )  # fmt: skip
+    assert_close(y, expected, x.dtype)
+    assert_layout_kept(y, x)
+    dx = blur_pool2d_backward(
+        grad, x, taps, stride, padding, pad_off, relu, config=config,
+        out=poisoned(x, tuple(x.shape)),
+    )  # fmt: skip
+    assert_close(dx, expected_dx, x.dtype)
+    assert_layout_kept(dx, x)
+
+
+def check_max_blur_pool(
+    x: torch.Tensor,
+    taps: tuple[float, ...],
+    stride: int,
+    padding: str,
+    max_kernel: int,
+    seed: int = 0,
+    config: dict[str, int] | None = None,
+) -> None:
+    """Forward and backward launchers (into poisoned buffers) against the reference."""
+    expected, grad, expected_dx = reference_and_grads(
+        lambda t: max_blur_pool2d_reference(t, taps_tensor(taps), stride, padding, max_kernel),
+        x,
+        seed,
+    )
+    y = max_blur_pool2d_forward(
+        x, taps, stride, padding, max_kernel, config=config,
+        out=poisoned(x, tuple(expected.shape)),
+    )  # fmt: skip
+    assert_close(y, expected, x.dtype)
+    assert_layout_kept(y, x)
+    dx = max_blur_pool2d_backward(
+        grad, x, taps, stride, padding, max_kernel, config=config,
+        out=poisoned(x, tuple(x.shape)),
+    )  # fmt: skip
+    assert_close(dx, expected_dx, x.dtype)
+    assert_layout_kept(dx, x)
+
+
+def binomial(size: int) -> tuple[float, ...]:
+    return tuple(make_taps(size).tolist())
+
+
+def skewed(size: int, seed: int) -> tuple[float, ...]:
+    """Asymmetric custom taps, so a flipped filter or a swapped axis shows."""
+    raw = torch.rand(size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return tuple((raw + 0.1).div((raw + 0.1).sum()).tolist())
+
+
+# ----------------------------------------------------------------------------- grid
+
+# (shape, taps, stride, pad_off, relu): paper sizes, maps smaller than the pad (2x2 with 7
+# taps), size 1 (plain subsampling), 15 taps at stride 4, odd and non-square maps.
+BLUR_CASES = [
+    ((2, 3, 6, 7), binomial(4), 2, 0, False),
+    ((1, 5, 5, 4), skewed(3, 1), 1, 1, True),
+    ((2, 2, 2, 2), skewed(7, 2), 2, 0, False),
+    ((1, 3, 5, 3), binomial(1), 2, 0, False),
+    ((1, 2, 9, 6), skewed(15, 3), 4, 2, True),
+]
+
+
+@pytest.mark.parametrize("padding", PADDING_MODES)
+@pytest.mark.parametrize("case", range(len(BLUR_CASES)))
+def test_blur_pool_matches_reference(case: int, padding: str) -> None:
+    shape, taps, stride, pad_off, relu = BLUR_CASES[case]
+    index = case + PADDING_MODES.index(padding)
+    layout = LAYOUTS[index % len(LAYOUTS)]
+    dtype = (torch.float32, torch.float16)[index % 2]
+    x = make_input(shape, dtype, layout, seed=index)
+    check_blur_pool(x, taps, stride, padding, pad_off, relu, seed=index)
+
+
+# (shape, taps, stride, max_kernel, ties)
+MAX_BLUR_CASES = [
+    ((2, 3, 6, 7), binomial(4), 2, 2, True),
+    ((1, 2, 6, 5), skewed(3, 4), 1, 3, True),
+    ((1, 3, 3, 3), skewed(5, 5), 2, 2, False),
+    ((2, 2, 4, 3), binomial(1), 3, 2, True),
+]
+
+
+@pytest.mark.parametrize("padding", PADDING_MODES)
+@pytest.mark.parametrize("case", range(len(MAX_BLUR_CASES)))
+def test_max_blur_pool_matches_reference(case: int, padding: str) -> None:
+    shape, taps, stride, max_kernel, ties = MAX_BLUR_CASES[case]
+    index = case + PADDING_MODES.index(padding)
+    layout = LAYOUTS[index % len(LAYOUTS)]
+    dtype = (torch.float32, torch.float16)[index % 2]
+    x = make_input(shape, dtype, layout, seed=index, ties=ties)
+    check_max_blur_pool(x, taps, stride, padding, max_kernel, seed=index)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    op=st.sampled_from(["blur", "max_blur"]),
+    n=st.integers(1, 2),
+    c=st.integers(1, 5),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    size=st.integers(1, 9),
+    stride=st.integers(1, 4),
+    padding=st.sampled_from(PADDING_MODES),
+    layout=st.sampled_from(LAYOUTS),
+    dtype=st.sampled_from([torch.float32, torch.float16]),
+    seed=st.integers(0, 2**16),
+)
+def test_drawn_design_points_match_reference(
+    data, op, n, c, h, w, size, stride, padding, layout, dtype, seed
+) -> None:
+    taps = data.draw(st.sampled_from([binomial(size), skewed(size, seed)]), label="taps")
+    if op == "blur":
+        pad_off = data.draw(st.integers(0, 2), label="pad_off")
+        relu = data.draw(st.booleans(), label="relu")
+        x = make_input((n, c, h, w), dtype, layout, seed)
+        check_blur_pool(x, taps, stride, padding, pad_off, relu, seed=seed)
+    else:
+        max_kernel = data.draw(st.sampled_from([2, 3]), label="max_kernel")
+        shape = (n, c, max(h, max_kernel), max(w, max_kernel))
+        x = make_input(shape, dtype, layout, seed, ties=data.draw(st.booleans(), label="ties"))
+        check_max_blur_pool(x, taps, stride, padding, max_kernel, seed=seed)
+
+
+# ----------------------------------------------------------------------------- launch paths
+
+
+def test_many_tiles_and_channel_blocks() -> None:
+    """Small explicit tiles: a map spans several tiles in H and W, channels several blocks."""
+    config = {"BLOCK_H": 2, "BLOCK_W": 4, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
+    x = make_input((1, 3, 5, 9), torch.float32, "channels_last", seed=7)
+    check_blur_pool(x, binomial(3), 2, "reflect", 0, True, config=config)
+    x = make_input((1, 3, 5, 9), torch.float32, "nchw", seed=8, ties=True)
+    check_max_blur_pool(x, binomial(4), 2, "circular", 2, config=config)
+
+
+def test_64_bit_offsets_give_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The int64 indexing path (taken for tensors of >= 2**31 elements) on a small tensor."""
+    monkeypatch.setattr(blur_pool, "needs_int64", lambda *tensors: True)
+    monkeypatch.setattr(max_blur_pool, "needs_int64", lambda *tensors: True)
+    x = make_input((1, 2, 5, 6), torch.float32, "channels_last", seed=9)
+    check_blur_pool(x, binomial(4), 2, "zeros", 1, False)
+    check_max_blur_pool(x, binomial(3), 2, "replicate", 2)
+
+
+def test_needs_int64_counts_elements_and_strided_extent() -> None:
+    assert not common.needs_int64(torch.empty(0), torch.empty(2, 3))
+    assert common.needs_int64(torch.empty(2, 3), torch.empty(2**31, device="meta"))
+    wide = torch.empty_strided((2, 2), (2**31, 1), device="meta")  # far through a stride
+    assert common.needs_int64(wide)
+    assert not common.needs_int64(torch.empty_strided((2, 2), (2**30, 1), device="meta"))
+
+
+@pytest.mark.parametrize("op", ["blur", "max_blur"])
+def test_empty_batch(op: str) -> None:
+    x = make_input((0, 3, 6, 5), torch.float32, "channels_last", seed=0).requires_grad_(True)
+    taps = binomial(4)
+    if op == "blur":
+        y = blur_pool2d_triton(x, taps, 2, "reflect", 0, False)
+        assert y.shape == (0, 3, 3, 3)
+    else:
+        y = max_blur_pool2d_triton(x, taps, 2, "reflect", 2)
+        assert y.shape == (0, 3, 3, 2)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+
+
+def test_out_buffer_of_wrong_shape_is_rejected() -> None:
+    x = make_input((1, 1, 4, 4), torch.float32, "nchw", seed=0)
+    with pytest.raises(ValueError, match="out"):
+        blur_pool2d_forward(x, binomial(2), 2, "zeros", 0, False, out=torch.empty(1, 1, 3, 3))
+
+
+def test_backward_table_sums_every_tap_that_reaches_an_input() -> None:
+    """The transposed table holds exactly the forward map's weights, merged per pair."""
+    for padding in PADDING_MODES:
+        for size, taps, stride, pad_off in [(2, skewed(7, 0), 1, 0), (5, skewed(4, 1), 2, 1)]:
+            tables = common.axis_tables(size, taps, stride, pad_off, padding, torch.device("cpu"))
+            out_size = tables.fwd_src.shape[0]
+            forward = torch.zeros(out_size, size, dtype=torch.float64)
+            read = tables.fwd_src >= 0
+            rows = torch.arange(out_size)[:, None].expand_as(tables.fwd_src)[read]
+            forward.index_put_(
+                (rows, tables.fwd_src[read].long()), tables.fwd_wt[read].double(), accumulate=True
+            )
+            backward = torch.zeros(size, out_size, dtype=torch.float64)
+            used = tables.bwd_src >= 0
+            inputs = torch.arange(size)[:, None].expand_as(tables.bwd_src)[used]
+            backward[inputs, tables.bwd_src[used].long()] = tables.bwd_wt[used].double()
+            torch.testing.assert_close(backward, forward.t(), atol=1e-6, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- autograd, compile
+
+
+@pytest.mark.parametrize("op", ["blur", "max_blur"])
+def test_custom_op_autograd_matches_reference(op: str) -> None:
+    """Gradients through the registered autograd (not the launchers) on a non-contiguous input."""
+    x = make_input((2, 3, 7, 6), torch.float32, "strided", seed=11, ties=op == "max_blur")
+    taps = skewed(5, 11)
+    tt = taps_tensor(taps)
+    if op == "blur":
+
+        def fused(t):
+            return blur_pool2d_triton(t, taps, 2, "reflect", 1, True)
+
+        def ref(t):
+            return blur_pool2d_reference(t, tt, 2, "reflect", 1, True)
+    else:
+
+        def fused(t):
+            return max_blur_pool2d_triton(t, taps, 2, "zeros", 3)
+
+        def ref(t):
+            return max_blur_pool2d_reference(t, tt, 2, "zeros", 3)
+
+    expected, grad, expected_dx = reference_and_grads(ref, x, seed=11)
+    x_fused = x.detach().clone().requires_grad_(True)
+    y = fused(x_fused)
+    y.backward(grad)
+    assert_close(y, expected, x.dtype)
+    assert_close(x_fused.grad, expected_dx, x.dtype)
+
+
+@pytest.mark.parametrize("op", ["blur", "max_blur"])
+def test_gradcheck_float64(op: str) -> None:
+    """The backward kernel is the exact adjoint of the forward kernel (fp64 accumulation)."""
+    x = make_input((1, 2, 5, 4), torch.float64, "nchw", seed=12).requires_grad_(True)
+    taps = skewed(4, 12)
+    if op == "blur":
+        fn = lambda t: blur_pool2d_triton(t, taps, 2, "reflect", 0, True)  # noqa: E731
+    else:
+        fn = lambda t: max_blur_pool2d_triton(t, taps, 1, "circular", 2)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x,), fast_mode=True)
+
+
+def test_opcheck_registrations() -> None:
+    """Schema, fake (meta) functions and autograd registration as torch.library checks them."""
+    x = make_input((1, 2, 5, 4), torch.float32, "channels_last", seed=13).requires_grad_(True)
+    taps = list(binomial(3))
+    torch.library.opcheck(torch.ops.shiftlab.blur_pool2d, (x, taps, 2, "reflect", 0, True))
+    torch.library.opcheck(torch.ops.shiftlab.max_blur_pool2d, (x, taps, 2, "zeros", 2))
+
+
+class _AntiAliasedBlock(torch.nn.Module):
+    """Conv -> fused ReLU+blur-pool -> fused max+blur-pool, as an anti-aliased net chains them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.taps = binomial(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = blur_pool2d_triton(self.conv(x), self.taps, 1, "reflect", 0, True)
+        return max_blur_pool2d_triton(x, self.taps, 2, "reflect", 2)
+
+
+def test_torch_compile_fullgraph_matches_eager() -> None:
+    """No graph break around the ops (fullgraph=True), same values and gradients.
+
+    Without CUDA the compiled graph runs on the aot_eager backend: it traces through the fake
+    functions and the autograd registration exactly as Inductor does, without compiling C++
+    for the CPU (minutes on a small CI machine); the GPU suite uses Inductor.
+    """
+    torch.manual_seed(14)
+    model = _AntiAliasedBlock().to(DEVICE)
+    x = make_input((2, 3, 8, 7), torch.float32, "channels_last", seed=14)
+    backend = "inductor" if DEVICE == "cuda" else "aot_eager"
+    compiled = torch.compile(model, fullgraph=True, backend=backend)
+    eager_out = model(x)
+    eager_out.sum().backward()
+    eager_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    compiled_out = compiled(x)
+    compiled_out.sum().backward()
+    assert_close(compiled_out, eager_out, torch.float32)
+    for param, expected in zip(model.parameters(), eager_grads, strict=True):
+        assert_close(param.grad, expected, torch.float32)
