@@ -21,6 +21,7 @@ enqueues its retry while `attempt < max_retries`.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import time
 import warnings
@@ -35,6 +36,7 @@ from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning, UpdateF
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import DBAPIError
 
 from ablate.spec import StudySpec
 
@@ -43,7 +45,7 @@ RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 PLAN_LOCK = "{study}:plan-{n}"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 300.0
-UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
+SCHEMA_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,15 @@ def open_storage(location: StorageLocation) -> BaseStorage:
     """The Optuna storage object for a location (a journal file is created on first use)."""
     if location.is_rdb:
         engine_kwargs = {} if location.is_sqlite else {"pool_pre_ping": True}
-        return RDBStorage(location.url, engine_kwargs=engine_kwargs)
+        for attempt in range(SCHEMA_ATTEMPTS):
+            try:
+                return RDBStorage(location.url, engine_kwargs=engine_kwargs)
+            except DBAPIError:
+                # processes starting together on a fresh database race to create Optuna's
+                # tables; the loser finds them made on the next try
+                if attempt == SCHEMA_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5 + random.random())
     Path(location.url).parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(location.url))
 
