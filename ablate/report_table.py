@@ -84,14 +84,14 @@ def read_meta(out_dir: Path) -> StudyMeta:
 def load_study(out_dir: Path, meta: StudyMeta) -> optuna.Study:
     """Open the study: an RDB URL as given, else a journal file (default `out_dir/journal.log`).
 
-    A journal that is not where meta.json says is looked for in `out_dir`, so a copied or moved
-    folder still opens.
+    A relative journal path is relative to `out_dir`; an absolute one that no longer exists is
+    looked for in `out_dir` by its name, so a copied or moved folder still opens.
     """
     storage: str | JournalStorage
     if meta.storage and "://" in meta.storage:
         storage = meta.storage
     else:
-        journal = Path(meta.storage) if meta.storage else Path(DEFAULT_JOURNAL)
+        journal = Path(out_dir) / (meta.storage or DEFAULT_JOURNAL)
         if not journal.is_file() and (Path(out_dir) / journal.name).is_file():
             journal = Path(out_dir) / journal.name
         if not journal.is_file():

@@ -108,9 +108,9 @@ def make_study(
         per_seed = [fake_metrics(config, s, rng) for s in seeds]
         values = [float(np.mean([m[o["metric"]] for m in per_seed])) for o in objectives]
         system_attrs = {}
-        if constraints:
-            mean_accuracy = float(np.mean([m["accuracy"] for m in per_seed]))
-            system_attrs["constraints"] = [constraints[0]["min"] - mean_accuracy]
+        for bound in constraints or ():  # as `optuna.Trial.set_constraint` stores them
+            mean = float(np.mean([m[bound["metric"]] for m in per_seed]))
+            system_attrs[f"constraints:{bound['metric']}>={bound['min']}"] = bound["min"] - mean
         study.add_trial(
             optuna.trial.create_trial(
                 params=params,
@@ -127,7 +127,7 @@ def make_study(
                 user_attrs={"fail_reason": "TrainingDiverged: loss nan at step 12"},
             )
         )
-    meta = {"study_name": out_dir.name, "storage": None, "objectives": objectives}
+    meta = {"study_name": out_dir.name, "storage": "journal.log", "objectives": objectives}
     if constraints:
         meta["constraints"] = constraints
     (out_dir / "meta.json").write_text(json.dumps(meta))
