@@ -1,0 +1,450 @@
+"""Rewrite a network's downsampling sites into anti-aliased ones (spec §3).
+
+A *site* is an `nn.MaxPool2d`, `nn.Conv2d` or `nn.AvgPool2d` module with a stride above 1.
+Sites are found, in execution order, by running the model once on an example batch (default:
+zeros of N×C×32×32, C the first convolution's input channels). What each site becomes:
+
+| placement | max-pool MaxPool(k, s) | strided conv Conv(s) → BN → ReLU | avg-pool AvgPool(k, s) |
+|---|---|---|---|
+| `paper` | MaxBlurPool(k, s) | Conv(1) → BN → ReLU → BlurPool(s) (ReLU fused) | BlurPool(s) |
+| `blur_before_max` | Blur(1) → MaxPool(k, s) | as `paper` | as `paper` |
+| `blur_before_relu` | as `paper` | Conv(1) → BN → BlurPool(s) → ReLU | as `paper` |
+| `blur_before_conv` | as `paper` | BlurPool(s) → Conv(1) | as `paper` |
+| `none` | unchanged | unchanged | unchanged |
+
+Each ablation placement moves the blur at its own kind of site; the other kinds take the
+paper's form (so every site is anti-aliased under every placement but `none`). A max-pool with
+padding (torchvision's MaxPool(3, 2, 1)) becomes MaxPool(k, 1, padding) → BlurPool(s). A
+strided conv that no ReLU follows (a 1×1 shortcut conv, or a block whose ReLU comes after the
+addition) becomes Conv(1) → BlurPool(s), the blur directly after the conv, as antialiased-cnns
+does; the `SiteChange` says so.
+
+The *stem* is the first site in execution order (for torchvision's ResNet the 7×7 stride-2
+conv, whose max-pool is then the first site converted, as in antialiased-cnns' default).
+`antialias_stem=False` leaves it alone; `sites=N` then converts the first N of the remaining
+sites.
+
+Placing a blur after the ReLU that follows a conv needs the model's graph: the model is traced
+with `torch.fx`. The other forms replace the site module by a module or `nn.Sequential`, which
+needs no graph; when a model does not trace, those still work, and a placement that would need
+the graph at a strided conv raises a `ValueError` that names it. Weights are kept (the model is
+deep-copied, and a conv keeps its parameters with stride 1), and output shapes are checked
+against the original on the example batch.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from ablate.variant_config import PLACEMENTS
+from kernels import BlurPool2d, MaxBlurPool2d, make_taps
+
+SiteKind = Literal["maxpool", "conv", "avgpool"]
+
+EXAMPLE_SIZE = 32  # height and width of the default example batch (CIFAR-sized)
+
+_RELUS = (F.relu, torch.relu, torch.relu_)
+_ACTIVATION_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Mish,
+)  # fmt: skip
+_ACTIVATION_FUNCTIONS = (*_RELUS, F.relu6, F.leaky_relu, F.elu, F.gelu, F.silu, F.hardswish)
+
+
+@dataclass(frozen=True)
+class SiteChange:
+    """One converted site: its qualified module name, its kind and what it became."""
+
+    name: str
+    kind: SiteKind
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind}): {self.description}"
+
+
+@dataclass(frozen=True)
+class _Site:
+    """A downsampling module as the example batch met it."""
+
+    name: str
+    kind: SiteKind
+    module: nn.Module
+    in_shape: torch.Size
+    out_shape: torch.Size
+
+
+@dataclass(frozen=True)
+class _Blur:
+    """The filter every inserted blur uses; builds the kernels' modules."""
+
+    filter_size: int | None
+    padding: str
+    filter: str
+    taps: Sequence[float] | None
+    sigma: float | None
+    backend: str
+
+    def pool(self, channels: int, stride: int, *, relu: bool = False) -> BlurPool2d:
+        return BlurPool2d(channels, self.filter_size, stride, self.padding, relu=relu, **self._kw())
+
+    def max_pool(self, channels: int, stride: int, max_kernel: int) -> MaxBlurPool2d:
+        return MaxBlurPool2d(
+            channels, self.filter_size, stride, self.padding, max_kernel=max_kernel, **self._kw()
+        )
+
+    def _kw(self) -> dict:
+        return {
+            "filter": self.filter,
+            "taps": self.taps,
+            "sigma": self.sigma,
+            "backend": self.backend,
+        }
+
+
+def antialias(
+    model: nn.Module,
+    *,
+    filter_size: int = 4,
+    padding: str = "reflect",
+    placement: str = "paper",
+    sites: int | None = None,
+    antialias_stem: bool = True,
+    filter: str = "binomial",
+    taps: Sequence[float] | None = None,
+    sigma: float | None = None,
+    backend: str = "auto",
+    example_input: torch.Tensor | None = None,
+) -> tuple[nn.Module, list[SiteChange]]:
+    """Return an anti-aliased copy of `model` and the list of sites it changed.
+
+    `model` itself is left untouched. `filter_size`, `padding`, `filter`, `taps`, `sigma` and
+    `backend` configure every blur as in `kernels.BlurPool2d` (with `filter="custom"` the
+    length of `taps` is the size and `filter_size` is not used). `example_input` is a batch the
+    model accepts, used to find the sites and check shapes (default: zeros, N×C×32×32).
+    """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+    if sites is not None and (isinstance(sites, bool) or not isinstance(sites, int) or sites < 0):
+        raise ValueError(f"sites must be None or an int >= 0, got {sites!r}")
+    if not isinstance(antialias_stem, bool):
+        raise ValueError(f"antialias_stem must be True or False, got {antialias_stem!r}")
+    size = None if filter == "custom" else filter_size
+    make_taps(size, filter, taps=taps, sigma=sigma)  # raises on a bad filter before any work
+    blur = _Blur(size, padding, filter, taps, sigma, backend)
+    blur.pool(1, 2)  # raises on a bad padding or backend
+
+    model = copy.deepcopy(model)
+    if placement == "none":
+        return model, []
+    example = _default_example(model) if example_input is None else example_input
+    found, baseline_out = _find_sites(model, example)
+    chosen = found[0 if antialias_stem else 1 :]
+    chosen = chosen if sites is None else chosen[:sites]
+
+    try:
+        graph_module: fx.GraphModule | None = fx.symbolic_trace(model)
+        trace_error = None
+    except Exception as error:  # user code may raise anything while being traced
+        graph_module, trace_error = None, error
+    root = model if graph_module is None else graph_module
+    device = example.device
+    changes, ends = [], []
+    for site in chosen:
+        change, end = _convert(root, graph_module, site, placement, blur, device, trace_error)
+        changes.append(change)
+        ends.append(end)
+    if graph_module is not None:
+        graph_module.graph.lint()
+        graph_module.recompile()
+        graph_module.delete_all_unused_submodules()
+    _check_shapes(root, example, chosen, ends, baseline_out)
+    return root, changes
+
+
+def _default_example(model: nn.Module) -> torch.Tensor:
+    """Zeros shaped like a CIFAR batch for the model's first convolution."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        raise ValueError("model has no nn.Conv2d to size an example batch from: pass example_input")
+    weight = conv.weight
+    return torch.zeros(
+        2, conv.in_channels, EXAMPLE_SIZE, EXAMPLE_SIZE, device=weight.device, dtype=weight.dtype
+    )
+
+
+def _site_kind(module: nn.Module) -> SiteKind | None:
+    if isinstance(module, nn.Conv2d) and module.stride != (1, 1):
+        return "conv"
+    if isinstance(module, nn.MaxPool2d) and _pair(module.stride) != (1, 1):
+        return "maxpool"
+    if isinstance(module, nn.AvgPool2d) and _pair(module.stride) != (1, 1):
+        return "avgpool"
+    return None
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _find_sites(model: nn.Module, example: torch.Tensor) -> tuple[list[_Site], torch.Size]:
+    """The model's sites in the order the example batch runs them, and the output shape."""
+    candidates = {name: m for name, m in model.named_modules() if _site_kind(m) is not None}
+    shapes, out_shape = _record_shapes(model, example, candidates)
+    sites = [
+        _Site(name, _site_kind(candidates[name]), candidates[name], *shape)
+        for name, shape in shapes.items()
+    ]
+    return sites, out_shape
+
+
+def _record_shapes(
+    model: nn.Module, example: torch.Tensor, modules: dict[str, nn.Module]
+) -> tuple[dict[str, tuple[torch.Size, torch.Size]], torch.Size]:
+    """Input and output shapes of `modules` at their first call, in call order, in eval mode."""
+    shapes: dict[str, tuple[torch.Size, torch.Size]] = {}
+
+    def hook(name: str):
+        def record(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            shapes.setdefault(name, (inputs[0].shape, output.shape))
+
+        return record
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()]
+    training = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            out_shape = model(example).shape
+    finally:
+        for handle in handles:
+            handle.remove()
+        for m, flag in training.items():
+            m.training = flag
+    return shapes, out_shape
+
+
+def _square(site: _Site, attribute: str) -> int:
+    """The site's stride (or kernel, padding) as one int; a BlurPool2d takes one stride."""
+    value = _pair(getattr(site.module, attribute))
+    if value[0] != value[1]:
+        raise ValueError(
+            f"site {site.name!r} has {attribute}={value}: only square {attribute}s can be "
+            "anti-aliased"
+        )
+    return value[0]
+
+
+def _convert(
+    root: nn.Module,
+    graph_module: fx.GraphModule | None,
+    site: _Site,
+    placement: str,
+    blur: _Blur,
+    device: torch.device,
+    trace_error: Exception | None,
+) -> tuple[SiteChange, str]:
+    """Rewrite one site; return its SiteChange and the module whose output ends the site."""
+    stride = _square(site, "stride")
+    channels = site.in_shape[1]
+    own_kind = {"blur_before_max": "maxpool", "blur_before_relu": "conv"}.get(placement)
+    note = (
+        f" (placement {placement!r} changes {own_kind or 'conv'} sites only; this one takes the "
+        "paper's form)"
+        if placement != "paper" and site.kind != (own_kind or "conv")
+        else ""
+    )
+    if graph_module is None:
+        note += " [module replaced: torch.fx cannot trace the model]"
+
+    if site.kind == "avgpool":
+        replacement: nn.Module = blur.pool(channels, stride)
+        description = f"BlurPool(stride {stride})"
+    elif site.kind == "maxpool":
+        replacement, description = _convert_maxpool(site, placement, blur, channels, stride)
+    elif placement == "blur_before_conv":
+        site.module.stride = (1, 1)
+        replacement = nn.Sequential(blur.pool(channels, stride), site.module)
+        description = f"BlurPool(stride {stride}) → Conv(stride 1)"
+    else:
+        if graph_module is None:
+            raise ValueError(
+                f"placement {placement!r} puts the blur after the BN/ReLU that follows strided "
+                f"conv {site.name!r}, which needs the model's graph, but torch.fx cannot trace "
+                f"the model ({type(trace_error).__name__}: {trace_error}); use placement "
+                "'blur_before_conv', or make the model traceable"
+            )
+        description, end = _insert_after_conv(graph_module, site, placement, blur, stride)
+        graph_module.get_submodule(end).to(device)
+        return SiteChange(site.name, site.kind, description + note), end
+    _set_submodule(root, site.name, replacement.to(device))
+    return SiteChange(site.name, site.kind, description + note), site.name
+
+
+def _convert_maxpool(
+    site: _Site, placement: str, blur: _Blur, channels: int, stride: int
+) -> tuple[nn.Module, str]:
+    pool = site.module
+    kernel, pad = _square(site, "kernel_size"), _square(site, "padding")
+    if pool.return_indices or _square(site, "dilation") != 1:
+        raise ValueError(
+            f"max-pool site {site.name!r} with return_indices or dilation is not supported"
+        )
+    if placement == "blur_before_max":
+        return nn.Sequential(
+            blur.pool(channels, 1), pool
+        ), f"Blur(stride 1) → MaxPool({kernel}, stride {stride})"
+    if pad == 0:
+        return blur.max_pool(
+            channels, stride, kernel
+        ), f"MaxBlurPool(max {kernel}, stride {stride})"
+    dense = nn.MaxPool2d(kernel, 1, pad, ceil_mode=pool.ceil_mode)
+    return (
+        nn.Sequential(dense, blur.pool(channels, stride)),
+        f"MaxPool({kernel}, stride 1, padding {pad}) → BlurPool(stride {stride})",
+    )
+
+
+def _insert_after_conv(
+    graph_module: fx.GraphModule, site: _Site, placement: str, blur: _Blur, stride: int
+) -> tuple[str, str]:
+    """Set the conv's stride to 1 and insert a blur node after its BN → activation chain.
+
+    `paper` puts the blur after the activation (fusing a ReLU into it); `blur_before_relu`
+    between BN and the activation; with no activation after the conv, both put it right after
+    the conv. Returns the description and the blur's module name.
+    """
+    conv = site.module
+    conv.stride = (1, 1)
+    channels = conv.out_channels
+    name = _free_name(graph_module, f"{site.name}_blur")
+    graph = graph_module.graph
+    description = ""
+    for node in [n for n in graph.nodes if n.op == "call_module" and n.target == site.name]:
+        bn, act = _bn_activation_chain(graph_module, node)
+        head = "Conv(stride 1) → BN" if bn is not None else "Conv(stride 1)"
+        if act is None:
+            graph_module.add_submodule(name, blur.pool(channels, stride))
+            _insert_after(graph, node, name)
+            description = (
+                f"Conv(stride 1) → BlurPool(stride {stride}); no ReLU follows this conv, so the "
+                "blur follows it directly (as antialiased-cnns does)"
+            )
+        elif placement == "blur_before_relu":
+            graph_module.add_submodule(name, blur.pool(channels, stride))
+            _insert_after(graph, bn or node, name)
+            description = f"{head} → BlurPool(stride {stride}) → {_label(graph_module, act)}"
+        elif _is_relu(graph_module, act):
+            graph_module.add_submodule(name, blur.pool(channels, stride, relu=True))
+            with graph.inserting_after(act):
+                fused = graph.call_module(name, (act.args[0],))
+            act.replace_all_uses_with(fused)
+            graph.erase_node(act)
+            description = (
+                f"{head} → ReLU → BlurPool(stride {stride}) (the ReLU fused into the blur)"
+            )
+        else:
+            graph_module.add_submodule(name, blur.pool(channels, stride))
+            _insert_after(graph, act, name)
+            description = f"{head} → {_label(graph_module, act)} → BlurPool(stride {stride})"
+    return description, name
+
+
+def _bn_activation_chain(
+    graph_module: fx.GraphModule, conv: fx.Node
+) -> tuple[fx.Node | None, fx.Node | None]:
+    """The BatchNorm node and the activation node that follow `conv` as its only users."""
+    bn = _only_user(conv)
+    if bn is None or not (
+        bn.op == "call_module" and isinstance(graph_module.get_submodule(bn.target), nn.BatchNorm2d)
+    ):
+        bn = None
+    after = _only_user(bn or conv)
+    act = after if after is not None and _is_activation(graph_module, after) else None
+    return bn, act
+
+
+def _only_user(node: fx.Node) -> fx.Node | None:
+    return next(iter(node.users)) if len(node.users) == 1 else None
+
+
+def _is_activation(graph_module: fx.GraphModule, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return isinstance(graph_module.get_submodule(node.target), _ACTIVATION_MODULES)
+    if node.op == "call_function":
+        return node.target in _ACTIVATION_FUNCTIONS
+    return node.op == "call_method" and node.target in ("relu", "relu_")
+
+
+def _is_relu(graph_module: fx.GraphModule, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return type(graph_module.get_submodule(node.target)) is nn.ReLU
+    if node.op == "call_function":
+        return node.target in _RELUS
+    return node.op == "call_method" and node.target in ("relu", "relu_")
+
+
+def _label(graph_module: fx.GraphModule, node: fx.Node) -> str:
+    """A short name of the operation a node runs: its module class, function or method."""
+    if node.op == "call_module":
+        return type(graph_module.get_submodule(node.target)).__name__
+    return node.target if isinstance(node.target, str) else node.target.__name__
+
+
+def _insert_after(graph: fx.Graph, node: fx.Node, module_name: str) -> None:
+    """Route every user of `node` through a new call of `module_name`."""
+    with graph.inserting_after(node):
+        inserted = graph.call_module(module_name, (node,))
+    node.replace_all_uses_with(inserted, delete_user_cb=lambda user: user is not inserted)
+
+
+def _free_name(root: nn.Module, name: str) -> str:
+    candidate, index = name, 1
+    while _has_submodule(root, candidate):
+        index += 1
+        candidate = f"{name}{index}"
+    return candidate
+
+
+def _has_submodule(root: nn.Module, name: str) -> bool:
+    try:
+        root.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
+
+
+def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, module)
+
+
+def _check_shapes(
+    model: nn.Module,
+    example: torch.Tensor,
+    sites: list[_Site],
+    ends: list[str],
+    baseline_out: torch.Size,
+) -> None:
+    """Each converted site's output, and the model's output, keep the original shapes."""
+    modules = {name: model.get_submodule(name) for name in ends}
+    try:
+        shapes, out_shape = _record_shapes(model, example, modules)
+    except Exception as error:
+        raise ValueError(f"the anti-aliased model fails on the example batch: {error}") from error
+    for site, end in zip(sites, ends, strict=True):
+        got = shapes.get(end, (None, None))[1]
+        if got != site.out_shape:
+            raise ValueError(
+                f"site {site.name!r}: the anti-aliased form outputs {got}, the original "
+                f"{site.out_shape} (for input {tuple(site.in_shape)}); this site cannot keep "
+                "its shape"
+            )
+    if out_shape != baseline_out:
+        raise ValueError(f"the anti-aliased model outputs {out_shape}, the original {baseline_out}")
