@@ -177,6 +177,12 @@ class Parameter(_Strict):
             return list(range(low, high + 1, int(self.step or 1)))
         return None
 
+    @property
+    def first_value(self) -> Any:
+        """The first choice, the fixed value, or the low end of a range."""
+        values = self.finite_values
+        return values[0] if values else self.float_range[0]  # type: ignore[index]
+
     def conditions(self) -> dict[str, list[Scalar]]:
         """`when:` with every right-hand side as a list of accepted values."""
         return {k: v if isinstance(v, list) else [v] for k, v in self.when.items()}
@@ -306,6 +312,10 @@ class StudySpec(_Strict):
                 grown.extend({**point, name: value} for value in values)
             points = grown
         return points
+
+    def first_point(self) -> dict[str, Any]:
+        """The active values when every parameter takes its first choice or low end."""
+        return self.resolve(lambda _name, parameter: parameter.first_value)
 
     def fixed_values(self, point: Mapping[str, Any]) -> dict[str, Any]:
         """The `value:` parameters active given `point` (they are not Optuna parameters)."""
@@ -465,7 +475,7 @@ def _check_whole_configs(spec: StudySpec) -> list[str]:
         points = spec.grid_points()
     else:
         points = [
-            spec.resolve(lambda n, p, target=name, pick=end: pick if n == target else _first(p))
+            spec.resolve(lambda n, p, target=name, pick=end: pick if n == target else p.first_value)
             for name, parameter in spec.space.items()
             for end in (parameter.finite_values or parameter.float_range or ())
         ] or [{}]
@@ -479,11 +489,6 @@ def _check_whole_configs(spec: StudySpec) -> list[str]:
     if len(problems) > 3:
         problems = [*problems[:3], f"space: ... and {len(problems) - 3} more invalid trials"]
     return problems
-
-
-def _first(parameter: Parameter) -> Any:
-    values = parameter.finite_values
-    return values[0] if values else parameter.float_range[0]  # type: ignore[index]
 
 
 @cache

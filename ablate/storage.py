@@ -291,6 +291,7 @@ class QueueStatus:
     failed: int
     running: int
     waiting: int
+    finished_trials: int
 
     @property
     def finished(self) -> int:
@@ -305,10 +306,13 @@ class QueueStatus:
 def queue_status(study: optuna.Study) -> QueueStatus:
     """Count slots by outcome: complete, failed for good, running, waiting."""
     by_slot: dict[Any, set[TrialState]] = {}
-    for trial in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    states_seen = [trial.state for trial in trials]
+    for trial in trials:
         by_slot.setdefault(trial.user_attrs.get("slot", ("trial", trial.number)), set()).add(
             trial.state
         )
+    finished_trials = sum(states_seen.count(s) for s in (TrialState.COMPLETE, TrialState.FAIL))
     outcome: Counter[str] = Counter()
     for states in by_slot.values():
         if TrialState.COMPLETE in states:
@@ -325,4 +329,5 @@ def queue_status(study: optuna.Study) -> QueueStatus:
         outcome["failed"],
         outcome["running"],
         outcome["waiting"],
+        finished_trials,
     )

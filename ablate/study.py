@@ -111,12 +111,13 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
     slots = plan(spec, planned_slots(study))
     write_study_files(out_dir, spec, location)
     reap_dead_trials(study, storage, slots, spec.max_retries, options.stale_after_s)
-    status = queue_status(study)
-    if not status.done:
-        status = _run_workers(study, spec, out_dir, location, pins, options)
+    try:
+        if not queue_status(study).done:
+            _run_workers(study, spec, out_dir, location, pins, options)
+    finally:  # also after Ctrl-C: trials of dead workers are failed, results.csv is current
         reap_dead_trials(study, storage, slots, spec.max_retries, options.stale_after_s)
-        status = queue_status(study)
-    write_results(study, spec, out_dir)
+        write_results(study, spec, out_dir)
+    status = queue_status(study)
     if options.report and status.complete:
         _write_report(out_dir)
     return status
@@ -173,8 +174,8 @@ def _run_workers(
     location: StorageLocation,
     pins: list[str | None],
     options: RunOptions,
-) -> QueueStatus:
-    """Start the workers, follow the study until they exit, then the queue's status."""
+) -> None:
+    """Start the workers and follow the study until they have exited."""
     (out_dir / "logs").mkdir(exist_ok=True)
     context = multiprocessing.get_context("spawn")
     processes = []
@@ -210,7 +211,6 @@ def _run_workers(
         process.join()
         if process.exitcode:
             print(f"{process.name} exited with code {process.exitcode}", file=sys.stderr)
-    return queue_status(study)
 
 
 def _follow(
@@ -234,7 +234,7 @@ def _follow(
         while any(p.is_alive() for p in processes):
             time.sleep(options.poll_s)
             now = queue_status(study)
-            if now.finished != status.finished:
+            if now.finished_trials != status.finished_trials:
                 write_results(study, spec, out_dir)
                 bar.update(now.finished - status.finished)
             status = now
@@ -316,9 +316,10 @@ def estimate_time(
     probe: bool,
 ) -> list[str]:
     """Lines estimating the study's duration, saying how the estimate was made."""
+    points = slots if spec.sampler.name == "grid" else [spec.first_point()]
     configs = [
         spec.config({**p, **spec.fixed_values(p)}, seed=s, device=device)
-        for p in (slots if spec.sampler.name == "grid" else slots[:1])
+        for p in points
         for s in spec.seeds
     ]
     images = sum(c.steps * c.batch_size if c.steps else c.epochs * c.train_size for c in configs)
