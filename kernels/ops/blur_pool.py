@@ -41,6 +41,7 @@ def _blur_pool_fwd_kernel(
     C,
     H_out,
     W_out,
+    taps,
     sx_n,
     sx_c,
     sx_h,
@@ -52,7 +53,6 @@ def _blur_pool_fwd_kernel(
     c_blocks,
     tiles_w,
     tiles,
-    TAPS: tl.constexpr,
     RELU: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     INDEX_64: tl.constexpr,
@@ -68,7 +68,7 @@ def _blur_pool_fwd_kernel(
     mask = (c < C) & row_ok & col_ok
     acc = separable_gather(
         x_ptr, plane_offsets(n, c, sx_n, sx_c, INDEX_64), rows, cols, row_ok, col_ok, mask,
-        sx_h, sx_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, TAPS, TAPS,
+        sx_h, sx_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, taps, taps,
         ACC_DTYPE, RELU, 1, INDEX_64,
     )  # fmt: skip
     y_offs = tile_offsets(n, c, rows, cols, sy_n, sy_c, sy_h, sy_w, INDEX_64)
@@ -87,6 +87,8 @@ def _blur_pool_bwd_kernel(
     C,
     H,
     W,
+    width_h,
+    width_w,
     sg_n,
     sg_c,
     sg_h,
@@ -102,8 +104,6 @@ def _blur_pool_bwd_kernel(
     c_blocks,
     tiles_w,
     tiles,
-    WIDTH_H: tl.constexpr,
-    WIDTH_W: tl.constexpr,
     RELU: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     INDEX_64: tl.constexpr,
@@ -119,7 +119,7 @@ def _blur_pool_bwd_kernel(
     mask = (c < C) & row_ok & col_ok
     acc = separable_gather(
         g_ptr, plane_offsets(n, c, sg_n, sg_c, INDEX_64), rows, cols, row_ok, col_ok, mask,
-        sg_h, sg_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, WIDTH_H, WIDTH_W,
+        sg_h, sg_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, width_h, width_w,
         ACC_DTYPE, False, 1, INDEX_64,
     )  # fmt: skip
     if RELU:
@@ -154,8 +154,7 @@ def blur_pool2d_forward(
         resolve_config("blur_pool_fwd", x, len(taps), stride, config, relu=relu),
         y,
         x, y, rows.fwd_src, rows.fwd_wt, cols.fwd_src, cols.fwd_wt,
-        c, shape[2], shape[3], *x.stride(), *y.stride(),
-        TAPS=len(taps),
+        c, shape[2], shape[3], len(taps), *x.stride(), *y.stride(),
         RELU=relu,
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(x, y),
@@ -187,9 +186,7 @@ def blur_pool2d_backward(
         resolve_config("blur_pool_bwd", x, len(taps), stride, config, relu=relu),
         dx,
         grad, x, dx, rows.bwd_src, rows.bwd_wt, cols.bwd_src, cols.bwd_wt,
-        c, h, w, *grad.stride(), *x.stride(), *dx.stride(),
-        WIDTH_H=rows.bwd_width,
-        WIDTH_W=cols.bwd_width,
+        c, h, w, rows.bwd_width, cols.bwd_width, *grad.stride(), *x.stride(), *dx.stride(),
         RELU=relu,
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(grad, x, dx),

@@ -96,10 +96,6 @@ class AxisTables(NamedTuple):
     bwd_wt: torch.Tensor
 
     @property
-    def fwd_width(self) -> int:
-        return self.fwd_src.shape[1]
-
-    @property
     def bwd_width(self) -> int:
         return self.bwd_src.shape[1]
 
@@ -266,14 +262,17 @@ def separable_gather(
     wt_h_ptr,
     src_w_ptr,
     wt_w_ptr,
-    WIDTH_H: tl.constexpr,
-    WIDTH_W: tl.constexpr,
+    width_h,
+    width_w,
     ACC_DTYPE: tl.constexpr,
     RELU: tl.constexpr,
     MAX_KERNEL: tl.constexpr,
     INDEX_64: tl.constexpr,
 ):
     """``Σ_i wt_h[rows, i] · Σ_j wt_w[cols, j] · value(src_h[rows, i], src_w[cols, j])``.
+
+    The tables are (size, width) row-major. Their widths are runtime values, so one compiled
+    kernel serves every filter size (a study sweeps many).
 
     ``ptr + plane`` is the [BC,1,1] start of each channel's map; ``rows``/``cols`` index the
     tables where ``row_ok``/``col_ok``; lanes outside ``mask`` read nothing and give 0.
@@ -282,19 +281,19 @@ def separable_gather(
     max map never exists in memory. Index -1 in a table reads zero (zero padding).
     """
     # Written for few operations per inner step (the interpreter runs each one in Python).
-    src_h_at = src_h_ptr + rows * WIDTH_H
-    wt_h_at = wt_h_ptr + rows * WIDTH_H
-    src_w_at = src_w_ptr + cols * WIDTH_W
-    wt_w_at = wt_w_ptr + cols * WIDTH_W
+    src_h_at = src_h_ptr + rows * width_h
+    wt_h_at = wt_h_ptr + rows * width_h
+    src_w_at = src_w_ptr + cols * width_w
+    wt_w_at = wt_w_ptr + cols * width_w
     maps = ptr + plane
     acc = tl.zeros(mask.shape, ACC_DTYPE)
-    for i in range(WIDTH_H):
+    for i in range(width_h):
         src_h = tl.load(src_h_at + i, mask=row_ok, other=-1)
         wt_h = tl.load(wt_h_at + i, mask=row_ok, other=0.0)
         line = maps + as_index(src_h, INDEX_64) * stride_h
         line_ok = mask & (src_h >= 0)
         row_sum = tl.zeros(mask.shape, ACC_DTYPE)
-        for j in tl.static_range(WIDTH_W):
+        for j in range(width_w):
             src_w = tl.load(src_w_at + j, mask=col_ok, other=-1)
             wt_w = tl.load(wt_w_at + j, mask=col_ok, other=0.0)
             at = line + as_index(src_w, INDEX_64) * stride_w

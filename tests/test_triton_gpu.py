@@ -1,0 +1,99 @@
+"""GPU-only checks of the fused ops: bf16, network-sized maps and tensors past 2**31 elements.
+
+The interpreter suite (test_triton_ops.py) runs unchanged on CUDA as well; these add what the
+interpreter cannot afford. Tensors past 2**31 elements are compared on crops at their far end
+(where 32-bit offsets would wrap), against the reference run on the crop alone: away from the
+crop's top and left borders the crop's own padding does not reach the compared outputs.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_triton_ops import (
+    assert_close,
+    binomial,
+    check_blur_pool,
+    check_max_blur_pool,
+    make_input,
+    skewed,
+    taps_tensor,
+)
+
+from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward
+from kernels.ops.max_blur_pool import max_blur_pool2d_backward, max_blur_pool2d_forward
+from kernels.options import PADDING_MODES
+from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+@pytest.mark.parametrize("padding", PADDING_MODES)
+def test_bfloat16(padding: str, layout: str) -> None:
+    x = make_input((2, 16, 15, 14), torch.bfloat16, layout, seed=21)
+    check_blur_pool(x, skewed(5, 21), 2, padding, 1, True)
+    check_max_blur_pool(x, binomial(4), 2, padding, 2)
+    check_max_blur_pool(make_input((2, 16, 9, 8), torch.bfloat16, layout, 22, ties=True),
+                        binomial(3), 1, padding, 3)  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("op", ["blur", "max_blur"])
+def test_network_sized_map(op: str, layout: str) -> None:
+    """A ResNet stem's map: 64 x 256 x 112 x 112 in fp16 (many tiles, many channel blocks)."""
+    x = make_input((64, 256, 112, 112), torch.float16, layout, seed=23)
+    if op == "blur":
+        check_blur_pool(x, binomial(4), 2, "reflect", 0, True)
+    else:
+        check_max_blur_pool(x, binomial(3), 2, "zeros", 2)
+
+
+CROP = 64  # input rows/columns of the far-end crop; even, so stride-2 phases line up
+
+
+def _far_end(t: torch.Tensor, size: int) -> torch.Tensor:
+    return t[:, :, -size:, -size:]
+
+
+@pytest.mark.parametrize("op", ["blur", "max_blur"])
+@pytest.mark.parametrize(
+    "shape, layout",
+    [((3, 1, 26800, 26800), "nchw"), ((1, 64, 5800, 5800), "channels_last")],
+    ids=["nchw", "channels_last"],
+)
+def test_more_than_2_31_elements(shape: tuple[int, ...], layout: str, op: str) -> None:
+    x = torch.randn(shape, device="cuda", dtype=torch.float16)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    assert x.numel() >= 2**31
+    taps, stride, padding = binomial(4), 2, "reflect"
+    if op == "blur":
+        y = blur_pool2d_forward(x, taps, stride, padding, 0, False)
+
+        def reference(t):
+            return blur_pool2d_reference(t, taps_tensor(taps), stride, padding, 0, False)
+    else:
+        y = max_blur_pool2d_forward(x, taps, stride, padding, 2)
+
+        def reference(t):
+            return max_blur_pool2d_reference(t, taps_tensor(taps), stride, padding, 2)
+
+    grad = torch.randn_like(y)
+    if op == "blur":
+        dx = blur_pool2d_backward(grad, x, taps, stride, padding, 0, False)
+    else:
+        dx = max_blur_pool2d_backward(grad, x, taps, stride, padding, 2)
+    crop = _far_end(x[-1:], CROP)
+    expected = reference(crop)
+    out_crop = _far_end(y[-1:], expected.shape[-1])
+    assert_close(out_crop[:, :, 2:, 2:], expected[:, :, 2:, 2:], torch.float16)
+
+    crop_ref = crop.detach().clone().requires_grad_(True)
+    (expected_dx,) = torch.autograd.grad(
+        reference(crop_ref), crop_ref, _far_end(grad[-1:], expected.shape[-1])
+    )
+    assert_close(_far_end(dx[-1:], CROP)[:, :, 8:, 8:], expected_dx[:, :, 8:, 8:], torch.float16)
