@@ -41,6 +41,8 @@ METRIC_LABELS = {
     "filter_tv_mean": "Mean normalised filter TV (lower = smoother)",
 }
 MIN_TRIALS_FOR_IMPORTANCE = 10
+MAX_POINTS_WITH_BARS = 30  # more configurations than this: interval bars would hide the points
+MAX_LINES = 6  # more placement x padding lines than this: pool the paddings
 CAPTIONS = {
     "accuracy_vs_consistency": (
         "Each point is a configuration (mean over seeds). Up and right is better. The red line is "
@@ -155,8 +157,10 @@ def _legend_outside(ax: plt.Axes) -> None:
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
 
 
-def _errorbars(ax: plt.Axes, table: pd.DataFrame, x: str, y: str) -> None:
-    """Grey 95 % interval bars behind the points, where the table has them (≥ 2 seeds)."""
+def _errorbars(ax: plt.Axes, table: pd.DataFrame, x: str, y: str) -> bool:
+    """Grey 95 % interval bars behind the points, where the table has them (≥ 2 seeds);
+    whether any were drawn."""
+    drawn = False
     for axis, metric in (("x", x), ("y", y)):
         low, high = f"{metric}_ci95_low", f"{metric}_ci95_high"
         if low not in table or table[low].isna().all():
@@ -166,6 +170,8 @@ def _errorbars(ax: plt.Axes, table: pd.DataFrame, x: str, y: str) -> None:
         xs, ys = table[f"{x}_mean"], table[f"{y}_mean"]
         kwargs = {"xerr": err} if axis == "x" else {"yerr": err}
         ax.errorbar(xs, ys, fmt="none", ecolor="0.75", elinewidth=0.8, zorder=0, **kwargs)
+        drawn = True
+    return drawn
 
 
 def _zoom_to_points(ax: plt.Axes, xs: pd.Series, ys: pd.Series) -> None:
@@ -191,7 +197,12 @@ def _scatter_by_variant(
     if size_column:  # whole numbers keep the size legend legible
         data[size_column] = data[size_column].round()
     fig, ax = plt.subplots(figsize=(8.5, 5.5))
-    _errorbars(ax, data, x, y)
+    notes = []
+    if len(data) <= MAX_POINTS_WITH_BARS:
+        if _errorbars(ax, data, x, y):
+            notes.append("grey bars: 95 % t-interval over seeds")
+    else:
+        notes.append(f"{len(data)} configurations: interval bars left out (see configs.csv)")
     sns.scatterplot(
         data=data,
         x=f"{x}_mean",
@@ -208,7 +219,6 @@ def _scatter_by_variant(
     _zoom_to_points(ax, data[f"{x}_mean"], data[f"{y}_mean"])
     ax.set_xlabel(metric_label(x))
     ax.set_ylabel(metric_label(y))
-    notes = []
     if style is None:
         notes.append(_fixed_note(data, style_options[:1]) or "marker: one style")
     if size and size_column is None:
@@ -277,7 +287,7 @@ def accuracy_consistency_figure(
     _rename_legend_titles(ax, LEGEND_NAMES)
     _title(
         fig,
-        "Accuracy vs shift consistency per configuration (mean over seeds, grey bars: 95 % CI)",
+        "Accuracy vs shift consistency per configuration (mean over seeds)",
         "; ".join(n for n in notes if n),
     )
     return FigureOutcome(name, fig)
@@ -298,7 +308,7 @@ def throughput_accuracy_figure(configs: pd.DataFrame) -> FigureOutcome:
         device = f"device: {', '.join(map(str, configs['device_metric'].dropna().unique()))}"
     _title(
         fig,
-        "Training throughput vs accuracy per configuration (mean over seeds, grey bars: 95 % CI)",
+        "Training throughput vs accuracy per configuration (mean over seeds)",
         "; ".join(n for n in [device, *notes] if n),
     )
     return FigureOutcome(name, fig)
@@ -321,7 +331,9 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
         return FigureOutcome(name, None, "skipped: the runs carry no filter_size or metrics")
     placements = runs["placement"] if "placement" in runs else pd.Series("paper", index=runs.index)
     blurred, baseline = runs[placements != "none"], runs[placements == "none"]
-    style = "padding" if "padding" in runs and runs["padding"].nunique() > 1 else None
+    n_lines = blurred["placement"].nunique() if "placement" in blurred else 1
+    paddings = runs["padding"].nunique() if "padding" in runs else 1
+    style = "padding" if paddings > 1 and n_lines * paddings <= MAX_LINES else None
     fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics) + 2, 4.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         if not blurred.empty:
@@ -351,6 +363,8 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
         ax.get_legend().remove()
     _legend_outside(axes[0][-1])
     notes = [_fixed_note(runs, ["placement", "padding"])]
+    if paddings > 1 and style is None:
+        notes.append("paddings pooled")
     if runs.groupby([placements, runs["filter_size"]]).size().max() < 2:
         notes.append("one run per point, so no interval")
     if runs["filter_size"].nunique() < 2:
