@@ -1,0 +1,293 @@
+"""Datasets: the synthetic set, the CIFAR-10 readers (both formats) and augmentation."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from ablate.data import augment, load_dataset
+from ablate.data.cifar10 import read_cifar10
+from ablate.data.synthetic import NUM_CLASSES, make_synthetic
+
+# ---------------------------------------------------------------- synthetic
+
+
+def test_synthetic_is_deterministic_and_seeds_and_splits_differ():
+    x, y = make_synthetic(30, seed=3, split="train")
+    x2, y2 = make_synthetic(30, seed=3, split="train")
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    other_seed, _ = make_synthetic(30, seed=4, split="train")
+    test_split, _ = make_synthetic(30, seed=3, split="test")
+    assert (x - other_seed).abs().mean() > 0.1
+    assert (x - test_split).abs().mean() > 0.1
+
+
+def test_synthetic_smaller_set_is_a_prefix_of_a_larger_one():
+    x, y = make_synthetic(25, seed=1, split="test")
+    x_small, y_small = make_synthetic(12, seed=1, split="test")
+    assert torch.equal(x[:12], x_small) and torch.equal(y[:12], y_small)
+
+
+@pytest.mark.parametrize("n", [10, 37, 60])
+def test_synthetic_labels_are_balanced(n):
+    _, y = make_synthetic(n, seed=0, split="train")
+    counts = torch.bincount(y, minlength=NUM_CLASSES)
+    assert counts.max() - counts.min() <= 1 and counts.sum() == n
+
+
+def test_synthetic_shapes_dtypes_and_range():
+    x, y = make_synthetic(7, seed=0, split="train")
+    assert x.shape == (7, 3, 32, 32) and x.dtype == torch.float32 and x.is_contiguous()
+    assert y.shape == (7,) and y.dtype == torch.int64
+    assert torch.isfinite(x).all() and x.min() >= -0.5 and x.max() <= 1.5
+
+
+def _position_spread(x: torch.Tensor, y: torch.Tensor) -> float:
+    """How far the per-class mean images are from flat, in units of their sampling noise."""
+    grey = x.mean(dim=1)
+    ratios = []
+    for label in range(NUM_CLASSES):
+        members = grey[y == label]
+        class_mean = members.mean(dim=0)
+        noise = members.std(dim=0).mean() / len(members) ** 0.5
+        ratios.append((class_mean.std() / noise).item())
+    return max(ratios)
+
+
+def test_synthetic_position_carries_no_label_information():
+    x, y = make_synthetic(600, seed=5, split="train")
+    # a per-class mean image is flat up to sampling noise when positions are uniform
+    assert _position_spread(x, y) < 1.6
+    # the statistic does see position: darken one quadrant for half the classes
+    leaky = x.clone()
+    leaky[y < 5, :, :16, :16] -= 0.3
+    assert _position_spread(leaky, y) > 3
+
+
+def test_load_synthetic_is_normalised_and_on_device():
+    splits = load_dataset("synthetic", train_size=40, test_size=20, seed=2, device="cpu")
+    assert splits.train_x.shape == (40, 3, 32, 32) and splits.test_x.shape == (20, 3, 32, 32)
+    assert splits.train_y.dtype == torch.int64 and splits.test_x.dtype == torch.float32
+    mean = splits.train_x.mean(dim=(0, 2, 3))
+    std = splits.train_x.std(dim=(0, 2, 3))
+    torch.testing.assert_close(mean, torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(std, torch.ones(3), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"name": "mnist"}, "dataset"),
+        ({"train_size": 0}, "train_size"),
+        ({"test_size": -1}, "test_size"),
+    ],
+)
+def test_load_dataset_rejects_bad_arguments(kwargs, field):
+    arguments = {"name": "synthetic", "train_size": 10, "test_size": 10, "seed": 0}
+    arguments.update(kwargs)
+    name = arguments.pop("name")
+    with pytest.raises(ValueError, match=field):
+        load_dataset(name, device="cpu", **arguments)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_synthetic_is_the_same_on_cuda_and_cpu():
+    x_cpu, y_cpu = make_synthetic(200, seed=9, split="train")
+    x_gpu, y_gpu = make_synthetic(200, seed=9, split="train", device="cuda")
+    assert torch.equal(y_cpu, y_gpu.cpu())
+    # hard edges may flip a pixel where float rounding differs between devices
+    assert ((x_cpu - x_gpu.cpu()).abs() > 1e-4).float().mean() < 1e-3
+
+
+# ---------------------------------------------------------------- CIFAR-10 readers
+
+PER_BATCH = 3  # images per fake batch
+
+
+def _fake_batches(seed: int = 0) -> dict[str, tuple[np.ndarray, list[int]]]:
+    rng = np.random.default_rng(seed)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    return {
+        name: (
+            rng.integers(0, 256, (PER_BATCH, 3072), dtype=np.uint8),
+            rng.integers(0, 10, PER_BATCH).tolist(),
+        )
+        for name in names
+    }
+
+
+def _write_python(folder, batches, protocol=2):
+    folder.mkdir(parents=True)
+    for name, (data, labels) in batches.items():
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": labels,
+            b"data": data,
+            b"filenames": [b"x.png"] * len(labels),
+        }
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+
+
+def _write_binary(folder, batches):
+    folder.mkdir(parents=True)
+    for name, (data, labels) in batches.items():
+        records = np.concatenate([np.array(labels, dtype=np.uint8)[:, None], data], axis=1)
+        (folder / f"{name}.bin").write_bytes(records.tobytes())
+
+
+def _expected(batches, names):
+    images = np.concatenate([batches[n][0] for n in names]).reshape(-1, 3, 32, 32)
+    labels = np.concatenate([batches[n][1] for n in names])
+    return images, labels
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_reads_python_batches_from_parent_or_folder(tmp_path, protocol):
+    batches = _fake_batches()
+    _write_python(tmp_path / "cifar-10-batches-py", batches, protocol)
+    train_names = [f"data_batch_{i}" for i in range(1, 6)]
+    for data_dir in (tmp_path, tmp_path / "cifar-10-batches-py"):
+        read = read_cifar10(data_dir)
+        images, labels = _expected(batches, train_names)
+        np.testing.assert_array_equal(read.train[0], images)
+        np.testing.assert_array_equal(read.train[1], labels)
+        np.testing.assert_array_equal(read.test[0], _expected(batches, ["test_batch"])[0])
+        assert read.train[1].dtype == np.int64
+
+
+def test_binary_and_python_batches_agree(tmp_path):
+    batches = _fake_batches(1)
+    _write_python(tmp_path / "py" / "cifar-10-batches-py", batches)
+    _write_binary(tmp_path / "bin" / "cifar-10-batches-bin", batches)
+    from_python = read_cifar10(tmp_path / "py")
+    for data_dir in (tmp_path / "bin", tmp_path / "bin" / "cifar-10-batches-bin"):
+        from_binary = read_cifar10(data_dir)
+        for a, b in zip(
+            from_python.train + from_python.test, from_binary.train + from_binary.test, strict=True
+        ):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_missing_file_is_named(tmp_path):
+    _write_binary(tmp_path / "cifar-10-batches-bin", _fake_batches())
+    (tmp_path / "cifar-10-batches-bin" / "data_batch_4.bin").unlink()
+    with pytest.raises(FileNotFoundError, match=r"data_batch_4\.bin"):
+        read_cifar10(tmp_path)
+
+
+def test_missing_folder_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
+        read_cifar10(tmp_path)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        read_cifar10(tmp_path / "nowhere")
+
+
+def test_truncated_binary_batch_is_rejected(tmp_path):
+    _write_binary(tmp_path / "cifar-10-batches-bin", _fake_batches())
+    path = tmp_path / "cifar-10-batches-bin" / "test_batch.bin"
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(ValueError, match=r"test_batch\.bin"):
+        read_cifar10(tmp_path)
+
+
+class _RunsCode:
+    """A pickle payload that would run a shell command when loaded by a plain unpickler."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_restricted_unpickler_refuses_code(tmp_path):
+    batches = _fake_batches()
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_python(folder, batches)
+    marker = tmp_path / "pwned"
+    payload = {b"data": batches["test_batch"][0], b"labels": _RunsCode(marker)}
+    (folder / "test_batch").write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match="system"):
+        read_cifar10(tmp_path)
+    assert not marker.exists()
+
+
+def test_load_cifar10_takes_a_seeded_subset_with_labels_paired(tmp_path):
+    batches = _fake_batches(2)
+    # each image is flat grey 20·label + k (k < 20 distinct), so its pixels name its label
+    for index, (data, labels) in enumerate(batches.values()):
+        for row, label in enumerate(labels):
+            data[row] = 20 * label + 3 * index + row
+    _write_binary(tmp_path / "cifar-10-batches-bin", batches)
+    load = dict(test_size=2, seed=0, device="cpu", data_dir=tmp_path)
+    splits = load_dataset("cifar10", train_size=7, **load)
+    assert splits.train_x.shape == (7, 3, 32, 32) and splits.test_x.shape == (2, 3, 32, 32)
+    assert splits.train_y.dtype == torch.int64 and splits.train_x.dtype == torch.float32
+    assert torch.equal(splits.train_x, load_dataset("cifar10", train_size=7, **load).train_x)
+    assert not torch.equal(
+        splits.train_y, load_dataset("cifar10", train_size=7, **{**load, "seed": 1}).train_y
+    )
+    zeros = torch.zeros(3)
+    torch.testing.assert_close(splits.train_x.mean(dim=(0, 2, 3)), zeros, atol=1e-5, rtol=0)
+    # normalisation is monotonic, so sorting by brightness must sort the labels too
+    order = splits.train_x.mean(dim=(1, 2, 3)).argsort()
+    labels = splits.train_y[order]
+    assert (labels[1:] >= labels[:-1]).all()
+
+
+def test_load_cifar10_errors(tmp_path):
+    with pytest.raises(ValueError, match="data_dir"):
+        load_dataset("cifar10", train_size=1, test_size=1, seed=0, device="cpu")
+    _write_binary(tmp_path / "cifar-10-batches-bin", _fake_batches())
+    with pytest.raises(ValueError, match="train_size=16"):
+        load_dataset("cifar10", train_size=16, test_size=1, seed=0, device="cpu", data_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+def _crops_of(image: torch.Tensor, pad: int = 4) -> list[torch.Tensor]:
+    """Every padded crop of `image` and its mirror: what augment may return for it."""
+    _, h, w = image.shape
+    padded = torch.nn.functional.pad(image, (pad,) * 4)
+    crops = []
+    for top in range(2 * pad + 1):
+        for left in range(2 * pad + 1):
+            crop = padded[:, top : top + h, left : left + w]
+            crops += [crop, crop.flip(-1)]
+    return crops
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_augment_returns_padded_crops_and_flips(channels_last):
+    x = torch.rand(16, 3, 7, 5) + 1  # odd, non-square; no pixel is 0, the padding value
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = augment(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    flipped = []
+    for image, result in zip(x, out, strict=True):
+        matches = [i for i, crop in enumerate(_crops_of(image)) if torch.equal(result, crop)]
+        assert len(matches) == 1
+        flipped.append(matches[0] % 2 == 1)
+    assert any(flipped) and not all(flipped)
+
+
+def test_augment_is_reproducible_by_generator():
+    x = torch.rand(32, 3, 8, 8)
+    first = augment(x, torch.Generator().manual_seed(7))
+    again = augment(x, torch.Generator().manual_seed(7))
+    other = augment(x, torch.Generator().manual_seed(8))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert not torch.equal(first, x)
+
+
+def test_augment_rejects_non_batches():
+    with pytest.raises(ValueError, match="x must be"):
+        augment(torch.rand(3, 8, 8), torch.Generator())
