@@ -118,3 +118,21 @@ def test_autotune_writes_a_cache_the_kernels_then_read(tmp_path, monkeypatch):
     x = torch.randn(2, 3, 9, 7).to(memory_format=torch.channels_last)
     assert tuning.tuning_key(x, 3, 2).to_str() in cache["configs"]["blur_pool_fwd"]
     tuning.clear_cache()
+
+
+def test_end_to_end_writes_ratios_to_the_baseline(tmp_path):
+    from benchmarks import end_to_end
+
+    df = end_to_end.main(["--models", "vgg", "--variants", "baseline", "aa_torch", "--layouts",
+                          "nchw", "--width", "4", "--batch", "8", "--device", "cpu", "--out",
+                          str(tmp_path)])
+    csv = pd.read_csv(tmp_path / "end_to_end.csv")
+    assert list(csv["variant"]) == ["baseline", "aa_torch"]
+    assert (csv["train_images_per_s"] > 0).all() and (csv["infer_images_per_s"] > 0).all()
+    assert csv["train_ratio"].iloc[0] == pytest.approx(1.0)
+    ratio = df["train_images_per_s"].iloc[1] / df["train_images_per_s"].iloc[0]
+    assert csv["train_ratio"].iloc[1] == pytest.approx(ratio)
+    assert csv["sites"].iloc[0] == 0 and csv["sites"].iloc[1] > 0
+    assert csv["params"].nunique() == 1  # anti-aliasing adds buffers, not parameters
+    payload = json.loads((tmp_path / "end_to_end.json").read_text())
+    assert {"device", "commit", "command"} <= set(payload["meta"])
