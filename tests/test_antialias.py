@@ -1,0 +1,332 @@
+"""The converter: every placement at every site, checked against hand-built references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ablate.antialias import SiteChange, antialias
+from ablate.models import build_model
+from ablate.variant_config import PLACEMENTS
+from kernels import BlurPool2d, MaxBlurPool2d, blur_pool2d, max_blur_pool2d
+
+# (BlurPool2d, MaxBlurPool2d) modules each placement leaves in each model
+EXPECTED_COUNTS = {
+    ("vgg", "paper"): (0, 4),
+    ("vgg", "blur_before_max"): (4, 0),
+    ("vgg", "blur_before_relu"): (0, 4),
+    ("vgg", "blur_before_conv"): (0, 4),
+    ("vgg", "none"): (0, 0),
+    ("resnet18", "paper"): (6, 0),
+    ("resnet18", "blur_before_max"): (6, 0),
+    ("resnet18", "blur_before_relu"): (6, 0),
+    ("resnet18", "blur_before_conv"): (6, 0),
+    ("resnet18", "none"): (0, 0),
+}
+SITES = {
+    "vgg": ["features.1", "features.3", "features.6", "features.9"],
+    "resnet18": [f"layer{i}.0.{part}" for i in (2, 3, 4) for part in ("conv1", "shortcut.0")],
+}
+
+
+def _counts(model: nn.Module) -> tuple[int, int]:
+    modules = list(model.modules())
+    return (
+        sum(isinstance(m, BlurPool2d) for m in modules),
+        sum(isinstance(m, MaxBlurPool2d) for m in modules),
+    )
+
+
+def _randomise_bn(model: nn.Module) -> nn.Module:
+    """Give BatchNorm non-trivial statistics so eval-mode outputs test the whole chain."""
+    generator = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(generator=generator)
+            m.running_var.uniform_(0.5, 2, generator=generator)
+            m.weight.data.uniform_(0.5, 1.5, generator=generator)
+            m.bias.data.normal_(generator=generator)
+    return model.eval()
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("name", ["vgg", "resnet18"])
+def test_every_site_of_each_model_is_rewritten(name, placement):
+    torch.manual_seed(0)
+    model = _randomise_bn(build_model(name, width=4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(2, 3, 32, 32)
+    expected = model(x)
+
+    converted, changes = antialias(model, placement=placement)
+    out = converted.eval()(x)
+
+    assert out.shape == expected.shape and torch.isfinite(out).all()
+    assert _counts(converted) == EXPECTED_COUNTS[name, placement]
+    assert [c.name for c in changes] == ([] if placement == "none" else SITES[name])
+    assert all(isinstance(c, SiteChange) and c.description for c in changes)
+    # the original is untouched and its weights live on in the copy
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    weights = {p.data_ptr() for p in model.parameters()}
+    assert not weights & {p.data_ptr() for p in converted.parameters()}
+    kept = sorted(p.sum().item() for p in converted.parameters())
+    assert kept == pytest.approx(sorted(p.sum().item() for p in model.parameters()))
+    if placement == "none":
+        torch.testing.assert_close(out, expected)
+    else:
+        assert not torch.allclose(out, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("placement", ["paper", "blur_before_max", "blur_before_relu"])
+@pytest.mark.parametrize("name", ["vgg", "resnet18"])
+def test_size_one_filter_reproduces_the_baseline(name, placement):
+    """A 1-tap filter is plain subsampling: moving it past pointwise ops changes nothing."""
+    torch.manual_seed(1)
+    model = _randomise_bn(build_model(name, width=4))
+    x = torch.randn(2, 3, 32, 32)
+    converted, _ = antialias(model, placement=placement, filter_size=1)
+    torch.testing.assert_close(converted.eval()(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+class ConvBnReLU(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 5, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+@pytest.mark.parametrize("padding", ["reflect", "zeros", "circular"])
+@pytest.mark.parametrize("placement", ["paper", "blur_before_relu", "blur_before_conv"])
+def test_conv_placements_match_hand_built_references(placement, padding):
+    torch.manual_seed(2)
+    model = _randomise_bn(ConvBnReLU())
+    x = torch.randn(2, 3, 11, 9)  # odd, non-square
+    converted, (change,) = antialias(
+        model, placement=placement, filter_size=3, padding=padding, example_input=x
+    )
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return blur_pool2d(t, 3, 2, padding, backend="torch")
+
+    dense = F.conv2d(x, model.conv.weight, model.conv.bias, padding=1)
+    if placement == "paper":
+        expected = blur(F.relu(model.bn(dense)))
+        assert "ReLU fused" in change.description
+    elif placement == "blur_before_relu":
+        expected = F.relu(blur(model.bn(dense)))
+    else:
+        expected = F.relu(
+            model.bn(F.conv2d(blur(x), model.conv.weight, model.conv.bias, padding=1))
+        )
+    torch.testing.assert_close(converted.eval()(x), expected, rtol=1e-5, atol=1e-5)
+    assert str(change).startswith("conv (conv): ")
+
+
+def test_maxpool_placements_match_hand_built_references():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    x = torch.randn(2, 3, 10, 14)
+    features = model[1](model[0](x))
+    paper, _ = antialias(model, placement="paper", filter="box", filter_size=2, example_input=x)
+    expected = max_blur_pool2d(features, 2, 2, "reflect", filter="box", backend="torch")
+    torch.testing.assert_close(paper(x), expected)
+    before_max, _ = antialias(model, placement="blur_before_max", example_input=x)
+    expected = F.max_pool2d(blur_pool2d(features, 4, 1, "reflect", backend="torch"), 2)
+    torch.testing.assert_close(before_max(x), expected)
+
+
+def test_avgpool_becomes_blurpool():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.AvgPool2d(2))
+    x = torch.randn(1, 3, 8, 8)
+    converted, (change,) = antialias(model, example_input=x)
+    assert change.kind == "avgpool" and _counts(converted) == (1, 0)
+    torch.testing.assert_close(converted(x), blur_pool2d(model[0](x), 4, 2, backend="torch"))
+
+
+def test_sites_and_stem_select_sites_in_execution_order():
+    model = build_model("vgg", width=4)
+
+    def converted(**kwargs) -> list[str]:
+        return [c.name for c in antialias(model, **kwargs)[1]]
+
+    assert converted(sites=2) == SITES["vgg"][:2]
+    assert converted(antialias_stem=False) == SITES["vgg"][1:]
+    assert converted(sites=2, antialias_stem=False) == SITES["vgg"][1:3]
+    assert converted(sites=0) == []
+    resnet = build_model("resnet18", width=4)
+    names = [c.name for c in antialias(resnet, antialias_stem=False, sites=1)[1]]
+    assert names == ["layer2.0.shortcut.0"]
+
+
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock: stride on conv1, downsample Sequential on the shortcut."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """torchvision's Bottleneck (v1.5): the stride sits on the 3×3 conv2."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = nn.Sequential(
+            nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + self.downsample(x))
+
+
+class TorchvisionStyleResNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = BasicBlock(4, 4)
+        self.layer2 = BasicBlock(4, 8, stride=2)
+        self.layer3 = Bottleneck(8, 4, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+TORCHVISION_SITES = [
+    "conv1",
+    "maxpool",
+    "layer2.downsample.0",
+    "layer2.conv1",
+    "layer3.conv2",
+    "layer3.downsample.0",
+]
+
+
+@pytest.mark.parametrize("placement", ["paper", "blur_before_relu", "blur_before_conv"])
+@pytest.mark.parametrize("size", [32, 37])
+def test_torchvision_style_resnet_converts(placement, size):
+    torch.manual_seed(4)
+    model = _randomise_bn(TorchvisionStyleResNet())
+    x = torch.randn(2, 3, size, size)
+    converted, changes = antialias(model, placement=placement, example_input=x)
+    assert [c.name for c in changes] == TORCHVISION_SITES
+    assert _counts(converted) == (6, 0)  # a padded max-pool becomes MaxPool(3, 1, 1) → blur
+    assert converted.eval()(x).shape == (2, 10)
+    assert "padding 1" in changes[1].description
+
+    kept_stem, changes = antialias(model, antialias_stem=False, example_input=x)
+    assert [c.name for c in changes] == TORCHVISION_SITES[1:]
+    assert kept_stem.get_submodule("conv1").stride == (2, 2)
+    assert kept_stem.eval()(x).shape == (2, 10)
+
+
+class Untraceable(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it."""
+
+    def __init__(self, with_conv: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2 if with_conv else 1, padding=1)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if x.sum() > 0:
+            x = -x
+        return self.pool(F.relu(x))
+
+
+def test_untraceable_model_falls_back_to_module_replacement():
+    x = torch.randn(2, 3, 16, 16)
+    converted, changes = antialias(Untraceable(with_conv=True), placement="blur_before_conv")
+    assert [c.name for c in changes] == ["conv", "pool"]
+    assert all("torch.fx cannot trace" in c.description for c in changes)
+    assert converted(x).shape == (2, 4, 4, 4)
+    pooled, _ = antialias(Untraceable(with_conv=False), placement="paper")
+    assert _counts(pooled) == (0, 1) and pooled(x).shape == (2, 4, 8, 8)
+
+
+@pytest.mark.parametrize("placement", ["paper", "blur_before_relu", "blur_before_max"])
+def test_untraceable_model_with_graph_placement_is_refused(placement):
+    with pytest.raises(ValueError, match=f"placement '{placement}'.*'conv'.*torch.fx"):
+        antialias(Untraceable(with_conv=True), placement=placement)
+
+
+def test_shape_that_cannot_be_kept_is_refused():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.AvgPool2d(2))  # floor(9/2) != ceil(9/2)
+    with pytest.raises(ValueError, match="site '1'"):
+        antialias(model, example_input=torch.randn(1, 3, 9, 9))
+
+
+def test_converted_model_runs_channels_last():
+    torch.manual_seed(5)
+    model = _randomise_bn(build_model("resnet18", width=4))
+    converted, _ = antialias(model)
+    x = torch.randn(2, 3, 32, 32)
+    out = converted.eval()(x)
+    converted.to(memory_format=torch.channels_last)
+    last = converted(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(last, out, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"placement": "after"}, "placement"),
+        ({"sites": -1}, "sites"),
+        ({"antialias_stem": 1}, "antialias_stem"),
+        ({"filter_size": 0}, "size"),
+        ({"padding": "mirror"}, "padding"),
+        ({"backend": "cuda"}, "backend"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        antialias(build_model("vgg", width=4), **kwargs)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["vgg", "resnet18"])
+def test_converted_model_compiles_on_cuda(name):
+    torch.manual_seed(6)
+    model = _randomise_bn(build_model(name, width=8)).cuda()
+    converted, _ = antialias(model)
+    converted = converted.to(memory_format=torch.channels_last).eval()
+    x = torch.randn(4, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(torch.compile(converted)(x), converted(x), rtol=1e-3, atol=1e-3)

@@ -1,0 +1,57 @@
+"""The CIFAR-sized baselines: shapes, fx tracing, width, and their downsampling sites."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import fx, nn
+
+from ablate.models import MODELS, build_model
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_shape_and_fx_trace_agree(name):
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=7, width=4).eval()
+    x = torch.randn(2, 3, 32, 32)
+    out = model(x)
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+    traced = fx.symbolic_trace(model)
+    torch.testing.assert_close(traced(x), out, rtol=1e-5, atol=1e-5)
+    channels_last = model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(channels_last, out, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_width_scales_channels(name):
+    narrow, wide = build_model(name, width=4), build_model(name, width=8)
+    first = next(m for m in narrow.modules() if isinstance(m, nn.Conv2d))
+    assert first.out_channels == 4
+    widest = max(m.out_channels for m in wide.modules() if isinstance(m, nn.Conv2d))
+    assert widest == 64
+    assert sum(p.numel() for p in wide.parameters()) > 3 * sum(
+        p.numel() for p in narrow.parameters()
+    )
+
+
+def test_downsampling_sites_are_plain_baselines():
+    vgg = build_model("vgg", width=4)
+    pools = [m for m in vgg.modules() if isinstance(m, nn.MaxPool2d)]
+    assert len(pools) == 4 and all(p.kernel_size == 2 and p.stride == 2 for p in pools)
+    assert all(m.stride == (1, 1) for m in vgg.modules() if isinstance(m, nn.Conv2d))
+
+    resnet = build_model("resnet18", width=4)
+    strided = [m for m in resnet.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2)]
+    assert sorted(m.kernel_size for m in strided) == [(1, 1)] * 3 + [(3, 3)] * 3
+    assert not any(isinstance(m, nn.MaxPool2d) for m in resnet.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in resnet.modules()) == 1 + 8 * 2 + 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"name": "vgg16"}, "model"), ({"width": 0}, "width"), ({"num_classes": 0}, "num_classes")],
+)
+def test_bad_arguments_are_named(kwargs, field):
+    arguments = {"name": "vgg", **kwargs}
+    with pytest.raises(ValueError, match=field):
+        build_model(arguments.pop("name"), **arguments)
