@@ -286,16 +286,16 @@ def test_backward_table_sums_every_tap_that_reaches_an_input() -> None:
     for padding in PADDING_MODES:
         for size, taps, stride, pad_off in [(2, skewed(7, 0), 1, 0), (5, skewed(4, 1), 2, 1)]:
             tables = common.axis_tables(size, taps, stride, pad_off, padding, torch.device("cpu"))
-            out_size = tables.fwd_src.shape[0]
+            out_size = tables.fwd_src.shape[1]
             forward = torch.zeros(out_size, size, dtype=torch.float64)
             read = tables.fwd_src >= 0
-            rows = torch.arange(out_size)[:, None].expand_as(tables.fwd_src)[read]
+            outputs = torch.arange(out_size).expand_as(tables.fwd_src)[read]
             forward.index_put_(
-                (rows, tables.fwd_src[read].long()), tables.fwd_wt[read].double(), accumulate=True
+                (outputs, tables.fwd_src[read].long()), tables.fwd_wt[read].double(), True
             )
             backward = torch.zeros(size, out_size, dtype=torch.float64)
             used = tables.bwd_src >= 0
-            inputs = torch.arange(size)[:, None].expand_as(tables.bwd_src)[used]
+            inputs = torch.arange(size).expand_as(tables.bwd_src)[used]
             backward[inputs, tables.bwd_src[used].long()] = tables.bwd_wt[used].double()
             torch.testing.assert_close(backward, forward.t(), atol=1e-6, rtol=1e-6)
 

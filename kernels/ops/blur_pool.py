@@ -68,7 +68,7 @@ def _blur_pool_fwd_kernel(
     mask = (c < C) & row_ok & col_ok
     acc = separable_gather(
         x_ptr, plane_offsets(n, c, sx_n, sx_c, INDEX_64), rows, cols, row_ok, col_ok, mask,
-        sx_h, sx_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, taps, taps,
+        sx_h, sx_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, H_out, W_out, taps, taps,
         ACC_DTYPE, RELU, 1, INDEX_64,
     )  # fmt: skip
     y_offs = tile_offsets(n, c, rows, cols, sy_n, sy_c, sy_h, sy_w, INDEX_64)
@@ -119,7 +119,7 @@ def _blur_pool_bwd_kernel(
     mask = (c < C) & row_ok & col_ok
     acc = separable_gather(
         g_ptr, plane_offsets(n, c, sg_n, sg_c, INDEX_64), rows, cols, row_ok, col_ok, mask,
-        sg_h, sg_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, width_h, width_w,
+        sg_h, sg_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, H, W, width_h, width_w,
         ACC_DTYPE, False, 1, INDEX_64,
     )  # fmt: skip
     if RELU:

@@ -85,9 +85,10 @@ def accumulator_dtype(x: torch.Tensor) -> tl.dtype:
 class AxisTables(NamedTuple):
     """Gather tables of one axis, on the device the op runs on.
 
-    ``fwd_src``/``fwd_wt``: (out_size, taps) — input index (-1: zero padding) and weight.
-    ``bwd_src``/``bwd_wt``: (in_size, width) — the outputs reading each input (-1: empty slot)
-    and the summed weight of every tap by which that output reads it.
+    ``fwd_src``/``fwd_wt``: (taps, out_size) — input index (-1: zero padding) and weight.
+    ``bwd_src``/``bwd_wt``: (width, in_size) — the outputs reading each input (-1: empty slot)
+    and the summed weight of every tap by which that output reads it. Stored tap-major, so
+    the entries of one tap for neighbouring positions are neighbours in memory.
     """
 
     fwd_src: torch.Tensor
@@ -97,7 +98,7 @@ class AxisTables(NamedTuple):
 
     @property
     def bwd_width(self) -> int:
-        return self.bwd_src.shape[1]
+        return self.bwd_src.shape[0]
 
 
 @functools.lru_cache(maxsize=512)
@@ -134,8 +135,8 @@ def axis_tables(
 
     def to_device(src: torch.Tensor, wt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return (
-            src.to(device=device, dtype=torch.int32).contiguous(),
-            wt.to(device=device, dtype=torch.float32).contiguous(),
+            src.t().to(device=device, dtype=torch.int32).contiguous(),
+            wt.t().to(device=device, dtype=torch.float32).contiguous(),
         )
 
     return AxisTables(*to_device(fwd_src, fwd_wt), *to_device(bwd_src, bwd_wt))
@@ -262,6 +263,8 @@ def separable_gather(
     wt_h_ptr,
     src_w_ptr,
     wt_w_ptr,
+    span_h,
+    span_w,
     width_h,
     width_w,
     ACC_DTYPE: tl.constexpr,
@@ -269,9 +272,10 @@ def separable_gather(
     MAX_KERNEL: tl.constexpr,
     INDEX_64: tl.constexpr,
 ):
-    """``Σ_i wt_h[rows, i] · Σ_j wt_w[cols, j] · value(src_h[rows, i], src_w[cols, j])``.
+    """``Σ_j wt_w[j, cols] · Σ_i wt_h[i, rows] · value(src_h[i, rows], src_w[j, cols])``.
 
-    The tables are (size, width) row-major. Their widths are runtime values, so one compiled
+    The tables are (width, span) row-major, so a tap's entries for neighbouring positions are
+    neighbours in memory (coalesced loads). Their widths are runtime values: one compiled
     kernel serves every filter size (a study sweeps many).
 
     ``ptr + plane`` is the [BC,1,1] start of each channel's map; ``rows``/``cols`` index the
@@ -280,24 +284,21 @@ def separable_gather(
     the maximum of the ``MAX_KERNEL``² window whose top-left is that position, so the dense
     max map never exists in memory. Index -1 in a table reads zero (zero padding).
     """
-    # Written for few operations per inner step (the interpreter runs each one in Python).
-    src_h_at = src_h_ptr + rows * width_h
-    wt_h_at = wt_h_ptr + rows * width_h
-    src_w_at = src_w_ptr + cols * width_w
-    wt_w_at = wt_w_ptr + cols * width_w
+    # Column taps outside: their [1,1,BW] table loads are the costly ones under NCHW tiles.
+    # Few operations per inner step, as the interpreter runs each one in Python.
     maps = ptr + plane
     acc = tl.zeros(mask.shape, ACC_DTYPE)
-    for i in range(width_h):
-        src_h = tl.load(src_h_at + i, mask=row_ok, other=-1)
-        wt_h = tl.load(wt_h_at + i, mask=row_ok, other=0.0)
-        line = maps + as_index(src_h, INDEX_64) * stride_h
-        line_ok = mask & (src_h >= 0)
-        row_sum = tl.zeros(mask.shape, ACC_DTYPE)
-        for j in range(width_w):
-            src_w = tl.load(src_w_at + j, mask=col_ok, other=-1)
-            wt_w = tl.load(wt_w_at + j, mask=col_ok, other=0.0)
-            at = line + as_index(src_w, INDEX_64) * stride_w
-            ok = line_ok & (src_w >= 0)
+    for j in range(width_w):
+        src_w = tl.load(src_w_ptr + j * span_w + cols, mask=col_ok, other=-1)
+        wt_w = tl.load(wt_w_ptr + j * span_w + cols, mask=col_ok, other=0.0)
+        column = maps + as_index(src_w, INDEX_64) * stride_w
+        column_ok = mask & (src_w >= 0)
+        col_sum = tl.zeros(mask.shape, ACC_DTYPE)
+        for i in range(width_h):
+            src_h = tl.load(src_h_ptr + i * span_h + rows, mask=row_ok, other=-1)
+            wt_h = tl.load(wt_h_ptr + i * span_h + rows, mask=row_ok, other=0.0)
+            at = column + as_index(src_h, INDEX_64) * stride_h
+            ok = column_ok & (src_h >= 0)
             value = tl.load(at, mask=ok, other=0.0)
             for u in tl.static_range(MAX_KERNEL):
                 for v in tl.static_range(MAX_KERNEL):
@@ -307,6 +308,6 @@ def separable_gather(
             value = value.to(ACC_DTYPE)
             if RELU:
                 value = tl.maximum(value, 0.0, propagate_nan=tl.PropagateNan.ALL)
-            row_sum += wt_w * value
-        acc += wt_h * row_sum
+            col_sum += wt_h * value
+        acc += wt_w * col_sum
     return acc

@@ -71,7 +71,7 @@ def _max_blur_pool_fwd_kernel(
     mask = (c < C) & row_ok & col_ok
     acc = separable_gather(
         x_ptr, plane_offsets(n, c, sx_n, sx_c, INDEX_64), rows, cols, row_ok, col_ok, mask,
-        sx_h, sx_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, taps, taps,
+        sx_h, sx_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, H_out, W_out, taps, taps,
         ACC_DTYPE, False, MAX_KERNEL, INDEX_64,
     )  # fmt: skip
     y_offs = tile_offsets(n, c, rows, cols, sy_n, sy_c, sy_h, sy_w, INDEX_64)
@@ -138,22 +138,24 @@ def _max_blur_pool_bwd_kernel(
     mask = (c < C) & (rows < H) & (cols < W)
     x_plane = plane_offsets(n, c, sx_n, sx_c, INDEX_64)
     g_plane = plane_offsets(n, c, sg_n, sg_c, INDEX_64)
+    max_h = H - MAX_KERNEL + 1  # size of the dense max map (the blur's input)
+    max_w = W - MAX_KERNEL + 1
     acc = tl.zeros(mask.shape, ACC_DTYPE)
     # Window (top, left) = (rows - u, cols - v) holds this element at its position (u, v).
     for u in tl.static_range(MAX_KERNEL):
         for v in tl.static_range(MAX_KERNEL):
             top = rows - u
             left = cols - v
-            top_ok = (top >= 0) & (top < H - MAX_KERNEL + 1)
-            left_ok = (left >= 0) & (left < W - MAX_KERNEL + 1)
+            top_ok = (top >= 0) & (top < max_h)
+            left_ok = (left >= 0) & (left < max_w)
             window = mask & top_ok & left_ok
             argmax = _window_argmax(x_ptr, x_plane, top, left, window, sx_h, sx_w, MAX_KERNEL,
                                     INDEX_64)  # fmt: skip
             acc += separable_gather(
                 g_ptr, g_plane, top, left, top_ok, left_ok,
                 window & (argmax == u * MAX_KERNEL + v),
-                sg_h, sg_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, width_h, width_w,
-                ACC_DTYPE, False, 1, INDEX_64,
+                sg_h, sg_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr,
+                max_h, max_w, width_h, width_w, ACC_DTYPE, False, 1, INDEX_64,
             )  # fmt: skip
     dx_offs = tile_offsets(n, c, rows, cols, sd_n, sd_c, sd_h, sd_w, INDEX_64)
     tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
