@@ -25,8 +25,9 @@ import pytest
 import yaml
 
 from ablate.spec import SCALAR_METRICS, StudySpec, load_spec
-from ablate.study import RunOptions, main, run_study
+from ablate.study import RunOptions, describe_plan, estimate_time, main, run_study
 from ablate.variant_config import VariantConfig
+from ablate.workers import plan
 
 NAN_LR = 0.0625  # a learning rate that makes the fake "return" a NaN accuracy
 DIVERGING_LR = 0.125  # ... and one that makes it raise TrainingDiverged
@@ -268,6 +269,21 @@ def test_cli_help_explains_itself(capsys):
     assert "--dry-run" in text and "examples:" in text and "resume" in text
 
 
+def test_dry_run_plans_the_grid_and_estimates_time_from_a_probe(tmp_path, capsys):
+    spec = make_spec(tmp_path)
+    slots = plan(spec)
+    lines = describe_plan(spec, slots, limit=4)
+    assert lines[0] == "study 'mechanics': 6 trials x 2 seeds = 12 runs, sampler grid"
+    assert "  trial    3: filter_size=2, padding='reflect'" in lines
+    assert lines[-1] == "  ... and 2 more"
+    budget, estimate = estimate_time(spec, slots, 2, "cpu", fake_objective, probe=True)
+    # 6 points x 2 seeds x 1 epoch x 5000 training images (VariantConfig's default train_size)
+    assert budget == "budget: 60,000 training images in all (from the spec's epochs/steps)"
+    assert estimate.startswith("estimate: ") and "with 2 worker(s)" in estimate
+    assert "2-step probe" in estimate and "train images/s" in estimate
+    assert estimate_time(spec, slots, 2, "cpu", fake_objective, probe=False) == [budget]
+
+
 def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys):
     spec = {
         "name": "tiny",
@@ -275,13 +291,16 @@ def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys):
             "dataset": "synthetic",
             "model": "vgg",
             "width": 4,
-            "train_size": 256,
-            "test_size": 64,
-            "eval_size": 64,
-            "steps": 10,
+            "train_size": 128,
+            "test_size": 32,
+            "eval_size": 32,
+            "steps": 4,
             "batch_size": 32,
-            "throughput_batch": 32,
+            "throughput_batch": 8,
             "backend": "torch",
+            "shift": 1,
+            "diagonal": 1,
+            "crop_pad": 1,
         },
         "space": {"padding": {"choices": ["zeros", "circular"]}},
         "objectives": [
@@ -295,19 +314,20 @@ def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys):
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(spec))
     out = tmp_path / "runs" / "tiny"
-    assert main(["--space", str(path), "--out", str(out), "--device", "cpu", "--dry-run"]) == 0
-    plan = capsys.readouterr().out
-    assert "2 trials x 1 seeds" in plan and "padding='circular'" in plan
-    assert "train images/s" in plan and "estimate:" in plan
+    cli = ["--space", str(path), "--out", str(out), "--device", "cpu"]
+    assert main([*cli, "--dry-run", "--no-probe"]) == 0
+    assert "2 trials x 1 seeds" in capsys.readouterr().out
 
-    assert main(["--space", str(path), "--out", str(out), "--device", "cpu", "--steps", "5"]) == 0
-    study = load(out, "tiny")
-    trials = study.get_trials()
+    assert main([*cli, "--steps", "3"]) == 0
+    assert (out / "summary.md").is_file()  # the report, written at the end
+    trials = load(out, "tiny").get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
-    assert {t.user_attrs["config"]["steps"] for t in trials} == {5}
+    assert {t.user_attrs["config"]["steps"] for t in trials} == {3}
     for trial in trials:
         metrics = trial.user_attrs["seeds"][0]
         assert 0 <= metrics["accuracy"] <= 100 and metrics["train_images_per_s"] > 0
-        assert len(metrics["accuracy_vs_shift_circular"]) == 9
+        assert len(metrics["accuracy_vs_shift_circular"]) == 2  # d = 0..diagonal
     with open(out / "results.csv", newline="") as handle:
-        assert len(list(csv.DictReader(handle))) == 2
+        rows = list(csv.DictReader(handle))
+    assert [r["padding"] for r in rows] == ["zeros", "circular"]
+    assert all(r["device"] == "cpu" and float(r["params"]) > 0 for r in rows)
