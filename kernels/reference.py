@@ -96,66 +96,77 @@ class _DenseMax2d(torch.autograd.Function):
     """Max over every ``kernel x kernel`` window at stride 1, taken one axis at a time.
 
     The backward recomputes which element won each window from the saved input (cheap next to
-    keeping index tensors alive between forward and backward) and routes the gradient there.
+    keeping masks alive between forward and backward) and routes the gradient there.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, kernel: int) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.kernel = kernel
-        row_max, _ = _window_max(x, kernel, dim=3, track_winner=False)
-        out, _ = _window_max(row_max, kernel, dim=2, track_winner=False)
-        return out
+        return _window_max(_window_max(x, kernel, dim=3), kernel, dim=2)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
         kernel = ctx.kernel
-        row_max, row_steps = _window_max(x, kernel, dim=3, track_winner=True)
-        _, col_steps = _window_max(row_max, kernel, dim=2, track_winner=True)
-        grad_row_max = _route_to_winner(grad, col_steps, dim=2, like=row_max)
-        return _route_to_winner(grad_row_max, row_steps, dim=3, like=x), None
+        row_max = _window_max(x, kernel, dim=3)
+        # Fresh pages cost as much as the arithmetic on them: the masks of both stages share
+        # buffers, and row_max, spent once its masks are known, takes the row gradient.
+        masks = [torch.empty_like(row_max) for _ in range(kernel - 1)]
+        col_steps = _winner_steps(row_max, kernel, dim=2, out=masks)
+        grad_row_max = _route_to_winner(grad, col_steps, dim=2, out=row_max)
+        row_steps = _winner_steps(x, kernel, dim=3, out=masks)
+        return _route_to_winner(grad_row_max, row_steps, dim=3, out=torch.empty_like(x)), None
 
 
-def _window_max(
-    x: torch.Tensor, kernel: int, dim: int, track_winner: bool
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Max over ``kernel`` consecutive entries along ``dim``, and how the winner was found.
+def _window_max(x: torch.Tensor, kernel: int, dim: int) -> torch.Tensor:
+    """Max over ``kernel`` consecutive entries along ``dim``, at stride 1."""
+    length = x.shape[dim] - kernel + 1
+    best = x.narrow(dim, 0, length)
+    for offset in range(1, kernel):
+        best = torch.maximum(best, x.narrow(dim, offset, length))
+    return best
 
-    With ``track_winner``, ``steps[d - 1]`` marks where the entry at offset ``d`` is strictly
-    greater than every earlier one, so the winner of a window is its last marked offset (0 if
-    none): the first maximum. Taking the first winning row of the per-row first maxima gives
-    the first maximum of the 2-D window in row-major order.
+
+def _winner_steps(
+    x: torch.Tensor, kernel: int, dim: int, out: list[torch.Tensor]
+) -> list[torch.Tensor]:
+    """Where each offset of a ``_window_max`` window beats all earlier ones, as 0/1 masks.
+
+    ``steps[d - 1]`` is 1 where the entry at offset ``d`` is strictly greater than every
+    earlier one, so a window's winner is its last marked offset (0 if none): the first maximum.
+    Taking the first winning row of the per-row first maxima gives the first maximum of the
+    2-D window in row-major order. The masks have the dtype of ``x``, so that the backward's
+    multiply-adds need no conversion, and are written into the leading part of ``out``.
     """
     length = x.shape[dim] - kernel + 1
     best = x.narrow(dim, 0, length)
     steps = []
     for offset in range(1, kernel):
         candidate = x.narrow(dim, offset, length)
-        if track_winner:
-            steps.append(candidate > best)
-        best = torch.maximum(best, candidate)
-    return best, steps
+        steps.append(torch.gt(candidate, best, out=out[offset - 1].narrow(dim, 0, length)))
+        if offset < kernel - 1:
+            best = torch.maximum(best, candidate)
+    return steps
 
 
 def _route_to_winner(
-    grad: torch.Tensor, steps: list[torch.Tensor], dim: int, like: torch.Tensor
+    grad: torch.Tensor, steps: list[torch.Tensor], dim: int, out: torch.Tensor
 ) -> torch.Tensor:
-    """Gradient wrt the input of ``_window_max``: each window's gradient goes to its winner.
+    """Gradient wrt the input of ``_window_max``, written into ``out``: each window's gradient
+    goes to its winner.
 
-    Offsets are visited from the last: a window's gradient is claimed by the last offset that
-    marked a new maximum, and what no offset claimed belongs to offset 0.
+    Offsets are visited from the last: offset ``d`` takes the gradient its step marks among
+    what later offsets left unclaimed, and offset 0 takes the rest, written straight into place
+    so that no full-size zero fill is needed.
     """
     length = grad.shape[dim]
-    out = torch.empty_like(like)
+    unclaimed = [grad]
+    for step in steps[:0:-1]:
+        unclaimed.append(torch.addcmul(unclaimed[-1], unclaimed[-1], step, value=-1))
+    first = out.narrow(dim, 0, length)
+    torch.addcmul(unclaimed[-1], unclaimed[-1], steps[0], value=-1, out=first)
     out.narrow(dim, length, len(steps)).zero_()
-    claims = []
-    unclaimed = grad
-    for i, step in enumerate(reversed(steps)):
-        claims.append(torch.where(step, unclaimed, 0))
-        # The last remainder is offset 0's share: write it straight into place.
-        target = out.narrow(dim, 0, length) if i == len(steps) - 1 else None
-        unclaimed = torch.sub(unclaimed, claims[-1], out=target)
-    for offset, claimed in zip(range(len(steps), 0, -1), claims, strict=True):
-        out.narrow(dim, offset, length).add_(claimed)
+    for offset, step, left in zip(range(len(steps), 0, -1), steps[::-1], unclaimed, strict=True):
+        out.narrow(dim, offset, length).addcmul_(left, step)
     return out

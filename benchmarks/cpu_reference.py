@@ -1,0 +1,121 @@
+"""Time the CPU path of the blur-pool ops beside plain max-pooling and the usual formulation.
+
+Forward (under no_grad) and forward+backward, median over repeats after warm-up, for:
+plain ``MaxPool2d(2, 2)``; the common MaxBlurPool formulation (``MaxPool2d(2, 1)`` -> reflect
+pad -> depthwise ``conv2d``) and its BlurPool counterpart (pad -> depthwise conv); this
+project's ``max_blur_pool2d`` and ``blur_pool2d`` (torch backend); each in NCHW and
+channels_last. The cases are timed round-robin, so a busy machine slows them alike; the
+ratios to ``MaxPool2d(2, 2)`` on the same layout are the numbers to compare across machines.
+
+    python benchmarks/cpu_reference.py --threads 2 --csv benchmarks/results/cpu/reference.csv
+"""
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from kernels import blur_pool2d, make_taps, max_blur_pool2d
+
+Op = Callable[[torch.Tensor], torch.Tensor]
+
+
+def depthwise_blur(x: torch.Tensor, filter_size: int, stride: int) -> torch.Tensor:
+    """Reflect pad then a depthwise conv with the outer-product binomial filter."""
+    taps = make_taps(filter_size).to(x.dtype)
+    weight = torch.outer(taps, taps).expand(x.shape[1], 1, filter_size, filter_size)
+    before, after = (filter_size - 1) // 2, (filter_size - 1) - (filter_size - 1) // 2
+    padded = F.pad(x, (before, after, before, after), mode="reflect")
+    return F.conv2d(padded, weight, stride=stride, groups=x.shape[1])
+
+
+def cases(filter_size: int) -> dict[str, Op]:
+    k = filter_size
+    return {
+        "MaxPool2d(2,2)": lambda x: F.max_pool2d(x, 2, 2),
+        "MaxPool2d(2,1)+pad+dwconv": lambda x: depthwise_blur(F.max_pool2d(x, 2, 1), k, 2),
+        "pad+dwconv": lambda x: depthwise_blur(x, k, 2),
+        "max_blur_pool2d": lambda x: max_blur_pool2d(x, k, 2, "reflect", backend="torch"),
+        "blur_pool2d": lambda x: blur_pool2d(x, k, 2, "reflect", backend="torch"),
+    }
+
+
+def forward(op: Op, x: torch.Tensor) -> None:
+    with torch.no_grad():
+        op(x)
+
+
+def forward_backward(op: Op, x: torch.Tensor) -> None:
+    leaf = x.detach().requires_grad_()
+    out = op(leaf)
+    out.backward(torch.ones_like(out))
+
+
+def measure(shape: list[int], dtype: torch.dtype, filter_size: int, warmup: int, repeats: int):
+    base = torch.randn(shape, dtype=dtype)
+    inputs = {
+        "NCHW": base,
+        "channels_last": base.contiguous(memory_format=torch.channels_last),
+    }
+    runs = [
+        (name, layout, mode, op, x, timer)
+        for layout, x in inputs.items()
+        for name, op in cases(filter_size).items()
+        for mode, timer in (("fwd", forward), ("fwd+bwd", forward_backward))
+    ]
+    samples: dict[tuple[str, str, str], list[float]] = {run[:3]: [] for run in runs}
+    for i in range(warmup + repeats):
+        for name, layout, mode, op, x, timer in runs:
+            start = time.perf_counter()
+            timer(op, x)
+            if i >= warmup:
+                samples[(name, layout, mode)].append((time.perf_counter() - start) * 1e3)
+    rows = [
+        {"op": name, "layout": layout, "pass": mode, "ms": statistics.median(times)}
+        for (name, layout, mode), times in samples.items()
+    ]
+    table = pd.DataFrame(rows)
+    baseline = table[table["op"] == "MaxPool2d(2,2)"].set_index(["layout", "pass"])["ms"]
+    table["x MaxPool2d(2,2)"] = [
+        ms / baseline[(layout, mode)]
+        for ms, layout, mode in zip(table["ms"], table["layout"], table["pass"], strict=True)
+    ]
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shape", type=int, nargs=4, default=[128, 64, 32, 32], metavar="NCHW")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument("--filter-size", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--csv", type=Path, help="also write the table here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    table = measure(
+        args.shape, getattr(torch, args.dtype), args.filter_size, args.warmup, args.repeats
+    )
+    wide = table.pivot_table(
+        index=["layout", "op"], columns="pass", values=["ms", "x MaxPool2d(2,2)"], sort=False
+    )
+    print(
+        f"shape {args.shape} {args.dtype} k={args.filter_size} threads={args.threads} "
+        f"(median of {args.repeats} after {args.warmup} warm-up)"
+    )
+    print(wide.round(2).to_string())
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        table.assign(
+            shape="x".join(map(str, args.shape)), dtype=args.dtype, threads=args.threads
+        ).to_csv(args.csv, index=False)
+
+
+if __name__ == "__main__":
+    main()
