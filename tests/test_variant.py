@@ -1,0 +1,132 @@
+"""run_variant end to end: the documented metric names, seeding, config and device checks, CLI."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from ablate.variant import main, resolve_device, run_variant
+
+DOCUMENTED_METRICS = {
+    "accuracy",
+    "consistency_circular",
+    "consistency_crop",
+    "adversarial_circular",
+    "adversarial_crop",
+    "accuracy_vs_shift_circular",
+    "accuracy_vs_shift_crop",
+    "true_prob_vs_shift_circular",
+    "true_prob_vs_shift_crop",
+    "filter_tv",
+    "filter_tv_mean",
+    "train_images_per_s",
+    "infer_images_per_s",
+    "peak_memory_mb",
+    "train_seconds",
+    "final_train_loss",
+    "params",
+    "n_test",
+    "n_eval",
+    "device",
+}
+PERCENTAGES = ("accuracy", "consistency_circular", "consistency_crop")
+TINY = {
+    "placement": "none",
+    "train_size": 20,
+    "test_size": 12,
+    "width": 2,
+    "steps": 2,
+    "batch_size": 10,
+    "eval_size": 8,
+    "shift": 1,
+    "diagonal": 2,
+    "crop_pad": 2,
+    "throughput_batch": 4,
+    "device": "cpu",
+}
+
+
+def test_small_vgg_on_synthetic_data_learns_on_the_cpu():
+    """The short CPU run: small anti-aliased VGG, synthetic data, well above chance (10 %)."""
+    config = {
+        "model": "vgg",
+        "width": 8,
+        "placement": "paper",
+        "filter_size": 3,
+        "train_size": 3000,
+        "test_size": 500,
+        "epochs": 3,
+        "batch_size": 32,
+        "optimizer": "adamw",
+        "lr": 0.003,
+        "eval_size": 200,
+        "shift": 2,
+        "diagonal": 3,
+        "crop_pad": 4,
+        "throughput_batch": 32,
+        "device": "cpu",
+    }
+    metrics = run_variant(config)
+    assert set(metrics) == DOCUMENTED_METRICS
+    assert metrics["accuracy"] > 25  # 2.5× chance; about 40-60 % at this budget
+    for name in PERCENTAGES:
+        assert 0 <= metrics[name] <= 100, name
+    for kind in ("circular", "crop"):
+        assert 0 <= metrics[f"adversarial_{kind}"] <= metrics["accuracy_vs_shift_" + kind][0]
+        assert len(metrics[f"accuracy_vs_shift_{kind}"]) == 4
+        assert all(0 < p < 1 for p in metrics[f"true_prob_vs_shift_{kind}"])
+    assert set(metrics["filter_tv"]) == {f"features.{i}.0" for i in (0, 2, 4, 5, 7, 8)}
+    tv = metrics["filter_tv"].values()
+    assert metrics["filter_tv_mean"] == pytest.approx(sum(tv) / len(tv))
+    assert (metrics["n_test"], metrics["n_eval"], metrics["device"]) == (500, 200, "cpu")
+    assert metrics["train_images_per_s"] > 0 and metrics["infer_images_per_s"] > 0
+    assert math.isnan(metrics["peak_memory_mb"])
+    assert math.isfinite(metrics["final_train_loss"]) and metrics["train_seconds"] > 0
+
+
+def test_same_seed_same_numbers():
+    runs = [run_variant(TINY | {"seed": seed}) for seed in (1, 1, 2)]
+    timing = {"train_images_per_s", "infer_images_per_s", "train_seconds"}
+    same = [{k: v for k, v in run.items() if k not in timing} for run in runs]
+    assert json.dumps(same[0]) == json.dumps(same[1])
+    assert same[0]["final_train_loss"] != same[2]["final_train_loss"]
+
+
+def test_bad_config_names_the_field():
+    with pytest.raises(ValueError, match="placment"):
+        run_variant({"placment": "none"})
+    with pytest.raises(ValueError, match="epochs"):
+        run_variant({"epochs": -1})
+    with pytest.raises(ValueError, match="VariantConfig or a dict"):
+        run_variant([("epochs", 1)])
+
+
+def test_device_names_are_checked():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    with pytest.raises(ValueError, match="'tpu'"):
+        resolve_device("tpu")
+    with pytest.raises(ValueError, match="'cuda:99'"):
+        resolve_device("cuda:99")
+
+
+def test_cli_runs_a_variant_and_prints_json(capsys):
+    main([f"{key}={value}" for key, value in TINY.items()])
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == DOCUMENTED_METRICS
+    assert metrics["n_eval"] == 8
+
+
+def test_cli_help_and_bad_settings(capsys):
+    with pytest.raises(SystemExit) as exit_help:
+        main(["--help"])
+    assert exit_help.value.code == 0
+    assert "filter_size=4" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_bad:
+        main(["epochs"])
+    assert exit_bad.value.code == 2
+    assert "key=value" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="placment"):
+        main(["placment=none"])
