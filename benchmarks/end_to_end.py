@@ -42,7 +42,7 @@ def measure(model_name: str, variant: str, layout: str, *, width: int, batch: in
         backend=VARIANTS[variant] or "auto", device=str(device),
     )
     torch.manual_seed(0)
-    model = build_model(model_name, width=width)
+    model = build_model(model_name, width=width).to(device)  # antialias checks it on its device
     sites = 0
     if VARIANTS[variant] is not None:
         model, changes = antialias(model, filter_size=filter_size, padding=config.padding,

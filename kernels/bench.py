@@ -461,9 +461,11 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     if "kornia" in impls and importlib.util.find_spec("kornia") is None:
         impls.remove("kornia")
         notes.append("kornia is not installed: its column is skipped")
-    if device.type == "cuda":
+    if device.type == "cuda" and "compile" in impls:
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit,
                                                     4 * len(cases))
+        # Timing the backward alone re-runs it on a retained graph, which donated buffers forbid.
+        torch._functorch.config.donated_buffer = False
     df = run_cases(cases, impls, device, backend=args.backend, rep_ms=args.rep_ms)
     out = args.out or default_results_dir(device)
     goals = goal_table(df)
