@@ -27,6 +27,7 @@ from kernels.ops.common import (
     separable_gather,
     tile_coords,
     tile_offsets,
+    tile_width,
 )
 
 
@@ -84,11 +85,11 @@ def _blur_pool_bwd_kernel(
     wt_h_ptr,
     src_w_ptr,
     wt_w_ptr,
+    count_h_ptr,
+    count_w_ptr,
     C,
     H,
     W,
-    width_h,
-    width_w,
     sg_n,
     sg_c,
     sg_h,
@@ -119,7 +120,8 @@ def _blur_pool_bwd_kernel(
     mask = (c < C) & row_ok & col_ok
     acc = separable_gather(
         g_ptr, plane_offsets(n, c, sg_n, sg_c, INDEX_64), rows, cols, row_ok, col_ok, mask,
-        sg_h, sg_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, H, W, width_h, width_w,
+        sg_h, sg_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, H, W,
+        tile_width(count_h_ptr, rows, row_ok), tile_width(count_w_ptr, cols, col_ok),
         ACC_DTYPE, False, 1, INDEX_64,
     )  # fmt: skip
     if RELU:
@@ -185,8 +187,8 @@ def blur_pool2d_backward(
         _blur_pool_bwd_kernel,
         resolve_config("blur_pool_bwd", x, len(taps), stride, config, relu=relu),
         dx,
-        grad, x, dx, rows.bwd_src, rows.bwd_wt, cols.bwd_src, cols.bwd_wt,
-        c, h, w, rows.bwd_width, cols.bwd_width, *grad.stride(), *x.stride(), *dx.stride(),
+        grad, x, dx, rows.bwd_src, rows.bwd_wt, cols.bwd_src, cols.bwd_wt, rows.bwd_count,
+        cols.bwd_count, c, h, w, *grad.stride(), *x.stride(), *dx.stride(),
         RELU=relu,
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(grad, x, dx),

@@ -87,18 +87,18 @@ class AxisTables(NamedTuple):
 
     ``fwd_src``/``fwd_wt``: (taps, out_size) — input index (-1: zero padding) and weight.
     ``bwd_src``/``bwd_wt``: (width, in_size) — the outputs reading each input (-1: empty slot)
-    and the summed weight of every tap by which that output reads it. Stored tap-major, so
-    the entries of one tap for neighbouring positions are neighbours in memory.
+    and the summed weight of every tap by which that output reads it; ``bwd_count``: (in_size,)
+    how many slots each input uses (its first ones). A few inputs near a border can need more
+    slots than the rest, so a tile loops only over as many as its own positions use.
+    Tables are stored tap-major: one tap's entries for neighbouring positions are neighbours
+    in memory.
     """
 
     fwd_src: torch.Tensor
     fwd_wt: torch.Tensor
     bwd_src: torch.Tensor
     bwd_wt: torch.Tensor
-
-    @property
-    def bwd_width(self) -> int:
-        return self.bwd_src.shape[0]
+    bwd_count: torch.Tensor
 
 
 @functools.lru_cache(maxsize=512)
@@ -139,7 +139,8 @@ def axis_tables(
             wt.t().to(device=device, dtype=torch.float32).contiguous(),
         )
 
-    return AxisTables(*to_device(fwd_src, fwd_wt), *to_device(bwd_src, bwd_wt))
+    bwd_count = counts.to(device=device, dtype=torch.int32)
+    return AxisTables(*to_device(fwd_src, fwd_wt), *to_device(bwd_src, bwd_wt), bwd_count)
 
 
 # ----------------------------------------------------------------------------- launching
@@ -227,6 +228,12 @@ def tile_coords(
     rows = (tile // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)
     cols = (tile % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)
     return n, c[:, None, None], rows[None, :, None], cols[None, None, :]
+
+
+@triton.jit
+def tile_width(count_ptr, index, ok):
+    """The most table slots any of the positions ``index`` (where ``ok``) uses."""
+    return tl.max(tl.load(count_ptr + index, mask=ok, other=0))
 
 
 @triton.jit

@@ -30,6 +30,7 @@ from kernels.ops.common import (
     separable_gather,
     tile_coords,
     tile_offsets,
+    tile_width,
 )
 
 
@@ -105,11 +106,11 @@ def _max_blur_pool_bwd_kernel(
     wt_h_ptr,
     src_w_ptr,
     wt_w_ptr,
+    count_h_ptr,
+    count_w_ptr,
     C,
     H,
     W,
-    width_h,
-    width_w,
     sg_n,
     sg_c,
     sg_h,
@@ -155,7 +156,8 @@ def _max_blur_pool_bwd_kernel(
                 g_ptr, g_plane, top, left, top_ok, left_ok,
                 window & (argmax == u * MAX_KERNEL + v),
                 sg_h, sg_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr,
-                max_h, max_w, width_h, width_w, ACC_DTYPE, False, 1, INDEX_64,
+                max_h, max_w, tile_width(count_h_ptr, top, top_ok),
+                tile_width(count_w_ptr, left, left_ok), ACC_DTYPE, False, 1, INDEX_64,
             )  # fmt: skip
     dx_offs = tile_offsets(n, c, rows, cols, sd_n, sd_c, sd_h, sd_w, INDEX_64)
     tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
@@ -229,8 +231,8 @@ def max_blur_pool2d_backward(
         _max_blur_pool_bwd_kernel,
         resolve_config("max_blur_pool_bwd", x, len(taps), stride, config, max_kernel=max_kernel),
         dx,
-        grad, x, dx, rows.bwd_src, rows.bwd_wt, cols.bwd_src, cols.bwd_wt,
-        c, h, w, rows.bwd_width, cols.bwd_width, *grad.stride(), *x.stride(), *dx.stride(),
+        grad, x, dx, rows.bwd_src, rows.bwd_wt, cols.bwd_src, cols.bwd_wt, rows.bwd_count,
+        cols.bwd_count, c, h, w, *grad.stride(), *x.stride(), *dx.stride(),
         MAX_KERNEL=max_kernel,
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(grad, x, dx),
