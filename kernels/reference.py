@@ -59,10 +59,9 @@ def blur_pool2d_reference(
     cols = blur_matrix(w, taps, stride, padding, pad_off).to(x.device, compute_dtype)
     xc = x.to(compute_dtype)
     if xc.is_contiguous(memory_format=torch.channels_last) and not xc.is_contiguous():
-        # (N, H, W, C) in memory: contract W, then H, with C the fast axis of both GEMMs.
-        per_row = torch.matmul(cols, xc.permute(0, 2, 3, 1))
-        out = torch.matmul(rows, per_row.reshape(n, h, -1))
-        out = out.reshape(n, rows.shape[0], cols.shape[0], c).permute(0, 3, 1, 2)
+        # (N, H, W, C) in memory: contract H over rows of W*C (few large GEMMs), then W.
+        per_col = torch.matmul(rows, xc.permute(0, 2, 3, 1).reshape(n, h, w * c))
+        out = torch.matmul(cols, per_col.reshape(n, rows.shape[0], w, c)).permute(0, 3, 1, 2)
     else:
         out = torch.matmul(rows, torch.matmul(xc, cols.t()))
     return out.to(x.dtype)
