@@ -7,3 +7,6 @@ import torch
 if not torch.cuda.is_available():
     # Must be set before any Triton kernel is defined.
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# Tiny test shapes run fastest on one thread, and a shared machine stays predictable.
+torch.set_num_threads(1)
