@@ -71,9 +71,9 @@ def direct_max_blur_pool(
     return direct_blur_pool(F.max_pool2d(x.double(), max_kernel, 1), taps, stride, mode)
 
 
-def random_taps(size: int) -> torch.Tensor:
+def random_taps(size: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Asymmetric taps, so that a flipped filter (convolution for correlation) shows."""
-    taps = torch.rand(size, dtype=torch.float64) + 0.1
+    taps = torch.rand(size, dtype=torch.float64, generator=generator) + 0.1
     return taps / taps.sum()
 
 
@@ -177,7 +177,7 @@ def test_blur_pool_matches_direct_definition_on_random_cases(
     x = torch.randn(n, c, h, w, generator=generator)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    taps = random_taps(size)
+    taps = random_taps(size, generator)
     out = blur_pool2d_reference(x, taps, stride, mode, pad_off, False)
     torch.testing.assert_close(
         out, direct_blur_pool(x, taps, stride, mode, pad_off).float(), **FP32
