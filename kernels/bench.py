@@ -323,6 +323,13 @@ def git_commit() -> str:
     return head + ("-dirty" if dirty.strip() else "")
 
 
+def command_line() -> str:
+    """The command as typed: ``python -m <module> ...`` when run as a module."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    program = ["-m", spec.name] if spec is not None else sys.argv[:1]
+    return shlex.join([Path(sys.executable).name, *program, *sys.argv[1:]])
+
+
 def run_metadata(device: torch.device) -> dict[str, Any]:
     """Where and how a result was measured: device, versions, commit, command."""
     name = device_name() if device.type == "cuda" else f"cpu ({platform.processor() or 'cpu'})"
@@ -332,7 +339,7 @@ def run_metadata(device: torch.device) -> dict[str, Any]:
         "triton": triton_version(),
         "python": platform.python_version(),
         "commit": git_commit(),
-        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "triton_interpret": os.environ.get("TRITON_INTERPRET", "0"),
     }
