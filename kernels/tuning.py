@@ -10,8 +10,8 @@ A configuration is looked up, first hit wins, in
 
 Within a table an exact key wins; otherwise the nearest entry that can stand in for it (same
 layout, stride, max kernel and element size; nearest shape buckets and filter size, see
-:func:`_distance`), since a tile tuned for a neighbouring problem is a better guess than the
-heuristic. Tables are read once
+:func:`_distance`), if it lies close enough: a tile tuned for a neighbouring problem is a better
+guess than the heuristic, one tuned for a map 64 times larger is not. Tables are read once
 per process; :func:`save_config` refreshes them.
 
 How the kernels use it: a launcher builds ``key = tuning_key(x, filter_size, stride,
@@ -50,6 +50,9 @@ SHIPPED_DIR = Path(__file__).with_name("tuned")
 # Tiles aim at this many output elements per program: enough to amortise the (k-1)-wide halo
 # each tile re-reads, few enough that fp32 accumulators for k <= 7 stay in registers.
 _TARGET_TILE = 1024
+# An entry stands in for a missing key only this close (see _distance): further away, e.g. a
+# 32x32-map tile for a 4x4 map, the heuristic's tile clamped to the map is the better guess.
+_MAX_STAND_IN_DISTANCE = 4.0
 _INTERPRETER_CONFIG = {"BLOCK_H": 4, "BLOCK_W": 8, "BLOCK_C": 4, "num_warps": 1, "num_stages": 1}
 
 
@@ -312,7 +315,8 @@ def _distance(a: TuningKey, b: TuningKey) -> float | None:
 
 
 def table_config(table: dict[str, Any] | None, op: str, key: TuningKey) -> dict[str, int] | None:
-    """The table's entry for ``key``, else its nearest stand-in (:func:`_distance`), else None."""
+    """The table's entry for ``key``, else its nearest stand-in within
+    ``_MAX_STAND_IN_DISTANCE`` (:func:`_distance`), else None."""
     if table is None:
         return None
     entries: dict[str, Any] = table["configs"].get(op, {})
@@ -321,7 +325,9 @@ def table_config(table: dict[str, Any] | None, op: str, key: TuningKey) -> dict[
     best: tuple[float, dict[str, Any]] | None = None
     for text, entry in entries.items():
         distance = _distance(key, TuningKey.from_str(text))
-        if distance is not None and (best is None or distance < best[0]):
+        if distance is None or distance > _MAX_STAND_IN_DISTANCE:
+            continue
+        if best is None or distance < best[0]:
             best = (distance, entry)
     return None if best is None else check_config(best[1])
 

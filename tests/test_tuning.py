@@ -1,5 +1,6 @@
 """Launch-config lookup: user cache, then shipped table, then heuristic."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -93,9 +94,11 @@ def test_nearest_entry_stands_in_only_for_compatible_keys():
     assert tuning.launch_config("max_blur_pool_fwd", make_key(hw=2048, max_kernel=2)) == CONFIG_A
     assert tuning.launch_config("max_blur_pool_fwd", make_key(hw=128, max_kernel=2)) == CONFIG_B
     # Same element size, other filter size: still the nearest entry.
-    near = make_key(hw=2048, max_kernel=2, dtype="bfloat16", filter_size=7)
+    near = make_key(hw=2048, max_kernel=2, dtype="bfloat16", filter_size=5)
     assert tuning.launch_config("max_blur_pool_fwd", near) == CONFIG_A
-    for other in (make_key(dtype="float32", max_kernel=2), make_key(max_kernel=3),
+    far = make_key(hw=4, max_kernel=2)  # 4 log2 steps from hw=64, plus 2 more for nc and c
+    far = dataclasses.replace(far, nc=64, c=16)
+    for other in (far, make_key(dtype="float32", max_kernel=2), make_key(max_kernel=3),
                   make_key(max_kernel=2, layout="channels_last"), make_key(max_kernel=2, stride=3)):
         assert tuning.launch_config("max_blur_pool_fwd", other) == tuning.heuristic_config(
             "max_blur_pool_fwd", other
