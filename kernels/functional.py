@@ -36,9 +36,9 @@ def blur_pool2d(
     """Low-pass filter then subsample (spec §2), after a ReLU when ``relu``.
 
     ``x`` is (N, C, H, W) in float16/bfloat16/float32/float64, NCHW or channels_last; the
-    result has the same dtype and memory format and is ``ceil((H + 2*pad_off) / stride)``
-    high when ``pad_off`` is 0. With ``filter="custom"`` pass ``taps`` and
-    ``filter_size=None`` (or ``len(taps)``).
+    result has the same dtype and memory format and is ``(H + 2*pad_off - 1) // stride + 1``
+    high (``ceil(H / stride)`` when ``pad_off`` is 0). With ``filter="custom"`` pass ``taps``
+    and ``filter_size=None`` (or ``len(taps)``).
     """
     filter_taps = make_taps(filter_size, filter, taps=taps, sigma=sigma)
     check_blur_args(stride=stride, padding=padding, pad_off=pad_off, relu=relu, backend=backend)
