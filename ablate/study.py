@@ -344,7 +344,8 @@ def estimate_time(
     return [
         *lines,
         f"estimate: {_duration(total / workers)} with {workers} worker(s), from a "
-        f"{PROBE_STEPS}-step probe of the first trial on {device}: {per_s:,.0f} train images/s "
+        f"{PROBE_STEPS}-step probe of the first trial on {metrics.get('device', device)}: "
+        f"{per_s:,.0f} train images/s "
         f"and {overhead:.1f} s of set-up + evaluation per run (assumes every trial runs "
         "at that speed)",
     ]
@@ -433,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line; exit codes: 0 all trials finished, 1 some left, 2 bad input."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar says what happens
     overrides = {k: v for k, v in (("epochs", args.epochs), ("steps", args.steps)) if v is not None}
     try:
         spec = load_spec(args.space, overrides)
