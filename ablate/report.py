@@ -45,6 +45,7 @@ from ablate.report_table import (
 )
 
 FIGURE_DIR = "figures"
+BLUR_FIELDS = ("filter", "filter_size", "sigma", "taps", "padding", "sites", "antialias_stem")
 
 
 def mark_front(configs: pd.DataFrame, meta: StudyMeta) -> pd.DataFrame:
@@ -90,7 +91,12 @@ def front_table(configs: pd.DataFrame, varied: Sequence[str], meta: StudyMeta) -
     front = configs[configs["pareto"]] if "pareto" in configs else configs.iloc[0:0]
     rows = []
     for _, row in front.iterrows():
-        entry = {column: row[column] for column in varied}
+        no_blur_site = row.get("placement") == "none"
+        entry = {
+            # the filter of a network without blur sites was never used: leave it blank
+            column: "–" if no_blur_site and column in BLUR_FIELDS else row[column]
+            for column in varied
+        }
         for objective in meta.objectives:
             arrow = "↑" if objective.direction == "maximize" else "↓"
             entry[f"{objective.metric} {arrow}"] = _interval_text(row, objective.metric)
@@ -183,7 +189,7 @@ def summary_blocks(
         _overview(meta, runs, configs, failed, varied, config_cols),
         Paragraph(
             f"Browse the trials interactively: `optuna-dashboard {out_dir / 'journal.log'}` "
-            "(for a database storage, pass its URL instead)."
+            "(`pip install optuna-dashboard` first; for a database storage, pass its URL instead)."
             if not meta.storage or "://" not in meta.storage
             else f"Browse the trials interactively: `optuna-dashboard {meta.storage}`."
         ),

@@ -452,7 +452,7 @@ def shift_curve_figure(runs: pd.DataFrame) -> FigureOutcome:
         ax.xaxis.get_major_locator().set_params(integer=True)
     _title(
         grid.figure,
-        "Accuracy vs diagonal shift (mean over runs, bars: 95 % t-interval)",
+        "Accuracy vs diagonal shift (mean over runs; bands: 95 % t-interval where ≥ 2 runs)",
         "flatter = less sensitive to where the image sits; other varied parameters are pooled",
     )
     _grid_legend_beside(grid, "filter")
@@ -542,7 +542,8 @@ def adversarial_figure(runs: pd.DataFrame) -> FigureOutcome:
         subtitle = f"the study did not vary augmentation (augment = {fixed}): one bar per filter"
     _title(
         grid.figure,
-        "Shift-adversarial accuracy per filter (mean over runs, bars: 95 % t-interval)",
+        "Shift-adversarial accuracy per filter "
+        "(mean over runs; bars: 95 % t-interval where ≥ 2 runs)",
         subtitle,
     )
     _grid_legend_beside(grid, "training")

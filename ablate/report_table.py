@@ -158,8 +158,9 @@ def scalar_metric_columns(runs: pd.DataFrame, exclude: list[str]) -> list[str]:
 
 
 def aggregate_over_seeds(runs: pd.DataFrame, config_cols: list[str]) -> pd.DataFrame:
-    """One row per configuration: its config, `n_seeds`, `trials`, and per scalar metric
-    `<m>_mean`, `<m>_ci95_low`, `<m>_ci95_high` (Student-t over seeds; NaN for one seed).
+    """One row per configuration: its config, `n_seeds`, `trials`, per scalar metric
+    `<m>_mean`, `<m>_ci95_low`, `<m>_ci95_high` (Student-t over seeds; NaN for one seed), and
+    text metrics (the device name) as their distinct values.
 
     Configurations are told apart by their whole config, so a point the sampler ran twice (in
     two trials) is pooled into one row.
@@ -167,12 +168,20 @@ def aggregate_over_seeds(runs: pd.DataFrame, config_cols: list[str]) -> pd.DataF
     if runs.empty:
         return pd.DataFrame(columns=[CONFIG_KEY, *config_cols, "n_seeds", "trials"])
     metrics = scalar_metric_columns(runs, [*config_cols, "trial", "seed"])
+    text_metrics = [
+        c
+        for c in runs.columns
+        if c not in (*config_cols, *metrics, CONFIG_KEY, "trial", "seed")
+        and runs[c].map(lambda v: isinstance(v, str)).all()
+    ]
     rows = []
     for key, group in runs.groupby(CONFIG_KEY, sort=False):
         row: dict[str, Any] = {CONFIG_KEY: key}
         row.update({c: group[c].iloc[0] for c in config_cols})
         row["n_seeds"] = len(group)
         row["trials"] = ",".join(str(t) for t in sorted(group["trial"].unique()))
+        for metric in text_metrics:  # e.g. the device name: its distinct values
+            row[metric] = ", ".join(sorted(group[metric].unique()))
         for metric in metrics:
             values = group[metric].to_numpy(dtype=float)
             low, high = mean_interval(values)
