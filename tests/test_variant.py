@@ -51,7 +51,7 @@ def test_small_vgg_on_synthetic_data_learns_on_the_cpu():
     """The short CPU run: small anti-aliased VGG, synthetic data, well above chance (10 %)."""
     config = {
         "model": "vgg",
-        "width": 8,
+        "width": 16,
         "placement": "paper",
         "filter_size": 3,
         "train_size": 3000,
@@ -59,7 +59,7 @@ def test_small_vgg_on_synthetic_data_learns_on_the_cpu():
         "epochs": 3,
         "batch_size": 32,
         "optimizer": "adamw",
-        "lr": 0.003,
+        "lr": 0.002,
         "eval_size": 200,
         "shift": 2,
         "diagonal": 3,
@@ -69,7 +69,7 @@ def test_small_vgg_on_synthetic_data_learns_on_the_cpu():
     }
     metrics = run_variant(config)
     assert set(metrics) == DOCUMENTED_METRICS
-    assert metrics["accuracy"] > 25  # 2.5× chance; about 40-60 % at this budget
+    assert metrics["accuracy"] > 40  # chance is 10 %; about 75-80 % at this budget
     for name in PERCENTAGES:
         assert 0 <= metrics[name] <= 100, name
     for kind in ("circular", "crop"):
