@@ -1,7 +1,8 @@
 """Model throughput and training memory (spec §5), measured on a copy of the model.
 
 Training and inference images/s are timed at `config.throughput_batch` on random inputs, with
-the run's optimiser, bf16 autocast and memory format, after warm-up and synchronised on CUDA.
+the run's optimiser, bf16 autocast and memory format, after warm-up, synchronised on CUDA,
+as the median of three timed rounds.
 Peak memory is `torch.cuda.max_memory_allocated` over one training step on CUDA. On the CPU it
 is NaN: the process's resident size is a poor proxy (freed memory stays resident and the
 lifetime peak usually predates the step), so no number is better than a wrong one.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -24,7 +26,8 @@ if TYPE_CHECKING:
     from ablate.variant_config import VariantConfig
 
 WARMUP_STEPS = 3
-MIN_TIMED_SECONDS = 0.25  # repeats double until one timed round lasts at least this long
+MIN_TIMED_SECONDS = 0.25  # steps per timed round double until a round lasts this long
+TIMED_ROUNDS = 3
 
 
 def measure_speed(
@@ -69,20 +72,25 @@ def measure_speed(
 
 
 def _images_per_s(step: Callable[[], None], batch: int, device: torch.device) -> float:
-    """Images/s of `step` after warm-up, over a timed round of at least MIN_TIMED_SECONDS."""
+    """Images/s of `step` after warm-up: the median of TIMED_ROUNDS rounds, each of a number
+    of steps that lasts at least MIN_TIMED_SECONDS (the median shrugs off a stalled round)."""
     for _ in range(WARMUP_STEPS):
         step()
     repeats = 1
-    while True:
-        _synchronize(device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            step()
-        _synchronize(device)
-        elapsed = time.perf_counter() - start
-        if elapsed >= MIN_TIMED_SECONDS:
-            return repeats * batch / elapsed
+    while (elapsed := _seconds(step, repeats, device)) < MIN_TIMED_SECONDS:
         repeats *= 2
+    rounds = [elapsed, *(_seconds(step, repeats, device) for _ in range(TIMED_ROUNDS - 1))]
+    return repeats * batch / statistics.median(rounds)
+
+
+def _seconds(step: Callable[[], None], repeats: int, device: torch.device) -> float:
+    """Wall time of `repeats` calls of `step`, synchronised on CUDA."""
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    _synchronize(device)
+    return time.perf_counter() - start
 
 
 def _peak_memory_mb(step: Callable[[], None], device: torch.device) -> float:
