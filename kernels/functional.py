@@ -5,10 +5,10 @@ and the fused Triton kernels in ``kernels.ops``, imported only when first used s
 importing ``kernels`` never imports Triton.
 """
 
-import importlib
 import importlib.util
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cache
+from types import ModuleType
 
 import torch
 
@@ -42,7 +42,9 @@ def blur_pool2d(
     """
     filter_taps = make_taps(filter_size, filter, taps=taps, sigma=sigma)
     check_blur_args(stride=stride, padding=padding, pad_off=pad_off, relu=relu, backend=backend)
-    return run_blur_pool2d(x, filter_taps, stride, padding, pad_off, relu, backend)
+    return run_blur_pool2d(
+        x, filter_taps, tap_values(filter_taps), stride, padding, pad_off, relu, backend
+    )
 
 
 def max_blur_pool2d(
@@ -64,7 +66,9 @@ def max_blur_pool2d(
     """
     filter_taps = make_taps(filter_size, filter, taps=taps, sigma=sigma)
     check_blur_args(stride=stride, padding=padding, max_kernel=max_kernel, backend=backend)
-    return run_max_blur_pool2d(x, filter_taps, stride, padding, max_kernel, backend)
+    return run_max_blur_pool2d(
+        x, filter_taps, tap_values(filter_taps), stride, padding, max_kernel, backend
+    )
 
 
 def check_blur_args(
@@ -101,31 +105,41 @@ def check_input(x: object, min_size: int = 1) -> None:
         )
 
 
+def tap_values(taps: torch.Tensor) -> tuple[float, ...]:
+    """The taps as Python floats, the form the fused kernels take (fixed at trace time)."""
+    return tuple(taps.tolist())
+
+
 def run_blur_pool2d(
     x: torch.Tensor,
     taps: torch.Tensor,
+    values: tuple[float, ...],
     stride: int,
     padding: str,
     pad_off: int,
     relu: bool,
     backend: str,
 ) -> torch.Tensor:
-    """``blur_pool2d`` with ready taps and checked options: check ``x``, pick the backend."""
+    """``blur_pool2d`` with ready taps (as a tensor and as ``values``) and checked options."""
     check_input(x)
     if _use_triton(backend, x):
-        launch = _triton_entry("blur_pool", "blur_pool2d_triton")
-        return launch(x, tuple(taps.tolist()), stride, padding, pad_off, relu)
+        return _triton_ops()[0].blur_pool2d_triton(x, values, stride, padding, pad_off, relu)
     return blur_pool2d_reference(x, taps, stride, padding, pad_off, relu)
 
 
 def run_max_blur_pool2d(
-    x: torch.Tensor, taps: torch.Tensor, stride: int, padding: str, max_kernel: int, backend: str
+    x: torch.Tensor,
+    taps: torch.Tensor,
+    values: tuple[float, ...],
+    stride: int,
+    padding: str,
+    max_kernel: int,
+    backend: str,
 ) -> torch.Tensor:
-    """``max_blur_pool2d`` with ready taps and checked options: check ``x``, pick the backend."""
+    """``max_blur_pool2d`` with ready taps (as a tensor and as ``values``) and checked options."""
     check_input(x, min_size=max_kernel)
     if _use_triton(backend, x):
-        launch = _triton_entry("max_blur_pool", "max_blur_pool2d_triton")
-        return launch(x, tuple(taps.tolist()), stride, padding, max_kernel)
+        return _triton_ops()[1].max_blur_pool2d_triton(x, values, stride, padding, max_kernel)
     return max_blur_pool2d_reference(x, taps, stride, padding, max_kernel)
 
 
@@ -141,15 +155,16 @@ def _triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def _triton_entry(module: str, function: str) -> Callable[..., torch.Tensor]:
-    name = f"kernels.ops.{module}"
+def _triton_ops() -> tuple[ModuleType, ModuleType]:
+    """The fused-kernel modules; a plain import, so ``torch.compile`` traces through it."""
     try:
-        return getattr(importlib.import_module(name), function)
-    except (ImportError, AttributeError) as error:
+        from kernels.ops import blur_pool, max_blur_pool
+    except ImportError as error:
         raise NotImplementedError(
-            f"backend='triton' needs {name}.{function}, which cannot be loaded ({error}); "
+            f"backend='triton' needs kernels.ops, which cannot be loaded ({error}); "
             "use backend='torch' or 'auto'"
         ) from error
+    return blur_pool, max_blur_pool
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:

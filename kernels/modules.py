@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from kernels.filters import make_taps
-from kernels.functional import check_blur_args, run_blur_pool2d, run_max_blur_pool2d
+from kernels.functional import check_blur_args, run_blur_pool2d, run_max_blur_pool2d, tap_values
 from kernels.reference import blur_pool2d_reference, building_graph, max_blur_pool2d_reference
 
 
@@ -43,6 +43,7 @@ class BlurPool2d(nn.Module):
         super().__init__()
         _check_channels(channels)
         self.register_buffer("taps", make_taps(filter_size, filter, taps=taps, sigma=sigma))
+        self.tap_values = tap_values(self.taps)
         check_blur_args(stride=stride, padding=padding, pad_off=pad_off, relu=relu, backend=backend)
         self.channels = channels
         self.filter = filter
@@ -64,7 +65,14 @@ class BlurPool2d(nn.Module):
     @torch.jit.unused
     def _dispatch(self, x: torch.Tensor) -> torch.Tensor:
         return run_blur_pool2d(
-            x, self.taps, self.stride, self.padding, self.pad_off, self.relu, self.backend
+            x,
+            self.taps,
+            self.tap_values,
+            self.stride,
+            self.padding,
+            self.pad_off,
+            self.relu,
+            self.backend,
         )
 
     def extra_repr(self) -> str:
@@ -98,6 +106,7 @@ class MaxBlurPool2d(nn.Module):
         super().__init__()
         _check_channels(channels)
         self.register_buffer("taps", make_taps(filter_size, filter, taps=taps, sigma=sigma))
+        self.tap_values = tap_values(self.taps)
         check_blur_args(stride=stride, padding=padding, max_kernel=max_kernel, backend=backend)
         self.channels = channels
         self.filter = filter
@@ -118,7 +127,13 @@ class MaxBlurPool2d(nn.Module):
     @torch.jit.unused
     def _dispatch(self, x: torch.Tensor) -> torch.Tensor:
         return run_max_blur_pool2d(
-            x, self.taps, self.stride, self.padding, self.max_kernel, self.backend
+            x,
+            self.taps,
+            self.tap_values,
+            self.stride,
+            self.padding,
+            self.max_kernel,
+            self.backend,
         )
 
     def extra_repr(self) -> str:

@@ -15,6 +15,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kernels import BlurPool2d, MaxBlurPool2d
 from kernels.filters import make_taps
 from kernels.ops import blur_pool, common, max_blur_pool
 from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, blur_pool2d_triton
@@ -357,16 +358,16 @@ def test_opcheck_registrations() -> None:
 
 
 class _AntiAliasedBlock(torch.nn.Module):
-    """Conv -> fused ReLU+blur-pool -> fused max+blur-pool, as an anti-aliased net chains them."""
+    """Conv -> fused ReLU+blur-pool -> fused max+blur-pool, through the public modules."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
-        self.taps = binomial(3)
+        self.blur = BlurPool2d(4, 3, stride=1, relu=True, backend="triton")
+        self.max_blur = MaxBlurPool2d(4, 3, stride=2, backend="triton")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = blur_pool2d_triton(self.conv(x), self.taps, 1, "reflect", 0, True)
-        return max_blur_pool2d_triton(x, self.taps, 2, "reflect", 2)
+        return self.max_blur(self.blur(self.conv(x)))
 
 
 def test_torch_compile_fullgraph_matches_eager() -> None:
