@@ -156,9 +156,16 @@ def slug(text: str) -> str:
 
 def device_name() -> str:
     """The GPU's name (``torch.cuda.get_device_name()``), or ``cpu-interpreter``."""
-    return INTERPRETER_DEVICE if interpreting() else torch.cuda.get_device_name()
+    return INTERPRETER_DEVICE if interpreting() else _cuda_name(torch.cuda.current_device())
 
 
+@functools.cache
+def _cuda_name(index: int) -> str:
+    # Asked once per device: every kernel launch looks its config up.
+    return torch.cuda.get_device_name(index)
+
+
+@functools.cache
 def triton_version() -> str:
     """The installed Triton version, or ``none``."""
     try:
