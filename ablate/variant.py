@@ -52,7 +52,9 @@ def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
         device=device,
         data_dir=config.data_dir,
     )
-    model = build_model(config.model, num_classes=NUM_CLASSES, width=config.width)
+    # On its device before anti-aliasing: the converter checks shapes with a forward pass, which
+    # the fused backend can only run on CUDA tensors.
+    model = build_model(config.model, num_classes=NUM_CLASSES, width=config.width).to(device)
     if config.placement != "none":
         model, _ = antialias(
             model,
