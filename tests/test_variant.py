@@ -130,3 +130,14 @@ def test_cli_help_and_bad_settings(capsys):
     assert "key=value" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="placment"):
         main(["placment=none"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("model", ["vgg", "resnet18"])
+def test_fused_backend_runs_a_variant_on_cuda(model):
+    """The converter's shape check and training both run through the fused kernels on CUDA."""
+    config = {**TINY, "model": model, "placement": "paper", "backend": "triton", "device": "cuda"}
+    metrics = run_variant(config)
+    assert set(metrics) == DOCUMENTED_METRICS
+    assert 0 <= metrics["accuracy"] <= 100
