@@ -174,6 +174,13 @@ def _errorbars(ax: plt.Axes, table: pd.DataFrame, x: str, y: str) -> bool:
     return drawn
 
 
+def _clip_percent_axis(ax: plt.Axes) -> None:
+    """Keep a percentage axis within [0, 100]: the t-interval of a few seeds can reach past
+    either end, and the frame then cuts it rather than showing impossible values."""
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, -1.0), min(high, 101.0))
+
+
 def _zoom_to_points(ax: plt.Axes, xs: pd.Series, ys: pd.Series) -> None:
     """Frame the means, not the intervals: with 2 seeds t(0.975, 1) = 12.7 makes the bars so
     long that they would squash every point into the middle. Clipped bars run off the edge."""
@@ -357,6 +364,7 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
                 ax.axhspan(low, high, color="0.85", zorder=0)
         ax.set_xlabel("Filter size k (taps per axis)")
         ax.set_ylabel(metric_label(metric))
+        _clip_percent_axis(ax)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize=8, title="placement" if style is None else None)
     for ax in axes[0][:-1]:
@@ -450,6 +458,7 @@ def shift_curve_figure(runs: pd.DataFrame) -> FigureOutcome:
     _label_grid(grid, "Diagonal shift d (pixels down and right)", "Test accuracy (%)")
     for ax in grid.axes.flat:
         ax.xaxis.get_major_locator().set_params(integer=True)
+        _clip_percent_axis(ax)
     _title(
         grid.figure,
         "Accuracy vs diagonal shift (mean over runs; bands: 95 % t-interval where ≥ 2 runs)",
@@ -534,6 +543,7 @@ def adversarial_figure(runs: pd.DataFrame) -> FigureOutcome:
     grid.set_titles("{row_name} shift · placement {col_name}")
     for ax in grid.axes.flat:
         ax.tick_params(axis="x", rotation=30)
+        _clip_percent_axis(ax)
     _label_grid(grid, "Filter", "Shift-adversarial accuracy (%)")
     if "augment" in runs and runs["augment"].nunique() > 1:
         subtitle = "correct at every offset in [-S, S]²; other varied parameters pooled"
