@@ -101,7 +101,7 @@ def front_table(configs: pd.DataFrame, varied: Sequence[str], meta: StudyMeta) -
             arrow = "↑" if objective.direction == "maximize" else "↓"
             entry[f"{objective.metric} {arrow}"] = _interval_text(row, objective.metric)
         entry["seeds"] = row["n_seeds"]
-        entry["trials"] = row["trials"]
+        entry["trial numbers"] = row["trials"]
         rows.append(entry)
     return pd.DataFrame(rows)
 
