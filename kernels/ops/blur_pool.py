@@ -55,6 +55,7 @@ def _blur_pool_fwd_kernel(
     tiles_w,
     tiles,
     RELU: tl.constexpr,
+    MAX_KERNEL: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     INDEX_64: tl.constexpr,
     BLOCK_C: tl.constexpr,
@@ -70,7 +71,7 @@ def _blur_pool_fwd_kernel(
     acc = separable_gather(
         x_ptr, plane_offsets(n, c, sx_n, sx_c, INDEX_64), rows, cols, row_ok, col_ok, mask,
         sx_h, sx_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, H_out, W_out, taps, taps,
-        ACC_DTYPE, RELU, 1, INDEX_64,
+        ACC_DTYPE, RELU, MAX_KERNEL, INDEX_64,
     )  # fmt: skip
     y_offs = tile_offsets(n, c, rows, cols, sy_n, sy_c, sy_h, sy_w, INDEX_64)
     tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=mask)
@@ -140,24 +141,42 @@ def blur_pool2d_forward(
     pad_off: int,
     relu: bool,
     *,
+    max_kernel: int = 1,
     config: dict[str, Any] | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Launch the forward kernel (spec §2); ``config`` overrides the tuned launch config."""
+    """Launch the forward kernel (spec §2); ``config`` overrides the tuned launch config.
+
+    With ``max_kernel > 1`` each value the blur reads is the max of the ``max_kernel``² window
+    at that position (no padding, stride 1): MaxBlurPool's forward (spec §3), in one pass.
+    """
     n, c, h, w = x.shape
-    shape = (n, c, blur_output_size(h, stride, pad_off), blur_output_size(w, stride, pad_off))
+    map_h, map_w = h - max_kernel + 1, w - max_kernel + 1
+    shape = (
+        n,
+        c,
+        blur_output_size(map_h, stride, pad_off),
+        blur_output_size(map_w, stride, pad_off),
+    )
     y = output_buffer(out, x, shape)
     if y.numel() == 0:
         return y
-    rows = axis_tables(h, taps, stride, pad_off, padding, x.device)
-    cols = axis_tables(w, taps, stride, pad_off, padding, x.device)
+    rows = axis_tables(map_h, taps, stride, pad_off, padding, x.device)
+    cols = axis_tables(map_w, taps, stride, pad_off, padding, x.device)
+    if max_kernel > 1:
+        launch = resolve_config(
+            "max_blur_pool_fwd", x, len(taps), stride, config, max_kernel=max_kernel
+        )
+    else:
+        launch = resolve_config("blur_pool_fwd", x, len(taps), stride, config, relu=relu)
     launch_tiled(
         _blur_pool_fwd_kernel,
-        resolve_config("blur_pool_fwd", x, len(taps), stride, config, relu=relu),
+        launch,
         y,
         x, y, rows.fwd_src, rows.fwd_wt, cols.fwd_src, cols.fwd_wt,
         c, shape[2], shape[3], len(taps), *x.stride(), *y.stride(),
         RELU=relu,
+        MAX_KERNEL=max_kernel,
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(x, y),
     )  # fmt: skip

@@ -1,11 +1,11 @@
 """MaxBlurPool (dense max at stride 1, then blur-pool): Triton kernels, launchers and the
 ``shiftlab::max_blur_pool2d`` custom op with its autograd and fake implementations.
 
-Forward: the max of each ``max_kernel``² window is taken on the fly at every tap the blur
-reads, so the dense max map never goes to memory. Backward: saves only the input; each input
-element gathers, over the windows that contain it and pick it as their maximum (first maximum
-in row-major order, NaN winning, as ``torch.max_pool2d``), the blur-pool gradient of that
-window's max.
+Forward: blur-pool's kernel (``kernels.ops.blur_pool``) with the max of each ``max_kernel``²
+window taken on the fly at every tap the blur reads, so the dense max map never goes to memory.
+Backward: saves only the input; each input element gathers, over the windows that contain it
+and pick it as their maximum (first maximum in row-major order, NaN winning, as
+``torch.max_pool2d``), the blur-pool gradient of that window's max.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.ops.blur_pool import blur_pool2d_forward
 from kernels.ops.common import (
     accumulator_dtype,
     axis_tables,
@@ -32,51 +33,6 @@ from kernels.ops.common import (
     tile_offsets,
     tile_width,
 )
-
-
-@triton.jit
-def _max_blur_pool_fwd_kernel(
-    x_ptr,
-    y_ptr,
-    src_h_ptr,
-    wt_h_ptr,
-    src_w_ptr,
-    wt_w_ptr,
-    C,
-    H_out,
-    W_out,
-    taps,
-    sx_n,
-    sx_c,
-    sx_h,
-    sx_w,
-    sy_n,
-    sy_c,
-    sy_h,
-    sy_w,
-    c_blocks,
-    tiles_w,
-    tiles,
-    MAX_KERNEL: tl.constexpr,
-    ACC_DTYPE: tl.constexpr,
-    INDEX_64: tl.constexpr,
-    BLOCK_C: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
-    n, c, rows, cols = tile_coords(
-        tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C, BLOCK_H, BLOCK_W
-    )
-    row_ok = rows < H_out
-    col_ok = cols < W_out
-    mask = (c < C) & row_ok & col_ok
-    acc = separable_gather(
-        x_ptr, plane_offsets(n, c, sx_n, sx_c, INDEX_64), rows, cols, row_ok, col_ok, mask,
-        sx_h, sx_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, H_out, W_out, taps, taps,
-        ACC_DTYPE, False, MAX_KERNEL, INDEX_64,
-    )  # fmt: skip
-    y_offs = tile_offsets(n, c, rows, cols, sy_n, sy_c, sy_h, sy_w, INDEX_64)
-    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -188,25 +144,10 @@ def max_blur_pool2d_forward(
     config: dict[str, Any] | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Launch the forward kernel (spec §3); ``config`` overrides the tuned launch config."""
-    c, h, w = x.shape[1:]
-    shape = _output_shape(tuple(x.shape), stride, max_kernel)
-    y = output_buffer(out, x, shape)
-    if y.numel() == 0:
-        return y
-    rows = axis_tables(_max_map_size(h, max_kernel), taps, stride, 0, padding, x.device)
-    cols = axis_tables(_max_map_size(w, max_kernel), taps, stride, 0, padding, x.device)
-    launch_tiled(
-        _max_blur_pool_fwd_kernel,
-        resolve_config("max_blur_pool_fwd", x, len(taps), stride, config, max_kernel=max_kernel),
-        y,
-        x, y, rows.fwd_src, rows.fwd_wt, cols.fwd_src, cols.fwd_wt,
-        c, shape[2], shape[3], len(taps), *x.stride(), *y.stride(),
-        MAX_KERNEL=max_kernel,
-        ACC_DTYPE=accumulator_dtype(x),
-        INDEX_64=needs_int64(x, y),
-    )  # fmt: skip
-    return y
+    """Launch the forward kernel (spec §3): blur-pool's, with each window's max taken on load."""
+    return blur_pool2d_forward(
+        x, taps, stride, padding, 0, False, max_kernel=max_kernel, config=config, out=out
+    )
 
 
 def max_blur_pool2d_backward(
