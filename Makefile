@@ -7,9 +7,10 @@ SPACE  ?= studies/quick.yaml
 
 .PHONY: venv study test lint bench clean
 
-# torch goes in first: users keep the torch they have, and here `torch==2.13.0` is the local CPU wheel.
+# torch goes in first: a torch the machine already has (the venv sees the system's packages) is
+# kept, with its CUDA build; otherwise $(TORCH_SPEC), here the local CPU wheel.
 $(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[test]"
