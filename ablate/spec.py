@@ -73,7 +73,7 @@ SCALAR_METRICS: tuple[str, ...] = (
     "n_eval",
 )
 ScalarMetric = Literal[SCALAR_METRICS]  # type: ignore[valid-type]
-SAMPLERS: tuple[str, ...] = ("grid", "tpe", "nsga2", "random")
+SamplerName = Literal["grid", "tpe", "nsga2", "random"]
 #: VariantConfig fields a spec may not set: seeds come from `seeds:`, the device from the runner.
 RESERVED_FIELDS: dict[str, str] = {
     "seed": "list training seeds under the top-level `seeds:` key",
@@ -225,7 +225,7 @@ class Constraint(_Strict):
 class SamplerSpec(_Strict):
     """Which Optuna sampler picks design points, and how many (not for grid)."""
 
-    name: Literal["grid", "tpe", "nsga2", "random"]
+    name: SamplerName
     trials: int | None = Field(None, ge=1)
     seed: int | None = None
     population: int | None = Field(None, ge=2)
