@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from ablate.spec import SpecError, StudySpec, load_spec
+from ablate.variant_config import VariantConfig
 
 SPECS = Path(__file__).parent / "data" / "specs"
 
@@ -162,3 +163,17 @@ def test_conditions_that_form_a_cycle_are_rejected(tmp_path):
     }
     with pytest.raises(SpecError, match="cycle"):
         load_spec(_write(tmp_path, _minimal(space=space)))
+
+
+SHIPPED = sorted((Path(__file__).parents[1] / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_studies_load_and_every_point_is_a_valid_variant(path):
+    spec = load_spec(path)
+    assert spec.name == path.stem
+    points = spec.grid_points()
+    assert points, f"{path.name} plans no trial"
+    for point in points:
+        for seed in spec.seeds:
+            assert isinstance(spec.config(point, seed), VariantConfig)
