@@ -360,6 +360,8 @@ _INACTIVE = _Inactive()
 def load_spec(path: str | Path, base_overrides: Mapping[str, Any] | None = None) -> StudySpec:
     """Read, validate and cross-check a spec file; `base_overrides` replace `base:` values.
 
+    An override of None removes the key, so the field takes its default.
+
     Raises SpecError (a ValueError) listing every problem with its file and key path.
     """
     path = Path(path)
@@ -376,8 +378,10 @@ def load_spec(path: str | Path, base_overrides: Mapping[str, Any] | None = None)
         raise SpecError(path, [f"broken YAML: {where}{problem}"]) from None
     if not isinstance(data, dict):
         raise SpecError(path, [f"expected a mapping of keys at the top, got {type(data).__name__}"])
-    if base_overrides:
-        data["base"] = {**(data.get("base") or {}), **base_overrides}
+    base = data.get("base") or {}
+    if base_overrides and isinstance(base, Mapping):  # else validation reports base's type
+        merged = {**base, **base_overrides}
+        data["base"] = {k: v for k, v in merged.items() if v is not None or k not in base_overrides}
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as err:

@@ -436,6 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar says what happens
     overrides = {k: v for k, v in (("epochs", args.epochs), ("steps", args.steps)) if v is not None}
+    if args.epochs is not None and args.steps is None:
+        overrides["steps"] = None  # a spec's `steps:` would otherwise win over --epochs
     try:
         spec = load_spec(args.space, overrides)
         if args.trials is not None:

@@ -116,6 +116,14 @@ def test_base_overrides_replace_base_values_and_are_validated(tmp_path):
     assert load_spec(path, {"steps": 7}).base == {"epochs": 3, "steps": 7}
     with pytest.raises(SpecError, match=r"base\.steps: 0 is not allowed"):
         load_spec(path, {"steps": 0})
+    with_steps = _write(tmp_path, _minimal(base={"epochs": 3, "steps": 5}))
+    assert load_spec(with_steps, {"epochs": 2, "steps": None}).base == {"epochs": 2}
+
+
+def test_base_overrides_on_a_base_that_is_not_a_mapping_give_a_spec_error(tmp_path):
+    path = _write(tmp_path, _minimal(base=["epochs", 3]))
+    with pytest.raises(SpecError, match=r"base: .*valid dictionary"):
+        load_spec(path, {"epochs": 2})
 
 
 def test_dumped_spec_reloads_to_the_same_study(tmp_path):

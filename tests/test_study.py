@@ -284,6 +284,23 @@ def test_dry_run_plans_the_grid_and_estimates_time_from_a_probe(tmp_path, capsys
     assert estimate_time(spec, slots, 2, "cpu", fake_objective, probe=False) == [budget]
 
 
+def test_cli_epochs_override_replaces_the_specs_steps(tmp_path, capsys):
+    base = {"dataset": "synthetic", "train_size": 128, "batch_size": 32, "steps": 2}
+    path = tmp_path / "steps.yaml"
+    spec = {
+        "name": "steps",
+        "base": base,
+        "objectives": [{"metric": "accuracy", "direction": "maximize"}],
+        "sampler": {"name": "grid"},
+    }
+    path.write_text(yaml.safe_dump(spec))
+    cli = ["--space", str(path), "--device", "cpu", "--dry-run", "--no-probe"]
+    assert main([*cli, "--epochs", "3"]) == 0
+    assert "budget: 384 training images" in capsys.readouterr().out  # 3 x 128, not 2 x 32
+    assert main([*cli, "--epochs", "3", "--steps", "5"]) == 0
+    assert "budget: 160 training images" in capsys.readouterr().out  # --steps wins
+
+
 def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys):
     spec = {
         "name": "tiny",
