@@ -171,14 +171,16 @@ def filter_tv(model: nn.Module) -> dict[str, float]:
 
 @contextlib.contextmanager
 def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no autograd inside; the model's previous mode is restored after."""
-    was_training = model.training
+    """Eval mode and no autograd inside; each submodule's previous mode is restored after
+    (a frozen BatchNorm inside a training model stays frozen)."""
+    was_training = {module: module.training for module in model.modules()}
     model.eval()
     try:
         with torch.inference_mode():
             yield
     finally:
-        model.train(was_training)
+        for module, training in was_training.items():
+            module.training = training
 
 
 def _check_labelled(x: torch.Tensor, y: torch.Tensor | None = None) -> None:

@@ -233,6 +233,17 @@ def test_metrics_chunking_and_mode_restoration():
     assert model.training
 
 
+def test_metrics_restore_each_submodule_mode():
+    """A frozen (eval-mode) BatchNorm inside a training model stays frozen after evaluation."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(5))
+    x = images(n=4, h=8, w=8)
+    model(x)
+    model.train()
+    model[1].eval()
+    accuracy(model, x, torch.zeros(4, dtype=torch.long))
+    assert [m.training for m in model] == [True, False, True, True]
+
+
 def test_metrics_reject_bad_inputs(test_set):
     model = FlatLinear()
     with pytest.raises(ValueError, match="y must"):
