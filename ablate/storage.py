@@ -12,10 +12,11 @@ many workers and machines share the study. Enqueueing is guarded by a lock study
 
 A claimed trial carries user attrs `worker` ({host, pid, started, device}) and `heartbeat`
 (seconds since the epoch, refreshed by its worker). A RUNNING trial is dead when its worker's
-process is gone on this host, or when its heartbeat is older than `stale_after_s` (the check
-that works across machines; their clocks must agree to well within that). Whoever finds a dead
-trial marks it FAIL with a `fail_reason` (again compare-and-set, so one process wins) and
-enqueues its retry while `attempt < max_retries`.
+process is gone on this host (a live one is never failed, however old its heartbeat), or, for a
+worker on another host, when its heartbeat is older than `stale_after_s` (their clocks must
+agree to well within that). Whoever finds a dead trial marks it FAIL with a `fail_reason`
+(again compare-and-set, so one process wins) and enqueues its retry while
+`attempt < max_retries`.
 """
 
 from __future__ import annotations
@@ -244,7 +245,9 @@ def death_reason(trial: FrozenTrial, stale_after_s: float) -> str | None:
     """Why a RUNNING trial's worker is known to be gone, or None while it may be alive."""
     owner = trial.user_attrs.get("worker") or {}
     host, pid = owner.get("host"), owner.get("pid")
-    if host == socket.gethostname() and pid is not None and not _alive(pid, owner.get("started")):
+    if host == socket.gethostname() and pid is not None:  # on this host the process table decides
+        if _alive(pid, owner.get("started")):
+            return None
         return f"worker process {pid} on {host} died while running the trial"
     start = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
     age = time.time() - float(trial.user_attrs.get("heartbeat", start))
@@ -275,7 +278,7 @@ def _alive(pid: int, started: str | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # another user's process: its start time tells whether it is the owner
     stat = _proc_stat(pid)
     if stat is None:
         return not Path("/proc/self/stat").exists()

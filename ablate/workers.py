@@ -229,3 +229,6 @@ class Heartbeat:
                 self._trial.set_user_attr("heartbeat", time.time())
             except UpdateFinishedTrialError:
                 return
+            except Exception as error:  # a storage hiccup must not end the beats: the trial
+                # would then look dead and be run again while this one goes on
+                log.warning("trial %d: heartbeat not recorded: %r", self._trial.number, error)

@@ -25,9 +25,10 @@ import pytest
 import yaml
 
 from ablate.spec import SCALAR_METRICS, StudySpec, load_spec
+from ablate.storage import death_reason, owner_record
 from ablate.study import RunOptions, describe_plan, estimate_time, main, run_study
 from ablate.variant_config import VariantConfig
-from ablate.workers import plan
+from ablate.workers import Heartbeat, plan
 
 NAN_LR = 0.0625  # a learning rate that makes the fake "return" a NaN accuracy
 DIVERGING_LR = 0.125  # ... and one that makes it raise TrainingDiverged
@@ -227,6 +228,50 @@ def test_sigkilled_worker_trial_is_failed_and_retried_on_rerun(tmp_path, call_lo
     runs = calls(call_log)
     hung_point = (3, dead[0].params["padding"], 0.05, 0)
     assert runs[hung_point] == 2 and all(n == 1 for k, n in runs.items() if k != hung_point)
+
+
+def test_dead_worker_check_trusts_the_process_table_on_this_host(tmp_path):
+    study = optuna.create_study()
+    trial = study.ask()
+    trial.set_user_attr("heartbeat", time.time() - 1000)  # far older than the limit
+    owners = {
+        "alive": owner_record("cpu"),
+        "reused pid": {**owner_record("cpu"), "started": "-1"},
+        "pid reused by another user": {**owner_record("cpu"), "pid": 1, "started": "-1"},
+        "other host": {**owner_record("cpu"), "host": "another-host.invalid"},
+    }
+    reasons = {}
+    for case, owner in owners.items():
+        trial.set_user_attr("worker", owner)
+        reasons[case] = death_reason(study.get_trials()[0], stale_after_s=300)
+    assert reasons["alive"] is None  # a slow heartbeat does not fail a live local process
+    assert "died" in reasons["reused pid"] and "died" in reasons["pid reused by another user"]
+    assert "no heartbeat from worker process" in reasons["other host"]
+
+
+class _FlakyTrial:
+    """A trial whose first heartbeat write fails the way a dropped database connection does."""
+
+    number = 7
+
+    def __init__(self) -> None:
+        self.beats: list[float] = []
+        self.failed = False
+
+    def set_user_attr(self, key: str, value: float) -> None:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("server closed the connection unexpectedly")
+        self.beats.append(value)
+
+
+def test_heartbeat_goes_on_after_a_storage_error():
+    trial = _FlakyTrial()
+    with Heartbeat(trial, interval_s=0.01):  # type: ignore[arg-type]
+        deadline = time.monotonic() + 30
+        while len(trial.beats) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert trial.failed and len(trial.beats) >= 2
 
 
 def test_sampler_study_runs_the_asked_trial_count_and_grows_on_resume(tmp_path, call_log):
