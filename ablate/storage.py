@@ -203,10 +203,13 @@ def fail_and_retry(
     reason: str,
     slots: Sequence[dict[str, Any]],
     max_retries: int,
+    counts_as_retry: bool = True,
 ) -> bool:
     """Mark an unfinished trial FAIL with `reason` and enqueue its retry; False if already done.
 
     The retry reruns the same design point: the failed trial's parameters, else its slot's.
+    A stop that is not the point's fault (`counts_as_retry=False`, the user's Ctrl-C) always
+    requeues it with the same attempt number, so stopping and resuming uses up no retry.
     """
     study_id = storage.get_study_id_from_name(study.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
@@ -217,10 +220,11 @@ def fail_and_retry(
         return False
     attempt = int(trial.user_attrs.get("attempt", 0))
     slot = trial.user_attrs.get("slot")
-    if attempt < max_retries and slot is not None:
+    if (attempt < max_retries or not counts_as_retry) and slot is not None:
         params = {**slots[slot], **trial.params} if slot < len(slots) else dict(trial.params)
+        next_attempt = attempt + 1 if counts_as_retry else attempt
         study.enqueue_trial(
-            params, user_attrs={"slot": slot, "attempt": attempt + 1, "retry_of": trial.number}
+            params, user_attrs={"slot": slot, "attempt": next_attempt, "retry_of": trial.number}
         )
     return True
 

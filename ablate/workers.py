@@ -43,6 +43,7 @@ from ablate.variant_config import VariantConfig
 Objective = Callable[[VariantConfig], Mapping[str, Any]]
 log = logging.getLogger("ablate.study")
 FAILURE_NAMES = {"TrainingDiverged": "diverged", "OutOfMemoryError": "out of memory"}
+INTERRUPTED = "interrupted by the user (Ctrl-C); requeued without using a retry"
 
 
 class BadMetrics(ValueError):
@@ -145,12 +146,27 @@ def run_trial(
         except UpdateFinishedTrialError:
             log.warning("trial %d was failed by another process meanwhile", trial.number)
             return
+        except KeyboardInterrupt:
+            _requeue_unfinished(study, storage, trial, INTERRUPTED, slots, spec.max_retries, False)
+            raise
         except Exception as error:  # any failure of one trial must not stop the study
             reason = describe_failure(error)
             log.warning("trial %d failed: %s\n%s", trial.number, reason, traceback.format_exc())
+    _requeue_unfinished(study, storage, trial, reason, slots, spec.max_retries, True)
+
+
+def _requeue_unfinished(
+    study: optuna.Study,
+    storage: BaseStorage,
+    trial: optuna.Trial,
+    reason: str,
+    slots: Sequence[dict[str, Any]],
+    max_retries: int,
+    counts_as_retry: bool,
+) -> None:
     frozen = study.get_trials(deepcopy=False)[trial.number]
     if frozen.state == TrialState.RUNNING:
-        fail_and_retry(study, storage, frozen, reason, slots, spec.max_retries)
+        fail_and_retry(study, storage, frozen, reason, slots, max_retries, counts_as_retry)
 
 
 def suggest(trial: optuna.Trial, name: str, parameter: Parameter) -> Any:

@@ -393,3 +393,37 @@ def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys):
         rows = list(csv.DictReader(handle))
     assert [r["padding"] for r in rows] == ["zeros", "circular"]
     assert all(r["device"] == "cpu" and float(r["params"]) > 0 for r in rows)
+
+
+def _interrupt_when_hung(marker: Path, interrupted: list[int]) -> None:
+    """Ctrl-C as a terminal delivers it to a worker: SIGINT to the process hung in a trial."""
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    pid = int(marker.read_text())
+    os.kill(pid, signal.SIGINT)
+    interrupted.append(pid)
+
+
+def test_interrupted_trial_is_requeued_without_using_a_retry(tmp_path, call_log, monkeypatch):
+    spec = make_spec(tmp_path, seeds=[0], max_retries=0)
+    out = tmp_path / "out"
+    marker = tmp_path / "hung.pid"
+    monkeypatch.setenv("ABLATE_TEST_HANG", str(marker))
+    interrupted: list[int] = []
+    stopper = threading.Thread(target=_interrupt_when_hung, args=(marker, interrupted))
+    stopper.start()
+    first = run_study(spec, out, options(workers=1))
+    stopper.join()
+
+    assert interrupted and not first.done
+    stopped = [t for t in load(out).get_trials() if t.state == optuna.trial.TrialState.FAIL]
+    assert len(stopped) == 1 and "interrupted" in stopped[0].user_attrs["fail_reason"]
+
+    # max_retries is 0, yet the stopped point runs again on resume, with the same attempt.
+    second = run_study(spec, out, options(workers=1))
+    assert second.done and second.complete == 6
+    retry = next(t for t in load(out).get_trials() if t.user_attrs.get("retry_of") is not None)
+    assert retry.state.name == "COMPLETE" and retry.params == stopped[0].params
+    assert retry.user_attrs["attempt"] == stopped[0].user_attrs["attempt"] == 0
