@@ -179,8 +179,11 @@ def claim_next(
         except UpdateFinishedTrialError:
             continue
         trial = optuna.Trial(study, trial_id)
-        trial.set_user_attr("worker", owner)
-        trial.set_user_attr("heartbeat", time.time())
+        try:
+            trial.set_user_attr("worker", owner)
+            trial.set_user_attr("heartbeat", time.time())
+        except UpdateFinishedTrialError:  # failed as ownerless by another process meanwhile
+            continue
         return trial
     return None
 
