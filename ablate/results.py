@@ -84,6 +84,7 @@ def atomic_write_text(path: Path, text: str) -> Path:
     try:
         with os.fdopen(descriptor, "w", newline="") as handle:
             handle.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide results from collaborators
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

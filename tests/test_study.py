@@ -14,6 +14,7 @@ import math
 import os
 import random
 import signal
+import stat
 import threading
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ import optuna
 import pytest
 import yaml
 
+from ablate.results import atomic_write_text
 from ablate.spec import SCALAR_METRICS, StudySpec, load_spec
 from ablate.storage import death_reason, owner_record
 from ablate.study import RunOptions, describe_plan, estimate_time, main, run_study
@@ -427,3 +429,12 @@ def test_interrupted_trial_is_requeued_without_using_a_retry(tmp_path, call_log,
     retry = next(t for t in load(out).get_trials() if t.user_attrs.get("retry_of") is not None)
     assert retry.state.name == "COMPLETE" and retry.params == stopped[0].params
     assert retry.user_attrs["attempt"] == stopped[0].user_attrs["attempt"] == 0
+
+
+def test_atomic_write_replaces_whole_files_readable_by_others(tmp_path):
+    target = tmp_path / "results.csv"
+    atomic_write_text(target, "old\n")
+    atomic_write_text(target, "new\n")
+    assert target.read_text() == "new\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temporary left behind
