@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything a GPU session should run, in one go: the CUDA tests, then the benchmarks.
+# Everything to run on a machine with a GPU, in one go: the CUDA tests, then the benchmarks.
 #
 #   bash benchmarks/gpu_suite.sh [OUT_DIR]      (default OUT_DIR: benchmarks/results/gpu-suite)
 #
