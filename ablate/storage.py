@@ -222,14 +222,46 @@ def fail_and_retry(
     except UpdateFinishedTrialError:
         return False
     attempt = int(trial.user_attrs.get("attempt", 0))
-    slot = trial.user_attrs.get("slot")
-    if (attempt < max_retries or not counts_as_retry) and slot is not None:
-        params = {**slots[slot], **trial.params} if slot < len(slots) else dict(trial.params)
-        next_attempt = attempt + 1 if counts_as_retry else attempt
-        study.enqueue_trial(
-            params, user_attrs={"slot": slot, "attempt": next_attempt, "retry_of": trial.number}
-        )
+    if attempt < max_retries or not counts_as_retry:
+        _enqueue_retry(study, trial, slots, attempt + 1 if counts_as_retry else attempt)
     return True
+
+
+def requeue_lost_retries(
+    study: optuna.Study, slots: Sequence[dict[str, Any]], max_retries: int
+) -> list[int]:
+    """Enqueue the retries that a process died before enqueuing; the failed trials' numbers.
+
+    A design point whose trials all failed, the last with retries left, lost its retry between
+    `fail_and_retry`'s two steps (FAIL, then enqueue): a resume puts it back.
+    """
+    by_slot: dict[Any, list[FrozenTrial]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get("slot") is not None:
+            by_slot.setdefault(trial.user_attrs["slot"], []).append(trial)
+    requeued = []
+    for trials in by_slot.values():
+        if any(t.state != TrialState.FAIL for t in trials):
+            continue
+        last = max(trials, key=lambda t: t.number)
+        attempt = int(last.user_attrs.get("attempt", 0))
+        if attempt < max_retries:
+            _enqueue_retry(study, last, slots, attempt + 1)
+            requeued.append(last.number)
+    return requeued
+
+
+def _enqueue_retry(
+    study: optuna.Study, trial: FrozenTrial, slots: Sequence[dict[str, Any]], attempt: int
+) -> None:
+    """Enqueue `trial`'s design point again: its parameters, else its slot's."""
+    slot = trial.user_attrs.get("slot")
+    if slot is None:
+        return
+    params = {**slots[slot], **trial.params} if slot < len(slots) else dict(trial.params)
+    study.enqueue_trial(
+        params, user_attrs={"slot": slot, "attempt": attempt, "retry_of": trial.number}
+    )
 
 
 def reap_dead_trials(

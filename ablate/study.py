@@ -43,6 +43,7 @@ from ablate.storage import (
     planned_slots,
     queue_status,
     reap_dead_trials,
+    requeue_lost_retries,
 )
 from ablate.workers import (
     Objective,
@@ -111,6 +112,7 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
     slots = plan(spec, planned_slots(study))
     write_study_files(out_dir, spec, location)
     reap_dead_trials(study, storage, slots, spec.max_retries, options.stale_after_s)
+    requeue_lost_retries(study, slots, spec.max_retries)
     try:
         if not queue_status(study).done:
             _run_workers(study, spec, out_dir, location, pins, options)

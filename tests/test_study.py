@@ -438,3 +438,20 @@ def test_atomic_write_replaces_whole_files_readable_by_others(tmp_path):
     assert target.read_text() == "new\n"
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temporary left behind
+
+
+def test_a_failed_point_whose_retry_was_never_enqueued_is_retried_on_resume(tmp_path, call_log):
+    """The state a crash between FAIL and enqueue leaves (also reached by raising max_retries)."""
+    space = {"lr": {"choices": [0.05, NAN_LR]}, "filter_size": {"value": 2}}
+    out = tmp_path / "out"
+    first = run_study(make_spec(tmp_path, space=space, seeds=[0], max_retries=0), out, options())
+    assert (first.complete, first.failed) == (1, 1)
+    assert len(load(out).get_trials()) == 2  # no retry left, none enqueued
+
+    second = run_study(make_spec(tmp_path, space=space, seeds=[0], max_retries=1), out, options())
+    assert second.done and (second.complete, second.failed) == (1, 1)
+    failed = [t for t in load(out).get_trials() if t.state == optuna.trial.TrialState.FAIL]
+    assert sorted(t.user_attrs["attempt"] for t in failed) == [0, 1]
+    assert calls(call_log)[(2, "reflect", NAN_LR, 0)] == 2
+    third = run_study(make_spec(tmp_path, space=space, seeds=[0], max_retries=1), out, options())
+    assert len(load(out).get_trials()) == 3 and third.done  # retries spent: nothing more runs
