@@ -45,7 +45,7 @@ class VariantConfig(BaseModel):
     backend: Backend = "auto"
 
     # training
-    epochs: float = Field(3.0, gt=0)
+    epochs: float = Field(6.0, gt=0, description="training epochs (`steps` overrides them)")
     steps: int | None = Field(None, ge=1, description="overrides epochs when set")
     batch_size: int = Field(128, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
