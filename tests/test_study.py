@@ -191,14 +191,17 @@ def test_nan_and_diverged_trials_fail_with_their_reason_and_the_study_completes(
     assert sum(r["state"] == "FAIL" and "diverged" in r["fail_reason"] for r in rows) == 2
 
 
-def _kill_when_hung(marker: Path, killed: list[int]) -> None:
+def _signal_when_hung(
+    marker: Path, signalled: list[int], signum: signal.Signals = signal.SIGKILL
+) -> None:
+    """Send `signum` to the worker once it hangs in a trial (SIGINT is Ctrl-C at a terminal)."""
     deadline = time.monotonic() + 120
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.2)
     pid = int(marker.read_text())
-    os.kill(pid, signal.SIGKILL)
-    killed.append(pid)
+    os.kill(pid, signum)
+    signalled.append(pid)
 
 
 def test_sigkilled_worker_trial_is_failed_and_retried_on_rerun(tmp_path, call_log, monkeypatch):
@@ -207,7 +210,7 @@ def test_sigkilled_worker_trial_is_failed_and_retried_on_rerun(tmp_path, call_lo
     marker = tmp_path / "hung.pid"
     monkeypatch.setenv("ABLATE_TEST_HANG", str(marker))
     killed: list[int] = []
-    killer = threading.Thread(target=_kill_when_hung, args=(marker, killed))
+    killer = threading.Thread(target=_signal_when_hung, args=(marker, killed))
     killer.start()
     first = run_study(spec, out, options(workers=1))
     killer.join()
@@ -397,24 +400,15 @@ def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys):
     assert all(r["device"] == "cpu" and float(r["params"]) > 0 for r in rows)
 
 
-def _interrupt_when_hung(marker: Path, interrupted: list[int]) -> None:
-    """Ctrl-C as a terminal delivers it to a worker: SIGINT to the process hung in a trial."""
-    deadline = time.monotonic() + 120
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.2)
-    pid = int(marker.read_text())
-    os.kill(pid, signal.SIGINT)
-    interrupted.append(pid)
-
-
 def test_interrupted_trial_is_requeued_without_using_a_retry(tmp_path, call_log, monkeypatch):
     spec = make_spec(tmp_path, seeds=[0], max_retries=0)
     out = tmp_path / "out"
     marker = tmp_path / "hung.pid"
     monkeypatch.setenv("ABLATE_TEST_HANG", str(marker))
     interrupted: list[int] = []
-    stopper = threading.Thread(target=_interrupt_when_hung, args=(marker, interrupted))
+    stopper = threading.Thread(
+        target=_signal_when_hung, args=(marker, interrupted, signal.SIGINT)
+    )
     stopper.start()
     first = run_study(spec, out, options(workers=1))
     stopper.join()
