@@ -17,12 +17,12 @@ import triton.language as tl
 from kernels.ops.common import (
     accumulator_dtype,
     axis_tables,
-    blur_output_size,
     empty_output,
     launch_tiled,
     needs_int64,
     output_buffer,
     plane_offsets,
+    pooled_shape,
     resolve_config,
     separable_gather,
     tile_coords,
@@ -150,19 +150,13 @@ def blur_pool2d_forward(
     With ``max_kernel > 1`` each value the blur reads is the max of the ``max_kernel``² window
     at that position (no padding, stride 1): MaxBlurPool's forward (spec §3), in one pass.
     """
-    n, c, h, w = x.shape
-    map_h, map_w = h - max_kernel + 1, w - max_kernel + 1
-    shape = (
-        n,
-        c,
-        blur_output_size(map_h, stride, pad_off),
-        blur_output_size(map_w, stride, pad_off),
-    )
+    c, h, w = x.shape[1:]
+    shape = pooled_shape(tuple(x.shape), stride, pad_off, max_kernel)
     y = output_buffer(out, x, shape)
     if y.numel() == 0:
         return y
-    rows = axis_tables(map_h, taps, stride, pad_off, padding, x.device)
-    cols = axis_tables(map_w, taps, stride, pad_off, padding, x.device)
+    rows = axis_tables(h - max_kernel + 1, taps, stride, pad_off, padding, x.device)
+    cols = axis_tables(w - max_kernel + 1, taps, stride, pad_off, padding, x.device)
     if max_kernel > 1:
         launch = resolve_config(
             "max_blur_pool_fwd", x, len(taps), stride, config, max_kernel=max_kernel
@@ -228,9 +222,7 @@ def blur_pool2d_op(
 
 @blur_pool2d_op.register_fake
 def _blur_pool2d_fake(x, taps, stride, padding, pad_off, relu):
-    n, c, h, w = x.shape
-    shape = (n, c, blur_output_size(h, stride, pad_off), blur_output_size(w, stride, pad_off))
-    return empty_output(x, shape)
+    return empty_output(x, pooled_shape(tuple(x.shape), stride, pad_off))
 
 
 @torch.library.custom_op("shiftlab::blur_pool2d_backward", mutates_args=())

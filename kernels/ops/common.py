@@ -36,6 +36,20 @@ def blur_output_size(size: int, stride: int, pad_off: int) -> int:
     return (size + 2 * pad_off - 1) // stride + 1
 
 
+def pooled_shape(
+    shape: tuple[int, ...], stride: int, pad_off: int, max_kernel: int = 1
+) -> tuple[int, ...]:
+    """Output shape of blur-pool (spec §2) on the ``max_kernel`` dense max map of an NCHW shape
+    (the map itself when ``max_kernel`` is 1: plain blur-pool)."""
+    n, c, h, w = shape
+    return (
+        n,
+        c,
+        blur_output_size(h - max_kernel + 1, stride, pad_off),
+        blur_output_size(w - max_kernel + 1, stride, pad_off),
+    )
+
+
 def keeps_channels_last(x: torch.Tensor) -> bool:
     """Whether outputs derived from ``x`` should be channels_last (x is, and not also NCHW)."""
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()

@@ -20,13 +20,13 @@ from kernels.ops.blur_pool import blur_pool2d_forward
 from kernels.ops.common import (
     accumulator_dtype,
     axis_tables,
-    blur_output_size,
     element_offsets,
     empty_output,
     launch_tiled,
     needs_int64,
     output_buffer,
     plane_offsets,
+    pooled_shape,
     resolve_config,
     separable_gather,
     tile_coords,
@@ -119,21 +119,6 @@ def _max_blur_pool_bwd_kernel(
     tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-def _max_map_size(size: int, max_kernel: int) -> int:
-    """Size of the dense max map along an axis (stride 1, no padding)."""
-    return size - max_kernel + 1
-
-
-def _output_shape(shape: tuple[int, ...], stride: int, max_kernel: int) -> tuple[int, ...]:
-    n, c, h, w = shape
-    return (
-        n,
-        c,
-        blur_output_size(_max_map_size(h, max_kernel), stride, 0),
-        blur_output_size(_max_map_size(w, max_kernel), stride, 0),
-    )
-
-
 def max_blur_pool2d_forward(
     x: torch.Tensor,
     taps: tuple[float, ...],
@@ -166,8 +151,8 @@ def max_blur_pool2d_backward(
     dx = output_buffer(out, x, tuple(x.shape))
     if dx.numel() == 0:
         return dx
-    rows = axis_tables(_max_map_size(h, max_kernel), taps, stride, 0, padding, x.device)
-    cols = axis_tables(_max_map_size(w, max_kernel), taps, stride, 0, padding, x.device)
+    rows = axis_tables(h - max_kernel + 1, taps, stride, 0, padding, x.device)
+    cols = axis_tables(w - max_kernel + 1, taps, stride, 0, padding, x.device)
     launch_tiled(
         _max_blur_pool_bwd_kernel,
         resolve_config("max_blur_pool_bwd", x, len(taps), stride, config, max_kernel=max_kernel),
@@ -194,7 +179,7 @@ def max_blur_pool2d_op(
 
 @max_blur_pool2d_op.register_fake
 def _max_blur_pool2d_fake(x, taps, stride, padding, max_kernel):
-    return empty_output(x, _output_shape(tuple(x.shape), stride, max_kernel))
+    return empty_output(x, pooled_shape(tuple(x.shape), stride, 0, max_kernel))
 
 
 @torch.library.custom_op("shiftlab::max_blur_pool2d_backward", mutates_args=())
