@@ -43,12 +43,18 @@ FULL_FILTERS = (1, 2, 3, 4, 5, 6, 7)
 QUICK_FILTERS = (3, 5)
 
 # Candidate tiles: (BLOCK_H, BLOCK_W) over one plane under NCHW (W contiguous);
-# (BLOCK_C, BLOCK_H, BLOCK_W) under channels_last (C contiguous).
+# (BLOCK_C, BLOCK_H, BLOCK_W) under channels_last (C contiguous). Backward tiles are the
+# gradient a program writes; forward ones the input span a program reads (about four times
+# the outputs it writes), hence larger.
 NCHW_TILES = ((4, 64), (8, 32), (8, 64), (16, 32), (16, 64), (32, 32), (8, 128), (32, 64))
 CL_TILES = ((16, 2, 16), (32, 1, 16), (32, 2, 16), (64, 1, 8), (64, 1, 16), (64, 2, 8),
             (64, 4, 8), (128, 1, 8))
 QUICK_NCHW_TILES = ((8, 64), (16, 32), (16, 64), (32, 64))
 QUICK_CL_TILES = ((32, 2, 16), (64, 1, 16), (64, 2, 8), (128, 1, 8))
+NCHW_SPANS = ((16, 64), (32, 32), (32, 64), (64, 64), (16, 128), (32, 128))
+CL_SPANS = ((8, 16, 16), (16, 8, 16), (16, 16, 16), (32, 8, 8), (32, 8, 16), (64, 8, 8))
+QUICK_NCHW_SPANS = ((32, 64), (64, 64), (16, 128))
+QUICK_CL_SPANS = ((16, 8, 16), (16, 16, 16), (32, 8, 8), (32, 8, 16))
 WARPS = (2, 4, 8)
 STAGES = (1, 2)
 
@@ -76,11 +82,19 @@ def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
     c = problem.shape[1]
     warps = (4, 8) if quick else WARPS
     stages = (1,) if quick else STAGES
+    forward = problem.op.endswith("_fwd")
     if problem.layout == "nchw":
-        tiles = [(1, h, w) for h, w in (QUICK_NCHW_TILES if quick else NCHW_TILES)]
+        if forward:
+            spans = QUICK_NCHW_SPANS if quick else NCHW_SPANS
+        else:
+            spans = QUICK_NCHW_TILES if quick else NCHW_TILES
+        tiles = [(1, h, w) for h, w in spans]
     else:
-        tiles = [t for t in (QUICK_CL_TILES if quick else CL_TILES)
-                 if t[0] <= max(16, tuning.pow2_bucket(c))]
+        if forward:
+            spans = QUICK_CL_SPANS if quick else CL_SPANS
+        else:
+            spans = QUICK_CL_TILES if quick else CL_TILES
+        tiles = [t for t in spans if t[0] <= max(16, tuning.pow2_bucket(c))]
     return [
         {"BLOCK_H": h, "BLOCK_W": w, "BLOCK_C": bc, "num_warps": nw, "num_stages": ns}
         for (bc, h, w), nw, ns in itertools.product(tiles, warps, stages)

@@ -349,29 +349,27 @@ def _clamp(value: int, low: int, high: int) -> int:
 def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     """A sound default where no table applies.
 
-    A program computes one tile of its output: the downsampled map for forward ops, the
-    input-sized gradient for backward ops. The tile's contiguous axis gets the larger extent so
-    that loads coalesce: W under NCHW (one plane per program, ``BLOCK_C = 1``), C under
-    channels_last (up to 64 channels, then W, then H). Tiles hold about ``_TARGET_TILE``
-    elements but never exceed the map, so small CIFAR maps do not launch mostly-masked
-    programs. Four warps for a full tile, fewer for small ones; two stages (the loops over
-    taps are short and static, deeper pipelining only costs shared memory).
+    Backward programs compute one tile of the input-sized gradient; forward programs read one
+    window of the input (``BLOCK_H`` × ``BLOCK_W`` is the span they load, their outputs are the
+    ones it covers). The contiguous axis gets the larger extent so that loads coalesce: W
+    under NCHW (one plane per program, ``BLOCK_C = 1``), C under channels_last. Tiles hold
+    about ``_TARGET_TILE`` elements (forward: up to four times that, as its outputs are a
+    quarter of its span) but never exceed the map, so small CIFAR maps do not launch mostly
+    masked programs. Four warps for a full tile, fewer for small ones; two stages.
     """
     _check_op(op)
     if device_name() == INTERPRETER_DEVICE:
         return dict(_INTERPRETER_CONFIG)
-    side = max(1, math.isqrt(key.hw))
-    if op.endswith("_fwd"):
-        side = max(1, -(-side // key.stride))
-    side = pow2_bucket(side)
+    side = pow2_bucket(max(1, math.isqrt(key.hw)))
+    target = _TARGET_TILE * (4 if op.endswith("_fwd") else 1)
     if key.layout == "channels_last":
-        block_c = _clamp(key.c, 1, 64)
-        block_w = _clamp(_TARGET_TILE // block_c, 1, min(side, 32))
-        block_h = _clamp(_TARGET_TILE // (block_c * block_w), 1, side)
+        block_c = _clamp(key.c, 1, 16 if op.endswith("_fwd") else 64)
+        block_w = _clamp(target // block_c, 1, min(side, 16 if op.endswith("_fwd") else 32))
+        block_h = _clamp(target // (block_c * block_w), 1, min(side, 16))
     else:
         block_c = 1
         block_w = _clamp(side, 16, 64)
-        block_h = _clamp(_TARGET_TILE // block_w, 1, side)
+        block_h = _clamp(target // block_w, 1, min(side, 64))
     tile = block_h * block_w * block_c
     num_warps = _clamp(tile // 256, 1, 4)
     return {

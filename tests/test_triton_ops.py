@@ -25,7 +25,7 @@ from kernels.ops.max_blur_pool import (
     max_blur_pool2d_triton,
 )
 from kernels.options import PADDING_MODES
-from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
+from kernels.reference import blur_matrix, blur_pool2d_reference, max_blur_pool2d_reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2, torch.float64: 1e-10}
@@ -286,23 +286,19 @@ def test_out_buffer_of_wrong_shape_is_rejected() -> None:
         blur_pool2d_forward(x, binomial(2), 2, "zeros", 0, False, out=torch.empty(1, 1, 3, 3))
 
 
-def test_backward_table_sums_every_tap_that_reaches_an_input() -> None:
-    """The transposed table holds exactly the forward map's weights, merged per pair."""
+def test_gradient_table_is_the_transpose_of_the_blur_matrix() -> None:
+    """Per input, the table holds exactly the blur matrix's column, merged per output."""
     for padding in PADDING_MODES:
         for size, taps, stride, pad_off in [(2, skewed(7, 0), 1, 0), (5, skewed(4, 1), 2, 1)]:
-            tables = common.axis_tables(size, taps, stride, pad_off, padding, torch.device("cpu"))
-            out_size = tables.fwd_src.shape[1]
-            forward = torch.zeros(out_size, size, dtype=torch.float64)
-            read = tables.fwd_src >= 0
-            outputs = torch.arange(out_size).expand_as(tables.fwd_src)[read]
-            forward.index_put_(
-                (outputs, tables.fwd_src[read].long()), tables.fwd_wt[read].double(), True
-            )
-            backward = torch.zeros(size, out_size, dtype=torch.float64)
-            used = tables.bwd_src >= 0
-            inputs = torch.arange(size).expand_as(tables.bwd_src)[used]
-            backward[inputs, tables.bwd_src[used].long()] = tables.bwd_wt[used].double()
+            tables = common.gradient_tables(size, taps, stride, pad_off, padding,
+                                            torch.device("cpu"))  # fmt: skip
+            forward = blur_matrix(size, taps_tensor(taps), stride, padding, pad_off)
+            backward = torch.zeros(size, forward.shape[0], dtype=torch.float64)
+            used = tables.src >= 0
+            inputs = torch.arange(size).expand_as(tables.src)[used]
+            backward[inputs, tables.src[used].long()] = tables.wt[used].double()
             torch.testing.assert_close(backward, forward.t(), atol=1e-6, rtol=1e-6)
+            assert torch.equal(tables.count, used.sum(0).int())
 
 
 # ----------------------------------------------------------------------------- autograd, compile

@@ -15,34 +15,39 @@ import triton
 import triton.language as tl
 
 from kernels.ops.common import (
+    PADDING_CODES,
     accumulator_dtype,
-    axis_tables,
+    accumulator_torch_dtype,
+    element_offsets,
     empty_output,
+    gradient_tables,
     launch_tiled,
     needs_int64,
     output_buffer,
+    padded_source,
     plane_offsets,
     pooled_shape,
     resolve_config,
     separable_gather,
+    taps_tensor,
     tile_coords,
     tile_offsets,
     tile_width,
 )
+from kernels.tuning import pow2_bucket
 
 
 @triton.jit
 def _blur_pool_fwd_kernel(
     x_ptr,
     y_ptr,
-    src_h_ptr,
-    wt_h_ptr,
-    src_w_ptr,
-    wt_w_ptr,
+    taps_ptr,
     C,
+    H_map,
+    W_map,
     H_out,
     W_out,
-    taps,
+    pad_before,
     sx_n,
     sx_c,
     sx_h,
@@ -54,27 +59,74 @@ def _blur_pool_fwd_kernel(
     c_blocks,
     tiles_w,
     tiles,
+    TAPS: tl.constexpr,
+    STRIDE: tl.constexpr,
+    PADDING: tl.constexpr,
     RELU: tl.constexpr,
     MAX_KERNEL: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     INDEX_64: tl.constexpr,
     BLOCK_C: tl.constexpr,
+    SPAN_H: tl.constexpr,
+    SPAN_W: tl.constexpr,
+    ROWS: tl.constexpr,
+    COLS: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
-    n, c, rows, cols = tile_coords(
-        tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C, BLOCK_H, BLOCK_W
+    """One program: ``BLOCK_C`` channels × a ``SPAN_H`` × ``SPAN_W`` window of the padded map,
+    read once, giving the ``ROWS`` × ``COLS`` outputs that window covers.
+
+    Each element of the window is loaded once (for MaxBlurPool: the max of its
+    ``MAX_KERNEL``² window, so the dense max map never goes to memory). The filter then runs
+    separably on registers: the taps pick window columns, then rows, with ``tl.gather`` (a
+    register or shared-memory shuffle), so a k-tap filter costs 2k gathers per output rather
+    than k² loads.
+    """
+    pid = tl.program_id(0)
+    plane = pid // tiles
+    tile = pid % tiles
+    n = plane // c_blocks
+    c = ((plane % c_blocks) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
+    row0 = (tile // tiles_w) * ROWS
+    col0 = (tile % tiles_w) * COLS
+    src_h, ok_h = padded_source(
+        row0 * STRIDE - pad_before + tl.arange(0, SPAN_H), H_map, PADDING
     )
-    row_ok = rows < H_out
-    col_ok = cols < W_out
-    mask = (c < C) & row_ok & col_ok
-    acc = separable_gather(
-        x_ptr, plane_offsets(n, c, sx_n, sx_c, INDEX_64), rows, cols, row_ok, col_ok, mask,
-        sx_h, sx_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, H_out, W_out, taps, taps,
-        ACC_DTYPE, RELU, MAX_KERNEL, INDEX_64,
+    src_w, ok_w = padded_source(
+        col0 * STRIDE - pad_before + tl.arange(0, SPAN_W), W_map, PADDING
+    )
+    mask = (c < C) & ok_h[None, :, None] & ok_w[None, None, :]
+    at = x_ptr + element_offsets(
+        plane_offsets(n, c, sx_n, sx_c, INDEX_64), src_h[None, :, None], src_w[None, None, :],
+        sx_h, sx_w, INDEX_64,
     )  # fmt: skip
+    window = tl.load(at, mask=mask, other=0.0)
+    for u in tl.static_range(MAX_KERNEL):
+        for v in tl.static_range(MAX_KERNEL):
+            if u + v > 0:
+                other = tl.load(at + (u * sx_h + v * sx_w), mask=mask, other=0.0)
+                window = tl.maximum(window, other, propagate_nan=tl.PropagateNan.ALL)
+    window = window.to(ACC_DTYPE)
+    if RELU:
+        window = tl.maximum(window, 0.0, propagate_nan=tl.PropagateNan.ALL)
+
+    out_w = tl.arange(0, BLOCK_W)[None, None, :]
+    across = tl.zeros((BLOCK_C, SPAN_H, BLOCK_W), ACC_DTYPE)
+    for j in tl.static_range(TAPS):
+        pick = tl.broadcast_to(tl.minimum(out_w * STRIDE + j, SPAN_W - 1), across.shape)
+        across += tl.load(taps_ptr + j) * tl.gather(window, pick, axis=2)
+    out_h = tl.arange(0, BLOCK_H)[None, :, None]
+    acc = tl.zeros((BLOCK_C, BLOCK_H, BLOCK_W), ACC_DTYPE)
+    for i in tl.static_range(TAPS):
+        pick = tl.broadcast_to(tl.minimum(out_h * STRIDE + i, SPAN_H - 1), acc.shape)
+        acc += tl.load(taps_ptr + i) * tl.gather(across, pick, axis=1)
+
+    rows = row0 + out_h
+    cols = col0 + out_w
+    ok = (c < C) & (out_h < ROWS) & (rows < H_out) & (out_w < COLS) & (cols < W_out)
     y_offs = tile_offsets(n, c, rows, cols, sy_n, sy_c, sy_h, sy_w, INDEX_64)
-    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=mask)
+    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=ok)
 
 
 @triton.jit
@@ -123,7 +175,7 @@ def _blur_pool_bwd_kernel(
         g_ptr, plane_offsets(n, c, sg_n, sg_c, INDEX_64), rows, cols, row_ok, col_ok, mask,
         sg_h, sg_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, H, W,
         tile_width(count_h_ptr, rows, row_ok), tile_width(count_w_ptr, cols, col_ok),
-        ACC_DTYPE, False, 1, INDEX_64,
+        ACC_DTYPE, INDEX_64,
     )  # fmt: skip
     if RELU:
         x_offs = tile_offsets(n, c, rows, cols, sx_n, sx_c, sx_h, sx_w, INDEX_64)
@@ -149,30 +201,44 @@ def blur_pool2d_forward(
 
     With ``max_kernel > 1`` each value the blur reads is the max of the ``max_kernel``² window
     at that position (no padding, stride 1): MaxBlurPool's forward (spec §3), in one pass.
+    The config's ``BLOCK_H``/``BLOCK_W`` are the window a program reads (its input span), at
+    least the filter's size.
     """
     c, h, w = x.shape[1:]
     shape = pooled_shape(tuple(x.shape), stride, pad_off, max_kernel)
     y = output_buffer(out, x, shape)
     if y.numel() == 0:
         return y
-    rows = axis_tables(h - max_kernel + 1, taps, stride, pad_off, padding, x.device)
-    cols = axis_tables(w - max_kernel + 1, taps, stride, pad_off, padding, x.device)
+    k = len(taps)
     if max_kernel > 1:
-        launch = resolve_config(
-            "max_blur_pool_fwd", x, len(taps), stride, config, max_kernel=max_kernel
-        )
+        launch = resolve_config("max_blur_pool_fwd", x, k, stride, config, max_kernel=max_kernel)
     else:
-        launch = resolve_config("blur_pool_fwd", x, len(taps), stride, config, relu=relu)
-    launch_tiled(
-        _blur_pool_fwd_kernel,
-        launch,
-        y,
-        x, y, rows.fwd_src, rows.fwd_wt, cols.fwd_src, cols.fwd_wt,
-        c, shape[2], shape[3], len(taps), *x.stride(), *y.stride(),
+        launch = resolve_config("blur_pool_fwd", x, k, stride, config, relu=relu)
+    span_h, span_w = (max(launch[f], pow2_bucket(k)) for f in ("BLOCK_H", "BLOCK_W"))
+    rows, cols = ((span - k) // stride + 1 for span in (span_h, span_w))
+    c_blocks = triton.cdiv(c, launch["BLOCK_C"])
+    tiles_w = triton.cdiv(shape[3], cols)
+    tiles = triton.cdiv(shape[2], rows) * tiles_w
+    _blur_pool_fwd_kernel[(shape[0] * c_blocks * tiles,)](
+        x, y, taps_tensor(taps, x.device, accumulator_torch_dtype(x)),
+        c, h - max_kernel + 1, w - max_kernel + 1, shape[2], shape[3], (k - 1) // 2 + pad_off,
+        *x.stride(), *y.stride(), c_blocks, tiles_w, tiles,
+        TAPS=k,
+        STRIDE=stride,
+        PADDING=PADDING_CODES[padding],
         RELU=relu,
         MAX_KERNEL=max_kernel,
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(x, y),
+        BLOCK_C=launch["BLOCK_C"],
+        SPAN_H=span_h,
+        SPAN_W=span_w,
+        ROWS=rows,
+        COLS=cols,
+        BLOCK_H=pow2_bucket(rows),
+        BLOCK_W=pow2_bucket(cols),
+        num_warps=launch["num_warps"],
+        num_stages=launch["num_stages"],
     )  # fmt: skip
     return y
 
@@ -194,14 +260,14 @@ def blur_pool2d_backward(
     dx = output_buffer(out, x, tuple(x.shape))
     if dx.numel() == 0:
         return dx
-    rows = axis_tables(h, taps, stride, pad_off, padding, x.device)
-    cols = axis_tables(w, taps, stride, pad_off, padding, x.device)
+    rows = gradient_tables(h, taps, stride, pad_off, padding, x.device)
+    cols = gradient_tables(w, taps, stride, pad_off, padding, x.device)
     launch_tiled(
         _blur_pool_bwd_kernel,
         resolve_config("blur_pool_bwd", x, len(taps), stride, config, relu=relu),
         dx,
-        grad, x, dx, rows.bwd_src, rows.bwd_wt, cols.bwd_src, cols.bwd_wt, rows.bwd_count,
-        cols.bwd_count, c, h, w, *grad.stride(), *x.stride(), *dx.stride(),
+        grad, x, dx, rows.src, rows.wt, cols.src, cols.wt, rows.count,
+        cols.count, c, h, w, *grad.stride(), *x.stride(), *dx.stride(),
         RELU=relu,
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(grad, x, dx),

@@ -1,16 +1,15 @@
 """Pieces shared by the blur-pool kernels: per-axis gather tables, tiling and launch plumbing.
 
 Every op here is separable: along each axis an output reads a few input positions with fixed
-weights. The padding mode only changes *which* positions, so it is resolved once per axis size
-on the host into a small gather table (source index and weight per output and tap; -1 marks a
-zero-padded read). The backward pass needs the transpose of that map, which is many-to-one
-under reflect/circular/replicate padding (several taps can land on one input, and on a map
-smaller than the pad even several outputs' taps). Inverting it on the host into a second table
-(per input: the outputs that read it and the summed weight) makes the backward a plain gather
-as well: deterministic, no atomics. Tables hold O(size · taps) entries and are cached.
+weights. The padding mode only changes *which* positions. The forward computes them
+arithmetically (:func:`padded_source`). The backward needs the transpose of that map, which is
+many-to-one under reflect/circular/replicate padding (several taps can land on one input, and
+on a map smaller than the pad even several outputs' taps). Inverting it on the host into a
+table per axis size (per input: the outputs that read it and the summed weight) makes the
+backward a plain gather: deterministic, no atomics. Tables hold O(size · taps) entries and are
+cached.
 
-A program owns one tile ``BLOCK_C`` channels × ``BLOCK_H`` × ``BLOCK_W`` of the map it writes;
-all addressing goes through strides, so NCHW and channels_last inputs are read in place.
+All addressing goes through strides, so NCHW and channels_last inputs are read in place.
 """
 
 from __future__ import annotations
@@ -26,6 +25,8 @@ from kernels.padding import pad_index
 from kernels.tuning import check_config, launch_config, tuning_key
 
 INT32_LIMIT = 2**31
+# The padding mode as the forward kernel's constexpr (spec §2's four modes).
+PADDING_CODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 
 
 # ----------------------------------------------------------------------------- sizes and layout
@@ -93,43 +94,44 @@ def accumulator_dtype(x: torch.Tensor) -> tl.dtype:
     return tl.float64 if x.dtype == torch.float64 else tl.float32
 
 
+def accumulator_torch_dtype(x: torch.Tensor) -> torch.dtype:
+    """:func:`accumulator_dtype` as a torch dtype (for the taps handed to a kernel)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 # ----------------------------------------------------------------------------- gather tables
 
 
-class AxisTables(NamedTuple):
-    """Gather tables of one axis, on the device the op runs on.
+class GradientTables(NamedTuple):
+    """The backward gather tables of one axis, on the device the op runs on.
 
-    ``fwd_src``/``fwd_wt``: (taps, out_size) — input index (-1: zero padding) and weight.
-    ``bwd_src``/``bwd_wt``: (width, in_size) — the outputs reading each input (-1: empty slot)
-    and the summed weight of every tap by which that output reads it; ``bwd_count``: (in_size,)
-    how many slots each input uses (its first ones). A few inputs near a border can need more
-    slots than the rest, so a tile loops only over as many as its own positions use.
-    Tables are stored tap-major: one tap's entries for neighbouring positions are neighbours
-    in memory.
+    ``src``/``wt``: (width, in_size) — the outputs reading each input (-1: empty slot) and the
+    summed weight of every tap by which that output reads it; ``count``: (in_size,) how many
+    slots each input uses (its first ones). A few inputs near a border can need more slots
+    than the rest, so a tile loops only over as many as its own positions use. Tables are
+    stored slot-major: one slot's entries for neighbouring positions are neighbours in memory.
     """
 
-    fwd_src: torch.Tensor
-    fwd_wt: torch.Tensor
-    bwd_src: torch.Tensor
-    bwd_wt: torch.Tensor
-    bwd_count: torch.Tensor
+    src: torch.Tensor
+    wt: torch.Tensor
+    count: torch.Tensor
 
 
 @functools.lru_cache(maxsize=512)
-def axis_tables(
+def gradient_tables(
     size: int,
     taps: tuple[float, ...],
     stride: int,
     pad_off: int,
     padding: str,
     device: torch.device,
-) -> AxisTables:
-    """The forward and backward gather tables of blur-pooling an axis of ``size`` (spec §2)."""
+) -> GradientTables:
+    """The transpose of blur-pooling an axis of ``size`` (spec §2) as gather tables."""
     k = len(taps)
     out_size = blur_output_size(size, stride, pad_off)
     source = pad_index(size, (k - 1) // 2 + pad_off, k - 1 - (k - 1) // 2 + pad_off, padding)
     fwd_src = source[torch.arange(out_size)[:, None] * stride + torch.arange(k)[None, :]]
-    fwd_wt = torch.tensor(taps, dtype=torch.float64).expand(out_size, k).where(fwd_src >= 0, 0.0)
+    fwd_wt = torch.tensor(taps, dtype=torch.float64).expand(out_size, k)
 
     # Transpose: merge the (input, output) pairs that repeat, then lay each input's list out
     # as one row, padded to the longest list.
@@ -142,19 +144,21 @@ def axis_tables(
     counts = torch.bincount(inputs, minlength=size)
     slot = torch.arange(pairs.numel()) - (torch.cumsum(counts, 0) - counts)[inputs]
     width = max(1, int(counts.max()))
-    bwd_src = torch.full((size, width), -1, dtype=torch.int64)
-    bwd_wt = torch.zeros((size, width), dtype=torch.float64)
-    bwd_src[inputs, slot] = readers
-    bwd_wt[inputs, slot] = weights
+    src = torch.full((size, width), -1, dtype=torch.int64)
+    wt = torch.zeros((size, width), dtype=torch.float64)
+    src[inputs, slot] = readers
+    wt[inputs, slot] = weights
+    return GradientTables(
+        src.t().to(device=device, dtype=torch.int32).contiguous(),
+        wt.t().to(device=device, dtype=torch.float32).contiguous(),
+        counts.to(device=device, dtype=torch.int32),
+    )
 
-    def to_device(src: torch.Tensor, wt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (
-            src.t().to(device=device, dtype=torch.int32).contiguous(),
-            wt.t().to(device=device, dtype=torch.float32).contiguous(),
-        )
 
-    bwd_count = counts.to(device=device, dtype=torch.int32)
-    return AxisTables(*to_device(fwd_src, fwd_wt), *to_device(bwd_src, bwd_wt), bwd_count)
+@functools.lru_cache(maxsize=256)
+def taps_tensor(taps: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The filter taps on ``device`` in the accumulator's dtype, made once per filter."""
+    return torch.tensor(taps, dtype=torch.float64).to(device=device, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------- launching
@@ -219,6 +223,30 @@ def as_index(v, INDEX_64: tl.constexpr):
     if INDEX_64:
         v = v.to(tl.int64)
     return v
+
+
+@triton.jit
+def padded_source(v, size, PADDING: tl.constexpr):
+    """The index in [0, size) that virtual position ``v`` of a padded axis reads, and whether it
+    reads one (zero padding reads none outside the map): ``kernels.padding.pad_index`` as
+    arithmetic, for any pad size. ``PADDING`` is a :data:`PADDING_CODES` value."""
+    if PADDING == 0:
+        ok = (v >= 0) & (v < size)
+        src = v
+    elif PADDING == 1:
+        period = tl.maximum(2 * size - 2, 1)  # size 1 reads index 0 everywhere
+        folded = v % period
+        folded = tl.where(folded < 0, folded + period, folded)
+        src = tl.where(folded < size, folded, period - folded)
+        ok = v == v
+    elif PADDING == 2:
+        src = tl.minimum(tl.maximum(v, 0), size - 1)
+        ok = v == v
+    else:
+        src = v % size
+        src = tl.where(src < 0, src + size, src)
+        ok = v == v
+    return src, ok
 
 
 @triton.jit
@@ -289,11 +317,9 @@ def separable_gather(
     width_h,
     width_w,
     ACC_DTYPE: tl.constexpr,
-    RELU: tl.constexpr,
-    MAX_KERNEL: tl.constexpr,
     INDEX_64: tl.constexpr,
 ):
-    """``Σ_j wt_w[j, cols] · Σ_i wt_h[i, rows] · value(src_h[i, rows], src_w[j, cols])``.
+    """``Σ_j wt_w[j, cols] · Σ_i wt_h[i, rows] · map(src_h[i, rows], src_w[j, cols])``.
 
     The tables are (width, span) row-major, so a tap's entries for neighbouring positions are
     neighbours in memory (coalesced loads). Their widths are runtime values: one compiled
@@ -301,9 +327,7 @@ def separable_gather(
 
     ``ptr + plane`` is the [BC,1,1] start of each channel's map; ``rows``/``cols`` index the
     tables where ``row_ok``/``col_ok``; lanes outside ``mask`` read nothing and give 0.
-    ``value`` reads the map (ReLU applied on load when ``RELU``), or, for ``MAX_KERNEL > 1``,
-    the maximum of the ``MAX_KERNEL``² window whose top-left is that position, so the dense
-    max map never exists in memory. Index -1 in a table reads zero (zero padding).
+    Index -1 in a table reads zero (an empty slot).
     """
     # Column taps outside: their [1,1,BW] table loads are the costly ones under NCHW tiles.
     # Few operations per inner step, as the interpreter runs each one in Python.
@@ -319,16 +343,7 @@ def separable_gather(
             src_h = tl.load(src_h_ptr + i * span_h + rows, mask=row_ok, other=-1)
             wt_h = tl.load(wt_h_ptr + i * span_h + rows, mask=row_ok, other=0.0)
             at = column + as_index(src_h, INDEX_64) * stride_h
-            ok = column_ok & (src_h >= 0)
-            value = tl.load(at, mask=ok, other=0.0)
-            for u in tl.static_range(MAX_KERNEL):
-                for v in tl.static_range(MAX_KERNEL):
-                    if u + v > 0:
-                        other = tl.load(at + (u * stride_h + v * stride_w), mask=ok, other=0.0)
-                        value = tl.maximum(value, other, propagate_nan=tl.PropagateNan.ALL)
-            value = value.to(ACC_DTYPE)
-            if RELU:
-                value = tl.maximum(value, 0.0, propagate_nan=tl.PropagateNan.ALL)
-            col_sum += wt_h * value
+            value = tl.load(at, mask=column_ok & (src_h >= 0), other=0.0)
+            col_sum += wt_h * value.to(ACC_DTYPE)
         acc += wt_w * col_sum
     return acc

@@ -3,9 +3,9 @@
 
 Forward: blur-pool's kernel (``kernels.ops.blur_pool``) with the max of each ``max_kernel``²
 window taken on the fly at every tap the blur reads, so the dense max map never goes to memory.
-Backward: saves only the input; each input element gathers, over the windows that contain it
-and pick it as their maximum (first maximum in row-major order, NaN winning, as
-``torch.max_pool2d``), the blur-pool gradient of that window's max.
+Backward: saves only the input. Blur-pool's backward gives the gradient of the dense max map;
+then each input element gathers it over the windows that contain it and pick it as their
+maximum (first maximum in row-major order, NaN winning, as ``torch.max_pool2d``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.ops.blur_pool import blur_pool2d_forward
+from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward
 from kernels.ops.common import (
     accumulator_dtype,
-    axis_tables,
     element_offsets,
     empty_output,
     launch_tiled,
@@ -28,10 +27,8 @@ from kernels.ops.common import (
     plane_offsets,
     pooled_shape,
     resolve_config,
-    separable_gather,
     tile_coords,
     tile_offsets,
-    tile_width,
 )
 
 
@@ -54,16 +51,10 @@ def _window_argmax(x_ptr, plane, top, left, mask, stride_h, stride_w, MAX_KERNEL
 
 
 @triton.jit
-def _max_blur_pool_bwd_kernel(
-    g_ptr,
+def _max_pool_route_kernel(
+    gm_ptr,
     x_ptr,
     dx_ptr,
-    src_h_ptr,
-    wt_h_ptr,
-    src_w_ptr,
-    wt_w_ptr,
-    count_h_ptr,
-    count_w_ptr,
     C,
     H,
     W,
@@ -89,13 +80,15 @@ def _max_blur_pool_bwd_kernel(
     BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
+    """The dense max's backward: each input element gathers the max-map gradient ``gm`` of
+    every window that contains it and picks it as its maximum."""
     n, c, rows, cols = tile_coords(
         tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C, BLOCK_H, BLOCK_W
     )
     mask = (c < C) & (rows < H) & (cols < W)
     x_plane = plane_offsets(n, c, sx_n, sx_c, INDEX_64)
     g_plane = plane_offsets(n, c, sg_n, sg_c, INDEX_64)
-    max_h = H - MAX_KERNEL + 1  # size of the dense max map (the blur's input)
+    max_h = H - MAX_KERNEL + 1  # size of the dense max map
     max_w = W - MAX_KERNEL + 1
     acc = tl.zeros(mask.shape, ACC_DTYPE)
     # Window (top, left) = (rows - u, cols - v) holds this element at its position (u, v).
@@ -103,18 +96,12 @@ def _max_blur_pool_bwd_kernel(
         for v in tl.static_range(MAX_KERNEL):
             top = rows - u
             left = cols - v
-            top_ok = (top >= 0) & (top < max_h)
-            left_ok = (left >= 0) & (left < max_w)
-            window = mask & top_ok & left_ok
+            window = mask & (top >= 0) & (top < max_h) & (left >= 0) & (left < max_w)
             argmax = _window_argmax(x_ptr, x_plane, top, left, window, sx_h, sx_w, MAX_KERNEL,
                                     INDEX_64)  # fmt: skip
-            acc += separable_gather(
-                g_ptr, g_plane, top, left, top_ok, left_ok,
-                window & (argmax == u * MAX_KERNEL + v),
-                sg_h, sg_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr,
-                max_h, max_w, tile_width(count_h_ptr, top, top_ok),
-                tile_width(count_w_ptr, left, left_ok), ACC_DTYPE, False, 1, INDEX_64,
-            )  # fmt: skip
+            at = element_offsets(g_plane, top, left, sg_h, sg_w, INDEX_64)
+            picked = window & (argmax == u * MAX_KERNEL + v)
+            acc += tl.load(gm_ptr + at, mask=picked, other=0.0).to(ACC_DTYPE)
     dx_offs = tile_offsets(n, c, rows, cols, sd_n, sd_c, sd_h, sd_w, INDEX_64)
     tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
 
@@ -146,22 +133,31 @@ def max_blur_pool2d_backward(
     config: dict[str, Any] | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Launch the backward kernel: the gradient of :func:`max_blur_pool2d_forward` w.r.t. ``x``."""
-    c, h, w = x.shape[1:]
+    """Launch the backward: the gradient of :func:`max_blur_pool2d_forward` w.r.t. ``x``.
+
+    Two passes: blur-pool's backward gives the gradient of the dense max map (a temporary of
+    about ``x``'s size, in ``x``'s dtype, as the unfused ops would store it); the routing kernel
+    then hands each window's gradient to its maximum. Recomputing that map's gradient inside
+    the routing kernel would repeat it for each of the ``max_kernel``² windows an element
+    lies in.
+    """
+    n, c, h, w = x.shape
     dx = output_buffer(out, x, tuple(x.shape))
     if dx.numel() == 0:
         return dx
-    rows = axis_tables(h - max_kernel + 1, taps, stride, 0, padding, x.device)
-    cols = axis_tables(w - max_kernel + 1, taps, stride, 0, padding, x.device)
+    grad_max = empty_output(x, (n, c, h - max_kernel + 1, w - max_kernel + 1))
+    # Without the ReLU the blur backward reads only its ``x`` argument's shape and layout,
+    # so the buffer it fills can stand for it.
+    blur_pool2d_backward(grad, grad_max, taps, stride, padding, 0, False, config=config,
+                         out=grad_max)  # fmt: skip
     launch_tiled(
-        _max_blur_pool_bwd_kernel,
+        _max_pool_route_kernel,
         resolve_config("max_blur_pool_bwd", x, len(taps), stride, config, max_kernel=max_kernel),
         dx,
-        grad, x, dx, rows.bwd_src, rows.bwd_wt, cols.bwd_src, cols.bwd_wt, rows.bwd_count,
-        cols.bwd_count, c, h, w, *grad.stride(), *x.stride(), *dx.stride(),
+        grad_max, x, dx, c, h, w, *grad_max.stride(), *x.stride(), *dx.stride(),
         MAX_KERNEL=max_kernel,
         ACC_DTYPE=accumulator_dtype(x),
-        INDEX_64=needs_int64(grad, x, dx),
+        INDEX_64=needs_int64(grad_max, x, dx),
     )  # fmt: skip
     return dx
 
