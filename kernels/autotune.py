@@ -43,9 +43,9 @@ FULL_FILTERS = (1, 2, 3, 4, 5, 6, 7)
 QUICK_FILTERS = (3, 5)
 
 # Candidate tiles: (BLOCK_H, BLOCK_W) over one plane under NCHW (W contiguous);
-# (BLOCK_C, BLOCK_H, BLOCK_W) under channels_last (C contiguous). Backward tiles are the
-# gradient a program writes; forward ones the input span a program reads (about four times
-# the outputs it writes), hence larger.
+# (BLOCK_C, BLOCK_H, BLOCK_W) under channels_last (C contiguous). Tiles are what a program
+# writes; MaxBlurPool's forward takes spans instead, the window of the max map a program
+# reads (about four times the outputs it writes), hence larger.
 NCHW_TILES = ((4, 64), (8, 32), (8, 64), (16, 32), (16, 64), (32, 32), (8, 128), (32, 64))
 CL_TILES = ((16, 2, 16), (32, 1, 16), (32, 2, 16), (64, 1, 8), (64, 1, 16), (64, 2, 8),
             (64, 4, 8), (128, 1, 8))
@@ -82,15 +82,15 @@ def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
     c = problem.shape[1]
     warps = (4, 8) if quick else WARPS
     stages = (1,) if quick else STAGES
-    forward = problem.op.endswith("_fwd")
+    by_span = problem.op == "max_blur_pool_fwd"
     if problem.layout == "nchw":
-        if forward:
+        if by_span:
             spans = QUICK_NCHW_SPANS if quick else NCHW_SPANS
         else:
             spans = QUICK_NCHW_TILES if quick else NCHW_TILES
         tiles = [(1, h, w) for h, w in spans]
     else:
-        if forward:
+        if by_span:
             spans = QUICK_CL_SPANS if quick else CL_SPANS
         else:
             spans = QUICK_CL_TILES if quick else CL_TILES

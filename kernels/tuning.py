@@ -349,23 +349,28 @@ def _clamp(value: int, low: int, high: int) -> int:
 def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     """A sound default where no table applies.
 
-    Backward programs compute one tile of the input-sized gradient; forward programs read one
-    window of the input (``BLOCK_H`` × ``BLOCK_W`` is the span they load, their outputs are the
-    ones it covers). The contiguous axis gets the larger extent so that loads coalesce: W
+    Programs compute one tile of their output (the downsampled map forward, the input-sized
+    gradient backward), except MaxBlurPool's forward, whose programs read one window of the
+    max map (``BLOCK_H`` × ``BLOCK_W`` is the span they load; their outputs are the ones it
+    covers). The contiguous axis gets the larger extent so that loads coalesce: W
     under NCHW (one plane per program, ``BLOCK_C = 1``), C under channels_last. Tiles hold
-    about ``_TARGET_TILE`` elements (forward: up to four times that, as its outputs are a
-    quarter of its span) but never exceed the map, so small CIFAR maps do not launch mostly
+    about ``_TARGET_TILE`` elements (a span up to four times that, as its outputs are a
+    quarter of it) but never exceed the map, so small CIFAR maps do not launch mostly
     masked programs. Four warps for a full tile, fewer for small ones; two stages.
     """
     _check_op(op)
     if device_name() == INTERPRETER_DEVICE:
         return dict(_INTERPRETER_CONFIG)
-    side = pow2_bucket(max(1, math.isqrt(key.hw)))
-    target = _TARGET_TILE * (4 if op.endswith("_fwd") else 1)
+    side = max(1, math.isqrt(key.hw))
+    spans = op == "max_blur_pool_fwd"
+    if op.endswith("_fwd") and not spans:
+        side = -(-side // key.stride)
+    side = pow2_bucket(side)
+    target = _TARGET_TILE * (4 if spans else 1)
     if key.layout == "channels_last":
-        block_c = _clamp(key.c, 1, 16 if op.endswith("_fwd") else 64)
-        block_w = _clamp(target // block_c, 1, min(side, 16 if op.endswith("_fwd") else 32))
-        block_h = _clamp(target // (block_c * block_w), 1, min(side, 16))
+        block_c = _clamp(key.c, 1, 16 if spans else 64)
+        block_w = _clamp(target // block_c, 1, min(side, 16 if spans else 32))
+        block_h = _clamp(target // (block_c * block_w), 1, side)
     else:
         block_c = 1
         block_w = _clamp(side, 16, 64)

@@ -2,6 +2,10 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -136,3 +140,21 @@ def test_end_to_end_writes_ratios_to_the_baseline(tmp_path):
     assert csv["params"].nunique() == 1  # anti-aliasing adds buffers, not parameters
     payload = json.loads((tmp_path / "end_to_end.json").read_text())
     assert {"device", "commit", "command"} <= set(payload["meta"])
+
+
+def test_static_cost_shows_the_window_kernel_reads_each_element_once(tmp_path):
+    """Compiled for Hopper without a GPU: blur-pool's loads grow with the taps (k² per
+    output), MaxBlurPool's window kernel loads its span once whatever the filter size."""
+    import triton
+
+    if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
+        pytest.skip("this Triton build ships no ptxas")
+    csv = tmp_path / "static_cost.csv"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.static_cost", "--filters", "3", "7", "--csv", str(csv)],
+        env=env, check=True, capture_output=True, timeout=600, cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    df = pd.read_csv(csv).groupby(["op", "filter_size"])["global_loads_per_output"].mean()
+    assert df["blur_pool", 7] > 4 * df["blur_pool", 3]
+    assert df["max_blur_pool", 7] < 2.5 * df["max_blur_pool", 3]

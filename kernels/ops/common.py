@@ -226,27 +226,46 @@ def as_index(v, INDEX_64: tl.constexpr):
 
 
 @triton.jit
-def padded_source(v, size, PADDING: tl.constexpr):
+def padded_source(v, size, PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr):
     """The index in [0, size) that virtual position ``v`` of a padded axis reads, and whether it
     reads one (zero padding reads none outside the map): ``kernels.padding.pad_index`` as
-    arithmetic, for any pad size. ``PADDING`` is a :data:`PADDING_CODES` value."""
+    arithmetic, for any pad size. ``PADDING`` is a :data:`PADDING_CODES` value.
+
+    ``FOLD_ONCE`` says that no position lies further than one map length outside (the pads
+    are smaller than the map, :func:`folds_once`): one mirror or wrap then suffices, which is
+    much cheaper than the integer remainders the general case needs. Positions beyond the
+    pad then get an index outside the map: callers mask them.
+    """
     if PADDING == 0:
         ok = (v >= 0) & (v < size)
         src = v
+    elif PADDING == 2:
+        src = tl.minimum(tl.maximum(v, 0), size - 1)
+        ok = v == v
+    elif FOLD_ONCE:
+        if PADDING == 1:
+            src = tl.where(v < 0, -v, v)
+            src = tl.where(src >= size, 2 * size - 2 - src, src)
+        else:
+            src = tl.where(v < 0, v + size, tl.where(v >= size, v - size, v))
+        ok = v == v
     elif PADDING == 1:
         period = tl.maximum(2 * size - 2, 1)  # size 1 reads index 0 everywhere
         folded = v % period
         folded = tl.where(folded < 0, folded + period, folded)
         src = tl.where(folded < size, folded, period - folded)
         ok = v == v
-    elif PADDING == 2:
-        src = tl.minimum(tl.maximum(v, 0), size - 1)
-        ok = v == v
     else:
         src = v % size
         src = tl.where(src < 0, src + size, src)
         ok = v == v
     return src, ok
+
+
+def folds_once(sizes: tuple[int, ...], pad: int) -> bool:
+    """Whether a pad of ``pad`` on either side of axes of ``sizes`` mirrors or wraps at most
+    once (reflect needs ``pad < size``, circular ``pad <= size``; both hold when this does)."""
+    return all(pad < size for size in sizes)
 
 
 @triton.jit

@@ -1,8 +1,8 @@
 """MaxBlurPool (dense max at stride 1, then blur-pool): Triton kernels, launchers and the
 ``shiftlab::max_blur_pool2d`` custom op with its autograd and fake implementations.
 
-Forward: blur-pool's kernel (``kernels.ops.blur_pool``) with the max of each ``max_kernel``²
-window taken on the fly at every tap the blur reads, so the dense max map never goes to memory.
+Forward: each program loads a window of the dense max map once (each value the max of its
+``max_kernel``² block, so the map never goes to memory) and filters it on registers.
 Backward: saves only the input. Blur-pool's backward gives the gradient of the dense max map;
 then each input element gathers it over the windows that contain it and pick it as their
 maximum (first maximum in row-major order, NaN winning, as ``torch.max_pool2d``).
@@ -16,20 +16,119 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward
+from kernels.ops.blur_pool import blur_pool2d_backward
 from kernels.ops.common import (
+    PADDING_CODES,
     accumulator_dtype,
+    accumulator_torch_dtype,
     element_offsets,
     empty_output,
+    folds_once,
     launch_tiled,
     needs_int64,
     output_buffer,
+    padded_source,
     plane_offsets,
     pooled_shape,
     resolve_config,
+    taps_tensor,
     tile_coords,
     tile_offsets,
 )
+from kernels.tuning import pow2_bucket
+
+
+@triton.jit
+def _max_blur_pool_fwd_kernel(
+    x_ptr,
+    y_ptr,
+    taps_ptr,
+    C,
+    H_map,
+    W_map,
+    H_out,
+    W_out,
+    pad_before,
+    sx_n,
+    sx_c,
+    sx_h,
+    sx_w,
+    sy_n,
+    sy_c,
+    sy_h,
+    sy_w,
+    c_blocks,
+    tiles_w,
+    tiles,
+    TAPS: tl.constexpr,
+    STRIDE: tl.constexpr,
+    PADDING: tl.constexpr,
+    FOLD_ONCE: tl.constexpr,
+    MAX_KERNEL: tl.constexpr,
+    ACC_DTYPE: tl.constexpr,
+    INDEX_64: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    SPAN_H: tl.constexpr,
+    SPAN_W: tl.constexpr,
+    ROWS: tl.constexpr,
+    COLS: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
+    """One program: ``BLOCK_C`` channels × a ``SPAN_H`` × ``SPAN_W`` window of the padded max
+    map, read once, giving the ``ROWS`` × ``COLS`` outputs that window covers.
+
+    Each element of the window is the max of its ``MAX_KERNEL``² block of the input, loaded
+    once (the dense max map never goes to memory). The filter then runs separably on
+    registers: the taps pick window columns, then rows, with ``tl.gather`` (warp shuffles), so
+    a k-tap filter costs 2k gathers per output rather than k²·``MAX_KERNEL``² loads, as taking
+    the max at every tap (blur-pool's kernel) would.
+    """
+    pid = tl.program_id(0)
+    plane = pid // tiles
+    tile = pid % tiles
+    n = plane // c_blocks
+    c = ((plane % c_blocks) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
+    row0 = (tile // tiles_w) * ROWS
+    col0 = (tile % tiles_w) * COLS
+    src_h, ok_h = padded_source(
+        row0 * STRIDE - pad_before + tl.arange(0, SPAN_H), H_map, PADDING, FOLD_ONCE
+    )
+    src_w, ok_w = padded_source(
+        col0 * STRIDE - pad_before + tl.arange(0, SPAN_W), W_map, PADDING, FOLD_ONCE
+    )
+    # A span can reach past the last padded position (its outputs there are masked off).
+    ok_h &= (src_h >= 0) & (src_h < H_map)
+    ok_w &= (src_w >= 0) & (src_w < W_map)
+    mask = (c < C) & ok_h[None, :, None] & ok_w[None, None, :]
+    at = x_ptr + element_offsets(
+        plane_offsets(n, c, sx_n, sx_c, INDEX_64), src_h[None, :, None], src_w[None, None, :],
+        sx_h, sx_w, INDEX_64,
+    )  # fmt: skip
+    window = tl.load(at, mask=mask, other=0.0)
+    for u in tl.static_range(MAX_KERNEL):
+        for v in tl.static_range(MAX_KERNEL):
+            if u + v > 0:
+                other = tl.load(at + (u * sx_h + v * sx_w), mask=mask, other=0.0)
+                window = tl.maximum(window, other, propagate_nan=tl.PropagateNan.ALL)
+    window = window.to(ACC_DTYPE)
+
+    out_w = tl.arange(0, BLOCK_W)[None, None, :]
+    across = tl.zeros((BLOCK_C, SPAN_H, BLOCK_W), ACC_DTYPE)
+    for j in tl.static_range(TAPS):
+        pick = tl.broadcast_to(tl.minimum(out_w * STRIDE + j, SPAN_W - 1), across.shape)
+        across += tl.load(taps_ptr + j) * tl.gather(window, pick, axis=2)
+    out_h = tl.arange(0, BLOCK_H)[None, :, None]
+    acc = tl.zeros((BLOCK_C, BLOCK_H, BLOCK_W), ACC_DTYPE)
+    for i in tl.static_range(TAPS):
+        pick = tl.broadcast_to(tl.minimum(out_h * STRIDE + i, SPAN_H - 1), acc.shape)
+        acc += tl.load(taps_ptr + i) * tl.gather(across, pick, axis=1)
+
+    rows = row0 + out_h
+    cols = col0 + out_w
+    ok = (c < C) & (out_h < ROWS) & (rows < H_out) & (out_w < COLS) & (cols < W_out)
+    y_offs = tile_offsets(n, c, rows, cols, sy_n, sy_c, sy_h, sy_w, INDEX_64)
+    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=ok)
 
 
 @triton.jit
@@ -116,10 +215,46 @@ def max_blur_pool2d_forward(
     config: dict[str, Any] | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Launch the forward kernel (spec §3): blur-pool's, with each window's max taken on load."""
-    return blur_pool2d_forward(
-        x, taps, stride, padding, 0, False, max_kernel=max_kernel, config=config, out=out
-    )
+    """Launch the forward kernel (spec §3); ``config`` overrides the tuned launch config.
+
+    The config's ``BLOCK_H``/``BLOCK_W`` are the span of the max map a program reads (at least
+    the filter's size); its outputs are the ones that span covers.
+    """
+    c, h, w = x.shape[1:]
+    shape = pooled_shape(tuple(x.shape), stride, 0, max_kernel)
+    y = output_buffer(out, x, shape)
+    if y.numel() == 0:
+        return y
+    k = len(taps)
+    launch = resolve_config("max_blur_pool_fwd", x, k, stride, config, max_kernel=max_kernel)
+    span_h, span_w = (max(launch[f], pow2_bucket(k)) for f in ("BLOCK_H", "BLOCK_W"))
+    rows, cols = ((span - k) // stride + 1 for span in (span_h, span_w))
+    c_blocks = triton.cdiv(c, launch["BLOCK_C"])
+    tiles_w = triton.cdiv(shape[3], cols)
+    tiles = triton.cdiv(shape[2], rows) * tiles_w
+    map_h, map_w = h - max_kernel + 1, w - max_kernel + 1
+    _max_blur_pool_fwd_kernel[(shape[0] * c_blocks * tiles,)](
+        x, y, taps_tensor(taps, x.device, accumulator_torch_dtype(x)),
+        c, map_h, map_w, shape[2], shape[3], (k - 1) // 2,
+        *x.stride(), *y.stride(), c_blocks, tiles_w, tiles,
+        TAPS=k,
+        STRIDE=stride,
+        PADDING=PADDING_CODES[padding],
+        FOLD_ONCE=folds_once((map_h, map_w), k - 1),
+        MAX_KERNEL=max_kernel,
+        ACC_DTYPE=accumulator_dtype(x),
+        INDEX_64=needs_int64(x, y),
+        BLOCK_C=launch["BLOCK_C"],
+        SPAN_H=span_h,
+        SPAN_W=span_w,
+        ROWS=rows,
+        COLS=cols,
+        BLOCK_H=pow2_bucket(rows),
+        BLOCK_W=pow2_bucket(cols),
+        num_warps=launch["num_warps"],
+        num_stages=launch["num_stages"],
+    )  # fmt: skip
+    return y
 
 
 def max_blur_pool2d_backward(

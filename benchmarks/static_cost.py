@@ -1,0 +1,129 @@
+"""Instructions per output of the forward kernels, read from their machine code, no GPU needed.
+
+``python -m benchmarks.static_cost [--arch 90] [--filters 3 5 7]`` compiles each forward
+kernel for an NVIDIA target with Triton's own ``ptxas`` and counts the SASS instructions of one
+program (the tap loops are unrolled, so the static count is the dynamic one) per output it
+writes. The kernels are memory- or issue-bound, so this predicts which variant of a kernel is
+faster before a GPU is at hand; it says nothing about memory stalls, so a GPU run
+(``kernels.bench``) has the last word. Run it without ``TRITON_INTERPRET``: interpreted
+kernels cannot be compiled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import inspect
+import re
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import triton
+import triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from kernels.ops import blur_pool, max_blur_pool
+from kernels.ops.common import PADDING_CODES
+from kernels.tuning import pow2_bucket
+
+STRIDE = 2
+POINTERS = {"x_ptr": "*bf16", "y_ptr": "*bf16", "taps_ptr": "*fp32"}
+# (BLOCK_C, BLOCK_H, BLOCK_W): a tile of outputs for blur-pool, a span of the max map for
+# MaxBlurPool; one NCHW-like and one channels_last-like shape each.
+BLUR_TILES = ((1, 16, 32), (64, 1, 16))
+MAX_SPANS = ((1, 32, 64), (16, 16, 16))
+
+
+def compile_for(fn: Any, constexprs: dict[str, Any], arch: int, num_warps: int) -> Any:
+    """``fn`` compiled for ``sm_<arch>`` with the given constexprs; other arguments are i32."""
+    signature, values = {}, {}
+    for index, name in enumerate(inspect.signature(fn.fn).parameters):
+        if name in constexprs:
+            signature[name] = "constexpr"
+            values[(index,)] = constexprs[name]
+        else:
+            signature[name] = POINTERS.get(name, "i32")
+    source = ASTSource(fn=fn, signature=signature, constexprs=values)
+    return triton.compile(
+        source, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps}
+    )
+
+
+def sass_counts(compiled: Any) -> collections.Counter:
+    """Opcode counts of the compiled kernel's SASS (``cuobjdump`` from Triton's wheel)."""
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.TemporaryDirectory() as folder:
+        cubin = Path(folder) / "kernel.cubin"
+        cubin.write_bytes(compiled.asm["cubin"])
+        sass = subprocess.run(
+            [str(tool), "-sass", str(cubin)], capture_output=True, text=True, check=True
+        ).stdout
+    opcodes = re.findall(r"^\s+/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)", sass, re.M)
+    return collections.Counter(op.split(".")[0] for op in opcodes)
+
+
+def blur_pool_case(k: int, tile: tuple[int, int, int]) -> tuple[Any, dict[str, Any], int]:
+    block_c, block_h, block_w = tile
+    constexprs = dict(TAPS=k, STRIDE=STRIDE, PADDING=PADDING_CODES["reflect"], FOLD_ONCE=True,
+                      RELU=False, ACC_DTYPE=tl.float32, INDEX_64=False, BLOCK_C=block_c,
+                      BLOCK_H=block_h, BLOCK_W=block_w)  # fmt: skip
+    return blur_pool._blur_pool_fwd_kernel, constexprs, block_c * block_h * block_w
+
+
+def max_blur_pool_case(k: int, span: tuple[int, int, int]) -> tuple[Any, dict[str, Any], int]:
+    block_c, span_h, span_w = span
+    rows, cols = (span_h - k) // STRIDE + 1, (span_w - k) // STRIDE + 1
+    constexprs = dict(TAPS=k, STRIDE=STRIDE, PADDING=PADDING_CODES["reflect"], FOLD_ONCE=True,
+                      MAX_KERNEL=2, ACC_DTYPE=tl.float32, INDEX_64=False, BLOCK_C=block_c,
+                      SPAN_H=span_h, SPAN_W=span_w, ROWS=rows, COLS=cols,
+                      BLOCK_H=pow2_bucket(rows), BLOCK_W=pow2_bucket(cols))  # fmt: skip
+    return max_blur_pool._max_blur_pool_fwd_kernel, constexprs, block_c * rows * cols
+
+
+def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
+    """One row per (op, filter size, tile): instructions, loads and shuffles per output."""
+    rows = []
+    for op, make, tiles in (
+        ("blur_pool", blur_pool_case, BLUR_TILES),
+        ("max_blur_pool", max_blur_pool_case, MAX_SPANS),
+    ):
+        for k in filters:
+            for tile in tiles:
+                fn, constexprs, outputs = make(k, tile)
+                counts = sass_counts(compile_for(fn, constexprs, arch, num_warps))
+                per_output = 32 * num_warps / outputs
+                rows.append({
+                    "op": op, "filter_size": k, "tile": "x".join(map(str, tile)),
+                    "outputs_per_program": outputs,
+                    "instructions_per_output": sum(counts.values()) * per_output,
+                    "global_loads_per_output": counts["LDG"] * per_output,
+                    "shuffles_per_output": counts["SHFL"] * per_output,
+                })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.static_cost",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--arch", type=int, default=90, help="compute capability (90: Hopper)")
+    parser.add_argument("--filters", nargs="+", type=int, default=[3, 5, 7])
+    parser.add_argument("--num-warps", type=int, default=4)
+    parser.add_argument("--csv", type=Path, help="also write the table here")
+    args = parser.parse_args(argv)
+    df = measure(args.filters, args.arch, args.num_warps)
+    if args.csv is not None:
+        df.to_csv(args.csv, index=False)
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    return df
+
+
+if __name__ == "__main__":
+    main()
