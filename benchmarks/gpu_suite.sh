@@ -39,6 +39,9 @@ step tests_modules "${LIMIT_MODULES:-180}" "$py" -m pytest -q -p no:cacheprovide
 step tests_ablate "${LIMIT_ABLATE:-300}" "$py" -m pytest -q -p no:cacheprovider \
   tests/test_data.py tests/test_antialias.py tests/test_train.py tests/test_variant.py \
   -k "cuda or fused_backend" || status=1
+# Tune first (into $SHIFTLAB_CACHE_DIR, default the user cache) so the bench times tuned
+# kernels; tuned.json is the table to ship in kernels/tuned/.
+step autotune "${LIMIT_AUTOTUNE:-240}" "$py" -m kernels.autotune --quick --out "$out/tuned.json"
 step bench "${LIMIT_BENCH:-300}" "$py" -m kernels.bench --quick --out "$out/bench"
 step end_to_end "${LIMIT_E2E:-180}" "$py" -m benchmarks.end_to_end --out "$out/end_to_end"
 exit "$status"
