@@ -186,31 +186,32 @@ def launch_tiled(
     config: dict[str, int],
     out: torch.Tensor,
     *args: Any,
+    tile: tuple[int, int] | None = None,
     **constexprs: Any,
 ) -> None:
     """Launch ``kernel`` over tiles of ``out`` (N, C, H, W): one program per channel block of
     one image and one spatial tile, on a 1-D grid (no 65 535 limit on any axis).
 
-    ``args`` are the kernel's leading arguments; the tile counts and the config's block sizes
-    are appended, then ``constexprs``.
+    A tile is ``tile`` (rows, columns) of ``out``, by default the config's
+    ``BLOCK_H`` × ``BLOCK_W``. ``args`` are the kernel's leading arguments; the tile counts are
+    appended, then the config's block sizes and ``constexprs`` (which may replace them).
     """
     n, c, h, w = out.shape
     if out.numel() == 0:
         return
+    rows, cols = tile or (config["BLOCK_H"], config["BLOCK_W"])
     c_blocks = triton.cdiv(c, config["BLOCK_C"])
-    tiles_w = triton.cdiv(w, config["BLOCK_W"])
-    tiles = triton.cdiv(h, config["BLOCK_H"]) * tiles_w
+    tiles_w = triton.cdiv(w, cols)
+    tiles = triton.cdiv(h, rows) * tiles_w
+    blocks = {name: config[name] for name in ("BLOCK_C", "BLOCK_H", "BLOCK_W")}
     kernel[(n * c_blocks * tiles,)](
         *args,
         c_blocks,
         tiles_w,
         tiles,
-        BLOCK_C=config["BLOCK_C"],
-        BLOCK_H=config["BLOCK_H"],
-        BLOCK_W=config["BLOCK_W"],
         num_warps=config["num_warps"],
         num_stages=config["num_stages"],
-        **constexprs,
+        **{**blocks, **constexprs},
     )
 
 

@@ -229,14 +229,14 @@ def max_blur_pool2d_forward(
     launch = resolve_config("max_blur_pool_fwd", x, k, stride, config, max_kernel=max_kernel)
     span_h, span_w = (max(launch[f], pow2_bucket(k)) for f in ("BLOCK_H", "BLOCK_W"))
     rows, cols = ((span - k) // stride + 1 for span in (span_h, span_w))
-    c_blocks = triton.cdiv(c, launch["BLOCK_C"])
-    tiles_w = triton.cdiv(shape[3], cols)
-    tiles = triton.cdiv(shape[2], rows) * tiles_w
     map_h, map_w = h - max_kernel + 1, w - max_kernel + 1
-    _max_blur_pool_fwd_kernel[(shape[0] * c_blocks * tiles,)](
+    launch_tiled(
+        _max_blur_pool_fwd_kernel,
+        launch,
+        y,
         x, y, taps_tensor(taps, x.device, accumulator_torch_dtype(x)),
-        c, map_h, map_w, shape[2], shape[3], (k - 1) // 2,
-        *x.stride(), *y.stride(), c_blocks, tiles_w, tiles,
+        c, map_h, map_w, shape[2], shape[3], (k - 1) // 2, *x.stride(), *y.stride(),
+        tile=(rows, cols),
         TAPS=k,
         STRIDE=stride,
         PADDING=PADDING_CODES[padding],
@@ -244,15 +244,12 @@ def max_blur_pool2d_forward(
         MAX_KERNEL=max_kernel,
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(x, y),
-        BLOCK_C=launch["BLOCK_C"],
         SPAN_H=span_h,
         SPAN_W=span_w,
         ROWS=rows,
         COLS=cols,
         BLOCK_H=pow2_bucket(rows),
         BLOCK_W=pow2_bucket(cols),
-        num_warps=launch["num_warps"],
-        num_stages=launch["num_stages"],
     )  # fmt: skip
     return y
 
