@@ -27,16 +27,26 @@ import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from kernels.ops import blur_pool, max_blur_pool
+from kernels.ops import blur_pool, common, max_blur_pool
 from kernels.ops.common import PADDING_CODES
 from kernels.tuning import pow2_bucket
 
 STRIDE = 2
-POINTERS = {"x_ptr": "*bf16", "y_ptr": "*bf16", "taps_ptr": "*fp32"}
+POINTERS = {
+    "x_ptr": "*bf16",
+    "y_ptr": "*bf16",
+    "g_ptr": "*bf16",
+    "dx_ptr": "*bf16",
+    "taps_ptr": "*fp32",
+    "plan_h_ptr": "*i32",
+    "plan_w_ptr": "*i32",
+}
 # (BLOCK_C, BLOCK_H, BLOCK_W): a tile of outputs for blur-pool, a span of the max map for
 # MaxBlurPool; one NCHW-like and one channels_last-like shape each.
 BLUR_TILES = ((1, 16, 32), (64, 1, 16))
 MAX_SPANS = ((1, 32, 64), (16, 16, 16))
+# Tiles of the input gradient for the backward (STRIDE² phase tiles each).
+BWD_TILES = ((1, 32, 64), (64, 4, 16))
 
 
 def compile_for(fn: Any, constexprs: dict[str, Any], arch: int, num_warps: int) -> Any:
@@ -75,6 +85,44 @@ def blur_pool_case(k: int, tile: tuple[int, int, int]) -> tuple[Any, dict[str, A
     return blur_pool._blur_pool_fwd_kernel, constexprs, block_c * block_h * block_w
 
 
+@triton.jit
+def _interior_backward(g_ptr, dx_ptr, taps_ptr, plan_h_ptr, plan_w_ptr, H_out, W_out, sg_c,
+                       sg_h, sg_w, sd_c, sd_h, sd_w, TAPS: tl.constexpr, STRIDE: tl.constexpr,
+                       ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
+                       BLOCK_W: tl.constexpr):  # fmt: skip
+    """The path blur-pool's backward takes on tiles inside the map's plain interval along both
+    axes (most tiles of a large map): each phase through the unchecked transposed filter. The
+    real kernel also holds the checked paths for edge tiles, which the static count of the
+    whole kernel would add up."""
+    c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
+    steps_h = tl.arange(0, BLOCK_H)[None, :, None]
+    steps_w = tl.arange(0, BLOCK_W)[None, None, :]
+    row0 = tl.program_id(1) * STRIDE * BLOCK_H
+    col0 = tl.program_id(2) * STRIDE * BLOCK_W
+    maps = g_ptr + c * sg_c
+    for ph in tl.static_range(STRIDE):
+        top_h, phase_h, in_h, _ = common.plain_phase(plan_h_ptr, row0 + ph, steps_h, STRIDE,
+                                                     BLOCK_H)  # fmt: skip
+        for pw in tl.static_range(STRIDE):
+            top_w, phase_w, in_w, _ = common.plain_phase(plan_w_ptr, col0 + pw, steps_w, STRIDE,
+                                                         BLOCK_W)  # fmt: skip
+            acc = common.transposed_blur(maps, top_h, phase_h, in_h, top_w, phase_w, in_w, H_out,
+                                         W_out, sg_h, sg_w, taps_ptr, TAPS, STRIDE, False, False,
+                                         ACC_DTYPE, False)  # fmt: skip
+            rows = row0 + ph + STRIDE * steps_h
+            cols = col0 + pw + STRIDE * steps_w
+            tl.store(dx_ptr + c * sd_c + rows * sd_h + cols * sd_w, acc.to(tl.bfloat16))
+
+
+def blur_pool_bwd_case(k: int, tile: tuple[int, int, int]) -> tuple[Any, dict[str, Any], int]:
+    """The backward's tile is of the input gradient; its blocks are its phase tiles."""
+    block_c, block_h, block_w = tile
+    constexprs = dict(TAPS=k, STRIDE=STRIDE, ACC_DTYPE=tl.float32, BLOCK_C=block_c,
+                      BLOCK_H=max(1, block_h // STRIDE),
+                      BLOCK_W=max(1, block_w // STRIDE))  # fmt: skip
+    return _interior_backward, constexprs, block_c * block_h * block_w
+
+
 def max_blur_pool_case(k: int, span: tuple[int, int, int]) -> tuple[Any, dict[str, Any], int]:
     block_c, span_h, span_w = span
     rows, cols = (span_h - k) // STRIDE + 1, (span_w - k) // STRIDE + 1
@@ -90,6 +138,7 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
     rows = []
     for op, make, tiles in (
         ("blur_pool", blur_pool_case, BLUR_TILES),
+        ("blur_pool_bwd_interior", blur_pool_bwd_case, BWD_TILES),
         ("max_blur_pool", max_blur_pool_case, MAX_SPANS),
     ):
         for k in filters:

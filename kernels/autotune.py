@@ -45,16 +45,18 @@ QUICK_FILTERS = (3, 5)
 # Candidate tiles: (BLOCK_H, BLOCK_W) over one plane under NCHW (W contiguous);
 # (BLOCK_C, BLOCK_H, BLOCK_W) under channels_last (C contiguous). Tiles are what a program
 # writes; MaxBlurPool's forward takes spans instead, the window of the max map a program
-# reads (about four times the outputs it writes), hence larger.
+# reads (about four times the outputs it writes), hence larger. Blur-pool's backward takes
+# the larger ones too: its programs split their tile into stride² phase tiles.
 NCHW_TILES = ((4, 64), (8, 32), (8, 64), (16, 32), (16, 64), (32, 32), (8, 128), (32, 64))
 CL_TILES = ((16, 2, 16), (32, 1, 16), (32, 2, 16), (64, 1, 8), (64, 1, 16), (64, 2, 8),
             (64, 4, 8), (128, 1, 8))
 QUICK_NCHW_TILES = ((8, 64), (16, 32), (16, 64), (32, 64))
 QUICK_CL_TILES = ((32, 2, 16), (64, 1, 16), (64, 2, 8), (128, 1, 8))
 NCHW_SPANS = ((16, 64), (32, 32), (32, 64), (64, 64), (16, 128), (32, 128))
-CL_SPANS = ((8, 16, 16), (16, 8, 16), (16, 16, 16), (32, 8, 8), (32, 8, 16), (64, 8, 8))
+CL_SPANS = ((8, 16, 16), (16, 8, 16), (16, 16, 16), (32, 8, 8), (32, 8, 16), (64, 4, 16),
+            (64, 8, 8))
 QUICK_NCHW_SPANS = ((32, 64), (64, 64), (16, 128))
-QUICK_CL_SPANS = ((16, 8, 16), (16, 16, 16), (32, 8, 8), (32, 8, 16))
+QUICK_CL_SPANS = ((16, 8, 16), (16, 16, 16), (32, 8, 16), (64, 4, 16))
 WARPS = (2, 4, 8)
 STAGES = (1, 2)
 
@@ -82,7 +84,8 @@ def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
     c = problem.shape[1]
     warps = (4, 8) if quick else WARPS
     stages = (1,) if quick else STAGES
-    by_span = problem.op == "max_blur_pool_fwd"
+    # Spans, and blur-pool's backward tiles (split into stride² phase tiles), are larger.
+    by_span = problem.op in ("max_blur_pool_fwd", "blur_pool_bwd")
     if problem.layout == "nchw":
         if by_span:
             spans = QUICK_NCHW_SPANS if quick else NCHW_SPANS

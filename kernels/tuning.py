@@ -354,9 +354,10 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     max map (``BLOCK_H`` × ``BLOCK_W`` is the span they load; their outputs are the ones it
     covers). The contiguous axis gets the larger extent so that loads coalesce: W
     under NCHW (one plane per program, ``BLOCK_C = 1``), C under channels_last. Tiles hold
-    about ``_TARGET_TILE`` elements (a span up to four times that, as its outputs are a
-    quarter of it) but never exceed the map, so small CIFAR maps do not launch mostly
-    masked programs. Four warps for a full tile, fewer for small ones; two stages.
+    about ``_TARGET_TILE`` elements, four times that for spans and for blur-pool's backward
+    (whose programs split their tile into ``stride``² phase tiles), but never exceed the map,
+    so small CIFAR maps do not launch mostly masked programs. Four warps for a full tile,
+    fewer for small ones; two stages.
     """
     _check_op(op)
     if device_name() == INTERPRETER_DEVICE:
@@ -366,7 +367,7 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     if op.endswith("_fwd") and not spans:
         side = -(-side // key.stride)
     side = pow2_bucket(side)
-    target = _TARGET_TILE * (4 if spans else 1)
+    target = _TARGET_TILE * (4 if spans or op == "blur_pool_bwd" else 1)
     if key.layout == "channels_last":
         block_c = _clamp(key.c, 1, 16 if spans else 64)
         block_w = _clamp(target // block_c, 1, min(side, 16 if spans else 32))

@@ -25,6 +25,7 @@ from kernels.ops.max_blur_pool import (
     max_blur_pool2d_triton,
 )
 from kernels.options import PADDING_MODES
+from kernels.padding import pad_index
 from kernels.reference import blur_matrix, blur_pool2d_reference, max_blur_pool2d_reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -237,16 +238,40 @@ def test_drawn_design_points_match_reference(
 
 
 def test_many_tiles_and_channel_blocks() -> None:
-    """Small explicit tiles: a map spans several tiles in H and W, channels several blocks.
+    """Small explicit tiles: a map spans many tiles in H and W, channels several blocks.
 
-    With 4 taps at stride 2 under reflect, one input per axis is read by 3 outputs and the
-    rest by at most 2, so the backward's tiles loop over different numbers of table slots.
+    The backward's tiles then take each of its paths: inside the map's plain interval along
+    both axes (no checks), along rows only (the column runs looped over), and at the top and
+    bottom edges (every run pair checked).
     """
     config = {"BLOCK_H": 2, "BLOCK_W": 4, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
-    x = make_input((1, 3, 5, 9), torch.float32, "channels_last", seed=7)
+    first, last = common.plain_interval(16, 4, 2, 1, 2, "reflect")
+    assert first > 0 and last - first >= 8 and last < 15  # interior and edge tiles both
+    x = make_input((1, 3, 12, 16), torch.float32, "channels_last", seed=7)
     check_blur_pool(x, binomial(4), 2, "reflect", 0, True, config=config)
     x = make_input((1, 3, 5, 9), torch.float32, "nchw", seed=8, ties=True)
     check_max_blur_pool(x, binomial(4), 2, "circular", 2, config=config)
+
+
+@pytest.mark.parametrize("padding", PADDING_MODES)
+def test_plain_interval_is_a_plain_transposed_filter(padding: str) -> None:
+    """Inside the interval, the blur matrix's column of a position holds exactly the taps the
+    unchecked backward applies: outputs ``u // S - j`` with taps ``u % S + j·S``."""
+    for size, taps, stride, pad_off in [(16, skewed(4, 3), 2, 0), (13, skewed(7, 4), 2, 1),
+                                        (11, skewed(5, 5), 3, 0), (3, skewed(7, 6), 2, 0)]:
+        before = (len(taps) - 1) // 2 + pad_off
+        after = len(taps) - 1 - (len(taps) - 1) // 2 + pad_off
+        first, last = common.plain_interval(size, len(taps), stride, before, after, padding)
+        matrix = blur_matrix(size, taps_tensor(taps), stride, padding, pad_off)
+        for p in range(first, last + 1):
+            u = p + before
+            column = torch.zeros(matrix.shape[0], dtype=torch.float64)
+            for j in range(-(-len(taps) // stride)):
+                if u % stride + j * stride < len(taps):
+                    column[u // stride - j] += taps[u % stride + j * stride]
+            torch.testing.assert_close(matrix[:, p], column, atol=1e-12, rtol=0)
+        if size > 2 * len(taps):
+            assert last - first >= size - 2 * len(taps)
 
 
 def test_64_bit_offsets_give_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -286,19 +311,23 @@ def test_out_buffer_of_wrong_shape_is_rejected() -> None:
         blur_pool2d_forward(x, binomial(2), 2, "zeros", 0, False, out=torch.empty(1, 1, 3, 3))
 
 
-def test_gradient_table_is_the_transpose_of_the_blur_matrix() -> None:
-    """Per input, the table holds exactly the blur matrix's column, merged per output."""
-    for padding in PADDING_MODES:
-        for size, taps, stride, pad_off in [(2, skewed(7, 0), 1, 0), (5, skewed(4, 1), 2, 1)]:
-            tables = common.gradient_tables(size, taps, stride, pad_off, padding,
-                                            torch.device("cpu"))  # fmt: skip
-            forward = blur_matrix(size, taps_tensor(taps), stride, padding, pad_off)
-            backward = torch.zeros(size, forward.shape[0], dtype=torch.float64)
-            used = tables.src >= 0
-            inputs = torch.arange(size).expand_as(tables.src)[used]
-            backward[inputs, tables.src[used].long()] = tables.wt[used].double()
-            torch.testing.assert_close(backward, forward.t(), atol=1e-6, rtol=1e-6)
-            assert torch.equal(tables.count, used.sum(0).int())
+@pytest.mark.parametrize("padding", PADDING_MODES)
+def test_padded_runs_cover_each_read_exactly_once(padding: str) -> None:
+    """The runs invert the index map: every (padded position, map position) pair it holds,
+    once, and no other; a map larger than its pads has at most three runs but replicate's."""
+    for size in range(1, 8):
+        for before in range(0, 9):
+            for after in (before, before + 1):
+                index = pad_index(size, before, after, padding)
+                expected = {(u, p) for u, p in enumerate(index.tolist()) if p >= 0}
+                pairs = [
+                    (run.sign * p + run.offset, p)
+                    for run in common.padded_runs(size, before, after, padding)
+                    for p in range(run.first, run.last + 1)
+                ]
+                assert sorted(pairs) == sorted(expected), (size, before, after)
+                if padding != "replicate" and max(before, after) < size:
+                    assert len(common.padded_runs(size, before, after, padding)) <= 3
 
 
 # ----------------------------------------------------------------------------- autograd, compile

@@ -19,9 +19,10 @@ from kernels.ops.common import (
     accumulator_dtype,
     accumulator_torch_dtype,
     as_index,
+    backward_plan,
+    blur_gradient,
     empty_output,
     folds_once,
-    gradient_tables,
     launch_tiled,
     needs_int64,
     output_buffer,
@@ -29,12 +30,12 @@ from kernels.ops.common import (
     plane_offsets,
     pooled_shape,
     resolve_config,
-    separable_gather,
     taps_tensor,
     tile_coords,
     tile_offsets,
-    tile_width,
+    tile_origin,
 )
+from kernels.tuning import pow2_bucket
 
 
 @triton.jit
@@ -106,15 +107,14 @@ def _blur_pool_bwd_kernel(
     g_ptr,
     x_ptr,
     dx_ptr,
-    src_h_ptr,
-    wt_h_ptr,
-    src_w_ptr,
-    wt_w_ptr,
-    count_h_ptr,
-    count_w_ptr,
+    taps_ptr,
+    plan_h_ptr,
+    plan_w_ptr,
     C,
     H,
     W,
+    H_out,
+    W_out,
     sg_n,
     sg_c,
     sg_h,
@@ -130,6 +130,8 @@ def _blur_pool_bwd_kernel(
     c_blocks,
     tiles_w,
     tiles,
+    TAPS: tl.constexpr,
+    STRIDE: tl.constexpr,
     RELU: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     INDEX_64: tl.constexpr,
@@ -137,24 +139,35 @@ def _blur_pool_bwd_kernel(
     BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
-    n, c, rows, cols = tile_coords(
-        tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C, BLOCK_H, BLOCK_W
-    )
-    row_ok = rows < H
-    col_ok = cols < W
-    mask = (c < C) & row_ok & col_ok
-    acc = separable_gather(
-        g_ptr, plane_offsets(n, c, sg_n, sg_c, INDEX_64), rows, cols, row_ok, col_ok, mask,
-        sg_h, sg_w, src_h_ptr, wt_h_ptr, src_w_ptr, wt_w_ptr, H, W,
-        tile_width(count_h_ptr, rows, row_ok), tile_width(count_w_ptr, cols, col_ok),
-        ACC_DTYPE, INDEX_64,
-    )  # fmt: skip
-    if RELU:
-        x_offs = tile_offsets(n, c, rows, cols, sx_n, sx_c, sx_h, sx_w, INDEX_64)
-        x = tl.load(x_ptr + x_offs, mask=mask, other=0.0)
-        acc = tl.where(x > 0, acc, 0.0)
-    dx_offs = tile_offsets(n, c, rows, cols, sd_n, sd_c, sd_h, sd_w, INDEX_64)
-    tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
+    """One program: ``STRIDE·BLOCK_H`` × ``STRIDE·BLOCK_W`` of the input gradient, gathered
+    from the output gradient (no atomics), as ``STRIDE``² phase tiles.
+
+    The elements of a phase tile (every ``STRIDE``-th row and column from a given one) are
+    reached by the same taps, so the tap weights are uniform and the output-gradient indices
+    step by one across it (``common.blur_gradient``).
+    """
+    pid = tl.program_id(0)
+    plane, row0, col0 = tile_origin(pid, tiles, tiles_w, STRIDE * BLOCK_H, STRIDE * BLOCK_W)
+    n = plane // c_blocks
+    c = ((plane % c_blocks) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
+    steps_h = tl.arange(0, BLOCK_H)[None, :, None]
+    steps_w = tl.arange(0, BLOCK_W)[None, None, :]
+    # Reads of channels past C go to the last one (and are not stored).
+    maps = g_ptr + plane_offsets(n, tl.minimum(c, C - 1), sg_n, sg_c, INDEX_64)
+    for ph in tl.static_range(STRIDE):
+        rows = row0 + ph + STRIDE * steps_h
+        for pw in tl.static_range(STRIDE):
+            cols = col0 + pw + STRIDE * steps_w
+            mask = (c < C) & (rows < H) & (cols < W)
+            acc = blur_gradient(maps, plan_h_ptr, row0 + ph, steps_h, plan_w_ptr, col0 + pw,
+                                steps_w, H_out, W_out, sg_h, sg_w, taps_ptr, TAPS, STRIDE,
+                                BLOCK_H, BLOCK_W, ACC_DTYPE, INDEX_64)  # fmt: skip
+            if RELU:
+                x_offs = tile_offsets(n, c, rows, cols, sx_n, sx_c, sx_h, sx_w, INDEX_64)
+                x = tl.load(x_ptr + x_offs, mask=mask, other=0.0)
+                acc = tl.where(x > 0, acc, 0.0)
+            dx_offs = tile_offsets(n, c, rows, cols, sd_n, sd_c, sd_h, sd_w, INDEX_64)
+            tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
 def blur_pool2d_forward(
@@ -209,17 +222,29 @@ def blur_pool2d_backward(
     dx = output_buffer(out, x, tuple(x.shape))
     if dx.numel() == 0:
         return dx
-    rows = gradient_tables(h, taps, stride, pad_off, padding, x.device)
-    cols = gradient_tables(w, taps, stride, pad_off, padding, x.device)
+    k = len(taps)
+    before, after = (k - 1) // 2 + pad_off, k - 1 - (k - 1) // 2 + pad_off
+    plan_h = backward_plan(h, k, stride, before, after, padding, x.device)
+    plan_w = backward_plan(w, k, stride, before, after, padding, x.device)
+    launch = resolve_config("blur_pool_bwd", x, k, stride, config, relu=relu)
+    # A program covers about the config's tile: ``stride``² phase tiles, each a ``stride``-th
+    # of it along each axis.
+    phase_h, phase_w = (pow2_bucket(triton.cdiv(launch[f], stride)) for f in ("BLOCK_H", "BLOCK_W"))
     launch_tiled(
         _blur_pool_bwd_kernel,
-        resolve_config("blur_pool_bwd", x, len(taps), stride, config, relu=relu),
+        launch,
         dx,
-        grad, x, dx, rows.src, rows.wt, cols.src, cols.wt, rows.count,
-        cols.count, c, h, w, *grad.stride(), *x.stride(), *dx.stride(),
+        grad, x, dx, taps_tensor(taps, x.device, accumulator_torch_dtype(x)), plan_h, plan_w,
+        c, h, w, grad.shape[2], grad.shape[3],
+        *grad.stride(), *x.stride(), *dx.stride(),
+        tile=(stride * phase_h, stride * phase_w),
+        TAPS=k,
+        STRIDE=stride,
         RELU=relu,
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(grad, x, dx),
+        BLOCK_H=phase_h,
+        BLOCK_W=phase_w,
     )  # fmt: skip
     return dx
 
