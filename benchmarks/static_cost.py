@@ -1,9 +1,10 @@
-"""Instructions per output of the forward kernels, read from their machine code, no GPU needed.
+"""Instructions per output of the kernels, read from their machine code, no GPU needed.
 
-``python -m benchmarks.static_cost [--arch 90] [--filters 3 5 7]`` compiles each forward
-kernel for an NVIDIA target with Triton's own ``ptxas`` and counts the SASS instructions of one
-program (the tap loops are unrolled, so the static count is the dynamic one) per output it
-writes. The kernels are memory- or issue-bound, so this predicts which variant of a kernel is
+``python -m benchmarks.static_cost [--arch 90] [--filters 3 5 7]`` compiles the forward
+kernels, the path blur-pool's backward takes inside a map, and MaxBlurPool's max routing for
+an NVIDIA target with Triton's own ``ptxas``, and counts the SASS instructions of one program
+(the tap loops are unrolled, so the static count is the dynamic one) per output it writes.
+The kernels are memory- or issue-bound, so this predicts which variant of a kernel is
 faster before a GPU is at hand; it says nothing about memory stalls, so a GPU run
 (``kernels.bench``) has the last word. Run it without ``TRITON_INTERPRET``: interpreted
 kernels cannot be compiled.
@@ -34,6 +35,7 @@ from kernels.tuning import pow2_bucket
 STRIDE = 2
 POINTERS = {
     "x_ptr": "*bf16",
+    "gm_ptr": "*bf16",
     "y_ptr": "*bf16",
     "g_ptr": "*bf16",
     "dx_ptr": "*bf16",
@@ -133,6 +135,14 @@ def max_blur_pool_case(k: int, span: tuple[int, int, int]) -> tuple[Any, dict[st
     return max_blur_pool._max_blur_pool_fwd_kernel, constexprs, block_c * rows * cols
 
 
+def max_pool_route_case(k: int, tile: tuple[int, int, int]) -> tuple[Any, dict[str, Any], int]:
+    """MaxBlurPool's second backward pass; it does not depend on the filter."""
+    block_c, block_h, block_w = tile
+    constexprs = dict(MAX_KERNEL=2, ACC_DTYPE=tl.float32, INDEX_64=False, BLOCK_C=block_c,
+                      BLOCK_H=block_h, BLOCK_W=block_w)  # fmt: skip
+    return max_blur_pool._max_pool_route_kernel, constexprs, block_c * block_h * block_w
+
+
 def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
     """One row per (op, filter size, tile): instructions, loads and shuffles per output."""
     rows = []
@@ -140,6 +150,7 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
         ("blur_pool", blur_pool_case, BLUR_TILES),
         ("blur_pool_bwd_interior", blur_pool_bwd_case, BWD_TILES),
         ("max_blur_pool", max_blur_pool_case, MAX_SPANS),
+        ("max_pool_route", max_pool_route_case, BWD_TILES),
     ):
         for k in filters:
             for tile in tiles:

@@ -10,9 +10,9 @@ not only its neighbours.
 
 The dense max of MaxBlurPool, on NCHW inputs, is a ``torch.maximum`` of shifted slices,
 bit-identical to ``max_pool2d(x, k, 1)`` and far cheaper on CPU, behind an autograd.Function
-whose backward sends each window's gradient to its first maximum in row-major order, as
-``torch.max_pool2d`` does. Channels-last inputs, and graphs being scripted, traced or exported,
-take ``max_pool2d`` itself.
+whose backward sends each window's gradient to its first maximum in row-major order (its last
+NaN if it holds one), as ``torch.max_pool2d`` does. Channels-last inputs, and graphs being
+scripted, traced or exported, take ``max_pool2d`` itself.
 
 Arguments are assumed valid here; ``kernels.functional`` checks them.
 """
@@ -146,17 +146,20 @@ def _winner_steps(
     """Where each offset of a ``_window_max`` window beats all earlier ones, as 0/1 masks.
 
     ``steps[d - 1]`` is 1 where the entry at offset ``d`` is strictly greater than every
-    earlier one, so a window's winner is its last marked offset (0 if none): the first maximum.
-    Taking the first winning row of the per-row first maxima gives the first maximum of the
-    2-D window in row-major order. The masks have the dtype of ``x``, so that the backward's
-    multiply-adds need no conversion, and are written into the leading part of ``out``.
+    earlier one or is NaN, so a window's winner is its last marked offset (0 if none): the
+    last NaN if it holds one, else the first maximum, where ``torch.max_pool2d``'s scan ends.
+    Taking the winning row of the per-row winners (a row's maximum is NaN if it holds one)
+    gives that element of the 2-D window in row-major order. The masks have the dtype of
+    ``x``, so that the backward's multiply-adds need no conversion, and are written into the
+    leading part of ``out``.
     """
     length = x.shape[dim] - kernel + 1
     best = x.narrow(dim, 0, length)
     steps = []
     for offset in range(1, kernel):
         candidate = x.narrow(dim, offset, length)
-        steps.append(torch.gt(candidate, best, out=out[offset - 1].narrow(dim, 0, length)))
+        step = out[offset - 1].narrow(dim, 0, length)
+        steps.append(torch.logical_or(torch.gt(candidate, best), candidate.isnan(), out=step))
         if offset < kernel - 1:
             best = torch.maximum(best, candidate)
     return steps

@@ -237,6 +237,23 @@ def test_drawn_design_points_match_reference(
 # ----------------------------------------------------------------------------- launch paths
 
 
+@pytest.mark.parametrize("max_kernel", [2, 3])
+def test_max_routing_follows_torch_with_nan_and_ties(max_kernel: int) -> None:
+    """Windows holding one NaN, two NaNs and tied maxima send their gradient to the element
+    ``torch.max_pool2d`` picks: the last NaN, else the first maximum."""
+    x = make_input((1, 2, 7, 8), torch.float32, "nchw", seed=3, ties=True)
+    x[0, 0, 1, 1] = x[0, 0, 4, 4] = x[0, 0, 4, 5] = x[0, 1, 5, 2] = x[0, 1, 6, 2] = math.nan
+    taps = skewed(3, 9)
+    _, grad, expected = reference_and_grads(
+        lambda t: max_blur_pool2d_reference(t, taps_tensor(taps), 2, "reflect", max_kernel),
+        x,
+        seed=3,
+    )
+    dx = max_blur_pool2d_backward(grad, x, taps, 2, "reflect", max_kernel,
+                                  out=poisoned(x, tuple(x.shape)))  # fmt: skip
+    assert_close(dx, expected, x.dtype)
+
+
 def test_many_tiles_and_channel_blocks() -> None:
     """Small explicit tiles: a map spans many tiles in H and W, channels several blocks.
 

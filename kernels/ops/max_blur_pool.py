@@ -132,21 +132,14 @@ def _max_blur_pool_fwd_kernel(
 
 
 @triton.jit
-def _window_argmax(x_ptr, plane, top, left, mask, stride_h, stride_w, MAX_KERNEL: tl.constexpr,
-                   INDEX_64: tl.constexpr):  # fmt: skip
-    """Row-major position of the max of each window at (top, left): the first maximum, or the
-    last NaN if any (the scan ``torch.max_pool2d`` does)."""
-    offs = element_offsets(plane, top, left, stride_h, stride_w, INDEX_64)
-    best = tl.load(x_ptr + offs, mask=mask, other=0.0)
-    best_at = tl.zeros(best.shape, tl.int32)
-    for u in tl.static_range(MAX_KERNEL):
-        for v in tl.static_range(MAX_KERNEL):
-            if u + v > 0:
-                value = tl.load(x_ptr + offs + u * stride_h + v * stride_w, mask=mask, other=0.0)
-                take = (value > best) | (value != value)
-                best = tl.where(take, value, best)
-                best_at = tl.where(take, u * MAX_KERNEL + v, best_at)
-    return best_at
+def _neighbour(x_ptr, centre, rows, cols, mask, H, W, stride_h, stride_w, DH: tl.constexpr,
+               DW: tl.constexpr):  # fmt: skip
+    """``x`` at offset (``DH``, ``DW``) from each element (0 outside the map). Every window
+    reads its elements through this one expression, so repeated reads are the same load."""
+    r = rows + DH
+    c = cols + DW
+    ok = mask & (r >= 0) & (r < H) & (c >= 0) & (c < W)
+    return tl.load(centre + (DH * stride_h + DW * stride_w), mask=ok, other=0.0)
 
 
 @triton.jit
@@ -180,26 +173,41 @@ def _max_pool_route_kernel(
     BLOCK_W: tl.constexpr,
 ):
     """The dense max's backward: each input element gathers the max-map gradient ``gm`` of
-    every window that contains it and picks it as its maximum."""
+    every window that picks it as its maximum.
+
+    A window picks the element the scan of ``torch.max_pool2d`` ends on: its last NaN if it
+    holds one, else its first maximum in row-major order. So an element is picked when it
+    beats each other element of the window by that rule, which compares it with its
+    neighbours only: each of the (2·``MAX_KERNEL`` - 1)² neighbours is read once, not once per
+    window.
+    """
     n, c, rows, cols = tile_coords(
         tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C, BLOCK_H, BLOCK_W
     )
     mask = (c < C) & (rows < H) & (cols < W)
-    x_plane = plane_offsets(n, c, sx_n, sx_c, INDEX_64)
+    centre = x_ptr + tile_offsets(n, c, rows, cols, sx_n, sx_c, sx_h, sx_w, INDEX_64)
     g_plane = plane_offsets(n, c, sg_n, sg_c, INDEX_64)
-    max_h = H - MAX_KERNEL + 1  # size of the dense max map
-    max_w = W - MAX_KERNEL + 1
+    x = tl.load(centre, mask=mask, other=0.0)
+    x_nan = x != x
     acc = tl.zeros(mask.shape, ACC_DTYPE)
     # Window (top, left) = (rows - u, cols - v) holds this element at its position (u, v).
     for u in tl.static_range(MAX_KERNEL):
         for v in tl.static_range(MAX_KERNEL):
             top = rows - u
             left = cols - v
-            window = mask & (top >= 0) & (top < max_h) & (left >= 0) & (left < max_w)
-            argmax = _window_argmax(x_ptr, x_plane, top, left, window, sx_h, sx_w, MAX_KERNEL,
-                                    INDEX_64)  # fmt: skip
+            picked = mask & (top >= 0) & (top <= H - MAX_KERNEL)
+            picked &= (left >= 0) & (left <= W - MAX_KERNEL)
+            for a in tl.static_range(MAX_KERNEL):
+                for b in tl.static_range(MAX_KERNEL):
+                    if a * MAX_KERNEL + b < u * MAX_KERNEL + v:  # scanned before this element
+                        other = _neighbour(x_ptr, centre, rows, cols, mask, H, W, sx_h, sx_w,
+                                           a - u, b - v)  # fmt: skip
+                        picked &= x_nan | (x > other)
+                    elif a * MAX_KERNEL + b > u * MAX_KERNEL + v:  # scanned after it
+                        other = _neighbour(x_ptr, centre, rows, cols, mask, H, W, sx_h, sx_w,
+                                           a - u, b - v)  # fmt: skip
+                        picked &= tl.where(x_nan, other == other, x >= other)
             at = element_offsets(g_plane, top, left, sg_h, sg_w, INDEX_64)
-            picked = window & (argmax == u * MAX_KERNEL + v)
             acc += tl.load(gm_ptr + at, mask=picked, other=0.0).to(ACC_DTYPE)
     dx_offs = tile_offsets(n, c, rows, cols, sd_n, sd_c, sd_h, sd_w, INDEX_64)
     tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
