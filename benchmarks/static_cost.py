@@ -40,8 +40,6 @@ POINTERS = {
     "g_ptr": "*bf16",
     "dx_ptr": "*bf16",
     "taps_ptr": "*fp32",
-    "plan_h_ptr": "*i32",
-    "plan_w_ptr": "*i32",
 }
 # (BLOCK_C, BLOCK_H, BLOCK_W): a tile of outputs for blur-pool, a span of the max map for
 # MaxBlurPool; one NCHW-like and one channels_last-like shape each.
@@ -88,13 +86,13 @@ def blur_pool_case(k: int, tile: tuple[int, int, int]) -> tuple[Any, dict[str, A
 
 
 @triton.jit
-def _interior_backward(g_ptr, dx_ptr, taps_ptr, plan_h_ptr, plan_w_ptr, H_out, W_out, sg_c,
-                       sg_h, sg_w, sd_c, sd_h, sd_w, TAPS: tl.constexpr, STRIDE: tl.constexpr,
-                       ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
+def _interior_backward(g_ptr, dx_ptr, taps_ptr, before, sg_c, sg_h, sg_w, sd_c, sd_h, sd_w,
+                       TAPS: tl.constexpr, STRIDE: tl.constexpr, ACC_DTYPE: tl.constexpr,
+                       BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
                        BLOCK_W: tl.constexpr):  # fmt: skip
     """The path blur-pool's backward takes on tiles inside the map's plain interval along both
-    axes (most tiles of a large map): each phase through the unchecked transposed filter. The
-    real kernel also holds the checked paths for edge tiles, which the static count of the
+    axes (most tiles of a large map): each phase through the plain transposed filter. The
+    real kernel also holds the gather path for edge tiles, which the static count of the
     whole kernel would add up."""
     c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
     steps_h = tl.arange(0, BLOCK_H)[None, :, None]
@@ -103,14 +101,12 @@ def _interior_backward(g_ptr, dx_ptr, taps_ptr, plan_h_ptr, plan_w_ptr, H_out, W
     col0 = tl.program_id(2) * STRIDE * BLOCK_W
     maps = g_ptr + c * sg_c
     for ph in tl.static_range(STRIDE):
-        top_h, phase_h, in_h, _ = common.plain_phase(plan_h_ptr, row0 + ph, steps_h, STRIDE,
-                                                     BLOCK_H)  # fmt: skip
+        top_h, phase_h, _ = common.plain_phase(row0 + ph, steps_h, before, 0, 0, STRIDE, BLOCK_H)
         for pw in tl.static_range(STRIDE):
-            top_w, phase_w, in_w, _ = common.plain_phase(plan_w_ptr, col0 + pw, steps_w, STRIDE,
-                                                         BLOCK_W)  # fmt: skip
-            acc = common.transposed_blur(maps, top_h, phase_h, in_h, top_w, phase_w, in_w, H_out,
-                                         W_out, sg_h, sg_w, taps_ptr, TAPS, STRIDE, False, False,
-                                         ACC_DTYPE, False)  # fmt: skip
+            top_w, phase_w, _ = common.plain_phase(col0 + pw, steps_w, before, 0, 0, STRIDE,
+                                                   BLOCK_W)  # fmt: skip
+            acc = common.transposed_blur(maps, top_h, phase_h, top_w, phase_w, sg_h, sg_w,
+                                         taps_ptr, TAPS, STRIDE, ACC_DTYPE, False)  # fmt: skip
             rows = row0 + ph + STRIDE * steps_h
             cols = col0 + pw + STRIDE * steps_w
             tl.store(dx_ptr + c * sd_c + rows * sd_h + cols * sd_w, acc.to(tl.bfloat16))

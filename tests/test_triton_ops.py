@@ -25,7 +25,6 @@ from kernels.ops.max_blur_pool import (
     max_blur_pool2d_triton,
 )
 from kernels.options import PADDING_MODES
-from kernels.padding import pad_index
 from kernels.reference import blur_matrix, blur_pool2d_reference, max_blur_pool2d_reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -257,9 +256,8 @@ def test_max_routing_follows_torch_with_nan_and_ties(max_kernel: int) -> None:
 def test_many_tiles_and_channel_blocks() -> None:
     """Small explicit tiles: a map spans many tiles in H and W, channels several blocks.
 
-    The backward's tiles then take each of its paths: inside the map's plain interval along
-    both axes (no checks), along rows only (the column runs looped over), and at the top and
-    bottom edges (every run pair checked).
+    The backward's tiles then take both of its paths: the plain filter inside the map's plain
+    interval along both axes, the table gather elsewhere.
     """
     config = {"BLOCK_H": 2, "BLOCK_W": 4, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
     first, last = common.plain_interval(16, 4, 2, 1, 2, "reflect")
@@ -268,6 +266,19 @@ def test_many_tiles_and_channel_blocks() -> None:
     check_blur_pool(x, binomial(4), 2, "reflect", 0, True, config=config)
     x = make_input((1, 3, 5, 9), torch.float32, "nchw", seed=8, ties=True)
     check_max_blur_pool(x, binomial(4), 2, "circular", 2, config=config)
+
+
+@pytest.mark.parametrize("padding", PADDING_MODES)
+@pytest.mark.parametrize("size_stride", [(3, 2), (4, 2), (6, 3)])
+def test_interior_tiles_match_reference(padding: str, size_stride: tuple[int, int]) -> None:
+    """Maps many small tiles wide, so the backward's plain path runs beside its gather path."""
+    size, stride = size_stride
+    index = PADDING_MODES.index(padding) + size
+    config = {"BLOCK_H": 4, "BLOCK_W": 4, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
+    x = make_input((1, 3, 13, 18), (torch.float32, torch.float16)[index % 2],
+                   LAYOUTS[index % len(LAYOUTS)], seed=index)  # fmt: skip
+    check_blur_pool(x, skewed(size, index), stride, padding, index % 2, index % 3 == 0,
+                    seed=index, config=config)  # fmt: skip
 
 
 @pytest.mark.parametrize("padding", PADDING_MODES)
@@ -328,23 +339,19 @@ def test_out_buffer_of_wrong_shape_is_rejected() -> None:
         blur_pool2d_forward(x, binomial(2), 2, "zeros", 0, False, out=torch.empty(1, 1, 3, 3))
 
 
-@pytest.mark.parametrize("padding", PADDING_MODES)
-def test_padded_runs_cover_each_read_exactly_once(padding: str) -> None:
-    """The runs invert the index map: every (padded position, map position) pair it holds,
-    once, and no other; a map larger than its pads has at most three runs but replicate's."""
-    for size in range(1, 8):
-        for before in range(0, 9):
-            for after in (before, before + 1):
-                index = pad_index(size, before, after, padding)
-                expected = {(u, p) for u, p in enumerate(index.tolist()) if p >= 0}
-                pairs = [
-                    (run.sign * p + run.offset, p)
-                    for run in common.padded_runs(size, before, after, padding)
-                    for p in range(run.first, run.last + 1)
-                ]
-                assert sorted(pairs) == sorted(expected), (size, before, after)
-                if padding != "replicate" and max(before, after) < size:
-                    assert len(common.padded_runs(size, before, after, padding)) <= 3
+def test_gradient_table_is_the_transpose_of_the_blur_matrix() -> None:
+    """Per input, the table holds exactly the blur matrix's column, merged per output."""
+    for padding in PADDING_MODES:
+        for size, taps, stride, pad_off in [(2, skewed(7, 0), 1, 0), (5, skewed(4, 1), 2, 1)]:
+            tables = common.gradient_tables(size, taps, stride, pad_off, padding,
+                                            torch.device("cpu"))  # fmt: skip
+            forward = blur_matrix(size, taps_tensor(taps), stride, padding, pad_off)
+            backward = torch.zeros(size, forward.shape[0], dtype=torch.float64)
+            used = tables.src >= 0
+            inputs = torch.arange(size).expand_as(tables.src)[used]
+            backward[inputs, tables.src[used].long()] = tables.wt[used].double()
+            torch.testing.assert_close(backward, forward.t(), atol=1e-6, rtol=1e-6)
+            assert torch.equal(tables.count, used.sum(0).int())
 
 
 # ----------------------------------------------------------------------------- autograd, compile

@@ -19,21 +19,25 @@ from kernels.ops.common import (
     accumulator_dtype,
     accumulator_torch_dtype,
     as_index,
-    backward_plan,
-    blur_gradient,
     empty_output,
     folds_once,
+    gradient_tables,
     launch_tiled,
     needs_int64,
     output_buffer,
     padded_source,
+    plain_interval,
+    plain_phase,
     plane_offsets,
     pooled_shape,
     resolve_config,
+    separable_gather,
     taps_tensor,
     tile_coords,
     tile_offsets,
     tile_origin,
+    tile_width,
+    transposed_blur,
 )
 from kernels.tuning import pow2_bucket
 
@@ -108,13 +112,20 @@ def _blur_pool_bwd_kernel(
     x_ptr,
     dx_ptr,
     taps_ptr,
-    plan_h_ptr,
-    plan_w_ptr,
+    src_h_ptr,
+    wt_h_ptr,
+    src_w_ptr,
+    wt_w_ptr,
+    count_h_ptr,
+    count_w_ptr,
+    before,
+    first_h,
+    last_h,
+    first_w,
+    last_w,
     C,
     H,
     W,
-    H_out,
-    W_out,
     sg_n,
     sg_c,
     sg_h,
@@ -143,8 +154,10 @@ def _blur_pool_bwd_kernel(
     from the output gradient (no atomics), as ``STRIDE``² phase tiles.
 
     The elements of a phase tile (every ``STRIDE``-th row and column from a given one) are
-    reached by the same taps, so the tap weights are uniform and the output-gradient indices
-    step by one across it (``common.blur_gradient``).
+    reached by the same taps. Inside the map's plain interval along both axes, that makes the
+    gradient a plain transposed filter with uniform weights and no masks
+    (``common.transposed_blur``): most tiles of a large map. Tiles that padding reaches, or
+    whose outputs run out, gather through the per-axis tables (``common.gradient_tables``).
     """
     pid = tl.program_id(0)
     plane, row0, col0 = tile_origin(pid, tiles, tiles_w, STRIDE * BLOCK_H, STRIDE * BLOCK_W)
@@ -153,15 +166,25 @@ def _blur_pool_bwd_kernel(
     steps_h = tl.arange(0, BLOCK_H)[None, :, None]
     steps_w = tl.arange(0, BLOCK_W)[None, None, :]
     # Reads of channels past C go to the last one (and are not stored).
-    maps = g_ptr + plane_offsets(n, tl.minimum(c, C - 1), sg_n, sg_c, INDEX_64)
+    g_plane = plane_offsets(n, tl.minimum(c, C - 1), sg_n, sg_c, INDEX_64)
     for ph in tl.static_range(STRIDE):
         rows = row0 + ph + STRIDE * steps_h
+        top_h, phase_h, plain_h = plain_phase(row0 + ph, steps_h, before, first_h, last_h,
+                                              STRIDE, BLOCK_H)  # fmt: skip
         for pw in tl.static_range(STRIDE):
             cols = col0 + pw + STRIDE * steps_w
+            top_w, phase_w, plain_w = plain_phase(col0 + pw, steps_w, before, first_w, last_w,
+                                                  STRIDE, BLOCK_W)  # fmt: skip
             mask = (c < C) & (rows < H) & (cols < W)
-            acc = blur_gradient(maps, plan_h_ptr, row0 + ph, steps_h, plan_w_ptr, col0 + pw,
-                                steps_w, H_out, W_out, sg_h, sg_w, taps_ptr, TAPS, STRIDE,
-                                BLOCK_H, BLOCK_W, ACC_DTYPE, INDEX_64)  # fmt: skip
+            if plain_h & plain_w:
+                acc = transposed_blur(g_ptr + g_plane, top_h, phase_h, top_w, phase_w, sg_h, sg_w,
+                                      taps_ptr, TAPS, STRIDE, ACC_DTYPE, INDEX_64)  # fmt: skip
+            else:
+                acc = separable_gather(
+                    g_ptr, g_plane, rows, cols, rows < H, cols < W, mask, sg_h, sg_w, src_h_ptr,
+                    wt_h_ptr, src_w_ptr, wt_w_ptr, H, W, tile_width(count_h_ptr, rows, rows < H),
+                    tile_width(count_w_ptr, cols, cols < W), ACC_DTYPE, INDEX_64,
+                )  # fmt: skip
             if RELU:
                 x_offs = tile_offsets(n, c, rows, cols, sx_n, sx_c, sx_h, sx_w, INDEX_64)
                 x = tl.load(x_ptr + x_offs, mask=mask, other=0.0)
@@ -224,8 +247,10 @@ def blur_pool2d_backward(
         return dx
     k = len(taps)
     before, after = (k - 1) // 2 + pad_off, k - 1 - (k - 1) // 2 + pad_off
-    plan_h = backward_plan(h, k, stride, before, after, padding, x.device)
-    plan_w = backward_plan(w, k, stride, before, after, padding, x.device)
+    rows = gradient_tables(h, taps, stride, pad_off, padding, x.device)
+    cols = gradient_tables(w, taps, stride, pad_off, padding, x.device)
+    plain_h = plain_interval(h, k, stride, before, after, padding)
+    plain_w = plain_interval(w, k, stride, before, after, padding)
     launch = resolve_config("blur_pool_bwd", x, k, stride, config, relu=relu)
     # A program covers about the config's tile: ``stride``² phase tiles, each a ``stride``-th
     # of it along each axis.
@@ -234,8 +259,8 @@ def blur_pool2d_backward(
         _blur_pool_bwd_kernel,
         launch,
         dx,
-        grad, x, dx, taps_tensor(taps, x.device, accumulator_torch_dtype(x)), plan_h, plan_w,
-        c, h, w, grad.shape[2], grad.shape[3],
+        grad, x, dx, taps_tensor(taps, x.device, accumulator_torch_dtype(x)), rows.src, rows.wt,
+        cols.src, cols.wt, rows.count, cols.count, before, *plain_h, *plain_w, c, h, w,
         *grad.stride(), *x.stride(), *dx.stride(),
         tile=(stride * phase_h, stride * phase_w),
         TAPS=k,

@@ -99,68 +99,74 @@ def accumulator_torch_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-# ----------------------------------------------------------------------------- padded runs
+# ----------------------------------------------------------------------------- backward tables
 
 
-class PaddedRun(NamedTuple):
-    """A stretch of a padded axis that reads a stretch of the map forwards or backwards.
+class GradientTables(NamedTuple):
+    """The backward gather tables of one axis, on the device the op runs on.
 
-    Padded position ``u`` (0 is the first pad position) reads map position
-    ``p = (u - offset) / sign`` for every ``p`` in [``first``, ``last``]. Each padded position
-    that reads the map lies in exactly one run.
+    ``src``/``wt``: (width, in_size) — the outputs reading each input (-1: empty slot) and the
+    summed weight of every tap by which that output reads it; ``count``: (in_size,) how many
+    slots each input uses (its first ones). A few inputs near a border can need more slots
+    than the rest, so a tile loops only over as many as its own positions use. Tables are
+    stored slot-major: one slot's entries for neighbouring positions are neighbours in memory.
     """
 
-    sign: int
-    offset: int
-    first: int
-    last: int
+    src: torch.Tensor
+    wt: torch.Tensor
+    count: torch.Tensor
 
 
-def padded_runs(size: int, before: int, after: int, padding: str) -> tuple[PaddedRun, ...]:
-    """The runs of ``kernels.padding.pad_index`` (spec §2): the inverse of padding, compactly.
+@functools.lru_cache(maxsize=512)
+def gradient_tables(
+    size: int,
+    taps: tuple[float, ...],
+    stride: int,
+    pad_off: int,
+    padding: str,
+    device: torch.device,
+) -> GradientTables:
+    """The transpose of blur-pooling an axis of ``size`` (spec §2) as gather tables."""
+    k = len(taps)
+    out_size = blur_output_size(size, stride, pad_off)
+    source = pad_index(size, (k - 1) // 2 + pad_off, k - 1 - (k - 1) // 2 + pad_off, padding)
+    fwd_src = source[torch.arange(out_size)[:, None] * stride + torch.arange(k)[None, :]]
+    fwd_wt = torch.tensor(taps, dtype=torch.float64).expand(out_size, k)
 
-    The backward sends each padded position's gradient back to the map position it reads;
-    read per map position that is a gather over the runs that cover it. A map with a pad
-    smaller than itself has three runs under reflect and circular padding (left pad, map,
-    right pad), one under zero padding, and one per pad position plus the map under
-    replicate (the edge is read once per position).
-    """
-    runs: list[PaddedRun] = []
-    start = None  # (u, p) where the open run began, its sign (0 while one long), its last p
-    for u, p in enumerate(pad_index(size, before, after, padding).tolist()):
-        if start is not None and p >= 0:
-            (u0, p0), sign, last = start
-            step = p - last
-            if step in (-1, 1) and sign in (0, step):
-                start = (u0, p0), step, p
-                continue
-        if start is not None:
-            runs.append(_closed_run(*start))
-        start = ((u, p), 0, p) if p >= 0 else None
-    if start is not None:
-        runs.append(_closed_run(*start))
-    return tuple(runs)
-
-
-def _closed_run(origin: tuple[int, int], sign: int, last: int) -> PaddedRun:
-    u0, p0 = origin
-    sign = sign or 1
-    return PaddedRun(sign, u0 - sign * p0, min(p0, last), max(p0, last))
+    # Transpose: merge the (input, output) pairs that repeat, then lay each input's list out
+    # as one row, padded to the longest list.
+    outputs = torch.arange(out_size)[:, None].expand(out_size, k)
+    read = fwd_src >= 0
+    pair = fwd_src[read] * out_size + outputs[read]
+    pairs, inverse = torch.unique(pair, sorted=True, return_inverse=True)
+    weights = torch.zeros(pairs.numel(), dtype=torch.float64).index_add_(0, inverse, fwd_wt[read])
+    inputs, readers = pairs // out_size, pairs % out_size
+    counts = torch.bincount(inputs, minlength=size)
+    slot = torch.arange(pairs.numel()) - (torch.cumsum(counts, 0) - counts)[inputs]
+    width = max(1, int(counts.max()))
+    src = torch.full((size, width), -1, dtype=torch.int64)
+    wt = torch.zeros((size, width), dtype=torch.float64)
+    src[inputs, slot] = readers
+    wt[inputs, slot] = weights
+    return GradientTables(
+        src.t().to(device=device, dtype=torch.int32).contiguous(),
+        wt.t().to(device=device, dtype=torch.float32).contiguous(),
+        counts.to(device=device, dtype=torch.int32),
+    )
 
 
 def plain_interval(
     size: int, taps: int, stride: int, before: int, after: int, padding: str
 ) -> tuple[int, int]:
     """The longest stretch [first, last] of map positions whose gradient is a plain transposed
-    filter: read only by the map's own run, and every output a tap reaches from them exists.
-    Backward tiles need no checks along an axis inside it. (1, 0) when there is none."""
-    runs = padded_runs(size, before, after, padding)
+    filter: no pad position reads them, and every output a tap reaches from them exists.
+    Backward tiles inside it along both axes need neither tables nor masks. (1, 0) if none."""
+    source = pad_index(size, before, after, padding).tolist()
     out_size = blur_output_size(size, stride, before - (taps - 1) // 2)
     best, first = (1, 0), None
     for p in range(size + 1):
         u = p + before
-        readers = [(r.sign, r.offset) for r in runs if r.first <= p <= r.last]
-        plain = p < size and readers == [(1, before)]
+        plain = p < size and [v for v, q in enumerate(source) if q == p] == [u]
         plain = plain and all(
             0 <= u // stride - j < out_size
             for j in range(-(-taps // stride))
@@ -173,19 +179,6 @@ def plain_interval(
                 best = (first, p - 1)
             first = None
     return best
-
-
-@functools.lru_cache(maxsize=512)
-def backward_plan(
-    size: int, taps: int, stride: int, before: int, after: int, padding: str,
-    device: torch.device,
-) -> torch.Tensor:  # fmt: skip
-    """One axis of the backward as an int32 (1 + runs, 4) tensor on ``device``, made once per
-    axis: a header (number of runs, ``before``, :func:`plain_interval`), then the runs
-    (:func:`padded_runs`)."""
-    runs = padded_runs(size, before, after, padding)
-    header = (len(runs), before, *plain_interval(size, taps, stride, before, after, padding))
-    return torch.tensor((header, *runs), dtype=torch.int32).to(device)
 
 
 @functools.lru_cache(maxsize=256)
@@ -351,123 +344,96 @@ def tile_offsets(n, c, rows, cols, stride_n, stride_c, stride_h, stride_w, INDEX
 
 
 @triton.jit
-def phase_run(plan_ptr, r, start, steps, STRIDE: tl.constexpr, BLOCK: tl.constexpr):
-    """Run ``r`` of an axis (its :func:`backward_plan`) seen from the map positions
-    ``start + STRIDE·steps`` (``steps`` = 0 … ``BLOCK`` - 1): one phase of a backward tile.
-
-    Those positions' padded positions ``u`` step by ``±STRIDE``, so all of them are read by
-    the same taps: output ``top - j`` reads each with tap ``phase + j·STRIDE``, where ``top``
-    (per position) is the last output whose taps reach it and ``phase`` (a scalar) is ``u``
-    modulo ``STRIDE``. Returns ``top``, ``phase``, which positions the run covers, and
-    whether it covers any (so tiles skip the runs they miss).
-    """
-    run = plan_ptr + 4 * (r + 1)
-    sign = tl.load(run)
-    first = tl.load(run + 2)
-    last = tl.load(run + 3)
-    u0 = sign * start + tl.load(run + 1)  # negative where the run does not cover ``start``
-    phase = (u0 % STRIDE + STRIDE) % STRIDE
-    top = (u0 - phase) // STRIDE + sign * steps
-    positions = start + STRIDE * steps
-    covered = (positions >= first) & (positions <= last)
-    hit = (first <= start + STRIDE * (BLOCK - 1)) & (last >= start)
-    return top, phase, covered, hit
+def tile_width(count_ptr, index, ok):
+    """The most table slots any of the positions ``index`` (where ``ok``) uses."""
+    return tl.max(tl.load(count_ptr + index, mask=ok, other=0))
 
 
 @triton.jit
-def plain_phase(plan_ptr, start, steps, STRIDE: tl.constexpr, BLOCK: tl.constexpr):
-    """:func:`phase_run` for the map's own run, and whether the whole phase tile lies in the
-    axis's plain interval (no padding reaches it, every output it reads exists)."""
-    first = tl.load(plan_ptr + 2)
-    last = tl.load(plan_ptr + 3)
+def plain_phase(start, steps, before, first, last, STRIDE: tl.constexpr, BLOCK: tl.constexpr):
+    """Map positions ``start + STRIDE·steps`` (``steps`` = 0 … ``BLOCK`` - 1): one phase of a
+    backward tile. Their padded positions ``u = p + before`` step by ``STRIDE``, so all of them
+    are read by the same taps: output ``top - j`` reads each with tap ``phase + j·STRIDE``,
+    where ``top`` (per position) is the last output whose taps reach it and ``phase`` (a
+    scalar) is ``u`` modulo ``STRIDE``. Also whether all of them lie in the axis's plain
+    interval [``first``, ``last``] (:func:`plain_interval`)."""
+    u0 = start + before
+    phase = u0 % STRIDE
     plain = (start >= first) & (start + STRIDE * (BLOCK - 1) <= last)
-    u0 = start + tl.load(plan_ptr + 1)
-    phase = (u0 % STRIDE + STRIDE) % STRIDE
-    return (u0 - phase) // STRIDE + steps, phase, steps >= 0, plain
+    return (u0 - phase) // STRIDE + steps, phase, plain
 
 
 @triton.jit
-def tap_reach(top, j, covered, size_out, CHECK: tl.constexpr):
-    """Output ``top - j`` and, when ``CHECK``, where it is read: the run covers the position
-    and the output exists. Unchecked, the caller vouches for both."""
-    o = top - j
-    ok = covered
-    if CHECK:
-        ok &= (o >= 0) & (o < size_out)
-    return o, ok
-
-
-@triton.jit
-def transposed_blur(maps, top_h, phase_h, in_h, top_w, phase_w, in_w, H_out, W_out, stride_h,
-                    stride_w, taps_ptr, TAPS: tl.constexpr, STRIDE: tl.constexpr,
-                    CHECK_H: tl.constexpr, CHECK_W: tl.constexpr, ACC_DTYPE: tl.constexpr,
+def transposed_blur(maps, top_h, phase_h, top_w, phase_w, stride_h, stride_w, taps_ptr,
+                    TAPS: tl.constexpr, STRIDE: tl.constexpr, ACC_DTYPE: tl.constexpr,
                     INDEX_64: tl.constexpr):  # fmt: skip
-    """``Σ w[t_h]·w[t_w]·g[o_h, o_w]`` over the outputs whose taps reach one phase of a tile
-    through one pair of runs (:func:`phase_run`): blur-pool's transpose, (TAPS/STRIDE)² reads
-    per element, unrolled, with uniform tap weights. ``maps`` is the [BC,1,1] start of each
-    channel's output gradient (of a channel that exists). Along an axis with ``CHECK_*``
-    unset every read is vouched for, so it costs no mask: the inside of a large map.
+    """``Σ w[t_h]·w[t_w]·g[o_h, o_w]`` over the outputs whose taps reach one phase tile inside
+    the plain interval (:func:`plain_phase`): blur-pool's transpose as a plain filter,
+    (TAPS/STRIDE)² reads per element, unrolled, with uniform weights and no mask. ``maps``
+    is the [BC,1,1] start of each channel's output gradient (of a channel that exists).
     """
     acc = tl.zeros((maps.shape[0], top_h.shape[1], top_w.shape[2]), ACC_DTYPE)
     for jh in tl.static_range((TAPS + STRIDE - 1) // STRIDE):
         tap_h = phase_h + jh * STRIDE
         if tap_h < TAPS:
-            o_h, ok_h = tap_reach(top_h, jh, in_h, H_out, CHECK_H)
-            row = maps + as_index(o_h, INDEX_64) * stride_h
+            row = maps + as_index(top_h - jh, INDEX_64) * stride_h
             row_sum = tl.zeros(acc.shape, ACC_DTYPE)
             for jw in tl.static_range((TAPS + STRIDE - 1) // STRIDE):
                 tap_w = phase_w + jw * STRIDE
                 if tap_w < TAPS:
-                    o_w, ok_w = tap_reach(top_w, jw, in_w, W_out, CHECK_W)
-                    at = row + as_index(o_w, INDEX_64) * stride_w
-                    if CHECK_H or CHECK_W:
-                        value = tl.load(at, mask=ok_h & ok_w, other=0.0)
-                    else:
-                        value = tl.load(at)
+                    value = tl.load(row + as_index(top_w - jw, INDEX_64) * stride_w)
                     row_sum += tl.load(taps_ptr + tap_w) * value.to(ACC_DTYPE)
             acc += tl.load(taps_ptr + tap_h) * row_sum
     return acc
 
 
 @triton.jit
-def blur_gradient(maps, plan_h_ptr, start_h, steps_h, plan_w_ptr, start_w, steps_w, H_out,
-                  W_out, stride_h, stride_w, taps_ptr, TAPS: tl.constexpr, STRIDE: tl.constexpr,
-                  BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, ACC_DTYPE: tl.constexpr,
-                  INDEX_64: tl.constexpr):  # fmt: skip
-    """Blur-pool's input gradient at one phase tile (map rows ``start_h + STRIDE·steps_h``,
-    columns ``start_w + STRIDE·steps_w``).
+def separable_gather(
+    ptr,
+    plane,
+    rows,
+    cols,
+    row_ok,
+    col_ok,
+    mask,
+    stride_h,
+    stride_w,
+    src_h_ptr,
+    wt_h_ptr,
+    src_w_ptr,
+    wt_w_ptr,
+    span_h,
+    span_w,
+    width_h,
+    width_w,
+    ACC_DTYPE: tl.constexpr,
+    INDEX_64: tl.constexpr,
+):
+    """``Σ_j wt_w[j, cols] · Σ_i wt_h[i, rows] · map(src_h[i, rows], src_w[j, cols])``.
 
-    Along an axis where the tile lies in the plain interval (:func:`plain_interval`) only the
-    map's own run reaches it and no read needs a check; elsewhere the tile sums
-    :func:`transposed_blur` over the runs that cover it, checking each read. Inside a large
-    map both axes are plain.
+    The tables are (width, span) row-major, so a tap's entries for neighbouring positions are
+    neighbours in memory (coalesced loads). Their widths are runtime values: one compiled
+    kernel serves every filter size (a study sweeps many).
+
+    ``ptr + plane`` is the [BC,1,1] start of each channel's map; ``rows``/``cols`` index the
+    tables where ``row_ok``/``col_ok``; lanes outside ``mask`` read nothing and give 0.
+    Index -1 in a table reads zero (an empty slot).
     """
-    top_h, phase_h, in_h, plain_h = plain_phase(plan_h_ptr, start_h, steps_h, STRIDE, BLOCK_H)
-    top_w, phase_w, in_w, plain_w = plain_phase(plan_w_ptr, start_w, steps_w, STRIDE, BLOCK_W)
-    acc = tl.zeros((maps.shape[0], BLOCK_H, BLOCK_W), ACC_DTYPE)
-    if plain_h & plain_w:
-        acc = transposed_blur(maps, top_h, phase_h, in_h, top_w, phase_w, in_w, H_out, W_out,
-                              stride_h, stride_w, taps_ptr, TAPS, STRIDE, False, False,
-                              ACC_DTYPE, INDEX_64)  # fmt: skip
-    elif plain_h:
-        for b in range(tl.load(plan_w_ptr)):
-            top_w, phase_w, in_w, hit_w = phase_run(plan_w_ptr, b, start_w, steps_w, STRIDE,
-                                                    BLOCK_W)  # fmt: skip
-            if hit_w:
-                acc += transposed_blur(maps, top_h, phase_h, in_h, top_w, phase_w, in_w, H_out,
-                                       W_out, stride_h, stride_w, taps_ptr, TAPS, STRIDE, False,
-                                       True, ACC_DTYPE, INDEX_64)  # fmt: skip
-    else:
-        for a in range(tl.load(plan_h_ptr)):
-            top_h, phase_h, in_h, hit_h = phase_run(plan_h_ptr, a, start_h, steps_h, STRIDE,
-                                                    BLOCK_H)  # fmt: skip
-            if hit_h:
-                for b in range(tl.load(plan_w_ptr)):
-                    top_w, phase_w, in_w, hit_w = phase_run(plan_w_ptr, b, start_w, steps_w,
-                                                            STRIDE, BLOCK_W)  # fmt: skip
-                    if hit_w:
-                        acc += transposed_blur(maps, top_h, phase_h, in_h, top_w, phase_w,
-                                               in_w, H_out, W_out, stride_h, stride_w, taps_ptr,
-                                               TAPS, STRIDE, True, True, ACC_DTYPE,
-                                               INDEX_64)  # fmt: skip
+    # Column taps outside: their [1,1,BW] table loads are the costly ones under NCHW tiles.
+    # Few operations per inner step, as the interpreter runs each one in Python.
+    maps = ptr + plane
+    acc = tl.zeros(mask.shape, ACC_DTYPE)
+    for j in range(width_w):
+        src_w = tl.load(src_w_ptr + j * span_w + cols, mask=col_ok, other=-1)
+        wt_w = tl.load(wt_w_ptr + j * span_w + cols, mask=col_ok, other=0.0)
+        column = maps + as_index(src_w, INDEX_64) * stride_w
+        column_ok = mask & (src_w >= 0)
+        col_sum = tl.zeros(mask.shape, ACC_DTYPE)
+        for i in range(width_h):
+            src_h = tl.load(src_h_ptr + i * span_h + rows, mask=row_ok, other=-1)
+            wt_h = tl.load(wt_h_ptr + i * span_h + rows, mask=row_ok, other=0.0)
+            at = column + as_index(src_h, INDEX_64) * stride_h
+            value = tl.load(at, mask=column_ok & (src_h >= 0), other=0.0)
+            col_sum += wt_h * value.to(ACC_DTYPE)
+        acc += wt_w * col_sum
     return acc
