@@ -3,7 +3,8 @@
 
 Forward: each program computes one output tile, reading the input once (halo re-reads hit
 cache) and writing the output once. Backward: each program computes one tile of the input
-gradient by gathering the output-gradient elements whose taps reach it (no atomics).
+gradient, phase by phase, from the output-gradient elements whose taps reach it (no atomics):
+a plain transposed filter inside the map, table gathers near its edges.
 """
 
 from __future__ import annotations

@@ -1,13 +1,17 @@
-"""Pieces shared by the blur-pool kernels: per-axis gather tables, tiling and launch plumbing.
+"""Pieces shared by the blur-pool kernels: the backward's plain path and gather tables,
+tiling and launch plumbing.
 
 Every op here is separable: along each axis an output reads a few input positions with fixed
 weights. The padding mode only changes *which* positions. The forward computes them
-arithmetically (:func:`padded_source`). The backward needs the transpose of that map, which is
+arithmetically (:func:`padded_source`). The backward needs the transpose of that map. Away
+from the edges it is a plain transposed filter: split by phase (position modulo the stride),
+every position of a phase is reached by the same taps, so the weights are uniform and the
+reads need no mask (:func:`transposed_blur`, on :func:`plain_interval`). Near an edge it is
 many-to-one under reflect/circular/replicate padding (several taps can land on one input, and
-on a map smaller than the pad even several outputs' taps). Inverting it on the host into a
-table per axis size (per input: the outputs that read it and the summed weight) makes the
-backward a plain gather: deterministic, no atomics. Tables hold O(size · taps) entries and are
-cached.
+on a map smaller than the pad even several outputs' taps); there, tables inverted on the host
+per axis size (per input: the outputs that read it and the summed weight) make it a gather
+(:func:`separable_gather`). Both are deterministic, with no atomics. Tables hold
+O(size · taps) entries and are cached.
 
 All addressing goes through strides, so NCHW and channels_last inputs are read in place.
 """
