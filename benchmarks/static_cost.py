@@ -105,10 +105,11 @@ def _interior_backward(g_ptr, dx_ptr, taps_ptr, before, sg_c, sg_h, sg_w, sd_c, 
         for pw in tl.static_range(STRIDE):
             top_w, phase_w, _ = common.plain_phase(col0 + pw, steps_w, before, 0, 0, STRIDE,
                                                    BLOCK_W)  # fmt: skip
-            acc = common.transposed_blur(maps, top_h, phase_h, top_w, phase_w, sg_h, sg_w,
-                                         taps_ptr, TAPS, STRIDE, ACC_DTYPE, False)  # fmt: skip
             rows = row0 + ph + STRIDE * steps_h
             cols = col0 + pw + STRIDE * steps_w
+            shape = (c >= 0) & (rows >= 0) & (cols >= 0)
+            acc = common.transposed_blur(maps, shape, top_h, phase_h, top_w, phase_w, sg_h, sg_w,
+                                         taps_ptr, TAPS, STRIDE, ACC_DTYPE, False)  # fmt: skip
             tl.store(dx_ptr + c * sd_c + rows * sd_h + cols * sd_w, acc.to(tl.bfloat16))
 
 

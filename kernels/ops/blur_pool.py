@@ -158,7 +158,9 @@ def _blur_pool_bwd_kernel(
     reached by the same taps. Inside the map's plain interval along both axes, that makes the
     gradient a plain transposed filter with uniform weights and no masks
     (``common.transposed_blur``): most tiles of a large map. Tiles that padding reaches, or
-    whose outputs run out, gather through the per-axis tables (``common.gradient_tables``).
+    whose outputs run out, gather through the per-axis tables (``common.gradient_tables``),
+    the row tables replaced by the plain filter when only the columns need them (tiles as
+    wide as the map).
     """
     pid = tl.program_id(0)
     plane, row0, col0 = tile_origin(pid, tiles, tiles_w, STRIDE * BLOCK_H, STRIDE * BLOCK_W)
@@ -178,13 +180,21 @@ def _blur_pool_bwd_kernel(
                                                   STRIDE, BLOCK_W)  # fmt: skip
             mask = (c < C) & (rows < H) & (cols < W)
             if plain_h & plain_w:
-                acc = transposed_blur(g_ptr + g_plane, top_h, phase_h, top_w, phase_w, sg_h, sg_w,
-                                      taps_ptr, TAPS, STRIDE, ACC_DTYPE, INDEX_64)  # fmt: skip
+                acc = transposed_blur(g_ptr + g_plane, mask, top_h, phase_h, top_w, phase_w,
+                                      sg_h, sg_w, taps_ptr, TAPS, STRIDE, ACC_DTYPE,
+                                      INDEX_64)  # fmt: skip
+            elif plain_h:
+                acc = separable_gather(
+                    g_ptr, g_plane, rows, cols, rows < H, cols < W, mask, sg_h, sg_w, src_h_ptr,
+                    wt_h_ptr, src_w_ptr, wt_w_ptr, H, W, 0, tile_width(count_w_ptr, cols, cols < W),
+                    top_h, phase_h, taps_ptr, TAPS, STRIDE, True, ACC_DTYPE, INDEX_64,
+                )  # fmt: skip
             else:
                 acc = separable_gather(
                     g_ptr, g_plane, rows, cols, rows < H, cols < W, mask, sg_h, sg_w, src_h_ptr,
                     wt_h_ptr, src_w_ptr, wt_w_ptr, H, W, tile_width(count_h_ptr, rows, rows < H),
-                    tile_width(count_w_ptr, cols, cols < W), ACC_DTYPE, INDEX_64,
+                    tile_width(count_w_ptr, cols, cols < W), top_h, phase_h, taps_ptr, TAPS,
+                    STRIDE, False, ACC_DTYPE, INDEX_64,
                 )  # fmt: skip
             if RELU:
                 x_offs = tile_offsets(n, c, rows, cols, sx_n, sx_c, sx_h, sx_w, INDEX_64)

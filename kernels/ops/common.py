@@ -368,26 +368,39 @@ def plain_phase(start, steps, before, first, last, STRIDE: tl.constexpr, BLOCK: 
 
 
 @triton.jit
-def transposed_blur(maps, top_h, phase_h, top_w, phase_w, stride_h, stride_w, taps_ptr,
+def plain_rows(column, mask, top_h, phase_h, stride_h, taps_ptr, TAPS: tl.constexpr,
+               STRIDE: tl.constexpr, MASKED: tl.constexpr, ACC_DTYPE: tl.constexpr,
+               INDEX_64: tl.constexpr):  # fmt: skip
+    """``Σ w[phase_h + j·STRIDE] · column[top_h - j]``: the row half of blur-pool's transpose
+    on one phase tile inside the plain interval (:func:`plain_phase`), (TAPS/STRIDE) reads per
+    element, unrolled, with uniform weights. ``column`` points at each element's column of the
+    output gradient; reads are masked by ``mask`` only when ``MASKED``."""
+    acc = tl.zeros(mask.shape, ACC_DTYPE)
+    for j in tl.static_range((TAPS + STRIDE - 1) // STRIDE):
+        tap = phase_h + j * STRIDE
+        if tap < TAPS:
+            at = column + as_index(top_h - j, INDEX_64) * stride_h
+            value = tl.load(at, mask=mask, other=0.0) if MASKED else tl.load(at)
+            acc += tl.load(taps_ptr + tap) * value.to(ACC_DTYPE)
+    return acc
+
+
+@triton.jit
+def transposed_blur(maps, mask, top_h, phase_h, top_w, phase_w, stride_h, stride_w, taps_ptr,
                     TAPS: tl.constexpr, STRIDE: tl.constexpr, ACC_DTYPE: tl.constexpr,
                     INDEX_64: tl.constexpr):  # fmt: skip
-    """``Σ w[t_h]·w[t_w]·g[o_h, o_w]`` over the outputs whose taps reach one phase tile inside
-    the plain interval (:func:`plain_phase`): blur-pool's transpose as a plain filter,
-    (TAPS/STRIDE)² reads per element, unrolled, with uniform weights and no mask. ``maps``
-    is the [BC,1,1] start of each channel's output gradient (of a channel that exists).
-    """
-    acc = tl.zeros((maps.shape[0], top_h.shape[1], top_w.shape[2]), ACC_DTYPE)
-    for jh in tl.static_range((TAPS + STRIDE - 1) // STRIDE):
-        tap_h = phase_h + jh * STRIDE
-        if tap_h < TAPS:
-            row = maps + as_index(top_h - jh, INDEX_64) * stride_h
-            row_sum = tl.zeros(acc.shape, ACC_DTYPE)
-            for jw in tl.static_range((TAPS + STRIDE - 1) // STRIDE):
-                tap_w = phase_w + jw * STRIDE
-                if tap_w < TAPS:
-                    value = tl.load(row + as_index(top_w - jw, INDEX_64) * stride_w)
-                    row_sum += tl.load(taps_ptr + tap_w) * value.to(ACC_DTYPE)
-            acc += tl.load(taps_ptr + tap_h) * row_sum
+    """Blur-pool's transpose on one phase tile inside the plain interval along both axes: a
+    plain filter, (TAPS/STRIDE)² reads per element, unrolled, with uniform weights and no mask
+    (``mask`` only gives the shape). ``maps`` is the [BC,1,1] start of each channel's output
+    gradient (of a channel that exists)."""
+    acc = tl.zeros(mask.shape, ACC_DTYPE)
+    for j in tl.static_range((TAPS + STRIDE - 1) // STRIDE):
+        tap = phase_w + j * STRIDE
+        if tap < TAPS:
+            column = maps + as_index(top_w - j, INDEX_64) * stride_w
+            rows = plain_rows(column, mask, top_h, phase_h, stride_h, taps_ptr, TAPS, STRIDE,
+                              False, ACC_DTYPE, INDEX_64)  # fmt: skip
+            acc += tl.load(taps_ptr + tap) * rows
     return acc
 
 
@@ -410,6 +423,12 @@ def separable_gather(
     span_w,
     width_h,
     width_w,
+    top_h,
+    phase_h,
+    taps_ptr,
+    TAPS: tl.constexpr,
+    STRIDE: tl.constexpr,
+    PLAIN_H: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     INDEX_64: tl.constexpr,
 ):
@@ -417,7 +436,10 @@ def separable_gather(
 
     The tables are (width, span) row-major, so a tap's entries for neighbouring positions are
     neighbours in memory (coalesced loads). Their widths are runtime values: one compiled
-    kernel serves every filter size (a study sweeps many).
+    kernel serves every filter size (a study sweeps many). With ``PLAIN_H`` the rows lie in
+    the plain interval (``top_h``, ``phase_h``: :func:`plain_phase`) and take
+    :func:`plain_rows` instead of the row table: tiles as wide as the map, inside it
+    vertically.
 
     ``ptr + plane`` is the [BC,1,1] start of each channel's map; ``rows``/``cols`` index the
     tables where ``row_ok``/``col_ok``; lanes outside ``mask`` read nothing and give 0.
@@ -432,12 +454,16 @@ def separable_gather(
         wt_w = tl.load(wt_w_ptr + j * span_w + cols, mask=col_ok, other=0.0)
         column = maps + as_index(src_w, INDEX_64) * stride_w
         column_ok = mask & (src_w >= 0)
-        col_sum = tl.zeros(mask.shape, ACC_DTYPE)
-        for i in range(width_h):
-            src_h = tl.load(src_h_ptr + i * span_h + rows, mask=row_ok, other=-1)
-            wt_h = tl.load(wt_h_ptr + i * span_h + rows, mask=row_ok, other=0.0)
-            at = column + as_index(src_h, INDEX_64) * stride_h
-            value = tl.load(at, mask=column_ok & (src_h >= 0), other=0.0)
-            col_sum += wt_h * value.to(ACC_DTYPE)
+        if PLAIN_H:
+            col_sum = plain_rows(column, column_ok, top_h, phase_h, stride_h, taps_ptr, TAPS,
+                                 STRIDE, True, ACC_DTYPE, INDEX_64)  # fmt: skip
+        else:
+            col_sum = tl.zeros(mask.shape, ACC_DTYPE)
+            for i in range(width_h):
+                src_h = tl.load(src_h_ptr + i * span_h + rows, mask=row_ok, other=-1)
+                wt_h = tl.load(wt_h_ptr + i * span_h + rows, mask=row_ok, other=0.0)
+                at = column + as_index(src_h, INDEX_64) * stride_h
+                value = tl.load(at, mask=column_ok & (src_h >= 0), other=0.0)
+                col_sum += wt_h * value.to(ACC_DTYPE)
         acc += wt_w * col_sum
     return acc
