@@ -142,9 +142,10 @@ def test_end_to_end_writes_ratios_to_the_baseline(tmp_path):
     assert {"device", "commit", "command"} <= set(payload["meta"])
 
 
-def test_static_cost_shows_the_window_kernel_reads_each_element_once(tmp_path):
+def test_static_cost_shows_what_each_kernel_reads(tmp_path):
     """Compiled for Hopper without a GPU: blur-pool's loads grow with the taps (k² per
-    output), MaxBlurPool's window kernel loads its span once whatever the filter size."""
+    output), MaxBlurPool's window kernel loads its span once whatever the filter size, the
+    backward's reads follow (k/stride)², the max routing reads each neighbour once."""
     import triton
 
     if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
@@ -158,3 +159,7 @@ def test_static_cost_shows_the_window_kernel_reads_each_element_once(tmp_path):
     df = pd.read_csv(csv).groupby(["op", "filter_size"])["global_loads_per_output"].mean()
     assert df["blur_pool", 7] > 4 * df["blur_pool", 3]
     assert df["max_blur_pool", 7] < 2.5 * df["max_blur_pool", 3]
+    # The backward's plain path reads (k/stride)² outputs per element; the max routing reads
+    # its 3×3 neighbourhood and the four windows' gradients once each (13 reads).
+    assert df["blur_pool_bwd_interior", 7] > 2.5 * df["blur_pool_bwd_interior", 3]
+    assert df["max_pool_route", 3] <= 13.5
