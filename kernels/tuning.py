@@ -356,8 +356,10 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     under NCHW (one plane per program, ``BLOCK_C = 1``), C under channels_last. Tiles hold
     about ``_TARGET_TILE`` elements, four times that for spans and for blur-pool's backward
     (whose programs split their tile into ``stride``² phase tiles), but never exceed the map,
-    so small CIFAR maps do not launch mostly masked programs. Four warps for a full tile,
-    fewer for small ones; two stages.
+    so small CIFAR maps do not launch mostly masked programs. Blur-pool's backward under NCHW
+    takes rows as wide as the map and few of them (on maps above 16), so that most of its
+    tiles lie inside the map vertically. Four warps for a full tile, fewer for small ones; two
+    stages.
     """
     _check_op(op)
     if device_name() == INTERPRETER_DEVICE:
@@ -372,6 +374,12 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
         block_c = _clamp(key.c, 1, 16 if spans else 64)
         block_w = _clamp(target // block_c, 1, min(side, 16 if spans else 32))
         block_h = _clamp(target // (block_c * block_w), 1, side)
+    elif op == "blur_pool_bwd" and side > 16:
+        # Rows as wide as the map, few of them: most tiles then lie inside the map vertically,
+        # where the backward reads its rows without tables.
+        block_c = 1
+        block_w = _clamp(side, 16, 128)
+        block_h = _clamp(target // 2 // block_w, 2, side // 4)
     else:
         block_c = 1
         block_w = _clamp(side, 16, 64)

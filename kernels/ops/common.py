@@ -18,6 +18,7 @@ All addressing goes through strides, so NCHW and channels_last inputs are read i
 
 from __future__ import annotations
 
+import collections
 import functools
 from typing import Any, NamedTuple
 
@@ -159,6 +160,7 @@ def gradient_tables(
     )
 
 
+@functools.lru_cache(maxsize=512)
 def plain_interval(
     size: int, taps: int, stride: int, before: int, after: int, padding: str
 ) -> tuple[int, int]:
@@ -166,11 +168,12 @@ def plain_interval(
     filter: no pad position reads them, and every output a tap reaches from them exists.
     Backward tiles inside it along both axes need neither tables nor masks. (1, 0) if none."""
     source = pad_index(size, before, after, padding).tolist()
+    readers = collections.Counter(source)
     out_size = blur_output_size(size, stride, before - (taps - 1) // 2)
     best, first = (1, 0), None
     for p in range(size + 1):
         u = p + before
-        plain = p < size and [v for v, q in enumerate(source) if q == p] == [u]
+        plain = p < size and readers[p] == 1 and source[u] == p
         plain = plain and all(
             0 <= u // stride - j < out_size
             for j in range(-(-taps // stride))
