@@ -309,6 +309,10 @@ def test_64_bit_offsets_give_the_same_result(monkeypatch: pytest.MonkeyPatch) ->
     x = make_input((1, 2, 5, 6), torch.float32, "channels_last", seed=9)
     check_blur_pool(x, binomial(4), 2, "zeros", 1, False)
     check_max_blur_pool(x, binomial(3), 2, "replicate", 2)
+    # A map many tiles wide: the backward's plain paths too.
+    config = {"BLOCK_H": 4, "BLOCK_W": 4, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
+    x = make_input((1, 3, 13, 18), torch.float32, "nchw", seed=10)
+    check_blur_pool(x, binomial(3), 2, "reflect", 0, True, config=config)
 
 
 def test_needs_int64_counts_elements_and_strided_extent() -> None:
