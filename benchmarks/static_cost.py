@@ -49,16 +49,26 @@ MAX_SPANS = ((1, 32, 64), (16, 16, 16))
 BWD_TILES = ((1, 32, 64), (64, 4, 16))
 
 
-def compile_for(fn: Any, constexprs: dict[str, Any], arch: int, num_warps: int) -> Any:
-    """``fn`` compiled for ``sm_<arch>`` with the given constexprs; other arguments are i32."""
-    signature, values = {}, {}
+def compile_for(
+    fn: Any, constexprs: dict[str, Any], arch: int, num_warps: int, contiguous: str = ""
+) -> Any:
+    """``fn`` compiled for ``sm_<arch>`` with the given constexprs; other arguments are i32.
+
+    As a launch would: the stride arguments (``s<tensor>_<axis>``) along the ``contiguous``
+    axis (``"w"``: NCHW, ``"c"``: channels_last) are the constant 1, the other strides and
+    the pointers are known to be multiples of 16 (maps and channel counts of ResNet sizes).
+    """
+    signature, values, attrs = {}, {}, {}
     for index, name in enumerate(inspect.signature(fn.fn).parameters):
-        if name in constexprs:
+        stride = re.fullmatch(r"s[a-z]_([nchw])", name)
+        if name in constexprs or (stride and stride.group(1) == contiguous):
             signature[name] = "constexpr"
-            values[(index,)] = constexprs[name]
-        else:
-            signature[name] = POINTERS.get(name, "i32")
-    source = ASTSource(fn=fn, signature=signature, constexprs=values)
+            values[(index,)] = constexprs.get(name, 1)
+            continue
+        signature[name] = POINTERS.get(name, "i32")
+        if stride or name in POINTERS:
+            attrs[(index,)] = [["tt.divisibility", 16]]
+    source = ASTSource(fn=fn, signature=signature, constexprs=values, attrs=attrs)
     return triton.compile(
         source, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps}
     )
@@ -152,7 +162,8 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
         for k in filters:
             for tile in tiles:
                 fn, constexprs, outputs = make(k, tile)
-                counts = sass_counts(compile_for(fn, constexprs, arch, num_warps))
+                contiguous = "w" if tile[0] == 1 else "c"
+                counts = sass_counts(compile_for(fn, constexprs, arch, num_warps, contiguous))
                 per_output = 32 * num_warps / outputs
                 rows.append({
                     "op": op, "filter_size": k, "tile": "x".join(map(str, tile)),
