@@ -1,8 +1,8 @@
 """Instructions per output of the kernels, read from their machine code, no GPU needed.
 
 ``python -m benchmarks.static_cost [--arch 90] [--filters 3 5 7]`` compiles the forward
-kernels, the path blur-pool's backward takes inside a map, and MaxBlurPool's max routing for
-an NVIDIA target with Triton's own ``ptxas``, and counts the SASS instructions of one program
+kernels and the paths blur-pool's backward and MaxBlurPool's max routing take inside a map
+for an NVIDIA target with Triton's own ``ptxas``, and counts the SASS instructions of one program
 (the tap loops are unrolled, so the static count is the dynamic one) per output it writes.
 The kernels are memory- or issue-bound, so this predicts which variant of a kernel is
 faster before a GPU is at hand; it says nothing about memory stalls, so a GPU run
@@ -142,12 +142,27 @@ def max_blur_pool_case(k: int, span: tuple[int, int, int]) -> tuple[Any, dict[st
     return max_blur_pool._max_blur_pool_fwd_kernel, constexprs, block_c * rows * cols
 
 
+@triton.jit
+def _interior_route(gm_ptr, x_ptr, dx_ptr, H, W, sg_c, sg_h, sg_w, sx_c, sx_h, sx_w, sd_c, sd_h,
+                    sd_w, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
+                    BLOCK_W: tl.constexpr):  # fmt: skip
+    """The path MaxBlurPool's max routing takes on tiles inside the map (unmasked reads)."""
+    c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
+    rows = (tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H))[None, :, None]
+    cols = (tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W))[None, None, :]
+    mask = (c >= 0) & (rows >= 0) & (cols >= 0)
+    acc = max_blur_pool._routed_gradient(
+        x_ptr + c * sx_c + rows * sx_h + cols * sx_w, gm_ptr, c * sg_c, rows, cols, mask, H, W,
+        sx_h, sx_w, sg_h, sg_w, 2, False, tl.float32, False,
+    )  # fmt: skip
+    tl.store(dx_ptr + c * sd_c + rows * sd_h + cols * sd_w, acc.to(tl.bfloat16))
+
+
 def max_pool_route_case(k: int, tile: tuple[int, int, int]) -> tuple[Any, dict[str, Any], int]:
-    """MaxBlurPool's second backward pass; it does not depend on the filter."""
+    """MaxBlurPool's second backward pass inside the map; it does not depend on the filter."""
     block_c, block_h, block_w = tile
-    constexprs = dict(MAX_KERNEL=2, ACC_DTYPE=tl.float32, INDEX_64=False, BLOCK_C=block_c,
-                      BLOCK_H=block_h, BLOCK_W=block_w)  # fmt: skip
-    return max_blur_pool._max_pool_route_kernel, constexprs, block_c * block_h * block_w
+    constexprs = dict(BLOCK_C=block_c, BLOCK_H=block_h, BLOCK_W=block_w)
+    return _interior_route, constexprs, block_c * block_h * block_w
 
 
 def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
@@ -157,7 +172,7 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
         ("blur_pool", blur_pool_case, BLUR_TILES),
         ("blur_pool_bwd_interior", blur_pool_bwd_case, BWD_TILES),
         ("max_blur_pool", max_blur_pool_case, MAX_SPANS),
-        ("max_pool_route", max_pool_route_case, BWD_TILES),
+        ("max_pool_route_interior", max_pool_route_case, BWD_TILES),
     ):
         for k in filters:
             for tile in tiles:

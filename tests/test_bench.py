@@ -162,4 +162,4 @@ def test_static_cost_shows_what_each_kernel_reads(tmp_path):
     # The backward's plain path reads (k/stride)² outputs per element; the max routing reads
     # its 3×3 neighbourhood and the four windows' gradients once each (13 reads).
     assert df["blur_pool_bwd_interior", 7] > 2.5 * df["blur_pool_bwd_interior", 3]
-    assert df["max_pool_route", 3] <= 13.5
+    assert df["max_pool_route_interior", 3] <= 13.5

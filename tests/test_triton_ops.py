@@ -271,7 +271,8 @@ def test_many_tiles_and_channel_blocks() -> None:
 @pytest.mark.parametrize("padding", PADDING_MODES)
 @pytest.mark.parametrize("size_stride", [(3, 2), (4, 2), (6, 3)])
 def test_interior_tiles_match_reference(padding: str, size_stride: tuple[int, int]) -> None:
-    """Maps many small tiles wide, so the backward's plain path runs beside its gather path."""
+    """Maps many small tiles wide, so the backward's plain paths (blur-pool's filter, the max
+    routing's unmasked reads) run beside their checked paths."""
     size, stride = size_stride
     index = PADDING_MODES.index(padding) + size
     config = {"BLOCK_H": 4, "BLOCK_W": 4, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
@@ -279,6 +280,8 @@ def test_interior_tiles_match_reference(padding: str, size_stride: tuple[int, in
                    LAYOUTS[index % len(LAYOUTS)], seed=index)  # fmt: skip
     check_blur_pool(x, skewed(size, index), stride, padding, index % 2, index % 3 == 0,
                     seed=index, config=config)  # fmt: skip
+    x = make_input((1, 3, 9, 14), x.dtype, LAYOUTS[index % len(LAYOUTS)], seed=index, ties=True)
+    check_max_blur_pool(x, skewed(size, index), stride, padding, 2, seed=index, config=config)
 
 
 @pytest.mark.parametrize("padding", PADDING_MODES)

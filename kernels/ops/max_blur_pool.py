@@ -34,6 +34,7 @@ from kernels.ops.common import (
     taps_tensor,
     tile_coords,
     tile_offsets,
+    tile_origin,
 )
 from kernels.tuning import pow2_bucket
 
@@ -132,14 +133,57 @@ def _max_blur_pool_fwd_kernel(
 
 
 @triton.jit
-def _neighbour(x_ptr, centre, rows, cols, mask, H, W, stride_h, stride_w, DH: tl.constexpr,
-               DW: tl.constexpr):  # fmt: skip
-    """``x`` at offset (``DH``, ``DW``) from each element (0 outside the map). Every window
-    reads its elements through this one expression, so repeated reads are the same load."""
-    r = rows + DH
-    c = cols + DW
-    ok = mask & (r >= 0) & (r < H) & (c >= 0) & (c < W)
-    return tl.load(centre + (DH * stride_h + DW * stride_w), mask=ok, other=0.0)
+def _neighbour(centre, rows, cols, mask, H, W, stride_h, stride_w, DH: tl.constexpr,
+               DW: tl.constexpr, CHECKED: tl.constexpr):  # fmt: skip
+    """``x`` at offset (``DH``, ``DW``) from each element (0 outside the map; unchecked, the
+    caller vouches that it is inside). Every window reads its elements through this one
+    expression, so repeated reads are the same load."""
+    at = centre + (DH * stride_h + DW * stride_w)
+    if CHECKED:
+        r = rows + DH
+        c = cols + DW
+        value = tl.load(at, mask=mask & (r >= 0) & (r < H) & (c >= 0) & (c < W), other=0.0)
+    else:
+        value = tl.load(at)
+    return value
+
+
+@triton.jit
+def _routed_gradient(centre, gm_ptr, g_plane, rows, cols, mask, H, W, sx_h, sx_w, sg_h, sg_w,
+                     MAX_KERNEL: tl.constexpr, CHECKED: tl.constexpr, ACC_DTYPE: tl.constexpr,
+                     INDEX_64: tl.constexpr):  # fmt: skip
+    """The sum of the max-map gradient (``gm_ptr + g_plane``: each channel's map) over the
+    windows that pick each element (at ``centre``) as their maximum: the last NaN if the
+    window holds one, else its first maximum in row-major order, where ``torch.max_pool2d``'s
+    scan ends. An element is picked when it beats each other element of the window by that
+    rule, so it is compared with its (2·``MAX_KERNEL`` - 1)² neighbours, each read once.
+    ``CHECKED``: elements near the edge or outside ``mask``; unchecked, every neighbour and
+    window exists."""
+    x = tl.load(centre, mask=mask, other=0.0) if CHECKED else tl.load(centre)
+    x_nan = x != x
+    acc = tl.zeros(mask.shape, ACC_DTYPE)
+    # Window (top, left) = (rows - u, cols - v) holds this element at its position (u, v).
+    for u in tl.static_range(MAX_KERNEL):
+        for v in tl.static_range(MAX_KERNEL):
+            top = rows - u
+            left = cols - v
+            picked = mask
+            if CHECKED:
+                picked &= (top >= 0) & (top <= H - MAX_KERNEL)
+                picked &= (left >= 0) & (left <= W - MAX_KERNEL)
+            for a in tl.static_range(MAX_KERNEL):
+                for b in tl.static_range(MAX_KERNEL):
+                    if a * MAX_KERNEL + b < u * MAX_KERNEL + v:  # scanned before this element
+                        other = _neighbour(centre, rows, cols, mask, H, W, sx_h, sx_w, a - u,
+                                           b - v, CHECKED)  # fmt: skip
+                        picked &= x_nan | (x > other)
+                    elif a * MAX_KERNEL + b > u * MAX_KERNEL + v:  # scanned after it
+                        other = _neighbour(centre, rows, cols, mask, H, W, sx_h, sx_w, a - u,
+                                           b - v, CHECKED)  # fmt: skip
+                        picked &= tl.where(x_nan, other == other, x >= other)
+            at = gm_ptr + element_offsets(g_plane, top, left, sg_h, sg_w, INDEX_64)
+            acc += tl.load(at, mask=picked, other=0.0).to(ACC_DTYPE)
+    return acc
 
 
 @triton.jit
@@ -173,42 +217,23 @@ def _max_pool_route_kernel(
     BLOCK_W: tl.constexpr,
 ):
     """The dense max's backward: each input element gathers the max-map gradient ``gm`` of
-    every window that picks it as its maximum.
-
-    A window picks the element the scan of ``torch.max_pool2d`` ends on: its last NaN if it
-    holds one, else its first maximum in row-major order. So an element is picked when it
-    beats each other element of the window by that rule, which compares it with its
-    neighbours only: each of the (2·``MAX_KERNEL`` - 1)² neighbours is read once, not once per
-    window.
-    """
-    n, c, rows, cols = tile_coords(
-        tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C, BLOCK_H, BLOCK_W
-    )
+    every window that picks it as its maximum (:func:`_routed_gradient`). Tiles whose
+    elements all have every neighbour and window inside the map read without masks."""
+    pid = tl.program_id(0)
+    n, c, rows, cols = tile_coords(pid, c_blocks, tiles_w, tiles, BLOCK_C, BLOCK_H, BLOCK_W)
+    plane, row0, col0 = tile_origin(pid, tiles, tiles_w, BLOCK_H, BLOCK_W)
     mask = (c < C) & (rows < H) & (cols < W)
     centre = x_ptr + tile_offsets(n, c, rows, cols, sx_n, sx_c, sx_h, sx_w, INDEX_64)
     g_plane = plane_offsets(n, c, sg_n, sg_c, INDEX_64)
-    x = tl.load(centre, mask=mask, other=0.0)
-    x_nan = x != x
-    acc = tl.zeros(mask.shape, ACC_DTYPE)
-    # Window (top, left) = (rows - u, cols - v) holds this element at its position (u, v).
-    for u in tl.static_range(MAX_KERNEL):
-        for v in tl.static_range(MAX_KERNEL):
-            top = rows - u
-            left = cols - v
-            picked = mask & (top >= 0) & (top <= H - MAX_KERNEL)
-            picked &= (left >= 0) & (left <= W - MAX_KERNEL)
-            for a in tl.static_range(MAX_KERNEL):
-                for b in tl.static_range(MAX_KERNEL):
-                    if a * MAX_KERNEL + b < u * MAX_KERNEL + v:  # scanned before this element
-                        other = _neighbour(x_ptr, centre, rows, cols, mask, H, W, sx_h, sx_w,
-                                           a - u, b - v)  # fmt: skip
-                        picked &= x_nan | (x > other)
-                    elif a * MAX_KERNEL + b > u * MAX_KERNEL + v:  # scanned after it
-                        other = _neighbour(x_ptr, centre, rows, cols, mask, H, W, sx_h, sx_w,
-                                           a - u, b - v)  # fmt: skip
-                        picked &= tl.where(x_nan, other == other, x >= other)
-            at = element_offsets(g_plane, top, left, sg_h, sg_w, INDEX_64)
-            acc += tl.load(gm_ptr + at, mask=picked, other=0.0).to(ACC_DTYPE)
+    inside = (plane % c_blocks + 1) * BLOCK_C <= C
+    inside &= (row0 >= MAX_KERNEL - 1) & (row0 + BLOCK_H <= H - MAX_KERNEL + 1)
+    inside &= (col0 >= MAX_KERNEL - 1) & (col0 + BLOCK_W <= W - MAX_KERNEL + 1)
+    if inside:
+        acc = _routed_gradient(centre, gm_ptr, g_plane, rows, cols, mask, H, W, sx_h, sx_w,
+                               sg_h, sg_w, MAX_KERNEL, False, ACC_DTYPE, INDEX_64)  # fmt: skip
+    else:
+        acc = _routed_gradient(centre, gm_ptr, g_plane, rows, cols, mask, H, W, sx_h, sx_w,
+                               sg_h, sg_w, MAX_KERNEL, True, ACC_DTYPE, INDEX_64)  # fmt: skip
     dx_offs = tile_offsets(n, c, rows, cols, sd_n, sd_c, sd_h, sd_w, INDEX_64)
     tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
 
