@@ -36,6 +36,7 @@ STRIDE = 2
 POINTERS = {
     "x_ptr": "*bf16",
     "gm_ptr": "*bf16",
+    "codes_ptr": "*u8",
     "y_ptr": "*bf16",
     "g_ptr": "*bf16",
     "dx_ptr": "*bf16",
@@ -136,15 +137,15 @@ def max_blur_pool_case(k: int, span: tuple[int, int, int]) -> tuple[Any, dict[st
     block_c, span_h, span_w = span
     rows, cols = (span_h - k) // STRIDE + 1, (span_w - k) // STRIDE + 1
     constexprs = dict(TAPS=k, STRIDE=STRIDE, PADDING=PADDING_CODES["reflect"], FOLD_ONCE=True,
-                      MAX_KERNEL=2, ACC_DTYPE=tl.float32, INDEX_64=False, BLOCK_C=block_c,
-                      SPAN_H=span_h, SPAN_W=span_w, ROWS=rows, COLS=cols,
+                      MAX_KERNEL=2, SAVE_CODES=True, ACC_DTYPE=tl.float32, INDEX_64=False,
+                      BLOCK_C=block_c, SPAN_H=span_h, SPAN_W=span_w, ROWS=rows, COLS=cols,
                       BLOCK_H=pow2_bucket(rows), BLOCK_W=pow2_bucket(cols))  # fmt: skip
     return max_blur_pool._max_blur_pool_fwd_kernel, constexprs, block_c * rows * cols
 
 
 @triton.jit
-def _interior_route(gm_ptr, x_ptr, dx_ptr, H, W, sg_c, sg_h, sg_w, sx_c, sx_h, sx_w, sd_c, sd_h,
-                    sd_w, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
+def _interior_route(gm_ptr, codes_ptr, dx_ptr, H, W, sg_c, sg_h, sg_w, sk_c, sk_h, sk_w, sd_c,
+                    sd_h, sd_w, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
                     BLOCK_W: tl.constexpr):  # fmt: skip
     """The path MaxBlurPool's max routing takes on tiles inside the map (unmasked reads)."""
     c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
@@ -152,8 +153,8 @@ def _interior_route(gm_ptr, x_ptr, dx_ptr, H, W, sg_c, sg_h, sg_w, sx_c, sx_h, s
     cols = (tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W))[None, None, :]
     mask = (c >= 0) & (rows >= 0) & (cols >= 0)
     acc = max_blur_pool._routed_gradient(
-        x_ptr + c * sx_c + rows * sx_h + cols * sx_w, gm_ptr, c * sg_c, rows, cols, mask, H, W,
-        sx_h, sx_w, sg_h, sg_w, 2, False, tl.float32, False,
+        codes_ptr, c * sk_c, gm_ptr, c * sg_c, rows, cols, mask, H, W, sk_h, sk_w, sg_h, sg_w,
+        2, False, tl.float32, False,
     )  # fmt: skip
     tl.store(dx_ptr + c * sd_c + rows * sd_h + cols * sd_w, acc.to(tl.bfloat16))
 

@@ -28,7 +28,11 @@ from kernels import tuning
 from kernels.bench import DTYPES, LAYOUTS, parse_shape, time_ms
 from kernels.filters import make_taps
 from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward
-from kernels.ops.max_blur_pool import max_blur_pool2d_backward, max_blur_pool2d_forward
+from kernels.ops.max_blur_pool import (
+    max_blur_pool2d_backward,
+    max_blur_pool2d_forward,
+    max_codes_buffer,
+)
 
 STRIDE = 2
 PADDING = "reflect"
@@ -124,9 +128,13 @@ def launcher(problem: Problem, device: torch.device) -> Callable[[dict[str, int]
     x = make_input(problem, device)
     is_max = problem.op.startswith("max_")
 
+    # The forward as training runs it: MaxBlurPool also writes the codes its backward reads.
+    codes = max_codes_buffer(x, MAX_KERNEL) if is_max else None
+
     def forward(config: dict[str, int] | None) -> torch.Tensor:
         if is_max:
-            return max_blur_pool2d_forward(x, taps, STRIDE, PADDING, MAX_KERNEL, config=config)
+            return max_blur_pool2d_forward(x, taps, STRIDE, PADDING, MAX_KERNEL, codes=codes,
+                                           config=config)  # fmt: skip
         return blur_pool2d_forward(x, taps, STRIDE, PADDING, 0, problem.relu, config=config)
 
     if problem.op.endswith("_fwd"):
@@ -135,7 +143,7 @@ def launcher(problem: Problem, device: torch.device) -> Callable[[dict[str, int]
 
     def backward(config: dict[str, int]) -> torch.Tensor:
         if is_max:
-            return max_blur_pool2d_backward(grad, x, taps, STRIDE, PADDING, MAX_KERNEL,
+            return max_blur_pool2d_backward(grad, codes, taps, STRIDE, PADDING, MAX_KERNEL,
                                             config=config)
         return blur_pool2d_backward(grad, x, taps, STRIDE, PADDING, 0, problem.relu,
                                     config=config)

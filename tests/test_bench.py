@@ -145,7 +145,7 @@ def test_end_to_end_writes_ratios_to_the_baseline(tmp_path):
 def test_static_cost_shows_what_each_kernel_reads(tmp_path):
     """Compiled for Hopper without a GPU: blur-pool's loads grow with the taps (k² per
     output), MaxBlurPool's window kernel loads its span once whatever the filter size, the
-    backward's reads follow (k/stride)², the max routing reads each neighbour once."""
+    backward's reads follow (k/stride)², the max routing reads codes, not neighbours."""
     import triton
 
     if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
@@ -160,6 +160,6 @@ def test_static_cost_shows_what_each_kernel_reads(tmp_path):
     assert df["blur_pool", 7] > 4 * df["blur_pool", 3]
     assert df["max_blur_pool", 7] < 2.5 * df["max_blur_pool", 3]
     # The backward's plain path reads (k/stride)² outputs per element; the max routing reads
-    # its 3×3 neighbourhood and the four windows' gradients once each (13 reads).
+    # the code and the gradient of each of the four windows an element lies in.
     assert df["blur_pool_bwd_interior", 7] > 2.5 * df["blur_pool_bwd_interior", 3]
-    assert df["max_pool_route_interior", 3] <= 13.5
+    assert df["max_pool_route_interior", 3] <= 8.5

@@ -21,7 +21,11 @@ from test_triton_ops import (
 )
 
 from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward
-from kernels.ops.max_blur_pool import max_blur_pool2d_backward, max_blur_pool2d_forward
+from kernels.ops.max_blur_pool import (
+    max_blur_pool2d_backward,
+    max_blur_pool2d_forward,
+    max_codes_buffer,
+)
 from kernels.options import PADDING_MODES
 from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
 
@@ -77,7 +81,8 @@ def test_more_than_2_31_elements(shape: tuple[int, ...], layout: str, op: str) -
         def reference(t):
             return blur_pool2d_reference(t, taps_tensor(taps), stride, padding, 0, False)
     else:
-        y = max_blur_pool2d_forward(x, taps, stride, padding, 2)
+        codes = max_codes_buffer(x, 2)
+        y = max_blur_pool2d_forward(x, taps, stride, padding, 2, codes=codes)
 
         def reference(t):
             return max_blur_pool2d_reference(t, taps_tensor(taps), stride, padding, 2)
@@ -86,7 +91,7 @@ def test_more_than_2_31_elements(shape: tuple[int, ...], layout: str, op: str) -
     if op == "blur":
         dx = blur_pool2d_backward(grad, x, taps, stride, padding, 0, False)
     else:
-        dx = max_blur_pool2d_backward(grad, x, taps, stride, padding, 2)
+        dx = max_blur_pool2d_backward(grad, codes, taps, stride, padding, 2)
     crop = _far_end(x[-1:], CROP)
     expected = reference(crop)
     out_crop = _far_end(y[-1:], expected.shape[-1])

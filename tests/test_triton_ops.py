@@ -140,8 +140,12 @@ def check_max_blur_pool(
     )  # fmt: skip
     assert_close(y, expected, x.dtype)
     assert_layout_kept(y, x)
+    codes = max_blur_pool.max_codes_buffer(x, max_kernel).fill_(255)  # poisoned too
+    y_with_codes = max_blur_pool2d_forward(x, taps, stride, padding, max_kernel, codes=codes,
+                                           config=config)  # fmt: skip
+    assert torch.equal(y_with_codes, y)
     dx = max_blur_pool2d_backward(
-        grad, x, taps, stride, padding, max_kernel, config=config,
+        grad, codes, taps, stride, padding, max_kernel, config=config,
         out=poisoned(x, tuple(x.shape)),
     )  # fmt: skip
     assert_close(dx, expected_dx, x.dtype)
@@ -248,7 +252,9 @@ def test_max_routing_follows_torch_with_nan_and_ties(max_kernel: int) -> None:
         x,
         seed=3,
     )
-    dx = max_blur_pool2d_backward(grad, x, taps, 2, "reflect", max_kernel,
+    codes = max_blur_pool.max_codes_buffer(x, max_kernel)
+    max_blur_pool2d_forward(x, taps, 2, "reflect", max_kernel, codes=codes)
+    dx = max_blur_pool2d_backward(grad, codes, taps, 2, "reflect", max_kernel,
                                   out=poisoned(x, tuple(x.shape)))  # fmt: skip
     assert_close(dx, expected, x.dtype)
 
@@ -405,12 +411,29 @@ def test_gradcheck_float64(op: str) -> None:
     assert torch.autograd.gradcheck(fn, (x,), fast_mode=True)
 
 
+def test_max_codes_are_written_only_when_a_gradient_is_needed() -> None:
+    """Inference skips the argmax codes; a backward through a call without them says so."""
+    x = make_input((1, 2, 6, 5), torch.float32, "nchw", seed=15)
+    taps = list(binomial(3))
+    y, codes = torch.ops.shiftlab.max_blur_pool2d(x, taps, 2, "reflect", 2, False)
+    assert codes.numel() == 0
+    with torch.no_grad():
+        assert torch.equal(max_blur_pool2d_triton(x.requires_grad_(True), tuple(taps), 2,
+                                                  "reflect", 2), y)  # fmt: skip
+    y, codes = torch.ops.shiftlab.max_blur_pool2d(x, taps, 2, "reflect", 2, False)
+    with pytest.raises(RuntimeError, match="save_codes=True"):
+        y.sum().backward()
+    y, codes = torch.ops.shiftlab.max_blur_pool2d(x, taps, 2, "reflect", 2, True)
+    assert codes.dtype == torch.uint8 and codes.shape == (1, 2, 5, 4)
+    assert int(codes.max()) < 4
+
+
 def test_opcheck_registrations() -> None:
     """Schema, fake (meta) functions and autograd registration as torch.library checks them."""
     x = make_input((1, 2, 5, 4), torch.float32, "channels_last", seed=13).requires_grad_(True)
     taps = list(binomial(3))
     torch.library.opcheck(torch.ops.shiftlab.blur_pool2d, (x, taps, 2, "reflect", 0, True))
-    torch.library.opcheck(torch.ops.shiftlab.max_blur_pool2d, (x, taps, 2, "zeros", 2))
+    torch.library.opcheck(torch.ops.shiftlab.max_blur_pool2d, (x, taps, 2, "zeros", 2, True))
 
 
 class _AntiAliasedBlock(torch.nn.Module):

@@ -61,10 +61,19 @@ def keeps_channels_last(x: torch.Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-def empty_output(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """An uninitialised tensor of ``shape`` with ``x``'s dtype, device and memory format."""
-    fmt = torch.channels_last if keeps_channels_last(x) else torch.contiguous_format
-    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """The memory format outputs derived from ``x`` take (:func:`keeps_channels_last`)."""
+    return torch.channels_last if keeps_channels_last(x) else torch.contiguous_format
+
+
+def empty_output(
+    x: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """An uninitialised tensor of ``shape`` with ``x``'s device and memory format, and its
+    dtype unless ``dtype`` is given."""
+    return torch.empty(
+        shape, dtype=dtype or x.dtype, device=x.device, memory_format=memory_format_of(x)
+    )
 
 
 def output_buffer(

@@ -2,10 +2,12 @@
 ``shiftlab::max_blur_pool2d`` custom op with its autograd and fake implementations.
 
 Forward: each program loads a window of the dense max map once (each value the max of its
-``max_kernel``² block, so the map never goes to memory) and filters it on registers.
-Backward: saves only the input. Blur-pool's backward gives the gradient of the dense max map;
-then each input element gathers it over the windows that contain it and pick it as their
-maximum (first maximum in row-major order, NaN winning, as ``torch.max_pool2d``).
+``max_kernel``² block, so the map never goes to memory) and filters it on registers; when a
+gradient will be needed it also writes, per max-map element, a one-byte code saying where in
+its block the max lies (``torch.max_pool2d`` keeps an int64 index per output instead).
+Backward: from the output gradient and those codes only: blur-pool's backward gives the
+gradient of the dense max map, then each input element gathers it from the windows whose
+code names it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from kernels.tuning import pow2_bucket
 def _max_blur_pool_fwd_kernel(
     x_ptr,
     y_ptr,
+    codes_ptr,
     taps_ptr,
     C,
     H_map,
@@ -58,6 +61,10 @@ def _max_blur_pool_fwd_kernel(
     sy_c,
     sy_h,
     sy_w,
+    sk_n,
+    sk_c,
+    sk_h,
+    sk_w,
     c_blocks,
     tiles_w,
     tiles,
@@ -66,6 +73,7 @@ def _max_blur_pool_fwd_kernel(
     PADDING: tl.constexpr,
     FOLD_ONCE: tl.constexpr,
     MAX_KERNEL: tl.constexpr,
+    SAVE_CODES: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     INDEX_64: tl.constexpr,
     BLOCK_C: tl.constexpr,
@@ -84,6 +92,11 @@ def _max_blur_pool_fwd_kernel(
     registers: the taps pick window columns, then rows, with ``tl.gather`` (warp shuffles), so
     a k-tap filter costs 2k gathers per output rather than k²·``MAX_KERNEL``² loads, as taking
     the max at every tap (blur-pool's kernel) would.
+
+    ``SAVE_CODES``: also write, per max-map element, where in its block the max lies
+    (``u·MAX_KERNEL + v``, as ``torch.max_pool2d``'s scan picks it: the last NaN, else the
+    first maximum), one byte each, for the backward. Spans overlap and padding repeats
+    elements, so some codes are written more than once, always with the same value.
     """
     pid = tl.program_id(0)
     plane = pid // tiles
@@ -107,11 +120,23 @@ def _max_blur_pool_fwd_kernel(
         sx_h, sx_w, INDEX_64,
     )  # fmt: skip
     window = tl.load(at, mask=mask, other=0.0)
+    code = tl.zeros(window.shape, tl.int32)
     for u in tl.static_range(MAX_KERNEL):
         for v in tl.static_range(MAX_KERNEL):
             if u + v > 0:
                 other = tl.load(at + (u * sx_h + v * sx_w), mask=mask, other=0.0)
-                window = tl.maximum(window, other, propagate_nan=tl.PropagateNan.ALL)
+                if SAVE_CODES:
+                    take = (other > window) | (other != other)
+                    window = tl.where(take, other, window)
+                    code = tl.where(take, u * MAX_KERNEL + v, code)
+                else:
+                    window = tl.maximum(window, other, propagate_nan=tl.PropagateNan.ALL)
+    if SAVE_CODES:
+        codes_at = codes_ptr + element_offsets(
+            plane_offsets(n, c, sk_n, sk_c, INDEX_64), src_h[None, :, None],
+            src_w[None, None, :], sk_h, sk_w, INDEX_64,
+        )  # fmt: skip
+        tl.store(codes_at, code.to(tl.uint8), mask=mask)
     window = window.to(ACC_DTYPE)
 
     out_w = tl.arange(0, BLOCK_W)[None, None, :]
@@ -133,54 +158,26 @@ def _max_blur_pool_fwd_kernel(
 
 
 @triton.jit
-def _neighbour(centre, rows, cols, mask, H, W, stride_h, stride_w, DH: tl.constexpr,
-               DW: tl.constexpr, CHECKED: tl.constexpr):  # fmt: skip
-    """``x`` at offset (``DH``, ``DW``) from each element (0 outside the map; unchecked, the
-    caller vouches that it is inside). Every window reads its elements through this one
-    expression, so repeated reads are the same load."""
-    at = centre + (DH * stride_h + DW * stride_w)
-    if CHECKED:
-        r = rows + DH
-        c = cols + DW
-        value = tl.load(at, mask=mask & (r >= 0) & (r < H) & (c >= 0) & (c < W), other=0.0)
-    else:
-        value = tl.load(at)
-    return value
-
-
-@triton.jit
-def _routed_gradient(centre, gm_ptr, g_plane, rows, cols, mask, H, W, sx_h, sx_w, sg_h, sg_w,
-                     MAX_KERNEL: tl.constexpr, CHECKED: tl.constexpr, ACC_DTYPE: tl.constexpr,
-                     INDEX_64: tl.constexpr):  # fmt: skip
+def _routed_gradient(codes_ptr, k_plane, gm_ptr, g_plane, rows, cols, mask, H, W, sk_h, sk_w,
+                     sg_h, sg_w, MAX_KERNEL: tl.constexpr, CHECKED: tl.constexpr,
+                     ACC_DTYPE: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
     """The sum of the max-map gradient (``gm_ptr + g_plane``: each channel's map) over the
-    windows that pick each element (at ``centre``) as their maximum: the last NaN if the
-    window holds one, else its first maximum in row-major order, where ``torch.max_pool2d``'s
-    scan ends. An element is picked when it beats each other element of the window by that
-    rule, so it is compared with its (2·``MAX_KERNEL`` - 1)² neighbours, each read once.
-    ``CHECKED``: elements near the edge or outside ``mask``; unchecked, every neighbour and
-    window exists."""
-    x = tl.load(centre, mask=mask, other=0.0) if CHECKED else tl.load(centre)
-    x_nan = x != x
+    windows whose code (``codes_ptr + k_plane``) says that they picked each element (at
+    ``rows``, ``cols``). ``CHECKED``: elements near the edge or outside ``mask``; unchecked,
+    every window the element lies in exists."""
     acc = tl.zeros(mask.shape, ACC_DTYPE)
     # Window (top, left) = (rows - u, cols - v) holds this element at its position (u, v).
     for u in tl.static_range(MAX_KERNEL):
         for v in tl.static_range(MAX_KERNEL):
             top = rows - u
             left = cols - v
-            picked = mask
+            code_at = codes_ptr + element_offsets(k_plane, top, left, sk_h, sk_w, INDEX_64)
             if CHECKED:
-                picked &= (top >= 0) & (top <= H - MAX_KERNEL)
-                picked &= (left >= 0) & (left <= W - MAX_KERNEL)
-            for a in tl.static_range(MAX_KERNEL):
-                for b in tl.static_range(MAX_KERNEL):
-                    if a * MAX_KERNEL + b < u * MAX_KERNEL + v:  # scanned before this element
-                        other = _neighbour(centre, rows, cols, mask, H, W, sx_h, sx_w, a - u,
-                                           b - v, CHECKED)  # fmt: skip
-                        picked &= x_nan | (x > other)
-                    elif a * MAX_KERNEL + b > u * MAX_KERNEL + v:  # scanned after it
-                        other = _neighbour(centre, rows, cols, mask, H, W, sx_h, sx_w, a - u,
-                                           b - v, CHECKED)  # fmt: skip
-                        picked &= tl.where(x_nan, other == other, x >= other)
+                window = mask & (top >= 0) & (top <= H - MAX_KERNEL)
+                window &= (left >= 0) & (left <= W - MAX_KERNEL)
+                picked = tl.load(code_at, mask=window, other=255) == u * MAX_KERNEL + v
+            else:
+                picked = tl.load(code_at) == u * MAX_KERNEL + v
             at = gm_ptr + element_offsets(g_plane, top, left, sg_h, sg_w, INDEX_64)
             acc += tl.load(at, mask=picked, other=0.0).to(ACC_DTYPE)
     return acc
@@ -189,7 +186,7 @@ def _routed_gradient(centre, gm_ptr, g_plane, rows, cols, mask, H, W, sx_h, sx_w
 @triton.jit
 def _max_pool_route_kernel(
     gm_ptr,
-    x_ptr,
+    codes_ptr,
     dx_ptr,
     C,
     H,
@@ -198,10 +195,10 @@ def _max_pool_route_kernel(
     sg_c,
     sg_h,
     sg_w,
-    sx_n,
-    sx_c,
-    sx_h,
-    sx_w,
+    sk_n,
+    sk_c,
+    sk_h,
+    sk_w,
     sd_n,
     sd_c,
     sd_h,
@@ -217,25 +214,47 @@ def _max_pool_route_kernel(
     BLOCK_W: tl.constexpr,
 ):
     """The dense max's backward: each input element gathers the max-map gradient ``gm`` of
-    every window that picks it as its maximum (:func:`_routed_gradient`). Tiles whose
-    elements all have every neighbour and window inside the map read without masks."""
+    every window that picked it as its maximum, as the forward's codes say
+    (:func:`_routed_gradient`). Tiles whose elements lie in ``MAX_KERNEL``² windows each read
+    without masks."""
     pid = tl.program_id(0)
     n, c, rows, cols = tile_coords(pid, c_blocks, tiles_w, tiles, BLOCK_C, BLOCK_H, BLOCK_W)
     plane, row0, col0 = tile_origin(pid, tiles, tiles_w, BLOCK_H, BLOCK_W)
     mask = (c < C) & (rows < H) & (cols < W)
-    centre = x_ptr + tile_offsets(n, c, rows, cols, sx_n, sx_c, sx_h, sx_w, INDEX_64)
+    k_plane = plane_offsets(n, c, sk_n, sk_c, INDEX_64)
     g_plane = plane_offsets(n, c, sg_n, sg_c, INDEX_64)
     inside = (plane % c_blocks + 1) * BLOCK_C <= C
     inside &= (row0 >= MAX_KERNEL - 1) & (row0 + BLOCK_H <= H - MAX_KERNEL + 1)
     inside &= (col0 >= MAX_KERNEL - 1) & (col0 + BLOCK_W <= W - MAX_KERNEL + 1)
     if inside:
-        acc = _routed_gradient(centre, gm_ptr, g_plane, rows, cols, mask, H, W, sx_h, sx_w,
-                               sg_h, sg_w, MAX_KERNEL, False, ACC_DTYPE, INDEX_64)  # fmt: skip
+        acc = _routed_gradient(codes_ptr, k_plane, gm_ptr, g_plane, rows, cols, mask, H, W, sk_h,
+                               sk_w, sg_h, sg_w, MAX_KERNEL, False, ACC_DTYPE,
+                               INDEX_64)  # fmt: skip
     else:
-        acc = _routed_gradient(centre, gm_ptr, g_plane, rows, cols, mask, H, W, sx_h, sx_w,
-                               sg_h, sg_w, MAX_KERNEL, True, ACC_DTYPE, INDEX_64)  # fmt: skip
+        acc = _routed_gradient(codes_ptr, k_plane, gm_ptr, g_plane, rows, cols, mask, H, W, sk_h,
+                               sk_w, sg_h, sg_w, MAX_KERNEL, True, ACC_DTYPE,
+                               INDEX_64)  # fmt: skip
     dx_offs = tile_offsets(n, c, rows, cols, sd_n, sd_c, sd_h, sd_w, INDEX_64)
     tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+def max_codes_buffer(x: torch.Tensor, max_kernel: int) -> torch.Tensor:
+    """An uninitialised uint8 tensor for the forward's argmax codes: one per max-map element,
+    in ``x``'s memory format."""
+    n, c, h, w = x.shape
+    return empty_output(x, (n, c, h - max_kernel + 1, w - max_kernel + 1), torch.uint8)
+
+
+def input_gradient_buffer(
+    grad: torch.Tensor, codes: torch.Tensor, max_kernel: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``out`` when given (checked), else a new tensor for the backward's input gradient: the
+    input's shape (the codes' plus ``max_kernel`` - 1), ``grad``'s dtype, the codes' format."""
+    n, c, h, w = codes.shape
+    shape = (n, c, h + max_kernel - 1, w + max_kernel - 1)
+    if out is None:
+        return empty_output(codes, shape, grad.dtype)
+    return output_buffer(out, grad, shape)
 
 
 def max_blur_pool2d_forward(
@@ -245,17 +264,26 @@ def max_blur_pool2d_forward(
     padding: str,
     max_kernel: int,
     *,
+    codes: torch.Tensor | None = None,
     config: dict[str, Any] | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Launch the forward kernel (spec §3); ``config`` overrides the tuned launch config.
 
     The config's ``BLOCK_H``/``BLOCK_W`` are the span of the max map a program reads (at least
-    the filter's size); its outputs are the ones that span covers.
+    the filter's size); its outputs are the ones that span covers. ``codes``
+    (:func:`max_codes_buffer`) also receives where each window's max lies, which the backward
+    needs.
     """
     c, h, w = x.shape[1:]
     shape = pooled_shape(tuple(x.shape), stride, 0, max_kernel)
     y = output_buffer(out, x, shape)
+    map_shape = (*x.shape[:2], h - max_kernel + 1, w - max_kernel + 1)
+    if codes is not None and (codes.dtype != torch.uint8 or tuple(codes.shape) != map_shape):
+        raise ValueError(
+            f"codes: {codes.dtype} of shape {tuple(codes.shape)}; expected the uint8 max map "
+            f"of {tuple(x.shape)} (max_codes_buffer)"
+        )
     if y.numel() == 0:
         return y
     k = len(taps)
@@ -263,20 +291,22 @@ def max_blur_pool2d_forward(
     span_h, span_w = (max(launch[f], pow2_bucket(k)) for f in ("BLOCK_H", "BLOCK_W"))
     rows, cols = ((span - k) // stride + 1 for span in (span_h, span_w))
     map_h, map_w = h - max_kernel + 1, w - max_kernel + 1
+    stored = y if codes is None else codes  # y stands in when no codes are written
     launch_tiled(
         _max_blur_pool_fwd_kernel,
         launch,
         y,
-        x, y, taps_tensor(taps, x.device, accumulator_torch_dtype(x)),
-        c, map_h, map_w, shape[2], shape[3], (k - 1) // 2, *x.stride(), *y.stride(),
+        x, y, stored, taps_tensor(taps, x.device, accumulator_torch_dtype(x)), c, map_h, map_w,
+        shape[2], shape[3], (k - 1) // 2, *x.stride(), *y.stride(), *stored.stride(),
         tile=(rows, cols),
         TAPS=k,
         STRIDE=stride,
         PADDING=PADDING_CODES[padding],
         FOLD_ONCE=folds_once((map_h, map_w), k - 1),
         MAX_KERNEL=max_kernel,
+        SAVE_CODES=codes is not None,
         ACC_DTYPE=accumulator_dtype(x),
-        INDEX_64=needs_int64(x, y),
+        INDEX_64=needs_int64(x, y) or (codes is not None and needs_int64(codes)),
         SPAN_H=span_h,
         SPAN_W=span_w,
         ROWS=rows,
@@ -289,7 +319,7 @@ def max_blur_pool2d_forward(
 
 def max_blur_pool2d_backward(
     grad: torch.Tensor,
-    x: torch.Tensor,
+    codes: torch.Tensor,
     taps: tuple[float, ...],
     stride: int,
     padding: str,
@@ -298,31 +328,31 @@ def max_blur_pool2d_backward(
     config: dict[str, Any] | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Launch the backward: the gradient of :func:`max_blur_pool2d_forward` w.r.t. ``x``.
+    """Launch the backward: the gradient of :func:`max_blur_pool2d_forward` w.r.t. its input,
+    from the output gradient and the codes the forward saved. The input gradient has
+    ``grad``'s dtype and the codes' memory format.
 
     Two passes: blur-pool's backward gives the gradient of the dense max map (a temporary of
-    about ``x``'s size, in ``x``'s dtype, as the unfused ops would store it); the routing kernel
-    then hands each window's gradient to its maximum. Recomputing that map's gradient inside
-    the routing kernel would repeat it for each of the ``max_kernel``² windows an element
-    lies in.
+    the map's size, in ``grad``'s dtype, as the unfused ops would store it); the routing
+    kernel then hands each window's gradient to the element its code names.
     """
-    n, c, h, w = x.shape
-    dx = output_buffer(out, x, tuple(x.shape))
+    dx = input_gradient_buffer(grad, codes, max_kernel, out)
+    _, c, h, w = dx.shape
     if dx.numel() == 0:
         return dx
-    grad_max = empty_output(x, (n, c, h - max_kernel + 1, w - max_kernel + 1))
+    grad_max = empty_output(dx, tuple(codes.shape))
     # Without the ReLU the blur backward reads only its ``x`` argument's shape and layout,
     # so the buffer it fills can stand for it.
     blur_pool2d_backward(grad, grad_max, taps, stride, padding, 0, False, config=config,
                          out=grad_max)  # fmt: skip
     launch_tiled(
         _max_pool_route_kernel,
-        resolve_config("max_blur_pool_bwd", x, len(taps), stride, config, max_kernel=max_kernel),
+        resolve_config("max_blur_pool_bwd", dx, len(taps), stride, config, max_kernel=max_kernel),
         dx,
-        grad_max, x, dx, c, h, w, *grad_max.stride(), *x.stride(), *dx.stride(),
+        grad_max, codes, dx, c, h, w, *grad_max.stride(), *codes.stride(), *dx.stride(),
         MAX_KERNEL=max_kernel,
-        ACC_DTYPE=accumulator_dtype(x),
-        INDEX_64=needs_int64(grad_max, x, dx),
+        ACC_DTYPE=accumulator_dtype(dx),
+        INDEX_64=needs_int64(grad_max, codes, dx),
     )  # fmt: skip
     return dx
 
@@ -332,45 +362,63 @@ def max_blur_pool2d_backward(
 
 @torch.library.custom_op("shiftlab::max_blur_pool2d", mutates_args=())
 def max_blur_pool2d_op(
-    x: torch.Tensor, taps: list[float], stride: int, padding: str, max_kernel: int
-) -> torch.Tensor:
-    """MaxBlurPool (spec §3); differentiable, traceable."""
-    return max_blur_pool2d_forward(x, tuple(taps), stride, padding, max_kernel)
+    x: torch.Tensor,
+    taps: list[float],
+    stride: int,
+    padding: str,
+    max_kernel: int,
+    save_codes: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MaxBlurPool (spec §3) and, with ``save_codes``, the argmax codes its backward needs
+    (else an empty uint8 tensor); differentiable when the codes are saved, traceable."""
+    codes = max_codes_buffer(x, max_kernel) if save_codes else x.new_empty(0, dtype=torch.uint8)
+    y = max_blur_pool2d_forward(x, tuple(taps), stride, padding, max_kernel,
+                                codes=codes if save_codes else None)  # fmt: skip
+    return y, codes
 
 
 @max_blur_pool2d_op.register_fake
-def _max_blur_pool2d_fake(x, taps, stride, padding, max_kernel):
-    return empty_output(x, pooled_shape(tuple(x.shape), stride, 0, max_kernel))
+def _max_blur_pool2d_fake(x, taps, stride, padding, max_kernel, save_codes):
+    y = empty_output(x, pooled_shape(tuple(x.shape), stride, 0, max_kernel))
+    codes = max_codes_buffer(x, max_kernel) if save_codes else x.new_empty(0, dtype=torch.uint8)
+    return y, codes
 
 
 @torch.library.custom_op("shiftlab::max_blur_pool2d_backward", mutates_args=())
 def max_blur_pool2d_backward_op(
     grad: torch.Tensor,
-    x: torch.Tensor,
+    codes: torch.Tensor,
     taps: list[float],
     stride: int,
     padding: str,
     max_kernel: int,
 ) -> torch.Tensor:
     """Gradient of ``shiftlab::max_blur_pool2d`` with respect to its input."""
-    return max_blur_pool2d_backward(grad, x, tuple(taps), stride, padding, max_kernel)
+    return max_blur_pool2d_backward(grad, codes, tuple(taps), stride, padding, max_kernel)
 
 
 @max_blur_pool2d_backward_op.register_fake
-def _max_blur_pool2d_backward_fake(grad, x, taps, stride, padding, max_kernel):
-    return empty_output(x, tuple(x.shape))
+def _max_blur_pool2d_backward_fake(grad, codes, taps, stride, padding, max_kernel):
+    return input_gradient_buffer(grad, codes, max_kernel)
 
 
 def _setup_context(ctx, inputs, output):
-    x, taps, stride, padding, max_kernel = inputs
-    ctx.save_for_backward(x)
-    ctx.params = (taps, stride, padding, max_kernel)
+    _, taps, stride, padding, max_kernel, save_codes = inputs
+    ctx.save_for_backward(output[1])
+    ctx.params = (taps, stride, padding, max_kernel, save_codes)
 
 
-def _backward(ctx, grad):
-    (x,) = ctx.saved_tensors
-    dx = torch.ops.shiftlab.max_blur_pool2d_backward(grad, x, *ctx.params)
-    return dx, None, None, None, None
+def _backward(ctx, grad, _grad_codes):
+    (codes,) = ctx.saved_tensors
+    taps, stride, padding, max_kernel, save_codes = ctx.params
+    if not save_codes:
+        raise RuntimeError(
+            "shiftlab::max_blur_pool2d: backward through a call with save_codes=False; "
+            "call it with save_codes=True (max_blur_pool2d_triton does when grad is needed)"
+        )
+    dx = torch.ops.shiftlab.max_blur_pool2d_backward(grad, codes, taps, stride, padding,
+                                                     max_kernel)  # fmt: skip
+    return dx, None, None, None, None, None
 
 
 max_blur_pool2d_op.register_autograd(_backward, setup_context=_setup_context)
@@ -383,5 +431,9 @@ def max_blur_pool2d_triton(
     padding: str,
     max_kernel: int,
 ) -> torch.Tensor:
-    """The Triton path of ``kernels.max_blur_pool2d``; arguments arrive validated."""
-    return torch.ops.shiftlab.max_blur_pool2d(x, list(taps), stride, padding, max_kernel)
+    """The Triton path of ``kernels.max_blur_pool2d``; arguments arrive validated. The argmax
+    codes are written only when a gradient will be asked for."""
+    save_codes = torch.is_grad_enabled() and x.requires_grad
+    y, _ = torch.ops.shiftlab.max_blur_pool2d(x, list(taps), stride, padding, max_kernel,
+                                              save_codes)  # fmt: skip
+    return y
