@@ -13,7 +13,7 @@ from types import ModuleType
 import torch
 
 from kernels.filters import make_taps
-from kernels.options import BACKENDS, PADDING_MODES
+from kernels.options import BACKENDS, MAX_CODED_KERNEL, PADDING_MODES
 from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -138,7 +138,8 @@ def run_max_blur_pool2d(
 ) -> torch.Tensor:
     """``max_blur_pool2d`` with ready taps (as a tensor and as ``values``) and checked options."""
     check_input(x, min_size=max_kernel)
-    if _use_triton(backend, x):
+    # ``auto`` leaves windows too large for the fused backward's codes to the reference.
+    if _use_triton(backend, x) and (backend == "triton" or max_kernel <= MAX_CODED_KERNEL):
         return _triton_ops()[1].max_blur_pool2d_triton(x, values, stride, padding, max_kernel)
     return max_blur_pool2d_reference(x, taps, stride, padding, max_kernel)
 

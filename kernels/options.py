@@ -9,3 +9,6 @@ Backend = Literal["auto", "torch", "triton"]
 PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
 FILTER_FAMILIES: tuple[str, ...] = get_args(FilterFamily)
 BACKENDS: tuple[str, ...] = get_args(Backend)
+
+# The fused MaxBlurPool saves one-byte argmax codes for its backward: windows up to 15 × 15.
+MAX_CODED_KERNEL = 15

@@ -428,6 +428,16 @@ def test_max_codes_are_written_only_when_a_gradient_is_needed() -> None:
     assert int(codes.max()) < 4
 
 
+def test_windows_too_large_for_the_codes_are_refused_when_training() -> None:
+    """One-byte codes hold windows up to 15 × 15; training with larger ones is a clear error."""
+    x = make_input((1, 1, 17, 17), torch.float32, "nchw", seed=16)
+    taps = binomial(2)
+    max_blur_pool2d_forward(x, taps, 2, "zeros", 16)  # inference needs no codes
+    codes = torch.empty((1, 1, 2, 2), dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"max_kernel=16.*<= 15"):
+        max_blur_pool2d_forward(x, taps, 2, "zeros", 16, codes=codes)
+
+
 def test_opcheck_registrations() -> None:
     """Schema, fake (meta) functions and autograd registration as torch.library checks them."""
     x = make_input((1, 2, 5, 4), torch.float32, "channels_last", seed=13).requires_grad_(True)

@@ -38,6 +38,7 @@ from kernels.ops.common import (
     tile_offsets,
     tile_origin,
 )
+from kernels.options import MAX_CODED_KERNEL
 from kernels.tuning import pow2_bucket
 
 
@@ -279,6 +280,11 @@ def max_blur_pool2d_forward(
     shape = pooled_shape(tuple(x.shape), stride, 0, max_kernel)
     y = output_buffer(out, x, shape)
     map_shape = (*x.shape[:2], h - max_kernel + 1, w - max_kernel + 1)
+    if codes is not None and max_kernel > MAX_CODED_KERNEL:
+        raise ValueError(
+            f"max_kernel={max_kernel}: the fused backward's argmax codes are one byte, so it "
+            f"takes max_kernel <= {MAX_CODED_KERNEL}; use backend='torch' to train with larger"
+        )
     if codes is not None and (codes.dtype != torch.uint8 or tuple(codes.shape) != map_shape):
         raise ValueError(
             f"codes: {codes.dtype} of shape {tuple(codes.shape)}; expected the uint8 max map "
