@@ -7,7 +7,15 @@ reference ops fold it into their per-axis matrices, and the Triton kernels compu
 The code is TorchScript-compatible because the scripted and exported modules run it.
 """
 
+
 import torch
+
+
+def pad_sizes(filter_size: int, pad_off: int) -> tuple[int, int]:
+    """Pad before and after an axis for a ``filter_size``-tap filter (spec §2): the floor half
+    of ``filter_size - 1`` before, the rest after, each grown by ``pad_off``."""
+    half = (filter_size - 1) // 2
+    return half + pad_off, filter_size - 1 - half + pad_off
 
 
 def pad_index(n: int, before: int, after: int, mode: str) -> torch.Tensor:

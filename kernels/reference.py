@@ -20,7 +20,7 @@ Arguments are assumed valid here; ``kernels.functional`` checks them.
 import torch
 import torch.nn.functional as F
 
-from kernels.padding import pad_index
+from kernels.padding import pad_index, pad_sizes
 
 
 def blur_matrix(
@@ -33,8 +33,7 @@ def blur_matrix(
     same input (reflect and circular padding of small maps) add up, taps that read a zero drop.
     """
     size = taps.numel()
-    before = (size - 1) // 2 + pad_off
-    after = (size - 1) - (size - 1) // 2 + pad_off
+    before, after = pad_sizes(size, pad_off)
     n_out = (n + 2 * pad_off - 1) // stride + 1
     source = pad_index(n, before, after, padding)
     padded_pos = torch.arange(n_out).unsqueeze(1) * stride + torch.arange(size).unsqueeze(0)

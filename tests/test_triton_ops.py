@@ -266,7 +266,7 @@ def test_many_tiles_and_channel_blocks() -> None:
     interval along both axes, the table gather elsewhere.
     """
     config = {"BLOCK_H": 2, "BLOCK_W": 4, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
-    first, last = common.plain_interval(16, 4, 2, 1, 2, "reflect")
+    first, last = common.plain_interval(16, 4, 2, 0, "reflect")
     assert first > 0 and last - first >= 8 and last < 15  # interior and edge tiles both
     x = make_input((1, 3, 12, 16), torch.float32, "channels_last", seed=7)
     check_blur_pool(x, binomial(4), 2, "reflect", 0, True, config=config)
@@ -296,9 +296,8 @@ def test_plain_interval_is_a_plain_transposed_filter(padding: str) -> None:
     unchecked backward applies: outputs ``u // S - j`` with taps ``u % S + j·S``."""
     for size, taps, stride, pad_off in [(16, skewed(4, 3), 2, 0), (13, skewed(7, 4), 2, 1),
                                         (11, skewed(5, 5), 3, 0), (3, skewed(7, 6), 2, 0)]:
-        before = (len(taps) - 1) // 2 + pad_off
-        after = len(taps) - 1 - (len(taps) - 1) // 2 + pad_off
-        first, last = common.plain_interval(size, len(taps), stride, before, after, padding)
+        before = (len(taps) - 1) // 2 + pad_off  # spec §2, written out
+        first, last = common.plain_interval(size, len(taps), stride, pad_off, padding)
         matrix = blur_matrix(size, taps_tensor(taps), stride, padding, pad_off)
         for p in range(first, last + 1):
             u = p + before

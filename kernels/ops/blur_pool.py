@@ -40,6 +40,7 @@ from kernels.ops.common import (
     tile_width,
     transposed_blur,
 )
+from kernels.padding import pad_sizes
 from kernels.tuning import pow2_bucket
 
 
@@ -227,7 +228,7 @@ def blur_pool2d_forward(
         resolve_config("blur_pool_fwd", x, k, stride, config, relu=relu),
         y,
         x, y, taps_tensor(taps, x.device, accumulator_torch_dtype(x)),
-        c, h, w, shape[2], shape[3], (k - 1) // 2 + pad_off, *x.stride(), *y.stride(),
+        c, h, w, shape[2], shape[3], pad_sizes(k, pad_off)[0], *x.stride(), *y.stride(),
         TAPS=k,
         STRIDE=stride,
         PADDING=PADDING_CODES[padding],
@@ -257,11 +258,11 @@ def blur_pool2d_backward(
     if dx.numel() == 0:
         return dx
     k = len(taps)
-    before, after = (k - 1) // 2 + pad_off, k - 1 - (k - 1) // 2 + pad_off
+    before = pad_sizes(k, pad_off)[0]
     rows = gradient_tables(h, taps, stride, pad_off, padding, x.device)
     cols = gradient_tables(w, taps, stride, pad_off, padding, x.device)
-    plain_h = plain_interval(h, k, stride, before, after, padding)
-    plain_w = plain_interval(w, k, stride, before, after, padding)
+    plain_h = plain_interval(h, k, stride, pad_off, padding)
+    plain_w = plain_interval(w, k, stride, pad_off, padding)
     launch = resolve_config("blur_pool_bwd", x, k, stride, config, relu=relu)
     # A program covers about the config's tile: ``stride``² phase tiles, each a ``stride``-th
     # of it along each axis.

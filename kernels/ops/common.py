@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.padding import pad_index
+from kernels.padding import pad_index, pad_sizes
 from kernels.tuning import check_config, launch_config, tuning_key
 
 INT32_LIMIT = 2**31
@@ -143,7 +143,7 @@ def gradient_tables(
     """The transpose of blur-pooling an axis of ``size`` (spec §2) as gather tables."""
     k = len(taps)
     out_size = blur_output_size(size, stride, pad_off)
-    source = pad_index(size, (k - 1) // 2 + pad_off, k - 1 - (k - 1) // 2 + pad_off, padding)
+    source = pad_index(size, *pad_sizes(k, pad_off), padding)
     fwd_src = source[torch.arange(out_size)[:, None] * stride + torch.arange(k)[None, :]]
     fwd_wt = torch.tensor(taps, dtype=torch.float64).expand(out_size, k)
 
@@ -171,14 +171,15 @@ def gradient_tables(
 
 @functools.lru_cache(maxsize=512)
 def plain_interval(
-    size: int, taps: int, stride: int, before: int, after: int, padding: str
+    size: int, taps: int, stride: int, pad_off: int, padding: str
 ) -> tuple[int, int]:
     """The longest stretch [first, last] of map positions whose gradient is a plain transposed
     filter: no pad position reads them, and every output a tap reaches from them exists.
     Backward tiles inside it along both axes need neither tables nor masks. (1, 0) if none."""
+    before, after = pad_sizes(taps, pad_off)
     source = pad_index(size, before, after, padding).tolist()
     readers = collections.Counter(source)
-    out_size = blur_output_size(size, stride, before - (taps - 1) // 2)
+    out_size = blur_output_size(size, stride, pad_off)
     best, first = (1, 0), None
     for p in range(size + 1):
         u = p + before
@@ -447,8 +448,8 @@ def separable_gather(
     """``Σ_j wt_w[j, cols] · Σ_i wt_h[i, rows] · map(src_h[i, rows], src_w[j, cols])``.
 
     The tables are (width, span) row-major, so a tap's entries for neighbouring positions are
-    neighbours in memory (coalesced loads). Their widths are runtime values: one compiled
-    kernel serves every filter size (a study sweeps many). With ``PLAIN_H`` the rows lie in
+    neighbours in memory (coalesced loads). Their widths are runtime values, as a few
+    positions near an edge need more slots than the rest. With ``PLAIN_H`` the rows lie in
     the plain interval (``top_h``, ``phase_h``: :func:`plain_phase`) and take
     :func:`plain_rows` instead of the row table: tiles as wide as the map, inside it
     vertically.

@@ -39,6 +39,7 @@ from kernels.ops.common import (
     tile_origin,
 )
 from kernels.options import MAX_CODED_KERNEL
+from kernels.padding import pad_sizes
 from kernels.tuning import pow2_bucket
 
 
@@ -303,7 +304,7 @@ def max_blur_pool2d_forward(
         launch,
         y,
         x, y, stored, taps_tensor(taps, x.device, accumulator_torch_dtype(x)), c, map_h, map_w,
-        shape[2], shape[3], (k - 1) // 2, *x.stride(), *y.stride(), *stored.stride(),
+        shape[2], shape[3], pad_sizes(k, 0)[0], *x.stride(), *y.stride(), *stored.stride(),
         tile=(rows, cols),
         TAPS=k,
         STRIDE=stride,
@@ -377,17 +378,21 @@ def max_blur_pool2d_op(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """MaxBlurPool (spec §3) and, with ``save_codes``, the argmax codes its backward needs
     (else an empty uint8 tensor); differentiable when the codes are saved, traceable."""
-    codes = max_codes_buffer(x, max_kernel) if save_codes else x.new_empty(0, dtype=torch.uint8)
+    codes = _codes_output(x, max_kernel, save_codes)
     y = max_blur_pool2d_forward(x, tuple(taps), stride, padding, max_kernel,
                                 codes=codes if save_codes else None)  # fmt: skip
     return y, codes
 
 
+def _codes_output(x: torch.Tensor, max_kernel: int, save_codes: bool) -> torch.Tensor:
+    """The op's codes output: a buffer for them, or an empty tensor when none are saved."""
+    return max_codes_buffer(x, max_kernel) if save_codes else x.new_empty(0, dtype=torch.uint8)
+
+
 @max_blur_pool2d_op.register_fake
 def _max_blur_pool2d_fake(x, taps, stride, padding, max_kernel, save_codes):
     y = empty_output(x, pooled_shape(tuple(x.shape), stride, 0, max_kernel))
-    codes = max_codes_buffer(x, max_kernel) if save_codes else x.new_empty(0, dtype=torch.uint8)
-    return y, codes
+    return y, _codes_output(x, max_kernel, save_codes)
 
 
 @torch.library.custom_op("shiftlab::max_blur_pool2d_backward", mutates_args=())
