@@ -290,6 +290,34 @@ def test_interior_tiles_match_reference(padding: str, size_stride: tuple[int, in
     check_max_blur_pool(x, skewed(size, index), stride, padding, 2, seed=index, config=config)
 
 
+def inside_forward_tiles(size: int, taps: int, stride: int, before: int, block: int) -> int:
+    """How many output tiles of ``block`` along an axis of ``size`` read only inside the map
+    (the forward kernels' unchecked path), written out from the spec's padding."""
+    out_size = (size + taps - 1 + 0 - taps) // stride + 1  # pads sum to taps - 1 at pad_off 0
+    starts = range(0, out_size, block)
+    return sum(r0 * stride >= before and (r0 + block - 1) * stride - before + taps <= size
+               for r0 in starts)  # fmt: skip
+
+
+@pytest.mark.parametrize("padding", PADDING_MODES)
+@pytest.mark.parametrize("taps_stride", [(3, 2), (4, 2), (5, 3)])
+def test_forward_interior_tiles_match_reference(padding: str, taps_stride: tuple[int, int]) -> None:
+    """Output tiles two wide: most of a map's tiles read only inside it and take the forward's
+    unchecked path (no padding arithmetic, no masks), beside tiles at its edges. Forward only:
+    the backward's tiles are checked by ``test_interior_tiles_match_reference``."""
+    size, stride = taps_stride
+    index = PADDING_MODES.index(padding) + size
+    config = {"BLOCK_H": 2, "BLOCK_W": 2, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
+    assert inside_forward_tiles(15, size, stride, (size - 1) // 2, 2) >= 1
+    x = make_input((1, 4, 15, 17), (torch.float32, torch.float16)[index % 2],
+                   LAYOUTS[index % len(LAYOUTS)], seed=index)  # fmt: skip
+    taps, relu = skewed(size, index), index % 2 == 0
+    expected = blur_pool2d_reference(x, taps_tensor(taps), stride, padding, 0, relu)
+    y = blur_pool2d_forward(x, taps, stride, padding, 0, relu, config=config,
+                            out=poisoned(x, tuple(expected.shape)))  # fmt: skip
+    assert_close(y, expected, x.dtype)
+
+
 @pytest.mark.parametrize("padding", PADDING_MODES)
 def test_plain_interval_is_a_plain_transposed_filter(padding: str) -> None:
     """Inside the interval, the blur matrix's column of a position holds exactly the taps the
