@@ -43,5 +43,5 @@ step tests_ablate "${LIMIT_ABLATE:-300}" "$py" -m pytest -q -p no:cacheprovider 
 # kernels; tuned.json is the table to ship in kernels/tuned/.
 step autotune "${LIMIT_AUTOTUNE:-240}" "$py" -m kernels.autotune --quick --out "$out/tuned.json"
 step bench "${LIMIT_BENCH:-300}" "$py" -m kernels.bench --quick --out "$out/bench"
-step end_to_end "${LIMIT_E2E:-180}" "$py" -m benchmarks.end_to_end --out "$out/end_to_end"
+step end_to_end "${LIMIT_E2E:-300}" "$py" -m benchmarks.end_to_end --out "$out/end_to_end"
 exit "$status"

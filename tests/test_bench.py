@@ -124,19 +124,23 @@ def test_autotune_writes_a_cache_the_kernels_then_read(tmp_path, monkeypatch):
     tuning.clear_cache()
 
 
-def test_end_to_end_writes_ratios_to_the_baseline(tmp_path):
+def test_end_to_end_writes_ratios_to_the_baseline_and_the_placement(tmp_path):
     from benchmarks import end_to_end
 
-    df = end_to_end.main(["--models", "vgg", "--variants", "baseline", "aa_torch", "--layouts",
-                          "nchw", "--width", "4", "--batch", "8", "--device", "cpu", "--out",
-                          str(tmp_path)])
+    df = end_to_end.main(["--models", "vgg", "--variants", "baseline", "aa_torch", "aa_placement",
+                          "--layouts", "nchw", "--width", "4", "--batch", "8", "--device", "cpu",
+                          "--out", str(tmp_path)])  # fmt: skip
     csv = pd.read_csv(tmp_path / "end_to_end.csv")
-    assert list(csv["variant"]) == ["baseline", "aa_torch"]
+    assert list(csv["variant"]) == ["baseline", "aa_torch", "aa_placement"]
+    assert list(csv["filter_size"]) == [4, 4, 1]  # the placement's filter has one tap
+    assert csv["train_vs_placement"].iloc[2] == pytest.approx(1.0)
+    blur_cost = df["train_images_per_s"].iloc[1] / df["train_images_per_s"].iloc[2]
+    assert csv["train_vs_placement"].iloc[1] == pytest.approx(blur_cost)
     assert (csv["train_images_per_s"] > 0).all() and (csv["infer_images_per_s"] > 0).all()
     assert csv["train_ratio"].iloc[0] == pytest.approx(1.0)
     ratio = df["train_images_per_s"].iloc[1] / df["train_images_per_s"].iloc[0]
     assert csv["train_ratio"].iloc[1] == pytest.approx(ratio)
-    assert csv["sites"].iloc[0] == 0 and csv["sites"].iloc[1] > 0
+    assert csv["sites"].iloc[0] == 0 and csv["sites"].iloc[1] == csv["sites"].iloc[2] > 0
     assert csv["params"].nunique() == 1  # anti-aliasing adds buffers, not parameters
     payload = json.loads((tmp_path / "end_to_end.json").read_text())
     assert {"device", "commit", "command"} <= set(payload["meta"])
