@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import functools
 import inspect
 import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +92,9 @@ def sass_counts(compiled: Any) -> collections.Counter:
 @triton.jit
 def _forward_tile(x_ptr, y_ptr, taps_ptr, H, W, before, sx_c, sx_h, sx_w, sy_c, sy_h, sy_w,
                   TAPS: tl.constexpr, STRIDE: tl.constexpr, PADDING: tl.constexpr,
-                  CHECKED: tl.constexpr, ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr,
-                  BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):  # fmt: skip
+                  CHECK_H: tl.constexpr, CHECK_W: tl.constexpr, ACC_DTYPE: tl.constexpr,
+                  BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
+                  BLOCK_W: tl.constexpr):  # fmt: skip
     """One path of blur-pool's forward: ``CHECKED``, the tiles that padding reaches (masked
     reads through the padding arithmetic); unchecked, tiles whose taps all read inside the
     map (most tiles of a large map). The real kernel holds both, which its static count would
@@ -103,21 +104,21 @@ def _forward_tile(x_ptr, y_ptr, taps_ptr, H, W, before, sx_c, sx_h, sx_w, sy_c, 
     cols = (tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W))[None, None, :]
     mask = (rows < H) & (cols < W) & (c >= 0)
     acc = blur_pool._blurred_tile(x_ptr + c * sx_c, rows, cols, mask, H, W, before, sx_h, sx_w,
-                                  taps_ptr, TAPS, STRIDE, PADDING, True, False, CHECKED,
-                                  ACC_DTYPE, False)  # fmt: skip
+                                  taps_ptr, TAPS, STRIDE, PADDING, True, False, CHECK_H,
+                                  CHECK_W, ACC_DTYPE, False)  # fmt: skip
     at = y_ptr + c * sy_c + rows * sy_h + cols * sy_w
-    if CHECKED:
+    if CHECK_H or CHECK_W:
         tl.store(at, acc.to(tl.bfloat16), mask=mask)
     else:
         tl.store(at, acc.to(tl.bfloat16))
 
 
 def blur_pool_case(
-    k: int, tile: tuple[int, int, int], checked: bool
+    k: int, tile: tuple[int, int, int], check_h: bool, check_w: bool
 ) -> tuple[Any, dict[str, Any], int]:
     block_c, block_h, block_w = tile
-    constexprs = dict(TAPS=k, STRIDE=STRIDE, PADDING=PADDING_CODES["reflect"], CHECKED=checked,
-                      ACC_DTYPE=tl.float32, BLOCK_C=block_c, BLOCK_H=block_h,
+    constexprs = dict(TAPS=k, STRIDE=STRIDE, PADDING=PADDING_CODES["reflect"], CHECK_H=check_h,
+                      CHECK_W=check_w, ACC_DTYPE=tl.float32, BLOCK_C=block_c, BLOCK_H=block_h,
                       BLOCK_W=block_w)  # fmt: skip
     return _forward_tile, constexprs, block_c * block_h * block_w
 
@@ -196,8 +197,10 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
     """One row per (op, filter size, tile): instructions, loads and shuffles per output."""
     rows = []
     for op, make, tiles in (
-        ("blur_pool_interior", functools.partial(blur_pool_case, checked=False), BLUR_TILES),
-        ("blur_pool_edge", functools.partial(blur_pool_case, checked=True), BLUR_TILES),
+        ("blur_pool_interior", partial(blur_pool_case, check_h=False, check_w=False), BLUR_TILES),
+        ("blur_pool_edge_rows", partial(blur_pool_case, check_h=True, check_w=False), BLUR_TILES),
+        ("blur_pool_edge_cols", partial(blur_pool_case, check_h=False, check_w=True), BLUR_TILES),
+        ("blur_pool_edge", partial(blur_pool_case, check_h=True, check_w=True), BLUR_TILES),
         ("blur_pool_bwd_interior", blur_pool_bwd_case, BWD_TILES),
         ("max_blur_pool", max_blur_pool_case, MAX_SPANS),
         ("max_pool_route_interior", max_pool_route_case, BWD_TILES),

@@ -148,7 +148,8 @@ def test_end_to_end_writes_ratios_to_the_baseline_and_the_placement(tmp_path):
 
 def test_static_cost_shows_what_each_kernel_reads(tmp_path):
     """Compiled for Hopper without a GPU: blur-pool's loads grow with the taps (k² per
-    output), MaxBlurPool's window kernel loads its span once whatever the filter size, the
+    output) and its tiles inside the map cost fewer instructions than those the padding
+    reaches, MaxBlurPool's window kernel loads its span once whatever the filter size, the
     backward's reads follow (k/stride)², the max routing reads codes, not neighbours."""
     import triton
 
@@ -160,8 +161,13 @@ def test_static_cost_shows_what_each_kernel_reads(tmp_path):
         [sys.executable, "-m", "benchmarks.static_cost", "--filters", "3", "7", "--csv", str(csv)],
         env=env, check=True, capture_output=True, timeout=600, cwd=Path(__file__).parents[1],
     )  # fmt: skip
-    df = pd.read_csv(csv).groupby(["op", "filter_size"])["global_loads_per_output"].mean()
-    assert df["blur_pool", 7] > 4 * df["blur_pool", 3]
+    table = pd.read_csv(csv).groupby(["op", "filter_size"])
+    df = table["global_loads_per_output"].mean()
+    assert df["blur_pool_interior", 7] > 4 * df["blur_pool_interior", 3]
+    issued = table["instructions_per_output"].mean()
+    for k in (3, 7):
+        assert issued["blur_pool_interior", k] < issued["blur_pool_edge_rows", k]
+        assert issued["blur_pool_edge_rows", k] < issued["blur_pool_edge", k]
     assert df["max_blur_pool", 7] < 2.5 * df["max_blur_pool", 3]
     # The backward's plain path reads (k/stride)² outputs per element; the max routing reads
     # the code and the gradient of each of the four windows an element lies in.

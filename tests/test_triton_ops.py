@@ -303,7 +303,8 @@ def inside_forward_tiles(size: int, taps: int, stride: int, before: int, block: 
 @pytest.mark.parametrize("taps_stride", [(3, 2), (4, 2), (5, 3)])
 def test_forward_interior_tiles_match_reference(padding: str, taps_stride: tuple[int, int]) -> None:
     """Output tiles two wide: most of a map's tiles read only inside it and take the forward's
-    unchecked path (no padding arithmetic, no masks), beside tiles at its edges. Forward only:
+    unchecked path (no padding arithmetic, no masks), beside tiles at its edges (padding
+    along H only: the path that checks rows alone; along W: both checked). Forward only:
     the backward's tiles are checked by ``test_interior_tiles_match_reference``."""
     size, stride = taps_stride
     index = PADDING_MODES.index(padding) + size

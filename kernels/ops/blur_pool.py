@@ -85,6 +85,8 @@ def _blur_pool_fwd_kernel(
     each read would be ``max_kernel``² loads). Tiles whose taps all read inside the map (most
     tiles of a large map) take :func:`_blurred_tile`'s plain path: every tap is a load at a
     fixed offset from the tile's corner and an FMA, with no padding arithmetic and no mask.
+    Tiles inside it along W only skip the column arithmetic, the costly one in NCHW (each
+    thread holds several columns); the padding along W costs little in channels_last.
     """
     pid = tl.program_id(0)
     n, c, rows, cols = tile_coords(pid, c_blocks, tiles_w, tiles, BLOCK_C, BLOCK_H, BLOCK_W)
@@ -92,54 +94,71 @@ def _blur_pool_fwd_kernel(
     maps = x_ptr + plane_offsets(n, c, sx_n, sx_c, INDEX_64)
     y_offs = tile_offsets(n, c, rows, cols, sy_n, sy_c, sy_h, sy_w, INDEX_64)
     mask = (c < C) & (rows < H_out) & (cols < W_out)
-    inside = (plane % c_blocks + 1) * BLOCK_C <= C
-    inside &= (row0 * STRIDE >= pad_before) & (col0 * STRIDE >= pad_before)
-    inside &= (row0 + BLOCK_H - 1) * STRIDE - pad_before + TAPS <= H_map
-    inside &= (col0 + BLOCK_W - 1) * STRIDE - pad_before + TAPS <= W_map
-    if inside:
+    # Whether the tile's taps read inside the map along each axis (and all its channels exist).
+    inside_h = (row0 * STRIDE >= pad_before) & (
+        (row0 + BLOCK_H - 1) * STRIDE - pad_before + TAPS <= H_map
+    )
+    inside_w = (col0 * STRIDE >= pad_before) & (
+        (col0 + BLOCK_W - 1) * STRIDE - pad_before + TAPS <= W_map
+    )
+    if inside_h & inside_w & ((plane % c_blocks + 1) * BLOCK_C <= C):
         acc = _blurred_tile(maps, rows, cols, mask, H_map, W_map, pad_before, sx_h, sx_w,
-                            taps_ptr, TAPS, STRIDE, PADDING, FOLD_ONCE, RELU, False, ACC_DTYPE,
-                            INDEX_64)  # fmt: skip
+                            taps_ptr, TAPS, STRIDE, PADDING, FOLD_ONCE, RELU, False, False,
+                            ACC_DTYPE, INDEX_64)  # fmt: skip
         tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty))
     else:
-        acc = _blurred_tile(maps, rows, cols, mask, H_map, W_map, pad_before, sx_h, sx_w,
-                            taps_ptr, TAPS, STRIDE, PADDING, FOLD_ONCE, RELU, True, ACC_DTYPE,
-                            INDEX_64)  # fmt: skip
+        if inside_w:
+            acc = _blurred_tile(maps, rows, cols, mask, H_map, W_map, pad_before, sx_h, sx_w,
+                                taps_ptr, TAPS, STRIDE, PADDING, FOLD_ONCE, RELU, True, False,
+                                ACC_DTYPE, INDEX_64)  # fmt: skip
+        else:
+            acc = _blurred_tile(maps, rows, cols, mask, H_map, W_map, pad_before, sx_h, sx_w,
+                                taps_ptr, TAPS, STRIDE, PADDING, FOLD_ONCE, RELU, True, True,
+                                ACC_DTYPE, INDEX_64)  # fmt: skip
         tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _blurred_tile(maps, rows, cols, mask, H_map, W_map, pad_before, sx_h, sx_w, taps_ptr,
                   TAPS: tl.constexpr, STRIDE: tl.constexpr, PADDING: tl.constexpr,
-                  FOLD_ONCE: tl.constexpr, RELU: tl.constexpr, CHECKED: tl.constexpr,
-                  ACC_DTYPE: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
+                  FOLD_ONCE: tl.constexpr, RELU: tl.constexpr, CHECK_H: tl.constexpr,
+                  CHECK_W: tl.constexpr, ACC_DTYPE: tl.constexpr,
+                  INDEX_64: tl.constexpr):  # fmt: skip
     """``Σ_ij w_i·w_j·x[rows·STRIDE - pad_before + i, cols·STRIDE - pad_before + j]`` over
     the padded maps starting at ``maps`` ([BC,1,1]), ReLU on load when ``RELU``.
 
-    ``CHECKED``: each tap's source row and column go through the padding
-    (:func:`padded_source`) and reads are masked by ``mask``. Unchecked, every tap reads
-    inside the map (``mask`` only gives the shape): tap (i, j) is the tile's corner plus a
-    fixed offset.
+    ``CHECK_H``/``CHECK_W``: along that axis each tap's source goes through the padding
+    (:func:`padded_source`). Along an unchecked axis every tap reads inside the map, at a
+    fixed offset from the tile's first row or column. Reads are masked by ``mask`` unless
+    both axes are unchecked (``mask`` then only gives the shape).
     """
+    top = rows * STRIDE - pad_before
+    left = cols * STRIDE - pad_before
+    base = maps
+    if not CHECK_H:
+        base += as_index(top, INDEX_64) * sx_h
+    if not CHECK_W:
+        base += as_index(left, INDEX_64) * sx_w
     acc = tl.zeros(mask.shape, ACC_DTYPE)
-    if not CHECKED:
-        corner = maps + as_index(rows * STRIDE - pad_before, INDEX_64) * sx_h
-        corner += as_index(cols * STRIDE - pad_before, INDEX_64) * sx_w
     for i in tl.static_range(TAPS):
-        if CHECKED:
-            src_h, ok_h = padded_source(rows * STRIDE - pad_before + i, H_map, PADDING, FOLD_ONCE)
-            row = maps + as_index(src_h, INDEX_64) * sx_h
+        row_ok = mask
+        if CHECK_H:
+            src_h, ok_h = padded_source(top + i, H_map, PADDING, FOLD_ONCE)
+            row = base + as_index(src_h, INDEX_64) * sx_h
+            row_ok &= ok_h
         else:
-            row = corner + i * sx_h
+            row = base + i * sx_h
         row_sum = tl.zeros(mask.shape, ACC_DTYPE)
         for j in tl.static_range(TAPS):
-            if CHECKED:
-                src_w, ok_w = padded_source(cols * STRIDE - pad_before + j, W_map, PADDING,
-                                            FOLD_ONCE)  # fmt: skip
+            if CHECK_W:
+                src_w, ok_w = padded_source(left + j, W_map, PADDING, FOLD_ONCE)
                 at = row + as_index(src_w, INDEX_64) * sx_w
-                value = tl.load(at, mask=mask & ok_h & ok_w, other=0.0).to(ACC_DTYPE)
+                value = tl.load(at, mask=row_ok & ok_w, other=0.0)
+            elif CHECK_H:
+                value = tl.load(row + j * sx_w, mask=row_ok, other=0.0)
             else:
-                value = tl.load(row + j * sx_w).to(ACC_DTYPE)
+                value = tl.load(row + j * sx_w)
+            value = value.to(ACC_DTYPE)
             if RELU:
                 value = tl.maximum(value, 0.0, propagate_nan=tl.PropagateNan.ALL)
             row_sum += tl.load(taps_ptr + j) * value
