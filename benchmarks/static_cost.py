@@ -161,14 +161,41 @@ def blur_pool_bwd_case(k: int, tile: tuple[int, int, int]) -> tuple[Any, dict[st
     return _interior_backward, constexprs, block_c * block_h * block_w
 
 
-def max_blur_pool_case(k: int, span: tuple[int, int, int]) -> tuple[Any, dict[str, Any], int]:
+@triton.jit
+def _max_forward_span(x_ptr, y_ptr, codes_ptr, taps_ptr, H, W, before, sx_c, sx_h, sx_w, sy_c,
+                      sy_h, sy_w, sk_c, sk_h, sk_w, TAPS: tl.constexpr, STRIDE: tl.constexpr,
+                      PADDING: tl.constexpr, CHECKED: tl.constexpr, ACC_DTYPE: tl.constexpr,
+                      BLOCK_C: tl.constexpr, SPAN_H: tl.constexpr, SPAN_W: tl.constexpr,
+                      ROWS: tl.constexpr, COLS: tl.constexpr, BLOCK_H: tl.constexpr,
+                      BLOCK_W: tl.constexpr):  # fmt: skip
+    """One path of MaxBlurPool's forward, writing the codes (training): ``CHECKED``, the spans
+    that padding reaches; unchecked, those inside the max map (most spans of a large map)."""
+    c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
+    row0 = tl.program_id(1) * ROWS
+    col0 = tl.program_id(2) * COLS
+    window = max_blur_pool._max_window(
+        x_ptr + c * sx_c, codes_ptr + c * sk_c, c >= 0, row0 * STRIDE - before,
+        col0 * STRIDE - before, H, W, sx_h, sx_w, sk_h, sk_w, PADDING, True, 2, True, CHECKED,
+        ACC_DTYPE, False, SPAN_H, SPAN_W,
+    )  # fmt: skip
+    acc = max_blur_pool._filtered_window(window, taps_ptr, TAPS, STRIDE, ACC_DTYPE, BLOCK_H,
+                                         BLOCK_W)  # fmt: skip
+    rows = row0 + tl.arange(0, BLOCK_H)[None, :, None]
+    cols = col0 + tl.arange(0, BLOCK_W)[None, None, :]
+    ok = (c >= 0) & (rows < row0 + ROWS) & (rows < H) & (cols < col0 + COLS) & (cols < W)
+    tl.store(y_ptr + c * sy_c + rows * sy_h + cols * sy_w, acc.to(tl.bfloat16), mask=ok)
+
+
+def max_blur_pool_case(
+    k: int, span: tuple[int, int, int], checked: bool
+) -> tuple[Any, dict[str, Any], int]:
     block_c, span_h, span_w = span
     rows, cols = (span_h - k) // STRIDE + 1, (span_w - k) // STRIDE + 1
-    constexprs = dict(TAPS=k, STRIDE=STRIDE, PADDING=PADDING_CODES["reflect"], FOLD_ONCE=True,
-                      MAX_KERNEL=2, SAVE_CODES=True, ACC_DTYPE=tl.float32, INDEX_64=False,
-                      BLOCK_C=block_c, SPAN_H=span_h, SPAN_W=span_w, ROWS=rows, COLS=cols,
-                      BLOCK_H=pow2_bucket(rows), BLOCK_W=pow2_bucket(cols))  # fmt: skip
-    return max_blur_pool._max_blur_pool_fwd_kernel, constexprs, block_c * rows * cols
+    constexprs = dict(TAPS=k, STRIDE=STRIDE, PADDING=PADDING_CODES["reflect"], CHECKED=checked,
+                      ACC_DTYPE=tl.float32, BLOCK_C=block_c, SPAN_H=span_h, SPAN_W=span_w,
+                      ROWS=rows, COLS=cols, BLOCK_H=pow2_bucket(rows),
+                      BLOCK_W=pow2_bucket(cols))  # fmt: skip
+    return _max_forward_span, constexprs, block_c * rows * cols
 
 
 @triton.jit
@@ -202,7 +229,8 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
         ("blur_pool_edge_rows", partial(blur_pool_case, check_h=True, check_w=False), BLUR_TILES),
         ("blur_pool_edge", partial(blur_pool_case, check_h=True, check_w=True), BLUR_TILES),
         ("blur_pool_bwd_interior", blur_pool_bwd_case, BWD_TILES),
-        ("max_blur_pool", max_blur_pool_case, MAX_SPANS),
+        ("max_blur_pool_interior", partial(max_blur_pool_case, checked=False), MAX_SPANS),
+        ("max_blur_pool_edge", partial(max_blur_pool_case, checked=True), MAX_SPANS),
         ("max_pool_route_interior", max_pool_route_case, BWD_TILES),
     ):
         for k in filters:

@@ -90,10 +90,12 @@ def _max_blur_pool_fwd_kernel(
     map, read once, giving the ``ROWS`` × ``COLS`` outputs that window covers.
 
     Each element of the window is the max of its ``MAX_KERNEL``² block of the input, loaded
-    once (the dense max map never goes to memory). The filter then runs separably on
-    registers: the taps pick window columns, then rows, with ``tl.gather`` (warp shuffles), so
-    a k-tap filter costs 2k gathers per output rather than k²·``MAX_KERNEL``² loads, as taking
-    the max at every tap (blur-pool's kernel) would.
+    once (the dense max map never goes to memory; :func:`_max_window`). Spans inside the max
+    map (most of a large map's) read it at plain offsets without masks; the others go through
+    the padding. The filter then runs separably on registers (:func:`_filtered_window`): the
+    taps pick window columns, then rows, with ``tl.gather`` (warp shuffles), so a k-tap filter
+    costs 2k gathers per output rather than k²·``MAX_KERNEL``² loads, as taking the max at
+    every tap (blur-pool's kernel) would.
 
     ``SAVE_CODES``: also write, per max-map element, where in its block the max lies
     (``u·MAX_KERNEL + v``, as ``torch.max_pool2d``'s scan picks it: the last NaN, else the
@@ -107,26 +109,64 @@ def _max_blur_pool_fwd_kernel(
     c = ((plane % c_blocks) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
     row0 = (tile // tiles_w) * ROWS
     col0 = (tile % tiles_w) * COLS
-    src_h, ok_h = padded_source(
-        row0 * STRIDE - pad_before + tl.arange(0, SPAN_H), H_map, PADDING, FOLD_ONCE
-    )
-    src_w, ok_w = padded_source(
-        col0 * STRIDE - pad_before + tl.arange(0, SPAN_W), W_map, PADDING, FOLD_ONCE
-    )
-    # A span can reach past the last padded position (its outputs there are masked off).
-    ok_h &= (src_h >= 0) & (src_h < H_map)
-    ok_w &= (src_w >= 0) & (src_w < W_map)
-    mask = (c < C) & ok_h[None, :, None] & ok_w[None, None, :]
-    at = x_ptr + element_offsets(
-        plane_offsets(n, c, sx_n, sx_c, INDEX_64), src_h[None, :, None], src_w[None, None, :],
-        sx_h, sx_w, INDEX_64,
-    )  # fmt: skip
-    window = tl.load(at, mask=mask, other=0.0)
+    x_maps = x_ptr + plane_offsets(n, c, sx_n, sx_c, INDEX_64)
+    code_maps = codes_ptr + plane_offsets(n, c, sk_n, sk_c, INDEX_64)
+    top = row0 * STRIDE - pad_before
+    left = col0 * STRIDE - pad_before
+    inside = ((plane % c_blocks + 1) * BLOCK_C <= C) & (top >= 0) & (left >= 0)
+    inside &= (top + SPAN_H <= H_map) & (left + SPAN_W <= W_map)
+    if inside:
+        window = _max_window(x_maps, code_maps, c < C, top, left, H_map, W_map, sx_h, sx_w, sk_h,
+                             sk_w, PADDING, FOLD_ONCE, MAX_KERNEL, SAVE_CODES, False, ACC_DTYPE,
+                             INDEX_64, SPAN_H, SPAN_W)  # fmt: skip
+    else:
+        window = _max_window(x_maps, code_maps, c < C, top, left, H_map, W_map, sx_h, sx_w, sk_h,
+                             sk_w, PADDING, FOLD_ONCE, MAX_KERNEL, SAVE_CODES, True, ACC_DTYPE,
+                             INDEX_64, SPAN_H, SPAN_W)  # fmt: skip
+
+    acc = _filtered_window(window, taps_ptr, TAPS, STRIDE, ACC_DTYPE, BLOCK_H, BLOCK_W)
+    out_h = tl.arange(0, BLOCK_H)[None, :, None]
+    out_w = tl.arange(0, BLOCK_W)[None, None, :]
+    rows = row0 + out_h
+    cols = col0 + out_w
+    ok = (c < C) & (out_h < ROWS) & (rows < H_out) & (out_w < COLS) & (cols < W_out)
+    y_offs = tile_offsets(n, c, rows, cols, sy_n, sy_c, sy_h, sy_w, INDEX_64)
+    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=ok)
+
+
+@triton.jit
+def _max_window(x_maps, code_maps, c_ok, top, left, H_map, W_map, sx_h, sx_w, sk_h, sk_w,
+                PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr, MAX_KERNEL: tl.constexpr,
+                SAVE_CODES: tl.constexpr, CHECKED: tl.constexpr, ACC_DTYPE: tl.constexpr,
+                INDEX_64: tl.constexpr, SPAN_H: tl.constexpr,
+                SPAN_W: tl.constexpr):  # fmt: skip
+    """The ``SPAN_H`` × ``SPAN_W`` window of the padded max map from (``top``, ``left``), each
+    element the max of its ``MAX_KERNEL``² block of the maps at ``x_maps`` ([BC,1,1]); with
+    ``SAVE_CODES`` the codes are written to ``code_maps``.
+
+    ``CHECKED``: positions go through the padding (:func:`padded_source`) and reads are
+    masked (channels by ``c_ok``). Unchecked, the window lies inside the max map and all
+    channels exist: plain offsets, no mask.
+    """
+    rows = top + tl.arange(0, SPAN_H)
+    cols = left + tl.arange(0, SPAN_W)
+    if CHECKED:
+        rows, ok_h = padded_source(rows, H_map, PADDING, FOLD_ONCE)
+        cols, ok_w = padded_source(cols, W_map, PADDING, FOLD_ONCE)
+        # A span can reach past the last padded position (its outputs there are masked off).
+        ok_h &= (rows >= 0) & (rows < H_map)
+        ok_w &= (cols >= 0) & (cols < W_map)
+        mask = c_ok & ok_h[None, :, None] & ok_w[None, None, :]
+    rows = rows[None, :, None]
+    cols = cols[None, None, :]
+    at = x_maps + element_offsets(0, rows, cols, sx_h, sx_w, INDEX_64)
+    window = tl.load(at, mask=mask, other=0.0) if CHECKED else tl.load(at)
     code = tl.zeros(window.shape, tl.int32)
     for u in tl.static_range(MAX_KERNEL):
         for v in tl.static_range(MAX_KERNEL):
             if u + v > 0:
-                other = tl.load(at + (u * sx_h + v * sx_w), mask=mask, other=0.0)
+                at_uv = at + (u * sx_h + v * sx_w)
+                other = tl.load(at_uv, mask=mask, other=0.0) if CHECKED else tl.load(at_uv)
                 if SAVE_CODES:
                     take = (other > window) | (other != other)
                     window = tl.where(take, other, window)
@@ -134,29 +174,34 @@ def _max_blur_pool_fwd_kernel(
                 else:
                     window = tl.maximum(window, other, propagate_nan=tl.PropagateNan.ALL)
     if SAVE_CODES:
-        codes_at = codes_ptr + element_offsets(
-            plane_offsets(n, c, sk_n, sk_c, INDEX_64), src_h[None, :, None],
-            src_w[None, None, :], sk_h, sk_w, INDEX_64,
-        )  # fmt: skip
-        tl.store(codes_at, code.to(tl.uint8), mask=mask)
-    window = window.to(ACC_DTYPE)
+        codes_at = code_maps + element_offsets(0, rows, cols, sk_h, sk_w, INDEX_64)
+        if CHECKED:
+            tl.store(codes_at, code.to(tl.uint8), mask=mask)
+        else:
+            tl.store(codes_at, code.to(tl.uint8))
+    return window.to(ACC_DTYPE)
 
+
+@triton.jit
+def _filtered_window(window, taps_ptr, TAPS: tl.constexpr, STRIDE: tl.constexpr,
+                    ACC_DTYPE: tl.constexpr, BLOCK_H: tl.constexpr,
+                    BLOCK_W: tl.constexpr):  # fmt: skip
+    """The filter on a window held in registers ([BC, SPAN_H, SPAN_W]), run separably: the taps
+    pick window columns, then rows, with ``tl.gather`` (warp shuffles), giving [BC, BLOCK_H,
+    BLOCK_W] outputs (those past the window's last full tap read its last row or column)."""
+    span_h: tl.constexpr = window.shape[1]
+    span_w: tl.constexpr = window.shape[2]
     out_w = tl.arange(0, BLOCK_W)[None, None, :]
-    across = tl.zeros((BLOCK_C, SPAN_H, BLOCK_W), ACC_DTYPE)
+    across = tl.zeros((window.shape[0], span_h, BLOCK_W), ACC_DTYPE)
     for j in tl.static_range(TAPS):
-        pick = tl.broadcast_to(tl.minimum(out_w * STRIDE + j, SPAN_W - 1), across.shape)
+        pick = tl.broadcast_to(tl.minimum(out_w * STRIDE + j, span_w - 1), across.shape)
         across += tl.load(taps_ptr + j) * tl.gather(window, pick, axis=2)
     out_h = tl.arange(0, BLOCK_H)[None, :, None]
-    acc = tl.zeros((BLOCK_C, BLOCK_H, BLOCK_W), ACC_DTYPE)
+    acc = tl.zeros((window.shape[0], BLOCK_H, BLOCK_W), ACC_DTYPE)
     for i in tl.static_range(TAPS):
-        pick = tl.broadcast_to(tl.minimum(out_h * STRIDE + i, SPAN_H - 1), acc.shape)
+        pick = tl.broadcast_to(tl.minimum(out_h * STRIDE + i, span_h - 1), acc.shape)
         acc += tl.load(taps_ptr + i) * tl.gather(across, pick, axis=1)
-
-    rows = row0 + out_h
-    cols = col0 + out_w
-    ok = (c < C) & (out_h < ROWS) & (rows < H_out) & (out_w < COLS) & (cols < W_out)
-    y_offs = tile_offsets(n, c, rows, cols, sy_n, sy_c, sy_h, sy_w, INDEX_64)
-    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=ok)
+    return acc
 
 
 @triton.jit
