@@ -50,11 +50,14 @@ QUICK_FILTERS = (3, 5)
 # (BLOCK_C, BLOCK_H, BLOCK_W) under channels_last (C contiguous). Tiles are what a program
 # writes; MaxBlurPool's forward takes spans instead, the window of the max map a program
 # reads (about four times the outputs it writes), hence larger. Blur-pool's backward takes
-# the larger ones too: its programs split their tile into stride² phase tiles.
-NCHW_TILES = ((4, 64), (8, 32), (8, 64), (16, 32), (16, 64), (32, 32), (8, 128), (32, 64))
+# the larger ones too: its programs split their tile into stride² phase tiles. Narrow NCHW
+# tiles let more of a map's forward tiles read inside it along W, where they skip the column
+# padding arithmetic.
+NCHW_TILES = ((4, 64), (8, 32), (8, 64), (16, 32), (16, 64), (32, 32), (8, 128), (32, 64),
+              (16, 16), (32, 16))
 CL_TILES = ((16, 2, 16), (32, 1, 16), (32, 2, 16), (64, 1, 8), (64, 1, 16), (64, 2, 8),
             (64, 4, 8), (128, 1, 8))
-QUICK_NCHW_TILES = ((8, 64), (16, 32), (16, 64), (32, 64))
+QUICK_NCHW_TILES = ((8, 64), (16, 32), (16, 64), (32, 64), (32, 16))
 QUICK_CL_TILES = ((32, 2, 16), (64, 1, 16), (64, 2, 8), (128, 1, 8))
 NCHW_SPANS = ((16, 64), (32, 32), (32, 64), (64, 64), (16, 128), (32, 128))
 CL_SPANS = ((8, 16, 16), (16, 8, 16), (16, 16, 16), (32, 8, 8), (32, 8, 16), (64, 4, 16),
