@@ -1,9 +1,8 @@
 """Instructions per output of the kernels, read from their machine code, no GPU needed.
 
 ``python -m benchmarks.static_cost [--arch 90] [--filters 3 5 7]`` compiles the forward
-kernels (MaxBlurPool's writing its argmax codes, as in training) and the paths blur-pool's
-backward and MaxBlurPool's max routing take inside a map for an NVIDIA target with Triton's
-own ``ptxas``, and counts the SASS instructions of one program (the tap loops are unrolled,
+kernels (MaxBlurPool's writing its argmax codes, as in training) and the backward kernels'
+paths inside a map for an NVIDIA target with Triton's own ``ptxas``, and counts the SASS instructions of one program (the tap loops are unrolled,
 so the static count is the dynamic one) per output it writes. The kernels are memory- or
 issue-bound, so this predicts which variant of a kernel is faster before a GPU is at hand;
 it says nothing about memory stalls, so a GPU run (``kernels.bench``) has the last word. Run
@@ -199,26 +198,39 @@ def max_blur_pool_case(
 
 
 @triton.jit
-def _interior_route(gm_ptr, codes_ptr, dx_ptr, H, W, sg_c, sg_h, sg_w, sk_c, sk_h, sk_w, sd_c,
-                    sd_h, sd_w, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
-                    BLOCK_W: tl.constexpr):  # fmt: skip
-    """The path MaxBlurPool's max routing takes on tiles inside the map (unmasked reads)."""
+def _interior_max_backward(g_ptr, codes_ptr, dx_ptr, taps_ptr, before, H_out, W_out, sg_c, sg_h,
+                           sg_w, sk_c, sk_h, sk_w, sd_c, sd_h, sd_w, TAPS: tl.constexpr,
+                           STRIDE: tl.constexpr, ACC_DTYPE: tl.constexpr,
+                           BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
+                           BLOCK_W: tl.constexpr):  # fmt: skip
+    """The path MaxBlurPool's fused backward takes on spans inside the max map's plain interval
+    (most spans of a large map): the max map's gradient by the plain filter, the codes read
+    unmasked, the routing on registers. Edge spans gather through tables instead."""
     c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
-    rows = (tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H))[None, :, None]
-    cols = (tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W))[None, None, :]
-    mask = (c >= 0) & (rows >= 0) & (cols >= 0)
-    acc = max_blur_pool._routed_gradient(
-        codes_ptr, c * sk_c, gm_ptr, c * sg_c, rows, cols, mask, H, W, sk_h, sk_w, sg_h, sg_w,
-        2, False, tl.float32, False,
-    )  # fmt: skip
-    tl.store(dx_ptr + c * sd_c + rows * sd_h + cols * sd_w, acc.to(tl.bfloat16))
+    row0 = tl.program_id(1) * (BLOCK_H - 1)
+    col0 = tl.program_id(2) * (BLOCK_W - 1)
+    tops = row0 - 1 + tl.arange(0, BLOCK_H)[None, :, None]
+    lefts = col0 - 1 + tl.arange(0, BLOCK_W)[None, None, :]
+    grad_max = common.interleaved_transposed_blur(g_ptr + c * sg_c, tops, lefts, before, H_out,
+                                                  W_out, sg_h, sg_w, taps_ptr, TAPS, STRIDE,
+                                                  ACC_DTYPE, False)  # fmt: skip
+    code = tl.load(codes_ptr + c * sk_c + tops * sk_h + lefts * sk_w)
+    acc = max_blur_pool._routed(grad_max, code, 2, ACC_DTYPE)
+    steps_h = tl.arange(0, BLOCK_H)[None, :, None]
+    steps_w = tl.arange(0, BLOCK_W)[None, None, :]
+    mask = (c >= 0) & (steps_h < BLOCK_H - 1) & (steps_w < BLOCK_W - 1)
+    at = dx_ptr + c * sd_c + (row0 + steps_h) * sd_h + (col0 + steps_w) * sd_w
+    tl.store(at, acc.to(tl.bfloat16), mask=mask)
 
 
-def max_pool_route_case(k: int, tile: tuple[int, int, int]) -> tuple[Any, dict[str, Any], int]:
-    """MaxBlurPool's second backward pass inside the map; it does not depend on the filter."""
-    block_c, block_h, block_w = tile
-    constexprs = dict(BLOCK_C=block_c, BLOCK_H=block_h, BLOCK_W=block_w)
-    return _interior_route, constexprs, block_c * block_h * block_w
+def max_blur_pool_bwd_case(
+    k: int, span: tuple[int, int, int]
+) -> tuple[Any, dict[str, Any], int]:
+    """The fused backward writes ``max_kernel`` - 1 fewer rows and columns than its span."""
+    block_c, span_h, span_w = span
+    constexprs = dict(TAPS=k, STRIDE=STRIDE, ACC_DTYPE=tl.float32, BLOCK_C=block_c,
+                      BLOCK_H=span_h, BLOCK_W=span_w)  # fmt: skip
+    return _interior_max_backward, constexprs, block_c * (span_h - 1) * (span_w - 1)
 
 
 def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
@@ -231,7 +243,7 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
         ("blur_pool_bwd_interior", blur_pool_bwd_case, BWD_TILES),
         ("max_blur_pool_interior", partial(max_blur_pool_case, checked=False), MAX_SPANS),
         ("max_blur_pool_edge", partial(max_blur_pool_case, checked=True), MAX_SPANS),
-        ("max_pool_route_interior", max_pool_route_case, BWD_TILES),
+        ("max_blur_pool_bwd_interior", max_blur_pool_bwd_case, MAX_SPANS),
     ):
         for k in filters:
             for tile in tiles:

@@ -48,8 +48,9 @@ QUICK_FILTERS = (3, 5)
 
 # Candidate tiles: (BLOCK_H, BLOCK_W) over one plane under NCHW (W contiguous);
 # (BLOCK_C, BLOCK_H, BLOCK_W) under channels_last (C contiguous). Tiles are what a program
-# writes; MaxBlurPool's forward takes spans instead, the window of the max map a program
-# reads (about four times the outputs it writes), hence larger. Blur-pool's backward takes
+# writes; MaxBlurPool's kernels take spans instead, the windows of the max map a program
+# reads or whose gradient it hands on (forward: about four times the outputs it writes),
+# hence larger. Blur-pool's backward takes
 # the larger ones too: its programs split their tile into stride² phase tiles. Narrow NCHW
 # tiles let more of a map's forward tiles read inside it along W, where they skip the column
 # padding arithmetic.
@@ -91,8 +92,9 @@ def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
     c = problem.shape[1]
     warps = (4, 8) if quick else WARPS
     stages = (1,) if quick else STAGES
-    # Spans, and blur-pool's backward tiles (split into stride² phase tiles), are larger.
-    by_span = problem.op in ("max_blur_pool_fwd", "blur_pool_bwd")
+    # Spans (MaxBlurPool's), and blur-pool's backward tiles (split into stride² phase tiles),
+    # are larger.
+    by_span = problem.op in ("max_blur_pool_fwd", "max_blur_pool_bwd", "blur_pool_bwd")
     if problem.layout == "nchw":
         if by_span:
             spans = QUICK_NCHW_SPANS if quick else NCHW_SPANS

@@ -350,22 +350,22 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     """A sound default where no table applies.
 
     Programs compute one tile of their output (the downsampled map forward, the input-sized
-    gradient backward), except MaxBlurPool's forward, whose programs read one window of the
-    max map (``BLOCK_H`` × ``BLOCK_W`` is the span they load; their outputs are the ones it
-    covers). The contiguous axis gets the larger extent so that loads coalesce: W
-    under NCHW (one plane per program, ``BLOCK_C = 1``), C under channels_last. Tiles hold
-    about ``_TARGET_TILE`` elements, four times that for spans and for blur-pool's backward
-    (whose programs split their tile into ``stride``² phase tiles), but never exceed the map,
-    so small CIFAR maps do not launch mostly masked programs. Blur-pool's backward under NCHW
-    takes rows as wide as the map and few of them (on maps above 16), so that most of its
-    tiles lie inside the map vertically. Four warps for a full tile, fewer for small ones; two
-    stages.
+    gradient backward), except MaxBlurPool's, whose programs take one span of the max map
+    (``BLOCK_H`` × ``BLOCK_W``: the windows the forward loads, or whose gradient the backward
+    hands on; their outputs are the ones it covers). The contiguous axis gets the larger extent
+    so that loads coalesce: W under NCHW (one plane per program, ``BLOCK_C = 1``), C under
+    channels_last. Tiles hold about ``_TARGET_TILE`` elements, four times that for spans and for
+    blur-pool's backward (whose programs split their tile into ``stride``² phase tiles), but
+    never exceed the map, so small CIFAR maps do not launch mostly masked programs. Blur-pool's
+    backward under NCHW takes rows as wide as the map and few of them (on maps above 16), so
+    that most of its tiles lie inside the map vertically. Four warps for a full tile, fewer for
+    small ones; two stages.
     """
     _check_op(op)
     if device_name() == INTERPRETER_DEVICE:
         return dict(_INTERPRETER_CONFIG)
     side = max(1, math.isqrt(key.hw))
-    spans = op == "max_blur_pool_fwd"
+    spans = op.startswith("max_blur_pool")
     if op.endswith("_fwd") and not spans:
         side = -(-side // key.stride)
     side = pow2_bucket(side)

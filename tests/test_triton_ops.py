@@ -277,8 +277,9 @@ def test_many_tiles_and_channel_blocks() -> None:
 @pytest.mark.parametrize("padding", PADDING_MODES)
 @pytest.mark.parametrize("size_stride", [(3, 2), (4, 2), (6, 3)])
 def test_interior_tiles_match_reference(padding: str, size_stride: tuple[int, int]) -> None:
-    """Maps many small tiles wide, so the backward's plain paths (blur-pool's filter, the max
-    routing's unmasked reads) run beside their checked paths."""
+    """Maps many small tiles wide, so the backward's plain paths (blur-pool's phase filter,
+    MaxBlurPool's filter with each position's own taps and unmasked codes) run beside their
+    table paths."""
     size, stride = size_stride
     index = PADDING_MODES.index(padding) + size
     config = {"BLOCK_H": 4, "BLOCK_W": 4, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}

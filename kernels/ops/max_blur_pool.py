@@ -5,9 +5,9 @@ Forward: each program loads a window of the dense max map once (each value the m
 ``max_kernel``² block, so the map never goes to memory) and filters it on registers; when a
 gradient will be needed it also writes, per max-map element, a one-byte code saying where in
 its block the max lies (``torch.max_pool2d`` keeps an int64 index per output instead).
-Backward: from the output gradient and those codes only: blur-pool's backward gives the
-gradient of the dense max map, then each input element gathers it from the windows whose
-code names it.
+Backward, from the output gradient and those codes only, in one pass: each program takes
+blur-pool's backward over a span of the max map on registers, then hands each window's
+gradient to the element its code names (no temporary of the map's size).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.ops.blur_pool import blur_pool2d_backward
 from kernels.ops.common import (
     PADDING_CODES,
     accumulator_dtype,
@@ -26,17 +25,21 @@ from kernels.ops.common import (
     element_offsets,
     empty_output,
     folds_once,
+    gradient_tables,
+    interleaved_transposed_blur,
     launch_tiled,
     needs_int64,
     output_buffer,
     padded_source,
+    plain_interval,
     plane_offsets,
     pooled_shape,
     resolve_config,
+    separable_gather,
     taps_tensor,
-    tile_coords,
     tile_offsets,
     tile_origin,
+    tile_width,
 )
 from kernels.options import MAX_CODED_KERNEL
 from kernels.padding import pad_sizes
@@ -205,39 +208,55 @@ def _filtered_window(window, taps_ptr, TAPS: tl.constexpr, STRIDE: tl.constexpr,
 
 
 @triton.jit
-def _routed_gradient(codes_ptr, k_plane, gm_ptr, g_plane, rows, cols, mask, H, W, sk_h, sk_w,
-                     sg_h, sg_w, MAX_KERNEL: tl.constexpr, CHECKED: tl.constexpr,
-                     ACC_DTYPE: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
-    """The sum of the max-map gradient (``gm_ptr + g_plane``: each channel's map) over the
-    windows whose code (``codes_ptr + k_plane``) says that they picked each element (at
-    ``rows``, ``cols``). ``CHECKED``: elements near the edge or outside ``mask``; unchecked,
-    every window the element lies in exists."""
-    acc = tl.zeros(mask.shape, ACC_DTYPE)
-    # Window (top, left) = (rows - u, cols - v) holds this element at its position (u, v).
+def _shifted(t, by: tl.constexpr, AXIS: tl.constexpr):
+    """``t`` read ``by`` places further along ``AXIS`` (its last element repeated past the
+    end), with ``tl.gather`` (warp shuffles); ``t`` itself when ``by`` is 0."""
+    if by == 0:
+        return t
+    size: tl.constexpr = t.shape[AXIS]
+    step = tl.arange(0, size)
+    step = step[None, :, None] if AXIS == 1 else step[None, None, :]
+    pick = tl.broadcast_to(tl.minimum(step + by, size - 1), t.shape)
+    return tl.gather(t, pick, axis=AXIS)
+
+
+@triton.jit
+def _routed(grad_max, code, MAX_KERNEL: tl.constexpr, ACC_DTYPE: tl.constexpr):
+    """The max's backward on registers: element (a, b) of the result (of a tile starting
+    ``MAX_KERNEL`` - 1 rows and columns after the windows') gathers the gradient of each
+    window (a + K-1 - u, b + K-1 - v) whose code says it picked its element (u, v)."""
+    acc = tl.zeros(grad_max.shape, ACC_DTYPE)
     for u in tl.static_range(MAX_KERNEL):
+        row_part = tl.zeros(grad_max.shape, ACC_DTYPE)
         for v in tl.static_range(MAX_KERNEL):
-            top = rows - u
-            left = cols - v
-            code_at = codes_ptr + element_offsets(k_plane, top, left, sk_h, sk_w, INDEX_64)
-            if CHECKED:
-                window = mask & (top >= 0) & (top <= H - MAX_KERNEL)
-                window &= (left >= 0) & (left <= W - MAX_KERNEL)
-                picked = tl.load(code_at, mask=window, other=255) == u * MAX_KERNEL + v
-            else:
-                picked = tl.load(code_at) == u * MAX_KERNEL + v
-            at = gm_ptr + element_offsets(g_plane, top, left, sg_h, sg_w, INDEX_64)
-            acc += tl.load(at, mask=picked, other=0.0).to(ACC_DTYPE)
+            picked = tl.where(code == u * MAX_KERNEL + v, grad_max, 0.0)
+            row_part += _shifted(picked, MAX_KERNEL - 1 - v, 2)
+        acc += _shifted(row_part, MAX_KERNEL - 1 - u, 1)
     return acc
 
 
 @triton.jit
-def _max_pool_route_kernel(
-    gm_ptr,
+def _max_blur_pool_bwd_kernel(
+    g_ptr,
     codes_ptr,
     dx_ptr,
+    taps_ptr,
+    src_h_ptr,
+    wt_h_ptr,
+    src_w_ptr,
+    wt_w_ptr,
+    count_h_ptr,
+    count_w_ptr,
+    before,
+    first_h,
+    last_h,
+    first_w,
+    last_w,
     C,
     H,
     W,
+    H_out,
+    W_out,
     sg_n,
     sg_c,
     sg_h,
@@ -253,34 +272,64 @@ def _max_pool_route_kernel(
     c_blocks,
     tiles_w,
     tiles,
+    TAPS: tl.constexpr,
+    STRIDE: tl.constexpr,
     MAX_KERNEL: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     INDEX_64: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
+    ROWS: tl.constexpr,
+    COLS: tl.constexpr,
 ):
-    """The dense max's backward: each input element gathers the max-map gradient ``gm`` of
-    every window that picked it as its maximum, as the forward's codes say
-    (:func:`_routed_gradient`). Tiles whose elements lie in ``MAX_KERNEL``² windows each read
-    without masks."""
+    """One program: ``ROWS`` × ``COLS`` of the input gradient, fused (no temporary).
+
+    The program first takes the max map's gradient over the ``BLOCK_H`` × ``BLOCK_W`` windows
+    whose tops lie up to ``MAX_KERNEL`` - 1 rows and columns before its tile: blur-pool's
+    transpose, a plain filter with each position's own taps inside the max map's plain
+    interval along both axes (``common.interleaved_transposed_blur``: most spans of a large
+    map), the per-axis gather tables elsewhere (``common.separable_gather``). It keeps each
+    where the window's code names the element at (u, v) of it, and hands it on registers to
+    that element: ``MAX_KERNEL``² selections and shifts by ``tl.gather`` per element, in
+    place of a map-sized temporary written and read back.
+    """
     pid = tl.program_id(0)
-    n, c, rows, cols = tile_coords(pid, c_blocks, tiles_w, tiles, BLOCK_C, BLOCK_H, BLOCK_W)
-    plane, row0, col0 = tile_origin(pid, tiles, tiles_w, BLOCK_H, BLOCK_W)
-    mask = (c < C) & (rows < H) & (cols < W)
-    k_plane = plane_offsets(n, c, sk_n, sk_c, INDEX_64)
-    g_plane = plane_offsets(n, c, sg_n, sg_c, INDEX_64)
+    plane, row0, col0 = tile_origin(pid, tiles, tiles_w, ROWS, COLS)
+    n = plane // c_blocks
+    c = ((plane % c_blocks) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
+    H_map = H - MAX_KERNEL + 1
+    W_map = W - MAX_KERNEL + 1
+    # The windows (max-map positions) this tile's elements lie in.
+    tops = row0 - (MAX_KERNEL - 1) + tl.arange(0, BLOCK_H)[None, :, None]
+    lefts = col0 - (MAX_KERNEL - 1) + tl.arange(0, BLOCK_W)[None, None, :]
+    row_ok = (tops >= 0) & (tops < H_map)
+    col_ok = (lefts >= 0) & (lefts < W_map)
+    window_ok = (c < C) & row_ok & col_ok
+    g_plane = plane_offsets(n, tl.minimum(c, C - 1), sg_n, sg_c, INDEX_64)
+    code_at = codes_ptr + tile_offsets(n, c, tops, lefts, sk_n, sk_c, sk_h, sk_w, INDEX_64)
     inside = (plane % c_blocks + 1) * BLOCK_C <= C
-    inside &= (row0 >= MAX_KERNEL - 1) & (row0 + BLOCK_H <= H - MAX_KERNEL + 1)
-    inside &= (col0 >= MAX_KERNEL - 1) & (col0 + BLOCK_W <= W - MAX_KERNEL + 1)
+    inside &= (row0 - (MAX_KERNEL - 1) >= first_h) & (row0 - MAX_KERNEL + BLOCK_H <= last_h)
+    inside &= (col0 - (MAX_KERNEL - 1) >= first_w) & (col0 - MAX_KERNEL + BLOCK_W <= last_w)
     if inside:
-        acc = _routed_gradient(codes_ptr, k_plane, gm_ptr, g_plane, rows, cols, mask, H, W, sk_h,
-                               sk_w, sg_h, sg_w, MAX_KERNEL, False, ACC_DTYPE,
-                               INDEX_64)  # fmt: skip
+        grad_max = interleaved_transposed_blur(g_ptr + g_plane, tops, lefts, before, H_out,
+                                               W_out, sg_h, sg_w, taps_ptr, TAPS, STRIDE,
+                                               ACC_DTYPE, INDEX_64)  # fmt: skip
+        code = tl.load(code_at)
     else:
-        acc = _routed_gradient(codes_ptr, k_plane, gm_ptr, g_plane, rows, cols, mask, H, W, sk_h,
-                               sk_w, sg_h, sg_w, MAX_KERNEL, True, ACC_DTYPE,
-                               INDEX_64)  # fmt: skip
+        grad_max = separable_gather(
+            g_ptr, g_plane, tops, lefts, row_ok, col_ok, window_ok, sg_h, sg_w, src_h_ptr,
+            wt_h_ptr, src_w_ptr, wt_w_ptr, H_map, W_map, tile_width(count_h_ptr, tops, row_ok),
+            tile_width(count_w_ptr, lefts, col_ok), 0, 0, taps_ptr, TAPS, STRIDE, False,
+            ACC_DTYPE, INDEX_64,
+        )  # fmt: skip
+        code = tl.load(code_at, mask=window_ok, other=255)
+    acc = _routed(grad_max, code, MAX_KERNEL, ACC_DTYPE)
+    steps_h = tl.arange(0, BLOCK_H)[None, :, None]
+    steps_w = tl.arange(0, BLOCK_W)[None, None, :]
+    rows = row0 + steps_h
+    cols = col0 + steps_w
+    mask = (c < C) & (steps_h < ROWS) & (rows < H) & (steps_w < COLS) & (cols < W)
     dx_offs = tile_offsets(n, c, rows, cols, sd_n, sd_c, sd_h, sd_w, INDEX_64)
     tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
 
@@ -384,27 +433,41 @@ def max_blur_pool2d_backward(
     from the output gradient and the codes the forward saved. The input gradient has
     ``grad``'s dtype and the codes' memory format.
 
-    Two passes: blur-pool's backward gives the gradient of the dense max map (a temporary of
-    the map's size, in ``grad``'s dtype, as the unfused ops would store it); the routing
-    kernel then hands each window's gradient to the element its code names.
+    One fused pass (:func:`_max_blur_pool_bwd_kernel`): no temporary of the max map's size.
+    The config's ``BLOCK_H``/``BLOCK_W`` are the span of max-map windows a program takes (at
+    least ``max_kernel``); it writes the ``max_kernel`` - 1 fewer rows and columns of the
+    input gradient whose windows all lie in that span.
     """
     dx = input_gradient_buffer(grad, codes, max_kernel, out)
     _, c, h, w = dx.shape
     if dx.numel() == 0:
         return dx
-    grad_max = empty_output(dx, tuple(codes.shape))
-    # Without the ReLU the blur backward reads only its ``x`` argument's shape and layout,
-    # so the buffer it fills can stand for it.
-    blur_pool2d_backward(grad, grad_max, taps, stride, padding, 0, False, config=config,
-                         out=grad_max)  # fmt: skip
+    k = len(taps)
+    map_h, map_w = codes.shape[2:]
+    rows = gradient_tables(map_h, taps, stride, 0, padding, dx.device)
+    cols = gradient_tables(map_w, taps, stride, 0, padding, dx.device)
+    plain_h = plain_interval(map_h, k, stride, 0, padding)
+    plain_w = plain_interval(map_w, k, stride, 0, padding)
+    launch = resolve_config("max_blur_pool_bwd", dx, k, stride, config, max_kernel=max_kernel)
+    span_h, span_w = (max(launch[f], pow2_bucket(max_kernel)) for f in ("BLOCK_H", "BLOCK_W"))
+    tile = (span_h - max_kernel + 1, span_w - max_kernel + 1)
     launch_tiled(
-        _max_pool_route_kernel,
-        resolve_config("max_blur_pool_bwd", dx, len(taps), stride, config, max_kernel=max_kernel),
+        _max_blur_pool_bwd_kernel,
+        launch,
         dx,
-        grad_max, codes, dx, c, h, w, *grad_max.stride(), *codes.stride(), *dx.stride(),
+        grad, codes, dx, taps_tensor(taps, dx.device, accumulator_torch_dtype(dx)), rows.src,
+        rows.wt, cols.src, cols.wt, rows.count, cols.count, pad_sizes(k, 0)[0], *plain_h,
+        *plain_w, c, h, w, *grad.shape[2:], *grad.stride(), *codes.stride(), *dx.stride(),
+        tile=tile,
+        TAPS=k,
+        STRIDE=stride,
         MAX_KERNEL=max_kernel,
         ACC_DTYPE=accumulator_dtype(dx),
-        INDEX_64=needs_int64(grad_max, codes, dx),
+        INDEX_64=needs_int64(grad, codes, dx),
+        BLOCK_H=span_h,
+        BLOCK_W=span_w,
+        ROWS=tile[0],
+        COLS=tile[1],
     )  # fmt: skip
     return dx
 
