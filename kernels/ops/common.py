@@ -361,6 +361,21 @@ def tile_offsets(n, c, rows, cols, stride_n, stride_c, stride_h, stride_w, INDEX
 
 
 @triton.jit
+def store_leading(ptr, value, n, c, C, row0, col0, H, W, stride_n, stride_c, stride_h, stride_w,
+                  ROWS: tl.constexpr, COLS: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
+    """Store the first ``ROWS`` × ``COLS`` lanes of ``value`` ([BC,BH,BW], a power-of-two block
+    around a tile of another size) at rows and columns from (``row0``, ``col0``) of an
+    (N, C, H, W) tensor, as far as it reaches."""
+    steps_h = tl.arange(0, value.shape[1])[None, :, None]
+    steps_w = tl.arange(0, value.shape[2])[None, None, :]
+    rows = row0 + steps_h
+    cols = col0 + steps_w
+    mask = (c < C) & (steps_h < ROWS) & (rows < H) & (steps_w < COLS) & (cols < W)
+    offsets = tile_offsets(n, c, rows, cols, stride_n, stride_c, stride_h, stride_w, INDEX_64)
+    tl.store(ptr + offsets, value.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def tile_width(count_ptr, index, ok):
     """The most table slots any of the positions ``index`` (where ``ok``) uses."""
     return tl.max(tl.load(count_ptr + index, mask=ok, other=0))

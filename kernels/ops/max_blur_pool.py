@@ -36,6 +36,7 @@ from kernels.ops.common import (
     pooled_shape,
     resolve_config,
     separable_gather,
+    store_leading,
     taps_tensor,
     tile_offsets,
     tile_origin,
@@ -128,13 +129,8 @@ def _max_blur_pool_fwd_kernel(
                              INDEX_64, SPAN_H, SPAN_W)  # fmt: skip
 
     acc = _filtered_window(window, taps_ptr, TAPS, STRIDE, ACC_DTYPE, BLOCK_H, BLOCK_W)
-    out_h = tl.arange(0, BLOCK_H)[None, :, None]
-    out_w = tl.arange(0, BLOCK_W)[None, None, :]
-    rows = row0 + out_h
-    cols = col0 + out_w
-    ok = (c < C) & (out_h < ROWS) & (rows < H_out) & (out_w < COLS) & (cols < W_out)
-    y_offs = tile_offsets(n, c, rows, cols, sy_n, sy_c, sy_h, sy_w, INDEX_64)
-    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=ok)
+    store_leading(y_ptr, acc, n, c, C, row0, col0, H_out, W_out, sy_n, sy_c, sy_h, sy_w, ROWS,
+                  COLS, INDEX_64)  # fmt: skip
 
 
 @triton.jit
@@ -325,13 +321,8 @@ def _max_blur_pool_bwd_kernel(
         )  # fmt: skip
         code = tl.load(code_at, mask=window_ok, other=255)
     acc = _routed(grad_max, code, MAX_KERNEL, ACC_DTYPE)
-    steps_h = tl.arange(0, BLOCK_H)[None, :, None]
-    steps_w = tl.arange(0, BLOCK_W)[None, None, :]
-    rows = row0 + steps_h
-    cols = col0 + steps_w
-    mask = (c < C) & (steps_h < ROWS) & (rows < H) & (steps_w < COLS) & (cols < W)
-    dx_offs = tile_offsets(n, c, rows, cols, sd_n, sd_c, sd_h, sd_w, INDEX_64)
-    tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
+    store_leading(dx_ptr, acc, n, c, C, row0, col0, H, W, sd_n, sd_c, sd_h, sd_w, ROWS, COLS,
+                  INDEX_64)  # fmt: skip
 
 
 def max_codes_buffer(x: torch.Tensor, max_kernel: int) -> torch.Tensor:
