@@ -199,8 +199,8 @@ def max_blur_pool_case(
 
 
 @triton.jit
-def _interior_max_backward(g_ptr, codes_ptr, dx_ptr, taps_ptr, before, H_out, W_out, sg_c, sg_h,
-                           sg_w, sk_c, sk_h, sk_w, sd_c, sd_h, sd_w, TAPS: tl.constexpr,
+def _interior_max_backward(g_ptr, codes_ptr, dx_ptr, taps_ptr, before, sg_c, sg_h, sg_w, sk_c,
+                           sk_h, sk_w, sd_c, sd_h, sd_w, TAPS: tl.constexpr,
                            STRIDE: tl.constexpr, ACC_DTYPE: tl.constexpr,
                            BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
                            BLOCK_W: tl.constexpr):  # fmt: skip
@@ -212,9 +212,9 @@ def _interior_max_backward(g_ptr, codes_ptr, dx_ptr, taps_ptr, before, H_out, W_
     col0 = tl.program_id(2) * (BLOCK_W - 1)
     tops = row0 - 1 + tl.arange(0, BLOCK_H)[None, :, None]
     lefts = col0 - 1 + tl.arange(0, BLOCK_W)[None, None, :]
-    grad_max = common.interleaved_transposed_blur(g_ptr + c * sg_c, tops, lefts, before, H_out,
-                                                  W_out, sg_h, sg_w, taps_ptr, TAPS, STRIDE,
-                                                  ACC_DTYPE, False)  # fmt: skip
+    grad_max = common.interleaved_transposed_blur(g_ptr + c * sg_c, tops, lefts, before, sg_h,
+                                                  sg_w, taps_ptr, TAPS, STRIDE, ACC_DTYPE,
+                                                  False)  # fmt: skip
     code = tl.load(codes_ptr + c * sk_c + tops * sk_h + lefts * sk_w)
     acc = max_blur_pool._routed(grad_max, code, 2, ACC_DTYPE)
     steps_h = tl.arange(0, BLOCK_H)[None, :, None]

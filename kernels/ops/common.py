@@ -433,31 +433,42 @@ def transposed_blur(maps, mask, top_h, phase_h, top_w, phase_w, stride_h, stride
 
 
 @triton.jit
-def interleaved_transposed_blur(maps, rows, cols, before, H_out, W_out, stride_h, stride_w,
-                                taps_ptr, TAPS: tl.constexpr, STRIDE: tl.constexpr,
+def interleaved_transposed_blur(maps, rows, cols, before, stride_h, stride_w, taps_ptr,
+                                TAPS: tl.constexpr, STRIDE: tl.constexpr,
                                 ACC_DTYPE: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
     """Blur-pool's transpose at map positions ``rows`` [1,BH,1] × ``cols`` [1,1,BW] of any
     phase, all inside the plain interval along both axes: ``ceil(TAPS/STRIDE)``² reads per
     element, each position weighting them with its own taps (``u % STRIDE + j·STRIDE`` for
-    padded position ``u``; 0 past the filter, whose reads are clamped into the output
-    gradient). ``maps`` is the [BC,1,1] start of each channel's output gradient."""
+    padded position ``u``; reads past the filter are masked off). ``maps`` is the [BC,1,1]
+    start of each channel's output gradient."""
     u_h = rows + before
     u_w = cols + before
-    acc = tl.zeros((maps.shape[0], rows.shape[1], cols.shape[2]), ACC_DTYPE)
-    for jw in tl.static_range((TAPS + STRIDE - 1) // STRIDE):
-        tap_w = u_w % STRIDE + jw * STRIDE
-        weight_w = tl.load(taps_ptr + tap_w, mask=tap_w < TAPS, other=0.0)
-        out_w = tl.minimum(tl.maximum(u_w // STRIDE - jw, 0), W_out - 1)
-        column = maps + as_index(out_w, INDEX_64) * stride_w
-        column_sum = tl.zeros(acc.shape, ACC_DTYPE)
-        for jh in tl.static_range((TAPS + STRIDE - 1) // STRIDE):
-            tap_h = u_h % STRIDE + jh * STRIDE
-            weight_h = tl.load(taps_ptr + tap_h, mask=tap_h < TAPS, other=0.0)
-            out_h = tl.minimum(tl.maximum(u_h // STRIDE - jh, 0), H_out - 1)
-            value = tl.load(column + as_index(out_h, INDEX_64) * stride_h)
-            column_sum += weight_h * value.to(ACC_DTYPE)
-        acc += weight_w * column_sum
+    # Each element's last output along each axis; tap j reads j rows and columns before it.
+    corner = maps + as_index(u_h // STRIDE, INDEX_64) * stride_h
+    corner += as_index(u_w // STRIDE, INDEX_64) * stride_w
+    acc = tl.zeros(corner.shape, ACC_DTYPE)
+    for jh in tl.static_range((TAPS + STRIDE - 1) // STRIDE):
+        weight_h, ok_h = _phase_tap(u_h % STRIDE, jh, taps_ptr, TAPS, STRIDE)
+        row = corner - jh * stride_h
+        row_sum = tl.zeros(corner.shape, ACC_DTYPE)
+        for jw in tl.static_range((TAPS + STRIDE - 1) // STRIDE):
+            weight_w, ok_w = _phase_tap(u_w % STRIDE, jw, taps_ptr, TAPS, STRIDE)
+            value = tl.load(row - jw * stride_w, mask=ok_h & ok_w, other=0.0)
+            row_sum += weight_w * value.to(ACC_DTYPE)
+        acc += weight_h * row_sum
     return acc
+
+
+@triton.jit
+def _phase_tap(phase, j, taps_ptr, TAPS: tl.constexpr, STRIDE: tl.constexpr):
+    """The weight of tap ``phase + j·STRIDE`` for each ``phase`` (a position's padded index
+    modulo ``STRIDE``), picked among the ``STRIDE`` scalar taps it can be, and whether that
+    tap lies within the filter."""
+    weight = tl.zeros(phase.shape, tl.float32)
+    for first in tl.static_range(STRIDE):
+        if first + j * STRIDE < TAPS:
+            weight = tl.where(phase == first, tl.load(taps_ptr + first + j * STRIDE), weight)
+    return weight, phase + j * STRIDE < TAPS
 
 
 @triton.jit

@@ -251,8 +251,6 @@ def _max_blur_pool_bwd_kernel(
     C,
     H,
     W,
-    H_out,
-    W_out,
     sg_n,
     sg_c,
     sg_h,
@@ -308,9 +306,9 @@ def _max_blur_pool_bwd_kernel(
     inside &= (row0 - (MAX_KERNEL - 1) >= first_h) & (row0 - MAX_KERNEL + BLOCK_H <= last_h)
     inside &= (col0 - (MAX_KERNEL - 1) >= first_w) & (col0 - MAX_KERNEL + BLOCK_W <= last_w)
     if inside:
-        grad_max = interleaved_transposed_blur(g_ptr + g_plane, tops, lefts, before, H_out,
-                                               W_out, sg_h, sg_w, taps_ptr, TAPS, STRIDE,
-                                               ACC_DTYPE, INDEX_64)  # fmt: skip
+        grad_max = interleaved_transposed_blur(g_ptr + g_plane, tops, lefts, before, sg_h, sg_w,
+                                               taps_ptr, TAPS, STRIDE, ACC_DTYPE,
+                                               INDEX_64)  # fmt: skip
         code = tl.load(code_at)
     else:
         grad_max = separable_gather(
@@ -448,7 +446,7 @@ def max_blur_pool2d_backward(
         dx,
         grad, codes, dx, taps_tensor(taps, dx.device, accumulator_torch_dtype(dx)), rows.src,
         rows.wt, cols.src, cols.wt, rows.count, cols.count, pad_sizes(k, 0)[0], *plain_h,
-        *plain_w, c, h, w, *grad.shape[2:], *grad.stride(), *codes.stride(), *dx.stride(),
+        *plain_w, c, h, w, *grad.stride(), *codes.stride(), *dx.stride(),
         tile=tile,
         TAPS=k,
         STRIDE=stride,
