@@ -464,7 +464,7 @@ def _phase_tap(phase, j, taps_ptr, TAPS: tl.constexpr, STRIDE: tl.constexpr):
     """The weight of tap ``phase + j·STRIDE`` for each ``phase`` (a position's padded index
     modulo ``STRIDE``), picked among the ``STRIDE`` scalar taps it can be, and whether that
     tap lies within the filter."""
-    weight = tl.zeros(phase.shape, tl.float32)
+    weight = tl.zeros(phase.shape, taps_ptr.dtype.element_ty)
     for first in tl.static_range(STRIDE):
         if first + j * STRIDE < TAPS:
             weight = tl.where(phase == first, tl.load(taps_ptr + first + j * STRIDE), weight)
