@@ -102,3 +102,22 @@ def test_more_than_2_31_elements(shape: tuple[int, ...], layout: str, op: str) -
         reference(crop_ref), crop_ref, _far_end(grad[-1:], expected.shape[-1])
     )
     assert_close(_far_end(dx[-1:], CROP)[:, :, 8:, 8:], expected_dx[:, :, 8:, 8:], torch.float16)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_max_blur_pool_backward_allocates_only_its_output(layout: str) -> None:
+    """The fused backward hands the max map's gradient on registers: beyond the input gradient
+    it returns, a backward allocates nothing of the map's size (only the small per-axis gather
+    tables, cached after a first call)."""
+    x = make_input((8, 64, 96, 96), torch.bfloat16, layout, seed=31)
+    taps, stride, padding = binomial(4), 2, "reflect"
+    codes = max_codes_buffer(x, 2)
+    y = max_blur_pool2d_forward(x, taps, stride, padding, 2, codes=codes)
+    grad = torch.randn_like(y)
+    max_blur_pool2d_backward(grad, codes, taps, stride, padding, 2)  # tables and compile
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    dx = max_blur_pool2d_backward(grad, codes, taps, stride, padding, 2)
+    torch.cuda.synchronize()
+    assert torch.cuda.max_memory_allocated() - before <= dx.nbytes + 2**20
