@@ -303,11 +303,11 @@ def inside_forward_tiles(size: int, taps: int, stride: int, before: int, block: 
 @pytest.mark.parametrize("padding", PADDING_MODES)
 @pytest.mark.parametrize("taps_stride", [(3, 2), (4, 2), (5, 3)])
 def test_forward_interior_tiles_match_reference(padding: str, taps_stride: tuple[int, int]) -> None:
-    """Output tiles two wide (MaxBlurPool: spans of four or eight): most of a map's tiles read
-    only inside it and take the forward's unchecked path (no padding arithmetic, no masks),
-    beside tiles at its edges (blur-pool: padding along H only, the path that checks rows
-    alone; along W, both checked). The backward runs with its own tiles (checked by
-    ``test_interior_tiles_match_reference``): here it checks the forward's argmax codes."""
+    """Output tiles two wide (MaxBlurPool: spans of four or eight, 2×2 and 3×3 max windows):
+    most of a map's tiles read only inside it and take the forward's unchecked path (no
+    padding arithmetic, no masks), beside tiles at its edges (blur-pool: padding along H only,
+    the path that checks rows alone; along W, both checked). MaxBlurPool's backward runs with
+    its default spans, which also take its plain path: it checks the forward's codes."""
     size, stride = taps_stride
     index = PADDING_MODES.index(padding) + size
     config = {"BLOCK_H": 2, "BLOCK_W": 2, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
@@ -322,14 +322,17 @@ def test_forward_interior_tiles_match_reference(padding: str, taps_stride: tuple
 
     x = make_input((1, 4, 16, 18), x.dtype, LAYOUTS[(index + 1) % len(LAYOUTS)], seed=index,
                    ties=True)  # fmt: skip
+    max_kernel = 2 + index % 2
     expected, grad, expected_dx = reference_and_grads(
-        lambda t: max_blur_pool2d_reference(t, taps_tensor(taps), stride, padding, 2), x, index
+        lambda t: max_blur_pool2d_reference(t, taps_tensor(taps), stride, padding, max_kernel),
+        x,
+        index,
     )
-    codes = max_blur_pool.max_codes_buffer(x, 2).fill_(255)
-    y = max_blur_pool2d_forward(x, taps, stride, padding, 2, codes=codes, config=config,
+    codes = max_blur_pool.max_codes_buffer(x, max_kernel).fill_(255)
+    y = max_blur_pool2d_forward(x, taps, stride, padding, max_kernel, codes=codes, config=config,
                                 out=poisoned(x, tuple(expected.shape)))  # fmt: skip
     assert_close(y, expected, x.dtype)
-    dx = max_blur_pool2d_backward(grad, codes, taps, stride, padding, 2,
+    dx = max_blur_pool2d_backward(grad, codes, taps, stride, padding, max_kernel,
                                   out=poisoned(x, tuple(x.shape)))  # fmt: skip
     assert_close(dx, expected_dx, x.dtype)
 
