@@ -34,7 +34,6 @@ from kernels.ops.common import (
     resolve_config,
     separable_gather,
     taps_tensor,
-    tile_coords,
     tile_offsets,
     tile_origin,
     tile_width,
@@ -88,9 +87,10 @@ def _blur_pool_fwd_kernel(
     Tiles inside it along W only skip the column arithmetic, the costly one in NCHW (each
     thread holds several columns); the padding along W costs little in channels_last.
     """
-    pid = tl.program_id(0)
-    n, c, rows, cols = tile_coords(pid, c_blocks, tiles_w, tiles, BLOCK_C, BLOCK_H, BLOCK_W)
-    plane, row0, col0 = tile_origin(pid, tiles, tiles_w, BLOCK_H, BLOCK_W)
+    plane, n, c, row0, col0 = tile_origin(tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C,
+                                          BLOCK_H, BLOCK_W)  # fmt: skip
+    rows = row0 + tl.arange(0, BLOCK_H)[None, :, None]
+    cols = col0 + tl.arange(0, BLOCK_W)[None, None, :]
     maps = x_ptr + plane_offsets(n, c, sx_n, sx_c, INDEX_64)
     y_offs = tile_offsets(n, c, rows, cols, sy_n, sy_c, sy_h, sy_w, INDEX_64)
     mask = (c < C) & (rows < H_out) & (cols < W_out)
@@ -221,10 +221,8 @@ def _blur_pool_bwd_kernel(
     the row tables replaced by the plain filter when only the columns need them (tiles as
     wide as the map).
     """
-    pid = tl.program_id(0)
-    plane, row0, col0 = tile_origin(pid, tiles, tiles_w, STRIDE * BLOCK_H, STRIDE * BLOCK_W)
-    n = plane // c_blocks
-    c = ((plane % c_blocks) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
+    _, n, c, row0, col0 = tile_origin(tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C,
+                                      STRIDE * BLOCK_H, STRIDE * BLOCK_W)  # fmt: skip
     steps_h = tl.arange(0, BLOCK_H)[None, :, None]
     steps_w = tl.arange(0, BLOCK_W)[None, None, :]
     # Reads of channels past C go to the last one (and are not stored).

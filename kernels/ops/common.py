@@ -313,32 +313,16 @@ def folds_once(sizes: tuple[int, ...], pad: int) -> bool:
 
 
 @triton.jit
-def tile_origin(pid, tiles, tiles_w, ROWS: tl.constexpr, COLS: tl.constexpr):
-    """Program ``pid``'s plane (image × channel block) and the first row and column of its
-    ``ROWS`` × ``COLS`` tile. Programs of a plane run over its tiles row by row, so
-    neighbours share halos."""
+def tile_origin(pid, c_blocks, tiles_w, tiles, BLOCK_C: tl.constexpr, ROWS: tl.constexpr,
+                COLS: tl.constexpr):  # fmt: skip
+    """Program ``pid``'s plane (image × channel block), its image ``n`` and channels
+    [BC,1,1], and the first row and column of its ``ROWS`` × ``COLS`` tile. Programs of a
+    plane run over its tiles row by row, so neighbours share halos."""
     plane = pid // tiles
     tile = pid % tiles
-    return plane, (tile // tiles_w) * ROWS, (tile % tiles_w) * COLS
-
-
-@triton.jit
-def tile_coords(
-    pid,
-    c_blocks,
-    tiles_w,
-    tiles,
-    BLOCK_C: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
-    """Image ``n``, channels [BC,1,1], rows [1,BH,1] and columns [1,1,BW] of program ``pid``."""
-    plane, row0, col0 = tile_origin(pid, tiles, tiles_w, BLOCK_H, BLOCK_W)
     n = plane // c_blocks
-    c = (plane % c_blocks) * BLOCK_C + tl.arange(0, BLOCK_C)
-    rows = row0 + tl.arange(0, BLOCK_H)
-    cols = col0 + tl.arange(0, BLOCK_W)
-    return n, c[:, None, None], rows[None, :, None], cols[None, None, :]
+    c = ((plane % c_blocks) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
+    return plane, n, c, (tile // tiles_w) * ROWS, (tile % tiles_w) * COLS
 
 
 @triton.jit

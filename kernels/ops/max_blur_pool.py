@@ -106,13 +106,8 @@ def _max_blur_pool_fwd_kernel(
     first maximum), one byte each, for the backward. Spans overlap and padding repeats
     elements, so some codes are written more than once, always with the same value.
     """
-    pid = tl.program_id(0)
-    plane = pid // tiles
-    tile = pid % tiles
-    n = plane // c_blocks
-    c = ((plane % c_blocks) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
-    row0 = (tile // tiles_w) * ROWS
-    col0 = (tile % tiles_w) * COLS
+    plane, n, c, row0, col0 = tile_origin(tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C,
+                                          ROWS, COLS)  # fmt: skip
     x_maps = x_ptr + plane_offsets(n, c, sx_n, sx_c, INDEX_64)
     code_maps = codes_ptr + plane_offsets(n, c, sk_n, sk_c, INDEX_64)
     top = row0 * STRIDE - pad_before
@@ -288,10 +283,8 @@ def _max_blur_pool_bwd_kernel(
     that element: ``MAX_KERNEL``² selections and shifts by ``tl.gather`` per element, in
     place of a map-sized temporary written and read back.
     """
-    pid = tl.program_id(0)
-    plane, row0, col0 = tile_origin(pid, tiles, tiles_w, ROWS, COLS)
-    n = plane // c_blocks
-    c = ((plane % c_blocks) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
+    plane, n, c, row0, col0 = tile_origin(tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C,
+                                          ROWS, COLS)  # fmt: skip
     H_map = H - MAX_KERNEL + 1
     W_map = W - MAX_KERNEL + 1
     # The windows (max-map positions) this tile's elements lie in.
