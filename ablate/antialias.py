@@ -15,9 +15,10 @@ zeros of N×C×32×32, C the first convolution's input channels). What each site
 Each ablation placement moves the blur at its own kind of site; the other kinds take the
 paper's form (so every site is anti-aliased under every placement but `none`). A max-pool with
 padding (torchvision's MaxPool(3, 2, 1)) becomes MaxPool(k, 1, padding) → BlurPool(s). A
-strided conv that no ReLU follows (a 1×1 shortcut conv, or a block whose ReLU comes after the
-addition) becomes Conv(1) → BlurPool(s), the blur directly after the conv, as antialiased-cnns
-does; the `SiteChange` says so.
+strided conv that no ReLU follows (a block whose ReLU comes after the addition) becomes
+Conv(1) → BlurPool(s), the blur directly after the conv; when it is a 1×1 conv without padding
+or bias (a ResNet's shortcut), BlurPool(s) → Conv(1) instead, as antialiased-cnns builds it:
+the same function, with the conv on a quarter of the pixels. The `SiteChange` says which.
 
 The *stem* is the first site in execution order (for torchvision's ResNet the 7×7 stride-2
 conv, whose max-pool is then the first site converted, as in antialiased-cnns' default).
@@ -280,8 +281,7 @@ def _convert(
                 f"the model ({type(trace_error).__name__}: {trace_error}); use placement "
                 "'blur_before_conv', or make the model traceable"
             )
-        description, end = _insert_after_conv(graph_module, site, placement, blur, stride)
-        graph_module.get_submodule(end).to(device)
+        description, end = _insert_at_conv(graph_module, site, placement, blur, stride, device)
         return SiteChange(site.name, site.kind, description + note), end
     _set_submodule(root, site.name, replacement.to(device))
     return SiteChange(site.name, site.kind, description + note), site.name
@@ -311,30 +311,48 @@ def _convert_maxpool(
     )
 
 
-def _insert_after_conv(
-    graph_module: fx.GraphModule, site: _Site, placement: str, blur: _Blur, stride: int
+def _insert_at_conv(
+    graph_module: fx.GraphModule,
+    site: _Site,
+    placement: str,
+    blur: _Blur,
+    stride: int,
+    device: torch.device,
 ) -> tuple[str, str]:
     """Set the conv's stride to 1 and insert a blur node after its BN → activation chain.
 
     `paper` puts the blur after the activation (fusing a ReLU into it); `blur_before_relu`
-    between BN and the activation; with no activation after the conv, both put it right after
-    the conv. Returns the description and the blur's module name.
+    between BN and the activation. With no activation after the conv, both put it right after
+    the conv, or right before it when the two commute (:func:`_is_pointwise`), where it filters
+    a quarter as many pixels. Returns the description and the name of the module whose output
+    ends the site (the blur, or the conv when the blur goes before it).
     """
     conv = site.module
     conv.stride = (1, 1)
     channels = conv.out_channels
     name = _free_name(graph_module, f"{site.name}_blur")
     graph = graph_module.graph
-    description = ""
+    description, end = "", name
     for node in [n for n in graph.nodes if n.op == "call_module" and n.target == site.name]:
         bn, act = _bn_activation_chain(graph_module, node)
         head = "Conv(stride 1) → BN" if bn is not None else "Conv(stride 1)"
-        if act is None:
+        if act is None and _is_pointwise(conv):
+            graph_module.add_submodule(name, blur.pool(conv.in_channels, stride))
+            with graph.inserting_before(node):
+                blurred = graph.call_module(name, (node.args[0],))
+            node.args = (blurred, *node.args[1:])
+            end = site.name
+            description = (
+                f"BlurPool(stride {stride}) → Conv 1×1(stride 1); no ReLU follows this 1×1 conv, "
+                "so the blur goes before it: the same function, on a quarter of the pixels (as "
+                "antialiased-cnns does)"
+            )
+        elif act is None:
             graph_module.add_submodule(name, blur.pool(channels, stride))
             _insert_after(graph, node, name)
             description = (
                 f"Conv(stride 1) → BlurPool(stride {stride}); no ReLU follows this conv, so the "
-                "blur follows it directly (as antialiased-cnns does)"
+                "blur follows it directly"
             )
         elif placement == "blur_before_relu":
             graph_module.add_submodule(name, blur.pool(channels, stride))
@@ -353,7 +371,15 @@ def _insert_after_conv(
             graph_module.add_submodule(name, blur.pool(channels, stride))
             _insert_after(graph, act, name)
             description = f"{head} → {_label(graph_module, act)} → BlurPool(stride {stride})"
-    return description, name
+    graph_module.get_submodule(name).to(device)
+    return description, end
+
+
+def _is_pointwise(conv: nn.Conv2d) -> bool:
+    """Whether a blur commutes with ``conv``: a 1×1 conv without padding or bias mixes the
+    channels of each pixel alone, as the same linear map everywhere, so filtering every channel
+    alike before it or after it gives the same result."""
+    return conv.kernel_size == (1, 1) and conv.padding in ((0, 0), "valid") and conv.bias is None
 
 
 def _bn_activation_chain(

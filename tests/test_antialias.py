@@ -127,6 +127,40 @@ def test_conv_placements_match_hand_built_references(placement, padding):
     assert str(change).startswith("conv (conv): ")
 
 
+class Shortcut(nn.Module):
+    """A strided 1×1 conv → BN that no ReLU follows, as on a ResNet's shortcut."""
+
+    def __init__(self, bias: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 6, 1, stride=2, bias=bias)
+        self.bn = nn.BatchNorm2d(6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("padding", ["reflect", "zeros", "circular"])
+@pytest.mark.parametrize("placement", ["paper", "blur_before_relu"])
+def test_blur_goes_before_a_pointwise_conv_and_computes_the_same(placement, padding, bias):
+    """Blur → 1×1 conv is the paper's conv → blur, with the conv on a quarter of the pixels;
+    a conv with a bias keeps the blur after it (a blur of the bias near zero padding differs)."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 4, 11, 9, dtype=torch.float64)
+    model = _randomise_bn(Shortcut(bias)).double()
+    converted, (change,) = antialias(
+        model, placement=placement, filter_size=3, padding=padding, example_input=x
+    )
+    seen = []
+    converted.conv.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape))
+    dense = F.conv2d(x, model.conv.weight, model.conv.bias)
+    expected = model.bn(blur_pool2d(dense, 3, 2, padding, backend="torch"))
+    torch.testing.assert_close(converted.eval()(x), expected, rtol=1e-12, atol=1e-12)
+    blurred_first = change.description.startswith("BlurPool")
+    assert blurred_first == (not bias)
+    assert seen == [(2, 4, 6, 5) if blurred_first else x.shape]
+
+
 def test_maxpool_placements_match_hand_built_references():
     torch.manual_seed(3)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
