@@ -27,7 +27,7 @@ import torch
 from kernels import tuning
 from kernels.bench import DTYPES, LAYOUTS, parse_shape, time_ms
 from kernels.filters import make_taps
-from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward
+from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, relu_mask_buffer
 from kernels.ops.max_blur_pool import (
     max_blur_pool2d_backward,
     max_blur_pool2d_forward,
@@ -133,14 +133,17 @@ def launcher(problem: Problem, device: torch.device) -> Callable[[dict[str, int]
     x = make_input(problem, device)
     is_max = problem.op.startswith("max_")
 
-    # The forward as training runs it: MaxBlurPool also writes the codes its backward reads.
+    # The forward as training runs it: MaxBlurPool also writes the codes its backward reads,
+    # the fused ReLU its mask.
     codes = max_codes_buffer(x, MAX_KERNEL) if is_max else None
+    mask = relu_mask_buffer(x) if problem.relu else None
 
     def forward(config: dict[str, int] | None) -> torch.Tensor:
         if is_max:
             return max_blur_pool2d_forward(x, taps, STRIDE, PADDING, MAX_KERNEL, codes=codes,
                                            config=config)  # fmt: skip
-        return blur_pool2d_forward(x, taps, STRIDE, PADDING, 0, problem.relu, config=config)
+        return blur_pool2d_forward(x, taps, STRIDE, PADDING, 0, problem.relu, mask=mask,
+                                   config=config)  # fmt: skip
 
     if problem.op.endswith("_fwd"):
         return forward
@@ -150,8 +153,9 @@ def launcher(problem: Problem, device: torch.device) -> Callable[[dict[str, int]
         if is_max:
             return max_blur_pool2d_backward(grad, codes, taps, STRIDE, PADDING, MAX_KERNEL,
                                             config=config)
-        return blur_pool2d_backward(grad, x, taps, STRIDE, PADDING, 0, problem.relu,
-                                    config=config)
+        return blur_pool2d_backward(grad, tuple(x.shape[2:]), taps, STRIDE, PADDING, 0,
+                                    mask=mask, channels_last=problem.layout != "nchw",
+                                    config=config)  # fmt: skip
 
     return backward
 

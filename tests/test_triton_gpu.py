@@ -89,7 +89,8 @@ def test_more_than_2_31_elements(shape: tuple[int, ...], layout: str, op: str) -
 
     grad = torch.randn_like(y)
     if op == "blur":
-        dx = blur_pool2d_backward(grad, x, taps, stride, padding, 0, False)
+        dx = blur_pool2d_backward(grad, tuple(x.shape[2:]), taps, stride, padding, 0,
+                                  channels_last=layout == "channels_last")  # fmt: skip
     else:
         dx = max_blur_pool2d_backward(grad, codes, taps, stride, padding, 2)
     crop = _far_end(x[-1:], CROP)

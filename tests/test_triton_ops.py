@@ -105,14 +105,19 @@ def check_blur_pool(
         x,
         seed,
     )
+    mask = blur_pool.relu_mask_buffer(x).fill_(255) if relu else None  # poisoned too
     y = blur_pool2d_forward(
-        x, taps, stride, padding, pad_off, relu, config=config,
+        x, taps, stride, padding, pad_off, relu, mask=mask, config=config,
         out=poisoned(x, tuple(expected.shape)),
     )  # fmt: skip
     assert_close(y, expected, x.dtype)
     assert_layout_kept(y, x)
+    if relu:
+        assert torch.equal(mask, (x > 0).to(torch.uint8))
+        assert_layout_kept(mask, x)
     dx = blur_pool2d_backward(
-        grad, x, taps, stride, padding, pad_off, relu, config=config,
+        grad, tuple(x.shape[2:]), taps, stride, padding, pad_off, mask=mask,
+        channels_last=common.keeps_channels_last(x), config=config,
         out=poisoned(x, tuple(x.shape)),
     )  # fmt: skip
     assert_close(dx, expected_dx, x.dtype)
@@ -474,6 +479,32 @@ def test_max_codes_are_written_only_when_a_gradient_is_needed() -> None:
     assert int(codes.max()) < 4
 
 
+def test_blur_pool_keeps_a_byte_mask_or_nothing_of_its_input() -> None:
+    """What autograd keeps for the backward: nothing for plain blur-pool (it is linear), one
+    byte per element after the fused ReLU; inference writes no mask, and a backward through a
+    call without it says so."""
+    x = make_input((2, 3, 7, 6), torch.float32, "channels_last", seed=17).requires_grad_(True)
+    taps = binomial(3)
+    saved: list[torch.Tensor] = []
+    for relu in (False, True):
+        saved.clear()
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+            y = blur_pool2d_triton(x, taps, 2, "reflect", 0, relu)
+        if relu:
+            (mask,) = saved
+            assert mask.dtype == torch.uint8 and torch.equal(mask, (x > 0).to(torch.uint8))
+        else:
+            assert saved == []
+        (dx,) = torch.autograd.grad(y, x, torch.ones_like(y))
+        assert_layout_kept(dx, x)
+    y, mask = torch.ops.shiftlab.blur_pool2d(x, list(taps), 2, "reflect", 0, True, False)
+    assert mask.numel() == 0
+    with pytest.raises(RuntimeError, match="save_mask=True"):
+        y.sum().backward()
+    with pytest.raises(ValueError, match="relu=True"):
+        torch.ops.shiftlab.blur_pool2d(x, list(taps), 2, "reflect", 0, False, True)
+
+
 def test_windows_too_large_for_the_codes_are_refused_when_training() -> None:
     """One-byte codes hold windows up to 15 × 15; training with larger ones is a clear error."""
     x = make_input((1, 1, 17, 17), torch.float32, "nchw", seed=16)
@@ -488,7 +519,9 @@ def test_opcheck_registrations() -> None:
     """Schema, fake (meta) functions and autograd registration as torch.library checks them."""
     x = make_input((1, 2, 5, 4), torch.float32, "channels_last", seed=13).requires_grad_(True)
     taps = list(binomial(3))
-    torch.library.opcheck(torch.ops.shiftlab.blur_pool2d, (x, taps, 2, "reflect", 0, True))
+    for relu in (False, True):
+        torch.library.opcheck(torch.ops.shiftlab.blur_pool2d,
+                              (x, taps, 2, "reflect", 0, relu, relu))  # fmt: skip
     torch.library.opcheck(torch.ops.shiftlab.max_blur_pool2d, (x, taps, 2, "zeros", 2, True))
 
 

@@ -20,9 +20,12 @@ from kernels.ops.common import (
     accumulator_dtype,
     accumulator_torch_dtype,
     as_index,
+    element_offsets,
     empty_output,
     folds_once,
+    gradient_buffer,
     gradient_tables,
+    keeps_channels_last,
     launch_tiled,
     needs_int64,
     output_buffer,
@@ -47,6 +50,7 @@ from kernels.tuning import pow2_bucket
 def _blur_pool_fwd_kernel(
     x_ptr,
     y_ptr,
+    m_ptr,
     taps_ptr,
     C,
     H_map,
@@ -62,6 +66,10 @@ def _blur_pool_fwd_kernel(
     sy_c,
     sy_h,
     sy_w,
+    sm_n,
+    sm_c,
+    sm_h,
+    sm_w,
     c_blocks,
     tiles_w,
     tiles,
@@ -70,6 +78,7 @@ def _blur_pool_fwd_kernel(
     PADDING: tl.constexpr,
     FOLD_ONCE: tl.constexpr,
     RELU: tl.constexpr,
+    SAVE_MASK: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     INDEX_64: tl.constexpr,
     BLOCK_C: tl.constexpr,
@@ -86,6 +95,11 @@ def _blur_pool_fwd_kernel(
     fixed offset from the tile's corner and an FMA, with no padding arithmetic and no mask.
     Tiles inside it along W only skip the column arithmetic, the costly one in NCHW (each
     thread holds several columns); the padding along W costs little in channels_last.
+
+    ``SAVE_MASK`` (with ``RELU``): the program also writes ``x > 0`` as one byte per input
+    element, for the ``STRIDE`` × ``STRIDE`` block of the input each of its outputs starts
+    at (these blocks cover the input once), so that the backward keeps a byte per element
+    instead of ``x``.
     """
     plane, n, c, row0, col0 = tile_origin(tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C,
                                           BLOCK_H, BLOCK_W)  # fmt: skip
@@ -116,6 +130,24 @@ def _blur_pool_fwd_kernel(
                                 taps_ptr, TAPS, STRIDE, PADDING, FOLD_ONCE, RELU, True, True,
                                 ACC_DTYPE, INDEX_64)  # fmt: skip
         tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=mask)
+    if SAVE_MASK:
+        _store_relu_mask(maps, m_ptr, n, c, rows, cols, C, H_map, W_map, sx_h, sx_w, sm_n,
+                         sm_c, sm_h, sm_w, STRIDE, INDEX_64)  # fmt: skip
+
+
+@triton.jit
+def _store_relu_mask(maps, m_ptr, n, c, rows, cols, C, H, W, sx_h, sx_w, sm_n, sm_c, sm_h, sm_w,
+                     STRIDE: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
+    """Write ``x > 0`` for the ``STRIDE``² input elements from (rows·STRIDE, cols·STRIDE) on,
+    phase by phase (the ReLU's gradient mask: 0 where ``x`` is NaN, as ``torch.relu``'s)."""
+    for a in tl.static_range(STRIDE):
+        for b in tl.static_range(STRIDE):
+            src_h = rows * STRIDE + a
+            src_w = cols * STRIDE + b
+            ok = (c < C) & (src_h < H) & (src_w < W)
+            value = tl.load(element_offsets(maps, src_h, src_w, sx_h, sx_w, INDEX_64), mask=ok)
+            m_offs = tile_offsets(n, c, src_h, src_w, sm_n, sm_c, sm_h, sm_w, INDEX_64)
+            tl.store(m_ptr + m_offs, (value > 0).to(tl.uint8), mask=ok)
 
 
 @triton.jit
@@ -169,7 +201,7 @@ def _blurred_tile(maps, rows, cols, mask, H_map, W_map, pad_before, sx_h, sx_w, 
 @triton.jit
 def _blur_pool_bwd_kernel(
     g_ptr,
-    x_ptr,
+    m_ptr,
     dx_ptr,
     taps_ptr,
     src_h_ptr,
@@ -190,10 +222,10 @@ def _blur_pool_bwd_kernel(
     sg_c,
     sg_h,
     sg_w,
-    sx_n,
-    sx_c,
-    sx_h,
-    sx_w,
+    sm_n,
+    sm_c,
+    sm_h,
+    sm_w,
     sd_n,
     sd_c,
     sd_h,
@@ -219,7 +251,8 @@ def _blur_pool_bwd_kernel(
     (``common.transposed_blur``): most tiles of a large map. Tiles that padding reaches, or
     whose outputs run out, gather through the per-axis tables (``common.gradient_tables``),
     the row tables replaced by the plain filter when only the columns need them (tiles as
-    wide as the map).
+    wide as the map). With ``RELU`` the gradient passes where the forward's mask (``m_ptr``,
+    one byte per element) is set.
     """
     _, n, c, row0, col0 = tile_origin(tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C,
                                       STRIDE * BLOCK_H, STRIDE * BLOCK_W)  # fmt: skip
@@ -254,11 +287,16 @@ def _blur_pool_bwd_kernel(
                     STRIDE, False, ACC_DTYPE, INDEX_64,
                 )  # fmt: skip
             if RELU:
-                x_offs = tile_offsets(n, c, rows, cols, sx_n, sx_c, sx_h, sx_w, INDEX_64)
-                x = tl.load(x_ptr + x_offs, mask=mask, other=0.0)
-                acc = tl.where(x > 0, acc, 0.0)
+                m_offs = tile_offsets(n, c, rows, cols, sm_n, sm_c, sm_h, sm_w, INDEX_64)
+                acc = tl.where(tl.load(m_ptr + m_offs, mask=mask, other=0) != 0, acc, 0.0)
             dx_offs = tile_offsets(n, c, rows, cols, sd_n, sd_c, sd_h, sd_w, INDEX_64)
             tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+def relu_mask_buffer(x: torch.Tensor) -> torch.Tensor:
+    """An uninitialised uint8 tensor for the forward's ReLU mask: one byte per element of
+    ``x``, in its memory format."""
+    return empty_output(x, tuple(x.shape), torch.uint8)
 
 
 def blur_pool2d_forward(
@@ -269,73 +307,90 @@ def blur_pool2d_forward(
     pad_off: int,
     relu: bool,
     *,
+    mask: torch.Tensor | None = None,
     config: dict[str, Any] | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Launch the forward kernel (spec §2); ``config`` overrides the tuned launch config."""
+    """Launch the forward kernel (spec §2); ``config`` overrides the tuned launch config.
+
+    With ``relu``, a ``mask`` (:func:`relu_mask_buffer`) receives ``x > 0``: what the
+    backward needs of ``x``, in half the bytes of a bf16 ``x``.
+    """
+    if mask is not None and not relu:
+        raise ValueError("mask: only the fused ReLU saves one; pass relu=True or no mask")
     c, h, w = x.shape[1:]
     shape = pooled_shape(tuple(x.shape), stride, pad_off)
     y = output_buffer(out, x, shape)
     if y.numel() == 0:
         return y
     k = len(taps)
+    stored = y if mask is None else mask  # never written when no mask is saved
     launch_tiled(
         _blur_pool_fwd_kernel,
         resolve_config("blur_pool_fwd", x, k, stride, config, relu=relu),
         y,
-        x, y, taps_tensor(taps, x.device, accumulator_torch_dtype(x)),
+        x, y, stored, taps_tensor(taps, x.device, accumulator_torch_dtype(x)),
         c, h, w, shape[2], shape[3], pad_sizes(k, pad_off)[0], *x.stride(), *y.stride(),
+        *stored.stride(),
         TAPS=k,
         STRIDE=stride,
         PADDING=PADDING_CODES[padding],
         FOLD_ONCE=folds_once((h, w), k - 1 + pad_off),
         RELU=relu,
+        SAVE_MASK=mask is not None,
         ACC_DTYPE=accumulator_dtype(x),
-        INDEX_64=needs_int64(x, y),
+        INDEX_64=needs_int64(x, y, stored),
     )  # fmt: skip
     return y
 
 
 def blur_pool2d_backward(
     grad: torch.Tensor,
-    x: torch.Tensor,
+    size: tuple[int, int],
     taps: tuple[float, ...],
     stride: int,
     padding: str,
     pad_off: int,
-    relu: bool,
     *,
+    mask: torch.Tensor | None = None,
+    channels_last: bool = False,
     config: dict[str, Any] | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Launch the backward kernel: the gradient of :func:`blur_pool2d_forward` w.r.t. ``x``."""
-    c, h, w = x.shape[1:]
-    dx = output_buffer(out, x, tuple(x.shape))
+    """Launch the backward kernel: the gradient of :func:`blur_pool2d_forward` w.r.t. ``x``.
+
+    Blur-pool is linear, so all it needs of the input is its ``size`` (H, W) and layout
+    (``channels_last``); after the fused ReLU, also the forward's ``mask``.
+    """
+    dx = gradient_buffer(grad, (*grad.shape[:2], *size), channels_last, out)
     if dx.numel() == 0:
         return dx
+    c, h, w = dx.shape[1:]
     k = len(taps)
     before = pad_sizes(k, pad_off)[0]
-    rows = gradient_tables(h, taps, stride, pad_off, padding, x.device)
-    cols = gradient_tables(w, taps, stride, pad_off, padding, x.device)
+    rows = gradient_tables(h, taps, stride, pad_off, padding, dx.device)
+    cols = gradient_tables(w, taps, stride, pad_off, padding, dx.device)
     plain_h = plain_interval(h, k, stride, pad_off, padding)
     plain_w = plain_interval(w, k, stride, pad_off, padding)
-    launch = resolve_config("blur_pool_bwd", x, k, stride, config, relu=relu)
+    relu = mask is not None
+    launch = resolve_config("blur_pool_bwd", dx, k, stride, config, relu=relu)
     # A program covers about the config's tile: ``stride``² phase tiles, each a ``stride``-th
     # of it along each axis.
     phase_h, phase_w = (pow2_bucket(triton.cdiv(launch[f], stride)) for f in ("BLOCK_H", "BLOCK_W"))
+    read = dx if mask is None else mask  # never read without the ReLU
     launch_tiled(
         _blur_pool_bwd_kernel,
         launch,
         dx,
-        grad, x, dx, taps_tensor(taps, x.device, accumulator_torch_dtype(x)), rows.src, rows.wt,
-        cols.src, cols.wt, rows.count, cols.count, before, *plain_h, *plain_w, c, h, w,
-        *grad.stride(), *x.stride(), *dx.stride(),
+        grad, read, dx, taps_tensor(taps, dx.device, accumulator_torch_dtype(dx)), rows.src,
+        rows.wt, cols.src, cols.wt, rows.count, cols.count, before, *plain_h, *plain_w, c, h, w,
+        *grad.stride(), *read.stride(), *dx.stride(),
         tile=(stride * phase_h, stride * phase_w),
         TAPS=k,
         STRIDE=stride,
         RELU=relu,
-        ACC_DTYPE=accumulator_dtype(x),
-        INDEX_64=needs_int64(grad, x, dx),
+        ACC_DTYPE=accumulator_dtype(dx),
+        INDEX_64=needs_int64(grad, read, dx),
         BLOCK_H=phase_h,
         BLOCK_W=phase_w,
     )  # fmt: skip
@@ -347,46 +402,80 @@ def blur_pool2d_backward(
 
 @torch.library.custom_op("shiftlab::blur_pool2d", mutates_args=())
 def blur_pool2d_op(
-    x: torch.Tensor, taps: list[float], stride: int, padding: str, pad_off: int, relu: bool
-) -> torch.Tensor:
-    """Blur-pool (spec §2), ReLU applied first when ``relu``; differentiable, traceable."""
-    return blur_pool2d_forward(x, tuple(taps), stride, padding, pad_off, relu)
-
-
-@blur_pool2d_op.register_fake
-def _blur_pool2d_fake(x, taps, stride, padding, pad_off, relu):
-    return empty_output(x, pooled_shape(tuple(x.shape), stride, pad_off))
-
-
-@torch.library.custom_op("shiftlab::blur_pool2d_backward", mutates_args=())
-def blur_pool2d_backward_op(
-    grad: torch.Tensor,
     x: torch.Tensor,
     taps: list[float],
     stride: int,
     padding: str,
     pad_off: int,
     relu: bool,
+    save_mask: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blur-pool (spec §2), ReLU applied first when ``relu``, and with ``save_mask`` the
+    ReLU mask its backward needs (else an empty uint8 tensor); differentiable, traceable."""
+    mask = _mask_output(x, relu, save_mask)
+    y = blur_pool2d_forward(x, tuple(taps), stride, padding, pad_off, relu,
+                            mask=mask if save_mask else None)  # fmt: skip
+    return y, mask
+
+
+def _mask_output(x: torch.Tensor, relu: bool, save_mask: bool) -> torch.Tensor:
+    """The op's mask output: a buffer for it, or an empty tensor when none is saved."""
+    if save_mask and not relu:
+        raise ValueError("save_mask=True: only the fused ReLU saves a mask; pass relu=True")
+    return relu_mask_buffer(x) if save_mask else x.new_empty(0, dtype=torch.uint8)
+
+
+@blur_pool2d_op.register_fake
+def _blur_pool2d_fake(x, taps, stride, padding, pad_off, relu, save_mask):
+    y = empty_output(x, pooled_shape(tuple(x.shape), stride, pad_off))
+    return y, _mask_output(x, relu, save_mask)
+
+
+@torch.library.custom_op("shiftlab::blur_pool2d_backward", mutates_args=())
+def blur_pool2d_backward_op(
+    grad: torch.Tensor,
+    mask: torch.Tensor | None,
+    height: int,
+    width: int,
+    channels_last: bool,
+    taps: list[float],
+    stride: int,
+    padding: str,
+    pad_off: int,
 ) -> torch.Tensor:
-    """Gradient of ``shiftlab::blur_pool2d`` with respect to its input."""
-    return blur_pool2d_backward(grad, x, tuple(taps), stride, padding, pad_off, relu)
+    """Gradient of ``shiftlab::blur_pool2d`` with respect to its input (of size ``height`` ×
+    ``width``), through the ReLU when its ``mask`` is given."""
+    return blur_pool2d_backward(grad, (height, width), tuple(taps), stride, padding, pad_off,
+                                mask=mask, channels_last=channels_last)  # fmt: skip
 
 
 @blur_pool2d_backward_op.register_fake
-def _blur_pool2d_backward_fake(grad, x, taps, stride, padding, pad_off, relu):
-    return empty_output(x, tuple(x.shape))
+def _blur_pool2d_backward_fake(grad, mask, height, width, channels_last, taps, stride, padding,
+                               pad_off):  # fmt: skip
+    return gradient_buffer(grad, (*grad.shape[:2], height, width), channels_last)
 
 
 def _setup_context(ctx, inputs, output):
-    x, taps, stride, padding, pad_off, relu = inputs
-    ctx.save_for_backward(x)
-    ctx.params = (taps, stride, padding, pad_off, relu)
+    x, taps, stride, padding, pad_off, relu, save_mask = inputs
+    # Blur-pool is linear: without the ReLU its backward keeps nothing of x but its shape.
+    if relu:
+        ctx.save_for_backward(output[1])
+    ctx.relu, ctx.save_mask = relu, save_mask
+    ctx.params = (x.shape[2], x.shape[3], keeps_channels_last(x), taps, stride, padding, pad_off)
 
 
-def _backward(ctx, grad):
-    (x,) = ctx.saved_tensors
-    dx = torch.ops.shiftlab.blur_pool2d_backward(grad, x, *ctx.params)
-    return dx, None, None, None, None, None
+def _backward(ctx, grad, _grad_mask):
+    mask = None
+    if ctx.relu:
+        if not ctx.save_mask:
+            raise RuntimeError(
+                "shiftlab::blur_pool2d: backward through the fused ReLU of a call with "
+                "save_mask=False; call it with save_mask=True (blur_pool2d_triton does when grad "
+                "is needed)"
+            )
+        (mask,) = ctx.saved_tensors
+    dx = torch.ops.shiftlab.blur_pool2d_backward(grad, mask, *ctx.params)
+    return dx, None, None, None, None, None, None
 
 
 blur_pool2d_op.register_autograd(_backward, setup_context=_setup_context)
@@ -400,5 +489,9 @@ def blur_pool2d_triton(
     pad_off: int,
     relu: bool,
 ) -> torch.Tensor:
-    """The Triton path of ``kernels.blur_pool2d``; arguments arrive validated."""
-    return torch.ops.shiftlab.blur_pool2d(x, list(taps), stride, padding, pad_off, relu)
+    """The Triton path of ``kernels.blur_pool2d``; arguments arrive validated. The ReLU mask
+    is written only when a gradient will be asked for."""
+    save_mask = relu and torch.is_grad_enabled() and x.requires_grad
+    y, _ = torch.ops.shiftlab.blur_pool2d(x, list(taps), stride, padding, pad_off, relu,
+                                          save_mask)  # fmt: skip
+    return y

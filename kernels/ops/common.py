@@ -91,6 +91,20 @@ def output_buffer(
     return out
 
 
+def gradient_buffer(
+    grad: torch.Tensor,
+    shape: tuple[int, ...],
+    channels_last: bool,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``out`` when given (checked as :func:`output_buffer` does), else a new tensor for an
+    input gradient: ``shape``, ``grad``'s dtype and device, the input's layout."""
+    if out is not None:
+        return output_buffer(out, grad, shape)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=layout)
+
+
 def needs_int64(*tensors: torch.Tensor) -> bool:
     """True when some element of some tensor lies at an offset int32 cannot hold."""
     for t in tensors:

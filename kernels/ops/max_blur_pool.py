@@ -25,8 +25,10 @@ from kernels.ops.common import (
     element_offsets,
     empty_output,
     folds_once,
+    gradient_buffer,
     gradient_tables,
     interleaved_transposed_blur,
+    keeps_channels_last,
     launch_tiled,
     needs_int64,
     output_buffer,
@@ -330,9 +332,7 @@ def input_gradient_buffer(
     input's shape (the codes' plus ``max_kernel`` - 1), ``grad``'s dtype, the codes' format."""
     n, c, h, w = codes.shape
     shape = (n, c, h + max_kernel - 1, w + max_kernel - 1)
-    if out is None:
-        return empty_output(codes, shape, grad.dtype)
-    return output_buffer(out, grad, shape)
+    return gradient_buffer(grad, shape, keeps_channels_last(codes), out)
 
 
 def max_blur_pool2d_forward(
