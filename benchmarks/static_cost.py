@@ -38,6 +38,7 @@ POINTERS = {
     "x_ptr": "*bf16",
     "gm_ptr": "*bf16",
     "codes_ptr": "*u8",
+    "m_ptr": "*u8",
     "y_ptr": "*bf16",
     "g_ptr": "*bf16",
     "dx_ptr": "*bf16",
@@ -91,36 +92,41 @@ def sass_counts(compiled: Any) -> collections.Counter:
 
 
 @triton.jit
-def _forward_tile(x_ptr, y_ptr, taps_ptr, H, W, before, sx_c, sx_h, sx_w, sy_c, sy_h, sy_w,
-                  TAPS: tl.constexpr, STRIDE: tl.constexpr, PADDING: tl.constexpr,
-                  CHECK_H: tl.constexpr, CHECK_W: tl.constexpr, ACC_DTYPE: tl.constexpr,
-                  BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
-                  BLOCK_W: tl.constexpr):  # fmt: skip
+def _forward_tile(x_ptr, y_ptr, m_ptr, taps_ptr, C, H, W, before, sx_c, sx_h, sx_w, sy_c, sy_h,
+                  sy_w, sm_c, sm_h, sm_w, TAPS: tl.constexpr, STRIDE: tl.constexpr,
+                  PADDING: tl.constexpr, CHECK_H: tl.constexpr, CHECK_W: tl.constexpr,
+                  RELU: tl.constexpr, ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr,
+                  BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):  # fmt: skip
     """One path of blur-pool's forward: ``CHECKED``, the tiles that padding reaches (masked
     reads through the padding arithmetic); unchecked, tiles whose taps all read inside the
     map (most tiles of a large map). The real kernel holds both, which its static count would
-    add up."""
+    add up. ``RELU``: the fused ReLU, writing its mask as training does."""
     c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
     rows = (tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H))[None, :, None]
     cols = (tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W))[None, None, :]
     mask = (rows < H) & (cols < W) & (c >= 0)
-    acc = blur_pool._blurred_tile(x_ptr + c * sx_c, rows, cols, mask, H, W, before, sx_h, sx_w,
-                                  taps_ptr, TAPS, STRIDE, PADDING, True, False, CHECK_H,
-                                  CHECK_W, ACC_DTYPE, False)  # fmt: skip
+    maps = x_ptr + c * sx_c
+    acc = blur_pool._blurred_tile(maps, rows, cols, mask, H, W, before, sx_h, sx_w, taps_ptr,
+                                  TAPS, STRIDE, PADDING, True, RELU, CHECK_H, CHECK_W, ACC_DTYPE,
+                                  False)  # fmt: skip
     at = y_ptr + c * sy_c + rows * sy_h + cols * sy_w
     if CHECK_H or CHECK_W:
         tl.store(at, acc.to(tl.bfloat16), mask=mask)
     else:
         tl.store(at, acc.to(tl.bfloat16))
+    if RELU:
+        blur_pool._store_relu_mask(maps, m_ptr, 0, c, rows, tl.program_id(2) * BLOCK_W, C, H, W,
+                                   sx_h, sx_w, 0, sm_c, sm_h, sm_w, STRIDE, BLOCK_W,
+                                   STRIDE * BLOCK_W, CHECK_H or CHECK_W, False)  # fmt: skip
 
 
 def blur_pool_case(
-    k: int, tile: tuple[int, int, int], check_h: bool, check_w: bool
+    k: int, tile: tuple[int, int, int], check_h: bool, check_w: bool, relu: bool = False
 ) -> tuple[Any, dict[str, Any], int]:
     block_c, block_h, block_w = tile
     constexprs = dict(TAPS=k, STRIDE=STRIDE, PADDING=PADDING_CODES["reflect"], CHECK_H=check_h,
-                      CHECK_W=check_w, ACC_DTYPE=tl.float32, BLOCK_C=block_c, BLOCK_H=block_h,
-                      BLOCK_W=block_w)  # fmt: skip
+                      CHECK_W=check_w, RELU=relu, ACC_DTYPE=tl.float32, BLOCK_C=block_c,
+                      BLOCK_H=block_h, BLOCK_W=block_w)  # fmt: skip
     return _forward_tile, constexprs, block_c * block_h * block_w
 
 
@@ -241,6 +247,8 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
         ("blur_pool_interior", partial(blur_pool_case, check_h=False, check_w=False), BLUR_TILES),
         ("blur_pool_edge_rows", partial(blur_pool_case, check_h=True, check_w=False), BLUR_TILES),
         ("blur_pool_edge", partial(blur_pool_case, check_h=True, check_w=True), BLUR_TILES),
+        ("blur_pool_relu_mask_interior",
+         partial(blur_pool_case, check_h=False, check_w=False, relu=True), BLUR_TILES),
         ("blur_pool_bwd_interior", blur_pool_bwd_case, BWD_TILES),
         ("max_blur_pool_interior", partial(max_blur_pool_case, checked=False), MAX_SPANS),
         ("max_blur_pool_edge", partial(max_blur_pool_case, checked=True), MAX_SPANS),

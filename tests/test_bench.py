@@ -169,6 +169,9 @@ def test_static_cost_shows_what_each_kernel_reads(tmp_path):
         assert issued["blur_pool_interior", k] < issued["blur_pool_edge_rows", k]
         assert issued["blur_pool_edge_rows", k] < issued["blur_pool_edge", k]
     assert df["max_blur_pool_interior", 7] < 2.5 * df["max_blur_pool_interior", 3]
+    # The fused ReLU's mask reads the input once more, whatever the filter.
+    mask_reads = df["blur_pool_relu_mask_interior"] - df["blur_pool_interior"]
+    assert mask_reads[7] == mask_reads[3] > 0
     for k in (3, 7):
         assert issued["max_blur_pool_interior", k] < issued["max_blur_pool_edge", k]
     # The backward's plain paths read (k/stride)² outputs per element (MaxBlurPool's fused

@@ -321,9 +321,12 @@ def test_forward_interior_tiles_match_reference(padding: str, taps_stride: tuple
                    LAYOUTS[index % len(LAYOUTS)], seed=index)  # fmt: skip
     taps, relu = skewed(size, index), index % 2 == 0
     expected = blur_pool2d_reference(x, taps_tensor(taps), stride, padding, 0, relu)
-    y = blur_pool2d_forward(x, taps, stride, padding, 0, relu, config=config,
+    mask = blur_pool.relu_mask_buffer(x).fill_(255) if relu else None
+    y = blur_pool2d_forward(x, taps, stride, padding, 0, relu, mask=mask, config=config,
                             out=poisoned(x, tuple(expected.shape)))  # fmt: skip
     assert_close(y, expected, x.dtype)
+    if relu:
+        assert torch.equal(mask, (x > 0).to(torch.uint8))
 
     x = make_input((1, 4, 16, 18), x.dtype, LAYOUTS[(index + 1) % len(LAYOUTS)], seed=index,
                    ties=True)  # fmt: skip

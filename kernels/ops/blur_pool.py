@@ -79,6 +79,7 @@ def _blur_pool_fwd_kernel(
     FOLD_ONCE: tl.constexpr,
     RELU: tl.constexpr,
     SAVE_MASK: tl.constexpr,
+    MASK_W: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     INDEX_64: tl.constexpr,
     BLOCK_C: tl.constexpr,
@@ -131,23 +132,39 @@ def _blur_pool_fwd_kernel(
                                 ACC_DTYPE, INDEX_64)  # fmt: skip
         tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=mask)
     if SAVE_MASK:
-        _store_relu_mask(maps, m_ptr, n, c, rows, cols, C, H_map, W_map, sx_h, sx_w, sm_n,
-                         sm_c, sm_h, sm_w, STRIDE, INDEX_64)  # fmt: skip
+        # Whether the input elements this tile's outputs start at all lie inside the map.
+        if ((row0 + BLOCK_H) * STRIDE <= H_map) & ((col0 + BLOCK_W) * STRIDE <= W_map) & (
+            (plane % c_blocks + 1) * BLOCK_C <= C
+        ):
+            _store_relu_mask(maps, m_ptr, n, c, rows, col0, C, H_map, W_map, sx_h, sx_w, sm_n,
+                             sm_c, sm_h, sm_w, STRIDE, BLOCK_W, MASK_W, False,
+                             INDEX_64)  # fmt: skip
+        else:
+            _store_relu_mask(maps, m_ptr, n, c, rows, col0, C, H_map, W_map, sx_h, sx_w, sm_n,
+                             sm_c, sm_h, sm_w, STRIDE, BLOCK_W, MASK_W, True,
+                             INDEX_64)  # fmt: skip
 
 
 @triton.jit
-def _store_relu_mask(maps, m_ptr, n, c, rows, cols, C, H, W, sx_h, sx_w, sm_n, sm_c, sm_h, sm_w,
-                     STRIDE: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
-    """Write ``x > 0`` for the ``STRIDE``² input elements from (rows·STRIDE, cols·STRIDE) on,
-    phase by phase (the ReLU's gradient mask: 0 where ``x`` is NaN, as ``torch.relu``'s)."""
+def _store_relu_mask(maps, m_ptr, n, c, rows, col0, C, H, W, sx_h, sx_w, sm_n, sm_c, sm_h, sm_w,
+                     STRIDE: tl.constexpr, BLOCK_W: tl.constexpr, MASK_W: tl.constexpr,
+                     CHECKED: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
+    """Write ``x > 0`` for the input elements the tile's outputs start at: rows from
+    ``rows``·STRIDE (``STRIDE`` each), columns ``STRIDE``·``BLOCK_W`` from ``col0``·STRIDE,
+    each row read and written as one contiguous run (``MASK_W``, the next power of two).
+    Unless ``CHECKED``, all of them lie inside the map and every channel exists. It is the
+    ReLU's gradient mask: 0 where ``x`` is NaN, as ``torch.relu``'s."""
+    steps = tl.arange(0, MASK_W)[None, None, :]
+    src_w = col0 * STRIDE + steps
+    ok_w = steps < STRIDE * BLOCK_W
+    if CHECKED:
+        ok_w &= (c < C) & (src_w < W)
     for a in tl.static_range(STRIDE):
-        for b in tl.static_range(STRIDE):
-            src_h = rows * STRIDE + a
-            src_w = cols * STRIDE + b
-            ok = (c < C) & (src_h < H) & (src_w < W)
-            value = tl.load(element_offsets(maps, src_h, src_w, sx_h, sx_w, INDEX_64), mask=ok)
-            m_offs = tile_offsets(n, c, src_h, src_w, sm_n, sm_c, sm_h, sm_w, INDEX_64)
-            tl.store(m_ptr + m_offs, (value > 0).to(tl.uint8), mask=ok)
+        src_h = rows * STRIDE + a
+        ok = ok_w & (src_h < H) if CHECKED else ok_w
+        value = tl.load(element_offsets(maps, src_h, src_w, sx_h, sx_w, INDEX_64), mask=ok)
+        m_offs = tile_offsets(n, c, src_h, src_w, sm_n, sm_c, sm_h, sm_w, INDEX_64)
+        tl.store(m_ptr + m_offs, (value > 0).to(tl.uint8), mask=ok)
 
 
 @triton.jit
@@ -325,9 +342,10 @@ def blur_pool2d_forward(
         return y
     k = len(taps)
     stored = y if mask is None else mask  # never written when no mask is saved
+    launch = resolve_config("blur_pool_fwd", x, k, stride, config, relu=relu)
     launch_tiled(
         _blur_pool_fwd_kernel,
-        resolve_config("blur_pool_fwd", x, k, stride, config, relu=relu),
+        launch,
         y,
         x, y, stored, taps_tensor(taps, x.device, accumulator_torch_dtype(x)),
         c, h, w, shape[2], shape[3], pad_sizes(k, pad_off)[0], *x.stride(), *y.stride(),
@@ -338,6 +356,7 @@ def blur_pool2d_forward(
         FOLD_ONCE=folds_once((h, w), k - 1 + pad_off),
         RELU=relu,
         SAVE_MASK=mask is not None,
+        MASK_W=pow2_bucket(stride * launch["BLOCK_W"]),
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(x, y, stored),
     )  # fmt: skip
