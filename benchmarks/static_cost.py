@@ -115,9 +115,10 @@ def _forward_tile(x_ptr, y_ptr, m_ptr, taps_ptr, C, H, W, before, sx_c, sx_h, sx
     else:
         tl.store(at, acc.to(tl.bfloat16))
     if RELU:
-        blur_pool._store_relu_mask(maps, m_ptr, 0, c, rows, tl.program_id(2) * BLOCK_W, C, H, W,
-                                   sx_h, sx_w, 0, sm_c, sm_h, sm_w, STRIDE, BLOCK_W,
-                                   STRIDE * BLOCK_W, CHECK_H or CHECK_W, False)  # fmt: skip
+        blur_pool._store_relu_mask(maps, m_ptr, 0, c, tl.program_id(0) * BLOCK_C, rows,
+                                   tl.program_id(2) * BLOCK_W, C, H, W, sx_h, sx_w, 0, sm_c, sm_h,
+                                   sm_w, STRIDE, BLOCK_C, BLOCK_H, BLOCK_W, STRIDE * BLOCK_W,
+                                   BLOCK_C > 1, CHECK_H or CHECK_W, False)  # fmt: skip
 
 
 def blur_pool_case(

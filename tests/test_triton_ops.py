@@ -75,6 +75,19 @@ def assert_layout_kept(out: torch.Tensor, x: torch.Tensor) -> None:
     assert out.is_contiguous(memory_format=fmt)
 
 
+def packed_relu_mask(x: torch.Tensor) -> torch.Tensor:
+    """``x > 0`` packed eight bits to a byte as ``relu_mask_buffer`` lays it out, the bits
+    past the last channel or column zero."""
+    bits = (x > 0).to(torch.uint8)
+    weights = 2 ** torch.arange(8, device=x.device, dtype=torch.uint8)
+    n, c, h, w = x.shape
+    if common.keeps_channels_last(x):
+        bits = torch.cat([bits, bits.new_zeros(n, -c % 8, h, w)], dim=1)
+        return (bits.view(n, -1, 8, h, w) * weights[:, None, None]).sum(2, dtype=torch.uint8)
+    bits = torch.cat([bits, bits.new_zeros(n, c, h, -w % 8)], dim=3)
+    return (bits.view(n, c, h, -1, 8) * weights).sum(4, dtype=torch.uint8)
+
+
 def taps_tensor(taps: tuple[float, ...]) -> torch.Tensor:
     return torch.tensor(taps, dtype=torch.float64)
 
@@ -113,7 +126,7 @@ def check_blur_pool(
     assert_close(y, expected, x.dtype)
     assert_layout_kept(y, x)
     if relu:
-        assert torch.equal(mask, (x > 0).to(torch.uint8))
+        assert torch.equal(mask, packed_relu_mask(x))
         assert_layout_kept(mask, x)
     dx = blur_pool2d_backward(
         grad, tuple(x.shape[2:]), taps, stride, padding, pad_off, mask=mask,
@@ -326,7 +339,7 @@ def test_forward_interior_tiles_match_reference(padding: str, taps_stride: tuple
                             out=poisoned(x, tuple(expected.shape)))  # fmt: skip
     assert_close(y, expected, x.dtype)
     if relu:
-        assert torch.equal(mask, (x > 0).to(torch.uint8))
+        assert torch.equal(mask, packed_relu_mask(x))
 
     x = make_input((1, 4, 16, 18), x.dtype, LAYOUTS[(index + 1) % len(LAYOUTS)], seed=index,
                    ties=True)  # fmt: skip
@@ -482,9 +495,9 @@ def test_max_codes_are_written_only_when_a_gradient_is_needed() -> None:
     assert int(codes.max()) < 4
 
 
-def test_blur_pool_keeps_a_byte_mask_or_nothing_of_its_input() -> None:
+def test_blur_pool_keeps_a_bit_mask_or_nothing_of_its_input() -> None:
     """What autograd keeps for the backward: nothing for plain blur-pool (it is linear), one
-    byte per element after the fused ReLU; inference writes no mask, and a backward through a
+    bit per element after the fused ReLU; inference writes no mask, and a backward through a
     call without it says so."""
     x = make_input((2, 3, 7, 6), torch.float32, "channels_last", seed=17).requires_grad_(True)
     taps = binomial(3)
@@ -495,7 +508,7 @@ def test_blur_pool_keeps_a_byte_mask_or_nothing_of_its_input() -> None:
             y = blur_pool2d_triton(x, taps, 2, "reflect", 0, relu)
         if relu:
             (mask,) = saved
-            assert mask.dtype == torch.uint8 and torch.equal(mask, (x > 0).to(torch.uint8))
+            assert mask.dtype == torch.uint8 and torch.equal(mask, packed_relu_mask(x))
         else:
             assert saved == []
         (dx,) = torch.autograd.grad(y, x, torch.ones_like(y))

@@ -80,6 +80,7 @@ def _blur_pool_fwd_kernel(
     RELU: tl.constexpr,
     SAVE_MASK: tl.constexpr,
     MASK_W: tl.constexpr,
+    PACK_C: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     INDEX_64: tl.constexpr,
     BLOCK_C: tl.constexpr,
@@ -97,10 +98,10 @@ def _blur_pool_fwd_kernel(
     Tiles inside it along W only skip the column arithmetic, the costly one in NCHW (each
     thread holds several columns); the padding along W costs little in channels_last.
 
-    ``SAVE_MASK`` (with ``RELU``): the program also writes ``x > 0`` as one byte per input
-    element, for the ``STRIDE`` × ``STRIDE`` block of the input each of its outputs starts
-    at (these blocks cover the input once), so that the backward keeps a byte per element
-    instead of ``x``.
+    ``SAVE_MASK`` (with ``RELU``): the program also writes ``x > 0``, one bit per input
+    element, for the ``STRIDE`` × ``STRIDE`` blocks of the input its outputs start at (these
+    blocks cover the input once), so that the backward keeps 1/16 of a bf16 ``x``
+    (:func:`relu_mask_buffer` says how the bits are packed).
     """
     plane, n, c, row0, col0 = tile_origin(tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C,
                                           BLOCK_H, BLOCK_W)  # fmt: skip
@@ -132,39 +133,67 @@ def _blur_pool_fwd_kernel(
                                 ACC_DTYPE, INDEX_64)  # fmt: skip
         tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=mask)
     if SAVE_MASK:
+        c0 = plane % c_blocks * BLOCK_C
         # Whether the input elements this tile's outputs start at all lie inside the map.
         if ((row0 + BLOCK_H) * STRIDE <= H_map) & ((col0 + BLOCK_W) * STRIDE <= W_map) & (
-            (plane % c_blocks + 1) * BLOCK_C <= C
+            c0 + BLOCK_C <= C
         ):
-            _store_relu_mask(maps, m_ptr, n, c, rows, col0, C, H_map, W_map, sx_h, sx_w, sm_n,
-                             sm_c, sm_h, sm_w, STRIDE, BLOCK_W, MASK_W, False,
-                             INDEX_64)  # fmt: skip
+            _store_relu_mask(maps, m_ptr, n, c, c0, rows, col0, C, H_map, W_map, sx_h, sx_w,
+                             sm_n, sm_c, sm_h, sm_w, STRIDE, BLOCK_C, BLOCK_H, BLOCK_W, MASK_W,
+                             PACK_C, False, INDEX_64)  # fmt: skip
         else:
-            _store_relu_mask(maps, m_ptr, n, c, rows, col0, C, H_map, W_map, sx_h, sx_w, sm_n,
-                             sm_c, sm_h, sm_w, STRIDE, BLOCK_W, MASK_W, True,
-                             INDEX_64)  # fmt: skip
+            _store_relu_mask(maps, m_ptr, n, c, c0, rows, col0, C, H_map, W_map, sx_h, sx_w,
+                             sm_n, sm_c, sm_h, sm_w, STRIDE, BLOCK_C, BLOCK_H, BLOCK_W, MASK_W,
+                             PACK_C, True, INDEX_64)  # fmt: skip
 
 
 @triton.jit
-def _store_relu_mask(maps, m_ptr, n, c, rows, col0, C, H, W, sx_h, sx_w, sm_n, sm_c, sm_h, sm_w,
-                     STRIDE: tl.constexpr, BLOCK_W: tl.constexpr, MASK_W: tl.constexpr,
+def _store_relu_mask(maps, m_ptr, n, c, c0, rows, col0, C, H, W, sx_h, sx_w, sm_n, sm_c, sm_h,
+                     sm_w, STRIDE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
+                     BLOCK_W: tl.constexpr, MASK_W: tl.constexpr, PACK_C: tl.constexpr,
                      CHECKED: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
-    """Write ``x > 0`` for the input elements the tile's outputs start at: rows from
-    ``rows``·STRIDE (``STRIDE`` each), columns ``STRIDE``·``BLOCK_W`` from ``col0``·STRIDE,
-    each row read and written as one contiguous run (``MASK_W``, the next power of two).
-    Unless ``CHECKED``, all of them lie inside the map and every channel exists. It is the
-    ReLU's gradient mask: 0 where ``x`` is NaN, as ``torch.relu``'s."""
+    """Write ``x > 0`` for the input elements the tile's outputs start at (rows from
+    ``rows``·STRIDE, ``STRIDE`` each; ``STRIDE``·``BLOCK_W`` columns from ``col0``·STRIDE, read
+    as one contiguous run of ``MASK_W``, the next power of two), eight bits to a byte along
+    the channels (``PACK_C``) or the columns. The program's channel block (``PACK_C``) or run
+    holds whole bytes. Unless ``CHECKED``, all of the elements lie inside the map and every
+    channel exists. It is the ReLU's gradient mask: 0 where ``x`` is NaN, as ``torch.relu``'s.
+    """
     steps = tl.arange(0, MASK_W)[None, None, :]
     src_w = col0 * STRIDE + steps
     ok_w = steps < STRIDE * BLOCK_W
     if CHECKED:
         ok_w &= (c < C) & (src_w < W)
+    if PACK_C:
+        shifts = tl.arange(0, 8)[None, :, None, None]
+        bytes_c = c0 // 8 + tl.arange(0, BLOCK_C // 8)[:, None, None]  # c0: a multiple of 8
+        m_base = as_index(n, INDEX_64) * sm_n + as_index(bytes_c, INDEX_64) * sm_c
+    else:
+        shifts = tl.arange(0, 8)[None, None, None, :]
+        byte_steps = tl.arange(0, MASK_W // 8)[None, None, :]
+        bytes_w = col0 * STRIDE // 8 + byte_steps
+        m_base = plane_offsets(n, c, sm_n, sm_c, INDEX_64) + as_index(bytes_w, INDEX_64) * sm_w
     for a in tl.static_range(STRIDE):
         src_h = rows * STRIDE + a
         ok = ok_w & (src_h < H) if CHECKED else ok_w
-        value = tl.load(element_offsets(maps, src_h, src_w, sx_h, sx_w, INDEX_64), mask=ok)
-        m_offs = tile_offsets(n, c, src_h, src_w, sm_n, sm_c, sm_h, sm_w, INDEX_64)
-        tl.store(m_ptr + m_offs, (value > 0).to(tl.uint8), mask=ok)
+        value = tl.load(element_offsets(maps, src_h, src_w, sx_h, sx_w, INDEX_64), mask=ok,
+                        other=0.0)  # fmt: skip
+        bits = (value > 0).to(tl.int32)
+        if PACK_C:
+            grouped = tl.reshape(bits, (BLOCK_C // 8, 8, BLOCK_H, MASK_W))
+            packed = tl.sum(grouped << shifts, axis=1)
+            at = m_base + as_index(src_h, INDEX_64) * sm_h + as_index(src_w, INDEX_64) * sm_w
+            stored = steps < STRIDE * BLOCK_W
+            if CHECKED:
+                stored &= (bytes_c * 8 < C) & (src_h < H) & (src_w < W)
+        else:
+            grouped = tl.reshape(bits, (BLOCK_C, BLOCK_H, MASK_W // 8, 8))
+            packed = tl.sum(grouped << shifts, axis=3)
+            at = m_base + as_index(src_h, INDEX_64) * sm_h
+            stored = byte_steps * 8 < STRIDE * BLOCK_W
+            if CHECKED:
+                stored &= (c < C) & (src_h < H) & (bytes_w * 8 < W)
+        tl.store(m_ptr + at, packed.to(tl.uint8), mask=stored)
 
 
 @triton.jit
@@ -253,6 +282,7 @@ def _blur_pool_bwd_kernel(
     TAPS: tl.constexpr,
     STRIDE: tl.constexpr,
     RELU: tl.constexpr,
+    PACK_C: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     INDEX_64: tl.constexpr,
     BLOCK_C: tl.constexpr,
@@ -269,7 +299,7 @@ def _blur_pool_bwd_kernel(
     whose outputs run out, gather through the per-axis tables (``common.gradient_tables``),
     the row tables replaced by the plain filter when only the columns need them (tiles as
     wide as the map). With ``RELU`` the gradient passes where the forward's mask (``m_ptr``,
-    one byte per element) is set.
+    a bit per element, packed along the channels when ``PACK_C``, else the columns) is set.
     """
     _, n, c, row0, col0 = tile_origin(tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C,
                                       STRIDE * BLOCK_H, STRIDE * BLOCK_W)  # fmt: skip
@@ -304,16 +334,34 @@ def _blur_pool_bwd_kernel(
                     STRIDE, False, ACC_DTYPE, INDEX_64,
                 )  # fmt: skip
             if RELU:
-                m_offs = tile_offsets(n, c, rows, cols, sm_n, sm_c, sm_h, sm_w, INDEX_64)
-                acc = tl.where(tl.load(m_ptr + m_offs, mask=mask, other=0) != 0, acc, 0.0)
+                if PACK_C:
+                    m_offs = tile_offsets(n, c // 8, rows, cols, sm_n, sm_c, sm_h, sm_w, INDEX_64)
+                    bit = c % 8
+                else:
+                    m_offs = tile_offsets(n, c, rows, cols // 8, sm_n, sm_c, sm_h, sm_w, INDEX_64)
+                    bit = cols % 8
+                packed = tl.load(m_ptr + m_offs, mask=mask, other=0).to(tl.int32)
+                acc = tl.where((packed >> bit) & 1 != 0, acc, 0.0)
             dx_offs = tile_offsets(n, c, rows, cols, sd_n, sd_c, sd_h, sd_w, INDEX_64)
             tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
 def relu_mask_buffer(x: torch.Tensor) -> torch.Tensor:
-    """An uninitialised uint8 tensor for the forward's ReLU mask: one byte per element of
-    ``x``, in its memory format."""
-    return empty_output(x, tuple(x.shape), torch.uint8)
+    """An uninitialised uint8 tensor for the forward's ReLU mask: one bit per element of
+    ``x``, eight to a byte along its contiguous axis: the channels when ``x`` is
+    channels_last (N, ⌈C/8⌉, H, W, channels_last; bit ``c % 8`` of byte ``c // 8``), else
+    the columns (N, C, H, ⌈W/8⌉; bit ``w % 8`` of byte ``w // 8``)."""
+    n, c, h, w = x.shape
+    if keeps_channels_last(x):
+        return empty_output(x, (n, (c + 7) // 8, h, w), torch.uint8)
+    return torch.empty((n, c, h, (w + 7) // 8), dtype=torch.uint8, device=x.device)
+
+
+def _owning_whole_bytes(launch: dict[str, int], pack_c: bool) -> dict[str, int]:
+    """``launch`` with a channel block (``pack_c``) or a tile width of at least 8, so that
+    each program writes whole bytes of the mask: eight channels, or ``8·stride`` columns."""
+    field = "BLOCK_C" if pack_c else "BLOCK_W"
+    return {**launch, field: max(launch[field], 8)}
 
 
 def blur_pool2d_forward(
@@ -331,7 +379,7 @@ def blur_pool2d_forward(
     """Launch the forward kernel (spec §2); ``config`` overrides the tuned launch config.
 
     With ``relu``, a ``mask`` (:func:`relu_mask_buffer`) receives ``x > 0``: what the
-    backward needs of ``x``, in half the bytes of a bf16 ``x``.
+    backward needs of ``x``, in 1/16 of the bytes of a bf16 ``x``.
     """
     if mask is not None and not relu:
         raise ValueError("mask: only the fused ReLU saves one; pass relu=True or no mask")
@@ -342,7 +390,10 @@ def blur_pool2d_forward(
         return y
     k = len(taps)
     stored = y if mask is None else mask  # never written when no mask is saved
+    pack_c = keeps_channels_last(x)
     launch = resolve_config("blur_pool_fwd", x, k, stride, config, relu=relu)
+    if mask is not None:
+        launch = _owning_whole_bytes(launch, pack_c)
     launch_tiled(
         _blur_pool_fwd_kernel,
         launch,
@@ -357,6 +408,7 @@ def blur_pool2d_forward(
         RELU=relu,
         SAVE_MASK=mask is not None,
         MASK_W=pow2_bucket(stride * launch["BLOCK_W"]),
+        PACK_C=pack_c,
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(x, y, stored),
     )  # fmt: skip
@@ -408,6 +460,7 @@ def blur_pool2d_backward(
         TAPS=k,
         STRIDE=stride,
         RELU=relu,
+        PACK_C=channels_last,
         ACC_DTYPE=accumulator_dtype(dx),
         INDEX_64=needs_int64(grad, read, dx),
         BLOCK_H=phase_h,
