@@ -414,4 +414,13 @@ def launch_config(op: str, key: TuningKey) -> dict[str, int]:
     ``num_stages``; memoised per process (per cache folder, so the env var is honoured).
     """
     _check_op(op)
-    return dict(_lookup(op, key, user_cache_path(), shipped_table_path()))
+    paths = _table_paths(os.environ.get(CACHE_DIR_ENV), os.environ.get("XDG_CACHE_HOME"),
+                         device_name())  # fmt: skip
+    return dict(_lookup(op, key, *paths))
+
+
+@functools.cache
+def _table_paths(cache_env: str | None, xdg_env: str | None, name: str) -> tuple[Path, Path]:
+    """The user cache and shipped table paths for ``name``, built once per setting of the
+    variables they depend on (every launch asks; building paths costs more than the lookup)."""
+    return user_cache_path(name), shipped_table_path(name)
