@@ -87,8 +87,10 @@ class Problem:
 
 def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
     """The launch configurations tried for ``problem``; one under the interpreter."""
+    key = key_of(problem)
+    heuristic = tuning.heuristic_config(problem.op, key)
     if tuning.interpreting():
-        return [tuning.heuristic_config(problem.op, key_of(problem))]
+        return [heuristic]
     c = problem.shape[1]
     warps = (4, 8) if quick else WARPS
     stages = (1,) if quick else STAGES
@@ -101,17 +103,22 @@ def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
         else:
             spans = QUICK_NCHW_TILES if quick else NCHW_TILES
         tiles = [(1, h, w) for h, w in spans]
+        whole = tuning.whole_map_tile(problem.op, key)
+        if whole <= 16:  # small maps: whole maps of several planes per program
+            tiles += [(bc, whole, whole) for bc in (4, 16, 64) if bc <= tuning.pow2_bucket(c)]
     else:
         if by_span:
             spans = QUICK_CL_SPANS if quick else CL_SPANS
         else:
             spans = QUICK_CL_TILES if quick else CL_TILES
         tiles = [t for t in spans if t[0] <= max(16, tuning.pow2_bucket(c))]
-    return [
+    configs = [
         {"BLOCK_H": h, "BLOCK_W": w, "BLOCK_C": bc, "num_warps": nw, "num_stages": ns}
         for (bc, h, w), nw, ns in itertools.product(tiles, warps, stages)
         if nw * 32 <= bc * h * w  # every thread owns at least one element
     ]
+    # The default is a candidate too: a tuned entry is never slower than no entry.
+    return configs if heuristic in configs else [*configs, heuristic]
 
 
 def make_input(problem: Problem, device: torch.device) -> torch.Tensor:

@@ -353,18 +353,21 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     gradient backward), except MaxBlurPool's, whose programs take one span of the max map
     (``BLOCK_H`` × ``BLOCK_W``: the windows the forward loads, or whose gradient the backward
     hands on; their outputs are the ones it covers). The contiguous axis gets the larger extent
-    so that loads coalesce: W under NCHW (one plane per program, ``BLOCK_C = 1``), C under
-    channels_last. Tiles hold about ``_TARGET_TILE`` elements, four times that for spans and for
-    blur-pool's backward (whose programs split their tile into ``stride``² phase tiles), but
-    never exceed the map, so small CIFAR maps do not launch mostly masked programs. Blur-pool's
-    backward under NCHW takes rows as wide as the map and few of them (on maps above 16), so
-    that most of its tiles lie inside the map vertically. Four warps for a full tile, fewer for
-    small ones; two stages.
+    so that loads coalesce: W under NCHW, C under channels_last. Tiles hold about
+    ``_TARGET_TILE`` elements, four times that for spans and for blur-pool's backward (whose
+    programs split their tile into ``stride``² phase tiles), but never exceed the map, so small
+    CIFAR maps do not launch mostly masked programs. Under NCHW a program takes one plane,
+    except where a whole map fits a 16 × 16 tile (:func:`whole_map_tile`): it then takes whole
+    maps of several planes (which follow each other in memory), rather than a mostly masked
+    tile of one. Blur-pool's backward under NCHW takes rows as wide as the map and few of them
+    (on maps above 16), so that most of its tiles lie inside the map vertically. Four warps for
+    a full tile, fewer for small ones; two stages.
     """
     _check_op(op)
     if device_name() == INTERPRETER_DEVICE:
         return dict(_INTERPRETER_CONFIG)
     side = max(1, math.isqrt(key.hw))
+    whole = whole_map_tile(op, key)
     spans = op.startswith("max_blur_pool")
     if op.endswith("_fwd") and not spans:
         side = -(-side // key.stride)
@@ -374,6 +377,9 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
         block_c = _clamp(key.c, 1, 16 if spans else 64)
         block_w = _clamp(target // block_c, 1, min(side, 16 if spans else 32))
         block_h = _clamp(target // (block_c * block_w), 1, side)
+    elif whole <= 16:
+        block_h = block_w = whole
+        block_c = _clamp(target // (whole * whole), 1, key.c)
     elif op == "blur_pool_bwd" and side > 16:
         # Rows as wide as the map, few of them: most tiles then lie inside the map vertically,
         # where the backward reads its rows without tables.
@@ -393,6 +399,25 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
         "num_warps": num_warps,
         "num_stages": 2,
     }
+
+
+def whole_map_tile(op: str, key: TuningKey) -> int:
+    """The side of the smallest power-of-two tile (a span for MaxBlurPool) that covers a
+    whole square map of ``key``'s size: the output map for blur-pool's forward, the input for
+    its backward, the padded max-map window all outputs read for MaxBlurPool's forward, and
+    for its backward the span whose windows reach every input element."""
+    side = max(1, math.isqrt(key.hw))
+    k, stride, max_kernel = key.filter_size, key.stride, max(key.max_kernel, 1)
+    if op == "blur_pool_fwd":
+        extent = -(-side // stride)
+    elif op == "max_blur_pool_fwd":
+        outputs = -(-max(1, side - max_kernel + 1) // stride)
+        extent = (outputs - 1) * stride + k
+    elif op == "max_blur_pool_bwd":
+        extent = side + max_kernel - 1
+    else:
+        extent = side
+    return pow2_bucket(extent)
 
 
 # ----------------------------------------------------------------------------- lookup

@@ -96,6 +96,24 @@ def test_bad_layout_is_named():
         bench.build_cases(["1x1x4x4"], [3], ["nhwc"], ["float32"], ["blur_pool"])
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_gpu_candidates_hold_the_heuristic_and_whole_small_maps(monkeypatch, layout):
+    """On a GPU the tuner tries the heuristic's config too (a tuned entry is never slower than
+    none), and small NCHW maps whole, several planes per program."""
+    monkeypatch.setattr(tuning, "interpreting", lambda: False)
+    monkeypatch.setattr(tuning, "device_name", lambda: "NVIDIA H100 80GB HBM3")
+    for op in tuning.OPS:
+        for shape in ((256, 256, 8, 8), (64, 64, 112, 112)):
+            problem = autotune.Problem(op, shape, layout, "bfloat16", 4)
+            configs = autotune.candidates(problem, quick=True)
+            assert tuning.heuristic_config(op, autotune.key_of(problem)) in configs
+            whole_maps = [cfg for cfg in configs if cfg["BLOCK_C"] > 1]
+            if layout == "nchw":
+                small = shape[2] == 8
+                assert bool(whole_maps) == small
+                assert all(cfg["BLOCK_H"] == cfg["BLOCK_W"] <= 16 for cfg in whole_maps)
+
+
 def test_autotune_writes_a_cache_the_kernels_then_read(tmp_path, monkeypatch):
     monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "cache"))
     tuning.clear_cache()

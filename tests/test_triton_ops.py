@@ -15,7 +15,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kernels import BlurPool2d, MaxBlurPool2d
+from kernels import BlurPool2d, MaxBlurPool2d, tuning
 from kernels.filters import make_taps
 from kernels.ops import blur_pool, common, max_blur_pool
 from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, blur_pool2d_triton
@@ -290,6 +290,20 @@ def test_many_tiles_and_channel_blocks() -> None:
     check_blur_pool(x, binomial(4), 2, "reflect", 0, True, config=config)
     x = make_input((1, 3, 5, 9), torch.float32, "nchw", seed=8, ties=True)
     check_max_blur_pool(x, binomial(4), 2, "circular", 2, config=config)
+
+
+@pytest.mark.parametrize("size", [4, 7])
+def test_gpu_heuristic_for_small_nchw_maps(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """The launches the GPU heuristic gives small NCHW maps (whole maps of several planes per
+    program; spans for MaxBlurPool) compute every output, ReLU mask bit and gradient."""
+    monkeypatch.setattr(tuning, "device_name", lambda: "NVIDIA H100 80GB HBM3")
+    x = make_input((2, 12, size, size), torch.float32, "nchw", seed=size, ties=True)
+    for op in tuning.OPS:
+        key = tuning.tuning_key(x, 4, 2, max_kernel=2 if op.startswith("max") else 0)
+        config = tuning.launch_config(op, key)
+        assert config["BLOCK_C"] > 1 and config["BLOCK_H"] == tuning.whole_map_tile(op, key)
+    check_blur_pool(x, binomial(4), 2, "reflect", 0, True)
+    check_max_blur_pool(x, binomial(4), 2, "zeros", 2)
 
 
 @pytest.mark.parametrize("padding", PADDING_MODES)

@@ -168,17 +168,39 @@ def test_gpu_heuristic_is_sound(monkeypatch, op, layout, hw, c):
     key = make_key(hw=hw, c=c, nc=256 * c, layout=layout)
     config = tuning.check_config(tuning.heuristic_config(op, key))
     side = tuning.pow2_bucket(int(hw**0.5))
-    assert config["BLOCK_H"] <= side and config["BLOCK_W"] <= max(side, 16)
+    whole = tuning.whole_map_tile(op, key)
+    assert config["BLOCK_H"] <= max(side, whole) and config["BLOCK_W"] <= max(side, whole, 16)
     # MaxBlurPool's programs take spans of the max map (the forward's, four times the size of
     # the outputs they write).
     spans = op.startswith("max_blur_pool")
-    limit = 4096 * (4 if spans else 1)
-    assert config["BLOCK_H"] * config["BLOCK_W"] * config["BLOCK_C"] <= limit
+    tile = config["BLOCK_H"] * config["BLOCK_W"] * config["BLOCK_C"]
+    assert tile <= 4096 * (4 if spans else 1)
     assert config["num_warps"] in (1, 2, 4)
-    if layout == "nchw":
-        assert config["BLOCK_C"] == 1
-    else:
+    if layout == "channels_last":
         assert config["BLOCK_C"] == min(c, 16 if spans else 64)
+    elif whole <= 16:
+        # Small NCHW maps: whole maps, planes enough to fill the tile (or all of them).
+        assert config["BLOCK_H"] == config["BLOCK_W"] == whole
+        target = 1024 * (4 if spans or op == "blur_pool_bwd" else 1)
+        assert config["BLOCK_C"] == min(c, target // whole**2)
+    else:
+        assert config["BLOCK_C"] == 1
+
+
+@pytest.mark.parametrize(
+    ("op", "size", "k", "expected"),
+    [
+        ("blur_pool_fwd", 8, 4, 4),  # 4 × 4 outputs
+        ("blur_pool_bwd", 8, 4, 8),
+        ("max_blur_pool_fwd", 4, 4, 8),  # 3 × 3 max map, 2 × 2 outputs read 6 × 6 of it
+        ("max_blur_pool_fwd", 8, 2, 8),  # 7 × 7 max map, 4 × 4 outputs read 8 × 8
+        ("max_blur_pool_bwd", 8, 4, 16),  # the 8 input rows need 9 max-map rows
+        ("blur_pool_fwd", 32, 4, 16),
+    ],
+)
+def test_whole_map_tile(op, size, k, expected):
+    key = make_key(hw=size * size, filter_size=k, max_kernel=2 if op.startswith("max") else 0)
+    assert tuning.whole_map_tile(op, key) == expected
 
 
 def test_gpu_family():
