@@ -160,8 +160,24 @@ def test_end_to_end_writes_ratios_to_the_baseline_and_the_placement(tmp_path):
     assert csv["train_ratio"].iloc[1] == pytest.approx(ratio)
     assert csv["sites"].iloc[0] == 0 and csv["sites"].iloc[1] == csv["sites"].iloc[2] > 0
     assert csv["params"].nunique() == 1  # anti-aliasing adds buffers, not parameters
+    assert (csv["activation_mb"] > 0).all() and csv["activation_vs_baseline"].iloc[0] == 1
+    kept = csv["activation_mb"].iloc[1] / csv["activation_mb"].iloc[0]
+    assert csv["activation_vs_baseline"].iloc[1] == pytest.approx(kept)
     payload = json.loads((tmp_path / "end_to_end.json").read_text())
     assert {"device", "commit", "command"} <= set(payload["meta"])
+
+
+def test_end_to_end_goal_takes_train_ratio_and_activation_memory():
+    from benchmarks import end_to_end
+
+    df = pd.DataFrame({
+        "model": ["vgg", "resnet18", "resnet18"], "layout": ["nchw"] * 3,
+        "variant": ["aa_triton", "aa_triton", "baseline"], "train_ratio": [0.96, 0.99, 1.0],
+        "activation_vs_baseline": [0.9, 1.1, 1.0], "memory_vs_baseline_mb": [math.nan] * 3,
+    })  # fmt: skip
+    assert [g["status"] for g in end_to_end.goals(df)] == ["met", "not met"]
+    df.loc[0, "train_ratio"] = 0.94
+    assert [g["status"] for g in end_to_end.goals(df)] == ["not met", "not met"]
 
 
 def test_static_cost_shows_what_each_kernel_reads(tmp_path):
