@@ -1,15 +1,15 @@
 """End-to-end cost of anti-aliasing: ``python -m benchmarks.end_to_end`` (from the repository root).
 
-Training and inference images/s, peak training memory and activation memory (what autograd
-keeps for the backward) of the CIFAR ResNet-18-style and VGG-style nets, each as the baseline, anti-aliased with the reference ops
-(``backend="torch"``), anti-aliased with the fused kernels (``backend="triton"``), and with the
-paper's placement but the one-tap filter (``aa_placement``: max and strided convolutions at
-stride 1, then plain subsampling, fused kernels on a GPU), under bf16 autocast, in NCHW and
-channels_last. The paper's placement makes a strided layer run at stride 1, so part of an
-anti-aliased net's cost is that layer's own, whatever the filter: ``aa_placement`` measures
-that part, and ``aa_triton`` over ``aa_placement`` the blur's. Measured by
-``ablate.speed.measure_speed`` (the same numbers a study reports), so the optimiser, warm-up
-and synchronisation are the study's.
+Training and inference images/s, peak training memory and activation memory (what autograd keeps
+for the backward) of the CIFAR ResNet-18-style and VGG-style nets, each as the baseline, anti-
+aliased with the reference ops (``backend="torch"``), anti-aliased with the fused kernels
+(``backend="triton"``), and with the paper's placement but the one-tap filter (``aa_placement``:
+max and strided convolutions at stride 1, then plain subsampling, fused kernels on a GPU), under
+bf16 autocast, in NCHW and channels_last. The paper's placement makes a strided layer run at
+stride 1, so part of an anti-aliased net's cost is that layer's own, whatever the filter:
+``aa_placement`` measures that part, and ``aa_triton`` over ``aa_placement`` the blur's.
+Measured by ``ablate.speed.measure_speed`` (the same numbers a study reports), so the optimiser,
+warm-up and synchronisation are the study's.
 
 Writes ``end_to_end.csv`` / ``end_to_end.json`` (with the device, versions, commit and
 command) to ``benchmarks/results/<gpu>/`` and prints the table, ratios to the baseline last.
