@@ -1,8 +1,8 @@
 """End-to-end cost of anti-aliasing: ``python -m benchmarks.end_to_end`` (from the repository root).
 
 Training and inference images/s, peak training memory and activation memory (what autograd keeps
-for the backward) of the CIFAR ResNet-18-style and VGG-style nets, each as the baseline, anti-
-aliased with the reference ops (``backend="torch"``), anti-aliased with the fused kernels
+for the backward) of the CIFAR ResNet-18-style and VGG-style nets, each as the baseline,
+anti-aliased with the reference ops (``backend="torch"``), anti-aliased with the fused kernels
 (``backend="triton"``), and with the paper's placement but the one-tap filter (``aa_placement``:
 max and strided convolutions at stride 1, then plain subsampling, fused kernels on a GPU), under
 bf16 autocast, in NCHW and channels_last. The paper's placement makes a strided layer run at
