@@ -20,7 +20,7 @@ from test_triton_ops import (
     taps_tensor,
 )
 
-from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward
+from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, blur_pool2d_triton
 from kernels.ops.max_blur_pool import (
     max_blur_pool2d_backward,
     max_blur_pool2d_forward,
@@ -122,3 +122,22 @@ def test_max_blur_pool_backward_allocates_only_its_output(layout: str) -> None:
     dx = max_blur_pool2d_backward(grad, codes, taps, stride, padding, 2)
     torch.cuda.synchronize()
     assert torch.cuda.max_memory_allocated() - before <= dx.nbytes + 2**20
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("relu", [False, True])
+def test_blur_pool_keeps_only_its_output_and_mask(layout: str, relu: bool) -> None:
+    """What a training forward leaves allocated once its input is dropped (as a conv's
+    output would be): its output, and after the fused ReLU the bit mask (an eighth of a byte
+    per input element), not the input."""
+    x = make_input((8, 64, 96, 96), torch.bfloat16, layout, seed=32).requires_grad_(True)
+    taps = binomial(4)
+    blur_pool2d_triton(x * 1.0, taps, 2, "reflect", 0, relu)  # compile
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    activation = x * 1.0  # an intermediate that only the op can keep alive
+    y = blur_pool2d_triton(activation, taps, 2, "reflect", 0, relu)
+    del activation
+    torch.cuda.synchronize()
+    mask_bytes = x.numel() // 8 if relu else 0
+    assert torch.cuda.memory_allocated() - before <= y.nbytes + mask_bytes + 2**20
