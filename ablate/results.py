@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from ablate.spec import SCALAR_METRICS, StudySpec
+from kernels.files import atomic_write_text
 
 RESULTS_CSV = "results.csv"
 LEADING = ("trial", "slot", "attempt", "state", "seed")
@@ -74,19 +73,3 @@ def write_results(study: optuna.Study, spec: StudySpec, out_dir: Path) -> Path:
     writer.writeheader()
     writer.writerows(rows)
     return atomic_write_text(Path(out_dir) / RESULTS_CSV, text.getvalue())
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}-", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "w", newline="") as handle:
-            handle.write(text)
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide results from collaborators
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path

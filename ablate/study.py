@@ -29,7 +29,7 @@ from typing import Any
 import optuna
 from tqdm import tqdm
 
-from ablate.results import atomic_write_text, write_results
+from ablate.results import write_results
 from ablate.spec import SpecError, StudySpec, load_spec
 from ablate.storage import (
     HEARTBEAT_S,
@@ -53,6 +53,7 @@ from ablate.workers import (
     plan,
     run_worker,
 )
+from kernels.files import atomic_write_text
 
 DEVICES = ("auto", "cpu", "cuda")
 PROBE_STEPS = 2

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from ablate.speed import measure_speed
 from ablate.train import memory_format_for
 from ablate.variant_config import VariantConfig
 from kernels.bench import default_results_dir, print_table, run_metadata, write_results
+from kernels.time_budget import TimeBudget
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +152,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--filter-size", type=int, default=4)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--budget-s", type=float,
+                        help="stop starting runs after this many seconds (runs go model by "
+                             "model, layout by layout, the baseline first)")
     parser.add_argument("--out", type=Path,
                         help="results folder (default: benchmarks/results/<gpu>)")
     return parser.parse_args(argv)
@@ -160,19 +165,23 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     if "baseline" not in args.variants:
         raise ValueError(f"variants={args.variants}: 'baseline' is needed for the ratios")
     device = torch.device(args.device)
-    rows = []
-    for model_name in args.models:
-        for layout in args.layouts:
-            for variant in args.variants:
-                result = measure(model_name, variant, layout, width=args.width, batch=args.batch,
-                                 filter_size=args.filter_size, device=device)
-                rows.append({"model": model_name, "variant": variant, "layout": layout,
-                             "batch": args.batch, "width": args.width, **result})
-                print(rows[-1], flush=True)
-    df = add_ratios(pd.DataFrame(rows))
     out = args.out or default_results_dir(device)
     meta = {**run_metadata(device), "autocast": "bfloat16" if device.type == "cuda" else "none"}
-    write_results(out, "end_to_end", df, meta, {"goals": goals(df)})
+    variants = ["baseline", *(v for v in args.variants if v != "baseline")]
+    runs = list(itertools.product(args.models, args.layouts, variants))
+    budget = TimeBudget(args.budget_s)
+    rows = []
+    for model_name, layout, variant in budget.over(runs):
+        result = measure(model_name, variant, layout, width=args.width, batch=args.batch,
+                         filter_size=args.filter_size, device=device)
+        rows.append({"model": model_name, "variant": variant, "layout": layout,
+                     "batch": args.batch, "width": args.width, **result})
+        print(rows[-1], flush=True)
+        df = add_ratios(pd.DataFrame(rows))  # written after each run: a cut run keeps its rows
+        write_results(out, "end_to_end", df, meta, {"goals": goals(df)})
+    cut = budget.note("runs")
+    if cut:
+        print(cut)
     columns = ["model", "variant", "layout", "train_images_per_s", "infer_images_per_s",
                "peak_memory_mb", "activation_mb", "train_ratio", "infer_ratio",
                "memory_vs_baseline_mb", "activation_vs_baseline", "train_vs_placement"]

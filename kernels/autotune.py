@@ -33,6 +33,7 @@ from kernels.ops.max_blur_pool import (
     max_blur_pool2d_forward,
     max_codes_buffer,
 )
+from kernels.time_budget import TimeBudget
 
 STRIDE = 2
 PADDING = "reflect"
@@ -213,8 +214,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
     parser.add_argument("--ops", nargs="+", choices=tuning.OPS, default=list(tuning.OPS))
     parser.add_argument("--rep-ms", type=int, help="time per candidate (default 20, 5 quick)")
+    parser.add_argument("--budget-s", type=float,
+                        help="stop starting problems after this many seconds (problems run in "
+                             "the order of --shapes, --layouts, --dtype, --filters, --ops)")
     parser.add_argument("--out", type=Path,
-                        help="also write the winners as a table here (to ship in kernels/tuned/)")
+                        help="also write the winners as a table here (to ship in kernels/tuned/), "
+                             "rewritten after each problem")
     return parser.parse_args(argv)
 
 
@@ -238,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     table = tuning.empty_table()
     cache = tuning.user_cache_path()
-    for problem in tqdm(todo, desc="autotune"):
+    budget = TimeBudget(args.budget_s)
+    for problem in tqdm(budget.over(todo), total=len(todo), desc="autotune"):
         best = tune(problem, device, quick=args.quick, rep_ms=rep_ms)
         if best is None:
             print(f"no valid candidate for {problem}: the heuristic stays in use")
@@ -250,10 +256,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             continue
         table["configs"][problem.op][key.to_str()] = {**config, "ms": ms}
         tuning.save_config(problem.op, key, config, ms=ms, path=cache)
+        if args.out is not None:
+            tuning.write_table(args.out, table)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    if args.out is not None:
-        tuning.write_table(args.out, table)
+    cut = budget.note("problems")
+    if cut:
+        print(cut)
     found = sum(len(v) for v in table["configs"].values())
     print(f"{found} winners for {len(todo)} problems saved to {cache}"
           + (f" and {args.out}" if args.out else ""))

@@ -46,7 +46,9 @@ import torch
 import torch.nn.functional as F
 
 import kernels
+from kernels.files import atomic_write_text
 from kernels.filters import make_taps
+from kernels.time_budget import TimeBudget
 from kernels.tuning import device_name, gpu_family, triton_version
 
 OPS: tuple[str, ...] = ("blur_pool", "blur_pool_relu", "max_blur_pool")
@@ -240,14 +242,20 @@ def copy_ms(x: torch.Tensor, device: torch.device, rep_ms: int) -> float:
 
 
 def run_cases(cases: Sequence[Case], impls: Sequence[str], device: torch.device, *,
-              backend: str = "triton", rep_ms: int = 50,
-              progress: bool = True) -> pd.DataFrame:
-    """One row per (case, implementation, direction), speed-ups and roofline filled in."""
+              backend: str = "triton", rep_ms: int = 50, progress: bool = True,
+              budget: TimeBudget | None = None,
+              after_case: Callable[[pd.DataFrame], Any] | None = None) -> pd.DataFrame:
+    """One row per (case, implementation, direction), speed-ups and roofline filled in.
+
+    Cases run in the order given, while ``budget`` lasts; ``after_case`` receives the table
+    so far after each one (to write it, so that a run cut short keeps what it measured).
+    """
     from tqdm import tqdm
 
+    budget = budget or TimeBudget(None)
     rows: list[dict[str, Any]] = []
     copy_cache: dict[tuple, float] = {}
-    for case in tqdm(cases, desc="bench", disable=not progress):
+    for case in tqdm(budget.over(cases), total=len(cases), desc="bench", disable=not progress):
         x = case.make_input(device)
         copy_key = (case.shape, case.layout, case.dtype)
         if copy_key not in copy_cache:
@@ -272,6 +280,8 @@ def run_cases(cases: Sequence[Case], impls: Sequence[str], device: torch.device,
         del x
         if device.type == "cuda":
             torch.cuda.empty_cache()
+        if after_case is not None:
+            after_case(add_speedups(pd.DataFrame(rows)))
     return add_speedups(pd.DataFrame(rows))
 
 
@@ -353,13 +363,11 @@ def default_results_dir(device: torch.device) -> Path:
 
 def write_results(out: Path, stem: str, df: pd.DataFrame, meta: dict[str, Any],
                   extra: dict[str, Any] | None = None) -> list[Path]:
-    """``<stem>.csv`` and ``<stem>.json`` (meta, extra sections and rows) under ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path, json_path = out / f"{stem}.csv", out / f"{stem}.json"
-    df.to_csv(csv_path, index=False)
+    """``<stem>.csv`` and ``<stem>.json`` (meta, extra sections and rows) under ``out``, each
+    written atomically."""
     payload = {"meta": meta, **(extra or {}), "rows": json.loads(df.to_json(orient="records"))}
-    json_path.write_text(json.dumps(payload, indent=1) + "\n")
-    return [csv_path, json_path]
+    return [atomic_write_text(out / f"{stem}.csv", df.to_csv(index=False)),
+            atomic_write_text(out / f"{stem}.json", json.dumps(payload, indent=1) + "\n")]
 
 
 def write_figures(df: pd.DataFrame, out: Path) -> list[Path]:
@@ -451,6 +459,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="shiftlab's backend (torch: the reference ops)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rep-ms", type=int, default=50, help="time spent per measurement")
+    parser.add_argument("--budget-s", type=float,
+                        help="stop starting cases after this many seconds (cases run in the "
+                             "order of --shapes, --filters, --layouts, --dtypes, --ops; results "
+                             "are written after each case)")
     parser.add_argument("--out", type=Path,
                         help="results folder (default: benchmarks/results/<gpu>)")
     parser.add_argument("--no-figures", action="store_true")
@@ -473,11 +485,21 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                                                     4 * len(cases))
         # Timing the backward alone re-runs it on a retained graph, which donated buffers forbid.
         torch._functorch.config.donated_buffer = False
-    df = run_cases(cases, impls, device, backend=args.backend, rep_ms=args.rep_ms)
     out = args.out or default_results_dir(device)
-    goals = goal_table(df)
     meta = {**run_metadata(device), "notes": notes, "impls": impls}
-    write_results(out, "kernels", df, meta, {"goals": json.loads(goals.to_json(orient="records"))})
+
+    def save(df: pd.DataFrame) -> None:
+        goals = json.loads(goal_table(df).to_json(orient="records"))
+        write_results(out, "kernels", df, meta, {"cases": len(cases), "goals": goals})
+
+    budget = TimeBudget(args.budget_s)
+    df = run_cases(cases, impls, device, backend=args.backend, rep_ms=args.rep_ms, budget=budget,
+                   after_case=save)
+    cut = budget.note("cases")
+    if cut:
+        notes.append(cut)
+        save(df)
+    goals = goal_table(df)
     if not args.no_figures:
         write_figures(df, out)
     errors = df[df["error"] != ""] if "error" in df else df.iloc[:0]

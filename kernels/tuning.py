@@ -31,11 +31,12 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+
+from kernels.files import atomic_write_text
 
 Layout = Literal["nchw", "channels_last"]
 
@@ -242,18 +243,8 @@ def clear_cache() -> None:
 
 
 def write_table(path: Path, table: dict[str, Any]) -> None:
-    """Write a table atomically (a temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(table, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a table atomically (:func:`kernels.files.atomic_write_text`)."""
+    atomic_write_text(Path(path), json.dumps(table, indent=1, sort_keys=True) + "\n")
     clear_cache()
 
 

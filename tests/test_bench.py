@@ -63,6 +63,24 @@ def test_bench_times_the_triton_kernels_and_draws_figures(tmp_path):
     assert (tmp_path / "kernels_speedup.png").stat().st_size > 0
 
 
+def test_bench_budget_keeps_the_first_cases_and_says_what_it_left_out(tmp_path, capsys):
+    df = run_bench(tmp_path, "--backend", "torch", "--layouts", "nchw", "channels_last",
+                   "--ops", "blur_pool", "--no-figures", "--budget-s", "1e-9")
+    assert set(df["layout"]) == {"nchw"}  # the first case only: nchw before channels_last
+    payload = json.loads((tmp_path / "kernels.json").read_text())
+    assert payload["cases"] == 2 and {r["layout"] for r in payload["rows"]} == {"nchw"}
+    note = "1 of 2 cases left out: the time budget of 1e-09 s was spent"
+    assert note in payload["meta"]["notes"] and f"note: {note}" in capsys.readouterr().out
+
+
+def test_bench_writes_its_results_after_each_case(tmp_path):
+    cases = bench.build_cases(["2x3x9x7"], [2, 3], ["nchw"], ["float32"], ["blur_pool"])
+    seen = []
+    bench.run_cases(cases, ["shiftlab"], torch.device("cpu"), backend="torch", rep_ms=1,
+                    progress=False, after_case=lambda df: seen.append(list(df["filter_size"])))
+    assert [sorted(set(sizes)) for sizes in seen] == [[2], [2, 3]]
+
+
 def test_minimal_bytes_count_each_tensor_once():
     case = bench.Case("max_blur_pool", (2, 3, 8, 8), 3, "nchw", "float32")
     x, y = torch.empty(2, 3, 8, 8), torch.empty(2, 3, 4, 4)
@@ -165,6 +183,28 @@ def test_end_to_end_writes_ratios_to_the_baseline_and_the_placement(tmp_path):
     assert csv["activation_vs_baseline"].iloc[1] == pytest.approx(kept)
     payload = json.loads((tmp_path / "end_to_end.json").read_text())
     assert {"device", "commit", "command"} <= set(payload["meta"])
+
+
+def test_autotune_budget_tunes_the_first_problems_and_writes_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    tuning.clear_cache()
+    table = autotune.main(["--ops", "blur_pool_fwd", "blur_pool_bwd", "--layouts", "nchw",
+                           "--budget-s", "1e-9", "--out", str(tmp_path / "shipped.json")])
+    assert list(table["configs"]["blur_pool_fwd"]) and not table["configs"]["blur_pool_bwd"]
+    assert tuning.read_table(tmp_path / "shipped.json")["configs"] == table["configs"]
+    assert "1 of 2 problems left out: the time budget" in capsys.readouterr().out
+    tuning.clear_cache()
+
+
+def test_end_to_end_budget_runs_the_baseline_first(tmp_path, capsys):
+    from benchmarks import end_to_end
+
+    df = end_to_end.main(["--models", "vgg", "--variants", "aa_torch", "baseline", "--layouts",
+                          "nchw", "--width", "4", "--batch", "8", "--device", "cpu",
+                          "--budget-s", "1e-9", "--out", str(tmp_path)])  # fmt: skip
+    assert list(df["variant"]) == ["baseline"]
+    assert list(pd.read_csv(tmp_path / "end_to_end.csv")["variant"]) == ["baseline"]
+    assert "1 of 2 runs left out: the time budget" in capsys.readouterr().out
 
 
 def test_end_to_end_goal_takes_train_ratio_and_activation_memory():

@@ -25,12 +25,12 @@ import optuna
 import pytest
 import yaml
 
-from ablate.results import atomic_write_text
 from ablate.spec import SCALAR_METRICS, StudySpec, load_spec
 from ablate.storage import death_reason, owner_record
 from ablate.study import RunOptions, describe_plan, estimate_time, main, run_study
 from ablate.variant_config import VariantConfig
 from ablate.workers import Heartbeat, plan
+from kernels.files import atomic_write_text
 
 NAN_LR = 0.0625  # a learning rate that makes the fake "return" a NaN accuracy
 DIVERGING_LR = 0.125  # ... and one that makes it raise TrainingDiverged

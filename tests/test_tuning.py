@@ -1,13 +1,12 @@
 """Launch-config lookup: user cache, then shipped table, then heuristic."""
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from kernels import tuning
+from kernels import files, tuning
 
 CONFIG_A = {"BLOCK_H": 2, "BLOCK_W": 16, "BLOCK_C": 1, "num_warps": 2, "num_stages": 3}
 CONFIG_B = {"BLOCK_H": 8, "BLOCK_W": 32, "BLOCK_C": 1, "num_warps": 4, "num_stages": 2}
@@ -130,11 +129,10 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     tuning.save_config("blur_pool_fwd", make_key(), CONFIG_A, path=path)
     before = path.read_text()
 
-    def broken_dump(obj, fh, **kwargs):
-        fh.write('{"configs": {')
+    def broken_replace(source, target):
         raise OSError("disk full")
 
-    monkeypatch.setattr(json, "dump", broken_dump)
+    monkeypatch.setattr(files.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         tuning.save_config("blur_pool_bwd", make_key(), CONFIG_B, path=path)
     assert path.read_text() == before
