@@ -9,6 +9,11 @@ first candidate's, are skipped. The fastest is saved to the user cache
 (``kernels.tuning.user_cache_path()``), which the kernels then use automatically; ``--out``
 also writes the winners as a table to ship in ``kernels/tuned/``.
 
+Compiling is most of the cost on a fresh machine, so the candidates are first compiled in a
+pool of processes (``--jobs``, :mod:`kernels.warmup`) and then timed one at a time.
+``--budget-s`` bounds the whole run: problems are tuned in order while time is left, each
+winner saved as soon as it is found.
+
 Under the Triton interpreter (no GPU) there is a single candidate, the heuristic's, timed by a
 CPU clock on tiny shapes: enough to exercise the whole path in tests.
 """
@@ -16,7 +21,9 @@ CPU clock on tiny shapes: enough to exercise the whole path in tests.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
 import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +41,7 @@ from kernels.ops.max_blur_pool import (
     max_codes_buffer,
 )
 from kernels.time_budget import TimeBudget
+from kernels.warmup import default_jobs, warm_in_parallel
 
 STRIDE = 2
 PADDING = "reflect"
@@ -168,6 +176,20 @@ def launcher(problem: Problem, device: torch.device) -> Callable[[dict[str, int]
     return backward
 
 
+def compile_candidates(problem: Problem, *, quick: bool) -> None:
+    """Run each of ``problem``'s candidates once, which compiles it into Triton's on-disk
+    cache (:mod:`kernels.warmup`); a failing candidate is :func:`tune`'s to report."""
+    run = launcher(problem, tuning_device())
+    for config in candidates(problem, quick=quick):
+        with contextlib.suppress(Exception):
+            run(config)
+
+
+def tuning_device() -> torch.device:
+    """The GPU, or the CPU when kernels run under the interpreter."""
+    return torch.device("cpu" if tuning.interpreting() else "cuda")
+
+
 def tune(problem: Problem, device: torch.device, *, quick: bool,
          rep_ms: int) -> tuple[dict[str, int], float] | None:
     """The fastest valid candidate for ``problem`` and its median ms; None if none ran."""
@@ -217,6 +239,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget-s", type=float,
                         help="stop starting problems after this many seconds (problems run in "
                              "the order of --shapes, --layouts, --dtype, --filters, --ops)")
+    parser.add_argument("--jobs", type=int,
+                        help="processes that compile the candidates ahead, in parallel (default: "
+                             "the CPU cores, at most 16, on a GPU; 1 under the interpreter)")
     parser.add_argument("--out", type=Path,
                         help="also write the winners as a table here (to ship in kernels/tuned/), "
                              "rewritten after each problem")
@@ -227,8 +252,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     args = parse_args(argv)
+    budget = TimeBudget(args.budget_s)
     interpret = tuning.interpreting()
-    device = torch.device("cpu" if interpret else "cuda")
+    device = tuning_device()
     if interpret:
         shapes = args.shapes or INTERPRETER_SHAPES
         dtypes = args.dtype or ["float32"]
@@ -241,9 +267,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rep_ms = args.rep_ms or (5 if args.quick or interpret else 20)
     todo = problems(shapes, args.layouts, dtypes, filters, args.ops, relus)
 
+    jobs = default_jobs(device.type) if args.jobs is None else args.jobs
+    left = budget.left()  # compiling ahead may take half of what is left
+    for line in warm_in_parallel(functools.partial(compile_candidates, quick=args.quick), todo,
+                                 jobs, seconds=None if left is None else left / 2):
+        print(line)
     table = tuning.empty_table()
     cache = tuning.user_cache_path()
-    budget = TimeBudget(args.budget_s)
     for problem in tqdm(budget.over(todo), total=len(todo), desc="autotune"):
         best = tune(problem, device, quick=args.quick, rep_ms=rep_ms)
         if best is None:

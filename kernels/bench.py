@@ -17,6 +17,10 @@ median of repeats after warm-up, from CUDA events (``triton.testing.do_bench``, 
 flushes L2 between repeats), or from a CPU clock without CUDA. The forward is timed with
 gradients enabled, as in training; the backward is ``torch.autograd.grad`` on a retained graph.
 
+On a GPU each case is first run once in a pool of processes (``--jobs``, :mod:`kernels.warmup`)
+so that the sweep finds its Triton and ``torch.compile`` code compiled; ``--budget-s`` bounds
+the whole run, cases going in order while time is left, the results rewritten after each.
+
 Results go to ``benchmarks/results/<gpu>/`` as ``kernels.csv``, ``kernels.json`` (rows plus
 the device, versions, commit and command) and seaborn figures; a short table is printed last.
 """
@@ -50,6 +54,7 @@ from kernels.files import atomic_write_text
 from kernels.filters import make_taps
 from kernels.time_budget import TimeBudget
 from kernels.tuning import device_name, gpu_family, triton_version
+from kernels.warmup import default_jobs, warm_in_parallel
 
 OPS: tuple[str, ...] = ("blur_pool", "blur_pool_relu", "max_blur_pool")
 DIRECTIONS: tuple[str, ...] = ("fwd", "bwd", "fwd_bwd")
@@ -202,6 +207,31 @@ def make_impl(impl: str, case: Case, device: torch.device,
     if impl == "compile":
         return torch.compile(plain)
     raise ValueError(f"impl={impl!r}: expected one of {IMPLS}")
+
+
+def configure_compile(cases: int) -> None:
+    """``torch.compile``'s settings for a sweep of ``cases``, the same in every process that
+    compiles them (:func:`warm_case`), so that they share its caches."""
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 4 * cases)
+    # Timing the backward alone re-runs it on a retained graph, which donated buffers forbid.
+    torch._functorch.config.donated_buffer = False
+
+
+def warm_case(case: Case, *, impls: Sequence[str], backend: str, device: str) -> None:
+    """Run each implementation's forward and backward once on ``case``: in a pool of processes
+    ahead of the sweep (:mod:`kernels.warmup`), this fills the Triton and Inductor caches the
+    sweep then reads. Raises, after trying them all, if some failed."""
+    configure_compile(1)
+    x = case.make_input(torch.device(device)).requires_grad_(True)
+    failed = []
+    for name in impls:
+        try:
+            y = make_impl(name, case, x.device, backend)(x)
+            torch.autograd.grad(y, x, torch.randn_like(y))
+        except Exception as err:  # the others still get warmed
+            failed.append(f"{name}: {type(err).__name__}: {err}")
+    if failed:
+        raise RuntimeError("; ".join(failed))
 
 
 def minimal_bytes(case: Case, x: torch.Tensor, y: torch.Tensor) -> dict[str, int]:
@@ -463,6 +493,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="stop starting cases after this many seconds (cases run in the "
                              "order of --shapes, --filters, --layouts, --dtypes, --ops; results "
                              "are written after each case)")
+    parser.add_argument("--jobs", type=int,
+                        help="processes that compile the cases ahead, in parallel (default: the "
+                             "CPU cores, at most 16, on a GPU; else 1)")
     parser.add_argument("--out", type=Path,
                         help="results folder (default: benchmarks/results/<gpu>)")
     parser.add_argument("--no-figures", action="store_true")
@@ -481,10 +514,14 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         impls.remove("kornia")
         notes.append("kornia is not installed: its column is skipped")
     if device.type == "cuda" and "compile" in impls:
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit,
-                                                    4 * len(cases))
-        # Timing the backward alone re-runs it on a retained graph, which donated buffers forbid.
-        torch._functorch.config.donated_buffer = False
+        configure_compile(len(cases))
+    budget = TimeBudget(args.budget_s)
+    jobs = default_jobs(device.type) if args.jobs is None else args.jobs
+    left = budget.left()  # compiling ahead may take half of what is left
+    warm = functools.partial(warm_case, impls=tuple(impls), backend=args.backend,
+                             device=args.device)
+    for line in warm_in_parallel(warm, cases, jobs, seconds=None if left is None else left / 2):
+        print(line)
     out = args.out or default_results_dir(device)
     meta = {**run_metadata(device), "notes": notes, "impls": impls}
 
@@ -492,7 +529,6 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         goals = json.loads(goal_table(df).to_json(orient="records"))
         write_results(out, "kernels", df, meta, {"cases": len(cases), "goals": goals})
 
-    budget = TimeBudget(args.budget_s)
     df = run_cases(cases, impls, device, backend=args.backend, rep_ms=args.rep_ms, budget=budget,
                    after_case=save)
     cut = budget.note("cases")

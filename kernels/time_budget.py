@@ -16,7 +16,7 @@ Item = TypeVar("Item")
 
 
 class TimeBudget:
-    """``seconds`` a sweep may take (None: no limit).
+    """``seconds`` a sweep may take from the budget's creation (None: no limit).
 
     :meth:`over` hands out the items in order while the time left covers one more of the
     slowest so far (the first item always runs); ``skipped`` then says how many it held back.
@@ -26,16 +26,20 @@ class TimeBudget:
         if seconds is not None and not seconds > 0:
             raise ValueError(f"budget of {seconds!r} s: expected a positive number of seconds")
         self.seconds = seconds
+        self.start = time.monotonic()
         self.skipped = 0
         self.total = 0
 
+    def left(self) -> float | None:
+        """Seconds left (None: no limit)."""
+        return None if self.seconds is None else self.seconds - (time.monotonic() - self.start)
+
     def over(self, items: Sequence[Item]) -> Iterator[Item]:
         self.total = len(items)
-        start = time.monotonic()
         slowest = 0.0
         for index, item in enumerate(items):
             began = time.monotonic()
-            if index and self.seconds is not None and began - start + slowest > self.seconds:
+            if index and self.seconds is not None and began - self.start + slowest > self.seconds:
                 self.skipped = len(items) - index
                 return
             yield item

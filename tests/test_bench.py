@@ -81,6 +81,13 @@ def test_bench_writes_its_results_after_each_case(tmp_path):
     assert [sorted(set(sizes)) for sizes in seen] == [[2], [2, 3]]
 
 
+def test_bench_compiles_ahead_in_a_pool_of_processes(tmp_path, capsys):
+    df = run_bench(tmp_path, "--backend", "triton", "--layouts", "channels_last", "--ops",
+                   "max_blur_pool", "--no-figures", "--jobs", "2")
+    assert (df["error"] == "").all() and set(df["impl"]) == {"shiftlab", "pytorch"}
+    assert "warm-up" not in capsys.readouterr().out  # each case ran in a worker without fault
+
+
 def test_minimal_bytes_count_each_tensor_once():
     case = bench.Case("max_blur_pool", (2, 3, 8, 8), 3, "nchw", "float32")
     x, y = torch.empty(2, 3, 8, 8), torch.empty(2, 3, 4, 4)
@@ -193,6 +200,16 @@ def test_autotune_budget_tunes_the_first_problems_and_writes_them(tmp_path, monk
     assert list(table["configs"]["blur_pool_fwd"]) and not table["configs"]["blur_pool_bwd"]
     assert tuning.read_table(tmp_path / "shipped.json")["configs"] == table["configs"]
     assert "1 of 2 problems left out: the time budget" in capsys.readouterr().out
+    tuning.clear_cache()
+
+
+def test_autotune_compiles_ahead_in_a_pool_of_processes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    tuning.clear_cache()
+    table = autotune.main(["--ops", "max_blur_pool_fwd", "max_blur_pool_bwd", "--layouts",
+                           "nchw", "--jobs", "2"])
+    assert all(len(table["configs"][op]) == 1 for op in ("max_blur_pool_fwd", "max_blur_pool_bwd"))
+    assert "warm-up" not in capsys.readouterr().out
     tuning.clear_cache()
 
 

@@ -1,0 +1,69 @@
+"""Compile ahead, in parallel, what a sweep will then time one item at a time.
+
+Tuning or benchmarking on a fresh GPU machine spends most of its time compiling: every
+candidate launch config is a Triton compile, every ``torch.compile`` case an Inductor one, each
+about a second of one CPU core, while the timing itself takes milliseconds. Compiles land in
+on-disk caches (Triton's, Inductor's) that every process shares, so running each item once in
+a pool of processes first leaves the sweep only cache hits; its timings, taken afterwards in
+the one process, are unchanged. Warming is an optimisation only: an item that fails here is
+compiled (or fails for real) in the sweep itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+Item = TypeVar("Item")
+
+
+def default_jobs(device_type: str) -> int:
+    """Processes that warm in parallel: the CPU cores (at most 16) where a GPU is used, else 1
+    (interpreted kernels compile nothing)."""
+    return min(16, os.cpu_count() or 1) if device_type == "cuda" else 1
+
+
+def warm_in_parallel(task: Callable[[Item], object], items: Sequence[Item], jobs: int, *,
+                     seconds: float | None = None) -> list[str]:
+    """Run ``task(item)`` for every item, in order, in ``jobs`` spawned processes (a
+    module-level function, picklable items); nothing when ``jobs`` <= 1.
+
+    An item starts only when a process is free, and none after ``seconds`` (those under way
+    finish). Returns one line per item that failed (a dead worker fails those it held) and one
+    for the items left out; the caller goes on either way.
+    """
+    if jobs <= 1 or not items:
+        return []
+    deadline = math.inf if seconds is None else time.monotonic() + seconds
+    todo = iter(items)
+    lines = []
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
+    left = 0
+    with ProcessPoolExecutor(max_workers=min(jobs, len(items)), mp_context=context) as pool:
+        running = {}
+        for item in itertools.islice(todo, jobs):
+            running[pool.submit(task, item)] = item
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                item = running.pop(future)
+                error = future.exception()
+                if error is not None:
+                    lines.append(f"warm-up of {item}: {type(error).__name__}: {error}")
+                for queued in itertools.islice(todo, 1) if time.monotonic() < deadline else ():
+                    try:
+                        running[pool.submit(task, queued)] = queued
+                    except BrokenProcessPool:  # a worker died: the rest is the sweep's
+                        left += 1
+                        deadline = -math.inf
+    left += sum(1 for _ in todo)
+    if left:
+        lines.append(f"warm-up: {left} of {len(items)} items left to the sweep")
+    return lines

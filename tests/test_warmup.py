@@ -1,0 +1,35 @@
+"""warm_in_parallel: items run once in spawned processes; failures and a deadline are
+reported, never raised."""
+
+import math
+import os
+import time
+
+from kernels.warmup import default_jobs, warm_in_parallel
+
+
+def test_one_job_runs_nothing():
+    assert warm_in_parallel(math.sqrt, [-1.0], 1) == []
+
+
+def test_failures_are_reported_per_item():
+    lines = warm_in_parallel(math.sqrt, [4.0, -1.0, 9.0], 2)
+    assert lines == ["warm-up of -1.0: ValueError: math domain error"]
+
+
+def test_items_not_started_by_the_deadline_are_left_to_the_sweep():
+    start = time.monotonic()
+    lines = warm_in_parallel(time.sleep, [2.0, 2.0, 2.0, 2.0], 2, seconds=0.5)
+    assert lines == ["warm-up: 2 of 4 items left to the sweep"]
+    assert time.monotonic() - start < 3.9  # the two under way finished; the others never ran
+
+
+def test_a_dead_worker_stops_the_warm_up_not_the_caller():
+    lines = warm_in_parallel(os._exit, [1, 1, 1, 1], 2)
+    assert lines and all("BrokenProcessPool" in line or "left to the sweep" in line
+                         for line in lines)
+
+
+def test_default_jobs():
+    assert default_jobs("cpu") == 1
+    assert 1 <= default_jobs("cuda") <= 16
