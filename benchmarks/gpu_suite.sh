@@ -1,47 +1,98 @@
 #!/usr/bin/env bash
-# Everything to run on a machine with a GPU, in one go: the CUDA tests, then the benchmarks.
+# Everything to run on a machine with a GPU, in one go and in a bounded time: the CUDA tests,
+# the autotuner, the kernel benchmark and the end-to-end table.
 #
-#   bash benchmarks/gpu_suite.sh [OUT_DIR]      (default OUT_DIR: benchmarks/results/gpu-suite)
+#   bash benchmarks/gpu_suite.sh [OUT_DIR [ARCHIVE]]   (default OUT_DIR: benchmarks/results/gpu-suite)
 #
-# Uses $PYTHON (default python3) with the project importable from the repository root. Each
-# step has its own time limit (seconds, overridable) so that one slow step cannot starve the
-# rest; logs and results land in OUT_DIR. Exits non-zero if any test step failed.
+# BUDGET_S (default 480) bounds the whole run. Each step may use what is left of it but the
+# shares of the steps after it (SHARES below), so time a step does not use passes on; the
+# sweeps get that limit less GRACE_S as their own --budget-s and end by themselves with whole
+# results (written as they go), `timeout` being only a backstop. Compiling is most of the cost
+# on a fresh machine, so the tests run in JOBS pytest-xdist workers when it is installed and
+# the sweeps compile ahead in a pool of processes.
+#
+# Uses $PYTHON (default python3) with the project importable from the repository root and its
+# dependencies installed (pydantic and optuna too, for the ablate tests and the end-to-end
+# table). Logs and results land in OUT_DIR, the tuned table as OUT_DIR/tuned.json (to ship in
+# kernels/tuned/); ARCHIVE, if given, is a .tar.gz of OUT_DIR written last (one file to copy
+# off the machine). The commit measured is git's, else $SHIFTLAB_COMMIT. Exits non-zero if a
+# test step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-benchmarks/results/gpu-suite}
+archive=${2:-}
 py=${PYTHON:-python3}
+budget=${BUDGET_S:-480}
+grace=${GRACE_S:-20}
+jobs=${JOBS:-8}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# A fresh tuning cache: the benchmark then times this run's winners, not an older run's.
+export SHIFTLAB_CACHE_DIR=${SHIFTLAB_CACHE_DIR:-$PWD/$out/cache}
+deadline=$(($(date +%s) + budget))
 status=0
+
+# Per cent of the budget each step is planned for, in the order they run.
+declare -A SHARES=([tests_kernels]=25 [tests_ablate]=8 [autotune]=19 [bench]=31 [end_to_end]=17)
+ORDER=(tests_kernels tests_ablate autotune bench end_to_end)
 
 {
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   "$py" -c "import sys, torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'python', sys.version.split()[0])"
-  git rev-parse HEAD 2>/dev/null || echo "commit: unknown (no git here)"
+  echo "commit $(git rev-parse HEAD 2>/dev/null || echo "${SHIFTLAB_COMMIT:-unknown}")"
+  echo "budget ${budget}s, started $(date -u +%FT%TZ)"
 } >"$out/device.txt" 2>&1
 cat "$out/device.txt"
+
+limit_for() {  # limit_for STEP: seconds STEP may take, keeping the later steps' shares
+  local later=0 seen=0 name
+  for name in "${ORDER[@]}"; do
+    ((seen)) && later=$((later + SHARES[$name]))
+    [[ $name == "$1" ]] && seen=1
+  done
+  local left=$((deadline - $(date +%s) - budget * later / 100))
+  echo $((left > 2 * grace ? left : 2 * grace))
+}
 
 step() {  # step NAME LIMIT_S COMMAND...
   local name=$1 limit=$2
   shift 2
   echo "== $name (limit ${limit}s)"
+  local began=$SECONDS
   timeout "$limit" "$@" 2>&1 | tee "$out/$name.log" | tail -n 25
   local rc=${PIPESTATUS[0]}
-  printf "\n== %s: exit %s\n" "$name" "$rc"
+  printf "\n== %s: exit %s after %ss\n" "$name" "$rc" "$((SECONDS - began))"
   return "$rc"
 }
 
+pytest_args=(-q -p no:cacheprovider)
+if "$py" -c "import xdist" 2>/dev/null; then
+  pytest_args+=(-n "$jobs")
+fi
+
 # Kernels first: they are what only a GPU can check.
-step tests_kernels "${LIMIT_KERNELS:-300}" "$py" -m pytest -q -p no:cacheprovider \
-  tests/test_triton_ops.py tests/test_triton_gpu.py || status=1
-step tests_modules "${LIMIT_MODULES:-180}" "$py" -m pytest -q -p no:cacheprovider \
-  tests/test_modules.py || status=1
-step tests_ablate "${LIMIT_ABLATE:-300}" "$py" -m pytest -q -p no:cacheprovider \
+limit=$(limit_for tests_kernels)
+step tests_kernels "$limit" "$py" -m pytest "${pytest_args[@]}" \
+  tests/test_triton_ops.py tests/test_triton_gpu.py tests/test_modules.py || status=1
+limit=$(limit_for tests_ablate)
+step tests_ablate "$limit" "$py" -m pytest "${pytest_args[@]}" \
   tests/test_data.py tests/test_antialias.py tests/test_train.py tests/test_variant.py \
   -k "cuda or fused_backend" || status=1
-# Tune first (into $SHIFTLAB_CACHE_DIR, default the user cache) so the bench times tuned
-# kernels; tuned.json is the table to ship in kernels/tuned/.
-step autotune "${LIMIT_AUTOTUNE:-240}" "$py" -m kernels.autotune --quick --out "$out/tuned.json"
-step bench "${LIMIT_BENCH:-300}" "$py" -m kernels.bench --quick --out "$out/bench"
-step end_to_end "${LIMIT_E2E:-300}" "$py" -m benchmarks.end_to_end --out "$out/end_to_end"
+# Tune before the benchmark so that it times tuned kernels; the goals' activation first.
+limit=$(limit_for autotune)
+step autotune "$limit" "$py" -m kernels.autotune --quick --shapes 256x64x112x112 256x64x32x32 \
+  --budget-s "$((limit - grace))" --out "$out/tuned.json"
+# The goals' sizes first (filters at both ends, then between), bf16 and fp16 alike.
+limit=$(limit_for bench)
+step bench "$limit" "$py" -m kernels.bench --shapes 256x64x112x112 --filters 3 7 5 2 4 6 \
+  --dtypes bfloat16 float16 --rep-ms 20 --budget-s "$((limit - grace))" --out "$out/bench"
+limit=$(limit_for end_to_end)
+step end_to_end "$limit" "$py" -m benchmarks.end_to_end --budget-s "$((limit - grace))" \
+  --out "$out/end_to_end"
+
+echo "finished $(date -u +%FT%TZ), test steps $([[ $status == 0 ]] && echo passed || echo FAILED)" \
+  | tee -a "$out/device.txt"
+if [[ -n $archive ]]; then
+  tar -czf "$archive" -C "$(dirname "$out")" "$(basename "$out")" && echo "archive: $archive"
+fi
 exit "$status"

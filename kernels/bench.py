@@ -222,6 +222,9 @@ def warm_case(case: Case, *, impls: Sequence[str], backend: str, device: str) ->
     ahead of the sweep (:mod:`kernels.warmup`), this fills the Triton and Inductor caches the
     sweep then reads. Raises, after trying them all, if some failed."""
     configure_compile(1)
+    # The pool already compiles in parallel: Inductor's own pool per worker would multiply the
+    # processes (this setting is not part of Inductor's cache keys).
+    torch._inductor.config.compile_threads = 1
     x = case.make_input(torch.device(device)).requires_grad_(True)
     failed = []
     for name in impls:
