@@ -1,0 +1,178 @@
+"""Registers, spills, shared memory and occupancy of each kernel as a GPU would launch it, with
+no GPU: ``python -m benchmarks.resource_usage``.
+
+The kernels are memory-bound: they reach the copy bandwidth only with enough loads in flight,
+that is enough resident warps, and a kernel that needs many registers per thread gets few (an
+H100 or H200 SM holds 65 536 registers and 64 warps), while one that runs out of them spills to
+local memory, traffic that :mod:`benchmarks.static_cost`'s instruction counts do not show. This
+tool runs the real launchers (``kernels.autotune.launcher``) on CPU tensors with Triton's driver
+replaced by one that only compiles for the chosen target, so each launch config is compiled
+with the exact specialisation a GPU launch would get, and reads the resources off the cubin
+(``cuobjdump -res-usage``). Rows: the heuristic's config of each problem (``kernels.tuning``),
+or with ``--candidates`` every config the autotuner would try; compile seconds come with them.
+
+Run it without ``TRITON_INTERPRET``, with the GPU machine's Triton (as for static_cost, e.g.
+``pip install --no-deps --target /tmp/t36 triton==3.6.0`` and ``PYTHONPATH=/tmp/t36:.``); it
+relies on Triton's ``driver.set_active`` and ``JITFunction.run``, as in Triton 3.6.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.runtime.driver import driver
+from triton.runtime.jit import JITFunction
+
+from kernels import autotune, tuning
+
+# Hopper (sm_90) per SM: registers, warps, blocks, shared memory (bytes); a block also takes
+# 1 KiB of shared memory for the system, and registers go out per warp in units of 256.
+SM_REGISTERS = 65_536
+SM_WARPS = 64
+SM_BLOCKS = 32
+SM_SHARED = 233_472
+BLOCK_RESERVED_SHARED = 1_024
+
+
+class _CompileOnlyDriver:
+    """Stands in for the CUDA driver: names a target to compile for, launches nothing."""
+
+    def __init__(self, arch: int) -> None:
+        self.target = GPUTarget("cuda", arch, 32)
+
+    def get_current_target(self) -> GPUTarget:
+        return self.target
+
+    def get_current_device(self) -> int:
+        return 0
+
+    def get_current_stream(self, device: int | None = None) -> int:
+        return 0
+
+
+@contextlib.contextmanager
+def compile_only(arch: int, device: str) -> Iterator[list[Any]]:
+    """Within it, a kernel launch compiles for ``sm_<arch>`` and returns without running; the
+    compiled kernels are appended to the yielded list. The launch configs are those of GPU
+    ``device`` (its heuristic and tables), not the interpreter's."""
+    launched: list[Any] = []
+    real_run = JITFunction.run
+
+    def compile_run(self: JITFunction, *args: Any, grid: Any, warmup: bool, **kwargs: Any) -> Any:
+        kernel = real_run(self, *args, grid=grid, warmup=True, **kwargs)
+        launched.append(kernel)
+        return kernel
+
+    patches = contextlib.ExitStack()
+    with patches:
+        for owner, name, value in ((JITFunction, "run", compile_run),
+                                   (tuning, "interpreting", lambda: False),
+                                   (tuning, "device_name", lambda: device)):
+            patches.callback(setattr, owner, name, getattr(owner, name))
+            setattr(owner, name, value)
+        patches.callback(driver.set_active, driver._active)  # no default driver without a GPU
+        driver.set_active(_CompileOnlyDriver(arch))
+        tuning.clear_cache()
+        patches.callback(tuning.clear_cache)
+        yield launched
+
+
+def registers_and_stack(cubin: bytes) -> tuple[int, int]:
+    """Registers per thread and stack bytes (spills) of the one kernel in ``cubin``."""
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "kernel.cubin"
+        path.write_bytes(cubin)
+        report = subprocess.run([str(tool), "-res-usage", str(path)], capture_output=True,
+                                text=True, check=True).stdout  # fmt: skip
+    found = re.search(r"REG:(\d+) STACK:(\d+)", report)
+    if found is None:
+        raise RuntimeError(f"no resource usage in cuobjdump's report: {report[:200]}")
+    return int(found.group(1)), int(found.group(2))
+
+
+def resident_warps(registers: int, shared: int, num_warps: int) -> int:
+    """Warps an SM holds at once for a kernel with these resources (the occupancy's numerator)."""
+    per_warp = -(-registers * 32 // 256) * 256
+    blocks = min(SM_BLOCKS, SM_WARPS // num_warps, SM_REGISTERS // (per_warp * num_warps))
+    if shared:
+        blocks = min(blocks, SM_SHARED // (shared + BLOCK_RESERVED_SHARED))
+    return blocks * num_warps
+
+
+def measure(problems: Sequence[autotune.Problem], *, arch: int, device: str,
+            candidates: bool) -> pd.DataFrame:
+    """One row per (problem, config): the heuristic's, or every autotune candidate."""
+    rows = []
+    with compile_only(arch, device) as launched:
+        for problem in problems:
+            heuristic = tuning.heuristic_config(problem.op, autotune.key_of(problem))
+            run = autotune.launcher(problem, torch.device("cpu"))
+            configs = autotune.candidates(problem, quick=False) if candidates else [heuristic]
+            for config in configs:
+                row = {"op": problem.op, "shape": "x".join(map(str, problem.shape)),
+                       "layout": problem.layout, "dtype": problem.dtype,
+                       "filter_size": problem.filter_size, "relu": problem.relu,
+                       "config": "{BLOCK_C}x{BLOCK_H}x{BLOCK_W}/w{num_warps}".format(**config),
+                       "heuristic": config == heuristic}  # fmt: skip
+                launched.clear()
+                began = time.perf_counter()
+                try:
+                    run(config)
+                except Exception as err:  # a config that does not compile is a finding
+                    rows.append({**row, "error": f"{type(err).__name__}: {str(err)[:200]}"})
+                    continue
+                kernel = launched[-1]
+                registers, stack = registers_and_stack(kernel.asm["cubin"])
+                shared = kernel.metadata.shared
+                rows.append({**row, "compile_s": time.perf_counter() - began,
+                             "registers": registers, "stack_bytes": stack,
+                             "shared_bytes": shared,
+                             "resident_warps": resident_warps(registers, shared,
+                                                              config["num_warps"]),
+                             "error": ""})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.resource_usage",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", type=int, default=90, help="compute capability (90: Hopper)")
+    parser.add_argument("--device", default="NVIDIA H100 80GB HBM3",
+                        help="the GPU whose launch configs to compile (its shipped table, else "
+                             "the heuristic)")
+    parser.add_argument("--shapes", nargs="+", default=list(autotune.QUICK_SHAPES))
+    parser.add_argument("--layouts", nargs="+", default=list(autotune.LAYOUTS))
+    parser.add_argument("--dtypes", nargs="+", default=["bfloat16"])
+    parser.add_argument("--filters", nargs="+", type=int, default=[3, 5, 7])
+    parser.add_argument("--ops", nargs="+", choices=tuning.OPS, default=list(tuning.OPS))
+    parser.add_argument("--relu", action="store_true", help="blur-pool with the fused ReLU too")
+    parser.add_argument("--candidates", action="store_true",
+                        help="every config the autotuner would try, not only the heuristic's")
+    parser.add_argument("--csv", type=Path, help="also write the table here")
+    args = parser.parse_args(argv)
+    relus = (False, True) if args.relu else (False,)
+    todo = autotune.problems(args.shapes, args.layouts, args.dtypes, args.filters, args.ops,
+                             relus)  # fmt: skip
+    df = measure(todo, arch=args.arch, device=args.device, candidates=args.candidates)
+    if args.csv is not None:
+        df.to_csv(args.csv, index=False)
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return df
+
+
+if __name__ == "__main__":
+    main()
