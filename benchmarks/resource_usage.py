@@ -9,7 +9,8 @@ tool runs the real launchers (``kernels.autotune.launcher``) on CPU tensors with
 replaced by one that only compiles for the chosen target, so each launch config is compiled
 with the exact specialisation a GPU launch would get, and reads the resources off the cubin
 (``cuobjdump -res-usage``). Rows: the heuristic's config of each problem (``kernels.tuning``),
-or with ``--candidates`` every config the autotuner would try; compile seconds come with them.
+or with ``--candidates quick|full`` every config that autotuner sweep would try; compile seconds
+come with them.
 
 Run it without ``TRITON_INTERPRET``, with the GPU machine's Triton (as for static_cost, e.g.
 ``pip install --no-deps --target /tmp/t36 triton==3.6.0`` and ``PYTHONPATH=/tmp/t36:.``); it
@@ -113,14 +114,16 @@ def resident_warps(registers: int, shared: int, num_warps: int) -> int:
 
 
 def measure(problems: Sequence[autotune.Problem], *, arch: int, device: str,
-            candidates: bool) -> pd.DataFrame:
-    """One row per (problem, config): the heuristic's, or every autotune candidate."""
+            candidates: str | None) -> pd.DataFrame:
+    """One row per (problem, config): the heuristic's, or every candidate of the autotuner's
+    ``"quick"`` or ``"full"`` sweep."""
     rows = []
     with compile_only(arch, device) as launched:
         for problem in problems:
             heuristic = tuning.heuristic_config(problem.op, autotune.key_of(problem))
             run = autotune.launcher(problem, torch.device("cpu"))
-            configs = autotune.candidates(problem, quick=False) if candidates else [heuristic]
+            configs = ([heuristic] if candidates is None else
+                       autotune.candidates(problem, quick=candidates == "quick"))
             for config in configs:
                 row = {"op": problem.op, "shape": "x".join(map(str, problem.shape)),
                        "layout": problem.layout, "dtype": problem.dtype,
@@ -160,8 +163,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--filters", nargs="+", type=int, default=[3, 5, 7])
     parser.add_argument("--ops", nargs="+", choices=tuning.OPS, default=list(tuning.OPS))
     parser.add_argument("--relu", action="store_true", help="blur-pool with the fused ReLU too")
-    parser.add_argument("--candidates", action="store_true",
-                        help="every config the autotuner would try, not only the heuristic's")
+    parser.add_argument("--candidates", choices=("quick", "full"),
+                        help="every config the autotuner's quick or full sweep would try, not "
+                             "only the heuristic's")
     parser.add_argument("--csv", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
     relus = (False, True) if args.relu else (False,)

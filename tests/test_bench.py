@@ -272,3 +272,34 @@ def test_static_cost_shows_what_each_kernel_reads(tmp_path):
     assert df["max_blur_pool_bwd_interior", 7] > 2.5 * df["max_blur_pool_bwd_interior", 3]
     shuffles = table["shuffles_per_output"].mean()["max_blur_pool_bwd_interior"]
     assert shuffles[7] == shuffles[3] > 0
+
+
+def test_resident_warps_follow_registers_and_shared_memory():
+    from benchmarks.resource_usage import resident_warps
+
+    assert resident_warps(32, 0, 4) == 64  # the SM's 64 warps
+    assert resident_warps(64, 0, 4) == 32  # 2 048 registers a warp: 8 blocks of 4 warps
+    assert resident_warps(255, 0, 4) == 8  # 8 192 a warp: 2 blocks
+    assert resident_warps(64, 100_000, 4) == 8  # shared memory for 2 blocks only
+
+
+def test_resource_usage_compiles_the_launches_a_gpu_would_make(tmp_path):
+    """The real launchers, compiled for Hopper without a GPU: each config compiles, and its
+    registers, spills and resident warps are read off the cubin."""
+    import triton
+
+    if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
+        pytest.skip("this Triton build ships no ptxas")
+    csv = tmp_path / "resources.csv"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.resource_usage", "--shapes", "8x16x24x20", "--filters",
+         "3", "--layouts", "nchw", "channels_last", "--ops", "blur_pool_fwd",
+         "max_blur_pool_bwd", "--csv", str(csv)],
+        env=env, check=True, capture_output=True, timeout=600, cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    df = pd.read_csv(csv)
+    assert len(df) == 4 and df["heuristic"].all() and df["error"].isna().all()
+    assert set(df["op"]) == {"blur_pool_fwd", "max_blur_pool_bwd"}
+    assert (df["registers"] > 0).all() and (df["registers"] <= 255).all()
+    assert ((df["resident_warps"] > 0) & (df["resident_warps"] <= 64)).all()
