@@ -121,10 +121,14 @@ def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
         else:
             spans = QUICK_CL_TILES if quick else CL_TILES
         tiles = [t for t in spans if t[0] <= max(16, tuning.pow2_bucket(c))]
+    # Every thread owns at least one element and at most twice its share of registers'
+    # worth (tuning.thread_elements): beyond that a config spills or keeps few warps
+    # resident, and would only cost its compile.
+    per_thread = tuning.thread_elements(problem.op, problem.layout, problem.filter_size)
     configs = [
         {"BLOCK_H": h, "BLOCK_W": w, "BLOCK_C": bc, "num_warps": nw, "num_stages": ns}
         for (bc, h, w), nw, ns in itertools.product(tiles, warps, stages)
-        if nw * 32 <= bc * h * w  # every thread owns at least one element
+        if nw * 32 <= bc * h * w <= 2 * nw * 32 * per_thread
     ]
     # The default is a candidate too: a tuned entry is never slower than no entry.
     return configs if heuristic in configs else [*configs, heuristic]

@@ -55,6 +55,27 @@ _TARGET_TILE = 1024
 # 32x32-map tile for a 4x4 map, the heuristic's tile clamped to the map is the better guess.
 _MAX_STAND_IN_DISTANCE = 4.0
 _INTERPRETER_CONFIG = {"BLOCK_H": 4, "BLOCK_W": 8, "BLOCK_C": 4, "num_warps": 1, "num_stages": 1}
+_MAX_WARPS = 8
+
+
+def thread_elements(op: str, layout: str, filter_size: int) -> int:
+    """Tile elements one thread may hold before its registers, not memory, limit the kernel.
+
+    The kernels are memory-bound, so they need many resident warps to keep enough loads in
+    flight, and a thread's registers grow with its share of the tile (and, for blur-pool's
+    NCHW forward, whose taps the compiler loads ahead, with the filter size squared). Read off
+    ``python -m benchmarks.resource_usage`` (sm_90, Triton 3.6, bf16, 256×64×112×112): at these
+    shares the heuristic's configs use 32–108 registers, spill nothing and keep 16–64 warps
+    resident per SM; the shares they replaced used up to 255 registers with spills, 8 warps.
+    """
+    channels_last = layout == "channels_last"
+    if op == "blur_pool_fwd":
+        return 8 if channels_last else (4 if filter_size <= 3 else 2 if filter_size <= 5 else 1)
+    if op == "blur_pool_bwd":
+        return 16
+    if op == "max_blur_pool_fwd":
+        return 16 if channels_last else 8
+    return 8 if channels_last else 4  # max_blur_pool_bwd
 
 
 def pow2_bucket(n: int) -> int:
@@ -351,8 +372,9 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     except where a whole map fits a 16 × 16 tile (:func:`whole_map_tile`): it then takes whole
     maps of several planes (which follow each other in memory), rather than a mostly masked
     tile of one. Blur-pool's backward under NCHW takes rows as wide as the map and few of them
-    (on maps above 16), so that most of its tiles lie inside the map vertically. Four warps for
-    a full tile, fewer for small ones; two stages.
+    (on maps above 16), so that most of its tiles lie inside the map vertically. A tile then
+    shrinks to what eight warps hold at :func:`thread_elements` each (registers, not memory,
+    would limit a larger one), and gets the warps it needs at that share; two stages.
     """
     _check_op(op)
     if device_name() == INTERPRETER_DEVICE:
@@ -381,8 +403,19 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
         block_c = 1
         block_w = _clamp(side, 16, 64)
         block_h = _clamp(target // block_w, 1, min(side, 64))
+    # At most _MAX_WARPS threads' worth of thread_elements: the tile shrinks along the axes
+    # that are not contiguous first (planes of whole maps, rows, then columns under
+    # channels_last), the contiguous one last and not below 16 (coalesced loads).
+    per_thread = thread_elements(op, key.layout, key.filter_size)
+    blocks = {"c": block_c, "h": block_h, "w": block_w}
+    order = ("h", "w", "c") if key.layout == "channels_last" else ("c", "h", "w")
+    for axis in order:
+        floor = 16 if axis == order[-1] else 1
+        while math.prod(blocks.values()) > 32 * _MAX_WARPS * per_thread and blocks[axis] > floor:
+            blocks[axis] //= 2
+    block_c, block_h, block_w = blocks["c"], blocks["h"], blocks["w"]
     tile = block_h * block_w * block_c
-    num_warps = _clamp(tile // 256, 1, 4)
+    num_warps = _clamp(tile // (32 * per_thread), 1, _MAX_WARPS)
     return {
         "BLOCK_H": block_h,
         "BLOCK_W": block_w,

@@ -173,14 +173,21 @@ def test_gpu_heuristic_is_sound(monkeypatch, op, layout, hw, c):
     spans = op.startswith("max_blur_pool")
     tile = config["BLOCK_H"] * config["BLOCK_W"] * config["BLOCK_C"]
     assert tile <= 4096 * (4 if spans else 1)
-    assert config["num_warps"] in (1, 2, 4)
+    # Each thread holds at most its share of the tile (registers), and at least one element
+    # where the tile fills a warp.
+    per_thread = tuning.thread_elements(op, layout, key.filter_size)
+    assert config["num_warps"] in (1, 2, 4, 8)
+    assert tile <= 32 * config["num_warps"] * per_thread
+    assert config["num_warps"] == 1 or 32 * config["num_warps"] <= tile
     if layout == "channels_last":
         assert config["BLOCK_C"] == min(c, 16 if spans else 64)
     elif whole <= 16:
-        # Small NCHW maps: whole maps, planes enough to fill the tile (or all of them).
+        # Small NCHW maps: whole maps, planes enough to fill the tile (or all of them), as
+        # many as eight warps hold.
         assert config["BLOCK_H"] == config["BLOCK_W"] == whole
         target = 1024 * (4 if spans or op == "blur_pool_bwd" else 1)
-        assert config["BLOCK_C"] == min(c, target // whole**2)
+        held = 256 * per_thread // whole**2
+        assert config["BLOCK_C"] == max(1, min(c, target // whole**2, held))
     else:
         assert config["BLOCK_C"] == 1
 
