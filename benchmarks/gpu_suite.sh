@@ -65,17 +65,18 @@ step() {  # step NAME LIMIT_S COMMAND...
   return "$rc"
 }
 
-pytest_args=(-q -p no:cacheprovider)
+pytest=("$py" -m pytest -q -p no:cacheprovider)
 if "$py" -c "import xdist" 2>/dev/null; then
-  pytest_args+=(-n "$jobs")
+  # The workers already compile in parallel: Inductor's own pool in each would multiply them.
+  pytest=(env TORCHINDUCTOR_COMPILE_THREADS=1 "${pytest[@]}" -n "$jobs")
 fi
 
 # Kernels first: they are what only a GPU can check.
 limit=$(limit_for tests_kernels)
-step tests_kernels "$limit" "$py" -m pytest "${pytest_args[@]}" \
+step tests_kernels "$limit" "${pytest[@]}" \
   tests/test_triton_ops.py tests/test_triton_gpu.py tests/test_modules.py || status=1
 limit=$(limit_for tests_ablate)
-step tests_ablate "$limit" "$py" -m pytest "${pytest_args[@]}" \
+step tests_ablate "$limit" "${pytest[@]}" \
   tests/test_data.py tests/test_antialias.py tests/test_train.py tests/test_variant.py \
   -k "cuda or fused_backend" || status=1
 # Tune before the benchmark so that it times tuned kernels; the goals' activation first.
