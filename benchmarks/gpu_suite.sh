@@ -24,7 +24,7 @@ archive=${2:-}
 py=${PYTHON:-python3}
 budget=${BUDGET_S:-480}
 grace=${GRACE_S:-20}
-jobs=${JOBS:-8}
+jobs=${JOBS:-12}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # A fresh tuning cache: the benchmark then times this run's winners, not an older run's.
@@ -33,7 +33,7 @@ deadline=$(($(date +%s) + budget))
 status=0
 
 # Per cent of the budget each step is planned for, in the order they run.
-declare -A SHARES=([tests_kernels]=25 [tests_ablate]=8 [autotune]=19 [bench]=31 [end_to_end]=17)
+declare -A SHARES=([tests_kernels]=30 [tests_ablate]=6 [autotune]=17 [bench]=30 [end_to_end]=17)
 ORDER=(tests_kernels tests_ablate autotune bench end_to_end)
 
 {
