@@ -333,8 +333,9 @@ def add_speedups(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def goal_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Each kernel goal: the worst value over the qualifying shiftlab rows, and met or not."""
+def goal_table(df: pd.DataFrame, *, complete: bool = True) -> pd.DataFrame:
+    """Each kernel goal: the worst value over the qualifying shiftlab rows, and met or not;
+    "met so far" when the sweep is not ``complete`` (cases left out could still miss it)."""
     ours = df[(df["impl"] == "shiftlab") & (df["error"] == "")] if "ms" in df else df.iloc[:0]
     rows = []
     for name, direction, column, threshold in GOALS:
@@ -345,6 +346,8 @@ def goal_table(df: pd.DataFrame) -> pd.DataFrame:
         worst = float(values.min()) if len(values) else math.nan
         status = "not measured" if math.isnan(worst) else ("met" if worst >= threshold else
                                                             "not met")
+        if status == "met" and not complete:
+            status = "met so far"
         rows.append({"goal": name, "worst": worst, "threshold": threshold, "rows": len(values),
                      "status": status})
     return pd.DataFrame(rows)
@@ -528,8 +531,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     out = args.out or default_results_dir(device)
     meta = {**run_metadata(device), "notes": notes, "impls": impls}
 
-    def save(df: pd.DataFrame) -> None:
-        goals = json.loads(goal_table(df).to_json(orient="records"))
+    def save(df: pd.DataFrame, *, complete: bool = False) -> None:
+        goals = json.loads(goal_table(df, complete=complete).to_json(orient="records"))
         write_results(out, "kernels", df, meta, {"cases": len(cases), "goals": goals})
 
     df = run_cases(cases, impls, device, backend=args.backend, rep_ms=args.rep_ms, budget=budget,
@@ -537,8 +540,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     cut = budget.note("cases")
     if cut:
         notes.append(cut)
-        save(df)
-    goals = goal_table(df)
+    save(df, complete=not cut)
+    goals = goal_table(df, complete=not cut)
     if not args.no_figures:
         write_figures(df, out)
     errors = df[df["error"] != ""] if "error" in df else df.iloc[:0]
