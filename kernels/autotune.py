@@ -41,7 +41,7 @@ from kernels.ops.max_blur_pool import (
     max_codes_buffer,
 )
 from kernels.time_budget import TimeBudget
-from kernels.warmup import default_jobs, warm_in_parallel
+from kernels.warmup import warm_ahead
 
 STRIDE = 2
 PADDING = "reflect"
@@ -271,11 +271,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rep_ms = args.rep_ms or (5 if args.quick or interpret else 20)
     todo = problems(shapes, args.layouts, dtypes, filters, args.ops, relus)
 
-    jobs = default_jobs(device.type) if args.jobs is None else args.jobs
-    left = budget.left()  # compiling ahead may take half of what is left
-    for line in warm_in_parallel(functools.partial(compile_candidates, quick=args.quick), todo,
-                                 jobs, seconds=None if left is None else left / 2):
-        print(line)
+    warm_ahead(functools.partial(compile_candidates, quick=args.quick), todo, jobs=args.jobs,
+               device_type=device.type, budget=budget)
     table = tuning.empty_table()
     cache = tuning.user_cache_path()
     for problem in tqdm(budget.over(todo), total=len(todo), desc="autotune"):

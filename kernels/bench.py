@@ -54,7 +54,7 @@ from kernels.files import atomic_write_text
 from kernels.filters import make_taps
 from kernels.time_budget import TimeBudget
 from kernels.tuning import device_name, gpu_family, triton_version
-from kernels.warmup import default_jobs, warm_in_parallel
+from kernels.warmup import warm_ahead
 
 OPS: tuple[str, ...] = ("blur_pool", "blur_pool_relu", "max_blur_pool")
 DIRECTIONS: tuple[str, ...] = ("fwd", "bwd", "fwd_bwd")
@@ -522,12 +522,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     if device.type == "cuda" and "compile" in impls:
         configure_compile(len(cases))
     budget = TimeBudget(args.budget_s)
-    jobs = default_jobs(device.type) if args.jobs is None else args.jobs
-    left = budget.left()  # compiling ahead may take half of what is left
     warm = functools.partial(warm_case, impls=tuple(impls), backend=args.backend,
                              device=args.device)
-    for line in warm_in_parallel(warm, cases, jobs, seconds=None if left is None else left / 2):
-        print(line)
+    warm_ahead(warm, cases, jobs=args.jobs, device_type=device.type, budget=budget)
     out = args.out or default_results_dir(device)
     meta = {**run_metadata(device), "notes": notes, "impls": impls}
 

@@ -21,6 +21,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
+from kernels.time_budget import TimeBudget
+
 Item = TypeVar("Item")
 
 
@@ -67,3 +69,13 @@ def warm_in_parallel(task: Callable[[Item], object], items: Sequence[Item], jobs
     if left:
         lines.append(f"warm-up: {left} of {len(items)} items left to the sweep")
     return lines
+
+
+def warm_ahead(task: Callable[[Item], object], items: Sequence[Item], *, jobs: int | None,
+               device_type: str, budget: TimeBudget) -> None:
+    """:func:`warm_in_parallel` as a sweep runs it: ``jobs`` processes (None:
+    :func:`default_jobs`), at most half of what ``budget`` has left, its report printed."""
+    jobs = default_jobs(device_type) if jobs is None else jobs
+    left = budget.left()
+    for line in warm_in_parallel(task, items, jobs, seconds=None if left is None else left / 2):
+        print(line)
