@@ -26,9 +26,10 @@ budget=${BUDGET_S:-480}
 grace=${GRACE_S:-20}
 jobs=${JOBS:-12}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # A fresh tuning cache: the benchmark then times this run's winners, not an older run's.
-export SHIFTLAB_CACHE_DIR=${SHIFTLAB_CACHE_DIR:-$PWD/$out/cache}
+export SHIFTLAB_CACHE_DIR=${SHIFTLAB_CACHE_DIR:-$out/cache}
 deadline=$(($(date +%s) + budget))
 status=0
 
