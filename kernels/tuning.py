@@ -65,8 +65,9 @@ def thread_elements(op: str, layout: str, filter_size: int) -> int:
     flight, and a thread's registers grow with its share of the tile (and, for blur-pool's
     NCHW forward, whose taps the compiler loads ahead, with the filter size squared). Read off
     ``python -m benchmarks.resource_usage`` (sm_90, Triton 3.6, bf16, 256×64×112×112): at these
-    shares the heuristic's configs use 32–108 registers, spill nothing and keep 16–64 warps
-    resident per SM; the shares they replaced used up to 255 registers with spills, 8 warps.
+    shares the heuristic's configs use 32–108 registers, spill at most 40 bytes and keep 16–64
+    warps resident per SM; the shares they replaced used up to 255 registers with spills of up
+    to 2 KB, 8 warps.
     """
     channels_last = layout == "channels_last"
     if op == "blur_pool_fwd":
