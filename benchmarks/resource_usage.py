@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,11 +29,11 @@ from typing import Any
 
 import pandas as pd
 import torch
-import triton
 from triton.backends.compiler import GPUTarget
 from triton.runtime.driver import driver
 from triton.runtime.jit import JITFunction
 
+from benchmarks.static_cost import cuobjdump
 from kernels import autotune, tuning
 
 # Hopper (sm_90) per SM: registers, warps, blocks, shared memory (bytes); a block also takes
@@ -76,8 +74,7 @@ def compile_only(arch: int, device: str) -> Iterator[list[Any]]:
         launched.append(kernel)
         return kernel
 
-    patches = contextlib.ExitStack()
-    with patches:
+    with contextlib.ExitStack() as patches:
         for owner, name, value in ((JITFunction, "run", compile_run),
                                    (tuning, "interpreting", lambda: False),
                                    (tuning, "device_name", lambda: device)):
@@ -92,12 +89,7 @@ def compile_only(arch: int, device: str) -> Iterator[list[Any]]:
 
 def registers_and_stack(cubin: bytes) -> tuple[int, int]:
     """Registers per thread and stack bytes (spills) of the one kernel in ``cubin``."""
-    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "kernel.cubin"
-        path.write_bytes(cubin)
-        report = subprocess.run([str(tool), "-res-usage", str(path)], capture_output=True,
-                                text=True, check=True).stdout  # fmt: skip
+    report = cuobjdump(cubin, "-res-usage")
     found = re.search(r"REG:(\d+) STACK:(\d+)", report)
     if found is None:
         raise RuntimeError(f"no resource usage in cuobjdump's report: {report[:200]}")

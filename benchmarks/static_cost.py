@@ -78,15 +78,20 @@ def compile_for(
     )
 
 
-def sass_counts(compiled: Any) -> collections.Counter:
-    """Opcode counts of the compiled kernel's SASS (``cuobjdump`` from Triton's wheel)."""
+def cuobjdump(cubin: bytes, option: str) -> str:
+    """What ``cuobjdump <option>`` (from Triton's wheel) prints for ``cubin``."""
     tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
     with tempfile.TemporaryDirectory() as folder:
-        cubin = Path(folder) / "kernel.cubin"
-        cubin.write_bytes(compiled.asm["cubin"])
-        sass = subprocess.run(
-            [str(tool), "-sass", str(cubin)], capture_output=True, text=True, check=True
+        path = Path(folder) / "kernel.cubin"
+        path.write_bytes(cubin)
+        return subprocess.run(
+            [str(tool), option, str(path)], capture_output=True, text=True, check=True
         ).stdout
+
+
+def sass_counts(compiled: Any) -> collections.Counter:
+    """Opcode counts of the compiled kernel's SASS."""
+    sass = cuobjdump(compiled.asm["cubin"], "-sass")
     opcodes = re.findall(r"^\s+/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)", sass, re.M)
     return collections.Counter(op.split(".")[0] for op in opcodes)
 
