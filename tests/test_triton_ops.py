@@ -14,6 +14,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from kernels import BlurPool2d, MaxBlurPool2d, tuning
 from kernels.filters import make_taps
@@ -589,3 +590,31 @@ def test_torch_compile_fullgraph_matches_eager() -> None:
     assert_close(compiled_out, eager_out, torch.float32)
     for param, expected in zip(model.parameters(), eager_grads, strict=True):
         assert_close(param.grad, expected, torch.float32)
+
+
+class _OpsRun(TorchDispatchMode):
+    """Records the name of every op dispatched while it is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("op", ["blur_relu", "max_blur"])
+def test_backward_runs_one_kernel_and_fills_nothing(op: str) -> None:
+    """The mask and code outputs have no gradient: the backward must not get a zero-filled
+    tensor of their size (a memset as large as half the input in MaxBlurPool's case), only
+    the output gradient, and run the backward op alone."""
+    x = make_input((2, 8, 9, 10), torch.float32, "channels_last", seed=18).requires_grad_(True)
+    if op == "max_blur":
+        y = max_blur_pool2d_triton(x, binomial(3), 2, "reflect", 2)
+    else:
+        y = blur_pool2d_triton(x, binomial(3), 2, "reflect", 0, True)
+    grad = torch.randn_like(y)
+    with _OpsRun() as run:
+        torch.autograd.grad(y, x, grad)
+    assert run.names == [f"{op.removesuffix('_relu')}_pool2d_backward"]

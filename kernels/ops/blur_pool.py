@@ -533,10 +533,15 @@ def _setup_context(ctx, inputs, output):
     if relu:
         ctx.save_for_backward(output[1])
     ctx.relu, ctx.save_mask = relu, save_mask
+    # The mask output has no gradient: without this, autograd would fill a tensor of its
+    # size with zeros for every backward.
+    ctx.set_materialize_grads(False)
     ctx.params = (x.shape[2], x.shape[3], keeps_channels_last(x), taps, stride, padding, pad_off)
 
 
 def _backward(ctx, grad, _grad_mask):
+    if grad is None:  # grads are not materialised: nothing flows back
+        return (None,) * 7
     mask = None
     if ctx.relu:
         if not ctx.save_mask:

@@ -506,10 +506,15 @@ def _max_blur_pool2d_backward_fake(grad, codes, taps, stride, padding, max_kerne
 def _setup_context(ctx, inputs, output):
     _, taps, stride, padding, max_kernel, save_codes = inputs
     ctx.save_for_backward(output[1])
+    # The codes have no gradient: without this, autograd would fill a tensor of their size
+    # (half a bf16 input's bytes) with zeros for every backward.
+    ctx.set_materialize_grads(False)
     ctx.params = (taps, stride, padding, max_kernel, save_codes)
 
 
 def _backward(ctx, grad, _grad_codes):
+    if grad is None:  # grads are not materialised: nothing flows back
+        return (None,) * 6
     (codes,) = ctx.saved_tensors
     taps, stride, padding, max_kernel, save_codes = ctx.params
     if not save_codes:
