@@ -56,6 +56,7 @@ _TARGET_TILE = 1024
 _MAX_STAND_IN_DISTANCE = 4.0
 _INTERPRETER_CONFIG = {"BLOCK_H": 4, "BLOCK_W": 8, "BLOCK_C": 4, "num_warps": 1, "num_stages": 1}
 _MAX_WARPS = 8
+_generation = 0  # clear_cache calls so far (lookup_state)
 
 
 def thread_elements(op: str, layout: str, filter_size: int) -> int:
@@ -259,7 +260,10 @@ def read_table(path: Path) -> dict[str, Any] | None:
 
 
 def clear_cache() -> None:
-    """Forget the tables and configs read so far (after writing a table, or in tests)."""
+    """Forget the tables and configs read so far, and the launches planned with them (after
+    writing a table, or in tests)."""
+    global _generation
+    _generation += 1
     _read_table.cache_clear()
     _lookup.cache_clear()
 
@@ -464,9 +468,15 @@ def launch_config(op: str, key: TuningKey) -> dict[str, int]:
     ``num_stages``; memoised per process (per cache folder, so the env var is honoured).
     """
     _check_op(op)
-    paths = _table_paths(os.environ.get(CACHE_DIR_ENV), os.environ.get("XDG_CACHE_HOME"),
-                         device_name())  # fmt: skip
-    return dict(_lookup(op, key, *paths))
+    return dict(_lookup(op, key, *_table_paths(*lookup_state()[1:])))
+
+
+def lookup_state() -> tuple[int, str | None, str | None, str]:
+    """What :func:`launch_config`'s answers depend on besides the key: the tables read so far
+    (a count of :func:`clear_cache` calls), the cache folder's variables and the device.
+    Launches planned from its configs are kept per state (``kernels.ops.common``)."""
+    return (_generation, os.environ.get(CACHE_DIR_ENV), os.environ.get("XDG_CACHE_HOME"),
+            device_name())  # fmt: skip
 
 
 @functools.cache

@@ -308,3 +308,24 @@ def test_resource_usage_compiles_the_launches_a_gpu_would_make(tmp_path):
     assert set(df["op"]) == set(tuning.OPS) and set(df["layout"]) == set(tuning.LAYOUTS)
     assert (df["registers"] <= 128).all() and (df["stack_bytes"] <= 64).all()
     assert (df["resident_warps"] >= 16).all()
+
+
+def test_host_overhead_times_every_op_and_layout_without_a_gpu(tmp_path):
+    """The modules' whole host path per call, launches compiled for Hopper but not run, with
+    PyTorch's own max-pool on a tiny tensor for scale."""
+    import triton
+
+    if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
+        pytest.skip("this Triton build ships no ptxas")
+    csv = tmp_path / "host.csv"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.host_overhead", "--shape", "2x16x12x10", "--dtype",
+         "float32", "--number", "3", "--repeat", "1", "--csv", str(csv)],
+        env=env, check=True, capture_output=True, timeout=600, cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    df = pd.read_csv(csv)
+    assert len(df) == 3 * 2 + 1
+    assert {"blur_pool", "blur_pool_relu", "max_blur_pool"} < set(df["op"])
+    times = df[["inference_us", "forward_us", "backward_us"]]
+    assert (times > 0).all().all() and (times < 1e6).all().all()

@@ -393,7 +393,16 @@ def test_plain_interval_is_a_plain_transposed_filter(padding: str) -> None:
             assert last - first >= size - 2 * len(taps)
 
 
-def test_64_bit_offsets_give_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def fresh_plans():
+    """Launches planned before a test (which may patch what planning reads) are forgotten
+    before and after it."""
+    tuning.clear_cache()
+    yield
+    tuning.clear_cache()
+
+
+def test_64_bit_offsets_give_the_same_result(monkeypatch: pytest.MonkeyPatch, fresh_plans) -> None:
     """The int64 indexing path (taken for tensors of >= 2**31 elements) on a small tensor."""
     monkeypatch.setattr(blur_pool, "needs_int64", lambda *tensors: True)
     monkeypatch.setattr(max_blur_pool, "needs_int64", lambda *tensors: True)
@@ -593,28 +602,69 @@ def test_torch_compile_fullgraph_matches_eager() -> None:
 
 
 class _OpsRun(TorchDispatchMode):
-    """Records the name of every op dispatched while it is active."""
+    """Records the name of every op dispatched while it is active, but for those the kernel
+    launches run (the interpreter's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         super().__init__()
         self.names: list[str] = []
+        self.launching = False
+        launch = common.Launch.__call__
+
+        def unrecorded(this, *tensors):
+            self.launching = True
+            launch(this, *tensors)
+            self.launching = False
+
+        monkeypatch.setattr(common.Launch, "__call__", unrecorded)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(func.overloadpacket.__name__)
+        if not self.launching:
+            self.names.append(func.overloadpacket.__name__)
         return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize("op", ["blur_relu", "max_blur"])
-def test_backward_runs_one_kernel_and_fills_nothing(op: str) -> None:
+def test_backward_allocates_its_gradient_and_fills_nothing(
+    monkeypatch: pytest.MonkeyPatch, op: str
+) -> None:
     """The mask and code outputs have no gradient: the backward must not get a zero-filled
-    tensor of their size (a memset as large as half the input in MaxBlurPool's case), only
-    the output gradient, and run the backward op alone."""
+    tensor of their size (a memset as large as half the input in MaxBlurPool's case). Besides
+    its kernel it allocates the input gradient, and nothing else."""
     x = make_input((2, 8, 9, 10), torch.float32, "channels_last", seed=18).requires_grad_(True)
     if op == "max_blur":
         y = max_blur_pool2d_triton(x, binomial(3), 2, "reflect", 2)
     else:
         y = blur_pool2d_triton(x, binomial(3), 2, "reflect", 0, True)
     grad = torch.randn_like(y)
-    with _OpsRun() as run:
+    torch.autograd.grad(y, x, grad, retain_graph=True)  # plans the launch (builds its tables)
+    with _OpsRun(monkeypatch) as run:
         torch.autograd.grad(y, x, grad)
-    assert run.names == [f"{op.removesuffix('_relu')}_pool2d_backward"]
+    assert run.names == ["empty"]
+
+
+def test_launches_are_planned_once_per_layout_options_and_tuning_state(
+    monkeypatch: pytest.MonkeyPatch, fresh_plans
+) -> None:
+    """Planning a launch costs more host time than the launch: a plan is replayed for the
+    same shapes, strides, dtype and options, and made anew when any of them or the tuning
+    state changes, each plan giving the reference's result."""
+    plans: list[tuple[int, ...]] = []
+    launches = blur_pool._forward_launch
+    monkeypatch.setattr(launches, "plan", lambda *a: plans.append(a[0].stride()) or
+                        launches.__wrapped__(*a))  # fmt: skip
+    x = make_input((2, 8, 9, 10), torch.float32, "nchw", seed=19)
+    calls = [
+        (x, binomial(3)),
+        (x, binomial(3)),  # replayed
+        (x.contiguous(memory_format=torch.channels_last), binomial(3)),  # other strides
+        (x, binomial(5)),  # other options
+    ]
+    for inputs, taps in calls:
+        out = blur_pool2d_forward(inputs, taps, 2, "reflect", 0, False)
+        expected = blur_pool2d_reference(inputs, taps_tensor(taps), 2, "reflect", 0, False)
+        assert_close(out, expected, torch.float32)
+    assert len(plans) == 3 and plans[1] != plans[0]
+    tuning.clear_cache()  # a table written: the configs may have changed
+    blur_pool2d_forward(x, binomial(3), 2, "reflect", 0, False)
+    assert len(plans) == 4

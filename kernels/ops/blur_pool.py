@@ -17,16 +17,17 @@ import triton.language as tl
 
 from kernels.ops.common import (
     PADDING_CODES,
+    MemoisedLaunch,
     accumulator_dtype,
     accumulator_torch_dtype,
     as_index,
+    eager_autograd,
     element_offsets,
     empty_output,
     folds_once,
     gradient_buffer,
     gradient_tables,
     keeps_channels_last,
-    launch_tiled,
     needs_int64,
     output_buffer,
     padded_source,
@@ -40,6 +41,7 @@ from kernels.ops.common import (
     tile_offsets,
     tile_origin,
     tile_width,
+    tiled_launch,
     transposed_blur,
 )
 from kernels.padding import pad_sizes
@@ -383,36 +385,41 @@ def blur_pool2d_forward(
     """
     if mask is not None and not relu:
         raise ValueError("mask: only the fused ReLU saves one; pass relu=True or no mask")
-    c, h, w = x.shape[1:]
-    shape = pooled_shape(tuple(x.shape), stride, pad_off)
-    y = output_buffer(out, x, shape)
+    y = output_buffer(out, x, pooled_shape(tuple(x.shape), stride, pad_off))
     if y.numel() == 0:
         return y
-    k = len(taps)
     stored = y if mask is None else mask  # never written when no mask is saved
+    _forward_launch((x, y, stored), taps, stride, padding, pad_off, relu, mask is not None,
+                    config)  # fmt: skip
+    return y
+
+
+@MemoisedLaunch
+def _forward_launch(x, y, stored, taps, stride, padding, pad_off, relu, save_mask, config):
+    """The forward's :class:`Launch` for these tensors' layouts and these options."""
+    c, h, w = x.shape[1:]
+    k = len(taps)
     pack_c = keeps_channels_last(x)
     launch = resolve_config("blur_pool_fwd", x, k, stride, config, relu=relu)
-    if mask is not None:
+    if save_mask:
         launch = _owning_whole_bytes(launch, pack_c)
-    launch_tiled(
+    return tiled_launch(
         _blur_pool_fwd_kernel,
         launch,
-        y,
-        x, y, stored, taps_tensor(taps, x.device, accumulator_torch_dtype(x)),
-        c, h, w, shape[2], shape[3], pad_sizes(k, pad_off)[0], *x.stride(), *y.stride(),
-        *stored.stride(),
+        y.shape,
+        taps_tensor(taps, x.device, accumulator_torch_dtype(x)), c, h, w, y.shape[2],
+        y.shape[3], pad_sizes(k, pad_off)[0], *x.stride(), *y.stride(), *stored.stride(),
         TAPS=k,
         STRIDE=stride,
         PADDING=PADDING_CODES[padding],
         FOLD_ONCE=folds_once((h, w), k - 1 + pad_off),
         RELU=relu,
-        SAVE_MASK=mask is not None,
+        SAVE_MASK=save_mask,
         MASK_W=pow2_bucket(stride * launch["BLOCK_W"]),
         PACK_C=pack_c,
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(x, y, stored),
     )  # fmt: skip
-    return y
 
 
 def blur_pool2d_backward(
@@ -436,6 +443,15 @@ def blur_pool2d_backward(
     dx = gradient_buffer(grad, (*grad.shape[:2], *size), channels_last, out)
     if dx.numel() == 0:
         return dx
+    read = dx if mask is None else mask  # never read without the ReLU
+    _backward_launch((grad, read, dx), taps, stride, padding, pad_off, mask is not None,
+                     channels_last, config)  # fmt: skip
+    return dx
+
+
+@MemoisedLaunch
+def _backward_launch(grad, read, dx, taps, stride, padding, pad_off, relu, channels_last, config):
+    """The backward's :class:`Launch` for these tensors' layouts and these options."""
     c, h, w = dx.shape[1:]
     k = len(taps)
     before = pad_sizes(k, pad_off)[0]
@@ -443,19 +459,17 @@ def blur_pool2d_backward(
     cols = gradient_tables(w, taps, stride, pad_off, padding, dx.device)
     plain_h = plain_interval(h, k, stride, pad_off, padding)
     plain_w = plain_interval(w, k, stride, pad_off, padding)
-    relu = mask is not None
     launch = resolve_config("blur_pool_bwd", dx, k, stride, config, relu=relu)
     # A program covers about the config's tile: ``stride``² phase tiles, each a ``stride``-th
     # of it along each axis.
     phase_h, phase_w = (pow2_bucket(triton.cdiv(launch[f], stride)) for f in ("BLOCK_H", "BLOCK_W"))
-    read = dx if mask is None else mask  # never read without the ReLU
-    launch_tiled(
+    return tiled_launch(
         _blur_pool_bwd_kernel,
         launch,
-        dx,
-        grad, read, dx, taps_tensor(taps, dx.device, accumulator_torch_dtype(dx)), rows.src,
-        rows.wt, cols.src, cols.wt, rows.count, cols.count, before, *plain_h, *plain_w, c, h, w,
-        *grad.stride(), *read.stride(), *dx.stride(),
+        dx.shape,
+        taps_tensor(taps, dx.device, accumulator_torch_dtype(dx)), rows.src, rows.wt, cols.src,
+        cols.wt, rows.count, cols.count, before, *plain_h, *plain_w, c, h, w, *grad.stride(),
+        *read.stride(), *dx.stride(),
         tile=(stride * phase_h, stride * phase_w),
         TAPS=k,
         STRIDE=stride,
@@ -466,14 +480,12 @@ def blur_pool2d_backward(
         BLOCK_H=phase_h,
         BLOCK_W=phase_w,
     )  # fmt: skip
-    return dx
 
 
 # ----------------------------------------------------------------------------- custom ops
 
 
-@torch.library.custom_op("shiftlab::blur_pool2d", mutates_args=())
-def blur_pool2d_op(
+def _pooled(
     x: torch.Tensor,
     taps: list[float],
     stride: int,
@@ -490,6 +502,9 @@ def blur_pool2d_op(
     return y, mask
 
 
+blur_pool2d_op = torch.library.custom_op("shiftlab::blur_pool2d", _pooled, mutates_args=())
+
+
 def _mask_output(x: torch.Tensor, relu: bool, save_mask: bool) -> torch.Tensor:
     """The op's mask output: a buffer for it, or an empty tensor when none is saved."""
     if save_mask and not relu:
@@ -503,8 +518,7 @@ def _blur_pool2d_fake(x, taps, stride, padding, pad_off, relu, save_mask):
     return y, _mask_output(x, relu, save_mask)
 
 
-@torch.library.custom_op("shiftlab::blur_pool2d_backward", mutates_args=())
-def blur_pool2d_backward_op(
+def _input_gradient(
     grad: torch.Tensor,
     mask: torch.Tensor | None,
     height: int,
@@ -519,6 +533,11 @@ def blur_pool2d_backward_op(
     ``width``), through the ReLU when its ``mask`` is given."""
     return blur_pool2d_backward(grad, (height, width), tuple(taps), stride, padding, pad_off,
                                 mask=mask, channels_last=channels_last)  # fmt: skip
+
+
+blur_pool2d_backward_op = torch.library.custom_op(
+    "shiftlab::blur_pool2d_backward", _input_gradient, mutates_args=()
+)
 
 
 @blur_pool2d_backward_op.register_fake
@@ -537,6 +556,7 @@ def _setup_context(ctx, inputs, output):
     # size with zeros for every backward.
     ctx.set_materialize_grads(False)
     ctx.params = (x.shape[2], x.shape[3], keeps_channels_last(x), taps, stride, padding, pad_off)
+    ctx.input_gradient = torch.ops.shiftlab.blur_pool2d_backward
 
 
 def _backward(ctx, grad, _grad_mask):
@@ -551,11 +571,13 @@ def _backward(ctx, grad, _grad_mask):
                 "is needed)"
             )
         (mask,) = ctx.saved_tensors
-    dx = torch.ops.shiftlab.blur_pool2d_backward(grad, mask, *ctx.params)
+    dx = ctx.input_gradient(grad, mask, *ctx.params)
     return dx, None, None, None, None, None, None
 
 
 blur_pool2d_op.register_autograd(_backward, setup_context=_setup_context)
+_BlurPool2dEager = eager_autograd(_pooled, _setup_context, _backward,
+                                  _input_gradient)  # fmt: skip
 
 
 def blur_pool2d_triton(
@@ -569,6 +591,6 @@ def blur_pool2d_triton(
     """The Triton path of ``kernels.blur_pool2d``; arguments arrive validated. The ReLU mask
     is written only when a gradient will be asked for."""
     save_mask = relu and torch.is_grad_enabled() and x.requires_grad
-    y, _ = torch.ops.shiftlab.blur_pool2d(x, list(taps), stride, padding, pad_off, relu,
-                                          save_mask)  # fmt: skip
+    op = torch.ops.shiftlab.blur_pool2d if torch.compiler.is_compiling() else _BlurPool2dEager.apply
+    y, _ = op(x, list(taps), stride, padding, pad_off, relu, save_mask)
     return y

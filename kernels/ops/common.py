@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -27,7 +28,7 @@ import triton
 import triton.language as tl
 
 from kernels.padding import pad_index, pad_sizes
-from kernels.tuning import check_config, launch_config, tuning_key
+from kernels.tuning import check_config, launch_config, lookup_state, tuning_key
 
 INT32_LIMIT = 2**31
 # The padding mode as the forward kernel's constexpr (spec §2's four modes).
@@ -238,38 +239,102 @@ def resolve_config(
     return launch_config(op, key)
 
 
-def launch_tiled(
+class Launch(NamedTuple):
+    """A kernel launch with all but its per-call tensors decided: ``kernel[grid](*tensors,
+    *args, **options)``. ``args`` may hold tensors made once per filter or map size (taps,
+    gather tables), never the call's own."""
+
+    kernel: Any
+    grid: tuple[int]
+    args: tuple[Any, ...]
+    options: dict[str, Any]
+
+    def __call__(self, *tensors: torch.Tensor) -> None:
+        if self.grid[0]:
+            self.kernel[self.grid](*tensors, *self.args, **self.options)
+
+
+def tiled_launch(
     kernel: Any,
     config: dict[str, int],
-    out: torch.Tensor,
+    out_shape: tuple[int, ...],
     *args: Any,
     tile: tuple[int, int] | None = None,
     **constexprs: Any,
-) -> None:
-    """Launch ``kernel`` over tiles of ``out`` (N, C, H, W): one program per channel block of
-    one image and one spatial tile, on a 1-D grid (no 65 535 limit on any axis).
+) -> Launch:
+    """The launch of ``kernel`` over tiles of an output of ``out_shape`` (N, C, H, W): one
+    program per channel block of one image and one spatial tile, on a 1-D grid (no 65 535
+    limit on any axis).
 
-    A tile is ``tile`` (rows, columns) of ``out``, by default the config's
-    ``BLOCK_H`` × ``BLOCK_W``. ``args`` are the kernel's leading arguments; the tile counts are
+    A tile is ``tile`` (rows, columns) of the output, by default the config's
+    ``BLOCK_H`` × ``BLOCK_W``. ``args`` follow the call's tensors; the tile counts are
     appended, then the config's block sizes and ``constexprs`` (which may replace them).
     """
-    n, c, h, w = out.shape
-    if out.numel() == 0:
-        return
+    n, c, h, w = out_shape
     rows, cols = tile or (config["BLOCK_H"], config["BLOCK_W"])
     c_blocks = triton.cdiv(c, config["BLOCK_C"])
     tiles_w = triton.cdiv(w, cols)
     tiles = triton.cdiv(h, rows) * tiles_w
-    blocks = {name: config[name] for name in ("BLOCK_C", "BLOCK_H", "BLOCK_W")}
-    kernel[(n * c_blocks * tiles,)](
-        *args,
-        c_blocks,
-        tiles_w,
-        tiles,
-        num_warps=config["num_warps"],
-        num_stages=config["num_stages"],
-        **{**blocks, **constexprs},
-    )
+    options = {name: config[name] for name in ("BLOCK_C", "BLOCK_H", "BLOCK_W", "num_warps",
+                                               "num_stages")}  # fmt: skip
+    return Launch(kernel, (n * c_blocks * tiles,), (*args, c_blocks, tiles_w, tiles),
+                  {**options, **constexprs})  # fmt: skip
+
+
+class MemoisedLaunch:
+    """Plans a launch once per layout and option set, then replays it.
+
+    Wraps ``plan(*tensors, *options) -> Launch``, which may read only the tensors' shapes,
+    strides, dtype and device. Planning (the tuned config, tile counts, constexprs, 64-bit
+    checks) costs more host time than the launch itself, and small maps are launch-bound, so
+    each plan is kept per (shapes, strides, dtype, device, options, tuning state): a table
+    written or cleared (``tuning.clear_cache``), another cache folder or device plans anew.
+    """
+
+    MAX_PLANS = 4096
+
+    def __init__(self, plan: Callable[..., Launch]) -> None:
+        self.plan = plan
+        self.plans: dict[tuple, Launch] = {}
+        functools.update_wrapper(self, plan)
+
+    def __call__(self, tensors: tuple[torch.Tensor, ...], *options: Any) -> None:
+        """Launch on ``tensors`` (the kernel's leading arguments) with ``options``."""
+        key = (
+            lookup_state(),
+            *((t.shape, t.stride(), t.dtype, t.device) for t in tensors),
+            *(tuple(o.items()) if isinstance(o, dict) else o for o in options),
+        )
+        launch = self.plans.get(key)
+        if launch is None:
+            if len(self.plans) >= self.MAX_PLANS:
+                self.plans.clear()
+            launch = self.plans[key] = self.plan(*tensors, *options)
+        launch(*tensors)
+
+
+def eager_autograd(
+    forward: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    setup_context: Callable[..., None],
+    backward: Callable[..., tuple],
+    input_gradient: Callable[..., torch.Tensor],
+) -> type[torch.autograd.Function]:
+    """An ``autograd.Function`` running a custom op's implementation (``forward``), its
+    ``setup_context`` and ``backward`` without the dispatcher, for eager calls: the custom op's
+    dispatch and autograd wrappers cost about as much host time as the launches themselves,
+    which small maps feel. ``torch.compile`` traces the custom op instead. The forward's second
+    output (what the backward keeps) has no gradient; ``backward`` gets the input gradient's
+    launcher as ``ctx.input_gradient`` (the backward custom op when traced)."""
+
+    def run(ctx, *inputs):
+        output = forward(*inputs)
+        setup_context(ctx, inputs, output)
+        ctx.input_gradient = input_gradient
+        ctx.mark_non_differentiable(output[1])
+        return output
+
+    methods = {"forward": staticmethod(run), "backward": staticmethod(backward)}
+    return type(f"Eager_{forward.__name__}", (torch.autograd.Function,), methods)
 
 
 # ----------------------------------------------------------------------------- Triton helpers

@@ -20,8 +20,10 @@ import triton.language as tl
 
 from kernels.ops.common import (
     PADDING_CODES,
+    MemoisedLaunch,
     accumulator_dtype,
     accumulator_torch_dtype,
+    eager_autograd,
     element_offsets,
     empty_output,
     folds_once,
@@ -29,7 +31,6 @@ from kernels.ops.common import (
     gradient_tables,
     interleaved_transposed_blur,
     keeps_channels_last,
-    launch_tiled,
     needs_int64,
     output_buffer,
     padded_source,
@@ -43,6 +44,7 @@ from kernels.ops.common import (
     tile_offsets,
     tile_origin,
     tile_width,
+    tiled_launch,
 )
 from kernels.options import MAX_CODED_KERNEL
 from kernels.padding import pad_sizes
@@ -353,10 +355,9 @@ def max_blur_pool2d_forward(
     (:func:`max_codes_buffer`) also receives where each window's max lies, which the backward
     needs.
     """
-    c, h, w = x.shape[1:]
     shape = pooled_shape(tuple(x.shape), stride, 0, max_kernel)
     y = output_buffer(out, x, shape)
-    map_shape = (*x.shape[:2], h - max_kernel + 1, w - max_kernel + 1)
+    map_shape = (*x.shape[:2], x.shape[2] - max_kernel + 1, x.shape[3] - max_kernel + 1)
     if codes is not None and max_kernel > MAX_CODED_KERNEL:
         raise ValueError(
             f"max_kernel={max_kernel}: the fused backward's argmax codes are one byte, so it "
@@ -369,27 +370,36 @@ def max_blur_pool2d_forward(
         )
     if y.numel() == 0:
         return y
+    stored = y if codes is None else codes  # y stands in when no codes are written
+    _forward_launch((x, y, stored), taps, stride, padding, max_kernel, codes is not None,
+                    config)  # fmt: skip
+    return y
+
+
+@MemoisedLaunch
+def _forward_launch(x, y, stored, taps, stride, padding, max_kernel, save_codes, config):
+    """The forward's :class:`Launch` for these tensors' layouts and these options."""
+    c, h, w = x.shape[1:]
     k = len(taps)
     launch = resolve_config("max_blur_pool_fwd", x, k, stride, config, max_kernel=max_kernel)
     span_h, span_w = (max(launch[f], pow2_bucket(k)) for f in ("BLOCK_H", "BLOCK_W"))
     rows, cols = ((span - k) // stride + 1 for span in (span_h, span_w))
     map_h, map_w = h - max_kernel + 1, w - max_kernel + 1
-    stored = y if codes is None else codes  # y stands in when no codes are written
-    launch_tiled(
+    return tiled_launch(
         _max_blur_pool_fwd_kernel,
         launch,
-        y,
-        x, y, stored, taps_tensor(taps, x.device, accumulator_torch_dtype(x)), c, map_h, map_w,
-        shape[2], shape[3], pad_sizes(k, 0)[0], *x.stride(), *y.stride(), *stored.stride(),
+        y.shape,
+        taps_tensor(taps, x.device, accumulator_torch_dtype(x)), c, map_h, map_w, y.shape[2],
+        y.shape[3], pad_sizes(k, 0)[0], *x.stride(), *y.stride(), *stored.stride(),
         tile=(rows, cols),
         TAPS=k,
         STRIDE=stride,
         PADDING=PADDING_CODES[padding],
         FOLD_ONCE=folds_once((map_h, map_w), k - 1),
         MAX_KERNEL=max_kernel,
-        SAVE_CODES=codes is not None,
+        SAVE_CODES=save_codes,
         ACC_DTYPE=accumulator_dtype(x),
-        INDEX_64=needs_int64(x, y) or (codes is not None and needs_int64(codes)),
+        INDEX_64=needs_int64(x, y, stored),
         SPAN_H=span_h,
         SPAN_W=span_w,
         ROWS=rows,
@@ -397,7 +407,6 @@ def max_blur_pool2d_forward(
         BLOCK_H=pow2_bucket(rows),
         BLOCK_W=pow2_bucket(cols),
     )  # fmt: skip
-    return y
 
 
 def max_blur_pool2d_backward(
@@ -421,9 +430,16 @@ def max_blur_pool2d_backward(
     input gradient whose windows all lie in that span.
     """
     dx = input_gradient_buffer(grad, codes, max_kernel, out)
-    _, c, h, w = dx.shape
     if dx.numel() == 0:
         return dx
+    _backward_launch((grad, codes, dx), taps, stride, padding, max_kernel, config)
+    return dx
+
+
+@MemoisedLaunch
+def _backward_launch(grad, codes, dx, taps, stride, padding, max_kernel, config):
+    """The backward's :class:`Launch` for these tensors' layouts and these options."""
+    _, c, h, w = dx.shape
     k = len(taps)
     map_h, map_w = codes.shape[2:]
     rows = gradient_tables(map_h, taps, stride, 0, padding, dx.device)
@@ -433,13 +449,13 @@ def max_blur_pool2d_backward(
     launch = resolve_config("max_blur_pool_bwd", dx, k, stride, config, max_kernel=max_kernel)
     span_h, span_w = (max(launch[f], pow2_bucket(max_kernel)) for f in ("BLOCK_H", "BLOCK_W"))
     tile = (span_h - max_kernel + 1, span_w - max_kernel + 1)
-    launch_tiled(
+    return tiled_launch(
         _max_blur_pool_bwd_kernel,
         launch,
-        dx,
-        grad, codes, dx, taps_tensor(taps, dx.device, accumulator_torch_dtype(dx)), rows.src,
-        rows.wt, cols.src, cols.wt, rows.count, cols.count, pad_sizes(k, 0)[0], *plain_h,
-        *plain_w, c, h, w, *grad.stride(), *codes.stride(), *dx.stride(),
+        dx.shape,
+        taps_tensor(taps, dx.device, accumulator_torch_dtype(dx)), rows.src, rows.wt, cols.src,
+        cols.wt, rows.count, cols.count, pad_sizes(k, 0)[0], *plain_h, *plain_w, c, h, w,
+        *grad.stride(), *codes.stride(), *dx.stride(),
         tile=tile,
         TAPS=k,
         STRIDE=stride,
@@ -451,14 +467,12 @@ def max_blur_pool2d_backward(
         ROWS=tile[0],
         COLS=tile[1],
     )  # fmt: skip
-    return dx
 
 
 # ----------------------------------------------------------------------------- custom ops
 
 
-@torch.library.custom_op("shiftlab::max_blur_pool2d", mutates_args=())
-def max_blur_pool2d_op(
+def _pooled(
     x: torch.Tensor,
     taps: list[float],
     stride: int,
@@ -474,6 +488,9 @@ def max_blur_pool2d_op(
     return y, codes
 
 
+max_blur_pool2d_op = torch.library.custom_op("shiftlab::max_blur_pool2d", _pooled, mutates_args=())
+
+
 def _codes_output(x: torch.Tensor, max_kernel: int, save_codes: bool) -> torch.Tensor:
     """The op's codes output: a buffer for them, or an empty tensor when none are saved."""
     return max_codes_buffer(x, max_kernel) if save_codes else x.new_empty(0, dtype=torch.uint8)
@@ -485,8 +502,7 @@ def _max_blur_pool2d_fake(x, taps, stride, padding, max_kernel, save_codes):
     return y, _codes_output(x, max_kernel, save_codes)
 
 
-@torch.library.custom_op("shiftlab::max_blur_pool2d_backward", mutates_args=())
-def max_blur_pool2d_backward_op(
+def _input_gradient(
     grad: torch.Tensor,
     codes: torch.Tensor,
     taps: list[float],
@@ -496,6 +512,11 @@ def max_blur_pool2d_backward_op(
 ) -> torch.Tensor:
     """Gradient of ``shiftlab::max_blur_pool2d`` with respect to its input."""
     return max_blur_pool2d_backward(grad, codes, tuple(taps), stride, padding, max_kernel)
+
+
+max_blur_pool2d_backward_op = torch.library.custom_op(
+    "shiftlab::max_blur_pool2d_backward", _input_gradient, mutates_args=()
+)
 
 
 @max_blur_pool2d_backward_op.register_fake
@@ -510,6 +531,7 @@ def _setup_context(ctx, inputs, output):
     # (half a bf16 input's bytes) with zeros for every backward.
     ctx.set_materialize_grads(False)
     ctx.params = (taps, stride, padding, max_kernel, save_codes)
+    ctx.input_gradient = torch.ops.shiftlab.max_blur_pool2d_backward
 
 
 def _backward(ctx, grad, _grad_codes):
@@ -522,12 +544,12 @@ def _backward(ctx, grad, _grad_codes):
             "shiftlab::max_blur_pool2d: backward through a call with save_codes=False; "
             "call it with save_codes=True (max_blur_pool2d_triton does when grad is needed)"
         )
-    dx = torch.ops.shiftlab.max_blur_pool2d_backward(grad, codes, taps, stride, padding,
-                                                     max_kernel)  # fmt: skip
+    dx = ctx.input_gradient(grad, codes, taps, stride, padding, max_kernel)
     return dx, None, None, None, None, None
 
 
 max_blur_pool2d_op.register_autograd(_backward, setup_context=_setup_context)
+_MaxBlurPool2dEager = eager_autograd(_pooled, _setup_context, _backward, _input_gradient)
 
 
 def max_blur_pool2d_triton(
@@ -540,6 +562,7 @@ def max_blur_pool2d_triton(
     """The Triton path of ``kernels.max_blur_pool2d``; arguments arrive validated. The argmax
     codes are written only when a gradient will be asked for."""
     save_codes = torch.is_grad_enabled() and x.requires_grad
-    y, _ = torch.ops.shiftlab.max_blur_pool2d(x, list(taps), stride, padding, max_kernel,
-                                              save_codes)  # fmt: skip
+    op = (torch.ops.shiftlab.max_blur_pool2d if torch.compiler.is_compiling()
+          else _MaxBlurPool2dEager.apply)  # fmt: skip
+    y, _ = op(x, list(taps), stride, padding, max_kernel, save_codes)
     return y

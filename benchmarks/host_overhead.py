@@ -1,0 +1,111 @@
+"""Host time per call of the fused ops, with no GPU: ``python -m benchmarks.host_overhead``.
+
+A GPU blur-pools a CIFAR-sized activation in a few microseconds; when the host takes longer
+to issue the launch, the op is host-bound and the kernel's speed does not show. This tool
+calls the public modules (``BlurPool2d``, with the fused ReLU, ``MaxBlurPool2d``;
+``backend="triton"``) on CPU tensors inside :func:`benchmarks.resource_usage.compile_only`:
+each call takes the whole Python path (argument checks, autograd, the launch plan) and
+Triton's launch path (argument binding, specialisation, kernel cache) and stops where the
+driver would launch; the launch itself (a few microseconds on CUDA) is not counted, while
+allocating the outputs in CPU memory is (some 10 µs for a 32 MB buffer, which a CUDA caching
+allocator hands out faster). For scale it times ``max_pool2d`` on a 1 × C × 2 × 2 CPU tensor
+the same way: PyTorch's own dispatcher and autograd around a negligible kernel.
+
+Times are the fastest of ``--repeat`` rounds of ``--number`` calls (the least disturbed by
+other work on the machine), in microseconds per call, for inference (no grad), the training
+forward and the backward (``torch.autograd.grad`` on a retained graph). Same Triton set-up
+as resource_usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import timeit
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from benchmarks.resource_usage import compile_only
+from kernels import BlurPool2d, MaxBlurPool2d
+from kernels.bench import parse_shape
+
+OPS = ("blur_pool", "blur_pool_relu", "max_blur_pool")
+LAYOUTS = ("nchw", "channels_last")
+
+
+def fastest_us(call: Callable[[], object], number: int, repeat: int) -> float:
+    """Microseconds per call of the fastest of ``repeat`` rounds of ``number`` calls."""
+    call()  # compiles on the first call
+    return min(timeit.repeat(call, number=number, repeat=repeat)) / number * 1e6
+
+
+def phases(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, number: int,
+           repeat: int) -> dict[str, float]:
+    """Host µs of ``module`` on ``x``: inference, training forward, backward (on a retained
+    graph, as ``kernels.bench`` times it)."""
+    def infer() -> None:
+        with torch.no_grad():
+            module(x)
+
+    def backward() -> None:
+        torch.autograd.grad(y, x, grad, retain_graph=True)
+
+    y = module(x)
+    grad = torch.ones_like(y)
+    return {"inference_us": fastest_us(infer, number, repeat),
+            "forward_us": fastest_us(lambda: module(x), number, repeat),
+            "backward_us": fastest_us(backward, number, repeat)}  # fmt: skip
+
+
+def fused_module(op: str, channels: int, filter_size: int) -> torch.nn.Module:
+    if op == "max_blur_pool":
+        return MaxBlurPool2d(channels, filter_size, backend="triton")
+    return BlurPool2d(channels, filter_size, relu=op == "blur_pool_relu", backend="triton")
+
+
+def measure(shape: tuple[int, ...], dtype: torch.dtype, filter_size: int, *, arch: int,
+            device: str, number: int, repeat: int) -> pd.DataFrame:
+    """One row per op and layout, and one for ``max_pool2d`` on a tiny tensor."""
+    rows = []
+    with compile_only(arch, device):
+        for op in OPS:
+            for layout in LAYOUTS:
+                fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+                x = torch.randn(shape).to(dtype=dtype, memory_format=fmt).requires_grad_(True)
+                module = fused_module(op, shape[1], filter_size)
+                rows.append({"op": op, "layout": layout,
+                             **phases(module, x, number, repeat)})  # fmt: skip
+    x = torch.randn((1, shape[1], 2, 2), dtype=dtype, requires_grad=True)
+    rows.append({"op": "max_pool2d (1xCx2x2)", "layout": "nchw",
+                 **phases(lambda t: F.max_pool2d(t, 2, 2), x, number, repeat)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.host_overhead",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", type=parse_shape, default=(256, 64, 32, 32))
+    parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
+                        default="bfloat16")
+    parser.add_argument("--filter", type=int, default=3, help="filter size")
+    parser.add_argument("--number", type=int, default=200, help="calls per round")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds; the fastest counts")
+    parser.add_argument("--arch", type=int, default=90, help="compute capability to compile for")
+    parser.add_argument("--device", default="NVIDIA H100 80GB HBM3",
+                        help="the GPU whose launch configs to use")
+    parser.add_argument("--csv", type=Path, help="also write the table here")
+    args = parser.parse_args(argv)
+    df = measure(args.shape, getattr(torch, args.dtype), args.filter, arch=args.arch,
+                 device=args.device, number=args.number, repeat=args.repeat)  # fmt: skip
+    if args.csv is not None:
+        df.to_csv(args.csv, index=False)
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    return df
+
+
+if __name__ == "__main__":
+    main()
