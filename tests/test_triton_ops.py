@@ -14,6 +14,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from kernels import BlurPool2d, MaxBlurPool2d, tuning
@@ -599,6 +600,25 @@ def test_torch_compile_fullgraph_matches_eager() -> None:
     assert_close(compiled_out, eager_out, torch.float32)
     for param, expected in zip(model.parameters(), eager_grads, strict=True):
         assert_close(param.grad, expected, torch.float32)
+
+
+def test_traced_calls_take_the_custom_ops_and_eager_calls_do_not() -> None:
+    """Tracers record the custom ops (a graph node, a fake implementation); eager calls skip
+    the dispatcher's wrappers through an autograd.Function, with the same values."""
+    x = make_input((1, 4, 8, 7), torch.float32, "nchw", seed=20)
+
+    def both(t: torch.Tensor) -> torch.Tensor:
+        return max_blur_pool2d_triton(blur_pool2d_triton(t, binomial(3), 1, "reflect", 0, True),
+                                      binomial(2), 2, "zeros", 2)  # fmt: skip
+
+    nodes = str(torch.jit.trace(both, x).graph)
+    assert "shiftlab::blur_pool2d" in nodes and "shiftlab::max_blur_pool2d" in nodes
+    traced = make_fx(both)(x)
+    targets = {str(node.target) for node in traced.graph.nodes}
+    assert {"shiftlab.blur_pool2d.default", "shiftlab.max_blur_pool2d.default"} <= targets
+    eager = both(x.requires_grad_(True))
+    assert "Eager" in type(eager.grad_fn).__name__
+    torch.testing.assert_close(traced(x), eager, rtol=0, atol=0)
 
 
 class _OpsRun(TorchDispatchMode):

@@ -42,6 +42,7 @@ from kernels.ops.common import (
     tile_origin,
     tile_width,
     tiled_launch,
+    traced,
     transposed_blur,
 )
 from kernels.padding import pad_sizes
@@ -591,6 +592,6 @@ def blur_pool2d_triton(
     """The Triton path of ``kernels.blur_pool2d``; arguments arrive validated. The ReLU mask
     is written only when a gradient will be asked for."""
     save_mask = relu and torch.is_grad_enabled() and x.requires_grad
-    op = torch.ops.shiftlab.blur_pool2d if torch.compiler.is_compiling() else _BlurPool2dEager.apply
+    op = torch.ops.shiftlab.blur_pool2d if traced() else _BlurPool2dEager.apply
     y, _ = op(x, list(taps), stride, padding, pad_off, relu, save_mask)
     return y

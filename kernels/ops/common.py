@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import torch
 import triton
 import triton.language as tl
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from kernels.padding import pad_index, pad_sizes
 from kernels.tuning import check_config, launch_config, lookup_state, tuning_key
@@ -313,6 +314,15 @@ class MemoisedLaunch:
         launch(*tensors)
 
 
+def traced() -> bool:
+    """Whether this call is being traced or captured (``torch.compile``, ``torch.export``,
+    ``torch.jit.trace``, ``make_fx``, a fake or other dispatch mode): the custom ops must run
+    then, for their graph node and fake implementation; :func:`eager_autograd`'s path
+    otherwise."""
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or _get_current_dispatch_mode() is not None)  # fmt: skip
+
+
 def eager_autograd(
     forward: Callable[..., tuple[torch.Tensor, torch.Tensor]],
     setup_context: Callable[..., None],
@@ -324,7 +334,7 @@ def eager_autograd(
     dispatch and autograd wrappers cost about as much host time as the launches themselves,
     which small maps feel. ``torch.compile`` traces the custom op instead. The forward's second
     output (what the backward keeps) has no gradient; ``backward`` gets the input gradient's
-    launcher as ``ctx.input_gradient`` (the backward custom op when traced)."""
+    launcher as ``ctx.input_gradient`` (the backward custom op when :func:`traced`)."""
 
     def run(ctx, *inputs):
         output = forward(*inputs)

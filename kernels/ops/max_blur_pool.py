@@ -45,6 +45,7 @@ from kernels.ops.common import (
     tile_origin,
     tile_width,
     tiled_launch,
+    traced,
 )
 from kernels.options import MAX_CODED_KERNEL
 from kernels.padding import pad_sizes
@@ -562,7 +563,6 @@ def max_blur_pool2d_triton(
     """The Triton path of ``kernels.max_blur_pool2d``; arguments arrive validated. The argmax
     codes are written only when a gradient will be asked for."""
     save_codes = torch.is_grad_enabled() and x.requires_grad
-    op = (torch.ops.shiftlab.max_blur_pool2d if torch.compiler.is_compiling()
-          else _MaxBlurPool2dEager.apply)  # fmt: skip
+    op = torch.ops.shiftlab.max_blur_pool2d if traced() else _MaxBlurPool2dEager.apply
     y, _ = op(x, list(taps), stride, padding, max_kernel, save_codes)
     return y
