@@ -590,8 +590,11 @@ def blur_pool2d_triton(
     relu: bool,
 ) -> torch.Tensor:
     """The Triton path of ``kernels.blur_pool2d``; arguments arrive validated. The ReLU mask
-    is written only when a gradient will be asked for."""
-    save_mask = relu and torch.is_grad_enabled() and x.requires_grad
-    op = torch.ops.shiftlab.blur_pool2d if traced() else _BlurPool2dEager.apply
-    y, _ = op(x, list(taps), stride, padding, pad_off, relu, save_mask)
-    return y
+    is written only when a gradient will be asked for; with none, the launch runs alone."""
+    needs_grad = torch.is_grad_enabled() and x.requires_grad
+    if traced():
+        return torch.ops.shiftlab.blur_pool2d(x, list(taps), stride, padding, pad_off, relu,
+                                              relu and needs_grad)[0]  # fmt: skip
+    if needs_grad:
+        return _BlurPool2dEager.apply(x, list(taps), stride, padding, pad_off, relu, relu)[0]
+    return blur_pool2d_forward(x, taps, stride, padding, pad_off, relu)

@@ -561,8 +561,12 @@ def max_blur_pool2d_triton(
     max_kernel: int,
 ) -> torch.Tensor:
     """The Triton path of ``kernels.max_blur_pool2d``; arguments arrive validated. The argmax
-    codes are written only when a gradient will be asked for."""
-    save_codes = torch.is_grad_enabled() and x.requires_grad
-    op = torch.ops.shiftlab.max_blur_pool2d if traced() else _MaxBlurPool2dEager.apply
-    y, _ = op(x, list(taps), stride, padding, max_kernel, save_codes)
-    return y
+    codes are written only when a gradient will be asked for; with none, the launch runs
+    alone."""
+    needs_grad = torch.is_grad_enabled() and x.requires_grad
+    if traced():
+        return torch.ops.shiftlab.max_blur_pool2d(x, list(taps), stride, padding, max_kernel,
+                                                  needs_grad)[0]  # fmt: skip
+    if needs_grad:
+        return _MaxBlurPool2dEager.apply(x, list(taps), stride, padding, max_kernel, True)[0]
+    return max_blur_pool2d_forward(x, taps, stride, padding, max_kernel)
