@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.resource_usage import compile_only
+from benchmarks.table_output import write_and_print
 from kernels import BlurPool2d, MaxBlurPool2d
 from kernels.bench import parse_shape
 
@@ -101,10 +102,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parser.parse_args(argv)
     df = measure(args.shape, getattr(torch, args.dtype), args.filter, arch=args.arch,
                  device=args.device, number=args.number, repeat=args.repeat)  # fmt: skip
-    if args.csv is not None:
-        df.to_csv(args.csv, index=False)
-    print(df.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
-    return df
+    return write_and_print(df, args.csv, digits=1)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from triton.runtime.driver import driver
 from triton.runtime.jit import JITFunction
 
 from benchmarks.static_cost import cuobjdump
+from benchmarks.table_output import write_and_print
 from kernels import autotune, tuning
 
 # Hopper (sm_90) per SM: registers, warps, blocks, shared memory (bytes); a block also takes
@@ -164,10 +165,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     todo = autotune.problems(args.shapes, args.layouts, args.dtypes, args.filters, args.ops,
                              relus)  # fmt: skip
     df = measure(todo, arch=args.arch, device=args.device, candidates=args.candidates)
-    if args.csv is not None:
-        df.to_csv(args.csv, index=False)
-    print(df.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    return df
+    return write_and_print(df, args.csv, digits=2)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from benchmarks.table_output import write_and_print
 from kernels.ops import blur_pool, common, max_blur_pool
 from kernels.ops.common import PADDING_CODES
 from kernels.tuning import pow2_bucket
@@ -288,10 +289,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--csv", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
     df = measure(args.filters, args.arch, args.num_warps)
-    if args.csv is not None:
-        df.to_csv(args.csv, index=False)
-    print(df.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
-    return df
+    return write_and_print(df, args.csv, digits=1)
 
 
 if __name__ == "__main__":

@@ -619,6 +619,12 @@ def test_traced_calls_take_the_custom_ops_and_eager_calls_do_not() -> None:
     eager = both(x.requires_grad_(True))
     assert "Eager" in type(eager.grad_fn).__name__
     torch.testing.assert_close(traced(x), eager, rtol=0, atol=0)
+    # The backward kernels have no backward: differentiating the gradient with respect to
+    # the output gradient (as a gradient penalty does) raises, never gives zeros.
+    grad = torch.ones_like(eager, requires_grad=True)
+    (dx,) = torch.autograd.grad(eager, x, grad, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        dx.sum().backward()
 
 
 class _OpsRun(TorchDispatchMode):

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import torch
 import triton
 import triton.language as tl
+from torch.autograd.function import once_differentiable
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from kernels.padding import pad_index, pad_sizes
@@ -332,9 +333,10 @@ def eager_autograd(
     """An ``autograd.Function`` running a custom op's implementation (``forward``), its
     ``setup_context`` and ``backward`` without the dispatcher, for eager calls: the custom op's
     dispatch and autograd wrappers cost about as much host time as the launches themselves,
-    which small maps feel. ``torch.compile`` traces the custom op instead. The forward's second
-    output (what the backward keeps) has no gradient; ``backward`` gets the input gradient's
-    launcher as ``ctx.input_gradient`` (the backward custom op when :func:`traced`)."""
+    which small maps feel. When :func:`traced`, the custom op runs instead. The forward's
+    second output (what the backward keeps) has no gradient; ``backward`` gets the input
+    gradient's launcher as ``ctx.input_gradient`` (the backward custom op when traced) and
+    is differentiable once: a double backward raises, as through the custom op."""
 
     def run(ctx, *inputs):
         output = forward(*inputs)
@@ -343,7 +345,8 @@ def eager_autograd(
         ctx.mark_non_differentiable(output[1])
         return output
 
-    methods = {"forward": staticmethod(run), "backward": staticmethod(backward)}
+    twice_refused = once_differentiable(backward)
+    methods = {"forward": staticmethod(run), "backward": staticmethod(twice_refused)}
     return type(f"Eager_{forward.__name__}", (torch.autograd.Function,), methods)
 
 
