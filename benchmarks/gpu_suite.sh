@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything to run on a machine with a GPU, in one go and in a bounded time: the CUDA tests,
-# the autotuner, the kernel benchmark and the end-to-end table.
+# the autotuner, the kernel benchmark, the end-to-end table and the host time per call.
 #
 #   bash benchmarks/gpu_suite.sh [OUT_DIR [ARCHIVE]]   (default OUT_DIR: benchmarks/results/gpu-suite)
 #
@@ -34,8 +34,9 @@ deadline=$(($(date +%s) + budget))
 status=0
 
 # Per cent of the budget each step is planned for, in the order they run.
-declare -A SHARES=([tests_kernels]=30 [tests_ablate]=6 [autotune]=17 [bench]=30 [end_to_end]=17)
-ORDER=(tests_kernels tests_ablate autotune bench end_to_end)
+declare -A SHARES=([tests_kernels]=28 [tests_ablate]=6 [autotune]=17 [bench]=29 [end_to_end]=16
+                   [host_overhead]=4)
+ORDER=(tests_kernels tests_ablate autotune bench end_to_end host_overhead)
 
 {
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
@@ -91,6 +92,10 @@ step bench "$limit" "$py" -m kernels.bench --shapes 256x64x112x112 --filters 3 7
 limit=$(limit_for end_to_end)
 step end_to_end "$limit" "$py" -m benchmarks.end_to_end --budget-s "$((limit - grace))" \
   --out "$out/end_to_end"
+# Real launches on a map small enough that the host, not the kernel, sets the pace.
+limit=$(limit_for host_overhead)
+step host_overhead "$limit" "$py" -m benchmarks.host_overhead --launch cuda --shape 8x64x16x16 \
+  --csv "$out/host_overhead.csv"
 
 echo "finished $(date -u +%FT%TZ), test steps $([[ $status == 0 ]] && echo passed || echo FAILED)" \
   | tee -a "$out/device.txt"

@@ -1,26 +1,34 @@
-"""Host time per call of the fused ops, with no GPU: ``python -m benchmarks.host_overhead``.
+"""Host time per call of the fused ops: ``python -m benchmarks.host_overhead``.
 
 A GPU blur-pools a CIFAR-sized activation in a few microseconds; when the host takes longer
 to issue the launch, the op is host-bound and the kernel's speed does not show. This tool
 calls the public modules (``BlurPool2d``, with the fused ReLU, ``MaxBlurPool2d``;
-``backend="triton"``) on CPU tensors inside :func:`benchmarks.resource_usage.compile_only`:
-each call takes the whole Python path (argument checks, autograd, the launch plan) and
-Triton's launch path (argument binding, specialisation, kernel cache) and stops where the
-driver would launch; the launch itself (a few microseconds on CUDA) is not counted, while
-allocating the outputs in CPU memory is (some 10 µs for a 32 MB buffer, which a CUDA caching
-allocator hands out faster). For scale it times ``max_pool2d`` on a 1 × C × 2 × 2 CPU tensor
-the same way: PyTorch's own dispatcher and autograd around a negligible kernel.
+``backend="triton"``) many times and reports the host time per call.
+
+``--launch none`` (the default, no GPU needed) runs them on CPU tensors inside
+:func:`benchmarks.resource_usage.compile_only`: each call takes the whole Python path
+(argument checks, autograd, the launch plan) and Triton's launch path (argument binding,
+specialisation, kernel cache) and stops where the driver would launch; the launch itself (a
+few microseconds on CUDA) is not counted, while allocating the outputs in CPU memory is (some
+10 µs for a 32 MB buffer, which a CUDA caching allocator hands out faster). For scale it times
+``max_pool2d`` on a 1 × C × 2 × 2 CPU tensor the same way: PyTorch's own dispatcher and
+autograd around a negligible kernel. Same Triton set-up as resource_usage.
+
+``--launch cuda`` launches on the GPU for real, each round ended by a synchronisation, and
+times ``max_pool2d`` on the same tensor for scale. Give it a small ``--shape``, so that each
+kernel takes less time than the host needs to issue it: the time per call is then the
+host's.
 
 Times are the fastest of ``--repeat`` rounds of ``--number`` calls (the least disturbed by
 other work on the machine), in microseconds per call, for inference (no grad), the training
-forward and the backward (``torch.autograd.grad`` on a retained graph). Same Triton set-up
-as resource_usage.
+forward and the backward (``torch.autograd.grad`` on a retained graph).
 """
 
 from __future__ import annotations
 
 import argparse
-import timeit
+import contextlib
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -35,16 +43,27 @@ from kernels.bench import parse_shape
 
 OPS = ("blur_pool", "blur_pool_relu", "max_blur_pool")
 LAYOUTS = ("nchw", "channels_last")
+LAUNCHES = ("none", "cuda")
 
 
-def fastest_us(call: Callable[[], object], number: int, repeat: int) -> float:
-    """Microseconds per call of the fastest of ``repeat`` rounds of ``number`` calls."""
+def fastest_us(call: Callable[[], object], number: int, repeat: int,
+               sync: Callable[[], None]) -> float:
+    """Microseconds per call of the fastest of ``repeat`` rounds of ``number`` calls, each
+    round ended by ``sync``."""
     call()  # compiles on the first call
-    return min(timeit.repeat(call, number=number, repeat=repeat)) / number * 1e6
+    sync()
+    rounds = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        for _ in range(number):
+            call()
+        sync()
+        rounds.append(time.perf_counter() - began)
+    return min(rounds) / number * 1e6
 
 
 def phases(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, number: int,
-           repeat: int) -> dict[str, float]:
+           repeat: int, sync: Callable[[], None]) -> dict[str, float]:
     """Host µs of ``module`` on ``x``: inference, training forward, backward (on a retained
     graph, as ``kernels.bench`` times it)."""
     def infer() -> None:
@@ -56,9 +75,9 @@ def phases(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, numb
 
     y = module(x)
     grad = torch.ones_like(y)
-    return {"inference_us": fastest_us(infer, number, repeat),
-            "forward_us": fastest_us(lambda: module(x), number, repeat),
-            "backward_us": fastest_us(backward, number, repeat)}  # fmt: skip
+    return {"inference_us": fastest_us(infer, number, repeat, sync),
+            "forward_us": fastest_us(lambda: module(x), number, repeat, sync),
+            "backward_us": fastest_us(backward, number, repeat, sync)}  # fmt: skip
 
 
 def fused_module(op: str, channels: int, filter_size: int) -> torch.nn.Module:
@@ -67,21 +86,29 @@ def fused_module(op: str, channels: int, filter_size: int) -> torch.nn.Module:
     return BlurPool2d(channels, filter_size, relu=op == "blur_pool_relu", backend="triton")
 
 
-def measure(shape: tuple[int, ...], dtype: torch.dtype, filter_size: int, *, arch: int,
-            device: str, number: int, repeat: int) -> pd.DataFrame:
-    """One row per op and layout, and one for ``max_pool2d`` on a tiny tensor."""
+def measure(shape: tuple[int, ...], dtype: torch.dtype, filter_size: int, *, launch: str,
+            arch: int, device: str, number: int, repeat: int) -> pd.DataFrame:
+    """One row per op and layout, and one for ``max_pool2d`` for scale."""
+    if launch not in LAUNCHES:
+        raise ValueError(f"launch={launch!r} is not one of {LAUNCHES}")
+    if launch == "cuda" and not torch.cuda.is_available():
+        raise ValueError("launch='cuda' needs a CUDA device; use launch='none' without one")
+    on_cuda = launch == "cuda"
+    target = "cuda" if on_cuda else "cpu"
+    sync = torch.cuda.synchronize if on_cuda else (lambda: None)
     rows = []
-    with compile_only(arch, device):
+    with compile_only(arch, device) if not on_cuda else contextlib.nullcontext():
         for op in OPS:
             for layout in LAYOUTS:
                 fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-                x = torch.randn(shape).to(dtype=dtype, memory_format=fmt).requires_grad_(True)
-                module = fused_module(op, shape[1], filter_size)
-                rows.append({"op": op, "layout": layout,
-                             **phases(module, x, number, repeat)})  # fmt: skip
-    x = torch.randn((1, shape[1], 2, 2), dtype=dtype, requires_grad=True)
-    rows.append({"op": "max_pool2d (1xCx2x2)", "layout": "nchw",
-                 **phases(lambda t: F.max_pool2d(t, 2, 2), x, number, repeat)})  # fmt: skip
+                x = torch.randn(shape, device=target).to(dtype=dtype, memory_format=fmt)
+                module = fused_module(op, shape[1], filter_size).to(target)
+                times = phases(module, x.requires_grad_(True), number, repeat, sync)
+                rows.append({"op": op, "layout": layout, **times})
+    scale_shape = shape if on_cuda else (1, shape[1], 2, 2)
+    x = torch.randn(scale_shape, dtype=dtype, device=target, requires_grad=True)
+    rows.append({"op": "max_pool2d " + "x".join(map(str, scale_shape)), "layout": "nchw",
+                 **phases(lambda t: F.max_pool2d(t, 2, 2), x, number, repeat, sync)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -89,19 +116,26 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.host_overhead",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--launch", choices=LAUNCHES, default="none",
+                        help="none: compile for --arch, launch nothing (no GPU needed); "
+                             "cuda: launch on the GPU")
     parser.add_argument("--shape", type=parse_shape, default=(256, 64, 32, 32))
     parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
                         default="bfloat16")
     parser.add_argument("--filter", type=int, default=3, help="filter size")
     parser.add_argument("--number", type=int, default=200, help="calls per round")
     parser.add_argument("--repeat", type=int, default=5, help="rounds; the fastest counts")
-    parser.add_argument("--arch", type=int, default=90, help="compute capability to compile for")
+    parser.add_argument("--arch", type=int, default=90,
+                        help="compute capability to compile for (--launch none)")
     parser.add_argument("--device", default="NVIDIA H100 80GB HBM3",
-                        help="the GPU whose launch configs to use")
+                        help="the GPU whose launch configs to use (--launch none)")
     parser.add_argument("--csv", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
-    df = measure(args.shape, getattr(torch, args.dtype), args.filter, arch=args.arch,
-                 device=args.device, number=args.number, repeat=args.repeat)  # fmt: skip
+    if args.launch == "cuda" and not torch.cuda.is_available():
+        parser.error("--launch cuda needs a CUDA device; use --launch none without one")
+    df = measure(args.shape, getattr(torch, args.dtype), args.filter, launch=args.launch,
+                 arch=args.arch, device=args.device, number=args.number,
+                 repeat=args.repeat)  # fmt: skip
     return write_and_print(df, args.csv, digits=1)
 
 

@@ -329,3 +329,12 @@ def test_host_overhead_times_every_op_and_layout_without_a_gpu(tmp_path):
     assert {"blur_pool", "blur_pool_relu", "max_blur_pool"} < set(df["op"])
     times = df[["inference_us", "forward_us", "backward_us"]]
     assert (times > 0).all().all() and (times < 1e6).all().all()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+def test_host_overhead_real_launches_need_a_gpu(capsys):
+    from benchmarks import host_overhead
+
+    with pytest.raises(SystemExit):
+        host_overhead.main(["--launch", "cuda"])
+    assert "--launch cuda needs a CUDA device" in capsys.readouterr().err
