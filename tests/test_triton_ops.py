@@ -462,23 +462,30 @@ def test_gradient_table_is_the_transpose_of_the_blur_matrix() -> None:
 # ----------------------------------------------------------------------------- autograd, compile
 
 
+@pytest.mark.parametrize("path", ["eager", "custom_op"])
 @pytest.mark.parametrize("op", ["blur", "max_blur"])
-def test_custom_op_autograd_matches_reference(op: str) -> None:
-    """Gradients through the registered autograd (not the launchers) on a non-contiguous input."""
+def test_autograd_matches_reference(op: str, path: str) -> None:
+    """Gradients through autograd (not the launchers) on a non-contiguous input, by both
+    paths: the eager autograd.Function and the custom op's registered autograd (what traced
+    code runs)."""
     x = make_input((2, 3, 7, 6), torch.float32, "strided", seed=11, ties=op == "max_blur")
     taps = skewed(5, 11)
     tt = taps_tensor(taps)
     if op == "blur":
 
         def fused(t):
-            return blur_pool2d_triton(t, taps, 2, "reflect", 1, True)
+            if path == "eager":
+                return blur_pool2d_triton(t, taps, 2, "reflect", 1, True)
+            return torch.ops.shiftlab.blur_pool2d(t, list(taps), 2, "reflect", 1, True, True)[0]
 
         def ref(t):
             return blur_pool2d_reference(t, tt, 2, "reflect", 1, True)
     else:
 
         def fused(t):
-            return max_blur_pool2d_triton(t, taps, 2, "zeros", 3)
+            if path == "eager":
+                return max_blur_pool2d_triton(t, taps, 2, "zeros", 3)
+            return torch.ops.shiftlab.max_blur_pool2d(t, list(taps), 2, "zeros", 3, True)[0]
 
         def ref(t):
             return max_blur_pool2d_reference(t, tt, 2, "zeros", 3)
@@ -486,6 +493,7 @@ def test_custom_op_autograd_matches_reference(op: str) -> None:
     expected, grad, expected_dx = reference_and_grads(ref, x, seed=11)
     x_fused = x.detach().clone().requires_grad_(True)
     y = fused(x_fused)
+    assert ("Eager" in type(y.grad_fn).__name__) == (path == "eager")
     y.backward(grad)
     assert_close(y, expected, x.dtype)
     assert_close(x_fused.grad, expected_dx, x.dtype)
@@ -493,14 +501,20 @@ def test_custom_op_autograd_matches_reference(op: str) -> None:
 
 @pytest.mark.parametrize("op", ["blur", "max_blur"])
 def test_gradcheck_float64(op: str) -> None:
-    """The backward kernel is the exact adjoint of the forward kernel (fp64 accumulation)."""
+    """The backward kernel is the exact adjoint of the forward kernel (fp64 accumulation),
+    through the eager path and the custom op's registered autograd."""
     x = make_input((1, 2, 5, 4), torch.float64, "nchw", seed=12).requires_grad_(True)
     taps = skewed(4, 12)
     if op == "blur":
-        fn = lambda t: blur_pool2d_triton(t, taps, 2, "reflect", 0, True)  # noqa: E731
+        eager = lambda t: blur_pool2d_triton(t, taps, 2, "reflect", 0, True)  # noqa: E731
+        op_args = (list(taps), 2, "reflect", 0, True, True)
+        registered = lambda t: torch.ops.shiftlab.blur_pool2d(t, *op_args)[0]  # noqa: E731
     else:
-        fn = lambda t: max_blur_pool2d_triton(t, taps, 1, "circular", 2)  # noqa: E731
-    assert torch.autograd.gradcheck(fn, (x,), fast_mode=True)
+        eager = lambda t: max_blur_pool2d_triton(t, taps, 1, "circular", 2)  # noqa: E731
+        op_args = (list(taps), 1, "circular", 2, True)
+        registered = lambda t: torch.ops.shiftlab.max_blur_pool2d(t, *op_args)[0]  # noqa: E731
+    for fn in (eager, registered):
+        assert torch.autograd.gradcheck(fn, (x,), fast_mode=True)
 
 
 def test_max_codes_are_written_only_when_a_gradient_is_needed() -> None:
