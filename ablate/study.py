@@ -239,10 +239,12 @@ def _follow(
             now = queue_status(study)
             if now.finished_trials != status.finished_trials:
                 write_results(study, spec, out_dir)
-                bar.update(now.finished - status.finished)
+            front = len(study.best_trials) if now.complete else 0
+            bar.set_postfix(front=front, running=now.running, failed=now.failed, refresh=False)
+            # Redraws (postfix included) at most every `mininterval`: a log file gets a line
+            # every 30 s, not one per poll.
+            bar.update(now.finished - status.finished)
             status = now
-            front = len(study.best_trials) if status.complete else 0
-            bar.set_postfix(front=front, running=status.running, failed=status.failed)
 
 
 @contextlib.contextmanager

@@ -449,3 +449,13 @@ def test_a_failed_point_whose_retry_was_never_enqueued_is_retried_on_resume(tmp_
     assert calls(call_log)[(2, "reflect", NAN_LR, 0)] == 2
     third = run_study(make_spec(tmp_path, space=space, seeds=[0], max_retries=1), out, options())
     assert len(load(out).get_trials()) == 3 and third.done  # retries spent: nothing more runs
+
+
+def test_progress_in_a_log_file_is_a_line_every_half_minute_not_every_poll(tmp_path, capsys):
+    """Redirected to a file (no terminal), the progress bar redraws at most every 30 s: a long
+    study's log gets a line per half minute, whatever the poll interval."""
+    spec = make_spec(tmp_path)
+    status = run_study(spec, tmp_path / "out", options(progress=True, poll_s=0.01))
+    assert status.done
+    redraws = capsys.readouterr().err.count("\r")
+    assert redraws <= 4, f"{redraws} redraws"
