@@ -7,7 +7,7 @@ importing ``kernels`` never imports Triton.
 
 import importlib.util
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from types import ModuleType
 
 import torch
@@ -40,11 +40,9 @@ def blur_pool2d(
     high (``ceil(H / stride)`` when ``pad_off`` is 0). With ``filter="custom"`` pass ``taps``
     and ``filter_size=None`` (or ``len(taps)``).
     """
-    filter_taps = make_taps(filter_size, filter, taps=taps, sigma=sigma)
+    filter_taps, values = _filter(filter_size, filter, taps, sigma)
     check_blur_args(stride=stride, padding=padding, pad_off=pad_off, relu=relu, backend=backend)
-    return run_blur_pool2d(
-        x, filter_taps, tap_values(filter_taps), stride, padding, pad_off, relu, backend
-    )
+    return run_blur_pool2d(x, filter_taps, values, stride, padding, pad_off, relu, backend)
 
 
 def max_blur_pool2d(
@@ -64,11 +62,9 @@ def max_blur_pool2d(
     The output is ``ceil((H - max_kernel + 1) / stride)`` high; ties in a max window send the
     gradient to the first maximum in row-major order, as ``torch.max_pool2d`` does.
     """
-    filter_taps = make_taps(filter_size, filter, taps=taps, sigma=sigma)
+    filter_taps, values = _filter(filter_size, filter, taps, sigma)
     check_blur_args(stride=stride, padding=padding, max_kernel=max_kernel, backend=backend)
-    return run_max_blur_pool2d(
-        x, filter_taps, tap_values(filter_taps), stride, padding, max_kernel, backend
-    )
+    return run_max_blur_pool2d(x, filter_taps, values, stride, padding, max_kernel, backend)
 
 
 def check_blur_args(
@@ -103,6 +99,30 @@ def check_input(x: object, min_size: int = 1) -> None:
             f"x of shape {tuple(x.shape)} is invalid: H and W must be >= {min_size}"
             + (" (max_kernel)" if min_size > 1 else "")
         )
+
+
+def _filter(
+    filter_size: int | None,
+    family: str,
+    taps: Sequence[float] | torch.Tensor | None,
+    sigma: float | None,
+) -> tuple[torch.Tensor, tuple[float, ...]]:
+    """The filter's taps as a tensor and as Python floats (:func:`tap_values`). A named filter
+    is built once per size, family and sigma: every functional call asks, and building it
+    costs about as much host time as a launch."""
+    named = taps is None and type(filter_size) is int and isinstance(family, str)
+    if named and (sigma is None or type(sigma) in (int, float)):
+        return _named_filter(filter_size, family, sigma)
+    made = make_taps(filter_size, family, taps=taps, sigma=sigma)
+    return made, tap_values(made)
+
+
+@lru_cache(maxsize=256)
+def _named_filter(
+    filter_size: int, family: str, sigma: float | None
+) -> tuple[torch.Tensor, tuple[float, ...]]:
+    made = make_taps(filter_size, family, sigma=sigma)
+    return made, tap_values(made)
 
 
 def tap_values(taps: torch.Tensor) -> tuple[float, ...]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import kernels
-from kernels import BlurPool2d, MaxBlurPool2d, blur_pool2d, make_taps, max_blur_pool2d
+from kernels import BlurPool2d, MaxBlurPool2d, blur_pool2d, functional, make_taps, max_blur_pool2d
 
 FP32 = {"atol": 1e-5, "rtol": 1e-5}
 
@@ -117,6 +117,8 @@ def test_bad_module_arguments_are_value_errors(build: object, fragments: list[st
         (lambda x: blur_pool2d(x.long()), ["torch.int64", "float32"]),
         (lambda x: blur_pool2d(x.numpy()), ["torch.Tensor", "ndarray"]),
         (lambda x: blur_pool2d(x, 0), ["filter_size=0"]),
+        (lambda x: blur_pool2d(x, True), ["filter_size=True"]),  # not the cached size 1
+        (lambda x: blur_pool2d(x, 3, filter="gaussian", sigma=-1.0), ["sigma=-1.0"]),
         (lambda x: blur_pool2d(x, stride=0), ["stride=0", ">= 1"]),
         (lambda x: blur_pool2d(x, padding="mirror"), ["padding='mirror'", "zeros"]),
         (lambda x: blur_pool2d(x, filter="gauss"), ["'gauss'", "gaussian"]),
@@ -134,6 +136,22 @@ def test_bad_functional_arguments_are_value_errors(call: object, fragments: list
         call(torch.randn(1, 3, 8, 8))
     for fragment in fragments:
         assert fragment in str(error.value)
+
+
+def test_functional_ops_build_a_named_filter_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every functional call needs the filter's taps; a named one is made once (it costs
+    about as much host time as a launch), custom taps every call, with the same results."""
+    made: list[object] = []
+    make = functional.make_taps
+    monkeypatch.setattr(functional, "make_taps", lambda *a, **k: made.append(a) or make(*a, **k))
+    functional._named_filter.cache_clear()
+    x = torch.randn(1, 2, 9, 8)
+    first = blur_pool2d(x, 5, filter="gaussian", sigma=1.5)
+    torch.testing.assert_close(blur_pool2d(x, 5, filter="gaussian", sigma=1.5), first)
+    taps = make(5, "gaussian", sigma=1.5)
+    custom = max_blur_pool2d(x, None, filter="custom", taps=taps)
+    torch.testing.assert_close(max_blur_pool2d(x, 5, filter="gaussian", sigma=1.5), custom)
+    assert len(made) == 2  # the named filter once, the custom taps once
 
 
 def test_triton_backend_without_its_module_is_not_implemented(
