@@ -252,8 +252,7 @@ class Launch(NamedTuple):
     options: dict[str, Any]
 
     def __call__(self, *tensors: torch.Tensor) -> None:
-        if self.grid[0]:
-            self.kernel[self.grid](*tensors, *self.args, **self.options)
+        self.kernel[self.grid](*tensors, *self.args, **self.options)
 
 
 def tiled_launch(
@@ -264,8 +263,8 @@ def tiled_launch(
     tile: tuple[int, int] | None = None,
     **constexprs: Any,
 ) -> Launch:
-    """The launch of ``kernel`` over tiles of an output of ``out_shape`` (N, C, H, W): one
-    program per channel block of one image and one spatial tile, on a 1-D grid (no 65 535
+    """The launch of ``kernel`` over tiles of a non-empty output of ``out_shape`` (N, C, H, W):
+    one program per channel block of one image and one spatial tile, on a 1-D grid (no 65 535
     limit on any axis).
 
     A tile is ``tile`` (rows, columns) of the output, by default the config's
