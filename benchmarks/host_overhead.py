@@ -88,11 +88,8 @@ def fused_module(op: str, channels: int, filter_size: int) -> torch.nn.Module:
 
 def measure(shape: tuple[int, ...], dtype: torch.dtype, filter_size: int, *, launch: str,
             arch: int, device: str, number: int, repeat: int) -> pd.DataFrame:
-    """One row per op and layout, and one for ``max_pool2d`` for scale."""
-    if launch not in LAUNCHES:
-        raise ValueError(f"launch={launch!r} is not one of {LAUNCHES}")
-    if launch == "cuda" and not torch.cuda.is_available():
-        raise ValueError("launch='cuda' needs a CUDA device; use launch='none' without one")
+    """One row per op and layout, and one for ``max_pool2d`` for scale; ``launch`` as
+    ``--launch`` (checked by :func:`main`)."""
     on_cuda = launch == "cuda"
     target = "cuda" if on_cuda else "cpu"
     sync = torch.cuda.synchronize if on_cuda else (lambda: None)

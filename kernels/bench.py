@@ -528,17 +528,18 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     out = args.out or default_results_dir(device)
     meta = {**run_metadata(device), "notes": notes, "impls": impls}
 
-    def save(df: pd.DataFrame, *, complete: bool = False) -> None:
-        goals = json.loads(goal_table(df, complete=complete).to_json(orient="records"))
-        write_results(out, "kernels", df, meta, {"cases": len(cases), "goals": goals})
+    def save(df: pd.DataFrame, *, complete: bool = False) -> pd.DataFrame:
+        goals = goal_table(df, complete=complete)
+        records = json.loads(goals.to_json(orient="records"))
+        write_results(out, "kernels", df, meta, {"cases": len(cases), "goals": records})
+        return goals
 
     df = run_cases(cases, impls, device, backend=args.backend, rep_ms=args.rep_ms, budget=budget,
                    after_case=save)
     cut = budget.note("cases")
     if cut:
         notes.append(cut)
-    save(df, complete=not cut)
-    goals = goal_table(df, complete=not cut)
+    goals = save(df, complete=not cut)
     if not args.no_figures:
         write_figures(df, out)
     errors = df[df["error"] != ""] if "error" in df else df.iloc[:0]

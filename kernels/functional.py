@@ -112,17 +112,21 @@ def _filter(
     costs about as much host time as a launch."""
     named = taps is None and type(filter_size) is int and isinstance(family, str)
     if named and (sigma is None or type(sigma) in (int, float)):
-        return _named_filter(filter_size, family, sigma)
+        return _named_filter(filter_size, family, None, sigma)
+    return _built_filter(filter_size, family, taps, sigma)
+
+
+def _built_filter(
+    filter_size: int | None,
+    family: str,
+    taps: Sequence[float] | torch.Tensor | None,
+    sigma: float | None,
+) -> tuple[torch.Tensor, tuple[float, ...]]:
     made = make_taps(filter_size, family, taps=taps, sigma=sigma)
     return made, tap_values(made)
 
 
-@lru_cache(maxsize=256)
-def _named_filter(
-    filter_size: int, family: str, sigma: float | None
-) -> tuple[torch.Tensor, tuple[float, ...]]:
-    made = make_taps(filter_size, family, sigma=sigma)
-    return made, tap_values(made)
+_named_filter = lru_cache(maxsize=256)(_built_filter)
 
 
 def tap_values(taps: torch.Tensor) -> tuple[float, ...]:
