@@ -32,7 +32,6 @@ from triton.compiler import ASTSource
 from benchmarks.table_output import write_and_print
 from kernels.ops import blur_pool, common, max_blur_pool
 from kernels.ops.common import PADDING_CODES
-from kernels.tuning import pow2_bucket
 
 STRIDE = 2
 POINTERS = {
@@ -45,9 +44,11 @@ POINTERS = {
     "dx_ptr": "*bf16",
     "taps_ptr": "*fp32",
 }
-# (BLOCK_C, BLOCK_H, BLOCK_W): a tile of outputs for blur-pool, a span of the max map for
-# MaxBlurPool; one NCHW-like and one channels_last-like shape each.
+# (BLOCK_C, BLOCK_H, BLOCK_W): a tile of outputs (MaxBlurPool's forward streams its rows), a
+# span of the max map for MaxBlurPool's backward; one NCHW-like and one channels_last-like
+# shape each.
 BLUR_TILES = ((1, 16, 32), (64, 1, 16))
+MAX_TILES = ((1, 8, 128), (64, 8, 16))
 MAX_SPANS = ((1, 32, 64), (16, 16, 16))
 # Tiles of the input gradient for the backward (STRIDE² phase tiles each).
 BWD_TILES = ((1, 32, 64), (64, 4, 16))
@@ -175,40 +176,36 @@ def blur_pool_bwd_case(k: int, tile: tuple[int, int, int]) -> tuple[Any, dict[st
 
 
 @triton.jit
-def _max_forward_span(x_ptr, y_ptr, codes_ptr, taps_ptr, H, W, before, sx_c, sx_h, sx_w, sy_c,
-                      sy_h, sy_w, sk_c, sk_h, sk_w, TAPS: tl.constexpr, STRIDE: tl.constexpr,
-                      PADDING: tl.constexpr, CHECKED: tl.constexpr, ACC_DTYPE: tl.constexpr,
-                      BLOCK_C: tl.constexpr, SPAN_H: tl.constexpr, SPAN_W: tl.constexpr,
-                      ROWS: tl.constexpr, COLS: tl.constexpr, BLOCK_H: tl.constexpr,
+def _max_forward_tile(x_ptr, y_ptr, codes_ptr, taps_ptr, H, W, sx_c, sx_h, sx_w, sy_c, sy_h,
+                      sy_w, sk_c, sk_h, sk_w, TAPS: tl.constexpr, STRIDE: tl.constexpr,
+                      PAD_BEFORE: tl.constexpr, PADDING: tl.constexpr, MAP_ROWS: tl.constexpr,
+                      MAP_COLS: tl.constexpr, CHECK_H: tl.constexpr, CHECK_W: tl.constexpr,
+                      ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
                       BLOCK_W: tl.constexpr):  # fmt: skip
-    """One path of MaxBlurPool's forward, writing the codes (training): ``CHECKED``, the spans
-    that padding reaches; unchecked, those inside the max map (most spans of a large map)."""
+    """One path of MaxBlurPool's forward, writing the codes (training): tiles inside the max
+    map (most tiles of a large map), or through the padding along H, or along both axes."""
     c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
-    row0 = tl.program_id(1) * ROWS
-    col0 = tl.program_id(2) * COLS
-    window = max_blur_pool._max_window(
-        x_ptr + c * sx_c, codes_ptr + c * sk_c, c >= 0, row0 * STRIDE - before,
-        col0 * STRIDE - before, H, W, sx_h, sx_w, sk_h, sk_w, PADDING, True, 2, True, CHECKED,
-        ACC_DTYPE, False, SPAN_H, SPAN_W,
+    cols = (tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W))[None, None, :]
+    max_blur_pool._streamed_rows(
+        x_ptr + c * sx_c, y_ptr + c * sy_c, codes_ptr + c * sk_c, taps_ptr, c >= 0,
+        tl.program_id(1) * BLOCK_H, cols, H, W, H, W, sx_h, sx_w, sy_h, sy_w, sk_h, sk_w, TAPS,
+        STRIDE, PAD_BEFORE, PADDING, True, 2, True, MAP_ROWS, MAP_COLS, CHECK_H, CHECK_W,
+        ACC_DTYPE, False, BLOCK_H,
     )  # fmt: skip
-    acc = max_blur_pool._filtered_window(window, taps_ptr, TAPS, STRIDE, ACC_DTYPE, BLOCK_H,
-                                         BLOCK_W)  # fmt: skip
-    rows = row0 + tl.arange(0, BLOCK_H)[None, :, None]
-    cols = col0 + tl.arange(0, BLOCK_W)[None, None, :]
-    ok = (c >= 0) & (rows < row0 + ROWS) & (rows < H) & (cols < col0 + COLS) & (cols < W)
-    tl.store(y_ptr + c * sy_c + rows * sy_h + cols * sy_w, acc.to(tl.bfloat16), mask=ok)
 
 
 def max_blur_pool_case(
-    k: int, span: tuple[int, int, int], checked: bool
+    k: int, tile: tuple[int, int, int], check_h: bool, check_w: bool
 ) -> tuple[Any, dict[str, Any], int]:
-    block_c, span_h, span_w = span
-    rows, cols = (span_h - k) // STRIDE + 1, (span_w - k) // STRIDE + 1
-    constexprs = dict(TAPS=k, STRIDE=STRIDE, PADDING=PADDING_CODES["reflect"], CHECKED=checked,
-                      ACC_DTYPE=tl.float32, BLOCK_C=block_c, SPAN_H=span_h, SPAN_W=span_w,
-                      ROWS=rows, COLS=cols, BLOCK_H=pow2_bucket(rows),
-                      BLOCK_W=pow2_bucket(cols))  # fmt: skip
-    return _max_forward_span, constexprs, block_c * rows * cols
+    """The tile streams ``BLOCK_H`` rows of ``BLOCK_C`` × ``BLOCK_W`` outputs."""
+    block_c, block_h, block_w = tile
+    before = (k - 1) // 2
+    constexprs = dict(TAPS=k, STRIDE=STRIDE, PAD_BEFORE=before, PADDING=PADDING_CODES["reflect"],
+                      MAP_ROWS=max(STRIDE * (block_h - 1) + k, before + STRIDE * block_h),
+                      MAP_COLS=max(k, before + STRIDE), CHECK_H=check_h, CHECK_W=check_w,
+                      ACC_DTYPE=tl.float32, BLOCK_C=block_c, BLOCK_H=block_h,
+                      BLOCK_W=block_w)  # fmt: skip
+    return _max_forward_tile, constexprs, block_c * block_h * block_w
 
 
 @triton.jit
@@ -257,8 +254,11 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
         ("blur_pool_relu_mask_interior",
          partial(blur_pool_case, check_h=False, check_w=False, relu=True), BLUR_TILES),
         ("blur_pool_bwd_interior", blur_pool_bwd_case, BWD_TILES),
-        ("max_blur_pool_interior", partial(max_blur_pool_case, checked=False), MAX_SPANS),
-        ("max_blur_pool_edge", partial(max_blur_pool_case, checked=True), MAX_SPANS),
+        ("max_blur_pool_interior",
+         partial(max_blur_pool_case, check_h=False, check_w=False), MAX_TILES),
+        ("max_blur_pool_edge_rows",
+         partial(max_blur_pool_case, check_h=True, check_w=False), MAX_TILES),
+        ("max_blur_pool_edge", partial(max_blur_pool_case, check_h=True, check_w=True), MAX_TILES),
         ("max_blur_pool_bwd_interior", max_blur_pool_bwd_case, MAX_SPANS),
     ):
         for k in filters:

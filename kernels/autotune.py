@@ -57,9 +57,8 @@ QUICK_FILTERS = (3, 5)
 
 # Candidate tiles: (BLOCK_H, BLOCK_W) over one plane under NCHW (W contiguous);
 # (BLOCK_C, BLOCK_H, BLOCK_W) under channels_last (C contiguous). Tiles are what a program
-# writes; MaxBlurPool's kernels take spans instead, the windows of the max map a program
-# reads or whose gradient it hands on (forward: about four times the outputs it writes),
-# hence larger. Blur-pool's backward takes
+# writes; MaxBlurPool's backward takes spans instead, the windows of the max map whose
+# gradient it hands on, hence larger. Blur-pool's backward takes
 # the larger ones too: its programs split their tile into stride² phase tiles. Narrow NCHW
 # tiles let more of a map's forward tiles read inside it along W, where they skip the column
 # padding arithmetic.
@@ -74,6 +73,14 @@ CL_SPANS = ((8, 16, 16), (16, 8, 16), (16, 16, 16), (32, 8, 8), (32, 8, 16), (64
             (64, 8, 8))
 QUICK_NCHW_SPANS = ((32, 64), (64, 64), (16, 128))
 QUICK_CL_SPANS = ((16, 8, 16), (16, 16, 16), (32, 8, 16), (64, 4, 16))
+# MaxBlurPool's forward streams BLOCK_H rows down a row tile of BLOCK_C × BLOCK_W outputs, which
+# its threads hold: rows as wide as the map (NCHW) or 32-128 channels (channels_last), run
+# 4, 8 or 16 rows (longer runs re-read less halo but unroll to more code).
+NCHW_STREAMS = tuple((h, w) for h in (4, 8, 16) for w in (32, 64, 128, 256))
+CL_STREAMS = tuple((c, h, w) for h in (4, 8, 16) for c, w in ((32, 16), (64, 8), (64, 16),
+                                                               (128, 8)))  # fmt: skip
+QUICK_NCHW_STREAMS = ((8, 64), (8, 128), (16, 128))
+QUICK_CL_STREAMS = ((64, 8, 16), (64, 16, 16), (128, 8, 8))
 WARPS = (2, 4, 8)
 STAGES = (1, 2)
 
@@ -103,32 +110,32 @@ def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
     c = problem.shape[1]
     warps = (4, 8) if quick else WARPS
     stages = (1,) if quick else STAGES
-    # Spans (MaxBlurPool's), and blur-pool's backward tiles (split into stride² phase tiles),
-    # are larger.
-    by_span = problem.op in ("max_blur_pool_fwd", "max_blur_pool_bwd", "blur_pool_bwd")
+    # Spans (MaxBlurPool's backward's), and blur-pool's backward tiles (split into stride²
+    # phase tiles), are larger; MaxBlurPool's forward streams rows.
+    streamed = problem.op == "max_blur_pool_fwd"
+    by_span = problem.op in ("max_blur_pool_bwd", "blur_pool_bwd")
+    if streamed:
+        nchw, cl = (QUICK_NCHW_STREAMS, QUICK_CL_STREAMS) if quick else (NCHW_STREAMS, CL_STREAMS)
+    elif by_span:
+        nchw, cl = (QUICK_NCHW_SPANS, QUICK_CL_SPANS) if quick else (NCHW_SPANS, CL_SPANS)
+    else:
+        nchw, cl = (QUICK_NCHW_TILES, QUICK_CL_TILES) if quick else (NCHW_TILES, CL_TILES)
     if problem.layout == "nchw":
-        if by_span:
-            spans = QUICK_NCHW_SPANS if quick else NCHW_SPANS
-        else:
-            spans = QUICK_NCHW_TILES if quick else NCHW_TILES
-        tiles = [(1, h, w) for h, w in spans]
+        tiles = [(1, h, w) for h, w in nchw]
         whole = tuning.whole_map_tile(problem.op, key)
         if whole <= 16:  # small maps: whole maps of several planes per program
-            tiles += [(bc, whole, whole) for bc in (4, 16, 64) if bc <= tuning.pow2_bucket(c)]
+            height = min(whole, 8) if streamed else whole
+            tiles += [(bc, height, whole) for bc in (4, 16, 64) if bc <= tuning.pow2_bucket(c)]
     else:
-        if by_span:
-            spans = QUICK_CL_SPANS if quick else CL_SPANS
-        else:
-            spans = QUICK_CL_TILES if quick else CL_TILES
-        tiles = [t for t in spans if t[0] <= max(16, tuning.pow2_bucket(c))]
+        tiles = [t for t in cl if t[0] <= max(16, tuning.pow2_bucket(c))]
     # Every thread owns at least one element and at most twice its share of registers'
     # worth (tuning.thread_elements): beyond that a config spills or keeps few warps
-    # resident, and would only cost its compile.
+    # resident, and would only cost its compile. A streamed tile's threads hold one row.
     per_thread = tuning.thread_elements(problem.op, problem.layout, problem.filter_size)
     configs = [
         {"BLOCK_H": h, "BLOCK_W": w, "BLOCK_C": bc, "num_warps": nw, "num_stages": ns}
         for (bc, h, w), nw, ns in itertools.product(tiles, warps, stages)
-        if nw * 32 <= bc * h * w <= 2 * nw * 32 * per_thread
+        if nw * 32 <= bc * (1 if streamed else h) * w <= 2 * nw * 32 * per_thread
     ]
     # The default is a candidate too: a tuned entry is never slower than no entry.
     return configs if heuristic in configs else [*configs, heuristic]

@@ -75,8 +75,8 @@ def thread_elements(op: str, layout: str, filter_size: int) -> int:
         return 8 if channels_last else (4 if filter_size <= 3 else 2 if filter_size <= 5 else 1)
     if op == "blur_pool_bwd":
         return 16
-    if op == "max_blur_pool_fwd":
-        return 16 if channels_last else 8
+    if op == "max_blur_pool_fwd":  # of the row a program streams (its tile's BLOCK_C × BLOCK_W)
+        return (4 if filter_size <= 3 else 2) if channels_last else 1
     return 8 if channels_last else 4  # max_blur_pool_bwd
 
 
@@ -367,9 +367,10 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     """A sound default where no table applies.
 
     Programs compute one tile of their output (the downsampled map forward, the input-sized
-    gradient backward), except MaxBlurPool's, whose programs take one span of the max map
-    (``BLOCK_H`` × ``BLOCK_W``: the windows the forward loads, or whose gradient the backward
-    hands on; their outputs are the ones it covers). The contiguous axis gets the larger extent
+    gradient backward), except MaxBlurPool's backward, whose programs take one span of the max
+    map (``BLOCK_H`` × ``BLOCK_W``: the windows whose gradient it hands on; its outputs are the
+    ones it covers). MaxBlurPool's forward streams its tile row by row
+    (:func:`_streamed_config`). The contiguous axis gets the larger extent
     so that loads coalesce: W under NCHW, C under channels_last. Tiles hold about
     ``_TARGET_TILE`` elements, four times that for spans and for blur-pool's backward (whose
     programs split their tile into ``stride``² phase tiles), but never exceed the map, so small
@@ -384,10 +385,12 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     _check_op(op)
     if device_name() == INTERPRETER_DEVICE:
         return dict(_INTERPRETER_CONFIG)
+    if op == "max_blur_pool_fwd":
+        return _streamed_config(key)
     side = max(1, math.isqrt(key.hw))
     whole = whole_map_tile(op, key)
-    spans = op.startswith("max_blur_pool")
-    if op.endswith("_fwd") and not spans:
+    spans = op == "max_blur_pool_bwd"
+    if op == "blur_pool_fwd":
         side = -(-side // key.stride)
     side = pow2_bucket(side)
     target = _TARGET_TILE * (4 if spans or op == "blur_pool_bwd" else 1)
@@ -430,18 +433,44 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     }
 
 
+def _streamed_config(key: TuningKey) -> dict[str, int]:
+    """MaxBlurPool's forward: a program streams ``BLOCK_H`` output rows down a row of
+    ``BLOCK_C`` × ``BLOCK_W`` outputs, so its threads hold one row (:func:`thread_elements`
+    each) and ``BLOCK_H`` only sets how far it runs (the (k - 1)-row halo it re-reads against
+    the length of its unrolled code). Under NCHW the row spans the map's width, up to 128
+    columns, and holds several planes where the map is narrower; under channels_last it holds
+    64 channels (more where the map is narrower). Eight rows, or the whole map where it has
+    fewer."""
+    out_side = whole_map_tile("max_blur_pool_fwd", key)
+    per_thread = thread_elements("max_blur_pool_fwd", key.layout, key.filter_size)
+    row = 4 * 32 * per_thread  # four warps' worth
+    if key.layout == "channels_last":
+        block_w = _clamp(row // min(key.c, 64), 1, out_side)
+        block_c = _clamp(row // block_w, 1, key.c)
+    else:
+        block_w = _clamp(out_side, 1, 128)
+        block_c = _clamp(row // block_w, 1, key.c)
+    num_warps = _clamp(block_c * block_w // (32 * per_thread), 1, _MAX_WARPS)
+    return {
+        "BLOCK_H": min(out_side, 8 if key.filter_size <= 3 else 4),
+        "BLOCK_W": block_w,
+        "BLOCK_C": block_c,
+        "num_warps": num_warps,
+        "num_stages": 2,
+    }
+
+
 def whole_map_tile(op: str, key: TuningKey) -> int:
-    """The side of the smallest power-of-two tile (a span for MaxBlurPool) that covers a
-    whole square map of ``key``'s size: the output map for blur-pool's forward, the input for
-    its backward, the padded max-map window all outputs read for MaxBlurPool's forward, and
-    for its backward the span whose windows reach every input element."""
+    """The side of the smallest power-of-two tile (a span for MaxBlurPool's backward) that
+    covers a whole square map of ``key``'s size: the output map for the forwards, the input
+    for blur-pool's backward, and for MaxBlurPool's the span whose windows reach every input
+    element."""
     side = max(1, math.isqrt(key.hw))
-    k, stride, max_kernel = key.filter_size, key.stride, max(key.max_kernel, 1)
+    stride, max_kernel = key.stride, max(key.max_kernel, 1)
     if op == "blur_pool_fwd":
         extent = -(-side // stride)
     elif op == "max_blur_pool_fwd":
-        outputs = -(-max(1, side - max_kernel + 1) // stride)
-        extent = (outputs - 1) * stride + k
+        extent = -(-max(1, side - max_kernel + 1) // stride)
     elif op == "max_blur_pool_bwd":
         extent = side + max_kernel - 1
     else:

@@ -243,8 +243,8 @@ def test_end_to_end_goal_takes_train_ratio_and_activation_memory():
 
 def test_static_cost_shows_what_each_kernel_reads(tmp_path):
     """Compiled for Hopper without a GPU: blur-pool's loads grow with the taps (k² per
-    output), MaxBlurPool's window kernel loads its span once whatever the filter size, tiles
-    inside the map cost fewer instructions than those the padding reaches, the
+    output), MaxBlurPool's streamed kernel reads each input row's columns once (its loads grow
+    as k), tiles inside the map cost fewer instructions than those the padding reaches, the
     backward's reads follow (k/stride)², MaxBlurPool's fused backward routes on registers."""
     import triton
 
@@ -268,7 +268,8 @@ def test_static_cost_shows_what_each_kernel_reads(tmp_path):
     mask_reads = df["blur_pool_relu_mask_interior"] - df["blur_pool_interior"]
     assert mask_reads[7] == mask_reads[3] > 0
     for k in (3, 7):
-        assert issued["max_blur_pool_interior", k] < issued["max_blur_pool_edge", k]
+        assert issued["max_blur_pool_interior", k] < issued["max_blur_pool_edge_rows", k]
+        assert issued["max_blur_pool_edge_rows", k] < issued["max_blur_pool_edge", k]
     # The backward's plain paths read (k/stride)² outputs per element (MaxBlurPool's fused
     # one ceil(k/stride)², each position with its own taps); its routing costs the same
     # register shuffles whatever the filter.

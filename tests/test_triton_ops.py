@@ -297,7 +297,7 @@ def test_many_tiles_and_channel_blocks() -> None:
 @pytest.mark.parametrize("size", [4, 7])
 def test_gpu_heuristic_for_small_nchw_maps(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
     """The launches the GPU heuristic gives small NCHW maps (whole maps of several planes per
-    program; spans for MaxBlurPool) compute every output, ReLU mask bit and gradient."""
+    program; spans for MaxBlurPool's backward) compute every output, ReLU mask bit and gradient."""
     monkeypatch.setattr(tuning, "device_name", lambda: "NVIDIA H100 80GB HBM3")
     x = make_input((2, 12, size, size), torch.float32, "nchw", seed=size, ties=True)
     for op in tuning.OPS:

@@ -168,15 +168,26 @@ def test_gpu_heuristic_is_sound(monkeypatch, op, layout, hw, c):
     side = tuning.pow2_bucket(int(hw**0.5))
     whole = tuning.whole_map_tile(op, key)
     assert config["BLOCK_H"] <= max(side, whole) and config["BLOCK_W"] <= max(side, whole, 16)
-    # MaxBlurPool's programs take spans of the max map (the forward's, four times the size of
-    # the outputs they write).
-    spans = op.startswith("max_blur_pool")
-    tile = config["BLOCK_H"] * config["BLOCK_W"] * config["BLOCK_C"]
-    assert tile <= 4096 * (4 if spans else 1)
     # Each thread holds at most its share of the tile (registers), and at least one element
-    # where the tile fills a warp.
+    # where the tile fills a warp. MaxBlurPool's forward streams its tile one row at a time, so
+    # its threads hold a row, and it runs at most eight rows.
     per_thread = tuning.thread_elements(op, layout, key.filter_size)
     assert config["num_warps"] in (1, 2, 4, 8)
+    held = config["BLOCK_W"] * config["BLOCK_C"]
+    if op == "max_blur_pool_fwd":
+        assert config["BLOCK_H"] == min(whole, 8)
+        assert held <= 32 * config["num_warps"] * per_thread
+        assert config["num_warps"] == 1 or 32 * config["num_warps"] <= held
+        if layout == "channels_last":  # 64 channels, more where the map is narrow
+            assert config["BLOCK_C"] == min(c, max(64, 1024 // config["BLOCK_W"]))
+        else:  # rows as wide as the map (up to 128), several planes when narrower
+            assert config["BLOCK_W"] == min(whole, 128)
+            assert config["BLOCK_C"] == max(1, min(c, 128 // config["BLOCK_W"]))
+        return
+    # MaxBlurPool's backward takes spans of the max map.
+    spans = op == "max_blur_pool_bwd"
+    tile = config["BLOCK_H"] * held
+    assert tile <= 4096 * (4 if spans else 1)
     assert tile <= 32 * config["num_warps"] * per_thread
     assert config["num_warps"] == 1 or 32 * config["num_warps"] <= tile
     if layout == "channels_last":
@@ -197,8 +208,8 @@ def test_gpu_heuristic_is_sound(monkeypatch, op, layout, hw, c):
     [
         ("blur_pool_fwd", 8, 4, 4),  # 4 × 4 outputs
         ("blur_pool_bwd", 8, 4, 8),
-        ("max_blur_pool_fwd", 4, 4, 8),  # 3 × 3 max map, 2 × 2 outputs read 6 × 6 of it
-        ("max_blur_pool_fwd", 8, 2, 8),  # 7 × 7 max map, 4 × 4 outputs read 8 × 8
+        ("max_blur_pool_fwd", 4, 4, 2),  # 3 × 3 max map, 2 × 2 outputs
+        ("max_blur_pool_fwd", 8, 2, 4),  # 7 × 7 max map, 4 × 4 outputs
         ("max_blur_pool_bwd", 8, 4, 16),  # the 8 input rows need 9 max-map rows
         ("blur_pool_fwd", 32, 4, 16),
     ],

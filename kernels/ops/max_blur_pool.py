@@ -1,10 +1,12 @@
 """MaxBlurPool (dense max at stride 1, then blur-pool): Triton kernels, launchers and the
 ``shiftlab::max_blur_pool2d`` custom op with its autograd and fake implementations.
 
-Forward: each program loads a window of the dense max map once (each value the max of its
-``max_kernel``² block, so the map never goes to memory) and filters it on registers; when a
-gradient will be needed it also writes, per max-map element, a one-byte code saying where in
-its block the max lies (``torch.max_pool2d`` keeps an int64 index per output instead).
+Forward: each program streams down its tile's columns one row of the dense max map at a time
+(each value the max of its ``max_kernel``² block, formed on load, so the map never goes to
+memory), filtering each row along W as it is formed and writing each output row once its
+taps' rows are in; when a gradient will be needed it also writes, per max-map element, a
+one-byte code saying where in its block the max lies (``torch.max_pool2d`` keeps an int64
+index per output instead).
 Backward, from the output gradient and those codes only, in one pass: each program takes
 blur-pool's backward over a span of the max map on registers, then hands each window's
 gradient to the element its code names (no temporary of the map's size).
@@ -23,6 +25,7 @@ from kernels.ops.common import (
     MemoisedLaunch,
     accumulator_dtype,
     accumulator_torch_dtype,
+    as_index,
     eager_autograd,
     element_offsets,
     empty_output,
@@ -63,7 +66,6 @@ def _max_blur_pool_fwd_kernel(
     W_map,
     H_out,
     W_out,
-    pad_before,
     sx_n,
     sx_c,
     sx_h,
@@ -81,126 +83,230 @@ def _max_blur_pool_fwd_kernel(
     tiles,
     TAPS: tl.constexpr,
     STRIDE: tl.constexpr,
+    PAD_BEFORE: tl.constexpr,
     PADDING: tl.constexpr,
     FOLD_ONCE: tl.constexpr,
     MAX_KERNEL: tl.constexpr,
     SAVE_CODES: tl.constexpr,
+    MAP_ROWS: tl.constexpr,
+    MAP_COLS: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     INDEX_64: tl.constexpr,
     BLOCK_C: tl.constexpr,
-    SPAN_H: tl.constexpr,
-    SPAN_W: tl.constexpr,
-    ROWS: tl.constexpr,
-    COLS: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
-    """One program: ``BLOCK_C`` channels × a ``SPAN_H`` × ``SPAN_W`` window of the padded max
-    map, read once, giving the ``ROWS`` × ``COLS`` outputs that window covers.
+    """One program: ``BLOCK_C`` channels × ``BLOCK_H`` rows × ``BLOCK_W`` columns of the
+    output, streamed row by row down the padded max map (:func:`_streamed_rows`).
 
-    Each element of the window is the max of its ``MAX_KERNEL``² block of the input, loaded
-    once (the dense max map never goes to memory; :func:`_max_window`). Spans inside the max
-    map (most of a large map's) read it at plain offsets without masks; the others go through
-    the padding. The filter then runs separably on registers (:func:`_filtered_window`): the
-    taps pick window columns, then rows, with ``tl.gather`` (warp shuffles), so a k-tap filter
-    costs 2k gathers per output rather than k²·``MAX_KERNEL``² loads, as taking the max at
-    every tap (blur-pool's kernel) would.
-
-    ``SAVE_CODES``: also write, per max-map element, where in its block the max lies
-    (``u·MAX_KERNEL + v``, as ``torch.max_pool2d``'s scan picks it: the last NaN, else the
-    first maximum), one byte each, for the backward. Spans overlap and padding repeats
-    elements, so some codes are written more than once, always with the same value.
+    ``MAP_ROWS`` × ``MAP_COLS`` is the stretch of the padded max map the program reads from
+    its first output's first tap: the taps' reach, and with ``SAVE_CODES`` at least the
+    ``STRIDE`` × ``STRIDE`` block each output starts at, whose codes the program writes. Tiles
+    whose stretch lies inside the max map along both axes (most tiles of a large map) read at
+    plain offsets without masks; along W only, the rows still go through the padding; the
+    others through the padding along both axes.
     """
     plane, n, c, row0, col0 = tile_origin(tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C,
-                                          ROWS, COLS)  # fmt: skip
+                                          BLOCK_H, BLOCK_W)  # fmt: skip
+    cols = col0 + tl.arange(0, BLOCK_W)[None, None, :]
     x_maps = x_ptr + plane_offsets(n, c, sx_n, sx_c, INDEX_64)
+    y_maps = y_ptr + plane_offsets(n, c, sy_n, sy_c, INDEX_64)
     code_maps = codes_ptr + plane_offsets(n, c, sk_n, sk_c, INDEX_64)
-    top = row0 * STRIDE - pad_before
-    left = col0 * STRIDE - pad_before
-    inside = ((plane % c_blocks + 1) * BLOCK_C <= C) & (top >= 0) & (left >= 0)
-    inside &= (top + SPAN_H <= H_map) & (left + SPAN_W <= W_map)
-    if inside:
-        window = _max_window(x_maps, code_maps, c < C, top, left, H_map, W_map, sx_h, sx_w, sk_h,
-                             sk_w, PADDING, FOLD_ONCE, MAX_KERNEL, SAVE_CODES, False, ACC_DTYPE,
-                             INDEX_64, SPAN_H, SPAN_W)  # fmt: skip
+    top = row0 * STRIDE - PAD_BEFORE
+    inside_h = (top >= 0) & (top + MAP_ROWS <= H_map)
+    inside_w = (col0 * STRIDE - PAD_BEFORE >= 0) & (
+        (col0 + BLOCK_W - 1) * STRIDE - PAD_BEFORE + MAP_COLS <= W_map
+    )
+    inside_w &= (plane % c_blocks + 1) * BLOCK_C <= C
+    if inside_h & inside_w:
+        _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c < C, row0, cols, H_map, W_map,
+                       H_out, W_out, sx_h, sx_w, sy_h, sy_w, sk_h, sk_w, TAPS, STRIDE,
+                       PAD_BEFORE, PADDING, FOLD_ONCE, MAX_KERNEL, SAVE_CODES, MAP_ROWS,
+                       MAP_COLS, False, False, ACC_DTYPE, INDEX_64, BLOCK_H)  # fmt: skip
+    elif inside_w:
+        _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c < C, row0, cols, H_map, W_map,
+                       H_out, W_out, sx_h, sx_w, sy_h, sy_w, sk_h, sk_w, TAPS, STRIDE,
+                       PAD_BEFORE, PADDING, FOLD_ONCE, MAX_KERNEL, SAVE_CODES, MAP_ROWS,
+                       MAP_COLS, True, False, ACC_DTYPE, INDEX_64, BLOCK_H)  # fmt: skip
     else:
-        window = _max_window(x_maps, code_maps, c < C, top, left, H_map, W_map, sx_h, sx_w, sk_h,
-                             sk_w, PADDING, FOLD_ONCE, MAX_KERNEL, SAVE_CODES, True, ACC_DTYPE,
-                             INDEX_64, SPAN_H, SPAN_W)  # fmt: skip
-
-    acc = _filtered_window(window, taps_ptr, TAPS, STRIDE, ACC_DTYPE, BLOCK_H, BLOCK_W)
-    store_leading(y_ptr, acc, n, c, C, row0, col0, H_out, W_out, sy_n, sy_c, sy_h, sy_w, ROWS,
-                  COLS, INDEX_64)  # fmt: skip
+        _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c < C, row0, cols, H_map, W_map,
+                       H_out, W_out, sx_h, sx_w, sy_h, sy_w, sk_h, sk_w, TAPS, STRIDE,
+                       PAD_BEFORE, PADDING, FOLD_ONCE, MAX_KERNEL, SAVE_CODES, MAP_ROWS,
+                       MAP_COLS, True, True, ACC_DTYPE, INDEX_64, BLOCK_H)  # fmt: skip
 
 
 @triton.jit
-def _max_window(x_maps, code_maps, c_ok, top, left, H_map, W_map, sx_h, sx_w, sk_h, sk_w,
-                PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr, MAX_KERNEL: tl.constexpr,
-                SAVE_CODES: tl.constexpr, CHECKED: tl.constexpr, ACC_DTYPE: tl.constexpr,
-                INDEX_64: tl.constexpr, SPAN_H: tl.constexpr,
-                SPAN_W: tl.constexpr):  # fmt: skip
-    """The ``SPAN_H`` × ``SPAN_W`` window of the padded max map from (``top``, ``left``), each
-    element the max of its ``MAX_KERNEL``² block of the maps at ``x_maps`` ([BC,1,1]); with
-    ``SAVE_CODES`` the codes are written to ``code_maps``.
+def _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c_ok, row0, cols, H_map, W_map, H_out,
+                   W_out, sx_h, sx_w, sy_h, sy_w, sk_h, sk_w, TAPS: tl.constexpr,
+                   STRIDE: tl.constexpr, PAD_BEFORE: tl.constexpr, PADDING: tl.constexpr,
+                   FOLD_ONCE: tl.constexpr, MAX_KERNEL: tl.constexpr,
+                   SAVE_CODES: tl.constexpr, MAP_ROWS: tl.constexpr, MAP_COLS: tl.constexpr,
+                   CHECK_H: tl.constexpr, CHECK_W: tl.constexpr, ACC_DTYPE: tl.constexpr,
+                   INDEX_64: tl.constexpr, BLOCK_H: tl.constexpr):  # fmt: skip
+    """``BLOCK_H`` output rows from ``row0`` at columns ``cols`` ([1,1,BW]) of the maps at
+    ``x_maps``/``y_maps`` ([BC,1,1]), the filter run separably on one max-map row at a time.
 
-    ``CHECKED``: positions go through the padding (:func:`padded_source`) and reads are
-    masked (channels by ``c_ok``). Unchecked, the window lies inside the max map and all
-    channels exist: plain offsets, no mask.
+    Each max-map row is filtered along W as soon as it is formed (:func:`_map_row`), and an
+    output row is written as soon as its last tap's row is in: the program keeps the last
+    ``TAPS`` filtered rows in registers, never a window. Inside the map along H (``CHECK_H``
+    off) the max over ``MAX_KERNEL`` input rows reuses the previous rows' column maxima, so
+    each input row is loaded and reduced along W once; through the padding, consecutive
+    max-map rows need not come from consecutive input rows, and each takes its own.
     """
-    rows = top + tl.arange(0, SPAN_H)
-    cols = left + tl.arange(0, SPAN_W)
-    if CHECKED:
-        rows, ok_h = padded_source(rows, H_map, PADDING, FOLD_ONCE)
-        cols, ok_w = padded_source(cols, W_map, PADDING, FOLD_ONCE)
-        # A span can reach past the last padded position (its outputs there are masked off).
-        ok_h &= (rows >= 0) & (rows < H_map)
-        ok_w &= (cols >= 0) & (cols < W_map)
-        mask = c_ok & ok_h[None, :, None] & ok_w[None, None, :]
-    rows = rows[None, :, None]
-    cols = cols[None, None, :]
-    at = x_maps + element_offsets(0, rows, cols, sx_h, sx_w, INDEX_64)
-    window = tl.load(at, mask=mask, other=0.0) if CHECKED else tl.load(at)
-    code = tl.zeros(window.shape, tl.int32)
-    for u in tl.static_range(MAX_KERNEL):
-        for v in tl.static_range(MAX_KERNEL):
-            if u + v > 0:
-                at_uv = at + (u * sx_h + v * sx_w)
-                other = tl.load(at_uv, mask=mask, other=0.0) if CHECKED else tl.load(at_uv)
-                if SAVE_CODES:
-                    take = (other > window) | (other != other)
-                    window = tl.where(take, other, window)
-                    code = tl.where(take, u * MAX_KERNEL + v, code)
-                else:
-                    window = tl.maximum(window, other, propagate_nan=tl.PropagateNan.ALL)
-    if SAVE_CODES:
-        codes_at = code_maps + element_offsets(0, rows, cols, sk_h, sk_w, INDEX_64)
-        if CHECKED:
-            tl.store(codes_at, code.to(tl.uint8), mask=mask)
+    # Row indices as [1,1,1] tensors: Triton's interpreter turns a scalar mask combined with a
+    # tensor one into integers, which its loads refuse (compiled code is the same either way).
+    row0 += tl.zeros((1, 1, 1), tl.int32)
+    taps = ()
+    for j in tl.static_range(TAPS):
+        taps += (tl.load(taps_ptr + j).to(ACC_DTYPE),)
+    left = cols * STRIDE - PAD_BEFORE
+    if not CHECK_W:
+        x_maps += as_index(left, INDEX_64) * sx_w
+    top = row0 * STRIDE - PAD_BEFORE
+    # Per input row: MAP_COLS column maxima, then with SAVE_CODES the STRIDE coded columns' picks.
+    PER_ROW: tl.constexpr = MAP_COLS + STRIDE * SAVE_CODES
+    recent = ()  # unchecked rows: the column maxima (and picks) of the last MAX_KERNEL - 1
+    window = ()  # the filtered rows the next output row reads
+    for m in tl.static_range(MAP_ROWS):
+        if CHECK_H:
+            src_h, ok_h = padded_source(top + m, H_map, PADDING, FOLD_ONCE)
+            ok_h &= c_ok & (src_h >= 0) & (src_h < H_map)
+            rows = ()
+            for u in tl.static_range(MAX_KERNEL):
+                row = x_maps + as_index(src_h + u, INDEX_64) * sx_h
+                rows += _column_maxima(row, ok_h, left, W_map, sx_w, STRIDE, PAD_BEFORE,
+                                       PADDING, FOLD_ONCE, MAX_KERNEL, SAVE_CODES, MAP_COLS,
+                                       True, CHECK_W, ACC_DTYPE, INDEX_64)  # fmt: skip
         else:
-            tl.store(codes_at, code.to(tl.uint8))
-    return window.to(ACC_DTYPE)
+            if m == 0:
+                for u in tl.static_range(MAX_KERNEL - 1):
+                    row = x_maps + as_index(top + u, INDEX_64) * sx_h
+                    recent += _column_maxima(row, c_ok, left, W_map, sx_w, STRIDE,
+                                             PAD_BEFORE, PADDING, FOLD_ONCE, MAX_KERNEL,
+                                             SAVE_CODES, MAP_COLS, False, False, ACC_DTYPE,
+                                             INDEX_64)  # fmt: skip
+            row = x_maps + as_index(top + m + MAX_KERNEL - 1, INDEX_64) * sx_h
+            rows = recent + _column_maxima(row, c_ok, left, W_map, sx_w, STRIDE, PAD_BEFORE,
+                                           PADDING, FOLD_ONCE, MAX_KERNEL, SAVE_CODES, MAP_COLS,
+                                           False, False, ACC_DTYPE, INDEX_64)  # fmt: skip
+            recent = rows[PER_ROW:]
+        # The codes of the STRIDE × STRIDE blocks the outputs start at: rows PAD_BEFORE on.
+        code_at = code_maps + element_offsets(0, top + m, cols * STRIDE, sk_h, sk_w, INDEX_64)
+        code_ok = c_ok & (top + m < H_map)
+        filtered = _map_row(rows, taps, code_at, code_ok, cols * STRIDE, W_map, sk_w, TAPS,
+                            STRIDE, PAD_BEFORE, MAX_KERNEL,
+                            SAVE_CODES and _among(m, PAD_BEFORE, STRIDE * BLOCK_H), PER_ROW,
+                            MAP_COLS, CHECK_H | CHECK_W, ACC_DTYPE)  # fmt: skip
+        if m < TAPS + STRIDE * (BLOCK_H - 1):
+            window += (filtered,)
+            if (m >= TAPS - 1) & ((m - TAPS + 1) % STRIDE == 0):
+                i = (m - TAPS + 1) // STRIDE
+                acc = taps[0] * window[0]
+                for s in tl.static_range(1, TAPS):
+                    acc += taps[s] * window[s]
+                y_at = y_maps + element_offsets(0, row0 + i, cols, sy_h, sy_w, INDEX_64)
+                value = acc.to(y_maps.dtype.element_ty)
+                if CHECK_H | CHECK_W:
+                    tl.store(y_at, value, mask=c_ok & (row0 + i < H_out) & (cols < W_out))
+                else:
+                    tl.store(y_at, value)
+                window = window[STRIDE:]
+
+
+@triton.constexpr_function
+def _among(index: int, first: int, count: int) -> bool:
+    """Whether ``first`` <= ``index`` < ``first + count``, at compile time (a condition
+    assigned to a variable inside a kernel would become a runtime value)."""
+    return first <= index < first + count
 
 
 @triton.jit
-def _filtered_window(window, taps_ptr, TAPS: tl.constexpr, STRIDE: tl.constexpr,
-                    ACC_DTYPE: tl.constexpr, BLOCK_H: tl.constexpr,
-                    BLOCK_W: tl.constexpr):  # fmt: skip
-    """The filter on a window held in registers ([BC, SPAN_H, SPAN_W]), run separably: the taps
-    pick window columns, then rows, with ``tl.gather`` (warp shuffles), giving [BC, BLOCK_H,
-    BLOCK_W] outputs (those past the window's last full tap read its last row or column)."""
-    span_h: tl.constexpr = window.shape[1]
-    span_w: tl.constexpr = window.shape[2]
-    out_w = tl.arange(0, BLOCK_W)[None, None, :]
-    across = tl.zeros((window.shape[0], span_h, BLOCK_W), ACC_DTYPE)
-    for j in tl.static_range(TAPS):
-        pick = tl.broadcast_to(tl.minimum(out_w * STRIDE + j, span_w - 1), across.shape)
-        across += tl.load(taps_ptr + j) * tl.gather(window, pick, axis=2)
-    out_h = tl.arange(0, BLOCK_H)[None, :, None]
-    acc = tl.zeros((window.shape[0], BLOCK_H, BLOCK_W), ACC_DTYPE)
-    for i in tl.static_range(TAPS):
-        pick = tl.broadcast_to(tl.minimum(out_h * STRIDE + i, span_h - 1), acc.shape)
-        acc += tl.load(taps_ptr + i) * tl.gather(across, pick, axis=1)
-    return acc
+def _column_maxima(row, row_ok, left, W_map, sx_w, STRIDE: tl.constexpr,
+                   PAD_BEFORE: tl.constexpr, PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr,
+                   MAX_KERNEL: tl.constexpr, SAVE_CODES: tl.constexpr, MAP_COLS: tl.constexpr,
+                   MASKED: tl.constexpr, CHECK_W: tl.constexpr, ACC_DTYPE: tl.constexpr,
+                   INDEX_64: tl.constexpr):  # fmt: skip
+    """One input row's maxima over ``MAX_KERNEL`` adjacent columns, for each of the
+    ``MAP_COLS`` max-map columns the outputs read, then (``SAVE_CODES``) the column of each
+    maximum in the ``STRIDE`` columns from ``PAD_BEFORE`` (the blocks the outputs start at):
+    the last NaN, else the first maximum, as ``torch.max_pool2d``'s scan.
+
+    Unless ``CHECK_W``, ``row`` points at each output's first max-map column and the columns
+    are read once each at fixed offsets (neighbouring maxima share them); else each maximum
+    reads its own columns, max-map column ``left`` + t through the padding (recomputed for each
+    row: holding them would take registers from every path of the kernel). ``MASKED``: reads
+    are masked by ``row_ok`` too (other 0: zero padding's value).
+    """
+    if not CHECK_W:
+        values = ()
+        for j in tl.static_range(MAP_COLS + MAX_KERNEL - 1):
+            at = row + j * sx_w
+            value = tl.load(at, mask=row_ok, other=0.0) if MASKED else tl.load(at)
+            values += (value.to(ACC_DTYPE),)
+    maxima = ()
+    picks = ()
+    for t in tl.static_range(MAP_COLS):
+        if CHECK_W:
+            src_w, ok_w = padded_source(left + t, W_map, PADDING, FOLD_ONCE)
+            ok_w &= row_ok & (src_w >= 0) & (src_w < W_map)
+            at_t = row + as_index(src_w, INDEX_64) * sx_w
+        for v in tl.static_range(MAX_KERNEL):
+            if CHECK_W:
+                value = tl.load(at_t + v * sx_w, mask=ok_w, other=0.0).to(ACC_DTYPE)
+            else:
+                value = values[t + v]
+            if v == 0:
+                best = value
+                pick = tl.zeros(value.shape, tl.int32)  # unused (and dropped) unless coded
+            elif SAVE_CODES and _among(t, PAD_BEFORE, STRIDE):
+                take = (value > best) | (value != value)
+                best = tl.where(take, value, best)
+                pick = tl.where(take, v, pick)
+            else:
+                best = tl.maximum(best, value, propagate_nan=tl.PropagateNan.ALL)
+        maxima += (best,)
+        if SAVE_CODES and _among(t, PAD_BEFORE, STRIDE):
+            picks += (pick,)
+    return maxima + picks
+
+
+@triton.jit
+def _map_row(rows, taps, code_at, code_ok, code_cols, W_map, sk_w, TAPS: tl.constexpr,
+             STRIDE: tl.constexpr, PAD_BEFORE: tl.constexpr, MAX_KERNEL: tl.constexpr,
+             CODED: tl.constexpr, PER_ROW: tl.constexpr, MAP_COLS: tl.constexpr,
+             MASKED: tl.constexpr, ACC_DTYPE: tl.constexpr):  # fmt: skip
+    """One max-map row filtered along W: the maxima over the ``MAX_KERNEL`` input rows in
+    ``rows`` (:func:`_column_maxima` of each, ``PER_ROW`` values apiece) weighted by ``taps``.
+
+    ``CODED``: the row is one whose codes the program writes. For each of the ``STRIDE``
+    columns from ``PAD_BEFORE``, where in its block the maximum lies (``u·MAX_KERNEL + v``,
+    the scan's pick) goes to ``code_at`` + q·``sk_w`` (q: the column's place among them),
+    masked by ``code_ok`` and ``code_cols`` + q < ``W_map`` when ``MASKED``.
+    """
+    filtered = tl.zeros(rows[0].shape, ACC_DTYPE)
+    for t in tl.static_range(MAP_COLS):
+        best = rows[t]
+        if CODED and _among(t, PAD_BEFORE, STRIDE):
+            code = rows[MAP_COLS + t - PAD_BEFORE]
+        for u in tl.static_range(1, MAX_KERNEL):
+            value = rows[u * PER_ROW + t]
+            if CODED and _among(t, PAD_BEFORE, STRIDE):
+                take = (value > best) | (value != value)
+                best = tl.where(take, value, best)
+                pick = rows[u * PER_ROW + MAP_COLS + t - PAD_BEFORE]
+                code = tl.where(take, u * MAX_KERNEL + pick, code)
+            else:
+                best = tl.maximum(best, value, propagate_nan=tl.PropagateNan.ALL)
+        if CODED and _among(t, PAD_BEFORE, STRIDE):
+            q = t - PAD_BEFORE
+            if MASKED:
+                ok = code_ok & (code_cols + q < W_map)
+                tl.store(code_at + q * sk_w, code.to(tl.uint8), mask=ok)
+            else:
+                tl.store(code_at + q * sk_w, code.to(tl.uint8))
+        if t < TAPS:
+            filtered += taps[t] * best
+    return filtered
 
 
 @triton.jit
@@ -351,8 +457,8 @@ def max_blur_pool2d_forward(
 ) -> torch.Tensor:
     """Launch the forward kernel (spec §3); ``config`` overrides the tuned launch config.
 
-    The config's ``BLOCK_H``/``BLOCK_W`` are the span of the max map a program reads (at least
-    the filter's size); its outputs are the ones that span covers. ``codes``
+    The config's ``BLOCK_H`` × ``BLOCK_W`` is a program's tile of the output (``BLOCK_H`` rows
+    streamed one after the other, so it sets how far a program runs down the map). ``codes``
     (:func:`max_codes_buffer`) also receives where each window's max lies, which the backward
     needs.
     """
@@ -382,31 +488,30 @@ def _forward_launch(x, y, stored, taps, stride, padding, max_kernel, save_codes,
     """The forward's :class:`Launch` for these tensors' layouts and these options."""
     c, h, w = x.shape[1:]
     k = len(taps)
+    before = pad_sizes(k, 0)[0]
     launch = resolve_config("max_blur_pool_fwd", x, k, stride, config, max_kernel=max_kernel)
-    span_h, span_w = (max(launch[f], pow2_bucket(k)) for f in ("BLOCK_H", "BLOCK_W"))
-    rows, cols = ((span - k) // stride + 1 for span in (span_h, span_w))
+    # The stretch of the max map a tile reads: its taps' reach and, when the codes are written,
+    # the stride × stride block each output starts at (beyond the taps when k < before + stride).
+    coded = before + stride if save_codes else 0
+    map_rows = max(stride * (launch["BLOCK_H"] - 1) + k, coded + stride * (launch["BLOCK_H"] - 1))
     map_h, map_w = h - max_kernel + 1, w - max_kernel + 1
     return tiled_launch(
         _max_blur_pool_fwd_kernel,
         launch,
         y.shape,
         taps_tensor(taps, x.device, accumulator_torch_dtype(x)), c, map_h, map_w, y.shape[2],
-        y.shape[3], pad_sizes(k, 0)[0], *x.stride(), *y.stride(), *stored.stride(),
-        tile=(rows, cols),
+        y.shape[3], *x.stride(), *y.stride(), *stored.stride(),
         TAPS=k,
         STRIDE=stride,
+        PAD_BEFORE=before,
         PADDING=PADDING_CODES[padding],
         FOLD_ONCE=folds_once((map_h, map_w), k - 1),
         MAX_KERNEL=max_kernel,
         SAVE_CODES=save_codes,
+        MAP_ROWS=map_rows,
+        MAP_COLS=max(k, coded),
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(x, y, stored),
-        SPAN_H=span_h,
-        SPAN_W=span_w,
-        ROWS=rows,
-        COLS=cols,
-        BLOCK_H=pow2_bucket(rows),
-        BLOCK_W=pow2_bucket(cols),
     )  # fmt: skip
 
 
