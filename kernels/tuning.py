@@ -437,8 +437,9 @@ def _streamed_config(key: TuningKey) -> dict[str, int]:
     """MaxBlurPool's forward: a program streams ``BLOCK_H`` output rows down a row of
     ``BLOCK_C`` × ``BLOCK_W`` outputs, so its threads hold one row (:func:`thread_elements`
     each) and ``BLOCK_H`` only sets how far it runs (the (k - 1)-row halo it re-reads against
-    the length of its unrolled code). Under NCHW the row spans the map's width, up to 128
-    columns, and holds several planes where the map is narrower; under channels_last it holds
+    the length of its unrolled code). Under NCHW the row is at most 8 columns of several
+    planes, so that most tiles of a wide map read inside it along W (the padded path costs
+    about 2.3 times the plain one: ``benchmarks.static_cost``); under channels_last it holds
     64 channels (more where the map is narrower). Eight rows, or the whole map where it has
     fewer."""
     out_side = whole_map_tile("max_blur_pool_fwd", key)
@@ -448,7 +449,7 @@ def _streamed_config(key: TuningKey) -> dict[str, int]:
         block_w = _clamp(row // min(key.c, 64), 1, out_side)
         block_c = _clamp(row // block_w, 1, key.c)
     else:
-        block_w = _clamp(out_side, 1, 128)
+        block_w = _clamp(out_side, 1, 8)
         block_c = _clamp(row // block_w, 1, key.c)
     num_warps = _clamp(block_c * block_w // (32 * per_thread), 1, _MAX_WARPS)
     return {

@@ -175,14 +175,16 @@ def test_gpu_heuristic_is_sound(monkeypatch, op, layout, hw, c):
     assert config["num_warps"] in (1, 2, 4, 8)
     held = config["BLOCK_W"] * config["BLOCK_C"]
     if op == "max_blur_pool_fwd":
-        assert config["BLOCK_H"] == min(whole, 8)
+        # Eight rows (four past k = 3: fewer to unroll), or the whole map.
+        assert config["BLOCK_H"] == min(whole, 8 if key.filter_size <= 3 else 4)
         assert held <= 32 * config["num_warps"] * per_thread
         assert config["num_warps"] == 1 or 32 * config["num_warps"] <= held
+        row = 128 * per_thread  # four warps' worth
         if layout == "channels_last":  # 64 channels, more where the map is narrow
-            assert config["BLOCK_C"] == min(c, max(64, 1024 // config["BLOCK_W"]))
-        else:  # rows as wide as the map (up to 128), several planes when narrower
-            assert config["BLOCK_W"] == min(whole, 128)
-            assert config["BLOCK_C"] == max(1, min(c, 128 // config["BLOCK_W"]))
+            assert config["BLOCK_C"] == min(c, max(64, row // config["BLOCK_W"]))
+        else:  # at most 8 columns, of planes enough to fill four warps
+            assert config["BLOCK_W"] == min(whole, 8)
+            assert config["BLOCK_C"] == max(1, min(c, row // config["BLOCK_W"]))
         return
     # MaxBlurPool's backward takes spans of the max map.
     spans = op == "max_blur_pool_bwd"
