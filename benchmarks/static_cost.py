@@ -180,8 +180,8 @@ def _max_forward_tile(x_ptr, y_ptr, codes_ptr, taps_ptr, H, W, sx_c, sx_h, sx_w,
                       sy_w, sk_c, sk_h, sk_w, TAPS: tl.constexpr, STRIDE: tl.constexpr,
                       PAD_BEFORE: tl.constexpr, PADDING: tl.constexpr, MAP_ROWS: tl.constexpr,
                       MAP_COLS: tl.constexpr, CHECK_H: tl.constexpr, CHECK_W: tl.constexpr,
-                      ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
-                      BLOCK_W: tl.constexpr):  # fmt: skip
+                      LOCAL_PADDING: tl.constexpr, ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr,
+                      BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):  # fmt: skip
     """One path of MaxBlurPool's forward, writing the codes (training): tiles inside the max
     map (most tiles of a large map), or through the padding along H, or along both axes."""
     c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
@@ -190,7 +190,7 @@ def _max_forward_tile(x_ptr, y_ptr, codes_ptr, taps_ptr, H, W, sx_c, sx_h, sx_w,
         x_ptr + c * sx_c, y_ptr + c * sy_c, codes_ptr + c * sk_c, taps_ptr, c >= 0,
         tl.program_id(1) * BLOCK_H, cols, H, W, H, W, sx_h, sx_w, sy_h, sy_w, sk_h, sk_w, TAPS,
         STRIDE, PAD_BEFORE, PADDING, True, 2, True, MAP_ROWS, MAP_COLS, CHECK_H, CHECK_W,
-        ACC_DTYPE, False, BLOCK_H,
+        LOCAL_PADDING, ACC_DTYPE, False, BLOCK_H,
     )  # fmt: skip
 
 
@@ -203,7 +203,7 @@ def max_blur_pool_case(
     constexprs = dict(TAPS=k, STRIDE=STRIDE, PAD_BEFORE=before, PADDING=PADDING_CODES["reflect"],
                       MAP_ROWS=max(STRIDE * (block_h - 1) + k, before + STRIDE * block_h),
                       MAP_COLS=max(k, before + STRIDE), CHECK_H=check_h, CHECK_W=check_w,
-                      ACC_DTYPE=tl.float32, BLOCK_C=block_c, BLOCK_H=block_h,
+                      LOCAL_PADDING=True, ACC_DTYPE=tl.float32, BLOCK_C=block_c, BLOCK_H=block_h,
                       BLOCK_W=block_w)  # fmt: skip
     return _max_forward_tile, constexprs, block_c * block_h * block_w
 

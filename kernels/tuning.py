@@ -76,7 +76,7 @@ def thread_elements(op: str, layout: str, filter_size: int) -> int:
     if op == "blur_pool_bwd":
         return 16
     if op == "max_blur_pool_fwd":  # of the row a program streams (its tile's BLOCK_C × BLOCK_W)
-        return (4 if filter_size <= 3 else 2) if channels_last else 1
+        return (4 if filter_size <= 3 else 2 if filter_size <= 5 else 1) if channels_last else 1
     return 8 if channels_last else 4  # max_blur_pool_bwd
 
 

@@ -211,7 +211,7 @@ MAX_BLUR_CASES = [
     ((2, 3, 6, 7), binomial(4), 2, 2, True),
     ((1, 2, 6, 5), skewed(3, 4), 1, 3, True),
     ((1, 3, 3, 3), skewed(5, 5), 2, 2, False),
-    ((2, 2, 4, 3), binomial(1), 3, 2, True),
+    ((2, 2, 7, 3), binomial(1), 3, 2, True),
 ]
 
 
@@ -292,6 +292,37 @@ def test_many_tiles_and_channel_blocks() -> None:
     check_blur_pool(x, binomial(4), 2, "reflect", 0, True, config=config)
     x = make_input((1, 3, 5, 9), torch.float32, "nchw", seed=8, ties=True)
     check_max_blur_pool(x, binomial(4), 2, "circular", 2, config=config)
+
+
+@pytest.mark.parametrize("padding", PADDING_MODES)
+def test_max_blur_pool_pads_on_registers_where_outputs_read_their_sources(padding: str) -> None:
+    """MaxBlurPool's forward pads on registers where every padded row and column an output
+    reads repeats one it reads anyway (any padding but circular, on maps wider than the
+    filter); circular reads through the map instead. Small tiles put programs on every path.
+    Infinities at the edges, against pad + conv (the reference's dense matrices would spread
+    them as NaNs): no padded tap weighs one by zero."""
+    taps, stride, max_kernel = skewed(5, 11), 2, 2
+    layout = LAYOUTS[PADDING_MODES.index(padding) % len(LAYOUTS)]
+    x = make_input((1, 3, 9, 12), torch.float32, layout, seed=11, ties=True)
+    before = (len(taps) - 1) // 2
+    local = [max_blur_pool._reads_own(size, outputs, stride, before, 5, padding)
+             for size, outputs in ((8, 4), (11, 6))]  # fmt: skip
+    assert local == [padding != "circular"] * 2
+    config = {"BLOCK_H": 2, "BLOCK_W": 2, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
+    check_max_blur_pool(x, taps, stride, padding, max_kernel, seed=11, config=config)
+
+    x[0, 0, 0, 1] = x[0, 1, 8, 11] = math.inf
+    x[0, 2, 6, 0] = -math.inf
+    row = torch.tensor(taps, dtype=x.dtype)
+    weight = torch.outer(row, row).expand(3, 1, -1, -1)
+    mode = "constant" if padding == "zeros" else padding
+    padded = torch.nn.functional.pad(torch.nn.functional.max_pool2d(x, max_kernel, 1),
+                                     (before, before) * 2, mode=mode)  # fmt: skip
+    expected = torch.nn.functional.conv2d(padded, weight, stride=stride, groups=3)
+    y = max_blur_pool2d_forward(x, taps, stride, padding, max_kernel, config=config,
+                                out=poisoned(x, tuple(expected.shape)))  # fmt: skip
+    assert y.isinf().any()
+    assert_close(y, expected, x.dtype)
 
 
 @pytest.mark.parametrize("size", [4, 7])

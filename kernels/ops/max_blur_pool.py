@@ -51,7 +51,7 @@ from kernels.ops.common import (
     traced,
 )
 from kernels.options import MAX_CODED_KERNEL
-from kernels.padding import pad_sizes
+from kernels.padding import pad_index, pad_sizes
 from kernels.tuning import pow2_bucket
 
 
@@ -90,6 +90,7 @@ def _max_blur_pool_fwd_kernel(
     SAVE_CODES: tl.constexpr,
     MAP_ROWS: tl.constexpr,
     MAP_COLS: tl.constexpr,
+    LOCAL_PADDING: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     INDEX_64: tl.constexpr,
     BLOCK_C: tl.constexpr,
@@ -104,7 +105,10 @@ def _max_blur_pool_fwd_kernel(
     ``STRIDE`` × ``STRIDE`` block each output starts at, whose codes the program writes. Tiles
     whose stretch lies inside the max map along both axes (most tiles of a large map) read at
     plain offsets without masks; along W only, the rows still go through the padding; the
-    others through the padding along both axes.
+    others through the padding along both axes. ``LOCAL_PADDING`` (:func:`_reads_own`): each
+    output's padded rows and columns repeat rows and columns it reads anyway (any map not much
+    smaller than the filter, any padding but circular), so the edge paths read as the plain
+    one does (masked along W) and pad on registers.
     """
     plane, n, c, row0, col0 = tile_origin(tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C,
                                           BLOCK_H, BLOCK_W)  # fmt: skip
@@ -122,17 +126,20 @@ def _max_blur_pool_fwd_kernel(
         _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c < C, row0, cols, H_map, W_map,
                        H_out, W_out, sx_h, sx_w, sy_h, sy_w, sk_h, sk_w, TAPS, STRIDE,
                        PAD_BEFORE, PADDING, FOLD_ONCE, MAX_KERNEL, SAVE_CODES, MAP_ROWS,
-                       MAP_COLS, False, False, ACC_DTYPE, INDEX_64, BLOCK_H)  # fmt: skip
+                       MAP_COLS, False, False, LOCAL_PADDING, ACC_DTYPE, INDEX_64,
+                       BLOCK_H)  # fmt: skip
     elif inside_w:
         _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c < C, row0, cols, H_map, W_map,
                        H_out, W_out, sx_h, sx_w, sy_h, sy_w, sk_h, sk_w, TAPS, STRIDE,
                        PAD_BEFORE, PADDING, FOLD_ONCE, MAX_KERNEL, SAVE_CODES, MAP_ROWS,
-                       MAP_COLS, True, False, ACC_DTYPE, INDEX_64, BLOCK_H)  # fmt: skip
+                       MAP_COLS, True, False, LOCAL_PADDING, ACC_DTYPE, INDEX_64,
+                       BLOCK_H)  # fmt: skip
     else:
         _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c < C, row0, cols, H_map, W_map,
                        H_out, W_out, sx_h, sx_w, sy_h, sy_w, sk_h, sk_w, TAPS, STRIDE,
                        PAD_BEFORE, PADDING, FOLD_ONCE, MAX_KERNEL, SAVE_CODES, MAP_ROWS,
-                       MAP_COLS, True, True, ACC_DTYPE, INDEX_64, BLOCK_H)  # fmt: skip
+                       MAP_COLS, True, True, LOCAL_PADDING, ACC_DTYPE, INDEX_64,
+                       BLOCK_H)  # fmt: skip
 
 
 @triton.jit
@@ -141,18 +148,27 @@ def _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c_ok, row0, cols, H_map,
                    STRIDE: tl.constexpr, PAD_BEFORE: tl.constexpr, PADDING: tl.constexpr,
                    FOLD_ONCE: tl.constexpr, MAX_KERNEL: tl.constexpr,
                    SAVE_CODES: tl.constexpr, MAP_ROWS: tl.constexpr, MAP_COLS: tl.constexpr,
-                   CHECK_H: tl.constexpr, CHECK_W: tl.constexpr, ACC_DTYPE: tl.constexpr,
-                   INDEX_64: tl.constexpr, BLOCK_H: tl.constexpr):  # fmt: skip
+                   CHECK_H: tl.constexpr, CHECK_W: tl.constexpr, LOCAL_PADDING: tl.constexpr,
+                   ACC_DTYPE: tl.constexpr, INDEX_64: tl.constexpr,
+                   BLOCK_H: tl.constexpr):  # fmt: skip
     """``BLOCK_H`` output rows from ``row0`` at columns ``cols`` ([1,1,BW]) of the maps at
     ``x_maps``/``y_maps`` ([BC,1,1]), the filter run separably on one max-map row at a time.
 
     Each max-map row is filtered along W as soon as it is formed (:func:`_map_row`), and an
     output row is written as soon as its last tap's row is in: the program keeps the last
-    ``TAPS`` filtered rows in registers, never a window. Inside the map along H (``CHECK_H``
-    off) the max over ``MAX_KERNEL`` input rows reuses the previous rows' column maxima, so
-    each input row is loaded and reduced along W once; through the padding, consecutive
-    max-map rows need not come from consecutive input rows, and each takes its own.
+    ``TAPS`` filtered rows in registers, never a window. The max over ``MAX_KERNEL`` input rows
+    reuses the previous rows' column maxima, so each input row is loaded and reduced along W
+    once. With ``LOCAL_PADDING`` that holds through the padding too: a row outside the map
+    reads one inside (any: it is not used), and each output then takes, for each padded tap,
+    the filtered row it repeats from among its own taps' (:func:`_padded_rows`); along W each
+    lane weighs its columns with its taps folded through the padding (:func:`_folded_taps`).
+    Without it (``CHECK_H``), each max-map row reads its own input rows through the padding,
+    and (``CHECK_W``) each column its own input columns.
     """
+    # Off the path checked along W the tile's channels and columns all exist (the kernel's
+    # paths), so whether a row is stored is one branch for the program, not a mask per lane.
+    first_row = row0
+    first_top = row0 * STRIDE - PAD_BEFORE
     # Row indices as [1,1,1] tensors: Triton's interpreter turns a scalar mask combined with a
     # tensor one into integers, which its loads refuse (compiled code is the same either way).
     row0 += tl.zeros((1, 1, 1), tl.int32)
@@ -160,15 +176,18 @@ def _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c_ok, row0, cols, H_map,
     for j in tl.static_range(TAPS):
         taps += (tl.load(taps_ptr + j).to(ACC_DTYPE),)
     left = cols * STRIDE - PAD_BEFORE
-    if not CHECK_W:
+    if (not CHECK_W) or LOCAL_PADDING:
         x_maps += as_index(left, INDEX_64) * sx_w
     top = row0 * STRIDE - PAD_BEFORE
+    col_taps = taps  # each lane's weights of its MAP_COLS max-map columns
+    if CHECK_W and LOCAL_PADDING:
+        col_taps = _folded_taps(taps, left, W_map, PADDING, FOLD_ONCE, MAP_COLS)
     # Per input row: MAP_COLS column maxima, then with SAVE_CODES the STRIDE coded columns' picks.
     PER_ROW: tl.constexpr = MAP_COLS + STRIDE * SAVE_CODES
-    recent = ()  # unchecked rows: the column maxima (and picks) of the last MAX_KERNEL - 1
+    recent = ()  # the column maxima (and picks) of the last MAX_KERNEL - 1 input rows
     window = ()  # the filtered rows the next output row reads
     for m in tl.static_range(MAP_ROWS):
-        if CHECK_H:
+        if CHECK_H and not LOCAL_PADDING:
             src_h, ok_h = padded_source(top + m, H_map, PADDING, FOLD_ONCE)
             ok_h &= c_ok & (src_h >= 0) & (src_h < H_map)
             rows = ()
@@ -176,42 +195,50 @@ def _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c_ok, row0, cols, H_map,
                 row = x_maps + as_index(src_h + u, INDEX_64) * sx_h
                 rows += _column_maxima(row, ok_h, left, W_map, sx_w, STRIDE, PAD_BEFORE,
                                        PADDING, FOLD_ONCE, MAX_KERNEL, SAVE_CODES, MAP_COLS,
-                                       True, CHECK_W, ACC_DTYPE, INDEX_64)  # fmt: skip
+                                       True, CHECK_W, False, ACC_DTYPE, INDEX_64)  # fmt: skip
         else:
-            if m == 0:
-                for u in tl.static_range(MAX_KERNEL - 1):
-                    row = x_maps + as_index(top + u, INDEX_64) * sx_h
-                    recent += _column_maxima(row, c_ok, left, W_map, sx_w, STRIDE,
-                                             PAD_BEFORE, PADDING, FOLD_ONCE, MAX_KERNEL,
-                                             SAVE_CODES, MAP_COLS, False, False, ACC_DTYPE,
-                                             INDEX_64)  # fmt: skip
-            row = x_maps + as_index(top + m + MAX_KERNEL - 1, INDEX_64) * sx_h
-            rows = recent + _column_maxima(row, c_ok, left, W_map, sx_w, STRIDE, PAD_BEFORE,
-                                           PADDING, FOLD_ONCE, MAX_KERNEL, SAVE_CODES, MAP_COLS,
-                                           False, False, ACC_DTYPE, INDEX_64)  # fmt: skip
+            for u in tl.static_range(MAX_KERNEL - 1 if m else 0, MAX_KERNEL):
+                r = first_top + m + u
+                if CHECK_H:  # rows outside read a row inside: their maxima are never taken
+                    r = tl.minimum(tl.maximum(r, 0), H_map + MAX_KERNEL - 2)
+                row = x_maps + as_index(r, INDEX_64) * sx_h
+                recent += _column_maxima(row, c_ok, left, W_map, sx_w, STRIDE, PAD_BEFORE,
+                                         PADDING, FOLD_ONCE, MAX_KERNEL, SAVE_CODES, MAP_COLS,
+                                         CHECK_W, CHECK_W, True, ACC_DTYPE,
+                                         INDEX_64)  # fmt: skip
+            rows = recent
             recent = rows[PER_ROW:]
         # The codes of the STRIDE × STRIDE blocks the outputs start at: rows PAD_BEFORE on.
         code_at = code_maps + element_offsets(0, top + m, cols * STRIDE, sk_h, sk_w, INDEX_64)
-        code_ok = c_ok & (top + m < H_map)
-        filtered = _map_row(rows, taps, code_at, code_ok, cols * STRIDE, W_map, sk_w, TAPS,
+        code_ok = first_top + m < H_map
+        filtered = _map_row(rows, col_taps, code_at, code_ok, c_ok, cols * STRIDE, W_map, sk_w,
                             STRIDE, PAD_BEFORE, MAX_KERNEL,
                             SAVE_CODES and _among(m, PAD_BEFORE, STRIDE * BLOCK_H), PER_ROW,
-                            MAP_COLS, CHECK_H | CHECK_W, ACC_DTYPE)  # fmt: skip
-        if m < TAPS + STRIDE * (BLOCK_H - 1):
+                            MAP_COLS, CHECK_H, CHECK_W, CHECK_W and LOCAL_PADDING,
+                            ACC_DTYPE)  # fmt: skip
+        # Rows some output reads (not those between two outputs' taps when TAPS < STRIDE).
+        if (m < TAPS + STRIDE * (BLOCK_H - 1)) and (m % STRIDE < TAPS):
             window += (filtered,)
             if (m >= TAPS - 1) & ((m - TAPS + 1) % STRIDE == 0):
                 i = (m - TAPS + 1) // STRIDE
-                acc = taps[0] * window[0]
+                taken = window
+                if CHECK_H and LOCAL_PADDING:
+                    taken = _padded_rows(window, first_top + i * STRIDE, H_map, PADDING,
+                                         FOLD_ONCE, TAPS)  # fmt: skip
+                acc = taps[0] * taken[0]
                 for s in tl.static_range(1, TAPS):
-                    acc += taps[s] * window[s]
+                    acc += taps[s] * taken[s]
                 y_at = y_maps + element_offsets(0, row0 + i, cols, sy_h, sy_w, INDEX_64)
                 value = acc.to(y_maps.dtype.element_ty)
-                if CHECK_H | CHECK_W:
-                    tl.store(y_at, value, mask=c_ok & (row0 + i < H_out) & (cols < W_out))
+                if CHECK_W:
+                    if first_row + i < H_out:
+                        tl.store(y_at, value, mask=c_ok & (cols < W_out))
+                elif CHECK_H:
+                    if first_row + i < H_out:
+                        tl.store(y_at, value)
                 else:
                     tl.store(y_at, value)
                 window = window[STRIDE:]
-
 
 @triton.constexpr_function
 def _among(index: int, first: int, count: int) -> bool:
@@ -224,34 +251,42 @@ def _among(index: int, first: int, count: int) -> bool:
 def _column_maxima(row, row_ok, left, W_map, sx_w, STRIDE: tl.constexpr,
                    PAD_BEFORE: tl.constexpr, PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr,
                    MAX_KERNEL: tl.constexpr, SAVE_CODES: tl.constexpr, MAP_COLS: tl.constexpr,
-                   MASKED: tl.constexpr, CHECK_W: tl.constexpr, ACC_DTYPE: tl.constexpr,
-                   INDEX_64: tl.constexpr):  # fmt: skip
+                   MASKED: tl.constexpr, CHECK_W: tl.constexpr, LOCAL_PADDING: tl.constexpr,
+                   ACC_DTYPE: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
     """One input row's maxima over ``MAX_KERNEL`` adjacent columns, for each of the
     ``MAP_COLS`` max-map columns the outputs read, then (``SAVE_CODES``) the column of each
     maximum in the ``STRIDE`` columns from ``PAD_BEFORE`` (the blocks the outputs start at):
     the last NaN, else the first maximum, as ``torch.max_pool2d``'s scan.
 
-    Unless ``CHECK_W``, ``row`` points at each output's first max-map column and the columns
-    are read once each at fixed offsets (neighbouring maxima share them); else each maximum
-    reads its own columns, max-map column ``left`` + t through the padding (recomputed for each
-    row: holding them would take registers from every path of the kernel). ``MASKED``: reads
-    are masked by ``row_ok`` too (other 0: zero padding's value).
+    Unless ``CHECK_W``, or with ``LOCAL_PADDING``, ``row`` points at each output's first
+    max-map column (``left``) and the columns are read once each at fixed offsets (neighbouring
+    maxima share them); with ``CHECK_W`` those outside the row read nothing (the maxima there
+    weigh nothing: :func:`_folded_taps`). With ``CHECK_W`` and
+    not ``LOCAL_PADDING``, each maximum reads its own columns, max-map column ``left`` + t
+    through the padding (recomputed for each row: holding them would take registers from every
+    path of the kernel). ``MASKED``: reads are masked by ``row_ok`` too (other 0).
     """
-    if not CHECK_W:
+    if (not CHECK_W) or LOCAL_PADDING:
         values = ()
         for j in tl.static_range(MAP_COLS + MAX_KERNEL - 1):
             at = row + j * sx_w
-            value = tl.load(at, mask=row_ok, other=0.0) if MASKED else tl.load(at)
+            if CHECK_W:
+                ok = row_ok & (left + j >= 0) & (left + j < W_map + MAX_KERNEL - 1)
+                value = tl.load(at, mask=ok, other=0.0)
+            elif MASKED:
+                value = tl.load(at, mask=row_ok, other=0.0)
+            else:
+                value = tl.load(at)
             values += (value.to(ACC_DTYPE),)
     maxima = ()
     picks = ()
     for t in tl.static_range(MAP_COLS):
-        if CHECK_W:
+        if CHECK_W and not LOCAL_PADDING:
             src_w, ok_w = padded_source(left + t, W_map, PADDING, FOLD_ONCE)
             ok_w &= row_ok & (src_w >= 0) & (src_w < W_map)
             at_t = row + as_index(src_w, INDEX_64) * sx_w
         for v in tl.static_range(MAX_KERNEL):
-            if CHECK_W:
+            if CHECK_W and not LOCAL_PADDING:
                 value = tl.load(at_t + v * sx_w, mask=ok_w, other=0.0).to(ACC_DTYPE)
             else:
                 value = values[t + v]
@@ -271,17 +306,73 @@ def _column_maxima(row, row_ok, left, W_map, sx_w, STRIDE: tl.constexpr,
 
 
 @triton.jit
-def _map_row(rows, taps, code_at, code_ok, code_cols, W_map, sk_w, TAPS: tl.constexpr,
-             STRIDE: tl.constexpr, PAD_BEFORE: tl.constexpr, MAX_KERNEL: tl.constexpr,
-             CODED: tl.constexpr, PER_ROW: tl.constexpr, MAP_COLS: tl.constexpr,
-             MASKED: tl.constexpr, ACC_DTYPE: tl.constexpr):  # fmt: skip
+def _sources(first, size, PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr, COUNT: tl.constexpr):
+    """For positions ``first`` + t (t < ``COUNT``) of a padded axis of the max map, the s whose
+    position ``first`` + s each reads (t itself inside the map; -1 for none: zero padding)."""
+    sources = ()
+    for t in tl.static_range(COUNT):
+        src, ok = padded_source(first + t, size, PADDING, FOLD_ONCE)
+        sources += (tl.where(ok, src - first, -1),)
+    return sources
+
+
+@triton.jit
+def _padded_rows(window, first, size, PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr,
+                 TAPS: tl.constexpr):  # fmt: skip
+    """The ``TAPS`` filtered rows an output weighs, through the padding, from its ``window``
+    of rows read at the same positions unpadded (from ``first``): each padded one is the row
+    it repeats, which the host has checked is among them (``LOCAL_PADDING``), or zero. The
+    choice is the program's, one select per element and tap."""
+    sources = _sources(first, size, PADDING, FOLD_ONCE, TAPS)
+    padded = ()
+    for t in tl.static_range(TAPS):
+        if PADDING == 0:
+            value = tl.where(sources[t] == t, window[t], 0.0)
+        else:
+            value = window[t]
+            for s in tl.static_range(TAPS):
+                if s != t:
+                    value = tl.where(sources[t] == s, window[s], value)
+        padded += (value,)
+    return padded
+
+
+@triton.jit
+def _folded_taps(taps, first, size, PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr,
+                 COUNT: tl.constexpr):  # fmt: skip
+    """The weights of positions ``first`` + s (s < ``COUNT``) of an axis of the max map in a
+    filter whose taps start at ``first``, through the padding: each tap adds to the position
+    it reads (none outside the map under zero padding), which the host has checked is among
+    them (``LOCAL_PADDING``). Per lane along W, computed once per program: selecting each
+    padded column's maximum instead would cost a select per element, tap and row."""
+    sources = _sources(first, size, PADDING, FOLD_ONCE, len(taps))
+    folded = ()
+    for s in tl.static_range(COUNT):
+        weight = tl.zeros(first.shape, taps[0].dtype)
+        for t in tl.static_range(len(taps)):
+            weight += tl.where(sources[t] == s, taps[t], 0.0)
+        folded += (weight,)
+    return folded
+
+
+@triton.jit
+def _map_row(rows, taps, code_at, code_ok, c_ok, code_cols, W_map, sk_w, STRIDE: tl.constexpr,
+             PAD_BEFORE: tl.constexpr, MAX_KERNEL: tl.constexpr, CODED: tl.constexpr,
+             PER_ROW: tl.constexpr, MAP_COLS: tl.constexpr, CHECK_H: tl.constexpr,
+             CHECK_W: tl.constexpr, FOLDED_W: tl.constexpr,
+             ACC_DTYPE: tl.constexpr):  # fmt: skip
     """One max-map row filtered along W: the maxima over the ``MAX_KERNEL`` input rows in
-    ``rows`` (:func:`_column_maxima` of each, ``PER_ROW`` values apiece) weighted by ``taps``.
+    ``rows`` (:func:`_column_maxima` of each, ``PER_ROW`` values apiece) weighted by ``taps``
+    (one per column from the first, as many as there are). ``FOLDED_W``: the taps are each
+    lane's folded through the padding (:func:`_folded_taps`), and the maxima of columns outside
+    the map (read without the padding) are taken as zero: they weigh nothing, and a product
+    of zero and an infinity would be a NaN.
 
     ``CODED``: the row is one whose codes the program writes. For each of the ``STRIDE``
     columns from ``PAD_BEFORE``, where in its block the maximum lies (``u·MAX_KERNEL + v``,
     the scan's pick) goes to ``code_at`` + q·``sk_w`` (q: the column's place among them),
-    masked by ``code_ok`` and ``code_cols`` + q < ``W_map`` when ``MASKED``.
+    if ``code_ok`` (the row lies in the map: one branch for the program, ``CHECK_H``), masked
+    by ``c_ok`` and ``code_cols`` + q < ``W_map`` (``CHECK_W``).
     """
     filtered = tl.zeros(rows[0].shape, ACC_DTYPE)
     for t in tl.static_range(MAP_COLS):
@@ -299,12 +390,19 @@ def _map_row(rows, taps, code_at, code_ok, code_cols, W_map, sk_w, TAPS: tl.cons
                 best = tl.maximum(best, value, propagate_nan=tl.PropagateNan.ALL)
         if CODED and _among(t, PAD_BEFORE, STRIDE):
             q = t - PAD_BEFORE
-            if MASKED:
-                ok = code_ok & (code_cols + q < W_map)
-                tl.store(code_at + q * sk_w, code.to(tl.uint8), mask=ok)
+            if CHECK_W:
+                if code_ok:
+                    tl.store(code_at + q * sk_w, code.to(tl.uint8),
+                             mask=c_ok & (code_cols + q < W_map))
+            elif CHECK_H:
+                if code_ok:
+                    tl.store(code_at + q * sk_w, code.to(tl.uint8))
             else:
                 tl.store(code_at + q * sk_w, code.to(tl.uint8))
-        if t < TAPS:
+        if t < len(taps):
+            if FOLDED_W:
+                at = code_cols - PAD_BEFORE + t
+                best = tl.where((at >= 0) & (at < W_map), best, 0.0)
             filtered += taps[t] * best
     return filtered
 
@@ -510,9 +608,26 @@ def _forward_launch(x, y, stored, taps, stride, padding, max_kernel, save_codes,
         SAVE_CODES=save_codes,
         MAP_ROWS=map_rows,
         MAP_COLS=max(k, coded),
+        LOCAL_PADDING=_reads_own(map_h, y.shape[2], stride, before, k, padding)
+        and _reads_own(map_w, y.shape[3], stride, before, max(k, coded), padding),
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(x, y, stored),
     )  # fmt: skip
+
+
+def _reads_own(size: int, outputs: int, stride: int, before: int, span: int,
+               padding: str) -> bool:  # fmt: skip
+    """Whether each of ``outputs`` outputs along an axis of the max map, reading ``span``
+    positions from ``stride``·j - ``before``, finds every padded one's source (if any) among
+    those same positions: true in every padding but circular on maps not much smaller than the
+    filter, and the forward then pads on registers (``LOCAL_PADDING``)."""
+    reach = stride * (outputs - 1) - before + span
+    source = pad_index(size, before, max(0, reach - size), padding).tolist()
+    return all(
+        source[left + before + t] < 0 or left <= source[left + before + t] < left + span
+        for left in range(-before, reach - span + 1, stride)
+        for t in range(span)
+    )
 
 
 def max_blur_pool2d_backward(
