@@ -76,7 +76,7 @@ def thread_elements(op: str, layout: str, filter_size: int) -> int:
     if op == "blur_pool_bwd":
         return 16
     if op == "max_blur_pool_fwd":  # of the row a program streams (its tile's BLOCK_C × BLOCK_W)
-        return (4 if filter_size <= 3 else 2 if filter_size <= 5 else 1) if channels_last else 1
+        return 2 if channels_last else 1
     return 8 if channels_last else 4  # max_blur_pool_bwd
 
 
@@ -439,9 +439,9 @@ def _streamed_config(key: TuningKey) -> dict[str, int]:
     each) and ``BLOCK_H`` only sets how far it runs (the (k - 1)-row halo it re-reads against
     the length of its unrolled code). Under NCHW the row is at most 8 columns of several
     planes, so that most tiles of a wide map read inside it along W (the padded path costs
-    about 2.3 times the plain one: ``benchmarks.static_cost``); under channels_last it holds
-    64 channels (more where the map is narrower). Eight rows, or the whole map where it has
-    fewer."""
+    1.7 to 2.2 times the plain one: ``benchmarks.static_cost``); under channels_last it holds
+    64 channels (more where the map is narrower). Eight rows up to k = 3 and four beyond (its
+    unrolled code, and compile time, grow with both), or the whole map where it has fewer."""
     out_side = whole_map_tile("max_blur_pool_fwd", key)
     per_thread = thread_elements("max_blur_pool_fwd", key.layout, key.filter_size)
     row = 4 * 32 * per_thread  # four warps' worth

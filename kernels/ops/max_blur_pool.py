@@ -54,6 +54,12 @@ from kernels.options import MAX_CODED_KERNEL
 from kernels.padding import pad_index, pad_sizes
 from kernels.tuning import pow2_bucket
 
+# The forward's registers a thread, at most. Compiled alone, each of its three paths needs at
+# most about 110 (channels_last, k = 7), but the whole kernel gets more than any of them, 140
+# and over (12 resident warps an SM). Capped, the heuristic's configs spill at most 8 bytes
+# and keep 16 warps resident (``benchmarks.resource_usage``, k = 3–7, Triton 3.6 and 3.9).
+FORWARD_REGISTERS = 128
+
 
 @triton.jit
 def _max_blur_pool_fwd_kernel(
@@ -258,13 +264,13 @@ def _column_maxima(row, row_ok, left, W_map, sx_w, STRIDE: tl.constexpr,
     maximum in the ``STRIDE`` columns from ``PAD_BEFORE`` (the blocks the outputs start at):
     the last NaN, else the first maximum, as ``torch.max_pool2d``'s scan.
 
-    Unless ``CHECK_W``, or with ``LOCAL_PADDING``, ``row`` points at each output's first
-    max-map column (``left``) and the columns are read once each at fixed offsets (neighbouring
-    maxima share them); with ``CHECK_W`` those outside the row read nothing (the maxima there
-    weigh nothing: :func:`_folded_taps`). With ``CHECK_W`` and
-    not ``LOCAL_PADDING``, each maximum reads its own columns, max-map column ``left`` + t
-    through the padding (recomputed for each row: holding them would take registers from every
-    path of the kernel). ``MASKED``: reads are masked by ``row_ok`` too (other 0).
+    Unless ``CHECK_W`` without ``LOCAL_PADDING``, ``row`` points at each output's first max-map
+    column (``left``) and the columns are read once each at fixed offsets (neighbouring maxima
+    share them); under ``CHECK_W`` those outside the map read nothing (their maxima weigh
+    nothing: :func:`_folded_taps`). Under ``CHECK_W`` without ``LOCAL_PADDING``, each maximum
+    reads its own columns, max-map column ``left`` + t through the padding (recomputed for each
+    row: holding them would take registers from every path of the kernel). Reads are masked by
+    ``row_ok`` (other 0) under ``MASKED`` and ``CHECK_W``.
     """
     if (not CHECK_W) or LOCAL_PADDING:
         values = ()
@@ -612,6 +618,7 @@ def _forward_launch(x, y, stored, taps, stride, padding, max_kernel, save_codes,
         and _reads_own(map_w, y.shape[3], stride, before, max(k, coded), padding),
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(x, y, stored),
+        maxnreg=FORWARD_REGISTERS,
     )  # fmt: skip
 
 
