@@ -74,12 +74,14 @@ CL_SPANS = ((8, 16, 16), (16, 8, 16), (16, 16, 16), (32, 8, 8), (32, 8, 16), (64
 QUICK_NCHW_SPANS = ((32, 64), (64, 64), (16, 128))
 QUICK_CL_SPANS = ((16, 8, 16), (16, 16, 16), (32, 8, 16), (64, 4, 16))
 # MaxBlurPool's forward streams BLOCK_H rows down a row tile of BLOCK_C × BLOCK_W outputs, which
-# its threads hold: rows as wide as the map (NCHW) or 32-128 channels (channels_last), run
-# 4, 8 or 16 rows (longer runs re-read less halo but unroll to more code).
-NCHW_STREAMS = tuple((h, w) for h in (4, 8, 16) for w in (32, 64, 128, 256))
+# its threads hold: 8 or 16 columns of 8-32 planes (NCHW: most tiles of a wide map then read
+# inside it along W) or 32-128 channels (channels_last), run 4, 8 or 16 rows (longer runs
+# re-read less halo but unroll to more code).
+NCHW_STREAMS = tuple((c, h, w) for h in (4, 8, 16) for c, w in ((8, 16), (16, 8), (16, 16),
+                                                                 (32, 8)))  # fmt: skip
 CL_STREAMS = tuple((c, h, w) for h in (4, 8, 16) for c, w in ((32, 16), (64, 8), (64, 16),
                                                                (128, 8)))  # fmt: skip
-QUICK_NCHW_STREAMS = ((8, 64), (8, 128), (16, 128))
+QUICK_NCHW_STREAMS = ((16, 4, 8), (16, 8, 8), (32, 4, 8))
 QUICK_CL_STREAMS = ((64, 8, 16), (64, 16, 16), (128, 8, 8))
 WARPS = (2, 4, 8)
 STAGES = (1, 2)
@@ -121,13 +123,15 @@ def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
     else:
         nchw, cl = (QUICK_NCHW_TILES, QUICK_CL_TILES) if quick else (NCHW_TILES, CL_TILES)
     if problem.layout == "nchw":
-        tiles = [(1, h, w) for h, w in nchw]
+        # Streamed rows are a few columns of several planes (tuning._streamed_config).
+        tiles = [t if streamed else (1, *t) for t in nchw]
         whole = tuning.whole_map_tile(problem.op, key)
         if whole <= 16:  # small maps: whole maps of several planes per program
             height = min(whole, 8) if streamed else whole
             tiles += [(bc, height, whole) for bc in (4, 16, 64) if bc <= tuning.pow2_bucket(c)]
     else:
-        tiles = [t for t in cl if t[0] <= max(16, tuning.pow2_bucket(c))]
+        tiles = list(cl)
+    tiles = [t for t in tiles if t[0] <= max(16, tuning.pow2_bucket(c))]
     # Every thread owns at least one element and at most twice its share of registers'
     # worth (tuning.thread_elements): beyond that a config spills or keeps few warps
     # resident, and would only cost its compile. A streamed tile's threads hold one row.

@@ -137,7 +137,10 @@ def test_gpu_candidates_hold_the_heuristic_and_whole_small_maps(monkeypatch, lay
             configs = autotune.candidates(problem, quick=True)
             assert tuning.heuristic_config(op, autotune.key_of(problem)) in configs
             whole_maps = [cfg for cfg in configs if cfg["BLOCK_C"] > 1]
-            if layout == "nchw":
+            if layout == "nchw" and op == "max_blur_pool_fwd":
+                # It streams rows of a few columns of several planes, whatever the map.
+                assert len(whole_maps) == len(configs)
+            elif layout == "nchw":
                 small = shape[2] == 8
                 assert bool(whole_maps) == small
                 assert all(cfg["BLOCK_H"] == cfg["BLOCK_W"] <= 16 for cfg in whole_maps)
