@@ -48,7 +48,7 @@ POINTERS = {
 # span of the max map for MaxBlurPool's backward; one NCHW-like and one channels_last-like
 # shape each.
 BLUR_TILES = ((1, 16, 32), (64, 1, 16))
-MAX_TILES = ((1, 8, 128), (64, 8, 16))
+MAX_TILES = ((1, 4, 128), (64, 4, 16))
 MAX_SPANS = ((1, 32, 64), (16, 16, 16))
 # Tiles of the input gradient for the backward (STRIDE² phase tiles each).
 BWD_TILES = ((1, 32, 64), (64, 4, 16))

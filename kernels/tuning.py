@@ -439,7 +439,7 @@ def _streamed_config(key: TuningKey) -> dict[str, int]:
     each) and ``BLOCK_H`` only sets how far it runs (the (k - 1)-row halo it re-reads against
     the length of its unrolled code). Under NCHW the row is at most 8 columns of several
     planes, so that most tiles of a wide map read inside it along W (the padded path costs
-    1.7 to 2.2 times the plain one: ``benchmarks.static_cost``); under channels_last it holds
+    1.7 to 2.1 times the plain one: ``benchmarks.static_cost``); under channels_last it holds
     64 channels (more where the map is narrower). Eight rows up to k = 3 and four beyond (its
     unrolled code, and compile time, grow with both), or the whole map where it has fewer."""
     out_side = whole_map_tile("max_blur_pool_fwd", key)

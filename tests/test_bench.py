@@ -266,7 +266,8 @@ def test_static_cost_shows_what_each_kernel_reads(tmp_path):
     for k in (3, 7):
         assert issued["blur_pool_interior", k] < issued["blur_pool_edge_rows", k]
         assert issued["blur_pool_edge_rows", k] < issued["blur_pool_edge", k]
-    assert df["max_blur_pool_interior", 7] < 2.5 * df["max_blur_pool_interior", 3]
+    # Linear in k, with the halo of the rows a program streams (k² would be 49 / 9 = 5.4).
+    assert df["max_blur_pool_interior", 7] < 3 * df["max_blur_pool_interior", 3]
     # The fused ReLU's mask reads the input once more, whatever the filter.
     mask_reads = df["blur_pool_relu_mask_interior"] - df["blur_pool_interior"]
     assert mask_reads[7] == mask_reads[3] > 0
