@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 import triton
 import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from benchmarks.table_output import write_and_print
+from kernels.filters import make_taps
 from kernels.ops import blur_pool, common, max_blur_pool
 from kernels.ops.common import PADDING_CODES
 
@@ -43,13 +45,18 @@ POINTERS = {
     "g_ptr": "*bf16",
     "dx_ptr": "*bf16",
     "taps_ptr": "*fp32",
+    "col_src_ptr": "*i32",
+    "col_wt_ptr": "*fp32",
+    "band_ptr": "*fp32",
+    "extra_src_ptr": "*i32",
+    "extra_wt_ptr": "*fp32",
 }
 # (BLOCK_C, BLOCK_H, BLOCK_W): a tile of outputs (MaxBlurPool's forward streams its rows), a
 # span of the max map for MaxBlurPool's backward; one NCHW-like and one channels_last-like
 # shape each.
 BLUR_TILES = ((1, 16, 32), (64, 1, 16))
 MAX_TILES = ((1, 4, 128), (64, 4, 16))
-MAX_SPANS = ((1, 32, 64), (16, 16, 16))
+MAX_BWD_TILES = ((1, 8, 128), (32, 8, 4))
 # Tiles of the input gradient for the backward (STRIDE² phase tiles each).
 BWD_TILES = ((1, 32, 64), (64, 4, 16))
 
@@ -209,39 +216,48 @@ def max_blur_pool_case(
 
 
 @triton.jit
-def _interior_max_backward(g_ptr, codes_ptr, dx_ptr, taps_ptr, before, sg_c, sg_h, sg_w, sk_c,
-                           sk_h, sk_w, sd_c, sd_h, sd_w, TAPS: tl.constexpr,
-                           STRIDE: tl.constexpr, ACC_DTYPE: tl.constexpr,
-                           BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
-                           BLOCK_W: tl.constexpr):  # fmt: skip
-    """The path MaxBlurPool's fused backward takes on spans inside the max map's plain interval
-    (most spans of a large map): the max map's gradient by the plain filter, the codes read
-    unmasked, the routing on registers. Edge spans gather through tables instead."""
+def _max_backward_tile(g_ptr, codes_ptr, dx_ptr, taps_ptr, col_src_ptr, col_wt_ptr, band_ptr,
+                       extra_src_ptr, extra_wt_ptr, H, W, sg_c, sg_h, sg_w, sk_c, sk_h, sk_w,
+                       sd_c, sd_h, sd_w, TAPS: tl.constexpr, STRIDE: tl.constexpr,
+                       PAD_BEFORE: tl.constexpr, SLOTS: tl.constexpr, BAND: tl.constexpr,
+                       PLAIN_H: tl.constexpr, ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr,
+                       BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):  # fmt: skip
+    """One path of MaxBlurPool's backward: ``PLAIN_H``, tiles whose rows lie in the max map's
+    plain interval (most tiles of a large map), else tiles near its top or bottom. Both read
+    each lane's columns through its tables, so tiles near the left and right edges cost the
+    same as inner ones."""
     c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
-    row0 = tl.program_id(1) * (BLOCK_H - 1)
-    col0 = tl.program_id(2) * (BLOCK_W - 1)
-    tops = row0 - 1 + tl.arange(0, BLOCK_H)[None, :, None]
-    lefts = col0 - 1 + tl.arange(0, BLOCK_W)[None, None, :]
-    grad_max = common.interleaved_transposed_blur(g_ptr + c * sg_c, tops, lefts, before, sg_h,
-                                                  sg_w, taps_ptr, TAPS, STRIDE, ACC_DTYPE,
-                                                  False)  # fmt: skip
-    code = tl.load(codes_ptr + c * sk_c + tops * sk_h + lefts * sk_w)
-    acc = max_blur_pool._routed(grad_max, code, 2, ACC_DTYPE)
-    steps_h = tl.arange(0, BLOCK_H)[None, :, None]
-    steps_w = tl.arange(0, BLOCK_W)[None, None, :]
-    mask = (c >= 0) & (steps_h < BLOCK_H - 1) & (steps_w < BLOCK_W - 1)
-    at = dx_ptr + c * sd_c + (row0 + steps_h) * sd_h + (col0 + steps_w) * sd_w
-    tl.store(at, acc.to(tl.bfloat16), mask=mask)
+    cols = (tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W))[None, None, :]
+    reads = ()
+    read_ok = ()
+    for s in tl.static_range(SLOTS):
+        src = tl.load(col_src_ptr + s * W + cols)
+        reads += (src * sg_w,)
+        read_ok += (src >= 0,)
+    weights = ()
+    for i in tl.static_range(2 * SLOTS):
+        weights += (tl.load(col_wt_ptr + i * W + cols),)
+    max_blur_pool._streamed_gradient(
+        g_ptr + c * sg_c, codes_ptr + c * sk_c, dx_ptr + c * sd_c, taps_ptr, band_ptr,
+        extra_src_ptr, extra_wt_ptr, reads, read_ok, weights, (c >= 0) & (cols < W),
+        tl.program_id(1) * BLOCK_H, cols, H, W, H, H, sg_h, sk_h, sk_w, sd_h, sd_w, TAPS, STRIDE,
+        PAD_BEFORE, 2, SLOTS, BAND, 0, PLAIN_H, ACC_DTYPE, False, BLOCK_C, BLOCK_H, BLOCK_W,
+    )  # fmt: skip
 
 
 def max_blur_pool_bwd_case(
-    k: int, span: tuple[int, int, int]
+    k: int, tile: tuple[int, int, int], plain_h: bool
 ) -> tuple[Any, dict[str, Any], int]:
-    """The fused backward writes ``max_kernel`` - 1 fewer rows and columns than its span."""
-    block_c, span_h, span_w = span
-    constexprs = dict(TAPS=k, STRIDE=STRIDE, ACC_DTYPE=tl.float32, BLOCK_C=block_c,
-                      BLOCK_H=span_h, BLOCK_W=span_w)  # fmt: skip
-    return _interior_max_backward, constexprs, block_c * (span_h - 1) * (span_w - 1)
+    """``BLOCK_H`` input-gradient rows of ``BLOCK_C`` × ``BLOCK_W`` streamed, with the column
+    tables of a 112-wide map (how many slots each lane reads)."""
+    block_c, block_h, block_w = tile
+    taps = tuple(float(t) for t in make_taps(k).tolist())
+    col_src, _ = max_blur_pool._column_routes(111, taps, STRIDE, "reflect", 2, torch.float32,
+                                              torch.device("cpu"))  # fmt: skip
+    constexprs = dict(TAPS=k, STRIDE=STRIDE, PAD_BEFORE=(k - 1) // 2, SLOTS=col_src.shape[0],
+                      BAND=-(-k // STRIDE), PLAIN_H=plain_h, ACC_DTYPE=tl.float32,
+                      BLOCK_C=block_c, BLOCK_H=block_h, BLOCK_W=block_w)  # fmt: skip
+    return _max_backward_tile, constexprs, block_c * block_h * block_w
 
 
 def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
@@ -259,7 +275,10 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
         ("max_blur_pool_edge_rows",
          partial(max_blur_pool_case, check_h=True, check_w=False), MAX_TILES),
         ("max_blur_pool_edge", partial(max_blur_pool_case, check_h=True, check_w=True), MAX_TILES),
-        ("max_blur_pool_bwd_interior", max_blur_pool_bwd_case, MAX_SPANS),
+        ("max_blur_pool_bwd_interior",
+         partial(max_blur_pool_bwd_case, plain_h=True), MAX_BWD_TILES),
+        ("max_blur_pool_bwd_edge_rows",
+         partial(max_blur_pool_bwd_case, plain_h=False), MAX_BWD_TILES),
     ):
         for k in filters:
             for tile in tiles:

@@ -77,7 +77,10 @@ def thread_elements(op: str, layout: str, filter_size: int) -> int:
         return 16
     if op == "max_blur_pool_fwd":  # of the row a program streams (its tile's BLOCK_C × BLOCK_W)
         return 2 if channels_last else 1
-    return 8 if channels_last else 4  # max_blur_pool_bwd
+    # MaxBlurPool's backward, of its row too. Under NCHW one: with more, the compiler gives
+    # the row's contiguous accesses (tables, codes, stores) two elements a thread and its
+    # gathered loads one, and converts between the two through shared memory on every row.
+    return 4 if channels_last else 1
 
 
 def pow2_bucket(n: int) -> int:
@@ -367,12 +370,10 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     """A sound default where no table applies.
 
     Programs compute one tile of their output (the downsampled map forward, the input-sized
-    gradient backward), except MaxBlurPool's backward, whose programs take one span of the max
-    map (``BLOCK_H`` × ``BLOCK_W``: the windows whose gradient it hands on; its outputs are the
-    ones it covers). MaxBlurPool's forward streams its tile row by row
+    gradient backward); MaxBlurPool's kernels stream their tiles row by row
     (:func:`_streamed_config`). The contiguous axis gets the larger extent
     so that loads coalesce: W under NCHW, C under channels_last. Tiles hold about
-    ``_TARGET_TILE`` elements, four times that for spans and for blur-pool's backward (whose
+    ``_TARGET_TILE`` elements, four times that for blur-pool's backward (whose
     programs split their tile into ``stride``² phase tiles), but never exceed the map, so small
     CIFAR maps do not launch mostly masked programs. Under NCHW a program takes one plane,
     except where a whole map fits a 16 × 16 tile (:func:`whole_map_tile`): it then takes whole
@@ -385,18 +386,17 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     _check_op(op)
     if device_name() == INTERPRETER_DEVICE:
         return dict(_INTERPRETER_CONFIG)
-    if op == "max_blur_pool_fwd":
-        return _streamed_config(key)
+    if op.startswith("max_"):
+        return _streamed_config(op, key)
     side = max(1, math.isqrt(key.hw))
     whole = whole_map_tile(op, key)
-    spans = op == "max_blur_pool_bwd"
     if op == "blur_pool_fwd":
         side = -(-side // key.stride)
     side = pow2_bucket(side)
-    target = _TARGET_TILE * (4 if spans or op == "blur_pool_bwd" else 1)
+    target = _TARGET_TILE * (4 if op == "blur_pool_bwd" else 1)
     if key.layout == "channels_last":
-        block_c = _clamp(key.c, 1, 16 if spans else 64)
-        block_w = _clamp(target // block_c, 1, min(side, 16 if spans else 32))
+        block_c = _clamp(key.c, 1, 64)
+        block_w = _clamp(target // block_c, 1, min(side, 32))
         block_h = _clamp(target // (block_c * block_w), 1, side)
     elif whole <= 16:
         block_h = block_w = whole
@@ -433,27 +433,35 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     }
 
 
-def _streamed_config(key: TuningKey) -> dict[str, int]:
-    """MaxBlurPool's forward: a program streams ``BLOCK_H`` output rows down a row of
-    ``BLOCK_C`` × ``BLOCK_W`` outputs, so its threads hold one row (:func:`thread_elements`
-    each) and ``BLOCK_H`` only sets how far it runs (the (k - 1)-row halo it re-reads against
-    the length of its unrolled code). Under NCHW the row is at most 8 columns of several
-    planes, so that most tiles of a wide map read inside it along W (the padded path costs
-    1.7 to 2.1 times the plain one: ``benchmarks.static_cost``); under channels_last it holds
-    64 channels (more where the map is narrower). Eight rows up to k = 3 and four beyond (its
-    unrolled code, and compile time, grow with both), or the whole map where it has fewer."""
-    out_side = whole_map_tile("max_blur_pool_fwd", key)
-    per_thread = thread_elements("max_blur_pool_fwd", key.layout, key.filter_size)
+def _streamed_config(op: str, key: TuningKey) -> dict[str, int]:
+    """MaxBlurPool's kernels: a program streams ``BLOCK_H`` rows down a row tile of
+    ``BLOCK_C`` × ``BLOCK_W`` (outputs forward, input-gradient elements backward), so its
+    threads hold one row (:func:`thread_elements` each) and ``BLOCK_H`` only sets how far it
+    runs (the halo it re-reads and its fixed costs, against the length of its unrolled code).
+
+    Forward: under NCHW the row is at most 8 columns of several planes, so that most tiles of
+    a wide map read inside it along W (the padded path costs 1.7 to 2.1 times the plain one:
+    ``benchmarks.static_cost``); under channels_last it holds 64 channels (more where the map
+    is narrower). Eight rows up to k = 3 and four beyond (its unrolled code, and compile time,
+    grow with both). Backward: the padding along W costs nothing extra (each lane's tables),
+    so under NCHW the row spans the map, up to 128 columns (several planes of narrower maps);
+    under channels_last 128 channels; sixteen rows. Either runs the whole map where it has
+    fewer rows.
+    """
+    side = whole_map_tile(op, key)
+    per_thread = thread_elements(op, key.layout, key.filter_size)
     row = 4 * 32 * per_thread  # four warps' worth
+    forward = op == "max_blur_pool_fwd"
     if key.layout == "channels_last":
-        block_w = _clamp(row // min(key.c, 64), 1, out_side)
+        block_w = _clamp(row // min(key.c, 64 if forward else 128), 1, side)
         block_c = _clamp(row // block_w, 1, key.c)
     else:
-        block_w = _clamp(out_side, 1, 8)
+        block_w = _clamp(side, 1, 8 if forward else row)
         block_c = _clamp(row // block_w, 1, key.c)
     num_warps = _clamp(block_c * block_w // (32 * per_thread), 1, _MAX_WARPS)
+    rows = (8 if key.filter_size <= 3 else 4) if forward else 16
     return {
-        "BLOCK_H": min(out_side, 8 if key.filter_size <= 3 else 4),
+        "BLOCK_H": min(side, rows),
         "BLOCK_W": block_w,
         "BLOCK_C": block_c,
         "num_warps": num_warps,
@@ -462,18 +470,14 @@ def _streamed_config(key: TuningKey) -> dict[str, int]:
 
 
 def whole_map_tile(op: str, key: TuningKey) -> int:
-    """The side of the smallest power-of-two tile (a span for MaxBlurPool's backward) that
-    covers a whole square map of ``key``'s size: the output map for the forwards, the input
-    for blur-pool's backward, and for MaxBlurPool's the span whose windows reach every input
-    element."""
+    """The side of the smallest power-of-two tile that covers a whole square map of ``key``'s
+    size: the output map for the forwards, the input for the backwards."""
     side = max(1, math.isqrt(key.hw))
     stride, max_kernel = key.stride, max(key.max_kernel, 1)
     if op == "blur_pool_fwd":
         extent = -(-side // stride)
     elif op == "max_blur_pool_fwd":
         extent = -(-max(1, side - max_kernel + 1) // stride)
-    elif op == "max_blur_pool_bwd":
-        extent = side + max_kernel - 1
     else:
         extent = side
     return pow2_bucket(extent)

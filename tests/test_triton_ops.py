@@ -328,7 +328,7 @@ def test_max_blur_pool_pads_on_registers_where_outputs_read_their_sources(paddin
 @pytest.mark.parametrize("size", [4, 7])
 def test_gpu_heuristic_for_small_nchw_maps(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
     """The launches the GPU heuristic gives small NCHW maps (whole maps of several planes per
-    program; spans for MaxBlurPool's backward) compute every output, ReLU mask bit and gradient."""
+    program) compute every output, ReLU mask bit and gradient."""
     monkeypatch.setattr(tuning, "device_name", lambda: "NVIDIA H100 80GB HBM3")
     x = make_input((2, 12, size, size), torch.float32, "nchw", seed=size, ties=True)
     for op in tuning.OPS:
@@ -368,11 +368,11 @@ def inside_forward_tiles(size: int, taps: int, stride: int, before: int, block: 
 @pytest.mark.parametrize("padding", PADDING_MODES)
 @pytest.mark.parametrize("taps_stride", [(3, 2), (4, 2), (5, 3)])
 def test_forward_interior_tiles_match_reference(padding: str, taps_stride: tuple[int, int]) -> None:
-    """Output tiles two wide (MaxBlurPool: spans of four or eight, 2×2 and 3×3 max windows):
-    most of a map's tiles read only inside it and take the forward's unchecked path (no
-    padding arithmetic, no masks), beside tiles at its edges (blur-pool: padding along H only,
-    the path that checks rows alone; along W, both checked). MaxBlurPool's backward runs with
-    its default spans, which also take its plain path: it checks the forward's codes."""
+    """Output tiles two wide (MaxBlurPool: 2×2 and 3×3 max windows): most of a map's tiles
+    read only inside it and take the forward's unchecked path (no padding arithmetic, no
+    masks), beside tiles at its edges (blur-pool: padding along H only, the path that checks
+    rows alone; along W, both checked). MaxBlurPool's backward runs with its default config:
+    it checks the forward's codes."""
     size, stride = taps_stride
     index = PADDING_MODES.index(padding) + size
     config = {"BLOCK_H": 2, "BLOCK_W": 2, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
@@ -423,6 +423,69 @@ def test_plain_interval_is_a_plain_transposed_filter(padding: str) -> None:
             torch.testing.assert_close(matrix[:, p], column, atol=1e-12, rtol=0)
         if size > 2 * len(taps):
             assert last - first >= size - 2 * len(taps)
+
+
+@pytest.mark.parametrize("padding", PADDING_MODES)
+def test_max_blur_pool_backward_tables_are_the_blur_matrix(padding: str) -> None:
+    """MaxBlurPool's backward weighs output ``o`` at max-map column ``b`` and row ``a`` by the
+    blur matrix's entry (o, b) and (o, a): each input column's routes (windows ``x - v``), each
+    row's band and extra rows, through every padding; inside the plain rows the band holds the
+    taps themselves and every output it weighs exists."""
+    cpu = torch.device("cpu")
+    for size, taps, stride, max_kernel in [(16, skewed(4, 3), 2, 2), (13, skewed(7, 4), 2, 3),
+                                           (11, skewed(5, 5), 3, 2), (3, skewed(7, 6), 2, 2)]:
+        matrix = blur_matrix(size, taps_tensor(taps), stride, padding, 0)
+        src, wt = max_blur_pool._column_routes(size, taps, stride, padding, max_kernel,
+                                               torch.float64, cpu)  # fmt: skip
+        wt = wt.view(max_kernel, src.shape[0], -1)
+        for x in range(size + max_kernel - 1):
+            for v in range(max_kernel):
+                column = torch.zeros(matrix.shape[0], dtype=torch.float64)
+                for s in range(src.shape[0]):
+                    if src[s, x] >= 0:
+                        column[src[s, x]] += wt[v, s, x]
+                expected = matrix[:, x - v] if 0 <= x - v < size else torch.zeros_like(column)
+                torch.testing.assert_close(column, expected, atol=1e-12, rtol=0)
+
+        band, extra_src, extra_wt, extra = max_blur_pool._row_weights(size, taps, stride,
+                                                                      padding)  # fmt: skip
+        first, last = max_blur_pool._plain_rows(size, taps, stride, padding)
+        before = (len(taps) - 1) // 2
+        if padding in ("zeros", "replicate") and size > len(taps):
+            assert extra == 0  # their padded taps land on rows the band weighs anyway
+        for a in range(size):
+            column = torch.zeros(matrix.shape[0], dtype=torch.float64)
+            for q in range(band.shape[1]):
+                if band[a, q] != 0:
+                    column[(a + before) // stride - q] += band[a, q]
+            for e in range(extra):
+                if extra_src[a, e] >= 0:
+                    column[extra_src[a, e]] += extra_wt[a, e]
+            torch.testing.assert_close(column, matrix[:, a], atol=1e-12, rtol=0)
+            if first <= a <= last:
+                assert not (extra_src[a] >= 0).any()
+                for q in range(band.shape[1]):
+                    tap = (a + before) % stride + q * stride
+                    weight = taps[tap] if tap < len(taps) else 0.0
+                    assert float(band[a, q]) == weight
+                    assert tap >= len(taps) or 0 <= (a + before) // stride - q < matrix.shape[0]
+        if size > 2 * len(taps):
+            assert last - first >= size - 2 * len(taps)
+
+
+@pytest.mark.parametrize("padding", PADDING_MODES)
+def test_max_blur_pool_backward_plain_and_edge_rows(padding: str) -> None:
+    """Programs two rows tall down a tall map: those inside the plain rows weigh their rows
+    with the taps and check nothing along H, those near the top and bottom read their rows'
+    weights (and, circular, extra rows); 2×2 and 3×3 max windows."""
+    taps, stride = skewed(4, 13), 2
+    first, last = max_blur_pool._plain_rows(19, taps, stride, padding)
+    assert last - first >= 10  # the first program, its rows from -1 on, is never plain
+    config = {"BLOCK_H": 2, "BLOCK_W": 8, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
+    for max_kernel in (2, 3):
+        layout = LAYOUTS[(PADDING_MODES.index(padding) + max_kernel) % len(LAYOUTS)]
+        x = make_input((1, 2, 18 + max_kernel, 5), torch.float32, layout, seed=13, ties=True)
+        check_max_blur_pool(x, taps, stride, padding, max_kernel, seed=13, config=config)
 
 
 @pytest.fixture

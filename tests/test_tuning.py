@@ -169,36 +169,38 @@ def test_gpu_heuristic_is_sound(monkeypatch, op, layout, hw, c):
     whole = tuning.whole_map_tile(op, key)
     assert config["BLOCK_H"] <= max(side, whole) and config["BLOCK_W"] <= max(side, whole, 16)
     # Each thread holds at most its share of the tile (registers), and at least one element
-    # where the tile fills a warp. MaxBlurPool's forward streams its tile one row at a time, so
-    # its threads hold a row, and it runs at most eight rows.
+    # where the tile fills a warp. MaxBlurPool's kernels stream their tiles one row at a time,
+    # so their threads hold a row.
     per_thread = tuning.thread_elements(op, layout, key.filter_size)
     assert config["num_warps"] in (1, 2, 4, 8)
     held = config["BLOCK_W"] * config["BLOCK_C"]
-    if op == "max_blur_pool_fwd":
-        # Eight rows (four past k = 3: fewer to unroll), or the whole map.
-        assert config["BLOCK_H"] == min(whole, 8 if key.filter_size <= 3 else 4)
+    if op.startswith("max_"):
+        forward = op == "max_blur_pool_fwd"
+        # Forward: eight rows (four past k = 3: fewer to unroll); backward: sixteen; or the
+        # whole map.
+        rows = (8 if key.filter_size <= 3 else 4) if forward else 16
+        assert config["BLOCK_H"] == min(whole, rows)
         assert held <= 32 * config["num_warps"] * per_thread
         assert config["num_warps"] == 1 or 32 * config["num_warps"] <= held
         row = 128 * per_thread  # four warps' worth
-        if layout == "channels_last":  # 64 channels, more where the map is narrow
-            assert config["BLOCK_C"] == min(c, max(64, row // config["BLOCK_W"]))
-        else:  # at most 8 columns, of planes enough to fill four warps
-            assert config["BLOCK_W"] == min(whole, 8)
+        if layout == "channels_last":  # 64 channels forward, 128 backward, more where narrow
+            channels = 64 if forward else 128
+            assert config["BLOCK_C"] == min(c, max(channels, row // config["BLOCK_W"]))
+        else:  # forward at most 8 columns, backward the map's width; planes to fill the row
+            assert config["BLOCK_W"] == min(whole, 8 if forward else row)
             assert config["BLOCK_C"] == max(1, min(c, row // config["BLOCK_W"]))
         return
-    # MaxBlurPool's backward takes spans of the max map.
-    spans = op == "max_blur_pool_bwd"
     tile = config["BLOCK_H"] * held
-    assert tile <= 4096 * (4 if spans else 1)
+    assert tile <= 4096
     assert tile <= 32 * config["num_warps"] * per_thread
     assert config["num_warps"] == 1 or 32 * config["num_warps"] <= tile
     if layout == "channels_last":
-        assert config["BLOCK_C"] == min(c, 16 if spans else 64)
+        assert config["BLOCK_C"] == min(c, 64)
     elif whole <= 16:
         # Small NCHW maps: whole maps, planes enough to fill the tile (or all of them), as
         # many as eight warps hold.
         assert config["BLOCK_H"] == config["BLOCK_W"] == whole
-        target = 1024 * (4 if spans or op == "blur_pool_bwd" else 1)
+        target = 1024 * (4 if op == "blur_pool_bwd" else 1)
         held = 256 * per_thread // whole**2
         assert config["BLOCK_C"] == max(1, min(c, target // whole**2, held))
     else:
@@ -212,7 +214,7 @@ def test_gpu_heuristic_is_sound(monkeypatch, op, layout, hw, c):
         ("blur_pool_bwd", 8, 4, 8),
         ("max_blur_pool_fwd", 4, 4, 2),  # 3 × 3 max map, 2 × 2 outputs
         ("max_blur_pool_fwd", 8, 2, 4),  # 7 × 7 max map, 4 × 4 outputs
-        ("max_blur_pool_bwd", 8, 4, 16),  # the 8 input rows need 9 max-map rows
+        ("max_blur_pool_bwd", 8, 4, 8),  # the input gradient
         ("blur_pool_fwd", 32, 4, 16),
     ],
 )

@@ -149,23 +149,20 @@ class GradientTables(NamedTuple):
 
 
 @functools.lru_cache(maxsize=512)
-def gradient_tables(
-    size: int,
-    taps: tuple[float, ...],
-    stride: int,
-    pad_off: int,
-    padding: str,
-    device: torch.device,
-) -> GradientTables:
-    """The transpose of blur-pooling an axis of ``size`` (spec §2) as gather tables."""
+def transposed_filter(
+    size: int, taps: tuple[float, ...], stride: int, pad_off: int, padding: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The transpose of blur-pooling an axis of ``size`` (spec §2), in float64 on the CPU:
+    ``src``/``wt`` (size, width), the outputs reading each input, first slots first (-1:
+    empty slot), and the summed weight of every tap by which each reads it."""
     k = len(taps)
     out_size = blur_output_size(size, stride, pad_off)
     source = pad_index(size, *pad_sizes(k, pad_off), padding)
     fwd_src = source[torch.arange(out_size)[:, None] * stride + torch.arange(k)[None, :]]
     fwd_wt = torch.tensor(taps, dtype=torch.float64).expand(out_size, k)
 
-    # Transpose: merge the (input, output) pairs that repeat, then lay each input's list out
-    # as one row, padded to the longest list.
+    # Merge the (input, output) pairs that repeat, then lay each input's list out as one row,
+    # padded to the longest list.
     outputs = torch.arange(out_size)[:, None].expand(out_size, k)
     read = fwd_src >= 0
     pair = fwd_src[read] * out_size + outputs[read]
@@ -179,10 +176,24 @@ def gradient_tables(
     wt = torch.zeros((size, width), dtype=torch.float64)
     src[inputs, slot] = readers
     wt[inputs, slot] = weights
+    return src, wt
+
+
+@functools.lru_cache(maxsize=512)
+def gradient_tables(
+    size: int,
+    taps: tuple[float, ...],
+    stride: int,
+    pad_off: int,
+    padding: str,
+    device: torch.device,
+) -> GradientTables:
+    """:func:`transposed_filter` as gather tables on ``device``."""
+    src, wt = transposed_filter(size, taps, stride, pad_off, padding)
     return GradientTables(
         src.t().to(device=device, dtype=torch.int32).contiguous(),
         wt.t().to(device=device, dtype=torch.float32).contiguous(),
-        counts.to(device=device, dtype=torch.int32),
+        (src >= 0).sum(1).to(device=device, dtype=torch.int32),
     )
 
 
@@ -197,20 +208,31 @@ def plain_interval(
     source = pad_index(size, before, after, padding).tolist()
     readers = collections.Counter(source)
     out_size = blur_output_size(size, stride, pad_off)
-    best, first = (1, 0), None
-    for p in range(size + 1):
+    plain = []
+    for p in range(size):
         u = p + before
-        plain = p < size and readers[p] == 1 and source[u] == p
-        plain = plain and all(
-            0 <= u // stride - j < out_size
-            for j in range(-(-taps // stride))
-            if u % stride + j * stride < taps
+        plain.append(
+            readers[p] == 1
+            and source[u] == p
+            and all(
+                0 <= u // stride - j < out_size
+                for j in range(-(-taps // stride))
+                if u % stride + j * stride < taps
+            )
         )
-        if plain and first is None:
-            first = p
-        if not plain and first is not None:
-            if p - 1 - first > best[1] - best[0]:
-                best = (first, p - 1)
+    return longest_run(plain)
+
+
+def longest_run(flags: list[bool]) -> tuple[int, int]:
+    """The first and last index of the longest run of true ``flags`` (the first such run);
+    (1, 0) if none."""
+    best, first = (1, 0), None
+    for index, flag in enumerate([*flags, False]):
+        if flag and first is None:
+            first = index
+        if not flag and first is not None:
+            if index - 1 - first > best[1] - best[0]:
+                best = (first, index - 1)
             first = None
     return best
 
