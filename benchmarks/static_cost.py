@@ -51,12 +51,12 @@ POINTERS = {
     "extra_src_ptr": "*i32",
     "extra_wt_ptr": "*fp32",
 }
-# (BLOCK_C, BLOCK_H, BLOCK_W): a tile of outputs (MaxBlurPool's forward streams its rows), a
-# span of the max map for MaxBlurPool's backward; one NCHW-like and one channels_last-like
-# shape each.
+# (BLOCK_C, BLOCK_H, BLOCK_W): a tile of outputs, of the input gradient for MaxBlurPool's
+# backward (MaxBlurPool's kernels stream their rows; the heuristic's tiles); one NCHW-like and
+# one channels_last-like shape each.
 BLUR_TILES = ((1, 16, 32), (64, 1, 16))
 MAX_TILES = ((1, 4, 128), (64, 4, 16))
-MAX_BWD_TILES = ((1, 8, 128), (32, 8, 4))
+MAX_BWD_TILES = ((1, 16, 128), (128, 16, 4))
 # Tiles of the input gradient for the backward (STRIDE² phase tiles each).
 BWD_TILES = ((1, 32, 64), (64, 4, 16))
 

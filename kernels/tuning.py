@@ -80,7 +80,10 @@ def thread_elements(op: str, layout: str, filter_size: int) -> int:
     # MaxBlurPool's backward, of its row too. Under NCHW one: with more, the compiler gives
     # the row's contiguous accesses (tables, codes, stores) two elements a thread and its
     # gathered loads one, and converts between the two through shared memory on every row.
-    return 4 if channels_last else 1
+    # Under channels_last four (vector loads along C), two at k = 7 (four spill 160 bytes).
+    if channels_last:
+        return 4 if filter_size <= 5 else 2
+    return 1
 
 
 def pow2_bucket(n: int) -> int:

@@ -54,6 +54,8 @@ from kernels.padding import pad_index, pad_sizes
 # most about 110 (channels_last, k = 7), but the whole kernel gets more than any of them, 140
 # and over (12 resident warps an SM). Capped, the heuristic's configs spill at most 8 bytes
 # and keep 16 warps resident (``benchmarks.resource_usage``, k = 3–7, Triton 3.6 and 3.9).
+# The backward has no cap: with one, ptxas gave it 128 registers and 80 bytes of stack where
+# it needs 80 and none uncapped (channels_last, k = 7, two elements a thread).
 FORWARD_REGISTERS = 128
 
 
