@@ -458,21 +458,6 @@ def tile_offsets(n, c, rows, cols, stride_n, stride_c, stride_h, stride_w, INDEX
 
 
 @triton.jit
-def store_leading(ptr, value, n, c, C, row0, col0, H, W, stride_n, stride_c, stride_h, stride_w,
-                  ROWS: tl.constexpr, COLS: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
-    """Store the first ``ROWS`` × ``COLS`` lanes of ``value`` ([BC,BH,BW], a power-of-two block
-    around a tile of another size) at rows and columns from (``row0``, ``col0``) of an
-    (N, C, H, W) tensor, as far as it reaches."""
-    steps_h = tl.arange(0, value.shape[1])[None, :, None]
-    steps_w = tl.arange(0, value.shape[2])[None, None, :]
-    rows = row0 + steps_h
-    cols = col0 + steps_w
-    mask = (c < C) & (steps_h < ROWS) & (rows < H) & (steps_w < COLS) & (cols < W)
-    offsets = tile_offsets(n, c, rows, cols, stride_n, stride_c, stride_h, stride_w, INDEX_64)
-    tl.store(ptr + offsets, value.to(ptr.dtype.element_ty), mask=mask)
-
-
-@triton.jit
 def tile_width(count_ptr, index, ok):
     """The most table slots any of the positions ``index`` (where ``ok``) uses."""
     return tl.max(tl.load(count_ptr + index, mask=ok, other=0))
@@ -527,45 +512,6 @@ def transposed_blur(maps, mask, top_h, phase_h, top_w, phase_w, stride_h, stride
                               False, ACC_DTYPE, INDEX_64)  # fmt: skip
             acc += tl.load(taps_ptr + tap) * rows
     return acc
-
-
-@triton.jit
-def interleaved_transposed_blur(maps, rows, cols, before, stride_h, stride_w, taps_ptr,
-                                TAPS: tl.constexpr, STRIDE: tl.constexpr,
-                                ACC_DTYPE: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
-    """Blur-pool's transpose at map positions ``rows`` [1,BH,1] × ``cols`` [1,1,BW] of any
-    phase, all inside the plain interval along both axes: ``ceil(TAPS/STRIDE)``² reads per
-    element, each position weighting them with its own taps (``u % STRIDE + j·STRIDE`` for
-    padded position ``u``; reads past the filter are masked off). ``maps`` is the [BC,1,1]
-    start of each channel's output gradient."""
-    u_h = rows + before
-    u_w = cols + before
-    # Each element's last output along each axis; tap j reads j rows and columns before it.
-    corner = maps + as_index(u_h // STRIDE, INDEX_64) * stride_h
-    corner += as_index(u_w // STRIDE, INDEX_64) * stride_w
-    acc = tl.zeros(corner.shape, ACC_DTYPE)
-    for jh in tl.static_range((TAPS + STRIDE - 1) // STRIDE):
-        weight_h, ok_h = _phase_tap(u_h % STRIDE, jh, taps_ptr, TAPS, STRIDE)
-        row = corner - jh * stride_h
-        row_sum = tl.zeros(corner.shape, ACC_DTYPE)
-        for jw in tl.static_range((TAPS + STRIDE - 1) // STRIDE):
-            weight_w, ok_w = _phase_tap(u_w % STRIDE, jw, taps_ptr, TAPS, STRIDE)
-            value = tl.load(row - jw * stride_w, mask=ok_h & ok_w, other=0.0)
-            row_sum += weight_w * value.to(ACC_DTYPE)
-        acc += weight_h * row_sum
-    return acc
-
-
-@triton.jit
-def _phase_tap(phase, j, taps_ptr, TAPS: tl.constexpr, STRIDE: tl.constexpr):
-    """The weight of tap ``phase + j·STRIDE`` for each ``phase`` (a position's padded index
-    modulo ``STRIDE``), picked among the ``STRIDE`` scalar taps it can be, and whether that
-    tap lies within the filter."""
-    weight = tl.zeros(phase.shape, taps_ptr.dtype.element_ty)
-    for first in tl.static_range(STRIDE):
-        if first + j * STRIDE < TAPS:
-            weight = tl.where(phase == first, tl.load(taps_ptr + first + j * STRIDE), weight)
-    return weight, phase + j * STRIDE < TAPS
 
 
 @triton.jit

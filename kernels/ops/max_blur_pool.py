@@ -7,9 +7,11 @@ memory), filtering each row along W as it is formed and writing each output row 
 taps' rows are in; when a gradient will be needed it also writes, per max-map element, a
 one-byte code saying where in its block the max lies (``torch.max_pool2d`` keeps an int64
 index per output instead).
-Backward, from the output gradient and those codes only, in one pass: each program takes
-blur-pool's backward over a span of the max map on registers, then hands each window's
-gradient to the element its code names (no temporary of the map's size).
+Backward, from the output gradient and those codes only, in one pass: each program streams
+down its tile one max-map row at a time, takes blur-pool's backward of that row on registers
+from the output-gradient rows it keeps (each loaded and filtered along W once, the padding
+folded into per-column tables), and hands each window's gradient to the element its code
+names (no temporary of the map's size).
 """
 
 from __future__ import annotations
@@ -755,9 +757,8 @@ def max_blur_pool2d_backward(
     ``grad``'s dtype and the codes' memory format.
 
     One fused pass (:func:`_max_blur_pool_bwd_kernel`): no temporary of the max map's size.
-    The config's ``BLOCK_H``/``BLOCK_W`` are the span of max-map windows a program takes (at
-    least ``max_kernel``); it writes the ``max_kernel`` - 1 fewer rows and columns of the
-    input gradient whose windows all lie in that span.
+    A program writes ``BLOCK_C`` × ``BLOCK_H`` × ``BLOCK_W`` of the input gradient, streaming
+    its rows (``BLOCK_H`` rounded up to whole strides).
     """
     dx = input_gradient_buffer(grad, codes, max_kernel, out)
     if dx.numel() == 0:
