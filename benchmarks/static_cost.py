@@ -32,7 +32,7 @@ from triton.compiler import ASTSource
 
 from benchmarks.table_output import write_and_print
 from kernels.filters import make_taps
-from kernels.ops import blur_pool, common, max_blur_pool
+from kernels.ops import blur_pool, max_blur_pool, streamed_backward
 from kernels.ops.common import PADDING_CODES
 
 STRIDE = 2
@@ -56,9 +56,8 @@ POINTERS = {
 # one channels_last-like shape each.
 BLUR_TILES = ((1, 16, 32), (64, 1, 16))
 MAX_TILES = ((1, 4, 128), (64, 4, 16))
-MAX_BWD_TILES = ((1, 16, 128), (128, 16, 4))
-# Tiles of the input gradient for the backward (STRIDE² phase tiles each).
-BWD_TILES = ((1, 32, 64), (64, 4, 16))
+# Tiles of the input gradient for the backwards (their heuristic's at k <= 5).
+BWD_TILES = ((1, 16, 128), (128, 16, 4))
 
 
 def compile_for(
@@ -146,43 +145,6 @@ def blur_pool_case(
 
 
 @triton.jit
-def _interior_backward(g_ptr, dx_ptr, taps_ptr, before, sg_c, sg_h, sg_w, sd_c, sd_h, sd_w,
-                       TAPS: tl.constexpr, STRIDE: tl.constexpr, ACC_DTYPE: tl.constexpr,
-                       BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
-                       BLOCK_W: tl.constexpr):  # fmt: skip
-    """The path blur-pool's backward takes on tiles inside the map's plain interval along both
-    axes (most tiles of a large map): each phase through the plain transposed filter. The
-    real kernel also holds the gather path for edge tiles, which the static count of the
-    whole kernel would add up."""
-    c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
-    steps_h = tl.arange(0, BLOCK_H)[None, :, None]
-    steps_w = tl.arange(0, BLOCK_W)[None, None, :]
-    row0 = tl.program_id(1) * STRIDE * BLOCK_H
-    col0 = tl.program_id(2) * STRIDE * BLOCK_W
-    maps = g_ptr + c * sg_c
-    for ph in tl.static_range(STRIDE):
-        top_h, phase_h, _ = common.plain_phase(row0 + ph, steps_h, before, 0, 0, STRIDE, BLOCK_H)
-        for pw in tl.static_range(STRIDE):
-            top_w, phase_w, _ = common.plain_phase(col0 + pw, steps_w, before, 0, 0, STRIDE,
-                                                   BLOCK_W)  # fmt: skip
-            rows = row0 + ph + STRIDE * steps_h
-            cols = col0 + pw + STRIDE * steps_w
-            shape = (c >= 0) & (rows >= 0) & (cols >= 0)
-            acc = common.transposed_blur(maps, shape, top_h, phase_h, top_w, phase_w, sg_h, sg_w,
-                                         taps_ptr, TAPS, STRIDE, ACC_DTYPE, False)  # fmt: skip
-            tl.store(dx_ptr + c * sd_c + rows * sd_h + cols * sd_w, acc.to(tl.bfloat16))
-
-
-def blur_pool_bwd_case(k: int, tile: tuple[int, int, int]) -> tuple[Any, dict[str, Any], int]:
-    """The backward's tile is of the input gradient; its blocks are its phase tiles."""
-    block_c, block_h, block_w = tile
-    constexprs = dict(TAPS=k, STRIDE=STRIDE, ACC_DTYPE=tl.float32, BLOCK_C=block_c,
-                      BLOCK_H=max(1, block_h // STRIDE),
-                      BLOCK_W=max(1, block_w // STRIDE))  # fmt: skip
-    return _interior_backward, constexprs, block_c * block_h * block_w
-
-
-@triton.jit
 def _max_forward_tile(x_ptr, y_ptr, codes_ptr, taps_ptr, H, W, sx_c, sx_h, sx_w, sy_c, sy_h,
                       sy_w, sk_c, sk_h, sk_w, TAPS: tl.constexpr, STRIDE: tl.constexpr,
                       PAD_BEFORE: tl.constexpr, PADDING: tl.constexpr, MAP_ROWS: tl.constexpr,
@@ -216,16 +178,18 @@ def max_blur_pool_case(
 
 
 @triton.jit
-def _max_backward_tile(g_ptr, codes_ptr, dx_ptr, taps_ptr, col_src_ptr, col_wt_ptr, band_ptr,
-                       extra_src_ptr, extra_wt_ptr, H, W, sg_c, sg_h, sg_w, sk_c, sk_h, sk_w,
-                       sd_c, sd_h, sd_w, TAPS: tl.constexpr, STRIDE: tl.constexpr,
-                       PAD_BEFORE: tl.constexpr, SLOTS: tl.constexpr, BAND: tl.constexpr,
-                       PLAIN_H: tl.constexpr, ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr,
-                       BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):  # fmt: skip
-    """One path of MaxBlurPool's backward: ``PLAIN_H``, tiles whose rows lie in the max map's
-    plain interval (most tiles of a large map), else tiles near its top or bottom. Both read
-    each lane's columns through its tables, so tiles near the left and right edges cost the
-    same as inner ones."""
+def _backward_tile(g_ptr, codes_ptr, m_ptr, dx_ptr, taps_ptr, col_src_ptr, col_wt_ptr, band_ptr,
+                   extra_src_ptr, extra_wt_ptr, H, W, sg_c, sg_h, sg_w, sk_c, sk_h, sk_w, sm_c,
+                   sm_h, sm_w, sd_c, sd_h, sd_w, TAPS: tl.constexpr, STRIDE: tl.constexpr,
+                   PAD_BEFORE: tl.constexpr, MAX_KERNEL: tl.constexpr, RELU: tl.constexpr,
+                   SLOTS: tl.constexpr, BAND: tl.constexpr, PLAIN_H: tl.constexpr,
+                   ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
+                   BLOCK_W: tl.constexpr):  # fmt: skip
+    """One path of the streamed backward (blur-pool's with ``MAX_KERNEL`` 1, MaxBlurPool's with
+    2): ``PLAIN_H``, tiles whose rows lie in the map's plain rows (most tiles of a large map),
+    else tiles near its top or bottom. Both read each lane's columns through its tables, so
+    tiles near the left and right edges cost the same as inner ones. ``RELU``: blur-pool's
+    after the fused ReLU, its mask packed along the contiguous axis."""
     c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
     cols = (tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W))[None, None, :]
     reads = ()
@@ -235,29 +199,36 @@ def _max_backward_tile(g_ptr, codes_ptr, dx_ptr, taps_ptr, col_src_ptr, col_wt_p
         reads += (src * sg_w,)
         read_ok += (src >= 0,)
     weights = ()
-    for i in tl.static_range(2 * SLOTS):
+    for i in tl.static_range(MAX_KERNEL * SLOTS):
         weights += (tl.load(col_wt_ptr + i * W + cols),)
-    max_blur_pool._streamed_gradient(
-        g_ptr + c * sg_c, codes_ptr + c * sk_c, dx_ptr + c * sd_c, taps_ptr, band_ptr,
-        extra_src_ptr, extra_wt_ptr, reads, read_ok, weights, (c >= 0) & (cols < W),
-        tl.program_id(1) * BLOCK_H, cols, H, W, H, H, sg_h, sk_h, sk_w, sd_h, sd_w, TAPS, STRIDE,
-        PAD_BEFORE, 2, SLOTS, BAND, 0, PLAIN_H, ACC_DTYPE, False, BLOCK_C, BLOCK_H, BLOCK_W,
+    if BLOCK_C > 1:  # channels_last-like: the mask packed along C
+        mask_maps, mask_cols, mask_bits = m_ptr + (c // 8) * sm_c, cols, c % 8
+    else:
+        mask_maps, mask_cols, mask_bits = m_ptr + c * sm_c, cols // 8, cols % 8
+    streamed_backward._streamed_gradient(
+        g_ptr + c * sg_c, codes_ptr + c * sk_c, mask_maps, dx_ptr + c * sd_c, taps_ptr, band_ptr,
+        extra_src_ptr, extra_wt_ptr, reads, read_ok, weights, mask_cols, mask_bits,
+        (c >= 0) & (cols < W), tl.program_id(1) * BLOCK_H, cols, H, W, H, H, sg_h, sk_h, sk_w,
+        sm_h, sm_w, sd_h, sd_w, TAPS, STRIDE, PAD_BEFORE, MAX_KERNEL, RELU, SLOTS, BAND, 0,
+        PLAIN_H, ACC_DTYPE, False, BLOCK_C, BLOCK_H, BLOCK_W,
     )  # fmt: skip
 
 
-def max_blur_pool_bwd_case(
-    k: int, tile: tuple[int, int, int], plain_h: bool
+def backward_case(
+    k: int, tile: tuple[int, int, int], max_kernel: int, plain_h: bool, relu: bool = False
 ) -> tuple[Any, dict[str, Any], int]:
     """``BLOCK_H`` input-gradient rows of ``BLOCK_C`` × ``BLOCK_W`` streamed, with the column
     tables of a 112-wide map (how many slots each lane reads)."""
     block_c, block_h, block_w = tile
     taps = tuple(float(t) for t in make_taps(k).tolist())
-    col_src, _ = max_blur_pool._column_routes(111, taps, STRIDE, "reflect", 2, torch.float32,
-                                              torch.device("cpu"))  # fmt: skip
-    constexprs = dict(TAPS=k, STRIDE=STRIDE, PAD_BEFORE=(k - 1) // 2, SLOTS=col_src.shape[0],
-                      BAND=-(-k // STRIDE), PLAIN_H=plain_h, ACC_DTYPE=tl.float32,
-                      BLOCK_C=block_c, BLOCK_H=block_h, BLOCK_W=block_w)  # fmt: skip
-    return _max_backward_tile, constexprs, block_c * block_h * block_w
+    col_src, _ = streamed_backward.column_routes(113 - max_kernel, taps, STRIDE, 0, "reflect",
+                                                 max_kernel, torch.float32,
+                                                 torch.device("cpu"))  # fmt: skip
+    constexprs = dict(TAPS=k, STRIDE=STRIDE, PAD_BEFORE=(k - 1) // 2, MAX_KERNEL=max_kernel,
+                      RELU=relu, SLOTS=col_src.shape[0], BAND=-(-k // STRIDE), PLAIN_H=plain_h,
+                      ACC_DTYPE=tl.float32, BLOCK_C=block_c, BLOCK_H=block_h,
+                      BLOCK_W=block_w)  # fmt: skip
+    return _backward_tile, constexprs, block_c * block_h * block_w
 
 
 def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
@@ -269,16 +240,21 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
         ("blur_pool_edge", partial(blur_pool_case, check_h=True, check_w=True), BLUR_TILES),
         ("blur_pool_relu_mask_interior",
          partial(blur_pool_case, check_h=False, check_w=False, relu=True), BLUR_TILES),
-        ("blur_pool_bwd_interior", blur_pool_bwd_case, BWD_TILES),
+        ("blur_pool_bwd_interior",
+         partial(backward_case, max_kernel=1, plain_h=True), BWD_TILES),
+        ("blur_pool_relu_bwd_interior",
+         partial(backward_case, max_kernel=1, plain_h=True, relu=True), BWD_TILES),
+        ("blur_pool_bwd_edge_rows",
+         partial(backward_case, max_kernel=1, plain_h=False), BWD_TILES),
         ("max_blur_pool_interior",
          partial(max_blur_pool_case, check_h=False, check_w=False), MAX_TILES),
         ("max_blur_pool_edge_rows",
          partial(max_blur_pool_case, check_h=True, check_w=False), MAX_TILES),
         ("max_blur_pool_edge", partial(max_blur_pool_case, check_h=True, check_w=True), MAX_TILES),
         ("max_blur_pool_bwd_interior",
-         partial(max_blur_pool_bwd_case, plain_h=True), MAX_BWD_TILES),
+         partial(backward_case, max_kernel=2, plain_h=True), BWD_TILES),
         ("max_blur_pool_bwd_edge_rows",
-         partial(max_blur_pool_bwd_case, plain_h=False), MAX_BWD_TILES),
+         partial(backward_case, max_kernel=2, plain_h=False), BWD_TILES),
     ):
         for k in filters:
             for tile in tiles:

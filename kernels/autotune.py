@@ -56,9 +56,8 @@ FULL_FILTERS = (1, 2, 3, 4, 5, 6, 7)
 QUICK_FILTERS = (3, 5)
 
 # Candidate tiles: (BLOCK_H, BLOCK_W) over one plane under NCHW (W contiguous);
-# (BLOCK_C, BLOCK_H, BLOCK_W) under channels_last (C contiguous). Tiles are what a program
-# writes. Blur-pool's backward takes larger ones: its programs split their tile into stride²
-# phase tiles. Narrow NCHW
+# (BLOCK_C, BLOCK_H, BLOCK_W) under channels_last (C contiguous): blur-pool's forward tiles,
+# what a program writes. Narrow NCHW
 # tiles let more of a map's forward tiles read inside it along W, where they skip the column
 # padding arithmetic.
 NCHW_TILES = ((4, 64), (8, 32), (8, 64), (16, 32), (16, 64), (32, 32), (8, 128), (32, 64),
@@ -67,11 +66,6 @@ CL_TILES = ((16, 2, 16), (32, 1, 16), (32, 2, 16), (64, 1, 8), (64, 1, 16), (64,
             (64, 4, 8), (128, 1, 8))
 QUICK_NCHW_TILES = ((8, 64), (16, 32), (16, 64), (32, 64), (32, 16))
 QUICK_CL_TILES = ((32, 2, 16), (64, 1, 16), (64, 2, 8), (128, 1, 8))
-BWD_NCHW_TILES = ((16, 64), (32, 32), (32, 64), (64, 64), (16, 128), (32, 128))
-BWD_CL_TILES = ((8, 16, 16), (16, 8, 16), (16, 16, 16), (32, 8, 8), (32, 8, 16), (64, 4, 16),
-                (64, 8, 8))
-QUICK_BWD_NCHW_TILES = ((32, 64), (64, 64), (16, 128))
-QUICK_BWD_CL_TILES = ((16, 8, 16), (16, 16, 16), (32, 8, 16), (64, 4, 16))
 # MaxBlurPool's forward streams BLOCK_H rows down a row tile of BLOCK_C × BLOCK_W outputs, which
 # its threads hold: 8 or 16 columns of 8-32 planes (NCHW: most tiles of a wide map then read
 # inside it along W) or 32-128 channels (channels_last), run 4, 8 or 16 rows (longer runs
@@ -82,7 +76,7 @@ CL_STREAMS = tuple((c, h, w) for h in (4, 8, 16) for c, w in ((32, 16), (64, 8),
                                                                (128, 8)))  # fmt: skip
 QUICK_NCHW_STREAMS = ((16, 4, 8), (16, 8, 8), (32, 4, 8))
 QUICK_CL_STREAMS = ((64, 8, 16), (64, 16, 16), (128, 8, 8))
-# MaxBlurPool's backward streams rows of input-gradient elements: under NCHW one element a
+# The backwards stream rows of input-gradient elements: under NCHW one element a
 # thread (tuning.thread_elements), rows up to 128 columns wide (tables pad along W at no
 # cost); under channels_last 32-128 channels; 8, 16 or 32 rows.
 BWD_NCHW_STREAMS = tuple((c, h, w) for h in (8, 16, 32) for c, w in ((1, 128), (2, 64),
@@ -120,17 +114,13 @@ def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
     c = problem.shape[1]
     warps = (4, 8) if quick else WARPS
     stages = (1,) if quick else STAGES
-    # Blur-pool's backward tiles (split into stride² phase tiles) are larger; MaxBlurPool's
-    # kernels stream rows.
-    streamed = problem.op.startswith("max_")
+    # All but blur-pool's forward stream rows.
+    streamed = problem.op in tuning.STREAMED_OPS
     if problem.op == "max_blur_pool_fwd":
         nchw, cl = (QUICK_NCHW_STREAMS, QUICK_CL_STREAMS) if quick else (NCHW_STREAMS, CL_STREAMS)
-    elif problem.op == "max_blur_pool_bwd":
+    elif streamed:
         nchw, cl = ((QUICK_BWD_NCHW_STREAMS, QUICK_BWD_CL_STREAMS) if quick
                     else (BWD_NCHW_STREAMS, BWD_CL_STREAMS))  # fmt: skip
-    elif problem.op == "blur_pool_bwd":
-        nchw, cl = ((QUICK_BWD_NCHW_TILES, QUICK_BWD_CL_TILES) if quick
-                    else (BWD_NCHW_TILES, BWD_CL_TILES))  # fmt: skip
     else:
         nchw, cl = (QUICK_NCHW_TILES, QUICK_CL_TILES) if quick else (NCHW_TILES, CL_TILES)
     if problem.layout == "nchw":

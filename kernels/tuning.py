@@ -41,6 +41,8 @@ from kernels.files import atomic_write_text
 Layout = Literal["nchw", "channels_last"]
 
 OPS: tuple[str, ...] = ("blur_pool_fwd", "blur_pool_bwd", "max_blur_pool_fwd", "max_blur_pool_bwd")
+# The ops whose programs stream their tiles row by row (their threads hold one row).
+STREAMED_OPS: tuple[str, ...] = ("blur_pool_bwd", "max_blur_pool_fwd", "max_blur_pool_bwd")
 CONFIG_FIELDS: tuple[str, ...] = ("BLOCK_H", "BLOCK_W", "BLOCK_C", "num_warps", "num_stages")
 DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 LAYOUTS: tuple[str, ...] = ("nchw", "channels_last")
@@ -73,16 +75,15 @@ def thread_elements(op: str, layout: str, filter_size: int) -> int:
     channels_last = layout == "channels_last"
     if op == "blur_pool_fwd":
         return 8 if channels_last else (4 if filter_size <= 3 else 2 if filter_size <= 5 else 1)
-    if op == "blur_pool_bwd":
-        return 16
     if op == "max_blur_pool_fwd":  # of the row a program streams (its tile's BLOCK_C × BLOCK_W)
         return 2 if channels_last else 1
-    # MaxBlurPool's backward, of its row too. Under NCHW one: with more, the compiler gives
+    # The backwards, of their rows too. Under NCHW one: with more, the compiler gives
     # the row's contiguous accesses (tables, codes, stores) two elements a thread and its
     # gathered loads one, and converts between the two through shared memory on every row.
-    # Under channels_last four (vector loads along C), two at k = 7 (four spill 160 bytes).
+    # Under channels_last four (vector loads along C); MaxBlurPool's two at k = 7 (with four,
+    # the whole kernel needs 145 registers, 12 resident warps).
     if channels_last:
-        return 4 if filter_size <= 5 else 2
+        return 4 if op == "blur_pool_bwd" or filter_size <= 5 else 2
     return 1
 
 
@@ -373,30 +374,28 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     """A sound default where no table applies.
 
     Programs compute one tile of their output (the downsampled map forward, the input-sized
-    gradient backward); MaxBlurPool's kernels stream their tiles row by row
+    gradient backward); all but blur-pool's forward stream their tiles row by row
     (:func:`_streamed_config`). The contiguous axis gets the larger extent
     so that loads coalesce: W under NCHW, C under channels_last. Tiles hold about
-    ``_TARGET_TILE`` elements, four times that for blur-pool's backward (whose
-    programs split their tile into ``stride``² phase tiles), but never exceed the map, so small
+    ``_TARGET_TILE`` elements but never exceed the map, so small
     CIFAR maps do not launch mostly masked programs. Under NCHW a program takes one plane,
     except where a whole map fits a 16 × 16 tile (:func:`whole_map_tile`): it then takes whole
     maps of several planes (which follow each other in memory), rather than a mostly masked
-    tile of one. Blur-pool's backward under NCHW takes rows as wide as the map and few of them
-    (on maps above 16), so that most of its tiles lie inside the map vertically. A tile then
+    tile of one. A tile then
     shrinks to what eight warps hold at :func:`thread_elements` each (registers, not memory,
     would limit a larger one), and gets the warps it needs at that share; two stages.
     """
     _check_op(op)
     if device_name() == INTERPRETER_DEVICE:
         return dict(_INTERPRETER_CONFIG)
-    if op.startswith("max_"):
+    if op in STREAMED_OPS:
         return _streamed_config(op, key)
     side = max(1, math.isqrt(key.hw))
     whole = whole_map_tile(op, key)
     if op == "blur_pool_fwd":
         side = -(-side // key.stride)
     side = pow2_bucket(side)
-    target = _TARGET_TILE * (4 if op == "blur_pool_bwd" else 1)
+    target = _TARGET_TILE
     if key.layout == "channels_last":
         block_c = _clamp(key.c, 1, 64)
         block_w = _clamp(target // block_c, 1, min(side, 32))
@@ -404,12 +403,6 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     elif whole <= 16:
         block_h = block_w = whole
         block_c = _clamp(target // (whole * whole), 1, key.c)
-    elif op == "blur_pool_bwd" and side > 16:
-        # Rows as wide as the map, few of them: most tiles then lie inside the map vertically,
-        # where the backward reads its rows without tables.
-        block_c = 1
-        block_w = _clamp(side, 16, 128)
-        block_h = _clamp(target // 2 // block_w, 2, side // 4)
     else:
         block_c = 1
         block_w = _clamp(side, 16, 64)
@@ -437,19 +430,19 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
 
 
 def _streamed_config(op: str, key: TuningKey) -> dict[str, int]:
-    """MaxBlurPool's kernels: a program streams ``BLOCK_H`` rows down a row tile of
+    """The streamed kernels: a program streams ``BLOCK_H`` rows down a row tile of
     ``BLOCK_C`` × ``BLOCK_W`` (outputs forward, input-gradient elements backward), so its
     threads hold one row (:func:`thread_elements` each) and ``BLOCK_H`` only sets how far it
     runs (the halo it re-reads and its fixed costs, against the length of its unrolled code).
 
-    Forward: under NCHW the row is at most 8 columns of several planes, so that most tiles of
-    a wide map read inside it along W (the padded path costs 1.7 to 2.1 times the plain one:
-    ``benchmarks.static_cost``); under channels_last it holds 64 channels (more where the map
-    is narrower). Eight rows up to k = 3 and four beyond (its unrolled code, and compile time,
-    grow with both). Backward: the padding along W costs nothing extra (each lane's tables),
-    so under NCHW the row spans the map, up to 128 columns (several planes of narrower maps);
-    under channels_last 128 channels; sixteen rows. Either runs the whole map where it has
-    fewer rows.
+    MaxBlurPool's forward: under NCHW the row is at most 8 columns of several planes, so that
+    most tiles of a wide map read inside it along W (the padded path costs 1.7 to 2.1 times
+    the plain one: ``benchmarks.static_cost``); under channels_last it holds 64 channels (more
+    where the map is narrower). Eight rows up to k = 3 and four beyond (its unrolled code, and
+    compile time, grow with both). The backwards: the padding along W costs nothing extra
+    (each lane's tables), so under NCHW the row spans the map, up to 128 columns (several
+    planes of narrower maps); under channels_last 128 channels; sixteen rows. Either runs the
+    whole map where it has fewer rows.
     """
     side = whole_map_tile(op, key)
     per_thread = thread_elements(op, key.layout, key.filter_size)

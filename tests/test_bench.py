@@ -140,7 +140,7 @@ def test_gpu_candidates_hold_the_heuristic_and_whole_small_maps(monkeypatch, lay
             if layout == "nchw" and op == "max_blur_pool_fwd":
                 # It streams rows of a few columns of several planes, whatever the map.
                 assert len(whole_maps) == len(configs)
-            elif layout == "nchw" and op == "max_blur_pool_bwd":
+            elif layout == "nchw" and op in ("blur_pool_bwd", "max_blur_pool_bwd"):
                 # Rows up to 128 columns wide, one element a thread; small maps' rows hold
                 # whole rows of several planes.
                 assert all(cfg["BLOCK_W"] <= 128 for cfg in configs)
@@ -282,16 +282,19 @@ def test_static_cost_shows_what_each_kernel_reads(tmp_path):
     for k in (3, 7):
         assert issued["max_blur_pool_interior", k] < issued["max_blur_pool_edge_rows", k]
         assert issued["max_blur_pool_edge_rows", k] < issued["max_blur_pool_edge", k]
-    # Blur-pool's backward plain path reads (k/stride)² outputs per element. MaxBlurPool's
-    # reads each output-gradient row once per program, ceil((k + 1)/stride) slots a lane: its
-    # loads grow about linearly in k, and the tiles near the top and bottom, which read their
-    # rows' weights and check their rows, cost more than inner ones. No shuffles.
-    assert df["blur_pool_bwd_interior", 7] > 2.5 * df["blur_pool_bwd_interior", 3]
-    assert df["max_blur_pool_bwd_interior", 7] < 2.5 * df["max_blur_pool_bwd_interior", 3]
-    for k in (3, 7):
-        assert issued["max_blur_pool_bwd_interior", k] < issued["max_blur_pool_bwd_edge_rows", k]
+    # The backwards read each output-gradient row once per program, ceil(k/stride) slots a
+    # lane (MaxBlurPool's ceil((k + 1)/stride), for its two windows): their loads grow about
+    # linearly in k, not as k². The tiles near the top and bottom, which read their rows'
+    # weights and check their rows, cost more than inner ones; the fused ReLU's mask a load
+    # per row whatever the filter. No shuffles.
+    for op in ("blur_pool_bwd", "max_blur_pool_bwd"):
+        assert df[f"{op}_interior", 7] < 2.5 * df[f"{op}_interior", 3]
+        for k in (3, 7):
+            assert issued[f"{op}_interior", k] < issued[f"{op}_edge_rows", k]
+    mask_reads = df["blur_pool_relu_bwd_interior"] - df["blur_pool_bwd_interior"]
+    assert mask_reads[7] == mask_reads[3] > 0
     shuffles = table["shuffles_per_output"].mean()
-    assert shuffles["max_blur_pool_bwd_interior"].max() == 0
+    assert shuffles[["blur_pool_bwd_interior", "max_blur_pool_bwd_interior"]].max() == 0
 
 
 def test_resident_warps_follow_registers_and_shared_memory():

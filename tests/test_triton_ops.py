@@ -19,7 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from kernels import BlurPool2d, MaxBlurPool2d, tuning
 from kernels.filters import make_taps
-from kernels.ops import blur_pool, common, max_blur_pool
+from kernels.ops import blur_pool, common, max_blur_pool, streamed_backward
 from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, blur_pool2d_triton
 from kernels.ops.max_blur_pool import (
     max_blur_pool2d_backward,
@@ -282,12 +282,12 @@ def test_max_routing_follows_torch_with_nan_and_ties(max_kernel: int) -> None:
 def test_many_tiles_and_channel_blocks() -> None:
     """Small explicit tiles: a map spans many tiles in H and W, channels several blocks.
 
-    The backward's tiles then take both of its paths: the plain filter inside the map's plain
-    interval along both axes, the table gather elsewhere.
+    The backward's tiles then take both of its paths: the taps themselves inside the map's
+    plain rows, per-row weights near its top and bottom.
     """
     config = {"BLOCK_H": 2, "BLOCK_W": 4, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
-    first, last = common.plain_interval(16, 4, 2, 0, "reflect")
-    assert first > 0 and last - first >= 8 and last < 15  # interior and edge tiles both
+    first, last = streamed_backward.plain_rows(12, binomial(4), 2, 0, "reflect")
+    assert first > 0 and last - first >= 4 and last < 11  # interior and edge tiles both
     x = make_input((1, 3, 12, 16), torch.float32, "channels_last", seed=7)
     check_blur_pool(x, binomial(4), 2, "reflect", 0, True, config=config)
     x = make_input((1, 3, 5, 9), torch.float32, "nchw", seed=8, ties=True)
@@ -406,37 +406,20 @@ def test_forward_interior_tiles_match_reference(padding: str, taps_stride: tuple
 
 
 @pytest.mark.parametrize("padding", PADDING_MODES)
-def test_plain_interval_is_a_plain_transposed_filter(padding: str) -> None:
-    """Inside the interval, the blur matrix's column of a position holds exactly the taps the
-    unchecked backward applies: outputs ``u // S - j`` with taps ``u % S + j·S``."""
-    for size, taps, stride, pad_off in [(16, skewed(4, 3), 2, 0), (13, skewed(7, 4), 2, 1),
-                                        (11, skewed(5, 5), 3, 0), (3, skewed(7, 6), 2, 0)]:
-        before = (len(taps) - 1) // 2 + pad_off  # spec §2, written out
-        first, last = common.plain_interval(size, len(taps), stride, pad_off, padding)
-        matrix = blur_matrix(size, taps_tensor(taps), stride, padding, pad_off)
-        for p in range(first, last + 1):
-            u = p + before
-            column = torch.zeros(matrix.shape[0], dtype=torch.float64)
-            for j in range(-(-len(taps) // stride)):
-                if u % stride + j * stride < len(taps):
-                    column[u // stride - j] += taps[u % stride + j * stride]
-            torch.testing.assert_close(matrix[:, p], column, atol=1e-12, rtol=0)
-        if size > 2 * len(taps):
-            assert last - first >= size - 2 * len(taps)
-
-
-@pytest.mark.parametrize("padding", PADDING_MODES)
-def test_max_blur_pool_backward_tables_are_the_blur_matrix(padding: str) -> None:
-    """MaxBlurPool's backward weighs output ``o`` at max-map column ``b`` and row ``a`` by the
-    blur matrix's entry (o, b) and (o, a): each input column's routes (windows ``x - v``), each
-    row's band and extra rows, through every padding; inside the plain rows the band holds the
-    taps themselves and every output it weighs exists."""
+def test_backward_tables_are_the_blur_matrix(padding: str) -> None:
+    """The backward weighs output ``o`` at map column ``b`` and row ``a`` by the blur matrix's
+    entry (o, b) and (o, a): each input column's routes (MaxBlurPool: windows ``x - v``), each
+    row's band and extra rows, through every padding and pad offset; inside the plain rows the
+    band holds the taps themselves and every output it weighs exists."""
     cpu = torch.device("cpu")
-    for size, taps, stride, max_kernel in [(16, skewed(4, 3), 2, 2), (13, skewed(7, 4), 2, 3),
-                                           (11, skewed(5, 5), 3, 2), (3, skewed(7, 6), 2, 2)]:
-        matrix = blur_matrix(size, taps_tensor(taps), stride, padding, 0)
-        src, wt = max_blur_pool._column_routes(size, taps, stride, padding, max_kernel,
-                                               torch.float64, cpu)  # fmt: skip
+    for size, taps, stride, pad_off, max_kernel in [
+        (16, skewed(4, 3), 2, 0, 2), (13, skewed(7, 4), 2, 1, 3), (11, skewed(5, 5), 3, 0, 2),
+        (3, skewed(7, 6), 2, 0, 2), (2, skewed(7, 0), 1, 0, 1), (5, skewed(4, 1), 2, 1, 1),
+        (14, skewed(5, 2), 2, 1, 1),
+    ]:  # fmt: skip
+        matrix = blur_matrix(size, taps_tensor(taps), stride, padding, pad_off)
+        src, wt = streamed_backward.column_routes(size, taps, stride, pad_off, padding,
+                                                  max_kernel, torch.float64, cpu)  # fmt: skip
         wt = wt.view(max_kernel, src.shape[0], -1)
         for x in range(size + max_kernel - 1):
             for v in range(max_kernel):
@@ -447,11 +430,11 @@ def test_max_blur_pool_backward_tables_are_the_blur_matrix(padding: str) -> None
                 expected = matrix[:, x - v] if 0 <= x - v < size else torch.zeros_like(column)
                 torch.testing.assert_close(column, expected, atol=1e-12, rtol=0)
 
-        band, extra_src, extra_wt, extra = max_blur_pool._row_weights(size, taps, stride,
-                                                                      padding)  # fmt: skip
-        first, last = max_blur_pool._plain_rows(size, taps, stride, padding)
-        before = (len(taps) - 1) // 2
-        if padding in ("zeros", "replicate") and size > len(taps):
+        band, extra_src, extra_wt, extra = streamed_backward.row_weights(size, taps, stride,
+                                                                         pad_off, padding)
+        first, last = streamed_backward.plain_rows(size, taps, stride, pad_off, padding)
+        before = (len(taps) - 1) // 2 + pad_off  # spec §2, written out
+        if padding in ("zeros", "replicate") and size > len(taps) + pad_off:
             assert extra == 0  # their padded taps land on rows the band weighs anyway
         for a in range(size):
             column = torch.zeros(matrix.shape[0], dtype=torch.float64)
@@ -469,19 +452,23 @@ def test_max_blur_pool_backward_tables_are_the_blur_matrix(padding: str) -> None
                     weight = taps[tap] if tap < len(taps) else 0.0
                     assert float(band[a, q]) == weight
                     assert tap >= len(taps) or 0 <= (a + before) // stride - q < matrix.shape[0]
-        if size > 2 * len(taps):
-            assert last - first >= size - 2 * len(taps)
+        if size > 2 * (len(taps) + pad_off):
+            assert last - first >= size - 2 * (len(taps) + pad_off)
 
 
 @pytest.mark.parametrize("padding", PADDING_MODES)
-def test_max_blur_pool_backward_plain_and_edge_rows(padding: str) -> None:
+def test_backward_plain_and_edge_rows(padding: str) -> None:
     """Programs two rows tall down a tall map: those inside the plain rows weigh their rows
     with the taps and check nothing along H, those near the top and bottom read their rows'
-    weights (and, circular, extra rows); 2×2 and 3×3 max windows."""
+    weights (and, circular, extra rows); blur-pool's after the fused ReLU, MaxBlurPool's with
+    2×2 and 3×3 max windows."""
     taps, stride = skewed(4, 13), 2
-    first, last = max_blur_pool._plain_rows(19, taps, stride, padding)
+    first, last = streamed_backward.plain_rows(19, taps, stride, 0, padding)
     assert last - first >= 10  # the first program, its rows from -1 on, is never plain
     config = {"BLOCK_H": 2, "BLOCK_W": 8, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
+    x = make_input((1, 2, 19, 5), torch.float32, LAYOUTS[PADDING_MODES.index(padding) % 3],
+                   seed=13)  # fmt: skip
+    check_blur_pool(x, taps, stride, padding, 1, True, seed=13, config=config)
     for max_kernel in (2, 3):
         layout = LAYOUTS[(PADDING_MODES.index(padding) + max_kernel) % len(LAYOUTS)]
         x = make_input((1, 2, 18 + max_kernel, 5), torch.float32, layout, seed=13, ties=True)
@@ -536,21 +523,6 @@ def test_out_buffer_of_wrong_shape_is_rejected() -> None:
     x = make_input((1, 1, 4, 4), torch.float32, "nchw", seed=0)
     with pytest.raises(ValueError, match="out"):
         blur_pool2d_forward(x, binomial(2), 2, "zeros", 0, False, out=torch.empty(1, 1, 3, 3))
-
-
-def test_gradient_table_is_the_transpose_of_the_blur_matrix() -> None:
-    """Per input, the table holds exactly the blur matrix's column, merged per output."""
-    for padding in PADDING_MODES:
-        for size, taps, stride, pad_off in [(2, skewed(7, 0), 1, 0), (5, skewed(4, 1), 2, 1)]:
-            tables = common.gradient_tables(size, taps, stride, pad_off, padding,
-                                            torch.device("cpu"))  # fmt: skip
-            forward = blur_matrix(size, taps_tensor(taps), stride, padding, pad_off)
-            backward = torch.zeros(size, forward.shape[0], dtype=torch.float64)
-            used = tables.src >= 0
-            inputs = torch.arange(size).expand_as(tables.src)[used]
-            backward[inputs, tables.src[used].long()] = tables.wt[used].double()
-            torch.testing.assert_close(backward, forward.t(), atol=1e-6, rtol=1e-6)
-            assert torch.equal(tables.count, used.sum(0).int())
 
 
 # ----------------------------------------------------------------------------- autograd, compile

@@ -169,12 +169,12 @@ def test_gpu_heuristic_is_sound(monkeypatch, op, layout, hw, c):
     whole = tuning.whole_map_tile(op, key)
     assert config["BLOCK_H"] <= max(side, whole) and config["BLOCK_W"] <= max(side, whole, 16)
     # Each thread holds at most its share of the tile (registers), and at least one element
-    # where the tile fills a warp. MaxBlurPool's kernels stream their tiles one row at a time,
-    # so their threads hold a row.
+    # where the tile fills a warp. The streamed kernels (all but blur-pool's forward) take
+    # their tiles one row at a time, so their threads hold a row.
     per_thread = tuning.thread_elements(op, layout, key.filter_size)
     assert config["num_warps"] in (1, 2, 4, 8)
     held = config["BLOCK_W"] * config["BLOCK_C"]
-    if op.startswith("max_"):
+    if op in tuning.STREAMED_OPS:
         forward = op == "max_blur_pool_fwd"
         # Forward: eight rows (four past k = 3: fewer to unroll); backward: sixteen; or the
         # whole map.
@@ -200,9 +200,8 @@ def test_gpu_heuristic_is_sound(monkeypatch, op, layout, hw, c):
         # Small NCHW maps: whole maps, planes enough to fill the tile (or all of them), as
         # many as eight warps hold.
         assert config["BLOCK_H"] == config["BLOCK_W"] == whole
-        target = 1024 * (4 if op == "blur_pool_bwd" else 1)
         held = 256 * per_thread // whole**2
-        assert config["BLOCK_C"] == max(1, min(c, target // whole**2, held))
+        assert config["BLOCK_C"] == max(1, min(c, 1024 // whole**2, held))
     else:
         assert config["BLOCK_C"] == 1
 

@@ -2,9 +2,9 @@
 ``shiftlab::blur_pool2d`` custom op with its autograd and fake implementations.
 
 Forward: each program computes one output tile, reading the input once (halo re-reads hit
-cache) and writing the output once. Backward: each program computes one tile of the input
-gradient, phase by phase, from the output-gradient elements whose taps reach it (no atomics):
-a plain transposed filter inside the map, table gathers near its edges.
+cache) and writing the output once. Backward: each program streams down a tile of the input
+gradient row by row, from the output-gradient rows whose taps reach it, each loaded once
+(``streamed_backward``, shared with MaxBlurPool; no atomics).
 """
 
 from __future__ import annotations
@@ -26,25 +26,20 @@ from kernels.ops.common import (
     empty_output,
     folds_once,
     gradient_buffer,
-    gradient_tables,
     keeps_channels_last,
     needs_int64,
     output_buffer,
     padded_source,
-    plain_interval,
-    plain_phase,
     plane_offsets,
     pooled_shape,
     resolve_config,
-    separable_gather,
     taps_tensor,
     tile_offsets,
     tile_origin,
-    tile_width,
     tiled_launch,
     traced,
-    transposed_blur,
 )
+from kernels.ops.streamed_backward import backward_launch
 from kernels.padding import pad_sizes
 from kernels.tuning import pow2_bucket
 
@@ -247,108 +242,6 @@ def _blurred_tile(maps, rows, cols, mask, H_map, W_map, pad_before, sx_h, sx_w, 
     return acc
 
 
-@triton.jit
-def _blur_pool_bwd_kernel(
-    g_ptr,
-    m_ptr,
-    dx_ptr,
-    taps_ptr,
-    src_h_ptr,
-    wt_h_ptr,
-    src_w_ptr,
-    wt_w_ptr,
-    count_h_ptr,
-    count_w_ptr,
-    before,
-    first_h,
-    last_h,
-    first_w,
-    last_w,
-    C,
-    H,
-    W,
-    sg_n,
-    sg_c,
-    sg_h,
-    sg_w,
-    sm_n,
-    sm_c,
-    sm_h,
-    sm_w,
-    sd_n,
-    sd_c,
-    sd_h,
-    sd_w,
-    c_blocks,
-    tiles_w,
-    tiles,
-    TAPS: tl.constexpr,
-    STRIDE: tl.constexpr,
-    RELU: tl.constexpr,
-    PACK_C: tl.constexpr,
-    ACC_DTYPE: tl.constexpr,
-    INDEX_64: tl.constexpr,
-    BLOCK_C: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
-    """One program: ``STRIDE·BLOCK_H`` × ``STRIDE·BLOCK_W`` of the input gradient, gathered
-    from the output gradient (no atomics), as ``STRIDE``² phase tiles.
-
-    The elements of a phase tile (every ``STRIDE``-th row and column from a given one) are
-    reached by the same taps. Inside the map's plain interval along both axes, that makes the
-    gradient a plain transposed filter with uniform weights and no masks
-    (``common.transposed_blur``): most tiles of a large map. Tiles that padding reaches, or
-    whose outputs run out, gather through the per-axis tables (``common.gradient_tables``),
-    the row tables replaced by the plain filter when only the columns need them (tiles as
-    wide as the map). With ``RELU`` the gradient passes where the forward's mask (``m_ptr``,
-    a bit per element, packed along the channels when ``PACK_C``, else the columns) is set.
-    """
-    _, n, c, row0, col0 = tile_origin(tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C,
-                                      STRIDE * BLOCK_H, STRIDE * BLOCK_W)  # fmt: skip
-    steps_h = tl.arange(0, BLOCK_H)[None, :, None]
-    steps_w = tl.arange(0, BLOCK_W)[None, None, :]
-    # Reads of channels past C go to the last one (and are not stored).
-    g_plane = plane_offsets(n, tl.minimum(c, C - 1), sg_n, sg_c, INDEX_64)
-    for ph in tl.static_range(STRIDE):
-        rows = row0 + ph + STRIDE * steps_h
-        top_h, phase_h, plain_h = plain_phase(row0 + ph, steps_h, before, first_h, last_h,
-                                              STRIDE, BLOCK_H)  # fmt: skip
-        for pw in tl.static_range(STRIDE):
-            cols = col0 + pw + STRIDE * steps_w
-            top_w, phase_w, plain_w = plain_phase(col0 + pw, steps_w, before, first_w, last_w,
-                                                  STRIDE, BLOCK_W)  # fmt: skip
-            mask = (c < C) & (rows < H) & (cols < W)
-            if plain_h & plain_w:
-                acc = transposed_blur(g_ptr + g_plane, mask, top_h, phase_h, top_w, phase_w,
-                                      sg_h, sg_w, taps_ptr, TAPS, STRIDE, ACC_DTYPE,
-                                      INDEX_64)  # fmt: skip
-            elif plain_h:
-                acc = separable_gather(
-                    g_ptr, g_plane, rows, cols, rows < H, cols < W, mask, sg_h, sg_w, src_h_ptr,
-                    wt_h_ptr, src_w_ptr, wt_w_ptr, H, W, 0, tile_width(count_w_ptr, cols, cols < W),
-                    top_h, phase_h, taps_ptr, TAPS, STRIDE, True, ACC_DTYPE, INDEX_64,
-                )  # fmt: skip
-            else:
-                acc = separable_gather(
-                    g_ptr, g_plane, rows, cols, rows < H, cols < W, mask, sg_h, sg_w, src_h_ptr,
-                    wt_h_ptr, src_w_ptr, wt_w_ptr, H, W, tile_width(count_h_ptr, rows, rows < H),
-                    tile_width(count_w_ptr, cols, cols < W), top_h, phase_h, taps_ptr, TAPS,
-                    STRIDE, False, ACC_DTYPE, INDEX_64,
-                )  # fmt: skip
-            if RELU:
-                if PACK_C:
-                    m_offs = tile_offsets(n, c // 8, rows, cols, sm_n, sm_c, sm_h, sm_w, INDEX_64)
-                    bit = c % 8
-                else:
-                    m_offs = tile_offsets(n, c, rows, cols // 8, sm_n, sm_c, sm_h, sm_w, INDEX_64)
-                    bit = cols % 8
-                packed = tl.load(m_ptr + m_offs, mask=mask, other=0).to(tl.int32)
-                acc = tl.where((packed >> bit) & 1 != 0, acc, 0.0)
-            dx_offs = tile_offsets(n, c, rows, cols, sd_n, sd_c, sd_h, sd_w, INDEX_64)
-            tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask)
-
-
 def relu_mask_buffer(x: torch.Tensor) -> torch.Tensor:
     """An uninitialised uint8 tensor for the forward's ReLU mask: one bit per element of
     ``x``, eight to a byte along its contiguous axis: the channels when ``x`` is
@@ -445,42 +338,18 @@ def blur_pool2d_backward(
     if dx.numel() == 0:
         return dx
     read = dx if mask is None else mask  # never read without the ReLU
-    _backward_launch((grad, read, dx), taps, stride, padding, pad_off, mask is not None,
+    _backward_launch((grad, grad, read, dx), taps, stride, padding, pad_off, mask is not None,
                      channels_last, config)  # fmt: skip
     return dx
 
 
 @MemoisedLaunch
-def _backward_launch(grad, read, dx, taps, stride, padding, pad_off, relu, channels_last, config):
-    """The backward's :class:`Launch` for these tensors' layouts and these options."""
-    c, h, w = dx.shape[1:]
-    k = len(taps)
-    before = pad_sizes(k, pad_off)[0]
-    rows = gradient_tables(h, taps, stride, pad_off, padding, dx.device)
-    cols = gradient_tables(w, taps, stride, pad_off, padding, dx.device)
-    plain_h = plain_interval(h, k, stride, pad_off, padding)
-    plain_w = plain_interval(w, k, stride, pad_off, padding)
-    launch = resolve_config("blur_pool_bwd", dx, k, stride, config, relu=relu)
-    # A program covers about the config's tile: ``stride``² phase tiles, each a ``stride``-th
-    # of it along each axis.
-    phase_h, phase_w = (pow2_bucket(triton.cdiv(launch[f], stride)) for f in ("BLOCK_H", "BLOCK_W"))
-    return tiled_launch(
-        _blur_pool_bwd_kernel,
-        launch,
-        dx.shape,
-        taps_tensor(taps, dx.device, accumulator_torch_dtype(dx)), rows.src, rows.wt, cols.src,
-        cols.wt, rows.count, cols.count, before, *plain_h, *plain_w, c, h, w, *grad.stride(),
-        *read.stride(), *dx.stride(),
-        tile=(stride * phase_h, stride * phase_w),
-        TAPS=k,
-        STRIDE=stride,
-        RELU=relu,
-        PACK_C=channels_last,
-        ACC_DTYPE=accumulator_dtype(dx),
-        INDEX_64=needs_int64(grad, read, dx),
-        BLOCK_H=phase_h,
-        BLOCK_W=phase_w,
-    )  # fmt: skip
+def _backward_launch(grad, unread, mask, dx, taps, stride, padding, pad_off, relu, channels_last,
+                     config):  # fmt: skip
+    """The backward's :class:`Launch` for these tensors' layouts and these options (the
+    kernel's codes are ``unread``)."""
+    return backward_launch("blur_pool_bwd", grad, unread, mask, dx, taps, stride, padding,
+                           pad_off, 1, relu, channels_last, config)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- custom ops

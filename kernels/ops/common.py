@@ -1,24 +1,15 @@
-"""Pieces shared by the blur-pool kernels: the backward's plain path and gather tables,
-tiling and launch plumbing.
+"""Pieces shared by the blur-pool kernels: output sizes and buffers, tiling and launch
+plumbing, and the Triton helpers for padding and addressing.
 
 Every op here is separable: along each axis an output reads a few input positions with fixed
-weights. The padding mode only changes *which* positions. The forward computes them
-arithmetically (:func:`padded_source`). The backward needs the transpose of that map. Away
-from the edges it is a plain transposed filter: split by phase (position modulo the stride),
-every position of a phase is reached by the same taps, so the weights are uniform and the
-reads need no mask (:func:`transposed_blur`, on :func:`plain_interval`). Near an edge it is
-many-to-one under reflect/circular/replicate padding (several taps can land on one input, and
-on a map smaller than the pad even several outputs' taps); there, tables inverted on the host
-per axis size (per input: the outputs that read it and the summed weight) make it a gather
-(:func:`separable_gather`). Both are deterministic, with no atomics. Tables hold
-O(size · taps) entries and are cached.
+weights. The padding mode only changes *which* positions: the forwards compute them
+arithmetically (:func:`padded_source`); the backward (``streamed_backward``) reads the
+transpose from tables made on the host.
 
 All addressing goes through strides, so NCHW and channels_last inputs are read in place.
 """
-
 from __future__ import annotations
 
-import collections
 import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -29,7 +20,6 @@ import triton.language as tl
 from torch.autograd.function import once_differentiable
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-from kernels.padding import pad_index, pad_sizes
 from kernels.tuning import check_config, launch_config, lookup_state, tuning_key
 
 INT32_LIMIT = 2**31
@@ -128,113 +118,6 @@ def accumulator_dtype(x: torch.Tensor) -> tl.dtype:
 def accumulator_torch_dtype(x: torch.Tensor) -> torch.dtype:
     """:func:`accumulator_dtype` as a torch dtype (for the taps handed to a kernel)."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-# ----------------------------------------------------------------------------- backward tables
-
-
-class GradientTables(NamedTuple):
-    """The backward gather tables of one axis, on the device the op runs on.
-
-    ``src``/``wt``: (width, in_size) — the outputs reading each input (-1: empty slot) and the
-    summed weight of every tap by which that output reads it; ``count``: (in_size,) how many
-    slots each input uses (its first ones). A few inputs near a border can need more slots
-    than the rest, so a tile loops only over as many as its own positions use. Tables are
-    stored slot-major: one slot's entries for neighbouring positions are neighbours in memory.
-    """
-
-    src: torch.Tensor
-    wt: torch.Tensor
-    count: torch.Tensor
-
-
-@functools.lru_cache(maxsize=512)
-def transposed_filter(
-    size: int, taps: tuple[float, ...], stride: int, pad_off: int, padding: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The transpose of blur-pooling an axis of ``size`` (spec §2), in float64 on the CPU:
-    ``src``/``wt`` (size, width), the outputs reading each input, first slots first (-1:
-    empty slot), and the summed weight of every tap by which each reads it."""
-    k = len(taps)
-    out_size = blur_output_size(size, stride, pad_off)
-    source = pad_index(size, *pad_sizes(k, pad_off), padding)
-    fwd_src = source[torch.arange(out_size)[:, None] * stride + torch.arange(k)[None, :]]
-    fwd_wt = torch.tensor(taps, dtype=torch.float64).expand(out_size, k)
-
-    # Merge the (input, output) pairs that repeat, then lay each input's list out as one row,
-    # padded to the longest list.
-    outputs = torch.arange(out_size)[:, None].expand(out_size, k)
-    read = fwd_src >= 0
-    pair = fwd_src[read] * out_size + outputs[read]
-    pairs, inverse = torch.unique(pair, sorted=True, return_inverse=True)
-    weights = torch.zeros(pairs.numel(), dtype=torch.float64).index_add_(0, inverse, fwd_wt[read])
-    inputs, readers = pairs // out_size, pairs % out_size
-    counts = torch.bincount(inputs, minlength=size)
-    slot = torch.arange(pairs.numel()) - (torch.cumsum(counts, 0) - counts)[inputs]
-    width = max(1, int(counts.max()))
-    src = torch.full((size, width), -1, dtype=torch.int64)
-    wt = torch.zeros((size, width), dtype=torch.float64)
-    src[inputs, slot] = readers
-    wt[inputs, slot] = weights
-    return src, wt
-
-
-@functools.lru_cache(maxsize=512)
-def gradient_tables(
-    size: int,
-    taps: tuple[float, ...],
-    stride: int,
-    pad_off: int,
-    padding: str,
-    device: torch.device,
-) -> GradientTables:
-    """:func:`transposed_filter` as gather tables on ``device``."""
-    src, wt = transposed_filter(size, taps, stride, pad_off, padding)
-    return GradientTables(
-        src.t().to(device=device, dtype=torch.int32).contiguous(),
-        wt.t().to(device=device, dtype=torch.float32).contiguous(),
-        (src >= 0).sum(1).to(device=device, dtype=torch.int32),
-    )
-
-
-@functools.lru_cache(maxsize=512)
-def plain_interval(
-    size: int, taps: int, stride: int, pad_off: int, padding: str
-) -> tuple[int, int]:
-    """The longest stretch [first, last] of map positions whose gradient is a plain transposed
-    filter: no pad position reads them, and every output a tap reaches from them exists.
-    Backward tiles inside it along both axes need neither tables nor masks. (1, 0) if none."""
-    before, after = pad_sizes(taps, pad_off)
-    source = pad_index(size, before, after, padding).tolist()
-    readers = collections.Counter(source)
-    out_size = blur_output_size(size, stride, pad_off)
-    plain = []
-    for p in range(size):
-        u = p + before
-        plain.append(
-            readers[p] == 1
-            and source[u] == p
-            and all(
-                0 <= u // stride - j < out_size
-                for j in range(-(-taps // stride))
-                if u % stride + j * stride < taps
-            )
-        )
-    return longest_run(plain)
-
-
-def longest_run(flags: list[bool]) -> tuple[int, int]:
-    """The first and last index of the longest run of true ``flags`` (the first such run);
-    (1, 0) if none."""
-    best, first = (1, 0), None
-    for index, flag in enumerate([*flags, False]):
-        if flag and first is None:
-            first = index
-        if not flag and first is not None:
-            if index - 1 - first > best[1] - best[0]:
-                best = (first, index - 1)
-            first = None
-    return best
 
 
 @functools.lru_cache(maxsize=256)
@@ -455,125 +338,3 @@ def tile_offsets(n, c, rows, cols, stride_n, stride_c, stride_h, stride_w, INDEX
     """Offsets [BC,BH,BW] of the tile's elements in a tensor with the given strides."""
     plane = plane_offsets(n, c, stride_n, stride_c, INDEX_64)
     return element_offsets(plane, rows, cols, stride_h, stride_w, INDEX_64)
-
-
-@triton.jit
-def tile_width(count_ptr, index, ok):
-    """The most table slots any of the positions ``index`` (where ``ok``) uses."""
-    return tl.max(tl.load(count_ptr + index, mask=ok, other=0))
-
-
-@triton.jit
-def plain_phase(start, steps, before, first, last, STRIDE: tl.constexpr, BLOCK: tl.constexpr):
-    """Map positions ``start + STRIDE·steps`` (``steps`` = 0 … ``BLOCK`` - 1): one phase of a
-    backward tile. Their padded positions ``u = p + before`` step by ``STRIDE``, so all of them
-    are read by the same taps: output ``top - j`` reads each with tap ``phase + j·STRIDE``,
-    where ``top`` (per position) is the last output whose taps reach it and ``phase`` (a
-    scalar) is ``u`` modulo ``STRIDE``. Also whether all of them lie in the axis's plain
-    interval [``first``, ``last``] (:func:`plain_interval`)."""
-    u0 = start + before
-    phase = u0 % STRIDE
-    plain = (start >= first) & (start + STRIDE * (BLOCK - 1) <= last)
-    return (u0 - phase) // STRIDE + steps, phase, plain
-
-
-@triton.jit
-def plain_rows(column, mask, top_h, phase_h, stride_h, taps_ptr, TAPS: tl.constexpr,
-               STRIDE: tl.constexpr, MASKED: tl.constexpr, ACC_DTYPE: tl.constexpr,
-               INDEX_64: tl.constexpr):  # fmt: skip
-    """``Σ w[phase_h + j·STRIDE] · column[top_h - j]``: the row half of blur-pool's transpose
-    on one phase tile inside the plain interval (:func:`plain_phase`), (TAPS/STRIDE) reads per
-    element, unrolled, with uniform weights. ``column`` points at each element's column of the
-    output gradient; reads are masked by ``mask`` only when ``MASKED``."""
-    acc = tl.zeros(mask.shape, ACC_DTYPE)
-    for j in tl.static_range((TAPS + STRIDE - 1) // STRIDE):
-        tap = phase_h + j * STRIDE
-        if tap < TAPS:
-            at = column + as_index(top_h - j, INDEX_64) * stride_h
-            value = tl.load(at, mask=mask, other=0.0) if MASKED else tl.load(at)
-            acc += tl.load(taps_ptr + tap) * value.to(ACC_DTYPE)
-    return acc
-
-
-@triton.jit
-def transposed_blur(maps, mask, top_h, phase_h, top_w, phase_w, stride_h, stride_w, taps_ptr,
-                    TAPS: tl.constexpr, STRIDE: tl.constexpr, ACC_DTYPE: tl.constexpr,
-                    INDEX_64: tl.constexpr):  # fmt: skip
-    """Blur-pool's transpose on one phase tile inside the plain interval along both axes: a
-    plain filter, (TAPS/STRIDE)² reads per element, unrolled, with uniform weights and no mask
-    (``mask`` only gives the shape). ``maps`` is the [BC,1,1] start of each channel's output
-    gradient (of a channel that exists)."""
-    acc = tl.zeros(mask.shape, ACC_DTYPE)
-    for j in tl.static_range((TAPS + STRIDE - 1) // STRIDE):
-        tap = phase_w + j * STRIDE
-        if tap < TAPS:
-            column = maps + as_index(top_w - j, INDEX_64) * stride_w
-            rows = plain_rows(column, mask, top_h, phase_h, stride_h, taps_ptr, TAPS, STRIDE,
-                              False, ACC_DTYPE, INDEX_64)  # fmt: skip
-            acc += tl.load(taps_ptr + tap) * rows
-    return acc
-
-
-@triton.jit
-def separable_gather(
-    ptr,
-    plane,
-    rows,
-    cols,
-    row_ok,
-    col_ok,
-    mask,
-    stride_h,
-    stride_w,
-    src_h_ptr,
-    wt_h_ptr,
-    src_w_ptr,
-    wt_w_ptr,
-    span_h,
-    span_w,
-    width_h,
-    width_w,
-    top_h,
-    phase_h,
-    taps_ptr,
-    TAPS: tl.constexpr,
-    STRIDE: tl.constexpr,
-    PLAIN_H: tl.constexpr,
-    ACC_DTYPE: tl.constexpr,
-    INDEX_64: tl.constexpr,
-):
-    """``Σ_j wt_w[j, cols] · Σ_i wt_h[i, rows] · map(src_h[i, rows], src_w[j, cols])``.
-
-    The tables are (width, span) row-major, so a tap's entries for neighbouring positions are
-    neighbours in memory (coalesced loads). Their widths are runtime values, as a few
-    positions near an edge need more slots than the rest. With ``PLAIN_H`` the rows lie in
-    the plain interval (``top_h``, ``phase_h``: :func:`plain_phase`) and take
-    :func:`plain_rows` instead of the row table: tiles as wide as the map, inside it
-    vertically.
-
-    ``ptr + plane`` is the [BC,1,1] start of each channel's map; ``rows``/``cols`` index the
-    tables where ``row_ok``/``col_ok``; lanes outside ``mask`` read nothing and give 0.
-    Index -1 in a table reads zero (an empty slot).
-    """
-    # Column taps outside: their [1,1,BW] table loads are the costly ones under NCHW tiles.
-    # Few operations per inner step, as the interpreter runs each one in Python.
-    maps = ptr + plane
-    acc = tl.zeros(mask.shape, ACC_DTYPE)
-    for j in range(width_w):
-        src_w = tl.load(src_w_ptr + j * span_w + cols, mask=col_ok, other=-1)
-        wt_w = tl.load(wt_w_ptr + j * span_w + cols, mask=col_ok, other=0.0)
-        column = maps + as_index(src_w, INDEX_64) * stride_w
-        column_ok = mask & (src_w >= 0)
-        if PLAIN_H:
-            col_sum = plain_rows(column, column_ok, top_h, phase_h, stride_h, taps_ptr, TAPS,
-                                 STRIDE, True, ACC_DTYPE, INDEX_64)  # fmt: skip
-        else:
-            col_sum = tl.zeros(mask.shape, ACC_DTYPE)
-            for i in range(width_h):
-                src_h = tl.load(src_h_ptr + i * span_h + rows, mask=row_ok, other=-1)
-                wt_h = tl.load(wt_h_ptr + i * span_h + rows, mask=row_ok, other=0.0)
-                at = column + as_index(src_h, INDEX_64) * stride_h
-                value = tl.load(at, mask=column_ok & (src_h >= 0), other=0.0)
-                col_sum += wt_h * value.to(ACC_DTYPE)
-        acc += wt_w * col_sum
-    return acc
