@@ -149,7 +149,7 @@ def resolve_config(
 class Launch(NamedTuple):
     """A kernel launch with all but its per-call tensors decided: ``kernel[grid](*tensors,
     *args, **options)``. ``args`` may hold tensors made once per filter or map size (taps,
-    gather tables), never the call's own."""
+    the backward's tables), never the call's own."""
 
     kernel: Any
     grid: tuple[int]
