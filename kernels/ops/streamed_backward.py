@@ -326,8 +326,8 @@ def backward_launch(
                                     dx.device)  # fmt: skip
     band, extra_src, extra_wt, extra = row_band(map_h, taps, stride, pad_off, padding, dtype,
                                                 dx.device)  # fmt: skip
-    launch = resolve_config(op, dx, k, stride, config, max_kernel=max_kernel if max_kernel > 1
-                            else 0, relu=relu)  # fmt: skip
+    launch = resolve_config(op, dx, k, stride, config, relu=relu,
+                            max_kernel=max_kernel if op == "max_blur_pool_bwd" else 0)
     rows = -(-launch["BLOCK_H"] // stride) * stride  # whole strides: the band's rows line up
     return tiled_launch(
         _streamed_backward_kernel,
