@@ -192,19 +192,11 @@ def _backward_tile(g_ptr, codes_ptr, m_ptr, dx_ptr, taps_ptr, col_src_ptr, col_w
     after the fused ReLU, its mask packed along the contiguous axis."""
     c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
     cols = (tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W))[None, None, :]
-    reads = ()
-    read_ok = ()
-    for s in tl.static_range(SLOTS):
-        src = tl.load(col_src_ptr + s * W + cols)
-        reads += (src * sg_w,)
-        read_ok += (src >= 0,)
-    weights = ()
-    for i in tl.static_range(MAX_KERNEL * SLOTS):
-        weights += (tl.load(col_wt_ptr + i * W + cols),)
-    if BLOCK_C > 1:  # channels_last-like: the mask packed along C
-        mask_maps, mask_cols, mask_bits = m_ptr + (c // 8) * sm_c, cols, c % 8
-    else:
-        mask_maps, mask_cols, mask_bits = m_ptr + c * sm_c, cols // 8, cols % 8
+    reads, read_ok, weights = streamed_backward.lane_routes(
+        col_src_ptr, col_wt_ptr, cols, cols < W, W, sg_w, MAX_KERNEL, SLOTS, False)
+    # channels_last-like tiles (several channels) pack the mask along C.
+    mask_maps, mask_cols, mask_bits = streamed_backward.mask_bytes(m_ptr, 0, c, cols, 0, sm_c,
+                                                                   BLOCK_C > 1, False)
     streamed_backward._streamed_gradient(
         g_ptr + c * sg_c, codes_ptr + c * sk_c, mask_maps, dx_ptr + c * sd_c, taps_ptr, band_ptr,
         extra_src_ptr, extra_wt_ptr, reads, read_ok, weights, mask_cols, mask_bits,

@@ -123,24 +123,10 @@ def _streamed_backward_kernel(
     g_maps = g_ptr + plane_offsets(n, c_read, sg_n, sg_c, INDEX_64)
     code_maps = codes_ptr + plane_offsets(n, c_read, sk_n, sk_c, INDEX_64)
     dx_maps = dx_ptr + plane_offsets(n, c, sd_n, sd_c, INDEX_64)
-    # The mask's byte and bit of each element: packed along the channels or the columns.
-    if PACK_C:
-        mask_maps = m_ptr + plane_offsets(n, c // 8, sm_n, sm_c, INDEX_64)
-        mask_cols = cols
-        mask_bits = c % 8
-    else:
-        mask_maps = m_ptr + plane_offsets(n, c, sm_n, sm_c, INDEX_64)
-        mask_cols = cols // 8
-        mask_bits = cols % 8
-    reads = ()
-    read_ok = ()
-    for s in tl.static_range(SLOTS):
-        src = tl.load(col_src_ptr + s * W + cols, mask=col_ok, other=-1)
-        reads += (as_index(src, INDEX_64) * sg_w,)
-        read_ok += (src >= 0,)
-    weights = ()  # window v's weight of slot s at v * SLOTS + s
-    for i in tl.static_range(MAX_KERNEL * SLOTS):
-        weights += (tl.load(col_wt_ptr + i * W + cols, mask=col_ok, other=0.0),)
+    mask_maps, mask_cols, mask_bits = mask_bytes(m_ptr, n, c, cols, sm_n, sm_c, PACK_C,
+                                                 INDEX_64)  # fmt: skip
+    reads, read_ok, weights = lane_routes(col_src_ptr, col_wt_ptr, cols, col_ok, W, sg_w,
+                                          MAX_KERNEL, SLOTS, INDEX_64)  # fmt: skip
     store_ok = (c < C) & col_ok
     if (row0 - (MAX_KERNEL - 1) >= first_plain) & (row0 + BLOCK_H - 1 <= last_plain):
         _streamed_gradient(g_maps, code_maps, mask_maps, dx_maps, taps_ptr, band_ptr,
@@ -156,6 +142,40 @@ def _streamed_backward_kernel(
                            sk_w, sm_h, sm_w, sd_h, sd_w, TAPS, STRIDE, PAD_BEFORE, MAX_KERNEL,
                            RELU, SLOTS, BAND, EXTRA, False, ACC_DTYPE, INDEX_64, BLOCK_C,
                            BLOCK_H, BLOCK_W)  # fmt: skip
+
+
+@triton.jit
+def mask_bytes(m_ptr, n, c, cols, sm_n, sm_c, PACK_C: tl.constexpr, INDEX_64: tl.constexpr):
+    """Where the fused ReLU's mask keeps each element's bit: the [BC,1,1] start of each
+    channel's byte map, the byte's column and the bit, packed along the channels
+    (``PACK_C``) or the columns."""
+    if PACK_C:
+        maps = m_ptr + plane_offsets(n, c // 8, sm_n, sm_c, INDEX_64)
+        byte_cols = cols
+        bits = c % 8
+    else:
+        maps = m_ptr + plane_offsets(n, c, sm_n, sm_c, INDEX_64)
+        byte_cols = cols // 8
+        bits = cols % 8
+    return maps, byte_cols, bits
+
+
+@triton.jit
+def lane_routes(col_src_ptr, col_wt_ptr, cols, col_ok, W, sg_w, MAX_KERNEL: tl.constexpr,
+                SLOTS: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
+    """Each lane's column of :func:`column_routes`, read once per program: the offsets along
+    W of its ``SLOTS`` outputs, whether each exists, and window ``v``'s weight of slot ``s``
+    at ``v * SLOTS + s``."""
+    reads = ()
+    read_ok = ()
+    for s in tl.static_range(SLOTS):
+        src = tl.load(col_src_ptr + s * W + cols, mask=col_ok, other=-1)
+        reads += (as_index(src, INDEX_64) * sg_w,)
+        read_ok += (src >= 0,)
+    weights = ()
+    for i in tl.static_range(MAX_KERNEL * SLOTS):
+        weights += (tl.load(col_wt_ptr + i * W + cols, mask=col_ok, other=0.0),)
+    return reads, read_ok, weights
 
 
 @triton.jit
@@ -191,7 +211,7 @@ def _streamed_gradient(g_maps, code_maps, mask_maps, dx_maps, taps_ptr, band_ptr
     for _ in tl.static_range(MAX_KERNEL):
         pending += (tl.zeros((BLOCK_C, 1, BLOCK_W), ACC_DTYPE),)
     for i in tl.static_range(BLOCK_H + MAX_KERNEL - 1):
-        a = row0 + i - (MAX_KERNEL - 1)  # the max-map row
+        a = row0 + i - (MAX_KERNEL - 1)  # the map row
         # Its band's output rows not yet filtered (Triton keeps a constexpr local only once).
         for j in tl.static_range(_band_fresh(i, MAX_KERNEL, PAD_BEFORE, STRIDE, BAND)):
             row = first_output + _band_end(i, MAX_KERNEL, PAD_BEFORE, STRIDE) + 1 + j
@@ -203,24 +223,23 @@ def _streamed_gradient(g_maps, code_maps, mask_maps, dx_maps, taps_ptr, band_ptr
             window = window[_band_fresh(i, MAX_KERNEL, PAD_BEFORE, STRIDE, BAND) * MAX_KERNEL:]
         a_row = tl.minimum(tl.maximum(a, 0), H_map - 1)
         grad_max = ()
-        for v in tl.static_range(MAX_KERNEL):
-            acc = tl.zeros((BLOCK_C, 1, BLOCK_W), ACC_DTYPE)
-            for q in tl.static_range(BAND):
-                row = window[(BAND - 1 - q) * MAX_KERNEL + v]
-                if not PLAIN_H:
-                    acc += tl.load(band_ptr + a_row * BAND + q) * row
-                elif _band_tap(i, q, MAX_KERNEL, PAD_BEFORE, STRIDE) < TAPS:
-                    acc += taps[_band_tap(i, q, MAX_KERNEL, PAD_BEFORE, STRIDE)] * row
-            grad_max += (acc,)
+        for _ in tl.static_range(MAX_KERNEL):
+            grad_max += (tl.zeros((BLOCK_C, 1, BLOCK_W), ACC_DTYPE),)
+        for q in tl.static_range(BAND):
+            if PLAIN_H:
+                if _band_tap(i, q, MAX_KERNEL, PAD_BEFORE, STRIDE) < TAPS:
+                    grad_max = _weighed(grad_max, window, BAND - 1 - q,
+                                        taps[_band_tap(i, q, MAX_KERNEL, PAD_BEFORE, STRIDE)],
+                                        MAX_KERNEL)  # fmt: skip
+            else:
+                grad_max = _weighed(grad_max, window, BAND - 1 - q,
+                                    tl.load(band_ptr + a_row * BAND + q), MAX_KERNEL)
         for e in tl.static_range(EXTRA):
             extra = _filtered_row(g_maps, tl.load(extra_src_ptr + a_row * EXTRA + e), H_out,
                                   sg_h, reads, read_ok, weights, MAX_KERNEL, SLOTS, True,
                                   ACC_DTYPE, INDEX_64)  # fmt: skip
-            weight = tl.load(extra_wt_ptr + a_row * EXTRA + e)
-            summed = ()
-            for v in tl.static_range(MAX_KERNEL):
-                summed += (grad_max[v] + weight * extra[v],)
-            grad_max = summed
+            grad_max = _weighed(grad_max, extra, 0, tl.load(extra_wt_ptr + a_row * EXTRA + e),
+                                MAX_KERNEL)  # fmt: skip
         # Window (a, cols - v) hands its gradient to row a + u of the element its code names.
         routed = pending
         if MAX_KERNEL == 1:
@@ -254,7 +273,7 @@ def _streamed_gradient(g_maps, code_maps, mask_maps, dx_maps, taps_ptr, band_ptr
 
 @triton.constexpr_function
 def _band_end(step: int, max_kernel: int, before: int, stride: int) -> int:
-    """The last output row of the band of the max-map row a program reaches at ``step``,
+    """The last output row of the band of the map row a program reaches at ``step``,
     counted from the program's first output row."""
     return (step - (max_kernel - 1) + before) // stride
 
@@ -270,9 +289,19 @@ def _band_fresh(step: int, max_kernel: int, before: int, stride: int, band: int)
 
 @triton.constexpr_function
 def _band_tap(step: int, q: int, max_kernel: int, before: int, stride: int) -> int:
-    """The tap by which the max-map row at ``step`` reads output ``q`` of its band, in the
+    """The tap by which the map row at ``step`` reads output ``q`` of its band, in the
     plain interval (the program's first row a multiple of ``stride``)."""
     return (step - (max_kernel - 1) + before) % stride + stride * q
+
+
+@triton.jit
+def _weighed(acc, rows, index, weight, MAX_KERNEL: tl.constexpr):
+    """``acc`` (one row per window) plus ``weight`` times the ``index``-th filtered row of
+    ``rows`` (``MAX_KERNEL`` entries a row)."""
+    summed = ()
+    for v in tl.static_range(MAX_KERNEL):
+        summed += (acc[v] + weight * rows[index * MAX_KERNEL + v],)
+    return summed
 
 
 @triton.jit
@@ -283,11 +312,12 @@ def _filtered_row(g_maps, output_row, H_out, sg_h, reads, read_ok, weights,
     windows: a tuple of ``MAX_KERNEL`` [BC,1,BW] rows; ``CHECK_ROW``: zero outside the
     output."""
     row = g_maps + as_index(output_row, INDEX_64) * sg_h
+    row_ok = (output_row >= 0) & (output_row < H_out)
     values = ()
     for s in tl.static_range(SLOTS):
         mask = read_ok[s]
         if CHECK_ROW:
-            mask &= (output_row >= 0) & (output_row < H_out)
+            mask &= row_ok
         values += (tl.load(row + reads[s], mask=mask, other=0.0).to(ACC_DTYPE),)
     filtered = ()
     for v in tl.static_range(MAX_KERNEL):
