@@ -32,8 +32,9 @@ from triton.compiler import ASTSource
 
 from benchmarks.table_output import write_and_print
 from kernels.filters import make_taps
-from kernels.ops import blur_pool, max_blur_pool, streamed_backward
+from kernels.ops import streamed_backward, streamed_forward
 from kernels.ops.common import PADDING_CODES
+from kernels.tuning import pow2_bucket
 
 STRIDE = 2
 POINTERS = {
@@ -51,11 +52,10 @@ POINTERS = {
     "extra_src_ptr": "*i32",
     "extra_wt_ptr": "*fp32",
 }
-# (BLOCK_C, BLOCK_H, BLOCK_W): a tile of outputs, of the input gradient for MaxBlurPool's
-# backward (MaxBlurPool's kernels stream their rows; the heuristic's tiles); one NCHW-like and
-# one channels_last-like shape each.
-BLUR_TILES = ((1, 16, 32), (64, 1, 16))
-MAX_TILES = ((1, 4, 128), (64, 4, 16))
+# (BLOCK_C, BLOCK_H, BLOCK_W), an NCHW-like then a channels_last-like tile of each kernel: for
+# the forwards a tile of outputs, four rows streamed (the heuristic's past k = 3) of 8 columns
+# of 16 planes or of 64 channels × 8 columns.
+FWD_TILES = ((16, 4, 8), (64, 4, 8))
 # Tiles of the input gradient for the backwards (their heuristic's at k <= 5).
 BWD_TILES = ((1, 16, 128), (128, 16, 4))
 
@@ -105,76 +105,52 @@ def sass_counts(compiled: Any) -> collections.Counter:
 
 
 @triton.jit
-def _forward_tile(x_ptr, y_ptr, m_ptr, taps_ptr, C, H, W, before, sx_c, sx_h, sx_w, sy_c, sy_h,
-                  sy_w, sm_c, sm_h, sm_w, TAPS: tl.constexpr, STRIDE: tl.constexpr,
-                  PADDING: tl.constexpr, CHECK_H: tl.constexpr, CHECK_W: tl.constexpr,
-                  RELU: tl.constexpr, ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr,
-                  BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):  # fmt: skip
-    """One path of blur-pool's forward: ``CHECKED``, the tiles that padding reaches (masked
-    reads through the padding arithmetic); unchecked, tiles whose taps all read inside the
-    map (most tiles of a large map). The real kernel holds both, which its static count would
-    add up. ``RELU``: the fused ReLU, writing its mask as training does."""
-    c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
-    rows = (tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H))[None, :, None]
-    cols = (tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W))[None, None, :]
-    mask = (rows < H) & (cols < W) & (c >= 0)
-    maps = x_ptr + c * sx_c
-    acc = blur_pool._blurred_tile(maps, rows, cols, mask, H, W, before, sx_h, sx_w, taps_ptr,
-                                  TAPS, STRIDE, PADDING, True, RELU, CHECK_H, CHECK_W, ACC_DTYPE,
-                                  False)  # fmt: skip
-    at = y_ptr + c * sy_c + rows * sy_h + cols * sy_w
-    if CHECK_H or CHECK_W:
-        tl.store(at, acc.to(tl.bfloat16), mask=mask)
-    else:
-        tl.store(at, acc.to(tl.bfloat16))
-    if RELU:
-        blur_pool._store_relu_mask(maps, m_ptr, 0, c, tl.program_id(0) * BLOCK_C, rows,
-                                   tl.program_id(2) * BLOCK_W, C, H, W, sx_h, sx_w, 0, sm_c, sm_h,
-                                   sm_w, STRIDE, BLOCK_C, BLOCK_H, BLOCK_W, STRIDE * BLOCK_W,
-                                   BLOCK_C > 1, CHECK_H or CHECK_W, False)  # fmt: skip
-
-
-def blur_pool_case(
-    k: int, tile: tuple[int, int, int], check_h: bool, check_w: bool, relu: bool = False
-) -> tuple[Any, dict[str, Any], int]:
-    block_c, block_h, block_w = tile
-    constexprs = dict(TAPS=k, STRIDE=STRIDE, PADDING=PADDING_CODES["reflect"], CHECK_H=check_h,
-                      CHECK_W=check_w, RELU=relu, ACC_DTYPE=tl.float32, BLOCK_C=block_c,
-                      BLOCK_H=block_h, BLOCK_W=block_w)  # fmt: skip
-    return _forward_tile, constexprs, block_c * block_h * block_w
-
-
-@triton.jit
-def _max_forward_tile(x_ptr, y_ptr, codes_ptr, taps_ptr, H, W, sx_c, sx_h, sx_w, sy_c, sy_h,
-                      sy_w, sk_c, sk_h, sk_w, TAPS: tl.constexpr, STRIDE: tl.constexpr,
-                      PAD_BEFORE: tl.constexpr, PADDING: tl.constexpr, MAP_ROWS: tl.constexpr,
-                      MAP_COLS: tl.constexpr, CHECK_H: tl.constexpr, CHECK_W: tl.constexpr,
-                      LOCAL_PADDING: tl.constexpr, ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr,
-                      BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):  # fmt: skip
-    """One path of MaxBlurPool's forward, writing the codes (training): tiles inside the max
-    map (most tiles of a large map), or through the padding along H, or along both axes."""
+def _forward_tile(x_ptr, y_ptr, codes_ptr, m_ptr, taps_ptr, H, W, sx_c, sx_h, sx_w, sy_c, sy_h,
+                  sy_w, sk_c, sk_h, sk_w, sm_c, sm_h, sm_w, TAPS: tl.constexpr,
+                  STRIDE: tl.constexpr, PAD_BEFORE: tl.constexpr, PADDING: tl.constexpr,
+                  MAX_KERNEL: tl.constexpr, RELU: tl.constexpr, MASK_W: tl.constexpr,
+                  PACK_C: tl.constexpr, MAP_ROWS: tl.constexpr,
+                  MAP_COLS: tl.constexpr, CHECK_H: tl.constexpr, CHECK_W: tl.constexpr,
+                  ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
+                  BLOCK_W: tl.constexpr):  # fmt: skip
+    """One path of the streamed forward as training runs it (blur-pool's with ``MAX_KERNEL``
+    1, writing the fused ReLU's mask with ``RELU``; MaxBlurPool's with 2, writing the codes):
+    tiles inside the map (most tiles of a large map), or through the padding along H, or
+    along both axes."""
     c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
     cols = (tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W))[None, None, :]
-    max_blur_pool._streamed_rows(
-        x_ptr + c * sx_c, y_ptr + c * sy_c, codes_ptr + c * sk_c, taps_ptr, c >= 0,
-        tl.program_id(1) * BLOCK_H, cols, H, W, H, W, sx_h, sx_w, sy_h, sy_w, sk_h, sk_w, TAPS,
-        STRIDE, PAD_BEFORE, PADDING, True, 2, True, MAP_ROWS, MAP_COLS, CHECK_H, CHECK_W,
-        LOCAL_PADDING, ACC_DTYPE, False, BLOCK_H,
+    row0 = tl.program_id(1) * BLOCK_H
+    streamed_forward._streamed_rows(
+        x_ptr + c * sx_c, y_ptr + c * sy_c, codes_ptr + c * sk_c, taps_ptr, c >= 0, row0, cols,
+        H, W, H, W, sx_h, sx_w, sy_h, sy_w, sk_h, sk_w, TAPS, STRIDE, PAD_BEFORE, PADDING, True,
+        MAX_KERNEL, RELU, MAX_KERNEL > 1, MAP_ROWS, MAP_COLS, CHECK_H, CHECK_W, True, ACC_DTYPE,
+        False, BLOCK_H,
     )  # fmt: skip
+    if RELU:
+        streamed_forward._store_relu_mask(
+            x_ptr + c * sx_c, m_ptr, 0, c, tl.program_id(0) * BLOCK_C,
+            row0 + tl.zeros((1, 1, 1), tl.int32), tl.program_id(2) * BLOCK_W, H, H, W,
+            sx_h, sx_w, 0, sm_c, sm_h, sm_w, STRIDE, BLOCK_C, BLOCK_H, BLOCK_W,
+            MASK_W, PACK_C, False, False,
+        )  # fmt: skip
 
 
-def max_blur_pool_case(
-    k: int, tile: tuple[int, int, int], check_h: bool, check_w: bool
+def forward_case(
+    k: int, tile: tuple[int, int, int], max_kernel: int, check_h: bool, check_w: bool,
+    relu: bool = False,
 ) -> tuple[Any, dict[str, Any], int]:
     """The tile streams ``BLOCK_H`` rows of ``BLOCK_C`` × ``BLOCK_W`` outputs."""
     block_c, block_h, block_w = tile
     before = (k - 1) // 2
+    coded = before + STRIDE if max_kernel > 1 else 0
     constexprs = dict(TAPS=k, STRIDE=STRIDE, PAD_BEFORE=before, PADDING=PADDING_CODES["reflect"],
-                      MAP_ROWS=max(STRIDE * (block_h - 1) + k, before + STRIDE * block_h),
-                      MAP_COLS=max(k, before + STRIDE), CHECK_H=check_h, CHECK_W=check_w,
-                      LOCAL_PADDING=True, ACC_DTYPE=tl.float32, BLOCK_C=block_c, BLOCK_H=block_h,
+                      MAX_KERNEL=max_kernel, RELU=relu, MASK_W=pow2_bucket(STRIDE * block_w),
+                      PACK_C=tile == FWD_TILES[1],  # the channels_last-like tile packs along C
+                      MAP_ROWS=max(STRIDE * (block_h - 1) + k, coded + STRIDE * (block_h - 1)),
+                      MAP_COLS=max(k, coded), CHECK_H=check_h, CHECK_W=check_w,
+                      ACC_DTYPE=tl.float32, BLOCK_C=block_c, BLOCK_H=block_h,
                       BLOCK_W=block_w)  # fmt: skip
-    return _max_forward_tile, constexprs, block_c * block_h * block_w
+    return _forward_tile, constexprs, block_c * block_h * block_w
 
 
 @triton.jit
@@ -227,11 +203,15 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
     """One row per (op, filter size, tile): instructions, loads and shuffles per output."""
     rows = []
     for op, make, tiles in (
-        ("blur_pool_interior", partial(blur_pool_case, check_h=False, check_w=False), BLUR_TILES),
-        ("blur_pool_edge_rows", partial(blur_pool_case, check_h=True, check_w=False), BLUR_TILES),
-        ("blur_pool_edge", partial(blur_pool_case, check_h=True, check_w=True), BLUR_TILES),
+        ("blur_pool_interior", partial(forward_case, max_kernel=1, check_h=False, check_w=False),
+         FWD_TILES),
+        ("blur_pool_edge_rows", partial(forward_case, max_kernel=1, check_h=True, check_w=False),
+         FWD_TILES),
+        ("blur_pool_edge", partial(forward_case, max_kernel=1, check_h=True, check_w=True),
+         FWD_TILES),
         ("blur_pool_relu_mask_interior",
-         partial(blur_pool_case, check_h=False, check_w=False, relu=True), BLUR_TILES),
+         partial(forward_case, max_kernel=1, check_h=False, check_w=False, relu=True),
+         FWD_TILES),
         ("blur_pool_bwd_interior",
          partial(backward_case, max_kernel=1, plain_h=True), BWD_TILES),
         ("blur_pool_relu_bwd_interior",
@@ -239,19 +219,19 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
         ("blur_pool_bwd_edge_rows",
          partial(backward_case, max_kernel=1, plain_h=False), BWD_TILES),
         ("max_blur_pool_interior",
-         partial(max_blur_pool_case, check_h=False, check_w=False), MAX_TILES),
+         partial(forward_case, max_kernel=2, check_h=False, check_w=False), FWD_TILES),
         ("max_blur_pool_edge_rows",
-         partial(max_blur_pool_case, check_h=True, check_w=False), MAX_TILES),
-        ("max_blur_pool_edge", partial(max_blur_pool_case, check_h=True, check_w=True), MAX_TILES),
+         partial(forward_case, max_kernel=2, check_h=True, check_w=False), FWD_TILES),
+        ("max_blur_pool_edge", partial(forward_case, max_kernel=2, check_h=True, check_w=True),
+         FWD_TILES),
         ("max_blur_pool_bwd_interior",
          partial(backward_case, max_kernel=2, plain_h=True), BWD_TILES),
         ("max_blur_pool_bwd_edge_rows",
          partial(backward_case, max_kernel=2, plain_h=False), BWD_TILES),
     ):
         for k in filters:
-            for tile in tiles:
+            for tile, contiguous in zip(tiles, "wc", strict=True):
                 fn, constexprs, outputs = make(k, tile)
-                contiguous = "w" if tile[0] == 1 else "c"
                 counts = sass_counts(compile_for(fn, constexprs, arch, num_warps, contiguous))
                 per_output = 32 * num_warps / outputs
                 rows.append({

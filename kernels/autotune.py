@@ -55,21 +55,11 @@ INTERPRETER_SHAPES = ("2x3x9x7",)
 FULL_FILTERS = (1, 2, 3, 4, 5, 6, 7)
 QUICK_FILTERS = (3, 5)
 
-# Candidate tiles: (BLOCK_H, BLOCK_W) over one plane under NCHW (W contiguous);
-# (BLOCK_C, BLOCK_H, BLOCK_W) under channels_last (C contiguous): blur-pool's forward tiles,
-# what a program writes. Narrow NCHW
-# tiles let more of a map's forward tiles read inside it along W, where they skip the column
-# padding arithmetic.
-NCHW_TILES = ((4, 64), (8, 32), (8, 64), (16, 32), (16, 64), (32, 32), (8, 128), (32, 64),
-              (16, 16), (32, 16))
-CL_TILES = ((16, 2, 16), (32, 1, 16), (32, 2, 16), (64, 1, 8), (64, 1, 16), (64, 2, 8),
-            (64, 4, 8), (128, 1, 8))
-QUICK_NCHW_TILES = ((8, 64), (16, 32), (16, 64), (32, 64), (32, 16))
-QUICK_CL_TILES = ((32, 2, 16), (64, 1, 16), (64, 2, 8), (128, 1, 8))
-# MaxBlurPool's forward streams BLOCK_H rows down a row tile of BLOCK_C × BLOCK_W outputs, which
-# its threads hold: 8 or 16 columns of 8-32 planes (NCHW: most tiles of a wide map then read
-# inside it along W) or 32-128 channels (channels_last), run 4, 8 or 16 rows (longer runs
-# re-read less halo but unroll to more code).
+# Candidate tiles (BLOCK_C, BLOCK_H, BLOCK_W). Every kernel streams BLOCK_H rows down a row
+# tile of BLOCK_C × BLOCK_W, which its threads hold. The forwards, of outputs: 8 or 16 columns
+# of 8-32 planes (NCHW: most tiles of a wide map then read inside it along W) or 32-128
+# channels (channels_last), run 4, 8 or 16 rows (longer runs re-read less halo but unroll to
+# more code).
 NCHW_STREAMS = tuple((c, h, w) for h in (4, 8, 16) for c, w in ((8, 16), (16, 8), (16, 16),
                                                                  (32, 8)))  # fmt: skip
 CL_STREAMS = tuple((c, h, w) for h in (4, 8, 16) for c, w in ((32, 16), (64, 8), (64, 16),
@@ -114,33 +104,28 @@ def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
     c = problem.shape[1]
     warps = (4, 8) if quick else WARPS
     stages = (1,) if quick else STAGES
-    # All but blur-pool's forward stream rows.
-    streamed = problem.op in tuning.STREAMED_OPS
-    if problem.op == "max_blur_pool_fwd":
+    if problem.op.endswith("_fwd"):
         nchw, cl = (QUICK_NCHW_STREAMS, QUICK_CL_STREAMS) if quick else (NCHW_STREAMS, CL_STREAMS)
-    elif streamed:
+    else:
         nchw, cl = ((QUICK_BWD_NCHW_STREAMS, QUICK_BWD_CL_STREAMS) if quick
                     else (BWD_NCHW_STREAMS, BWD_CL_STREAMS))  # fmt: skip
-    else:
-        nchw, cl = (QUICK_NCHW_TILES, QUICK_CL_TILES) if quick else (NCHW_TILES, CL_TILES)
     if problem.layout == "nchw":
-        # Streamed rows are a few columns of several planes (tuning._streamed_config).
-        tiles = [t if streamed else (1, *t) for t in nchw]
+        tiles = list(nchw)
         whole = tuning.whole_map_tile(problem.op, key)
         if whole <= 16:  # small maps: whole maps of several planes per program
-            height = min(whole, 8) if streamed else whole
-            tiles += [(bc, height, whole) for bc in (4, 16, 64) if bc <= tuning.pow2_bucket(c)]
+            tiles += [(bc, min(whole, 8), whole) for bc in (4, 16, 64)
+                      if bc <= tuning.pow2_bucket(c)]  # fmt: skip
     else:
         tiles = list(cl)
     tiles = [t for t in tiles if t[0] <= max(16, tuning.pow2_bucket(c))]
     # Every thread owns at least one element and at most twice its share of registers'
     # worth (tuning.thread_elements): beyond that a config spills or keeps few warps
-    # resident, and would only cost its compile. A streamed tile's threads hold one row.
+    # resident, and would only cost its compile. A tile's threads hold one row.
     per_thread = tuning.thread_elements(problem.op, problem.layout, problem.filter_size)
     configs = [
         {"BLOCK_H": h, "BLOCK_W": w, "BLOCK_C": bc, "num_warps": nw, "num_stages": ns}
         for (bc, h, w), nw, ns in itertools.product(tiles, warps, stages)
-        if nw * 32 <= bc * (1 if streamed else h) * w <= 2 * nw * 32 * per_thread
+        if nw * 32 <= bc * w <= 2 * nw * 32 * per_thread
     ]
     # The default is a candidate too: a tuned entry is never slower than no entry.
     return configs if heuristic in configs else [*configs, heuristic]

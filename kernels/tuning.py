@@ -41,8 +41,6 @@ from kernels.files import atomic_write_text
 Layout = Literal["nchw", "channels_last"]
 
 OPS: tuple[str, ...] = ("blur_pool_fwd", "blur_pool_bwd", "max_blur_pool_fwd", "max_blur_pool_bwd")
-# The ops whose programs stream their tiles row by row (their threads hold one row).
-STREAMED_OPS: tuple[str, ...] = ("blur_pool_bwd", "max_blur_pool_fwd", "max_blur_pool_bwd")
 CONFIG_FIELDS: tuple[str, ...] = ("BLOCK_H", "BLOCK_W", "BLOCK_C", "num_warps", "num_stages")
 DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 LAYOUTS: tuple[str, ...] = ("nchw", "channels_last")
@@ -50,9 +48,6 @@ INTERPRETER_DEVICE = "cpu-interpreter"
 CACHE_DIR_ENV = "SHIFTLAB_CACHE_DIR"
 SHIPPED_DIR = Path(__file__).with_name("tuned")
 
-# Tiles aim at this many output elements per program: enough to amortise the (k-1)-wide halo
-# each tile re-reads, few enough that fp32 accumulators for k <= 7 stay in registers.
-_TARGET_TILE = 1024
 # An entry stands in for a missing key only this close (see _distance): further away, e.g. a
 # 32x32-map tile for a 4x4 map, the heuristic's tile clamped to the map is the better guess.
 _MAX_STAND_IN_DISTANCE = 4.0
@@ -65,17 +60,16 @@ def thread_elements(op: str, layout: str, filter_size: int) -> int:
     """Tile elements one thread may hold before its registers, not memory, limit the kernel.
 
     The kernels are memory-bound, so they need many resident warps to keep enough loads in
-    flight, and a thread's registers grow with its share of the tile (and, for blur-pool's
-    NCHW forward, whose taps the compiler loads ahead, with the filter size squared). Read off
-    ``python -m benchmarks.resource_usage`` (sm_90, Triton 3.6, bf16, 256×64×112×112): at these
-    shares the heuristic's configs use 32–108 registers, spill at most 40 bytes and keep 16–64
-    warps resident per SM; the shares they replaced used up to 255 registers with spills of up
-    to 2 KB, 8 warps.
+    flight, and a thread's registers grow with its share of the row it streams. Read off
+    ``python -m benchmarks.resource_usage`` (sm_90, Triton 3.6, bf16, 2×64×112×112): at these
+    shares the heuristic's configs use 32–128 registers (the forwards are capped at 128),
+    spill at most 8 bytes and keep 16–64 warps resident per SM; the shares of the kernels they
+    replaced used up to 255 registers with spills of up to 2 KB, 8 warps.
     """
     channels_last = layout == "channels_last"
-    if op == "blur_pool_fwd":
-        return 8 if channels_last else (4 if filter_size <= 3 else 2 if filter_size <= 5 else 1)
-    if op == "max_blur_pool_fwd":  # of the row a program streams (its tile's BLOCK_C × BLOCK_W)
+    # The forwards, of the row a program streams (its tile's BLOCK_C × BLOCK_W). With four
+    # under channels_last, blur-pool's with the fused ReLU spills at k = 7.
+    if op.endswith("_fwd"):
         return 2 if channels_last else 1
     # The backwards, of their rows too. Under NCHW one: with more, the compiler gives
     # the row's contiguous accesses (tables, codes, stores) two elements a thread and its
@@ -373,81 +367,29 @@ def _clamp(value: int, low: int, high: int) -> int:
 def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     """A sound default where no table applies.
 
-    Programs compute one tile of their output (the downsampled map forward, the input-sized
-    gradient backward); all but blur-pool's forward stream their tiles row by row
-    (:func:`_streamed_config`). The contiguous axis gets the larger extent
-    so that loads coalesce: W under NCHW, C under channels_last. Tiles hold about
-    ``_TARGET_TILE`` elements but never exceed the map, so small
-    CIFAR maps do not launch mostly masked programs. Under NCHW a program takes one plane,
-    except where a whole map fits a 16 × 16 tile (:func:`whole_map_tile`): it then takes whole
-    maps of several planes (which follow each other in memory), rather than a mostly masked
-    tile of one. A tile then
-    shrinks to what eight warps hold at :func:`thread_elements` each (registers, not memory,
-    would limit a larger one), and gets the warps it needs at that share; two stages.
+    Every kernel streams: a program runs ``BLOCK_H`` rows down a row tile of ``BLOCK_C`` ×
+    ``BLOCK_W`` (outputs forward, input-gradient elements backward), so its threads hold one
+    row (:func:`thread_elements` each) and ``BLOCK_H`` only sets how far it runs (the halo it
+    re-reads and its fixed costs, against the length of its unrolled code). The contiguous
+    axis gets the larger extent so that loads coalesce: W under NCHW, C under channels_last.
+
+    The forwards: under NCHW the row is at most 8 columns of several planes, so that most
+    tiles of a wide map read inside it along W (the padded path costs about twice the plain
+    one: ``benchmarks.static_cost``); under channels_last it holds 64 channels (more where the
+    map is narrower). Eight rows up to k = 3, four beyond (the unrolled code, and its compile
+    time, grow with both: blur-pool's at k = 7 compiles in three times as long at eight). The
+    backwards: the padding along W costs nothing extra (each
+    lane's tables), so under NCHW the row spans the map, up to 128 columns (several planes of
+    narrower maps); under channels_last 128 channels; sixteen rows. Either runs the whole map
+    where it has fewer rows.
     """
     _check_op(op)
     if device_name() == INTERPRETER_DEVICE:
         return dict(_INTERPRETER_CONFIG)
-    if op in STREAMED_OPS:
-        return _streamed_config(op, key)
-    side = max(1, math.isqrt(key.hw))
-    whole = whole_map_tile(op, key)
-    if op == "blur_pool_fwd":
-        side = -(-side // key.stride)
-    side = pow2_bucket(side)
-    target = _TARGET_TILE
-    if key.layout == "channels_last":
-        block_c = _clamp(key.c, 1, 64)
-        block_w = _clamp(target // block_c, 1, min(side, 32))
-        block_h = _clamp(target // (block_c * block_w), 1, side)
-    elif whole <= 16:
-        block_h = block_w = whole
-        block_c = _clamp(target // (whole * whole), 1, key.c)
-    else:
-        block_c = 1
-        block_w = _clamp(side, 16, 64)
-        block_h = _clamp(target // block_w, 1, min(side, 64))
-    # At most _MAX_WARPS threads' worth of thread_elements: the tile shrinks along the axes
-    # that are not contiguous first (planes of whole maps, rows, then columns under
-    # channels_last), the contiguous one last and not below 16 (coalesced loads).
-    per_thread = thread_elements(op, key.layout, key.filter_size)
-    blocks = {"c": block_c, "h": block_h, "w": block_w}
-    order = ("h", "w", "c") if key.layout == "channels_last" else ("c", "h", "w")
-    for axis in order:
-        floor = 16 if axis == order[-1] else 1
-        while math.prod(blocks.values()) > 32 * _MAX_WARPS * per_thread and blocks[axis] > floor:
-            blocks[axis] //= 2
-    block_c, block_h, block_w = blocks["c"], blocks["h"], blocks["w"]
-    tile = block_h * block_w * block_c
-    num_warps = _clamp(tile // (32 * per_thread), 1, _MAX_WARPS)
-    return {
-        "BLOCK_H": block_h,
-        "BLOCK_W": block_w,
-        "BLOCK_C": block_c,
-        "num_warps": num_warps,
-        "num_stages": 2,
-    }
-
-
-def _streamed_config(op: str, key: TuningKey) -> dict[str, int]:
-    """The streamed kernels: a program streams ``BLOCK_H`` rows down a row tile of
-    ``BLOCK_C`` × ``BLOCK_W`` (outputs forward, input-gradient elements backward), so its
-    threads hold one row (:func:`thread_elements` each) and ``BLOCK_H`` only sets how far it
-    runs (the halo it re-reads and its fixed costs, against the length of its unrolled code).
-
-    MaxBlurPool's forward: under NCHW the row is at most 8 columns of several planes, so that
-    most tiles of a wide map read inside it along W (the padded path costs 1.7 to 2.1 times
-    the plain one: ``benchmarks.static_cost``); under channels_last it holds 64 channels (more
-    where the map is narrower). Eight rows up to k = 3 and four beyond (its unrolled code, and
-    compile time, grow with both). The backwards: the padding along W costs nothing extra
-    (each lane's tables), so under NCHW the row spans the map, up to 128 columns (several
-    planes of narrower maps); under channels_last 128 channels; sixteen rows. Either runs the
-    whole map where it has fewer rows.
-    """
     side = whole_map_tile(op, key)
     per_thread = thread_elements(op, key.layout, key.filter_size)
     row = 4 * 32 * per_thread  # four warps' worth
-    forward = op == "max_blur_pool_fwd"
+    forward = op.endswith("_fwd")
     if key.layout == "channels_last":
         block_w = _clamp(row // min(key.c, 64 if forward else 128), 1, side)
         block_c = _clamp(row // block_w, 1, key.c)

@@ -137,10 +137,11 @@ def test_gpu_candidates_hold_the_heuristic_and_whole_small_maps(monkeypatch, lay
             configs = autotune.candidates(problem, quick=True)
             assert tuning.heuristic_config(op, autotune.key_of(problem)) in configs
             whole_maps = [cfg for cfg in configs if cfg["BLOCK_C"] > 1]
-            if layout == "nchw" and op == "max_blur_pool_fwd":
-                # It streams rows of a few columns of several planes, whatever the map.
+            if layout == "nchw" and op.endswith("_fwd"):
+                # The forwards stream rows of a few columns of several planes, whatever the
+                # map.
                 assert len(whole_maps) == len(configs)
-            elif layout == "nchw" and op in ("blur_pool_bwd", "max_blur_pool_bwd"):
+            elif layout == "nchw":
                 # Rows up to 128 columns wide, one element a thread; small maps' rows hold
                 # whole rows of several planes.
                 assert all(cfg["BLOCK_W"] <= 128 for cfg in configs)
@@ -148,10 +149,6 @@ def test_gpu_candidates_hold_the_heuristic_and_whole_small_maps(monkeypatch, lay
                            for cfg in configs)  # fmt: skip
                 small = shape[2] == 8
                 assert any(cfg["BLOCK_W"] == 8 for cfg in whole_maps) == small
-            elif layout == "nchw":
-                small = shape[2] == 8
-                assert bool(whole_maps) == small
-                assert all(cfg["BLOCK_H"] == cfg["BLOCK_W"] <= 16 for cfg in whole_maps)
 
 
 def test_autotune_writes_a_cache_the_kernels_then_read(tmp_path, monkeypatch):
@@ -253,10 +250,10 @@ def test_end_to_end_goal_takes_train_ratio_and_activation_memory():
 
 
 def test_static_cost_shows_what_each_kernel_reads(tmp_path):
-    """Compiled for Hopper without a GPU: blur-pool's loads grow with the taps (k² per
-    output), MaxBlurPool's streamed kernel reads each input row's columns once (its loads grow
-    as k), tiles inside the map cost fewer instructions than those the padding reaches, the
-    backward's reads follow (k/stride)², MaxBlurPool's fused backward routes on registers."""
+    """Compiled for Hopper without a GPU: the streamed kernels read each row once per program,
+    so their loads grow about as k, not k² (25 / 9 = 2.8 from k = 3 to 5); tiles inside the
+    map cost fewer instructions than those the padding reaches; the fused ReLU's mask costs
+    the same whatever the filter; the backwards route on registers, without shuffles."""
     import triton
 
     if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
@@ -264,35 +261,24 @@ def test_static_cost_shows_what_each_kernel_reads(tmp_path):
     csv = tmp_path / "static_cost.csv"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     subprocess.run(
-        [sys.executable, "-m", "benchmarks.static_cost", "--filters", "3", "7", "--csv", str(csv)],
+        [sys.executable, "-m", "benchmarks.static_cost", "--filters", "3", "5", "--csv", str(csv)],
         env=env, check=True, capture_output=True, timeout=600, cwd=Path(__file__).parents[1],
     )  # fmt: skip
     table = pd.read_csv(csv).groupby(["op", "filter_size"])
     df = table["global_loads_per_output"].mean()
-    assert df["blur_pool_interior", 7] > 4 * df["blur_pool_interior", 3]
     issued = table["instructions_per_output"].mean()
-    for k in (3, 7):
-        assert issued["blur_pool_interior", k] < issued["blur_pool_edge_rows", k]
-        assert issued["blur_pool_edge_rows", k] < issued["blur_pool_edge", k]
-    # Linear in k, with the halo of the rows a program streams (k² would be 49 / 9 = 5.4).
-    assert df["max_blur_pool_interior", 7] < 3 * df["max_blur_pool_interior", 3]
-    # The fused ReLU's mask reads the input once more, whatever the filter.
-    mask_reads = df["blur_pool_relu_mask_interior"] - df["blur_pool_interior"]
-    assert mask_reads[7] == mask_reads[3] > 0
-    for k in (3, 7):
-        assert issued["max_blur_pool_interior", k] < issued["max_blur_pool_edge_rows", k]
-        assert issued["max_blur_pool_edge_rows", k] < issued["max_blur_pool_edge", k]
-    # The backwards read each output-gradient row once per program, ceil(k/stride) slots a
-    # lane (MaxBlurPool's ceil((k + 1)/stride), for its two windows): their loads grow about
-    # linearly in k, not as k². The tiles near the top and bottom, which read their rows'
-    # weights and check their rows, cost more than inner ones; the fused ReLU's mask a load
-    # per row whatever the filter. No shuffles.
-    for op in ("blur_pool_bwd", "max_blur_pool_bwd"):
-        assert df[f"{op}_interior", 7] < 2.5 * df[f"{op}_interior", 3]
-        for k in (3, 7):
+    for op in ("blur_pool", "max_blur_pool", "blur_pool_bwd", "max_blur_pool_bwd"):
+        assert df[f"{op}_interior", 5] < 2.2 * df[f"{op}_interior", 3]
+        for k in (3, 5):
             assert issued[f"{op}_interior", k] < issued[f"{op}_edge_rows", k]
-    mask_reads = df["blur_pool_relu_bwd_interior"] - df["blur_pool_bwd_interior"]
-    assert mask_reads[7] == mask_reads[3] > 0
+    for op in ("blur_pool", "max_blur_pool"):
+        for k in (3, 5):
+            assert issued[f"{op}_edge_rows", k] < issued[f"{op}_edge", k]
+    # The fused ReLU's mask: one more read of the input forward, a load per row backward.
+    for relu, plain in (("blur_pool_relu_mask_interior", "blur_pool_interior"),
+                        ("blur_pool_relu_bwd_interior", "blur_pool_bwd_interior")):
+        mask_reads = df[relu] - df[plain]
+        assert mask_reads[5] == mask_reads[3] > 0
     shuffles = table["shuffles_per_output"].mean()
     assert shuffles[["blur_pool_bwd_interior", "max_blur_pool_bwd_interior"]].max() == 0
 
@@ -318,7 +304,7 @@ def test_resource_usage_compiles_the_launches_a_gpu_would_make(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     subprocess.run(
         [sys.executable, "-m", "benchmarks.resource_usage", "--shapes", "2x64x112x112",
-         "--filters", "3", "7", "--csv", str(csv)],
+         "--filters", "3", "5", "--csv", str(csv)],
         env=env, check=True, capture_output=True, timeout=600, cwd=Path(__file__).parents[1],
     )  # fmt: skip
     df = pd.read_csv(csv)

@@ -19,7 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from kernels import BlurPool2d, MaxBlurPool2d, tuning
 from kernels.filters import make_taps
-from kernels.ops import blur_pool, common, max_blur_pool, streamed_backward
+from kernels.ops import blur_pool, common, max_blur_pool, streamed_backward, streamed_forward
 from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, blur_pool2d_triton
 from kernels.ops.max_blur_pool import (
     max_blur_pool2d_backward,
@@ -294,33 +294,42 @@ def test_many_tiles_and_channel_blocks() -> None:
     check_max_blur_pool(x, binomial(4), 2, "circular", 2, config=config)
 
 
+@pytest.mark.parametrize("max_kernel", [1, 2], ids=["blur", "max_blur"])
 @pytest.mark.parametrize("padding", PADDING_MODES)
-def test_max_blur_pool_pads_on_registers_where_outputs_read_their_sources(padding: str) -> None:
-    """MaxBlurPool's forward pads on registers where every padded row and column an output
+def test_forward_pads_on_registers_where_outputs_read_their_sources(
+    padding: str, max_kernel: int
+) -> None:
+    """The streamed forward pads on registers where every padded row and column an output
     reads repeats one it reads anyway (any padding but circular, on maps wider than the
     filter); circular reads through the map instead. Small tiles put programs on every path.
     Infinities at the edges, against pad + conv (the reference's dense matrices would spread
-    them as NaNs): no padded tap weighs one by zero."""
-    taps, stride, max_kernel = skewed(5, 11), 2, 2
+    them as NaNs): no padded tap weighs one by zero. Blur-pool's runs through its ReLU."""
+    taps, stride = skewed(5, 11), 2
     layout = LAYOUTS[PADDING_MODES.index(padding) % len(LAYOUTS)]
     x = make_input((1, 3, 9, 12), torch.float32, layout, seed=11, ties=True)
     before = (len(taps) - 1) // 2
-    local = [max_blur_pool._reads_own(size, outputs, stride, before, 5, padding)
+    local = [streamed_forward.reads_own(size, outputs, stride, before, 5, padding)
              for size, outputs in ((8, 4), (11, 6))]  # fmt: skip
     assert local == [padding != "circular"] * 2
     config = {"BLOCK_H": 2, "BLOCK_W": 2, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
-    check_max_blur_pool(x, taps, stride, padding, max_kernel, seed=11, config=config)
+    if max_kernel == 1:
+        check_blur_pool(x, taps, stride, padding, 0, True, config=config)
+    else:
+        check_max_blur_pool(x, taps, stride, padding, max_kernel, seed=11, config=config)
 
     x[0, 0, 0, 1] = x[0, 1, 8, 11] = math.inf
-    x[0, 2, 6, 0] = -math.inf
+    x[0, 2, 6, 0] = -math.inf if max_kernel > 1 else -2.0
     row = torch.tensor(taps, dtype=x.dtype)
     weight = torch.outer(row, row).expand(3, 1, -1, -1)
     mode = "constant" if padding == "zeros" else padding
-    padded = torch.nn.functional.pad(torch.nn.functional.max_pool2d(x, max_kernel, 1),
-                                     (before, before) * 2, mode=mode)  # fmt: skip
+    dense = torch.nn.functional.max_pool2d(x, max_kernel, 1) if max_kernel > 1 else x.relu()
+    padded = torch.nn.functional.pad(dense, (before, before) * 2, mode=mode)
     expected = torch.nn.functional.conv2d(padded, weight, stride=stride, groups=3)
-    y = max_blur_pool2d_forward(x, taps, stride, padding, max_kernel, config=config,
-                                out=poisoned(x, tuple(expected.shape)))  # fmt: skip
+    out = poisoned(x, tuple(expected.shape))
+    if max_kernel > 1:
+        y = max_blur_pool2d_forward(x, taps, stride, padding, max_kernel, config=config, out=out)
+    else:
+        y = blur_pool2d_forward(x, taps, stride, padding, 0, True, config=config, out=out)
     assert y.isinf().any()
     assert_close(y, expected, x.dtype)
 
@@ -486,8 +495,8 @@ def fresh_plans():
 
 def test_64_bit_offsets_give_the_same_result(monkeypatch: pytest.MonkeyPatch, fresh_plans) -> None:
     """The int64 indexing path (taken for tensors of >= 2**31 elements) on a small tensor."""
-    monkeypatch.setattr(blur_pool, "needs_int64", lambda *tensors: True)
-    monkeypatch.setattr(max_blur_pool, "needs_int64", lambda *tensors: True)
+    monkeypatch.setattr(streamed_forward, "needs_int64", lambda *tensors: True)
+    monkeypatch.setattr(streamed_backward, "needs_int64", lambda *tensors: True)
     x = make_input((1, 2, 5, 6), torch.float32, "channels_last", seed=9)
     check_blur_pool(x, binomial(4), 2, "zeros", 1, False)
     check_max_blur_pool(x, binomial(3), 2, "replicate", 2)

@@ -168,42 +168,25 @@ def test_gpu_heuristic_is_sound(monkeypatch, op, layout, hw, c):
     side = tuning.pow2_bucket(int(hw**0.5))
     whole = tuning.whole_map_tile(op, key)
     assert config["BLOCK_H"] <= max(side, whole) and config["BLOCK_W"] <= max(side, whole, 16)
-    # Each thread holds at most its share of the tile (registers), and at least one element
-    # where the tile fills a warp. The streamed kernels (all but blur-pool's forward) take
-    # their tiles one row at a time, so their threads hold a row.
+    # Every kernel streams its tile one row at a time, so its threads hold a row: at most
+    # their share of it (registers), and at least one element where the row fills a warp.
     per_thread = tuning.thread_elements(op, layout, key.filter_size)
     assert config["num_warps"] in (1, 2, 4, 8)
     held = config["BLOCK_W"] * config["BLOCK_C"]
-    if op in tuning.STREAMED_OPS:
-        forward = op == "max_blur_pool_fwd"
-        # Forward: eight rows (four past k = 3: fewer to unroll); backward: sixteen; or the
-        # whole map.
-        rows = (8 if key.filter_size <= 3 else 4) if forward else 16
-        assert config["BLOCK_H"] == min(whole, rows)
-        assert held <= 32 * config["num_warps"] * per_thread
-        assert config["num_warps"] == 1 or 32 * config["num_warps"] <= held
-        row = 128 * per_thread  # four warps' worth
-        if layout == "channels_last":  # 64 channels forward, 128 backward, more where narrow
-            channels = 64 if forward else 128
-            assert config["BLOCK_C"] == min(c, max(channels, row // config["BLOCK_W"]))
-        else:  # forward at most 8 columns, backward the map's width; planes to fill the row
-            assert config["BLOCK_W"] == min(whole, 8 if forward else row)
-            assert config["BLOCK_C"] == max(1, min(c, row // config["BLOCK_W"]))
-        return
-    tile = config["BLOCK_H"] * held
-    assert tile <= 4096
-    assert tile <= 32 * config["num_warps"] * per_thread
-    assert config["num_warps"] == 1 or 32 * config["num_warps"] <= tile
-    if layout == "channels_last":
-        assert config["BLOCK_C"] == min(c, 64)
-    elif whole <= 16:
-        # Small NCHW maps: whole maps, planes enough to fill the tile (or all of them), as
-        # many as eight warps hold.
-        assert config["BLOCK_H"] == config["BLOCK_W"] == whole
-        held = 256 * per_thread // whole**2
-        assert config["BLOCK_C"] == max(1, min(c, 1024 // whole**2, held))
-    else:
-        assert config["BLOCK_C"] == 1
+    forward = op.endswith("_fwd")
+    # Forward: eight rows (four past k = 3: fewer to unroll); backward: sixteen; or the whole
+    # map.
+    rows = (8 if key.filter_size <= 3 else 4) if forward else 16
+    assert config["BLOCK_H"] == min(whole, rows)
+    assert held <= 32 * config["num_warps"] * per_thread
+    assert config["num_warps"] == 1 or 32 * config["num_warps"] <= held
+    row = 128 * per_thread  # four warps' worth
+    if layout == "channels_last":  # 64 channels forward, 128 backward, more where narrow
+        channels = 64 if forward else 128
+        assert config["BLOCK_C"] == min(c, max(channels, row // config["BLOCK_W"]))
+    else:  # forward at most 8 columns, backward the map's width; planes to fill the row
+        assert config["BLOCK_W"] == min(whole, 8 if forward else row)
+        assert config["BLOCK_C"] == max(1, min(c, row // config["BLOCK_W"]))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,561 @@
+"""The forward of blur-pool and of MaxBlurPool: one Triton kernel that streams each tile down
+the map one row at a time and filters separably, and its launch.
+
+Each program holds one row of ``BLOCK_C`` × ``BLOCK_W`` outputs and runs ``BLOCK_H`` output
+rows down the map. Each row of the (padded) map is formed once: for MaxBlurPool the max of
+its ``max_kernel``² block, taken on load from column maxima each input row shares with its
+neighbours, so the dense max map never goes to memory; for blur-pool the input itself, the
+ReLU fused on load. It is filtered along W as soon as it is formed, and an output row is
+written as soon as its last tap's row is in: a program keeps the last ``TAPS`` filtered rows
+in registers, and reads each input element about ``(TAPS + 1)/STRIDE`` times per row (the
+columns its lanes' taps share come from L1), against ``TAPS²/STRIDE²`` for a 2-D tile.
+
+When a gradient will be needed the forward also writes what the backward
+(``streamed_backward``) reads instead of ``x``: MaxBlurPool a one-byte code per max-map
+element saying where in its block the max lies (``torch.max_pool2d`` keeps an int64 index per
+output instead), blur-pool after its fused ReLU the mask ``x > 0``, one bit per element.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.ops.common import (
+    PADDING_CODES,
+    Launch,
+    accumulator_dtype,
+    accumulator_torch_dtype,
+    as_index,
+    element_offsets,
+    folds_once,
+    keeps_channels_last,
+    needs_int64,
+    padded_source,
+    plane_offsets,
+    resolve_config,
+    taps_tensor,
+    tile_origin,
+    tiled_launch,
+)
+from kernels.padding import pad_index, pad_sizes
+from kernels.tuning import pow2_bucket
+
+# The forward's registers a thread, at most. Compiled alone, each of its three paths needs at
+# most about 110 (MaxBlurPool, channels_last, k = 7), but the whole kernel gets more than any
+# of them, 140 and over (12 resident warps an SM). Capped, the heuristic's configs spill at
+# most 8 bytes and keep 16 warps resident (``benchmarks.resource_usage``, k = 3–7, Triton 3.6
+# and 3.9). The backward has no cap: with one, ptxas gave it 128 registers and 80 bytes of
+# stack where it needs 80 and none uncapped (channels_last, k = 7, two elements a thread).
+FORWARD_REGISTERS = 128
+
+
+@triton.jit
+def _streamed_forward_kernel(
+    x_ptr,
+    y_ptr,
+    side_ptr,
+    taps_ptr,
+    C,
+    H_map,
+    W_map,
+    H_out,
+    W_out,
+    sx_n,
+    sx_c,
+    sx_h,
+    sx_w,
+    sy_n,
+    sy_c,
+    sy_h,
+    sy_w,
+    ss_n,
+    ss_c,
+    ss_h,
+    ss_w,
+    c_blocks,
+    tiles_w,
+    tiles,
+    TAPS: tl.constexpr,
+    STRIDE: tl.constexpr,
+    PAD_BEFORE: tl.constexpr,
+    PADDING: tl.constexpr,
+    FOLD_ONCE: tl.constexpr,
+    MAX_KERNEL: tl.constexpr,
+    RELU: tl.constexpr,
+    SAVE_CODES: tl.constexpr,
+    SAVE_MASK: tl.constexpr,
+    MASK_W: tl.constexpr,
+    PACK_C: tl.constexpr,
+    MAP_ROWS: tl.constexpr,
+    MAP_COLS: tl.constexpr,
+    LOCAL_PADDING: tl.constexpr,
+    ACC_DTYPE: tl.constexpr,
+    INDEX_64: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
+    """One program: ``BLOCK_C`` channels × ``BLOCK_H`` rows × ``BLOCK_W`` columns of the
+    output, streamed row by row down the padded max map (:func:`_streamed_rows`; with
+    ``MAX_KERNEL`` 1 the max map is the input, through the ReLU with ``RELU``).
+
+    ``MAP_ROWS`` × ``MAP_COLS`` is the stretch of the padded max map the program reads from
+    its first output's first tap: the taps' reach, and with ``SAVE_CODES`` at least the
+    ``STRIDE`` × ``STRIDE`` block each output starts at, whose codes the program writes. Tiles
+    whose stretch lies inside the max map along both axes (most tiles of a large map) read at
+    plain offsets without masks; along W only, the rows still go through the padding; the
+    others through the padding along both axes. ``LOCAL_PADDING`` (:func:`reads_own`): each
+    output's padded rows and columns repeat rows and columns it reads anyway (any map not much
+    smaller than the filter, any padding but circular), so the edge paths read as the plain
+    one does (masked along W) and pad on registers.
+
+    ``side_ptr`` receives the codes (``SAVE_CODES``) or the ReLU's mask (``SAVE_MASK``, by
+    :func:`_store_relu_mask`, ``ss_*`` its strides); neither, it is not written.
+    """
+    plane, n, c, row0, col0 = tile_origin(tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C,
+                                          BLOCK_H, BLOCK_W)  # fmt: skip
+    cols = col0 + tl.arange(0, BLOCK_W)[None, None, :]
+    x_maps = x_ptr + plane_offsets(n, c, sx_n, sx_c, INDEX_64)
+    y_maps = y_ptr + plane_offsets(n, c, sy_n, sy_c, INDEX_64)
+    code_maps = side_ptr + plane_offsets(n, c, ss_n, ss_c, INDEX_64)
+    top = row0 * STRIDE - PAD_BEFORE
+    inside_h = (top >= 0) & (top + MAP_ROWS <= H_map)
+    inside_w = (col0 * STRIDE - PAD_BEFORE >= 0) & (
+        (col0 + BLOCK_W - 1) * STRIDE - PAD_BEFORE + MAP_COLS <= W_map
+    )
+    inside_w &= (plane % c_blocks + 1) * BLOCK_C <= C
+    if inside_h & inside_w:
+        _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c < C, row0, cols, H_map, W_map,
+                       H_out, W_out, sx_h, sx_w, sy_h, sy_w, ss_h, ss_w, TAPS, STRIDE,
+                       PAD_BEFORE, PADDING, FOLD_ONCE, MAX_KERNEL, RELU, SAVE_CODES, MAP_ROWS,
+                       MAP_COLS, False, False, LOCAL_PADDING, ACC_DTYPE, INDEX_64,
+                       BLOCK_H)  # fmt: skip
+    elif inside_w:
+        _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c < C, row0, cols, H_map, W_map,
+                       H_out, W_out, sx_h, sx_w, sy_h, sy_w, ss_h, ss_w, TAPS, STRIDE,
+                       PAD_BEFORE, PADDING, FOLD_ONCE, MAX_KERNEL, RELU, SAVE_CODES, MAP_ROWS,
+                       MAP_COLS, True, False, LOCAL_PADDING, ACC_DTYPE, INDEX_64,
+                       BLOCK_H)  # fmt: skip
+    else:
+        _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c < C, row0, cols, H_map, W_map,
+                       H_out, W_out, sx_h, sx_w, sy_h, sy_w, ss_h, ss_w, TAPS, STRIDE,
+                       PAD_BEFORE, PADDING, FOLD_ONCE, MAX_KERNEL, RELU, SAVE_CODES, MAP_ROWS,
+                       MAP_COLS, True, True, LOCAL_PADDING, ACC_DTYPE, INDEX_64,
+                       BLOCK_H)  # fmt: skip
+    if SAVE_MASK:
+        rows = row0 + tl.zeros((1, 1, 1), tl.int32)
+        c0 = plane % c_blocks * BLOCK_C
+        # Whether the input elements this tile's outputs start at all lie inside the map.
+        if ((row0 + BLOCK_H) * STRIDE <= H_map) & ((col0 + BLOCK_W) * STRIDE <= W_map) & (
+            c0 + BLOCK_C <= C
+        ):
+            _store_relu_mask(x_maps, side_ptr, n, c, c0, rows, col0, C, H_map, W_map, sx_h,
+                             sx_w, ss_n, ss_c, ss_h, ss_w, STRIDE, BLOCK_C, BLOCK_H, BLOCK_W,
+                             MASK_W, PACK_C, False, INDEX_64)  # fmt: skip
+        else:
+            _store_relu_mask(x_maps, side_ptr, n, c, c0, rows, col0, C, H_map, W_map, sx_h,
+                             sx_w, ss_n, ss_c, ss_h, ss_w, STRIDE, BLOCK_C, BLOCK_H, BLOCK_W,
+                             MASK_W, PACK_C, True, INDEX_64)  # fmt: skip
+
+
+@triton.jit
+def _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c_ok, row0, cols, H_map, W_map, H_out,
+                   W_out, sx_h, sx_w, sy_h, sy_w, sk_h, sk_w, TAPS: tl.constexpr,
+                   STRIDE: tl.constexpr, PAD_BEFORE: tl.constexpr, PADDING: tl.constexpr,
+                   FOLD_ONCE: tl.constexpr, MAX_KERNEL: tl.constexpr, RELU: tl.constexpr,
+                   SAVE_CODES: tl.constexpr, MAP_ROWS: tl.constexpr, MAP_COLS: tl.constexpr,
+                   CHECK_H: tl.constexpr, CHECK_W: tl.constexpr, LOCAL_PADDING: tl.constexpr,
+                   ACC_DTYPE: tl.constexpr, INDEX_64: tl.constexpr,
+                   BLOCK_H: tl.constexpr):  # fmt: skip
+    """``BLOCK_H`` output rows from ``row0`` at columns ``cols`` ([1,1,BW]) of the maps at
+    ``x_maps``/``y_maps`` ([BC,1,1]), the filter run separably on one max-map row at a time.
+
+    Each max-map row is filtered along W as soon as it is formed (:func:`_map_row`), and an
+    output row is written as soon as its last tap's row is in: the program keeps the last
+    ``TAPS`` filtered rows in registers, never a window. The max over ``MAX_KERNEL`` input rows
+    reuses the previous rows' column maxima, so each input row is loaded and reduced along W
+    once. With ``LOCAL_PADDING`` that holds through the padding too: a row outside the map
+    reads one inside (any: it is not used), and each output then takes, for each padded tap,
+    the filtered row it repeats from among its own taps' (:func:`_padded_rows`); along W each
+    lane weighs its columns with its taps folded through the padding (:func:`_folded_taps`).
+    Without it (``CHECK_H``), each max-map row reads its own input rows through the padding,
+    and (``CHECK_W``) each column its own input columns.
+    """
+    # Off the path checked along W the tile's channels and columns all exist (the kernel's
+    # paths), so whether a row is stored is one branch for the program, not a mask per lane.
+    first_row = row0
+    first_top = row0 * STRIDE - PAD_BEFORE
+    # Row indices as [1,1,1] tensors: Triton's interpreter turns a scalar mask combined with a
+    # tensor one into integers, which its loads refuse (compiled code is the same either way).
+    row0 += tl.zeros((1, 1, 1), tl.int32)
+    taps = ()
+    for j in tl.static_range(TAPS):
+        taps += (tl.load(taps_ptr + j).to(ACC_DTYPE),)
+    left = cols * STRIDE - PAD_BEFORE
+    if (not CHECK_W) or LOCAL_PADDING:
+        x_maps += as_index(left, INDEX_64) * sx_w
+    top = row0 * STRIDE - PAD_BEFORE
+    col_taps = taps  # each lane's weights of its MAP_COLS max-map columns
+    if CHECK_W and LOCAL_PADDING:
+        col_taps = _folded_taps(taps, left, W_map, PADDING, FOLD_ONCE, MAP_COLS)
+    # Per input row: MAP_COLS column maxima, then with SAVE_CODES the STRIDE coded columns' picks.
+    PER_ROW: tl.constexpr = MAP_COLS + STRIDE * SAVE_CODES
+    recent = ()  # the column maxima (and picks) of the last MAX_KERNEL - 1 input rows
+    window = ()  # the filtered rows the next output row reads
+    for m in tl.static_range(MAP_ROWS):
+        if CHECK_H and not LOCAL_PADDING:
+            src_h, ok_h = padded_source(top + m, H_map, PADDING, FOLD_ONCE)
+            ok_h &= c_ok & (src_h >= 0) & (src_h < H_map)
+            rows = ()
+            for u in tl.static_range(MAX_KERNEL):
+                row = x_maps + as_index(src_h + u, INDEX_64) * sx_h
+                rows += _column_maxima(row, ok_h, left, W_map, sx_w, STRIDE, PAD_BEFORE,
+                                       PADDING, FOLD_ONCE, MAX_KERNEL, RELU, SAVE_CODES,
+                                       MAP_COLS, True, CHECK_W, False, ACC_DTYPE,
+                                       INDEX_64)  # fmt: skip
+        else:
+            for u in tl.static_range(MAX_KERNEL - 1 if m else 0, MAX_KERNEL):
+                r = first_top + m + u
+                if CHECK_H:  # rows outside read a row inside: their maxima are never taken
+                    r = tl.minimum(tl.maximum(r, 0), H_map + MAX_KERNEL - 2)
+                row = x_maps + as_index(r, INDEX_64) * sx_h
+                recent += _column_maxima(row, c_ok, left, W_map, sx_w, STRIDE, PAD_BEFORE,
+                                         PADDING, FOLD_ONCE, MAX_KERNEL, RELU, SAVE_CODES,
+                                         MAP_COLS, CHECK_W, CHECK_W, True, ACC_DTYPE,
+                                         INDEX_64)  # fmt: skip
+            rows = recent
+            recent = rows[PER_ROW:]
+        # The codes of the STRIDE × STRIDE blocks the outputs start at: rows PAD_BEFORE on.
+        code_at = code_maps + element_offsets(0, top + m, cols * STRIDE, sk_h, sk_w, INDEX_64)
+        code_ok = first_top + m < H_map
+        filtered = _map_row(rows, col_taps, code_at, code_ok, c_ok, cols * STRIDE, W_map, sk_w,
+                            STRIDE, PAD_BEFORE, MAX_KERNEL,
+                            SAVE_CODES and _among(m, PAD_BEFORE, STRIDE * BLOCK_H), PER_ROW,
+                            MAP_COLS, CHECK_H, CHECK_W, CHECK_W and LOCAL_PADDING,
+                            ACC_DTYPE)  # fmt: skip
+        # Rows some output reads (not those between two outputs' taps when TAPS < STRIDE).
+        if (m < TAPS + STRIDE * (BLOCK_H - 1)) and (m % STRIDE < TAPS):
+            window += (filtered,)
+            if (m >= TAPS - 1) & ((m - TAPS + 1) % STRIDE == 0):
+                i = (m - TAPS + 1) // STRIDE
+                taken = window
+                if CHECK_H and LOCAL_PADDING:
+                    taken = _padded_rows(window, first_top + i * STRIDE, H_map, PADDING,
+                                         FOLD_ONCE, TAPS)  # fmt: skip
+                acc = taps[0] * taken[0]
+                for s in tl.static_range(1, TAPS):
+                    acc += taps[s] * taken[s]
+                y_at = y_maps + element_offsets(0, row0 + i, cols, sy_h, sy_w, INDEX_64)
+                value = acc.to(y_maps.dtype.element_ty)
+                if CHECK_W:
+                    if first_row + i < H_out:
+                        tl.store(y_at, value, mask=c_ok & (cols < W_out))
+                elif CHECK_H:
+                    if first_row + i < H_out:
+                        tl.store(y_at, value)
+                else:
+                    tl.store(y_at, value)
+                window = window[STRIDE:]
+
+@triton.constexpr_function
+def _among(index: int, first: int, count: int) -> bool:
+    """Whether ``first`` <= ``index`` < ``first + count``, at compile time (a condition
+    assigned to a variable inside a kernel would become a runtime value)."""
+    return first <= index < first + count
+
+
+@triton.jit
+def _column_maxima(row, row_ok, left, W_map, sx_w, STRIDE: tl.constexpr,
+                   PAD_BEFORE: tl.constexpr, PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr,
+                   MAX_KERNEL: tl.constexpr, RELU: tl.constexpr, SAVE_CODES: tl.constexpr,
+                   MAP_COLS: tl.constexpr,
+                   MASKED: tl.constexpr, CHECK_W: tl.constexpr, LOCAL_PADDING: tl.constexpr,
+                   ACC_DTYPE: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
+    """One input row's maxima over ``MAX_KERNEL`` adjacent columns (through the ReLU with
+    ``RELU``; with ``MAX_KERNEL`` 1 the values themselves), for each of the
+    ``MAP_COLS`` max-map columns the outputs read, then (``SAVE_CODES``) the column of each
+    maximum in the ``STRIDE`` columns from ``PAD_BEFORE`` (the blocks the outputs start at):
+    the last NaN, else the first maximum, as ``torch.max_pool2d``'s scan.
+
+    Unless ``CHECK_W`` without ``LOCAL_PADDING``, ``row`` points at each output's first max-map
+    column (``left``) and the columns are read once each at fixed offsets (neighbouring maxima
+    share them); under ``CHECK_W`` those outside the map read nothing (their maxima weigh
+    nothing: :func:`_folded_taps`). Under ``CHECK_W`` without ``LOCAL_PADDING``, each maximum
+    reads its own columns, max-map column ``left`` + t through the padding (recomputed for each
+    row: holding them would take registers from every path of the kernel). Reads are masked by
+    ``row_ok`` (other 0) under ``MASKED`` and ``CHECK_W``.
+    """
+    if (not CHECK_W) or LOCAL_PADDING:
+        values = ()
+        for j in tl.static_range(MAP_COLS + MAX_KERNEL - 1):
+            at = row + j * sx_w
+            if CHECK_W:
+                ok = row_ok & (left + j >= 0) & (left + j < W_map + MAX_KERNEL - 1)
+                value = tl.load(at, mask=ok, other=0.0)
+            elif MASKED:
+                value = tl.load(at, mask=row_ok, other=0.0)
+            else:
+                value = tl.load(at)
+            values += (value.to(ACC_DTYPE),)
+    maxima = ()
+    picks = ()
+    for t in tl.static_range(MAP_COLS):
+        if CHECK_W and not LOCAL_PADDING:
+            src_w, ok_w = padded_source(left + t, W_map, PADDING, FOLD_ONCE)
+            ok_w &= row_ok & (src_w >= 0) & (src_w < W_map)
+            at_t = row + as_index(src_w, INDEX_64) * sx_w
+        for v in tl.static_range(MAX_KERNEL):
+            if CHECK_W and not LOCAL_PADDING:
+                value = tl.load(at_t + v * sx_w, mask=ok_w, other=0.0).to(ACC_DTYPE)
+            else:
+                value = values[t + v]
+            if v == 0:
+                best = value
+                pick = tl.zeros(value.shape, tl.int32)  # unused (and dropped) unless coded
+            elif SAVE_CODES and _among(t, PAD_BEFORE, STRIDE):
+                take = (value > best) | (value != value)
+                best = tl.where(take, value, best)
+                pick = tl.where(take, v, pick)
+            else:
+                best = tl.maximum(best, value, propagate_nan=tl.PropagateNan.ALL)
+        if RELU:  # the max of the ReLU's outputs (blur-pool's ReLU has MAX_KERNEL 1)
+            best = tl.maximum(best, 0.0, propagate_nan=tl.PropagateNan.ALL)
+        maxima += (best,)
+        if SAVE_CODES and _among(t, PAD_BEFORE, STRIDE):
+            picks += (pick,)
+    return maxima + picks
+
+
+@triton.jit
+def _sources(first, size, PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr, COUNT: tl.constexpr):
+    """For positions ``first`` + t (t < ``COUNT``) of a padded axis of the max map, the s whose
+    position ``first`` + s each reads (t itself inside the map; -1 for none: zero padding)."""
+    sources = ()
+    for t in tl.static_range(COUNT):
+        src, ok = padded_source(first + t, size, PADDING, FOLD_ONCE)
+        sources += (tl.where(ok, src - first, -1),)
+    return sources
+
+
+@triton.jit
+def _padded_rows(window, first, size, PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr,
+                 TAPS: tl.constexpr):  # fmt: skip
+    """The ``TAPS`` filtered rows an output weighs, through the padding, from its ``window``
+    of rows read at the same positions unpadded (from ``first``): each padded one is the row
+    it repeats, which the host has checked is among them (``LOCAL_PADDING``), or zero. The
+    choice is the program's, one select per element and tap."""
+    sources = _sources(first, size, PADDING, FOLD_ONCE, TAPS)
+    padded = ()
+    for t in tl.static_range(TAPS):
+        if PADDING == 0:
+            value = tl.where(sources[t] == t, window[t], 0.0)
+        else:
+            value = window[t]
+            for s in tl.static_range(TAPS):
+                if s != t:
+                    value = tl.where(sources[t] == s, window[s], value)
+        padded += (value,)
+    return padded
+
+
+@triton.jit
+def _folded_taps(taps, first, size, PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr,
+                 COUNT: tl.constexpr):  # fmt: skip
+    """The weights of positions ``first`` + s (s < ``COUNT``) of an axis of the max map in a
+    filter whose taps start at ``first``, through the padding: each tap adds to the position
+    it reads (none outside the map under zero padding), which the host has checked is among
+    them (``LOCAL_PADDING``). Per lane along W, computed once per program: selecting each
+    padded column's maximum instead would cost a select per element, tap and row."""
+    sources = _sources(first, size, PADDING, FOLD_ONCE, len(taps))
+    folded = ()
+    for s in tl.static_range(COUNT):
+        weight = tl.zeros(first.shape, taps[0].dtype)
+        for t in tl.static_range(len(taps)):
+            weight += tl.where(sources[t] == s, taps[t], 0.0)
+        folded += (weight,)
+    return folded
+
+
+@triton.jit
+def _map_row(rows, taps, code_at, code_ok, c_ok, code_cols, W_map, sk_w, STRIDE: tl.constexpr,
+             PAD_BEFORE: tl.constexpr, MAX_KERNEL: tl.constexpr, CODED: tl.constexpr,
+             PER_ROW: tl.constexpr, MAP_COLS: tl.constexpr, CHECK_H: tl.constexpr,
+             CHECK_W: tl.constexpr, FOLDED_W: tl.constexpr,
+             ACC_DTYPE: tl.constexpr):  # fmt: skip
+    """One max-map row filtered along W: the maxima over the ``MAX_KERNEL`` input rows in
+    ``rows`` (:func:`_column_maxima` of each, ``PER_ROW`` values apiece) weighted by ``taps``
+    (one per column from the first, as many as there are). ``FOLDED_W``: the taps are each
+    lane's folded through the padding (:func:`_folded_taps`), and the maxima of columns outside
+    the map (read without the padding) are taken as zero: they weigh nothing, and a product
+    of zero and an infinity would be a NaN.
+
+    ``CODED``: the row is one whose codes the program writes. For each of the ``STRIDE``
+    columns from ``PAD_BEFORE``, where in its block the maximum lies (``u·MAX_KERNEL + v``,
+    the scan's pick) goes to ``code_at`` + q·``sk_w`` (q: the column's place among them),
+    if ``code_ok`` (the row lies in the map: one branch for the program, ``CHECK_H``), masked
+    by ``c_ok`` and ``code_cols`` + q < ``W_map`` (``CHECK_W``).
+    """
+    filtered = tl.zeros(rows[0].shape, ACC_DTYPE)
+    for t in tl.static_range(MAP_COLS):
+        best = rows[t]
+        if CODED and _among(t, PAD_BEFORE, STRIDE):
+            code = rows[MAP_COLS + t - PAD_BEFORE]
+        for u in tl.static_range(1, MAX_KERNEL):
+            value = rows[u * PER_ROW + t]
+            if CODED and _among(t, PAD_BEFORE, STRIDE):
+                take = (value > best) | (value != value)
+                best = tl.where(take, value, best)
+                pick = rows[u * PER_ROW + MAP_COLS + t - PAD_BEFORE]
+                code = tl.where(take, u * MAX_KERNEL + pick, code)
+            else:
+                best = tl.maximum(best, value, propagate_nan=tl.PropagateNan.ALL)
+        if CODED and _among(t, PAD_BEFORE, STRIDE):
+            q = t - PAD_BEFORE
+            if CHECK_W:
+                if code_ok:
+                    tl.store(code_at + q * sk_w, code.to(tl.uint8),
+                             mask=c_ok & (code_cols + q < W_map))
+            elif CHECK_H:
+                if code_ok:
+                    tl.store(code_at + q * sk_w, code.to(tl.uint8))
+            else:
+                tl.store(code_at + q * sk_w, code.to(tl.uint8))
+        if t < len(taps):
+            if FOLDED_W:
+                at = code_cols - PAD_BEFORE + t
+                best = tl.where((at >= 0) & (at < W_map), best, 0.0)
+            filtered += taps[t] * best
+    return filtered
+
+
+@triton.jit
+def _store_relu_mask(maps, m_ptr, n, c, c0, row0, col0, C, H, W, sx_h, sx_w, sm_n, sm_c, sm_h,
+                     sm_w, STRIDE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
+                     BLOCK_W: tl.constexpr, MASK_W: tl.constexpr, PACK_C: tl.constexpr,
+                     CHECKED: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
+    """Write ``x > 0`` for the input elements the tile's outputs start at (``STRIDE``·
+    ``BLOCK_H`` rows from ``row0``·STRIDE, ``row0`` a [1,1,1] tensor, one row at a time so that
+    a thread holds few of them; ``STRIDE``·``BLOCK_W`` columns from ``col0``·STRIDE, read as
+    one contiguous run of ``MASK_W``, the next power of two), eight bits to a byte along
+    the channels (``PACK_C``) or the columns. The program's channel block (``PACK_C``) or run
+    holds whole bytes. Unless ``CHECKED``, all of the elements lie inside the map and every
+    channel exists. It is the ReLU's gradient mask: 0 where ``x`` is NaN, as ``torch.relu``'s.
+    """
+    steps = tl.arange(0, MASK_W)[None, None, :]
+    src_w = col0 * STRIDE + steps
+    ok_w = steps < STRIDE * BLOCK_W
+    if CHECKED:
+        ok_w &= (c < C) & (src_w < W)
+    if PACK_C:
+        shifts = tl.arange(0, 8)[None, :, None, None]
+        bytes_c = c0 // 8 + tl.arange(0, BLOCK_C // 8)[:, None, None]  # c0: a multiple of 8
+        m_base = as_index(n, INDEX_64) * sm_n + as_index(bytes_c, INDEX_64) * sm_c
+    else:
+        shifts = tl.arange(0, 8)[None, None, None, :]
+        byte_steps = tl.arange(0, MASK_W // 8)[None, None, :]
+        bytes_w = col0 * STRIDE // 8 + byte_steps
+        m_base = plane_offsets(n, c, sm_n, sm_c, INDEX_64) + as_index(bytes_w, INDEX_64) * sm_w
+    for a in tl.static_range(STRIDE * BLOCK_H):
+        src_h = row0 * STRIDE + a
+        ok = ok_w & (src_h < H) if CHECKED else ok_w
+        value = tl.load(element_offsets(maps, src_h, src_w, sx_h, sx_w, INDEX_64), mask=ok,
+                        other=0.0)  # fmt: skip
+        bits = (value > 0).to(tl.int32)
+        if PACK_C:
+            grouped = tl.reshape(bits, (BLOCK_C // 8, 8, 1, MASK_W))
+            packed = tl.sum(grouped << shifts, axis=1)
+            at = m_base + as_index(src_h, INDEX_64) * sm_h + as_index(src_w, INDEX_64) * sm_w
+            stored = steps < STRIDE * BLOCK_W
+            if CHECKED:
+                stored &= (bytes_c * 8 < C) & (src_h < H) & (src_w < W)
+        else:
+            grouped = tl.reshape(bits, (BLOCK_C, 1, MASK_W // 8, 8))
+            packed = tl.sum(grouped << shifts, axis=3)
+            at = m_base + as_index(src_h, INDEX_64) * sm_h
+            stored = byte_steps * 8 < STRIDE * BLOCK_W
+            if CHECKED:
+                stored &= (c < C) & (src_h < H) & (bytes_w * 8 < W)
+        tl.store(m_ptr + at, packed.to(tl.uint8), mask=stored)
+
+
+
+def forward_launch(
+    op: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    side: torch.Tensor,
+    taps: tuple[float, ...],
+    stride: int,
+    padding: str,
+    pad_off: int,
+    max_kernel: int,
+    relu: bool,
+    save_codes: bool,
+    save_mask: bool,
+    config: dict[str, Any] | None,
+) -> Launch:
+    """The :class:`Launch` of :func:`_streamed_forward_kernel` for ``op`` ("blur_pool_fwd":
+    ``max_kernel`` 1, the ReLU mask written to ``side`` with ``save_mask``;
+    "max_blur_pool_fwd": pad_off 0, no ReLU, the codes written to ``side`` with
+    ``save_codes``) on these tensors' layouts. The launch is then made with ``(x, y, side)``;
+    ``side`` is never written when neither is saved."""
+    c, h, w = x.shape[1:]
+    k = len(taps)
+    before = pad_sizes(k, pad_off)[0]
+    is_max = op == "max_blur_pool_fwd"
+    launch = resolve_config(op, x, k, stride, config, relu=relu,
+                            max_kernel=max_kernel if is_max else 0)  # fmt: skip
+    pack_c = keeps_channels_last(x)
+    if save_mask:  # each program writes whole bytes: eight channels, or 8·stride columns
+        field = "BLOCK_C" if pack_c else "BLOCK_W"
+        launch = {**launch, field: max(launch[field], 8)}
+    # The stretch of the max map a tile reads: its taps' reach and, when the codes are written,
+    # the stride × stride block each output starts at (beyond the taps when k < before + stride).
+    coded = before + stride if save_codes else 0
+    map_rows = max(stride * (launch["BLOCK_H"] - 1) + k, coded + stride * (launch["BLOCK_H"] - 1))
+    map_h, map_w = h - max_kernel + 1, w - max_kernel + 1
+    return tiled_launch(
+        _streamed_forward_kernel,
+        launch,
+        y.shape,
+        taps_tensor(taps, x.device, accumulator_torch_dtype(x)), c, map_h, map_w, y.shape[2],
+        y.shape[3], *x.stride(), *y.stride(), *side.stride(),
+        TAPS=k,
+        STRIDE=stride,
+        PAD_BEFORE=before,
+        PADDING=PADDING_CODES[padding],
+        FOLD_ONCE=folds_once((map_h, map_w), k - 1 + pad_off),
+        MAX_KERNEL=max_kernel,
+        RELU=relu,
+        SAVE_CODES=save_codes,
+        SAVE_MASK=save_mask,
+        MASK_W=pow2_bucket(stride * launch["BLOCK_W"]),
+        PACK_C=pack_c,
+        MAP_ROWS=map_rows,
+        MAP_COLS=max(k, coded),
+        LOCAL_PADDING=reads_own(map_h, y.shape[2], stride, before, k, padding)
+        and reads_own(map_w, y.shape[3], stride, before, max(k, coded), padding),
+        ACC_DTYPE=accumulator_dtype(x),
+        INDEX_64=needs_int64(x, y, side),
+        maxnreg=FORWARD_REGISTERS,
+    )  # fmt: skip
+
+
+def reads_own(size: int, outputs: int, stride: int, before: int, span: int,
+               padding: str) -> bool:  # fmt: skip
+    """Whether each of ``outputs`` outputs along an axis of the max map, reading ``span``
+    positions from ``stride``·j - ``before``, finds every padded one's source (if any) among
+    those same positions: true in every padding but circular on maps not much smaller than the
+    filter, and the forward then pads on registers (``LOCAL_PADDING``)."""
+    reach = stride * (outputs - 1) - before + span
+    source = pad_index(size, before, max(0, reach - size), padding).tolist()
+    return all(
+        source[left + before + t] < 0 or left <= source[left + before + t] < left + span
+        for left in range(-before, reach - span + 1, stride)
+        for t in range(span)
+    )
+
