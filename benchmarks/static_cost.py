@@ -129,7 +129,7 @@ def _forward_tile(x_ptr, y_ptr, codes_ptr, m_ptr, taps_ptr, H, W, sx_c, sx_h, sx
     if RELU:
         streamed_forward._store_relu_mask(
             x_ptr + c * sx_c, m_ptr, 0, c, tl.program_id(0) * BLOCK_C,
-            row0 + tl.zeros((1, 1, 1), tl.int32), tl.program_id(2) * BLOCK_W, H, H, W,
+            row0 + tl.arange(0, BLOCK_H)[None, :, None], tl.program_id(2) * BLOCK_W, H, H, W,
             sx_h, sx_w, 0, sm_c, sm_h, sm_w, STRIDE, BLOCK_C, BLOCK_H, BLOCK_W,
             MASK_W, PACK_C, False, False,
         )  # fmt: skip

@@ -147,7 +147,7 @@ def _streamed_forward_kernel(
                        MAP_COLS, True, True, LOCAL_PADDING, ACC_DTYPE, INDEX_64,
                        BLOCK_H)  # fmt: skip
     if SAVE_MASK:
-        rows = row0 + tl.zeros((1, 1, 1), tl.int32)
+        rows = row0 + tl.arange(0, BLOCK_H)[None, :, None]
         c0 = plane % c_blocks * BLOCK_C
         # Whether the input elements this tile's outputs start at all lie inside the map.
         if ((row0 + BLOCK_H) * STRIDE <= H_map) & ((col0 + BLOCK_W) * STRIDE <= W_map) & (
@@ -433,14 +433,13 @@ def _map_row(rows, taps, code_at, code_ok, c_ok, code_cols, W_map, sk_w, STRIDE:
 
 
 @triton.jit
-def _store_relu_mask(maps, m_ptr, n, c, c0, row0, col0, C, H, W, sx_h, sx_w, sm_n, sm_c, sm_h,
+def _store_relu_mask(maps, m_ptr, n, c, c0, rows, col0, C, H, W, sx_h, sx_w, sm_n, sm_c, sm_h,
                      sm_w, STRIDE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
                      BLOCK_W: tl.constexpr, MASK_W: tl.constexpr, PACK_C: tl.constexpr,
                      CHECKED: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
-    """Write ``x > 0`` for the input elements the tile's outputs start at (``STRIDE``·
-    ``BLOCK_H`` rows from ``row0``·STRIDE, ``row0`` a [1,1,1] tensor, one row at a time so that
-    a thread holds few of them; ``STRIDE``·``BLOCK_W`` columns from ``col0``·STRIDE, read as
-    one contiguous run of ``MASK_W``, the next power of two), eight bits to a byte along
+    """Write ``x > 0`` for the input elements the tile's outputs start at (rows from
+    ``rows``·STRIDE, ``STRIDE`` each; ``STRIDE``·``BLOCK_W`` columns from ``col0``·STRIDE, read
+    as one contiguous run of ``MASK_W``, the next power of two), eight bits to a byte along
     the channels (``PACK_C``) or the columns. The program's channel block (``PACK_C``) or run
     holds whole bytes. Unless ``CHECKED``, all of the elements lie inside the map and every
     channel exists. It is the ReLU's gradient mask: 0 where ``x`` is NaN, as ``torch.relu``'s.
@@ -459,21 +458,21 @@ def _store_relu_mask(maps, m_ptr, n, c, c0, row0, col0, C, H, W, sx_h, sx_w, sm_
         byte_steps = tl.arange(0, MASK_W // 8)[None, None, :]
         bytes_w = col0 * STRIDE // 8 + byte_steps
         m_base = plane_offsets(n, c, sm_n, sm_c, INDEX_64) + as_index(bytes_w, INDEX_64) * sm_w
-    for a in tl.static_range(STRIDE * BLOCK_H):
-        src_h = row0 * STRIDE + a
+    for a in tl.static_range(STRIDE):
+        src_h = rows * STRIDE + a
         ok = ok_w & (src_h < H) if CHECKED else ok_w
         value = tl.load(element_offsets(maps, src_h, src_w, sx_h, sx_w, INDEX_64), mask=ok,
                         other=0.0)  # fmt: skip
         bits = (value > 0).to(tl.int32)
         if PACK_C:
-            grouped = tl.reshape(bits, (BLOCK_C // 8, 8, 1, MASK_W))
+            grouped = tl.reshape(bits, (BLOCK_C // 8, 8, BLOCK_H, MASK_W))
             packed = tl.sum(grouped << shifts, axis=1)
             at = m_base + as_index(src_h, INDEX_64) * sm_h + as_index(src_w, INDEX_64) * sm_w
             stored = steps < STRIDE * BLOCK_W
             if CHECKED:
                 stored &= (bytes_c * 8 < C) & (src_h < H) & (src_w < W)
         else:
-            grouped = tl.reshape(bits, (BLOCK_C, 1, MASK_W // 8, 8))
+            grouped = tl.reshape(bits, (BLOCK_C, BLOCK_H, MASK_W // 8, 8))
             packed = tl.sum(grouped << shifts, axis=3)
             at = m_base + as_index(src_h, INDEX_64) * sm_h
             stored = byte_steps * 8 < STRIDE * BLOCK_W
