@@ -331,10 +331,3 @@ def plane_offsets(n, c, stride_n, stride_c, INDEX_64: tl.constexpr):
 def element_offsets(plane, rows, cols, stride_h, stride_w, INDEX_64: tl.constexpr):
     """Offsets of elements (rows, cols) of the maps starting at ``plane`` (broadcast)."""
     return plane + as_index(rows, INDEX_64) * stride_h + as_index(cols, INDEX_64) * stride_w
-
-
-@triton.jit
-def tile_offsets(n, c, rows, cols, stride_n, stride_c, stride_h, stride_w, INDEX_64: tl.constexpr):
-    """Offsets [BC,BH,BW] of the tile's elements in a tensor with the given strides."""
-    plane = plane_offsets(n, c, stride_n, stride_c, INDEX_64)
-    return element_offsets(plane, rows, cols, stride_h, stride_w, INDEX_64)
