@@ -295,11 +295,11 @@ def _column_maxima(row, row_ok, left, W_map, sx_w, STRIDE: tl.constexpr,
             at = row + j * sx_w
             if CHECK_W:
                 ok = row_ok & (left + j >= 0) & (left + j < W_map + MAX_KERNEL - 1)
-                value = tl.load(at, mask=ok, other=0.0)
+                value = _load_w_major(at, ok, True)
             elif MASKED:
-                value = tl.load(at, mask=row_ok, other=0.0)
+                value = _load_w_major(at, row_ok, True)
             else:
-                value = tl.load(at)
+                value = _load_w_major(at, row_ok, False)
             values += (value.to(ACC_DTYPE),)
     maxima = ()
     picks = ()
@@ -310,7 +310,7 @@ def _column_maxima(row, row_ok, left, W_map, sx_w, STRIDE: tl.constexpr,
             at_t = row + as_index(src_w, INDEX_64) * sx_w
         for v in tl.static_range(MAX_KERNEL):
             if CHECK_W and not LOCAL_PADDING:
-                value = tl.load(at_t + v * sx_w, mask=ok_w, other=0.0).to(ACC_DTYPE)
+                value = _load_w_major(at_t + v * sx_w, ok_w, True).to(ACC_DTYPE)
             else:
                 value = values[t + v]
             if v == 0:
@@ -328,6 +328,39 @@ def _column_maxima(row, row_ok, left, W_map, sx_w, STRIDE: tl.constexpr,
         if SAVE_CODES and _among(t, PAD_BEFORE, STRIDE):
             picks += (pick,)
     return maxima + picks
+
+
+@triton.jit
+def _load_w_major(at, mask, MASKED: tl.constexpr):
+    """``tl.load(at)`` of a [C, 1, W] tile (masked, other 0, with ``MASKED``), issued on its
+    transpose so that a warp's lanes run along W.
+
+    The columns a lane reads (and the codes it writes) lie ``STRIDE`` apart, so under NCHW no
+    axis of their offsets is contiguous, and Triton's coalescing pass then lays a tie out along
+    the first axis: a warp took 16 planes × 2 columns, each access touching 16 sectors, and
+    every output row (contiguous along W, laid out along it) went through shared memory with
+    two barriers. Transposed, the first axis is W. Under channels_last C is contiguous, which
+    decides the layout either way, and the transposes cost nothing.
+    """
+    at_t = tl.permute(at, (2, 1, 0))
+    if MASKED:
+        value = tl.load(at_t, mask=tl.permute(tl.broadcast_to(mask, at.shape), (2, 1, 0)),
+                        other=0.0)
+    else:
+        value = tl.load(at_t)
+    return tl.permute(value, (2, 1, 0))
+
+
+@triton.jit
+def _store_w_major(at, value, mask, MASKED: tl.constexpr):
+    """``tl.store(at, value)`` of a [C, 1, W] tile (masked with ``MASKED``), issued on its
+    transpose, as :func:`_load_w_major` reads."""
+    value = tl.broadcast_to(value, at.shape)
+    if MASKED:
+        tl.store(tl.permute(at, (2, 1, 0)), tl.permute(value, (2, 1, 0)),
+                 mask=tl.permute(tl.broadcast_to(mask, at.shape), (2, 1, 0)))
+    else:
+        tl.store(tl.permute(at, (2, 1, 0)), tl.permute(value, (2, 1, 0)))
 
 
 @triton.jit
@@ -417,13 +450,13 @@ def _map_row(rows, taps, code_at, code_ok, c_ok, code_cols, W_map, sk_w, STRIDE:
             q = t - PAD_BEFORE
             if CHECK_W:
                 if code_ok:
-                    tl.store(code_at + q * sk_w, code.to(tl.uint8),
-                             mask=c_ok & (code_cols + q < W_map))
+                    _store_w_major(code_at + q * sk_w, code.to(tl.uint8),
+                                   c_ok & (code_cols + q < W_map), True)
             elif CHECK_H:
                 if code_ok:
-                    tl.store(code_at + q * sk_w, code.to(tl.uint8))
+                    _store_w_major(code_at + q * sk_w, code.to(tl.uint8), c_ok, False)
             else:
-                tl.store(code_at + q * sk_w, code.to(tl.uint8))
+                _store_w_major(code_at + q * sk_w, code.to(tl.uint8), c_ok, False)
         if t < len(taps):
             if FOLDED_W:
                 at = code_cols - PAD_BEFORE + t
