@@ -342,12 +342,10 @@ def _load_w_major(at, mask, MASKED: tl.constexpr):
     two barriers. Transposed, the first axis is W. Under channels_last C is contiguous, which
     decides the layout either way, and the transposes cost nothing.
     """
-    at_t = tl.permute(at, (2, 1, 0))
     if MASKED:
-        value = tl.load(at_t, mask=tl.permute(tl.broadcast_to(mask, at.shape), (2, 1, 0)),
-                        other=0.0)
+        value = tl.load(_w_first(at, at), mask=_w_first(mask, at), other=0.0)
     else:
-        value = tl.load(at_t)
+        value = tl.load(_w_first(at, at))
     return tl.permute(value, (2, 1, 0))
 
 
@@ -355,12 +353,16 @@ def _load_w_major(at, mask, MASKED: tl.constexpr):
 def _store_w_major(at, value, mask, MASKED: tl.constexpr):
     """``tl.store(at, value)`` of a [C, 1, W] tile (masked with ``MASKED``), issued on its
     transpose, as :func:`_load_w_major` reads."""
-    value = tl.broadcast_to(value, at.shape)
     if MASKED:
-        tl.store(tl.permute(at, (2, 1, 0)), tl.permute(value, (2, 1, 0)),
-                 mask=tl.permute(tl.broadcast_to(mask, at.shape), (2, 1, 0)))
+        tl.store(_w_first(at, at), _w_first(value, at), mask=_w_first(mask, at))
     else:
-        tl.store(tl.permute(at, (2, 1, 0)), tl.permute(value, (2, 1, 0)))
+        tl.store(_w_first(at, at), _w_first(value, at))
+
+
+@triton.jit
+def _w_first(v, like):
+    """``v`` broadcast to the [C, 1, W] shape of ``like``, transposed to [W, 1, C]."""
+    return tl.permute(tl.broadcast_to(v, like.shape), (2, 1, 0))
 
 
 @triton.jit
