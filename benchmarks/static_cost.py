@@ -3,11 +3,13 @@
 ``python -m benchmarks.static_cost [--arch 90] [--filters 3 5 7]`` compiles the forward kernels
 (MaxBlurPool's writing its argmax codes, as in training) and the backward kernels' paths inside
 a map for an NVIDIA target with Triton's own ``ptxas``, and counts the SASS instructions of one
-program (the tap loops are unrolled, so the static count is the dynamic one) per output it
-writes. The kernels are memory- or issue-bound, so this predicts which variant of a kernel is
-faster before a GPU is at hand; it says nothing about memory stalls, so a GPU run
-(``kernels.bench``) has the last word. Run it without ``TRITON_INTERPRET``: interpreted kernels
-cannot be compiled.
+program per output it writes, as the program issues them: the tap loops are unrolled, and the
+forwards' loop over output rows (if the compiler kept it) counts as often as it runs. The loads
+a forward's loop issues are checked against the rows its tile reads, so a loop the compiler
+unrolled in part or peeled is an error, not a wrong count. The kernels are memory- or
+issue-bound, so this predicts which variant of a kernel is faster before a GPU is at hand; it
+says nothing about memory stalls, so a GPU run (``kernels.bench``) has the last word. Run it
+without ``TRITON_INTERPRET``: interpreted kernels cannot be compiled.
 """
 
 from __future__ import annotations
@@ -97,11 +99,33 @@ def cuobjdump(cubin: bytes, option: str) -> str:
         ).stdout
 
 
-def sass_counts(compiled: Any) -> collections.Counter:
-    """Opcode counts of the compiled kernel's SASS."""
+def sass_counts(
+    compiled: Any, loop_trips: int | None = None
+) -> tuple[collections.Counter, collections.Counter]:
+    """Opcode counts of the compiled kernel's SASS as one program issues them, and those of
+    its loop's body (from a backward branch's target to the branch; none if the compiler
+    unrolled it), which runs ``loop_trips`` times; ``None``: the kernel has no loop."""
     sass = cuobjdump(compiled.asm["cubin"], "-sass")
-    opcodes = re.findall(r"^\s+/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)", sass, re.M)
-    return collections.Counter(op.split(".")[0] for op in opcodes)
+    code = re.findall(r"^\s+/\*([0-9a-f]+)\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)([^;]*)",
+                      sass, re.M)  # fmt: skip
+    code = [(int(at, 16), op.split(".")[0], rest) for at, op, rest in code]
+    loops = [
+        (int(target.group(1), 16), at)
+        for at, op, rest in code
+        if op == "BRA" and (target := re.search(r"0x([0-9a-f]+)", rest))
+        and int(target.group(1), 16) < at  # not the trap's branch to itself after the code
+    ]
+    if len(loops) > (loop_trips is not None):
+        raise ValueError(f"{len(loops)} loops in the kernel's code, expected at most "
+                         f"{int(loop_trips is not None)}")  # fmt: skip
+    counts, body = collections.Counter(), collections.Counter()
+    for at, op, _ in code:
+        if loops and loops[0][0] <= at <= loops[0][1]:
+            body[op] += 1
+            counts[op] += loop_trips
+        else:
+            counts[op] += 1
+    return counts, body
 
 
 @triton.jit
@@ -139,7 +163,8 @@ def forward_case(
     k: int, tile: tuple[int, int, int], max_kernel: int, check_h: bool, check_w: bool,
     relu: bool = False,
 ) -> tuple[Any, dict[str, Any], int]:
-    """The tile streams ``BLOCK_H`` rows of ``BLOCK_C`` × ``BLOCK_W`` outputs."""
+    """The tile streams ``BLOCK_H`` rows of ``BLOCK_C`` × ``BLOCK_W`` outputs (its loop's
+    steps: :func:`forward_steps`)."""
     block_c, block_h, block_w = tile
     before = (k - 1) // 2
     coded = before + STRIDE if max_kernel > 1 else 0
@@ -151,6 +176,31 @@ def forward_case(
                       ACC_DTYPE=tl.float32, BLOCK_C=block_c, BLOCK_H=block_h,
                       BLOCK_W=block_w)  # fmt: skip
     return _forward_tile, constexprs, block_c * block_h * block_w
+
+
+def forward_steps(constexprs: dict[str, Any]) -> int:
+    """How often the streamed forward's loop runs, one output row a step (those before the
+    first output's included)."""
+    taps, stride = constexprs["TAPS"], constexprs["STRIDE"]
+    first = streamed_forward._rows_before_steps(taps, stride)
+    steps = streamed_forward._looped_steps(first, stride, constexprs["BLOCK_H"],
+                                           constexprs["MAP_ROWS"])  # fmt: skip
+    return first // stride + steps
+
+
+def check_forward_loads(counts: collections.Counter, body: collections.Counter,
+                        constexprs: dict[str, Any]) -> None:  # fmt: skip
+    """The loads one program issued are the taps' and those of each input row its tile
+    reads, each row costing what one in the loop's body does (a step forms ``STRIDE`` rows):
+    else the compiler unrolled the loop in part or peeled steps off it, and the counts that
+    assume ``forward_steps`` are wrong."""
+    if not body:
+        return
+    rows = constexprs["MAP_ROWS"] + constexprs["MAX_KERNEL"] - 1
+    expected = constexprs["TAPS"] + rows * body["LDG"] / constexprs["STRIDE"]
+    if counts["LDG"] != expected:
+        raise ValueError(f"{counts['LDG']} loads counted where the tile reads {expected:g}: "
+                         f"the compiler changed the forward's loop")  # fmt: skip
 
 
 @triton.jit
@@ -232,7 +282,13 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
         for k in filters:
             for tile, contiguous in zip(tiles, "wc", strict=True):
                 fn, constexprs, outputs = make(k, tile)
-                counts = sass_counts(compile_for(fn, constexprs, arch, num_warps, contiguous))
+                forward = fn is _forward_tile
+                counts, body = sass_counts(
+                    compile_for(fn, constexprs, arch, num_warps, contiguous),
+                    forward_steps(constexprs) if forward else None,
+                )
+                if forward and not constexprs["RELU"]:  # the mask's loads are the program's
+                    check_forward_loads(counts, body, constexprs)
                 per_output = 32 * num_warps / outputs
                 rows.append({
                     "op": op, "filter_size": k, "tile": "x".join(map(str, tile)),

@@ -174,92 +174,208 @@ def _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c_ok, row0, cols, H_map,
     """``BLOCK_H`` output rows from ``row0`` at columns ``cols`` ([1,1,BW]) of the maps at
     ``x_maps``/``y_maps`` ([BC,1,1]), the filter run separably on one max-map row at a time.
 
-    Each max-map row is filtered along W as soon as it is formed (:func:`_map_row`), and an
-    output row is written as soon as its last tap's row is in: the program keeps the last
-    ``TAPS`` filtered rows in registers, never a window. The max over ``MAX_KERNEL`` input rows
-    reuses the previous rows' column maxima, so each input row is loaded and reduced along W
-    once. With ``LOCAL_PADDING`` that holds through the padding too: a row outside the map
-    reads one inside (any: it is not used), and each output then takes, for each padded tap,
-    the filtered row it repeats from among its own taps' (:func:`_padded_rows`); along W each
-    lane weighs its columns with its taps folded through the padding (:func:`_folded_taps`).
-    Without it (``CHECK_H``), each max-map row reads its own input rows through the padding,
-    and (``CHECK_W``) each column its own input columns.
+    Each max-map row is filtered along W as soon as it is formed (:func:`_next_map_row`), and
+    an output row is written as soon as its last tap's row is in (:func:`_store_output_row`):
+    the program keeps the last ``TAPS`` filtered rows in registers, never a window. The rows
+    before the first output's last ``STRIDE`` are formed first; then a loop forms ``STRIDE``
+    rows and writes one output row per step. The loop is not unrolled: the compiler's layout
+    passes take time quadratic in the loads of a kernel, so an unrolled tile of ``BLOCK_H``
+    rows took up to a minute to compile at ``TAPS`` 7. When the tile's stretch of the map
+    does not end with its last output's taps (codes of rows below them, or taps fewer than
+    the stride), the last step is unrolled to form exactly ``MAP_ROWS`` rows.
+
+    With ``LOCAL_PADDING`` a row outside the map reads one inside (any: it is not used), and
+    each output then takes, for each padded tap, the filtered row it repeats from among its
+    own taps' (:func:`_padded_rows`); along W each lane weighs its columns with its taps
+    folded through the padding (:func:`_folded_taps`). Without it (``CHECK_H``), each max-map
+    row reads its own input rows through the padding, and (``CHECK_W``) each column its own
+    input columns.
     """
-    # Off the path checked along W the tile's channels and columns all exist (the kernel's
-    # paths), so whether a row is stored is one branch for the program, not a mask per lane.
-    first_row = row0
-    first_top = row0 * STRIDE - PAD_BEFORE
     # Row indices as [1,1,1] tensors: Triton's interpreter turns a scalar mask combined with a
     # tensor one into integers, which its loads refuse (compiled code is the same either way).
-    row0 += tl.zeros((1, 1, 1), tl.int32)
+    first_top = row0 * STRIDE - PAD_BEFORE
+    rows0 = row0 + tl.zeros((1, 1, 1), tl.int32)
     taps = ()
     for j in tl.static_range(TAPS):
         taps += (tl.load(taps_ptr + j).to(ACC_DTYPE),)
     left = cols * STRIDE - PAD_BEFORE
     if (not CHECK_W) or LOCAL_PADDING:
         x_maps += as_index(left, INDEX_64) * sx_w
-    top = row0 * STRIDE - PAD_BEFORE
     col_taps = taps  # each lane's weights of its MAP_COLS max-map columns
     if CHECK_W and LOCAL_PADDING:
         col_taps = _folded_taps(taps, left, W_map, PADDING, FOLD_ONCE, MAP_COLS)
-    # Per input row: MAP_COLS column maxima, then with SAVE_CODES the STRIDE coded columns' picks.
-    PER_ROW: tl.constexpr = MAP_COLS + STRIDE * SAVE_CODES
-    recent = ()  # the column maxima (and picks) of the last MAX_KERNEL - 1 input rows
+    # The column maxima (and picks) of the last MAX_KERNEL - 1 input rows, which the next
+    # max-map row shares; primed with those above the first (not when each row reads its own).
+    recent = ()
+    if not (CHECK_H and not LOCAL_PADDING):
+        for u in tl.static_range(MAX_KERNEL - 1):
+            recent += _input_row(x_maps, first_top + u, c_ok, left, H_map, W_map, sx_h, sx_w,
+                                 STRIDE, PAD_BEFORE, PADDING, FOLD_ONCE, MAX_KERNEL, RELU,
+                                 SAVE_CODES, MAP_COLS, CHECK_H, CHECK_W, INDEX_64,
+                                 ACC_DTYPE)  # fmt: skip
+    # Step i forms rows FIRST + i·STRIDE on and writes output row i, which reads rows i·STRIDE
+    # on: the loop starts at a negative step whose output is not written, and the rows the
+    # steps before it would form are zeros, but the first LEAD, formed here.
+    FIRST: tl.constexpr = _rows_before_steps(TAPS, STRIDE)
+    LEAD: tl.constexpr = FIRST % STRIDE
+    STEPS: tl.constexpr = _looped_steps(FIRST, STRIDE, BLOCK_H, MAP_ROWS)
     window = ()  # the filtered rows the next output row reads
-    for m in tl.static_range(MAP_ROWS):
-        if CHECK_H and not LOCAL_PADDING:
-            src_h, ok_h = padded_source(top + m, H_map, PADDING, FOLD_ONCE)
-            ok_h &= c_ok & (src_h >= 0) & (src_h < H_map)
-            rows = ()
-            for u in tl.static_range(MAX_KERNEL):
-                row = x_maps + as_index(src_h + u, INDEX_64) * sx_h
-                rows += _column_maxima(row, ok_h, left, W_map, sx_w, STRIDE, PAD_BEFORE,
-                                       PADDING, FOLD_ONCE, MAX_KERNEL, RELU, SAVE_CODES,
-                                       MAP_COLS, True, CHECK_W, False, ACC_DTYPE,
-                                       INDEX_64)  # fmt: skip
-        else:
-            for u in tl.static_range(MAX_KERNEL - 1 if m else 0, MAX_KERNEL):
-                r = first_top + m + u
-                if CHECK_H:  # rows outside read a row inside: their maxima are never taken
-                    r = tl.minimum(tl.maximum(r, 0), H_map + MAX_KERNEL - 2)
-                row = x_maps + as_index(r, INDEX_64) * sx_h
-                recent += _column_maxima(row, c_ok, left, W_map, sx_w, STRIDE, PAD_BEFORE,
-                                         PADDING, FOLD_ONCE, MAX_KERNEL, RELU, SAVE_CODES,
-                                         MAP_COLS, CHECK_W, CHECK_W, True, ACC_DTYPE,
-                                         INDEX_64)  # fmt: skip
-            rows = recent
-            recent = rows[PER_ROW:]
-        # The codes of the STRIDE × STRIDE blocks the outputs start at: rows PAD_BEFORE on.
-        code_at = code_maps + element_offsets(0, top + m, cols * STRIDE, sk_h, sk_w, INDEX_64)
-        code_ok = first_top + m < H_map
-        filtered = _map_row(rows, col_taps, code_at, code_ok, c_ok, cols * STRIDE, W_map, sk_w,
-                            STRIDE, PAD_BEFORE, MAX_KERNEL,
-                            SAVE_CODES and _among(m, PAD_BEFORE, STRIDE * BLOCK_H), PER_ROW,
-                            MAP_COLS, CHECK_H, CHECK_W, CHECK_W and LOCAL_PADDING,
-                            ACC_DTYPE)  # fmt: skip
-        # Rows some output reads (not those between two outputs' taps when TAPS < STRIDE).
-        if (m < TAPS + STRIDE * (BLOCK_H - 1)) and (m % STRIDE < TAPS):
+    for _ in tl.static_range(FIRST - LEAD):
+        window += (tl.zeros((c_ok & (cols >= 0)).shape, ACC_DTYPE),)
+    for head in tl.static_range(LEAD):
+        filtered, recent = _next_map_row(
+            head, recent, x_maps, code_maps, c_ok, first_top, rows0, cols, left, col_taps,
+            H_map, W_map, sx_h, sx_w, sk_h, sk_w, STRIDE, PAD_BEFORE, PADDING, FOLD_ONCE,
+            MAX_KERNEL, RELU, SAVE_CODES, MAP_COLS, CHECK_H, CHECK_W, LOCAL_PADDING, ACC_DTYPE,
+            INDEX_64,
+        )  # fmt: skip
+        window += (filtered,)
+    for step in range(FIRST // STRIDE + STEPS):
+        i = step - FIRST // STRIDE
+        for s in tl.static_range(STRIDE):
+            m = FIRST + i * STRIDE + s
+            filtered, recent = _next_map_row(
+                m, recent, x_maps, code_maps, c_ok, first_top, rows0, cols, left, col_taps,
+                H_map, W_map, sx_h, sx_w, sk_h, sk_w, STRIDE, PAD_BEFORE, PADDING, FOLD_ONCE,
+                MAX_KERNEL, RELU, SAVE_CODES, MAP_COLS, CHECK_H, CHECK_W, LOCAL_PADDING,
+                ACC_DTYPE, INDEX_64,
+            )  # fmt: skip
+            if (FIRST + s) % STRIDE < TAPS:  # not rows between two outputs' taps
+                window += (filtered,)
+        if i >= 0:
+            _store_output_row(window, taps, i, y_maps, c_ok, row0, rows0, first_top, cols,
+                              H_map, H_out, W_out, sy_h, sy_w, TAPS, STRIDE, PADDING, FOLD_ONCE,
+                              CHECK_H, CHECK_W, LOCAL_PADDING, INDEX_64)  # fmt: skip
+        window = window[STRIDE:]
+    for tail in tl.static_range(FIRST + STRIDE * STEPS, MAP_ROWS):  # the last step, unrolled
+        filtered, recent = _next_map_row(
+            tail, recent, x_maps, code_maps, c_ok, first_top, rows0, cols, left, col_taps,
+            H_map, W_map, sx_h, sx_w, sk_h, sk_w, STRIDE, PAD_BEFORE, PADDING, FOLD_ONCE,
+            MAX_KERNEL, RELU, SAVE_CODES, MAP_COLS, CHECK_H, CHECK_W, LOCAL_PADDING, ACC_DTYPE,
+            INDEX_64,
+        )  # fmt: skip
+        if _among(tail, 0, TAPS + STRIDE * (BLOCK_H - 1)) and (tail % STRIDE < TAPS):
             window += (filtered,)
-            if (m >= TAPS - 1) & ((m - TAPS + 1) % STRIDE == 0):
-                i = (m - TAPS + 1) // STRIDE
-                taken = window
-                if CHECK_H and LOCAL_PADDING:
-                    taken = _padded_rows(window, first_top + i * STRIDE, H_map, PADDING,
-                                         FOLD_ONCE, TAPS)  # fmt: skip
-                acc = taps[0] * taken[0]
-                for s in tl.static_range(1, TAPS):
-                    acc += taps[s] * taken[s]
-                y_at = y_maps + element_offsets(0, row0 + i, cols, sy_h, sy_w, INDEX_64)
-                value = acc.to(y_maps.dtype.element_ty)
-                if CHECK_W:
-                    if first_row + i < H_out:
-                        tl.store(y_at, value, mask=c_ok & (cols < W_out))
-                elif CHECK_H:
-                    if first_row + i < H_out:
-                        tl.store(y_at, value)
-                else:
-                    tl.store(y_at, value)
-                window = window[STRIDE:]
+    if STEPS < BLOCK_H:
+        _store_output_row(window, taps, BLOCK_H - 1, y_maps, c_ok, row0, rows0, first_top, cols,
+                          H_map, H_out, W_out, sy_h, sy_w, TAPS, STRIDE, PADDING, FOLD_ONCE,
+                          CHECK_H, CHECK_W, LOCAL_PADDING, INDEX_64)  # fmt: skip
+
+
+@triton.constexpr_function
+def _rows_before_steps(taps: int, stride: int) -> int:
+    """The max-map rows formed before the loop: the first output's taps but its last
+    ``stride`` (none when it has fewer taps than the stride)."""
+    return max(0, taps - stride)
+
+
+@triton.constexpr_function
+def _looped_steps(first: int, stride: int, block_h: int, map_rows: int) -> int:
+    """The loop's steps: one per output row, but the last when the tile's stretch of
+    ``map_rows`` rows differs from what the steps would form (``first`` + ``stride`` a step)."""
+    return block_h if first + stride * block_h == map_rows else block_h - 1
+
+
+@triton.jit
+def _input_row(x_maps, r, c_ok, left, H_map, W_map, sx_h, sx_w, STRIDE: tl.constexpr,
+               PAD_BEFORE: tl.constexpr, PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr,
+               MAX_KERNEL: tl.constexpr, RELU: tl.constexpr, SAVE_CODES: tl.constexpr,
+               MAP_COLS: tl.constexpr, CHECK_H: tl.constexpr, CHECK_W: tl.constexpr,
+               INDEX_64: tl.constexpr, ACC_DTYPE: tl.constexpr):  # fmt: skip
+    """:func:`_column_maxima` of input row ``r`` of the padded map, read as the outputs'
+    columns (``LOCAL_PADDING``): rows outside read a row inside (their maxima are never
+    taken)."""
+    if CHECK_H:
+        r = tl.minimum(tl.maximum(r, 0), H_map + MAX_KERNEL - 2)
+    row = x_maps + as_index(r, INDEX_64) * sx_h
+    return _column_maxima(row, c_ok, left, W_map, sx_w, STRIDE, PAD_BEFORE, PADDING, FOLD_ONCE,
+                          MAX_KERNEL, RELU, SAVE_CODES, MAP_COLS, CHECK_W, CHECK_W, True,
+                          ACC_DTYPE, INDEX_64)  # fmt: skip
+
+
+@triton.jit
+def _next_map_row(m, recent, x_maps, code_maps, c_ok, first_top, rows0, cols, left, col_taps,
+                  H_map, W_map, sx_h,
+                  sx_w, sk_h, sk_w, STRIDE: tl.constexpr, PAD_BEFORE: tl.constexpr,
+                  PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr, MAX_KERNEL: tl.constexpr,
+                  RELU: tl.constexpr, SAVE_CODES: tl.constexpr, MAP_COLS: tl.constexpr,
+                  CHECK_H: tl.constexpr, CHECK_W: tl.constexpr, LOCAL_PADDING: tl.constexpr,
+                  ACC_DTYPE: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
+    """Max-map row ``m`` of the tile (from ``first_top``) filtered along W, and the column
+    maxima the next row shares (``recent``, updated). With ``SAVE_CODES`` its codes are
+    written, if it lies in the map (``CHECK_H``: one branch for the program): the tile's block
+    rows', and those of its neighbours' the tile reads, the same values they write, which
+    spares the loop a branch a row."""
+    PER_ROW: tl.constexpr = MAP_COLS + STRIDE * SAVE_CODES
+    if CHECK_H and not LOCAL_PADDING:
+        src_h, ok_h = padded_source(first_top + m + tl.zeros((1, 1, 1), tl.int32), H_map,
+                                    PADDING, FOLD_ONCE)  # fmt: skip
+        ok_h &= c_ok & (src_h >= 0) & (src_h < H_map)
+        rows = ()
+        for u in tl.static_range(MAX_KERNEL):
+            row = x_maps + as_index(src_h + u, INDEX_64) * sx_h
+            rows += _column_maxima(row, ok_h, left, W_map, sx_w, STRIDE, PAD_BEFORE, PADDING,
+                                   FOLD_ONCE, MAX_KERNEL, RELU, SAVE_CODES, MAP_COLS, True,
+                                   CHECK_W, False, ACC_DTYPE, INDEX_64)  # fmt: skip
+    else:
+        rows = recent + _input_row(x_maps, first_top + m + MAX_KERNEL - 1, c_ok, left, H_map,
+                                   W_map, sx_h, sx_w, STRIDE, PAD_BEFORE, PADDING, FOLD_ONCE,
+                                   MAX_KERNEL, RELU, SAVE_CODES, MAP_COLS, CHECK_H, CHECK_W,
+                                   INDEX_64, ACC_DTYPE)  # fmt: skip
+        recent = rows[PER_ROW:]
+    # The codes of the STRIDE × STRIDE blocks the outputs start at: rows PAD_BEFORE on.
+    code_at = code_maps + element_offsets(0, rows0 * STRIDE - PAD_BEFORE + m, cols * STRIDE,
+                                          sk_h, sk_w, INDEX_64)  # fmt: skip
+    code_ok = (first_top + m >= 0) & (first_top + m < H_map)
+    filtered = _map_row(rows, col_taps, code_at, code_ok, c_ok, cols * STRIDE, W_map, sk_w,
+                        STRIDE, PAD_BEFORE, MAX_KERNEL, SAVE_CODES, PER_ROW, MAP_COLS, CHECK_H,
+                        CHECK_W, CHECK_W and LOCAL_PADDING, ACC_DTYPE)  # fmt: skip
+    return filtered, recent
+
+
+@triton.jit
+def _store_output_row(window, taps, i, y_maps, c_ok, row0, rows0, first_top, cols, H_map, H_out,
+                      W_out, sy_h, sy_w, TAPS: tl.constexpr, STRIDE: tl.constexpr,
+                      PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr, CHECK_H: tl.constexpr,
+                      CHECK_W: tl.constexpr, LOCAL_PADDING: tl.constexpr,
+                      INDEX_64: tl.constexpr):  # fmt: skip
+    """Output row ``i`` of the tile from the filtered rows of its ``window``, through the
+    padding (:func:`_padded_rows`) where its taps reach beyond the map."""
+    first = first_top + i * STRIDE
+    if CHECK_H and LOCAL_PADDING:
+        if (first >= 0) & (first + TAPS <= H_map):  # taps all in the map: one branch
+            _store_weighed(window, taps, i, y_maps, c_ok, row0, rows0, cols, H_out, W_out, sy_h,
+                           sy_w, TAPS, CHECK_H, CHECK_W, INDEX_64)  # fmt: skip
+        else:
+            _store_weighed(_padded_rows(window, first, H_map, PADDING, FOLD_ONCE, TAPS), taps, i,
+                           y_maps, c_ok, row0, rows0, cols, H_out, W_out, sy_h, sy_w, TAPS,
+                           CHECK_H, CHECK_W, INDEX_64)  # fmt: skip
+    else:
+        _store_weighed(window, taps, i, y_maps, c_ok, row0, rows0, cols, H_out, W_out, sy_h,
+                       sy_w, TAPS, CHECK_H, CHECK_W, INDEX_64)  # fmt: skip
+
+
+@triton.jit
+def _store_weighed(taken, taps, i, y_maps, c_ok, row0, rows0, cols, H_out, W_out, sy_h, sy_w,
+                   TAPS: tl.constexpr, CHECK_H: tl.constexpr, CHECK_W: tl.constexpr,
+                   INDEX_64: tl.constexpr):  # fmt: skip
+    """Output row ``i``: the ``taken`` filtered rows weighed by ``taps``, stored. Off the path
+    checked along W the tile's channels and columns all exist (the kernel's paths), so whether
+    the row is stored is one branch for the program, not a mask per lane."""
+    acc = taps[0] * taken[0]
+    for s in tl.static_range(1, TAPS):
+        acc += taps[s] * taken[s]
+    y_at = y_maps + element_offsets(0, rows0 + i, cols, sy_h, sy_w, INDEX_64)
+    value = acc.to(y_maps.dtype.element_ty)
+    if CHECK_W:
+        if row0 + i < H_out:
+            tl.store(y_at, value, mask=c_ok & (cols < W_out))
+    elif CHECK_H:
+        if row0 + i < H_out:
+            tl.store(y_at, value)
+    else:
+        tl.store(y_at, value)
+
 
 @triton.constexpr_function
 def _among(index: int, first: int, count: int) -> bool:
@@ -428,7 +544,7 @@ def _map_row(rows, taps, code_at, code_ok, c_ok, code_cols, W_map, sk_w, STRIDE:
     the map (read without the padding) are taken as zero: they weigh nothing, and a product
     of zero and an infinity would be a NaN.
 
-    ``CODED``: the row is one whose codes the program writes. For each of the ``STRIDE``
+    ``CODED``: the row's codes are written. For each of the ``STRIDE``
     columns from ``PAD_BEFORE``, where in its block the maximum lies (``u·MAX_KERNEL + v``,
     the scan's pick) goes to ``code_at`` + q·``sk_w`` (q: the column's place among them),
     if ``code_ok`` (the row lies in the map: one branch for the program, ``CHECK_H``), masked
