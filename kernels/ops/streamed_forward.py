@@ -341,18 +341,13 @@ def _store_output_row(window, taps, i, y_maps, c_ok, row0, rows0, first_top, col
                       INDEX_64: tl.constexpr):  # fmt: skip
     """Output row ``i`` of the tile from the filtered rows of its ``window``, through the
     padding (:func:`_padded_rows`) where its taps reach beyond the map."""
-    first = first_top + i * STRIDE
+    taken = window
     if CHECK_H and LOCAL_PADDING:
-        if (first >= 0) & (first + TAPS <= H_map):  # taps all in the map: one branch
-            _store_weighed(window, taps, i, y_maps, c_ok, row0, rows0, cols, H_out, W_out, sy_h,
-                           sy_w, TAPS, CHECK_H, CHECK_W, INDEX_64)  # fmt: skip
-        else:
-            _store_weighed(_padded_rows(window, first, H_map, PADDING, FOLD_ONCE, TAPS), taps, i,
-                           y_maps, c_ok, row0, rows0, cols, H_out, W_out, sy_h, sy_w, TAPS,
-                           CHECK_H, CHECK_W, INDEX_64)  # fmt: skip
-    else:
-        _store_weighed(window, taps, i, y_maps, c_ok, row0, rows0, cols, H_out, W_out, sy_h,
-                       sy_w, TAPS, CHECK_H, CHECK_W, INDEX_64)  # fmt: skip
+        first = first_top + i * STRIDE
+        if (first < 0) | (first + TAPS > H_map):  # taps beyond the map: one branch
+            taken = _padded_rows(window, first, H_map, PADDING, FOLD_ONCE, TAPS)
+    _store_weighed(taken, taps, i, y_maps, c_ok, row0, rows0, cols, H_out, W_out, sy_h, sy_w,
+                   TAPS, CHECK_H, CHECK_W, INDEX_64)  # fmt: skip
 
 
 @triton.jit
@@ -544,8 +539,8 @@ def _map_row(rows, taps, code_at, code_ok, c_ok, code_cols, W_map, sk_w, STRIDE:
     the map (read without the padding) are taken as zero: they weigh nothing, and a product
     of zero and an infinity would be a NaN.
 
-    ``CODED``: the row's codes are written. For each of the ``STRIDE``
-    columns from ``PAD_BEFORE``, where in its block the maximum lies (``u·MAX_KERNEL + v``,
+    ``CODED``: the row's codes are written. For each of the ``STRIDE`` columns from
+    ``PAD_BEFORE``, where in its block the maximum lies (``u·MAX_KERNEL + v``,
     the scan's pick) goes to ``code_at`` + q·``sk_w`` (q: the column's place among them),
     if ``code_ok`` (the row lies in the map: one branch for the program, ``CHECK_H``), masked
     by ``c_ok`` and ``code_cols`` + q < ``W_map`` (``CHECK_W``).
