@@ -37,6 +37,7 @@ from kernels.ops.common import (
     as_index,
     blur_output_size,
     element_offsets,
+    keeps_channels_last,
     needs_int64,
     plane_offsets,
     resolve_config,
@@ -44,6 +45,7 @@ from kernels.ops.common import (
     tile_origin,
     tiled_launch,
 )
+from kernels.ops.lanes import load_along, store_along
 from kernels.padding import pad_index, pad_sizes
 
 
@@ -97,6 +99,7 @@ def _streamed_backward_kernel(
     EXTRA: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     INDEX_64: tl.constexpr,
+    LANE_AXIS: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
@@ -133,15 +136,15 @@ def _streamed_backward_kernel(
                            extra_src_ptr, extra_wt_ptr, reads, read_ok, weights, mask_cols,
                            mask_bits, store_ok, row0, cols, H, W_map, H_map, H_out, sg_h, sk_h,
                            sk_w, sm_h, sm_w, sd_h, sd_w, TAPS, STRIDE, PAD_BEFORE, MAX_KERNEL,
-                           RELU, SLOTS, BAND, 0, True, ACC_DTYPE, INDEX_64, BLOCK_C, BLOCK_H,
-                           BLOCK_W)  # fmt: skip
+                           RELU, SLOTS, BAND, 0, True, ACC_DTYPE, INDEX_64, LANE_AXIS, BLOCK_C,
+                           BLOCK_H, BLOCK_W)  # fmt: skip
     else:
         _streamed_gradient(g_maps, code_maps, mask_maps, dx_maps, taps_ptr, band_ptr,
                            extra_src_ptr, extra_wt_ptr, reads, read_ok, weights, mask_cols,
                            mask_bits, store_ok, row0, cols, H, W_map, H_map, H_out, sg_h, sk_h,
                            sk_w, sm_h, sm_w, sd_h, sd_w, TAPS, STRIDE, PAD_BEFORE, MAX_KERNEL,
-                           RELU, SLOTS, BAND, EXTRA, False, ACC_DTYPE, INDEX_64, BLOCK_C,
-                           BLOCK_H, BLOCK_W)  # fmt: skip
+                           RELU, SLOTS, BAND, EXTRA, False, ACC_DTYPE, INDEX_64, LANE_AXIS,
+                           BLOCK_C, BLOCK_H, BLOCK_W)  # fmt: skip
 
 
 @triton.jit
@@ -186,8 +189,8 @@ def _streamed_gradient(g_maps, code_maps, mask_maps, dx_maps, taps_ptr, band_ptr
                        PAD_BEFORE: tl.constexpr, MAX_KERNEL: tl.constexpr, RELU: tl.constexpr,
                        SLOTS: tl.constexpr, BAND: tl.constexpr,
                        EXTRA: tl.constexpr, PLAIN_H: tl.constexpr, ACC_DTYPE: tl.constexpr,
-                       INDEX_64: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
-                       BLOCK_W: tl.constexpr):  # fmt: skip
+                       INDEX_64: tl.constexpr, LANE_AXIS: tl.constexpr, BLOCK_C: tl.constexpr,
+                       BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):  # fmt: skip
     """``BLOCK_H`` input-gradient rows from ``row0``, one map row ``a`` at a time.
 
     The map's gradient at row ``a`` weighs the ``BAND`` filtered rows of outputs ``(a +
@@ -217,8 +220,8 @@ def _streamed_gradient(g_maps, code_maps, mask_maps, dx_maps, taps_ptr, band_ptr
             row = first_output + _band_end(i, MAX_KERNEL, PAD_BEFORE, STRIDE) + 1 + j
             row -= _band_fresh(i, MAX_KERNEL, PAD_BEFORE, STRIDE, BAND)
             window += _filtered_row(g_maps, row, H_out, sg_h, reads, read_ok, weights,
-                                    MAX_KERNEL, SLOTS, not PLAIN_H, ACC_DTYPE,
-                                    INDEX_64)  # fmt: skip
+                                    MAX_KERNEL, SLOTS, not PLAIN_H, ACC_DTYPE, INDEX_64,
+                                    LANE_AXIS)  # fmt: skip
         if i > 0:
             window = window[_band_fresh(i, MAX_KERNEL, PAD_BEFORE, STRIDE, BAND) * MAX_KERNEL:]
         a_row = tl.minimum(tl.maximum(a, 0), H_map - 1)
@@ -237,7 +240,7 @@ def _streamed_gradient(g_maps, code_maps, mask_maps, dx_maps, taps_ptr, band_ptr
         for e in tl.static_range(EXTRA):
             extra = _filtered_row(g_maps, tl.load(extra_src_ptr + a_row * EXTRA + e), H_out,
                                   sg_h, reads, read_ok, weights, MAX_KERNEL, SLOTS, True,
-                                  ACC_DTYPE, INDEX_64)  # fmt: skip
+                                  ACC_DTYPE, INDEX_64, LANE_AXIS)  # fmt: skip
             grad_max = _weighed(grad_max, extra, 0, tl.load(extra_wt_ptr + a_row * EXTRA + e),
                                 MAX_KERNEL)  # fmt: skip
         # Window (a, cols - v) hands its gradient to row a + u of the element its code names.
@@ -250,7 +253,7 @@ def _streamed_gradient(g_maps, code_maps, mask_maps, dx_maps, taps_ptr, band_ptr
                 code_ok = (cols >= v) & (cols - v < W_map)
                 if not PLAIN_H:
                     code_ok &= (a >= 0) & (a < H_map)
-                code = tl.load(at, mask=code_ok, other=255)
+                code = load_along(at, code_ok, 255, LANE_AXIS, True)
                 updated = ()
                 for u in tl.static_range(MAX_KERNEL):
                     picked = tl.where(code == u * MAX_KERNEL + v, grad_max[v], 0.0)
@@ -264,9 +267,9 @@ def _streamed_gradient(g_maps, code_maps, mask_maps, dx_maps, taps_ptr, band_ptr
                 ok &= a < H
             if RELU:
                 byte = mask_maps + element_offsets(0, a, mask_cols, sm_h, sm_w, INDEX_64)
-                packed = tl.load(byte, mask=ok, other=0).to(tl.int32)
+                packed = load_along(byte, ok, 0, LANE_AXIS, True).to(tl.int32)
                 value = tl.where((packed >> mask_bits) & 1 != 0, value, 0.0)
-            tl.store(at, value.to(dx_maps.dtype.element_ty), mask=ok)
+            store_along(at, value.to(dx_maps.dtype.element_ty), ok, LANE_AXIS, True)
         pending = routed[1:]
         pending += (tl.zeros((BLOCK_C, 1, BLOCK_W), ACC_DTYPE),)
 
@@ -307,7 +310,8 @@ def _weighed(acc, rows, index, weight, MAX_KERNEL: tl.constexpr):
 @triton.jit
 def _filtered_row(g_maps, output_row, H_out, sg_h, reads, read_ok, weights,
                   MAX_KERNEL: tl.constexpr, SLOTS: tl.constexpr, CHECK_ROW: tl.constexpr,
-                  ACC_DTYPE: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
+                  ACC_DTYPE: tl.constexpr, INDEX_64: tl.constexpr,
+                  LANE_AXIS: tl.constexpr):  # fmt: skip
     """Output-gradient row ``output_row`` filtered along W for each lane's ``MAX_KERNEL``
     windows: a tuple of ``MAX_KERNEL`` [BC,1,BW] rows; ``CHECK_ROW``: zero outside the
     output."""
@@ -318,7 +322,7 @@ def _filtered_row(g_maps, output_row, H_out, sg_h, reads, read_ok, weights,
         mask = read_ok[s]
         if CHECK_ROW:
             mask &= row_ok
-        values += (tl.load(row + reads[s], mask=mask, other=0.0).to(ACC_DTYPE),)
+        values += (load_along(row + reads[s], mask, 0.0, LANE_AXIS, True).to(ACC_DTYPE),)
     filtered = ()
     for v in tl.static_range(MAX_KERNEL):
         acc = weights[v * SLOTS] * values[0]
@@ -378,6 +382,7 @@ def backward_launch(
         EXTRA=extra,
         ACC_DTYPE=accumulator_dtype(dx),
         INDEX_64=needs_int64(grad, codes, mask, dx),
+        LANE_AXIS=0 if keeps_channels_last(dx) else 2,
         BLOCK_H=rows,
     )  # fmt: skip
 

@@ -41,6 +41,7 @@ from kernels.ops.common import (
     tile_origin,
     tiled_launch,
 )
+from kernels.ops.lanes import load_along, store_along
 from kernels.padding import pad_index, pad_sizes
 from kernels.tuning import pow2_bucket
 
@@ -406,11 +407,11 @@ def _column_maxima(row, row_ok, left, W_map, sx_w, STRIDE: tl.constexpr,
             at = row + j * sx_w
             if CHECK_W:
                 ok = row_ok & (left + j >= 0) & (left + j < W_map + MAX_KERNEL - 1)
-                value = _load_w_major(at, ok, True)
+                value = load_along(at, ok, 0.0, 2, True)
             elif MASKED:
-                value = _load_w_major(at, row_ok, True)
+                value = load_along(at, row_ok, 0.0, 2, True)
             else:
-                value = _load_w_major(at, row_ok, False)
+                value = load_along(at, row_ok, 0.0, 2, False)
             values += (value.to(ACC_DTYPE),)
     maxima = ()
     picks = ()
@@ -421,7 +422,7 @@ def _column_maxima(row, row_ok, left, W_map, sx_w, STRIDE: tl.constexpr,
             at_t = row + as_index(src_w, INDEX_64) * sx_w
         for v in tl.static_range(MAX_KERNEL):
             if CHECK_W and not LOCAL_PADDING:
-                value = _load_w_major(at_t + v * sx_w, ok_w, True).to(ACC_DTYPE)
+                value = load_along(at_t + v * sx_w, ok_w, 0.0, 2, True).to(ACC_DTYPE)
             else:
                 value = values[t + v]
             if v == 0:
@@ -439,41 +440,6 @@ def _column_maxima(row, row_ok, left, W_map, sx_w, STRIDE: tl.constexpr,
         if SAVE_CODES and _among(t, PAD_BEFORE, STRIDE):
             picks += (pick,)
     return maxima + picks
-
-
-@triton.jit
-def _load_w_major(at, mask, MASKED: tl.constexpr):
-    """``tl.load(at)`` of a [C, 1, W] tile (masked, other 0, with ``MASKED``), issued on its
-    transpose so that a warp's lanes run along W.
-
-    The columns a lane reads (and the codes it writes) lie ``STRIDE`` apart, so under NCHW no
-    axis of their offsets is contiguous, and Triton's coalescing pass then lays a tie out along
-    the first axis: a warp took 16 planes × 2 columns, each access touching 16 sectors, and
-    every output row (contiguous along W, laid out along it) went through shared memory with
-    two barriers. Transposed, the first axis is W. Under channels_last C is contiguous, which
-    decides the layout either way, and the transposes cost nothing.
-    """
-    if MASKED:
-        value = tl.load(_w_first(at, at), mask=_w_first(mask, at), other=0.0)
-    else:
-        value = tl.load(_w_first(at, at))
-    return tl.permute(value, (2, 1, 0))
-
-
-@triton.jit
-def _store_w_major(at, value, mask, MASKED: tl.constexpr):
-    """``tl.store(at, value)`` of a [C, 1, W] tile (masked with ``MASKED``), issued on its
-    transpose, as :func:`_load_w_major` reads."""
-    if MASKED:
-        tl.store(_w_first(at, at), _w_first(value, at), mask=_w_first(mask, at))
-    else:
-        tl.store(_w_first(at, at), _w_first(value, at))
-
-
-@triton.jit
-def _w_first(v, like):
-    """``v`` broadcast to the [C, 1, W] shape of ``like``, transposed to [W, 1, C]."""
-    return tl.permute(tl.broadcast_to(v, like.shape), (2, 1, 0))
 
 
 @triton.jit
@@ -563,13 +529,13 @@ def _map_row(rows, taps, code_at, code_ok, c_ok, code_cols, W_map, sk_w, STRIDE:
             q = t - PAD_BEFORE
             if CHECK_W:
                 if code_ok:
-                    _store_w_major(code_at + q * sk_w, code.to(tl.uint8),
-                                   c_ok & (code_cols + q < W_map), True)
+                    store_along(code_at + q * sk_w, code.to(tl.uint8),
+                                c_ok & (code_cols + q < W_map), 2, True)
             elif CHECK_H:
                 if code_ok:
-                    _store_w_major(code_at + q * sk_w, code.to(tl.uint8), c_ok, False)
+                    store_along(code_at + q * sk_w, code.to(tl.uint8), c_ok, 2, False)
             else:
-                _store_w_major(code_at + q * sk_w, code.to(tl.uint8), c_ok, False)
+                store_along(code_at + q * sk_w, code.to(tl.uint8), c_ok, 2, False)
         if t < len(taps):
             if FOLDED_W:
                 at = code_cols - PAD_BEFORE + t
