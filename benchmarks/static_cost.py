@@ -55,8 +55,10 @@ POINTERS = {
     "extra_wt_ptr": "*fp32",
 }
 # (BLOCK_C, BLOCK_H, BLOCK_W), an NCHW-like then a channels_last-like tile of each kernel: for
-# the forwards a tile of outputs, four rows streamed (the heuristic's past k = 3) of 8 columns
-# of 16 planes or of 64 channels × 8 columns.
+# the forwards a tile of outputs, four rows streamed of 8 columns of 16 planes or of 64 channels
+# × 8 columns (the heuristic streams eight, which cost less per output: the rows above a
+# program's first output are formed once per program; compiled with eight, LLVM unrolls some
+# of the loops in part, which these counts cannot follow).
 FWD_TILES = ((16, 4, 8), (64, 4, 8))
 # Tiles of the input gradient for the backwards (their heuristic's at k <= 5).
 BWD_TILES = ((1, 16, 128), (128, 16, 4))

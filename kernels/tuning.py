@@ -376,8 +376,11 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     The forwards: under NCHW the row is at most 8 columns of several planes, so that most
     tiles of a wide map read inside it along W (the padded path costs about twice the plain
     one: ``benchmarks.static_cost``); under channels_last it holds 64 channels (more where the
-    map is narrower). Eight rows up to k = 3, four beyond (the unrolled code, and its compile
-    time, grow with both: blur-pool's at k = 7 compiles in three times as long at eight). The
+    map is narrower). Eight rows: the rows run in a loop, so the code does not grow with
+    them, while a program also forms the rows above its first output's last ``stride`` (five
+    at k = 7), a cost per program that four rows paid twice as often (MaxBlurPool at k = 7:
+    266 instructions per output at four rows, 208 at eight); sixteen would cut that further
+    but leave more of the last tile idle on maps of 56 or 28 output rows. The
     backwards: the padding along W costs nothing extra (each
     lane's tables), so under NCHW the row spans the map, up to 128 columns (several planes of
     narrower maps); under channels_last 128 channels; sixteen rows. Either runs the whole map
@@ -397,7 +400,7 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
         block_w = _clamp(side, 1, 8 if forward else row)
         block_c = _clamp(row // block_w, 1, key.c)
     num_warps = _clamp(block_c * block_w // (32 * per_thread), 1, _MAX_WARPS)
-    rows = (8 if key.filter_size <= 3 else 4) if forward else 16
+    rows = 8 if forward else 16
     return {
         "BLOCK_H": min(side, rows),
         "BLOCK_W": block_w,

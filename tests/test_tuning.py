@@ -174,9 +174,8 @@ def test_gpu_heuristic_is_sound(monkeypatch, op, layout, hw, c):
     assert config["num_warps"] in (1, 2, 4, 8)
     held = config["BLOCK_W"] * config["BLOCK_C"]
     forward = op.endswith("_fwd")
-    # Forward: eight rows (four past k = 3: fewer to unroll); backward: sixteen; or the whole
-    # map.
-    rows = (8 if key.filter_size <= 3 else 4) if forward else 16
+    # Forward: eight rows; backward: sixteen; or the whole map.
+    rows = 8 if forward else 16
     assert config["BLOCK_H"] == min(whole, rows)
     assert held <= 32 * config["num_warps"] * per_thread
     assert config["num_warps"] == 1 or 32 * config["num_warps"] <= held
