@@ -58,13 +58,14 @@ QUICK_FILTERS = (3, 5)
 # Candidate tiles (BLOCK_C, BLOCK_H, BLOCK_W). Every kernel streams BLOCK_H rows down a row
 # tile of BLOCK_C × BLOCK_W, which its threads hold. The forwards, of outputs: 8 or 16 columns
 # of 8-32 planes (NCHW: most tiles of a wide map then read inside it along W) or 32-128
-# channels (channels_last), run 4, 8 or 16 rows (longer runs re-read less halo but unroll to
-# more code).
+# channels (channels_last), run 4, 8 or 16 rows (longer runs re-read less halo and form the
+# rows above their first output less often; their code does not grow, the rows run in a loop,
+# but the last tile of a map idles more).
 NCHW_STREAMS = tuple((c, h, w) for h in (4, 8, 16) for c, w in ((8, 16), (16, 8), (16, 16),
                                                                  (32, 8)))  # fmt: skip
 CL_STREAMS = tuple((c, h, w) for h in (4, 8, 16) for c, w in ((32, 16), (64, 8), (64, 16),
                                                                (128, 8)))  # fmt: skip
-QUICK_NCHW_STREAMS = ((16, 4, 8), (16, 8, 8), (32, 4, 8))
+QUICK_NCHW_STREAMS = ((16, 4, 8), (16, 8, 8), (16, 16, 8))
 QUICK_CL_STREAMS = ((64, 8, 16), (64, 16, 16), (128, 8, 8))
 # The backwards stream rows of input-gradient elements: under NCHW one element a
 # thread (tuning.thread_elements), rows up to 128 columns wide (tables pad along W at no
