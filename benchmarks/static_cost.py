@@ -36,6 +36,7 @@ from benchmarks.table_output import write_and_print
 from kernels.filters import make_taps
 from kernels.ops import streamed_backward, streamed_forward
 from kernels.ops.common import PADDING_CODES
+from kernels.ops.lanes import ALONG_C, ALONG_W
 from kernels.tuning import pow2_bucket
 
 STRIDE = 2
@@ -230,7 +231,7 @@ def _backward_tile(g_ptr, codes_ptr, m_ptr, dx_ptr, taps_ptr, col_src_ptr, col_w
         extra_src_ptr, extra_wt_ptr, reads, read_ok, weights, mask_cols, mask_bits,
         (c >= 0) & (cols < W), tl.program_id(1) * BLOCK_H, cols, H, W, H, H, sg_h, sk_h, sk_w,
         sm_h, sm_w, sd_h, sd_w, TAPS, STRIDE, PAD_BEFORE, MAX_KERNEL, RELU, SLOTS, BAND, 0,
-        PLAIN_H, ACC_DTYPE, False, 0 if BLOCK_C > 1 else 2, BLOCK_C, BLOCK_H, BLOCK_W,
+        PLAIN_H, ACC_DTYPE, False, ALONG_C if BLOCK_C > 1 else ALONG_W, BLOCK_C, BLOCK_H, BLOCK_W,
     )  # fmt: skip
 
 

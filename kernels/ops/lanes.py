@@ -16,16 +16,25 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-TIES_TO_FIRST_AXIS: tl.constexpr = tl.constexpr(
-    tuple(int(part) for part in triton.__version__.split(".")[:2]) < (3, 7)
-)
+# The axes of an [A, 1, B] tile the lanes can be asked to run along: planes or channels, or W.
+ALONG_C: tl.constexpr = tl.constexpr(0)
+ALONG_W: tl.constexpr = tl.constexpr(2)
+
+_TIES_TO_FIRST_AXIS = tuple(int(part) for part in triton.__version__.split(".")[:2]) < (3, 7)
+
+
+@triton.constexpr_function
+def _transposed(axis: int) -> bool:
+    """Whether an access with its lanes along ``axis`` is issued on the tile's transpose: where
+    this Triton breaks ties towards the other axis."""
+    return (axis == 0) != _TIES_TO_FIRST_AXIS
 
 
 @triton.jit
 def _issued(v, like, AXIS: tl.constexpr):
-    """``v`` broadcast to the shape of ``like``, transposed unless the tie goes to ``AXIS``."""
+    """``v`` broadcast to the shape of ``like``, transposed as :func:`_transposed` says."""
     v = tl.broadcast_to(v, like.shape)
-    if (AXIS == 0) != TIES_TO_FIRST_AXIS:
+    if _transposed(AXIS):
         v = tl.permute(v, (2, 1, 0))
     return v
 
@@ -33,12 +42,12 @@ def _issued(v, like, AXIS: tl.constexpr):
 @triton.jit
 def load_along(at, mask, other, AXIS: tl.constexpr, MASKED: tl.constexpr):
     """``tl.load(at)`` (masked, ``other`` elsewhere, with ``MASKED``) with a warp's lanes along
-    ``AXIS`` (0 or 2) of ``at``."""
+    ``AXIS`` (``ALONG_C`` or ``ALONG_W``) of ``at``."""
     if MASKED:
         value = tl.load(_issued(at, at, AXIS), mask=_issued(mask, at, AXIS), other=other)
     else:
         value = tl.load(_issued(at, at, AXIS))
-    if (AXIS == 0) != TIES_TO_FIRST_AXIS:
+    if _transposed(AXIS):
         value = tl.permute(value, (2, 1, 0))
     return value
 

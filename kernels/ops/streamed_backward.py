@@ -45,7 +45,7 @@ from kernels.ops.common import (
     tile_origin,
     tiled_launch,
 )
-from kernels.ops.lanes import load_along, store_along
+from kernels.ops.lanes import ALONG_C, ALONG_W, load_along, store_along
 from kernels.padding import pad_index, pad_sizes
 
 
@@ -382,7 +382,7 @@ def backward_launch(
         EXTRA=extra,
         ACC_DTYPE=accumulator_dtype(dx),
         INDEX_64=needs_int64(grad, codes, mask, dx),
-        LANE_AXIS=0 if keeps_channels_last(dx) else 2,
+        LANE_AXIS=(ALONG_C if keeps_channels_last(dx) else ALONG_W).value,
         BLOCK_H=rows,
     )  # fmt: skip
 

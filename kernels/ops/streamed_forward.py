@@ -41,7 +41,7 @@ from kernels.ops.common import (
     tile_origin,
     tiled_launch,
 )
-from kernels.ops.lanes import load_along, store_along
+from kernels.ops.lanes import ALONG_W, load_along, store_along
 from kernels.padding import pad_index, pad_sizes
 from kernels.tuning import pow2_bucket
 
@@ -296,8 +296,8 @@ def _input_row(x_maps, r, c_ok, left, H_map, W_map, sx_h, sx_w, STRIDE: tl.const
 
 @triton.jit
 def _next_map_row(m, recent, x_maps, code_maps, c_ok, first_top, rows0, cols, left, col_taps,
-                  H_map, W_map, sx_h,
-                  sx_w, sk_h, sk_w, STRIDE: tl.constexpr, PAD_BEFORE: tl.constexpr,
+                  H_map, W_map, sx_h, sx_w, sk_h, sk_w, STRIDE: tl.constexpr,
+                  PAD_BEFORE: tl.constexpr,
                   PADDING: tl.constexpr, FOLD_ONCE: tl.constexpr, MAX_KERNEL: tl.constexpr,
                   RELU: tl.constexpr, SAVE_CODES: tl.constexpr, MAP_COLS: tl.constexpr,
                   CHECK_H: tl.constexpr, CHECK_W: tl.constexpr, LOCAL_PADDING: tl.constexpr,
@@ -407,11 +407,11 @@ def _column_maxima(row, row_ok, left, W_map, sx_w, STRIDE: tl.constexpr,
             at = row + j * sx_w
             if CHECK_W:
                 ok = row_ok & (left + j >= 0) & (left + j < W_map + MAX_KERNEL - 1)
-                value = load_along(at, ok, 0.0, 2, True)
+                value = load_along(at, ok, 0.0, ALONG_W, True)
             elif MASKED:
-                value = load_along(at, row_ok, 0.0, 2, True)
+                value = load_along(at, row_ok, 0.0, ALONG_W, True)
             else:
-                value = load_along(at, row_ok, 0.0, 2, False)
+                value = load_along(at, row_ok, 0.0, ALONG_W, False)
             values += (value.to(ACC_DTYPE),)
     maxima = ()
     picks = ()
@@ -422,7 +422,7 @@ def _column_maxima(row, row_ok, left, W_map, sx_w, STRIDE: tl.constexpr,
             at_t = row + as_index(src_w, INDEX_64) * sx_w
         for v in tl.static_range(MAX_KERNEL):
             if CHECK_W and not LOCAL_PADDING:
-                value = load_along(at_t + v * sx_w, ok_w, 0.0, 2, True).to(ACC_DTYPE)
+                value = load_along(at_t + v * sx_w, ok_w, 0.0, ALONG_W, True).to(ACC_DTYPE)
             else:
                 value = values[t + v]
             if v == 0:
@@ -530,12 +530,12 @@ def _map_row(rows, taps, code_at, code_ok, c_ok, code_cols, W_map, sk_w, STRIDE:
             if CHECK_W:
                 if code_ok:
                     store_along(code_at + q * sk_w, code.to(tl.uint8),
-                                c_ok & (code_cols + q < W_map), 2, True)
+                                c_ok & (code_cols + q < W_map), ALONG_W, True)
             elif CHECK_H:
                 if code_ok:
-                    store_along(code_at + q * sk_w, code.to(tl.uint8), c_ok, 2, False)
+                    store_along(code_at + q * sk_w, code.to(tl.uint8), c_ok, ALONG_W, False)
             else:
-                store_along(code_at + q * sk_w, code.to(tl.uint8), c_ok, 2, False)
+                store_along(code_at + q * sk_w, code.to(tl.uint8), c_ok, ALONG_W, False)
         if t < len(taps):
             if FOLDED_W:
                 at = code_cols - PAD_BEFORE + t
