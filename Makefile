@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 SPACE  ?= studies/quick.yaml
+# pytest-xdist workers: one per CPU (the tests are single-threaded, interpreted kernels mostly).
+TEST_JOBS ?= logical
 
 .PHONY: venv study test lint bench clean
 
@@ -23,7 +25,7 @@ study: venv
 
 test: venv
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_JOBS)
 
 bench: venv
 	$(PY) benchmarks/cpu_reference.py
