@@ -404,14 +404,10 @@ def _column_maxima(row, row_ok, left, W_map, sx_w, STRIDE: tl.constexpr,
     if (not CHECK_W) or LOCAL_PADDING:
         values = ()
         for j in tl.static_range(MAP_COLS + MAX_KERNEL - 1):
-            at = row + j * sx_w
+            ok = row_ok
             if CHECK_W:
-                ok = row_ok & (left + j >= 0) & (left + j < W_map + MAX_KERNEL - 1)
-                value = load_along(at, ok, 0.0, ALONG_W, True)
-            elif MASKED:
-                value = load_along(at, row_ok, 0.0, ALONG_W, True)
-            else:
-                value = load_along(at, row_ok, 0.0, ALONG_W, False)
+                ok &= (left + j >= 0) & (left + j < W_map + MAX_KERNEL - 1)
+            value = load_along(row + j * sx_w, ok, 0.0, ALONG_W, CHECK_W or MASKED)
             values += (value.to(ACC_DTYPE),)
     maxima = ()
     picks = ()
