@@ -23,7 +23,7 @@ import pandas as pd
 
 from ablate import report_figures as figs
 from ablate.pareto import pareto_mask
-from ablate.report_questions import Answer, answer_questions, blur_groups
+from ablate.report_questions import Answer, answer_questions, blur_groups, cost_answers
 from ablate.report_summary import (
     Block,
     Bullets,
@@ -173,6 +173,10 @@ METHOD_NOTES = (
 )
 
 
+def _answer_bullets(answers: Sequence[Answer]) -> Bullets:
+    return Bullets(tuple(f"**{a.key} — {a.question}** {a.sentence}" for a in answers))
+
+
 def summary_blocks(
     meta: StudyMeta,
     out_dir: Path,
@@ -181,6 +185,7 @@ def summary_blocks(
     failed: pd.DataFrame,
     config_cols: Sequence[str],
     answers: Sequence[Answer],
+    costs: Sequence[Answer],
     outcomes: Sequence[figs.FigureOutcome],
 ) -> list[Block]:
     """The report's content, in reading order."""
@@ -194,7 +199,9 @@ def summary_blocks(
             else f"Browse the trials interactively: `optuna-dashboard {meta.storage}`."
         ),
         Heading("The paper's research questions"),
-        Bullets(tuple(f"**{a.key} — {a.question}** {a.sentence}" for a in answers)),
+        _answer_bullets(answers),
+        Heading("What blur costs"),
+        _answer_bullets(costs),
         Heading("Pareto front"),
     ]
     front = front_table(configs, varied, meta)
@@ -238,7 +245,9 @@ def write_report(out_dir: Path | str) -> list[Path]:
     for outcome in outcomes:
         written += figs.save_figure(outcome, out_dir / FIGURE_DIR)
     answers = answer_questions(runs, consistency_metric_of(meta))
-    blocks = summary_blocks(meta, out_dir, runs, configs, failed, config_cols, answers, outcomes)
+    blocks = summary_blocks(
+        meta, out_dir, runs, configs, failed, config_cols, answers, cost_answers(runs), outcomes
+    )
     written += write_documents(f"Study {meta.study_name}", blocks, out_dir)
     return written
 

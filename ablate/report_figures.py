@@ -38,6 +38,7 @@ METRIC_LABELS = {
     "train_images_per_s": "Training throughput (images/s)",
     "infer_images_per_s": "Inference throughput (images/s)",
     "peak_memory_mb": "Peak memory (MB)",
+    "forward_mflops": "Forward MFLOPs per image",
     "filter_tv_mean": "Mean normalised filter TV (lower = smoother)",
 }
 MIN_TRIALS_FOR_IMPORTANCE = 10

@@ -1,4 +1,5 @@
-"""The paper's four research questions, answered from a study's runs in one sentence each.
+"""The paper's four research questions, and what blur costs, answered from a study's runs in one
+sentence each.
 
 Every answer compares the runs without blur (placement `none`, or filter size 1, which is plain
 subsampling) with the blurred runs, pooling configurations and seeds: the effect is the difference
@@ -59,25 +60,32 @@ def _difference_unit(unit: str) -> str:
 
 
 def _effect_sentence(
-    diff: Difference, name: str, unit: str, better_if: str, means: tuple[float, float]
+    diff: Difference,
+    name: str,
+    unit: str,
+    yes_if: str,
+    means: tuple[float, float],
+    relative: bool = False,
 ) -> str:
-    """'… blurred minus no blur: +1.20 [0.3, 2.1] …' with a verdict read from the interval."""
+    """'… blurred minus no blur: +1.20 [0.3, 2.1] …' with a verdict read from the interval:
+    "Yes" when it excludes zero on the `yes_if` side ("higher" or "lower"). `relative` adds the
+    difference as a share of the no-blur mean (for costs, where the ratio is what carries)."""
     blurred, baseline = means
     diff_unit = _difference_unit(unit)
+    share = f" or {_fmt(100 * diff.estimate / baseline, True)} %" if relative and baseline else ""
     interval = (
         f"95 % CI [{_fmt(diff.low, True)}, {_fmt(diff.high, True)}]{diff_unit}"
         if np.isfinite(diff.low)
         else "no interval: a group has fewer than two runs or no spread"
     )
     if diff.excludes_zero:
-        improved = (diff.estimate > 0) == (better_if == "higher")
-        verdict = "Yes" if improved else "No, the opposite"
+        verdict = "Yes" if (diff.estimate > 0) == (yes_if == "higher") else "No, the opposite"
     else:
         verdict = "Inconclusive"
     return (
         f"{verdict}: {name} is {_fmt(blurred)}{unit} with blur vs {_fmt(baseline)}{unit} without "
-        f"(difference {_fmt(diff.estimate, True)}{diff_unit}, {interval}; Welch t over runs, "
-        f"n = {diff.n_treated} blurred vs {diff.n_control} no-blur runs)."
+        f"(difference {_fmt(diff.estimate, True)}{diff_unit}{share}, {interval}; Welch t over "
+        f"runs, n = {diff.n_treated} blurred vs {diff.n_control} no-blur runs)."
     )
 
 
@@ -86,7 +94,8 @@ def _compare(
     values: pd.Series,
     name: str,
     unit: str,
-    better_if: str,
+    yes_if: str,
+    relative: bool,
 ) -> tuple[str, Difference | None]:
     groups = blur_groups(runs)
     blurred, baseline = values[groups == BLUR].dropna(), values[groups == NO_BLUR].dropna()
@@ -98,7 +107,8 @@ def _compare(
             None,
         )
     diff = welch_difference(blurred, baseline)
-    sentence = _effect_sentence(diff, name, unit, better_if, (blurred.mean(), baseline.mean()))
+    means = (blurred.mean(), baseline.mean())
+    sentence = _effect_sentence(diff, name, unit, yes_if, means, relative)
     return sentence, diff
 
 
@@ -122,13 +132,14 @@ def _metric_question(
     name: str,
     extract: Callable[[pd.Series], pd.Series] | None = None,
     unit: str = " %",
-    better_if: str = "higher",
+    yes_if: str = "higher",
     by_filter_size: bool = False,
+    relative: bool = False,
 ) -> Answer:
     if column not in runs:
         return Answer(key, question, f"Cannot be answered: the runs carry no `{column}`.")
     values = extract(runs[column]) if extract else pd.to_numeric(runs[column], errors="coerce")
-    sentence, diff = _compare(runs, values, name, unit, better_if)
+    sentence, diff = _compare(runs, values, name, unit, yes_if, relative)
     if diff is not None and by_filter_size:
         sentence += _by_filter_size(runs, values, unit)
     return Answer(key, question, sentence, diff)
@@ -146,7 +157,7 @@ def answer_questions(
             "filter_tv_mean",
             "the mean normalised total variation of the learned conv filters (lower = smoother)",
             unit="",
-            better_if="lower",
+            yes_if="lower",
         ),
         _metric_question(
             runs,
@@ -164,7 +175,7 @@ def answer_questions(
             "the drop from accuracy at offset 0 to the mean over circular diagonal offsets 1..D",
             extract=lambda column: column.map(shift_drop),
             unit=" points",
-            better_if="lower",
+            yes_if="lower",
         ),
     ]
     rq4 = _metric_question(
@@ -194,3 +205,40 @@ def answer_questions(
         )
     answers.append(rq4)
     return answers
+
+
+def cost_answers(runs: pd.DataFrame) -> list[Answer]:
+    """What blur costs: training and inference throughput (measured on the study's machine) and
+    the forward pass's arithmetic (the same on every machine), C1–C3."""
+    return [
+        _metric_question(
+            runs,
+            "C1",
+            "Does blur slow training down?",
+            "train_images_per_s",
+            "training throughput",
+            unit=" images/s",
+            yes_if="lower",
+            relative=True,
+        ),
+        _metric_question(
+            runs,
+            "C2",
+            "Does blur slow inference down?",
+            "infer_images_per_s",
+            "inference throughput",
+            unit=" images/s",
+            yes_if="lower",
+            relative=True,
+        ),
+        _metric_question(
+            runs,
+            "C3",
+            "Does blur add arithmetic?",
+            "forward_mflops",
+            "the forward pass's MFLOPs per image",
+            unit=" MFLOPs",
+            relative=True,
+            by_filter_size=True,
+        ),
+    ]

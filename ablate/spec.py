@@ -66,6 +66,7 @@ SCALAR_METRICS: tuple[str, ...] = (
     "train_images_per_s",
     "infer_images_per_s",
     "peak_memory_mb",
+    "forward_mflops",
     "train_seconds",
     "final_train_loss",
     "params",

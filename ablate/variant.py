@@ -18,6 +18,7 @@ from torch import nn
 
 from ablate.antialias import antialias
 from ablate.data import load_dataset
+from ablate.flops import forward_flops
 from ablate.metrics import (
     accuracy,
     accuracy_vs_shift,
@@ -70,10 +71,12 @@ def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
         )
     trained = train(model, splits, config, device)
     metrics = evaluate(model, splits.test_x, splits.test_y, config)
-    metrics.update(measure_speed(model, config, device, image_shape=tuple(splits.test_x.shape[1:])))
+    image_shape = tuple(splits.test_x.shape[1:])
+    metrics.update(measure_speed(model, config, device, image_shape=image_shape))
     metrics.update(
         train_seconds=trained.seconds,
         final_train_loss=trained.final_loss,
+        forward_mflops=forward_flops(model, image_shape) / 1e6,
         params=sum(p.numel() for p in model.parameters()),
         device=device_name(device),
     )

@@ -1,13 +1,14 @@
 """End-to-end cost of anti-aliasing: ``python -m benchmarks.end_to_end`` (from the repository root).
 
-Training and inference images/s, peak training memory and activation memory (what autograd keeps
-for the backward) of the CIFAR ResNet-18-style and VGG-style nets, each as the baseline,
-anti-aliased with the reference ops (``backend="torch"``), anti-aliased with the fused kernels
-(``backend="triton"``), and with the paper's placement but the one-tap filter (``aa_placement``:
-max and strided convolutions at stride 1, then plain subsampling, fused kernels on a GPU), under
-bf16 autocast, in NCHW and channels_last. The paper's placement makes a strided layer run at
-stride 1, so part of an anti-aliased net's cost is that layer's own, whatever the filter:
-``aa_placement`` measures that part, and ``aa_triton`` over ``aa_placement`` the blur's.
+Training and inference images/s, peak training memory, activation memory (what autograd keeps
+for the backward) and forward FLOPs per image of the CIFAR ResNet-18-style and VGG-style nets,
+each as the baseline, anti-aliased with the reference ops (``backend="torch"``), anti-aliased
+with the fused kernels (``backend="triton"``), and with the paper's placement but the one-tap
+filter (``aa_placement``: max and strided convolutions at stride 1, then plain subsampling,
+fused kernels on a GPU), under bf16 autocast, in NCHW and channels_last. The paper's placement
+makes a strided layer run at stride 1, so part of an anti-aliased net's cost is that layer's
+own, whatever the filter: ``aa_placement`` measures that part, and ``aa_triton`` over
+``aa_placement`` the blur's.
 Measured by ``ablate.speed.measure_speed`` (the same numbers a study reports), so the optimiser,
 warm-up and synchronisation are the study's.
 
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.antialias import antialias
+from ablate.flops import forward_flops
 from ablate.models import MODELS, build_model
 from ablate.speed import measure_speed
 from ablate.train import memory_format_for
@@ -77,6 +79,7 @@ def measure(model_name: str, variant: str, layout: str, *, width: int, batch: in
         sites = len(changes)
     result = measure_speed(model, config, device)
     return {**result, "activation_mb": activation_mb(model, config, device),
+            "forward_mflops": forward_flops(model, (3, 32, 32)) / 1e6,
             "filter_size": filter_size, "sites": sites,
             "params": sum(p.numel() for p in model.parameters())}
 

@@ -197,6 +197,9 @@ def test_end_to_end_writes_ratios_to_the_baseline_and_the_placement(tmp_path):
     assert csv["train_ratio"].iloc[1] == pytest.approx(ratio)
     assert csv["sites"].iloc[0] == 0 and csv["sites"].iloc[1] == csv["sites"].iloc[2] > 0
     assert csv["params"].nunique() == 1  # anti-aliasing adds buffers, not parameters
+    # the blur's own arithmetic: 16 and 1 multiply-adds per output of the same three sites
+    baseline, aa, placement = csv["forward_mflops"]
+    assert baseline < placement < aa
     assert (csv["activation_mb"] > 0).all() and csv["activation_vs_baseline"].iloc[0] == 1
     kept = csv["activation_mb"].iloc[1] / csv["activation_mb"].iloc[0]
     assert csv["activation_vs_baseline"].iloc[1] == pytest.approx(kept)

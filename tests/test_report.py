@@ -28,7 +28,7 @@ from optuna.storages.journal import JournalFileBackend
 from ablate import report_figures as figs
 from ablate.pareto import non_dominated
 from ablate.report import main, mark_front, write_report
-from ablate.report_questions import answer_questions
+from ablate.report_questions import answer_questions, blur_groups, cost_answers
 from ablate.report_stats import mean_interval, t_quantile, welch_difference
 from ablate.report_table import (
     Objective,
@@ -71,6 +71,7 @@ def fake_metrics(config: dict, seed: int, rng: np.random.Generator) -> dict:
         "train_images_per_s": 900 - 60 * blur + rng.normal(0, 10),
         "infer_images_per_s": 3000 - 100 * blur,
         "peak_memory_mb": 120.0 + blur,
+        "forward_mflops": 17.4 + 0.05 * blur**2,
         "train_seconds": 12.0,
         "final_train_loss": 0.8,
         "params": 61_000,
@@ -315,8 +316,8 @@ def test_report_writes_every_file(full_report: tuple[Path, list[Path]]) -> None:
 def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) -> None:
     out_dir, _ = full_report
     summary = (out_dir / "summary.md").read_text()
-    for key in ("RQ1", "RQ2", "RQ3", "RQ4"):
-        line = next(line for line in summary.splitlines() if key in line)
+    for key in ("RQ1", "RQ2", "RQ3", "RQ4", "C1", "C2", "C3"):
+        line = next(line for line in summary.splitlines() if f"**{key} — " in line)
         assert "95 % CI" in line and "n = " in line, line
     assert "optuna-dashboard" in summary and "TrainingDiverged" in summary
     page = (out_dir / "report.html").read_text()
@@ -335,10 +336,31 @@ def test_questions_read_the_effect_direction(tmp_path: Path) -> None:
     assert answers["RQ4"].difference.low > 0 and "with augmentation" in answers["RQ4"].sentence
 
 
+def test_costs_read_the_effect_direction_and_its_share(tmp_path: Path) -> None:
+    study = make_study(tmp_path / "s", FULL_SPACE, seeds=[0, 1, 2])
+    runs, _ = runs_table(study)
+    answers = {a.key: a for a in cost_answers(runs)}
+    # The fake runs get slower with blur and do more arithmetic the larger the filter.
+    for key in ("C1", "C2"):
+        assert answers[key].difference.high < 0 and answers[key].sentence.startswith("Yes")
+    flops = answers["C3"]
+    assert flops.difference.low > 0 and flops.sentence.startswith("Yes")
+    blurred = runs.loc[blur_groups(runs) == "blur", "forward_mflops"]  # no blur: 17.4 each
+    assert f"or +{100 * (blurred.mean() / 17.4 - 1):.2f} %" in flops.sentence
+    assert "filter size: 1: 17.40 MFLOPs, 3: 17.60 MFLOPs, 5: 18.20 MFLOPs." in flops.sentence
+
+
+def test_costs_of_runs_without_flops_say_so(tmp_path: Path) -> None:
+    study = make_study(tmp_path / "s", FULL_SPACE, seeds=[0, 1])
+    runs, _ = runs_table(study)
+    answer = cost_answers(runs.drop(columns="forward_mflops"))[2]
+    assert answer.difference is None and "carry no `forward_mflops`" in answer.sentence
+
+
 def test_questions_without_baseline_say_so(tmp_path: Path) -> None:
     study = make_study(tmp_path / "s", {"filter_size": [3, 5]}, seeds=[0, 1])
     runs, _ = runs_table(study)
-    for answer in answer_questions(runs):
+    for answer in answer_questions(runs) + cost_answers(runs):
         assert answer.difference is None
         assert "Cannot be answered from this study" in answer.sentence
 

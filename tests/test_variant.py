@@ -6,6 +6,8 @@ import math
 import pytest
 import torch
 
+from ablate.flops import forward_flops
+from ablate.models import build_model
 from ablate.variant import main, resolve_device, run_variant
 
 DOCUMENTED_METRICS = {
@@ -23,6 +25,7 @@ DOCUMENTED_METRICS = {
     "train_images_per_s",
     "infer_images_per_s",
     "peak_memory_mb",
+    "forward_mflops",
     "train_seconds",
     "final_train_loss",
     "params",
@@ -83,6 +86,9 @@ def test_small_vgg_on_synthetic_data_learns_on_the_cpu():
     assert metrics["train_images_per_s"] > 0 and metrics["infer_images_per_s"] > 0
     assert math.isnan(metrics["peak_memory_mb"])
     assert math.isfinite(metrics["final_train_loss"]) and metrics["train_seconds"] > 0
+    # the trained network's own count: the anti-aliased VGG's, not the baseline's
+    baseline = forward_flops(build_model("vgg", width=16), (3, 32, 32))
+    assert baseline / 1e6 < metrics["forward_mflops"] < 1.1 * baseline / 1e6
 
 
 def test_same_seed_same_numbers():
