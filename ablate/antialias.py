@@ -20,6 +20,15 @@ Conv(1) → BlurPool(s), the blur directly after the conv; when it is a 1×1 con
 or bias (a ResNet's shortcut), BlurPool(s) → Conv(1) instead, as antialiased-cnns builds it:
 the same function, with the conv on a quarter of the pixels. The `SiteChange` says which.
 
+`subsample="aps"` makes every blur-pool that subsamples filter at stride 1 and subsample by
+adaptive polyphase sampling (`ablate.polyphase`): Blur(1) → APS(s) in place of BlurPool(s);
+a max-pool site becomes MaxBlurPool(k, stride 1) → APS(s), its dense max wrapping around the
+map (so that it commutes with circular shifts) when the padding is circular. Sites that
+subsample the same input (a residual block's main path and shortcut) share one choice of
+component. With circular padding here and in the convolutions (`build_model(...,
+conv_padding="circular")`) and a global pool at the end, the net is exactly invariant to
+circular shifts.
+
 The *stem* is the first site in execution order (for torchvision's ResNet the 7×7 stride-2
 conv, whose max-pool is then the first site converted, as in antialiased-cnns' default).
 `antialias_stem=False` leaves it alone; `sites=N` then converts the first N of the remaining
@@ -37,14 +46,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from ablate.variant_config import PLACEMENTS
+from ablate.polyphase import PhaseLink, PolyphasePool2d
+from ablate.variant_config import PLACEMENTS, check_subsample
 from kernels import BlurPool2d, MaxBlurPool2d, make_taps
 
 SiteKind = Literal["maxpool", "conv", "avgpool"]
@@ -79,11 +89,13 @@ class _Site:
     module: nn.Module
     in_shape: torch.Size
     out_shape: torch.Size
+    # the tensor it was called on: sites called on one tensor subsample one grid
+    input: torch.Tensor = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class _Blur:
-    """The filter every inserted blur uses; builds the kernels' modules."""
+    """The filter and subsampling every inserted blur uses; builds the kernels' modules."""
 
     filter_size: int | None
     padding: str
@@ -91,14 +103,45 @@ class _Blur:
     taps: Sequence[float] | None
     sigma: float | None
     backend: str
+    subsample: str = "fixed"
 
-    def pool(self, channels: int, stride: int, *, relu: bool = False) -> BlurPool2d:
-        return BlurPool2d(channels, self.filter_size, stride, self.padding, relu=relu, **self._kw())
-
-    def max_pool(self, channels: int, stride: int, max_kernel: int) -> MaxBlurPool2d:
-        return MaxBlurPool2d(
-            channels, self.filter_size, stride, self.padding, max_kernel=max_kernel, **self._kw()
+    def pool(self, channels: int, stride: int, *, relu: bool = False) -> nn.Module:
+        """BlurPool(stride), or Blur(1) → APS(stride) under adaptive polyphase sampling."""
+        aps = self.subsample == "aps" and stride > 1
+        blur = BlurPool2d(
+            channels, self.filter_size, 1 if aps else stride, self.padding, relu=relu, **self._kw()
         )
+        return nn.Sequential(blur, PolyphasePool2d(stride)) if aps else blur
+
+    def max_pool(self, channels: int, stride: int, max_kernel: int) -> nn.Module:
+        """MaxBlurPool(stride), or MaxBlurPool(1) → APS(stride) (see the module's docstring)."""
+        aps = self.subsample == "aps"
+        pool: nn.Module = MaxBlurPool2d(
+            channels,
+            self.filter_size,
+            1 if aps else stride,
+            self.padding,
+            max_kernel=max_kernel,
+            **self._kw(),
+        )
+        if not aps:
+            return pool
+        if self.padding == "circular":
+            pool = nn.Sequential(nn.CircularPad2d((0, max_kernel - 1) * 2), pool)
+        return nn.Sequential(pool, PolyphasePool2d(stride))
+
+    def name(self, stride: int) -> str:
+        """What `pool` builds, for a SiteChange."""
+        if self.subsample == "fixed" or stride == 1:
+            return f"BlurPool(stride {stride})"
+        return f"Blur(stride 1) → APS(stride {stride})"
+
+    def max_name(self, stride: int, max_kernel: int) -> str:
+        """What `max_pool` builds, for a SiteChange."""
+        if self.subsample == "fixed":
+            return f"MaxBlurPool(max {max_kernel}, stride {stride})"
+        wrap = ", wrapping around" if self.padding == "circular" else ""
+        return f"MaxBlurPool(max {max_kernel}{wrap}, stride 1) → APS(stride {stride})"
 
     def _kw(self) -> dict:
         return {
@@ -121,24 +164,27 @@ def antialias(
     taps: Sequence[float] | None = None,
     sigma: float | None = None,
     backend: str = "auto",
+    subsample: str = "fixed",
     example_input: torch.Tensor | None = None,
 ) -> tuple[nn.Module, list[SiteChange]]:
     """Return an anti-aliased copy of `model` and the list of sites it changed.
 
     `model` itself is left untouched. `filter_size`, `padding`, `filter`, `taps`, `sigma` and
     `backend` configure every blur as in `kernels.BlurPool2d` (with `filter="custom"` the
-    length of `taps` is the size and `filter_size` is not used). `example_input` is a batch the
-    model accepts, used to find the sites and check shapes (default: zeros, N×C×32×32).
+    length of `taps` is the size and `filter_size` is not used); `subsample` is "fixed" (the
+    paper's) or "aps" (adaptive polyphase sampling). `example_input` is a batch the model
+    accepts, used to find the sites and check shapes (default: zeros, N×C×32×32).
     """
     if placement not in PLACEMENTS:
         raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+    check_subsample(placement, subsample)
     if sites is not None and (isinstance(sites, bool) or not isinstance(sites, int) or sites < 0):
         raise ValueError(f"sites must be None or an int >= 0, got {sites!r}")
     if not isinstance(antialias_stem, bool):
         raise ValueError(f"antialias_stem must be True or False, got {antialias_stem!r}")
     size = None if filter == "custom" else filter_size
     make_taps(size, filter, taps=taps, sigma=sigma)  # raises on a bad filter before any work
-    blur = _Blur(size, padding, filter, taps, sigma, backend)
+    blur = _Blur(size, padding, filter, taps, sigma, backend, subsample)
     blur.pool(1, 2)  # raises on a bad padding or backend
 
     model = copy.deepcopy(model)
@@ -156,17 +202,36 @@ def antialias(
         graph_module, trace_error = None, error
     root = model if graph_module is None else graph_module
     device = example.device
-    changes, ends = [], []
+    changes, ends, site_aps = [], [], []
     for site in chosen:
+        before = set(_polyphase_modules(root))
         change, end = _convert(root, graph_module, site, placement, blur, device, trace_error)
         changes.append(change)
         ends.append(end)
+        site_aps.append([m for m in _polyphase_modules(root) if m not in before])
+    _link_shared_grids(chosen, site_aps)
     if graph_module is not None:
         graph_module.graph.lint()
         graph_module.recompile()
         graph_module.delete_all_unused_submodules()
     _check_shapes(root, example, chosen, ends, baseline_out)
     return root, changes
+
+
+def _polyphase_modules(root: nn.Module) -> list[PolyphasePool2d]:
+    return [m for m in root.modules() if isinstance(m, PolyphasePool2d)]
+
+
+def _link_shared_grids(sites: list[_Site], site_aps: list[list[PolyphasePool2d]]) -> None:
+    """Tie the APS modules of sites called on the same tensor to one choice of component."""
+    groups: dict[int, list[PolyphasePool2d]] = {}
+    for site, modules in zip(sites, site_aps, strict=True):
+        groups.setdefault(id(site.input), []).extend(modules)  # the sites hold their inputs
+    for modules in groups.values():
+        if len(modules) > 1:
+            link = PhaseLink()
+            for module in modules:
+                module.link = link
 
 
 def _default_example(model: nn.Module) -> torch.Tensor:
@@ -197,23 +262,25 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
 def _find_sites(model: nn.Module, example: torch.Tensor) -> tuple[list[_Site], torch.Size]:
     """The model's sites in the order the example batch runs them, and the output shape."""
     candidates = {name: m for name, m in model.named_modules() if _site_kind(m) is not None}
-    shapes, out_shape = _record_shapes(model, example, candidates)
+    calls, out_shape = _record_calls(model, example, candidates)
     sites = [
-        _Site(name, _site_kind(candidates[name]), candidates[name], *shape)
-        for name, shape in shapes.items()
+        _Site(name, _site_kind(candidates[name]), candidates[name], *call)
+        for name, call in calls.items()
     ]
     return sites, out_shape
 
 
-def _record_shapes(
+def _record_calls(
     model: nn.Module, example: torch.Tensor, modules: dict[str, nn.Module]
-) -> tuple[dict[str, tuple[torch.Size, torch.Size]], torch.Size]:
-    """Input and output shapes of `modules` at their first call, in call order, in eval mode."""
-    shapes: dict[str, tuple[torch.Size, torch.Size]] = {}
+) -> tuple[dict[str, tuple[torch.Size, torch.Size, torch.Tensor]], torch.Size]:
+    """Input shape, output shape and input tensor of `modules` at their first call, in call
+    order, in eval mode. Holding the inputs keeps them alive, so no two calls' inputs can be
+    one tensor unless the model passed the same tensor."""
+    calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]] = {}
 
     def hook(name: str):
         def record(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            shapes.setdefault(name, (inputs[0].shape, output.shape))
+            calls.setdefault(name, (inputs[0].shape, output.shape, inputs[0]))
 
         return record
 
@@ -228,7 +295,7 @@ def _record_shapes(
             handle.remove()
         for m, flag in training.items():
             m.training = flag
-    return shapes, out_shape
+    return calls, out_shape
 
 
 def _square(site: _Site, attribute: str) -> int:
@@ -266,13 +333,13 @@ def _convert(
 
     if site.kind == "avgpool":
         replacement: nn.Module = blur.pool(channels, stride)
-        description = f"BlurPool(stride {stride})"
+        description = blur.name(stride)
     elif site.kind == "maxpool":
         replacement, description = _convert_maxpool(site, placement, blur, channels, stride)
     elif placement == "blur_before_conv":
         site.module.stride = (1, 1)
         replacement = nn.Sequential(blur.pool(channels, stride), site.module)
-        description = f"BlurPool(stride {stride}) → Conv(stride 1)"
+        description = f"{blur.name(stride)} → Conv(stride 1)"
     else:
         if graph_module is None:
             raise ValueError(
@@ -301,13 +368,11 @@ def _convert_maxpool(
             blur.pool(channels, 1), pool
         ), f"Blur(stride 1) → MaxPool({kernel}, stride {stride})"
     if pad == 0:
-        return blur.max_pool(
-            channels, stride, kernel
-        ), f"MaxBlurPool(max {kernel}, stride {stride})"
+        return blur.max_pool(channels, stride, kernel), blur.max_name(stride, kernel)
     dense = nn.MaxPool2d(kernel, 1, pad, ceil_mode=pool.ceil_mode)
     return (
         nn.Sequential(dense, blur.pool(channels, stride)),
-        f"MaxPool({kernel}, stride 1, padding {pad}) → BlurPool(stride {stride})",
+        f"MaxPool({kernel}, stride 1, padding {pad}) → {blur.name(stride)}",
     )
 
 
@@ -343,7 +408,7 @@ def _insert_at_conv(
             node.args = (blurred, *node.args[1:])
             end = site.name
             description = (
-                f"BlurPool(stride {stride}) → Conv 1×1(stride 1); no ReLU follows this 1×1 conv, "
+                f"{blur.name(stride)} → Conv 1×1(stride 1); no ReLU follows this 1×1 conv, "
                 "so the blur goes before it: the same function, on a quarter of the pixels (as "
                 "antialiased-cnns does)"
             )
@@ -351,26 +416,24 @@ def _insert_at_conv(
             graph_module.add_submodule(name, blur.pool(channels, stride))
             _insert_after(graph, node, name)
             description = (
-                f"Conv(stride 1) → BlurPool(stride {stride}); no ReLU follows this conv, so the "
+                f"Conv(stride 1) → {blur.name(stride)}; no ReLU follows this conv, so the "
                 "blur follows it directly"
             )
         elif placement == "blur_before_relu":
             graph_module.add_submodule(name, blur.pool(channels, stride))
             _insert_after(graph, bn or node, name)
-            description = f"{head} → BlurPool(stride {stride}) → {_label(graph_module, act)}"
+            description = f"{head} → {blur.name(stride)} → {_label(graph_module, act)}"
         elif _is_relu(graph_module, act):
             graph_module.add_submodule(name, blur.pool(channels, stride, relu=True))
             with graph.inserting_after(act):
                 fused = graph.call_module(name, (act.args[0],))
             act.replace_all_uses_with(fused)
             graph.erase_node(act)
-            description = (
-                f"{head} → ReLU → BlurPool(stride {stride}) (the ReLU fused into the blur)"
-            )
+            description = f"{head} → ReLU → {blur.name(stride)} (the ReLU fused into the blur)"
         else:
             graph_module.add_submodule(name, blur.pool(channels, stride))
             _insert_after(graph, act, name)
-            description = f"{head} → {_label(graph_module, act)} → BlurPool(stride {stride})"
+            description = f"{head} → {_label(graph_module, act)} → {blur.name(stride)}"
     graph_module.get_submodule(name).to(device)
     return description, end
 
@@ -461,11 +524,11 @@ def _check_shapes(
     """Each converted site's output, and the model's output, keep the original shapes."""
     modules = {name: model.get_submodule(name) for name in ends}
     try:
-        shapes, out_shape = _record_shapes(model, example, modules)
+        calls, out_shape = _record_calls(model, example, modules)
     except Exception as error:
         raise ValueError(f"the anti-aliased model fails on the example batch: {error}") from error
     for site, end in zip(sites, ends, strict=True):
-        got = shapes.get(end, (None, None))[1]
+        got = calls.get(end, (None, None))[1]
         if got != site.out_shape:
             raise ValueError(
                 f"site {site.name!r}: the anti-aliased form outputs {got}, the original "

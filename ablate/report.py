@@ -23,7 +23,16 @@ import pandas as pd
 
 from ablate import report_figures as figs
 from ablate.pareto import pareto_mask
-from ablate.report_questions import Answer, answer_questions, blur_groups, cost_answers
+from ablate.report_questions import (
+    APS_ONLY,
+    BLUR,
+    NO_BLUR,
+    Answer,
+    answer_questions,
+    aps_answers,
+    blur_groups,
+    cost_answers,
+)
 from ablate.report_summary import (
     Block,
     Bullets,
@@ -144,7 +153,8 @@ def _overview(
         f"seeds per configuration: {', '.join(map(str, sorted(configs['n_seeds'].unique())))}"
         if len(configs)
         else "seeds per configuration: none finished",
-        f"runs without blur: {groups.get('no blur', 0)}; with blur: {groups.get('blur', 0)}",
+        f"runs without blur: {groups.get(NO_BLUR, 0)}; with blur: {groups.get(BLUR, 0)}"
+        + (f"; {APS_ONLY}: {groups[APS_ONLY]}" if APS_ONLY in groups else ""),
         f"varied: {', '.join(varied) or 'nothing'}",
         f"fixed: {', '.join(fixed) or 'nothing'}",
     ]
@@ -164,8 +174,9 @@ METHOD_NOTES = (
     "Each configuration's metric is the mean over its seeds; the 95 % interval is the Student-t "
     "interval over those seeds (mean ± t(0.975, n−1)·s/√n). With one seed it is left empty (NaN): "
     "one run says nothing about the spread. The research questions pool the runs without blur "
-    "(placement `none`, or filter size 1, which is plain subsampling) and the blurred runs over "
-    "every configuration and seed, and quote the difference of means (blurred − no blur) with a "
+    "(placement `none`, or filter size 1, which is plain subsampling; with adaptive polyphase "
+    "sampling it is neither and is left out) and the blurred runs over every configuration "
+    "and seed, and quote the difference of means (blurred − no blur) with a "
     "Welch t-interval; pooled configurations differ in more than blur, so read the effect as "
     "an average over this study's design space. The Pareto front is computed on the "
     "configurations' means (feasible ones only when the spec sets constraints) and agrees with "
@@ -184,11 +195,11 @@ def summary_blocks(
     configs: pd.DataFrame,
     failed: pd.DataFrame,
     config_cols: Sequence[str],
-    answers: Sequence[Answer],
-    costs: Sequence[Answer],
+    sections: Sequence[tuple[str, Sequence[Answer]]],
     outcomes: Sequence[figs.FigureOutcome],
 ) -> list[Block]:
-    """The report's content, in reading order."""
+    """The report's content, in reading order; `sections` are the answers under their
+    headings (a section without answers is left out)."""
     varied = varied_columns(configs, list(config_cols)) if len(configs) else []
     blocks: list[Block] = [
         _overview(meta, runs, configs, failed, varied, config_cols),
@@ -198,12 +209,11 @@ def summary_blocks(
             if not meta.storage or "://" not in meta.storage
             else f"Browse the trials interactively: `optuna-dashboard {meta.storage}`."
         ),
-        Heading("The paper's research questions"),
-        _answer_bullets(answers),
-        Heading("What blur costs"),
-        _answer_bullets(costs),
-        Heading("Pareto front"),
     ]
+    for heading, answers in sections:
+        if answers:
+            blocks += [Heading(heading), _answer_bullets(answers)]
+    blocks.append(Heading("Pareto front"))
     front = front_table(configs, varied, meta)
     blocks.append(
         Table(front)
@@ -244,10 +254,12 @@ def write_report(out_dir: Path | str) -> list[Path]:
     outcomes = make_figures(study, runs, configs, meta)
     for outcome in outcomes:
         written += figs.save_figure(outcome, out_dir / FIGURE_DIR)
-    answers = answer_questions(runs, consistency_metric_of(meta))
-    blocks = summary_blocks(
-        meta, out_dir, runs, configs, failed, config_cols, answers, cost_answers(runs), outcomes
-    )
+    sections = [
+        ("The paper's research questions", answer_questions(runs, consistency_metric_of(meta))),
+        ("What blur costs", cost_answers(runs)),
+        ("Adaptive polyphase sampling against the fixed grid", aps_answers(runs)),
+    ]
+    blocks = summary_blocks(meta, out_dir, runs, configs, failed, config_cols, sections, outcomes)
     written += write_documents(f"Study {meta.study_name}", blocks, out_dir)
     return written
 

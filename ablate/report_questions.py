@@ -17,7 +17,7 @@ import pandas as pd
 
 from ablate.report_stats import Difference, welch_difference
 
-NO_BLUR, BLUR = "no blur", "blur"
+NO_BLUR, BLUR, APS_ONLY = "no blur", "blur", "APS without blur"
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,24 @@ class Answer:
 
 
 def blur_groups(table: pd.DataFrame) -> pd.Series:
-    """`"no blur"` where a row has placement `none` or filter size 1, else `"blur"`."""
-    no_blur = pd.Series(False, index=table.index)
-    if "placement" in table:
-        no_blur |= table["placement"] == "none"
-    if "filter_size" in table:
-        no_blur |= table["filter_size"] == 1
-    return no_blur.map({True: NO_BLUR, False: BLUR}).rename("blur")
+    """Per row, `"no blur"` (placement `none`, or filter size 1: plain subsampling), `"blur"`, or
+    `"APS without blur"` (filter size 1 with adaptive polyphase sampling: neither the baseline
+    nor blurred, so the questions leave it out)."""
+
+    def where(column: str, value: object) -> pd.Series:
+        if column not in table:
+            return pd.Series(False, index=table.index)
+        return table[column] == value
+
+    none, one_tap, aps = (
+        where("placement", "none"),
+        where("filter_size", 1),
+        where("subsample", "aps"),
+    )
+    groups = pd.Series(BLUR, index=table.index, name="blur")
+    groups[one_tap & aps] = APS_ONLY
+    groups[none | (one_tap & ~aps)] = NO_BLUR
+    return groups
 
 
 def shift_drop(accuracies: object) -> float:
@@ -59,20 +70,62 @@ def _difference_unit(unit: str) -> str:
     return " points" if unit == " %" else unit
 
 
+@dataclass(frozen=True)
+class Contrast:
+    """Two groups of runs an answer compares, and the words its sentence names them by."""
+
+    treated: pd.Series  # bool per run
+    control: pd.Series
+    treated_name: str  # "blur": "… with blur vs … without"
+    control_name: str  # "" for plain "without"
+    treated_runs: str  # "blurred": "n = 4 blurred vs 2 no-blur runs"
+    control_runs: str
+    control_described: str  # what a control run is, for "it has no … runs"
+
+
+def blur_contrast(runs: pd.DataFrame) -> Contrast:
+    """Blurred runs against runs without blur (the paper's questions and the costs)."""
+    groups = blur_groups(runs)
+    return Contrast(
+        groups == BLUR,
+        groups == NO_BLUR,
+        "blur",
+        "",
+        "blurred",
+        "no-blur",
+        "no-blur (placement none or filter size 1)",
+    )
+
+
+def aps_contrast(runs: pd.DataFrame) -> Contrast:
+    """Anti-aliased runs subsampling adaptively against those on the fixed grid."""
+    placed = runs["placement"] != "none" if "placement" in runs else True
+    return Contrast(
+        placed & (runs["subsample"] == "aps"),
+        placed & (runs["subsample"] == "fixed"),
+        "APS",
+        "fixed subsampling",
+        "APS",
+        "fixed-grid",
+        "fixed-grid (subsample fixed, placement not none)",
+    )
+
+
 def _effect_sentence(
     diff: Difference,
     name: str,
     unit: str,
     yes_if: str,
     means: tuple[float, float],
+    contrast: Contrast,
     relative: bool = False,
 ) -> str:
-    """'… blurred minus no blur: +1.20 [0.3, 2.1] …' with a verdict read from the interval:
+    """'… treated minus control: +1.20 [0.3, 2.1] …' with a verdict read from the interval:
     "Yes" when it excludes zero on the `yes_if` side ("higher" or "lower"). `relative` adds the
-    difference as a share of the no-blur mean (for costs, where the ratio is what carries)."""
-    blurred, baseline = means
+    difference as a share of the control's mean (for costs, where the ratio is what carries)."""
+    treated, control = means
     diff_unit = _difference_unit(unit)
-    share = f" or {_fmt(100 * diff.estimate / baseline, True)} %" if relative and baseline else ""
+    share = f" or {_fmt(100 * diff.estimate / control, True)} %" if relative and control else ""
     interval = (
         f"95 % CI [{_fmt(diff.low, True)}, {_fmt(diff.high, True)}]{diff_unit}"
         if np.isfinite(diff.low)
@@ -82,33 +135,35 @@ def _effect_sentence(
         verdict = "Yes" if (diff.estimate > 0) == (yes_if == "higher") else "No, the opposite"
     else:
         verdict = "Inconclusive"
+    control_name = f" with {contrast.control_name}" if contrast.control_name else " without"
     return (
-        f"{verdict}: {name} is {_fmt(blurred)}{unit} with blur vs {_fmt(baseline)}{unit} without "
-        f"(difference {_fmt(diff.estimate, True)}{diff_unit}{share}, {interval}; Welch t over "
-        f"runs, n = {diff.n_treated} blurred vs {diff.n_control} no-blur runs)."
+        f"{verdict}: {name} is {_fmt(treated)}{unit} with {contrast.treated_name} vs "
+        f"{_fmt(control)}{unit}{control_name} (difference {_fmt(diff.estimate, True)}{diff_unit}"
+        f"{share}, {interval}; Welch t over runs, n = {diff.n_treated} {contrast.treated_runs} "
+        f"vs {diff.n_control} {contrast.control_runs} runs)."
     )
 
 
 def _compare(
-    runs: pd.DataFrame,
     values: pd.Series,
     name: str,
     unit: str,
     yes_if: str,
     relative: bool,
+    contrast: Contrast,
 ) -> tuple[str, Difference | None]:
-    groups = blur_groups(runs)
-    blurred, baseline = values[groups == BLUR].dropna(), values[groups == NO_BLUR].dropna()
-    if baseline.empty or blurred.empty:
-        missing = "no-blur (placement none or filter size 1)" if baseline.empty else "blurred"
+    treated = values[contrast.treated].dropna()
+    control = values[contrast.control].dropna()
+    if control.empty or treated.empty:
+        missing = contrast.control_described if control.empty else contrast.treated_runs
         return (
             f"Cannot be answered from this study: it has no {missing} runs with {name} to "
             "compare against.",
             None,
         )
-    diff = welch_difference(blurred, baseline)
-    means = (blurred.mean(), baseline.mean())
-    sentence = _effect_sentence(diff, name, unit, yes_if, means, relative)
+    diff = welch_difference(treated, control)
+    means = (treated.mean(), control.mean())
+    sentence = _effect_sentence(diff, name, unit, yes_if, means, contrast, relative)
     return sentence, diff
 
 
@@ -135,11 +190,12 @@ def _metric_question(
     yes_if: str = "higher",
     by_filter_size: bool = False,
     relative: bool = False,
+    contrast: Callable[[pd.DataFrame], Contrast] = blur_contrast,
 ) -> Answer:
     if column not in runs:
         return Answer(key, question, f"Cannot be answered: the runs carry no `{column}`.")
     values = extract(runs[column]) if extract else pd.to_numeric(runs[column], errors="coerce")
-    sentence, diff = _compare(runs, values, name, unit, yes_if, relative)
+    sentence, diff = _compare(values, name, unit, yes_if, relative, contrast(runs))
     if diff is not None and by_filter_size:
         sentence += _by_filter_size(runs, values, unit)
     return Answer(key, question, sentence, diff)
@@ -240,5 +296,39 @@ def cost_answers(runs: pd.DataFrame) -> list[Answer]:
             unit=" MFLOPs",
             relative=True,
             by_filter_size=True,
+        ),
+    ]
+
+
+def aps_answers(runs: pd.DataFrame) -> list[Answer]:
+    """Adaptive polyphase sampling against the fixed grid, anti-aliased runs only (A1–A3);
+    none when the study did not vary `subsample`."""
+    if "subsample" not in runs or runs["subsample"].nunique() < 2:
+        return []
+    return [
+        _metric_question(
+            runs,
+            "A1",
+            "Does APS raise consistency under circular shifts?",
+            "consistency_circular",
+            "`consistency_circular`",
+            contrast=aps_contrast,
+        ),
+        _metric_question(
+            runs,
+            "A2",
+            "Does APS raise consistency under crop shifts?",
+            "consistency_crop",
+            "`consistency_crop`",
+            contrast=aps_contrast,
+        ),
+        _metric_question(
+            runs,
+            "A3",
+            "Does APS cost accuracy?",
+            "accuracy",
+            "clean accuracy",
+            yes_if="lower",
+            contrast=aps_contrast,
         ),
     ]

@@ -55,7 +55,9 @@ def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
     )
     # On its device before anti-aliasing: the converter checks shapes with a forward pass, which
     # the fused backend can only run on CUDA tensors.
-    model = build_model(config.model, num_classes=NUM_CLASSES, width=config.width).to(device)
+    model = build_model(
+        config.model, num_classes=NUM_CLASSES, width=config.width, conv_padding=config.conv_padding
+    ).to(device)
     if config.placement != "none":
         model, _ = antialias(
             model,
@@ -68,6 +70,7 @@ def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
             taps=config.taps,
             sigma=config.sigma,
             backend=config.backend,
+            subsample=config.subsample,
         )
     trained = train(model, splits, config, device)
     metrics = evaluate(model, splits.test_x, splits.test_y, config)

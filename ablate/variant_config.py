@@ -14,6 +14,20 @@ from kernels.options import Backend, FilterFamily, PaddingMode
 
 Placement = Literal["none", "paper", "blur_before_max", "blur_before_relu", "blur_before_conv"]
 PLACEMENTS: tuple[str, ...] = Placement.__args__
+Subsample = Literal["fixed", "aps"]
+SUBSAMPLES: tuple[str, ...] = Subsample.__args__
+
+
+def check_subsample(placement: str, subsample: str) -> None:
+    """Raise ValueError unless `subsample` is known and has a blur-pool to act on under
+    `placement` (under `blur_before_max` the max-pools subsample, not the blur)."""
+    if subsample not in SUBSAMPLES:
+        raise ValueError(f"subsample must be one of {SUBSAMPLES}, got {subsample!r}")
+    if subsample == "aps" and placement == "blur_before_max":
+        raise ValueError(
+            "subsample 'aps' needs placement 'paper', 'blur_before_relu' or 'blur_before_conv': "
+            "under 'blur_before_max' the max-pools subsample, not a blur-pool"
+        )
 
 
 class VariantConfig(BaseModel):
@@ -32,6 +46,9 @@ class VariantConfig(BaseModel):
     # model
     model: Literal["vgg", "resnet18"] = "vgg"
     width: int = Field(16, ge=1, description="channels of the first stage")
+    conv_padding: Literal["zeros", "circular"] = Field(
+        "zeros", description="padding mode of the 3x3 convolutions"
+    )
 
     # anti-aliasing
     placement: Placement = "paper"
@@ -40,6 +57,9 @@ class VariantConfig(BaseModel):
     sigma: float | None = Field(None, gt=0)
     taps: tuple[float, ...] | None = None
     padding: PaddingMode = "reflect"
+    subsample: Subsample = Field(
+        "fixed", description="'aps': adaptive polyphase sampling where a blur-pool subsamples"
+    )
     sites: int | None = Field(None, ge=0, description="anti-alias only the first N sites")
     antialias_stem: bool = True
     backend: Backend = "auto"
@@ -72,6 +92,7 @@ class VariantConfig(BaseModel):
             raise ValueError("filter 'gaussian' needs sigma (a positive float)")
         if self.filter == "custom" and self.taps is None:
             raise ValueError("filter 'custom' needs taps (a list of numbers)")
+        check_subsample(self.placement, self.subsample)
         if self.crop_pad < max(self.shift, self.diagonal):
             raise ValueError(
                 f"crop_pad={self.crop_pad} must be >= max(shift, diagonal)="

@@ -9,6 +9,7 @@ from torch import nn
 
 from ablate.antialias import SiteChange, antialias
 from ablate.models import build_model
+from ablate.polyphase import PolyphasePool2d
 from ablate.variant_config import PLACEMENTS
 from kernels import BlurPool2d, MaxBlurPool2d, blur_pool2d, max_blur_pool2d
 
@@ -338,10 +339,74 @@ def test_converted_model_runs_channels_last():
     torch.testing.assert_close(last, out, rtol=1e-4, atol=1e-5)
 
 
+def _shift_change(model: nn.Module, x: torch.Tensor) -> float:
+    """Max |logits(roll(x)) - logits(x)| over odd, even and mixed circular shifts, as a share
+    of how much the logits change for another input altogether (a fresh net's logits hardly
+    depend on the input, so an absolute bound would say little)."""
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+        other = (model(torch.randn_like(x)) - logits).abs().max().item()
+        shifted = max(
+            (model(torch.roll(x, shift, dims=(2, 3))) - logits).abs().max().item()
+            for shift in [(1, 0), (0, 1), (1, 3), (-5, 2), (7, -9)]
+        )
+    return shifted / other
+
+
+@pytest.mark.parametrize("filter_size", [1, 3])
+@pytest.mark.parametrize("name", ["vgg", "resnet18"])
+def test_aps_with_circular_padding_is_exactly_shift_invariant(name, filter_size):
+    """APS everywhere, circular padding in blurs and convs, a global pool: logits do not move
+    under circular shifts; the same net subsampling on the fixed grid does move."""
+    torch.manual_seed(7)
+    model = build_model(name, width=4, conv_padding="circular")
+    x = torch.randn(3, 3, 32, 32)
+    options = {"filter_size": filter_size, "padding": "circular"}
+    aps, changes = antialias(model, subsample="aps", **options)
+    fixed, _ = antialias(model, **options)
+    assert all("APS(stride 2)" in change.description for change in changes)
+    assert _shift_change(aps, x) < 1e-4
+    assert _shift_change(fixed, x) > 0.05
+
+
+def test_aps_of_a_residual_block_shares_one_grid_between_main_path_and_shortcut():
+    torch.manual_seed(8)
+    model = build_model("resnet18", width=4, conv_padding="circular")
+    converted, _ = antialias(model, filter_size=3, padding="circular", subsample="aps")
+    pools = {name: m for name, m in converted.named_modules() if isinstance(m, PolyphasePool2d)}
+    assert len(pools) == 6
+    for stage in (2, 3, 4):
+        main, shortcut = (pools[f"layer{stage}.0.{s}_blur.1"] for s in ("conv1", "shortcut.0"))
+        assert main.link is not None and main.link is shortcut.link
+    assert len({id(m.link) for m in pools.values()}) == 3
+    x = torch.randn(2, 3, 32, 32)
+    assert _shift_change(converted, x) < 1e-4
+    for pool in pools.values():  # unlinked, each picks on its own: the invariance is lost
+        pool.link = None
+    assert _shift_change(converted, x) > 0.01
+
+
+def test_aps_max_sites_keep_the_spec_max_unless_the_padding_is_circular():
+    model = _randomise_bn(build_model("vgg", width=4))
+    converted, changes = antialias(model, filter_size=3, padding="reflect", subsample="aps")
+    assert changes[0].description == "MaxBlurPool(max 2, stride 1) → APS(stride 2)"
+    site = converted.get_submodule("features.1")
+    x = torch.randn(2, 4, 32, 32)
+    dense = max_blur_pool2d(x, 3, stride=1, padding="reflect")
+    torch.testing.assert_close(site(x), PolyphasePool2d(2)(dense))
+    # circular: the max wraps, so a 31-pixel map makes 16 rows where MaxPool(2, 2) made 15
+    with pytest.raises(ValueError, match="cannot keep its shape"):
+        example = torch.zeros(1, 3, 31, 31)
+        antialias(model, padding="circular", subsample="aps", example_input=example)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
         ({"placement": "after"}, "placement"),
+        ({"subsample": "adaptive"}, "subsample"),
+        ({"subsample": "aps", "placement": "blur_before_max"}, "subsample 'aps' needs placement"),
         ({"sites": -1}, "sites"),
         ({"antialias_stem": 1}, "antialias_stem"),
         ({"filter_size": 0}, "size"),

@@ -47,9 +47,29 @@ def test_downsampling_sites_are_plain_baselines():
     assert sum(isinstance(m, nn.BatchNorm2d) for m in resnet.modules()) == 1 + 8 * 2 + 3
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_circular_conv_padding_commutes_with_circular_shifts(name):
+    """Every 3x3 conv wraps around; the stride-1 stem's output then shifts with the input."""
+    torch.manual_seed(1)
+    model = build_model(name, width=4, conv_padding="circular").eval()
+    padded = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.padding != (0, 0)]
+    assert padded and all(m.padding_mode == "circular" for m in padded)
+    stem = model.features[0] if name == "vgg" else model.stem
+    x = torch.randn(2, 3, 16, 16)
+    shifted = stem(torch.roll(x, (3, -5), dims=(2, 3)))
+    torch.testing.assert_close(shifted, torch.roll(stem(x), (3, -5), dims=(2, 3)))
+    zeros = build_model(name, width=4)
+    assert all(m.padding_mode == "zeros" for m in zeros.modules() if isinstance(m, nn.Conv2d))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"name": "vgg16"}, "model"), ({"width": 0}, "width"), ({"num_classes": 0}, "num_classes")],
+    [
+        ({"name": "vgg16"}, "model"),
+        ({"width": 0}, "width"),
+        ({"num_classes": 0}, "num_classes"),
+        ({"conv_padding": "reflect"}, "conv_padding"),
+    ],
 )
 def test_bad_arguments_are_named(kwargs, field):
     arguments = {"name": "vgg", **kwargs}

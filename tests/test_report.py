@@ -28,7 +28,7 @@ from optuna.storages.journal import JournalFileBackend
 from ablate import report_figures as figs
 from ablate.pareto import non_dominated
 from ablate.report import main, mark_front, write_report
-from ablate.report_questions import answer_questions, blur_groups, cost_answers
+from ablate.report_questions import answer_questions, aps_answers, blur_groups, cost_answers
 from ablate.report_stats import mean_interval, t_quantile, welch_difference
 from ablate.report_table import (
     Objective,
@@ -53,12 +53,13 @@ LAYERS = ("features.0", "features.3", "features.7", "classifier")
 def fake_metrics(config: dict, seed: int, rng: np.random.Generator) -> dict:
     """Plausible metrics: blur raises consistency and flattens the shift curve, costs speed."""
     blur = 0 if config["placement"] == "none" else config["filter_size"] - 1
-    accuracy = 70 + 0.5 * blur + rng.normal(0, 1.5)
+    aps = config["placement"] != "none" and config["subsample"] == "aps"  # exact, a bit worse
+    accuracy = 70 + 0.5 * blur - 3 * aps + rng.normal(0, 1.5)
     wobble = max(0.0, 6 - blur)
     return {
         "seed": seed,
         "accuracy": accuracy,
-        "consistency_circular": 80 + 2.5 * blur + rng.normal(0, 1),
+        "consistency_circular": 100.0 if aps else 80 + 2.5 * blur + rng.normal(0, 1),
         "consistency_crop": 78 + 2 * blur + rng.normal(0, 1),
         "adversarial_circular": 50 + 3 * blur + (8 if config["augment"] else 0) + rng.normal(0, 1),
         "adversarial_crop": 45 + 2 * blur + rng.normal(0, 1),
@@ -320,6 +321,7 @@ def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) ->
         line = next(line for line in summary.splitlines() if f"**{key} — " in line)
         assert "95 % CI" in line and "n = " in line, line
     assert "optuna-dashboard" in summary and "TrainingDiverged" in summary
+    assert "Adaptive polyphase sampling" not in summary  # the study did not vary it
     page = (out_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(FIGURE_NAMES)
     assert 'src="figures/' not in page
@@ -355,6 +357,33 @@ def test_costs_of_runs_without_flops_say_so(tmp_path: Path) -> None:
     runs, _ = runs_table(study)
     answer = cost_answers(runs.drop(columns="forward_mflops"))[2]
     assert answer.difference is None and "carry no `forward_mflops`" in answer.sentence
+
+
+def test_aps_runs_without_blur_are_neither_baseline_nor_blurred() -> None:
+    table = pd.DataFrame(
+        {
+            "placement": ["none", "paper", "paper", "paper"],
+            "filter_size": [4, 1, 1, 3],
+            "subsample": ["fixed", "fixed", "aps", "aps"],
+        }
+    )
+    assert list(blur_groups(table)) == ["no blur", "no blur", "APS without blur", "blur"]
+    labels = [figs.blur_label(row) for _, row in table.iterrows()]
+    assert labels == ["no blur", "Bin-1", "APS · Bin-1", "APS · Bin-3"]
+
+
+def test_aps_answers_compare_the_grids_only_when_the_study_varies_them(tmp_path: Path) -> None:
+    space = {"placement": ["none", "paper"], "filter_size": [3, 5], "subsample": ["fixed", "aps"]}
+    runs, _ = runs_table(make_study(tmp_path / "aps", space, seeds=[0, 1, 2]))
+    answers = {a.key: a for a in aps_answers(runs)}
+    assert list(answers) == ["A1", "A2", "A3"]
+    assert answers["A1"].difference.low > 0 and answers["A1"].sentence.startswith("Yes")
+    assert "100.00 % with APS vs" in answers["A1"].sentence
+    assert "with fixed subsampling" in answers["A1"].sentence
+    assert "n = 6 APS vs 6 fixed-grid runs" in answers["A1"].sentence  # placement none left out
+    assert answers["A3"].difference.high < 0 and answers["A3"].sentence.startswith("Yes")
+    fixed_only, _ = runs_table(make_study(tmp_path / "fixed", FULL_SPACE, seeds=[0, 1]))
+    assert aps_answers(fixed_only) == []
 
 
 def test_questions_without_baseline_say_so(tmp_path: Path) -> None:

@@ -5,9 +5,12 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
+from ablate import variant
 from ablate.flops import forward_flops
 from ablate.models import build_model
+from ablate.polyphase import PolyphasePool2d
 from ablate.variant import main, resolve_device, run_variant
 
 DOCUMENTED_METRICS = {
@@ -106,6 +109,33 @@ def test_bad_config_names_the_field():
         run_variant({"epochs": -1})
     with pytest.raises(ValueError, match="VariantConfig or a dict"):
         run_variant([("epochs", 1)])
+    with pytest.raises(ValueError, match="subsample 'aps' needs placement"):
+        run_variant({"subsample": "aps", "placement": "blur_before_max"})
+
+
+def test_subsampling_and_conv_padding_reach_the_network(monkeypatch):
+    """The exact invariance they buy is tested in test_antialias; here, that the config's
+    fields build that network (a briefly trained net is too close to constant to show it)."""
+    built = []
+
+    def spy(function):
+        def call(*args, **kwargs):
+            result = function(*args, **kwargs)
+            built.append(result[0] if isinstance(result, tuple) else result)
+            return result
+
+        return call
+
+    monkeypatch.setattr(variant, "build_model", spy(variant.build_model))
+    monkeypatch.setattr(variant, "antialias", spy(variant.antialias))
+    fields = {"placement": "paper", "padding": "circular", "conv_padding": "circular"}
+    metrics = run_variant(TINY | fields | {"model": "resnet18", "subsample": "aps"})
+    assert set(metrics) == DOCUMENTED_METRICS
+    baseline, converted = built
+    convs = [m for m in baseline.modules() if isinstance(m, nn.Conv2d) and m.padding != (0, 0)]
+    assert all(m.padding_mode == "circular" for m in convs)
+    pools = [m for m in converted.modules() if isinstance(m, PolyphasePool2d)]
+    assert len(pools) == 6 and all(m.link is not None for m in pools)
 
 
 def test_device_names_are_checked():
