@@ -355,14 +355,22 @@ def _shift_change(model: nn.Module, x: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("filter_size", [1, 3])
-@pytest.mark.parametrize("name", ["vgg", "resnet18"])
-def test_aps_with_circular_padding_is_exactly_shift_invariant(name, filter_size):
+@pytest.mark.parametrize(
+    ("name", "placement"),
+    [
+        ("vgg", "paper"),
+        ("resnet18", "paper"),
+        ("resnet18", "blur_before_relu"),
+        ("resnet18", "blur_before_conv"),
+    ],
+)
+def test_aps_with_circular_padding_is_exactly_shift_invariant(name, placement, filter_size):
     """APS everywhere, circular padding in blurs and convs, a global pool: logits do not move
     under circular shifts; the same net subsampling on the fixed grid does move."""
     torch.manual_seed(7)
     model = build_model(name, width=4, conv_padding="circular")
     x = torch.randn(3, 3, 32, 32)
-    options = {"filter_size": filter_size, "padding": "circular"}
+    options = {"filter_size": filter_size, "padding": "circular", "placement": placement}
     aps, changes = antialias(model, subsample="aps", **options)
     fixed, _ = antialias(model, **options)
     assert all("APS(stride 2)" in change.description for change in changes)
