@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     if cut:
         print(cut)
     columns = ["model", "variant", "layout", "train_images_per_s", "infer_images_per_s",
-               "peak_memory_mb", "activation_mb", "train_ratio", "infer_ratio",
+               "peak_memory_mb", "activation_mb", "forward_mflops", "train_ratio", "infer_ratio",
                "memory_vs_baseline_mb", "activation_vs_baseline", "train_vs_placement"]
     print(f"results: {out}")
     print_table(df[columns], f"end to end on {meta['device']}")
