@@ -15,7 +15,8 @@ in row-major order.
 
 Two subsamplings of the same input grid must pick the same component, or their sum mixes grids:
 a residual block subsamples its main path and its shortcut. `PhaseLink` ties such modules
-together: the first of them to run in a forward pass chooses, the others take its choice.
+together: the one that runs first (a model runs them in a fixed order) chooses in every forward
+pass, and the others take its choice of that pass.
 """
 
 from __future__ import annotations
