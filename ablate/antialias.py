@@ -107,7 +107,7 @@ class _Blur:
 
     def pool(self, channels: int, stride: int, *, relu: bool = False) -> nn.Module:
         """BlurPool(stride), or Blur(1) → APS(stride) under adaptive polyphase sampling."""
-        aps = self.subsample == "aps" and stride > 1
+        aps = self._adaptive(stride)
         blur = BlurPool2d(
             channels, self.filter_size, 1 if aps else stride, self.padding, relu=relu, **self._kw()
         )
@@ -115,7 +115,7 @@ class _Blur:
 
     def max_pool(self, channels: int, stride: int, max_kernel: int) -> nn.Module:
         """MaxBlurPool(stride), or MaxBlurPool(1) → APS(stride) (see the module's docstring)."""
-        aps = self.subsample == "aps"
+        aps = self._adaptive(stride)
         pool: nn.Module = MaxBlurPool2d(
             channels,
             self.filter_size,
@@ -132,16 +132,20 @@ class _Blur:
 
     def name(self, stride: int) -> str:
         """What `pool` builds, for a SiteChange."""
-        if self.subsample == "fixed" or stride == 1:
+        if not self._adaptive(stride):
             return f"BlurPool(stride {stride})"
         return f"Blur(stride 1) → APS(stride {stride})"
 
     def max_name(self, stride: int, max_kernel: int) -> str:
         """What `max_pool` builds, for a SiteChange."""
-        if self.subsample == "fixed":
+        if not self._adaptive(stride):
             return f"MaxBlurPool(max {max_kernel}, stride {stride})"
         wrap = ", wrapping around" if self.padding == "circular" else ""
         return f"MaxBlurPool(max {max_kernel}{wrap}, stride 1) → APS(stride {stride})"
+
+    def _adaptive(self, stride: int) -> bool:
+        """Whether a blur of this stride subsamples by APS (stride 1 does not subsample)."""
+        return self.subsample == "aps" and stride > 1
 
     def _kw(self) -> dict:
         return {
@@ -203,12 +207,13 @@ def antialias(
     root = model if graph_module is None else graph_module
     device = example.device
     changes, ends, site_aps = [], [], []
+    made: set[PolyphasePool2d] = set()  # the APS modules of the sites converted so far
     for site in chosen:
-        before = set(_polyphase_modules(root))
         change, end = _convert(root, graph_module, site, placement, blur, device, trace_error)
         changes.append(change)
         ends.append(end)
-        site_aps.append([m for m in _polyphase_modules(root) if m not in before])
+        site_aps.append([m for m in _polyphase_modules(root) if m not in made])
+        made.update(site_aps[-1])
     _link_shared_grids(chosen, site_aps)
     if graph_module is not None:
         graph_module.graph.lint()

@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kernels.layout import memory_format_of
+
 
 class PhaseLink:
     """The component chosen by the first linked module to run; shared by the linked modules."""
@@ -60,9 +62,7 @@ class PolyphasePool2d(nn.Module):
             if link is not None:
                 link.leader, link.phase = self, phase
         picked = components[torch.arange(x.shape[0], device=x.device), phase]
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            return picked.contiguous(memory_format=torch.channels_last)
-        return picked
+        return picked.contiguous(memory_format=memory_format_of(x))
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}" + (", linked" if self.link is not None else "")

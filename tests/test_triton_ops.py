@@ -19,6 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from kernels import BlurPool2d, MaxBlurPool2d, tuning
 from kernels.filters import make_taps
+from kernels.layout import keeps_channels_last
 from kernels.ops import blur_pool, common, max_blur_pool, streamed_backward, streamed_forward
 from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, blur_pool2d_triton
 from kernels.ops.max_blur_pool import (
@@ -83,7 +84,7 @@ def packed_relu_mask(x: torch.Tensor) -> torch.Tensor:
     bits = (x > 0).to(torch.uint8)
     weights = 2 ** torch.arange(8, device=x.device, dtype=torch.uint8)
     n, c, h, w = x.shape
-    if common.keeps_channels_last(x):
+    if keeps_channels_last(x):
         bits = torch.cat([bits, bits.new_zeros(n, -c % 8, h, w)], dim=1)
         return (bits.view(n, -1, 8, h, w) * weights[:, None, None]).sum(2, dtype=torch.uint8)
     bits = torch.cat([bits, bits.new_zeros(n, c, h, -w % 8)], dim=3)
@@ -132,7 +133,7 @@ def check_blur_pool(
         assert_layout_kept(mask, x)
     dx = blur_pool2d_backward(
         grad, tuple(x.shape[2:]), taps, stride, padding, pad_off, mask=mask,
-        channels_last=common.keeps_channels_last(x), config=config,
+        channels_last=keeps_channels_last(x), config=config,
         out=poisoned(x, tuple(x.shape)),
     )  # fmt: skip
     assert_close(dx, expected_dx, x.dtype)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from kernels.layout import memory_format_of
+
 CROP_PADDING = 4
 
 
@@ -36,9 +38,4 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     batch = torch.arange(n, device=x.device)[:, None, None]
     # advanced indexing on dims 0, 2, 3 moves the result to N×H×W×C
     out = padded[batch, :, rows[:, :, None], columns[:, None, :]].permute(0, 3, 1, 2)
-    memory_format = (
-        torch.channels_last
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        else torch.contiguous_format
-    )
-    return out.contiguous(memory_format=memory_format)
+    return out.contiguous(memory_format=memory_format_of(x))

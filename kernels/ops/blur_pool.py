@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
+from kernels.layout import keeps_channels_last
 from kernels.ops.common import (
     MemoisedLaunch,
     eager_autograd,
     empty_output,
     gradient_buffer,
-    keeps_channels_last,
     output_buffer,
     pooled_shape,
     traced,

@@ -20,6 +20,7 @@ import triton.language as tl
 from torch.autograd.function import once_differentiable
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
+from kernels.layout import memory_format_of
 from kernels.tuning import check_config, launch_config, lookup_state, tuning_key
 
 INT32_LIMIT = 2**31
@@ -47,16 +48,6 @@ def pooled_shape(
         blur_output_size(h - max_kernel + 1, stride, pad_off),
         blur_output_size(w - max_kernel + 1, stride, pad_off),
     )
-
-
-def keeps_channels_last(x: torch.Tensor) -> bool:
-    """Whether outputs derived from ``x`` should be channels_last (x is, and not also NCHW)."""
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
-def memory_format_of(x: torch.Tensor) -> torch.memory_format:
-    """The memory format outputs derived from ``x`` take (:func:`keeps_channels_last`)."""
-    return torch.channels_last if keeps_channels_last(x) else torch.contiguous_format
 
 
 def empty_output(

@@ -30,6 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.layout import keeps_channels_last
 from kernels.ops.common import (
     Launch,
     accumulator_dtype,
@@ -37,7 +38,6 @@ from kernels.ops.common import (
     as_index,
     blur_output_size,
     element_offsets,
-    keeps_channels_last,
     needs_int64,
     plane_offsets,
     resolve_config,

@@ -24,6 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.layout import keeps_channels_last
 from kernels.ops.common import (
     PADDING_CODES,
     Launch,
@@ -32,7 +33,6 @@ from kernels.ops.common import (
     as_index,
     element_offsets,
     folds_once,
-    keeps_channels_last,
     needs_int64,
     padded_source,
     plane_offsets,

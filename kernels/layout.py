@@ -1,0 +1,17 @@
+"""Which memory format an op's outputs take: the input's, when that is channels_last.
+
+A tensor can be contiguous in both formats (one channel, or 1×1 maps); it then counts as NCHW,
+so outputs derived from it are laid out the way most code expects.
+"""
+
+import torch
+
+
+def keeps_channels_last(x: torch.Tensor) -> bool:
+    """Whether outputs derived from ``x`` should be channels_last (x is, and not also NCHW)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """The memory format outputs derived from ``x`` take (:func:`keeps_channels_last`)."""
+    return torch.channels_last if keeps_channels_last(x) else torch.contiguous_format
