@@ -23,11 +23,12 @@ the same function, with the conv on a quarter of the pixels. The `SiteChange` sa
 `subsample="aps"` makes every blur-pool that subsamples filter at stride 1 and subsample by
 adaptive polyphase sampling (`ablate.polyphase`): Blur(1) → APS(s) in place of BlurPool(s);
 a max-pool site becomes MaxBlurPool(k, stride 1) → APS(s), its dense max wrapping around the
-map (so that it commutes with circular shifts) when the padding is circular. Sites that
-subsample the same input (a residual block's main path and shortcut) share one choice of
-component. With circular padding here and in the convolutions (`build_model(...,
-conv_padding="circular")`) and a global pool at the end, the net is exactly invariant to
-circular shifts.
+map (so that it commutes with circular shifts) when the padding is circular. `subsample="lps"`
+does the same with learnable polyphase sampling, LPS(s), whose scorer has its own weights at
+each site. Sites that subsample the same input (a residual block's main path and shortcut)
+share one choice of component: the site that runs first chooses. With circular padding here
+and in the convolutions (`build_model(..., conv_padding="circular")`) and a global pool at the
+end, the net is exactly invariant to circular shifts (LPS in evaluation mode).
 
 The *stem* is the first site in execution order (for torchvision's ResNet the 7×7 stride-2
 conv, whose max-pool is then the first site converted, as in antialiased-cnns' default).
@@ -53,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from ablate.polyphase import PhaseLink, PolyphasePool2d
+from ablate.polyphase import ComponentScorer, PolyphasePool2d, link_phases
 from ablate.variant_config import PLACEMENTS, check_subsample
 from kernels import BlurPool2d, MaxBlurPool2d, make_taps
 
@@ -106,46 +107,56 @@ class _Blur:
     subsample: str = "fixed"
 
     def pool(self, channels: int, stride: int, *, relu: bool = False) -> nn.Module:
-        """BlurPool(stride), or Blur(1) → APS(stride) under adaptive polyphase sampling."""
-        aps = self._adaptive(stride)
+        """BlurPool(stride), or Blur(1) → APS/LPS(stride) under polyphase sampling."""
+        adaptive = self._adaptive(stride)
         blur = BlurPool2d(
-            channels, self.filter_size, 1 if aps else stride, self.padding, relu=relu, **self._kw()
-        )
-        return nn.Sequential(blur, PolyphasePool2d(stride)) if aps else blur
+            channels, self.filter_size, 1 if adaptive else stride, self.padding, relu=relu,
+            **self._kw(),
+        )  # fmt: skip
+        return nn.Sequential(blur, self._polyphase(channels, stride)) if adaptive else blur
 
     def max_pool(self, channels: int, stride: int, max_kernel: int) -> nn.Module:
-        """MaxBlurPool(stride), or MaxBlurPool(1) → APS(stride) (see the module's docstring)."""
-        aps = self._adaptive(stride)
+        """MaxBlurPool(stride), or MaxBlurPool(1) → APS/LPS(stride) (see the module's
+        docstring)."""
+        adaptive = self._adaptive(stride)
         pool: nn.Module = MaxBlurPool2d(
             channels,
             self.filter_size,
-            1 if aps else stride,
+            1 if adaptive else stride,
             self.padding,
             max_kernel=max_kernel,
             **self._kw(),
         )
-        if not aps:
+        if not adaptive:
             return pool
         if self.padding == "circular":
             pool = nn.Sequential(nn.CircularPad2d((0, max_kernel - 1) * 2), pool)
-        return nn.Sequential(pool, PolyphasePool2d(stride))
+        return nn.Sequential(pool, self._polyphase(channels, stride))
 
     def name(self, stride: int) -> str:
         """What `pool` builds, for a SiteChange."""
         if not self._adaptive(stride):
             return f"BlurPool(stride {stride})"
-        return f"Blur(stride 1) → APS(stride {stride})"
+        return f"Blur(stride 1) → {self.subsample.upper()}(stride {stride})"
 
     def max_name(self, stride: int, max_kernel: int) -> str:
         """What `max_pool` builds, for a SiteChange."""
         if not self._adaptive(stride):
             return f"MaxBlurPool(max {max_kernel}, stride {stride})"
         wrap = ", wrapping around" if self.padding == "circular" else ""
-        return f"MaxBlurPool(max {max_kernel}{wrap}, stride 1) → APS(stride {stride})"
+        return (
+            f"MaxBlurPool(max {max_kernel}{wrap}, stride 1) → "
+            f"{self.subsample.upper()}(stride {stride})"
+        )
 
     def _adaptive(self, stride: int) -> bool:
-        """Whether a blur of this stride subsamples by APS (stride 1 does not subsample)."""
-        return self.subsample == "aps" and stride > 1
+        """Whether a blur of this stride subsamples by APS or LPS (stride 1 does not
+        subsample)."""
+        return self.subsample != "fixed" and stride > 1
+
+    def _polyphase(self, channels: int, stride: int) -> PolyphasePool2d:
+        scorer = ComponentScorer(channels) if self.subsample == "lps" else None
+        return PolyphasePool2d(stride, scorer)
 
     def _kw(self) -> dict:
         return {
@@ -176,8 +187,9 @@ def antialias(
     `model` itself is left untouched. `filter_size`, `padding`, `filter`, `taps`, `sigma` and
     `backend` configure every blur as in `kernels.BlurPool2d` (with `filter="custom"` the
     length of `taps` is the size and `filter_size` is not used); `subsample` is "fixed" (the
-    paper's) or "aps" (adaptive polyphase sampling). `example_input` is a batch the model
-    accepts, used to find the sites and check shapes (default: zeros, N×C×32×32).
+    paper's), "aps" or "lps" (adaptive or learnable polyphase sampling). `example_input` is a
+    batch the model accepts, used to find the sites and check shapes (default: zeros,
+    N×C×32×32).
     """
     if placement not in PLACEMENTS:
         raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
@@ -207,7 +219,7 @@ def antialias(
     root = model if graph_module is None else graph_module
     device = example.device
     changes, ends, site_aps = [], [], []
-    made: set[PolyphasePool2d] = set()  # the APS modules of the sites converted so far
+    made: set[PolyphasePool2d] = set()  # the APS/LPS modules of the sites converted so far
     for site in chosen:
         change, end = _convert(root, graph_module, site, placement, blur, device, trace_error)
         changes.append(change)
@@ -228,15 +240,14 @@ def _polyphase_modules(root: nn.Module) -> list[PolyphasePool2d]:
 
 
 def _link_shared_grids(sites: list[_Site], site_aps: list[list[PolyphasePool2d]]) -> None:
-    """Tie the APS modules of sites called on the same tensor to one choice of component."""
+    """Tie the APS/LPS modules of sites called on the same tensor to one choice of component,
+    made by the first site's (sites are in execution order)."""
     groups: dict[int, list[PolyphasePool2d]] = {}
     for site, modules in zip(sites, site_aps, strict=True):
         groups.setdefault(id(site.input), []).extend(modules)  # the sites hold their inputs
     for modules in groups.values():
         if len(modules) > 1:
-            link = PhaseLink()
-            for module in modules:
-                module.link = link
+            link_phases(modules)
 
 
 def _default_example(model: nn.Module) -> torch.Tensor:

@@ -5,9 +5,10 @@ paper's forms move work around: ConvBlurPool runs the strided convolution at str
 times its multiply-adds at stride 2) and every blur adds k² multiply-adds per output and
 channel. Counted as `torch.utils.flop_counter` counts them, 2 FLOPs per multiply-add (fvcore
 counts 1): every convolution and linear layer, and each blur-pool as the dense depthwise k × k
-filter it defines (the fused kernels filter separably, with fewer). Max, ReLU, normalisation,
-additions and the norms by which adaptive polyphase sampling picks its grid are not counted,
-as the field does not count element-wise work.
+filter it defines (the fused kernels filter separably, with fewer); learnable polyphase
+sampling's scorers are convolutions and linear layers, so they count. Max, ReLU, normalisation,
+additions and the norms by which polyphase sampling picks its grid are not counted, as the
+field does not count element-wise work.
 """
 
 from __future__ import annotations

@@ -1,12 +1,26 @@
-"""Adaptive polyphase sampling (APS): subsample on the grid where the signal is strongest.
+"""Adaptive and learnable polyphase sampling: subsample on a grid chosen per image.
 
 Subsampling by s keeps one of the s² polyphase components of a map, the one on the grid that
 starts at (0, 0). A circular shift of the input permutes the components (and shifts them), so
-the fixed choice sees a different component after a shift. APS (Chaman & Dokmanić, "Truly
-Shift-Invariant Convolutional Neural Networks", CVPR 2021) keeps, per sample, the component of
-largest l2 norm instead: a circular shift of the input then only shifts the output, and a net
-whose every layer commutes with circular shifts (circular padding throughout) and that ends in
-a global pool becomes exactly invariant to circular shifts.
+the fixed choice sees a different component after a shift. Choosing the component from the
+components themselves, with a score that a circular shift of a component does not change, makes
+the choice move with the input: a circular shift of the input then only shifts the output, and
+a net whose every layer commutes with circular shifts (circular padding throughout) and that
+ends in a global pool becomes exactly invariant to circular shifts. Two scores:
+
+- APS, adaptive polyphase sampling (Chaman & Dokmanić, "Truly Shift-Invariant Convolutional
+  Neural Networks", CVPR 2021): the component's l2 norm.
+- LPS, learnable polyphase sampling (Rojas-Gomez et al., "Learnable Polyphase Sampling for Shift
+  Invariant and Equivariant Convolutional Networks", NeurIPS 2022): a logit per component,
+  here the log of its l2 norm plus a small network's learned term (`ComponentScorer`), which
+  starts at zero: LPS starts as APS and learns where to choose otherwise (a scorer without
+  the norm starts with dead units and ties on deep maps, where the choice cannot follow a
+  shift). Training and evaluation keep the component of largest logit; in training the
+  softmax of the logits carries the gradient back (the straight-through estimator), to the
+  scorer only. Two choices here differ from the paper's, both measured on the synthetic data
+  (a width-8 ResNet-18, 200 steps): a Gumbel-softmax draw in training (the paper's) left the
+  training loss at chance, as did drawing the grid at random, and so did letting the choice's
+  gradient reach the features through the scores; the choice above trains as APS does.
 
 Component (i, j) of an H × W map is the map rolled by (-i, -j), subsampled from (0, 0), so every
 component is ceil(H/s) × ceil(W/s) (the size blur-pool outputs). Exactness needs s to divide
@@ -14,58 +28,125 @@ H and W: on other maps the components wrap around and overlap. Ties go to the fi
 in row-major order.
 
 Two subsamplings of the same input grid must pick the same component, or their sum mixes grids:
-a residual block subsamples its main path and its shortcut. `PhaseLink` ties such modules
-together: the one that runs first (a model runs them in a fixed order) chooses in every forward
-pass, and the others take its choice of that pass.
+a residual block subsamples its main path and its shortcut. `link_phases` ties such modules
+together: the first (the one a model runs first) chooses in every forward pass, and the others
+take its choice of that pass.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from kernels.layout import memory_format_of
 
+_TINY = torch.finfo(torch.float32).tiny  # the log of an all-zero component's norm stays finite
+
 
 class PhaseLink:
-    """The component chosen by the first linked module to run; shared by the linked modules."""
+    """The choice of the `leader` in the current forward pass, taken by the linked modules."""
 
-    def __init__(self) -> None:
-        self.leader: PolyphasePool2d | None = None
-        self.phase: torch.Tensor | None = None
+    def __init__(self, leader: PolyphasePool2d) -> None:
+        self.leader = leader
+        self.choice: torch.Tensor | None = None
+
+
+class ComponentScorer(nn.Module):
+    """LPS's learned term of a component's logit, unchanged by a circular shift of it.
+
+    A circular 3 × 3 convolution, ReLU, the mean over the map and a linear layer, shared by the
+    components: a circular shift of the input permutes the scores as it permutes the components.
+    The linear layer starts at zero.
+    """
+
+    def __init__(self, channels: int, hidden: int | None = None) -> None:
+        super().__init__()
+        hidden = max(8, channels // 4) if hidden is None else hidden
+        self.conv = nn.Conv2d(channels, hidden, 3, padding=1, padding_mode="circular")
+        self.logit = nn.Linear(hidden, 1, bias=False)  # a bias shifts every logit alike
+        nn.init.zeros_(self.logit.weight)
+
+    def forward(self, components: torch.Tensor) -> torch.Tensor:
+        """(N, K, C, h, w) components -> (N, K) float32 logits."""
+        n, k = components.shape[:2]
+        features = F.relu(self.conv(components.flatten(0, 1).to(self.conv.weight.dtype)))
+        return self.logit(features.mean(dim=(2, 3))).view(n, k).float()
 
 
 class PolyphasePool2d(nn.Module):
-    """Subsample by `stride` keeping, per sample, the polyphase component of largest l2 norm.
+    """Subsample by `stride` keeping, per sample, the polyphase component of highest score.
 
-    With `link`, the first linked module to run chooses for all of them (see `PhaseLink`).
+    Without `scorer` the score is the l2 norm (APS); with one, the log of the norm plus the
+    scorer's term (LPS; in training the softmax at temperature `tau` carries the gradient to
+    the scorer). Linked by
+    `link_phases`, a follower takes its leader's choice and has no scorer of its own.
     """
 
-    def __init__(self, stride: int = 2, link: PhaseLink | None = None) -> None:
+    def __init__(self, stride: int = 2, scorer: nn.Module | None = None, tau: float = 1.0) -> None:
         super().__init__()
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
             raise ValueError(f"stride={stride!r} is invalid: expected an integer >= 1")
+        if not tau > 0:
+            raise ValueError(f"tau={tau!r} is invalid: expected a temperature > 0")
         self.stride = stride
-        self.link = link
+        self.scorer = scorer
+        self.tau = tau
+        self.link: PhaseLink | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         components = polyphase_components(x, self.stride)
         link = self.link
-        if link is not None and link.leader not in (None, self):
-            if link.phase is None or link.phase.shape[0] != x.shape[0]:
+        if link is not None and link.leader is not self:
+            if link.choice is None or link.choice.shape[0] != x.shape[0]:
                 raise RuntimeError(
                     "a linked PolyphasePool2d ran before the module that chooses its component"
                 )
-            phase = link.phase
+            choice = link.choice
         else:
-            phase = components.flatten(2).norm(dim=2).argmax(dim=1)
+            choice = self.choose(components)
             if link is not None:
-                link.leader, link.phase = self, phase
-        picked = components[torch.arange(x.shape[0], device=x.device), phase]
-        return picked.contiguous(memory_format=memory_format_of(x))
+                link.choice = choice
+        return _pick(components, choice).contiguous(memory_format=memory_format_of(x))
+
+    def choose(self, components: torch.Tensor) -> torch.Tensor:
+        """One-hot (N, K) weights of the component each sample keeps."""
+        if self.scorer is not None:
+            components = components.detach()  # the choice's gradient trains the scorer only
+        scores = components.flatten(2).norm(dim=2)
+        if self.scorer is not None:
+            scores = scores.float().clamp_min(_TINY).log() + self.scorer(components)
+        hard = F.one_hot(scores.argmax(dim=1), scores.shape[1]).to(components.dtype)
+        if self.scorer is None or not self.training:
+            return hard
+        soft = F.softmax(scores / self.tau, dim=1)
+        return hard - soft.detach() + soft  # the choice forward, the softmax's gradient back
 
     def extra_repr(self) -> str:
-        return f"stride={self.stride}" + (", linked" if self.link is not None else "")
+        if self.link is not None and self.link.leader is not self:
+            return f"stride={self.stride}, follows a linked module"
+        kind = "aps" if self.scorer is None else f"lps, tau={self.tau}"
+        return f"stride={self.stride}, {kind}" + (", leads a link" if self.link else "")
+
+
+def link_phases(modules: Sequence[PolyphasePool2d]) -> None:
+    """Make the first of `modules` choose for all of them; the others drop their scorers."""
+    link = PhaseLink(modules[0])
+    for module in modules:
+        module.link = link
+        if module is not link.leader:
+            module.scorer = None
+
+
+def _pick(components: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+    """The chosen component of each sample; through the weights when they carry a gradient
+    (LPS in training), by indexing otherwise."""
+    if choice.requires_grad:
+        return torch.einsum("nk,nk...->n...", choice.to(components.dtype), components)
+    rows = torch.arange(components.shape[0], device=components.device)
+    return components[rows, choice.argmax(dim=1)]
 
 
 def polyphase_components(x: torch.Tensor, stride: int) -> torch.Tensor:

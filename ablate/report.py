@@ -24,14 +24,13 @@ import pandas as pd
 from ablate import report_figures as figs
 from ablate.pareto import pareto_mask
 from ablate.report_questions import (
-    APS_ONLY,
     BLUR,
     NO_BLUR,
     Answer,
     answer_questions,
-    aps_answers,
     blur_groups,
     cost_answers,
+    polyphase_answers,
 )
 from ablate.report_summary import (
     Block,
@@ -154,7 +153,7 @@ def _overview(
         if len(configs)
         else "seeds per configuration: none finished",
         f"runs without blur: {groups.get(NO_BLUR, 0)}; with blur: {groups.get(BLUR, 0)}"
-        + (f"; {APS_ONLY}: {groups[APS_ONLY]}" if APS_ONLY in groups else ""),
+        + "".join(f"; {g}: {n}" for g, n in groups.items() if g not in (NO_BLUR, BLUR)),
         f"varied: {', '.join(varied) or 'nothing'}",
         f"fixed: {', '.join(fixed) or 'nothing'}",
     ]
@@ -257,7 +256,7 @@ def write_report(out_dir: Path | str) -> list[Path]:
     sections = [
         ("The paper's research questions", answer_questions(runs, consistency_metric_of(meta))),
         ("What blur costs", cost_answers(runs)),
-        ("Adaptive polyphase sampling against the fixed grid", aps_answers(runs)),
+        ("Polyphase sampling (APS, LPS) against the fixed grid", polyphase_answers(runs)),
     ]
     blocks = summary_blocks(meta, out_dir, runs, configs, failed, config_cols, sections, outcomes)
     written += write_documents(f"Study {meta.study_name}", blocks, out_dir)

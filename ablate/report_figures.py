@@ -90,14 +90,15 @@ def metric_label(metric: str) -> str:
 
 
 def blur_label(row: pd.Series) -> str:
-    """The paper's name of a row's low-pass filter (`Bin-3`, `Rect-2`; `APS · Bin-3` under
-    adaptive polyphase sampling), or `no blur`."""
+    """The paper's name of a row's low-pass filter (`Bin-3`, `Rect-2`; `APS · Bin-3` or
+    `LPS · Bin-3` under adaptive or learnable polyphase sampling), or `no blur`."""
     if row.get("placement") == "none":
         return NO_BLUR
     size = row.get("filter_size", "?")
     family = FAMILY_NAMES.get(row.get("filter", "binomial"), str(row.get("filter", "custom")))
-    aps = "APS · " if row.get("subsample") == "aps" else ""
-    return f"{aps}{family}-{size}"
+    subsample = row.get("subsample", "fixed")
+    grid = "" if subsample == "fixed" else f"{str(subsample).upper()} · "
+    return f"{grid}{family}-{size}"
 
 
 def with_labels(table: pd.DataFrame) -> pd.DataFrame:
@@ -342,9 +343,11 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
     placements = runs["placement"] if "placement" in runs else pd.Series("paper", index=runs.index)
     blurred, baseline = runs[placements != "none"], runs[placements == "none"]
     if "subsample" in blurred and blurred["subsample"].nunique() > 1:  # a line per grid too
-        aps = blurred["subsample"] == "aps"
+        fixed = blurred["subsample"] == "fixed"
         blurred = blurred.assign(
-            placement=blurred["placement"].where(~aps, blurred["placement"] + " + APS")
+            placement=blurred["placement"].where(
+                fixed, blurred["placement"] + " + " + blurred["subsample"].str.upper()
+            )
         )
     n_lines = blurred["placement"].nunique() if "placement" in blurred else 1
     paddings = runs["padding"].nunique() if "padding" in runs else 1

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ablate.report_stats import Difference, welch_difference
 
-NO_BLUR, BLUR, APS_ONLY = "no blur", "blur", "APS without blur"
+NO_BLUR, BLUR = "no blur", "blur"
 
 
 @dataclass(frozen=True)
@@ -32,22 +32,19 @@ class Answer:
 
 def blur_groups(table: pd.DataFrame) -> pd.Series:
     """Per row, `"no blur"` (placement `none`, or filter size 1: plain subsampling), `"blur"`, or
-    `"APS without blur"` (filter size 1 with adaptive polyphase sampling: neither the baseline
-    nor blurred, so the questions leave it out)."""
+    `"APS without blur"` / `"LPS without blur"` (filter size 1 with polyphase sampling: neither
+    the baseline nor blurred, so the questions leave it out)."""
 
-    def where(column: str, value: object) -> pd.Series:
-        if column not in table:
-            return pd.Series(False, index=table.index)
-        return table[column] == value
+    def column(name: str, default: object) -> pd.Series:
+        return table[name] if name in table else pd.Series(default, index=table.index)
 
-    none, one_tap, aps = (
-        where("placement", "none"),
-        where("filter_size", 1),
-        where("subsample", "aps"),
-    )
+    none = column("placement", "paper") == "none"
+    one_tap = column("filter_size", 0) == 1
+    subsample = column("subsample", "fixed").astype(str)
+    adaptive = subsample != "fixed"
     groups = pd.Series(BLUR, index=table.index, name="blur")
-    groups[one_tap & aps] = APS_ONLY
-    groups[none | (one_tap & ~aps)] = NO_BLUR
+    groups[one_tap & adaptive] = subsample.str.upper() + " without blur"
+    groups[none | (one_tap & ~adaptive)] = NO_BLUR
     return groups
 
 
@@ -97,18 +94,27 @@ def blur_contrast(runs: pd.DataFrame) -> Contrast:
     )
 
 
-def aps_contrast(runs: pd.DataFrame) -> Contrast:
-    """Anti-aliased runs subsampling adaptively against those on the fixed grid."""
-    placed = runs["placement"] != "none" if "placement" in runs else True
-    return Contrast(
-        placed & (runs["subsample"] == "aps"),
-        placed & (runs["subsample"] == "fixed"),
-        "APS",
-        "fixed subsampling",
-        "APS",
-        "fixed-grid",
-        "fixed-grid (subsample fixed, placement not none)",
-    )
+# how a sentence names a subsampling, and its runs: "… with APS vs … with fixed subsampling"
+_SUBSAMPLE_NAMES = {"fixed": "fixed subsampling", "aps": "APS", "lps": "LPS"}
+_SUBSAMPLE_RUNS = {"fixed": "fixed-grid", "aps": "APS", "lps": "LPS"}
+
+
+def subsample_contrast(treated: str, control: str) -> Callable[[pd.DataFrame], Contrast]:
+    """Anti-aliased runs subsampling by `treated` against those subsampling by `control`."""
+
+    def contrast(runs: pd.DataFrame) -> Contrast:
+        placed = runs["placement"] != "none" if "placement" in runs else True
+        return Contrast(
+            placed & (runs["subsample"] == treated),
+            placed & (runs["subsample"] == control),
+            _SUBSAMPLE_NAMES[treated],
+            _SUBSAMPLE_NAMES[control],
+            _SUBSAMPLE_RUNS[treated],
+            _SUBSAMPLE_RUNS[control],
+            f"{_SUBSAMPLE_RUNS[control]} (subsample {control}, placement not none)",
+        )
+
+    return contrast
 
 
 def _effect_sentence(
@@ -300,35 +306,66 @@ def cost_answers(runs: pd.DataFrame) -> list[Answer]:
     ]
 
 
-def aps_answers(runs: pd.DataFrame) -> list[Answer]:
-    """Adaptive polyphase sampling against the fixed grid, anti-aliased runs only (A1–A3);
-    none when the study did not vary `subsample`."""
+def polyphase_answers(runs: pd.DataFrame) -> list[Answer]:
+    """Each polyphase sampling the study ran against the fixed grid (A1–A3 for APS, L1–L3 for
+    LPS) and LPS against APS (L4, L5), anti-aliased runs only; none when the study did not
+    vary `subsample`."""
     if "subsample" not in runs or runs["subsample"].nunique() < 2:
         return []
+    present = set(runs["subsample"])
+    answers = []
+    for kind, letter in (("aps", "A"), ("lps", "L")):
+        if {kind, "fixed"} <= present:
+            answers += _against_fixed_grid(runs, kind, letter)
+    if {"aps", "lps"} <= present:
+        contrast = subsample_contrast("lps", "aps")
+        answers += [
+            _metric_question(
+                runs,
+                "L4",
+                "Is LPS more accurate than APS?",
+                "accuracy",
+                "clean accuracy",
+                contrast=contrast,
+            ),
+            _metric_question(
+                runs,
+                "L5",
+                "Is LPS more consistent than APS under crop shifts?",
+                "consistency_crop",
+                "`consistency_crop`",
+                contrast=contrast,
+            ),
+        ]
+    return answers
+
+
+def _against_fixed_grid(runs: pd.DataFrame, kind: str, letter: str) -> list[Answer]:
+    contrast, name = subsample_contrast(kind, "fixed"), kind.upper()
     return [
         _metric_question(
             runs,
-            "A1",
-            "Does APS raise consistency under circular shifts?",
+            f"{letter}1",
+            f"Does {name} raise consistency under circular shifts?",
             "consistency_circular",
             "`consistency_circular`",
-            contrast=aps_contrast,
+            contrast=contrast,
         ),
         _metric_question(
             runs,
-            "A2",
-            "Does APS raise consistency under crop shifts?",
+            f"{letter}2",
+            f"Does {name} raise consistency under crop shifts?",
             "consistency_crop",
             "`consistency_crop`",
-            contrast=aps_contrast,
+            contrast=contrast,
         ),
         _metric_question(
             runs,
-            "A3",
-            "Does APS cost accuracy?",
+            f"{letter}3",
+            f"Does {name} cost accuracy?",
             "accuracy",
             "clean accuracy",
             yes_if="lower",
-            contrast=aps_contrast,
+            contrast=contrast,
         ),
     ]

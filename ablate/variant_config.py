@@ -14,7 +14,7 @@ from kernels.options import Backend, FilterFamily, PaddingMode
 
 Placement = Literal["none", "paper", "blur_before_max", "blur_before_relu", "blur_before_conv"]
 PLACEMENTS: tuple[str, ...] = Placement.__args__
-Subsample = Literal["fixed", "aps"]
+Subsample = Literal["fixed", "aps", "lps"]
 SUBSAMPLES: tuple[str, ...] = Subsample.__args__
 
 
@@ -23,10 +23,10 @@ def check_subsample(placement: str, subsample: str) -> None:
     `placement` (under `blur_before_max` the max-pools subsample, not the blur)."""
     if subsample not in SUBSAMPLES:
         raise ValueError(f"subsample must be one of {SUBSAMPLES}, got {subsample!r}")
-    if subsample == "aps" and placement == "blur_before_max":
+    if subsample != "fixed" and placement == "blur_before_max":
         raise ValueError(
-            "subsample 'aps' needs placement 'paper', 'blur_before_relu' or 'blur_before_conv': "
-            "under 'blur_before_max' the max-pools subsample, not a blur-pool"
+            f"subsample {subsample!r} needs placement 'paper', 'blur_before_relu' or "
+            "'blur_before_conv': under 'blur_before_max' the max-pools subsample, not a blur-pool"
         )
 
 
@@ -58,7 +58,9 @@ class VariantConfig(BaseModel):
     taps: tuple[float, ...] | None = None
     padding: PaddingMode = "reflect"
     subsample: Subsample = Field(
-        "fixed", description="'aps': adaptive polyphase sampling where a blur-pool subsamples"
+        "fixed",
+        description="where a blur-pool subsamples: 'aps' adaptive, 'lps' learnable polyphase "
+        "sampling",
     )
     sites: int | None = Field(None, ge=0, description="anti-alias only the first N sites")
     antialias_stem: bool = True

@@ -395,6 +395,26 @@ def test_aps_of_a_residual_block_shares_one_grid_between_main_path_and_shortcut(
     assert _shift_change(converted, x) > 0.01
 
 
+@pytest.mark.parametrize("name", ["vgg", "resnet18"])
+def test_lps_with_circular_padding_is_exactly_shift_invariant_in_evaluation(name):
+    """As APS, with learned terms that move the choice away from APS's (they start at zero);
+    each leading site scores with its own weights, a shortcut follows its main path."""
+    torch.manual_seed(9)
+    model = build_model(name, width=4, conv_padding="circular")
+    lps, changes = antialias(model, filter_size=3, padding="circular", subsample="lps")
+    assert all("LPS(stride 2)" in change.description for change in changes)
+    pools = [m for m in lps.modules() if isinstance(m, PolyphasePool2d)]
+    leaders = [m for m in pools if m.scorer is not None]
+    assert len(leaders) == (4 if name == "vgg" else 3) and len(pools) == (4 if name == "vgg" else 6)
+    for pool in leaders:
+        nn.init.normal_(pool.scorer.logit.weight, std=2.0)
+    x = torch.randn(3, 3, 32, 32)
+    assert _shift_change(lps, x) < 1e-4
+    aps, _ = antialias(model, filter_size=3, padding="circular", subsample="aps")
+    with torch.no_grad():
+        assert not torch.allclose(lps.eval()(x), aps.eval()(x))
+
+
 def test_aps_max_sites_keep_the_spec_max_unless_the_padding_is_circular():
     model = _randomise_bn(build_model("vgg", width=4))
     converted, changes = antialias(model, filter_size=3, padding="reflect", subsample="aps")
@@ -415,6 +435,7 @@ def test_aps_max_sites_keep_the_spec_max_unless_the_padding_is_circular():
         ({"placement": "after"}, "placement"),
         ({"subsample": "adaptive"}, "subsample"),
         ({"subsample": "aps", "placement": "blur_before_max"}, "subsample 'aps' needs placement"),
+        ({"subsample": "lps", "placement": "blur_before_max"}, "subsample 'lps' needs placement"),
         ({"sites": -1}, "sites"),
         ({"antialias_stem": 1}, "antialias_stem"),
         ({"filter_size": 0}, "size"),

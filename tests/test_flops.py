@@ -8,6 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ablate.antialias import antialias
 from ablate.flops import forward_flops
 from ablate.models import build_model
+from ablate.polyphase import ComponentScorer, PolyphasePool2d
 from kernels import BlurPool2d, MaxBlurPool2d
 from kernels.bench import pad_conv_formulation
 
@@ -74,3 +75,14 @@ def test_counting_leaves_the_model_as_it_was():
     assert model.training
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert not any(module._forward_hooks for module in model.modules())
+
+
+def test_polyphase_sampling_counts_only_the_lps_scorer():
+    """APS's norms are element-wise work (not counted); LPS's scorer runs a conv and a linear
+    layer on every component."""
+    aps, lps = PolyphasePool2d(2), PolyphasePool2d(2, ComponentScorer(6))
+    shape = (6, 10, 8)
+    assert forward_flops(aps, shape) == counted_flops(aps, shape) == 0
+    hidden = lps.scorer.conv.out_channels
+    scorer = 4 * (2 * hidden * 5 * 4 * 6 * 9 + 2 * hidden)  # 4 components of 5 × 4
+    assert forward_flops(lps, shape) == counted_flops(lps, shape) == scorer

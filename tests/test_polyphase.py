@@ -1,9 +1,10 @@
-"""Adaptive polyphase sampling: its components, its choice, shift equivariance, links, grads."""
+"""Adaptive and learnable polyphase sampling: components, choice, shift equivariance, links,
+gradients."""
 
 import pytest
 import torch
 
-from ablate.polyphase import PhaseLink, PolyphasePool2d, polyphase_components
+from ablate.polyphase import ComponentScorer, PolyphasePool2d, link_phases, polyphase_components
 
 
 def test_components_are_the_subsampling_grids_and_wrap_on_odd_sizes():
@@ -29,13 +30,22 @@ def test_each_sample_keeps_its_strongest_component():
     assert torch.equal(out[2], x[2, :, 1::2, 1::2])
 
 
+def _learned(channels: int, stride: int = 2) -> PolyphasePool2d:
+    """An LPS module in evaluation mode whose learned term is not zero (it starts at zero)."""
+    pool = PolyphasePool2d(stride, ComponentScorer(channels))
+    torch.nn.init.normal_(pool.scorer.logit.weight, std=2.0)
+    return pool.eval()
+
+
+@pytest.mark.parametrize("kind", ["aps", "lps"])
 @pytest.mark.parametrize("stride", [2, 3])
 @pytest.mark.parametrize("shape", [(12, 12), (6, 18)])
-def test_a_circular_shift_of_the_input_only_shifts_the_output(stride, shape):
-    """On maps the stride divides (on others the components overlap where they wrap)."""
+def test_a_circular_shift_of_the_input_only_shifts_the_output(kind, stride, shape):
+    """On maps the stride divides (on others the components overlap where they wrap); LPS at
+    evaluation."""
     torch.manual_seed(stride)
     x = torch.randn(2, 3, *shape)
-    pool = PolyphasePool2d(stride)
+    pool = PolyphasePool2d(stride) if kind == "aps" else _learned(3, stride)
     out = pool(x)
     for shift in [(1, 0), (0, 1), (2, 5), (-3, 4)]:
         shifted = pool(torch.roll(x, shift, dims=(2, 3)))
@@ -58,23 +68,23 @@ def test_fixed_subsampling_is_not_shift_equivariant():
     )
 
 
-def test_linked_modules_follow_the_first_to_run():
-    link = PhaseLink()
-    leader, follower = PolyphasePool2d(2, link), PolyphasePool2d(2, link)
+def test_linked_modules_follow_the_first():
+    leader, follower = PolyphasePool2d(2), PolyphasePool2d(2, ComponentScorer(3))
+    link_phases([leader, follower])
+    assert follower.scorer is None  # a follower never scores
     main = torch.zeros(2, 1, 4, 4)
     main[:, :, 1::2, 1::2] = 1  # the leader picks (1, 1) for both samples
     shortcut = torch.randn(2, 3, 4, 4)
     leader(main)
     assert torch.equal(follower(shortcut), shortcut[:, :, 1::2, 1::2])
-    assert link.leader is leader and "linked" in repr(follower)
+    assert "leads a link" in repr(leader) and "follows a linked module" in repr(follower)
     with pytest.raises(RuntimeError, match="ran before"):
         follower(torch.randn(5, 3, 4, 4))  # another batch than the leader's
 
 
 def test_a_follower_that_runs_first_is_an_error():
-    link = PhaseLink()
-    leader, follower = PolyphasePool2d(2, link), PolyphasePool2d(2, link)
-    link.leader = leader
+    leader, follower = PolyphasePool2d(2), PolyphasePool2d(2)
+    link_phases([leader, follower])
     with pytest.raises(RuntimeError, match="ran before the module that chooses"):
         follower(torch.randn(1, 1, 4, 4))
 
@@ -95,3 +105,53 @@ def test_channels_last_stays_channels_last():
 def test_bad_stride_is_named(stride):
     with pytest.raises(ValueError, match=r"stride=.* expected an integer >= 1"):
         PolyphasePool2d(stride)
+
+
+@pytest.mark.parametrize("tau", [0, -1.0, float("nan")])
+def test_bad_temperature_is_named(tau):
+    with pytest.raises(ValueError, match=r"tau=.* expected a temperature > 0"):
+        PolyphasePool2d(2, ComponentScorer(1), tau=tau)
+
+
+def test_the_scorer_permutes_its_logits_as_a_shift_permutes_the_components():
+    torch.manual_seed(3)
+    scorer = _learned(5).scorer
+    x = torch.randn(3, 5, 8, 10)
+    logits = scorer(polyphase_components(x, 2))
+    shifted = scorer(polyphase_components(torch.roll(x, (1, 1), dims=(2, 3)), 2))
+    torch.testing.assert_close(shifted, logits[:, [3, 2, 1, 0]])  # (i, j) -> (i+1, j+1) mod 2
+    assert logits.dtype == torch.float32 and logits.std() > 0.01
+
+
+def test_lps_starts_as_aps_and_its_learned_term_changes_the_choice():
+    torch.manual_seed(4)
+    x = torch.randn(64, 4, 6, 6)
+    fresh = PolyphasePool2d(2, ComponentScorer(4)).eval()
+    assert torch.equal(fresh(x), PolyphasePool2d(2)(x))
+    assert not torch.equal(_learned(4)(x), PolyphasePool2d(2)(x))
+
+
+def test_lps_in_training_keeps_its_evaluation_choice_and_trains_only_its_scorer():
+    """The straight-through gradient reaches the scorer; the input's gradient is that of the
+    kept component alone, as if the choice were fixed."""
+    torch.manual_seed(5)
+    pool = _learned(2)
+    x = torch.randn(64, 2, 4, 4, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(64, 2, 2, 2, dtype=torch.float64)
+    kept = pool.eval()(x)
+    (pool.train()(x) * weights).sum().backward()
+    assert torch.equal(pool(x), kept)
+    assert pool.scorer.conv.weight.grad.abs().sum() > 0
+    assert pool.scorer.logit.weight.grad.abs().sum() > 0
+    fixed = x.detach().clone().requires_grad_()
+    choice = pool.eval().choose(polyphase_components(fixed.detach(), 2)).argmax(dim=1)
+    picked = polyphase_components(fixed, 2)[torch.arange(64), choice]
+    (picked * weights).sum().backward()
+    torch.testing.assert_close(x.grad, fixed.grad)
+
+
+def test_lps_scores_inputs_of_any_float_dtype():
+    pool = _learned(3)
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    assert pool(x).dtype == torch.float64
+    assert torch.autograd.gradcheck(pool, (x.requires_grad_(),))

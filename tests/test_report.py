@@ -28,7 +28,12 @@ from optuna.storages.journal import JournalFileBackend
 from ablate import report_figures as figs
 from ablate.pareto import non_dominated
 from ablate.report import main, mark_front, write_report
-from ablate.report_questions import answer_questions, aps_answers, blur_groups, cost_answers
+from ablate.report_questions import (
+    answer_questions,
+    blur_groups,
+    cost_answers,
+    polyphase_answers,
+)
 from ablate.report_stats import mean_interval, t_quantile, welch_difference
 from ablate.report_table import (
     Objective,
@@ -53,8 +58,9 @@ LAYERS = ("features.0", "features.3", "features.7", "classifier")
 def fake_metrics(config: dict, seed: int, rng: np.random.Generator) -> dict:
     """Plausible metrics: blur raises consistency and flattens the shift curve, costs speed."""
     blur = 0 if config["placement"] == "none" else config["filter_size"] - 1
-    aps = config["placement"] != "none" and config["subsample"] == "aps"  # exact, a bit worse
-    accuracy = 70 + 0.5 * blur - 3 * aps + rng.normal(0, 1.5)
+    grid = "fixed" if config["placement"] == "none" else config["subsample"]
+    aps = grid != "fixed"  # exact; APS a bit worse, LPS a bit better
+    accuracy = 70 + 0.5 * blur + {"fixed": 0, "aps": -3, "lps": 3}[grid] + rng.normal(0, 1.5)
     wobble = max(0.0, 6 - blur)
     return {
         "seed": seed,
@@ -359,23 +365,24 @@ def test_costs_of_runs_without_flops_say_so(tmp_path: Path) -> None:
     assert answer.difference is None and "carry no `forward_mflops`" in answer.sentence
 
 
-def test_aps_runs_without_blur_are_neither_baseline_nor_blurred() -> None:
+def test_polyphase_runs_without_blur_are_neither_baseline_nor_blurred() -> None:
     table = pd.DataFrame(
         {
-            "placement": ["none", "paper", "paper", "paper"],
-            "filter_size": [4, 1, 1, 3],
-            "subsample": ["fixed", "fixed", "aps", "aps"],
+            "placement": ["none", "paper", "paper", "paper", "paper"],
+            "filter_size": [4, 1, 1, 3, 1],
+            "subsample": ["fixed", "fixed", "aps", "aps", "lps"],
         }
     )
-    assert list(blur_groups(table)) == ["no blur", "no blur", "APS without blur", "blur"]
+    groups = ["no blur", "no blur", "APS without blur", "blur", "LPS without blur"]
+    assert list(blur_groups(table)) == groups
     labels = [figs.blur_label(row) for _, row in table.iterrows()]
-    assert labels == ["no blur", "Bin-1", "APS · Bin-1", "APS · Bin-3"]
+    assert labels == ["no blur", "Bin-1", "APS · Bin-1", "APS · Bin-3", "LPS · Bin-1"]
 
 
 def test_aps_answers_compare_the_grids_only_when_the_study_varies_them(tmp_path: Path) -> None:
     space = {"placement": ["none", "paper"], "filter_size": [3, 5], "subsample": ["fixed", "aps"]}
     runs, _ = runs_table(make_study(tmp_path / "aps", space, seeds=[0, 1, 2]))
-    answers = {a.key: a for a in aps_answers(runs)}
+    answers = {a.key: a for a in polyphase_answers(runs)}
     assert list(answers) == ["A1", "A2", "A3"]
     assert answers["A1"].difference.low > 0 and answers["A1"].sentence.startswith("Yes")
     assert "100.00 % with APS vs" in answers["A1"].sentence
@@ -383,7 +390,21 @@ def test_aps_answers_compare_the_grids_only_when_the_study_varies_them(tmp_path:
     assert "n = 6 APS vs 6 fixed-grid runs" in answers["A1"].sentence  # placement none left out
     assert answers["A3"].difference.high < 0 and answers["A3"].sentence.startswith("Yes")
     fixed_only, _ = runs_table(make_study(tmp_path / "fixed", FULL_SPACE, seeds=[0, 1]))
-    assert aps_answers(fixed_only) == []
+    assert polyphase_answers(fixed_only) == []
+
+
+def test_lps_answers_compare_it_with_the_fixed_grid_and_with_aps(tmp_path: Path) -> None:
+    space = {"placement": ["paper"], "filter_size": [3], "subsample": ["fixed", "aps", "lps"]}
+    runs, _ = runs_table(make_study(tmp_path / "lps", space, seeds=[0, 1, 2, 3]))
+    answers = {a.key: a for a in polyphase_answers(runs)}
+    assert list(answers) == ["A1", "A2", "A3", "L1", "L2", "L3", "L4", "L5"]
+    assert answers["L1"].sentence.startswith("Yes") and "with LPS vs" in answers["L1"].sentence
+    assert answers["L3"].sentence.startswith("No, the opposite")  # LPS gains accuracy here
+    assert answers["L4"].sentence.startswith("Yes") and "with APS" in answers["L4"].sentence
+    assert "n = 4 LPS vs 4 APS runs" in answers["L4"].sentence
+    assert answers["L5"].difference is not None
+    without_fixed = runs[runs["subsample"] != "fixed"]
+    assert [a.key for a in polyphase_answers(without_fixed)] == ["L4", "L5"]
 
 
 def test_questions_without_baseline_say_so(tmp_path: Path) -> None:

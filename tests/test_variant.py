@@ -113,7 +113,8 @@ def test_bad_config_names_the_field():
         run_variant({"subsample": "aps", "placement": "blur_before_max"})
 
 
-def test_subsampling_and_conv_padding_reach_the_network(monkeypatch):
+@pytest.mark.parametrize("subsample", ["aps", "lps"])
+def test_subsampling_and_conv_padding_reach_the_network(monkeypatch, subsample):
     """The exact invariance they buy is tested in test_antialias; here, that the config's
     fields build that network (a briefly trained net is too close to constant to show it)."""
     built = []
@@ -129,13 +130,15 @@ def test_subsampling_and_conv_padding_reach_the_network(monkeypatch):
     monkeypatch.setattr(variant, "build_model", spy(variant.build_model))
     monkeypatch.setattr(variant, "antialias", spy(variant.antialias))
     fields = {"placement": "paper", "padding": "circular", "conv_padding": "circular"}
-    metrics = run_variant(TINY | fields | {"model": "resnet18", "subsample": "aps"})
+    metrics = run_variant(TINY | fields | {"model": "resnet18", "subsample": subsample})
     assert set(metrics) == DOCUMENTED_METRICS
     baseline, converted = built
     convs = [m for m in baseline.modules() if isinstance(m, nn.Conv2d) and m.padding != (0, 0)]
     assert all(m.padding_mode == "circular" for m in convs)
     pools = [m for m in converted.modules() if isinstance(m, PolyphasePool2d)]
     assert len(pools) == 6 and all(m.link is not None for m in pools)
+    scorers = [m.scorer for m in pools if m.scorer is not None]
+    assert len(scorers) == (3 if subsample == "lps" else 0)
 
 
 def test_device_names_are_checked():
