@@ -17,10 +17,12 @@ ends in a global pool becomes exactly invariant to circular shifts. Two scores:
   the norm starts with dead units and ties on deep maps, where the choice cannot follow a
   shift). Training and evaluation keep the component of largest logit; in training the
   softmax of the logits carries the gradient back (the straight-through estimator), to the
-  scorer only. Two choices here differ from the paper's, both measured on the synthetic data
-  (a width-8 ResNet-18, 200 steps): a Gumbel-softmax draw in training (the paper's) left the
-  training loss at chance, as did drawing the grid at random, and so did letting the choice's
-  gradient reach the features through the scores; the choice above trains as APS does.
+  scorer only. Both differ from the paper's, which draws the component by Gumbel-softmax in
+  training and lets the gradient reach the features through the scores too. Measured on the
+  synthetic data (a width-8 ResNet-18, 200 steps of 128 images): either kept the training loss
+  near chance, while the choice above trains as APS does. (There, any random shift in training
+  does: a random grid, a 1-pixel random circular shift of the input, the padded-crop
+  augmentation; its fine stripes make early learning depend on their phase.)
 
 Component (i, j) of an H × W map is the map rolled by (-i, -j), subsampled from (0, 0), so every
 component is ceil(H/s) × ceil(W/s) (the size blur-pool outputs). Exactness needs s to divide
