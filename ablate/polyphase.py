@@ -15,14 +15,16 @@ ends in a global pool becomes exactly invariant to circular shifts. Two scores:
   here the log of its l2 norm plus a small network's learned term (`ComponentScorer`), which
   starts at zero: LPS starts as APS and learns where to choose otherwise (a scorer without
   the norm starts with dead units and ties on deep maps, where the choice cannot follow a
-  shift). Training and evaluation keep the component of largest logit; in training the
-  softmax of the logits carries the gradient back (the straight-through estimator), to the
-  scorer only. Both differ from the paper's, which draws the component by Gumbel-softmax in
-  training and lets the gradient reach the features through the scores too. Measured on the
-  synthetic data (a width-8 ResNet-18, 200 steps of 128 images): either kept the training loss
-  near chance, while the choice above trains as APS does. (There, any random shift in training
-  does: a random grid, a 1-pixel random circular shift of the input, the padded-crop
-  augmentation; its fine stripes make early learning depend on their phase.)
+  shift). Training and evaluation keep the component of largest logit, so the net trains as
+  the function it is evaluated as; in training the softmax of the logits at temperature `tau`
+  carries the gradient back (the straight-through estimator), to the scorer only. The paper
+  instead draws the component by Gumbel-softmax in training and lets the gradient reach the
+  features through the scores too. Measured on the synthetic data (a width-8 ResNet-18 with
+  circular padding, batches of 128, lr 0.05): this choice's training loss follows APS's
+  (leaving the chance plateau within 200 steps), the paper's was still leaving it at step 800.
+  The plateau's length is fickle there (a constant 1-pixel circular shift of the training
+  images stretched the fixed grid's from under 200 steps to about 600), so this is a reason to
+  prefer the deterministic choice, not proof that the paper's cannot train.
 
 Component (i, j) of an H × W map is the map rolled by (-i, -j), subsampled from (0, 0), so every
 component is ceil(H/s) × ceil(W/s) (the size blur-pool outputs). Exactness needs s to divide
