@@ -458,3 +458,17 @@ def test_converted_model_compiles_on_cuda(name):
     converted = converted.to(memory_format=torch.channels_last).eval()
     x = torch.randn(4, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(torch.compile(converted)(x), converted(x), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("subsample", ["aps", "lps"])
+def test_polyphase_networks_export_with_their_choice_in_the_graph(subsample):
+    """torch.export keeps the per-image choice (and the shortcut's link) as graph ops: the
+    exported net matches the eager one on inputs other than the example, shifted ones too."""
+    model = build_model("resnet18", width=4, conv_padding="circular")
+    net, _ = antialias(model, filter_size=3, padding="circular", subsample=subsample)
+    net = _randomise_bn(net)
+    exported = torch.export.export(net, (torch.randn(2, 3, 32, 32),)).module()
+    x = torch.randn(2, 3, 32, 32)
+    for shift in [(0, 0), (1, 3)]:
+        shifted = torch.roll(x, shift, dims=(2, 3))
+        torch.testing.assert_close(exported(shifted), net(shifted))
