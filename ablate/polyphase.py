@@ -85,8 +85,8 @@ class PolyphasePool2d(nn.Module):
 
     Without `scorer` the score is the l2 norm (APS); with one, the log of the norm plus the
     scorer's term (LPS; in training the softmax at temperature `tau` carries the gradient to
-    the scorer). Linked by
-    `link_phases`, a follower takes its leader's choice and has no scorer of its own.
+    the scorer). Linked by `link_phases`, a follower takes its leader's choice and has no
+    scorer of its own.
     """
 
     def __init__(self, stride: int = 2, scorer: nn.Module | None = None, tau: float = 1.0) -> None:
@@ -117,13 +117,13 @@ class PolyphasePool2d(nn.Module):
 
     def choose(self, components: torch.Tensor) -> torch.Tensor:
         """One-hot (N, K) weights of the component each sample keeps."""
-        if self.scorer is not None:
-            components = components.detach()  # the choice's gradient trains the scorer only
-        scores = components.flatten(2).norm(dim=2)
-        if self.scorer is not None:
-            scores = scores.float().clamp_min(_TINY).log() + self.scorer(components)
-        hard = F.one_hot(scores.argmax(dim=1), scores.shape[1]).to(components.dtype)
-        if self.scorer is None or not self.training:
+        if self.scorer is None:
+            return _one_hot_argmax(components.flatten(2).norm(dim=2), components.dtype)
+        components = components.detach()  # the choice's gradient trains the scorer only
+        norms = components.flatten(2).norm(dim=2).float()
+        scores = norms.clamp_min(_TINY).log() + self.scorer(components)
+        hard = _one_hot_argmax(scores, components.dtype)
+        if not self.training:
             return hard
         soft = F.softmax(scores / self.tau, dim=1)
         return hard - soft.detach() + soft  # the choice forward, the softmax's gradient back
@@ -142,6 +142,10 @@ def link_phases(modules: Sequence[PolyphasePool2d]) -> None:
         module.link = link
         if module is not link.leader:
             module.scorer = None
+
+
+def _one_hot_argmax(scores: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return F.one_hot(scores.argmax(dim=1), scores.shape[1]).to(dtype)
 
 
 def _pick(components: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
