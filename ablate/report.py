@@ -3,12 +3,18 @@
 `write_report(out_dir)` reads the study back from the storage named in `out_dir/meta.json` and
 writes, into `out_dir`:
 
-- `runs.csv` / `runs.parquet`: one row per finished trial and seed (lists and dicts as JSON);
+- `runs.csv` / `runs.parquet`: one row per finished trial and seed (lists and dicts as JSON),
+  every value as measured;
 - `configs.csv` / `configs.parquet`: one row per configuration, each scalar metric's mean over
   seeds and its 95 % Student-t interval (NaN width when a configuration has one seed), plus
-  `feasible` (meets the spec's constraints) and `pareto` (on the front of the objectives);
+  `feasible` (meets the spec's constraints and every seed learned) and `pareto` (on the front
+  of the objectives);
 - `pareto_front.csv` / `.parquet`: the front alone;
 - `figures/*.png` and `*.svg`; `summary.md`; `report.html` (self-contained).
+
+A run that did not learn (`learned` false: accuracy not above chance, `ablate.chance`) keeps its
+row in `runs.*`, but its consistency is left out of every mean, figure and answer, and its
+configuration is infeasible, as the engine told Optuna.
 """
 
 from __future__ import annotations
@@ -44,11 +50,13 @@ from ablate.report_summary import (
 from ablate.report_table import (
     StudyMeta,
     aggregate_over_seeds,
+    at_chance,
     failed_trials,
     load_study,
     read_meta,
     runs_table,
     varied_columns,
+    without_chance_consistency,
     write_table,
 )
 
@@ -57,10 +65,11 @@ BLUR_FIELDS = ("filter", "filter_size", "sigma", "taps", "padding", "sites", "an
 
 
 def mark_front(configs: pd.DataFrame, meta: StudyMeta) -> pd.DataFrame:
-    """Add `feasible` (every constraint holds on the means) and `pareto` (non-dominated among the
-    feasible configurations on the objectives' means, as Optuna's `best_trials` decides)."""
+    """Add `feasible` (every constraint holds on the means and no seed is at chance) and `pareto`
+    (non-dominated among the feasible configurations on the objectives' means, as Optuna's
+    `best_trials` decides)."""
     marked = configs.copy()
-    feasible = pd.Series(True, index=marked.index)
+    feasible = marked["seeds_at_chance"].eq(0)
     for constraint in meta.constraints:
         column = f"{constraint.metric}_mean"
         if column in marked:
@@ -154,6 +163,7 @@ def _overview(
         else "seeds per configuration: none finished",
         f"runs without blur: {groups.get(NO_BLUR, 0)}; with blur: {groups.get(BLUR, 0)}"
         + "".join(f"; {g}: {n}" for g, n in groups.items() if g not in (NO_BLUR, BLUR)),
+        f"runs that did not learn (accuracy not above chance): {int(at_chance(runs).sum())}",
         f"varied: {', '.join(varied) or 'nothing'}",
         f"fixed: {', '.join(fixed) or 'nothing'}",
     ]
@@ -184,6 +194,28 @@ METHOD_NOTES = (
 )
 
 
+AT_CHANCE_NOTE = (
+    "These runs' test accuracy is not above chance: the share of the test set's most frequent "
+    "class, which an answer that ignores the image scores (one-sided exact binomial test, "
+    "p < 0.001). A network that learned nothing gives both shifted copies of an image the same "
+    "answer, so the consistency below is no merit of its design: it is left out of every mean, "
+    "figure and answer, and a configuration with such a run is off the Pareto front. Short "
+    "budgets often end before a run leaves the loss plateau of early training; more epochs or "
+    "another learning rate tell whether the design or the budget is at fault."
+)
+
+
+def at_chance_blocks(runs: pd.DataFrame, varied: Sequence[str]) -> list[Block]:
+    """The runs that did not learn, with what they measured, or nothing when every run learned."""
+    stuck = runs[at_chance(runs)]
+    if stuck.empty:
+        return []
+    columns = ["trial", "seed", *varied, "accuracy", "chance_accuracy"]
+    columns += [c for c in runs.columns if c.startswith("consistency_")] + ["final_train_loss"]
+    table = stuck[[c for c in dict.fromkeys(columns) if c in stuck]]
+    return [Heading("Runs that did not learn"), Paragraph(AT_CHANCE_NOTE), Table(table)]
+
+
 def _answer_bullets(answers: Sequence[Answer]) -> Bullets:
     return Bullets(tuple(f"**{a.key} — {a.question}** {a.sentence}" for a in answers))
 
@@ -209,6 +241,7 @@ def summary_blocks(
             if not meta.storage or "://" not in meta.storage
             else f"Browse the trials interactively: `optuna-dashboard {meta.storage}`."
         ),
+        *at_chance_blocks(runs, varied),
     ]
     for heading, answers in sections:
         if answers:
@@ -247,17 +280,19 @@ def write_report(out_dir: Path | str) -> list[Path]:
     meta = read_meta(out_dir)
     study = load_study(out_dir, meta)
     runs, config_cols = runs_table(study)
-    configs = mark_front(aggregate_over_seeds(runs, config_cols), meta)
+    analysed = without_chance_consistency(runs)
+    configs = mark_front(aggregate_over_seeds(analysed, config_cols), meta)
     failed = failed_trials(study)
     written = write_table(runs, out_dir / "runs") + write_table(configs, out_dir / "configs")
     written += write_table(configs[configs["pareto"]], out_dir / "pareto_front")
-    outcomes = make_figures(study, runs, configs, meta)
+    outcomes = make_figures(study, analysed, configs, meta)
     for outcome in outcomes:
         written += figs.save_figure(outcome, out_dir / FIGURE_DIR)
+    consistency = consistency_metric_of(meta)
     sections = [
-        ("The paper's research questions", answer_questions(runs, consistency_metric_of(meta))),
-        ("What blur costs", cost_answers(runs)),
-        ("Polyphase sampling (APS, LPS) against the fixed grid", polyphase_answers(runs)),
+        ("The paper's research questions", answer_questions(analysed, consistency)),
+        ("What blur costs", cost_answers(analysed)),
+        ("Polyphase sampling (APS, LPS) against the fixed grid", polyphase_answers(analysed)),
     ]
     blocks = summary_blocks(meta, out_dir, runs, configs, failed, config_cols, sections, outcomes)
     written += write_documents(f"Study {meta.study_name}", blocks, out_dir)

@@ -56,10 +56,11 @@ def shift_drop(accuracies: object) -> float:
     return float(values[0] - values[1:].mean())
 
 
-def _fmt(value: float, signed: bool = False) -> str:
+def _fmt(value: float, signed: bool = False, unit: str = "") -> str:
+    """Two decimals and the unit; 'n/a' alone when there is no number."""
     if not np.isfinite(value):
         return "n/a"
-    return f"{value:+.2f}" if signed else f"{value:.2f}"
+    return (f"{value:+.2f}" if signed else f"{value:.2f}") + unit
 
 
 def _difference_unit(unit: str) -> str:
@@ -131,7 +132,7 @@ def _effect_sentence(
     difference as a share of the control's mean (for costs, where the ratio is what carries)."""
     treated, control = means
     diff_unit = _difference_unit(unit)
-    share = f" or {_fmt(100 * diff.estimate / control, True)} %" if relative and control else ""
+    share = f" or {_fmt(100 * diff.estimate / control, True, ' %')}" if relative and control else ""
     interval = (
         f"95 % CI [{_fmt(diff.low, True)}, {_fmt(diff.high, True)}]{diff_unit}"
         if np.isfinite(diff.low)
@@ -143,8 +144,9 @@ def _effect_sentence(
         verdict = "Inconclusive"
     control_name = f" with {contrast.control_name}" if contrast.control_name else " without"
     return (
-        f"{verdict}: {name} is {_fmt(treated)}{unit} with {contrast.treated_name} vs "
-        f"{_fmt(control)}{unit}{control_name} (difference {_fmt(diff.estimate, True)}{diff_unit}"
+        f"{verdict}: {name} is {_fmt(treated, unit=unit)} with {contrast.treated_name} vs "
+        f"{_fmt(control, unit=unit)}{control_name} "
+        f"(difference {_fmt(diff.estimate, True, diff_unit)}"
         f"{share}, {interval}; Welch t over runs, n = {diff.n_treated} {contrast.treated_runs} "
         f"vs {diff.n_control} {contrast.control_runs} runs)."
     )
@@ -181,7 +183,7 @@ def _by_filter_size(runs: pd.DataFrame, values: pd.Series, unit: str) -> str:
         runs["placement"] != "none" if "placement" in runs else pd.Series(True, index=runs.index)
     )
     means = values[blurred_sites].groupby(runs.loc[blurred_sites, "filter_size"]).mean()
-    parts = ", ".join(f"{k}: {_fmt(v)}{unit}" for k, v in means.items())
+    parts = ", ".join(f"{k}: {_fmt(v, unit=unit)}" for k, v in means.items())
     return f" Mean by filter size: {parts}."
 
 

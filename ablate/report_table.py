@@ -127,6 +127,24 @@ def runs_table(study: optuna.Study) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows), list(config_cols)
 
 
+def at_chance(runs: pd.DataFrame) -> pd.Series:
+    """True for the runs that recorded `learned=False` (`ablate.chance`); runs of studies made
+    before that metric existed count as learned."""
+    if "learned" not in runs:
+        return pd.Series(False, index=runs.index)
+    return runs["learned"].eq(False)
+
+
+def without_chance_consistency(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` with the consistency of runs at chance set to NaN: a network that learned nothing
+    answers both shifted copies alike, so its consistency would count for a design's merit."""
+    masked = runs.copy()
+    stuck = at_chance(runs)
+    for column in (c for c in runs.columns if c.startswith("consistency_")):
+        masked.loc[stuck, column] = np.nan
+    return masked
+
+
 def failed_trials(study: optuna.Study) -> pd.DataFrame:
     """Trials that did not finish, with their state and `fail_reason` where the engine set one."""
     rows = [
@@ -158,15 +176,17 @@ def scalar_metric_columns(runs: pd.DataFrame, exclude: list[str]) -> list[str]:
 
 
 def aggregate_over_seeds(runs: pd.DataFrame, config_cols: list[str]) -> pd.DataFrame:
-    """One row per configuration: its config, `n_seeds`, `trials`, per scalar metric
-    `<m>_mean`, `<m>_ci95_low`, `<m>_ci95_high` (Student-t over seeds; NaN for one seed), and
-    text metrics (the device name) as their distinct values.
+    """One row per configuration: its config, `n_seeds`, `trials`, `seeds_at_chance` (runs that
+    did not learn), per scalar metric `<m>_mean`, `<m>_ci95_low`, `<m>_ci95_high` (Student-t
+    over seeds; NaN for one seed), and text metrics (the device name) as their distinct values.
 
     Configurations are told apart by their whole config, so a point the sampler ran twice (in
     two trials) is pooled into one row.
     """
     if runs.empty:
-        return pd.DataFrame(columns=[CONFIG_KEY, *config_cols, "n_seeds", "trials"])
+        return pd.DataFrame(
+            columns=[CONFIG_KEY, *config_cols, "n_seeds", "trials", "seeds_at_chance"]
+        )
     metrics = scalar_metric_columns(runs, [*config_cols, "trial", "seed"])
     text_metrics = [
         c
@@ -180,6 +200,7 @@ def aggregate_over_seeds(runs: pd.DataFrame, config_cols: list[str]) -> pd.DataF
         row.update({c: group[c].iloc[0] for c in config_cols})
         row["n_seeds"] = len(group)
         row["trials"] = ",".join(str(t) for t in sorted(group["trial"].unique()))
+        row["seeds_at_chance"] = int(at_chance(group).sum())
         for metric in text_metrics:  # e.g. the device name: its distinct values
             row[metric] = ", ".join(sorted(group[metric].unique()))
         for metric in metrics:

@@ -17,6 +17,7 @@ import yaml
 from torch import nn
 
 from ablate.antialias import antialias
+from ablate.chance import chance_accuracy, learned
 from ablate.data import load_dataset
 from ablate.flops import forward_flops
 from ablate.metrics import (
@@ -89,11 +90,15 @@ def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
 def evaluate(
     model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, config: VariantConfig
 ) -> dict[str, Any]:
-    """Accuracy on all of the test set; shift metrics and filter TV on its first `eval_size`."""
+    """Accuracy on all of the test set (and whether it beats chance, `ablate.chance`); shift
+    metrics and filter TV on its first `eval_size`."""
     n_eval = test_x.shape[0] if config.eval_size is None else min(config.eval_size, test_x.shape[0])
     x, y = test_x[:n_eval], test_y[:n_eval]
+    test_accuracy, chance = accuracy(model, test_x, test_y), chance_accuracy(test_y)
     metrics: dict[str, Any] = {
-        "accuracy": accuracy(model, test_x, test_y),
+        "accuracy": test_accuracy,
+        "chance_accuracy": chance,
+        "learned": learned(test_accuracy, test_x.shape[0], chance),
         "n_test": test_x.shape[0],
         "n_eval": n_eval,
     }

@@ -4,7 +4,8 @@ Each worker is a separate process (spawned, so CUDA starts fresh in it) that the
 one GPU through CUDA_VISIBLE_DEVICES. A trial's failure (an exception, a diverged run, CUDA out
 of memory, a NaN objective) is recorded as FAIL with its `fail_reason` and retried up to the
 spec's `max_retries`; the worker goes on with the next trial. While a trial runs, a thread
-refreshes its `heartbeat`, so other processes can tell a live worker from a dead one.
+refreshes its `heartbeat`, so other processes can tell a live worker from a dead one. A trial
+with a seed that did not learn (`ablate.chance`) completes but is infeasible.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from ablate.chance import AT_CHANCE_CONSTRAINT
 from ablate.spec import Parameter, StudySpec
 from ablate.storage import (
     HEARTBEAT_S,
@@ -140,8 +142,18 @@ def run_trial(
             for constraint in spec.constraints:
                 for key, value in constraint.violations(means[constraint.metric]).items():
                     trial.set_constraint(key, value)
+            at_chance = sum(record.get("learned") is False for record in records)
+            trial.set_constraint(AT_CHANCE_CONSTRAINT, float(at_chance))
             study.tell(trial, [means[m] for m in spec.metric_names])
             log.info("trial %d complete: %s", trial.number, _brief(means))
+            if at_chance:
+                log.warning(
+                    "trial %d: %d of %d seeds did not learn (accuracy not above chance): "
+                    "infeasible, its consistency means nothing",
+                    trial.number,
+                    at_chance,
+                    len(records),
+                )
             return
         except UpdateFinishedTrialError:
             log.warning("trial %d was failed by another process meanwhile", trial.number)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -26,7 +27,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from ablate import report_figures as figs
-from ablate.pareto import non_dominated
+from ablate.pareto import non_dominated, pareto_mask
 from ablate.report import main, mark_front, write_report
 from ablate.report_questions import (
     answer_questions,
@@ -84,8 +85,16 @@ def fake_metrics(config: dict, seed: int, rng: np.random.Generator) -> dict:
         "params": 61_000,
         "n_test": 200,
         "n_eval": 100,
+        "chance_accuracy": 10.0,
+        "learned": True,
         "device": "cpu",
     }
+
+
+def stuck_metrics(metrics: dict) -> dict:
+    """`metrics` as a run on the loss plateau measures them: one class named for every image."""
+    shifted = {f"consistency_{kind}": 100.0 for kind in ("circular", "crop")}
+    return {**metrics, **shifted, "accuracy": 10.0, "learned": False}
 
 
 def make_study(
@@ -98,8 +107,10 @@ def make_study(
     constraints: list[dict] | None = None,
     failed: int = 1,
     rng_seed: int = 0,
+    stuck: Callable[[dict, int], bool] = lambda config, seed: False,
 ) -> optuna.Study:
-    """A finished study in `out_dir` (journal.log + meta.json): one trial per grid point."""
+    """A finished study in `out_dir` (journal.log + meta.json): one trial per grid point; the
+    runs `stuck(config, seed)` picks did not learn."""
     objectives = objectives or OBJECTIVES
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(out_dir / "journal.log")))
@@ -114,8 +125,12 @@ def make_study(
         params = dict(zip(space, point, strict=True))
         config = VariantConfig(**(base or {}), **params).model_dump(exclude={"seed"})
         per_seed = [fake_metrics(config, s, rng) for s in seeds]
+        per_seed = [stuck_metrics(m) if stuck(config, m["seed"]) else m for m in per_seed]
         values = [float(np.mean([m[o["metric"]] for m in per_seed])) for o in objectives]
-        system_attrs = {}
+        # as the engine's constraint on the seeds that did not learn
+        system_attrs = {
+            "constraints:seeds_at_chance<=0": float(sum(not m["learned"] for m in per_seed))
+        }
         for bound in constraints or ():  # as `optuna.Trial.set_constraint` stores them
             mean = float(np.mean([m[bound["metric"]] for m in per_seed]))
             system_attrs[f"constraints:{bound['metric']}>={bound['min']}"] = bound["min"] - mean
@@ -288,6 +303,46 @@ def test_front_with_constraints_agrees_with_best_trials(tmp_path: Path) -> None:
     assert expected and _front_trials(study, out_dir) == expected
 
 
+def test_runs_at_chance_are_listed_left_out_of_consistency_and_off_the_front(
+    tmp_path: Path,
+) -> None:
+    """A run on the loss plateau is 100 % consistent for no merit: unmasked, its configuration
+    would dominate on consistency; the report keeps it visible but out of every judgement."""
+    out_dir = tmp_path / "stuck"
+    space = {"placement": ["none", "paper"], "filter_size": [3, 5]}
+
+    def stuck(config: dict, seed: int) -> bool:
+        if config["placement"] == "paper" and config["filter_size"] == 5:
+            return True  # both seeds
+        return config["placement"] == "none" and config["filter_size"] == 3 and seed == 1
+
+    study = make_study(out_dir, space, seeds=[0, 1], objectives=OBJECTIVES[:2], stuck=stuck)
+    raw_runs, config_cols = runs_table(study)
+    raw = aggregate_over_seeds(raw_runs, config_cols)
+    all_stuck = (raw["placement"] == "paper") & (raw["filter_size"] == 5)
+    raw_front = pareto_mask(raw, ["accuracy_mean", "consistency_circular_mean"], ["maximize"] * 2)
+    assert raw_front[all_stuck].all()  # what the mask prevents
+
+    write_report(out_dir)
+    configs = pd.read_csv(out_dir / "configs.csv").set_index("trials")  # one trial each
+    assert configs["seeds_at_chance"].to_dict() == {0: 1, 1: 0, 2: 0, 3: 2}
+    assert math.isnan(configs.loc[3, "consistency_circular_mean"])
+    runs = pd.read_csv(out_dir / "runs.csv")  # every value as measured
+    learned_seed = runs[(runs["trial"] == 0) & (runs["seed"] == 0)]
+    assert configs.loc[0, "consistency_circular_mean"] == pytest.approx(
+        learned_seed["consistency_circular"].item()
+    )
+    assert (runs.loc[~runs["learned"], "consistency_circular"] == 100.0).all()
+    assert configs["feasible"].to_dict() == {0: False, 1: True, 2: True, 3: False}
+    assert _front_trials(study, out_dir) == {t.number for t in study.best_trials} <= {1, 2}
+
+    summary = (out_dir / "summary.md").read_text()
+    assert "runs that did not learn (accuracy not above chance): 3" in summary
+    section = summary.split("## Runs that did not learn")[1].split("\n## ")[0]
+    assert "not above chance" in section
+    assert section.count("\n| 0 | 1 |") == 1 and section.count("\n| 3 |") == 2
+
+
 # --- the whole report ------------------------------------------------------------------------
 
 FIGURE_NAMES = (
@@ -327,6 +382,8 @@ def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) ->
         line = next(line for line in summary.splitlines() if f"**{key} — " in line)
         assert "95 % CI" in line and "n = " in line, line
     assert "optuna-dashboard" in summary and "TrainingDiverged" in summary
+    assert "runs that did not learn (accuracy not above chance): 0" in summary
+    assert "## Runs that did not learn" not in summary
     assert "Adaptive polyphase sampling" not in summary  # the study did not vary it
     page = (out_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(FIGURE_NAMES)

@@ -53,6 +53,7 @@ def fake_objective(config: VariantConfig) -> dict[str, Any]:
     rng = random.Random(json.dumps(config.model_dump(mode="json"), sort_keys=True))
     metrics: dict[str, Any] = {name: rng.uniform(0, 100) for name in SCALAR_METRICS}
     metrics["accuracy"] = math.nan if config.lr == NAN_LR else 10.0 * config.filter_size
+    metrics["learned"] = not (config.filter_size == 2 and config.seed == 1)  # one stuck run
     for kind in ("circular", "crop"):
         metrics[f"accuracy_vs_shift_{kind}"] = [rng.uniform(0, 100) for _ in range(3)]
         metrics[f"true_prob_vs_shift_{kind}"] = [rng.random() for _ in range(3)]
@@ -133,9 +134,11 @@ def test_grid_on_two_workers_runs_each_point_once_and_records_everything(tmp_pat
         assert isinstance(seeds[0]["accuracy_vs_shift_crop"], list)
         for value, metric in zip(trial.values, spec.metric_names, strict=True):
             assert value == pytest.approx(sum(r[metric] for r in seeds) / 2)
-        feasible = trial.params["filter_size"] * 10.0 >= 15
+        stuck = trial.params["filter_size"] == 2  # its seed 1 did not learn
+        assert trial.constraints["seeds_at_chance<=0"] == float(stuck)
+        feasible = trial.params["filter_size"] * 10.0 >= 15 and not stuck
         assert all(v <= 0 for v in trial.constraints.values()) == feasible
-    assert all(t.params["filter_size"] >= 2 for t in study.best_trials)
+    assert all(t.params["filter_size"] == 3 for t in study.best_trials)
 
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -146,7 +149,7 @@ def test_grid_on_two_workers_runs_each_point_once_and_records_everything(tmp_pat
     assert "accuracy_vs_shift_crop" not in header
     assert {r["state"] for r in rows} == {"COMPLETE"}
     row = next(r for r in rows if r["filter_size"] == "2" and r["seed"] == "1")
-    assert float(row["accuracy"]) == 20.0 and row["device"] == "cpu"
+    assert float(row["accuracy"]) == 20.0 and row["device"] == "cpu" and row["learned"] == "False"
     assert not list(out.glob(".*.tmp"))
     meta = json.loads((out / "meta.json").read_text())
     assert meta["study_name"] == "mechanics" and meta["storage"] == "journal.log"

@@ -15,6 +15,8 @@ from ablate.variant import main, resolve_device, run_variant
 
 DOCUMENTED_METRICS = {
     "accuracy",
+    "chance_accuracy",
+    "learned",
     "consistency_circular",
     "consistency_crop",
     "adversarial_circular",
@@ -76,6 +78,7 @@ def test_small_vgg_on_synthetic_data_learns_on_the_cpu():
     metrics = run_variant(config)
     assert set(metrics) == DOCUMENTED_METRICS
     assert metrics["accuracy"] > 40  # chance is 10 %; about 75-80 % at this budget
+    assert metrics["learned"] is True and 10 <= metrics["chance_accuracy"] < 15
     for name in PERCENTAGES:
         assert 0 <= metrics[name] <= 100, name
     for kind in ("circular", "crop"):
