@@ -13,8 +13,8 @@ writes, into `out_dir`:
 - `figures/*.png` and `*.svg`; `summary.md`; `report.html` (self-contained).
 
 A run that did not learn (`learned` false: accuracy not above chance, `ablate.chance`) keeps its
-row in `runs.*`, but its consistency is left out of every mean, figure and answer, and its
-configuration is infeasible, as the engine told Optuna.
+row in `runs.*`, but its consistency and accuracy-vs-shift curve are left out of every mean,
+figure and answer, and its configuration is infeasible, as the engine told Optuna.
 """
 
 from __future__ import annotations
@@ -53,10 +53,10 @@ from ablate.report_table import (
     at_chance,
     failed_trials,
     load_study,
+    mask_runs_at_chance,
     read_meta,
     runs_table,
     varied_columns,
-    without_chance_consistency,
     write_table,
 )
 
@@ -197,11 +197,12 @@ METHOD_NOTES = (
 AT_CHANCE_NOTE = (
     "These runs' test accuracy is not above chance: the share of the test set's most frequent "
     "class, which an answer that ignores the image scores (one-sided exact binomial test, "
-    "p < 0.001). A network that learned nothing gives both shifted copies of an image the same "
-    "answer, so the consistency below is no merit of its design: it is left out of every mean, "
-    "figure and answer, and a configuration with such a run is off the Pareto front. Short "
-    "budgets often end before a run leaves the loss plateau of early training; more epochs or "
-    "another learning rate tell whether the design or the budget is at fault."
+    "p < 0.001). A network that learned nothing gives an image the same answer wherever it "
+    "sits, so its consistency (below) and its flat accuracy-vs-shift curve are no merit of its "
+    "design: they are left out of every mean, figure and answer, and a configuration with such "
+    "a run is off the Pareto front. Short budgets often end before a run leaves the loss "
+    "plateau of early training; more epochs or another learning rate tell whether the design "
+    "or the budget is at fault."
 )
 
 
@@ -280,7 +281,7 @@ def write_report(out_dir: Path | str) -> list[Path]:
     meta = read_meta(out_dir)
     study = load_study(out_dir, meta)
     runs, config_cols = runs_table(study)
-    analysed = without_chance_consistency(runs)
+    analysed = mask_runs_at_chance(runs)
     configs = mark_front(aggregate_over_seeds(analysed, config_cols), meta)
     failed = failed_trials(study)
     written = write_table(runs, out_dir / "runs") + write_table(configs, out_dir / "configs")

@@ -135,13 +135,18 @@ def at_chance(runs: pd.DataFrame) -> pd.Series:
     return runs["learned"].eq(False)
 
 
-def without_chance_consistency(runs: pd.DataFrame) -> pd.DataFrame:
-    """`runs` with the consistency of runs at chance set to NaN: a network that learned nothing
-    answers both shifted copies alike, so its consistency would count for a design's merit."""
+#: Metrics a network that learned nothing scores well on for no merit: it names the same class
+#: wherever the image sits, so it is consistent and its accuracy does not change with the shift.
+FLATTERED_BY_CHANCE = ("consistency_", "accuracy_vs_shift_", "true_prob_vs_shift_")
+
+
+def mask_runs_at_chance(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` with the metrics in FLATTERED_BY_CHANCE blanked (NaN or None) for runs at chance;
+    accuracy and adversarial accuracy stay, as low as such a run really is."""
     masked = runs.copy()
     stuck = at_chance(runs)
-    for column in (c for c in runs.columns if c.startswith("consistency_")):
-        masked.loc[stuck, column] = np.nan
+    for column in (c for c in runs.columns if c.startswith(FLATTERED_BY_CHANCE)):
+        masked.loc[stuck, column] = None if runs[column].dtype == object else np.nan
     return masked
 
 

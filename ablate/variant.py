@@ -183,6 +183,13 @@ def main(argv: list[str] | None = None) -> None:
     except (ValueError, TrainingDiverged) as error:
         sys.exit(f"error: {error}")
     print(json.dumps(metrics, indent=2))
+    if not metrics["learned"]:
+        print(
+            f"warning: accuracy {metrics['accuracy']:.1f} % is not above chance "
+            f"({metrics['chance_accuracy']:.1f} %): the run did not learn, so its consistency "
+            "and accuracy-vs-shift curves say nothing of the design; train longer",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

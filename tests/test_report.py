@@ -93,7 +93,10 @@ def fake_metrics(config: dict, seed: int, rng: np.random.Generator) -> dict:
 
 def stuck_metrics(metrics: dict) -> dict:
     """`metrics` as a run on the loss plateau measures them: one class named for every image."""
-    shifted = {f"consistency_{kind}": 100.0 for kind in ("circular", "crop")}
+    shifted = {}
+    for kind in ("circular", "crop"):
+        shifted[f"consistency_{kind}"] = 100.0
+        shifted[f"accuracy_vs_shift_{kind}"] = [10.0] * 5  # flat: the answer ignores the image
     return {**metrics, **shifted, "accuracy": 10.0, "learned": False}
 
 
@@ -340,6 +343,11 @@ def test_runs_at_chance_are_listed_left_out_of_consistency_and_off_the_front(
     assert "runs that did not learn (accuracy not above chance): 3" in summary
     section = summary.split("## Runs that did not learn")[1].split("\n## ")[0]
     assert "not above chance" in section
+    # RQ2 (consistency) and RQ3 (shift curve) count the learned runs only; RQ4 every run
+    counted = {"RQ2": "2 blurred vs 3", "RQ3": "2 blurred vs 3", "RQ4": "4 blurred vs 4"}
+    for key, runs in counted.items():
+        line = next(line for line in summary.splitlines() if f"**{key} — " in line)
+        assert f"n = {runs} no-blur runs" in line, line
     assert section.count("\n| 0 | 1 |") == 1 and section.count("\n| 3 |") == 2
 
 

@@ -155,10 +155,13 @@ def test_device_names_are_checked():
 
 
 def test_cli_runs_a_variant_and_prints_json(capsys):
-    main([f"{key}={value}" for key, value in TINY.items()])
-    metrics = json.loads(capsys.readouterr().out)
+    """... and warns when the run did not learn (here: a learning rate too small to move)."""
+    main([f"{key}={value}" for key, value in TINY.items()] + ["lr=1e-9"])
+    printed = capsys.readouterr()
+    metrics = json.loads(printed.out)
     assert set(metrics) == DOCUMENTED_METRICS
     assert metrics["n_eval"] == 8
+    assert not metrics["learned"] and "the run did not learn" in printed.err
 
 
 def test_cli_help_and_bad_settings(capsys):
