@@ -15,7 +15,8 @@ space        mapping of VariantConfig field -> parameter (below). May be empty.
 objectives   list of `{metric, direction}`; `metric` is a scalar metric of `run_variant`
              (SCALAR_METRICS), `direction` is `maximize` or `minimize`.
 constraints  optional list of `{metric, min, max}` (at least one bound); a trial outside them is
-             infeasible and left off the Pareto front.
+             infeasible and left off the Pareto front. A trial with a seed that did not learn
+             (accuracy not above chance, `ablate.chance`) is always infeasible.
 seeds        list of training seeds (default `[0]`): every design point runs once per seed, its
              objective values are the means over seeds, each seed's metrics are kept.
 sampler      `{name, trials, seed, population}`: `grid` runs every point of the space exactly
