@@ -133,6 +133,7 @@ def make_figures(
         figs.throughput_accuracy_figure(configs),
         figs.filter_size_figure(runs, consistency),
         figs.shift_curve_figure(runs),
+        figs.training_curve_figure(runs),
         figs.filter_tv_figure(runs),
         figs.adversarial_figure(runs),
         figs.importance_figure(study, meta.objectives),
@@ -164,6 +165,7 @@ def _overview(
         f"runs without blur: {groups.get(NO_BLUR, 0)}; with blur: {groups.get(BLUR, 0)}"
         + "".join(f"; {g}: {n}" for g, n in groups.items() if g not in (NO_BLUR, BLUR)),
         f"runs that did not learn (accuracy not above chance): {int(at_chance(runs).sum())}",
+        *_late_gain_items(runs),
         f"varied: {', '.join(varied) or 'nothing'}",
         f"fixed: {', '.join(fixed) or 'nothing'}",
     ]
@@ -177,6 +179,20 @@ def _overview(
     if "device_metric" in runs:
         items.append(f"device: {', '.join(map(str, runs['device_metric'].dropna().unique()))}")
     return Bullets(tuple(items))
+
+
+def _late_gain_items(runs: pd.DataFrame) -> list[str]:
+    """How much the runs still learned at the end of their budget (none for older studies)."""
+    gains = runs["last_quarter_gain"].dropna() if "last_quarter_gain" in runs else pd.Series()
+    if gains.empty:
+        return []
+    most = runs.loc[gains.idxmax()]
+    return [
+        f"accuracy added by the last quarter of training: median {gains.median():.2f} points, "
+        f"most {gains.max():.2f} (trial {most['trial']}, seed {most['seed']}); runs still "
+        "gaining at the end compare learning speed as much as end points (see the figure "
+        "*accuracy_during_training*)"
+    ]
 
 
 METHOD_NOTES = (

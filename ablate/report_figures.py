@@ -8,7 +8,7 @@ figures its data supports; nothing here assumes a column exists.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +60,11 @@ CAPTIONS = {
     "accuracy_vs_shift": (
         "RQ3 (the paper's diagonal-shift plot): accuracy when the test images are shifted by d "
         "pixels down and right; a flatter curve means less sensitivity to the shift."
+    ),
+    "accuracy_during_training": (
+        "Whether the short runs had finished learning: test accuracy after each quarter of the "
+        "training budget. Curves still rising at the end mean the study compares how fast the "
+        "designs learn as much as where they end."
     ),
     "filter_tv": (
         "RQ1: normalised total variation of the learned conv filters per layer; lower means "
@@ -426,6 +431,47 @@ def _grid_legend_beside(grid: sns.FacetGrid, legend_title: str) -> None:
         grid.legend.set_title(legend_title)
 
 
+def _curves_long(
+    data: pd.DataFrame, column: str, x: str, xs: Callable[[int], Sequence[float]], **tags: str
+) -> list[dict]:
+    """Long-form rows, one per point of each run's list in `column` (at `xs(len(list))`); runs
+    without a list are skipped."""
+    rows = []
+    for _, row in data.iterrows():
+        curve = row[column]
+        if not isinstance(curve, (list, tuple)):
+            continue
+        rows += [
+            {"panel": row["panel"], "blur_label": row["blur_label"], **tags, x: at, "accuracy": v}
+            for at, v in zip(xs(len(curve)), curve, strict=True)
+        ]
+    return rows
+
+
+def _curve_grid(long_df: pd.DataFrame, x: str, row: str | None = None) -> sns.FacetGrid:
+    """Accuracy against `x`, a line per filter, a panel per placement (and per `row`)."""
+    order = _label_order(long_df["blur_label"])
+    grid = sns.relplot(
+        data=long_df,
+        kind="line",
+        x=x,
+        y="accuracy",
+        hue="blur_label",
+        hue_order=order,
+        palette=blur_palette(order),
+        col="panel",
+        row=row,
+        marker="o",
+        errorbar=_interval_errorbar,
+        height=3.2,
+        aspect=1.3,
+        facet_kws={"sharey": False},
+    )
+    for ax in grid.axes.flat:
+        _clip_percent_axis(ax)
+    return grid
+
+
 def shift_curve_figure(runs: pd.DataFrame) -> FigureOutcome:
     """Accuracy at diagonal offsets 0..D, per filter, one panel per placement and protocol (RQ3)."""
     name = "accuracy_vs_shift"
@@ -435,45 +481,44 @@ def shift_curve_figure(runs: pd.DataFrame) -> FigureOutcome:
     data = _with_baseline_per_placement(runs)
     long = []
     for protocol in protocols:
-        column = f"accuracy_vs_shift_{protocol}"
-        for _, row in data.iterrows():
-            curve = row[column]
-            if not isinstance(curve, (list, tuple)):
-                continue
-            long += [
-                {"panel": row["panel"], "blur_label": row["blur_label"], "protocol": protocol,
-                 "d": d, "accuracy": value}
-                for d, value in enumerate(curve)
-            ]
-    long_df = pd.DataFrame(long)
-    if long_df.empty:
+        long += _curves_long(data, f"accuracy_vs_shift_{protocol}", "d", range, protocol=protocol)
+    if not long:
         return FigureOutcome(name, None, "skipped: the accuracy_vs_shift lists are empty")
-    order = _label_order(long_df["blur_label"])
-    grid = sns.relplot(
-        data=long_df,
-        kind="line",
-        x="d",
-        y="accuracy",
-        hue="blur_label",
-        hue_order=order,
-        palette=blur_palette(order),
-        col="panel",
-        row="protocol",
-        marker="o",
-        errorbar=_interval_errorbar,
-        height=3.2,
-        aspect=1.3,
-        facet_kws={"sharey": False},
-    )
+    grid = _curve_grid(pd.DataFrame(long), "d", row="protocol")
     grid.set_titles("{row_name} shift · placement {col_name}")
     _label_grid(grid, "Diagonal shift d (pixels down and right)", "Test accuracy (%)")
     for ax in grid.axes.flat:
         ax.xaxis.get_major_locator().set_params(integer=True)
-        _clip_percent_axis(ax)
     _title(
         grid.figure,
         "Accuracy vs diagonal shift (mean over runs; bands: 95 % t-interval where ≥ 2 runs)",
         "flatter = less sensitive to where the image sits; other varied parameters are pooled",
+    )
+    _grid_legend_beside(grid, "filter")
+    return FigureOutcome(name, grid.figure)
+
+
+def training_curve_figure(runs: pd.DataFrame) -> FigureOutcome:
+    """Test accuracy after each quarter of the training budget, per filter, a panel per placement:
+    whether the short runs had finished learning."""
+    name = "accuracy_during_training"
+    if runs.empty or name not in runs:
+        return FigureOutcome(name, None, f"skipped: the runs carry no {name} lists")
+    long = _curves_long(
+        _with_baseline_per_placement(runs),
+        name,
+        "budget",
+        lambda n: [100 * (i + 1) / n for i in range(n)],
+    )
+    if not long:
+        return FigureOutcome(name, None, f"skipped: the {name} lists are empty")
+    grid = _curve_grid(pd.DataFrame(long), "budget")
+    grid.set_titles("placement {col_name}")
+    _label_grid(grid, "Share of the training budget spent (%)", "Test accuracy (%)")
+    _title(
+        grid.figure,
+        "Test accuracy during training (mean over runs; bands: 95 % t-interval where ≥ 2 runs)",
+        "still rising at 100 % = the budget cut the runs short; other varied parameters pooled",
     )
     _grid_legend_beside(grid, "filter")
     return FigureOutcome(name, grid.figure)

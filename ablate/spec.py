@@ -70,6 +70,7 @@ SCALAR_METRICS: tuple[str, ...] = (
     "forward_mflops",
     "train_seconds",
     "final_train_loss",
+    "last_quarter_gain",
     "params",
     "n_test",
     "n_eval",

@@ -4,6 +4,9 @@ Minibatches are drawn from the on-device training tensors by a seeded index perm
 DataLoader: the data already lives on the device). The budget is counted in steps of full
 minibatches; an epoch budget is converted with images seen / training images, so fractional
 epochs are allowed and a batch may straddle two permutations.
+
+A `probe` (the variant's test accuracy) is read after each quarter of the budget: a short run
+that still gains at its end measures how fast a design learns as much as where it ends.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from ablate.variant_config import VariantConfig
 
 FINAL_LOSS_WINDOW = 10  # the reported final loss is the mean over this many last steps
+PROBE_POINTS = 4  # the probe is read after each quarter of the budget
 
 
 class TrainingDiverged(RuntimeError):
@@ -41,17 +45,24 @@ class TrainResult:
     steps: int
     images_seen: int
     losses: list[float]  # one per step
+    probes: list[float] = field(default_factory=list)  # after each 1/PROBE_POINTS of the budget
 
 
 def train(
-    model: nn.Module, splits: Splits, config: VariantConfig, device: torch.device | str
+    model: nn.Module,
+    splits: Splits,
+    config: VariantConfig,
+    device: torch.device | str,
+    probe: Callable[[nn.Module], float] | None = None,
 ) -> TrainResult:
     """Train `model` in place on `splits.train_x/train_y` with `config`'s training fields.
 
     The model is moved to `device` (channels_last there when `config.channels_last` and the
     device is CUDA); bf16 autocast is used when `config.amp` and the device is CUDA. Shuffling
-    and augmentation draw from one generator seeded with `config.seed`. Raises
-    `TrainingDiverged` at the first step whose loss is not finite.
+    and augmentation draw from one generator seeded with `config.seed`. `probe(model)`, when
+    given, is called after steps `probe_steps(steps)`; it must leave the model's mode, its
+    buffers and the random streams as they were (an evaluation under `torch.inference_mode`
+    does). Raises `TrainingDiverged` at the first step whose loss is not finite.
     """
     device = torch.device(device)
     x, y = splits.train_x.to(device), splits.train_y.to(device)
@@ -70,8 +81,11 @@ def train(
     generator = torch.Generator(device=device).manual_seed(config.seed)
     batches = _index_batches(x.shape[0], batch_size, generator)
     amp = config.amp and device.type == "cuda"
+    probe_at = probe_steps(steps) if probe is not None else []
 
     losses: list[float] = []
+    probes: list[float] = []
+    probe_seconds = 0.0
     start = time.perf_counter()
     for step in range(1, steps + 1):
         index = next(batches)
@@ -87,7 +101,12 @@ def train(
             )
         schedule.step()
         losses.append(loss)
-    seconds = time.perf_counter() - start
+        if step in probe_at:
+            probe_start = time.perf_counter()
+            value = probe(model)  # type: ignore[misc]
+            probes += [value] * probe_at.count(step)  # budgets under PROBE_POINTS steps repeat
+            probe_seconds += time.perf_counter() - probe_start
+    seconds = time.perf_counter() - start - probe_seconds
     final = losses[-FINAL_LOSS_WINDOW:]
     return TrainResult(
         final_loss=sum(final) / len(final),
@@ -95,7 +114,13 @@ def train(
         steps=steps,
         images_seen=steps * batch_size,
         losses=losses,
+        probes=probes,
     )
+
+
+def probe_steps(steps: int) -> list[int]:
+    """The steps after which the probe is read: the end of each 1/PROBE_POINTS of `steps`."""
+    return [math.ceil(steps * point / PROBE_POINTS) for point in range(1, PROBE_POINTS + 1)]
 
 
 def budget_steps(config: VariantConfig, n_train: int) -> int:

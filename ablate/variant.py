@@ -73,11 +73,15 @@ def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
             backend=config.backend,
             subsample=config.subsample,
         )
-    trained = train(model, splits, config, device)
+    trained = train(
+        model, splits, config, device, probe=lambda net: accuracy(net, splits.test_x, splits.test_y)
+    )
     metrics = evaluate(model, splits.test_x, splits.test_y, config)
     image_shape = tuple(splits.test_x.shape[1:])
     metrics.update(measure_speed(model, config, device, image_shape=image_shape))
     metrics.update(
+        accuracy_during_training=trained.probes,
+        last_quarter_gain=trained.probes[-1] - trained.probes[-2],
         train_seconds=trained.seconds,
         final_train_loss=trained.final_loss,
         forward_mflops=forward_flops(model, image_shape) / 1e6,

@@ -28,7 +28,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from ablate import report_figures as figs
 from ablate.pareto import non_dominated, pareto_mask
-from ablate.report import main, mark_front, write_report
+from ablate.report import _late_gain_items, main, make_figures, mark_front, write_report
 from ablate.report_questions import (
     answer_questions,
     blur_groups,
@@ -63,6 +63,7 @@ def fake_metrics(config: dict, seed: int, rng: np.random.Generator) -> dict:
     aps = grid != "fixed"  # exact; APS a bit worse, LPS a bit better
     accuracy = 70 + 0.5 * blur + {"fixed": 0, "aps": -3, "lps": 3}[grid] + rng.normal(0, 1.5)
     wobble = max(0.0, 6 - blur)
+    late_gain = 1.0 + 0.3 * blur  # blurred nets are still learning at the end of the budget
     return {
         "seed": seed,
         "accuracy": accuracy,
@@ -82,6 +83,8 @@ def fake_metrics(config: dict, seed: int, rng: np.random.Generator) -> dict:
         "forward_mflops": 17.4 + 0.05 * blur**2,
         "train_seconds": 12.0,
         "final_train_loss": 0.8,
+        "accuracy_during_training": [accuracy - d - late_gain for d in (10, 3, 0)] + [accuracy],
+        "last_quarter_gain": late_gain,
         "params": 61_000,
         "n_test": 200,
         "n_eval": 100,
@@ -358,6 +361,7 @@ FIGURE_NAMES = (
     "throughput_vs_accuracy",
     "metrics_vs_filter_size",
     "accuracy_vs_shift",
+    "accuracy_during_training",
     "filter_tv",
     "adversarial_accuracy",
     "parameter_importance",
@@ -392,6 +396,8 @@ def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) ->
     assert "optuna-dashboard" in summary and "TrainingDiverged" in summary
     assert "runs that did not learn (accuracy not above chance): 0" in summary
     assert "## Runs that did not learn" not in summary
+    # the fake gains 1.0 points without blur (32 runs with Bin-1) and 1.6 / 2.2 with Bin-3 / 5
+    assert "last quarter of training: median 1.00 points, most 2.20" in summary
     assert "Adaptive polyphase sampling" not in summary  # the study did not vary it
     page = (out_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(FIGURE_NAMES)
@@ -480,6 +486,16 @@ def test_questions_without_baseline_say_so(tmp_path: Path) -> None:
         assert "Cannot be answered from this study" in answer.sentence
 
 
+def test_studies_without_training_curves_skip_their_figure_and_line(tmp_path: Path) -> None:
+    """Studies recorded before the accuracy probe: no curve, no gain line, the rest as before."""
+    study = make_study(tmp_path / "old", {"filter_size": [3, 5]}, seeds=[0])
+    runs, _ = runs_table(study)
+    old = runs.drop(columns=["accuracy_during_training", "last_quarter_gain"])
+    outcome = figs.training_curve_figure(old)
+    assert outcome.figure is None and "no accuracy_during_training" in outcome.note
+    assert _late_gain_items(old) == [] and len(_late_gain_items(runs)) == 1
+
+
 def _assert_readable(figure: plt.Figure) -> None:
     """Titled, every panel with both axis labels, and a legend or a labelled colour bar."""
     assert figure._suptitle is not None and figure._suptitle.get_text()
@@ -498,16 +514,7 @@ def test_figures_have_titles_labels_and_legends(tmp_path: Path) -> None:
     meta = read_meta(tmp_path / "s")
     runs, config_cols = runs_table(study)
     configs = mark_front(aggregate_over_seeds(runs, config_cols), meta)
-    objectives = meta.objectives
-    outcomes = [
-        figs.accuracy_consistency_figure(configs, "consistency_circular", objectives),
-        figs.throughput_accuracy_figure(configs),
-        figs.filter_size_figure(runs, "consistency_circular"),
-        figs.shift_curve_figure(runs),
-        figs.filter_tv_figure(runs),
-        figs.adversarial_figure(runs),
-        figs.importance_figure(study, objectives),
-    ]
+    outcomes = make_figures(study, runs, configs, meta)
     assert [o.name for o in outcomes] == list(FIGURE_NAMES)
     for outcome in outcomes:
         assert outcome.figure is not None, outcome.note

@@ -7,8 +7,16 @@ import torch
 from torch import nn
 
 from ablate.data import Splits
+from ablate.metrics import accuracy
 from ablate.speed import measure_speed
-from ablate.train import TrainingDiverged, budget_steps, make_optimizer, make_schedule, train
+from ablate.train import (
+    TrainingDiverged,
+    budget_steps,
+    make_optimizer,
+    make_schedule,
+    probe_steps,
+    train,
+)
 from ablate.variant_config import VariantConfig
 
 
@@ -79,6 +87,49 @@ def test_augmented_training_is_seeded():
     augmented = [train(tiny_model(), splits, config, "cpu").losses for _ in range(2)]
     assert augmented[0] == augmented[1]
     assert augmented[0] != plain.losses
+
+
+def test_probe_is_read_after_each_quarter_and_leaves_training_as_it_was():
+    """A model with BatchNorm and dropout: the accuracy probe must not move running statistics,
+    the mode or the random streams, so the probed run is the unprobed run, loss for loss."""
+    splits = learnable_splits()
+    config = VariantConfig(steps=10, batch_size=16, augment=True)
+
+    def model():
+        torch.manual_seed(0)
+        return nn.Sequential(
+            nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3), nn.Dropout(0.2), nn.Flatten(),
+            nn.Linear(192, 4),
+        )
+
+    seen = []
+
+    def probe(net):
+        seen.append((len(seen), net.training))
+        return accuracy(net, splits.test_x, splits.test_y)
+
+    plain_model = model()  # seeds the global stream dropout draws from
+    plain = train(plain_model, splits, config, "cpu")
+    probed_model = model()
+    probed = train(probed_model, splits, config, "cpu", probe=probe)
+    assert probed.losses == plain.losses and plain.probes == []
+    assert torch.equal(probed_model[1].running_mean, plain_model[1].running_mean)
+    assert probe_steps(10) == [3, 5, 8, 10] and len(seen) == 4
+    assert all(training for _, training in seen)  # handed over in training mode
+    assert probed.probes[-1] == accuracy(probed_model, splits.test_x, splits.test_y)
+
+
+def test_probe_steps_cover_budgets_shorter_than_the_quarters():
+    assert probe_steps(2) == [1, 1, 2, 2]
+    assert probe_steps(1) == [1, 1, 1, 1]
+    assert probe_steps(400) == [100, 200, 300, 400]
+    splits = learnable_splits()
+    calls = []
+    result = train(
+        tiny_model(), splits, VariantConfig(steps=2, batch_size=16), "cpu",
+        probe=lambda net: calls.append(1) or float(len(calls)),
+    )
+    assert len(calls) == 2 and result.probes == [1.0, 1.0, 2.0, 2.0]
 
 
 def test_a_model_that_emits_nan_stops_at_that_step():

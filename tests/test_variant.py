@@ -33,6 +33,8 @@ DOCUMENTED_METRICS = {
     "forward_mflops",
     "train_seconds",
     "final_train_loss",
+    "accuracy_during_training",
+    "last_quarter_gain",
     "params",
     "n_test",
     "n_eval",
@@ -79,6 +81,10 @@ def test_small_vgg_on_synthetic_data_learns_on_the_cpu():
     assert set(metrics) == DOCUMENTED_METRICS
     assert metrics["accuracy"] > 40  # chance is 10 %; about 75-80 % at this budget
     assert metrics["learned"] is True and 10 <= metrics["chance_accuracy"] < 15
+    during = metrics["accuracy_during_training"]
+    assert len(during) == 4 and during[-1] == pytest.approx(metrics["accuracy"])
+    assert during[0] < during[-1]  # it learned along the way
+    assert metrics["last_quarter_gain"] == pytest.approx(during[-1] - during[-2])
     for name in PERCENTAGES:
         assert 0 <= metrics[name] <= 100, name
     for kind in ("circular", "crop"):
