@@ -233,6 +233,19 @@ def at_chance_blocks(runs: pd.DataFrame, varied: Sequence[str]) -> list[Block]:
     return [Heading("Runs that did not learn"), Paragraph(AT_CHANCE_NOTE), Table(table)]
 
 
+def _empty_front_reason(configs: pd.DataFrame) -> str:
+    """Why no configuration is on the front: none finished, or none is feasible, and why not."""
+    if configs.empty:
+        return "No configuration is on the front: none has a finished run."
+    if configs["feasible"].any():
+        return "No configuration is on the front: the runs do not record the objectives."
+    stuck = int(configs["seeds_at_chance"].gt(0).sum())
+    reasons = [f"{stuck} of {len(configs)} have a run that did not learn"] if stuck else []
+    if stuck < len(configs):
+        reasons.append(f"{len(configs) - stuck} miss the constraints")
+    return f"No configuration is on the front, none is feasible: {' and '.join(reasons)}."
+
+
 def _answer_bullets(answers: Sequence[Answer]) -> Bullets:
     return Bullets(tuple(f"**{a.key} — {a.question}** {a.sentence}" for a in answers))
 
@@ -265,11 +278,7 @@ def summary_blocks(
             blocks += [Heading(heading), _answer_bullets(answers)]
     blocks.append(Heading("Pareto front"))
     front = front_table(configs, varied, meta)
-    blocks.append(
-        Table(front)
-        if len(front)
-        else Paragraph("No configuration is on the front: no finished, feasible runs.")
-    )
+    blocks.append(Table(front) if len(front) else Paragraph(_empty_front_reason(configs)))
     blocks.append(Heading("Figures"))
     for outcome in outcomes:
         if outcome.figure is None:

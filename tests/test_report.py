@@ -354,6 +354,28 @@ def test_runs_at_chance_are_listed_left_out_of_consistency_and_off_the_front(
     assert section.count("\n| 0 | 1 |") == 1 and section.count("\n| 3 |") == 2
 
 
+def test_an_empty_front_says_why(tmp_path: Path) -> None:
+    space = {"filter_size": [3, 5, 7]}
+    make_study(tmp_path / "a", space, seeds=[0, 1], stuck=lambda config, seed: seed == 1)
+    write_report(tmp_path / "a")
+    assert (
+        "none is feasible: 3 of 3 have a run that did not learn."
+        in (tmp_path / "a" / "summary.md").read_text()
+    )
+    make_study(
+        tmp_path / "b",
+        space,
+        seeds=[0, 1],
+        constraints=[{"metric": "accuracy", "min": 99.0}],
+        stuck=lambda config, seed: config["filter_size"] == 3,
+    )
+    write_report(tmp_path / "b")
+    assert (
+        "none is feasible: 1 of 3 have a run that did not learn and 2 miss the constraints."
+        in (tmp_path / "b" / "summary.md").read_text()
+    )
+
+
 # --- the whole report ------------------------------------------------------------------------
 
 FIGURE_NAMES = (
