@@ -101,10 +101,9 @@ def train(
             )
         schedule.step()
         losses.append(loss)
-        if step in probe_at:
+        if probe is not None and step in probe_at:
             probe_start = time.perf_counter()
-            value = probe(model)  # type: ignore[misc]
-            probes += [value] * probe_at.count(step)  # budgets under PROBE_POINTS steps repeat
+            probes += [probe(model)] * probe_at.count(step)  # a budget of < 4 steps repeats
             probe_seconds += time.perf_counter() - probe_start
     seconds = time.perf_counter() - start - probe_seconds
     final = losses[-FINAL_LOSS_WINDOW:]
