@@ -15,7 +15,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -45,7 +45,7 @@ class TrainResult:
     steps: int
     images_seen: int
     losses: list[float]  # one per step
-    probes: list[float] = field(default_factory=list)  # after each 1/PROBE_POINTS of the budget
+    probes: list[float]  # after each 1/PROBE_POINTS of the budget; empty without a probe
 
 
 def train(
