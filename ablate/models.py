@@ -1,24 +1,42 @@
-"""CIFAR-sized baselines (32×32 inputs) whose downsampling `ablate.antialias` rewrites.
+"""CIFAR-sized baselines (32×32 inputs) whose downsampling `ablate.antialias` rewrites, and
+your own networks, named by import path.
 
-Both are plain networks as the anti-aliasing papers train them: every downsampling is a
+Both baselines are plain networks as the anti-aliasing papers train them: every downsampling is a
 max-pool or a strided convolution, so the converter has something to replace. `width` is the
 channel count of the first stage; later stages double it. `conv_padding` is the 3×3
 convolutions' padding mode: "circular" makes every convolution commute with circular shifts,
 which exact shift invariance (adaptive polyphase sampling) needs. Both trace with `torch.fx`.
+
+Any other network enters a study as `model: package.module:function`: a function (or an
+`nn.Module` class) that takes `num_classes` and returns a network mapping N×3×32×32 images to
+N×`num_classes` logits. It gets `width` and `conv_padding` too when it names them as
+parameters. The module is imported where the run happens, so it must be importable there (the
+folder the study is started from is on the path, and spawned workers inherit it).
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
+from collections.abc import Callable
+
+import torch
 from torch import Tensor, nn
 
 MODELS = ("vgg", "resnet18")
 CONV_PADDINGS = ("zeros", "circular")
+#: What `build_model` can pass to a network's factory; a factory of your own gets what it names.
+FACTORY_ARGUMENTS = ("num_classes", "width", "conv_padding")
+IMAGE_SHAPE = (3, 32, 32)  # what the datasets give: a factory's network is checked on it
+ACCEPTED = f"one of {MODELS} or 'package.module:function', a function that builds your network"
 
 
 def build_model(
     name: str, *, num_classes: int = 10, width: int = 16, conv_padding: str = "zeros"
 ) -> nn.Module:
-    """A fresh baseline network `name` ("vgg" or "resnet18") for 3-channel 32×32 images."""
+    """A fresh network `name` for 3-channel 32×32 images: a baseline ("vgg" or "resnet18") or
+    the one your factory `package.module:function` builds (module docstring)."""
     for argument, value in (("num_classes", num_classes), ("width", width)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{argument} must be a positive int, got {value!r}")
@@ -28,7 +46,94 @@ def build_model(
         return VGG(num_classes=num_classes, width=width, conv_padding=conv_padding)
     if name == "resnet18":
         return ResNet18(num_classes=num_classes, width=width, conv_padding=conv_padding)
-    raise ValueError(f"model must be one of {MODELS}, got {name!r}")
+    offered = {"num_classes": num_classes, "width": width, "conv_padding": conv_padding}
+    factory = model_factory(name)
+    model = factory(**{key: offered[key] for key in factory_arguments(factory)})
+    if not isinstance(model, nn.Module):
+        raise ValueError(
+            f"model {name!r} returned an object of type {type(model).__name__}: expected a "
+            "torch.nn.Module"
+        )
+    _check_logits(model, name, num_classes)
+    return model
+
+
+def check_model_name(name: str) -> str:
+    """`name` if it is a baseline or a factory that imports and takes `num_classes`; else a
+    ValueError that says what is accepted (the network itself is checked when it is built)."""
+    if name not in MODELS:
+        model_factory(name)
+    return name
+
+
+def model_arguments(name: str) -> frozenset[str]:
+    """Which of FACTORY_ARGUMENTS the network `name` is built with (all, for the baselines)."""
+    if name in MODELS:
+        return frozenset(FACTORY_ARGUMENTS)
+    return factory_arguments(model_factory(name))
+
+
+def model_factory(name: str) -> Callable[..., nn.Module]:
+    """The callable that `package.module:function` names (dotted attributes allowed)."""
+    module_name, colon, attribute = name.partition(":")
+    if not colon or not module_name or not attribute:
+        close = difflib.get_close_matches(name, MODELS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"model {name!r} is unknown{hint}: expected {ACCEPTED}")
+    try:
+        factory = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(
+            f"model {name!r}: cannot import {module_name!r} ({err}); the module must be "
+            "importable where the run happens (the current folder or PYTHONPATH)"
+        ) from err
+    for part in attribute.split("."):
+        if not hasattr(factory, part):
+            raise ValueError(f"model {name!r}: {module_name!r} has no attribute {attribute!r}")
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise ValueError(f"model {name!r} is not callable: it is of type {type(factory).__name__}")
+    if "num_classes" not in factory_arguments(factory):
+        raise ValueError(
+            f"model {name!r} takes no num_classes argument: a factory must take it (by name or "
+            "through **kwargs) and return a network with that many outputs"
+        )
+    return factory
+
+
+def factory_arguments(factory: Callable[..., nn.Module]) -> frozenset[str]:
+    """FACTORY_ARGUMENTS that `factory` names as parameters; `num_classes` also when it takes
+    **kwargs (which are often forwarded to a class that rejects the others)."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): offer the minimum
+        return frozenset({"num_classes"})
+    named = {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        named.add("num_classes")
+    return frozenset(named.intersection(FACTORY_ARGUMENTS))
+
+
+def _check_logits(model: nn.Module, name: str, num_classes: int) -> None:
+    """Raise ValueError unless `model` maps a batch of IMAGE_SHAPE images to one logit per
+    class; evaluated in eval mode, so batch-norm statistics stay as they are."""
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *IMAGE_SHAPE))
+    except Exception as err:  # any failure of user code is a bad model setting
+        raise ValueError(
+            f"model {name!r} fails on a batch of {'×'.join(map(str, IMAGE_SHAPE))} images: {err}"
+        ) from err
+    finally:
+        model.train(training)
+    if not isinstance(out, Tensor) or tuple(out.shape) != (2, num_classes):
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(
+            f"model {name!r} maps 2 images to {got}: expected (2, {num_classes}), one logit per "
+            "class"
+        )
 
 
 def conv3x3(

@@ -519,7 +519,8 @@ def _field_problem(name: str, value: Any, check_value: bool = True) -> str | Non
     try:
         _field_adapter(name).validate_python(value)
     except ValidationError as err:
-        return f"{value!r} is not allowed: {err.errors()[0]['msg']}"
+        message = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
+        return f"{value!r} is not allowed: {message}"
     return None
 
 

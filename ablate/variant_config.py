@@ -6,10 +6,11 @@ a bad value is caught here with the field's name and the accepted values.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from ablate.models import check_model_name, model_arguments
 from kernels.options import Backend, FilterFamily, PaddingMode
 
 Placement = Literal["none", "paper", "blur_before_max", "blur_before_relu", "blur_before_conv"]
@@ -44,7 +45,9 @@ class VariantConfig(BaseModel):
     data_seed: int = 0
 
     # model
-    model: Literal["vgg", "resnet18"] = "vgg"
+    model: Annotated[str, AfterValidator(check_model_name)] = Field(
+        "vgg", description="'vgg', 'resnet18' or your own network as 'package.module:function'"
+    )
     width: int = Field(16, ge=1, description="channels of the first stage")
     conv_padding: Literal["zeros", "circular"] = Field(
         "zeros", description="padding mode of the 3x3 convolutions"
@@ -95,6 +98,12 @@ class VariantConfig(BaseModel):
         if self.filter == "custom" and self.taps is None:
             raise ValueError("filter 'custom' needs taps (a list of numbers)")
         check_subsample(self.placement, self.subsample)
+        for field in sorted(self.model_fields_set - model_arguments(self.model)):
+            if field in ("width", "conv_padding"):
+                raise ValueError(
+                    f"{field}={getattr(self, field)!r} is set, but model {self.model!r} takes no "
+                    f"{field!r} argument; leave {field} out for this model"
+                )
         if self.crop_pad < max(self.shift, self.diagonal):
             raise ValueError(
                 f"crop_pad={self.crop_pad} must be >= max(shift, diagonal)="

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import fx, nn
 
-from ablate.models import MODELS, build_model
+from ablate.models import MODELS, build_model, model_arguments
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -75,3 +75,37 @@ def test_bad_arguments_are_named(kwargs, field):
     arguments = {"name": "vgg", **kwargs}
     with pytest.raises(ValueError, match=field):
         build_model(arguments.pop("name"), **arguments)
+
+
+def test_a_network_of_your_own_gets_the_arguments_it_names(user_nets):
+    """`num_classes` always; `width` and `conv_padding` only where the factory names them (a
+    **kwargs factory gets `num_classes` alone: it often forwards them to a stricter class)."""
+    small = build_model(f"{user_nets}:small_cnn", num_classes=7, width=6, conv_padding="circular")
+    assert small[0].out_channels == 6 and small[-1].out_features == 7
+    assert small.training  # the logits check runs in eval mode and leaves the mode as it was
+    assert model_arguments(f"{user_nets}:small_cnn") == {"num_classes", "width"}
+    keyword = build_model(f"{user_nets}:KeywordNet", num_classes=5, width=8)
+    assert keyword(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+    assert model_arguments(f"{user_nets}:KeywordNet") == {"num_classes"}
+    assert model_arguments("resnet18") == {"num_classes", "width", "conv_padding"}
+
+
+@pytest.mark.parametrize(
+    ("name", "fragments"),
+    [
+        ("resnet", ["'resnet' is unknown", "did you mean 'resnet18'", "package.module:function"]),
+        ("user_nets:", ["'user_nets:' is unknown", "package.module:function"]),
+        ("no_such_module:net", ["cannot import 'no_such_module'", "PYTHONPATH"]),
+        ("user_nets:missing", ["'user_nets' has no attribute 'missing'"]),
+        ("user_nets:LAYERS", ["not callable: it is of type int"]),
+        ("user_nets:without_classes", ["takes no num_classes argument"]),
+        ("user_nets:not_a_network", ["returned an object of type int", "torch.nn.Module"]),
+        ("user_nets:three_classes", ["maps 2 images to (2, 3)", "expected (2, 10)"]),
+        ("user_nets:for_large_images", ["fails on a batch of 3×32×32 images"]),
+    ],
+)
+def test_a_bad_network_of_your_own_is_named_with_the_reason(user_nets, name, fragments):
+    with pytest.raises(ValueError) as caught:
+        build_model(name)
+    for fragment in (f"model {name!r}", *fragments):
+        assert fragment in str(caught.value)

@@ -29,6 +29,7 @@ BAD_SPECS = [
     ("bad_tpe_without_trials.yaml", ["sampler", "needs trials"]),
     ("bad_seed_in_base.yaml", ["base.seed", "seeds:"]),
     ("bad_condition_value.yaml", ["space.sigma.when.filter", "'gaussian' is never taken"]),
+    ("bad_model.yaml", ["base.model", "'resnet' is unknown", "did you mean 'resnet18'"]),
     ("no_such_file.yaml", ["cannot read the spec", "No such file"]),
 ]
 
@@ -118,6 +119,18 @@ def test_base_overrides_replace_base_values_and_are_validated(tmp_path):
         load_spec(path, {"steps": 0})
     with_steps = _write(tmp_path, _minimal(base={"epochs": 3, "steps": 5}))
     assert load_spec(with_steps, {"epochs": 2, "steps": None}).base == {"epochs": 2}
+
+
+def test_networks_of_your_own_are_checked_when_the_spec_loads(tmp_path, user_nets):
+    space = {"model": {"choices": ["vgg", f"{user_nets}:small_cnn", f"{user_nets}:KeywordNet"]}}
+    spec = load_spec(_write(tmp_path, _minimal(space=space)))
+    assert [p["model"] for p in spec.grid_points()] == space["model"]["choices"]
+    space["model"]["choices"][2] = f"{user_nets}:small_cnnn"
+    with pytest.raises(SpecError, match=r"choices\[2\]: .* has no attribute 'small_cnnn'"):
+        load_spec(_write(tmp_path, _minimal(space=space)))
+    space["model"]["choices"][2] = f"{user_nets}:KeywordNet"
+    with pytest.raises(SpecError, match="'user_nets:KeywordNet' takes no 'width' argument"):
+        load_spec(_write(tmp_path, _minimal(space=space, base={"width": 8})))
 
 
 def test_base_overrides_on_a_base_that_is_not_a_mapping_give_a_spec_error(tmp_path):

@@ -354,12 +354,12 @@ def test_cli_epochs_override_replaces_the_specs_steps(tmp_path, capsys):
     assert "budget: 160 training images" in capsys.readouterr().out  # --steps wins
 
 
-def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys):
+def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys, user_nets):
+    """Through the CLI, in a spawned worker: a baseline and a network of the user's own."""
     spec = {
         "name": "tiny",
         "base": {
             "dataset": "synthetic",
-            "model": "vgg",
             "width": 4,
             "train_size": 128,
             "test_size": 32,
@@ -372,7 +372,10 @@ def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys):
             "diagonal": 1,
             "crop_pad": 1,
         },
-        "space": {"padding": {"choices": ["zeros", "circular"]}},
+        "space": {
+            "model": {"choices": ["vgg", f"{user_nets}:small_cnn"]},
+            "padding": {"choices": ["zeros", "circular"]},
+        },
         "objectives": [
             {"metric": "accuracy", "direction": "maximize"},
             {"metric": "consistency_circular", "direction": "maximize"},
@@ -386,12 +389,12 @@ def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys):
     out = tmp_path / "runs" / "tiny"
     cli = ["--space", str(path), "--out", str(out), "--device", "cpu"]
     assert main([*cli, "--dry-run", "--no-probe"]) == 0
-    assert "2 trials x 1 seeds" in capsys.readouterr().out
+    assert "4 trials x 1 seeds" in capsys.readouterr().out
 
     assert main([*cli, "--steps", "3"]) == 0
     assert (out / "summary.md").is_file()  # the report, written at the end
     trials = load(out, "tiny").get_trials()
-    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
     assert {t.user_attrs["config"]["steps"] for t in trials} == {3}
     for trial in trials:
         metrics = trial.user_attrs["seeds"][0]
@@ -399,7 +402,9 @@ def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys):
         assert len(metrics["accuracy_vs_shift_circular"]) == 2  # d = 0..diagonal
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["padding"] for r in rows] == ["zeros", "circular"]
+    designs = {(r["model"], r["padding"]) for r in rows}
+    assert len(rows) == 4 and {m for m, _ in designs} == {"vgg", "user_nets:small_cnn"}
+    assert {p for _, p in designs} == {"zeros", "circular"} and len(designs) == 4
     assert all(r["device"] == "cpu" and float(r["params"]) > 0 for r in rows)
 
 

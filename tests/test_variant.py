@@ -150,6 +150,29 @@ def test_subsampling_and_conv_padding_reach_the_network(monkeypatch, subsample):
     assert len(scorers) == (3 if subsample == "lps" else 0)
 
 
+def test_a_network_of_your_own_is_anti_aliased_trained_and_measured(user_nets, capsys):
+    """From the CLI as a user runs it: the factory gets `width`, its max-pool and strided conv
+    become MaxBlurPool and ConvBlurPool, and its filters are measured."""
+    settings = TINY | {"model": f"{user_nets}:small_cnn", "width": 3, "placement": "paper"}
+    main([f"{key}={value}" for key, value in settings.items()])
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == DOCUMENTED_METRICS
+    baseline = build_model(f"{user_nets}:small_cnn", width=3)
+    assert metrics["params"] == sum(p.numel() for p in baseline.parameters())
+    assert metrics["forward_mflops"] > forward_flops(baseline, (3, 32, 32)) / 1e6
+    assert set(metrics["filter_tv"]) == {"0", "4"}
+
+
+def test_a_setting_your_network_does_not_take_is_refused(user_nets):
+    """Its factory names `width` but not `conv_padding`: setting the second would be ignored."""
+    with pytest.raises(ValueError, match="conv_padding='circular' is set, but model 'user_nets"):
+        run_variant(TINY | {"model": f"{user_nets}:small_cnn", "conv_padding": "circular"})
+    with pytest.raises(ValueError, match=r"width=3 is set, .* takes no 'width' argument"):
+        run_variant(TINY | {"model": f"{user_nets}:KeywordNet", "width": 3})
+    with pytest.raises(ValueError, match="'resnet' is unknown"):
+        run_variant(TINY | {"model": "resnet"})
+
+
 def test_device_names_are_checked():
     assert resolve_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
