@@ -1,7 +1,8 @@
 """End-to-end cost of anti-aliasing: ``python -m benchmarks.end_to_end`` (from the repository root).
 
 Training and inference images/s, peak training memory, activation memory (what autograd keeps
-for the backward) and forward FLOPs per image of the CIFAR ResNet-18-style and VGG-style nets,
+for the backward) and forward FLOPs per image of the CIFAR ResNet-18-style and VGG-style nets
+(or of your own, ``--models mynets:build`` as a study names it: ``ablate.models``),
 each as the baseline, anti-aliased with the reference ops (``backend="torch"``), anti-aliased
 with the fused kernels (``backend="triton"``), and with the paper's placement but the one-tap
 filter (``aa_placement``: max and strided convolutions at stride 1, then plain subsampling,
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 
 from ablate.antialias import antialias
 from ablate.flops import forward_flops
-from ablate.models import MODELS, build_model
+from ablate.models import MODELS, build_model, check_model_name, model_arguments
 from ablate.speed import measure_speed
 from ablate.train import memory_format_for
 from ablate.variant_config import VariantConfig
@@ -64,14 +65,15 @@ def measure(model_name: str, variant: str, layout: str, *, width: int, batch: in
     """Images/s and peak memory of one network, variant and memory format."""
     spec = VARIANTS[variant]
     filter_size = 1 if spec.one_tap else filter_size
+    sized = {"width": width} if "width" in model_arguments(model_name) else {}
     config = VariantConfig(
-        model=model_name, width=width, throughput_batch=batch, amp=True,
+        model=model_name, **sized, throughput_batch=batch, amp=True,
         channels_last=layout == "channels_last", filter_size=filter_size,
         placement="none" if spec.backend is None else "paper",
         backend=spec.backend or "auto", device=str(device),
     )
     torch.manual_seed(0)
-    model = build_model(model_name, width=width).to(device)  # antialias checks it on its device
+    model = build_model(model_name, **sized).to(device)  # antialias checks it on its device
     sites = 0
     if spec.backend is not None:
         model, changes = antialias(model, filter_size=filter_size, padding=config.padding,
@@ -148,10 +150,12 @@ def goals(df: pd.DataFrame) -> list[dict[str, object]]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--models", nargs="+", type=model_name, default=list(MODELS),
+                        help=f"{', '.join(MODELS)} or your own network, package.module:function")
     parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
-    parser.add_argument("--width", type=int, default=64, help="channels of the first stage")
+    parser.add_argument("--width", type=int, default=64,
+                        help="channels of the first stage (for a network whose factory takes it)")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--filter-size", type=int, default=4)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -161,6 +165,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path,
                         help="results folder (default: benchmarks/results/<gpu>)")
     return parser.parse_args(argv)
+
+
+def model_name(name: str) -> str:
+    """``name`` checked as ``ablate.models`` accepts it, for argparse."""
+    try:
+        return check_model_name(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
@@ -177,8 +189,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     for model_name, layout, variant in budget.over(runs):
         result = measure(model_name, variant, layout, width=args.width, batch=args.batch,
                          filter_size=args.filter_size, device=device)
+        width = args.width if "width" in model_arguments(model_name) else None  # not passed
         rows.append({"model": model_name, "variant": variant, "layout": layout,
-                     "batch": args.batch, "width": args.width, **result})
+                     "batch": args.batch, "width": width, **result})
         print(rows[-1], flush=True)
         df = add_ratios(pd.DataFrame(rows))  # written after each run: a cut run keeps its rows
         write_results(out, "end_to_end", df, meta, {"goals": goals(df)})

@@ -228,6 +228,24 @@ def test_autotune_compiles_ahead_in_a_pool_of_processes(tmp_path, monkeypatch, c
     tuning.clear_cache()
 
 
+def test_end_to_end_measures_a_network_of_your_own(tmp_path, capsys, user_nets):
+    """It gets `--width` where its factory takes it; a bad name is refused before any run."""
+    from benchmarks import end_to_end
+
+    models = [f"{user_nets}:small_cnn", f"{user_nets}:KeywordNet"]
+    df = end_to_end.main(["--models", *models, "--variants", "baseline", "aa_torch", "--layouts",
+                          "nchw", "--width", "3", "--batch", "4", "--device", "cpu",
+                          "--out", str(tmp_path)])  # fmt: skip
+    assert list(df["model"]) == [models[0]] * 2 + [models[1]] * 2
+    assert list(df["sites"]) == [0, 2, 0, 2]
+    assert df["width"].iloc[0] == 3 and pd.isna(df["width"].iloc[2])  # not passed to it
+    small_params, keyword_params = df["params"].iloc[0], df["params"].iloc[2]
+    assert small_params < keyword_params  # width 3 against the factory's own default, 4
+    with pytest.raises(SystemExit):
+        end_to_end.main(["--models", "resnet", "--device", "cpu", "--out", str(tmp_path)])
+    assert "did you mean 'resnet18'" in capsys.readouterr().err
+
+
 def test_end_to_end_budget_runs_the_baseline_first(tmp_path, capsys):
     from benchmarks import end_to_end
 
