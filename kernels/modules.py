@@ -17,14 +17,56 @@ from kernels.functional import check_blur_args, run_blur_pool2d, run_max_blur_po
 from kernels.reference import blur_pool2d_reference, building_graph, max_blur_pool2d_reference
 
 
-class BlurPool2d(nn.Module):
+class _LowPassPool(nn.Module):
+    """What both modules share: the filter kept as a buffer, the settings checked once, the
+    scripted/exported path through the reference and the eager path through the dispatch."""
+
+    taps: torch.Tensor
+
+    def __init__(
+        self,
+        channels: int,
+        filter_size: int | None,
+        stride: int,
+        padding: str,
+        filter: str,
+        taps: Sequence[float] | torch.Tensor | None,
+        sigma: float | None,
+        backend: str,
+        **options: int | bool,
+    ) -> None:
+        super().__init__()
+        _check_channels(channels)
+        self.register_buffer("taps", make_taps(filter_size, filter, taps=taps, sigma=sigma))
+        self.tap_values = tap_values(self.taps)
+        check_blur_args(stride=stride, padding=padding, backend=backend, **options)
+        self.channels = channels
+        self.filter = filter
+        self.sigma = sigma
+        self.stride = stride
+        self.padding = padding
+        self.backend = backend
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input_channels(x, self.channels)
+        if building_graph():
+            return self._reference(x)
+        return self._dispatch(x)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.channels}, {_describe_filter(self.filter, self.taps, self.sigma)}, "
+            f"stride={self.stride}, padding={self.padding!r}, {self._options_repr()}, "
+            f"backend={self.backend!r}"
+        )
+
+
+class BlurPool2d(_LowPassPool):
     """Low-pass filter then subsample each of ``channels`` channels (spec §2).
 
     With ``relu=True`` a ReLU runs first, fused in the Triton kernel: the paper's
     ``Conv(stride 1) -> BN -> ReLU -> blur-pool`` with the ReLU folded in.
     """
-
-    taps: torch.Tensor
 
     def __init__(
         self,
@@ -40,55 +82,27 @@ class BlurPool2d(nn.Module):
         relu: bool = False,
         backend: str = "auto",
     ) -> None:
-        super().__init__()
-        _check_channels(channels)
-        self.register_buffer("taps", make_taps(filter_size, filter, taps=taps, sigma=sigma))
-        self.tap_values = tap_values(self.taps)
-        check_blur_args(stride=stride, padding=padding, pad_off=pad_off, relu=relu, backend=backend)
-        self.channels = channels
-        self.filter = filter
-        self.sigma = sigma
-        self.stride = stride
-        self.padding = padding
+        super().__init__(channels, filter_size, stride, padding, filter, taps, sigma, backend,
+                         pad_off=pad_off, relu=relu)  # fmt: skip
         self.pad_off = pad_off
         self.relu = relu
-        self.backend = backend
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input_channels(x, self.channels)
-        if building_graph():
-            return blur_pool2d_reference(
-                x, self.taps, self.stride, self.padding, self.pad_off, self.relu
-            )
-        return self._dispatch(x)
+    def _reference(self, x: torch.Tensor) -> torch.Tensor:
+        return blur_pool2d_reference(x, self.taps, self.stride, self.padding, self.pad_off,
+                                     self.relu)  # fmt: skip
 
     @torch.jit.unused
     def _dispatch(self, x: torch.Tensor) -> torch.Tensor:
-        return run_blur_pool2d(
-            x,
-            self.taps,
-            self.tap_values,
-            self.stride,
-            self.padding,
-            self.pad_off,
-            self.relu,
-            self.backend,
-        )
+        return run_blur_pool2d(x, self.taps, self.tap_values, self.stride, self.padding,
+                               self.pad_off, self.relu, self.backend)  # fmt: skip
 
-    def extra_repr(self) -> str:
-        return (
-            f"{self.channels}, {_describe_filter(self.filter, self.taps, self.sigma)}, "
-            f"stride={self.stride}, "
-            f"padding={self.padding!r}, pad_off={self.pad_off}, relu={self.relu}, "
-            f"backend={self.backend!r}"
-        )
+    def _options_repr(self) -> str:
+        return f"pad_off={self.pad_off}, relu={self.relu}"
 
 
-class MaxBlurPool2d(nn.Module):
+class MaxBlurPool2d(_LowPassPool):
     """Dense ``max_kernel`` max-pool at stride 1, then blur-pool (spec §3): the paper's
     replacement for ``MaxPool2d(2, stride)``."""
-
-    taps: torch.Tensor
 
     def __init__(
         self,
@@ -103,45 +117,20 @@ class MaxBlurPool2d(nn.Module):
         sigma: float | None = None,
         backend: str = "auto",
     ) -> None:
-        super().__init__()
-        _check_channels(channels)
-        self.register_buffer("taps", make_taps(filter_size, filter, taps=taps, sigma=sigma))
-        self.tap_values = tap_values(self.taps)
-        check_blur_args(stride=stride, padding=padding, max_kernel=max_kernel, backend=backend)
-        self.channels = channels
-        self.filter = filter
-        self.sigma = sigma
-        self.stride = stride
-        self.padding = padding
+        super().__init__(channels, filter_size, stride, padding, filter, taps, sigma, backend,
+                         max_kernel=max_kernel)  # fmt: skip
         self.max_kernel = max_kernel
-        self.backend = backend
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input_channels(x, self.channels)
-        if building_graph():
-            return max_blur_pool2d_reference(
-                x, self.taps, self.stride, self.padding, self.max_kernel
-            )
-        return self._dispatch(x)
+    def _reference(self, x: torch.Tensor) -> torch.Tensor:
+        return max_blur_pool2d_reference(x, self.taps, self.stride, self.padding, self.max_kernel)
 
     @torch.jit.unused
     def _dispatch(self, x: torch.Tensor) -> torch.Tensor:
-        return run_max_blur_pool2d(
-            x,
-            self.taps,
-            self.tap_values,
-            self.stride,
-            self.padding,
-            self.max_kernel,
-            self.backend,
-        )
+        return run_max_blur_pool2d(x, self.taps, self.tap_values, self.stride, self.padding,
+                                   self.max_kernel, self.backend)  # fmt: skip
 
-    def extra_repr(self) -> str:
-        return (
-            f"{self.channels}, {_describe_filter(self.filter, self.taps, self.sigma)}, "
-            f"stride={self.stride}, "
-            f"padding={self.padding!r}, max_kernel={self.max_kernel}, backend={self.backend!r}"
-        )
+    def _options_repr(self) -> str:
+        return f"max_kernel={self.max_kernel}"
 
 
 def _check_channels(channels: object) -> None:
