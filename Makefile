@@ -4,7 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 SPACE  ?= studies/quick.yaml
-# pytest-xdist workers: one per CPU (the tests are single-threaded, interpreted kernels mostly).
+# pytest-xdist workers: one per CPU (the tests are single-threaded, interpreted kernels mostly);
+# an idle worker takes queued tests from a busy one, so the slow interpreted ones spread evenly.
 TEST_JOBS ?= logical
 
 .PHONY: venv study test lint bench clean
@@ -25,7 +26,7 @@ study: venv
 
 test: venv
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -n $(TEST_JOBS)
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
 bench: venv
 	$(PY) benchmarks/cpu_reference.py
