@@ -4,7 +4,8 @@ sentence each.
 Every answer compares the runs without blur (placement `none`, or filter size 1, which is plain
 subsampling) with the blurred runs, pooling configurations and seeds: the effect is the difference
 of means (blurred minus no blur) with a Welch 95 % t-interval, and n counts runs (configuration ×
-seed). The verdict is "yes"/"no" only when the interval excludes zero.
+seed). The verdict is "yes"/"no" only when the interval excludes zero. A study that varies
+the network or the data (SPLIT_BY) also gets the difference within each of them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ class Answer:
     question: str
     sentence: str
     difference: Difference | None = None
+
+
+#: Settings whose values are separate experiments (another network, other data): where a study
+#: varies one, each answer also gives the difference within each of its values, which the pooled
+#: runs would mix.
+SPLIT_BY = ("dataset", "model")
 
 
 def blur_groups(table: pd.DataFrame) -> pd.Series:
@@ -206,7 +213,34 @@ def _metric_question(
     sentence, diff = _compare(values, name, unit, yes_if, relative, contrast(runs))
     if diff is not None and by_filter_size:
         sentence += _by_filter_size(runs, values, unit)
+    for setting in SPLIT_BY:
+        if diff is not None and setting in runs and runs[setting].nunique() > 1:
+            split = _split_by(runs, values, contrast, setting, unit, str)
+            sentence += f" By {setting}: {split}."
     return Answer(key, question, sentence, diff)
+
+
+def _split_by(
+    runs: pd.DataFrame,
+    values: pd.Series,
+    contrast: Callable[[pd.DataFrame], Contrast],
+    setting: str,
+    unit: str,
+    label: Callable[[object], str],
+) -> str:
+    """'a +1.20 [+0.30, +2.10] points; b …': the difference and its interval within the runs of
+    each value of `setting` (no interval where a side has fewer than two runs)."""
+    parts = []
+    for value, subset in runs.groupby(setting):
+        groups = contrast(subset)
+        diff = welch_difference(values[subset.index][groups.treated],
+                                values[subset.index][groups.control])  # fmt: skip
+        interval = (
+            f" [{_fmt(diff.low, True)}, {_fmt(diff.high, True)}]" if np.isfinite(diff.low) else ""
+        )
+        unit_shown = _difference_unit(unit) if np.isfinite(diff.estimate) else ""
+        parts.append(f"{label(value)} {_fmt(diff.estimate, True)}{interval}{unit_shown}")
+    return "; ".join(parts)
 
 
 def answer_questions(
@@ -250,21 +284,18 @@ def answer_questions(
         "`adversarial_circular` (correct at every circular offset)",
     )
     if rq4.difference is not None and "augment" in runs and runs["augment"].nunique() > 1:
-        per_augment = []
-        for augment, subset in runs.groupby("augment"):
-            diff = welch_difference(
-                subset.loc[blur_groups(subset) == BLUR, "adversarial_circular"],
-                subset.loc[blur_groups(subset) == NO_BLUR, "adversarial_circular"],
-            )
-            label = "with augmentation" if augment else "without augmentation"
-            per_augment.append(
-                f"{label} {_fmt(diff.estimate, True)} [{_fmt(diff.low, True)}, "
-                f"{_fmt(diff.high, True)}]"
-            )
+        per_augment = _split_by(
+            runs,
+            pd.to_numeric(runs["adversarial_circular"], errors="coerce"),
+            blur_contrast,
+            "augment",
+            " %",
+            lambda augment: "with augmentation" if augment else "without augmentation",
+        )
         rq4 = Answer(
             rq4.key,
             rq4.question,
-            f"{rq4.sentence} Split by training: {'; '.join(per_augment)}.",
+            f"{rq4.sentence} Split by training: {per_augment}.",
             rq4.difference,
         )
     answers.append(rq4)
