@@ -24,7 +24,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from ablate.pareto import non_dominated
-from ablate.report_questions import NO_BLUR
+from ablate.report_questions import NO_BLUR, SPLIT_BY
 from ablate.report_stats import mean_interval
 from ablate.report_table import Objective
 
@@ -403,17 +403,21 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
 
 
 def _with_baseline_per_placement(runs: pd.DataFrame) -> pd.DataFrame:
-    """Rows of blurred placements, plus the no-blur rows repeated under every placement."""
+    """Rows of blurred placements, plus the no-blur rows repeated under every placement; a
+    panel per placement, and per network or dataset where the study varies one (SPLIT_BY), so
+    each curve sits beside its own baseline."""
     labelled = with_labels(runs)
+    suffix = pd.Series("", index=labelled.index)
+    for setting in SPLIT_BY:
+        if setting in labelled and labelled[setting].nunique() > 1:
+            suffix += f" · {setting} " + labelled[setting].astype(str)
     if "placement" not in labelled:
-        return labelled.assign(panel="all runs")
-    placements = labelled["placement"]
-    blurred = labelled[placements != "none"]
-    baseline = labelled[placements == "none"]
-    panels = sorted(blurred["placement"].unique()) or ["none"]
-    parts = [blurred.assign(panel=blurred["placement"])]
-    parts += [baseline.assign(panel=p) for p in panels]
-    return pd.concat(parts, ignore_index=True)
+        return labelled.assign(panel="all runs" + suffix)
+    blurred = labelled["placement"] != "none"
+    placements = sorted(labelled.loc[blurred, "placement"].unique()) or ["none"]
+    parts = [labelled[blurred].assign(panel=labelled["placement"][blurred] + suffix[blurred])]
+    parts += [labelled[~blurred].assign(panel=p + suffix[~blurred]) for p in placements]
+    return pd.concat(parts, ignore_index=True).sort_values("panel", kind="stable")
 
 
 def _label_grid(grid: sns.FacetGrid, xlabel: str, ylabel: str) -> None:

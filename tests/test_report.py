@@ -458,6 +458,23 @@ def test_answers_are_split_by_model_when_the_study_varies_it(tmp_path: Path) -> 
     assert "By model" not in answer_questions(runs[~resnet])[1].sentence  # one network: no split
 
 
+def test_curves_of_each_network_sit_beside_its_own_baseline(tmp_path: Path) -> None:
+    space = {"placement": ["none", "paper", "blur_before_max"], "filter_size": [3],
+             "model": ["vgg", "resnet18"]}  # fmt: skip
+    runs, _ = runs_table(make_study(tmp_path / "s", space, seeds=[0]))
+    data = figs._with_baseline_per_placement(runs)
+    panels = {f"{placement} · model {model}" for placement in ("paper", "blur_before_max")
+              for model in ("vgg", "resnet18")}  # fmt: skip
+    assert set(data["panel"]) == panels and list(data["panel"]) == sorted(data["panel"])
+    for panel, rows in data.groupby("panel"):
+        assert set(rows["model"]) == {panel.rsplit(" ", 1)[1]}
+        assert sorted(rows["placement"]) == sorted(["none", panel.split(" ·")[0]])
+    outcome = figs.shift_curve_figure(runs)
+    titles = {ax.get_title() for ax in outcome.figure.axes}
+    assert "circular shift · placement paper · model vgg" in titles
+    plt.close(outcome.figure)
+
+
 def test_costs_read_the_effect_direction_and_its_share(tmp_path: Path) -> None:
     study = make_study(tmp_path / "s", FULL_SPACE, seeds=[0, 1, 2])
     runs, _ = runs_table(study)
