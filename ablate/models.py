@@ -108,7 +108,7 @@ def factory_arguments(factory: Callable[..., nn.Module]) -> frozenset[str]:
         parameters = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):  # no signature to read (a builtin): offer the minimum
         return frozenset({"num_classes"})
-    named = {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    named = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         named.add("num_classes")
     return frozenset(named.intersection(FACTORY_ARGUMENTS))
@@ -116,8 +116,9 @@ def factory_arguments(factory: Callable[..., nn.Module]) -> frozenset[str]:
 
 def _check_logits(model: nn.Module, name: str, num_classes: int) -> None:
     """Raise ValueError unless `model` maps a batch of IMAGE_SHAPE images to one logit per
-    class; evaluated in eval mode, so batch-norm statistics stay as they are."""
-    training = model.training
+    class; evaluated in eval mode, so batch-norm statistics stay as they are, and each module's
+    mode is restored after."""
+    modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
         with torch.no_grad():
@@ -127,7 +128,8 @@ def _check_logits(model: nn.Module, name: str, num_classes: int) -> None:
             f"model {name!r} fails on a batch of {'×'.join(map(str, IMAGE_SHAPE))} images: {err}"
         ) from err
     finally:
-        model.train(training)
+        for module, training in modes.items():
+            module.training = training
     if not isinstance(out, Tensor) or tuple(out.shape) != (2, num_classes):
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(

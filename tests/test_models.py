@@ -83,6 +83,8 @@ def test_a_network_of_your_own_gets_the_arguments_it_names(user_nets):
     small = build_model(f"{user_nets}:small_cnn", num_classes=7, width=6, conv_padding="circular")
     assert small[0].out_channels == 6 and small[-1].out_features == 7
     assert small.training  # the logits check runs in eval mode and leaves the mode as it was
+    frozen = build_model(f"{user_nets}:frozen_norm")
+    assert [m.training for m in frozen[:3]] == [True, False, True]
     assert model_arguments(f"{user_nets}:small_cnn") == {"num_classes", "width"}
     keyword = build_model(f"{user_nets}:KeywordNet", num_classes=5, width=8)
     assert keyword(torch.randn(2, 3, 32, 32)).shape == (2, 5)
@@ -99,6 +101,7 @@ def test_a_network_of_your_own_gets_the_arguments_it_names(user_nets):
         ("user_nets:missing", ["'user_nets' has no attribute 'missing'"]),
         ("user_nets:LAYERS", ["not callable: it is of type int"]),
         ("user_nets:without_classes", ["takes no num_classes argument"]),
+        ("user_nets:positional_classes", ["takes no num_classes argument", "by name"]),
         ("user_nets:not_a_network", ["returned an object of type int", "torch.nn.Module"]),
         ("user_nets:three_classes", ["maps 2 images to (2, 3)", "expected (2, 10)"]),
         ("user_nets:for_large_images", ["fails on a batch of 3×32×32 images"]),

@@ -46,4 +46,15 @@ def without_classes(width: int) -> nn.Module:
     return small_cnn(10, width)
 
 
+def positional_classes(num_classes: int, /) -> nn.Module:
+    return small_cnn(num_classes)
+
+
+def frozen_norm(num_classes: int) -> nn.Module:
+    """Its batch norm frozen in eval mode, as a fine-tuning recipe might leave it."""
+    net = small_cnn(num_classes)
+    net[1].eval()
+    return net
+
+
 LAYERS = 3
