@@ -340,51 +340,28 @@ def _interval_errorbar(values: np.ndarray) -> tuple[float, float]:
 
 
 def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOutcome:
-    """Accuracy and consistency against filter size, one line per placement; no blur as a band."""
+    """Accuracy and consistency against filter size, one line per placement; no blur as a band;
+    a row per network or dataset where the study varies one (SPLIT_BY)."""
     name = "metrics_vs_filter_size"
     metrics = [m for m in ("accuracy", consistency_metric) if m in runs]
     if runs.empty or "filter_size" not in runs or not metrics:
         return FigureOutcome(name, None, "skipped: the runs carry no filter_size or metrics")
     placements = runs["placement"] if "placement" in runs else pd.Series("paper", index=runs.index)
-    blurred, baseline = runs[placements != "none"], runs[placements == "none"]
-    if "subsample" in blurred and blurred["subsample"].nunique() > 1:  # a line per grid too
-        fixed = blurred["subsample"] == "fixed"
-        blurred = blurred.assign(
-            placement=blurred["placement"].where(
-                fixed, blurred["placement"] + " + " + blurred["subsample"].str.upper()
-            )
-        )
-    n_lines = blurred["placement"].nunique() if "placement" in blurred else 1
+    blurred_all = runs[placements != "none"]
+    n_lines = blurred_all["placement"].nunique() if "placement" in blurred_all else 1
     paddings = runs["padding"].nunique() if "padding" in runs else 1
     style = "padding" if paddings > 1 and n_lines * paddings <= MAX_LINES else None
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics) + 2, 4.8), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        if not blurred.empty:
-            sns.lineplot(
-                data=blurred,
-                x="filter_size",
-                y=metric,
-                hue="placement" if "placement" in blurred else None,
-                style=style,
-                markers=True if style else None,
-                marker=None if style else "o",
-                errorbar=_interval_errorbar,
-                err_style="bars",
-                ax=ax,
-            )
-        if not baseline.empty:
-            mean = baseline[metric].mean()
-            ax.axhline(mean, color="black", linestyle="--", label="placement none (no blur)")
-            low, high = mean_interval(baseline[metric])
-            if np.isfinite(low):
-                ax.axhspan(low, high, color="0.85", zorder=0)
-        ax.set_xlabel("Filter size k (taps per axis)")
-        ax.set_ylabel(metric_label(metric))
-        _clip_percent_axis(ax)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend(fontsize=8, title="placement" if style is None else None)
-    for ax in axes[0][:-1]:
-        ax.get_legend().remove()
+    splits = list(runs.groupby(split_labels(runs), sort=True))
+    fig, axes = plt.subplots(len(splits), len(metrics), squeeze=False,
+                             figsize=(6 * len(metrics) + 2, 4.8 * len(splits)))  # fmt: skip
+    for row, (split, subset) in zip(axes, splits, strict=True):
+        for ax, metric in zip(row, metrics, strict=True):
+            _metric_by_filter_size(ax, subset, placements[subset.index], metric, style)
+            if split:
+                ax.set_title(split)
+    for ax in axes.flat:
+        if ax is not axes[0][-1] and ax.get_legend() is not None:
+            ax.get_legend().remove()
     _legend_outside(axes[0][-1])
     notes = [_fixed_note(runs, ["placement", "padding"])]
     if paddings > 1 and style is None:
@@ -402,15 +379,62 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
     return FigureOutcome(name, fig)
 
 
+def _metric_by_filter_size(
+    ax: plt.Axes, runs: pd.DataFrame, placements: pd.Series, metric: str, style: str | None
+) -> None:
+    """One panel of `filter_size_figure`: a line per placement (and grid), the no-blur band."""
+    blurred, baseline = runs[placements != "none"], runs[placements == "none"]
+    if "subsample" in blurred and blurred["subsample"].nunique() > 1:  # a line per grid too
+        fixed = blurred["subsample"] == "fixed"
+        blurred = blurred.assign(
+            placement=blurred["placement"].where(
+                fixed, blurred["placement"] + " + " + blurred["subsample"].str.upper()
+            )
+        )
+    if not blurred.empty:
+        sns.lineplot(
+            data=blurred,
+            x="filter_size",
+            y=metric,
+            hue="placement" if "placement" in blurred else None,
+            style=style,
+            markers=True if style else None,
+            marker=None if style else "o",
+            errorbar=_interval_errorbar,
+            err_style="bars",
+            ax=ax,
+        )
+    if not baseline.empty:
+        mean = baseline[metric].mean()
+        ax.axhline(mean, color="black", linestyle="--", label="placement none (no blur)")
+        low, high = mean_interval(baseline[metric])
+        if np.isfinite(low):
+            ax.axhspan(low, high, color="0.85", zorder=0)
+    ax.set_xlabel("Filter size k (taps per axis)")
+    ax.set_ylabel(metric_label(metric))
+    _clip_percent_axis(ax)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8, title="placement" if style is None else None)
+
+
+def split_labels(table: pd.DataFrame) -> pd.Series:
+    """Per row, 'model vgg' (' · '-joined) for the SPLIT_BY settings the table varies; '' per
+    row when it varies none. Runs of different networks or data are not pooled in a panel."""
+    labels = pd.Series("", index=table.index)
+    for setting in SPLIT_BY:
+        if setting in table and table[setting].nunique() > 1:
+            part = f"{setting} " + table[setting].astype(str)
+            labels = labels.where(labels == "", labels + " · ") + part
+    return labels
+
+
 def _with_baseline_per_placement(runs: pd.DataFrame) -> pd.DataFrame:
     """Rows of blurred placements, plus the no-blur rows repeated under every placement; a
     panel per placement, and per network or dataset where the study varies one (SPLIT_BY), so
     each curve sits beside its own baseline."""
     labelled = with_labels(runs)
-    suffix = pd.Series("", index=labelled.index)
-    for setting in SPLIT_BY:
-        if setting in labelled and labelled[setting].nunique() > 1:
-            suffix += f" · {setting} " + labelled[setting].astype(str)
+    split = split_labels(labelled)
+    suffix = (" · " + split).where(split != "", "")
     if "placement" not in labelled:
         return labelled.assign(panel="all runs" + suffix)
     blurred = labelled["placement"] != "none"

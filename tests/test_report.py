@@ -473,6 +473,15 @@ def test_curves_of_each_network_sit_beside_its_own_baseline(tmp_path: Path) -> N
     titles = {ax.get_title() for ax in outcome.figure.axes}
     assert "circular shift · placement paper · model vgg" in titles
     plt.close(outcome.figure)
+    outcome = figs.filter_size_figure(runs, "consistency_circular")
+    axes = [ax for ax in outcome.figure.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["model resnet18"] * 2 + ["model vgg"] * 2
+    for ax, (model, metric) in zip(axes, itertools.product(("resnet18", "vgg"), ("accuracy",
+                                   "consistency_circular")), strict=True):  # fmt: skip
+        band = next(line for line in ax.lines if line.get_label().startswith("placement none"))
+        baseline = runs.loc[(runs["model"] == model) & (runs["placement"] == "none"), metric]
+        assert band.get_ydata()[0] == pytest.approx(baseline.mean())
+    plt.close(outcome.figure)
 
 
 def test_costs_read_the_effect_direction_and_its_share(tmp_path: Path) -> None:
