@@ -558,6 +558,13 @@ def filter_tv_figure(runs: pd.DataFrame) -> FigureOutcome:
     if runs.empty or "filter_tv" not in runs:
         return FigureOutcome(name, None, "skipped: the runs carry no filter_tv")
     data = with_labels(runs)
+    split = split_labels(data)  # a row per network where the study varies it: its own layers
+    variants = [
+        f"{variant} · {value}" if value else variant
+        for value in sorted(split.unique())
+        for variant in _label_order(data.loc[split == value, "variant"])
+    ]
+    data["variant"] = data["variant"] + (" · " + split).where(split != "", "")
     long = [
         {"variant": variant, "layer": layer, "tv": tv}
         for variant, tvs in zip(data["variant"], data["filter_tv"], strict=True)
@@ -568,9 +575,8 @@ def filter_tv_figure(runs: pd.DataFrame) -> FigureOutcome:
         return FigureOutcome(name, None, "skipped: the filter_tv dicts are empty")
     long_df = pd.DataFrame(long)
     layers = list(dict.fromkeys(long_df["layer"]))
-    variants = _label_order(long_df["variant"])
     table = long_df.pivot_table(index="variant", columns="layer", values="tv", aggfunc="mean")
-    table = table.reindex(index=variants, columns=layers)
+    table = table.reindex(index=[v for v in variants if v in table.index], columns=layers)
     fig, ax = plt.subplots(
         figsize=(max(6.0, 0.9 * len(layers) + 3), max(3.0, 0.45 * len(variants) + 2))
     )
@@ -583,7 +589,7 @@ def filter_tv_figure(runs: pd.DataFrame) -> FigureOutcome:
         ax=ax,
     )
     ax.set_xlabel("Conv layer (input → output order)")
-    ax.set_ylabel("Variant (filter; placement where varied)")
+    ax.set_ylabel("Variant (filter; placement, network and data where varied)")
     ax.tick_params(axis="x", rotation=45)
     _title(fig, "Smoothness of the learned conv filters per layer (mean over runs)")
     fig.tight_layout()

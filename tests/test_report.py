@@ -482,6 +482,11 @@ def test_curves_of_each_network_sit_beside_its_own_baseline(tmp_path: Path) -> N
         baseline = runs.loc[(runs["model"] == model) & (runs["placement"] == "none"), metric]
         assert band.get_ydata()[0] == pytest.approx(baseline.mean())
     plt.close(outcome.figure)
+    outcome = figs.filter_tv_figure(runs)  # a heatmap row per variant and network
+    rows = [label.get_text() for label in outcome.figure.axes[0].get_yticklabels()]
+    variants = ("no blur", "blur_before_max · Bin-3", "paper · Bin-3")
+    assert rows == [f"{v} · model {m}" for m in ("resnet18", "vgg") for v in variants]
+    plt.close(outcome.figure)
 
 
 def test_costs_read_the_effect_direction_and_its_share(tmp_path: Path) -> None:
