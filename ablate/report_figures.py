@@ -347,18 +347,18 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
     if runs.empty or "filter_size" not in runs or not metrics:
         return FigureOutcome(name, None, "skipped: the runs carry no filter_size or metrics")
     placements = runs["placement"] if "placement" in runs else pd.Series("paper", index=runs.index)
-    blurred_all = runs[placements != "none"]
-    n_lines = blurred_all["placement"].nunique() if "placement" in blurred_all else 1
+    lines = _line_per_grid(runs[placements != "none"])
+    n_lines = lines["placement"].nunique() if "placement" in lines else 1
     paddings = runs["padding"].nunique() if "padding" in runs else 1
     style = "padding" if paddings > 1 and n_lines * paddings <= MAX_LINES else None
-    splits = list(runs.groupby(split_labels(runs), sort=True))
+    splits = list(runs.groupby(split_suffix(runs), sort=True))
     fig, axes = plt.subplots(len(splits), len(metrics), squeeze=False,
                              figsize=(6 * len(metrics) + 2, 4.8 * len(splits)))  # fmt: skip
     for row, (split, subset) in zip(axes, splits, strict=True):
         for ax, metric in zip(row, metrics, strict=True):
             _metric_by_filter_size(ax, subset, placements[subset.index], metric, style)
             if split:
-                ax.set_title(split)
+                ax.set_title(split.removeprefix(" · "))
     for ax in axes.flat:
         if ax is not axes[0][-1] and ax.get_legend() is not None:
             ax.get_legend().remove()
@@ -383,14 +383,7 @@ def _metric_by_filter_size(
     ax: plt.Axes, runs: pd.DataFrame, placements: pd.Series, metric: str, style: str | None
 ) -> None:
     """One panel of `filter_size_figure`: a line per placement (and grid), the no-blur band."""
-    blurred, baseline = runs[placements != "none"], runs[placements == "none"]
-    if "subsample" in blurred and blurred["subsample"].nunique() > 1:  # a line per grid too
-        fixed = blurred["subsample"] == "fixed"
-        blurred = blurred.assign(
-            placement=blurred["placement"].where(
-                fixed, blurred["placement"] + " + " + blurred["subsample"].str.upper()
-            )
-        )
+    blurred, baseline = _line_per_grid(runs[placements != "none"]), runs[placements == "none"]
     if not blurred.empty:
         sns.lineplot(
             data=blurred,
@@ -417,15 +410,28 @@ def _metric_by_filter_size(
     ax.legend(fontsize=8, title="placement" if style is None else None)
 
 
-def split_labels(table: pd.DataFrame) -> pd.Series:
-    """Per row, 'model vgg' (' · '-joined) for the SPLIT_BY settings the table varies; '' per
-    row when it varies none. Runs of different networks or data are not pooled in a panel."""
-    labels = pd.Series("", index=table.index)
+def _line_per_grid(blurred: pd.DataFrame) -> pd.DataFrame:
+    """`blurred` with the subsampling added to its placement ('paper + APS') where the study
+    varies it, so each grid gets a line of its own."""
+    if "subsample" not in blurred or blurred["subsample"].nunique() < 2:
+        return blurred
+    fixed = blurred["subsample"] == "fixed"
+    return blurred.assign(
+        placement=blurred["placement"].where(
+            fixed, blurred["placement"] + " + " + blurred["subsample"].str.upper()
+        )
+    )
+
+
+def split_suffix(table: pd.DataFrame) -> pd.Series:
+    """Per row, ' · model vgg' (one part per SPLIT_BY setting the table varies) to append to a
+    label; '' per row when it varies none. Runs of different networks or data are not pooled in
+    a panel."""
+    suffix = pd.Series("", index=table.index)
     for setting in SPLIT_BY:
         if setting in table and table[setting].nunique() > 1:
-            part = f"{setting} " + table[setting].astype(str)
-            labels = labels.where(labels == "", labels + " · ") + part
-    return labels
+            suffix += f" · {setting} " + table[setting].astype(str)
+    return suffix
 
 
 def _with_baseline_per_placement(runs: pd.DataFrame) -> pd.DataFrame:
@@ -433,8 +439,7 @@ def _with_baseline_per_placement(runs: pd.DataFrame) -> pd.DataFrame:
     panel per placement, and per network or dataset where the study varies one (SPLIT_BY), so
     each curve sits beside its own baseline."""
     labelled = with_labels(runs)
-    split = split_labels(labelled)
-    suffix = (" · " + split).where(split != "", "")
+    suffix = split_suffix(labelled)
     if "placement" not in labelled:
         return labelled.assign(panel="all runs" + suffix)
     blurred = labelled["placement"] != "none"
@@ -558,13 +563,13 @@ def filter_tv_figure(runs: pd.DataFrame) -> FigureOutcome:
     if runs.empty or "filter_tv" not in runs:
         return FigureOutcome(name, None, "skipped: the runs carry no filter_tv")
     data = with_labels(runs)
-    split = split_labels(data)  # a row per network where the study varies it: its own layers
+    suffix = split_suffix(data)  # a row per network where the study varies it: its own layers
     variants = [
-        f"{variant} · {value}" if value else variant
-        for value in sorted(split.unique())
-        for variant in _label_order(data.loc[split == value, "variant"])
+        variant + value
+        for value in sorted(suffix.unique())
+        for variant in _label_order(data.loc[suffix == value, "variant"])
     ]
-    data["variant"] = data["variant"] + (" · " + split).where(split != "", "")
+    data["variant"] = data["variant"] + suffix
     long = [
         {"variant": variant, "layer": layer, "tv": tv}
         for variant, tvs in zip(data["variant"], data["filter_tv"], strict=True)

@@ -98,12 +98,13 @@ class VariantConfig(BaseModel):
         if self.filter == "custom" and self.taps is None:
             raise ValueError("filter 'custom' needs taps (a list of numbers)")
         check_subsample(self.placement, self.subsample)
-        for field in sorted(self.model_fields_set - model_arguments(self.model)):
-            if field in ("width", "conv_padding"):
-                raise ValueError(
-                    f"{field}={getattr(self, field)!r} is set, but model {self.model!r} takes no "
-                    f"{field!r} argument; leave {field} out for this model"
-                )
+        ignored = {"width", "conv_padding"} & (self.model_fields_set - model_arguments(self.model))
+        if ignored:
+            field = min(ignored)
+            raise ValueError(
+                f"{field}={getattr(self, field)!r} is set, but model {self.model!r} takes no "
+                f"{field!r} argument; leave {field} out for this model"
+            )
         if self.crop_pad < max(self.shift, self.diagonal):
             raise ValueError(
                 f"crop_pad={self.crop_pad} must be >= max(shift, diagonal)="

@@ -80,7 +80,8 @@ def measure(model_name: str, variant: str, layout: str, *, width: int, batch: in
                                    placement="paper", backend=spec.backend)
         sites = len(changes)
     result = measure_speed(model, config, device)
-    return {**result, "activation_mb": activation_mb(model, config, device),
+    return {**result, "width": sized.get("width"),  # None: the factory takes no width
+            "activation_mb": activation_mb(model, config, device),
             "forward_mflops": forward_flops(model, (3, 32, 32)) / 1e6,
             "filter_size": filter_size, "sites": sites,
             "params": sum(p.numel() for p in model.parameters())}
@@ -189,9 +190,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     for model_name, layout, variant in budget.over(runs):
         result = measure(model_name, variant, layout, width=args.width, batch=args.batch,
                          filter_size=args.filter_size, device=device)
-        width = args.width if "width" in model_arguments(model_name) else None  # not passed
         rows.append({"model": model_name, "variant": variant, "layout": layout,
-                     "batch": args.batch, "width": width, **result})
+                     "batch": args.batch, **result})
         print(rows[-1], flush=True)
         df = add_ratios(pd.DataFrame(rows))  # written after each run: a cut run keeps its rows
         write_results(out, "end_to_end", df, meta, {"goals": goals(df)})
