@@ -1,5 +1,5 @@
-"""CIFAR-sized baselines (32×32 inputs) whose downsampling `ablate.antialias` rewrites, and
-your own networks, named by import path.
+"""CIFAR-style baselines (designed for 32×32 inputs; any size from 16 works) whose downsampling
+`ablate.antialias` rewrites, and your own networks, named by import path.
 
 Both baselines are plain networks as the anti-aliasing papers train them: every downsampling is a
 max-pool or a strided convolution, so the converter has something to replace. `width` is the
@@ -8,10 +8,11 @@ convolutions' padding mode: "circular" makes every convolution commute with circ
 which exact shift invariance (adaptive polyphase sampling) needs. Both trace with `torch.fx`.
 
 Any other network enters a study as `model: package.module:function`: a function (or an
-`nn.Module` class) that takes `num_classes` and returns a network mapping N×3×32×32 images to
-N×`num_classes` logits. It gets `width` and `conv_padding` too when it names them as
-parameters. The module is imported where the run happens, so it must be importable there (the
-folder the study is started from is on the path, and spawned workers inherit it).
+`nn.Module` class) that takes `num_classes` and returns a network mapping N×3×S×S images to
+N×`num_classes` logits (S is the dataset's image size: 32 unless a `folder` dataset sets
+`image_size`). It gets `width` and `conv_padding` too when it names them as parameters. The
+module is imported where the run happens, so it must be importable there (the folder the
+study is started from is on the path, and spawned workers inherit it).
 """
 
 from __future__ import annotations
@@ -28,33 +29,40 @@ MODELS = ("vgg", "resnet18")
 CONV_PADDINGS = ("zeros", "circular")
 #: What `build_model` can pass to a network's factory; a factory of your own gets what it names.
 FACTORY_ARGUMENTS = ("num_classes", "width", "conv_padding")
-IMAGE_SHAPE = (3, 32, 32)  # what the datasets give: a factory's network is checked on it
 ACCEPTED = f"one of {MODELS} or 'package.module:function', a function that builds your network"
 
 
 def build_model(
-    name: str, *, num_classes: int = 10, width: int = 16, conv_padding: str = "zeros"
+    name: str,
+    *,
+    num_classes: int = 10,
+    width: int = 16,
+    conv_padding: str = "zeros",
+    image_size: int = 32,
 ) -> nn.Module:
-    """A fresh network `name` for 3-channel 32×32 images: a baseline ("vgg" or "resnet18") or
-    the one your factory `package.module:function` builds (module docstring)."""
-    for argument, value in (("num_classes", num_classes), ("width", width)):
+    """A fresh network `name` for 3-channel `image_size`² images: a baseline ("vgg" or
+    "resnet18") or the one your factory `package.module:function` builds (module docstring),
+    checked to map such images to `num_classes` logits."""
+    for argument, value in (
+        ("num_classes", num_classes), ("width", width), ("image_size", image_size)
+    ):  # fmt: skip
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{argument} must be a positive int, got {value!r}")
     if conv_padding not in CONV_PADDINGS:
         raise ValueError(f"conv_padding must be one of {CONV_PADDINGS}, got {conv_padding!r}")
-    if name == "vgg":
-        return VGG(num_classes=num_classes, width=width, conv_padding=conv_padding)
-    if name == "resnet18":
-        return ResNet18(num_classes=num_classes, width=width, conv_padding=conv_padding)
-    offered = {"num_classes": num_classes, "width": width, "conv_padding": conv_padding}
-    factory = model_factory(name)
-    model = factory(**{key: offered[key] for key in factory_arguments(factory)})
-    if not isinstance(model, nn.Module):
-        raise ValueError(
-            f"model {name!r} returned an object of type {type(model).__name__}: expected a "
-            "torch.nn.Module"
-        )
-    _check_logits(model, name, num_classes)
+    if name in MODELS:
+        network = VGG if name == "vgg" else ResNet18
+        model = network(num_classes=num_classes, width=width, conv_padding=conv_padding)
+    else:
+        offered = {"num_classes": num_classes, "width": width, "conv_padding": conv_padding}
+        factory = model_factory(name)
+        model = factory(**{key: offered[key] for key in factory_arguments(factory)})
+        if not isinstance(model, nn.Module):
+            raise ValueError(
+                f"model {name!r} returned an object of type {type(model).__name__}: expected a "
+                "torch.nn.Module"
+            )
+    _check_logits(model, name, num_classes, (3, image_size, image_size))
     return model
 
 
@@ -114,18 +122,20 @@ def factory_arguments(factory: Callable[..., nn.Module]) -> frozenset[str]:
     return frozenset(named.intersection(FACTORY_ARGUMENTS))
 
 
-def _check_logits(model: nn.Module, name: str, num_classes: int) -> None:
-    """Raise ValueError unless `model` maps a batch of IMAGE_SHAPE images to one logit per
+def _check_logits(
+    model: nn.Module, name: str, num_classes: int, image_shape: tuple[int, int, int]
+) -> None:
+    """Raise ValueError unless `model` maps a batch of `image_shape` images to one logit per
     class; evaluated in eval mode, so batch-norm statistics stay as they are, and each module's
     mode is restored after."""
     modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
         with torch.no_grad():
-            out = model(torch.zeros(2, *IMAGE_SHAPE))
+            out = model(torch.zeros(2, *image_shape))
     except Exception as err:  # any failure of user code is a bad model setting
         raise ValueError(
-            f"model {name!r} fails on a batch of {'×'.join(map(str, IMAGE_SHAPE))} images: {err}"
+            f"model {name!r} fails on a batch of {'×'.join(map(str, image_shape))} images: {err}"
         ) from err
     finally:
         for module, training in modes.items():

@@ -31,10 +31,10 @@ class Answer:
     difference: Difference | None = None
 
 
-#: Settings whose values are separate experiments (another network, other data): where a study
-#: varies one, each answer also gives the difference within each of its values, which the pooled
-#: runs would mix.
-SPLIT_BY = ("dataset", "model")
+#: Settings whose values are separate experiments (another network, other data or image size):
+#: where a study varies one, each answer also gives the difference within each of its values,
+#: which the pooled runs would mix.
+SPLIT_BY = ("dataset", "data_dir", "image_size", "model")
 
 
 def blur_groups(table: pd.DataFrame) -> pd.Series:

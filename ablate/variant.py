@@ -33,8 +33,6 @@ from ablate.speed import measure_speed
 from ablate.train import TrainingDiverged, train
 from ablate.variant_config import VariantConfig
 
-NUM_CLASSES = 10  # both datasets have ten classes
-
 
 def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
     """Build, anti-alias, train and evaluate the variant `config`; the metrics of DEVELOPERS.md.
@@ -53,11 +51,17 @@ def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
         seed=config.data_seed,
         device=device,
         data_dir=config.data_dir,
+        image_size=config.image_size,
     )
+    image_shape = tuple(splits.test_x.shape[1:])
     # On its device before anti-aliasing: the converter checks shapes with a forward pass, which
     # the fused backend can only run on CUDA tensors.
     model = build_model(
-        config.model, num_classes=NUM_CLASSES, width=config.width, conv_padding=config.conv_padding
+        config.model,
+        num_classes=splits.num_classes,
+        width=config.width,
+        conv_padding=config.conv_padding,
+        image_size=config.image_size,
     ).to(device)
     if config.placement != "none":
         model, _ = antialias(
@@ -72,13 +76,17 @@ def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
             sigma=config.sigma,
             backend=config.backend,
             subsample=config.subsample,
+            example_input=torch.zeros(2, *image_shape, device=device),
         )
     trained = train(
         model, splits, config, device, probe=lambda net: accuracy(net, splits.test_x, splits.test_y)
     )
     metrics = evaluate(model, splits.test_x, splits.test_y, config)
-    image_shape = tuple(splits.test_x.shape[1:])
-    metrics.update(measure_speed(model, config, device, image_shape=image_shape))
+    metrics.update(
+        measure_speed(
+            model, config, device, image_shape=image_shape, num_classes=splits.num_classes
+        )
+    )
     metrics.update(
         accuracy_during_training=trained.probes,
         last_quarter_gain=trained.probes[-1] - trained.probes[-2],

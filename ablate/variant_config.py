@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from ablate.data import DATA_DIRS, check_image_size
 from ablate.models import check_model_name, model_arguments
 from kernels.options import Backend, FilterFamily, PaddingMode
 
@@ -37,8 +38,13 @@ class VariantConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # data
-    dataset: Literal["synthetic", "cifar10"] = "synthetic"
-    data_dir: str | None = Field(None, description="folder of the CIFAR-10 batches")
+    dataset: Literal["synthetic", "cifar10", "folder"] = Field(
+        "synthetic", description="'folder': your own images, data_dir/{train,test}/<class>/"
+    )
+    data_dir: str | None = Field(None, description="where 'cifar10' or 'folder' reads from")
+    image_size: int = Field(
+        32, ge=1, description="side of the square images ('folder' only; the others are 32)"
+    )
     train_size: int = Field(5000, ge=1)
     test_size: int = Field(1000, ge=1)
     augment: bool = Field(False, description="padded random crop + horizontal flip")
@@ -98,6 +104,9 @@ class VariantConfig(BaseModel):
         if self.filter == "custom" and self.taps is None:
             raise ValueError("filter 'custom' needs taps (a list of numbers)")
         check_subsample(self.placement, self.subsample)
+        check_image_size(self.dataset, self.image_size)
+        if self.dataset in DATA_DIRS and self.data_dir is None:
+            raise ValueError(f"dataset {self.dataset!r} needs data_dir: {DATA_DIRS[self.dataset]}")
         ignored = {"width", "conv_padding"} & (self.model_fields_set - model_arguments(self.model))
         if ignored:
             field = min(ignored)

@@ -5,10 +5,13 @@ import importlib.util
 import inspect
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 
 def patch_language_once_per_launch() -> None:
@@ -72,3 +75,31 @@ def user_nets(monkeypatch: pytest.MonkeyPatch) -> str:
     """The module of user networks in tests/data/networks, importable as a study finds one."""
     monkeypatch.syspath_prepend(str(Path(__file__).parent / "data" / "networks"))
     return "user_nets"
+
+
+def write_image(path: Path, pixels: np.ndarray, mode: str = "RGB") -> None:
+    """Save `pixels` (H×W×3 or H×W uint8) as an image file at `path`, its folders made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).convert(mode).save(path)
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Callable[..., Path]:
+    """Writes a dataset of your own images under tmp_path, as `dataset: folder` reads them.
+
+    `image_folder({"cat": (3, 2), ...}, test="test")` gives each class (train, test) images;
+    image k of the c-th class (sorted) is flat grey 40·c + 2·k (+ 1 in test), of assorted
+    sizes and formats (PNG, JPEG, BMP; one greyscale), every other one in a nested folder.
+    """
+
+    def write(counts: dict[str, tuple[int, int]], test: str = "test") -> Path:
+        for c, (name, (n_train, n_test)) in enumerate(sorted(counts.items())):
+            for split, n, offset in (("train", n_train, 0), (test, n_test, 1)):
+                for k in range(n):
+                    folder = tmp_path / split / name / ("nested" if k % 2 else "")
+                    pixels = np.full((12 + k, 10 + 2 * k, 3), 40 * c + 2 * k + offset, np.uint8)
+                    write_image(folder / f"{k}{('.png', '.jpg', '.bmp')[k % 3]}", pixels,
+                                mode="L" if k == 2 else "RGB")  # fmt: skip
+        return tmp_path
+
+    return write

@@ -1,16 +1,20 @@
-"""Datasets: the synthetic set, the CIFAR-10 readers (both formats) and augmentation."""
+"""Datasets: the synthetic set, the CIFAR-10 readers (both formats), image folders and
+augmentation."""
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
 import torch
+from conftest import write_image
 
 from ablate.data import augment, load_dataset
 from ablate.data.cifar10 import read_cifar10
+from ablate.data.folder import index_image_folder, read_images
 from ablate.data.synthetic import NUM_CLASSES, make_synthetic
 
 # ---------------------------------------------------------------- synthetic
@@ -291,3 +295,108 @@ def test_augment_is_reproducible_by_generator():
 def test_augment_rejects_non_batches():
     with pytest.raises(ValueError, match="x must be"):
         augment(torch.rand(3, 8, 8), torch.Generator())
+
+
+# ---------------------------------------------------------------- your own images (folder)
+
+
+def _flat(value: int, height: int = 12, width: int = 10) -> np.ndarray:
+    return np.full((height, width, 3), value, dtype=np.uint8)
+
+
+def test_image_folder_lists_classes_sorted_with_nested_images(tmp_path, image_folder):
+    image_folder({"cat": (3, 2), "ant": (4, 1), "bee": (2, 0)}, test="val")
+    (tmp_path / "train" / "ant" / "notes.txt").write_text("not an image")
+    write_image(tmp_path / "train" / "ant" / ".hidden" / "x.png", _flat(0))
+    write_image(tmp_path / "train" / "ant" / ".skip.png", _flat(0))
+    (tmp_path / "train" / "README").write_text("a file beside the class folders")
+    folder = index_image_folder(tmp_path)
+    assert folder.classes == ("ant", "bee", "cat")
+    paths, labels = folder.train
+    assert labels.tolist() == [0] * 4 + [1] * 2 + [2] * 3
+    owners = [path.relative_to(tmp_path / "train").parts[0] for path in paths]
+    assert owners == [folder.classes[label] for label in labels]
+    assert sum(path.parent.name == "nested" for path in paths) == 2 + 1 + 1
+    assert folder.test[1].tolist() == [0, 2, 2]  # bee has no test images: allowed
+
+
+def test_read_images_resizes_the_shorter_side_and_crops_the_centre(tmp_path):
+    # 40 wide, 20 high: red, green (the middle half), blue; shorter side to 10 keeps the green
+    wide = np.zeros((20, 40, 3), dtype=np.uint8)
+    wide[:, :10, 0] = wide[:, 10:30, 1] = wide[:, 30:, 2] = 200
+    write_image(tmp_path / "wide.png", wide)
+    tall = np.transpose(wide, (1, 0, 2)).copy()  # 20 wide, 40 high: the middle rows kept
+    write_image(tmp_path / "tall.png", tall)
+    noise = np.random.default_rng(0).integers(0, 256, (10, 10, 3), dtype=np.uint8)
+    write_image(tmp_path / "exact.png", noise)
+    write_image(tmp_path / "grey.png", _flat(77, 10, 10), mode="L")
+    write_image(tmp_path / "rgba.png", np.dstack([_flat(5, 10, 10), _flat(9, 10, 10)[..., :1]]),
+                 mode="RGBA")  # fmt: skip
+    images = read_images([tmp_path / n for n in ("wide.png", "tall.png", "exact.png",
+                                                 "grey.png", "rgba.png")], 10)  # fmt: skip
+    assert images.shape == (5, 3, 10, 10) and images.dtype == np.uint8
+    for kept in images[:2]:
+        assert (kept[1, 1:-1, 1:-1] == 200).all() and (kept[[0, 2], 1:-1, 1:-1] == 0).all()
+        assert kept[1].mean() > 180
+    assert np.array_equal(images[2], noise.transpose(2, 0, 1))  # its size already: untouched
+    assert (images[3] == 77).all() and (images[4] == 5).all()
+
+
+def test_load_folder_takes_a_seeded_subset_with_labels_paired(tmp_path, image_folder):
+    image_folder({"a": (5, 2), "b": (5, 2), "c": (5, 2)})
+    load = dict(test_size=4, seed=0, device="cpu", data_dir=str(tmp_path), image_size=8)
+    splits = load_dataset("folder", train_size=9, **load)
+    assert splits.train_x.shape == (9, 3, 8, 8) and splits.test_x.shape == (4, 3, 8, 8)
+    assert splits.num_classes == 3 and splits.train_y.dtype == torch.int64
+    assert torch.equal(splits.train_x, load_dataset("folder", train_size=9, **load).train_x)
+    other = load_dataset("folder", train_size=9, **{**load, "seed": 1})
+    assert not torch.equal(splits.train_y, other.train_y)
+    torch.testing.assert_close(splits.train_x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5,
+                               rtol=0)  # fmt: skip
+    # grey 40·class + small: sorting by brightness sorts the labels, in both splits
+    for x, y in ((splits.train_x, splits.train_y), (splits.test_x, splits.test_y)):
+        labels = y[x.mean(dim=(1, 2, 3)).argsort()]
+        assert (labels[1:] >= labels[:-1]).all()
+
+
+@pytest.mark.parametrize(
+    ("damage", "error", "fragment"),
+    [
+        ("no_train", FileNotFoundError, "no train/ folder"),
+        ("no_test", FileNotFoundError, "no test/ or val/ folder"),
+        ("empty_class", FileNotFoundError, "train/b' holds no images"),
+        ("unknown_test_class", ValueError, "['z']"),
+        ("broken_image", ValueError, "cannot read image"),
+        ("too_many", ValueError, "train_size=7 exceeds the 6 images"),
+        ("no_data_dir", ValueError, "needs data_dir"),
+        ("missing_data_dir", FileNotFoundError, "is not a folder"),
+    ],
+)
+def test_load_folder_errors_name_the_problem(tmp_path, image_folder, damage, error, fragment):
+    image_folder({"a": (3, 1), "b": (3, 1)})
+    arguments = dict(train_size=6, test_size=2, seed=0, device="cpu", data_dir=str(tmp_path),
+                     image_size=8)  # fmt: skip
+    if damage == "no_train":
+        (tmp_path / "train").rename(tmp_path / "training")
+    elif damage == "no_test":
+        (tmp_path / "test").rename(tmp_path / "testing")
+    elif damage == "empty_class":
+        for path in (tmp_path / "train" / "b").rglob("*.*"):
+            path.unlink()
+    elif damage == "unknown_test_class":
+        write_image(tmp_path / "test" / "z" / "0.png", _flat(0))
+    elif damage == "broken_image":
+        (tmp_path / "train" / "a" / "0.png").write_bytes(b"not a png")
+    elif damage == "too_many":
+        arguments["train_size"] = 7
+    elif damage == "no_data_dir":
+        arguments["data_dir"] = None
+    else:
+        arguments["data_dir"] = str(tmp_path / "nowhere")
+    with pytest.raises(error, match=re.escape(fragment)):
+        load_dataset("folder", **arguments)
+
+
+def test_image_size_is_refused_for_32_pixel_datasets():
+    with pytest.raises(ValueError, match="image_size=64 needs dataset 'folder'"):
+        load_dataset("synthetic", train_size=1, test_size=1, seed=0, device="cpu", image_size=64)

@@ -437,25 +437,32 @@ def test_questions_read_the_effect_direction(tmp_path: Path) -> None:
     assert answers["RQ4"].difference.low > 0 and "with augmentation" in answers["RQ4"].sentence
 
 
-def test_answers_are_split_by_model_when_the_study_varies_it(tmp_path: Path) -> None:
-    """Pooled runs of two networks mix their effects; each answer then also gives the effect
-    within each network. Here blur leaves the second network's consistency as it was."""
-    study = make_study(tmp_path / "s", {**FULL_SPACE, "model": ["vgg", "resnet18"]}, seeds=[0, 1])
-    runs, _ = runs_table(study)
-    resnet = runs["model"] == "resnet18"
-    noise = np.random.default_rng(3).normal(0, 1, int(resnet.sum()))
-    runs.loc[resnet, "consistency_circular"] = 80 + noise
+@pytest.mark.parametrize(
+    ("setting", "values", "base"),
+    [("model", ["vgg", "resnet18"], None),
+     ("image_size", [32, 64], {"dataset": "folder", "data_dir": "images"})],
+)  # fmt: skip
+def test_answers_are_split_by_network_or_data_when_the_study_varies_them(
+    tmp_path: Path, setting: str, values: list, base: dict | None
+) -> None:
+    """Pooled runs of two networks (or image sizes) mix their effects; each answer then also
+    gives the effect within each. Here blur leaves the second one's consistency as it was."""
+    space = {**FULL_SPACE, setting: values}
+    runs, _ = runs_table(make_study(tmp_path / "s", space, seeds=[0, 1], base=base))
+    second = runs[setting] == values[1]
+    noise = np.random.default_rng(3).normal(0, 1, int(second.sum()))
+    runs.loc[second, "consistency_circular"] = 80 + noise
     rq2 = {a.key: a for a in answer_questions(runs)}["RQ2"]
     parts = []
-    for model in ("resnet18", "vgg"):
-        subset = runs[runs["model"] == model]
+    for value in sorted(values):
+        subset = runs[runs[setting] == value]
         groups = blur_groups(subset)
         consistency = subset["consistency_circular"]
         diff = welch_difference(consistency[groups == "blur"], consistency[groups == "no blur"])
-        parts.append(f"{model} {diff.estimate:+.2f} [{diff.low:+.2f}, {diff.high:+.2f}] points")
-        assert diff.excludes_zero == (model == "vgg")
-    assert f" By model: {'; '.join(parts)}." in rq2.sentence
-    assert "By model" not in answer_questions(runs[~resnet])[1].sentence  # one network: no split
+        parts.append(f"{value} {diff.estimate:+.2f} [{diff.low:+.2f}, {diff.high:+.2f}] points")
+        assert diff.excludes_zero == (value == values[0])
+    assert f" By {setting}: {'; '.join(parts)}." in rq2.sentence
+    assert f"By {setting}" not in answer_questions(runs[~second])[1].sentence  # one: no split
 
 
 def test_curves_of_each_network_sit_beside_its_own_baseline(tmp_path: Path) -> None:

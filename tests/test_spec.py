@@ -30,6 +30,7 @@ BAD_SPECS = [
     ("bad_seed_in_base.yaml", ["base.seed", "seeds:"]),
     ("bad_condition_value.yaml", ["space.sigma.when.filter", "'gaussian' is never taken"]),
     ("bad_model.yaml", ["base.model", "'resnet' is unknown", "did you mean 'resnet18'"]),
+    ("bad_image_size.yaml", ["image_size=64 needs dataset 'folder'", "leave image_size at 32"]),
     ("no_such_file.yaml", ["cannot read the spec", "No such file"]),
 ]
 

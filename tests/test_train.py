@@ -25,7 +25,7 @@ def learnable_splits(n=256, seed=0):
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 3, 8, 8, generator=generator)
     y = (x.flatten(1) @ torch.randn(192, 4, generator=generator)).argmax(1)
-    return Splits(x, y, x[:32], y[:32])
+    return Splits(x, y, x[:32], y[:32], num_classes=4)
 
 
 def tiny_model(seed=0):
@@ -170,7 +170,7 @@ def test_optimizer_and_schedule_follow_the_config():
 
 def test_training_rejects_mismatched_splits():
     x = torch.randn(8, 3, 8, 8)
-    splits = Splits(x, torch.zeros(5, dtype=torch.long), x, torch.zeros(8, dtype=torch.long))
+    splits = Splits(x, torch.zeros(5, dtype=torch.long), x, torch.zeros(8, dtype=torch.long), 1)
     with pytest.raises(ValueError, match="8 images and 5 labels"):
         train(tiny_model(), splits, VariantConfig(steps=1), "cpu")
 
@@ -190,7 +190,8 @@ def test_speed_leaves_the_model_untouched():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_training_uses_bf16_autocast_and_channels_last():
-    splits = Splits(*(t.cuda() for t in learnable_splits()))
+    cpu = learnable_splits()
+    splits = Splits(*(t.cuda() for t in cpu[:4]), cpu.num_classes)
     model = tiny_model()
     seen = []
     model[0].register_forward_hook(lambda m, i, out: seen.append((i[0], out.dtype)))

@@ -163,6 +163,22 @@ def test_a_network_of_your_own_is_anti_aliased_trained_and_measured(user_nets, c
     assert set(metrics["filter_tv"]) == {"0", "4"}
 
 
+def test_your_own_images_train_a_network_with_their_classes_and_size(image_folder):
+    """Three classes of assorted image sizes, brought to 20×20 (not a power of two): the
+    network gets three outputs, the converter and every metric run at that size."""
+    data_dir = image_folder({"ant": (7, 3), "bee": (7, 3), "cat": (7, 3)})
+    settings = TINY | {"dataset": "folder", "data_dir": str(data_dir), "image_size": 20,
+                       "train_size": 21, "test_size": 9, "placement": "paper"}  # fmt: skip
+    metrics = run_variant(settings)
+    assert set(metrics) == DOCUMENTED_METRICS and metrics["n_test"] == 9
+    baseline = build_model("vgg", num_classes=3, width=2, image_size=20)
+    assert metrics["params"] == sum(p.numel() for p in baseline.parameters())
+    assert metrics["forward_mflops"] > forward_flops(baseline, (3, 20, 20)) / 1e6
+    assert metrics["chance_accuracy"] == pytest.approx(100 / 3)
+    with pytest.raises(ValueError, match=r"model 'vgg' fails on a batch of 3×12×12 images"):
+        run_variant(settings | {"image_size": 12})
+
+
 def test_a_setting_your_network_does_not_take_is_refused(user_nets):
     """Its factory names `width` but not `conv_padding`: setting the second would be ignored."""
     with pytest.raises(ValueError, match="conv_padding='circular' is set, but model 'user_nets"):

@@ -1,32 +1,46 @@
 """The datasets a variant trains on, as normalised tensors already on the training device.
 
-`load_dataset` is the one entry point: `synthetic` (drawn by the project, the default) or
-`cifar10` (read from local files). Both come back as float32 N×3×32×32 images, normalised
-per channel with the training split's mean and standard deviation, and int64 labels.
+`load_dataset` is the one entry point: `synthetic` (drawn by the project, the default),
+`cifar10` (read from its standard files) or `folder` (your own images, one folder per class).
+All come back as float32 N×3×S×S images (S = 32 for the first two, `image_size` for `folder`),
+normalised per channel with the training split's mean and standard deviation, int64 labels and
+the number of classes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from ablate.data.augment import augment
 from ablate.data.cifar10 import read_cifar10
+from ablate.data.folder import LAYOUT, index_image_folder, read_images
+from ablate.data.synthetic import NUM_CLASSES as SYNTHETIC_CLASSES
 from ablate.data.synthetic import make_synthetic
 
-DATASETS = ("synthetic", "cifar10")
+DATASETS = ("synthetic", "cifar10", "folder")
+NATIVE_SIZE = 32  # the side of the synthetic and CIFAR-10 images
+#: What `data_dir` must hold, per dataset that reads one.
+DATA_DIRS = {
+    "cifar10": "a folder holding cifar-10-batches-py/ or cifar-10-batches-bin/ (or one of those "
+    "folders itself)",
+    "folder": LAYOUT,
+}
 
-__all__ = ["DATASETS", "Splits", "augment", "load_dataset"]
+__all__ = ["DATASETS", "DATA_DIRS", "NATIVE_SIZE", "Splits", "augment", "load_dataset"]
 
 
 class Splits(NamedTuple):
-    """Training and test tensors of one dataset, on one device."""
+    """Training and test tensors of one dataset, on one device, and its number of classes."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    num_classes: int
 
 
 def load_dataset(
@@ -37,50 +51,78 @@ def load_dataset(
     seed: int,
     device: torch.device | str,
     data_dir: str | None = None,
+    image_size: int = NATIVE_SIZE,
 ) -> Splits:
     """Load `train_size` training and `test_size` test images of dataset `name` onto `device`.
 
-    `seed` draws the synthetic images, or picks which CIFAR-10 images are used (the first N
-    of a seeded permutation, so a smaller set is a subset of a larger one). `data_dir` is the
-    CIFAR-10 folder (ignored by `synthetic`).
+    `seed` draws the synthetic images, or picks which stored images are used (the first N of a
+    seeded permutation, so a smaller set is a subset of a larger one). `data_dir` is where
+    `cifar10` and `folder` read from (DATA_DIRS); `image_size` is the side `folder` images are
+    brought to (the other datasets are 32×32 only).
     """
     for argument, value in (("train_size", train_size), ("test_size", test_size)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{argument} must be a positive int, got {value!r}")
+    if name not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
+    check_image_size(name, image_size)
+    if name in DATA_DIRS and data_dir is None:
+        raise ValueError(f"dataset {name!r} needs data_dir: {DATA_DIRS[name]}")
     device = torch.device(device)
+    sizes = (train_size, test_size)
     if name == "synthetic":
         train_x, train_y = make_synthetic(train_size, seed=seed, split="train", device=device)
         test_x, test_y = make_synthetic(test_size, seed=seed, split="test", device=device)
+        num_classes = SYNTHETIC_CLASSES
     elif name == "cifar10":
-        train_x, train_y, test_x, test_y = _cifar10_subset(
-            data_dir, train_size=train_size, test_size=test_size, seed=seed, device=device
-        )
+        batches = read_cifar10(data_dir)
+        train_x, train_y, test_x, test_y = _seeded_subsets(
+            (batches.train, batches.test), sizes, seed, data_dir, device,
+            lambda images, index: torch.from_numpy(images)[index],
+        )  # fmt: skip
+        num_classes = 10
     else:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
+        folder = index_image_folder(data_dir)
+        train_x, train_y, test_x, test_y = _seeded_subsets(
+            (folder.train, folder.test), sizes, seed, data_dir, device,
+            lambda paths, index: torch.from_numpy(
+                read_images([paths[i] for i in index.tolist()], image_size)
+            ),
+        )  # fmt: skip
+        num_classes = len(folder.classes)
     mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
     std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-    return Splits((train_x - mean) / std, train_y, (test_x - mean) / std, test_y)
+    return Splits((train_x - mean) / std, train_y, (test_x - mean) / std, test_y, num_classes)
 
 
-def _cifar10_subset(
-    data_dir: str | None, *, train_size: int, test_size: int, seed: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The first N images of a seeded permutation of each CIFAR-10 split, as float in [0, 1]."""
-    if data_dir is None:
+def check_image_size(dataset: str, image_size: int) -> None:
+    """Raise ValueError unless `image_size` is a positive int that `dataset` can give."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    if dataset != "folder" and image_size != NATIVE_SIZE:
         raise ValueError(
-            "dataset 'cifar10' needs data_dir: a folder holding cifar-10-batches-py/ or "
-            "cifar-10-batches-bin/ (or one of those folders itself)"
+            f"image_size={image_size} needs dataset 'folder': {dataset!r} images are "
+            f"{NATIVE_SIZE}×{NATIVE_SIZE}, so leave image_size at {NATIVE_SIZE} for it"
         )
-    batches = read_cifar10(data_dir)
+
+
+def _seeded_subsets(
+    splits: tuple[tuple[Sequence, np.ndarray], tuple[Sequence, np.ndarray]],
+    sizes: tuple[int, int],
+    seed: int,
+    source: str,
+    device: torch.device,
+    read: Callable[[Sequence, torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first N items of a seeded permutation of each (images, labels) split, the images
+    as float in [0, 1] (`read` gives the uint8 images at an index) and their labels."""
     generator = torch.Generator().manual_seed(seed)
     tensors = []
-    for split, size, (images, labels) in (
-        ("train_size", train_size, batches.train),
-        ("test_size", test_size, batches.test),
-    ):
+    named = zip(("train_size", "test_size"), sizes, splits, strict=True)
+    for split, size, (images, labels) in named:
         if size > len(labels):
-            raise ValueError(f"{split}={size} exceeds the {len(labels)} images in {data_dir}")
+            raise ValueError(f"{split}={size} exceeds the {len(labels)} images in {source}")
         index = torch.randperm(len(labels), generator=generator)[:size]
-        tensors.append(torch.from_numpy(images)[index].to(device).float().div_(255))
+        tensors.append(read(images, index).to(device).float().div_(255))
         tensors.append(torch.from_numpy(labels)[index].to(device))
     return tuple(tensors)
