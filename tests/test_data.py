@@ -13,6 +13,7 @@ import torch
 from conftest import write_image
 
 from ablate.data import augment, load_dataset
+from ablate.data.augment import crop_padding
 from ablate.data.cifar10 import read_cifar10
 from ablate.data.folder import index_image_folder, read_images
 from ablate.data.synthetic import NUM_CLASSES, make_synthetic
@@ -255,8 +256,8 @@ def test_load_cifar10_errors(tmp_path):
 # ---------------------------------------------------------------- augmentation
 
 
-def _crops_of(image: torch.Tensor, pad: int = 4) -> list[torch.Tensor]:
-    """Every padded crop of `image` and its mirror: what augment may return for it."""
+def _crops_of(image: torch.Tensor, pad: int) -> list[torch.Tensor]:
+    """Every crop of `image` padded by `pad`, and its mirror: what augment may return for it."""
     _, h, w = image.shape
     padded = torch.nn.functional.pad(image, (pad,) * 4)
     crops = []
@@ -267,20 +268,27 @@ def _crops_of(image: torch.Tensor, pad: int = 4) -> list[torch.Tensor]:
     return crops
 
 
+@pytest.mark.parametrize(("shape", "pad"), [((7, 5), 1), ((32, 32), 4), ((19, 43), 2)])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_augment_returns_padded_crops_and_flips(channels_last):
-    x = torch.rand(16, 3, 7, 5) + 1  # odd, non-square; no pixel is 0, the padding value
+def test_augment_returns_padded_crops_and_flips(channels_last, shape, pad):
+    """Padded by an eighth of the shorter side (CIFAR's 4 at 32), at least 1; odd, non-square
+    images; no pixel is 0, the padding value."""
+    assert crop_padding(*shape) == pad
+    x = torch.rand(16, 3, *shape) + 1
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     out = augment(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.dtype == x.dtype
     assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
-    flipped = []
+    flipped, offsets = [], set()
     for image, result in zip(x, out, strict=True):
-        matches = [i for i, crop in enumerate(_crops_of(image)) if torch.equal(result, crop)]
+        crops = _crops_of(image, pad)
+        matches = [i for i, crop in enumerate(crops) if torch.equal(result, crop)]
         assert len(matches) == 1
         flipped.append(matches[0] % 2 == 1)
+        offsets.add(matches[0] // 2)
     assert any(flipped) and not all(flipped)
+    assert max(offsets) >= (2 * pad + 1) ** 2 // 2  # the offsets reach the far corner's half
 
 
 def test_augment_is_reproducible_by_generator():
