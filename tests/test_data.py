@@ -350,6 +350,18 @@ def test_read_images_resizes_the_shorter_side_and_crops_the_centre(tmp_path):
     assert (images[3] == 77).all() and (images[4] == 5).all()
 
 
+def test_read_images_gives_the_kept_images_again_until_a_file_changes(tmp_path):
+    path = tmp_path / "a.png"
+    write_image(path, _flat(10))
+    first = read_images([path], 8)
+    assert read_images((path,), 8) is first  # the next seed's run decodes nothing
+    write_image(path, _flat(99))
+    later = path.stat().st_mtime_ns + 10**9  # a clock tick may be coarser than the rewrite
+    os.utime(path, ns=(later, later))
+    again = read_images([path], 8)
+    assert (first == 10).all() and (again == 99).all()
+
+
 def test_load_folder_takes_a_seeded_subset_with_labels_paired(tmp_path, image_folder):
     image_folder({"a": (5, 2), "b": (5, 2), "c": (5, 2)})
     load = dict(test_size=4, seed=0, device="cpu", data_dir=str(tmp_path), image_size=8)

@@ -12,6 +12,7 @@ decoded when a run asks for them, converted to RGB, their shorter side resized t
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -67,7 +68,20 @@ def index_image_folder(data_dir: str | Path) -> ImageFolder:
 
 def read_images(paths: tuple[Path, ...] | list[Path], image_size: int) -> np.ndarray:
     """Decode `paths` as RGB, shorter side resized to `image_size`, centre square cropped:
-    uint8 N×3×S×S. Pillow decodes and resizes without the GIL, so threads share the work."""
+    uint8 N×3×S×S (do not modify it).
+
+    The last two results (a run's train and test images) are kept and given again while the
+    files are unchanged: a worker runs each design point once per seed, mostly on the same
+    images.
+    """
+    paths = tuple(paths)
+    return _decoded(paths, image_size, tuple(path.stat().st_mtime_ns for path in paths))
+
+
+@functools.lru_cache(maxsize=2)
+def _decoded(paths: tuple[Path, ...], image_size: int, stamps: tuple[int, ...]) -> np.ndarray:
+    """read_images' work; `stamps` (the files' modification times) only key the cache.
+    Pillow decodes and resizes without the GIL, so threads share the work."""
     images = np.empty((len(paths), 3, image_size, image_size), dtype=np.uint8)
 
     def read(index: int) -> None:
