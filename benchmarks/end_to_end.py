@@ -2,11 +2,12 @@
 
 Training and inference images/s, peak training memory, activation memory (what autograd keeps
 for the backward) and forward FLOPs per image of the CIFAR ResNet-18-style and VGG-style nets
-(or of your own, ``--models mynets:build`` as a study names it: ``ablate.models``),
-each as the baseline, anti-aliased with the reference ops (``backend="torch"``), anti-aliased
-with the fused kernels (``backend="triton"``), and with the paper's placement but the one-tap
-filter (``aa_placement``: max and strided convolutions at stride 1, then plain subsampling,
-fused kernels on a GPU), under bf16 autocast, in NCHW and channels_last. The paper's placement
+(or of your own, ``--models mynets:build`` as a study names it: ``ablate.models``), on
+``--image-size`` images (32 by default, CIFAR's), each as the baseline, anti-aliased with the
+reference ops (``backend="torch"``), anti-aliased with the fused kernels
+(``backend="triton"``), and with the paper's placement but the one-tap filter
+(``aa_placement``: max and strided convolutions at stride 1, then plain subsampling, fused
+kernels on a GPU), under bf16 autocast, in NCHW and channels_last. The paper's placement
 makes a strided layer run at stride 1, so part of an anti-aliased net's cost is that layer's
 own, whatever the filter: ``aa_placement`` measures that part, and ``aa_triton`` over
 ``aa_placement`` the blur's.
@@ -61,8 +62,9 @@ TRAIN_RATIO_GOAL = 0.95
 
 
 def measure(model_name: str, variant: str, layout: str, *, width: int, batch: int,
-            filter_size: int, device: torch.device) -> dict[str, float]:
-    """Images/s and peak memory of one network, variant and memory format."""
+            filter_size: int, device: torch.device, image_size: int = 32) -> dict[str, float]:
+    """Images/s and peak memory of one network, variant and memory format, on 3-channel
+    ``image_size``² images."""
     spec = VARIANTS[variant]
     filter_size = 1 if spec.one_tap else filter_size
     sized = {"width": width} if "width" in model_arguments(model_name) else {}
@@ -73,27 +75,32 @@ def measure(model_name: str, variant: str, layout: str, *, width: int, batch: in
         backend=spec.backend or "auto", device=str(device),
     )
     torch.manual_seed(0)
-    model = build_model(model_name, **sized).to(device)  # antialias checks it on its device
+    image_shape = (3, image_size, image_size)
+    model = build_model(model_name, **sized, image_size=image_size)
+    model = model.to(device)  # antialias checks it on its device
     sites = 0
     if spec.backend is not None:
         model, changes = antialias(model, filter_size=filter_size, padding=config.padding,
-                                   placement="paper", backend=spec.backend)
+                                   placement="paper", backend=spec.backend,
+                                   example_input=torch.zeros(2, *image_shape, device=device))
         sites = len(changes)
-    result = measure_speed(model, config, device)
+    result = measure_speed(model, config, device, image_shape=image_shape)
     return {**result, "width": sized.get("width"),  # None: the factory takes no width
-            "activation_mb": activation_mb(model, config, device),
-            "forward_mflops": forward_flops(model, (3, 32, 32)) / 1e6,
+            "image_size": image_size,
+            "activation_mb": activation_mb(model, config, device, image_shape),
+            "forward_mflops": forward_flops(model, image_shape) / 1e6,
             "filter_size": filter_size, "sites": sites,
             "params": sum(p.numel() for p in model.parameters())}
 
 
-def activation_mb(model: torch.nn.Module, config: VariantConfig, device: torch.device) -> float:
+def activation_mb(model: torch.nn.Module, config: VariantConfig, device: torch.device,
+                  image_shape: tuple[int, int, int] = (3, 32, 32)) -> float:
     """MiB that autograd keeps from one training forward (with its loss) for the backward:
     distinct storages, parameters excluded. The activation memory of the goal, on any device
     and free of the allocator's caching and of transients, which peak memory includes."""
     memory_format = memory_format_for(config, device)
     model = copy.deepcopy(model).to(device=device, memory_format=memory_format).train()
-    x = torch.randn(config.throughput_batch, 3, 32, 32, device=device)
+    x = torch.randn(config.throughput_batch, *image_shape, device=device)
     x = x.contiguous(memory_format=memory_format)
     y = torch.zeros(config.throughput_batch, dtype=torch.long, device=device)
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
@@ -158,6 +165,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=64,
                         help="channels of the first stage (for a network whose factory takes it)")
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--image-size", type=int, default=32,
+                        help="side of the square input images (the built-in nets take 16 up)")
     parser.add_argument("--filter-size", type=int, default=4)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--budget-s", type=float,
@@ -189,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     rows = []
     for model_name, layout, variant in budget.over(runs):
         result = measure(model_name, variant, layout, width=args.width, batch=args.batch,
-                         filter_size=args.filter_size, device=device)
+                         filter_size=args.filter_size, device=device, image_size=args.image_size)
         rows.append({"model": model_name, "variant": variant, "layout": layout,
                      "batch": args.batch, **result})
         print(rows[-1], flush=True)

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
+from ablate.flops import forward_flops
+from ablate.models import build_model
 from kernels import autotune, bench, tuning
 
 COLUMNS = {
@@ -235,9 +237,11 @@ def test_end_to_end_measures_a_network_of_your_own(tmp_path, capsys, user_nets):
     models = [f"{user_nets}:small_cnn", f"{user_nets}:KeywordNet"]
     df = end_to_end.main(["--models", *models, "--variants", "baseline", "aa_torch", "--layouts",
                           "nchw", "--width", "3", "--batch", "4", "--device", "cpu",
-                          "--out", str(tmp_path)])  # fmt: skip
+                          "--image-size", "24", "--out", str(tmp_path)])  # fmt: skip
     assert list(df["model"]) == [models[0]] * 2 + [models[1]] * 2
-    assert list(df["sites"]) == [0, 2, 0, 2]
+    assert list(df["sites"]) == [0, 2, 0, 2] and set(df["image_size"]) == {24}
+    small = build_model(models[0], width=3, image_size=24)
+    assert df["forward_mflops"].iloc[0] == pytest.approx(forward_flops(small, (3, 24, 24)) / 1e6)
     assert df["width"].iloc[0] == 3 and pd.isna(df["width"].iloc[2])  # not passed to it
     small_params, keyword_params = df["params"].iloc[0], df["params"].iloc[2]
     assert small_params < keyword_params  # width 3 against the factory's own default, 4
