@@ -24,7 +24,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from ablate.pareto import non_dominated
-from ablate.report_questions import NO_BLUR, SPLIT_BY
+from ablate.report_questions import NO_BLUR, varied_splits
 from ablate.report_stats import mean_interval
 from ablate.report_table import Objective
 
@@ -428,9 +428,8 @@ def split_suffix(table: pd.DataFrame) -> pd.Series:
     label; '' per row when it varies none. Runs of different networks or data are not pooled in
     a panel."""
     suffix = pd.Series("", index=table.index)
-    for setting in SPLIT_BY:
-        if setting in table and table[setting].nunique() > 1:
-            suffix += f" · {setting} " + table[setting].astype(str)
+    for setting in varied_splits(table):
+        suffix += f" · {setting} " + table[setting].astype(str)
     return suffix
 
 

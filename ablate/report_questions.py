@@ -37,6 +37,11 @@ class Answer:
 SPLIT_BY = ("dataset", "data_dir", "image_size", "model")
 
 
+def varied_splits(table: pd.DataFrame) -> list[str]:
+    """The SPLIT_BY settings that `table` holds more than one value of."""
+    return [s for s in SPLIT_BY if s in table and table[s].nunique() > 1]
+
+
 def blur_groups(table: pd.DataFrame) -> pd.Series:
     """Per row, `"no blur"` (placement `none`, or filter size 1: plain subsampling), `"blur"`, or
     `"APS without blur"` / `"LPS without blur"` (filter size 1 with polyphase sampling: neither
@@ -213,10 +218,9 @@ def _metric_question(
     sentence, diff = _compare(values, name, unit, yes_if, relative, contrast(runs))
     if diff is not None and by_filter_size:
         sentence += _by_filter_size(runs, values, unit)
-    for setting in SPLIT_BY:
-        if diff is not None and setting in runs and runs[setting].nunique() > 1:
-            split = _split_by(runs, values, contrast, setting, unit, str)
-            sentence += f" By {setting}: {split}."
+    for setting in varied_splits(runs) if diff is not None else []:
+        split = _split_by(runs, values, contrast, setting, unit, str)
+        sentence += f" By {setting}: {split}."
     return Answer(key, question, sentence, diff)
 
 

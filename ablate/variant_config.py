@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from ablate.data import DATA_DIRS, check_image_size
+from ablate.data import check_source
 from ablate.models import check_model_name, model_arguments
 from kernels.options import Backend, FilterFamily, PaddingMode
 
@@ -104,9 +104,7 @@ class VariantConfig(BaseModel):
         if self.filter == "custom" and self.taps is None:
             raise ValueError("filter 'custom' needs taps (a list of numbers)")
         check_subsample(self.placement, self.subsample)
-        check_image_size(self.dataset, self.image_size)
-        if self.dataset in DATA_DIRS and self.data_dir is None:
-            raise ValueError(f"dataset {self.dataset!r} needs data_dir: {DATA_DIRS[self.dataset]}")
+        check_source(self.dataset, self.data_dir, self.image_size)
         ignored = {"width", "conv_padding"} & (self.model_fields_set - model_arguments(self.model))
         if ignored:
             field = min(ignored)

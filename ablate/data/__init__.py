@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ablate.data.augment import augment
+from ablate.data.cifar10 import NUM_CLASSES as CIFAR10_CLASSES
 from ablate.data.cifar10 import read_cifar10
 from ablate.data.folder import LAYOUT, index_image_folder, read_images
 from ablate.data.synthetic import NUM_CLASSES as SYNTHETIC_CLASSES
@@ -65,9 +66,7 @@ def load_dataset(
             raise ValueError(f"{argument} must be a positive int, got {value!r}")
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
-    check_image_size(name, image_size)
-    if name in DATA_DIRS and data_dir is None:
-        raise ValueError(f"dataset {name!r} needs data_dir: {DATA_DIRS[name]}")
+    check_source(name, data_dir, image_size)
     device = torch.device(device)
     sizes = (train_size, test_size)
     if name == "synthetic":
@@ -80,7 +79,7 @@ def load_dataset(
             (batches.train, batches.test), sizes, seed, data_dir, device,
             lambda images, index: torch.from_numpy(images)[index],
         )  # fmt: skip
-        num_classes = 10
+        num_classes = CIFAR10_CLASSES
     else:
         folder = index_image_folder(data_dir)
         train_x, train_y, test_x, test_y = _seeded_subsets(
@@ -95,8 +94,11 @@ def load_dataset(
     return Splits((train_x - mean) / std, train_y, (test_x - mean) / std, test_y, num_classes)
 
 
-def check_image_size(dataset: str, image_size: int) -> None:
-    """Raise ValueError unless `image_size` is a positive int that `dataset` can give."""
+def check_source(dataset: str, data_dir: str | None, image_size: int) -> None:
+    """Raise ValueError unless `dataset` has the `data_dir` it reads from (DATA_DIRS) and
+    `image_size` is a positive int it can give."""
+    if dataset in DATA_DIRS and data_dir is None:
+        raise ValueError(f"dataset {dataset!r} needs data_dir: {DATA_DIRS[dataset]}")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     if dataset != "folder" and image_size != NATIVE_SIZE:
