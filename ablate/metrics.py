@@ -1,7 +1,8 @@
 """The paper's measurements of a trained classifier (spec §4), batched on the model's device.
 
-Each function takes the model and test tensors and returns plain floats, lists or dicts, so it can
-be called on any model, not only inside `run_variant`. Images are processed in chunks of
+Each function takes the model and test tensors (or, for consistency and the shift adversary, the
+classes `classes_over_shifts` predicted) and returns plain floats, lists or dicts, so it can be
+called on any model, not only inside `run_variant`. Images are processed in chunks of
 `batch_size`; shifts are applied per chunk by `ablate.shifts`, never by a Python loop per image.
 The model is evaluated in eval mode without autograd, in float32, and its mode is restored.
 """
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ablate.shifts import CropFill, Offsets, ShiftKind, draw_offsets, shift_images
+from ablate.shifts import CropFill, Offsets, ShiftKind, shift_images
 
 EVAL_BATCH = 500
 
@@ -60,29 +61,47 @@ def accuracy(
     return _percent(predictions == y)
 
 
-def consistency(
+def classes_over_shifts(
     model: nn.Module,
     x: torch.Tensor,
     *,
     kind: ShiftKind,
     shift: int,
-    seed: int,
     pad: int = 0,
     fill: CropFill = "zeros",
     batch_size: int = EVAL_BATCH,
-) -> float:
-    """% of images whose two shifted copies get the same class.
+) -> torch.Tensor:
+    """N×G predicted class of each image at every offset of [-shift, shift]² (G = (2·shift+1)²,
+    row-major from (-shift, -shift)).
 
-    The two offsets of each image are drawn independently and uniformly from [-shift, shift]²
-    by a generator seeded with `seed`, on the CPU, so a seed gives the same offsets on any device.
+    Consistency and the shift adversary both read this one grid of predictions.
     """
     _check_labelled(x)
-    generator = torch.Generator().manual_seed(seed)
-    first, second = (draw_offsets(x.shape[0], shift, generator) for _ in range(2))
+    if shift < 0:
+        raise ValueError(f"shift must be >= 0, got {shift}")
     protocol = {"kind": kind, "pad": pad, "fill": fill, "batch_size": batch_size}
-    class_first = predict_logits(model, x, offsets=first, **protocol).argmax(1)
-    class_second = predict_logits(model, x, offsets=second, **protocol).argmax(1)
-    return _percent(class_first == class_second)
+    return torch.stack(
+        [
+            predict_logits(model, x, offsets=offset, **protocol).argmax(1)
+            for offset in itertools.product(range(-shift, shift + 1), repeat=2)
+        ],
+        dim=1,
+    )
+
+
+def consistency(classes: torch.Tensor) -> float:
+    """% of images whose two shifted copies get the same class, the two offsets of each image
+    drawn independently and uniformly from the grid of `classes_over_shifts` (spec §4).
+
+    Computed as the draw's expected value: the mean over images of Σ_c p_c², p_c the share of
+    offsets at which the image gets class c. Drawing one pair per image adds a coin flip per
+    image whose noise, at a few hundred images, is as large as what blur changes.
+    """
+    _check_classes(classes)
+    n, offsets = classes.shape
+    counts = torch.zeros(n, int(classes.max()) + 1, device=classes.device)
+    counts.scatter_add_(1, classes, torch.ones_like(classes, dtype=counts.dtype))
+    return 100.0 * ((counts / offsets) ** 2).sum(1).mean().item()
 
 
 def accuracy_vs_shift(
@@ -110,35 +129,11 @@ def accuracy_vs_shift(
     return accuracies, true_probs
 
 
-def adversarial_accuracy(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    kind: ShiftKind,
-    shift: int,
-    pad: int = 0,
-    fill: CropFill = "zeros",
-    batch_size: int = EVAL_BATCH,
-) -> float:
-    """% of images classified correctly at every offset of [-shift, shift]² (the worst case).
-
-    Offsets are visited one at a time over the images still correct, so the cost falls as
-    images drop out and stops once none is left.
-    """
-    _check_labelled(x, y)
-    if shift < 0:
-        raise ValueError(f"shift must be >= 0, got {shift}")
-    correct = torch.ones(x.shape[0], dtype=torch.bool, device=y.device)
-    for offset in itertools.product(range(-shift, shift + 1), repeat=2):
-        alive = correct.nonzero().squeeze(1)
-        if alive.numel() == 0:
-            break
-        logits = predict_logits(
-            model, x[alive], offsets=offset, kind=kind, pad=pad, fill=fill, batch_size=batch_size
-        )
-        correct[alive] = logits.argmax(1) == y[alive]
-    return _percent(correct)
+def adversarial_accuracy(classes: torch.Tensor, y: torch.Tensor) -> float:
+    """% of images classified correctly at every offset of `classes_over_shifts` (the worst case
+    over shifts)."""
+    _check_classes(classes, y)
+    return _percent((classes == y[:, None]).all(1))
 
 
 def normalised_tv(weight: torch.Tensor) -> torch.Tensor:
@@ -189,6 +184,18 @@ def _check_labelled(x: torch.Tensor, y: torch.Tensor | None = None) -> None:
     if y is not None and tuple(y.shape) != (x.shape[0],):
         raise ValueError(
             f"y must hold one label per image, shape ({x.shape[0]},), got {tuple(y.shape)}"
+        )
+
+
+def _check_classes(classes: torch.Tensor, y: torch.Tensor | None = None) -> None:
+    if classes.dim() != 2 or 0 in classes.shape or classes.is_floating_point():
+        raise ValueError(
+            "classes must be a non-empty N×G tensor of class indices (classes_over_shifts), "
+            f"got {classes.dtype} of shape {tuple(classes.shape)}"
+        )
+    if y is not None and tuple(y.shape) != (classes.shape[0],):
+        raise ValueError(
+            f"y must hold one label per image, shape ({classes.shape[0]},), got {tuple(y.shape)}"
         )
 
 

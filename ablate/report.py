@@ -206,7 +206,11 @@ METHOD_NOTES = (
     "Welch t-interval; pooled configurations differ in more than blur, so read the effect as "
     "an average over this study's design space. The Pareto front is computed on the "
     "configurations' means (feasible ones only when the spec sets constraints) and agrees with "
-    "Optuna's `study.best_trials` when every configuration ran in one trial."
+    "Optuna's `study.best_trials` when every configuration ran in one trial. The shift metrics "
+    "use the first `eval_size` test images, each classified at every offset of [-S, S]² "
+    "(`shift`): consistency is the expected share of images whose two offsets, drawn "
+    "independently and uniformly, get the same class (exact, with no noise from drawing the "
+    "pair), and the adversary counts the images correct at every offset."
 )
 
 

@@ -20,15 +20,6 @@ CROP_FILLS: tuple[str, ...] = get_args(CropFill)
 Offsets = torch.Tensor | Sequence[int]
 
 
-def draw_offsets(n: int, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """`n` offsets (dh, dw) drawn independently and uniformly from [-max_shift, max_shift]²."""
-    if max_shift < 0:
-        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
-    return torch.randint(
-        -max_shift, max_shift + 1, (n, 2), generator=generator, device=generator.device
-    )
-
-
 def shift_images(
     x: torch.Tensor,
     offsets: Offsets,

@@ -91,7 +91,7 @@ class VariantConfig(BaseModel):
 
     # evaluation
     eval_size: int | None = Field(None, ge=1, description="test images for shift metrics")
-    shift: int = Field(4, ge=0, description="S: offsets drawn from [-S, S]^2")
+    shift: int = Field(4, ge=0, description="S: offsets [-S, S]^2 of consistency and adversary")
     diagonal: int = Field(8, ge=0, description="D: diagonal offsets 0..D")
     crop_pad: int = Field(8, ge=0, description="P: padding of the crop-shift protocol")
     crop_fill: Literal["zeros", "reflect"] = "zeros"

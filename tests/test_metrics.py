@@ -11,12 +11,13 @@ from ablate.metrics import (
     accuracy,
     accuracy_vs_shift,
     adversarial_accuracy,
+    classes_over_shifts,
     consistency,
     filter_tv,
     normalised_tv,
     predict_logits,
 )
-from ablate.shifts import circular_shift, crop_shift, draw_offsets, shift_images
+from ablate.shifts import circular_shift, crop_shift, shift_images
 
 
 def images(n=6, c=3, h=7, w=9, seed=0, dtype=torch.float32):
@@ -97,7 +98,7 @@ def test_circular_shift_matches_per_image_roll_on_layouts():
 def test_crop_shift_matches_per_image_reference(fill):
     x = images(n=5, h=6, w=7)
     pad = 3
-    offsets = draw_offsets(5, pad, torch.Generator().manual_seed(3))
+    offsets = torch.randint(-pad, pad + 1, (5, 2), generator=torch.Generator().manual_seed(3))
     offsets[0] = torch.tensor([pad, -pad])
     out = torch.full_like(x, float("nan"))
     out[:] = crop_shift(x, offsets, pad=pad, fill=fill)
@@ -115,14 +116,6 @@ def test_crop_shift_at_offset_zero_is_identity(fill):
 def test_uniform_offset_equals_torch_roll():
     x = images()
     assert torch.equal(shift_images(x, (2, -3), "circular"), torch.roll(x, (2, -3), (-2, -1)))
-
-
-def test_draw_offsets_covers_the_square_uniformly():
-    offsets = draw_offsets(20000, 2, torch.Generator().manual_seed(0))
-    assert offsets.min() == -2 and offsets.max() == 2
-    counts = torch.unique(offsets, dim=0, return_counts=True)[1]
-    assert len(counts) == 25
-    assert counts.min() > 0.8 * 20000 / 25 and counts.max() < 1.2 * 20000 / 25
 
 
 @pytest.mark.parametrize(
@@ -150,8 +143,10 @@ def test_invariant_model_is_fully_consistent_and_unbeatable_by_circular_shifts(t
     y = own_labels(model, test_set)
     clean = accuracy(model, test_set, y)
     assert clean == 50
-    assert consistency(model, test_set, kind="circular", shift=3, seed=0) == 100
-    assert adversarial_accuracy(model, test_set, y, kind="circular", shift=3) == clean
+    classes = classes_over_shifts(model, test_set, kind="circular", shift=3)
+    assert classes.shape == (64, 49)
+    assert consistency(classes) == 100
+    assert adversarial_accuracy(classes, y) == clean
     accuracies, _ = accuracy_vs_shift(model, test_set, y, kind="circular", diagonal=4)
     assert accuracies == [clean] * 5
 
@@ -161,48 +156,48 @@ def test_position_dependent_model_scores_less(test_set):
     y = own_labels(model, test_set)
     clean = accuracy(model, test_set, y)
     for kind in ("circular", "crop"):
-        assert consistency(model, test_set, kind=kind, shift=3, seed=0, pad=3) < 100
-        assert adversarial_accuracy(model, test_set, y, kind=kind, shift=2, pad=2) < clean
+        classes = classes_over_shifts(model, test_set, kind=kind, shift=2, pad=2)
+        assert consistency(classes) < 100
+        assert adversarial_accuracy(classes, y) < clean
 
 
 @pytest.mark.parametrize("kind", ["circular", "crop"])
-def test_consistency_with_no_shift_is_100(test_set, kind):
-    assert consistency(FlatLinear(), test_set, kind=kind, shift=0, seed=5, pad=2) == 100
+def test_no_shift_is_fully_consistent_and_adversarial_is_clean_accuracy(test_set, kind):
+    model = FlatLinear()
+    y = own_labels(model, test_set)
+    classes = classes_over_shifts(model, test_set, kind=kind, shift=0, pad=2)
+    assert classes.shape == (64, 1)
+    assert consistency(classes) == 100
+    assert adversarial_accuracy(classes, y) == accuracy(model, test_set, y)
 
 
 @pytest.mark.parametrize(("kind", "fill"), [("circular", "zeros"), ("crop", "reflect")])
-def test_consistency_matches_per_image_reference(test_set, kind, fill):
-    model = FlatLinear()
-    generator = torch.Generator().manual_seed(11)
-    first, second = draw_offsets(64, 3, generator), draw_offsets(64, 3, generator)
-
-    def per_image_class(offsets):
-        return torch.stack(
-            [
-                model(shift_images(test_set[i : i + 1], offsets[i], kind, pad=3, fill=fill))[0]
-                for i in range(64)
-            ]
-        ).argmax(1)
-
-    with torch.no_grad():
-        expected = 100 * (per_image_class(first) == per_image_class(second)).double().mean()
-    measured = consistency(model, test_set, kind=kind, shift=3, seed=11, pad=3, fill=fill)
-    assert measured == pytest.approx(expected.item())
-
-
-@pytest.mark.parametrize("kind", ["circular", "crop"])
-def test_adversarial_matches_exhaustive_reference(test_set, kind):
+def test_shift_grid_metrics_match_per_image_references(test_set, kind, fill):
+    """The grid against one image and one offset at a time; consistency against every pair of
+    offsets (the two-offset draw enumerated), the adversary against the worst offset."""
     model = FlatLinear()
     y = own_labels(model, test_set)
-    correct_everywhere = torch.ones(64, dtype=torch.bool)
+    offsets = list(itertools.product(range(-2, 3), repeat=2))
+    expected = torch.empty(64, len(offsets), dtype=torch.long)
     with torch.no_grad():
-        for dh, dw in itertools.product(range(-2, 3), repeat=2):
-            for i in range(64):
-                shifted = shift_images(test_set[i : i + 1], (dh, dw), kind, pad=2)
-                correct_everywhere[i] &= bool(model(shifted).argmax(1) == y[i])
-    expected = 100 * correct_everywhere.double().mean().item()
-    measured = adversarial_accuracy(model, test_set, y, kind=kind, shift=2, pad=2, batch_size=7)
-    assert measured == pytest.approx(expected)
+        for (g, offset), i in itertools.product(enumerate(offsets), range(64)):
+            shifted = shift_images(test_set[i : i + 1], offset, kind, pad=2, fill=fill)
+            expected[i, g] = model(shifted).argmax(1).item()
+    classes = classes_over_shifts(
+        model, test_set, kind=kind, shift=2, pad=2, fill=fill, batch_size=7
+    )
+    assert torch.equal(classes, expected)
+    agreeing_pairs = (expected[:, :, None] == expected[:, None, :]).double().mean((1, 2))
+    assert 0 < agreeing_pairs.min() < 1
+    assert consistency(classes) == pytest.approx(100 * agreeing_pairs.mean().item())
+    correct_everywhere = (expected == y[:, None]).all(1).double().mean().item()
+    assert adversarial_accuracy(classes, y) == pytest.approx(100 * correct_everywhere)
+
+
+def test_consistency_of_known_class_shares():
+    # Image 0: one class everywhere (1); image 1: halves (1/4 + 1/4); image 2: 3 of 4 (9/16 + 1/16).
+    classes = torch.tensor([[2, 2, 2, 2], [0, 1, 0, 1], [4, 4, 4, 0]])
+    assert consistency(classes) == pytest.approx(100 * (1 + 0.5 + 10 / 16) / 3)
 
 
 def test_accuracy_and_true_prob_vs_shift_match_reference(test_set):
@@ -252,6 +247,14 @@ def test_metrics_reject_bad_inputs(test_set):
         accuracy(model, test_set[:0], torch.zeros(0, dtype=torch.long))
     with pytest.raises(ValueError, match="batch_size"):
         predict_logits(model, test_set, batch_size=0)
+    with pytest.raises(ValueError, match="shift must be >= 0, got -1"):
+        classes_over_shifts(model, test_set, kind="circular", shift=-1)
+    with pytest.raises(ValueError, match="classes must be a non-empty N×G"):
+        consistency(torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="classes must be"):
+        consistency(torch.zeros(4, 9))
+    with pytest.raises(ValueError, match="y must hold one label per image, shape \\(4,\\)"):
+        adversarial_accuracy(torch.zeros(4, 9, dtype=torch.long), torch.zeros(3, dtype=torch.long))
 
 
 # --- filter smoothness --------------------------------------------------------------------
