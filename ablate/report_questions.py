@@ -35,6 +35,7 @@ class Answer:
 #: where a study varies one, each answer also gives the difference within each of its values,
 #: which the pooled runs would mix.
 SPLIT_BY = ("dataset", "data_dir", "image_size", "model")
+FEW_RUNS = 2  # runs in a group at or below which an inconclusive answer suggests more seeds
 
 
 def varied_splits(table: pd.DataFrame) -> list[str]:
@@ -160,8 +161,16 @@ def _effect_sentence(
         f"{_fmt(control, unit=unit)}{control_name} "
         f"(difference {_fmt(diff.estimate, True, diff_unit)}"
         f"{share}, {interval}; Welch t over runs, n = {diff.n_treated} {contrast.treated_runs} "
-        f"vs {diff.n_control} {contrast.control_runs} runs)."
+        f"vs {diff.n_control} {contrast.control_runs} runs).{_few_runs_hint(diff)}"
     )
+
+
+def _few_runs_hint(diff: Difference) -> str:
+    """Why an interval over a group of two runs is wide, and what narrows it."""
+    smallest = min(diff.n_treated, diff.n_control)
+    if diff.excludes_zero or not np.isfinite(diff.low) or smallest > FEW_RUNS:
+        return ""
+    return f" With {smallest} runs in a group the interval is wide: more seeds would narrow it."
 
 
 def _compare(

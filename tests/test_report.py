@@ -437,6 +437,19 @@ def test_questions_read_the_effect_direction(tmp_path: Path) -> None:
     assert answers["RQ4"].difference.low > 0 and "with augmentation" in answers["RQ4"].sentence
 
 
+def test_an_inconclusive_answer_over_two_runs_suggests_more_seeds(tmp_path: Path) -> None:
+    space = {"placement": ["none", "paper"], "filter_size": [3, 5]}
+    runs, _ = runs_table(make_study(tmp_path / "s", space, seeds=[0, 1]))
+    # The grid repeats the baseline per filter size: keep one of them, 2 runs.
+    runs = runs[(runs["placement"] != "none") | (runs["filter_size"] == 3)].copy()
+    assert (runs["placement"] == "none").sum() == 2
+    runs.loc[:, "consistency_circular"] = 90 + np.random.default_rng(0).normal(0, 3, len(runs))
+    answers = {a.key: a for a in answer_questions(runs)}
+    hint = "With 2 runs in a group the interval is wide: more seeds would narrow it."
+    assert answers["RQ2"].sentence.startswith("Inconclusive") and hint in answers["RQ2"].sentence
+    assert answers["RQ1"].sentence.startswith("Yes") and hint not in answers["RQ1"].sentence
+
+
 @pytest.mark.parametrize(
     ("setting", "values", "base"),
     [("model", ["vgg", "resnet18"], None),
