@@ -20,6 +20,7 @@ figure and answer, and its configuration is infeasible, as the engine told Optun
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +60,7 @@ from ablate.report_table import (
     varied_columns,
     write_table,
 )
+from ablate.variant_config import VariantConfig
 
 FIGURE_DIR = "figures"
 BLUR_FIELDS = ("filter", "filter_size", "sigma", "taps", "padding", "sites", "antialias_stem")
@@ -149,11 +151,13 @@ def _overview(
     config_cols: Sequence[str],
 ) -> Bullets:
     objectives = ", ".join(f"`{o.metric}` ({o.direction})" for o in meta.objectives)
-    fixed = [
-        f"{c}={configs[c].iloc[0]}"
+    fixed = {
+        c: configs[c].iloc[0]
         for c in config_cols
         if c not in varied and c in configs and len(configs)
-    ]
+    }
+    chosen = [f"{c}={v}" for c, v in fixed.items() if not _is_default(c, v)]
+    defaults = [f"{c}={v}" for c, v in fixed.items() if _is_default(c, v)]
     groups = blur_groups(runs).value_counts() if len(runs) else pd.Series(dtype=int)
     items = [
         f"objectives: {objectives}",
@@ -167,7 +171,8 @@ def _overview(
         f"runs that did not learn (accuracy not above chance): {int(at_chance(runs).sum())}",
         *_late_gain_items(runs),
         f"varied: {', '.join(varied) or 'nothing'}",
-        f"fixed: {', '.join(fixed) or 'nothing'}",
+        f"fixed: {', '.join(chosen) or 'nothing'}",
+        f"at their defaults: {', '.join(defaults) or 'nothing'}",
     ]
     if meta.constraints:
         bounds = ", ".join(
@@ -179,6 +184,17 @@ def _overview(
     if "device_metric" in runs:
         items.append(f"device: {', '.join(map(str, runs['device_metric'].dropna().unique()))}")
     return Bullets(tuple(items))
+
+
+def _is_default(field: str, value: object) -> bool:
+    """Whether a study's fixed `value` of `field` is `VariantConfig`'s default (read back from a
+    table, where None may come back as NaN and an int as a float)."""
+    info = VariantConfig.model_fields.get(field)
+    if info is None:
+        return False
+    if info.default is None:
+        return value is None or (isinstance(value, float) and math.isnan(value))
+    return bool(value == info.default)
 
 
 def _late_gain_items(runs: pd.DataFrame) -> list[str]:

@@ -417,6 +417,8 @@ def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) ->
         assert "95 % CI" in line and "n = " in line, line
     assert "optuna-dashboard" in summary and "TrainingDiverged" in summary
     assert "runs that did not learn (accuracy not above chance): 0" in summary
+    assert "\n- fixed: epochs=1.0\n- at their defaults: dataset=synthetic," in summary
+    assert "epochs=6.0" not in summary  # the default, which the study does not use
     assert "## Runs that did not learn" not in summary
     # the fake gains 1.0 points without blur (32 runs with Bin-1) and 1.6 / 2.2 with Bin-3 / 5
     assert "last quarter of training: median 1.00 points, most 2.20" in summary
@@ -630,6 +632,8 @@ def test_study_varying_one_parameter_reports_through_the_cli(
     summary = (out_dir / "summary.md").read_text()
     assert "parameter importance needs at least 2 varied parameters" in summary
     assert "varied: filter_size" in summary
+    assert "fixed: nothing" in summary  # the fake study sets no field but filter_size
+    assert "at their defaults: dataset=synthetic, data_dir=None, image_size=32," in summary
 
 
 def test_cli_rejects_a_folder_without_a_study(tmp_path: Path) -> None:
