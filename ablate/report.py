@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import optuna
@@ -170,6 +170,7 @@ def _overview(
         + "".join(f"; {g}: {n}" for g, n in groups.items() if g not in (NO_BLUR, BLUR)),
         f"runs that did not learn (accuracy not above chance): {int(at_chance(runs).sum())}",
         *_late_gain_items(runs),
+        *_evaluation_items(runs),
         f"varied: {', '.join(varied) or 'nothing'}",
         f"fixed: {', '.join(chosen) or 'nothing'}",
         f"at their defaults: {', '.join(defaults) or 'nothing'}",
@@ -195,6 +196,23 @@ def _is_default(field: str, value: object) -> bool:
     if info.default is None:
         return value is None or (isinstance(value, float) and math.isnan(value))
     return bool(value == info.default)
+
+
+def _evaluation_items(runs: pd.DataFrame) -> list[str]:
+    """How many images and offsets each run's metrics came from (spec §4)."""
+    if not len(runs) or not {"n_test", "n_eval", "shift", "diagonal"} <= set(runs):
+        return []
+
+    def values(column: str, as_shown: Callable[[int], object] = lambda v: v) -> str:
+        return " or ".join(str(as_shown(int(v))) for v in sorted(runs[column].dropna().unique()))
+
+    return [
+        f"images per run: {values('n_test')} test images for accuracy; the first "
+        f"{values('n_eval')} of them for the shift metrics, each at "
+        f"{values('shift', lambda s: (2 * s + 1) ** 2)} offsets ([-S, S]², S = "
+        f"{values('shift')}) for consistency and the adversary and at "
+        f"{values('diagonal', lambda d: d + 1)} diagonal offsets for accuracy vs shift"
+    ]
 
 
 def _late_gain_items(runs: pd.DataFrame) -> list[str]:

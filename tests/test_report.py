@@ -419,6 +419,11 @@ def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) ->
     assert "runs that did not learn (accuracy not above chance): 0" in summary
     assert "\n- fixed: epochs=1.0\n- at their defaults: dataset=synthetic," in summary
     assert "epochs=6.0" not in summary  # the default, which the study does not use
+    assert (
+        "images per run: 200 test images for accuracy; the first 100 of them for the shift "
+        "metrics, each at 81 offsets ([-S, S]², S = 4) for consistency and the adversary and at "
+        "9 diagonal offsets for accuracy vs shift"
+    ) in summary
     assert "## Runs that did not learn" not in summary
     # the fake gains 1.0 points without blur (32 runs with Bin-1) and 1.6 / 2.2 with Bin-3 / 5
     assert "last quarter of training: median 1.00 points, most 2.20" in summary
