@@ -100,7 +100,7 @@ def consistency(classes: torch.Tensor) -> float:
     _check_classes(classes)
     n, offsets = classes.shape
     counts = torch.zeros(n, int(classes.max()) + 1, device=classes.device)
-    counts.scatter_add_(1, classes, torch.ones_like(classes, dtype=counts.dtype))
+    counts.scatter_add_(1, classes.long(), torch.ones_like(classes, dtype=counts.dtype))
     return 100.0 * ((counts / offsets) ** 2).sum(1).mean().item()
 
 
@@ -181,10 +181,7 @@ def _evaluating(model: nn.Module) -> Iterator[None]:
 def _check_labelled(x: torch.Tensor, y: torch.Tensor | None = None) -> None:
     if x.dim() != 4 or x.shape[0] == 0:
         raise ValueError(f"x must be a non-empty batch N×C×H×W, got shape {tuple(x.shape)}")
-    if y is not None and tuple(y.shape) != (x.shape[0],):
-        raise ValueError(
-            f"y must hold one label per image, shape ({x.shape[0]},), got {tuple(y.shape)}"
-        )
+    _check_labels(y, x.shape[0])
 
 
 def _check_classes(classes: torch.Tensor, y: torch.Tensor | None = None) -> None:
@@ -193,10 +190,12 @@ def _check_classes(classes: torch.Tensor, y: torch.Tensor | None = None) -> None
             "classes must be a non-empty N×G tensor of class indices (classes_over_shifts), "
             f"got {classes.dtype} of shape {tuple(classes.shape)}"
         )
-    if y is not None and tuple(y.shape) != (classes.shape[0],):
-        raise ValueError(
-            f"y must hold one label per image, shape ({classes.shape[0]},), got {tuple(y.shape)}"
-        )
+    _check_labels(y, classes.shape[0])
+
+
+def _check_labels(y: torch.Tensor | None, n: int) -> None:
+    if y is not None and tuple(y.shape) != (n,):
+        raise ValueError(f"y must hold one label per image, shape ({n},), got {tuple(y.shape)}")
 
 
 def _percent(hits: torch.Tensor) -> float:

@@ -198,6 +198,7 @@ def test_consistency_of_known_class_shares():
     # Image 0: one class everywhere (1); image 1: halves (1/4 + 1/4); image 2: 3 of 4 (9/16 + 1/16).
     classes = torch.tensor([[2, 2, 2, 2], [0, 1, 0, 1], [4, 4, 4, 0]])
     assert consistency(classes) == pytest.approx(100 * (1 + 0.5 + 10 / 16) / 3)
+    assert consistency(classes.int()) == consistency(classes)
 
 
 def test_accuracy_and_true_prob_vs_shift_match_reference(test_set):
