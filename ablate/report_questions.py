@@ -197,13 +197,16 @@ def _compare(
 
 
 def _by_filter_size(runs: pd.DataFrame, values: pd.Series, unit: str) -> str:
-    """' Mean by filter size: 1: 80.1 %, 3: 84.0 %.' (blurred placements only; none = baseline)."""
-    if "filter_size" not in runs or runs["filter_size"].nunique() < 2:
+    """' Mean by filter size: 1: 80.1 %, 3: 84.0 %.' (blurred placements only, none = baseline;
+    nothing when they have one size)."""
+    if "filter_size" not in runs:
         return ""
     blurred_sites = (
         runs["placement"] != "none" if "placement" in runs else pd.Series(True, index=runs.index)
     )
     means = values[blurred_sites].groupby(runs.loc[blurred_sites, "filter_size"]).mean()
+    if len(means) < 2:
+        return ""
     parts = ", ".join(f"{k}: {_fmt(v, unit=unit)}" for k, v in means.items())
     return f" Mean by filter size: {parts}."
 

@@ -455,6 +455,12 @@ def test_an_inconclusive_answer_over_two_runs_suggests_more_seeds(tmp_path: Path
     hint = "With 2 runs in a group the interval is wide: more seeds would narrow it."
     assert answers["RQ2"].sentence.startswith("Inconclusive") and hint in answers["RQ2"].sentence
     assert answers["RQ1"].sentence.startswith("Yes") and hint not in answers["RQ1"].sentence
+    assert " Mean by filter size: 3: " in answers["RQ2"].sentence
+    runs, _ = runs_table(make_study(tmp_path / "t", space, seeds=[0, 1]))
+    size, placement = runs["filter_size"], runs["placement"]
+    one_size = runs[(placement == "none") & (size == 5) | (placement == "paper") & (size == 3)]
+    rq2 = answer_questions(one_size)[1]
+    assert rq2.key == "RQ2" and "Mean by filter size" not in rq2.sentence  # one blurred size
 
 
 @pytest.mark.parametrize(
