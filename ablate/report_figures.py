@@ -368,8 +368,8 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
         notes.append("paddings pooled")
     if runs.groupby([placements, runs["filter_size"]]).size().max() < 2:
         notes.append("one run per point, so no interval")
-    if runs["filter_size"].nunique() < 2:
-        notes.append("the study did not vary filter_size")
+    if lines["filter_size"].nunique() < 2:
+        notes.append("one filter size with blur")
     _title(
         fig,
         "Accuracy and shift consistency vs filter size (mean over runs, bars: 95 % t-interval)",
@@ -406,7 +406,12 @@ def _metric_by_filter_size(
     ax.set_xlabel("Filter size k (taps per axis)")
     ax.set_ylabel(metric_label(metric))
     _clip_percent_axis(ax)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    sizes = sorted(blurred["filter_size"].unique())
+    if len(sizes) == 1:  # one tick, not the fractions of a unit-wide axis
+        ax.set_xticks(sizes)
+        ax.set_xlim(sizes[0] - 1, sizes[0] + 1)
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=8, title="placement" if style is None else None)
 
 

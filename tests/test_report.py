@@ -514,6 +514,8 @@ def test_curves_of_each_network_sit_beside_its_own_baseline(tmp_path: Path) -> N
         band = next(line for line in ax.lines if line.get_label().startswith("placement none"))
         baseline = runs.loc[(runs["model"] == model) & (runs["placement"] == "none"), metric]
         assert band.get_ydata()[0] == pytest.approx(baseline.mean())
+        assert list(ax.get_xticks()) == [3]  # one size: one tick, not fractions of a unit
+    assert "one filter size with blur" in outcome.figure.get_suptitle()
     plt.close(outcome.figure)
     outcome = figs.filter_tv_figure(runs)  # a heatmap row per variant and network
     rows = [label.get_text() for label in outcome.figure.axes[0].get_yticklabels()]
