@@ -203,9 +203,10 @@ def test_cli_runs_a_variant_and_prints_json(capsys):
     """... and warns when the run did not learn (here: a learning rate too small to move)."""
     main([f"{key}={value}" for key, value in TINY.items()] + ["lr=1e-9"])
     printed = capsys.readouterr()
-    metrics = json.loads(printed.out)
+    metrics = json.loads(printed.out, parse_constant=pytest.fail)  # strict JSON: no bare NaN
     assert set(metrics) == DOCUMENTED_METRICS
     assert metrics["n_eval"] == 8
+    assert metrics["peak_memory_mb"] is None  # not measured on a CPU
     assert not metrics["learned"] and "the run did not learn" in printed.err
 
 
