@@ -20,6 +20,7 @@ from ablate.antialias import antialias
 from ablate.chance import chance_accuracy, learned
 from ablate.data import load_dataset
 from ablate.flops import forward_flops
+from ablate.json_values import json_values
 from ablate.metrics import (
     accuracy,
     accuracy_vs_shift,
@@ -165,18 +166,6 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def strict_json(value: Any) -> Any:
-    """`value` with NaN and infinities as None, since JSON has no such numbers (json.dumps would
-    write a bare NaN, which strict readers such as `jq` refuse): peak memory on a CPU, say."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: strict_json(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict_json(item) for item in value]
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run one variant from `key=value` settings and print its metrics as JSON."""
     fields = ", ".join(
@@ -204,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics = run_variant(settings)
     except (ValueError, TrainingDiverged) as error:
         sys.exit(f"error: {error}")
-    print(json.dumps(strict_json(metrics), indent=2, allow_nan=False))
+    print(json.dumps(json_values(metrics, finite=True), indent=2, allow_nan=False))
     if not metrics["learned"]:
         print(
             f"warning: accuracy {metrics['accuracy']:.1f} % is not above chance "

@@ -26,6 +26,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from ablate.chance import AT_CHANCE_CONSTRAINT
+from ablate.json_values import json_values
 from ablate.spec import Parameter, StudySpec
 from ablate.storage import (
     HEARTBEAT_S,
@@ -134,7 +135,7 @@ def run_trial(
             trial.set_user_attr("config", config.model_dump(mode="json", exclude={"seed"}))
             records: list[dict[str, Any]] = []
             for seed in spec.seeds:
-                metrics = _plain(dict(objective(config.model_copy(update={"seed": seed}))))
+                metrics = json_values(dict(objective(config.model_copy(update={"seed": seed}))))
                 records.append({"seed": seed, **metrics})
                 trial.set_user_attr("seeds", records)
                 _check_metrics(spec, metrics, seed)
@@ -215,19 +216,6 @@ def _check_metrics(spec: StudySpec, metrics: Mapping[str, Any], seed: int) -> No
             )
         if not math.isfinite(value):
             raise BadMetrics(f"seed {seed}: metric {metric!r} is {value}")
-
-
-def _plain(value: Any) -> Any:
-    """Metrics as JSON types (numpy/torch scalars become Python numbers)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
 
 
 def _brief(means: Mapping[str, float]) -> str:
