@@ -2,8 +2,10 @@
 
 Runs under the Triton interpreter on CPU (tiny shapes) and, where CUDA is present, on the GPU.
 Every launch writes into an output buffer filled with NaN beforehand, so an element the kernel
-forgets to write fails the comparison. Inputs come in three layouts: NCHW, channels_last and a
-strided view that is neither.
+forgets to write fails the comparison; each buffer lies inside a larger one whose margins must
+stay as they were, so a write past either end fails too (on a GPU it would corrupt memory or
+fault). Inputs come in three layouts: NCHW, channels_last and a strided view that is neither,
+each inside NaN margins, so an unmasked read past the input shows as NaN in the output.
 """
 
 from __future__ import annotations
@@ -33,9 +35,33 @@ from kernels.reference import blur_matrix, blur_pool2d_reference, max_blur_pool2
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2, torch.float64: 1e-10}
 LAYOUTS = ("nchw", "channels_last", "strided")
+MARGIN = 64  # elements of a guarded buffer either side of the tensor
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def extent(t: torch.Tensor) -> int:
+    """Elements from a tensor's first to its last, both included."""
+    return 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride(), strict=True))
+
+
+def guarded(like: torch.Tensor) -> torch.Tensor:
+    """A tensor with ``like``'s shape, strides, dtype and device inside a larger buffer, all of
+    it poisoned (NaN, or 0xA5 for bytes): its ``MARGIN`` elements either side must stay so
+    (:func:`assert_margins_kept`)."""
+    fill = math.nan if like.is_floating_point() else 0xA5
+    buffer = torch.full((extent(like) + 2 * MARGIN,), fill, dtype=like.dtype, device=like.device)
+    return buffer.as_strided(like.shape, like.stride(), MARGIN)
+
+
+def assert_margins_kept(t: torch.Tensor) -> None:
+    """Nothing was written into the margins of a :func:`guarded` tensor."""
+    buffer = t._base
+    assert buffer is not None and t.storage_offset() == MARGIN
+    margins = torch.cat([buffer[:MARGIN], buffer[MARGIN + extent(t) :]])
+    kept = margins.isnan() if t.is_floating_point() else margins == 0xA5
+    assert kept.all(), f"{int((~kept).sum())} elements written past the ends of {tuple(t.shape)}"
 
 
 def make_input(
@@ -46,25 +72,26 @@ def make_input(
     *,
     ties: bool = False,
 ) -> torch.Tensor:
-    """A random input in ``layout``; ``ties`` draws small integers so max windows tie often."""
+    """A random input in ``layout`` (:func:`guarded`: NaN around it, and in the columns a
+    strided input skips); ``ties`` draws small integers so max windows tie often."""
     gen = torch.Generator().manual_seed(seed)
-    n, c, h, w = shape
-    if layout == "strided":  # every other column of a (N, H, C, 2W) tensor: neither format
-        big = torch.randn(n, h, c, 2 * w, generator=gen)
-        x = big.permute(0, 2, 1, 3)[..., ::2]
-    else:
-        x = torch.randn(shape, generator=gen)
+    x = torch.randn(shape, generator=gen)
     if ties:
         x = x.mul(1.5).round()
     x = x.to(device=DEVICE, dtype=dtype)
-    if layout == "channels_last":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
+    if layout == "strided":  # every other column of a (N, H, C, 2W) tensor: neither format
+        n, c, h, w = shape
+        like = torch.empty(n, h, c, 2 * w, dtype=dtype, device=DEVICE).permute(0, 2, 1, 3)
+        like = like[..., ::2]
+    else:
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        like = x.contiguous(memory_format=fmt)
+    return guarded(like).copy_(x)
 
 
 def poisoned(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """A NaN-filled output buffer in the memory format the op must produce for ``like``."""
-    return common.empty_output(like, shape).fill_(math.nan)
+    """A :func:`guarded` output buffer in the memory format the op must produce for ``like``."""
+    return guarded(common.empty_output(like, shape))
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype) -> None:
@@ -121,16 +148,18 @@ def check_blur_pool(
         x,
         seed,
     )
-    mask = blur_pool.relu_mask_buffer(x).fill_(255) if relu else None  # poisoned too
+    mask = guarded(blur_pool.relu_mask_buffer(x)) if relu else None
     y = blur_pool2d_forward(
         x, taps, stride, padding, pad_off, relu, mask=mask, config=config,
         out=poisoned(x, tuple(expected.shape)),
     )  # fmt: skip
     assert_close(y, expected, x.dtype)
     assert_layout_kept(y, x)
+    assert_margins_kept(y)
     if relu:
         assert torch.equal(mask, packed_relu_mask(x))
         assert_layout_kept(mask, x)
+        assert_margins_kept(mask)
     dx = blur_pool2d_backward(
         grad, tuple(x.shape[2:]), taps, stride, padding, pad_off, mask=mask,
         channels_last=keeps_channels_last(x), config=config,
@@ -138,6 +167,7 @@ def check_blur_pool(
     )  # fmt: skip
     assert_close(dx, expected_dx, x.dtype)
     assert_layout_kept(dx, x)
+    assert_margins_kept(dx)
 
 
 def check_max_blur_pool(
@@ -161,16 +191,19 @@ def check_max_blur_pool(
     )  # fmt: skip
     assert_close(y, expected, x.dtype)
     assert_layout_kept(y, x)
-    codes = max_blur_pool.max_codes_buffer(x, max_kernel).fill_(255)  # poisoned too
+    assert_margins_kept(y)
+    codes = guarded(max_blur_pool.max_codes_buffer(x, max_kernel))
     y_with_codes = max_blur_pool2d_forward(x, taps, stride, padding, max_kernel, codes=codes,
                                            config=config)  # fmt: skip
     assert torch.equal(y_with_codes, y)
+    assert_margins_kept(codes)
     dx = max_blur_pool2d_backward(
         grad, codes, taps, stride, padding, max_kernel, config=config,
         out=poisoned(x, tuple(x.shape)),
     )  # fmt: skip
     assert_close(dx, expected_dx, x.dtype)
     assert_layout_kept(dx, x)
+    assert_margins_kept(dx)
 
 
 def binomial(size: int) -> tuple[float, ...]:
@@ -278,6 +311,7 @@ def test_max_routing_follows_torch_with_nan_and_ties(max_kernel: int) -> None:
     dx = max_blur_pool2d_backward(grad, codes, taps, 2, "reflect", max_kernel,
                                   out=poisoned(x, tuple(x.shape)))  # fmt: skip
     assert_close(dx, expected, x.dtype)
+    assert_margins_kept(dx)
 
 
 def test_many_tiles_and_channel_blocks() -> None:
@@ -333,6 +367,7 @@ def test_forward_pads_on_registers_where_outputs_read_their_sources(
         y = blur_pool2d_forward(x, taps, stride, padding, 0, True, config=config, out=out)
     assert y.isinf().any()
     assert_close(y, expected, x.dtype)
+    assert_margins_kept(y)
 
 
 @pytest.mark.parametrize("size", [4, 7])
@@ -391,12 +426,14 @@ def test_forward_interior_tiles_match_reference(padding: str, taps_stride: tuple
                    LAYOUTS[index % len(LAYOUTS)], seed=index)  # fmt: skip
     taps, relu = skewed(size, index), index % 2 == 0
     expected = blur_pool2d_reference(x, taps_tensor(taps), stride, padding, 0, relu)
-    mask = blur_pool.relu_mask_buffer(x).fill_(255) if relu else None
+    mask = guarded(blur_pool.relu_mask_buffer(x)) if relu else None
     y = blur_pool2d_forward(x, taps, stride, padding, 0, relu, mask=mask, config=config,
                             out=poisoned(x, tuple(expected.shape)))  # fmt: skip
     assert_close(y, expected, x.dtype)
+    assert_margins_kept(y)
     if relu:
         assert torch.equal(mask, packed_relu_mask(x))
+        assert_margins_kept(mask)
 
     x = make_input((1, 4, 16, 18), x.dtype, LAYOUTS[(index + 1) % len(LAYOUTS)], seed=index,
                    ties=True)  # fmt: skip
@@ -406,13 +443,16 @@ def test_forward_interior_tiles_match_reference(padding: str, taps_stride: tuple
         x,
         index,
     )
-    codes = max_blur_pool.max_codes_buffer(x, max_kernel).fill_(255)
+    codes = guarded(max_blur_pool.max_codes_buffer(x, max_kernel))
     y = max_blur_pool2d_forward(x, taps, stride, padding, max_kernel, codes=codes, config=config,
                                 out=poisoned(x, tuple(expected.shape)))  # fmt: skip
     assert_close(y, expected, x.dtype)
+    assert_margins_kept(y)
+    assert_margins_kept(codes)
     dx = max_blur_pool2d_backward(grad, codes, taps, stride, padding, max_kernel,
                                   out=poisoned(x, tuple(x.shape)))  # fmt: skip
     assert_close(dx, expected_dx, x.dtype)
+    assert_margins_kept(dx)
 
 
 @pytest.mark.parametrize("padding", PADDING_MODES)
