@@ -40,7 +40,10 @@ with `torch.fx`. The other forms replace the site module by a module or `nn.Sequ
 needs no graph; when a model does not trace, those still work, and a placement that would need
 the graph at a strided conv raises a `ValueError` that names it. Weights are kept (the model is
 deep-copied, and a conv keeps its parameters with stride 1), and output shapes are checked
-against the original on the example batch.
+against the original on the example batch. A pool whose grid blur-pool's would miss on some
+map size (a floor-mode AvgPool(2, 2) on an odd map, a ceil-mode max-pool) keeps its own
+(`ablate.pool_grid`); BlurPool(s) → Conv(1) keeps a conv's only when its padding is
+(k - 1) / 2, and a site that cannot keep its shape is named in the error.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ablate.polyphase import ComponentScorer, PolyphasePool2d, link_phases
+from ablate.pool_grid import PoolGrid, grid_differs
 from ablate.variant_config import PLACEMENTS, check_subsample
 from kernels import BlurPool2d, MaxBlurPool2d, make_taps
 
@@ -231,7 +235,7 @@ def antialias(
         graph_module.graph.lint()
         graph_module.recompile()
         graph_module.delete_all_unused_submodules()
-    _check_shapes(root, example, chosen, ends, baseline_out)
+    _check_shapes(root, example, chosen, ends, baseline_out, placement)
     return root, changes
 
 
@@ -278,7 +282,8 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
 def _find_sites(model: nn.Module, example: torch.Tensor) -> tuple[list[_Site], torch.Size]:
     """The model's sites in the order the example batch runs them, and the output shape."""
     candidates = {name: m for name, m in model.named_modules() if _site_kind(m) is not None}
-    calls, out_shape = _record_calls(model, example, candidates)
+    calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]] = {}
+    out_shape = _record_calls(model, example, candidates, calls)
     sites = [
         _Site(name, _site_kind(candidates[name]), candidates[name], *call)
         for name, call in calls.items()
@@ -287,12 +292,15 @@ def _find_sites(model: nn.Module, example: torch.Tensor) -> tuple[list[_Site], t
 
 
 def _record_calls(
-    model: nn.Module, example: torch.Tensor, modules: dict[str, nn.Module]
-) -> tuple[dict[str, tuple[torch.Size, torch.Size, torch.Tensor]], torch.Size]:
-    """Input shape, output shape and input tensor of `modules` at their first call, in call
-    order, in eval mode. Holding the inputs keeps them alive, so no two calls' inputs can be
-    one tensor unless the model passed the same tensor."""
-    calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]] = {}
+    model: nn.Module,
+    example: torch.Tensor,
+    modules: dict[str, nn.Module],
+    calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]],
+) -> torch.Size:
+    """Fill ``calls`` with the input shape, output shape and input tensor of ``modules`` at
+    their first call, in call order, in eval mode; return the model's output shape. The calls
+    made before an exception stay in ``calls``. Holding the inputs keeps them alive, so no two
+    calls' inputs can be one tensor unless the model passed the same tensor."""
 
     def hook(name: str):
         def record(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
@@ -305,13 +313,12 @@ def _record_calls(
     model.eval()
     try:
         with torch.no_grad():
-            out_shape = model(example).shape
+            return model(example).shape
     finally:
         for handle in handles:
             handle.remove()
         for m, flag in training.items():
             m.training = flag
-    return calls, out_shape
 
 
 def _square(site: _Site, attribute: str) -> int:
@@ -348,8 +355,9 @@ def _convert(
         note += " [module replaced: torch.fx cannot trace the model]"
 
     if site.kind == "avgpool":
-        replacement: nn.Module = blur.pool(channels, stride)
-        description = blur.name(stride)
+        replacement, description = _on_pool_grid(
+            site, blur, blur.pool(channels, stride), blur.name(stride), dense_max=False
+        )
     elif site.kind == "maxpool":
         replacement, description = _convert_maxpool(site, placement, blur, channels, stride)
     elif placement == "blur_before_conv":
@@ -384,12 +392,29 @@ def _convert_maxpool(
             blur.pool(channels, 1), pool
         ), f"Blur(stride 1) → MaxPool({kernel}, stride {stride})"
     if pad == 0:
-        return blur.max_pool(channels, stride, kernel), blur.max_name(stride, kernel)
-    dense = nn.MaxPool2d(kernel, 1, pad, ceil_mode=pool.ceil_mode)
-    return (
-        nn.Sequential(dense, blur.pool(channels, stride)),
-        f"MaxPool({kernel}, stride 1, padding {pad}) → {blur.name(stride)}",
-    )
+        replacement = blur.max_pool(channels, stride, kernel)
+        description = blur.max_name(stride, kernel)
+    else:
+        replacement = nn.Sequential(nn.MaxPool2d(kernel, 1, pad), blur.pool(channels, stride))
+        description = f"MaxPool({kernel}, stride 1, padding {pad}) → {blur.name(stride)}"
+    return _on_pool_grid(site, blur, replacement, description, dense_max=True)
+
+
+def _on_pool_grid(
+    site: _Site, blur: _Blur, replacement: nn.Module, description: str, *, dense_max: bool
+) -> tuple[nn.Module, str]:
+    """``replacement`` in a :class:`PoolGrid` where its rows can differ from the pool's on some
+    map size (a floor-mode pool whose stride does not divide the map, a ceil-mode max-pool).
+    Polyphase sampling keeps the blur-pool's rows: trimming them would break its invariance to
+    circular shifts, so such a site is refused where its shape changes."""
+    kernel, stride, pad = (_square(site, name) for name in ("kernel_size", "stride", "padding"))
+    ceil_mode = site.module.ceil_mode
+    growth = 2 * pad - kernel + 1 if dense_max else 0
+    if blur.subsample != "fixed" or not grid_differs(growth, kernel, stride, pad, ceil_mode):
+        return replacement, description
+    grid = PoolGrid(replacement, kernel, stride, pad, ceil_mode, dense_max=dense_max)
+    mode = "ceil" if ceil_mode else "floor"
+    return grid, f"{description}, on the {mode}-mode pool's output grid"
 
 
 def _insert_at_conv(
@@ -536,20 +561,40 @@ def _check_shapes(
     sites: list[_Site],
     ends: list[str],
     baseline_out: torch.Size,
+    placement: str,
 ) -> None:
-    """Each converted site's output, and the model's output, keep the original shapes."""
+    """Each converted site's output, and the model's output, keep the original shapes. The
+    first site that changes its shape is named even when the model then fails on it (the
+    error downstream says less)."""
     modules = {name: model.get_submodule(name) for name in ends}
+    calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]] = {}
+    failure, out_shape = None, None
     try:
-        calls, out_shape = _record_calls(model, example, modules)
+        out_shape = _record_calls(model, example, modules, calls)
     except Exception as error:
-        raise ValueError(f"the anti-aliased model fails on the example batch: {error}") from error
+        failure = error
     for site, end in zip(sites, ends, strict=True):
-        got = calls.get(end, (None, None))[1]
-        if got != site.out_shape:
-            raise ValueError(
-                f"site {site.name!r}: the anti-aliased form outputs {got}, the original "
-                f"{site.out_shape} (for input {tuple(site.in_shape)}); this site cannot keep "
-                "its shape"
-            )
+        if end in calls and calls[end][1] != site.out_shape:
+            raise _shape_error(site, calls[end][1], placement)
+    if failure is not None:
+        message = f"the anti-aliased model fails on the example batch: {failure}"
+        raise ValueError(message) from failure
+    for site, end in zip(sites, ends, strict=True):
+        if end not in calls:
+            raise _shape_error(site, None, placement)
     if out_shape != baseline_out:
         raise ValueError(f"the anti-aliased model outputs {out_shape}, the original {baseline_out}")
+
+
+def _shape_error(site: _Site, got: torch.Size | None, placement: str) -> ValueError:
+    hint = (
+        "; BlurPool(stride s) → Conv(stride 1) keeps a conv's rows only when its kernel k is odd "
+        "and its padding (k - 1) / 2; placement 'paper' keeps every conv's"
+        if placement == "blur_before_conv" and site.kind == "conv"
+        else ""
+    )
+    return ValueError(
+        f"site {site.name!r}: the anti-aliased form outputs {got}, the original "
+        f"{site.out_shape} (for input {tuple(site.in_shape)}); this site cannot keep its "
+        f"shape{hint}"
+    )

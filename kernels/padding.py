@@ -1,4 +1,5 @@
-"""Index maps of the four padding modes (spec §2), defined for any pad size.
+"""Pad sizes, output sizes and index maps of the four padding modes (spec §2), defined for any
+pad size.
 
 ``torch.nn.functional.pad`` refuses reflect padding as large as the map and circular padding
 larger than it, yet the 2x2 maps deep in a CIFAR network meet filters of 5 taps and more. An
@@ -16,6 +17,11 @@ def pad_sizes(filter_size: int, pad_off: int) -> tuple[int, int]:
     of ``filter_size - 1`` before, the rest after, each grown by ``pad_off``."""
     half = (filter_size - 1) // 2
     return half + pad_off, filter_size - 1 - half + pad_off
+
+
+def blur_output_size(size: int, stride: int, pad_off: int) -> int:
+    """Spec §2: ``floor((size + 2·pad_off - 1) / stride) + 1`` (works on SymInts too)."""
+    return (size + 2 * pad_off - 1) // stride + 1
 
 
 def pad_index(n: int, before: int, after: int, mode: str) -> torch.Tensor:

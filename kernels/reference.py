@@ -20,7 +20,7 @@ Arguments are assumed valid here; ``kernels.functional`` checks them.
 import torch
 import torch.nn.functional as F
 
-from kernels.padding import pad_index, pad_sizes
+from kernels.padding import blur_output_size, pad_index, pad_sizes
 
 
 def blur_matrix(
@@ -34,7 +34,7 @@ def blur_matrix(
     """
     size = taps.numel()
     before, after = pad_sizes(size, pad_off)
-    n_out = (n + 2 * pad_off - 1) // stride + 1
+    n_out = blur_output_size(n, stride, pad_off)
     source = pad_index(n, before, after, padding)
     padded_pos = torch.arange(n_out).unsqueeze(1) * stride + torch.arange(size).unsqueeze(0)
     columns = source[padded_pos]

@@ -21,6 +21,7 @@ from torch.autograd.function import once_differentiable
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from kernels.layout import memory_format_of
+from kernels.padding import blur_output_size
 from kernels.tuning import check_config, launch_config, lookup_state, tuning_key
 
 INT32_LIMIT = 2**31
@@ -29,11 +30,6 @@ PADDING_CODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 
 
 # ----------------------------------------------------------------------------- sizes and layout
-
-
-def blur_output_size(size: int, stride: int, pad_off: int) -> int:
-    """Spec §2: ``floor((size + 2·pad_off - 1) / stride) + 1`` (works on SymInts too)."""
-    return (size + 2 * pad_off - 1) // stride + 1
 
 
 def pooled_shape(

@@ -36,7 +36,6 @@ from kernels.ops.common import (
     accumulator_dtype,
     accumulator_torch_dtype,
     as_index,
-    blur_output_size,
     element_offsets,
     needs_int64,
     plane_offsets,
@@ -46,7 +45,7 @@ from kernels.ops.common import (
     tiled_launch,
 )
 from kernels.ops.lanes import ALONG_C, ALONG_W, load_along, store_along
-from kernels.padding import pad_index, pad_sizes
+from kernels.padding import blur_output_size, pad_index, pad_sizes
 
 
 @triton.jit
