@@ -36,7 +36,11 @@ conv, whose max-pool is then the first site converted, as in antialiased-cnns' d
 sites.
 
 Placing a blur after the ReLU that follows a conv needs the model's graph: the model is traced
-with `torch.fx`. The other forms replace the site module by a module or `nn.Sequential`, which
+with `torch.fx`, into the modules that hold sites only (the others stay one call each, so a
+BatchNorm keeps its train and eval behaviour, and a conv subclass that pads itself, like timm's
+Conv2dSame, is one site). A BatchNorm module that applies its own activation (timm's
+BatchNormAct2d) gives it up to a node of its own, so the blur goes after the activation, as
+with separate modules. The other forms replace the site module by a module or `nn.Sequential`, which
 needs no graph; when a model does not trace, those still work, and a placement that would need
 the graph at a strided conv raises a `ValueError` that names it. Weights are kept (the model is
 deep-copied, and a conv keeps its parameters with stride 1), and output shapes are checked
@@ -49,6 +53,7 @@ map size (a floor-mode AvgPool(2, 2) on an odd map, a ceil-mode max-pool) keeps 
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -216,7 +221,7 @@ def antialias(
     chosen = chosen if sites is None else chosen[:sites]
 
     try:
-        graph_module: fx.GraphModule | None = fx.symbolic_trace(model)
+        graph_module: fx.GraphModule | None = _trace(model, {site.name for site in chosen})
         trace_error = None
     except Exception as error:  # user code may raise anything while being traced
         graph_module, trace_error = None, error
@@ -237,6 +242,30 @@ def antialias(
         graph_module.delete_all_unused_submodules()
     _check_shapes(root, example, chosen, ends, baseline_out, placement)
     return root, changes
+
+
+class _SiteTracer(fx.Tracer):
+    """Traces into a module only where a site lies beneath it; every other module, and each
+    site, stays one call. So a module's training-mode behaviour (BatchNorm's batch statistics,
+    timm's BatchNormAct2d, drop-path) is not frozen into the graph at the mode the model was
+    traced in, and a site of a Conv2d subclass (timm's Conv2dSame, StdConv2d) is one node
+    however its forward is written."""
+
+    def __init__(self, site_names: set[str]) -> None:
+        super().__init__()
+        self.site_names = site_names
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        prefix = module_qualified_name + "."
+        return module_qualified_name in self.site_names or not any(
+            name.startswith(prefix) for name in self.site_names
+        )
+
+
+def _trace(model: nn.Module, site_names: set[str]) -> fx.GraphModule:
+    tracer = _SiteTracer(site_names)
+    graph = tracer.trace(model)
+    return fx.GraphModule(tracer.root, graph, type(model).__name__)
 
 
 def _polyphase_modules(root: nn.Module) -> list[PolyphasePool2d]:
@@ -497,7 +526,38 @@ def _bn_activation_chain(
         bn = None
     after = _only_user(bn or conv)
     act = after if after is not None and _is_activation(graph_module, after) else None
+    if bn is not None and act is None:
+        act = _split_activation(graph_module, bn)
     return bn, act
+
+
+def _split_activation(graph_module: fx.GraphModule, bn: fx.Node) -> fx.Node | None:
+    """The node of the activation a BatchNorm module applies itself (timm's BatchNormAct2d),
+    which it gives up to a node of its own after it, so that the blur can go after it or
+    before it; None when it holds no activation, or when its output is not its activation's
+    output on its output without it (checked on a random batch in eval mode)."""
+    module = graph_module.get_submodule(bn.target)
+    held = [(n, c) for n, c in module.named_children() if isinstance(c, _ACTIVATION_MODULES)]
+    if len(held) != 1:
+        return None
+    name, activation = held[0]
+    like = next(itertools.chain(module.parameters(), module.buffers()), torch.empty(0))
+    dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
+    x = torch.randn(2, module.num_features, 3, 3, device=like.device, dtype=dtype)
+    training = module.training
+    module.eval()
+    with torch.no_grad():
+        whole = module(x)
+        setattr(module, name, nn.Identity())
+        split = activation(module(x))
+    module.train(training)
+    if not torch.allclose(whole, split):
+        setattr(module, name, activation)
+        return None
+    act_name = _free_name(graph_module, f"{bn.target}_{name}")
+    graph_module.add_submodule(act_name, activation)
+    _insert_after(graph_module.graph, bn, act_name)
+    return _only_user(bn)
 
 
 def _only_user(node: fx.Node) -> fx.Node | None:

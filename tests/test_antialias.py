@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -126,6 +128,84 @@ def test_conv_placements_match_hand_built_references(placement, padding):
         )
     torch.testing.assert_close(converted.eval()(x), expected, rtol=1e-5, atol=1e-5)
     assert str(change).startswith("conv (conv): ")
+
+
+class BatchNormAct(nn.BatchNorm2d):
+    """BatchNorm that applies its own activation, as timm's BatchNormAct2d: its forward reads
+    ``self.training`` (so a graph traced through it would freeze one mode)."""
+
+    def __init__(self, channels: int, act_first: bool = False) -> None:
+        super().__init__(channels)
+        self.act = nn.ReLU()
+        self.act_first = act_first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.act_first:  # not BN → activation: the converter must not split it
+            x = self.act(x)
+        x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                         self.training, self.momentum, self.eps)  # fmt: skip
+        return x if self.act_first else self.act(x)
+
+
+class SamePaddingConv(nn.Conv2d):
+    """A conv that pads itself from the input's size, as timm's Conv2dSame (which torch.fx
+    cannot trace through: ``math.ceil`` of a traced size)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size, stride = x.shape[-1], self.stride[0]
+        total = max((math.ceil(size / stride) - 1) * stride + self.kernel_size[0] - size, 0)
+        x = F.pad(x, (total // 2, total - total // 2) * 2)
+        return F.conv2d(x, self.weight, self.bias, self.stride)
+
+
+class ConvBnActBlock(nn.Module):
+    def __init__(self, act_first: bool = False, same_padding: bool = True) -> None:
+        super().__init__()
+        conv = SamePaddingConv(3, 5, 3, stride=2) if same_padding else nn.Conv2d(3, 5, 3, 2, 1)
+        self.conv = conv
+        self.bn = BatchNormAct(5, act_first)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+@pytest.mark.parametrize("same_padding", [False, True])
+@pytest.mark.parametrize("placement", ["paper", "blur_before_relu"])
+def test_batchnorm_with_its_own_activation_and_self_padding_conv(placement, same_padding):
+    """The activation a BatchNorm module applies itself is split off, so the blur goes after it
+    (the ReLU fused) or before it; the module keeps its training-mode statistics after a
+    conversion in eval mode; a conv subclass that pads itself is one site, at stride 1."""
+    torch.manual_seed(6)
+    model = _randomise_bn(ConvBnActBlock(same_padding=same_padding))
+    x = torch.randn(2, 3, 11, 9)
+    converted, (change,) = antialias(model, placement=placement, filter_size=3, example_input=x)
+    dense = F.conv2d(x, model.conv.weight, model.conv.bias, padding=1)  # stride 1, same size
+    bn = model.bn.eval()
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return blur_pool2d(t, 3, 2, "reflect", backend="torch")
+
+    if placement == "paper":
+        assert change.description.startswith("Conv(stride 1) → BN → ReLU → BlurPool")
+        expected = blur(bn(dense))
+    else:
+        assert change.description == "Conv(stride 1) → BN → BlurPool(stride 2) → ReLU"
+        expected = F.relu(blur(F.batch_norm(dense, bn.running_mean, bn.running_var, bn.weight,
+                                            bn.bias, False, 0.0, bn.eps)))  # fmt: skip
+    torch.testing.assert_close(converted.eval()(x), expected, rtol=1e-5, atol=1e-5)
+    statistics = converted.bn.running_mean.clone()
+    converted.train()(x)
+    assert not torch.equal(converted.bn.running_mean, statistics)
+
+
+def test_batchnorm_whose_activation_comes_first_stays_whole():
+    model = _randomise_bn(ConvBnActBlock(act_first=True))
+    x = torch.randn(2, 3, 11, 9)
+    converted, (change,) = antialias(model, filter_size=3, example_input=x)
+    assert "no ReLU follows this conv" in change.description
+    dense = F.conv2d(x, model.conv.weight, model.conv.bias, padding=1)
+    expected = model.bn.eval()(blur_pool2d(dense, 3, 2, "reflect", backend="torch"))
+    torch.testing.assert_close(converted.eval()(x), expected)
 
 
 class Shortcut(nn.Module):
