@@ -216,12 +216,13 @@ def antialias(
     if placement == "none":
         return model, []
     example = _default_example(model) if example_input is None else example_input
-    found, baseline_out = _find_sites(model, example)
+    found, baseline = _find_sites(model, example)
     chosen = found[0 if antialias_stem else 1 :]
     chosen = chosen if sites is None else chosen[:sites]
 
     try:
-        graph_module: fx.GraphModule | None = _trace(model, {site.name for site in chosen})
+        names = {site.name for site in chosen}
+        graph_module: fx.GraphModule | None = _trace(model, names, example, baseline)
         trace_error = None
     except Exception as error:  # user code may raise anything while being traced
         graph_module, trace_error = None, error
@@ -240,7 +241,7 @@ def antialias(
         graph_module.graph.lint()
         graph_module.recompile()
         graph_module.delete_all_unused_submodules()
-    _check_shapes(root, example, chosen, ends, baseline_out, placement)
+    _check_shapes(root, example, chosen, ends, baseline.shape, placement)
     return root, changes
 
 
@@ -262,10 +263,22 @@ class _SiteTracer(fx.Tracer):
         )
 
 
-def _trace(model: nn.Module, site_names: set[str]) -> fx.GraphModule:
+def _trace(
+    model: nn.Module, site_names: set[str], example: torch.Tensor, baseline: torch.Tensor
+) -> fx.GraphModule:
+    """The model's graph by :class:`_SiteTracer`; where that graph does not compute the
+    model's output on the example batch (a module's forward tests the type of what another
+    returns, which is then a traced value, not a list), the graph through every module, as
+    ``torch.fx.symbolic_trace`` makes it."""
     tracer = _SiteTracer(site_names)
     graph = tracer.trace(model)
-    return fx.GraphModule(tracer.root, graph, type(model).__name__)
+    graph_module = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    try:
+        output = _record_calls(graph_module, example, {}, {})
+        same = output.shape == baseline.shape and torch.allclose(output, baseline, equal_nan=True)
+    except Exception:  # user code may raise anything on a graph it was not written for
+        same = False
+    return graph_module if same else fx.symbolic_trace(model)
 
 
 def _polyphase_modules(root: nn.Module) -> list[PolyphasePool2d]:
@@ -308,16 +321,17 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
-def _find_sites(model: nn.Module, example: torch.Tensor) -> tuple[list[_Site], torch.Size]:
-    """The model's sites in the order the example batch runs them, and the output shape."""
+def _find_sites(model: nn.Module, example: torch.Tensor) -> tuple[list[_Site], torch.Tensor]:
+    """The model's sites in the order the example batch runs them, and its output (eval
+    mode)."""
     candidates = {name: m for name, m in model.named_modules() if _site_kind(m) is not None}
     calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]] = {}
-    out_shape = _record_calls(model, example, candidates, calls)
+    output = _record_calls(model, example, candidates, calls)
     sites = [
         _Site(name, _site_kind(candidates[name]), candidates[name], *call)
         for name, call in calls.items()
     ]
-    return sites, out_shape
+    return sites, output
 
 
 def _record_calls(
@@ -327,7 +341,7 @@ def _record_calls(
     calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]],
 ) -> torch.Size:
     """Fill ``calls`` with the input shape, output shape and input tensor of ``modules`` at
-    their first call, in call order, in eval mode; return the model's output shape. The calls
+    their first call, in call order, in eval mode; return the model's output. The calls
     made before an exception stay in ``calls``. Holding the inputs keeps them alive, so no two
     calls' inputs can be one tensor unless the model passed the same tensor."""
 
@@ -342,7 +356,7 @@ def _record_calls(
     model.eval()
     try:
         with torch.no_grad():
-            return model(example).shape
+            return model(example)
     finally:
         for handle in handles:
             handle.remove()
@@ -630,7 +644,7 @@ def _check_shapes(
     calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]] = {}
     failure, out_shape = None, None
     try:
-        out_shape = _record_calls(model, example, modules, calls)
+        out_shape = _record_calls(model, example, modules, calls).shape
     except Exception as error:
         failure = error
     for site, end in zip(sites, ends, strict=True):

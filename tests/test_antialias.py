@@ -208,6 +208,38 @@ def test_batchnorm_whose_activation_comes_first_stays_whole():
     torch.testing.assert_close(converted.eval()(x), expected)
 
 
+class ListBlock(nn.Module):
+    """Takes a tensor or a list and returns a list, as SelecSLS's blocks do: a graph that
+    keeps a block without sites as one call hands the next a traced value, not a list."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, stride, 1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        if not isinstance(x, list):
+            x = [x]
+        return [F.relu(self.bn(self.conv(x[0])))]
+
+
+class First(nn.Module):
+    def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
+        return x[0]
+
+
+def test_model_that_needs_tracing_through_every_module_still_converts():
+    model = _randomise_bn(nn.Sequential(ListBlock(1), ListBlock(2), First()))
+    x = torch.randn(2, 4, 10, 10)
+    converted, (change,) = antialias(model, filter_size=3, example_input=x)
+    assert change.description.startswith("Conv(stride 1) → BN → ReLU → BlurPool(stride 2)")
+    y = converted.eval()(x)
+    first = model[0](x)[0]
+    dense = F.relu(model[1].bn(F.conv2d(first, model[1].conv.weight, model[1].conv.bias,
+                                        padding=1)))  # fmt: skip
+    torch.testing.assert_close(y, blur_pool2d(dense, 3, 2, backend="torch"))
+
+
 class Shortcut(nn.Module):
     """A strided 1×1 conv → BN that no ReLU follows, as on a ResNet's shortcut."""
 
