@@ -1,6 +1,7 @@
 """Rewrite a network's downsampling sites into anti-aliased ones (spec §3).
 
-A *site* is an `nn.MaxPool2d`, `nn.Conv2d` or `nn.AvgPool2d` module with a stride above 1.
+A *site* is an `nn.MaxPool2d`, `nn.Conv2d` or `nn.AvgPool2d` module with a stride above 1, or
+a strided `F.max_pool2d` / `F.avg_pool2d` call in a traced model (given a module of its own).
 Sites are found, in execution order, by running the model once on an example batch (default:
 zeros of N×C×32×32, C the first convolution's input channels). What each site becomes:
 
@@ -61,6 +62,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.fx.operator_schemas import normalize_function
 
 from ablate.polyphase import ComponentScorer, PolyphasePool2d, link_phases
 from ablate.pool_grid import PoolGrid, grid_differs
@@ -221,11 +223,15 @@ def antialias(
     chosen = chosen if sites is None else chosen[:sites]
 
     try:
-        names = {site.name for site in chosen}
+        names = {site.name for site in found}
         graph_module: fx.GraphModule | None = _trace(model, names, example, baseline)
         trace_error = None
     except Exception as error:  # user code may raise anything while being traced
         graph_module, trace_error = None, error
+    if graph_module is not None and _pools_as_modules(graph_module):
+        found, baseline = _find_sites(graph_module, example)
+        chosen = found[0 if antialias_stem else 1 :]
+        chosen = chosen if sites is None else chosen[:sites]
     root = model if graph_module is None else graph_module
     device = example.device
     changes, ends, site_aps = [], [], []
@@ -279,6 +285,43 @@ def _trace(
     except Exception:  # user code may raise anything on a graph it was not written for
         same = False
     return graph_module if same else fx.symbolic_trace(model)
+
+
+_FUNCTIONAL_POOLS = {F.max_pool2d: nn.MaxPool2d, F.avg_pool2d: nn.AvgPool2d}
+
+
+def _pools_as_modules(graph_module: fx.GraphModule) -> bool:
+    """Give each strided functional max- or average-pool call in the graph (Inception's
+    reduction blocks call ``F.max_pool2d``) a module of its own in the module that calls it,
+    so that it is a site like any other; whether there was one. Calls whose arguments are
+    computed at run time stay as they are."""
+    graph, changed = graph_module.graph, False
+    for node in list(graph.nodes):
+        pool_type = _FUNCTIONAL_POOLS.get(node.target) if node.op == "call_function" else None
+        call = pool_type and normalize_function(
+            node.target, node.args, node.kwargs, normalize_to_only_use_kwargs=True
+        )
+        if not call:
+            continue
+        kwargs = dict(call.kwargs)
+        source = kwargs.pop("input")
+        kwargs["stride"] = kwargs.get("stride") or None  # F.avg_pool2d's default is []
+        if any(isinstance(value, fx.Node) for value in kwargs.values()):
+            continue
+        pool = pool_type(**kwargs)
+        if _site_kind(pool) is None:
+            continue
+        callers = list(node.meta.get("nn_module_stack", {}).values())
+        prefix = f"{callers[-1][0]}." if callers else ""
+        name = _free_name(graph_module, prefix + node.target.__name__)
+        graph_module.add_submodule(name, pool)
+        with graph.inserting_before(node):
+            node.replace_all_uses_with(graph.call_module(name, (source,)))
+        graph.erase_node(node)
+        changed = True
+    if changed:
+        graph_module.recompile()
+    return changed
 
 
 def _polyphase_modules(root: nn.Module) -> list[PolyphasePool2d]:

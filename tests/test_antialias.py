@@ -240,6 +240,33 @@ def test_model_that_needs_tracing_through_every_module_still_converts():
     torch.testing.assert_close(y, blur_pool2d(dense, 3, 2, backend="torch"))
 
 
+class FunctionalPools(nn.Module):
+    """Pools called as functions, as Inception's reduction blocks do, beside a strided conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = F.max_pool2d(x, 3, stride=2, padding=1)
+        averaged = F.avg_pool2d(x, 2)
+        same = F.max_pool2d(x, 3, 1, 1)  # stride 1: not a site
+        return torch.cat([self.conv(x), pooled, averaged, same[..., ::2, ::2]], 1)
+
+
+def test_functional_pools_become_sites():
+    torch.manual_seed(8)
+    model = FunctionalPools()
+    x = torch.randn(2, 3, 12, 10)
+    converted, changes = antialias(model, filter_size=1, example_input=x)
+    assert [(c.name, c.kind) for c in changes] == [
+        ("max_pool2d", "maxpool"), ("avg_pool2d", "avgpool"), ("conv", "conv"),
+    ]  # fmt: skip
+    # a one-tap blur is plain subsampling: the max-pool computes what it did
+    torch.testing.assert_close(converted(x)[:, 4:7], model(x)[:, 4:7], rtol=0, atol=0)
+    assert [c.name for c in antialias(model, sites=1, example_input=x)[1]] == ["max_pool2d"]
+
+
 class Shortcut(nn.Module):
     """A strided 1×1 conv → BN that no ReLU follows, as on a ResNet's shortcut."""
 
