@@ -294,7 +294,7 @@ def _pools_as_modules(graph_module: fx.GraphModule) -> bool:
     """Give each strided functional max- or average-pool call in the graph (Inception's
     reduction blocks call ``F.max_pool2d``) a module of its own in the module that calls it,
     so that it is a site like any other; whether there was one. Calls whose arguments are
-    computed at run time stay as they are."""
+    computed at run time, and max-pools that return their indices, stay as they are."""
     graph, changed = graph_module.graph, False
     for node in list(graph.nodes):
         pool_type = _FUNCTIONAL_POOLS.get(node.target) if node.op == "call_function" else None
@@ -306,7 +306,7 @@ def _pools_as_modules(graph_module: fx.GraphModule) -> bool:
         kwargs = dict(call.kwargs)
         source = kwargs.pop("input")
         kwargs["stride"] = kwargs.get("stride") or None  # F.avg_pool2d's default is []
-        if any(isinstance(value, fx.Node) for value in kwargs.values()):
+        if any(isinstance(v, fx.Node) for v in kwargs.values()) or kwargs.get("return_indices"):
             continue
         pool = pool_type(**kwargs)
         if _site_kind(pool) is None:

@@ -251,7 +251,8 @@ class FunctionalPools(nn.Module):
         pooled = F.max_pool2d(x, 3, stride=2, padding=1)
         averaged = F.avg_pool2d(x, 2)
         same = F.max_pool2d(x, 3, 1, 1)  # stride 1: not a site
-        return torch.cat([self.conv(x), pooled, averaged, same[..., ::2, ::2]], 1)
+        indexed, _ = F.max_pool2d(x, 2, return_indices=True)  # for an unpool: left alone
+        return torch.cat([self.conv(x), pooled, averaged, same[..., ::2, ::2], indexed], 1)
 
 
 def test_functional_pools_become_sites():
