@@ -99,3 +99,24 @@ def test_pool_grid_scripts_and_exports() -> None:
     torch.testing.assert_close(torch.jit.script(converted)(x), expected)
     exported = torch.export.export(converted, (x,)).module()
     torch.testing.assert_close(exported(x), expected)
+
+
+@pytest.mark.parametrize(
+    "pool", [nn.MaxPool2d(3, 2, ceil_mode=True), nn.AvgPool2d(2)], ids=["ceil_max", "floor_avg"]
+)
+def test_fused_kernels_on_the_pool_grid_match_the_reference(pool: nn.Module) -> None:
+    """The fused ops (under the interpreter on CPU) take the -inf padding and the trimmed
+    rows as the reference does, forward and backward."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(2, 2, 1), pool)
+    x = torch.randn(1, 2, 9, 11)
+    outputs = []
+    for backend in ("torch", "triton"):
+        converted, _ = antialias(model, filter_size=3, backend=backend, example_input=x)
+        leaf = x.clone().requires_grad_(True)
+        y = converted(leaf)
+        (grad,) = torch.autograd.grad(y.square().sum(), leaf)
+        outputs.append((y.detach(), grad))
+    assert isinstance(converted.get_submodule("1"), PoolGrid)
+    for expected, actual in zip(*outputs, strict=True):
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
