@@ -41,9 +41,10 @@ with `torch.fx`, into the modules that hold sites only (the others stay one call
 BatchNorm keeps its train and eval behaviour, and a conv subclass that pads itself, like timm's
 Conv2dSame, is one site). A BatchNorm module that applies its own activation (timm's
 BatchNormAct2d) gives it up to a node of its own, so the blur goes after the activation, as
-with separate modules. The other forms replace the site module by a module or `nn.Sequential`, which
-needs no graph; when a model does not trace, those still work, and a placement that would need
-the graph at a strided conv raises a `ValueError` that names it. Weights are kept (the model is
+with separate modules; GroupNorm and InstanceNorm count as the BN of the table. The other
+forms replace the site module by a module or `nn.Sequential`, which needs no graph; when a
+model does not trace, those still work, and a placement that would need the graph at a
+strided conv raises a `ValueError` that names it. Weights are kept (the model is
 deep-copied, and a conv keeps its parameters with stride 1), and output shapes are checked
 against the original on the example batch. A pool whose grid blur-pool's would miss on some
 map size (a floor-mode AvgPool(2, 2) on an odd map, a ceil-mode max-pool) keeps its own
@@ -78,6 +79,9 @@ _ACTIVATION_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Mish,
 )  # fmt: skip
 _ACTIVATION_FUNCTIONS = (*_RELUS, F.relu6, F.leaky_relu, F.elu, F.gelu, F.silu, F.hardswish)
+# the normalisations a strided conv's activation may follow, and how a SiteChange names them
+_NORMS_LABELS = ((nn.BatchNorm2d, "BN"), (nn.GroupNorm, "GN"), (nn.InstanceNorm2d, "IN"))
+_NORMS = tuple(kind for kind, _ in _NORMS_LABELS)
 
 
 @dataclass(frozen=True)
@@ -527,7 +531,7 @@ def _insert_at_conv(
     description, end = "", name
     for node in [n for n in graph.nodes if n.op == "call_module" and n.target == site.name]:
         bn, act = _bn_activation_chain(graph_module, node)
-        head = "Conv(stride 1) → BN" if bn is not None else "Conv(stride 1)"
+        head = "Conv(stride 1)" + (f" → {_norm_label(graph_module, bn)}" if bn is not None else "")
         if act is None and _is_pointwise(conv):
             graph_module.add_submodule(name, blur.pool(conv.in_channels, stride))
             with graph.inserting_before(node):
@@ -575,10 +579,11 @@ def _is_pointwise(conv: nn.Conv2d) -> bool:
 def _bn_activation_chain(
     graph_module: fx.GraphModule, conv: fx.Node
 ) -> tuple[fx.Node | None, fx.Node | None]:
-    """The BatchNorm node and the activation node that follow `conv` as its only users."""
+    """The normalisation node (BatchNorm, GroupNorm or InstanceNorm) and the activation node
+    that follow `conv` as its only users."""
     bn = _only_user(conv)
     if bn is None or not (
-        bn.op == "call_module" and isinstance(graph_module.get_submodule(bn.target), nn.BatchNorm2d)
+        bn.op == "call_module" and isinstance(graph_module.get_submodule(bn.target), _NORMS)
     ):
         bn = None
     after = _only_user(bn or conv)
@@ -589,10 +594,10 @@ def _bn_activation_chain(
 
 
 def _split_activation(graph_module: fx.GraphModule, bn: fx.Node) -> fx.Node | None:
-    """The node of the activation a BatchNorm module applies itself (timm's BatchNormAct2d),
-    which it gives up to a node of its own after it, so that the blur can go after it or
-    before it; None when it holds no activation, or when its output is not its activation's
-    output on its output without it (checked on a random batch in eval mode)."""
+    """The node of the activation a normalisation module applies itself (timm's BatchNormAct2d
+    and GroupNormAct), which it gives up to a node of its own after it, so that the blur can
+    go after it or before it; None when it holds no activation, or when its output is not its
+    activation's output on its output without it (checked on a random batch in eval mode)."""
     module = graph_module.get_submodule(bn.target)
     held = [(n, c) for n, c in module.named_children() if isinstance(c, _ACTIVATION_MODULES)]
     if len(held) != 1:
@@ -600,7 +605,8 @@ def _split_activation(graph_module: fx.GraphModule, bn: fx.Node) -> fx.Node | No
     name, activation = held[0]
     like = next(itertools.chain(module.parameters(), module.buffers()), torch.empty(0))
     dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
-    x = torch.randn(2, module.num_features, 3, 3, device=like.device, dtype=dtype)
+    channels = module.num_channels if isinstance(module, nn.GroupNorm) else module.num_features
+    x = torch.randn(2, channels, 3, 3, device=like.device, dtype=dtype)
     training = module.training
     module.eval()
     with torch.no_grad():
@@ -615,6 +621,11 @@ def _split_activation(graph_module: fx.GraphModule, bn: fx.Node) -> fx.Node | No
     graph_module.add_submodule(act_name, activation)
     _insert_after(graph_module.graph, bn, act_name)
     return _only_user(bn)
+
+
+def _norm_label(graph_module: fx.GraphModule, node: fx.Node) -> str:
+    module = graph_module.get_submodule(node.target)
+    return next(label for kind, label in _NORMS_LABELS if isinstance(module, kind))
 
 
 def _only_user(node: fx.Node) -> fx.Node | None:

@@ -208,6 +208,19 @@ def test_batchnorm_whose_activation_comes_first_stays_whole():
     torch.testing.assert_close(converted.eval()(x), expected)
 
 
+@pytest.mark.parametrize("norm", [nn.GroupNorm(2, 4), nn.InstanceNorm2d(4, affine=True)])
+def test_blur_goes_after_the_relu_that_follows_any_normalisation(norm):
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), norm, nn.ReLU())
+    x = torch.randn(2, 3, 10, 9)
+    converted, (change,) = antialias(model, filter_size=3, example_input=x)
+    label = "GN" if isinstance(norm, nn.GroupNorm) else "IN"
+    assert change.description.startswith(f"Conv(stride 1) → {label} → ReLU → BlurPool(stride 2)")
+    dense = F.relu(norm(F.conv2d(x, model[0].weight, model[0].bias, padding=1)))
+    expected = blur_pool2d(dense, 3, 2, backend="torch")
+    torch.testing.assert_close(converted.eval()(x), expected, rtol=1e-5, atol=1e-5)
+
+
 class ListBlock(nn.Module):
     """Takes a tensor or a list and returns a list, as SelecSLS's blocks do: a graph that
     keeps a block without sites as one call hands the next a traced value, not a list."""
