@@ -146,11 +146,12 @@ def _effect_sentence(
     treated, control = means
     diff_unit = _difference_unit(unit)
     share = f" or {_fmt(100 * diff.estimate / control, True, ' %')}" if relative and control else ""
-    interval = (
-        f"95 % CI [{_fmt(diff.low, True)}, {_fmt(diff.high, True)}]{diff_unit}"
-        if np.isfinite(diff.low)
-        else "no interval: a group has fewer than two runs or no spread"
-    )
+    if not np.isfinite(diff.low):
+        interval = "no interval: a group has fewer than two runs"
+    elif diff.low == diff.high:
+        interval = "exact: every run of each group gave the same value"
+    else:
+        interval = f"95 % CI [{_fmt(diff.low, True)}, {_fmt(diff.high, True)}]{diff_unit}"
     if diff.excludes_zero:
         verdict = "Yes" if (diff.estimate > 0) == (yes_if == "higher") else "No, the opposite"
     else:

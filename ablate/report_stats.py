@@ -2,6 +2,8 @@
 
 Seeds are few (often 1–5), so a normal interval would be far too narrow; the t quantile makes the
 width honest. One observation gives no spread, so its interval has NaN width rather than zero.
+Two groups of several runs each without any spread (a count every run repeats, such as a
+variant's FLOPs) give the difference exactly: an interval of zero width.
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ def welch_difference(
 ) -> Difference:
     """Difference of means with the Welch–Satterthwaite t-interval (unequal variances).
 
-    NaN entries are dropped. With fewer than two observations on a side, or no spread at all,
-    the interval is NaN: the data cannot bound the difference.
+    NaN entries are dropped. With fewer than two observations on a side the interval is NaN:
+    the data cannot bound the difference. With no spread on either side it is the estimate
+    itself, the limit of the interval as the spread goes to zero.
     """
     a, b = _finite(treated), _finite(control)
     if a.size == 0 or b.size == 0:
@@ -88,7 +91,7 @@ def welch_difference(
     va, vb = float(a.var(ddof=1)) / a.size, float(b.var(ddof=1)) / b.size
     se = math.sqrt(va + vb)
     if se == 0:
-        return Difference(estimate, math.nan, math.nan, int(a.size), int(b.size))
+        return Difference(estimate, estimate, estimate, int(a.size), int(b.size))
     df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     half = t_quantile(0.5 + CONFIDENCE / 2, df) * se
     return Difference(estimate, estimate - half, estimate + half, int(a.size), int(b.size))

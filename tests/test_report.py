@@ -213,6 +213,8 @@ def test_welch_difference_by_hand() -> None:
     assert (diff.low, diff.high) == pytest.approx((diff.estimate - half, diff.estimate + half))
     assert (diff.n_treated, diff.n_control) == (7, 5)
     assert math.isnan(welch_difference([1.0], [2.0, 3.0]).low)
+    exact = welch_difference([17.5, 17.5, 17.5], [17.4, 17.4])  # e.g. FLOPs: no spread
+    assert (exact.low, exact.high) == (exact.estimate, exact.estimate) and exact.excludes_zero
 
 
 # --- tables ----------------------------------------------------------------------------------
@@ -536,6 +538,17 @@ def test_costs_read_the_effect_direction_and_its_share(tmp_path: Path) -> None:
     blurred = runs.loc[blur_groups(runs) == "blur", "forward_mflops"]  # no blur: 17.4 each
     assert f"or +{100 * (blurred.mean() / 17.4 - 1):.2f} %" in flops.sentence
     assert "filter size: 1: 17.40 MFLOPs, 3: 17.60 MFLOPs, 5: 18.20 MFLOPs." in flops.sentence
+
+
+def test_a_cost_every_run_repeats_is_answered_exactly(tmp_path: Path) -> None:
+    """One blurred configuration and the baseline, three seeds each: FLOPs do not vary with
+    the seed, so the difference is exact, not inconclusive."""
+    study = make_study(tmp_path / "s", {"placement": ["none", "paper"], "filter_size": [3]},
+                       seeds=[0, 1, 2])  # fmt: skip
+    runs, _ = runs_table(study)
+    flops = cost_answers(runs)[2]
+    assert flops.sentence.startswith("Yes: the forward pass's MFLOPs per image is 17.60")
+    assert "exact: every run of each group gave the same value" in flops.sentence
 
 
 def test_costs_of_runs_without_flops_say_so(tmp_path: Path) -> None:
