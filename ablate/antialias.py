@@ -223,8 +223,7 @@ def antialias(
         return model, []
     example = _default_example(model) if example_input is None else example_input
     found, baseline = _find_sites(model, example)
-    chosen = found[0 if antialias_stem else 1 :]
-    chosen = chosen if sites is None else chosen[:sites]
+    chosen = _chosen(found, antialias_stem, sites)
 
     try:
         names = {site.name for site in found}
@@ -234,8 +233,7 @@ def antialias(
         graph_module, trace_error = None, error
     if graph_module is not None and _pools_as_modules(graph_module):
         found, baseline = _find_sites(graph_module, example)
-        chosen = found[0 if antialias_stem else 1 :]
-        chosen = chosen if sites is None else chosen[:sites]
+        chosen = _chosen(found, antialias_stem, sites)
     root = model if graph_module is None else graph_module
     device = example.device
     changes, ends, site_aps = [], [], []
@@ -253,6 +251,13 @@ def antialias(
         graph_module.delete_all_unused_submodules()
     _check_shapes(root, example, chosen, ends, baseline.shape, placement)
     return root, changes
+
+
+def _chosen(found: list[_Site], antialias_stem: bool, sites: int | None) -> list[_Site]:
+    """The sites to convert: all found but the stem unless `antialias_stem`, and of those the
+    first `sites`."""
+    chosen = found[0 if antialias_stem else 1 :]
+    return chosen if sites is None else chosen[:sites]
 
 
 class _SiteTracer(fx.Tracer):
@@ -386,7 +391,7 @@ def _record_calls(
     example: torch.Tensor,
     modules: dict[str, nn.Module],
     calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]],
-) -> torch.Size:
+) -> torch.Tensor:
     """Fill ``calls`` with the input shape, output shape and input tensor of ``modules`` at
     their first call, in call order, in eval mode; return the model's output. The calls
     made before an exception stay in ``calls``. Holding the inputs keeps them alive, so no two

@@ -41,17 +41,13 @@ MARGIN = 64  # elements of a guarded buffer either side of the tensor
 # ----------------------------------------------------------------------------- helpers
 
 
-def extent(t: torch.Tensor) -> int:
-    """Elements from a tensor's first to its last, both included."""
-    return 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride(), strict=True))
-
-
 def guarded(like: torch.Tensor) -> torch.Tensor:
     """A tensor with ``like``'s shape, strides, dtype and device inside a larger buffer, all of
     it poisoned (NaN, or 0xA5 for bytes): its ``MARGIN`` elements either side must stay so
     (:func:`assert_margins_kept`)."""
     fill = math.nan if like.is_floating_point() else 0xA5
-    buffer = torch.full((extent(like) + 2 * MARGIN,), fill, dtype=like.dtype, device=like.device)
+    size = common.element_extent(like) + 2 * MARGIN
+    buffer = torch.full((size,), fill, dtype=like.dtype, device=like.device)
     return buffer.as_strided(like.shape, like.stride(), MARGIN)
 
 
@@ -59,7 +55,7 @@ def assert_margins_kept(t: torch.Tensor) -> None:
     """Nothing was written into the margins of a :func:`guarded` tensor."""
     buffer = t._base
     assert buffer is not None and t.storage_offset() == MARGIN
-    margins = torch.cat([buffer[:MARGIN], buffer[MARGIN + extent(t) :]])
+    margins = torch.cat([buffer[:MARGIN], buffer[MARGIN + common.element_extent(t) :]])
     kept = margins.isnan() if t.is_floating_point() else margins == 0xA5
     assert kept.all(), f"{int((~kept).sum())} elements written past the ends of {tuple(t.shape)}"
 

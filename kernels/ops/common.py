@@ -85,16 +85,16 @@ def gradient_buffer(
     return torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=layout)
 
 
+def element_extent(t: torch.Tensor) -> int:
+    """Elements from a non-empty tensor's first to its last in storage, both included."""
+    return 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride(), strict=True))
+
+
 def needs_int64(*tensors: torch.Tensor) -> bool:
     """True when some element of some tensor lies at an offset int32 cannot hold."""
-    for t in tensors:
-        if t.numel() == 0:
-            continue
-        steps = zip(t.shape, t.stride(), strict=True)
-        extent = 1 + sum((size - 1) * stride for size, stride in steps)
-        if max(extent, t.numel()) >= INT32_LIMIT:
-            return True
-    return False
+    return any(
+        t.numel() and max(element_extent(t), t.numel()) >= INT32_LIMIT for t in tensors
+    )
 
 
 def accumulator_dtype(x: torch.Tensor) -> tl.dtype:
