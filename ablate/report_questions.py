@@ -167,9 +167,11 @@ def _effect_sentence(
 
 
 def _few_runs_hint(diff: Difference) -> str:
-    """Why an interval over a group of two runs is wide, and what narrows it."""
+    """Why an interval over a group of two runs is wide, and what narrows it (nothing where
+    the difference is exact)."""
     smallest = min(diff.n_treated, diff.n_control)
-    if diff.excludes_zero or not np.isfinite(diff.low) or smallest > FEW_RUNS:
+    exact = diff.low == diff.high
+    if diff.excludes_zero or not np.isfinite(diff.low) or exact or smallest > FEW_RUNS:
         return ""
     return f" With {smallest} runs in a group the interval is wide: more seeds would narrow it."
 
