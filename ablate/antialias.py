@@ -36,25 +36,30 @@ conv, whose max-pool is then the first site converted, as in antialiased-cnns' d
 `antialias_stem=False` leaves it alone; `sites=N` then converts the first N of the remaining
 sites.
 
-Placing a blur after the ReLU that follows a conv needs the model's graph: the model is traced
-with `torch.fx`, into the modules that hold sites only (the others stay one call each, so a
-BatchNorm keeps its train and eval behaviour, and a conv subclass that pads itself, like timm's
-Conv2dSame, is one site). A BatchNorm module that applies its own activation (timm's
-BatchNormAct2d) gives it up to a node of its own, so the blur goes after the activation, as
-with separate modules; GroupNorm and InstanceNorm count as the BN of the table. The other
-forms replace the site module by a module or `nn.Sequential`, which needs no graph; when a
-model does not trace, those still work, and a placement that would need the graph at a
-strided conv raises a `ValueError` that names it. Weights are kept (the model is
-deep-copied, and a conv keeps its parameters with stride 1), and output shapes are checked
-against the original on the example batch. A pool whose grid blur-pool's would miss on some
-map size (a floor-mode AvgPool(2, 2) on an odd map, a ceil-mode max-pool) keeps its own
-(`ablate.pool_grid`); BlurPool(s) → Conv(1) keeps a conv's only when its padding is
-(k - 1) / 2, and a site that cannot keep its shape is named in the error.
+Placing a blur after the ReLU that follows a conv needs the graph of the module that calls
+the conv (`ablate.site_graphs`): the model is traced with `torch.fx`, into the modules that
+hold sites (the others stay one call each, so a BatchNorm keeps its train and eval behaviour,
+and a conv subclass that pads itself, like timm's Conv2dSame, is one site). A forward that
+cannot be traced, or that branches on the training mode (GoogLeNet's auxiliary outputs), is
+kept as written, and the modules it calls are traced instead. A BatchNorm module that applies
+its own activation (timm's BatchNormAct2d) gives it up to a node of its own, so the blur goes
+after the activation, as with separate modules; GroupNorm and InstanceNorm count as the BN of
+the table. The other forms replace the site module by a module or `nn.Sequential`, which
+needs no graph; where no graph reaches a site those still work, and a placement that would
+need the graph at a strided conv raises a `ValueError` that names the conv and why its caller
+has no graph. Weights are kept (the model is deep-copied, and a conv keeps its parameters
+with stride 1), and output shapes are checked against the original on the example batch. A
+pool whose grid blur-pool's would miss on some map size (a floor-mode AvgPool(2, 2) on an odd
+map, a ceil-mode max-pool) keeps its own (`ablate.pool_grid`); a max-pool subclass, which may
+pad itself (timm's MaxPool2dSame), runs at stride 1 before BlurPool(s); BlurPool(s) → Conv(1)
+keeps a conv's only when its padding is (k - 1) / 2, and a site that cannot keep its shape is
+named in the error.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -67,6 +72,7 @@ from torch.fx.operator_schemas import normalize_function
 
 from ablate.polyphase import ComponentScorer, PolyphasePool2d, link_phases
 from ablate.pool_grid import PoolGrid, grid_differs
+from ablate.site_graphs import SiteGraphs, free_name, run_in_eval, trace_site_graphs
 from ablate.variant_config import PLACEMENTS, check_subsample
 from kernels import BlurPool2d, MaxBlurPool2d, make_taps
 
@@ -223,32 +229,25 @@ def antialias(
         return model, []
     example = _default_example(model) if example_input is None else example_input
     found, baseline = _find_sites(model, example)
+    traced = trace_site_graphs(model, [site.name for site in found], example)
+    if any([_pools_as_modules(graph) for graph in traced.graphs.values()]):
+        found, baseline = _find_sites(traced.root, example)
     chosen = _chosen(found, antialias_stem, sites)
-
-    try:
-        names = {site.name for site in found}
-        graph_module: fx.GraphModule | None = _trace(model, names, example, baseline)
-        trace_error = None
-    except Exception as error:  # user code may raise anything while being traced
-        graph_module, trace_error = None, error
-    if graph_module is not None and _pools_as_modules(graph_module):
-        found, baseline = _find_sites(graph_module, example)
-        chosen = _chosen(found, antialias_stem, sites)
-    root = model if graph_module is None else graph_module
     device = example.device
     changes, ends, site_aps = [], [], []
     made: set[PolyphasePool2d] = set()  # the APS/LPS modules of the sites converted so far
     for site in chosen:
-        change, end = _convert(root, graph_module, site, placement, blur, device, trace_error)
+        change, end = _convert(traced, site, placement, blur, device)
         changes.append(change)
         ends.append(end)
-        site_aps.append([m for m in _polyphase_modules(root) if m not in made])
+        site_aps.append([m for m in _polyphase_modules(traced.root) if m not in made])
         made.update(site_aps[-1])
     _link_shared_grids(chosen, site_aps)
-    if graph_module is not None:
+    for graph_module in traced.graphs.values():
         graph_module.graph.lint()
         graph_module.recompile()
         graph_module.delete_all_unused_submodules()
+    root = traced.root
     _check_shapes(root, example, chosen, ends, baseline.shape, placement)
     return root, changes
 
@@ -258,42 +257,6 @@ def _chosen(found: list[_Site], antialias_stem: bool, sites: int | None) -> list
     first `sites`."""
     chosen = found[0 if antialias_stem else 1 :]
     return chosen if sites is None else chosen[:sites]
-
-
-class _SiteTracer(fx.Tracer):
-    """Traces into a module only where a site lies beneath it; every other module, and each
-    site, stays one call. So a module's training-mode behaviour (BatchNorm's batch statistics,
-    timm's BatchNormAct2d, drop-path) is not frozen into the graph at the mode the model was
-    traced in, and a site of a Conv2d subclass (timm's Conv2dSame, StdConv2d) is one node
-    however its forward is written."""
-
-    def __init__(self, site_names: set[str]) -> None:
-        super().__init__()
-        self.site_names = site_names
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        prefix = module_qualified_name + "."
-        return module_qualified_name in self.site_names or not any(
-            name.startswith(prefix) for name in self.site_names
-        )
-
-
-def _trace(
-    model: nn.Module, site_names: set[str], example: torch.Tensor, baseline: torch.Tensor
-) -> fx.GraphModule:
-    """The model's graph by :class:`_SiteTracer`; where that graph does not compute the
-    model's output on the example batch (a module's forward tests the type of what another
-    returns, which is then a traced value, not a list), the graph through every module, as
-    ``torch.fx.symbolic_trace`` makes it."""
-    tracer = _SiteTracer(site_names)
-    graph = tracer.trace(model)
-    graph_module = fx.GraphModule(tracer.root, graph, type(model).__name__)
-    try:
-        output = _record_calls(graph_module, example, {}, {})
-        same = output.shape == baseline.shape and torch.allclose(output, baseline, equal_nan=True)
-    except Exception:  # user code may raise anything on a graph it was not written for
-        same = False
-    return graph_module if same else fx.symbolic_trace(model)
 
 
 _FUNCTIONAL_POOLS = {F.max_pool2d: nn.MaxPool2d, F.avg_pool2d: nn.AvgPool2d}
@@ -322,7 +285,7 @@ def _pools_as_modules(graph_module: fx.GraphModule) -> bool:
             continue
         callers = list(node.meta.get("nn_module_stack", {}).values())
         prefix = f"{callers[-1][0]}." if callers else ""
-        name = _free_name(graph_module, prefix + node.target.__name__)
+        name = free_name(graph_module, prefix + node.target.__name__)
         graph_module.add_submodule(name, pool)
         with graph.inserting_before(node):
             node.replace_all_uses_with(graph.call_module(name, (source,)))
@@ -404,16 +367,11 @@ def _record_calls(
         return record
 
     handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()]
-    training = {m: m.training for m in model.modules()}
-    model.eval()
     try:
-        with torch.no_grad():
-            return model(example)
+        return run_in_eval(model, example)
     finally:
         for handle in handles:
             handle.remove()
-        for m, flag in training.items():
-            m.training = flag
 
 
 def _square(site: _Site, attribute: str) -> int:
@@ -428,15 +386,10 @@ def _square(site: _Site, attribute: str) -> int:
 
 
 def _convert(
-    root: nn.Module,
-    graph_module: fx.GraphModule | None,
-    site: _Site,
-    placement: str,
-    blur: _Blur,
-    device: torch.device,
-    trace_error: Exception | None,
+    traced: SiteGraphs, site: _Site, placement: str, blur: _Blur, device: torch.device
 ) -> tuple[SiteChange, str]:
-    """Rewrite one site; return its SiteChange and the module whose output ends the site."""
+    """Rewrite one site; return its SiteChange and the name of the module whose output ends
+    the site. A site in a graph is rewritten there, under its name in that graph."""
     stride = _square(site, "stride")
     channels = site.in_shape[1]
     own_kind = {"blur_before_max": "maxpool", "blur_before_relu": "conv"}.get(placement)
@@ -446,31 +399,46 @@ def _convert(
         if placement != "paper" and site.kind != (own_kind or "conv")
         else ""
     )
+    prefix, graph_module = traced.owner(site.name)
+    untraced = traced.module_label(prefix)
+    full_name = site.name
+    root = traced.root if graph_module is None else graph_module
     if graph_module is None:
-        note += " [module replaced: torch.fx cannot trace the model]"
+        note += f" [module replaced: torch.fx cannot trace {untraced}]"
+    elif prefix:
+        site = dataclasses.replace(site, name=site.name[len(prefix) + 1 :])
 
-    if site.kind == "avgpool":
-        replacement, description = _on_pool_grid(
-            site, blur, blur.pool(channels, stride), blur.name(stride), dense_max=False
-        )
-    elif site.kind == "maxpool":
-        replacement, description = _convert_maxpool(site, placement, blur, channels, stride)
-    elif placement == "blur_before_conv":
-        site.module.stride = (1, 1)
-        replacement = nn.Sequential(blur.pool(channels, stride), site.module)
-        description = f"{blur.name(stride)} → Conv(stride 1)"
-    else:
+    if site.kind == "conv" and placement != "blur_before_conv":
         if graph_module is None:
             raise ValueError(
                 f"placement {placement!r} puts the blur after the BN/ReLU that follows strided "
-                f"conv {site.name!r}, which needs the model's graph, but torch.fx cannot trace "
-                f"the model ({type(trace_error).__name__}: {trace_error}); use placement "
-                "'blur_before_conv', or make the model traceable"
+                f"conv {site.name!r}, which needs the graph of the module that calls it, but "
+                f"torch.fx cannot trace {untraced} ({traced.untraced[prefix]}); use placement "
+                "'blur_before_conv', or make it traceable"
             )
         description, end = _insert_at_conv(graph_module, site, placement, blur, stride, device)
-        return SiteChange(site.name, site.kind, description + note), end
-    _set_submodule(root, site.name, replacement.to(device))
-    return SiteChange(site.name, site.kind, description + note), site.name
+    else:
+        replacement, description = _replacement(site, placement, blur, channels, stride)
+        _set_submodule(root, site.name, replacement.to(device))
+        end = site.name
+    qualified_end = f"{prefix}.{end}" if graph_module is not None and prefix else end
+    return SiteChange(full_name, site.kind, description + note), qualified_end
+
+
+def _replacement(
+    site: _Site, placement: str, blur: _Blur, channels: int, stride: int
+) -> tuple[nn.Module, str]:
+    """The module that takes a pool's place, or a conv's with the blur before it."""
+    if site.kind == "avgpool":
+        return _on_pool_grid(
+            site, blur, blur.pool(channels, stride), blur.name(stride), dense_max=False
+        )
+    if site.kind == "maxpool":
+        return _convert_maxpool(site, placement, blur, channels, stride)
+    site.module.stride = (1, 1)
+    return nn.Sequential(
+        blur.pool(channels, stride), site.module
+    ), f"{blur.name(stride)} → Conv(stride 1)"
 
 
 def _convert_maxpool(
@@ -486,6 +454,13 @@ def _convert_maxpool(
         return nn.Sequential(
             blur.pool(channels, 1), pool
         ), f"Blur(stride 1) → MaxPool({kernel}, stride {stride})"
+    if type(pool) is not nn.MaxPool2d:  # a subclass may pad itself (timm's MaxPool2dSame)
+        pool.stride = (1, 1)
+        own = type(pool).__name__
+        return nn.Sequential(pool, blur.pool(channels, stride)), (
+            f"{own}({kernel}, stride 1) → {blur.name(stride)}; a subclass of MaxPool2d keeps its "
+            "own forward, which may pad the map itself"
+        )
     if pad == 0:
         replacement = blur.max_pool(channels, stride, kernel)
         description = blur.max_name(stride, kernel)
@@ -531,7 +506,7 @@ def _insert_at_conv(
     conv = site.module
     conv.stride = (1, 1)
     channels = conv.out_channels
-    name = _free_name(graph_module, f"{site.name}_blur")
+    name = free_name(graph_module, f"{site.name}_blur")
     graph = graph_module.graph
     description, end = "", name
     for node in [n for n in graph.nodes if n.op == "call_module" and n.target == site.name]:
@@ -622,7 +597,7 @@ def _split_activation(graph_module: fx.GraphModule, bn: fx.Node) -> fx.Node | No
     if not torch.allclose(whole, split):
         setattr(module, name, activation)
         return None
-    act_name = _free_name(graph_module, f"{bn.target}_{name}")
+    act_name = free_name(graph_module, f"{bn.target}_{name}")
     graph_module.add_submodule(act_name, activation)
     _insert_after(graph_module.graph, bn, act_name)
     return _only_user(bn)
@@ -665,22 +640,6 @@ def _insert_after(graph: fx.Graph, node: fx.Node, module_name: str) -> None:
     with graph.inserting_after(node):
         inserted = graph.call_module(module_name, (node,))
     node.replace_all_uses_with(inserted, delete_user_cb=lambda user: user is not inserted)
-
-
-def _free_name(root: nn.Module, name: str) -> str:
-    candidate, index = name, 1
-    while _has_submodule(root, candidate):
-        index += 1
-        candidate = f"{name}{index}"
-    return candidate
-
-
-def _has_submodule(root: nn.Module, name: str) -> bool:
-    try:
-        root.get_submodule(name)
-    except AttributeError:
-        return False
-    return True
 
 
 def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:

@@ -54,6 +54,17 @@ def _randomise_bn(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
+def _conv_bn_relu() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+
+
+def _blurred_stem(stem: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """What the paper's form of `stem` computes (eval mode): Conv(1) → BN → ReLU → BlurPool."""
+    conv, bn = stem[0], stem[1].eval()
+    dense = F.relu(bn(F.conv2d(x, conv.weight, conv.bias, padding=1)))
+    return blur_pool2d(dense, 3, 2, backend="torch")
+
+
 @pytest.mark.parametrize("placement", PLACEMENTS)
 @pytest.mark.parametrize("name", ["vgg", "resnet18"])
 def test_every_site_of_each_model_is_rewritten(name, placement):
@@ -253,6 +264,27 @@ def test_model_that_needs_tracing_through_every_module_still_converts():
     torch.testing.assert_close(y, blur_pool2d(dense, 3, 2, backend="torch"))
 
 
+class AttentionAfterStem(nn.Module):
+    """A torch.nn module that returns a tuple (attention and its weights) after a site."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _conv_bn_relu()
+        self.attention = nn.MultiheadAttention(4, 1, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.stem(x).flatten(2).transpose(1, 2)
+        return self.attention(tokens, tokens, tokens)[0].mean(1)
+
+
+def test_torch_module_that_returns_a_tuple_stays_one_call():
+    """A block of one's own that returns a list is traced into (above); torch.nn's own modules
+    are not, as torch.fx cannot trace them."""
+    converted, (change,) = antialias(AttentionAfterStem(), example_input=torch.randn(2, 3, 8, 8))
+    assert change.description.startswith("Conv(stride 1) → BN → ReLU → BlurPool")
+    assert isinstance(converted.attention, nn.MultiheadAttention)
+
+
 class FunctionalPools(nn.Module):
     """Pools called as functions, as Inception's reduction blocks do, beside a strided conv."""
 
@@ -326,6 +358,30 @@ def test_maxpool_placements_match_hand_built_references():
     before_max, _ = antialias(model, placement="blur_before_max", example_input=x)
     expected = F.max_pool2d(blur_pool2d(features, 4, 1, "reflect", backend="torch"), 2)
     torch.testing.assert_close(before_max(x), expected)
+
+
+class SamePaddingMaxPool(nn.MaxPool2d):
+    """A max-pool that pads itself with -inf to ceil(size / stride) outputs, as timm's
+    MaxPool2dSame (PNASNet's)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size, stride, kernel = x.shape[-1], self.stride[0], self.kernel_size
+        total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+        x = F.pad(x, (total // 2, total - total // 2) * 2, value=-math.inf)
+        return F.max_pool2d(x, kernel, self.stride)
+
+
+@pytest.mark.parametrize("size", [9, 10])
+def test_maxpool_subclass_keeps_its_own_padding_at_stride_1(size):
+    torch.manual_seed(10)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), SamePaddingMaxPool(3, stride=(2, 2)))
+    x = torch.randn(2, 3, size, size)
+    converted, (change,) = antialias(model, filter_size=3, example_input=x)
+    assert change.description.startswith("SamePaddingMaxPool(3, stride 1) → BlurPool(stride 2)")
+    dense = F.max_pool2d(F.pad(model[0](x), (1, 1, 1, 1), value=-math.inf), 3, 1)
+    expected = blur_pool2d(dense, 3, 2, backend="torch")
+    assert expected.shape == model(x).shape
+    torch.testing.assert_close(converted(x), expected)
 
 
 def test_avgpool_becomes_blurpool():
@@ -473,6 +529,77 @@ def test_untraceable_model_falls_back_to_module_replacement():
 def test_untraceable_model_with_graph_placement_is_refused(placement):
     with pytest.raises(ValueError, match=f"placement '{placement}'.*'conv'.*torch.fx"):
         antialias(Untraceable(with_conv=True), placement=placement)
+
+
+class AuxiliaryOutput(nn.Module):
+    """Returns an auxiliary output in training only, as torchvision's GoogLeNet and Inception
+    v3 do: a graph traced in either mode would return the same thing in both."""
+
+    def __init__(self, untraceable: bool = False) -> None:
+        super().__init__()
+        self.stem = _conv_bn_relu()
+        self.pool = nn.MaxPool2d(2)
+        self.untraceable = untraceable
+
+    def forward(self, x: torch.Tensor):
+        x = self.stem(x)
+        if self.untraceable and x.sum() > 0:  # data-dependent: torch.fx cannot trace it
+            x = x * 1.0
+        out = self.pool(x).mean((2, 3))
+        return (out, x.mean((2, 3))) if self.training else out
+
+
+@pytest.mark.parametrize("untraceable", [False, True])
+def test_model_that_branches_on_the_mode_keeps_both_modes(untraceable):
+    """Its forward stays Python; the stem it calls is traced on its own, so the paper's blur
+    still goes after the stem's ReLU."""
+    torch.manual_seed(8)
+    model = _randomise_bn(AuxiliaryOutput(untraceable))
+    x = torch.randn(2, 3, 12, 10)
+    converted, (stem, pool) = antialias(model, filter_size=3, example_input=x)
+    assert stem.description.startswith("Conv(stride 1) → BN → ReLU → BlurPool(stride 2)")
+    assert pool.description.endswith("[module replaced: torch.fx cannot trace the model]")
+    expected = max_blur_pool2d(_blurred_stem(model.stem, x), 3, 2, backend="torch")
+    torch.testing.assert_close(converted.eval()(x), expected.mean((2, 3)))
+    out, aux = converted.train()(x)
+    assert out.shape == aux.shape == (2, 4)
+
+
+class DropoutHead(nn.Module):
+    """Passes its mode to a function, as timm's classifier heads do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _conv_bn_relu()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(self.stem(x), p=0.5, training=self.training)
+
+
+def test_mode_passed_to_a_function_is_read_when_the_graph_runs():
+    torch.manual_seed(9)
+    model = _randomise_bn(DropoutHead())
+    x = torch.randn(2, 3, 12, 10)
+    converted, (change,) = antialias(model, filter_size=3, example_input=x)
+    assert "cannot trace" not in change.description
+    torch.testing.assert_close(converted.eval()(x), _blurred_stem(model.stem, x))
+    dropped = converted.train()(x) == 0
+    assert 0.25 < dropped.float().mean() < 0.75
+
+
+class ConvInModeBranchingForward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv(x))
+        return x if self.training else x.flip(-1)
+
+
+def test_conv_whose_relu_lies_in_a_mode_branching_forward_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match=r"'conv'.*the model \(its forward branches on the train"):
+        antialias(ConvInModeBranchingForward(), example_input=torch.randn(1, 3, 8, 8))
 
 
 def test_shape_that_cannot_be_kept_is_refused():
