@@ -400,11 +400,11 @@ def _convert(
         else ""
     )
     prefix, graph_module = traced.owner(site.name)
-    untraced = traced.module_label(prefix)
+    caller = traced.module_label(prefix)
     full_name = site.name
     root = traced.root if graph_module is None else graph_module
     if graph_module is None:
-        note += f" [module replaced: torch.fx cannot trace {untraced}]"
+        note += f" [module replaced: {caller} has no graph]"
     elif prefix:
         site = dataclasses.replace(site, name=site.name[len(prefix) + 1 :])
 
@@ -413,7 +413,7 @@ def _convert(
             raise ValueError(
                 f"placement {placement!r} puts the blur after the BN/ReLU that follows strided "
                 f"conv {site.name!r}, which needs the graph of the module that calls it, but "
-                f"torch.fx cannot trace {untraced} ({traced.untraced[prefix]}); use placement "
+                f"{caller} has no graph ({traced.untraced[prefix]}); use placement "
                 "'blur_before_conv', or make it traceable"
             )
         description, end = _insert_at_conv(graph_module, site, placement, blur, stride, device)
