@@ -63,12 +63,13 @@ import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.operator_schemas import normalize_function
+from torch.utils._pytree import tree_flatten
 
 from ablate.polyphase import ComponentScorer, PolyphasePool2d, link_phases
 from ablate.pool_grid import PoolGrid, grid_differs
@@ -248,7 +249,7 @@ def antialias(
         graph_module.recompile()
         graph_module.delete_all_unused_submodules()
     root = traced.root
-    _check_shapes(root, example, chosen, ends, baseline.shape, placement)
+    _check_shapes(root, example, chosen, ends, _output_shapes(baseline), placement)
     return root, changes
 
 
@@ -336,7 +337,7 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
-def _find_sites(model: nn.Module, example: torch.Tensor) -> tuple[list[_Site], torch.Tensor]:
+def _find_sites(model: nn.Module, example: torch.Tensor) -> tuple[list[_Site], Any]:
     """The model's sites in the order the example batch runs them, and its output (eval
     mode)."""
     candidates = {name: m for name, m in model.named_modules() if _site_kind(m) is not None}
@@ -354,7 +355,7 @@ def _record_calls(
     example: torch.Tensor,
     modules: dict[str, nn.Module],
     calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]],
-) -> torch.Tensor:
+) -> Any:
     """Fill ``calls`` with the input shape, output shape and input tensor of ``modules`` at
     their first call, in call order, in eval mode; return the model's output. The calls
     made before an exception stay in ``calls``. Holding the inputs keeps them alive, so no two
@@ -652,7 +653,7 @@ def _check_shapes(
     example: torch.Tensor,
     sites: list[_Site],
     ends: list[str],
-    baseline_out: torch.Size,
+    baseline_out: list[torch.Size],
     placement: str,
 ) -> None:
     """Each converted site's output, and the model's output, keep the original shapes. The
@@ -662,7 +663,7 @@ def _check_shapes(
     calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]] = {}
     failure, out_shape = None, None
     try:
-        out_shape = _record_calls(model, example, modules, calls).shape
+        out_shape = _output_shapes(_record_calls(model, example, modules, calls))
     except Exception as error:
         failure = error
     for site, end in zip(sites, ends, strict=True):
@@ -676,6 +677,12 @@ def _check_shapes(
             raise _shape_error(site, None, placement)
     if out_shape != baseline_out:
         raise ValueError(f"the anti-aliased model outputs {out_shape}, the original {baseline_out}")
+
+
+def _output_shapes(output: Any) -> list[torch.Size]:
+    """The shapes of the tensors a model outputs: one tensor, or a list, tuple or dict of them
+    (a backbone's feature maps)."""
+    return [t.shape for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
 
 
 def _shape_error(site: _Site, got: torch.Size | None, placement: str) -> ValueError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -283,6 +284,36 @@ def test_torch_module_that_returns_a_tuple_stays_one_call():
     converted, (change,) = antialias(AttentionAfterStem(), example_input=torch.randn(2, 3, 8, 8))
     assert change.description.startswith("Conv(stride 1) → BN → ReLU → BlurPool")
     assert isinstance(converted.attention, nn.MultiheadAttention)
+
+
+class FeatureMaps(nn.Module):
+    """A backbone that returns its feature maps by name, as torchvision's
+    IntermediateLayerGetter does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _conv_bn_relu()
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        stem = self.stem(x)
+        return OrderedDict(stem=stem, pooled=self.pool(stem))
+
+
+def test_backbone_that_returns_feature_maps_converts():
+    torch.manual_seed(11)
+    model = _randomise_bn(FeatureMaps())
+    x = torch.randn(2, 3, 12, 10)
+    converted, changes = antialias(model, filter_size=3, example_input=x)
+    assert [c.name for c in changes] == ["stem.0", "pool"]
+    assert not any("no graph" in c.description for c in changes)
+    out = converted.eval()(x)
+    assert list(out) == ["stem", "pooled"]
+    stem = _blurred_stem(model.stem, x)
+    torch.testing.assert_close(out["stem"], stem)
+    torch.testing.assert_close(
+        out["pooled"], max_blur_pool2d(stem, 3, 2, max_kernel=2, backend="torch")
+    )
 
 
 class FunctionalPools(nn.Module):
