@@ -215,6 +215,11 @@ def _trace_in_mode(
     finally:
         for m, flag in flags.items():
             m.training = flag
+    for node in graph.nodes:
+        if isinstance(node.type, str):
+            # an annotation left a string by `from __future__ import annotations`: the code
+            # the graph generates would name an unknown type, which TorchScript rejects
+            node.type = None
     return fx.GraphModule(tracer.root, graph, type(module).__name__)
 
 

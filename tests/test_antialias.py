@@ -793,3 +793,21 @@ def test_polyphase_networks_export_with_their_choice_in_the_graph(subsample):
     for shift in [(0, 0), (1, 3)]:
         shifted = torch.roll(x, shift, dims=(2, 3))
         torch.testing.assert_close(exported(shifted), net(shifted))
+
+
+@pytest.mark.parametrize("name", ["vgg", "resnet18"])
+def test_converted_models_script(name):
+    """TorchScript compiles the graphs (their modules' annotations, strings under
+    ``from __future__ import annotations``, are left out of the generated code)."""
+    torch.manual_seed(12)
+    net, _ = antialias(_randomise_bn(build_model(name, width=4)), filter_size=3)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(torch.jit.script(net)(x), net(x))
+
+
+def test_scripted_graph_reads_the_mode():
+    x = torch.randn(2, 3, 12, 10)
+    net, _ = antialias(_randomise_bn(DropoutHead()), filter_size=3, example_input=x)
+    scripted = torch.jit.script(net)
+    torch.testing.assert_close(scripted.eval()(x), net.eval()(x))
+    assert 0.25 < (scripted.train()(x) == 0).float().mean() < 0.75
