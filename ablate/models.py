@@ -9,14 +9,15 @@ which exact shift invariance (adaptive polyphase sampling) needs. Both trace wit
 
 Any other network enters a study as `model: package.module:function`: a function (or an
 `nn.Module` class) that takes `num_classes` and returns a network mapping N×3×S×S images to
-N×`num_classes` logits (S is the dataset's image size: 32 unless a `folder` dataset sets
-`image_size`). It gets `width` and `conv_padding` too when it names them as parameters. The
+N×`num_classes` logits, one tensor in training mode too (S is the dataset's image size: 32
+unless a `folder` dataset sets `image_size`). It gets `width` and `conv_padding` too when it names them as parameters. The
 module is imported where the run happens, so it must be importable there (the folder the
 study is started from is on the path, and spawned workers inherit it).
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import importlib
 import inspect
@@ -146,6 +147,22 @@ def _check_logits(
             f"model {name!r} maps 2 images to {got}: expected (2, {num_classes}), one logit per "
             "class"
         )
+    out = _training_output(model, image_shape)
+    if not isinstance(out, Tensor):
+        raise ValueError(
+            f"model {name!r} returns {type(out).__name__} in training mode: expected the logits "
+            "tensor it returns in evaluation, which is what training takes (a network with "
+            "auxiliary outputs, such as torchvision's GoogLeNet or Inception v3: build it "
+            "without them, aux_logits=False)"
+        )
+
+
+def _training_output(model: nn.Module, image_shape: tuple[int, int, int]) -> object:
+    """`model`'s output in training mode, computed by a copy with the random state kept: the
+    check changes neither its BatchNorm statistics nor what training will draw."""
+    trainee = copy.deepcopy(model).train()
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        return trainee(torch.zeros(2, *image_shape))
 
 
 def conv3x3(

@@ -92,6 +92,21 @@ def test_a_network_of_your_own_gets_the_arguments_it_names(user_nets):
     assert model_arguments("resnet18") == {"num_classes", "width", "conv_padding"}
 
 
+def test_checking_a_network_changes_neither_its_statistics_nor_the_random_state(user_nets):
+    """The training-mode check runs a copy (BatchNorm would update its statistics) with the
+    random state kept (dropout would draw from it), so a study's runs stay reproducible."""
+    import user_nets as module
+
+    torch.manual_seed(0)
+    net = build_model(f"{user_nets}:with_dropout")
+    after_build = torch.rand(3)
+    torch.manual_seed(0)
+    module.with_dropout(num_classes=10)
+    torch.testing.assert_close(after_build, torch.rand(3))
+    norm = net[1][1]
+    assert int(norm.num_batches_tracked) == 0 and torch.all(norm.running_var == 1)
+
+
 @pytest.mark.parametrize(
     ("name", "fragments"),
     [
@@ -105,6 +120,7 @@ def test_a_network_of_your_own_gets_the_arguments_it_names(user_nets):
         ("user_nets:not_a_network", ["returned an object of type int", "torch.nn.Module"]),
         ("user_nets:three_classes", ["maps 2 images to (2, 3)", "expected (2, 10)"]),
         ("user_nets:for_large_images", ["fails on a batch of 3×32×32 images"]),
+        ("user_nets:AuxiliaryOutput", ["returns tuple in training mode", "aux_logits=False"]),
     ],
 )
 def test_a_bad_network_of_your_own_is_named_with_the_reason(user_nets, name, fragments):

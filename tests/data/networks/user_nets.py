@@ -30,6 +30,23 @@ class KeywordNet(nn.Module):
         return self.body(x)
 
 
+class AuxiliaryOutput(nn.Module):
+    """Returns an auxiliary output beside its logits in training, as GoogLeNet does."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.body = small_cnn(num_classes)
+
+    def forward(self, x):
+        logits = self.body(x)
+        return (logits, logits) if self.training else logits
+
+
+def with_dropout(num_classes: int) -> nn.Module:
+    """Draws from the random state in training mode."""
+    return nn.Sequential(nn.Dropout(0.5), small_cnn(num_classes))
+
+
 def three_classes(num_classes: int) -> nn.Module:
     return small_cnn(3)
 
