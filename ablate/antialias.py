@@ -249,7 +249,7 @@ def antialias(
         graph_module.recompile()
         graph_module.delete_all_unused_submodules()
     root = traced.root
-    _check_shapes(root, example, chosen, ends, _output_shapes(baseline), placement)
+    _check_shapes(root, example, chosen, ends, _output_shapes(baseline), placement, subsample)
     return root, changes
 
 
@@ -655,6 +655,7 @@ def _check_shapes(
     ends: list[str],
     baseline_out: list[torch.Size],
     placement: str,
+    subsample: str,
 ) -> None:
     """Each converted site's output, and the model's output, keep the original shapes. The
     first site that changes its shape is named even when the model then fails on it (the
@@ -668,13 +669,13 @@ def _check_shapes(
         failure = error
     for site, end in zip(sites, ends, strict=True):
         if end in calls and calls[end][1] != site.out_shape:
-            raise _shape_error(site, calls[end][1], placement)
+            raise _shape_error(site, calls[end][1], placement, subsample)
     if failure is not None:
         message = f"the anti-aliased model fails on the example batch: {failure}"
         raise ValueError(message) from failure
     for site, end in zip(sites, ends, strict=True):
         if end not in calls:
-            raise _shape_error(site, None, placement)
+            raise _shape_error(site, None, placement, subsample)
     if out_shape != baseline_out:
         raise ValueError(f"the anti-aliased model outputs {out_shape}, the original {baseline_out}")
 
@@ -685,13 +686,19 @@ def _output_shapes(output: Any) -> list[torch.Size]:
     return [t.shape for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
 
 
-def _shape_error(site: _Site, got: torch.Size | None, placement: str) -> ValueError:
-    hint = (
-        "; BlurPool(stride s) → Conv(stride 1) keeps a conv's rows only when its kernel k is odd "
-        "and its padding (k - 1) / 2; placement 'paper' keeps every conv's"
-        if placement == "blur_before_conv" and site.kind == "conv"
-        else ""
-    )
+def _shape_error(site: _Site, got: torch.Size | None, placement: str, subsample: str) -> ValueError:
+    hint = ""
+    if placement == "blur_before_conv" and site.kind == "conv":
+        hint = (
+            "; BlurPool(stride s) → Conv(stride 1) keeps a conv's rows only when its kernel k is "
+            "odd and its padding (k - 1) / 2; placement 'paper' keeps every conv's"
+        )
+    elif subsample != "fixed" and site.kind != "conv":
+        hint = (
+            "; adaptive and learnable polyphase sampling keep their own grid, not trimmed to a "
+            "pool's (that would break their invariance to circular shifts): use "
+            "subsample='fixed' here, or a floor-mode pool whose stride divides the map"
+        )
     return ValueError(
         f"site {site.name!r}: the anti-aliased form outputs {got}, the original "
         f"{site.out_shape} (for input {tuple(site.in_shape)}); this site cannot keep its "

@@ -10,9 +10,10 @@ which exact shift invariance (adaptive polyphase sampling) needs. Both trace wit
 Any other network enters a study as `model: package.module:function`: a function (or an
 `nn.Module` class) that takes `num_classes` and returns a network mapping N×3×S×S images to
 N×`num_classes` logits, one tensor in training mode too (S is the dataset's image size: 32
-unless a `folder` dataset sets `image_size`). It gets `width` and `conv_padding` too when it names them as parameters. The
-module is imported where the run happens, so it must be importable there (the folder the
-study is started from is on the path, and spawned workers inherit it).
+unless a `folder` dataset sets `image_size`). It gets `width` and `conv_padding` too when it
+names them as parameters. The module is imported where the run happens, so it must be
+importable there (the folder the study is started from is on the path, and spawned workers
+inherit it).
 """
 
 from __future__ import annotations
