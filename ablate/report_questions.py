@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ablate.report_stats import Difference, welch_difference
+from ablate.report_table import at_chance
 
 NO_BLUR, BLUR = "no blur", "blur"
 
@@ -183,16 +184,23 @@ def _compare(
     yes_if: str,
     relative: bool,
     contrast: Contrast,
+    stuck: pd.Series,
 ) -> tuple[str, Difference | None]:
+    """The sentence comparing `values` between the contrast's groups, and the difference;
+    `stuck` marks the runs that did not learn, whose masked values explain an empty group."""
     treated = values[contrast.treated].dropna()
     control = values[contrast.control].dropna()
     if control.empty or treated.empty:
+        group = contrast.control if control.empty else contrast.treated
         missing = contrast.control_described if control.empty else contrast.treated_runs
-        return (
-            f"Cannot be answered from this study: it has no {missing} runs with {name} to "
-            "compare against.",
-            None,
-        )
+        if (group & stuck).any():
+            because = (
+                f"its {missing} runs did not learn (accuracy not above chance), and {name} "
+                "is left out for such runs"
+            )
+        else:
+            because = f"it has no {missing} runs with {name} to compare against"
+        return f"Cannot be answered from this study: {because}.", None
     diff = welch_difference(treated, control)
     means = (treated.mean(), control.mean())
     sentence = _effect_sentence(diff, name, unit, yes_if, means, contrast, relative)
@@ -230,7 +238,7 @@ def _metric_question(
     if column not in runs:
         return Answer(key, question, f"Cannot be answered: the runs carry no `{column}`.")
     values = extract(runs[column]) if extract else pd.to_numeric(runs[column], errors="coerce")
-    sentence, diff = _compare(values, name, unit, yes_if, relative, contrast(runs))
+    sentence, diff = _compare(values, name, unit, yes_if, relative, contrast(runs), at_chance(runs))
     if diff is not None and by_filter_size:
         sentence += _by_filter_size(runs, values, unit)
     for setting in varied_splits(runs) if diff is not None else []:

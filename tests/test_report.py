@@ -41,6 +41,7 @@ from ablate.report_table import (
     StudyMeta,
     aggregate_over_seeds,
     load_study,
+    mask_runs_at_chance,
     read_meta,
     runs_table,
 )
@@ -397,8 +398,14 @@ def test_report_writes_every_file(full_report: tuple[Path, list[Path]]) -> None:
     expected = {
         out_dir / name
         for name in (
-            "runs.csv", "runs.parquet", "configs.csv", "configs.parquet",
-            "pareto_front.csv", "pareto_front.parquet", "summary.md", "report.html",
+            "runs.csv",
+            "runs.parquet",
+            "configs.csv",
+            "configs.parquet",
+            "pareto_front.csv",
+            "pareto_front.parquet",
+            "summary.md",
+            "report.html",
         )
     } | {out_dir / "figures" / f"{n}.{ext}" for n in FIGURE_NAMES for ext in ("png", "svg")}
     assert expected == set(written)
@@ -610,6 +617,22 @@ def test_questions_without_baseline_say_so(tmp_path: Path) -> None:
     for answer in answer_questions(runs) + cost_answers(runs):
         assert answer.difference is None
         assert "Cannot be answered from this study" in answer.sentence
+
+
+def test_questions_whose_baseline_did_not_learn_say_so(tmp_path: Path) -> None:
+    """Consistency is left out for runs that did not learn: an answer that has none left for
+    a group says that this is why, not that the study lacks such runs."""
+    space = {"placement": ["none", "paper"], "filter_size": [3]}
+    runs, _ = runs_table(make_study(tmp_path / "s", space, seeds=[0, 1]))
+    runs.loc[runs["placement"] == "none", "learned"] = False
+    answers = {a.key: a for a in answer_questions(mask_runs_at_chance(runs))}
+    assert answers["RQ2"].difference is None
+    assert answers["RQ2"].sentence == (
+        "Cannot be answered from this study: its no-blur (placement none or filter size 1) runs "
+        "did not learn (accuracy not above chance), and `consistency_circular` is left out for "
+        "such runs."
+    )
+    assert answers["RQ4"].difference is not None  # adversarial accuracy is kept, as low as it is
 
 
 def test_studies_without_training_curves_skip_their_figure_and_line(tmp_path: Path) -> None:
