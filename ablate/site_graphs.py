@@ -261,6 +261,8 @@ def _record_module_calls(
 
     handles = []
     for name, module in model.named_modules():
+        if isinstance(module, torch.jit.ScriptModule):  # takes no hooks, and stays one call
+            continue
         handles.append(module.register_forward_pre_hook(before(name), with_kwargs=True))
         handles.append(module.register_forward_hook(after(name), with_kwargs=True))
     try:

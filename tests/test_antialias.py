@@ -286,6 +286,15 @@ def test_torch_module_that_returns_a_tuple_stays_one_call():
     assert isinstance(converted.attention, nn.MultiheadAttention)
 
 
+def test_model_holding_a_scripted_module_converts():
+    """A TorchScript module takes no hooks and cannot be traced: it stays one call."""
+    head = torch.jit.script(nn.Sequential(nn.ReLU(), nn.Flatten()))
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.MaxPool2d(2), head)
+    converted, changes = antialias(model, example_input=torch.randn(2, 3, 16, 16))
+    assert [c.name for c in changes] == ["0", "1"]
+    assert converted(torch.randn(2, 3, 16, 16)).shape == (2, 64)
+
+
 class FeatureMaps(nn.Module):
     """A backbone that returns its feature maps by name, as torchvision's
     IntermediateLayerGetter does."""
