@@ -25,7 +25,8 @@ sampler      `{name, trials, seed, population}`: `grid` runs every point of the 
 storage      null (a journal file `journal.log` in the output folder), a journal file path, or
              an RDB URL: `sqlite:///study.db` (one worker) or `postgresql://user@host/db`
              (several machines).
-max_retries  how many times a failed trial (exception, NaN, killed worker) is run again (2).
+max_retries  how many times a failed trial (exception, NaN, killed worker) is run again (2);
+             one that cannot be built is run again only on a resume.
 
 Parameters (the values of `space:`), exactly one of
 -------------------------------------------------

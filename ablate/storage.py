@@ -207,12 +207,15 @@ def fail_and_retry(
     slots: Sequence[dict[str, Any]],
     max_retries: int,
     counts_as_retry: bool = True,
+    retry_now: bool = True,
 ) -> bool:
     """Mark an unfinished trial FAIL with `reason` and enqueue its retry; False if already done.
 
     The retry reruns the same design point: the failed trial's parameters, else its slot's.
     A stop that is not the point's fault (`counts_as_retry=False`, the user's Ctrl-C) always
-    requeues it with the same attempt number, so stopping and resuming uses up no retry.
+    requeues it with the same attempt number, so stopping and resuming uses up no retry. A
+    failure that recurs until something changes (`retry_now=False`: the point cannot be built)
+    is retried on the next resume instead (`requeue_lost_retries`), after it may be fixed.
     """
     study_id = storage.get_study_id_from_name(study.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
@@ -222,7 +225,7 @@ def fail_and_retry(
     except UpdateFinishedTrialError:
         return False
     attempt = int(trial.user_attrs.get("attempt", 0))
-    if attempt < max_retries or not counts_as_retry:
+    if retry_now and (attempt < max_retries or not counts_as_retry):
         _enqueue_retry(study, trial, slots, attempt + 1 if counts_as_retry else attempt)
     return True
 
@@ -233,7 +236,8 @@ def requeue_lost_retries(
     """Enqueue the retries that a process died before enqueuing; the failed trials' numbers.
 
     A design point whose trials all failed, the last with retries left, lost its retry between
-    `fail_and_retry`'s two steps (FAIL, then enqueue): a resume puts it back.
+    `fail_and_retry`'s two steps (FAIL, then enqueue), or was not to be retried before a resume
+    (it could not be built): a resume puts it back.
     """
     by_slot: dict[Any, list[FrozenTrial]] = {}
     for trial in study.get_trials(deepcopy=False):

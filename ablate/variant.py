@@ -18,7 +18,7 @@ from torch import nn
 
 from ablate.antialias import antialias
 from ablate.chance import chance_accuracy, learned
-from ablate.data import load_dataset
+from ablate.data import Splits, load_dataset
 from ablate.flops import forward_flops
 from ablate.json_values import json_values
 from ablate.metrics import (
@@ -36,13 +36,52 @@ from ablate.train import TrainingDiverged, train
 from ablate.variant_config import VariantConfig
 
 
+class UnbuildableVariant(ValueError):
+    """The variant cannot be built: its config, device, data, network or conversion is
+    refused. Every run of the same code fails the same way, so the study engine retries it only
+    on a resume, after the cause may have been fixed."""
+
+    deterministic = True
+
+
 def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
     """Build, anti-alias, train and evaluate the variant `config`; the metrics of DEVELOPERS.md.
 
     The seed `config.seed` fixes the model's initialisation, the minibatch order and
     augmentation; `config.data_seed` fixes the data.
-    Raises `ValueError` for a bad config or device and `TrainingDiverged` for a diverged run.
+    Raises `UnbuildableVariant` (a `ValueError`) for a bad config, device, network or
+    conversion, and `TrainingDiverged` for a diverged run.
     """
+    try:
+        config, splits, model, device = _build(config)
+    except ValueError as error:
+        raise UnbuildableVariant(str(error)) from error
+    image_shape = tuple(splits.test_x.shape[1:])
+    trained = train(
+        model, splits, config, device, probe=lambda net: accuracy(net, splits.test_x, splits.test_y)
+    )
+    metrics = evaluate(model, splits.test_x, splits.test_y, config)
+    metrics.update(
+        measure_speed(
+            model, config, device, image_shape=image_shape, num_classes=splits.num_classes
+        )
+    )
+    metrics.update(
+        accuracy_during_training=trained.probes,
+        last_quarter_gain=trained.probes[-1] - trained.probes[-2],
+        train_seconds=trained.seconds,
+        final_train_loss=trained.final_loss,
+        forward_mflops=forward_flops(model, image_shape) / 1e6,
+        params=sum(p.numel() for p in model.parameters()),
+        device=device_name(device),
+    )
+    return metrics
+
+
+def _build(
+    config: VariantConfig | dict[str, Any],
+) -> tuple[VariantConfig, Splits, nn.Module, torch.device]:
+    """The checked config, its data, and its network (anti-aliased) on its device."""
     config = as_config(config)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -80,25 +119,7 @@ def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
             subsample=config.subsample,
             example_input=torch.zeros(2, *image_shape, device=device),
         )
-    trained = train(
-        model, splits, config, device, probe=lambda net: accuracy(net, splits.test_x, splits.test_y)
-    )
-    metrics = evaluate(model, splits.test_x, splits.test_y, config)
-    metrics.update(
-        measure_speed(
-            model, config, device, image_shape=image_shape, num_classes=splits.num_classes
-        )
-    )
-    metrics.update(
-        accuracy_during_training=trained.probes,
-        last_quarter_gain=trained.probes[-1] - trained.probes[-2],
-        train_seconds=trained.seconds,
-        final_train_loss=trained.final_loss,
-        forward_mflops=forward_flops(model, image_shape) / 1e6,
-        params=sum(p.numel() for p in model.parameters()),
-        device=device_name(device),
-    )
-    return metrics
+    return config, splits, model, device
 
 
 def evaluate(

@@ -3,9 +3,12 @@
 Each worker is a separate process (spawned, so CUDA starts fresh in it) that the runner pins to
 one GPU through CUDA_VISIBLE_DEVICES. A trial's failure (an exception, a diverged run, CUDA out
 of memory, a NaN objective) is recorded as FAIL with its `fail_reason` and retried up to the
-spec's `max_retries`; the worker goes on with the next trial. While a trial runs, a thread
-refreshes its `heartbeat`, so other processes can tell a live worker from a dead one. A trial
-with a seed that did not learn (`ablate.chance`) completes but is infeasible.
+spec's `max_retries`; the worker goes on with the next trial. A failure that recurs on every
+run until something changes (an exception whose `deterministic` is true: a design point that
+cannot be built, `ablate.variant.UnbuildableVariant`) is retried only on the next resume.
+While a trial runs, a thread refreshes its `heartbeat`, so other processes can tell a live
+worker from a dead one. A trial with a seed that did not learn (`ablate.chance`) completes but
+is infeasible.
 """
 
 from __future__ import annotations
@@ -45,7 +48,11 @@ from ablate.variant_config import VariantConfig
 
 Objective = Callable[[VariantConfig], Mapping[str, Any]]
 log = logging.getLogger("ablate.study")
-FAILURE_NAMES = {"TrainingDiverged": "diverged", "OutOfMemoryError": "out of memory"}
+FAILURE_NAMES = {
+    "TrainingDiverged": "diverged",
+    "OutOfMemoryError": "out of memory",
+    "UnbuildableVariant": "cannot be built",
+}
 INTERRUPTED = "interrupted by the user (Ctrl-C); requeued without using a retry"
 
 
@@ -164,8 +171,9 @@ def run_trial(
             raise
         except Exception as error:  # any failure of one trial must not stop the study
             reason = describe_failure(error)
+            retry_now = not getattr(error, "deterministic", False)
             log.warning("trial %d failed: %s\n%s", trial.number, reason, traceback.format_exc())
-    _requeue_unfinished(study, storage, trial, reason, slots, spec.max_retries, True)
+    _requeue_unfinished(study, storage, trial, reason, slots, spec.max_retries, True, retry_now)
 
 
 def _requeue_unfinished(
@@ -176,10 +184,13 @@ def _requeue_unfinished(
     slots: Sequence[dict[str, Any]],
     max_retries: int,
     counts_as_retry: bool,
+    retry_now: bool = True,
 ) -> None:
     frozen = study.get_trials(deepcopy=False)[trial.number]
     if frozen.state == TrialState.RUNNING:
-        fail_and_retry(study, storage, frozen, reason, slots, max_retries, counts_as_retry)
+        fail_and_retry(
+            study, storage, frozen, reason, slots, max_retries, counts_as_retry, retry_now
+        )
 
 
 def suggest(trial: optuna.Trial, name: str, parameter: Parameter) -> Any:

@@ -34,6 +34,7 @@ from kernels.files import atomic_write_text
 
 NAN_LR = 0.0625  # a learning rate that makes the fake "return" a NaN accuracy
 DIVERGING_LR = 0.125  # ... and one that makes it raise TrainingDiverged
+UNBUILDABLE_LR = 0.25  # ... and one that makes it raise UnbuildableVariant
 
 
 def fake_objective(config: VariantConfig) -> dict[str, Any]:
@@ -50,6 +51,10 @@ def fake_objective(config: VariantConfig) -> dict[str, Any]:
         from ablate.train import TrainingDiverged  # the real exception, imported where needed
 
         raise TrainingDiverged("loss is nan at step 3 of 10")
+    if config.lr == UNBUILDABLE_LR:
+        from ablate.variant import UnbuildableVariant
+
+        raise UnbuildableVariant("model 'mynets:build' returns tuple in training mode")
     rng = random.Random(json.dumps(config.model_dump(mode="json"), sort_keys=True))
     metrics: dict[str, Any] = {name: rng.uniform(0, 100) for name in SCALAR_METRICS}
     metrics["accuracy"] = math.nan if config.lr == NAN_LR else 10.0 * config.filter_size
@@ -409,9 +414,7 @@ def test_interrupted_trial_is_requeued_without_using_a_retry(tmp_path, call_log,
     marker = tmp_path / "hung.pid"
     monkeypatch.setenv("ABLATE_TEST_HANG", str(marker))
     interrupted: list[int] = []
-    stopper = threading.Thread(
-        target=_signal_when_hung, args=(marker, interrupted, signal.SIGINT)
-    )
+    stopper = threading.Thread(target=_signal_when_hung, args=(marker, interrupted, signal.SIGINT))
     stopper.start()
     first = run_study(spec, out, options(workers=1))
     stopper.join()
@@ -452,6 +455,25 @@ def test_a_failed_point_whose_retry_was_never_enqueued_is_retried_on_resume(tmp_
     assert calls(call_log)[(2, "reflect", NAN_LR, 0)] == 2
     third = run_study(make_spec(tmp_path, space=space, seeds=[0], max_retries=1), out, options())
     assert len(load(out).get_trials()) == 3 and third.done  # retries spent: nothing more runs
+
+
+def test_a_point_that_cannot_be_built_is_retried_on_resume_only(tmp_path, call_log):
+    """It would fail the same way at once; after a resume the user may have fixed it."""
+    space = {"lr": {"choices": [0.05, UNBUILDABLE_LR]}, "filter_size": {"value": 2}}
+    spec = make_spec(tmp_path, space=space, seeds=[0], max_retries=2)
+    out = tmp_path / "out"
+    first = run_study(spec, out, options())
+    assert first.done and (first.complete, first.failed) == (1, 1)
+    (failed,) = [t for t in load(out).get_trials() if t.state == optuna.trial.TrialState.FAIL]
+    assert failed.user_attrs["fail_reason"] == (
+        "cannot be built: model 'mynets:build' returns tuple in training mode"
+    )
+    assert (
+        len(load(out).get_trials()) == 2 and calls(call_log)[(2, "reflect", UNBUILDABLE_LR, 0)] == 1
+    )
+    run_study(spec, out, options())
+    attempts = [t.user_attrs["attempt"] for t in load(out).get_trials() if t.params["lr"] != 0.05]
+    assert attempts == [0, 1] and calls(call_log)[(2, "reflect", UNBUILDABLE_LR, 0)] == 2
 
 
 def test_progress_in_a_log_file_is_a_line_every_half_minute_not_every_poll(tmp_path, capsys):

@@ -11,7 +11,7 @@ from ablate import variant
 from ablate.flops import forward_flops
 from ablate.models import build_model
 from ablate.polyphase import PolyphasePool2d
-from ablate.variant import main, resolve_device, run_variant
+from ablate.variant import UnbuildableVariant, main, resolve_device, run_variant
 
 DOCUMENTED_METRICS = {
     "accuracy",
@@ -187,6 +187,9 @@ def test_a_setting_your_network_does_not_take_is_refused(user_nets):
         run_variant(TINY | {"model": f"{user_nets}:KeywordNet", "width": 3})
     with pytest.raises(ValueError, match="'resnet' is unknown"):
         run_variant(TINY | {"model": "resnet"})
+    tiny = {key: value for key, value in TINY.items() if key != "width"}
+    with pytest.raises(UnbuildableVariant, match="returns tuple in training mode"):
+        run_variant(tiny | {"model": f"{user_nets}:AuxiliaryOutput"})
 
 
 def test_device_names_are_checked():
