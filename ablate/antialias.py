@@ -71,9 +71,10 @@ from torch import fx, nn
 from torch.fx.operator_schemas import normalize_function
 from torch.utils._pytree import tree_flatten
 
+from ablate.modes import evaluating
 from ablate.polyphase import ComponentScorer, PolyphasePool2d, link_phases
 from ablate.pool_grid import PoolGrid, grid_differs
-from ablate.site_graphs import SiteGraphs, free_name, run_in_eval, trace_site_graphs
+from ablate.site_graphs import SiteGraphs, free_name, set_submodule, trace_site_graphs
 from ablate.variant_config import PLACEMENTS, check_subsample
 from kernels import BlurPool2d, MaxBlurPool2d, make_taps
 
@@ -369,7 +370,8 @@ def _record_calls(
 
     handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()]
     try:
-        return run_in_eval(model, example)
+        with evaluating(model):
+            return model(example)
     finally:
         for handle in handles:
             handle.remove()
@@ -420,7 +422,7 @@ def _convert(
         description, end = _insert_at_conv(graph_module, site, placement, blur, stride, device)
     else:
         replacement, description = _replacement(site, placement, blur, channels, stride)
-        _set_submodule(root, site.name, replacement.to(device))
+        set_submodule(root, site.name, replacement.to(device))
         end = site.name
     qualified_end = f"{prefix}.{end}" if graph_module is not None and prefix else end
     return SiteChange(full_name, site.kind, description + note), qualified_end
@@ -588,13 +590,10 @@ def _split_activation(graph_module: fx.GraphModule, bn: fx.Node) -> fx.Node | No
     dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
     channels = module.num_channels if isinstance(module, nn.GroupNorm) else module.num_features
     x = torch.randn(2, channels, 3, 3, device=like.device, dtype=dtype)
-    training = module.training
-    module.eval()
-    with torch.no_grad():
+    with evaluating(module):
         whole = module(x)
         setattr(module, name, nn.Identity())
         split = activation(module(x))
-    module.train(training)
     if not torch.allclose(whole, split):
         setattr(module, name, activation)
         return None
@@ -641,11 +640,6 @@ def _insert_after(graph: fx.Graph, node: fx.Node, module_name: str) -> None:
     with graph.inserting_after(node):
         inserted = graph.call_module(module_name, (node,))
     node.replace_all_uses_with(inserted, delete_user_cb=lambda user: user is not inserted)
-
-
-def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, leaf = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, leaf, module)
 
 
 def _check_shapes(

@@ -19,6 +19,7 @@ import math
 import torch
 from torch import nn
 
+from ablate.modes import evaluating
 from kernels import BlurPool2d, MaxBlurPool2d
 
 
@@ -39,15 +40,12 @@ def forward_flops(model: nn.Module, image_shape: tuple[int, ...]) -> int:
         for module in model.modules()
         if isinstance(module, (nn.Conv2d, nn.Linear, BlurPool2d, MaxBlurPool2d))
     ]
-    was_training = model.training
     tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
     device = tensor.device if tensor is not None else torch.device("cpu")
     try:
-        model.eval()
-        with torch.no_grad():
+        with evaluating(model):
             model(torch.zeros(1, *image_shape, device=device))
     finally:
-        model.train(was_training)
         for hook in hooks:
             hook.remove()
     return total

@@ -9,14 +9,13 @@ The model is evaluated in eval mode without autograd, in float32, and its mode i
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-from collections.abc import Iterator
 
 import torch
 from torch import nn
 
+from ablate.modes import evaluating
 from ablate.shifts import CropFill, Offsets, ShiftKind, shift_images
 
 EVAL_BATCH = 500
@@ -42,7 +41,7 @@ def predict_logits(
     if offsets is not None:
         offsets = torch.as_tensor(offsets, device=x.device)
     chunks = []
-    with _evaluating(model):
+    with evaluating(model):
         for start in range(0, x.shape[0], batch_size):
             xb = x[start : start + batch_size]
             if offsets is not None:
@@ -162,20 +161,6 @@ def filter_tv(model: nn.Module) -> dict[str, float]:
             defined = per_filter[per_filter.isfinite()]
             tv[name] = defined.mean().item() if defined.numel() else math.nan
     return tv
-
-
-@contextlib.contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no autograd inside; each submodule's previous mode is restored after
-    (a frozen BatchNorm inside a training model stays frozen)."""
-    was_training = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        for module, training in was_training.items():
-            module.training = training
 
 
 def _check_labelled(x: torch.Tensor, y: torch.Tensor | None = None) -> None:

@@ -27,6 +27,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from ablate.modes import evaluating
+
 MODELS = ("vgg", "resnet18")
 CONV_PADDINGS = ("zeros", "circular")
 #: What `build_model` can pass to a network's factory; a factory of your own gets what it names.
@@ -130,18 +132,13 @@ def _check_logits(
     """Raise ValueError unless `model` maps a batch of `image_shape` images to one logit per
     class; evaluated in eval mode, so batch-norm statistics stay as they are, and each module's
     mode is restored after."""
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
     try:
-        with torch.no_grad():
+        with evaluating(model):
             out = model(torch.zeros(2, *image_shape))
     except Exception as err:  # any failure of user code is a bad model setting
         raise ValueError(
             f"model {name!r} fails on a batch of {'×'.join(map(str, image_shape))} images: {err}"
         ) from err
-    finally:
-        for module, training in modes.items():
-            module.training = training
     if not isinstance(out, Tensor) or tuple(out.shape) != (2, num_classes):
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(

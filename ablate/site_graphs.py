@@ -28,6 +28,8 @@ import torch
 from torch import fx, nn
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
+from ablate.modes import evaluating, kept_modes
+
 # positional arguments, keyword arguments and output of a module's first call
 Call = tuple[tuple, dict[str, Any], Any]
 
@@ -103,21 +105,8 @@ def trace_site_graphs(model: nn.Module, site_names: list[str], example: torch.Te
     root = graphs.get("", model)
     for prefix, graph in graphs.items():
         if prefix:
-            parent, _, leaf = prefix.rpartition(".")
-            setattr(root.get_submodule(parent), leaf, graph)
+            set_submodule(root, prefix, graph)
     return SiteGraphs(root, graphs, untraced)
-
-
-def run_in_eval(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    """`model`'s output in eval mode without autograd; each module's mode is restored."""
-    training = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        with torch.no_grad():
-            return model(*args, **kwargs)
-    finally:
-        for m, flag in training.items():
-            m.training = flag
 
 
 def _sound_graph(
@@ -207,14 +196,9 @@ def _pass_mode(
 def _trace_in_mode(
     module: nn.Module, site_names: set[str], through: set[str], *, training: bool
 ) -> fx.GraphModule:
-    flags = {m: m.training for m in module.modules()}
-    module.train(training)
-    try:
+    with kept_modes(module):
         tracer = SiteTracer(site_names, through)
-        graph = tracer.trace(module)
-    finally:
-        for m, flag in flags.items():
-            m.training = flag
+        graph = tracer.trace(module.train(training))
     for node in graph.nodes:
         if isinstance(node.type, str):
             # an annotation left a string by `from __future__ import annotations`: the code
@@ -227,7 +211,9 @@ def _computes(graph: fx.GraphModule, call: Call) -> bool:
     """Whether `graph` gives the recorded output on the recorded arguments (eval mode), in
     the same order if not in the same container (a graph returns a dict for an OrderedDict)."""
     args, kwargs, expected = _cloned(call)
-    got, expected = tree_flatten(run_in_eval(graph, *args, **kwargs))[0], tree_flatten(expected)[0]
+    with evaluating(graph):
+        got = tree_flatten(graph(*args, **kwargs))[0]
+    expected = tree_flatten(expected)[0]
     return len(got) == len(expected) and all(
         torch.allclose(g, e, equal_nan=True) if isinstance(e, torch.Tensor) else g == e
         for g, e in zip(got, expected, strict=True)
@@ -266,7 +252,8 @@ def _record_module_calls(
         handles.append(module.register_forward_pre_hook(before(name), with_kwargs=True))
         handles.append(module.register_forward_hook(after(name), with_kwargs=True))
     try:
-        run_in_eval(model, example)
+        with evaluating(model):
+            model(example)
     finally:
         for handle in handles:
             handle.remove()
@@ -280,6 +267,12 @@ def _cloned(tree: Any) -> Any:
 def _inside(names: Collection[str], prefix: str) -> set[str]:
     """The names within module `prefix`, relative to it."""
     return {name[len(prefix) + 1 :] if prefix else name for name in names if _within(name, prefix)}
+
+
+def set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    """Put `module` in `root` under the qualified `name`, in place of what is there."""
+    parent, _, leaf = name.rpartition(".")
+    setattr(root.get_submodule(parent), leaf, module)
 
 
 def free_name(root: nn.Module, name: str) -> str:
