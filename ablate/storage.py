@@ -239,20 +239,35 @@ def requeue_lost_retries(
     `fail_and_retry`'s two steps (FAIL, then enqueue), or was not to be retried before a resume
     (it could not be built): a resume puts it back.
     """
+    requeued = []
+    for last in _failed_with_retries_left(_trials_by_slot(study), max_retries):
+        _enqueue_retry(study, last, slots, int(last.user_attrs.get("attempt", 0)) + 1)
+        requeued.append(last.number)
+    return requeued
+
+
+def _trials_by_slot(study: optuna.Study) -> dict[Any, list[FrozenTrial]]:
+    """A study's trials per design point (a trial outside the plan is a point of its own)."""
     by_slot: dict[Any, list[FrozenTrial]] = {}
     for trial in study.get_trials(deepcopy=False):
-        if trial.user_attrs.get("slot") is not None:
-            by_slot.setdefault(trial.user_attrs["slot"], []).append(trial)
-    requeued = []
+        by_slot.setdefault(trial.user_attrs.get("slot", ("trial", trial.number)), []).append(trial)
+    return by_slot
+
+
+def _failed_with_retries_left(
+    by_slot: dict[Any, list[FrozenTrial]], max_retries: int
+) -> list[FrozenTrial]:
+    """The last trial of each planned point whose trials all failed and that has retries left."""
+    lasts = []
     for trials in by_slot.values():
+        if trials[0].user_attrs.get("slot") is None:
+            continue
         if any(t.state != TrialState.FAIL for t in trials):
             continue
         last = max(trials, key=lambda t: t.number)
-        attempt = int(last.user_attrs.get("attempt", 0))
-        if attempt < max_retries:
-            _enqueue_retry(study, last, slots, attempt + 1)
-            requeued.append(last.number)
-    return requeued
+        if int(last.user_attrs.get("attempt", 0)) < max_retries:
+            lasts.append(last)
+    return lasts
 
 
 def _enqueue_retry(
@@ -338,6 +353,8 @@ class QueueStatus:
     running: int
     waiting: int
     finished_trials: int
+    retry_on_resume: int
+    """Failed slots that a resume runs again: retries left (a point that could not be built)."""
 
     @property
     def finished(self) -> int:
@@ -349,18 +366,14 @@ class QueueStatus:
         return self.running == 0 and self.waiting == 0
 
 
-def queue_status(study: optuna.Study) -> QueueStatus:
-    """Count slots by outcome: complete, failed for good, running, waiting."""
-    by_slot: dict[Any, set[TrialState]] = {}
-    trials = study.get_trials(deepcopy=False)
-    states_seen = [trial.state for trial in trials]
-    for trial in trials:
-        by_slot.setdefault(trial.user_attrs.get("slot", ("trial", trial.number)), set()).add(
-            trial.state
-        )
+def queue_status(study: optuna.Study, max_retries: int) -> QueueStatus:
+    """Count slots by outcome: complete, failed (how many a resume retries), running, waiting."""
+    by_slot = _trials_by_slot(study)
+    states_seen = [trial.state for trials in by_slot.values() for trial in trials]
     finished_trials = sum(states_seen.count(s) for s in (TrialState.COMPLETE, TrialState.FAIL))
     outcome: Counter[str] = Counter()
-    for states in by_slot.values():
+    for trials in by_slot.values():
+        states = {trial.state for trial in trials}
         if TrialState.COMPLETE in states:
             outcome["complete"] += 1
         elif TrialState.RUNNING in states:
@@ -376,4 +389,5 @@ def queue_status(study: optuna.Study) -> QueueStatus:
         outcome["running"],
         outcome["waiting"],
         finished_trials,
+        len(_failed_with_retries_left(by_slot, max_retries)),
     )

@@ -115,12 +115,12 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
     reap_dead_trials(study, storage, slots, spec.max_retries, options.stale_after_s)
     requeue_lost_retries(study, slots, spec.max_retries)
     try:
-        if not queue_status(study).done:
+        if not queue_status(study, spec.max_retries).done:
             _run_workers(study, spec, out_dir, location, pins, options)
     finally:  # also after Ctrl-C: trials of dead workers are failed, results.csv is current
         reap_dead_trials(study, storage, slots, spec.max_retries, options.stale_after_s)
         write_results(study, spec, out_dir)
-    status = queue_status(study)
+    status = queue_status(study, spec.max_retries)
     if options.report and status.complete:
         _write_report(out_dir)
     return status
@@ -224,7 +224,7 @@ def _follow(
     options: RunOptions,
 ) -> None:
     """Progress bar and `results.csv` refreshes until every worker has exited."""
-    status = queue_status(study)
+    status = queue_status(study, spec.max_retries)
     bar = tqdm(
         total=status.planned,
         initial=status.finished,
@@ -236,7 +236,7 @@ def _follow(
     with bar:
         while any(p.is_alive() for p in processes):
             time.sleep(options.poll_s)
-            now = queue_status(study)
+            now = queue_status(study, spec.max_retries)
             if now.finished_trials != status.finished_trials:
                 write_results(study, spec, out_dir)
             front = len(study.best_trials) if now.complete else 0
@@ -482,6 +482,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not status.done:
         print(f"{status.waiting + status.running} trials left: run the same command to resume")
         return 1
+    if status.retry_on_resume:
+        print(
+            f"{status.retry_on_resume} failed design point(s) have retries left: see fail_reason "
+            "in results.csv, fix what it names, and run the same command to run them again"
+        )
     return 0
 
 

@@ -112,7 +112,7 @@ def run_worker(job: WorkerJob) -> None:
         trial = claim_next(study, storage, owner)
         if trial is not None:
             run_trial(study, storage, trial, job, objective, slots)
-        elif queue_status(study).done:
+        elif queue_status(study, job.spec.max_retries).done:
             return
         else:
             time.sleep(job.poll_s)

@@ -360,7 +360,8 @@ def test_cli_epochs_override_replaces_the_specs_steps(tmp_path, capsys):
 
 
 def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys, user_nets):
-    """Through the CLI, in a spawned worker: a baseline and a network of the user's own."""
+    """Through the CLI, in a spawned worker: a baseline, a network of the user's own, and one
+    that cannot be built, which fails at once and is left for a resume."""
     spec = {
         "name": "tiny",
         "base": {
@@ -377,7 +378,9 @@ def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys, user_
             "diagonal": 1,
             "crop_pad": 1,
         },
-        "space": {"model": {"choices": ["vgg", f"{user_nets}:small_cnn"]}},
+        "space": {
+            "model": {"choices": ["vgg", f"{user_nets}:small_cnn", f"{user_nets}:AuxiliaryOutput"]}
+        },
         "objectives": [
             {"metric": "accuracy", "direction": "maximize"},
             {"metric": "consistency_circular", "direction": "maximize"},
@@ -391,21 +394,27 @@ def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys, user_
     out = tmp_path / "runs" / "tiny"
     cli = ["--space", str(path), "--out", str(out), "--device", "cpu"]
     assert main([*cli, "--dry-run", "--no-probe"]) == 0
-    assert "2 trials x 1 seeds" in capsys.readouterr().out
+    assert "3 trials x 1 seeds" in capsys.readouterr().out
 
     assert main([*cli, "--steps", "3"]) == 0
     assert (out / "summary.md").is_file()  # the report, written at the end
+    assert capsys.readouterr().out.splitlines() == [
+        f"tiny: 2 of 3 trials complete, 1 failed; results in {out / 'results.csv'}",
+        "1 failed design point(s) have retries left: see fail_reason in results.csv, fix what it "
+        "names, and run the same command to run them again",
+    ]
     trials = load(out, "tiny").get_trials()
-    assert [t.state.name for t in trials] == ["COMPLETE"] * 2
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL"]
     assert {t.user_attrs["config"]["steps"] for t in trials} == {3}
-    for trial in trials:
+    for trial in trials[:2]:
         metrics = trial.user_attrs["seeds"][0]
         assert 0 <= metrics["accuracy"] <= 100 and metrics["train_images_per_s"] > 0
         assert len(metrics["accuracy_vs_shift_circular"]) == 2  # d = 0..diagonal
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["model"] for r in rows] == ["vgg", "user_nets:small_cnn"]
-    assert all(r["device"] == "cpu" and float(r["params"]) > 0 for r in rows)
+    assert [r["model"] for r in rows] == ["vgg", "user_nets:small_cnn", "user_nets:AuxiliaryOutput"]
+    assert all(r["device"] == "cpu" and float(r["params"]) > 0 for r in rows[:2])
+    assert rows[2]["fail_reason"].startswith("cannot be built: model 'user_nets:AuxiliaryOutput'")
 
 
 def test_interrupted_trial_is_requeued_without_using_a_retry(tmp_path, call_log, monkeypatch):
@@ -463,7 +472,7 @@ def test_a_point_that_cannot_be_built_is_retried_on_resume_only(tmp_path, call_l
     spec = make_spec(tmp_path, space=space, seeds=[0], max_retries=2)
     out = tmp_path / "out"
     first = run_study(spec, out, options())
-    assert first.done and (first.complete, first.failed) == (1, 1)
+    assert first.done and (first.complete, first.failed, first.retry_on_resume) == (1, 1, 1)
     (failed,) = [t for t in load(out).get_trials() if t.state == optuna.trial.TrialState.FAIL]
     assert failed.user_attrs["fail_reason"] == (
         "cannot be built: model 'mynets:build' returns tuple in training mode"
@@ -471,9 +480,10 @@ def test_a_point_that_cannot_be_built_is_retried_on_resume_only(tmp_path, call_l
     assert (
         len(load(out).get_trials()) == 2 and calls(call_log)[(2, "reflect", UNBUILDABLE_LR, 0)] == 1
     )
-    run_study(spec, out, options())
+    assert run_study(spec, out, options()).retry_on_resume == 1
     attempts = [t.user_attrs["attempt"] for t in load(out).get_trials() if t.params["lr"] != 0.05]
     assert attempts == [0, 1] and calls(call_log)[(2, "reflect", UNBUILDABLE_LR, 0)] == 2
+    assert run_study(spec, out, options()).retry_on_resume == 0  # max_retries=2 used up
 
 
 def test_progress_in_a_log_file_is_a_line_every_half_minute_not_every_poll(tmp_path, capsys):

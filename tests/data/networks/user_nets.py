@@ -33,9 +33,9 @@ class KeywordNet(nn.Module):
 class AuxiliaryOutput(nn.Module):
     """Returns an auxiliary output beside its logits in training, as GoogLeNet does."""
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, width: int = 4) -> None:
         super().__init__()
-        self.body = small_cnn(num_classes)
+        self.body = small_cnn(num_classes, width)
 
     def forward(self, x):
         logits = self.body(x)
