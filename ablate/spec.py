@@ -53,7 +53,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from ablate.variant_config import VariantConfig
+from ablate.variant_config import Seed, VariantConfig
 
 Scalar = bool | int | float | str | None
 
@@ -253,7 +253,7 @@ class StudySpec(_Strict):
     space: dict[str, Parameter] = Field(default_factory=dict)
     objectives: list[Objective] = Field(min_length=1)
     constraints: list[Constraint] = Field(default_factory=list)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     sampler: SamplerSpec
     storage: str | None = None
     max_retries: int = Field(2, ge=0)
@@ -493,7 +493,8 @@ def _check_whole_configs(spec: StudySpec) -> list[str]:
             spec.config({**point, **spec.fixed_values(point)}, seed=spec.seeds[0])
         except ValidationError as err:
             reason = "; ".join(_describe(e, with_loc=False) for e in err.errors())
-            problems.append(f"space: the trial with {_short(point)} is invalid: {reason}")
+            where = f"space: the trial with {_short(point)} is invalid" if point else "base"
+            problems.append(f"{where}: {reason}")
     if len(problems) > 3:
         problems = [*problems[:3], f"space: ... and {len(problems) - 3} more invalid trials"]
     return problems
@@ -551,4 +552,4 @@ def _did_you_mean(word: str, options: list[str]) -> str:
 
 
 def _short(point: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in point.items()) or "no space parameters"
+    return ", ".join(f"{k}={v!r}" for k, v in point.items())

@@ -18,6 +18,8 @@ Placement = Literal["none", "paper", "blur_before_max", "blur_before_relu", "blu
 PLACEMENTS: tuple[str, ...] = Placement.__args__
 Subsample = Literal["fixed", "aps", "lps"]
 SUBSAMPLES: tuple[str, ...] = Subsample.__args__
+#: A seed torch's generators take whole (`manual_seed` keeps 64 bits and refuses more).
+Seed = Annotated[int, Field(ge=0, lt=2**63)]
 
 
 def check_subsample(placement: str, subsample: str) -> None:
@@ -48,7 +50,7 @@ class VariantConfig(BaseModel):
     train_size: int = Field(5000, ge=1)
     test_size: int = Field(1000, ge=1)
     augment: bool = Field(False, description="padded random crop + horizontal flip")
-    data_seed: int = 0
+    data_seed: Seed = 0
 
     # model
     model: Annotated[str, AfterValidator(check_model_name)] = Field(
@@ -84,7 +86,7 @@ class VariantConfig(BaseModel):
     weight_decay: float = Field(5e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     schedule: Literal["onecycle", "cosine"] = "onecycle"
-    seed: int = 0
+    seed: Seed = 0
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
     amp: bool = Field(True, description="bf16 autocast (CUDA only)")
     channels_last: bool = Field(True, description="channels_last memory format (CUDA only)")
@@ -111,6 +113,12 @@ class VariantConfig(BaseModel):
             raise ValueError(
                 f"{field}={getattr(self, field)!r} is set, but model {self.model!r} takes no "
                 f"{field!r} argument; leave {field} out for this model"
+            )
+        if self.crop_fill == "reflect" and self.crop_pad >= self.image_size:
+            raise ValueError(
+                f"crop_pad={self.crop_pad} with crop_fill 'reflect' must be smaller than the "
+                f"images' side {self.image_size}: use crop_pad <= {self.image_size - 1} or "
+                "crop_fill 'zeros'"
             )
         if self.crop_pad < max(self.shift, self.diagonal):
             raise ValueError(

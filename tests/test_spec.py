@@ -30,7 +30,9 @@ BAD_SPECS = [
     ("bad_seed_in_base.yaml", ["base.seed", "seeds:"]),
     ("bad_condition_value.yaml", ["space.sigma.when.filter", "'gaussian' is never taken"]),
     ("bad_model.yaml", ["base.model", "'resnet' is unknown", "did you mean 'resnet18'"]),
-    ("bad_image_size.yaml", ["image_size=64 needs dataset 'folder'", "leave image_size at 32"]),
+    ("bad_image_size.yaml", ["base: image_size=64 needs 'folder'", "leave image_size at 32"]),
+    ("bad_reflect_crop_pad.yaml", ["base: crop_pad=32 with crop_fill 'reflect'", "<= 31"]),
+    ("bad_seed_range.yaml", ["seeds[1]", "greater than or equal to 0", "got -1"]),
     ("no_such_file.yaml", ["cannot read the spec", "No such file"]),
 ]
 
