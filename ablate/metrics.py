@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ablate.modes import evaluating
+from ablate.polyphase import ComponentScorer
 from ablate.shifts import CropFill, Offsets, ShiftKind, shift_images
 
 EVAL_BATCH = 500
@@ -152,11 +153,20 @@ def filter_tv(model: nn.Module) -> dict[str, float]:
     """Per conv layer (qualified module name): mean normalised TV of its learned filters.
 
     1×1 convolutions have no spatial variation and are skipped; all-zero kernels (TV undefined)
-    are left out of their layer's mean, and a layer with only such kernels reads NaN.
+    are left out of their layer's mean, and a layer with only such kernels reads NaN. The convs
+    of LPS's scorers choose where to subsample and filter no feature: they are left out, so
+    runs with and without LPS average the same layers.
     """
+    scorers = tuple(
+        f"{name}." for name, module in model.named_modules() if isinstance(module, ComponentScorer)
+    )
     tv = {}
     for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d) and math.prod(module.kernel_size) > 1:
+        if (
+            isinstance(module, nn.Conv2d)
+            and math.prod(module.kernel_size) > 1
+            and not name.startswith(scorers)
+        ):
             per_filter = normalised_tv(module.weight).flatten()
             defined = per_filter[per_filter.isfinite()]
             tv[name] = defined.mean().item() if defined.numel() else math.nan

@@ -17,6 +17,7 @@ from ablate.metrics import (
     normalised_tv,
     predict_logits,
 )
+from ablate.polyphase import ComponentScorer, PolyphasePool2d
 from ablate.shifts import circular_shift, crop_shift, shift_images
 
 
@@ -296,3 +297,13 @@ def test_filter_tv_names_layers_and_skips_pointwise_convs():
     assert set(tv) == {"0", "1.1"}
     assert tv["0"] == 0
     assert tv["1.1"] == pytest.approx(normalised_tv(model[1][1].weight).mean().item())
+
+
+def test_filter_tv_leaves_out_the_lps_scorers_convs():
+    """They choose the grid and filter no feature: LPS runs average the same layers as others."""
+    scored = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        PolyphasePool2d(2, scorer=ComponentScorer(4)),
+        nn.Conv2d(4, 2, 3),
+    )
+    assert set(filter_tv(scored)) == {"0", "2"}
