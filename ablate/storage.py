@@ -355,11 +355,17 @@ class QueueStatus:
     finished_trials: int
     retry_on_resume: int
     """Failed slots that a resume runs again: retries left (a point that could not be built)."""
+    seeds_in_progress: int
+    """Seeds that running trials have finished: progress inside the slots that are running."""
 
     @property
     def finished(self) -> int:
         """Slots with a final result: complete, or failed with no retry left."""
         return self.complete + self.failed
+
+    def runs_done(self, seeds: int) -> int:
+        """Training runs done when each slot runs `seeds` seeds (a finished slot counts whole)."""
+        return self.finished * seeds + self.seeds_in_progress
 
     @property
     def done(self) -> bool:
@@ -390,4 +396,10 @@ def queue_status(study: optuna.Study, max_retries: int) -> QueueStatus:
         outcome["waiting"],
         finished_trials,
         len(_failed_with_retries_left(by_slot, max_retries)),
+        sum(
+            len(trial.user_attrs.get("seeds", ()))
+            for trials in by_slot.values()
+            for trial in trials
+            if trial.state == TrialState.RUNNING
+        ),
     )

@@ -224,11 +224,12 @@ def _follow(
     options: RunOptions,
 ) -> None:
     """Progress bar and `results.csv` refreshes until every worker has exited."""
+    seeds = len(spec.seeds)
     status = queue_status(study, spec.max_retries)
-    bar = tqdm(
-        total=status.planned,
-        initial=status.finished,
-        unit="trial",
+    bar = tqdm(  # counts training runs (a trial runs every seed): it moves once per seed
+        total=status.planned * seeds,
+        initial=status.runs_done(seeds),
+        unit="run",
         desc=spec.name,
         disable=not options.progress,
         mininterval=1 if sys.stderr.isatty() else 30,
@@ -240,10 +241,12 @@ def _follow(
             if now.finished_trials != status.finished_trials:
                 write_results(study, spec, out_dir)
             front = len(study.best_trials) if now.complete else 0
-            bar.set_postfix(front=front, running=now.running, failed=now.failed, refresh=False)
+            bar.set_postfix(
+                front=front, running_trials=now.running, failed_trials=now.failed, refresh=False
+            )
             # Redraws (postfix included) at most every `mininterval`: a log file gets a line
-            # every 30 s, not one per poll.
-            bar.update(now.finished - status.finished)
+            # every 30 s, not one per poll. A trial that fails after some seeds takes them back.
+            bar.update(now.runs_done(seeds) - status.runs_done(seeds))
             status = now
 
 

@@ -3,7 +3,8 @@
 Engine mechanics use `fake_objective`, a fast stand-in honouring `run_variant`'s contract (the
 metric names of DEVELOPERS.md); one end-to-end test runs the real `run_variant` on a tiny config.
 Environment variables steer the fake inside the spawned workers: every call is appended to
-ABLATE_TEST_CALLS, and the trial named by ABLATE_TEST_HANG writes its pid and hangs once.
+ABLATE_TEST_CALLS, and the trial named by ABLATE_TEST_HANG writes its pid and hangs once (in
+seed ABLATE_TEST_HANG_SEED, 0 by default).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pytest
 import yaml
 
 from ablate.spec import SCALAR_METRICS, StudySpec, load_spec
-from ablate.storage import death_reason, owner_record
+from ablate.storage import death_reason, owner_record, queue_status
 from ablate.study import RunOptions, describe_plan, estimate_time, main, run_study
 from ablate.variant_config import VariantConfig
 from ablate.workers import Heartbeat, plan
@@ -44,7 +45,8 @@ def fake_objective(config: VariantConfig) -> dict[str, Any]:
         with open(calls, "a") as log:
             log.write(json.dumps(config.model_dump(mode="json"), sort_keys=True) + "\n")
     hang = os.environ.get("ABLATE_TEST_HANG")
-    if hang and config.filter_size == 3 and not Path(hang).exists():
+    hang_seed = int(os.environ.get("ABLATE_TEST_HANG_SEED", "0"))
+    if hang and config.filter_size == 3 and config.seed == hang_seed and not Path(hang).exists():
         Path(hang).write_text(str(os.getpid()))
         time.sleep(600)
     if config.lr == DIVERGING_LR:
@@ -438,6 +440,32 @@ def test_interrupted_trial_is_requeued_without_using_a_retry(tmp_path, call_log,
     retry = next(t for t in load(out).get_trials() if t.user_attrs.get("retry_of") is not None)
     assert retry.state.name == "COMPLETE" and retry.params == stopped[0].params
     assert retry.user_attrs["attempt"] == stopped[0].user_attrs["attempt"] == 0
+
+
+def test_progress_counts_the_seeds_a_running_trial_has_finished(tmp_path, monkeypatch):
+    """A trial runs every seed; the bar moves per seed, not per trial, so long trials show
+    progress."""
+    spec = make_spec(tmp_path, seeds=[0, 1])
+    out = tmp_path / "out"
+    marker = tmp_path / "hung.pid"
+    monkeypatch.setenv("ABLATE_TEST_HANG", str(marker))
+    monkeypatch.setenv("ABLATE_TEST_HANG_SEED", "1")
+    seen = []
+
+    def look_then_stop() -> None:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen.append(queue_status(load(out), spec.max_retries))
+        os.kill(int(marker.read_text()), signal.SIGINT)
+
+    looker = threading.Thread(target=look_then_stop)
+    looker.start()
+    run_study(spec, out, options(workers=1))
+    looker.join()
+    (hung,) = seen
+    assert (hung.running, hung.seeds_in_progress) == (1, 1)
+    assert hung.runs_done(2) == 2 * hung.finished + 1
 
 
 def test_atomic_write_replaces_whole_files_readable_by_others(tmp_path):
