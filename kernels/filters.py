@@ -6,6 +6,7 @@ unnormalised sums (a 9-tap binomial sums to 256 per axis, 65 536 in 2-D).
 """
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -38,18 +39,28 @@ def make_taps(
     size = _checked_size(size)
     i = torch.arange(size, dtype=torch.float64)
     if family == "binomial":
-        raw = torch.tensor([math.comb(size - 1, j) for j in range(size)], dtype=torch.float64)
-    elif family == "box":
+        # Exact integers divided once (2**(size-1) overflows a float beyond ~1000 taps).
+        return torch.tensor([math.comb(size - 1, j) / 2 ** (size - 1) for j in range(size)],
+                            dtype=torch.float64)  # fmt: skip
+    if family == "box":
         raw = torch.ones(size, dtype=torch.float64)
     elif family == "triangle":
         raw = torch.minimum(i + 1, size - i)
     else:  # gaussian
-        if sigma is None or not math.isfinite(sigma) or sigma <= 0:
+        if not _is_number(sigma) or not math.isfinite(sigma) or sigma <= 0:
             raise ValueError(
-                f"sigma={sigma!r} is invalid: the gaussian family needs a finite sigma > 0"
+                f"sigma={sigma!r} is invalid: the gaussian family needs a finite number > 0"
             )
-        raw = torch.exp(-((i - (size - 1) / 2) ** 2) / (2 * sigma**2))
+        # Relative to the central tap(s), which stay 1 however small sigma is: a narrow gaussian
+        # tends to the central tap(s) instead of underflowing to 0/0.
+        centre = (size - 1) / 2
+        nearest = (i - centre).abs().min()
+        raw = torch.exp(-((i - centre) ** 2 - nearest**2) / 2 / sigma / sigma)
     return raw / raw.sum()
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _checked_size(size: object) -> int:

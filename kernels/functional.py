@@ -15,6 +15,7 @@ import torch
 from kernels.filters import make_taps
 from kernels.options import BACKENDS, MAX_CODED_KERNEL, PADDING_MODES
 from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
+from kernels.tuning import interpreter_requested
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -172,6 +173,12 @@ def _use_triton(backend: str, x: torch.Tensor) -> bool:
     """``auto`` takes Triton for CUDA tensors of a dtype the kernels handle, if installed."""
     if backend == "auto":
         return x.is_cuda and x.dtype in TRITON_DTYPES and _triton_installed()
+    if backend == "triton" and not x.is_cuda and not interpreter_requested():
+        raise ValueError(
+            f"backend='triton' runs on CUDA tensors, got x on {x.device}: use backend='auto' "
+            "(the reference off CUDA) or 'torch', or set TRITON_INTERPRET=1 before importing "
+            "kernels to run the Triton kernels in Triton's CPU interpreter"
+        )
     return backend == "triton"
 
 

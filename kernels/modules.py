@@ -1,13 +1,17 @@
 """Drop-in ``nn.Module`` forms of the blur-pool ops.
 
-The filter taps are built once, at construction, and kept as a buffer (so they are in the
-``state_dict`` and move with ``.to()``); nothing is rebuilt from ``x.size(1)`` at run time,
+The filter taps are built once, at construction, and kept as a float64 buffer (so they are in
+the ``state_dict`` and move with ``.to()``); nothing is rebuilt from ``x.size(1)`` at run time,
 which is what breaks TorchScript and ONNX export of filters built per call. Scripted, traced
 and exported graphs run the plain-PyTorch reference; eager calls go through the backend
-dispatch of ``kernels.functional``.
+dispatch of ``kernels.functional``. The fused kernels take the taps as Python floats, read from
+the buffer when it is built or loaded (reading a CUDA buffer on each call would wait for the
+device); a dtype cast of the module (``.half()``) leaves the buffer in float64, so the taps keep
+summing to 1 (spec §1).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,6 +50,17 @@ class _LowPassPool(nn.Module):
         self.stride = stride
         self.padding = padding
         self.backend = backend
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        self.tap_values = tap_values(self.taps)
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
+        exact = self.taps
+        super()._apply(fn, recurse)
+        if self.taps.dtype != torch.float64:
+            self.taps = exact.to(self.taps.device)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input_channels(x, self.channels)
@@ -139,6 +154,9 @@ def _check_channels(channels: object) -> None:
 
 
 def _check_input_channels(x: torch.Tensor, channels: int) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"input must be a torch.Tensor of shape (N, {channels}, H, W), got "
+                         f"{type(x).__name__}")  # fmt: skip
     if x.dim() != 4 or x.shape[1] != channels:
         raise ValueError(
             f"input of shape {x.shape} is invalid: expected (N, {channels}, H, W), "

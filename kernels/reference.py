@@ -5,8 +5,10 @@ so one axis of blur-pool is a small ``(n_out, n)`` matrix built from the padding
 the taps, and a whole blur-pool is two matrix products, ``A_h @ x @ A_w^T``. On CPU that runs on
 the GEMM kernels in NCHW and in channels_last alike, every padding mode and pad size (also pads
 larger than the map) comes out of the same few lines, and autograd differentiates it. One
-consequence: a non-finite input reaches every output of its row and column (0 * inf is nan),
-not only its neighbours.
+consequence: a non-finite input turns its whole output plane into NaN (the products meet it
+with zero weights, and 0 * inf is nan), where spec §2 and the fused kernels keep it to the
+outputs whose window holds it; an inf activation has already broken a run, so the CPU path
+keeps its speed rather than check every output.
 
 The dense max of MaxBlurPool, on NCHW inputs, is a ``torch.maximum`` of shifted slices,
 bit-identical to ``max_pool2d(x, k, 1)`` and far cheaper on CPU, behind an autograd.Function
@@ -107,7 +109,9 @@ class _DenseMax2d(torch.autograd.Function):
     """Max over every ``kernel x kernel`` window at stride 1, taken one axis at a time.
 
     The backward recomputes which element won each window from the saved input (cheap next to
-    keeping masks alive between forward and backward) and routes the gradient there.
+    keeping masks alive between forward and backward) and routes the gradient there, with 0/1
+    masks in multiply-adds: an infinite incoming gradient leaves NaN, not 0, at the window's
+    other entries (0 * inf), which a gradient scaler skips as it skips the inf.
     """
 
     @staticmethod

@@ -167,11 +167,14 @@ def tuning_key(
 # ----------------------------------------------------------------------------- device identity
 
 
+def interpreter_requested() -> bool:
+    """True when TRITON_INTERPRET asks Triton to run its kernels on CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
 def interpreting() -> bool:
     """True when Triton kernels run under the CPU interpreter (or there is no CUDA device)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0") or not (
-        torch.cuda.is_available()
-    )
+    return interpreter_requested() or not torch.cuda.is_available()
 
 
 def slug(text: str) -> str:

@@ -65,6 +65,27 @@ def test_every_family_is_float64_1d_symmetric_and_sums_to_one(family: str) -> No
     torch.testing.assert_close(taps, taps.flip(0))
 
 
+@pytest.mark.parametrize("size", [1030, 1100])
+def test_a_binomial_of_a_thousand_taps_still_sums_to_one(size: int) -> None:
+    """Its unnormalised sum 2**(size-1) is beyond float64: the taps must not come from it."""
+    taps = make_taps(size)
+    assert taps.sum().item() == pytest.approx(1.0, abs=1e-12)
+    assert taps[size // 2].item() == pytest.approx(math.sqrt(2 / (math.pi * (size - 1))), rel=1e-3)
+
+
+CENTRAL_TAPS = [(3, [0, 1, 0]), (4, [0, 0.5, 0.5, 0]), (5, [0, 0, 1, 0, 0])]
+
+
+@pytest.mark.parametrize(("size", "centre"), CENTRAL_TAPS)
+@pytest.mark.parametrize("sigma", [1e-2, 1e-200])
+def test_a_narrow_gaussian_tends_to_its_central_taps(
+    size: int, centre: list[float], sigma: float
+) -> None:
+    """Every tap's exp underflows to 0 long before sigma reaches 0: no 0/0 taps."""
+    taps = make_taps(size, "gaussian", sigma=sigma)
+    torch.testing.assert_close(taps, torch.tensor(centre, dtype=torch.float64))
+
+
 def test_large_binomial_is_normalised_before_any_cast_so_fp16_holds_it() -> None:
     taps = make_taps(17)
     assert torch.isfinite(torch.outer(taps, taps).half()).all()
@@ -92,8 +113,10 @@ def test_custom_taps_are_normalised_copies(size: int | None, taps: object) -> No
         ((2.5,), {}, ["filter_size=2.5", "integer"]),
         ((True,), {}, ["filter_size=True"]),
         ((3, "lanczos"), {}, ["'lanczos'", "binomial", "custom"]),
-        ((3, "gaussian"), {}, ["sigma=None", "sigma > 0"]),
-        ((3, "gaussian"), {"sigma": 0.0}, ["sigma=0.0", "sigma > 0"]),
+        ((3, "gaussian"), {}, ["sigma=None", "number > 0"]),
+        ((3, "gaussian"), {"sigma": 0.0}, ["sigma=0.0", "number > 0"]),
+        ((3, "gaussian"), {"sigma": "1"}, ["sigma='1'", "number > 0"]),
+        ((3, "gaussian"), {"sigma": True}, ["sigma=True", "number > 0"]),
         ((3, "gaussian"), {"sigma": float("nan")}, ["sigma=nan", "finite"]),
         ((3, "box"), {"sigma": 1.0}, ["sigma", "gaussian", "'box'"]),
         ((3, "binomial"), {"taps": [1, 2, 1]}, ["taps", "custom", "'binomial'"]),

@@ -62,6 +62,27 @@ def test_taps_live_in_a_buffer_that_the_forward_uses() -> None:
     assert not list(module.parameters())
 
 
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_a_loaded_filter_is_the_one_every_backend_runs(backend: str) -> None:
+    """The fused kernels take the taps as floats: loading a state must update those too."""
+    module = BlurPool2d(2, None, filter="custom", taps=[1.0, 0.0, 0.0], backend=backend)
+    module.load_state_dict(BlurPool2d(2, 3).state_dict())
+    x = torch.randn(1, 2, 6, 5)
+    torch.testing.assert_close(module(x), blur_pool2d(x, 3, backend="torch"), **FP32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_dtype_cast_of_the_module_keeps_the_taps_exact(dtype: torch.dtype) -> None:
+    """Spec §1: taps are normalised in float64 and cast once, by the op, to the input's dtype;
+    a module cast (`.half()`) rounding them first would leave taps that do not sum to 1."""
+    module = BlurPool2d(2, 5, filter="gaussian", sigma=0.7).to(dtype)
+    assert module.taps.dtype == torch.float64
+    torch.testing.assert_close(module.taps, make_taps(5, "gaussian", sigma=0.7), rtol=0, atol=0)
+    x = torch.randn(1, 2, 6, 5).to(dtype)
+    expected = blur_pool2d(x, 5, filter="gaussian", sigma=0.7)
+    torch.testing.assert_close(module(x), expected, rtol=0, atol=0)
+
+
 def test_repr_names_every_setting() -> None:
     text = [repr(m) for m in make_modules()]
     assert text[0] == (
@@ -83,6 +104,8 @@ def test_wrong_channel_count_is_a_value_error(module_type: type) -> None:
         module(torch.randn(2, 3, 8, 8))
     with pytest.raises(ValueError, match=r"\(N, 4, H, W\)"):
         module(torch.randn(4, 8, 8))
+    with pytest.raises(ValueError, match=r"input must be a torch.Tensor .*got list"):
+        module([1.0])
 
 
 @pytest.mark.parametrize(
@@ -97,6 +120,8 @@ def test_wrong_channel_count_is_a_value_error(module_type: type) -> None:
         (lambda: BlurPool2d(3, relu=1), ["relu=1", "True or False"]),
         (lambda: BlurPool2d(3, backend="cuda"), ["backend='cuda'", "triton"]),
         (lambda: MaxBlurPool2d(3, max_kernel=0), ["max_kernel=0", ">= 1"]),
+        (lambda: BlurPool2d(3, 3, filter="gaussian", sigma="1"), ["sigma='1'", "number > 0"]),
+        (lambda: BlurPool2d(3, 3, filter="gaussian", sigma=True), ["sigma=True", "number > 0"]),
         (
             lambda: MaxBlurPool2d(3, None, filter="custom", taps=[1.0, -1.0]),
             ["taps=[1.0, -1.0]", "sum to 0"],
@@ -168,6 +193,18 @@ def test_triton_backend_without_its_module_is_not_implemented(
     with pytest.raises(NotImplementedError, match=r"kernels\.ops"):
         MaxBlurPool2d(2, backend="triton")(x)
     torch.testing.assert_close(blur_pool2d(x, backend="auto"), blur_pool2d(x, backend="torch"))
+
+
+def test_triton_backend_on_a_cpu_tensor_says_what_to_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside Triton's interpreter the kernels need CUDA tensors; Triton's own error ('0 active
+    drivers') names neither the backend nor the device."""
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    x = torch.randn(1, 2, 6, 6)
+    expected = r"backend='triton' runs on CUDA tensors, got x on cpu.*TRITON_INTERPRET=1"
+    with pytest.raises(ValueError, match=expected):
+        blur_pool2d(x, backend="triton")
+    with pytest.raises(ValueError, match=expected):
+        MaxBlurPool2d(2, backend="triton")(x)
 
 
 def test_torchscript_matches_eager_and_survives_save_and_load() -> None:
