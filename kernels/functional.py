@@ -173,13 +173,27 @@ def _use_triton(backend: str, x: torch.Tensor) -> bool:
     """``auto`` takes Triton for CUDA tensors of a dtype the kernels handle, if installed."""
     if backend == "auto":
         return x.is_cuda and x.dtype in TRITON_DTYPES and _triton_installed()
-    if backend == "triton" and not x.is_cuda and not interpreter_requested():
+    if backend == "triton" and not x.is_cuda and not _triton_runs_off_cuda():
         raise ValueError(
             f"backend='triton' runs on CUDA tensors, got x on {x.device}: use backend='auto' "
             "(the reference off CUDA) or 'torch', or set TRITON_INTERPRET=1 before importing "
             "kernels to run the Triton kernels in Triton's CPU interpreter"
         )
     return backend == "triton"
+
+
+def _triton_runs_off_cuda() -> bool:
+    """Whether Triton can take a tensor that is not on CUDA: under its interpreter, or with a
+    driver of another device set active (as ``benchmarks.resource_usage`` does to compile)."""
+    if interpreter_requested() or not _triton_installed():
+        return True  # without Triton, ``_triton_ops`` says so
+    from triton.runtime import driver
+
+    try:
+        driver.active.get_current_target  # noqa: B018  (the driver is created on first use)
+    except RuntimeError:  # "0 active drivers": no GPU, and no driver set
+        return False
+    return True
 
 
 @cache
