@@ -44,6 +44,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import typing
 from collections.abc import Iterator, Mapping
 from functools import cache
@@ -155,8 +156,14 @@ class Parameter(_Strict):
                 raise ValueError(f"step of an int range must be a whole number, got {self.step}")
         elif self.step is not None or self.log:
             raise ValueError("step and log apply only to int and float ranges")
-        if self.choices is not None and len(set(map(repr, self.choices))) != len(self.choices):
-            raise ValueError(f"choices {self.choices} repeat a value")
+        choices = self.choices or []
+        for i, later in enumerate(choices):
+            # Optuna finds a choice by ==, so 2 and 2.0, or 1 and true, would be one point twice.
+            equal = [earlier for earlier in choices[:i] if earlier == later]
+            if equal:
+                raise ValueError(
+                    f"choices {choices} repeat a value: {equal[0]!r} and {later!r} are equal"
+                )
         return self
 
     def _given(self, kind: str) -> bool:
@@ -299,8 +306,11 @@ class StudySpec(_Strict):
                 values[name] = parameter.value if is_fixed else pick(name, parameter)
         return values
 
-    def grid_points(self) -> list[dict[str, Any]]:
-        """Every active-parameter assignment of a finite space, each once (fixed values omitted)."""
+    def grid_points(
+        self, values_of: typing.Callable[[Parameter], list[Scalar] | None] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every active-parameter assignment of a finite space, each once (fixed values omitted);
+        `values_of(parameter)` gives the values tried (default: every value it takes)."""
         points: list[dict[str, Any]] = [{}]
         for name in self.parameter_order():
             parameter = self.space[name]
@@ -310,7 +320,7 @@ class StudySpec(_Strict):
                 if not active or parameter.kind == "value":
                     grown.append(point)
                     continue
-                values = parameter.finite_values
+                values = parameter.finite_values if values_of is None else values_of(parameter)
                 if values is None:
                     raise ValueError(f"space.{name} is a float range: a grid needs finite values")
                 grown.extend({**point, name: value} for value in values)
@@ -477,11 +487,26 @@ def _check_conditions(spec: StudySpec, name: str, parameter: Parameter) -> Itera
                 yield f"{where}: {value!r} is never taken by space.{parent} (it takes {values})"
 
 
+#: The most configurations a sampled (non-grid) space's check builds.
+MAX_CHECKED_POINTS = 4096
+
+
+def _tried_values(parameter: Parameter) -> list[Scalar]:
+    """Every choice, or both ends of a range: the values a sampled space's check tries."""
+    if parameter.kind in ("int", "float"):
+        return list(parameter.int_range or parameter.float_range)  # type: ignore[arg-type]
+    return parameter.finite_values  # type: ignore[return-value]
+
+
 def _check_whole_configs(spec: StudySpec) -> list[str]:
-    """Build full VariantConfigs: every grid point, else each value/end of each parameter."""
+    """Build full VariantConfigs: every grid point; for a sampled space every combination of
+    its choices and range ends (its conditions followed), else, past MAX_CHECKED_POINTS, each
+    value or end of each parameter with the others at their first."""
     if spec.sampler.name == "grid":
         points = spec.grid_points()
-    else:
+    elif math.prod(len(_tried_values(p)) for p in spec.space.values()) <= MAX_CHECKED_POINTS:
+        points = spec.grid_points(_tried_values)
+    else:  # too many corners: each tried value with the other parameters at their first
         points = [
             spec.resolve(lambda n, p, target=name, pick=end: pick if n == target else p.first_value)
             for name, parameter in spec.space.items()

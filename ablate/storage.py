@@ -46,6 +46,7 @@ RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 PLAN_LOCK = "{study}:plan-{n}"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 300.0
+INTERRUPTED = "interrupted by the user (Ctrl-C); requeued without using a retry"
 SCHEMA_ATTEMPTS = 3
 
 
@@ -289,19 +290,34 @@ def reap_dead_trials(
     slots: Sequence[dict[str, Any]],
     max_retries: int,
     stale_after_s: float = STALE_AFTER_S,
+    stopped_here: bool = False,
 ) -> list[int]:
-    """Fail (and retry) the RUNNING trials whose worker is gone; their trial numbers."""
+    """Fail (and retry) the RUNNING trials whose worker is gone; their trial numbers.
+
+    `stopped_here`: the user stopped this host's runner, which stopped its workers; their
+    trials are requeued as interrupted, using up no retry.
+    """
     reaped = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         reason = death_reason(trial, stale_after_s)
-        if reason and fail_and_retry(study, storage, trial, reason, slots, max_retries):
+        if not reason:
+            continue
+        stopped = stopped_here and _owner(trial).get("host") == socket.gethostname()
+        if fail_and_retry(
+            study, storage, trial, INTERRUPTED if stopped else reason, slots, max_retries,
+            counts_as_retry=not stopped,
+        ):  # fmt: skip
             reaped.append(trial.number)
     return reaped
 
 
+def _owner(trial: FrozenTrial) -> dict[str, Any]:
+    return trial.user_attrs.get("worker") or {}
+
+
 def death_reason(trial: FrozenTrial, stale_after_s: float) -> str | None:
     """Why a RUNNING trial's worker is known to be gone, or None while it may be alive."""
-    owner = trial.user_attrs.get("worker") or {}
+    owner = _owner(trial)
     host, pid = owner.get("host"), owner.get("pid")
     if host == socket.gethostname() and pid is not None:  # on this host the process table decides
         if _alive(pid, owner.get("started")):

@@ -90,6 +90,8 @@ class RunOptions:
     heartbeat_s: float = HEARTBEAT_S
     stale_after_s: float = STALE_AFTER_S
     poll_s: float = 2.0
+    stop_wait_s: float = 10.0
+    """After a Ctrl-C, how long each worker may take to requeue its trial before it is ended."""
 
 
 def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()) -> QueueStatus:
@@ -114,11 +116,15 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
     write_study_files(out_dir, spec, location)
     reap_dead_trials(study, storage, slots, spec.max_retries, options.stale_after_s)
     requeue_lost_retries(study, slots, spec.max_retries)
+    stopped = False
     try:
         if not queue_status(study, spec.max_retries).done:
             _run_workers(study, spec, out_dir, location, pins, options)
+    except KeyboardInterrupt:
+        stopped = True  # the workers this runner ended leave their trials to be requeued
+        raise
     finally:  # also after Ctrl-C: trials of dead workers are failed, results.csv is current
-        reap_dead_trials(study, storage, slots, spec.max_retries, options.stale_after_s)
+        reap_dead_trials(study, storage, slots, spec.max_retries, options.stale_after_s, stopped)
         write_results(study, spec, out_dir)
     status = queue_status(study, spec.max_retries)
     if options.report and status.complete:
@@ -205,7 +211,7 @@ def _run_workers(
     except KeyboardInterrupt:
         print("interrupted: stopping workers; run the same command to resume", file=sys.stderr)
         for process in processes:
-            process.join(timeout=10)
+            process.join(timeout=options.stop_wait_s)
             if process.is_alive():
                 process.terminate()
                 process.join()

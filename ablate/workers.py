@@ -23,16 +23,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
+from pydantic import ValidationError
 
 from ablate.chance import AT_CHANCE_CONSTRAINT
 from ablate.json_values import json_values
 from ablate.spec import Parameter, StudySpec
 from ablate.storage import (
     HEARTBEAT_S,
+    INTERRUPTED,
     STALE_AFTER_S,
     StorageLocation,
     claim_next,
@@ -52,12 +55,20 @@ FAILURE_NAMES = {
     "TrainingDiverged": "diverged",
     "OutOfMemoryError": "out of memory",
     "UnbuildableVariant": "cannot be built",
+    "InvalidDesignPoint": "invalid design point",
 }
-INTERRUPTED = "interrupted by the user (Ctrl-C); requeued without using a retry"
 
 
 class BadMetrics(ValueError):
     """The objective returned metrics that cannot be an objective value (missing or not finite)."""
+
+
+class InvalidDesignPoint(ValueError):
+    """The sampler drew a combination of values that no VariantConfig accepts (one the spec's
+    check did not build): it fails the same way every time, so it is retried only on a resume,
+    after the spec may be fixed."""
+
+    deterministic = True
 
 
 @dataclass(frozen=True)
@@ -82,9 +93,15 @@ def plan(spec: StudySpec, trials: int | None = None) -> list[dict[str, Any]]:
     return [{} for _ in range(trials or spec.sampler.trials or 0)]
 
 
-def make_sampler(spec: StudySpec, worker_index: int = 0) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler of the spec; worker k draws with seed + k so workers differ."""
-    seed = None if spec.sampler.seed is None else spec.sampler.seed + worker_index
+def make_sampler(
+    spec: StudySpec, worker_index: int = 0, drawn: int = 0
+) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler of the spec, seeded from the spec's seed, the worker's index and the
+    trials the study had already started (`drawn`): workers differ, and a resumed or grown
+    study draws new points, not again the ones its first run began with."""
+    seed = spec.sampler.seed
+    if seed is not None:
+        seed = int(np.random.SeedSequence([seed, worker_index, drawn]).generate_state(1)[0])
     name = spec.sampler.name
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
@@ -104,7 +121,9 @@ def run_worker(job: WorkerJob) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objective = job.objective or default_objective()
     storage = open_storage(job.storage)
-    study = open_study(storage, job.spec, make_sampler(job.spec, job.index))
+    study = open_study(storage, job.spec)
+    drawn = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(job.spec, job.index, drawn)
     slots = plan(job.spec, planned_slots(study))
     owner = owner_record(job.device)
     while True:
@@ -138,7 +157,10 @@ def run_trial(
     with Heartbeat(trial, job.heartbeat_s):
         try:
             values = spec.resolve(lambda name, parameter: suggest(trial, name, parameter))
-            config = spec.config(values, seed=spec.seeds[0], device=job.device)
+            try:
+                config = spec.config(values, seed=spec.seeds[0], device=job.device)
+            except ValidationError as error:
+                raise InvalidDesignPoint(str(error)) from error
             trial.set_user_attr("config", config.model_dump(mode="json", exclude={"seed"}))
             records: list[dict[str, Any]] = []
             for seed in spec.seeds:

@@ -30,7 +30,7 @@ BAD_SPECS = [
     ("bad_seed_in_base.yaml", ["base.seed", "seeds:"]),
     ("bad_condition_value.yaml", ["space.sigma.when.filter", "'gaussian' is never taken"]),
     ("bad_model.yaml", ["base.model", "'resnet' is unknown", "did you mean 'resnet18'"]),
-    ("bad_image_size.yaml", ["base: image_size=64 needs 'folder'", "leave image_size at 32"]),
+    ("bad_image_size.yaml", ["base: image_size=64", "needs dataset 'folder'", "at 32"]),
     ("bad_reflect_crop_pad.yaml", ["base: crop_pad=32 with crop_fill 'reflect'", "<= 31"]),
     ("bad_seed_range.yaml", ["seeds[1]", "greater than or equal to 0", "got -1"]),
     ("no_such_file.yaml", ["cannot read the spec", "No such file"]),
@@ -155,8 +155,9 @@ def test_fingerprint_ignores_trial_count_but_not_the_space(tmp_path):
     space = {"lr": {"float": [0.01, 0.2]}}
     a = StudySpec.model_validate(_minimal(space=space, sampler={"name": "random", "trials": 3}))
     b = StudySpec.model_validate(_minimal(space=space, sampler={"name": "random", "trials": 9}))
-    c = StudySpec.model_validate(_minimal(space={"lr": {"float": [0.01, 0.3]}},
-                                          sampler={"name": "random", "trials": 3}))
+    c = StudySpec.model_validate(
+        _minimal(space={"lr": {"float": [0.01, 0.3]}}, sampler={"name": "random", "trials": 3})
+    )
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
 
 
@@ -167,6 +168,7 @@ def test_fingerprint_ignores_trial_count_but_not_the_space(tmp_path):
         ({"int": [5, 1]}, "low > high"),
         ({"float": [0.0, 1.0], "log": True}, "positive range"),
         ({"choices": [3, 3]}, "repeat a value"),
+        ({"choices": [2, 2.0, 3]}, "2 and 2.0 are equal"),
         ({"choices": [1, 2], "step": 1}, "only to int and float ranges"),
         (3, "values fixed for every trial belong under base"),
         ({"float": [1.5, 2.5]}, "does not take fractional numbers"),
@@ -178,6 +180,21 @@ def test_malformed_parameters_are_rejected(tmp_path, parameter, fragment):
     with pytest.raises(SpecError, match=r"space\.filter_size") as caught:
         load_spec(path)
     assert fragment in str(caught.value)
+
+
+CONDITIONAL_APS = {
+    "placement": {"choices": ["none", "blur_before_max"]},
+    "subsample": {"choices": ["fixed", "aps"], "when": {"placement": "blur_before_max"}},
+}
+
+
+def test_a_sampled_space_is_checked_in_every_combination_of_its_choices(tmp_path):
+    """A random or TPE study may draw any combination: one that no config accepts is refused
+    when the spec loads, as on a grid, also where only a condition makes it reachable."""
+    sampler = {"name": "random", "trials": 4}
+    path = _write(tmp_path, _minimal(space=CONDITIONAL_APS, sampler=sampler))
+    with pytest.raises(SpecError, match=r"subsample='aps'.*needs placement 'paper'"):
+        load_spec(path)
 
 
 def test_conditions_that_form_a_cycle_are_rejected(tmp_path):

@@ -9,6 +9,7 @@ seed ABLATE_TEST_HANG_SEED, 0 by default).
 
 from __future__ import annotations
 
+import _thread
 import csv
 import json
 import math
@@ -27,7 +28,7 @@ import pytest
 import yaml
 
 from ablate.spec import SCALAR_METRICS, StudySpec, load_spec
-from ablate.storage import death_reason, owner_record, queue_status
+from ablate.storage import INTERRUPTED, death_reason, owner_record, queue_status
 from ablate.study import RunOptions, describe_plan, estimate_time, main, run_study
 from ablate.variant_config import VariantConfig
 from ablate.workers import Heartbeat, plan
@@ -468,6 +469,30 @@ def test_progress_counts_the_seeds_a_running_trial_has_finished(tmp_path, monkey
     assert hung.runs_done(2) == 2 * hung.finished + 1
 
 
+def test_a_stop_of_the_runner_alone_uses_up_no_retry(tmp_path, call_log, monkeypatch):
+    """A Ctrl-C that reaches the runner but not its workers (`kill -INT` of the runner, a
+    scheduler): the runner ends its workers, and their trials are requeued as interrupted."""
+    spec = make_spec(tmp_path, seeds=[0], max_retries=0)
+    out = tmp_path / "out"
+    marker = tmp_path / "hung.pid"
+    monkeypatch.setenv("ABLATE_TEST_HANG", str(marker))
+
+    def interrupt_the_runner() -> None:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _thread.interrupt_main()
+
+    interrupter = threading.Thread(target=interrupt_the_runner)
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, out, options(workers=1, stop_wait_s=0.5))
+    interrupter.join()
+    (stopped,) = [t for t in load(out).get_trials() if t.state == optuna.trial.TrialState.FAIL]
+    assert stopped.user_attrs["fail_reason"] == INTERRUPTED
+    assert run_study(spec, out, options(workers=1)).complete == 6  # max_retries is 0
+
+
 def test_atomic_write_replaces_whole_files_readable_by_others(tmp_path):
     target = tmp_path / "results.csv"
     atomic_write_text(target, "old\n")
@@ -512,6 +537,37 @@ def test_a_point_that_cannot_be_built_is_retried_on_resume_only(tmp_path, call_l
     attempts = [t.user_attrs["attempt"] for t in load(out).get_trials() if t.params["lr"] != 0.05]
     assert attempts == [0, 1] and calls(call_log)[(2, "reflect", UNBUILDABLE_LR, 0)] == 2
     assert run_study(spec, out, options()).retry_on_resume == 0  # max_retries=2 used up
+
+
+def test_a_drawn_point_no_config_accepts_fails_once_and_the_study_goes_on(tmp_path, monkeypatch):
+    """A space too large for the spec's check of every combination can still draw an invalid
+    one: it is recorded with its reason and, failing the same way every time, not retried now."""
+    monkeypatch.setattr("ablate.spec.MAX_CHECKED_POINTS", 1)
+    space = {
+        "placement": {"choices": ["none", "blur_before_max"]},
+        "subsample": {"choices": ["fixed", "aps"], "when": {"placement": "blur_before_max"}},
+    }
+    sampler = {"name": "random", "trials": 8, "seed": 0}
+    spec = make_spec(tmp_path, space=space, sampler=sampler, seeds=[0])
+    status = run_study(spec, tmp_path / "out", options(workers=1))
+    failed = [t for t in load(tmp_path / "out").get_trials() if t.state.name == "FAIL"]
+    assert status.done and status.complete + status.failed == 8
+    assert failed and len(failed) == status.failed  # no retry was run at once
+    for trial in failed:
+        assert trial.params == {"placement": "blur_before_max", "subsample": "aps"}
+        assert trial.user_attrs["fail_reason"].startswith("invalid design point: ")
+
+
+def test_a_grown_seeded_study_draws_new_points(tmp_path):
+    """Each run of the runner seeds its samplers anew: from the spec's seed alone, a resumed
+    or grown study would draw again the points its first run began with."""
+    space = {"lr": {"float": [0.01, 0.3], "log": True}}
+    first = make_spec(tmp_path, space=space, sampler={"name": "random", "trials": 3, "seed": 0})
+    run_study(first, tmp_path / "out", options(workers=1))
+    grown = first.model_copy(update={"sampler": first.sampler.model_copy(update={"trials": 6})})
+    run_study(grown, tmp_path / "out", options(workers=1))
+    drawn = [t.params["lr"] for t in load(tmp_path / "out").get_trials()]
+    assert len(drawn) == 6 and len(set(drawn)) == 6, drawn
 
 
 def test_progress_in_a_log_file_is_a_line_every_half_minute_not_every_poll(tmp_path, capsys):
