@@ -53,6 +53,7 @@ from ablate.report_table import (
     aggregate_over_seeds,
     at_chance,
     failed_trials,
+    first_run_per_seed,
     load_study,
     mask_runs_at_chance,
     read_meta,
@@ -149,6 +150,7 @@ def _overview(
     failed: pd.DataFrame,
     varied: Sequence[str],
     config_cols: Sequence[str],
+    repeated: int,
 ) -> Bullets:
     objectives = ", ".join(f"`{o.metric}` ({o.direction})" for o in meta.objectives)
     fixed = {
@@ -169,6 +171,14 @@ def _overview(
         f"runs without blur: {groups.get(NO_BLUR, 0)}; with blur: {groups.get(BLUR, 0)}"
         + "".join(f"; {g}: {n}" for g, n in groups.items() if g not in (NO_BLUR, BLUR)),
         f"runs that did not learn (accuracy not above chance): {int(at_chance(runs).sum())}",
+        *(
+            [
+                f"runs left out: {repeated}, each a seed of a configuration already run (the "
+                "sampler drew the point again); the first trial's runs are counted"
+            ]
+            if repeated
+            else []
+        ),
         *_late_gain_items(runs),
         *_evaluation_items(runs),
         f"varied: {', '.join(varied) or 'nothing'}",
@@ -298,12 +308,14 @@ def summary_blocks(
     config_cols: Sequence[str],
     sections: Sequence[tuple[str, Sequence[Answer]]],
     outcomes: Sequence[figs.FigureOutcome],
+    repeated: int = 0,
 ) -> list[Block]:
     """The report's content, in reading order; `sections` are the answers under their
-    headings (a section without answers is left out)."""
+    headings (a section without answers is left out); `runs` are the runs counted, `repeated`
+    how many runs repeated a configuration and seed and were left out."""
     varied = varied_columns(configs, list(config_cols)) if len(configs) else []
     blocks: list[Block] = [
-        _overview(meta, runs, configs, failed, varied, config_cols),
+        _overview(meta, runs, configs, failed, varied, config_cols, repeated),
         Paragraph(
             f"Browse the trials interactively: `optuna-dashboard {out_dir / 'journal.log'}` "
             "(`pip install optuna-dashboard` first; for a database storage, pass its URL instead)."
@@ -345,7 +357,8 @@ def write_report(out_dir: Path | str) -> list[Path]:
     meta = read_meta(out_dir)
     study = load_study(out_dir, meta)
     runs, config_cols = runs_table(study)
-    analysed = mask_runs_at_chance(runs)
+    counted = first_run_per_seed(runs)
+    analysed = mask_runs_at_chance(counted)
     configs = mark_front(aggregate_over_seeds(analysed, config_cols), meta)
     failed = failed_trials(study)
     written = write_table(runs, out_dir / "runs") + write_table(configs, out_dir / "configs")
@@ -359,7 +372,10 @@ def write_report(out_dir: Path | str) -> list[Path]:
         ("What blur costs", cost_answers(analysed)),
         ("Polyphase sampling (APS, LPS) against the fixed grid", polyphase_answers(analysed)),
     ]
-    blocks = summary_blocks(meta, out_dir, runs, configs, failed, config_cols, sections, outcomes)
+    blocks = summary_blocks(
+        meta, out_dir, counted, configs, failed, config_cols, sections, outcomes,
+        repeated=len(runs) - len(counted),
+    )  # fmt: skip
     written += write_documents(f"Study {meta.study_name}", blocks, out_dir)
     return written
 

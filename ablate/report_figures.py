@@ -27,6 +27,7 @@ from ablate.pareto import non_dominated
 from ablate.report_questions import NO_BLUR, varied_splits
 from ablate.report_stats import mean_interval
 from ablate.report_table import Objective
+from kernels.files import atomic_write
 
 FAMILY_NAMES = {"binomial": "Bin", "box": "Rect", "triangle": "Tri", "gaussian": "Gauss"}
 METRIC_LABELS = {
@@ -701,6 +702,11 @@ def save_figure(outcome: FigureOutcome, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{outcome.name}.png", folder / f"{outcome.name}.svg"]
     for path in paths:
-        outcome.figure.savefig(path, dpi=130, bbox_inches="tight")
+        atomic_write(
+            path,
+            lambda temporary, kind=path.suffix[1:]: outcome.figure.savefig(
+                temporary, format=kind, dpi=130, bbox_inches="tight"
+            ),
+        )
     plt.close(outcome.figure)
     return paths

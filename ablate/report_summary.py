@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from kernels.files import atomic_write_text
+
 
 @dataclass(frozen=True)
 class Heading:
@@ -132,6 +134,6 @@ def to_html(title: str, blocks: list[Block], out_dir: Path) -> str:
 def write_documents(title: str, blocks: list[Block], out_dir: Path) -> list[Path]:
     """Write `summary.md` and `report.html` into `out_dir` and return their paths."""
     markdown, page = out_dir / "summary.md", out_dir / "report.html"
-    markdown.write_text(to_markdown(title, blocks), encoding="utf-8")
-    page.write_text(to_html(title, blocks, out_dir), encoding="utf-8")
+    atomic_write_text(markdown, to_markdown(title, blocks))
+    atomic_write_text(page, to_html(title, blocks, out_dir))
     return [markdown, page]

@@ -19,6 +19,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from ablate.report_stats import mean_interval
+from kernels.files import atomic_write
 
 DEFAULT_JOURNAL = "journal.log"
 DIRECTIONS = ("maximize", "minimize")
@@ -127,6 +128,15 @@ def runs_table(study: optuna.Study) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows), list(config_cols)
 
 
+def first_run_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` with one run per configuration and seed, the first trial's. A sampler can draw a
+    point again (random, TPE): its runs repeat seeds already run, so they are no new samples of
+    the spread over seeds, and counting them would narrow the intervals for no reason."""
+    if runs.empty:
+        return runs
+    return runs[~runs.duplicated([CONFIG_KEY, "seed"], keep="first")]
+
+
 def at_chance(runs: pd.DataFrame) -> pd.Series:
     """True for the runs that recorded `learned=False` (`ablate.chance`); runs of studies made
     before that metric existed count as learned."""
@@ -186,7 +196,7 @@ def aggregate_over_seeds(runs: pd.DataFrame, config_cols: list[str]) -> pd.DataF
     over seeds; NaN for one seed), and text metrics (the device name) as their distinct values.
 
     Configurations are told apart by their whole config, so a point the sampler ran twice (in
-    two trials) is pooled into one row.
+    two trials) is one row (`first_run_per_seed` leaves out the repeated seeds first).
     """
     if runs.empty:
         return pd.DataFrame(
@@ -241,6 +251,6 @@ def write_table(table: pd.DataFrame, stem: Path) -> list[Path]:
         if flat[column].dtype == object:
             flat[column] = _file_column(flat[column])
     csv, parquet = stem.with_suffix(".csv"), stem.with_suffix(".parquet")
-    flat.to_csv(csv, index=False)
-    flat.to_parquet(parquet, index=False)
+    atomic_write(csv, lambda temporary: flat.to_csv(temporary, index=False))
+    atomic_write(parquet, lambda temporary: flat.to_parquet(temporary, index=False))
     return [csv, parquet]

@@ -5,23 +5,28 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path`` (its folder made if missing), then
-    rename it over ``path``."""
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Let ``write`` fill a temporary file beside ``path`` (its folder made if missing), then
+    rename it over ``path``; a writer that fails leaves ``path`` as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}-", suffix=".tmp"
-    )
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    os.close(descriptor)
+    temporary = Path(name)
     try:
-        with os.fdopen(descriptor, "w", newline="") as handle:
-            handle.write(text)
+        write(temporary)
         os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide results from collaborators
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8, newlines as given) whole or not at all (:func:`atomic_write`)."""
+    return atomic_write(path, lambda temporary: temporary.write_text(text, "utf-8", newline=""))

@@ -258,6 +258,32 @@ def test_runs_table_has_one_row_per_trial_and_seed(tmp_path: Path) -> None:
     assert (runs["device"] == "auto").all() and (runs["device_metric"] == "cpu").all()
 
 
+def test_a_point_drawn_again_adds_no_seeds(tmp_path: Path) -> None:
+    """A random or TPE sampler can run a point twice: its second trial repeats seeds already
+    run, which are no new samples of the spread over seeds, so the first trial's runs count."""
+    out_dir = tmp_path / "again"
+    study = make_study(out_dir, {"placement": ["none", "paper"]}, seeds=[0, 1], failed=0)
+    first = study.get_trials()[1]
+    repeat = [{**m, "accuracy": m["accuracy"] + 1} for m in first.user_attrs["seeds"]]
+    study.add_trial(
+        optuna.trial.create_trial(
+            params=first.params,
+            distributions=first.distributions,
+            values=first.values,
+            user_attrs={"config": first.user_attrs["config"], "seeds": repeat},
+            system_attrs=first.system_attrs,
+        )
+    )
+    write_report(out_dir)
+    configs = pd.read_csv(out_dir / "configs.csv").set_index("placement")
+    assert configs.loc["paper", "n_seeds"] == 2 and str(configs.loc["paper", "trials"]) == "1"
+    accuracy = [m["accuracy"] for m in first.user_attrs["seeds"]]
+    assert configs.loc["paper", "accuracy_mean"] == pytest.approx(np.mean(accuracy))
+    assert len(pd.read_csv(out_dir / "runs.csv")) == 6  # every run is kept on file
+    summary = (out_dir / "summary.md").read_text()
+    assert "runs left out: 2, each a seed of a configuration already run" in summary
+
+
 def test_read_meta_rejects_bad_folders(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"meta\.json"):
         read_meta(tmp_path)
