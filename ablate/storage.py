@@ -47,6 +47,7 @@ PLAN_LOCK = "{study}:plan-{n}"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 300.0
 INTERRUPTED = "interrupted by the user (Ctrl-C); requeued without using a retry"
+DUPLICATE_RETRY = "not run: a second retry of the same failure, queued by two runners at once"
 SCHEMA_ATTEMPTS = 3
 
 
@@ -170,14 +171,24 @@ def _wait_for_plan(study: optuna.Study, n: int, wait_s: float) -> None:
 def claim_next(
     study: optuna.Study, storage: BaseStorage, owner: dict[str, Any]
 ) -> optuna.Trial | None:
-    """Take the lowest-numbered WAITING trial for this process, or None when there is none."""
+    """Take the lowest-numbered WAITING trial for this process, or None when there is none.
+
+    A trial whose design point already has an earlier trial that did not fail is a second
+    retry of one failure (two runners requeued it at once, `requeue_lost_retries`): it is
+    failed as such, not run.
+    """
     study_id = storage.get_study_id_from_name(study.study_name)
-    for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+    trials = study.get_trials(deepcopy=False)
+    for waiting in (t for t in trials if t.state == TrialState.WAITING):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, waiting.number)
         try:
             if not storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
                 continue
         except UpdateFinishedTrialError:
+            continue
+        if _repeats_its_slot(waiting, trials):
+            storage.set_trial_user_attr(trial_id, "fail_reason", DUPLICATE_RETRY)
+            storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
             continue
         trial = optuna.Trial(study, trial_id)
         try:
@@ -187,6 +198,16 @@ def claim_next(
             continue
         return trial
     return None
+
+
+def _repeats_its_slot(trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> bool:
+    slot = trial.user_attrs.get("slot")
+    return slot is not None and any(
+        other.number < trial.number
+        and other.user_attrs.get("slot") == slot
+        and other.state != TrialState.FAIL
+        for other in trials
+    )
 
 
 def owner_record(device: str) -> dict[str, Any]:

@@ -28,7 +28,18 @@ import pytest
 import yaml
 
 from ablate.spec import SCALAR_METRICS, StudySpec, load_spec
-from ablate.storage import INTERRUPTED, death_reason, owner_record, queue_status
+from ablate.storage import (
+    DUPLICATE_RETRY,
+    INTERRUPTED,
+    claim_next,
+    death_reason,
+    locate_storage,
+    open_storage,
+    open_study,
+    owner_record,
+    plan_slots,
+    queue_status,
+)
 from ablate.study import RunOptions, describe_plan, estimate_time, main, run_study
 from ablate.variant_config import VariantConfig
 from ablate.workers import Heartbeat, plan
@@ -467,6 +478,25 @@ def test_progress_counts_the_seeds_a_running_trial_has_finished(tmp_path, monkey
     (hung,) = seen
     assert (hung.running, hung.seeds_in_progress) == (1, 1)
     assert hung.runs_done(2) == 2 * hung.finished + 1
+
+
+def test_a_retry_queued_twice_runs_once(tmp_path, call_log):
+    """Two runners starting on one storage can both requeue the retry of one failure (one
+    between the other's FAIL and its enqueue): the second copy is failed as such, not run."""
+    spec = make_spec(tmp_path, space={"filter_size": {"value": 3}}, seeds=[0])
+    out = tmp_path / "out"
+    storage = open_storage(locate_storage(None, out))
+    study = open_study(storage, spec)
+    plan_slots(study, storage, plan(spec))
+    failed = claim_next(study, storage, owner_record("cpu"))
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    for _ in range(2):  # as each runner's requeue_lost_retries would
+        study.enqueue_trial({}, user_attrs={"slot": 0, "attempt": 1, "retry_of": failed.number})
+    assert run_study(spec, out, options(workers=1)).complete == 1
+    assert sum(calls(call_log).values()) == 1
+    trials = load(out).get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "FAIL"]
+    assert trials[2].user_attrs["fail_reason"] == DUPLICATE_RETRY
 
 
 def test_a_stop_of_the_runner_alone_uses_up_no_retry(tmp_path, call_log, monkeypatch):
