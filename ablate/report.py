@@ -145,13 +145,15 @@ def make_figures(
 
 def _overview(
     meta: StudyMeta,
+    all_runs: pd.DataFrame,
     runs: pd.DataFrame,
     configs: pd.DataFrame,
     failed: pd.DataFrame,
     varied: Sequence[str],
     config_cols: Sequence[str],
-    repeated: int,
 ) -> Bullets:
+    """The study at a glance; `runs` are the counted ones among `all_runs` (first_run_per_seed)."""
+    repeated = len(all_runs) - len(runs)
     objectives = ", ".join(f"`{o.metric}` ({o.direction})" for o in meta.objectives)
     fixed = {
         c: configs[c].iloc[0]
@@ -163,8 +165,9 @@ def _overview(
     groups = blur_groups(runs).value_counts() if len(runs) else pd.Series(dtype=int)
     items = [
         f"objectives: {objectives}",
-        f"finished trials: {runs['trial'].nunique() if len(runs) else 0}; failed or pruned: "
-        f"{len(failed)}; configurations: {len(configs)}; runs (configuration × seed): {len(runs)}",
+        f"finished trials: {all_runs['trial'].nunique() if len(all_runs) else 0}; failed or "
+        f"pruned: {len(failed)}; configurations: {len(configs)}; runs (configuration × seed): "
+        f"{len(runs)}",
         f"seeds per configuration: {', '.join(map(str, sorted(configs['n_seeds'].unique())))}"
         if len(configs)
         else "seeds per configuration: none finished",
@@ -308,14 +311,13 @@ def summary_blocks(
     config_cols: Sequence[str],
     sections: Sequence[tuple[str, Sequence[Answer]]],
     outcomes: Sequence[figs.FigureOutcome],
-    repeated: int = 0,
 ) -> list[Block]:
     """The report's content, in reading order; `sections` are the answers under their
-    headings (a section without answers is left out); `runs` are the runs counted, `repeated`
-    how many runs repeated a configuration and seed and were left out."""
+    headings (a section without answers is left out)."""
     varied = varied_columns(configs, list(config_cols)) if len(configs) else []
+    all_runs, runs = runs, first_run_per_seed(runs)
     blocks: list[Block] = [
-        _overview(meta, runs, configs, failed, varied, config_cols, repeated),
+        _overview(meta, all_runs, runs, configs, failed, varied, config_cols),
         Paragraph(
             f"Browse the trials interactively: `optuna-dashboard {out_dir / 'journal.log'}` "
             "(`pip install optuna-dashboard` first; for a database storage, pass its URL instead)."
@@ -357,8 +359,7 @@ def write_report(out_dir: Path | str) -> list[Path]:
     meta = read_meta(out_dir)
     study = load_study(out_dir, meta)
     runs, config_cols = runs_table(study)
-    counted = first_run_per_seed(runs)
-    analysed = mask_runs_at_chance(counted)
+    analysed = mask_runs_at_chance(first_run_per_seed(runs))
     configs = mark_front(aggregate_over_seeds(analysed, config_cols), meta)
     failed = failed_trials(study)
     written = write_table(runs, out_dir / "runs") + write_table(configs, out_dir / "configs")
@@ -372,10 +373,7 @@ def write_report(out_dir: Path | str) -> list[Path]:
         ("What blur costs", cost_answers(analysed)),
         ("Polyphase sampling (APS, LPS) against the fixed grid", polyphase_answers(analysed)),
     ]
-    blocks = summary_blocks(
-        meta, out_dir, counted, configs, failed, config_cols, sections, outcomes,
-        repeated=len(runs) - len(counted),
-    )  # fmt: skip
+    blocks = summary_blocks(meta, out_dir, runs, configs, failed, config_cols, sections, outcomes)
     written += write_documents(f"Study {meta.study_name}", blocks, out_dir)
     return written
 

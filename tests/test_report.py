@@ -282,6 +282,7 @@ def test_a_point_drawn_again_adds_no_seeds(tmp_path: Path) -> None:
     assert len(pd.read_csv(out_dir / "runs.csv")) == 6  # every run is kept on file
     summary = (out_dir / "summary.md").read_text()
     assert "runs left out: 2, each a seed of a configuration already run" in summary
+    assert "finished trials: 3;" in summary and "runs (configuration × seed): 4" in summary
 
 
 def test_read_meta_rejects_bad_folders(tmp_path: Path) -> None:
