@@ -194,11 +194,18 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     meta = {**run_metadata(device), "autocast": "bfloat16" if device.type == "cuda" else "none"}
     variants = ["baseline", *(v for v in args.variants if v != "baseline")]
     runs = list(itertools.product(args.models, args.layouts, variants))
+    meta["notes"] = notes = []
     budget = TimeBudget(args.budget_s)
     rows = []
     for model_name, layout, variant in budget.over(runs):
-        result = measure(model_name, variant, layout, width=args.width, batch=args.batch,
-                         filter_size=args.filter_size, device=device, image_size=args.image_size)
+        try:
+            result = measure(model_name, variant, layout, width=args.width, batch=args.batch,
+                             filter_size=args.filter_size, device=device,
+                             image_size=args.image_size)
+        except Exception as err:  # one failing run must not sink the others
+            notes.append(f"{model_name} {variant} {layout} failed: {type(err).__name__}: {err}")
+            print(notes[-1], flush=True)
+            continue
         rows.append({"model": model_name, "variant": variant, "layout": layout,
                      "batch": args.batch, **result})
         print(rows[-1], flush=True)
@@ -206,7 +213,12 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         write_results(out, "end_to_end", df, meta, {"goals": goals(df)})
     cut = budget.note("runs")
     if cut:
+        notes.append(cut)
         print(cut)
+    if not rows:
+        raise SystemExit(f"no run finished: {'; '.join(notes)}")
+    df = add_ratios(pd.DataFrame(rows))
+    write_results(out, "end_to_end", df, meta, {"goals": goals(df)})  # with the notes
     columns = ["model", "variant", "layout", "train_images_per_s", "infer_images_per_s",
                "peak_memory_mb", "activation_mb", "forward_mflops", "train_ratio", "infer_ratio",
                "memory_vs_baseline_mb", "activation_vs_baseline", "train_vs_placement"]

@@ -61,7 +61,8 @@ step() {  # step NAME LIMIT_S COMMAND...
   shift 2
   echo "== $name (limit ${limit}s)"
   local began=$SECONDS
-  timeout "$limit" "$@" 2>&1 | tee "$out/$name.log" | tail -n 25
+  # SIGINT first: pytest then still prints which tests failed, a sweep stops as on Ctrl-C.
+  timeout --signal=INT --kill-after=15 "$limit" "$@" 2>&1 | tee "$out/$name.log" | tail -n 25
   local rc=${PIPESTATUS[0]}
   printf "\n== %s: exit %s after %ss\n" "$name" "$rc" "$((SECONDS - began))"
   return "$rc"
@@ -73,10 +74,10 @@ if "$py" -c "import xdist" 2>/dev/null; then
   pytest=(env TORCHINDUCTOR_COMPILE_THREADS=1 "${pytest[@]}" -n "$jobs")
 fi
 
-# Kernels first: they are what only a GPU can check.
+# Kernels first: they are what only a GPU can check, bf16 and huge tensors first of all.
 limit=$(limit_for tests_kernels)
 step tests_kernels "$limit" "${pytest[@]}" \
-  tests/test_triton_ops.py tests/test_triton_gpu.py tests/test_modules.py || status=1
+  tests/test_triton_gpu.py tests/test_triton_ops.py tests/test_modules.py || status=1
 limit=$(limit_for tests_ablate)
 step tests_ablate "$limit" "${pytest[@]}" \
   tests/test_data.py tests/test_antialias.py tests/test_train.py tests/test_variant.py \

@@ -205,7 +205,9 @@ def make_impl(impl: str, case: Case, device: torch.device,
     if impl == "pytorch":
         return plain
     if impl == "compile":
-        return torch.compile(plain)
+        # Static, as a user with a fixed filter gets it: each case compiles a closure of the
+        # same code, which Dynamo would otherwise turn dynamic from the second filter size on.
+        return torch.compile(plain, dynamic=False)
     raise ValueError(f"impl={impl!r}: expected one of {IMPLS}")
 
 
@@ -244,9 +246,11 @@ def minimal_bytes(case: Case, x: torch.Tensor, y: torch.Tensor) -> dict[str, int
     return {"fwd": fwd, "bwd": bwd, "fwd_bwd": fwd + bwd}
 
 
-def measure(impl: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-            device: torch.device, rep_ms: int) -> dict[str, tuple[float, float]]:
-    """(median ms, peak MiB) of forward, backward and forward+backward of ``impl`` on ``x``."""
+def measure(impl: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device,
+            rep_ms: int) -> tuple[dict[str, tuple[float, float]], torch.Tensor]:
+    """(median ms, peak MiB) of forward, backward and forward+backward of ``impl`` on ``x``,
+    and the output. Every call takes the gradient path, the one ``warm_case`` compiled (a call
+    without grad would compile other kernel variants and Inductor graphs, untimed)."""
     x = x.detach().requires_grad_(True)
     y = impl(x)
     grad_y = torch.randn_like(y)
@@ -257,12 +261,13 @@ def measure(impl: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     def forward_backward() -> None:
         torch.autograd.grad(impl(x), x, grad_y)
 
-    return {
+    timings = {
         "fwd": (time_ms(lambda: impl(x), device, rep_ms=rep_ms), math.nan),
         "bwd": (time_ms(backward, device, rep_ms=rep_ms), math.nan),
         "fwd_bwd": (time_ms(forward_backward, device, rep_ms=rep_ms),
                     peak_memory_mb(forward_backward, device)),
     }
+    return timings, y.detach()
 
 
 def copy_ms(x: torch.Tensor, device: torch.device, rep_ms: int) -> float:
@@ -299,9 +304,8 @@ def run_cases(cases: Sequence[Case], impls: Sequence[str], device: torch.device,
         for impl_name in impls:
             try:
                 impl = make_impl(impl_name, case, device, backend)
-                y = impl(x)
+                timings, y = measure(impl, x, device, rep_ms)
                 moved = minimal_bytes(case, x, y)
-                timings = measure(impl, x, device, rep_ms)
             except Exception as err:  # a failing peer must not sink the whole sweep
                 rows.append({**base, "impl": impl_name, "error": f"{type(err).__name__}: {err}"})
                 continue

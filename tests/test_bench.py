@@ -91,6 +91,27 @@ def test_bench_compiles_ahead_in_a_pool_of_processes(tmp_path, capsys):
     assert "warm-up" not in capsys.readouterr().out  # each case ran in a worker without fault
 
 
+def test_the_sweep_calls_each_implementation_on_the_gradient_path_only(monkeypatch):
+    """The warm-up compiles the gradient path; a call without grad would compile other kernel
+    variants (and Inductor graphs) inside the budgeted sweep, untimed."""
+    grads = []
+    make_impl = bench.make_impl
+
+    def recording(*args, **kwargs):
+        impl = make_impl(*args, **kwargs)
+
+        def call(x):
+            grads.append(x.requires_grad)
+            return impl(x)
+
+        return call
+
+    monkeypatch.setattr(bench, "make_impl", recording)
+    case = bench.Case("max_blur_pool", (2, 3, 8, 8), 3, "nchw", "float32")
+    df = bench.run_cases([case], ["pytorch"], torch.device("cpu"), rep_ms=1, progress=False)
+    assert (df["error"] == "").all() and grads and all(grads)
+
+
 def test_minimal_bytes_count_each_tensor_once():
     case = bench.Case("max_blur_pool", (2, 3, 8, 8), 3, "nchw", "float32")
     x, y = torch.empty(2, 3, 8, 8), torch.empty(2, 3, 4, 4)
@@ -259,6 +280,20 @@ def test_end_to_end_budget_runs_the_baseline_first(tmp_path, capsys):
     assert list(df["variant"]) == ["baseline"]
     assert list(pd.read_csv(tmp_path / "end_to_end.csv")["variant"]) == ["baseline"]
     assert "1 of 2 runs left out: the time budget" in capsys.readouterr().out
+    notes = json.loads((tmp_path / "end_to_end.json").read_text())["meta"]["notes"]
+    assert any("1 of 2 runs left out" in note for note in notes)
+
+
+def test_end_to_end_a_failing_run_is_noted_and_the_others_go_on(tmp_path, user_nets):
+    from benchmarks import end_to_end
+
+    models = ["vgg", f"{user_nets}:for_large_images"]  # the second takes only 224-px images
+    df = end_to_end.main(["--models", *models, "--variants", "baseline", "--layouts", "nchw",
+                          "--width", "4", "--batch", "8", "--device", "cpu",
+                          "--out", str(tmp_path)])  # fmt: skip
+    assert list(df["model"]) == ["vgg"]
+    (note,) = json.loads((tmp_path / "end_to_end.json").read_text())["meta"]["notes"]
+    assert note.startswith(f"{user_nets}:for_large_images baseline nchw failed: ")
 
 
 def test_end_to_end_goal_takes_train_ratio_and_activation_memory():
