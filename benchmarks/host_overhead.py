@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.resource_usage import compile_only
-from benchmarks.table_output import write_and_print
+from benchmarks.table_output import write_and_print, write_csv
 from kernels import BlurPool2d, MaxBlurPool2d
 from kernels.bench import parse_shape
 
@@ -87,9 +87,11 @@ def fused_module(op: str, channels: int, filter_size: int) -> torch.nn.Module:
 
 
 def measure(shape: tuple[int, ...], dtype: torch.dtype, filter_size: int, *, launch: str,
-            arch: int, device: str, number: int, repeat: int) -> pd.DataFrame:
+            arch: int, device: str, number: int, repeat: int,
+            after_row: Callable[[pd.DataFrame], object] = lambda df: None) -> pd.DataFrame:
     """One row per op and layout, and one for ``max_pool2d`` for scale; ``launch`` as
-    ``--launch`` (checked by :func:`main`)."""
+    ``--launch`` (checked by :func:`main`). ``after_row`` receives the table so far after each
+    row (to write it, so that a run cut short keeps what it measured)."""
     on_cuda = launch == "cuda"
     target = "cuda" if on_cuda else "cpu"
     sync = torch.cuda.synchronize if on_cuda else (lambda: None)
@@ -102,6 +104,7 @@ def measure(shape: tuple[int, ...], dtype: torch.dtype, filter_size: int, *, lau
                 module = fused_module(op, shape[1], filter_size).to(target)
                 times = phases(module, x.requires_grad_(True), number, repeat, sync)
                 rows.append({"op": op, "layout": layout, **times})
+                after_row(pd.DataFrame(rows))
     scale_shape = shape if on_cuda else (1, shape[1], 2, 2)
     x = torch.randn(scale_shape, dtype=dtype, device=target, requires_grad=True)
     rows.append({"op": "max_pool2d " + "x".join(map(str, scale_shape)), "layout": "nchw",
@@ -131,8 +134,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     if args.launch == "cuda" and not torch.cuda.is_available():
         parser.error("--launch cuda needs a CUDA device; use --launch none without one")
     df = measure(args.shape, getattr(torch, args.dtype), args.filter, launch=args.launch,
-                 arch=args.arch, device=args.device, number=args.number,
-                 repeat=args.repeat)  # fmt: skip
+                 arch=args.arch, device=args.device, number=args.number, repeat=args.repeat,
+                 after_row=lambda so_far: write_csv(so_far, args.csv))  # fmt: skip
     return write_and_print(df, args.csv, digits=1)
 
 

@@ -1,5 +1,6 @@
 """The benchmark and the autotuner, end to end on the CPU (Triton under its interpreter)."""
 
+import contextlib
 import json
 import math
 import os
@@ -398,6 +399,26 @@ def test_host_overhead_times_every_op_and_layout_without_a_gpu(tmp_path):
     assert {"blur_pool", "blur_pool_relu", "max_blur_pool"} < set(df["op"])
     times = df[["inference_us", "forward_us", "backward_us"]]
     assert (times > 0).all().all() and (times < 1e6).all().all()
+
+
+def test_host_overhead_keeps_the_rows_measured_before_a_stop(tmp_path, monkeypatch):
+    """On the GPU run a step past its limit is stopped: the rows timed so far stay on file."""
+    from benchmarks import host_overhead
+
+    timed = []
+
+    def phases(*args):
+        if len(timed) == 2:
+            raise KeyboardInterrupt
+        timed.append(args)
+        return {"inference_us": 1.0, "forward_us": 2.0, "backward_us": 3.0}
+
+    monkeypatch.setattr(host_overhead, "phases", phases)
+    monkeypatch.setattr(host_overhead, "compile_only", lambda *_: contextlib.nullcontext())
+    csv = tmp_path / "host.csv"
+    with pytest.raises(KeyboardInterrupt):
+        host_overhead.main(["--shape", "1x2x6x6", "--dtype", "float32", "--csv", str(csv)])
+    assert list(pd.read_csv(csv)["layout"]) == ["nchw", "channels_last"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
