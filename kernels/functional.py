@@ -9,6 +9,7 @@ import importlib.util
 from collections.abc import Sequence
 from functools import cache, lru_cache
 from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -183,17 +184,26 @@ def _use_triton(backend: str, x: torch.Tensor) -> bool:
 
 
 def _triton_runs_off_cuda() -> bool:
-    """Whether Triton can take a tensor that is not on CUDA: under its interpreter, or with a
-    driver of another device set active (as ``benchmarks.resource_usage`` does to compile)."""
-    if interpreter_requested() or not _triton_installed():
-        return True  # without Triton, ``_triton_ops`` says so
-    from triton.runtime import driver
-
+    """Whether Triton can take a tensor that is not on CUDA: with a driver already set active
+    (as ``benchmarks.resource_usage`` sets one to compile, where each call's host time is
+    measured: the cheap test comes first) or under its interpreter."""
+    if not _triton_installed():
+        return True  # ``_triton_ops`` says so
+    driver = _triton_driver()
+    if getattr(driver, "_active", None) is not None or interpreter_requested():
+        return True
     try:
         driver.active.get_current_target  # noqa: B018  (the driver is created on first use)
     except RuntimeError:  # "0 active drivers": no GPU, and no driver set
         return False
     return True
+
+
+@cache
+def _triton_driver() -> Any:
+    from triton.runtime import driver
+
+    return driver
 
 
 @cache
