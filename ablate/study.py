@@ -71,7 +71,8 @@ examples:
       run this same command on several machines: they share one study
 
 Stopping (Ctrl-C, a killed process) loses nothing: run the same command again to resume.
-Unfinished trials of dead workers are marked failed and retried (max_retries in the spec).
+Unfinished trials of dead workers are marked failed and retried (max_retries in the spec);
+a design point that cannot be built fails once and runs again on a resume, after a fix.
 The spec format is described in ablate/spec.py and tests/data/specs/example.yaml.
 """
 
