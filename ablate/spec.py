@@ -307,10 +307,10 @@ class StudySpec(_Strict):
         return values
 
     def grid_points(
-        self, values_of: typing.Callable[[Parameter], list[Scalar] | None] | None = None
+        self, values_of: typing.Callable[[str, Parameter], list[Scalar] | None] | None = None
     ) -> list[dict[str, Any]]:
         """Every active-parameter assignment of a finite space, each once (fixed values omitted);
-        `values_of(parameter)` gives the values tried (default: every value it takes)."""
+        `values_of(name, parameter)` gives the values tried (default: every value it takes)."""
         points: list[dict[str, Any]] = [{}]
         for name in self.parameter_order():
             parameter = self.space[name]
@@ -320,7 +320,9 @@ class StudySpec(_Strict):
                 if not active or parameter.kind == "value":
                     grown.append(point)
                     continue
-                values = parameter.finite_values if values_of is None else values_of(parameter)
+                values = (
+                    parameter.finite_values if values_of is None else values_of(name, parameter)
+                )
                 if values is None:
                     raise ValueError(f"space.{name} is a float range: a grid needs finite values")
                 grown.extend({**point, name: value} for value in values)
@@ -491,27 +493,45 @@ def _check_conditions(spec: StudySpec, name: str, parameter: Parameter) -> Itera
 MAX_CHECKED_POINTS = 4096
 
 
-def _tried_values(parameter: Parameter) -> list[Scalar]:
+def _tried_values(_name: str, parameter: Parameter) -> list[Scalar]:
     """Every choice, or both ends of a range: the values a sampled space's check tries."""
     if parameter.kind in ("int", "float"):
         return list(parameter.int_range or parameter.float_range)  # type: ignore[arg-type]
     return parameter.finite_values  # type: ignore[return-value]
 
 
+def _condition_parents(spec: StudySpec, name: str) -> set[str]:
+    """The parameters whose values decide, through `when:` (transitively), whether `name` is set."""
+    parents = set(spec.space[name].when)
+    return parents.union(*(_condition_parents(spec, parent) for parent in parents))
+
+
+def _varying_one(spec: StudySpec, varied: str) -> typing.Callable[[str, Parameter], list[Scalar]]:
+    """`grid_points` values that try each value of `varied` under every combination of the
+    parameters its conditions name, with every other parameter at its first value."""
+    parents = _condition_parents(spec, varied)
+
+    def values_of(name: str, parameter: Parameter) -> list[Scalar]:
+        if name == varied or name in parents:
+            return _tried_values(name, parameter)
+        return [parameter.first_value]
+
+    return values_of
+
+
 def _check_whole_configs(spec: StudySpec) -> list[str]:
     """Build full VariantConfigs: every grid point; for a sampled space every combination of
     its choices and range ends (its conditions followed), else, past MAX_CHECKED_POINTS, each
-    value or end of each parameter with the others at their first."""
+    value or end of each parameter under every combination of the parameters its conditions
+    name, the others at their first."""
     if spec.sampler.name == "grid":
         points = spec.grid_points()
-    elif math.prod(len(_tried_values(p)) for p in spec.space.values()) <= MAX_CHECKED_POINTS:
+    elif math.prod(len(_tried_values(n, p)) for n, p in spec.space.items()) <= MAX_CHECKED_POINTS:
         points = spec.grid_points(_tried_values)
-    else:  # too many corners: each tried value with the other parameters at their first
+    else:
         points = [
-            spec.resolve(lambda n, p, target=name, pick=end: pick if n == target else p.first_value)
-            for name, parameter in spec.space.items()
-            for end in (parameter.finite_values or parameter.float_range or ())
-        ] or [{}]
+            point for name in spec.space for point in spec.grid_points(_varying_one(spec, name))
+        ]
     problems = []
     for point in points:
         try:

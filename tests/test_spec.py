@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ablate.spec import SpecError, StudySpec, load_spec
+from ablate.spec import MAX_CHECKED_POINTS, SpecError, StudySpec, load_spec
 from ablate.variant_config import VariantConfig
 
 SPECS = Path(__file__).parent / "data" / "specs"
@@ -188,11 +188,17 @@ CONDITIONAL_APS = {
 }
 
 
-def test_a_sampled_space_is_checked_in_every_combination_of_its_choices(tmp_path):
+#: Enough batch sizes that a sampled space's corners outnumber `MAX_CHECKED_POINTS`.
+MANY_BATCH_SIZES = {"batch_size": {"choices": list(range(1, MAX_CHECKED_POINTS + 2))}}
+
+
+@pytest.mark.parametrize("extra", [{}, MANY_BATCH_SIZES], ids=["corners", "beyond_corners"])
+def test_a_sampled_space_is_checked_in_every_combination_of_its_choices(tmp_path, extra):
     """A random or TPE study may draw any combination: one that no config accepts is refused
-    when the spec loads, as on a grid, also where only a condition makes it reachable."""
+    when the spec loads, as on a grid, also where only a condition makes it reachable (and
+    also where the space is too large to build every combination)."""
     sampler = {"name": "random", "trials": 4}
-    path = _write(tmp_path, _minimal(space=CONDITIONAL_APS, sampler=sampler))
+    path = _write(tmp_path, _minimal(space=CONDITIONAL_APS | extra, sampler=sampler))
     with pytest.raises(SpecError, match=r"subsample='aps'.*needs placement 'paper'"):
         load_spec(path)
 
