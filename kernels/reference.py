@@ -82,10 +82,11 @@ def _dense_max2d(x: torch.Tensor, kernel: int) -> torch.Tensor:
     """``max_pool2d(x, kernel, 1)`` as the max of shifted slices, with its own backward.
 
     Bit-identical to PyTorch's max-pool and several times faster on CPU in both layouts (its
-    stride-1 max-pool is not vectorised for this case). Graphs being scripted, traced or
-    exported record the plain op.
+    stride-1 max-pool is not vectorised for this case). Graphs being scripted, traced,
+    exported or compiled record the plain op (``torch.compile`` cannot capture the backward's
+    writes into slices, and makes its own kernel of the plain op).
     """
-    if building_graph():
+    if building_graph() or _compiling():
         return F.max_pool2d(x, kernel, 1)
     return _slice_max2d(x, kernel)
 
@@ -98,6 +99,11 @@ def building_graph() -> bool:
 @torch.jit.unused
 def _tracing_or_exporting() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
+@torch.jit.unused
+def _compiling() -> bool:
+    return torch.compiler.is_compiling()
 
 
 @torch.jit.unused

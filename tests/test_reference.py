@@ -291,3 +291,24 @@ def test_ties_send_the_gradient_to_the_first_maximum_like_max_pool2d(
     expected.backward(grad)
     torch.testing.assert_close(ours.grad, direct.grad, atol=1e-12, rtol=1e-12)
     assert ours.grad.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+REFERENCE_CALLS = {
+    "blur_pool": lambda t, taps: blur_pool2d_reference(t, taps, 2, "reflect", 0, True),
+    "max_blur_pool": lambda t, taps: max_blur_pool2d_reference(t, taps, 2, "circular", 3),
+}
+
+
+@pytest.mark.parametrize("op", REFERENCE_CALLS)
+def test_the_reference_compiles_as_one_graph_with_its_gradient(op: str) -> None:
+    """``torch.compile(fullgraph=True)`` captures the reference ops, backward included (the
+    CPU path of every converted network), with eager's values and gradients."""
+    run, taps = REFERENCE_CALLS[op], random_taps(3)
+    x = torch.randn(2, 3, 9, 8, requires_grad=True)
+    compiled_x = x.detach().clone().requires_grad_()
+    torch._dynamo.reset()
+    out = torch.compile(run, fullgraph=True, backend="aot_eager")(compiled_x, taps)
+    out.backward(grad := torch.randn_like(out))
+    run(x, taps).backward(grad)
+    torch.testing.assert_close(out, run(x, taps), **FP32)
+    torch.testing.assert_close(compiled_x.grad, x.grad, **FP32)
