@@ -1,7 +1,8 @@
 """Rewrite a network's downsampling sites into anti-aliased ones (spec §3).
 
 A *site* is an `nn.MaxPool2d`, `nn.Conv2d` or `nn.AvgPool2d` module with a stride above 1, or
-a strided `F.max_pool2d` / `F.avg_pool2d` call in a traced model (given a module of its own).
+a strided `F.max_pool2d` / `F.avg_pool2d` call in a traced model (given a module of its own),
+but not a pool whose one window covers its whole input (a global pool does not alias).
 Sites are found, in execution order, by running the model once on an example batch (default:
 zeros of N×C×32×32, C the first convolution's input channels). What each site becomes:
 
@@ -348,7 +349,17 @@ def _find_sites(model: nn.Module, example: torch.Tensor) -> tuple[list[_Site], A
         _Site(name, _site_kind(candidates[name]), candidates[name], *call)
         for name, call in calls.items()
     ]
-    return sites, output
+    return [site for site in sites if not _pools_globally(site)], output
+
+
+def _pools_globally(site: _Site) -> bool:
+    """Whether the site is a pool whose one window covers its whole input (a ResNet's final
+    ``F.avg_pool2d(out, 4)`` on a 4×4 map): a global pool, which does not alias, and whose
+    output a blur-pool would not keep."""
+    if site.kind == "conv" or tuple(site.out_shape[-2:]) != (1, 1):
+        return False
+    kernel, padding = _pair(site.module.kernel_size), _pair(site.module.padding)
+    return all(k - p >= n for k, p, n in zip(kernel, padding, site.in_shape[-2:], strict=True))
 
 
 def _record_calls(

@@ -353,6 +353,42 @@ def test_functional_pools_become_sites():
     assert [c.name for c in antialias(model, sites=1, example_input=x)[1]] == ["max_pool2d"]
 
 
+class GlobalPoolHead(nn.Module):
+    """A strided conv, then a final pool whose window covers the map (``F.avg_pool2d(out, 4)``
+    on a CIFAR ResNet's 4×4 map), as a module or as a call."""
+
+    def __init__(self, functional: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.pool = None if functional else nn.AvgPool2d(8)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv(x))
+        x = F.max_pool2d(x, (8, 9), padding=(0, 1)) if self.pool is None else self.pool(x)
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_a_global_pool_is_not_a_site(functional):
+    """A pool with one window over the whole map does not alias: it is left as it is (a
+    blur-pool in its place would no longer average or take the max of the whole map)."""
+    torch.manual_seed(9)
+    model = GlobalPoolHead(functional)
+    x = torch.randn(2, 3, 16, 15)
+    converted, changes = antialias(model, filter_size=3, example_input=x)
+    assert [c.name for c in changes] == ["conv"]
+    seen = {}
+    for name in ("conv_blur", "fc"):  # the map the pool takes, and what the pool gave
+        converted.get_submodule(name).register_forward_hook(
+            lambda _m, args, out, name=name: seen.update({name: (args[0], out)})
+        )
+    converted(x)
+    blurred, pooled = seen["conv_blur"][1], seen["fc"][0]
+    expected = blurred.amax((2, 3)) if functional else blurred.mean((2, 3))
+    torch.testing.assert_close(pooled, expected)
+
+
 class Shortcut(nn.Module):
     """A strided 1×1 conv → BN that no ReLU follows, as on a ResNet's shortcut."""
 
