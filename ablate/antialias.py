@@ -2,7 +2,8 @@
 
 A *site* is an `nn.MaxPool2d`, `nn.Conv2d` or `nn.AvgPool2d` module with a stride above 1, or
 a strided `F.max_pool2d` / `F.avg_pool2d` call in a traced model (given a module of its own),
-but not a pool whose one window covers its whole input (a global pool does not alias).
+but not a pool whose one window covers its whole input (a global pool does not alias). Each
+call of a pool module called more than once in a traced graph is a site of its own.
 Sites are found, in execution order, by running the model once on an example batch (default:
 zeros of N×C×32×32, C the first convolution's input channels). What each site becomes:
 
@@ -233,7 +234,13 @@ def antialias(
     example = _default_example(model) if example_input is None else example_input
     found, baseline = _find_sites(model, example)
     traced = trace_site_graphs(model, [site.name for site in found], example)
-    if any([_pools_as_modules(graph) for graph in traced.graphs.values()]):
+    site_names = {site.name for site in found}
+    if any(
+        [
+            _pools_as_modules(graph) | _one_pool_per_call(graph, prefix, site_names)
+            for prefix, graph in traced.graphs.items()
+        ]
+    ):
         found, baseline = _find_sites(traced.root, example)
     chosen = _chosen(found, antialias_stem, sites)
     device = example.device
@@ -293,6 +300,28 @@ def _pools_as_modules(graph_module: fx.GraphModule) -> bool:
         with graph.inserting_before(node):
             node.replace_all_uses_with(graph.call_module(name, (source,)))
         graph.erase_node(node)
+        changed = True
+    if changed:
+        graph_module.recompile()
+    return changed
+
+
+def _one_pool_per_call(graph_module: fx.GraphModule, prefix: str, site_names: set[str]) -> bool:
+    """Give each call of a pool site after its first a copy of the pool in the graph (PyTorch's
+    CIFAR tutorial calls one ``self.pool`` after convs of 6 and then 16 channels), so that each
+    call is a site, converted for its own channels; whether there was one. A site with
+    parameters (a conv applied twice) stays shared."""
+    seen, changed = set(), False
+    for node in graph_module.graph.nodes:
+        qualified = f"{prefix}.{node.target}" if prefix else node.target
+        if node.op != "call_module" or qualified not in site_names:
+            continue
+        pool = graph_module.get_submodule(node.target)
+        if node.target not in seen or next(pool.parameters(), None) is not None:
+            seen.add(node.target)
+            continue
+        node.target = free_name(graph_module, node.target)
+        graph_module.add_submodule(node.target, copy.deepcopy(pool))
         changed = True
     if changed:
         graph_module.recompile()

@@ -389,6 +389,37 @@ def test_a_global_pool_is_not_a_site(functional):
     torch.testing.assert_close(pooled, expected)
 
 
+class TutorialNet(nn.Module):
+    """PyTorch's CIFAR-10 tutorial net: one max-pool module, called after convs of 6 and of 16
+    channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 6, 5), nn.Conv2d(6, 16, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.fc = nn.Linear(16 * 5 * 5, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        return self.fc(torch.flatten(x, 1))
+
+
+@pytest.mark.parametrize("subsample", ["fixed", "lps"])
+def test_each_call_of_a_shared_pool_is_a_site_of_its_own(subsample):
+    """Each call gets a replacement for its own channels (and, under LPS, its own scorer); a
+    one-tap blur keeps the net's function."""
+    torch.manual_seed(10)
+    model = TutorialNet()
+    converted, changes = antialias(model, filter_size=1, subsample=subsample)
+    assert [c.name for c in changes] == ["pool", "pool2"]
+    lps_modules = [m for m in converted.modules() if isinstance(m, PolyphasePool2d)]
+    assert len(lps_modules) == (2 if subsample == "lps" else 0)
+    x = torch.randn(2, 3, 32, 32)
+    if subsample == "fixed":
+        torch.testing.assert_close(converted(x), model(x))
+
+
 class Shortcut(nn.Module):
     """A strided 1×1 conv → BN that no ReLU follows, as on a ResNet's shortcut."""
 
