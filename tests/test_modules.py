@@ -49,6 +49,33 @@ def test_modules_match_the_functional_ops(channels_last: bool) -> None:
         torch.testing.assert_close(out, expected, **FP32)
 
 
+PUBLIC_CALLS = {
+    "blur_pool": lambda x, padding, backend: blur_pool2d(
+        x, 5, 2, padding, pad_off=1, relu=True, backend=backend
+    ),
+    "max_blur_pool": lambda x, padding, backend: max_blur_pool2d(
+        x, None, 3, padding, max_kernel=3, filter="custom", taps=[1.0, 3.0, 2.0], backend=backend
+    ),
+}
+
+
+@pytest.mark.parametrize("padding", kernels.PADDING_MODES)
+@pytest.mark.parametrize("op", PUBLIC_CALLS)
+def test_the_public_ops_run_their_arguments_on_the_triton_backend(op: str, padding: str) -> None:
+    """The public ops hand every argument (padding, pad_off, relu, stride, max_kernel, taps)
+    to the fused kernels: values and gradients equal the reference's."""
+    call = PUBLIC_CALLS[op]
+    x = torch.randn(2, 3, 9, 7).contiguous(memory_format=torch.channels_last)
+    ours, reference = (x.clone().requires_grad_() for _ in range(2))
+    out = call(ours, padding, "triton")
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    expected = call(reference, padding, "torch")
+    expected.backward(grad)
+    torch.testing.assert_close(out, expected, **FP32)
+    torch.testing.assert_close(ours.grad, reference.grad, **FP32)
+
+
 def test_taps_live_in_a_buffer_that_the_forward_uses() -> None:
     module = BlurPool2d(2, 3)
     assert list(module.state_dict()) == ["taps"]
