@@ -122,26 +122,36 @@ def test_bad_config_names_the_field():
         run_variant({"subsample": "aps", "placement": "blur_before_max"})
 
 
-@pytest.mark.parametrize("subsample", ["aps", "lps"])
-def test_subsampling_and_conv_padding_reach_the_network(monkeypatch, subsample):
-    """The exact invariance they buy is tested in test_antialias; here, that the config's
-    fields build that network (a briefly trained net is too close to constant to show it)."""
-    built = []
+def spy_on(monkeypatch, *names: str) -> dict[str, list[tuple]]:
+    """Record every call of the named functions of `ablate.variant`, as (args, kwargs,
+    result), by name."""
+    calls: dict[str, list[tuple]] = {name: [] for name in names}
 
-    def spy(function):
+    def spy(name):
+        function = getattr(variant, name)
+
         def call(*args, **kwargs):
             result = function(*args, **kwargs)
-            built.append(result[0] if isinstance(result, tuple) else result)
+            calls[name].append((args, kwargs, result))
             return result
 
         return call
 
-    monkeypatch.setattr(variant, "build_model", spy(variant.build_model))
-    monkeypatch.setattr(variant, "antialias", spy(variant.antialias))
+    for name in names:
+        monkeypatch.setattr(variant, name, spy(name))
+    return calls
+
+
+@pytest.mark.parametrize("subsample", ["aps", "lps"])
+def test_subsampling_and_conv_padding_reach_the_network(monkeypatch, subsample):
+    """The exact invariance they buy is tested in test_antialias; here, that the config's
+    fields build that network (a briefly trained net is too close to constant to show it)."""
+    calls = spy_on(monkeypatch, "build_model", "antialias")
     fields = {"placement": "paper", "padding": "circular", "conv_padding": "circular"}
     metrics = run_variant(TINY | fields | {"model": "resnet18", "subsample": subsample})
     assert set(metrics) == DOCUMENTED_METRICS
-    baseline, converted = built
+    ((*_, baseline),) = calls["build_model"]
+    ((*_, (converted, _)),) = calls["antialias"]
     convs = [m for m in baseline.modules() if isinstance(m, nn.Conv2d) and m.padding != (0, 0)]
     assert all(m.padding_mode == "circular" for m in convs)
     pools = [m for m in converted.modules() if isinstance(m, PolyphasePool2d)]
@@ -235,3 +245,37 @@ def test_fused_backend_runs_a_variant_on_cuda(model):
     metrics = run_variant(config)
     assert set(metrics) == DOCUMENTED_METRICS
     assert 0 <= metrics["accuracy"] <= 100
+
+
+#: Every anti-aliasing field of a VariantConfig, each away from its default.
+ANTIALIASING = [
+    {"filter": "gaussian", "sigma": 0.8, "filter_size": 3, "subsample": "aps"},
+    {"filter": "custom", "taps": (1.0, 3.0, 2.0), "subsample": "lps"},
+]
+
+
+@pytest.mark.parametrize("filters", ANTIALIASING, ids=["gaussian", "custom"])
+def test_every_design_field_reaches_the_network_and_the_metrics(monkeypatch, filters):
+    """What a study varies is what runs: the converter gets each anti-aliasing field of the
+    config, and the shift metrics get the evaluation's."""
+    calls = spy_on(monkeypatch, "antialias", "classes_over_shifts", "accuracy_vs_shift")
+    config = variant.as_config(
+        TINY
+        | filters
+        | {"placement": "blur_before_conv", "padding": "circular", "sites": 2}
+        | {"antialias_stem": False, "backend": "torch", "eval_size": 7}
+        | {"shift": 2, "diagonal": 3, "crop_pad": 5, "crop_fill": "reflect"}
+    )
+    _, splits, model, _ = variant._build(config)
+    variant.evaluate(model, splits.test_x, splits.test_y, config)
+    ((_, converted, _),) = calls["antialias"]
+    fields = ("filter_size", "padding", "placement", "sites", "antialias_stem", "filter", "taps",
+              "sigma", "backend", "subsample")  # fmt: skip
+    assert {f: converted[f] for f in fields} == {f: getattr(config, f) for f in fields}
+    protocols = {"pad": 5, "fill": "reflect"}
+    for args, kwargs, _ in calls["classes_over_shifts"]:
+        assert args[1].shape[0] == 7 and kwargs == kwargs | protocols | {"shift": 2}
+    for args, kwargs, _ in calls["accuracy_vs_shift"]:
+        assert args[1].shape[0] == 7 and kwargs == kwargs | protocols | {"diagonal": 3}
+    kinds = [kwargs["kind"] for _, kwargs, _ in calls["classes_over_shifts"]]
+    assert sorted(kinds) == sorted(variant.SHIFT_KINDS)
