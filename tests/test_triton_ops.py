@@ -34,6 +34,7 @@ from kernels.reference import blur_matrix, blur_pool2d_reference, max_blur_pool2
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2, torch.float64: 1e-10}
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # what the cases rotate through
 LAYOUTS = ("nchw", "channels_last", "strided")
 MARGIN = 64  # elements of a guarded buffer either side of the tensor
 
@@ -231,7 +232,7 @@ def test_blur_pool_matches_reference(case: int, padding: str) -> None:
     shape, taps, stride, pad_off, relu = BLUR_CASES[case]
     index = case + PADDING_MODES.index(padding)
     layout = LAYOUTS[index % len(LAYOUTS)]
-    dtype = (torch.float32, torch.float16)[index % 2]
+    dtype = KERNEL_DTYPES[index % 3]
     x = make_input(shape, dtype, layout, seed=index)
     check_blur_pool(x, taps, stride, padding, pad_off, relu, seed=index)
 
@@ -251,7 +252,7 @@ def test_max_blur_pool_matches_reference(case: int, padding: str) -> None:
     shape, taps, stride, max_kernel, ties = MAX_BLUR_CASES[case]
     index = case + PADDING_MODES.index(padding)
     layout = LAYOUTS[index % len(LAYOUTS)]
-    dtype = (torch.float32, torch.float16)[index % 2]
+    dtype = KERNEL_DTYPES[index % 3]
     x = make_input(shape, dtype, layout, seed=index, ties=ties)
     check_max_blur_pool(x, taps, stride, padding, max_kernel, seed=index)
 
@@ -268,7 +269,7 @@ def test_max_blur_pool_matches_reference(case: int, padding: str) -> None:
     stride=st.integers(1, 4),
     padding=st.sampled_from(PADDING_MODES),
     layout=st.sampled_from(LAYOUTS),
-    dtype=st.sampled_from([torch.float32, torch.float16]),
+    dtype=st.sampled_from(KERNEL_DTYPES),
     seed=st.integers(0, 2**16),
 )
 def test_drawn_design_points_match_reference(
@@ -389,7 +390,7 @@ def test_interior_tiles_match_reference(padding: str, size_stride: tuple[int, in
     size, stride = size_stride
     index = PADDING_MODES.index(padding) + size
     config = {"BLOCK_H": 4, "BLOCK_W": 4, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
-    x = make_input((1, 3, 13, 18), (torch.float32, torch.float16)[index % 2],
+    x = make_input((1, 3, 13, 18), KERNEL_DTYPES[index % 3],
                    LAYOUTS[index % len(LAYOUTS)], seed=index)  # fmt: skip
     check_blur_pool(x, skewed(size, index), stride, padding, index % 2, index % 3 == 0,
                     seed=index, config=config)  # fmt: skip
@@ -418,7 +419,7 @@ def test_forward_interior_tiles_match_reference(padding: str, taps_stride: tuple
     index = PADDING_MODES.index(padding) + size
     config = {"BLOCK_H": 2, "BLOCK_W": 2, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
     assert inside_forward_tiles(15, size, stride, (size - 1) // 2, 2) >= 1
-    x = make_input((1, 4, 15, 17), (torch.float32, torch.float16)[index % 2],
+    x = make_input((1, 4, 15, 17), KERNEL_DTYPES[index % 3],
                    LAYOUTS[index % len(LAYOUTS)], seed=index)  # fmt: skip
     taps, relu = skewed(size, index), index % 2 == 0
     expected = blur_pool2d_reference(x, taps_tensor(taps), stride, padding, 0, relu)

@@ -571,7 +571,7 @@ def _store_relu_mask(maps, m_ptr, n, c, c0, rows, col0, C, H, W, sx_h, sx_w, sm_
         ok = ok_w & (src_h < H) if CHECKED else ok_w
         value = tl.load(element_offsets(maps, src_h, src_w, sx_h, sx_w, INDEX_64), mask=ok,
                         other=0.0)  # fmt: skip
-        bits = (value > 0).to(tl.int32)
+        bits = (value.to(tl.float32) > 0).to(tl.int32)  # (the interpreter compares bf16's bits)
         if PACK_C:
             grouped = tl.reshape(bits, (BLOCK_C // 8, 8, BLOCK_H, MASK_W))
             packed = tl.sum(grouped << shifts, axis=1)
