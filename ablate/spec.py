@@ -345,11 +345,15 @@ class StudySpec(_Strict):
         """The VariantConfig of one trial: base, then the active space values, then seed/device."""
         return VariantConfig(**{**self.base, **values, "seed": seed, "device": device})
 
-    def fingerprint(self) -> str:
-        """Hash of what defines the study's trials (not the trial count, storage or retries)."""
+    def identity(self) -> dict[str, Any]:
+        """What defines the study's trials (not the trial count, storage or retries), as JSON."""
         identity = self.model_dump(mode="json", by_alias=True, exclude={"storage", "max_retries"})
         identity["sampler"].pop("trials")
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        return identity
+
+    def fingerprint(self) -> str:
+        """Hash of :meth:`identity`."""
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
 
     def as_yaml(self) -> str:
         """The spec as run (defaults filled in, overrides applied), for `spec.yaml`."""
@@ -487,6 +491,23 @@ def _check_conditions(spec: StudySpec, name: str, parameter: Parameter) -> Itera
         for value in accepted:
             if value not in values:
                 yield f"{where}: {value!r} is never taken by space.{parent} (it takes {values})"
+
+
+def identity_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The keys, one level into a mapping (``base.steps``, ``space.filter_size``), whose values
+    differ between two :meth:`StudySpec.identity`."""
+    differences = []
+    for key in sorted(old.keys() | new.keys()):
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            differences += [
+                f"{key}.{inner}"
+                for inner in sorted(before.keys() | after.keys())
+                if before.get(inner) != after.get(inner)
+            ]
+        elif before != after:
+            differences.append(key)
+    return differences
 
 
 #: The most configurations a sampled (non-grid) space's check builds.

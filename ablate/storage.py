@@ -39,7 +39,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import DBAPIError
 
-from ablate.spec import StudySpec
+from ablate.spec import StudySpec, identity_differences
 
 DEFAULT_JOURNAL = "journal.log"
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
@@ -90,12 +90,20 @@ def open_storage(location: StorageLocation) -> BaseStorage:
         for attempt in range(SCHEMA_ATTEMPTS):
             try:
                 return RDBStorage(location.url, engine_kwargs=engine_kwargs)
-            except DBAPIError:
+            except DBAPIError as error:
                 # processes starting together on a fresh database race to create Optuna's
                 # tables; the loser finds them made on the next try
                 if attempt == SCHEMA_ATTEMPTS - 1:
-                    raise
+                    raise ValueError(
+                        f"storage={location.url!r} cannot be opened: {error.orig}"
+                    ) from error
                 time.sleep(0.5 + random.random())
+            except ImportError as error:
+                raise ValueError(
+                    f"storage={location.url!r} needs a database driver that is not installed "
+                    f"({error}): pip install psycopg2-binary for postgresql://, PyMySQL for "
+                    "mysql+pymysql://"
+                ) from error
     Path(location.url).parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(location.url))
 
@@ -111,19 +119,41 @@ def open_study(
         directions=[o.direction for o in spec.objectives],
         load_if_exists=True,
     )
-    stored = study.user_attrs.get("spec_fingerprint")
-    if stored is None:
+    if "spec_fingerprint" not in study.user_attrs:
         study.set_user_attr("spec_fingerprint", spec.fingerprint())
+        study.set_user_attr("spec_identity", spec.identity())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             study.set_metric_names(spec.metric_names)
-    elif stored != spec.fingerprint():
-        raise ValueError(
-            f"study {spec.name!r} in this storage was created from a different spec "
-            "(its base, space, objectives, constraints, seeds or sampler differ); give the "
-            "study a new name or use another --out/--storage"
-        )
+    check_stored_spec(study, spec)
     return study
+
+
+def check_stored_spec(study: optuna.Study, spec: StudySpec) -> None:
+    """Raise ValueError, naming what changed, if the stored study was made from another spec:
+    a resume may change only the trial count, `max_retries` and the storage."""
+    if study.user_attrs.get("spec_fingerprint", spec.fingerprint()) == spec.fingerprint():
+        return
+    stored = study.user_attrs.get("spec_identity")
+    changed = identity_differences(stored, spec.identity()) if stored else []
+    what = ", ".join(changed) or "its base, space, objectives, constraints, seeds or sampler"
+    raise ValueError(
+        f"study {spec.name!r} in this storage was created from a different spec ({what} "
+        "differ; --epochs and --steps change base too). A resume may change only the trial "
+        "count, max_retries and the storage; other points or seeds make a new study: give it "
+        "a new name, or another --out/--storage"
+    )
+
+
+def stored_study(location: StorageLocation, name: str) -> optuna.Study | None:
+    """The study `name` in an existing storage, or None (a journal file not made yet is not
+    created)."""
+    if not location.is_rdb and not Path(location.url).exists():
+        return None
+    storage = open_storage(location)
+    if name not in optuna.get_all_study_names(storage):
+        return None
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def planned_slots(study: optuna.Study) -> int:

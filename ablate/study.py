@@ -36,6 +36,7 @@ from ablate.storage import (
     STALE_AFTER_S,
     QueueStatus,
     StorageLocation,
+    check_stored_spec,
     locate_storage,
     open_storage,
     open_study,
@@ -44,6 +45,7 @@ from ablate.storage import (
     queue_status,
     reap_dead_trials,
     requeue_lost_retries,
+    stored_study,
 )
 from ablate.workers import (
     Objective,
@@ -102,14 +104,8 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
     defined at module level).
     """
     out_dir = Path(out_dir)
+    location, pins = check_destination(spec, out_dir, options)
     out_dir.mkdir(parents=True, exist_ok=True)
-    location = locate_storage(options.storage or spec.storage, out_dir)
-    pins = worker_pins(options)
-    if location.is_sqlite and len(pins) > 1:
-        raise ValueError(
-            f"storage={location.url!r}: SQLite is for one worker (got {len(pins)} workers); "
-            "use the default journal file or postgresql:// for several"
-        )
     storage = open_storage(location)
     study = open_study(storage, spec, make_sampler(spec))
     plan_slots(study, storage, plan(spec))
@@ -131,6 +127,27 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
     if options.report and status.complete:
         _write_report(out_dir)
     return status
+
+
+def check_destination(
+    spec: StudySpec, out_dir: Path, options: RunOptions
+) -> tuple[StorageLocation, list[str | None]]:
+    """The study's storage and its workers' CUDA_VISIBLE_DEVICES, once checked before anything
+    runs: the output folder is not a file, the storage can be opened by the workers asked for,
+    and a study of this name in it was made from this spec."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {str(out_dir)!r} is a file: give a folder (made if missing)")
+    location = locate_storage(options.storage or spec.storage, out_dir)
+    pins = worker_pins(options)
+    if location.is_sqlite and len(pins) > 1:
+        raise ValueError(
+            f"storage={location.url!r}: SQLite is for one worker (got {len(pins)} workers); "
+            "use the default journal file or postgresql:// for several"
+        )
+    stored = stored_study(location, spec.name)
+    if stored is not None:
+        check_stored_spec(stored, spec)
+    return location, pins
 
 
 def worker_pins(options: RunOptions) -> list[str | None]:
@@ -293,10 +310,10 @@ def _write_report(out_dir: Path) -> None:
 
 def describe_plan(spec: StudySpec, slots: Sequence[dict[str, Any]], limit: int = 20) -> list[str]:
     """Human-readable lines: the planned trials (grid points) or the sampler's plan."""
-    runs = len(slots) * len(spec.seeds)
+    runs, seeds = len(slots) * len(spec.seeds), len(spec.seeds)
     lines = [
-        f"study {spec.name!r}: {len(slots)} trials x {len(spec.seeds)} seeds = {runs} runs, "
-        f"sampler {spec.sampler.name}",
+        f"study {spec.name!r}: {len(slots)} trials x {seeds} seed{'s' * (seeds != 1)} = {runs} "
+        f"runs, sampler {spec.sampler.name}",
         "objectives: " + ", ".join(f"{o.metric} ({o.direction})" for o in spec.objectives),
     ]
     if spec.constraints:
@@ -446,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; exit codes: 0 all trials finished, 1 some left, 2 bad input."""
+    """The command line; exit codes: 0 the study is done, 1 trials are left, failed points
+    would run again on a resume, or none completed, 2 bad input."""
     parser = build_parser()
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar says what happens
@@ -472,10 +490,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             report=not args.no_report,
         )
         if args.dry_run:
+            _, pins = check_destination(spec, out_dir, options)
             slots = plan(spec)
             lines = describe_plan(spec, slots)
             lines += estimate_time(
-                spec, slots, len(worker_pins(options)), args.device, None, probe=not args.no_probe
+                spec, slots, len(pins), args.device, None, probe=not args.no_probe
             )
             print("\n".join(lines))
             return 0
@@ -497,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{status.retry_on_resume} failed design point(s) have retries left: see fail_reason "
             "in results.csv, fix what it names, and run the same command to run them again"
         )
-    return 0
+    return 0 if status.complete and not status.retry_on_resume else 1
 
 
 if __name__ == "__main__":

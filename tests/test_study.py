@@ -316,11 +316,34 @@ def test_sampler_study_runs_the_asked_trial_count_and_grows_on_resume(tmp_path, 
     assert all(0.01 <= t.params["lr"] <= 0.2 and 1 <= t.params["filter_size"] <= 4 for t in trials)
 
 
-def test_a_stored_study_refuses_a_different_spec(tmp_path, call_log):
+def test_a_stored_study_refuses_a_different_spec(tmp_path, call_log, capsys):
+    """Refused by a run and by a dry run, naming what changed."""
     out = tmp_path / "out"
     run_study(make_spec(tmp_path, seeds=[0]), out, options())
-    with pytest.raises(ValueError, match="different spec"):
-        run_study(make_spec(tmp_path, seeds=[0, 1]), out, options())
+    grown = make_spec(tmp_path, seeds=[0, 1])
+    with pytest.raises(ValueError, match=r"different spec \(seeds differ"):
+        run_study(grown, out, options())
+    path = tmp_path / "grown.yaml"
+    path.write_text(grown.as_yaml())
+    assert main(["--space", str(path), "--out", str(out), "--dry-run", "--no-probe"]) == 2
+    assert "different spec (seeds differ" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        (["--out", "{tmp}/a_file"], "is a file: give a folder"),
+        (["--storage", "sqlite:///{tmp}/missing/study.db"], "cannot be opened"),
+        (["--storage", "ftp://host/study"], "unsupported scheme 'ftp'"),
+    ],
+)
+def test_a_dry_run_refuses_a_destination_the_run_could_not_use(tmp_path, capsys, where, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(make_spec(tmp_path).as_yaml())
+    (tmp_path / "a_file").write_text("")
+    where = [arg.format(tmp=tmp_path) for arg in where]
+    assert main(["--space", str(path), *where, "--dry-run", "--no-probe"]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_cli_rejects_a_bad_spec_without_a_traceback(tmp_path, capsys):
@@ -408,9 +431,9 @@ def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys, user_
     out = tmp_path / "runs" / "tiny"
     cli = ["--space", str(path), "--out", str(out), "--device", "cpu"]
     assert main([*cli, "--dry-run", "--no-probe"]) == 0
-    assert "3 trials x 1 seeds" in capsys.readouterr().out
+    assert "3 trials x 1 seed = 3 runs" in capsys.readouterr().out
 
-    assert main([*cli, "--steps", "3"]) == 0
+    assert main([*cli, "--steps", "3"]) == 1  # a failed point is left for a resume
     assert (out / "summary.md").is_file()  # the report, written at the end
     assert capsys.readouterr().out.splitlines() == [
         f"tiny: 2 of 3 trials complete, 1 failed; results in {out / 'results.csv'}",
@@ -571,11 +594,12 @@ def test_a_point_that_cannot_be_built_is_retried_on_resume_only(tmp_path, call_l
 
 def test_a_drawn_point_no_config_accepts_fails_once_and_the_study_goes_on(tmp_path, monkeypatch):
     """A space too large for the spec's check of every combination can still draw an invalid
-    one: it is recorded with its reason and, failing the same way every time, not retried now."""
+    one (here two values each valid with the other's first): it is recorded with its reason
+    and, failing the same way every time, not retried now."""
     monkeypatch.setattr("ablate.spec.MAX_CHECKED_POINTS", 1)
     space = {
         "placement": {"choices": ["none", "blur_before_max"]},
-        "subsample": {"choices": ["fixed", "aps"], "when": {"placement": "blur_before_max"}},
+        "subsample": {"choices": ["fixed", "aps"]},
     }
     sampler = {"name": "random", "trials": 8, "seed": 0}
     spec = make_spec(tmp_path, space=space, sampler=sampler, seeds=[0])
