@@ -119,6 +119,14 @@ def run_worker(job: WorkerJob) -> None:
         filename=job.log_file, level=logging.INFO, format="%(asctime)s %(message)s", force=True
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        _claim_and_run(job)
+    except KeyboardInterrupt:  # the runner says so; no traceback (its trial is requeued)
+        log.info("worker %d stopped by Ctrl-C", job.index)
+        raise SystemExit(130) from None
+
+
+def _claim_and_run(job: WorkerJob) -> None:
     objective = job.objective or default_objective()
     storage = open_storage(job.storage)
     study = open_study(storage, job.spec)

@@ -454,7 +454,9 @@ def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys, user_
     assert rows[2]["fail_reason"].startswith("cannot be built: model 'user_nets:AuxiliaryOutput'")
 
 
-def test_interrupted_trial_is_requeued_without_using_a_retry(tmp_path, call_log, monkeypatch):
+def test_interrupted_trial_is_requeued_without_using_a_retry(
+    tmp_path, call_log, monkeypatch, capfd
+):
     spec = make_spec(tmp_path, seeds=[0], max_retries=0)
     out = tmp_path / "out"
     marker = tmp_path / "hung.pid"
@@ -466,6 +468,7 @@ def test_interrupted_trial_is_requeued_without_using_a_retry(tmp_path, call_log,
     stopper.join()
 
     assert interrupted and not first.done
+    assert "Traceback" not in capfd.readouterr().err  # the worker stops quietly
     stopped = [t for t in load(out).get_trials() if t.state == optuna.trial.TrialState.FAIL]
     assert len(stopped) == 1 and "interrupted" in stopped[0].user_attrs["fail_reason"]
 
