@@ -365,6 +365,8 @@ def estimate_time(
     try:
         metrics = (objective or default_objective())(probe_config)
     except Exception as error:  # an estimate is optional; say why there is none
+        if getattr(error, "deterministic", False):  # it fails so every time: bad input
+            raise ValueError(f"the first trial cannot be built: {error}") from error
         return [*lines, f"no time estimate: the probe run failed ({type(error).__name__}: {error})"]
     seconds = time.perf_counter() - start
     per_s = float(metrics.get("train_images_per_s") or 0.0)

@@ -41,6 +41,7 @@ from ablate.storage import (
     queue_status,
 )
 from ablate.study import RunOptions, describe_plan, estimate_time, main, run_study
+from ablate.variant import UnbuildableVariant
 from ablate.variant_config import VariantConfig
 from ablate.workers import Heartbeat, plan
 from kernels.files import atomic_write_text
@@ -377,6 +378,24 @@ def test_dry_run_plans_the_grid_and_estimates_time_from_a_probe(tmp_path, capsys
     assert estimate.startswith("estimate: ") and "with 2 worker(s)" in estimate
     assert "2-step probe" in estimate and "train images/s" in estimate
     assert estimate_time(spec, slots, 2, "cpu", fake_objective, probe=False) == [budget]
+
+
+def test_a_dry_run_refuses_a_first_trial_that_cannot_be_built(tmp_path):
+    """A probe that fails the same way every time (an image too small for the network) is
+    bad input; any other failure of the probe leaves the estimate out."""
+    spec = make_spec(tmp_path)
+    slots = plan(spec)
+
+    def unbuildable(_config: VariantConfig) -> dict:
+        raise UnbuildableVariant("model 'vgg' fails on a batch of 3×3×3 images")
+
+    def flaky(_config: VariantConfig) -> dict:
+        raise RuntimeError("CUDA error: unspecified launch failure")
+
+    with pytest.raises(ValueError, match="first trial cannot be built: model 'vgg' fails"):
+        estimate_time(spec, slots, 1, "cpu", unbuildable, probe=True)
+    lines = estimate_time(spec, slots, 1, "cpu", flaky, probe=True)
+    assert lines[-1].startswith("no time estimate: the probe run failed (RuntimeError: CUDA")
 
 
 def test_cli_epochs_override_replaces_the_specs_steps(tmp_path, capsys):
