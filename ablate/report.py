@@ -166,8 +166,8 @@ def _overview(
     items = [
         f"objectives: {objectives}",
         f"finished trials: {all_runs['trial'].nunique() if len(all_runs) else 0}; failed or "
-        f"pruned: {len(failed)}; configurations: {len(configs)}; runs (configuration × seed): "
-        f"{len(runs)}",
+        f"pruned attempts: {len(failed)}, {failed['run_again_as'].ne('').sum()} of them run "
+        f"again; configurations: {len(configs)}; runs (configuration × seed): {len(runs)}",
         f"seeds per configuration: {', '.join(map(str, sorted(configs['n_seeds'].unique())))}"
         if len(configs)
         else "seeds per configuration: none finished",
@@ -340,7 +340,7 @@ def summary_blocks(
             caption = figs.CAPTIONS[outcome.name]
             blocks.append(FigureBlock(f"{FIGURE_DIR}/{outcome.name}.png", caption))
     if len(failed):
-        blocks += [Heading("Failed trials"), Table(failed)]
+        blocks += [Heading("Failed attempts"), Table(failed)]
     blocks += [
         Heading("How the numbers are made"),
         Paragraph(METHOD_NOTES),

@@ -161,17 +161,29 @@ def mask_runs_at_chance(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def failed_trials(study: optuna.Study) -> pd.DataFrame:
-    """Trials that did not finish, with their state and `fail_reason` where the engine set one."""
-    rows = [
-        {
-            "trial": t.number,
-            "state": t.state.name,
-            "fail_reason": t.user_attrs.get("fail_reason", t.system_attrs.get("fail_reason", "")),
-        }
-        for t in study.get_trials(deepcopy=False)
-        if t.state in (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
-    ]
-    return pd.DataFrame(rows, columns=["trial", "state", "fail_reason"])
+    """Trials that did not finish, with their state, `fail_reason` where the engine set one,
+    and the trial that ran their point again, with its state (an interrupted trial's rerun,
+    or a retry), if any."""
+    trials = study.get_trials(deepcopy=False)
+    retries = {t.user_attrs["retry_of"]: t for t in trials if "retry_of" in t.user_attrs}
+    rows = []
+    for t in trials:
+        if t.state not in (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED):
+            continue
+        retry = retries.get(t.number)
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name,
+                "fail_reason": t.user_attrs.get(
+                    "fail_reason", t.system_attrs.get("fail_reason", "")
+                ),
+                "run_again_as": ""
+                if retry is None
+                else f"trial {retry.number} ({retry.state.name})",
+            }
+        )
+    return pd.DataFrame(rows, columns=["trial", "state", "fail_reason", "run_again_as"])
 
 
 def varied_columns(table: pd.DataFrame, columns: list[str]) -> list[str]:

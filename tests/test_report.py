@@ -40,6 +40,7 @@ from ablate.report_table import (
     Objective,
     StudyMeta,
     aggregate_over_seeds,
+    failed_trials,
     load_study,
     mask_runs_at_chance,
     read_meta,
@@ -731,3 +732,26 @@ def test_meta_with_other_storage_path_opens(tmp_path: Path) -> None:
     runs, _ = runs_table(load_study(out_dir, read_meta(out_dir)))
     assert len(runs) == 2
     assert Objective("accuracy", "maximize") in read_meta(out_dir).objectives
+
+
+def test_failed_attempts_name_the_trial_that_ran_their_point_again():
+    """An interrupted or retried attempt is listed with its rerun, so a study whose every point
+    finished does not read as one with failures left."""
+    study = optuna.create_study()
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "interrupted"}
+        )
+    )
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    study.add_trial(optuna.trial.create_trial(value=1.0, user_attrs={"retry_of": 0}))
+    table = failed_trials(study)
+    assert table.to_dict("records") == [
+        {
+            "trial": 0,
+            "state": "FAIL",
+            "fail_reason": "interrupted",
+            "run_again_as": "trial 2 (COMPLETE)",
+        },
+        {"trial": 1, "state": "FAIL", "fail_reason": "", "run_again_as": ""},
+    ]
