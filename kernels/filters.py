@@ -28,6 +28,18 @@ def make_taps(
     accepted only with the custom family and ``sigma`` only with the gaussian one, so a
     misspelt call fails instead of silently building a different filter.
     """
+    return torch.tensor(filter_taps(size, family, taps=taps, sigma=sigma), dtype=torch.float64)
+
+
+def filter_taps(
+    size: int | None,
+    family: str = "binomial",
+    *,
+    taps: Sequence[float] | torch.Tensor | None = None,
+    sigma: float | None = None,
+) -> tuple[float, ...]:
+    """The taps of :func:`make_taps` as Python floats (float64), computed without tensors: a
+    call being traced (``torch.export``) then holds constants, not tensors it cannot read."""
     if family not in FILTER_FAMILIES:
         raise ValueError(f"filter family {family!r} is not one of {FILTER_FAMILIES}")
     if taps is not None and family != "custom":
@@ -37,26 +49,29 @@ def make_taps(
     if family == "custom":
         return _custom_taps(size, taps)
     size = _checked_size(size)
-    i = torch.arange(size, dtype=torch.float64)
-    if family == "binomial":
-        # Exact integers divided once (2**(size-1) overflows a float beyond ~1000 taps).
-        return torch.tensor([math.comb(size - 1, j) / 2 ** (size - 1) for j in range(size)],
-                            dtype=torch.float64)  # fmt: skip
+    if family == "binomial":  # exact integers (2**(size-1) overflows a float beyond ~1000 taps)
+        return _normalised([math.comb(size - 1, j) for j in range(size)])
     if family == "box":
-        raw = torch.ones(size, dtype=torch.float64)
-    elif family == "triangle":
-        raw = torch.minimum(i + 1, size - i)
-    else:  # gaussian
-        if not _is_number(sigma) or not math.isfinite(sigma) or sigma <= 0:
-            raise ValueError(
-                f"sigma={sigma!r} is invalid: the gaussian family needs a finite number > 0"
-            )
-        # Relative to the central tap(s), which stay 1 however small sigma is: a narrow gaussian
-        # tends to the central tap(s) instead of underflowing to 0/0.
-        centre = (size - 1) / 2
-        nearest = (i - centre).abs().min()
-        raw = torch.exp(-((i - centre) ** 2 - nearest**2) / 2 / sigma / sigma)
-    return raw / raw.sum()
+        return _normalised([1] * size)
+    if family == "triangle":
+        return _normalised([min(i + 1, size - i) for i in range(size)])
+    if not _is_number(sigma) or not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(
+            f"sigma={sigma!r} is invalid: the gaussian family needs a finite number > 0"
+        )
+    # Relative to the central tap(s), which stay 1 however small sigma is: a narrow gaussian
+    # tends to the central tap(s) instead of underflowing to 0/0.
+    centre = (size - 1) / 2
+    nearest = min(abs(i - centre) for i in range(size))
+    return _normalised(
+        [math.exp(-((i - centre) ** 2 - nearest**2) / 2 / sigma / sigma) for i in range(size)]
+    )
+
+
+def _normalised(raw: list[int] | list[float]) -> tuple[float, ...]:
+    """``raw`` over its sum, each correctly rounded (integers are summed exactly)."""
+    total = sum(raw) if all(isinstance(r, int) for r in raw) else math.fsum(raw)
+    return tuple(r / total for r in raw)
 
 
 def _is_number(value: object) -> bool:
@@ -69,24 +84,36 @@ def _checked_size(size: object) -> int:
     return size
 
 
-def _custom_taps(size: int | None, taps: Sequence[float] | torch.Tensor | None) -> torch.Tensor:
+def _custom_taps(
+    size: int | None, taps: Sequence[float] | torch.Tensor | None
+) -> tuple[float, ...]:
     if taps is None:
         raise ValueError("taps=None is invalid: family='custom' needs a list of taps")
-    try:
-        raw = torch.as_tensor(taps, dtype=torch.float64).detach().clone()
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise ValueError(f"taps={taps!r} is invalid: expected a 1-D list of numbers") from error
-    if raw.dim() != 1 or raw.numel() == 0:
-        raise ValueError(f"taps={taps!r} is invalid: expected a non-empty 1-D list of numbers")
-    if not bool(torch.isfinite(raw).all()):
-        raise ValueError(f"taps={raw.tolist()} is invalid: every tap must be finite")
-    total = raw.sum()
+    values = _tap_numbers(taps)
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"taps={values} is invalid: every tap must be finite")
     # Relative test, so that cancellation noise such as [0.1, 0.2, -0.3] also counts as zero.
-    if abs(float(total)) <= 1e-12 * float(raw.abs().sum()):
-        raise ValueError(f"taps={raw.tolist()} is invalid: the taps must not sum to 0")
-    if size is not None and _checked_size(size) != raw.numel():
+    if abs(math.fsum(values)) <= 1e-12 * math.fsum(abs(v) for v in values):
+        raise ValueError(f"taps={values} is invalid: the taps must not sum to 0")
+    if size is not None and _checked_size(size) != len(values):
         raise ValueError(
-            f"filter_size={size} does not match len(taps)={raw.numel()}: "
+            f"filter_size={size} does not match len(taps)={len(values)}: "
             "with custom taps pass filter_size=None or the number of taps"
         )
-    return raw / total
+    return _normalised(values)
+
+
+def _tap_numbers(taps: Sequence[float] | torch.Tensor) -> list[float]:
+    """``taps`` as a non-empty list of floats, or a ValueError that shows them."""
+    if isinstance(taps, torch.Tensor):
+        values = taps.detach().double().tolist() if taps.dim() == 1 else None
+    else:
+        try:
+            items = list(taps)
+        except TypeError:
+            items = None
+        numeric = items is not None and all(isinstance(v, numbers.Real) for v in items)
+        values = [float(v) for v in items] if numeric else None  # type: ignore[union-attr]
+    if not values:
+        raise ValueError(f"taps={taps!r} is invalid: expected a non-empty 1-D list of numbers")
+    return values

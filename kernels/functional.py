@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from kernels.filters import make_taps
+from kernels.filters import filter_taps
 from kernels.options import BACKENDS, MAX_CODED_KERNEL, PADDING_MODES
 from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
 from kernels.tuning import interpreter_requested
@@ -124,8 +124,8 @@ def _built_filter(
     taps: Sequence[float] | torch.Tensor | None,
     sigma: float | None,
 ) -> tuple[torch.Tensor, tuple[float, ...]]:
-    made = make_taps(filter_size, family, taps=taps, sigma=sigma)
-    return made, tap_values(made)
+    values = filter_taps(filter_size, family, taps=taps, sigma=sigma)
+    return torch.tensor(values, dtype=torch.float64), values
 
 
 _named_filter = lru_cache(maxsize=256)(_built_filter)

@@ -194,13 +194,13 @@ def test_functional_ops_build_a_named_filter_once(monkeypatch: pytest.MonkeyPatc
     """Every functional call needs the filter's taps; a named one is made once (it costs
     about as much host time as a launch), custom taps every call, with the same results."""
     made: list[object] = []
-    make = functional.make_taps
-    monkeypatch.setattr(functional, "make_taps", lambda *a, **k: made.append(a) or make(*a, **k))
+    build = functional.filter_taps
+    monkeypatch.setattr(functional, "filter_taps", lambda *a, **k: made.append(a) or build(*a, **k))
     functional._named_filter.cache_clear()
     x = torch.randn(1, 2, 9, 8)
     first = blur_pool2d(x, 5, filter="gaussian", sigma=1.5)
     torch.testing.assert_close(blur_pool2d(x, 5, filter="gaussian", sigma=1.5), first)
-    taps = make(5, "gaussian", sigma=1.5)
+    taps = make_taps(5, "gaussian", sigma=1.5)
     custom = max_blur_pool2d(x, None, filter="custom", taps=taps)
     torch.testing.assert_close(max_blur_pool2d(x, 5, filter="gaussian", sigma=1.5), custom)
     assert len(made) == 2  # the named filter once, the custom taps once
@@ -254,6 +254,26 @@ def test_torch_export_matches_eager_with_plain_aten_ops() -> None:
         torch.testing.assert_close(exported.module()(x), module(x), **FP32)
         targets = {str(node.target) for node in exported.graph.nodes if node.op == "call_function"}
         assert not any("Function" in t or "apply" in t for t in targets), targets
+
+
+class FunctionalCalls(torch.nn.Module):
+    """The public ops called in a forward, with a named filter and with custom taps."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = blur_pool2d(x, 3, 1, "circular", relu=True, backend="triton")
+        return max_blur_pool2d(y, None, filter="custom", taps=[1.0, 2.0, 1.0], backend="triton")
+
+
+def test_torch_export_of_the_functional_ops_records_their_custom_ops() -> None:
+    """The taps are built as Python floats, so an exported call holds them as constants (a
+    tensor's values cannot be read while tracing)."""
+    x = torch.randn(2, 3, 9, 6)
+    exported = torch.export.export(FunctionalCalls(), (x,))
+    targets = [str(n.target) for n in exported.graph.nodes if n.op == "call_function"]
+    assert [t for t in targets if t.startswith("shiftlab.")] == [
+        "shiftlab.blur_pool2d.default", "shiftlab.max_blur_pool2d.default",
+    ]  # fmt: skip
+    torch.testing.assert_close(exported.module()(x), FunctionalCalls()(x), **FP32)
 
 
 def test_onnx_export_runs() -> None:
