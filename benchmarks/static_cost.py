@@ -1,15 +1,15 @@
 """Instructions per output of the kernels, read from their machine code, no GPU needed.
 
 ``python -m benchmarks.static_cost [--arch 90] [--filters 3 5 7]`` compiles the forward kernels
-(MaxBlurPool's writing its argmax codes, as in training) and the backward kernels' paths inside
-a map for an NVIDIA target with Triton's own ``ptxas``, and counts the SASS instructions of one
-program per output it writes, as the program issues them: the tap loops are unrolled, and the
-forwards' loop over output rows (if the compiler kept it) counts as often as it runs. The loads
-a forward's loop issues are checked against the rows its tile reads, so a loop the compiler
-unrolled in part or peeled is an error, not a wrong count. The kernels are memory- or
-issue-bound, so this predicts which variant of a kernel is faster before a GPU is at hand; it
-says nothing about memory stalls, so a GPU run (``kernels.bench``) has the last word. Run it
-without ``TRITON_INTERPRET``: interpreted kernels cannot be compiled.
+(MaxBlurPool's writing its argmax codes, as in training) and the backward kernels' paths, inside
+a map and along its edge rows, for an NVIDIA target with Triton's own ``ptxas``, and counts the
+SASS instructions of one program per output it writes, as the program issues them: the tap
+loops are unrolled, and the forwards' loop over output rows (if the compiler kept it) counts as
+often as it runs. The loads a forward's loop issues are checked against the rows its tile
+reads, so a loop the compiler unrolled in part or peeled is an error, not a wrong count. The
+kernels are memory- or issue-bound, so this predicts which variant of a kernel is faster before
+a GPU is at hand; it says nothing about memory stalls, so a GPU run (``kernels.bench``) has the
+last word. Run it without ``TRITON_INTERPRET``: interpreted kernels cannot be compiled.
 """
 
 from __future__ import annotations
