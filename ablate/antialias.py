@@ -1,9 +1,11 @@
 """Rewrite a network's downsampling sites into anti-aliased ones (spec §3).
 
 A *site* is an `nn.MaxPool2d`, `nn.Conv2d` or `nn.AvgPool2d` module with a stride above 1, or
-a strided `F.max_pool2d` / `F.avg_pool2d` call in a traced model (given a module of its own),
+a strided `F.max_pool2d` / `torch.max_pool2d` / `F.avg_pool2d` call in a forward that
+`torch.fx` traces (given a module of its own; a module whose forward calls one is traced into),
 but not a pool whose one window covers its whole input (a global pool does not alias). Each
-call of a pool module called more than once in a traced graph is a site of its own.
+call of a pool module called more than once in a traced graph is a site of its own. A model
+with no site is refused (under every placement but `none`).
 Sites are found, in execution order, by running the model once on an example batch (default:
 zeros of N×C×32×32, C the first convolution's input channels). What each site becomes:
 
@@ -233,7 +235,7 @@ def antialias(
         return model, []
     example = _default_example(model) if example_input is None else example_input
     found, baseline = _find_sites(model, example)
-    traced = trace_site_graphs(model, [site.name for site in found], example)
+    traced = trace_site_graphs(model, [site.name for site in found], example, _pool_callers(model))
     site_names = {site.name for site in found}
     if any(
         [
@@ -242,6 +244,13 @@ def antialias(
         ]
     ):
         found, baseline = _find_sites(traced.root, example)
+    if not found:
+        raise ValueError(
+            f"placement {placement!r}: the model has no downsampling site to anti-alias (a "
+            "strided nn.Conv2d, nn.MaxPool2d or nn.AvgPool2d, or a strided F.max_pool2d / "
+            "F.avg_pool2d call in a forward torch.fx can trace), on the example batch of shape "
+            f"{tuple(example.shape)}; use placement 'none' for it"
+        )
     chosen = _chosen(found, antialias_stem, sites)
     device = example.device
     changes, ends, site_aps = [], [], []
@@ -269,7 +278,21 @@ def _chosen(found: list[_Site], antialias_stem: bool, sites: int | None) -> list
     return chosen if sites is None else chosen[:sites]
 
 
-_FUNCTIONAL_POOLS = {F.max_pool2d: nn.MaxPool2d, F.avg_pool2d: nn.AvgPool2d}
+_FUNCTIONAL_POOLS = {
+    F.max_pool2d: nn.MaxPool2d, torch.max_pool2d: nn.MaxPool2d, F.avg_pool2d: nn.AvgPool2d,
+}  # fmt: skip
+
+
+def _pool_callers(model: nn.Module) -> list[str]:
+    """The modules, other than PyTorch's own, whose forward names a pooling function
+    (``F.max_pool2d(x, 2)``): traced into, so that their strided calls become sites."""
+    return [name for name, module in model.named_modules() if _names_a_pool_function(module)]
+
+
+def _names_a_pool_function(module: nn.Module) -> bool:
+    code = getattr(type(module).forward, "__code__", None)
+    own = not type(module).__module__.startswith("torch.")
+    return own and code is not None and not {"max_pool2d", "avg_pool2d"}.isdisjoint(code.co_names)
 
 
 def _pools_as_modules(graph_module: fx.GraphModule) -> bool:

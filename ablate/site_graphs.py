@@ -11,8 +11,9 @@ graph. Where the model's graph is not sound, each child that holds sites is trac
 the input the example batch gave it, and so on down; the model keeps its own forward and
 calls the traced children. A site no graph reaches can still be replaced as a module.
 
-A graph goes into the modules that hold sites, and into those that return something other
-than a tensor on the example batch; every other module, and each site, stays one call
+A graph goes into the modules that hold sites, into those whose forward calls a pooling
+function (its strided calls become sites), and into those that return something other than a
+tensor on the example batch; every other module, and each site, stays one call
 (:class:`SiteTracer`). So a BatchNorm that applies its own activation (timm's BatchNormAct2d)
 and a drop-path keep both modes, and a block that tests whether its input is a list (timm's
 SelecSLS) receives the list the block before it returns, not one traced value.
@@ -78,13 +79,21 @@ class SiteTracer(fx.Tracer):
         return not any(name.startswith(prefix) for name in self.site_names)
 
 
-def trace_site_graphs(model: nn.Module, site_names: list[str], example: torch.Tensor) -> SiteGraphs:
+def trace_site_graphs(
+    model: nn.Module,
+    site_names: list[str],
+    example: torch.Tensor,
+    callers: Collection[str] = (),
+) -> SiteGraphs:
     """Trace `model`, or where its graph is not sound, the largest modules holding the sites
-    named that trace soundly; install their graphs in the model."""
-    if not site_names:
+    named, or the `callers` (modules to trace into: their forwards call pooling functions),
+    that trace soundly; install their graphs in the model."""
+    if not site_names and not callers:
         return SiteGraphs(model, {}, {})
     holders = {prefix for name in site_names for prefix in _ancestors(name)}
+    holders |= {prefix for name in callers for prefix in [*_ancestors(name), name]}
     calls, not_tensors = _record_module_calls(model, example, holders)
+    through = not_tensors | set(callers)
     graphs: dict[str, fx.GraphModule] = {}
     untraced: dict[str, str] = {}
     pending = [""]
@@ -92,7 +101,7 @@ def trace_site_graphs(model: nn.Module, site_names: list[str], example: torch.Te
         prefix = pending.pop(0)
         module = model.get_submodule(prefix)
         graph, reason = _sound_graph(
-            module, _inside(site_names, prefix), _inside(not_tensors, prefix), calls.get(prefix)
+            module, _inside(site_names, prefix), _inside(through, prefix), calls.get(prefix)
         )
         if graph is not None:
             graphs[prefix] = graph

@@ -353,6 +353,54 @@ def test_functional_pools_become_sites():
     assert [c.name for c in antialias(model, sites=1, example_input=x)[1]] == ["max_pool2d"]
 
 
+class PoolingBlock(nn.Module):
+    """A conv whose block pools with a function, as PyTorch's MNIST example does."""
+
+    def __init__(self, channels_in: int, channels_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels_in, channels_out, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(F.relu(self.conv(x)), 2)
+
+
+class FunctionalOnly(nn.Module):
+    """Downsampling by pooling functions only: in its own forward (``torch.max_pool2d`` too)
+    and in a block that holds no site module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.block = PoolingBlock(4, 6)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.max_pool2d(F.relu(self.conv(x)), 2)
+        return self.fc(F.avg_pool2d(self.block(x), 2).mean((2, 3)))
+
+
+def test_pooling_functions_are_sites_without_any_site_module():
+    """A forward's pooling calls are found wherever they are called; a one-tap filter keeps
+    the max-pools' function."""
+    torch.manual_seed(11)
+    model = FunctionalOnly()
+    _, changes = antialias(model, filter_size=1)
+    assert [(c.name, c.kind) for c in changes] == [
+        ("max_pool2d", "maxpool"), ("block.max_pool2d", "maxpool"), ("avg_pool2d", "avgpool"),
+    ]  # fmt: skip
+    x = torch.randn(2, 3, 32, 32)
+    max_only, _ = antialias(model, filter_size=1, sites=2)
+    torch.testing.assert_close(max_only(x), model(x))
+
+
+def test_a_model_without_a_site_is_refused():
+    """Nothing to anti-alias is an error, not a copy of the baseline labelled anti-aliased."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1))
+    with pytest.raises(ValueError, match="no downsampling site to anti-alias"):
+        antialias(model)
+    assert antialias(model, placement="none")[1] == []
+
+
 class GlobalPoolHead(nn.Module):
     """A strided conv, then a final pool whose window covers the map (``F.avg_pool2d(out, 4)``
     on a CIFAR ResNet's 4×4 map), as a module or as a call."""
