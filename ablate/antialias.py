@@ -28,7 +28,8 @@ the same function, with the conv on a quarter of the pixels. The `SiteChange` sa
 `subsample="aps"` makes every blur-pool that subsamples filter at stride 1 and subsample by
 adaptive polyphase sampling (`ablate.polyphase`): Blur(1) → APS(s) in place of BlurPool(s);
 a max-pool site becomes MaxBlurPool(k, stride 1) → APS(s), its dense max wrapping around the
-map (so that it commutes with circular shifts) when the padding is circular. `subsample="lps"`
+map (so that it commutes with circular shifts) when the padding is circular, as does a padded
+max-pool's MaxPool(k, 1, padding), which then pads circularly. `subsample="lps"`
 does the same with learnable polyphase sampling, LPS(s), whose scorer has its own weights at
 each site. Sites that subsample the same input (a residual block's main path and shortcut)
 share one choice of component: the site that runs first chooses. With circular padding here
@@ -156,7 +157,7 @@ class _Blur:
         )
         if not adaptive:
             return pool
-        if self.padding == "circular":
+        if self.wraps(stride):
             pool = nn.Sequential(nn.CircularPad2d((0, max_kernel - 1) * 2), pool)
         return nn.Sequential(pool, self._polyphase(channels, stride))
 
@@ -170,11 +171,17 @@ class _Blur:
         """What `max_pool` builds, for a SiteChange."""
         if not self._adaptive(stride):
             return f"MaxBlurPool(max {max_kernel}, stride {stride})"
-        wrap = ", wrapping around" if self.padding == "circular" else ""
+        wrap = ", wrapping around" if self.wraps(stride) else ""
         return (
             f"MaxBlurPool(max {max_kernel}{wrap}, stride 1) → "
             f"{self.subsample.upper()}(stride {stride})"
         )
+
+    def wraps(self, stride: int) -> bool:
+        """Whether a dense max before this blur wraps around the map instead of stopping at
+        its edge (or padding with -inf): with circular padding and polyphase sampling, so that
+        the site commutes with circular shifts."""
+        return self.padding == "circular" and self._adaptive(stride)
 
     def _adaptive(self, stride: int) -> bool:
         """Whether a blur of this stride subsamples by APS or LPS (stride 1 does not
@@ -530,6 +537,12 @@ def _convert_maxpool(
     if pad == 0:
         replacement = blur.max_pool(channels, stride, kernel)
         description = blur.max_name(stride, kernel)
+    elif blur.wraps(stride):
+        dense = nn.Sequential(nn.CircularPad2d(pad), nn.MaxPool2d(kernel, 1))
+        replacement = nn.Sequential(*dense, blur.pool(channels, stride))
+        description = (
+            f"MaxPool({kernel}, stride 1, padding {pad} wrapping around) → {blur.name(stride)}"
+        )
     else:
         replacement = nn.Sequential(nn.MaxPool2d(kernel, 1, pad), blur.pool(channels, stride))
         description = f"MaxPool({kernel}, stride 1, padding {pad}) → {blur.name(stride)}"

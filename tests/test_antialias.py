@@ -862,6 +862,22 @@ def test_lps_with_circular_padding_is_exactly_shift_invariant_in_evaluation(name
         assert not torch.allclose(lps.eval()(x), aps.eval()(x))
 
 
+def test_a_padded_max_pool_under_aps_with_circular_padding_is_exactly_shift_invariant():
+    """torchvision's MaxPool(3, 2, 1) padded with -inf would see the map's edge; wrapping
+    around, the site commutes with circular shifts as an unpadded one does."""
+    torch.manual_seed(12)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular"),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
+    converted, changes = antialias(model, filter_size=3, padding="circular", subsample="aps")
+    assert changes[0].description.startswith("MaxPool(3, stride 1, padding 1 wrapping around)")
+    assert _shift_change(converted, torch.randn(3, 3, 16, 16)) < 1e-4
+
+
 def test_aps_max_sites_keep_the_spec_max_unless_the_padding_is_circular():
     model = _randomise_bn(build_model("vgg", width=4))
     converted, changes = antialias(model, filter_size=3, padding="reflect", subsample="aps")
