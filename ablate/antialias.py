@@ -11,7 +11,7 @@ zeros of N×C×32×32, C the first convolution's input channels). What each site
 
 | placement | max-pool MaxPool(k, s) | strided conv Conv(s) → BN → ReLU | avg-pool AvgPool(k, s) |
 |---|---|---|---|
-| `paper` | MaxBlurPool(k, s) | Conv(1) → BN → ReLU → BlurPool(s) (ReLU fused) | BlurPool(s) |
+| `paper` | MaxBlurPool(k, s) | Conv(1) → BN → ReLU → BlurPool(s) (ReLU fused) | BlurPool(s)* |
 | `blur_before_max` | Blur(1) → MaxPool(k, s) | as `paper` | as `paper` |
 | `blur_before_relu` | as `paper` | Conv(1) → BN → BlurPool(s) → ReLU | as `paper` |
 | `blur_before_conv` | as `paper` | BlurPool(s) → Conv(1) | as `paper` |
@@ -19,7 +19,9 @@ zeros of N×C×32×32, C the first convolution's input channels). What each site
 
 Each ablation placement moves the blur at its own kind of site; the other kinds take the
 paper's form (so every site is anti-aliased under every placement but `none`). A max-pool with
-padding (torchvision's MaxPool(3, 2, 1)) becomes MaxPool(k, 1, padding) → BlurPool(s). A
+padding (torchvision's MaxPool(3, 2, 1)) becomes MaxPool(k, 1, padding) → BlurPool(s), and an
+average pool whose kernel is not its stride, or that pads, AvgPool(k, 1, padding) → BlurPool(s)*
+(its box kept, as a max-pool keeps its max; a one-tap filter then computes the pool). A
 strided conv that no ReLU follows (a block whose ReLU comes after the addition) becomes
 Conv(1) → BlurPool(s), the blur directly after the conv; when it is a 1×1 conv without padding
 or bias (a ResNet's shortcut), BlurPool(s) → Conv(1) instead, as antialiased-cnns builds it:
@@ -297,9 +299,10 @@ def _pool_callers(model: nn.Module) -> list[str]:
 
 
 def _names_a_pool_function(module: nn.Module) -> bool:
+    if type(module).__module__.startswith("torch."):  # PyTorch's own (a scripted module too)
+        return False
     code = getattr(type(module).forward, "__code__", None)
-    own = not type(module).__module__.startswith("torch.")
-    return own and code is not None and not {"max_pool2d", "avg_pool2d"}.isdisjoint(code.co_names)
+    return code is not None and not {"max_pool2d", "avg_pool2d"}.isdisjoint(code.co_names)
 
 
 def _pools_as_modules(graph_module: fx.GraphModule) -> bool:
@@ -503,9 +506,7 @@ def _replacement(
 ) -> tuple[nn.Module, str]:
     """The module that takes a pool's place, or a conv's with the blur before it."""
     if site.kind == "avgpool":
-        return _on_pool_grid(
-            site, blur, blur.pool(channels, stride), blur.name(stride), dense_max=False
-        )
+        return _convert_avgpool(site, blur, channels, stride)
     if site.kind == "maxpool":
         return _convert_maxpool(site, placement, blur, channels, stride)
     site.module.stride = (1, 1)
@@ -546,22 +547,50 @@ def _convert_maxpool(
     else:
         replacement = nn.Sequential(nn.MaxPool2d(kernel, 1, pad), blur.pool(channels, stride))
         description = f"MaxPool({kernel}, stride 1, padding {pad}) → {blur.name(stride)}"
-    return _on_pool_grid(site, blur, replacement, description, dense_max=True)
+    return _on_pool_grid(site, blur, replacement, description, dense=True)
+
+
+def _convert_avgpool(site: _Site, blur: _Blur, channels: int, stride: int) -> tuple[nn.Module, str]:
+    """AvgPool(k, k) → BlurPool(k), the paper's form (the blur's filter takes the box's place);
+    a pool with another kernel or with padding keeps its box at stride 1 before BlurPool(s),
+    as a max-pool keeps its max (its box may be the larger low-pass)."""
+    pool = site.module
+    kernel, pad = _square(site, "kernel_size"), _square(site, "padding")
+    if kernel == stride and pad == 0:
+        return _on_pool_grid(
+            site, blur, blur.pool(channels, stride), blur.name(stride), dense=False
+        )
+    options = {
+        "count_include_pad": pool.count_include_pad,
+        "divisor_override": pool.divisor_override,
+    }
+    if blur.wraps(stride):
+        dense: nn.Module = nn.Sequential(nn.CircularPad2d(pad), nn.AvgPool2d(kernel, 1, **options))
+        wrap = " wrapping around"
+    else:
+        dense, wrap = nn.AvgPool2d(kernel, 1, pad, **options), ""
+    replacement = nn.Sequential(dense, blur.pool(channels, stride))
+    description = f"AvgPool({kernel}, stride 1, padding {pad}{wrap}) → {blur.name(stride)}"
+    return _on_pool_grid(site, blur, replacement, description, dense=True)
 
 
 def _on_pool_grid(
-    site: _Site, blur: _Blur, replacement: nn.Module, description: str, *, dense_max: bool
+    site: _Site, blur: _Blur, replacement: nn.Module, description: str, *, dense: bool
 ) -> tuple[nn.Module, str]:
     """``replacement`` in a :class:`PoolGrid` where its rows can differ from the pool's on some
     map size (a floor-mode pool whose stride does not divide the map, a ceil-mode max-pool).
+    ``dense``: ``replacement`` starts with the pool's window at stride 1, which makes
+    2·padding - kernel + 1 more rows than it takes.
     Polyphase sampling keeps the blur-pool's rows: trimming them would break its invariance to
     circular shifts, so such a site is refused where its shape changes."""
     kernel, stride, pad = (_square(site, name) for name in ("kernel_size", "stride", "padding"))
     ceil_mode = site.module.ceil_mode
-    growth = 2 * pad - kernel + 1 if dense_max else 0
+    growth = 2 * pad - kernel + 1 if dense else 0
     if blur.subsample != "fixed" or not grid_differs(growth, kernel, stride, pad, ceil_mode):
         return replacement, description
-    grid = PoolGrid(replacement, kernel, stride, pad, ceil_mode, dense_max=dense_max)
+    grid = PoolGrid(
+        replacement, kernel, stride, pad, ceil_mode, dense_max=dense and site.kind == "maxpool"
+    )
     mode = "ceil" if ceil_mode else "floor"
     return grid, f"{description}, on the {mode}-mode pool's output grid"
 

@@ -401,6 +401,27 @@ def test_a_model_without_a_site_is_refused():
     assert antialias(model, placement="none")[1] == []
 
 
+@pytest.mark.parametrize(
+    ("pool", "description"),
+    [
+        (nn.AvgPool2d(3, 2, 1), "AvgPool(3, stride 1, padding 1) → BlurPool(stride 2)"),
+        (nn.AvgPool2d(3, 2, 1, count_include_pad=False), "AvgPool(3, stride 1, padding 1) →"),
+        (nn.AvgPool2d(4, 2), "AvgPool(4, stride 1, padding 0) → BlurPool(stride 2)"),
+        (nn.AvgPool2d(2, 2), "BlurPool(stride 2)"),
+    ],
+)
+def test_an_average_pool_keeps_its_box_unless_its_kernel_is_its_stride(pool, description):
+    """AvgPool(k, s) with k != s or padding filters with its box at stride 1 before the blur,
+    so a one-tap filter computes the pool itself; AvgPool(k, k) takes the paper's BlurPool."""
+    torch.manual_seed(13)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), pool)
+    x = torch.randn(2, 3, 14, 11)
+    converted, changes = antialias(model, filter_size=1, example_input=x)
+    assert changes[0].description.startswith(description)
+    if description.startswith("AvgPool"):
+        torch.testing.assert_close(converted(x), model(x))
+
+
 class GlobalPoolHead(nn.Module):
     """A strided conv, then a final pool whose window covers the map (``F.avg_pool2d(out, 4)``
     on a CIFAR ResNet's 4×4 map), as a module or as a call."""
