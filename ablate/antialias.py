@@ -33,15 +33,19 @@ a max-pool site becomes MaxBlurPool(k, stride 1) → APS(s), its dense max wrapp
 map (so that it commutes with circular shifts) when the padding is circular, as does a padded
 max-pool's MaxPool(k, 1, padding), which then pads circularly. `subsample="lps"`
 does the same with learnable polyphase sampling, LPS(s), whose scorer has its own weights at
-each site. Sites that subsample the same input (a residual block's main path and shortcut)
-share one choice of component: the site that runs first chooses. With circular padding here
+each site. Sites that subsample one grid (a residual block's main path and shortcut, also in
+a bottleneck, whose strided conv follows a 1×1 conv: `ablate.grid_origins`) share one choice
+of component: the site that runs first chooses. With circular padding here
 and in the convolutions (`build_model(..., conv_padding="circular")`) and a global pool at the
 end, the net is exactly invariant to circular shifts (LPS in evaluation mode).
 
 The *stem* is the first site in execution order (for torchvision's ResNet the 7×7 stride-2
 conv, whose max-pool is then the first site converted, as in antialiased-cnns' default).
 `antialias_stem=False` leaves it alone; `sites=N` then converts the first N of the remaining
-sites.
+sites. Sites on one grid count as one for both, and are converted or left together (a block
+half converted would add an anti-aliased path to an aliased one; under polyphase sampling,
+maps of different components): on the CIFAR ResNet-18, whose stem conv has stride 1, the stem
+is the first residual block's strided conv and shortcut.
 
 Placing a blur after the ReLU that follows a conv needs the graph of the module that calls
 the conv (`ablate.site_graphs`): the model is traced with `torch.fx`, into the modules that
@@ -78,6 +82,7 @@ from torch import fx, nn
 from torch.fx.operator_schemas import normalize_function
 from torch.utils._pytree import tree_flatten
 
+from ablate.grid_origins import GridOrigins
 from ablate.modes import evaluating
 from ablate.polyphase import ComponentScorer, PolyphasePool2d, link_phases
 from ablate.pool_grid import PoolGrid, grid_differs
@@ -120,8 +125,9 @@ class _Site:
     module: nn.Module
     in_shape: torch.Size
     out_shape: torch.Size
-    # the tensor it was called on: sites called on one tensor subsample one grid
-    input: torch.Tensor = field(compare=False, repr=False)
+    # the map whose grid its input lies on (`ablate.grid_origins`): sites whose inputs start
+    # from one map subsample one grid
+    origin: torch.Tensor = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -282,9 +288,15 @@ def antialias(
 
 def _chosen(found: list[_Site], antialias_stem: bool, sites: int | None) -> list[_Site]:
     """The sites to convert: all found but the stem unless `antialias_stem`, and of those the
-    first `sites`."""
-    chosen = found[0 if antialias_stem else 1 :]
-    return chosen if sites is None else chosen[:sites]
+    first `sites`; sites on one grid (a residual block's strided conv and its shortcut) are
+    taken or left together, and count as one."""
+    units: dict[int, list[_Site]] = {}
+    for site in found:
+        units.setdefault(id(site.origin), []).append(site)
+    kept = list(units.values())[0 if antialias_stem else 1 :]
+    kept = kept if sites is None else kept[:sites]
+    names = {site.name for unit in kept for site in unit}
+    return [site for site in found if site.name in names]
 
 
 _FUNCTIONAL_POOLS = {
@@ -366,11 +378,11 @@ def _polyphase_modules(root: nn.Module) -> list[PolyphasePool2d]:
 
 
 def _link_shared_grids(sites: list[_Site], site_aps: list[list[PolyphasePool2d]]) -> None:
-    """Tie the APS/LPS modules of sites called on the same tensor to one choice of component,
-    made by the first site's (sites are in execution order)."""
+    """Tie the APS/LPS modules of sites on one grid to one choice of component, made by the
+    first site's (sites are in execution order)."""
     groups: dict[int, list[PolyphasePool2d]] = {}
     for site, modules in zip(sites, site_aps, strict=True):
-        groups.setdefault(id(site.input), []).extend(modules)  # the sites hold their inputs
+        groups.setdefault(id(site.origin), []).extend(modules)  # the sites hold their origins
     for modules in groups.values():
         if len(modules) > 1:
             link_phases(modules)
@@ -406,11 +418,13 @@ def _find_sites(model: nn.Module, example: torch.Tensor) -> tuple[list[_Site], A
     mode)."""
     candidates = {name: m for name, m in model.named_modules() if _site_kind(m) is not None}
     calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]] = {}
-    output = _record_calls(model, example, candidates, calls)
+    with GridOrigins() as origins:
+        output = _record_calls(model, example, candidates, calls)
     sites = [
-        _Site(name, _site_kind(candidates[name]), candidates[name], *call)
-        for name, call in calls.items()
-    ]
+        _Site(name, _site_kind(candidates[name]), candidates[name], in_shape, out_shape,
+              origins.origin(source))
+        for name, (in_shape, out_shape, source) in calls.items()
+    ]  # fmt: skip
     return [site for site in sites if not _pools_globally(site)], output
 
 

@@ -73,7 +73,9 @@ class VariantConfig(BaseModel):
         description="where a blur-pool subsamples: 'aps' adaptive, 'lps' learnable polyphase "
         "sampling",
     )
-    sites: int | None = Field(None, ge=0, description="anti-alias only the first N sites")
+    sites: int | None = Field(
+        None, ge=0, description="anti-alias only the first N sites (a block's conv + shortcut: one)"
+    )
     antialias_stem: bool = True
     backend: Backend = "auto"
 

@@ -350,7 +350,9 @@ def test_functional_pools_become_sites():
     ]  # fmt: skip
     # a one-tap blur is plain subsampling: the max-pool computes what it did
     torch.testing.assert_close(converted(x)[:, 4:7], model(x)[:, 4:7], rtol=0, atol=0)
-    assert [c.name for c in antialias(model, sites=1, example_input=x)[1]] == ["max_pool2d"]
+    # the three subsample one input, so they count as one site
+    names = [c.name for c in antialias(model, sites=1, example_input=x)[1]]
+    assert names == ["max_pool2d", "avg_pool2d", "conv"]
 
 
 class PoolingBlock(nn.Module):
@@ -578,9 +580,12 @@ def test_sites_and_stem_select_sites_in_execution_order():
     assert converted(antialias_stem=False) == SITES["vgg"][1:]
     assert converted(sites=2, antialias_stem=False) == SITES["vgg"][1:3]
     assert converted(sites=0) == []
+    # a residual block's strided conv and shortcut subsample one grid: taken or left together
     resnet = build_model("resnet18", width=4)
+    names = [c.name for c in antialias(resnet, sites=1)[1]]
+    assert names == ["layer2.0.conv1", "layer2.0.shortcut.0"]
     names = [c.name for c in antialias(resnet, antialias_stem=False, sites=1)[1]]
-    assert names == ["layer2.0.shortcut.0"]
+    assert names == ["layer3.0.conv1", "layer3.0.shortcut.0"]
 
 
 class BasicBlock(nn.Module):
@@ -674,6 +679,20 @@ def test_torchvision_style_resnet_converts(placement, size):
     assert [c.name for c in changes] == TORCHVISION_SITES[1:]
     assert kept_stem.get_submodule("conv1").stride == (2, 2)
     assert kept_stem.eval()(x).shape == (2, 10)
+
+
+@pytest.mark.parametrize("subsample", ["aps", "lps"])
+def test_a_bottlenecks_strided_conv_and_shortcut_keep_one_component(subsample):
+    """The 3×3 conv subsamples the output of a 1×1 conv of the block's input, the shortcut the
+    input itself: one grid, so one choice, as in a basic block."""
+    model = _randomise_bn(TorchvisionStyleResNet())
+    converted, _ = antialias(model, filter_size=3, subsample=subsample)
+    pools = {n: m for n, m in converted.named_modules() if isinstance(m, PolyphasePool2d)}
+    links = {name.split(".")[0]: pool.link for name, pool in pools.items() if pool.link}
+    assert sorted(links) == ["layer2", "layer3"]
+    for block in ("layer2", "layer3"):
+        linked = [pool for name, pool in pools.items() if name.startswith(f"{block}.")]
+        assert len(linked) == 2 and all(pool.link is links[block] for pool in linked)
 
 
 class Untraceable(nn.Module):
