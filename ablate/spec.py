@@ -45,6 +45,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 import typing
 from collections.abc import Iterator, Mapping
 from functools import cache
@@ -390,7 +391,7 @@ def load_spec(path: str | Path, base_overrides: Mapping[str, Any] | None = None)
     except OSError as err:
         raise SpecError(path, [f"cannot read the spec: {err.strerror or err}"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -572,6 +573,22 @@ def _field_adapter(name: str) -> TypeAdapter:
     return TypeAdapter(Annotated[info.annotation, info])
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last,
+    so a repeated `filter_size:` silently replaced the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def _field_problem(name: str, value: Any, check_value: bool = True) -> str | None:
     """Why `name: value` is not a valid VariantConfig setting, or None."""
     if name in RESERVED_FIELDS:
@@ -589,6 +606,10 @@ def _field_problem(name: str, value: Any, check_value: bool = True) -> str | Non
     except ValidationError as err:
         message = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
         return f"{value!r} is not allowed: {message}"
+    accepted = _python_types(VariantConfig.model_fields[name].annotation)
+    if isinstance(value, str) and str not in accepted:
+        kinds = " or ".join(sorted(t.__name__ for t in accepted if t is not type(None)))
+        return f"{value!r} is a string, but {name} takes {kinds}: write it without quotes"
     return None
 
 
@@ -606,6 +627,8 @@ def _describe(error: Mapping[str, Any], with_loc: bool = True) -> str:
     """One pydantic error as 'key.path: message (got value)'."""
     message = str(error["msg"]).removeprefix("Value error, ")
     got = "" if error["type"] in ("value_error", "missing") else f" (got {error['input']!r})"
+    if error["type"] == "literal_error" and isinstance(error["input"], str):
+        got += _did_you_mean(error["input"], re.findall(r"'([^']*)'", error["ctx"]["expected"]))
     if not with_loc:
         return message + got
     loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")

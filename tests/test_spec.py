@@ -33,6 +33,9 @@ BAD_SPECS = [
     ("bad_image_size.yaml", ["base: image_size=64", "needs dataset 'folder'", "at 32"]),
     ("bad_reflect_crop_pad.yaml", ["base: crop_pad=32 with crop_fill 'reflect'", "<= 31"]),
     ("bad_seed_range.yaml", ["seeds[1]", "greater than or equal to 0", "got -1"]),
+    ("bad_misspelled_metric.yaml", ["objectives[0].metric", "did you mean 'accuracy'"]),
+    ("bad_duplicate_key.yaml", ["broken YAML", "line 5", "'filter_size' is given twice"]),
+    ("bad_quoted_number.yaml", ["space.filter_size.choices[0]", "'3' is a string", "int"]),
     ("no_such_file.yaml", ["cannot read the spec", "No such file"]),
 ]
 
