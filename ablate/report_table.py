@@ -59,6 +59,8 @@ class StudyMeta:
 def read_meta(out_dir: Path) -> StudyMeta:
     """Parse `out_dir/meta.json`; a missing file or field is a ValueError that names it."""
     path = Path(out_dir) / "meta.json"
+    if not Path(out_dir).is_dir():
+        raise ValueError(f"out_dir={str(out_dir)!r} does not exist or is not a folder")
     if not path.is_file():
         raise ValueError(
             f"out_dir={str(out_dir)!r} has no meta.json: is it a study's output folder?"

@@ -20,7 +20,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -439,9 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="design points for tpe/nsga2/random (overrides sampler.trials)",
     )
     parser.add_argument(
-        "--epochs", type=float, help="training epochs of every trial (overrides base)"
+        "--epochs", type=_positive(float), help="training epochs of every trial (overrides base)"
     )
-    parser.add_argument("--steps", type=int, help="training steps of every trial (overrides base)")
+    parser.add_argument(
+        "--steps", type=_positive(int), help="training steps of every trial (overrides base)"
+    )
     parser.add_argument(
         "--device",
         choices=DEVICES,
@@ -462,6 +464,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-report", action="store_true", help="do not write the report at the end"
     )
     return parser
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a number of `kind` above 0 (argparse names the option if not)."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} is not above 0")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's message for a value `kind` refuses
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:

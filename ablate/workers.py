@@ -116,7 +116,10 @@ def make_sampler(
 def run_worker(job: WorkerJob) -> None:
     """Claim and run trials until no trial is waiting or running anywhere in the study."""
     logging.basicConfig(
-        filename=job.log_file, level=logging.INFO, format="%(asctime)s %(message)s", force=True
+        filename=job.log_file,
+        level=logging.INFO,
+        format="%(asctime)s [%(process)d] %(message)s",
+        force=True,
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:

@@ -287,6 +287,8 @@ def test_a_point_drawn_again_adds_no_seeds(tmp_path: Path) -> None:
 
 
 def test_read_meta_rejects_bad_folders(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist or is not a folder"):
+        read_meta(tmp_path / "missing")
     with pytest.raises(ValueError, match=r"meta\.json"):
         read_meta(tmp_path)
     (tmp_path / "meta.json").write_text(

@@ -654,3 +654,23 @@ def test_progress_in_a_log_file_is_a_line_every_half_minute_not_every_poll(tmp_p
     assert status.done
     redraws = capsys.readouterr().err.count("\r")
     assert redraws <= 4, f"{redraws} redraws"
+
+
+def test_cli_options_are_checked_and_named(tmp_path, capsys):
+    """--trials sets a sampler's trial count (refused for a grid); a budget of 0 is refused
+    by the option's name, not as the spec's."""
+    sampled = make_spec(tmp_path, sampler={"name": "random", "trials": 8})
+    path = tmp_path / "sampled.yaml"
+    path.write_text(sampled.as_yaml())
+    cli = ["--space", str(path), "--dry-run", "--no-probe"]
+    assert main([*cli, "--trials", "3"]) == 0
+    assert "3 trials x 2 seeds" in capsys.readouterr().out
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(make_spec(tmp_path).as_yaml())
+    assert main(["--space", str(grid), "--dry-run", "--no-probe", "--trials", "3"]) == 2
+    assert "--trials 3: give N >= 1, for tpe/nsga2/random only" in capsys.readouterr().err
+    for option in ("--steps", "--epochs"):
+        with pytest.raises(SystemExit) as stopped:
+            main([*cli, option, "0"])
+        assert stopped.value.code == 2
+        assert f"argument {option}: 0 is not above 0" in capsys.readouterr().err
