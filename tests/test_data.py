@@ -81,6 +81,12 @@ def test_load_synthetic_is_normalised_and_on_device():
     std = splits.train_x.std(dim=(0, 2, 3))
     torch.testing.assert_close(mean, torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(std, torch.ones(3), atol=1e-4, rtol=0)
+    # the test split takes the training split's statistics, not its own
+    raw_train, _ = make_synthetic(40, seed=2, split="train")
+    raw_test, _ = make_synthetic(20, seed=2, split="test")
+    raw_mean = raw_train.mean(dim=(0, 2, 3), keepdim=True)
+    raw_std = raw_train.std(dim=(0, 2, 3), keepdim=True)
+    torch.testing.assert_close(splits.test_x, (raw_test - raw_mean) / raw_std)
 
 
 @pytest.mark.parametrize(
