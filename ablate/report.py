@@ -107,10 +107,30 @@ def _interval_text(row: pd.Series, metric: str) -> str:
 
 
 def front_table(configs: pd.DataFrame, varied: Sequence[str], meta: StudyMeta) -> pd.DataFrame:
-    """The Pareto front for reading: varied parameters, objectives as `mean [95 % CI]`, seeds."""
+    """The Pareto front, as :func:`config_table` lays it out."""
     front = configs[configs["pareto"]] if "pareto" in configs else configs.iloc[0:0]
+    return config_table(front, varied, meta)
+
+
+def all_configs_table(
+    configs: pd.DataFrame, varied: Sequence[str], meta: StudyMeta
+) -> pd.DataFrame:
+    """Every configuration, best first by the first objective, marked where on the front (to
+    compare any two, not only the front's)."""
+    first = meta.objectives[0]
+    ordered = configs.sort_values(
+        f"{first.metric}_mean", ascending=first.direction == "minimize", na_position="last"
+    )
+    table = config_table(ordered, varied, meta)
+    on_front = ordered["pareto"] if "pareto" in ordered else [False] * len(ordered)
+    table.insert(0, "front", ["✓" if on else "" for on in on_front])
+    return table
+
+
+def config_table(configs: pd.DataFrame, varied: Sequence[str], meta: StudyMeta) -> pd.DataFrame:
+    """Configurations for reading: varied parameters, objectives as `mean [95 % CI]`, seeds."""
     rows = []
-    for _, row in front.iterrows():
+    for _, row in configs.iterrows():
         no_blur_site = row.get("placement") == "none"
         entry = {
             # the filter of a network without blur sites was never used: leave it blank
@@ -332,6 +352,8 @@ def summary_blocks(
     blocks.append(Heading("Pareto front"))
     front = front_table(configs, varied, meta)
     blocks.append(Table(front) if len(front) else Paragraph(_empty_front_reason(configs)))
+    if len(configs) > len(front):
+        blocks += [Heading("All configurations"), Table(all_configs_table(configs, varied, meta))]
     blocks.append(Heading("Figures"))
     for outcome in outcomes:
         if outcome.figure is None:

@@ -467,6 +467,14 @@ def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) ->
     # the fake gains 1.0 points without blur (32 runs with Bin-1) and 1.6 / 2.2 with Bin-3 / 5
     assert "last quarter of training: median 1.00 points, most 2.20" in summary
     assert "Adaptive polyphase sampling" not in summary  # the study did not vary it
+    # every configuration in one table, best accuracy first, the front's marked
+    table = summary.split("## All configurations\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("|")][2:]
+    configs = pd.read_csv(out_dir / "configs.csv")
+    assert len(rows) == len(configs) == 24
+    assert sum("✓" in row.split("|")[1] for row in rows) == int(configs["pareto"].sum())
+    best = configs["accuracy_mean"].max()
+    assert f"{best:.4g} [" in rows[0]
     page = (out_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(FIGURE_NAMES)
     assert 'src="figures/' not in page
