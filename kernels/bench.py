@@ -179,7 +179,7 @@ def shiftlab_op(op: str, filter_size: int, backend: str) -> Callable[[torch.Tens
 
 
 def kornia_op(op: str, filter_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """kornia's blur-pool ops (zero padding, its own formulation)."""
+    """kornia's blur-pool ops (its zero padding is the `zeros` mode's from kornia 0.9 on)."""
     import kornia.filters
 
     if op == "max_blur_pool":

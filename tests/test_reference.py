@@ -5,6 +5,7 @@ forms of kernels.padding), correlates with the 2-D outer-product filter by a dep
 in float64 and slices every s-th row and column: spec §2 and §3 word for word.
 """
 
+import functools
 import math
 
 import pytest
@@ -312,3 +313,20 @@ def test_the_reference_compiles_as_one_graph_with_its_gradient(op: str) -> None:
     run(x, taps).backward(grad)
     torch.testing.assert_close(out, run(x, taps), **FP32)
     torch.testing.assert_close(compiled_x.grad, x.grad, **FP32)
+
+
+@pytest.mark.parametrize("op", ["blur_pool", "max_blur_pool"])
+def test_kornia_computes_the_zeros_padding_mode(op: str) -> None:
+    """kornia (from 0.9) pads zeros by (k-1)//2 before and k//2 after, as the spec's `zeros`
+    mode, so the bench compares like with like at every filter size (older releases padded
+    (k-1)//2 on both sides, which agrees for odd k only)."""
+    kornia = pytest.importorskip("kornia", minversion="0.9")
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64)
+    if op == "blur_pool":
+        ours, theirs = blur_pool2d, kornia.filters.blur_pool2d
+    else:
+        ours = max_blur_pool2d
+        theirs = functools.partial(kornia.filters.max_blur_pool2d, max_pool_size=2)
+    for size in range(2, 8):
+        expected = ours(x, size, 2, "zeros", backend="torch")
+        torch.testing.assert_close(theirs(x, size, stride=2), expected, atol=1e-12, rtol=0)
