@@ -14,7 +14,9 @@ writes, into `out_dir`:
 
 A run that did not learn (`learned` false: accuracy not above chance, `ablate.chance`) keeps its
 row in `runs.*`, but its consistency and accuracy-vs-shift curve are left out of every mean,
-figure and answer, and its configuration is infeasible, as the engine told Optuna.
+figure and answer, and its configuration is infeasible, as the engine told Optuna; its
+accuracy, adversarial accuracy, filter smoothness and costs are kept, and each answer says how
+many such runs it left out or counted.
 """
 
 from __future__ import annotations
@@ -288,7 +290,9 @@ AT_CHANCE_NOTE = (
     "p < 0.001). A network that learned nothing gives an image the same answer wherever it "
     "sits, so its consistency (below) and its flat accuracy-vs-shift curve are no merit of its "
     "design: they are left out of every mean, figure and answer, and a configuration with such "
-    "a run is off the Pareto front. Short budgets often end before a run leaves the loss "
+    "a run is off the Pareto front. Its accuracy, adversarial accuracy, filter smoothness and "
+    "costs are kept, as they are; each answer says how many such runs it left out or counted. "
+    "Short budgets often end before a run leaves the loss "
     "plateau of early training; more epochs or another learning rate tell whether the design "
     "or the budget is at fault."
 )

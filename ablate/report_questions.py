@@ -186,25 +186,58 @@ def _compare(
     contrast: Contrast,
     stuck: pd.Series,
 ) -> tuple[str, Difference | None]:
-    """The sentence comparing `values` between the contrast's groups, and the difference;
-    `stuck` marks the runs that did not learn, whose masked values explain an empty group."""
-    treated = values[contrast.treated].dropna()
-    control = values[contrast.control].dropna()
-    if control.empty or treated.empty:
-        group = contrast.control if control.empty else contrast.treated
-        missing = contrast.control_described if control.empty else contrast.treated_runs
-        if (group & stuck).any():
+    """The sentence comparing `values` between the contrast's groups, and the difference.
+    `stuck` marks the runs that did not learn: a group with none that learned cannot answer;
+    otherwise the sentence says how many such runs it left out (where `values` masks them) or
+    counted (where it keeps them, as accuracy), and then what the runs that learned show."""
+    groups = (
+        (contrast.treated, contrast.treated_runs),
+        (contrast.control, contrast.control_described),
+    )
+    for group, described in groups:
+        if not values[group].notna().any():
             because = (
-                f"its {missing} runs did not learn (accuracy not above chance), and {name} "
+                f"its {described} runs did not learn (accuracy not above chance), and {name} "
                 "is left out for such runs"
+                if (group & stuck).any()
+                else f"it has no {described} runs with {name} to compare against"
             )
-        else:
-            because = f"it has no {missing} runs with {name} to compare against"
-        return f"Cannot be answered from this study: {because}.", None
-    diff = welch_difference(treated, control)
-    means = (treated.mean(), control.mean())
+            return f"Cannot be answered from this study: {because}.", None
+        if not (group & ~stuck).any():
+            because = f"none of its {described} runs learned (accuracy not above chance)"
+            return f"Cannot be answered from this study: {because}.", None
+    diff = welch_difference(values[contrast.treated].dropna(), values[contrast.control].dropna())
+    means = (values[contrast.treated].mean(), values[contrast.control].mean())
     sentence = _effect_sentence(diff, name, unit, yes_if, means, contrast, relative)
-    return sentence, diff
+    return sentence + _runs_that_did_not_learn(values, contrast, stuck, unit), diff
+
+
+def _runs_that_did_not_learn(
+    values: pd.Series, contrast: Contrast, stuck: pd.Series, unit: str
+) -> str:
+    """' Left out: …' or ' This counts … ; among the runs that learned: …' (nothing where every
+    run learned)."""
+    counts = [int((group & stuck).sum()) for group in (contrast.treated, contrast.control)]
+    if not any(counts):
+        return ""
+    runs = (
+        f"{counts[0]} {contrast.treated_runs} and {counts[1]} {contrast.control_runs} runs that "
+        "did not learn (accuracy not above chance)"
+    )
+    if values[stuck].isna().all():
+        return f" Left out: {runs}."
+    learned = welch_difference(
+        values[contrast.treated & ~stuck].dropna(), values[contrast.control & ~stuck].dropna()
+    )
+    interval = (
+        f" [{_fmt(learned.low, True)}, {_fmt(learned.high, True)}]"
+        if np.isfinite(learned.low)
+        else ""
+    )
+    return (
+        f" This counts {runs}; among the runs that learned the difference is "
+        f"{_fmt(learned.estimate, True)}{interval}{_difference_unit(unit)}."
+    )
 
 
 def _by_filter_size(runs: pd.DataFrame, values: pd.Series, unit: str) -> str:

@@ -670,7 +670,28 @@ def test_questions_whose_baseline_did_not_learn_say_so(tmp_path: Path) -> None:
         "did not learn (accuracy not above chance), and `consistency_circular` is left out for "
         "such runs."
     )
-    assert answers["RQ4"].difference is not None  # adversarial accuracy is kept, as low as it is
+    # adversarial accuracy is kept, as low as it is, but no baseline run learned to compare
+    assert answers["RQ4"].difference is None
+    assert answers["RQ4"].sentence == (
+        "Cannot be answered from this study: none of its no-blur (placement none or filter "
+        "size 1) runs learned (accuracy not above chance)."
+    )
+
+
+def test_answers_say_which_runs_that_did_not_learn_they_left_out_or_counted(tmp_path: Path):
+    """One no-blur run stuck: consistency leaves it out, adversarial accuracy counts it (and
+    gives the difference among the runs that learned too)."""
+    space = {"placement": ["none", "paper"], "filter_size": [3]}
+    runs, _ = runs_table(make_study(tmp_path / "s", space, seeds=[0, 1, 2]))
+    runs.loc[(runs["placement"] == "none") & (runs["seed"] == 0), "learned"] = False
+    answers = {a.key: a for a in answer_questions(mask_runs_at_chance(runs))}
+    stuck = "0 blurred and 1 no-blur runs that did not learn (accuracy not above chance)"
+    assert answers["RQ2"].sentence.endswith(f" Left out: {stuck}.")
+    assert "n = 3 blurred vs 2 no-blur runs" in answers["RQ2"].sentence
+    assert f" This counts {stuck}; among the runs that learned the difference is " in (
+        answers["RQ4"].sentence
+    )
+    assert "n = 3 blurred vs 3 no-blur runs" in answers["RQ4"].sentence
 
 
 def test_studies_without_training_curves_skip_their_figure_and_line(tmp_path: Path) -> None:
