@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from ablate.pareto import non_dominated
 from ablate.report_questions import NO_BLUR, varied_splits
 from ablate.report_stats import mean_interval
-from ablate.report_table import Objective
+from ablate.report_table import Objective, at_chance
 from kernels.files import atomic_write
 
 FAMILY_NAMES = {"binomial": "Bin", "box": "Rect", "triangle": "Tri", "gaussian": "Gauss"}
@@ -270,9 +270,19 @@ def accuracy_consistency_figure(
     missing = [c for c in needed if c not in configs]
     if configs.empty or missing:
         return FigureOutcome(name, None, f"skipped: the table has no {missing or 'rows'}")
+    stuck = configs.get("seeds_at_chance", pd.Series(0, index=configs.index)) > 0
+    if stuck.all():
+        return FigureOutcome(
+            name, None, "skipped: every configuration has a run that did not learn"
+        )
+    left_out = (
+        f"{stuck.sum()} configuration(s) not shown: a run did not learn" if stuck.any() else ""
+    )
+    configs = configs[~stuck]
     fig, ax, notes = _scatter_by_variant(
         configs, consistency_metric, "accuracy", ["padding", "placement"], "train_images_per_s"
     )
+    notes.append(left_out)
     values = configs[[f"{consistency_metric}_mean", "accuracy_mean"]].to_numpy(dtype=float)
     front_2d = configs[non_dominated(values, ["maximize", "maximize"])]
     front_2d = front_2d.sort_values(f"{consistency_metric}_mean")
@@ -347,6 +357,8 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
     metrics = [m for m in ("accuracy", consistency_metric) if m in runs]
     if runs.empty or "filter_size" not in runs or not metrics:
         return FigureOutcome(name, None, "skipped: the runs carry no filter_size or metrics")
+    left_out = _sizes_without_values(runs, metrics)
+    metrics = [m for m in metrics if runs[m].notna().any()]
     placements = runs["placement"] if "placement" in runs else pd.Series("paper", index=runs.index)
     lines = _line_per_grid(runs[placements != "none"])
     n_lines = lines["placement"].nunique() if "placement" in lines else 1
@@ -364,7 +376,7 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
         if ax is not axes[0][-1] and ax.get_legend() is not None:
             ax.get_legend().remove()
     _legend_outside(axes[0][-1])
-    notes = [_fixed_note(runs, ["placement", "padding"])]
+    notes = [_fixed_note(runs, ["placement", "padding"]), *left_out]
     if paddings > 1 and style is None:
         notes.append("paddings pooled")
     if runs.groupby([placements, runs["filter_size"]]).size().max() < 2:
@@ -378,6 +390,22 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
     )
     fig.tight_layout()
     return FigureOutcome(name, fig)
+
+
+def _sizes_without_values(runs: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
+    """'consistency_circular: filter size 5 left out (no run that learned)' for each metric
+    whose values are masked for every blurred run of some filter sizes (runs that did not
+    learn)."""
+    blurred = runs[runs["placement"] != "none"] if "placement" in runs else runs
+    notes = []
+    for metric in metrics:
+        sizes = blurred.groupby("filter_size")[metric].apply(lambda v: v.notna().any())
+        missing = [str(size) for size, present in sizes.items() if not present]
+        if missing:
+            every = len(missing) == len(sizes)
+            where = "every filter size" if every else f"filter size {', '.join(missing)}"
+            notes.append(f"{metric}: {where} left out (no run that learned)")
+    return notes
 
 
 def _metric_by_filter_size(
@@ -521,7 +549,12 @@ def shift_curve_figure(runs: pd.DataFrame) -> FigureOutcome:
     for protocol in protocols:
         long += _curves_long(data, f"accuracy_vs_shift_{protocol}", "d", range, protocol=protocol)
     if not long:
-        return FigureOutcome(name, None, "skipped: the accuracy_vs_shift lists are empty")
+        reason = (
+            "no run learned (accuracy not above chance), and their curves are left out"
+            if at_chance(runs).all()
+            else "the accuracy_vs_shift lists are empty"
+        )
+        return FigureOutcome(name, None, f"skipped: {reason}")
     grid = _curve_grid(pd.DataFrame(long), "d", row="protocol")
     grid.set_titles("{row_name} shift · placement {col_name}")
     _label_grid(grid, "Diagonal shift d (pixels down and right)", "Test accuracy (%)")
@@ -663,7 +696,8 @@ def adversarial_figure(runs: pd.DataFrame) -> FigureOutcome:
 def importance_figure(study: optuna.Study, objectives: Sequence[Objective]) -> FigureOutcome:
     """PED-ANOVA importance of each varied parameter for each objective (Optuna's default)."""
     name = "parameter_importance"
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    complete = [t for t in finished if not _has_run_at_chance(t)]
     params = {p for t in complete for p in t.params}
     varied = [p for p in sorted(params) if len({repr(t.params.get(p)) for t in complete}) > 1]
     if len(varied) < 2 or len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
@@ -671,28 +705,49 @@ def importance_figure(study: optuna.Study, objectives: Sequence[Objective]) -> F
             name,
             None,
             f"skipped: parameter importance needs at least 2 varied parameters and "
-            f"{MIN_TRIALS_FOR_IMPORTANCE} finished trials; this study has {len(varied)} "
-            f"({', '.join(varied) or 'none'}) and {len(complete)}",
+            f"{MIN_TRIALS_FOR_IMPORTANCE} finished trials whose runs all learned; this study "
+            f"has {len(varied)} ({', '.join(varied) or 'none'}) and {len(complete)}",
         )
-    rows = []
+    learned = optuna.create_study(directions=[o.direction for o in objectives])
+    learned.add_trials(complete)
+    rows, constant = [], []
     for index, objective in enumerate(objectives):
+        if len({t.values[index] for t in complete}) < 2:
+            constant.append(objective.metric)
+            continue
         sign = -1.0 if objective.direction == "maximize" else 1.0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             importances = optuna.importance.get_param_importances(
-                study,
+                learned,
                 params=varied,
                 target=lambda t, i=index, s=sign: s * t.values[i],
             )
-        rows += [{"objective": objective.metric, "parameter": p, "importance": v}
-                 for p, v in importances.items()]
+        rows += [
+            {"objective": objective.metric, "parameter": p, "importance": v}
+            for p, v in importances.items()
+        ]
+    if not rows:
+        return FigureOutcome(name, None, "skipped: every objective is the same in every trial")
     fig, ax = plt.subplots(figsize=(8, 0.25 * len(varied) * len(objectives) + 1.8))
     sns.barplot(data=pd.DataFrame(rows), x="importance", y="parameter", hue="objective", ax=ax)
     ax.set_xlabel("Importance (PED-ANOVA, normalised to sum 1 per objective)")
     ax.set_ylabel("Varied parameter")
     _legend_outside(ax)
-    _title(fig, f"Which parameters matter for each objective ({len(complete)} trials)")
+    notes = [f"{metric} left out: the same in every trial" for metric in constant]
+    if len(finished) > len(complete):
+        stuck = len(finished) - len(complete)
+        notes.insert(0, f"{stuck} trial(s) with a run that did not learn left out")
+    _title(
+        fig,
+        f"Which parameters matter for each objective ({len(complete)} trials)",
+        "; ".join(notes),
+    )
     return FigureOutcome(name, fig)
+
+
+def _has_run_at_chance(trial: optuna.trial.FrozenTrial) -> bool:
+    return any(record.get("learned") is False for record in trial.user_attrs.get("seeds", []))
 
 
 def save_figure(outcome: FigureOutcome, folder: Path) -> list[Path]:

@@ -786,3 +786,33 @@ def test_failed_attempts_name_the_trial_that_ran_their_point_again():
         },
         {"trial": 1, "state": "FAIL", "fail_reason": "", "run_again_as": ""},
     ]
+
+
+def test_figures_say_what_runs_that_did_not_learn_take_away(tmp_path: Path) -> None:
+    """Configurations with a run at chance are not drawn on the accuracy-consistency plane, a
+    filter size whose runs are all at chance is named where its consistency is missing, and a
+    figure with nothing left says why."""
+    space = {"placement": ["none", "paper"], "filter_size": [3, 5]}
+    runs, config_cols = runs_table(make_study(tmp_path / "s", space, seeds=[0, 1]))
+    stuck = (runs["placement"] == "paper") & (runs["filter_size"] == 5)
+    runs.loc[stuck, "learned"] = False
+    masked = mask_runs_at_chance(runs)
+    configs = aggregate_over_seeds(masked, config_cols)
+    outcome = figs.accuracy_consistency_figure(configs, "consistency_circular", [])
+    assert "1 configuration(s) not shown: a run did not learn" in outcome.figure.get_suptitle()
+    plt.close(outcome.figure)
+    outcome = figs.filter_size_figure(masked, "consistency_circular")
+    assert "consistency_circular: filter size 5 left out" in outcome.figure.get_suptitle()
+    plt.close(outcome.figure)
+
+    runs["learned"] = False
+    masked = mask_runs_at_chance(runs)
+    configs = aggregate_over_seeds(masked, config_cols)
+    outcome = figs.accuracy_consistency_figure(configs, "consistency_circular", [])
+    assert outcome.figure is None and "every configuration has a run" in outcome.note
+    outcome = figs.shift_curve_figure(masked)
+    assert outcome.figure is None and "no run learned" in outcome.note
+    outcome = figs.filter_size_figure(masked, "consistency_circular")
+    assert "consistency_circular: every filter size left out" in outcome.figure.get_suptitle()
+    assert len([ax for ax in outcome.figure.axes if ax.get_ylabel()]) == 1  # accuracy alone
+    plt.close(outcome.figure)
