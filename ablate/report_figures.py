@@ -24,9 +24,10 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from ablate.pareto import non_dominated
-from ablate.report_questions import NO_BLUR, varied_splits
+from ablate.report_questions import NO_BLUR, SPLIT_BY, varied_splits
 from ablate.report_stats import mean_interval
 from ablate.report_table import Objective, at_chance
+from ablate.variant_config import VariantConfig
 from kernels.files import atomic_write
 
 FAMILY_NAMES = {"binomial": "Bin", "box": "Rect", "triangle": "Tri", "gaussian": "Gauss"}
@@ -72,8 +73,9 @@ CAPTIONS = {
         "smoother filters."
     ),
     "adversarial_accuracy": (
-        "RQ4: share of test images classified correctly at every shift in [-S, S]², per filter, "
-        "with and without training augmentation."
+        "RQ4: share of test images classified correctly at every shift in [-S, S]², per filter "
+        "(and with and without training augmentation, where the study varied it); the subtitle "
+        "names what the bars pool over."
     ),
     "parameter_importance": (
         "How much each varied parameter decides each objective (Optuna's PED-ANOVA)."
@@ -156,6 +158,18 @@ def _fixed_note(table: pd.DataFrame, columns: Sequence[str]) -> str:
         elif table[column].nunique(dropna=False) == 1:
             parts.append(f"{column} fixed at {table[column].iloc[0]}")
     return "; ".join(parts)
+
+
+def _pooled_note(table: pd.DataFrame, shown: Sequence[str]) -> str:
+    """'pooled over padding, lr' for the design fields the study varied that a figure does not
+    draw (nothing when it draws them all)."""
+    drawn = {*shown, *SPLIT_BY, "seed", "device"}
+    pooled = [
+        field
+        for field in VariantConfig.model_fields
+        if field in table and field not in drawn and table[field].astype(str).nunique() > 1
+    ]
+    return f"pooled over {', '.join(pooled)}" if pooled else ""
 
 
 def _title(fig: Figure, title: str, subtitle: str = "") -> None:
@@ -560,10 +574,14 @@ def shift_curve_figure(runs: pd.DataFrame) -> FigureOutcome:
     _label_grid(grid, "Diagonal shift d (pixels down and right)", "Test accuracy (%)")
     for ax in grid.axes.flat:
         ax.xaxis.get_major_locator().set_params(integer=True)
+    notes = [
+        "flatter = less sensitive to where the image sits",
+        _pooled_note(runs, ["placement", "filter", "filter_size", "subsample"]),
+    ]
     _title(
         grid.figure,
         "Accuracy vs diagonal shift (mean over runs; bands: 95 % t-interval where ≥ 2 runs)",
-        "flatter = less sensitive to where the image sits; other varied parameters are pooled",
+        "; ".join(n for n in notes if n),
     )
     _grid_legend_beside(grid, "filter")
     return FigureOutcome(name, grid.figure)
@@ -678,16 +696,16 @@ def adversarial_figure(runs: pd.DataFrame) -> FigureOutcome:
         ax.tick_params(axis="x", rotation=30)
         _clip_percent_axis(ax)
     _label_grid(grid, "Filter", "Shift-adversarial accuracy (%)")
-    if "augment" in runs and runs["augment"].nunique() > 1:
-        subtitle = "correct at every offset in [-S, S]²; other varied parameters pooled"
-    else:
+    notes = ["correct at every offset in [-S, S]²"]
+    if "augment" not in runs or runs["augment"].nunique() == 1:
         fixed = runs["augment"].iloc[0] if "augment" in runs else "unknown"
-        subtitle = f"the study did not vary augmentation (augment = {fixed}): one bar per filter"
+        notes.append(f"the study did not vary augmentation (augment = {fixed})")
+    notes.append(_pooled_note(runs, ["placement", "filter", "filter_size", "subsample", "augment"]))
     _title(
         grid.figure,
         "Shift-adversarial accuracy per filter "
         "(mean over runs; bars: 95 % t-interval where ≥ 2 runs)",
-        subtitle,
+        "; ".join(n for n in notes if n),
     )
     _grid_legend_beside(grid, "training")
     return FigureOutcome(name, grid.figure)

@@ -816,3 +816,11 @@ def test_figures_say_what_runs_that_did_not_learn_take_away(tmp_path: Path) -> N
     assert "consistency_circular: every filter size left out" in outcome.figure.get_suptitle()
     assert len([ax for ax in outcome.figure.axes if ax.get_ylabel()]) == 1  # accuracy alone
     plt.close(outcome.figure)
+
+
+def test_the_adversarial_figure_names_what_its_bars_pool(tmp_path: Path) -> None:
+    space = {"placement": ["none", "paper"], "filter_size": [3], "padding": ["zeros", "reflect"]}
+    runs, _ = runs_table(make_study(tmp_path / "s", space, seeds=[0]))
+    for outcome in (figs.adversarial_figure(runs), figs.shift_curve_figure(runs)):
+        assert "pooled over padding" in outcome.figure.get_suptitle()
+        plt.close(outcome.figure)
