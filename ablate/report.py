@@ -60,13 +60,13 @@ from ablate.report_table import (
     mask_runs_at_chance,
     read_meta,
     runs_table,
+    unused_fields,
     varied_columns,
     write_table,
 )
 from ablate.variant_config import VariantConfig
 
 FIGURE_DIR = "figures"
-BLUR_FIELDS = ("filter", "filter_size", "sigma", "taps", "padding", "sites", "antialias_stem")
 
 
 def mark_front(configs: pd.DataFrame, meta: StudyMeta) -> pd.DataFrame:
@@ -133,12 +133,9 @@ def config_table(configs: pd.DataFrame, varied: Sequence[str], meta: StudyMeta) 
     """Configurations for reading: varied parameters, objectives as `mean [95 % CI]`, seeds."""
     rows = []
     for _, row in configs.iterrows():
-        no_blur_site = row.get("placement") == "none"
-        entry = {
-            # the filter of a network without blur sites was never used: leave it blank
-            column: "–" if no_blur_site and column in BLUR_FIELDS else row[column]
-            for column in varied
-        }
+        unused = unused_fields(row)
+        # a field the network does not use (the filter of a network without blur): blank
+        entry = {column: "–" if column in unused else row[column] for column in varied}
         for objective in meta.objectives:
             arrow = "↑" if objective.direction == "maximize" else "↓"
             entry[f"{objective.metric} {arrow}"] = _interval_text(row, objective.metric)
@@ -276,7 +273,9 @@ METHOD_NOTES = (
     "differ in more than blur, so read the effect as "
     "an average over this study's design space. The Pareto front is computed on the "
     "configurations' means (feasible ones only when the spec sets constraints) and agrees with "
-    "Optuna's `study.best_trials` when every configuration ran in one trial. The shift metrics "
+    "Optuna's `study.best_trials` when every configuration ran in one trial. Configurations "
+    "that build one network count as one (their seeds once): without blur the filter settings "
+    "are unused, and a one-tap filter on the fixed grid reads no padding. The shift metrics "
     "use the first `eval_size` test images, each classified at every offset of [-S, S]² "
     "(`shift`): consistency is the expected share of images whose two offsets, drawn "
     "independently and uniformly, get the same class (exact, with no noise from drawing the "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,11 +41,14 @@ from ablate.report_table import (
     Objective,
     StudyMeta,
     aggregate_over_seeds,
+    config_key,
     failed_trials,
+    first_run_per_seed,
     load_study,
     mask_runs_at_chance,
     read_meta,
     runs_table,
+    unused_fields,
 )
 from ablate.variant_config import VariantConfig
 
@@ -127,11 +131,13 @@ def make_study(
         storage=storage,
         directions=[o["direction"] for o in objectives],
     )
-    rng = np.random.default_rng(rng_seed)
     distributions = {k: CategoricalDistribution(v) for k, v in space.items()}
     for point in itertools.product(*space.values()):
         params = dict(zip(space, point, strict=True))
         config = VariantConfig(**(base or {}), **params).model_dump(exclude={"seed"})
+        # one network, one set of numbers: points that build the same network (no blur, any
+        # filter) measure the same, as real runs of it would
+        rng = np.random.default_rng([rng_seed, zlib.crc32(config_key(config).encode())])
         per_seed = [fake_metrics(config, s, rng) for s in seeds]
         per_seed = [stuck_metrics(m) if stuck(config, m["seed"]) else m for m in per_seed]
         values = [float(np.mean([m[o["metric"]] for m in per_seed])) for o in objectives]
@@ -322,10 +328,12 @@ def test_non_dominated_rejects_bad_input() -> None:
 
 
 def _front_trials(study: optuna.Study, out_dir: Path) -> set[int]:
+    """The trials of the front's configurations (a configuration several trials built lists
+    them all, as `best_trials` does: they measured the same)."""
     meta = read_meta(out_dir)
     runs, config_cols = runs_table(study)
     configs = mark_front(aggregate_over_seeds(runs, config_cols), meta)
-    return {int(t) for t in configs.loc[configs["pareto"], "trials"]}
+    return {int(t) for ts in configs.loc[configs["pareto"], "trials"] for t in ts.split(",")}
 
 
 def test_front_on_aggregated_table_agrees_with_best_trials(tmp_path: Path) -> None:
@@ -348,17 +356,17 @@ def test_runs_at_chance_are_listed_left_out_of_consistency_and_off_the_front(
     """A run on the loss plateau is 100 % consistent for no merit: unmasked, its configuration
     would dominate on consistency; the report keeps it visible but out of every judgement."""
     out_dir = tmp_path / "stuck"
-    space = {"placement": ["none", "paper"], "filter_size": [3, 5]}
+    space = {"placement": ["none", "paper"], "augment": [False, True]}
 
     def stuck(config: dict, seed: int) -> bool:
-        if config["placement"] == "paper" and config["filter_size"] == 5:
+        if config["placement"] == "paper" and config["augment"]:
             return True  # both seeds
-        return config["placement"] == "none" and config["filter_size"] == 3 and seed == 1
+        return config["placement"] == "none" and not config["augment"] and seed == 1
 
     study = make_study(out_dir, space, seeds=[0, 1], objectives=OBJECTIVES[:2], stuck=stuck)
     raw_runs, config_cols = runs_table(study)
     raw = aggregate_over_seeds(raw_runs, config_cols)
-    all_stuck = (raw["placement"] == "paper") & (raw["filter_size"] == 5)
+    all_stuck = (raw["placement"] == "paper") & raw["augment"]
     raw_front = pareto_mask(raw, ["accuracy_mean", "consistency_circular_mean"], ["maximize"] * 2)
     assert raw_front[all_stuck].all()  # what the mask prevents
 
@@ -445,7 +453,8 @@ def test_report_writes_every_file(full_report: tuple[Path, list[Path]]) -> None:
     assert json.loads(runs["accuracy_vs_shift_circular"].iloc[0])[0] == pytest.approx(
         runs["accuracy"].iloc[0]
     )
-    assert len(pd.read_csv(out_dir / "configs.csv")) == 24
+    # 24 points, 12 networks: without blur (or with one tap) the filter settings are unused
+    assert len(pd.read_csv(out_dir / "configs.csv")) == 12
 
 
 def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) -> None:
@@ -464,14 +473,15 @@ def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) ->
         "9 diagonal offsets for accuracy vs shift"
     ) in summary
     assert "## Runs that did not learn" not in summary
-    # the fake gains 1.0 points without blur (32 runs with Bin-1) and 1.6 / 2.2 with Bin-3 / 5
-    assert "last quarter of training: median 1.00 points, most 2.20" in summary
+    # the fake gains 1.0 points without blur (8 runs of 4 networks: none, or Bin-1, each with
+    # and without augmentation) and 1.6 / 2.2 with Bin-3 / 5 (8 runs each)
+    assert "last quarter of training: median 1.60 points, most 2.20" in summary
     assert "Adaptive polyphase sampling" not in summary  # the study did not vary it
     # every configuration in one table, best accuracy first, the front's marked
     table = summary.split("## All configurations\n", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in table.splitlines() if line.startswith("|")][2:]
     configs = pd.read_csv(out_dir / "configs.csv")
-    assert len(rows) == len(configs) == 24
+    assert len(rows) == len(configs) == 12
     assert sum("✓" in row.split("|")[1] for row in rows) == int(configs["pareto"].sum())
     best = configs["accuracy_mean"].max()
     assert f"{best:.4g} [" in rows[0]
@@ -637,13 +647,13 @@ def test_aps_answers_compare_the_grids_only_when_the_study_varies_them(tmp_path:
 
 def test_lps_answers_compare_it_with_the_fixed_grid_and_with_aps(tmp_path: Path) -> None:
     space = {"placement": ["paper"], "filter_size": [3], "subsample": ["fixed", "aps", "lps"]}
-    runs, _ = runs_table(make_study(tmp_path / "lps", space, seeds=[0, 1, 2, 3]))
+    runs, _ = runs_table(make_study(tmp_path / "lps", space, seeds=list(range(8))))
     answers = {a.key: a for a in polyphase_answers(runs)}
     assert list(answers) == ["A1", "A2", "A3", "L1", "L2", "L3", "L4", "L5"]
     assert answers["L1"].sentence.startswith("Yes") and "with LPS vs" in answers["L1"].sentence
     assert answers["L3"].sentence.startswith("No, the opposite")  # LPS gains accuracy here
     assert answers["L4"].sentence.startswith("Yes") and "with APS" in answers["L4"].sentence
-    assert "n = 4 LPS vs 4 APS runs" in answers["L4"].sentence
+    assert "n = 8 LPS vs 8 APS runs" in answers["L4"].sentence
     assert answers["L5"].difference is not None
     without_fixed = runs[runs["subsample"] != "fixed"]
     assert [a.key for a in polyphase_answers(without_fixed)] == ["L4", "L5"]
@@ -824,3 +834,24 @@ def test_the_adversarial_figure_names_what_its_bars_pool(tmp_path: Path) -> None
     for outcome in (figs.adversarial_figure(runs), figs.shift_curve_figure(runs)):
         assert "pooled over padding" in outcome.figure.get_suptitle()
         plt.close(outcome.figure)
+
+
+def test_configurations_that_build_one_network_count_as_one(tmp_path: Path) -> None:
+    """Without blur the filter settings are unused; a one-tap filter on the fixed grid reads no
+    padding (under APS circular padding still wraps the max, so there it counts)."""
+    space = {
+        "placement": ["none", "paper"],
+        "filter_size": [1, 3],
+        "padding": ["zeros", "circular"],
+        "subsample": ["fixed", "aps"],
+    }
+    runs, config_cols = runs_table(make_study(tmp_path / "s", space, seeds=[0]))
+    configs = aggregate_over_seeds(first_run_per_seed(runs), config_cols).set_index("trials")
+    # none: 8 points, 1 network; paper k=1 fixed: 2 points, 1 network; the other 6 apart;
+    # each network's seed counts once, the first trial's run
+    assert len(runs) == 16 and len(configs) == 1 + 1 + 6
+    assert configs.index.tolist() == ["0", "8", "9", "11", "12", "13", "14", "15"]
+    assert (configs["n_seeds"] == 1).all()
+    assert unused_fields(configs.loc["0"])[:2] == ("filter", "filter_size")
+    assert unused_fields(configs.loc["8"]) == ("filter", "sigma", "taps", "padding")
+    assert unused_fields(configs.loc["9"]) == ()  # k=1 under APS: the padding counts
