@@ -1,11 +1,12 @@
 """Which tensor a feature map's pixel grid comes from, found by running the model once.
 
-A map computed from one map of its own height and width, by a stride-1 conv, a norm or an
-activation, lies on that map's grid; following such steps back ends at the map the grid
-starts from: the model's input, a subsampled map, or a sum or concatenation of several maps.
-Sites whose inputs start from one map subsample one grid: a residual block's strided conv and
-its shortcut, also where the conv comes after a 1×1 conv (a bottleneck), so under polyphase
-sampling they must keep one component, and `sites=N` takes or leaves them together.
+A map computed from maps of its own height and width that all lie on one grid (a stride-1
+conv of one map, a norm, an activation, a gate, a residual sum or a concatenation of maps of
+that grid) lies on that grid too; every other map starts a grid of its own: the model's input,
+a subsampled map, a sum of maps from different grids. Sites whose inputs lie on one grid
+subsample it together: a residual block's strided conv and its shortcut, also where the conv
+comes after a 1×1 conv (a bottleneck), so under polyphase sampling they must keep one
+component, and `sites=N` takes or leaves them together.
 """
 
 from __future__ import annotations
@@ -19,38 +20,38 @@ from torch.utils._pytree import tree_flatten
 
 
 class GridOrigins(TorchFunctionMode):
-    """While active, records for each 4-D tensor an operation returns the one 4-D input of the
-    same height and width it was computed from (parameters aside), where there is exactly one.
-    An in-place operation that merges another map into its input (``out += identity``) makes
-    that input a map of its own."""
+    """While active, records for each map (a tensor of 4 or more dimensions, the last two H and
+    W) an operation returns the map its grid starts from. Only the maps that start a grid are
+    kept alive (a map's record is written whenever an operation returns it, so a freed map's
+    id that a new tensor takes is recorded anew)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._parents: dict[int, torch.Tensor] = {}
-        self._kept: list[torch.Tensor] = []  # alive, so that no two tensors share an id
+        self._origins: dict[int, torch.Tensor] = {}
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
     ) -> Any:
-        out = func(*args, **(kwargs or {}))
-        if isinstance(out, torch.Tensor) and out.dim() == 4:
-            same_grid = [
-                t
-                for t in tree_flatten((args, kwargs))[0]
-                if isinstance(t, torch.Tensor)
-                and not isinstance(t, nn.Parameter)
-                and t.dim() == 4
-                and t.shape[-2:] == out.shape[-2:]
-            ]
-            if len(same_grid) == 1 and same_grid[0] is not out:  # one map in, a new one out
-                self._parents[id(out)] = same_grid[0]
-                self._kept += [out, same_grid[0]]
-            elif len(same_grid) > 1:  # maps merged, in place too: a grid of its own
-                self._parents.pop(id(out), None)
-        return out
+        kwargs = kwargs or {}
+        # an in-place operation's map is read before the call changes what it holds
+        inputs = [t for t in tree_flatten((args, kwargs))[0] if _is_map(t)]
+        before = {id(t): self.origin(t) for t in inputs}
+        result = func(*args, **kwargs)
+        for out in (t for t in tree_flatten(result)[0] if _is_map(t)):
+            same_size = [before[id(t)] for t in inputs if t.shape[-2:] == out.shape[-2:]]
+            grids = {id(origin): origin for origin in same_size}
+            if len(grids) == 1 and next(iter(grids.values())) is not out:
+                self._origins[id(out)] = next(iter(grids.values()))
+            else:  # no map of its size, or maps from several grids: a grid of its own
+                self._origins.pop(id(out), None)
+        return result
 
     def origin(self, tensor: torch.Tensor) -> torch.Tensor:
         """The map whose grid `tensor` lies on (`tensor` itself if it starts one)."""
-        while id(tensor) in self._parents:
-            tensor = self._parents[id(tensor)]
-        return tensor
+        return self._origins.get(id(tensor), tensor)
+
+
+def _is_map(value: object) -> bool:
+    return (
+        isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter) and value.dim() >= 4
+    )

@@ -1,4 +1,4 @@
-"""GridOrigins: which map a feature map's grid starts from, through one-input steps only."""
+"""GridOrigins: which map a feature map's grid starts from."""
 
 import torch
 import torch.nn.functional as F
@@ -7,18 +7,26 @@ from torch import nn
 from ablate.grid_origins import GridOrigins
 
 
-def test_one_input_steps_keep_the_grid_and_merges_or_subsampling_start_one():
+def test_maps_of_one_grid_keep_it_and_subsampling_or_other_grids_start_one():
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 3, 3, padding=1)  # a 3×3 weight on a 3×3 map: not an input map
     x = torch.randn(1, 3, 3, 3)
     with GridOrigins() as origins:
         y = torch.relu_(F.batch_norm(conv(x), None, None, training=True))  # in place: same y
-        z = y * torch.sigmoid(y.mean((2, 3), keepdim=True))  # a 1×1 gate keeps the grid
-        summed = z + x
-        merged = z.clone()
-        merged += x  # a merge in place
-        joined = torch.cat([z, x], 1)
-        pooled = F.max_pool2d(z, 2, ceil_mode=True)
-    assert origins.origin(y) is x and origins.origin(z) is x
-    for start in (summed, merged, joined, pooled):
+        swish = y * torch.sigmoid(y)  # two maps of one grid
+        gated = swish * torch.sigmoid(swish.mean(1, keepdim=True))  # an N×1×H×W gate
+        summed = gated + x  # a residual sum
+        merged = gated.clone()
+        merged += x  # the same, in place
+        joined = torch.cat([gated, x], 1)
+        first, _second = joined.chunk(2, dim=1)
+        shuffled = joined.view(1, 2, 3, 3, 3).transpose(1, 2).reshape(1, 6, 3, 3)
+        pooled = F.max_pool2d(gated, 2, ceil_mode=True)
+        other = torch.randn(1, 3, 3, 3)
+        mixed = gated + other  # maps of two grids
+        mixed_in_place = gated.clone()
+        mixed_in_place += other
+    for kept in (y, swish, gated, summed, merged, joined, first, shuffled):
+        assert origins.origin(kept) is x
+    for start in (pooled, other, mixed, mixed_in_place):
         assert origins.origin(start) is start
