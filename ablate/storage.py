@@ -37,6 +37,7 @@ from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning, UpdateF
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from ablate.spec import StudySpec, identity_differences
@@ -146,9 +147,13 @@ def check_stored_spec(study: optuna.Study, spec: StudySpec) -> None:
 
 
 def stored_study(location: StorageLocation, name: str) -> optuna.Study | None:
-    """The study `name` in an existing storage, or None (a journal file not made yet is not
-    created)."""
-    if not location.is_rdb and not Path(location.url).exists():
+    """The study `name` in an existing storage, or None (a journal or SQLite file not made yet
+    is not created)."""
+    if location.is_sqlite:
+        database = make_url(location.url).database
+        if not database or database == ":memory:" or not Path(database).exists():
+            return None
+    elif not location.is_rdb and not Path(location.url).exists():
         return None
     storage = open_storage(location)
     if name not in optuna.get_all_study_names(storage):

@@ -334,7 +334,6 @@ def test_a_stored_study_refuses_a_different_spec(tmp_path, call_log, capsys):
     ("where", "message"),
     [
         (["--out", "{tmp}/a_file"], "is a file: give a folder"),
-        (["--storage", "sqlite:///{tmp}/missing/study.db"], "cannot be opened"),
         (["--storage", "ftp://host/study"], "unsupported scheme 'ftp'"),
     ],
 )
@@ -345,6 +344,21 @@ def test_a_dry_run_refuses_a_destination_the_run_could_not_use(tmp_path, capsys,
     where = [arg.format(tmp=tmp_path) for arg in where]
     assert main(["--space", str(path), *where, "--dry-run", "--no-probe"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_sqlite_file_in_the_new_output_folder_is_made_by_the_run_not_the_dry_run(
+    tmp_path, call_log
+):
+    out = tmp_path / "new"
+    database = out / "study.db"
+    spec = make_spec(tmp_path, space={"filter_size": {"value": 3}}, seeds=[0])
+    path = tmp_path / "spec.yaml"
+    path.write_text(spec.as_yaml())
+    storage = f"sqlite:///{database}"
+    cli = ["--space", str(path), "--out", str(out), "--storage", storage]
+    assert main([*cli, "--dry-run", "--no-probe"]) == 0 and not database.exists()
+    status = run_study(spec, out, options(storage=storage))
+    assert status.done and status.complete == 1 and database.is_file()
 
 
 def test_cli_rejects_a_bad_spec_without_a_traceback(tmp_path, capsys):
