@@ -100,9 +100,10 @@ def trace_site_graphs(
     while pending:
         prefix = pending.pop(0)
         module = model.get_submodule(prefix)
-        graph, reason = _sound_graph(
-            module, _inside(site_names, prefix), _inside(through, prefix), calls.get(prefix)
-        )
+        sites_inside, call = _inside(site_names, prefix), calls.get(prefix)
+        graph, reason = _sound_graph(module, sites_inside, _inside(through, prefix), call)
+        if graph is None and _inside(callers, prefix):  # a caller torch.fx cannot trace: one call
+            graph, _ = _sound_graph(module, sites_inside, _inside(not_tensors, prefix), call)
         if graph is not None:
             graphs[prefix] = graph
             continue

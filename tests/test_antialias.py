@@ -395,6 +395,22 @@ def test_pooling_functions_are_sites_without_any_site_module():
     torch.testing.assert_close(max_only(x), model(x))
 
 
+class MaybePool(nn.Module):
+    """A pooling call behind data-dependent control flow: torch.fx cannot trace this forward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, 3, 1, 1) if x.sum() > 0 else x
+
+
+def test_a_pooling_caller_that_cannot_be_traced_stays_one_call():
+    """Tracing into a module that calls a pooling function is a try: where its forward cannot
+    be traced, the model's graph holds it as one call, as any other module."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.BatchNorm2d(4), nn.ReLU(), MaybePool())
+    _, changes = antialias(model)
+    assert [c.name for c in changes] == ["0"]
+    assert "ReLU → BlurPool(stride 2)" in changes[0].description
+
+
 def test_a_model_without_a_site_is_refused():
     """Nothing to anti-alias is an error, not a copy of the baseline labelled anti-aliased."""
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1))
