@@ -166,7 +166,7 @@ class _Blur:
         if not adaptive:
             return pool
         if self.wraps(stride):
-            pool = nn.Sequential(nn.CircularPad2d((0, max_kernel - 1) * 2), pool)
+            pool = nn.Sequential(_wrap(max_kernel, 0), pool)
         return nn.Sequential(pool, self._polyphase(channels, stride))
 
     def name(self, stride: int) -> str:
@@ -207,6 +207,13 @@ class _Blur:
             "sigma": self.sigma,
             "backend": self.backend,
         }
+
+
+def _wrap(kernel: int, padding: int) -> nn.CircularPad2d:
+    """Circular padding for a dense (stride-1) pool of ``kernel`` whose own padding is
+    ``padding``: its windows start ``padding`` rows before the map, as the pool's do, and wrap
+    around, so its output has the input's size and moves with a circular shift of it."""
+    return nn.CircularPad2d((padding, kernel - 1 - padding) * 2)
 
 
 def antialias(
@@ -553,7 +560,7 @@ def _convert_maxpool(
         replacement = blur.max_pool(channels, stride, kernel)
         description = blur.max_name(stride, kernel)
     elif blur.wraps(stride):
-        dense = nn.Sequential(nn.CircularPad2d(pad), nn.MaxPool2d(kernel, 1))
+        dense = nn.Sequential(_wrap(kernel, pad), nn.MaxPool2d(kernel, 1))
         replacement = nn.Sequential(*dense, blur.pool(channels, stride))
         description = (
             f"MaxPool({kernel}, stride 1, padding {pad} wrapping around) → {blur.name(stride)}"
@@ -570,7 +577,7 @@ def _convert_avgpool(site: _Site, blur: _Blur, channels: int, stride: int) -> tu
     as a max-pool keeps its max (its box may be the larger low-pass)."""
     pool = site.module
     kernel, pad = _square(site, "kernel_size"), _square(site, "padding")
-    if kernel == stride and pad == 0:
+    if (kernel == stride and pad == 0) or pool.ceil_mode:  # a dense box has no ceil windows
         return _on_pool_grid(
             site, blur, blur.pool(channels, stride), blur.name(stride), dense=False
         )
@@ -579,7 +586,7 @@ def _convert_avgpool(site: _Site, blur: _Blur, channels: int, stride: int) -> tu
         "divisor_override": pool.divisor_override,
     }
     if blur.wraps(stride):
-        dense: nn.Module = nn.Sequential(nn.CircularPad2d(pad), nn.AvgPool2d(kernel, 1, **options))
+        dense: nn.Module = nn.Sequential(_wrap(kernel, pad), nn.AvgPool2d(kernel, 1, **options))
         wrap = " wrapping around"
     else:
         dense, wrap = nn.AvgPool2d(kernel, 1, pad, **options), ""

@@ -426,6 +426,8 @@ def test_a_model_without_a_site_is_refused():
         (nn.AvgPool2d(3, 2, 1, count_include_pad=False), "AvgPool(3, stride 1, padding 1) →"),
         (nn.AvgPool2d(4, 2), "AvgPool(4, stride 1, padding 0) → BlurPool(stride 2)"),
         (nn.AvgPool2d(2, 2), "BlurPool(stride 2)"),
+        # a dense box has no windows past the map for a ceil-mode pool: the paper's form
+        (nn.AvgPool2d(3, 2, ceil_mode=True), "BlurPool(stride 2), on the ceil-mode pool's"),
     ],
 )
 def test_an_average_pool_keeps_its_box_unless_its_kernel_is_its_stride(pool, description):
@@ -918,20 +920,32 @@ def test_lps_with_circular_padding_is_exactly_shift_invariant_in_evaluation(name
         assert not torch.allclose(lps.eval()(x), aps.eval()(x))
 
 
-def test_a_padded_max_pool_under_aps_with_circular_padding_is_exactly_shift_invariant():
+@pytest.mark.parametrize(
+    ("pool", "dense"),
+    [
+        (nn.MaxPool2d(3, 2, 1), "MaxPool(3, stride 1, padding 1 wrapping around)"),
+        (nn.MaxPool2d(4, 2, 1), "MaxPool(4, stride 1, padding 1 wrapping around)"),
+        (nn.AvgPool2d(4, 2, 1), "AvgPool(4, stride 1, padding 1 wrapping around)"),
+    ],
+)
+def test_a_padded_pool_under_aps_with_circular_padding_is_exactly_shift_invariant(pool, dense):
     """torchvision's MaxPool(3, 2, 1) padded with -inf would see the map's edge; wrapping
-    around, the site commutes with circular shifts as an unpadded one does."""
+    around (as many rows after the map as its window needs, also for an even window), the
+    site commutes with circular shifts as an unpadded one does."""
     torch.manual_seed(12)
     model = nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular"),
         nn.ReLU(),
-        nn.MaxPool2d(3, 2, 1),
+        pool,
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
     )
-    converted, changes = antialias(model, filter_size=3, padding="circular", subsample="aps")
-    assert changes[0].description.startswith("MaxPool(3, stride 1, padding 1 wrapping around)")
-    assert _shift_change(converted, torch.randn(3, 3, 16, 16)) < 1e-4
+    x = torch.randn(3, 3, 16, 16)
+    converted, changes = antialias(
+        model, filter_size=3, padding="circular", subsample="aps", example_input=x
+    )
+    assert changes[0].description.startswith(dense)
+    assert _shift_change(converted, x) < 1e-4
 
 
 def test_aps_max_sites_keep_the_spec_max_unless_the_padding_is_circular():
