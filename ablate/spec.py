@@ -47,7 +47,7 @@ import json
 import math
 import re
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -575,18 +575,30 @@ def _field_adapter(name: str) -> TypeAdapter:
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last,
-    so a repeated `filter_size:` silently replaced the first)."""
+    so a repeated `filter_size:` silently replaced the first), and reading `5e-4` as the
+    number YAML 1.2 and every user reads (YAML 1.1 wants `5.0e-4`, and made it a string)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
         for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`, which keys override
+                continue
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # refused below, with its place
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"the key {key!r} is given twice", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def _field_problem(name: str, value: Any, check_value: bool = True) -> str | None:
@@ -604,8 +616,9 @@ def _field_problem(name: str, value: Any, check_value: bool = True) -> str | Non
     try:
         _field_adapter(name).validate_python(value)
     except ValidationError as err:
-        message = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
-        return f"{value!r} is not allowed: {message}"
+        error = err.errors()[0]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        return f"{value!r} is not allowed: {message}{_literal_hint(error)}"
     accepted = _python_types(VariantConfig.model_fields[name].annotation)
     if isinstance(value, str) and str not in accepted:
         kinds = " or ".join(sorted(t.__name__ for t in accepted if t is not type(None)))
@@ -627,12 +640,18 @@ def _describe(error: Mapping[str, Any], with_loc: bool = True) -> str:
     """One pydantic error as 'key.path: message (got value)'."""
     message = str(error["msg"]).removeprefix("Value error, ")
     got = "" if error["type"] in ("value_error", "missing") else f" (got {error['input']!r})"
-    if error["type"] == "literal_error" and isinstance(error["input"], str):
-        got += _did_you_mean(error["input"], re.findall(r"'([^']*)'", error["ctx"]["expected"]))
+    got += _literal_hint(error)
     if not with_loc:
         return message + got
     loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
     return f"{loc or 'top level'}: {message}{got}"
+
+
+def _literal_hint(error: Mapping[str, Any]) -> str:
+    """' (did you mean 'reflect'?)' for a misspelt choice of a fixed set, else ''."""
+    if error["type"] != "literal_error" or not isinstance(error["input"], str):
+        return ""
+    return _did_you_mean(error["input"], re.findall(r"'([^']*)'", error["ctx"]["expected"]))
 
 
 def _did_you_mean(word: str, options: list[str]) -> str:

@@ -22,6 +22,7 @@ BAD_SPECS = [
     ("bad_empty_choices.yaml", ["space.padding.choices", "at least 1 item"]),
     ("bad_unknown_condition.yaml", ["space.sigma.when.filtr", "unknown parameter 'filtr'"]),
     ("bad_padding_mode.yaml", ["space.padding.choices[1]", "'mirror'", "'reflect'", "'circular'"]),
+    ("bad_misspelled_padding.yaml", ["base.padding", "'reflec'", "did you mean 'reflect'"]),
     ("bad_broken_yaml.yaml", ["broken YAML", "line 4"]),
     ("bad_float_on_grid.yaml", ["space.lr", "grid sampler needs finite values"]),
     ("bad_unknown_metric.yaml", ["objectives[0].metric", "accuracy_vs_shift_crop", "'accuracy'"]),
@@ -227,3 +228,25 @@ def test_shipped_studies_load_and_every_point_is_a_valid_variant(path):
     for point in points:
         for seed in spec.seeds:
             assert isinstance(spec.config(point, seed), VariantConfig)
+
+
+def test_yaml_reads_exponents_as_numbers_and_merge_keys_as_yaml_does(tmp_path):
+    """`5e-4` is a number (YAML 1.1 read it as a string); `<<: *anchor` merges, and a key it
+    brings may be given again."""
+    text = """
+name: t
+base: {weight_decay: 5e-4, lr: 1.5E-2}
+space:
+  filter_size: &sizes {choices: [3, 5]}
+  width: {<<: *sizes, choices: [8, 16]}
+objectives: [{metric: accuracy, direction: maximize}]
+sampler: {name: grid}
+"""
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    spec = load_spec(path)
+    assert spec.base == {"weight_decay": 5e-4, "lr": 1.5e-2}
+    assert spec.space["width"].choices == [8, 16]
+    path.write_text(text.replace("width: {<<: *sizes, choices: [8, 16]}", "? [a, b]\n  : 1"))
+    with pytest.raises(SpecError, match="broken YAML"):
+        load_spec(path)
