@@ -59,6 +59,7 @@ def filter_taps(
         raise ValueError(
             f"sigma={sigma!r} is invalid: the gaussian family needs a finite number > 0"
         )
+    sigma = float(sigma)  # a numpy scalar would compute the taps in its own precision
     # Relative to the central tap(s), which stay 1 however small sigma is: a narrow gaussian
     # tends to the central tap(s) instead of underflowing to 0/0.
     centre = (size - 1) / 2
@@ -92,8 +93,14 @@ def _custom_taps(
     values = _tap_numbers(taps)
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f"taps={values} is invalid: every tap must be finite")
+    try:
+        total, size_of_terms = math.fsum(values), math.fsum(abs(v) for v in values)
+    except OverflowError:
+        raise ValueError(
+            f"taps={values} is invalid: their sum overflows; scale them down"
+        ) from None
     # Relative test, so that cancellation noise such as [0.1, 0.2, -0.3] also counts as zero.
-    if abs(math.fsum(values)) <= 1e-12 * math.fsum(abs(v) for v in values):
+    if abs(total) <= 1e-12 * size_of_terms:
         raise ValueError(f"taps={values} is invalid: the taps must not sum to 0")
     if size is not None and _checked_size(size) != len(values):
         raise ValueError(
@@ -104,16 +111,17 @@ def _custom_taps(
 
 
 def _tap_numbers(taps: Sequence[float] | torch.Tensor) -> list[float]:
-    """``taps`` as a non-empty list of floats, or a ValueError that shows them."""
-    if isinstance(taps, torch.Tensor):
-        values = taps.detach().double().tolist() if taps.dim() == 1 else None
+    """``taps`` as a non-empty list of floats, or a ValueError that shows them. A list or tuple
+    of Python numbers is read without tensors (so a traced call holds constants); anything
+    else (a tensor, an array, a list of 0-d tensors) as ``torch.as_tensor`` reads it."""
+    if isinstance(taps, (list, tuple)) and all(_is_number(v) for v in taps):
+        values: list[float] | None = [float(v) for v in taps]
     else:
         try:
-            items = list(taps)
-        except TypeError:
-            items = None
-        numeric = items is not None and all(isinstance(v, numbers.Real) for v in items)
-        values = [float(v) for v in items] if numeric else None  # type: ignore[union-attr]
+            array = torch.as_tensor(taps, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            array = None
+        values = array.tolist() if array is not None and array.dim() == 1 else None
     if not values:
         raise ValueError(f"taps={taps!r} is invalid: expected a non-empty 1-D list of numbers")
     return values

@@ -128,6 +128,8 @@ def test_custom_taps_are_normalised_copies(size: int | None, taps: object) -> No
         ((None, "custom"), {"taps": []}, ["taps=[]", "non-empty"]),
         ((None, "custom"), {"taps": [[1.0, 2.0]]}, ["1-D"]),
         ((None, "custom"), {"taps": ["a"]}, ["taps=['a']", "numbers"]),
+        ((None, "custom"), {"taps": {1.0, 2.0}}, ["taps={1.0, 2.0}", "1-D list"]),
+        ((None, "custom"), {"taps": [1e308, 1e308]}, ["sum overflows"]),
         ((4, "custom"), {"taps": [1, 2, 1]}, ["filter_size=4", "len(taps)=3", "None"]),
         ((0, "custom"), {"taps": [1, 2, 1]}, ["filter_size=0"]),
     ],
@@ -139,3 +141,16 @@ def test_bad_arguments_name_the_argument_value_and_what_is_accepted(
         make_taps(*args, **kwargs)
     for fragment in fragments:
         assert fragment in str(error.value)
+
+
+def test_taps_come_in_float64_whatever_the_type_of_their_arguments() -> None:
+    """A numpy sigma does not set the arithmetic's precision; taps given as 0-d tensors or a
+    numpy array are read as numbers."""
+    np = pytest.importorskip("numpy")
+    exact = make_taps(5, "gaussian", sigma=float(np.float16(0.3)))
+    torch.testing.assert_close(
+        make_taps(5, "gaussian", sigma=np.float16(0.3)), exact, rtol=0, atol=0
+    )
+    expected = make_taps(None, "custom", taps=[1.0, 2.0])
+    for taps in ([torch.tensor(1.0), torch.tensor(2.0)], np.array([1.0, 2.0]), (1, 2)):
+        torch.testing.assert_close(make_taps(None, "custom", taps=taps), expected, rtol=0, atol=0)
