@@ -467,12 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive(kind: type) -> Callable[[str], Any]:
-    """An argparse type: a number of `kind` above 0 (argparse names the option if not)."""
+    """An argparse type: a finite number of `kind` above 0 (argparse names the option if
+    not)."""
 
     def parse(text: str) -> Any:
         value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text} is not above 0")
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number above 0")
         return value
 
     parse.__name__ = kind.__name__  # argparse's message for a value `kind` refuses

@@ -683,8 +683,10 @@ def test_cli_options_are_checked_and_named(tmp_path, capsys):
     grid.write_text(make_spec(tmp_path).as_yaml())
     assert main(["--space", str(grid), "--dry-run", "--no-probe", "--trials", "3"]) == 2
     assert "--trials 3: give N >= 1, for tpe/nsga2/random only" in capsys.readouterr().err
-    for option in ("--steps", "--epochs"):
+    for option, value in (("--steps", "0"), ("--epochs", "0"), ("--epochs", "inf")):
         with pytest.raises(SystemExit) as stopped:
-            main([*cli, option, "0"])
+            main([*cli, option, value])
         assert stopped.value.code == 2
-        assert f"argument {option}: 0 is not above 0" in capsys.readouterr().err
+        assert f"argument {option}: {value} is not a finite number above 0" in (
+            capsys.readouterr().err
+        )
