@@ -559,16 +559,23 @@ def _convert_maxpool(
     if pad == 0:
         replacement = blur.max_pool(channels, stride, kernel)
         description = blur.max_name(stride, kernel)
-    elif blur.wraps(stride):
-        dense = nn.Sequential(_wrap(kernel, pad), nn.MaxPool2d(kernel, 1))
-        replacement = nn.Sequential(*dense, blur.pool(channels, stride))
-        description = (
-            f"MaxPool({kernel}, stride 1, padding {pad} wrapping around) → {blur.name(stride)}"
-        )
     else:
-        replacement = nn.Sequential(nn.MaxPool2d(kernel, 1, pad), blur.pool(channels, stride))
-        description = f"MaxPool({kernel}, stride 1, padding {pad}) → {blur.name(stride)}"
+        dense, dense_name = _dense_pool(nn.MaxPool2d, kernel, pad, blur.wraps(stride))
+        replacement = nn.Sequential(dense, blur.pool(channels, stride))
+        description = f"{dense_name} → {blur.name(stride)}"
     return _on_pool_grid(site, blur, replacement, description, dense=True)
+
+
+def _dense_pool(
+    kind: type[nn.Module], kernel: int, pad: int, wraps: bool, **options: Any
+) -> tuple[nn.Module, str]:
+    """A pool's window at stride 1, padded as the pool pads or wrapping around the map
+    (:func:`_wrap`), and its name for a SiteChange."""
+    name = f"{kind.__name__.removesuffix('2d')}({kernel}, stride 1, padding {pad}"
+    if wraps:
+        dense = nn.Sequential(_wrap(kernel, pad), kind(kernel, 1, **options))
+        return dense, f"{name} wrapping around)"
+    return kind(kernel, 1, pad, **options), f"{name})"
 
 
 def _convert_avgpool(site: _Site, blur: _Blur, channels: int, stride: int) -> tuple[nn.Module, str]:
@@ -581,17 +588,12 @@ def _convert_avgpool(site: _Site, blur: _Blur, channels: int, stride: int) -> tu
         return _on_pool_grid(
             site, blur, blur.pool(channels, stride), blur.name(stride), dense=False
         )
-    options = {
-        "count_include_pad": pool.count_include_pad,
-        "divisor_override": pool.divisor_override,
-    }
-    if blur.wraps(stride):
-        dense: nn.Module = nn.Sequential(_wrap(kernel, pad), nn.AvgPool2d(kernel, 1, **options))
-        wrap = " wrapping around"
-    else:
-        dense, wrap = nn.AvgPool2d(kernel, 1, pad, **options), ""
+    dense, dense_name = _dense_pool(
+        nn.AvgPool2d, kernel, pad, blur.wraps(stride),
+        count_include_pad=pool.count_include_pad, divisor_override=pool.divisor_override,
+    )  # fmt: skip
     replacement = nn.Sequential(dense, blur.pool(channels, stride))
-    description = f"AvgPool({kernel}, stride 1, padding {pad}{wrap}) → {blur.name(stride)}"
+    description = f"{dense_name} → {blur.name(stride)}"
     return _on_pool_grid(site, blur, replacement, description, dense=True)
 
 
