@@ -148,14 +148,16 @@ def config_table(configs: pd.DataFrame, varied: Sequence[str], meta: StudyMeta) 
 def make_figures(
     study: optuna.Study, runs: pd.DataFrame, configs: pd.DataFrame, meta: StudyMeta
 ) -> list[figs.FigureOutcome]:
-    """Every figure the report shows, in reading order (skipped ones carry a note)."""
+    """Every figure the report shows, in reading order (skipped ones carry a note); a filter
+    has one colour in all of them."""
     consistency = consistency_metric_of(meta)
+    palette = figs.study_palette(runs)
     return [
-        figs.accuracy_consistency_figure(configs, consistency, meta.objectives),
-        figs.throughput_accuracy_figure(configs),
+        figs.accuracy_consistency_figure(configs, consistency, meta.objectives, palette),
+        figs.throughput_accuracy_figure(configs, palette),
         figs.filter_size_figure(runs, consistency),
-        figs.shift_curve_figure(runs),
-        figs.training_curve_figure(runs),
+        figs.shift_curve_figure(runs, palette),
+        figs.training_curve_figure(runs, palette),
         figs.filter_tv_figure(runs),
         figs.adversarial_figure(runs),
         figs.importance_figure(study, meta.objectives),

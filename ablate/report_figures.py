@@ -82,6 +82,7 @@ CAPTIONS = {
     ),
 }
 SHIFT_PROTOCOLS = ("circular", "crop")
+Palette = dict[str, tuple[float, ...]]  # a colour per filter label
 
 
 @dataclass
@@ -139,14 +140,20 @@ def _label_order(labels: pd.Series) -> list[str]:
     return sorted(labels.dropna().unique(), key=key)
 
 
-def blur_palette(order: Sequence[str]) -> dict[str, tuple[float, ...]]:
-    """Black for `no blur`, a viridis ramp by filter size for the rest."""
+def blur_palette(order: Sequence[str]) -> Palette:
+    """Black for `no blur`, a viridis ramp by filter size for the rest. The report builds it
+    once from every run's filter, so a filter keeps its colour in every figure."""
     blurred = [label for label in order if label != NO_BLUR]
     colours = sns.color_palette("viridis", max(len(blurred), 1))
     palette = {label: colours[i] for i, label in enumerate(blurred)}
     if NO_BLUR in order:
         palette[NO_BLUR] = (0.0, 0.0, 0.0)
     return palette
+
+
+def study_palette(runs: pd.DataFrame) -> Palette | None:
+    """The colour of every filter the study ran (None for a study without runs)."""
+    return blur_palette(_label_order(with_labels(runs)["blur_label"])) if len(runs) else None
 
 
 def _fixed_note(table: pd.DataFrame, columns: Sequence[str]) -> str:
@@ -218,7 +225,12 @@ def _zoom_to_points(ax: plt.Axes, xs: pd.Series, ys: pd.Series) -> None:
 
 
 def _scatter_by_variant(
-    configs: pd.DataFrame, x: str, y: str, style_options: Sequence[str], size: str | None
+    configs: pd.DataFrame,
+    x: str,
+    y: str,
+    style_options: Sequence[str],
+    size: str | None,
+    palette: Palette | None,
 ) -> tuple[Figure, plt.Axes, list[str]]:
     """Scatter of configurations: colour = filter, marker = the first varied style column."""
     data = with_labels(configs)
@@ -240,7 +252,7 @@ def _scatter_by_variant(
         y=f"{y}_mean",
         hue="blur_label",
         hue_order=order,
-        palette=blur_palette(order),
+        palette=palette or blur_palette(order),
         style=style,
         size=size_column,
         sizes=(40, 260),
@@ -276,7 +288,10 @@ LEGEND_NAMES = {
 
 
 def accuracy_consistency_figure(
-    configs: pd.DataFrame, consistency_metric: str, objectives: Sequence[Objective]
+    configs: pd.DataFrame,
+    consistency_metric: str,
+    objectives: Sequence[Objective],
+    palette: Palette | None = None,
 ) -> FigureOutcome:
     """Accuracy vs consistency; the 2-D front as a line, the study's Pareto front ringed."""
     name = "accuracy_vs_consistency"
@@ -294,7 +309,12 @@ def accuracy_consistency_figure(
     )
     configs = configs[~stuck]
     fig, ax, notes = _scatter_by_variant(
-        configs, consistency_metric, "accuracy", ["padding", "placement"], "train_images_per_s"
+        configs,
+        consistency_metric,
+        "accuracy",
+        ["padding", "placement"],
+        "train_images_per_s",
+        palette,
     )
     notes.append(left_out)
     values = configs[[f"{consistency_metric}_mean", "accuracy_mean"]].to_numpy(dtype=float)
@@ -334,13 +354,15 @@ def accuracy_consistency_figure(
     return FigureOutcome(name, fig)
 
 
-def throughput_accuracy_figure(configs: pd.DataFrame) -> FigureOutcome:
+def throughput_accuracy_figure(
+    configs: pd.DataFrame, palette: Palette | None = None
+) -> FigureOutcome:
     """What blur costs: training throughput against accuracy."""
     name = "throughput_vs_accuracy"
     if configs.empty or "train_images_per_s_mean" not in configs:
         return FigureOutcome(name, None, "skipped: the runs carry no train_images_per_s")
     fig, ax, notes = _scatter_by_variant(
-        configs, "train_images_per_s", "accuracy", ["placement", "padding"], None
+        configs, "train_images_per_s", "accuracy", ["placement", "padding"], None, palette
     )
     _legend_outside(ax)
     _rename_legend_titles(ax, LEGEND_NAMES)
@@ -528,7 +550,9 @@ def _curves_long(
     return rows
 
 
-def _curve_grid(long_df: pd.DataFrame, x: str, row: str | None = None) -> sns.FacetGrid:
+def _curve_grid(
+    long_df: pd.DataFrame, x: str, palette: Palette | None, row: str | None = None
+) -> sns.FacetGrid:
     """Accuracy against `x`, a line per filter, a panel per placement (and per `row`)."""
     order = _label_order(long_df["blur_label"])
     grid = sns.relplot(
@@ -538,7 +562,7 @@ def _curve_grid(long_df: pd.DataFrame, x: str, row: str | None = None) -> sns.Fa
         y="accuracy",
         hue="blur_label",
         hue_order=order,
-        palette=blur_palette(order),
+        palette=palette or blur_palette(order),
         col="panel",
         row=row,
         marker="o",
@@ -552,7 +576,7 @@ def _curve_grid(long_df: pd.DataFrame, x: str, row: str | None = None) -> sns.Fa
     return grid
 
 
-def shift_curve_figure(runs: pd.DataFrame) -> FigureOutcome:
+def shift_curve_figure(runs: pd.DataFrame, palette: Palette | None = None) -> FigureOutcome:
     """Accuracy at diagonal offsets 0..D, per filter, one panel per placement and protocol (RQ3)."""
     name = "accuracy_vs_shift"
     protocols = [p for p in SHIFT_PROTOCOLS if f"accuracy_vs_shift_{p}" in runs]
@@ -569,7 +593,7 @@ def shift_curve_figure(runs: pd.DataFrame) -> FigureOutcome:
             else "the accuracy_vs_shift lists are empty"
         )
         return FigureOutcome(name, None, f"skipped: {reason}")
-    grid = _curve_grid(pd.DataFrame(long), "d", row="protocol")
+    grid = _curve_grid(pd.DataFrame(long), "d", palette, row="protocol")
     grid.set_titles("{row_name} shift · placement {col_name}")
     _label_grid(grid, "Diagonal shift d (pixels down and right)", "Test accuracy (%)")
     for ax in grid.axes.flat:
@@ -587,7 +611,7 @@ def shift_curve_figure(runs: pd.DataFrame) -> FigureOutcome:
     return FigureOutcome(name, grid.figure)
 
 
-def training_curve_figure(runs: pd.DataFrame) -> FigureOutcome:
+def training_curve_figure(runs: pd.DataFrame, palette: Palette | None = None) -> FigureOutcome:
     """Test accuracy after each quarter of the training budget, per filter, a panel per placement:
     whether the short runs had finished learning."""
     name = "accuracy_during_training"
@@ -601,7 +625,7 @@ def training_curve_figure(runs: pd.DataFrame) -> FigureOutcome:
     )
     if not long:
         return FigureOutcome(name, None, f"skipped: the {name} lists are empty")
-    grid = _curve_grid(pd.DataFrame(long), "budget")
+    grid = _curve_grid(pd.DataFrame(long), "budget", palette)
     grid.set_titles("placement {col_name}")
     _label_grid(grid, "Share of the training budget spent (%)", "Test accuracy (%)")
     _title(

@@ -855,3 +855,24 @@ def test_configurations_that_build_one_network_count_as_one(tmp_path: Path) -> N
     assert unused_fields(configs.loc["0"])[:2] == ("filter", "filter_size")
     assert unused_fields(configs.loc["8"]) == ("filter", "sigma", "taps", "padding")
     assert unused_fields(configs.loc["9"]) == ()  # k=1 under APS: the padding counts
+
+
+def test_a_filter_keeps_its_colour_in_every_figure(tmp_path: Path) -> None:
+    """The report colours filters from every run of the study, so a figure that lacks one
+    (here: the accuracy-consistency plane, without Bin-3's stuck configuration) does not shift
+    the others' colours."""
+    space = {"placement": ["none", "paper"], "filter_size": [3, 5]}
+    runs, config_cols = runs_table(make_study(tmp_path / "s", space, seeds=[0, 1]))
+    runs.loc[(runs["placement"] == "paper") & (runs["filter_size"] == 3), "learned"] = False
+    masked = mask_runs_at_chance(runs)
+    configs = aggregate_over_seeds(masked, config_cols)
+    palette = figs.study_palette(masked)
+    outcome = figs.accuracy_consistency_figure(configs, "consistency_circular", [], palette)
+    legend = outcome.figure.axes[0].get_legend()
+    handles = dict(zip([t.get_text() for t in legend.get_texts()], legend.legend_handles,
+                       strict=True))  # fmt: skip
+    assert "Bin-5" in handles and "Bin-3" not in handles
+    colour = matplotlib.colors.to_rgb(handles["Bin-5"].get_markerfacecolor())
+    np.testing.assert_allclose(colour, palette["Bin-5"][:3])
+    assert palette["Bin-5"] != figs.blur_palette(["Bin-5"])["Bin-5"]  # alone it would differ
+    plt.close(outcome.figure)
