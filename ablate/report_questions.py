@@ -155,6 +155,8 @@ def _effect_sentence(
         interval = f"95 % CI [{_fmt(diff.low, True)}, {_fmt(diff.high, True)}]{diff_unit}"
     if diff.excludes_zero:
         verdict = "Yes" if (diff.estimate > 0) == (yes_if == "higher") else "No, the opposite"
+    elif diff.low == diff.high:  # exact, and zero: every run of both groups gave one value
+        verdict = "No, no difference"
     else:
         verdict = "Inconclusive"
     control_name = f" with {contrast.control_name}" if contrast.control_name else " without"

@@ -515,7 +515,7 @@ def test_an_inconclusive_answer_over_two_runs_suggests_more_seeds(tmp_path: Path
     assert " Mean by filter size: 3: " in answers["RQ2"].sentence
     runs.loc[:, "consistency_circular"] = 90.0  # no spread, no difference: exact, not wide
     rq2 = answer_questions(runs)[1]
-    assert rq2.sentence.startswith("Inconclusive") and hint not in rq2.sentence
+    assert rq2.sentence.startswith("No, no difference") and hint not in rq2.sentence
     assert "exact: every run of each group gave the same value" in rq2.sentence
     runs, _ = runs_table(make_study(tmp_path / "t", space, seeds=[0, 1]))
     size, placement = runs["filter_size"], runs["placement"]
