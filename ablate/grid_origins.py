@@ -11,6 +11,7 @@ component, and `sites=N` takes or leaves them together.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -22,12 +23,13 @@ from torch.utils._pytree import tree_flatten
 class GridOrigins(TorchFunctionMode):
     """While active, records for each map (a tensor of 4 or more dimensions, the last two H and
     W) an operation returns the map its grid starts from. Only the maps that start a grid are
-    kept alive (a map's record is written whenever an operation returns it, so a freed map's
-    id that a new tensor takes is recorded anew)."""
+    kept alive; a record holds its map weakly, so a tensor that takes a freed map's id (made
+    where the mode does not see, by a scripted module) does not take its record."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._origins: dict[int, torch.Tensor] = {}
+        # by id: the map (weakly, to tell it from a later tensor with its freed id) and origin
+        self._origins: dict[int, tuple[weakref.ref, torch.Tensor]] = {}
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
@@ -41,14 +43,16 @@ class GridOrigins(TorchFunctionMode):
             same_size = [before[id(t)] for t in inputs if t.shape[-2:] == out.shape[-2:]]
             grids = {id(origin): origin for origin in same_size}
             if len(grids) == 1 and next(iter(grids.values())) is not out:
-                self._origins[id(out)] = next(iter(grids.values()))
+                self._origins[id(out)] = (weakref.ref(out), next(iter(grids.values())))
             else:  # no map of its size, or maps from several grids: a grid of its own
                 self._origins.pop(id(out), None)
         return result
 
     def origin(self, tensor: torch.Tensor) -> torch.Tensor:
-        """The map whose grid `tensor` lies on (`tensor` itself if it starts one)."""
-        return self._origins.get(id(tensor), tensor)
+        """The map whose grid `tensor` lies on (`tensor` itself if it starts one, or if no
+        operation the mode saw made it)."""
+        mapped, origin = self._origins.get(id(tensor), (None, tensor))
+        return origin if mapped is not None and mapped() is tensor else tensor
 
 
 def _is_map(value: object) -> bool:

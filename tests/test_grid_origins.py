@@ -30,3 +30,20 @@ def test_maps_of_one_grid_keep_it_and_subsampling_or_other_grids_start_one():
         assert origins.origin(kept) is x
     for start in (pooled, other, mixed, mixed_in_place):
         assert origins.origin(start) is start
+
+
+class Down(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, ::2, ::2].contiguous()
+
+
+def test_a_tensor_the_mode_did_not_see_does_not_take_a_freed_maps_record():
+    """A scripted module's output is made where the mode does not look; it may take the id of
+    a map freed just before, whose record must not become its own."""
+    down = torch.jit.script(Down())
+    x = torch.randn(1, 3, 8, 8)
+    with GridOrigins() as origins:
+        for _ in range(20):  # freed maps whose ids the next tensors may take
+            torch.relu(x)
+            subsampled = down(x)
+            assert origins.origin(subsampled) is subsampled
