@@ -65,7 +65,7 @@ class VariantConfig(BaseModel):
     placement: Placement = "paper"
     filter: FilterFamily = "binomial"
     filter_size: int = Field(4, ge=1)
-    sigma: float | None = Field(None, gt=0)
+    sigma: float | None = Field(None, gt=0, allow_inf_nan=False)
     taps: tuple[float, ...] | None = None
     padding: PaddingMode = "reflect"
     subsample: Subsample = Field(
@@ -80,12 +80,14 @@ class VariantConfig(BaseModel):
     backend: Backend = "auto"
 
     # training
-    epochs: float = Field(6.0, gt=0, description="training epochs (`steps` overrides them)")
+    epochs: float = Field(
+        6.0, gt=0, allow_inf_nan=False, description="training epochs (`steps` overrides them)"
+    )
     steps: int | None = Field(None, ge=1, description="overrides epochs when set")
     batch_size: int = Field(128, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.05, gt=0)
-    weight_decay: float = Field(5e-4, ge=0)
+    lr: float = Field(0.05, gt=0, allow_inf_nan=False)
+    weight_decay: float = Field(5e-4, ge=0, allow_inf_nan=False)
     momentum: float = Field(0.9, ge=0, lt=1)
     schedule: Literal["onecycle", "cosine"] = "onecycle"
     seed: Seed = 0

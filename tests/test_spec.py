@@ -37,6 +37,7 @@ BAD_SPECS = [
     ("bad_misspelled_metric.yaml", ["objectives[0].metric", "did you mean 'accuracy'"]),
     ("bad_duplicate_key.yaml", ["broken YAML", "line 5", "'filter_size' is given twice"]),
     ("bad_quoted_number.yaml", ["space.filter_size.choices[0]", "'3' is a string", "int"]),
+    ("bad_infinite_epochs.yaml", ["base.epochs", "inf", "finite number"]),
     ("no_such_file.yaml", ["cannot read the spec", "No such file"]),
 ]
 
