@@ -269,11 +269,15 @@ def _metric_question(
     by_filter_size: bool = False,
     relative: bool = False,
     contrast: Callable[[pd.DataFrame], Contrast] = blur_contrast,
+    learning_matters: bool = True,
 ) -> Answer:
+    """The answer comparing `column` between the contrast's groups; `learning_matters`: whether
+    a run that did not learn measures it for no merit (not so for a cost)."""
     if column not in runs:
         return Answer(key, question, f"Cannot be answered: the runs carry no `{column}`.")
     values = extract(runs[column]) if extract else pd.to_numeric(runs[column], errors="coerce")
-    sentence, diff = _compare(values, name, unit, yes_if, relative, contrast(runs), at_chance(runs))
+    stuck = at_chance(runs) if learning_matters else pd.Series(False, index=runs.index)
+    sentence, diff = _compare(values, name, unit, yes_if, relative, contrast(runs), stuck)
     if diff is not None and by_filter_size:
         sentence += _by_filter_size(runs, values, unit)
     for setting in varied_splits(runs) if diff is not None else []:
@@ -377,6 +381,7 @@ def cost_answers(runs: pd.DataFrame) -> list[Answer]:
             unit=" images/s",
             yes_if="lower",
             relative=True,
+            learning_matters=False,
         ),
         _metric_question(
             runs,
@@ -387,6 +392,7 @@ def cost_answers(runs: pd.DataFrame) -> list[Answer]:
             unit=" images/s",
             yes_if="lower",
             relative=True,
+            learning_matters=False,
         ),
         _metric_question(
             runs,
@@ -397,6 +403,7 @@ def cost_answers(runs: pd.DataFrame) -> list[Answer]:
             unit=" MFLOPs",
             relative=True,
             by_filter_size=True,
+            learning_matters=False,
         ),
     ]
 

@@ -680,6 +680,9 @@ def test_questions_whose_baseline_did_not_learn_say_so(tmp_path: Path) -> None:
         "did not learn (accuracy not above chance), and `consistency_circular` is left out for "
         "such runs."
     )
+    # costs do not depend on learning: answered from every run, with no word on learning
+    for cost in cost_answers(runs):
+        assert cost.difference is not None and "did not learn" not in cost.sentence
     # adversarial accuracy is kept, as low as it is, but no baseline run learned to compare
     assert answers["RQ4"].difference is None
     assert answers["RQ4"].sentence == (
