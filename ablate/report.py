@@ -197,8 +197,9 @@ def _overview(
         f"runs that did not learn (accuracy not above chance): {int(at_chance(runs).sum())}",
         *(
             [
-                f"runs left out: {repeated}, each a seed of a configuration already run (the "
-                "sampler drew the point again); the first trial's runs are counted"
+                f"runs left out: {repeated}, each a seed of a configuration already run (a "
+                "point drawn again, or one that builds the same network); the first trial's "
+                "runs are counted"
             ]
             if repeated
             else []

@@ -288,7 +288,7 @@ def test_a_point_drawn_again_adds_no_seeds(tmp_path: Path) -> None:
     assert configs.loc["paper", "accuracy_mean"] == pytest.approx(np.mean(accuracy))
     assert len(pd.read_csv(out_dir / "runs.csv")) == 6  # every run is kept on file
     summary = (out_dir / "summary.md").read_text()
-    assert "runs left out: 2, each a seed of a configuration already run" in summary
+    assert "runs left out: 2, each a seed of a configuration already run (a point" in summary
     assert "finished trials: 3;" in summary and "runs (configuration × seed): 4" in summary
 
 
