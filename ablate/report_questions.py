@@ -45,14 +45,14 @@ def varied_splits(table: pd.DataFrame) -> list[str]:
 
 
 def blur_groups(table: pd.DataFrame) -> pd.Series:
-    """Per row, `"no blur"` (placement `none`, or filter size 1: plain subsampling), `"blur"`, or
-    `"APS without blur"` / `"LPS without blur"` (filter size 1 with polyphase sampling: neither
-    the baseline nor blurred, so the questions leave it out)."""
+    """Per row, `"no blur"` (placement `none`, `sites` 0, which converts nothing, or filter size
+    1: plain subsampling), `"blur"`, or `"APS without blur"` / `"LPS without blur"` (filter size 1
+    with polyphase sampling: neither the baseline nor blurred, so the questions leave it out)."""
 
     def column(name: str, default: object) -> pd.Series:
         return table[name] if name in table else pd.Series(default, index=table.index)
 
-    none = column("placement", "paper") == "none"
+    none = (column("placement", "paper") == "none") | (column("sites", None) == 0)
     one_tap = column("filter_size", 0) == 1
     subsample = column("subsample", "fixed").astype(str)
     adaptive = subsample != "fixed"

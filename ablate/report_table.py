@@ -114,13 +114,17 @@ ONE_TAP_FIELDS = ("filter", "sigma", "taps", "padding")
 
 def unused_fields(config: Mapping[str, Any]) -> tuple[str, ...]:
     """The config fields that do not change the network `config` builds, given the others:
-    configurations that differ only there are one network, and the report counts them as one."""
-    if config.get("placement") == "none":
+    configurations that differ only there are one network, and the report counts them as one.
+    Without blur (placement `none`, or `sites` 0, which converts nothing) every blur field;
+    with custom taps the filter size; with one tap on the fixed grid what it does not read."""
+    if config.get("placement") == "none" or config.get("sites") == 0:
         return BLUR_FIELDS
+    custom = config.get("filter") == "custom"
     taps = config.get("taps")
     taps = taps if isinstance(taps, (list, tuple)) else ()
-    one_tap = len(taps) == 1 if config.get("filter") == "custom" else config.get("filter_size") == 1
-    return ONE_TAP_FIELDS if one_tap and config.get("subsample", "fixed") == "fixed" else ()
+    one_tap = len(taps) == 1 if custom else config.get("filter_size") == 1
+    unused = ONE_TAP_FIELDS if one_tap and config.get("subsample", "fixed") == "fixed" else ()
+    return (*unused, "filter_size") if custom else unused
 
 
 def config_key(config: dict[str, Any]) -> str:

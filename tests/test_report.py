@@ -31,6 +31,7 @@ from ablate import report_figures as figs
 from ablate.pareto import non_dominated, pareto_mask
 from ablate.report import _late_gain_items, main, make_figures, mark_front, write_report
 from ablate.report_questions import (
+    NO_BLUR,
     answer_questions,
     blur_groups,
     cost_answers,
@@ -858,6 +859,10 @@ def test_configurations_that_build_one_network_count_as_one(tmp_path: Path) -> N
     assert unused_fields(configs.loc["0"])[:2] == ("filter", "filter_size")
     assert unused_fields(configs.loc["8"]) == ("filter", "sigma", "taps", "padding")
     assert unused_fields(configs.loc["9"]) == ()  # k=1 under APS: the padding counts
+    assert unused_fields({"placement": "paper", "sites": 0}) == unused_fields({"placement": "none"})
+    assert unused_fields({"filter": "custom", "taps": [1.0, 2.0]}) == ("filter_size",)
+    sites_zero = pd.DataFrame({"placement": ["paper", "paper"], "sites": [0, None]})
+    assert blur_groups(sites_zero).tolist() == [NO_BLUR, "blur"]
 
 
 def test_a_filter_keeps_its_colour_in_every_figure(tmp_path: Path) -> None:
