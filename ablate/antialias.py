@@ -21,7 +21,8 @@ Each ablation placement moves the blur at its own kind of site; the other kinds 
 paper's form (so every site is anti-aliased under every placement but `none`). A max-pool with
 padding (torchvision's MaxPool(3, 2, 1)) becomes MaxPool(k, 1, padding) → BlurPool(s), and an
 average pool whose kernel is not its stride, or that pads, AvgPool(k, 1, padding) → BlurPool(s)*
-(its box kept, as a max-pool keeps its max; a one-tap filter then computes the pool). A
+(its box kept, as a max-pool keeps its max; a one-tap filter then computes the pool), unless
+it is in ceil mode. A
 strided conv that no ReLU follows (a block whose ReLU comes after the addition) becomes
 Conv(1) → BlurPool(s), the blur directly after the conv; when it is a 1×1 conv without padding
 or bias (a ResNet's shortcut), BlurPool(s) → Conv(1) instead, as antialiased-cnns builds it:

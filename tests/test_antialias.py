@@ -430,9 +430,10 @@ def test_a_model_without_a_site_is_refused():
         (nn.AvgPool2d(3, 2, ceil_mode=True), "BlurPool(stride 2), on the ceil-mode pool's"),
     ],
 )
-def test_an_average_pool_keeps_its_box_unless_its_kernel_is_its_stride(pool, description):
+def test_an_average_pool_keeps_its_box_where_a_dense_box_keeps_its_grid(pool, description):
     """AvgPool(k, s) with k != s or padding filters with its box at stride 1 before the blur,
-    so a one-tap filter computes the pool itself; AvgPool(k, k) takes the paper's BlurPool."""
+    so a one-tap filter computes the pool itself; AvgPool(k, k), and a ceil-mode pool (whose
+    windows past the map a dense box lacks), take the paper's BlurPool."""
     torch.manual_seed(13)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), pool)
     x = torch.randn(2, 3, 14, 11)
