@@ -73,6 +73,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -291,6 +292,12 @@ def antialias(
         graph_module.delete_all_unused_submodules()
     root = traced.root
     _check_shapes(root, example, chosen, ends, _output_shapes(baseline), placement, subsample)
+    for name, reason in traced.callers_left.items():
+        warnings.warn(
+            f"{traced.module_label(name)} calls a pooling function in a forward torch.fx cannot "
+            f"trace ({reason}): a strided call there is left as written, not anti-aliased",
+            stacklevel=2,
+        )
     return root, changes
 
 

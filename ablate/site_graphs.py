@@ -22,7 +22,7 @@ SelecSLS) receives the list the block before it returns, not one traced value.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -43,6 +43,8 @@ class SiteGraphs:
     root: nn.Module
     graphs: dict[str, fx.GraphModule]  # by qualified module name ("" for the model)
     untraced: dict[str, str]  # why a module that holds sites has no graph, by name
+    # why a module whose forward calls a pooling function was not traced into, by name
+    callers_left: dict[str, str] = field(default_factory=dict)
 
     def owner(self, name: str) -> tuple[str, fx.GraphModule | None]:
         """The name of the graph a site lies in and the graph; where none does, the name of
@@ -96,6 +98,7 @@ def trace_site_graphs(
     through = not_tensors | set(callers)
     graphs: dict[str, fx.GraphModule] = {}
     untraced: dict[str, str] = {}
+    fallback: dict[str, str] = {}  # graphs that hold their callers as one call each, and why
     pending = [""]
     while pending:
         prefix = pending.pop(0)
@@ -104,6 +107,8 @@ def trace_site_graphs(
         graph, reason = _sound_graph(module, sites_inside, _inside(through, prefix), call)
         if graph is None and _inside(callers, prefix):  # a caller torch.fx cannot trace: one call
             graph, _ = _sound_graph(module, sites_inside, _inside(not_tensors, prefix), call)
+            if graph is not None:
+                fallback[prefix] = reason
         if graph is not None:
             graphs[prefix] = graph
             continue
@@ -116,7 +121,24 @@ def trace_site_graphs(
     for prefix, graph in graphs.items():
         if prefix:
             set_submodule(root, prefix, graph)
-    return SiteGraphs(root, graphs, untraced)
+    left = _callers_left(callers, graphs, fallback, untraced)
+    return SiteGraphs(root, graphs, untraced, left)
+
+
+def _callers_left(
+    callers: Collection[str],
+    graphs: dict[str, fx.GraphModule],
+    fallback: dict[str, str],
+    untraced: dict[str, str],
+) -> dict[str, str]:
+    """The callers no graph traced into (their pooling calls stay as written), and why."""
+    left = {}
+    for name in callers:
+        owner = max((p for p in graphs if p == name or _within(name, p)), key=len, default=None)
+        if owner == name or (owner is not None and owner not in fallback):
+            continue
+        left[name] = fallback[owner] if owner is not None else untraced.get(name, "no graph")
+    return left
 
 
 def _sound_graph(
