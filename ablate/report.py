@@ -60,11 +60,10 @@ from ablate.report_table import (
     mask_runs_at_chance,
     read_meta,
     runs_table,
-    unused_fields,
     varied_columns,
     write_table,
 )
-from ablate.variant_config import VariantConfig
+from ablate.variant_config import VariantConfig, unused_fields
 
 FIGURE_DIR = "figures"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from ablate.report_stats import mean_interval
+from ablate.variant_config import network_key
 from kernels.files import atomic_write
 
 DEFAULT_JOURNAL = "journal.log"
@@ -104,36 +104,6 @@ def load_study(out_dir: Path, meta: StudyMeta) -> optuna.Study:
     return optuna.load_study(study_name=meta.study_name, storage=storage)
 
 
-#: Fields that shape only the blur: a network without blur sites does not use them.
-BLUR_FIELDS = ("filter", "filter_size", "sigma", "taps", "padding", "sites", "antialias_stem",
-               "subsample", "backend")  # fmt: skip
-#: Fields a one-tap filter does not read, on the fixed grid (it reads no padding; every family
-#: of one tap is [1]). Under APS or LPS circular padding still wraps the dense max.
-ONE_TAP_FIELDS = ("filter", "sigma", "taps", "padding")
-
-
-def unused_fields(config: Mapping[str, Any]) -> tuple[str, ...]:
-    """The config fields that do not change the network `config` builds, given the others:
-    configurations that differ only there are one network, and the report counts them as one.
-    Without blur (placement `none`, or `sites` 0, which converts nothing) every blur field;
-    with custom taps the filter size; with one tap on the fixed grid what it does not read."""
-    if config.get("placement") == "none" or config.get("sites") == 0:
-        return BLUR_FIELDS
-    custom = config.get("filter") == "custom"
-    taps = config.get("taps")
-    taps = taps if isinstance(taps, (list, tuple)) else ()
-    one_tap = len(taps) == 1 if custom else config.get("filter_size") == 1
-    unused = ONE_TAP_FIELDS if one_tap and config.get("subsample", "fixed") == "fixed" else ()
-    return (*unused, "filter_size") if custom else unused
-
-
-def config_key(config: dict[str, Any]) -> str:
-    """The configuration's identity: its config with the unused fields blanked."""
-    unused = unused_fields(config)
-    canonical = {k: None if k in unused else v for k, v in config.items()}
-    return json.dumps(canonical, sort_keys=True, default=str)
-
-
 def runs_table(study: optuna.Study) -> tuple[pd.DataFrame, list[str]]:
     """One row per finished trial and seed (`trial`, config fields, `seed`, every metric), and
     the names of the config columns.
@@ -150,7 +120,7 @@ def runs_table(study: optuna.Study) -> tuple[pd.DataFrame, list[str]]:
             continue
         config_cols.update(dict.fromkeys(config))
         for seed_result in seeds:
-            row: dict[str, Any] = {"trial": trial.number, **config, CONFIG_KEY: config_key(config)}
+            row: dict[str, Any] = {"trial": trial.number, **config, CONFIG_KEY: network_key(config)}
             for key, value in seed_result.items():
                 row[f"{key}_metric" if key in config else key] = value
             rows.append(row)

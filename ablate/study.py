@@ -47,6 +47,7 @@ from ablate.storage import (
     requeue_lost_retries,
     stored_study,
 )
+from ablate.variant_config import network_key
 from ablate.workers import (
     Objective,
     WorkerJob,
@@ -330,6 +331,14 @@ def describe_plan(spec: StudySpec, slots: Sequence[dict[str, Any]], limit: int =
             )
         if len(slots) > limit:
             lines.append(f"  ... and {len(slots) - limit} more")
+        repeats = _repeated_networks(spec, slots)
+        if repeats:
+            lines.append(
+                f"note: {repeats} of these trials build a network an earlier one builds (without "
+                "blur the filter settings are unused; a one-tap filter on the fixed grid reads "
+                "no padding): they run it again, and the report counts each of its seeds once; "
+                "a `when:` condition leaves them out"
+            )
     else:
         for name, parameter in spec.space.items():
             shown = parameter.model_dump(
@@ -337,6 +346,15 @@ def describe_plan(spec: StudySpec, slots: Sequence[dict[str, Any]], limit: int =
             )
             lines.append(f"  {name}: {shown}")
     return lines
+
+
+def _repeated_networks(spec: StudySpec, slots: Sequence[dict[str, Any]]) -> int:
+    """How many grid points build the network of an earlier point (`network_key`)."""
+    keys = [
+        network_key(spec.config({**point, **spec.fixed_values(point)}, seed=0).model_dump())
+        for point in slots
+    ]
+    return len(keys) - len(set(keys))
 
 
 def estimate_time(

@@ -6,7 +6,9 @@ a bad value is caught here with the field's name and the accepted values.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -32,6 +34,36 @@ def check_subsample(placement: str, subsample: str) -> None:
             f"subsample {subsample!r} needs placement 'paper', 'blur_before_relu' or "
             "'blur_before_conv': under 'blur_before_max' the max-pools subsample, not a blur-pool"
         )
+
+
+#: Fields that shape only the blur: a network without blur sites does not use them.
+BLUR_FIELDS = ("filter", "filter_size", "sigma", "taps", "padding", "sites", "antialias_stem",
+               "subsample", "backend")  # fmt: skip
+#: Fields a one-tap filter does not read, on the fixed grid (it reads no padding; every family
+#: of one tap is [1]). Under APS or LPS circular padding still wraps the dense max.
+ONE_TAP_FIELDS = ("filter", "sigma", "taps", "padding")
+
+
+def unused_fields(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The config fields that do not change the network `config` builds, given the others:
+    configurations that differ only there are one network, and the report counts them as one.
+    Without blur (placement `none`, or `sites` 0, which converts nothing) every blur field;
+    with custom taps the filter size; with one tap on the fixed grid what it does not read."""
+    if config.get("placement") == "none" or config.get("sites") == 0:
+        return BLUR_FIELDS
+    custom = config.get("filter") == "custom"
+    taps = config.get("taps")
+    taps = taps if isinstance(taps, (list, tuple)) else ()
+    one_tap = len(taps) == 1 if custom else config.get("filter_size") == 1
+    unused = ONE_TAP_FIELDS if one_tap and config.get("subsample", "fixed") == "fixed" else ()
+    return (*unused, "filter_size") if custom else unused
+
+
+def network_key(config: Mapping[str, Any]) -> str:
+    """The identity of the network a config builds: its fields, the unused ones blanked."""
+    unused = unused_fields(config)
+    canonical = {k: None if k in unused else v for k, v in config.items()}
+    return json.dumps(canonical, sort_keys=True, default=str)
 
 
 class VariantConfig(BaseModel):

@@ -42,16 +42,14 @@ from ablate.report_table import (
     Objective,
     StudyMeta,
     aggregate_over_seeds,
-    config_key,
     failed_trials,
     first_run_per_seed,
     load_study,
     mask_runs_at_chance,
     read_meta,
     runs_table,
-    unused_fields,
 )
-from ablate.variant_config import VariantConfig
+from ablate.variant_config import VariantConfig, network_key, unused_fields
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -138,7 +136,7 @@ def make_study(
         config = VariantConfig(**(base or {}), **params).model_dump(exclude={"seed"})
         # one network, one set of numbers: points that build the same network (no blur, any
         # filter) measure the same, as real runs of it would
-        rng = np.random.default_rng([rng_seed, zlib.crc32(config_key(config).encode())])
+        rng = np.random.default_rng([rng_seed, zlib.crc32(network_key(config).encode())])
         per_seed = [fake_metrics(config, s, rng) for s in seeds]
         per_seed = [stuck_metrics(m) if stuck(config, m["seed"]) else m for m in per_seed]
         values = [float(np.mean([m[o["metric"]] for m in per_seed])) for o in objectives]

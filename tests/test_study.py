@@ -385,7 +385,9 @@ def test_dry_run_plans_the_grid_and_estimates_time_from_a_probe(tmp_path, capsys
     lines = describe_plan(spec, slots, limit=4)
     assert lines[0] == "study 'mechanics': 6 trials x 2 seeds = 12 runs, sampler grid"
     assert "  trial    3: filter_size=2, padding='reflect'" in lines
-    assert lines[-1] == "  ... and 2 more"
+    assert lines[-2] == "  ... and 2 more"
+    # filter size 1 reads no padding: its reflect point builds its zeros point's network
+    assert lines[-1].startswith("note: 1 of these trials build a network an earlier one builds")
     budget, estimate = estimate_time(spec, slots, 2, "cpu", fake_objective, probe=True)
     # 6 points x 2 seeds x 1 epoch x 5000 training images (VariantConfig's default train_size)
     assert budget == "budget: 60,000 training images in all (from the spec's epochs/steps)"
