@@ -96,6 +96,8 @@ class RunOptions:
     poll_s: float = 2.0
     stop_wait_s: float = 10.0
     """After a Ctrl-C, how long each worker may take to requeue its trial before it is ended."""
+    reuse: str | None = None
+    """A study in the same storage whose finished runs this one takes (`ablate.reuse`)."""
 
 
 def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()) -> QueueStatus:
@@ -148,6 +150,13 @@ def check_destination(
     stored = stored_study(location, spec.name)
     if stored is not None:
         check_stored_spec(stored, spec)
+    if options.reuse is not None and (
+        options.reuse == spec.name or stored_study(location, options.reuse) is None
+    ):
+        raise ValueError(
+            f"--reuse {options.reuse!r}: name another study of this storage "
+            f"({location.recorded}) to take finished runs from"
+        )
     return location, pins
 
 
@@ -218,6 +227,7 @@ def _run_workers(
             stale_after_s=options.stale_after_s,
             poll_s=options.poll_s,
             log_file=str(out_dir / "logs" / f"worker-{index}.log"),
+            reuse=options.reuse,
         )
         process = context.Process(target=run_worker, args=(job,), name=f"ablate-worker-{index}")
         with _environment(CUDA_VISIBLE_DEVICES=gpu):
@@ -481,6 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-report", action="store_true", help="do not write the report at the end"
     )
+    parser.add_argument(
+        "--reuse",
+        metavar="STUDY",
+        help="take the finished runs this study shares (same network, data, budget and seed) "
+        "from STUDY, a study of the same storage: how a study grows by seeds or points",
+    )
     return parser
 
 
@@ -524,6 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             per_gpu=args.per_gpu,
             device=args.device,
             report=not args.no_report,
+            reuse=args.reuse,
         )
         if args.dry_run:
             _, pins = check_destination(spec, out_dir, options)

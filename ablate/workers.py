@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from ablate.chance import AT_CHANCE_CONSTRAINT
 from ablate.json_values import json_values
+from ablate.reuse import FinishedRun, finished_runs, run_key
 from ablate.spec import Parameter, StudySpec
 from ablate.storage import (
     HEARTBEAT_S,
@@ -84,6 +85,7 @@ class WorkerJob:
     stale_after_s: float = STALE_AFTER_S
     poll_s: float = 2.0
     log_file: str | None = None
+    reuse: str | None = None  # the study whose finished runs this one takes (`ablate.reuse`)
 
 
 def plan(spec: StudySpec, trials: int | None = None) -> list[dict[str, Any]]:
@@ -133,6 +135,7 @@ def _claim_and_run(job: WorkerJob) -> None:
     objective = job.objective or default_objective()
     storage = open_storage(job.storage)
     study = open_study(storage, job.spec)
+    earlier = finished_runs(storage, job.reuse) if job.reuse else {}
     drawn = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
     study.sampler = make_sampler(job.spec, job.index, drawn)
     slots = plan(job.spec, planned_slots(study))
@@ -141,7 +144,7 @@ def _claim_and_run(job: WorkerJob) -> None:
         reap_dead_trials(study, storage, slots, job.spec.max_retries, job.stale_after_s)
         trial = claim_next(study, storage, owner)
         if trial is not None:
-            run_trial(study, storage, trial, job, objective, slots)
+            run_trial(study, storage, trial, job, objective, slots, earlier)
         elif queue_status(study, job.spec.max_retries).done:
             return
         else:
@@ -162,8 +165,10 @@ def run_trial(
     job: WorkerJob,
     objective: Objective,
     slots: Sequence[dict[str, Any]],
+    earlier: Mapping[str, FinishedRun] | None = None,
 ) -> None:
-    """Run one claimed trial: every seed, then its objective means, or a FAIL with its reason."""
+    """Run one claimed trial: every seed, then its objective means, or a FAIL with its reason.
+    A seed whose run `earlier` holds (`ablate.reuse`) takes its metrics instead."""
     spec = job.spec
     with Heartbeat(trial, job.heartbeat_s):
         try:
@@ -174,8 +179,15 @@ def run_trial(
                 raise InvalidDesignPoint(str(error)) from error
             trial.set_user_attr("config", config.model_dump(mode="json", exclude={"seed"}))
             records: list[dict[str, Any]] = []
+            reused: dict[str, str] = {}
             for seed in spec.seeds:
-                metrics = json_values(dict(objective(config.model_copy(update={"seed": seed}))))
+                seeded = config.model_copy(update={"seed": seed})
+                taken = (earlier or {}).get(run_key(seeded.model_dump(mode="json")))
+                if taken is None:
+                    metrics = json_values(dict(objective(seeded)))
+                else:
+                    metrics, reused[str(seed)] = taken[0], f"study {job.reuse!r}, trial {taken[1]}"
+                    trial.set_user_attr("reused", reused)
                 records.append({"seed": seed, **metrics})
                 trial.set_user_attr("seeds", records)
                 _check_metrics(spec, metrics, seed)

@@ -692,3 +692,26 @@ def test_cli_options_are_checked_and_named(tmp_path, capsys):
         assert f"argument {option}: {value} is not a finite number above 0" in (
             capsys.readouterr().err
         )
+
+
+def test_a_grown_study_takes_the_runs_it_shares_from_the_study_it_reuses(tmp_path, call_log):
+    """A second seed for every point, as a new study in the same storage: only the new seed
+    runs; the first seed's runs are taken, and each trial says from where."""
+    out = tmp_path / "out"
+    first = run_study(make_spec(tmp_path, seeds=[0]), out, options())
+    assert first.complete == 6 and sum(calls(call_log).values()) == 6
+    grown = make_spec(tmp_path, name="grown", seeds=[0, 1])
+    with pytest.raises(ValueError, match="--reuse 'missing': name another study"):
+        run_study(grown, out, options(reuse="missing"))
+    status = run_study(grown, out, options(reuse="mechanics"))
+    assert status.done and status.complete == 6
+    ran = calls(call_log)
+    assert sum(ran.values()) == 12 and set(ran.values()) == {1}  # seed 1 once per point
+    earlier = {t.number: t for t in load(out).get_trials()}
+    for trial in load(out, "grown").get_trials():
+        ((seed, where),) = trial.user_attrs["reused"].items()
+        source = earlier[int(where.removeprefix("study 'mechanics', trial "))]
+        assert seed == "0" and trial.user_attrs["seeds"][0] == source.user_attrs["seeds"][0]
+        # the same network: the same point, or (filter size 1 reads no padding) its twin
+        assert source.params["filter_size"] == trial.params["filter_size"]
+        assert source.params == trial.params or trial.params["filter_size"] == 1
