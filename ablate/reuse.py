@@ -1,12 +1,14 @@
 """Runs a grown study takes from an earlier study in its storage instead of training them again.
 
 A study's design points and seeds are fixed when it is made (a resume may change only the trial
-count, `max_retries` and the storage). To add seeds or points, name a new study, keep the
-storage (`--out` or `--storage`) and pass `--reuse OLD`: each run of the new study whose network
-and seed one of OLD's finished runs had (every config field but the device, unused fields
-blanked: `ablate.variant_config.network_key`) takes that run's metrics. Runs mean the same only
-when the same code made them, so reuse is asked for, never implied; each trial records which
-of its seeds it took, and from where (`reused`).
+count, `max_retries` and the storage). To add seeds or points, name a new study, give it its own
+`--out` and the old study's storage (`--storage runs/OLD/journal.log`), and pass `--reuse OLD`:
+each run of the new study whose network and seed one of OLD's finished runs had (every config
+field but the device, unused fields blanked: `ablate.variant_config.network_key`), measured on a
+device of the same name and with every metric the new study needs, takes that run's metrics.
+Runs mean the same only when the same code made them, so reuse is asked for, never implied; the
+study remembers it for its resumes, and each trial records which of its seeds it took, and from
+where (`reused`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
+from pydantic import ValidationError
 
-from ablate.variant_config import network_key
+from ablate.variant_config import VariantConfig, network_key
 
 #: One finished run: its metrics and the trial that measured them.
 FinishedRun = tuple[dict[str, Any], int]
@@ -31,12 +34,18 @@ def run_key(config: Mapping[str, Any]) -> str:
 
 
 def finished_runs(storage: BaseStorage, study_name: str) -> dict[str, FinishedRun]:
-    """The finished runs of the study `study_name`, by `run_key`."""
+    """The finished runs of the study `study_name`, by `run_key` of their config as this code
+    reads it (fields added since take their defaults; a config it no longer accepts is left
+    out)."""
     study = optuna.load_study(study_name=study_name, storage=storage)
     runs: dict[str, FinishedRun] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         config = trial.user_attrs.get("config")
         for record in trial.user_attrs.get("seeds") or [] if config else []:
+            try:
+                read = VariantConfig.model_validate({**config, "seed": record["seed"]})
+            except ValidationError:
+                continue
             metrics = {name: value for name, value in record.items() if name != "seed"}
-            runs.setdefault(run_key({**config, "seed": record["seed"]}), (metrics, trial.number))
+            runs.setdefault(run_key(read.model_dump(mode="json")), (metrics, trial.number))
     return runs

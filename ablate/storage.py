@@ -142,8 +142,8 @@ def check_stored_spec(study: optuna.Study, spec: StudySpec) -> None:
         f"study {spec.name!r} in this storage was created from a different spec ({what} "
         "differ; --epochs and --steps change base too). A resume may change only the trial "
         "count, max_retries and the storage; other points or seeds make a new study: give it "
-        f"a new name (with --reuse {spec.name!r} and this storage it takes the runs the two "
-        "share), or another --out/--storage"
+        f"a new name and its own --out (with --storage naming this one and --reuse "
+        f"{spec.name!r} it takes the runs the two share), or another --out/--storage"
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import math
@@ -111,6 +112,7 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = open_storage(location)
     study = open_study(storage, spec, make_sampler(spec))
+    options = dataclasses.replace(options, reuse=_reuse_of(study, options.reuse))
     plan_slots(study, storage, plan(spec))
     slots = plan(spec, planned_slots(study))
     write_study_files(out_dir, spec, location)
@@ -127,9 +129,26 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
         reap_dead_trials(study, storage, slots, spec.max_retries, options.stale_after_s, stopped)
         write_results(study, spec, out_dir)
     status = queue_status(study, spec.max_retries)
+    if options.reuse is not None:
+        taken = sum(len(t.user_attrs.get("reused", {})) for t in study.get_trials(deepcopy=False))
+        print(f"runs taken from study {options.reuse!r}: {taken}", file=sys.stderr)
     if options.report and status.complete:
         _write_report(out_dir)
     return status
+
+
+def _reuse_of(study: optuna.Study, asked: str | None) -> str | None:
+    """The study whose runs this one takes: as asked the first time, and remembered, so that a
+    resume takes them too; a resume that names another is refused."""
+    remembered = study.user_attrs.get("reuse")
+    if asked is not None and remembered not in (None, asked):
+        raise ValueError(
+            f"--reuse {asked!r}: study {study.study_name!r} takes its runs from {remembered!r}; "
+            "leave --reuse out or name that study"
+        )
+    if asked is not None and remembered is None:
+        study.set_user_attr("reuse", asked)
+    return asked or remembered
 
 
 def check_destination(
@@ -140,6 +159,13 @@ def check_destination(
     and a study of this name in it was made from this spec."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {str(out_dir)!r} is a file: give a folder (made if missing)")
+    meta = out_dir / "meta.json"
+    other = json.loads(meta.read_text()).get("study_name") if meta.is_file() else spec.name
+    if other != spec.name:
+        raise ValueError(
+            f"--out {str(out_dir)!r} holds the files of study {other!r}: give study "
+            f"{spec.name!r} a folder of its own (--storage names a storage to share)"
+        )
     location = locate_storage(options.storage or spec.storage, out_dir)
     pins = worker_pins(options)
     if location.is_sqlite and len(pins) > 1:

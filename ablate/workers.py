@@ -136,6 +136,11 @@ def _claim_and_run(job: WorkerJob) -> None:
     storage = open_storage(job.storage)
     study = open_study(storage, job.spec)
     earlier = finished_runs(storage, job.reuse) if job.reuse else {}
+    if earlier:  # runs measured on another device are no measure of speed here
+        from ablate.variant import device_name, resolve_device
+
+        here = device_name(resolve_device(job.device))
+        earlier = {key: run for key, run in earlier.items() if run[0].get("device") == here}
     drawn = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
     study.sampler = make_sampler(job.spec, job.index, drawn)
     slots = plan(job.spec, planned_slots(study))
@@ -183,11 +188,11 @@ def run_trial(
             for seed in spec.seeds:
                 seeded = config.model_copy(update={"seed": seed})
                 taken = (earlier or {}).get(run_key(seeded.model_dump(mode="json")))
-                if taken is None:
-                    metrics = json_values(dict(objective(seeded)))
-                else:
+                if taken is not None and _has_metrics(spec, taken[0]):
                     metrics, reused[str(seed)] = taken[0], f"study {job.reuse!r}, trial {taken[1]}"
                     trial.set_user_attr("reused", reused)
+                else:
+                    metrics = json_values(dict(objective(seeded)))
                 records.append({"seed": seed, **metrics})
                 trial.set_user_attr("seeds", records)
                 _check_metrics(spec, metrics, seed)
@@ -261,6 +266,15 @@ def describe_failure(error: BaseException) -> str:
 
 def _needed(spec: StudySpec) -> set[str]:
     return {*spec.metric_names, *(c.metric for c in spec.constraints)}
+
+
+def _has_metrics(spec: StudySpec, metrics: Mapping[str, Any]) -> bool:
+    """Whether `metrics` hold every metric the study needs, as numbers it can use."""
+    try:
+        _check_metrics(spec, metrics, seed=0)
+    except BadMetrics:
+        return False
+    return True
 
 
 def _check_metrics(spec: StudySpec, metrics: Mapping[str, Any], seed: int) -> None:

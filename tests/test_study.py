@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _thread
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -701,12 +702,16 @@ def test_a_grown_study_takes_the_runs_it_shares_from_the_study_it_reuses(tmp_pat
     first = run_study(make_spec(tmp_path, seeds=[0]), out, options())
     assert first.complete == 6 and sum(calls(call_log).values()) == 6
     grown = make_spec(tmp_path, name="grown", seeds=[0, 1])
+    with pytest.raises(ValueError, match="holds the files of study 'mechanics'"):
+        run_study(grown, out, options(reuse="mechanics"))  # its folder is the old study's
+    shared = options(storage=str(out / "journal.log"))
     with pytest.raises(ValueError, match="--reuse 'missing': name another study"):
-        run_study(grown, out, options(reuse="missing"))
-    status = run_study(grown, out, options(reuse="mechanics"))
+        run_study(grown, tmp_path / "grown", dataclasses.replace(shared, reuse="missing"))
+    status = run_study(grown, tmp_path / "grown", dataclasses.replace(shared, reuse="mechanics"))
     assert status.done and status.complete == 6
     ran = calls(call_log)
     assert sum(ran.values()) == 12 and set(ran.values()) == {1}  # seed 1 once per point
+    assert load(out, "grown").user_attrs["reuse"] == "mechanics"  # a resume takes them too
     earlier = {t.number: t for t in load(out).get_trials()}
     for trial in load(out, "grown").get_trials():
         ((seed, where),) = trial.user_attrs["reused"].items()
