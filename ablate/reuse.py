@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 from pydantic import ValidationError
 
@@ -33,11 +32,9 @@ def run_key(config: Mapping[str, Any]) -> str:
     return network_key({name: value for name, value in config.items() if name != "device"})
 
 
-def finished_runs(storage: BaseStorage, study_name: str) -> dict[str, FinishedRun]:
-    """The finished runs of the study `study_name`, by `run_key` of their config as this code
-    reads it (fields added since take their defaults; a config it no longer accepts is left
-    out)."""
-    study = optuna.load_study(study_name=study_name, storage=storage)
+def finished_runs(study: optuna.Study) -> dict[str, FinishedRun]:
+    """The finished runs of `study`, by `run_key` of their config as this code reads it (fields
+    added since take their defaults; a config it no longer accepts is left out)."""
     runs: dict[str, FinishedRun] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         config = trial.user_attrs.get("config")

@@ -31,6 +31,7 @@ import optuna
 from tqdm import tqdm
 
 from ablate.results import write_results
+from ablate.reuse import finished_runs, run_key
 from ablate.spec import SpecError, StudySpec, load_spec
 from ablate.storage import (
     HEARTBEAT_S,
@@ -135,6 +136,26 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
     if options.report and status.complete:
         _write_report(out_dir)
     return status
+
+
+def _reuse_line(spec: StudySpec, slots: Sequence[dict[str, Any]], old: optuna.Study) -> str:
+    """How many of a grid's runs the study it reuses has finished (a sampled study's points
+    are not known before they are drawn)."""
+    name = f"--reuse {old.study_name!r}"
+    if spec.sampler.name != "grid":
+        return f"{name}: a sampled study takes the runs it shares as it draws its points"
+    finished = finished_runs(old)
+    shared = sum(
+        run_key(spec.config({**point, **spec.fixed_values(point)}, seed).model_dump(mode="json"))
+        in finished
+        for point in slots
+        for seed in spec.seeds
+    )
+    runs = len(slots) * len(spec.seeds)
+    return (
+        f"{name}: {shared} of the {runs} runs are taken from it where measured on a device of "
+        "this name (the budget below counts every run)"
+    )
 
 
 def _reuse_of(study: optuna.Study, asked: str | None) -> str | None:
@@ -569,9 +590,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             reuse=args.reuse,
         )
         if args.dry_run:
-            _, pins = check_destination(spec, out_dir, options)
+            location, pins = check_destination(spec, out_dir, options)
             slots = plan(spec)
             lines = describe_plan(spec, slots)
+            if options.reuse is not None:
+                lines.append(_reuse_line(spec, slots, stored_study(location, options.reuse)))
             lines += estimate_time(
                 spec, slots, len(pins), args.device, None, probe=not args.no_probe
             )

@@ -135,7 +135,9 @@ def _claim_and_run(job: WorkerJob) -> None:
     objective = job.objective or default_objective()
     storage = open_storage(job.storage)
     study = open_study(storage, job.spec)
-    earlier = finished_runs(storage, job.reuse) if job.reuse else {}
+    earlier = {}
+    if job.reuse:
+        earlier = finished_runs(optuna.load_study(study_name=job.reuse, storage=storage))
     if earlier:  # runs measured on another device are no measure of speed here
         from ablate.variant import device_name, resolve_device
 

@@ -695,7 +695,9 @@ def test_cli_options_are_checked_and_named(tmp_path, capsys):
         )
 
 
-def test_a_grown_study_takes_the_runs_it_shares_from_the_study_it_reuses(tmp_path, call_log):
+def test_a_grown_study_takes_the_runs_it_shares_from_the_study_it_reuses(
+    tmp_path, call_log, capsys
+):
     """A second seed for every point, as a new study in the same storage: only the new seed
     runs; the first seed's runs are taken, and each trial says from where."""
     out = tmp_path / "out"
@@ -705,6 +707,11 @@ def test_a_grown_study_takes_the_runs_it_shares_from_the_study_it_reuses(tmp_pat
     with pytest.raises(ValueError, match="holds the files of study 'mechanics'"):
         run_study(grown, out, options(reuse="mechanics"))  # its folder is the old study's
     shared = options(storage=str(out / "journal.log"))
+    path = tmp_path / "grown.yaml"
+    path.write_text(grown.as_yaml())
+    cli = ["--space", str(path), "--out", str(tmp_path / "grown"), "--storage", shared.storage]
+    assert main([*cli, "--reuse", "mechanics", "--dry-run", "--no-probe"]) == 0
+    assert "--reuse 'mechanics': 6 of the 12 runs are taken from it" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--reuse 'missing': name another study"):
         run_study(grown, tmp_path / "grown", dataclasses.replace(shared, reuse="missing"))
     status = run_study(grown, tmp_path / "grown", dataclasses.replace(shared, reuse="mechanics"))
