@@ -119,8 +119,9 @@ def runs_table(study: optuna.Study) -> tuple[pd.DataFrame, list[str]]:
         if config is None or seeds is None:
             continue
         config_cols.update(dict.fromkeys(config))
+        network = network_key(config)
         for seed_result in seeds:
-            row: dict[str, Any] = {"trial": trial.number, **config, CONFIG_KEY: network_key(config)}
+            row: dict[str, Any] = {"trial": trial.number, **config, CONFIG_KEY: network}
             for key, value in seed_result.items():
                 row[f"{key}_metric" if key in config else key] = value
             rows.append(row)

@@ -32,9 +32,10 @@ def run_key(config: Mapping[str, Any]) -> str:
     return network_key({name: value for name, value in config.items() if name != "device"})
 
 
-def finished_runs(study: optuna.Study) -> dict[str, FinishedRun]:
+def finished_runs(study: optuna.Study, device: str | None = None) -> dict[str, FinishedRun]:
     """The finished runs of `study`, by `run_key` of their config as this code reads it (fields
-    added since take their defaults; a config it no longer accepts is left out)."""
+    added since take their defaults; a config it no longer accepts is left out); with `device`,
+    only those measured on a device of that name (others are no measure of speed there)."""
     runs: dict[str, FinishedRun] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         config = trial.user_attrs.get("config")
@@ -44,5 +45,7 @@ def finished_runs(study: optuna.Study) -> dict[str, FinishedRun]:
             except ValidationError:
                 continue
             metrics = {name: value for name, value in record.items() if name != "seed"}
+            if device is not None and metrics.get("device") != device:
+                continue
             runs.setdefault(run_key(read.model_dump(mode="json")), (metrics, trial.number))
     return runs

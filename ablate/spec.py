@@ -346,6 +346,12 @@ class StudySpec(_Strict):
         """The VariantConfig of one trial: base, then the active space values, then seed/device."""
         return VariantConfig(**{**self.base, **values, "seed": seed, "device": device})
 
+    def point_config(
+        self, point: Mapping[str, Any], seed: int, device: str = "auto"
+    ) -> VariantConfig:
+        """The VariantConfig of a grid point (`grid_points`, which leaves its fixed values out)."""
+        return self.config({**point, **self.fixed_values(point)}, seed, device)
+
     def identity(self) -> dict[str, Any]:
         """What defines the study's trials (not the trial count, storage or retries), as JSON."""
         identity = self.model_dump(mode="json", by_alias=True, exclude={"storage", "max_retries"})
@@ -557,7 +563,7 @@ def _check_whole_configs(spec: StudySpec) -> list[str]:
     problems = []
     for point in points:
         try:
-            spec.config({**point, **spec.fixed_values(point)}, seed=spec.seeds[0])
+            spec.point_config(point, seed=spec.seeds[0])
         except ValidationError as err:
             reason = "; ".join(_describe(e, with_loc=False) for e in err.errors())
             where = f"space: the trial with {_short(point)} is invalid" if point else "base"

@@ -147,17 +147,21 @@ def check_stored_spec(study: optuna.Study, spec: StudySpec) -> None:
     )
 
 
-def stored_study(location: StorageLocation, name: str) -> optuna.Study | None:
-    """The study `name` in an existing storage, or None (a journal or SQLite file not made yet
-    is not created)."""
+def existing_storage(location: StorageLocation) -> BaseStorage | None:
+    """The storage at `location` if it exists (a journal or SQLite file not made yet is not
+    created), else None."""
     if location.is_sqlite:
         database = make_url(location.url).database
         if not database or database == ":memory:" or not Path(database).exists():
             return None
     elif not location.is_rdb and not Path(location.url).exists():
         return None
-    storage = open_storage(location)
-    if name not in optuna.get_all_study_names(storage):
+    return open_storage(location)
+
+
+def stored_study(storage: BaseStorage | None, name: str) -> optuna.Study | None:
+    """The study `name` in `storage` (from `existing_storage`), or None."""
+    if storage is None or name not in optuna.get_all_study_names(storage):
         return None
     return optuna.load_study(study_name=name, storage=storage)
 

@@ -39,6 +39,7 @@ from ablate.storage import (
     QueueStatus,
     StorageLocation,
     check_stored_spec,
+    existing_storage,
     locate_storage,
     open_storage,
     open_study,
@@ -146,8 +147,7 @@ def _reuse_line(spec: StudySpec, slots: Sequence[dict[str, Any]], old: optuna.St
         return f"{name}: a sampled study takes the runs it shares as it draws its points"
     finished = finished_runs(old)
     shared = sum(
-        run_key(spec.config({**point, **spec.fixed_values(point)}, seed).model_dump(mode="json"))
-        in finished
+        run_key(spec.point_config(point, seed).model_dump(mode="json")) in finished
         for point in slots
         for seed in spec.seeds
     )
@@ -194,11 +194,12 @@ def check_destination(
             f"storage={location.url!r}: SQLite is for one worker (got {len(pins)} workers); "
             "use the default journal file or postgresql:// for several"
         )
-    stored = stored_study(location, spec.name)
+    storage = existing_storage(location)
+    stored = stored_study(storage, spec.name)
     if stored is not None:
         check_stored_spec(stored, spec)
     if options.reuse is not None and (
-        options.reuse == spec.name or stored_study(location, options.reuse) is None
+        options.reuse == spec.name or stored_study(storage, options.reuse) is None
     ):
         raise ValueError(
             f"--reuse {options.reuse!r}: name another study of this storage "
@@ -407,10 +408,7 @@ def describe_plan(spec: StudySpec, slots: Sequence[dict[str, Any]], limit: int =
 
 def _repeated_networks(spec: StudySpec, slots: Sequence[dict[str, Any]]) -> int:
     """How many grid points build the network of an earlier point (`network_key`)."""
-    keys = [
-        network_key(spec.config({**point, **spec.fixed_values(point)}, seed=0).model_dump())
-        for point in slots
-    ]
+    keys = [network_key(spec.point_config(point, seed=0).model_dump()) for point in slots]
     return len(keys) - len(set(keys))
 
 
@@ -424,11 +422,7 @@ def estimate_time(
 ) -> list[str]:
     """Lines estimating the study's duration, saying how the estimate was made."""
     points = slots if spec.sampler.name == "grid" else [spec.first_point()]
-    configs = [
-        spec.config({**p, **spec.fixed_values(p)}, seed=s, device=device)
-        for p in points
-        for s in spec.seeds
-    ]
+    configs = [spec.point_config(p, seed=s, device=device) for p in points for s in spec.seeds]
     images = sum(c.steps * c.batch_size if c.steps else c.epochs * c.train_size for c in configs)
     if spec.sampler.name != "grid":
         images *= len(slots)
@@ -594,7 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             slots = plan(spec)
             lines = describe_plan(spec, slots)
             if options.reuse is not None:
-                lines.append(_reuse_line(spec, slots, stored_study(location, options.reuse)))
+                old = stored_study(existing_storage(location), options.reuse)
+                lines.append(_reuse_line(spec, slots, old))
             lines += estimate_time(
                 spec, slots, len(pins), args.device, None, probe=not args.no_probe
             )

@@ -137,12 +137,10 @@ def _claim_and_run(job: WorkerJob) -> None:
     study = open_study(storage, job.spec)
     earlier = {}
     if job.reuse:
-        earlier = finished_runs(optuna.load_study(study_name=job.reuse, storage=storage))
-    if earlier:  # runs measured on another device are no measure of speed here
-        from ablate.variant import device_name, resolve_device
+        from ablate.variant import device_name, resolve_device  # torch: where trials run
 
-        here = device_name(resolve_device(job.device))
-        earlier = {key: run for key, run in earlier.items() if run[0].get("device") == here}
+        reused = optuna.load_study(study_name=job.reuse, storage=storage)
+        earlier = finished_runs(reused, device_name(resolve_device(job.device)))
     drawn = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
     study.sampler = make_sampler(job.spec, job.index, drawn)
     slots = plan(job.spec, planned_slots(study))
