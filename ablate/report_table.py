@@ -19,7 +19,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from ablate.report_stats import mean_interval
-from ablate.variant_config import network_key
+from ablate.variant_config import run_identity
 from kernels.files import atomic_write
 
 DEFAULT_JOURNAL = "journal.log"
@@ -119,9 +119,9 @@ def runs_table(study: optuna.Study) -> tuple[pd.DataFrame, list[str]]:
         if config is None or seeds is None:
             continue
         config_cols.update(dict.fromkeys(config))
-        network = network_key(config)
+        identity = run_identity(config)
         for seed_result in seeds:
-            row: dict[str, Any] = {"trial": trial.number, **config, CONFIG_KEY: network}
+            row: dict[str, Any] = {"trial": trial.number, **config, CONFIG_KEY: identity}
             for key, value in seed_result.items():
                 row[f"{key}_metric" if key in config else key] = value
             rows.append(row)

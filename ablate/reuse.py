@@ -3,9 +3,10 @@
 A study's design points and seeds are fixed when it is made (a resume may change only the trial
 count, `max_retries` and the storage). To add seeds or points, name a new study, give it its own
 `--out` and the old study's storage (`--storage runs/OLD/journal.log`), and pass `--reuse OLD`:
-each run of the new study whose network and seed one of OLD's finished runs had (every config
-field but the device, unused fields blanked: `ablate.variant_config.network_key`), measured on a
-device of the same name and with every metric the new study needs, takes that run's metrics.
+each run of the new study that one of OLD's finished runs made (its network, data, budget and
+seed: every config field but the device, unused fields blanked:
+`ablate.variant_config.run_identity`), measured on a device of the same name and with every
+metric the new study needs, takes that run's metrics.
 Runs mean the same only when the same code made them, so reuse is asked for, never implied; the
 study remembers it for its resumes, and each trial records which of its seeds it took, and from
 where (`reused`).
@@ -20,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 from pydantic import ValidationError
 
-from ablate.variant_config import VariantConfig, network_key
+from ablate.variant_config import VariantConfig, run_identity
 
 #: One finished run: its metrics and the trial that measured them.
 FinishedRun = tuple[dict[str, Any], int]
@@ -29,7 +30,7 @@ FinishedRun = tuple[dict[str, Any], int]
 def run_key(config: Mapping[str, Any]) -> str:
     """What makes two runs the same run: the network, data, budget, evaluation and seed (a
     config as JSON, `seed` included), wherever they ran."""
-    return network_key({name: value for name, value in config.items() if name != "device"})
+    return run_identity({name: value for name, value in config.items() if name != "device"})
 
 
 def finished_runs(study: optuna.Study, device: str | None = None) -> dict[str, FinishedRun]:

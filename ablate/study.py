@@ -50,7 +50,7 @@ from ablate.storage import (
     requeue_lost_retries,
     stored_study,
 )
-from ablate.variant_config import network_key
+from ablate.variant_config import run_identity
 from ablate.workers import (
     Objective,
     WorkerJob,
@@ -389,13 +389,14 @@ def describe_plan(spec: StudySpec, slots: Sequence[dict[str, Any]], limit: int =
             )
         if len(slots) > limit:
             lines.append(f"  ... and {len(slots) - limit} more")
-        repeats = _repeated_networks(spec, slots)
+        repeats = _repeated_runs(spec, slots)
         if repeats:
             lines.append(
-                f"note: {repeats} of these trials build a network an earlier one builds (without "
-                "blur the filter settings are unused; a one-tap filter on the fixed grid reads "
-                "no padding): they run it again, and the report counts each of its seeds once; "
-                "a `when:` condition leaves them out"
+                f"note: {repeats} of these trials make the run an earlier one makes (they differ "
+                "in a field the others leave unused: without blur the filter settings, with a "
+                "one-tap filter on the fixed grid the padding, with `steps` set the epochs, "
+                "under AdamW the momentum): they run it again, and the report counts each of its "
+                "seeds once; a `when:` condition leaves them out"
             )
     else:
         for name, parameter in spec.space.items():
@@ -406,9 +407,9 @@ def describe_plan(spec: StudySpec, slots: Sequence[dict[str, Any]], limit: int =
     return lines
 
 
-def _repeated_networks(spec: StudySpec, slots: Sequence[dict[str, Any]]) -> int:
-    """How many grid points build the network of an earlier point (`network_key`)."""
-    keys = [network_key(spec.point_config(point, seed=0).model_dump()) for point in slots]
+def _repeated_runs(spec: StudySpec, slots: Sequence[dict[str, Any]]) -> int:
+    """How many grid points make the run of an earlier point (`run_identity`)."""
+    keys = [run_identity(spec.point_config(point, seed=0).model_dump()) for point in slots]
     return len(keys) - len(set(keys))
 
 

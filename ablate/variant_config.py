@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from ablate.data import check_source
+from ablate.data import DATA_DIRS, check_source
 from ablate.models import check_model_name, model_arguments
 from kernels.options import Backend, FilterFamily, PaddingMode
 
@@ -45,10 +45,15 @@ ONE_TAP_FIELDS = ("filter", "sigma", "taps", "padding")
 
 
 def unused_fields(config: Mapping[str, Any]) -> tuple[str, ...]:
-    """The config fields that do not change the network `config` builds, given the others:
-    configurations that differ only there are one network, and the report counts them as one.
+    """The config fields that do not change the run `config` makes, given the others:
+    configurations that differ only there are one run, and the report counts them as one.
     Without blur (placement `none`, or `sites` 0, which converts nothing) every blur field;
-    with custom taps the filter size; with one tap on the fixed grid what it does not read."""
+    with custom taps the filter size; with one tap on the fixed grid what it does not read;
+    `epochs` when `steps` is set, `momentum` under AdamW, `data_dir` of the synthetic data."""
+    return (*_unused_blur_fields(config), *_unused_training_fields(config))
+
+
+def _unused_blur_fields(config: Mapping[str, Any]) -> tuple[str, ...]:
     if config.get("placement") == "none" or config.get("sites") == 0:
         return BLUR_FIELDS
     custom = config.get("filter") == "custom"
@@ -59,8 +64,19 @@ def unused_fields(config: Mapping[str, Any]) -> tuple[str, ...]:
     return (*unused, "filter_size") if custom else unused
 
 
-def network_key(config: Mapping[str, Any]) -> str:
-    """The identity of the network a config builds: its fields, the unused ones blanked."""
+def _unused_training_fields(config: Mapping[str, Any]) -> tuple[str, ...]:
+    steps = config.get("steps")
+    given_steps = steps is not None and steps == steps  # a table's missing value is NaN
+    unused = {
+        "epochs": given_steps,
+        "momentum": config.get("optimizer") == "adamw",
+        "data_dir": config.get("dataset", "synthetic") not in DATA_DIRS,
+    }
+    return tuple(name for name, is_unused in unused.items() if is_unused)
+
+
+def run_identity(config: Mapping[str, Any]) -> str:
+    """The identity of the run a config makes: its fields, the unused ones blanked."""
     unused = unused_fields(config)
     canonical = {k: None if k in unused else v for k, v in config.items()}
     return json.dumps(canonical, sort_keys=True, default=str)

@@ -28,6 +28,7 @@ import optuna
 import pytest
 import yaml
 
+from ablate.reuse import run_key
 from ablate.spec import SCALAR_METRICS, StudySpec, load_spec
 from ablate.storage import (
     DUPLICATE_RETRY,
@@ -388,7 +389,7 @@ def test_dry_run_plans_the_grid_and_estimates_time_from_a_probe(tmp_path, capsys
     assert "  trial    3: filter_size=2, padding='reflect'" in lines
     assert lines[-2] == "  ... and 2 more"
     # filter size 1 reads no padding: its reflect point builds its zeros point's network
-    assert lines[-1].startswith("note: 1 of these trials build a network an earlier one builds")
+    assert lines[-1].startswith("note: 1 of these trials make the run an earlier one makes")
     budget, estimate = estimate_time(spec, slots, 2, "cpu", fake_objective, probe=True)
     # 6 points x 2 seeds x 1 epoch x 5000 training images (VariantConfig's default train_size)
     assert budget == "budget: 60,000 training images in all (from the spec's epochs/steps)"
@@ -693,6 +694,20 @@ def test_cli_options_are_checked_and_named(tmp_path, capsys):
         assert f"argument {option}: {value} is not a finite number above 0" in (
             capsys.readouterr().err
         )
+
+
+def test_runs_that_differ_only_in_a_field_they_do_not_read_are_one_run() -> None:
+    """`steps` overrides `epochs`, AdamW has no momentum, the synthetic data reads no folder:
+    a grown study takes such a run, and the report counts it once."""
+    base = VariantConfig(steps=5).model_dump(mode="json")
+    assert run_key({**base, "epochs": 2.0}) == run_key(base)
+    assert run_key({**base, "steps": None, "epochs": 2.0}) != run_key({**base, "steps": None})
+    adamw = {**base, "optimizer": "adamw"}
+    assert run_key({**adamw, "momentum": 0.0}) == run_key(adamw)
+    assert run_key({**base, "momentum": 0.0}) != run_key(base)
+    assert run_key({**base, "data_dir": "elsewhere"}) == run_key(base)
+    cifar = {**base, "dataset": "cifar10", "data_dir": "a"}
+    assert run_key({**cifar, "data_dir": "b"}) != run_key(cifar)
 
 
 def test_a_grown_study_takes_the_runs_it_shares_from_the_study_it_reuses(
