@@ -147,8 +147,13 @@ def _effect_sentence(
     treated, control = means
     diff_unit = _difference_unit(unit)
     share = f" or {_fmt(100 * diff.estimate / control, True, ' %')}" if relative and control else ""
-    if not np.isfinite(diff.low):
+    if min(diff.n_treated, diff.n_control) < 2:
         interval = "no interval: a group has fewer than two runs"
+    elif not np.isfinite(diff.low):
+        interval = (
+            "no interval: the runs of each group tied, which bounds nothing for a measure "
+            "that varies by seed"
+        )
     elif diff.low == diff.high:
         interval = "exact: every run of each group gave the same value"
     else:
@@ -187,6 +192,7 @@ def _compare(
     relative: bool,
     contrast: Contrast,
     stuck: pd.Series,
+    deterministic: bool,
 ) -> tuple[str, Difference | None]:
     """The sentence comparing `values` between the contrast's groups, and the difference.
     `stuck` marks the runs that did not learn: a group with none that learned cannot answer;
@@ -208,7 +214,9 @@ def _compare(
         if not (group & ~stuck).any():
             because = f"none of its {described} runs learned (accuracy not above chance)"
             return f"Cannot be answered from this study: {because}.", None
-    diff = welch_difference(values[contrast.treated].dropna(), values[contrast.control].dropna())
+    diff = welch_difference(
+        values[contrast.treated].dropna(), values[contrast.control].dropna(), deterministic
+    )
     means = (values[contrast.treated].mean(), values[contrast.control].mean())
     sentence = _effect_sentence(diff, name, unit, yes_if, means, contrast, relative)
     return sentence + _runs_that_did_not_learn(values, contrast, stuck, unit), diff
@@ -270,18 +278,22 @@ def _metric_question(
     relative: bool = False,
     contrast: Callable[[pd.DataFrame], Contrast] = blur_contrast,
     learning_matters: bool = True,
+    deterministic: bool = False,
 ) -> Answer:
     """The answer comparing `column` between the contrast's groups; `learning_matters`: whether
-    a run that did not learn measures it for no merit (not so for a cost)."""
+    a run that did not learn measures it for no merit (not so for a cost); `deterministic`:
+    whether every run of a configuration measures the same (a FLOP count, not a seed's luck)."""
     if column not in runs:
         return Answer(key, question, f"Cannot be answered: the runs carry no `{column}`.")
     values = extract(runs[column]) if extract else pd.to_numeric(runs[column], errors="coerce")
     stuck = at_chance(runs) if learning_matters else pd.Series(False, index=runs.index)
-    sentence, diff = _compare(values, name, unit, yes_if, relative, contrast(runs), stuck)
+    sentence, diff = _compare(
+        values, name, unit, yes_if, relative, contrast(runs), stuck, deterministic
+    )
     if diff is not None and by_filter_size:
         sentence += _by_filter_size(runs, values, unit)
     for setting in varied_splits(runs) if diff is not None else []:
-        split = _split_by(runs, values, contrast, setting, unit, str)
+        split = _split_by(runs, values, contrast, setting, unit, str, deterministic)
         sentence += f" By {setting}: {split}."
     return Answer(key, question, sentence, diff)
 
@@ -293,6 +305,7 @@ def _split_by(
     setting: str,
     unit: str,
     label: Callable[[object], str],
+    deterministic: bool = False,
 ) -> str:
     """'a +1.20 [+0.30, +2.10] points; b …': the difference and its interval within the runs of
     each value of `setting` (no interval where a side has fewer than two runs)."""
@@ -300,7 +313,7 @@ def _split_by(
     for value, subset in runs.groupby(setting):
         groups = contrast(subset)
         diff = welch_difference(values[subset.index][groups.treated],
-                                values[subset.index][groups.control])  # fmt: skip
+                                values[subset.index][groups.control], deterministic)  # fmt: skip
         interval = (
             f" [{_fmt(diff.low, True)}, {_fmt(diff.high, True)}]" if np.isfinite(diff.low) else ""
         )
@@ -404,6 +417,7 @@ def cost_answers(runs: pd.DataFrame) -> list[Answer]:
             relative=True,
             by_filter_size=True,
             learning_matters=False,
+            deterministic=True,
         ),
     ]
 

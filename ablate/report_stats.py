@@ -2,8 +2,9 @@
 
 Seeds are few (often 1–5), so a normal interval would be far too narrow; the t quantile makes the
 width honest. One observation gives no spread, so its interval has NaN width rather than zero.
-Two groups of several runs each without any spread (a count every run repeats, such as a
-variant's FLOPs) give the difference exactly: an interval of zero width.
+Two groups of several runs each without any spread give the difference exactly (an interval of
+zero width) only for a measure every run of a configuration repeats, such as its FLOPs; runs of a
+measure that varies by seed that happen to tie show no spread to bound the difference with.
 """
 
 from __future__ import annotations
@@ -74,13 +75,16 @@ class Difference:
 
 
 def welch_difference(
-    treated: Sequence[float] | np.ndarray, control: Sequence[float] | np.ndarray
+    treated: Sequence[float] | np.ndarray,
+    control: Sequence[float] | np.ndarray,
+    deterministic: bool = False,
 ) -> Difference:
     """Difference of means with the Welch–Satterthwaite t-interval (unequal variances).
 
     NaN entries are dropped. With fewer than two observations on a side the interval is NaN:
     the data cannot bound the difference. With no spread on either side it is the estimate
-    itself, the limit of the interval as the spread goes to zero.
+    itself where the measure is `deterministic` (the same for every run of a configuration),
+    and NaN otherwise: tied runs of a measure that varies by seed bound nothing.
     """
     a, b = _finite(treated), _finite(control)
     if a.size == 0 or b.size == 0:
@@ -91,7 +95,8 @@ def welch_difference(
     va, vb = float(a.var(ddof=1)) / a.size, float(b.var(ddof=1)) / b.size
     se = math.sqrt(va + vb)
     if se == 0:
-        return Difference(estimate, estimate, estimate, int(a.size), int(b.size))
+        bound = estimate if deterministic else math.nan
+        return Difference(estimate, bound, bound, int(a.size), int(b.size))
     df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     half = t_quantile(0.5 + CONFIDENCE / 2, df) * se
     return Difference(estimate, estimate - half, estimate + half, int(a.size), int(b.size))

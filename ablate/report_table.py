@@ -19,7 +19,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from ablate.report_stats import mean_interval
-from ablate.variant_config import run_identity
+from ablate.variant_config import run_identity, taps_per_axis
 from kernels.files import atomic_write
 
 DEFAULT_JOURNAL = "journal.log"
@@ -106,7 +106,8 @@ def load_study(out_dir: Path, meta: StudyMeta) -> optuna.Study:
 
 def runs_table(study: optuna.Study) -> tuple[pd.DataFrame, list[str]]:
     """One row per finished trial and seed (`trial`, config fields, `seed`, every metric), and
-    the names of the config columns.
+    the names of the config columns. `filter_size` is the size of the filter the network has
+    (`taps_per_axis`: custom taps' count), so groups and figures by size read custom taps too.
 
     A metric whose name is also a config field (`device`) becomes `<name>_metric`. List and dict
     metrics stay Python objects here; `write_table` stores them as JSON text.
@@ -122,6 +123,8 @@ def runs_table(study: optuna.Study) -> tuple[pd.DataFrame, list[str]]:
         identity = run_identity(config)
         for seed_result in seeds:
             row: dict[str, Any] = {"trial": trial.number, **config, CONFIG_KEY: identity}
+            if "filter_size" in config:
+                row["filter_size"] = taps_per_axis(config)
             for key, value in seed_result.items():
                 row[f"{key}_metric" if key in config else key] = value
             rows.append(row)

@@ -56,12 +56,18 @@ def unused_fields(config: Mapping[str, Any]) -> tuple[str, ...]:
 def _unused_blur_fields(config: Mapping[str, Any]) -> tuple[str, ...]:
     if config.get("placement") == "none" or config.get("sites") == 0:
         return BLUR_FIELDS
-    custom = config.get("filter") == "custom"
-    taps = config.get("taps")
-    taps = taps if isinstance(taps, (list, tuple)) else ()
-    one_tap = len(taps) == 1 if custom else config.get("filter_size") == 1
+    one_tap = taps_per_axis(config) == 1
     unused = ONE_TAP_FIELDS if one_tap and config.get("subsample", "fixed") == "fixed" else ()
-    return (*unused, "filter_size") if custom else unused
+    return (*unused, "filter_size") if config.get("filter") == "custom" else unused
+
+
+def taps_per_axis(config: Mapping[str, Any]) -> Any:
+    """The size of the filter a config's network has: with custom taps their count (its
+    `filter_size` is unused), else `filter_size`."""
+    taps = config.get("taps")
+    if config.get("filter") == "custom" and isinstance(taps, (list, tuple)):
+        return len(taps)
+    return config.get("filter_size")
 
 
 def _unused_training_fields(config: Mapping[str, Any]) -> tuple[str, ...]:

@@ -220,8 +220,10 @@ def test_welch_difference_by_hand() -> None:
     assert (diff.low, diff.high) == pytest.approx((diff.estimate - half, diff.estimate + half))
     assert (diff.n_treated, diff.n_control) == (7, 5)
     assert math.isnan(welch_difference([1.0], [2.0, 3.0]).low)
-    exact = welch_difference([17.5, 17.5, 17.5], [17.4, 17.4])  # e.g. FLOPs: no spread
+    exact = welch_difference([17.5, 17.5, 17.5], [17.4, 17.4], deterministic=True)  # FLOPs
     assert (exact.low, exact.high) == (exact.estimate, exact.estimate) and exact.excludes_zero
+    tied = welch_difference([5.0, 5.0], [3.0, 3.0])  # seeds' values that happen to tie
+    assert tied.estimate == 2.0 and math.isnan(tied.low) and not tied.excludes_zero
 
 
 # --- tables ----------------------------------------------------------------------------------
@@ -512,10 +514,12 @@ def test_an_inconclusive_answer_over_two_runs_suggests_more_seeds(tmp_path: Path
     assert answers["RQ2"].sentence.startswith("Inconclusive") and hint in answers["RQ2"].sentence
     assert answers["RQ1"].sentence.startswith("Yes") and hint not in answers["RQ1"].sentence
     assert " Mean by filter size: 3: " in answers["RQ2"].sentence
-    runs.loc[:, "consistency_circular"] = 90.0  # no spread, no difference: exact, not wide
+    # runs of a measure that varies by seed that tie bound nothing: neither exact nor a "Yes"
+    blurred = runs["placement"] != "none"
+    runs.loc[:, "consistency_circular"] = np.where(blurred, 95.0, 90.0)
     rq2 = answer_questions(runs)[1]
-    assert rq2.sentence.startswith("No, no difference") and hint not in rq2.sentence
-    assert "exact: every run of each group gave the same value" in rq2.sentence
+    assert rq2.sentence.startswith("Inconclusive") and hint not in rq2.sentence
+    assert "no interval: the runs of each group tied" in rq2.sentence
     runs, _ = runs_table(make_study(tmp_path / "t", space, seeds=[0, 1]))
     size, placement = runs["filter_size"], runs["placement"]
     one_size = runs[(placement == "none") & (size == 5) | (placement == "paper") & (size == 3)]
@@ -836,6 +840,21 @@ def test_the_adversarial_figure_names_what_its_bars_pool(tmp_path: Path) -> None
     for outcome in (figs.adversarial_figure(runs), figs.shift_curve_figure(runs)):
         assert "pooled over padding" in outcome.figure.get_suptitle()
         plt.close(outcome.figure)
+
+
+def test_custom_taps_set_the_filter_size_the_report_groups_by(tmp_path: Path) -> None:
+    """Custom taps make the filter whatever `filter_size` says: three taps blur, one tap
+    subsamples, and the report groups and labels them by the taps they have."""
+    tables = [
+        runs_table(make_study(tmp_path / name, {"filter_size": [1, 4]}, [0], base=base))[0]
+        for name, base in (
+            ("three", {"filter": "custom", "taps": [1.0, 2.0, 1.0]}),
+            ("one", {"filter": "custom", "taps": [1.0]}),
+        )
+    ]
+    runs = pd.concat(tables, ignore_index=True)
+    assert runs["filter_size"].tolist() == [3, 3, 1, 1]
+    assert blur_groups(runs).tolist() == ["blur", "blur", NO_BLUR, NO_BLUR]
 
 
 def test_configurations_that_build_one_network_count_as_one(tmp_path: Path) -> None:
