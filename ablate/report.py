@@ -98,13 +98,14 @@ def consistency_metric_of(meta: StudyMeta) -> str:
 
 
 def _interval_text(row: pd.Series, metric: str) -> str:
+    """'mean [low, high]', and '(n = k)' where fewer seeds than the row's measured it."""
     mean = row.get(f"{metric}_mean")
     if mean is None or pd.isna(mean):
         return "n/a"
     low, high = row.get(f"{metric}_ci95_low"), row.get(f"{metric}_ci95_high")
-    if low is None or pd.isna(low):
-        return f"{mean:.4g}"
-    return f"{mean:.4g} [{low:.4g}, {high:.4g}]"
+    text = f"{mean:.4g}" if low is None or pd.isna(low) else f"{mean:.4g} [{low:.4g}, {high:.4g}]"
+    seeds = row.get(f"{metric}_n", row["n_seeds"])
+    return text if seeds == row["n_seeds"] else f"{text} (n = {seeds})"
 
 
 def front_table(configs: pd.DataFrame, varied: Sequence[str], meta: StudyMeta) -> pd.DataFrame:
@@ -266,18 +267,20 @@ def _late_gain_items(runs: pd.DataFrame) -> list[str]:
 METHOD_NOTES = (
     "Each configuration's metric is the mean over its seeds; the 95 % interval is the Student-t "
     "interval over those seeds (mean ± t(0.975, n−1)·s/√n). With one seed it is left empty (NaN): "
-    "one run says nothing about the spread. The research questions pool the runs without blur "
-    "(placement `none`, or filter size 1, which is plain subsampling; with adaptive or "
-    "learnable polyphase sampling it is neither and is left out) and the blurred runs over "
-    "every configuration "
-    "and seed, and quote the difference of means (blurred − no blur) with a "
-    "Welch t-interval (exact where no group varies, as FLOPs do not); pooled configurations "
-    "differ in more than blur, so read the effect as "
-    "an average over this study's design space. The Pareto front is computed on the "
-    "configurations' means (feasible ones only when the spec sets constraints) and agrees with "
-    "Optuna's `study.best_trials` when every configuration ran in one trial. Configurations "
-    "that build one network count as one (their seeds once): without blur the filter settings "
-    "are unused, and a one-tap filter on the fixed grid reads no padding. The shift metrics "
+    "one run says nothing about the spread. A metric fewer seeds measured than the row has (a "
+    "run that did not learn has no consistency) says so: `(n = 1)`. The research questions "
+    "pool the runs without blur (placement `none`, or filter size 1, which is plain "
+    "subsampling; with adaptive or learnable polyphase sampling it is neither and is left "
+    "out) and the blurred runs over every configuration and seed, and quote the difference of "
+    "means (blurred − no blur) with a Welch t-interval (exact for FLOPs, which every run of a "
+    "configuration repeats; where the runs of a measure that varies by seed tie, none); "
+    "pooled configurations differ in more than blur, so read the effect as an average over "
+    "this study's design space. The Pareto front is computed on the configurations' means "
+    "(feasible ones only when the spec sets constraints) and agrees with Optuna's "
+    "`study.best_trials` when every configuration ran in one trial. Configurations that make "
+    "one run count as one (their seeds once): without blur the filter settings are unused, a "
+    "one-tap filter on the fixed grid reads no padding, `steps` overrides `epochs`, AdamW has "
+    "no momentum; custom taps set the filter size. The shift metrics "
     "use the first `eval_size` test images, each classified at every offset of [-S, S]² "
     "(`shift`): consistency is the expected share of images whose two offsets, drawn "
     "independently and uniformly, get the same class (exact, with no noise from drawing the "

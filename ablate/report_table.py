@@ -208,7 +208,8 @@ def scalar_metric_columns(runs: pd.DataFrame, exclude: list[str]) -> list[str]:
 def aggregate_over_seeds(runs: pd.DataFrame, config_cols: list[str]) -> pd.DataFrame:
     """One row per configuration: its config, `n_seeds`, `trials`, `seeds_at_chance` (runs that
     did not learn), per scalar metric `<m>_mean`, `<m>_ci95_low`, `<m>_ci95_high` (Student-t
-    over seeds; NaN for one seed), and text metrics (the device name) as their distinct values.
+    over seeds; NaN for one seed) and `<m>_n` (the seeds that measured it: a run that did not
+    learn has no consistency), and text metrics (the device name) as their distinct values.
 
     Configurations are told apart by their whole config, so a point the sampler ran twice (in
     two trials) is one row (`first_run_per_seed` leaves out the repeated seeds first).
@@ -240,6 +241,7 @@ def aggregate_over_seeds(runs: pd.DataFrame, config_cols: list[str]) -> pd.DataF
             row[f"{metric}_mean"] = float(finite.mean()) if finite.size else np.nan
             row[f"{metric}_ci95_low"] = low
             row[f"{metric}_ci95_high"] = high
+            row[f"{metric}_n"] = int(finite.size)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -400,10 +400,13 @@ def test_an_empty_front_says_why(tmp_path: Path) -> None:
     space = {"filter_size": [3, 5, 7]}
     make_study(tmp_path / "a", space, seeds=[0, 1], stuck=lambda config, seed: seed == 1)
     write_report(tmp_path / "a")
-    assert (
-        "none is feasible: 3 of 3 have a run that did not learn."
-        in (tmp_path / "a" / "summary.md").read_text()
-    )
+    summary = (tmp_path / "a" / "summary.md").read_text()
+    assert "none is feasible: 3 of 3 have a run that did not learn." in summary
+    # two seeds a row, one of which measured consistency: its mean says so
+    rows = [line for line in summary.splitlines() if line.endswith(" | 2 | 0 |")]
+    assert len(rows) == 1 and rows[0].split(" | ")[3].endswith(" (n = 1)"), rows
+    configs = pd.read_csv(tmp_path / "a" / "configs.csv")
+    assert (configs["consistency_circular_n"] == 1).all() and (configs["accuracy_n"] == 2).all()
     make_study(
         tmp_path / "b",
         space,
