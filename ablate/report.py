@@ -198,7 +198,7 @@ def _overview(
         *(
             [
                 f"runs left out: {repeated}, each a seed of a configuration already run (a "
-                "point drawn again, or one that builds the same network); the first trial's "
+                "point drawn again, or one that makes the same run); the first trial's "
                 "runs are counted"
             ]
             if repeated
@@ -219,7 +219,26 @@ def _overview(
         items.append(f"constraints: {bounds}; feasible configurations: {feasible}")
     if "device_metric" in runs:
         items.append(f"device: {', '.join(map(str, runs['device_metric'].dropna().unique()))}")
+    items += _made_by_items(runs)
     return Bullets(tuple(items))
+
+
+def _made_by_items(runs: pd.DataFrame) -> list[str]:
+    """'made by: code … (commit …), torch …', per version with its runs where they differ."""
+    if not {"code", "commit", "torch"} <= set(runs):
+        return []
+    versions = runs.groupby(["code", "commit", "torch"], dropna=False).size()
+    described = [
+        f"code {code} (commit {str(commit)[:12]}), torch {torch}"
+        for code, commit, torch in versions.index
+    ]
+    if len(described) == 1:
+        return [f"made by: {described[0]}"]
+    each = "; ".join(f"{text}: {n} runs" for text, n in zip(described, versions, strict=True))
+    return [
+        f"made by {len(described)} versions of the code or torch, whose runs this report "
+        f"compares as if alike: {each}"
+    ]
 
 
 def _is_default(field: str, value: object) -> bool:

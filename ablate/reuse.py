@@ -5,11 +5,10 @@ count, `max_retries` and the storage). To add seeds or points, name a new study,
 `--out` and the old study's storage (`--storage runs/OLD/journal.log`), and pass `--reuse OLD`:
 each run of the new study that one of OLD's finished runs made (its network, data, budget and
 seed: every config field but the device, unused fields blanked:
-`ablate.variant_config.run_identity`), measured on a device of the same name and with every
-metric the new study needs, takes that run's metrics.
-Runs mean the same only when the same code made them, so reuse is asked for, never implied; the
-study remembers it for its resumes, and each trial records which of its seeds it took, and from
-where (`reused`).
+`ablate.variant_config.run_identity`), on a device of the same name, by the same code (a
+fingerprint of the sources) and torch, and with every metric the new study needs, takes that
+run's metrics. Reuse is asked for, never implied; the study remembers it for its resumes, and
+each trial records which of its seeds it took, and from where (`reused`).
 """
 
 from __future__ import annotations
@@ -23,6 +22,8 @@ from pydantic import ValidationError
 
 from ablate.variant_config import VariantConfig, run_identity
 
+#: What a taken run must have been made with, as this process makes its runs.
+MADE_ALIKE = ("device", "code", "torch")
 #: One finished run: its metrics and the trial that measured them.
 FinishedRun = tuple[dict[str, Any], int]
 
@@ -33,10 +34,13 @@ def run_key(config: Mapping[str, Any]) -> str:
     return run_identity({name: value for name, value in config.items() if name != "device"})
 
 
-def finished_runs(study: optuna.Study, device: str | None = None) -> dict[str, FinishedRun]:
+def finished_runs(
+    study: optuna.Study, made_by: Mapping[str, str] | None = None
+) -> dict[str, FinishedRun]:
     """The finished runs of `study`, by `run_key` of their config as this code reads it (fields
-    added since take their defaults; a config it no longer accepts is left out); with `device`,
-    only those measured on a device of that name (others are no measure of speed there)."""
+    added since take their defaults; a config it no longer accepts is left out); with
+    `made_by` (`ablate.variant.made_by`), only those it made too: the same device name (others
+    are no measure of speed there), code and torch (others may compute otherwise)."""
     runs: dict[str, FinishedRun] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         config = trial.user_attrs.get("config")
@@ -46,7 +50,7 @@ def finished_runs(study: optuna.Study, device: str | None = None) -> dict[str, F
             except ValidationError:
                 continue
             metrics = {name: value for name, value in record.items() if name != "seed"}
-            if device is not None and metrics.get("device") != device:
+            if made_by is not None and any(metrics.get(k) != made_by[k] for k in MADE_ALIKE):
                 continue
             runs.setdefault(run_key(read.model_dump(mode="json")), (metrics, trial.number))
     return runs

@@ -139,22 +139,34 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
     return status
 
 
-def _reuse_line(spec: StudySpec, slots: Sequence[dict[str, Any]], old: optuna.Study) -> str:
-    """How many of a grid's runs the study it reuses has finished (a sampled study's points
-    are not known before they are drawn)."""
+def _reuse_line(
+    spec: StudySpec, slots: Sequence[dict[str, Any]], old: optuna.Study, device: str
+) -> str:
+    """How many of a grid's runs the study it reuses has finished, and how many of those it
+    made as `device` would make them (a sampled study's points are not known before they are
+    drawn)."""
+    from ablate.variant import made_by, resolve_device  # torch: only for this line
+
     name = f"--reuse {old.study_name!r}"
     if spec.sampler.name != "grid":
         return f"{name}: a sampled study takes the runs it shares as it draws its points"
-    finished = finished_runs(old)
-    shared = sum(
-        run_key(spec.point_config(point, seed).model_dump(mode="json")) in finished
+    keys = [
+        run_key(spec.point_config(point, seed).model_dump(mode="json"))
         for point in slots
         for seed in spec.seeds
+    ]
+    finished = finished_runs(old)
+    alike = finished_runs(old, made_by(resolve_device(device)))
+    taken, elsewhere = sum(k in alike for k in keys), sum(k in finished for k in keys)
+    otherwise = (
+        f"; {elsewhere - taken} more it finished on another device, or with other code or "
+        "torch, are run again"
+        if elsewhere > taken
+        else ""
     )
-    runs = len(slots) * len(spec.seeds)
     return (
-        f"{name}: {shared} of the {runs} runs are taken from it where measured on a device of "
-        "this name (the budget below counts every run)"
+        f"{name}: {taken} of the {len(keys)} runs are taken from it{otherwise} (the budget "
+        "below counts every run)"
     )
 
 
@@ -590,7 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lines = describe_plan(spec, slots)
             if options.reuse is not None:
                 old = stored_study(existing_storage(location), options.reuse)
-                lines.append(_reuse_line(spec, slots, old))
+                lines.append(_reuse_line(spec, slots, old, args.device))
             lines += estimate_time(
                 spec, slots, len(pins), args.device, None, probe=not args.no_probe
             )

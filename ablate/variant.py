@@ -34,6 +34,7 @@ from ablate.shifts import SHIFT_KINDS
 from ablate.speed import measure_speed
 from ablate.train import TrainingDiverged, train
 from ablate.variant_config import VariantConfig
+from kernels.provenance import git_commit, source_fingerprint
 
 
 class UnbuildableVariant(ValueError):
@@ -73,7 +74,7 @@ def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
         final_train_loss=trained.final_loss,
         forward_mflops=forward_flops(model, image_shape) / 1e6,
         params=sum(p.numel() for p in model.parameters()),
-        device=device_name(device),
+        **made_by(device),
     )
     return metrics
 
@@ -185,6 +186,17 @@ def resolve_device(name: str) -> torch.device:
 def device_name(device: torch.device) -> str:
     """The GPU's marketing name, or 'cpu'."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def made_by(device: torch.device) -> dict[str, str]:
+    """What a run on `device` records of what made it: the device's name, the code (a
+    fingerprint of this project's sources), torch's version, and the commit for a reader."""
+    return {
+        "device": device_name(device),
+        "code": source_fingerprint("ablate", "kernels"),
+        "torch": torch.__version__,
+        "commit": git_commit(),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -137,10 +137,10 @@ def _claim_and_run(job: WorkerJob) -> None:
     study = open_study(storage, job.spec)
     earlier = {}
     if job.reuse:
-        from ablate.variant import device_name, resolve_device  # torch: where trials run
+        from ablate.variant import made_by, resolve_device  # torch: where trials run
 
         reused = optuna.load_study(study_name=job.reuse, storage=storage)
-        earlier = finished_runs(reused, device_name(resolve_device(job.device)))
+        earlier = finished_runs(reused, made_by(resolve_device(job.device)))
     drawn = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
     study.sampler = make_sampler(job.spec, job.index, drawn)
     slots = plan(job.spec, planned_slots(study))

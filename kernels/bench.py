@@ -36,10 +36,7 @@ import json
 import math
 import os
 import platform
-import shlex
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -52,6 +49,7 @@ import torch.nn.functional as F
 import kernels
 from kernels.files import atomic_write_text
 from kernels.filters import make_taps
+from kernels.provenance import command_line, git_commit, source_fingerprint
 from kernels.time_budget import TimeBudget
 from kernels.tuning import device_name, gpu_family, triton_version
 from kernels.warmup import warm_ahead
@@ -146,8 +144,9 @@ def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> float:
 # ----------------------------------------------------------------------------- implementations
 
 
-def pad_conv_formulation(op: str, filter_size: int, channels: int, dtype: torch.dtype,
-                         device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+def pad_conv_formulation(
+    op: str, filter_size: int, channels: int, dtype: torch.dtype, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """The plain-PyTorch formulation: reflect pad (floor before, ceil after), depthwise conv."""
     taps = make_taps(filter_size)
     weight = torch.outer(taps, taps).to(device=device, dtype=dtype).expand(channels, 1, -1, -1)
@@ -169,12 +168,20 @@ def shiftlab_op(op: str, filter_size: int, backend: str) -> Callable[[torch.Tens
     """shiftlab's public op with the given backend."""
     if op == "max_blur_pool":
         return functools.partial(
-            kernels.max_blur_pool2d, filter_size=filter_size, stride=STRIDE, padding=PADDING,
-            max_kernel=MAX_KERNEL, backend=backend,
+            kernels.max_blur_pool2d,
+            filter_size=filter_size,
+            stride=STRIDE,
+            padding=PADDING,
+            max_kernel=MAX_KERNEL,
+            backend=backend,
         )
     return functools.partial(
-        kernels.blur_pool2d, filter_size=filter_size, stride=STRIDE, padding=PADDING,
-        relu=op == "blur_pool_relu", backend=backend,
+        kernels.blur_pool2d,
+        filter_size=filter_size,
+        stride=STRIDE,
+        padding=PADDING,
+        relu=op == "blur_pool_relu",
+        backend=backend,
     )
 
 
@@ -184,7 +191,9 @@ def kornia_op(op: str, filter_size: int) -> Callable[[torch.Tensor], torch.Tenso
 
     if op == "max_blur_pool":
         return functools.partial(
-            kornia.filters.max_blur_pool2d, kernel_size=filter_size, stride=STRIDE,
+            kornia.filters.max_blur_pool2d,
+            kernel_size=filter_size,
+            stride=STRIDE,
             max_pool_size=MAX_KERNEL,
         )
     blur = functools.partial(kornia.filters.blur_pool2d, kernel_size=filter_size, stride=STRIDE)
@@ -193,15 +202,17 @@ def kornia_op(op: str, filter_size: int) -> Callable[[torch.Tensor], torch.Tenso
     return blur
 
 
-def make_impl(impl: str, case: Case, device: torch.device,
-              backend: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def make_impl(
+    impl: str, case: Case, device: torch.device, backend: str
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """The callable that computes ``case`` with implementation ``impl``."""
     if impl == "shiftlab":
         return shiftlab_op(case.op, case.filter_size, backend)
     if impl == "kornia":
         return kornia_op(case.op, case.filter_size)
-    plain = pad_conv_formulation(case.op, case.filter_size, case.shape[1], DTYPES[case.dtype],
-                                 device)
+    plain = pad_conv_formulation(
+        case.op, case.filter_size, case.shape[1], DTYPES[case.dtype], device
+    )
     if impl == "pytorch":
         return plain
     if impl == "compile":
@@ -246,8 +257,9 @@ def minimal_bytes(case: Case, x: torch.Tensor, y: torch.Tensor) -> dict[str, int
     return {"fwd": fwd, "bwd": bwd, "fwd_bwd": fwd + bwd}
 
 
-def measure(impl: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device,
-            rep_ms: int) -> tuple[dict[str, tuple[float, float]], torch.Tensor]:
+def measure(
+    impl: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device, rep_ms: int
+) -> tuple[dict[str, tuple[float, float]], torch.Tensor]:
     """(median ms, peak MiB) of forward, backward and forward+backward of ``impl`` on ``x``,
     and the output. Every call takes the gradient path, the one ``warm_case`` compiled (a call
     without grad would compile other kernel variants and Inductor graphs, untimed)."""
@@ -264,8 +276,10 @@ def measure(impl: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, devic
     timings = {
         "fwd": (time_ms(lambda: impl(x), device, rep_ms=rep_ms), math.nan),
         "bwd": (time_ms(backward, device, rep_ms=rep_ms), math.nan),
-        "fwd_bwd": (time_ms(forward_backward, device, rep_ms=rep_ms),
-                    peak_memory_mb(forward_backward, device)),
+        "fwd_bwd": (
+            time_ms(forward_backward, device, rep_ms=rep_ms),
+            peak_memory_mb(forward_backward, device),
+        ),
     }
     return timings, y.detach()
 
@@ -279,10 +293,17 @@ def copy_ms(x: torch.Tensor, device: torch.device, rep_ms: int) -> float:
 # ----------------------------------------------------------------------------- the sweep
 
 
-def run_cases(cases: Sequence[Case], impls: Sequence[str], device: torch.device, *,
-              backend: str = "triton", rep_ms: int = 50, progress: bool = True,
-              budget: TimeBudget | None = None,
-              after_case: Callable[[pd.DataFrame], Any] | None = None) -> pd.DataFrame:
+def run_cases(
+    cases: Sequence[Case],
+    impls: Sequence[str],
+    device: torch.device,
+    *,
+    backend: str = "triton",
+    rep_ms: int = 50,
+    progress: bool = True,
+    budget: TimeBudget | None = None,
+    after_case: Callable[[pd.DataFrame], Any] | None = None,
+) -> pd.DataFrame:
     """One row per (case, implementation, direction), speed-ups and roofline filled in.
 
     Cases run in the order given, while ``budget`` lasts; ``after_case`` receives the table
@@ -299,8 +320,12 @@ def run_cases(cases: Sequence[Case], impls: Sequence[str], device: torch.device,
         if copy_key not in copy_cache:
             copy_cache[copy_key] = copy_ms(x, device, rep_ms)
         copy_gbps = 2 * x.nbytes / copy_cache[copy_key] / 1e6
-        base = {**dataclasses.asdict(case), "shape": "x".join(map(str, case.shape)),
-                "input_mb": x.nbytes / 2**20, "copy_gb_per_s": copy_gbps}
+        base = {
+            **dataclasses.asdict(case),
+            "shape": "x".join(map(str, case.shape)),
+            "input_mb": x.nbytes / 2**20,
+            "copy_gb_per_s": copy_gbps,
+        }
         for impl_name in impls:
             try:
                 impl = make_impl(impl_name, case, device, backend)
@@ -311,9 +336,18 @@ def run_cases(cases: Sequence[Case], impls: Sequence[str], device: torch.device,
                 continue
             for direction, (ms, peak_mb) in timings.items():
                 gbps = moved[direction] / ms / 1e6
-                rows.append({**base, "impl": impl_name, "direction": direction, "ms": ms,
-                             "gb_per_s": gbps, "pct_copy": 100 * gbps / copy_gbps,
-                             "peak_mb": peak_mb, "error": ""})
+                rows.append(
+                    {
+                        **base,
+                        "impl": impl_name,
+                        "direction": direction,
+                        "ms": ms,
+                        "gb_per_s": gbps,
+                        "pct_copy": 100 * gbps / copy_gbps,
+                        "peak_mb": peak_mb,
+                        "error": "",
+                    }
+                )
         del x
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -348,36 +382,24 @@ def goal_table(df: pd.DataFrame, *, complete: bool = True) -> pd.DataFrame:
             sel = sel[(sel["input_mb"] >= BIG_MB) & sel["dtype"].isin(["float16", "bfloat16"])]
         values = sel[column].dropna() if column in sel else pd.Series(dtype=float)
         worst = float(values.min()) if len(values) else math.nan
-        status = "not measured" if math.isnan(worst) else ("met" if worst >= threshold else
-                                                            "not met")
+        status = (
+            "not measured" if math.isnan(worst) else ("met" if worst >= threshold else "not met")
+        )
         if status == "met" and not complete:
             status = "met so far"
-        rows.append({"goal": name, "worst": worst, "threshold": threshold, "rows": len(values),
-                     "status": status})
+        rows.append(
+            {
+                "goal": name,
+                "worst": worst,
+                "threshold": threshold,
+                "rows": len(values),
+                "status": status,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- provenance
-
-
-def git_commit() -> str:
-    """The commit measured: ``git rev-parse HEAD`` (+ ``-dirty``), else ``$SHIFTLAB_COMMIT``."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("SHIFTLAB_COMMIT", "unknown")
-    return head + ("-dirty" if dirty.strip() else "")
-
-
-def command_line() -> str:
-    """The command as typed: ``python -m <module> ...`` when run as a module."""
-    spec = getattr(sys.modules["__main__"], "__spec__", None)
-    program = ["-m", spec.name] if spec is not None else sys.argv[:1]
-    return shlex.join([Path(sys.executable).name, *program, *sys.argv[1:]])
 
 
 def run_metadata(device: torch.device) -> dict[str, Any]:
@@ -389,6 +411,7 @@ def run_metadata(device: torch.device) -> dict[str, Any]:
         "triton": triton_version(),
         "python": platform.python_version(),
         "commit": git_commit(),
+        "code": source_fingerprint("kernels"),
         "command": command_line(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "triton_interpret": os.environ.get("TRITON_INTERPRET", "0"),
@@ -401,13 +424,20 @@ def default_results_dir(device: torch.device) -> Path:
     return Path(__file__).resolve().parent.parent / "benchmarks" / "results" / family
 
 
-def write_results(out: Path, stem: str, df: pd.DataFrame, meta: dict[str, Any],
-                  extra: dict[str, Any] | None = None) -> list[Path]:
+def write_results(
+    out: Path,
+    stem: str,
+    df: pd.DataFrame,
+    meta: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> list[Path]:
     """``<stem>.csv`` and ``<stem>.json`` (meta, extra sections and rows) under ``out``, each
     written atomically."""
     payload = {"meta": meta, **(extra or {}), "rows": json.loads(df.to_json(orient="records"))}
-    return [atomic_write_text(out / f"{stem}.csv", df.to_csv(index=False)),
-            atomic_write_text(out / f"{stem}.json", json.dumps(payload, indent=1) + "\n")]
+    return [
+        atomic_write_text(out / f"{stem}.csv", df.to_csv(index=False)),
+        atomic_write_text(out / f"{stem}.json", json.dumps(payload, indent=1) + "\n"),
+    ]
 
 
 def write_figures(df: pd.DataFrame, out: Path) -> list[Path]:
@@ -422,19 +452,44 @@ def write_figures(df: pd.DataFrame, out: Path) -> list[Path]:
         return []
     paths = []
     ok = ok.assign(case=ok["op"] + " " + ok["shape"])
-    grid = sns.catplot(data=ok, x="filter_size", y="pct_copy", hue="impl", col="direction",
-                       row="layout", kind="bar", errorbar=None, height=3, aspect=1.3)
+    grid = sns.catplot(
+        data=ok,
+        x="filter_size",
+        y="pct_copy",
+        hue="impl",
+        col="direction",
+        row="layout",
+        kind="bar",
+        errorbar=None,
+        height=3,
+        aspect=1.3,
+    )
     grid.set_axis_labels("filter size", "% of copy bandwidth")
     paths.append(out / "kernels_bandwidth.png")
     grid.savefig(paths[-1], dpi=120)
-    ours = ok[ok["impl"] == "shiftlab"].melt(
-        id_vars=["filter_size", "direction", "layout"],
-        value_vars=[c for c in ok.columns if c.startswith("speedup_vs_")],
-        var_name="against", value_name="speed-up").dropna()
+    ours = (
+        ok[ok["impl"] == "shiftlab"]
+        .melt(
+            id_vars=["filter_size", "direction", "layout"],
+            value_vars=[c for c in ok.columns if c.startswith("speedup_vs_")],
+            var_name="against",
+            value_name="speed-up",
+        )
+        .dropna()
+    )
     if not ours.empty:
-        grid = sns.catplot(data=ours, x="filter_size", y="speed-up", hue="against",
-                           col="direction", row="layout", kind="bar", errorbar=None, height=3,
-                           aspect=1.3)
+        grid = sns.catplot(
+            data=ours,
+            x="filter_size",
+            y="speed-up",
+            hue="against",
+            col="direction",
+            row="layout",
+            kind="bar",
+            errorbar=None,
+            height=3,
+            aspect=1.3,
+        )
         paths.append(out / "kernels_speedup.png")
         grid.savefig(paths[-1], dpi=120)
     return paths
@@ -463,31 +518,48 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     if ours.empty:
         return pd.DataFrame()
     speedups = [c for c in ours.columns if c.startswith("speedup_vs_") and ours[c].notna().any()]
-    return ours.groupby(["op", "direction"], sort=False).agg(
-        median_ms=("ms", "median"), min_pct_copy=("pct_copy", "min"),
-        **{f"min_{c}": (c, "min") for c in speedups},
-    ).reset_index()
+    return (
+        ours.groupby(["op", "direction"], sort=False)
+        .agg(
+            median_ms=("ms", "median"),
+            min_pct_copy=("pct_copy", "min"),
+            **{f"min_{c}": (c, "min") for c in speedups},
+        )
+        .reset_index()
+    )
 
 
 # ----------------------------------------------------------------------------- command line
 
 
-def build_cases(shapes: Sequence[str], filters: Sequence[int], layouts: Sequence[str],
-                dtypes: Sequence[str], ops: Sequence[str]) -> list[Case]:
+def build_cases(
+    shapes: Sequence[str],
+    filters: Sequence[int],
+    layouts: Sequence[str],
+    dtypes: Sequence[str],
+    ops: Sequence[str],
+) -> list[Case]:
     """Every combination, checked; ``ValueError`` naming a bad value."""
-    for name, values, accepted in (("layout", layouts, LAYOUTS), ("dtype", dtypes, DTYPES),
-                                   ("op", ops, OPS)):
+    for name, values, accepted in (
+        ("layout", layouts, LAYOUTS),
+        ("dtype", dtypes, DTYPES),
+        ("op", ops, OPS),
+    ):
         for value in values:
             if value not in accepted:
                 raise ValueError(f"{name}={value!r}: expected one of {tuple(accepted)}")
-    return [Case(op, parse_shape(shape), k, layout, dtype)
-            for shape, k, layout, dtype, op in itertools.product(shapes, filters, layouts,
-                                                                 dtypes, ops)]
+    return [
+        Case(op, parse_shape(shape), k, layout, dtype)
+        for shape, k, layout, dtype, op in itertools.product(shapes, filters, layouts, dtypes, ops)
+    ]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m kernels.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m kernels.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="a small sweep")
     parser.add_argument("--shapes", nargs="+", help="NxCxHxW (default: ResNet-18 sites)")
     parser.add_argument("--filters", nargs="+", type=int, help="filter sizes (default 2..7)")
@@ -495,19 +567,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtypes", nargs="+", default=["float16", "bfloat16"])
     parser.add_argument("--ops", nargs="+", default=list(OPS))
     parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
-    parser.add_argument("--backend", default="triton", choices=("triton", "torch"),
-                        help="shiftlab's backend (torch: the reference ops)")
+    parser.add_argument(
+        "--backend",
+        default="triton",
+        choices=("triton", "torch"),
+        help="shiftlab's backend (torch: the reference ops)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rep-ms", type=int, default=50, help="time spent per measurement")
-    parser.add_argument("--budget-s", type=float,
-                        help="stop starting cases after this many seconds (cases run in the "
-                             "order of --shapes, --filters, --layouts, --dtypes, --ops; results "
-                             "are written after each case)")
-    parser.add_argument("--jobs", type=int,
-                        help="processes that compile the cases ahead, in parallel (default: the "
-                             "CPU cores, at most 16, on a GPU; else 1)")
-    parser.add_argument("--out", type=Path,
-                        help="results folder (default: benchmarks/results/<gpu>)")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        help="stop starting cases after this many seconds (cases run in the "
+        "order of --shapes, --filters, --layouts, --dtypes, --ops; results "
+        "are written after each case)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        help="processes that compile the cases ahead, in parallel (default: the "
+        "CPU cores, at most 16, on a GPU; else 1)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="results folder (default: benchmarks/results/<gpu>)"
+    )
     parser.add_argument("--no-figures", action="store_true")
     return parser.parse_args(argv)
 
@@ -526,8 +609,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     if device.type == "cuda" and "compile" in impls:
         configure_compile(len(cases))
     budget = TimeBudget(args.budget_s)
-    warm = functools.partial(warm_case, impls=tuple(impls), backend=args.backend,
-                             device=args.device)
+    warm = functools.partial(
+        warm_case, impls=tuple(impls), backend=args.backend, device=args.device
+    )
     warm_ahead(warm, cases, jobs=args.jobs, device_type=device.type, budget=budget)
     out = args.out or default_results_dir(device)
     meta = {**run_metadata(device), "notes": notes, "impls": impls}
@@ -538,8 +622,15 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         write_results(out, "kernels", df, meta, {"cases": len(cases), "goals": records})
         return goals
 
-    df = run_cases(cases, impls, device, backend=args.backend, rep_ms=args.rep_ms, budget=budget,
-                   after_case=save)
+    df = run_cases(
+        cases,
+        impls,
+        device,
+        backend=args.backend,
+        rep_ms=args.rep_ms,
+        budget=budget,
+        after_case=save,
+    )
     cut = budget.note("cases")
     if cut:
         notes.append(cut)

@@ -96,6 +96,9 @@ def fake_metrics(config: dict, seed: int, rng: np.random.Generator) -> dict:
         "chance_accuracy": 10.0,
         "learned": True,
         "device": "cpu",
+        "code": "5eed0f5eed0f",
+        "commit": "0123456789abcdef0123456789abcdef01234567",
+        "torch": "2.13.0",
     }
 
 
@@ -119,9 +122,11 @@ def make_study(
     failed: int = 1,
     rng_seed: int = 0,
     stuck: Callable[[dict, int], bool] = lambda config, seed: False,
+    made_by: Callable[[dict, int], dict] = lambda config, seed: {},
 ) -> optuna.Study:
     """A finished study in `out_dir` (journal.log + meta.json): one trial per grid point; the
-    runs `stuck(config, seed)` picks did not learn."""
+    runs `stuck(config, seed)` picks did not learn, `made_by(config, seed)` changes what made
+    a run (`code`, `commit`, `torch`)."""
     objectives = objectives or OBJECTIVES
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(out_dir / "journal.log")))
@@ -139,6 +144,7 @@ def make_study(
         rng = np.random.default_rng([rng_seed, zlib.crc32(run_identity(config).encode())])
         per_seed = [fake_metrics(config, s, rng) for s in seeds]
         per_seed = [stuck_metrics(m) if stuck(config, m["seed"]) else m for m in per_seed]
+        per_seed = [{**m, **made_by(config, m["seed"])} for m in per_seed]
         values = [float(np.mean([m[o["metric"]] for m in per_seed])) for o in objectives]
         # as the engine's constraint on the seeds that did not learn
         system_attrs = {
@@ -394,6 +400,27 @@ def test_runs_at_chance_are_listed_left_out_of_consistency_and_off_the_front(
         line = next(line for line in summary.splitlines() if f"**{key} — " in line)
         assert f"n = {runs} no-blur runs" in line, line
     assert section.count("\n| 0 | 1 |") == 1 and section.count("\n| 3 |") == 2
+
+
+def test_the_summary_says_what_made_the_runs(tmp_path: Path) -> None:
+    """One version of the code and torch in a line; several, each with its runs, and a warning
+    that the report compares them as if alike (a study grown with other code)."""
+    make_study(tmp_path / "a", {"filter_size": [3, 5]}, seeds=[0, 1])
+    write_report(tmp_path / "a")
+    summary = (tmp_path / "a" / "summary.md").read_text()
+    assert "- made by: code 5eed0f5eed0f (commit 0123456789ab), torch 2.13.0\n" in summary
+    make_study(
+        tmp_path / "b",
+        {"filter_size": [3, 5]},
+        seeds=[0, 1],
+        made_by=lambda config, seed: {"code": "a11ce0000000"} if seed == 1 else {},
+    )
+    write_report(tmp_path / "b")
+    summary = (tmp_path / "b" / "summary.md").read_text()
+    assert (
+        "- made by 2 versions of the code or torch, whose runs this report compares as if alike:"
+        " code 5eed0f5eed0f (commit 0123456789ab), torch 2.13.0: 2 runs; code a11ce0000000"
+    ) in summary
 
 
 def test_an_empty_front_says_why(tmp_path: Path) -> None:

@@ -26,9 +26,10 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
 import yaml
 
-from ablate.reuse import run_key
+from ablate.reuse import finished_runs, run_key
 from ablate.spec import SCALAR_METRICS, StudySpec, load_spec
 from ablate.storage import (
     DUPLICATE_RETRY,
@@ -43,7 +44,7 @@ from ablate.storage import (
     queue_status,
 )
 from ablate.study import RunOptions, describe_plan, estimate_time, main, run_study
-from ablate.variant import UnbuildableVariant
+from ablate.variant import UnbuildableVariant, made_by
 from ablate.variant_config import VariantConfig
 from ablate.workers import Heartbeat, plan
 from kernels.files import atomic_write_text
@@ -80,7 +81,7 @@ def fake_objective(config: VariantConfig) -> dict[str, Any]:
         metrics[f"accuracy_vs_shift_{kind}"] = [rng.uniform(0, 100) for _ in range(3)]
         metrics[f"true_prob_vs_shift_{kind}"] = [rng.random() for _ in range(3)]
     metrics["filter_tv"] = {"features.0": rng.random()}
-    metrics["device"] = "cpu"
+    metrics.update(made_by(torch.device("cpu")))
     time.sleep(0.02)
     return metrics
 
@@ -708,6 +709,27 @@ def test_runs_that_differ_only_in_a_field_they_do_not_read_are_one_run() -> None
     assert run_key({**base, "data_dir": "elsewhere"}) == run_key(base)
     cifar = {**base, "dataset": "cifar10", "data_dir": "a"}
     assert run_key({**cifar, "data_dir": "b"}) != run_key(cifar)
+
+
+def test_a_grown_study_takes_only_runs_made_as_it_would_make_them() -> None:
+    """Another device, other code or another torch may measure otherwise: such runs are run
+    again; a commit that changes no source (docs, specs) does not matter."""
+    config = VariantConfig(steps=5)
+    here = made_by(torch.device("cpu"))
+    old = optuna.create_study(directions=["maximize"])
+    for index, changes in enumerate(({}, {"code": "0" * 12}, {"torch": "1.0"}, {"commit": "x"})):
+        seeded = config.model_copy(update={"seed": index})
+        trial = optuna.trial.create_trial(
+            values=[1.0],
+            user_attrs={
+                "config": seeded.model_dump(mode="json", exclude={"seed"}),
+                "seeds": [{"seed": index, "accuracy": 1.0, **here, **changes}],
+            },
+        )
+        old.add_trial(trial)
+    taken = finished_runs(old, here)
+    seeds = sorted(json.loads(key)["seed"] for key in taken)
+    assert seeds == [0, 3] and len(finished_runs(old)) == 4
 
 
 def test_a_grown_study_takes_the_runs_it_shares_from_the_study_it_reuses(

@@ -12,6 +12,7 @@ from ablate.flops import forward_flops
 from ablate.models import build_model
 from ablate.polyphase import PolyphasePool2d
 from ablate.variant import UnbuildableVariant, main, resolve_device, run_variant
+from kernels.provenance import source_fingerprint
 
 DOCUMENTED_METRICS = {
     "accuracy",
@@ -39,6 +40,9 @@ DOCUMENTED_METRICS = {
     "n_test",
     "n_eval",
     "device",
+    "code",
+    "commit",
+    "torch",
 }
 PERCENTAGES = ("accuracy", "consistency_circular", "consistency_crop")
 TINY = {
@@ -95,6 +99,7 @@ def test_small_vgg_on_synthetic_data_learns_on_the_cpu():
     tv = metrics["filter_tv"].values()
     assert metrics["filter_tv_mean"] == pytest.approx(sum(tv) / len(tv))
     assert (metrics["n_test"], metrics["n_eval"], metrics["device"]) == (500, 200, "cpu")
+    assert metrics["code"] == source_fingerprint("ablate", "kernels") and len(metrics["code"]) == 12
     assert metrics["train_images_per_s"] > 0 and metrics["infer_images_per_s"] > 0
     assert math.isnan(metrics["peak_memory_mb"])
     assert math.isfinite(metrics["final_train_loss"]) and metrics["train_seconds"] > 0
