@@ -114,7 +114,7 @@ def measure(problems: Sequence[autotune.Problem], *, arch: int, device: str,
     with compile_only(arch, device) as launched:
         for problem in problems:
             heuristic = tuning.heuristic_config(problem.op, autotune.key_of(problem))
-            run = autotune.launcher(problem, torch.device("cpu"))
+            run = autotune.launcher(problem, torch.device("cpu")).run
             configs = ([heuristic] if candidates is None else
                        autotune.candidates(problem, quick=candidates == "quick"))
             for config in configs:

@@ -5,7 +5,7 @@ problem (CIFAR- and ImageNet-sized activations, NCHW and channels_last, the chos
 filter sizes), every candidate launch configuration is run through the op's launcher with an
 explicit ``config`` and timed (median of CUDA-event timings, ``kernels.bench.time_ms``).
 Candidates that fail to compile or run out of resources, or whose result differs from the
-first candidate's, are skipped. The fastest is saved to the user cache
+reference ops' (``kernels.reference``), are skipped. The fastest is saved to the user cache
 (``kernels.tuning.user_cache_path()``), which the kernels then use automatically; ``--out``
 also writes the winners as a table to ship in ``kernels/tuned/``.
 
@@ -40,6 +40,7 @@ from kernels.ops.max_blur_pool import (
     max_blur_pool2d_forward,
     max_codes_buffer,
 )
+from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
 from kernels.time_budget import TimeBudget
 from kernels.warmup import warm_ahead
 
@@ -145,8 +146,17 @@ def key_of(problem: Problem) -> tuning.TuningKey:
                              relu=problem.relu)
 
 
-def launcher(problem: Problem, device: torch.device) -> Callable[[dict[str, int]], torch.Tensor]:
-    """Runs ``problem``'s kernel once with a given config (inputs made once, up front)."""
+@dataclasses.dataclass(frozen=True)
+class ProblemLauncher:
+    """A problem's kernel on inputs made once: ``run(config)`` launches it with ``config``;
+    ``expected()`` is what it must compute, by the reference ops in float32."""
+
+    run: Callable[[dict[str, int] | None], torch.Tensor]
+    expected: Callable[[], torch.Tensor]
+
+
+def launcher(problem: Problem, device: torch.device) -> ProblemLauncher:
+    """``problem``'s kernel and its expected result (inputs made once, up front)."""
     taps = tuple(make_taps(problem.filter_size).tolist())
     x = make_input(problem, device)
     is_max = problem.op.startswith("max_")
@@ -163,11 +173,17 @@ def launcher(problem: Problem, device: torch.device) -> Callable[[dict[str, int]
         return blur_pool2d_forward(x, taps, STRIDE, PADDING, 0, problem.relu, mask=mask,
                                    config=config)  # fmt: skip
 
+    def reference(source: torch.Tensor) -> torch.Tensor:
+        reference_taps = torch.tensor(taps, dtype=torch.float64)
+        if is_max:
+            return max_blur_pool2d_reference(source, reference_taps, STRIDE, PADDING, MAX_KERNEL)
+        return blur_pool2d_reference(source, reference_taps, STRIDE, PADDING, 0, problem.relu)
+
     if problem.op.endswith("_fwd"):
-        return forward
+        return ProblemLauncher(forward, lambda: reference(x).float())
     grad = torch.randn_like(forward(None))
 
-    def backward(config: dict[str, int]) -> torch.Tensor:
+    def backward(config: dict[str, int] | None) -> torch.Tensor:
         if is_max:
             return max_blur_pool2d_backward(grad, codes, taps, STRIDE, PADDING, MAX_KERNEL,
                                             config=config)
@@ -175,16 +191,26 @@ def launcher(problem: Problem, device: torch.device) -> Callable[[dict[str, int]
                                     mask=mask, channels_last=problem.layout != "nchw",
                                     config=config)  # fmt: skip
 
-    return backward
+    def expected_gradient() -> torch.Tensor:
+        source = x.detach().requires_grad_()  # in x's dtype: ties in a max window as the kernel
+        (gradient,) = torch.autograd.grad(reference(source), source, grad)
+        return gradient.float()
+
+    return ProblemLauncher(backward, expected_gradient)
 
 
-def compile_candidates(problem: Problem, *, quick: bool) -> None:
-    """Run each of ``problem``'s candidates once, which compiles it into Triton's on-disk
-    cache (:mod:`kernels.warmup`); a failing candidate is :func:`tune`'s to report."""
-    run = launcher(problem, tuning_device())
-    for config in candidates(problem, quick=quick):
-        with contextlib.suppress(Exception):
-            run(config)
+def compile_candidate(item: tuple[Problem, dict[str, int]]) -> None:
+    """Run one candidate of a problem once, which compiles it into Triton's on-disk cache
+    (:mod:`kernels.warmup`; one compile an item keeps the warm-up's end near its deadline); a
+    failing candidate is :func:`tune`'s to report."""
+    problem, config = item
+    with contextlib.suppress(Exception):
+        _launcher_of(problem)(config)
+
+
+@functools.lru_cache(maxsize=1)  # a warm-up worker's items come a problem at a time
+def _launcher_of(problem: Problem) -> Callable[[dict[str, int]], torch.Tensor]:
+    return launcher(problem, tuning_device()).run
 
 
 def tuning_device() -> torch.device:
@@ -195,9 +221,10 @@ def tuning_device() -> torch.device:
 def tune(problem: Problem, device: torch.device, *, quick: bool,
          rep_ms: int) -> tuple[dict[str, int], float] | None:
     """The fastest valid candidate for ``problem`` and its median ms; None if none ran."""
-    run = launcher(problem, device)
+    problem_launcher = launcher(problem, device)
+    run = problem_launcher.run
     tolerance = 1e-5 if problem.dtype == "float32" else 1e-2
-    expected: torch.Tensor | None = None
+    expected = problem_launcher.expected()
     best: tuple[dict[str, int], float] | None = None
     for config in candidates(problem, quick=quick):
         try:
@@ -205,10 +232,8 @@ def tune(problem: Problem, device: torch.device, *, quick: bool,
         except Exception as err:  # compile errors, out of resources: not a valid candidate
             print(f"skipped {config} for {problem}: {type(err).__name__}: {str(err)[:200]}")
             continue
-        if expected is None:
-            expected = result.float()
-        elif not torch.allclose(result.float(), expected, rtol=tolerance, atol=tolerance):
-            print(f"skipped {config} for {problem}: result differs from the first candidate")
+        if not torch.allclose(result.float(), expected, rtol=tolerance, atol=tolerance):
+            print(f"skipped {config} for {problem}: result differs from the reference")
             continue
         ms = time_ms(lambda config=config: run(config), device, rep_ms=rep_ms)
         if best is None or ms < best[1]:
@@ -269,8 +294,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rep_ms = args.rep_ms or (5 if args.quick or interpret else 20)
     todo = problems(shapes, args.layouts, dtypes, filters, args.ops, relus)
 
-    warm_ahead(functools.partial(compile_candidates, quick=args.quick), todo, jobs=args.jobs,
-               device_type=device.type, budget=budget)
+    items = [(problem, config) for problem in todo
+             for config in candidates(problem, quick=args.quick)]  # fmt: skip
+    warm_ahead(compile_candidate, items, jobs=args.jobs, device_type=device.type, budget=budget)
     table = tuning.empty_table()
     cache = tuning.user_cache_path()
     for problem in tqdm(budget.over(todo), total=len(todo), desc="autotune"):

@@ -37,34 +37,44 @@ def warm_in_parallel(task: Callable[[Item], object], items: Sequence[Item], jobs
     """Run ``task(item)`` for every item, in order, in ``jobs`` spawned processes (a
     module-level function, picklable items); nothing when ``jobs`` <= 1.
 
-    An item starts only when a process is free, and none after ``seconds`` (those under way
-    finish). Returns one line per item that failed (a dead worker fails those it held) and one
-    for the items left out; the caller goes on either way.
+    An item starts only when a process is free and, with ``seconds``, only while the time left
+    covers the slowest item so far: items under way are not cut short, so small items keep the
+    end near ``seconds``. Returns one line per item that failed (a dead worker fails those it
+    held) and one for the items left out; the caller goes on either way.
     """
     if jobs <= 1 or not items:
         return []
     deadline = math.inf if seconds is None else time.monotonic() + seconds
     todo = iter(items)
     lines = []
+    slowest = 0.0
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
     left = 0
     with ProcessPoolExecutor(max_workers=min(jobs, len(items)), mp_context=context) as pool:
         running = {}
-        for item in itertools.islice(todo, jobs):
-            running[pool.submit(task, item)] = item
+
+        def start_next() -> None:
+            nonlocal left, deadline
+            for item in itertools.islice(todo, 1):
+                try:
+                    running[pool.submit(task, item)] = (item, time.monotonic())
+                except BrokenProcessPool:  # a worker died: the rest is the sweep's
+                    left += 1
+                    deadline = -math.inf
+
+        for _ in range(jobs):
+            start_next()
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                item = running.pop(future)
-                error = future.exception()
-                if error is not None:
+                item, started = running.pop(future)
+                slowest = max(slowest, time.monotonic() - started)  # a worker's start included
+                try:
+                    future.result()
+                except Exception as error:
                     lines.append(f"warm-up of {item}: {type(error).__name__}: {error}")
-                for queued in itertools.islice(todo, 1) if time.monotonic() < deadline else ():
-                    try:
-                        running[pool.submit(task, queued)] = queued
-                    except BrokenProcessPool:  # a worker died: the rest is the sweep's
-                        left += 1
-                        deadline = -math.inf
+                if time.monotonic() + slowest < deadline:
+                    start_next()
     left += sum(1 for _ in todo)
     if left:
         lines.append(f"warm-up: {left} of {len(items)} items left to the sweep")

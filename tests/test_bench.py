@@ -175,6 +175,34 @@ def test_gpu_candidates_hold_the_heuristic_and_whole_small_maps(monkeypatch, lay
                 assert any(cfg["BLOCK_W"] == 8 for cfg in whole_maps) == small
 
 
+@pytest.mark.parametrize("op", tuning.OPS)
+def test_autotune_expects_what_the_reference_ops_compute(op):
+    """Each problem's expected result, which every candidate must match, is the reference's:
+    the heuristic's launch agrees with it, forward and backward, ReLU fused or not."""
+    for relu in (False, True) if op.startswith("blur_") else (False,):
+        problem = autotune.Problem(op, (2, 3, 9, 7), "nchw", "float32", 4, relu)
+        problem_launcher = autotune.launcher(problem, torch.device("cpu"))
+        heuristic = tuning.heuristic_config(op, autotune.key_of(problem))
+        result, expected = problem_launcher.run(heuristic), problem_launcher.expected()
+        assert result.shape == expected.shape
+        torch.testing.assert_close(result.float(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_autotune_skips_a_candidate_the_reference_disagrees_with(monkeypatch, capsys):
+    """Even the first candidate: a wrong one cannot become the yardstick of the others."""
+    wrong, right = ({"BLOCK_H": h, "BLOCK_W": 8, "BLOCK_C": 1, "num_warps": 1, "num_stages": 1}
+                    for h in (1, 2))  # fmt: skip
+    fake = autotune.ProblemLauncher(
+        run=lambda config: torch.ones(3) * (config["BLOCK_H"] - 1), expected=lambda: torch.ones(3)
+    )
+    monkeypatch.setattr(autotune, "launcher", lambda problem, device: fake)
+    monkeypatch.setattr(autotune, "candidates", lambda problem, quick: [wrong, right])
+    problem = autotune.Problem("blur_pool_fwd", (2, 3, 9, 7), "nchw", "float32", 3)
+    best = autotune.tune(problem, torch.device("cpu"), quick=True, rep_ms=1)
+    assert best is not None and best[0] == right
+    assert "result differs from the reference" in capsys.readouterr().out
+
+
 def test_autotune_writes_a_cache_the_kernels_then_read(tmp_path, monkeypatch):
     monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "cache"))
     tuning.clear_cache()
