@@ -3,7 +3,8 @@
 Training and inference images/s are timed at `config.throughput_batch` on random inputs, with
 the run's optimiser, bf16 autocast and memory format, after warm-up, synchronised on CUDA,
 as the median of three timed rounds.
-Peak memory is `torch.cuda.max_memory_allocated` over one training step on CUDA. On the CPU it
+Peak memory is `torch.cuda.max_memory_allocated` over one training step on CUDA, after a
+garbage collection: an earlier model held in reference cycles would count too. On the CPU it
 is NaN: the process's resident size is a poor proxy (freed memory stays resident and the
 lifetime peak usually predates the step), so no number is better than a wrong one.
 """
@@ -11,6 +12,7 @@ lifetime peak usually predates the step), so no number is better than a wrong on
 from __future__ import annotations
 
 import copy
+import gc
 import math
 import statistics
 import time
@@ -97,6 +99,7 @@ def _peak_memory_mb(step: Callable[[], None], device: torch.device) -> float:
     """Peak allocated device memory (MiB) during one `step` on CUDA; NaN elsewhere."""
     if device.type != "cuda":
         return math.nan
+    gc.collect()  # what an earlier run left in reference cycles is not this step's
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     step()
