@@ -21,6 +21,7 @@ agree to well within that). Whoever finds a dead trial marks it FAIL with a `fai
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import socket
@@ -35,14 +36,18 @@ from typing import Any
 import optuna
 from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from ablate.spec import StudySpec, identity_differences
 
+log = logging.getLogger("ablate.study")
+
 DEFAULT_JOURNAL = "journal.log"
+#: Bytes read at a time when looking back for a journal's last whole record.
+TAIL_BYTES = 1 << 16
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 PLAN_LOCK = "{study}:plan-{n}"
 HEARTBEAT_S = 30.0
@@ -106,7 +111,45 @@ def open_storage(location: StorageLocation) -> BaseStorage:
                     "mysql+pymysql://"
                 ) from error
     Path(location.url).parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(location.url))
+    lock = JournalFileSymlinkLock(location.url)  # the lock Optuna's appends take
+    cut_torn_tail(Path(location.url), lock)
+    return JournalStorage(JournalFileBackend(location.url, lock_obj=lock))
+
+
+def cut_torn_tail(journal: Path, lock: JournalFileSymlinkLock) -> Path | None:
+    """Move a journal's torn last record (a write cut short: a full disk, a killed process)
+    to `<journal>.torn-<time>` and cut it off, under the journal's lock; the path of the copy,
+    or None when the journal is whole. Optuna would append the next record to the torn one,
+    and then no process could read the study again."""
+    if not journal.is_file() or journal.stat().st_size == 0:
+        return None
+    lock.acquire()
+    try:
+        with journal.open("r+b") as file:
+            start = file.seek(0, os.SEEK_END)
+            file.seek(start - 1)
+            if file.read(1) == b"\n":
+                return None
+            while start > 0:  # back to the end of the last whole record
+                chunk_start = max(0, start - TAIL_BYTES)
+                file.seek(chunk_start)
+                chunk = file.read(start - chunk_start)
+                if b"\n" in chunk:
+                    start = chunk_start + chunk.rindex(b"\n") + 1
+                    break
+                start = chunk_start
+            file.seek(start)
+            copy = journal.with_name(f"{journal.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}")
+            copy.write_bytes(file.read())
+            file.truncate(start)
+    finally:
+        lock.release()
+    log.warning(
+        "%s: its last record was cut short (a write that did not finish); moved to %s",
+        journal,
+        copy,
+    )
+    return copy
 
 
 def open_study(

@@ -349,6 +349,26 @@ def test_a_dry_run_refuses_a_destination_the_run_could_not_use(tmp_path, capsys,
     assert message in capsys.readouterr().err
 
 
+def test_a_journal_record_cut_short_is_moved_aside_and_the_study_resumes(
+    tmp_path, monkeypatch
+):
+    """A full disk or a kill mid-write leaves half a record; the next record would have been
+    glued to it and the study lost. It is cut off (kept beside the journal) on the next open."""
+    out = tmp_path / "out"
+    spec = make_spec(tmp_path, seeds=[0])
+    assert run_study(spec, out, options()).complete == 6
+    journal = out / "journal.log"
+    whole = journal.read_bytes()
+    torn = b'{"op_code": 4, "worker_id": "' + b"x" * 40  # longer than the look-back below
+    journal.write_bytes(whole + torn)
+    monkeypatch.setattr("ablate.storage.TAIL_BYTES", 16)
+    status = run_study(spec, out, options())
+    assert status.done and status.complete == 6
+    assert journal.read_bytes().startswith(whole) and load(out).trials
+    (kept,) = out.glob("journal.log.torn-*")
+    assert kept.read_bytes() == torn
+
+
 def test_a_sqlite_file_in_the_new_output_folder_is_made_by_the_run_not_the_dry_run(
     tmp_path, call_log
 ):
