@@ -21,6 +21,7 @@ agree to well within that). Whoever finds a dead trial marks it FAIL with a `fai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -224,31 +225,56 @@ def plan_slots(
     n = len(slots)
     if planned_slots(study) >= n:
         return
+    name = PLAN_LOCK.format(study=study.study_name, n=n)
     try:
-        optuna.create_study(
-            study_name=PLAN_LOCK.format(study=study.study_name, n=n), storage=storage
-        )
+        lock = optuna.create_study(study_name=name, storage=storage)
     except DuplicatedStudyError:
-        _wait_for_plan(study, n, wait_s)
+        if _wait_for_plan(study, storage, name, n, wait_s):
+            plan_slots(study, storage, slots, wait_s)  # its holder died: take the lock over
         return
-    existing = {t.user_attrs.get("slot") for t in study.get_trials(deepcopy=False)}
-    for index, params in enumerate(slots):
-        if index not in existing:
-            study.enqueue_trial(dict(params), user_attrs={"slot": index, "attempt": 0})
-    study.set_user_attr("planned_slots", n)
+    try:
+        lock.set_user_attr("owner", {"host": socket.gethostname(), "pid": os.getpid(),
+                                     "started": _process_start(os.getpid())})  # fmt: skip
+        existing = {t.user_attrs.get("slot") for t in study.get_trials(deepcopy=False)}
+        for index, params in enumerate(slots):
+            if index not in existing:
+                study.enqueue_trial(dict(params), user_attrs={"slot": index, "attempt": 0})
+        study.set_user_attr("planned_slots", n)
+    except BaseException:  # Ctrl-C or an error halfway: the next run enqueues the rest
+        optuna.delete_study(study_name=name, storage=storage)
+        raise
 
 
-def _wait_for_plan(study: optuna.Study, n: int, wait_s: float) -> None:
+def _wait_for_plan(
+    study: optuna.Study, storage: BaseStorage, name: str, n: int, wait_s: float
+) -> bool:
+    """Wait until the lock's holder has planned `n` slots; True (the lock deleted) where that
+    holder is a dead process of this host."""
     deadline = time.monotonic() + wait_s
     while planned_slots(study) < n:
+        owner = _lock_owner(storage, name)
+        here = owner.get("host") == socket.gethostname() and owner.get("pid") is not None
+        if here and not _alive(owner["pid"], owner.get("started")):
+            with contextlib.suppress(KeyError):  # another waiter deleted it first
+                optuna.delete_study(study_name=name, storage=storage)
+            return True
         if time.monotonic() > deadline:
-            lock = PLAN_LOCK.format(study=study.study_name, n=n)
             raise RuntimeError(
-                f"another process took the lock {lock!r} to enqueue {n} trials but has not "
+                f"another process took the lock {name!r} to enqueue {n} trials but has not "
                 f"finished after {wait_s:.0f} s; if it died, delete that lock study "
-                f"(optuna delete-study --study-name '{lock}' --storage ...) and run again"
+                f"(optuna delete-study --study-name '{name}' --storage ...) and run again"
             )
         time.sleep(0.5)
+    return False
+
+
+def _lock_owner(storage: BaseStorage, name: str) -> dict[str, Any]:
+    """Who holds the plan lock `name` (empty while it records itself, or once it is gone)."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return {}
+    return storage.get_study_user_attrs(study_id).get("owner") or {}
 
 
 def claim_next(

@@ -17,6 +17,7 @@ import math
 import os
 import random
 import signal
+import socket
 import stat
 import threading
 import time
@@ -349,9 +350,7 @@ def test_a_dry_run_refuses_a_destination_the_run_could_not_use(tmp_path, capsys,
     assert message in capsys.readouterr().err
 
 
-def test_a_journal_record_cut_short_is_moved_aside_and_the_study_resumes(
-    tmp_path, monkeypatch
-):
+def test_a_journal_record_cut_short_is_moved_aside_and_the_study_resumes(tmp_path, monkeypatch):
     """A full disk or a kill mid-write leaves half a record; the next record would have been
     glued to it and the study lost. It is cut off (kept beside the journal) on the next open."""
     out = tmp_path / "out"
@@ -562,6 +561,35 @@ def test_progress_counts_the_seeds_a_running_trial_has_finished(tmp_path, monkey
     (hung,) = seen
     assert (hung.running, hung.seeds_in_progress) == (1, 1)
     assert hung.runs_done(2) == 2 * hung.finished + 1
+
+
+def test_a_plan_cut_short_leaves_no_lock_behind(tmp_path, call_log, monkeypatch):
+    """Ctrl-C while the trials are enqueued, or a planner killed then: the next run enqueues
+    the rest (every resume used to wait for the dead planner and fail)."""
+    spec = make_spec(tmp_path, seeds=[0])
+    out = tmp_path / "out"
+    storage = open_storage(locate_storage(None, out))
+    study = open_study(storage, spec)
+    enqueue = optuna.Study.enqueue_trial
+    enqueued = []
+
+    def interrupted(self, *args, **kwargs):
+        if len(enqueued) == 2:
+            raise KeyboardInterrupt
+        enqueued.append(enqueue(self, *args, **kwargs))
+
+    monkeypatch.setattr(optuna.Study, "enqueue_trial", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        plan_slots(study, storage, plan(spec))
+    monkeypatch.undo()
+    assert run_study(spec, out, options(workers=1)).complete == 6
+    # a planner killed halfway: its lock names a process of this host that is gone
+    spec = make_spec(tmp_path, name="killed", seeds=[0])
+    study = open_study(storage, spec)
+    lock = optuna.create_study(study_name=f"killed:plan-{len(plan(spec))}", storage=storage)
+    lock.set_user_attr("owner", {"host": socket.gethostname(), "pid": 2**22 + 1})  # > pid_max
+    plan_slots(study, storage, plan(spec), wait_s=5)
+    assert len(study.get_trials()) == 6
 
 
 def test_a_retry_queued_twice_runs_once(tmp_path, call_log):
