@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 from tqdm import tqdm
 
 from ablate.results import write_results
@@ -52,6 +53,7 @@ from ablate.storage import (
 )
 from ablate.variant_config import run_identity
 from ablate.workers import (
+    STOPPED_EXIT,
     Objective,
     WorkerJob,
     default_objective,
@@ -123,7 +125,7 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
     stopped = False
     try:
         if not queue_status(study, spec.max_retries).done:
-            _run_workers(study, spec, out_dir, location, pins, options)
+            _run_workers(study, storage, slots, spec, out_dir, location, pins, options)
     except KeyboardInterrupt:
         stopped = True  # the workers this runner ended leave their trials to be requeued
         raise
@@ -266,17 +268,22 @@ def write_study_files(out_dir: Path, spec: StudySpec, location: StorageLocation)
 
 def _run_workers(
     study: optuna.Study,
+    storage: BaseStorage,
+    slots: Sequence[dict[str, Any]],
     spec: StudySpec,
     out_dir: Path,
     location: StorageLocation,
     pins: list[str | None],
     options: RunOptions,
 ) -> None:
-    """Start the workers and follow the study until they have exited."""
+    """Start the workers and follow the study until they have exited; a worker killed while
+    it ran a trial (the kernel's OOM killer, a crash in native code) has that trial failed
+    with the reason and retried, and a new worker takes its place."""
     (out_dir / "logs").mkdir(exist_ok=True)
     context = multiprocessing.get_context("spawn")
-    processes = []
-    for index, gpu in enumerate(pins):
+
+    def start(index: int) -> multiprocessing.process.BaseProcess:
+        gpu = pins[index]
         job = WorkerJob(
             spec=spec,
             storage=location,
@@ -292,11 +299,32 @@ def _run_workers(
         process = context.Process(target=run_worker, args=(job,), name=f"ablate-worker-{index}")
         with _environment(CUDA_VISIBLE_DEVICES=gpu):
             process.start()
-        processes.append(process)
+        return process
+
+    processes = [start(index) for index in range(len(pins))]
+    seen_dead: set[int] = set()
+
+    def replace_the_dead() -> None:
+        for index, process in enumerate(processes):
+            if process.exitcode in (None, 0, STOPPED_EXIT) or process.pid in seen_dead:
+                continue
+            seen_dead.add(process.pid)
+            reaped = reap_dead_trials(
+                study, storage, slots, spec.max_retries, options.stale_after_s
+            )
+            if reaped and not queue_status(study, spec.max_retries).done:
+                print(
+                    f"{process.name} died (exit code {process.exitcode}) running trial "
+                    f"{', '.join(map(str, reaped))}: failed and queued again; a new worker takes "
+                    "its place",
+                    file=sys.stderr,
+                )
+                processes[index] = start(index)
+
     where = f"GPUs {', '.join(p for p in pins if p)}" if any(pins) else "CPU"
     print(f"{len(processes)} worker(s) on {where}; logs in {out_dir / 'logs'}", file=sys.stderr)
     try:
-        _follow(study, spec, out_dir, processes, options)
+        _follow(study, spec, out_dir, processes, options, replace_the_dead)
     except KeyboardInterrupt:
         print("interrupted: stopping workers; run the same command to resume", file=sys.stderr)
         for process in processes:
@@ -317,8 +345,10 @@ def _follow(
     out_dir: Path,
     processes: Sequence[multiprocessing.process.BaseProcess],
     options: RunOptions,
+    each_poll: Callable[[], None],
 ) -> None:
-    """Progress bar and `results.csv` refreshes until every worker has exited."""
+    """Progress bar and `results.csv` refreshes until every worker has exited; `each_poll`
+    runs at every poll (it may replace processes)."""
     seeds = len(spec.seeds)
     status = queue_status(study, spec.max_retries)
     bar = tqdm(  # counts training runs (a trial runs every seed): it moves once per seed
@@ -332,6 +362,7 @@ def _follow(
     with bar:
         while any(p.is_alive() for p in processes):
             time.sleep(options.poll_s)
+            each_poll()
             now = queue_status(study, spec.max_retries)
             if now.finished_trials != status.finished_trials:
                 write_results(study, spec, out_dir)

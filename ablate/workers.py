@@ -52,6 +52,8 @@ from ablate.variant_config import VariantConfig
 
 Objective = Callable[[VariantConfig], Mapping[str, Any]]
 log = logging.getLogger("ablate.study")
+#: A worker's exit code when the user stopped it (as a shell reports SIGINT).
+STOPPED_EXIT = 130
 FAILURE_NAMES = {
     "TrainingDiverged": "diverged",
     "OutOfMemoryError": "out of memory",
@@ -128,7 +130,7 @@ def run_worker(job: WorkerJob) -> None:
         _claim_and_run(job)
     except KeyboardInterrupt:  # the runner says so; no traceback (its trial is requeued)
         log.info("worker %d stopped by Ctrl-C", job.index)
-        raise SystemExit(130) from None
+        raise SystemExit(STOPPED_EXIT) from None
 
 
 def _claim_and_run(job: WorkerJob) -> None:

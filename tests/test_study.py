@@ -66,6 +66,10 @@ def fake_objective(config: VariantConfig) -> dict[str, Any]:
     if hang and config.filter_size == 3 and config.seed == hang_seed and not Path(hang).exists():
         Path(hang).write_text(str(os.getpid()))
         time.sleep(600)
+    die = os.environ.get("ABLATE_TEST_DIE")
+    if die and config.filter_size == 3 and not Path(die).exists():  # as the OOM killer would
+        Path(die).write_text(str(os.getpid()))
+        os._exit(137)
     if config.lr == DIVERGING_LR:
         from ablate.train import TrainingDiverged  # the real exception, imported where needed
 
@@ -590,6 +594,23 @@ def test_a_plan_cut_short_leaves_no_lock_behind(tmp_path, call_log, monkeypatch)
     lock.set_user_attr("owner", {"host": socket.gethostname(), "pid": 2**22 + 1})  # > pid_max
     plan_slots(study, storage, plan(spec), wait_s=5)
     assert len(study.get_trials()) == 6
+
+
+def test_a_worker_killed_in_a_trial_is_replaced_and_the_study_goes_on(
+    tmp_path, call_log, monkeypatch, capsys
+):
+    """The one worker is killed running a point (the OOM killer, a segfault): its trial fails
+    with the reason and is retried, a new worker runs it and the other points."""
+    marker = tmp_path / "died"
+    monkeypatch.setenv("ABLATE_TEST_DIE", str(marker))
+    out = tmp_path / "out"
+    status = run_study(make_spec(tmp_path, seeds=[0]), out, options(workers=1))
+    assert marker.exists() and status.done and status.complete == 6
+    failed = [t for t in load(out).get_trials() if t.state.name == "FAIL"]
+    assert (
+        len(failed) == 1 and "died while running the trial" in failed[0].user_attrs["fail_reason"]
+    )
+    assert "ablate-worker-0 died (exit code 137) running trial" in capsys.readouterr().err
 
 
 def test_a_retry_queued_twice_runs_once(tmp_path, call_log):
