@@ -60,6 +60,7 @@ from ablate.workers import (
     make_sampler,
     plan,
     run_worker,
+    stop_on_sigterm,
 )
 from kernels.files import atomic_write_text
 
@@ -327,10 +328,13 @@ def _run_workers(
         _follow(study, spec, out_dir, processes, options, replace_the_dead)
     except KeyboardInterrupt:
         print("interrupted: stopping workers; run the same command to resume", file=sys.stderr)
-        for process in processes:
+        for process in processes:  # asked (SIGTERM, as Ctrl-C), then told (SIGKILL)
             process.join(timeout=options.stop_wait_s)
             if process.is_alive():
                 process.terminate()
+                process.join(timeout=options.stop_wait_s)
+            if process.is_alive():
+                process.kill()
                 process.join()
         raise
     for process in processes:
@@ -639,6 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print("\n".join(lines))
             return 0
+        stop_on_sigterm()
         status = run_study(spec, out_dir, options)
     except (SpecError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

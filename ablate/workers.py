@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 import threading
 import time
@@ -126,11 +127,22 @@ def run_worker(job: WorkerJob) -> None:
         force=True,
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stop_on_sigterm()
     try:
         _claim_and_run(job)
     except KeyboardInterrupt:  # the runner says so; no traceback (its trial is requeued)
         log.info("worker %d stopped by Ctrl-C", job.index)
         raise SystemExit(STOPPED_EXIT) from None
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (`kill`, `timeout`, a scheduler ending a job) stop this process as Ctrl-C
+    does: its trials are requeued without using a retry, and the results are written."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _claim_and_run(job: WorkerJob) -> None:

@@ -47,7 +47,7 @@ from ablate.storage import (
 from ablate.study import RunOptions, describe_plan, estimate_time, main, run_study
 from ablate.variant import UnbuildableVariant, made_by
 from ablate.variant_config import VariantConfig
-from ablate.workers import Heartbeat, plan
+from ablate.workers import Heartbeat, plan, stop_on_sigterm
 from kernels.files import atomic_write_text
 
 NAN_LR = 0.0625  # a learning rate that makes the fake "return" a NaN accuracy
@@ -632,19 +632,29 @@ def test_a_retry_queued_twice_runs_once(tmp_path, call_log):
     assert trials[2].user_attrs["fail_reason"] == DUPLICATE_RETRY
 
 
-def test_a_stop_of_the_runner_alone_uses_up_no_retry(tmp_path, call_log, monkeypatch):
-    """A Ctrl-C that reaches the runner but not its workers (`kill -INT` of the runner, a
-    scheduler): the runner ends its workers, and their trials are requeued as interrupted."""
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_stop_of_the_runner_alone_uses_up_no_retry(
+    tmp_path, call_log, monkeypatch, request, stop
+):
+    """A Ctrl-C or a SIGTERM (`kill`, `timeout`, a scheduler) that reaches the runner but not
+    its workers: the runner ends its workers, and their trials are requeued as interrupted."""
     spec = make_spec(tmp_path, seeds=[0], max_retries=0)
     out = tmp_path / "out"
     marker = tmp_path / "hung.pid"
     monkeypatch.setenv("ABLATE_TEST_HANG", str(marker))
+    if stop == "SIGTERM":  # as `python -m ablate.study` has it
+        previous = signal.getsignal(signal.SIGTERM)
+        request.addfinalizer(lambda: signal.signal(signal.SIGTERM, previous))
+        stop_on_sigterm()
 
     def interrupt_the_runner() -> None:
         deadline = time.monotonic() + 120
         while not marker.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        _thread.interrupt_main()
+        if stop == "SIGTERM":
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            _thread.interrupt_main()
 
     interrupter = threading.Thread(target=interrupt_the_runner)
     interrupter.start()
