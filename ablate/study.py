@@ -195,8 +195,9 @@ def check_destination(
     and a study of this name in it was made from this spec."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {str(out_dir)!r} is a file: give a folder (made if missing)")
-    meta = out_dir / "meta.json"
-    other = json.loads(meta.read_text()).get("study_name") if meta.is_file() else spec.name
+    meta_path = out_dir / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    other = meta.get("study_name", spec.name)
     if other != spec.name:
         raise ValueError(
             f"--out {str(out_dir)!r} holds the files of study {other!r}: give study "
@@ -213,6 +214,12 @@ def check_destination(
     stored = stored_study(storage, spec.name)
     if stored is not None:
         check_stored_spec(stored, spec)
+    elif "storage" in meta and _stored_at(meta["storage"], out_dir) != location.url:
+        raise ValueError(
+            f"--out {str(out_dir)!r} holds study {spec.name!r} of storage {meta['storage']!r}, "
+            f"and storage {location.recorded!r} has no study of that name: give --storage "
+            f"{meta['storage']!r} to resume it, or another --out to start it anew"
+        )
     if options.reuse is not None and (
         options.reuse == spec.name or stored_study(storage, options.reuse) is None
     ):
@@ -221,6 +228,14 @@ def check_destination(
             f"({location.recorded}) to take finished runs from"
         )
     return location, pins
+
+
+def _stored_at(recorded: str, out_dir: Path) -> str:
+    """The storage `meta.json` records (`StorageLocation.recorded`) as `locate_storage` gives
+    it: a URL, or a journal's absolute path (relative ones lie in the output folder)."""
+    if "://" in recorded:
+        return recorded
+    return str((out_dir / recorded).resolve())
 
 
 def worker_pins(options: RunOptions) -> list[str | None]:

@@ -66,10 +66,6 @@ def fake_objective(config: VariantConfig) -> dict[str, Any]:
     if hang and config.filter_size == 3 and config.seed == hang_seed and not Path(hang).exists():
         Path(hang).write_text(str(os.getpid()))
         time.sleep(600)
-    die = os.environ.get("ABLATE_TEST_DIE")
-    if die and config.filter_size == 3 and not Path(die).exists():  # as the OOM killer would
-        Path(die).write_text(str(os.getpid()))
-        os._exit(137)
     if config.lr == DIVERGING_LR:
         from ablate.train import TrainingDiverged  # the real exception, imported where needed
 
@@ -235,7 +231,11 @@ def _signal_when_hung(
     signalled.append(pid)
 
 
-def test_sigkilled_worker_trial_is_failed_and_retried_on_rerun(tmp_path, call_log, monkeypatch):
+def test_sigkilled_worker_trial_is_failed_and_retried_by_a_new_worker(
+    tmp_path, call_log, monkeypatch, capsys
+):
+    """The one worker is killed running a point (the OOM killer, a segfault): its trial fails
+    with the reason and is retried, a new worker runs it and the other points."""
     spec = make_spec(tmp_path, seeds=[0])
     out = tmp_path / "out"
     marker = tmp_path / "hung.pid"
@@ -243,27 +243,21 @@ def test_sigkilled_worker_trial_is_failed_and_retried_on_rerun(tmp_path, call_lo
     killed: list[int] = []
     killer = threading.Thread(target=_signal_when_hung, args=(marker, killed))
     killer.start()
-    first = run_study(spec, out, options(workers=1))
+    status = run_study(spec, out, options(workers=1))
     killer.join()
 
-    assert killed and not first.done
-    study = load(out)
-    dead = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.FAIL]
-    assert len(dead) == 1 and dead[0].params["filter_size"] == 3
+    assert killed and status.done and status.complete == 6 and status.failed == 0
+    trials = load(out).get_trials()
+    dead = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(dead) == 1 and dead[0].params["filter_size"] == 3 and len(trials) == 7
     assert f"worker process {killed[0]} " in dead[0].user_attrs["fail_reason"]
     assert "died" in dead[0].user_attrs["fail_reason"]
-    complete_before = {t.number for t in study.get_trials() if t.state.name == "COMPLETE"}
-
-    second = run_study(spec, out, options(workers=1))
-    assert second.done and second.complete == 6 and second.failed == 0
-    trials = load(out).get_trials()
-    assert len(trials) == 7
-    assert complete_before <= {t.number for t in trials if t.state.name == "COMPLETE"}
     retry = next(t for t in trials if t.user_attrs.get("retry_of") == dead[0].number)
     assert retry.state.name == "COMPLETE" and retry.params == dead[0].params
     runs = calls(call_log)
     hung_point = (3, dead[0].params["padding"], 0.05, 0)
     assert runs[hung_point] == 2 and all(n == 1 for k, n in runs.items() if k != hung_point)
+    assert "ablate-worker-0 died (exit code -9) running trial" in capsys.readouterr().err
 
 
 def test_dead_worker_check_trusts_the_process_table_on_this_host(tmp_path):
@@ -596,21 +590,16 @@ def test_a_plan_cut_short_leaves_no_lock_behind(tmp_path, call_log, monkeypatch)
     assert len(study.get_trials()) == 6
 
 
-def test_a_worker_killed_in_a_trial_is_replaced_and_the_study_goes_on(
-    tmp_path, call_log, monkeypatch, capsys
-):
-    """The one worker is killed running a point (the OOM killer, a segfault): its trial fails
-    with the reason and is retried, a new worker runs it and the other points."""
-    marker = tmp_path / "died"
-    monkeypatch.setenv("ABLATE_TEST_DIE", str(marker))
+def test_a_resume_on_another_storage_is_refused(tmp_path, call_log):
+    """The folder's study lives in its own journal: another storage without that study would
+    have started it over and overwritten its results."""
     out = tmp_path / "out"
-    status = run_study(make_spec(tmp_path, seeds=[0]), out, options(workers=1))
-    assert marker.exists() and status.done and status.complete == 6
-    failed = [t for t in load(out).get_trials() if t.state.name == "FAIL"]
-    assert (
-        len(failed) == 1 and "died while running the trial" in failed[0].user_attrs["fail_reason"]
-    )
-    assert "ablate-worker-0 died (exit code 137) running trial" in capsys.readouterr().err
+    spec = make_spec(tmp_path, seeds=[0])
+    assert run_study(spec, out, options()).complete == 6
+    elsewhere = str(tmp_path / "elsewhere" / "journal.log")
+    with pytest.raises(ValueError, match=r"holds study 'mechanics' of storage 'journal\.log', and"):
+        run_study(spec, out, options(storage=elsewhere))
+    assert sum(calls(call_log).values()) == 6 and run_study(spec, out, options()).complete == 6
 
 
 def test_a_retry_queued_twice_runs_once(tmp_path, call_log):
