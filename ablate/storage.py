@@ -29,7 +29,7 @@ import socket
 import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,9 +278,13 @@ def _lock_owner(storage: BaseStorage, name: str) -> dict[str, Any]:
 
 
 def claim_next(
-    study: optuna.Study, storage: BaseStorage, owner: dict[str, Any]
+    study: optuna.Study,
+    storage: BaseStorage,
+    owner: dict[str, Any],
+    on_claim: Callable[[int], None] | None = None,
 ) -> optuna.Trial | None:
-    """Take the lowest-numbered WAITING trial for this process, or None when there is none.
+    """Take the lowest-numbered WAITING trial for this process, or None when there is none;
+    `on_claim(number)` runs once it is this process's, before Optuna's sampler sees it.
 
     A trial whose design point already has an earlier trial that did not fail is a second
     retry of one failure (two runners requeued it at once, `requeue_lost_retries`): it is
@@ -299,6 +303,8 @@ def claim_next(
             storage.set_trial_user_attr(trial_id, "fail_reason", DUPLICATE_RETRY)
             storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
             continue
+        if on_claim is not None:
+            on_claim(waiting.number)
         trial = optuna.Trial(study, trial_id)
         try:
             trial.set_user_attr("worker", owner)

@@ -98,15 +98,13 @@ def plan(spec: StudySpec, trials: int | None = None) -> list[dict[str, Any]]:
     return [{} for _ in range(trials or spec.sampler.trials or 0)]
 
 
-def make_sampler(
-    spec: StudySpec, worker_index: int = 0, drawn: int = 0
-) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler of the spec, seeded from the spec's seed, the worker's index and the
-    trials the study had already started (`drawn`): workers differ, and a resumed or grown
-    study draws new points, not again the ones its first run began with."""
+def make_sampler(spec: StudySpec, first_trial: int = 0) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler of the spec, seeded from the spec's seed and the number of the first
+    trial the worker claims: trial numbers are unique across processes, so workers, runners
+    started at once and resumes draw different points, while one worker's draws repeat."""
     seed = spec.sampler.seed
     if seed is not None:
-        seed = int(np.random.SeedSequence([seed, worker_index, drawn]).generate_state(1)[0])
+        seed = int(np.random.SeedSequence([seed, first_trial]).generate_state(1)[0])
     name = spec.sampler.name
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
@@ -155,13 +153,17 @@ def _claim_and_run(job: WorkerJob) -> None:
 
         reused = optuna.load_study(study_name=job.reuse, storage=storage)
         earlier = finished_runs(reused, made_by(resolve_device(job.device)))
-    drawn = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(job.spec, job.index, drawn)
+    seeded = False
+
+    def seed_the_sampler(number: int) -> None:
+        nonlocal seeded
+        if not seeded:
+            study.sampler, seeded = make_sampler(job.spec, number), True
     slots = plan(job.spec, planned_slots(study))
     owner = owner_record(job.device)
     while True:
         reap_dead_trials(study, storage, slots, job.spec.max_retries, job.stale_after_s)
-        trial = claim_next(study, storage, owner)
+        trial = claim_next(study, storage, owner, seed_the_sampler)
         if trial is not None:
             run_trial(study, storage, trial, job, objective, slots, earlier)
         elif queue_status(study, job.spec.max_retries).done:
