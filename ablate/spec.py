@@ -215,13 +215,18 @@ class Constraint(_Strict):
     """Bounds a trial's mean metric must respect to be feasible."""
 
     metric: ScalarMetric
-    min: float | None = None
-    max: float | None = None
+    min: float | None = Field(None, allow_inf_nan=False)
+    max: float | None = Field(None, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _has_a_bound(self) -> Constraint:
         if self.min is None and self.max is None:
             raise ValueError(f"constraint on {self.metric!r} needs min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(
+                f"constraint on {self.metric!r}: min={self.min:g} > max={self.max:g}, which no "
+                "trial meets; give min <= max"
+            )
         return self
 
     def violations(self, value: float) -> dict[str, float]:
@@ -239,7 +244,7 @@ class SamplerSpec(_Strict):
 
     name: SamplerName
     trials: int | None = Field(None, ge=1)
-    seed: int | None = None
+    seed: Seed | None = None
     population: int | None = Field(None, ge=2)
 
     @model_validator(mode="after")
@@ -495,6 +500,11 @@ def _check_conditions(spec: StudySpec, name: str, parameter: Parameter) -> Itera
         if spec.space[parent].kind not in ("choices", "value") or values is None:
             yield f"{where}: conditions may name only choices or value parameters"
             continue
+        if not accepted:
+            yield (
+                f"{where}: [] accepts no value, so space.{name} is never set; list the values "
+                f"of space.{parent} it applies under (it takes {values})"
+            )
         for value in accepted:
             if value not in values:
                 yield f"{where}: {value!r} is never taken by space.{parent} (it takes {values})"
@@ -560,7 +570,12 @@ def _check_whole_configs(spec: StudySpec) -> list[str]:
         points = [
             point for name in spec.space for point in spec.grid_points(_varying_one(spec, name))
         ]
-    problems = []
+    problems = [
+        f"space.{name}: never set, as its `when:` conditions never hold together; drop them or "
+        "the parameter"
+        for name in spec.space
+        if not any(name in {**point, **spec.fixed_values(point)} for point in points)
+    ]
     for point in points:
         try:
             spec.point_config(point, seed=spec.seeds[0])

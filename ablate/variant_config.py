@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from ablate.data import DATA_DIRS, check_source
 from ablate.models import check_model_name, model_arguments
+from kernels.filters import filter_taps
 from kernels.options import Backend, FilterFamily, PaddingMode
 
 Placement = Literal["none", "paper", "blur_before_max", "blur_before_relu", "blur_before_conv"]
@@ -21,7 +22,7 @@ PLACEMENTS: tuple[str, ...] = Placement.__args__
 Subsample = Literal["fixed", "aps", "lps"]
 SUBSAMPLES: tuple[str, ...] = Subsample.__args__
 #: A seed torch's generators take whole (`manual_seed` keeps 64 bits and refuses more).
-Seed = Annotated[int, Field(ge=0, lt=2**63)]
+Seed = Annotated[int, Field(ge=0, lt=2**63, strict=True)]
 
 
 def check_subsample(placement: str, subsample: str) -> None:
@@ -163,6 +164,12 @@ class VariantConfig(BaseModel):
             raise ValueError("filter 'gaussian' needs sigma (a positive float)")
         if self.filter == "custom" and self.taps is None:
             raise ValueError("filter 'custom' needs taps (a list of numbers)")
+        if self.placement != "none":  # the filter as `antialias` will make it
+            size = None if self.filter == "custom" else self.filter_size
+            try:
+                filter_taps(size, self.filter, taps=self.taps, sigma=self.sigma)
+            except ValueError as error:  # the kernels' `family` is this model's `filter`
+                raise ValueError(str(error).replace("family=", "filter=")) from error
         check_subsample(self.placement, self.subsample)
         check_source(self.dataset, self.data_dir, self.image_size)
         ignored = {"width", "conv_padding"} & (self.model_fields_set - model_arguments(self.model))
