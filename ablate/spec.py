@@ -78,6 +78,8 @@ SCALAR_METRICS: tuple[str, ...] = (
     "n_test",
     "n_eval",
 )
+#: Metrics measured on CUDA only (NaN on the CPU, where no honest figure exists).
+CUDA_ONLY_METRICS = ("peak_memory_mb",)
 ScalarMetric = Literal[SCALAR_METRICS]  # type: ignore[valid-type]
 SamplerName = Literal["grid", "tpe", "nsga2", "random"]
 #: VariantConfig fields a spec may not set: seeds come from `seeds:`, the device from the runner.

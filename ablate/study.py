@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ablate.results import write_results
 from ablate.reuse import finished_runs, run_key
-from ablate.spec import SpecError, StudySpec, load_spec
+from ablate.spec import CUDA_ONLY_METRICS, SpecError, StudySpec, load_spec
 from ablate.storage import (
     HEARTBEAT_S,
     STALE_AFTER_S,
@@ -205,6 +205,13 @@ def check_destination(
         )
     location = locate_storage(options.storage or spec.storage, out_dir)
     pins = worker_pins(options)
+    wanted = {m.metric for m in (*spec.objectives, *spec.constraints)}
+    cuda_only = sorted(wanted & set(CUDA_ONLY_METRICS))
+    if cuda_only and (options.device == "cpu" or not any(pins)):
+        raise ValueError(
+            f"{', '.join(cuda_only)}: measured on CUDA only (NaN on the CPU), and this study runs "
+            "on the CPU: optimise or constrain another metric, or run on a GPU"
+        )
     if location.is_sqlite and len(pins) > 1:
         raise ValueError(
             f"storage={location.url!r}: SQLite is for one worker (got {len(pins)} workers); "

@@ -590,6 +590,15 @@ def test_a_plan_cut_short_leaves_no_lock_behind(tmp_path, call_log, monkeypatch)
     assert len(study.get_trials()) == 6
 
 
+def test_a_metric_the_cpu_cannot_measure_is_refused_as_an_objective_on_the_cpu(tmp_path):
+    """Peak memory is NaN on the CPU: every trial would have failed, and been retried."""
+    objectives = [{"metric": "peak_memory_mb", "direction": "minimize"}]
+    spec = make_spec(tmp_path, objectives=objectives)
+    with pytest.raises(ValueError, match="peak_memory_mb: measured on CUDA only"):
+        run_study(spec, tmp_path / "out", options())
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_resume_on_another_storage_is_refused(tmp_path, call_log):
     """The folder's study lives in its own journal: another storage without that study would
     have started it over and overwritten its results."""
