@@ -86,8 +86,21 @@ def locate_storage(url: str | None, out_dir: Path) -> StorageLocation:
                 "sqlite:///file.db or postgresql://user:password@host:port/database"
             )
         return StorageLocation(url, url)
-    path = str(Path(url).resolve())
-    return StorageLocation(path, path)
+    path = Path(url).resolve()
+    if path.is_dir():
+        raise ValueError(f"storage={url!r} is a folder: give a journal file's path in it")
+    check_can_be_made(path, "storage")
+    return StorageLocation(str(path), str(path))
+
+
+def check_can_be_made(path: Path, field: str) -> None:
+    """Raise ValueError, naming `field`, where `path` cannot be made: an ancestor of it is a
+    file."""
+    ancestor = next(p for p in path.parents if p.exists())
+    if not ancestor.is_dir():
+        raise ValueError(
+            f"{field}={str(path)!r} cannot be made: {str(ancestor)!r} is a file, not a folder"
+        )
 
 
 def open_storage(location: StorageLocation) -> BaseStorage:

@@ -39,6 +39,7 @@ from ablate.storage import (
     STALE_AFTER_S,
     QueueStatus,
     StorageLocation,
+    check_can_be_made,
     check_stored_spec,
     existing_storage,
     locate_storage,
@@ -195,6 +196,7 @@ def check_destination(
     and a study of this name in it was made from this spec."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {str(out_dir)!r} is a file: give a folder (made if missing)")
+    check_can_be_made(out_dir.absolute(), "--out")
     meta_path = out_dir / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     other = meta.get("study_name", spec.name)

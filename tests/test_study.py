@@ -774,6 +774,20 @@ def test_cli_options_are_checked_and_named(tmp_path, capsys):
         )
 
 
+def test_an_output_or_storage_path_that_cannot_be_made_is_named(tmp_path, capsys):
+    """A file where a folder must be: an error naming the option, not a traceback."""
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(make_spec(tmp_path).as_yaml())
+    cli = ["--space", str(spec_file), "--dry-run", "--no-probe"]
+    for option, value, fragment in (
+        ("--out", spec_file / "sub", f"--out={str(spec_file / 'sub')!r} cannot be made: "),
+        ("--storage", spec_file / "j.log", f"storage={str(spec_file / 'j.log')!r} cannot be"),
+        ("--storage", tmp_path, "is a folder: give a journal file's path in it"),
+    ):
+        assert main([*cli, option, str(value)]) == 2
+        assert fragment in capsys.readouterr().err
+
+
 def test_runs_that_differ_only_in_a_field_they_do_not_read_are_one_run() -> None:
     """`steps` overrides `epochs`, AdamW has no momentum, the synthetic data reads no folder:
     a grown study takes such a run, and the report counts it once."""
