@@ -8,7 +8,8 @@ larger than the map) comes out of the same few lines, and autograd differentiate
 consequence: a non-finite input turns its whole output plane into NaN (the products meet it
 with zero weights, and 0 * inf is nan), where spec §2 and the fused kernels keep it to the
 outputs whose window holds it; an inf activation has already broken a run, so the CPU path
-keeps its speed rather than check every output.
+keeps its speed rather than check every output. A one-tap filter is taken as the slice it is,
+``x[:, :, ::s, ::s]``, exactly. The products run with autocast off, in float32 or float64.
 
 The dense max of MaxBlurPool, on NCHW inputs, is a ``torch.maximum`` of shifted slices,
 bit-identical to ``max_pool2d(x, k, 1)`` and far cheaper on CPU, behind an autograd.Function
@@ -51,21 +52,28 @@ def blur_pool2d_reference(
 ) -> torch.Tensor:
     """Blur-pool of spec §2 (after a ReLU when ``relu``); same dtype and memory format as ``x``.
 
-    Half-precision inputs are computed in float32 and cast back once; float64 stays float64.
+    Half-precision inputs are computed in float32 and cast back once (also under autocast,
+    which would run the products in its lower precision); float64 stays float64. One tap
+    without ``pad_off`` is plain subsampling, ``x[:, :, ::s, ::s]``, exactly.
     """
     if relu:
         x = F.relu(x)
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    if taps.numel() == 1 and pad_off == 0:
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        return x[:, :, ::stride, ::stride].clone(memory_format=layout)
     compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     n, c, h, w = x.shape
     rows = blur_matrix(h, taps, stride, padding, pad_off).to(x.device, compute_dtype)
     cols = blur_matrix(w, taps, stride, padding, pad_off).to(x.device, compute_dtype)
     xc = x.to(compute_dtype)
-    if xc.is_contiguous(memory_format=torch.channels_last) and not xc.is_contiguous():
-        # (N, H, W, C) in memory: contract H over rows of W*C (few large GEMMs), then W.
-        per_col = torch.matmul(rows, xc.permute(0, 2, 3, 1).reshape(n, h, w * c))
-        out = torch.matmul(cols, per_col.reshape(n, rows.shape[0], w, c)).permute(0, 3, 1, 2)
-    else:
-        out = torch.matmul(rows, torch.matmul(xc, cols.t()))
+    with torch.autocast(x.device.type, enabled=False):
+        if channels_last:
+            # (N, H, W, C) in memory: contract H over rows of W*C (few large GEMMs), then W.
+            per_col = torch.matmul(rows, xc.permute(0, 2, 3, 1).reshape(n, h, w * c))
+            out = torch.matmul(cols, per_col.reshape(n, rows.shape[0], w, c)).permute(0, 3, 1, 2)
+        else:
+            out = torch.matmul(rows, torch.matmul(xc, cols.t()))
     return out.to(x.dtype)
 
 

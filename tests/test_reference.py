@@ -188,12 +188,26 @@ def test_blur_pool_matches_direct_definition_on_random_cases(
 
 
 def test_size_one_filter_is_exact_subsampling() -> None:
+    """Spec §2: `x[:, :, ::s, ::s]`, exactly, whatever the values it skips (an inf too)."""
     x = torch.randn(2, 3, 7, 5)
+    x[0, 0, 1, 1] = math.inf
     for stride in (1, 2, 3):
         for mode in PADDING_MODES:
             assert torch.equal(
                 blur_pool2d(x, 1, stride, mode, backend="torch"), x[:, :, ::stride, ::stride]
             )
+
+
+@pytest.mark.parametrize("autocast_dtype", [torch.bfloat16, torch.float16])
+def test_autocast_leaves_the_reference_in_float32(autocast_dtype: torch.dtype) -> None:
+    """Autocast would run the products in its lower precision, while the output says float32."""
+    x = torch.randn(2, 4, 11, 8)
+    for run in (blur_pool2d, max_blur_pool2d):
+        expected = run(x, 4, 2, "reflect", backend="torch")
+        with torch.autocast("cpu", dtype=autocast_dtype):
+            out = run(x, 4, 2, "reflect", backend="torch")
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, expected, **FP32)
 
 
 @pytest.mark.parametrize("op", ["blur", "max_blur"])

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from kernels import BlurPool2d, MaxBlurPool2d, tuning
+from kernels import BlurPool2d, MaxBlurPool2d, blur_pool2d, tuning
 from kernels.filters import make_taps
 from kernels.layout import keeps_channels_last
 from kernels.ops import blur_pool, common, max_blur_pool, streamed_backward, streamed_forward
@@ -103,9 +103,9 @@ def assert_layout_kept(out: torch.Tensor, x: torch.Tensor) -> None:
 
 
 def packed_relu_mask(x: torch.Tensor) -> torch.Tensor:
-    """``x > 0`` packed eight bits to a byte as ``relu_mask_buffer`` lays it out, the bits
-    past the last channel or column zero."""
-    bits = (x > 0).to(torch.uint8)
+    """``not x <= 0`` (``torch.relu``'s gradient mask: NaN passes) packed eight bits to a byte
+    as ``relu_mask_buffer`` lays it out, the bits past the last channel or column zero."""
+    bits = (~(x <= 0)).to(torch.uint8)
     weights = 2 ** torch.arange(8, device=x.device, dtype=torch.uint8)
     n, c, h, w = x.shape
     if keeps_channels_last(x):
@@ -309,6 +309,21 @@ def test_max_routing_follows_torch_with_nan_and_ties(max_kernel: int) -> None:
                                   out=poisoned(x, tuple(x.shape)))  # fmt: skip
     assert_close(dx, expected, x.dtype)
     assert_margins_kept(dx)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_fused_relu_passes_the_gradient_at_nan_as_torch_relu(layout: str) -> None:
+    """``torch.relu``'s backward passes the gradient wherever its output is not <= 0, NaN too."""
+    x = make_input((1, 9, 5, 6), torch.float32, layout, seed=4)
+    x[0, 0, 2, 2] = x[0, 8, 4, 1] = math.nan
+    grads = []
+    for backend in ("torch", "triton"):
+        leaf = x.detach().clone().requires_grad_(True)
+        out = blur_pool2d(leaf, 3, 1, "zeros", relu=True, backend=backend)
+        out.backward(torch.ones_like(out))
+        grads.append(leaf.grad)
+    assert grads[0][0, 0, 2, 2] > 0 and grads[0][0, 8, 4, 1] > 0
+    assert_close(grads[1], grads[0], x.dtype)
 
 
 def test_many_tiles_and_channel_blocks() -> None:

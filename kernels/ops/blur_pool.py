@@ -52,8 +52,9 @@ def blur_pool2d_forward(
 ) -> torch.Tensor:
     """Launch the forward kernel (spec §2); ``config`` overrides the tuned launch config.
 
-    With ``relu``, a ``mask`` (:func:`relu_mask_buffer`) receives ``x > 0``: what the
-    backward needs of ``x``, in 1/16 of the bytes of a bf16 ``x``.
+    With ``relu``, a ``mask`` (:func:`relu_mask_buffer`) receives ``not x <= 0`` (NaN passes,
+    as in ``torch.relu``): what the backward needs of ``x``, in 1/16 of the bytes of a bf16
+    ``x``.
     """
     if mask is not None and not relu:
         raise ValueError("mask: only the fused ReLU saves one; pass relu=True or no mask")

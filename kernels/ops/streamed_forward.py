@@ -13,7 +13,7 @@ columns its lanes' taps share come from L1), against ``TAPS²/STRIDE²`` for a 2
 When a gradient will be needed the forward also writes what the backward
 (``streamed_backward``) reads instead of ``x``: MaxBlurPool a one-byte code per max-map
 element saying where in its block the max lies (``torch.max_pool2d`` keeps an int64 index per
-output instead), blur-pool after its fused ReLU the mask ``x > 0``, one bit per element.
+output instead), blur-pool after its fused ReLU the mask ``not x <= 0``, one bit per element.
 """
 
 from __future__ import annotations
@@ -545,12 +545,13 @@ def _store_relu_mask(maps, m_ptr, n, c, c0, rows, col0, C, H, W, sx_h, sx_w, sm_
                      sm_w, STRIDE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
                      BLOCK_W: tl.constexpr, MASK_W: tl.constexpr, PACK_C: tl.constexpr,
                      CHECKED: tl.constexpr, INDEX_64: tl.constexpr):  # fmt: skip
-    """Write ``x > 0`` for the input elements the tile's outputs start at (rows from
+    """Write ``not x <= 0`` for the input elements the tile's outputs start at (rows from
     ``rows``·STRIDE, ``STRIDE`` each; ``STRIDE``·``BLOCK_W`` columns from ``col0``·STRIDE, read
     as one contiguous run of ``MASK_W``, the next power of two), eight bits to a byte along
     the channels (``PACK_C``) or the columns. The program's channel block (``PACK_C``) or run
     holds whole bytes. Unless ``CHECKED``, all of the elements lie inside the map and every
-    channel exists. It is the ReLU's gradient mask: 0 where ``x`` is NaN, as ``torch.relu``'s.
+    channel exists. It is the ReLU's gradient mask: 1 where ``x`` is NaN, as ``torch.relu``'s
+    (its backward passes the gradient wherever the output is not <= 0).
     """
     steps = tl.arange(0, MASK_W)[None, None, :]
     src_w = col0 * STRIDE + steps
@@ -571,7 +572,7 @@ def _store_relu_mask(maps, m_ptr, n, c, c0, rows, col0, C, H, W, sx_h, sx_w, sm_
         ok = ok_w & (src_h < H) if CHECKED else ok_w
         value = tl.load(element_offsets(maps, src_h, src_w, sx_h, sx_w, INDEX_64), mask=ok,
                         other=0.0)  # fmt: skip
-        bits = (value.to(tl.float32) > 0).to(tl.int32)  # (the interpreter compares bf16's bits)
+        bits = 1 - (value.to(tl.float32) <= 0).to(tl.int32)  # (the interpreter: bf16's bits)
         if PACK_C:
             grouped = tl.reshape(bits, (BLOCK_C // 8, 8, BLOCK_H, MASK_W))
             packed = tl.sum(grouped << shifts, axis=1)
