@@ -22,6 +22,7 @@ Arguments are assumed valid here; ``kernels.functional`` checks them.
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from kernels.padding import blur_output_size, pad_index, pad_sizes
 
@@ -135,6 +136,7 @@ class _DenseMax2d(torch.autograd.Function):
         return _window_max(_window_max(x, kernel, dim=3), kernel, dim=2)
 
     @staticmethod
+    @once_differentiable  # its writes into buffers are not differentiable: say so plainly
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
         kernel = ctx.kernel
