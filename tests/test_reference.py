@@ -285,8 +285,9 @@ def test_second_derivatives_of_the_blur_and_a_plain_refusal_for_the_dense_max() 
     """Blur-pool is linear (ReLU aside): its gradient has gradients. The dense max's backward
     writes into buffers, so differentiating it again is refused in so many words."""
     x = torch.randn(1, 2, 6, 5, dtype=torch.float64, requires_grad=True)
+    taps = random_taps(3)
     assert torch.autograd.gradgradcheck(
-        lambda t: blur_pool2d_reference(t, random_taps(3), 2, "reflect", 1, True), (x,)
+        lambda t: blur_pool2d_reference(t, taps, 2, "reflect", 1, True), (x,)
     )
     out = max_blur_pool2d(x, 3, 2, "reflect", backend="torch")
     (grad,) = torch.autograd.grad(out.square().sum(), x, create_graph=True)
