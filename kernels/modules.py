@@ -10,6 +10,7 @@ device); a dtype cast of the module (``.half()``) leaves the buffer in float64, 
 summing to 1 (spec §1).
 """
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +20,9 @@ from torch import nn
 from kernels.filters import make_taps
 from kernels.functional import check_blur_args, run_blur_pool2d, run_max_blur_pool2d, tap_values
 from kernels.reference import blur_pool2d_reference, building_graph, max_blur_pool2d_reference
+
+#: How far from 1 the sum of loaded taps may be (float64 rounding of normalised taps).
+TAPS_SUM_TOLERANCE = 1e-9
 
 
 class _LowPassPool(nn.Module):
@@ -51,9 +55,34 @@ class _LowPassPool(nn.Module):
         self.padding = padding
         self.backend = backend
 
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        super()._load_from_state_dict(state_dict, prefix, *args)
-        self.tap_values = tap_values(self.taps)
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """Load the taps, which must sum to 1 (spec §1); taps other than the ones this module
+        was built with make its filter `custom`, as its repr then says."""
+        before = self.taps.clone()
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        values = tap_values(self.taps)
+        total = math.fsum(values)
+        if not math.isfinite(total) or abs(total - 1) > TAPS_SUM_TOLERANCE:
+            error_msgs.append(
+                f"{prefix}taps sum to {total:g}: the taps of a low-pass pool are normalised to "
+                "sum 1 (kernels.filters.make_taps)"
+            )
+            self.taps.copy_(before)
+            return
+        if not torch.equal(self.taps, before):
+            self.filter, self.sigma = "custom", None
+        self.tap_values = values
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
         exact = self.taps
