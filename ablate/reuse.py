@@ -13,19 +13,19 @@ each trial records which of its seeds it took, and from where (`reused`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from pydantic import ValidationError
 
 from ablate.variant_config import VariantConfig, run_identity
 
 #: What a taken run must have been made with, as this process makes its runs.
 MADE_ALIKE = ("device", "code", "torch")
-#: One finished run: its metrics and the trial that measured them.
-FinishedRun = tuple[dict[str, Any], int]
+#: One finished run: its metrics and where they were measured ("study 'old', trial 3").
+FinishedRun = tuple[dict[str, Any], str]
 
 
 def run_key(config: Mapping[str, Any]) -> str:
@@ -41,8 +41,31 @@ def finished_runs(
     added since take their defaults; a config it no longer accepts is left out); with
     `made_by` (`ablate.variant.made_by`), only those it made too: the same device name (others
     are no measure of speed there), code and torch (others may compute otherwise)."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return _runs_of(trials, made_by, f"study {study.study_name!r}, trial {{}}")
+
+
+def earlier_attempt_runs(
+    study: optuna.Study, retry_of: int | None, made_by: Mapping[str, str]
+) -> dict[str, FinishedRun]:
+    """The runs that earlier attempts at a point finished (the trial a retry retries, the
+    one that one retries, ...) before they failed or were stopped, made as `made_by` makes
+    them: the retry takes them instead of training them again."""
+    trials = study.get_trials(deepcopy=False)
+    attempts = []
+    number = retry_of
+    while number is not None and 0 <= number < len(trials):
+        attempts.append(trials[number])
+        number = trials[number].user_attrs.get("retry_of")
+    return _runs_of(attempts, made_by, "trial {} (an earlier attempt)")
+
+
+def _runs_of(
+    trials: Sequence[FrozenTrial], made_by: Mapping[str, str] | None, where: str
+) -> dict[str, FinishedRun]:
+    """The seeds' runs `trials` recorded, by `run_key`; `where` formats a trial's number."""
     runs: dict[str, FinishedRun] = {}
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    for trial in trials:
         config = trial.user_attrs.get("config")
         for record in trial.user_attrs.get("seeds") or [] if config else []:
             try:
@@ -52,5 +75,7 @@ def finished_runs(
             metrics = {name: value for name, value in record.items() if name != "seed"}
             if made_by is not None and any(metrics.get(k) != made_by[k] for k in MADE_ALIKE):
                 continue
-            runs.setdefault(run_key(read.model_dump(mode="json")), (metrics, trial.number))
+            runs.setdefault(
+                run_key(read.model_dump(mode="json")), (metrics, where.format(trial.number))
+            )
     return runs

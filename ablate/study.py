@@ -136,7 +136,12 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
         write_results(study, spec, out_dir)
     status = queue_status(study, spec.max_retries)
     if options.reuse is not None:
-        taken = sum(len(t.user_attrs.get("reused", {})) for t in study.get_trials(deepcopy=False))
+        source = f"study {options.reuse!r}, "
+        taken = sum(
+            where.startswith(source)
+            for trial in study.get_trials(deepcopy=False)
+            for where in trial.user_attrs.get("reused", {}).values()
+        )
         print(f"runs taken from study {options.reuse!r}: {taken}", file=sys.stderr)
     if options.report and status.complete:
         _write_report(out_dir)

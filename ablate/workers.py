@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from ablate.chance import AT_CHANCE_CONSTRAINT
 from ablate.json_values import json_values
-from ablate.reuse import FinishedRun, finished_runs, run_key
+from ablate.reuse import FinishedRun, earlier_attempt_runs, finished_runs, run_key
 from ablate.spec import Parameter, StudySpec
 from ablate.storage import (
     HEARTBEAT_S,
@@ -147,25 +147,28 @@ def _claim_and_run(job: WorkerJob) -> None:
     objective = job.objective or default_objective()
     storage = open_storage(job.storage)
     study = open_study(storage, job.spec)
+    from ablate.variant import made_by, resolve_device  # torch: where trials run
+
+    making = made_by(resolve_device(job.device))
     earlier = {}
     if job.reuse:
-        from ablate.variant import made_by, resolve_device  # torch: where trials run
-
         reused = optuna.load_study(study_name=job.reuse, storage=storage)
-        earlier = finished_runs(reused, made_by(resolve_device(job.device)))
+        earlier = finished_runs(reused, making)
     seeded = False
 
     def seed_the_sampler(number: int) -> None:
         nonlocal seeded
         if not seeded:
             study.sampler, seeded = make_sampler(job.spec, number), True
+
     slots = plan(job.spec, planned_slots(study))
     owner = owner_record(job.device)
     while True:
         reap_dead_trials(study, storage, slots, job.spec.max_retries, job.stale_after_s)
         trial = claim_next(study, storage, owner, seed_the_sampler)
         if trial is not None:
-            run_trial(study, storage, trial, job, objective, slots, earlier)
+            retried = earlier_attempt_runs(study, trial.user_attrs.get("retry_of"), making)
+            run_trial(study, storage, trial, job, objective, slots, {**retried, **earlier})
         elif queue_status(study, job.spec.max_retries).done:
             return
         else:
@@ -189,7 +192,8 @@ def run_trial(
     earlier: Mapping[str, FinishedRun] | None = None,
 ) -> None:
     """Run one claimed trial: every seed, then its objective means, or a FAIL with its reason.
-    A seed whose run `earlier` holds (`ablate.reuse`) takes its metrics instead."""
+    A seed whose run `earlier` holds (an earlier attempt's, or a reused study's: `ablate.reuse`)
+    takes its metrics instead."""
     spec = job.spec
     with Heartbeat(trial, job.heartbeat_s):
         try:
@@ -205,7 +209,7 @@ def run_trial(
                 seeded = config.model_copy(update={"seed": seed})
                 taken = (earlier or {}).get(run_key(seeded.model_dump(mode="json")))
                 if taken is not None and _has_metrics(spec, taken[0]):
-                    metrics, reused[str(seed)] = taken[0], f"study {job.reuse!r}, trial {taken[1]}"
+                    metrics, reused[str(seed)] = taken
                     trial.set_user_attr("reused", reused)
                 else:
                     metrics = json_values(dict(objective(seeded)))

@@ -664,6 +664,26 @@ def test_a_stop_of_the_runner_alone_uses_up_no_retry(
     assert run_study(spec, out, options(workers=1)).complete == 6  # max_retries is 0
 
 
+def test_a_retry_takes_the_seeds_its_stopped_attempt_finished(tmp_path, call_log, monkeypatch):
+    """Stopped in its second seed, a trial is run again from there: the first seed's run is
+    taken from the stopped attempt, not trained again."""
+    spec = make_spec(tmp_path, seeds=[0, 1], space={"filter_size": {"value": 3}})
+    out = tmp_path / "out"
+    marker = tmp_path / "hung.pid"
+    monkeypatch.setenv("ABLATE_TEST_HANG", str(marker))
+    monkeypatch.setenv("ABLATE_TEST_HANG_SEED", "1")
+    interrupter = threading.Thread(target=_signal_when_hung, args=(marker, [], signal.SIGINT))
+    interrupter.start()
+    assert not run_study(spec, out, options(workers=1)).done  # Ctrl-C stopped its one worker
+    interrupter.join()
+    assert run_study(spec, out, options(workers=1)).complete == 1
+    stopped, retry = load(out).get_trials()
+    assert [r["seed"] for r in stopped.user_attrs["seeds"]] == [0]
+    assert retry.user_attrs["reused"] == {"0": f"trial {stopped.number} (an earlier attempt)"}
+    assert retry.user_attrs["seeds"][0] == stopped.user_attrs["seeds"][0]
+    assert sorted(seed for *_, seed in calls(call_log).elements()) == [0, 1, 1]
+
+
 def test_atomic_write_replaces_whole_files_readable_by_others(tmp_path):
     target = tmp_path / "results.csv"
     atomic_write_text(target, "old\n")
