@@ -50,7 +50,9 @@ DEFAULT_JOURNAL = "journal.log"
 #: Bytes read at a time when looking back for a journal's last whole record.
 TAIL_BYTES = 1 << 16
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
-PLAN_LOCK = "{study}:plan-{n}"
+#: What names a plan lock (a study holding no trials, whose existence is the lock).
+PLAN_LOCK_MARK = ":plan-"
+PLAN_LOCK = "{study}" + PLAN_LOCK_MARK + "{n}"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 300.0
 INTERRUPTED = "interrupted by the user (Ctrl-C); requeued without using a retry"

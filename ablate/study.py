@@ -36,6 +36,7 @@ from ablate.reuse import finished_runs, run_key
 from ablate.spec import CUDA_ONLY_METRICS, SpecError, StudySpec, load_spec
 from ablate.storage import (
     HEARTBEAT_S,
+    PLAN_LOCK_MARK,
     STALE_AFTER_S,
     QueueStatus,
     StorageLocation,
@@ -118,7 +119,7 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = open_storage(location)
     study = open_study(storage, spec, make_sampler(spec))
-    options = dataclasses.replace(options, reuse=_reuse_of(study, options.reuse))
+    options = dataclasses.replace(options, reuse=_reuse_of(study, storage, options.reuse))
     plan_slots(study, storage, plan(spec))
     slots = plan(spec, planned_slots(study))
     write_study_files(out_dir, spec, location)
@@ -179,18 +180,22 @@ def _reuse_line(
     )
 
 
-def _reuse_of(study: optuna.Study, asked: str | None) -> str | None:
-    """The study whose runs this one takes: as asked the first time, and remembered, so that a
-    resume takes them too; a resume that names another is refused."""
+def _reuse_of(study: optuna.Study, storage: BaseStorage, asked: str | None) -> str | None:
+    """The study whose runs this one takes: as asked the first time (`check_destination`
+    checked it), and remembered, so that a resume takes them too; None, with a note, once
+    that study is gone from the storage."""
     remembered = study.user_attrs.get("reuse")
-    if asked is not None and remembered not in (None, asked):
-        raise ValueError(
-            f"--reuse {asked!r}: study {study.study_name!r} takes its runs from {remembered!r}; "
-            "leave --reuse out or name that study"
-        )
     if asked is not None and remembered is None:
         study.set_user_attr("reuse", asked)
-    return asked or remembered
+    name = asked or remembered
+    if name is not None and stored_study(storage, name) is None:
+        print(
+            f"study {name!r}, whose finished runs this study takes, is gone from the storage: "
+            "the runs left are trained",
+            file=sys.stderr,
+        )
+        return None
+    return name
 
 
 def check_destination(
@@ -234,8 +239,16 @@ def check_destination(
             f"and storage {location.recorded!r} has no study of that name: give --storage "
             f"{meta['storage']!r} to resume it, or another --out to start it anew"
         )
+    remembered = stored.user_attrs.get("reuse") if stored is not None else None
+    if options.reuse is not None and remembered not in (None, options.reuse):
+        raise ValueError(
+            f"--reuse {options.reuse!r}: study {spec.name!r} takes its runs from {remembered!r}; "
+            "leave --reuse out or name that study"
+        )
     if options.reuse is not None and (
-        options.reuse == spec.name or stored_study(storage, options.reuse) is None
+        options.reuse == spec.name
+        or PLAN_LOCK_MARK in options.reuse
+        or stored_study(storage, options.reuse) is None
     ):
         raise ValueError(
             f"--reuse {options.reuse!r}: name another study of this storage "

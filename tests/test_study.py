@@ -808,6 +808,34 @@ def test_an_output_or_storage_path_that_cannot_be_made_is_named(tmp_path, capsys
         assert fragment in capsys.readouterr().err
 
 
+def test_a_reused_study_deleted_later_leaves_the_runs_to_be_trained(tmp_path, capsys, monkeypatch):
+    """The grown study remembers --reuse; once the old study is deleted a resume says so and
+    trains what is left (its workers had died on the missing study at every resume). A plan
+    lock is no study to reuse."""
+    out = tmp_path / "out"
+    run_study(make_spec(tmp_path, seeds=[0]), out, options())
+    grown = make_spec(tmp_path, name="grown", seeds=[0, 1])
+    shared = options(storage=str(out / "journal.log"))
+    path = tmp_path / "grown.yaml"
+    path.write_text(grown.as_yaml())
+    cli = ["--space", str(path), "--out", str(tmp_path / "grown"), "--storage", shared.storage]
+    assert main([*cli, "--reuse", "mechanics:plan-6", "--dry-run", "--no-probe"]) == 2
+    assert "--reuse 'mechanics:plan-6': name another study" in capsys.readouterr().err
+    marker = tmp_path / "hung.pid"  # the grown study is stopped in its first new run
+    monkeypatch.setenv("ABLATE_TEST_HANG", str(marker))
+    monkeypatch.setenv("ABLATE_TEST_HANG_SEED", "1")
+    interrupter = threading.Thread(target=_signal_when_hung, args=(marker, [], signal.SIGINT))
+    interrupter.start()
+    reusing = dataclasses.replace(shared, reuse="mechanics", workers=1)
+    assert not run_study(grown, tmp_path / "grown", reusing).done
+    interrupter.join()
+    assert main([*cli, "--reuse", "grown2", "--dry-run", "--no-probe"]) == 2
+    assert "takes its runs from 'mechanics'" in capsys.readouterr().err
+    optuna.delete_study(study_name="mechanics", storage=load(out, "grown")._storage)
+    assert run_study(grown, tmp_path / "grown", shared).complete == 6
+    assert "study 'mechanics', whose finished runs" in capsys.readouterr().err
+
+
 def test_runs_that_differ_only_in_a_field_they_do_not_read_are_one_run() -> None:
     """`steps` overrides `epochs`, AdamW has no momentum, the synthetic data reads no folder:
     a grown study takes such a run, and the report counts it once."""
