@@ -402,11 +402,12 @@ def summary_blocks(
     return blocks
 
 
-def write_report(out_dir: Path | str) -> list[Path]:
-    """Write the tables, figures, `summary.md` and `report.html` of the study in `out_dir`."""
+def write_report(out_dir: Path | str, storage: str | None = None) -> list[Path]:
+    """Write the tables, figures, `summary.md` and `report.html` of the study in `out_dir`
+    (`storage`: the database URL, where `meta.json`'s lacks its password)."""
     out_dir = Path(out_dir)
     meta = read_meta(out_dir)
-    study = load_study(out_dir, meta)
+    study = load_study(out_dir, meta, storage)
     runs, config_cols = runs_table(study)
     analysed = mask_runs_at_chance(first_run_per_seed(runs))
     configs = mark_front(aggregate_over_seeds(analysed, config_cols), meta)
@@ -433,9 +434,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Write tables, the Pareto front, figures and a summary of a finished study.",
     )
     parser.add_argument("out_dir", type=Path, help="the study's output folder (runs/<name>)")
+    parser.add_argument(
+        "--storage",
+        help="the study's database URL with its password, which meta.json leaves out "
+        "(PostgreSQL also reads it from PGPASSWORD or ~/.pgpass)",
+    )
     args = parser.parse_args(argv)
     try:
-        written = write_report(args.out_dir)
+        written = write_report(args.out_dir, args.storage)
     except ValueError as error:
         parser.error(str(error))
     print(f"wrote {len(written)} files into {args.out_dir}:")

@@ -85,15 +85,16 @@ def read_meta(out_dir: Path) -> StudyMeta:
     return StudyMeta(str(raw["study_name"]), raw.get("storage"), tuple(objectives), constraints)
 
 
-def load_study(out_dir: Path, meta: StudyMeta) -> optuna.Study:
-    """Open the study: an RDB URL as given, else a journal file (default `out_dir/journal.log`).
+def load_study(out_dir: Path, meta: StudyMeta, url: str | None = None) -> optuna.Study:
+    """Open the study: `url`, else the RDB URL `meta.json` records (without its password),
+    else a journal file (default `out_dir/journal.log`).
 
     A relative journal path is relative to `out_dir`; an absolute one that no longer exists is
     looked for in `out_dir` by its name, so a copied or moved folder still opens.
     """
     storage: str | JournalStorage
-    if meta.storage and "://" in meta.storage:
-        storage = meta.storage
+    if url is not None or (meta.storage and "://" in meta.storage):
+        storage = url or meta.storage
     else:
         journal = Path(out_dir) / (meta.storage or DEFAULT_JOURNAL)
         if not journal.is_file() and (Path(out_dir) / journal.name).is_file():

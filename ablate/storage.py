@@ -39,7 +39,7 @@ from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning, UpdateF
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
 from ablate.spec import StudySpec, identity_differences
@@ -62,7 +62,8 @@ SCHEMA_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class StorageLocation:
-    """A storage as given (`url`) and as recorded in `meta.json` (`recorded`)."""
+    """A storage as given (`url`) and as recorded in `meta.json` and shown in messages
+    (`recorded`: a journal relative to the output folder, a URL without its password)."""
 
     url: str
     recorded: str
@@ -87,12 +88,22 @@ def locate_storage(url: str | None, out_dir: Path) -> StorageLocation:
                 f"storage={url!r}: unsupported scheme {scheme!r}; use a journal file path, "
                 "sqlite:///file.db or postgresql://user:password@host:port/database"
             )
-        return StorageLocation(url, url)
+        return StorageLocation(url, without_password(url))
     path = Path(url).resolve()
     if path.is_dir():
         raise ValueError(f"storage={url!r} is a folder: give a journal file's path in it")
     check_can_be_made(path, "storage")
     return StorageLocation(str(path), str(path))
+
+
+def without_password(url: str) -> str:
+    """`url` with its password left out, as `meta.json` and messages show it (PostgreSQL then
+    reads the password from PGPASSWORD or ~/.pgpass, or `--storage` gives it again)."""
+    parsed = make_url(url)
+    if parsed.password is None:
+        return url
+    fields = {k: getattr(parsed, k) for k in ("drivername", "username", "host", "port", "database")}
+    return URL.create(**fields, query=parsed.query).render_as_string(hide_password=False)
 
 
 def check_can_be_made(path: Path, field: str) -> None:

@@ -145,7 +145,7 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
         )
         print(f"runs taken from study {options.reuse!r}: {taken}", file=sys.stderr)
     if options.report and status.complete:
-        _write_report(out_dir)
+        _write_report(out_dir, location.url if location.is_rdb else None)
     return status
 
 
@@ -233,7 +233,9 @@ def check_destination(
     stored = stored_study(storage, spec.name)
     if stored is not None:
         check_stored_spec(stored, spec)
-    elif "storage" in meta and _stored_at(meta["storage"], out_dir) != location.url:
+    elif "storage" in meta and _stored_at(meta["storage"], out_dir) != _stored_at(
+        location.recorded, out_dir
+    ):
         raise ValueError(
             f"--out {str(out_dir)!r} holds study {spec.name!r} of storage {meta['storage']!r}, "
             f"and storage {location.recorded!r} has no study of that name: give --storage "
@@ -437,19 +439,21 @@ def _environment(**values: str | None) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _write_report(out_dir: Path) -> None:
-    """Call `ablate.report.write_report` when that module is installed; a failure is a note."""
+def _write_report(out_dir: Path, storage: str | None) -> None:
+    """Call `ablate.report.write_report` when that module is installed (`storage`: a database
+    URL with the password `meta.json` leaves out); a failure is a note."""
     if importlib.util.find_spec("ablate.report") is None:
         print("no ablate.report module: report skipped", file=sys.stderr)
         return
     from ablate.report import write_report
 
     try:
-        written = write_report(out_dir)
+        written = write_report(out_dir, storage)
     except Exception as error:  # the study's results are safe; the report can be redone
+        again = " --storage URL" if storage else ""
         print(
             f"report failed ({type(error).__name__}: {error}); rerun it with "
-            f"python -m ablate.report {out_dir}",
+            f"python -m ablate.report {out_dir}{again}",
             file=sys.stderr,
         )
         return

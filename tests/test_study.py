@@ -44,7 +44,14 @@ from ablate.storage import (
     plan_slots,
     queue_status,
 )
-from ablate.study import RunOptions, describe_plan, estimate_time, main, run_study
+from ablate.study import (
+    RunOptions,
+    describe_plan,
+    estimate_time,
+    main,
+    run_study,
+    write_study_files,
+)
 from ablate.variant import UnbuildableVariant, made_by
 from ablate.variant_config import VariantConfig
 from ablate.workers import Heartbeat, plan, stop_on_sigterm
@@ -834,6 +841,17 @@ def test_a_reused_study_deleted_later_leaves_the_runs_to_be_trained(tmp_path, ca
     optuna.delete_study(study_name="mechanics", storage=load(out, "grown")._storage)
     assert run_study(grown, tmp_path / "grown", shared).complete == 6
     assert "study 'mechanics', whose finished runs" in capsys.readouterr().err
+
+
+def test_a_database_password_stays_out_of_the_files_and_messages(tmp_path) -> None:
+    """meta.json is for sharing: it records the URL without its password (PostgreSQL reads
+    it from PGPASSWORD or ~/.pgpass; the report takes --storage)."""
+    location = locate_storage("postgresql+psycopg2://ada:s3cret@db.example:5432/runs", tmp_path)
+    assert location.url.endswith("ada:s3cret@db.example:5432/runs")
+    assert location.recorded == "postgresql+psycopg2://ada@db.example:5432/runs"
+    write_study_files(tmp_path, make_spec(tmp_path), location)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["storage"] == location.recorded and "s3cret" not in json.dumps(meta)
 
 
 def test_runs_that_differ_only_in_a_field_they_do_not_read_are_one_run() -> None:
