@@ -471,6 +471,16 @@ def _check_space(spec: StudySpec) -> Iterator[str]:
                 f"{where}: the grid sampler needs finite values (choices, value or an int "
                 "range); use choices, or sampler tpe/nsga2/random for a float range"
             )
+        if parameter.kind == "int" and _range_count(parameter) > MAX_RANGE_VALUES:
+            yield (
+                f"{where}.int: {parameter.int_range} holds {_range_count(parameter)} values, more "
+                f"than the {MAX_RANGE_VALUES} a study can list; give a step or a narrower range"
+            )
+
+
+def _range_count(parameter: Parameter) -> int:
+    low, high = parameter.int_range  # type: ignore[misc]
+    return max(0, (high - low) // int(parameter.step or 1) + 1)
 
 
 def _check_range(name: str, parameter: Parameter) -> Iterator[str]:
@@ -529,6 +539,8 @@ def identity_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list
     return differences
 
 
+#: The most values an int range may hold: a grid runs each, and the checks list them.
+MAX_RANGE_VALUES = 10_000
 #: The most configurations a sampled (non-grid) space's check builds.
 MAX_CHECKED_POINTS = 4096
 

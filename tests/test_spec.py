@@ -45,6 +45,7 @@ BAD_SPECS = [
     ("bad_sampler_seed.yaml", ["sampler.seed", "greater than or equal to 0", "got -5"]),
     ("bad_taps_without_custom.yaml", ["base:", "taps are only used with filter='custom'"]),
     ("bad_zero_sum_taps.yaml", ["base:", "taps=[1.0, -1.0] is invalid", "must not sum to 0"]),
+    ("bad_huge_int_range.yaml", ["space.data_seed.int", "100000001 values", "give a step"]),
     ("no_such_file.yaml", ["cannot read the spec", "No such file"]),
 ]
 
