@@ -450,23 +450,27 @@ def write_figures(df: pd.DataFrame, out: Path) -> list[Path]:
     ok = df[df["error"] == ""] if "ms" in df else df.iloc[:0]
     if ok.empty:
         return []
-    paths = []
+
+    def bars(data: pd.DataFrame, y: str, label: str, hue: str, path: Path) -> Path:
+        """Bars of ``y`` by filter size, a panel per direction and layout."""
+        grid = sns.catplot(
+            data=data,
+            x="filter_size",
+            y=y,
+            hue=hue,
+            col="direction",
+            row="layout",
+            kind="bar",
+            errorbar=None,
+            height=3,
+            aspect=1.3,
+        )
+        grid.set_axis_labels("filter size", label)
+        grid.savefig(path, dpi=120)
+        return path
+
     ok = ok.assign(case=ok["op"] + " " + ok["shape"])
-    grid = sns.catplot(
-        data=ok,
-        x="filter_size",
-        y="pct_copy",
-        hue="impl",
-        col="direction",
-        row="layout",
-        kind="bar",
-        errorbar=None,
-        height=3,
-        aspect=1.3,
-    )
-    grid.set_axis_labels("filter size", "% of copy bandwidth")
-    paths.append(out / "kernels_bandwidth.png")
-    grid.savefig(paths[-1], dpi=120)
+    paths = [bars(ok, "pct_copy", "% of copy bandwidth", "impl", out / "kernels_bandwidth.png")]
     ours = (
         ok[ok["impl"] == "shiftlab"]
         .melt(
@@ -478,20 +482,7 @@ def write_figures(df: pd.DataFrame, out: Path) -> list[Path]:
         .dropna()
     )
     if not ours.empty:
-        grid = sns.catplot(
-            data=ours,
-            x="filter_size",
-            y="speed-up",
-            hue="against",
-            col="direction",
-            row="layout",
-            kind="bar",
-            errorbar=None,
-            height=3,
-            aspect=1.3,
-        )
-        paths.append(out / "kernels_speedup.png")
-        grid.savefig(paths[-1], dpi=120)
+        paths.append(bars(ours, "speed-up", "speed-up", "against", out / "kernels_speedup.png"))
     return paths
 
 

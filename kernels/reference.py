@@ -64,18 +64,35 @@ def blur_pool2d_reference(
         layout = torch.channels_last if channels_last else torch.contiguous_format
         return x[:, :, ::stride, ::stride].clone(memory_format=layout)
     compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    n, c, h, w = x.shape
+    h, w = x.shape[2:]
     rows = blur_matrix(h, taps, stride, padding, pad_off).to(x.device, compute_dtype)
     cols = blur_matrix(w, taps, stride, padding, pad_off).to(x.device, compute_dtype)
     xc = x.to(compute_dtype)
-    with torch.autocast(x.device.type, enabled=False):
-        if channels_last:
-            # (N, H, W, C) in memory: contract H over rows of W*C (few large GEMMs), then W.
-            per_col = torch.matmul(rows, xc.permute(0, 2, 3, 1).reshape(n, h, w * c))
-            out = torch.matmul(cols, per_col.reshape(n, rows.shape[0], w, c)).permute(0, 3, 1, 2)
-        else:
-            out = torch.matmul(rows, torch.matmul(xc, cols.t()))
+    if torch.jit.is_scripting():  # TorchScript cannot hold the autocast block (nor meets autocast)
+        out = _blur_products(xc, rows, cols, channels_last)
+    else:
+        out = _blur_products_without_autocast(xc, rows, cols, channels_last)
     return out.to(x.dtype)
+
+
+def _blur_products(
+    x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, channels_last: bool
+) -> torch.Tensor:
+    """``rows @ x @ cols^T`` per plane, in ``x``'s dtype."""
+    n, c, h, w = x.shape
+    if channels_last:
+        # (N, H, W, C) in memory: contract H over rows of W*C (few large GEMMs), then W.
+        per_col = torch.matmul(rows, x.permute(0, 2, 3, 1).reshape(n, h, w * c))
+        return torch.matmul(cols, per_col.reshape(n, rows.shape[0], w, c)).permute(0, 3, 1, 2)
+    return torch.matmul(rows, torch.matmul(x, cols.t()))
+
+
+@torch.jit.unused
+def _blur_products_without_autocast(
+    x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, channels_last: bool
+) -> torch.Tensor:
+    with torch.autocast(x.device.type, enabled=False):
+        return _blur_products(x, rows, cols, channels_last)
 
 
 def max_blur_pool2d_reference(

@@ -815,17 +815,24 @@ def test_an_output_or_storage_path_that_cannot_be_made_is_named(tmp_path, capsys
         assert fragment in capsys.readouterr().err
 
 
+def grown_study(tmp_path: Path) -> tuple[StudySpec, RunOptions, list[str]]:
+    """A second seed for study 'mechanics' (in tmp_path/out), as a study of its own on that
+    storage: its spec, run options and the CLI arguments that run it in tmp_path/grown."""
+    grown = make_spec(tmp_path, name="grown", seeds=[0, 1])
+    shared = options(storage=str(tmp_path / "out" / "journal.log"))
+    path = tmp_path / "grown.yaml"
+    path.write_text(grown.as_yaml())
+    cli = ["--space", str(path), "--out", str(tmp_path / "grown"), "--storage", shared.storage]
+    return grown, shared, cli
+
+
 def test_a_reused_study_deleted_later_leaves_the_runs_to_be_trained(tmp_path, capsys, monkeypatch):
     """The grown study remembers --reuse; once the old study is deleted a resume says so and
     trains what is left (its workers had died on the missing study at every resume). A plan
     lock is no study to reuse."""
     out = tmp_path / "out"
     run_study(make_spec(tmp_path, seeds=[0]), out, options())
-    grown = make_spec(tmp_path, name="grown", seeds=[0, 1])
-    shared = options(storage=str(out / "journal.log"))
-    path = tmp_path / "grown.yaml"
-    path.write_text(grown.as_yaml())
-    cli = ["--space", str(path), "--out", str(tmp_path / "grown"), "--storage", shared.storage]
+    grown, shared, cli = grown_study(tmp_path)
     assert main([*cli, "--reuse", "mechanics:plan-6", "--dry-run", "--no-probe"]) == 2
     assert "--reuse 'mechanics:plan-6': name another study" in capsys.readouterr().err
     marker = tmp_path / "hung.pid"  # the grown study is stopped in its first new run
@@ -897,13 +904,9 @@ def test_a_grown_study_takes_the_runs_it_shares_from_the_study_it_reuses(
     out = tmp_path / "out"
     first = run_study(make_spec(tmp_path, seeds=[0]), out, options())
     assert first.complete == 6 and sum(calls(call_log).values()) == 6
-    grown = make_spec(tmp_path, name="grown", seeds=[0, 1])
+    grown, shared, cli = grown_study(tmp_path)
     with pytest.raises(ValueError, match="holds the files of study 'mechanics'"):
         run_study(grown, out, options(reuse="mechanics"))  # its folder is the old study's
-    shared = options(storage=str(out / "journal.log"))
-    path = tmp_path / "grown.yaml"
-    path.write_text(grown.as_yaml())
-    cli = ["--space", str(path), "--out", str(tmp_path / "grown"), "--storage", shared.storage]
     assert main([*cli, "--reuse", "mechanics", "--dry-run", "--no-probe"]) == 0
     assert "--reuse 'mechanics': 6 of the 12 runs are taken from it" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--reuse 'missing': name another study"):
