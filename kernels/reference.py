@@ -26,6 +26,9 @@ from torch.autograd.function import once_differentiable
 
 from kernels.padding import blur_output_size, pad_index, pad_sizes
 
+#: Device types autocast can be on for.
+AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps")
+
 
 def blur_matrix(
     n: int, taps: torch.Tensor, stride: int, padding: str, pad_off: int
@@ -68,9 +71,9 @@ def blur_pool2d_reference(
     rows = blur_matrix(h, taps, stride, padding, pad_off).to(x.device, compute_dtype)
     cols = blur_matrix(w, taps, stride, padding, pad_off).to(x.device, compute_dtype)
     xc = x.to(compute_dtype)
-    if torch.jit.is_scripting():  # TorchScript cannot hold the autocast block (nor meets autocast)
+    if torch.jit.is_scripting() or not _autocasting(x.device.type):
         out = _blur_products(xc, rows, cols, channels_last)
-    else:
+    else:  # (TorchScript cannot hold the autocast block, nor meets autocast)
         out = _blur_products_without_autocast(xc, rows, cols, channels_last)
     return out.to(x.dtype)
 
@@ -85,6 +88,12 @@ def _blur_products(
         per_col = torch.matmul(rows, x.permute(0, 2, 3, 1).reshape(n, h, w * c))
         return torch.matmul(cols, per_col.reshape(n, rows.shape[0], w, c)).permute(0, 3, 1, 2)
     return torch.matmul(rows, torch.matmul(x, cols.t()))
+
+
+@torch.jit.unused
+def _autocasting(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (never for one it does not know: meta)."""
+    return device_type in AUTOCAST_DEVICES and torch.is_autocast_enabled(device_type)
 
 
 @torch.jit.unused

@@ -208,6 +208,8 @@ def test_autocast_leaves_the_reference_in_float32(autocast_dtype: torch.dtype) -
             out = run(x, 4, 2, "reflect", backend="torch")
         assert out.dtype == torch.float32
         torch.testing.assert_close(out, expected, **FP32)
+    meta = torch.empty(2, 4, 11, 8, device="meta")  # shapes only, with or without autocast
+    assert blur_pool2d(meta, 4, 2, "reflect", backend="torch").shape == (2, 4, 6, 4)
 
 
 @pytest.mark.parametrize("op", ["blur", "max_blur"])
