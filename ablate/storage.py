@@ -31,6 +31,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,26 +129,49 @@ def open_storage(location: StorageLocation) -> BaseStorage:
                 # tables; the loser finds them made on the next try
                 if attempt == SCHEMA_ATTEMPTS - 1:
                     raise ValueError(
-                        f"storage={location.url!r} cannot be opened: {error.orig}"
+                        f"storage={location.recorded!r} cannot be opened: {error.orig}"
                     ) from error
                 time.sleep(0.5 + random.random())
             except ImportError as error:
                 raise ValueError(
-                    f"storage={location.url!r} needs a database driver that is not installed "
+                    f"storage={location.recorded!r} needs a database driver that is not installed "
                     f"({error}): pip install psycopg2-binary for postgresql://, PyMySQL for "
                     "mysql+pymysql://"
                 ) from error
     Path(location.url).parent.mkdir(parents=True, exist_ok=True)
-    lock = JournalFileSymlinkLock(location.url)  # the lock Optuna's appends take
-    cut_torn_tail(Path(location.url), lock)
-    return JournalStorage(JournalFileBackend(location.url, lock_obj=lock))
+    return JournalStorage(MendingJournal(location.url))
+
+
+class MendingJournal(JournalFileBackend):
+    """Optuna's journal file, which before each append cuts off a torn last record (a write
+    cut short: a full disk, a killed process; `cut_torn_tail`). Optuna would append the next
+    record to the torn one, and then no process could read the study again; reading, as a
+    dry run does, leaves the file as it is."""
+
+    def __init__(self, path: str) -> None:
+        self._path = Path(path)
+        self._lock_of_appends = JournalFileSymlinkLock(path)  # the lock Optuna's appends take
+        super().__init__(path, lock_obj=self._lock_of_appends)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        if _ends_torn(self._path):  # an append under way looks torn too: checked again locked
+            cut_torn_tail(self._path, self._lock_of_appends)
+        super().append_logs(logs)
+
+
+def _ends_torn(journal: Path) -> bool:
+    """Whether the journal's last byte is not a record's end."""
+    with journal.open("rb") as file:
+        end = file.seek(0, os.SEEK_END)
+        if end == 0:
+            return False
+        file.seek(end - 1)
+        return file.read(1) != b"\n"
 
 
 def cut_torn_tail(journal: Path, lock: JournalFileSymlinkLock) -> Path | None:
-    """Move a journal's torn last record (a write cut short: a full disk, a killed process)
-    to `<journal>.torn-<time>` and cut it off, under the journal's lock; the path of the copy,
-    or None when the journal is whole. Optuna would append the next record to the torn one,
-    and then no process could read the study again."""
+    """Move a journal's torn last record to `<journal>.torn-<time>` and cut it off, under the
+    journal's lock; the path of the copy, or None when the journal is whole."""
     if not journal.is_file() or journal.stat().st_size == 0:
         return None
     lock.acquire()
@@ -166,7 +190,7 @@ def cut_torn_tail(journal: Path, lock: JournalFileSymlinkLock) -> Path | None:
                     break
                 start = chunk_start
             file.seek(start)
-            copy = journal.with_name(f"{journal.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}")
+            copy = journal.with_name(f"{journal.name}.torn-{datetime.now():%Y%m%dT%H%M%S%f}")
             copy.write_bytes(file.read())
             file.truncate(start)
     finally:

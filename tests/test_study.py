@@ -362,15 +362,20 @@ def test_a_journal_record_cut_short_is_moved_aside_and_the_study_resumes(tmp_pat
     spec = make_spec(tmp_path, seeds=[0])
     assert run_study(spec, out, options()).complete == 6
     journal = out / "journal.log"
+    live = optuna.load_study(
+        study_name="mechanics", storage=open_storage(locate_storage(None, out))
+    )
     whole = journal.read_bytes()
     torn = b'{"op_code": 4, "worker_id": "' + b"x" * 40  # longer than the look-back below
     journal.write_bytes(whole + torn)
     monkeypatch.setattr("ablate.storage.TAIL_BYTES", 16)
-    status = run_study(spec, out, options())
-    assert status.done and status.complete == 6
-    assert journal.read_bytes().startswith(whole) and load(out).trials
+    live.set_user_attr("note", "written after another process's write was cut short")
+    assert journal.read_bytes().startswith(whole) and load(out).user_attrs["note"]
     (kept,) = out.glob("journal.log.torn-*")
     assert kept.read_bytes() == torn
+    journal.write_bytes(journal.read_bytes() + torn)  # and a new process, on a resume
+    status = run_study(spec, out, options())
+    assert status.done and status.complete == 6 and len(list(out.glob("journal.log.torn-*"))) >= 1
 
 
 def test_a_sqlite_file_in_the_new_output_folder_is_made_by_the_run_not_the_dry_run(
