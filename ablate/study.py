@@ -372,19 +372,25 @@ def _run_workers(
         _follow(study, spec, out_dir, processes, options, replace_the_dead)
     except KeyboardInterrupt:
         print("interrupted: stopping workers; run the same command to resume", file=sys.stderr)
-        for process in processes:  # asked (SIGTERM, as Ctrl-C), then told (SIGKILL)
-            process.join(timeout=options.stop_wait_s)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=options.stop_wait_s)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        _stop(processes, options.stop_wait_s)
         raise
     for process in processes:
         process.join()
         if process.exitcode:
             print(f"{process.name} exited with code {process.exitcode}", file=sys.stderr)
+
+
+def _stop(processes: Sequence[multiprocessing.process.BaseProcess], wait_s: float) -> None:
+    """End the workers within about 3 × `wait_s` however many there are: time to stop by
+    themselves (a Ctrl-C at a terminal reached them too), then SIGTERM, which they take as
+    Ctrl-C, then SIGKILL."""
+    for ask in (None, "terminate", "kill"):
+        alive = [p for p in processes if p.is_alive()]
+        for process in alive if ask else ():
+            getattr(process, ask)()
+        deadline = time.monotonic() + wait_s
+        for process in alive:
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _follow(
