@@ -247,11 +247,11 @@ def check_destination(
             f"--reuse {options.reuse!r}: study {spec.name!r} takes its runs from {remembered!r}; "
             "leave --reuse out or name that study"
         )
-    if options.reuse is not None and (
+    if options.reuse not in (None, remembered) and (
         options.reuse == spec.name
         or PLAN_LOCK_MARK in options.reuse
         or stored_study(storage, options.reuse) is None
-    ):
+    ):  # (a remembered one since deleted: the run notes it and trains what is left)
         raise ValueError(
             f"--reuse {options.reuse!r}: name another study of this storage "
             f"({location.recorded}) to take finished runs from"

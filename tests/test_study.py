@@ -851,7 +851,7 @@ def test_a_reused_study_deleted_later_leaves_the_runs_to_be_trained(tmp_path, ca
     assert main([*cli, "--reuse", "grown2", "--dry-run", "--no-probe"]) == 2
     assert "takes its runs from 'mechanics'" in capsys.readouterr().err
     optuna.delete_study(study_name="mechanics", storage=load(out, "grown")._storage)
-    assert run_study(grown, tmp_path / "grown", shared).complete == 6
+    assert run_study(grown, tmp_path / "grown", reusing).complete == 6  # the same command
     assert "study 'mechanics', whose finished runs" in capsys.readouterr().err
 
 
