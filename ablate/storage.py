@@ -280,7 +280,7 @@ def plan_slots(
         lock = optuna.create_study(study_name=name, storage=storage)
     except DuplicatedStudyError:
         if _wait_for_plan(study, storage, name, n, wait_s):
-            plan_slots(study, storage, slots, wait_s)  # its holder died: take the lock over
+            plan_slots(study, storage, slots, wait_s)  # its holder is gone: plan it here
         return
     try:
         lock.set_user_attr("owner", {"host": socket.gethostname(), "pid": os.getpid(),
@@ -298,11 +298,14 @@ def plan_slots(
 def _wait_for_plan(
     study: optuna.Study, storage: BaseStorage, name: str, n: int, wait_s: float
 ) -> bool:
-    """Wait until the lock's holder has planned `n` slots; True (the lock deleted) where that
-    holder is a dead process of this host."""
+    """Wait until the lock's holder has planned `n` slots; True (plan again) where the lock is
+    gone (its holder was stopped) or its holder is a dead process of this host (the lock is
+    deleted)."""
     deadline = time.monotonic() + wait_s
     while planned_slots(study) < n:
         owner = _lock_owner(storage, name)
+        if owner is None:
+            return True
         here = owner.get("host") == socket.gethostname() and owner.get("pid") is not None
         if here and not _alive(owner["pid"], owner.get("started")):
             with contextlib.suppress(KeyError):  # another waiter deleted it first
@@ -318,12 +321,12 @@ def _wait_for_plan(
     return False
 
 
-def _lock_owner(storage: BaseStorage, name: str) -> dict[str, Any]:
-    """Who holds the plan lock `name` (empty while it records itself, or once it is gone)."""
+def _lock_owner(storage: BaseStorage, name: str) -> dict[str, Any] | None:
+    """Who holds the plan lock `name` (empty while it records itself; None once it is gone)."""
     try:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
-        return {}
+        return None
     return storage.get_study_user_attrs(study_id).get("owner") or {}
 
 

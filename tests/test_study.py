@@ -600,6 +600,17 @@ def test_a_plan_cut_short_leaves_no_lock_behind(tmp_path, call_log, monkeypatch)
     lock.set_user_attr("owner", {"host": socket.gethostname(), "pid": 2**22 + 1})  # > pid_max
     plan_slots(study, storage, plan(spec), wait_s=5)
     assert len(study.get_trials()) == 6
+    # a waiter whose planner was stopped (its lock deleted) plans at once, not after wait_s
+    spec = make_spec(tmp_path, name="stopped", seeds=[0])
+    study = open_study(storage, spec)
+    lock = f"stopped:plan-{len(plan(spec))}"
+    optuna.create_study(study_name=lock, storage=storage)
+    threading.Timer(
+        0.3, optuna.delete_study, kwargs={"study_name": lock, "storage": storage}
+    ).start()
+    began = time.monotonic()
+    plan_slots(study, storage, plan(spec), wait_s=60)
+    assert len(study.get_trials()) == 6 and time.monotonic() - began < 30
 
 
 def test_a_metric_the_cpu_cannot_measure_is_refused_as_an_objective_on_the_cpu(tmp_path):
