@@ -193,9 +193,10 @@ class Parameter(_Strict):
 
     @property
     def first_value(self) -> Any:
-        """The first choice, the fixed value, or the low end of a range."""
-        values = self.finite_values
-        return values[0] if values else self.float_range[0]  # type: ignore[index]
+        """The first choice, the fixed value, or the low end of a range (not listed)."""
+        if self.kind in ("int", "float"):
+            return (self.int_range or self.float_range)[0]  # type: ignore[index]
+        return self.finite_values[0]  # type: ignore[index]
 
     def conditions(self) -> dict[str, list[Scalar]]:
         """`when:` with every right-hand side as a list of accepted values."""
@@ -471,10 +472,12 @@ def _check_space(spec: StudySpec) -> Iterator[str]:
                 f"{where}: the grid sampler needs finite values (choices, value or an int "
                 "range); use choices, or sampler tpe/nsga2/random for a float range"
             )
-        if parameter.kind == "int" and _range_count(parameter) > MAX_RANGE_VALUES:
+        grid = spec.sampler.name == "grid"
+        if grid and parameter.kind == "int" and _range_count(parameter) > MAX_RANGE_VALUES:
             yield (
                 f"{where}.int: {parameter.int_range} holds {_range_count(parameter)} values, more "
-                f"than the {MAX_RANGE_VALUES} a study can list; give a step or a narrower range"
+                f"than the {MAX_RANGE_VALUES} a grid can run; give a step, a narrower range, or "
+                "sampler tpe/nsga2/random"
             )
 
 
@@ -539,7 +542,7 @@ def identity_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list
     return differences
 
 
-#: The most values an int range may hold: a grid runs each, and the checks list them.
+#: The most values an int range of a grid may hold: it runs each.
 MAX_RANGE_VALUES = 10_000
 #: The most configurations a sampled (non-grid) space's check builds.
 MAX_CHECKED_POINTS = 4096

@@ -45,7 +45,7 @@ BAD_SPECS = [
     ("bad_sampler_seed.yaml", ["sampler.seed", "greater than or equal to 0", "got -5"]),
     ("bad_taps_without_custom.yaml", ["base:", "taps are only used with filter='custom'"]),
     ("bad_zero_sum_taps.yaml", ["base:", "taps=[1.0, -1.0] is invalid", "must not sum to 0"]),
-    ("bad_huge_int_range.yaml", ["space.data_seed.int", "100000001 values", "give a step"]),
+    ("bad_huge_int_range.yaml", ["space.data_seed.int", "100000001 values", "sampler tpe"]),
     ("no_such_file.yaml", ["cannot read the spec", "No such file"]),
 ]
 
@@ -259,3 +259,15 @@ sampler: {name: grid}
     path.write_text(text.replace("width: {<<: *sizes, choices: [8, 16]}", "? [a, b]\n  : 1"))
     with pytest.raises(SpecError, match="broken YAML"):
         load_spec(path)
+
+
+def test_a_sampled_int_range_may_be_wide(tmp_path: Path) -> None:
+    """A sampler draws from a range without listing it; only a grid, which runs every value,
+    is held to a bounded count."""
+    path = tmp_path / "wide.yaml"
+    path.write_text(
+        "name: wide\nspace:\n  steps: {int: [10, 200000], log: true}\n"
+        "objectives: [{metric: accuracy, direction: maximize}]\n"
+        "sampler: {name: random, trials: 2}\n"
+    )
+    assert load_spec(path).space["steps"].first_value == 10
