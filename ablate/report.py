@@ -224,17 +224,25 @@ def _overview(
 
 
 def _made_by_items(runs: pd.DataFrame) -> list[str]:
-    """'made by: code … (commit …), torch …', per version with its runs where they differ."""
-    if not {"code", "commit", "torch"} <= set(runs):
+    """'made by: code … (commit …), torch …'; per version (code and torch: what a run
+    computes with) with its runs where they differ. Runs of versions that recorded none
+    count as one version."""
+    if not {"code", "torch"} <= set(runs):
         return []
-    versions = runs.groupby(["code", "commit", "torch"], dropna=False).size()
-    described = [
-        f"code {code} (commit {str(commit)[:12]}), torch {torch}"
-        for code, commit, torch in versions.index
-    ]
+    made = runs.assign(
+        code=runs["code"].fillna("not recorded"),
+        torch=runs["torch"].fillna("not recorded"),
+        commit=runs.get("commit", pd.Series(index=runs.index, dtype=object)).fillna("?"),
+    )
+    described, counts = [], []
+    for (code, torch), group in made.groupby(["code", "torch"], sort=False):
+        commits = ", ".join(sorted({str(c)[:12] + ("-dirty" if str(c).endswith("-dirty") else "")
+                                    for c in group["commit"]}))  # fmt: skip
+        described.append(f"code {code} (commit {commits}), torch {torch}")
+        counts.append(len(group))
     if len(described) == 1:
         return [f"made by: {described[0]}"]
-    each = "; ".join(f"{text}: {n} runs" for text, n in zip(described, versions, strict=True))
+    each = "; ".join(f"{text}: {n} runs" for text, n in zip(described, counts, strict=True))
     return [
         f"made by {len(described)} versions of the code or torch, whose runs this report "
         f"compares as if alike: {each}"

@@ -421,6 +421,17 @@ def test_the_summary_says_what_made_the_runs(tmp_path: Path) -> None:
         "- made by 2 versions of the code or torch, whose runs this report compares as if alike:"
         " code 5eed0f5eed0f (commit 0123456789ab), torch 2.13.0: 2 runs; code a11ce0000000"
     ) in summary
+    make_study(
+        tmp_path / "c",
+        {"filter_size": [3, 5]},
+        seeds=[0, 1],
+        made_by=lambda config, seed: {"commit": "fedcba9876543210-dirty"} if seed == 1 else {},
+    )
+    write_report(tmp_path / "c")  # another commit of the same sources: one version
+    summary = (tmp_path / "c" / "summary.md").read_text()
+    assert (
+        "- made by: code 5eed0f5eed0f (commit 0123456789ab, fedcba987654-dirty), torch 2.13.0\n"
+    ) in summary
 
 
 def test_an_empty_front_says_why(tmp_path: Path) -> None:
