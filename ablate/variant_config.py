@@ -10,7 +10,14 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from ablate.data import DATA_DIRS, check_source
 from ablate.models import check_model_name, model_arguments
@@ -22,7 +29,16 @@ PLACEMENTS: tuple[str, ...] = Placement.__args__
 Subsample = Literal["fixed", "aps", "lps"]
 SUBSAMPLES: tuple[str, ...] = Subsample.__args__
 #: A seed torch's generators take whole (`manual_seed` keeps 64 bits and refuses more).
-Seed = Annotated[int, Field(ge=0, lt=2**63, strict=True)]
+Seed = Annotated[int, BeforeValidator(lambda v: _not_text_or_bool(v, "a seed")),
+                 Field(ge=0, lt=2**63)]  # fmt: skip
+
+
+def _not_text_or_bool(value: Any, what: str) -> Any:
+    """`value`, unless YAML's `true` or a quoted number stands where an int is wanted (pydantic
+    would read them as 1 and as the number)."""
+    if isinstance(value, (bool, str)):
+        raise ValueError(f"{what} is an int, got {value!r}")
+    return value
 
 
 def check_subsample(placement: str, subsample: str) -> None:

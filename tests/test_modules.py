@@ -88,10 +88,13 @@ def test_taps_live_in_a_buffer_that_the_forward_uses() -> None:
     assert "taps" in dict(module.named_buffers())
     assert not list(module.parameters())
     assert "taps=[0.5, 0.25, 0.25]" in repr(module)  # no longer the binomial it was built as
-    with pytest.raises(RuntimeError, match="taps sum to 4: the taps of a low-pass pool"):
+    with pytest.raises(RuntimeError, match=r"taps sum to 4\.0: the taps of a low-pass pool"):
         module.load_state_dict({"taps": torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)})
     assert torch.equal(module.taps, custom)
     torch.testing.assert_close(module(x), expected, **FP32)  # the taps it kept run
+    box = BlurPool2d(2, 3, filter="box")  # a checkpoint that kept its taps in float32 loads
+    box.load_state_dict({"taps": box.taps.float()})
+    assert "filter='box'" in repr(box)
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])

@@ -41,7 +41,7 @@ BAD_SPECS = [
     ("bad_empty_condition.yaml", ["space.filter_size.when.placement", "[] accepts no value"]),
     ("bad_conditions_never_together.yaml", ["space.padding: never set", "never hold together"]),
     ("bad_constraint_bounds.yaml", ["constraints[0]", "min=90 > max=10"]),
-    ("bad_boolean_seed.yaml", ["seeds[1]", "valid integer", "got True"]),
+    ("bad_boolean_seed.yaml", ["seeds[1]", "a seed is an int, got True"]),
     ("bad_sampler_seed.yaml", ["sampler.seed", "greater than or equal to 0", "got -5"]),
     ("bad_taps_without_custom.yaml", ["base:", "taps are only used with filter='custom'"]),
     ("bad_zero_sum_taps.yaml", ["base:", "taps=[1.0, -1.0] is invalid", "must not sum to 0"]),
