@@ -51,6 +51,8 @@ def earlier_attempt_runs(
     """The runs that earlier attempts at a point finished (the trial a retry retries, the
     one that one retries, ...) before they failed or were stopped, made as `made_by` makes
     them: the retry takes them instead of training them again."""
+    if retry_of is None:
+        return {}
     trials = study.get_trials(deepcopy=False)
     attempts = []
     number = retry_of
@@ -58,6 +60,11 @@ def earlier_attempt_runs(
         attempts.append(trials[number])
         number = trials[number].user_attrs.get("retry_of")
     return _runs_of(attempts, made_by, "trial {} (an earlier attempt)")
+
+
+def made_alike(metrics: Mapping[str, Any], made_by: Mapping[str, str]) -> bool:
+    """Whether a run's `metrics` record that it was made as `made_by` makes runs."""
+    return all(metrics.get(key) == made_by[key] for key in MADE_ALIKE)
 
 
 def _runs_of(
@@ -73,7 +80,7 @@ def _runs_of(
             except ValidationError:
                 continue
             metrics = {name: value for name, value in record.items() if name != "seed"}
-            if made_by is not None and any(metrics.get(k) != made_by[k] for k in MADE_ALIKE):
+            if made_by is not None and not made_alike(metrics, made_by):
                 continue
             runs.setdefault(
                 run_key(read.model_dump(mode="json")), (metrics, where.format(trial.number))

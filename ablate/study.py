@@ -166,7 +166,7 @@ def _reuse_line(
         for seed in spec.seeds
     ]
     finished = finished_runs(old)
-    alike = finished_runs(old, made_by(resolve_device(device)))
+    alike = finished_runs(old, made_by(resolve_device(device)))  # (another run of a key may be)
     taken, elsewhere = sum(k in alike for k in keys), sum(k in finished for k in keys)
     otherwise = (
         f"; {elsewhere - taken} more it finished on another device, or with other code or "
