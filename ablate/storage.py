@@ -56,7 +56,7 @@ PLAN_LOCK_MARK = ":plan-"
 PLAN_LOCK = "{study}" + PLAN_LOCK_MARK + "{n}"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 300.0
-INTERRUPTED = "interrupted by the user (Ctrl-C); requeued without using a retry"
+INTERRUPTED = "interrupted by the user (Ctrl-C, SIGTERM); requeued without using a retry"
 DUPLICATE_RETRY = "not run: a second retry of the same failure, queued by two runners at once"
 SCHEMA_ATTEMPTS = 3
 

@@ -128,8 +128,8 @@ def run_worker(job: WorkerJob) -> None:
     stop_on_sigterm()
     try:
         _claim_and_run(job)
-    except KeyboardInterrupt:  # the runner says so; no traceback (its trial is requeued)
-        log.info("worker %d stopped by Ctrl-C", job.index)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: no traceback (its trial is requeued)
+        log.info("worker %d stopped (Ctrl-C or SIGTERM)", job.index)
         raise SystemExit(STOPPED_EXIT) from None
 
 

@@ -68,11 +68,11 @@ step() {  # step NAME LIMIT_S COMMAND...
   echo "== $name (limit ${limit}s)"
   local began=$SECONDS
   # SIGINT first: pytest then still prints which tests failed, a sweep stops as on Ctrl-C.
-  timeout --signal=INT --kill-after="$kill_s" "$((limit - kill_s))" "$@" 2>&1 \
+  timeout --signal=INT --kill-after="$kill_s" "$((limit > kill_s ? limit - kill_s : 1))" "$@" 2>&1 \
     | tee "$out/$name.log" | tail -n 25
   local rc=${PIPESTATUS[0]}
   printf "\n== %s: exit %s after %ss\n" "$name" "$rc" "$((SECONDS - began))"
-  if ((rc == 124 || rc == 137)); then
+  if ((rc == 124 || rc == 137)); then  # (137: killed after the grace, or by the OOM killer)
     timed_out+=("$name")
     return 0
   fi
@@ -111,7 +111,7 @@ limit=$(limit_for host_overhead)
 step host_overhead "$limit" "$py" -m benchmarks.host_overhead --launch cuda --shape 8x64x16x16 \
   --csv "$out/host_overhead.csv"
 
-cut=${timed_out[*]:+; timed out (their results are partial): ${timed_out[*]}}
+cut=${timed_out[*]:+; timed out or killed (their results are partial): ${timed_out[*]}}
 echo "finished $(date -u +%FT%TZ), test steps $([[ $status == 0 ]] && echo passed || echo FAILED)$cut" \
   | tee -a "$out/device.txt"
 if [[ -n $archive ]]; then
