@@ -149,9 +149,12 @@ def _claim_and_run(job: WorkerJob) -> None:
     study = open_study(storage, job.spec)
     from ablate.variant import made_by, resolve_device  # torch: where trials run
 
-    making = made_by(resolve_device(job.device))
+    try:
+        making = made_by(resolve_device(job.device))
+    except ValueError:  # a device this machine lacks: each trial records why it cannot run
+        making = None
     earlier = {}
-    if job.reuse:
+    if job.reuse and making is not None:
         reused = optuna.load_study(study_name=job.reuse, storage=storage)
         earlier = finished_runs(reused, making)
     seeded = False
@@ -167,7 +170,8 @@ def _claim_and_run(job: WorkerJob) -> None:
         reap_dead_trials(study, storage, slots, job.spec.max_retries, job.stale_after_s)
         trial = claim_next(study, storage, owner, seed_the_sampler)
         if trial is not None:
-            retried = earlier_attempt_runs(study, trial.user_attrs.get("retry_of"), making)
+            retry_of = trial.user_attrs.get("retry_of") if making is not None else None
+            retried = earlier_attempt_runs(study, retry_of, making or {})
             run_trial(study, storage, trial, job, objective, slots, {**retried, **earlier})
         elif queue_status(study, job.spec.max_retries).done:
             return

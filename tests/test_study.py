@@ -622,6 +622,13 @@ def test_a_metric_the_cpu_cannot_measure_is_refused_as_an_objective_on_the_cpu(t
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_this_machine_lacks_is_each_trials_to_report(tmp_path, call_log):
+    """The worker does not die on it before claiming a trial (the objective says why)."""
+    status = run_study(make_spec(tmp_path, seeds=[0]), tmp_path / "out", options(device="cuda"))
+    assert status.done and status.complete == 6
+
+
 def test_a_resume_on_another_storage_is_refused(tmp_path, call_log):
     """The folder's study lives in its own journal: another storage without that study would
     have started it over and overwritten its results."""
