@@ -42,7 +42,21 @@ def finished_runs(
     `made_by` (`ablate.variant.made_by`), only those it made too: the same device name (others
     are no measure of speed there), code and torch (others may compute otherwise)."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return _runs_of(trials, made_by, f"study {study.study_name!r}, trial {{}}")
+    return _runs_of(trials, made_by, _from_study(study.study_name) + "{}")
+
+
+def runs_taken_from(study: optuna.Study, source: str) -> int:
+    """How many runs the trials of `study` took from the study named `source`."""
+    return sum(
+        where.startswith(_from_study(source))
+        for trial in study.get_trials(deepcopy=False)
+        for where in trial.user_attrs.get("reused", {}).values()
+    )
+
+
+def _from_study(name: str) -> str:
+    """The start of `reused`'s record of a run taken from study `name` (its trial follows)."""
+    return f"study {name!r}, trial "
 
 
 def earlier_attempt_runs(

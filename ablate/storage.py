@@ -172,15 +172,12 @@ def _ends_torn(journal: Path) -> bool:
 def cut_torn_tail(journal: Path, lock: JournalFileSymlinkLock) -> Path | None:
     """Move a journal's torn last record to `<journal>.torn-<time>` and cut it off, under the
     journal's lock; the path of the copy, or None when the journal is whole."""
-    if not journal.is_file() or journal.stat().st_size == 0:
-        return None
     lock.acquire()
     try:
+        if not _ends_torn(journal):
+            return None
         with journal.open("r+b") as file:
             start = file.seek(0, os.SEEK_END)
-            file.seek(start - 1)
-            if file.read(1) == b"\n":
-                return None
             while start > 0:  # back to the end of the last whole record
                 chunk_start = max(0, start - TAIL_BYTES)
                 file.seek(chunk_start)
@@ -283,8 +280,7 @@ def plan_slots(
             plan_slots(study, storage, slots, wait_s)  # its holder is gone: plan it here
         return
     try:
-        lock.set_user_attr("owner", {"host": socket.gethostname(), "pid": os.getpid(),
-                                     "started": _process_start(os.getpid())})  # fmt: skip
+        lock.set_user_attr("owner", owner_record())
         existing = {t.user_attrs.get("slot") for t in study.get_trials(deepcopy=False)}
         for index, params in enumerate(slots):
             if index not in existing:
@@ -306,8 +302,7 @@ def _wait_for_plan(
         owner = _lock_owner(storage, name)
         if owner is None:
             return True
-        here = owner.get("host") == socket.gethostname() and owner.get("pid") is not None
-        if here and not _alive(owner["pid"], owner.get("started")):
+        if _on_this_host(owner) and not _alive(owner["pid"], owner.get("started")):
             with contextlib.suppress(KeyError):  # another waiter deleted it first
                 optuna.delete_study(study_name=name, storage=storage)
             return True
@@ -378,15 +373,12 @@ def _repeats_its_slot(trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> bool
     )
 
 
-def owner_record(device: str) -> dict[str, Any]:
-    """Who runs a trial: enough to tell later whether that process is still alive."""
+def owner_record(device: str | None = None) -> dict[str, Any]:
+    """Who runs a trial on `device` (or holds a plan lock): enough to tell later whether that
+    process is still alive."""
     pid = os.getpid()
-    return {
-        "host": socket.gethostname(),
-        "pid": pid,
-        "started": _process_start(pid),
-        "device": device,
-    }
+    record = {"host": socket.gethostname(), "pid": pid, "started": _process_start(pid)}
+    return record if device is None else {**record, "device": device}
 
 
 def fail_and_retry(
@@ -508,7 +500,7 @@ def death_reason(trial: FrozenTrial, stale_after_s: float) -> str | None:
     """Why a RUNNING trial's worker is known to be gone, or None while it may be alive."""
     owner = _owner(trial)
     host, pid = owner.get("host"), owner.get("pid")
-    if host == socket.gethostname() and pid is not None:  # on this host the process table decides
+    if _on_this_host(owner):  # here the process table decides
         if _alive(pid, owner.get("started")):
             return None
         return f"worker process {pid} on {host} died while running the trial"
@@ -532,6 +524,12 @@ def _proc_stat(pid: int) -> list[str] | None:
     except OSError:
         return None
     return text[text.rindex(")") + 2 :].split()
+
+
+def _on_this_host(owner: dict[str, Any]) -> bool:
+    """Whether `owner` (`owner_record`) is a process of this host, whose liveness `_alive`
+    can tell (another host's only its heartbeat tells)."""
+    return owner.get("host") == socket.gethostname() and owner.get("pid") is not None
 
 
 def _alive(pid: int, started: str | None) -> bool:

@@ -32,7 +32,7 @@ from optuna.storages import BaseStorage
 from tqdm import tqdm
 
 from ablate.results import write_results
-from ablate.reuse import finished_runs, run_key
+from ablate.reuse import finished_runs, run_key, runs_taken_from
 from ablate.spec import CUDA_ONLY_METRICS, SpecError, StudySpec, load_spec
 from ablate.storage import (
     HEARTBEAT_S,
@@ -115,9 +115,9 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
     defined at module level).
     """
     out_dir = Path(out_dir)
-    location, pins = check_destination(spec, out_dir, options)
+    location, pins, existing = check_destination(spec, out_dir, options)
     out_dir.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(location)
+    storage = existing or open_storage(location)
     study = open_study(storage, spec, make_sampler(spec))
     options = dataclasses.replace(options, reuse=_reuse_of(study, storage, options.reuse))
     plan_slots(study, storage, plan(spec))
@@ -137,12 +137,7 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
         write_results(study, spec, out_dir)
     status = queue_status(study, spec.max_retries)
     if options.reuse is not None:
-        source = f"study {options.reuse!r}, "
-        taken = sum(
-            where.startswith(source)
-            for trial in study.get_trials(deepcopy=False)
-            for where in trial.user_attrs.get("reused", {}).values()
-        )
+        taken = runs_taken_from(study, options.reuse)
         print(f"runs taken from study {options.reuse!r}: {taken}", file=sys.stderr)
     if options.report and status.complete:
         _write_report(out_dir, location.url if location.is_rdb else None)
@@ -200,10 +195,11 @@ def _reuse_of(study: optuna.Study, storage: BaseStorage, asked: str | None) -> s
 
 def check_destination(
     spec: StudySpec, out_dir: Path, options: RunOptions
-) -> tuple[StorageLocation, list[str | None]]:
-    """The study's storage and its workers' CUDA_VISIBLE_DEVICES, once checked before anything
-    runs: the output folder is not a file, the storage can be opened by the workers asked for,
-    and a study of this name in it was made from this spec."""
+) -> tuple[StorageLocation, list[str | None], BaseStorage | None]:
+    """The study's storage, its workers' CUDA_VISIBLE_DEVICES and the storage opened if it
+    exists (`existing_storage`), once checked before anything runs: the output folder is not
+    a file, the storage can be opened by the workers asked for, and a study of this name in it
+    was made from this spec."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {str(out_dir)!r} is a file: give a folder (made if missing)")
     check_can_be_made(out_dir.absolute(), "--out")
@@ -256,7 +252,7 @@ def check_destination(
             f"--reuse {options.reuse!r}: name another study of this storage "
             f"({location.recorded}) to take finished runs from"
         )
-    return location, pins
+    return location, pins, storage
 
 
 def _stored_at(recorded: str, out_dir: Path) -> str:
@@ -684,11 +680,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             reuse=args.reuse,
         )
         if args.dry_run:
-            location, pins = check_destination(spec, out_dir, options)
+            _, pins, existing = check_destination(spec, out_dir, options)
             slots = plan(spec)
             lines = describe_plan(spec, slots)
             if options.reuse is not None:
-                old = stored_study(existing_storage(location), options.reuse)
+                old = stored_study(existing, options.reuse)
                 lines.append(_reuse_line(spec, slots, old, args.device))
             lines += estimate_time(
                 spec, slots, len(pins), args.device, None, probe=not args.no_probe

@@ -170,8 +170,8 @@ def _claim_and_run(job: WorkerJob) -> None:
         reap_dead_trials(study, storage, slots, job.spec.max_retries, job.stale_after_s)
         trial = claim_next(study, storage, owner, seed_the_sampler)
         if trial is not None:
-            retry_of = trial.user_attrs.get("retry_of") if making is not None else None
-            retried = earlier_attempt_runs(study, retry_of, making or {})
+            retry_of = trial.user_attrs.get("retry_of")
+            retried = {} if making is None else earlier_attempt_runs(study, retry_of, making)
             run_trial(study, storage, trial, job, objective, slots, {**retried, **earlier})
         elif queue_status(study, job.spec.max_retries).done:
             return
