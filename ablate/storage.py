@@ -299,12 +299,14 @@ def _wait_for_plan(
     deleted)."""
     deadline = time.monotonic() + wait_s
     while planned_slots(study) < n:
-        owner = _lock_owner(storage, name)
-        if owner is None:
+        held = _lock_owner(storage, name)
+        if held is None:
             return True
+        lock_id, owner = held
         if _on_this_host(owner) and not _alive(owner["pid"], owner.get("started")):
+            # by id: the lock a waiter that took over first has made since is not this one
             with contextlib.suppress(KeyError):  # another waiter deleted it first
-                optuna.delete_study(study_name=name, storage=storage)
+                storage.delete_study(lock_id)
             return True
         if time.monotonic() > deadline:
             raise RuntimeError(
@@ -316,13 +318,14 @@ def _wait_for_plan(
     return False
 
 
-def _lock_owner(storage: BaseStorage, name: str) -> dict[str, Any] | None:
-    """Who holds the plan lock `name` (empty while it records itself; None once it is gone)."""
+def _lock_owner(storage: BaseStorage, name: str) -> tuple[int, dict[str, Any]] | None:
+    """The plan lock `name`'s study id and who holds it (empty while it records itself);
+    None once it is gone."""
     try:
         study_id = storage.get_study_id_from_name(name)
+        return study_id, storage.get_study_user_attrs(study_id).get("owner") or {}
     except KeyError:
         return None
-    return storage.get_study_user_attrs(study_id).get("owner") or {}
 
 
 def claim_next(

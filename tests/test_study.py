@@ -613,6 +613,40 @@ def test_a_plan_cut_short_leaves_no_lock_behind(tmp_path, call_log, monkeypatch)
     assert len(study.get_trials()) == 6 and time.monotonic() - began < 30
 
 
+def test_two_waiters_take_over_a_dead_planners_lock_once(tmp_path, monkeypatch):
+    """A waiter that finds the planner dead deletes that lock, not the one another waiter
+    took over with meanwhile (both used to plan: every slot enqueued twice)."""
+    spec = make_spec(tmp_path, seeds=[0])
+    storage = open_storage(locate_storage(None, tmp_path / "out"))
+    study = open_study(storage, spec)
+    slots = plan(spec)
+    name = f"{spec.name}:plan-{len(slots)}"
+    lock = optuna.create_study(study_name=name, storage=storage)
+    lock.set_user_attr("owner", {"host": socket.gethostname(), "pid": 2**22 + 1})  # > pid_max
+    read_owner = storage.get_study_user_attrs
+
+    def the_other_waiter_plans():  # what plan_slots does while holding the lock
+        for index, params in enumerate(slots):
+            study.enqueue_trial(dict(params), user_attrs={"slot": index, "attempt": 0})
+        study.set_user_attr("planned_slots", len(slots))
+
+    def the_other_waiter_takes_over(study_id):
+        attrs = read_owner(study_id)
+        if study_id == lock._study_id:  # between this waiter's read and its delete
+            optuna.delete_study(study_name=name, storage=storage)
+            optuna.create_study(study_name=name, storage=storage).set_user_attr(
+                "owner", owner_record()
+            )
+            other.start()
+        return attrs
+
+    other = threading.Timer(0.3, the_other_waiter_plans)
+    monkeypatch.setattr(storage, "get_study_user_attrs", the_other_waiter_takes_over)
+    plan_slots(study, storage, slots, wait_s=30)
+    other.join()
+    assert sorted(t.user_attrs["slot"] for t in study.get_trials()) == list(range(len(slots)))
+
+
 def test_a_metric_the_cpu_cannot_measure_is_refused_as_an_objective_on_the_cpu(tmp_path):
     """Peak memory is NaN on the CPU: every trial would have failed, and been retried."""
     objectives = [{"metric": "peak_memory_mb", "direction": "minimize"}]
