@@ -368,7 +368,7 @@ def _run_workers(
         _follow(study, spec, out_dir, processes, options, replace_the_dead)
     except KeyboardInterrupt:
         print("interrupted: stopping workers; run the same command to resume", file=sys.stderr)
-        _stop(processes, options.stop_wait_s)
+        stop_workers(processes, options.stop_wait_s)
         raise
     for process in processes:
         process.join()
@@ -376,7 +376,7 @@ def _run_workers(
             print(f"{process.name} exited with code {process.exitcode}", file=sys.stderr)
 
 
-def _stop(processes: Sequence[multiprocessing.process.BaseProcess], wait_s: float) -> None:
+def stop_workers(processes: Sequence[multiprocessing.process.BaseProcess], wait_s: float) -> None:
     """End the workers within about 3 × `wait_s` however many there are: time to stop by
     themselves (a Ctrl-C at a terminal reached them too), then SIGTERM, which they take as
     Ctrl-C, then SIGKILL."""

@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import json
 import math
+import multiprocessing
 import os
 import random
 import signal
@@ -50,6 +51,7 @@ from ablate.study import (
     estimate_time,
     main,
     run_study,
+    stop_workers,
     write_study_files,
 )
 from ablate.variant import UnbuildableVariant, made_by
@@ -645,6 +647,24 @@ def test_two_waiters_take_over_a_dead_planners_lock_once(tmp_path, monkeypatch):
     plan_slots(study, storage, slots, wait_s=30)
     other.join()
     assert sorted(t.user_attrs["slot"] for t in study.get_trials()) == list(range(len(slots)))
+
+
+def _deaf_to_interrupts() -> None:  # a worker stuck where no signal but SIGKILL ends it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(600)
+
+
+def test_stuck_workers_are_stopped_within_one_grace_period_however_many(tmp_path):
+    """Waiting, then SIGTERM, then SIGKILL: each step waits once for all workers, not once per
+    worker (four stuck workers took four times as long to stop)."""
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_deaf_to_interrupts) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    began = time.monotonic()
+    stop_workers(workers, wait_s=1.0)
+    assert not any(w.is_alive() for w in workers) and time.monotonic() - began < 3 * 1.0 + 2
 
 
 def test_a_metric_the_cpu_cannot_measure_is_refused_as_an_objective_on_the_cpu(tmp_path):
