@@ -7,7 +7,7 @@ importing ``kernels`` never imports Triton.
 
 import importlib.util
 from collections.abc import Sequence
-from functools import cache, lru_cache
+from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -109,12 +109,12 @@ def _filter(
     taps: Sequence[float] | torch.Tensor | None,
     sigma: float | None,
 ) -> tuple[torch.Tensor, tuple[float, ...]]:
-    """The filter's taps as a tensor and as Python floats (:func:`tap_values`). A named filter
-    is built once per size, family and sigma: every functional call asks, and building it
-    costs about as much host time as a launch."""
+    """The filter's taps as a CPU tensor and as Python floats (:func:`tap_values`). A named
+    filter is built once per size, family and sigma: every functional call asks, and building
+    it costs about as much host time as a launch."""
     named = taps is None and type(filter_size) is int and isinstance(family, str)
     if named and (sigma is None or type(sigma) in (int, float)):
-        return _named_filter(filter_size, family, None, sigma)
+        return _named_filter(filter_size, family, sigma)
     return _built_filter(filter_size, family, taps, sigma)
 
 
@@ -125,10 +125,28 @@ def _built_filter(
     sigma: float | None,
 ) -> tuple[torch.Tensor, tuple[float, ...]]:
     values = filter_taps(filter_size, family, taps=taps, sigma=sigma)
-    return torch.tensor(values, dtype=torch.float64), values
+    return torch.tensor(values, dtype=torch.float64, device="cpu"), values
 
 
-_named_filter = lru_cache(maxsize=256)(_built_filter)
+#: Named filters built so far, by (size, family, sigma); at most NAMED_FILTERS_KEPT of them.
+_named_filters: dict[tuple[int, str, float | None], tuple[torch.Tensor, tuple[float, ...]]] = {}
+NAMED_FILTERS_KEPT = 256
+
+
+def _named_filter(
+    filter_size: int, family: str, sigma: float | None
+) -> tuple[torch.Tensor, tuple[float, ...]]:
+    """:func:`_built_filter` of a named filter, kept once built as a plain tensor: one built
+    while ``torch.export`` or another fake-tensor mode traces a call is that trace's only (it
+    has no values), and ``torch.compile`` builds its own in the graph."""
+    key = (filter_size, family, sigma)
+    built = _named_filters.get(key)
+    if built is None:
+        built = _built_filter(filter_size, family, None, sigma)
+        plain = type(built[0]) is torch.Tensor and not torch.compiler.is_compiling()
+        if plain and len(_named_filters) < NAMED_FILTERS_KEPT:
+            _named_filters[key] = built
+    return built
 
 
 def tap_values(taps: torch.Tensor) -> tuple[float, ...]:
