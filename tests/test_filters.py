@@ -118,6 +118,7 @@ def test_custom_taps_are_normalised_copies(size: int | None, taps: object) -> No
         ((3, "gaussian"), {"sigma": "1"}, ["sigma='1'", "number > 0"]),
         ((3, "gaussian"), {"sigma": True}, ["sigma=True", "number > 0"]),
         ((3, "gaussian"), {"sigma": float("nan")}, ["sigma=nan", "finite"]),
+        ((3, "gaussian"), {"sigma": float("inf")}, ["sigma=inf", "finite"]),
         ((3, "box"), {"sigma": 1.0}, ["sigma", "gaussian", "'box'"]),
         ((3, "binomial"), {"taps": [1, 2, 1]}, ["taps", "custom", "'binomial'"]),
         ((None, "custom"), {}, ["taps=None", "custom"]),

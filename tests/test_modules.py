@@ -88,9 +88,10 @@ def test_taps_live_in_a_buffer_that_the_forward_uses() -> None:
     assert "taps" in dict(module.named_buffers())
     assert not list(module.parameters())
     assert "taps=[0.5, 0.25, 0.25]" in repr(module)  # no longer the binomial it was built as
-    with pytest.raises(RuntimeError, match=r"taps sum to 4\.0: the taps of a low-pass pool"):
-        module.load_state_dict({"taps": torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)})
-    assert torch.equal(module.taps, custom)
+    for taps, total in (([1.0, 2.0, 1.0], r"4\.0"), ([float("nan")] * 3, "nan")):
+        with pytest.raises(RuntimeError, match=f"taps sum to {total}: the taps of a low-pass"):
+            module.load_state_dict({"taps": torch.tensor(taps, dtype=torch.float64)})
+        assert torch.equal(module.taps, custom)
     torch.testing.assert_close(module(x), expected, **FP32)  # the taps it kept run
     box = BlurPool2d(2, 3, filter="box")  # a checkpoint that kept its taps in float32 loads
     box.load_state_dict({"taps": box.taps.float()})
@@ -188,6 +189,16 @@ def test_bad_module_arguments_are_value_errors(build: object, fragments: list[st
         (lambda x: blur_pool2d(x[:, :, :0]), ["(1, 3, 0, 8)", ">= 1"]),
         (lambda x: max_blur_pool2d(x, max_kernel=9), ["(1, 3, 8, 8)", ">= 9", "max_kernel"]),
         (lambda x: max_blur_pool2d(x, stride=1.5), ["stride=1.5", "integer"]),
+        (lambda x: blur_pool2d(x, 5, pad_off=-1), ["pad_off=-1", ">= 0"]),
+        (lambda x: blur_pool2d(x, relu="no"), ["relu='no'", "True or False"]),
+        (lambda x: max_blur_pool2d(x, max_kernel=0), ["max_kernel=0", ">= 1"]),
+        (lambda x: blur_pool2d(x[..., :0]), ["(1, 3, 8, 0)", ">= 1"]),
+        (lambda x: max_blur_pool2d(x[..., :1]), ["(1, 3, 8, 1)", ">= 2", "max_kernel"]),
+        (lambda x: blur_pool2d(x.to(torch.float8_e4m3fn)), ["float8_e4m3fn", "float32"]),
+        (  # True is not the sigma=1 filter built by the first call
+            lambda x: [blur_pool2d(x, 3, filter="gaussian", sigma=s) for s in (1, True)],
+            ["sigma=True", "number > 0"],
+        ),
         (lambda x: max_blur_pool2d(x[0]), ["4-D"]),
     ],
 )
@@ -198,13 +209,31 @@ def test_bad_functional_arguments_are_value_errors(call: object, fragments: list
         assert fragment in str(error.value)
 
 
+def test_defaults_are_the_documented_ones() -> None:
+    """Bin-4, stride 2, reflect padding (and a 2x2 max): MaxBlurPool2d(C) is the drop-in for
+    nn.MaxPool2d(2, 2), BlurPool2d(C) for nn.AvgPool2d(2, 2)."""
+    assert repr(BlurPool2d(3)) == (
+        "BlurPool2d(3, filter_size=4, filter='binomial', stride=2, padding='reflect', "
+        "pad_off=0, relu=False, backend='auto')"
+    )
+    assert repr(MaxBlurPool2d(3)) == (
+        "MaxBlurPool2d(3, filter_size=4, filter='binomial', stride=2, padding='reflect', "
+        "max_kernel=2, backend='auto')"
+    )
+    x = torch.randn(1, 3, 9, 8)
+    explicit = {"filter": "binomial", "backend": "torch"}
+    assert torch.equal(blur_pool2d(x), blur_pool2d(x, 4, 2, "reflect", pad_off=0, **explicit))
+    assert torch.equal(max_blur_pool2d(x), max_blur_pool2d(x, 4, 2, "reflect", max_kernel=2,
+                                                           **explicit))  # fmt: skip
+
+
 def test_functional_ops_build_a_named_filter_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every functional call needs the filter's taps; a named one is made once (it costs
     about as much host time as a launch), custom taps every call, with the same results."""
     made: list[object] = []
     build = functional.filter_taps
     monkeypatch.setattr(functional, "filter_taps", lambda *a, **k: made.append(a) or build(*a, **k))
-    functional._named_filter.cache_clear()
+    monkeypatch.setattr(functional, "_named_filters", {})
     x = torch.randn(1, 2, 9, 8)
     first = blur_pool2d(x, 5, filter="gaussian", sigma=1.5)
     torch.testing.assert_close(blur_pool2d(x, 5, filter="gaussian", sigma=1.5), first)
@@ -282,6 +311,22 @@ def test_torch_export_of_the_functional_ops_records_their_custom_ops() -> None:
         "shiftlab.blur_pool2d.default", "shiftlab.max_blur_pool2d.default",
     ]  # fmt: skip
     torch.testing.assert_close(exported.module()(x), FunctionalCalls()(x), **FP32)
+
+
+def test_an_export_leaves_no_traced_filter_for_later_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A named filter first built while ``torch.export`` traced a call was a fake tensor, and
+    was kept: every later eager call with that filter on the reference path read garbage."""
+    monkeypatch.setattr(functional, "_named_filters", {})
+    x = torch.randn(1, 2, 9, 8)
+
+    class Calls(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return blur_pool2d(x, 5, 2, "zeros", backend="torch")
+
+    exported = torch.export.export(Calls(), (x,))
+    expected = BlurPool2d(2, 5, 2, "zeros", backend="torch")(x)
+    torch.testing.assert_close(blur_pool2d(x, 5, 2, "zeros", backend="torch"), expected, **FP32)
+    torch.testing.assert_close(exported.module()(x), expected, **FP32)
 
 
 def test_onnx_export_runs() -> None:
