@@ -38,6 +38,13 @@ def crop_reference(image, dh, dw, pad, fill):
     return out
 
 
+def shift_reference(image, dh, dw, kind, pad, fill):
+    """One image shifted by `kind`'s protocol: torch.roll, or :func:`crop_reference`."""
+    if kind == "circular":
+        return torch.roll(image, (dh, dw), dims=(-2, -1))
+    return crop_reference(image, dh, dw, pad, fill)
+
+
 class GlobalMeanLinear(nn.Module):
     """Exactly invariant to circular shifts: the logits see only each channel's mean."""
 
@@ -181,9 +188,9 @@ def test_shift_grid_metrics_match_per_image_references(test_set, kind, fill):
     offsets = list(itertools.product(range(-2, 3), repeat=2))
     expected = torch.empty(64, len(offsets), dtype=torch.long)
     with torch.no_grad():
-        for (g, offset), i in itertools.product(enumerate(offsets), range(64)):
-            shifted = shift_images(test_set[i : i + 1], offset, kind, pad=2, fill=fill)
-            expected[i, g] = model(shifted).argmax(1).item()
+        for (g, (dh, dw)), i in itertools.product(enumerate(offsets), range(64)):
+            shifted = shift_reference(test_set[i], dh, dw, kind, pad=2, fill=fill)
+            expected[i, g] = model(shifted[None]).argmax(1).item()
     classes = classes_over_shifts(
         model, test_set, kind=kind, shift=2, pad=2, fill=fill, batch_size=7
     )
@@ -202,16 +209,17 @@ def test_consistency_of_known_class_shares():
     assert consistency(classes.int()) == consistency(classes)
 
 
-def test_accuracy_and_true_prob_vs_shift_match_reference(test_set):
+@pytest.mark.parametrize("fill", ["zeros", "reflect"])
+def test_accuracy_and_true_prob_vs_shift_match_reference(test_set, fill):
     model = FlatLinear()
     y = own_labels(model, test_set)
     accuracies, true_probs = accuracy_vs_shift(
-        model, test_set, y, kind="crop", diagonal=2, pad=3, fill="zeros", batch_size=10
+        model, test_set, y, kind="crop", diagonal=2, pad=3, fill=fill, batch_size=10
     )
     assert len(accuracies) == len(true_probs) == 3
     with torch.no_grad():
         for d in range(3):
-            shifted = torch.stack([crop_reference(im, d, d, 3, "zeros") for im in test_set])
+            shifted = torch.stack([crop_reference(im, d, d, 3, fill) for im in test_set])
             probs = model(shifted).softmax(1)
             assert accuracies[d] == pytest.approx(
                 100 * (probs.argmax(1) == y).double().mean().item()
@@ -228,6 +236,24 @@ def test_metrics_chunking_and_mode_restoration():
     chunked = predict_logits(model, x, offsets=(1, 1), kind="crop", pad=1, batch_size=3)
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
     assert model.training
+
+
+@pytest.mark.parametrize("kind", ["circular", "crop"])
+def test_per_image_offsets_follow_their_images_across_chunks(test_set, kind):
+    """Image i is shifted by offsets[i] in whichever chunk it falls."""
+    model = FlatLinear()
+    offsets = torch.randint(-2, 3, (64, 2), generator=torch.Generator().manual_seed(2))
+    logits = predict_logits(
+        model, test_set, offsets=offsets, kind=kind, pad=2, fill="reflect", batch_size=7
+    )
+    with torch.no_grad():
+        shifted = torch.stack(
+            [
+                shift_reference(image, int(dh), int(dw), kind, pad=2, fill="reflect")
+                for image, (dh, dw) in zip(test_set, offsets, strict=True)
+            ]
+        )
+        torch.testing.assert_close(logits, model(shifted).float())
 
 
 def test_metrics_restore_each_submodule_mode():
@@ -288,14 +314,17 @@ def test_tv_matches_loop_reference():
 
 def test_filter_tv_names_layers_and_skips_pointwise_convs():
     model = nn.Sequential(
-        nn.Conv2d(3, 4, 3), nn.Sequential(nn.Conv2d(4, 4, 1), nn.Conv2d(4, 2, (1, 3)))
+        nn.Conv2d(3, 4, 3),
+        nn.Sequential(nn.Conv2d(4, 4, 1), nn.Conv2d(4, 2, (1, 3))),
+        nn.Conv2d(2, 2, 3),
     )
     with torch.no_grad():
         model[0].weight.fill_(0.3)
         model[0].weight[0].zero_()  # all-zero filters are left out of the mean
+        model[2].weight.zero_()  # a dead layer has no smoothness, not a perfect one
     tv = filter_tv(model)
-    assert set(tv) == {"0", "1.1"}
-    assert tv["0"] == 0
+    assert set(tv) == {"0", "1.1", "2"}
+    assert tv["0"] == 0 and math.isnan(tv["2"])
     assert tv["1.1"] == pytest.approx(normalised_tv(model[1][1].weight).mean().item())
 
 
