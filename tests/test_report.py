@@ -49,6 +49,7 @@ from ablate.report_table import (
     read_meta,
     runs_table,
 )
+from ablate.spec import Constraint as SpecConstraint
 from ablate.variant_config import VariantConfig, run_identity, unused_fields
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -150,9 +151,10 @@ def make_study(
         system_attrs = {
             "constraints:seeds_at_chance<=0": float(sum(not m["learned"] for m in per_seed))
         }
-        for bound in constraints or ():  # as `optuna.Trial.set_constraint` stores them
+        for bound in constraints or ():  # as the engine's `trial.set_constraint` stores them
             mean = float(np.mean([m[bound["metric"]] for m in per_seed]))
-            system_attrs[f"constraints:{bound['metric']}>={bound['min']}"] = bound["min"] - mean
+            for key, value in SpecConstraint(**bound).violations(mean).items():
+                system_attrs[f"constraints:{key}"] = value
         study.add_trial(
             optuna.trial.create_trial(
                 params=params,
@@ -228,6 +230,8 @@ def test_welch_difference_by_hand() -> None:
     assert math.isnan(welch_difference([1.0], [2.0, 3.0]).low)
     exact = welch_difference([17.5, 17.5, 17.5], [17.4, 17.4], deterministic=True)  # FLOPs
     assert (exact.low, exact.high) == (exact.estimate, exact.estimate) and exact.excludes_zero
+    same = welch_difference([17.5, 17.5, 17.5], [17.5, 17.5], deterministic=True)
+    assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0) and not same.excludes_zero
     tied = welch_difference([5.0, 5.0], [3.0, 3.0])  # seeds' values that happen to tie
     assert tied.estimate == 2.0 and math.isnan(tied.low) and not tied.excludes_zero
 
@@ -245,9 +249,11 @@ def test_aggregation_over_seeds_on_hand_made_table() -> None:
             "seed": [0, 1, 2, 0, 0, 3],
             "accuracy": [80.0, 82.0, 84.0, 70.0, 60.0, 86.0],
             "peak_memory_mb": [1.0, 1.0, 1.0, 2.0, np.nan, 1.0],
+            "learned": [True, True, True, True, False, True],
         }
     )
     configs = aggregate_over_seeds(runs, ["filter_size", "padding"]).set_index("config_key")
+    assert not [c for c in configs if c.startswith("learned")]  # a verdict, not a measure
     # Config "a" ran in trials 0 and 3: pooled over its four seeds.
     a = configs.loc["a"]
     assert a["n_seeds"] == 4 and a["trials"] == "0,3"
@@ -334,6 +340,20 @@ def test_non_dominated_rejects_bad_input() -> None:
         non_dominated(np.zeros((2, 2)), ["maximize"])
 
 
+def test_pareto_mask_reads_each_columns_direction_and_keeps_non_finite_rows_off() -> None:
+    """Accuracy up, FLOPs down: (85, 15) loses to (90, 10), and would beat it were the
+    directions swapped. A row with a NaN or infinite mean is on no front and beats nothing."""
+    nan, inf = math.nan, math.inf
+    table = pd.DataFrame(
+        {
+            "accuracy": [90.0, 80.0, 95.0, 85.0, nan, 99.0, inf],
+            "mflops": [10.0, 5.0, 20.0, 15.0, 1.0, -inf, 1.0],
+        }
+    )
+    front = pareto_mask(table, ["accuracy", "mflops"], ["maximize", "minimize"])
+    assert front.tolist() == [True, True, True, False, False, False, False]
+
+
 def _front_trials(study: optuna.Study, out_dir: Path) -> set[int]:
     """The trials of the front's configurations (a configuration several trials built lists
     them all, as `best_trials` does: they measured the same)."""
@@ -348,13 +368,22 @@ def test_front_on_aggregated_table_agrees_with_best_trials(tmp_path: Path) -> No
     assert _front_trials(study, tmp_path / "s") == {t.number for t in study.best_trials}
 
 
-def test_front_with_constraints_agrees_with_best_trials(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "constraints",
+    [
+        [{"metric": "accuracy", "min": 71.0}],
+        [{"metric": "forward_mflops", "max": 17.6}, {"metric": "accuracy", "min": 70.0}],
+    ],
+)
+def test_front_with_constraints_agrees_with_best_trials(
+    tmp_path: Path, constraints: list[dict]
+) -> None:
     out_dir = tmp_path / "c"
-    study = make_study(
-        out_dir, FULL_SPACE, seeds=[0, 1], constraints=[{"metric": "accuracy", "min": 71.0}]
-    )
+    study = make_study(out_dir, FULL_SPACE, seeds=[0, 1], constraints=constraints)
     expected = {t.number for t in study.best_trials}
     assert expected and _front_trials(study, out_dir) == expected
+    everything = {t.number for t in make_study(tmp_path / "u", FULL_SPACE, [0, 1]).best_trials}
+    assert expected != everything  # the bounds rule out part of the front
 
 
 def test_runs_at_chance_are_listed_left_out_of_consistency_and_off_the_front(
