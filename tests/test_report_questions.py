@@ -1,0 +1,136 @@
+"""The research questions' answers, on small hand-made run tables whose numbers are worked out
+by hand: the exact effect, interval and verdict each sentence gives.
+
+Intervals use the published 97.5 % quantiles of Student's t: 4.302653 for 2 degrees of freedom
+and 2.776445 for 4. Two groups of two runs each with values a, a + 2 have variance 2 each, so
+the Welch standard error of their difference is sqrt(2/2 + 2/2) = sqrt(2) with 2 degrees of
+freedom: half width 4.302653 * 1.414214 = 6.0849.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from ablate.report_questions import answer_questions, cost_answers, shift_drop
+
+
+def _runs(blurred: list, baseline: list, column: str, **extra: list) -> pd.DataFrame:
+    """One row per run: the blurred runs (placement paper, filter size 3) with `blurred` in
+    `column`, then the baseline runs (placement none) with `baseline`; `extra` adds columns."""
+    n_blurred, n_baseline = len(blurred), len(baseline)
+    return pd.DataFrame(
+        {
+            "placement": ["paper"] * n_blurred + ["none"] * n_baseline,
+            "filter_size": [3] * n_blurred + [1] * n_baseline,
+            column: list(blurred) + list(baseline),
+            **extra,
+        }
+    )
+
+
+def _answer(runs: pd.DataFrame, key: str) -> str:
+    answers = {a.key: a for a in answer_questions(runs) + cost_answers(runs)}
+    return answers[key].sentence
+
+
+def test_shift_drop_subtracts_the_mean_over_the_shifted_offsets_only() -> None:
+    """The drop is accuracy at offset 0 minus the mean over offsets 1..D, not over 0..D (which
+    would shrink it by D/(D+1))."""
+    assert shift_drop([80.0, 70.0, 74.0]) == pytest.approx(8.0)  # 80 - (70 + 74) / 2
+    assert shift_drop([90.0, 84.0]) == pytest.approx(6.0)  # diagonal 1: two values
+    assert shift_drop([90.0, 88.0, 86.0, 84.0]) == pytest.approx(4.0)  # 90 - 86
+
+
+def test_a_curve_of_diagonal_one_answers_rq3_with_the_exact_drop() -> None:
+    """Curves of two values (offset 0 and one diagonal offset) are answered: drops 1, 2, 3 with
+    blur and 6, 7, 8 without, so -5.00 points, sd 1 each, 4 degrees of freedom:
+    half width 2.776445 * sqrt(2/3) = 2.2670."""
+    runs = _runs(
+        [[80, 79], [82, 80], [84, 81]],
+        [[80, 74], [82, 75], [84, 76]],
+        "accuracy_vs_shift_circular",
+    )
+    assert _answer(runs, "RQ3") == (
+        "Yes: the drop from accuracy at offset 0 to the mean over circular diagonal offsets 1..D "
+        "is 2.00 points with blur vs 7.00 points without (difference -5.00 points, "
+        "95 % CI [-7.27, -2.73] points; Welch t over runs, n = 3 blurred vs 3 no-blur runs)."
+    )
+
+
+def test_the_difference_among_runs_that_learned_leaves_the_stuck_runs_out() -> None:
+    """Adversarial accuracy counts a run that did not learn (30 %), but the clause on the runs
+    that learned compares 60, 62 with 50, 52 only: +10.00 [+3.92, +16.08], not the +17.00 of
+    all runs (61 - 44)."""
+    runs = _runs(
+        [60.0, 62.0],
+        [50.0, 52.0, 30.0],
+        "adversarial_circular",
+        learned=[True, True, True, True, False],
+    )
+    sentence = _answer(runs, "RQ4")
+    assert "is 61.00 % with blur vs 44.00 % without (difference +17.00 points" in sentence
+    assert "n = 2 blurred vs 3 no-blur runs" in sentence
+    assert sentence.endswith(
+        " This counts 0 blurred and 1 no-blur runs that did not learn (accuracy not above "
+        "chance); among the runs that learned the difference is +10.00 [+3.92, +16.08] points."
+    )
+
+
+def test_rq4_split_by_training_names_each_answer_by_its_own_augmentation() -> None:
+    """With augmentation blur gains 10 points (70, 72 vs 60, 62), without it 1 point (55, 57 vs
+    54, 56): each difference sits beside the label of the runs it came from."""
+    runs = _runs(
+        [70.0, 72.0, 55.0, 57.0],
+        [60.0, 62.0, 54.0, 56.0],
+        "adversarial_circular",
+        augment=[True, True, False, False] * 2,
+    )
+    assert _answer(runs, "RQ4").endswith(
+        " Split by training: without augmentation +1.00 [-5.08, +7.08] points; "
+        "with augmentation +10.00 [+3.92, +16.08] points."
+    )
+
+
+def test_a_cost_blur_leaves_exactly_unchanged_is_answered_no_difference() -> None:
+    """FLOPs are the same for every run of a configuration: groups that all measure 17.40 differ
+    by exactly zero, which is a "No", not an inconclusive answer."""
+    runs = _runs([17.4] * 3, [17.4] * 3, "forward_mflops")
+    assert _answer(runs, "C3") == (
+        "No, no difference: the forward pass's MFLOPs per image is 17.40 MFLOPs with blur vs "
+        "17.40 MFLOPs without (difference +0.00 MFLOPs or +0.00 %, exact: every run of each "
+        "group gave the same value; Welch t over runs, n = 3 blurred vs 3 no-blur runs)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "values"),
+    [("dataset", ["cifar10", "folder"]), ("data_dir", ["data/a", "data/b"])],
+)
+def test_answers_are_split_by_the_data_when_the_study_varies_it(
+    setting: str, values: list[str]
+) -> None:
+    """Runs on two datasets (or data folders) mix their effects: the answer also gives the one
+    within each, +10.00 on the first (90, 92 vs 80, 82), +1.00 on the second (81, 83 vs 80, 82)."""
+    first, second = values
+    runs = _runs(
+        [90.0, 92.0, 81.0, 83.0],
+        [80.0, 82.0, 80.0, 82.0],
+        "consistency_circular",
+        **{setting: [first, first, second, second] * 2},
+    )
+    assert _answer(runs, "RQ2").endswith(
+        f" By {setting}: {first} +10.00 [+3.92, +16.08] points; "
+        f"{second} +1.00 [-5.08, +7.08] points."
+    )
+
+
+def test_a_group_of_one_run_says_so_rather_than_that_runs_tied() -> None:
+    """One blurred run against three baseline runs bounds nothing because a group has one run,
+    not because the runs of each group tied."""
+    runs = _runs([95.0], [88.0, 90.0, 92.0], "consistency_circular")
+    assert _answer(runs, "RQ2") == (
+        "Inconclusive: `consistency_circular` is 95.00 % with blur vs 90.00 % without "
+        "(difference +5.00 points, no interval: a group has fewer than two runs; Welch t over "
+        "runs, n = 1 blurred vs 3 no-blur runs)."
+    )
