@@ -44,21 +44,27 @@ def varied_splits(table: pd.DataFrame) -> list[str]:
     return [s for s in SPLIT_BY if s in table and table[s].nunique() > 1]
 
 
+def _column(table: pd.DataFrame, name: str, default: object) -> pd.Series:
+    """`table[name]`, or `default` on every row of a table without that column."""
+    return table[name] if name in table else pd.Series(default, index=table.index)
+
+
+def converted(table: pd.DataFrame) -> pd.Series:
+    """Per row, whether the network's downsampling was replaced: not placement `none`, and not
+    `sites` 0, which converts nothing. Its filter and subsampling apply to these rows only."""
+    return (_column(table, "placement", "paper") != "none") & (_column(table, "sites", None) != 0)
+
+
 def blur_groups(table: pd.DataFrame) -> pd.Series:
-    """Per row, `"no blur"` (placement `none`, `sites` 0, which converts nothing, or filter size
-    1: plain subsampling), `"blur"`, or `"APS without blur"` / `"LPS without blur"` (filter size 1
-    with polyphase sampling: neither the baseline nor blurred, so the questions leave it out)."""
-
-    def column(name: str, default: object) -> pd.Series:
-        return table[name] if name in table else pd.Series(default, index=table.index)
-
-    none = (column("placement", "paper") == "none") | (column("sites", None) == 0)
-    one_tap = column("filter_size", 0) == 1
-    subsample = column("subsample", "fixed").astype(str)
+    """Per row, `"no blur"` (not :func:`converted`, or filter size 1: plain subsampling),
+    `"blur"`, or `"APS without blur"` / `"LPS without blur"` (filter size 1 with polyphase
+    sampling: neither the baseline nor blurred, so the questions leave it out)."""
+    one_tap = _column(table, "filter_size", 0) == 1
+    subsample = _column(table, "subsample", "fixed").astype(str)
     adaptive = subsample != "fixed"
     groups = pd.Series(BLUR, index=table.index, name="blur")
     groups[one_tap & adaptive] = subsample.str.upper() + " without blur"
-    groups[none | (one_tap & ~adaptive)] = NO_BLUR
+    groups[~converted(table) | (one_tap & ~adaptive)] = NO_BLUR
     return groups
 
 
@@ -115,10 +121,11 @@ _SUBSAMPLE_RUNS = {"fixed": "fixed-grid", "aps": "APS", "lps": "LPS"}
 
 
 def subsample_contrast(treated: str, control: str) -> Callable[[pd.DataFrame], Contrast]:
-    """Anti-aliased runs subsampling by `treated` against those subsampling by `control`."""
+    """Converted runs (:func:`converted`, blurred or not: APS and LPS need no blur) subsampling
+    by `treated` against those subsampling by `control`."""
 
     def contrast(runs: pd.DataFrame) -> Contrast:
-        placed = runs["placement"] != "none" if "placement" in runs else True
+        placed = converted(runs)
         return Contrast(
             placed & (runs["subsample"] == treated),
             placed & (runs["subsample"] == control),
@@ -126,7 +133,8 @@ def subsample_contrast(treated: str, control: str) -> Callable[[pd.DataFrame], C
             _SUBSAMPLE_NAMES[control],
             _SUBSAMPLE_RUNS[treated],
             _SUBSAMPLE_RUNS[control],
-            f"{_SUBSAMPLE_RUNS[control]} (subsample {control}, placement not none)",
+            f"{_SUBSAMPLE_RUNS[control]} (subsample {control}, downsampling replaced: placement "
+            "not none, sites not 0)",
         )
 
     return contrast
@@ -251,14 +259,12 @@ def _runs_that_did_not_learn(
 
 
 def _by_filter_size(runs: pd.DataFrame, values: pd.Series, unit: str) -> str:
-    """' Mean by filter size: 1: 80.1 %, 3: 84.0 %.' (blurred placements only, none = baseline;
-    nothing when they have one size)."""
+    """' Mean by filter size: 1: 80.1 %, 3: 84.0 %.' (:func:`converted` runs only: the others
+    use no filter; nothing when they have one size)."""
     if "filter_size" not in runs:
         return ""
-    blurred_sites = (
-        runs["placement"] != "none" if "placement" in runs else pd.Series(True, index=runs.index)
-    )
-    means = values[blurred_sites].groupby(runs.loc[blurred_sites, "filter_size"]).mean()
+    placed = converted(runs)
+    means = values[placed].groupby(runs.loc[placed, "filter_size"]).mean()
     if len(means) < 2:
         return ""
     parts = ", ".join(f"{k}: {_fmt(v, unit=unit)}" for k, v in means.items())
@@ -424,8 +430,8 @@ def cost_answers(runs: pd.DataFrame) -> list[Answer]:
 
 def polyphase_answers(runs: pd.DataFrame) -> list[Answer]:
     """Each polyphase sampling the study ran against the fixed grid (A1–A3 for APS, L1–L3 for
-    LPS) and LPS against APS (L4, L5), anti-aliased runs only; none when the study did not
-    vary `subsample`."""
+    LPS) and LPS against APS (L4, L5), over the :func:`converted` runs of every filter size;
+    none when the study did not vary `subsample`."""
     if "subsample" not in runs or runs["subsample"].nunique() < 2:
         return []
     present = set(runs["subsample"])

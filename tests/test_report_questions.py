@@ -12,7 +12,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from ablate.report_questions import answer_questions, cost_answers, shift_drop
+from ablate.report_questions import (
+    answer_questions,
+    cost_answers,
+    polyphase_answers,
+    shift_drop,
+)
 
 
 def _runs(blurred: list, baseline: list, column: str, **extra: list) -> pd.DataFrame:
@@ -134,3 +139,20 @@ def test_a_group_of_one_run_says_so_rather_than_that_runs_tied() -> None:
         "(difference +5.00 points, no interval: a group has fewer than two runs; Welch t over "
         "runs, n = 1 blurred vs 3 no-blur runs)."
     )
+
+
+def test_polyphase_answers_count_the_runs_whose_downsampling_was_replaced() -> None:
+    """APS needs no blur, so its runs of filter size 1 count (99, 100 vs 80, 82); a run with
+    `sites: 0` converts nothing, so it is no APS run whatever its `subsample` says."""
+    runs = pd.DataFrame(
+        {
+            "placement": ["paper"] * 6,
+            "filter_size": [1, 3, 1, 3, 3, 3],
+            "sites": [None, None, None, None, 0, 0],
+            "subsample": ["aps", "aps", "fixed", "fixed", "aps", "aps"],
+            "consistency_circular": [99.0, 100.0, 80.0, 82.0, 70.0, 72.0],
+        }
+    )
+    (a1,) = [a for a in polyphase_answers(runs) if a.key == "A1"]
+    assert "99.50 % with APS vs 81.00 % with fixed subsampling" in a1.sentence
+    assert "n = 2 APS vs 2 fixed-grid runs" in a1.sentence
