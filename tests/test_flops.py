@@ -43,6 +43,16 @@ def test_a_baseline_counts_as_torch_counts_it(name):
     assert forward_flops(model, (3, 32, 32)) == counted_flops(model, (3, 32, 32)) > 0
 
 
+def test_grouped_and_rectangular_convs_count_as_torch_counts_them():
+    """Users' networks (depthwise-separable blocks, 1×3 kernels), not only the shipped ones."""
+    model = nn.Sequential(
+        nn.Conv2d(4, 8, (1, 3), padding=(0, 1)),
+        nn.Conv2d(8, 8, 3, groups=4),
+        nn.Conv2d(8, 8, 5, groups=8, bias=False),
+    )
+    assert forward_flops(model, (4, 11, 13)) == counted_flops(model, (4, 11, 13)) > 0
+
+
 @pytest.mark.parametrize("module", [BlurPool2d, MaxBlurPool2d])
 @pytest.mark.parametrize("filter_size", [1, 2, 5, 7])
 def test_a_blur_counts_as_its_depthwise_conv(module, filter_size):
