@@ -6,7 +6,8 @@ GPU), shows progress, rewrites `results.csv` after each finished trial and write
 the end. Stopping it loses nothing: running the same command again resumes the study.
 
 Output folder (`runs/<name>/` by default): `spec.yaml` (the spec as run), `meta.json`,
-`journal.log` (the default storage), `results.csv`, `logs/worker-<k>.log`, the report files.
+`journal.log` (the default storage), `results.csv`, `logs/worker-<k>-runner-<pid>.log`, the
+report files.
 """
 
 from __future__ import annotations
@@ -334,7 +335,8 @@ def _run_workers(
             heartbeat_s=options.heartbeat_s,
             stale_after_s=options.stale_after_s,
             poll_s=options.poll_s,
-            log_file=str(out_dir / "logs" / f"worker-{index}.log"),
+            # one file per runner too: two runners on one folder wrote one log, interleaved
+            log_file=str(out_dir / "logs" / f"worker-{index}-runner-{os.getpid()}.log"),
             reuse=options.reuse,
         )
         process = context.Process(target=run_worker, args=(job,), name=f"ablate-worker-{index}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -126,6 +127,7 @@ def run_worker(job: WorkerJob) -> None:
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     stop_on_sigterm()
+    stop_when_orphaned()
     try:
         _claim_and_run(job)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: no traceback (its trial is requeued)
@@ -141,6 +143,20 @@ def stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def stop_when_orphaned(poll_s: float = 1.0) -> None:
+    """SIGTERM this process once its parent is gone: a runner killed outright (`kill -9`, the
+    OOM killer) would otherwise leave its workers training on, unseen, until the study ends."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        log.warning("the runner (process %d) is gone: stopping", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="orphan-watch").start()
 
 
 def _claim_and_run(job: WorkerJob) -> None:

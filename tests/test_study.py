@@ -56,7 +56,7 @@ from ablate.study import (
 )
 from ablate.variant import UnbuildableVariant, made_by
 from ablate.variant_config import VariantConfig
-from ablate.workers import Heartbeat, plan, stop_on_sigterm
+from ablate.workers import Heartbeat, plan, stop_on_sigterm, stop_when_orphaned
 from kernels.files import atomic_write_text
 
 NAN_LR = 0.0625  # a learning rate that makes the fake "return" a NaN accuracy
@@ -665,6 +665,36 @@ def test_stuck_workers_are_stopped_within_one_grace_period_however_many(tmp_path
     began = time.monotonic()
     stop_workers(workers, wait_s=1.0)
     assert not any(w.is_alive() for w in workers) and time.monotonic() - began < 3 * 1.0 + 2
+
+
+def _worker_left_behind(marker: Path) -> None:  # a worker: stops as on SIGTERM, says so
+    stop_on_sigterm()
+    stop_when_orphaned(poll_s=0.1)
+    try:
+        time.sleep(120)
+    except KeyboardInterrupt:
+        marker.write_text("stopped")
+
+
+def _runner_that_is_killed(marker: Path) -> None:
+    multiprocessing.get_context("fork").Process(target=_worker_left_behind, args=(marker,)).start()
+    time.sleep(120)
+
+
+def test_a_worker_whose_runner_is_killed_outright_stops(tmp_path):
+    """`kill -9` of the runner: its workers had gone on training, unseen, to the study's end."""
+    marker = tmp_path / "stopped"
+    runner = multiprocessing.get_context("fork").Process(
+        target=_runner_that_is_killed, args=(marker,)
+    )
+    runner.start()
+    time.sleep(1.0)  # the worker is watching
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.join()
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.read_text() == "stopped"
 
 
 def test_a_metric_the_cpu_cannot_measure_is_refused_as_an_objective_on_the_cpu(tmp_path):
