@@ -41,7 +41,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from ablate.spec import StudySpec, identity_differences
 
@@ -51,6 +51,7 @@ DEFAULT_JOURNAL = "journal.log"
 #: Bytes read at a time when looking back for a journal's last whole record.
 TAIL_BYTES = 1 << 16
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+POSTGRES_FORM = "postgresql://user:password@host:port/database"
 #: What names a plan lock (a study holding no trials, whose existence is the lock).
 PLAN_LOCK_MARK = ":plan-"
 PLAN_LOCK = "{study}" + PLAN_LOCK_MARK + "{n}"
@@ -82,19 +83,41 @@ def locate_storage(url: str | None, out_dir: Path) -> StorageLocation:
     """Resolve `--storage`/`storage:`: None -> `out_dir/journal.log`; a path -> a journal file."""
     if url is None:
         return StorageLocation(str(Path(out_dir).resolve() / DEFAULT_JOURNAL), DEFAULT_JOURNAL)
-    if "://" in url:
-        scheme = url.split("://", 1)[0].split("+", 1)[0]
-        if scheme not in RDB_SCHEMES:
-            raise ValueError(
-                f"storage={url!r}: unsupported scheme {scheme!r}; use a journal file path, "
-                "sqlite:///file.db or postgresql://user:password@host:port/database"
-            )
-        return StorageLocation(url, without_password(url))
+    scheme = url.split(":", 1)[0].split("+", 1)[0] if ":" in url else ""
+    if "://" in url or scheme in RDB_SCHEMES:
+        return _database_location(url, scheme)
     path = Path(url).resolve()
     if path.is_dir():
         raise ValueError(f"storage={url!r} is a folder: give a journal file's path in it")
     check_can_be_made(path, "storage")
     return StorageLocation(str(path), str(path))
+
+
+def _database_location(url: str, scheme: str) -> StorageLocation:
+    """A database URL checked as far as it can be without connecting: its scheme, its form,
+    and for SQLite a file that can be made (an in-memory database no second process sees)."""
+    accepted = "sqlite:///relative.db, sqlite:////absolute/path.db or " + POSTGRES_FORM
+    if scheme not in RDB_SCHEMES:
+        raise ValueError(
+            f"storage={url!r}: unsupported scheme {scheme!r}; use a journal file path, {accepted}"
+        )
+    try:
+        parsed = make_url(url) if "://" in url else None
+    except ArgumentError:
+        parsed = None
+    if parsed is None or (scheme == "sqlite" and parsed.host):
+        raise ValueError(f"storage={url!r} is not a database URL of the form {accepted}")
+    if scheme == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ValueError(
+            f"storage={url!r} is an in-memory database, which the workers cannot share: "
+            "give a database file, sqlite:///relative.db or sqlite:////absolute/path.db"
+        )
+    if scheme == "sqlite":
+        database = Path(parsed.database).resolve()
+        if database.is_dir():
+            raise ValueError(f"storage={url!r} names a folder: give a database file in it")
+        check_can_be_made(database, "storage")
+    return StorageLocation(url, without_password(url))
 
 
 def without_password(url: str) -> str:

@@ -346,6 +346,12 @@ def test_a_stored_study_refuses_a_different_spec(tmp_path, call_log, capsys):
     [
         (["--out", "{tmp}/a_file"], "is a file: give a folder"),
         (["--storage", "ftp://host/study"], "unsupported scheme 'ftp'"),
+        # one slash: had made a folder 'sqlite:' with a journal in it, and run there
+        (["--storage", "sqlite:/study.db"], "'sqlite:/study.db' is not a database URL"),
+        (["--storage", "sqlite://study.db"], "'sqlite://study.db' is not a database URL"),
+        (["--storage", "sqlite:///:memory:"], "in-memory database, which the workers cannot"),
+        (["--storage", "sqlite:///{tmp}/a_file/x.db"], "a_file' is a file, not a folder"),
+        (["--storage", "sqlite:///{tmp}"], "names a folder: give a database file in it"),
     ],
 )
 def test_a_dry_run_refuses_a_destination_the_run_could_not_use(tmp_path, capsys, where, message):
