@@ -434,7 +434,13 @@ def _find_sites(model: nn.Module, example: torch.Tensor) -> tuple[list[_Site], A
     candidates = {name: m for name, m in model.named_modules() if _site_kind(m) is not None}
     calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]] = {}
     with GridOrigins() as origins:
-        output = _record_calls(model, example, candidates, calls)
+        try:
+            output = _record_calls(model, example, candidates, calls)
+        except Exception as error:  # the user's model or example: say which argument
+            raise ValueError(
+                f"the model fails on example_input of shape {tuple(example.shape)} (too small "
+                f"for its downsampling, or not what it takes?): {error}"
+            ) from error
     sites = [
         _Site(name, _site_kind(candidates[name]), candidates[name], in_shape, out_shape,
               origins.origin(source))

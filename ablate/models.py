@@ -30,6 +30,8 @@ from torch import Tensor, nn
 from ablate.modes import evaluating
 
 MODELS = ("vgg", "resnet18")
+#: The smallest image side a built-in network takes (VGG's four 2× pools leave 16 pixels one).
+MIN_IMAGE_SIZE = {"vgg": 16}
 CONV_PADDINGS = ("zeros", "circular")
 #: What `build_model` can pass to a network's factory; a factory of your own gets what it names.
 FACTORY_ARGUMENTS = ("num_classes", "width", "conv_padding")
@@ -54,6 +56,7 @@ def build_model(
             raise ValueError(f"{argument} must be a positive int, got {value!r}")
     if conv_padding not in CONV_PADDINGS:
         raise ValueError(f"conv_padding must be one of {CONV_PADDINGS}, got {conv_padding!r}")
+    check_image_size(name, image_size)
     if name in MODELS:
         network = VGG if name == "vgg" else ResNet18
         model = network(num_classes=num_classes, width=width, conv_padding=conv_padding)
@@ -68,6 +71,17 @@ def build_model(
             )
     _check_logits(model, name, num_classes, (3, image_size, image_size))
     return model
+
+
+def check_image_size(name: str, image_size: int) -> None:
+    """Raise ValueError where a built-in network cannot take `image_size`² images (a factory's
+    network is checked when it is built)."""
+    smallest = MIN_IMAGE_SIZE.get(name, 1)
+    if image_size < smallest:
+        raise ValueError(
+            f"image_size={image_size} is too small for model {name!r}: it takes images of "
+            f"{smallest} pixels and up"
+        )
 
 
 def check_model_name(name: str) -> str:

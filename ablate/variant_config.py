@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from ablate.data import DATA_DIRS, check_source
-from ablate.models import check_model_name, model_arguments
+from ablate.models import check_image_size, check_model_name, model_arguments
 from kernels.filters import filter_taps
 from kernels.options import Backend, FilterFamily, PaddingMode
 
@@ -188,6 +188,7 @@ class VariantConfig(BaseModel):
                 raise ValueError(str(error).replace("family=", "filter=")) from error
         check_subsample(self.placement, self.subsample)
         check_source(self.dataset, self.data_dir, self.image_size)
+        check_image_size(self.model, self.image_size)
         ignored = {"width", "conv_padding"} & (self.model_fields_set - model_arguments(self.model))
         if ignored:
             field = min(ignored)

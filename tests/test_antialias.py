@@ -421,6 +421,13 @@ def test_a_model_without_a_site_is_refused():
     assert antialias(model, placement="none")[1] == []
 
 
+def test_an_example_the_model_cannot_take_is_named():
+    """A bare RuntimeError from deep in the model had named neither argument nor cause."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3))
+    with pytest.raises(ValueError, match=r"fails on example_input of shape \(1, 3, 4, 4\)"):
+        antialias(model, example_input=torch.randn(1, 3, 4, 4))
+
+
 @pytest.mark.parametrize(
     ("pool", "description"),
     [

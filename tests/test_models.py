@@ -69,6 +69,7 @@ def test_circular_conv_padding_commutes_with_circular_shifts(name):
         ({"width": 0}, "width"),
         ({"num_classes": 0}, "num_classes"),
         ({"conv_padding": "reflect"}, "conv_padding"),
+        ({"image_size": 15}, "image_size=15 is too small for model 'vgg': it takes images of 16"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, field):

@@ -12,6 +12,7 @@ from ablate.flops import forward_flops
 from ablate.models import build_model
 from ablate.polyphase import PolyphasePool2d
 from ablate.variant import UnbuildableVariant, main, resolve_device, run_variant
+from ablate.variant_config import VariantConfig
 from kernels.provenance import source_fingerprint
 
 DOCUMENTED_METRICS = {
@@ -190,8 +191,8 @@ def test_your_own_images_train_a_network_with_their_classes_and_size(image_folde
     assert metrics["params"] == sum(p.numel() for p in baseline.parameters())
     assert metrics["forward_mflops"] > forward_flops(baseline, (3, 20, 20)) / 1e6
     assert metrics["chance_accuracy"] == pytest.approx(100 / 3)
-    with pytest.raises(ValueError, match=r"model 'vgg' fails on a batch of 3×12×12 images"):
-        run_variant(settings | {"image_size": 12})
+    with pytest.raises(ValueError, match=r"image_size=12 is too small for model 'vgg': it takes"):
+        VariantConfig(**(settings | {"image_size": 12}))  # as a spec loads, before any run
 
 
 def test_a_setting_your_network_does_not_take_is_refused(user_nets):
