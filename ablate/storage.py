@@ -586,6 +586,8 @@ class QueueStatus:
     """Failed slots that a resume runs again: retries left (a point that could not be built)."""
     seeds_in_progress: int
     """Seeds that running trials have finished: progress inside the slots that are running."""
+    complete_at_chance: int = 0
+    """Complete slots with a seed that did not learn: infeasible, so off the Pareto front."""
 
     @property
     def finished(self) -> int:
@@ -611,6 +613,9 @@ def queue_status(study: optuna.Study, max_retries: int) -> QueueStatus:
         states = {trial.state for trial in trials}
         if TrialState.COMPLETE in states:
             outcome["complete"] += 1
+            complete = next(t for t in trials if t.state == TrialState.COMPLETE)
+            seeds = complete.user_attrs.get("seeds", ())
+            outcome["complete_at_chance"] += any(r.get("learned") is False for r in seeds)
         elif TrialState.RUNNING in states:
             outcome["running"] += 1
         elif TrialState.WAITING in states:
@@ -631,4 +636,5 @@ def queue_status(study: optuna.Study, max_retries: int) -> QueueStatus:
             for trial in trials
             if trial.state == TrialState.RUNNING
         ),
+        outcome["complete_at_chance"],
     )

@@ -665,11 +665,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         spec = load_spec(args.space, overrides)
         if args.trials is not None:
-            if spec.sampler.name == "grid" or args.trials < 1:
+            if spec.sampler.name == "grid":
                 raise ValueError(
-                    f"--trials {args.trials}: give N >= 1, for tpe/nsga2/random only (a grid "
-                    "runs every point once)"
+                    f"--trials {args.trials}: the spec's sampler is grid, which runs every point "
+                    "once; --trials sets the trial count of tpe, nsga2 and random"
                 )
+            if args.trials < 1:
+                raise ValueError(f"--trials {args.trials}: give a trial count >= 1")
             sampler = spec.sampler.model_copy(update={"trials": args.trials})
             spec = spec.model_copy(update={"sampler": sampler})
         out_dir = args.out or Path("runs") / spec.name
@@ -704,13 +706,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{spec.name}: {status.complete} of {status.planned} trials complete, "
         f"{status.failed} failed; results in {out_dir / 'results.csv'}"
     )
+    if status.complete_at_chance:
+        none_learned = status.complete_at_chance == status.complete
+        print(
+            f"{status.complete_at_chance} of the {status.complete} complete trials have runs that "
+            "did not learn (accuracy not above chance): infeasible, off the Pareto front"
+            + ("; the study has no front: train longer (epochs, steps)" if none_learned else "")
+        )
     if not status.done:
         print(f"{status.waiting + status.running} trials left: run the same command to resume")
         return 1
     if status.retry_on_resume:
         print(
             f"{status.retry_on_resume} failed design point(s) have retries left: see fail_reason "
-            "in results.csv, fix what it names, and run the same command to run them again"
+            "in results.csv; where it lies outside the spec (memory, a driver, the data), fix "
+            "it and run the same command to run them again (a changed spec is a new study: a "
+            "new name and --out, with --reuse taking the runs the two share)"
         )
     return 0 if status.complete and not status.retry_on_resume else 1
 

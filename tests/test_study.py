@@ -512,8 +512,13 @@ def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys, user_
     assert (out / "summary.md").is_file()  # the report, written at the end
     assert capsys.readouterr().out.splitlines() == [
         f"tiny: 2 of 3 trials complete, 1 failed; results in {out / 'results.csv'}",
-        "1 failed design point(s) have retries left: see fail_reason in results.csv, fix what it "
-        "names, and run the same command to run them again",
+        # three steps teach nothing: the summary line had read as a success
+        "2 of the 2 complete trials have runs that did not learn (accuracy not above chance): "
+        "infeasible, off the Pareto front; the study has no front: train longer (epochs, steps)",
+        "1 failed design point(s) have retries left: see fail_reason in results.csv; where it "
+        "lies outside the spec (memory, a driver, the data), fix it and run the same command to "
+        "run them again (a changed spec is a new study: a new name and --out, with --reuse "
+        "taking the runs the two share)",
     ]
     trials = load(out, "tiny").get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL"]
@@ -904,7 +909,11 @@ def test_cli_options_are_checked_and_named(tmp_path, capsys):
     grid = tmp_path / "grid.yaml"
     grid.write_text(make_spec(tmp_path).as_yaml())
     assert main(["--space", str(grid), "--dry-run", "--no-probe", "--trials", "3"]) == 2
-    assert "--trials 3: give N >= 1, for tpe/nsga2/random only" in capsys.readouterr().err
+    assert "--trials 3: the spec's sampler is grid, which runs every point once" in (
+        capsys.readouterr().err
+    )
+    assert main([*cli, "--trials", "0"]) == 2
+    assert "--trials 0: give a trial count >= 1" in capsys.readouterr().err
     for option, value in (("--steps", "0"), ("--epochs", "0"), ("--epochs", "inf")):
         with pytest.raises(SystemExit) as stopped:
             main([*cli, option, value])
