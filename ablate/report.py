@@ -12,6 +12,9 @@ writes, into `out_dir`:
 - `pareto_front.csv` / `.parquet`: the front alone;
 - `figures/*.png` and `*.svg`; `summary.md`; `report.html` (self-contained).
 
+In the tables on file a field a run does not use (`report_table.unused_cells`: the filter of a
+network without blur) is blank, and `config_key`, the configuration's identity, comes last.
+
 A run that did not learn (`learned` false: accuracy not above chance, `ablate.chance`) keeps its
 row in `runs.*`, but its consistency and accuracy-vs-shift curve are left out of every mean,
 figure and answer, and its configuration is infeasible, as the engine told Optuna; its
@@ -60,10 +63,11 @@ from ablate.report_table import (
     mask_runs_at_chance,
     read_meta,
     runs_table,
+    unused_cells,
     varied_columns,
     write_table,
 )
-from ablate.variant_config import VariantConfig, unused_fields
+from ablate.variant_config import VariantConfig
 
 FIGURE_DIR = "figures"
 
@@ -133,7 +137,7 @@ def config_table(configs: pd.DataFrame, varied: Sequence[str], meta: StudyMeta) 
     """Configurations for reading: varied parameters, objectives as `mean [95 % CI]`, seeds."""
     rows = []
     for _, row in configs.iterrows():
-        unused = unused_fields(row)
+        unused = unused_cells(row)
         # a field the network does not use (the filter of a network without blur): blank
         entry = {column: "–" if column in unused else row[column] for column in varied}
         for objective in meta.objectives:
@@ -154,7 +158,7 @@ def make_figures(
     palette = figs.study_palette(runs)
     return [
         figs.accuracy_consistency_figure(configs, consistency, meta.objectives, palette),
-        figs.throughput_accuracy_figure(configs, palette),
+        figs.throughput_accuracy_figure(configs, meta.objectives, palette),
         figs.filter_size_figure(runs, consistency),
         figs.shift_curve_figure(runs, palette),
         figs.training_curve_figure(runs, palette),
@@ -394,7 +398,7 @@ def summary_blocks(
         if outcome.figure is None:
             blocks.append(Paragraph(f"*{outcome.name}*: {outcome.note}"))
         else:
-            caption = figs.CAPTIONS[outcome.name]
+            caption = " ".join(filter(None, (figs.CAPTIONS[outcome.name], outcome.note)))
             blocks.append(FigureBlock(f"{FIGURE_DIR}/{outcome.name}.png", caption))
     if len(failed):
         blocks += [Heading("Failed attempts"), Table(failed)]

@@ -24,7 +24,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from ablate.pareto import non_dominated
-from ablate.report_questions import NO_BLUR, SPLIT_BY, varied_splits
+from ablate.report_questions import NO_BLUR, SPLIT_BY, blur_groups, converted, varied_splits
 from ablate.report_stats import mean_interval
 from ablate.report_table import Objective, at_chance
 from ablate.variant_config import VariantConfig
@@ -49,15 +49,13 @@ MAX_LINES = 6  # more placement x padding lines than this: pool the paddings
 CAPTIONS = {
     "accuracy_vs_consistency": (
         "Each point is a configuration (mean over seeds). Up and right is better. The red line is "
-        "the accuracy × consistency front; red rings mark the study's Pareto front on all its "
-        "objectives."
+        "the accuracy × consistency front."
     ),
     "throughput_vs_accuracy": (
         "What anti-aliasing costs in training speed, per configuration; right and up is better."
     ),
     "metrics_vs_filter_size": (
-        "RQ2: accuracy and shift consistency against filter size, one line per placement; the "
-        "dashed line and grey band are the runs without blur (placement none)."
+        "RQ2: accuracy and shift consistency against filter size, one line per placement."
     ),
     "accuracy_vs_shift": (
         "RQ3 (the paper's diagonal-shift plot): accuracy when the test images are shifted by d "
@@ -91,18 +89,14 @@ class FigureOutcome:
 
     name: str
     figure: Figure | None
-    note: str = ""
+    note: str = ""  # why there is no figure, or what its caption adds to CAPTIONS
 
 
 def metric_label(metric: str) -> str:
     return METRIC_LABELS.get(metric, metric.replace("_", " "))
 
 
-def blur_label(row: pd.Series) -> str:
-    """The paper's name of a row's low-pass filter (`Bin-3`, `Rect-2`; `APS · Bin-3` or
-    `LPS · Bin-3` under adaptive or learnable polyphase sampling), or `no blur`."""
-    if row.get("placement") == "none":
-        return NO_BLUR
+def _filter_name(row: pd.Series) -> str:
     size = row.get("filter_size", "?")
     family = FAMILY_NAMES.get(row.get("filter", "binomial"), str(row.get("filter", "custom")))
     subsample = row.get("subsample", "fixed")
@@ -110,14 +104,22 @@ def blur_label(row: pd.Series) -> str:
     return f"{grid}{family}-{size}"
 
 
+def blur_labels(table: pd.DataFrame) -> pd.Series:
+    """Per row, the paper's name of its low-pass filter (`Bin-3`, `Rect-2`; `APS · Bin-3` or
+    `LPS · Bin-3` under adaptive or learnable polyphase sampling), or `no blur` for a network
+    that converts nothing (placement `none`, or `sites` 0), whose filter settings are unused."""
+    names = pd.Series([_filter_name(row) for _, row in table.iterrows()], index=table.index)
+    return names.where(converted(table), NO_BLUR)
+
+
 def with_labels(table: pd.DataFrame) -> pd.DataFrame:
     """A copy of `table` with `blur_label` (filter) and `variant` (placement + filter) columns."""
     labelled = table.copy()
-    labelled["blur_label"] = [blur_label(row) for _, row in labelled.iterrows()]
+    labelled["blur_label"] = blur_labels(labelled)
     placements = (
         labelled["placement"] if "placement" in labelled else pd.Series("", index=labelled.index)
     )
-    several = placements[placements != "none"].nunique() > 1
+    several = placements[labelled["blur_label"] != NO_BLUR].nunique() > 1
     labelled["variant"] = [
         f"{placement} · {label}" if several and label != NO_BLUR else label
         for label, placement in zip(labelled["blur_label"], placements, strict=True)
@@ -224,18 +226,86 @@ def _zoom_to_points(ax: plt.Axes, xs: pd.Series, ys: pd.Series) -> None:
         setter(low - margin, high + margin)
 
 
+#: What a scatter's marker tells apart, where the configurations with blur differ in it.
+MARKED_BY = ("padding", "placement")
+RINGS_NOTE = "Red rings mark the study's Pareto front on all its objectives."
+
+
+def _marker_fields(table: pd.DataFrame) -> list[str]:
+    """The MARKED_BY fields whose values differ among `table`'s rows with blur (`blur_groups`):
+    a network without blur reads no padding, and its placement converts nothing."""
+    blurred = table[blur_groups(table) != NO_BLUR]
+    return [field for field in MARKED_BY if field in blurred and blurred[field].nunique() > 1]
+
+
+def _marker_labels(table: pd.DataFrame, fields: Sequence[str]) -> pd.Series:
+    """Per row, its values of `fields` ('zeros', 'circular · paper'), or `no blur` for a row
+    without blur (`blur_groups`), which gets a marker of its own, never a padding's."""
+    values = table[list(fields)].astype(str).agg(" · ".join, axis=1)
+    return values.where(blur_groups(table) != NO_BLUR, NO_BLUR)
+
+
+def _ring_front(
+    ax: plt.Axes, configs: pd.DataFrame, x: str, y: str, objectives: Sequence[Objective]
+) -> bool:
+    """Red rings on the study's Pareto front where `x` or `y` is one of its objectives;
+    whether any were drawn."""
+    metrics = [o.metric for o in objectives]
+    if not {x, y} & set(metrics) or "pareto" not in configs or not configs["pareto"].any():
+        return False
+    on_front = configs[configs["pareto"]]
+    ax.scatter(
+        on_front[f"{x}_mean"],
+        on_front[f"{y}_mean"],
+        s=330,
+        facecolors="none",
+        edgecolors="tab:red",
+        linewidths=1.0,
+        label=f"on the study's Pareto front\n({', '.join(metrics)})",
+        zorder=3,
+    )
+    return True
+
+
+@dataclass
+class _Scatter:
+    """A drawn `_scatter_by_variant`, for its figure to add to and then `finish`."""
+
+    figure: Figure
+    ax: plt.Axes
+    notes: list[str]  # the subtitle's parts
+    marker: str | None  # the legend title of the marker, where it means something
+    ringed: bool
+
+    def finish(self, name: str, title: str) -> FigureOutcome:
+        """Legend beside the axes, titles saying what colour, marker and size mean; the caption
+        names the rings where there are some."""
+        self.ax.legend()
+        _legend_outside(self.ax)
+        names = dict(LEGEND_NAMES)
+        if self.marker:
+            names[self.marker] = f"{self.marker} (marker)"
+        _rename_legend_titles(self.ax, names)
+        _title(self.figure, title, "; ".join(n for n in self.notes if n))
+        return FigureOutcome(name, self.figure, RINGS_NOTE if self.ringed else "")
+
+
 def _scatter_by_variant(
     configs: pd.DataFrame,
     x: str,
     y: str,
-    style_options: Sequence[str],
     size: str | None,
     palette: Palette | None,
-) -> tuple[Figure, plt.Axes, list[str]]:
-    """Scatter of configurations: colour = filter, marker = the first varied style column."""
+    objectives: Sequence[Objective],
+) -> _Scatter:
+    """Scatter of configurations: colour = filter, marker = what those with blur differ in
+    among MARKED_BY (`_marker_labels`), the Pareto front ringed (`_ring_front`)."""
     data = with_labels(configs)
     order = _label_order(data["blur_label"])
-    style = next((c for c in style_options if c in data and data[c].nunique() > 1), None)
+    fields = _marker_fields(data)
+    style = " · ".join(fields) or None
+    if style:
+        data[style] = _marker_labels(data, fields)
     size_column = f"{size}_mean" if size and f"{size}_mean" in data else None
     if size_column:  # whole numbers keep the size legend legible
         data[size_column] = data[size_column].round()
@@ -254,6 +324,7 @@ def _scatter_by_variant(
         hue_order=order,
         palette=palette or blur_palette(order),
         style=style,
+        style_order=sorted(data[style].unique(), key=lambda v: v != NO_BLUR) if style else None,
         size=size_column,
         sizes=(40, 260),
         ax=ax,
@@ -263,10 +334,11 @@ def _scatter_by_variant(
     ax.set_xlabel(metric_label(x))
     ax.set_ylabel(metric_label(y))
     if style is None:
-        notes.append(_fixed_note(data, style_options[:1]) or "marker: one style")
+        blurred = data[blur_groups(data) != NO_BLUR]
+        notes.append(_fixed_note(blurred, MARKED_BY) or "marker: one style")
     if size and size_column is None:
         notes.append(f"no {size} in the runs, so all points have one size")
-    return fig, ax, notes
+    return _Scatter(fig, ax, notes, style, _ring_front(ax, configs, x, y, objectives))
 
 
 def _rename_legend_titles(ax: plt.Axes, names: dict[str, str]) -> None:
@@ -281,8 +353,6 @@ def _rename_legend_titles(ax: plt.Axes, names: dict[str, str]) -> None:
 
 LEGEND_NAMES = {
     "blur_label": "filter (colour)",
-    "padding": "padding (marker)",
-    "placement": "placement (marker)",
     "train_images_per_s_mean": "train images/s (size)",
 }
 
@@ -308,19 +378,14 @@ def accuracy_consistency_figure(
         f"{stuck.sum()} configuration(s) not shown: a run did not learn" if stuck.any() else ""
     )
     configs = configs[~stuck]
-    fig, ax, notes = _scatter_by_variant(
-        configs,
-        consistency_metric,
-        "accuracy",
-        ["padding", "placement"],
-        "train_images_per_s",
-        palette,
+    plot = _scatter_by_variant(
+        configs, consistency_metric, "accuracy", "train_images_per_s", palette, objectives
     )
-    notes.append(left_out)
+    plot.notes.append(left_out)
     values = configs[[f"{consistency_metric}_mean", "accuracy_mean"]].to_numpy(dtype=float)
     front_2d = configs[non_dominated(values, ["maximize", "maximize"])]
     front_2d = front_2d.sort_values(f"{consistency_metric}_mean")
-    ax.plot(
+    plot.ax.plot(
         front_2d[f"{consistency_metric}_mean"],
         front_2d["accuracy_mean"],
         color="tab:red",
@@ -330,51 +395,21 @@ def accuracy_consistency_figure(
         label="front: accuracy × consistency",
         zorder=3,
     )
-    if "pareto" in configs and configs["pareto"].any():
-        on_front = configs[configs["pareto"]]
-        objective_names = ", ".join(o.metric for o in objectives)
-        ax.scatter(
-            on_front[f"{consistency_metric}_mean"],
-            on_front["accuracy_mean"],
-            s=330,
-            facecolors="none",
-            edgecolors="tab:red",
-            linewidths=1.0,
-            label=f"on the study's Pareto front\n({objective_names})",
-            zorder=3,
-        )
-    ax.legend()
-    _legend_outside(ax)
-    _rename_legend_titles(ax, LEGEND_NAMES)
-    _title(
-        fig,
-        "Accuracy vs shift consistency per configuration (mean over seeds)",
-        "; ".join(n for n in notes if n),
-    )
-    return FigureOutcome(name, fig)
+    return plot.finish(name, "Accuracy vs shift consistency per configuration (mean over seeds)")
 
 
 def throughput_accuracy_figure(
-    configs: pd.DataFrame, palette: Palette | None = None
+    configs: pd.DataFrame, objectives: Sequence[Objective], palette: Palette | None = None
 ) -> FigureOutcome:
-    """What blur costs: training throughput against accuracy."""
+    """What blur costs: training throughput against accuracy; the Pareto front ringed."""
     name = "throughput_vs_accuracy"
     if configs.empty or "train_images_per_s_mean" not in configs:
         return FigureOutcome(name, None, "skipped: the runs carry no train_images_per_s")
-    fig, ax, notes = _scatter_by_variant(
-        configs, "train_images_per_s", "accuracy", ["placement", "padding"], None, palette
-    )
-    _legend_outside(ax)
-    _rename_legend_titles(ax, LEGEND_NAMES)
-    device = ""
+    plot = _scatter_by_variant(configs, "train_images_per_s", "accuracy", None, palette, objectives)
     if "device_metric" in configs:
-        device = f"device: {', '.join(map(str, configs['device_metric'].dropna().unique()))}"
-    _title(
-        fig,
-        "Training throughput vs accuracy per configuration (mean over seeds)",
-        "; ".join(n for n in [device, *notes] if n),
-    )
-    return FigureOutcome(name, fig)
+        devices = ", ".join(map(str, configs["device_metric"].dropna().unique()))
+        plot.notes.insert(0, f"device: {devices}")
+    return plot.finish(name, "Training throughput vs accuracy per configuration (mean over seeds)")
 
 
 def _interval_errorbar(values: np.ndarray) -> tuple[float, float]:
@@ -384,6 +419,17 @@ def _interval_errorbar(values: np.ndarray) -> tuple[float, float]:
         mean = float(np.nanmean(values))
         return (mean, mean)
     return (low, high)
+
+
+def _baseline_note(drawn: set[str]) -> str:
+    """The caption's words on what `filter_size_figure` drew of the runs without blur."""
+    if not drawn:
+        return ""
+    band = ", the grey band its 95 % t-interval" if "band" in drawn else ""
+    return (
+        f"The black dotted line is the mean of the runs without blur (placement none, or sites "
+        f"0){band}."
+    )
 
 
 def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOutcome:
@@ -396,23 +442,25 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
     left_out = _sizes_without_values(runs, metrics)
     metrics = [m for m in metrics if runs[m].notna().any()]
     placements = runs["placement"] if "placement" in runs else pd.Series("paper", index=runs.index)
-    lines = _line_per_grid(runs[placements != "none"])
+    blurs = converted(runs)
+    lines = _line_per_grid(runs[blurs])
     n_lines = lines["placement"].nunique() if "placement" in lines else 1
-    paddings = runs["padding"].nunique() if "padding" in runs else 1
+    paddings = lines["padding"].nunique() if "padding" in lines else 1
     style = "padding" if paddings > 1 and n_lines * paddings <= MAX_LINES else None
     splits = list(runs.groupby(split_suffix(runs), sort=True))
     fig, axes = plt.subplots(len(splits), len(metrics), squeeze=False,
                              figsize=(6 * len(metrics) + 2, 4.8 * len(splits)))  # fmt: skip
+    baseline: set[str] = set()  # what of the no-blur runs the panels draw
     for row, (split, subset) in zip(axes, splits, strict=True):
         for ax, metric in zip(row, metrics, strict=True):
-            _metric_by_filter_size(ax, subset, placements[subset.index], metric, style)
+            baseline |= _metric_by_filter_size(ax, subset, blurs[subset.index], metric, style)
             if split:
                 ax.set_title(split.removeprefix(" · "))
     for ax in axes.flat:
         if ax is not axes[0][-1] and ax.get_legend() is not None:
             ax.get_legend().remove()
     _legend_outside(axes[0][-1])
-    notes = [_fixed_note(runs, ["placement", "padding"]), *left_out]
+    notes = [_fixed_note(lines, ["placement", "padding"]), *left_out]
     if paddings > 1 and style is None:
         notes.append("paddings pooled")
     if runs.groupby([placements, runs["filter_size"]]).size().max() < 2:
@@ -425,14 +473,14 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
         "; ".join(n for n in notes if n),
     )
     fig.tight_layout()
-    return FigureOutcome(name, fig)
+    return FigureOutcome(name, fig, _baseline_note(baseline))
 
 
 def _sizes_without_values(runs: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
     """'consistency_circular: filter size 5 left out (no run that learned)' for each metric
     whose values are masked for every blurred run of some filter sizes (runs that did not
     learn)."""
-    blurred = runs[runs["placement"] != "none"] if "placement" in runs else runs
+    blurred = runs[converted(runs)]
     notes = []
     for metric in metrics:
         sizes = blurred.groupby("filter_size")[metric].apply(lambda v: v.notna().any())
@@ -445,10 +493,12 @@ def _sizes_without_values(runs: pd.DataFrame, metrics: Sequence[str]) -> list[st
 
 
 def _metric_by_filter_size(
-    ax: plt.Axes, runs: pd.DataFrame, placements: pd.Series, metric: str, style: str | None
-) -> None:
-    """One panel of `filter_size_figure`: a line per placement (and grid), the no-blur band."""
-    blurred, baseline = _line_per_grid(runs[placements != "none"]), runs[placements == "none"]
+    ax: plt.Axes, runs: pd.DataFrame, blurs: pd.Series, metric: str, style: str | None
+) -> set[str]:
+    """One panel of `filter_size_figure`: a line per placement (and grid), paddings told apart
+    by their markers (the lines are solid: a dotted one is the no-blur runs' mean, over its
+    grey 95 % band); what it drew of the no-blur runs ('line', 'band')."""
+    blurred, baseline = _line_per_grid(runs[blurs]), runs.loc[~blurs, metric].dropna()
     if not blurred.empty:
         sns.lineplot(
             data=blurred,
@@ -457,17 +507,20 @@ def _metric_by_filter_size(
             hue="placement" if "placement" in blurred else None,
             style=style,
             markers=True if style else None,
+            dashes=False,
             marker=None if style else "o",
             errorbar=_interval_errorbar,
             err_style="bars",
             ax=ax,
         )
+    drawn = set()
     if not baseline.empty:
-        mean = baseline[metric].mean()
-        ax.axhline(mean, color="black", linestyle="--", label="placement none (no blur)")
-        low, high = mean_interval(baseline[metric])
+        ax.axhline(baseline.mean(), color="black", linestyle=":", linewidth=1.8, label=NO_BLUR)
+        drawn.add("line")
+        low, high = mean_interval(baseline)
         if np.isfinite(low):
-            ax.axhspan(low, high, color="0.85", zorder=0)
+            ax.axhspan(low, high, color="0.85", zorder=0, label=f"{NO_BLUR}: 95 % t-interval")
+            drawn.add("band")
     ax.set_xlabel("Filter size k (taps per axis)")
     ax.set_ylabel(metric_label(metric))
     _clip_percent_axis(ax)
@@ -478,6 +531,7 @@ def _metric_by_filter_size(
     else:
         ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=8, title="placement" if style is None else None)
+    return drawn
 
 
 def _line_per_grid(blurred: pd.DataFrame) -> pd.DataFrame:
@@ -511,7 +565,7 @@ def _with_baseline_per_placement(runs: pd.DataFrame) -> pd.DataFrame:
     suffix = split_suffix(labelled)
     if "placement" not in labelled:
         return labelled.assign(panel="all runs" + suffix)
-    blurred = labelled["placement"] != "none"
+    blurred = labelled["blur_label"] != NO_BLUR
     placements = sorted(labelled.loc[blurred, "placement"].unique()) or ["none"]
     parts = [labelled[blurred].assign(panel=labelled["placement"][blurred] + suffix[blurred])]
     parts += [labelled[~blurred].assign(panel=p + suffix[~blurred]) for p in placements]

@@ -19,7 +19,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from ablate.report_stats import mean_interval
-from ablate.variant_config import run_identity, taps_per_axis
+from ablate.variant_config import BLUR_FIELDS, run_identity, taps_per_axis, unused_fields
 from kernels.files import atomic_write
 
 DEFAULT_JOURNAL = "journal.log"
@@ -255,16 +255,45 @@ def _as_file_cell(value: Any) -> Any:
 
 def _file_column(column: pd.Series) -> pd.Series:
     """An object column as CSV and Parquet can hold it: containers as JSON, mixed types as text."""
-    cells = column.map(_as_file_cell)
+    # not `column.map`, which would make whole numbers beside blanks floats (3.0)
+    cells = pd.Series([_as_file_cell(v) for v in column], index=column.index, dtype=object)
     kinds = {type(v) for v in cells if not pd.isna(v)}
     if len(kinds) > 1 or kinds == {str}:
-        return cells.map(lambda v: None if v is None else str(v)).astype("string")
+        return cells.map(lambda v: None if pd.isna(v) else str(v)).astype("string")
     return cells
 
 
+def unused_cells(row: pd.Series) -> tuple[str, ...]:
+    """The fields of a row of `runs_table` or `aggregate_over_seeds` whose value its run does
+    not use (`unused_fields`), which the report leaves blank. Two stay: `sites` 0, the reason a
+    network has no blur, and the filter size of a network with blur, which `runs_table` sets to
+    the taps it has."""
+    unused = unused_fields(row)
+    blurs = not set(BLUR_FIELDS) <= set(unused)
+    return tuple(
+        name
+        for name in unused
+        if not (name == "sites" and row.get("sites") == 0) and not (name == "filter_size" and blurs)
+    )
+
+
+def _as_read(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` as its files show it: `unused_cells` blank, and the long `config_key` last (a
+    configuration's identity, for joins, not for reading)."""
+    blanks = [unused_cells(row) for _, row in table.iterrows()]
+    columns = [c for c in table.columns if any(c in cells for cells in blanks)]
+    shown = table.astype(dict.fromkeys(columns, object))
+    for index, cells in zip(table.index, blanks, strict=True):
+        for column in cells:
+            if column in shown:
+                shown.at[index, column] = None
+    return shown[sorted(shown.columns, key=lambda column: column == CONFIG_KEY)]
+
+
 def write_table(table: pd.DataFrame, stem: Path) -> list[Path]:
-    """Write `stem.csv` and `stem.parquet`; list, tuple and dict cells become JSON text."""
-    flat = table.copy()
+    """Write `stem.csv` and `stem.parquet` as `_as_read` shows `table`; list, tuple and dict
+    cells become JSON text."""
+    flat = _as_read(table)
     for column in flat.columns:
         if flat[column].dtype == object:
             flat[column] = _file_column(flat[column])

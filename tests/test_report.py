@@ -548,6 +548,10 @@ def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) ->
     # and without augmentation) and 1.6 / 2.2 with Bin-3 / 5 (8 runs each)
     assert "last quarter of training: median 1.60 points, most 2.20" in summary
     assert "Adaptive polyphase sampling" not in summary  # the study did not vary it
+    assert (  # the caption of the figure that draws the runs without blur says how
+        "one line per placement. The black dotted line is the mean of the runs without blur "
+        "(placement none, or sites 0), the grey band its 95 % t-interval.*"
+    ) in summary
     # every configuration in one table, best accuracy first, the front's marked
     table = summary.split("## All configurations\n", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in table.splitlines() if line.startswith("|")][2:]
@@ -645,7 +649,7 @@ def test_curves_of_each_network_sit_beside_its_own_baseline(tmp_path: Path) -> N
     assert [ax.get_title() for ax in axes] == ["model resnet18"] * 2 + ["model vgg"] * 2
     for ax, (model, metric) in zip(axes, itertools.product(("resnet18", "vgg"), ("accuracy",
                                    "consistency_circular")), strict=True):  # fmt: skip
-        band = next(line for line in ax.lines if line.get_label().startswith("placement none"))
+        band = next(line for line in ax.lines if line.get_label() == NO_BLUR)
         baseline = runs.loc[(runs["model"] == model) & (runs["placement"] == "none"), metric]
         assert band.get_ydata()[0] == pytest.approx(baseline.mean())
         assert list(ax.get_xticks()) == [3]  # one size: one tick, not fractions of a unit
@@ -700,7 +704,7 @@ def test_polyphase_runs_without_blur_are_neither_baseline_nor_blurred() -> None:
     )
     groups = ["no blur", "no blur", "APS without blur", "blur", "LPS without blur"]
     assert list(blur_groups(table)) == groups
-    labels = [figs.blur_label(row) for _, row in table.iterrows()]
+    labels = figs.blur_labels(table).tolist()
     assert labels == ["no blur", "Bin-1", "APS · Bin-1", "APS · Bin-3", "LPS · Bin-1"]
 
 
@@ -830,6 +834,7 @@ def test_study_varying_one_parameter_reports_through_the_cli(
     summary = (out_dir / "summary.md").read_text()
     assert "parameter importance needs at least 2 varied parameters" in summary
     assert "varied: filter_size" in summary
+    assert "one line per placement.*" in summary and "dotted" not in summary  # no baseline
     assert "fixed: nothing" in summary  # the fake study sets no field but filter_size
     assert "at their defaults: dataset=synthetic, data_dir=None, image_size=32," in summary
 
@@ -971,3 +976,105 @@ def test_a_filter_keeps_its_colour_in_every_figure(tmp_path: Path) -> None:
     np.testing.assert_allclose(colour, palette["Bin-5"][:3])
     assert palette["Bin-5"] != figs.blur_palette(["Bin-5"])["Bin-5"]  # alone it would differ
     plt.close(outcome.figure)
+
+
+def _conditional_study(tmp_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, StudyMeta]:
+    """Runs and marked configurations of a study whose filter settings apply to placement
+    `paper` only (a spec's `when:`), as `mine` was: the no-blur runs keep the defaults
+    (Bin-4, reflect), which no converted run uses. One point converts nothing (`sites` 0)."""
+    space = {"placement": ["none", "paper"], "filter_size": [3], "padding": ["zeros", "circular"],
+             "sites": [None, 0]}  # fmt: skip
+    study = make_study(tmp_path / "when", space, seeds=[0, 1])
+    runs, config_cols = runs_table(study)
+    none = runs["placement"] == "none"
+    runs.loc[none, "filter_size"], runs.loc[none, "padding"] = 4, "reflect"
+    meta = read_meta(tmp_path / "when")
+    configs = mark_front(aggregate_over_seeds(first_run_per_seed(runs), config_cols), meta)
+    return runs, configs, meta
+
+
+def _legend_section(figure: plt.Figure, title: str) -> list[str]:
+    """The entries under `title` in a scatter's legend, up to the next title or other entry."""
+    texts = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    section = texts[texts.index(title) + 1 :]
+    ends = [i for i, t in enumerate(section) if "(" in t or t.startswith("front")]
+    return section[: ends[0] if ends else None]
+
+
+def test_the_no_blur_runs_get_their_own_marker_and_colour(tmp_path: Path) -> None:
+    """A network without blur (placement none, or sites 0) is drawn as `no blur`, never with
+    the padding or filter it does not use, and a legend lists only what some blurred run
+    used."""
+    _, configs, meta = _conditional_study(tmp_path)
+    outcome = figs.accuracy_consistency_figure(configs, "consistency_circular", meta.objectives)
+    assert _legend_section(outcome.figure, "padding (marker)") == [NO_BLUR, "zeros", "circular"]
+    assert _legend_section(outcome.figure, "filter (colour)") == [NO_BLUR, "Bin-3"]
+    plt.close(outcome.figure)
+    labels = figs.with_labels(configs)
+    assert labels.loc[labels["sites"] == 0, "blur_label"].tolist() == [NO_BLUR]  # converts none
+
+
+def test_the_scatters_mark_alike_and_ring_the_front_of_their_objectives(tmp_path: Path) -> None:
+    """The throughput figure's marker means what the accuracy-consistency figure's means (here
+    padding, the only field the blurred configurations differ in; placement none is the
+    no-blur marker), and it rings the Pareto front when an axis is one of the objectives."""
+    _, configs, meta = _conditional_study(tmp_path)
+    scatters = [
+        figs.accuracy_consistency_figure(configs, "consistency_circular", meta.objectives),
+        figs.throughput_accuracy_figure(configs, meta.objectives),
+    ]
+    for outcome in scatters:
+        assert _legend_section(outcome.figure, "padding (marker)") == [NO_BLUR, "zeros", "circular"]
+        rings = [c for c in outcome.figure.axes[0].collections
+                 if c.get_label().startswith("on the study's Pareto front")]  # fmt: skip
+        assert len(rings) == 1 and len(rings[0].get_offsets()) == int(configs["pareto"].sum())
+        assert outcome.note == figs.RINGS_NOTE
+        plt.close(outcome.figure)
+    consistency_only = [Objective("consistency_circular", "maximize")]
+    outcome = figs.throughput_accuracy_figure(configs, consistency_only)
+    labels = [c.get_label() for c in outcome.figure.axes[0].collections]
+    assert not [label for label in labels if "Pareto" in label] and outcome.note == ""
+    plt.close(outcome.figure)
+
+
+def test_the_no_blur_line_is_dotted_and_the_paddings_solid(tmp_path: Path) -> None:
+    """Dashes meant both circular padding and the runs without blur: now the paddings differ by
+    marker on solid lines, the no-blur mean alone is dotted, and the caption says so only for
+    a figure that draws it."""
+    space = {"placement": ["none", "paper"], "filter_size": [3, 5],
+             "padding": ["zeros", "circular", "replicate"]}  # fmt: skip
+    runs, _ = runs_table(make_study(tmp_path / "s", space, seeds=[0, 1]))
+    outcome = figs.filter_size_figure(runs, "consistency_circular")
+    for ax in outcome.figure.axes:
+        styles = {line.get_label(): line.get_linestyle() for line in ax.lines}
+        assert styles.pop(NO_BLUR) == ":"
+        assert set(styles.values()) <= {"-", "None"}, styles
+    assert "dotted line" in outcome.note and "grey band" in outcome.note
+    plt.close(outcome.figure)
+    outcome = figs.filter_size_figure(runs[runs["placement"] != "none"], "consistency_circular")
+    assert outcome.note == ""
+    plt.close(outcome.figure)
+
+
+def test_the_files_leave_unused_fields_blank_and_config_key_last(tmp_path: Path) -> None:
+    """runs, configs and the front on file: a network without blur shows no filter, filter
+    size or padding (`sites` 0 stays: it is why), a blurred one shows its own; the long
+    `config_key` comes last. The tables the statistics read keep every value."""
+    space = {"placement": ["none", "paper"], "filter_size": [3], "padding": ["zeros", "circular"],
+             "sites": [None, 0]}  # fmt: skip
+    out_dir = tmp_path / "files"
+    make_study(out_dir, space, seeds=[0, 1])
+    write_report(out_dir)
+    for name in ("runs", "configs", "pareto_front"):
+        table = pd.read_csv(out_dir / f"{name}.csv", keep_default_na=False, dtype=str)
+        assert table.columns[-1] == "config_key", name
+        blurred = (table["placement"] == "paper") & (table["sites"] == "")
+        shown = table.loc[blurred, ["filter", "filter_size", "padding"]]
+        assert (shown["filter"] == "binomial").all() and (shown["filter_size"] == "3").all()
+        assert set(shown["padding"]) == {"zeros", "circular"}, name
+        unused = table.loc[~blurred, ["filter", "filter_size", "padding", "antialias_stem"]]
+        assert (unused == "").all().all(), name
+        assert {float(v) for v in table.loc[~blurred, "sites"] if v} == {0.0}, name
+        assert len(pd.read_parquet(out_dir / f"{name}.parquet").columns) == len(table.columns)
+    runs, _ = runs_table(load_study(out_dir, read_meta(out_dir)))
+    assert runs["filter_size"].eq(3).all() and runs["padding"].notna().all()
