@@ -448,8 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path, help="the study's output folder (runs/<name>)")
     parser.add_argument(
         "--storage",
-        help="the study's database URL with its password, which meta.json leaves out "
-        "(PostgreSQL also reads it from PGPASSWORD or ~/.pgpass)",
+        help="the study's storage where meta.json's is not it: a journal file moved elsewhere, "
+        "or the database URL with its password, which meta.json leaves out (PostgreSQL also "
+        "reads it from PGPASSWORD or ~/.pgpass)",
     )
     args = parser.parse_args(argv)
     try:

@@ -15,14 +15,12 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 
 from ablate.report_stats import mean_interval
+from ablate.storage import DEFAULT_JOURNAL, existing_storage, locate_storage, stored_study
 from ablate.variant_config import BLUR_FIELDS, run_identity, taps_per_axis, unused_fields
 from kernels.files import atomic_write
 
-DEFAULT_JOURNAL = "journal.log"
 DIRECTIONS = ("maximize", "minimize")
 CONFIG_KEY = "config_key"
 
@@ -92,17 +90,23 @@ def load_study(out_dir: Path, meta: StudyMeta, url: str | None = None) -> optuna
     A relative journal path is relative to `out_dir`; an absolute one that no longer exists is
     looked for in `out_dir` by its name, so a copied or moved folder still opens.
     """
-    storage: str | JournalStorage
     if url is not None or (meta.storage and "://" in meta.storage):
-        storage = url or meta.storage
+        location = locate_storage(url or meta.storage, out_dir)
     else:
         journal = Path(out_dir) / (meta.storage or DEFAULT_JOURNAL)
         if not journal.is_file() and (Path(out_dir) / journal.name).is_file():
             journal = Path(out_dir) / journal.name
-        if not journal.is_file():
-            raise ValueError(f"storage={meta.storage!r}: journal file {str(journal)!r} not found")
-        storage = JournalStorage(JournalFileBackend(str(journal)))
-    return optuna.load_study(study_name=meta.study_name, storage=storage)
+        location = locate_storage(str(journal), out_dir)
+    storage = existing_storage(location)
+    if storage is None:
+        raise ValueError(f"storage={location.recorded!r} not found")
+    study = stored_study(storage, meta.study_name)
+    if study is None:
+        raise ValueError(
+            f"storage={location.recorded!r} holds no study {meta.study_name!r} (the one "
+            f"{str(Path(out_dir) / 'meta.json')!r} names): is it the study's storage?"
+        )
+    return study
 
 
 def runs_table(study: optuna.Study) -> tuple[pd.DataFrame, list[str]]:

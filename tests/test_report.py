@@ -844,6 +844,33 @@ def test_cli_rejects_a_folder_without_a_study(tmp_path: Path) -> None:
         main([str(tmp_path)])
 
 
+def test_cli_storage_takes_a_journal_path_and_names_a_storage_without_the_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--storage` as the study's takes it (a journal path too); a database or journal that
+    does not hold the study is named, not a traceback, and no empty database is left behind."""
+    out_dir = tmp_path / "s"
+    make_study(out_dir, {"filter_size": [1, 3]}, seeds=[0], failed=0)
+    moved = tmp_path / "elsewhere.log"
+    (out_dir / "journal.log").rename(moved)
+    assert main([str(out_dir), "--storage", str(moved)]) == 0
+    missing = tmp_path / "nothere.db"
+    for storage, message in (
+        (f"sqlite:///{missing}", f"storage='sqlite:///{missing}' not found"),
+        (str(tmp_path / "nothere.log"), "nothere.log' not found"),
+        ("sqlite:/x.db", "'sqlite:/x.db' is not a database URL"),
+    ):
+        with pytest.raises(SystemExit):
+            main([str(out_dir), "--storage", storage])
+        assert message in capsys.readouterr().err
+    other = tmp_path / "other"
+    make_study(other, {"filter_size": [1]}, seeds=[0], failed=0)
+    with pytest.raises(SystemExit):
+        main([str(out_dir), "--storage", str(other / "journal.log")])
+    assert "holds no study 's' (the one" in capsys.readouterr().err
+    assert not missing.exists()
+
+
 def test_meta_with_other_storage_path_opens(tmp_path: Path) -> None:
     out_dir = tmp_path / "moved"
     make_study(out_dir, {"filter_size": [1, 3]}, seeds=[0], failed=0)
