@@ -250,7 +250,7 @@ def antialias(
     if not isinstance(antialias_stem, bool):
         raise ValueError(f"antialias_stem must be True or False, got {antialias_stem!r}")
     size = None if filter == "custom" else filter_size
-    make_taps(size, filter, taps=taps, sigma=sigma)  # raises on a bad filter before any work
+    make_taps(size, filter, taps=taps, sigma=sigma, argument="filter")  # bad filter: raise now
     blur = _Blur(size, padding, filter, taps, sigma, backend, subsample)
     blur.pool(1, 2)  # raises on a bad padding or backend
 

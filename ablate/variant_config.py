@@ -182,10 +182,7 @@ class VariantConfig(BaseModel):
             raise ValueError("filter 'custom' needs taps (a list of numbers)")
         if self.placement != "none":  # the filter as `antialias` will make it
             size = None if self.filter == "custom" else self.filter_size
-            try:
-                filter_taps(size, self.filter, taps=self.taps, sigma=self.sigma)
-            except ValueError as error:  # the kernels' `family` is this model's `filter`
-                raise ValueError(str(error).replace("family=", "filter=")) from error
+            filter_taps(size, self.filter, taps=self.taps, sigma=self.sigma, argument="filter")
         check_subsample(self.placement, self.subsample)
         check_source(self.dataset, self.data_dir, self.image_size)
         check_image_size(self.model, self.image_size)

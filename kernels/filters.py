@@ -20,15 +20,18 @@ def make_taps(
     *,
     taps: Sequence[float] | torch.Tensor | None = None,
     sigma: float | None = None,
+    argument: str = "family",
 ) -> torch.Tensor:
     """Return the 1-D taps of a low-pass filter as a float64 tensor that sums to 1.
 
     ``size`` is the number of taps (>= 1; 1 means plain subsampling). With ``family="custom"``
     the taps come from ``taps`` and ``size`` must be ``None`` or ``len(taps)``; ``taps`` is
     accepted only with the custom family and ``sigma`` only with the gaussian one, so a
-    misspelt call fails instead of silently building a different filter.
+    misspelt call fails instead of silently building a different filter. Errors name the family
+    as ``argument`` (the ops and modules call it ``filter``).
     """
-    return torch.tensor(filter_taps(size, family, taps=taps, sigma=sigma), dtype=torch.float64)
+    values = filter_taps(size, family, taps=taps, sigma=sigma, argument=argument)
+    return torch.tensor(values, dtype=torch.float64)
 
 
 def filter_taps(
@@ -37,17 +40,18 @@ def filter_taps(
     *,
     taps: Sequence[float] | torch.Tensor | None = None,
     sigma: float | None = None,
+    argument: str = "family",
 ) -> tuple[float, ...]:
     """The taps of :func:`make_taps` as Python floats (float64), computed without tensors: a
     call being traced (``torch.export``) then holds constants, not tensors it cannot read."""
     if family not in FILTER_FAMILIES:
-        raise ValueError(f"filter family {family!r} is not one of {FILTER_FAMILIES}")
+        raise ValueError(f"{argument}={family!r} is not one of {FILTER_FAMILIES}")
     if taps is not None and family != "custom":
-        raise ValueError(f"taps are only used with family='custom', got family={family!r}")
+        raise ValueError(f"taps are only used with {argument}='custom', got {family!r}")
     if sigma is not None and family != "gaussian":
-        raise ValueError(f"sigma is only used with family='gaussian', got family={family!r}")
+        raise ValueError(f"sigma is only used with {argument}='gaussian', got {family!r}")
     if family == "custom":
-        return _custom_taps(size, taps)
+        return _custom_taps(size, taps, argument)
     size = _checked_size(size)
     if family == "binomial":  # exact integers (2**(size-1) overflows a float beyond ~1000 taps)
         return _normalised([math.comb(size - 1, j) for j in range(size)])
@@ -86,10 +90,10 @@ def _checked_size(size: object) -> int:
 
 
 def _custom_taps(
-    size: int | None, taps: Sequence[float] | torch.Tensor | None
+    size: int | None, taps: Sequence[float] | torch.Tensor | None, argument: str
 ) -> tuple[float, ...]:
     if taps is None:
-        raise ValueError("taps=None is invalid: family='custom' needs a list of taps")
+        raise ValueError(f"taps=None is invalid: {argument}='custom' needs a list of taps")
     values = _tap_numbers(taps)
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f"taps={values} is invalid: every tap must be finite")

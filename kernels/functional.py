@@ -124,7 +124,7 @@ def _built_filter(
     taps: Sequence[float] | torch.Tensor | None,
     sigma: float | None,
 ) -> tuple[torch.Tensor, tuple[float, ...]]:
-    values = filter_taps(filter_size, family, taps=taps, sigma=sigma)
+    values = filter_taps(filter_size, family, taps=taps, sigma=sigma, argument="filter")
     return torch.tensor(values, dtype=torch.float64, device="cpu"), values
 
 

@@ -46,7 +46,8 @@ class _LowPassPool(nn.Module):
     ) -> None:
         super().__init__()
         _check_channels(channels)
-        self.register_buffer("taps", make_taps(filter_size, filter, taps=taps, sigma=sigma))
+        taps = make_taps(filter_size, filter, taps=taps, sigma=sigma, argument="filter")
+        self.register_buffer("taps", taps)
         self.tap_values = tap_values(self.taps)
         check_blur_args(stride=stride, padding=padding, backend=backend, **options)
         self.channels = channels

@@ -112,7 +112,7 @@ def test_custom_taps_are_normalised_copies(size: int | None, taps: object) -> No
         ((-2, "box"), {}, ["filter_size=-2"]),
         ((2.5,), {}, ["filter_size=2.5", "integer"]),
         ((True,), {}, ["filter_size=True"]),
-        ((3, "lanczos"), {}, ["'lanczos'", "binomial", "custom"]),
+        ((3, "lanczos"), {}, ["family='lanczos'", "binomial", "custom"]),
         ((3, "gaussian"), {}, ["sigma=None", "number > 0"]),
         ((3, "gaussian"), {"sigma": 0.0}, ["sigma=0.0", "number > 0"]),
         ((3, "gaussian"), {"sigma": "1"}, ["sigma='1'", "number > 0"]),
