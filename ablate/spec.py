@@ -505,11 +505,18 @@ def _check_conditions(spec: StudySpec, name: str, parameter: Parameter) -> Itera
     for parent, accepted in parameter.conditions().items():
         where = f"space.{name}.when.{parent}"
         if parent not in spec.space or parent == name:
-            yield (
-                f"{where}: condition on unknown parameter {parent!r}"
-                f"{_did_you_mean(parent, list(spec.space))}; conditions may name the other "
-                f"space parameters: {', '.join(n for n in spec.space if n != name) or 'none'}"
+            others = [n for n in spec.space if n != name]
+            named = (
+                f"{parent!r} is set in base, so a condition on it always holds or never does"
+                if parent in spec.base
+                else f"condition on unknown parameter {parent!r}{_did_you_mean(parent, others)}"
             )
+            may = (
+                f"conditions may name the other space parameters: {', '.join(others)}"
+                if others
+                else "the space has no other parameter a condition could name"
+            )
+            yield f"{where}: {named}; {may}"
             continue
         values = spec.space[parent].finite_values
         if spec.space[parent].kind not in ("choices", "value") or values is None:

@@ -21,6 +21,14 @@ BAD_SPECS = [
     ("bad_wrong_type.yaml", ["base.width", "'wide'", "valid integer"]),
     ("bad_empty_choices.yaml", ["space.padding.choices", "at least 1 item"]),
     ("bad_unknown_condition.yaml", ["space.sigma.when.filtr", "unknown parameter 'filtr'"]),
+    (
+        "bad_condition_on_base.yaml",
+        [
+            "space.filter_size.when.placement",
+            "'placement' is set in base, so a condition on it",
+            "the space has no other parameter a condition could name",
+        ],
+    ),
     ("bad_padding_mode.yaml", ["space.padding.choices[1]", "'mirror'", "'reflect'", "'circular'"]),
     ("bad_misspelled_padding.yaml", ["base.padding", "'reflec'", "did you mean 'reflect'"]),
     ("bad_broken_yaml.yaml", ["broken YAML", "line 4"]),
