@@ -53,6 +53,7 @@ SHIPPED_DIR = Path(__file__).with_name("tuned")
 _MAX_STAND_IN_DISTANCE = 4.0
 _INTERPRETER_CONFIG = {"BLOCK_H": 4, "BLOCK_W": 8, "BLOCK_C": 4, "num_warps": 1, "num_stages": 1}
 _MAX_WARPS = 8
+_EXAMPLE_KEY = "nc=256|hw=1024|c=64|float16|nchw|k=3|s=2|mk=0|relu=0"
 _generation = 0  # clear_cache calls so far (lookup_state)
 
 
@@ -253,9 +254,31 @@ def _read_table(path: Path) -> dict[str, Any] | None:
         return None
     except json.JSONDecodeError as err:
         raise ValueError(f"tuning table {path}: not valid JSON ({err})") from err
-    if not isinstance(table.get("configs"), dict):
-        raise ValueError(f"tuning table {path}: expected a 'configs' object of op -> entries")
+    if not isinstance(table, dict) or not isinstance(table.get("configs"), dict):
+        raise ValueError(
+            f"tuning table {path}: expected a JSON object with a 'configs' object "
+            f"of op -> entries, got {_abridged(table)}"
+        )
+    for op, entries in table["configs"].items():
+        if not isinstance(entries, dict):
+            raise ValueError(
+                f"tuning table {path}: configs.{op} is {_abridged(entries)}; "
+                "expected an object of tuning key -> launch config"
+            )
+        for text in entries:
+            try:
+                TuningKey.from_str(text)
+            except ValueError as err:
+                raise ValueError(
+                    f"tuning table {path}: configs.{op} key {text!r}: {err}; "
+                    f"accepted: keys such as {_EXAMPLE_KEY!r}"
+                ) from err
     return table
+
+
+def _abridged(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def read_table(path: Path) -> dict[str, Any] | None:

@@ -456,3 +456,146 @@ def test_host_overhead_real_launches_need_a_gpu(capsys):
     with pytest.raises(SystemExit):
         host_overhead.main(["--launch", "cuda"])
     assert "--launch cuda needs a CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("op", tuning.OPS)
+def test_autotune_saves_under_the_key_every_launcher_looks_up(monkeypatch, op, layout):
+    """The key a winner is saved under (``autotune.key_of``) is the one the op's launcher asks
+    ``launch_config`` for on the tuned input, for every op, ReLU fused or not: a winner saved
+    under another key (say max kernel 0 for max-blur-pool) would silently never be used."""
+    from kernels.ops import common
+
+    asked = []
+
+    def recording(op_name, key):
+        asked.append((op_name, key))
+        return tuning.heuristic_config(op_name, key)
+
+    monkeypatch.setattr(common, "launch_config", recording)
+    for relu in (False, True) if op.startswith("blur_") else (False,):
+        problem = autotune.Problem(op, (2, 3, 9, 7), layout, "float32", 3, relu)
+        problem_launcher = autotune.launcher(problem, torch.device("cpu"))
+        tuning.clear_cache()  # plan anew: the launchers keep their plans per tuning state
+        asked.clear()
+        problem_launcher.run(None)
+        saved = autotune.key_of(problem)
+        assert [key for name, key in asked if name == op] == [saved]
+        # Written out by hand: the buckets of 2·3 planes, a 9×7 map and 3 channels.
+        expected = (f"nc=8|hw=64|c=4|float32|{layout}|k=3|s=2"
+                    f"|mk={2 if op.startswith('max_') else 0}|relu={int(relu)}")  # fmt: skip
+        assert saved.to_str() == expected
+    tuning.clear_cache()
+
+
+def test_autotune_keeps_the_fastest_candidate(monkeypatch):
+    """``tune`` returns the candidate with the least median time, not the first or the last."""
+    candidates = [{"BLOCK_H": h, "BLOCK_W": 8, "BLOCK_C": 1, "num_warps": 1, "num_stages": 1}
+                  for h in (1, 2, 4)]  # fmt: skip
+    times = {1: 3.0, 2: 1.0, 4: 2.0}  # by BLOCK_H: the middle candidate is the fastest
+    ran = []
+
+    def run(config):
+        ran.append(config)
+        return torch.ones(3)
+
+    fake = autotune.ProblemLauncher(run=run, expected=lambda: torch.ones(3))
+    monkeypatch.setattr(autotune, "launcher", lambda problem, device: fake)
+    monkeypatch.setattr(autotune, "candidates", lambda problem, quick: candidates)
+
+    def fake_time_ms(fn, device, rep_ms):
+        fn()
+        return times[ran[-1]["BLOCK_H"]]
+
+    monkeypatch.setattr(autotune, "time_ms", fake_time_ms)
+    problem = autotune.Problem("blur_pool_fwd", (2, 3, 9, 7), "nchw", "float32", 3)
+    assert autotune.tune(problem, torch.device("cpu"), quick=True, rep_ms=1) == (candidates[1], 1.0)
+
+
+@pytest.mark.parametrize("order", [("2x3x9x7", "2x3x8x8"), ("2x3x8x8", "2x3x9x7")])
+def test_autotune_keeps_the_faster_of_two_shapes_in_one_bucket(tmp_path, monkeypatch, order):
+    """2x3x9x7 and 2x3x8x8 share a key (nc=8, hw=64, c=4); whichever is tuned first, the
+    table and the cache keep the faster shape's winner with its time."""
+    fast = {"BLOCK_H": 2, "BLOCK_W": 8, "BLOCK_C": 1, "num_warps": 1, "num_stages": 1}
+    slow = {"BLOCK_H": 4, "BLOCK_W": 8, "BLOCK_C": 1, "num_warps": 1, "num_stages": 1}
+    winners = {(2, 3, 9, 7): (slow, 2.0), (2, 3, 8, 8): (fast, 1.0)}
+    monkeypatch.setattr(autotune, "tune", lambda problem, device, quick, rep_ms:
+                        winners[problem.shape])  # fmt: skip
+    monkeypatch.setattr(autotune, "warm_ahead", lambda *args, **kwargs: None)
+    monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    tuning.clear_cache()
+    table = autotune.main(["--ops", "blur_pool_fwd", "--layouts", "nchw", "--shapes", *order,
+                           "--out", str(tmp_path / "shipped.json")])  # fmt: skip
+    key = "nc=8|hw=64|c=4|float32|nchw|k=3|s=2|mk=0|relu=0"
+    assert table["configs"]["blur_pool_fwd"] == {key: {**fast, "ms": 1.0}}
+    shipped = tuning.read_table(tmp_path / "shipped.json")
+    assert shipped["configs"]["blur_pool_fwd"] == {key: {**fast, "ms": 1.0}}
+    cache = tuning.read_table(tuning.user_cache_path())
+    assert cache["configs"]["blur_pool_fwd"] == {key: {**fast, "ms": 1.0}}
+    tuning.clear_cache()
+
+
+def test_sweep_rows_hold_hand_computed_bandwidth_speedups_and_goals(monkeypatch):
+    """The sweep's arithmetic on fixed timings: copy bandwidth reads and writes x (2 · bytes),
+    each direction's bandwidth its own minimal bytes, percent of copy = ours / copy, speed-ups
+    matched per (op, shape, filter size, layout, dtype, direction), and the goal verdict on
+    the worst shiftlab row."""
+    cases = [bench.Case("max_blur_pool", (2, 3, 8, 8), 3, "nchw", "float32"),
+             bench.Case("max_blur_pool", (2, 3, 8, 8), 3, "channels_last", "float16"),
+             bench.Case("max_blur_pool", (2, 3, 8, 8), 5, "nchw", "float32")]  # fmt: skip
+    ours = {"fwd": 1.0, "bwd": 2.0, "fwd_bwd": 4.0}
+    slower = {cases[0]: 2.0, cases[1]: 5.0, cases[2]: 3.0}  # pytorch's ms over ours
+
+    def fake_measure(impl, x, device, rep_ms):
+        name, case = impl
+        factor = 1.0 if name == "shiftlab" else slower[case]
+        y = torch.empty(2, 3, 4, 4, dtype=x.dtype)
+        return {d: (ms * factor, 0.0) for d, ms in ours.items()}, y
+
+    monkeypatch.setattr(bench, "copy_ms", lambda x, device, rep_ms: 0.5)
+    monkeypatch.setattr(bench, "make_impl", lambda name, case, device, backend: (name, case))
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    df = bench.run_cases(cases, ["shiftlab", "pytorch"], torch.device("cpu"), rep_ms=1,
+                         progress=False)  # fmt: skip
+    assert len(df) == 3 * 2 * 3
+    # float32 x: 2·3·8·8·4 = 1536 bytes, y 384; float16 half that. Copy: 2 · 1536 B / 0.5 ms.
+    first = df[(df["layout"] == "nchw") & (df["filter_size"] == 3)]
+    assert first["copy_gb_per_s"].tolist() == pytest.approx([6.144e-3] * 6)
+    half = df[df["dtype"] == "float16"]
+    assert half["copy_gb_per_s"].tolist() == pytest.approx([3.072e-3] * 6)
+    # Minimal bytes (max-blur-pool): fwd x + y = 1920, bwd y + 2x = 3456, both 5376; percent
+    # of copy = 100 · (bytes / ms) / (2 · 1536 / 0.5), the same ratio at float16.
+    shiftlab = df[df["impl"] == "shiftlab"].set_index(["layout", "dtype", "filter_size",
+                                                       "direction"]).sort_index()  # fmt: skip
+    row = shiftlab.loc[("nchw", "float32", 3)]
+    assert row["gb_per_s"].to_dict() == pytest.approx(
+        {"fwd": 1.92e-3, "bwd": 1.728e-3, "fwd_bwd": 1.344e-3}
+    )
+    for case in cases:
+        pct = shiftlab.loc[(case.layout, case.dtype, case.filter_size)]["pct_copy"].to_dict()
+        assert pct == pytest.approx({"fwd": 31.25, "bwd": 28.125, "fwd_bwd": 21.875})
+    pytorch = df[df["impl"] == "pytorch"].set_index(["layout", "dtype", "filter_size",
+                                                     "direction"]).sort_index()  # fmt: skip
+    assert pytorch.loc[("nchw", "float32", 3, "fwd"), "pct_copy"] == pytest.approx(15.625)
+    assert (pytorch["speedup_vs_pytorch"] == 1.0).all()
+    speedups = {(c.layout, c.filter_size): shiftlab.loc[(c.layout, c.dtype, c.filter_size),
+                                                        "speedup_vs_pytorch"].tolist()
+                for c in cases}  # fmt: skip
+    assert speedups == {("nchw", 3): [2.0] * 3, ("channels_last", 3): [5.0] * 3,
+                        ("nchw", 5): [3.0] * 3}  # fmt: skip
+    goals = bench.goal_table(df).set_index("goal")
+    vs_pytorch = goals.loc["fwd+bwd >= 4x faster than pad+conv2d"]
+    assert (vs_pytorch["worst"], vs_pytorch["rows"], vs_pytorch["status"]) == (2.0, 3, "not met")
+    assert goals["status"].tolist() == ["not measured", "not measured", "not met", "not measured"]
+
+
+def test_goals_judge_only_shiftlab_rows():
+    """A peer's slow rows (here PyTorch at 20 % of copy) do not count against our goals."""
+    common = {"error": "", "direction": "fwd", "input_mb": 100.0, "ms": 1.0}
+    rows = [
+        {**common, "impl": "shiftlab", "pct_copy": 90.0, "dtype": "float16"},
+        {**common, "impl": "shiftlab", "pct_copy": 85.0, "dtype": "bfloat16"},
+        {**common, "impl": "pytorch", "pct_copy": 20.0, "dtype": "float16"},
+    ]
+    goal = bench.goal_table(pd.DataFrame(rows)).iloc[0]
+    assert (goal["worst"], goal["rows"], goal["status"]) == (85.0, 2, "met")

@@ -39,3 +39,40 @@ def test_the_commit_is_this_checkouts() -> None:
         pytest.skip("not a git checkout")
     commit = git_commit()
     assert len(commit.removesuffix("-dirty")) == 40 and int(commit[:40], 16) >= 0
+
+
+def fake_git(monkeypatch, toplevel: Path, status: str) -> None:
+    """Answer git_commit's git calls: this toplevel, this porcelain status, a fixed HEAD."""
+    import subprocess
+
+    from kernels import provenance
+
+    answers = {"--show-toplevel": f"{toplevel}\n", "--porcelain": status, "HEAD": "a" * 40 + "\n"}
+
+    def run(args, **kwargs):
+        [answer] = [text for flag, text in answers.items() if flag in args]
+        return subprocess.CompletedProcess(args, 0, stdout=answer, stderr="")
+
+    monkeypatch.setattr(provenance.subprocess, "run", run)
+    monkeypatch.setenv("SHIFTLAB_COMMIT", "from-env")
+    git_commit.cache_clear()
+
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout kernels/ lies in
+
+
+def test_the_commit_is_marked_dirty_only_when_tracked_files_changed(monkeypatch) -> None:
+    """``-dirty`` follows the porcelain status of tracked files."""
+    fake_git(monkeypatch, ROOT, " M kernels/bench.py\n")
+    assert git_commit() == "a" * 40 + "-dirty"
+    fake_git(monkeypatch, ROOT, "")
+    assert git_commit() == "a" * 40
+    git_commit.cache_clear()
+
+
+def test_another_repositorys_commit_is_not_taken(monkeypatch, tmp_path: Path) -> None:
+    """Installed inside someone else's repository (git's toplevel is not this checkout), the
+    commit comes from $SHIFTLAB_COMMIT instead."""
+    fake_git(monkeypatch, tmp_path, "")
+    assert git_commit() == "from-env"
+    git_commit.cache_clear()

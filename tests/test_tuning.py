@@ -208,3 +208,90 @@ def test_gpu_family():
     assert tuning.gpu_family("NVIDIA H100 80GB HBM3") == "h100"
     assert tuning.gpu_family("NVIDIA GeForce RTX 4090") == "4090"
     assert tuning.gpu_family("cpu-interpreter") == "cpu-interpreter"
+
+
+def table_of(op: str, entries: dict) -> dict:
+    """A table (as read from JSON) holding ``entries``: key -> config."""
+    table = tuning.empty_table()
+    table["configs"][op] = {key.to_str(): dict(config) for key, config in entries.items()}
+    return table
+
+
+def test_the_nearer_of_two_entries_stands_in():
+    """Of two compatible entries, the one fewer steps away stands in, whichever comes first."""
+    near, far = make_key(hw=2048), make_key(hw=8192)  # 1 and 3 log2 steps from hw=1024
+    for entries in ({near: CONFIG_A, far: CONFIG_B}, {far: CONFIG_B, near: CONFIG_A}):
+        table = table_of("blur_pool_fwd", entries)
+        assert tuning.table_config(table, "blur_pool_fwd", make_key()) == CONFIG_A
+
+
+@pytest.mark.parametrize("field", ["c", "filter_size"])
+def test_channel_bucket_and_filter_size_count_in_the_distance(field):
+    """An entry 3 steps off in the C bucket or the filter size (8 against 64 channels, k=7
+    against k=4) loses to one 2 steps off in N·C (1024 against 256 planes)."""
+    off = make_key(c=8) if field == "c" else make_key(filter_size=7)
+    closer = make_key(nc=1024)
+    table = table_of("blur_pool_fwd", {off: CONFIG_B, closer: CONFIG_A})
+    assert tuning.table_config(table, "blur_pool_fwd", make_key()) == CONFIG_A
+
+
+@pytest.mark.parametrize(
+    ("entry", "stands_in"),
+    [(make_key(hw=16384), True),  # 4 steps: at the cutoff
+     (make_key(hw=32768), False),  # 5 steps: past it
+     (make_key(nc=512, filter_size=5, relu=True, dtype="bfloat16"), True),  # 1 + 1 + 1 + 1
+     (make_key(nc=1024, filter_size=5, relu=True, dtype="bfloat16"), False),  # 2 + 1 + 1 + 1
+     (make_key(c=16, filter_size=6), True),  # 2 + 2
+     (make_key(c=16, filter_size=7), False)],  # 2 + 3
+)  # fmt: skip
+def test_an_entry_stands_in_up_to_the_cutoff_and_not_past_it(entry, stands_in):
+    """``_MAX_STAND_IN_DISTANCE`` (4) is inclusive: an entry exactly 4 away stands in."""
+    table = table_of("blur_pool_fwd", {entry: CONFIG_A})
+    assert tuning.table_config(table, "blur_pool_fwd", make_key()) == (
+        CONFIG_A if stands_in else None
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [("[]", r"expected a JSON object with a 'configs' object.*got \[\]"),
+     ('{"configs": []}', r"'configs' object.*got \{\"configs\": \[\]\}"),
+     ('{"configs": {"blur_pool_fwd": [1]}}',
+      r"configs\.blur_pool_fwd is \[1\]; expected an object of tuning key"),
+     ('{"configs": {"blur_pool_bwd": {"nc=3|hw=64|c=4|float32|nchw|k=3|s=2|mk=0|relu=0": {}}}}',
+      r"configs\.blur_pool_bwd key 'nc=3\|.*power of two.*accepted: keys such as 'nc=256\|"),
+     ('{"configs": {"blur_pool_fwd": {"nc=4|hw": {}}}}',
+      r"key 'nc=4\|hw'.*TuningKey\.to_str.*accepted")],
+)  # fmt: skip
+def test_a_malformed_table_is_a_named_error(text, named):
+    """A table that is JSON but not a table of op -> key -> config, or holds one bad key, is a
+    ValueError naming the file, the bad value and what is accepted (not an AttributeError, nor
+    an error on every lookup that does not say which file holds the bad key)."""
+    path = tuning.user_cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    for op in tuning.OPS:  # whichever op is looked up, the file is named
+        with pytest.raises(ValueError, match=str(path.name)) as caught:
+            tuning.launch_config(op, make_key())
+        assert str(path) in str(caught.value)
+        assert caught.match(named)
+
+
+def test_a_failed_save_leaves_lookups_on_the_saved_table(monkeypatch):
+    """``save_config`` updates a private copy of the memoised table: when the write fails,
+    lookups keep serving what is on disk, not the unsaved entry."""
+    key = make_key()
+    tuning.save_config("blur_pool_fwd", key, CONFIG_A)
+    assert tuning.launch_config("blur_pool_fwd", key) == CONFIG_A
+
+    def broken_replace(source, target):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(files.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        tuning.save_config("blur_pool_bwd", key, CONFIG_B)
+    assert tuning.launch_config("blur_pool_bwd", key) == tuning.heuristic_config(
+        "blur_pool_bwd", key
+    )
+    assert tuning.launch_config("blur_pool_fwd", key) == CONFIG_A
+    assert list(tuning.read_table(tuning.user_cache_path())["configs"]["blur_pool_bwd"]) == []
