@@ -323,6 +323,11 @@ def _run_workers(
     with the reason and retried, and a new worker takes its place."""
     (out_dir / "logs").mkdir(exist_ok=True)
     context = multiprocessing.get_context("spawn")
+    # each worker's share of the cores (unless OMP_NUM_THREADS says otherwise): torch's default,
+    # every core in every worker, would oversubscribe them and slow each run, and so skew its
+    # throughput, by as much as there are workers
+    share = max(1, (os.cpu_count() or 1) // len(pins))
+    threads = None if "OMP_NUM_THREADS" in os.environ or len(pins) < 2 else str(share)
 
     def start(index: int) -> multiprocessing.process.BaseProcess:
         gpu = pins[index]
@@ -340,7 +345,7 @@ def _run_workers(
             reuse=options.reuse,
         )
         process = context.Process(target=run_worker, args=(job,), name=f"ablate-worker-{index}")
-        with _environment(CUDA_VISIBLE_DEVICES=gpu):
+        with _environment(CUDA_VISIBLE_DEVICES=gpu, OMP_NUM_THREADS=threads):
             process.start()
         return process
 

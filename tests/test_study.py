@@ -70,6 +70,10 @@ def fake_objective(config: VariantConfig) -> dict[str, Any]:
     if calls:
         with open(calls, "a") as log:
             log.write(json.dumps(config.model_dump(mode="json"), sort_keys=True) + "\n")
+    threads = os.environ.get("ABLATE_TEST_THREADS")
+    if threads:
+        with open(threads, "a") as log:
+            log.write(f"{os.environ.get('OMP_NUM_THREADS')}\n")
     hang = os.environ.get("ABLATE_TEST_HANG")
     hang_seed = int(os.environ.get("ABLATE_TEST_HANG_SEED", "0"))
     if hang and config.filter_size == 3 and config.seed == hang_seed and not Path(hang).exists():
@@ -706,6 +710,22 @@ def test_a_worker_whose_runner_is_killed_outright_stops(tmp_path):
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert marker.read_text() == "stopped"
+
+
+def test_workers_share_the_cores(tmp_path, monkeypatch):
+    """Two workers on four cores get two threads each (each had taken all four, and every run
+    and its throughput slowed); an OMP_NUM_THREADS the user set is left as it is."""
+    seen = tmp_path / "threads"
+    monkeypatch.setenv("ABLATE_TEST_THREADS", str(seen))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    spec = make_spec(tmp_path, seeds=[0])
+    assert run_study(spec, tmp_path / "a", options(workers=2)).complete == 6
+    assert set(seen.read_text().split()) == {"2"} and "OMP_NUM_THREADS" not in os.environ
+    seen.unlink()
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert run_study(spec, tmp_path / "b", options(workers=2)).complete == 6
+    assert set(seen.read_text().split()) == {"3"}
 
 
 def test_a_metric_the_cpu_cannot_measure_is_refused_as_an_objective_on_the_cpu(tmp_path):
