@@ -51,6 +51,7 @@ DEFAULT_JOURNAL = "journal.log"
 #: Bytes read at a time when looking back for a journal's last whole record.
 TAIL_BYTES = 1 << 16
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+SQLITE_FORMS = "sqlite:///relative.db or sqlite:////absolute/path.db"
 POSTGRES_FORM = "postgresql://user:password@host:port/database"
 #: What names a plan lock (a study holding no trials, whose existence is the lock).
 PLAN_LOCK_MARK = ":plan-"
@@ -96,7 +97,7 @@ def locate_storage(url: str | None, out_dir: Path) -> StorageLocation:
 def _database_location(url: str, scheme: str) -> StorageLocation:
     """A database URL checked as far as it can be without connecting: its scheme, its form,
     and for SQLite a file that can be made (an in-memory database no second process sees)."""
-    accepted = "sqlite:///relative.db, sqlite:////absolute/path.db or " + POSTGRES_FORM
+    accepted = f"{SQLITE_FORMS}, or {POSTGRES_FORM}"
     if scheme not in RDB_SCHEMES:
         raise ValueError(
             f"storage={url!r}: unsupported scheme {scheme!r}; use a journal file path, {accepted}"
@@ -110,7 +111,7 @@ def _database_location(url: str, scheme: str) -> StorageLocation:
     if scheme == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise ValueError(
             f"storage={url!r} is an in-memory database, which the workers cannot share: "
-            "give a database file, sqlite:///relative.db or sqlite:////absolute/path.db"
+            f"give a database file, {SQLITE_FORMS}"
         )
     if scheme == "sqlite":
         database = Path(parsed.database).resolve()
