@@ -605,7 +605,8 @@ def _check_whole_configs(spec: StudySpec) -> list[str]:
             spec.point_config(point, seed=spec.seeds[0])
         except ValidationError as err:
             reason = "; ".join(_describe(e, with_loc=False) for e in err.errors())
-            where = f"space: the trial with {_short(point)} is invalid" if point else "base"
+            trial = {**point, **spec.fixed_values(point)}  # `value:` parameters are no points'
+            where = f"space: the trial with {_short(trial)} is invalid" if trial else "base"
             problems.append(f"{where}: {reason}")
     if len(problems) > 3:
         problems = [*problems[:3], f"space: ... and {len(problems) - 3} more invalid trials"]

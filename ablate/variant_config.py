@@ -33,6 +33,16 @@ Seed = Annotated[int, BeforeValidator(lambda v: _not_text_or_bool(v, "a seed")),
                  Field(ge=0, lt=2**63)]  # fmt: skip
 
 
+#: An int field: YAML's `yes`/`true` would otherwise be read as 1 (`filter_size: yes`).
+Int = Annotated[int, BeforeValidator(lambda v: _not_bool(v))]
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got the boolean {value!r}")
+    return value
+
+
 def _not_text_or_bool(value: Any, what: str) -> Any:
     """`value`, unless YAML's `true` or a quoted number stands where an int is wanted (pydantic
     would read them as 1 and as the number)."""
@@ -115,11 +125,11 @@ class VariantConfig(BaseModel):
         "synthetic", description="'folder': your own images, data_dir/{train,test}/<class>/"
     )
     data_dir: str | None = Field(None, description="where 'cifar10' or 'folder' reads from")
-    image_size: int = Field(
+    image_size: Int = Field(
         32, ge=1, description="side of the square images ('folder' only; the others are 32)"
     )
-    train_size: int = Field(5000, ge=1)
-    test_size: int = Field(1000, ge=1)
+    train_size: Int = Field(5000, ge=1)
+    test_size: Int = Field(1000, ge=1)
     augment: bool = Field(False, description="padded random crop + horizontal flip")
     data_seed: Seed = 0
 
@@ -127,7 +137,7 @@ class VariantConfig(BaseModel):
     model: Annotated[str, AfterValidator(check_model_name)] = Field(
         "vgg", description="'vgg', 'resnet18' or your own network as 'package.module:function'"
     )
-    width: int = Field(16, ge=1, description="channels of the first stage")
+    width: Int = Field(16, ge=1, description="channels of the first stage")
     conv_padding: Literal["zeros", "circular"] = Field(
         "zeros", description="padding mode of the 3x3 convolutions"
     )
@@ -135,7 +145,7 @@ class VariantConfig(BaseModel):
     # anti-aliasing
     placement: Placement = "paper"
     filter: FilterFamily = "binomial"
-    filter_size: int = Field(4, ge=1)
+    filter_size: Int = Field(4, ge=1)
     sigma: float | None = Field(None, gt=0, allow_inf_nan=False)
     taps: tuple[float, ...] | None = None
     padding: PaddingMode = "reflect"
@@ -144,7 +154,7 @@ class VariantConfig(BaseModel):
         description="where a blur-pool subsamples: 'aps' adaptive, 'lps' learnable polyphase "
         "sampling",
     )
-    sites: int | None = Field(
+    sites: Int | None = Field(
         None, ge=0, description="anti-alias only the first N sites (a block's conv + shortcut: one)"
     )
     antialias_stem: bool = True
@@ -154,8 +164,8 @@ class VariantConfig(BaseModel):
     epochs: float = Field(
         6.0, gt=0, allow_inf_nan=False, description="training epochs (`steps` overrides them)"
     )
-    steps: int | None = Field(None, ge=1, description="overrides epochs when set")
-    batch_size: int = Field(128, ge=1)
+    steps: Int | None = Field(None, ge=1, description="overrides epochs when set")
+    batch_size: Int = Field(128, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.05, gt=0, allow_inf_nan=False)
     weight_decay: float = Field(5e-4, ge=0, allow_inf_nan=False)
@@ -167,12 +177,12 @@ class VariantConfig(BaseModel):
     channels_last: bool = Field(True, description="channels_last memory format (CUDA only)")
 
     # evaluation
-    eval_size: int | None = Field(None, ge=1, description="test images for shift metrics")
-    shift: int = Field(4, ge=0, description="S: offsets [-S, S]^2 of consistency and adversary")
-    diagonal: int = Field(8, ge=0, description="D: diagonal offsets 0..D")
-    crop_pad: int = Field(8, ge=0, description="P: padding of the crop-shift protocol")
+    eval_size: Int | None = Field(None, ge=1, description="test images for shift metrics")
+    shift: Int = Field(4, ge=0, description="S: offsets [-S, S]^2 of consistency and adversary")
+    diagonal: Int = Field(8, ge=0, description="D: diagonal offsets 0..D")
+    crop_pad: Int = Field(8, ge=0, description="P: padding of the crop-shift protocol")
     crop_fill: Literal["zeros", "reflect"] = "zeros"
-    throughput_batch: int = Field(256, ge=1)
+    throughput_batch: Int = Field(256, ge=1)
 
     @model_validator(mode="after")
     def _check_dependent_fields(self) -> VariantConfig:

@@ -203,6 +203,46 @@ def test_malformed_parameters_are_rejected(tmp_path, parameter, fragment):
     assert fragment in str(caught.value)
 
 
+ACCURACY = {"metric": "accuracy", "direction": "maximize"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        (
+            {"base": {"filter_size": True}},
+            "base.filter_size: True is not allowed: expected a whole",
+        ),
+        ({"space": {"width": {"choices": [True, 8]}}}, "space.width.choices[0]: True is not"),
+        ({"seeds": []}, "seeds: List should have at least 1 item"),
+        ({"seeds": [1, 1]}, "seeds repeat a value: [1, 1]"),
+        ({"objectives": [ACCURACY, ACCURACY]}, "objectives repeat a metric: ['accuracy', 'acc"),
+        ({"name": "../evil"}, "name: String should match pattern"),
+        ({"base": {"device": "cuda"}}, "base.device: 'device' cannot be set here: the runner"),
+        ({"space": {"width": {"int": [8, 16], "step": 0.5}}}, "step of an int range must be a"),
+        ({"space": {"lr": {"float": [0.1, 1.0], "log": True, "step": 0.1}}}, "log: true cannot"),
+        ({"space": {"width": {"int": [8, 16], "step": 0}}}, "space.width.step: Input should be"),
+        ({"sampler": {"name": "tpe", "trials": 2, "population": 4}}, "population applies only"),
+        ({"sampler": {"name": "grid", "trials": 3}}, "grid runs every point exactly once"),
+        ({"space": {"augment": {"int": [0, 1]}}}, "space.augment.int: field 'augment' is not"),
+        ({"base": {"width": 8}, "space": {"width": {"choices": [8, 16]}}}, "base.width: also"),
+        ({"base": {"momentum": 1.0}}, "base.momentum: 1.0 is not allowed: Input should be less"),
+        ({"base": {"lr": 0}}, "base.lr: 0 is not allowed: Input should be greater than 0"),
+        (  # the value parameter, not base, makes the trial invalid
+            {"base": {"placement": "blur_before_max"}, "space": {"subsample": {"value": "aps"}}},
+            "space: the trial with subsample='aps' is invalid: subsample 'aps' needs",
+        ),
+    ],
+)
+def test_bad_fields_are_named_with_what_is_accepted(tmp_path, changes, fragment):
+    """YAML's `true` where a number goes (read as 1 before), and the checks no other test
+    reaches: each refused by the field it concerns."""
+    sampler = {"name": "random", "trials": 2} if "space" in changes else {"name": "grid"}
+    with pytest.raises(SpecError) as caught:
+        load_spec(_write(tmp_path, _minimal(sampler=sampler) | changes))
+    assert fragment in str(caught.value)
+
+
 CONDITIONAL_APS = {
     "placement": {"choices": ["none", "blur_before_max"]},
     "subsample": {"choices": ["fixed", "aps"], "when": {"placement": "blur_before_max"}},
