@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ablate.spec import MAX_CHECKED_POINTS, SpecError, StudySpec, load_spec
+from ablate.spec import MAX_CHECKED_POINTS, MAX_RANGE_VALUES, SpecError, StudySpec, load_spec
 from ablate.variant_config import VariantConfig
 
 SPECS = Path(__file__).parent / "data" / "specs"
@@ -319,3 +319,20 @@ def test_a_sampled_int_range_may_be_wide(tmp_path: Path) -> None:
         "sampler: {name: random, trials: 2}\n"
     )
     assert load_spec(path).space["steps"].first_value == 10
+
+
+@pytest.mark.parametrize(
+    ("int_range", "points"),
+    [([8, 8], 1), ([1, 10000], 10_000), ([0, 19998, 2], 10_000), ([1, 10001], None)],
+)
+def test_a_grid_runs_an_int_range_of_up_to_max_range_values(tmp_path, int_range, points):
+    """A one-value range is a range; MAX_RANGE_VALUES values are allowed, counted by the step;
+    one more is refused."""
+    low, high, *step = int_range
+    parameter = {"int": [low, high], **({"step": step[0]} if step else {})}
+    path = _write(tmp_path, _minimal(space={"data_seed": parameter}))
+    if points is None:
+        with pytest.raises(SpecError, match=f"than the {MAX_RANGE_VALUES} a grid can run"):
+            load_spec(path)
+    else:
+        assert len(load_spec(path).grid_points()) == points
