@@ -231,18 +231,18 @@ MARKED_BY = ("padding", "placement")
 RINGS_NOTE = "Red rings mark the study's Pareto front on all its objectives."
 
 
-def _marker_fields(table: pd.DataFrame) -> list[str]:
-    """The MARKED_BY fields whose values differ among `table`'s rows with blur (`blur_groups`):
-    a network without blur reads no padding, and its placement converts nothing."""
-    blurred = table[blur_groups(table) != NO_BLUR]
+def _marker_fields(blurred: pd.DataFrame) -> list[str]:
+    """The MARKED_BY fields whose values differ among the rows with blur, `blurred`
+    (`blur_groups`): a network without blur reads no padding, and its placement converts
+    nothing."""
     return [field for field in MARKED_BY if field in blurred and blurred[field].nunique() > 1]
 
 
-def _marker_labels(table: pd.DataFrame, fields: Sequence[str]) -> pd.Series:
+def _marker_labels(table: pd.DataFrame, fields: Sequence[str], blurs: pd.Series) -> pd.Series:
     """Per row, its values of `fields` ('zeros', 'circular · paper'), or `no blur` for a row
-    without blur (`blur_groups`), which gets a marker of its own, never a padding's."""
+    without blur (not `blurs`), which gets a marker of its own, never a padding's."""
     values = table[list(fields)].astype(str).agg(" · ".join, axis=1)
-    return values.where(blur_groups(table) != NO_BLUR, NO_BLUR)
+    return values.where(blurs, NO_BLUR)
 
 
 def _ring_front(
@@ -302,10 +302,11 @@ def _scatter_by_variant(
     among MARKED_BY (`_marker_labels`), the Pareto front ringed (`_ring_front`)."""
     data = with_labels(configs)
     order = _label_order(data["blur_label"])
-    fields = _marker_fields(data)
+    blurs = blur_groups(data) != NO_BLUR
+    fields = _marker_fields(data[blurs])
     style = " · ".join(fields) or None
     if style:
-        data[style] = _marker_labels(data, fields)
+        data[style] = _marker_labels(data, fields, blurs)
     size_column = f"{size}_mean" if size and f"{size}_mean" in data else None
     if size_column:  # whole numbers keep the size legend legible
         data[size_column] = data[size_column].round()
@@ -334,8 +335,7 @@ def _scatter_by_variant(
     ax.set_xlabel(metric_label(x))
     ax.set_ylabel(metric_label(y))
     if style is None:
-        blurred = data[blur_groups(data) != NO_BLUR]
-        notes.append(_fixed_note(blurred, MARKED_BY) or "marker: one style")
+        notes.append(_fixed_note(data[blurs], MARKED_BY) or "marker: one style")
     if size and size_column is None:
         notes.append(f"no {size} in the runs, so all points have one size")
     return _Scatter(fig, ax, notes, style, _ring_front(ax, configs, x, y, objectives))

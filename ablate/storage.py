@@ -108,12 +108,12 @@ def _database_location(url: str, scheme: str) -> StorageLocation:
         parsed = None
     if parsed is None or (scheme == "sqlite" and parsed.host):
         raise ValueError(f"storage={url!r} is not a database URL of the form {accepted}")
-    if scheme == "sqlite" and parsed.database in (None, "", ":memory:"):
-        raise ValueError(
-            f"storage={url!r} is an in-memory database, which the workers cannot share: "
-            f"give a database file, {SQLITE_FORMS}"
-        )
     if scheme == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise ValueError(
+                f"storage={url!r} is an in-memory database, which the workers cannot share: "
+                f"give a database file, {SQLITE_FORMS}"
+            )
         database = Path(parsed.database).resolve()
         if database.is_dir():
             raise ValueError(f"storage={url!r} names a folder: give a database file in it")

@@ -326,8 +326,9 @@ def _run_workers(
     # each worker's share of the cores (unless OMP_NUM_THREADS says otherwise): torch's default,
     # every core in every worker, would oversubscribe them and slow each run, and so skew its
     # throughput, by as much as there are workers
-    share = max(1, (os.cpu_count() or 1) // len(pins))
-    threads = None if "OMP_NUM_THREADS" in os.environ or len(pins) < 2 else str(share)
+    threads = None
+    if "OMP_NUM_THREADS" not in os.environ and len(pins) > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // len(pins)))
 
     def start(index: int) -> multiprocessing.process.BaseProcess:
         gpu = pins[index]
