@@ -596,7 +596,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         metavar="N",
-        help="worker processes (default: one per visible GPU x --per-gpu; 1 on CPU)",
+        help="worker processes (default: one per visible GPU x --per-gpu; 1 on CPU); several "
+        "split the CPU cores unless OMP_NUM_THREADS is set",
     )
     parser.add_argument(
         "--per-gpu",
