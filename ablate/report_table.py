@@ -17,6 +17,7 @@ import optuna
 import pandas as pd
 
 from ablate.report_stats import mean_interval
+from ablate.spec import PERCENT_METRICS
 from ablate.storage import DEFAULT_JOURNAL, existing_storage, locate_storage, stored_study
 from ablate.variant_config import BLUR_FIELDS, run_identity, taps_per_axis, unused_fields
 from kernels.files import atomic_write
@@ -213,8 +214,9 @@ def scalar_metric_columns(runs: pd.DataFrame, exclude: list[str]) -> list[str]:
 def aggregate_over_seeds(runs: pd.DataFrame, config_cols: list[str]) -> pd.DataFrame:
     """One row per configuration: its config, `n_seeds`, `trials`, `seeds_at_chance` (runs that
     did not learn), per scalar metric `<m>_mean`, `<m>_ci95_low`, `<m>_ci95_high` (Student-t
-    over seeds; NaN for one seed) and `<m>_n` (the seeds that measured it: a run that did not
-    learn has no consistency), and text metrics (the device name) as their distinct values.
+    over seeds, cut to [0, 100] for percentages; NaN for one seed) and `<m>_n` (the seeds that
+    measured it: a run that did not learn has no consistency), and text metrics (the device
+    name) as their distinct values.
 
     Configurations are told apart by their whole config, so a point the sampler ran twice (in
     two trials) is one row (`first_run_per_seed` leaves out the repeated seeds first).
@@ -242,6 +244,8 @@ def aggregate_over_seeds(runs: pd.DataFrame, config_cols: list[str]) -> pd.DataF
         for metric in metrics:
             values = group[metric].to_numpy(dtype=float)
             low, high = mean_interval(values)
+            if metric in PERCENT_METRICS:  # a bound past 0 or 100 % says nothing more
+                low, high = np.clip([low, high], 0.0, 100.0)
             finite = values[np.isfinite(values)]
             row[f"{metric}_mean"] = float(finite.mean()) if finite.size else np.nan
             row[f"{metric}_ci95_low"] = low

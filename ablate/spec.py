@@ -78,6 +78,14 @@ SCALAR_METRICS: tuple[str, ...] = (
     "n_test",
     "n_eval",
 )
+#: Metrics that are percentages: a mean of them, and so its interval, lies within [0, 100].
+PERCENT_METRICS = (
+    "accuracy",
+    "consistency_circular",
+    "consistency_crop",
+    "adversarial_circular",
+    "adversarial_crop",
+)
 #: Metrics measured on CUDA only (NaN on the CPU, where no honest figure exists).
 CUDA_ONLY_METRICS = ("peak_memory_mb",)
 ScalarMetric = Literal[SCALAR_METRICS]  # type: ignore[valid-type]

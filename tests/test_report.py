@@ -269,6 +269,29 @@ def test_aggregation_over_seeds_on_hand_made_table() -> None:
     assert "seed_mean" not in configs and "trial_mean" not in configs
 
 
+def test_percent_intervals_stop_at_0_and_100_and_other_intervals_do_not() -> None:
+    """Two seeds give t(0.975, 1) = 12.7: a raw interval of 99 and 100 % reaches 105 %."""
+    runs = pd.DataFrame(
+        {
+            "trial": [0, 0, 1, 1],
+            "filter_size": [3, 3, 5, 5],
+            "config_key": ["high", "high", "low", "low"],
+            "seed": [0, 1, 0, 1],
+            "accuracy": [99.0, 100.0, 0.0, 2.0],
+            "consistency_crop": [100.0, 98.0, 1.0, 0.0],
+            "train_images_per_s": [10.0, 20.0, 10.0, 20.0],
+        }
+    )
+    configs = aggregate_over_seeds(runs, ["filter_size"]).set_index("config_key")
+    half = 12.706205 * np.std([10.0, 20.0], ddof=1) / np.sqrt(2)  # throughput: the raw t-interval
+    assert configs.loc["high", "train_images_per_s_ci95_low"] == pytest.approx(15 - half)
+    assert configs.loc["high", "train_images_per_s_ci95_low"] < 0
+    for metric in ("accuracy", "consistency_crop"):
+        high, low = configs.loc["high"], configs.loc["low"]
+        assert high[f"{metric}_ci95_high"] == 100.0 and 0 < high[f"{metric}_ci95_low"] < 99
+        assert low[f"{metric}_ci95_low"] == 0.0 and 1 < low[f"{metric}_ci95_high"] < 100
+
+
 def test_runs_table_has_one_row_per_trial_and_seed(tmp_path: Path) -> None:
     study = make_study(tmp_path / "s", {"filter_size": [1, 4]}, seeds=[0, 1, 2])
     runs, config_cols = runs_table(study)
