@@ -63,10 +63,12 @@ from ablate.report_table import (
     mask_runs_at_chance,
     read_meta,
     runs_table,
+    study_location,
     unused_cells,
     varied_columns,
     write_table,
 )
+from ablate.storage import StorageLocation
 from ablate.variant_config import VariantConfig
 
 FIGURE_DIR = "figures"
@@ -363,7 +365,7 @@ def _answer_bullets(answers: Sequence[Answer]) -> Bullets:
 
 def summary_blocks(
     meta: StudyMeta,
-    out_dir: Path,
+    location: StorageLocation,
     runs: pd.DataFrame,
     configs: pd.DataFrame,
     failed: pd.DataFrame,
@@ -371,17 +373,15 @@ def summary_blocks(
     sections: Sequence[tuple[str, Sequence[Answer]]],
     outcomes: Sequence[figs.FigureOutcome],
 ) -> list[Block]:
-    """The report's content, in reading order; `sections` are the answers under their
-    headings (a section without answers is left out)."""
+    """The report's content, in reading order; `location`: the storage the study was read from;
+    `sections` are the answers under their headings (a section without answers is left out)."""
     varied = varied_columns(configs, list(config_cols)) if len(configs) else []
     all_runs, runs = runs, first_run_per_seed(runs)
     blocks: list[Block] = [
         _overview(meta, all_runs, runs, configs, failed, varied, config_cols),
         Paragraph(
-            f"Browse the trials interactively: `optuna-dashboard {out_dir / 'journal.log'}` "
-            "(`pip install optuna-dashboard` first; for a database storage, pass its URL instead)."
-            if not meta.storage or "://" not in meta.storage
-            else f"Browse the trials interactively: `optuna-dashboard {meta.storage}`."
+            f"Browse the trials interactively: `optuna-dashboard {location.recorded}` "
+            "(`pip install optuna-dashboard` first)."
         ),
         *at_chance_blocks(runs, varied),
     ]
@@ -419,7 +419,8 @@ def write_report(out_dir: Path | str, storage: str | None = None) -> list[Path]:
     (`storage`: the database URL, where `meta.json`'s lacks its password)."""
     out_dir = Path(out_dir)
     meta = read_meta(out_dir)
-    study = load_study(out_dir, meta, storage)
+    location = study_location(out_dir, meta, storage)
+    study = load_study(out_dir, meta, location)
     runs, config_cols = runs_table(study)
     analysed = mask_runs_at_chance(first_run_per_seed(runs))
     configs = mark_front(aggregate_over_seeds(analysed, config_cols), meta)
@@ -435,7 +436,7 @@ def write_report(out_dir: Path | str, storage: str | None = None) -> list[Path]:
         ("What blur costs", cost_answers(analysed)),
         ("Polyphase sampling (APS, LPS) against the fixed grid", polyphase_answers(analysed)),
     ]
-    blocks = summary_blocks(meta, out_dir, runs, configs, failed, config_cols, sections, outcomes)
+    blocks = summary_blocks(meta, location, runs, configs, failed, config_cols, sections, outcomes)
     written += write_documents(f"Study {meta.study_name}", blocks, out_dir)
     return written
 

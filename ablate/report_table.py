@@ -18,7 +18,13 @@ import pandas as pd
 
 from ablate.report_stats import mean_interval
 from ablate.spec import PERCENT_METRICS
-from ablate.storage import DEFAULT_JOURNAL, existing_storage, locate_storage, stored_study
+from ablate.storage import (
+    DEFAULT_JOURNAL,
+    StorageLocation,
+    existing_storage,
+    locate_storage,
+    stored_study,
+)
 from ablate.variant_config import BLUR_FIELDS, run_identity, taps_per_axis, unused_fields
 from kernels.files import atomic_write
 
@@ -84,20 +90,24 @@ def read_meta(out_dir: Path) -> StudyMeta:
     return StudyMeta(str(raw["study_name"]), raw.get("storage"), tuple(objectives), constraints)
 
 
-def load_study(out_dir: Path, meta: StudyMeta, url: str | None = None) -> optuna.Study:
-    """Open the study: `url`, else the RDB URL `meta.json` records (without its password),
-    else a journal file (default `out_dir/journal.log`).
+def study_location(out_dir: Path, meta: StudyMeta, url: str | None = None) -> StorageLocation:
+    """Where the study is stored: `url`, else the RDB URL `meta.json` records (without its
+    password), else a journal file (default `out_dir/journal.log`).
 
     A relative journal path is relative to `out_dir`; an absolute one that no longer exists is
     looked for in `out_dir` by its name, so a copied or moved folder still opens.
     """
     if url is not None or (meta.storage and "://" in meta.storage):
-        location = locate_storage(url or meta.storage, out_dir)
-    else:
-        journal = Path(out_dir) / (meta.storage or DEFAULT_JOURNAL)
-        if not journal.is_file() and (Path(out_dir) / journal.name).is_file():
-            journal = Path(out_dir) / journal.name
-        location = locate_storage(str(journal), out_dir)
+        return locate_storage(url or meta.storage, out_dir)
+    journal = Path(out_dir) / (meta.storage or DEFAULT_JOURNAL)
+    if not journal.is_file() and (Path(out_dir) / journal.name).is_file():
+        journal = Path(out_dir) / journal.name
+    return locate_storage(str(journal), out_dir)
+
+
+def load_study(out_dir: Path, meta: StudyMeta, location: StorageLocation) -> optuna.Study:
+    """The study `meta.json` in `out_dir` names, from `location`; ValueError where the storage
+    does not exist or does not hold it."""
     storage = existing_storage(location)
     if storage is None:
         raise ValueError(f"storage={location.recorded!r} not found")

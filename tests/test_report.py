@@ -48,6 +48,7 @@ from ablate.report_table import (
     mask_runs_at_chance,
     read_meta,
     runs_table,
+    study_location,
 )
 from ablate.spec import Constraint as SpecConstraint
 from ablate.variant_config import VariantConfig, run_identity, unused_fields
@@ -557,7 +558,8 @@ def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) ->
     for key in ("RQ1", "RQ2", "RQ3", "RQ4", "C1", "C2", "C3"):
         line = next(line for line in summary.splitlines() if f"**{key} — " in line)
         assert "95 % CI" in line and "n = " in line, line
-    assert "optuna-dashboard" in summary and "TrainingDiverged" in summary
+    dashboard = f"`optuna-dashboard {(out_dir / 'journal.log').resolve()}`"
+    assert dashboard in summary and "TrainingDiverged" in summary
     assert "runs that did not learn (accuracy not above chance): 0" in summary
     assert "\n- fixed: epochs=1.0\n- at their defaults: dataset=synthetic," in summary
     assert "epochs=6.0" not in summary  # the default, which the study does not use
@@ -877,6 +879,7 @@ def test_cli_storage_takes_a_journal_path_and_names_a_storage_without_the_study(
     moved = tmp_path / "elsewhere.log"
     (out_dir / "journal.log").rename(moved)
     assert main([str(out_dir), "--storage", str(moved)]) == 0
+    assert f"`optuna-dashboard {moved}`" in (out_dir / "summary.md").read_text()
     missing = tmp_path / "nothere.db"
     for storage, message in (
         (f"sqlite:///{missing}", f"storage='sqlite:///{missing}' not found"),
@@ -894,6 +897,11 @@ def test_cli_storage_takes_a_journal_path_and_names_a_storage_without_the_study(
     assert not missing.exists()
 
 
+def _stored(out_dir: Path) -> optuna.Study:
+    meta = read_meta(out_dir)
+    return load_study(out_dir, meta, study_location(out_dir, meta))
+
+
 def test_meta_with_other_storage_path_opens(tmp_path: Path) -> None:
     out_dir = tmp_path / "moved"
     make_study(out_dir, {"filter_size": [1, 3]}, seeds=[0], failed=0)
@@ -901,7 +909,7 @@ def test_meta_with_other_storage_path_opens(tmp_path: Path) -> None:
     meta["storage"] = "/nonexistent/place/journal.log"  # folder copied elsewhere
     (out_dir / "meta.json").write_text(json.dumps(meta))
     assert isinstance(read_meta(out_dir), StudyMeta)
-    runs, _ = runs_table(load_study(out_dir, read_meta(out_dir)))
+    runs, _ = runs_table(_stored(out_dir))
     assert len(runs) == 2
     assert Objective("accuracy", "maximize") in read_meta(out_dir).objectives
 
@@ -1126,5 +1134,5 @@ def test_the_files_leave_unused_fields_blank_and_config_key_last(tmp_path: Path)
         assert (unused == "").all().all(), name
         assert {float(v) for v in table.loc[~blurred, "sites"] if v} == {0.0}, name
         assert len(pd.read_parquet(out_dir / f"{name}.parquet").columns) == len(table.columns)
-    runs, _ = runs_table(load_study(out_dir, read_meta(out_dir)))
+    runs, _ = runs_table(_stored(out_dir))
     assert runs["filter_size"].eq(3).all() and runs["padding"].notna().all()
