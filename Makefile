@@ -8,7 +8,7 @@ SPACE  ?= studies/quick.yaml
 # an idle worker takes queued tests from a busy one, so the slow interpreted ones spread evenly.
 TEST_JOBS ?= logical
 
-.PHONY: venv study test lint bench clean
+.PHONY: venv study test bench clean
 
 # torch goes in first: a torch the machine already has (the venv sees the system's packages) is
 # kept, with its CUDA build; otherwise $(TORCH_SPEC), here the local CPU wheel.
@@ -29,7 +29,7 @@ test: venv
 	$(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
 bench: venv
-	$(PY) benchmarks/cpu_reference.py
+	$(PY) -m benchmarks.cpu_reference
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

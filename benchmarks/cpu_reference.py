@@ -7,7 +7,7 @@ project's ``max_blur_pool2d`` and ``blur_pool2d`` (torch backend); each in NCHW 
 channels_last. The cases are timed round-robin, so a busy machine slows them alike; the
 ratios to ``MaxPool2d(2, 2)`` on the same layout are the numbers to compare across machines.
 
-    python benchmarks/cpu_reference.py --threads 2 --csv benchmarks/results/cpu/reference.csv
+    python -m benchmarks.cpu_reference --threads 2 --csv benchmarks/results/cpu/reference.csv
 """
 
 import argparse
@@ -20,26 +20,19 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from kernels import blur_pool2d, make_taps, max_blur_pool2d
+from kernels import blur_pool2d, max_blur_pool2d
+from kernels.bench import pad_conv_formulation, parse_shape
 
 Op = Callable[[torch.Tensor], torch.Tensor]
+CPU = torch.device("cpu")
 
 
-def depthwise_blur(x: torch.Tensor, filter_size: int, stride: int) -> torch.Tensor:
-    """Reflect pad then a depthwise conv with the outer-product binomial filter."""
-    taps = make_taps(filter_size).to(x.dtype)
-    weight = torch.outer(taps, taps).expand(x.shape[1], 1, filter_size, filter_size)
-    before, after = (filter_size - 1) // 2, (filter_size - 1) - (filter_size - 1) // 2
-    padded = F.pad(x, (before, after, before, after), mode="reflect")
-    return F.conv2d(padded, weight, stride=stride, groups=x.shape[1])
-
-
-def cases(filter_size: int) -> dict[str, Op]:
+def cases(filter_size: int, channels: int, dtype: torch.dtype) -> dict[str, Op]:
     k = filter_size
     return {
         "MaxPool2d(2,2)": lambda x: F.max_pool2d(x, 2, 2),
-        "MaxPool2d(2,1)+pad+dwconv": lambda x: depthwise_blur(F.max_pool2d(x, 2, 1), k, 2),
-        "pad+dwconv": lambda x: depthwise_blur(x, k, 2),
+        "MaxPool2d(2,1)+pad+dwconv": pad_conv_formulation("max_blur_pool", k, channels, dtype, CPU),
+        "pad+dwconv": pad_conv_formulation("blur_pool", k, channels, dtype, CPU),
         "max_blur_pool2d": lambda x: max_blur_pool2d(x, k, 2, "reflect", backend="torch"),
         "blur_pool2d": lambda x: blur_pool2d(x, k, 2, "reflect", backend="torch"),
     }
@@ -56,7 +49,14 @@ def forward_backward(op: Op, x: torch.Tensor) -> None:
     out.backward(torch.ones_like(out))
 
 
-def measure(shape: list[int], dtype: torch.dtype, filter_size: int, warmup: int, repeats: int):
+def measure(
+    shape: tuple[int, int, int, int],
+    dtype: torch.dtype,
+    filter_size: int,
+    warmup: int,
+    repeats: int,
+) -> pd.DataFrame:
+    """Median ms per op, layout and pass, and each as a multiple of ``MaxPool2d(2, 2)``'s."""
     base = torch.randn(shape, dtype=dtype)
     inputs = {
         "NCHW": base,
@@ -65,7 +65,7 @@ def measure(shape: list[int], dtype: torch.dtype, filter_size: int, warmup: int,
     runs = [
         (name, layout, mode, op, x, timer)
         for layout, x in inputs.items()
-        for name, op in cases(filter_size).items()
+        for name, op in cases(filter_size, shape[1], dtype).items()
         for mode, timer in (("fwd", forward), ("fwd+bwd", forward_backward))
     ]
     samples: dict[tuple[str, str, str], list[float]] = {run[:3]: [] for run in runs}
@@ -88,16 +88,18 @@ def measure(shape: list[int], dtype: torch.dtype, filter_size: int, warmup: int,
     return table
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.cpu_reference", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--shape", type=int, nargs=4, default=[128, 64, 32, 32], metavar="NCHW")
+    parser.add_argument("--shape", type=parse_shape, default=(128, 64, 32, 32), metavar="NxCxHxW")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     parser.add_argument("--filter-size", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--csv", type=Path, help="also write the table here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     table = measure(
         args.shape, getattr(torch, args.dtype), args.filter_size, args.warmup, args.repeats
@@ -106,7 +108,7 @@ def main() -> None:
         index=["layout", "op"], columns="pass", values=["ms", "x MaxPool2d(2,2)"], sort=False
     )
     print(
-        f"shape {args.shape} {args.dtype} k={args.filter_size} threads={args.threads} "
+        f"shape {"x".join(map(str, args.shape))} {args.dtype} k={args.filter_size} threads={args.threads} "
         f"(median of {args.repeats} after {args.warmup} warm-up)"
     )
     print(wide.round(2).to_string())

@@ -11,11 +11,11 @@ outputs whose window holds it; an inf activation has already broken a run, so th
 keeps its speed rather than check every output. A one-tap filter is taken as the slice it is,
 ``x[:, :, ::s, ::s]``, exactly. The products run with autocast off, in float32 or float64.
 
-The dense max of MaxBlurPool, on NCHW inputs, is a ``torch.maximum`` of shifted slices,
+The dense max of MaxBlurPool is a ``torch.maximum`` of shifted slices in either layout,
 bit-identical to ``max_pool2d(x, k, 1)`` and far cheaper on CPU, behind an autograd.Function
 whose backward sends each window's gradient to its first maximum in row-major order (its last
-NaN if it holds one), as ``torch.max_pool2d`` does. Channels-last inputs, and graphs being
-scripted, traced or exported, take ``max_pool2d`` itself.
+NaN if it holds one), as ``torch.max_pool2d`` does. Graphs being scripted, traced, exported
+or compiled take ``max_pool2d`` itself.
 
 Arguments are assumed valid here; ``kernels.functional`` checks them.
 """

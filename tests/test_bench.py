@@ -599,3 +599,24 @@ def test_goals_judge_only_shiftlab_rows():
     ]
     goal = bench.goal_table(pd.DataFrame(rows)).iloc[0]
     assert (goal["worst"], goal["rows"], goal["status"]) == (85.0, 2, "met")
+
+
+def test_cpu_reference_times_each_formulation_of_the_same_op(tmp_path):
+    """The CPU benchmark compares like with like: its pad + depthwise-conv formulations compute
+    what the project's ops compute, and each row is a multiple of MaxPool2d(2, 2)'s time."""
+    from benchmarks import cpu_reference
+
+    x = torch.randn(2, 3, 9, 7, dtype=torch.float64)
+    ops = cpu_reference.cases(5, 3, torch.float64)
+    for formulation, ours in (("pad+dwconv", "blur_pool2d"),
+                              ("MaxPool2d(2,1)+pad+dwconv", "max_blur_pool2d")):  # fmt: skip
+        torch.testing.assert_close(ops[formulation](x), ops[ours](x))
+    csv = tmp_path / "cpu.csv"
+    cpu_reference.main(["--shape", "2x3x9x7", "--filter-size", "5", "--warmup", "0",
+                        "--repeats", "1", "--threads", str(torch.get_num_threads()),  # as it was
+                        "--csv", str(csv)])  # fmt: skip
+    table = pd.read_csv(csv)
+    assert len(table) == len(ops) * 2 * 2  # ops x layouts x passes
+    assert set(table["shape"]) == {"2x3x9x7"} and (table["ms"] > 0).all()
+    baseline = table[table["op"] == "MaxPool2d(2,2)"]
+    assert (baseline["x MaxPool2d(2,2)"] == 1.0).all()
