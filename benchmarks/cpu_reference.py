@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         index=["layout", "op"], columns="pass", values=["ms", "x MaxPool2d(2,2)"], sort=False
     )
     print(
-        f"shape {"x".join(map(str, args.shape))} {args.dtype} k={args.filter_size} threads={args.threads} "
+        f"shape {'x'.join(map(str, args.shape))} {args.dtype} k={args.filter_size} "
+        f"threads={args.threads} "
         f"(median of {args.repeats} after {args.warmup} warm-up)"
     )
     print(wide.round(2).to_string())
