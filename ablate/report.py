@@ -69,7 +69,7 @@ from ablate.report_table import (
     write_table,
 )
 from ablate.storage import StorageLocation
-from ablate.variant_config import VariantConfig
+from ablate.variant_config import UNUSED_FIELDS_TEXT, VariantConfig
 
 FIGURE_DIR = "figures"
 
@@ -311,9 +311,8 @@ METHOD_NOTES = (
     "this study's design space. The Pareto front is computed on the configurations' means "
     "(feasible ones only when the spec sets constraints) and agrees with Optuna's "
     "`study.best_trials` when every configuration ran in one trial. Configurations that make "
-    "one run count as one (their seeds once): without blur the filter settings are unused, a "
-    "one-tap filter on the fixed grid reads no padding, `steps` overrides `epochs`, AdamW has "
-    "no momentum; custom taps set the filter size. The shift metrics "
+    f"one run count as one (their seeds once), as they differ only in fields a run leaves "
+    f"unused: {UNUSED_FIELDS_TEXT}. The shift metrics "
     "use the first `eval_size` test images, each classified at every offset of [-S, S]² "
     "(`shift`): consistency is the expected share of images whose two offsets, drawn "
     "independently and uniformly, get the same class (exact, with no noise from drawing the "

@@ -54,7 +54,7 @@ from ablate.storage import (
     requeue_lost_retries,
     stored_study,
 )
-from ablate.variant_config import run_identity
+from ablate.variant_config import UNUSED_FIELDS_TEXT, run_identity
 from ablate.workers import (
     STOPPED_EXIT,
     Objective,
@@ -496,10 +496,8 @@ def describe_plan(spec: StudySpec, slots: Sequence[dict[str, Any]], limit: int =
         if repeats:
             lines.append(
                 f"note: {repeats} of these trials make the run an earlier one makes (they differ "
-                "in a field the others leave unused: without blur the filter settings, with a "
-                "one-tap filter on the fixed grid the padding, with `steps` set the epochs, "
-                "under AdamW the momentum): they run it again, and the report counts each of its "
-                "seeds once; a `when:` condition leaves them out"
+                f"in a field the others leave unused: {UNUSED_FIELDS_TEXT}): they run it again, "
+                "and the report counts each of its seeds once; a `when:` condition leaves them out"
             )
     else:
         for name, parameter in spec.space.items():

@@ -71,6 +71,14 @@ BLUR_FIELDS = ("filter", "filter_size", "sigma", "taps", "padding", "sites", "an
 ONE_TAP_FIELDS = ("filter", "sigma", "taps", "padding")
 
 
+#: What `unused_fields` leaves out, in the words the runner's and the report's notes use.
+UNUSED_FIELDS_TEXT = (
+    "without blur the filter settings, with custom taps the filter size, with a one-tap filter "
+    "on the fixed grid the padding, with `steps` set the epochs, under AdamW the momentum, on "
+    "the synthetic data the data folder"
+)
+
+
 def unused_fields(config: Mapping[str, Any]) -> tuple[str, ...]:
     """The config fields that do not change the run `config` makes, given the others:
     configurations that differ only there are one run, and the report counts them as one.
