@@ -155,15 +155,15 @@ def _effect_sentence(
     treated, control = means
     diff_unit = _difference_unit(unit)
     share = f" or {_fmt(100 * diff.estimate / control, True, ' %')}" if relative and control else ""
-    if min(diff.n_treated, diff.n_control) < 2:
+    if diff.low == diff.high:  # a deterministic measure, from one run a group or more
+        interval = "exact: every run of each group gave the same value"
+    elif min(diff.n_treated, diff.n_control) < 2:
         interval = "no interval: a group has fewer than two runs"
     elif not np.isfinite(diff.low):
         interval = (
             "no interval: the runs of each group tied, which bounds nothing for a measure "
             "that varies by seed"
         )
-    elif diff.low == diff.high:
-        interval = "exact: every run of each group gave the same value"
     else:
         interval = f"95 % CI [{_fmt(diff.low, True)}, {_fmt(diff.high, True)}]{diff_unit}"
     if diff.excludes_zero:

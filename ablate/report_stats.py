@@ -2,9 +2,10 @@
 
 Seeds are few (often 1–5), so a normal interval would be far too narrow; the t quantile makes the
 width honest. One observation gives no spread, so its interval has NaN width rather than zero.
-Two groups of several runs each without any spread give the difference exactly (an interval of
-zero width) only for a measure every run of a configuration repeats, such as its FLOPs; runs of a
-measure that varies by seed that happen to tie show no spread to bound the difference with.
+Groups without any spread give the difference exactly (an interval of zero width) only for a
+measure every run of a configuration repeats, such as its FLOPs, where one run per group will
+do; runs of a measure that varies by seed that happen to tie show no spread to bound the
+difference with.
 """
 
 from __future__ import annotations
@@ -81,22 +82,25 @@ def welch_difference(
 ) -> Difference:
     """Difference of means with the Welch–Satterthwaite t-interval (unequal variances).
 
-    NaN entries are dropped. With fewer than two observations on a side the interval is NaN:
-    the data cannot bound the difference. With no spread on either side it is the estimate
-    itself where the measure is `deterministic` (the same for every run of a configuration),
-    and NaN otherwise: tied runs of a measure that varies by seed bound nothing.
+    NaN entries are dropped. Where the measure is `deterministic` (the same for every run of a
+    configuration, such as its FLOPs) one run measures its configuration exactly: a side of
+    one run has no spread, and with no spread on either side the interval is the estimate
+    itself. Otherwise a side of one run gives a NaN interval (the data cannot bound the
+    difference), and so do tied runs: a measure that varies by seed, tied, bounds nothing.
     """
     a, b = _finite(treated), _finite(control)
     if a.size == 0 or b.size == 0:
         return Difference(math.nan, math.nan, math.nan, int(a.size), int(b.size))
     estimate = float(a.mean() - b.mean())
-    if a.size < 2 or b.size < 2:
+    if not deterministic and (a.size < 2 or b.size < 2):
         return Difference(estimate, math.nan, math.nan, int(a.size), int(b.size))
-    va, vb = float(a.var(ddof=1)) / a.size, float(b.var(ddof=1)) / b.size
-    se = math.sqrt(va + vb)
+    # Each side's squared standard error, and its share of the Welch-Satterthwaite degrees of
+    # freedom (none for a deterministic side of one run, which has no spread).
+    sides = [(float(v.var(ddof=1)) / v.size, v.size - 1) for v in (a, b) if v.size > 1]
+    se = math.sqrt(sum(var for var, _ in sides))
     if se == 0:
         bound = estimate if deterministic else math.nan
         return Difference(estimate, bound, bound, int(a.size), int(b.size))
-    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    df = se**4 / sum(var**2 / dof for var, dof in sides)
     half = t_quantile(0.5 + CONFIDENCE / 2, df) * se
     return Difference(estimate, estimate - half, estimate + half, int(a.size), int(b.size))

@@ -233,6 +233,13 @@ def test_welch_difference_by_hand() -> None:
     assert (exact.low, exact.high) == (exact.estimate, exact.estimate) and exact.excludes_zero
     same = welch_difference([17.5, 17.5, 17.5], [17.5, 17.5], deterministic=True)
     assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0) and not same.excludes_zero
+    one_seed = welch_difference([17.5], [17.4], deterministic=True)  # one run each: exact
+    assert (one_seed.low, one_seed.high) == (one_seed.estimate,) * 2 and one_seed.excludes_zero
+    # Two blurred configurations of one run each against one baseline run: the spread is the
+    # configurations', on one degree of freedom (the baseline's side adds none).
+    spread = welch_difference([17.5, 18.5], [17.4], deterministic=True)
+    half = t_quantile(0.975, 1) * math.sqrt(0.5 / 2)
+    assert (spread.low, spread.high) == pytest.approx((18.0 - 17.4 - half, 0.6 + half))
     tied = welch_difference([5.0, 5.0], [3.0, 3.0])  # seeds' values that happen to tie
     assert tied.estimate == 2.0 and math.isnan(tied.low) and not tied.excludes_zero
 

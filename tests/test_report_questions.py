@@ -108,6 +108,16 @@ def test_a_cost_blur_leaves_exactly_unchanged_is_answered_no_difference() -> Non
     )
 
 
+def test_a_cost_every_run_repeats_is_exact_from_one_seed() -> None:
+    """One seed a side measures FLOPs exactly: a "Yes", where a measure that varies by seed
+    would be inconclusive."""
+    assert _answer(_runs([17.6], [17.4], "forward_mflops"), "C3").startswith(
+        "Yes: the forward pass's MFLOPs per image is 17.60 MFLOPs with blur vs 17.40 MFLOPs "
+        "without (difference +0.20 MFLOPs or +1.15 %, exact"
+    )
+    assert "Inconclusive" in _answer(_runs([90.0], [80.0], "train_images_per_s"), "C1")
+
+
 @pytest.mark.parametrize(
     ("setting", "values"),
     [("dataset", ["cifar10", "folder"]), ("data_dir", ["data/a", "data/b"])],
