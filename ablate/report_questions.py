@@ -18,6 +18,7 @@ import pandas as pd
 
 from ablate.report_stats import Difference, welch_difference
 from ablate.report_table import at_chance
+from ablate.spec import DETERMINISTIC_METRICS
 
 NO_BLUR, BLUR = "no blur", "blur"
 
@@ -284,13 +285,14 @@ def _metric_question(
     relative: bool = False,
     contrast: Callable[[pd.DataFrame], Contrast] = blur_contrast,
     learning_matters: bool = True,
-    deterministic: bool = False,
 ) -> Answer:
     """The answer comparing `column` between the contrast's groups; `learning_matters`: whether
-    a run that did not learn measures it for no merit (not so for a cost); `deterministic`:
-    whether every run of a configuration measures the same (a FLOP count, not a seed's luck)."""
+    a run that did not learn measures it for no merit (not so for a cost). A measure every run
+    of a configuration repeats (`DETERMINISTIC_METRICS`: a FLOP count, not a seed's luck) is
+    compared exactly where the runs allow it."""
     if column not in runs:
         return Answer(key, question, f"Cannot be answered: the runs carry no `{column}`.")
+    deterministic = column in DETERMINISTIC_METRICS
     values = extract(runs[column]) if extract else pd.to_numeric(runs[column], errors="coerce")
     stuck = at_chance(runs) if learning_matters else pd.Series(False, index=runs.index)
     sentence, diff = _compare(
@@ -423,7 +425,6 @@ def cost_answers(runs: pd.DataFrame) -> list[Answer]:
             relative=True,
             by_filter_size=True,
             learning_matters=False,
-            deterministic=True,
         ),
     ]
 

@@ -46,17 +46,24 @@ def _finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
-def mean_interval(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
-    """The 95 % t-interval `(low, high)` of the mean of `values`; NaN bounds for n < 2.
+def mean_interval(
+    values: Sequence[float] | np.ndarray, deterministic: bool = False
+) -> tuple[float, float]:
+    """The 95 % t-interval `(low, high)` of the mean of `values`, NaN entries dropped.
 
-    NaN entries are dropped first. Usable directly as a seaborn `errorbar=` callable.
+    As for a difference (:func:`welch_difference`): a `deterministic` measure's values, tied,
+    give the mean exactly, from one value on; otherwise one value, or values that tie, give
+    NaN bounds. Usable directly as a seaborn `errorbar=` callable.
     """
     finite = _finite(values)
     n = finite.size
-    if n < 2:
+    if n == 0 or (n == 1 and not deterministic):
         return (math.nan, math.nan)
     mean = float(finite.mean())
-    half = t_quantile(0.5 + CONFIDENCE / 2, n - 1) * float(finite.std(ddof=1)) / math.sqrt(n)
+    spread = float(finite.std(ddof=1)) if n > 1 else 0.0
+    if spread == 0:
+        return (mean, mean) if deterministic else (math.nan, math.nan)
+    half = t_quantile(0.5 + CONFIDENCE / 2, n - 1) * spread / math.sqrt(n)
     return (mean - half, mean + half)
 
 

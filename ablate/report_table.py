@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 
 from ablate.report_stats import mean_interval
-from ablate.spec import PERCENT_METRICS
+from ablate.spec import DETERMINISTIC_METRICS, METRIC_BOUNDS
 from ablate.storage import (
     DEFAULT_JOURNAL,
     StorageLocation,
@@ -224,7 +224,8 @@ def scalar_metric_columns(runs: pd.DataFrame, exclude: list[str]) -> list[str]:
 def aggregate_over_seeds(runs: pd.DataFrame, config_cols: list[str]) -> pd.DataFrame:
     """One row per configuration: its config, `n_seeds`, `trials`, `seeds_at_chance` (runs that
     did not learn), per scalar metric `<m>_mean`, `<m>_ci95_low`, `<m>_ci95_high` (Student-t
-    over seeds, cut to [0, 100] for percentages; NaN for one seed) and `<m>_n` (the seeds that
+    over seeds, cut to the metric's range, `METRIC_BOUNDS`; NaN for one seed, or seeds that
+    tie, unless the metric is one of `DETERMINISTIC_METRICS`) and `<m>_n` (the seeds that
     measured it: a run that did not learn has no consistency), and text metrics (the device
     name) as their distinct values.
 
@@ -253,9 +254,9 @@ def aggregate_over_seeds(runs: pd.DataFrame, config_cols: list[str]) -> pd.DataF
             row[metric] = ", ".join(sorted(group[metric].unique()))
         for metric in metrics:
             values = group[metric].to_numpy(dtype=float)
-            low, high = mean_interval(values)
-            if metric in PERCENT_METRICS:  # a bound past 0 or 100 % says nothing more
-                low, high = np.clip([low, high], 0.0, 100.0)
+            low, high = mean_interval(values, metric in DETERMINISTIC_METRICS)
+            if metric in METRIC_BOUNDS:  # a bound past 0 or 100 % says nothing more
+                low, high = np.clip([low, high], *METRIC_BOUNDS[metric])
             finite = values[np.isfinite(values)]
             row[f"{metric}_mean"] = float(finite.mean()) if finite.size else np.nan
             row[f"{metric}_ci95_low"] = low

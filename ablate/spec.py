@@ -78,14 +78,26 @@ SCALAR_METRICS: tuple[str, ...] = (
     "n_test",
     "n_eval",
 )
-#: Metrics that are percentages: a mean of them, and so its interval, lies within [0, 100].
-PERCENT_METRICS = (
-    "accuracy",
-    "consistency_circular",
-    "consistency_crop",
-    "adversarial_circular",
-    "adversarial_crop",
-)
+_PERCENT = (0.0, 100.0)
+_NON_NEGATIVE = (0.0, math.inf)
+#: The range a metric's values, and so their mean and its interval, lie in.
+METRIC_BOUNDS: dict[str, tuple[float, float]] = {
+    "accuracy": _PERCENT,
+    "consistency_circular": _PERCENT,
+    "consistency_crop": _PERCENT,
+    "adversarial_circular": _PERCENT,
+    "adversarial_crop": _PERCENT,
+    "last_quarter_gain": (-100.0, 100.0),  # points of accuracy
+    "filter_tv_mean": _NON_NEGATIVE,
+    "train_images_per_s": _NON_NEGATIVE,
+    "infer_images_per_s": _NON_NEGATIVE,
+    "peak_memory_mb": _NON_NEGATIVE,
+    "train_seconds": _NON_NEGATIVE,
+    "final_train_loss": _NON_NEGATIVE,  # cross-entropy
+}
+#: Metrics every run of a configuration measures alike, whatever its seed: one run gives them
+#: exactly, and runs that tie are not luck.
+DETERMINISTIC_METRICS = ("forward_mflops", "params", "n_test", "n_eval")
 #: Metrics measured on CUDA only (NaN on the CPU, where no honest figure exists).
 CUDA_ONLY_METRICS = ("peak_memory_mb",)
 ScalarMetric = Literal[SCALAR_METRICS]  # type: ignore[valid-type]

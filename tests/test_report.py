@@ -216,6 +216,9 @@ def test_mean_interval_drops_nan_and_is_nan_for_one_value() -> None:
     half = 4.302653 * 2.0 / math.sqrt(3)
     assert (low, high) == pytest.approx((82 - half, 82 + half), abs=1e-5)
     assert all(math.isnan(v) for v in mean_interval([5.0]))
+    assert all(math.isnan(v) for v in mean_interval([5.0, 5.0]))  # a tie bounds nothing
+    assert mean_interval([5.0, 5.0], deterministic=True) == (5.0, 5.0)
+    assert mean_interval([5.0], deterministic=True) == (5.0, 5.0)
 
 
 def test_welch_difference_by_hand() -> None:
@@ -277,27 +280,37 @@ def test_aggregation_over_seeds_on_hand_made_table() -> None:
     assert "seed_mean" not in configs and "trial_mean" not in configs
 
 
-def test_percent_intervals_stop_at_0_and_100_and_other_intervals_do_not() -> None:
-    """Two seeds give t(0.975, 1) = 12.7: a raw interval of 99 and 100 % reaches 105 %."""
+def test_intervals_stop_at_the_metrics_bounds_and_only_a_deterministic_tie_is_exact() -> None:
+    """Two seeds give t(0.975, 1) = 12.7: a raw interval of 99 and 100 % reaches 105 %, one of
+    10 and 20 images/s goes below 0. Seeds that tie bound nothing, unless every run of the
+    configuration measures the same (FLOPs), which one run then gives exactly."""
     runs = pd.DataFrame(
         {
-            "trial": [0, 0, 1, 1],
-            "filter_size": [3, 3, 5, 5],
-            "config_key": ["high", "high", "low", "low"],
-            "seed": [0, 1, 0, 1],
-            "accuracy": [99.0, 100.0, 0.0, 2.0],
-            "consistency_crop": [100.0, 98.0, 1.0, 0.0],
-            "train_images_per_s": [10.0, 20.0, 10.0, 20.0],
+            "trial": [0, 0, 1, 1, 2],
+            "filter_size": [3, 3, 5, 5, 7],
+            "config_key": ["high", "high", "low", "low", "one"],
+            "seed": [0, 1, 0, 1, 0],
+            "accuracy": [99.0, 100.0, 0.0, 2.0, 50.0],
+            "consistency_crop": [100.0, 98.0, 1.0, 0.0, 50.0],
+            "train_images_per_s": [10.0, 20.0, 10.0, 20.0, 10.0],
+            "unbounded": [10.0, 20.0, 10.0, 20.0, 10.0],
+            "adversarial_crop": [10.0, 10.0, 10.0, 10.0, 10.0],
+            "forward_mflops": [17.4, 17.4, 17.6, 17.6, 17.8],
         }
     )
     configs = aggregate_over_seeds(runs, ["filter_size"]).set_index("config_key")
-    half = 12.706205 * np.std([10.0, 20.0], ddof=1) / np.sqrt(2)  # throughput: the raw t-interval
-    assert configs.loc["high", "train_images_per_s_ci95_low"] == pytest.approx(15 - half)
-    assert configs.loc["high", "train_images_per_s_ci95_low"] < 0
+    high, low, one = configs.loc["high"], configs.loc["low"], configs.loc["one"]
+    half = 12.706205 * np.std([10.0, 20.0], ddof=1) / np.sqrt(2)
+    assert high["unbounded_ci95_low"] == pytest.approx(15 - half) and 15 - half < 0
+    assert high["train_images_per_s_ci95_low"] == 0.0
+    assert high["train_images_per_s_ci95_high"] == pytest.approx(15 + half)
     for metric in ("accuracy", "consistency_crop"):
-        high, low = configs.loc["high"], configs.loc["low"]
         assert high[f"{metric}_ci95_high"] == 100.0 and 0 < high[f"{metric}_ci95_low"] < 99
         assert low[f"{metric}_ci95_low"] == 0.0 and 1 < low[f"{metric}_ci95_high"] < 100
+    assert np.isnan(high["adversarial_crop_ci95_low"]) and high["adversarial_crop_mean"] == 10
+    assert (low["forward_mflops_ci95_low"], low["forward_mflops_ci95_high"]) == (17.6, 17.6)
+    assert (one["forward_mflops_ci95_low"], one["forward_mflops_ci95_high"]) == (17.8, 17.8)
+    assert np.isnan(one["accuracy_ci95_low"])
 
 
 def test_runs_table_has_one_row_per_trial_and_seed(tmp_path: Path) -> None:
