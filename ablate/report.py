@@ -29,6 +29,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -54,6 +55,7 @@ from ablate.report_summary import (
     write_documents,
 )
 from ablate.report_table import (
+    FAILURE_COLUMNS,
     StudyMeta,
     aggregate_over_seeds,
     at_chance,
@@ -139,9 +141,7 @@ def config_table(configs: pd.DataFrame, varied: Sequence[str], meta: StudyMeta) 
     """Configurations for reading: varied parameters, objectives as `mean [95 % CI]`, seeds."""
     rows = []
     for _, row in configs.iterrows():
-        unused = unused_cells(row)
-        # a field the network does not use (the filter of a network without blur): blank
-        entry = {column: "–" if column in unused else row[column] for column in varied}
+        entry = _design_cells(row, varied)
         for objective in meta.objectives:
             arrow = "↑" if objective.direction == "maximize" else "↓"
             entry[f"{objective.metric} {arrow}"] = _interval_text(row, objective.metric)
@@ -149,6 +149,25 @@ def config_table(configs: pd.DataFrame, varied: Sequence[str], meta: StudyMeta) 
         entry["trial numbers"] = row["trials"]
         rows.append(entry)
     return pd.DataFrame(rows)
+
+
+def _design_cells(row: pd.Series, varied: Sequence[str]) -> dict[str, Any]:
+    """The varied fields of a row, a field its network does not use (the filter of a network
+    without blur, `unused_cells`) shown as "–"."""
+    unused = unused_cells(row)
+    return {column: "–" if column in unused else row.get(column) for column in varied}
+
+
+def _design_table(rows: pd.DataFrame, varied: Sequence[str], first: list[str],
+                  last: list[str]) -> pd.DataFrame:  # fmt: skip
+    """`rows` for reading: the columns `first`, the varied fields as `_design_cells`, `last`."""
+    return pd.DataFrame(
+        [
+            {**row[first].to_dict(), **_design_cells(row, varied), **row[last].to_dict()}
+            for _, row in rows.iterrows()
+        ],
+        columns=list(dict.fromkeys([*first, *varied, *last])),
+    )
 
 
 def make_figures(
@@ -339,9 +358,9 @@ def at_chance_blocks(runs: pd.DataFrame, varied: Sequence[str]) -> list[Block]:
     stuck = runs[at_chance(runs)]
     if stuck.empty:
         return []
-    columns = ["trial", "seed", *varied, "accuracy", "chance_accuracy"]
-    columns += [c for c in runs.columns if c.startswith("consistency_")] + ["final_train_loss"]
-    table = stuck[[c for c in dict.fromkeys(columns) if c in stuck]]
+    measured = ["accuracy", "chance_accuracy"]
+    measured += [c for c in runs.columns if c.startswith("consistency_")] + ["final_train_loss"]
+    table = _design_table(stuck, varied, ["trial", "seed"], [c for c in measured if c in stuck])
     return [Heading("Runs that did not learn"), Paragraph(AT_CHANCE_NOTE), Table(table)]
 
 
@@ -374,7 +393,11 @@ def summary_blocks(
 ) -> list[Block]:
     """The report's content, in reading order; `location`: the storage the study was read from;
     `sections` are the answers under their headings (a section without answers is left out)."""
-    varied = varied_columns(configs, list(config_cols)) if len(configs) else []
+    # what the study varied, among the points that failed too (a value all of whose runs
+    # failed was still tried: not a default)
+    tried = [c for c in failed.columns if c not in ("trial", *FAILURE_COLUMNS)]
+    fields = list(dict.fromkeys([*config_cols, *tried]))
+    varied = varied_columns(pd.concat([configs, failed], ignore_index=True), fields)
     all_runs, runs = runs, first_run_per_seed(runs)
     blocks: list[Block] = [
         _overview(meta, all_runs, runs, configs, failed, varied, config_cols),
@@ -400,7 +423,8 @@ def summary_blocks(
             caption = " ".join(filter(None, (figs.CAPTIONS[outcome.name], outcome.note)))
             blocks.append(FigureBlock(f"{FIGURE_DIR}/{outcome.name}.png", caption))
     if len(failed):
-        blocks += [Heading("Failed attempts"), Table(failed)]
+        table = _design_table(failed, varied, ["trial"], FAILURE_COLUMNS)
+        blocks += [Heading("Failed attempts"), Table(table)]
     blocks += [
         Heading("How the numbers are made"),
         Paragraph(METHOD_NOTES),

@@ -138,13 +138,20 @@ def runs_table(study: optuna.Study) -> tuple[pd.DataFrame, list[str]]:
         config_cols.update(dict.fromkeys(config))
         identity = run_identity(config)
         for seed_result in seeds:
-            row: dict[str, Any] = {"trial": trial.number, **config, CONFIG_KEY: identity}
-            if "filter_size" in config:
-                row["filter_size"] = taps_per_axis(config)
+            row: dict[str, Any] = {"trial": trial.number, **_design_point(config)}
+            row[CONFIG_KEY] = identity
             for key, value in seed_result.items():
                 row[f"{key}_metric" if key in config else key] = value
             rows.append(row)
     return pd.DataFrame(rows), list(config_cols)
+
+
+def _design_point(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's config as the report's tables show it: `filter_size` the size of the filter
+    the network has (`taps_per_axis`: custom taps' count)."""
+    if "filter_size" not in config:
+        return dict(config)
+    return {**config, "filter_size": taps_per_axis(config)}
 
 
 def first_run_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
@@ -179,10 +186,14 @@ def mask_runs_at_chance(runs: pd.DataFrame) -> pd.DataFrame:
     return masked
 
 
+FAILURE_COLUMNS = ["state", "fail_reason", "run_again_as"]
+
+
 def failed_trials(study: optuna.Study) -> pd.DataFrame:
-    """Trials that did not finish, with their state, `fail_reason` where the engine set one,
-    and the trial that ran their point again, with its state (an interrupted trial's rerun,
-    or a retry), if any."""
+    """Trials that did not finish: `trial`, the design point they tried (its config fields; the
+    sampled parameters alone for a point that makes no valid config), their state, `fail_reason`
+    where the engine set one, and the trial that ran their point again, with its state (an
+    interrupted trial's rerun, or a retry), if any."""
     trials = study.get_trials(deepcopy=False)
     retries = {t.user_attrs["retry_of"]: t for t in trials if "retry_of" in t.user_attrs}
     rows = []
@@ -193,6 +204,7 @@ def failed_trials(study: optuna.Study) -> pd.DataFrame:
         rows.append(
             {
                 "trial": t.number,
+                **_design_point(t.user_attrs.get("config") or t.params),
                 "state": t.state.name,
                 "fail_reason": t.user_attrs.get(
                     "fail_reason", t.system_attrs.get("fail_reason", "")
@@ -202,12 +214,24 @@ def failed_trials(study: optuna.Study) -> pd.DataFrame:
                 else f"trial {retry.number} ({retry.state.name})",
             }
         )
-    return pd.DataFrame(rows, columns=["trial", "state", "fail_reason", "run_again_as"])
+    tried = dict.fromkeys(k for row in rows for k in row if k not in ("trial", *FAILURE_COLUMNS))
+    return pd.DataFrame(rows, columns=["trial", *tried, *FAILURE_COLUMNS])
 
 
 def varied_columns(table: pd.DataFrame, columns: list[str]) -> list[str]:
-    """The config columns that take more than one value in `table` (what the study varied)."""
-    return [c for c in columns if table[c].map(lambda v: json.dumps(v, default=str)).nunique() > 1]
+    """The config columns that take more than one value in `table` (what the study varied); a
+    missing cell (NaN: a failed trial's table has only the parameters of a point that makes no
+    config) is no value, unlike a field set to None."""
+    return [
+        c
+        for c in columns
+        if c in table
+        and len({json.dumps(v, default=str) for v in table[c] if not _missing(v)}) > 1
+    ]
+
+
+def _missing(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def scalar_metric_columns(runs: pd.DataFrame, exclude: list[str]) -> list[str]:

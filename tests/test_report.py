@@ -934,6 +934,44 @@ def test_meta_with_other_storage_path_opens(tmp_path: Path) -> None:
     assert Objective("accuracy", "maximize") in read_meta(out_dir).objectives
 
 
+def test_a_design_point_whose_every_run_failed_stays_in_the_report(tmp_path: Path) -> None:
+    """A learning rate all of whose runs diverged was still varied (not "at its default"), and
+    each failed attempt names the design point it tried, with the settings its network does
+    not use blank; a point that makes no config is named by its sampled parameters."""
+    out_dir = tmp_path / "s"
+    study = make_study(out_dir, {"placement": ["none", "paper"]}, seeds=[0], failed=0)
+    for placement in ("none", "paper"):
+        config = VariantConfig(placement=placement, lr=10000.0).model_dump(exclude={"seed"})
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.FAIL,
+                params={"placement": placement},
+                distributions={"placement": CategoricalDistribution(["none", "paper"])},
+                user_attrs={"config": config, "fail_reason": "TrainingDiverged: at step 3"},
+            )
+        )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL,
+            params={"filter_size": 0},
+            distributions={"filter_size": CategoricalDistribution([0])},
+            user_attrs={"fail_reason": "InvalidDesignPoint: filter_size"},
+        )
+    )
+    failed = failed_trials(study)
+    assert list(failed.columns[:2]) == ["trial", "dataset"] and failed["lr"].iloc[0] == 10000
+    assert failed["filter_size"].tolist()[2] == 0 and np.isnan(failed["lr"].iloc[2])
+    write_report(out_dir)
+    summary = (out_dir / "summary.md").read_text()
+    assert "\n- varied: placement, filter_size, lr\n" in summary
+    assert "lr=" not in summary.split("- at their defaults:")[1].split("\n")[0]
+    table = summary.split("## Failed attempts")[1].split("\n## ")[0]
+    assert "| trial | placement | filter_size | lr | state | fail_reason |" in table
+    assert "| 2 | none | – | 1e+04 | FAIL | TrainingDiverged: at step 3 |  |" in table
+    assert "| 3 | paper | 4 | 1e+04 | FAIL |" in table
+    assert "| 4 |  | 0 |  | FAIL | InvalidDesignPoint: filter_size |  |" in table
+
+
 def test_failed_attempts_name_the_trial_that_ran_their_point_again():
     """An interrupted or retried attempt is listed with its rerun, so a study whose every point
     finished does not read as one with failures left."""
