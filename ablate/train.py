@@ -96,8 +96,9 @@ def train(
         ).item()
         if not math.isfinite(loss):
             raise TrainingDiverged(
-                f"training loss became {loss} at step {step} of {steps} (learning rate {lr:.3g}, "
-                f"optimizer {config.optimizer}); lower lr or check the model"
+                f"training loss became {loss} at step {step} of {steps} (lr={config.lr:g}, "
+                f"{lr:.3g} at this step of its schedule, optimizer {config.optimizer}); lower lr "
+                "or check the model"
             )
         schedule.step()
         losses.append(loss)
