@@ -181,7 +181,8 @@ def _claim_and_run(job: WorkerJob) -> None:
             study.sampler, seeded = make_sampler(job.spec, number), True
 
     slots = plan(job.spec, planned_slots(study))
-    owner = owner_record(job.device)
+    # the device by the name each run records (`cpu`, the GPU's), else as asked for
+    owner = owner_record(making["device"] if making else job.device)
     while True:
         reap_dead_trials(study, storage, slots, job.spec.max_retries, job.stale_after_s)
         trial = claim_next(study, storage, owner, seed_the_sampler)

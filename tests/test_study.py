@@ -208,7 +208,7 @@ def test_nan_and_diverged_trials_fail_with_their_reason_and_the_study_completes(
     space = {"lr": {"choices": [0.05, NAN_LR, DIVERGING_LR]}, "filter_size": {"value": 2}}
     spec = make_spec(tmp_path, space=space, seeds=[0], max_retries=1)
     out = tmp_path / "out"
-    status = run_study(spec, out, options())
+    status = run_study(spec, out, options(device="auto"))  # no GPU: the runs name "cpu"
 
     assert status.done and (status.complete, status.failed) == (1, 2)
     trials = load(out).get_trials()
@@ -229,6 +229,7 @@ def test_nan_and_diverged_trials_fail_with_their_reason_and_the_study_completes(
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert sum(r["state"] == "FAIL" and "diverged" in r["fail_reason"] for r in rows) == 2
+    assert {r["device"] for r in rows} == {"cpu"}  # as each run names it, not "auto"
 
 
 def _signal_when_hung(
