@@ -31,7 +31,7 @@ def make_taps(
     as ``argument`` (the ops and modules call it ``filter``).
     """
     values = filter_taps(size, family, taps=taps, sigma=sigma, argument=argument)
-    return torch.tensor(values, dtype=torch.float64)
+    return torch.tensor(values, dtype=torch.float64, device="cpu")  # whatever the default
 
 
 def filter_taps(
@@ -114,12 +114,21 @@ def _custom_taps(
     return _normalised(values)
 
 
+def _as_float(value: numbers.Real) -> float:
+    """`float(value)`, an int past float64's range as an infinity (refused as not finite)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _tap_numbers(taps: Sequence[float] | torch.Tensor) -> list[float]:
     """``taps`` as a non-empty list of floats, or a ValueError that shows them. A list or tuple
     of Python numbers is read without tensors (so a traced call holds constants); anything
     else (a tensor, an array, a list of 0-d tensors) as ``torch.as_tensor`` reads it."""
+    values: list[float] | None
     if isinstance(taps, (list, tuple)) and all(_is_number(v) for v in taps):
-        values: list[float] | None = [float(v) for v in taps]
+        values = [_as_float(v) for v in taps]
     else:
         try:
             array = torch.as_tensor(taps, dtype=torch.float64)

@@ -68,11 +68,16 @@ class _LowPassPool(nn.Module):
         error_msgs: list[str],
     ) -> None:
         """Load the taps, which must sum to 1 (spec §1); taps other than the ones this module
-        was built with make its filter `custom`, as its repr then says."""
-        before = self.taps.clone()
+        was built with make its filter `custom`, as its repr then says. Loaded with `assign`,
+        the taps stay float64 (a float32 checkpoint's are copied) and refused ones leave the
+        caller's tensor as it was."""
+        kept = self.taps
+        before = kept.clone()
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
+        if self.taps.dtype != torch.float64:  # assigned from a checkpoint of another dtype
+            self.taps = self.taps.to(torch.float64)
         values = tap_values(self.taps)
         total = math.fsum(values)
         if not math.isfinite(total) or abs(total - 1) > TAPS_SUM_TOLERANCE:
@@ -80,16 +85,20 @@ class _LowPassPool(nn.Module):
                 f"{prefix}taps sum to {total!r}: the taps of a low-pass pool are normalised to "
                 "sum 1 (kernels.filters.make_taps)"
             )
-            self.taps.copy_(before)
+            if self.taps is kept:  # loaded into the buffer: put its values back
+                kept.copy_(before)
+            self.taps = kept  # assigned: the module's own buffer back, the caller's untouched
             return
         if not torch.allclose(self.taps, before, rtol=0, atol=TAPS_SUM_TOLERANCE):
             self.filter, self.sigma = "custom", None
         self.tap_values = values
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
+        """The taps follow the module's device only: `.half()` leaves them float64, and
+        `to_empty()` (after building on the meta device) keeps their values."""
         exact = self.taps
         super()._apply(fn, recurse)
-        if self.taps.dtype != torch.float64:
+        if self.taps is not exact:
             self.taps = exact.to(self.taps.device)
         return self
 

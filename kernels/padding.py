@@ -34,7 +34,7 @@ def pad_index(n: int, before: int, after: int, mode: str) -> torch.Tensor:
         raise ValueError(
             f"pad_index needs n >= 1 and pads >= 0, got n={n}, before={before}, after={after}"
         )
-    i = torch.arange(-before, n + after)
+    i = torch.arange(-before, n + after, device="cpu")  # a host table, whatever the default
     if mode == "zeros":
         return torch.where((i >= 0) & (i < n), i, torch.full_like(i, -1))
     if mode == "replicate":

@@ -43,11 +43,13 @@ def blur_matrix(
     before, after = pad_sizes(size, pad_off)
     n_out = blur_output_size(n, stride, pad_off)
     source = pad_index(n, before, after, padding)
-    padded_pos = torch.arange(n_out).unsqueeze(1) * stride + torch.arange(size).unsqueeze(0)
+    # host tables, built on the CPU whatever the default device (moved once made)
+    steps = torch.arange(n_out, device="cpu").unsqueeze(1) * stride
+    padded_pos = steps + torch.arange(size, device="cpu").unsqueeze(0)
     columns = source[padded_pos]
     weights = taps.detach().cpu().double().expand(n_out, size)
     weights = torch.where(columns >= 0, weights, torch.zeros_like(weights))
-    matrix = torch.zeros(n_out, n, dtype=torch.float64)
+    matrix = torch.zeros(n_out, n, dtype=torch.float64, device="cpu")
     return matrix.scatter_add_(1, columns.clamp(min=0), weights)
 
 

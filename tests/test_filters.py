@@ -126,6 +126,7 @@ def test_custom_taps_are_normalised_copies(size: int | None, taps: object) -> No
         ((None, "custom"), {"taps": [0.1, 0.2, -0.3]}, ["sum to 0"]),
         ((None, "custom"), {"taps": [1.0, float("nan")]}, ["taps=[1.0, nan]", "finite"]),
         ((None, "custom"), {"taps": [1.0, float("inf")]}, ["finite"]),
+        ((None, "custom"), {"taps": [1, 10**400]}, ["finite"]),  # past float64: no OverflowError
         ((None, "custom"), {"taps": []}, ["taps=[]", "non-empty"]),
         ((None, "custom"), {"taps": [[1.0, 2.0]]}, ["1-D"]),
         ((None, "custom"), {"taps": ["a"]}, ["taps=['a']", "numbers"]),

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from torch import nn
 
 import kernels
 from kernels import BlurPool2d, MaxBlurPool2d, blur_pool2d, functional, make_taps, max_blur_pool2d
@@ -105,6 +106,46 @@ def test_a_loaded_filter_is_the_one_every_backend_runs(backend: str) -> None:
     module.load_state_dict(BlurPool2d(2, 3).state_dict())
     x = torch.randn(1, 2, 6, 5)
     torch.testing.assert_close(module(x), blur_pool2d(x, 3, backend="torch"), **FP32)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_taps_loaded_by_assignment_stay_float64_and_refused_ones_leave_the_callers_tensor(
+    backend: str,
+) -> None:
+    """`load_state_dict(assign=True)` hands the module the checkpoint's tensor: float32 taps
+    are taken as float64 (not compared across dtypes, which had failed half-way through the
+    load), and taps that are refused are neither kept nor written over in the caller's dict."""
+    module = BlurPool2d(2, 3, backend=backend)
+    module.load_state_dict({"taps": torch.tensor([0.5, 0.5, 0.0])}, assign=True)
+    assert module.taps.dtype == torch.float64 and module.tap_values == (0.5, 0.5, 0.0)
+    x = torch.randn(1, 2, 6, 5)
+    expected = blur_pool2d(x, None, filter="custom", taps=[0.5, 0.5, 0.0], backend="torch")
+    torch.testing.assert_close(module(x), expected, **FP32)
+    assert "taps=[0.5, 0.5, 0]" in repr(module)
+    exact = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64)
+    module.load_state_dict({"taps": exact}, assign=True)
+    assert module.taps is exact  # float64: shared, as assign means
+    refused = {"taps": torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)}
+    with pytest.raises(RuntimeError, match=r"taps sum to 3\.0"):
+        module.load_state_dict(refused, assign=True)
+    assert refused["taps"].tolist() == [1.0, 1.0, 1.0] and module.taps is not refused["taps"]
+    assert module.tap_values == (0.25, 0.5, 0.25) and module.taps.tolist() == [0.25, 0.5, 0.25]
+
+
+@pytest.mark.parametrize("module_type", [BlurPool2d, MaxBlurPool2d])
+def test_a_module_built_on_the_meta_device_keeps_its_taps_through_to_empty(
+    module_type: type,
+) -> None:
+    """Large models are built on the meta device and materialised with `to_empty()`: the taps
+    are no parameter a checkpoint fills, so they are made on the CPU and keep their values."""
+    with torch.device("meta"):
+        net = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), module_type(2, 3))
+    net.to_empty(device="cpu")
+    assert net[1].taps.tolist() == [0.25, 0.5, 0.25] and net[1].taps.dtype == torch.float64
+    x = torch.randn(1, 2, 6, 5)
+    with torch.device("meta"):  # the reference builds its tables on the CPU, as the input is
+        y = net[1](x)
+    torch.testing.assert_close(y, module_type(2, 3)(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
