@@ -15,7 +15,11 @@ import torch
 
 from kernels.filters import filter_taps
 from kernels.options import BACKENDS, MAX_CODED_KERNEL, PADDING_MODES
-from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
+from kernels.reference import (
+    blur_pool2d_reference,
+    max_blur_pool2d_reference,
+    transforms_active,
+)
 from kernels.tuning import interpreter_requested
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -189,9 +193,17 @@ def run_max_blur_pool2d(
 
 
 def _use_triton(backend: str, x: torch.Tensor) -> bool:
-    """``auto`` takes Triton for CUDA tensors of a dtype the kernels handle, if installed."""
+    """``auto`` takes Triton for CUDA tensors of a dtype the kernels handle, if installed, but
+    not under ``torch.func`` transforms or forward-mode AD, which only the reference supports."""
     if backend == "auto":
-        return x.is_cuda and x.dtype in TRITON_DTYPES and _triton_installed()
+        return (x.is_cuda and x.dtype in TRITON_DTYPES and _triton_installed()
+                and not transforms_active())  # fmt: skip
+    if backend == "triton" and transforms_active():
+        raise ValueError(
+            "backend='triton' under a torch.func transform (grad, vmap, jacrev, jacfwd) or "
+            "forward-mode AD, which the fused kernels do not support: use backend='auto' (the "
+            "reference there) or 'torch'"
+        )
     if backend == "triton" and not x.is_cuda and not _triton_runs_off_cuda():
         raise ValueError(
             f"backend='triton' runs on CUDA tensors, got x on {x.device}: use backend='auto' "

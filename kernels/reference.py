@@ -21,9 +21,10 @@ Arguments are assumed valid here; ``kernels.functional`` checks them.
 """
 
 import torch
+import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
+from kernels.layout import keeps_channels_last
 from kernels.padding import blur_output_size, pad_index, pad_sizes
 
 #: Device types autocast can be on for.
@@ -64,7 +65,8 @@ def blur_pool2d_reference(
     """
     if relu:
         x = F.relu(x)
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    # (vmap cannot be asked about a layout: its batches run as NCHW)
+    channels_last = (torch.jit.is_scripting() or not transforms_active()) and keeps_channels_last(x)
     if taps.numel() == 1 and pad_off == 0:
         layout = torch.channels_last if channels_last else torch.contiguous_format
         return x[:, :, ::stride, ::stride].clone(memory_format=layout)
@@ -106,6 +108,27 @@ def _blur_products_without_autocast(
         return _blur_products(x, rows, cols, channels_last)
 
 
+def blur_pool2d_input_gradient(
+    grad: torch.Tensor,
+    size: tuple[int, int],
+    taps: torch.Tensor,
+    stride: int,
+    padding: str,
+    pad_off: int,
+) -> torch.Tensor:
+    """The gradient of blur-pool (no ReLU) for an input of ``size`` (H, W), given the output
+    gradient ``grad``, as a graph in ``grad``: what the fused backwards compute, for a
+    gradient of their gradient (blur-pool is linear, so this needs nothing of the input, and
+    its own gradient is blur-pool again). In ``grad``'s dtype and memory format."""
+    layout = torch.channels_last if keeps_channels_last(grad) else torch.contiguous_format
+    with torch.enable_grad():
+        x = grad.new_zeros((*grad.shape[:2], *size)).contiguous(memory_format=layout)
+        x.requires_grad_(True)
+        y = blur_pool2d_reference(x, taps, stride, padding, pad_off, False)
+        (dx,) = torch.autograd.grad(y, x, grad, create_graph=True)
+    return dx
+
+
 def max_blur_pool2d_reference(
     x: torch.Tensor, taps: torch.Tensor, stride: int, padding: str, max_kernel: int
 ) -> torch.Tensor:
@@ -123,7 +146,7 @@ def _dense_max2d(x: torch.Tensor, kernel: int) -> torch.Tensor:
     exported or compiled record the plain op (``torch.compile`` cannot capture the backward's
     writes into slices, and makes its own kernel of the plain op).
     """
-    if building_graph() or _compiling():
+    if building_graph() or _compiling() or transforms_active():
         return F.max_pool2d(x, kernel, 1)
     return _slice_max2d(x, kernel)
 
@@ -144,6 +167,13 @@ def _compiling() -> bool:
 
 
 @torch.jit.unused
+def transforms_active() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jacrev, jacfwd) or forward-mode AD is
+    on: PyTorch's own ops support them, hand-written autograd.Functions and kernels do not."""
+    return torch._C._functorch.maybe_current_level() is not None or fwAD._current_level >= 0
+
+
+@torch.jit.unused
 def _slice_max2d(x: torch.Tensor, kernel: int) -> torch.Tensor:
     return _DenseMax2d.apply(x, kernel)
 
@@ -154,7 +184,9 @@ class _DenseMax2d(torch.autograd.Function):
     The backward recomputes which element won each window from the saved input (cheap next to
     keeping masks alive between forward and backward) and routes the gradient there, with 0/1
     masks in multiply-adds: an infinite incoming gradient leaves NaN, not 0, at the window's
-    other entries (0 * inf), which a gradient scaler skips as it skips the inf.
+    other entries (0 * inf), which a gradient scaler skips as it skips the inf. Where a graph
+    of the gradient is being built (``create_graph``) it is ``max_pool2d``'s own, which has
+    one.
     """
 
     @staticmethod
@@ -164,10 +196,15 @@ class _DenseMax2d(torch.autograd.Function):
         return _window_max(_window_max(x, kernel, dim=3), kernel, dim=2)
 
     @staticmethod
-    @once_differentiable  # its writes into buffers are not differentiable: say so plainly
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
         kernel = ctx.kernel
+        if torch.is_grad_enabled():  # create_graph: a gradient that is itself differentiable
+            with torch.enable_grad():
+                dense = x.detach().requires_grad_(True)
+                (dx,) = torch.autograd.grad(F.max_pool2d(dense, kernel, 1), dense, grad,
+                                            create_graph=True)  # fmt: skip
+            return dx, None
         row_max = _window_max(x, kernel, dim=3)
         # Fresh pages cost as much as the arithmetic on them: the masks of both stages share
         # buffers, and row_max, spent once its masks are known, takes the row gradient.

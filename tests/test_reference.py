@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -283,18 +284,45 @@ def test_gradcheck_max_blur_pool(max_kernel: int, channels_last: bool) -> None:
         )
 
 
-def test_second_derivatives_of_the_blur_and_a_plain_refusal_for_the_dense_max() -> None:
-    """Blur-pool is linear (ReLU aside): its gradient has gradients. The dense max's backward
-    writes into buffers, so differentiating it again is refused in so many words."""
-    x = torch.randn(1, 2, 6, 5, dtype=torch.float64, requires_grad=True)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_second_derivatives_of_both_ops(channels_last: bool) -> None:
+    """A gradient penalty differentiates the gradient: blur-pool is linear (ReLU aside), and
+    the dense max's own backward hands over to max_pool2d's, which has a gradient, when a
+    graph of the gradient is built (its fast backward writes into buffers)."""
+    x = torch.randn(1, 2, 6, 5, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
     taps = random_taps(3)
     assert torch.autograd.gradgradcheck(
         lambda t: blur_pool2d_reference(t, taps, 2, "reflect", 1, True), (x,)
     )
-    out = max_blur_pool2d(x, 3, 2, "reflect", backend="torch")
-    (grad,) = torch.autograd.grad(out.square().sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        grad.sum().backward()
+    assert torch.autograd.gradgradcheck(
+        lambda t: max_blur_pool2d_reference(t, taps, 2, "circular", 3), (x,)
+    )
+
+
+@pytest.mark.parametrize("op", ["blur", "max_blur"])
+def test_torch_func_transforms_and_forward_mode_ad_run_through_the_reference(op: str) -> None:
+    """grad, vmap, jacfwd and forward-mode AD work as through PyTorch's own ops: the dense max
+    is then max_pool2d itself, and vmap's batches are not asked for their layout."""
+    if op == "blur":
+        fn = lambda t: blur_pool2d(t, 3, 2, "zeros", relu=True, backend="torch")  # noqa: E731
+    else:
+        fn = lambda t: max_blur_pool2d(t, 3, 2, "reflect", backend="torch")  # noqa: E731
+    x = torch.randn(3, 2, 6, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    loss = lambda t: fn(t).square().sum()  # noqa: E731
+    leaf = x.clone().requires_grad_(True)
+    loss(leaf).backward()
+    torch.testing.assert_close(torch.func.grad(loss)(x), leaf.grad, rtol=0, atol=1e-12)
+    torch.testing.assert_close(torch.func.jacfwd(loss)(x), leaf.grad, rtol=0, atol=1e-12)
+    batched = torch.vmap(lambda t: fn(t[None])[0])(x)
+    torch.testing.assert_close(batched, fn(x), rtol=0, atol=1e-12)
+    tangent = torch.randn_like(x)
+    with fwAD.dual_level():
+        out = fwAD.unpack_dual(fn(fwAD.make_dual(x, tangent))).tangent
+    _, expected = torch.autograd.functional.jvp(fn, x, tangent)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("max_kernel", [2, 3, 4])

@@ -14,12 +14,13 @@ import math
 
 import pytest
 import torch
+import torch.autograd.forward_ad as fwAD
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from kernels import BlurPool2d, MaxBlurPool2d, blur_pool2d, tuning
+from kernels import BlurPool2d, MaxBlurPool2d, blur_pool2d, max_blur_pool2d, tuning
 from kernels.filters import make_taps
 from kernels.layout import keeps_channels_last
 from kernels.ops import blur_pool, common, max_blur_pool, streamed_backward, streamed_forward
@@ -645,6 +646,54 @@ def test_gradcheck_float64(op: str) -> None:
         assert torch.autograd.gradcheck(fn, (x,), fast_mode=True)
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("op", ["blur", "blur_relu", "max_blur"])
+def test_a_gradient_of_the_gradient_is_the_references(op: str, layout: str) -> None:
+    """A gradient penalty differentiates the input gradient with respect to the output
+    gradient: the fused ops then take a differentiable form of their backward (the ReLU's
+    unpacked bits, MaxBlurPool's codes), equal to the reference's, through the eager path and
+    the custom op's registered autograd; gradgradcheck checks it against finite differences."""
+    x = make_input((1, 3, 7, 6), torch.float64, layout, seed=31)
+    taps = skewed(4, 31)
+    if op == "max_blur":  # circular: windows wrap, codes read across the seam
+        eager = lambda t: max_blur_pool2d_triton(t, taps, 2, "circular", 3)  # noqa: E731
+        op_args = (list(taps), 2, "circular", 3, True)
+        registered = lambda t: torch.ops.shiftlab.max_blur_pool2d(t, *op_args)[0]  # noqa: E731
+        ref = lambda t: max_blur_pool2d_reference(t, taps_tensor(taps), 2, "circular", 3)  # noqa: E731
+    else:
+        relu = op == "blur_relu"
+        eager = lambda t: blur_pool2d_triton(t, taps, 2, "zeros", 1, relu)  # noqa: E731
+        op_args = (list(taps), 2, "zeros", 1, relu, relu)
+        registered = lambda t: torch.ops.shiftlab.blur_pool2d(t, *op_args)[0]  # noqa: E731
+        ref = lambda t: blur_pool2d_reference(t, taps_tensor(taps), 2, "zeros", 1, relu)  # noqa: E731
+
+    def penalty_gradient(fn):
+        leaf = x.detach().clone().requires_grad_(True)
+        y = fn(leaf)
+        grad = torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(5))
+        grad.requires_grad_(True)
+        (dx,) = torch.autograd.grad(y, leaf, grad, create_graph=True)
+        return dx.detach(), torch.autograd.grad(dx.square().sum(), grad)[0]
+
+    expected_dx, expected = penalty_gradient(ref)
+    for fn in (eager, registered):
+        dx, second = penalty_gradient(fn)
+        torch.testing.assert_close(dx, expected_dx, rtol=0, atol=1e-12)
+        torch.testing.assert_close(second, expected, rtol=0, atol=1e-12)
+    assert torch.autograd.gradgradcheck(eager, (x.detach().requires_grad_(True),),
+                                        fast_mode=True)  # fmt: skip
+
+
+def test_forcing_the_kernels_under_a_torch_func_transform_is_a_value_error() -> None:
+    """The kernels' autograd.Functions and launches take plain tensors only: `backend="auto"`
+    takes the reference under torch.func transforms; "triton" says why it cannot."""
+    x = make_input((1, 2, 6, 5), torch.float32, "nchw", seed=33)
+    with pytest.raises(ValueError, match=r"backend='triton' under a torch.func transform"):
+        torch.func.grad(lambda t: blur_pool2d(t, 3, backend="triton").sum())(x)
+    with pytest.raises(ValueError, match="forward-mode AD"), fwAD.dual_level():
+        max_blur_pool2d(fwAD.make_dual(x, torch.ones_like(x)), 3, backend="triton")
+
+
 def test_max_codes_are_written_only_when_a_gradient_is_needed() -> None:
     """Inference skips the argmax codes; a backward through a call without them says so."""
     x = make_input((1, 2, 6, 5), torch.float32, "nchw", seed=15)
@@ -761,12 +810,6 @@ def test_traced_calls_take_the_custom_ops_and_eager_calls_do_not() -> None:
     eager = both(x.requires_grad_(True))
     assert "Eager" in type(eager.grad_fn).__name__
     torch.testing.assert_close(traced(x), eager, rtol=0, atol=0)
-    # The backward kernels have no backward: differentiating the gradient with respect to
-    # the output gradient (as a gradient penalty does) raises, never gives zeros.
-    grad = torch.ones_like(eager, requires_grad=True)
-    (dx,) = torch.autograd.grad(eager, x, grad, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        dx.sum().backward()
 
 
 class _OpsRun(TorchDispatchMode):

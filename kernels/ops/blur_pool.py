@@ -25,6 +25,7 @@ from kernels.ops.common import (
 )
 from kernels.ops.streamed_backward import backward_launch
 from kernels.ops.streamed_forward import forward_launch
+from kernels.reference import blur_pool2d_input_gradient
 
 
 def relu_mask_buffer(x: torch.Tensor) -> torch.Tensor:
@@ -146,6 +147,39 @@ def _blur_pool2d_fake(x, taps, stride, padding, pad_off, relu, save_mask):
     return y, _mask_output(x, relu, save_mask)
 
 
+def relu_mask_of(mask: torch.Tensor, x_shape: tuple[int, ...], channels_last: bool) -> torch.Tensor:
+    """The boolean ``not x <= 0`` of the ``x_shape`` input that :func:`relu_mask_buffer`'s
+    ``mask`` holds packed."""
+    n, c, h, w = x_shape
+    bits = 1 << torch.arange(8, device=mask.device, dtype=torch.uint8)
+    if channels_last:  # bit c % 8 of byte c // 8: (N, C/8, 8, H, W) -> (N, C, H, W)
+        unpacked = (mask.unsqueeze(2) & bits.view(8, 1, 1)) != 0
+        return unpacked.reshape(n, -1, h, w)[:, :c]
+    unpacked = (mask.unsqueeze(-1) & bits) != 0  # bit w % 8 of byte w // 8
+    return unpacked.reshape(n, c, h, -1)[..., :w]
+
+
+def differentiable_input_gradient(
+    grad: torch.Tensor,
+    mask: torch.Tensor | None,
+    height: int,
+    width: int,
+    channels_last: bool,
+    taps: list[float],
+    stride: int,
+    padding: str,
+    pad_off: int,
+) -> torch.Tensor:
+    """What :func:`_input_gradient` computes, as a graph in ``grad`` (the reference's
+    transposed products, through the unpacked ReLU mask): for a backward that builds a graph
+    (``create_graph``, a gradient penalty), whose own backward is blur-pool again."""
+    taps_tensor = torch.tensor(taps, dtype=torch.float64)
+    dx = blur_pool2d_input_gradient(grad, (height, width), taps_tensor, stride, padding, pad_off)
+    if mask is None:
+        return dx
+    return dx * relu_mask_of(mask, (*grad.shape[:2], height, width), channels_last)
+
+
 def _input_gradient(
     grad: torch.Tensor,
     mask: torch.Tensor | None,
@@ -199,7 +233,9 @@ def _backward(ctx, grad, _grad_mask):
                 "is needed)"
             )
         (mask,) = ctx.saved_tensors
-    dx = ctx.input_gradient(grad, mask, *ctx.params)
+    # A graph of the gradient is being built (create_graph): take the differentiable form.
+    graphed = torch.is_grad_enabled()
+    dx = (differentiable_input_gradient if graphed else ctx.input_gradient)(grad, mask, *ctx.params)
     return dx, None, None, None, None, None, None
 
 

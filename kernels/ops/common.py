@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 import torch
 import triton
 import triton.language as tl
-from torch.autograd.function import once_differentiable
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from kernels.layout import memory_format_of
@@ -226,8 +225,8 @@ def eager_autograd(
     dispatch and autograd wrappers cost about as much host time as the launches themselves,
     which small maps feel. When :func:`traced`, the custom op runs instead. The forward's
     second output (what the backward keeps) has no gradient; ``backward`` gets the input
-    gradient's launcher as ``ctx.input_gradient`` (the backward custom op when traced) and
-    is differentiable once: a double backward raises, as through the custom op."""
+    gradient's launcher as ``ctx.input_gradient`` (the backward custom op when traced), and
+    takes a differentiable form of it where a graph of the gradient is being built."""
 
     def run(ctx, *inputs):
         output = forward(*inputs)
@@ -236,8 +235,7 @@ def eager_autograd(
         ctx.mark_non_differentiable(output[1])
         return output
 
-    twice_refused = once_differentiable(backward)
-    methods = {"forward": staticmethod(run), "backward": staticmethod(twice_refused)}
+    methods = {"forward": staticmethod(run), "backward": staticmethod(backward)}
     return type(f"Eager_{forward.__name__}", (torch.autograd.Function,), methods)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from kernels.layout import keeps_channels_last
+from kernels.layout import keeps_channels_last, memory_format_of
 from kernels.ops.common import (
     MemoisedLaunch,
     eager_autograd,
@@ -29,6 +29,7 @@ from kernels.ops.common import (
 from kernels.ops.streamed_backward import backward_launch
 from kernels.ops.streamed_forward import forward_launch
 from kernels.options import MAX_CODED_KERNEL
+from kernels.reference import blur_pool2d_input_gradient
 
 
 def max_codes_buffer(x: torch.Tensor, max_kernel: int) -> torch.Tensor:
@@ -161,6 +162,34 @@ def _max_blur_pool2d_fake(x, taps, stride, padding, max_kernel, save_codes):
     return y, _codes_output(x, max_kernel, save_codes)
 
 
+def differentiable_input_gradient(
+    grad: torch.Tensor,
+    codes: torch.Tensor,
+    taps: list[float],
+    stride: int,
+    padding: str,
+    max_kernel: int,
+) -> torch.Tensor:
+    """What :func:`_input_gradient` computes, as a graph in ``grad``: the reference's
+    transposed blur to the max map, each window's gradient then added to the element its
+    code (row · ``max_kernel`` + column) names. For a backward that builds a graph
+    (``create_graph``, a gradient penalty), whose own backward gathers by the same codes."""
+    n, c, h, w = codes.shape
+    k = max_kernel
+    taps_tensor = torch.tensor(taps, dtype=torch.float64)
+    grad_max = blur_pool2d_input_gradient(grad, (h, w), taps_tensor, stride, padding, 0)
+    # A code the blur never reads was not written (its window's gradient is 0): keep it
+    # inside the window, whatever the byte holds.
+    code = codes.long().clamp(max=k * k - 1)
+    rows = torch.arange(h, device=codes.device).view(h, 1) + code // k
+    cols = torch.arange(w, device=codes.device) + code % k
+    width = w + k - 1
+    index = (rows * width + cols).reshape(n, c, h * w)
+    dx = grad_max.new_zeros((n, c, (h + k - 1) * width))
+    dx = dx.scatter_add(2, index, grad_max.reshape(n, c, h * w))
+    return dx.view(n, c, h + k - 1, width).contiguous(memory_format=memory_format_of(codes))
+
+
 def _input_gradient(
     grad: torch.Tensor,
     codes: torch.Tensor,
@@ -203,7 +232,10 @@ def _backward(ctx, grad, _grad_codes):
             "shiftlab::max_blur_pool2d: backward through a call with save_codes=False; "
             "call it with save_codes=True (max_blur_pool2d_triton does when grad is needed)"
         )
-    dx = ctx.input_gradient(grad, codes, taps, stride, padding, max_kernel)
+    # A graph of the gradient is being built (create_graph): take the differentiable form.
+    graphed = torch.is_grad_enabled()
+    input_gradient = differentiable_input_gradient if graphed else ctx.input_gradient
+    dx = input_gradient(grad, codes, taps, stride, padding, max_kernel)
     return dx, None, None, None, None, None
 
 
