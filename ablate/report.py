@@ -201,10 +201,12 @@ def _overview(
     """The study at a glance; `runs` are the counted ones among `all_runs` (first_run_per_seed)."""
     repeated = len(all_runs) - len(runs)
     objectives = ", ".join(f"`{o.metric}` ({o.direction})" for o in meta.objectives)
+    # a field no configuration's runs use (epochs where steps are set) is not listed at all
+    unused = set.intersection(*[set(unused_cells(row)) for _, row in configs.iterrows()] or [set()])
     fixed = {
         c: configs[c].iloc[0]
         for c in config_cols
-        if c not in varied and c in configs and len(configs)
+        if c not in varied and c not in unused and c in configs and len(configs)
     }
     chosen = [f"{c}={v}" for c, v in fixed.items() if not _is_default(c, v)]
     defaults = [f"{c}={v}" for c, v in fixed.items() if _is_default(c, v)]
@@ -308,18 +310,28 @@ def _late_gain_items(runs: pd.DataFrame) -> list[str]:
     if gains.empty:
         return []
     most = runs.loc[gains.idxmax()]
-    return [
+    text = (
         f"accuracy added by the last quarter of training: median {gains.median():.2f} points, "
-        f"most {gains.max():.2f} (trial {most['trial']}, seed {most['seed']}); runs still "
-        "gaining at the end compare learning speed as much as end points (see the figure "
+        f"most {gains.max():.2f}"
+    )
+    if gains.max() <= 0:
+        return [f"{text}: no run was still gaining at the end of its budget"]
+    return [
+        f"{text} (trial {most['trial']}, seed {most['seed']}); runs still gaining at the end "
+        "compare learning speed as much as end points (see the figure "
         "*accuracy_during_training*)"
     ]
 
 
 METHOD_NOTES = (
     "Each configuration's metric is the mean over its seeds; the 95 % interval is the Student-t "
-    "interval over those seeds (mean ± t(0.975, n−1)·s/√n). With one seed it is left empty (NaN): "
-    "one run says nothing about the spread. A metric fewer seeds measured than the row has (a "
+    "interval over those seeds (mean ± t(0.975, n−1)·s/√n), cut to the metric's range (a "
+    "percentage's to [0, 100]). With one seed it is left empty (NaN): one run says nothing "
+    "about the spread; so are seeds that tie, but for FLOPs, which every run of a "
+    "configuration repeats. The seeds vary the initialisation, the batch order and the "
+    "augmentation, not the data (`data_seed`), so the intervals do not cover another draw "
+    "of the data. Each answer is a 95 % interval of its own: of many answers, about one in "
+    "twenty may exclude zero by chance. A metric fewer seeds measured than the row has (a "
     "run that did not learn has no consistency) says so: `(n = 1)`. The research questions "
     "pool the runs without blur (placement `none`, or filter size 1, which is plain "
     "subsampling; with adaptive or learnable polyphase sampling it is neither and is left "

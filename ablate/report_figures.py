@@ -797,12 +797,17 @@ def importance_figure(study: optuna.Study, objectives: Sequence[Objective]) -> F
     params = {p for t in complete for p in t.params}
     varied = [p for p in sorted(params) if len({repr(t.params.get(p)) for t in complete}) > 1]
     if len(varied) < 2 or len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
+        lacking = []
+        if len(varied) < 2:
+            lacking.append(f"varies {len(varied)} parameter(s) ({', '.join(varied) or 'none'})")
+        if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
+            lacking.append(f"has {len(complete)} finished trial(s) whose runs all learned")
         return FigureOutcome(
             name,
             None,
             f"skipped: parameter importance needs at least 2 varied parameters and "
             f"{MIN_TRIALS_FOR_IMPORTANCE} finished trials whose runs all learned; this study "
-            f"has {len(varied)} ({', '.join(varied) or 'none'}) and {len(complete)}",
+            f"{' and '.join(lacking)}",
         )
     learned = optuna.create_study(directions=[o.direction for o in objectives])
     learned.add_trials(complete)

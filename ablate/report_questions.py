@@ -333,7 +333,9 @@ def _split_by(
 def answer_questions(
     runs: pd.DataFrame, consistency_metric: str = "consistency_circular"
 ) -> list[Answer]:
-    """RQ1–RQ4 from the run table (one row per trial × seed)."""
+    """RQ1–RQ5 from the run table (one row per trial × seed); RQ2 and RQ4 also under the other
+    shift protocol (circular or crop) where the runs measured it (`RQ2-crop`, `RQ4-crop`)."""
+    other_consistency = _other_protocol(consistency_metric)
     answers = [
         _metric_question(
             runs,
@@ -351,6 +353,12 @@ def answer_questions(
             consistency_metric,
             f"`{consistency_metric}`",
             by_filter_size=True,
+        ),
+        *_under_other_protocol(
+            runs,
+            "RQ2",
+            "Does shift consistency under {protocol} shifts rise with blur?",
+            other_consistency,
         ),
         _metric_question(
             runs,
@@ -386,7 +394,45 @@ def answer_questions(
             rq4.difference,
         )
     answers.append(rq4)
+    answers += _under_other_protocol(
+        runs,
+        "RQ4",
+        "Is the network more robust to a {protocol}-shift adversary with blur?",
+        "adversarial_crop",
+        " (correct at every crop offset)",
+    )
+    answers.append(
+        _metric_question(
+            runs,
+            "RQ5",
+            "Does clean accuracy rise with blur?",
+            "accuracy",
+            "clean test accuracy",
+        )
+    )
     return answers
+
+
+def _other_protocol(metric: str) -> str:
+    """`consistency_crop` for `consistency_circular`, and the other way round."""
+    protocol = metric.rsplit("_", 1)[-1]
+    return metric.replace(protocol, "crop" if protocol == "circular" else "circular")
+
+
+def _under_other_protocol(
+    runs: pd.DataFrame, key: str, question: str, column: str, described: str = ""
+) -> list[Answer]:
+    """The answer `key` gives, for `column`'s shift protocol (the paper measures both: circular
+    shifts, and crops of a larger image), where the runs measured it."""
+    if column not in runs or not pd.to_numeric(runs[column], errors="coerce").notna().any():
+        return []
+    protocol = column.rsplit("_", 1)[-1]
+    return [
+        _metric_question(
+            runs, f"{key}-{protocol}", question.format(protocol=protocol), column,
+            f"`{column}`{described}",
+        )
+    ]  # fmt: skip
 
 
 def cost_answers(runs: pd.DataFrame) -> list[Answer]:

@@ -83,10 +83,11 @@ def to_markdown(title: str, blocks: list[Block]) -> str:
 
 
 def _inline_html(text: str) -> str:
-    """Escape text, then render Markdown's `code` and **bold** spans."""
+    """Escape text, then render Markdown's `code`, **bold** and *italic* spans."""
     escaped = html.escape(text)
     escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
+    escaped = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
+    return re.sub(r"(?<![\w*])\*([^*\s][^*]*?)\*(?![\w*])", r"<em>\1</em>", escaped)
 
 
 STYLE = """

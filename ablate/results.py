@@ -2,9 +2,9 @@
 
 Columns: `trial, slot, attempt, state, seed`, the space's parameters (blank where a condition
 left one unset), every scalar metric (the known ones first), then `duration_s` (the trial's
-wall time, all its seeds), `device, fail_reason, retry_of`. A trial with no finished seed (waiting, running, failed early) has one
-row with an empty `seed`. The file is written to a temporary name and renamed over the old one,
-so a reader never sees a partial file.
+wall time, all its seeds), `device, fail_reason, retry_of`. A trial with no finished seed
+(waiting, running, failed early) has one row with an empty `seed`. The file is written to a
+temporary name and renamed over the old one, so a reader never sees a partial file.
 """
 
 from __future__ import annotations

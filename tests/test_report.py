@@ -575,7 +575,7 @@ def test_report_writes_every_file(full_report: tuple[Path, list[Path]]) -> None:
 def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) -> None:
     out_dir, _ = full_report
     summary = (out_dir / "summary.md").read_text()
-    for key in ("RQ1", "RQ2", "RQ3", "RQ4", "C1", "C2", "C3"):
+    for key in ("RQ1", "RQ2", "RQ2-crop", "RQ3", "RQ4", "RQ4-crop", "RQ5", "C1", "C2", "C3"):
         line = next(line for line in summary.splitlines() if f"**{key} — " in line)
         assert "95 % CI" in line and "n = " in line, line
     dashboard = f"`optuna-dashboard {(out_dir / 'journal.log').resolve()}`"
@@ -837,6 +837,11 @@ def test_studies_without_training_curves_skip_their_figure_and_line(tmp_path: Pa
     outcome = figs.training_curve_figure(old)
     assert outcome.figure is None and "no accuracy_during_training" in outcome.note
     assert _late_gain_items(old) == [] and len(_late_gain_items(runs)) == 1
+    finished = runs.assign(last_quarter_gain=0.0)  # no run still learning: no warning
+    assert _late_gain_items(finished) == [
+        "accuracy added by the last quarter of training: median 0.00 points, most 0.00: no run "
+        "was still gaining at the end of its budget"
+    ]
 
 
 def _assert_readable(figure: plt.Figure) -> None:
@@ -877,11 +882,20 @@ def test_study_varying_one_parameter_reports_through_the_cli(
     assert {"accuracy_vs_shift.png", "adversarial_accuracy.png", "filter_tv.png"} <= names
     assert "parameter_importance.png" not in names
     summary = (out_dir / "summary.md").read_text()
-    assert "parameter importance needs at least 2 varied parameters" in summary
+    assert (
+        "parameter importance needs at least 2 varied parameters and 10 finished trials whose "
+        "runs all learned; this study varies 1 parameter(s) (filter_size) and has 3 finished "
+        "trial(s) whose runs all learned" in summary
+    )
     assert "varied: filter_size" in summary
     assert "one line per placement.*" in summary and "dotted" not in summary  # no baseline
     assert "fixed: nothing" in summary  # the fake study sets no field but filter_size
-    assert "at their defaults: dataset=synthetic, data_dir=None, image_size=32," in summary
+    # the synthetic data reads no folder, and the SGD momentum is used
+    assert "at their defaults: dataset=synthetic, image_size=32," in summary
+    assert "data_dir" not in summary.split("at their defaults:")[1].split("\n")[0]
+    assert "momentum=0.9" in summary
+    html = (out_dir / "report.html").read_text()  # a figure's name, skipped, in italics
+    assert "<em>parameter_importance</em>: skipped" in html
 
 
 def test_cli_rejects_a_folder_without_a_study(tmp_path: Path) -> None:

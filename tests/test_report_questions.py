@@ -108,6 +108,30 @@ def test_a_cost_blur_leaves_exactly_unchanged_is_answered_no_difference() -> Non
     )
 
 
+def test_the_other_shift_protocol_and_clean_accuracy_are_answered_too() -> None:
+    """The paper measures consistency and the adversary under circular shifts and under crops:
+    each protocol gets its answer, under its own column (crop: +2.00 points from 80, 82 vs 78,
+    80, while circular gains nothing); clean accuracy gets one (RQ5); a protocol the runs did
+    not measure gets none."""
+    runs = _runs([90.0, 92.0], [90.0, 92.0], "consistency_circular")
+    runs["consistency_crop"] = [80.0, 82.0, 78.0, 80.0]
+    runs["adversarial_circular"] = [50.0, 52.0, 50.0, 52.0]
+    runs["accuracy"] = [71.0, 73.0, 70.0, 72.0]
+    assert _answer(runs, "RQ2").startswith("Inconclusive: `consistency_circular` is 91.00 %")
+    assert _answer(runs, "RQ2-crop").startswith(
+        "Inconclusive: `consistency_crop` is 81.00 % with blur vs 79.00 % without (difference "
+        "+2.00 points"
+    )
+    assert _answer(runs, "RQ5").startswith("Inconclusive: clean test accuracy is 72.00 %")
+    keys = {a.key for a in answer_questions(runs)}
+    assert "RQ4-crop" not in keys and {"RQ4", "RQ5"} <= keys
+    crop_first = {a.key: a for a in answer_questions(runs, "consistency_crop")}
+    assert crop_first["RQ2-circular"].question == (
+        "Does shift consistency under circular shifts rise with blur?"
+    )
+    assert crop_first["RQ2"].sentence.startswith("Inconclusive: `consistency_crop`")
+
+
 def test_a_cost_every_run_repeats_is_exact_from_one_seed() -> None:
     """One seed a side measures FLOPs exactly: a "Yes", where a measure that varies by seed
     would be inconclusive."""
