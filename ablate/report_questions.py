@@ -345,6 +345,7 @@ def answer_questions(
             "the mean normalised total variation of the learned conv filters (lower = smoother)",
             unit="",
             yes_if="lower",
+            relative=True,  # how much smoother, not only whether
         ),
         _metric_question(
             runs,

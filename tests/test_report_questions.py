@@ -132,6 +132,12 @@ def test_the_other_shift_protocol_and_clean_accuracy_are_answered_too() -> None:
     assert crop_first["RQ2"].sentence.startswith("Inconclusive: `consistency_crop`")
 
 
+def test_smoother_filters_are_also_said_as_a_share() -> None:
+    """A TV 0.02 lower is 1 % of 2.00: whether the filters are smoother, and by how much."""
+    runs = _runs([1.97, 1.99], [1.99, 2.01], "filter_tv_mean")
+    assert "(difference -0.02 or -1.00 %, 95 % CI" in _answer(runs, "RQ1")
+
+
 def test_a_cost_every_run_repeats_is_exact_from_one_seed() -> None:
     """One seed a side measures FLOPs exactly: a "Yes", where a measure that varies by seed
     would be inconclusive."""
