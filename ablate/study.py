@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib.util
 import json
 import math
 import multiprocessing
@@ -450,11 +449,8 @@ def _environment(**values: str | None) -> Iterator[None]:
 
 
 def _write_report(out_dir: Path, storage: str | None) -> None:
-    """Call `ablate.report.write_report` when that module is installed (`storage`: a database
-    URL with the password `meta.json` leaves out); a failure is a note."""
-    if importlib.util.find_spec("ablate.report") is None:
-        print("no ablate.report module: report skipped", file=sys.stderr)
-        return
+    """Call `ablate.report.write_report` (`storage`: a database URL with the password
+    `meta.json` leaves out); a failure is a note."""
     from ablate.report import write_report
 
     try:

@@ -183,7 +183,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def device_name(device: torch.device) -> str:
+def recorded_device_name(device: torch.device) -> str:
     """The GPU's marketing name, or 'cpu'."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
@@ -192,7 +192,7 @@ def made_by(device: torch.device) -> dict[str, str]:
     """What a run on `device` records of what made it: the device's name, the code (a
     fingerprint of this project's sources), torch's version, and the commit for a reader."""
     return {
-        "device": device_name(device),
+        "device": recorded_device_name(device),
         "code": source_fingerprint("ablate", "kernels"),
         "torch": torch.__version__,
         "commit": git_commit(),

@@ -37,6 +37,7 @@ from typing import Any, Literal
 import torch
 
 from kernels.files import atomic_write_text
+from kernels.layout import keeps_channels_last
 
 Layout = Literal["nchw", "channels_last"]
 
@@ -149,9 +150,7 @@ def tuning_key(
     if x.dim() != 4:
         raise ValueError(f"x.shape={tuple(x.shape)}: expected a 4-D (N, C, H, W) tensor")
     n, c, h, w = x.shape
-    channels_last = c > 1 and x.is_contiguous(memory_format=torch.channels_last) and not (
-        x.is_contiguous()
-    )
+    channels_last = keeps_channels_last(x)
     return TuningKey(
         nc=pow2_bucket(n * c),
         hw=pow2_bucket(h * w),
