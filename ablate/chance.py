@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # torch is imported only where trials run
+if TYPE_CHECKING:  # annotations only: the verdict is plain arithmetic
     import torch
 
 #: The p-value below which a run's accuracy counts as above chance.

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.storages import BaseStorage
 from tqdm import tqdm
 
@@ -150,7 +151,7 @@ def _reuse_line(
     """How many of a grid's runs the study it reuses has finished, and how many of those it
     made as `device` would make them (a sampled study's points are not known before they are
     drawn)."""
-    from ablate.variant import made_by, resolve_device  # torch: only for this line
+    from ablate.variant import made_by, resolve_device  # the training stack: only here
 
     name = f"--reuse {old.study_name!r}"
     if spec.sampler.name != "grid":
@@ -279,8 +280,6 @@ def visible_gpus() -> list[str]:
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")
     if listed is not None:
         return [gpu.strip() for gpu in listed.split(",") if gpu.strip() and gpu.strip() != "-1"]
-    import torch  # only here: a CPU run never needs it in the parent
-
     return [str(k) for k in range(torch.cuda.device_count())]
 
 

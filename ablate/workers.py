@@ -163,7 +163,7 @@ def _claim_and_run(job: WorkerJob) -> None:
     objective = job.objective or default_objective()
     storage = open_storage(job.storage)
     study = open_study(storage, job.spec)
-    from ablate.variant import made_by, resolve_device  # torch: where trials run
+    from ablate.variant import made_by, resolve_device  # the training stack: in workers only
 
     try:
         making = made_by(resolve_device(job.device))
@@ -198,7 +198,7 @@ def _claim_and_run(job: WorkerJob) -> None:
 
 def default_objective() -> Objective:
     """`ablate.variant.run_variant`, imported on first use."""
-    from ablate.variant import run_variant  # torch is imported only where trials run
+    from ablate.variant import run_variant  # the training stack: in workers only
 
     return run_variant
 
