@@ -54,6 +54,7 @@ from ablate.storage import (
     requeue_lost_retries,
     stored_study,
 )
+from ablate.train import budget_steps
 from ablate.variant_config import UNUSED_FIELDS_TEXT, run_identity
 from ablate.workers import (
     STOPPED_EXIT,
@@ -520,7 +521,7 @@ def estimate_time(
     """Lines estimating the study's duration, saying how the estimate was made."""
     points = slots if spec.sampler.name == "grid" else [spec.first_point()]
     configs = [spec.point_config(p, seed=s, device=device) for p in points for s in spec.seeds]
-    images = sum(c.steps * c.batch_size if c.steps else c.epochs * c.train_size for c in configs)
+    images = sum(budget_steps(c, c.train_size) * min(c.batch_size, c.train_size) for c in configs)
     if spec.sampler.name != "grid":
         images *= len(slots)
     lines = [f"budget: {images:,.0f} training images in all (from the spec's epochs/steps)"]

@@ -434,8 +434,9 @@ def test_dry_run_plans_the_grid_and_estimates_time_from_a_probe(tmp_path, capsys
     # filter size 1 reads no padding: its reflect point builds its zeros point's network
     assert lines[-1].startswith("note: 1 of these trials make the run an earlier one makes")
     budget, estimate = estimate_time(spec, slots, 2, "cpu", fake_objective, probe=True)
-    # 6 points x 2 seeds x 1 epoch x 5000 training images (VariantConfig's default train_size)
-    assert budget == "budget: 60,000 training images in all (from the spec's epochs/steps)"
+    # 6 points x 2 seeds x 1 epoch of 5000 training images (VariantConfig's default train_size)
+    # in whole batches of 128, as training takes them: 40 steps
+    assert budget == "budget: 61,440 training images in all (from the spec's epochs/steps)"
     assert estimate.startswith("estimate: ") and "with 2 worker(s)" in estimate
     assert "2-step probe" in estimate and "train images/s" in estimate
     assert estimate_time(spec, slots, 2, "cpu", fake_objective, probe=False) == [budget]
