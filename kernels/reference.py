@@ -144,7 +144,8 @@ def _dense_max2d(x: torch.Tensor, kernel: int) -> torch.Tensor:
     Bit-identical to PyTorch's max-pool and several times faster on CPU in both layouts (its
     stride-1 max-pool is not vectorised for this case). Graphs being scripted, traced,
     exported or compiled record the plain op (``torch.compile`` cannot capture the backward's
-    writes into slices, and makes its own kernel of the plain op).
+    writes into slices, and makes its own kernel of the plain op), and so do calls under
+    ``torch.func`` transforms and forward-mode AD, which only PyTorch's own ops support.
     """
     if building_graph() or _compiling() or transforms_active():
         return F.max_pool2d(x, kernel, 1)
