@@ -607,7 +607,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="design points for tpe/nsga2/random (overrides sampler.trials)",
     )
     parser.add_argument(
-        "--epochs", type=_positive(float), help="training epochs of every trial (overrides base)"
+        "--epochs",
+        type=_positive(float),
+        help="training epochs of every trial (overrides base, and the spec's steps unless --steps "
+        "is given too)",
     )
     parser.add_argument(
         "--steps", type=_positive(int), help="training steps of every trial (overrides base)"

@@ -126,8 +126,8 @@ def _build(
 def evaluate(
     model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, config: VariantConfig
 ) -> dict[str, Any]:
-    """Accuracy on all of the test set (and whether it beats chance, `ablate.chance`); shift
-    metrics and filter TV on its first `eval_size`."""
+    """Accuracy on all of the test set (and whether it beats chance, `ablate.chance`), shift
+    metrics on its first `eval_size` images, and the learned filters' TV (from the weights)."""
     n_eval = test_x.shape[0] if config.eval_size is None else min(config.eval_size, test_x.shape[0])
     x, y = test_x[:n_eval], test_y[:n_eval]
     test_accuracy, chance = accuracy(model, test_x, test_y), chance_accuracy(test_y)

@@ -554,10 +554,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a small sweep")
     parser.add_argument("--shapes", nargs="+", help="NxCxHxW (default: ResNet-18 sites)")
     parser.add_argument("--filters", nargs="+", type=int, help="filter sizes (default 2..7)")
-    parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS))
-    parser.add_argument("--dtypes", nargs="+", default=["float16", "bfloat16"])
-    parser.add_argument("--ops", nargs="+", default=list(OPS))
-    parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
+    parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=LAYOUTS,
+                        help="default: both")  # fmt: skip
+    parser.add_argument("--dtypes", nargs="+", default=["float16", "bfloat16"],
+                        choices=tuple(DTYPES), help="default: float16 bfloat16")  # fmt: skip
+    parser.add_argument("--ops", nargs="+", default=list(OPS), choices=OPS, help="default: all")
+    parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS,
+                        help="default: all (kornia where installed)")  # fmt: skip
     parser.add_argument(
         "--backend",
         default="triton",
@@ -565,7 +568,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="shiftlab's backend (torch: the reference ops)",
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--rep-ms", type=int, default=50, help="time spent per measurement")
+    parser.add_argument("--rep-ms", type=int, default=50,
+                        help="time spent per measurement (default 50)")  # fmt: skip
     parser.add_argument(
         "--budget-s",
         type=float,
