@@ -308,8 +308,9 @@ def _scatter_by_variant(
     if style:
         data[style] = _marker_labels(data, fields, blurs)
     size_column = f"{size}_mean" if size and f"{size}_mean" in data else None
-    if size_column:  # whole numbers keep the size legend legible
-        data[size_column] = data[size_column].round()
+    if size_column:  # whole numbers keep the size legend legible ("1892", not "1892.0")
+        rounded = data[size_column].round()
+        data[size_column] = rounded.astype(int) if rounded.notna().all() else rounded
     fig, ax = plt.subplots(figsize=(8.5, 5.5))
     notes = []
     if len(data) <= MAX_POINTS_WITH_BARS:

@@ -1139,6 +1139,8 @@ def test_the_no_blur_runs_get_their_own_marker_and_colour(tmp_path: Path) -> Non
     outcome = figs.accuracy_consistency_figure(configs, "consistency_circular", meta.objectives)
     assert _legend_section(outcome.figure, "padding (marker)") == [NO_BLUR, "zeros", "circular"]
     assert _legend_section(outcome.figure, "filter (colour)") == [NO_BLUR, "Bin-3"]
+    sizes = _legend_section(outcome.figure, "train images/s (size)")
+    assert sizes and all(text.isdigit() for text in sizes), sizes  # "1892", not "1892.0"
     plt.close(outcome.figure)
     labels = figs.with_labels(configs)
     assert labels.loc[labels["sites"] == 0, "blur_label"].tolist() == [NO_BLUR]  # converts none
