@@ -38,6 +38,7 @@ from ablate.speed import measure_speed
 from ablate.train import memory_format_for
 from ablate.variant_config import VariantConfig
 from kernels.bench import default_results_dir, print_table, run_metadata, write_results
+from kernels.layout import LAYOUTS
 from kernels.time_budget import TimeBudget
 
 
@@ -57,7 +58,6 @@ VARIANTS = {
     # "auto": the fused kernels on a GPU (as aa_triton), the reference ops on a CPU.
     "aa_placement": Variant("auto", one_tap=True),
 }
-LAYOUTS = ("nchw", "channels_last")
 TRAIN_RATIO_GOAL = 0.95
 
 

@@ -36,6 +36,7 @@ from triton.runtime.jit import JITFunction
 from benchmarks.static_cost import cuobjdump
 from benchmarks.table_output import write_and_print
 from kernels import autotune, tuning
+from kernels.layout import LAYOUTS
 
 # Hopper (sm_90) per SM: registers, warps, blocks, shared memory (bytes); a block also takes
 # 1 KiB of shared memory for the system, and registers go out per warp in units of 256.
@@ -151,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                         help="the GPU whose launch configs to compile (its shipped table, else "
                              "the heuristic)")
     parser.add_argument("--shapes", nargs="+", default=list(autotune.QUICK_SHAPES))
-    parser.add_argument("--layouts", nargs="+", default=list(autotune.LAYOUTS))
+    parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
     parser.add_argument("--dtypes", nargs="+", default=["bfloat16"])
     parser.add_argument("--filters", nargs="+", type=int, default=[3, 5, 7])
     parser.add_argument("--ops", nargs="+", choices=tuning.OPS, default=list(tuning.OPS))

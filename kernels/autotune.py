@@ -32,8 +32,9 @@ from typing import Any
 import torch
 
 from kernels import tuning
-from kernels.bench import DTYPES, LAYOUTS, parse_shape, time_ms
+from kernels.bench import DTYPES, parse_shape, time_ms
 from kernels.filters import make_taps
+from kernels.layout import LAYOUTS
 from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, relu_mask_buffer
 from kernels.ops.max_blur_pool import (
     max_blur_pool2d_backward,

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 import kernels
 from kernels.files import atomic_write_text
 from kernels.filters import make_taps
+from kernels.layout import LAYOUTS
 from kernels.provenance import command_line, git_commit, source_fingerprint
 from kernels.time_budget import TimeBudget
 from kernels.tuning import device_name, gpu_family, triton_version
@@ -57,7 +58,6 @@ from kernels.warmup import warm_ahead
 OPS: tuple[str, ...] = ("blur_pool", "blur_pool_relu", "max_blur_pool")
 DIRECTIONS: tuple[str, ...] = ("fwd", "bwd", "fwd_bwd")
 IMPLS: tuple[str, ...] = ("shiftlab", "pytorch", "compile", "kornia")
-LAYOUTS: tuple[str, ...] = ("nchw", "channels_last")
 DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,

@@ -6,6 +6,9 @@ so outputs derived from it are laid out the way most code expects.
 
 import torch
 
+#: The layouts by name, as tuned tables, benchmarks and command lines give them.
+LAYOUTS: tuple[str, ...] = ("nchw", "channels_last")
+
 
 def keeps_channels_last(x: torch.Tensor) -> bool:
     """Whether outputs derived from ``x`` should be channels_last (x is, and not also NCHW)."""

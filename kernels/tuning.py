@@ -37,14 +37,13 @@ from typing import Any, Literal
 import torch
 
 from kernels.files import atomic_write_text
-from kernels.layout import keeps_channels_last
+from kernels.layout import LAYOUTS, keeps_channels_last
 
 Layout = Literal["nchw", "channels_last"]
 
 OPS: tuple[str, ...] = ("blur_pool_fwd", "blur_pool_bwd", "max_blur_pool_fwd", "max_blur_pool_bwd")
 CONFIG_FIELDS: tuple[str, ...] = ("BLOCK_H", "BLOCK_W", "BLOCK_C", "num_warps", "num_stages")
 DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
-LAYOUTS: tuple[str, ...] = ("nchw", "channels_last")
 INTERPRETER_DEVICE = "cpu-interpreter"
 CACHE_DIR_ENV = "SHIFTLAB_CACHE_DIR"
 SHIPPED_DIR = Path(__file__).with_name("tuned")
