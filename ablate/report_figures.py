@@ -280,11 +280,14 @@ class _Scatter:
     def finish(self, name: str, title: str) -> FigureOutcome:
         """Legend beside the axes, titles saying what colour, marker and size mean; the caption
         names the rings where there are some."""
-        self.ax.legend()
-        _legend_outside(self.ax)
         names = dict(LEGEND_NAMES)
         if self.marker:
             names[self.marker] = f"{self.marker} (marker)"
+        # seaborn titles a legend of colour alone ("blur_label"), which a new legend drops
+        drawn = self.ax.get_legend()
+        title = drawn.get_title().get_text() if drawn is not None else ""
+        self.ax.legend(title=names.get(title, title) or None)
+        _legend_outside(self.ax)
         _rename_legend_titles(self.ax, names)
         _title(self.figure, title, "; ".join(n for n in self.notes if n))
         return FigureOutcome(name, self.figure, RINGS_NOTE if self.ringed else "")

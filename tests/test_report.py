@@ -1146,6 +1146,23 @@ def test_the_no_blur_runs_get_their_own_marker_and_colour(tmp_path: Path) -> Non
     assert labels.loc[labels["sites"] == 0, "blur_label"].tolist() == [NO_BLUR]  # converts none
 
 
+def test_a_scatter_of_colour_alone_titles_its_legend() -> None:
+    """Where colour is all a legend explains (one marker, no sizes), its title says so."""
+    configs = pd.DataFrame(
+        {
+            "placement": ["none", "paper", "paper"],
+            "filter_size": [1, 3, 5],
+            "accuracy_mean": [90.0, 91.0, 92.0],
+            "train_images_per_s_mean": [1892.3, 1500.7, 1200.2],
+        }
+    )
+    outcome = figs.throughput_accuracy_figure(configs, [])
+    legend = outcome.figure.axes[0].get_legend()
+    assert legend.get_title().get_text() == "filter (colour)"
+    assert [t.get_text() for t in legend.get_texts()] == [NO_BLUR, "Bin-3", "Bin-5"]
+    plt.close(outcome.figure)
+
+
 def test_the_scatters_mark_alike_and_ring_the_front_of_their_objectives(tmp_path: Path) -> None:
     """The throughput figure's marker means what the accuracy-consistency figure's means (here
     padding, the only field the blurred configurations differ in; placement none is the
