@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from kernels.options import FILTER_FAMILIES
+from kernels.options import FILTER_FAMILIES, check_int
 
 
 def make_taps(
@@ -52,7 +52,7 @@ def filter_taps(
         raise ValueError(f"sigma is only used with {argument}='gaussian', got {family!r}")
     if family == "custom":
         return _custom_taps(size, taps, argument)
-    size = _checked_size(size)
+    size = check_int("filter_size", size, 1)
     if family == "binomial":  # exact integers (2**(size-1) overflows a float beyond ~1000 taps)
         return _normalised([math.comb(size - 1, j) for j in range(size)])
     if family == "box":
@@ -83,12 +83,6 @@ def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _checked_size(size: object) -> int:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"filter_size={size!r} is invalid: expected an integer >= 1")
-    return size
-
-
 def _custom_taps(
     size: int | None, taps: Sequence[float] | torch.Tensor | None, argument: str
 ) -> tuple[float, ...]:
@@ -106,7 +100,7 @@ def _custom_taps(
     # Relative test, so that cancellation noise such as [0.1, 0.2, -0.3] also counts as zero.
     if abs(total) <= 1e-12 * size_of_terms:
         raise ValueError(f"taps={values} is invalid: the taps must not sum to 0")
-    if size is not None and _checked_size(size) != len(values):
+    if size is not None and check_int("filter_size", size, 1) != len(values):
         raise ValueError(
             f"filter_size={size} does not match len(taps)={len(values)}: "
             "with custom taps pass filter_size=None or the number of taps"

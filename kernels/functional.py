@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from kernels.filters import filter_taps
-from kernels.options import BACKENDS, MAX_CODED_KERNEL, PADDING_MODES
+from kernels.options import BACKENDS, MAX_CODED_KERNEL, PADDING_MODES, check_int
 from kernels.reference import (
     blur_pool2d_reference,
     max_blur_pool2d_reference,
@@ -83,9 +83,9 @@ def check_blur_args(
     max_kernel: int = 1,
 ) -> None:
     """Raise ValueError naming the first argument that is not accepted."""
-    _check_int("stride", stride, minimum=1)
-    _check_int("pad_off", pad_off, minimum=0)
-    _check_int("max_kernel", max_kernel, minimum=1)
+    check_int("stride", stride, minimum=1)
+    check_int("pad_off", pad_off, minimum=0)
+    check_int("max_kernel", max_kernel, minimum=1)
     _check_choice("padding", padding, PADDING_MODES)
     _check_choice("backend", backend, BACKENDS)
     if not isinstance(relu, bool):
@@ -251,11 +251,6 @@ def _triton_ops() -> tuple[ModuleType, ModuleType]:
             "use backend='torch' or 'auto'"
         ) from error
     return blur_pool, max_blur_pool
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {minimum}")
 
 
 def _check_choice(name: str, value: object, accepted: tuple[str, ...]) -> None:

@@ -19,6 +19,7 @@ from torch import nn
 
 from kernels.filters import make_taps
 from kernels.functional import check_blur_args, run_blur_pool2d, run_max_blur_pool2d, tap_values
+from kernels.options import check_int
 from kernels.reference import blur_pool2d_reference, building_graph, max_blur_pool2d_reference
 
 #: How far from 1 the sum of loaded taps may be, and from the module's own taps for the filter
@@ -45,7 +46,7 @@ class _LowPassPool(nn.Module):
         **options: int | bool,
     ) -> None:
         super().__init__()
-        _check_channels(channels)
+        check_int("channels", channels, 1)
         taps = make_taps(filter_size, filter, taps=taps, sigma=sigma, argument="filter")
         self.register_buffer("taps", taps)
         self.tap_values = tap_values(self.taps)
@@ -186,11 +187,6 @@ class MaxBlurPool2d(_LowPassPool):
 
     def _options_repr(self) -> str:
         return f"max_kernel={self.max_kernel}"
-
-
-def _check_channels(channels: object) -> None:
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"channels={channels!r} is invalid: expected an integer >= 1")
 
 
 def _check_input_channels(x: torch.Tensor, channels: int) -> None:

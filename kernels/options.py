@@ -10,5 +10,15 @@ PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
 FILTER_FAMILIES: tuple[str, ...] = get_args(FilterFamily)
 BACKENDS: tuple[str, ...] = get_args(Backend)
 
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    """`value` where it is a Python int >= `minimum` (not a bool); else a ValueError naming
+    `name`, the value and, where it is some other type (a NumPy integer), the type."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "" if isinstance(value, int) else f" ({type(value).__name__}; use int(...))"
+        raise ValueError(f"{name}={value!r}{kind} is invalid: expected an integer >= {minimum}")
+    return value
+
+
 # The fused MaxBlurPool saves one-byte argmax codes for its backward: windows up to 15 × 15.
 MAX_CODED_KERNEL = 15

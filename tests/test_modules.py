@@ -4,6 +4,7 @@ import io
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -190,6 +191,8 @@ def test_wrong_channel_count_is_a_value_error(module_type: type) -> None:
     [
         (lambda: BlurPool2d(0), ["channels=0", ">= 1"]),
         (lambda: BlurPool2d(3, 0), ["filter_size=0", ">= 1"]),
+        (lambda: BlurPool2d(np.int64(3)), ["channels=", "(int64; use int(...))"]),
+        (lambda: MaxBlurPool2d(3, stride=np.int32(2)), ["stride=", "(int32; use int(...))"]),
         (lambda: BlurPool2d(3, stride=0), ["stride=0", ">= 1"]),
         (lambda: BlurPool2d(3, padding="same"), ["padding='same'", "reflect", "circular"]),
         (lambda: BlurPool2d(3, filter="sinc"), ["filter='sinc'", "binomial"]),
