@@ -67,7 +67,7 @@ from ablate.report_table import (
     runs_table,
     study_location,
     unused_cells,
-    varied_columns,
+    varied_fields,
     write_table,
 )
 from ablate.storage import StorageLocation
@@ -403,16 +403,13 @@ def summary_blocks(
     configs: pd.DataFrame,
     failed: pd.DataFrame,
     config_cols: Sequence[str],
+    varied: Sequence[str],
     sections: Sequence[tuple[str, Sequence[Answer]]],
     outcomes: Sequence[figs.FigureOutcome],
 ) -> list[Block]:
     """The report's content, in reading order; `location`: the storage the study was read from;
-    `sections` are the answers under their headings (a section without answers is left out)."""
-    # what the study varied, among the points that failed too (a value all of whose runs
-    # failed was still tried: not a default)
-    tried = [c for c in failed.columns if c not in ("trial", *FAILURE_COLUMNS)]
-    fields = list(dict.fromkeys([*config_cols, *tried]))
-    varied = varied_columns(pd.concat([configs, failed], ignore_index=True), fields)
+    `varied`: the fields the study varied (`varied_fields`); `sections` are the answers under
+    their headings (a section without answers is left out)."""
     all_runs, runs = runs, first_run_per_seed(runs)
     blocks: list[Block] = [
         _overview(meta, all_runs, runs, configs, failed, varied, config_cols),
@@ -474,7 +471,10 @@ def write_report(out_dir: Path | str, storage: str | None = None) -> list[Path]:
         ("What blur costs", cost_answers(analysed)),
         ("Polyphase sampling (APS, LPS) against the fixed grid", polyphase_answers(analysed)),
     ]
-    blocks = summary_blocks(meta, location, runs, configs, failed, config_cols, sections, outcomes)
+    varied = varied_fields(study)
+    blocks = summary_blocks(
+        meta, location, runs, configs, failed, config_cols, varied, sections, outcomes
+    )
     written += write_documents(f"Study {meta.study_name}", blocks, out_dir)
     return written
 

@@ -187,6 +187,7 @@ def mask_runs_at_chance(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 FAILURE_COLUMNS = ["state", "fail_reason", "run_again_as"]
+FAILED_STATES = (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
 
 
 def failed_trials(study: optuna.Study) -> pd.DataFrame:
@@ -198,7 +199,7 @@ def failed_trials(study: optuna.Study) -> pd.DataFrame:
     retries = {t.user_attrs["retry_of"]: t for t in trials if "retry_of" in t.user_attrs}
     rows = []
     for t in trials:
-        if t.state not in (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED):
+        if t.state not in FAILED_STATES:
             continue
         retry = retries.get(t.number)
         rows.append(
@@ -218,20 +219,22 @@ def failed_trials(study: optuna.Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["trial", *tried, *FAILURE_COLUMNS])
 
 
-def varied_columns(table: pd.DataFrame, columns: list[str]) -> list[str]:
-    """The config columns that take more than one value in `table` (what the study varied); a
-    missing cell (NaN: a failed trial's table has only the parameters of a point that makes no
-    config) is no value, unlike a field set to None."""
-    return [
-        c
-        for c in columns
-        if c in table
-        and len({json.dumps(v, default=str) for v in table[c] if not _missing(v)}) > 1
+def varied_fields(study: optuna.Study) -> list[str]:
+    """The config fields that take more than one value among the study's finished and failed
+    trials: what it varied (a value all of whose runs failed was still tried). A trial whose
+    point makes no config counts by its sampled parameters. Read from the trials, not a
+    table, where a field set to None would be a blank like a missing one."""
+    states = (optuna.trial.TrialState.COMPLETE, *FAILED_STATES)
+    points = [
+        _design_point(t.user_attrs.get("config") or t.params)
+        for t in study.get_trials(deepcopy=False, states=states)
     ]
-
-
-def _missing(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
+    fields = dict.fromkeys(field for point in points for field in point)
+    return [
+        field
+        for field in fields
+        if len({json.dumps(p[field], default=str) for p in points if field in p}) > 1
+    ]
 
 
 def scalar_metric_columns(runs: pd.DataFrame, exclude: list[str]) -> list[str]:

@@ -986,6 +986,16 @@ def test_a_design_point_whose_every_run_failed_stays_in_the_report(tmp_path: Pat
     assert "| 4 |  | 0 |  | FAIL | InvalidDesignPoint: filter_size |  |" in table
 
 
+def test_a_field_varied_between_none_and_a_value_is_varied(tmp_path: Path) -> None:
+    """`steps: [null, 50]` varies steps (None: the epochs decide): in a table None is a blank,
+    as a failed trial's missing field is, so what was varied is read from the trials."""
+    out_dir = tmp_path / "s"
+    make_study(out_dir, {"steps": [None, 50], "filter_size": [3]}, seeds=[0, 1], failed=0)
+    write_report(out_dir)
+    summary = (out_dir / "summary.md").read_text()
+    assert "\n- varied: steps\n" in summary and "steps=nan" not in summary
+
+
 def test_failed_attempts_name_the_trial_that_ran_their_point_again():
     """An interrupted or retried attempt is listed with its rerun, so a study whose every point
     finished does not read as one with failures left."""
