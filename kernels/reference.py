@@ -111,6 +111,7 @@ def _blur_products_without_autocast(
 def blur_pool2d_input_gradient(
     grad: torch.Tensor,
     size: tuple[int, int],
+    channels_last: bool,
     taps: torch.Tensor,
     stride: int,
     padding: str,
@@ -119,8 +120,9 @@ def blur_pool2d_input_gradient(
     """The gradient of blur-pool (no ReLU) for an input of ``size`` (H, W), given the output
     gradient ``grad``, as a graph in ``grad``: what the fused backwards compute, for a
     gradient of their gradient (blur-pool is linear, so this needs nothing of the input, and
-    its own gradient is blur-pool again). In ``grad``'s dtype and memory format."""
-    layout = torch.channels_last if keeps_channels_last(grad) else torch.contiguous_format
+    its own gradient is blur-pool again). In ``grad``'s dtype, laid out as the input was
+    (``channels_last``)."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     with torch.enable_grad():
         x = grad.new_zeros((*grad.shape[:2], *size)).contiguous(memory_format=layout)
         x.requires_grad_(True)

@@ -678,6 +678,7 @@ def test_a_gradient_of_the_gradient_is_the_references(op: str, layout: str) -> N
     expected_dx, expected = penalty_gradient(ref)
     for fn in (eager, registered):
         dx, second = penalty_gradient(fn)
+        assert_layout_kept(dx, x)  # as the input, whatever the output gradient's layout
         torch.testing.assert_close(dx, expected_dx, rtol=0, atol=1e-12)
         torch.testing.assert_close(second, expected, rtol=0, atol=1e-12)
     assert torch.autograd.gradgradcheck(eager, (x.detach().requires_grad_(True),),

@@ -174,7 +174,8 @@ def differentiable_input_gradient(
     transposed products, through the unpacked ReLU mask): for a backward that builds a graph
     (``create_graph``, a gradient penalty), whose own backward is blur-pool again."""
     taps_tensor = torch.tensor(taps, dtype=torch.float64)
-    dx = blur_pool2d_input_gradient(grad, (height, width), taps_tensor, stride, padding, pad_off)
+    dx = blur_pool2d_input_gradient(grad, (height, width), channels_last, taps_tensor, stride,
+                                    padding, pad_off)  # fmt: skip
     if mask is None:
         return dx
     return dx * relu_mask_of(mask, (*grad.shape[:2], height, width), channels_last)

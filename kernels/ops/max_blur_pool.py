@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from kernels.layout import keeps_channels_last, memory_format_of
+from kernels.layout import keeps_channels_last
 from kernels.ops.common import (
     MemoisedLaunch,
     eager_autograd,
@@ -177,7 +177,9 @@ def differentiable_input_gradient(
     n, c, h, w = codes.shape
     k = max_kernel
     taps_tensor = torch.tensor(taps, dtype=torch.float64)
-    grad_max = blur_pool2d_input_gradient(grad, (h, w), taps_tensor, stride, padding, 0)
+    channels_last = keeps_channels_last(codes)
+    grad_max = blur_pool2d_input_gradient(grad, (h, w), channels_last, taps_tensor, stride,
+                                          padding, 0)  # fmt: skip
     # A code the blur never reads was not written (its window's gradient is 0): keep it
     # inside the window, whatever the byte holds.
     code = codes.long().clamp(max=k * k - 1)
@@ -187,7 +189,8 @@ def differentiable_input_gradient(
     index = (rows * width + cols).reshape(n, c, h * w)
     dx = grad_max.new_zeros((n, c, (h + k - 1) * width))
     dx = dx.scatter_add(2, index, grad_max.reshape(n, c, h * w))
-    return dx.view(n, c, h + k - 1, width).contiguous(memory_format=memory_format_of(codes))
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return dx.view(n, c, h + k - 1, width).contiguous(memory_format=layout)
 
 
 def _input_gradient(
