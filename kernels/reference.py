@@ -66,7 +66,9 @@ def blur_pool2d_reference(
     if relu:
         x = F.relu(x)
     # (vmap cannot be asked about a layout: its batches run as NCHW)
-    channels_last = (torch.jit.is_scripting() or not transforms_active()) and keeps_channels_last(x)
+    channels_last = (
+        torch.jit.is_scripting() or not (transforms_active() or batched(x))
+    ) and keeps_channels_last(x)
     if taps.numel() == 1 and pad_off == 0:
         layout = torch.channels_last if channels_last else torch.contiguous_format
         return x[:, :, ::stride, ::stride].clone(memory_format=layout)
@@ -118,16 +120,16 @@ def blur_pool2d_input_gradient(
     pad_off: int,
 ) -> torch.Tensor:
     """The gradient of blur-pool (no ReLU) for an input of ``size`` (H, W), given the output
-    gradient ``grad``, as a graph in ``grad``: what the fused backwards compute, for a
-    gradient of their gradient (blur-pool is linear, so this needs nothing of the input, and
-    its own gradient is blur-pool again). In ``grad``'s dtype, laid out as the input was
-    (``channels_last``)."""
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    with torch.enable_grad():
-        x = grad.new_zeros((*grad.shape[:2], *size)).contiguous(memory_format=layout)
-        x.requires_grad_(True)
-        y = blur_pool2d_reference(x, taps, stride, padding, pad_off, False)
-        (dx,) = torch.autograd.grad(y, x, grad, create_graph=True)
+    gradient ``grad``: the transposed products ``A_h^T @ grad @ A_w``, which autograd and vmap
+    see through, for a gradient of the gradient or a batched one (blur-pool is linear, so this
+    needs nothing of the input, and its own gradient is blur-pool again). In ``grad``'s dtype
+    (computed as the forward computes), laid out as the input was (``channels_last``)."""
+    compute_dtype = torch.float64 if grad.dtype == torch.float64 else torch.float32
+    rows = blur_matrix(size[0], taps, stride, padding, pad_off).to(grad.device, compute_dtype)
+    cols = blur_matrix(size[1], taps, stride, padding, pad_off).to(grad.device, compute_dtype)
+    dx = torch.matmul(rows.t(), torch.matmul(grad.to(compute_dtype), cols)).to(grad.dtype)
+    if channels_last and not batched(grad):
+        return dx.contiguous(memory_format=torch.channels_last)
     return dx
 
 
@@ -170,6 +172,25 @@ def _compiling() -> bool:
 
 
 @torch.jit.unused
+def backward_in_plain_ops(grad: torch.Tensor) -> bool:
+    """Whether a backward must be made of PyTorch's own differentiable ops: it builds a graph
+    of the gradient (``create_graph``: a gradient penalty), or its gradient is batched by vmap
+    (``is_grads_batched``: a vectorized jacobian or hessian)."""
+    return torch.is_grad_enabled() or batched(grad)
+
+
+@torch.jit.unused
+def batched(x: torch.Tensor) -> bool:
+    """Whether vmap batches ``x`` (torch.func's, or the one behind ``is_grads_batched``): its
+    storage and layout cannot be asked for. Never while compiling, whose tracer cannot call
+    these checks (it batches with its own rules)."""
+    if _compiling():
+        return False
+    functorch = torch._C._functorch
+    return functorch.is_batchedtensor(x) or functorch.is_legacy_batchedtensor(x)
+
+
+@torch.jit.unused
 def transforms_active() -> bool:
     """Whether a ``torch.func`` transform (grad, vmap, jacrev, jacfwd) or forward-mode AD is
     on: PyTorch's own ops support them, hand-written autograd.Functions and kernels do not."""
@@ -188,8 +209,8 @@ class _DenseMax2d(torch.autograd.Function):
     keeping masks alive between forward and backward) and routes the gradient there, with 0/1
     masks in multiply-adds: an infinite incoming gradient leaves NaN, not 0, at the window's
     other entries (0 * inf), which a gradient scaler skips as it skips the inf. Where a graph
-    of the gradient is being built (``create_graph``) it is ``max_pool2d``'s own, which has
-    one.
+    of the gradient is being built, or the gradient is batched (:func:`backward_in_plain_ops`),
+    it is ``max_pool2d``'s own.
     """
 
     @staticmethod
@@ -202,12 +223,12 @@ class _DenseMax2d(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
         kernel = ctx.kernel
-        if torch.is_grad_enabled():  # create_graph: a gradient that is itself differentiable
-            with torch.enable_grad():
-                dense = x.detach().requires_grad_(True)
-                (dx,) = torch.autograd.grad(F.max_pool2d(dense, kernel, 1), dense, grad,
-                                            create_graph=True)  # fmt: skip
-            return dx, None
+        if backward_in_plain_ops(grad):  # max_pool2d's routing, as a scatter autograd sees
+            _, winners = F.max_pool2d(x, kernel, 1, return_indices=True)
+            n, c, h, w = x.shape
+            routed = grad.reshape(n, c, -1)  # (flatten is a view legacy vmap cannot batch)
+            dx = grad.new_zeros((n, c, h * w)).scatter_add(2, winners.reshape(n, c, -1), routed)
+            return dx.reshape(n, c, h, w), None
         row_max = _window_max(x, kernel, dim=3)
         # Fresh pages cost as much as the arithmetic on them: the masks of both stages share
         # buffers, and row_max, spent once its masks are known, takes the row gradient.

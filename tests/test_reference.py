@@ -300,6 +300,13 @@ def test_second_derivatives_of_both_ops(channels_last: bool) -> None:
     assert torch.autograd.gradgradcheck(
         lambda t: max_blur_pool2d_reference(t, taps, 2, "circular", 3), (x,)
     )
+    loss = lambda t: max_blur_pool2d_reference(t, taps, 2, "circular", 3).square().sum()  # noqa: E731
+    torch.testing.assert_close(  # a vectorized hessian batches the backward's gradient
+        torch.autograd.functional.hessian(loss, x.detach(), vectorize=True),
+        torch.autograd.functional.hessian(loss, x.detach()),
+        rtol=0,
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("op", ["blur", "max_blur"])

@@ -683,6 +683,13 @@ def test_a_gradient_of_the_gradient_is_the_references(op: str, layout: str) -> N
         torch.testing.assert_close(second, expected, rtol=0, atol=1e-12)
     assert torch.autograd.gradgradcheck(eager, (x.detach().requires_grad_(True),),
                                         fast_mode=True)  # fmt: skip
+    # A vectorized hessian batches the backward's gradient (vmap): the same, in plain ops.
+    small = x[:, :2, :5, :4].detach()
+    fused, plain = (
+        torch.autograd.functional.hessian(lambda t, f=f: f(t).square().sum(), small, vectorize=True)
+        for f in (eager, ref)
+    )
+    torch.testing.assert_close(fused, plain, rtol=0, atol=1e-12)
 
 
 def test_forcing_the_kernels_under_a_torch_func_transform_is_a_value_error() -> None:

@@ -25,7 +25,7 @@ from kernels.ops.common import (
 )
 from kernels.ops.streamed_backward import backward_launch
 from kernels.ops.streamed_forward import forward_launch
-from kernels.reference import blur_pool2d_input_gradient
+from kernels.reference import backward_in_plain_ops, blur_pool2d_input_gradient
 
 
 def relu_mask_buffer(x: torch.Tensor) -> torch.Tensor:
@@ -234,9 +234,8 @@ def _backward(ctx, grad, _grad_mask):
                 "is needed)"
             )
         (mask,) = ctx.saved_tensors
-    # A graph of the gradient is being built (create_graph): take the differentiable form.
-    graphed = torch.is_grad_enabled()
-    dx = (differentiable_input_gradient if graphed else ctx.input_gradient)(grad, mask, *ctx.params)
+    plain = backward_in_plain_ops(grad)
+    dx = (differentiable_input_gradient if plain else ctx.input_gradient)(grad, mask, *ctx.params)
     return dx, None, None, None, None, None, None
 
 

@@ -29,7 +29,7 @@ from kernels.ops.common import (
 from kernels.ops.streamed_backward import backward_launch
 from kernels.ops.streamed_forward import forward_launch
 from kernels.options import MAX_CODED_KERNEL
-from kernels.reference import blur_pool2d_input_gradient
+from kernels.reference import backward_in_plain_ops, blur_pool2d_input_gradient
 
 
 def max_codes_buffer(x: torch.Tensor, max_kernel: int) -> torch.Tensor:
@@ -235,9 +235,8 @@ def _backward(ctx, grad, _grad_codes):
             "shiftlab::max_blur_pool2d: backward through a call with save_codes=False; "
             "call it with save_codes=True (max_blur_pool2d_triton does when grad is needed)"
         )
-    # A graph of the gradient is being built (create_graph): take the differentiable form.
-    graphed = torch.is_grad_enabled()
-    input_gradient = differentiable_input_gradient if graphed else ctx.input_gradient
+    plain = backward_in_plain_ops(grad)
+    input_gradient = differentiable_input_gradient if plain else ctx.input_gradient
     dx = input_gradient(grad, codes, taps, stride, padding, max_kernel)
     return dx, None, None, None, None, None
 
