@@ -48,8 +48,11 @@ class _LowPassPool(nn.Module):
         super().__init__()
         check_int("channels", channels, 1)
         taps = make_taps(filter_size, filter, taps=taps, sigma=sigma, argument="filter")
-        self.register_buffer("taps", taps)
-        self.tap_values = tap_values(self.taps)
+        self.tap_values = tap_values(taps)
+        # On the default device, as the module's parameters are (DDP broadcasts buffers), but
+        # not the meta device: the taps are no checkpoint's to fill after `to_empty()`.
+        default = torch.get_default_device()
+        self.register_buffer("taps", taps if default.type == "meta" else taps.to(default))
         check_blur_args(stride=stride, padding=padding, backend=backend, **options)
         self.channels = channels
         self.filter = filter

@@ -20,6 +20,7 @@ from test_triton_ops import (
     taps_tensor,
 )
 
+from kernels import BlurPool2d
 from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, blur_pool2d_triton
 from kernels.ops.max_blur_pool import (
     max_blur_pool2d_backward,
@@ -141,3 +142,12 @@ def test_blur_pool_keeps_only_its_output_and_mask(layout: str, relu: bool) -> No
     torch.cuda.synchronize()
     mask_bytes = x.numel() // 8 if relu else 0
     assert torch.cuda.memory_allocated() - before <= y.nbytes + mask_bytes + 2**20
+
+
+def test_a_module_built_under_a_cuda_default_device_keeps_its_taps_there() -> None:
+    """DDP broadcasts buffers over NCCL, which takes CUDA tensors only: the taps go where the
+    module's parameters go."""
+    with torch.device("cuda"):
+        net = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3), BlurPool2d(2, 3))
+    assert net[1].taps.device == net[0].weight.device and net[1].taps.device.type == "cuda"
+    assert net[1].tap_values == (0.25, 0.5, 0.25)
