@@ -326,9 +326,9 @@ def _late_gain_items(runs: pd.DataFrame) -> list[str]:
 METHOD_NOTES = (
     "Each configuration's metric is the mean over its seeds; the 95 % interval is the Student-t "
     "interval over those seeds (mean ± t(0.975, n−1)·s/√n), cut to the metric's range (a "
-    "percentage's to [0, 100]). With one seed it is left empty (NaN): one run says nothing "
-    "about the spread; so are seeds that tie, but for FLOPs, which every run of a "
-    "configuration repeats. The seeds vary the initialisation, the batch order and the "
+    "percentage's to [0, 100]). With one seed, or seeds that tie, it is left empty (NaN): "
+    "they say nothing about the spread; FLOPs, which every run of a configuration repeats, "
+    "are exact from one run. The seeds vary the initialisation, the batch order and the "
     "augmentation, not the data (`data_seed`), so the intervals do not cover another draw "
     "of the data. Each answer is a 95 % interval of its own: of many answers, about one in "
     "twenty may exclude zero by chance. Throughput is measured per run on the study's machine, "

@@ -1,7 +1,8 @@
 """The report's intervals: Student-t for a mean over seeds, Welch for a difference of means.
 
 Seeds are few (often 1–5), so a normal interval would be far too narrow; the t quantile makes the
-width honest. One observation gives no spread, so its interval has NaN width rather than zero.
+width honest. One observation gives no spread, so its interval has NaN width rather than zero
+(but for a measure every run of a configuration repeats, which one run gives exactly).
 Groups without any spread give the difference exactly (an interval of zero width) only for a
 measure every run of a configuration repeats, such as its FLOPs, where one run per group will
 do; runs of a measure that varies by seed that happen to tie show no spread to bound the

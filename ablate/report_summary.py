@@ -83,11 +83,17 @@ def to_markdown(title: str, blocks: list[Block]) -> str:
 
 
 def _inline_html(text: str) -> str:
-    """Escape text, then render Markdown's `code`, **bold** and *italic* spans."""
-    escaped = html.escape(text)
-    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
-    escaped = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
-    return re.sub(r"(?<![\w*])\*([^*\s][^*]*?)\*(?![\w*])", r"<em>\1</em>", escaped)
+    """Escape text, then render Markdown's `code`, **bold** and *italic* spans (code spans
+    literally, as Markdown keeps them)."""
+    parts = re.split(r"`([^`]+)`", html.escape(text))  # odd parts: the code spans
+    return "".join(
+        f"<code>{part}</code>" if index % 2 else _emphasis(part) for index, part in enumerate(parts)
+    )
+
+
+def _emphasis(text: str) -> str:
+    text = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"(?<![\w*])\*([^*\s][^*]*?)\*(?![\w*])", r"<em>\1</em>", text)
 
 
 STYLE = """

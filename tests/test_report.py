@@ -38,6 +38,7 @@ from ablate.report_questions import (
     polyphase_answers,
 )
 from ablate.report_stats import mean_interval, t_quantile, welch_difference
+from ablate.report_summary import _inline_html
 from ablate.report_table import (
     Objective,
     StudyMeta,
@@ -1237,3 +1238,12 @@ def test_the_files_leave_unused_fields_blank_and_config_key_last(tmp_path: Path)
         assert len(pd.read_parquet(out_dir / f"{name}.parquet").columns) == len(table.columns)
     runs, _ = runs_table(_stored(out_dir))
     assert runs["filter_size"].eq(3).all() and runs["padding"].notna().all()
+
+
+def test_inline_markdown_keeps_code_spans_literal() -> None:
+    """Bold and italics render outside code spans only, as Markdown reads them."""
+    assert _inline_html("**RQ1 — x** see *figure* in `runs/*/x/*.csv` & <b>") == (
+        "<strong>RQ1 — x</strong> see <em>figure</em> in <code>runs/*/x/*.csv</code> "
+        "&amp; &lt;b&gt;"
+    )
+    assert _inline_html("a * b * c") == "a * b * c"
