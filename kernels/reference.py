@@ -210,7 +210,7 @@ class _DenseMax2d(torch.autograd.Function):
     masks in multiply-adds: an infinite incoming gradient leaves NaN, not 0, at the window's
     other entries (0 * inf), which a gradient scaler skips as it skips the inf. Where a graph
     of the gradient is being built, or the gradient is batched (:func:`backward_in_plain_ops`),
-    it is ``max_pool2d``'s own.
+    it routes by ``max_pool2d``'s indices in a scatter, which autograd and vmap see through.
     """
 
     @staticmethod
