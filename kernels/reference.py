@@ -24,7 +24,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
-from kernels.layout import keeps_channels_last
+from kernels.layout import keeps_channels_last, memory_format_of
 from kernels.padding import blur_output_size, pad_index, pad_sizes
 
 #: Device types autocast can be on for.
@@ -228,7 +228,8 @@ class _DenseMax2d(torch.autograd.Function):
             n, c, h, w = x.shape
             routed = grad.reshape(n, c, -1)  # (flatten is a view legacy vmap cannot batch)
             dx = grad.new_zeros((n, c, h * w)).scatter_add(2, winners.reshape(n, c, -1), routed)
-            return dx.reshape(n, c, h, w), None
+            dx = dx.reshape(n, c, h, w)
+            return (dx if batched(grad) else dx.contiguous(memory_format=memory_format_of(x))), None
         row_max = _window_max(x, kernel, dim=3)
         # Fresh pages cost as much as the arithmetic on them: the masks of both stages share
         # buffers, and row_max, spent once its masks are known, takes the row gradient.
