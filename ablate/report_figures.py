@@ -285,8 +285,8 @@ class _Scatter:
             names[self.marker] = f"{self.marker} (marker)"
         # seaborn titles a legend of colour alone ("blur_label"), which a new legend drops
         drawn = self.ax.get_legend()
-        title = drawn.get_title().get_text() if drawn is not None else ""
-        self.ax.legend(title=names.get(title, title) or None)
+        legend_title = drawn.get_title().get_text() if drawn is not None else ""
+        self.ax.legend(title=names.get(legend_title, legend_title) or None)
         _legend_outside(self.ax)
         _rename_legend_titles(self.ax, names)
         _title(self.figure, title, "; ".join(n for n in self.notes if n))

@@ -1170,6 +1170,7 @@ def test_a_scatter_of_colour_alone_titles_its_legend() -> None:
     outcome = figs.throughput_accuracy_figure(configs, [])
     legend = outcome.figure.axes[0].get_legend()
     assert legend.get_title().get_text() == "filter (colour)"
+    assert outcome.figure.get_suptitle().startswith("Training throughput vs accuracy")
     assert [t.get_text() for t in legend.get_texts()] == [NO_BLUR, "Bin-3", "Bin-5"]
     plt.close(outcome.figure)
 
