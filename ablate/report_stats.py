@@ -1,12 +1,9 @@
 """The report's intervals: Student-t for a mean over seeds, Welch for a difference of means.
 
 Seeds are few (often 1–5), so a normal interval would be far too narrow; the t quantile makes the
-width honest. One observation gives no spread, so its interval has NaN width rather than zero
-(but for a measure every run of a configuration repeats, which one run gives exactly).
-Groups without any spread give the difference exactly (an interval of zero width) only for a
-measure every run of a configuration repeats, such as its FLOPs, where one run per group will
-do; runs of a measure that varies by seed that happen to tie show no spread to bound the
-difference with.
+width honest. One observation, or observations that tie, show no spread to bound anything
+with, so their interval is NaN rather than of zero width; only a measure every run of a
+configuration repeats, such as its FLOPs, is exact (zero width), from one run on.
 """
 
 from __future__ import annotations

@@ -33,14 +33,14 @@ Seed = Annotated[int, BeforeValidator(lambda v: _not_text_or_bool(v, "a seed")),
                  Field(ge=0, lt=2**63)]  # fmt: skip
 
 
-#: An int field: YAML's `yes`/`true` would otherwise be read as 1 (`filter_size: yes`).
-Int = Annotated[int, BeforeValidator(lambda v: _not_bool(v))]
-
-
 def _not_bool(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError(f"expected a whole number, got the boolean {value!r}")
     return value
+
+
+#: An int field: YAML's `yes`/`true` would otherwise be read as 1 (`filter_size: yes`).
+Int = Annotated[int, BeforeValidator(_not_bool)]
 
 
 def _not_text_or_bool(value: Any, what: str) -> Any:

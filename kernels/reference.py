@@ -72,16 +72,25 @@ def blur_pool2d_reference(
     if taps.numel() == 1 and pad_off == 0:
         layout = torch.channels_last if channels_last else torch.contiguous_format
         return x[:, :, ::stride, ::stride].clone(memory_format=layout)
-    compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    h, w = x.shape[2:]
-    rows = blur_matrix(h, taps, stride, padding, pad_off).to(x.device, compute_dtype)
-    cols = blur_matrix(w, taps, stride, padding, pad_off).to(x.device, compute_dtype)
-    xc = x.to(compute_dtype)
+    rows, cols = _blur_matrices(x.shape[2], x.shape[3], taps, stride, padding, pad_off, x)
+    xc = x.to(rows.dtype)
     if torch.jit.is_scripting() or not _autocasting(x.device.type):
         out = _blur_products(xc, rows, cols, channels_last)
     else:  # (TorchScript cannot hold the autocast block, nor meets autocast)
         out = _blur_products_without_autocast(xc, rows, cols, channels_last)
     return out.to(x.dtype)
+
+
+def _blur_matrices(
+    h: int, w: int, taps: torch.Tensor, stride: int, padding: str, pad_off: int, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The :func:`blur_matrix` of the rows and of the columns of an ``h`` × ``w`` map, on
+    ``like``'s device, in the precision the products run in: float64 for float64, else
+    float32."""
+    dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+    rows = blur_matrix(h, taps, stride, padding, pad_off).to(like.device, dtype)
+    cols = blur_matrix(w, taps, stride, padding, pad_off).to(like.device, dtype)
+    return rows, cols
 
 
 def _blur_products(
@@ -124,10 +133,8 @@ def blur_pool2d_input_gradient(
     see through, for a gradient of the gradient or a batched one (blur-pool is linear, so this
     needs nothing of the input, and its own gradient is blur-pool again). In ``grad``'s dtype
     (computed as the forward computes), laid out as the input was (``channels_last``)."""
-    compute_dtype = torch.float64 if grad.dtype == torch.float64 else torch.float32
-    rows = blur_matrix(size[0], taps, stride, padding, pad_off).to(grad.device, compute_dtype)
-    cols = blur_matrix(size[1], taps, stride, padding, pad_off).to(grad.device, compute_dtype)
-    dx = torch.matmul(rows.t(), torch.matmul(grad.to(compute_dtype), cols)).to(grad.dtype)
+    rows, cols = _blur_matrices(size[0], size[1], taps, stride, padding, pad_off, grad)
+    dx = torch.matmul(rows.t(), torch.matmul(grad.to(rows.dtype), cols)).to(grad.dtype)
     if channels_last and not batched(grad):
         return dx.contiguous(memory_format=torch.channels_last)
     return dx

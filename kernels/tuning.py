@@ -53,7 +53,6 @@ SHIPPED_DIR = Path(__file__).with_name("tuned")
 _MAX_STAND_IN_DISTANCE = 4.0
 _INTERPRETER_CONFIG = {"BLOCK_H": 4, "BLOCK_W": 8, "BLOCK_C": 4, "num_warps": 1, "num_stages": 1}
 _MAX_WARPS = 8
-_EXAMPLE_KEY = "nc=256|hw=1024|c=64|float16|nchw|k=3|s=2|mk=0|relu=0"
 _generation = 0  # clear_cache calls so far (lookup_state)
 
 
@@ -269,9 +268,14 @@ def _read_table(path: Path) -> dict[str, Any] | None:
             except ValueError as err:
                 raise ValueError(
                     f"tuning table {path}: configs.{op} key {text!r}: {err}; "
-                    f"accepted: keys such as {_EXAMPLE_KEY!r}"
+                    f"accepted: keys such as {_example_key()!r}"
                 ) from err
     return table
+
+
+def _example_key() -> str:
+    return TuningKey(nc=256, hw=1024, c=64, dtype="float16", layout="nchw", filter_size=3,
+                     stride=2).to_str()  # fmt: skip
 
 
 def _abridged(value: Any) -> str:
