@@ -6,7 +6,7 @@ importing ``kernels`` never imports Triton.
 """
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -48,7 +48,8 @@ def blur_pool2d(
     """
     filter_taps, values = _filter(filter_size, filter, taps, sigma)
     check_blur_args(stride=stride, padding=padding, pad_off=pad_off, relu=relu, backend=backend)
-    return run_blur_pool2d(x, filter_taps, values, stride, padding, pad_off, relu, backend)
+    return run_blur_pool2d(x, filter_taps, lambda: values, stride, padding, pad_off, relu,
+                           backend)  # fmt: skip
 
 
 def max_blur_pool2d(
@@ -70,7 +71,8 @@ def max_blur_pool2d(
     """
     filter_taps, values = _filter(filter_size, filter, taps, sigma)
     check_blur_args(stride=stride, padding=padding, max_kernel=max_kernel, backend=backend)
-    return run_max_blur_pool2d(x, filter_taps, values, stride, padding, max_kernel, backend)
+    return run_max_blur_pool2d(x, filter_taps, lambda: values, stride, padding, max_kernel,
+                               backend)  # fmt: skip
 
 
 def check_blur_args(
@@ -161,34 +163,36 @@ def tap_values(taps: torch.Tensor) -> tuple[float, ...]:
 def run_blur_pool2d(
     x: torch.Tensor,
     taps: torch.Tensor,
-    values: tuple[float, ...],
+    values: Callable[[], tuple[float, ...]],
     stride: int,
     padding: str,
     pad_off: int,
     relu: bool,
     backend: str,
 ) -> torch.Tensor:
-    """``blur_pool2d`` with ready taps (as a tensor and as ``values``) and checked options."""
+    """``blur_pool2d`` with ready taps (as a tensor, and as floats from ``values()``, asked
+    only by the fused kernels) and checked options."""
     check_input(x)
     if _use_triton(backend, x):
-        return _triton_ops()[0].blur_pool2d_triton(x, values, stride, padding, pad_off, relu)
+        return _triton_ops()[0].blur_pool2d_triton(x, values(), stride, padding, pad_off, relu)
     return blur_pool2d_reference(x, taps, stride, padding, pad_off, relu)
 
 
 def run_max_blur_pool2d(
     x: torch.Tensor,
     taps: torch.Tensor,
-    values: tuple[float, ...],
+    values: Callable[[], tuple[float, ...]],
     stride: int,
     padding: str,
     max_kernel: int,
     backend: str,
 ) -> torch.Tensor:
-    """``max_blur_pool2d`` with ready taps (as a tensor and as ``values``) and checked options."""
+    """``max_blur_pool2d`` with ready taps (as :func:`run_blur_pool2d` takes them) and checked
+    options."""
     check_input(x, min_size=max_kernel)
     # ``auto`` leaves windows too large for the fused backward's codes to the reference.
     if _use_triton(backend, x) and (backend == "triton" or max_kernel <= MAX_CODED_KERNEL):
-        return _triton_ops()[1].max_blur_pool2d_triton(x, values, stride, padding, max_kernel)
+        return _triton_ops()[1].max_blur_pool2d_triton(x, values(), stride, padding, max_kernel)
     return max_blur_pool2d_reference(x, taps, stride, padding, max_kernel)
 
 

@@ -5,9 +5,11 @@ the ``state_dict`` and move with ``.to()``); nothing is rebuilt from ``x.size(1)
 which is what breaks TorchScript and ONNX export of filters built per call. Scripted, traced
 and exported graphs run the plain-PyTorch reference; eager calls go through the backend
 dispatch of ``kernels.functional``. The fused kernels take the taps as Python floats, read from
-the buffer when it is built or loaded (reading a CUDA buffer on each call would wait for the
-device); a dtype cast of the module (``.half()``) leaves the buffer in float64, so the taps keep
-summing to 1 (spec §1).
+the buffer again only when it has changed: edited in place, replaced (as
+``torch.func.functional_call`` does), loaded or moved (reading a CUDA buffer on each call would
+wait for the device). Compiled code keeps the floats it was traced with, and edits through
+``.data`` are not seen. A dtype cast of the module (``.half()``) leaves the buffer in float64,
+so the taps keep summing to 1 (spec §1).
 """
 
 import math
@@ -48,11 +50,12 @@ class _LowPassPool(nn.Module):
         super().__init__()
         check_int("channels", channels, 1)
         taps = make_taps(filter_size, filter, taps=taps, sigma=sigma, argument="filter")
-        self.tap_values = tap_values(taps)
+        values = tap_values(taps)
         # On the default device, as the module's parameters are (DDP broadcasts buffers), but
         # not the meta device: the taps are no checkpoint's to fill after `to_empty()`.
         default = torch.get_default_device()
         self.register_buffer("taps", taps if default.type == "meta" else taps.to(default))
+        self._keep_tap_values(values)
         check_blur_args(stride=stride, padding=padding, backend=backend, **options)
         self.channels = channels
         self.filter = filter
@@ -95,16 +98,35 @@ class _LowPassPool(nn.Module):
             return
         if not torch.allclose(self.taps, before, rtol=0, atol=TAPS_SUM_TOLERANCE):
             self.filter, self.sigma = "custom", None
-        self.tap_values = values
+        self._keep_tap_values(values)
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
         """The taps follow the module's device only: `.half()` leaves them float64, and
         `to_empty()` (after building on the meta device) keeps their values."""
-        exact = self.taps
+        exact, current = self.taps, self._tap_values_current()
         super()._apply(fn, recurse)
         if self.taps is not exact:
             self.taps = exact.to(self.taps.device)
+            if current:  # the same values, so a move does not cost a read from the device
+                self._keep_tap_values(self.tap_values)
         return self
+
+    def _keep_tap_values(self, values: tuple[float, ...]) -> None:
+        """Keep ``values``, the floats of the buffer as it is now."""
+        self.tap_values = values
+        self._tap_values_of = (self.taps, _version(self.taps))
+
+    @torch.jit.unused
+    def _fused_tap_values(self) -> tuple[float, ...]:
+        """The taps as the floats the fused kernels take, read again if the buffer is not the
+        one they were read from (same tensor, no in-place edit since)."""
+        if not torch.compiler.is_compiling() and not self._tap_values_current():
+            self._keep_tap_values(tap_values(self.taps))
+        return self.tap_values
+
+    def _tap_values_current(self) -> bool:
+        read, version = self._tap_values_of
+        return self.taps is read and _version(read) == version
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input_channels(x, self.channels)
@@ -152,7 +174,7 @@ class BlurPool2d(_LowPassPool):
 
     @torch.jit.unused
     def _dispatch(self, x: torch.Tensor) -> torch.Tensor:
-        return run_blur_pool2d(x, self.taps, self.tap_values, self.stride, self.padding,
+        return run_blur_pool2d(x, self.taps, self._fused_tap_values, self.stride, self.padding,
                                self.pad_off, self.relu, self.backend)  # fmt: skip
 
     def _options_repr(self) -> str:
@@ -185,11 +207,16 @@ class MaxBlurPool2d(_LowPassPool):
 
     @torch.jit.unused
     def _dispatch(self, x: torch.Tensor) -> torch.Tensor:
-        return run_max_blur_pool2d(x, self.taps, self.tap_values, self.stride, self.padding,
+        return run_max_blur_pool2d(x, self.taps, self._fused_tap_values, self.stride, self.padding,
                                    self.max_kernel, self.backend)  # fmt: skip
 
     def _options_repr(self) -> str:
         return f"max_kernel={self.max_kernel}"
+
+
+def _version(taps: torch.Tensor) -> int | None:
+    """The buffer's count of in-place edits; inference tensors keep none."""
+    return None if taps.is_inference() else taps._version
 
 
 def _check_input_channels(x: torch.Tensor, channels: int) -> None:

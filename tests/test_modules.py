@@ -133,6 +133,49 @@ def test_taps_loaded_by_assignment_stay_float64_and_refused_ones_leave_the_calle
     assert module.tap_values == (0.25, 0.5, 0.25) and module.taps.tolist() == [0.25, 0.5, 0.25]
 
 
+def _custom_reference(module_type: type, x: torch.Tensor, taps: list[float]) -> torch.Tensor:
+    return module_type(x.shape[1], None, filter="custom", taps=taps, backend="torch")(x)
+
+
+@pytest.mark.parametrize("module_type", [BlurPool2d, MaxBlurPool2d])
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_taps_edited_in_place_reach_every_backend(module_type: type, backend: str) -> None:
+    """The fused kernels take the taps as floats read from the buffer: an in-place edit must
+    be read again, not leave the Triton path on the old filter while the reference has the
+    new one."""
+    module = module_type(2, 3, backend=backend)
+    x = torch.randn(1, 2, 7, 6)
+    module(x)
+    with torch.no_grad():
+        module.taps.copy_(torch.tensor([0.5, 0.5, 0.0]))
+    torch.testing.assert_close(module(x), _custom_reference(module_type, x, [0.5, 0.5, 0.0]),
+                               **FP32)  # fmt: skip
+
+
+@pytest.mark.parametrize("module_type", [BlurPool2d, MaxBlurPool2d])
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_taps_substituted_by_functional_call_reach_every_backend(
+    module_type: type, backend: str
+) -> None:
+    """`torch.func.functional_call` swaps the buffer for one call: that call runs the swapped
+    taps, and the next plain call the module's own again."""
+    module = module_type(2, 3, backend=backend)
+    x = torch.randn(1, 2, 7, 6)
+    swapped = torch.tensor([0.0, 0.25, 0.75], dtype=torch.float64)
+    y = torch.func.functional_call(module, {"taps": swapped}, (x,))
+    torch.testing.assert_close(y, _custom_reference(module_type, x, [0.0, 0.25, 0.75]), **FP32)
+    torch.testing.assert_close(module(x), module_type(2, 3, backend="torch")(x), **FP32)
+
+
+def test_moving_a_module_does_not_read_its_taps_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading a CUDA buffer waits for the device (and is refused while a CUDA graph is
+    captured): moving the module moves the taps' values without reading them again."""
+    module = BlurPool2d(2, 3).to("meta")
+    monkeypatch.setattr("kernels.modules.tap_values", pytest.fail)
+    assert module.taps.device.type == "meta"
+    assert module._fused_tap_values() == (0.25, 0.5, 0.25)
+
+
 @pytest.mark.parametrize("module_type", [BlurPool2d, MaxBlurPool2d])
 def test_a_module_built_on_the_meta_device_keeps_its_taps_through_to_empty(
     module_type: type,
