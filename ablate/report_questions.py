@@ -285,11 +285,14 @@ def _metric_question(
     relative: bool = False,
     contrast: Callable[[pd.DataFrame], Contrast] = blur_contrast,
     learning_matters: bool = True,
+    by_augment: bool = False,
 ) -> Answer:
     """The answer comparing `column` between the contrast's groups; `learning_matters`: whether
     a run that did not learn measures it for no merit (not so for a cost). A measure every run
     of a configuration repeats (`DETERMINISTIC_METRICS`: a FLOP count, not a seed's luck) is
-    compared exactly where the runs allow it."""
+    compared exactly where the runs allow it. `by_filter_size` adds the mean of each filter
+    size, `by_augment` the difference with and without augmentation where the study varied it
+    (the paper's adversary: does blur still help a network trained on shifted images?)."""
     if column not in runs:
         return Answer(key, question, f"Cannot be answered: the runs carry no `{column}`.")
     deterministic = column in DETERMINISTIC_METRICS
@@ -300,10 +303,18 @@ def _metric_question(
     )
     if diff is not None and by_filter_size:
         sentence += _by_filter_size(runs, values, unit)
+    if diff is not None and by_augment and "augment" in runs and runs["augment"].nunique() > 1:
+        per_augment = _split_by(runs, values, contrast, "augment", unit, _training_label,
+                                deterministic)  # fmt: skip
+        sentence += f" Split by training: {per_augment}."
     for setting in varied_splits(runs) if diff is not None else []:
         split = _split_by(runs, values, contrast, setting, unit, str, deterministic)
         sentence += f" By {setting}: {split}."
     return Answer(key, question, sentence, diff)
+
+
+def _training_label(augment: object) -> str:
+    return "with augmentation" if augment else "without augmentation"
 
 
 def _split_by(
@@ -360,6 +371,7 @@ def answer_questions(
             "RQ2",
             "Does shift consistency under {protocol} shifts rise with blur?",
             other_consistency,
+            by_filter_size=True,
         ),
         _metric_question(
             runs,
@@ -372,35 +384,23 @@ def answer_questions(
             yes_if="lower",
         ),
     ]
-    rq4 = _metric_question(
-        runs,
-        "RQ4",
-        "Is the network more robust to a shift adversary with blur?",
-        "adversarial_circular",
-        "`adversarial_circular` (correct at every circular offset)",
-    )
-    if rq4.difference is not None and "augment" in runs and runs["augment"].nunique() > 1:
-        per_augment = _split_by(
+    answers.append(
+        _metric_question(
             runs,
-            pd.to_numeric(runs["adversarial_circular"], errors="coerce"),
-            blur_contrast,
-            "augment",
-            " %",
-            lambda augment: "with augmentation" if augment else "without augmentation",
+            "RQ4",
+            "Is the network more robust to a shift adversary with blur?",
+            "adversarial_circular",
+            "`adversarial_circular` (correct at every circular offset)",
+            by_augment=True,
         )
-        rq4 = Answer(
-            rq4.key,
-            rq4.question,
-            f"{rq4.sentence} Split by training: {per_augment}.",
-            rq4.difference,
-        )
-    answers.append(rq4)
+    )
     answers += _under_other_protocol(
         runs,
         "RQ4",
         "Is the network more robust to a {protocol}-shift adversary with blur?",
         "adversarial_crop",
         " (correct at every crop offset)",
+        by_augment=True,
     )
     answers.append(
         _metric_question(
@@ -421,17 +421,22 @@ def _other_protocol(metric: str) -> str:
 
 
 def _under_other_protocol(
-    runs: pd.DataFrame, key: str, question: str, column: str, described: str = ""
+    runs: pd.DataFrame,
+    key: str,
+    question: str,
+    column: str,
+    described: str = "",
+    **breakdowns: bool,
 ) -> list[Answer]:
-    """The answer `key` gives, for `column`'s shift protocol (the paper measures both: circular
-    shifts, and crops of a larger image), where the runs measured it."""
+    """The answer `key` gives, with its `breakdowns`, for `column`'s shift protocol (the paper
+    measures both: circular shifts, and crops of a larger image), where the runs measured it."""
     if column not in runs or not pd.to_numeric(runs[column], errors="coerce").notna().any():
         return []
     protocol = column.rsplit("_", 1)[-1]
     return [
         _metric_question(
             runs, f"{key}-{protocol}", question.format(protocol=protocol), column,
-            f"`{column}`{described}",
+            f"`{column}`{described}", **breakdowns,
         )
     ]  # fmt: skip
 

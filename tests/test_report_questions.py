@@ -97,6 +97,27 @@ def test_rq4_split_by_training_names_each_answer_by_its_own_augmentation() -> No
     )
 
 
+def test_the_crop_answers_give_the_circular_ones_breakdowns() -> None:
+    """Crop shifts are answered as fully as circular ones: RQ4-crop split by training (+10
+    points with augmentation: 70, 72 vs 60, 62; +1 without: 55, 57 vs 54, 56), RQ2-crop with
+    the mean of each blurred filter size (3: 81 %, 5: 85 %)."""
+    runs = _runs(
+        [70.0, 72.0, 55.0, 57.0],
+        [60.0, 62.0, 54.0, 56.0],
+        "adversarial_circular",
+        augment=[True, True, False, False] * 2,
+        adversarial_crop=[70.0, 72.0, 55.0, 57.0, 60.0, 62.0, 54.0, 56.0],
+        consistency_circular=[90.0] * 8,
+        consistency_crop=[80.0, 82.0, 84.0, 86.0, 78.0, 80.0, 78.0, 80.0],
+    )
+    runs.loc[2:3, "filter_size"] = 5
+    assert _answer(runs, "RQ4-crop").endswith(
+        " Split by training: without augmentation +1.00 [-5.08, +7.08] points; "
+        "with augmentation +10.00 [+3.92, +16.08] points."
+    )
+    assert _answer(runs, "RQ2-crop").endswith(" Mean by filter size: 3: 81.00 %, 5: 85.00 %.")
+
+
 def test_a_cost_blur_leaves_exactly_unchanged_is_answered_no_difference() -> None:
     """FLOPs are the same for every run of a configuration: groups that all measure 17.40 differ
     by exactly zero, which is a "No", not an inconclusive answer."""
