@@ -36,10 +36,6 @@ from ablate.results import write_results
 from ablate.reuse import finished_runs, run_key, runs_taken_from
 from ablate.spec import CUDA_ONLY_METRICS, SpecError, StudySpec, load_spec
 from ablate.storage import (
-    HEARTBEAT_S,
-    PLAN_LOCK_MARK,
-    STALE_AFTER_S,
-    QueueStatus,
     StorageLocation,
     check_can_be_made,
     check_stored_spec,
@@ -47,14 +43,20 @@ from ablate.storage import (
     locate_storage,
     open_storage,
     open_study,
+    stored_study,
+)
+from ablate.train import budget_steps
+from ablate.trial_queue import (
+    HEARTBEAT_S,
+    PLAN_LOCK_MARK,
+    STALE_AFTER_S,
+    QueueStatus,
     plan_slots,
     planned_slots,
     queue_status,
     reap_dead_trials,
     requeue_lost_retries,
-    stored_study,
 )
-from ablate.train import budget_steps
 from ablate.variant_config import UNUSED_FIELDS_TEXT, run_identity
 from ablate.workers import (
     STOPPED_EXIT,

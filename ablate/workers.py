@@ -37,14 +37,16 @@ from ablate.json_values import json_values
 from ablate.reuse import FinishedRun, earlier_attempt_runs, finished_runs, run_key
 from ablate.spec import Parameter, StudySpec
 from ablate.storage import (
+    StorageLocation,
+    open_storage,
+    open_study,
+)
+from ablate.trial_queue import (
     HEARTBEAT_S,
     INTERRUPTED,
     STALE_AFTER_S,
-    StorageLocation,
     claim_next,
     fail_and_retry,
-    open_storage,
-    open_study,
     owner_record,
     planned_slots,
     queue_status,

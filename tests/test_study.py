@@ -34,16 +34,9 @@ import yaml
 from ablate.reuse import finished_runs, run_key
 from ablate.spec import SCALAR_METRICS, StudySpec, load_spec
 from ablate.storage import (
-    DUPLICATE_RETRY,
-    INTERRUPTED,
-    claim_next,
-    death_reason,
     locate_storage,
     open_storage,
     open_study,
-    owner_record,
-    plan_slots,
-    queue_status,
 )
 from ablate.study import (
     RunOptions,
@@ -53,6 +46,15 @@ from ablate.study import (
     run_study,
     stop_workers,
     write_study_files,
+)
+from ablate.trial_queue import (
+    DUPLICATE_RETRY,
+    INTERRUPTED,
+    claim_next,
+    death_reason,
+    owner_record,
+    plan_slots,
+    queue_status,
 )
 from ablate.variant import UnbuildableVariant, made_by
 from ablate.variant_config import VariantConfig

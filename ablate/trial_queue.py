@@ -1,0 +1,402 @@
+"""How workers share a study's trials without losing or repeating one.
+
+Every design point the study will run is a *slot*, enqueued once as a WAITING trial with user
+attrs `slot` (its index) and `attempt` (0, then +1 per retry). Workers never let Optuna create
+trials on its own: they claim WAITING trials with the storage's compare-and-set
+(WAITING -> RUNNING succeeds for one process only), so a grid point runs exactly once however
+many workers and machines share the study. Enqueueing is guarded by a lock study named
+`<study>:plan-<n>`: creating a study is atomic in every storage, so one process enqueues.
+
+A claimed trial carries user attrs `worker` ({host, pid, started, device}) and `heartbeat`
+(seconds since the epoch, refreshed by its worker). A RUNNING trial is dead when its worker's
+process is gone on this host (a live one is never failed, however old its heartbeat), or, for a
+worker on another host, when its heartbeat is older than `stale_after_s` (their clocks must
+agree to well within that). Whoever finds a dead trial marks it FAIL with a `fail_reason`
+(again compare-and-set, so one process wins) and enqueues its retry while
+`attempt < max_retries`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+#: What names a plan lock (a study holding no trials, whose existence is the lock).
+PLAN_LOCK_MARK = ":plan-"
+PLAN_LOCK = "{study}" + PLAN_LOCK_MARK + "{n}"
+HEARTBEAT_S = 30.0
+STALE_AFTER_S = 300.0
+INTERRUPTED = "interrupted by the user (Ctrl-C, SIGTERM); requeued without using a retry"
+DUPLICATE_RETRY = "not run: a second retry of the same failure, queued by two runners at once"
+
+
+def planned_slots(study: optuna.Study) -> int:
+    """How many slots have been enqueued so far (0 before planning)."""
+    return int(study.user_attrs.get("planned_slots", 0))
+
+
+def plan_slots(
+    study: optuna.Study, storage: BaseStorage, slots: Sequence[dict[str, Any]], wait_s: float = 120
+) -> None:
+    """Enqueue every slot once across all processes; `slots[i]` are slot i's fixed parameters.
+
+    Growing a plan (a larger `trials:`) enqueues the new slots; shrinking it cancels nothing.
+    """
+    n = len(slots)
+    if planned_slots(study) >= n:
+        return
+    name = PLAN_LOCK.format(study=study.study_name, n=n)
+    try:
+        lock = optuna.create_study(study_name=name, storage=storage)
+    except DuplicatedStudyError:
+        if _wait_for_plan(study, storage, name, n, wait_s):
+            plan_slots(study, storage, slots, wait_s)  # its holder is gone: plan it here
+        return
+    try:
+        lock.set_user_attr("owner", owner_record())
+        existing = {t.user_attrs.get("slot") for t in study.get_trials(deepcopy=False)}
+        for index, params in enumerate(slots):
+            if index not in existing:
+                study.enqueue_trial(dict(params), user_attrs={"slot": index, "attempt": 0})
+        study.set_user_attr("planned_slots", n)
+    except BaseException:  # Ctrl-C or an error halfway: the next run enqueues the rest
+        optuna.delete_study(study_name=name, storage=storage)
+        raise
+
+
+def _wait_for_plan(
+    study: optuna.Study, storage: BaseStorage, name: str, n: int, wait_s: float
+) -> bool:
+    """Wait until the lock's holder has planned `n` slots; True (plan again) where the lock is
+    gone (its holder was stopped) or its holder is a dead process of this host (the lock is
+    deleted)."""
+    deadline = time.monotonic() + wait_s
+    while planned_slots(study) < n:
+        held = _lock_owner(storage, name)
+        if held is None:
+            return True
+        lock_id, owner = held
+        if _on_this_host(owner) and not _alive(owner["pid"], owner.get("started")):
+            # by id: the lock a waiter that took over first has made since is not this one
+            with contextlib.suppress(KeyError):  # another waiter deleted it first
+                storage.delete_study(lock_id)
+            return True
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"another process took the lock {name!r} to enqueue {n} trials but has not "
+                f"finished after {wait_s:.0f} s; if it died, delete that lock study "
+                f"(optuna delete-study --study-name '{name}' --storage ...) and run again"
+            )
+        time.sleep(0.5)
+    return False
+
+
+def _lock_owner(storage: BaseStorage, name: str) -> tuple[int, dict[str, Any]] | None:
+    """The plan lock `name`'s study id and who holds it (empty while it records itself);
+    None once it is gone."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+        return study_id, storage.get_study_user_attrs(study_id).get("owner") or {}
+    except KeyError:
+        return None
+
+
+def claim_next(
+    study: optuna.Study,
+    storage: BaseStorage,
+    owner: dict[str, Any],
+    on_claim: Callable[[int], None] | None = None,
+) -> optuna.Trial | None:
+    """Take the lowest-numbered WAITING trial for this process, or None when there is none;
+    `on_claim(number)` runs once it is this process's, before Optuna's sampler sees it.
+
+    A trial whose design point already has an earlier trial that did not fail is a second
+    retry of one failure (two runners requeued it at once, `requeue_lost_retries`): it is
+    failed as such, not run.
+    """
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trials = study.get_trials(deepcopy=False)
+    for waiting in (t for t in trials if t.state == TrialState.WAITING):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, waiting.number)
+        try:
+            if not storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                continue
+        except UpdateFinishedTrialError:
+            continue
+        if _repeats_its_slot(waiting, trials):
+            storage.set_trial_user_attr(trial_id, "fail_reason", DUPLICATE_RETRY)
+            storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+            continue
+        if on_claim is not None:
+            on_claim(waiting.number)
+        trial = optuna.Trial(study, trial_id)
+        try:
+            trial.set_user_attr("worker", owner)
+            trial.set_user_attr("heartbeat", time.time())
+        except UpdateFinishedTrialError:  # failed as ownerless by another process meanwhile
+            continue
+        return trial
+    return None
+
+
+def _repeats_its_slot(trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> bool:
+    slot = trial.user_attrs.get("slot")
+    return slot is not None and any(
+        other.number < trial.number
+        and other.user_attrs.get("slot") == slot
+        and other.state != TrialState.FAIL
+        for other in trials
+    )
+
+
+def owner_record(device: str | None = None) -> dict[str, Any]:
+    """Who runs a trial on `device` (or holds a plan lock): enough to tell later whether that
+    process is still alive."""
+    pid = os.getpid()
+    record = {"host": socket.gethostname(), "pid": pid, "started": _process_start(pid)}
+    return record if device is None else {**record, "device": device}
+
+
+def fail_and_retry(
+    study: optuna.Study,
+    storage: BaseStorage,
+    trial: FrozenTrial,
+    reason: str,
+    slots: Sequence[dict[str, Any]],
+    max_retries: int,
+    counts_as_retry: bool = True,
+    retry_now: bool = True,
+) -> bool:
+    """Mark an unfinished trial FAIL with `reason` and enqueue its retry; False if already done.
+
+    The retry reruns the same design point: the failed trial's parameters, else its slot's.
+    A stop that is not the point's fault (`counts_as_retry=False`, the user's Ctrl-C) always
+    requeues it with the same attempt number, so stopping and resuming uses up no retry. A
+    failure that recurs until something changes (`retry_now=False`: the point cannot be built)
+    is retried on the next resume instead (`requeue_lost_retries`), after it may be fixed.
+    """
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    try:
+        storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return False
+    attempt = int(trial.user_attrs.get("attempt", 0))
+    if retry_now and (attempt < max_retries or not counts_as_retry):
+        _enqueue_retry(study, trial, slots, attempt + 1 if counts_as_retry else attempt)
+    return True
+
+
+def requeue_lost_retries(
+    study: optuna.Study, slots: Sequence[dict[str, Any]], max_retries: int
+) -> list[int]:
+    """Enqueue the retries that a process died before enqueuing; the failed trials' numbers.
+
+    A design point whose trials all failed, the last with retries left, lost its retry between
+    `fail_and_retry`'s two steps (FAIL, then enqueue), or was not to be retried before a resume
+    (it could not be built): a resume puts it back.
+    """
+    requeued = []
+    for last in _failed_with_retries_left(_trials_by_slot(study), max_retries):
+        _enqueue_retry(study, last, slots, int(last.user_attrs.get("attempt", 0)) + 1)
+        requeued.append(last.number)
+    return requeued
+
+
+def _trials_by_slot(study: optuna.Study) -> dict[Any, list[FrozenTrial]]:
+    """A study's trials per design point (a trial outside the plan is a point of its own)."""
+    by_slot: dict[Any, list[FrozenTrial]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        by_slot.setdefault(trial.user_attrs.get("slot", ("trial", trial.number)), []).append(trial)
+    return by_slot
+
+
+def _failed_with_retries_left(
+    by_slot: dict[Any, list[FrozenTrial]], max_retries: int
+) -> list[FrozenTrial]:
+    """The last trial of each planned point whose trials all failed and that has retries left."""
+    lasts = []
+    for trials in by_slot.values():
+        if trials[0].user_attrs.get("slot") is None:
+            continue
+        if any(t.state != TrialState.FAIL for t in trials):
+            continue
+        last = max(trials, key=lambda t: t.number)
+        if int(last.user_attrs.get("attempt", 0)) < max_retries:
+            lasts.append(last)
+    return lasts
+
+
+def _enqueue_retry(
+    study: optuna.Study, trial: FrozenTrial, slots: Sequence[dict[str, Any]], attempt: int
+) -> None:
+    """Enqueue `trial`'s design point again: its parameters, else its slot's."""
+    slot = trial.user_attrs.get("slot")
+    if slot is None:
+        return
+    params = {**slots[slot], **trial.params} if slot < len(slots) else dict(trial.params)
+    study.enqueue_trial(
+        params, user_attrs={"slot": slot, "attempt": attempt, "retry_of": trial.number}
+    )
+
+
+def reap_dead_trials(
+    study: optuna.Study,
+    storage: BaseStorage,
+    slots: Sequence[dict[str, Any]],
+    max_retries: int,
+    stale_after_s: float = STALE_AFTER_S,
+    stopped_here: bool = False,
+) -> list[int]:
+    """Fail (and retry) the RUNNING trials whose worker is gone; their trial numbers.
+
+    `stopped_here`: the user stopped this host's runner, which stopped its workers; their
+    trials are requeued as interrupted, using up no retry.
+    """
+    reaped = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reason = death_reason(trial, stale_after_s)
+        if not reason:
+            continue
+        stopped = stopped_here and _owner(trial).get("host") == socket.gethostname()
+        if fail_and_retry(
+            study, storage, trial, INTERRUPTED if stopped else reason, slots, max_retries,
+            counts_as_retry=not stopped,
+        ):  # fmt: skip
+            reaped.append(trial.number)
+    return reaped
+
+
+def _owner(trial: FrozenTrial) -> dict[str, Any]:
+    return trial.user_attrs.get("worker") or {}
+
+
+def death_reason(trial: FrozenTrial, stale_after_s: float) -> str | None:
+    """Why a RUNNING trial's worker is known to be gone, or None while it may be alive."""
+    owner = _owner(trial)
+    host, pid = owner.get("host"), owner.get("pid")
+    if _on_this_host(owner):  # here the process table decides
+        if _alive(pid, owner.get("started")):
+            return None
+        return f"worker process {pid} on {host} died while running the trial"
+    start = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
+    age = time.time() - float(trial.user_attrs.get("heartbeat", start))
+    if age > stale_after_s:
+        who = f"worker process {pid} on {host}" if owner else "its worker"
+        return f"no heartbeat from {who} for {age:.0f} s (limit {stale_after_s:.0f} s)"
+    return None
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks (Linux), to tell a reused pid from the owner."""
+    stat = _proc_stat(pid)
+    return stat[19] if stat else None
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _on_this_host(owner: dict[str, Any]) -> bool:
+    """Whether `owner` (`owner_record`) is a process of this host, whose liveness `_alive`
+    can tell (another host's only its heartbeat tells)."""
+    return owner.get("host") == socket.gethostname() and owner.get("pid") is not None
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    """Whether the process `pid` that started at `started` still runs (zombies do not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: its start time tells whether it is the owner
+    stat = _proc_stat(pid)
+    if stat is None:
+        return not Path("/proc/self/stat").exists()
+    return stat[0] not in ("Z", "X") and (started is None or stat[19] == started)
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """Where a study's slots stand."""
+
+    planned: int
+    complete: int
+    failed: int
+    running: int
+    waiting: int
+    finished_trials: int
+    retry_on_resume: int
+    """Failed slots that a resume runs again: retries left (a point that could not be built)."""
+    seeds_in_progress: int
+    """Seeds that running trials have finished: progress inside the slots that are running."""
+    complete_at_chance: int = 0
+    """Complete slots with a seed that did not learn: infeasible, so off the Pareto front."""
+
+    @property
+    def finished(self) -> int:
+        """Slots with a final result: complete, or failed with no retry left."""
+        return self.complete + self.failed
+
+    def runs_done(self, seeds: int) -> int:
+        """Training runs done when each slot runs `seeds` seeds (a finished slot counts whole)."""
+        return self.finished * seeds + self.seeds_in_progress
+
+    @property
+    def done(self) -> bool:
+        return self.running == 0 and self.waiting == 0
+
+
+def queue_status(study: optuna.Study, max_retries: int) -> QueueStatus:
+    """Count slots by outcome: complete, failed (how many a resume retries), running, waiting."""
+    by_slot = _trials_by_slot(study)
+    states_seen = [trial.state for trials in by_slot.values() for trial in trials]
+    finished_trials = sum(states_seen.count(s) for s in (TrialState.COMPLETE, TrialState.FAIL))
+    outcome: Counter[str] = Counter()
+    for trials in by_slot.values():
+        states = {trial.state for trial in trials}
+        if TrialState.COMPLETE in states:
+            outcome["complete"] += 1
+            complete = next(t for t in trials if t.state == TrialState.COMPLETE)
+            seeds = complete.user_attrs.get("seeds", ())
+            outcome["complete_at_chance"] += any(r.get("learned") is False for r in seeds)
+        elif TrialState.RUNNING in states:
+            outcome["running"] += 1
+        elif TrialState.WAITING in states:
+            outcome["waiting"] += 1
+        else:
+            outcome["failed"] += 1
+    return QueueStatus(
+        planned_slots(study),
+        outcome["complete"],
+        outcome["failed"],
+        outcome["running"],
+        outcome["waiting"],
+        finished_trials,
+        len(_failed_with_retries_left(by_slot, max_retries)),
+        sum(
+            len(trial.user_attrs.get("seeds", ()))
+            for trials in by_slot.values()
+            for trial in trials
+            if trial.state == TrialState.RUNNING
+        ),
+        outcome["complete_at_chance"],
+    )
