@@ -35,7 +35,7 @@ from triton.runtime.jit import JITFunction
 
 from benchmarks.static_cost import cuobjdump
 from benchmarks.table_output import write_and_print
-from kernels import autotune, tuning
+from kernels import autotune, hardware, tuning
 from kernels.layout import LAYOUTS
 
 # Hopper (sm_90) per SM: registers, warps, blocks, shared memory (bytes); a block also takes
@@ -78,8 +78,8 @@ def compile_only(arch: int, device: str) -> Iterator[list[Any]]:
 
     with contextlib.ExitStack() as patches:
         for owner, name, value in ((JITFunction, "run", compile_run),
-                                   (tuning, "interpreting", lambda: False),
-                                   (tuning, "device_name", lambda: device)):
+                                   (hardware, "interpreting", lambda: False),
+                                   (hardware, "device_name", lambda: device)):
             patches.callback(setattr, owner, name, getattr(owner, name))
             setattr(owner, name, value)
         patches.callback(driver.set_active, driver._active)  # no default driver without a GPU

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from kernels import tuning
+from kernels import hardware, tuning
 from kernels.bench import DTYPES, parse_shape, time_ms
 from kernels.filters import make_taps
 from kernels.layout import LAYOUTS
@@ -102,7 +102,7 @@ def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
     """The launch configurations tried for ``problem``; one under the interpreter."""
     key = key_of(problem)
     heuristic = tuning.heuristic_config(problem.op, key)
-    if tuning.interpreting():
+    if hardware.interpreting():
         return [heuristic]
     c = problem.shape[1]
     warps = (4, 8) if quick else WARPS
@@ -216,7 +216,7 @@ def _launcher_of(problem: Problem) -> Callable[[dict[str, int]], torch.Tensor]:
 
 def tuning_device() -> torch.device:
     """The GPU, or the CPU when kernels run under the interpreter."""
-    return torch.device("cpu" if tuning.interpreting() else "cuda")
+    return torch.device("cpu" if hardware.interpreting() else "cuda")
 
 
 def tune(problem: Problem, device: torch.device, *, quick: bool,
@@ -281,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     args = parse_args(argv)
     budget = TimeBudget(args.budget_s)
-    interpret = tuning.interpreting()
+    interpret = hardware.interpreting()
     device = tuning_device()
     if interpret:
         shapes = args.shapes or INTERPRETER_SHAPES

@@ -49,10 +49,10 @@ import torch.nn.functional as F
 import kernels
 from kernels.files import atomic_write_text
 from kernels.filters import make_taps
+from kernels.hardware import device_name, gpu_family, triton_version
 from kernels.layout import LAYOUTS
 from kernels.provenance import command_line, git_commit, source_fingerprint
 from kernels.time_budget import TimeBudget
-from kernels.tuning import device_name, gpu_family, triton_version
 from kernels.warmup import warm_ahead
 
 OPS: tuple[str, ...] = ("blur_pool", "blur_pool_relu", "max_blur_pool")

@@ -19,8 +19,9 @@ max_kernel=..., relu=...)`` from its input ``x`` (forward and backward alike) an
 ``launch_config(op, key)``, unless it was handed an explicit ``config`` dict with the same five
 fields (the autotuner and the benchmarks pass one to time a candidate).
 
-Under the Triton interpreter, or without CUDA, the device is called ``cpu-interpreter``: no
-table is shipped for it and the heuristic returns one small configuration.
+Under the Triton interpreter, or without CUDA, the device is called ``cpu-interpreter``
+(``kernels.hardware``): no table is shipped for it and the heuristic returns one small
+configuration.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any, Literal
 
 import torch
 
+from kernels import hardware
 from kernels.files import atomic_write_text
 from kernels.layout import LAYOUTS, keeps_channels_last
 
@@ -44,7 +46,6 @@ Layout = Literal["nchw", "channels_last"]
 OPS: tuple[str, ...] = ("blur_pool_fwd", "blur_pool_bwd", "max_blur_pool_fwd", "max_blur_pool_bwd")
 CONFIG_FIELDS: tuple[str, ...] = ("BLOCK_H", "BLOCK_W", "BLOCK_C", "num_warps", "num_stages")
 DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
-INTERPRETER_DEVICE = "cpu-interpreter"
 CACHE_DIR_ENV = "SHIFTLAB_CACHE_DIR"
 SHIPPED_DIR = Path(__file__).with_name("tuned")
 
@@ -162,51 +163,6 @@ def tuning_key(
     )
 
 
-# ----------------------------------------------------------------------------- device identity
-
-
-def interpreter_requested() -> bool:
-    """True when TRITON_INTERPRET asks Triton to run its kernels on CPU tensors."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-def interpreting() -> bool:
-    """True when Triton kernels run under the CPU interpreter (or there is no CUDA device)."""
-    return interpreter_requested() or not torch.cuda.is_available()
-
-
-def slug(text: str) -> str:
-    """Lower-case, dash-separated form of a device name, safe as a file name."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def device_name() -> str:
-    """The GPU's name (``torch.cuda.get_device_name()``), or ``cpu-interpreter``."""
-    return INTERPRETER_DEVICE if interpreting() else _cuda_name(torch.cuda.current_device())
-
-
-@functools.cache
-def _cuda_name(index: int) -> str:
-    # Asked once per device: every kernel launch looks its config up.
-    return torch.cuda.get_device_name(index)
-
-
-@functools.cache
-def triton_version() -> str:
-    """The installed Triton version, or ``none``."""
-    try:
-        import triton
-    except ImportError:
-        return "none"
-    return triton.__version__
-
-
-def gpu_family(name: str) -> str:
-    """Short folder name for results: the first word of the name holding a digit (``h100``)."""
-    words = slug(name).split("-")
-    return next((word for word in words if any(ch.isdigit() for ch in word)), slug(name) or "cpu")
-
-
 # ----------------------------------------------------------------------------- tables
 
 
@@ -221,21 +177,21 @@ def cache_dir() -> Path:
 
 def user_cache_path(name: str | None = None, version: str | None = None) -> Path:
     """The cache file for one GPU and Triton version."""
-    name = device_name() if name is None else name
-    version = triton_version() if version is None else version
-    return cache_dir() / f"{slug(name)}-triton-{slug(version)}.json"
+    name = hardware.device_name() if name is None else name
+    version = hardware.triton_version() if version is None else version
+    return cache_dir() / f"{hardware.slug(name)}-triton-{hardware.slug(version)}.json"
 
 
 def shipped_table_path(name: str | None = None) -> Path:
     """The table shipped in the package for one GPU."""
-    return SHIPPED_DIR / f"{slug(device_name() if name is None else name)}.json"
+    return SHIPPED_DIR / f"{hardware.slug(hardware.device_name() if name is None else name)}.json"
 
 
 def empty_table(name: str | None = None, version: str | None = None) -> dict[str, Any]:
     """A table with no entries, stamped with the GPU and Triton version it is for."""
     return {
-        "device": device_name() if name is None else name,
-        "triton": triton_version() if version is None else version,
+        "device": hardware.device_name() if name is None else name,
+        "triton": hardware.triton_version() if version is None else version,
         "torch": torch.__version__,
         "configs": {op: {} for op in OPS},
     }
@@ -415,7 +371,7 @@ def heuristic_config(op: str, key: TuningKey) -> dict[str, int]:
     where it has fewer rows.
     """
     _check_op(op)
-    if device_name() == INTERPRETER_DEVICE:
+    if hardware.device_name() == hardware.INTERPRETER_DEVICE:
         return dict(_INTERPRETER_CONFIG)
     side = whole_map_tile(op, key)
     per_thread = thread_elements(op, key.layout, key.filter_size)
@@ -479,7 +435,7 @@ def lookup_state() -> tuple[int, str | None, str | None, str]:
     (a count of :func:`clear_cache` calls), the cache folder's variables and the device.
     Launches planned from its configs are kept per state (``kernels.ops.common``)."""
     return (_generation, os.environ.get(CACHE_DIR_ENV), os.environ.get("XDG_CACHE_HOME"),
-            device_name())  # fmt: skip
+            hardware.device_name())  # fmt: skip
 
 
 @functools.cache

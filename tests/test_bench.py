@@ -14,7 +14,7 @@ import torch
 
 from ablate.flops import forward_flops
 from ablate.models import build_model
-from kernels import autotune, bench, tuning
+from kernels import autotune, bench, hardware, tuning
 
 COLUMNS = {
     "op", "shape", "filter_size", "layout", "dtype", "input_mb", "copy_gb_per_s", "impl",
@@ -153,8 +153,8 @@ def test_bad_layout_is_named():
 def test_gpu_candidates_hold_the_heuristic_and_whole_small_maps(monkeypatch, layout):
     """On a GPU the tuner tries the heuristic's config too (a tuned entry is never slower than
     none), and small NCHW maps whole, several planes per program."""
-    monkeypatch.setattr(tuning, "interpreting", lambda: False)
-    monkeypatch.setattr(tuning, "device_name", lambda: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(hardware, "interpreting", lambda: False)
+    monkeypatch.setattr(hardware, "device_name", lambda: "NVIDIA H100 80GB HBM3")
     for op in tuning.OPS:
         for shape in ((256, 256, 8, 8), (64, 64, 112, 112)):
             problem = autotune.Problem(op, shape, layout, "bfloat16", 4)
@@ -210,7 +210,7 @@ def test_autotune_writes_a_cache_the_kernels_then_read(tmp_path, monkeypatch):
     table = autotune.main(["--ops", *ops, "--layouts", "channels_last", "--out",
                            str(tmp_path / "shipped.json")])
     cache = tuning.read_table(tuning.user_cache_path())
-    assert cache is not None and cache["device"] == tuning.INTERPRETER_DEVICE
+    assert cache is not None and cache["device"] == hardware.INTERPRETER_DEVICE
     shipped = tuning.read_table(tmp_path / "shipped.json")
     assert shipped["configs"] == table["configs"]
 

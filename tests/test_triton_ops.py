@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from kernels import BlurPool2d, MaxBlurPool2d, blur_pool2d, max_blur_pool2d, tuning
+from kernels import BlurPool2d, MaxBlurPool2d, blur_pool2d, hardware, max_blur_pool2d, tuning
 from kernels.filters import make_taps
 from kernels.layout import keeps_channels_last
 from kernels.ops import blur_pool, common, max_blur_pool, streamed_backward, streamed_forward
@@ -387,7 +387,7 @@ def test_forward_pads_on_registers_where_outputs_read_their_sources(
 def test_gpu_heuristic_for_small_nchw_maps(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
     """The launches the GPU heuristic gives small NCHW maps (whole maps of several planes per
     program) compute every output, ReLU mask bit and gradient."""
-    monkeypatch.setattr(tuning, "device_name", lambda: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(hardware, "device_name", lambda: "NVIDIA H100 80GB HBM3")
     x = make_input((2, 12, size, size), torch.float32, "nchw", seed=size, ties=True)
     for op in tuning.OPS:
         key = tuning.tuning_key(x, 4, 2, max_kernel=2 if op.startswith("max") else 0)

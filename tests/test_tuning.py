@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernels import files, tuning
+from kernels import files, hardware, tuning
 
 CONFIG_A = {"BLOCK_H": 2, "BLOCK_W": 16, "BLOCK_C": 1, "num_warps": 2, "num_stages": 3}
 CONFIG_B = {"BLOCK_H": 8, "BLOCK_W": 32, "BLOCK_C": 1, "num_warps": 4, "num_stages": 2}
@@ -148,7 +148,7 @@ def test_corrupt_table_is_reported(tmp_path):
 
 
 def test_interpreter_gets_one_small_config():
-    assert tuning.device_name() == tuning.INTERPRETER_DEVICE
+    assert hardware.device_name() == hardware.INTERPRETER_DEVICE
     configs = {
         tuple(tuning.heuristic_config(op, make_key(layout=layout, hw=hw)).items())
         for op in tuning.OPS
@@ -162,7 +162,7 @@ def test_interpreter_gets_one_small_config():
 @pytest.mark.parametrize("layout", tuning.LAYOUTS)
 @pytest.mark.parametrize(("hw", "c"), [(1, 512), (64, 512), (1024, 64), (16384, 64), (65536, 4)])
 def test_gpu_heuristic_is_sound(monkeypatch, op, layout, hw, c):
-    monkeypatch.setattr(tuning, "device_name", lambda: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(hardware, "device_name", lambda: "NVIDIA H100 80GB HBM3")
     key = make_key(hw=hw, c=c, nc=256 * c, layout=layout)
     config = tuning.check_config(tuning.heuristic_config(op, key))
     side = tuning.pow2_bucket(int(hw**0.5))
@@ -205,9 +205,9 @@ def test_whole_map_tile(op, size, k, expected):
 
 
 def test_gpu_family():
-    assert tuning.gpu_family("NVIDIA H100 80GB HBM3") == "h100"
-    assert tuning.gpu_family("NVIDIA GeForce RTX 4090") == "4090"
-    assert tuning.gpu_family("cpu-interpreter") == "cpu-interpreter"
+    assert hardware.gpu_family("NVIDIA H100 80GB HBM3") == "h100"
+    assert hardware.gpu_family("NVIDIA GeForce RTX 4090") == "4090"
+    assert hardware.gpu_family("cpu-interpreter") == "cpu-interpreter"
 
 
 def table_of(op: str, entries: dict) -> dict:
