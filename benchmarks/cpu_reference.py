@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from kernels import blur_pool2d, max_blur_pool2d
-from kernels.bench import pad_conv_formulation, parse_shape
+from kernels.baselines import pad_conv_formulation
+from kernels.measure import parse_shape
 
 Op = Callable[[torch.Tensor], torch.Tensor]
 CPU = torch.device("cpu")

@@ -37,7 +37,7 @@ from ablate.models import MODELS, build_model, check_model_name, model_arguments
 from ablate.speed import measure_speed
 from ablate.train import memory_format_for
 from ablate.variant_config import VariantConfig
-from kernels.bench import default_results_dir, print_table, run_metadata, write_results
+from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
 from kernels.layout import LAYOUTS
 from kernels.time_budget import TimeBudget
 

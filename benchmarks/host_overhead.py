@@ -39,8 +39,9 @@ import torch.nn.functional as F
 from benchmarks.resource_usage import compile_only
 from benchmarks.table_output import write_and_print, write_csv
 from kernels import BlurPool2d, MaxBlurPool2d
-from kernels.bench import OPS, parse_shape
+from kernels.bench import OPS
 from kernels.layout import LAYOUTS
+from kernels.measure import parse_shape
 
 LAUNCHES = ("none", "cuda")
 

@@ -3,7 +3,7 @@
 For each kernel (forward and backward of blur-pool and max-blur-pool) and each representative
 problem (CIFAR- and ImageNet-sized activations, NCHW and channels_last, the chosen dtypes and
 filter sizes), every candidate launch configuration is run through the op's launcher with an
-explicit ``config`` and timed (median of CUDA-event timings, ``kernels.bench.time_ms``).
+explicit ``config`` and timed (median of CUDA-event timings, ``kernels.measure.time_ms``).
 Candidates that fail to compile or run out of resources, or whose result differs from the
 reference ops' (``kernels.reference``), are skipped. The fastest is saved to the user cache
 (``kernels.tuning.user_cache_path()``), which the kernels then use automatically; ``--out``
@@ -32,9 +32,9 @@ from typing import Any
 import torch
 
 from kernels import hardware, tuning
-from kernels.bench import DTYPES, parse_shape, time_ms
 from kernels.filters import make_taps
 from kernels.layout import LAYOUTS
+from kernels.measure import DTYPES, parse_shape, time_ms
 from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, relu_mask_buffer
 from kernels.ops.max_blur_pool import (
     max_blur_pool2d_backward,

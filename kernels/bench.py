@@ -34,38 +34,24 @@ import importlib.util
 import itertools
 import json
 import math
-import os
-import platform
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 import kernels
-from kernels.files import atomic_write_text
-from kernels.filters import make_taps
-from kernels.hardware import device_name, gpu_family, triton_version
+from kernels.baselines import MAX_KERNEL, PADDING, STRIDE, kornia_op, pad_conv_formulation
+from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
 from kernels.layout import LAYOUTS
-from kernels.provenance import command_line, git_commit, source_fingerprint
+from kernels.measure import DTYPES, parse_shape, peak_memory_mb, time_ms
 from kernels.time_budget import TimeBudget
 from kernels.warmup import warm_ahead
 
 OPS: tuple[str, ...] = ("blur_pool", "blur_pool_relu", "max_blur_pool")
 DIRECTIONS: tuple[str, ...] = ("fwd", "bwd", "fwd_bwd")
 IMPLS: tuple[str, ...] = ("shiftlab", "pytorch", "compile", "kornia")
-DTYPES: dict[str, torch.dtype] = {
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float32": torch.float32,
-}
-STRIDE = 2
-PADDING = "reflect"
-MAX_KERNEL = 2
 BIG_MB = 64  # the goals are stated for activations of at least this size
 
 # ResNet-18 downsampling sites: CIFAR (32x32 input) and ImageNet (224x224 input), batch 256.
@@ -101,67 +87,7 @@ class Case:
         return x
 
 
-def parse_shape(text: str) -> tuple[int, int, int, int]:
-    """``"NxCxHxW"`` -> (N, C, H, W); ``ValueError`` naming the text otherwise."""
-    parts = text.lower().replace(",", "x").split("x")
-    if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"shape {text!r}: expected four positive integers as NxCxHxW")
-    n, c, h, w = (int(p) for p in parts)
-    return n, c, h, w
-
-
-# ----------------------------------------------------------------------------- timing
-
-
-def time_ms(fn: Callable[[], Any], device: torch.device, *, rep_ms: int = 50) -> float:
-    """Median milliseconds of ``fn`` after warm-up: CUDA events on a GPU, a CPU clock otherwise."""
-    if device.type == "cuda":
-        from triton.testing import do_bench
-
-        return float(do_bench(fn, warmup=max(5, rep_ms // 4), rep=rep_ms, return_mode="median"))
-    fn()
-    samples = []
-    deadline = time.perf_counter() + rep_ms / 1e3
-    while not samples or (time.perf_counter() < deadline and len(samples) < 100):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(samples)
-
-
-def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> float:
-    """Device memory (MiB) ``fn`` allocates at its peak beyond what was live before; NaN on CPU."""
-    if device.type != "cuda":
-        return math.nan
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    fn()
-    torch.cuda.synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-
-
 # ----------------------------------------------------------------------------- implementations
-
-
-def pad_conv_formulation(
-    op: str, filter_size: int, channels: int, dtype: torch.dtype, device: torch.device
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The plain-PyTorch formulation: reflect pad (floor before, ceil after), depthwise conv."""
-    taps = make_taps(filter_size)
-    weight = torch.outer(taps, taps).to(device=device, dtype=dtype).expand(channels, 1, -1, -1)
-    weight = weight.contiguous()
-    before = (filter_size - 1) // 2
-    pads = (before, filter_size - 1 - before) * 2
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        if op == "blur_pool_relu":
-            x = F.relu(x)
-        elif op == "max_blur_pool":
-            x = F.max_pool2d(x, MAX_KERNEL, stride=1)
-        return F.conv2d(F.pad(x, pads, mode=PADDING), weight, stride=STRIDE, groups=channels)
-
-    return run
 
 
 def shiftlab_op(op: str, filter_size: int, backend: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -183,23 +109,6 @@ def shiftlab_op(op: str, filter_size: int, backend: str) -> Callable[[torch.Tens
         relu=op == "blur_pool_relu",
         backend=backend,
     )
-
-
-def kornia_op(op: str, filter_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """kornia's blur-pool ops (its zero padding is the `zeros` mode's from kornia 0.9 on)."""
-    import kornia.filters
-
-    if op == "max_blur_pool":
-        return functools.partial(
-            kornia.filters.max_blur_pool2d,
-            kernel_size=filter_size,
-            stride=STRIDE,
-            max_pool_size=MAX_KERNEL,
-        )
-    blur = functools.partial(kornia.filters.blur_pool2d, kernel_size=filter_size, stride=STRIDE)
-    if op == "blur_pool_relu":
-        return lambda x: blur(F.relu(x))
-    return blur
 
 
 def make_impl(
@@ -399,47 +308,6 @@ def goal_table(df: pd.DataFrame, *, complete: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# ----------------------------------------------------------------------------- provenance
-
-
-def run_metadata(device: torch.device) -> dict[str, Any]:
-    """Where and how a result was measured: device, versions, commit, command."""
-    name = device_name() if device.type == "cuda" else f"cpu ({platform.processor() or 'cpu'})"
-    return {
-        "device": name,
-        "torch": torch.__version__,
-        "triton": triton_version(),
-        "python": platform.python_version(),
-        "commit": git_commit(),
-        "code": source_fingerprint("kernels"),
-        "command": command_line(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "triton_interpret": os.environ.get("TRITON_INTERPRET", "0"),
-    }
-
-
-def default_results_dir(device: torch.device) -> Path:
-    """``benchmarks/results/<gpu family>`` (``h100``), or ``.../cpu`` without CUDA."""
-    family = gpu_family(device_name()) if device.type == "cuda" else "cpu"
-    return Path(__file__).resolve().parent.parent / "benchmarks" / "results" / family
-
-
-def write_results(
-    out: Path,
-    stem: str,
-    df: pd.DataFrame,
-    meta: dict[str, Any],
-    extra: dict[str, Any] | None = None,
-) -> list[Path]:
-    """``<stem>.csv`` and ``<stem>.json`` (meta, extra sections and rows) under ``out``, each
-    written atomically."""
-    payload = {"meta": meta, **(extra or {}), "rows": json.loads(df.to_json(orient="records"))}
-    return [
-        atomic_write_text(out / f"{stem}.csv", df.to_csv(index=False)),
-        atomic_write_text(out / f"{stem}.json", json.dumps(payload, indent=1) + "\n"),
-    ]
-
-
 def write_figures(df: pd.DataFrame, out: Path) -> list[Path]:
     """Bandwidth (% of copy) and speed-up figures, one panel per direction and layout."""
     import matplotlib
@@ -484,23 +352,6 @@ def write_figures(df: pd.DataFrame, out: Path) -> list[Path]:
     if not ours.empty:
         paths.append(bars(ours, "speed-up", "speed-up", "against", out / "kernels_speedup.png"))
     return paths
-
-
-def print_table(df: pd.DataFrame, title: str) -> None:
-    """Print a small table with rich when it is installed, plain text otherwise."""
-    if importlib.util.find_spec("rich") is None:
-        print(title)
-        print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in df.columns:
-        table.add_column(str(column))
-    for row in df.itertuples(index=False):
-        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
-    Console(width=160).print(table)
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:

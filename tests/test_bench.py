@@ -14,7 +14,7 @@ import torch
 
 from ablate.flops import forward_flops
 from ablate.models import build_model
-from kernels import autotune, bench, hardware, tuning
+from kernels import autotune, bench, hardware, measure, tuning
 
 COLUMNS = {
     "op", "shape", "filter_size", "layout", "dtype", "input_mb", "copy_gb_per_s", "impl",
@@ -141,7 +141,7 @@ def test_goal_table_marks_met_and_not_met():
 @pytest.mark.parametrize("text", ["2x3x4", "2x3x4x0", "axbxcxd"])
 def test_bad_shape_is_named(text):
     with pytest.raises(ValueError, match=text):
-        bench.parse_shape(text)
+        measure.parse_shape(text)
 
 
 def test_bad_layout_is_named():

@@ -10,7 +10,7 @@ from ablate.flops import forward_flops
 from ablate.models import build_model
 from ablate.polyphase import ComponentScorer, PolyphasePool2d
 from kernels import BlurPool2d, MaxBlurPool2d
-from kernels.bench import pad_conv_formulation
+from kernels.baselines import pad_conv_formulation
 
 
 def counted_flops(model: nn.Module, image_shape: tuple[int, ...]) -> int:

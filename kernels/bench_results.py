@@ -1,0 +1,74 @@
+"""Where benchmark results go and what they record: ``benchmarks/results/<gpu>/``, CSV and JSON
+stamped with the device, versions, commit and command, and the short table printed last."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from kernels.files import atomic_write_text
+from kernels.hardware import device_name, gpu_family, triton_version
+from kernels.provenance import command_line, git_commit, source_fingerprint
+
+
+def run_metadata(device: torch.device) -> dict[str, Any]:
+    """Where and how a result was measured: device, versions, commit, command."""
+    name = device_name() if device.type == "cuda" else f"cpu ({platform.processor() or 'cpu'})"
+    return {
+        "device": name,
+        "torch": torch.__version__,
+        "triton": triton_version(),
+        "python": platform.python_version(),
+        "commit": git_commit(),
+        "code": source_fingerprint("kernels"),
+        "command": command_line(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "triton_interpret": os.environ.get("TRITON_INTERPRET", "0"),
+    }
+
+
+def default_results_dir(device: torch.device) -> Path:
+    """``benchmarks/results/<gpu family>`` (``h100``), or ``.../cpu`` without CUDA."""
+    family = gpu_family(device_name()) if device.type == "cuda" else "cpu"
+    return Path(__file__).resolve().parent.parent / "benchmarks" / "results" / family
+
+
+def write_results(
+    out: Path,
+    stem: str,
+    df: pd.DataFrame,
+    meta: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> list[Path]:
+    """``<stem>.csv`` and ``<stem>.json`` (meta, extra sections and rows) under ``out``, each
+    written atomically."""
+    payload = {"meta": meta, **(extra or {}), "rows": json.loads(df.to_json(orient="records"))}
+    return [
+        atomic_write_text(out / f"{stem}.csv", df.to_csv(index=False)),
+        atomic_write_text(out / f"{stem}.json", json.dumps(payload, indent=1) + "\n"),
+    ]
+
+
+def print_table(df: pd.DataFrame, title: str) -> None:
+    """Print a small table with rich when it is installed, plain text otherwise."""
+    if importlib.util.find_spec("rich") is None:
+        print(title)
+        print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in df.columns:
+        table.add_column(str(column))
+    for row in df.itertuples(index=False):
+        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
+    Console(width=160).print(table)
