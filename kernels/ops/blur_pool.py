@@ -71,8 +71,11 @@ def blur_pool2d_forward(
 @MemoisedLaunch
 def _forward_launch(x, y, stored, taps, stride, padding, pad_off, relu, save_mask, config):
     """The forward's :class:`Launch` for these tensors' layouts and these options."""
-    return forward_launch("blur_pool_fwd", x, y, stored, taps, stride, padding, pad_off, 1, relu,
-                          False, save_mask, config)  # fmt: skip
+    return forward_launch(
+        "blur_pool_fwd", x, y, stored, taps=taps, stride=stride, padding=padding,
+        pad_off=pad_off, max_kernel=1, relu=relu, save_codes=False, save_mask=save_mask,
+        config=config,
+    )  # fmt: skip
 
 
 def blur_pool2d_backward(
@@ -107,8 +110,10 @@ def _backward_launch(grad, unread, mask, dx, taps, stride, padding, pad_off, rel
                      config):  # fmt: skip
     """The backward's :class:`Launch` for these tensors' layouts and these options (the
     kernel's codes are ``unread``)."""
-    return backward_launch("blur_pool_bwd", grad, unread, mask, dx, taps, stride, padding,
-                           pad_off, 1, relu, channels_last, config)  # fmt: skip
+    return backward_launch(
+        "blur_pool_bwd", grad, unread, mask, dx, taps=taps, stride=stride, padding=padding,
+        pad_off=pad_off, max_kernel=1, relu=relu, pack_c=channels_last, config=config,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- custom ops

@@ -91,8 +91,11 @@ def max_blur_pool2d_forward(
 @MemoisedLaunch
 def _forward_launch(x, y, stored, taps, stride, padding, max_kernel, save_codes, config):
     """The forward's :class:`Launch` for these tensors' layouts and these options."""
-    return forward_launch("max_blur_pool_fwd", x, y, stored, taps, stride, padding, 0,
-                          max_kernel, False, save_codes, False, config)  # fmt: skip
+    return forward_launch(
+        "max_blur_pool_fwd", x, y, stored, taps=taps, stride=stride, padding=padding,
+        pad_off=0, max_kernel=max_kernel, relu=False, save_codes=save_codes, save_mask=False,
+        config=config,
+    )  # fmt: skip
 
 
 def max_blur_pool2d_backward(
@@ -125,8 +128,11 @@ def max_blur_pool2d_backward(
 def _backward_launch(grad, codes, unread, dx, taps, stride, padding, max_kernel, config):
     """The backward's :class:`Launch` for these tensors' layouts and these options (the
     kernel's ReLU mask is ``unread``)."""
-    return backward_launch("max_blur_pool_bwd", grad, codes, unread, dx, taps, stride, padding,
-                           0, max_kernel, False, False, config)  # fmt: skip
+    return backward_launch(
+        "max_blur_pool_bwd", grad, codes, unread, dx, taps=taps, stride=stride,
+        padding=padding, pad_off=0, max_kernel=max_kernel, relu=False, pack_c=False,
+        config=config,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- custom ops

@@ -338,6 +338,7 @@ def backward_launch(
     codes: torch.Tensor,
     mask: torch.Tensor,
     dx: torch.Tensor,
+    *,
     taps: tuple[float, ...],
     stride: int,
     padding: str,

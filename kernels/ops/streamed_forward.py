@@ -596,6 +596,7 @@ def forward_launch(
     x: torch.Tensor,
     y: torch.Tensor,
     side: torch.Tensor,
+    *,
     taps: tuple[float, ...],
     stride: int,
     padding: str,
