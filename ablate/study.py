@@ -417,6 +417,9 @@ def _follow(
         desc=spec.name,
         disable=not options.progress,
         mininterval=1 if sys.stderr.isatty() else 30,
+        # The mean rate since the start, not a moving average of the last few runs: runs take
+        # alike, and the first ones, which also compile, would otherwise swing the estimate.
+        smoothing=0,
     )
     with bar:
         while any(p.is_alive() for p in processes):
