@@ -728,11 +728,12 @@ def filter_tv_figure(runs: pd.DataFrame) -> FigureOutcome:
         annot=table.size <= 200,
         fmt=".2f",
         cmap="mako_r",
-        cbar_kws={"label": "Normalised TV (dimensionless; lower = smoother)"},
+        cbar_kws={"label": "Normalised TV\n(dimensionless; lower = smoother)"},
         ax=ax,
     )
     ax.set_xlabel("Conv layer (input → output order)")
-    ax.set_ylabel("Variant (filter; placement, network and data where varied)")
+    # On two lines: one line is taller than a study of one or two variants' figure.
+    ax.set_ylabel("Variant (filter; placement,\nnetwork and data where varied)")
     ax.tick_params(axis="x", rotation=45)
     _title(fig, "Smoothness of the learned conv filters per layer (mean over runs)")
     fig.tight_layout()
