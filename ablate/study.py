@@ -665,24 +665,10 @@ def _positive(kind: type) -> Callable[[str], Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; exit codes: 0 the study is done, 1 trials are left, failed points
     would run again on a resume, or none completed, 2 bad input."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar says what happens
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("steps", args.steps)) if v is not None}
-    if args.epochs is not None and args.steps is None:
-        overrides["steps"] = None  # a spec's `steps:` would otherwise win over --epochs
     try:
-        spec = load_spec(args.space, overrides)
-        if args.trials is not None:
-            if spec.sampler.name == "grid":
-                raise ValueError(
-                    f"--trials {args.trials}: the spec's sampler is grid, which runs every point "
-                    "once; --trials sets the trial count of tpe, nsga2 and random"
-                )
-            if args.trials < 1:
-                raise ValueError(f"--trials {args.trials}: give a trial count >= 1")
-            sampler = spec.sampler.model_copy(update={"trials": args.trials})
-            spec = spec.model_copy(update={"sampler": sampler})
+        spec = _spec_of(args)
         out_dir = args.out or Path("runs") / spec.name
         options = RunOptions(
             storage=args.storage,
@@ -693,16 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reuse=args.reuse,
         )
         if args.dry_run:
-            _, pins, existing = check_destination(spec, out_dir, options)
-            slots = plan(spec)
-            lines = describe_plan(spec, slots)
-            if options.reuse is not None:
-                old = stored_study(existing, options.reuse)
-                lines.append(_reuse_line(spec, slots, old, args.device))
-            lines += estimate_time(
-                spec, slots, len(pins), args.device, None, probe=not args.no_probe
-            )
-            print("\n".join(lines))
+            print("\n".join(_dry_run_lines(spec, out_dir, options, probe=not args.no_probe)))
             return 0
         stop_on_sigterm()
         status = run_study(spec, out_dir, options)
@@ -711,6 +688,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    return _report_outcome(spec, status, out_dir)
+
+
+def _spec_of(args: argparse.Namespace) -> StudySpec:
+    """The spec file with the command line's --epochs, --steps and --trials applied."""
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("steps", args.steps)) if v is not None}
+    if args.epochs is not None and args.steps is None:
+        overrides["steps"] = None  # a spec's `steps:` would otherwise win over --epochs
+    spec = load_spec(args.space, overrides)
+    if args.trials is None:
+        return spec
+    if spec.sampler.name == "grid":
+        raise ValueError(
+            f"--trials {args.trials}: the spec's sampler is grid, which runs every point "
+            "once; --trials sets the trial count of tpe, nsga2 and random"
+        )
+    if args.trials < 1:
+        raise ValueError(f"--trials {args.trials}: give a trial count >= 1")
+    sampler = spec.sampler.model_copy(update={"trials": args.trials})
+    return spec.model_copy(update={"sampler": sampler})
+
+
+def _dry_run_lines(spec: StudySpec, out_dir: Path, options: RunOptions, probe: bool) -> list[str]:
+    """What a run would do, checked as a run checks it, and how long it would take."""
+    _, pins, existing = check_destination(spec, out_dir, options)
+    slots = plan(spec)
+    lines = describe_plan(spec, slots)
+    if options.reuse is not None:
+        old = stored_study(existing, options.reuse)
+        lines.append(_reuse_line(spec, slots, old, options.device))
+    return lines + estimate_time(spec, slots, len(pins), options.device, None, probe=probe)
+
+
+def _report_outcome(spec: StudySpec, status: QueueStatus, out_dir: Path) -> int:
+    """Print what the run left and what to do next; the exit code :func:`main` documents."""
     print(
         f"{spec.name}: {status.complete} of {status.planned} trials complete, "
         f"{status.failed} failed; results in {out_dir / 'results.csv'}"
