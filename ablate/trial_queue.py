@@ -10,7 +10,8 @@ many workers and machines share the study. Enqueueing is guarded by a lock study
 A claimed trial carries user attrs `worker` ({host, pid, started, device}) and `heartbeat`
 (seconds since the epoch, refreshed by its worker). A RUNNING trial is dead when its worker's
 process is gone on this host (a live one is never failed, however old its heartbeat), or, for a
-worker on another host, when its heartbeat is older than `stale_after_s` (their clocks must
+worker on another host or in another pid namespace (a container sharing this hostname), when
+its heartbeat is older than `stale_after_s` (their clocks must
 agree to well within that). Whoever finds a dead trial marks it FAIL with a `fail_reason`
 (again compare-and-set, so one process wins) and enqueues its retry while
 `attempt < max_retries`.
@@ -19,6 +20,7 @@ agree to well within that). Whoever finds a dead trial marks it FAIL with a `fai
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import time
@@ -165,8 +167,26 @@ def owner_record(device: str | None = None) -> dict[str, Any]:
     """Who runs a trial on `device` (or holds a plan lock): enough to tell later whether that
     process is still alive."""
     pid = os.getpid()
-    record = {"host": socket.gethostname(), "pid": pid, "started": _process_start(pid)}
+    record = {
+        "host": socket.gethostname(),
+        "process_table": process_table(),
+        "pid": pid,
+        "started": _process_start(pid),
+    }
     return record if device is None else {**record, "device": device}
+
+
+@functools.cache
+def process_table() -> str | None:
+    """Which process table this process's pids are numbers in (Linux: the kernel's boot and
+    the pid namespace), or None where that cannot be read. Containers sharing a hostname
+    (`--net=host`, `hostNetwork`) each have their own: a pid from one means nothing in
+    another."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
 
 
 def fail_and_retry(
@@ -315,9 +335,13 @@ def _proc_stat(pid: int) -> list[str] | None:
 
 
 def _on_this_host(owner: dict[str, Any]) -> bool:
-    """Whether `owner` (`owner_record`) is a process of this host, whose liveness `_alive`
-    can tell (another host's only its heartbeat tells)."""
-    return owner.get("host") == socket.gethostname() and owner.get("pid") is not None
+    """Whether `owner` (`owner_record`) is a process of this host's process table, whose
+    liveness `_alive` can tell (another host's or container's only its heartbeat tells)."""
+    return (
+        owner.get("host") == socket.gethostname()
+        and owner.get("process_table") == process_table()
+        and owner.get("pid") is not None
+    )
 
 
 def _alive(pid: int, started: str | None) -> bool:

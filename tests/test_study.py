@@ -285,6 +285,8 @@ def test_dead_worker_check_trusts_the_process_table_on_this_host(tmp_path):
         "reused pid": {**owner_record("cpu"), "started": "-1"},
         "pid reused by another user": {**owner_record("cpu"), "pid": 1, "started": "-1"},
         "other host": {**owner_record("cpu"), "host": "another-host.invalid"},
+        # a container sharing this hostname, with its own pid namespace: our pid 1 is not its
+        "other process table": {**owner_record("cpu"), "pid": 1, "process_table": "other"},
     }
     reasons = {}
     for case, owner in owners.items():
@@ -293,6 +295,7 @@ def test_dead_worker_check_trusts_the_process_table_on_this_host(tmp_path):
     assert reasons["alive"] is None  # a slow heartbeat does not fail a live local process
     assert "died" in reasons["reused pid"] and "died" in reasons["pid reused by another user"]
     assert "no heartbeat from worker process" in reasons["other host"]
+    assert "no heartbeat from worker process 1" in reasons["other process table"]
 
 
 class _FlakyTrial:
