@@ -62,7 +62,8 @@ def train(
     and augmentation draw from one generator seeded with `config.seed`. `probe(model)`, when
     given, is called after steps `probe_steps(steps)`; it must leave the model's mode, its
     buffers and the random streams as they were (an evaluation under `torch.inference_mode`
-    does). Raises `TrainingDiverged` at the first step whose loss is not finite.
+    does). Raises `TrainingDiverged` at the first step whose loss is not finite, or at the last
+when it left the weights not finite.
     """
     device = torch.device(device)
     x, y = splits.train_x.to(device), splits.train_y.to(device)
@@ -96,9 +97,12 @@ def train(
         ).item()
         if not math.isfinite(loss):
             raise TrainingDiverged(
-                f"training loss became {loss} at step {step} of {steps} (lr={config.lr:g}, "
-                f"{lr:.3g} at this step of its schedule, optimizer {config.optimizer}); lower lr "
-                "or check the model"
+                f"training loss became {loss} at step {step} of {steps}{_settings(config, lr)}"
+            )
+        if step == steps and not _finite_state(model):  # no later loss would show it
+            raise TrainingDiverged(
+                f"the weights became NaN or infinite at step {step} of {steps}, the last "
+                f"update{_settings(config, lr)}"
             )
         schedule.step()
         losses.append(loss)
@@ -116,6 +120,20 @@ def train(
         losses=losses,
         probes=probes,
     )
+
+
+def _settings(config: VariantConfig, lr: float) -> str:
+    """' (lr=…, … at this step of its schedule, optimizer …); lower lr or check the model'."""
+    return (
+        f" (lr={config.lr:g}, {lr:.3g} at this step of its schedule, optimizer "
+        f"{config.optimizer}); lower lr or check the model"
+    )
+
+
+def _finite_state(model: nn.Module) -> bool:
+    """Whether every floating-point parameter and buffer is finite (one device sync)."""
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
 def probe_steps(steps: int) -> list[int]:

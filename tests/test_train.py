@@ -48,6 +48,19 @@ class NaNAfter(nn.Module):
         return logits * math.nan if self.seen >= self.calls else logits
 
 
+class InfiniteGradient(nn.Module):
+    """Finite logits whose gradient w.r.t. `offset` (sqrt at 0) is not finite: the loss before
+    each update is finite, the weights after it are not."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(192, 4)
+        self.offset = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return self.linear(x.flatten(1)) + torch.sqrt(self.offset)
+
+
 @pytest.mark.parametrize(("optimizer", "lr"), [("sgd", 0.05), ("adamw", 0.03)])
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
 def test_training_reduces_the_loss(optimizer, lr, schedule):
@@ -138,6 +151,14 @@ def test_a_model_that_emits_nan_stops_at_that_step():
     with pytest.raises(TrainingDiverged, match=r"nan at step 4 of 20"):
         train(model, learnable_splits(), VariantConfig(steps=20, batch_size=16), "cpu")
     assert model.seen == 4
+
+
+def test_weights_that_the_last_update_made_not_finite_are_a_divergence():
+    """No later loss shows an update that breaks the weights at the last step: a run whose
+    weights end NaN must not be recorded as one that trained (and did not learn)."""
+    with pytest.raises(TrainingDiverged, match=r"weights became NaN or infinite at step 1 of 1"):
+        train(InfiniteGradient(), learnable_splits(), VariantConfig(steps=1, batch_size=16),
+              "cpu")  # fmt: skip
 
 
 def test_a_huge_learning_rate_diverges_with_a_clear_message():
