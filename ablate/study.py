@@ -386,12 +386,13 @@ def _run_workers(
 
 
 def stop_workers(processes: Sequence[multiprocessing.process.BaseProcess], wait_s: float) -> None:
-    """End the workers within about 3 × `wait_s` however many there are: time to stop by
-    themselves (a Ctrl-C at a terminal reached them too), then SIGTERM, which they take as
-    Ctrl-C, then SIGKILL."""
-    for ask in (None, "terminate", "kill"):
+    """End the workers within about 2 × `wait_s` however many there are: SIGTERM at once,
+    which they take as Ctrl-C (a stop that reached the runner alone, as `kill` or a
+    scheduler's, had left them claiming new trials; one that reached them too makes them
+    ignore this one), then SIGKILL."""
+    for ask in ("terminate", "kill"):
         alive = [p for p in processes if p.is_alive()]
-        for process in alive if ask else ():
+        for process in alive:
             getattr(process, ask)()
         deadline = time.monotonic() + wait_s
         for process in alive:

@@ -128,7 +128,7 @@ def run_worker(job: WorkerJob) -> None:
         force=True,
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    stop_on_sigterm()
+    stop_once_on_signals()
     stop_when_orphaned()
     try:
         _claim_and_run(job)
@@ -145,6 +145,20 @@ def stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def stop_once_on_signals() -> None:
+    """A worker's stop: its first SIGINT or SIGTERM stops it as Ctrl-C does, and it ignores
+    those that follow (a Ctrl-C at a terminal reaches it and its runner, which then passes the
+    stop on), which would cut short the requeueing of its trial. SIGKILL still ends it."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, interrupt)
 
 
 def stop_when_orphaned(poll_s: float = 1.0) -> None:

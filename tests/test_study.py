@@ -18,7 +18,6 @@ import multiprocessing
 import os
 import random
 import signal
-import socket
 import stat
 import threading
 import time
@@ -58,7 +57,13 @@ from ablate.trial_queue import (
 )
 from ablate.variant import UnbuildableVariant, made_by
 from ablate.variant_config import VariantConfig
-from ablate.workers import Heartbeat, plan, stop_on_sigterm, stop_when_orphaned
+from ablate.workers import (
+    Heartbeat,
+    plan,
+    stop_on_sigterm,
+    stop_once_on_signals,
+    stop_when_orphaned,
+)
 from kernels.files import atomic_write_text
 
 NAN_LR = 0.0625  # a learning rate that makes the fake "return" a NaN accuracy
@@ -621,7 +626,7 @@ def test_a_plan_cut_short_leaves_no_lock_behind(tmp_path, call_log, monkeypatch)
     spec = make_spec(tmp_path, name="killed", seeds=[0])
     study = open_study(storage, spec)
     lock = optuna.create_study(study_name=f"killed:plan-{len(plan(spec))}", storage=storage)
-    lock.set_user_attr("owner", {"host": socket.gethostname(), "pid": 2**22 + 1})  # > pid_max
+    lock.set_user_attr("owner", {**owner_record(), "pid": 2**22 + 1})  # > pid_max
     plan_slots(study, storage, plan(spec), wait_s=5)
     assert len(study.get_trials()) == 6
     # a waiter whose planner was stopped (its lock deleted) plans at once, not after wait_s
@@ -646,7 +651,7 @@ def test_two_waiters_take_over_a_dead_planners_lock_once(tmp_path, monkeypatch):
     slots = plan(spec)
     name = f"{spec.name}:plan-{len(slots)}"
     lock = optuna.create_study(study_name=name, storage=storage)
-    lock.set_user_attr("owner", {"host": socket.gethostname(), "pid": 2**22 + 1})  # > pid_max
+    lock.set_user_attr("owner", {**owner_record(), "pid": 2**22 + 1})  # > pid_max
     read_owner = storage.get_study_user_attrs
 
     def the_other_waiter_plans():  # what plan_slots does while holding the lock
@@ -678,15 +683,43 @@ def _deaf_to_interrupts() -> None:  # a worker stuck where no signal but SIGKILL
 
 
 def test_stuck_workers_are_stopped_within_one_grace_period_however_many(tmp_path):
-    """Waiting, then SIGTERM, then SIGKILL: each step waits once for all workers, not once per
-    worker (four stuck workers took four times as long to stop)."""
+    """SIGTERM, then SIGKILL: each step waits once for all workers, not once per worker (four
+    stuck workers took four times as long to stop)."""
     context = multiprocessing.get_context("fork")
     workers = [context.Process(target=_deaf_to_interrupts) for _ in range(4)]
     for worker in workers:
         worker.start()
     began = time.monotonic()
     stop_workers(workers, wait_s=1.0)
-    assert not any(w.is_alive() for w in workers) and time.monotonic() - began < 3 * 1.0 + 2
+    assert not any(w.is_alive() for w in workers) and time.monotonic() - began < 2 * 1.0 + 2
+
+
+def _stops_once(marker: Path) -> None:  # a worker whose requeue outlasts a second signal
+    stop_once_on_signals()
+    marker.write_text("listening")
+    try:
+        time.sleep(120)
+    except KeyboardInterrupt:
+        marker.write_text("stopping")
+        time.sleep(1.0)  # the requeue, during which the runner's SIGTERM arrives
+        marker.write_text("requeued")
+
+
+def test_a_second_stop_does_not_cut_short_a_workers_requeue(tmp_path):
+    """A Ctrl-C at a terminal reaches the workers and their runner, which passes it on: the
+    second signal must not interrupt the requeue the first one started."""
+    marker = tmp_path / "state"
+    worker = multiprocessing.get_context("fork").Process(target=_stops_once, args=(marker,))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(worker.pid, signal.SIGINT)
+    while marker.read_text() != "stopping" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.terminate()
+    worker.join(timeout=30)
+    assert marker.read_text() == "requeued" and worker.exitcode == 0
 
 
 def _worker_left_behind(marker: Path) -> None:  # a worker: stops as on SIGTERM, says so
@@ -787,7 +820,8 @@ def test_a_stop_of_the_runner_alone_uses_up_no_retry(
     tmp_path, call_log, monkeypatch, request, stop
 ):
     """A Ctrl-C or a SIGTERM (`kill`, `timeout`, a scheduler) that reaches the runner but not
-    its workers: the runner ends its workers, and their trials are requeued as interrupted."""
+    its workers: the runner ends its workers at once, not after its grace period (meanwhile
+    they had gone on claiming trials), and their trials are requeued as interrupted."""
     spec = make_spec(tmp_path, seeds=[0], max_retries=0)
     out = tmp_path / "out"
     marker = tmp_path / "hung.pid"
@@ -797,10 +831,13 @@ def test_a_stop_of_the_runner_alone_uses_up_no_retry(
         request.addfinalizer(lambda: signal.signal(signal.SIGTERM, previous))
         stop_on_sigterm()
 
+    interrupted_at: list[float] = []
+
     def interrupt_the_runner() -> None:
         deadline = time.monotonic() + 120
         while not marker.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+        interrupted_at.append(time.monotonic())
         if stop == "SIGTERM":
             os.kill(os.getpid(), signal.SIGTERM)
         else:
@@ -809,8 +846,10 @@ def test_a_stop_of_the_runner_alone_uses_up_no_retry(
     interrupter = threading.Thread(target=interrupt_the_runner)
     interrupter.start()
     with pytest.raises(KeyboardInterrupt):
-        run_study(spec, out, options(workers=1, stop_wait_s=0.5))
+        run_study(spec, out, options(workers=1, stop_wait_s=60))
+    stopped_after = time.monotonic()
     interrupter.join()
+    assert stopped_after - interrupted_at[0] < 30  # within the grace period, not after it
     (stopped,) = [t for t in load(out).get_trials() if t.state == optuna.trial.TrialState.FAIL]
     assert stopped.user_attrs["fail_reason"] == INTERRUPTED
     assert run_study(spec, out, options(workers=1)).complete == 6  # max_retries is 0
