@@ -51,6 +51,7 @@ from ablate.trial_queue import (
     PLAN_LOCK_MARK,
     STALE_AFTER_S,
     QueueStatus,
+    claimed_any,
     plan_slots,
     planned_slots,
     queue_status,
@@ -321,7 +322,8 @@ def _run_workers(
 ) -> None:
     """Start the workers and follow the study until they have exited; a worker killed while
     it ran a trial (the kernel's OOM killer, a crash in native code) has that trial failed
-    with the reason and retried, and a new worker takes its place."""
+    with the reason and retried, and a new worker takes its place (so does one killed between
+    trials; not one that died before it claimed any, which a new one would repeat)."""
     (out_dir / "logs").mkdir(exist_ok=True)
     context = multiprocessing.get_context("spawn")
     # each worker's share of the cores (unless OMP_NUM_THREADS says otherwise): torch's default,
@@ -362,11 +364,17 @@ def _run_workers(
             reaped = reap_dead_trials(
                 study, storage, slots, spec.max_retries, options.stale_after_s
             )
-            if reaped and not queue_status(study, spec.max_retries).done:
+            # Its trial may have been reaped by another worker first, or it died between trials.
+            ran_trials = reaped or claimed_any(study, process.pid)
+            if ran_trials and not queue_status(study, spec.max_retries).done:
+                running = (
+                    f" running trial {', '.join(map(str, reaped))}: failed and queued again"
+                    if reaped
+                    else ""
+                )
                 print(
-                    f"{process.name} died (exit code {process.exitcode}) running trial "
-                    f"{', '.join(map(str, reaped))}: failed and queued again; a new worker takes "
-                    "its place",
+                    f"{process.name} died (exit code {process.exitcode}){running}; a new worker "
+                    "takes its place",
                     file=sys.stderr,
                 )
                 processes[index] = start(index)

@@ -189,6 +189,16 @@ def process_table() -> str | None:
         return None
 
 
+def claimed_any(study: optuna.Study, pid: int) -> bool:
+    """Whether process `pid` of this host (`owner_record`) has claimed a trial of `study`."""
+    mine = owner_record()
+    return any(
+        _owner(trial).get("pid") == pid
+        and all(_owner(trial).get(key) == mine[key] for key in ("host", "process_table"))
+        for trial in study.get_trials(deepcopy=False)
+    )
+
+
 def fail_and_retry(
     study: optuna.Study,
     storage: BaseStorage,

@@ -281,6 +281,27 @@ def test_sigkilled_worker_trial_is_failed_and_retried_by_a_new_worker(
     assert "ablate-worker-0 died (exit code -9) running trial" in capsys.readouterr().err
 
 
+def test_a_killed_worker_whose_trial_another_reaped_is_replaced(
+    tmp_path, call_log, monkeypatch, capsys
+):
+    """Whoever reaps a dead worker's trial first, the runner replaces the worker: where
+    another worker had reaped it (they reap at every claim), the runner had found nothing to
+    reap and left the study one worker short (with one worker, unfinished)."""
+    spec = make_spec(tmp_path, seeds=[0])
+    out = tmp_path / "out"
+    marker = tmp_path / "hung.pid"
+    monkeypatch.setenv("ABLATE_TEST_HANG", str(marker))
+    monkeypatch.setattr("ablate.study.reap_dead_trials", lambda *args, **kwargs: [])
+    killer = threading.Thread(target=_signal_when_hung, args=(marker, []))
+    killer.start()
+    status = run_study(spec, out, options(workers=1))
+    killer.join()
+    assert status.done and status.complete == 6
+    assert "ablate-worker-0 died (exit code -9); a new worker takes its place" in (
+        capsys.readouterr().err
+    )
+
+
 def test_dead_worker_check_trusts_the_process_table_on_this_host(tmp_path):
     study = optuna.create_study()
     trial = study.ask()
