@@ -27,12 +27,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
+from optuna.trial import TrialState
 
 from ablate import report_figures as figs
 from ablate.pareto import pareto_mask
@@ -406,12 +408,15 @@ def summary_blocks(
     varied: Sequence[str],
     sections: Sequence[tuple[str, Sequence[Answer]]],
     outcomes: Sequence[figs.FigureOutcome],
+    unfinished: Paragraph | None = None,
 ) -> list[Block]:
     """The report's content, in reading order; `location`: the storage the study was read from;
     `varied`: the fields the study varied (`varied_fields`); `sections` are the answers under
-    their headings (a section without answers is left out)."""
+    their headings (a section without answers is left out); `unfinished`: what a study not
+    finished yet still has to run (:func:`unfinished_note`), first."""
     all_runs, runs = runs, first_run_per_seed(runs)
     blocks: list[Block] = [
+        *([unfinished] if unfinished else []),
         _overview(meta, all_runs, runs, configs, failed, varied, config_cols),
         Paragraph(
             f"Browse the trials interactively: `optuna-dashboard {location.recorded}` "
@@ -449,6 +454,25 @@ def summary_blocks(
     return blocks
 
 
+def unfinished_note(study: optuna.Study) -> Paragraph | None:
+    """Where trials are still waiting or running, that the report is from the finished ones
+    only (a front and answers that read as the study's would mislead)."""
+    pending = Counter(
+        trial.state
+        for trial in study.get_trials(
+            deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)
+        )
+    )
+    if not pending:
+        return None
+    return Paragraph(
+        f"**Not finished:** {pending[TrialState.RUNNING]} trial(s) running and "
+        f"{pending[TrialState.WAITING]} waiting. Everything below is from the trials finished "
+        "so far: run the study's command again to finish it (it resumes where it stopped), "
+        "then this report."
+    )
+
+
 def write_report(out_dir: Path | str, storage: str | None = None) -> list[Path]:
     """Write the tables, figures, `summary.md` and `report.html` of the study in `out_dir`
     (`storage`: the database URL, where `meta.json`'s lacks its password)."""
@@ -473,8 +497,9 @@ def write_report(out_dir: Path | str, storage: str | None = None) -> list[Path]:
     ]
     varied = varied_fields(study)
     blocks = summary_blocks(
-        meta, location, runs, configs, failed, config_cols, varied, sections, outcomes
-    )
+        meta, location, runs, configs, failed, config_cols, varied, sections, outcomes,
+        unfinished_note(study),
+    )  # fmt: skip
     written += write_documents(f"Study {meta.study_name}", blocks, out_dir)
     return written
 

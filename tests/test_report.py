@@ -476,6 +476,22 @@ def test_runs_at_chance_are_listed_left_out_of_consistency_and_off_the_front(
     assert section.count("\n| 0 | 1 |") == 1 and section.count("\n| 3 |") == 2
 
 
+def test_a_report_of_an_unfinished_study_says_so_first(tmp_path: Path) -> None:
+    """A report written while trials still wait or run (a study stopped part-way, or read as
+    it runs) is from the finished trials only, and says so before anything else; a finished
+    study's does not."""
+    study = make_study(tmp_path / "s", {"filter_size": [3, 5]}, seeds=[0, 1])
+    write_report(tmp_path / "s")
+    assert "Not finished" not in (tmp_path / "s" / "summary.md").read_text()
+    study.enqueue_trial({"filter_size": 3})
+    study.enqueue_trial({"filter_size": 5})
+    study.ask()  # claimed: running
+    write_report(tmp_path / "s")
+    summary = (tmp_path / "s" / "summary.md").read_text()
+    first = summary.split("\n\n")[1]  # after the title
+    assert first.startswith("**Not finished:** 1 trial(s) running and 1 waiting. Everything below")
+
+
 def test_the_summary_says_what_made_the_runs(tmp_path: Path) -> None:
     """One version of the code and torch in a line; several, each with its runs, and a warning
     that the report compares them as if alike (a study grown with other code)."""
