@@ -1,10 +1,11 @@
 """`results.csv`: one row per trial and seed, readable without Optuna, never half-written.
 
-Columns: `trial, slot, attempt, state, seed`, the space's parameters (blank where a condition
-left one unset), every scalar metric (the known ones first), then `duration_s` (the trial's
-wall time, all its seeds), `device, fail_reason, retry_of`. A trial with no finished seed
-(waiting, running, failed early) has one row with an empty `seed`. The file is written to a
-temporary name and renamed over the old one, so a reader never sees a partial file.
+Columns: `trial, slot, attempt, state, seed`, the space's parameters (a waiting trial's as
+enqueued; blank where a condition left one unset, or a sampler has yet to draw it), every
+scalar metric (the known ones first), then `duration_s` (the trial's wall time, all its
+seeds), `device, fail_reason, retry_of`. A trial with no finished seed (waiting, running,
+failed early) has one row with an empty `seed`. The file is written to a temporary name and
+renamed over the old one, so a reader never sees a partial file.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def result_rows(study: optuna.Study, spec: StudySpec) -> list[dict[str, Any]]:
 
 
 def _trial_columns(trial: FrozenTrial, spec: StudySpec) -> dict[str, Any]:
-    params = {**trial.params, **spec.fixed_values(trial.params)}
+    # a trial not yet claimed holds its design point as the parameters it was enqueued with
+    params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+    params.update(spec.fixed_values(params))
     return {
         "trial": trial.number,
         "slot": trial.user_attrs.get("slot"),

@@ -30,6 +30,7 @@ import pytest
 import torch
 import yaml
 
+from ablate.results import result_rows
 from ablate.reuse import finished_runs, run_key
 from ablate.spec import SCALAR_METRICS, StudySpec, load_spec
 from ablate.storage import (
@@ -894,6 +895,20 @@ def test_a_retry_takes_the_seeds_its_stopped_attempt_finished(tmp_path, call_log
     assert retry.user_attrs["reused"] == {"0": f"trial {stopped.number} (an earlier attempt)"}
     assert retry.user_attrs["seeds"][0] == stopped.user_attrs["seeds"][0]
     assert sorted(seed for *_, seed in calls(call_log).elements()) == [0, 1, 1]
+
+
+def test_results_name_the_design_point_of_each_waiting_trial(tmp_path):
+    """A study stopped before its end: each waiting trial's row names the point it will run
+    (its parameters are the enqueued ones until a worker claims it), not blanks."""
+    spec = make_spec(tmp_path, seeds=[0])
+    study = optuna.create_study(storage=None)
+    slots = plan(spec)
+    for index, slot in enumerate(slots):
+        study.enqueue_trial(dict(slot), user_attrs={"slot": index, "attempt": 0})
+    rows = result_rows(study, spec)
+    assert [(r["state"], r["filter_size"], r["padding"]) for r in rows] == [
+        ("WAITING", slot["filter_size"], slot["padding"]) for slot in slots
+    ]
 
 
 def test_atomic_write_replaces_whole_files_readable_by_others(tmp_path):
