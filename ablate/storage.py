@@ -13,6 +13,7 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -151,6 +152,22 @@ class MendingJournal(JournalFileBackend):
         self._path = Path(path)
         self._lock_of_appends = JournalFileSymlinkLock(path)  # the lock Optuna's appends take
         super().__init__(path, lock_obj=self._lock_of_appends)
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        """Optuna's reading, with a damaged record (not the last: that one is torn, and cut)
+        named by its file and line."""
+        line = log_number_from
+        try:
+            for log in super().read_logs(log_number_from):
+                line += 1
+                yield log
+        except ValueError as error:  # json's decode error, or "Invalid log format."
+            raise ValueError(
+                f"the journal {self._path} cannot be read: its record on line {line + 1} is "
+                f"damaged ({error}). Restore the file from a copy, or keep the lines before it "
+                f"(head -n {line} {self._path.name} > kept.log, then use kept.log): the study "
+                "as it stood then, without what was recorded after"
+            ) from error
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         if _ends_torn(self._path):  # an append under way looks torn too: checked again locked

@@ -17,6 +17,7 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import signal
 import stat
 import threading
@@ -895,6 +896,25 @@ def test_a_retry_takes_the_seeds_its_stopped_attempt_finished(tmp_path, call_log
     assert retry.user_attrs["reused"] == {"0": f"trial {stopped.number} (an earlier attempt)"}
     assert retry.user_attrs["seeds"][0] == stopped.user_attrs["seeds"][0]
     assert sorted(seed for *_, seed in calls(call_log).elements()) == [0, 1, 1]
+
+
+def test_a_damaged_journal_record_is_named_by_file_and_line(tmp_path):
+    """A record damaged inside the journal (not a torn last one, which is cut off) cannot be
+    skipped: the error names the file and the line and what to do, not only json's
+    'Expecting property name' of no file."""
+    location = locate_storage(None, tmp_path)
+    study = optuna.create_study(study_name="s", storage=open_storage(location))
+    for _ in range(3):
+        study.tell(study.ask(), 1.0)
+    journal = Path(location.url)
+    lines = journal.read_text().splitlines(keepends=True)
+    lines[4] = '{"op_code": 5, damaged\n'
+    journal.write_text("".join(lines))
+    with pytest.raises(ValueError, match=(
+        rf"the journal {re.escape(str(journal))} cannot be read: its record on line 5 is "
+        r"damaged \(Expecting property name.*head -n 4 journal.log > kept.log"
+    )):  # fmt: skip
+        optuna.load_study(study_name="s", storage=open_storage(location)).get_trials()
 
 
 def test_results_name_the_design_point_of_each_waiting_trial(tmp_path):
