@@ -703,6 +703,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _spec_of(args: argparse.Namespace) -> StudySpec:
     """The spec file with the command line's --epochs, --steps and --trials applied."""
     overrides = {k: v for k, v in (("epochs", args.epochs), ("steps", args.steps)) if v is not None}
+    varied = [k for k in ("epochs", "steps") if overrides and k in load_spec(args.space).space]
+    if varied:
+        flags = " and ".join(f"--{k}" for k in overrides)
+        given = " ".join(f"--{k} {v:g}" for k, v in overrides.items())
+        raise ValueError(
+            f"{given}: sets the training budget of every trial, which the spec varies "
+            f"(space.{varied[0]}); drop {flags}, or take {varied[0]} out of the space"
+        )
     if args.epochs is not None and args.steps is None:
         overrides["steps"] = None  # a spec's `steps:` would otherwise win over --epochs
     spec = load_spec(args.space, overrides)

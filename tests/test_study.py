@@ -510,6 +510,31 @@ def test_cli_epochs_override_replaces_the_specs_steps(tmp_path, capsys):
     assert "budget: 160 training images" in capsys.readouterr().out  # --steps wins
 
 
+@pytest.mark.parametrize(("varied", "flag"), [("epochs", "--epochs"), ("steps", "--epochs"),
+                                              ("epochs", "--steps")])  # fmt: skip
+def test_cli_budget_override_of_a_spec_that_varies_the_budget_says_why_not(
+    tmp_path, capsys, varied, flag
+):
+    """A spec whose space varies epochs or steps: an override of the budget for every trial
+    contradicts it, and the error names the flag (it had blamed a `base.epochs` the user never
+    wrote, or, for --epochs against varied steps, said nothing and left --epochs unused)."""
+    spec = {
+        "name": "budgets",
+        "base": {"dataset": "synthetic", "train_size": 128, "batch_size": 32},
+        "space": {varied: {"choices": [1, 2]}},
+        "objectives": [{"metric": "accuracy", "direction": "maximize"}],
+        "sampler": {"name": "grid"},
+    }
+    path = tmp_path / "budgets.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    cli = ["--space", str(path), "--device", "cpu", "--dry-run", "--no-probe", flag, "3"]
+    assert main(cli) == 2
+    assert capsys.readouterr().err == (
+        f"error: {flag} 3: sets the training budget of every trial, which the spec varies "
+        f"(space.{varied}); drop {flag}, or take {varied} out of the space\n"
+    )
+
+
 def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys, user_nets):
     """Through the CLI, in a spawned worker: a baseline, a network of the user's own, and one
     that cannot be built, which fails at once and is left for a resume."""
