@@ -30,6 +30,7 @@ from typing import Any
 import optuna
 import torch
 from optuna.storages import BaseStorage
+from optuna.trial import TrialState
 from tqdm import tqdm
 
 from ablate.results import write_results
@@ -735,7 +736,23 @@ def _dry_run_lines(spec: StudySpec, out_dir: Path, options: RunOptions, probe: b
     if options.reuse is not None:
         old = stored_study(existing, options.reuse)
         lines.append(_reuse_line(spec, slots, old, options.device))
-    return lines + estimate_time(spec, slots, len(pins), options.device, None, probe=probe)
+    left = _slots_left(stored_study(existing, spec.name), slots)
+    if len(left) < len(slots):
+        lines.append(
+            f"resume: {len(slots) - len(left)} of these {len(slots)} trials are complete in "
+            f"{out_dir}; a run trains the other {len(left)}, which the budget and estimate count"
+        )
+    if not left:
+        return lines
+    return lines + estimate_time(spec, left, len(pins), options.device, None, probe=probe)
+
+
+def _slots_left(study: optuna.Study | None, slots: Sequence[dict[str, Any]]) -> list[dict]:
+    """The slots a run of `study` (None: not started) would still train: those with no
+    complete trial."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if study else []
+    done = {trial.user_attrs.get("slot") for trial in complete}
+    return [slot for index, slot in enumerate(slots) if index not in done]
 
 
 def _report_outcome(spec: StudySpec, status: QueueStatus, out_dir: Path) -> int:

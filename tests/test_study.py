@@ -510,6 +510,24 @@ def test_cli_epochs_override_replaces_the_specs_steps(tmp_path, capsys):
     assert "budget: 160 training images" in capsys.readouterr().out  # --steps wins
 
 
+def test_a_dry_run_of_a_started_study_budgets_what_is_left(tmp_path, call_log, capsys):
+    """A dry run of a study that has run before counts only the trials a run would still
+    train, and says so (it had budgeted every trial, as if none were done)."""
+    sampler = {"name": "random", "trials": 3, "seed": 0}
+    base = {"dataset": "synthetic", "train_size": 64, "batch_size": 32, "steps": 2}
+    spec = make_spec(tmp_path, seeds=[0], sampler=sampler, base=base)
+    out = tmp_path / "out"
+    assert run_study(spec, out, options(workers=1)).complete == 3
+    cli = ["--space", str(tmp_path / "spec.yaml"), "--out", str(out), "--device", "cpu",
+           "--dry-run", "--no-probe"]  # fmt: skip
+    assert main([*cli, "--trials", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert f"resume: 3 of these 5 trials are complete in {out}; a run trains the other 2" in printed
+    assert "budget: 128 training images in all" in printed  # 2 trials x 2 steps x 32
+    assert main(cli) == 0
+    assert "budget:" not in capsys.readouterr().out  # nothing left to train
+
+
 @pytest.mark.parametrize(("varied", "flag"), [("epochs", "--epochs"), ("steps", "--epochs"),
                                               ("epochs", "--steps")])  # fmt: skip
 def test_cli_budget_override_of_a_spec_that_varies_the_budget_says_why_not(
