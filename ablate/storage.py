@@ -118,7 +118,10 @@ def check_can_be_made(path: Path, field: str) -> None:
 
 
 def open_storage(location: StorageLocation) -> BaseStorage:
-    """The Optuna storage object for a location (a journal file is created on first use)."""
+    """The Optuna storage object for a location (a journal or SQLite file is created on first
+    use, in a folder made for it)."""
+    if location.is_sqlite:
+        _make_folder_of(Path(make_url(location.url).database), location)
     if location.is_rdb:
         engine_kwargs = {} if location.is_sqlite else {"pool_pre_ping": True}
         for attempt in range(SCHEMA_ATTEMPTS):
@@ -138,8 +141,18 @@ def open_storage(location: StorageLocation) -> BaseStorage:
                     f"({error}): pip install psycopg2-binary for postgresql://, PyMySQL for "
                     "mysql+pymysql://"
                 ) from error
-    Path(location.url).parent.mkdir(parents=True, exist_ok=True)
+    _make_folder_of(Path(location.url), location)
     return JournalStorage(MendingJournal(location.url))
+
+
+def _make_folder_of(path: Path, location: StorageLocation) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"storage={location.recorded!r} cannot be made: its folder {str(path.parent)!r} "
+            f"cannot be created ({error.strerror or error})"
+        ) from error
 
 
 class MendingJournal(JournalFileBackend):

@@ -437,6 +437,11 @@ def test_a_sqlite_file_in_the_new_output_folder_is_made_by_the_run_not_the_dry_r
     assert main([*cli, "--dry-run", "--no-probe"]) == 0 and not database.exists()
     status = run_study(spec, out, options(storage=storage))
     assert status.done and status.complete == 1 and database.is_file()
+    # a database in a folder not made yet, outside the output folder: made as a journal's is
+    # (SQLite makes no folder: the dry run passed, and the run failed to open it)
+    elsewhere = tmp_path / "db" / "deeper" / "study.db"
+    status = run_study(spec, tmp_path / "other", options(storage=f"sqlite:///{elsewhere}"))
+    assert status.done and status.complete == 1 and elsewhere.is_file()
 
 
 def test_cli_rejects_a_bad_spec_without_a_traceback(tmp_path, capsys):
