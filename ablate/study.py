@@ -74,6 +74,7 @@ from kernels.files import atomic_write_text
 
 DEVICES = ("auto", "cpu", "cuda")
 PROBE_STEPS = 2
+FAILURES_SHOWN = 3  # the most common failure reasons printed at the end of a run
 
 EPILOG = """\
 examples:
@@ -761,6 +762,11 @@ def _report_outcome(spec: StudySpec, status: QueueStatus, out_dir: Path) -> int:
         f"{spec.name}: {status.complete} of {status.planned} trials complete, "
         f"{status.failed} failed; results in {out_dir / 'results.csv'}"
     )
+    for reason, count in status.failure_reasons[:FAILURES_SHOWN]:
+        print(f"  failed ({count} design point(s)): {reason}")
+    if len(status.failure_reasons) > FAILURES_SHOWN:
+        print(f"  ... and {len(status.failure_reasons) - FAILURES_SHOWN} other reasons: see "
+              "fail_reason in results.csv")  # fmt: skip
     if status.complete_at_chance:
         none_learned = status.complete_at_chance == status.complete
         print(

@@ -384,6 +384,8 @@ class QueueStatus:
     """Seeds that running trials have finished: progress inside the slots that are running."""
     complete_at_chance: int = 0
     """Complete slots with a seed that did not learn: infeasible, so off the Pareto front."""
+    failure_reasons: tuple[tuple[str, int], ...] = ()
+    """The failed slots' reasons (their last attempt's `fail_reason`) and counts, most first."""
 
     @property
     def finished(self) -> int:
@@ -405,6 +407,7 @@ def queue_status(study: optuna.Study, max_retries: int) -> QueueStatus:
     states_seen = [trial.state for trials in by_slot.values() for trial in trials]
     finished_trials = sum(states_seen.count(s) for s in (TrialState.COMPLETE, TrialState.FAIL))
     outcome: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
     for trials in by_slot.values():
         states = {trial.state for trial in trials}
         if TrialState.COMPLETE in states:
@@ -418,6 +421,8 @@ def queue_status(study: optuna.Study, max_retries: int) -> QueueStatus:
             outcome["waiting"] += 1
         else:
             outcome["failed"] += 1
+            last = max(trials, key=lambda trial: trial.number)
+            reasons[last.user_attrs.get("fail_reason", "no reason recorded")] += 1
     return QueueStatus(
         planned_slots(study),
         outcome["complete"],
@@ -433,4 +438,5 @@ def queue_status(study: optuna.Study, max_retries: int) -> QueueStatus:
             if trial.state == TrialState.RUNNING
         ),
         outcome["complete_at_chance"],
+        tuple(reasons.most_common()),
     )

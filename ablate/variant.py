@@ -51,11 +51,11 @@ def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
     The seed `config.seed` fixes the model's initialisation, the minibatch order and
     augmentation; `config.data_seed` fixes the data.
     Raises `UnbuildableVariant` (a `ValueError`) for a bad config, device, network or
-    conversion, and `TrainingDiverged` for a diverged run.
+    conversion, or data that is not there, and `TrainingDiverged` for a diverged run.
     """
     try:
         config, splits, model, device = _build(config)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:  # a missing data folder or file too
         raise UnbuildableVariant(str(error)) from error
     image_shape = tuple(splits.test_x.shape[1:])
     trained = train(

@@ -128,6 +128,14 @@ def test_bad_config_names_the_field():
         run_variant({"subsample": "aps", "placement": "blur_before_max"})
 
 
+@pytest.mark.parametrize("dataset", ["folder", "cifar10"])
+def test_data_that_is_not_there_makes_the_variant_unbuildable(tmp_path, dataset):
+    """A data folder or file not (yet) there fails the same way every time: the engine must
+    fail the point once and run it on a resume, not spend its retries on it."""
+    with pytest.raises(UnbuildableVariant, match=f"{tmp_path / 'absent'}"):
+        run_variant(TINY | {"dataset": dataset, "data_dir": str(tmp_path / "absent")})
+
+
 def spy_on(monkeypatch, *names: str) -> dict[str, list[tuple]]:
     """Record every call of the named functions of `ablate.variant`, as (args, kwargs,
     result), by name."""
