@@ -167,12 +167,7 @@ def _effect_sentence(
         )
     else:
         interval = f"95 % CI [{_fmt(diff.low, True)}, {_fmt(diff.high, True)}]{diff_unit}"
-    if diff.excludes_zero:
-        verdict = "Yes" if (diff.estimate > 0) == (yes_if == "higher") else "No, the opposite"
-    elif diff.low == diff.high:  # exact, and zero: every run of both groups gave one value
-        verdict = "No, no difference"
-    else:
-        verdict = "Inconclusive"
+    verdict = _verdict(diff, yes_if)
     control_name = f" with {contrast.control_name}" if contrast.control_name else " without"
     return (
         f"{verdict}: {name} is {_fmt(treated, unit=unit)} with {contrast.treated_name} vs "
@@ -181,6 +176,15 @@ def _effect_sentence(
         f"{share}, {interval}; Welch t over runs, n = {diff.n_treated} {contrast.treated_runs} "
         f"vs {diff.n_control} {contrast.control_runs} runs).{_few_runs_hint(diff)}"
     )
+
+
+def _verdict(diff: Difference, yes_if: str) -> str:
+    """"Yes" when the interval excludes zero on the `yes_if` side ("higher" or "lower")."""
+    if diff.excludes_zero:
+        return "Yes" if (diff.estimate > 0) == (yes_if == "higher") else "No, the opposite"
+    if diff.low == diff.high:  # exact, and zero: every run of both groups gave one value
+        return "No, no difference"
+    return "Inconclusive"
 
 
 def _few_runs_hint(diff: Difference) -> str:
@@ -228,14 +232,17 @@ def _compare(
     )
     means = (values[contrast.treated].mean(), values[contrast.control].mean())
     sentence = _effect_sentence(diff, name, unit, yes_if, means, contrast, relative)
-    return sentence + _runs_that_did_not_learn(values, contrast, stuck, unit), diff
+    learned = _runs_that_did_not_learn(values, contrast, stuck, unit, _verdict(diff, yes_if),
+                                       yes_if)  # fmt: skip
+    return sentence + learned, diff
 
 
 def _runs_that_did_not_learn(
-    values: pd.Series, contrast: Contrast, stuck: pd.Series, unit: str
+    values: pd.Series, contrast: Contrast, stuck: pd.Series, unit: str, verdict: str, yes_if: str
 ) -> str:
     """' Left out: …' or ' This counts … ; among the runs that learned: …' (nothing where every
-    run learned)."""
+    run learned), with the verdict of the runs that learned where it is not `verdict`, all
+    runs': then the runs that did not learn made it."""
     counts = [int((group & stuck).sum()) for group in (contrast.treated, contrast.control)]
     if not any(counts):
         return ""
@@ -253,9 +260,15 @@ def _runs_that_did_not_learn(
         if np.isfinite(learned.low)
         else ""
     )
+    among = _verdict(learned, yes_if)
+    differs = (
+        f": {among} among those, so the runs that did not learn decide the verdict above"
+        if among != verdict and np.isfinite(learned.estimate)
+        else ""
+    )
     return (
         f" This counts {runs}; among the runs that learned the difference is "
-        f"{_fmt(learned.estimate, True)}{interval}{_difference_unit(unit)}."
+        f"{_fmt(learned.estimate, True)}{interval}{_difference_unit(unit)}{differs}."
     )
 
 

@@ -66,7 +66,8 @@ def test_a_curve_of_diagonal_one_answers_rq3_with_the_exact_drop() -> None:
 def test_the_difference_among_runs_that_learned_leaves_the_stuck_runs_out() -> None:
     """Adversarial accuracy counts a run that did not learn (30 %), but the clause on the runs
     that learned compares 60, 62 with 50, 52 only: +10.00 [+3.92, +16.08], not the +17.00 of
-    all runs (61 - 44)."""
+    all runs (61 - 44); the stuck run widens all runs' interval to an inconclusive one, which
+    the clause says."""
     runs = _runs(
         [60.0, 62.0],
         [50.0, 52.0, 30.0],
@@ -78,7 +79,26 @@ def test_the_difference_among_runs_that_learned_leaves_the_stuck_runs_out() -> N
     assert "n = 2 blurred vs 3 no-blur runs" in sentence
     assert sentence.endswith(
         " This counts 0 blurred and 1 no-blur runs that did not learn (accuracy not above "
-        "chance); among the runs that learned the difference is +10.00 [+3.92, +16.08] points."
+        "chance); among the runs that learned the difference is +10.00 [+3.92, +16.08] points: "
+        "Yes among those, so the runs that did not learn decide the verdict above."
+    )
+
+
+def test_a_verdict_made_by_runs_that_did_not_learn_says_so() -> None:
+    """Six blurred runs marked as not learning (74, 75 %) pull clean accuracy down to "No, the
+    opposite"; among the runs that learned (81 % vs 80.25 % on average) there is no telling:
+    the sentence must not leave the headline as blur's effect on networks that train."""
+    runs = _runs(
+        [80.0, 81.0, 82.0] * 2 + [74.0, 75.0] * 3,
+        [79.0, 80.0, 81.0] * 2 + [80.0, 81.0] * 3,
+        "accuracy",
+        learned=[True] * 6 + [False] * 6 + [True] * 12,
+    )
+    sentence = _answer(runs, "RQ5")
+    assert sentence.startswith("No, the opposite: clean test accuracy is 77.75 % with blur")
+    assert sentence.endswith(
+        " among the runs that learned the difference is +0.75 [-0.22, +1.72] points: "
+        "Inconclusive among those, so the runs that did not learn decide the verdict above."
     )
 
 
