@@ -38,6 +38,7 @@ from optuna.trial import TrialState
 
 from ablate import report_figures as figs
 from ablate.pareto import pareto_mask
+from ablate.report_choices import choice_answers
 from ablate.report_questions import (
     BLUR,
     NO_BLUR,
@@ -490,12 +491,13 @@ def write_report(out_dir: Path | str, storage: str | None = None) -> list[Path]:
     for outcome in outcomes:
         written += figs.save_figure(outcome, out_dir / FIGURE_DIR)
     consistency = consistency_metric_of(meta)
+    varied = varied_fields(study)
     sections = [
         ("The paper's research questions", answer_questions(analysed, consistency)),
         ("What blur costs", cost_answers(analysed)),
         ("Polyphase sampling (APS, LPS) against the fixed grid", polyphase_answers(analysed)),
+        ("Which setting does best", choice_answers(analysed, meta.objectives, varied)),
     ]
-    varied = varied_fields(study)
     blocks = summary_blocks(
         meta, location, runs, configs, failed, config_cols, varied, sections, outcomes,
         unfinished_note(study),

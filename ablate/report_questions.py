@@ -77,14 +77,14 @@ def shift_drop(accuracies: object) -> float:
     return float(values[0] - values[1:].mean())
 
 
-def _fmt(value: float, signed: bool = False, unit: str = "") -> str:
+def format_value(value: float, signed: bool = False, unit: str = "") -> str:
     """Two decimals and the unit; 'n/a' alone when there is no number."""
     if not np.isfinite(value):
         return "n/a"
     return (f"{value:+.2f}" if signed else f"{value:.2f}") + unit
 
 
-def _difference_unit(unit: str) -> str:
+def difference_unit(unit: str) -> str:
     """Differences of percentages are percentage points."""
     return " points" if unit == " %" else unit
 
@@ -154,8 +154,12 @@ def _effect_sentence(
     "Yes" when it excludes zero on the `yes_if` side ("higher" or "lower"). `relative` adds the
     difference as a share of the control's mean (for costs, where the ratio is what carries)."""
     treated, control = means
-    diff_unit = _difference_unit(unit)
-    share = f" or {_fmt(100 * diff.estimate / control, True, ' %')}" if relative and control else ""
+    diff_unit = difference_unit(unit)
+    share = (
+        f" or {format_value(100 * diff.estimate / control, True, ' %')}"
+        if relative and control
+        else ""
+    )
     if diff.low == diff.high:  # a deterministic measure, from one run a group or more
         interval = "exact: every run of each group gave the same value"
     elif min(diff.n_treated, diff.n_control) < 2:
@@ -166,20 +170,22 @@ def _effect_sentence(
             "that varies by seed"
         )
     else:
-        interval = f"95 % CI [{_fmt(diff.low, True)}, {_fmt(diff.high, True)}]{diff_unit}"
+        interval = (
+            f"95 % CI [{format_value(diff.low, True)}, {format_value(diff.high, True)}]{diff_unit}"
+        )
     verdict = _verdict(diff, yes_if)
     control_name = f" with {contrast.control_name}" if contrast.control_name else " without"
     return (
-        f"{verdict}: {name} is {_fmt(treated, unit=unit)} with {contrast.treated_name} vs "
-        f"{_fmt(control, unit=unit)}{control_name} "
-        f"(difference {_fmt(diff.estimate, True, diff_unit)}"
+        f"{verdict}: {name} is {format_value(treated, unit=unit)} with {contrast.treated_name} vs "
+        f"{format_value(control, unit=unit)}{control_name} "
+        f"(difference {format_value(diff.estimate, True, diff_unit)}"
         f"{share}, {interval}; Welch t over runs, n = {diff.n_treated} {contrast.treated_runs} "
         f"vs {diff.n_control} {contrast.control_runs} runs).{_few_runs_hint(diff)}"
     )
 
 
 def _verdict(diff: Difference, yes_if: str) -> str:
-    """"Yes" when the interval excludes zero on the `yes_if` side ("higher" or "lower")."""
+    """ "Yes" when the interval excludes zero on the `yes_if` side ("higher" or "lower")."""
     if diff.excludes_zero:
         return "Yes" if (diff.estimate > 0) == (yes_if == "higher") else "No, the opposite"
     if diff.low == diff.high:  # exact, and zero: every run of both groups gave one value
@@ -256,7 +262,7 @@ def _runs_that_did_not_learn(
         values[contrast.treated & ~stuck].dropna(), values[contrast.control & ~stuck].dropna()
     )
     interval = (
-        f" [{_fmt(learned.low, True)}, {_fmt(learned.high, True)}]"
+        f" [{format_value(learned.low, True)}, {format_value(learned.high, True)}]"
         if np.isfinite(learned.low)
         else ""
     )
@@ -268,7 +274,7 @@ def _runs_that_did_not_learn(
     )
     return (
         f" This counts {runs}; among the runs that learned the difference is "
-        f"{_fmt(learned.estimate, True)}{interval}{_difference_unit(unit)}{differs}."
+        f"{format_value(learned.estimate, True)}{interval}{difference_unit(unit)}{differs}."
     )
 
 
@@ -281,7 +287,7 @@ def _by_filter_size(runs: pd.DataFrame, values: pd.Series, unit: str) -> str:
     means = values[placed].groupby(runs.loc[placed, "filter_size"]).mean()
     if len(means) < 2:
         return ""
-    parts = ", ".join(f"{k}: {_fmt(v, unit=unit)}" for k, v in means.items())
+    parts = ", ".join(f"{k}: {format_value(v, unit=unit)}" for k, v in means.items())
     return f" Mean by filter size: {parts}."
 
 
@@ -347,10 +353,12 @@ def _split_by(
         diff = welch_difference(values[subset.index][groups.treated],
                                 values[subset.index][groups.control], deterministic)  # fmt: skip
         interval = (
-            f" [{_fmt(diff.low, True)}, {_fmt(diff.high, True)}]" if np.isfinite(diff.low) else ""
+            f" [{format_value(diff.low, True)}, {format_value(diff.high, True)}]"
+            if np.isfinite(diff.low)
+            else ""
         )
-        unit_shown = _difference_unit(unit) if np.isfinite(diff.estimate) else ""
-        parts.append(f"{label(value)} {_fmt(diff.estimate, True)}{interval}{unit_shown}")
+        unit_shown = difference_unit(unit) if np.isfinite(diff.estimate) else ""
+        parts.append(f"{label(value)} {format_value(diff.estimate, True)}{interval}{unit_shown}")
     return "; ".join(parts)
 
 

@@ -17,6 +17,8 @@ from statistics import NormalDist
 import mpmath
 import numpy as np
 
+from ablate.spec import DETERMINISTIC_METRICS, METRIC_BOUNDS
+
 CONFIDENCE = 0.95
 
 
@@ -63,6 +65,15 @@ def mean_interval(
         return (mean, mean) if deterministic else (math.nan, math.nan)
     half = t_quantile(0.5 + CONFIDENCE / 2, n - 1) * spread / math.sqrt(n)
     return (mean - half, mean + half)
+
+
+def metric_interval(values: Sequence[float] | np.ndarray, metric: str) -> tuple[float, float]:
+    """:func:`mean_interval` of a metric's values, exact for a `DETERMINISTIC_METRICS` one and
+    cut to its range (`METRIC_BOUNDS`): a bound past 0 or 100 % says nothing more."""
+    low, high = mean_interval(values, metric in DETERMINISTIC_METRICS)
+    if metric in METRIC_BOUNDS:
+        low, high = (float(bound) for bound in np.clip([low, high], *METRIC_BOUNDS[metric]))
+    return low, high
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from ablate.report_stats import mean_interval
-from ablate.spec import DETERMINISTIC_METRICS, METRIC_BOUNDS
+from ablate.report_stats import metric_interval
 from ablate.storage import (
     DEFAULT_JOURNAL,
     StorageLocation,
@@ -281,9 +280,7 @@ def aggregate_over_seeds(runs: pd.DataFrame, config_cols: list[str]) -> pd.DataF
             row[metric] = ", ".join(sorted(group[metric].unique()))
         for metric in metrics:
             values = group[metric].to_numpy(dtype=float)
-            low, high = mean_interval(values, metric in DETERMINISTIC_METRICS)
-            if metric in METRIC_BOUNDS:  # a bound past 0 or 100 % says nothing more
-                low, high = np.clip([low, high], *METRIC_BOUNDS[metric])
+            low, high = metric_interval(values, metric)
             finite = values[np.isfinite(values)]
             row[f"{metric}_mean"] = float(finite.mean()) if finite.size else np.nan
             row[f"{metric}_ci95_low"] = low

@@ -1,0 +1,61 @@
+"""Which value of each varied setting does best: hand-made runs whose numbers are worked out by
+hand (two runs a, a + 2 have a standard error of 1 for their mean: t(1) = 12.7062 gives a
+half width of 12.71; two such groups differ with a half width of 4.302653 * sqrt(2) = 6.08)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ablate.report_choices import choice_answers
+from ablate.spec import Objective
+
+ACCURACY = Objective(metric="accuracy", direction="maximize")
+LOSS = Objective(metric="final_train_loss", direction="minimize")
+
+
+def _runs() -> pd.DataFrame:
+    """Blurred runs with reflect (90, 92 %) and zeros (80, 82 %) padding, and runs without
+    blur labelled zeros (99, 99 %), whose padding is unused and must not count."""
+    return pd.DataFrame(
+        {
+            "placement": ["paper"] * 4 + ["none"] * 2,
+            "filter_size": [3] * 4 + [1] * 2,
+            "padding": ["reflect", "reflect", "zeros", "zeros", "zeros", "zeros"],
+            "model": ["vgg"] * 6,
+            "accuracy": [90.0, 92.0, 80.0, 82.0, 99.0, 99.0],
+            "final_train_loss": [0.5, 0.7, 0.2, 0.4, 0.1, 0.1],
+        }
+    )
+
+
+def test_the_best_value_leads_among_the_runs_that_use_the_setting() -> None:
+    answers = choice_answers(_runs(), [ACCURACY], ["padding"])
+    assert [a.question for a in answers] == ["Which padding gives the highest `accuracy`?"]
+    assert answers[0].sentence == (
+        "reflect: reflect is ahead of zeros (difference +10.00 points [+3.92, +16.08]), a clear "
+        "lead (its 95 % interval excludes zero). Mean of each value's runs, the other settings "
+        "varied pooled: reflect 91.00 % [78.29, 100.00] (n = 2), zeros 81.00 % [68.29, 93.71] "
+        "(n = 2)."
+    )
+
+
+def test_a_minimised_objective_asks_for_the_lowest_and_an_unclear_lead_says_so() -> None:
+    """Losses 0.2, 0.4 (zeros) against 0.5, 0.7 (reflect): -0.30 with a half width of
+    4.302653 * sqrt(0.02/2 * 2) = 0.61, so no clear best."""
+    (answer,) = choice_answers(_runs(), [LOSS], ["padding"])
+    assert answer.question == "Which padding gives the lowest `final_train_loss`?"
+    assert answer.sentence.startswith(
+        "No clear best: zeros is ahead of reflect (difference -0.30 [-0.91, +0.31]), an "
+        "interval that includes zero (more seeds would tell)."
+    )
+
+
+def test_settings_that_are_other_experiments_or_take_one_value_get_no_answer() -> None:
+    """The network is another experiment (SPLIT_BY), not a choice among designs; placement is
+    a choice, numbered on from the first; a filter size the blurred runs share is not."""
+    runs = _runs().assign(model=["vgg", "resnet18"] * 3)
+    answers = choice_answers(runs, [ACCURACY], ["model", "filter_size", "placement", "padding"])
+    assert [(a.key, a.question) for a in answers] == [
+        ("S1", "Which placement gives the highest `accuracy`?"),
+        ("S2", "Which padding gives the highest `accuracy`?"),
+    ]
