@@ -675,7 +675,8 @@ def _positive(kind: type) -> Callable[[str], Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; exit codes: 0 the study is done, 1 trials are left, failed points
-    would run again on a resume, or none completed, 2 bad input."""
+    would run again on a resume, or none completed, 2 bad input, 130 stopped (Ctrl-C,
+    SIGTERM)."""
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar says what happens
     try:
