@@ -132,7 +132,7 @@ class _Strict(BaseModel):
             unknown = [key for key in data if key not in allowed and key not in cls.model_fields]
             if unknown:
                 raise ValueError(
-                    f"unknown key {unknown[0]!r}{_did_you_mean(str(unknown[0]), allowed)}; "
+                    f"unknown key {unknown[0]!r}{did_you_mean(str(unknown[0]), allowed)}; "
                     f"allowed keys: {', '.join(allowed)}"
                 )
         return data
@@ -529,7 +529,7 @@ def _check_conditions(spec: StudySpec, name: str, parameter: Parameter) -> Itera
             named = (
                 f"{parent!r} is set in base, so a condition on it always holds or never does"
                 if parent in spec.base
-                else f"condition on unknown parameter {parent!r}{_did_you_mean(parent, others)}"
+                else f"condition on unknown parameter {parent!r}{did_you_mean(parent, others)}"
             )
             may = (
                 f"conditions may name the other space parameters: {', '.join(others)}"
@@ -674,7 +674,7 @@ def _field_problem(name: str, value: Any, check_value: bool = True) -> str | Non
     fields = [f for f in VariantConfig.model_fields if f not in RESERVED_FIELDS]
     if name not in fields:
         return (
-            f"unknown field {name!r}{_did_you_mean(name, fields)}; "
+            f"unknown field {name!r}{did_you_mean(name, fields)}; "
             f"valid fields: {', '.join(fields)}"
         )
     if not check_value:
@@ -702,6 +702,11 @@ def _python_types(annotation: Any) -> set[type]:
     return {annotation} if isinstance(annotation, type) else set()
 
 
+def describe_validation_error(error: ValidationError) -> str:
+    """Pydantic's errors as 'key.path: message (got value)', joined by '; '."""
+    return "; ".join(_describe(e) for e in error.errors())
+
+
 def _describe(error: Mapping[str, Any], with_loc: bool = True) -> str:
     """One pydantic error as 'key.path: message (got value)'."""
     message = str(error["msg"]).removeprefix("Value error, ")
@@ -717,10 +722,11 @@ def _literal_hint(error: Mapping[str, Any]) -> str:
     """' (did you mean 'reflect'?)' for a misspelt choice of a fixed set, else ''."""
     if error["type"] != "literal_error" or not isinstance(error["input"], str):
         return ""
-    return _did_you_mean(error["input"], re.findall(r"'([^']*)'", error["ctx"]["expected"]))
+    return did_you_mean(error["input"], re.findall(r"'([^']*)'", error["ctx"]["expected"]))
 
 
-def _did_you_mean(word: str, options: list[str]) -> str:
+def did_you_mean(word: str, options: list[str]) -> str:
+    """' (did you mean 'filter_size'?)' where `word` is close to one of `options`, else ''."""
     close = difflib.get_close_matches(word, options, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import yaml
+from pydantic import ValidationError
 from torch import nn
 
 from ablate.antialias import antialias
@@ -31,6 +32,7 @@ from ablate.metrics import (
 )
 from ablate.models import build_model
 from ablate.shifts import SHIFT_KINDS
+from ablate.spec import describe_validation_error, did_you_mean
 from ablate.speed import measure_speed
 from ablate.train import TrainingDiverged, train
 from ablate.variant_config import VariantConfig
@@ -155,11 +157,20 @@ def evaluate(
 
 
 def as_config(config: VariantConfig | dict[str, Any]) -> VariantConfig:
-    """`config` validated as a VariantConfig (pydantic's errors name the field)."""
+    """`config` validated as a VariantConfig; a ValueError names each bad field, and a
+    misspelt one's likely name."""
     if isinstance(config, VariantConfig):
         return config
     if isinstance(config, dict):
-        return VariantConfig.model_validate(config)
+        fields = list(VariantConfig.model_fields)
+        for key in config:
+            if key not in fields:
+                raise ValueError(f"unknown setting {key!r}{did_you_mean(str(key), fields)}; "
+                                 f"the settings: {', '.join(fields)}")  # fmt: skip
+        try:
+            return VariantConfig.model_validate(config)
+        except ValidationError as error:
+            raise ValueError(describe_validation_error(error)) from None
     raise ValueError(f"config must be a VariantConfig or a dict, got {type(config).__name__}")
 
 

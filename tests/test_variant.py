@@ -120,8 +120,10 @@ def test_same_seed_same_numbers():
 def test_bad_config_names_the_field():
     with pytest.raises(ValueError, match="placment"):
         run_variant({"placment": "none"})
-    with pytest.raises(ValueError, match="epochs"):
-        run_variant({"epochs": -1})
+    with pytest.raises(ValueError, match=r"unknown setting 'fliter_size' \(did you mean 'filter_"):
+        run_variant({"fliter_size": 3})
+    with pytest.raises(ValueError, match=r"^epochs: Input should be greater than 0 \(got -1\)$"):
+        run_variant({"epochs": -1})  # one line, not pydantic's report with its links
     with pytest.raises(ValueError, match="VariantConfig or a dict"):
         run_variant([("epochs", 1)])
     with pytest.raises(ValueError, match="subsample 'aps' needs placement"):
