@@ -804,15 +804,18 @@ def importance_figure(study: optuna.Study, objectives: Sequence[Objective]) -> F
     if len(varied) < 2 or len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
         lacking = []
         if len(varied) < 2:
-            lacking.append(f"varies {len(varied)} parameter(s) ({', '.join(varied) or 'none'})")
+            lacking.append(
+                f"varies {len(varied)} parameter(s) ({', '.join(varied) or 'none'}) across those "
+                "trials"
+            )
         if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
             lacking.append(f"has {len(complete)} finished trial(s) whose runs all learned")
         return FigureOutcome(
             name,
             None,
-            f"skipped: parameter importance needs at least 2 varied parameters and "
-            f"{MIN_TRIALS_FOR_IMPORTANCE} finished trials whose runs all learned; this study "
-            f"{' and '.join(lacking)}",
+            f"skipped: parameter importance needs at least 2 parameters varied across "
+            f"{MIN_TRIALS_FOR_IMPORTANCE} or more finished trials whose runs all learned; this "
+            f"study {' and '.join(lacking)}",
         )
     learned = optuna.create_study(directions=[o.direction for o in objectives])
     learned.add_trials(complete)

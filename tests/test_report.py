@@ -900,9 +900,9 @@ def test_study_varying_one_parameter_reports_through_the_cli(
     assert "parameter_importance.png" not in names
     summary = (out_dir / "summary.md").read_text()
     assert (
-        "parameter importance needs at least 2 varied parameters and 10 finished trials whose "
-        "runs all learned; this study varies 1 parameter(s) (filter_size) and has 3 finished "
-        "trial(s) whose runs all learned" in summary
+        "parameter importance needs at least 2 parameters varied across 10 or more finished "
+        "trials whose runs all learned; this study varies 1 parameter(s) (filter_size) across "
+        "those trials and has 3 finished trial(s) whose runs all learned" in summary
     )
     assert "varied: filter_size" in summary
     assert "one line per placement.*" in summary and "dotted" not in summary  # no baseline
