@@ -741,8 +741,8 @@ def _dry_run_lines(spec: StudySpec, out_dir: Path, options: RunOptions, probe: b
     left = _slots_left(stored_study(existing, spec.name), slots)
     if len(left) < len(slots):
         lines.append(
-            f"resume: {len(slots) - len(left)} of these {len(slots)} trials are complete in "
-            f"{out_dir}; a run trains the other {len(left)}, which the budget and estimate count"
+            f"resume: {len(slots) - len(left)} of these {len(slots)} trials are complete in its "
+            f"storage; a run trains the other {len(left)}, which the budget and estimate count"
         )
     if not left:
         return lines

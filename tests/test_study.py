@@ -527,7 +527,9 @@ def test_a_dry_run_of_a_started_study_budgets_what_is_left(tmp_path, call_log, c
            "--dry-run", "--no-probe"]  # fmt: skip
     assert main([*cli, "--trials", "5"]) == 0
     printed = capsys.readouterr().out
-    assert f"resume: 3 of these 5 trials are complete in {out}; a run trains the other 2" in printed
+    assert "resume: 3 of these 5 trials are complete in its storage; a run trains the other 2" in (
+        printed
+    )
     assert "budget: 128 training images in all" in printed  # 2 trials x 2 steps x 32
     assert main(cli) == 0
     assert "budget:" not in capsys.readouterr().out  # nothing left to train
