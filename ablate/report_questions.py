@@ -185,7 +185,8 @@ def _effect_sentence(
 
 
 def _verdict(diff: Difference, yes_if: str) -> str:
-    """ "Yes" when the interval excludes zero on the `yes_if` side ("higher" or "lower")."""
+    """The verdict: "Yes" when the interval excludes zero on the `yes_if` side ("higher" or
+    "lower"), "No, the opposite" on the other, "No, no difference" when exactly zero."""
     if diff.excludes_zero:
         return "Yes" if (diff.estimate > 0) == (yes_if == "higher") else "No, the opposite"
     if diff.low == diff.high:  # exact, and zero: every run of both groups gave one value
