@@ -5,11 +5,12 @@ the ``state_dict`` and move with ``.to()``); nothing is rebuilt from ``x.size(1)
 which is what breaks TorchScript and ONNX export of filters built per call. Scripted, traced
 and exported graphs run the plain-PyTorch reference; eager calls go through the backend
 dispatch of ``kernels.functional``. The fused kernels take the taps as Python floats, read from
-the buffer again only when it has changed: edited in place, replaced (as
-``torch.func.functional_call`` does), loaded or moved (reading a CUDA buffer on each call would
-wait for the device). Compiled code keeps the floats it was traced with, and edits through
-``.data`` are not seen. A dtype cast of the module (``.half()``) leaves the buffer in float64,
-so the taps keep summing to 1 (spec §1).
+the buffer again only when it is another tensor: assigned (``module.taps = t``), substituted (as
+``torch.func.functional_call`` does) or loaded (reading a CUDA buffer on each call would wait for
+the device). An in-place edit of the buffer is not read again, since DDP's broadcast of buffers
+writes them in place at every step: assign new taps instead. Compiled code keeps the floats it
+was traced with. A dtype cast of the module (``.half()``) leaves the buffer in float64, so the
+taps keep summing to 1 (spec §1).
 """
 
 import math
@@ -114,19 +115,18 @@ class _LowPassPool(nn.Module):
     def _keep_tap_values(self, values: tuple[float, ...]) -> None:
         """Keep ``values``, the floats of the buffer as it is now."""
         self.tap_values = values
-        self._tap_values_of = (self.taps, _version(self.taps))
+        self._tap_values_of = self.taps
 
     @torch.jit.unused
     def _fused_tap_values(self) -> tuple[float, ...]:
-        """The taps as the floats the fused kernels take, read again if the buffer is not the
-        one they were read from (same tensor, no in-place edit since)."""
+        """The taps as the floats the fused kernels take, read again where the buffer is not
+        the tensor they were read from."""
         if not torch.compiler.is_compiling() and not self._tap_values_current():
             self._keep_tap_values(tap_values(self.taps))
         return self.tap_values
 
     def _tap_values_current(self) -> bool:
-        read, version = self._tap_values_of
-        return self.taps is read and _version(read) == version
+        return self.taps is self._tap_values_of
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input_channels(x, self.channels)
@@ -212,11 +212,6 @@ class MaxBlurPool2d(_LowPassPool):
 
     def _options_repr(self) -> str:
         return f"max_kernel={self.max_kernel}"
-
-
-def _version(taps: torch.Tensor) -> int | None:
-    """The buffer's count of in-place edits; inference tensors keep none."""
-    return None if taps.is_inference() else taps._version
 
 
 def _check_input_channels(x: torch.Tensor, channels: int) -> None:

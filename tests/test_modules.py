@@ -139,17 +139,26 @@ def _custom_reference(module_type: type, x: torch.Tensor, taps: list[float]) -> 
 
 @pytest.mark.parametrize("module_type", [BlurPool2d, MaxBlurPool2d])
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_taps_edited_in_place_reach_every_backend(module_type: type, backend: str) -> None:
-    """The fused kernels take the taps as floats read from the buffer: an in-place edit must
-    be read again, not leave the Triton path on the old filter while the reference has the
-    new one."""
+def test_taps_assigned_reach_every_backend(module_type: type, backend: str) -> None:
+    """The fused kernels take the taps as floats read from the buffer: new taps assigned to it
+    must be read again, not leave the Triton path on the old filter while the reference has
+    the new one."""
     module = module_type(2, 3, backend=backend)
     x = torch.randn(1, 2, 7, 6)
     module(x)
-    with torch.no_grad():
-        module.taps.copy_(torch.tensor([0.5, 0.5, 0.0]))
+    module.taps = torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64)
     torch.testing.assert_close(module(x), _custom_reference(module_type, x, [0.5, 0.5, 0.0]),
                                **FP32)  # fmt: skip
+
+
+def test_a_buffer_written_in_place_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DDP writes every buffer in place at each step (its broadcast from rank 0): reading the
+    taps again then would wait for the device at every call."""
+    module = BlurPool2d(2, 3)
+    with torch.no_grad():
+        module.taps.copy_(module.taps.clone())  # as DDP's broadcast does
+    monkeypatch.setattr("kernels.modules.tap_values", pytest.fail)
+    assert module._fused_tap_values() == (0.25, 0.5, 0.25)
 
 
 @pytest.mark.parametrize("module_type", [BlurPool2d, MaxBlurPool2d])
