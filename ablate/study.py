@@ -30,7 +30,6 @@ from typing import Any
 import optuna
 import torch
 from optuna.storages import BaseStorage
-from optuna.trial import TrialState
 from tqdm import tqdm
 
 from ablate.results import write_results
@@ -53,6 +52,7 @@ from ablate.trial_queue import (
     STALE_AFTER_S,
     QueueStatus,
     claimed_any,
+    finished_slots,
     plan_slots,
     planned_slots,
     queue_status,
@@ -738,23 +738,18 @@ def _dry_run_lines(spec: StudySpec, out_dir: Path, options: RunOptions, probe: b
     if options.reuse is not None:
         old = stored_study(existing, options.reuse)
         lines.append(_reuse_line(spec, slots, old, options.device))
-    left = _slots_left(stored_study(existing, spec.name), slots)
-    if len(left) < len(slots):
+    stored = stored_study(existing, spec.name)
+    done = finished_slots(stored, spec.max_retries) if stored else set()
+    left = [slot for index, slot in enumerate(slots) if index not in done]
+    if done:
         lines.append(
-            f"resume: {len(slots) - len(left)} of these {len(slots)} trials are complete in its "
-            f"storage; a run trains the other {len(left)}, which the budget and estimate count"
+            f"resume: {len(done)} of these {len(slots)} trials are finished in its storage "
+            f"(complete, or failed with no retry left); a run trains the other {len(left)}, "
+            "which the budget and estimate count"
         )
     if not left:
         return lines
     return lines + estimate_time(spec, left, len(pins), options.device, None, probe=probe)
-
-
-def _slots_left(study: optuna.Study | None, slots: Sequence[dict[str, Any]]) -> list[dict]:
-    """The slots a run of `study` (None: not started) would still train: those with no
-    complete trial."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if study else []
-    done = {trial.user_attrs.get("slot") for trial in complete}
-    return [slot for index, slot in enumerate(slots) if index not in done]
 
 
 def _report_outcome(spec: StudySpec, status: QueueStatus, out_dir: Path) -> int:

@@ -178,13 +178,12 @@ def owner_record(device: str | None = None) -> dict[str, Any]:
 
 @functools.cache
 def process_table() -> str | None:
-    """Which process table this process's pids are numbers in (Linux: the kernel's boot and
-    the pid namespace), or None where that cannot be read. Containers sharing a hostname
-    (`--net=host`, `hostNetwork`) each have their own: a pid from one means nothing in
-    another."""
+    """Which process table this process's pids are numbers in (Linux: its pid namespace), or
+    None where that cannot be read. Containers sharing a hostname (`--net=host`,
+    `hostNetwork`) each have their own: a pid from one means nothing in another. (A reboot
+    keeps the host's; the start time in `owner_record` tells a reused pid.)"""
     try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+        return os.readlink("/proc/self/ns/pid")
     except OSError:
         return None
 
@@ -252,6 +251,21 @@ def _trials_by_slot(study: optuna.Study) -> dict[Any, list[FrozenTrial]]:
     for trial in study.get_trials(deepcopy=False):
         by_slot.setdefault(trial.user_attrs.get("slot", ("trial", trial.number)), []).append(trial)
     return by_slot
+
+
+def finished_slots(study: optuna.Study, max_retries: int) -> set[int]:
+    """The slots no run of the study trains again: complete, or failed with no retry left."""
+    by_slot = _trials_by_slot(study)
+    retried = {t.user_attrs.get("slot") for t in _failed_with_retries_left(by_slot, max_retries)}
+    return {
+        slot
+        for slot, trials in by_slot.items()
+        if isinstance(slot, int)  # a planned point
+        and (
+            any(t.state == TrialState.COMPLETE for t in trials)
+            or (slot not in retried and all(t.state == TrialState.FAIL for t in trials))
+        )
+    }
 
 
 def _failed_with_retries_left(
@@ -349,7 +363,8 @@ def _on_this_host(owner: dict[str, Any]) -> bool:
     liveness `_alive` can tell (another host's or container's only its heartbeat tells)."""
     return (
         owner.get("host") == socket.gethostname()
-        and owner.get("process_table") == process_table()
+        # a record made before owners named their table: the host alone, as it was then
+        and owner.get("process_table", process_table()) == process_table()
         and owner.get("pid") is not None
     )
 
@@ -421,7 +436,9 @@ def queue_status(study: optuna.Study, max_retries: int) -> QueueStatus:
             outcome["waiting"] += 1
         else:
             outcome["failed"] += 1
-            last = max(trials, key=lambda trial: trial.number)
+            # the last real attempt's: not a duplicate retry's placeholder
+            attempts = [t for t in trials if t.user_attrs.get("fail_reason") != DUPLICATE_RETRY]
+            last = max(attempts or trials, key=lambda trial: trial.number)
             reasons[last.user_attrs.get("fail_reason", "no reason recorded")] += 1
     return QueueStatus(
         planned_slots(study),

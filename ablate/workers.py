@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from ablate.chance import AT_CHANCE_CONSTRAINT
 from ablate.json_values import json_values
 from ablate.reuse import FinishedRun, earlier_attempt_runs, finished_runs, run_key
-from ablate.spec import Parameter, StudySpec
+from ablate.spec import Parameter, StudySpec, describe_validation_error
 from ablate.storage import (
     StorageLocation,
     open_storage,
@@ -238,7 +238,7 @@ def run_trial(
             try:
                 config = spec.config(values, seed=spec.seeds[0], device=job.device)
             except ValidationError as error:
-                raise InvalidDesignPoint(str(error)) from error
+                raise InvalidDesignPoint(describe_validation_error(error)) from error
             trial.set_user_attr("config", config.model_dump(mode="json", exclude={"seed"}))
             records: list[dict[str, Any]] = []
             reused: dict[str, str] = {}

@@ -53,6 +53,7 @@ from ablate.trial_queue import (
     INTERRUPTED,
     claim_next,
     death_reason,
+    finished_slots,
     owner_record,
     plan_slots,
     queue_status,
@@ -315,6 +316,12 @@ def test_dead_worker_check_trusts_the_process_table_on_this_host(tmp_path):
         "other host": {**owner_record("cpu"), "host": "another-host.invalid"},
         # a container sharing this hostname, with its own pid namespace: our pid 1 is not its
         "other process table": {**owner_record("cpu"), "pid": 1, "process_table": "other"},
+        # a record from before owners named their table (a plan lock has no heartbeat to wait
+        # for): this host's, as it was then
+        "no process table": {
+            **{k: v for k, v in owner_record("cpu").items() if k != "process_table"},
+            "pid": 2**22 + 1,  # > pid_max
+        },
     }
     reasons = {}
     for case, owner in owners.items():
@@ -324,6 +331,7 @@ def test_dead_worker_check_trusts_the_process_table_on_this_host(tmp_path):
     assert "died" in reasons["reused pid"] and "died" in reasons["pid reused by another user"]
     assert "no heartbeat from worker process" in reasons["other host"]
     assert "no heartbeat from worker process 1" in reasons["other process table"]
+    assert "died" in reasons["no process table"]
 
 
 class _FlakyTrial:
@@ -515,6 +523,20 @@ def test_cli_epochs_override_replaces_the_specs_steps(tmp_path, capsys):
     assert "budget: 160 training images" in capsys.readouterr().out  # --steps wins
 
 
+def test_finished_slots_are_complete_or_out_of_retries():
+    """What no resume trains again: slot 0 complete, slot 1 failed on its last retry; not slot
+    2, failed with a retry left, nor slot 3, waiting."""
+    study = optuna.create_study()
+    for slot, attempt, state in ((0, 0, "COMPLETE"), (1, 1, "FAIL"), (2, 0, "FAIL"),
+                                 (3, 0, "WAITING")):  # fmt: skip
+        study.enqueue_trial({}, user_attrs={"slot": slot, "attempt": attempt})
+        if state != "WAITING":
+            trial = study.ask()
+            study.tell(trial, 1.0 if state == "COMPLETE" else None,
+                       state=optuna.trial.TrialState[state])  # fmt: skip
+    assert finished_slots(study, max_retries=1) == {0, 1}
+
+
 def test_a_dry_run_of_a_started_study_budgets_what_is_left(tmp_path, call_log, capsys):
     """A dry run of a study that has run before counts only the trials a run would still
     train, and says so (it had budgeted every trial, as if none were done)."""
@@ -527,9 +549,10 @@ def test_a_dry_run_of_a_started_study_budgets_what_is_left(tmp_path, call_log, c
            "--dry-run", "--no-probe"]  # fmt: skip
     assert main([*cli, "--trials", "5"]) == 0
     printed = capsys.readouterr().out
-    assert "resume: 3 of these 5 trials are complete in its storage; a run trains the other 2" in (
-        printed
-    )
+    assert (
+        "resume: 3 of these 5 trials are finished in its storage (complete, or failed with no "
+        "retry left); a run trains the other 2"
+    ) in printed
     assert "budget: 128 training images in all" in printed  # 2 trials x 2 steps x 32
     assert main(cli) == 0
     assert "budget:" not in capsys.readouterr().out  # nothing left to train
