@@ -9,7 +9,8 @@ the buffer again only when it is another tensor: assigned (``module.taps = t``),
 ``torch.func.functional_call`` does) or loaded (reading a CUDA buffer on each call would wait for
 the device). An in-place edit of the buffer is not read again, since DDP's broadcast of buffers
 writes them in place at every step: assign new taps instead. Compiled code keeps the floats it
-was traced with. A dtype cast of the module (``.half()``) leaves the buffer in float64, so the
+was traced with, and `nn.DataParallel`'s replicas those of the module they copy (``tap_values``
+reads them). A dtype cast of the module (``.half()``) leaves the buffer in float64, so the
 taps keep summing to 1 (spec §1).
 """
 
@@ -35,6 +36,7 @@ class _LowPassPool(nn.Module):
     scripted/exported path through the reference and the eager path through the dispatch."""
 
     taps: torch.Tensor
+    __jit_unused_properties__ = ["tap_values"]  # noqa: RUF012 (TorchScript reads the list)
 
     def __init__(
         self,
@@ -104,29 +106,43 @@ class _LowPassPool(nn.Module):
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
         """The taps follow the module's device only: `.half()` leaves them float64, and
         `to_empty()` (after building on the meta device) keeps their values."""
-        exact, current = self.taps, self._tap_values_current()
+        exact, read = self.taps, self._current_read()
         super()._apply(fn, recurse)
         if self.taps is not exact:
             self.taps = exact.to(self.taps.device)
-            if current:  # the same values, so a move does not cost a read from the device
-                self._keep_tap_values(self.tap_values)
+            if read is not None:  # the same values: a move does not cost a read from the device
+                self._keep_tap_values(read)
         return self
+
+    @property
+    def tap_values(self) -> tuple[float, ...]:
+        """The taps as the Python floats the fused kernels take."""
+        return self._fused_tap_values()
 
     def _keep_tap_values(self, values: tuple[float, ...]) -> None:
         """Keep ``values``, the floats of the buffer as it is now."""
-        self.tap_values = values
-        self._tap_values_of = self.taps
+        self._read_taps = (self.taps, values)
 
     @torch.jit.unused
     def _fused_tap_values(self) -> tuple[float, ...]:
-        """The taps as the floats the fused kernels take, read again where the buffer is not
-        the tensor they were read from."""
-        if not torch.compiler.is_compiling() and not self._tap_values_current():
-            self._keep_tap_values(tap_values(self.taps))
-        return self.tap_values
+        """The taps as floats, read again where the buffer is not the tensor they were read
+        from. Compiled code keeps those it was traced with; a replica of `nn.DataParallel`
+        (made anew at each call, with copies of the buffers) those of the module it copies."""
+        read = self._current_read()
+        if read is not None:
+            return read
+        kept = getattr(self, "_read_taps", None)
+        replica = getattr(self, "_is_replica", False)
+        if kept is not None and (replica or torch.compiler.is_compiling()):
+            return kept[1]
+        self._keep_tap_values(tap_values(self.taps))
+        return self._read_taps[1]
 
-    def _tap_values_current(self) -> bool:
-        return self.taps is self._tap_values_of
+    def _current_read(self) -> tuple[float, ...] | None:
+        """The floats last read, if read from the buffer the module has now (a module saved
+        whole by an earlier version has none)."""
+        source, values = getattr(self, "_read_taps", (None, ()))
+        return values if source is self.taps else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input_channels(x, self.channels)

@@ -176,6 +176,29 @@ def test_taps_substituted_by_functional_call_reach_every_backend(
     torch.testing.assert_close(module(x), module_type(2, 3, backend="torch")(x), **FP32)
 
 
+def test_a_module_saved_whole_before_the_read_was_kept_reads_its_taps() -> None:
+    """`torch.save(model)` of an earlier version pickles a module without the kept read: it
+    must read its taps when first asked, not fail moving or running."""
+    module = BlurPool2d(2, None, filter="custom", taps=[1.0, 2.0, 1.0], backend="triton")
+    del module.__dict__["_read_taps"]
+    x = torch.randn(1, 2, 7, 6)
+    torch.testing.assert_close(module.to("cpu")(x), _custom_reference(BlurPool2d, x, [1, 2, 1]),
+                               **FP32)  # fmt: skip
+    assert module.tap_values == (0.25, 0.5, 0.25)
+
+
+def test_a_data_parallel_replica_takes_the_floats_of_the_module_it_copies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`nn.DataParallel` makes replicas at every call, each with copies of the buffers: reading
+    the copies would wait for each device at every call."""
+    module = BlurPool2d(2, 3)
+    replica = module._replicate_for_data_parallel()
+    replica._buffers["taps"] = module.taps.clone()  # as replicate() hands each its copy
+    monkeypatch.setattr("kernels.modules.tap_values", pytest.fail)
+    assert replica._fused_tap_values() == (0.25, 0.5, 0.25)
+
+
 def test_moving_a_module_does_not_read_its_taps_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """Reading a CUDA buffer waits for the device (and is refused while a CUDA graph is
     captured): moving the module moves the taps' values without reading them again."""
