@@ -2,25 +2,31 @@
 
 For a setting (padding, placement, filter size, ...) the runs that use it are grouped by its
 value; each value's mean gets a 95 % t-interval, the other settings varied pooled (the
-setting's main effect), and the best value's lead over the next is a Welch difference: clear
+setting's main effect: a fair comparison where every value ran with the same other settings,
+as a full grid does), and the best value's lead over the next is a Welch difference: clear
 when its interval excludes zero. Runs whose network leaves the setting unused (the padding of
-a network without blur) are left out: they do not say how the setting does.
+a network without blur) are left out: they do not say how the setting does. A setting of
+more than MAX_VALUES values (a sampled learning rate) is a curve, not a choice, and is left to
+the figures.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from ablate.report_questions import SPLIT_BY, Answer, difference_unit, format_value
-from ablate.report_stats import metric_interval, welch_difference
+from ablate.report_stats import Difference, metric_interval, welch_difference
+from ablate.report_table import at_chance
 from ablate.spec import DETERMINISTIC_METRICS, METRIC_BOUNDS, Objective
 from ablate.variant_config import unused_fields
 
 #: How a metric's values read, after the number.
 UNITS = {"forward_mflops": " MFLOPs", "peak_memory_mb": " MB"}
+MAX_VALUES = 8
 
 
 def choice_answers(
@@ -28,19 +34,30 @@ def choice_answers(
 ) -> list[Answer]:
     """S1, S2, ...: per setting in `varied` (not the SPLIT_BY ones, which are other
     experiments) and per objective, which value does best; none for a setting whose runs use
-    fewer than two of its values."""
+    fewer than two of its values, or more than MAX_VALUES."""
     answers = []
     for setting in varied:
         if setting in SPLIT_BY or setting not in runs:
             continue
         uses = [setting not in unused_fields(row) for row in runs.to_dict("records")]
         using = runs[np.asarray(uses, dtype=bool)]
-        if using[setting].nunique() < 2:
+        labels = using[setting].map(value_label)
+        if not 2 <= labels.nunique() <= MAX_VALUES:
             continue
         for objective in objectives:
             key = f"S{len(answers) + 1}"
-            answers.append(_best_value(using, setting, objective, key))
+            answers.append(_best_value(using, labels, setting, objective, key))
     return answers
+
+
+def value_label(value: object) -> str:
+    """A setting's value as the sentence names it: a whole number without '.0' (a column that
+    holds None too is read as floats), None as the default it stands for."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "None (its default)"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def unit_of(metric: str) -> str:
@@ -50,42 +67,79 @@ def unit_of(metric: str) -> str:
     return " images/s" if metric.endswith("_images_per_s") else UNITS.get(metric, "")
 
 
-def _best_value(runs: pd.DataFrame, setting: str, objective: Objective, key: str) -> Answer:
+def _best_value(
+    runs: pd.DataFrame, labels: pd.Series, setting: str, objective: Objective, key: str
+) -> Answer:
     metric, maximize = objective.metric, objective.direction == "maximize"
     question = f"Which {setting} gives the {'highest' if maximize else 'lowest'} `{metric}`?"
-    values = pd.to_numeric(runs[metric], errors="coerce") if metric in runs else None
-    groups = {} if values is None else {
-        value: values[runs[setting] == value].dropna() for value in runs[setting].unique()
-    }  # fmt: skip
-    groups = {value: group for value, group in groups.items() if len(group)}
+    if metric not in runs:
+        return Answer(key, question, f"Cannot be answered: the runs carry no `{metric}`.")
+    values = pd.to_numeric(runs[metric], errors="coerce")
+    stuck = at_chance(runs)
+    groups = {label: values[labels == label].dropna() for label in labels.unique()}
+    # a measure left out for runs that did not learn (consistency) can leave a value none
+    unmeasured = [label for label, group in groups.items() if group.empty]
+    groups = {label: group for label, group in groups.items() if len(group)}
     if len(groups) < 2:
         because = f"fewer than two values of {setting} have runs with `{metric}`"
         return Answer(key, question, f"Cannot be answered from this study: {because}.")
-    ranked = sorted(groups, key=lambda value: groups[value].mean(), reverse=maximize)
+    ranked = sorted(groups, key=lambda label: groups[label].mean(), reverse=maximize)
+    deterministic = metric in DETERMINISTIC_METRICS
     unit = unit_of(metric)
     means = ", ".join(
-        f"{value} {format_value(groups[value].mean(), unit=unit)}"
-        f"{_interval(metric_interval(groups[value], metric))} (n = {len(groups[value])})"
-        for value in ranked
+        f"{label} {format_value(groups[label].mean(), unit=unit)}"
+        f"{'' if deterministic else _interval(metric_interval(groups[label], metric))}"
+        f" (n = {len(groups[label])}"
+        f"{_not_learned(stuck[groups[label].index].sum(), stuck[labels == label].sum())})"
+        for label in ranked
     )
     best, second = ranked[:2]
-    lead = welch_difference(groups[best], groups[second], metric in DETERMINISTIC_METRICS)
+    lead = welch_difference(groups[best], groups[second], deterministic)
+    sentence = (
+        f"{_verdict(best, second, lead, unit, deterministic)}. Mean of each value's runs, the "
+        f"other settings varied pooled: {means}."
+    )
+    if unmeasured:
+        sentence += f" No run that learned, so no `{metric}`: {', '.join(unmeasured)}."
+    counts = {len(group) for group in groups.values()}
+    if len(counts) > 1 and not unmeasured:
+        sentence += (
+            " The values have different numbers of runs, so the other settings may not be "
+            "spread alike over them: the comparison can mix in their effects."
+        )
+    return Answer(key, question, sentence, lead)
+
+
+def _verdict(best: str, second: str, lead: Difference, unit: str, deterministic: bool) -> str:
     difference = format_value(lead.estimate, True, difference_unit(unit))
+    if deterministic:  # the same in every run of a configuration: no seed's luck to bound
+        if lead.estimate == 0:
+            return f"No difference: {best} and {second} give the same"
+        return (
+            f"{best}, on average: ahead of {second} by {difference} (the same in every run of "
+            "a configuration; the spread within a value is the other settings')"
+        )
     ahead = (
         f"{best} is ahead of {second} (difference {difference}"
         f"{_interval((lead.low, lead.high), signed=True)})"
     )
     if lead.excludes_zero:
-        verdict = f"{best}: {ahead}, a clear lead (its 95 % interval excludes zero)"
-    elif np.isfinite(lead.low) and lead.low != lead.high:
-        verdict = f"No clear best: {ahead}, an interval that includes zero (more seeds would tell)"
-    else:
-        verdict = (
-            f"No clear best: {ahead}, with no interval (a value has fewer than two runs, or its "
-            "runs tie)"
-        )
-    sentence = f"{verdict}. Mean of each value's runs, the other settings varied pooled: {means}."
-    return Answer(key, question, sentence, lead)
+        return f"{best}: {ahead}, a clear lead (its 95 % interval excludes zero)"
+    if np.isfinite(lead.low) and lead.low != lead.high:
+        return f"No clear best: {ahead}, an interval that includes zero (more seeds would tell)"
+    return (
+        f"No clear best: {ahead}, with no interval (a value has fewer than two runs, or its "
+        "runs tie)"
+    )
+
+
+def _not_learned(counted: int, of_value: int) -> str:
+    """', 1 did not learn' for runs counted; '; 2 that did not learn left out' for the others
+    of the value (their measure is masked)."""
+    left_out = int(of_value - counted)
+    return (f", {int(counted)} did not learn" if counted else "") + (
+        f"; {left_out} that did not learn left out" if left_out else ""
+    )
 
 
 def _interval(bounds: tuple[float, float], signed: bool = False) -> str:

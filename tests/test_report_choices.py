@@ -59,3 +59,56 @@ def test_settings_that_are_other_experiments_or_take_one_value_get_no_answer() -
         ("S1", "Which placement gives the highest `accuracy`?"),
         ("S2", "Which padding gives the highest `accuracy`?"),
     ]
+
+
+def test_a_default_none_is_a_value_and_whole_numbers_read_whole() -> None:
+    """`sites: [null, 1, 2]`: the None runs (all sites, 95, 96 %) are a value like the others,
+    and the best; pandas reads the column as floats, which must not show as '1.0'."""
+    runs = pd.DataFrame(
+        {
+            "placement": ["paper"] * 6,
+            "filter_size": [3] * 6,
+            "sites": [None, None, 1, 1, 2, 2],
+            "accuracy": [95.0, 96.0, 80.0, 81.0, 70.0, 71.0],
+        }
+    )
+    (answer,) = choice_answers(runs, [ACCURACY], ["sites"])
+    assert answer.sentence.startswith("None (its default): None (its default) is ahead of 1 ")
+    assert "1 80.50 %" in answer.sentence and "1.0" not in answer.sentence
+
+
+def test_runs_that_did_not_learn_are_counted_and_named() -> None:
+    """Consistency is left out for runs that did not learn (NaN here, as the report masks it):
+    a value with none left is named, and a value's count says how many did not learn."""
+    runs = _runs().assign(
+        consistency_circular=[90.0, 92.0, None, None, 95.0, 95.0],
+        learned=[True, True, False, False, True, True],
+    )
+    objective = Objective(metric="consistency_circular", direction="maximize")
+    answers = choice_answers(runs, [objective, ACCURACY], ["placement", "padding"])
+    placement, _, padding, padding_accuracy = (a.sentence for a in answers)
+    assert "Cannot be answered from this study: fewer than two values of padding" in padding
+    assert "No run that learned" not in placement
+    assert "zeros 81.00 % [68.29, 93.71] (n = 2, 2 did not learn)" in padding_accuracy
+    assert "paper 91.00 % [78.29, 100.00] (n = 2; 2 that did not learn left out)" in placement
+
+
+def test_a_measure_every_run_of_a_configuration_repeats_gets_no_interval_or_seeds_advice():
+    """FLOPs do not change with padding: a tie, said as one, with no 'more seeds'."""
+    runs = _runs().assign(forward_mflops=[17.4] * 6)
+    flops = Objective(metric="forward_mflops", direction="minimize")
+    (answer,) = choice_answers(runs, [flops], ["padding"])
+    assert answer.sentence.startswith("No difference: ")
+    assert "seeds" not in answer.sentence and "[" not in answer.sentence
+
+
+def test_a_sampled_continuous_setting_is_no_choice_and_uneven_runs_are_flagged() -> None:
+    """Thirty sampled learning rates are a curve, not a choice among values; values with
+    different numbers of runs get the caveat that the other settings may differ."""
+    runs = pd.DataFrame(
+        {"lr": [0.01 * (1 + i) for i in range(30)], "accuracy": [float(i) for i in range(30)]}
+    )
+    assert choice_answers(runs, [ACCURACY], ["lr"]) == []
+    uneven = _runs().iloc[:3]  # reflect twice, zeros once
+    (answer,) = choice_answers(uneven, [ACCURACY], ["padding"])
+    assert answer.sentence.endswith("the comparison can mix in their effects.")
