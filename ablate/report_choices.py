@@ -36,11 +36,11 @@ def choice_answers(
     experiments) and per objective, which value does best; none for a setting whose runs use
     fewer than two of its values, or more than MAX_VALUES."""
     answers = []
+    unused = [set(unused_fields(row)) for row in runs.to_dict("records")]
     for setting in varied:
         if setting in SPLIT_BY or setting not in runs:
             continue
-        uses = [setting not in unused_fields(row) for row in runs.to_dict("records")]
-        using = runs[np.asarray(uses, dtype=bool)]
+        using = runs[np.asarray([setting not in fields for fields in unused], dtype=bool)]
         labels = using[setting].map(value_label)
         if not 2 <= labels.nunique() <= MAX_VALUES:
             continue

@@ -63,7 +63,7 @@ def train(
     given, is called after steps `probe_steps(steps)`; it must leave the model's mode, its
     buffers and the random streams as they were (an evaluation under `torch.inference_mode`
     does). Raises `TrainingDiverged` at the first step whose loss is not finite, or at the last
-when it left the weights not finite.
+    when it left the weights not finite.
     """
     device = torch.device(device)
     x, y = splits.train_x.to(device), splits.train_y.to(device)

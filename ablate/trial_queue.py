@@ -190,12 +190,8 @@ def process_table() -> str | None:
 
 def claimed_any(study: optuna.Study, pid: int) -> bool:
     """Whether process `pid` of this host (`owner_record`) has claimed a trial of `study`."""
-    mine = owner_record()
-    return any(
-        _owner(trial).get("pid") == pid
-        and all(_owner(trial).get(key) == mine[key] for key in ("host", "process_table"))
-        for trial in study.get_trials(deepcopy=False)
-    )
+    owners = (_owner(trial) for trial in study.get_trials(deepcopy=False))
+    return any(owner.get("pid") == pid and _on_this_host(owner) for owner in owners)
 
 
 def fail_and_retry(
@@ -261,11 +257,19 @@ def finished_slots(study: optuna.Study, max_retries: int) -> set[int]:
         slot
         for slot, trials in by_slot.items()
         if isinstance(slot, int)  # a planned point
-        and (
-            any(t.state == TrialState.COMPLETE for t in trials)
-            or (slot not in retried and all(t.state == TrialState.FAIL for t in trials))
-        )
+        and _slot_outcome(trials) in ("complete", "failed")
+        and slot not in retried
     }
+
+
+def _slot_outcome(trials: Sequence[FrozenTrial]) -> str:
+    """Where one slot stands: complete, running, waiting or failed (every attempt failed)."""
+    states = {trial.state for trial in trials}
+    if TrialState.COMPLETE in states:
+        return "complete"
+    if TrialState.RUNNING in states:
+        return "running"
+    return "waiting" if TrialState.WAITING in states else "failed"
 
 
 def _failed_with_retries_left(
@@ -424,18 +428,13 @@ def queue_status(study: optuna.Study, max_retries: int) -> QueueStatus:
     outcome: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     for trials in by_slot.values():
-        states = {trial.state for trial in trials}
-        if TrialState.COMPLETE in states:
-            outcome["complete"] += 1
+        where = _slot_outcome(trials)
+        outcome[where] += 1
+        if where == "complete":
             complete = next(t for t in trials if t.state == TrialState.COMPLETE)
             seeds = complete.user_attrs.get("seeds", ())
             outcome["complete_at_chance"] += any(r.get("learned") is False for r in seeds)
-        elif TrialState.RUNNING in states:
-            outcome["running"] += 1
-        elif TrialState.WAITING in states:
-            outcome["waiting"] += 1
-        else:
-            outcome["failed"] += 1
+        elif where == "failed":
             # the last real attempt's: not a duplicate retry's placeholder
             attempts = [t for t in trials if t.user_attrs.get("fail_reason") != DUPLICATE_RETRY]
             last = max(attempts or trials, key=lambda trial: trial.number)

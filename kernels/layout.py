@@ -17,4 +17,9 @@ def keeps_channels_last(x: torch.Tensor) -> bool:
 
 def memory_format_of(x: torch.Tensor) -> torch.memory_format:
     """The memory format outputs derived from ``x`` take (:func:`keeps_channels_last`)."""
-    return torch.channels_last if keeps_channels_last(x) else torch.contiguous_format
+    return memory_format(keeps_channels_last(x))
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """``torch.channels_last``, or ``torch.contiguous_format`` (NCHW)."""
+    return torch.channels_last if channels_last else torch.contiguous_format

@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-from kernels.layout import memory_format_of
+from kernels.layout import memory_format, memory_format_of
 from kernels.padding import blur_output_size
 from kernels.tuning import check_config, launch_config, lookup_state, tuning_key
 
@@ -80,8 +80,8 @@ def gradient_buffer(
     input gradient: ``shape``, ``grad``'s dtype and device, the input's layout."""
     if out is not None:
         return output_buffer(out, grad, shape)
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    return torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=layout)
+    return torch.empty(shape, dtype=grad.dtype, device=grad.device,
+                       memory_format=memory_format(channels_last))  # fmt: skip
 
 
 def element_extent(t: torch.Tensor) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from kernels.layout import keeps_channels_last
+from kernels.layout import keeps_channels_last, memory_format
 from kernels.ops.common import (
     MemoisedLaunch,
     eager_autograd,
@@ -195,8 +195,7 @@ def differentiable_input_gradient(
     index = (rows * width + cols).reshape(n, c, h * w)
     dx = grad_max.new_zeros((n, c, (h + k - 1) * width))
     dx = dx.scatter_add(2, index, grad_max.reshape(n, c, h * w))
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    return dx.view(n, c, h + k - 1, width).contiguous(memory_format=layout)
+    return dx.view(n, c, h + k - 1, width).contiguous(memory_format=memory_format(channels_last))
 
 
 def _input_gradient(
