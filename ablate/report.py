@@ -27,14 +27,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
 
 from ablate import report_figures as figs
 from ablate.pareto import pareto_mask
@@ -74,6 +72,7 @@ from ablate.report_table import (
     write_table,
 )
 from ablate.storage import StorageLocation
+from ablate.trial_queue import QueueStatus, queue_status
 from ablate.variant_config import UNUSED_FIELDS_TEXT, VariantConfig
 
 FIGURE_DIR = "figures"
@@ -455,22 +454,21 @@ def summary_blocks(
     return blocks
 
 
-def unfinished_note(study: optuna.Study) -> Paragraph | None:
-    """Where trials are still waiting or running, that the report is from the finished ones
-    only (a front and answers that read as the study's would mislead)."""
-    pending = Counter(
-        trial.state
-        for trial in study.get_trials(
-            deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)
-        )
-    )
-    if not pending:
+def unfinished_note(status: QueueStatus) -> Paragraph | None:
+    """Where design points still wait, run or have a retry left, that the report is from the
+    finished ones only (a front and answers that read as the study's would mislead)."""
+    if status.done and not status.retry_on_resume:
         return None
+    counts = {
+        "running": status.running,
+        "waiting": status.waiting,
+        "failed with a retry left": status.retry_on_resume,
+    }
+    left = [f"{n} {state}" for state, n in counts.items() if n]
     return Paragraph(
-        f"**Not finished:** {pending[TrialState.RUNNING]} trial(s) running and "
-        f"{pending[TrialState.WAITING]} waiting. Everything below is from the trials finished "
-        "so far: run the study's command again to finish it (it resumes where it stopped), "
-        "then this report."
+        f"**Not finished:** design points {', '.join(left)}. "
+        "Everything below is from the points finished so far: run the study's command again to "
+        "finish it (it resumes where it stopped), then this report."
     )
 
 
@@ -500,7 +498,7 @@ def write_report(out_dir: Path | str, storage: str | None = None) -> list[Path]:
     ]
     blocks = summary_blocks(
         meta, location, runs, configs, failed, config_cols, varied, sections, outcomes,
-        unfinished_note(study),
+        unfinished_note(queue_status(study, meta.max_retries)),
     )  # fmt: skip
     written += write_documents(f"Study {meta.study_name}", blocks, out_dir)
     return written

@@ -17,6 +17,7 @@ import optuna
 import pandas as pd
 
 from ablate.report_stats import metric_interval
+from ablate.spec import StudySpec
 from ablate.storage import (
     DEFAULT_JOURNAL,
     StorageLocation,
@@ -59,6 +60,8 @@ class StudyMeta:
     storage: str | None
     objectives: tuple[Objective, ...]
     constraints: tuple[Constraint, ...] = field(default_factory=tuple)
+    max_retries: int = StudySpec.model_fields["max_retries"].default
+    """How often a failed point runs again (the spec's default where `meta.json` predates it)."""
 
 
 def read_meta(out_dir: Path) -> StudyMeta:
@@ -86,7 +89,13 @@ def read_meta(out_dir: Path) -> StudyMeta:
         Constraint(str(c["metric"]), c.get("min"), c.get("max"))
         for c in raw.get("constraints") or ()
     )
-    return StudyMeta(str(raw["study_name"]), raw.get("storage"), tuple(objectives), constraints)
+    return StudyMeta(
+        str(raw["study_name"]),
+        raw.get("storage"),
+        tuple(objectives),
+        constraints,
+        int(raw.get("max_retries", StudyMeta.max_retries)),
+    )
 
 
 def study_location(out_dir: Path, meta: StudyMeta, url: str | None = None) -> StorageLocation:

@@ -489,7 +489,25 @@ def test_a_report_of_an_unfinished_study_says_so_first(tmp_path: Path) -> None:
     write_report(tmp_path / "s")
     summary = (tmp_path / "s" / "summary.md").read_text()
     first = summary.split("\n\n")[1]  # after the title
-    assert first.startswith("**Not finished:** 1 trial(s) running and 1 waiting. Everything below")
+    assert first.startswith("**Not finished:** design points 1 running, 1 waiting. Everything")
+
+
+def test_an_unfinished_note_counts_failed_points_a_resume_runs_again(tmp_path: Path) -> None:
+    """A failed point with a retry left (a stop between its failure and its retry, or missing
+    data) is run by a resume, so the study is not finished; one out of retries is."""
+    study = make_study(tmp_path / "s", {"filter_size": [3, 5]}, seeds=[0])
+    meta_path = tmp_path / "s" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "max_retries": 1}))
+    study.enqueue_trial({"filter_size": 3}, user_attrs={"slot": 7, "attempt": 0})
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    write_report(tmp_path / "s")
+    first = (tmp_path / "s" / "summary.md").read_text().split("\n\n")[1]
+    assert first.startswith("**Not finished:** design points 1 failed with a retry left."), first
+    study.enqueue_trial({"filter_size": 3}, user_attrs={"slot": 7, "attempt": 1})
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    write_report(tmp_path / "s")
+    assert "Not finished" not in (tmp_path / "s" / "summary.md").read_text()
 
 
 def test_the_summary_says_what_made_the_runs(tmp_path: Path) -> None:
