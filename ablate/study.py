@@ -59,7 +59,7 @@ from ablate.trial_queue import (
     reap_dead_trials,
     requeue_lost_retries,
 )
-from ablate.variant_config import UNUSED_FIELDS_TEXT, run_identity
+from ablate.variant_config import UNUSED_FIELDS_TEXT, VariantConfig, run_identity
 from ablate.workers import (
     STOPPED_EXIT,
     Objective,
@@ -543,29 +543,76 @@ def estimate_time(
     lines = [f"budget: {images:,.0f} training images in all (from the spec's epochs/steps)"]
     if not probe:
         return lines
-    probe_config = configs[0].model_copy(update={"steps": PROBE_STEPS})
-    start = time.perf_counter()
-    try:
-        metrics = (objective or default_objective())(probe_config)
-    except Exception as error:  # an estimate is optional; say why there is none
-        if getattr(error, "deterministic", False):  # it fails so every time: bad input
-            raise ValueError(f"the first trial cannot be built: {error}") from error
-        return [*lines, f"no time estimate: the probe run failed ({type(error).__name__}: {error})"]
-    seconds = time.perf_counter() - start
-    per_s = float(metrics.get("train_images_per_s") or 0.0)
-    overhead = max(0.0, seconds - float(metrics.get("train_seconds") or 0.0))
-    if per_s <= 0:
-        return [*lines, f"probe run took {seconds:.1f} s but reported no train_images_per_s"]
+    probed = []
+    for which, point in _probed_points(spec, points):
+        run = _probe(spec.point_config(point, seed=spec.seeds[0], device=device), which, objective)
+        if isinstance(run, str):
+            return [*lines, run]
+        probed.append(run)
+    # the trials between are taken to run at the probes' mean time per image and per run
+    per_s = len(probed) / sum(1 / run.images_per_s for run in probed)
+    overhead = sum(run.overhead_s for run in probed) / len(probed)
     total = overhead * len(configs) * (1 if spec.sampler.name == "grid" else len(slots))
     total += images / per_s
+    which = " and ".join(run.which for run in probed)
+    probes = (
+        f"{PROBE_STEPS}-step probes of the {which} trials"
+        if len(probed) > 1
+        else f"a {PROBE_STEPS}-step probe of the {which} trial"
+    )
+    speeds = ", ".join(f"{run.images_per_s:,.0f} train images/s ({run.which})" for run in probed)
     return [
         *lines,
-        f"estimate: {_duration(total / workers)} with {workers} worker(s), from a "
-        f"{PROBE_STEPS}-step probe of the first trial on {metrics.get('device', device)}: "
-        f"{per_s:,.0f} train images/s "
-        f"and {overhead:.1f} s of set-up + evaluation per run (assumes every trial runs "
-        "at that speed)",
+        f"estimate: {_duration(total / workers)} with {workers} worker(s), from "
+        f"{probes} on {probed[0].device}: {speeds}, "
+        f"and {overhead:.1f} s of set-up + evaluation per run (assumes the other trials run at "
+        "the probes' mean speed)",
     ]
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """What a short run of one trial says of the study's speed."""
+
+    which: str  # the trial probed: "first" or "last"
+    images_per_s: float  # training
+    overhead_s: float  # set-up and evaluation: the run's time outside training
+    device: str
+
+
+def _probe(config: VariantConfig, which: str, objective: Objective | None) -> ProbeRun | str:
+    """A PROBE_STEPS-step run of `config`, or why there is no estimate; a ValueError where the
+    trial fails so every time (bad input)."""
+    start = time.perf_counter()
+    try:
+        metrics = (objective or default_objective())(
+            config.model_copy(update={"steps": PROBE_STEPS})
+        )
+    except Exception as error:  # an estimate is optional; say why there is none
+        if getattr(error, "deterministic", False):
+            raise ValueError(f"the {which} trial cannot be built: {error}") from error
+        return f"no time estimate: the probe run failed ({type(error).__name__}: {error})"
+    seconds = time.perf_counter() - start
+    per_s = float(metrics.get("train_images_per_s") or 0.0)
+    if per_s <= 0:
+        return f"probe run took {seconds:.1f} s but reported no train_images_per_s"
+    overhead = max(0.0, seconds - float(metrics.get("train_seconds") or 0.0))
+    return ProbeRun(which, per_s, overhead, str(metrics.get("device", config.device)))
+
+
+def _probed_points(
+    spec: StudySpec, points: Sequence[dict[str, Any]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The first point and, where it makes another network, the last: a grid's first point is
+    often the fastest (no blur) and its last the slowest (the largest filter)."""
+    first, last = points[0], points[-1]
+
+    def identity(point: dict[str, Any]) -> str:
+        return run_identity(spec.point_config(point, seed=spec.seeds[0]).model_dump())
+
+    if len(points) == 1 or identity(first) == identity(last):
+        return [("first", first)]
+    return [("first", first), ("last", last)]
 
 
 def _duration(seconds: float) -> str:

@@ -488,6 +488,35 @@ def test_dry_run_plans_the_grid_and_estimates_time_from_a_probe(tmp_path, capsys
     assert estimate_time(spec, slots, 2, "cpu", fake_objective, probe=False) == [budget]
 
 
+def test_the_time_estimate_probes_the_first_and_the_last_trial(tmp_path):
+    """A grid's first point is often its fastest (no blur) and its last its slowest: the
+    estimate takes their mean time per image, so a slow last point is not left out of it."""
+    spec = make_spec(tmp_path, base={"dataset": "synthetic", "model": "vgg", "steps": 10})
+    slots = plan(spec)  # filter sizes 1, 2, 3 x zeros, reflect; batches of 128
+    probed = []
+
+    def speed_by_filter(config: VariantConfig) -> dict:
+        probed.append(config.filter_size)
+        return {"train_images_per_s": 1280.0 / config.filter_size, "train_seconds": 0.0}
+
+    _, estimate = estimate_time(spec, slots, 1, "cpu", speed_by_filter, probe=True)
+    assert probed == [1, 3]
+    # 12 runs x 10 steps x 128 images at (1 + 3) / 2 / 1280 s per image: 24 s (12 s from the
+    # first point alone)
+    assert estimate.startswith("estimate: 0 min 24 s"), estimate
+    assert "probes of the first and last trials" in estimate
+    assert "1,280 train images/s (first), 427 train images/s (last)" in estimate
+    probed.clear()
+    # a filter of one tap reads no padding: both points make one network, probed once
+    one = make_spec(
+        tmp_path,
+        base={"dataset": "synthetic", "filter_size": 1, "steps": 10},
+        space={"padding": {"choices": ["zeros", "reflect"]}},
+    )
+    _, estimate = estimate_time(one, plan(one), 1, "cpu", speed_by_filter, probe=True)
+    assert probed == [1] and "a 2-step probe of the first trial" in estimate
+
+
 def test_a_dry_run_refuses_a_first_trial_that_cannot_be_built(tmp_path):
     """A probe that fails the same way every time (an image too small for the network) is
     bad input; any other failure of the probe leaves the estimate out."""
