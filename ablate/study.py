@@ -13,7 +13,6 @@ report files.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
@@ -21,7 +20,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,7 +50,6 @@ from ablate.trial_queue import (
     PLAN_LOCK_MARK,
     STALE_AFTER_S,
     QueueStatus,
-    claimed_any,
     finished_slots,
     plan_slots,
     planned_slots,
@@ -60,14 +58,13 @@ from ablate.trial_queue import (
     requeue_lost_retries,
 )
 from ablate.variant_config import UNUSED_FIELDS_TEXT, VariantConfig, run_identity
+from ablate.worker_pool import WorkerPool, stop_workers
 from ablate.workers import (
-    STOPPED_EXIT,
     Objective,
     WorkerJob,
     default_objective,
     make_sampler,
     plan,
-    run_worker,
     stop_on_sigterm,
 )
 from kernels.files import atomic_write_text
@@ -322,91 +319,30 @@ def _run_workers(
     pins: list[str | None],
     options: RunOptions,
 ) -> None:
-    """Start the workers and follow the study until they have exited; a worker killed while
-    it ran a trial (the kernel's OOM killer, a crash in native code) has that trial failed
-    with the reason and retried, and a new worker takes its place (so does one killed between
-    trials; not one that died before it claimed any, which a new one would repeat)."""
+    """Start the workers and follow the study until they have exited."""
     (out_dir / "logs").mkdir(exist_ok=True)
-    context = multiprocessing.get_context("spawn")
-    # each worker's share of the cores (unless OMP_NUM_THREADS says otherwise): torch's default,
-    # every core in every worker, would oversubscribe them and slow each run, and so skew its
-    # throughput, by as much as there are workers
-    threads = None
-    if "OMP_NUM_THREADS" not in os.environ and len(pins) > 1:
-        threads = str(max(1, (os.cpu_count() or 1) // len(pins)))
-
-    def start(index: int) -> multiprocessing.process.BaseProcess:
-        gpu = pins[index]
-        job = WorkerJob(
-            spec=spec,
-            storage=location,
-            index=index,
-            device="cuda" if gpu is not None and options.device == "auto" else options.device,
-            objective=options.objective,
-            heartbeat_s=options.heartbeat_s,
-            stale_after_s=options.stale_after_s,
-            poll_s=options.poll_s,
-            # one file per runner too: two runners on one folder wrote one log, interleaved
-            log_file=str(out_dir / "logs" / f"worker-{index}-runner-{os.getpid()}.log"),
-            reuse=options.reuse,
-        )
-        process = context.Process(target=run_worker, args=(job,), name=f"ablate-worker-{index}")
-        with _environment(CUDA_VISIBLE_DEVICES=gpu, OMP_NUM_THREADS=threads):
-            process.start()
-        return process
-
-    processes = [start(index) for index in range(len(pins))]
-    seen_dead: set[int] = set()
-
-    def replace_the_dead() -> None:
-        for index, process in enumerate(processes):
-            if process.exitcode in (None, 0, STOPPED_EXIT) or process.pid in seen_dead:
-                continue
-            seen_dead.add(process.pid)
-            reaped = reap_dead_trials(
-                study, storage, slots, spec.max_retries, options.stale_after_s
-            )
-            # Its trial may have been reaped by another worker first, or it died between trials.
-            ran_trials = reaped or claimed_any(study, process.pid)
-            if ran_trials and not queue_status(study, spec.max_retries).done:
-                running = (
-                    f" running trial {', '.join(map(str, reaped))}: failed and queued again"
-                    if reaped
-                    else ""
-                )
-                print(
-                    f"{process.name} died (exit code {process.exitcode}){running}; a new worker "
-                    "takes its place",
-                    file=sys.stderr,
-                )
-                processes[index] = start(index)
-
+    template = WorkerJob(
+        spec=spec,
+        storage=location,
+        index=0,
+        device=options.device,
+        objective=options.objective,
+        heartbeat_s=options.heartbeat_s,
+        stale_after_s=options.stale_after_s,
+        poll_s=options.poll_s,
+        reuse=options.reuse,
+    )
+    pool = WorkerPool(study, storage, slots, template, pins, out_dir / "logs")
+    pool.start()
     where = f"GPUs {', '.join(p for p in pins if p)}" if any(pins) else "CPU"
-    print(f"{len(processes)} worker(s) on {where}; logs in {out_dir / 'logs'}", file=sys.stderr)
+    print(f"{len(pins)} worker(s) on {where}; logs in {out_dir / 'logs'}", file=sys.stderr)
     try:
-        _follow(study, spec, out_dir, processes, options, replace_the_dead)
+        _follow(study, spec, out_dir, pool.processes, options, pool.replace_the_dead)
     except KeyboardInterrupt:
         print("interrupted: stopping workers; run the same command to resume", file=sys.stderr)
-        stop_workers(processes, options.stop_wait_s)
+        stop_workers(pool.processes, options.stop_wait_s)
         raise
-    for process in processes:
-        process.join()
-        if process.exitcode:
-            print(f"{process.name} exited with code {process.exitcode}", file=sys.stderr)
-
-
-def stop_workers(processes: Sequence[multiprocessing.process.BaseProcess], wait_s: float) -> None:
-    """End the workers within about 2 × `wait_s` however many there are: SIGTERM at once,
-    which they take as Ctrl-C (a stop that reached the runner alone, as `kill` or a
-    scheduler's, had left them claiming new trials; one that reached them too makes them
-    ignore this one), then SIGKILL."""
-    for ask in ("terminate", "kill"):
-        alive = [p for p in processes if p.is_alive()]
-        for process in alive:
-            getattr(process, ask)()
-        deadline = time.monotonic() + wait_s
-        for process in alive:
-            process.join(timeout=max(0.0, deadline - time.monotonic()))
+    pool.join()
 
 
 def _follow(
@@ -447,21 +383,6 @@ def _follow(
             # every 30 s, not one per poll. A trial that fails after some seeds takes them back.
             bar.update(now.runs_done(seeds) - status.runs_done(seeds))
             status = now
-
-
-@contextlib.contextmanager
-def _environment(**values: str | None) -> Iterator[None]:
-    """Set environment variables (None: leave as is) for processes started in the block."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update({k: v for k, v in values.items() if v is not None})
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _write_report(out_dir: Path, storage: str | None) -> None:

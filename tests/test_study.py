@@ -45,7 +45,6 @@ from ablate.study import (
     estimate_time,
     main,
     run_study,
-    stop_workers,
     write_study_files,
 )
 from ablate.trial_queue import (
@@ -60,6 +59,7 @@ from ablate.trial_queue import (
 )
 from ablate.variant import UnbuildableVariant, made_by
 from ablate.variant_config import VariantConfig
+from ablate.worker_pool import stop_workers
 from ablate.workers import (
     Heartbeat,
     plan,
@@ -294,7 +294,7 @@ def test_a_killed_worker_whose_trial_another_reaped_is_replaced(
     out = tmp_path / "out"
     marker = tmp_path / "hung.pid"
     monkeypatch.setenv("ABLATE_TEST_HANG", str(marker))
-    monkeypatch.setattr("ablate.study.reap_dead_trials", lambda *args, **kwargs: [])
+    monkeypatch.setattr("ablate.worker_pool.reap_dead_trials", lambda *args, **kwargs: [])
     killer = threading.Thread(target=_signal_when_hung, args=(marker, []))
     killer.start()
     status = run_study(spec, out, options(workers=1))
