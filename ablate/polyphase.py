@@ -39,6 +39,7 @@ take its choice of that pass.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -51,11 +52,30 @@ _TINY = torch.finfo(torch.float32).tiny  # the log of an all-zero component's no
 
 
 class PhaseLink:
-    """The choice of the `leader` in the current forward pass, taken by the linked modules."""
+    """The choice of the `leader` in the current forward pass, taken by the linked modules.
+
+    The choice is kept per thread (threads that run the model at once each follow their own
+    pass) and is not part of the model: a copy or a pickle of the model starts without one
+    (in training it holds the scorer's autograd graph, which a deep copy refuses).
+    """
 
     def __init__(self, leader: PolyphasePool2d) -> None:
         self.leader = leader
-        self.choice: torch.Tensor | None = None
+        self._pass = threading.local()
+
+    @property
+    def choice(self) -> torch.Tensor | None:
+        return getattr(self._pass, "choice", None)
+
+    @choice.setter
+    def choice(self, choice: torch.Tensor) -> None:
+        self._pass.choice = choice
+
+    def __getstate__(self) -> dict[str, PolyphasePool2d]:
+        return {"leader": self.leader}
+
+    def __setstate__(self, state: dict[str, PolyphasePool2d]) -> None:
+        self.__init__(state["leader"])
 
 
 class ComponentScorer(nn.Module):

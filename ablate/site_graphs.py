@@ -63,12 +63,13 @@ class SiteGraphs:
 class SiteTracer(fx.Tracer):
     """Traces into the modules named in `through` (but torch.nn's own) and those above a
     site; every other module, and each site, stays one call (a site of a Conv2d subclass that
-    pads itself, timm's Conv2dSame, is one node however its forward is written)."""
+    pads itself, timm's Conv2dSame, is one node however its forward is written). Both sets
+    default to empty as torch.fx makes one with no arguments to load a saved graph module."""
 
-    def __init__(self, site_names: set[str], through: set[str]) -> None:
+    def __init__(self, site_names: Collection[str] = (), through: Collection[str] = ()) -> None:
         super().__init__()
-        self.site_names = site_names
-        self.through = through
+        self.site_names = set(site_names)
+        self.through = set(through)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if module_qualified_name in self.site_names:

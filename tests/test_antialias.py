@@ -1033,3 +1033,23 @@ def test_scripted_graph_reads_the_mode():
     scripted = torch.jit.script(net)
     torch.testing.assert_close(scripted.eval()(x), net.eval()(x))
     assert 0.25 < (scripted.train()(x) == 0).float().mean() < 0.75
+
+
+@pytest.mark.parametrize("subsample", ["fixed", "lps"])
+def test_converted_model_saves_loads_and_copies_after_a_training_step(subsample):
+    """`torch.save(model)` loads back (torch.fx rebuilds each graph with the tracer's class)
+    and a model copies after a training step (an LPS choice keeps no autograd graph)."""
+    import copy
+    import io
+
+    torch.manual_seed(13)
+    net, _ = antialias(build_model("resnet18", width=4), filter_size=3, subsample=subsample)
+    x = torch.randn(2, 3, 32, 32)
+    net.train()(x).sum().backward()
+    buffer = io.BytesIO()
+    torch.save(net, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    copied = copy.deepcopy(net)
+    for other in (loaded, copied):
+        torch.testing.assert_close(other.eval()(x), net.eval()(x))

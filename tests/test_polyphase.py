@@ -1,6 +1,8 @@
 """Adaptive and learnable polyphase sampling: components, choice, shift equivariance, links,
 gradients."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 
@@ -87,6 +89,23 @@ def test_a_follower_that_runs_first_is_an_error():
     link_phases([leader, follower])
     with pytest.raises(RuntimeError, match="ran before the module that chooses"):
         follower(torch.randn(1, 1, 4, 4))
+
+
+def test_each_thread_follows_the_choice_of_its_own_pass():
+    """Two threads running a linked pair at once: one's leader must not choose for the
+    other's follower."""
+    leader, follower = PolyphasePool2d(2), PolyphasePool2d(2)
+    link_phases([leader, follower])
+    picks_corner = torch.zeros(1, 1, 4, 4)
+    picks_corner[:, :, 1::2, 1::2] = 1
+    leader(picks_corner)
+    other_thread = ThreadPoolExecutor(1)
+    other_thread.submit(leader, torch.ones(1, 1, 4, 4)).result()  # chooses (0, 0) there
+    shortcut = torch.randn(1, 3, 4, 4)
+    assert torch.equal(follower(shortcut), shortcut[:, :, 1::2, 1::2])
+    other_follows = other_thread.submit(follower, shortcut).result()
+    assert torch.equal(other_follows, shortcut[:, :, ::2, ::2])
+    other_thread.shutdown()
 
 
 def test_gradient_flows_to_the_kept_component():
