@@ -144,12 +144,14 @@ def _named_filter(
 ) -> tuple[torch.Tensor, tuple[float, ...]]:
     """:func:`_built_filter` of a named filter, kept once built as a plain tensor: one built
     while ``torch.export`` or another fake-tensor mode traces a call is that trace's only (it
-    has no values), and ``torch.compile`` builds its own in the graph."""
+    has no values), ``torch.compile`` builds its own in the graph, and one ``torch.jit.trace``
+    builds records a constant the trace's check would find missing from the next run."""
     key = (filter_size, family, sigma)
     built = _named_filters.get(key)
     if built is None:
         built = _built_filter(filter_size, family, None, sigma)
-        plain = type(built[0]) is torch.Tensor and not torch.compiler.is_compiling()
+        plain = type(built[0]) is torch.Tensor
+        plain = plain and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
         if plain and len(_named_filters) < NAMED_FILTERS_KEPT:
             _named_filters[key] = built
     return built

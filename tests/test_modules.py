@@ -450,6 +450,15 @@ def test_an_export_leaves_no_traced_filter_for_later_calls(monkeypatch: pytest.M
     torch.testing.assert_close(exported.module()(x), expected, **FP32)
 
 
+def test_a_functional_call_traces_on_its_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A named filter first built inside ``torch.jit.trace`` was kept, so the trace's check,
+    which runs the call again, found a graph without it and refused the trace."""
+    monkeypatch.setattr(functional, "_named_filters", {})
+    x = torch.randn(1, 2, 9, 8)
+    traced = torch.jit.trace(lambda x: blur_pool2d(x, 5, backend="torch"), x)
+    torch.testing.assert_close(traced(x), BlurPool2d(2, 5, backend="torch")(x), **FP32)
+
+
 def test_onnx_export_runs() -> None:
     onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx package")
     model = torch.nn.Sequential(*make_modules()[2:], *make_modules()[:2])
