@@ -160,9 +160,19 @@ def warm_case(case: Case, *, impls: Sequence[str], backend: str, device: str) ->
 
 
 def minimal_bytes(case: Case, x: torch.Tensor, y: torch.Tensor) -> dict[str, int]:
-    """Bytes each direction must move at least: inputs read once, outputs written once."""
+    """Bytes each direction must move at least, each read once and each written once: the
+    forward reads x and writes y; the backward reads y's gradient and writes x's and, past a
+    ReLU or a max, what routes the gradient, as compact as the fused kernels keep it (a bit
+    per element of x for the ReLU, a byte per max-map element for the max). Their forward's
+    write of it is not counted; an implementation that reads x again moves more."""
+    n, c, h, w = case.shape
+    routing = {
+        "blur_pool": 0,
+        "blur_pool_relu": math.ceil(x.numel() / 8),
+        "max_blur_pool": n * c * (h - MAX_KERNEL + 1) * (w - MAX_KERNEL + 1),
+    }[case.op]
     fwd = x.nbytes + y.nbytes
-    bwd = y.nbytes + x.nbytes + (x.nbytes if case.op != "blur_pool" else 0)
+    bwd = y.nbytes + x.nbytes + routing
     return {"fwd": fwd, "bwd": bwd, "fwd_bwd": fwd + bwd}
 
 
