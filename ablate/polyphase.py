@@ -52,15 +52,15 @@ _TINY = torch.finfo(torch.float32).tiny  # the log of an all-zero component's no
 
 
 class PhaseLink:
-    """The choice of the `leader` in the current forward pass, taken by the linked modules.
+    """The choice of the leading module in the current forward pass, taken by the others.
 
-    The choice is kept per thread (threads that run the model at once each follow their own
-    pass) and is not part of the model: a copy or a pickle of the model starts without one
-    (in training it holds the scorer's autograd graph, which a deep copy refuses).
+    The choice is kept per thread (threads that run the model at once, and the replicas of
+    `nn.DataParallel`, each follow their own pass) and is not part of the model: a copy or a
+    pickle of the model starts without one (in training it holds the scorer's autograd graph,
+    which a deep copy refuses).
     """
 
-    def __init__(self, leader: PolyphasePool2d) -> None:
-        self.leader = leader
+    def __init__(self) -> None:
         self._pass = threading.local()
 
     @property
@@ -71,11 +71,11 @@ class PhaseLink:
     def choice(self, choice: torch.Tensor) -> None:
         self._pass.choice = choice
 
-    def __getstate__(self) -> dict[str, PolyphasePool2d]:
-        return {"leader": self.leader}
+    def __getstate__(self) -> dict[str, object]:
+        return {}
 
-    def __setstate__(self, state: dict[str, PolyphasePool2d]) -> None:
-        self.__init__(state["leader"])
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__()
 
 
 class ComponentScorer(nn.Module):
@@ -119,11 +119,12 @@ class PolyphasePool2d(nn.Module):
         self.scorer = scorer
         self.tau = tau
         self.link: PhaseLink | None = None
+        self.leads = False  # whether it chooses for its link
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         components = polyphase_components(x, self.stride)
         link = self.link
-        if link is not None and link.leader is not self:
+        if link is not None and not self.leads:
             if link.choice is None or link.choice.shape[0] != x.shape[0]:
                 raise RuntimeError(
                     "a linked PolyphasePool2d ran before the module that chooses its component"
@@ -149,7 +150,7 @@ class PolyphasePool2d(nn.Module):
         return hard - soft.detach() + soft  # the choice forward, the softmax's gradient back
 
     def extra_repr(self) -> str:
-        if self.link is not None and self.link.leader is not self:
+        if self.link is not None and not self.leads:
             return f"stride={self.stride}, follows a linked module"
         kind = "aps" if self.scorer is None else f"lps, tau={self.tau}"
         return f"stride={self.stride}, {kind}" + (", leads a link" if self.link else "")
@@ -157,10 +158,11 @@ class PolyphasePool2d(nn.Module):
 
 def link_phases(modules: Sequence[PolyphasePool2d]) -> None:
     """Make the first of `modules` choose for all of them; the others drop their scorers."""
-    link = PhaseLink(modules[0])
+    link = PhaseLink()
     for module in modules:
         module.link = link
-        if module is not link.leader:
+        module.leads = module is modules[0]
+        if not module.leads:
             module.scorer = None
 
 

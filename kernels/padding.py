@@ -8,7 +8,6 @@ reference ops fold it into their per-axis matrices, and the Triton kernels compu
 The code is TorchScript-compatible because the scripted and exported modules run it.
 """
 
-
 import torch
 
 
@@ -39,13 +38,15 @@ def pad_index(n: int, before: int, after: int, mode: str) -> torch.Tensor:
         return torch.where((i >= 0) & (i < n), i, torch.full_like(i, -1))
     if mode == "replicate":
         return i.clamp(0, n - 1)
+    # Divisors as tensors: ONNX export of a graph with a dynamic map size cannot take a
+    # symbolic size as a scalar divisor.
     if mode == "circular":
-        return i.remainder(n)
+        return i.remainder(torch.full_like(i, n))
     if mode == "reflect":
         if n == 1:
             return torch.zeros_like(i)
         period = 2 * (n - 1)  # mirror without repeating the edge
-        folded = i.remainder(period)
+        folded = i.remainder(torch.full_like(i, period))
         return torch.where(folded < n, folded, period - folded)
     # Spelled out: TorchScript cannot read the PADDING_MODES tuple from here.
     raise ValueError(f"padding='{mode}' is not one of zeros, reflect, replicate, circular")

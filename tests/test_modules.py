@@ -472,3 +472,23 @@ def test_onnx_export_runs() -> None:
     session = ort.InferenceSession(buffer.getvalue())
     (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     torch.testing.assert_close(torch.from_numpy(out), model(x), **FP32)
+
+
+@pytest.mark.parametrize("padding", kernels.PADDING_MODES)
+def test_onnx_export_with_a_dynamic_map_size_runs_at_other_sizes(padding: str) -> None:
+    """The dynamo exporter with a dynamic height and width: the padding index maps are built
+    from the symbolic sizes (reflect and circular padding had failed to convert)."""
+    pytest.importorskip("onnxscript", reason="the dynamo ONNX exporter needs onnxscript")
+    ort = pytest.importorskip("onnxruntime", reason="running the ONNX graph needs onnxruntime")
+    model = torch.nn.Sequential(
+        BlurPool2d(3, 3, padding=padding), MaxBlurPool2d(3, 4, padding=padding)
+    )
+    dynamic = torch.export.Dim.DYNAMIC
+    program = torch.onnx.export(
+        model, (torch.randn(2, 3, 16, 16),), dynamo=True, dynamic_shapes=({2: dynamic, 3: dynamic},)
+    )
+    session = ort.InferenceSession(program.model_proto.SerializeToString())
+    for shape in [(2, 3, 13, 22), (2, 3, 9, 7)]:
+        x = torch.randn(shape)
+        (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        torch.testing.assert_close(torch.from_numpy(out), model(x), **FP32)

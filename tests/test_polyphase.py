@@ -108,6 +108,25 @@ def test_each_thread_follows_the_choice_of_its_own_pass():
     other_thread.shutdown()
 
 
+def test_data_parallel_replicas_follow_their_own_leader():
+    """nn.DataParallel copies each module's attributes into replicas run one per thread: a
+    replica of the leader chooses for the replicas of its followers."""
+    leader, follower = PolyphasePool2d(2), PolyphasePool2d(2)
+    link_phases([leader, follower])
+    leader_copy, follower_copy = (m._replicate_for_data_parallel() for m in (leader, follower))
+    picks_corner = torch.zeros(1, 1, 4, 4)
+    picks_corner[:, :, 1::2, 1::2] = 1
+    shortcut = torch.randn(1, 3, 4, 4)
+
+    def replicas_run() -> torch.Tensor:
+        leader_copy(picks_corner)
+        return follower_copy(shortcut)
+
+    with ThreadPoolExecutor(1) as replica_thread:
+        followed = replica_thread.submit(replicas_run).result()
+    assert torch.equal(followed, shortcut[:, :, 1::2, 1::2])
+
+
 def test_gradient_flows_to_the_kept_component():
     x = torch.randn(2, 2, 6, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(PolyphasePool2d(2), (x,))
