@@ -1053,3 +1053,21 @@ def test_converted_model_saves_loads_and_copies_after_a_training_step(subsample)
     copied = copy.deepcopy(net)
     for other in (loaded, copied):
         torch.testing.assert_close(other.eval()(x), net.eval()(x))
+
+
+def test_converted_model_exports_to_onnx_with_dynamic_axes():
+    """The legacy exporter with `dynamic_axes` (and `output_names`, as the README says) gives a
+    graph that runs at other image sizes."""
+    import io
+
+    ort = pytest.importorskip("onnxruntime", reason="running the ONNX graph needs onnxruntime")
+    torch.manual_seed(14)
+    net, _ = antialias(_randomise_bn(build_model("resnet18", width=4)), filter_size=3)
+    buffer = io.BytesIO()
+    axes = {"x": {0: "n", 2: "h", 3: "w"}}
+    torch.onnx.export(net.eval(), (torch.randn(1, 3, 32, 32),), buffer, dynamo=False,
+                      input_names=["x"], output_names=["logits"], dynamic_axes=axes)  # fmt: skip
+    session = ort.InferenceSession(buffer.getvalue())
+    x = torch.randn(2, 3, 40, 36)
+    (out,) = session.run(None, {"x": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(out), net(x), rtol=1e-4, atol=1e-4)
