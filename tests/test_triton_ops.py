@@ -121,12 +121,15 @@ def taps_tensor(taps: tuple[float, ...]) -> torch.Tensor:
 
 
 def reference_and_grads(fn, x: torch.Tensor, seed: int) -> tuple[torch.Tensor, ...]:
-    """Reference output, an upstream gradient and the reference's input gradient."""
-    x_ref = x.detach().clone().requires_grad_(True)
+    """Reference output, an upstream gradient (in ``x``'s dtype) and the reference's input
+    gradient, the reference run in float64 on ``x``'s values: the kernels sum in float32 and
+    round once, where a half-precision reference rounds at each sum of its backward (a max
+    input that wins nine windows was two half-precision steps off)."""
+    x_ref = x.detach().double().requires_grad_(True)
     out = fn(x_ref)
     gen = torch.Generator().manual_seed(seed + 1)
     grad = torch.randn(out.shape, generator=gen).to(device=x.device, dtype=x.dtype)
-    (dx,) = torch.autograd.grad(out, x_ref, grad)
+    (dx,) = torch.autograd.grad(out, x_ref, grad.double())
     return out.detach(), grad, dx
 
 
@@ -493,8 +496,9 @@ def test_backward_tables_are_the_blur_matrix(padding: str) -> None:
                 expected = matrix[:, x - v] if 0 <= x - v < size else torch.zeros_like(column)
                 torch.testing.assert_close(column, expected, atol=1e-12, rtol=0)
 
-        band, extra_src, extra_wt, extra = streamed_backward.row_weights(size, taps, stride,
-                                                                         pad_off, padding)
+        band, extra_src, extra_wt, extra = streamed_backward.row_weights(
+            size, taps, stride, pad_off, padding
+        )
         first, last = streamed_backward.plain_rows(size, taps, stride, pad_off, padding)
         before = (len(taps) - 1) // 2 + pad_off  # spec §2, written out
         if padding in ("zeros", "replicate") and size > len(taps) + pad_off:
