@@ -17,43 +17,15 @@ from ablate.models import build_model
 from kernels import autotune, bench, hardware, measure, tuning
 
 COLUMNS = {
-    "op",
-    "shape",
-    "filter_size",
-    "layout",
-    "dtype",
-    "input_mb",
-    "copy_gb_per_s",
-    "impl",
-    "direction",
-    "ms",
-    "gb_per_s",
-    "pct_copy",
-    "peak_mb",
-    "error",
-    "speedup_vs_pytorch",
-    "speedup_vs_compile",
-    "speedup_vs_kornia",
+    "op", "shape", "filter_size", "layout", "dtype", "input_mb", "copy_gb_per_s", "impl",
+    "direction", "ms", "gb_per_s", "pct_copy", "peak_mb", "error", "speedup_vs_pytorch",
+    "speedup_vs_compile", "speedup_vs_kornia",
 }
 
 
 def run_bench(tmp_path, *extra):
-    argv = [
-        "--shapes",
-        "2x3x9x7",
-        "--filters",
-        "3",
-        "--dtypes",
-        "float32",
-        "--impls",
-        "shiftlab",
-        "pytorch",
-        "--rep-ms",
-        "1",
-        "--out",
-        str(tmp_path),
-        *extra,
-    ]
+    argv = ["--shapes", "2x3x9x7", "--filters", "3", "--dtypes", "float32",
+            "--impls", "shiftlab", "pytorch", "--rep-ms", "1", "--out", str(tmp_path), *extra]
     return bench.main(argv)
 
 
@@ -62,18 +34,8 @@ def payload_impls(folder) -> list[str]:
 
 
 def test_bench_writes_csv_and_json_with_every_column(tmp_path, capsys):
-    df = run_bench(
-        tmp_path,
-        "--backend",
-        "torch",
-        "--layouts",
-        "nchw",
-        "--no-figures",
-        "--impls",
-        "shiftlab",
-        "pytorch",
-        "kornia",
-    )
+    df = run_bench(tmp_path, "--backend", "torch", "--layouts", "nchw", "--no-figures",
+                   "--impls", "shiftlab", "pytorch", "kornia")
     csv = pd.read_csv(tmp_path / "kernels.csv")
     assert set(csv.columns) >= COLUMNS
     assert len(csv) == len(bench.OPS) * len(set(csv["impl"])) * len(bench.DIRECTIONS)
@@ -96,9 +58,8 @@ def test_bench_writes_csv_and_json_with_every_column(tmp_path, capsys):
 
 
 def test_bench_times_the_triton_kernels_and_draws_figures(tmp_path):
-    df = run_bench(
-        tmp_path, "--backend", "triton", "--ops", "blur_pool", "--layouts", "channels_last"
-    )
+    df = run_bench(tmp_path, "--backend", "triton", "--ops", "blur_pool", "--layouts",
+                   "channels_last")
     assert (df["error"] == "").all()
     assert set(df["direction"]) == set(bench.DIRECTIONS)
     assert (tmp_path / "kernels_bandwidth.png").stat().st_size > 0
@@ -106,19 +67,8 @@ def test_bench_times_the_triton_kernels_and_draws_figures(tmp_path):
 
 
 def test_bench_budget_keeps_the_first_cases_and_says_what_it_left_out(tmp_path, capsys):
-    df = run_bench(
-        tmp_path,
-        "--backend",
-        "torch",
-        "--layouts",
-        "nchw",
-        "channels_last",
-        "--ops",
-        "blur_pool",
-        "--no-figures",
-        "--budget-s",
-        "1e-9",
-    )
+    df = run_bench(tmp_path, "--backend", "torch", "--layouts", "nchw", "channels_last",
+                   "--ops", "blur_pool", "--no-figures", "--budget-s", "1e-9")
     assert set(df["layout"]) == {"nchw"}  # the first case only: nchw before channels_last
     payload = json.loads((tmp_path / "kernels.json").read_text())
     assert payload["cases"] == 2 and {r["layout"] for r in payload["rows"]} == {"nchw"}
@@ -130,31 +80,14 @@ def test_bench_budget_keeps_the_first_cases_and_says_what_it_left_out(tmp_path, 
 def test_bench_writes_its_results_after_each_case(tmp_path):
     cases = bench.build_cases(["2x3x9x7"], [2, 3], ["nchw"], ["float32"], ["blur_pool"])
     seen = []
-    bench.run_cases(
-        cases,
-        ["shiftlab"],
-        torch.device("cpu"),
-        backend="torch",
-        rep_ms=1,
-        progress=False,
-        after_case=lambda df: seen.append(list(df["filter_size"])),
-    )
+    bench.run_cases(cases, ["shiftlab"], torch.device("cpu"), backend="torch", rep_ms=1,
+                    progress=False, after_case=lambda df: seen.append(list(df["filter_size"])))
     assert [sorted(set(sizes)) for sizes in seen] == [[2], [2, 3]]
 
 
 def test_bench_compiles_ahead_in_a_pool_of_processes(tmp_path, capsys):
-    df = run_bench(
-        tmp_path,
-        "--backend",
-        "triton",
-        "--layouts",
-        "channels_last",
-        "--ops",
-        "max_blur_pool",
-        "--no-figures",
-        "--jobs",
-        "2",
-    )
+    df = run_bench(tmp_path, "--backend", "triton", "--layouts", "channels_last", "--ops",
+                   "max_blur_pool", "--no-figures", "--jobs", "2")
     assert (df["error"] == "").all() and set(df["impl"]) == {"shiftlab", "pytorch"}
     assert "warm-up" not in capsys.readouterr().out  # each case ran in a worker without fault
 
@@ -190,48 +123,19 @@ def test_minimal_bytes_count_each_tensor_once(op, routing):
     case = bench.Case(op, (2, 3, 8, 8), 3, "nchw", "float32")
     x, y = torch.empty(2, 3, 8, 8), torch.empty(2, 3, 4, 4)
     moved = bench.minimal_bytes(case, x, y)
-    assert moved == {
-        "fwd": x.nbytes + y.nbytes,
-        "bwd": y.nbytes + x.nbytes + routing,
-        "fwd_bwd": 2 * y.nbytes + 2 * x.nbytes + routing,
-    }
+    assert moved == {"fwd": x.nbytes + y.nbytes, "bwd": y.nbytes + x.nbytes + routing,
+                     "fwd_bwd": 2 * y.nbytes + 2 * x.nbytes + routing}
 
 
 def test_goal_table_marks_met_and_not_met():
     rows = [
-        {
-            "impl": "shiftlab",
-            "error": "",
-            "direction": "fwd",
-            "pct_copy": 85.0,
-            "input_mb": 100.0,
-            "dtype": "float16",
-            "speedup_vs_pytorch": 5.0,
-            "speedup_vs_compile": 1.2,
-            "ms": 1.0,
-        },
-        {
-            "impl": "shiftlab",
-            "error": "",
-            "direction": "fwd",
-            "pct_copy": 10.0,
-            "input_mb": 1.0,
-            "dtype": "float16",
-            "speedup_vs_pytorch": 5.0,
-            "speedup_vs_compile": 1.2,
-            "ms": 1.0,
-        },
-        {
-            "impl": "shiftlab",
-            "error": "",
-            "direction": "fwd_bwd",
-            "pct_copy": 50.0,
-            "input_mb": 100.0,
-            "dtype": "bfloat16",
-            "speedup_vs_pytorch": 4.5,
-            "speedup_vs_compile": 1.2,
-            "ms": 1.0,
-        },
+        {"impl": "shiftlab", "error": "", "direction": "fwd", "pct_copy": 85.0, "input_mb": 100.0,
+         "dtype": "float16", "speedup_vs_pytorch": 5.0, "speedup_vs_compile": 1.2, "ms": 1.0},
+        {"impl": "shiftlab", "error": "", "direction": "fwd", "pct_copy": 10.0, "input_mb": 1.0,
+         "dtype": "float16", "speedup_vs_pytorch": 5.0, "speedup_vs_compile": 1.2, "ms": 1.0},
+        {"impl": "shiftlab", "error": "", "direction": "fwd_bwd", "pct_copy": 50.0,
+         "input_mb": 100.0, "dtype": "bfloat16", "speedup_vs_pytorch": 4.5,
+         "speedup_vs_compile": 1.2, "ms": 1.0},
     ]
     goals = bench.goal_table(pd.DataFrame(rows)).set_index("goal")["status"].tolist()
     assert goals == ["met", "not measured", "met", "not met"]
@@ -309,9 +213,8 @@ def test_autotune_writes_a_cache_the_kernels_then_read(tmp_path, monkeypatch):
     monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "cache"))
     tuning.clear_cache()
     ops = ["blur_pool_fwd", "max_blur_pool_bwd"]
-    table = autotune.main(
-        ["--ops", *ops, "--layouts", "channels_last", "--out", str(tmp_path / "shipped.json")]
-    )
+    table = autotune.main(["--ops", *ops, "--layouts", "channels_last", "--out",
+                           str(tmp_path / "shipped.json")])
     cache = tuning.read_table(tuning.user_cache_path())
     assert cache is not None and cache["device"] == hardware.INTERPRETER_DEVICE
     shipped = tuning.read_table(tmp_path / "shipped.json")
@@ -365,19 +268,8 @@ def test_end_to_end_writes_ratios_to_the_baseline_and_the_placement(tmp_path):
 def test_autotune_budget_tunes_the_first_problems_and_writes_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "cache"))
     tuning.clear_cache()
-    table = autotune.main(
-        [
-            "--ops",
-            "blur_pool_fwd",
-            "blur_pool_bwd",
-            "--layouts",
-            "nchw",
-            "--budget-s",
-            "1e-9",
-            "--out",
-            str(tmp_path / "shipped.json"),
-        ]
-    )
+    table = autotune.main(["--ops", "blur_pool_fwd", "blur_pool_bwd", "--layouts", "nchw",
+                           "--budget-s", "1e-9", "--out", str(tmp_path / "shipped.json")])
     assert list(table["configs"]["blur_pool_fwd"]) and not table["configs"]["blur_pool_bwd"]
     assert tuning.read_table(tmp_path / "shipped.json")["configs"] == table["configs"]
     assert "1 of 2 problems left out: the time budget" in capsys.readouterr().out
@@ -387,9 +279,8 @@ def test_autotune_budget_tunes_the_first_problems_and_writes_them(tmp_path, monk
 def test_autotune_compiles_ahead_in_a_pool_of_processes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "cache"))
     tuning.clear_cache()
-    table = autotune.main(
-        ["--ops", "max_blur_pool_fwd", "max_blur_pool_bwd", "--layouts", "nchw", "--jobs", "2"]
-    )
+    table = autotune.main(["--ops", "max_blur_pool_fwd", "max_blur_pool_bwd", "--layouts",
+                           "nchw", "--jobs", "2"])
     assert all(len(table["configs"][op]) == 1 for op in ("max_blur_pool_fwd", "max_blur_pool_bwd"))
     assert "warm-up" not in capsys.readouterr().out
     tuning.clear_cache()
@@ -479,10 +370,8 @@ def test_static_cost_shows_what_each_kernel_reads(tmp_path):
         for k in (3, 5):
             assert issued[f"{op}_edge_rows", k] < issued[f"{op}_edge", k]
     # The fused ReLU's mask: one more read of the input forward, a load per row backward.
-    for relu, plain in (
-        ("blur_pool_relu_mask_interior", "blur_pool_interior"),
-        ("blur_pool_relu_bwd_interior", "blur_pool_bwd_interior"),
-    ):
+    for relu, plain in (("blur_pool_relu_mask_interior", "blur_pool_interior"),
+                        ("blur_pool_relu_bwd_interior", "blur_pool_bwd_interior")):
         mask_reads = df[relu] - df[plain]
         assert mask_reads[5] == mask_reads[3] > 0
     shuffles = table["shuffles_per_output"].mean()
