@@ -258,6 +258,7 @@ def antialias(
     if placement == "none":
         return model, []
     example = _default_example(model) if example_input is None else example_input
+    _check_not_meta(model, example)
     found, baseline = _find_sites(model, example)
     traced = trace_site_graphs(model, [site.name for site in found], example, _pool_callers(model))
     site_names = {site.name for site in found}
@@ -412,6 +413,20 @@ def _default_example(model: nn.Module) -> torch.Tensor:
     return torch.zeros(
         2, conv.in_channels, EXAMPLE_SIZE, EXAMPLE_SIZE, device=weight.device, dtype=weight.dtype
     )
+
+
+def _check_not_meta(model: nn.Module, example: torch.Tensor) -> None:
+    """Refuse tensors without values: the conversion runs the model to find its sites and
+    checks each graph against the module it replaces."""
+    tensors = {"example_input": example}
+    tensors |= {f"model's {name!r}": t for name, t in model.state_dict(keep_vars=True).items()}
+    meta = next((name for name, t in tensors.items() if t.is_meta), None)
+    if meta is not None:
+        raise ValueError(
+            f"{meta} is on the meta device: antialias runs the model on the example batch to "
+            "find its sites and check its graphs, so it needs tensors with values; convert on "
+            "the CPU (or any real device) and move the model afterwards"
+        )
 
 
 def _site_kind(module: nn.Module) -> SiteKind | None:

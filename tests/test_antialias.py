@@ -428,6 +428,16 @@ def test_an_example_the_model_cannot_take_is_named():
         antialias(model, example_input=torch.randn(1, 3, 4, 4))
 
 
+def test_a_model_on_the_meta_device_is_refused_with_the_reason():
+    with torch.device("meta"):
+        model = build_model("resnet18", width=4)
+    with pytest.raises(ValueError, match=r"model's 'stem.0.weight' is on the meta device: .* CPU"):
+        antialias(model)
+    cpu_model = build_model("resnet18", width=4)
+    with pytest.raises(ValueError, match=r"example_input is on the meta device"):
+        antialias(cpu_model, example_input=torch.zeros(2, 3, 32, 32, device="meta"))
+
+
 @pytest.mark.parametrize(
     ("pool", "description"),
     [
