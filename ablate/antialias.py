@@ -418,8 +418,8 @@ def _default_example(model: nn.Module) -> torch.Tensor:
 def _check_not_meta(model: nn.Module, example: torch.Tensor) -> None:
     """Refuse tensors without values: the conversion runs the model to find its sites and
     checks each graph against the module it replaces."""
-    tensors = {"example_input": example}
-    tensors |= {f"model's {name!r}": t for name, t in model.state_dict(keep_vars=True).items()}
+    tensors = {f"model's {name!r}": t for name, t in model.state_dict(keep_vars=True).items()}
+    tensors["example_input"] = example
     meta = next((name for name, t in tensors.items() if t.is_meta), None)
     if meta is not None:
         raise ValueError(
