@@ -82,6 +82,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.operator_schemas import normalize_function
+from torch.nn.parameter import is_lazy
 from torch.utils._pytree import tree_flatten
 
 from ablate.grid_origins import GridOrigins
@@ -418,7 +419,8 @@ def _default_example(model: nn.Module) -> torch.Tensor:
 def _check_not_meta(model: nn.Module, example: torch.Tensor) -> None:
     """Refuse tensors without values: the conversion runs the model to find its sites and
     checks each graph against the module it replaces."""
-    tensors = {f"model's {name!r}": t for name, t in model.state_dict(keep_vars=True).items()}
+    named = itertools.chain(model.named_parameters(), model.named_buffers())
+    tensors = {f"model's {name!r}": t for name, t in named if not is_lazy(t)}
     tensors["example_input"] = example
     meta = next((name for name, t in tensors.items() if t.is_meta), None)
     if meta is not None:

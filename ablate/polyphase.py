@@ -76,6 +76,9 @@ class PhaseLink:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__init__()
+        leader = state.get("leader")  # a link saved by an earlier version named its leader
+        if leader is not None:  # (which may be loading yet: its attributes written directly)
+            vars(leader)["leads"] = True
 
 
 class ComponentScorer(nn.Module):
@@ -109,6 +112,8 @@ class PolyphasePool2d(nn.Module):
     scorer of its own.
     """
 
+    leads = False  # whether it chooses for its link (the default of modules saved without it)
+
     def __init__(self, stride: int = 2, scorer: nn.Module | None = None, tau: float = 1.0) -> None:
         super().__init__()
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
@@ -119,7 +124,7 @@ class PolyphasePool2d(nn.Module):
         self.scorer = scorer
         self.tau = tau
         self.link: PhaseLink | None = None
-        self.leads = False  # whether it chooses for its link
+        self.leads = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         components = polyphase_components(x, self.stride)

@@ -12,7 +12,8 @@ fused, max-blur-pool) for shiftlab's kernels and, in the same run, for
 - ``copy``: the device's copy bandwidth for a tensor the size of the input, the roofline.
 
 GB/s counts the bytes an op must move at least (spec §5): each input read once, each output
-written once (the backward of the fused ReLU and of the max also reads ``x``). Times are the
+written once (the backward of the ReLU and of the max also reads what routes the gradient, as
+compact as the fused kernels keep it: :func:`minimal_bytes`). Times are the
 median of repeats after warm-up, from CUDA events (``triton.testing.do_bench``, which also
 flushes L2 between repeats), or from a CPU clock without CUDA. The forward is timed with
 gradients enabled, as in training; the backward is ``torch.autograd.grad`` on a retained graph.

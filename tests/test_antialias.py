@@ -438,6 +438,23 @@ def test_a_model_on_the_meta_device_is_refused_with_the_reason():
         antialias(cpu_model, example_input=torch.zeros(2, 3, 32, 32, device="meta"))
 
 
+def test_a_model_with_extra_state_and_lazy_parameters_converts():
+    """The meta check reads parameters and buffers, not the state dict, which holds a
+    module's extra state (any object) too."""
+
+    class WithExtraState(nn.Sequential):
+        def get_extra_state(self) -> dict:
+            return {"version": 2}
+
+        def set_extra_state(self, state: dict) -> None:
+            pass
+
+    model = WithExtraState(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.LazyConv2d(4, 3))
+    x = torch.randn(1, 3, 12, 12)
+    net, changes = antialias(model, example_input=x)
+    assert len(changes) == 1 and net(x).shape == model(x).shape
+
+
 @pytest.mark.parametrize(
     ("pool", "description"),
     [

@@ -127,6 +127,32 @@ def test_data_parallel_replicas_follow_their_own_leader():
     assert torch.equal(followed, shortcut[:, :, 1::2, 1::2])
 
 
+def test_linked_modules_saved_by_an_earlier_version_load(monkeypatch):
+    """Its links named their leader and held the last choice; its modules had no `leads`."""
+    import pickle
+
+    from ablate import polyphase
+
+    leader, follower = PolyphasePool2d(2), PolyphasePool2d(2)
+    link_phases([leader, follower])
+    for module in (leader, follower):
+        del module.leads
+    monkeypatch.setattr(polyphase.PhaseLink, "__getstate__",
+                        lambda link: {"leader": leader, "choice": None})  # fmt: skip
+    saved = [pickle.dumps([leader, follower]), pickle.dumps([follower, leader])]
+    monkeypatch.undo()
+    for blob in saved:
+        modules = pickle.loads(blob)
+        loaded_leader = next(m for m in modules if m.link is not None and m.leads)
+        loaded_follower = next(m for m in modules if m is not loaded_leader)
+        picks_corner = torch.zeros(1, 1, 4, 4)
+        picks_corner[:, :, 1::2, 1::2] = 1
+        loaded_leader(picks_corner)
+        shortcut = torch.randn(1, 3, 4, 4)
+        assert torch.equal(loaded_follower(shortcut), shortcut[:, :, 1::2, 1::2])
+        assert "follows a linked module" in repr(loaded_follower)
+
+
 def test_gradient_flows_to_the_kept_component():
     x = torch.randn(2, 2, 6, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(PolyphasePool2d(2), (x,))
