@@ -27,6 +27,9 @@ def kept_modes(model: nn.Module) -> Iterator[nn.Module]:
 
 @contextlib.contextmanager
 def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """`model` in eval mode without autograd inside; each module's mode restored after."""
-    with kept_modes(model), torch.inference_mode():
+    """`model` in eval mode without autograd inside; each module's mode restored after.
+
+    Under `torch.no_grad`, not `torch.inference_mode`: what a module makes on its first call
+    (a lazy module's parameters, a cached table) stays usable in training afterwards."""
+    with kept_modes(model), torch.no_grad():
         yield model.eval()
