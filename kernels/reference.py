@@ -143,10 +143,16 @@ def blur_pool2d_input_gradient(
 def max_blur_pool2d_reference(
     x: torch.Tensor, taps: torch.Tensor, stride: int, padding: str, max_kernel: int
 ) -> torch.Tensor:
-    """MaxBlurPool of spec §3: dense ``max_kernel`` max at stride 1, unpadded, then blur-pool."""
+    """MaxBlurPool of spec §3: dense ``max_kernel`` max at stride 1, unpadded, then blur-pool.
+
+    A half-precision input is taken to float32 first (the max is exact in either), so that
+    the backward too sums each input's window gradients in float32 and rounds once."""
+    dtype = x.dtype
     if max_kernel > 1:
+        if dtype == torch.float16 or dtype == torch.bfloat16:
+            x = x.float()
         x = _dense_max2d(x, max_kernel)
-    return blur_pool2d_reference(x, taps, stride, padding, 0, False)
+    return blur_pool2d_reference(x, taps, stride, padding, 0, False).to(dtype)
 
 
 def _dense_max2d(x: torch.Tensor, kernel: int) -> torch.Tensor:

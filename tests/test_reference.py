@@ -257,6 +257,21 @@ def test_half_precision_is_float32_rounded_once_and_keeps_dtype(
         torch.testing.assert_close(out, expected, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_gradients_are_float32_rounded_once(dtype: torch.dtype) -> None:
+    """The max's backward sums up to max_kernel² window gradients per input: in half
+    precision each sum had rounded (about 1e-3 off in fp16)."""
+    x = torch.randn(2, 3, 12, 11).mul(1.5).round().to(dtype)  # ties: inputs that win many
+    for run, kwargs in [(blur_pool2d, {"relu": True}), (max_blur_pool2d, {"max_kernel": 3})]:
+        half, wide = x.clone().requires_grad_(True), x.float().requires_grad_(True)
+        out = run(half, 5, 2, "reflect", backend="torch", **kwargs)
+        grad = torch.randn(out.shape).to(dtype)
+        out.backward(grad)
+        run(wide, 5, 2, "reflect", backend="torch", **kwargs).backward(grad.float())
+        assert half.grad.dtype == dtype
+        torch.testing.assert_close(half.grad, wide.grad.to(dtype), atol=0, rtol=0)
+
+
 @pytest.mark.parametrize("mode", PADDING_MODES)
 def test_gradcheck_blur_pool(mode: str) -> None:
     x = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
