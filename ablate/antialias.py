@@ -536,16 +536,16 @@ def _convert(
     elif prefix:
         site = dataclasses.replace(site, name=site.name[len(prefix) + 1 :])
 
-    if site.kind == "conv" and placement != "blur_before_conv":
-        if graph_module is None:
-            raise ValueError(
-                f"placement {placement!r} puts the blur after the BN/ReLU that follows strided "
-                f"conv {site.name!r}, which needs the graph of the module that calls it, but "
-                f"{caller} has no graph ({traced.untraced[prefix]}); use placement "
-                "'blur_before_conv', or make it traceable"
-            )
+    if site.kind == "conv" and graph_module is not None:
         description, end = _insert_at_conv(graph_module, site, placement, blur, stride, device)
-    else:
+    elif site.kind == "conv" and placement != "blur_before_conv":
+        raise ValueError(
+            f"placement {placement!r} puts the blur after the BN/ReLU that follows strided "
+            f"conv {site.name!r}, which needs the graph of the module that calls it, but "
+            f"{caller} has no graph ({traced.untraced[prefix]}); use placement "
+            "'blur_before_conv', or make it traceable"
+        )
+    else:  # a pool, or a conv with the blur before it where no graph holds it
         replacement, description = _replacement(site, placement, blur, channels, stride)
         set_submodule(root, site.name, replacement.to(device))
         end = site.name
@@ -662,8 +662,9 @@ def _insert_at_conv(
     `paper` puts the blur after the activation (fusing a ReLU into it); `blur_before_relu`
     between BN and the activation. With no activation after the conv, both put it right after
     the conv, or right before it when the two commute (:func:`_is_pointwise`), where it filters
-    a quarter as many pixels. Returns the description and the name of the module whose output
-    ends the site (the blur, or the conv when the blur goes before it).
+    a quarter as many pixels. `blur_before_conv` puts it before the conv. The conv keeps its
+    name (and its weights their state-dict keys). Returns the description and the name of the
+    module whose output ends the site (the blur, or the conv when the blur goes before it).
     """
     conv = site.module
     conv.stride = (1, 1)
@@ -674,16 +675,18 @@ def _insert_at_conv(
     for node in [n for n in graph.nodes if n.op == "call_module" and n.target == site.name]:
         bn, act = _bn_activation_chain(graph_module, node)
         head = "Conv(stride 1)" + (f" → {_norm_label(graph_module, bn)}" if bn is not None else "")
-        if act is None and _is_pointwise(conv):
+        if placement == "blur_before_conv" or (act is None and _is_pointwise(conv)):
             graph_module.add_submodule(name, blur.pool(conv.in_channels, stride))
             with graph.inserting_before(node):
                 blurred = graph.call_module(name, (node.args[0],))
             node.args = (blurred, *node.args[1:])
             end = site.name
             description = (
-                f"{blur.name(stride)} → Conv 1×1(stride 1); no ReLU follows this 1×1 conv, "
-                "so the blur goes before it: the same function, on a quarter of the pixels (as "
-                "antialiased-cnns does)"
+                f"{blur.name(stride)} → Conv(stride 1)"
+                if placement == "blur_before_conv"
+                else f"{blur.name(stride)} → Conv 1×1(stride 1); no ReLU follows this 1×1 "
+                "conv, so the blur goes before it: the same function, on a quarter of the "
+                "pixels (as antialiased-cnns does)"
             )
         elif act is None:
             graph_module.add_submodule(name, blur.pool(channels, stride))

@@ -82,8 +82,9 @@ def test_every_site_of_each_model_is_rewritten(name, placement):
     assert _counts(converted) == EXPECTED_COUNTS[name, placement]
     assert [c.name for c in changes] == ([] if placement == "none" else SITES[name])
     assert all(isinstance(c, SiteChange) and c.description for c in changes)
-    # the original is untouched and its weights live on in the copy
+    # the original is untouched and its weights live on in the copy, under the same keys
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert set(before) <= set(converted.state_dict())
     weights = {p.data_ptr() for p in model.parameters()}
     assert not weights & {p.data_ptr() for p in converted.parameters()}
     kept = sorted(p.sum().item() for p in converted.parameters())
