@@ -82,6 +82,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.operator_schemas import normalize_function
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parameter import is_lazy
 from torch.utils._pytree import tree_flatten
 
@@ -103,7 +104,8 @@ _ACTIVATION_MODULES = (
 )  # fmt: skip
 _ACTIVATION_FUNCTIONS = (*_RELUS, F.relu6, F.leaky_relu, F.elu, F.gelu, F.silu, F.hardswish)
 # the normalisations a strided conv's activation may follow, and how a SiteChange names them
-_NORMS_LABELS = ((nn.BatchNorm2d, "BN"), (nn.GroupNorm, "GN"), (nn.InstanceNorm2d, "IN"))
+# (_BatchNorm: BatchNorm2d, SyncBatchNorm and lazy BatchNorm alike)
+_NORMS_LABELS = ((_BatchNorm, "BN"), (nn.GroupNorm, "GN"), (nn.InstanceNorm2d, "IN"))
 _NORMS = tuple(kind for kind, _ in _NORMS_LABELS)
 
 

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.layout import memory_format_of
+from kernels.reference import batched
 
 _TINY = torch.finfo(torch.float32).tiny  # the log of an all-zero component's norm stays finite
 
@@ -139,7 +140,10 @@ class PolyphasePool2d(nn.Module):
             choice = self.choose(components)
             if link is not None:
                 link.choice = choice
-        return _pick(components, choice).contiguous(memory_format=memory_format_of(x))
+        picked = _pick(components, choice)
+        if batched(x):  # vmap's batches have no layout to keep
+            return picked
+        return picked.contiguous(memory_format=memory_format_of(x))
 
     def choose(self, components: torch.Tensor) -> torch.Tensor:
         """One-hot (N, K) weights of the component each sample keeps."""
@@ -172,7 +176,10 @@ def link_phases(modules: Sequence[PolyphasePool2d]) -> None:
 
 
 def _one_hot_argmax(scores: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return F.one_hot(scores.argmax(dim=1), scores.shape[1]).to(dtype)
+    """(N, K) one-hot of each row's largest score, by a scatter (`F.one_hot` checks its
+    indices' range, which `torch.func.vmap` cannot batch)."""
+    hot = torch.zeros_like(scores, dtype=dtype)  # (made like the scores, batched with them)
+    return hot.scatter(1, scores.argmax(dim=1, keepdim=True), 1.0)
 
 
 def _pick(components: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:

@@ -211,6 +211,19 @@ def test_batchnorm_with_its_own_activation_and_self_padding_conv(placement, same
     assert not torch.equal(converted.bn.running_mean, statistics)
 
 
+def test_sync_batchnorm_is_a_normalisation_like_batchnorm():
+    """A DDP recipe converts BN to SyncBatchNorm first; the blur still goes after its ReLU."""
+    torch.manual_seed(15)
+    model = _randomise_bn(build_model("resnet18", width=4))
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    net, changes = antialias(model, filter_size=3)
+    synced_net, synced_changes = antialias(synced, filter_size=3)
+    assert [c.description for c in synced_changes] == [c.description for c in changes]
+    assert any("BN → ReLU → " in c.description for c in synced_changes)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(synced_net.eval()(x), net.eval()(x))
+
+
 def test_batchnorm_whose_activation_comes_first_stays_whole():
     model = _randomise_bn(ConvBnActBlock(act_first=True))
     x = torch.randn(2, 3, 11, 9)

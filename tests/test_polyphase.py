@@ -153,6 +153,15 @@ def test_linked_modules_saved_by_an_earlier_version_load(monkeypatch):
         assert "follows a linked module" in repr(loaded_follower)
 
 
+@pytest.mark.parametrize("scorer", [None, ComponentScorer(2)])
+def test_runs_under_vmap(scorer):
+    """Per-sample work (`torch.func.vmap(grad(...))`) batches the choice."""
+    pool = PolyphasePool2d(2, scorer)
+    x = torch.randn(3, 1, 2, 6, 4)
+    out = torch.func.vmap(pool)(x)
+    torch.testing.assert_close(out, torch.stack([pool(sample) for sample in x]))
+
+
 def test_gradient_flows_to_the_kept_component():
     x = torch.randn(2, 2, 6, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(PolyphasePool2d(2), (x,))
