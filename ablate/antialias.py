@@ -257,7 +257,7 @@ def antialias(
     blur = _Blur(size, padding, filter, taps, sigma, backend, subsample)
     blur.pool(1, 2)  # raises on a bad padding or backend
 
-    model = copy.deepcopy(model)
+    original, model = model, copy.deepcopy(model)
     if placement == "none":
         return model, []
     example = _default_example(model) if example_input is None else example_input
@@ -302,7 +302,19 @@ def antialias(
             f"trace ({reason}): a strided call there is left as written, not anti-aliased",
             stacklevel=2,
         )
+    _take_modes(original, root)
     return root, changes
+
+
+def _take_modes(original: nn.Module, converted: nn.Module) -> None:
+    """Give each module of `converted` the training flag of the module of `original` under its
+    name, and a module new there (a blur, a wrapper, a graph's holder of submodules) its
+    parent's: a model converted in eval mode stays in eval mode throughout."""
+    flags = {name: module.training for name, module in original.named_modules()}
+    for name, module in converted.named_modules():
+        if name not in flags:
+            flags[name] = flags[name.rpartition(".")[0]]
+        module.training = flags[name]
 
 
 def _chosen(found: list[_Site], antialias_stem: bool, sites: int | None) -> list[_Site]:

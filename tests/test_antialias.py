@@ -211,6 +211,21 @@ def test_batchnorm_with_its_own_activation_and_self_padding_conv(placement, same
     assert not torch.equal(converted.bn.running_mean, statistics)
 
 
+@pytest.mark.parametrize("subsample", ["fixed", "lps"])
+def test_every_module_keeps_or_inherits_the_mode_it_had(subsample):
+    """A model converted in eval mode stays in eval mode, new modules too (an LPS site left
+    in training mode had trained its scorer in an eval forward that took gradients); a
+    BatchNorm a recipe froze in a training model stays frozen."""
+    model = build_model("resnet18", width=4).eval()
+    net, _ = antialias(model, filter_size=3, subsample=subsample)
+    assert not any(m.training for m in net.modules())
+    model.train()
+    model.layer2[0].bn1.eval()
+    net, _ = antialias(model, filter_size=3, subsample=subsample)
+    frozen = [name for name, m in net.named_modules() if not m.training]
+    assert frozen == ["layer2.0.bn1"]
+
+
 def test_sync_batchnorm_is_a_normalisation_like_batchnorm():
     """A DDP recipe converts BN to SyncBatchNorm first; the blur still goes after its ReLU."""
     torch.manual_seed(15)
