@@ -245,6 +245,12 @@ def antialias(
     batch the model accepts, used to find the sites and check shapes (default: zeros,
     N×C×32×32).
     """
+    if isinstance(model, torch._dynamo.eval_frame.OptimizedModule):
+        raise ValueError(
+            "model is a torch.compile wrapper, whose graphs convert as the compiled code's, "
+            "not the model's: anti-alias the model itself (model._orig_mod) and compile the "
+            "result"
+        )
     if placement not in PLACEMENTS:
         raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
     check_subsample(placement, subsample)

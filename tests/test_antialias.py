@@ -457,6 +457,12 @@ def test_an_example_the_model_cannot_take_is_named():
         antialias(model, example_input=torch.randn(1, 3, 4, 4))
 
 
+def test_a_compiled_model_is_refused_with_what_to_convert():
+    compiled = torch.compile(build_model("vgg", width=4))
+    with pytest.raises(ValueError, match=r"torch.compile wrapper.*model._orig_mod"):
+        antialias(compiled)
+
+
 def test_a_model_on_the_meta_device_is_refused_with_the_reason():
     with torch.device("meta"):
         model = build_model("resnet18", width=4)
