@@ -80,12 +80,17 @@ class _LowPassPool(nn.Module):
         """Load the taps, which must sum to 1 (spec §1); taps other than the ones this module
         was built with make its filter `custom`, as its repr then says. Loaded with `assign`,
         the taps stay float64 (a float32 checkpoint's are copied) and refused ones leave the
-        caller's tensor as it was."""
+        caller's tensor as it was. A state dict without them (that of the network before it
+        was anti-aliased) leaves the module's own, and strict loading does not miss them."""
         kept = self.taps
         before = kept.clone()
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
+        if prefix + "taps" not in state_dict:
+            if prefix + "taps" in missing_keys:
+                missing_keys.remove(prefix + "taps")
+            return
         if self.taps.dtype != torch.float64:  # assigned from a checkpoint of another dtype
             self.taps = self.taps.to(torch.float64)
         values = tap_values(self.taps)

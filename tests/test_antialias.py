@@ -457,6 +457,21 @@ def test_an_example_the_model_cannot_take_is_named():
         antialias(model, example_input=torch.randn(1, 3, 4, 4))
 
 
+@pytest.mark.parametrize("placement", ["paper", "blur_before_conv"])
+def test_the_original_networks_weights_load_strictly_into_the_converted_one(placement):
+    """A pretrained checkpoint of the network before it was anti-aliased holds every key but
+    the blurs' taps, which the converted modules keep from their construction."""
+    torch.manual_seed(16)
+    trained = _randomise_bn(build_model("resnet18", width=4))
+    net, _ = antialias(build_model("resnet18", width=4), filter_size=3, placement=placement)
+    net.load_state_dict(trained.state_dict())
+    expected, _ = antialias(trained, filter_size=3, placement=placement)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(net.eval()(x), expected.eval()(x))
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*fc.weight"):
+        net.load_state_dict({k: v for k, v in trained.state_dict().items() if k != "fc.weight"})
+
+
 def test_a_compiled_model_is_refused_with_what_to_convert():
     compiled = torch.compile(build_model("vgg", width=4))
     with pytest.raises(ValueError, match=r"torch.compile wrapper.*model._orig_mod"):
