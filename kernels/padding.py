@@ -43,10 +43,8 @@ def pad_index(n: int, before: int, after: int, mode: str) -> torch.Tensor:
     if mode == "circular":
         return i.remainder(torch.full_like(i, n))
     if mode == "reflect":
-        if n == 1:
-            return torch.zeros_like(i)
-        period = 2 * (n - 1)  # mirror without repeating the edge
-        folded = i.remainder(torch.full_like(i, period))
+        period = 2 * (n - 1)  # mirror without repeating the edge; a 1-pixel map: all zeros
+        folded = i.remainder(torch.full_like(i, period).clamp_min(1))
         return torch.where(folded < n, folded, period - folded)
     # Spelled out: TorchScript cannot read the PADDING_MODES tuple from here.
     raise ValueError(f"padding='{mode}' is not one of zeros, reflect, replicate, circular")
