@@ -67,6 +67,7 @@ from ablate.workers import (
     plan,
     stop_on_sigterm,
 )
+from kernels.cli_types import positive
 from kernels.files import atomic_write_text
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -592,12 +593,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--epochs",
-        type=_positive(float),
+        type=positive(float),
         help="training epochs of every trial (overrides base, and the spec's steps unless --steps "
         "is given too)",
     )
     parser.add_argument(
-        "--steps", type=_positive(int), help="training steps of every trial (overrides base)"
+        "--steps", type=positive(int), help="training steps of every trial (overrides base)"
     )
     parser.add_argument(
         "--device",
@@ -625,20 +626,6 @@ def build_parser() -> argparse.ArgumentParser:
         "from STUDY, a study of the same storage: how a study grows by seeds or points",
     )
     return parser
-
-
-def _positive(kind: type) -> Callable[[str], Any]:
-    """An argparse type: a finite number of `kind` above 0 (argparse names the option if
-    not)."""
-
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"{text} is not a finite number above 0")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse's message for a value `kind` refuses
-    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from kernels import hardware, tuning
+from kernels.cli_types import positive, shape_text
 from kernels.filters import make_taps
 from kernels.layout import LAYOUTS
 from kernels.measure import DTYPES, parse_shape, time_ms
@@ -257,17 +258,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="fewer shapes, filter sizes 3 and 5, bf16, fewer candidates")
-    parser.add_argument("--shapes", nargs="+", help="NxCxHxW (default: ResNet-18 maps)")
+    parser.add_argument("--shapes", nargs="+", type=shape_text,
+                        help="NxCxHxW (default: ResNet-18 maps)")
     parser.add_argument("--dtype", nargs="+", choices=tuple(DTYPES),
                         help="default: all three (bfloat16 with --quick)")
-    parser.add_argument("--filters", nargs="+", type=int, help="filter sizes (default 1..7)")
+    parser.add_argument("--filters", nargs="+", type=positive(int),
+                        help="filter sizes (default 1..7)")
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
     parser.add_argument("--ops", nargs="+", choices=tuning.OPS, default=list(tuning.OPS))
-    parser.add_argument("--rep-ms", type=int, help="time per candidate (default 20, 5 quick)")
-    parser.add_argument("--budget-s", type=float,
+    parser.add_argument("--rep-ms", type=positive(int),
+                        help="time per candidate (default 20, 5 quick)")
+    parser.add_argument("--budget-s", type=positive(float),
                         help="stop starting problems after this many seconds (problems run in "
                              "the order of --shapes, --layouts, --dtype, --filters, --ops)")
-    parser.add_argument("--jobs", type=int,
+    parser.add_argument("--jobs", type=positive(int),
                         help="processes that compile the candidates ahead, in parallel (default: "
                              "the CPU cores, at most 16, on a GPU; 1 under the interpreter)")
     parser.add_argument("--out", type=Path,

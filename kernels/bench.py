@@ -35,6 +35,7 @@ import importlib.util
 import itertools
 import json
 import math
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ import torch
 import kernels
 from kernels.baselines import MAX_KERNEL, PADDING, STRIDE, kornia_op, pad_conv_formulation
 from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
+from kernels.cli_types import positive, shape_text
 from kernels.layout import LAYOUTS
 from kernels.measure import DTYPES, parse_shape, peak_memory_mb, time_ms
 from kernels.time_budget import TimeBudget
@@ -414,8 +416,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="a small sweep")
-    parser.add_argument("--shapes", nargs="+", help="NxCxHxW (default: ResNet-18 sites)")
-    parser.add_argument("--filters", nargs="+", type=int, help="filter sizes (default 2..7)")
+    parser.add_argument("--shapes", nargs="+", type=shape_text,
+                        help="NxCxHxW (default: ResNet-18 sites)")
+    parser.add_argument("--filters", nargs="+", type=positive(int),
+                        help="filter sizes (default 2..7)")
     parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=LAYOUTS,
                         help="default: both")  # fmt: skip
     parser.add_argument("--dtypes", nargs="+", default=["float16", "bfloat16"],
@@ -430,18 +434,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="shiftlab's backend (torch: the reference ops)",
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--rep-ms", type=int, default=50,
+    parser.add_argument("--rep-ms", type=positive(int), default=50,
                         help="time spent per measurement (default 50)")  # fmt: skip
     parser.add_argument(
         "--budget-s",
-        type=float,
+        type=positive(float),
         help="stop starting cases after this many seconds (cases run in the "
         "order of --shapes, --filters, --layouts, --dtypes, --ops; results "
         "are written after each case)",
     )
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=positive(int),
         help="processes that compile the cases ahead, in parallel (default: the "
         "CPU cores, at most 16, on a GPU; else 1)",
     )
@@ -505,5 +509,14 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     return df
 
 
+def exit_status(df: pd.DataFrame) -> int:
+    """The command's exit status: 1 when no implementation measured any case (all failed, or
+    the budget ran out first), else 0."""
+    measured = "error" in df and (df["error"] == "").any()
+    if not measured:
+        print("error: no case was measured", file=sys.stderr)
+    return 0 if measured else 1
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

@@ -629,3 +629,26 @@ def test_cpu_reference_times_each_formulation_of_the_same_op(tmp_path):
     assert set(table["shape"]) == {"2x3x9x7"} and (table["ms"] > 0).all()
     baseline = table[table["op"] == "MaxPool2d(2,2)"]
     assert (baseline["x MaxPool2d(2,2)"] == 1.0).all()
+
+
+@pytest.mark.parametrize(
+    ("command", "argv", "message"),
+    [
+        (bench, ["--filters", "3", "0"], "argument --filters: 0 is not a finite number above 0"),
+        (bench, ["--shapes", "2x3x9"], "argument --shapes: shape '2x3x9': expected four"),
+        (bench, ["--budget-s", "-1"], "argument --budget-s: -1 is not a finite number above 0"),
+        (autotune, ["--rep-ms", "0"], "argument --rep-ms: 0 is not a finite number above 0"),
+        (autotune, ["--shapes", "axb"], "argument --shapes: shape 'axb': expected four"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(command, argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        command.parse_args(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_sweep_that_measured_nothing_exits_non_zero(capsys):
+    failed = pd.DataFrame([{"impl": "shiftlab", "error": "ValueError: no"}])
+    assert bench.exit_status(failed) == 1 and "no case was measured" in capsys.readouterr().err
+    assert bench.exit_status(pd.DataFrame()) == 1
+    assert bench.exit_status(pd.DataFrame([{"impl": "shiftlab", "error": ""}])) == 0

@@ -1,0 +1,33 @@
+"""Argument types the command lines share: a value argparse refuses gets a one-line error that
+names the option, the value and what it takes, not a traceback from deep in the run."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import Any
+
+from kernels.measure import parse_shape
+
+
+def positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a finite number of `kind` above 0."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number above 0")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's message for a value `kind` refuses
+    return parse
+
+
+def shape_text(text: str) -> str:
+    """An argparse type: an ``NxCxHxW`` shape of positive sizes, kept as written."""
+    try:
+        parse_shape(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
