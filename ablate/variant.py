@@ -232,7 +232,13 @@ def main(argv: list[str] | None = None) -> None:
         key, sep, value = item.partition("=")
         if not sep:
             parser.error(f"setting {item!r} is not of the form key=value")
-        settings[key] = yaml.safe_load(value)
+        if key in settings:
+            parser.error(f"setting {key!r} is given twice")
+        try:
+            settings[key] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            reason = getattr(error, "problem", None) or str(error).splitlines()[0]
+            parser.error(f"setting {key}={value!r} is not valid YAML: {reason}")
     try:
         metrics = run_variant(settings)
     except (ValueError, TrainingDiverged) as error:

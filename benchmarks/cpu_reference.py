@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from kernels import blur_pool2d, max_blur_pool2d
 from kernels.baselines import pad_conv_formulation
+from kernels.cli_types import positive, shape_text
 from kernels.measure import parse_shape
 
 Op = Callable[[torch.Tensor], torch.Tensor]
@@ -93,32 +94,38 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.cpu_reference", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--shape", type=parse_shape, default=(128, 64, 32, 32), metavar="NxCxHxW")
+    parser.add_argument("--threads", type=positive(int), default=2, help="default 2")
+    parser.add_argument(
+        "--shape", type=shape_text, default="128x64x32x32", help="NxCxHxW (default 128x64x32x32)"
+    )
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    parser.add_argument("--filter-size", type=int, default=4)
+    parser.add_argument("--filter-size", type=positive(int), default=4, help="default 4")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=positive(int), default=15, help="default 15")
     parser.add_argument("--csv", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     table = measure(
-        args.shape, getattr(torch, args.dtype), args.filter_size, args.warmup, args.repeats
+        parse_shape(args.shape),
+        getattr(torch, args.dtype),
+        args.filter_size,
+        args.warmup,
+        args.repeats,
     )
     wide = table.pivot_table(
         index=["layout", "op"], columns="pass", values=["ms", "x MaxPool2d(2,2)"], sort=False
     )
     print(
-        f"shape {'x'.join(map(str, args.shape))} {args.dtype} k={args.filter_size} "
+        f"shape {args.shape} {args.dtype} k={args.filter_size} "
         f"threads={args.threads} "
         f"(median of {args.repeats} after {args.warmup} warm-up)"
     )
     print(wide.round(2).to_string())
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
-        table.assign(
-            shape="x".join(map(str, args.shape)), dtype=args.dtype, threads=args.threads
-        ).to_csv(args.csv, index=False)
+        table.assign(shape=args.shape, dtype=args.dtype, threads=args.threads).to_csv(
+            args.csv, index=False
+        )
 
 
 if __name__ == "__main__":

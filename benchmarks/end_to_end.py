@@ -38,6 +38,7 @@ from ablate.speed import measure_speed
 from ablate.train import memory_format_for
 from ablate.variant_config import VariantConfig
 from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
+from kernels.cli_types import positive
 from kernels.layout import LAYOUTS
 from kernels.time_budget import TimeBudget
 
@@ -156,20 +157,20 @@ def goals(df: pd.DataFrame) -> list[dict[str, object]]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.end_to_end", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", type=model_name, default=list(MODELS),
                         help=f"{', '.join(MODELS)} or your own network, package.module:function")
     parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
-    parser.add_argument("--width", type=int, default=64,
+    parser.add_argument("--width", type=positive(int), default=64,
                         help="channels of the first stage (for a network whose factory takes it)")
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--image-size", type=int, default=32,
+    parser.add_argument("--batch", type=positive(int), default=256, help="default 256")
+    parser.add_argument("--image-size", type=positive(int), default=32,
                         help="side of the square input images (the built-in nets take 16 up)")
-    parser.add_argument("--filter-size", type=int, default=4)
+    parser.add_argument("--filter-size", type=positive(int), default=4, help="default 4")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--budget-s", type=float,
+    parser.add_argument("--budget-s", type=positive(float),
                         help="stop starting runs after this many seconds (runs go model by "
                              "model, layout by layout, the baseline first)")
     parser.add_argument("--out", type=Path,

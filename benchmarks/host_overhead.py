@@ -40,6 +40,7 @@ from benchmarks.resource_usage import compile_only
 from benchmarks.table_output import write_and_print, write_csv
 from kernels import BlurPool2d, MaxBlurPool2d
 from kernels.bench import OPS
+from kernels.cli_types import positive, shape_text
 from kernels.layout import LAYOUTS
 from kernels.measure import parse_shape
 
@@ -119,12 +120,15 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--launch", choices=LAUNCHES, default="none",
                         help="none: compile for --arch, launch nothing (no GPU needed); "
                              "cuda: launch on the GPU")
-    parser.add_argument("--shape", type=parse_shape, default=(256, 64, 32, 32))
+    parser.add_argument("--shape", type=shape_text, default="256x64x32x32",
+                        help="NxCxHxW (default 256x64x32x32)")
     parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
                         default="bfloat16")
-    parser.add_argument("--filter", type=int, default=3, help="filter size")
-    parser.add_argument("--number", type=int, default=200, help="calls per round")
-    parser.add_argument("--repeat", type=int, default=5, help="rounds; the fastest counts")
+    parser.add_argument("--filter", type=positive(int), default=3, help="filter size (default 3)")
+    parser.add_argument("--number", type=positive(int), default=200,
+                        help="calls per round (default 200)")
+    parser.add_argument("--repeat", type=positive(int), default=5,
+                        help="rounds; the fastest counts (default 5)")
     parser.add_argument("--arch", type=int, default=90,
                         help="compute capability to compile for (--launch none)")
     parser.add_argument("--device", default="NVIDIA H100 80GB HBM3",
@@ -133,8 +137,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parser.parse_args(argv)
     if args.launch == "cuda" and not torch.cuda.is_available():
         parser.error("--launch cuda needs a CUDA device; use --launch none without one")
-    df = measure(args.shape, getattr(torch, args.dtype), args.filter, launch=args.launch,
-                 arch=args.arch, device=args.device, number=args.number, repeat=args.repeat,
+    df = measure(parse_shape(args.shape), getattr(torch, args.dtype), args.filter,
+                 launch=args.launch, arch=args.arch, device=args.device, number=args.number,
+                 repeat=args.repeat,
                  after_row=lambda so_far: write_csv(so_far, args.csv))  # fmt: skip
     return write_and_print(df, args.csv, digits=1)
 

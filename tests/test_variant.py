@@ -250,6 +250,13 @@ def test_cli_help_and_bad_settings(capsys):
     assert "key=value" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="placment"):
         main(["placment=none"])
+    for argv, message in [
+        (["taps=[1,2"], "setting taps='[1,2' is not valid YAML: expected ',' or ']'"),
+        (["filter_size=3", "filter_size=5"], "setting 'filter_size' is given twice"),
+    ]:
+        with pytest.raises(SystemExit) as exit_bad:
+            main(argv)
+        assert exit_bad.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.gpu
