@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from benchmarks.table_output import write_csv
 from kernels import blur_pool2d, max_blur_pool2d
 from kernels.baselines import pad_conv_formulation
 from kernels.cli_types import positive, shape_text
@@ -121,11 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         f"(median of {args.repeats} after {args.warmup} warm-up)"
     )
     print(wide.round(2).to_string())
-    if args.csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        table.assign(shape=args.shape, dtype=args.dtype, threads=args.threads).to_csv(
-            args.csv, index=False
-        )
+    write_csv(table.assign(shape=args.shape, dtype=args.dtype, threads=args.threads), args.csv)
 
 
 if __name__ == "__main__":

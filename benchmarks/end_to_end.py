@@ -38,7 +38,7 @@ from ablate.speed import measure_speed
 from ablate.train import memory_format_for
 from ablate.variant_config import VariantConfig
 from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
-from kernels.cli_types import positive
+from kernels.cli_types import device_name, positive
 from kernels.layout import LAYOUTS
 from kernels.time_budget import TimeBudget
 
@@ -169,13 +169,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=positive(int), default=32,
                         help="side of the square input images (the built-in nets take 16 up)")
     parser.add_argument("--filter-size", type=positive(int), default=4, help="default 4")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", type=device_name,
+                        default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="default: cuda where there is one, else cpu")
     parser.add_argument("--budget-s", type=positive(float),
                         help="stop starting runs after this many seconds (runs go model by "
                              "model, layout by layout, the baseline first)")
     parser.add_argument("--out", type=Path,
                         help="results folder (default: benchmarks/results/<gpu>)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if "baseline" not in args.variants:
+        parser.error(f"--variants {' '.join(args.variants)}: 'baseline' is needed for the ratios")
+    return args
 
 
 def model_name(name: str) -> str:
@@ -188,8 +193,6 @@ def model_name(name: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(argv)
-    if "baseline" not in args.variants:
-        raise ValueError(f"variants={args.variants}: 'baseline' is needed for the ratios")
     device = torch.device(args.device)
     out = args.out or default_results_dir(device)
     meta = {**run_metadata(device), "autocast": "bfloat16" if device.type == "cuda" else "none"}

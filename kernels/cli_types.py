@@ -8,6 +8,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from kernels.measure import parse_shape
 
 
@@ -30,4 +32,16 @@ def shape_text(text: str) -> str:
         parse_shape(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def device_name(text: str) -> str:
+    """An argparse type: a device torch knows and this machine has (a CUDA one only where
+    CUDA is available)."""
+    try:
+        device = torch.device(text)
+    except RuntimeError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has no CUDA device; use cpu")
     return text

@@ -1,6 +1,7 @@
 """The benchmark and the autotuner, end to end on the CPU (Triton under its interpreter)."""
 
 import contextlib
+import importlib
 import json
 import math
 import os
@@ -634,17 +635,26 @@ def test_cpu_reference_times_each_formulation_of_the_same_op(tmp_path):
 @pytest.mark.parametrize(
     ("command", "argv", "message"),
     [
-        (bench, ["--filters", "3", "0"], "argument --filters: 0 is not a finite number above 0"),
-        (bench, ["--shapes", "2x3x9"], "argument --shapes: shape '2x3x9': expected four"),
-        (bench, ["--budget-s", "-1"], "argument --budget-s: -1 is not a finite number above 0"),
-        (autotune, ["--rep-ms", "0"], "argument --rep-ms: 0 is not a finite number above 0"),
-        (autotune, ["--shapes", "axb"], "argument --shapes: shape 'axb': expected four"),
+        ("kernels.bench", ["--filters", "3", "0"], "--filters: 0 is not a finite number above 0"),
+        ("kernels.bench", ["--shapes", "2x3x9"], "argument --shapes: shape '2x3x9': expected four"),
+        ("kernels.bench", ["--budget-s", "-1"], "--budget-s: -1 is not a finite number above 0"),
+        ("kernels.autotune", ["--rep-ms", "0"], "--rep-ms: 0 is not a finite number above 0"),
+        ("kernels.autotune", ["--shapes", "axb"], "argument --shapes: shape 'axb': expected four"),
+        ("kernels.bench", ["--device", "foo"], "argument --device: 'foo' is not a device"),
+        ("benchmarks.end_to_end", ["--variants", "aa_torch"], "'baseline' is needed"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(command, argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        command.parse_args(argv)
+        importlib.import_module(command).parse_args(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+def test_a_cuda_device_is_refused_where_there_is_none(capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--device", "cuda"])
+    assert "this machine has no CUDA device; use cpu" in capsys.readouterr().err
 
 
 def test_a_sweep_that_measured_nothing_exits_non_zero(capsys):
