@@ -632,7 +632,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line; exit codes: 0 the study is done, 1 trials are left, failed points
     would run again on a resume, or none completed, 2 bad input, 130 stopped (Ctrl-C,
     SIGTERM)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this machine has no CUDA device; use auto or cpu")
+    if args.no_probe and not args.dry_run:
+        parser.error("--no-probe goes with --dry-run (a run has no timing probe to skip)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar says what happens
     try:
         spec = _spec_of(args)

@@ -463,6 +463,20 @@ def test_cli_rejects_a_bad_spec_without_a_traceback(tmp_path, capsys):
     assert "space.padding.choices[0]: 'mirror' is not allowed" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--no-probe"], "--no-probe goes with --dry-run"),
+        pytest.param(["--device", "cuda"], "--device cuda: this machine has no CUDA device",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
+    ],
+)
+def test_cli_refuses_flags_this_run_cannot_honour(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--space", str(tmp_path / "unread.yaml"), *flags])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_cli_help_explains_itself(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
