@@ -26,7 +26,7 @@ from ablate.storage import (
     stored_study,
 )
 from ablate.variant_config import BLUR_FIELDS, run_identity, taps_per_axis, unused_fields
-from kernels.files import atomic_write
+from kernels.files import atomic_write, read_json
 
 DIRECTIONS = ("maximize", "minimize")
 CONFIG_KEY = "config_key"
@@ -73,7 +73,7 @@ def read_meta(out_dir: Path) -> StudyMeta:
         raise ValueError(
             f"out_dir={str(out_dir)!r} has no meta.json: is it a study's output folder?"
         )
-    raw = json.loads(path.read_text())
+    raw = read_json(path)
     for key in ("study_name", "objectives"):
         if key not in raw:
             raise ValueError(f"{path}: missing field {key!r}")

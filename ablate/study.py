@@ -68,7 +68,7 @@ from ablate.workers import (
     stop_on_sigterm,
 )
 from kernels.cli_types import positive
-from kernels.files import atomic_write_text
+from kernels.files import atomic_write_text, read_json
 
 DEVICES = ("auto", "cpu", "cuda")
 PROBE_STEPS = 2
@@ -209,7 +209,7 @@ def check_destination(
         raise ValueError(f"--out {str(out_dir)!r} is a file: give a folder (made if missing)")
     check_can_be_made(out_dir.absolute(), "--out")
     meta_path = out_dir / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta = read_json(meta_path) if meta_path.is_file() else {}
     other = meta.get("study_name", spec.name)
     if other != spec.name:
         raise ValueError(
@@ -292,7 +292,7 @@ def write_study_files(out_dir: Path, spec: StudySpec, location: StorageLocation)
     meta_path = out_dir / "meta.json"
     created = None
     if meta_path.is_file():
-        created = json.loads(meta_path.read_text()).get("created")
+        created = read_json(meta_path).get("created")
     meta = {
         "study_name": spec.name,
         "storage": location.recorded,

@@ -1,12 +1,15 @@
 """Files written whole or not at all: a reader (another worker, a report, a copy off the
-machine) never sees half a table, and a run killed mid-write leaves the previous file."""
+machine) never sees half a table, and a run killed mid-write leaves the previous file; and
+read back with an error that names the file when one was damaged anyway (edited by hand)."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
@@ -30,3 +33,11 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write ``text`` (UTF-8, newlines as given) whole or not at all (:func:`atomic_write`)."""
     return atomic_write(path, lambda temporary: temporary.write_text(text, "utf-8", newline=""))
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``; a ValueError naming the file and the place where it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text("utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}): was it edited, or cut short?") from None

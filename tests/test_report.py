@@ -360,6 +360,9 @@ def test_read_meta_rejects_bad_folders(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="direction='up'"):
         read_meta(tmp_path)
+    (tmp_path / "meta.json").write_text('{"study_name": "x", ')  # cut short
+    with pytest.raises(ValueError, match=r"meta\.json: not valid JSON \(.*line 1"):
+        read_meta(tmp_path)
 
 
 # --- Pareto front ----------------------------------------------------------------------------
