@@ -38,7 +38,7 @@ from ablate.speed import measure_speed
 from ablate.train import memory_format_for
 from ablate.variant_config import VariantConfig
 from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
-from kernels.cli_types import device_name, positive
+from kernels.cli_types import device_option, positive
 from kernels.layout import LAYOUTS
 from kernels.time_budget import TimeBudget
 
@@ -169,7 +169,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=positive(int), default=32,
                         help="side of the square input images (the built-in nets take 16 up)")
     parser.add_argument("--filter-size", type=positive(int), default=4, help="default 4")
-    parser.add_argument("--device", type=device_name,
+    parser.add_argument("--device", type=device_option,
                         default="cuda" if torch.cuda.is_available() else "cpu",
                         help="default: cuda where there is one, else cpu")
     parser.add_argument("--budget-s", type=positive(float),

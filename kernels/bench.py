@@ -46,7 +46,7 @@ import torch
 import kernels
 from kernels.baselines import MAX_KERNEL, PADDING, STRIDE, kornia_op, pad_conv_formulation
 from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
-from kernels.cli_types import device_name, positive, shape_text
+from kernels.cli_types import device_option, positive, shape_text
 from kernels.layout import LAYOUTS
 from kernels.measure import DTYPES, parse_shape, peak_memory_mb, time_ms
 from kernels.time_budget import TimeBudget
@@ -433,7 +433,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=("triton", "torch"),
         help="shiftlab's backend (torch: the reference ops)",
     )
-    parser.add_argument("--device", type=device_name,
+    parser.add_argument("--device", type=device_option,
                         default="cuda" if torch.cuda.is_available() else "cpu",
                         help="default: cuda where there is one, else cpu")  # fmt: skip
     parser.add_argument("--rep-ms", type=positive(int), default=50,

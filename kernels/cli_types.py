@@ -35,7 +35,7 @@ def shape_text(text: str) -> str:
     return text
 
 
-def device_name(text: str) -> str:
+def device_option(text: str) -> str:
     """An argparse type: a device torch knows and this machine has (a CUDA one only where
     CUDA is available)."""
     try:

@@ -87,10 +87,16 @@ def _blur_matrices(
     """The :func:`blur_matrix` of the rows and of the columns of an ``h`` × ``w`` map, on
     ``like``'s device, in the precision the products run in: float64 for float64, else
     float32."""
-    dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+    dtype = compute_dtype(like.dtype)
     rows = blur_matrix(h, taps, stride, padding, pad_off).to(like.device, dtype)
     cols = blur_matrix(w, taps, stride, padding, pad_off).to(like.device, dtype)
     return rows, cols
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The precision the reference computes in: float64 for float64, else float32 (half
+    precision is taken up, and its result rounded once)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _blur_products(
@@ -149,9 +155,7 @@ def max_blur_pool2d_reference(
     the backward too sums each input's window gradients in float32 and rounds once."""
     dtype = x.dtype
     if max_kernel > 1:
-        if dtype == torch.float16 or dtype == torch.bfloat16:
-            x = x.float()
-        x = _dense_max2d(x, max_kernel)
+        x = _dense_max2d(x.to(compute_dtype(dtype)), max_kernel)
     return blur_pool2d_reference(x, taps, stride, padding, 0, False).to(dtype)
 
 
