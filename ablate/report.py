@@ -521,6 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = write_report(args.out_dir, args.storage)
     except ValueError as error:
         parser.error(str(error))
+    except OSError as error:  # a file in a folder's place, a full disk: named, not a traceback
+        parser.error(f"cannot write the report: {error}")
     print(f"wrote {len(written)} files into {args.out_dir}:")
     for path in written:
         print(f"  {path}")

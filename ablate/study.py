@@ -67,7 +67,7 @@ from ablate.workers import (
     plan,
     stop_on_sigterm,
 )
-from kernels.cli_types import positive
+from kernels.cli_types import output_folder, positive
 from kernels.files import atomic_write_text, read_json
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -563,7 +563,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the study spec (YAML): base config, space, objectives, sampler",
     )
     parser.add_argument(
-        "--out", type=Path, metavar="DIR", help="output folder (default: runs/<study name>/)"
+        "--out",
+        type=output_folder,
+        metavar="DIR",
+        help="output folder (default: runs/<study name>/)",
     )
     parser.add_argument(
         "--storage",

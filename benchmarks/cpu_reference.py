@@ -14,7 +14,6 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from benchmarks.table_output import write_csv
 from kernels import blur_pool2d, max_blur_pool2d
 from kernels.baselines import pad_conv_formulation
-from kernels.cli_types import positive, shape_text
+from kernels.cli_types import output_file, positive, shape_text
 from kernels.measure import parse_shape
 
 Op = Callable[[torch.Tensor], torch.Tensor]
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--filter-size", type=positive(int), default=4, help="default 4")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=positive(int), default=15, help="default 15")
-    parser.add_argument("--csv", type=Path, help="also write the table here")
+    parser.add_argument("--csv", type=output_file, help="also write the table here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     table = measure(

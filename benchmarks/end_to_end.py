@@ -25,7 +25,6 @@ import copy
 import dataclasses
 import itertools
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -38,7 +37,7 @@ from ablate.speed import measure_speed
 from ablate.train import memory_format_for
 from ablate.variant_config import VariantConfig
 from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
-from kernels.cli_types import device_option, positive
+from kernels.cli_types import device_option, output_folder, positive
 from kernels.layout import LAYOUTS
 from kernels.time_budget import TimeBudget
 
@@ -175,7 +174,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget-s", type=positive(float),
                         help="stop starting runs after this many seconds (runs go model by "
                              "model, layout by layout, the baseline first)")
-    parser.add_argument("--out", type=Path,
+    parser.add_argument("--out", type=output_folder,
                         help="results folder (default: benchmarks/results/<gpu>)")
     args = parser.parse_args(argv)
     if "baseline" not in args.variants:

@@ -30,17 +30,17 @@ import argparse
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from benchmarks.resource_usage import compile_only
+from benchmarks.static_cost import compute_capability
 from benchmarks.table_output import write_and_print, write_csv
 from kernels import BlurPool2d, MaxBlurPool2d
 from kernels.bench import OPS
-from kernels.cli_types import positive, shape_text
+from kernels.cli_types import output_file, positive, shape_text
 from kernels.layout import LAYOUTS
 from kernels.measure import parse_shape
 
@@ -129,11 +129,11 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                         help="calls per round (default 200)")
     parser.add_argument("--repeat", type=positive(int), default=5,
                         help="rounds; the fastest counts (default 5)")
-    parser.add_argument("--arch", type=int, default=90,
-                        help="compute capability to compile for (--launch none)")
+    parser.add_argument("--arch", type=compute_capability, default=90,
+                        help="compute capability to compile for (--launch none; default 90)")
     parser.add_argument("--device", default="NVIDIA H100 80GB HBM3",
                         help="the GPU whose launch configs to use (--launch none)")
-    parser.add_argument("--csv", type=Path, help="also write the table here")
+    parser.add_argument("--csv", type=output_file, help="also write the table here")
     args = parser.parse_args(argv)
     if args.launch == "cuda" and not torch.cuda.is_available():
         parser.error("--launch cuda needs a CUDA device; use --launch none without one")

@@ -24,7 +24,6 @@ import contextlib
 import re
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -33,9 +32,10 @@ from triton.backends.compiler import GPUTarget
 from triton.runtime.driver import driver
 from triton.runtime.jit import JITFunction
 
-from benchmarks.static_cost import cuobjdump
+from benchmarks.static_cost import compute_capability, cuobjdump
 from benchmarks.table_output import write_and_print
 from kernels import autotune, hardware, tuning
+from kernels.cli_types import output_file, positive, shape_text
 from kernels.layout import LAYOUTS
 
 # Hopper (sm_90) per SM: registers, warps, blocks, shared memory (bytes); a block also takes
@@ -147,20 +147,23 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.resource_usage",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", type=int, default=90, help="compute capability (90: Hopper)")
+    parser.add_argument("--arch", type=compute_capability, default=90,
+                        help="compute capability (default 90: Hopper)")
     parser.add_argument("--device", default="NVIDIA H100 80GB HBM3",
                         help="the GPU whose launch configs to compile (its shipped table, else "
                              "the heuristic)")
-    parser.add_argument("--shapes", nargs="+", default=list(autotune.QUICK_SHAPES))
+    parser.add_argument("--shapes", nargs="+", type=shape_text,
+                        default=list(autotune.QUICK_SHAPES))
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
-    parser.add_argument("--dtypes", nargs="+", default=["bfloat16"])
-    parser.add_argument("--filters", nargs="+", type=int, default=[3, 5, 7])
+    parser.add_argument("--dtypes", nargs="+", choices=tuple(autotune.DTYPES),
+                        default=["bfloat16"])
+    parser.add_argument("--filters", nargs="+", type=positive(int), default=[3, 5, 7])
     parser.add_argument("--ops", nargs="+", choices=tuning.OPS, default=list(tuning.OPS))
     parser.add_argument("--relu", action="store_true", help="blur-pool with the fused ReLU too")
     parser.add_argument("--candidates", choices=("quick", "full"),
                         help="every config the autotuner's quick or full sweep would try, not "
                              "only the heuristic's")
-    parser.add_argument("--csv", type=Path, help="also write the table here")
+    parser.add_argument("--csv", type=output_file, help="also write the table here")
     args = parser.parse_args(argv)
     relus = (False, True) if args.relu else (False,)
     todo = autotune.problems(args.shapes, args.layouts, args.dtypes, args.filters, args.ops,

@@ -33,6 +33,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from benchmarks.table_output import write_and_print
+from kernels.cli_types import output_file, positive
 from kernels.filters import make_taps
 from kernels.ops import streamed_backward, streamed_forward
 from kernels.ops.common import PADDING_CODES
@@ -91,15 +92,33 @@ def compile_for(
     )
 
 
+def nvidia_tool(name: str) -> str:
+    """The path of a CUDA tool that Triton's wheel ships (``ptxas``, ``cuobjdump``)."""
+    return str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name)
+
+
 def cuobjdump(cubin: bytes, option: str) -> str:
-    """What ``cuobjdump <option>`` (from Triton's wheel) prints for ``cubin``."""
-    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    """What ``cuobjdump <option>`` prints for ``cubin``."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "kernel.cubin"
         path.write_bytes(cubin)
         return subprocess.run(
-            [str(tool), option, str(path)], capture_output=True, text=True, check=True
+            [nvidia_tool("cuobjdump"), option, str(path)], capture_output=True, text=True,
+            check=True,
         ).stdout
+
+
+def compute_capability(text: str) -> int:
+    """An argparse type: a compute capability (``90`` for ``sm_90``) that Triton's ``ptxas``
+    compiles for."""
+    usage = subprocess.run([nvidia_tool("ptxas"), "--help"], capture_output=True, text=True)
+    known = sorted({int(arch) for arch in re.findall(r"'sm_(\d+)'", usage.stdout)})
+    if not text.isdigit() or int(text) not in known:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a compute capability ptxas knows: one of "
+            f"{', '.join(map(str, known))}"
+        )
+    return int(text)
 
 
 def sass_counts(
@@ -309,10 +328,11 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--arch", type=int, default=90, help="compute capability (90: Hopper)")
-    parser.add_argument("--filters", nargs="+", type=int, default=[3, 5, 7])
-    parser.add_argument("--num-warps", type=int, default=4)
-    parser.add_argument("--csv", type=Path, help="also write the table here")
+    parser.add_argument("--arch", type=compute_capability, default=90,
+                        help="compute capability (default 90: Hopper)")
+    parser.add_argument("--filters", nargs="+", type=positive(int), default=[3, 5, 7])
+    parser.add_argument("--num-warps", type=int, choices=(1, 2, 4, 8, 16, 32), default=4)
+    parser.add_argument("--csv", type=output_file, help="also write the table here")
     args = parser.parse_args(argv)
     df = measure(args.filters, args.arch, args.num_warps)
     return write_and_print(df, args.csv, digits=1)

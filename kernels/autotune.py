@@ -26,13 +26,12 @@ import dataclasses
 import functools
 import itertools
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from kernels import hardware, tuning
-from kernels.cli_types import positive, shape_text
+from kernels.cli_types import output_file, positive, shape_text
 from kernels.filters import make_taps
 from kernels.layout import LAYOUTS
 from kernels.measure import DTYPES, parse_shape, time_ms
@@ -274,7 +273,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=positive(int),
                         help="processes that compile the candidates ahead, in parallel (default: "
                              "the CPU cores, at most 16, on a GPU; 1 under the interpreter)")
-    parser.add_argument("--out", type=Path,
+    parser.add_argument("--out", type=output_file,
                         help="also write the winners as a table here (to ship in kernels/tuned/), "
                              "rewritten after each problem")
     return parser.parse_args(argv)

@@ -46,7 +46,7 @@ import torch
 import kernels
 from kernels.baselines import MAX_KERNEL, PADDING, STRIDE, kornia_op, pad_conv_formulation
 from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
-from kernels.cli_types import device_option, positive, shape_text
+from kernels.cli_types import device_option, output_folder, positive, shape_text
 from kernels.layout import LAYOUTS
 from kernels.measure import DTYPES, parse_shape, peak_memory_mb, time_ms
 from kernels.time_budget import TimeBudget
@@ -452,7 +452,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "CPU cores, at most 16, on a GPU; else 1)",
     )
     parser.add_argument(
-        "--out", type=Path, help="results folder (default: benchmarks/results/<gpu>)"
+        "--out", type=output_folder, help="results folder (default: benchmarks/results/<gpu>)"
     )
     parser.add_argument("--no-figures", action="store_true")
     return parser.parse_args(argv)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,3 +47,39 @@ def device_option(text: str) -> str:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(f"{text!r}: this machine has no CUDA device; use cpu")
     return text
+
+
+def output_file(text: str) -> Path:
+    """An argparse type: a file path the run can write (not a folder; its folder exists or
+    can be made), refused now rather than after the run has measured everything."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file path")
+    _check_writable(text, path.parent)
+    return path
+
+
+def output_folder(text: str) -> Path:
+    """An argparse type: a folder the run can write into (existing, or one it can make)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+    _check_writable(text, path)
+    return path
+
+
+def _check_writable(text: str, folder: Path) -> None:
+    """Refuse ``text`` unless the nearest existing folder at or above ``folder`` takes a new
+    entry: tried by making and removing one, as permission bits do not tell root where a
+    file system refuses (``/proc``, a read-only mount)."""
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {existing} is a file, not a folder")
+    try:
+        tempfile.TemporaryDirectory(dir=existing, prefix=".write-check-").cleanup()
+    except OSError as err:
+        raise argparse.ArgumentTypeError(
+            f"{text}: cannot write in {existing} ({err.strerror})"
+        ) from None

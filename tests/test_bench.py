@@ -1,10 +1,12 @@
 """The benchmark and the autotuner, end to end on the CPU (Triton under its interpreter)."""
 
+import argparse
 import contextlib
 import importlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -642,12 +644,44 @@ def test_cpu_reference_times_each_formulation_of_the_same_op(tmp_path):
         ("kernels.autotune", ["--shapes", "axb"], "argument --shapes: shape 'axb': expected four"),
         ("kernels.bench", ["--device", "foo"], "argument --device: 'foo' is not a device"),
         ("benchmarks.end_to_end", ["--variants", "aa_torch"], "'baseline' is needed"),
+        ("kernels.autotune", ["--out", "."], "argument --out: . is a folder; give a file path"),
+        ("benchmarks.static_cost", ["--arch", "0"], "'0' is not a compute capability ptxas"),
+        ("benchmarks.static_cost", ["--num-warps", "3"], "--num-warps: invalid choice: 3"),
+        ("benchmarks.static_cost", ["--filters", "0"], "--filters: 0 is not a finite number"),
+        ("benchmarks.resource_usage", ["--dtypes", "fp16"], "--dtypes: invalid choice: 'fp16'"),
+        ("benchmarks.resource_usage", ["--shapes", "1x2"], "shape '1x2': expected four"),
+        ("benchmarks.host_overhead", ["--arch", "sm_90"], "'sm_90' is not a compute capability"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(command, argv, message, capsys):
+    module = importlib.import_module(command)
     with pytest.raises(SystemExit) as exit_info:
-        importlib.import_module(command).parse_args(argv)
+        getattr(module, "parse_args", module.main)(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_output_paths_are_checked_when_parsing(tmp_path):
+    """An output a run could not write is refused before the run measures anything: a folder
+    given for a file, a file for a folder, a path below a file, a file system that takes no
+    new entries; a path whose folders are missing is fine (they are made)."""
+    from kernels.cli_types import output_file, output_folder
+
+    existing = tmp_path / "table.csv"
+    existing.write_text("")
+    missing = tmp_path / "new" / "deeper" / "table.csv"
+    assert output_file(str(missing)) == missing
+    assert output_file(str(existing)) == existing  # rewritten
+    assert output_folder(str(tmp_path)) == tmp_path  # written into
+    refusals = [(output_file, tmp_path, "is a folder; give a file path"),
+                (output_folder, existing, "is a file; give a folder"),
+                (output_file, existing / "below.csv", f"{existing} is a file, not a folder"),
+                (output_folder, existing / "below", f"{existing} is a file, not a folder")]
+    if Path("/proc/self").is_dir():  # Linux: even root cannot make a folder there
+        refusals.append((output_folder, Path("/proc/shiftlab-results"), "cannot write in /proc"))
+    for check, path, message in refusals:
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
+            check(str(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]  # the checks leave nothing
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")

@@ -936,6 +936,19 @@ def test_study_varying_one_parameter_reports_through_the_cli(
     assert "<em>parameter_importance</em>: skipped" in html
 
 
+def test_cli_names_an_output_it_cannot_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "s"
+    make_study(out_dir, {"filter_size": [1, 3]}, seeds=[0], failed=0)
+    (out_dir / "figures").write_text("a file where the figures go")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(out_dir)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert "cannot write the report: " in err and str(out_dir / "figures") in err
+
+
 def test_cli_rejects_a_folder_without_a_study(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main([str(tmp_path)])

@@ -469,9 +469,11 @@ def test_cli_rejects_a_bad_spec_without_a_traceback(tmp_path, capsys):
         (["--no-probe"], "--no-probe goes with --dry-run"),
         pytest.param(["--device", "cuda"], "--device cuda: this machine has no CUDA device",
                      marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
+        (["--out", "README.md"], "argument --out: README.md is a file; give a folder"),
     ],
 )
-def test_cli_refuses_flags_this_run_cannot_honour(tmp_path, capsys, flags, message):
+def test_cli_refuses_flags_this_run_cannot_honour(tmp_path, capsys, flags, message, monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[1])
     with pytest.raises(SystemExit) as exit_info:
         main(["--space", str(tmp_path / "unread.yaml"), *flags])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
