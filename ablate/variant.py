@@ -211,13 +211,15 @@ def made_by(device: torch.device) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run one variant from `key=value` settings and print its metrics as JSON."""
+    """Run one variant from `key=value` settings and print its metrics as JSON; exit 2 for
+    settings that cannot make a variant (as `ablate.study`), 1 for a run that failed."""
     fields = ", ".join(
         f"{name}={field.default!r}" for name, field in VariantConfig.model_fields.items()
     )
     parser = argparse.ArgumentParser(
         prog="python -m ablate.variant",
-        description="Train and evaluate one variant; print its metrics as JSON.",
+        description="Train and evaluate one variant; print its metrics as JSON. Exit status 2: "
+        "settings that make no variant; 1: the run failed (diverged).",
         epilog=f"Settings (defaults): {fields}",
     )
     parser.add_argument(
@@ -241,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"setting {key}={value!r} is not valid YAML: {reason}")
     try:
         metrics = run_variant(settings)
+    except UnbuildableVariant as error:  # bad input, as the study's command line counts it
+        parser.error(str(error))
     except (ValueError, TrainingDiverged) as error:
         sys.exit(f"error: {error}")
     print(json.dumps(json_values(metrics, finite=True), indent=2, allow_nan=False))

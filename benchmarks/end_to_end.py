@@ -32,10 +32,17 @@ import torch.nn.functional as F
 
 from ablate.antialias import antialias
 from ablate.flops import forward_flops
-from ablate.models import MODELS, build_model, check_model_name, model_arguments
+from ablate.models import (
+    MODELS,
+    build_model,
+    check_image_size,
+    check_model_name,
+    model_arguments,
+)
 from ablate.speed import measure_speed
 from ablate.train import memory_format_for
 from ablate.variant_config import VariantConfig
+from kernels import hardware
 from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
 from kernels.cli_types import device_option, output_folder, positive
 from kernels.layout import LAYOUTS
@@ -160,7 +167,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", type=model_name, default=list(MODELS),
                         help=f"{', '.join(MODELS)} or your own network, package.module:function")
-    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS),
+                        help="default: all where the fused kernels run (CUDA, or the CPU with "
+                             "TRITON_INTERPRET=1), else all but aa_triton")
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
     parser.add_argument("--width", type=positive(int), default=64,
                         help="channels of the first stage (for a network whose factory takes it)")
@@ -177,8 +186,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=output_folder,
                         help="results folder (default: benchmarks/results/<gpu>)")
     args = parser.parse_args(argv)
+    fused_kernels_run = torch.device(args.device).type == "cuda" or hardware.interpreting()
+    if args.variants is None:
+        args.variants = [v for v in VARIANTS if fused_kernels_run or v != "aa_triton"]
     if "baseline" not in args.variants:
         parser.error(f"--variants {' '.join(args.variants)}: 'baseline' is needed for the ratios")
+    if "aa_triton" in args.variants and not fused_kernels_run:
+        parser.error(f"--variants aa_triton: the fused kernels do not run on --device "
+                     f"{args.device} (they take CUDA, or the CPU with TRITON_INTERPRET=1)")
+    for name in args.models:
+        try:
+            check_image_size(name, args.image_size)
+        except ValueError as err:
+            parser.error(f"--image-size: {err}")
     return args
 
 

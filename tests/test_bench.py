@@ -645,6 +645,8 @@ def test_cpu_reference_times_each_formulation_of_the_same_op(tmp_path):
         ("kernels.bench", ["--device", "foo"], "argument --device: 'foo' is not a device"),
         ("benchmarks.end_to_end", ["--variants", "aa_torch"], "'baseline' is needed"),
         ("kernels.autotune", ["--out", "."], "argument --out: . is a folder; give a file path"),
+        ("benchmarks.end_to_end", ["--models", "resnet18", "vgg", "--image-size", "8"],
+         "--image-size: image_size=8 is too small for model 'vgg'"),
         ("benchmarks.static_cost", ["--arch", "0"], "'0' is not a compute capability ptxas"),
         ("benchmarks.static_cost", ["--num-warps", "3"], "--num-warps: invalid choice: 3"),
         ("benchmarks.static_cost", ["--filters", "0"], "--filters: 0 is not a finite number"),
@@ -658,6 +660,22 @@ def test_bad_arguments_are_refused_before_any_work(command, argv, message, capsy
     with pytest.raises(SystemExit) as exit_info:
         getattr(module, "parse_args", module.main)(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_end_to_end_leaves_out_the_fused_kernels_where_they_cannot_run(monkeypatch, capsys):
+    """Off CUDA and outside the interpreter, the default variants skip aa_triton, and asking
+    for it is refused when parsing (it had failed run after run)."""
+    from benchmarks import end_to_end
+
+    assert "aa_triton" in end_to_end.parse_args(["--device", "cpu"]).variants  # interpreter
+    monkeypatch.setattr(hardware, "interpreting", lambda: False)
+    assert end_to_end.parse_args(["--device", "cpu"]).variants == [
+        "baseline", "aa_torch", "aa_placement"]
+    with pytest.raises(SystemExit) as exit_info:
+        end_to_end.parse_args(["--device", "cpu", "--variants", "baseline", "aa_triton"])
+    assert exit_info.value.code == 2
+    assert "--variants aa_triton: the fused kernels do not run on --device cpu" in (
+        capsys.readouterr().err)
 
 
 def test_output_paths_are_checked_when_parsing(tmp_path):
