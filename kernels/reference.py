@@ -106,9 +106,24 @@ def _blur_products(
     n, c, h, w = x.shape
     if channels_last:
         # (N, H, W, C) in memory: contract H over rows of W*C (few large GEMMs), then W.
-        per_col = torch.matmul(rows, x.permute(0, 2, 3, 1).reshape(n, h, w * c))
-        return torch.matmul(cols, per_col.reshape(n, rows.shape[0], w, c)).permute(0, 3, 1, 2)
-    return torch.matmul(rows, torch.matmul(x, cols.t()))
+        per_col = _matmul(rows, x.permute(0, 2, 3, 1).reshape(n, h, w * c))
+        return _matmul(cols, per_col.reshape(n, rows.shape[0], w, c)).permute(0, 3, 1, 2)
+    return _matmul(rows, _matmul(x, cols.t()))
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b``, one of them a matrix and the other a stack of planes: ``torch.matmul``, or
+    while exporting one ``bmm`` over the planes, the matrix expanded (not copied). matmul merges
+    dims with reshapes whose size guards (is the map one row high?) ``torch.export`` cannot
+    prove over a bounded ``Dim`` of the image size, and so refuses the export; the bmm merges
+    only the batch and channel dims."""
+    if torch.jit.is_scripting() or not _exporting():
+        return torch.matmul(a, b)
+    if a.dim() == 2:
+        planes = b.flatten(0, -3)
+        return torch.bmm(a.expand(planes.shape[0], -1, -1), planes).unflatten(0, b.shape[:-2])
+    planes = a.flatten(0, -3)
+    return torch.bmm(planes, b.expand(planes.shape[0], -1, -1)).unflatten(0, a.shape[:-2])
 
 
 @torch.jit.unused
@@ -140,7 +155,7 @@ def blur_pool2d_input_gradient(
     needs nothing of the input, and its own gradient is blur-pool again). In ``grad``'s dtype
     (computed as the forward computes), laid out as the input was (``channels_last``)."""
     rows, cols = _blur_matrices(size[0], size[1], taps, stride, padding, pad_off, grad)
-    dx = torch.matmul(rows.t(), torch.matmul(grad.to(rows.dtype), cols)).to(grad.dtype)
+    dx = _matmul(rows.t(), _matmul(grad.to(rows.dtype), cols)).to(grad.dtype)
     if channels_last and not batched(grad):
         return dx.contiguous(memory_format=torch.channels_last)
     return dx
@@ -181,6 +196,11 @@ def building_graph() -> bool:
 @torch.jit.unused
 def _tracing_or_exporting() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
+@torch.jit.unused
+def _exporting() -> bool:
+    return torch.compiler.is_exporting()
 
 
 @torch.jit.unused

@@ -414,6 +414,19 @@ def test_torch_export_matches_eager_with_plain_aten_ops() -> None:
         assert not any("Function" in t or "apply" in t for t in targets), targets
 
 
+@pytest.mark.parametrize("padding", kernels.PADDING_MODES)
+def test_torch_export_takes_a_bounded_image_size(padding: str) -> None:
+    """A named ``Dim`` with bounds, as deployment code gives it: MaxBlurPool's products had
+    left a guard (n - 1 < (n - 1) * (n // 2)) that the exporter could not prove over the
+    range, and refused the export."""
+    size = {2: torch.export.Dim("h", min=8, max=512), 3: torch.export.Dim("w", min=8, max=512)}
+    for module in (BlurPool2d(4, 3, padding=padding), MaxBlurPool2d(4, 4, padding=padding)):
+        exported = torch.export.export(module, (torch.randn(2, 4, 32, 32),), dynamic_shapes=(size,))
+        for shape in [(2, 4, 19, 27), (2, 4, 8, 8), (2, 4, 64, 9)]:
+            x = torch.randn(shape)
+            torch.testing.assert_close(exported.module()(x), module(x), **FP32)
+
+
 class FunctionalCalls(torch.nn.Module):
     """The public ops called in a forward, with a named filter and with custom taps."""
 
