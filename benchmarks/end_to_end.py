@@ -172,7 +172,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "TRITON_INTERPRET=1), else all but aa_triton")
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
     parser.add_argument("--width", type=positive(int), default=64,
-                        help="channels of the first stage (for a network whose factory takes it)")
+                        help="channels of the first stage (for a network whose factory takes it; "
+                             "default 64)")
     parser.add_argument("--batch", type=positive(int), default=256, help="default 256")
     parser.add_argument("--image-size", type=positive(int), default=32,
                         help="side of the square input images (the built-in nets take 16 up)")

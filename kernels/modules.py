@@ -8,7 +8,8 @@ dispatch of ``kernels.functional``. The fused kernels take the taps as Python fl
 the buffer again only when it is another tensor: assigned (``module.taps = t``), substituted (as
 ``torch.func.functional_call`` does) or loaded (reading a CUDA buffer on each call would wait for
 the device). An in-place edit of the buffer is not read again, since DDP's broadcast of buffers
-writes them in place at every step: assign new taps instead. Compiled code keeps the floats it
+writes them in place at every step; the reference ops take the buffer itself and do see it, so
+the backends would disagree: assign new taps instead. Compiled code keeps the floats it
 was traced with, and `nn.DataParallel`'s replicas those of the module they copy (``tap_values``
 reads them). A dtype cast of the module (``.half()``) leaves the buffer in float64, so the
 taps keep summing to 1 (spec §1).
