@@ -8,6 +8,7 @@ stored study made from another spec is refused with what changed.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -27,6 +28,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from ablate.spec import StudySpec, identity_differences
+from kernels.files import why_not_writable
 
 log = logging.getLogger("ablate.study")
 
@@ -63,11 +65,30 @@ def locate_storage(url: str | None, out_dir: Path) -> StorageLocation:
     scheme = url.split(":", 1)[0].split("+", 1)[0] if ":" in url else ""
     if "://" in url or scheme in RDB_SCHEMES:
         return _database_location(url, scheme)
-    path = Path(url).resolve()
+    path = Path(url).expanduser().resolve()
     if path.is_dir():
         raise ValueError(f"storage={url!r} is a folder: give a journal file's path in it")
     check_can_be_made(path, "storage")
+    _check_is_journal(path)
     return StorageLocation(str(path), str(path))
+
+
+def _check_is_journal(path: Path) -> None:
+    """Refuse an existing file that is not an Optuna journal (a CSV, notes), which would be
+    read as a damaged journal, or, without a last newline, cut as a torn one."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as file:
+        first = file.readline(1 << 20)
+    try:
+        whole = first.endswith(b"\n") and "op_code" in json.loads(first)
+    except (ValueError, TypeError):  # not JSON, or JSON but not an object
+        whole = False
+    if not (whole or (not first.endswith(b"\n") and first.startswith(b"{"))):  # torn: cut later
+        raise ValueError(
+            f"storage={str(path)!r} is not an Optuna journal (its first line is no journal "
+            "record): give the study's journal, or the path of a new file"
+        )
 
 
 def _database_location(url: str, scheme: str) -> StorageLocation:
@@ -90,10 +111,12 @@ def _database_location(url: str, scheme: str) -> StorageLocation:
                 f"storage={url!r} is an in-memory database, which the workers cannot share: "
                 f"give a database file, {SQLITE_FORMS}"
             )
-        database = Path(parsed.database).resolve()
+        database = Path(parsed.database).expanduser().resolve()
         if database.is_dir():
             raise ValueError(f"storage={url!r} names a folder: give a database file in it")
         check_can_be_made(database, "storage")
+        # absolute, as recorded: a resume from another folder finds the same database
+        url = parsed.set(database=str(database)).render_as_string(hide_password=False)
     return StorageLocation(url, without_password(url))
 
 
@@ -109,12 +132,10 @@ def without_password(url: str) -> str:
 
 def check_can_be_made(path: Path, field: str) -> None:
     """Raise ValueError, naming `field`, where `path` cannot be made: an ancestor of it is a
-    file."""
-    ancestor = next(p for p in path.parents if p.exists())
-    if not ancestor.is_dir():
-        raise ValueError(
-            f"{field}={str(path)!r} cannot be made: {str(ancestor)!r} is a file, not a folder"
-        )
+    file, or takes no new files."""
+    reason = why_not_writable(path.parent)
+    if reason is not None:
+        raise ValueError(f"{field}={str(path)!r} cannot be made: {reason}")
 
 
 def open_storage(location: StorageLocation) -> BaseStorage:

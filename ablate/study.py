@@ -67,7 +67,7 @@ from ablate.workers import (
     plan,
     stop_on_sigterm,
 )
-from kernels.cli_types import output_folder, positive
+from kernels.cli_types import positive
 from kernels.files import atomic_write_text, read_json
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -125,7 +125,7 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
     storage = existing or open_storage(location)
     study = open_study(storage, spec, make_sampler(spec))
     options = dataclasses.replace(options, reuse=_reuse_of(study, storage, options.reuse))
-    plan_slots(study, storage, plan(spec))
+    plan_slots(study, storage, plan(spec), options.stale_after_s)
     slots = plan(spec, planned_slots(study))
     write_study_files(out_dir, spec, location)
     reap_dead_trials(study, storage, slots, spec.max_retries, options.stale_after_s)
@@ -563,10 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the study spec (YAML): base config, space, objectives, sampler",
     )
     parser.add_argument(
-        "--out",
-        type=output_folder,
-        metavar="DIR",
-        help="output folder (default: runs/<study name>/)",
+        "--out", type=Path, metavar="DIR", help="output folder (default: runs/<study name>/)"
     )
     parser.add_argument(
         "--storage",

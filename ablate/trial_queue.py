@@ -5,7 +5,8 @@ attrs `slot` (its index) and `attempt` (0, then +1 per retry). Workers never let
 trials on its own: they claim WAITING trials with the storage's compare-and-set
 (WAITING -> RUNNING succeeds for one process only), so a grid point runs exactly once however
 many workers and machines share the study. Enqueueing is guarded by a lock study named
-`<study>:plan-<n>`: creating a study is atomic in every storage, so one process enqueues.
+`<study>:plan-lock`, held while enqueueing: creating a study is atomic in every storage, so one
+process enqueues at a time, whatever number of slots each wants.
 
 A claimed trial carries user attrs `worker` ({host, pid, started, device}) and `heartbeat`
 (seconds since the epoch, refreshed by its worker). A RUNNING trial is dead when its worker's
@@ -14,7 +15,9 @@ worker on another host or in another pid namespace (a container sharing this hos
 its heartbeat is older than `stale_after_s` (their clocks must
 agree to well within that). Whoever finds a dead trial marks it FAIL with a `fail_reason`
 (again compare-and-set, so one process wins) and enqueues its retry while
-`attempt < max_retries`.
+`attempt < max_retries`. A worker of this host whose runner (`worker.runner`) is gone too was
+stopped with its whole job (`kill -9` of the process group, a reboot), not by its trial: its
+trial is requeued without using a retry, as after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -35,12 +38,17 @@ from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-#: What names a plan lock (a study holding no trials, whose existence is the lock).
+#: What names a plan lock (a study holding no trials, whose existence is the lock); earlier
+#: versions named theirs `<study>:plan-<n>` and kept them.
 PLAN_LOCK_MARK = ":plan-"
-PLAN_LOCK = "{study}" + PLAN_LOCK_MARK + "{n}"
+PLAN_LOCK = "{study}" + PLAN_LOCK_MARK + "lock"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 300.0
 INTERRUPTED = "interrupted by the user (Ctrl-C, SIGTERM); requeued without using a retry"
+JOB_STOPPED = (
+    "its worker and runner were both stopped (the whole job killed, the machine restarted); "
+    "requeued without using a retry"
+)
 DUPLICATE_RETRY = "not run: a second retry of the same failure, queued by two runners at once"
 
 
@@ -50,57 +58,63 @@ def planned_slots(study: optuna.Study) -> int:
 
 
 def plan_slots(
-    study: optuna.Study, storage: BaseStorage, slots: Sequence[dict[str, Any]], wait_s: float = 120
+    study: optuna.Study,
+    storage: BaseStorage,
+    slots: Sequence[dict[str, Any]],
+    stale_after_s: float = STALE_AFTER_S,
 ) -> None:
     """Enqueue every slot once across all processes; `slots[i]` are slot i's fixed parameters.
 
     Growing a plan (a larger `trials:`) enqueues the new slots; shrinking it cancels nothing.
+    A lock left by a planner that died is taken over: at once where that process was of this
+    host, else once no trial has been enqueued for `stale_after_s`.
     """
     n = len(slots)
     if planned_slots(study) >= n:
         return
-    name = PLAN_LOCK.format(study=study.study_name, n=n)
+    name = PLAN_LOCK.format(study=study.study_name)
     try:
         lock = optuna.create_study(study_name=name, storage=storage)
     except DuplicatedStudyError:
-        if _wait_for_plan(study, storage, name, n, wait_s):
-            plan_slots(study, storage, slots, wait_s)  # its holder is gone: plan it here
+        if _wait_for_plan(study, storage, name, n, stale_after_s):
+            plan_slots(study, storage, slots, stale_after_s)  # its holder is gone: plan here
         return
     try:
         lock.set_user_attr("owner", owner_record())
+        planned = planned_slots(study)  # another planner may have finished since the check
         existing = {t.user_attrs.get("slot") for t in study.get_trials(deepcopy=False)}
         for index, params in enumerate(slots):
             if index not in existing:
                 study.enqueue_trial(dict(params), user_attrs={"slot": index, "attempt": 0})
-        study.set_user_attr("planned_slots", n)
-    except BaseException:  # Ctrl-C or an error halfway: the next run enqueues the rest
-        optuna.delete_study(study_name=name, storage=storage)
-        raise
+        study.set_user_attr("planned_slots", max(n, planned))
+    finally:  # done, or Ctrl-C or an error halfway: the next run enqueues the rest
+        with contextlib.suppress(KeyError):  # taken over and deleted by a waiter meanwhile
+            storage.delete_study(lock._study_id)
 
 
 def _wait_for_plan(
-    study: optuna.Study, storage: BaseStorage, name: str, n: int, wait_s: float
+    study: optuna.Study, storage: BaseStorage, name: str, n: int, stale_after_s: float
 ) -> bool:
-    """Wait until the lock's holder has planned `n` slots; True (plan again) where the lock is
-    gone (its holder was stopped) or its holder is a dead process of this host (the lock is
+    """Wait until `n` slots are planned; True (plan again) where the lock is gone (its holder
+    finished a smaller plan, or was stopped), or its holder is dead: a process of this host
+    that is gone, or one elsewhere that has enqueued nothing for `stale_after_s` (its lock is
     deleted)."""
-    deadline = time.monotonic() + wait_s
+    study_id = storage.get_study_id_from_name(study.study_name)
+    seen, since = -1, time.monotonic()
     while planned_slots(study) < n:
         held = _lock_owner(storage, name)
         if held is None:
             return True
         lock_id, owner = held
-        if _on_this_host(owner) and not _alive(owner["pid"], owner.get("started")):
+        trials = storage.get_n_trials(study_id)
+        if trials != seen:
+            seen, since = trials, time.monotonic()
+        dead_here = _on_this_host(owner) and not _alive(owner["pid"], owner.get("started"))
+        if dead_here or time.monotonic() - since > stale_after_s:
             # by id: the lock a waiter that took over first has made since is not this one
             with contextlib.suppress(KeyError):  # another waiter deleted it first
                 storage.delete_study(lock_id)
             return True
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"another process took the lock {name!r} to enqueue {n} trials but has not "
-                f"finished after {wait_s:.0f} s; if it died, delete that lock study "
-                f"(optuna delete-study --study-name '{name}' --storage ...) and run again"
-            )
         time.sleep(0.5)
     return False
 
@@ -165,7 +179,7 @@ def _repeats_its_slot(trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> bool
 
 def owner_record(device: str | None = None) -> dict[str, Any]:
     """Who runs a trial on `device` (or holds a plan lock): enough to tell later whether that
-    process is still alive."""
+    process is still alive, and for a worker (`device` given) its runner, its parent."""
     pid = os.getpid()
     record = {
         "host": socket.gethostname(),
@@ -173,7 +187,10 @@ def owner_record(device: str | None = None) -> dict[str, Any]:
         "pid": pid,
         "started": _process_start(pid),
     }
-    return record if device is None else {**record, "device": device}
+    if device is None:
+        return record
+    runner = {"pid": os.getppid(), "started": _process_start(os.getppid())}
+    return {**record, "device": device, "runner": runner}
 
 
 @functools.cache
@@ -319,13 +336,27 @@ def reap_dead_trials(
         reason = death_reason(trial, stale_after_s)
         if not reason:
             continue
-        stopped = stopped_here and _owner(trial).get("host") == socket.gethostname()
+        owner = _owner(trial)
+        if stopped_here and owner.get("host") == socket.gethostname():
+            reason = INTERRUPTED
+        elif _runner_gone(owner):
+            reason = JOB_STOPPED
         if fail_and_retry(
-            study, storage, trial, INTERRUPTED if stopped else reason, slots, max_retries,
-            counts_as_retry=not stopped,
+            study, storage, trial, reason, slots, max_retries,
+            counts_as_retry=reason not in (INTERRUPTED, JOB_STOPPED),
         ):  # fmt: skip
             reaped.append(trial.number)
     return reaped
+
+
+def _runner_gone(owner: dict[str, Any]) -> bool:
+    """Whether a worker of this host (`owner_record`) has lost its runner too."""
+    runner = owner.get("runner")
+    return (
+        runner is not None
+        and _on_this_host(owner)
+        and not _alive(runner["pid"], runner.get("started"))
+    )
 
 
 def _owner(trial: FrozenTrial) -> dict[str, Any]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from kernels.files import why_not_writable
 from kernels.measure import parse_shape
 
 
@@ -55,8 +55,7 @@ def output_file(text: str) -> Path:
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file path")
-    _check_writable(text, path.parent)
-    return path
+    return _writable(text, path.parent)
 
 
 def output_folder(text: str) -> Path:
@@ -64,22 +63,11 @@ def output_folder(text: str) -> Path:
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
-    _check_writable(text, path)
-    return path
+    return _writable(text, path)
 
 
-def _check_writable(text: str, folder: Path) -> None:
-    """Refuse ``text`` unless the nearest existing folder at or above ``folder`` takes a new
-    entry: tried by making and removing one, as permission bits do not tell root where a
-    file system refuses (``/proc``, a read-only mount)."""
-    existing = folder.absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: {existing} is a file, not a folder")
-    try:
-        tempfile.TemporaryDirectory(dir=existing, prefix=".write-check-").cleanup()
-    except OSError as err:
-        raise argparse.ArgumentTypeError(
-            f"{text}: cannot write in {existing} ({err.strerror})"
-        ) from None
+def _writable(text: str, folder: Path) -> Path:
+    reason = why_not_writable(folder)
+    if reason is not None:
+        raise argparse.ArgumentTypeError(f"{text}: {reason}")
+    return Path(text)

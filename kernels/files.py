@@ -41,3 +41,20 @@ def read_json(path: Path) -> Any:
         return json.loads(Path(path).read_text("utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err}): was it edited, or cut short?") from None
+
+
+def why_not_writable(path: Path) -> str | None:
+    """Why a file or folder cannot be made at `path`, or None: the nearest existing folder at
+    or above it is a file, or takes no new entry (tried by making and removing one, as
+    permission bits do not tell root where a file system refuses: `/proc`, a read-only
+    mount)."""
+    existing = Path(path).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{str(existing)!r} is a file, not a folder"
+    try:
+        tempfile.TemporaryDirectory(dir=existing, prefix=".write-check-").cleanup()
+    except OSError as err:
+        return f"{str(existing)!r} takes no new files ({err.strerror or err})"
+    return None

@@ -692,10 +692,11 @@ def test_output_paths_are_checked_when_parsing(tmp_path):
     assert output_folder(str(tmp_path)) == tmp_path  # written into
     refusals = [(output_file, tmp_path, "is a folder; give a file path"),
                 (output_folder, existing, "is a file; give a folder"),
-                (output_file, existing / "below.csv", f"{existing} is a file, not a folder"),
-                (output_folder, existing / "below", f"{existing} is a file, not a folder")]
+                (output_file, existing / "below.csv", f"'{existing}' is a file, not a folder"),
+                (output_folder, existing / "below", f"'{existing}' is a file, not a folder")]
     if Path("/proc/self").is_dir():  # Linux: even root cannot make a folder there
-        refusals.append((output_folder, Path("/proc/shiftlab-results"), "cannot write in /proc"))
+        refusals.append((output_folder, Path("/proc/shiftlab-results"),
+                         "'/proc' takes no new files"))  # fmt: skip
     for check, path, message in refusals:
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
             check(str(path))

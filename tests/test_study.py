@@ -50,12 +50,15 @@ from ablate.study import (
 from ablate.trial_queue import (
     DUPLICATE_RETRY,
     INTERRUPTED,
+    JOB_STOPPED,
+    PLAN_LOCK_MARK,
     claim_next,
     death_reason,
     finished_slots,
     owner_record,
     plan_slots,
     queue_status,
+    reap_dead_trials,
 )
 from ablate.variant import UnbuildableVariant, made_by
 from ablate.variant_config import VariantConfig
@@ -469,11 +472,9 @@ def test_cli_rejects_a_bad_spec_without_a_traceback(tmp_path, capsys):
         (["--no-probe"], "--no-probe goes with --dry-run"),
         pytest.param(["--device", "cuda"], "--device cuda: this machine has no CUDA device",
                      marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
-        (["--out", "README.md"], "argument --out: README.md is a file; give a folder"),
     ],
 )
-def test_cli_refuses_flags_this_run_cannot_honour(tmp_path, capsys, flags, message, monkeypatch):
-    monkeypatch.chdir(Path(__file__).parents[1])
+def test_cli_refuses_flags_this_run_cannot_honour(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as exit_info:
         main(["--space", str(tmp_path / "unread.yaml"), *flags])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
@@ -771,21 +772,31 @@ def test_a_plan_cut_short_leaves_no_lock_behind(tmp_path, call_log, monkeypatch)
     # a planner killed halfway: its lock names a process of this host that is gone
     spec = make_spec(tmp_path, name="killed", seeds=[0])
     study = open_study(storage, spec)
-    lock = optuna.create_study(study_name=f"killed:plan-{len(plan(spec))}", storage=storage)
+    lock = optuna.create_study(study_name="killed:plan-lock", storage=storage)
     lock.set_user_attr("owner", {**owner_record(), "pid": 2**22 + 1})  # > pid_max
-    plan_slots(study, storage, plan(spec), wait_s=5)
+    plan_slots(study, storage, plan(spec), stale_after_s=600)
     assert len(study.get_trials()) == 6
-    # a waiter whose planner was stopped (its lock deleted) plans at once, not after wait_s
+    # a waiter whose planner was stopped (its lock deleted) plans at once
     spec = make_spec(tmp_path, name="stopped", seeds=[0])
     study = open_study(storage, spec)
-    lock = f"stopped:plan-{len(plan(spec))}"
+    lock = "stopped:plan-lock"
     optuna.create_study(study_name=lock, storage=storage)
     threading.Timer(
         0.3, optuna.delete_study, kwargs={"study_name": lock, "storage": storage}
     ).start()
     began = time.monotonic()
-    plan_slots(study, storage, plan(spec), wait_s=60)
+    plan_slots(study, storage, plan(spec), stale_after_s=600)
     assert len(study.get_trials()) == 6 and time.monotonic() - began < 30
+    # a planner on another host that stopped enqueueing: its lock is taken over once nothing
+    # has been enqueued for stale_after_s (it had blocked every later run)
+    spec = make_spec(tmp_path, name="elsewhere", seeds=[0])
+    study = open_study(storage, spec)
+    lock = optuna.create_study(study_name="elsewhere:plan-lock", storage=storage)
+    lock.set_user_attr("owner", {**owner_record(), "host": "another-host.invalid"})
+    study.enqueue_trial(dict(plan(spec)[0]), user_attrs={"slot": 0, "attempt": 0})
+    plan_slots(study, storage, plan(spec), stale_after_s=1)
+    assert sorted(t.user_attrs["slot"] for t in study.get_trials()) == list(range(6))
+    assert "elsewhere:plan-lock" not in {s.study_name for s in storage.get_all_studies()}
 
 
 def test_two_waiters_take_over_a_dead_planners_lock_once(tmp_path, monkeypatch):
@@ -795,7 +806,7 @@ def test_two_waiters_take_over_a_dead_planners_lock_once(tmp_path, monkeypatch):
     storage = open_storage(locate_storage(None, tmp_path / "out"))
     study = open_study(storage, spec)
     slots = plan(spec)
-    name = f"{spec.name}:plan-{len(slots)}"
+    name = f"{spec.name}:plan-lock"
     lock = optuna.create_study(study_name=name, storage=storage)
     lock.set_user_attr("owner", {**owner_record(), "pid": 2**22 + 1})  # > pid_max
     read_owner = storage.get_study_user_attrs
@@ -817,9 +828,50 @@ def test_two_waiters_take_over_a_dead_planners_lock_once(tmp_path, monkeypatch):
 
     other = threading.Timer(0.3, the_other_waiter_plans)
     monkeypatch.setattr(storage, "get_study_user_attrs", the_other_waiter_takes_over)
-    plan_slots(study, storage, slots, wait_s=30)
+    plan_slots(study, storage, slots, stale_after_s=600)
     other.join()
     assert sorted(t.user_attrs["slot"] for t in study.get_trials()) == list(range(len(slots)))
+
+
+def test_planners_of_different_sizes_at_once_enqueue_each_slot_once(tmp_path):
+    """Two runners started together with different `--trials`: one lock for the study, so
+    the second enqueues only what the first did not (each had held a lock of its own size
+    and both enqueued the shared slots)."""
+    spec = make_spec(tmp_path, seeds=[0])
+    storage = open_storage(locate_storage(None, tmp_path / "out"))
+    study = open_study(storage, spec)
+    slots = plan(spec)
+    planners = [threading.Thread(target=plan_slots, args=(study, storage, slots[:n]))
+                for n in (3, len(slots))]  # fmt: skip
+    for planner in planners:
+        planner.start()
+    for planner in planners:
+        planner.join()
+    assert sorted(t.user_attrs["slot"] for t in study.get_trials()) == list(range(len(slots)))
+    assert study.user_attrs["planned_slots"] == len(slots)
+    assert not [s for s in storage.get_all_studies() if PLAN_LOCK_MARK in s.study_name]
+
+
+def test_a_trial_whose_whole_job_was_killed_uses_no_retry(tmp_path):
+    """A worker gone with its runner (`kill -9` of the job, a restart) was not failed by its
+    trial: requeued as after Ctrl-C. A worker that died under a live runner uses a retry."""
+    spec = make_spec(tmp_path, seeds=[0], max_retries=0)
+    storage = open_storage(locate_storage(None, tmp_path / "out"))
+    study = open_study(storage, spec)
+    slots = plan(spec)
+    plan_slots(study, storage, slots)
+    gone = {"pid": 2**22 + 1, "started": None}  # > pid_max
+    crashed = {**owner_record("cpu"), **gone}  # its runner: this process, alive
+    killed = {**crashed, "runner": {"pid": 2**22 + 2, "started": None}}
+    for owner in (crashed, killed):
+        assert claim_next(study, storage, owner) is not None
+    reap_dead_trials(study, storage, slots, spec.max_retries)
+    trials = study.get_trials()
+    first, second = trials[0], trials[1]
+    assert "died while running the trial" in first.user_attrs["fail_reason"]
+    assert second.user_attrs["fail_reason"] == JOB_STOPPED
+    retries = [t for t in trials if "retry_of" in t.user_attrs]
+    assert [(t.user_attrs["retry_of"], t.user_attrs["attempt"]) for t in retries] == [(1, 0)]
 
 
 def _deaf_to_interrupts() -> None:  # a worker stuck where no signal but SIGKILL ends it
@@ -1180,6 +1232,29 @@ def test_an_output_or_storage_path_that_cannot_be_made_is_named(tmp_path, capsys
     ):
         assert main([*cli, option, str(value)]) == 2
         assert fragment in capsys.readouterr().err
+
+
+def test_storage_paths_are_taken_as_the_user_means_them(tmp_path, monkeypatch):
+    """A relative SQLite URL is made absolute (a resume from another folder had started a new
+    study in a new database there), `~` is the home folder (it had made a folder named `~`),
+    a file that is not a journal is refused (notes had been moved aside as a torn record),
+    and a file system that takes no files is named, not a traceback."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    out = tmp_path / "out"
+    assert locate_storage("sqlite:///studies.db", out).url == f"sqlite:///{tmp_path}/studies.db"
+    assert locate_storage("sqlite:///~/s.db", out).url == f"sqlite:///{tmp_path}/home/s.db"
+    assert locate_storage("~/j.log", out).url == str(tmp_path / "home" / "j.log")
+    (tmp_path / "notes.txt").write_text("my notes")
+    (tmp_path / "torn.log").write_text('{"op_code": 0, "worker')  # a first record cut short
+    assert locate_storage(str(tmp_path / "torn.log"), out).url == str(tmp_path / "torn.log")
+    refused = [("notes.txt", "is not an Optuna journal (its first line is no journal record)")]
+    if Path("/proc/self").is_dir():  # Linux: even root cannot make a file there
+        refused.append(("/proc/study.log", "cannot be made: '/proc' takes no new files"))
+    for url, message in refused:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            locate_storage(url, out)
+    assert (tmp_path / "notes.txt").read_text() == "my notes"
 
 
 def grown_study(tmp_path: Path) -> tuple[StudySpec, RunOptions, list[str]]:
