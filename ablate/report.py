@@ -236,8 +236,14 @@ def _overview(
         *_late_gain_items(runs),
         *_evaluation_items(runs),
         f"varied: {', '.join(varied) or 'nothing'}",
-        f"fixed: {', '.join(chosen) or 'nothing'}",
-        f"at their defaults: {', '.join(defaults) or 'nothing'}",
+        *(
+            [
+                f"fixed: {', '.join(chosen) or 'nothing'}",
+                f"at their defaults: {', '.join(defaults) or 'nothing'}",
+            ]
+            if len(configs)
+            else ["fixed and default settings: no configuration finished; see `spec.yaml`"]
+        ),
     ]
     if meta.constraints:
         bounds = ", ".join(

@@ -237,7 +237,8 @@ def _compare(
     diff = welch_difference(
         values[contrast.treated].dropna(), values[contrast.control].dropna(), deterministic
     )
-    means = (values[contrast.treated].mean(), values[contrast.control].mean())
+    finite = values.replace([np.inf, -np.inf], np.nan)  # as the difference takes them
+    means = (finite[contrast.treated].mean(), finite[contrast.control].mean())
     sentence = _effect_sentence(diff, name, unit, yes_if, means, contrast, relative)
     learned = _runs_that_did_not_learn(values, contrast, stuck, unit, _verdict(diff, yes_if),
                                        yes_if)  # fmt: skip

@@ -55,7 +55,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from ablate.variant_config import Seed, VariantConfig
+from ablate.variant_config import Int, Seed, VariantConfig
 
 Scalar = bool | int | float | str | None
 
@@ -266,9 +266,9 @@ class SamplerSpec(_Strict):
     """Which Optuna sampler picks design points, and how many (not for grid)."""
 
     name: SamplerName
-    trials: int | None = Field(None, ge=1)
+    trials: Int | None = Field(None, ge=1)
     seed: Seed | None = None
-    population: int | None = Field(None, ge=2)
+    population: Int | None = Field(None, ge=2)
 
     @model_validator(mode="after")
     def _trials_match_sampler(self) -> SamplerSpec:
@@ -292,7 +292,7 @@ class StudySpec(_Strict):
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     sampler: SamplerSpec
     storage: str | None = None
-    max_retries: int = Field(2, ge=0)
+    max_retries: Int = Field(2, ge=0)
 
     @model_validator(mode="after")
     def _unique_lists(self) -> StudySpec:

@@ -278,6 +278,8 @@ def check_stored_spec(study: optuna.Study, spec: StudySpec) -> None:
         return
     stored = study.user_attrs.get("spec_identity")
     changed = identity_differences(stored, spec.identity()) if stored else []
+    if stored and not changed:  # equal values written otherwise (`epochs: 6` and `6.0`)
+        return
     what = ", ".join(changed) or "its base, space, objectives, constraints, seeds or sampler"
     raise ValueError(
         f"study {spec.name!r} in this storage was created from a different spec ({what} "

@@ -144,7 +144,7 @@ def run_study(spec: StudySpec, out_dir: Path, options: RunOptions = RunOptions()
     if options.reuse is not None:
         taken = runs_taken_from(study, options.reuse)
         print(f"runs taken from study {options.reuse!r}: {taken}", file=sys.stderr)
-    if options.report and status.complete:
+    if options.report and status.finished:  # (all failed: the report says why)
         _write_report(out_dir, location.url if location.is_rdb else None)
     return status
 
@@ -391,15 +391,15 @@ def _write_report(out_dir: Path, storage: str | None) -> None:
     `meta.json` leaves out); a failure is a note."""
     from ablate.report import write_report
 
+    again = f"python -m ablate.report {out_dir}" + (" --storage URL" if storage else "")
     try:
         written = write_report(out_dir, storage)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while writing: the files may be partial
+        print(f"report interrupted; the study is done: write it with {again}", file=sys.stderr)
+        raise
     except Exception as error:  # the study's results are safe; the report can be redone
-        again = " --storage URL" if storage else ""
-        print(
-            f"report failed ({type(error).__name__}: {error}); rerun it with "
-            f"python -m ablate.report {out_dir}{again}",
-            file=sys.stderr,
-        )
+        print(f"report failed ({type(error).__name__}: {error}); rerun it with {again}",
+              file=sys.stderr)  # fmt: skip
         return
     print(f"report: {len(written)} files in {out_dir}", file=sys.stderr)
 

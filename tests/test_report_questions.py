@@ -189,6 +189,14 @@ def test_a_cost_every_run_repeats_is_exact_from_one_seed() -> None:
     assert "Inconclusive" in _answer(_runs([90.0], [80.0], "train_images_per_s"), "C1")
 
 
+def test_a_non_finite_run_is_left_out_of_the_means_as_of_the_difference() -> None:
+    """An inf throughput is left out of the difference, and of the group means beside it (the
+    sentence had given one mean as n/a and a finite difference)."""
+    runs = _runs([90.0, 92.0, float("inf")], [80.0, 82.0], "train_images_per_s")
+    sentence = _answer(runs, "C1")
+    assert "91.00 images/s with blur vs 81.00 images/s without (difference +10.00" in sentence
+
+
 @pytest.mark.parametrize(
     ("setting", "values"),
     [("dataset", ["cifar10", "folder"]), ("data_dir", ["data/a", "data/b"])],

@@ -224,6 +224,8 @@ ACCURACY = {"metric": "accuracy", "direction": "maximize"}
         ({"space": {"width": {"int": [8, 16], "step": 0}}}, "space.width.step: Input should be"),
         ({"sampler": {"name": "tpe", "trials": 2, "population": 4}}, "population applies only"),
         ({"sampler": {"name": "grid", "trials": 3}}, "grid runs every point exactly once"),
+        ({"max_retries": True}, "max_retries: expected a whole number, got the boolean True"),
+        ({"sampler": {"name": "tpe", "trials": True}}, "sampler.trials: expected a whole number"),
         ({"space": {"augment": {"int": [0, 1]}}}, "space.augment.int: field 'augment' is not"),
         ({"base": {"width": 8}, "space": {"width": {"choices": [8, 16]}}}, "base.width: also"),
         ({"base": {"momentum": 1.0}}, "base.momentum: 1.0 is not allowed: Input should be less"),

@@ -388,6 +388,10 @@ def test_a_stored_study_refuses_a_different_spec(tmp_path, call_log, capsys):
     path.write_text(grown.as_yaml())
     assert main(["--space", str(path), "--out", str(out), "--dry-run", "--no-probe"]) == 2
     assert "different spec (seeds differ" in capsys.readouterr().err
+    # the same values written otherwise are the same spec (`--epochs 1` gives base 1.0)
+    path.write_text(make_spec(tmp_path, seeds=[0]).as_yaml())
+    assert main(["--space", str(path), "--out", str(out), "--dry-run", "--no-probe",
+                 "--epochs", "1"]) == 0  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -1232,6 +1236,35 @@ def test_an_output_or_storage_path_that_cannot_be_made_is_named(tmp_path, capsys
     ):
         assert main([*cli, option, str(value)]) == 2
         assert fragment in capsys.readouterr().err
+
+
+def test_a_study_whose_every_trial_failed_reports_why(tmp_path, call_log):
+    """No configuration finished: the report is still written, with the reasons, and says
+    that the fixed settings are in spec.yaml (it had written none, or 'fixed: nothing')."""
+    space = {"lr": {"choices": [DIVERGING_LR]}, "filter_size": {"choices": [2, 3]}}
+    spec = make_spec(tmp_path, space=space, seeds=[0], max_retries=0)
+    out = tmp_path / "out"
+    status = run_study(spec, out, options(report=True))
+    assert status.done and (status.complete, status.failed) == (0, 2)
+    summary = (out / "summary.md").read_text()
+    assert "loss is nan at step 3 of 10" in summary
+    assert "fixed and default settings: no configuration finished; see `spec.yaml`" in summary
+    assert "fixed: nothing" not in summary
+
+
+def test_a_report_cut_short_says_how_to_write_it(tmp_path, monkeypatch, capsys):
+    """Ctrl-C or SIGTERM while the report is written: the stop goes on, with the command that
+    writes the report (it had stopped without a word, leaving half the files)."""
+    from ablate import study as study_module
+
+    def stopped(out_dir, storage):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("ablate.report.write_report", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        study_module._write_report(tmp_path, None)
+    assert f"report interrupted; the study is done: write it with python -m ablate.report " \
+        f"{tmp_path}" in capsys.readouterr().err
 
 
 def test_storage_paths_are_taken_as_the_user_means_them(tmp_path, monkeypatch):
