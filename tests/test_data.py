@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from conftest import write_image
+from PIL import Image
 
 from ablate.data import augment, load_dataset
 from ablate.data.augment import crop_padding
@@ -223,9 +225,39 @@ def test_restricted_unpickler_refuses_code(tmp_path):
     marker = tmp_path / "pwned"
     payload = {b"data": batches["test_batch"][0], b"labels": _RunsCode(marker)}
     (folder / "test_batch").write_bytes(pickle.dumps(payload, protocol=2))
-    with pytest.raises(pickle.UnpicklingError, match="system"):
+    with pytest.raises(ValueError, match=r"not a readable CIFAR-10 python batch.*system"):
         read_cifar10(tmp_path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "damage", [lambda raw: raw[: len(raw) // 2], lambda raw: b"", lambda raw: b"<html>oops"]
+)
+def test_a_damaged_python_batch_is_named(tmp_path, damage):
+    """Cut short, empty, or an error page saved in its place: the file is named (a bare
+    unpickler error had named none), as a ValueError, which a study counts as a point that
+    cannot be built rather than a passing failure."""
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_python(folder, _fake_batches())
+    path = folder / "data_batch_2"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ValueError, match=f"'{path}' is not a readable CIFAR-10 python batch"):
+        read_cifar10(tmp_path)
+
+
+def test_the_folder_with_the_batches_is_found_and_an_archive_is_named(tmp_path, monkeypatch):
+    """An empty python folder beside a full binary one, `~` in data_dir, and an archive not
+    yet extracted."""
+    _write_binary(tmp_path / "cifar-10-batches-bin", _fake_batches())
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path.parent))
+    images, _ = read_cifar10(f"~/{tmp_path.name}").test
+    assert images.shape[1:] == (3, 32, 32)
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    (packed / "cifar-10-python.tar.gz").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="extract the archive first: tar -xzf cifar-10-py"):
+        read_cifar10(packed)
 
 
 def test_load_cifar10_takes_a_seeded_subset_with_labels_paired(tmp_path):
@@ -356,6 +388,37 @@ def test_read_images_resizes_the_shorter_side_and_crops_the_centre(tmp_path):
     assert (images[3] == 77).all() and (images[4] == 5).all()
 
 
+def test_read_images_scales_high_bit_depth_greyscale(tmp_path):
+    """16-bit PNGs (a microscope's, a depth map) keep their tones: Pillow's own conversion
+    clipped them to near white."""
+    ramp = np.linspace(0, 65535, 8 * 8).reshape(8, 8).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    (image,) = read_images([tmp_path / "deep.png"], 8)
+    expected = np.rint(ramp / 257.0).astype(np.uint8)
+    assert np.array_equal(image, np.stack([expected] * 3))
+
+
+def test_read_images_names_an_image_over_the_decoder_limit(tmp_path, monkeypatch):
+    write_image(tmp_path / "huge.png", _flat(1, 40, 40))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1600 pixels: over twice the limit
+    with pytest.raises(ValueError, match=r"cannot read image '.*huge\.png': Image size"):
+        read_images([tmp_path / "huge.png"], 8)
+
+
+def test_image_folder_follows_linked_folders_once(tmp_path, image_folder):
+    """A class folder's linked subfolder is read (torchvision's ImageFolder reads it); a link
+    back up does not loop."""
+    image_folder({"a": (2, 1), "b": (2, 1)})
+    elsewhere = tmp_path / "elsewhere"
+    for k in range(3):
+        write_image(elsewhere / f"{k}.png", _flat(7))
+    (tmp_path / "train" / "a" / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (tmp_path / "train" / "a" / "loop").symlink_to(tmp_path / "train" / "a")
+    paths, labels = index_image_folder(tmp_path).train
+    assert labels.tolist() == [0] * 5 + [1] * 2
+    assert sum(path.parent.name == "linked" for path in paths) == 3
+
+
 def test_read_images_gives_the_kept_images_again_until_a_file_changes(tmp_path):
     path = tmp_path / "a.png"
     write_image(path, _flat(10))
@@ -396,6 +459,7 @@ def test_load_folder_takes_a_seeded_subset_with_labels_paired(tmp_path, image_fo
         ("too_many", ValueError, "train_size=7 exceeds the 6 images"),
         ("no_data_dir", ValueError, "needs data_dir"),
         ("missing_data_dir", FileNotFoundError, "is not a folder"),
+        ("one_class", ValueError, "holds one class folder, 'a': a classifier needs two"),
     ],
 )
 def test_load_folder_errors_name_the_problem(tmp_path, image_folder, damage, error, fragment):
@@ -417,6 +481,9 @@ def test_load_folder_errors_name_the_problem(tmp_path, image_folder, damage, err
         arguments["train_size"] = 7
     elif damage == "no_data_dir":
         arguments["data_dir"] = None
+    elif damage == "one_class":
+        shutil.rmtree(tmp_path / "train" / "b")
+        shutil.rmtree(tmp_path / "test" / "b")
     else:
         arguments["data_dir"] = str(tmp_path / "nowhere")
     with pytest.raises(error, match=re.escape(fragment)):

@@ -36,7 +36,7 @@ class Cifar10(NamedTuple):
 
 def read_cifar10(data_dir: str | Path) -> Cifar10:
     """Read all training and test batches under `data_dir` (python or binary format)."""
-    folder, binary = _locate(Path(data_dir))
+    folder, binary = _locate(Path(data_dir).expanduser())
     read = _read_binary_batch if binary else _read_pickled_batch
     suffix = ".bin" if binary else ""
     train = [read(_required(folder, name + suffix)) for name in TRAIN_BATCHES]
@@ -53,16 +53,18 @@ def _locate(root: Path) -> tuple[Path, bool]:
         raise FileNotFoundError(f"CIFAR-10 data_dir {str(root)!r} is not a folder")
     if root.name in (PY_FOLDER, BIN_FOLDER):
         return root, root.name == BIN_FOLDER
-    for name, binary in ((PY_FOLDER, False), (BIN_FOLDER, True)):
-        if (root / name).is_dir():
-            return root / name, binary
-    if (root / TRAIN_BATCHES[0]).is_file():
-        return root, False
-    if (root / f"{TRAIN_BATCHES[0]}.bin").is_file():
-        return root, True
+    folders = [(root / PY_FOLDER, False), (root / BIN_FOLDER, True)]
+    for folder, binary in [*folders, (root, False), (root, True)]:  # one with batches first
+        if (folder / (TRAIN_BATCHES[0] + (".bin" if binary else ""))).is_file():
+            return folder, binary
+    for folder, binary in folders:  # else one that lacks them: the missing file is named
+        if folder.is_dir():
+            return folder, binary
+    archives = [p.name for p in root.glob("cifar-10-*.tar.gz")]
     raise FileNotFoundError(
         f"no CIFAR-10 batches in {str(root)!r}: expected a {PY_FOLDER}/ or {BIN_FOLDER}/ folder "
         f"there, or the batch files ({TRAIN_BATCHES[0]}, ...) themselves"
+        + (f"; extract the archive first: tar -xzf {archives[0]}" if archives else "")
     )
 
 
@@ -85,9 +87,16 @@ def _read_binary_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_pickled_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with path.open("rb") as file:
-        # latin1 is how numpy arrays pickled by Python 2 (the official files) are read back
-        batch = RestrictedUnpickler(file, encoding="latin1").load()
+    try:
+        with path.open("rb") as file:
+            # latin1 is how numpy arrays pickled by Python 2 (the official files) are read back
+            batch = RestrictedUnpickler(file, encoding="latin1").load()
+    except Exception as error:  # whatever a cut-short or foreign file makes the unpickler raise
+        raise ValueError(
+            f"{str(path)!r} is not a readable CIFAR-10 python batch ({type(error).__name__}: "
+            f"{error}): was it cut short or replaced? Download and extract "
+            "cifar-10-python.tar.gz again"
+        ) from error
     if not isinstance(batch, dict):
         raise ValueError(f"{str(path)!r} holds a {type(batch).__name__}, not a CIFAR-10 dict")
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}

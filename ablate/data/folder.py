@@ -1,12 +1,13 @@
 """`folder`: your own images, one folder per class, laid out as torchvision's ImageFolder reads.
 
-    data_dir/train/<class>/**/<image>     (any depth below the class folder)
+    data_dir/train/<class>/**/<image>     (any depth below the class folder, links followed)
     data_dir/test/<class>/**/<image>      (or data_dir/val/)
 
-The classes are the train folder's subfolders in sorted order (label i is the i-th name), so the
-labels do not depend on the files present; a test class that is not among them is an error,
-a class without test images is not. Images in any format Pillow reads (IMAGE_SUFFIXES) are
-decoded when a run asks for them, converted to RGB, their shorter side resized to `image_size`
+The classes are the train folder's subfolders in sorted order (label i is the i-th name, two
+classes at least), so the labels do not depend on the files present; a test class that is not
+among them is an error, a class without test images is not. Images in any format Pillow reads
+(IMAGE_SUFFIXES) are decoded when a run asks for them, converted to RGB (16-bit greyscale
+scaled to 8 bits), their shorter side resized to `image_size`
 (bilinear, antialiased when it shrinks) and their centre cropped to a square: N×3×S×S uint8.
 """
 
@@ -42,7 +43,7 @@ class ImageFolder(NamedTuple):
 
 def index_image_folder(data_dir: str | Path) -> ImageFolder:
     """List the images under `data_dir`'s train and test (or val) folders, by class."""
-    root = Path(data_dir)
+    root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"image folder data_dir {str(root)!r} is not a folder: {LAYOUT}")
     train_dir = root / TRAIN_FOLDER
@@ -53,6 +54,11 @@ def index_image_folder(data_dir: str | Path) -> ImageFolder:
     classes = tuple(sorted(p.name for p in train_dir.iterdir() if _visible_folder(p)))
     if not classes:
         raise FileNotFoundError(f"{str(train_dir)!r} holds no class folders: {LAYOUT}")
+    if len(classes) == 1:
+        raise ValueError(
+            f"{str(train_dir)!r} holds one class folder, {classes[0]!r}: a classifier needs two "
+            f"or more ({LAYOUT})"
+        )
     unknown = sorted({p.name for p in test_dir.iterdir() if _visible_folder(p)} - set(classes))
     if unknown:
         raise ValueError(
@@ -88,14 +94,25 @@ def _decoded(paths: tuple[Path, ...], image_size: int, stamps: tuple[int, ...]) 
         path = paths[index]
         try:
             with Image.open(path) as image:
-                square = _centre_square(image.convert("RGB"), image_size)
-        except (UnidentifiedImageError, OSError) as err:
+                square = _centre_square(_as_rgb(image), image_size)
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
             raise ValueError(f"cannot read image {str(path)!r}: {err}") from err
         images[index] = np.asarray(square, dtype=np.uint8).transpose(2, 0, 1)
 
     with ThreadPoolExecutor(min(READ_THREADS, os.cpu_count() or 1)) as pool:
         list(pool.map(read, range(len(paths))))  # re-raises the first error
     return images
+
+
+def _as_rgb(image: Image.Image) -> Image.Image:
+    """`image` as 8-bit RGB. 16-bit greyscale (PNG, TIFF; Pillow's modes I;16 and I) is scaled
+    from 0..65535 and floating-point greyscale (F) from 0..1, where Pillow's conversion would
+    clip them to 255 (a near-white image)."""
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        top = 1.0 if image.mode == "F" else 65535.0
+        scaled = np.clip(np.asarray(image, dtype=np.float64) * (255.0 / top), 0, 255)
+        return Image.fromarray(np.rint(scaled).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
 
 
 def _centre_square(image: Image.Image, size: int) -> Image.Image:
@@ -126,14 +143,22 @@ def _split(
 
 
 def _images(folder: Path) -> Iterator[Path]:
-    """The image files below `folder`, hidden files and folders left out."""
-    return (
-        path
-        for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES
-        and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
+    """The image files below `folder`, hidden files and folders left out; linked folders are
+    followed (as torchvision's ImageFolder does), each real folder once."""
+    seen: set[str] = set()
+    for here, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:  # a link back up, or a second link to one folder
+            folders.clear()
+            continue
+        seen.add(real)
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in files:
+            path = Path(here, name)
+            if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if path.is_file():  # not a broken link
+                yield path
 
 
 def _visible_folder(path: Path) -> bool:
