@@ -339,7 +339,8 @@ def _scatter_by_variant(
     ax.set_xlabel(metric_label(x))
     ax.set_ylabel(metric_label(y))
     if style is None:
-        notes.append(_fixed_note(data[blurs], MARKED_BY) or "marker: one style")
+        fixed = _fixed_note(data[blurs], MARKED_BY)
+        notes.append(f"blurred points: {fixed}" if fixed else "marker: one style")
     if size and size_column is None:
         notes.append(f"no {size} in the runs, so all points have one size")
     return _Scatter(fig, ax, notes, style, _ring_front(ax, configs, x, y, objectives))
