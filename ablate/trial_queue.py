@@ -106,11 +106,14 @@ def _wait_for_plan(
         if held is None:
             return True
         lock_id, owner = held
-        trials = storage.get_n_trials(study_id)
-        if trials != seen:
-            seen, since = trials, time.monotonic()
-        dead_here = _on_this_host(owner) and not _alive(owner["pid"], owner.get("started"))
-        if dead_here or time.monotonic() - since > stale_after_s:
+        if _on_this_host(owner):  # the process table tells: wait while it runs
+            gone = not _alive(owner["pid"], owner.get("started"))
+        else:  # elsewhere (or not recorded yet): its enqueueing tells
+            trials = storage.get_n_trials(study_id)
+            if trials != seen:
+                seen, since = trials, time.monotonic()
+            gone = time.monotonic() - since > stale_after_s
+        if gone:
             # by id: the lock a waiter that took over first has made since is not this one
             with contextlib.suppress(KeyError):  # another waiter deleted it first
                 storage.delete_study(lock_id)
