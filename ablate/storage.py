@@ -68,7 +68,8 @@ def locate_storage(url: str | None, out_dir: Path) -> StorageLocation:
     path = Path(url).expanduser().resolve()
     if path.is_dir():
         raise ValueError(f"storage={url!r} is a folder: give a journal file's path in it")
-    check_can_be_made(path, "storage")
+    if not path.exists():  # (one that exists may lie where nothing new can: it is read)
+        check_can_be_made(path, "storage")
     _check_is_journal(path)
     return StorageLocation(str(path), str(path))
 
@@ -114,7 +115,8 @@ def _database_location(url: str, scheme: str) -> StorageLocation:
         database = Path(parsed.database).expanduser().resolve()
         if database.is_dir():
             raise ValueError(f"storage={url!r} names a folder: give a database file in it")
-        check_can_be_made(database, "storage")
+        if not database.exists():
+            check_can_be_made(database, "storage")
         # absolute, as recorded: a resume from another folder finds the same database
         url = parsed.set(database=str(database)).render_as_string(hide_password=False)
     return StorageLocation(url, without_password(url))
