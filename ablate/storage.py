@@ -68,8 +68,7 @@ def locate_storage(url: str | None, out_dir: Path) -> StorageLocation:
     path = Path(url).expanduser().resolve()
     if path.is_dir():
         raise ValueError(f"storage={url!r} is a folder: give a journal file's path in it")
-    if not path.exists():  # (one that exists may lie where nothing new can: it is read)
-        check_can_be_made(path, "storage")
+    check_can_be_made(path, "storage")
     _check_is_journal(path)
     return StorageLocation(str(path), str(path))
 
@@ -115,10 +114,10 @@ def _database_location(url: str, scheme: str) -> StorageLocation:
         database = Path(parsed.database).expanduser().resolve()
         if database.is_dir():
             raise ValueError(f"storage={url!r} names a folder: give a database file in it")
-        if not database.exists():
-            check_can_be_made(database, "storage")
-        # absolute, as recorded: a resume from another folder finds the same database
-        url = parsed.set(database=str(database)).render_as_string(hide_password=False)
+        check_can_be_made(database, "storage")
+        if parsed.query.get("uri") != "true":  # (a `file:` URI is SQLite's to read)
+            # absolute, as recorded: a resume from another folder finds the same database
+            url = parsed.set(database=str(database)).render_as_string(hide_password=False)
     return StorageLocation(url, without_password(url))
 
 
@@ -132,10 +131,14 @@ def without_password(url: str) -> str:
     return URL.create(**fields, query=parsed.query).render_as_string(hide_password=False)
 
 
-def check_can_be_made(path: Path, field: str) -> None:
-    """Raise ValueError, naming `field`, where `path` cannot be made: an ancestor of it is a
-    file, or takes no new files."""
-    reason = why_not_writable(path.parent)
+def check_can_be_made(path: Path, field: str, folder: bool = False) -> None:
+    """Raise ValueError, naming `field`, where a file (or `folder`) cannot be written at
+    `path`: the nearest existing folder (`path` itself, for a folder that exists) is a file,
+    or takes no new files. A file that exists is let be: it may lie where nothing new can (a
+    study kept on a read-only mount), and its reader opens it."""
+    if not folder and path.is_file():
+        return
+    reason = why_not_writable(path if folder else path.parent)
     if reason is not None:
         raise ValueError(f"{field}={str(path)!r} cannot be made: {reason}")
 

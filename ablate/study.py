@@ -207,7 +207,7 @@ def check_destination(
     was made from this spec."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {str(out_dir)!r} is a file: give a folder (made if missing)")
-    check_can_be_made(out_dir.absolute(), "--out")
+    check_can_be_made(out_dir.absolute(), "--out", folder=True)
     meta_path = out_dir / "meta.json"
     meta = read_json(meta_path) if meta_path.is_file() else {}
     other = meta.get("study_name", spec.name)

@@ -8,7 +8,7 @@ many workers and machines share the study. Enqueueing is guarded by a lock study
 `<study>:plan-lock`, held while enqueueing: creating a study is atomic in every storage, so one
 process enqueues at a time, whatever number of slots each wants.
 
-A claimed trial carries user attrs `worker` ({host, pid, started, device}) and `heartbeat`
+A claimed trial carries user attrs `worker` ({host, pid, started, device, runner}) and `heartbeat`
 (seconds since the epoch, refreshed by its worker). A RUNNING trial is dead when its worker's
 process is gone on this host (a live one is never failed, however old its heartbeat), or, for a
 worker on another host or in another pid namespace (a container sharing this hostname), when
@@ -16,8 +16,9 @@ its heartbeat is older than `stale_after_s` (their clocks must
 agree to well within that). Whoever finds a dead trial marks it FAIL with a `fail_reason`
 (again compare-and-set, so one process wins) and enqueues its retry while
 `attempt < max_retries`. A worker of this host whose runner (`worker.runner`) is gone too was
-stopped with its whole job (`kill -9` of the process group, a reboot), not by its trial: its
-trial is requeued without using a retry, as after Ctrl-C.
+stopped with its whole job (`kill -9` of the process group, a reboot), most likely not by its
+trial: its trial is requeued without using a retry, as after Ctrl-C, once per point (a point
+whose job stops again may be what stops it: an out-of-memory kill of the whole group).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ INTERRUPTED = "interrupted by the user (Ctrl-C, SIGTERM); requeued without using
 JOB_STOPPED = (
     "its worker and runner were both stopped (the whole job killed, the machine restarted); "
     "requeued without using a retry"
+)
+JOB_STOPPED_AGAIN = (
+    "its worker and runner were both stopped again while running this point, which may be "
+    "what brings its job down (memory): this time it counts as a retry"
 )
 DUPLICATE_RETRY = "not run: a second retry of the same failure, queued by two runners at once"
 
@@ -88,8 +93,21 @@ def plan_slots(
                 study.enqueue_trial(dict(params), user_attrs={"slot": index, "attempt": 0})
         study.set_user_attr("planned_slots", max(n, planned))
     finally:  # done, or Ctrl-C or an error halfway: the next run enqueues the rest
-        with contextlib.suppress(KeyError):  # taken over and deleted by a waiter meanwhile
-            storage.delete_study(lock._study_id)
+        _release(storage, name, lock._study_id)
+
+
+def _release(storage: BaseStorage, name: str, lock_id: int) -> None:
+    """Delete the plan lock this process holds, unless a waiter took it over meanwhile: a
+    lock of that name that another process recorded is theirs, though SQLite may have given
+    it this lock's id again."""
+    held = _lock_owner(storage, name)
+    if held is None or held[0] != lock_id:
+        return
+    owner = held[1]
+    if owner and (owner.get("host"), owner.get("pid")) != (socket.gethostname(), os.getpid()):
+        return
+    with contextlib.suppress(KeyError):  # deleted by a waiter meanwhile
+        storage.delete_study(lock_id)
 
 
 def _wait_for_plan(
@@ -335,7 +353,8 @@ def reap_dead_trials(
     trials are requeued as interrupted, using up no retry.
     """
     reaped = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    trials = study.get_trials(deepcopy=False)
+    for trial in (t for t in trials if t.state == TrialState.RUNNING):
         reason = death_reason(trial, stale_after_s)
         if not reason:
             continue
@@ -343,7 +362,12 @@ def reap_dead_trials(
         if stopped_here and owner.get("host") == socket.gethostname():
             reason = INTERRUPTED
         elif _runner_gone(owner):
-            reason = JOB_STOPPED
+            slot = trial.user_attrs.get("slot")
+            before = any(
+                t.user_attrs.get("slot") == slot and t.user_attrs.get("fail_reason") == JOB_STOPPED
+                for t in trials
+            )
+            reason = JOB_STOPPED_AGAIN if before else JOB_STOPPED
         if fail_and_retry(
             study, storage, trial, reason, slots, max_retries,
             counts_as_retry=reason not in (INTERRUPTED, JOB_STOPPED),

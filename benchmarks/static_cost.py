@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import inspect
 import re
 import subprocess
@@ -41,6 +42,8 @@ from kernels.ops.lanes import ALONG_C, ALONG_W
 from kernels.tuning import pow2_bucket
 
 STRIDE = 2
+#: The oldest compute capability the kernels compile for (Turing).
+MIN_ARCH = 75
 POINTERS = {
     "x_ptr": "*bf16",
     "gm_ptr": "*bf16",
@@ -92,33 +95,44 @@ def compile_for(
     )
 
 
-def nvidia_tool(name: str) -> str:
-    """The path of a CUDA tool that Triton's wheel ships (``ptxas``, ``cuobjdump``)."""
-    return str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name)
-
-
 def cuobjdump(cubin: bytes, option: str) -> str:
-    """What ``cuobjdump <option>`` prints for ``cubin``."""
+    """What ``cuobjdump <option>`` (from Triton's wheel) prints for ``cubin``."""
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "kernel.cubin"
         path.write_bytes(cubin)
         return subprocess.run(
-            [nvidia_tool("cuobjdump"), option, str(path)], capture_output=True, text=True,
-            check=True,
+            [str(tool), option, str(path)], capture_output=True, text=True, check=True
         ).stdout
 
 
 def compute_capability(text: str) -> int:
-    """An argparse type: a compute capability (``90`` for ``sm_90``) that Triton's ``ptxas``
-    compiles for."""
-    usage = subprocess.run([nvidia_tool("ptxas"), "--help"], capture_output=True, text=True)
-    known = sorted({int(arch) for arch in re.findall(r"'sm_(\d+)'", usage.stdout)})
+    """An argparse type: a compute capability (``90`` for ``sm_90``) these kernels compile
+    for here (:func:`compilable_architectures`)."""
+    known = compilable_architectures()
     if not text.isdigit() or int(text) not in known:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a compute capability ptxas knows: one of "
+            f"{text!r} is not a compute capability the kernels compile for here: one of "
             f"{', '.join(map(str, known))}"
         )
     return int(text)
+
+
+@functools.cache
+def compilable_architectures() -> tuple[int, ...]:
+    """The compute capabilities from Turing (75) up that the ``ptxas`` Triton picks for each
+    (its own for Hopper and later) compiles for."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    found: set[int] = set()
+    for low, high in ((MIN_ARCH, 90), (90, 1_000)):
+        tool = get_ptxas(low).path
+        try:
+            usage = subprocess.run([tool, "--help"], capture_output=True, text=True).stdout
+        except OSError as error:
+            raise argparse.ArgumentTypeError(f"cannot run {tool} ({error})") from None
+        found |= {arch for arch in map(int, re.findall(r"'sm_(\d+)'", usage)) if low <= arch < high}
+    return tuple(sorted(found))
 
 
 def sass_counts(

@@ -53,7 +53,7 @@ def output_file(text: str) -> Path:
     """An argparse type: a file path the run can write (not a folder; its folder exists or
     can be made), refused now rather than after the run has measured everything."""
     path = Path(text)
-    if path.is_dir():
+    if _is(path, Path.is_dir):
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file path")
     return _writable(text, path.parent)
 
@@ -61,9 +61,18 @@ def output_file(text: str) -> Path:
 def output_folder(text: str) -> Path:
     """An argparse type: a folder the run can write into (existing, or one it can make)."""
     path = Path(text)
-    if path.exists() and not path.is_dir():
+    if _is(path, Path.exists) and not _is(path, Path.is_dir):
         raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
     return _writable(text, path)
+
+
+def _is(path: Path, test: Callable[[Path], bool]) -> bool:
+    """`test(path)`, False where a folder on the way cannot be looked into (the write check
+    then names it)."""
+    try:
+        return test(path)
+    except OSError:
+        return False
 
 
 def _writable(text: str, folder: Path) -> Path:

@@ -49,12 +49,12 @@ def why_not_writable(path: Path) -> str | None:
     permission bits do not tell root where a file system refuses: `/proc`, a read-only
     mount)."""
     existing = Path(path).absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{str(existing)!r} is a file, not a folder"
     try:
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            return f"{str(existing)!r} is a file, not a folder"
         tempfile.TemporaryDirectory(dir=existing, prefix=".write-check-").cleanup()
-    except OSError as err:
+    except OSError as err:  # (also where a folder on the way cannot be looked into)
         return f"{str(existing)!r} takes no new files ({err.strerror or err})"
     return None

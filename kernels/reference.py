@@ -104,11 +104,13 @@ def _blur_products(
 ) -> torch.Tensor:
     """``rows @ x @ cols^T`` per plane, in ``x``'s dtype."""
     n, c, h, w = x.shape
-    if channels_last:
+    if channels_last and (torch.jit.is_scripting() or not _exporting()):
         # (N, H, W, C) in memory: contract H over rows of W*C (few large GEMMs), then W.
-        per_col = _matmul(rows, x.permute(0, 2, 3, 1).reshape(n, h, w * c))
-        return _matmul(cols, per_col.reshape(n, rows.shape[0], w, c)).permute(0, 3, 1, 2)
-    return _matmul(rows, _matmul(x, cols.t()))
+        per_col = torch.matmul(rows, x.permute(0, 2, 3, 1).reshape(n, h, w * c))
+        return torch.matmul(cols, per_col.reshape(n, rows.shape[0], w, c)).permute(0, 3, 1, 2)
+    out = _matmul(rows, _matmul(x, cols.t()))
+    # (exporting channels_last: the plane products, whose size guards an export can prove)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
 def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -1094,17 +1094,19 @@ def test_polyphase_networks_export_with_their_choice_in_the_graph(subsample):
         torch.testing.assert_close(exported(shifted), net(shifted))
 
 
-def test_converted_model_exports_with_a_bounded_image_size():
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_converted_model_exports_with_a_bounded_image_size(layout):
     """torch.export with a named, bounded Dim of the height and width (the README's): the
     reference's products had left guards (is this map one row high?) that the exporter could
     not prove over the range, and the export was refused."""
     torch.manual_seed(15)
     net, _ = antialias(_randomise_bn(build_model("resnet18", width=4)), filter_size=4)
+    net = net.to(memory_format=layout).eval()
     size = {2: torch.export.Dim("h", min=32, max=512), 3: torch.export.Dim("w", min=32, max=512)}
-    exported = torch.export.export(net.eval(), (torch.randn(2, 3, 32, 32),),
-                                   dynamic_shapes=(size,)).module()  # fmt: skip
+    example = torch.randn(2, 3, 32, 32).contiguous(memory_format=layout)
+    exported = torch.export.export(net, (example,), dynamic_shapes=(size,)).module()
     for shape in [(2, 3, 45, 37), (2, 3, 32, 33)]:
-        x = torch.randn(shape)
+        x = torch.randn(shape).contiguous(memory_format=layout)
         torch.testing.assert_close(exported(x), net(x), rtol=1e-4, atol=1e-4)
 
 

@@ -421,10 +421,14 @@ def test_torch_export_takes_a_bounded_image_size(padding: str) -> None:
     range, and refused the export."""
     size = {2: torch.export.Dim("h", min=8, max=512), 3: torch.export.Dim("w", min=8, max=512)}
     for module in (BlurPool2d(4, 3, padding=padding), MaxBlurPool2d(4, 4, padding=padding)):
-        exported = torch.export.export(module, (torch.randn(2, 4, 32, 32),), dynamic_shapes=(size,))
-        for shape in [(2, 4, 19, 27), (2, 4, 8, 8), (2, 4, 64, 9)]:
-            x = torch.randn(shape)
-            torch.testing.assert_close(exported.module()(x), module(x), **FP32)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            example = torch.randn(2, 4, 32, 32).contiguous(memory_format=layout)
+            exported = torch.export.export(module, (example,), dynamic_shapes=(size,)).module()
+            for shape in [(2, 4, 19, 27), (2, 4, 8, 8), (2, 4, 64, 9)]:
+                x = torch.randn(shape).contiguous(memory_format=layout)
+                out = exported(x)
+                torch.testing.assert_close(out, module(x), **FP32)
+                assert out.is_contiguous(memory_format=layout)
 
 
 class FunctionalCalls(torch.nn.Module):

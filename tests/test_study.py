@@ -20,6 +20,7 @@ import random
 import re
 import signal
 import stat
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -51,6 +52,7 @@ from ablate.trial_queue import (
     DUPLICATE_RETRY,
     INTERRUPTED,
     JOB_STOPPED,
+    JOB_STOPPED_AGAIN,
     PLAN_LOCK_MARK,
     claim_next,
     death_reason,
@@ -876,6 +878,14 @@ def test_a_trial_whose_whole_job_was_killed_uses_no_retry(tmp_path):
     assert second.user_attrs["fail_reason"] == JOB_STOPPED
     retries = [t for t in trials if "retry_of" in t.user_attrs]
     assert [(t.user_attrs["retry_of"], t.user_attrs["attempt"]) for t in retries] == [(1, 0)]
+    # the same point's job stopped again: perhaps the point stops it (an out-of-memory kill of
+    # the whole group), so this time it uses a retry, and max_retries bounds the loop
+    while claim_next(study, storage, killed).number != retries[0].number:  # the slots before
+        pass
+    reap_dead_trials(study, storage, slots, spec.max_retries)
+    again = study.get_trials()[retries[0].number]
+    assert again.user_attrs["fail_reason"] == JOB_STOPPED_AGAIN
+    assert not [t for t in study.get_trials() if t.user_attrs.get("retry_of") == again.number]
 
 
 def _deaf_to_interrupts() -> None:  # a worker stuck where no signal but SIGKILL ends it
@@ -1288,6 +1298,30 @@ def test_storage_paths_are_taken_as_the_user_means_them(tmp_path, monkeypatch):
         with pytest.raises(ValueError, match=re.escape(message)):
             locate_storage(url, out)
     assert (tmp_path / "notes.txt").read_text() == "my notes"
+
+
+def test_writability_is_asked_of_the_folder_written_in(tmp_path, monkeypatch):
+    """An output folder that exists is checked itself, not its parent (`--out ~/runs` under
+    a home whose parent takes no files had been refused), and a storage file that exists is
+    let be (a report reads a study kept where nothing new can be written)."""
+    from ablate.storage import check_can_be_made
+
+    out, journal = tmp_path / "mine", tmp_path / "journal.log"
+    out.mkdir()
+    journal.write_text("")
+    real = tempfile.TemporaryDirectory
+
+    def parent_takes_no_files(*args, dir=None, **kwargs):
+        if Path(dir) == tmp_path:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", parent_takes_no_files)
+    check_can_be_made(out, "--out", folder=True)
+    check_can_be_made(journal, "storage")
+    for path, folder in ((tmp_path / "new", True), (tmp_path / "new.log", False)):
+        with pytest.raises(ValueError, match=f"'{tmp_path}' takes no new files .Permission"):
+            check_can_be_made(path, "--out", folder=folder)
 
 
 def grown_study(tmp_path: Path) -> tuple[StudySpec, RunOptions, list[str]]:

@@ -152,7 +152,8 @@ def _images(folder: Path) -> Iterator[Path]:
             folders.clear()
             continue
         seen.add(real)
-        folders[:] = [name for name in folders if not name.startswith(".")]
+        folders[:] = sorted(name for name in folders if not name.startswith("."))  # (which
+        # of two links to one folder is kept does not depend on the listing order)
         for name in files:
             path = Path(here, name)
             if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
