@@ -32,8 +32,9 @@ import torch
 
 from kernels import hardware, tuning
 from kernels.cli_types import output_file, positive, shape_text
+from kernels.files import why_not_writable
 from kernels.filters import make_taps
-from kernels.layout import LAYOUTS
+from kernels.layout import LAYOUTS, keeps_channels_last
 from kernels.measure import DTYPES, parse_shape, time_ms
 from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, relu_mask_buffer
 from kernels.ops.max_blur_pool import (
@@ -189,7 +190,7 @@ def launcher(problem: Problem, device: torch.device) -> ProblemLauncher:
             return max_blur_pool2d_backward(grad, codes, taps, STRIDE, PADDING, MAX_KERNEL,
                                             config=config)
         return blur_pool2d_backward(grad, tuple(x.shape[2:]), taps, STRIDE, PADDING, 0,
-                                    mask=mask, channels_last=problem.layout != "nchw",
+                                    mask=mask, channels_last=keeps_channels_last(x),
                                     config=config)  # fmt: skip
 
     def expected_gradient() -> torch.Tensor:
@@ -244,12 +245,17 @@ def tune(problem: Problem, device: torch.device, *, quick: bool,
 
 def problems(shapes: Sequence[str], layouts: Sequence[str], dtypes: Sequence[str],
              filters: Sequence[int], ops: Sequence[str], relus: Sequence[bool]) -> list[Problem]:
-    """Every combination; ReLU variants only for blur-pool."""
+    """Every combination; ReLU variants only for blur-pool, MaxBlurPool only on maps its max
+    window fits (a note names the shapes left out)."""
     out = []
     for shape, layout, dtype, k, op in itertools.product(shapes, layouts, dtypes, filters, ops):
         for relu in relus if op.startswith("blur_") else (False,):
             out.append(Problem(op, parse_shape(shape), layout, dtype, k, relu))
-    return out
+    small = sorted({"x".join(map(str, p.shape)) for p in out if min(p.shape[2:]) < p.max_kernel})
+    if small:
+        print(f"MaxBlurPool left out on {', '.join(small)}: its {MAX_KERNEL}×{MAX_KERNEL} max "
+              f"needs maps of {MAX_KERNEL} rows and columns at least")  # fmt: skip
+    return [p for p in out if min(p.shape[2:]) >= p.max_kernel]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -283,6 +289,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     args = parse_args(argv)
+    cache = tuning.user_cache_path()
+    unwritable = why_not_writable(cache.parent)
+    if unwritable:  # found now, not after the warm-up and the first problem's tuning
+        raise SystemExit(f"error: the tuning cache {cache} cannot be written: {unwritable}; set "
+                         f"{tuning.CACHE_DIR_ENV} to a folder you can write")  # fmt: skip
     budget = TimeBudget(args.budget_s)
     interpret = hardware.interpreting()
     device = tuning_device()
@@ -304,7 +315,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           + ("" if args.budget_s else " (--budget-s bounds the run; --quick tries fewer)"))
     warm_ahead(compile_candidate, items, jobs=args.jobs, device_type=device.type, budget=budget)
     table = tuning.empty_table()
-    cache = tuning.user_cache_path()
     for problem in tqdm(budget.over(todo), total=len(todo), desc="autotune"):
         best = tune(problem, device, quick=args.quick, rep_ms=rep_ms)
         if best is None:

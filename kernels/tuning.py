@@ -12,7 +12,9 @@ Within a table an exact key wins; otherwise the nearest entry that can stand in 
 layout, stride, max kernel and element size; nearest shape buckets and filter size, see
 :func:`_distance`), if it lies close enough: a tile tuned for a neighbouring problem is a better
 guess than the heuristic, one tuned for a map 64 times larger is not. Tables are read once
-per process; :func:`save_config` refreshes them.
+per process; :func:`save_config` refreshes them, and writes under a lock file, so that autotune
+runs sharing a cache keep each other's winners. A table that cannot be read, or its entries a
+launch cannot take, are passed over with a warning that names them: a table only saves time.
 
 How the kernels use it: a launcher builds ``key = tuning_key(x, filter_size, stride,
 max_kernel=..., relu=...)`` from its input ``x`` (forward and backward alike) and calls
@@ -32,13 +34,15 @@ import json
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from filelock import FileLock
 
 from kernels import hardware
-from kernels.files import atomic_write_text
+from kernels.files import atomic_write_text, read_json
 from kernels.layout import LAYOUTS, keeps_channels_last
 
 Layout = Literal["nchw", "channels_last"]
@@ -54,6 +58,11 @@ SHIPPED_DIR = Path(__file__).with_name("tuned")
 _MAX_STAND_IN_DISTANCE = 4.0
 _INTERPRETER_CONFIG = {"BLOCK_H": 4, "BLOCK_W": 8, "BLOCK_C": 4, "num_warps": 1, "num_stages": 1}
 _MAX_WARPS = 8
+#: Bounds of a launch config from a table: a row tile Triton can hold as one tensor, a
+#: program's rows, the warps of a thread block.
+MAX_TILE = 1 << 16
+MAX_ROWS = 1 << 10
+MAX_NUM_WARPS = 32
 _generation = 0  # clear_cache calls so far (lookup_state)
 
 
@@ -197,36 +206,54 @@ def empty_table(name: str | None = None, version: str | None = None) -> dict[str
     }
 
 
-@functools.cache
-def _read_table(path: Path) -> dict[str, Any] | None:
-    """A JSON table, read once per process; None if the file is absent."""
+def _load_table(path: Path) -> dict[str, Any] | None:
+    """The JSON table at `path`, its unusable entries left out; None if there is none, or
+    none usable. What is left out is named in one warning: a table only saves tuning time,
+    so a damaged one (edited, cut short, from another version) must not stop a forward pass
+    that the next table or the heuristic can launch."""
     try:
-        with path.open() as fh:
-            table = json.load(fh)
+        table = read_json(path)
     except FileNotFoundError:
         return None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"tuning table {path}: not valid JSON ({err})") from err
+    except (OSError, ValueError) as err:  # a folder or no access where the file should be
+        _ignored(path, f"cannot be read ({err})")
+        return None
     if not isinstance(table, dict) or not isinstance(table.get("configs"), dict):
-        raise ValueError(
-            f"tuning table {path}: expected a JSON object with a 'configs' object "
-            f"of op -> entries, got {_abridged(table)}"
-        )
+        _ignored(path, f"expected a JSON object with a 'configs' object of op -> entries, got "
+                       f"{_abridged(table)}")  # fmt: skip
+        return None
+    kept: dict[str, dict[str, Any]] = {}
+    dropped = []
     for op, entries in table["configs"].items():
         if not isinstance(entries, dict):
-            raise ValueError(
-                f"tuning table {path}: configs.{op} is {_abridged(entries)}; "
-                "expected an object of tuning key -> launch config"
-            )
-        for text in entries:
+            dropped.append(f"configs.{op} is {_abridged(entries)}; expected an object of "
+                           "tuning key -> launch config")  # fmt: skip
+            continue
+        kept[op] = {}
+        for text, entry in entries.items():
             try:
                 TuningKey.from_str(text)
+                check_config(entry)
             except ValueError as err:
-                raise ValueError(
-                    f"tuning table {path}: configs.{op} key {text!r}: {err}; "
-                    f"accepted: keys such as {_example_key()!r}"
-                ) from err
-    return table
+                dropped.append(f"configs.{op} key {text!r}: {err}")
+                continue
+            kept[op][text] = entry
+    if dropped:
+        more = f" (and {len(dropped) - 1} more)" if len(dropped) > 1 else ""
+        _ignored(path, f"entries left out: {dropped[0]}{more}; accepted: keys such as "
+                       f"{_example_key()!r} with launch configs of {CONFIG_FIELDS}")  # fmt: skip
+    return {**table, "configs": kept}
+
+
+_read_table = functools.cache(_load_table)  # read once per process
+
+
+def _ignored(path: Path, what: str) -> None:
+    warnings.warn(
+        f"tuning table {path}: {what}; the next table or the heuristic serves instead. Delete "
+        "the file, or run python -m kernels.autotune again",
+        stacklevel=4,
+    )
 
 
 def _example_key() -> str:
@@ -260,17 +287,31 @@ def write_table(path: Path, table: dict[str, Any]) -> None:
 
 
 def check_config(config: dict[str, Any]) -> dict[str, int]:
-    """The five launch fields of ``config`` as ints; ``ValueError`` naming a bad one."""
+    """The five launch fields of ``config`` as ints; ``ValueError`` naming a bad one: not a
+    whole number, not a power of two, or beyond what a kernel launch takes (a row tile of at
+    most ``MAX_TILE`` elements, ``MAX_ROWS`` rows, ``MAX_NUM_WARPS`` warps)."""
+    if not isinstance(config, dict):
+        raise ValueError(f"launch config {_abridged(config)}: expected an object of "
+                         f"{CONFIG_FIELDS}")  # fmt: skip
     missing = [f for f in CONFIG_FIELDS if f not in config]
     if missing:
         raise ValueError(f"launch config {config!r}: missing {missing}; expected {CONFIG_FIELDS}")
-    out = {f: int(config[f]) for f in CONFIG_FIELDS}
-    for field in ("BLOCK_H", "BLOCK_W", "BLOCK_C", "num_warps"):
+    out = {}
+    for field in CONFIG_FIELDS:
+        value = config[field]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"launch config {field}={value!r}: expected a whole number >= 1")
+        out[field] = value
+    for field, most in (("BLOCK_H", MAX_ROWS), ("BLOCK_W", MAX_TILE), ("BLOCK_C", MAX_TILE),
+                        ("num_warps", MAX_NUM_WARPS)):  # fmt: skip
         value = out[field]
-        if value < 1 or value & (value - 1):
-            raise ValueError(f"launch config {field}={value!r}: expected a power of two >= 1")
-    if out["num_stages"] < 1:
-        raise ValueError(f"launch config num_stages={out['num_stages']!r}: expected >= 1")
+        if value & (value - 1) or value > most:
+            raise ValueError(f"launch config {field}={value!r}: expected a power of two <= {most}")
+    if out["BLOCK_C"] * out["BLOCK_W"] > MAX_TILE:
+        raise ValueError(
+            f"launch config BLOCK_C={out['BLOCK_C']} × BLOCK_W={out['BLOCK_W']}: a row tile of at "
+            f"most {MAX_TILE} elements"
+        )
     return out
 
 
@@ -296,10 +337,13 @@ def save_config(
     if ms is not None:
         entry["ms"] = float(ms)
     path = user_cache_path() if path is None else Path(path)
-    table = read_table(path) or empty_table()
-    table = json.loads(json.dumps(table))  # a private copy: the memoised one stays untouched
-    table["configs"].setdefault(op, {})[key.to_str()] = entry
-    write_table(path, table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Locked, and read from the file, not the memo: two autotune runs on one cache keep both
+    # runs' winners (each had written back the table it read when it started).
+    with FileLock(f"{path}.lock"):
+        table = _load_table(path) or empty_table()
+        table["configs"].setdefault(op, {})[key.to_str()] = entry
+        write_table(path, table)
     return path
 
 

@@ -197,6 +197,33 @@ def test_autotune_expects_what_the_reference_ops_compute(op):
         torch.testing.assert_close(result.float(), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_autotune_checks_a_one_channel_channels_last_gradient_as_the_op_lays_it_out():
+    """A 1-channel map is NCHW and channels_last at once; the op keeps NCHW, and so must the
+    check (every candidate had been refused as differing from the reference)."""
+    problem = autotune.Problem("blur_pool_bwd", (4, 1, 6, 6), "channels_last", "float32", 3, True)
+    assert autotune.tune(problem, torch.device("cpu"), quick=True, rep_ms=1) is not None
+
+
+def test_autotune_leaves_out_the_maps_a_max_window_does_not_fit(capsys):
+    """A 1-row map has no 2×2 max: MaxBlurPool is left out there, with a note, and the other
+    shapes are still tuned (the first such problem had ended the run)."""
+    todo = autotune.problems(["2x3x1x5", "2x3x6x6"], ["nchw"], ["float32"], [3], tuning.OPS,
+                             (False,))  # fmt: skip
+    shapes = {(p.op, p.shape[2]) for p in todo}
+    assert shapes == {("blur_pool_fwd", 1), ("blur_pool_bwd", 1), ("blur_pool_fwd", 6),
+                      ("blur_pool_bwd", 6), ("max_blur_pool_fwd", 6), ("max_blur_pool_bwd", 6)}
+    assert "MaxBlurPool left out on 2x3x1x5: its 2×2 max needs maps of 2 rows" in (
+        capsys.readouterr().out)
+
+
+def test_autotune_refuses_a_cache_it_cannot_write_before_tuning(tmp_path, monkeypatch):
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "a_file" / "cache"))
+    with pytest.raises(SystemExit, match=r"the tuning cache .* cannot be written: .*a_file' is "
+                                         r"a file, not a folder; set SHIFTLAB_CACHE_DIR"):
+        autotune.main(["--ops", "blur_pool_fwd"])
+
+
 def test_autotune_skips_a_candidate_the_reference_disagrees_with(monkeypatch, capsys):
     """Even the first candidate: a wrong one cannot become the yardstick of the others."""
     wrong, right = ({"BLOCK_H": h, "BLOCK_W": 8, "BLOCK_C": 1, "num_warps": 1, "num_stages": 1}

@@ -1,7 +1,7 @@
 """Launch-config lookup: user cache, then shipped table, then heuristic."""
 
 import dataclasses
-from pathlib import Path
+import json
 
 import pytest
 import torch
@@ -136,15 +136,32 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         tuning.save_config("blur_pool_bwd", make_key(), CONFIG_B, path=path)
     assert path.read_text() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["table.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.json", "table.json.lock"]
 
 
-def test_corrupt_table_is_reported(tmp_path):
+@pytest.mark.parametrize("damage", ["{not json", "folder"])
+def test_a_table_that_cannot_be_read_is_named_and_passed_over(damage):
+    """Cut short, or a folder where the file goes: one warning naming it, and the heuristic
+    launches (every forward pass had failed)."""
     path = tuning.user_cache_path()
     path.parent.mkdir(parents=True)
-    path.write_text("{not json")
-    with pytest.raises(ValueError, match=str(Path(path).name)):
-        tuning.launch_config("blur_pool_fwd", make_key())
+    if damage == "folder":
+        path.mkdir()
+    else:
+        path.write_text(damage)
+    key = make_key()
+    with pytest.warns(UserWarning, match=f"tuning table {path}: cannot be read"):
+        assert tuning.launch_config("blur_pool_fwd", key) == tuning.heuristic_config(
+            "blur_pool_fwd", key)
+
+
+def test_a_cache_folder_that_is_a_file_is_passed_over(tmp_path, monkeypatch):
+    monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "a_file"))
+    (tmp_path / "a_file").write_text("")
+    key = make_key()
+    with pytest.warns(UserWarning, match="a_file.*cannot be read"):
+        assert tuning.launch_config("blur_pool_bwd", key) == tuning.heuristic_config(
+            "blur_pool_bwd", key)
 
 
 def test_interpreter_gets_one_small_config():
@@ -263,18 +280,60 @@ def test_an_entry_stands_in_up_to_the_cutoff_and_not_past_it(entry, stands_in):
      ('{"configs": {"blur_pool_fwd": {"nc=4|hw": {}}}}',
       r"key 'nc=4\|hw'.*TuningKey\.to_str.*accepted")],
 )  # fmt: skip
-def test_a_malformed_table_is_a_named_error(text, named):
-    """A table that is JSON but not a table of op -> key -> config, or holds one bad key, is a
-    ValueError naming the file, the bad value and what is accepted (not an AttributeError, nor
-    an error on every lookup that does not say which file holds the bad key)."""
+def test_a_malformed_table_is_named_and_passed_over(text, named):
+    """A table that is JSON but not a table of op -> key -> config, or holds a bad key: one
+    warning naming the file, the bad value and what is accepted, and the lookups go on to the
+    heuristic (every lookup had failed)."""
     path = tuning.user_cache_path()
     path.parent.mkdir(parents=True)
     path.write_text(text)
-    for op in tuning.OPS:  # whichever op is looked up, the file is named
-        with pytest.raises(ValueError, match=str(path.name)) as caught:
-            tuning.launch_config(op, make_key())
-        assert str(path) in str(caught.value)
-        assert caught.match(named)
+    with pytest.warns(UserWarning, match=named) as caught:
+        for op in tuning.OPS:
+            assert tuning.launch_config(op, make_key()) == tuning.heuristic_config(op, make_key())
+    assert len(caught) == 1 and str(path) in str(caught[0].message)
+
+
+def test_bad_entries_are_left_out_and_the_good_ones_kept():
+    """Values a launch cannot take (text, null, a fraction, a tile past Triton's largest
+    tensor, more warps than a block holds) leave their entry out, not the table."""
+    keys = [make_key(filter_size=k) for k in (3, 1, 2, 4, 5, 6)]  # the good entry's first
+    bad = [{**CONFIG_A, "BLOCK_H": "big"}, {**CONFIG_A, "BLOCK_W": None},
+           {**CONFIG_A, "BLOCK_W": 8.9}, {**CONFIG_A, "BLOCK_W": 2**21},
+           {**CONFIG_A, "num_warps": 1024}]  # fmt: skip
+    entries = {key.to_str(): config for key, config in zip(keys, [CONFIG_B, *bad], strict=True)}
+    path = tuning.user_cache_path()
+    files.atomic_write_text(path, json.dumps({"configs": {"blur_pool_fwd": entries}}))
+    with pytest.warns(UserWarning, match=r"entries left out: .*'big'.* \(and 4 more\)"):
+        assert tuning.launch_config("blur_pool_fwd", keys[0]) == CONFIG_B
+    for key in keys[1:]:  # the good entry stands in for its neighbours
+        assert tuning.launch_config("blur_pool_fwd", key) == CONFIG_B
+
+
+def _save_winners(cache: str, op: str, count: int) -> None:
+    import os
+
+    os.environ[tuning.CACHE_DIR_ENV] = cache
+    for k in range(1, count + 1):
+        tuning.save_config(op, make_key(filter_size=k), CONFIG_A)
+
+
+def test_two_autotune_runs_on_one_cache_keep_both_runs_winners(tmp_path):
+    """Each save reads the file under a lock, not the table its process read at its start:
+    one run's winners had overwritten the other's."""
+    import multiprocessing
+
+    tuning.read_table(tuning.user_cache_path())  # a run's first lookup: memoised, empty
+    context = multiprocessing.get_context("spawn")
+    runs = [context.Process(target=_save_winners, args=(str(tmp_path / "cache"), op, 8))
+            for op in ("blur_pool_bwd", "max_blur_pool_bwd")]  # fmt: skip
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(120)
+    assert [run.exitcode for run in runs] == [0, 0]
+    tuning.clear_cache()
+    configs = tuning.read_table(tuning.user_cache_path())["configs"]
+    assert (len(configs["blur_pool_bwd"]), len(configs["max_blur_pool_bwd"])) == (8, 8)
 
 
 def test_a_failed_save_leaves_lookups_on_the_saved_table(monkeypatch):
