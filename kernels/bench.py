@@ -47,6 +47,7 @@ import kernels
 from kernels.baselines import MAX_KERNEL, PADDING, STRIDE, kornia_op, pad_conv_formulation
 from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
 from kernels.cli_types import device_option, output_folder, positive, shape_text
+from kernels.files import atomic_write
 from kernels.layout import LAYOUTS
 from kernels.measure import DTYPES, parse_shape, peak_memory_mb, time_ms
 from kernels.time_budget import TimeBudget
@@ -321,8 +322,21 @@ def goal_table(df: pd.DataFrame, *, complete: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_figures(df: pd.DataFrame, out: Path) -> list[Path]:
-    """Bandwidth (% of copy) and speed-up figures, one panel per direction and layout."""
+FIGURES = ("kernels_bandwidth.png", "kernels_speedup.png")
+
+
+def write_figures(df: pd.DataFrame, out: Path, draw: bool = True) -> list[Path]:
+    """Bandwidth (% of copy) and speed-up figures, one panel per direction and layout, each
+    written whole; a figure of an earlier run that this one does not draw (or none, without
+    ``draw``) is removed, so that none is left beside results it does not show."""
+    paths = _draw_figures(df, out) if draw else []
+    for name in FIGURES:
+        if out / name not in paths:
+            (out / name).unlink(missing_ok=True)
+    return paths
+
+
+def _draw_figures(df: pd.DataFrame, out: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -347,11 +361,10 @@ def write_figures(df: pd.DataFrame, out: Path) -> list[Path]:
             aspect=1.3,
         )
         grid.set_axis_labels("filter size", label)
-        grid.savefig(path, dpi=120)
-        return path
+        return atomic_write(path, lambda temporary: grid.savefig(temporary, dpi=120, format="png"))
 
     ok = ok.assign(case=ok["op"] + " " + ok["shape"])
-    paths = [bars(ok, "pct_copy", "% of copy bandwidth", "impl", out / "kernels_bandwidth.png")]
+    paths = [bars(ok, "pct_copy", "% of copy bandwidth", "impl", out / FIGURES[0])]
     ours = (
         ok[ok["impl"] == "shiftlab"]
         .melt(
@@ -363,7 +376,7 @@ def write_figures(df: pd.DataFrame, out: Path) -> list[Path]:
         .dropna()
     )
     if not ours.empty:
-        paths.append(bars(ours, "speed-up", "speed-up", "against", out / "kernels_speedup.png"))
+        paths.append(bars(ours, "speed-up", "speed-up", "against", out / FIGURES[1]))
     return paths
 
 
@@ -498,8 +511,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     if cut:
         notes.append(cut)
     goals = save(df, complete=not cut)
-    if not args.no_figures:
-        write_figures(df, out)
+    write_figures(df, out, draw=not args.no_figures)
     errors = df[df["error"] != ""] if "error" in df else df.iloc[:0]
     for row in errors.drop_duplicates(["impl", "error"]).itertuples():
         print(f"failed: {row.impl} {row.op} {row.shape} k={row.filter_size}: {row.error}")

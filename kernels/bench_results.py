@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,24 @@ def write_results(
     extra: dict[str, Any] | None = None,
 ) -> list[Path]:
     """``<stem>.csv`` and ``<stem>.json`` (meta, extra sections and rows) under ``out``, each
-    written atomically."""
+    written atomically; a note says when they replace another device's results."""
+    earlier = _recorded_device(out / f"{stem}.json")
+    if earlier not in (None, meta.get("device")):
+        print(f"note: {out / stem}.csv/.json held results of {earlier}; replaced by these, of "
+              f"{meta.get('device')} (--out keeps each device's apart)", file=sys.stderr)
     payload = {"meta": meta, **(extra or {}), "rows": json.loads(df.to_json(orient="records"))}
     return [
         atomic_write_text(out / f"{stem}.csv", df.to_csv(index=False)),
         atomic_write_text(out / f"{stem}.json", json.dumps(payload, indent=1) + "\n"),
     ]
+
+
+def _recorded_device(path: Path) -> str | None:
+    """The device a results file records, if it is one that can be read."""
+    try:
+        return json.loads(path.read_text("utf-8")).get("meta", {}).get("device")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def print_table(df: pd.DataFrame, title: str) -> None:

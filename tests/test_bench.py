@@ -69,6 +69,23 @@ def test_bench_times_the_triton_kernels_and_draws_figures(tmp_path):
     assert (tmp_path / "kernels_speedup.png").stat().st_size > 0
 
 
+def test_bench_replaces_another_runs_results_whole_and_says_so(tmp_path, capsys):
+    """A folder of another GPU's results: a note names the device replaced, and a figure this
+    run does not draw (no speed-ups measured here) is removed, not left beside the new rows."""
+    (tmp_path / "kernels.json").write_text(json.dumps({"meta": {"device": "NVIDIA H100"}}))
+    for name in bench.FIGURES:
+        (tmp_path / name).write_bytes(b"an older run's")
+    run_bench(tmp_path, "--backend", "torch", "--layouts", "nchw", "--ops", "blur_pool",
+              "--impls", "shiftlab")  # fmt: skip
+    assert "held results of NVIDIA H100; replaced by these" in capsys.readouterr().err
+    assert not (tmp_path / "kernels_speedup.png").exists()
+    assert (tmp_path / "kernels_bandwidth.png").read_bytes().startswith(b"\x89PNG")
+    assert not list(tmp_path.glob(".*.tmp"))
+    run_bench(tmp_path, "--backend", "torch", "--layouts", "nchw", "--ops", "blur_pool",
+              "--no-figures")  # fmt: skip
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".png"]
+
+
 def test_bench_budget_keeps_the_first_cases_and_says_what_it_left_out(tmp_path, capsys):
     df = run_bench(tmp_path, "--backend", "torch", "--layouts", "nchw", "channels_last",
                    "--ops", "blur_pool", "--no-figures", "--budget-s", "1e-9")
