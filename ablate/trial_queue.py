@@ -28,6 +28,7 @@ import functools
 import os
 import socket
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -84,8 +85,11 @@ def plan_slots(
         if _wait_for_plan(study, storage, name, n, stale_after_s):
             plan_slots(study, storage, slots, stale_after_s)  # its holder is gone: plan here
         return
+    mine: dict[str, Any] = {}
     try:
-        lock.set_user_attr("owner", owner_record())
+        holder = {**owner_record(), "token": uuid.uuid4().hex}  # this lock's, whatever its id
+        lock.set_user_attr("owner", holder)
+        mine = holder
         planned = planned_slots(study)  # another planner may have finished since the check
         existing = {t.user_attrs.get("slot") for t in study.get_trials(deepcopy=False)}
         for index, params in enumerate(slots):
@@ -93,18 +97,14 @@ def plan_slots(
                 study.enqueue_trial(dict(params), user_attrs={"slot": index, "attempt": 0})
         study.set_user_attr("planned_slots", max(n, planned))
     finally:  # done, or Ctrl-C or an error halfway: the next run enqueues the rest
-        _release(storage, name, lock._study_id)
+        _delete_lock(storage, name, lock._study_id, mine)
 
 
-def _release(storage: BaseStorage, name: str, lock_id: int) -> None:
-    """Delete the plan lock this process holds, unless a waiter took it over meanwhile: a
-    lock of that name that another process recorded is theirs, though SQLite may have given
-    it this lock's id again."""
-    held = _lock_owner(storage, name)
-    if held is None or held[0] != lock_id:
-        return
-    owner = held[1]
-    if owner and (owner.get("host"), owner.get("pid")) != (socket.gethostname(), os.getpid()):
+def _delete_lock(storage: BaseStorage, name: str, lock_id: int, owner: dict[str, Any]) -> None:
+    """Delete the plan lock `lock_id` if it still records `owner` (empty: none recorded): a
+    lock of that name recording another is a new one, though SQLite may have given it the
+    same id (a waiter took over meanwhile)."""
+    if _lock_owner(storage, name) != (lock_id, owner):
         return
     with contextlib.suppress(KeyError):  # deleted by a waiter meanwhile
         storage.delete_study(lock_id)
@@ -131,10 +131,8 @@ def _wait_for_plan(
             if trials != seen:
                 seen, since = trials, time.monotonic()
             gone = time.monotonic() - since > stale_after_s
-        if gone:
-            # by id: the lock a waiter that took over first has made since is not this one
-            with contextlib.suppress(KeyError):  # another waiter deleted it first
-                storage.delete_study(lock_id)
+        if gone:  # only that lock: one a waiter that took over first has made is not it
+            _delete_lock(storage, name, lock_id, owner)
             return True
         time.sleep(0.5)
     return False

@@ -291,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     cache = tuning.user_cache_path()
     unwritable = why_not_writable(cache.parent)
+    if cache.exists() and not cache.is_file():
+        unwritable = f"{str(cache)!r} is not a file"
     if unwritable:  # found now, not after the warm-up and the first problem's tuning
         raise SystemExit(f"error: the tuning cache {cache} cannot be written: {unwritable}; set "
                          f"{tuning.CACHE_DIR_ENV} to a folder you can write")  # fmt: skip

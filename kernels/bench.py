@@ -325,18 +325,16 @@ def goal_table(df: pd.DataFrame, *, complete: bool = True) -> pd.DataFrame:
 FIGURES = ("kernels_bandwidth.png", "kernels_speedup.png")
 
 
-def write_figures(df: pd.DataFrame, out: Path, draw: bool = True) -> list[Path]:
-    """Bandwidth (% of copy) and speed-up figures, one panel per direction and layout, each
-    written whole; a figure of an earlier run that this one does not draw (or none, without
-    ``draw``) is removed, so that none is left beside results it does not show."""
-    paths = _draw_figures(df, out) if draw else []
+def remove_figures(out: Path) -> None:
+    """Remove an earlier run's figures, before this run writes its first results beside them
+    (a run cut short, or one that draws fewer, would leave them showing other numbers)."""
     for name in FIGURES:
-        if out / name not in paths:
-            (out / name).unlink(missing_ok=True)
-    return paths
+        (out / name).unlink(missing_ok=True)
 
 
-def _draw_figures(df: pd.DataFrame, out: Path) -> list[Path]:
+def write_figures(df: pd.DataFrame, out: Path) -> list[Path]:
+    """Bandwidth (% of copy) and speed-up figures, one panel per direction and layout, each
+    written whole."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -492,7 +490,13 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     out = args.out or default_results_dir(device)
     meta = {**run_metadata(device), "notes": notes, "impls": impls}
 
+    first_save = True
+
     def save(df: pd.DataFrame, *, complete: bool = False) -> pd.DataFrame:
+        nonlocal first_save
+        if first_save:  # this run's results replace an earlier run's: and so its figures
+            remove_figures(out)
+            first_save = False
         goals = goal_table(df, complete=complete)
         records = json.loads(goals.to_json(orient="records"))
         write_results(out, "kernels", df, meta, {"cases": len(cases), "goals": records})
@@ -511,7 +515,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     if cut:
         notes.append(cut)
     goals = save(df, complete=not cut)
-    write_figures(df, out, draw=not args.no_figures)
+    if not args.no_figures:
+        write_figures(df, out)
     errors = df[df["error"] != ""] if "error" in df else df.iloc[:0]
     for row in errors.drop_duplicates(["impl", "error"]).itertuples():
         print(f"failed: {row.impl} {row.op} {row.shape} k={row.filter_size}: {row.error}")

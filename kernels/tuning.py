@@ -32,9 +32,12 @@ import dataclasses
 import functools
 import json
 import math
+import numbers
 import os
 import re
+import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -252,8 +255,18 @@ def _ignored(path: Path, what: str) -> None:
     warnings.warn(
         f"tuning table {path}: {what}; the next table or the heuristic serves instead. Delete "
         "the file, or run python -m kernels.autotune again",
-        stacklevel=4,
+        stacklevel=_outside_level(),
     )
+
+
+def _outside_level() -> int:
+    """The `stacklevel` of the caller's first frame outside this package and torch (the line of
+    the user's code that launched the kernel), for the frame that calls ``warnings.warn``."""
+    inside = (str(Path(__file__).parent), str(Path(torch.__file__).parent))
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _example_key() -> str:
@@ -262,7 +275,7 @@ def _example_key() -> str:
 
 
 def _abridged(value: Any) -> str:
-    text = json.dumps(value)
+    text = json.dumps(value, default=repr)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -290,7 +303,7 @@ def check_config(config: dict[str, Any]) -> dict[str, int]:
     """The five launch fields of ``config`` as ints; ``ValueError`` naming a bad one: not a
     whole number, not a power of two, or beyond what a kernel launch takes (a row tile of at
     most ``MAX_TILE`` elements, ``MAX_ROWS`` rows, ``MAX_NUM_WARPS`` warps)."""
-    if not isinstance(config, dict):
+    if not isinstance(config, Mapping):
         raise ValueError(f"launch config {_abridged(config)}: expected an object of "
                          f"{CONFIG_FIELDS}")  # fmt: skip
     missing = [f for f in CONFIG_FIELDS if f not in config]
@@ -298,10 +311,10 @@ def check_config(config: dict[str, Any]) -> dict[str, int]:
         raise ValueError(f"launch config {config!r}: missing {missing}; expected {CONFIG_FIELDS}")
     out = {}
     for field in CONFIG_FIELDS:
-        value = config[field]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        value = config[field]  # a whole number of any type (numpy's too), not a bool or 8.0
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"launch config {field}={value!r}: expected a whole number >= 1")
-        out[field] = value
+        out[field] = int(value)
     for field, most in (("BLOCK_H", MAX_ROWS), ("BLOCK_W", MAX_TILE), ("BLOCK_C", MAX_TILE),
                         ("num_warps", MAX_NUM_WARPS)):  # fmt: skip
         value = out[field]
@@ -341,10 +354,25 @@ def save_config(
     # Locked, and read from the file, not the memo: two autotune runs on one cache keep both
     # runs' winners (each had written back the table it read when it started).
     with FileLock(f"{path}.lock"):
-        table = _load_table(path) or empty_table()
-        table["configs"].setdefault(op, {})[key.to_str()] = entry
+        table = _saved_table(path)
+        entries = table["configs"].get(op)
+        if not isinstance(entries, dict):
+            entries = table["configs"][op] = {}
+        entries[key.to_str()] = entry
         write_table(path, table)
     return path
+
+
+def _saved_table(path: Path) -> dict[str, Any]:
+    """The table at `path` as written, entries a lookup passes over kept (they may be another
+    version's), or a new one where there is none that reads as a table."""
+    try:
+        table = read_json(path)
+    except (OSError, ValueError):
+        table = None
+    if isinstance(table, dict) and isinstance(table.get("configs"), dict):
+        return table
+    return empty_table()
 
 
 def _itemsize(dtype: str) -> int:

@@ -86,6 +86,21 @@ def test_bench_replaces_another_runs_results_whole_and_says_so(tmp_path, capsys)
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".png"]
 
 
+def test_a_bench_cut_short_leaves_no_earlier_figures_beside_its_results(tmp_path, monkeypatch):
+    for name in bench.FIGURES:
+        (tmp_path / name).write_bytes(b"an older run's")
+    real = bench.run_cases
+
+    def stopped_after_the_cases(*args, **kwargs):
+        real(*args, **kwargs)  # which saves the results after each case
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "run_cases", stopped_after_the_cases)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(tmp_path, "--backend", "torch", "--layouts", "nchw", "--ops", "blur_pool")
+    assert (tmp_path / "kernels.json").exists() and not list(tmp_path.glob("*.png"))
+
+
 def test_bench_budget_keeps_the_first_cases_and_says_what_it_left_out(tmp_path, capsys):
     df = run_bench(tmp_path, "--backend", "torch", "--layouts", "nchw", "channels_last",
                    "--ops", "blur_pool", "--no-figures", "--budget-s", "1e-9")
@@ -238,6 +253,10 @@ def test_autotune_refuses_a_cache_it_cannot_write_before_tuning(tmp_path, monkey
     monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "a_file" / "cache"))
     with pytest.raises(SystemExit, match=r"the tuning cache .* cannot be written: .*a_file' is "
                                          r"a file, not a folder; set SHIFTLAB_CACHE_DIR"):
+        autotune.main(["--ops", "blur_pool_fwd"])
+    monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    tuning.user_cache_path().mkdir(parents=True)  # a folder where the cache file goes
+    with pytest.raises(SystemExit, match=r"cannot be written: .*json' is not a file"):
         autotune.main(["--ops", "blur_pool_fwd"])
 
 

@@ -858,6 +858,24 @@ def test_planners_of_different_sizes_at_once_enqueue_each_slot_once(tmp_path):
     assert not [s for s in storage.get_all_studies() if PLAN_LOCK_MARK in s.study_name]
 
 
+def test_a_plan_lock_is_deleted_only_while_it_records_the_owner_judged(tmp_path):
+    """SQLite gives a new lock the id of one just deleted: a planner releasing, or a waiter
+    taking over, deletes the lock only if it still records the owner it knew (a takeover had
+    deleted the lock another waiter had just taken, and both planned)."""
+    from ablate.trial_queue import _delete_lock, _lock_owner
+
+    storage = open_storage(locate_storage(f"sqlite:///{tmp_path}/locks.db", tmp_path))
+    name = "s:plan-lock"
+    lock = optuna.create_study(study_name=name, storage=storage)
+    theirs = {**owner_record(), "token": "theirs"}
+    lock.set_user_attr("owner", theirs)
+    _delete_lock(storage, name, lock._study_id, {**owner_record(), "token": "mine"})
+    _delete_lock(storage, name, lock._study_id, {})  # one that never recorded itself
+    assert _lock_owner(storage, name) == (lock._study_id, theirs)
+    _delete_lock(storage, name, lock._study_id, theirs)
+    assert _lock_owner(storage, name) is None
+
+
 def test_a_trial_whose_whole_job_was_killed_uses_no_retry(tmp_path):
     """A worker gone with its runner (`kill -9` of the job, a restart) was not failed by its
     trial: requeued as after Ctrl-C. A worker that died under a live runner uses a retry."""

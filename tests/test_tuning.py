@@ -309,6 +309,38 @@ def test_bad_entries_are_left_out_and_the_good_ones_kept():
         assert tuning.launch_config("blur_pool_fwd", key) == CONFIG_B
 
 
+def test_a_config_of_any_whole_number_type_is_taken():
+    """numpy's ints (a config read from a pandas row) and any mapping, as before the bounds."""
+    import types
+
+    import numpy as np
+
+    config = types.MappingProxyType({k: np.int64(v) for k, v in CONFIG_A.items()})
+    assert tuning.check_config(config) == CONFIG_A
+    assert all(type(v) is int for v in tuning.check_config(config).values())
+
+
+def test_a_save_keeps_the_entries_a_lookup_passes_over():
+    """An entry this version cannot take (another version's dtype) is passed over when read,
+    but a save of another entry leaves it in the file, as it was."""
+    path = tuning.user_cache_path()
+    foreign = {"nc=256|hw=1024|c=64|float8_e4m3fn|nchw|k=3|s=2|mk=0|relu=0": CONFIG_A}
+    files.atomic_write_text(path, json.dumps({"configs": {"blur_pool_fwd": foreign}}))
+    tuning.save_config("blur_pool_fwd", make_key(), CONFIG_B)
+    assert set(json.loads(path.read_text())["configs"]["blur_pool_fwd"]) == {
+        *foreign, make_key().to_str()}
+
+
+def test_the_warning_names_the_line_that_launched(monkeypatch):
+    """Not a line inside the package: the user's (here this test's)."""
+    path = tuning.user_cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.warns(UserWarning, match="cannot be read") as caught:
+        tuning.launch_config("blur_pool_fwd", make_key())
+    assert caught[0].filename == __file__
+
+
 def _save_winners(cache: str, op: str, count: int) -> None:
     import os
 
