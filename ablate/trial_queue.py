@@ -51,6 +51,8 @@ JOB_STOPPED = (
     "its worker and runner were both stopped (the whole job killed, the machine restarted); "
     "requeued without using a retry"
 )
+#: Failures that use up no retry: the point is run again at the same attempt.
+UNCOUNTED = (INTERRUPTED, JOB_STOPPED)
 JOB_STOPPED_AGAIN = (
     "its worker and runner were both stopped again while running this point, which may be "
     "what brings its job down (memory): this time it counts as a retry"
@@ -272,9 +274,15 @@ def requeue_lost_retries(
     """
     requeued = []
     for last in _failed_with_retries_left(_trials_by_slot(study), max_retries):
-        _enqueue_retry(study, last, slots, int(last.user_attrs.get("attempt", 0)) + 1)
+        _enqueue_retry(study, last, slots, _next_attempt(last))
         requeued.append(last.number)
     return requeued
+
+
+def _next_attempt(failed: FrozenTrial) -> int:
+    """The attempt number of `failed`'s retry: the same after a stop that uses no retry."""
+    attempt = int(failed.user_attrs.get("attempt", 0))
+    return attempt if failed.user_attrs.get("fail_reason") in UNCOUNTED else attempt + 1
 
 
 def _trials_by_slot(study: optuna.Study) -> dict[Any, list[FrozenTrial]]:
@@ -319,7 +327,7 @@ def _failed_with_retries_left(
         if any(t.state != TrialState.FAIL for t in trials):
             continue
         last = max(trials, key=lambda t: t.number)
-        if int(last.user_attrs.get("attempt", 0)) < max_retries:
+        if _next_attempt(last) <= max_retries:
             lasts.append(last)
     return lasts
 
@@ -347,8 +355,9 @@ def reap_dead_trials(
 ) -> list[int]:
     """Fail (and retry) the RUNNING trials whose worker is gone; their trial numbers.
 
-    `stopped_here`: the user stopped this host's runner, which stopped its workers; their
-    trials are requeued as interrupted, using up no retry.
+    `stopped_here`: the user stopped this runner, which stopped its workers; their trials
+    are requeued as interrupted, using up no retry (another runner's on this host are judged
+    as ever).
     """
     reaped = []
     trials = study.get_trials(deepcopy=False)
@@ -357,7 +366,7 @@ def reap_dead_trials(
         if not reason:
             continue
         owner = _owner(trial)
-        if stopped_here and owner.get("host") == socket.gethostname():
+        if stopped_here and _run_by_this_process(owner):
             reason = INTERRUPTED
         elif _runner_gone(owner):
             slot = trial.user_attrs.get("slot")
@@ -366,12 +375,19 @@ def reap_dead_trials(
                 for t in trials
             )
             reason = JOB_STOPPED_AGAIN if before else JOB_STOPPED
-        if fail_and_retry(
-            study, storage, trial, reason, slots, max_retries,
-            counts_as_retry=reason not in (INTERRUPTED, JOB_STOPPED),
-        ):  # fmt: skip
+        counted = reason not in UNCOUNTED
+        if fail_and_retry(study, storage, trial, reason, slots, max_retries, counted):
             reaped.append(trial.number)
     return reaped
+
+
+def _run_by_this_process(owner: dict[str, Any]) -> bool:
+    """Whether a worker (`owner_record`) is this process's: its runner is this process (a
+    record without its runner, of an earlier version: a worker of this host)."""
+    if owner.get("host") != socket.gethostname():
+        return False
+    runner = owner.get("runner")
+    return runner is None or (runner["pid"] == os.getpid() and _on_this_host(owner))
 
 
 def _runner_gone(owner: dict[str, Any]) -> bool:

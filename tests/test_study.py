@@ -858,6 +858,43 @@ def test_planners_of_different_sizes_at_once_enqueue_each_slot_once(tmp_path):
     assert not [s for s in storage.get_all_studies() if PLAN_LOCK_MARK in s.study_name]
 
 
+def test_a_stop_that_uses_no_retry_is_not_lost_with_its_requeue(tmp_path):
+    """A reaper that died between failing an interrupted trial and enqueueing its retry: a
+    resume enqueues it at the same attempt, even with `max_retries: 0` (the point was lost)."""
+    from ablate.trial_queue import requeue_lost_retries
+
+    spec = make_spec(tmp_path, seeds=[0], max_retries=0)
+    storage = open_storage(locate_storage(None, tmp_path / "out"))
+    study = open_study(storage, spec)
+    slots = plan(spec)
+    plan_slots(study, storage, slots)
+    trial = claim_next(study, storage, owner_record("cpu"))
+    storage.set_trial_user_attr(trial._trial_id, "fail_reason", INTERRUPTED)
+    storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
+    assert requeue_lost_retries(study, slots, spec.max_retries) == [trial.number]
+    (retry,) = [t for t in study.get_trials() if t.user_attrs.get("retry_of") == trial.number]
+    assert retry.user_attrs["attempt"] == 0
+
+
+def test_a_stopped_runner_counts_as_interrupted_only_its_own_workers_trials(tmp_path):
+    """Another runner's worker on this host that died is judged as ever (its death uses a
+    retry); the stopped runner's own workers' trials use none."""
+    spec = make_spec(tmp_path, seeds=[0], max_retries=1)
+    storage = open_storage(locate_storage(None, tmp_path / "out"))
+    study = open_study(storage, spec)
+    slots = plan(spec)
+    plan_slots(study, storage, slots)
+    gone = {"pid": 2**22 + 1, "started": None}  # > pid_max
+    ours = {**owner_record("cpu"), **gone, "runner": {"pid": os.getpid(), "started": None}}
+    other_runner = {"pid": os.getppid(), "started": None}  # alive, not this process
+    theirs = {**owner_record("cpu"), **gone, "runner": other_runner}
+    mine, other = (claim_next(study, storage, owner) for owner in (ours, theirs))
+    reap_dead_trials(study, storage, slots, spec.max_retries, stopped_here=True)
+    reasons = {t.number: t.user_attrs.get("fail_reason") for t in study.get_trials()}
+    assert reasons[mine.number] == INTERRUPTED
+    assert "died while running the trial" in reasons[other.number]
+
+
 def test_a_plan_lock_is_deleted_only_while_it_records_the_owner_judged(tmp_path):
     """SQLite gives a new lock the id of one just deleted: a planner releasing, or a waiter
     taking over, deletes the lock only if it still records the owner it knew (a takeover had
