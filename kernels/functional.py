@@ -210,29 +210,26 @@ def _use_triton(backend: str, x: torch.Tensor) -> bool:
             "forward-mode AD, which the fused kernels do not support: use backend='auto' (the "
             "reference there) or 'torch'"
         )
-    if backend == "triton" and not x.is_cuda and not _triton_runs_off_cuda():
+    if backend == "triton" and not x.is_cuda and not (x.is_cpu and _triton_runs_on_cpu()):
         raise ValueError(
             f"backend='triton' runs on CUDA tensors, got x on {x.device}: use backend='auto' "
             "(the reference off CUDA) or 'torch', or set TRITON_INTERPRET=1 before importing "
-            "kernels to run the Triton kernels in Triton's CPU interpreter"
+            "kernels to run the Triton kernels on CPU tensors in Triton's interpreter"
         )
     return backend == "triton"
 
 
-def _triton_runs_off_cuda() -> bool:
-    """Whether Triton can take a tensor that is not on CUDA: with a driver already set active
-    (as ``benchmarks.resource_usage`` sets one to compile, where each call's host time is
-    measured: the cheap test comes first) or under its interpreter."""
+def _triton_runs_on_cpu() -> bool:
+    """Whether Triton takes CPU tensors: under its interpreter, or with a driver other than
+    the machine's own set active (``benchmarks.resource_usage`` sets one that compiles and
+    launches nothing). On a GPU host the active driver, once used, is the CUDA one, which
+    needs device pointers."""
     if not _triton_installed():
         return True  # ``_triton_ops`` says so
     driver = _triton_driver()
-    if getattr(driver, "_active", None) is not None or interpreter_requested():
-        return True
-    try:
-        driver.active.get_current_target  # noqa: B018  (the driver is created on first use)
-    except RuntimeError:  # "0 active drivers": no GPU, and no driver set
-        return False
-    return True
+    active = getattr(driver, "_active", None)
+    set_aside = active is not None and active is not getattr(driver, "_default", None)
+    return set_aside or interpreter_requested()
 
 
 @cache

@@ -3,6 +3,7 @@
 import io
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -390,6 +391,32 @@ def test_triton_backend_on_a_cpu_tensor_says_what_to_use(monkeypatch: pytest.Mon
         blur_pool2d(x, backend="triton")
     with pytest.raises(ValueError, match=expected):
         MaxBlurPool2d(2, backend="triton")(x)
+
+
+def test_triton_backend_on_a_gpu_host_refuses_cpu_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU host Triton's driver, once used, is the CUDA one: a CPU tensor would reach a
+    launch as a host pointer, so it is refused by name as where there is no GPU."""
+    from triton.runtime import driver
+
+    class CudaLike:
+        def get_current_target(self) -> str:
+            return "cuda"
+
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(driver, "_default", CudaLike())
+    monkeypatch.setattr(driver, "_active", driver._default)
+    with pytest.raises(ValueError, match=r"backend='triton' runs on CUDA tensors, got x on cpu"):
+        blur_pool2d(torch.randn(1, 2, 6, 6), backend="triton")
+
+
+@pytest.mark.parametrize("op", [blur_pool2d, max_blur_pool2d])
+def test_triton_backend_refuses_meta_tensors(op: Callable[..., torch.Tensor]) -> None:
+    """Meta tensors have no data for the interpreter to copy: named, where the reference
+    computes their shape."""
+    x = torch.randn(1, 2, 6, 6, device="meta")
+    assert op(x, backend="torch").shape == (1, 2, 3, 3)
+    with pytest.raises(ValueError, match=r"backend='triton' runs on CUDA tensors, got x on meta"):
+        op(x, backend="triton")
 
 
 def test_torchscript_matches_eager_and_survives_save_and_load() -> None:
