@@ -52,6 +52,11 @@ def filter_taps(
         raise ValueError(f"sigma is only used with {argument}='gaussian', got {family!r}")
     if family == "custom":
         return _custom_taps(size, taps, argument)
+    if size is None:
+        raise ValueError(
+            f"filter_size=None is invalid with {argument}={family!r}: give the number of taps "
+            f"(filter_size=None is for {argument}='custom', whose taps say it)"
+        )
     size = check_int("filter_size", size, 1)
     if family == "binomial":  # exact integers (2**(size-1) overflows a float beyond ~1000 taps)
         return _normalised([math.comb(size - 1, j) for j in range(size)])
@@ -124,11 +129,34 @@ def _tap_numbers(taps: Sequence[float] | torch.Tensor) -> list[float]:
     if isinstance(taps, (list, tuple)) and all(_is_number(v) for v in taps):
         values = [_as_float(v) for v in taps]
     else:
-        try:
-            array = torch.as_tensor(taps, dtype=torch.float64)
-        except (TypeError, ValueError, RuntimeError):
-            array = None
+        array = _real_tensor(taps)
         values = array.tolist() if array is not None and array.dim() == 1 else None
     if not values:
         raise ValueError(f"taps={taps!r} is invalid: expected a non-empty 1-D list of numbers")
     return values
+
+
+def _real_tensor(taps: object) -> torch.Tensor | None:
+    """``taps`` as a float64 tensor, None where torch cannot read them as one; a ValueError
+    for what it would read wrongly: booleans (as 0 and 1), complex numbers (real parts), taps
+    that require grad (the filter is a constant, spec §1: no gradient reaches them) and taps
+    on the meta device (no values)."""
+    parts = list(taps) if isinstance(taps, (list, tuple)) else [taps]
+    if any(isinstance(part, torch.Tensor) and part.requires_grad for part in parts):
+        raise ValueError(
+            "taps that require grad are invalid: the filter is a constant and gets no "
+            "gradient; pass taps.detach()"
+        )
+    try:
+        array = torch.as_tensor(taps)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    kinds = {array.dtype} | {p.dtype for p in parts if isinstance(p, torch.Tensor)}
+    if any(isinstance(p, bool) for p in parts) or torch.bool in kinds or any(
+        kind.is_complex for kind in kinds
+    ):
+        raise ValueError(f"taps={taps!r} is invalid: expected real numbers, not booleans or "
+                         "complex numbers")  # fmt: skip
+    if array.is_meta:
+        raise ValueError("taps on the meta device are invalid: they hold no values")
+    return array.to(torch.float64)

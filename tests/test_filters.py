@@ -134,6 +134,14 @@ def test_custom_taps_are_normalised_copies(size: int | None, taps: object) -> No
         ((None, "custom"), {"taps": [1e308, 1e308]}, ["sum overflows"]),
         ((4, "custom"), {"taps": [1, 2, 1]}, ["filter_size=4", "len(taps)=3", "None"]),
         ((0, "custom"), {"taps": [1, 2, 1]}, ["filter_size=0"]),
+        ((None, "custom"), {"taps": [True, False, True]}, ["taps=[True, False, True]", "real"]),
+        ((None, "custom"), {"taps": [1, True]}, ["taps=[1, True]", "booleans"]),
+        ((None, "custom"), {"taps": torch.tensor([True, True])}, ["booleans"]),
+        ((None, "custom"), {"taps": [torch.tensor(1.0), torch.tensor(True)]}, ["booleans"]),
+        ((None, "custom"), {"taps": torch.tensor([1 + 5j, 2, 1])}, ["complex"]),
+        ((None, "custom"), {"taps": torch.ones(3, requires_grad=True)}, ["grad", "detach()"]),
+        ((None, "custom"), {"taps": torch.ones(3, device="meta")}, ["meta", "no values"]),
+        ((None, "binomial"), {}, ["filter_size=None", "filter_size=None is for"]),
     ],
 )
 def test_bad_arguments_name_the_argument_value_and_what_is_accepted(
