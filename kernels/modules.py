@@ -9,10 +9,11 @@ the buffer again only when it is another tensor: assigned (``module.taps = t``),
 ``torch.func.functional_call`` does) or loaded (reading a CUDA buffer on each call would wait for
 the device). An in-place edit of the buffer is not read again, since DDP's broadcast of buffers
 writes them in place at every step; the reference ops take the buffer itself and do see it, so
-the backends would disagree: assign new taps instead. Compiled code keeps the floats it
-was traced with, and `nn.DataParallel`'s replicas those of the module they copy (``tap_values``
-reads them). A dtype cast of the module (``.half()``) leaves the buffer in float64, so the
-taps keep summing to 1 (spec §1).
+the backends would disagree: assign new taps instead. Taps assigned, substituted or loaded
+are checked when first read (1-D, finite, summing to 1), on either backend. Compiled code
+keeps the floats it was traced with, and `nn.DataParallel`'s replicas those of the module
+they copy (``tap_values`` reads them). A dtype cast of the module (``.half()``) leaves the
+buffer in float64, so the taps keep summing to 1 (spec §1).
 """
 
 import math
@@ -25,7 +26,12 @@ from torch import nn
 from kernels.filters import make_taps
 from kernels.functional import check_blur_args, run_blur_pool2d, run_max_blur_pool2d, tap_values
 from kernels.options import check_int
-from kernels.reference import blur_pool2d_reference, building_graph, max_blur_pool2d_reference
+from kernels.reference import (
+    blur_pool2d_reference,
+    building_graph,
+    max_blur_pool2d_reference,
+    transforms_active,
+)
 
 #: How far from 1 the sum of loaded taps may be, and from the module's own taps for the filter
 #: to keep its name (taps a checkpoint kept in float32 are off by up to a few 1e-8).
@@ -95,12 +101,9 @@ class _LowPassPool(nn.Module):
         if self.taps.dtype != torch.float64:  # assigned from a checkpoint of another dtype
             self.taps = self.taps.to(torch.float64)
         values = tap_values(self.taps)
-        total = math.fsum(values)
-        if not math.isfinite(total) or abs(total - 1) > TAPS_SUM_TOLERANCE:
-            error_msgs.append(
-                f"{prefix}taps sum to {total!r}: the taps of a low-pass pool are normalised to "
-                "sum 1 (kernels.filters.make_taps)"
-            )
+        problem = _sum_problem(prefix + "taps", values)
+        if problem is not None:
+            error_msgs.append(problem)
             if self.taps is kept:  # loaded into the buffer: put its values back
                 kept.copy_(before)
             self.taps = kept  # assigned: the module's own buffer back, the caller's untouched
@@ -141,7 +144,7 @@ class _LowPassPool(nn.Module):
         replica = getattr(self, "_is_replica", False)
         if kept is not None and (replica or torch.compiler.is_compiling()):
             return kept[1]
-        self._keep_tap_values(tap_values(self.taps))
+        self._keep_tap_values(_checked_tap_values(self.taps))
         return self._read_taps[1]
 
     def _current_read(self) -> tuple[float, ...] | None:
@@ -154,7 +157,16 @@ class _LowPassPool(nn.Module):
         _check_input_channels(x, self.channels)
         if building_graph():
             return self._reference(x)
+        self._check_new_taps()
         return self._dispatch(x)
+
+    @torch.jit.unused
+    def _check_new_taps(self) -> None:
+        """Read (and so check) taps given since the last read, for either backend: a wrong
+        shape or taps that do not sum to 1 fail here, by name, not inside a backend. Not
+        under ``torch.func`` transforms, whose taps may be batched and cannot be read."""
+        if not transforms_active():
+            self._fused_tap_values()
 
     def extra_repr(self) -> str:
         return (
@@ -245,6 +257,34 @@ def _check_input_channels(x: torch.Tensor, channels: int) -> None:
             f"input of shape {x.shape} is invalid: expected (N, {channels}, H, W), "
             "the channel count this module was built for"
         )
+
+
+def _checked_tap_values(taps: torch.Tensor) -> tuple[float, ...]:
+    """The floats of taps a module was given after it was built (assigned, or substituted by
+    ``torch.func.functional_call``): a non-empty 1-D floating tensor whose finite values sum
+    to 1 (spec §1), as the state dict's are checked; else a ValueError naming them."""
+    if taps.dim() != 1 or taps.numel() == 0 or not taps.is_floating_point():
+        raise ValueError(
+            f"taps of shape {tuple(taps.shape)} and dtype {taps.dtype} are invalid: expected "
+            "a non-empty 1-D floating tensor (kernels.filters.make_taps makes one)"
+        )
+    values = tap_values(taps)
+    problem = _sum_problem("taps", values)
+    if problem is not None:
+        raise ValueError(problem)
+    return values
+
+
+def _sum_problem(name: str, values: tuple[float, ...]) -> str | None:
+    """What is wrong with taps ``values`` called ``name``, or None where they are finite and
+    sum to 1 within TAPS_SUM_TOLERANCE."""
+    total = math.fsum(values) if all(math.isfinite(v) for v in values) else math.nan
+    if math.isfinite(total) and abs(total - 1) <= TAPS_SUM_TOLERANCE:
+        return None
+    return (
+        f"{name} sum to {total!r}: the taps of a low-pass pool are finite and "
+        "normalised to sum 1 (kernels.filters.make_taps)"
+    )
 
 
 def _describe_filter(family: str, taps: torch.Tensor, sigma: float | None) -> str:

@@ -152,6 +152,34 @@ def test_taps_assigned_reach_every_backend(module_type: type, backend: str) -> N
                                **FP32)  # fmt: skip
 
 
+@pytest.mark.parametrize("module_type", [BlurPool2d, MaxBlurPool2d])
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize(
+    ("taps", "message"),
+    [
+        (torch.ones(3, 3, dtype=torch.float64) / 9, r"taps of shape \(3, 3\).*1-D floating"),
+        (torch.tensor(1.0, dtype=torch.float64), r"taps of shape \(\).*non-empty 1-D"),
+        (torch.ones(0, dtype=torch.float64), r"taps of shape \(0,\)"),
+        (torch.tensor([0, 1, 0]), r"dtype torch\.int64 are invalid"),
+        (torch.tensor([0.5, float("nan"), 0.5]), r"taps sum to nan: .*finite and normalised"),
+        (torch.tensor([1.0, 2.0, 1.0]), r"taps sum to 4\.0"),
+    ],
+)
+def test_taps_given_after_construction_are_checked_as_loaded_ones_are(
+    module_type: type, backend: str, taps: torch.Tensor, message: str
+) -> None:
+    """Taps assigned to the buffer or swapped in by functional_call fail by name on either
+    backend (they had failed inside one backend, or run unnormalised, differently on each)."""
+    module = module_type(2, 3, backend=backend)
+    x = torch.randn(1, 2, 7, 6)
+    with pytest.raises(ValueError, match=message):
+        torch.func.functional_call(module, {"taps": taps}, (x,))
+    torch.testing.assert_close(module(x), module_type(2, 3, backend="torch")(x), **FP32)
+    module.taps = taps
+    with pytest.raises(ValueError, match=message):
+        module(x)
+
+
 def test_a_buffer_written_in_place_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """DDP writes every buffer in place at each step (its broadcast from rank 0): reading the
     taps again then would wait for the device at every call."""
