@@ -176,6 +176,7 @@ def run_blur_pool2d(
     only by the fused kernels) and checked options."""
     check_input(x)
     if _use_triton(backend, x):
+        stride = _fused_stride(stride, x, 2 * pad_off)
         return _triton_ops()[0].blur_pool2d_triton(x, values(), stride, padding, pad_off, relu)
     return blur_pool2d_reference(x, taps, stride, padding, pad_off, relu)
 
@@ -194,8 +195,21 @@ def run_max_blur_pool2d(
     check_input(x, min_size=max_kernel)
     # ``auto`` leaves windows too large for the fused backward's codes to the reference.
     if _use_triton(backend, x) and (backend == "triton" or max_kernel <= MAX_CODED_KERNEL):
+        stride = _fused_stride(stride, x, 1 - max_kernel)
         return _triton_ops()[1].max_blur_pool2d_triton(x, values(), stride, padding, max_kernel)
     return max_blur_pool2d_reference(x, taps, stride, padding, max_kernel)
+
+
+def _fused_stride(stride: int, x: torch.Tensor, reach: int) -> int:
+    """The stride the fused kernels launch with. The kernels unroll a loop over the stride as
+    they compile (a stride of 2**20 would take hours), while any stride of at least the
+    longer side of the map that is blurred (``x``'s plus ``reach``) reads just its first row
+    and column, one output: such a stride is taken down to that side, with the same result.
+    Symbolic sizes (a compile with dynamic shapes) leave it as it is."""
+    h, w = x.shape[2], x.shape[3]
+    if type(h) is int and type(w) is int:
+        return min(stride, max(h, w) + reach)
+    return stride
 
 
 def _use_triton(backend: str, x: torch.Tensor) -> bool:

@@ -891,3 +891,20 @@ def test_launches_are_planned_once_per_layout_options_and_tuning_state(
     tuning.clear_cache()  # a table written: the configs may have changed
     blur_pool2d_forward(x, binomial(3), 2, "reflect", 0, False)
     assert len(plans) == 4
+
+
+@pytest.mark.parametrize("stride", [7, 2**20, 2**31])
+def test_a_stride_past_the_map_launches_as_the_maps_side(stride: int) -> None:
+    """Any stride of at least the blurred map's side reads one position per axis: the fused
+    path launches with that side instead, with the reference's values and gradients (it
+    unrolls a loop over the stride, and 2**31 overflowed its int32 arithmetic)."""
+    x = make_input((1, 3, 4, 5), torch.float32, "nchw", seed=stride).requires_grad_()
+    for op, options in ((blur_pool2d, {"pad_off": 1, "relu": True}), (max_blur_pool2d, {})):
+        y = op(x, 3, stride, "reflect", backend="triton", **options)
+        expected = op(x, 3, stride, "reflect", backend="torch", **options)
+        assert y.shape == expected.shape == (1, 3, 1, 1)
+        assert_close(y, expected, torch.float32)
+        grad = torch.randn_like(y)
+        (dx,) = torch.autograd.grad(y, x, grad)
+        (expected_dx,) = torch.autograd.grad(expected, x, grad)
+        assert_close(dx, expected_dx, torch.float32)
