@@ -65,10 +65,7 @@ def blur_pool2d_reference(
     """
     if relu:
         x = F.relu(x)
-    # (vmap cannot be asked about a layout: its batches run as NCHW)
-    channels_last = (
-        torch.jit.is_scripting() or not (transforms_active() or batched(x))
-    ) and keeps_channels_last(x)
+    channels_last = _output_channels_last(x)
     if taps.numel() == 1 and pad_off == 0:
         layout = torch.channels_last if channels_last else torch.contiguous_format
         return x[:, :, ::stride, ::stride].clone(memory_format=layout)
@@ -79,6 +76,14 @@ def blur_pool2d_reference(
     else:  # (TorchScript cannot hold the autocast block, nor meets autocast)
         out = _blur_products_without_autocast(xc, rows, cols, channels_last)
     return out.to(x.dtype)
+
+
+def _output_channels_last(x: torch.Tensor) -> bool:
+    """:func:`keeps_channels_last`, but NCHW under vmap (which cannot be asked about a layout:
+    its batches run as NCHW) and other ``torch.func`` transforms."""
+    return (
+        torch.jit.is_scripting() or not (transforms_active() or batched(x))
+    ) and keeps_channels_last(x)
 
 
 def _blur_matrices(
@@ -172,7 +177,9 @@ def max_blur_pool2d_reference(
     the backward too sums each input's window gradients in float32 and rounds once."""
     dtype = x.dtype
     if max_kernel > 1:
-        x = _dense_max2d(x.to(compute_dtype(dtype)), max_kernel)
+        # (laid out as x decides: the max of a channel slice of a channels_last map is dense)
+        layout = torch.channels_last if _output_channels_last(x) else torch.contiguous_format
+        x = _dense_max2d(x.to(compute_dtype(dtype)), max_kernel).contiguous(memory_format=layout)
     return blur_pool2d_reference(x, taps, stride, padding, 0, False).to(dtype)
 
 

@@ -221,6 +221,12 @@ def test_channels_last_in_gives_channels_last_out_with_the_same_values(op: str) 
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert dense.is_contiguous()
     torch.testing.assert_close(out, dense, **FP32)
+    # A channel slice of a channels_last tensor is neither format: NCHW out, as from the fused
+    # kernels and from blur_pool2d (the dense max of it is channels_last, and had set it).
+    view = x.contiguous(memory_format=torch.channels_last)[:, 1:4]
+    out = run(view, 4, 2, "reflect", backend="torch")
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, dense[:, 1:4], **FP32)
 
 
 @pytest.mark.parametrize("op", ["blur", "max_blur"])
