@@ -4,11 +4,14 @@ Padding, correlation with the separable filter and subsampling are all linear al
 so one axis of blur-pool is a small ``(n_out, n)`` matrix built from the padding index map and
 the taps, and a whole blur-pool is two matrix products, ``A_h @ x @ A_w^T``. On CPU that runs on
 the GEMM kernels in NCHW and in channels_last alike, every padding mode and pad size (also pads
-larger than the map) comes out of the same few lines, and autograd differentiates it. One
-consequence: a non-finite input turns its whole output plane into NaN (the products meet it
-with zero weights, and 0 * inf is nan), where spec §2 and the fused kernels keep it to the
-outputs whose window holds it; an inf activation has already broken a run, so the CPU path
-keeps its speed rather than check every output. A one-tap filter is taken as the slice it is,
+larger than the map) comes out of the same few lines, and autograd differentiates it. The
+products meet every input, most with weight 0, and 0 * inf is nan: a non-finite input would
+turn its whole output plane into NaN, where spec §2 and the fused kernels keep it to the
+outputs whose window holds it. So where the output holds a non-finite value (its sum says
+so, for a few per cent of the op's time), the op is computed again window by window, as spec
+§2 states it. That check runs on CPU tensors in eager code; on a GPU it would wait for the device at
+every call, and a graph (scripted, traced, exported, compiled) cannot branch on data, so
+those keep the products' NaN planes. A one-tap filter is taken as the slice it is,
 ``x[:, :, ::s, ::s]``, exactly. The products run with autocast off, in float32 or float64.
 
 The dense max of MaxBlurPool is a ``torch.maximum`` of shifted slices in either layout,
@@ -75,7 +78,48 @@ def blur_pool2d_reference(
         out = _blur_products(xc, rows, cols, channels_last)
     else:  # (TorchScript cannot hold the autocast block, nor meets autocast)
         out = _blur_products_without_autocast(xc, rows, cols, channels_last)
+    if not torch.jit.is_scripting() and _met_non_finite(out):
+        out = _windowed_blur(xc, taps, stride, padding, pad_off, channels_last)
     return out.to(x.dtype)
+
+
+@torch.jit.unused
+def _met_non_finite(out: torch.Tensor) -> bool:
+    """Whether the products' output holds a non-finite value, asked only where the answer
+    costs no wait for a device and no graph break: on CPU, in eager code."""
+    if out.device.type != "cpu" or _compiling() or _tracing_or_exporting():
+        return False
+    if transforms_active() or batched(out):
+        return False
+    return not bool(torch.isfinite(out.sum()))
+
+
+@torch.jit.unused
+def _windowed_blur(
+    x: torch.Tensor,
+    taps: torch.Tensor,
+    stride: int,
+    padding: str,
+    pad_off: int,
+    channels_last: bool,
+) -> torch.Tensor:
+    """Blur-pool as spec §2 states it, one axis at a time: pad by the index map, then each
+    output the weighted sum of its own window. A non-finite input reaches only the outputs
+    whose window holds it (the products reach every output of its plane)."""
+    size = taps.numel()
+    weights = taps.to(x.device, x.dtype)
+    before, after = pad_sizes(size, pad_off)
+    for dim in (2, 3):
+        source = pad_index(x.shape[dim], before, after, padding).to(x.device)
+        padded = x.index_select(dim, source.clamp(min=0))
+        reads_zero = (source < 0).view([-1 if d == dim else 1 for d in range(4)])
+        padded = padded.masked_fill(reads_zero, 0)
+        starts = torch.arange(blur_output_size(x.shape[dim], stride, pad_off), device=x.device)
+        x = weights[0] * padded.index_select(dim, starts * stride)
+        for tap in range(1, size):
+            x = x + weights[tap] * padded.index_select(dim, starts * stride + tap)
+    return x.contiguous(memory_format=torch.channels_last if channels_last else
+                        torch.contiguous_format)  # fmt: skip
 
 
 def _output_channels_last(x: torch.Tensor) -> bool:

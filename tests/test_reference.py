@@ -416,3 +416,31 @@ def test_kornia_computes_the_zeros_padding_mode(op: str) -> None:
     for size in range(2, 8):
         expected = ours(x, size, 2, "zeros", backend="torch")
         torch.testing.assert_close(theirs(x, size, stride=2), expected, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("mode", PADDING_MODES)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_a_non_finite_input_reaches_only_the_outputs_whose_window_holds_it(
+    mode: str, channels_last: bool
+) -> None:
+    """Spec §2 is a local correlation: an inf, a -inf region (a masked feature map) or a NaN
+    stays in the outputs that read it (the products had spread NaN over the whole plane)."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 3, 9, 8, generator=gen)
+    x[0, 0, 4, 3] = math.inf
+    x[0, 1, :, 5:] = -math.inf
+    x[1, 2, 0, 0] = math.nan
+    x[1, 0, 2, 2], x[1, 0, 3, 3] = math.inf, -math.inf  # one window meets both: NaN there only
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    taps = random_taps(4, gen)
+    out = blur_pool2d_reference(x, taps, 2, mode, 1, False)
+    expected = direct_blur_pool(x, taps, 2, mode, pad_off=1)
+    assert out.isfinite().any() and not out.isfinite().all()
+    torch.testing.assert_close(out, expected.float(), equal_nan=True, **FP32)
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    out = max_blur_pool2d_reference(x, taps, 2, mode, 2)
+    expected = direct_max_blur_pool(x, taps, 2, mode, 2)
+    torch.testing.assert_close(out, expected.float(), equal_nan=True, **FP32)
+    grad = torch.autograd.grad(blur_pool2d(x.requires_grad_(), 3).sum(), x)[0]
+    assert grad.isfinite().all()  # the gradient does not depend on x

@@ -908,3 +908,19 @@ def test_a_stride_past_the_map_launches_as_the_maps_side(stride: int) -> None:
         (dx,) = torch.autograd.grad(y, x, grad)
         (expected_dx,) = torch.autograd.grad(expected, x, grad)
         assert_close(dx, expected_dx, torch.float32)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_non_finite_inputs_give_the_references_outputs(layout: str) -> None:
+    """An inf, a -inf region (a masked map) and a NaN reach the same outputs on both
+    backends: the ones whose window holds them."""
+    x = make_input((1, 3, 8, 7), torch.float32, layout, seed=11)
+    with torch.no_grad():
+        x[0, 0, 3, 2] = math.inf
+        x[0, 1, :, 4:] = -math.inf
+        x[0, 2, 5, 5] = math.nan
+    for op, options in ((blur_pool2d, {"pad_off": 1, "relu": True}), (max_blur_pool2d, {})):
+        y = op(x, 3, 2, "reflect", backend="triton", **options)
+        expected = op(x, 3, 2, "reflect", backend="torch", **options)
+        assert y.isfinite().any() and not y.isfinite().all()
+        torch.testing.assert_close(y, expected, equal_nan=True, atol=1e-5, rtol=1e-5)
