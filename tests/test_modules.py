@@ -14,6 +14,12 @@ import kernels
 from kernels import BlurPool2d, MaxBlurPool2d, blur_pool2d, functional, make_taps, max_blur_pool2d
 
 FP32 = {"atol": 1e-5, "rtol": 1e-5}
+#: Where backend="triton" runs: CUDA tensors, or CPU ones under the interpreter (no GPU).
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_for(backend: str) -> str:
+    return DEVICE if backend == "triton" else "cpu"
 
 
 def make_modules() -> list[torch.nn.Module]:
@@ -68,7 +74,7 @@ def test_the_public_ops_run_their_arguments_on_the_triton_backend(op: str, paddi
     """The public ops hand every argument (padding, pad_off, relu, stride, max_kernel, taps)
     to the fused kernels: values and gradients equal the reference's."""
     call = PUBLIC_CALLS[op]
-    x = torch.randn(2, 3, 9, 7).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 9, 7, device=DEVICE).contiguous(memory_format=torch.channels_last)
     ours, reference = (x.clone().requires_grad_() for _ in range(2))
     out = call(ours, padding, "triton")
     grad = torch.randn_like(out)
@@ -106,7 +112,7 @@ def test_a_loaded_filter_is_the_one_every_backend_runs(backend: str) -> None:
     """The fused kernels take the taps as floats: loading a state must update those too."""
     module = BlurPool2d(2, None, filter="custom", taps=[1.0, 0.0, 0.0], backend=backend)
     module.load_state_dict(BlurPool2d(2, 3).state_dict())
-    x = torch.randn(1, 2, 6, 5)
+    x = torch.randn(1, 2, 6, 5, device=device_for(backend))
     torch.testing.assert_close(module(x), blur_pool2d(x, 3, backend="torch"), **FP32)
 
 
@@ -120,7 +126,7 @@ def test_taps_loaded_by_assignment_stay_float64_and_refused_ones_leave_the_calle
     module = BlurPool2d(2, 3, backend=backend)
     module.load_state_dict({"taps": torch.tensor([0.5, 0.5, 0.0])}, assign=True)
     assert module.taps.dtype == torch.float64 and module.tap_values == (0.5, 0.5, 0.0)
-    x = torch.randn(1, 2, 6, 5)
+    x = torch.randn(1, 2, 6, 5, device=device_for(backend))
     expected = blur_pool2d(x, None, filter="custom", taps=[0.5, 0.5, 0.0], backend="torch")
     torch.testing.assert_close(module(x), expected, **FP32)
     assert "taps=[0.5, 0.5, 0]" in repr(module)
@@ -145,7 +151,7 @@ def test_taps_assigned_reach_every_backend(module_type: type, backend: str) -> N
     must be read again, not leave the Triton path on the old filter while the reference has
     the new one."""
     module = module_type(2, 3, backend=backend)
-    x = torch.randn(1, 2, 7, 6)
+    x = torch.randn(1, 2, 7, 6, device=device_for(backend))
     module(x)
     module.taps = torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64)
     torch.testing.assert_close(module(x), _custom_reference(module_type, x, [0.5, 0.5, 0.0]),
@@ -171,7 +177,7 @@ def test_taps_given_after_construction_are_checked_as_loaded_ones_are(
     """Taps assigned to the buffer or swapped in by functional_call fail by name on either
     backend (they had failed inside one backend, or run unnormalised, differently on each)."""
     module = module_type(2, 3, backend=backend)
-    x = torch.randn(1, 2, 7, 6)
+    x = torch.randn(1, 2, 7, 6, device=device_for(backend))
     with pytest.raises(ValueError, match=message):
         torch.func.functional_call(module, {"taps": taps}, (x,))
     torch.testing.assert_close(module(x), module_type(2, 3, backend="torch")(x), **FP32)
@@ -198,7 +204,7 @@ def test_taps_substituted_by_functional_call_reach_every_backend(
     """`torch.func.functional_call` swaps the buffer for one call: that call runs the swapped
     taps, and the next plain call the module's own again."""
     module = module_type(2, 3, backend=backend)
-    x = torch.randn(1, 2, 7, 6)
+    x = torch.randn(1, 2, 7, 6, device=device_for(backend))
     swapped = torch.tensor([0.0, 0.25, 0.75], dtype=torch.float64)
     y = torch.func.functional_call(module, {"taps": swapped}, (x,))
     torch.testing.assert_close(y, _custom_reference(module_type, x, [0.0, 0.25, 0.75]), **FP32)
@@ -210,8 +216,8 @@ def test_a_module_saved_whole_before_the_read_was_kept_reads_its_taps() -> None:
     must read its taps when first asked, not fail moving or running."""
     module = BlurPool2d(2, None, filter="custom", taps=[1.0, 2.0, 1.0], backend="triton")
     del module.__dict__["_read_taps"]
-    x = torch.randn(1, 2, 7, 6)
-    torch.testing.assert_close(module.to("cpu")(x), _custom_reference(BlurPool2d, x, [1, 2, 1]),
+    x = torch.randn(1, 2, 7, 6, device=DEVICE)
+    torch.testing.assert_close(module.to(DEVICE)(x), _custom_reference(BlurPool2d, x, [1, 2, 1]),
                                **FP32)  # fmt: skip
     assert module.tap_values == (0.25, 0.5, 0.25)
 
@@ -401,11 +407,12 @@ def test_triton_backend_without_its_module_is_not_implemented(
     for name in ("blur_pool", "max_blur_pool"):
         monkeypatch.setitem(sys.modules, f"kernels.ops.{name}", None)
         monkeypatch.delattr(kernels.ops, name, raising=False)
-    x = torch.randn(1, 2, 6, 6)
+    x = torch.randn(1, 2, 6, 6, device=DEVICE)
     with pytest.raises(NotImplementedError, match=r"kernels\.ops"):
         blur_pool2d(x, backend="triton")
     with pytest.raises(NotImplementedError, match=r"kernels\.ops"):
         MaxBlurPool2d(2, backend="triton")(x)
+    x = x.cpu()
     torch.testing.assert_close(blur_pool2d(x, backend="auto"), blur_pool2d(x, backend="torch"))
 
 
@@ -497,7 +504,7 @@ class FunctionalCalls(torch.nn.Module):
 def test_torch_export_of_the_functional_ops_records_their_custom_ops() -> None:
     """The taps are built as Python floats, so an exported call holds them as constants (a
     tensor's values cannot be read while tracing)."""
-    x = torch.randn(2, 3, 9, 6)
+    x = torch.randn(2, 3, 9, 6, device=DEVICE)
     exported = torch.export.export(FunctionalCalls(), (x,))
     targets = [str(n.target) for n in exported.graph.nodes if n.op == "call_function"]
     assert [t for t in targets if t.startswith("shiftlab.")] == [
