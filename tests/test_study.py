@@ -1105,10 +1105,17 @@ def test_a_stop_of_the_runner_alone_uses_up_no_retry(
         while not marker.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         interrupted_at.append(time.monotonic())
-        if stop == "SIGTERM":
-            os.kill(os.getpid(), signal.SIGTERM)
-        else:
-            _thread.interrupt_main()
+        worker = int(marker.read_text())
+        # Python drops a KeyboardInterrupt raised in a finalizer (one that runs in the
+        # runner's main thread as the signal lands), as a second Ctrl-C then stops it: once
+        # more if the hung worker is still there well after its runner should have ended it.
+        for _ in range(3):
+            if stop == "SIGTERM":
+                os.kill(os.getpid(), signal.SIGTERM)
+            else:
+                _thread.interrupt_main()
+            if _gone_within(worker, 20.0):
+                return
 
     interrupter = threading.Thread(target=interrupt_the_runner)
     interrupter.start()
@@ -1120,6 +1127,18 @@ def test_a_stop_of_the_runner_alone_uses_up_no_retry(
     (stopped,) = [t for t in load(out).get_trials() if t.state == optuna.trial.TrialState.FAIL]
     assert stopped.user_attrs["fail_reason"] == INTERRUPTED
     assert run_study(spec, out, options(workers=1)).complete == 6  # max_retries is 0
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    """Whether process `pid` ends (and is reaped) within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_a_retry_takes_the_seeds_its_stopped_attempt_finished(tmp_path, call_log, monkeypatch):
