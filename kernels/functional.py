@@ -6,6 +6,7 @@ importing ``kernels`` never imports Triton.
 """
 
 import importlib.util
+import warnings
 from collections.abc import Callable, Sequence
 from functools import cache
 from types import ModuleType
@@ -217,7 +218,7 @@ def _use_triton(backend: str, x: torch.Tensor) -> bool:
     not under ``torch.func`` transforms or forward-mode AD, which only the reference supports."""
     if backend == "auto":
         return (x.is_cuda and x.dtype in TRITON_DTYPES and _triton_installed()
-                and not transforms_active())  # fmt: skip
+                and _fused_ops_load() and not transforms_active())  # fmt: skip
     if backend == "triton" and transforms_active():
         raise ValueError(
             "backend='triton' under a torch.func transform (grad, vmap, jacrev, jacfwd) or "
@@ -258,11 +259,28 @@ def _triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
+def _fused_ops_load() -> bool:
+    """Whether ``kernels.ops`` loads, for ``auto``: where it does not (a Triton it was not
+    written for), ``auto`` runs the reference, with one warning, not an error at every call.
+    Asked in eager code; a compile takes the answer the eager calls had (or the import)."""
+    return torch.compiler.is_compiling() or _fused_ops_loaded()
+
+
+@cache
+def _fused_ops_loaded() -> bool:
+    try:
+        _triton_ops()
+    except NotImplementedError as error:
+        warnings.warn(f"{error}; backend='auto' runs the reference ops", stacklevel=6)
+        return False
+    return True
+
+
 def _triton_ops() -> tuple[ModuleType, ModuleType]:
     """The fused-kernel modules; a plain import, so ``torch.compile`` traces through it."""
     try:
         from kernels.ops import blur_pool, max_blur_pool
-    except ImportError as error:
+    except (ImportError, AttributeError) as error:  # (AttributeError: a Triton API it lacks)
         raise NotImplementedError(
             f"backend='triton' needs kernels.ops, which cannot be loaded ({error}); "
             "use backend='torch' or 'auto'"
