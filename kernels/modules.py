@@ -165,7 +165,7 @@ class _LowPassPool(nn.Module):
         """Read (and so check) taps given since the last read, for either backend: a wrong
         shape or taps that do not sum to 1 fail here, by name, not inside a backend. Not
         under ``torch.func`` transforms, whose taps may be batched and cannot be read."""
-        if not transforms_active():
+        if self._current_read() is None and not transforms_active():
             self._fused_tap_values()
 
     def extra_repr(self) -> str:

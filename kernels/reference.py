@@ -27,7 +27,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
-from kernels.layout import keeps_channels_last, memory_format_of
+from kernels.layout import keeps_channels_last, memory_format, memory_format_of
 from kernels.padding import blur_output_size, pad_index, pad_sizes
 
 #: Device types autocast can be on for.
@@ -118,8 +118,7 @@ def _windowed_blur(
         x = weights[0] * padded.index_select(dim, starts * stride)
         for tap in range(1, size):
             x = x + weights[tap] * padded.index_select(dim, starts * stride + tap)
-    return x.contiguous(memory_format=torch.channels_last if channels_last else
-                        torch.contiguous_format)  # fmt: skip
+    return x.contiguous(memory_format=memory_format(channels_last))
 
 
 def _output_channels_last(x: torch.Tensor) -> bool:
@@ -222,6 +221,7 @@ def max_blur_pool2d_reference(
     dtype = x.dtype
     if max_kernel > 1:
         # (laid out as x decides: the max of a channel slice of a channels_last map is dense)
+        # (inline: TorchScript cannot compile kernels.layout.memory_format)
         layout = torch.channels_last if _output_channels_last(x) else torch.contiguous_format
         x = _dense_max2d(x.to(compute_dtype(dtype)), max_kernel).contiguous(memory_format=layout)
     return blur_pool2d_reference(x, taps, stride, padding, 0, False).to(dtype)

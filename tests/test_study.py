@@ -31,6 +31,7 @@ import optuna
 import pytest
 import torch
 import yaml
+from optuna.storages import BaseStorage
 
 from ablate.results import result_rows
 from ablate.reuse import finished_runs, run_key
@@ -113,6 +114,16 @@ def fake_objective(config: VariantConfig) -> dict[str, Any]:
     metrics.update(made_by(torch.device("cpu")))
     time.sleep(0.02)
     return metrics
+
+
+#: A process id no process has (past Linux's largest, 2**22).
+GONE_PID = 2**22 + 1
+
+
+def opened_study(tmp_path: Path, spec: StudySpec) -> tuple[BaseStorage, optuna.Study, list]:
+    """`spec`'s study in a journal under `tmp_path / "out"`, and its slots, not yet enqueued."""
+    storage = open_storage(locate_storage(None, tmp_path / "out"))
+    return storage, open_study(storage, spec), plan(spec)
 
 
 def make_spec(tmp_path: Path, **changes: Any) -> StudySpec:
@@ -325,7 +336,7 @@ def test_dead_worker_check_trusts_the_process_table_on_this_host(tmp_path):
         # for): this host's, as it was then
         "no process table": {
             **{k: v for k, v in owner_record("cpu").items() if k != "process_table"},
-            "pid": 2**22 + 1,  # > pid_max
+            "pid": GONE_PID,
         },
     }
     reasons = {}
@@ -779,7 +790,7 @@ def test_a_plan_cut_short_leaves_no_lock_behind(tmp_path, call_log, monkeypatch)
     spec = make_spec(tmp_path, name="killed", seeds=[0])
     study = open_study(storage, spec)
     lock = optuna.create_study(study_name="killed:plan-lock", storage=storage)
-    lock.set_user_attr("owner", {**owner_record(), "pid": 2**22 + 1})  # > pid_max
+    lock.set_user_attr("owner", {**owner_record(), "pid": GONE_PID})
     plan_slots(study, storage, plan(spec), stale_after_s=600)
     assert len(study.get_trials()) == 6
     # a waiter whose planner was stopped (its lock deleted) plans at once
@@ -809,12 +820,10 @@ def test_two_waiters_take_over_a_dead_planners_lock_once(tmp_path, monkeypatch):
     """A waiter that finds the planner dead deletes that lock, not the one another waiter
     took over with meanwhile (both used to plan: every slot enqueued twice)."""
     spec = make_spec(tmp_path, seeds=[0])
-    storage = open_storage(locate_storage(None, tmp_path / "out"))
-    study = open_study(storage, spec)
-    slots = plan(spec)
+    storage, study, slots = opened_study(tmp_path, spec)
     name = f"{spec.name}:plan-lock"
     lock = optuna.create_study(study_name=name, storage=storage)
-    lock.set_user_attr("owner", {**owner_record(), "pid": 2**22 + 1})  # > pid_max
+    lock.set_user_attr("owner", {**owner_record(), "pid": GONE_PID})
     read_owner = storage.get_study_user_attrs
 
     def the_other_waiter_plans():  # what plan_slots does while holding the lock
@@ -844,9 +853,7 @@ def test_planners_of_different_sizes_at_once_enqueue_each_slot_once(tmp_path):
     the second enqueues only what the first did not (each had held a lock of its own size
     and both enqueued the shared slots)."""
     spec = make_spec(tmp_path, seeds=[0])
-    storage = open_storage(locate_storage(None, tmp_path / "out"))
-    study = open_study(storage, spec)
-    slots = plan(spec)
+    storage, study, slots = opened_study(tmp_path, spec)
     planners = [threading.Thread(target=plan_slots, args=(study, storage, slots[:n]))
                 for n in (3, len(slots))]  # fmt: skip
     for planner in planners:
@@ -864,9 +871,7 @@ def test_a_stop_that_uses_no_retry_is_not_lost_with_its_requeue(tmp_path):
     from ablate.trial_queue import requeue_lost_retries
 
     spec = make_spec(tmp_path, seeds=[0], max_retries=0)
-    storage = open_storage(locate_storage(None, tmp_path / "out"))
-    study = open_study(storage, spec)
-    slots = plan(spec)
+    storage, study, slots = opened_study(tmp_path, spec)
     plan_slots(study, storage, slots)
     trial = claim_next(study, storage, owner_record("cpu"))
     storage.set_trial_user_attr(trial._trial_id, "fail_reason", INTERRUPTED)
@@ -880,11 +885,9 @@ def test_a_stopped_runner_counts_as_interrupted_only_its_own_workers_trials(tmp_
     """Another runner's worker on this host that died is judged as ever (its death uses a
     retry); the stopped runner's own workers' trials use none."""
     spec = make_spec(tmp_path, seeds=[0], max_retries=1)
-    storage = open_storage(locate_storage(None, tmp_path / "out"))
-    study = open_study(storage, spec)
-    slots = plan(spec)
+    storage, study, slots = opened_study(tmp_path, spec)
     plan_slots(study, storage, slots)
-    gone = {"pid": 2**22 + 1, "started": None}  # > pid_max
+    gone = {"pid": GONE_PID, "started": None}
     ours = {**owner_record("cpu"), **gone, "runner": {"pid": os.getpid(), "started": None}}
     other_runner = {"pid": os.getppid(), "started": None}  # alive, not this process
     theirs = {**owner_record("cpu"), **gone, "runner": other_runner}
@@ -917,13 +920,11 @@ def test_a_trial_whose_whole_job_was_killed_uses_no_retry(tmp_path):
     """A worker gone with its runner (`kill -9` of the job, a restart) was not failed by its
     trial: requeued as after Ctrl-C. A worker that died under a live runner uses a retry."""
     spec = make_spec(tmp_path, seeds=[0], max_retries=0)
-    storage = open_storage(locate_storage(None, tmp_path / "out"))
-    study = open_study(storage, spec)
-    slots = plan(spec)
+    storage, study, slots = opened_study(tmp_path, spec)
     plan_slots(study, storage, slots)
-    gone = {"pid": 2**22 + 1, "started": None}  # > pid_max
+    gone = {"pid": GONE_PID, "started": None}
     crashed = {**owner_record("cpu"), **gone}  # its runner: this process, alive
-    killed = {**crashed, "runner": {"pid": 2**22 + 2, "started": None}}
+    killed = {**crashed, "runner": {"pid": GONE_PID + 1, "started": None}}
     for owner in (crashed, killed):
         assert claim_next(study, storage, owner) is not None
     reap_dead_trials(study, storage, slots, spec.max_retries)
