@@ -1,0 +1,112 @@
+"""`benchmarks/gpu_suite.sh` keeps to its budget, reports what failed or was cut, and archives.
+
+The script is what a first GPU run depends on, so its logic is checked here with a stand-in
+interpreter (`$PYTHON`): a shell script that logs each command it is given and, per module,
+fails or sleeps as the test asks.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITE = ROOT / "benchmarks" / "gpu_suite.sh"
+STEPS = ["tests_kernels", "tests_ablate", "autotune", "bench", "end_to_end", "host_overhead"]
+# The modules each step runs, in the order the steps run.
+MODULES = ["pytest", "pytest", "kernels.autotune", "kernels.bench", "benchmarks.end_to_end",
+           "benchmarks.host_overhead"]  # fmt: skip
+
+STAND_IN = """#!/usr/bin/env bash
+# Answers `-c CODE` (the suite's checks of what is installed) as $HAS_XDIST says for xdist,
+# else with success; logs `-m MODULE ARGS...` and exits or sleeps as FAIL_/SLEEP_<module> say.
+if [[ $1 == -c ]]; then
+  [[ $2 == "import xdist" ]] && exit "${HAS_XDIST:-1}"
+  exit 0
+fi
+[[ $1 == -m ]] || exit 3
+module=$2
+shift 2
+echo "$module $*" >>"$CALLS"
+key=${module//./_}
+sleep_s=SLEEP_$key fail=FAIL_$key
+[[ -n ${!sleep_s:-} ]] && exec sleep "${!sleep_s}"
+echo "ran $module"
+exit "${!fail:-0}"
+"""
+
+pytestmark = pytest.mark.skipif(
+    any(shutil.which(tool) is None for tool in ("bash", "timeout", "tar")),
+    reason="needs bash, timeout and tar",
+)
+
+
+def run_suite(tmp_path: Path, budget_s: int = 600, **env: str) -> tuple[int, Path, list[str]]:
+    """Run the suite into ``tmp_path/out`` with the stand-in; return its exit, out and calls."""
+    python = tmp_path / "python"
+    python.write_text(STAND_IN)
+    python.chmod(0o755)
+    calls = tmp_path / "calls.log"
+    calls.touch()
+    out = tmp_path / "out"
+    environ = {**os.environ, "PYTHON": str(python), "CALLS": str(calls), "BUDGET_S": str(budget_s),
+               "GRACE_S": "1", "KILL_S": "1", **env}  # fmt: skip
+    environ.pop("SHIFTLAB_CACHE_DIR", None)
+    command = ["bash", str(SUITE), str(out), str(tmp_path / "suite.tar.gz")]
+    done = subprocess.run(command, env=environ, capture_output=True, timeout=budget_s + 60)
+    return done.returncode, out, calls.read_text().splitlines()
+
+
+def budget_of(call: str) -> int:
+    return int(re.search(r"--budget-s (-?\d+)", call).group(1))
+
+
+def test_every_step_runs_in_order_with_its_share_and_the_run_is_archived(tmp_path) -> None:
+    code, out, calls = run_suite(tmp_path)
+    assert code == 0
+    assert [call.split()[0] for call in calls] == MODULES
+    # Nothing used its time, so each sweep may take the budget less the later steps' shares
+    # (autotune: 600 less 27 + 16 + 6 per cent), less the grace the sweep leaves itself.
+    assert 600 - 294 - 1 - 2 <= budget_of(calls[2]) <= 600 - 294 - 1
+    assert 600 - 132 - 1 - 2 <= budget_of(calls[3]) <= 600 - 132 - 1
+    assert 600 - 36 - 1 - 2 <= budget_of(calls[4]) <= 600 - 36 - 1
+    assert "--out " + str(out / "tuned.json") in calls[2]
+    for step in STEPS:
+        assert (out / f"{step}.log").read_text().startswith("ran ")
+    device = (out / "device.txt").read_text()
+    assert "budget 600s" in device and "commit " in device
+    assert device.rstrip().endswith("test steps passed")
+    with tarfile.open(tmp_path / "suite.tar.gz") as archive:
+        names = set(archive.getnames())
+    assert {f"out/{step}.log" for step in STEPS} | {"out/device.txt"} <= names
+
+
+def test_the_tests_run_in_xdist_workers_where_it_is_installed(tmp_path) -> None:
+    for has_xdist, where in (("0", tmp_path / "with"), ("1", tmp_path / "without")):
+        where.mkdir()
+        _, _, calls = run_suite(where, HAS_XDIST=has_xdist, JOBS="5")
+        assert [" -n 5 " in call for call in calls[:2]] == [has_xdist == "0"] * 2
+
+
+def test_a_failed_test_step_fails_the_suite_but_the_later_steps_still_run(tmp_path) -> None:
+    code, out, calls = run_suite(tmp_path, FAIL_pytest="1")
+    assert code == 1
+    assert [call.split()[0] for call in calls] == MODULES
+    assert "test steps FAILED" in (out / "device.txt").read_text()
+
+
+def test_a_sweep_past_its_limit_is_stopped_and_named_and_the_rest_go_on(tmp_path) -> None:
+    began = time.monotonic()
+    code, out, calls = run_suite(tmp_path, budget_s=20, SLEEP_kernels_bench="120")
+    # The bench may take its share and what the earlier steps left (20 s less the later
+    # shares, 22 %): about 15 s, then SIGINT; the steps after it still run.
+    assert time.monotonic() - began < 25
+    assert code == 0
+    assert [call.split()[0] for call in calls] == MODULES
+    finished = (out / "device.txt").read_text().splitlines()[-1]
+    assert finished.endswith("timed out or killed (their results are partial): bench")
