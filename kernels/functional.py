@@ -10,7 +10,6 @@ import warnings
 from collections.abc import Callable, Sequence
 from functools import cache
 from types import ModuleType
-from typing import Any
 
 import torch
 
@@ -25,6 +24,9 @@ from kernels.reference import (
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+# Whether Triton is installed, found once (without importing it) as the module loads: a
+# constant ``torch.compile`` reads, where a cached helper on the ops' path made Dynamo warn.
+TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 
 def blur_pool2d(
@@ -217,7 +219,7 @@ def _use_triton(backend: str, x: torch.Tensor) -> bool:
     """``auto`` takes Triton for CUDA tensors of a dtype the kernels handle, if installed, but
     not under ``torch.func`` transforms or forward-mode AD, which only the reference supports."""
     if backend == "auto":
-        return (x.is_cuda and x.dtype in TRITON_DTYPES and _triton_installed()
+        return (x.is_cuda and x.dtype in TRITON_DTYPES and TRITON_INSTALLED
                 and _fused_ops_load() and not transforms_active())  # fmt: skip
     if backend == "triton" and transforms_active():
         raise ValueError(
@@ -239,24 +241,13 @@ def _triton_runs_on_cpu() -> bool:
     the machine's own set active (``benchmarks.resource_usage`` sets one that compiles and
     launches nothing). On a GPU host the active driver, once used, is the CUDA one, which
     needs device pointers."""
-    if not _triton_installed():
+    if not TRITON_INSTALLED:
         return True  # ``_triton_ops`` says so
-    driver = _triton_driver()
+    from triton.runtime import driver  # (a plain import: ``torch.compile`` traces through it)
+
     active = getattr(driver, "_active", None)
     set_aside = active is not None and active is not getattr(driver, "_default", None)
     return set_aside or interpreter_requested()
-
-
-@cache
-def _triton_driver() -> Any:
-    from triton.runtime import driver
-
-    return driver
-
-
-@cache
-def _triton_installed() -> bool:
-    return importlib.util.find_spec("triton") is not None
 
 
 def _fused_ops_load() -> bool:

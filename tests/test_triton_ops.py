@@ -782,8 +782,10 @@ class _AntiAliasedBlock(torch.nn.Module):
         return self.max_blur(self.blur(self.conv(x)))
 
 
-def test_torch_compile_fullgraph_matches_eager() -> None:
-    """No graph break around the ops (fullgraph=True), same values and gradients.
+def test_torch_compile_fullgraph_matches_eager(monkeypatch) -> None:
+    """No graph break around the ops (fullgraph=True), no warning from Dynamo about what it
+    traced (a cached helper of the backend choice once gave one at every user's compile),
+    same values and gradients.
 
     Without CUDA the compiled graph runs on the aot_eager backend: it traces through the fake
     functions and the autograd registration exactly as Inductor does, without compiling C++
@@ -793,6 +795,9 @@ def test_torch_compile_fullgraph_matches_eager() -> None:
     model = _AntiAliasedBlock().to(DEVICE)
     x = make_input((2, 3, 8, 7), torch.float32, "channels_last", seed=14)
     backend = "inductor" if DEVICE == "cuda" else "aot_eager"
+    dynamo_warnings: list[str] = []  # (Dynamo warns once per process: record them all here)
+    monkeypatch.setattr(torch._dynamo.utils, "warn_once", dynamo_warnings.append)
+    torch._dynamo.reset()
     compiled = torch.compile(model, fullgraph=True, backend=backend)
     eager_out = model(x)
     eager_out.sum().backward()
@@ -800,6 +805,7 @@ def test_torch_compile_fullgraph_matches_eager() -> None:
     model.zero_grad()
     compiled_out = compiled(x)
     compiled_out.sum().backward()
+    assert dynamo_warnings == []
     assert_close(compiled_out, eager_out, torch.float32)
     for param, expected in zip(model.parameters(), eager_grads, strict=True):
         assert_close(param.grad, expected, torch.float32)
