@@ -42,9 +42,9 @@ from ablate.models import (
 from ablate.speed import measure_speed
 from ablate.train import memory_format_for
 from ablate.variant_config import VariantConfig
-from kernels import hardware
 from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
 from kernels.cli_types import device_option, output_folder, positive
+from kernels.functional import fused_kernels_run
 from kernels.layout import LAYOUTS
 from kernels.time_budget import TimeBudget
 
@@ -187,12 +187,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=output_folder,
                         help="results folder (default: benchmarks/results/<gpu>)")
     args = parser.parse_args(argv)
-    fused_kernels_run = torch.device(args.device).type == "cuda" or hardware.interpreting()
+    fused_run = fused_kernels_run(args.device)
     if args.variants is None:
-        args.variants = [v for v in VARIANTS if fused_kernels_run or v != "aa_triton"]
+        args.variants = [v for v in VARIANTS if fused_run or v != "aa_triton"]
     if "baseline" not in args.variants:
         parser.error(f"--variants {' '.join(args.variants)}: 'baseline' is needed for the ratios")
-    if "aa_triton" in args.variants and not fused_kernels_run:
+    if "aa_triton" in args.variants and not fused_run:
         parser.error(f"--variants aa_triton: the fused kernels do not run on --device "
                      f"{args.device} (they take CUDA, or the CPU with TRITON_INTERPRET=1)")
     for name in args.models:

@@ -34,6 +34,7 @@ from kernels import hardware, tuning
 from kernels.cli_types import output_file, positive, shape_text
 from kernels.files import why_not_writable
 from kernels.filters import make_taps
+from kernels.functional import fused_kernels_run
 from kernels.layout import LAYOUTS, keeps_channels_last
 from kernels.measure import DTYPES, parse_shape, time_ms
 from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, relu_mask_buffer
@@ -282,7 +283,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=output_file,
                         help="also write the winners as a table here (to ship in kernels/tuned/), "
                              "rewritten after each problem")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not fused_kernels_run(tuning_device()):
+        parser.error("the fused kernels do not run here: there is no CUDA device, and "
+                     "TRITON_INTERPRET is not set (the tuner times them on a GPU; with "
+                     "TRITON_INTERPRET=1 it runs in Triton's interpreter, one configuration a "
+                     "problem, a check of the command)")  # fmt: skip
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

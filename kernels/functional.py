@@ -236,6 +236,16 @@ def _use_triton(backend: str, x: torch.Tensor) -> bool:
     return backend == "triton"
 
 
+def fused_kernels_run(device: torch.device | str) -> bool:
+    """Whether ``backend="triton"`` runs on tensors on ``device``: CUDA ones where Triton is
+    installed, CPU ones under Triton's interpreter (``TRITON_INTERPRET=1``) or a compile-only
+    driver. For commands to check before they start work that would fail call after call."""
+    device = torch.device(device)
+    if not TRITON_INSTALLED:
+        return False
+    return device.type == "cuda" or (device.type == "cpu" and _triton_runs_on_cpu())
+
+
 def _triton_runs_on_cpu() -> bool:
     """Whether Triton takes CPU tensors: under its interpreter, or with a driver other than
     the machine's own set active (``benchmarks.resource_usage`` sets one that compiles and

@@ -727,17 +727,53 @@ def test_bad_arguments_are_refused_before_any_work(command, argv, message, capsy
 
 def test_end_to_end_leaves_out_the_fused_kernels_where_they_cannot_run(monkeypatch, capsys):
     """Off CUDA and outside the interpreter, the default variants skip aa_triton, and asking
-    for it is refused when parsing (it had failed run after run)."""
+    for it is refused when parsing (it had failed run after run; so had the default on a
+    machine without a GPU, which had been taken for the interpreter)."""
     from benchmarks import end_to_end
 
-    assert "aa_triton" in end_to_end.parse_args(["--device", "cpu"]).variants  # interpreter
-    monkeypatch.setattr(hardware, "interpreting", lambda: False)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert "aa_triton" in end_to_end.parse_args(["--device", "cpu"]).variants
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert end_to_end.parse_args(["--device", "cpu"]).variants == [
         "baseline", "aa_torch", "aa_placement"]
     with pytest.raises(SystemExit) as exit_info:
         end_to_end.parse_args(["--device", "cpu", "--variants", "baseline", "aa_triton"])
     assert exit_info.value.code == 2
     assert "--variants aa_triton: the fused kernels do not run on --device cpu" in (
+        capsys.readouterr().err)
+
+
+def test_bench_times_the_reference_where_the_fused_kernels_cannot_run(monkeypatch, capsys):
+    """On the CPU outside the interpreter, shiftlab's rows default to the reference ops, the
+    goals (the fused kernels') are not judged on them, and ``--backend triton`` is refused
+    when parsing (each of its cases had failed after the baselines' timings)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert bench.parse_args(["--device", "cpu"]).backend == "triton"
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert bench.parse_args(["--device", "cpu"]).backend == "torch"
+    assert bench.parse_args(["--device", "cpu", "--backend", "triton", "--impls",
+                             "pytorch"]).backend == "triton"  # (shiftlab not timed)  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args(["--device", "cpu", "--backend", "triton"])
+    assert exit_info.value.code == 2
+    assert "--backend triton: the fused kernels do not run on --device cpu" in (
+        capsys.readouterr().err)
+    rows = pd.DataFrame({"impl": ["shiftlab"], "error": [""], "ms": [1.0], "direction":
+                         ["fwd_bwd"], "speedup_vs_pytorch": [9.0], "input_mb": [128.0],
+                         "dtype": ["bfloat16"]})  # fmt: skip
+    assert bench.goal_table(rows).loc[2, "status"] == "met"
+    assert set(bench.goal_table(rows, fused=False)["status"]) == {"not measured"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the tuner runs on this machine's GPU")
+def test_autotune_without_a_gpu_needs_the_interpreter(monkeypatch, capsys):
+    """Without a GPU the tuner runs only under the interpreter; outside it, it is refused
+    when parsing (it had failed with Triton's "0 active drivers" after listing its work)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(SystemExit) as exit_info:
+        autotune.parse_args(["--quick"])
+    assert exit_info.value.code == 2
+    assert "the fused kernels do not run here: there is no CUDA device" in (
         capsys.readouterr().err)
 
 
