@@ -37,7 +37,7 @@ from benchmarks.table_output import write_and_print
 from kernels.cli_types import output_file, positive
 from kernels.filters import make_taps
 from kernels.ops import streamed_backward, streamed_forward
-from kernels.ops.common import PADDING_CODES
+from kernels.ops.common import COMPILE_OPTIONS, PADDING_CODES
 from kernels.ops.lanes import ALONG_C, ALONG_W
 from kernels.tuning import pow2_bucket
 
@@ -90,9 +90,8 @@ def compile_for(
         if stride or name in POINTERS or name == "C":
             attrs[(index,)] = [["tt.divisibility", 16]]
     source = ASTSource(fn=fn, signature=signature, constexprs=values, attrs=attrs)
-    return triton.compile(
-        source, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps}
-    )
+    options = {"num_warps": num_warps, **COMPILE_OPTIONS}
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
 
 
 def cuobjdump(cubin: bytes, option: str) -> str:
