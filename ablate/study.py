@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import math
-import multiprocessing
 import os
 import sys
 import time
@@ -338,7 +337,7 @@ def _run_workers(
     where = f"GPUs {', '.join(p for p in pins if p)}" if any(pins) else "CPU"
     print(f"{len(pins)} worker(s) on {where}; logs in {out_dir / 'logs'}", file=sys.stderr)
     try:
-        _follow(study, spec, out_dir, pool.processes, options, pool.replace_the_dead)
+        _follow(study, spec, out_dir, options, pool.poll)
     except KeyboardInterrupt:
         print("interrupted: stopping workers; run the same command to resume", file=sys.stderr)
         stop_workers(pool.processes, options.stop_wait_s)
@@ -350,12 +349,11 @@ def _follow(
     study: optuna.Study,
     spec: StudySpec,
     out_dir: Path,
-    processes: Sequence[multiprocessing.process.BaseProcess],
     options: RunOptions,
-    each_poll: Callable[[], None],
+    poll_workers: Callable[[], bool],
 ) -> None:
-    """Progress bar and `results.csv` refreshes until every worker has exited; `each_poll`
-    runs at every poll (it may replace processes)."""
+    """Progress bar and `results.csv` refreshes until `poll_workers` (run at every poll; it
+    may replace workers) says that no worker runs."""
     seeds = len(spec.seeds)
     status = queue_status(study, spec.max_retries)
     bar = tqdm(  # counts training runs (a trial runs every seed): it moves once per seed
@@ -370,9 +368,10 @@ def _follow(
         smoothing=0,
     )
     with bar:
-        while any(p.is_alive() for p in processes):
+        running = True
+        while running:
             time.sleep(options.poll_s)
-            each_poll()
+            running = poll_workers()
             now = queue_status(study, spec.max_retries)
             if now.finished_trials != status.finished_trials:
                 write_results(study, spec, out_dir)

@@ -70,12 +70,20 @@ class WorkerPool:
             process.start()
         return process
 
-    def replace_the_dead(self) -> None:
+    def poll(self) -> bool:
         """Start a new worker in place of each one killed after it claimed a trial, while the
         study has trials left (not one that died before it claimed any: a new one would die
-        the same way)."""
+        the same way); whether any worker runs now.
+
+        Which workers run is read first, and a worker read as ended has its exit code: one
+        that ends after that read is seen at the next poll. (Read after the replacements, a
+        worker killed in between ended the runner's watch unreplaced, its trial left to a
+        resume.)"""
+        running = [process.is_alive() for process in self.processes]
+        replaced = False
         for index, process in enumerate(self.processes):
-            if process.exitcode in (None, 0, STOPPED_EXIT) or process.pid in self._seen_dead:
+            ended_well = process.exitcode in (0, STOPPED_EXIT)
+            if running[index] or ended_well or process.pid in self._seen_dead:
                 continue
             self._seen_dead.add(process.pid)
             job = self.jobs[index]
@@ -86,17 +94,19 @@ class WorkerPool:
             # Its trial may have been reaped by another worker first, or it died between trials.
             ran_trials = reaped or claimed_any(self.study, process.pid)
             if ran_trials and not queue_status(self.study, max_retries).done:
-                running = (
+                trial = (
                     f" running trial {', '.join(map(str, reaped))}: failed and queued again"
                     if reaped
                     else ""
                 )
                 print(
-                    f"{process.name} died (exit code {process.exitcode}){running}; a new worker "
+                    f"{process.name} died (exit code {process.exitcode}){trial}; a new worker "
                     "takes its place",
                     file=sys.stderr,
                 )
                 self.processes[index] = self._start(index)
+                replaced = True
+        return replaced or any(running)
 
     def join(self) -> None:
         """Wait for every worker; say which exited with an error."""

@@ -55,6 +55,7 @@ from ablate.trial_queue import (
     JOB_STOPPED,
     JOB_STOPPED_AGAIN,
     PLAN_LOCK_MARK,
+    QueueStatus,
     claim_next,
     death_reason,
     finished_slots,
@@ -65,9 +66,10 @@ from ablate.trial_queue import (
 )
 from ablate.variant import UnbuildableVariant, made_by
 from ablate.variant_config import VariantConfig
-from ablate.worker_pool import stop_workers
+from ablate.worker_pool import WorkerPool, stop_workers
 from ablate.workers import (
     Heartbeat,
+    WorkerJob,
     plan,
     stop_on_sigterm,
     stop_once_on_signals,
@@ -93,7 +95,8 @@ def fake_objective(config: VariantConfig) -> dict[str, Any]:
     hang = os.environ.get("ABLATE_TEST_HANG")
     hang_seed = int(os.environ.get("ABLATE_TEST_HANG_SEED", "0"))
     if hang and config.filter_size == 3 and config.seed == hang_seed and not Path(hang).exists():
-        Path(hang).write_text(str(os.getpid()))
+        # whole or not at all: a reader that found the file empty had never signalled
+        atomic_write_text(Path(hang), str(os.getpid()))
         time.sleep(600)
     if config.lr == DIVERGING_LR:
         from ablate.train import TrainingDiverged  # the real exception, imported where needed
@@ -269,6 +272,44 @@ def _signal_when_hung(
     pid = int(marker.read_text())
     os.kill(pid, signum)
     signalled.append(pid)
+
+
+class _FakeWorker:
+    """A worker process as the runner's pool sees it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.name, self.exitcode = pid, f"fake-worker-{pid}", None
+
+    def is_alive(self) -> bool:
+        return self.exitcode is None
+
+
+def test_a_worker_killed_just_after_a_poll_is_replaced_at_the_next(tmp_path, monkeypatch):
+    """The runner follows its workers while a poll says one runs. A worker killed just after a
+    poll read it as running is replaced at the next poll (the runner had stopped following
+    when it read the workers' state after the replacements, leaving the study short)."""
+    import ablate.worker_pool as worker_pool
+
+    started: list[_FakeWorker] = []
+
+    def start(pool: WorkerPool, index: int) -> _FakeWorker:
+        started.append(_FakeWorker(1000 + len(started)))
+        return started[-1]
+
+    monkeypatch.setattr(WorkerPool, "_start", start)
+    monkeypatch.setattr(worker_pool, "reap_dead_trials", lambda *args: [4])
+    trials_left = QueueStatus(planned=1, complete=0, failed=0, running=0, waiting=1,
+                              finished_trials=0, retry_on_resume=0, seeds_in_progress=0)
+    monkeypatch.setattr(worker_pool, "queue_status", lambda *args: trials_left)
+    template = WorkerJob(spec=make_spec(tmp_path, seeds=[0]), storage=None, index=0, device="cpu")
+    pool = WorkerPool(None, None, [], template, [None], tmp_path)
+    pool.start()
+    assert pool.poll()
+    started[0].exitcode = -9  # killed just after the poll
+    assert pool.poll() and len(started) == 2 and pool.processes == [started[1]]
+    assert pool.poll() and len(started) == 2
+    started[1].exitcode = 0
+    assert not pool.poll() and len(started) == 2
 
 
 def test_sigkilled_worker_trial_is_failed_and_retried_by_a_new_worker(
