@@ -150,11 +150,17 @@ def stop_on_sigterm() -> None:
 def stop_once_on_signals() -> None:
     """A worker's stop: its first SIGINT or SIGTERM stops it as Ctrl-C does, and it ignores
     those that follow (a Ctrl-C at a terminal reaches it and its runner, which then passes the
-    stop on), which would cut short the requeueing of its trial. SIGKILL still ends it."""
+    stop on), which would cut short the requeueing of its trial. SIGKILL still ends it. Those
+    that follow go to a handler that does nothing, not to SIG_IGN: one already pending when
+    the first is handled (a Ctrl-C and the runner's SIGTERM at once) would find SIG_IGN and
+    raise "OSError: Signal 15 ignored due to race condition" in the requeue."""
+
+    def passed_over(signum: int, frame: object) -> None:
+        pass
 
     def interrupt(signum: int, frame: object) -> None:
         for stop in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(stop, signal.SIG_IGN)
+            signal.signal(stop, passed_over)
         raise KeyboardInterrupt
 
     for stop in (signal.SIGINT, signal.SIGTERM):

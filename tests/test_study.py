@@ -20,6 +20,8 @@ import random
 import re
 import signal
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -1012,6 +1014,32 @@ def _stops_once(marker: Path) -> None:  # a worker whose requeue outlasts a seco
         marker.write_text("stopping")
         time.sleep(1.0)  # the requeue, during which the runner's SIGTERM arrives
         marker.write_text("requeued")
+
+
+STOPPED_BY_BOTH_AT_ONCE = """
+import os, signal, sys, time
+from ablate.workers import stop_once_on_signals
+stop_once_on_signals()
+stops = {signal.SIGINT, signal.SIGTERM}
+signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+for stop in stops:  # both pending before Python handles either
+    os.kill(os.getpid(), stop)
+try:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+    time.sleep(60)
+except KeyboardInterrupt:
+    sum(range(10**6))  # the requeue, while Python handles the other signal
+    print("requeued", file=sys.stderr)
+"""
+
+
+def test_two_stops_pending_at_once_stop_a_worker_once():
+    """A Ctrl-C and the runner's SIGTERM can both be pending when the worker's Python handles
+    the first: the second is passed over quietly (it had raised "OSError: Signal 15 ignored
+    due to race condition" inside the requeue, a traceback after the runner's message)."""
+    done = subprocess.run([sys.executable, "-c", STOPPED_BY_BOTH_AT_ONCE], capture_output=True,
+                          text=True, timeout=60, cwd=Path(__file__).parents[1])  # fmt: skip
+    assert done.returncode == 0 and done.stderr == "requeued\n", done.stderr
 
 
 def test_a_second_stop_does_not_cut_short_a_workers_requeue(tmp_path):
