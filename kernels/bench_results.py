@@ -72,9 +72,12 @@ def _recorded_device(path: Path) -> str | None:
 
 def print_table(df: pd.DataFrame, title: str) -> None:
     """Print a small table with rich when it is installed, plain text otherwise."""
+    if df.empty:
+        print(f"{title}: no rows")
+        return
     if importlib.util.find_spec("rich") is None:
         print(title)
-        print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print(df.to_string(index=False, float_format=_number))
         return
     from rich.console import Console
     from rich.table import Table
@@ -83,5 +86,11 @@ def print_table(df: pd.DataFrame, title: str) -> None:
     for column in df.columns:
         table.add_column(str(column))
     for row in df.itertuples(index=False):
-        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
+        table.add_row(*(_number(v) if isinstance(v, float) else str(v) for v in row))
     Console(width=160).print(table)
+
+
+def _number(value: float) -> str:
+    """Three significant digits, without an exponent from 100 up (images/s read as 2510, not
+    2.51e+03)."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"

@@ -768,6 +768,25 @@ def test_bench_times_the_reference_where_the_fused_kernels_cannot_run(monkeypatc
     assert set(bench.goal_table(rows, fused=False)["status"]) == {"not measured"}
 
 
+def test_bench_sizes_its_default_sweep_to_the_device_and_lets_dynamo_compile_every_case(
+    tmp_path, monkeypatch, capsys
+):
+    """On the CPU the default sweep is one CIFAR-sized map (the GPU's, ImageNet-sized maps,
+    had taken an hour), and ``torch.compile`` may compile each case on any device (past
+    Dynamo's recompile limit, 8, the "compile" rows of a CPU sweep had timed eager code)."""
+    planned = {}
+    monkeypatch.setattr(bench, "configure_compile", lambda cases: planned.update(limit=cases))
+    monkeypatch.setattr(bench, "warm_ahead", lambda *args, **kwargs: None)
+    monkeypatch.setattr(bench, "run_cases", lambda cases, *args, **kwargs: planned.update(
+        cases=cases) or pd.DataFrame(columns=sorted(COLUMNS)))  # fmt: skip
+    bench.main(["--device", "cpu", "--impls", "pytorch", "compile", "--no-figures",
+                "--out", str(tmp_path)])  # fmt: skip
+    assert {case.shape for case in planned["cases"]} == {(16, 64, 32, 32)}
+    assert planned["limit"] == len(planned["cases"]) > 8
+    printed = capsys.readouterr().out
+    assert "on cpu (cpu): no rows" in printed  # an empty table is said to be so
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the tuner runs on this machine's GPU")
 def test_autotune_without_a_gpu_needs_the_interpreter(monkeypatch, capsys):
     """Without a GPU the tuner runs only under the interpreter; outside it, it is refused
