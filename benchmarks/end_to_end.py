@@ -7,10 +7,10 @@ for the backward) and forward FLOPs per image of the CIFAR ResNet-18-style and V
 reference ops (``backend="torch"``), anti-aliased with the fused kernels
 (``backend="triton"``), and with the paper's placement but the one-tap filter
 (``aa_placement``: max and strided convolutions at stride 1, then plain subsampling, fused
-kernels on a GPU), under bf16 autocast, in NCHW and channels_last. The paper's placement
-makes a strided layer run at stride 1, so part of an anti-aliased net's cost is that layer's
-own, whatever the filter: ``aa_placement`` measures that part, and ``aa_triton`` over
-``aa_placement`` the blur's.
+kernels on a GPU), under bf16 autocast on a GPU (in float32 on the CPU), in NCHW and
+channels_last. The paper's placement makes a strided layer run at stride 1, so part of an
+anti-aliased net's cost is that layer's own, whatever the filter: ``aa_placement`` measures
+that part, and ``aa_triton`` over ``aa_placement`` the blur's.
 Measured by ``ablate.speed.measure_speed`` (the same numbers a study reports), so the optimiser,
 warm-up and synchronisation are the study's.
 
@@ -232,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
             continue
         rows.append({"model": model_name, "variant": variant, "layout": layout,
                      "batch": args.batch, **result})
-        print(rows[-1], flush=True)
+        print(f"{model_name} {variant} {layout}: training {result['train_images_per_s']:.0f}, "
+              f"inference {result['infer_images_per_s']:.0f} images/s", flush=True)
         df = add_ratios(pd.DataFrame(rows))  # written after each run: a cut run keeps its rows
         write_results(out, "end_to_end", df, meta, {"goals": goals(df)})
     cut = budget.note("runs")
