@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from benchmarks.table_output import write_csv
 from kernels import blur_pool2d, max_blur_pool2d
-from kernels.baselines import pad_conv_formulation
+from kernels.baselines import pad_conv_formulation, smallest_side
 from kernels.cli_types import output_file, positive, shape_text
 from kernels.measure import parse_shape
 
@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=positive(int), default=15, help="default 15")
     parser.add_argument("--csv", type=output_file, help="also write the table here")
     args = parser.parse_args(argv)
+    side = smallest_side(args.filter_size)
+    if min(parse_shape(args.shape)[2:]) < side:
+        parser.error(f"--shape {args.shape}: H and W must be at least {side} for --filter-size "
+                     f"{args.filter_size} (the baselines' reflect padding after the 2x2 max)")
     torch.set_num_threads(args.threads)
     table = measure(
         parse_shape(args.shape),

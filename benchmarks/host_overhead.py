@@ -39,6 +39,7 @@ from benchmarks.resource_usage import compile_only
 from benchmarks.static_cost import compute_capability
 from benchmarks.table_output import write_and_print, write_csv
 from kernels import BlurPool2d, MaxBlurPool2d
+from kernels.baselines import MAX_KERNEL
 from kernels.bench import OPS
 from kernels.cli_types import output_file, positive, shape_text
 from kernels.layout import LAYOUTS
@@ -132,11 +133,16 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--arch", type=compute_capability, default=90,
                         help="compute capability to compile for (--launch none; default 90)")
     parser.add_argument("--device", default="NVIDIA H100 80GB HBM3",
-                        help="the GPU whose launch configs to use (--launch none)")
+                        help="the GPU whose launch configs to use (--launch none; a name "
+                             "without a tuned table takes the heuristic's; default: "
+                             "%(default)s)")
     parser.add_argument("--csv", type=output_file, help="also write the table here")
     args = parser.parse_args(argv)
     if args.launch == "cuda" and not torch.cuda.is_available():
         parser.error("--launch cuda needs a CUDA device; use --launch none without one")
+    if min(parse_shape(args.shape)[2:]) < MAX_KERNEL:
+        parser.error(f"--shape {args.shape}: H and W must be at least {MAX_KERNEL} (the "
+                     f"MaxBlurPool's {MAX_KERNEL}x{MAX_KERNEL} max)")
     df = measure(parse_shape(args.shape), getattr(torch, args.dtype), args.filter,
                  launch=args.launch, arch=args.arch, device=args.device, number=args.number,
                  repeat=args.repeat,

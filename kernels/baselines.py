@@ -37,6 +37,12 @@ def pad_conv_formulation(
     return run
 
 
+def smallest_side(filter_size: int) -> int:
+    """The smallest H and W :func:`pad_conv_formulation` takes: reflect padding needs a pad
+    smaller than the map, which the 2x2 max makes one row and column shorter."""
+    return filter_size - 1 - (filter_size - 1) // 2 + MAX_KERNEL
+
+
 def kornia_op(op: str, filter_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """kornia's blur-pool ops (its zero padding is the `zeros` mode's from kornia 0.9 on)."""
     import kornia.filters

@@ -46,6 +46,12 @@ def device_option(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a device: {err}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(f"{text!r}: this machine has no CUDA device; use cpu")
+    try:  # another backend (mps, xpu, ...) this machine or this torch lacks
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:
+        why = (str(err).splitlines() or [type(err).__name__])[0].split(". ")[0]  # its gist
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine cannot use it ({why}); use "
+                                         "cpu") from None  # fmt: skip
     return text
 
 

@@ -719,6 +719,11 @@ def test_cpu_reference_times_each_formulation_of_the_same_op(tmp_path):
         ("benchmarks.resource_usage", ["--dtypes", "fp16"], "--dtypes: invalid choice: 'fp16'"),
         ("benchmarks.resource_usage", ["--shapes", "1x2"], "shape '1x2': expected four"),
         ("benchmarks.host_overhead", ["--arch", "sm_90"], "'sm_90' is not a compute capability"),
+        ("benchmarks.host_overhead", ["--shape", "2x8x1x1"], "H and W must be at least 2"),
+        ("benchmarks.cpu_reference", ["--shape", "2x8x4x4", "--filter-size", "7"],
+         "--shape 2x8x4x4: H and W must be at least 5 for --filter-size 7"),
+        # (a backend this machine lacks: Linux has no MPS)
+        ("kernels.bench", ["--device", "mps"], "'mps': this machine cannot use it"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(command, argv, message, capsys):
