@@ -482,9 +482,13 @@ def estimate_time(
         else f"a {PROBE_STEPS}-step probe of the {which} trial"
     )
     speeds = ", ".join(f"{run.images_per_s:,.0f} train images/s ({run.which})" for run in probed)
+    # A trial runs its seeds one after another, in one worker; on the CPU the workers split
+    # the cores the probe had to itself, so they run no faster together than it alone.
+    parallel = 1 if probed[0].device == "cpu" else min(workers, len(slots))
+    shared = " (they share the CPU's cores)" if probed[0].device == "cpu" and workers > 1 else ""
     return [
         *lines,
-        f"estimate: {_duration(total / workers)} with {workers} worker(s), from "
+        f"estimate: {_duration(total / parallel)} with {workers} worker(s){shared}, from "
         f"{probes} on {probed[0].device}: {speeds}, "
         f"and {overhead:.1f} s of set-up + evaluation per run (assumes the other trials run at "
         "the probes' mean speed)",

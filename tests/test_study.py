@@ -547,6 +547,16 @@ def test_cli_help_explains_itself(capsys):
     assert "--dry-run" in text and "examples:" in text and "resume" in text
 
 
+def _on_a_gpu(config: VariantConfig) -> dict[str, Any]:
+    return {**fake_objective(config), "device": "NVIDIA H100 80GB HBM3", "train_seconds": 0.0,
+            "train_images_per_s": 100.0}  # fmt: skip
+
+
+def _estimated_s(line: str) -> int:
+    minutes, seconds = re.match(r"estimate: (\d+) min (\d+) s", line).groups()
+    return 60 * int(minutes) + int(seconds)
+
+
 def test_dry_run_plans_the_grid_and_estimates_time_from_a_probe(tmp_path, capsys):
     spec = make_spec(tmp_path)
     slots = plan(spec)
@@ -562,6 +572,14 @@ def test_dry_run_plans_the_grid_and_estimates_time_from_a_probe(tmp_path, capsys
     assert budget == "budget: 61,440 training images in all (from the spec's epochs/steps)"
     assert estimate.startswith("estimate: ") and "with 2 worker(s)" in estimate
     assert "2-step probe" in estimate and "train images/s" in estimate
+    # On the CPU workers share its cores: two are no faster than one (the estimate had
+    # halved); on GPUs the workers run trials side by side, at most one a trial.
+    assert "(they share the CPU's cores)" in estimate
+    one_worker = estimate_time(spec, slots, 1, "cpu", fake_objective, probe=True)[1]
+    assert _estimated_s(one_worker) == pytest.approx(_estimated_s(estimate), abs=1)
+    on_gpus = [estimate_time(spec, slots, n, "cuda", _on_a_gpu, probe=True)[1] for n in (1, 3, 9)]
+    one, three, nine = map(_estimated_s, on_gpus)
+    assert three == pytest.approx(one / 3, abs=1) and nine == pytest.approx(one / 6, abs=1)
     assert estimate_time(spec, slots, 2, "cpu", fake_objective, probe=False) == [budget]
 
 
