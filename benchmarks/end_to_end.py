@@ -43,7 +43,7 @@ from ablate.speed import measure_speed
 from ablate.train import memory_format_for
 from ablate.variant_config import VariantConfig
 from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
-from kernels.cli_types import device_option, output_folder, positive
+from kernels.cli_types import device_option, output_folder, positive, run_command
 from kernels.functional import fused_kernels_run
 from kernels.layout import LAYOUTS
 from kernels.time_budget import TimeBudget
@@ -253,4 +253,4 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

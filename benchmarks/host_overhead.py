@@ -41,7 +41,7 @@ from benchmarks.table_output import write_and_print, write_csv
 from kernels import BlurPool2d, MaxBlurPool2d
 from kernels.baselines import MAX_KERNEL
 from kernels.bench import OPS
-from kernels.cli_types import output_file, positive, shape_text
+from kernels.cli_types import output_file, positive, run_command, shape_text
 from kernels.layout import LAYOUTS
 from kernels.measure import parse_shape
 
@@ -151,4 +151,4 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -32,7 +32,7 @@ from triton.backends.compiler import GPUTarget
 from triton.runtime.driver import driver
 from triton.runtime.jit import JITFunction
 
-from benchmarks.static_cost import compute_capability, cuobjdump
+from benchmarks.static_cost import compute_capability, cuobjdump, refuse_interpreter
 from benchmarks.table_output import write_and_print
 from kernels import autotune, hardware, tuning
 from kernels.cli_types import output_file, positive, shape_text
@@ -165,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                              "only the heuristic's")
     parser.add_argument("--csv", type=output_file, help="also write the table here")
     args = parser.parse_args(argv)
+    refuse_interpreter(parser)
     relus = (False, True) if args.relu else (False,)
     todo = autotune.problems(args.shapes, args.layouts, args.dtypes, args.filters, args.ops,
                              relus)  # fmt: skip

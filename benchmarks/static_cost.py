@@ -36,6 +36,7 @@ from triton.compiler import ASTSource
 from benchmarks.table_output import write_and_print
 from kernels.cli_types import output_file, positive
 from kernels.filters import make_taps
+from kernels.hardware import interpreter_requested
 from kernels.ops import streamed_backward, streamed_forward
 from kernels.ops.common import COMPILE_OPTIONS, PADDING_CODES
 from kernels.ops.lanes import ALONG_C, ALONG_W
@@ -92,6 +93,13 @@ def compile_for(
     source = ASTSource(fn=fn, signature=signature, constexprs=values, attrs=attrs)
     options = {"num_warps": num_warps, **COMPILE_OPTIONS}
     return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
+
+
+def refuse_interpreter(parser: argparse.ArgumentParser) -> None:
+    """Compiling for a GPU takes Triton's compiler, which ``TRITON_INTERPRET`` sets aside."""
+    if interpreter_requested():
+        parser.error("TRITON_INTERPRET is set: this tool compiles the kernels for a GPU, which "
+                     "Triton's interpreter does not; run it without TRITON_INTERPRET")
 
 
 def cuobjdump(cubin: bytes, option: str) -> str:
@@ -347,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--num-warps", type=int, choices=(1, 2, 4, 8, 16, 32), default=4)
     parser.add_argument("--csv", type=output_file, help="also write the table here")
     args = parser.parse_args(argv)
+    refuse_interpreter(parser)
     df = measure(args.filters, args.arch, args.num_warps)
     return write_and_print(df, args.csv, digits=1)
 

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from kernels import hardware, tuning
-from kernels.cli_types import output_file, positive, shape_text
+from kernels.cli_types import output_file, positive, run_command, shape_text
 from kernels.files import why_not_writable
 from kernels.filters import make_taps
 from kernels.functional import fused_kernels_run
@@ -352,4 +352,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -46,7 +46,7 @@ import torch
 import kernels
 from kernels.baselines import MAX_KERNEL, PADDING, STRIDE, kornia_op, pad_conv_formulation
 from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
-from kernels.cli_types import device_option, output_folder, positive, shape_text
+from kernels.cli_types import device_option, output_folder, positive, run_command, shape_text
 from kernels.files import atomic_write
 from kernels.functional import fused_kernels_run
 from kernels.layout import LAYOUTS
@@ -559,4 +559,4 @@ def exit_status(df: pd.DataFrame) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(exit_status(main()))
+    run_command(lambda: exit_status(main()))

@@ -1,10 +1,12 @@
 """Argument types the command lines share: a value argparse refuses gets a one-line error that
-names the option, the value and what it takes, not a traceback from deep in the run."""
+names the option, the value and what it takes, not a traceback from deep in the run. And
+the way they end on Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -86,3 +88,15 @@ def _writable(text: str, folder: Path) -> Path:
     if reason is not None:
         raise argparse.ArgumentTypeError(f"{text}: {reason}")
     return Path(text)
+
+
+def run_command(main: Callable[[], Any]) -> None:
+    """Run a command's ``main`` and exit with the status it returns (an int; anything else, such
+    as its table, is 0); on Ctrl-C with 130 and one line, not a traceback (the commands write
+    their results after each item, so what was measured stays on file)."""
+    try:
+        result = main()
+    except KeyboardInterrupt:
+        print("interrupted: the results measured so far are written", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)

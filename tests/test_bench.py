@@ -804,6 +804,29 @@ def test_autotune_without_a_gpu_needs_the_interpreter(monkeypatch, capsys):
         capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("command", ["benchmarks.static_cost", "benchmarks.resource_usage"])
+def test_the_compile_tools_refuse_the_interpreter(command, monkeypatch, capsys):
+    """They compile for a GPU, which the interpreter does not: said when parsing (they had
+    failed with an AttributeError or IndexError from inside Triton)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(command).main(["--filters", "3"])
+    assert exit_info.value.code == 2 and "TRITON_INTERPRET is set" in capsys.readouterr().err
+
+
+def test_a_stopped_command_says_so_in_one_line_and_exits_130(capsys):
+    from kernels.cli_types import run_command
+
+    def stopped() -> None:
+        raise KeyboardInterrupt
+
+    for main, status in ((stopped, 130), (lambda: 1, 1), (pd.DataFrame, 0)):
+        with pytest.raises(SystemExit) as exit_info:
+            run_command(main)
+        assert exit_info.value.code == status
+    assert capsys.readouterr().err == "interrupted: the results measured so far are written\n"
+
+
 def test_output_paths_are_checked_when_parsing(tmp_path):
     """An output a run could not write is refused before the run measures anything: a folder
     given for a file, a file for a folder, a path below a file, a file system that takes no
