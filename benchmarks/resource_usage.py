@@ -148,7 +148,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", type=compute_capability, default=90,
-                        help="compute capability (default 90: Hopper)")
+                        help="compute capability to compile for (default 90: Hopper); the "
+                             "resident_warps column counts with a Hopper SM's limits whatever "
+                             "it is")
     parser.add_argument("--device", default="NVIDIA H100 80GB HBM3",
                         help="the GPU whose launch configs to compile (its shipped table, else "
                              "the heuristic)")
