@@ -1035,13 +1035,13 @@ def _stops_once(marker: Path) -> None:  # a worker whose requeue outlasts a seco
 
 
 STOPPED_BY_BOTH_AT_ONCE = """
-import os, signal, sys, time
+import signal, sys, threading, time
 from ablate.workers import stop_once_on_signals
 stop_once_on_signals()
 stops = {signal.SIGINT, signal.SIGTERM}
 signal.pthread_sigmask(signal.SIG_BLOCK, stops)
-for stop in stops:  # both pending before Python handles either
-    os.kill(os.getpid(), stop)
+for stop in stops:  # both pending on this thread (blocked) before Python handles either
+    signal.pthread_kill(threading.get_ident(), stop)
 try:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
     time.sleep(60)
