@@ -217,6 +217,12 @@ class VariantConfig(BaseModel):
                 f"images' side {self.image_size}: use crop_pad <= {self.image_size - 1} or "
                 "crop_fill 'zeros'"
             )
+        if self.eval_size is not None and self.eval_size > self.test_size:
+            raise ValueError(
+                f"eval_size={self.eval_size} is larger than test_size={self.test_size}: the "
+                f"shift metrics take the first eval_size test images; use eval_size <= "
+                f"{self.test_size}, or leave it out to take them all"
+            )
         if self.crop_pad < max(self.shift, self.diagonal):
             raise ValueError(
                 f"crop_pad={self.crop_pad} must be >= max(shift, diagonal)="

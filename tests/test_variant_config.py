@@ -50,6 +50,8 @@ def test_epochs_are_unused_only_when_steps_are_set(steps: float | None, epochs_u
         ("seed", 2**63, "Input should be less than"),
         ("seed", "3", "a seed is an int, got '3'"),
         ("weight_decay", math.inf, "finite number"),
+        # (it had been capped without a word)
+        ("eval_size", 1001, "is larger than test_size=1000: the shift metrics take"),
     ],
 )
 def test_values_a_run_would_fail_on_are_refused(field: str, value: object, fragment: str):
