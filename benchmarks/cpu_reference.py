@@ -104,13 +104,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=positive(int), default=15, help="default 15")
     parser.add_argument("--csv", type=output_file, help="also write the table here")
     args = parser.parse_args(argv)
+    shape = parse_shape(args.shape)
     side = smallest_side(args.filter_size)
-    if min(parse_shape(args.shape)[2:]) < side:
+    if min(shape[2:]) < side:
         parser.error(f"--shape {args.shape}: H and W must be at least {side} for --filter-size "
                      f"{args.filter_size} (the baselines' reflect padding after the 2x2 max)")
     torch.set_num_threads(args.threads)
     table = measure(
-        parse_shape(args.shape),
+        shape,
         getattr(torch, args.dtype),
         args.filter_size,
         args.warmup,

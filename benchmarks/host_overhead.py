@@ -140,10 +140,11 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parser.parse_args(argv)
     if args.launch == "cuda" and not torch.cuda.is_available():
         parser.error("--launch cuda needs a CUDA device; use --launch none without one")
-    if min(parse_shape(args.shape)[2:]) < MAX_KERNEL:
+    shape = parse_shape(args.shape)
+    if min(shape[2:]) < MAX_KERNEL:
         parser.error(f"--shape {args.shape}: H and W must be at least {MAX_KERNEL} (the "
                      f"MaxBlurPool's {MAX_KERNEL}x{MAX_KERNEL} max)")
-    df = measure(parse_shape(args.shape), getattr(torch, args.dtype), args.filter,
+    df = measure(shape, getattr(torch, args.dtype), args.filter,
                  launch=args.launch, arch=args.arch, device=args.device, number=args.number,
                  repeat=args.repeat,
                  after_row=lambda so_far: write_csv(so_far, args.csv))  # fmt: skip

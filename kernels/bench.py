@@ -503,7 +503,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     )
     warm_ahead(warm, cases, jobs=args.jobs, device_type=device.type, budget=budget)
     out = args.out or default_results_dir(device)
-    if "shiftlab" in impls and args.backend == "torch":
+    fused = args.backend == "triton"
+    if "shiftlab" in impls and not fused:
         notes.append("shiftlab's rows time its reference ops (--backend torch)")
     meta = {**run_metadata(device), "notes": notes, "impls": impls, "backend": args.backend}
 
@@ -514,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         if first_save:  # this run's results replace an earlier run's: and so its figures
             remove_figures(out)
             first_save = False
-        goals = goal_table(df, complete=complete, fused=args.backend == "triton")
+        goals = goal_table(df, complete=complete, fused=fused)
         records = json.loads(goals.to_json(orient="records"))
         write_results(out, "kernels", df, meta, {"cases": len(cases), "goals": records})
         return goals
@@ -540,9 +541,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     for note in notes:
         print(f"note: {note}")
     print(f"results: {out}")
-    ours = "kernels" if args.backend == "triton" else "reference ops"
+    ours = "kernels" if fused else "reference ops"
     print_table(summary(df), f"shiftlab {ours} on {meta['device']}")
-    if args.backend == "triton":
+    if fused:
         print_table(goals, "goals")
     else:
         print("goals: not judged (they are the fused kernels', not the reference ops')")

@@ -48,6 +48,8 @@ def device_option(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a device: {err}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(f"{text!r}: this machine has no CUDA device; use cpu")
+    if device.type in ("cpu", "cuda"):  # (no probe: it would set up CUDA while parsing)
+        return text
     try:  # another backend (mps, xpu, ...) this machine or this torch lacks
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as err:
