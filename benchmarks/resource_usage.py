@@ -1,16 +1,16 @@
-"""Registers, spills, shared memory and occupancy of each kernel as a GPU would launch it, with
-no GPU: ``python -m benchmarks.resource_usage``.
+"""Registers, spills, shared memory and occupancy of each kernel as a GPU would launch it, with no
+GPU: ``python -m benchmarks.resource_usage``.
 
 The kernels are memory-bound: they reach the copy bandwidth only with enough loads in flight,
 that is enough resident warps, and a kernel that needs many registers per thread gets few (an
-H100 or H200 SM holds 65 536 registers and 64 warps), while one that runs out of them spills to
-local memory, traffic that :mod:`benchmarks.static_cost`'s instruction counts do not show. This
-tool runs the real launchers (``kernels.autotune.launcher``) on CPU tensors with Triton's driver
-replaced by one that only compiles for the chosen target, so each launch config is compiled
-with the exact specialisation a GPU launch would get, and reads the resources off the cubin
-(``cuobjdump -res-usage``). Rows: the heuristic's config of each problem (``kernels.tuning``),
-or with ``--candidates quick|full`` every config that autotuner sweep would try; compile seconds
-come with them.
+H100 or H200 SM holds 65 536 registers and 64 warps, an RTX 4090's 48 warps), while one that
+runs out of them spills to local memory, traffic that :mod:`benchmarks.static_cost`'s
+instruction counts do not show. This tool runs the real launchers
+(``kernels.autotune.launcher``) on CPU tensors with Triton's driver replaced by one that only
+compiles for the chosen target, so each launch config is compiled with the exact specialisation
+a GPU launch would get, and reads the resources off the cubin (``cuobjdump -res-usage``). Rows:
+the heuristic's config of each problem (``kernels.tuning``), or with ``--candidates quick|full``
+every config that autotuner sweep would try; compile seconds come with them.
 
 Run it without ``TRITON_INTERPRET``, with the GPU machine's Triton (as for static_cost, e.g.
 ``pip install --no-deps --target /tmp/t36 triton==3.6.0`` and ``PYTHONPATH=/tmp/t36:.``); it
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -38,13 +39,33 @@ from kernels import autotune, hardware, tuning
 from kernels.cli_types import output_file, positive, shape_text
 from kernels.layout import LAYOUTS
 
-# Hopper (sm_90) per SM: registers, warps, blocks, shared memory (bytes); a block also takes
-# 1 KiB of shared memory for the system, and registers go out per warp in units of 256.
+
+@dataclasses.dataclass(frozen=True)
+class SmLimits:
+    """What one SM of an architecture holds at once (CUDA's technical specifications per compute
+    capability); every architecture here has 65 536 registers an SM, given out per warp in units
+    of 256."""
+
+    warps: int
+    blocks: int
+    shared_bytes: int
+    reserved_shared_per_block: int = 1_024  # for the system, from Ampere on
+
+
 SM_REGISTERS = 65_536
-SM_WARPS = 64
-SM_BLOCKS = 32
-SM_SHARED = 233_472
-BLOCK_RESERVED_SHARED = 1_024
+SM_LIMITS = {
+    75: SmLimits(warps=32, blocks=16, shared_bytes=64 * 1_024, reserved_shared_per_block=0),
+    80: SmLimits(warps=64, blocks=32, shared_bytes=164 * 1_024),
+    86: SmLimits(warps=48, blocks=16, shared_bytes=100 * 1_024),
+    87: SmLimits(warps=48, blocks=16, shared_bytes=164 * 1_024),
+    89: SmLimits(warps=48, blocks=24, shared_bytes=100 * 1_024),
+    90: SmLimits(warps=64, blocks=32, shared_bytes=228 * 1_024),
+    100: SmLimits(warps=64, blocks=32, shared_bytes=228 * 1_024),
+    103: SmLimits(warps=64, blocks=32, shared_bytes=228 * 1_024),
+    110: SmLimits(warps=48, blocks=24, shared_bytes=228 * 1_024),
+    120: SmLimits(warps=48, blocks=24, shared_bytes=100 * 1_024),
+    121: SmLimits(warps=48, blocks=24, shared_bytes=100 * 1_024),
+}
 
 
 class _CompileOnlyDriver:
@@ -98,12 +119,17 @@ def registers_and_stack(cubin: bytes) -> tuple[int, int]:
     return int(found.group(1)), int(found.group(2))
 
 
-def resident_warps(registers: int, shared: int, num_warps: int) -> int:
-    """Warps an SM holds at once for a kernel with these resources (the occupancy's numerator)."""
+def resident_warps(registers: int, shared: int, num_warps: int, arch: int = 90) -> int | None:
+    """Warps an SM of ``sm_<arch>`` holds at once for a kernel with these resources (the
+    occupancy's numerator); None for an architecture whose limits :data:`SM_LIMITS` lacks."""
+    limits = SM_LIMITS.get(arch)
+    if limits is None:
+        return None
     per_warp = -(-registers * 32 // 256) * 256
-    blocks = min(SM_BLOCKS, SM_WARPS // num_warps, SM_REGISTERS // (per_warp * num_warps))
+    blocks = min(limits.blocks, limits.warps // num_warps,
+                 SM_REGISTERS // (per_warp * num_warps))  # fmt: skip
     if shared:
-        blocks = min(blocks, SM_SHARED // (shared + BLOCK_RESERVED_SHARED))
+        blocks = min(blocks, limits.shared_bytes // (shared + limits.reserved_shared_per_block))
     return blocks * num_warps
 
 
@@ -138,9 +164,12 @@ def measure(problems: Sequence[autotune.Problem], *, arch: int, device: str,
                              "registers": registers, "stack_bytes": stack,
                              "shared_bytes": shared,
                              "resident_warps": resident_warps(registers, shared,
-                                                              config["num_warps"]),
+                                                              config["num_warps"], arch),
                              "error": ""})  # fmt: skip
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if "resident_warps" in df:  # whole numbers, <NA> where unknown (or not compiled)
+        df["resident_warps"] = df["resident_warps"].astype("Int64")
+    return df
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
@@ -149,8 +178,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", type=compute_capability, default=90,
                         help="compute capability to compile for (default 90: Hopper); the "
-                             "resident_warps column counts with a Hopper SM's limits whatever "
-                             "it is")
+                             "resident_warps column counts with that architecture's SM limits "
+                             f"(known for {', '.join(map(str, SM_LIMITS))}; none for others)")
     parser.add_argument("--device", default="NVIDIA H100 80GB HBM3",
                         help="the GPU whose launch configs to compile (its shipped table, else "
                              "the heuristic)")

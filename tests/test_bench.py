@@ -453,6 +453,20 @@ def test_resident_warps_follow_registers_and_shared_memory():
     assert resident_warps(64, 100_000, 4) == 8  # shared memory for 2 blocks only
 
 
+def test_resident_warps_count_with_the_chosen_architectures_limits():
+    """An RTX 4090's SM (sm_89) holds 48 warps and 24 blocks, a Turing SM 32 warps and 64 KiB
+    with no reserve; an architecture without known limits gets no figure rather than
+    Hopper's."""
+    from benchmarks.resource_usage import resident_warps
+
+    assert resident_warps(32, 0, 4, arch=89) == 48
+    assert resident_warps(32, 0, 1, arch=89) == 24  # 24 blocks of one warp
+    assert resident_warps(32, 0, 1, arch=90) == 32
+    assert resident_warps(32, 32 * 1_024, 4, arch=75) == 8  # 64 KiB: two blocks
+    assert resident_warps(32, 32 * 1_024, 4, arch=80) == 16  # 164 KiB, 1 KiB a block: four
+    assert resident_warps(32, 0, 4, arch=107) is None
+
+
 def test_resource_usage_compiles_the_launches_a_gpu_would_make(tmp_path):
     """The real launchers, compiled for Hopper without a GPU, each config read off its cubin;
     the heuristic's configs of the goals' activation spill (almost) nothing and keep at least
