@@ -233,13 +233,13 @@ def check_destination(
     stored = stored_study(storage, spec.name)
     if stored is not None:
         check_stored_spec(stored, spec)
-    elif "storage" in meta and _stored_at(meta["storage"], out_dir) != _stored_at(
+    elif "storage" in meta and (own := _stored_at(meta["storage"], out_dir)) != _stored_at(
         location.recorded, out_dir
     ):
         raise ValueError(
             f"--out {str(out_dir)!r} holds study {spec.name!r} of storage {meta['storage']!r}, "
             f"and storage {location.recorded!r} has no study of that name: give --storage "
-            f"{meta['storage']!r} to resume it, or another --out to start it anew"
+            f"{own!r} to resume it, or another --out to start it anew"
         )
     remembered = stored.user_attrs.get("reuse") if stored is not None else None
     if options.reuse is not None and remembered not in (None, options.reuse):

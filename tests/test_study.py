@@ -1146,9 +1146,14 @@ def test_a_resume_on_another_storage_is_refused(tmp_path, call_log):
     spec = make_spec(tmp_path, seeds=[0])
     assert run_study(spec, out, options()).complete == 6
     elsewhere = str(tmp_path / "elsewhere" / "journal.log")
-    with pytest.raises(ValueError, match=r"holds study 'mechanics' of storage 'journal\.log', and"):
+    refusal = r"holds study 'mechanics' of storage 'journal\.log', and"
+    with pytest.raises(ValueError, match=refusal) as refused:
         run_study(spec, out, options(storage=elsewhere))
     assert sum(calls(call_log).values()) == 6 and run_study(spec, out, options()).complete == 6
+    # the storage its hint names resumes it from any folder (the record's path is the folder's)
+    hint = re.search(r"give --storage '([^']+)' to resume it", str(refused.value)).group(1)
+    assert hint == str((out / "journal.log").resolve())
+    assert run_study(spec, out, options(storage=hint)).complete == 6
 
 
 def test_a_retry_queued_twice_runs_once(tmp_path, call_log):
