@@ -553,20 +553,47 @@ def _check_conditions(spec: StudySpec, name: str, parameter: Parameter) -> Itera
 
 
 def identity_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """The keys, one level into a mapping (``base.steps``, ``space.filter_size``), whose values
-    differ between two :meth:`StudySpec.identity`."""
-    differences = []
-    for key in sorted(old.keys() | new.keys()):
-        before, after = old.get(key), new.get(key)
-        if isinstance(before, dict) and isinstance(after, dict):
-            differences += [
-                f"{key}.{inner}"
-                for inner in sorted(before.keys() | after.keys())
-                if before.get(inner) != after.get(inner)
-            ]
-        elif before != after:
-            differences.append(key)
-    return differences
+    """What differs between two :meth:`StudySpec.identity`, as :func:`comparable_identity`
+    writes them, by the path to each differing value (``base.epochs: 6 → 8``)."""
+    return _differences("", comparable_identity(old), comparable_identity(new))
+
+
+def _differences(path: str, before: Any, after: Any) -> list[str]:
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [
+            difference
+            for key in sorted(before.keys() | after.keys())
+            for difference in _differences(
+                f"{path}.{key}" if path else key, before.get(key, _ABSENT), after.get(key, _ABSENT)
+            )
+        ]
+    return [] if before == after else [_difference(path, before, after)]
+
+
+_ABSENT = "(absent)"
+
+
+def _difference(key: str, before: Any, after: Any) -> str:
+    def text(value: Any) -> str:
+        return value if value is _ABSENT else json.dumps(value, default=str)
+
+    return f"{key}: {text(before)} → {text(after)}"
+
+
+def comparable_identity(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """An identity (:meth:`StudySpec.identity`, as any version stored it) with what does not
+    change the study's trials written one way: every `base` field, its default where not given;
+    each `when:` right-hand side as a list; the seeds in order. (Choices keep their order:
+    a sampler's distributions, which Optuna compares, list them in it.)"""
+    comparable = json.loads(json.dumps(identity, default=str))  # a deep copy
+    defaults = VariantConfig.model_construct().model_dump(mode="json")
+    comparable["base"] = {**defaults, **comparable.get("base", {})}
+    for parameter in comparable.get("space", {}).values():
+        when = parameter.get("when") or {}
+        parameter["when"] = {k: v if isinstance(v, list) else [v] for k, v in when.items()}
+    if isinstance(comparable.get("seeds"), list):
+        comparable["seeds"] = sorted(comparable["seeds"])
+    return comparable
 
 
 #: The most values an int range of a grid may hold: it runs each.

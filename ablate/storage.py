@@ -285,10 +285,10 @@ def check_stored_spec(study: optuna.Study, spec: StudySpec) -> None:
     changed = identity_differences(stored, spec.identity()) if stored else []
     if stored and not changed:  # equal values written otherwise (`epochs: 6` and `6.0`)
         return
-    what = ", ".join(changed) or "its base, space, objectives, constraints, seeds or sampler"
+    what = "; ".join(changed) or "its base, space, objectives, constraints, seeds or sampler"
     raise ValueError(
-        f"study {spec.name!r} in this storage was created from a different spec ({what} "
-        "differ; --epochs and --steps change base too). A resume may change only the trial "
+        f"study {spec.name!r} in this storage was created from a different spec (stored → "
+        f"now: {what}; --epochs and --steps change base too). A resume may change only the trial "
         "count, max_retries and the storage; other points or seeds make a new study: give it "
         f"a new name and its own --out (with --storage naming this one and --reuse "
         f"{spec.name!r} it takes the runs the two share), or another --out/--storage"

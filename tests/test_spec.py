@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ablate.spec import MAX_CHECKED_POINTS, MAX_RANGE_VALUES, SpecError, StudySpec, load_spec
+from ablate.spec import (
+    MAX_CHECKED_POINTS,
+    MAX_RANGE_VALUES,
+    SpecError,
+    StudySpec,
+    identity_differences,
+    load_spec,
+)
 from ablate.variant_config import VariantConfig
 
 SPECS = Path(__file__).parent / "data" / "specs"
@@ -180,6 +187,31 @@ def test_fingerprint_ignores_trial_count_but_not_the_space(tmp_path):
         _minimal(space={"lr": {"float": [0.01, 0.3]}}, sampler={"name": "random", "trials": 3})
     )
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_a_spec_written_otherwise_defines_the_same_trials():
+    """What a resume compares: a default spelled out, a `when:` value alone or in a list and
+    the seeds in another order change no trial; a changed value is named with its stored and
+    new values, and reordered choices are a change (Optuna's distributions list them)."""
+    space = {
+        "placement": {"choices": ["none", "paper"]},
+        "filter_size": {"choices": [1, 3], "when": {"placement": "paper"}},
+    }
+    stored = StudySpec.model_validate(_minimal(space=space, seeds=[0, 1])).identity()
+    written_otherwise = StudySpec.model_validate(_minimal(
+        base={"lr": VariantConfig().lr},
+        space={**space, "filter_size": {"choices": [1, 3], "when": {"placement": ["paper"]}}},
+        seeds=[1, 0],
+    )).identity()  # fmt: skip
+    assert identity_differences(stored, written_otherwise) == []
+    changed = StudySpec.model_validate(_minimal(
+        base={"epochs": 8}, space={**space, "placement": {"choices": ["paper", "none"]}}
+    )).identity()  # fmt: skip
+    assert identity_differences(stored, changed) == [
+        f"base.epochs: {VariantConfig().epochs} → 8",
+        "seeds: [0, 1] → [0]",
+        'space.placement.choices: ["none", "paper"] → ["paper", "none"]',
+    ]
 
 
 @pytest.mark.parametrize(
