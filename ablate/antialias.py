@@ -111,11 +111,13 @@ _NORMS = tuple(kind for kind, _ in _NORMS_LABELS)
 
 @dataclass(frozen=True)
 class SiteChange:
-    """One converted site: its qualified module name, its kind and what it became."""
+    """One converted site: its qualified module name, its kind and what it became, and whether
+    that computes what the site did (`keeps_function`: a one-tap filter at a max-pool)."""
 
     name: str
     kind: SiteKind
     description: str
+    keeps_function: bool = False
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind}): {self.description}"
@@ -146,6 +148,13 @@ class _Blur:
     sigma: float | None
     backend: str
     subsample: str = "fixed"
+
+    @property
+    def one_tap(self) -> bool:
+        """Whether the filter is a single tap (normalised to 1): no low-pass at all."""
+        if self.filter == "custom" and self.taps is not None:
+            return len(self.taps) == 1
+        return self.filter_size == 1
 
     def pool(self, channels: int, stride: int, *, relu: bool = False) -> nn.Module:
         """BlurPool(stride), or Blur(1) → APS/LPS(stride) under polyphase sampling."""
@@ -570,7 +579,21 @@ def _convert(
         set_submodule(root, site.name, replacement.to(device))
         end = site.name
     qualified_end = f"{prefix}.{end}" if graph_module is not None and prefix else end
-    return SiteChange(full_name, site.kind, description + note), qualified_end
+    keeps = _keeps_function(site, placement, blur)
+    return SiteChange(full_name, site.kind, description + note, keeps), qualified_end
+
+
+def _keeps_function(site: _Site, placement: str, blur: _Blur) -> bool:
+    """Whether the converted site computes what the site did, exactly and in both modes: a
+    max-pool whose blur has one tap, either before it (`blur_before_max`: the identity) or in the
+    paper's form on the fixed grid (MaxPool(k, stride s) is MaxPool(k, stride 1) read at every
+    s-th row and column, which a one-tap blur-pool does). A subclass of MaxPool2d may pad by its
+    stride, and strided convs and average pools change (BN's statistics, the box filter)."""
+    if site.kind != "maxpool" or not blur.one_tap:
+        return False
+    if placement == "blur_before_max":  # (which subsamples on the fixed grid only)
+        return True
+    return type(site.module) is nn.MaxPool2d and blur.subsample == "fixed"
 
 
 def _replacement(

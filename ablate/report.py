@@ -56,7 +56,9 @@ from ablate.report_summary import (
     write_documents,
 )
 from ablate.report_table import (
+    CONFIG_KEY,
     FAILURE_COLUMNS,
+    NETWORK_KEY,
     StudyMeta,
     aggregate_over_seeds,
     at_chance,
@@ -233,6 +235,7 @@ def _overview(
             if repeated
             else []
         ),
+        *_baseline_network_items(runs),
         *_late_gain_items(runs),
         *_evaluation_items(runs),
         f"varied: {', '.join(varied) or 'nothing'}",
@@ -256,6 +259,21 @@ def _overview(
         items.append(f"device: {', '.join(map(str, runs['device_metric'].dropna().unique()))}")
     items += _made_by_items(runs)
     return Bullets(tuple(items))
+
+
+def _baseline_network_items(runs: pd.DataFrame) -> list[str]:
+    """How many runs of a converted configuration trained the baseline's network, which the
+    pooled answers count once with the baseline's run of their seed (`counted_once`)."""
+    if NETWORK_KEY not in runs:
+        return []
+    repeats = int((runs[NETWORK_KEY] != runs[CONFIG_KEY]).sum())
+    if not repeats:
+        return []
+    return [
+        f"runs of the baseline's network under another configuration: {repeats} (a one-tap "
+        "filter at max-pools computes the max-pool itself); where configurations are pooled "
+        "(the questions, the best value of a setting), each network and seed counts once"
+    ]
 
 
 def _made_by_items(runs: pd.DataFrame) -> list[str]:

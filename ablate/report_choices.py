@@ -20,7 +20,7 @@ import pandas as pd
 
 from ablate.report_questions import SPLIT_BY, Answer, difference_unit, format_value
 from ablate.report_stats import Difference, metric_interval, welch_difference
-from ablate.report_table import at_chance
+from ablate.report_table import at_chance, counted_once
 from ablate.spec import DETERMINISTIC_METRICS, METRIC_BOUNDS, Objective
 from ablate.variant_config import unused_fields
 
@@ -76,7 +76,8 @@ def _best_value(
         return Answer(key, question, f"Cannot be answered: the runs carry no `{metric}`.")
     values = pd.to_numeric(runs[metric], errors="coerce")
     stuck = at_chance(runs)
-    groups = {label: values[labels == label].dropna() for label in labels.unique()}
+    of_label = {label: counted_once(runs, labels == label) for label in labels.unique()}
+    groups = {label: values[counted].dropna() for label, counted in of_label.items()}
     # a measure left out for runs that did not learn (consistency) can leave a value none
     unmeasured = [label for label, group in groups.items() if group.empty]
     groups = {label: group for label, group in groups.items() if len(group)}
@@ -90,7 +91,7 @@ def _best_value(
         f"{label} {format_value(groups[label].mean(), unit=unit)}"
         f"{'' if deterministic else _interval(metric_interval(groups[label], metric))}"
         f" (n = {len(groups[label])}"
-        f"{_not_learned(stuck[groups[label].index].sum(), stuck[labels == label].sum())})"
+        f"{_not_learned(stuck[groups[label].index].sum(), stuck[of_label[label]].sum())})"
         for label in ranked
     )
     best, second = ranked[:2]

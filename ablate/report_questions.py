@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ablate.report_stats import Difference, welch_difference
-from ablate.report_table import at_chance
+from ablate.report_table import at_chance, counted_once
 from ablate.spec import DETERMINISTIC_METRICS
 
 NO_BLUR, BLUR = "no blur", "blur"
@@ -103,11 +103,12 @@ class Contrast:
 
 
 def blur_contrast(runs: pd.DataFrame) -> Contrast:
-    """Blurred runs against runs without blur (the paper's questions and the costs)."""
+    """Blurred runs against runs without blur (the paper's questions and the costs), each
+    network and seed counted once (`counted_once`)."""
     groups = blur_groups(runs)
     return Contrast(
-        groups == BLUR,
-        groups == NO_BLUR,
+        counted_once(runs, groups == BLUR),
+        counted_once(runs, groups == NO_BLUR),
         "blur",
         "",
         "blurred",
@@ -128,8 +129,8 @@ def subsample_contrast(treated: str, control: str) -> Callable[[pd.DataFrame], C
     def contrast(runs: pd.DataFrame) -> Contrast:
         placed = converted(runs)
         return Contrast(
-            placed & (runs["subsample"] == treated),
-            placed & (runs["subsample"] == control),
+            counted_once(runs, placed & (runs["subsample"] == treated)),
+            counted_once(runs, placed & (runs["subsample"] == control)),
             _SUBSAMPLE_NAMES[treated],
             _SUBSAMPLE_NAMES[control],
             _SUBSAMPLE_RUNS[treated],

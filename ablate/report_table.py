@@ -30,6 +30,9 @@ from kernels.files import atomic_write, read_json
 
 DIRECTIONS = ("maximize", "minimize")
 CONFIG_KEY = "config_key"
+#: The run identity of the network a run trained: its configuration's, or the baseline's
+#: (placement none) where the run recorded `baseline_network` (a one-tap filter at max-pools).
+NETWORK_KEY = "network_key"
 
 
 @dataclass(frozen=True)
@@ -145,9 +148,11 @@ def runs_table(study: optuna.Study) -> tuple[pd.DataFrame, list[str]]:
             continue
         config_cols.update(dict.fromkeys(config))
         identity = run_identity(config)
+        baseline = run_identity({**config, "placement": "none"})
         for seed_result in seeds:
             row: dict[str, Any] = {"trial": trial.number, **_design_point(config)}
             row[CONFIG_KEY] = identity
+            row[NETWORK_KEY] = baseline if seed_result.get("baseline_network") else identity
             for key, value in seed_result.items():
                 row[f"{key}_metric" if key in config else key] = value
             rows.append(row)
@@ -169,6 +174,16 @@ def first_run_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return runs
     return runs[~runs.duplicated([CONFIG_KEY, "seed"], keep="first")]
+
+
+def counted_once(runs: pd.DataFrame, group: pd.Series) -> pd.Series:
+    """`group` (a bool per run) without the runs that repeat another of it: the same network
+    (`NETWORK_KEY`) and seed under another configuration, such as placement none and a one-tap
+    filter at max-pools. Where groups pool configurations, such runs are one sample, not two."""
+    if NETWORK_KEY not in runs:
+        return group
+    repeats = runs[group].duplicated([NETWORK_KEY, "seed"], keep="first")
+    return group & ~repeats.reindex(runs.index, fill_value=False)
 
 
 def at_chance(runs: pd.DataFrame) -> pd.Series:
@@ -275,7 +290,7 @@ def aggregate_over_seeds(runs: pd.DataFrame, config_cols: list[str]) -> pd.DataF
     text_metrics = [
         c
         for c in runs.columns
-        if c not in (*config_cols, *metrics, CONFIG_KEY, "trial", "seed")
+        if c not in (*config_cols, *metrics, CONFIG_KEY, NETWORK_KEY, "trial", "seed")
         and runs[c].map(lambda v: isinstance(v, str)).all()
     ]
     rows = []
@@ -330,8 +345,8 @@ def unused_cells(row: pd.Series) -> tuple[str, ...]:
 
 
 def _as_read(table: pd.DataFrame) -> pd.DataFrame:
-    """`table` as its files show it: `unused_cells` blank, and the long `config_key` last (a
-    configuration's identity, for joins, not for reading)."""
+    """`table` as its files show it: `unused_cells` blank, and the long `network_key` (runs)
+    and `config_key` last (identities, for joins, not for reading)."""
     blanks = [unused_cells(row) for _, row in table.iterrows()]
     columns = [c for c in table.columns if any(c in cells for cells in blanks)]
     shown = table.astype(dict.fromkeys(columns, object))
@@ -339,7 +354,8 @@ def _as_read(table: pd.DataFrame) -> pd.DataFrame:
         for column in cells:
             if column in shown:
                 shown.at[index, column] = None
-    return shown[sorted(shown.columns, key=lambda column: column == CONFIG_KEY)]
+    last = {NETWORK_KEY: 1, CONFIG_KEY: 2}
+    return shown[sorted(shown.columns, key=lambda column: last.get(column, 0))]
 
 
 def write_table(table: pd.DataFrame, stem: Path) -> list[Path]:

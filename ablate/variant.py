@@ -56,7 +56,7 @@ def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
     conversion, or data that is not there, and `TrainingDiverged` for a diverged run.
     """
     try:
-        config, splits, model, device = _build(config)
+        config, splits, model, device, baseline_network = _build(config)
     except (ValueError, FileNotFoundError) as error:  # a missing data folder or file too
         raise UnbuildableVariant(str(error)) from error
     image_shape = tuple(splits.test_x.shape[1:])
@@ -76,6 +76,7 @@ def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
         final_train_loss=trained.final_loss,
         forward_mflops=forward_flops(model, image_shape) / 1e6,
         params=sum(p.numel() for p in model.parameters()),
+        baseline_network=baseline_network,
         **made_by(device),
     )
     return metrics
@@ -83,8 +84,9 @@ def run_variant(config: VariantConfig | dict[str, Any]) -> dict[str, Any]:
 
 def _build(
     config: VariantConfig | dict[str, Any],
-) -> tuple[VariantConfig, Splits, nn.Module, torch.device]:
-    """The checked config, its data, and its network (anti-aliased) on its device."""
+) -> tuple[VariantConfig, Splits, nn.Module, torch.device, bool]:
+    """The checked config, its data, its network (anti-aliased) on its device, and whether
+    that network is the baseline's (nothing converted, or every site computes what it did)."""
     config = as_config(config)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -107,8 +109,9 @@ def _build(
         conv_padding=config.conv_padding,
         image_size=config.image_size,
     ).to(device)
+    changes = []
     if config.placement != "none":
-        model, _ = antialias(
+        model, changes = antialias(
             model,
             filter_size=config.filter_size,
             padding=config.padding,
@@ -122,7 +125,7 @@ def _build(
             subsample=config.subsample,
             example_input=torch.zeros(2, *image_shape, device=device),
         )
-    return config, splits, model, device
+    return config, splits, model, device, all(change.keeps_function for change in changes)
 
 
 def evaluate(

@@ -106,6 +106,37 @@ def test_size_one_filter_reproduces_the_baseline(name, placement):
     torch.testing.assert_close(converted.eval()(x), model(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("name", "placement", "subsample", "filter_size", "keeps"),
+    [
+        ("vgg", "paper", "fixed", 1, True),
+        ("vgg", "blur_before_max", "fixed", 1, True),
+        ("vgg", "blur_before_relu", "fixed", 1, True),  # its max-pools take the paper's form
+        ("vgg", "paper", "aps", 1, False),
+        ("vgg", "paper", "fixed", 2, False),
+        ("resnet18", "paper", "fixed", 1, False),  # strided convs: BN sees the dense map
+    ],
+)
+def test_a_site_says_whether_it_still_computes_what_it_did(
+    name, placement, subsample, filter_size, keeps
+):
+    """A one-tap filter at a max-pool computes the pool itself, in training too (outputs and
+    gradients bit for bit): a study counts such a network as the baseline's."""
+    torch.manual_seed(1)
+    model = build_model(name, width=4)
+    converted, changes = antialias(
+        build_model(name, width=4), placement=placement, filter_size=filter_size,
+        subsample=subsample,
+    )  # fmt: skip
+    converted.load_state_dict(model.state_dict(), strict=False)
+    assert changes and {change.keeps_function for change in changes} == {keeps}
+    if keeps:
+        x = torch.randn(2, 3, 32, 32, requires_grad=True)
+        outputs = [net.train()(x) for net in (model, converted)]
+        grads = [torch.autograd.grad(out.square().sum(), x)[0] for out in outputs]
+        assert torch.equal(*outputs) and torch.equal(*grads)
+
+
 class ConvBnReLU(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -30,6 +30,7 @@ from optuna.storages.journal import JournalFileBackend
 from ablate import report_figures as figs
 from ablate.pareto import non_dominated, pareto_mask
 from ablate.report import _late_gain_items, main, make_figures, mark_front, write_report
+from ablate.report_choices import choice_answers
 from ablate.report_questions import (
     NO_BLUR,
     answer_questions,
@@ -126,10 +127,12 @@ def make_study(
     rng_seed: int = 0,
     stuck: Callable[[dict, int], bool] = lambda config, seed: False,
     made_by: Callable[[dict, int], dict] = lambda config, seed: {},
+    baseline: Callable[[dict], bool] = lambda config: config["placement"] == "none",
 ) -> optuna.Study:
     """A finished study in `out_dir` (journal.log + meta.json): one trial per grid point; the
     runs `stuck(config, seed)` picks did not learn, `made_by(config, seed)` changes what made
-    a run (`code`, `commit`, `torch`)."""
+    a run (`code`, `commit`, `torch`), and the points `baseline` picks train the baseline's
+    network (`baseline_network`), measuring what its runs do."""
     objectives = objectives or OBJECTIVES
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(out_dir / "journal.log")))
@@ -144,8 +147,11 @@ def make_study(
         config = VariantConfig(**(base or {}), **params).model_dump(exclude={"seed"})
         # one network, one set of numbers: points that build the same network (no blur, any
         # filter) measure the same, as real runs of it would
-        rng = np.random.default_rng([rng_seed, zlib.crc32(run_identity(config).encode())])
-        per_seed = [fake_metrics(config, s, rng) for s in seeds]
+        network = {**config, "placement": "none"} if baseline(config) else config
+        rng = np.random.default_rng([rng_seed, zlib.crc32(run_identity(network).encode())])
+        per_seed = [
+            {**fake_metrics(network, s, rng), "baseline_network": baseline(config)} for s in seeds
+        ]
         per_seed = [stuck_metrics(m) if stuck(config, m["seed"]) else m for m in per_seed]
         per_seed = [{**m, **made_by(config, m["seed"])} for m in per_seed]
         values = [float(np.mean([m[o["metric"]] for m in per_seed])) for o in objectives]
@@ -695,7 +701,8 @@ def test_answers_are_split_by_network_or_data_when_the_study_varies_them(
     """Pooled runs of two networks (or image sizes) mix their effects; each answer then also
     gives the effect within each. Here blur leaves the second one's consistency as it was."""
     space = {**FULL_SPACE, setting: values}
-    runs, _ = runs_table(make_study(tmp_path / "s", space, seeds=[0, 1], base=base))
+    runs = first_run_per_seed(runs_table(make_study(tmp_path / "s", space, seeds=[0, 1],
+                                                    base=base))[0])  # fmt: skip
     second = runs[setting] == values[1]
     noise = np.random.default_rng(3).normal(0, 1, int(second.sum()))
     runs.loc[second, "consistency_circular"] = 80 + noise
@@ -1123,6 +1130,28 @@ def test_custom_taps_set_the_filter_size_the_report_groups_by(tmp_path: Path) ->
     assert blur_groups(runs).tolist() == ["blur", "blur", NO_BLUR, NO_BLUR]
 
 
+def test_runs_of_the_baseline_network_count_once_where_pooled(tmp_path: Path) -> None:
+    """A one-tap filter at max-pools trains the baseline's network: its runs repeat the
+    baseline's seed by seed, so the no-blur group counts each network and seed once, while
+    the configuration keeps its row."""
+    space = {"placement": ["none", "paper", "blur_before_max"], "filter_size": [1, 3]}
+    study = make_study(
+        tmp_path / "s", space, seeds=[0, 1, 2],
+        baseline=lambda config: config["placement"] == "none" or config["filter_size"] == 1,
+    )  # fmt: skip
+    runs, config_cols = runs_table(study)
+    runs = first_run_per_seed(runs)
+    assert len(aggregate_over_seeds(runs, config_cols)) == 5  # none, and each placement's two
+    answers = {a.key: a for a in answer_questions(runs)}
+    assert "n = 6 blurred vs 3 no-blur runs" in answers["RQ2"].sentence
+    (by_size, *_) = choice_answers(runs, [Objective("accuracy", "maximize")], ["filter_size"])
+    assert "1 " in by_size.sentence and "(n = 3)" in by_size.sentence  # k=1 under two placements
+    assert "(n = 6)" in by_size.sentence  # k=3: two networks
+    write_report(tmp_path / "s")
+    summary = (tmp_path / "s" / "summary.md").read_text()
+    assert "runs of the baseline's network under another configuration: 6" in summary
+
+
 def test_configurations_that_build_one_network_count_as_one(tmp_path: Path) -> None:
     """Without blur the filter settings are unused; a one-tap filter on the fixed grid reads no
     padding (under APS circular padding still wraps the max, so there it counts)."""
@@ -1279,6 +1308,7 @@ def test_the_files_leave_unused_fields_blank_and_config_key_last(tmp_path: Path)
     for name in ("runs", "configs", "pareto_front"):
         table = pd.read_csv(out_dir / f"{name}.csv", keep_default_na=False, dtype=str)
         assert table.columns[-1] == "config_key", name
+        assert name != "runs" or table.columns[-2] == "network_key"
         blurred = (table["placement"] == "paper") & (table["sites"] == "")
         shown = table.loc[blurred, ["filter", "filter_size", "padding"]]
         assert (shown["filter"] == "binomial").all() and (shown["filter_size"] == "3").all()

@@ -38,6 +38,7 @@ DOCUMENTED_METRICS = {
     "accuracy_during_training",
     "last_quarter_gain",
     "params",
+    "baseline_network",
     "n_test",
     "n_eval",
     "device",
@@ -100,6 +101,7 @@ def test_small_vgg_on_synthetic_data_learns_on_the_cpu():
     tv = metrics["filter_tv"].values()
     assert metrics["filter_tv_mean"] == pytest.approx(sum(tv) / len(tv))
     assert (metrics["n_test"], metrics["n_eval"], metrics["device"]) == (500, 200, "cpu")
+    assert metrics["baseline_network"] is False
     assert metrics["code"] == source_fingerprint("ablate", "kernels") and len(metrics["code"]) == 12
     assert metrics["train_images_per_s"] > 0 and metrics["infer_images_per_s"] > 0
     assert math.isnan(metrics["peak_memory_mb"])
@@ -115,6 +117,19 @@ def test_same_seed_same_numbers():
     same = [{k: v for k, v in run.items() if k not in timing} for run in runs]
     assert json.dumps(same[0]) == json.dumps(same[1])
     assert same[0]["final_train_loss"] != same[2]["final_train_loss"]
+
+
+def test_a_one_tap_filter_at_max_pools_trains_the_baseline_network():
+    """Placement none, and a one-tap filter at the VGG's max-pools, train one network: the runs
+    say so (`baseline_network`), and their numbers agree but for the time and the blur's FLOPs."""
+    differ = {"train_images_per_s", "infer_images_per_s", "train_seconds", "forward_mflops",
+              "baseline_network"}  # fmt: skip
+    runs = [run_variant(TINY | placed) for placed in (
+        {}, {"placement": "paper", "filter_size": 1}, {"placement": "paper", "filter_size": 2},
+    )]  # fmt: skip
+    assert [run["baseline_network"] for run in runs] == [True, True, False]
+    same = [json.dumps({k: v for k, v in run.items() if k not in differ}) for run in runs]
+    assert same[0] == same[1] != same[2]
 
 
 def test_bad_config_names_the_field():
@@ -290,7 +305,7 @@ def test_every_design_field_reaches_the_network_and_the_metrics(monkeypatch, fil
         | {"antialias_stem": False, "backend": "torch", "eval_size": 7}
         | {"shift": 2, "diagonal": 3, "crop_pad": 5, "crop_fill": "reflect"}
     )
-    _, splits, model, _ = variant._build(config)
+    _, splits, model, _, _ = variant._build(config)
     variant.evaluate(model, splits.test_x, splits.test_y, config)
     ((_, converted, _),) = calls["antialias"]
     fields = ("filter_size", "padding", "placement", "sites", "antialias_stem", "filter", "taps",
