@@ -26,8 +26,8 @@ from matplotlib.figure import Figure
 from ablate.pareto import non_dominated
 from ablate.report_questions import NO_BLUR, SPLIT_BY, blur_groups, converted, varied_splits
 from ablate.report_stats import mean_interval
-from ablate.report_table import Objective, at_chance
-from ablate.variant_config import VariantConfig
+from ablate.report_table import Objective, at_chance, counted_once
+from ablate.variant_config import VariantConfig, unused_fields
 from kernels.files import atomic_write
 
 FAMILY_NAMES = {"binomial": "Bin", "box": "Rect", "triangle": "Tri", "gaussian": "Gauss"}
@@ -450,7 +450,8 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
     blurs = converted(runs)
     lines = _line_per_grid(runs[blurs])
     n_lines = lines["placement"].nunique() if "placement" in lines else 1
-    paddings = lines["padding"].nunique() if "padding" in lines else 1
+    spread = _on_every_padding(lines)
+    paddings = spread["padding"].nunique() if "padding" in spread else 1
     style = "padding" if paddings > 1 and n_lines * paddings <= MAX_LINES else None
     splits = list(runs.groupby(split_suffix(runs), sort=True))
     fig, axes = plt.subplots(len(splits), len(metrics), squeeze=False,
@@ -465,7 +466,7 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
         if ax is not axes[0][-1] and ax.get_legend() is not None:
             ax.get_legend().remove()
     _legend_outside(axes[0][-1])
-    notes = [_fixed_note(lines, ["placement", "padding"]), *left_out]
+    notes = [_fixed_note(spread, ["placement", "padding"]), *left_out]
     if paddings > 1 and style is None:
         notes.append("paddings pooled")
     if runs.groupby([placements, runs["filter_size"]]).size().max() < 2:
@@ -503,7 +504,10 @@ def _metric_by_filter_size(
     """One panel of `filter_size_figure`: a line per placement (and grid), paddings told apart
     by their markers (the lines are solid: a dotted one is the no-blur runs' mean, over its
     grey 95 % band); what it drew of the no-blur runs ('line', 'band')."""
-    blurred, baseline = _line_per_grid(runs[blurs]), runs.loc[~blurs, metric].dropna()
+    blurred = _line_per_grid(runs[blurs])
+    if style == "padding":
+        blurred = _on_every_padding(blurred)
+    baseline = runs.loc[counted_once(runs, ~blurs), metric].dropna()
     if not blurred.empty:
         sns.lineplot(
             data=blurred,
@@ -537,6 +541,21 @@ def _metric_by_filter_size(
         ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=8, title="placement" if style is None else None)
     return drawn
+
+
+def _on_every_padding(blurred: pd.DataFrame) -> pd.DataFrame:
+    """`blurred` with each run whose filter reads no padding (one tap on the fixed grid), and
+    so holds only the default in `padding`, repeated on every padding the other runs read:
+    each padding's line starts from it, and no padding is drawn that no run read."""
+    if "padding" not in blurred:
+        return blurred
+    reads = np.asarray(
+        ["padding" not in unused_fields(row) for row in blurred.to_dict("records")], dtype=bool
+    )
+    read = blurred.loc[reads, "padding"].unique()
+    if reads.all() or not len(read):
+        return blurred
+    return pd.concat([blurred[reads], *(blurred[~reads].assign(padding=p) for p in read)])
 
 
 def _line_per_grid(blurred: pd.DataFrame) -> pd.DataFrame:

@@ -1296,6 +1296,21 @@ def test_the_no_blur_line_is_dotted_and_the_paddings_solid(tmp_path: Path) -> No
     plt.close(outcome.figure)
 
 
+def test_a_one_tap_filter_starts_the_line_of_every_padding(tmp_path: Path) -> None:
+    """A one-tap filter reads no padding: its runs, which hold the default (a `when:` on the
+    larger sizes leaves it), start each padding's line, and no padding no run read is drawn."""
+    space = {"placement": ["paper"], "filter_size": [1, 3, 5], "padding": ["zeros", "circular"]}
+    runs = first_run_per_seed(runs_table(make_study(tmp_path / "s", space, seeds=[0, 1]))[0])
+    runs.loc[runs["filter_size"] == 1, "padding"] = "reflect"
+    outcome = figs.filter_size_figure(runs, "consistency_circular")
+    for ax in outcome.figure.axes:
+        drawn = [list(line.get_xdata()) for line in ax.lines if len(line.get_xdata())]
+        assert drawn and all(sizes[:1] == [1.0] and len(sizes) == 3 for sizes in drawn)
+    legend = [text.get_text() for text in outcome.figure.axes[-1].get_legend().get_texts()]
+    assert legend[legend.index("padding") + 1 :] == ["zeros", "circular"]
+    plt.close(outcome.figure)
+
+
 def test_the_files_leave_unused_fields_blank_and_config_key_last(tmp_path: Path) -> None:
     """runs, configs and the front on file: a network without blur shows no filter, filter
     size or padding (`sites` 0 stays: it is why), a blurred one shows its own; the long
