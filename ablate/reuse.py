@@ -9,6 +9,9 @@ seed: every config field but the device, unused fields blanked:
 fingerprint of the sources) and torch, and with every metric the new study needs, takes that
 run's metrics. Reuse is asked for, never implied; the study remembers it for its resumes, and
 each trial records which of its seeds it took, and from where (`reused`).
+
+Within a study, a retry takes the runs its earlier attempts finished, and a sampler that draws
+again a point (or one that makes the same runs) takes the runs its finished trials made.
 """
 
 from __future__ import annotations
@@ -74,6 +77,14 @@ def earlier_attempt_runs(
         attempts.append(trials[number])
         number = trials[number].user_attrs.get("retry_of")
     return _runs_of(attempts, made_by, "trial {} (an earlier attempt)")
+
+
+def drawn_before_runs(study: optuna.Study, made_by: Mapping[str, str]) -> dict[str, FinishedRun]:
+    """The runs finished trials of `study` made, made as `made_by` makes them: a sampler
+    (random, TPE) that draws a point again takes them instead of training the same runs again,
+    which would add no sample of the spread over seeds (the report counts a run once)."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return _runs_of(trials, made_by, "trial {} (the same run, drawn before)")
 
 
 def made_alike(metrics: Mapping[str, Any], made_by: Mapping[str, str]) -> bool:

@@ -34,7 +34,13 @@ from pydantic import ValidationError
 
 from ablate.chance import AT_CHANCE_CONSTRAINT
 from ablate.json_values import json_values
-from ablate.reuse import FinishedRun, earlier_attempt_runs, finished_runs, run_key
+from ablate.reuse import (
+    FinishedRun,
+    drawn_before_runs,
+    earlier_attempt_runs,
+    finished_runs,
+    run_key,
+)
 from ablate.spec import Parameter, StudySpec, describe_validation_error
 from ablate.storage import (
     StorageLocation,
@@ -209,13 +215,24 @@ def _claim_and_run(job: WorkerJob) -> None:
         reap_dead_trials(study, storage, slots, job.spec.max_retries, job.stale_after_s)
         trial = claim_next(study, storage, owner, seed_the_sampler)
         if trial is not None:
-            retry_of = trial.user_attrs.get("retry_of")
-            retried = {} if making is None else earlier_attempt_runs(study, retry_of, making)
-            run_trial(study, storage, trial, job, objective, slots, {**retried, **earlier})
+            run_trial(study, storage, trial, job, objective, slots,
+                      {**_own_runs(study, trial, job.spec, making), **earlier})  # fmt: skip
         elif queue_status(study, job.spec.max_retries).done:
             return
         else:
             time.sleep(job.poll_s)
+
+
+def _own_runs(
+    study: optuna.Study, trial: optuna.Trial, spec: StudySpec, making: dict[str, str] | None
+) -> dict[str, FinishedRun]:
+    """The runs of this study a claimed trial may take: those its earlier attempts finished,
+    and, under a sampler that may draw a point again (not the grid, whose points are planned
+    once), those of its finished trials."""
+    if making is None:
+        return {}
+    drawn = {} if spec.sampler.name == "grid" else drawn_before_runs(study, making)
+    return {**drawn, **earlier_attempt_runs(study, trial.user_attrs.get("retry_of"), making)}
 
 
 def default_objective() -> Objective:

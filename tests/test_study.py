@@ -418,6 +418,28 @@ def test_heartbeat_goes_on_after_a_storage_error():
     assert trial.failed and len(trial.beats) >= 2
 
 
+def test_a_point_a_sampler_draws_again_takes_the_runs_it_made(tmp_path, call_log):
+    """Random sampling of two points in five trials draws them again: the same runs would add
+    nothing (the report counts a run once), so each repeat takes them and says from where."""
+    space = {"filter_size": {"choices": [1, 3]}}
+    sampler = {"name": "random", "trials": 5, "seed": 0}
+    status = run_study(make_spec(tmp_path, space=space, sampler=sampler), tmp_path / "out",
+                       options(workers=1))  # fmt: skip
+    assert status.done and status.complete == 5
+    assert calls(call_log) == Counter({(k, "reflect", 0.05, s): 1 for k in (1, 3) for s in (0, 1)})
+    first: dict[int, optuna.trial.FrozenTrial] = {}
+    for trial in load(tmp_path / "out").get_trials():
+        size = trial.params["filter_size"]
+        if size not in first:
+            first[size] = trial
+            assert "reused" not in trial.user_attrs
+            continue
+        source = f"trial {first[size].number} (the same run, drawn before)"
+        assert trial.user_attrs["reused"] == {"0": source, "1": source}
+        assert trial.user_attrs["seeds"] == first[size].user_attrs["seeds"]
+        assert trial.values == first[size].values
+
+
 def test_sampler_study_runs_the_asked_trial_count_and_grows_on_resume(tmp_path, call_log):
     space = {"lr": {"float": [0.01, 0.2], "log": True}, "filter_size": {"int": [1, 4]}}
     sampler = {"name": "random", "trials": 4, "seed": 3}
