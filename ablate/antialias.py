@@ -99,10 +99,21 @@ SiteKind = Literal["maxpool", "conv", "avgpool"]
 EXAMPLE_SIZE = 32  # height and width of the default example batch (CIFAR-sized)
 
 _RELUS = (F.relu, torch.relu, torch.relu_)
+# the elementwise nonlinearities a strided conv's blur goes after (or before: blur_before_relu)
 _ACTIVATION_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Mish,
+    nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU,
+    nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softplus,
+    nn.LogSigmoid, nn.Softsign, nn.Tanhshrink, nn.Softshrink, nn.Hardshrink, nn.Threshold,
 )  # fmt: skip
-_ACTIVATION_FUNCTIONS = (*_RELUS, F.relu6, F.leaky_relu, F.elu, F.gelu, F.silu, F.hardswish)
+_ACTIVATION_FUNCTIONS = (
+    *_RELUS, F.relu6, F.leaky_relu, F.leaky_relu_, F.prelu, F.rrelu, F.rrelu_, F.elu, F.elu_,
+    F.celu, F.celu_, F.selu, F.selu_, F.gelu, F.silu, F.mish, F.hardswish, F.hardsigmoid,
+    F.hardtanh, F.hardtanh_, F.sigmoid, F.tanh, F.softplus, F.logsigmoid, F.softsign,
+    F.tanhshrink, F.softshrink, F.hardshrink, F.threshold, F.threshold_, torch.sigmoid,
+    torch.sigmoid_, torch.tanh, torch.tanh_, torch.selu, torch.selu_, torch.celu, torch.celu_,
+    torch.prelu, torch.rrelu, torch.rrelu_,
+)  # fmt: skip
+_ACTIVATION_METHODS = ("relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_")
 # the normalisations a strided conv's activation may follow, and how a SiteChange names them
 # (_BatchNorm: BatchNorm2d, SyncBatchNorm and lazy BatchNorm alike)
 _NORMS_LABELS = ((_BatchNorm, "BN"), (nn.GroupNorm, "GN"), (nn.InstanceNorm2d, "IN"))
@@ -822,7 +833,7 @@ def _is_activation(graph_module: fx.GraphModule, node: fx.Node) -> bool:
         return isinstance(graph_module.get_submodule(node.target), _ACTIVATION_MODULES)
     if node.op == "call_function":
         return node.target in _ACTIVATION_FUNCTIONS
-    return node.op == "call_method" and node.target in ("relu", "relu_")
+    return node.op == "call_method" and node.target in _ACTIVATION_METHODS
 
 
 def _is_relu(graph_module: fx.GraphModule, node: fx.Node) -> bool:

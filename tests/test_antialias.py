@@ -293,6 +293,41 @@ def test_blur_goes_after_the_relu_that_follows_any_normalisation(norm):
     torch.testing.assert_close(converted.eval()(x), expected, rtol=1e-5, atol=1e-5)
 
 
+class ConvBnThen(nn.Module):
+    """A strided conv, BN, then `activation` as a function or method of the BN's output."""
+
+    def __init__(self, activation) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.bn(self.conv(x)))
+
+
+@pytest.mark.parametrize(
+    ("activation", "label"),
+    [(nn.PReLU(4), "PReLU"), (nn.SELU(), "SELU"), (nn.Sigmoid(), "Sigmoid"), (nn.Tanh(), "Tanh"),
+     (nn.Hardtanh(), "Hardtanh"), (nn.Softplus(), "Softplus"), (F.mish, "mish"),
+     (torch.sigmoid, "sigmoid"), (lambda h: h.tanh(), "tanh")],
+)  # fmt: skip
+@pytest.mark.parametrize("placement", ["paper", "blur_before_relu"])
+def test_the_blur_finds_any_elementwise_activation(activation, label, placement):
+    """The paper's blur goes after the nonlinearity, whichever it is (PReLU's had been taken
+    for none, so both placements put the blur straight after the conv, before its BN)."""
+    torch.manual_seed(3)
+    model = ConvBnThen(activation).eval()
+    x = torch.randn(2, 3, 10, 9)
+    converted, (change,) = antialias(model, filter_size=3, placement=placement, example_input=x)
+    order = ["BN", label, "BlurPool(stride 2)"] if placement == "paper" else [
+        "BN", "BlurPool(stride 2)", label]  # fmt: skip
+    assert change.description.startswith(" → ".join(["Conv(stride 1)", *order])), change
+    dense = model.bn(F.conv2d(x, model.conv.weight, model.conv.bias, padding=1))
+    expected = (blur_pool2d(activation(dense), 3, 2) if placement == "paper"
+                else activation(blur_pool2d(dense, 3, 2)))  # fmt: skip
+    torch.testing.assert_close(converted(x), expected, rtol=1e-5, atol=1e-5)
+
+
 class ListBlock(nn.Module):
     """Takes a tensor or a list and returns a list, as SelecSLS's blocks do: a graph that
     keeps a block without sites as one call hands the next a traced value, not a list."""
