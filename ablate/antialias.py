@@ -20,13 +20,14 @@ zeros of N×C×32×32, C the first convolution's input channels). What each site
 Each ablation placement moves the blur at its own kind of site; the other kinds take the
 paper's form (so every site is anti-aliased under every placement but `none`). A max-pool with
 padding (torchvision's MaxPool(3, 2, 1)) becomes MaxPool(k, 1, padding) → BlurPool(s), and an
-average pool whose kernel is not its stride, or that pads, AvgPool(k, 1, padding) → BlurPool(s)*
-(its box kept, as a max-pool keeps its max; a one-tap filter then computes the pool), unless
-it is in ceil mode. A
-strided conv that no ReLU follows (a block whose ReLU comes after the addition) becomes
-Conv(1) → BlurPool(s), the blur directly after the conv; when it is a 1×1 conv without padding
-or bias (a ResNet's shortcut), BlurPool(s) → Conv(1) instead, as antialiased-cnns builds it:
-the same function, with the conv on a quarter of the pixels. The `SiteChange` says which.
+average pool whose kernel is not its stride, that pads, or that sums (`divisor_override`),
+AvgPool(k, 1, padding) → BlurPool(s)* (its box kept, as a max-pool keeps its max; a one-tap
+filter then computes the pool), unless it is in ceil mode (a ceil-mode sum is refused). A
+strided conv that no elementwise activation follows (a block whose ReLU comes after the
+addition) becomes Conv(1) → BlurPool(s), the blur directly after the conv; when it is a 1×1
+conv without padding or bias (a ResNet's shortcut), BlurPool(s) → Conv(1) instead, as
+antialiased-cnns builds it: the same function, with the conv on a quarter of the pixels. The
+`SiteChange` says which.
 
 `subsample="aps"` makes every blur-pool that subsamples filter at stride 1 and subsample by
 adaptive polyphase sampling (`ablate.polyphase`): Blur(1) → APS(s) in place of BlurPool(s);
@@ -665,11 +666,19 @@ def _dense_pool(
 
 def _convert_avgpool(site: _Site, blur: _Blur, channels: int, stride: int) -> tuple[nn.Module, str]:
     """AvgPool(k, k) → BlurPool(k), the paper's form (the blur's filter takes the box's place);
-    a pool with another kernel or with padding keeps its box at stride 1 before BlurPool(s),
-    as a max-pool keeps its max (its box may be the larger low-pass)."""
+    a pool with another kernel, with padding or with a divisor of its own (a scaled sum) keeps
+    its box at stride 1 before BlurPool(s), as a max-pool keeps its max (its box may be the
+    larger low-pass)."""
     pool = site.module
     kernel, pad = _square(site, "kernel_size"), _square(site, "padding")
-    if (kernel == stride and pad == 0) or pool.ceil_mode:  # a dense box has no ceil windows
+    if pool.ceil_mode and pool.divisor_override is not None:
+        raise ValueError(
+            f"average-pool site {site.name!r} in ceil mode with divisor_override="
+            f"{pool.divisor_override} is not supported: its sum's scale would be lost with its "
+            "box, and a dense box has no ceil windows; use floor mode, or no divisor_override"
+        )
+    if pool.divisor_override is None and ((kernel == stride and pad == 0) or pool.ceil_mode):
+        # (a dense box has no ceil windows; a box with a divisor of its own is a scaled sum)
         return _on_pool_grid(
             site, blur, blur.pool(channels, stride), blur.name(stride), dense=False
         )

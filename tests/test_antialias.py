@@ -578,6 +578,8 @@ def test_a_model_with_extra_state_and_lazy_parameters_converts():
         (nn.AvgPool2d(3, 2, 1, count_include_pad=False), "AvgPool(3, stride 1, padding 1) →"),
         (nn.AvgPool2d(4, 2), "AvgPool(4, stride 1, padding 0) → BlurPool(stride 2)"),
         (nn.AvgPool2d(2, 2), "BlurPool(stride 2)"),
+        # a sum-pool (a divisor of its own) is a scaled box: kept, with its scale
+        (nn.AvgPool2d(2, 2, divisor_override=1), "AvgPool(2, stride 1, padding 0) → BlurPool"),
         # a dense box has no windows past the map for a ceil-mode pool: the paper's form
         (nn.AvgPool2d(3, 2, ceil_mode=True), "BlurPool(stride 2), on the ceil-mode pool's"),
     ],
@@ -593,6 +595,14 @@ def test_an_average_pool_keeps_its_box_where_a_dense_box_keeps_its_grid(pool, de
     assert changes[0].description.startswith(description)
     if description.startswith("AvgPool"):
         torch.testing.assert_close(converted(x), model(x))
+
+
+def test_a_ceil_mode_sum_pool_is_refused_by_name():
+    """Its scale would go with its box, and a dense box has no ceil windows to keep it in."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AvgPool2d(2, ceil_mode=True,
+                                                                     divisor_override=1))
+    with pytest.raises(ValueError, match=r"average-pool site '1' in ceil mode with divisor_ov"):
+        antialias(model, filter_size=3)
 
 
 class GlobalPoolHead(nn.Module):
