@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.padding import blur_output_size
+from kernels.reference import exporting
 
 
 def pool_rows(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
@@ -76,7 +77,15 @@ class PoolGrid(nn.Module):
             extra_w = self._overhang(x.shape[-1], cols)
             if extra_h > 0 or extra_w > 0:
                 x = F.pad(x, [0, max(extra_w, 0), 0, max(extra_h, 0)], value=-math.inf)
-        return self.inner(x)[..., :rows, :cols]
+        # narrow, not a slice: a slice's end is clamped to the map, a comparison torch.export
+        # would make a guard of (specialising a dynamic size), where narrow asserts it at run time
+        out = self.inner(x)
+        if not torch.jit.is_scripting() and exporting():
+            # a slice's end is clamped to the map: a comparison torch.export cannot prove for
+            # every size (floor(h/2) <= ceil(h/2)), so it would fix a dynamic size's parity
+            out = out.index_select(-2, torch.arange(rows, device=out.device))
+            return out.index_select(-1, torch.arange(cols, device=out.device))
+        return out[..., :rows, :cols]
 
     def _overhang(self, size: int, rows: int) -> int:
         """How far the last of ``rows`` windows reaches past the input and its padding."""

@@ -152,7 +152,7 @@ def _blur_products(
 ) -> torch.Tensor:
     """``rows @ x @ cols^T`` per plane, in ``x``'s dtype."""
     n, c, h, w = x.shape
-    if channels_last and (torch.jit.is_scripting() or not _exporting()):
+    if channels_last and (torch.jit.is_scripting() or not exporting()):
         # (N, H, W, C) in memory: contract H over rows of W*C (few large GEMMs), then W.
         per_col = torch.matmul(rows, x.permute(0, 2, 3, 1).reshape(n, h, w * c))
         return torch.matmul(cols, per_col.reshape(n, rows.shape[0], w, c)).permute(0, 3, 1, 2)
@@ -167,7 +167,7 @@ def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     dims with reshapes whose size guards (is the map one row high?) ``torch.export`` cannot
     prove over a bounded ``Dim`` of the image size, and so refuses the export; the bmm merges
     only the batch and channel dims."""
-    if torch.jit.is_scripting() or not _exporting():
+    if torch.jit.is_scripting() or not exporting():
         return torch.matmul(a, b)
     if a.dim() == 2:
         planes = b.flatten(0, -3)
@@ -252,7 +252,8 @@ def _tracing_or_exporting() -> bool:
 
 
 @torch.jit.unused
-def _exporting() -> bool:
+def exporting() -> bool:
+    """Whether torch.export is recording the call, with sizes that may be symbolic."""
     return torch.compiler.is_exporting()
 
 

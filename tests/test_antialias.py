@@ -1186,6 +1186,23 @@ def test_converted_model_exports_with_a_bounded_image_size(layout):
         torch.testing.assert_close(exported(x), net(x), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("pool", [nn.AvgPool2d(2), nn.AvgPool2d(3)])
+def test_a_pool_kept_on_its_grid_exports_with_a_dynamic_image_size(pool):
+    """A floor-mode pool drops an odd map's last row, so its blur-pool is trimmed to the pool's
+    rows (DenseNet's transitions): exported with a dynamic size, the trim had been a guard the
+    exporter could not prove for odd sizes, and the export was refused."""
+    torch.manual_seed(16)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), pool, nn.Conv2d(4, 4, 3)).eval()
+    converted, (change,) = antialias(net, filter_size=3)
+    assert "on the floor-mode pool's output grid" in change.description
+    size = {2: torch.export.Dim("h", min=32, max=512), 3: torch.export.Dim("w", min=32, max=512)}
+    exported = torch.export.export(converted, (torch.randn(2, 3, 32, 32),), dynamic_shapes=(size,))
+    for shape in [(2, 3, 45, 37), (2, 3, 32, 33)]:
+        x = torch.randn(shape)
+        torch.testing.assert_close(exported.module()(x), converted(x))
+        assert converted(x).shape == net(x).shape
+
+
 @pytest.mark.parametrize("name", ["vgg", "resnet18"])
 def test_converted_models_script(name):
     """TorchScript compiles the graphs (their modules' annotations, strings under
