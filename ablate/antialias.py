@@ -147,6 +147,8 @@ class _Site:
     # the map whose grid its input lies on (`ablate.grid_origins`): sites whose inputs start
     # from one map subsample one grid
     origin: torch.Tensor = field(compare=False, repr=False)
+    # the channel counts of all its calls (a pool a forward calls twice may meet several)
+    channels: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -491,9 +493,10 @@ def _find_sites(model: nn.Module, example: torch.Tensor) -> tuple[list[_Site], A
     mode)."""
     candidates = {name: m for name, m in model.named_modules() if _site_kind(m) is not None}
     calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]] = {}
+    channels: dict[str, set[int]] = {}
     with GridOrigins() as origins:
         try:
-            output = _record_calls(model, example, candidates, calls)
+            output = _record_calls(model, example, candidates, calls, channels)
         except Exception as error:  # the user's model or example: say which argument
             raise ValueError(
                 f"the model fails on example_input of shape {tuple(example.shape)} (too small "
@@ -501,7 +504,7 @@ def _find_sites(model: nn.Module, example: torch.Tensor) -> tuple[list[_Site], A
             ) from error
     sites = [
         _Site(name, _site_kind(candidates[name]), candidates[name], in_shape, out_shape,
-              origins.origin(source))
+              origins.origin(source), tuple(sorted(channels[name])))
         for name, (in_shape, out_shape, source) in calls.items()
     ]  # fmt: skip
     return [site for site in sites if not _pools_globally(site)], output
@@ -522,15 +525,19 @@ def _record_calls(
     example: torch.Tensor,
     modules: dict[str, nn.Module],
     calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]],
+    channels: dict[str, set[int]] | None = None,
 ) -> Any:
     """Fill ``calls`` with the input shape, output shape and input tensor of ``modules`` at
-    their first call, in call order, in eval mode; return the model's output. The calls
-    made before an exception stay in ``calls``. Holding the inputs keeps them alive, so no two
-    calls' inputs can be one tensor unless the model passed the same tensor."""
+    their first call, in call order, and ``channels`` (if given) with the channel counts of
+    all their calls, in eval mode; return the model's output. The calls made before an
+    exception stay in ``calls``. Holding the inputs keeps them alive, so no two calls' inputs
+    can be one tensor unless the model passed the same tensor."""
 
     def hook(name: str):
         def record(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             calls.setdefault(name, (inputs[0].shape, output.shape, inputs[0]))
+            if channels is not None:
+                channels.setdefault(name, set()).add(inputs[0].shape[1])
 
         return record
 
@@ -574,6 +581,13 @@ def _convert(
     root = traced.root if graph_module is None else graph_module
     if graph_module is None:
         note += f" [module replaced: {caller} has no graph]"
+        if len(site.channels) > 1:  # a graph would give each call a pool of its own
+            raise ValueError(
+                f"site {site.name!r} is one pool called at {' and '.join(map(str, site.channels))} "
+                f"channels, in {caller}, which has no graph ({traced.untraced[prefix]}): a "
+                "converted pool is made for one channel count; give each call a pool of its "
+                f"own, or make {caller} traceable"
+            )
     elif prefix:
         site = dataclasses.replace(site, name=site.name[len(prefix) + 1 :])
 

@@ -672,6 +672,24 @@ def test_each_call_of_a_shared_pool_is_a_site_of_its_own(subsample):
         torch.testing.assert_close(converted(x), model(x))
 
 
+class UntraceableTutorialNet(TutorialNet):
+    """TutorialNet whose forward branches on the data, so that no graph can split its pool."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(F.relu(self.conv1(x)))
+        if x.sum() > 0:
+            x = 2 * x
+        x = self.pool(F.relu(self.conv2(x)))
+        return self.fc(torch.flatten(x, 1))
+
+
+def test_a_shared_pool_no_graph_can_split_is_refused_by_name():
+    """Met at 6 and then 16 channels with no graph to give each call a pool of its own, the
+    converted pool (made for one channel count) had failed inside the model's forward."""
+    with pytest.raises(ValueError, match=r"site 'pool' is one pool called at 6 and 16 channels"):
+        antialias(UntraceableTutorialNet(), filter_size=3)
+
+
 class Shortcut(nn.Module):
     """A strided 1×1 conv → BN that no ReLU follows, as on a ResNet's shortcut."""
 
