@@ -85,10 +85,14 @@ def to_markdown(title: str, blocks: list[Block]) -> str:
 def _inline_html(text: str) -> str:
     """Escape text, then render Markdown's `code`, **bold** and *italic* spans (code spans
     literally, as Markdown keeps them)."""
-    parts = re.split(r"`([^`]+)`", html.escape(text))  # odd parts: the code spans
-    return "".join(
-        f"<code>{part}</code>" if index % 2 else _emphasis(part) for index, part in enumerate(parts)
-    )
+    codes: list[str] = []
+
+    def hold(match: re.Match) -> str:  # a code span's place, kept from the emphasis
+        codes.append(match.group(1))
+        return f"\x00{len(codes) - 1}\x00"
+
+    held = _emphasis(re.sub(r"`([^`]+)`", hold, html.escape(text)))
+    return re.sub(r"\x00(\d+)\x00", lambda m: f"<code>{codes[int(m.group(1))]}</code>", held)
 
 
 def _emphasis(text: str) -> str:

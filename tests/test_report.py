@@ -1343,3 +1343,7 @@ def test_inline_markdown_keeps_code_spans_literal() -> None:
         "&amp; &lt;b&gt;"
     )
     assert _inline_html("a * b * c") == "a * b * c"
+    # a bold span holding a code span (the best-value answers' questions) is bold around it
+    assert _inline_html("**S1 — the highest `accuracy`?** `a*b*c`") == (
+        "<strong>S1 — the highest <code>accuracy</code>?</strong> <code>a*b*c</code>"
+    )
