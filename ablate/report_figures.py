@@ -48,8 +48,8 @@ MAX_POINTS_WITH_BARS = 30  # more configurations than this: interval bars would 
 MAX_LINES = 6  # more placement x padding lines than this: pool the paddings
 CAPTIONS = {
     "accuracy_vs_consistency": (
-        "Each point is a configuration (mean over seeds). Up and right is better. The red line is "
-        "the accuracy × consistency front."
+        "Each point is a configuration (mean over seeds). Up and right is better. The red dashed "
+        "line, where configurations trade accuracy for consistency, is their front."
     ),
     "throughput_vs_accuracy": (
         "What anti-aliasing costs in training speed, per configuration; right and up is better."
@@ -390,16 +390,19 @@ def accuracy_consistency_figure(
     values = configs[[f"{consistency_metric}_mean", "accuracy_mean"]].to_numpy(dtype=float)
     front_2d = configs[non_dominated(values, ["maximize", "maximize"])]
     front_2d = front_2d.sort_values(f"{consistency_metric}_mean")
-    plot.ax.plot(
-        front_2d[f"{consistency_metric}_mean"],
-        front_2d["accuracy_mean"],
-        color="tab:red",
-        linewidth=1.2,
-        linestyle="--",
-        drawstyle="steps-pre",
-        label="front: accuracy × consistency",
-        zorder=3,
-    )
+    if len(front_2d) < 2:  # a line of one point draws nothing, but its legend entry
+        plot.notes.append("one configuration is best on both axes: no front line to draw")
+    else:
+        plot.ax.plot(
+            front_2d[f"{consistency_metric}_mean"],
+            front_2d["accuracy_mean"],
+            color="tab:red",
+            linewidth=1.2,
+            linestyle="--",
+            drawstyle="steps-pre",
+            label="front: accuracy × consistency",
+            zorder=3,
+        )
     return plot.finish(name, "Accuracy vs shift consistency per configuration (mean over seeds)")
 
 

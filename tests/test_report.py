@@ -1077,6 +1077,29 @@ def test_failed_attempts_name_the_trial_that_ran_their_point_again():
     ]
 
 
+def test_a_front_of_one_configuration_draws_no_line_and_names_none(tmp_path: Path) -> None:
+    """A front of one point drew nothing, yet its legend named a red line; with two points and
+    more, the line is drawn and named."""
+    space = {"placement": ["none", "paper"], "filter_size": [3, 5]}
+    runs, config_cols = runs_table(make_study(tmp_path / "s", space, seeds=[0, 1]))
+    configs = aggregate_over_seeds(first_run_per_seed(runs), config_cols)
+    # (accuracy, consistency) of rows: one best on both axes; or each best on one axis
+    placed = {True: {0: (100.0, 100.0)}, False: {0: (100.0, 0.0), 1: (0.0, 100.0)}}
+    for lead, rows in placed.items():
+        table = configs.copy()
+        for row, values in rows.items():
+            for metric, value in zip(("accuracy", "consistency_circular"), values, strict=True):
+                columns = [f"{metric}_mean", f"{metric}_ci95_low", f"{metric}_ci95_high"]
+                table.loc[table.index[row], columns] = value
+        outcome = figs.accuracy_consistency_figure(table, "consistency_circular", [])
+        legend = [t.get_text() for t in outcome.figure.axes[0].get_legend().get_texts()]
+        lines = outcome.figure.axes[0].lines
+        drawn = [line for line in lines if line.get_label().startswith("front")]
+        assert ("front: accuracy × consistency" in legend) == (not lead) == bool(drawn)
+        assert ("no front line" in outcome.figure.get_suptitle()) == lead
+        plt.close(outcome.figure)
+
+
 def test_figures_say_what_runs_that_did_not_learn_take_away(tmp_path: Path) -> None:
     """Configurations with a run at chance are not drawn on the accuracy-consistency plane, a
     filter size whose runs are all at chance is named where its consistency is missing, and a
