@@ -368,8 +368,8 @@ def _split_by(
 def answer_questions(
     runs: pd.DataFrame, consistency_metric: str = "consistency_circular"
 ) -> list[Answer]:
-    """RQ1–RQ5 from the run table (one row per trial × seed); RQ2 and RQ4 also under the other
-    shift protocol (circular or crop) where the runs measured it (`RQ2-crop`, `RQ4-crop`)."""
+    """RQ1–RQ5 from the run table (one row per trial × seed); RQ2, RQ3 and RQ4 also under the
+    other shift protocol (circular or crop) where the runs measured it (`RQ2-crop`, ...)."""
     other_consistency = _other_protocol(consistency_metric)
     answers = [
         _metric_question(
@@ -397,17 +397,12 @@ def answer_questions(
             other_consistency,
             by_filter_size=True,
         ),
-        _metric_question(
-            runs,
-            "RQ3",
-            "Does accuracy fall less under diagonal shifts with blur?",
-            "accuracy_vs_shift_circular",
-            "the drop from accuracy at offset 0 to the mean over circular diagonal offsets 1..D",
-            extract=lambda column: column.map(shift_drop),
-            unit=" points",
-            yes_if="lower",
-        ),
+        _shift_drop_question(runs, "RQ3", "circular"),
     ]
+    if "accuracy_vs_shift_crop" in runs and runs["accuracy_vs_shift_crop"].map(
+        lambda curve: isinstance(curve, (list, tuple))
+    ).any():
+        answers.append(_shift_drop_question(runs, "RQ3-crop", "crop"))
     answers.append(
         _metric_question(
             runs,
@@ -436,6 +431,23 @@ def answer_questions(
         )
     )
     return answers
+
+
+def _shift_drop_question(runs: pd.DataFrame, key: str, protocol: str) -> Answer:
+    """RQ3 under one shift protocol: does accuracy fall less over the diagonal offsets?"""
+    return _metric_question(
+        runs,
+        key,
+        "Does accuracy fall less under diagonal shifts with blur?"
+        if protocol == "circular"
+        else f"Does accuracy fall less under diagonal {protocol} shifts with blur?",
+        f"accuracy_vs_shift_{protocol}",
+        f"the drop from accuracy at offset 0 to the mean over {protocol} diagonal offsets 1..D "
+        "(lower = flatter; below 0, the shifted images scored higher)",
+        extract=lambda column: column.map(shift_drop),
+        unit=" points",
+        yes_if="lower",
+    )
 
 
 def _other_protocol(metric: str) -> str:

@@ -619,7 +619,8 @@ def test_report_writes_every_file(full_report: tuple[Path, list[Path]]) -> None:
 def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) -> None:
     out_dir, _ = full_report
     summary = (out_dir / "summary.md").read_text()
-    for key in ("RQ1", "RQ2", "RQ2-crop", "RQ3", "RQ4", "RQ4-crop", "RQ5", "C1", "C2", "C3"):
+    for key in ("RQ1", "RQ2", "RQ2-crop", "RQ3", "RQ3-crop", "RQ4", "RQ4-crop", "RQ5", "C1", "C2",
+                "C3"):
         line = next(line for line in summary.splitlines() if f"**{key} — " in line)
         assert "95 % CI" in line and "n = " in line, line
     dashboard = f"`optuna-dashboard {(out_dir / 'journal.log').resolve()}`"
