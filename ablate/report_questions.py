@@ -180,8 +180,9 @@ def _effect_sentence(
         f"{verdict}: {name} is {format_value(treated, unit=unit)} with {contrast.treated_name} vs "
         f"{format_value(control, unit=unit)}{control_name} "
         f"(difference {format_value(diff.estimate, True, diff_unit)}"
-        f"{share}, {interval}; Welch t over runs, n = {diff.n_treated} {contrast.treated_runs} "
-        f"vs {diff.n_control} {contrast.control_runs} runs).{_few_runs_hint(diff)}"
+        f"{share}, {interval}; {'' if diff.low == diff.high else 'Welch t over runs, '}"
+        f"n = {diff.n_treated} {contrast.treated_runs} vs {diff.n_control} "
+        f"{contrast.control_runs} runs).{_few_runs_hint(diff)}"
     )
 
 
