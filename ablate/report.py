@@ -236,6 +236,7 @@ def _overview(
             else []
         ),
         *_baseline_network_items(runs),
+        *_throughput_spread_items(runs),
         *_late_gain_items(runs),
         *_evaluation_items(runs),
         f"varied: {', '.join(varied) or 'nothing'}",
@@ -328,6 +329,32 @@ def _evaluation_items(runs: pd.DataFrame) -> list[str]:
         f"{values('shift')}) for consistency and the adversary and at "
         f"{values('diagonal', lambda d: d + 1)} diagonal offsets for accuracy vs shift"
     ]
+
+
+#: A configuration whose runs' throughput differs by more than this factor was timed on a
+#: machine whose load changed between its runs.
+THROUGHPUT_SPREAD = 2.0
+
+
+def _throughput_spread_items(runs: pd.DataFrame) -> list[str]:
+    """Configurations whose runs' throughput differs by more than THROUGHPUT_SPREAD: other load
+    on the machine timed them, and the speed answers (and a front that optimises speed) with
+    them."""
+    items = []
+    for metric in ("train_images_per_s", "infer_images_per_s"):
+        if metric not in runs:
+            continue
+        speeds = pd.to_numeric(runs[metric], errors="coerce").where(lambda v: v > 0)
+        spread = speeds.groupby(runs[CONFIG_KEY]).agg(lambda v: v.max() / v.min())
+        uneven = spread[spread > THROUGHPUT_SPREAD]
+        if len(uneven):
+            items.append(
+                f"`{metric}` varied more than {THROUGHPUT_SPREAD:g}× between the runs of "
+                f"{len(uneven)} of {spread.notna().sum()} configurations (up to "
+                f"{uneven.max():.1f}×): other load on the machine timed them, so the answers on "
+                "speed, and a front that optimises it, rest on that load"
+            )
+    return items
 
 
 def _late_gain_items(runs: pd.DataFrame) -> list[str]:

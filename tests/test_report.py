@@ -1079,6 +1079,25 @@ def test_failed_attempts_name_the_trial_that_ran_their_point_again():
     ]
 
 
+def test_throughput_that_varied_between_a_configurations_runs_is_flagged(tmp_path: Path) -> None:
+    """A shared machine can time one configuration's runs 5x apart: the summary says so, since
+    the speed answers and the front rest on it; steady runs get no such line."""
+    space = {"placement": ["none", "paper"], "filter_size": [3]}
+    uneven = {"train_images_per_s": 100.0, "infer_images_per_s": 300.0}
+    make_study(tmp_path / "s", space, seeds=[0, 1],
+               made_by=lambda config, seed: uneven if seed and config["placement"] == "paper"
+               else {})  # fmt: skip
+    write_report(tmp_path / "s")
+    summary = (tmp_path / "s" / "summary.md").read_text()
+    assert "`train_images_per_s` varied more than 2× between the runs of 1 of 2 configurations" in (
+        summary
+    )
+    assert "`infer_images_per_s` varied more than 2×" in summary
+    make_study(tmp_path / "steady", space, seeds=[0, 1])
+    write_report(tmp_path / "steady")
+    assert "varied more than" not in (tmp_path / "steady" / "summary.md").read_text()
+
+
 def test_a_front_of_one_configuration_draws_no_line_and_names_none(tmp_path: Path) -> None:
     """A front of one point drew nothing, yet its legend named a red line; with two points and
     more, the line is drawn and named."""
