@@ -214,6 +214,15 @@ def _clip_percent_axis(ax: plt.Axes) -> None:
     ax.set_ylim(max(low, -1.0), min(high, 101.0))
 
 
+def _bars_cut(ax: plt.Axes, table: pd.DataFrame, x: str, y: str) -> bool:
+    """Whether an interval of `_errorbars` reaches past the axes' limits."""
+    for metric, (low, high) in ((x, ax.get_xlim()), (y, ax.get_ylim())):
+        ends = table.reindex(columns=[f"{metric}_ci95_low", f"{metric}_ci95_high"])
+        if ((ends < low) | (ends > high)).to_numpy().any():
+            return True
+    return False
+
+
 def _zoom_to_points(ax: plt.Axes, xs: pd.Series, ys: pd.Series) -> None:
     """Frame the means, not the intervals: with 2 seeds t(0.975, 1) = 12.7 makes the bars so
     long that they would squash every point into the middle. Clipped bars run off the edge."""
@@ -316,9 +325,9 @@ def _scatter_by_variant(
         data[size_column] = rounded.astype(int) if rounded.notna().all() else rounded
     fig, ax = plt.subplots(figsize=(8.5, 5.5))
     notes = []
+    bars = False
     if len(data) <= MAX_POINTS_WITH_BARS:
-        if _errorbars(ax, data, x, y):
-            notes.append("grey bars: 95 % t-interval over seeds")
+        bars = _errorbars(ax, data, x, y)
     else:
         notes.append(f"{len(data)} configurations: interval bars left out (see configs.csv)")
     sns.scatterplot(
@@ -336,6 +345,9 @@ def _scatter_by_variant(
         zorder=2,
     )
     _zoom_to_points(ax, data[f"{x}_mean"], data[f"{y}_mean"])
+    if bars:
+        cut = ", cut at the frame (configs.csv has them whole)" if _bars_cut(ax, data, x, y) else ""
+        notes.insert(0, f"grey bars: 95 % t-interval over seeds{cut}")
     ax.set_xlabel(metric_label(x))
     ax.set_ylabel(metric_label(y))
     if style is None:

@@ -1098,6 +1098,25 @@ def test_throughput_that_varied_between_a_configurations_runs_is_flagged(tmp_pat
     assert "varied more than" not in (tmp_path / "steady" / "summary.md").read_text()
 
 
+def test_interval_bars_cut_at_the_frame_are_said_to_be(tmp_path: Path) -> None:
+    """The scatters frame the means: bars longer than the frame (two seeds, t = 12.7) run off
+    it, and the caption says so; bars inside it get no such words."""
+    space = {"placement": ["none", "paper"], "filter_size": [3, 5]}
+    runs, config_cols = runs_table(make_study(tmp_path / "s", space, seeds=[0, 1]))
+    configs = aggregate_over_seeds(first_run_per_seed(runs), config_cols)
+    outcome = figs.accuracy_consistency_figure(configs, "consistency_circular", [])
+    title = outcome.figure.get_suptitle()
+    assert "grey bars: 95 % t-interval over seeds, cut at the frame" in title
+    plt.close(outcome.figure)
+    for metric in ("accuracy", "consistency_circular", "train_images_per_s"):
+        configs[f"{metric}_ci95_low"] = configs[f"{metric}_mean"] - 1e-3
+        configs[f"{metric}_ci95_high"] = configs[f"{metric}_mean"] + 1e-3
+    outcome = figs.accuracy_consistency_figure(configs, "consistency_circular", [])
+    title = outcome.figure.get_suptitle()
+    assert "grey bars: 95 % t-interval over seeds" in title and "cut at the frame" not in title
+    plt.close(outcome.figure)
+
+
 def test_a_front_of_one_configuration_draws_no_line_and_names_none(tmp_path: Path) -> None:
     """A front of one point drew nothing, yet its legend named a red line; with two points and
     more, the line is drawn and named."""
