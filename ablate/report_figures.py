@@ -840,8 +840,9 @@ def importance_figure(study: optuna.Study, objectives: Sequence[Objective]) -> F
         lacking = []
         if len(varied) < 2:
             lacking.append(
-                f"varies {len(varied)} parameter(s) ({', '.join(varied) or 'none'}) across those "
-                "trials"
+                f"varies only {varied[0]} across those trials"
+                if varied
+                else "varies no parameter across those trials"
             )
         if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
             lacking.append(f"has {len(complete)} finished trial(s) whose runs all learned")

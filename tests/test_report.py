@@ -931,7 +931,7 @@ def test_study_varying_one_parameter_reports_through_the_cli(
     summary = (out_dir / "summary.md").read_text()
     assert (
         "parameter importance needs at least 2 parameters varied across 10 or more finished "
-        "trials whose runs all learned; this study varies 1 parameter(s) (filter_size) across "
+        "trials whose runs all learned; this study varies only filter_size across "
         "those trials and has 3 finished trial(s) whose runs all learned" in summary
     )
     assert "varied: filter_size" in summary
