@@ -58,7 +58,8 @@ def test_a_curve_of_diagonal_one_answers_rq3_with_the_exact_drop() -> None:
     )
     assert _answer(runs, "RQ3") == (
         "Yes: the drop from accuracy at offset 0 to the mean over circular diagonal offsets 1..D "
-        "is 2.00 points with blur vs 7.00 points without (difference -5.00 points, "
+        "(lower = flatter; below 0, the shifted images scored higher) is 2.00 points with blur "
+        "vs 7.00 points without (difference -5.00 points, "
         "95 % CI [-7.27, -2.73] points; Welch t over runs, n = 3 blurred vs 3 no-blur runs)."
     )
 
@@ -145,7 +146,7 @@ def test_a_cost_blur_leaves_exactly_unchanged_is_answered_no_difference() -> Non
     assert _answer(runs, "C3") == (
         "No, no difference: the forward pass's MFLOPs per image is 17.40 MFLOPs with blur vs "
         "17.40 MFLOPs without (difference +0.00 MFLOPs or +0.00 %, exact: every run of each "
-        "group gave the same value; Welch t over runs, n = 3 blurred vs 3 no-blur runs)."
+        "group gave the same value; n = 3 blurred vs 3 no-blur runs)."
     )
 
 
