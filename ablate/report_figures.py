@@ -59,7 +59,9 @@ CAPTIONS = {
     ),
     "accuracy_vs_shift": (
         "RQ3 (the paper's diagonal-shift plot): accuracy when the test images are shifted by d "
-        "pixels down and right; a flatter curve means less sensitivity to the shift."
+        "pixels along the diagonal (circular: the content rolls d pixels down and right; crop: "
+        "the crop window moves d pixels down and right, so the content moves up and left); a "
+        "flatter curve means less sensitivity to the shift."
     ),
     "accuracy_during_training": (
         "Whether the short runs had finished learning: test accuracy after each quarter of the "
@@ -688,7 +690,7 @@ def shift_curve_figure(runs: pd.DataFrame, palette: Palette | None = None) -> Fi
         return FigureOutcome(name, None, f"skipped: {reason}")
     grid = _curve_grid(pd.DataFrame(long), "d", palette, row="protocol")
     grid.set_titles("{row_name} shift · placement {col_name}")
-    _label_grid(grid, "Diagonal shift d (pixels down and right)", "Test accuracy (%)")
+    _label_grid(grid, "Diagonal shift d (pixels)", "Test accuracy (%)")
     for ax in grid.axes.flat:
         ax.xaxis.get_major_locator().set_params(integer=True)
     notes = [
