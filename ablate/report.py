@@ -129,16 +129,28 @@ def front_table(configs: pd.DataFrame, varied: Sequence[str], meta: StudyMeta) -
 def all_configs_table(
     configs: pd.DataFrame, varied: Sequence[str], meta: StudyMeta
 ) -> pd.DataFrame:
-    """Every configuration, best first by the first objective, marked where on the front (to
-    compare any two, not only the front's)."""
+    """Every configuration, best first by the first objective, marked where on the front, or
+    why it cannot be (a seed that did not learn makes it infeasible): to compare any two, not
+    only the front's."""
     first = meta.objectives[0]
     ordered = configs.sort_values(
         f"{first.metric}_mean", ascending=first.direction == "minimize", na_position="last"
     )
     table = config_table(ordered, varied, meta)
-    on_front = ordered["pareto"] if "pareto" in ordered else [False] * len(ordered)
-    table.insert(0, "front", ["✓" if on else "" for on in on_front])
+    table.insert(0, "front", [_front_cell(row) for _, row in ordered.iterrows()])
     return table
+
+
+def _front_cell(row: pd.Series) -> str:
+    """✓ on the front; why an infeasible configuration cannot be (`mark_front`); else blank."""
+    if row.get("pareto", False):
+        return "✓"
+    if row.get("feasible", True):
+        return ""
+    stuck = int(row.get("seeds_at_chance", 0))
+    if stuck:
+        return f"off: {stuck} of {int(row['n_seeds'])} seeds did not learn"
+    return "off: a constraint does not hold"
 
 
 def config_table(configs: pd.DataFrame, varied: Sequence[str], meta: StudyMeta) -> pd.DataFrame:

@@ -29,7 +29,14 @@ from optuna.storages.journal import JournalFileBackend
 
 from ablate import report_figures as figs
 from ablate.pareto import non_dominated, pareto_mask
-from ablate.report import _late_gain_items, main, make_figures, mark_front, write_report
+from ablate.report import (
+    _late_gain_items,
+    all_configs_table,
+    main,
+    make_figures,
+    mark_front,
+    write_report,
+)
 from ablate.report_choices import choice_answers
 from ablate.report_questions import (
     NO_BLUR,
@@ -438,6 +445,11 @@ def test_front_with_constraints_agrees_with_best_trials(
     assert expected and _front_trials(study, out_dir) == expected
     everything = {t.number for t in make_study(tmp_path / "u", FULL_SPACE, [0, 1]).best_trials}
     assert expected != everything  # the bounds rule out part of the front
+    meta = read_meta(out_dir)
+    runs, config_cols = runs_table(study)
+    configs = mark_front(aggregate_over_seeds(first_run_per_seed(runs), config_cols), meta)
+    cells = all_configs_table(configs, ["placement"], meta)["front"]
+    assert (cells == "off: a constraint does not hold").sum() == (~configs["feasible"]).sum() > 0
 
 
 def test_runs_at_chance_are_listed_left_out_of_consistency_and_off_the_front(
@@ -483,6 +495,10 @@ def test_runs_at_chance_are_listed_left_out_of_consistency_and_off_the_front(
         line = next(line for line in summary.splitlines() if f"**{key} — " in line)
         assert f"n = {runs} no-blur runs" in line, line
     assert section.count("\n| 0 | 1 |") == 1 and section.count("\n| 3 |") == 2
+    # the table of every configuration says why two cannot be on the front
+    table = summary.split("## All configurations\n", 1)[1].split("\n## ", 1)[0]
+    assert table.count("| off: 1 of 2 seeds did not learn |") == 1
+    assert table.count("| off: 2 of 2 seeds did not learn |") == 1
 
 
 def test_a_report_of_an_unfinished_study_says_so_first(tmp_path: Path) -> None:
