@@ -77,11 +77,11 @@ def shift_drop(accuracies: object) -> float:
     return float(values[0] - values[1:].mean())
 
 
-def format_value(value: float, signed: bool = False, unit: str = "") -> str:
-    """Two decimals and the unit; 'n/a' alone when there is no number."""
+def format_value(value: float, signed: bool = False, unit: str = "", decimals: int = 2) -> str:
+    """`decimals` decimals and the unit; 'n/a' alone when there is no number."""
     if not np.isfinite(value):
         return "n/a"
-    return (f"{value:+.2f}" if signed else f"{value:.2f}") + unit
+    return f"{value:{'+' if signed else ''}.{decimals}f}{unit}"
 
 
 def difference_unit(unit: str) -> str:
@@ -156,6 +156,12 @@ def _effect_sentence(
     difference as a share of the control's mean (for costs, where the ratio is what carries)."""
     treated, control = means
     diff_unit = difference_unit(unit)
+    # a pure number near 1 (filter TV: 1.744 vs 1.766) needs a third decimal to show its change
+    places = 3 if not unit and max(abs(treated), abs(control)) < 10 else 2
+
+    def number(value: float, signed: bool = False, shown_unit: str = "") -> str:
+        return format_value(value, signed, shown_unit, places)
+
     share = (
         f" or {format_value(100 * diff.estimate / control, True, ' %')}"
         if relative and control
@@ -171,15 +177,13 @@ def _effect_sentence(
             "that varies by seed"
         )
     else:
-        interval = (
-            f"95 % CI [{format_value(diff.low, True)}, {format_value(diff.high, True)}]{diff_unit}"
-        )
+        interval = f"95 % CI [{number(diff.low, True)}, {number(diff.high, True)}]{diff_unit}"
     verdict = _verdict(diff, yes_if)
     control_name = f" with {contrast.control_name}" if contrast.control_name else " without"
     return (
-        f"{verdict}: {name} is {format_value(treated, unit=unit)} with {contrast.treated_name} vs "
-        f"{format_value(control, unit=unit)}{control_name} "
-        f"(difference {format_value(diff.estimate, True, diff_unit)}"
+        f"{verdict}: {name} is {number(treated, shown_unit=unit)} with {contrast.treated_name} vs "
+        f"{number(control, shown_unit=unit)}{control_name} "
+        f"(difference {number(diff.estimate, True, diff_unit)}"
         f"{share}, {interval}; {'' if diff.low == diff.high else 'Welch t over runs, '}"
         f"n = {diff.n_treated} {contrast.treated_runs} vs {diff.n_control} "
         f"{contrast.control_runs} runs).{_few_runs_hint(diff)}"
