@@ -77,8 +77,6 @@ class PoolGrid(nn.Module):
             extra_w = self._overhang(x.shape[-1], cols)
             if extra_h > 0 or extra_w > 0:
                 x = F.pad(x, [0, max(extra_w, 0), 0, max(extra_h, 0)], value=-math.inf)
-        # narrow, not a slice: a slice's end is clamped to the map, a comparison torch.export
-        # would make a guard of (specialising a dynamic size), where narrow asserts it at run time
         out = self.inner(x)
         if not torch.jit.is_scripting() and exporting():
             # a slice's end is clamped to the map: a comparison torch.export cannot prove for

@@ -558,6 +558,10 @@ def identity_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list
     return _differences("", comparable_identity(old), comparable_identity(new))
 
 
+#: How a difference names a key one side lacks.
+_ABSENT = "(absent)"
+
+
 def _differences(path: str, before: Any, after: Any) -> list[str]:
     if isinstance(before, dict) and isinstance(after, dict):
         return [
@@ -568,9 +572,6 @@ def _differences(path: str, before: Any, after: Any) -> list[str]:
             )
         ]
     return [] if before == after else [_difference(path, before, after)]
-
-
-_ABSENT = "(absent)"
 
 
 def _difference(key: str, before: Any, after: Any) -> str:
