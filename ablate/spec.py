@@ -629,6 +629,16 @@ def _varying_one(spec: StudySpec, varied: str) -> typing.Callable[[str, Paramete
     return values_of
 
 
+def data_sources(spec: StudySpec) -> set[tuple[str, str | None]]:
+    """Each (dataset, data_dir) the study's trials read, so a run can look for them first."""
+    varied = [name for name in ("dataset", "data_dir") if name in spec.space]
+    points = [point for name in varied for point in spec.grid_points(_varying_one(spec, name))]
+    configs = [
+        spec.point_config(point, seed=spec.seeds[0]) for point in points or [spec.first_point()]
+    ]
+    return {(config.dataset, config.data_dir) for config in configs}
+
+
 def _check_whole_configs(spec: StudySpec) -> list[str]:
     """Build full VariantConfigs: every grid point; for a sampled space every combination of
     its choices and range ends (its conditions followed), else, past MAX_CHECKED_POINTS, each
@@ -702,8 +712,7 @@ def _field_problem(name: str, value: Any, check_value: bool = True) -> str | Non
     fields = [f for f in VariantConfig.model_fields if f not in RESERVED_FIELDS]
     if name not in fields:
         return (
-            f"unknown field {name!r}{did_you_mean(name, fields)}; "
-            f"valid fields: {', '.join(fields)}"
+            f"unknown field {name!r}{did_you_mean(name, fields)}; valid fields: {', '.join(fields)}"
         )
     if not check_value:
         return None

@@ -30,9 +30,10 @@ import torch
 from optuna.storages import BaseStorage
 from tqdm import tqdm
 
+from ablate.data import find_data
 from ablate.results import write_results
 from ablate.reuse import finished_runs, run_key, runs_taken_from
-from ablate.spec import CUDA_ONLY_METRICS, SpecError, StudySpec, load_spec
+from ablate.spec import CUDA_ONLY_METRICS, SpecError, StudySpec, data_sources, load_spec
 from ablate.storage import (
     StorageLocation,
     check_can_be_made,
@@ -202,8 +203,8 @@ def check_destination(
 ) -> tuple[StorageLocation, list[str | None], BaseStorage | None]:
     """The study's storage, its workers' CUDA_VISIBLE_DEVICES and the storage opened if it
     exists (`existing_storage`), once checked before anything runs: the output folder is not
-    a file, the storage can be opened by the workers asked for, and a study of this name in it
-    was made from this spec."""
+    a file, the data folders are there, the storage can be opened by the workers asked for, and
+    a study of this name in it was made from this spec."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {str(out_dir)!r} is a file: give a folder (made if missing)")
     check_can_be_made(out_dir.absolute(), "--out", folder=True)
@@ -215,6 +216,11 @@ def check_destination(
             f"--out {str(out_dir)!r} holds the files of study {other!r}: give study "
             f"{spec.name!r} a folder of its own (--storage names a storage to share)"
         )
+    for dataset, data_dir in sorted(data_sources(spec), key=str):
+        try:
+            find_data(dataset, data_dir)
+        except FileNotFoundError as error:
+            raise ValueError(f"dataset {dataset!r}: {error}") from None
     location = locate_storage(options.storage or spec.storage, out_dir)
     pins = worker_pins(options)
     wanted = {m.metric for m in (*spec.objectives, *spec.constraints)}

@@ -495,6 +495,36 @@ def test_a_dry_run_refuses_a_destination_the_run_could_not_use(tmp_path, capsys,
     assert message in capsys.readouterr().err
 
 
+def test_a_dry_run_refuses_a_data_folder_that_is_not_there(tmp_path, capsys):
+    """Checked before anything trains, with no probe too: each trial would have failed on it.
+    Every dataset a space's choices read is looked for, not only the first."""
+    cifar, images, nowhere = tmp_path / "cifar", tmp_path / "images", tmp_path / "nowhere"
+    (cifar / "cifar-10-batches-py").mkdir(parents=True)
+    (images / "train" / "a").mkdir(parents=True)
+    (images / "test").mkdir()
+    either = {"dataset": {"choices": ["cifar10", "folder"]}}
+    path = tmp_path / "spec.yaml"
+    cli = ["--space", str(path), "--out", str(tmp_path / "out"), "--dry-run", "--no-probe"]
+    for base, space, refusal in [
+        ({"dataset": "cifar10", "data_dir": nowhere}, None, f"{str(nowhere)!r} is not a folder"),
+        ({"dataset": "folder", "data_dir": cifar}, None, f"{str(cifar)!r} has no train/ folder"),
+        ({"data_dir": cifar}, either, f"{str(cifar)!r} has no train/ folder"),
+        ({"data_dir": images}, either, f"no CIFAR-10 batches in {str(images)!r}"),
+    ]:
+        data = make_spec(tmp_path).model_dump(mode="json", by_alias=True, exclude_none=True)
+        data["base"] = {"model": "vgg", "epochs": 1} | {k: str(v) for k, v in base.items()}
+        data["space"] = space or data["space"]
+        path.write_text(yaml.safe_dump(data))
+        assert main(cli) == 2
+        assert refusal in capsys.readouterr().err
+    data["space"] = {"dataset": {"choices": ["folder", "cifar10"]}}
+    path.write_text(yaml.safe_dump(data))
+    assert main(cli) == 2, "a choice after the first is looked for too"
+    data["space"] = {"dataset": {"choices": ["folder"]}}
+    path.write_text(yaml.safe_dump(data))
+    assert main(cli) == 0, "a folder of the right layout passes (its images are read later)"
+
+
 def test_a_journal_record_cut_short_is_moved_aside_and_the_study_resumes(tmp_path, monkeypatch):
     """A full disk or a kill mid-write leaves half a record; the next record would have been
     glued to it and the study lost. It is cut off (kept beside the journal) on the next open."""

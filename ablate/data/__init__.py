@@ -17,8 +17,8 @@ import torch
 
 from ablate.data.augment import augment
 from ablate.data.cifar10 import NUM_CLASSES as CIFAR10_CLASSES
-from ablate.data.cifar10 import read_cifar10
-from ablate.data.folder import LAYOUT, index_image_folder, read_images
+from ablate.data.cifar10 import locate_batches, read_cifar10
+from ablate.data.folder import LAYOUT, index_image_folder, read_images, split_folders
 from ablate.data.synthetic import NUM_CLASSES as SYNTHETIC_CLASSES
 from ablate.data.synthetic import make_synthetic
 
@@ -31,7 +31,15 @@ DATA_DIRS = {
     "folder": LAYOUT,
 }
 
-__all__ = ["DATASETS", "DATA_DIRS", "NATIVE_SIZE", "Splits", "augment", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "DATA_DIRS",
+    "NATIVE_SIZE",
+    "Splits",
+    "augment",
+    "find_data",
+    "load_dataset",
+]
 
 
 class Splits(NamedTuple):
@@ -106,6 +114,15 @@ def check_source(dataset: str, data_dir: str | None, image_size: int) -> None:
             f"image_size={image_size} needs dataset 'folder': {dataset!r} images are "
             f"{NATIVE_SIZE}×{NATIVE_SIZE}, so leave image_size at {NATIVE_SIZE} for it"
         )
+
+
+def find_data(dataset: str, data_dir: str | None) -> None:
+    """Raise FileNotFoundError unless `data_dir` holds the top folders or files `dataset`
+    reads (DATA_DIRS): a cheap look, so a study refuses a wrong path before it trains."""
+    if dataset == "cifar10":
+        locate_batches(data_dir)
+    elif dataset == "folder":
+        split_folders(data_dir)
 
 
 def _seeded_subsets(

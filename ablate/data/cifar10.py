@@ -36,7 +36,7 @@ class Cifar10(NamedTuple):
 
 def read_cifar10(data_dir: str | Path) -> Cifar10:
     """Read all training and test batches under `data_dir` (python or binary format)."""
-    folder, binary = _locate(Path(data_dir).expanduser())
+    folder, binary = locate_batches(data_dir)
     read = _read_binary_batch if binary else _read_pickled_batch
     suffix = ".bin" if binary else ""
     train = [read(_required(folder, name + suffix)) for name in TRAIN_BATCHES]
@@ -47,8 +47,10 @@ def read_cifar10(data_dir: str | Path) -> Cifar10:
     )
 
 
-def _locate(root: Path) -> tuple[Path, bool]:
-    """The folder holding the batches and whether it is the binary format."""
+def locate_batches(data_dir: str | Path) -> tuple[Path, bool]:
+    """The folder holding the batches and whether it is the binary format, found without
+    reading them."""
+    root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"CIFAR-10 data_dir {str(root)!r} is not a folder")
     if root.name in (PY_FOLDER, BIN_FOLDER):
