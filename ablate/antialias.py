@@ -114,7 +114,8 @@ _ACTIVATION_FUNCTIONS = (
     torch.sigmoid_, torch.tanh, torch.tanh_, torch.selu, torch.selu_, torch.celu, torch.celu_,
     torch.prelu, torch.rrelu, torch.rrelu_,
 )  # fmt: skip
-_ACTIVATION_METHODS = ("relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_")
+_RELU_METHODS = ("relu", "relu_")
+_ACTIVATION_METHODS = (*_RELU_METHODS, "sigmoid", "sigmoid_", "tanh", "tanh_")
 # the normalisations a strided conv's activation may follow, and how a SiteChange names them
 # (_BatchNorm: BatchNorm2d, SyncBatchNorm and lazy BatchNorm alike)
 _NORMS_LABELS = ((_BatchNorm, "BN"), (nn.GroupNorm, "GN"), (nn.InstanceNorm2d, "IN"))
@@ -864,7 +865,7 @@ def _is_relu(graph_module: fx.GraphModule, node: fx.Node) -> bool:
         return type(graph_module.get_submodule(node.target)) is nn.ReLU
     if node.op == "call_function":
         return node.target in _RELUS
-    return node.op == "call_method" and node.target in ("relu", "relu_")
+    return node.op == "call_method" and node.target in _RELU_METHODS
 
 
 def _label(graph_module: fx.GraphModule, node: fx.Node) -> str:

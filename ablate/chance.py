@@ -53,9 +53,9 @@ def binomial_tail(successes: int, trials: int, rate: float) -> float:
     return min(1.0, math.exp(peak) * math.fsum(math.exp(t - peak) for t in log_terms))
 
 
-def learned(accuracy: float, n_test: int, chance: float, alpha: float = LEARNED_ALPHA) -> bool:
-    """Whether `accuracy` (%) on `n_test` images beats `chance` (%) at level `alpha`."""
+def learned(accuracy: float, n_test: int, chance: float) -> bool:
+    """Whether `accuracy` (%) on `n_test` images beats `chance` (%) at level LEARNED_ALPHA."""
     if n_test < 1:
         raise ValueError(f"n_test must be >= 1, got {n_test}")
     correct = round(accuracy * n_test / 100)
-    return binomial_tail(correct, n_test, chance / 100) < alpha
+    return binomial_tail(correct, n_test, chance / 100) < LEARNED_ALPHA

@@ -186,12 +186,10 @@ def conv3x3(
     )
 
 
-def conv_bn_relu(
-    in_channels: int, out_channels: int, stride: int = 1, padding_mode: str = "zeros"
-) -> nn.Sequential:
-    """3×3 convolution → BatchNorm → ReLU."""
+def conv_bn_relu(in_channels: int, out_channels: int, padding_mode: str = "zeros") -> nn.Sequential:
+    """3×3 convolution (stride 1) → BatchNorm → ReLU."""
     return nn.Sequential(
-        conv3x3(in_channels, out_channels, stride, padding_mode),
+        conv3x3(in_channels, out_channels, padding_mode=padding_mode),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )

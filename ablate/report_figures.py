@@ -27,6 +27,7 @@ from ablate.pareto import non_dominated
 from ablate.report_questions import NO_BLUR, SPLIT_BY, blur_groups, converted, varied_splits
 from ablate.report_stats import mean_interval
 from ablate.report_table import Objective, at_chance, counted_once
+from ablate.shifts import SHIFT_KINDS
 from ablate.variant_config import VariantConfig, unused_fields
 from kernels.files import atomic_write
 
@@ -81,7 +82,6 @@ CAPTIONS = {
         "How much each varied parameter decides each objective (Optuna's PED-ANOVA)."
     ),
 }
-SHIFT_PROTOCOLS = ("circular", "crop")
 Palette = dict[str, tuple[float, ...]]  # a colour per filter label
 
 
@@ -674,7 +674,7 @@ def _curve_grid(
 def shift_curve_figure(runs: pd.DataFrame, palette: Palette | None = None) -> FigureOutcome:
     """Accuracy at diagonal offsets 0..D, per filter, one panel per placement and protocol (RQ3)."""
     name = "accuracy_vs_shift"
-    protocols = [p for p in SHIFT_PROTOCOLS if f"accuracy_vs_shift_{p}" in runs]
+    protocols = [p for p in SHIFT_KINDS if f"accuracy_vs_shift_{p}" in runs]
     if runs.empty or not protocols:
         return FigureOutcome(name, None, "skipped: the runs carry no accuracy_vs_shift_* lists")
     data = _with_baseline_per_placement(runs)
@@ -780,7 +780,7 @@ def filter_tv_figure(runs: pd.DataFrame) -> FigureOutcome:
 def adversarial_figure(runs: pd.DataFrame) -> FigureOutcome:
     """Shift-adversarial accuracy per filter, with and without augmentation (RQ4)."""
     name = "adversarial_accuracy"
-    protocols = [p for p in SHIFT_PROTOCOLS if f"adversarial_{p}" in runs]
+    protocols = [p for p in SHIFT_KINDS if f"adversarial_{p}" in runs]
     if runs.empty or not protocols:
         return FigureOutcome(name, None, "skipped: the runs carry no adversarial_* metric")
     data = _with_baseline_per_placement(runs)

@@ -16,6 +16,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from ablate.pareto import DIRECTIONS
 from ablate.report_stats import metric_interval
 from ablate.spec import StudySpec
 from ablate.storage import (
@@ -28,7 +29,6 @@ from ablate.storage import (
 from ablate.variant_config import BLUR_FIELDS, run_identity, taps_per_axis, unused_fields
 from kernels.files import atomic_write, read_json
 
-DIRECTIONS = ("maximize", "minimize")
 CONFIG_KEY = "config_key"
 #: The run identity of the network a run trained: its configuration's, or the baseline's
 #: (placement none) where the run recorded `baseline_network` (a one-tap filter at max-pools).

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ablate.train import make_optimizer, memory_format_for, training_step
+from ablate.train import amp_for, make_optimizer, memory_format_for, training_step
 
 if TYPE_CHECKING:
     from ablate.variant_config import VariantConfig
@@ -47,7 +47,7 @@ def measure_speed(
     """
     device = torch.device(device)
     memory_format = memory_format_for(config, device)
-    amp = config.amp and device.type == "cuda"
+    amp = amp_for(config, device)
     batch = config.throughput_batch
     model = copy.deepcopy(model).to(device=device, memory_format=memory_format)
     x = torch.randn(batch, *image_shape, device=device).contiguous(memory_format=memory_format)

@@ -719,7 +719,7 @@ def _dry_run_lines(spec: StudySpec, out_dir: Path, options: RunOptions, probe: b
         )
     if not left:
         return lines
-    return lines + estimate_time(spec, left, len(pins), options.device, None, probe=probe)
+    return lines + estimate_time(spec, left, len(pins), options.device, options.objective, probe)
 
 
 def _report_outcome(spec: StudySpec, status: QueueStatus, out_dir: Path) -> int:

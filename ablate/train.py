@@ -81,7 +81,7 @@ def train(
     schedule = make_schedule(optimizer, config, steps)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     batches = _index_batches(x.shape[0], batch_size, generator)
-    amp = config.amp and device.type == "cuda"
+    amp = amp_for(config, device)
     probe_at = probe_steps(steps) if probe is not None else []
 
     losses: list[float] = []
@@ -198,9 +198,15 @@ def make_schedule(
 
 
 def memory_format_for(config: VariantConfig, device: torch.device) -> torch.memory_format:
+    """channels_last where `config.channels_last` asks for it and the device is CUDA."""
     if config.channels_last and device.type == "cuda":
         return torch.channels_last
     return torch.contiguous_format
+
+
+def amp_for(config: VariantConfig, device: torch.device) -> bool:
+    """Whether to run under bf16 autocast: where `config.amp` asks and the device is CUDA."""
+    return config.amp and device.type == "cuda"
 
 
 def _index_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:

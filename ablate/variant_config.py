@@ -19,8 +19,9 @@ from pydantic import (
     model_validator,
 )
 
-from ablate.data import DATA_DIRS, check_source
+from ablate.data import DATA_DIRS, Dataset, check_source
 from ablate.models import check_image_size, check_model_name, model_arguments
+from ablate.shifts import CropFill
 from kernels.filters import filter_taps
 from kernels.options import Backend, FilterFamily, PaddingMode
 
@@ -129,7 +130,7 @@ class VariantConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # data
-    dataset: Literal["synthetic", "cifar10", "folder"] = Field(
+    dataset: Dataset = Field(
         "synthetic", description="'folder': your own images, data_dir/{train,test}/<class>/"
     )
     data_dir: str | None = Field(None, description="where 'cifar10' or 'folder' reads from")
@@ -189,7 +190,7 @@ class VariantConfig(BaseModel):
     shift: Int = Field(4, ge=0, description="S: offsets [-S, S]^2 of consistency and adversary")
     diagonal: Int = Field(8, ge=0, description="D: diagonal offsets 0..D")
     crop_pad: Int = Field(8, ge=0, description="P: padding of the crop-shift protocol")
-    crop_fill: Literal["zeros", "reflect"] = "zeros"
+    crop_fill: CropFill = "zeros"
     throughput_batch: Int = Field(256, ge=1)
 
     @model_validator(mode="after")

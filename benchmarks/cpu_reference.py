@@ -23,7 +23,8 @@ from benchmarks.table_output import write_csv
 from kernels import blur_pool2d, max_blur_pool2d
 from kernels.baselines import pad_conv_formulation, smallest_side
 from kernels.cli_types import output_file, positive, shape_text
-from kernels.measure import parse_shape
+from kernels.layout import LAYOUTS, memory_format
+from kernels.measure import DTYPES, parse_shape
 
 Op = Callable[[torch.Tensor], torch.Tensor]
 CPU = torch.device("cpu")
@@ -61,8 +62,8 @@ def measure(
     """Median ms per op, layout and pass, and each as a multiple of ``MaxPool2d(2, 2)``'s."""
     base = torch.randn(shape, dtype=dtype)
     inputs = {
-        "NCHW": base,
-        "channels_last": base.contiguous(memory_format=torch.channels_last),
+        layout: base.contiguous(memory_format=memory_format(layout == "channels_last"))
+        for layout in LAYOUTS
     }
     runs = [
         (name, layout, mode, op, x, timer)
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--shape", type=shape_text, default="128x64x32x32", help="NxCxHxW (default 128x64x32x32)"
     )
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     parser.add_argument("--filter-size", type=positive(int), default=4, help="default 4")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=positive(int), default=15, help="default 15")
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     table = measure(
         shape,
-        getattr(torch, args.dtype),
+        DTYPES[args.dtype],
         args.filter_size,
         args.warmup,
         args.repeats,

@@ -42,8 +42,8 @@ from kernels import BlurPool2d, MaxBlurPool2d
 from kernels.baselines import MAX_KERNEL
 from kernels.bench import OPS
 from kernels.cli_types import output_file, positive, run_command, shape_text
-from kernels.layout import LAYOUTS
-from kernels.measure import parse_shape
+from kernels.layout import LAYOUTS, memory_format
+from kernels.measure import DTYPES, parse_shape
 
 LAUNCHES = ("none", "cuda")
 
@@ -101,7 +101,7 @@ def measure(shape: tuple[int, ...], dtype: torch.dtype, filter_size: int, *, lau
     with compile_only(arch, device) if not on_cuda else contextlib.nullcontext():
         for op in OPS:
             for layout in LAYOUTS:
-                fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+                fmt = memory_format(layout == "channels_last")
                 x = torch.randn(shape, device=target).to(dtype=dtype, memory_format=fmt)
                 module = fused_module(op, shape[1], filter_size).to(target)
                 times = phases(module, x.requires_grad_(True), number, repeat, sync)
@@ -123,8 +123,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                              "cuda: launch on the GPU")
     parser.add_argument("--shape", type=shape_text, default="256x64x32x32",
                         help="NxCxHxW (default 256x64x32x32)")
-    parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
-                        default="bfloat16")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="bfloat16")
     parser.add_argument("--filter", type=positive(int), default=3, help="filter size (default 3)")
     parser.add_argument("--number", type=positive(int), default=200,
                         help="calls per round (default 200)")
@@ -144,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     if min(shape[2:]) < MAX_KERNEL:
         parser.error(f"--shape {args.shape}: H and W must be at least {MAX_KERNEL} (the "
                      f"MaxBlurPool's {MAX_KERNEL}x{MAX_KERNEL} max)")
-    df = measure(shape, getattr(torch, args.dtype), args.filter,
+    df = measure(shape, DTYPES[args.dtype], args.filter,
                  launch=args.launch, arch=args.arch, device=args.device, number=args.number,
                  repeat=args.repeat,
                  after_row=lambda so_far: write_csv(so_far, args.csv))  # fmt: skip

@@ -49,9 +49,9 @@ def blur_pool2d(
     high (``ceil(H / stride)`` when ``pad_off`` is 0). With ``filter="custom"`` pass ``taps``
     and ``filter_size=None`` (or ``len(taps)``).
     """
-    filter_taps, values = _filter(filter_size, filter, taps, sigma)
+    taps_tensor, values = _filter(filter_size, filter, taps, sigma)
     check_blur_args(stride=stride, padding=padding, pad_off=pad_off, relu=relu, backend=backend)
-    return run_blur_pool2d(x, filter_taps, lambda: values, stride, padding, pad_off, relu,
+    return run_blur_pool2d(x, taps_tensor, lambda: values, stride, padding, pad_off, relu,
                            backend)  # fmt: skip
 
 
@@ -72,9 +72,9 @@ def max_blur_pool2d(
     The output is ``ceil((H - max_kernel + 1) / stride)`` high; ties in a max window send the
     gradient to the first maximum in row-major order, as ``torch.max_pool2d`` does.
     """
-    filter_taps, values = _filter(filter_size, filter, taps, sigma)
+    taps_tensor, values = _filter(filter_size, filter, taps, sigma)
     check_blur_args(stride=stride, padding=padding, max_kernel=max_kernel, backend=backend)
-    return run_max_blur_pool2d(x, filter_taps, lambda: values, stride, padding, max_kernel,
+    return run_max_blur_pool2d(x, taps_tensor, lambda: values, stride, padding, max_kernel,
                                backend)  # fmt: skip
 
 
@@ -118,9 +118,9 @@ def _filter(
     taps: Sequence[float] | torch.Tensor | None,
     sigma: float | None,
 ) -> tuple[torch.Tensor, tuple[float, ...]]:
-    """The filter's taps as a CPU tensor and as Python floats (:func:`tap_values`). A named
-    filter is built once per size, family and sigma: every functional call asks, and building
-    it costs about as much host time as a launch."""
+    """The filter's taps (:func:`kernels.filters.filter_taps`) as a CPU tensor and as floats.
+    A named filter is built once per size, family and sigma: every functional call asks, and
+    building it costs about as much host time as a launch."""
     named = taps is None and type(filter_size) is int and isinstance(family, str)
     if named and (sigma is None or type(sigma) in (int, float)):
         return _named_filter(filter_size, family, sigma)

@@ -199,11 +199,11 @@ def shipped_table_path(name: str | None = None) -> Path:
     return SHIPPED_DIR / f"{hardware.slug(hardware.device_name() if name is None else name)}.json"
 
 
-def empty_table(name: str | None = None, version: str | None = None) -> dict[str, Any]:
+def empty_table() -> dict[str, Any]:
     """A table with no entries, stamped with the GPU and Triton version it is for."""
     return {
-        "device": hardware.device_name() if name is None else name,
-        "triton": hardware.triton_version() if version is None else version,
+        "device": hardware.device_name(),
+        "triton": hardware.triton_version(),
         "torch": torch.__version__,
         "configs": {op: {} for op in OPS},
     }

@@ -10,7 +10,7 @@ the number of classes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 import torch
@@ -22,7 +22,8 @@ from ablate.data.folder import LAYOUT, index_image_folder, read_images, split_fo
 from ablate.data.synthetic import NUM_CLASSES as SYNTHETIC_CLASSES
 from ablate.data.synthetic import make_synthetic
 
-DATASETS = ("synthetic", "cifar10", "folder")
+Dataset = Literal["synthetic", "cifar10", "folder"]
+DATASETS: tuple[str, ...] = get_args(Dataset)
 NATIVE_SIZE = 32  # the side of the synthetic and CIFAR-10 images
 #: What `data_dir` must hold, per dataset that reads one.
 DATA_DIRS = {
@@ -35,6 +36,7 @@ __all__ = [
     "DATASETS",
     "DATA_DIRS",
     "NATIVE_SIZE",
+    "Dataset",
     "Splits",
     "augment",
     "find_data",
