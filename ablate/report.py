@@ -37,15 +37,8 @@ import pandas as pd
 from ablate import report_figures as figs
 from ablate.pareto import pareto_mask
 from ablate.report_choices import choice_answers
-from ablate.report_questions import (
-    BLUR,
-    NO_BLUR,
-    Answer,
-    answer_questions,
-    blur_groups,
-    cost_answers,
-    polyphase_answers,
-)
+from ablate.report_groups import BLUR, NO_BLUR, blur_groups
+from ablate.report_questions import Answer, answer_questions, cost_answers, polyphase_answers
 from ablate.report_summary import (
     Block,
     Bullets,

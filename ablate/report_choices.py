@@ -18,7 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ablate.report_questions import SPLIT_BY, Answer, difference_unit, format_value
+from ablate.report_format import difference_unit, format_value, interval_text
+from ablate.report_groups import SPLIT_BY
+from ablate.report_questions import Answer
 from ablate.report_stats import Difference, metric_interval, welch_difference
 from ablate.report_table import at_chance, counted_once
 from ablate.spec import DETERMINISTIC_METRICS, METRIC_BOUNDS, Objective
@@ -89,7 +91,7 @@ def _best_value(
     unit = unit_of(metric)
     means = ", ".join(
         f"{label} {format_value(groups[label].mean(), unit=unit)}"
-        f"{'' if deterministic else _interval(metric_interval(groups[label], metric))}"
+        f"{'' if deterministic else interval_text(*metric_interval(groups[label], metric))}"
         f" (n = {len(groups[label])}"
         f"{_not_learned(stuck[groups[label].index].sum(), stuck[of_label[label]].sum())})"
         for label in ranked
@@ -122,7 +124,7 @@ def _verdict(best: str, second: str, lead: Difference, unit: str, deterministic:
         )
     ahead = (
         f"{best} is ahead of {second} (difference {difference}"
-        f"{_interval((lead.low, lead.high), signed=True)})"
+        f"{interval_text(lead.low, lead.high, signed=True)})"
     )
     if lead.excludes_zero:
         return f"{best}: {ahead}, a clear lead (its 95 % interval excludes zero)"
@@ -141,10 +143,3 @@ def _not_learned(counted: int, of_value: int) -> str:
     return (f", {int(counted)} did not learn" if counted else "") + (
         f"; {left_out} that did not learn left out" if left_out else ""
     )
-
-
-def _interval(bounds: tuple[float, float], signed: bool = False) -> str:
-    low, high = bounds
-    if not np.isfinite(low) or low == high:
-        return ""
-    return f" [{format_value(low, signed)}, {format_value(high, signed)}]"

@@ -24,7 +24,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from ablate.pareto import non_dominated
-from ablate.report_questions import NO_BLUR, SPLIT_BY, blur_groups, converted, varied_splits
+from ablate.report_groups import NO_BLUR, SPLIT_BY, blur_groups, converted, varied_splits
 from ablate.report_stats import mean_interval
 from ablate.report_table import Objective, at_chance, counted_once
 from ablate.shifts import SHIFT_KINDS

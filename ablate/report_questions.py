@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ablate.report_format import difference_unit, format_value, interval_text
+from ablate.report_groups import BLUR, NO_BLUR, blur_groups, converted, varied_splits
 from ablate.report_stats import Difference, welch_difference
 from ablate.report_table import at_chance, counted_once
 from ablate.spec import DETERMINISTIC_METRICS
-
-NO_BLUR, BLUR = "no blur", "blur"
 
 
 @dataclass(frozen=True)
@@ -33,40 +33,7 @@ class Answer:
     difference: Difference | None = None
 
 
-#: Settings whose values are separate experiments (another network, other data or image size):
-#: where a study varies one, each answer also gives the difference within each of its values,
-#: which the pooled runs would mix.
-SPLIT_BY = ("dataset", "data_dir", "image_size", "model")
 FEW_RUNS = 2  # runs in a group at or below which an inconclusive answer suggests more seeds
-
-
-def varied_splits(table: pd.DataFrame) -> list[str]:
-    """The SPLIT_BY settings that `table` holds more than one value of."""
-    return [s for s in SPLIT_BY if s in table and table[s].nunique() > 1]
-
-
-def _column(table: pd.DataFrame, name: str, default: object) -> pd.Series:
-    """`table[name]`, or `default` on every row of a table without that column."""
-    return table[name] if name in table else pd.Series(default, index=table.index)
-
-
-def converted(table: pd.DataFrame) -> pd.Series:
-    """Per row, whether the network's downsampling was replaced: not placement `none`, and not
-    `sites` 0, which converts nothing. Its filter and subsampling apply to these rows only."""
-    return (_column(table, "placement", "paper") != "none") & (_column(table, "sites", None) != 0)
-
-
-def blur_groups(table: pd.DataFrame) -> pd.Series:
-    """Per row, `"no blur"` (not :func:`converted`, or filter size 1: plain subsampling),
-    `"blur"`, or `"APS without blur"` / `"LPS without blur"` (filter size 1 with polyphase
-    sampling: neither the baseline nor blurred, so the questions leave it out)."""
-    one_tap = _column(table, "filter_size", 0) == 1
-    subsample = _column(table, "subsample", "fixed").astype(str)
-    adaptive = subsample != "fixed"
-    groups = pd.Series(BLUR, index=table.index, name="blur")
-    groups[one_tap & adaptive] = subsample.str.upper() + " without blur"
-    groups[~converted(table) | (one_tap & ~adaptive)] = NO_BLUR
-    return groups
 
 
 def shift_drop(accuracies: object) -> float:
@@ -75,18 +42,6 @@ def shift_drop(accuracies: object) -> float:
         return float("nan")
     values = np.asarray(accuracies, dtype=float)
     return float(values[0] - values[1:].mean())
-
-
-def format_value(value: float, signed: bool = False, unit: str = "", decimals: int = 2) -> str:
-    """`decimals` decimals and the unit; 'n/a' alone when there is no number."""
-    if not np.isfinite(value):
-        return "n/a"
-    return f"{value:{'+' if signed else ''}.{decimals}f}{unit}"
-
-
-def difference_unit(unit: str) -> str:
-    """Differences of percentages are percentage points."""
-    return " points" if unit == " %" else unit
 
 
 @dataclass(frozen=True)
@@ -269,11 +224,7 @@ def _runs_that_did_not_learn(
     learned = welch_difference(
         values[contrast.treated & ~stuck].dropna(), values[contrast.control & ~stuck].dropna()
     )
-    interval = (
-        f" [{format_value(learned.low, True)}, {format_value(learned.high, True)}]"
-        if np.isfinite(learned.low)
-        else ""
-    )
+    interval = interval_text(learned.low, learned.high, signed=True)
     among = _verdict(learned, yes_if)
     differs = (
         f": {among} among those, so the runs that did not learn decide the verdict above"
@@ -354,17 +305,13 @@ def _split_by(
     deterministic: bool = False,
 ) -> str:
     """'a +1.20 [+0.30, +2.10] points; b …': the difference and its interval within the runs of
-    each value of `setting` (no interval where a side has fewer than two runs)."""
+    each value of `setting` (no interval where a side has fewer than two runs, or it is exact)."""
     parts = []
     for value, subset in runs.groupby(setting):
         groups = contrast(subset)
         diff = welch_difference(values[subset.index][groups.treated],
                                 values[subset.index][groups.control], deterministic)  # fmt: skip
-        interval = (
-            f" [{format_value(diff.low, True)}, {format_value(diff.high, True)}]"
-            if np.isfinite(diff.low)
-            else ""
-        )
+        interval = interval_text(diff.low, diff.high, signed=True)
         unit_shown = difference_unit(unit) if np.isfinite(diff.estimate) else ""
         parts.append(f"{label(value)} {format_value(diff.estimate, True)}{interval}{unit_shown}")
     return "; ".join(parts)

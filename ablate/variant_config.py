@@ -89,8 +89,14 @@ def unused_fields(config: Mapping[str, Any]) -> tuple[str, ...]:
     return (*_unused_blur_fields(config), *_unused_training_fields(config))
 
 
+def converts(config: Mapping[str, Any]) -> bool:
+    """Whether a config's network has its downsampling replaced: not placement `none`, and not
+    `sites` 0, which converts nothing."""
+    return config.get("placement") != "none" and config.get("sites") != 0
+
+
 def _unused_blur_fields(config: Mapping[str, Any]) -> tuple[str, ...]:
-    if config.get("placement") == "none" or config.get("sites") == 0:
+    if not converts(config):
         return BLUR_FIELDS
     one_tap = taps_per_axis(config) == 1
     unused = ONE_TAP_FIELDS if one_tap and config.get("subsample", "fixed") == "fixed" else ()

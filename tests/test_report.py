@@ -38,13 +38,8 @@ from ablate.report import (
     write_report,
 )
 from ablate.report_choices import choice_answers
-from ablate.report_questions import (
-    NO_BLUR,
-    answer_questions,
-    blur_groups,
-    cost_answers,
-    polyphase_answers,
-)
+from ablate.report_groups import NO_BLUR, blur_groups
+from ablate.report_questions import answer_questions, cost_answers, polyphase_answers
 from ablate.report_stats import mean_interval, t_quantile, welch_difference
 from ablate.report_summary import _inline_html
 from ablate.report_table import (
