@@ -255,10 +255,7 @@ def _overview(
         ),
     ]
     if meta.constraints:
-        bounds = ", ".join(
-            " ≤ ".join(str(part) for part in (c.min, c.metric, c.max) if part is not None)
-            for c in meta.constraints
-        )
+        bounds = ", ".join(map(str, meta.constraints))
         feasible = int(configs["feasible"].sum()) if len(configs) else 0
         items.append(f"constraints: {bounds}; feasible configurations: {feasible}")
     if "device_metric" in runs:

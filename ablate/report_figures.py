@@ -26,8 +26,9 @@ from matplotlib.figure import Figure
 from ablate.pareto import non_dominated
 from ablate.report_groups import NO_BLUR, SPLIT_BY, blur_groups, converted, varied_splits
 from ablate.report_stats import mean_interval
-from ablate.report_table import Objective, at_chance, counted_once
+from ablate.report_table import at_chance, counted_once
 from ablate.shifts import SHIFT_KINDS
+from ablate.spec import Objective
 from ablate.variant_config import VariantConfig, unused_fields
 from kernels.files import atomic_write
 

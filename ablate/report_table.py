@@ -7,18 +7,17 @@ any study the engine ran, finished or still running, and of a copy of its journa
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import optuna
 import pandas as pd
+from pydantic import ValidationError
 
-from ablate.pareto import DIRECTIONS
 from ablate.report_stats import metric_interval
-from ablate.spec import StudySpec
+from ablate.spec import Constraint, Objective, StudySpec, describe_validation_error
 from ablate.storage import (
     DEFAULT_JOURNAL,
     StorageLocation,
@@ -35,24 +34,7 @@ CONFIG_KEY = "config_key"
 NETWORK_KEY = "network_key"
 
 
-@dataclass(frozen=True)
-class Objective:
-    metric: str
-    direction: str
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """A bound a configuration's mean metric must meet to count as feasible."""
-
-    metric: str
-    min: float | None = None
-    max: float | None = None
-
-    def holds(self, value: float) -> bool:
-        if not math.isfinite(value):
-            return False
-        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+Entry = TypeVar("Entry", Objective, Constraint)
 
 
 @dataclass(frozen=True)
@@ -80,25 +62,25 @@ def read_meta(out_dir: Path) -> StudyMeta:
     for key in ("study_name", "objectives"):
         if key not in raw:
             raise ValueError(f"{path}: missing field {key!r}")
-    objectives = []
-    for entry in raw["objectives"]:
-        direction = entry.get("direction")
-        if direction not in DIRECTIONS:
-            raise ValueError(
-                f"{path}: objective {entry!r} has direction={direction!r}; accepted: {DIRECTIONS}"
-            )
-        objectives.append(Objective(str(entry["metric"]), direction))
-    constraints = tuple(
-        Constraint(str(c["metric"]), c.get("min"), c.get("max"))
-        for c in raw.get("constraints") or ()
-    )
     return StudyMeta(
         str(raw["study_name"]),
         raw.get("storage"),
-        tuple(objectives),
-        constraints,
+        _entries(path, raw, "objectives", Objective),
+        _entries(path, raw, "constraints", Constraint),
         int(raw.get("max_retries", StudyMeta.max_retries)),
     )
+
+
+def _entries(path: Path, raw: dict[str, Any], key: str, model: type[Entry]) -> tuple[Entry, ...]:
+    """`raw[key]`'s entries as the spec's `model`; a ValueError names the first invalid one."""
+    entries = []
+    for index, entry in enumerate(raw.get(key) or ()):
+        try:
+            entries.append(model.model_validate(entry))
+        except ValidationError as error:
+            where = f"{path}: {key}[{index}]."
+            raise ValueError(where + describe_validation_error(error)) from None
+    return tuple(entries)
 
 
 def study_location(out_dir: Path, meta: StudyMeta, url: str | None = None) -> StorageLocation:

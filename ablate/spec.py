@@ -252,6 +252,18 @@ class Constraint(_Strict):
             )
         return self
 
+    def holds(self, value: float) -> bool:
+        """Whether a configuration's mean `value` meets the bounds (NaN does not)."""
+        if not math.isfinite(value):
+            return False
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def __str__(self) -> str:
+        """'min ≤ metric ≤ max', each bound where given."""
+        bounds = (f"{self.min:g}" if self.min is not None else None, self.metric,
+                  f"{self.max:g}" if self.max is not None else None)  # fmt: skip
+        return " ≤ ".join(part for part in bounds if part is not None)
+
     def violations(self, value: float) -> dict[str, float]:
         """Optuna constraint values (<= 0 when satisfied), keyed by a readable name."""
         out = {}

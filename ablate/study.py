@@ -60,7 +60,7 @@ from ablate.trial_queue import (
 from ablate.variant_config import UNUSED_FIELDS_TEXT, VariantConfig, run_identity
 from ablate.worker_pool import WorkerPool, stop_workers
 from ablate.workers import (
-    Objective,
+    ObjectiveFunction,
     WorkerJob,
     default_objective,
     make_sampler,
@@ -101,7 +101,7 @@ class RunOptions:
     workers: int | None = None
     per_gpu: int = 1
     device: str = "auto"
-    objective: Objective | None = None
+    objective: ObjectiveFunction | None = None
     report: bool = True
     progress: bool = True
     heartbeat_s: float = HEARTBEAT_S
@@ -418,9 +418,7 @@ def describe_plan(spec: StudySpec, slots: Sequence[dict[str, Any]], limit: int =
         "objectives: " + ", ".join(f"{o.metric} ({o.direction})" for o in spec.objectives),
     ]
     if spec.constraints:
-        lines.append(
-            "constraints: " + ", ".join(key for c in spec.constraints for key in c.violations(0.0))
-        )
+        lines.append("constraints: " + ", ".join(map(str, spec.constraints)))
     lines.append("base: " + (", ".join(f"{k}={v!r}" for k, v in spec.base.items()) or "defaults"))
     if spec.sampler.name == "grid":
         for index, point in enumerate(slots[:limit]):
@@ -458,7 +456,7 @@ def estimate_time(
     slots: Sequence[dict[str, Any]],
     workers: int,
     device: str,
-    objective: Objective | None,
+    objective: ObjectiveFunction | None,
     probe: bool,
 ) -> list[str]:
     """Lines estimating the study's duration, saying how the estimate was made."""
@@ -512,7 +510,9 @@ class ProbeRun:
     device: str
 
 
-def _probe(config: VariantConfig, which: str, objective: Objective | None) -> ProbeRun | str:
+def _probe(
+    config: VariantConfig, which: str, objective: ObjectiveFunction | None
+) -> ProbeRun | str:
     """A PROBE_STEPS-step run of `config`, or why there is no estimate; a ValueError where the
     trial fails so every time (bad input)."""
     start = time.perf_counter()

@@ -60,7 +60,8 @@ from ablate.trial_queue import (
 )
 from ablate.variant_config import VariantConfig
 
-Objective = Callable[[VariantConfig], Mapping[str, Any]]
+#: What a trial calls per seed: a config in, its metrics out (`ablate.variant.run_variant`).
+ObjectiveFunction = Callable[[VariantConfig], Mapping[str, Any]]
 log = logging.getLogger("ablate.study")
 #: A worker's exit code when the user stopped it (as a shell reports SIGINT).
 STOPPED_EXIT = 130
@@ -92,7 +93,7 @@ class WorkerJob:
     storage: StorageLocation
     index: int
     device: str = "auto"
-    objective: Objective | None = None
+    objective: ObjectiveFunction | None = None
     heartbeat_s: float = HEARTBEAT_S
     stale_after_s: float = STALE_AFTER_S
     poll_s: float = 2.0
@@ -235,7 +236,7 @@ def _own_runs(
     return {**drawn, **earlier_attempt_runs(study, trial.user_attrs.get("retry_of"), making)}
 
 
-def default_objective() -> Objective:
+def default_objective() -> ObjectiveFunction:
     """`ablate.variant.run_variant`, imported on first use."""
     from ablate.variant import run_variant  # the training stack: in workers only
 
@@ -247,7 +248,7 @@ def run_trial(
     storage: BaseStorage,
     trial: optuna.Trial,
     job: WorkerJob,
-    objective: Objective,
+    objective: ObjectiveFunction,
     slots: Sequence[dict[str, Any]],
     earlier: Mapping[str, FinishedRun] | None = None,
 ) -> None:

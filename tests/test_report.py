@@ -43,7 +43,6 @@ from ablate.report_questions import answer_questions, cost_answers, polyphase_an
 from ablate.report_stats import mean_interval, t_quantile, welch_difference
 from ablate.report_summary import _inline_html
 from ablate.report_table import (
-    Objective,
     StudyMeta,
     aggregate_over_seeds,
     failed_trials,
@@ -54,7 +53,7 @@ from ablate.report_table import (
     runs_table,
     study_location,
 )
-from ablate.spec import Constraint as SpecConstraint
+from ablate.spec import Constraint, Objective
 from ablate.variant_config import VariantConfig, run_identity, unused_fields
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -163,7 +162,7 @@ def make_study(
         }
         for bound in constraints or ():  # as the engine's `trial.set_constraint` stores them
             mean = float(np.mean([m[bound["metric"]] for m in per_seed]))
-            for key, value in SpecConstraint(**bound).violations(mean).items():
+            for key, value in Constraint(**bound).violations(mean).items():
                 system_attrs[f"constraints:{key}"] = value
         study.add_trial(
             optuna.trial.create_trial(
@@ -366,7 +365,7 @@ def test_read_meta_rejects_bad_folders(tmp_path: Path) -> None:
     (tmp_path / "meta.json").write_text(
         json.dumps({"study_name": "x", "objectives": [{"metric": "accuracy", "direction": "up"}]})
     )
-    with pytest.raises(ValueError, match="direction='up'"):
+    with pytest.raises(ValueError, match=r"objectives\[0\]\.direction: .* \(got 'up'\)"):
         read_meta(tmp_path)
     (tmp_path / "meta.json").write_text('{"study_name": "x", ')  # cut short
     with pytest.raises(ValueError, match=r"meta\.json: not valid JSON \(.*line 1"):
@@ -1016,7 +1015,7 @@ def test_meta_with_other_storage_path_opens(tmp_path: Path) -> None:
     assert isinstance(read_meta(out_dir), StudyMeta)
     runs, _ = runs_table(_stored(out_dir))
     assert len(runs) == 2
-    assert Objective("accuracy", "maximize") in read_meta(out_dir).objectives
+    assert Objective(metric="accuracy", direction="maximize") in read_meta(out_dir).objectives
 
 
 def test_a_design_point_whose_every_run_failed_stays_in_the_report(tmp_path: Path) -> None:
@@ -1218,7 +1217,8 @@ def test_runs_of_the_baseline_network_count_once_where_pooled(tmp_path: Path) ->
     assert len(aggregate_over_seeds(runs, config_cols)) == 5  # none, and each placement's two
     answers = {a.key: a for a in answer_questions(runs)}
     assert "n = 6 blurred vs 3 no-blur runs" in answers["RQ2"].sentence
-    (by_size, *_) = choice_answers(runs, [Objective("accuracy", "maximize")], ["filter_size"])
+    accuracy = Objective(metric="accuracy", direction="maximize")
+    (by_size, *_) = choice_answers(runs, [accuracy], ["filter_size"])
     assert "1 " in by_size.sentence and "(n = 3)" in by_size.sentence  # k=1 under two placements
     assert "(n = 6)" in by_size.sentence  # k=3: two networks
     write_report(tmp_path / "s")
@@ -1344,7 +1344,7 @@ def test_the_scatters_mark_alike_and_ring_the_front_of_their_objectives(tmp_path
         assert len(rings) == 1 and len(rings[0].get_offsets()) == int(configs["pareto"].sum())
         assert outcome.note == figs.RINGS_NOTE
         plt.close(outcome.figure)
-    consistency_only = [Objective("consistency_circular", "maximize")]
+    consistency_only = [Objective(metric="consistency_circular", direction="maximize")]
     outcome = figs.throughput_accuracy_figure(configs, consistency_only)
     labels = [c.get_label() for c in outcome.figure.axes[0].collections]
     assert not [label for label in labels if "Pareto" in label] and outcome.note == ""
