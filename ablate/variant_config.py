@@ -22,7 +22,7 @@ from pydantic import (
 from ablate.data import DATA_DIRS, Dataset, check_source
 from ablate.models import check_image_size, check_model_name, model_arguments
 from ablate.shifts import CropFill
-from kernels.filters import filter_taps
+from kernels.filters import MAX_FILTER_SIZE, filter_taps
 from kernels.options import Backend, FilterFamily, PaddingMode
 
 Placement = Literal["none", "paper", "blur_before_max", "blur_before_relu", "blur_before_conv"]
@@ -160,7 +160,7 @@ class VariantConfig(BaseModel):
     # anti-aliasing
     placement: Placement = "paper"
     filter: FilterFamily = "binomial"
-    filter_size: Int = Field(4, ge=1)
+    filter_size: Int = Field(4, ge=1, le=MAX_FILTER_SIZE)
     sigma: float | None = Field(None, gt=0, allow_inf_nan=False)
     taps: tuple[float, ...] | None = None
     padding: PaddingMode = "reflect"

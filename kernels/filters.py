@@ -13,6 +13,10 @@ import torch
 
 from kernels.options import FILTER_FAMILIES, check_int
 
+#: The most taps a named filter has: far wider than any map a network downsamples, and a bound
+#: on the host's work (a mistyped 20000 would build its taps for seconds, a million for hours).
+MAX_FILTER_SIZE = 4096
+
 
 def make_taps(
     size: int | None,
@@ -57,9 +61,9 @@ def filter_taps(
             f"filter_size=None is invalid with {argument}={family!r}: give the number of taps "
             f"(filter_size=None is for {argument}='custom', whose taps say it)"
         )
-    size = check_int("filter_size", size, 1)
+    size = check_int("filter_size", size, 1, MAX_FILTER_SIZE)
     if family == "binomial":  # exact integers (2**(size-1) overflows a float beyond ~1000 taps)
-        return _normalised([math.comb(size - 1, j) for j in range(size)])
+        return _normalised(_binomial_row(size - 1))
     if family == "box":
         return _normalised([1] * size)
     if family == "triangle":
@@ -76,6 +80,14 @@ def filter_taps(
     return _normalised(
         [math.exp(-((i - centre) ** 2 - nearest**2) / 2 / sigma / sigma) for i in range(size)]
     )
+
+
+def _binomial_row(n: int) -> list[int]:
+    """C(n, 0), ..., C(n, n), each from the one before (a product and an exact division)."""
+    row = [1]
+    for j in range(1, n + 1):
+        row.append(row[-1] * (n - j + 1) // j)
+    return row
 
 
 def _normalised(raw: list[int] | list[float]) -> tuple[float, ...]:

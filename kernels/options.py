@@ -11,12 +11,14 @@ FILTER_FAMILIES: tuple[str, ...] = get_args(FilterFamily)
 BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
-def check_int(name: str, value: object, minimum: int) -> int:
-    """`value` where it is a Python int >= `minimum` (not a bool); else a ValueError naming
-    `name`, the value and, where it is some other type (a NumPy integer), the type."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
+    """`value` where it is a Python int in `minimum`..`maximum` (not a bool); else a ValueError
+    naming `name`, the value and, where it is some other type (a NumPy integer), the type."""
+    too_big = maximum is not None and isinstance(value, int) and value > maximum
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or too_big:
         kind = "" if isinstance(value, int) else f" ({type(value).__name__}; use int(...))"
-        raise ValueError(f"{name}={value!r}{kind} is invalid: expected an integer >= {minimum}")
+        accepted = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise ValueError(f"{name}={value!r}{kind} is invalid: expected an integer {accepted}")
     return value
 
 

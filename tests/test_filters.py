@@ -37,7 +37,7 @@ def test_binomial_matches_the_papers_bin_k(size: int) -> None:
     torch.testing.assert_close(make_taps(size), normalised(PAPER_BINOMIALS[size]))
 
 
-@pytest.mark.parametrize("size", [8, 9, 13, 20])
+@pytest.mark.parametrize("size", [8, 9, 13, 20, 61])
 def test_binomial_of_any_size_is_a_pascal_row(size: int) -> None:
     torch.testing.assert_close(make_taps(size, "binomial"), normalised(pascal_row(size)))
 
@@ -65,7 +65,7 @@ def test_every_family_is_float64_1d_symmetric_and_sums_to_one(family: str) -> No
     torch.testing.assert_close(taps, taps.flip(0))
 
 
-@pytest.mark.parametrize("size", [1030, 1100])
+@pytest.mark.parametrize("size", [1030, 1100, 4096])
 def test_a_binomial_of_a_thousand_taps_still_sums_to_one(size: int) -> None:
     """Its unnormalised sum 2**(size-1) is beyond float64: the taps must not come from it."""
     taps = make_taps(size)
@@ -108,7 +108,7 @@ def test_custom_taps_are_normalised_copies(size: int | None, taps: object) -> No
 @pytest.mark.parametrize(
     ("args", "kwargs", "fragments"),
     [
-        ((0,), {}, ["filter_size=0", ">= 1"]),
+        ((0,), {}, ["filter_size=0", "from 1 to 4096"]),
         ((-2, "box"), {}, ["filter_size=-2"]),
         ((2.5,), {}, ["filter_size=2.5", "integer"]),
         ((True,), {}, ["filter_size=True"]),
@@ -142,6 +142,8 @@ def test_custom_taps_are_normalised_copies(size: int | None, taps: object) -> No
         ((None, "custom"), {"taps": torch.ones(3, requires_grad=True)}, ["grad", "detach()"]),
         ((None, "custom"), {"taps": torch.ones(3, device="meta")}, ["meta", "no values"]),
         ((None, "binomial"), {}, ["filter_size=None", "filter_size=None is for"]),
+        ((4097, "binomial"), {}, ["filter_size=4097", "from 1 to 4096"]),  # not minutes of work
+        ((10**9, "box"), {}, ["filter_size=1000000000", "from 1 to 4096"]),
     ],
 )
 def test_bad_arguments_name_the_argument_value_and_what_is_accepted(

@@ -262,6 +262,11 @@ ACCURACY = {"metric": "accuracy", "direction": "maximize"}
         ({"base": {"width": 8}, "space": {"width": {"choices": [8, 16]}}}, "base.width: also"),
         ({"base": {"momentum": 1.0}}, "base.momentum: 1.0 is not allowed: Input should be less"),
         ({"base": {"lr": 0}}, "base.lr: 0 is not allowed: Input should be greater than 0"),
+        (  # refused at once: the filter's taps had been built for minutes
+            {"space": {"filter_size": {"choices": [3, 100_000]}}},
+            "space.filter_size.choices[1]: 100000 is not allowed: Input should be less than or "
+            "equal to 4096",
+        ),
         (  # the value parameter, not base, makes the trial invalid
             {"base": {"placement": "blur_before_max"}, "space": {"subsample": {"value": "aps"}}},
             "space: the trial with subsample='aps' is invalid: subsample 'aps' needs",
