@@ -269,6 +269,8 @@ def antialias(
     batch the model accepts, used to find the sites and check shapes (default: zeros,
     N×C×32×32).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__} {model!r}")
     if isinstance(model, torch._dynamo.eval_frame.OptimizedModule):
         raise ValueError(
             "model is a torch.compile wrapper, whose graphs convert as the compiled code's, "

@@ -219,7 +219,7 @@ def check_destination(
     for dataset, data_dir in sorted(data_sources(spec), key=str):
         try:
             find_data(dataset, data_dir)
-        except FileNotFoundError as error:
+        except (FileNotFoundError, ValueError) as error:
             raise ValueError(f"dataset {dataset!r}: {error}") from None
     location = locate_storage(options.storage or spec.storage, out_dir)
     pins = worker_pins(options)
@@ -646,6 +646,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: this machine has no CUDA device; use auto or cpu")
+    if args.storage == "":
+        parser.error("--storage '': give a journal file's path or a database URL, or leave it out")
     if args.no_probe and not args.dry_run:
         parser.error("--no-probe goes with --dry-run (a run has no timing probe to skip)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar says what happens

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from benchmarks.table_output import write_csv
 from kernels import blur_pool2d, max_blur_pool2d
 from kernels.baselines import pad_conv_formulation, smallest_side
-from kernels.cli_types import output_file, positive, shape_text
+from kernels.cli_types import non_negative, output_file, positive, shape_text
 from kernels.layout import LAYOUTS, memory_format
 from kernels.measure import DTYPES, parse_shape
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     parser.add_argument("--filter-size", type=positive(int), default=4, help="default 4")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=non_negative(int), default=3, help="default 3")
     parser.add_argument("--repeats", type=positive(int), default=15, help="default 15")
     parser.add_argument("--csv", type=output_file, help="also write the table here")
     args = parser.parse_args(argv)

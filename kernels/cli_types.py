@@ -19,11 +19,19 @@ from kernels.measure import parse_shape
 
 def positive(kind: type) -> Callable[[str], Any]:
     """An argparse type: a finite number of `kind` above 0."""
+    return _finite(kind, lambda value: value > 0, "above 0")
 
+
+def non_negative(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a finite number of `kind`, 0 or above."""
+    return _finite(kind, lambda value: value >= 0, "of 0 or above")
+
+
+def _finite(kind: type, accepted: Callable[[Any], bool], words: str) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         value = kind(text)
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"{text} is not a finite number above 0")
+        if not (accepted(value) and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number {words}")
         return value
 
     parse.__name__ = kind.__name__  # argparse's message for a value `kind` refuses

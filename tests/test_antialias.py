@@ -544,6 +544,11 @@ def test_a_compiled_model_is_refused_with_what_to_convert():
         antialias(compiled)
 
 
+def test_what_is_not_a_module_is_refused_by_its_type():
+    with pytest.raises(TypeError, match=r"model must be a torch.nn.Module, got str 'vgg'"):
+        antialias("vgg")
+
+
 def test_a_model_on_the_meta_device_is_refused_with_the_reason():
     with torch.device("meta"):
         model = build_model("resnet18", width=4)

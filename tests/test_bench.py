@@ -736,6 +736,7 @@ def test_cpu_reference_times_each_formulation_of_the_same_op(tmp_path):
         ("benchmarks.host_overhead", ["--shape", "2x8x1x1"], "H and W must be at least 2"),
         ("benchmarks.cpu_reference", ["--shape", "2x8x4x4", "--filter-size", "7"],
          "--shape 2x8x4x4: H and W must be at least 5 for --filter-size 7"),
+        ("benchmarks.cpu_reference", ["--warmup", "-1"], "--warmup: -1 is not a finite number"),
         # (a backend this machine lacks: Linux has no MPS)
         ("kernels.bench", ["--device", "mps"], "'mps': this machine cannot use it"),
     ],

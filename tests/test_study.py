@@ -502,12 +502,17 @@ def test_a_dry_run_refuses_a_data_folder_that_is_not_there(tmp_path, capsys):
     (cifar / "cifar-10-batches-py").mkdir(parents=True)
     (images / "train" / "a").mkdir(parents=True)
     (images / "test").mkdir()
+    (images / "train" / "b").mkdir()
+    empty = tmp_path / "empty"
+    (empty / "train").mkdir(parents=True)
+    (empty / "test").mkdir()
     either = {"dataset": {"choices": ["cifar10", "folder"]}}
     path = tmp_path / "spec.yaml"
     cli = ["--space", str(path), "--out", str(tmp_path / "out"), "--dry-run", "--no-probe"]
     for base, space, refusal in [
         ({"dataset": "cifar10", "data_dir": nowhere}, None, f"{str(nowhere)!r} is not a folder"),
         ({"dataset": "folder", "data_dir": cifar}, None, f"{str(cifar)!r} has no train/ folder"),
+        ({"dataset": "folder", "data_dir": empty}, None, "train' holds no class folders"),
         ({"data_dir": cifar}, either, f"{str(cifar)!r} has no train/ folder"),
         ({"data_dir": images}, either, f"no CIFAR-10 batches in {str(images)!r}"),
     ]:
@@ -583,6 +588,7 @@ def test_cli_rejects_a_bad_spec_without_a_traceback(tmp_path, capsys):
     ("flags", "message"),
     [
         (["--no-probe"], "--no-probe goes with --dry-run"),
+        (["--storage", ""], "--storage '': give a journal file's path or a database URL"),
         pytest.param(["--device", "cuda"], "--device cuda: this machine has no CUDA device",
                      marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
     ],

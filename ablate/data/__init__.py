@@ -18,7 +18,7 @@ import torch
 from ablate.data.augment import augment
 from ablate.data.cifar10 import NUM_CLASSES as CIFAR10_CLASSES
 from ablate.data.cifar10 import locate_batches, read_cifar10
-from ablate.data.folder import LAYOUT, index_image_folder, read_images, split_folders
+from ablate.data.folder import LAYOUT, folder_layout, index_image_folder, read_images
 from ablate.data.synthetic import NUM_CLASSES as SYNTHETIC_CLASSES
 from ablate.data.synthetic import make_synthetic
 
@@ -119,12 +119,13 @@ def check_source(dataset: str, data_dir: str | None, image_size: int) -> None:
 
 
 def find_data(dataset: str, data_dir: str | None) -> None:
-    """Raise FileNotFoundError unless `data_dir` holds the top folders or files `dataset`
-    reads (DATA_DIRS): a cheap look, so a study refuses a wrong path before it trains."""
+    """Raise FileNotFoundError (or ValueError) unless `data_dir` has the layout `dataset` reads
+    (DATA_DIRS), looked at without reading the data: a study refuses a wrong path before it
+    trains."""
     if dataset == "cifar10":
         locate_batches(data_dir)
     elif dataset == "folder":
-        split_folders(data_dir)
+        folder_layout(data_dir)
 
 
 def _seeded_subsets(

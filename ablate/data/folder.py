@@ -43,7 +43,25 @@ class ImageFolder(NamedTuple):
 
 def index_image_folder(data_dir: str | Path) -> ImageFolder:
     """List the images under `data_dir`'s train and test (or val) folders, by class."""
-    train_dir, test_dir = split_folders(data_dir)
+    train_dir, test_dir, classes = folder_layout(data_dir)
+    train = _split(train_dir, classes, require_each=True)
+    test = _split(test_dir, classes, require_each=False)
+    if not test[0]:
+        raise FileNotFoundError(f"{str(test_dir)!r} holds no images: {LAYOUT}")
+    return ImageFolder(classes, train, test)
+
+
+def folder_layout(data_dir: str | Path) -> tuple[Path, Path, tuple[str, ...]]:
+    """`data_dir`'s train and test (or val) folders and its classes (the train folder's
+    subfolders), checked without listing their images."""
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder data_dir {str(root)!r} is not a folder: {LAYOUT}")
+    train_dir = root / TRAIN_FOLDER
+    test_dir = next((root / name for name in TEST_FOLDERS if (root / name).is_dir()), None)
+    if not train_dir.is_dir() or test_dir is None:
+        missing = "train/" if not train_dir.is_dir() else "test/ or val/"
+        raise FileNotFoundError(f"data_dir {str(root)!r} has no {missing} folder: {LAYOUT}")
     classes = tuple(sorted(p.name for p in train_dir.iterdir() if _visible_folder(p)))
     if not classes:
         raise FileNotFoundError(f"{str(train_dir)!r} holds no class folders: {LAYOUT}")
@@ -58,24 +76,7 @@ def index_image_folder(data_dir: str | Path) -> ImageFolder:
             f"{str(test_dir)!r} has classes the train folder lacks: {unknown}; every test class "
             f"must be one of the train folder's {list(classes)}"
         )
-    train = _split(train_dir, classes, require_each=True)
-    test = _split(test_dir, classes, require_each=False)
-    if not test[0]:
-        raise FileNotFoundError(f"{str(test_dir)!r} holds no images: {LAYOUT}")
-    return ImageFolder(classes, train, test)
-
-
-def split_folders(data_dir: str | Path) -> tuple[Path, Path]:
-    """`data_dir`'s train and test (or val) folders, found without listing their images."""
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder data_dir {str(root)!r} is not a folder: {LAYOUT}")
-    train_dir = root / TRAIN_FOLDER
-    test_dir = next((root / name for name in TEST_FOLDERS if (root / name).is_dir()), None)
-    if not train_dir.is_dir() or test_dir is None:
-        missing = "train/" if not train_dir.is_dir() else "test/ or val/"
-        raise FileNotFoundError(f"data_dir {str(root)!r} has no {missing} folder: {LAYOUT}")
-    return train_dir, test_dir
+    return train_dir, test_dir, classes
 
 
 def read_images(paths: tuple[Path, ...] | list[Path], image_size: int) -> np.ndarray:
