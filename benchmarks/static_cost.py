@@ -40,6 +40,7 @@ from kernels.hardware import interpreter_requested
 from kernels.ops import streamed_backward, streamed_forward
 from kernels.ops.common import COMPILE_OPTIONS, PADDING_CODES
 from kernels.ops.lanes import ALONG_C, ALONG_W
+from kernels.padding import pad_sizes
 from kernels.tuning import pow2_bucket
 
 STRIDE = 2
@@ -209,13 +210,12 @@ def forward_case(
     """The tile streams ``BLOCK_H`` rows of ``BLOCK_C`` × ``BLOCK_W`` outputs (its loop's
     steps: :func:`forward_steps`)."""
     block_c, block_h, block_w = tile
-    before = (k - 1) // 2
-    coded = before + STRIDE if max_kernel > 1 else 0
+    before = pad_sizes(k, 0)[0]
+    map_rows, map_cols = streamed_forward.map_extent(k, STRIDE, before, block_h, max_kernel > 1)
     constexprs = dict(TAPS=k, STRIDE=STRIDE, PAD_BEFORE=before, PADDING=PADDING_CODES["reflect"],
                       MAX_KERNEL=max_kernel, RELU=relu, MASK_W=pow2_bucket(STRIDE * block_w),
                       PACK_C=tile == FWD_TILES[1],  # the channels_last-like tile packs along C
-                      MAP_ROWS=max(STRIDE * (block_h - 1) + k, coded + STRIDE * (block_h - 1)),
-                      MAP_COLS=max(k, coded), CHECK_H=check_h, CHECK_W=check_w,
+                      MAP_ROWS=map_rows, MAP_COLS=map_cols, CHECK_H=check_h, CHECK_W=check_w,
                       ACC_DTYPE=tl.float32, BLOCK_C=block_c, BLOCK_H=block_h,
                       BLOCK_W=block_w)  # fmt: skip
     return _forward_tile, constexprs, block_c * block_h * block_w

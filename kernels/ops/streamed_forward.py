@@ -622,10 +622,7 @@ def forward_launch(
     if save_mask:  # each program writes whole bytes: eight channels, or 8·stride columns
         field = "BLOCK_C" if pack_c else "BLOCK_W"
         launch = {**launch, field: max(launch[field], 8)}
-    # The stretch of the max map a tile reads: its taps' reach and, when the codes are written,
-    # the stride × stride block each output starts at (beyond the taps when k < before + stride).
-    coded = before + stride if save_codes else 0
-    map_rows = max(stride * (launch["BLOCK_H"] - 1) + k, coded + stride * (launch["BLOCK_H"] - 1))
+    map_rows, map_cols = map_extent(k, stride, before, launch["BLOCK_H"], save_codes)
     map_h, map_w = h - max_kernel + 1, w - max_kernel + 1
     return tiled_launch(
         _streamed_forward_kernel,
@@ -645,13 +642,21 @@ def forward_launch(
         MASK_W=pow2_bucket(stride * launch["BLOCK_W"]),
         PACK_C=pack_c,
         MAP_ROWS=map_rows,
-        MAP_COLS=max(k, coded),
+        MAP_COLS=map_cols,
         LOCAL_PADDING=reads_own(map_h, y.shape[2], stride, before, k, padding)
-        and reads_own(map_w, y.shape[3], stride, before, max(k, coded), padding),
+        and reads_own(map_w, y.shape[3], stride, before, map_cols, padding),
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(x, y, side),
         maxnreg=FORWARD_REGISTERS,
     )  # fmt: skip
+
+
+def map_extent(k: int, stride: int, before: int, block_h: int, save_codes: bool) -> tuple[int, int]:
+    """The stretch of the max map a tile of ``block_h`` output rows reads (``MAP_ROWS``) and
+    each output's columns (``MAP_COLS``): its taps' reach and, when the codes are written, the
+    stride × stride block each output starts at (beyond the taps when k < before + stride)."""
+    coded = before + stride if save_codes else 0
+    return max(stride * (block_h - 1) + k, coded + stride * (block_h - 1)), max(k, coded)
 
 
 def reads_own(size: int, outputs: int, stride: int, before: int, span: int,
