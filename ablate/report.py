@@ -580,8 +580,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {len(written)} files into {args.out_dir}:")
     for path in written:
         print(f"  {path}")
-    print(f"read first: {args.out_dir / 'summary.md'} or {args.out_dir / 'report.html'}")
+    print(read_first(args.out_dir))
     return 0
+
+
+def read_first(out_dir: Path) -> str:
+    """The line that says which of the report's files to open."""
+    return f"read first: {out_dir / 'summary.md'} or {out_dir / 'report.html'}"
 
 
 if __name__ == "__main__":

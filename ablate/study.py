@@ -394,7 +394,7 @@ def _follow(
 def _write_report(out_dir: Path, storage: str | None) -> None:
     """Call `ablate.report.write_report` (`storage`: a database URL with the password
     `meta.json` leaves out); a failure is a note."""
-    from ablate.report import write_report
+    from ablate.report import read_first, write_report
 
     again = f"python -m ablate.report {out_dir}" + (" --storage URL" if storage else "")
     try:
@@ -406,7 +406,7 @@ def _write_report(out_dir: Path, storage: str | None) -> None:
         print(f"report failed ({type(error).__name__}: {error}); rerun it with {again}",
               file=sys.stderr)  # fmt: skip
         return
-    print(f"report: {len(written)} files in {out_dir}", file=sys.stderr)
+    print(f"report: {len(written)} files in {out_dir}; {read_first(out_dir)}", file=sys.stderr)
 
 
 def describe_plan(spec: StudySpec, slots: Sequence[dict[str, Any]], limit: int = 20) -> list[str]:
