@@ -35,6 +35,7 @@ import torch
 import yaml
 from optuna.storages import BaseStorage
 
+from ablate.estimate import describe_plan, estimate_time
 from ablate.results import result_rows
 from ablate.reuse import finished_runs, run_key
 from ablate.spec import SCALAR_METRICS, StudySpec, load_spec
@@ -43,14 +44,7 @@ from ablate.storage import (
     open_storage,
     open_study,
 )
-from ablate.study import (
-    RunOptions,
-    describe_plan,
-    estimate_time,
-    main,
-    run_study,
-    write_study_files,
-)
+from ablate.study import RunOptions, main, run_study, write_study_files
 from ablate.trial_queue import (
     DUPLICATE_RETRY,
     INTERRUPTED,
