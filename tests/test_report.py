@@ -760,6 +760,8 @@ def test_curves_of_each_network_sit_beside_its_own_baseline(tmp_path: Path) -> N
     rows = [label.get_text() for label in outcome.figure.axes[0].get_yticklabels()]
     variants = ("no blur", "blur_before_max · Bin-3", "paper · Bin-3")
     assert rows == [f"{v} · model {m}" for m in ("resnet18", "vgg") for v in variants]
+    mesh = outcome.figure.axes[0].collections[0]  # the colours start at 0, not at the least TV
+    assert mesh.norm.vmin == 0.0 and mesh.norm.vmax == pytest.approx(mesh.get_array().max())
     plt.close(outcome.figure)
 
 
