@@ -84,6 +84,8 @@ CAPTIONS = {
     ),
 }
 Palette = dict[str, tuple[float, ...]]  # a colour per filter label
+#: A line's dashes per padding, the same in every panel, none dotted like the no-blur mean.
+PADDING_DASHES = {"zeros": "", "reflect": (5, 2), "replicate": (5, 2, 1, 2), "circular": (9, 3)}
 
 
 @dataclass
@@ -520,7 +522,7 @@ def _metric_by_filter_size(
     ax: plt.Axes, runs: pd.DataFrame, blurs: pd.Series, metric: str, style: str | None
 ) -> set[str]:
     """One panel of `filter_size_figure`: a line per placement (and grid), paddings told apart
-    by their markers (the lines are solid: a dotted one is the no-blur runs' mean, over its
+    by their markers and dashes (none dotted: a dotted line is the no-blur runs' mean, over its
     grey 95 % band); what it drew of the no-blur runs ('line', 'band')."""
     blurred = _line_per_grid(runs[blurs])
     if style == "padding":
@@ -534,7 +536,7 @@ def _metric_by_filter_size(
             hue="placement" if "placement" in blurred else None,
             style=style,
             markers=True if style else None,
-            dashes=False,
+            dashes={p: PADDING_DASHES[p] for p in blurred["padding"].unique()} if style else False,
             marker=None if style else "o",
             errorbar=_interval_errorbar,
             err_style="bars",

@@ -1353,18 +1353,23 @@ def test_the_scatters_mark_alike_and_ring_the_front_of_their_objectives(tmp_path
     plt.close(outcome.figure)
 
 
-def test_the_no_blur_line_is_dotted_and_the_paddings_solid(tmp_path: Path) -> None:
-    """Dashes meant both circular padding and the runs without blur: now the paddings differ by
-    marker on solid lines, the no-blur mean alone is dotted, and the caption says so only for
-    a figure that draws it."""
+def test_the_no_blur_line_is_dotted_and_the_paddings_differ_by_dashes(tmp_path: Path) -> None:
+    """Dashes had meant both circular padding and the runs without blur: now the paddings differ
+    by marker and by dashes none of which is dotted, each padding's the same in every panel, the
+    no-blur mean alone is dotted, and the caption says so only for a figure that draws it."""
     space = {"placement": ["none", "paper"], "filter_size": [3, 5],
              "padding": ["zeros", "circular", "replicate"]}  # fmt: skip
     runs, _ = runs_table(make_study(tmp_path / "s", space, seeds=[0, 1]))
     outcome = figs.filter_size_figure(runs, "consistency_circular")
+    dashes = []
     for ax in outcome.figure.axes:
         styles = {line.get_label(): line.get_linestyle() for line in ax.lines}
         assert styles.pop(NO_BLUR) == ":"
-        assert set(styles.values()) <= {"-", "None"}, styles
+        assert set(styles.values()) <= {"-", "--", "None"}, styles
+        padded = [line for line in ax.lines if line.get_label() != NO_BLUR]
+        lines = [line for line in padded if len(line.get_xdata()) == 2]  # sizes 3 and 5
+        dashes.append(sorted(str(line._dash_pattern) for line in lines))
+    assert len(set(dashes[0])) == 3 and dashes[0] == dashes[1], dashes
     assert "dotted line" in outcome.note and "grey band" in outcome.note
     plt.close(outcome.figure)
     outcome = figs.filter_size_figure(runs[runs["placement"] != "none"], "consistency_circular")
