@@ -517,9 +517,10 @@ def plain_rows(
     map_size: int, taps: tuple[float, ...], stride: int, pad_off: int, padding: str
 ) -> tuple[int, int]:
     """The longest stretch [first, last] of map rows whose band holds the plain filter's taps
-    (tap ``(a + before) % stride + q·stride`` for output ``q``), every output it weighs
-    existing, and nothing outside it: rows the backward weighs with the taps themselves and
-    reads without checks. (1, 0) if none."""
+    (tap ``(a + before) % stride + q·stride`` for output ``q``), every output of the band
+    existing (those of its zero slots too: the plain path loads every band row unchecked),
+    and nothing outside it: rows the backward weighs with the taps themselves and reads
+    without checks. (1, 0) if none."""
     band, extra_src, _, _ = row_weights(map_size, taps, stride, pad_off, padding)
     before = pad_sizes(len(taps), pad_off)[0]
     out_size = blur_output_size(map_size, stride, pad_off)
@@ -528,10 +529,8 @@ def plain_rows(
         row_plain = not bool((extra_src[a] >= 0).any())
         for q in range(band.shape[1]):
             tap = (a + before) % stride + q * stride
-            if tap < len(taps):
-                output = (a + before) // stride - q
-                row_plain &= 0 <= output < out_size and float(band[a, q]) == taps[tap]
-            else:
-                row_plain &= float(band[a, q]) == 0.0
+            weight = taps[tap] if tap < len(taps) else 0.0
+            output = (a + before) // stride - q
+            row_plain &= 0 <= output < out_size and float(band[a, q]) == weight
         plain.append(row_plain)
     return longest_run(plain)
