@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from ablate.pareto import non_dominated
 from ablate.report_groups import NO_BLUR, SPLIT_BY, blur_groups, converted, varied_splits
 from ablate.report_stats import mean_interval
-from ablate.report_table import at_chance, counted_once
+from ablate.report_table import CONFIG_KEY, at_chance, counted_once
 from ablate.shifts import SHIFT_KINDS
 from ablate.spec import Objective
 from ablate.variant_config import VariantConfig, unused_fields
@@ -184,6 +184,37 @@ def _pooled_note(table: pd.DataFrame, shown: Sequence[str]) -> str:
         if field in table and field not in drawn and table[field].astype(str).nunique() > 1
     ]
     return f"pooled over {', '.join(pooled)}" if pooled else ""
+
+
+def _sample_note(table: pd.DataFrame, images: str = "") -> str:
+    """How much a figure's means pool, for its subtitle: the seeds per configuration (`table`
+    holds runs, or configurations with `n_seeds`) and, with `images`, the test images each run
+    scored: "test" all of them, "diagonal" or "square" the shift metrics' (the first
+    `eval_size`) at their offsets."""
+    if "n_seeds" in table:
+        seeds = table["n_seeds"]
+    else:
+        seeds = table.groupby(CONFIG_KEY)["seed"].nunique() if CONFIG_KEY in table else []
+    parts = [f"{_span(seeds)} seed(s) per configuration"] if len(seeds) else []
+    if images and "test_size" in table:
+        tested = table["test_size"]
+        if images == "test":
+            parts.append(f"{_span(tested)} test images per run")
+        else:
+            shifted = np.minimum(table["eval_size"].fillna(tested).astype(float), tested)
+            offsets = (
+                f"diagonal offsets d = 0..{_span(table['diagonal'])}"
+                if images == "diagonal"
+                else f"each offset in [-S, S]², S = {_span(table['shift'])}"
+            )
+            parts.append(f"the first {_span(shifted)} test images per run at {offsets}")
+    return ", ".join(parts)
+
+
+def _span(values: pd.Series) -> str:
+    """'1,000', or '500–1,000' where the values differ."""
+    low, high = int(min(values)), int(max(values))
+    return f"{low:,}" if low == high else f"{low:,}–{high:,}"
 
 
 def _title(fig: Figure, title: str, subtitle: str = "") -> None:
@@ -403,7 +434,7 @@ def accuracy_consistency_figure(
     plot = _scatter_by_variant(
         configs, consistency_metric, "accuracy", "train_images_per_s", palette, objectives
     )
-    plot.notes.append(left_out)
+    plot.notes += [left_out, _sample_note(configs)]
     values = configs[[f"{consistency_metric}_mean", "accuracy_mean"]].to_numpy(dtype=float)
     front_2d = configs[non_dominated(values, ["maximize", "maximize"])]
     front_2d = front_2d.sort_values(f"{consistency_metric}_mean")
@@ -434,6 +465,7 @@ def throughput_accuracy_figure(
     if "device_metric" in configs:
         devices = ", ".join(map(str, configs["device_metric"].dropna().unique()))
         plot.notes.insert(0, f"device: {devices}")
+    plot.notes.append(_sample_note(configs))
     return plot.finish(name, "Training throughput vs accuracy per configuration (mean over seeds)")
 
 
@@ -493,6 +525,7 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
         notes.append("one run per point, so no interval")
     if lines["filter_size"].nunique() < 2:
         notes.append("one filter size with blur")
+    notes.append(_sample_note(runs, "test"))
     _title(
         fig,
         "Accuracy and shift consistency vs filter size (mean over runs, bars: 95 % t-interval)",
@@ -699,6 +732,7 @@ def shift_curve_figure(runs: pd.DataFrame, palette: Palette | None = None) -> Fi
     notes = [
         "flatter = less sensitive to where the image sits",
         _pooled_note(runs, ["placement", "filter", "filter_size", "subsample"]),
+        _sample_note(runs, "diagonal"),
     ]
     _title(
         grid.figure,
@@ -729,7 +763,8 @@ def training_curve_figure(runs: pd.DataFrame, palette: Palette | None = None) ->
     _title(
         grid.figure,
         "Test accuracy during training (mean over runs; bands: 95 % t-interval where ≥ 2 runs)",
-        "still rising at 100 % = the budget cut the runs short; other varied parameters pooled",
+        "still rising at 100 % = the budget cut the runs short; other varied parameters pooled; "
+        + _sample_note(runs, "test"),
     )
     _grid_legend_beside(grid, "filter")
     return FigureOutcome(name, grid.figure)
@@ -776,7 +811,11 @@ def filter_tv_figure(runs: pd.DataFrame) -> FigureOutcome:
     # On two lines: one line is taller than a study of one or two variants' figure.
     ax.set_ylabel("Variant (filter; placement,\nnetwork and data where varied)")
     ax.tick_params(axis="x", rotation=45)
-    _title(fig, "Smoothness of the learned conv filters per layer (mean over runs)")
+    _title(
+        fig,
+        "Smoothness of the learned conv filters per layer (mean over runs)",
+        _sample_note(runs),
+    )
     fig.tight_layout()
     return FigureOutcome(name, fig)
 
@@ -820,7 +859,7 @@ def adversarial_figure(runs: pd.DataFrame) -> FigureOutcome:
         ax.tick_params(axis="x", rotation=30)
         _clip_percent_axis(ax)
     _label_grid(grid, "Filter", "Shift-adversarial accuracy (%)")
-    notes = ["correct at every offset in [-S, S]²"]
+    notes = ["correct at every offset", _sample_note(runs, "square")]
     if "augment" not in runs or runs["augment"].nunique() == 1:
         fixed = runs["augment"].iloc[0] if "augment" in runs else "unknown"
         notes.append(f"the study did not vary augmentation (augment = {fixed})")

@@ -765,6 +765,30 @@ def test_curves_of_each_network_sit_beside_its_own_baseline(tmp_path: Path) -> N
     plt.close(outcome.figure)
 
 
+def test_each_figure_says_how_many_seeds_and_images_its_means_pool(tmp_path: Path) -> None:
+    """The summary said it, the figures had not: a figure saved alone names its sample."""
+    base = {"test_size": 600, "eval_size": 150, "diagonal": 5, "shift": 3, "crop_pad": 5}
+    study = make_study(tmp_path / "s", FULL_SPACE, seeds=[0, 1, 2], base=base)
+    runs, _ = runs_table(study)
+    seeds = "3 seed(s) per configuration"
+    expected = [
+        (figs.filter_size_figure(runs, "consistency_circular"), f"{seeds}, 600 test images"),
+        (figs.shift_curve_figure(runs), f"{seeds}, the first 150 test images per run at "
+         "diagonal offsets d = 0..5"),
+        (figs.adversarial_figure(runs), f"{seeds}, the first 150 test images per run at each "
+         "offset in [-S, S]², S = 3"),
+        (figs.training_curve_figure(runs), f"{seeds}, 600 test images per run"),
+        (figs.filter_tv_figure(runs), seeds),
+    ]  # fmt: skip
+    for outcome, sample in expected:
+        assert sample in outcome.figure.get_suptitle(), (outcome.name, sample)
+        plt.close(outcome.figure)
+    runs.loc[runs["seed"] == 2, "test_size"] = 1200  # a study whose runs differ gives the span
+    outcome = figs.training_curve_figure(runs)
+    assert "600–1,200 test images per run" in outcome.figure.get_suptitle()
+    plt.close(outcome.figure)
+
+
 def test_costs_read_the_effect_direction_and_its_share(tmp_path: Path) -> None:
     study = make_study(tmp_path / "s", FULL_SPACE, seeds=[0, 1, 2])
     runs, _ = runs_table(study)
