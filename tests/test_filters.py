@@ -52,10 +52,6 @@ def test_box_triangle_and_gaussian_follow_their_formulas(size: int) -> None:
     torch.testing.assert_close(make_taps(size, "gaussian", sigma=sigma), normalised(gauss))
 
 
-def test_triangle_of_three_is_the_papers_tri_3() -> None:
-    torch.testing.assert_close(make_taps(3, "triangle"), normalised([1, 2, 1]))
-
-
 @pytest.mark.parametrize("family", [f for f in FILTER_FAMILIES if f != "custom"])
 def test_every_family_is_float64_1d_symmetric_and_sums_to_one(family: str) -> None:
     sigma = 1.3 if family == "gaussian" else None

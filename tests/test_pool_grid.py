@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from torch import nn
 from ablate.antialias import antialias
 from ablate.models import build_model
 from ablate.pool_grid import PoolGrid, grid_differs, pool_rows
+from kernels import make_taps
+from kernels.reference import blur_pool2d_reference
 
 # (kernel, stride, padding) of the pools networks use, and some they might
 POOLS = [(2, 2, 0), (3, 2, 0), (3, 2, 1), (2, 3, 0), (3, 3, 1), (4, 2, 1), (5, 3, 2)]
@@ -74,15 +77,22 @@ def test_box_blur_pool_is_the_average_pool(ceil_mode: bool) -> None:
 
 def test_ceil_mode_max_pool_keeps_its_grid_through_the_blur() -> None:
     """SqueezeNet's and GoogLeNet's MaxPool(3, 2, ceil_mode=True) with a real blur: the shape
-    of the pool at every size, and the overhanging window filters the map's last rows."""
+    of the pool at every size, and the overhanging window filters the map's last rows: the
+    dense 3×3 max of the map padded with -inf as far as that window reaches, written out."""
     torch.manual_seed(2)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(3, 2, ceil_mode=True))
     for size in (13, 14):
         x = torch.randn(2, 3, size, size + 3)
         converted, (change,) = antialias(model, filter_size=3, example_input=x)
         assert change.description.endswith("on the ceil-mode pool's output grid")
-        y = converted(x)
-        assert y.shape == model(x).shape and y.isfinite().all()
+        rows = [-(-(n - 3) // 2) + 1 for n in x.shape[-2:]]  # ceil((n - 3) / 2) + 1 windows
+        over = [(r - 1) * 2 + 3 - n for r, n in zip(rows, x.shape[-2:], strict=True)]
+        padded = F.pad(model[0](x), [0, over[1], 0, over[0]], value=-math.inf)
+        blurred = blur_pool2d_reference(F.max_pool2d(padded, 3, 1), make_taps(3), 2, "reflect",
+                                        0, False)  # fmt: skip
+        expected = blurred[..., : rows[0], : rows[1]]
+        assert expected.shape == model(x).shape and expected.isfinite().all()
+        torch.testing.assert_close(converted(x), expected)
 
 
 def test_models_whose_pools_fit_are_not_wrapped() -> None:

@@ -37,6 +37,13 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2, torch.float64: 1e-10}
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # what the cases rotate through
 LAYOUTS = ("nchw", "channels_last", "strided")
+
+
+def layout_and_dtype(index: int) -> tuple[str, torch.dtype]:
+    """The input kind of a grid's `index`-th case: every (layout, dtype) pair once in nine
+    indices. Rotating both with the index alone had tied each dtype to one layout (fp16 ran
+    only channels_last)."""
+    return LAYOUTS[index % len(LAYOUTS)], KERNEL_DTYPES[index // len(LAYOUTS) % len(KERNEL_DTYPES)]
 MARGIN = 64  # elements of a guarded buffer either side of the tensor
 
 
@@ -194,9 +201,12 @@ def check_max_blur_pool(
     assert_layout_kept(y, x)
     assert_margins_kept(y)
     codes = guarded(max_blur_pool.max_codes_buffer(x, max_kernel))
-    y_with_codes = max_blur_pool2d_forward(x, taps, stride, padding, max_kernel, codes=codes,
-                                           config=config)  # fmt: skip
+    y_with_codes = max_blur_pool2d_forward(
+        x, taps, stride, padding, max_kernel, codes=codes, config=config,
+        out=poisoned(x, tuple(y.shape)),
+    )  # fmt: skip
     assert torch.equal(y_with_codes, y)
+    assert_margins_kept(y_with_codes)
     assert_margins_kept(codes)
     dx = max_blur_pool2d_backward(
         grad, codes, taps, stride, padding, max_kernel, config=config,
@@ -235,8 +245,7 @@ BLUR_CASES = [
 def test_blur_pool_matches_reference(case: int, padding: str) -> None:
     shape, taps, stride, pad_off, relu = BLUR_CASES[case]
     index = case + PADDING_MODES.index(padding)
-    layout = LAYOUTS[index % len(LAYOUTS)]
-    dtype = KERNEL_DTYPES[index % 3]
+    layout, dtype = layout_and_dtype(index)
     x = make_input(shape, dtype, layout, seed=index)
     check_blur_pool(x, taps, stride, padding, pad_off, relu, seed=index)
 
@@ -255,8 +264,7 @@ MAX_BLUR_CASES = [
 def test_max_blur_pool_matches_reference(case: int, padding: str) -> None:
     shape, taps, stride, max_kernel, ties = MAX_BLUR_CASES[case]
     index = case + PADDING_MODES.index(padding)
-    layout = LAYOUTS[index % len(LAYOUTS)]
-    dtype = KERNEL_DTYPES[index % 3]
+    layout, dtype = layout_and_dtype(index)
     x = make_input(shape, dtype, layout, seed=index, ties=ties)
     check_max_blur_pool(x, taps, stride, padding, max_kernel, seed=index)
 
@@ -307,8 +315,9 @@ def test_max_routing_follows_torch_with_nan_and_ties(max_kernel: int) -> None:
         x,
         seed=3,
     )
-    codes = max_blur_pool.max_codes_buffer(x, max_kernel)
+    codes = guarded(max_blur_pool.max_codes_buffer(x, max_kernel))
     max_blur_pool2d_forward(x, taps, 2, "reflect", max_kernel, codes=codes)
+    assert_margins_kept(codes)
     dx = max_blur_pool2d_backward(grad, codes, taps, 2, "reflect", max_kernel,
                                   out=poisoned(x, tuple(x.shape)))  # fmt: skip
     assert_close(dx, expected, x.dtype)
@@ -409,11 +418,11 @@ def test_interior_tiles_match_reference(padding: str, size_stride: tuple[int, in
     size, stride = size_stride
     index = PADDING_MODES.index(padding) + size
     config = {"BLOCK_H": 4, "BLOCK_W": 4, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
-    x = make_input((1, 3, 13, 18), KERNEL_DTYPES[index % 3],
-                   LAYOUTS[index % len(LAYOUTS)], seed=index)  # fmt: skip
+    layout, dtype = layout_and_dtype(index)
+    x = make_input((1, 3, 13, 18), dtype, layout, seed=index)
     check_blur_pool(x, skewed(size, index), stride, padding, index % 2, index % 3 == 0,
                     seed=index, config=config)  # fmt: skip
-    x = make_input((1, 3, 9, 14), x.dtype, LAYOUTS[index % len(LAYOUTS)], seed=index, ties=True)
+    x = make_input((1, 3, 9, 14), dtype, layout, seed=index, ties=True)
     check_max_blur_pool(x, skewed(size, index), stride, padding, 2, seed=index, config=config)
 
 
@@ -438,8 +447,8 @@ def test_forward_interior_tiles_match_reference(padding: str, taps_stride: tuple
     index = PADDING_MODES.index(padding) + size
     config = {"BLOCK_H": 2, "BLOCK_W": 2, "BLOCK_C": 2, "num_warps": 1, "num_stages": 1}
     assert inside_forward_tiles(15, size, stride, (size - 1) // 2, 2) >= 1
-    x = make_input((1, 4, 15, 17), KERNEL_DTYPES[index % 3],
-                   LAYOUTS[index % len(LAYOUTS)], seed=index)  # fmt: skip
+    layout, dtype = layout_and_dtype(index)
+    x = make_input((1, 4, 15, 17), dtype, layout, seed=index)
     taps, relu = skewed(size, index), index % 2 == 0
     expected = blur_pool2d_reference(x, taps_tensor(taps), stride, padding, 0, relu)
     mask = guarded(blur_pool.relu_mask_buffer(x)) if relu else None
