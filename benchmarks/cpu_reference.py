@@ -23,7 +23,7 @@ from benchmarks.table_output import write_csv
 from kernels import blur_pool2d, max_blur_pool2d
 from kernels.baselines import pad_conv_formulation, smallest_side
 from kernels.cli_types import non_negative, output_file, positive, shape_text
-from kernels.layout import LAYOUTS, memory_format
+from kernels.layout import LAYOUTS, in_layout
 from kernels.measure import DTYPES, parse_shape
 
 Op = Callable[[torch.Tensor], torch.Tensor]
@@ -61,10 +61,7 @@ def measure(
 ) -> pd.DataFrame:
     """Median ms per op, layout and pass, and each as a multiple of ``MaxPool2d(2, 2)``'s."""
     base = torch.randn(shape, dtype=dtype)
-    inputs = {
-        layout: base.contiguous(memory_format=memory_format(layout == "channels_last"))
-        for layout in LAYOUTS
-    }
+    inputs = {layout: in_layout(base, layout) for layout in LAYOUTS}
     runs = [
         (name, layout, mode, op, x, timer)
         for layout, x in inputs.items()

@@ -42,7 +42,7 @@ from kernels import BlurPool2d, MaxBlurPool2d
 from kernels.baselines import MAX_KERNEL
 from kernels.bench import OPS
 from kernels.cli_types import output_file, positive, run_command, shape_text
-from kernels.layout import LAYOUTS, memory_format
+from kernels.layout import LAYOUTS, in_layout
 from kernels.measure import DTYPES, parse_shape
 
 LAUNCHES = ("none", "cuda")
@@ -101,8 +101,7 @@ def measure(shape: tuple[int, ...], dtype: torch.dtype, filter_size: int, *, lau
     with compile_only(arch, device) if not on_cuda else contextlib.nullcontext():
         for op in OPS:
             for layout in LAYOUTS:
-                fmt = memory_format(layout == "channels_last")
-                x = torch.randn(shape, device=target).to(dtype=dtype, memory_format=fmt)
+                x = in_layout(torch.randn(shape, device=target, dtype=dtype), layout)
                 module = fused_module(op, shape[1], filter_size).to(target)
                 times = phases(module, x.requires_grad_(True), number, repeat, sync)
                 rows.append({"op": op, "layout": layout, **times})

@@ -34,6 +34,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from benchmarks.table_output import write_and_print
+from kernels.baselines import PADDING, STRIDE
 from kernels.cli_types import output_file, positive
 from kernels.filters import make_taps
 from kernels.hardware import interpreter_requested
@@ -43,12 +44,10 @@ from kernels.ops.lanes import ALONG_C, ALONG_W
 from kernels.padding import pad_sizes
 from kernels.tuning import pow2_bucket
 
-STRIDE = 2
 #: The oldest compute capability the kernels compile for (Turing).
 MIN_ARCH = 75
 POINTERS = {
     "x_ptr": "*bf16",
-    "gm_ptr": "*bf16",
     "codes_ptr": "*u8",
     "m_ptr": "*u8",
     "y_ptr": "*bf16",
@@ -72,14 +71,14 @@ BWD_TILES = ((1, 16, 128), (128, 16, 4))
 
 
 def compile_for(
-    fn: Any, constexprs: dict[str, Any], arch: int, num_warps: int, contiguous: str = ""
+    fn: Any, constexprs: dict[str, Any], arch: int, num_warps: int, contiguous: str
 ) -> Any:
     """``fn`` compiled for ``sm_<arch>`` with the given constexprs; other arguments are i32.
 
     As a launch would: the stride arguments (``s<tensor>_<axis>``) along the ``contiguous``
     axis (``"w"``: NCHW, ``"c"``: channels_last) are the constant 1, the other strides and
-    the pointers and the channel count ``C`` are known to be multiples of 16 (ResNet sizes), as
-    Triton specialises such arguments.
+    the pointers are known to be multiples of 16 (ResNet sizes), as Triton specialises such
+    arguments.
     """
     signature, values, attrs = {}, {}, {}
     for index, name in enumerate(inspect.signature(fn.fn).parameters):
@@ -89,7 +88,7 @@ def compile_for(
             values[(index,)] = constexprs.get(name, 1)
             continue
         signature[name] = POINTERS.get(name, "i32")
-        if stride or name in POINTERS or name == "C":
+        if stride or name in POINTERS:
             attrs[(index,)] = [["tt.divisibility", 16]]
     source = ASTSource(fn=fn, signature=signature, constexprs=values, attrs=attrs)
     options = {"num_warps": num_warps, **COMPILE_OPTIONS}
@@ -212,7 +211,7 @@ def forward_case(
     block_c, block_h, block_w = tile
     before = pad_sizes(k, 0)[0]
     map_rows, map_cols = streamed_forward.map_extent(k, STRIDE, before, block_h, max_kernel > 1)
-    constexprs = dict(TAPS=k, STRIDE=STRIDE, PAD_BEFORE=before, PADDING=PADDING_CODES["reflect"],
+    constexprs = dict(TAPS=k, STRIDE=STRIDE, PAD_BEFORE=before, PADDING=PADDING_CODES[PADDING],
                       MAX_KERNEL=max_kernel, RELU=relu, MASK_W=pow2_bucket(STRIDE * block_w),
                       PACK_C=tile == FWD_TILES[1],  # the channels_last-like tile packs along C
                       MAP_ROWS=map_rows, MAP_COLS=map_cols, CHECK_H=check_h, CHECK_W=check_w,
@@ -282,11 +281,14 @@ def backward_case(
     tables of a 112-wide map (how many slots each lane reads)."""
     block_c, block_h, block_w = tile
     taps = tuple(float(t) for t in make_taps(k).tolist())
-    col_src, _ = streamed_backward.column_routes(113 - max_kernel, taps, STRIDE, 0, "reflect",
+    map_size = 113 - max_kernel
+    col_src, _ = streamed_backward.column_routes(map_size, taps, STRIDE, 0, PADDING,
                                                  max_kernel, torch.float32,
                                                  torch.device("cpu"))  # fmt: skip
-    constexprs = dict(TAPS=k, STRIDE=STRIDE, PAD_BEFORE=(k - 1) // 2, MAX_KERNEL=max_kernel,
-                      RELU=relu, SLOTS=col_src.shape[0], BAND=-(-k // STRIDE), PLAIN_H=plain_h,
+    band = streamed_backward.row_weights(map_size, taps, STRIDE, 0, PADDING)[0]
+    constexprs = dict(TAPS=k, STRIDE=STRIDE, PAD_BEFORE=pad_sizes(k, 0)[0],
+                      MAX_KERNEL=max_kernel, RELU=relu, SLOTS=col_src.shape[0],
+                      BAND=band.shape[1], PLAIN_H=plain_h,
                       ACC_DTYPE=tl.float32, BLOCK_C=block_c, BLOCK_H=block_h,
                       BLOCK_W=block_w)  # fmt: skip
     return _backward_tile, constexprs, block_c * block_h * block_w

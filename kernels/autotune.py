@@ -31,11 +31,12 @@ from typing import Any
 import torch
 
 from kernels import hardware, tuning
+from kernels.baselines import MAX_KERNEL, PADDING, STRIDE
 from kernels.cli_types import output_file, positive, run_command, shape_text
 from kernels.files import why_not_writable
 from kernels.filters import make_taps
 from kernels.functional import fused_kernels_run
-from kernels.layout import LAYOUTS, keeps_channels_last
+from kernels.layout import LAYOUTS, in_layout, keeps_channels_last
 from kernels.measure import DTYPES, parse_shape, time_ms
 from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, relu_mask_buffer
 from kernels.ops.max_blur_pool import (
@@ -46,10 +47,6 @@ from kernels.ops.max_blur_pool import (
 from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
 from kernels.time_budget import TimeBudget
 from kernels.warmup import warm_ahead
-
-STRIDE = 2
-PADDING = "reflect"
-MAX_KERNEL = 2
 
 # CIFAR ResNet-18 maps (batch 256) and ImageNet ResNet-18 maps (batch 64 and 256).
 FULL_SHAPES = ("256x64x32x32", "256x128x16x16", "256x256x8x8", "64x64x112x112",
@@ -137,14 +134,13 @@ def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
 
 
 def make_input(problem: Problem, device: torch.device) -> torch.Tensor:
-    x = torch.randn(problem.shape, device=device, dtype=DTYPES[problem.dtype])
-    return x.contiguous(memory_format=torch.channels_last) if problem.layout != "nchw" else x
+    return in_layout(torch.randn(problem.shape, device=device, dtype=DTYPES[problem.dtype]),
+                     problem.layout)  # fmt: skip
 
 
 def key_of(problem: Problem) -> tuning.TuningKey:
-    x = torch.empty(problem.shape, device="meta", dtype=DTYPES[problem.dtype])
-    if problem.layout != "nchw":
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = in_layout(torch.empty(problem.shape, device="meta", dtype=DTYPES[problem.dtype]),
+                  problem.layout)  # fmt: skip
     return tuning.tuning_key(x, problem.filter_size, STRIDE, max_kernel=problem.max_kernel,
                              relu=problem.relu)
 

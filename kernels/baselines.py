@@ -11,7 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from kernels.filters import make_taps
+from kernels.padding import pad_sizes
 
+# The anti-aliased pool every benchmark and tuning run measures: the paper's stride, reflect
+# padding, and MaxBlurPool's 2×2 max.
 STRIDE = 2
 PADDING = "reflect"
 MAX_KERNEL = 2
@@ -24,8 +27,7 @@ def pad_conv_formulation(
     taps = make_taps(filter_size)
     weight = torch.outer(taps, taps).to(device=device, dtype=dtype).expand(channels, 1, -1, -1)
     weight = weight.contiguous()
-    before = (filter_size - 1) // 2
-    pads = (before, filter_size - 1 - before) * 2
+    pads = pad_sizes(filter_size, 0) * 2
 
     def run(x: torch.Tensor) -> torch.Tensor:
         if op == "blur_pool_relu":
@@ -40,7 +42,7 @@ def pad_conv_formulation(
 def smallest_side(filter_size: int) -> int:
     """The smallest H and W :func:`pad_conv_formulation` takes: reflect padding needs a pad
     smaller than the map, which the 2x2 max makes one row and column shorter."""
-    return filter_size - 1 - (filter_size - 1) // 2 + MAX_KERNEL
+    return pad_sizes(filter_size, 0)[1] + MAX_KERNEL
 
 
 def kornia_op(op: str, filter_size: int) -> Callable[[torch.Tensor], torch.Tensor]:

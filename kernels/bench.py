@@ -49,7 +49,7 @@ from kernels.bench_results import default_results_dir, print_table, run_metadata
 from kernels.cli_types import device_option, output_folder, positive, run_command, shape_text
 from kernels.files import atomic_write
 from kernels.functional import fused_kernels_run
-from kernels.layout import LAYOUTS
+from kernels.layout import LAYOUTS, in_layout
 from kernels.measure import DTYPES, parse_shape, peak_memory_mb, time_ms
 from kernels.time_budget import TimeBudget
 from kernels.warmup import warm_ahead
@@ -88,9 +88,7 @@ class Case:
     def make_input(self, device: torch.device, *, seed: int = 0) -> torch.Tensor:
         generator = torch.Generator(device=device).manual_seed(seed)
         x = torch.randn(self.shape, generator=generator, device=device, dtype=DTYPES[self.dtype])
-        if self.layout == "channels_last":
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return in_layout(x, self.layout)
 
 
 # ----------------------------------------------------------------------------- implementations

@@ -4,10 +4,13 @@ A tensor can be contiguous in both formats (one channel, or 1×1 maps); it then 
 so outputs derived from it are laid out the way most code expects.
 """
 
+from typing import Literal, get_args
+
 import torch
 
 #: The layouts by name, as tuned tables, benchmarks and command lines give them.
-LAYOUTS: tuple[str, ...] = ("nchw", "channels_last")
+Layout = Literal["nchw", "channels_last"]
+LAYOUTS: tuple[str, ...] = get_args(Layout)
 
 
 def keeps_channels_last(x: torch.Tensor) -> bool:
@@ -18,6 +21,16 @@ def keeps_channels_last(x: torch.Tensor) -> bool:
 def memory_format_of(x: torch.Tensor) -> torch.memory_format:
     """The memory format outputs derived from ``x`` take (:func:`keeps_channels_last`)."""
     return memory_format(keeps_channels_last(x))
+
+
+def layout_of(x: torch.Tensor) -> Layout:
+    """The name of the layout outputs derived from ``x`` take (:func:`keeps_channels_last`)."""
+    return "channels_last" if keeps_channels_last(x) else "nchw"
+
+
+def in_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """``x`` in the layout named ``layout`` (one of LAYOUTS)."""
+    return x.contiguous(memory_format=memory_format(layout == "channels_last"))
 
 
 def memory_format(channels_last: bool) -> torch.memory_format:

@@ -39,16 +39,14 @@ import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from filelock import FileLock
 
 from kernels import hardware
 from kernels.files import atomic_write_text, read_json
-from kernels.layout import LAYOUTS, keeps_channels_last
-
-Layout = Literal["nchw", "channels_last"]
+from kernels.layout import LAYOUTS, Layout, layout_of
 
 OPS: tuple[str, ...] = ("blur_pool_fwd", "blur_pool_bwd", "max_blur_pool_fwd", "max_blur_pool_bwd")
 CONFIG_FIELDS: tuple[str, ...] = ("BLOCK_H", "BLOCK_W", "BLOCK_C", "num_warps", "num_stages")
@@ -161,13 +159,12 @@ def tuning_key(
     if x.dim() != 4:
         raise ValueError(f"x.shape={tuple(x.shape)}: expected a 4-D (N, C, H, W) tensor")
     n, c, h, w = x.shape
-    channels_last = keeps_channels_last(x)
     return TuningKey(
         nc=pow2_bucket(n * c),
         hw=pow2_bucket(h * w),
         c=pow2_bucket(c),
         dtype=str(x.dtype).removeprefix("torch."),
-        layout="channels_last" if channels_last else "nchw",
+        layout=layout_of(x),
         filter_size=int(filter_size),
         stride=int(stride),
         max_kernel=int(max_kernel),

@@ -178,8 +178,8 @@ def differentiable_input_gradient(
     """What :func:`_input_gradient` computes, as a graph in ``grad`` (the reference's
     transposed products, through the unpacked ReLU mask): for a backward that builds a graph
     (``create_graph``, a gradient penalty), whose own backward is blur-pool again."""
-    taps_tensor = torch.tensor(taps, dtype=torch.float64)
-    dx = blur_pool2d_input_gradient(grad, (height, width), channels_last, taps_tensor, stride,
+    exact_taps = torch.tensor(taps, dtype=torch.float64)
+    dx = blur_pool2d_input_gradient(grad, (height, width), channels_last, exact_taps, stride,
                                     padding, pad_off)  # fmt: skip
     if mask is None:
         return dx

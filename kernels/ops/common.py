@@ -2,7 +2,7 @@
 plumbing, and the Triton helpers for padding and addressing.
 
 Every op here is separable: along each axis an output reads a few input positions with fixed
-weights. The padding mode only changes *which* positions: the forwards compute them
+weights. The padding mode only changes *which* positions: the forward computes them
 arithmetically (:func:`padded_source`); the backward (``streamed_backward``) reads the
 transpose from tables made on the host.
 
@@ -122,8 +122,8 @@ def resolve_config(
     stride: int,
     config: dict[str, Any] | None,
     *,
-    max_kernel: int = 0,
-    relu: bool = False,
+    max_kernel: int,
+    relu: bool,
 ) -> dict[str, int]:
     """An explicit ``config`` (checked), else the tuned or heuristic one for this call."""
     if config is not None:

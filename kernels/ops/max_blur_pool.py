@@ -182,9 +182,9 @@ def differentiable_input_gradient(
     (``create_graph``, a gradient penalty), whose own backward gathers by the same codes."""
     n, c, h, w = codes.shape
     k = max_kernel
-    taps_tensor = torch.tensor(taps, dtype=torch.float64)
+    exact_taps = torch.tensor(taps, dtype=torch.float64)
     channels_last = keeps_channels_last(codes)
-    grad_max = blur_pool2d_input_gradient(grad, (h, w), channels_last, taps_tensor, stride,
+    grad_max = blur_pool2d_input_gradient(grad, (h, w), channels_last, exact_taps, stride,
                                           padding, 0)  # fmt: skip
     # A code the blur never reads was not written (its window's gradient is 0): keep it
     # inside the window, whatever the byte holds.

@@ -13,7 +13,8 @@ max map) at a time:
 - Along H a row ``a`` weighs the filtered rows of outputs ``(a + before) // stride - q``, its
   band, which the program keeps in registers as it goes: with the taps themselves where all
   its rows lie in the plain rows (:func:`plain_rows`), else with per-row weights
-  (:func:`row_band`; circular padding and maps smaller than the filter add extra rows).
+  (:func:`row_band`; circular padding, reflect with an even filter and maps smaller than the
+  filter add extra rows).
 - MaxBlurPool then hands each window's gradient to the element its forward's code names,
   summed on registers over the rows; blur-pool after the fused ReLU keeps it where the
   forward's mask bit is set. A row is written once the last window over it is in.
@@ -197,9 +198,9 @@ def _streamed_gradient(g_maps, code_maps, mask_maps, dx_maps, taps_ptr, band_ptr
     as it goes, each loaded and filtered along W once: ``PLAIN_H``, with the taps themselves
     (rows inside the plain interval: every weight a tap, every output there), else with the
     weights of :func:`row_band`, and ``EXTRA`` more rows read for row ``a`` alone (circular
-    padding, tiny maps). With ``MAX_KERNEL`` > 1 each window's gradient then goes to the
-    element its code names: the routed rows are summed on registers, and an input-gradient row
-    is written once the last window over it is in.
+    padding, reflect with an even filter, tiny maps). With ``MAX_KERNEL`` > 1 each window's
+    gradient then goes to the element its code names: the routed rows are summed on
+    registers, and an input-gradient row is written once the last window over it is in.
     """
     # Row indices as [1,1,1] tensors: Triton's interpreter turns a scalar mask combined with a
     # tensor one into integers, which its loads refuse (compiled code is the same either way).
@@ -329,7 +330,6 @@ def _filtered_row(g_maps, output_row, H_out, sg_h, reads, read_ok, weights,
             acc += weights[v * SLOTS + s] * values[s]
         filtered += (acc,)
     return filtered
-
 
 
 def backward_launch(

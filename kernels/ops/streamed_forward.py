@@ -590,7 +590,6 @@ def _store_relu_mask(maps, m_ptr, n, c, c0, rows, col0, C, H, W, sx_h, sx_w, sm_
         tl.store(m_ptr + at, packed.to(tl.uint8), mask=stored)
 
 
-
 def forward_launch(
     op: str,
     x: torch.Tensor,
