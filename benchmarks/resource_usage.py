@@ -38,6 +38,7 @@ from benchmarks.table_output import write_and_print
 from kernels import autotune, hardware, tuning
 from kernels.cli_types import output_file, positive, shape_text
 from kernels.layout import LAYOUTS
+from kernels.measure import DTYPES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--shapes", nargs="+", type=shape_text,
                         default=list(autotune.QUICK_SHAPES))
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
-    parser.add_argument("--dtypes", nargs="+", choices=tuple(autotune.DTYPES),
+    parser.add_argument("--dtypes", nargs="+", choices=tuple(DTYPES),
                         default=["bfloat16"])
     parser.add_argument("--filters", nargs="+", type=positive(int), default=[3, 5, 7])
     parser.add_argument("--ops", nargs="+", choices=tuning.OPS, default=list(tuning.OPS))

@@ -51,6 +51,7 @@ from kernels.files import atomic_write
 from kernels.functional import fused_kernels_run
 from kernels.layout import LAYOUTS, in_layout
 from kernels.measure import DTYPES, parse_shape, peak_memory_mb, time_ms
+from kernels.padding import dense_max_size
 from kernels.time_budget import TimeBudget
 from kernels.warmup import warm_ahead
 
@@ -173,7 +174,7 @@ def minimal_bytes(case: Case, x: torch.Tensor, y: torch.Tensor) -> dict[str, int
     routing = {
         "blur_pool": 0,
         "blur_pool_relu": math.ceil(x.numel() / 8),
-        "max_blur_pool": n * c * (h - MAX_KERNEL + 1) * (w - MAX_KERNEL + 1),
+        "max_blur_pool": n * c * dense_max_size(h, MAX_KERNEL) * dense_max_size(w, MAX_KERNEL),
     }[case.op]
     fwd = x.nbytes + y.nbytes
     bwd = y.nbytes + x.nbytes + routing

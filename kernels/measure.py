@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+#: The dtypes the benchmarks and the tuner measure, by their command-line names.
 DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,

@@ -18,6 +18,12 @@ def pad_sizes(filter_size: int, pad_off: int) -> tuple[int, int]:
     return half + pad_off, filter_size - 1 - half + pad_off
 
 
+def dense_max_size(size: int, max_kernel: int) -> int:
+    """Rows (or columns) of the dense ``max_kernel`` max of ``size`` rows, at stride 1 with no
+    padding (spec §3): what MaxBlurPool blurs."""
+    return size - max_kernel + 1
+
+
 def blur_output_size(size: int, stride: int, pad_off: int) -> int:
     """Spec §2: ``floor((size + 2·pad_off - 1) / stride) + 1`` (works on SymInts too)."""
     return (size + 2 * pad_off - 1) // stride + 1

@@ -47,10 +47,12 @@ from filelock import FileLock
 from kernels import hardware
 from kernels.files import atomic_write_text, read_json
 from kernels.layout import LAYOUTS, Layout, layout_of
+from kernels.padding import dense_max_size
 
 OPS: tuple[str, ...] = ("blur_pool_fwd", "blur_pool_bwd", "max_blur_pool_fwd", "max_blur_pool_bwd")
 CONFIG_FIELDS: tuple[str, ...] = ("BLOCK_H", "BLOCK_W", "BLOCK_C", "num_warps", "num_stages")
-DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+#: The dtypes a tuning key may name (float64 launches too, for gradcheck).
+KEY_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 CACHE_DIR_ENV = "SHIFTLAB_CACHE_DIR"
 SHIPPED_DIR = Path(__file__).with_name("tuned")
 
@@ -122,8 +124,8 @@ class TuningKey:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1 or value & (value - 1):
                 raise ValueError(f"TuningKey.{name}={value!r}: expected a power of two >= 1")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"TuningKey.dtype={self.dtype!r}: expected one of {DTYPES}")
+        if self.dtype not in KEY_DTYPES:
+            raise ValueError(f"TuningKey.dtype={self.dtype!r}: expected one of {KEY_DTYPES}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"TuningKey.layout={self.layout!r}: expected one of {LAYOUTS}")
         for name in ("filter_size", "stride"):
@@ -471,7 +473,7 @@ def whole_map_tile(op: str, key: TuningKey) -> int:
     if op == "blur_pool_fwd":
         extent = -(-side // stride)
     elif op == "max_blur_pool_fwd":
-        extent = -(-max(1, side - max_kernel + 1) // stride)
+        extent = -(-max(1, dense_max_size(side, max_kernel)) // stride)
     else:
         extent = side
     return pow2_bucket(extent)

@@ -20,7 +20,8 @@ import triton.language as tl
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from kernels.layout import memory_format, memory_format_of
-from kernels.padding import blur_output_size
+from kernels.padding import blur_output_size, dense_max_size
+from kernels.reference import compute_dtype
 from kernels.tuning import check_config, launch_config, lookup_state, tuning_key
 
 INT32_LIMIT = 2**31
@@ -40,8 +41,8 @@ def pooled_shape(
     return (
         n,
         c,
-        blur_output_size(h - max_kernel + 1, stride, pad_off),
-        blur_output_size(w - max_kernel + 1, stride, pad_off),
+        blur_output_size(dense_max_size(h, max_kernel), stride, pad_off),
+        blur_output_size(dense_max_size(w, max_kernel), stride, pad_off),
     )
 
 
@@ -97,13 +98,14 @@ def needs_int64(*tensors: torch.Tensor) -> bool:
 
 
 def accumulator_dtype(x: torch.Tensor) -> tl.dtype:
-    """fp32 accumulation for every input type, fp64 for fp64 inputs (so gradcheck works)."""
-    return tl.float64 if x.dtype == torch.float64 else tl.float32
+    """The reference's precision (:func:`compute_dtype`: fp32 for every input type, fp64 for
+    fp64 inputs, so gradcheck works) as the kernels' accumulator type."""
+    return tl.float64 if accumulator_torch_dtype(x) == torch.float64 else tl.float32
 
 
 def accumulator_torch_dtype(x: torch.Tensor) -> torch.dtype:
     """:func:`accumulator_dtype` as a torch dtype (for the taps handed to a kernel)."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+    return compute_dtype(x.dtype)
 
 
 @functools.lru_cache(maxsize=256)

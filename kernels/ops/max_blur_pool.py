@@ -29,6 +29,7 @@ from kernels.ops.common import (
 from kernels.ops.streamed_backward import backward_launch
 from kernels.ops.streamed_forward import forward_launch
 from kernels.options import MAX_CODED_KERNEL
+from kernels.padding import dense_max_size
 from kernels.reference import backward_in_plain_ops, blur_pool2d_input_gradient
 
 
@@ -36,7 +37,8 @@ def max_codes_buffer(x: torch.Tensor, max_kernel: int) -> torch.Tensor:
     """An uninitialised uint8 tensor for the forward's argmax codes: one per max-map element,
     in ``x``'s memory format."""
     n, c, h, w = x.shape
-    return empty_output(x, (n, c, h - max_kernel + 1, w - max_kernel + 1), torch.uint8)
+    map_h, map_w = dense_max_size(h, max_kernel), dense_max_size(w, max_kernel)
+    return empty_output(x, (n, c, map_h, map_w), torch.uint8)
 
 
 def input_gradient_buffer(
@@ -69,7 +71,7 @@ def max_blur_pool2d_forward(
     """
     shape = pooled_shape(tuple(x.shape), stride, 0, max_kernel)
     y = output_buffer(out, x, shape)
-    map_shape = (*x.shape[:2], x.shape[2] - max_kernel + 1, x.shape[3] - max_kernel + 1)
+    map_shape = (*x.shape[:2], *(dense_max_size(size, max_kernel) for size in x.shape[2:]))
     if codes is not None and max_kernel > MAX_CODED_KERNEL:
         raise ValueError(
             f"max_kernel={max_kernel}: the fused backward's argmax codes are one byte, so it "

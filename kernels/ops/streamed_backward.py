@@ -46,7 +46,7 @@ from kernels.ops.common import (
     tiled_launch,
 )
 from kernels.ops.lanes import ALONG_C, ALONG_W, load_along, store_along
-from kernels.padding import blur_output_size, pad_index, pad_sizes
+from kernels.padding import blur_output_size, dense_max_size, pad_index, pad_sizes
 
 
 @triton.jit
@@ -353,7 +353,7 @@ def backward_launch(
     these tensors' layouts; ``mask`` (its bits packed along C with ``pack_c``, else W) is read
     only with ``relu``. The launch is then made with ``(grad, codes, mask, dx)``."""
     _, c, h, w = dx.shape
-    map_h, map_w = h - max_kernel + 1, w - max_kernel + 1
+    map_h, map_w = dense_max_size(h, max_kernel), dense_max_size(w, max_kernel)
     dtype = accumulator_torch_dtype(dx)
     k = len(taps)
     col_src, col_wt = column_routes(map_w, taps, stride, pad_off, padding, max_kernel, dtype,

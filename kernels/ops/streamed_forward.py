@@ -42,7 +42,7 @@ from kernels.ops.common import (
     tiled_launch,
 )
 from kernels.ops.lanes import ALONG_W, load_along, store_along
-from kernels.padding import pad_index, pad_sizes
+from kernels.padding import dense_max_size, pad_index, pad_sizes
 from kernels.tuning import pow2_bucket
 
 # The forward's registers a thread, at most. Compiled alone, each of its three paths needs at
@@ -622,7 +622,7 @@ def forward_launch(
         field = "BLOCK_C" if pack_c else "BLOCK_W"
         launch = {**launch, field: max(launch[field], 8)}
     map_rows, map_cols = map_extent(k, stride, before, launch["BLOCK_H"], save_codes)
-    map_h, map_w = h - max_kernel + 1, w - max_kernel + 1
+    map_h, map_w = dense_max_size(h, max_kernel), dense_max_size(w, max_kernel)
     return tiled_launch(
         _streamed_forward_kernel,
         launch,
