@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 from torch import nn
 
-from ablate.antialias import antialias
+from ablate.antialias import SiteChange, antialias
 from ablate.chance import chance_accuracy, learned
 from ablate.data import Splits, load_dataset
 from ablate.flops import forward_flops
@@ -99,33 +99,40 @@ def _build(
         data_dir=config.data_dir,
         image_size=config.image_size,
     )
-    image_shape = tuple(splits.test_x.shape[1:])
+    model, changes = build_network(config, splits.num_classes, config.image_size, device)
+    return config, splits, model, device, all(change.keeps_function for change in changes)
+
+
+def build_network(
+    config: VariantConfig, num_classes: int, image_size: int, device: torch.device
+) -> tuple[nn.Module, list[SiteChange]]:
+    """`config`'s network for `image_size`² images on `device`, anti-aliased as `config` says,
+    and what the conversion changed (nothing without blur)."""
     # On its device before anti-aliasing: the converter checks shapes with a forward pass, which
     # the fused backend can only run on CUDA tensors.
     model = build_model(
         config.model,
-        num_classes=splits.num_classes,
+        num_classes=num_classes,
         width=config.width,
         conv_padding=config.conv_padding,
-        image_size=config.image_size,
+        image_size=image_size,
     ).to(device)
-    changes = []
-    if config.placement != "none":
-        model, changes = antialias(
-            model,
-            filter_size=config.filter_size,
-            padding=config.padding,
-            placement=config.placement,
-            sites=config.sites,
-            antialias_stem=config.antialias_stem,
-            filter=config.filter,
-            taps=config.taps,
-            sigma=config.sigma,
-            backend=config.backend,
-            subsample=config.subsample,
-            example_input=torch.zeros(2, *image_shape, device=device),
-        )
-    return config, splits, model, device, all(change.keeps_function for change in changes)
+    if config.placement == "none":
+        return model, []
+    return antialias(
+        model,
+        filter_size=config.filter_size,
+        padding=config.padding,
+        placement=config.placement,
+        sites=config.sites,
+        antialias_stem=config.antialias_stem,
+        filter=config.filter,
+        taps=config.taps,
+        sigma=config.sigma,
+        backend=config.backend,
+        subsample=config.subsample,
+        example_input=torch.zeros(2, 3, image_size, image_size, device=device),
+    )
 
 
 def evaluate(

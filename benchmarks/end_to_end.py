@@ -30,17 +30,16 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ablate.antialias import antialias
 from ablate.flops import forward_flops
 from ablate.models import (
     MODELS,
-    build_model,
     check_image_size,
     check_model_name,
     model_arguments,
 )
 from ablate.speed import measure_speed
 from ablate.train import memory_format_for
+from ablate.variant import build_network
 from ablate.variant_config import VariantConfig
 from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
 from kernels.cli_types import device_option, output_folder, positive, run_command
@@ -66,6 +65,7 @@ VARIANTS = {
     "aa_placement": Variant("auto", one_tap=True),
 }
 TRAIN_RATIO_GOAL = 0.95
+NUM_CLASSES = 10  # the outputs of the measured networks (CIFAR's classes)
 
 
 def measure(model_name: str, variant: str, layout: str, *, width: int, batch: int,
@@ -83,20 +83,13 @@ def measure(model_name: str, variant: str, layout: str, *, width: int, batch: in
     )
     torch.manual_seed(0)
     image_shape = (3, image_size, image_size)
-    model = build_model(model_name, **sized, image_size=image_size)
-    model = model.to(device)  # antialias checks it on its device
-    sites = 0
-    if spec.backend is not None:
-        model, changes = antialias(model, filter_size=filter_size, padding=config.padding,
-                                   placement="paper", backend=spec.backend,
-                                   example_input=torch.zeros(2, *image_shape, device=device))
-        sites = len(changes)
+    model, changes = build_network(config, NUM_CLASSES, image_size, device)
     result = measure_speed(model, config, device, image_shape=image_shape)
     return {**result, "width": sized.get("width"),  # None: the factory takes no width
             "image_size": image_size,
             "activation_mb": activation_mb(model, config, device, image_shape),
             "forward_mflops": forward_flops(model, image_shape) / 1e6,
-            "filter_size": filter_size, "sites": sites,
+            "filter_size": filter_size, "sites": len(changes),
             "params": sum(p.numel() for p in model.parameters())}
 
 
