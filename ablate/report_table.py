@@ -19,10 +19,10 @@ from pydantic import ValidationError
 from ablate.report_stats import metric_interval
 from ablate.spec import Constraint, Objective, StudySpec, describe_validation_error
 from ablate.storage import (
-    DEFAULT_JOURNAL,
     StorageLocation,
     existing_storage,
     locate_storage,
+    recorded_location,
     stored_study,
 )
 from ablate.variant_config import BLUR_FIELDS, run_identity, taps_per_axis, unused_fields
@@ -84,18 +84,12 @@ def _entries(path: Path, raw: dict[str, Any], key: str, model: type[Entry]) -> t
 
 
 def study_location(out_dir: Path, meta: StudyMeta, url: str | None = None) -> StorageLocation:
-    """Where the study is stored: `url`, else the RDB URL `meta.json` records (without its
-    password), else a journal file (default `out_dir/journal.log`).
-
-    A relative journal path is relative to `out_dir`; an absolute one that no longer exists is
-    looked for in `out_dir` by its name, so a copied or moved folder still opens.
-    """
-    if url is not None or (meta.storage and "://" in meta.storage):
-        return locate_storage(url or meta.storage, out_dir)
-    journal = Path(out_dir) / (meta.storage or DEFAULT_JOURNAL)
-    if not journal.is_file() and (Path(out_dir) / journal.name).is_file():
-        journal = Path(out_dir) / journal.name
-    return locate_storage(str(journal), out_dir)
+    """Where the study is stored: `url` (a database URL with its password, or a journal moved
+    elsewhere), else what `meta.json` records (`recorded_location`: a copied or moved folder
+    still opens)."""
+    if url is not None:
+        return locate_storage(url, out_dir)
+    return recorded_location(meta.storage, out_dir)
 
 
 def load_study(out_dir: Path, meta: StudyMeta, location: StorageLocation) -> optuna.Study:

@@ -57,6 +57,12 @@ class StorageLocation:
     def is_sqlite(self) -> bool:
         return self.url.startswith("sqlite")
 
+    @property
+    def identity(self) -> str:
+        """What tells storages apart: a database URL without its password, a journal's
+        absolute path."""
+        return self.recorded if self.is_rdb else self.url
+
 
 def locate_storage(url: str | None, out_dir: Path) -> StorageLocation:
     """Resolve `--storage`/`storage:`: None -> `out_dir/journal.log`; a path -> a journal file."""
@@ -71,6 +77,18 @@ def locate_storage(url: str | None, out_dir: Path) -> StorageLocation:
     check_can_be_made(path, "storage")
     _check_is_journal(path)
     return StorageLocation(str(path), str(path))
+
+
+def recorded_location(recorded: str | None, out_dir: Path) -> StorageLocation:
+    """The storage an output folder's `meta.json` records (`StorageLocation.recorded`; None:
+    the default journal), located: a database URL as it is, a journal relative to the folder,
+    or found in it by its name where the absolute path recorded is gone (the folder moved)."""
+    if recorded is not None and "://" in recorded:
+        return locate_storage(recorded, out_dir)
+    journal = Path(out_dir) / (recorded or DEFAULT_JOURNAL)
+    if not journal.is_file() and (Path(out_dir) / journal.name).is_file():
+        journal = Path(out_dir) / journal.name
+    return locate_storage(str(journal), out_dir)
 
 
 def _check_is_journal(path: Path) -> None:

@@ -42,6 +42,7 @@ from ablate.storage import (
     locate_storage,
     open_storage,
     open_study,
+    recorded_location,
     stored_study,
 )
 from ablate.trial_queue import (
@@ -204,13 +205,13 @@ def check_destination(
     stored = stored_study(storage, spec.name)
     if stored is not None:
         check_stored_spec(stored, spec)
-    elif "storage" in meta and (own := _stored_at(meta["storage"], out_dir)) != _stored_at(
-        location.recorded, out_dir
-    ):
+    elif "storage" in meta and (
+        own := recorded_location(meta["storage"], out_dir)
+    ).identity != location.identity:
         raise ValueError(
             f"--out {str(out_dir)!r} holds study {spec.name!r} of storage {meta['storage']!r}, "
             f"and storage {location.recorded!r} has no study of that name: give --storage "
-            f"{own!r} to resume it, or another --out to start it anew"
+            f"{own.recorded!r} to resume it, or another --out to start it anew"
         )
     remembered = stored.user_attrs.get("reuse") if stored is not None else None
     if options.reuse is not None and remembered not in (None, options.reuse):
@@ -228,14 +229,6 @@ def check_destination(
             f"({location.recorded}) to take finished runs from"
         )
     return location, pins, storage
-
-
-def _stored_at(recorded: str, out_dir: Path) -> str:
-    """The storage `meta.json` records (`StorageLocation.recorded`) as `locate_storage` gives
-    it: a URL, or a journal's absolute path (relative ones lie in the output folder)."""
-    if "://" in recorded:
-        return recorded
-    return str((out_dir / recorded).resolve())
 
 
 def worker_pins(options: RunOptions) -> list[str | None]:

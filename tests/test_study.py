@@ -1209,6 +1209,22 @@ def test_a_resume_on_another_storage_is_refused(tmp_path, call_log):
     assert run_study(spec, out, options(storage=hint)).complete == 6
 
 
+def test_a_moved_folder_names_the_journal_it_holds(tmp_path, call_log):
+    """A journal given by its absolute path is recorded so; once the folder moves, that path is
+    gone, and the refusal names the journal as the folder now holds it (as the report finds
+    it), which resumes the study."""
+    spec = make_spec(tmp_path, seeds=[0])
+    out = tmp_path / "out"
+    run_study(spec, out, options(storage=str(out / "study.log")))
+    moved = out.rename(tmp_path / "moved")
+    with pytest.raises(ValueError, match=r"give --storage '[^']+' to resume it") as refused:
+        run_study(spec, moved, options())
+    hint = re.search(r"give --storage '([^']+)' to resume it", str(refused.value)).group(1)
+    assert hint == str((moved / "study.log").resolve())
+    assert run_study(spec, moved, options(storage=hint)).complete == 6
+    assert sum(calls(call_log).values()) == 6
+
+
 def test_a_retry_queued_twice_runs_once(tmp_path, call_log):
     """Two runners starting on one storage can both requeue the retry of one failure (one
     between the other's FAIL and its enqueue): the second copy is failed as such, not run."""
