@@ -193,27 +193,31 @@ def _sample_note(table: pd.DataFrame, images: str = "") -> str:
     `eval_size`) at their offsets."""
     if "n_seeds" in table:
         seeds = table["n_seeds"]
+    elif {CONFIG_KEY, "seed"} <= set(table):
+        seeds = table.groupby(CONFIG_KEY)["seed"].nunique()
     else:
-        seeds = table.groupby(CONFIG_KEY)["seed"].nunique() if CONFIG_KEY in table else []
-    parts = [f"{_span(seeds)} seed(s) per configuration"] if len(seeds) else []
-    if images and "test_size" in table:
-        tested = table["test_size"]
-        if images == "test":
-            parts.append(f"{_span(tested)} test images per run")
-        else:
-            shifted = np.minimum(table["eval_size"].fillna(tested).astype(float), tested)
-            offsets = (
-                f"diagonal offsets d = 0..{_span(table['diagonal'])}"
-                if images == "diagonal"
-                else f"each offset in [-S, S]², S = {_span(table['shift'])}"
-            )
-            parts.append(f"the first {_span(shifted)} test images per run at {offsets}")
+        seeds = pd.Series(dtype=float)
+    parts = [f"{_span(seeds)} seed(s) per configuration"] if _span(seeds) else []
+    tested = table.get("test_size", pd.Series(dtype=float))
+    if images == "test" and _span(tested):
+        parts.append(f"{_span(tested)} test images per run")
+    elif images and {"eval_size", "diagonal", "shift"} <= set(table) and _span(tested):
+        shifted = np.minimum(table["eval_size"].fillna(tested).astype(float), tested)
+        offsets = (
+            f"diagonal offsets d = 0..{_span(table['diagonal'])}"
+            if images == "diagonal"
+            else f"each offset in [-S, S]², S = {_span(table['shift'])}"
+        )
+        parts.append(f"the first {_span(shifted)} test images per run at {offsets}")
     return ", ".join(parts)
 
 
 def _span(values: pd.Series) -> str:
-    """'1,000', or '500–1,000' where the values differ."""
-    low, high = int(min(values)), int(max(values))
+    """'1,000', or '500–1,000' where the values differ; '' where there is none."""
+    known = pd.to_numeric(pd.Series(values), errors="coerce").dropna()
+    if known.empty:
+        return ""
+    low, high = int(known.min()), int(known.max())
     return f"{low:,}" if low == high else f"{low:,}–{high:,}"
 
 

@@ -205,13 +205,13 @@ def check_destination(
     stored = stored_study(storage, spec.name)
     if stored is not None:
         check_stored_spec(stored, spec)
-    elif "storage" in meta and (
-        own := recorded_location(meta["storage"], out_dir)
-    ).identity != location.identity:
+    elif "storage" in meta and (own := _recorded_identity(meta["storage"], out_dir)) != (
+        location.identity
+    ):
         raise ValueError(
             f"--out {str(out_dir)!r} holds study {spec.name!r} of storage {meta['storage']!r}, "
             f"and storage {location.recorded!r} has no study of that name: give --storage "
-            f"{own.recorded!r} to resume it, or another --out to start it anew"
+            f"{own!r} to resume it, or another --out to start it anew"
         )
     remembered = stored.user_attrs.get("reuse") if stored is not None else None
     if options.reuse is not None and remembered not in (None, options.reuse):
@@ -229,6 +229,15 @@ def check_destination(
             f"({location.recorded}) to take finished runs from"
         )
     return location, pins, storage
+
+
+def _recorded_identity(recorded: str, out_dir: Path) -> str:
+    """The identity of the storage `meta.json` records (`recorded_location`), or the record
+    itself where that storage cannot be opened now (its drive unmounted, its folder gone)."""
+    try:
+        return recorded_location(recorded, out_dir).identity
+    except ValueError:
+        return recorded
 
 
 def worker_pins(options: RunOptions) -> list[str | None]:

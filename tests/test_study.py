@@ -494,9 +494,12 @@ def test_a_dry_run_refuses_a_data_folder_that_is_not_there(tmp_path, capsys):
     Every dataset a space's choices read is looked for, not only the first."""
     cifar, images, nowhere = tmp_path / "cifar", tmp_path / "images", tmp_path / "nowhere"
     (cifar / "cifar-10-batches-py").mkdir(parents=True)
-    (images / "train" / "a").mkdir(parents=True)
-    (images / "test").mkdir()
-    (images / "train" / "b").mkdir()
+    batches = tmp_path / "batches"  # each file there (what they hold is read later)
+    batches.mkdir()
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        (batches / name).write_bytes(b"")
+    for split, label in [("train", "a"), ("train", "b"), ("test", "a")]:
+        (images / split / label).mkdir(parents=True, exist_ok=True)
     empty = tmp_path / "empty"
     (empty / "train").mkdir(parents=True)
     (empty / "test").mkdir()
@@ -507,7 +510,8 @@ def test_a_dry_run_refuses_a_data_folder_that_is_not_there(tmp_path, capsys):
         ({"dataset": "cifar10", "data_dir": nowhere}, None, f"{str(nowhere)!r} is not a folder"),
         ({"dataset": "folder", "data_dir": cifar}, None, f"{str(cifar)!r} has no train/ folder"),
         ({"dataset": "folder", "data_dir": empty}, None, "train' holds no class folders"),
-        ({"data_dir": cifar}, either, f"{str(cifar)!r} has no train/ folder"),
+        ({"dataset": "cifar10", "data_dir": cifar}, None, "data_batch_1' is missing"),
+        ({"data_dir": batches}, either, f"{str(batches)!r} has no train/ folder"),
         ({"data_dir": images}, either, f"no CIFAR-10 batches in {str(images)!r}"),
     ]:
         data = make_spec(tmp_path).model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -1207,6 +1211,17 @@ def test_a_resume_on_another_storage_is_refused(tmp_path, call_log):
     hint = re.search(r"give --storage '([^']+)' to resume it", str(refused.value)).group(1)
     assert hint == str((out / "journal.log").resolve())
     assert run_study(spec, out, options(storage=hint)).complete == 6
+
+
+def test_a_recorded_storage_that_cannot_be_opened_now_is_named_as_recorded(tmp_path):
+    """A journal on a drive not mounted now: the refusal still says which storage holds the
+    folder's study, not that it cannot be made."""
+    out, gone = tmp_path / "out", tmp_path / "a_file" / "journal.log"
+    out.mkdir()
+    (tmp_path / "a_file").write_text("")
+    (out / "meta.json").write_text(json.dumps({"study_name": "mechanics", "storage": str(gone)}))
+    with pytest.raises(ValueError, match=f"give --storage {re.escape(repr(str(gone)))} to resume"):
+        run_study(make_spec(tmp_path, seeds=[0]), out, options())
 
 
 def test_a_moved_folder_names_the_journal_it_holds(tmp_path, call_log):

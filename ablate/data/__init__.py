@@ -17,7 +17,7 @@ import torch
 
 from ablate.data.augment import augment
 from ablate.data.cifar10 import NUM_CLASSES as CIFAR10_CLASSES
-from ablate.data.cifar10 import locate_batches, read_cifar10
+from ablate.data.cifar10 import batch_files, read_cifar10
 from ablate.data.folder import LAYOUT, folder_layout, index_image_folder, read_images
 from ablate.data.synthetic import NUM_CLASSES as SYNTHETIC_CLASSES
 from ablate.data.synthetic import make_synthetic
@@ -123,7 +123,7 @@ def find_data(dataset: str, data_dir: str | None) -> None:
     (DATA_DIRS), looked at without reading the data: a study refuses a wrong path before it
     trains."""
     if dataset == "cifar10":
-        locate_batches(data_dir)
+        batch_files(data_dir)
     elif dataset == "folder":
         folder_layout(data_dir)
 

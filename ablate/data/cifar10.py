@@ -36,20 +36,25 @@ class Cifar10(NamedTuple):
 
 def read_cifar10(data_dir: str | Path) -> Cifar10:
     """Read all training and test batches under `data_dir` (python or binary format)."""
-    folder, binary = locate_batches(data_dir)
+    paths, binary = batch_files(data_dir)
     read = _read_binary_batch if binary else _read_pickled_batch
-    suffix = ".bin" if binary else ""
-    train = [read(_required(folder, name + suffix)) for name in TRAIN_BATCHES]
-    test = read(_required(folder, TEST_BATCH + suffix))
+    *train, test = (read(path) for path in paths)
     return Cifar10(
         train=(np.concatenate([i for i, _ in train]), np.concatenate([y for _, y in train])),
         test=test,
     )
 
 
-def locate_batches(data_dir: str | Path) -> tuple[Path, bool]:
-    """The folder holding the batches and whether it is the binary format, found without
-    reading them."""
+def batch_files(data_dir: str | Path) -> tuple[list[Path], bool]:
+    """The training batches' files then the test batch's, each there, and whether they are the
+    binary format: found without reading them."""
+    folder, binary = _locate(data_dir)
+    suffix = ".bin" if binary else ""
+    return [_required(folder, name + suffix) for name in (*TRAIN_BATCHES, TEST_BATCH)], binary
+
+
+def _locate(data_dir: str | Path) -> tuple[Path, bool]:
+    """The folder holding the batches and whether it is the binary format."""
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"CIFAR-10 data_dir {str(root)!r} is not a folder")

@@ -70,7 +70,10 @@ def folder_layout(data_dir: str | Path) -> tuple[Path, Path, tuple[str, ...]]:
             f"{str(train_dir)!r} holds one class folder, {classes[0]!r}: a classifier needs two "
             f"or more ({LAYOUT})"
         )
-    unknown = sorted({p.name for p in test_dir.iterdir() if _visible_folder(p)} - set(classes))
+    tested = {p.name for p in test_dir.iterdir() if _visible_folder(p)}
+    if not tested:
+        raise FileNotFoundError(f"{str(test_dir)!r} holds no class folders: {LAYOUT}")
+    unknown = sorted(tested - set(classes))
     if unknown:
         raise ValueError(
             f"{str(test_dir)!r} has classes the train folder lacks: {unknown}; every test class "
