@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.padding import blur_output_size
-from kernels.reference import exporting
+from kernels.tracing import exporting
 
 
 def pool_rows(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:

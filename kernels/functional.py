@@ -16,11 +16,8 @@ import torch
 from kernels.filters import filter_taps
 from kernels.hardware import interpreter_requested
 from kernels.options import BACKENDS, MAX_CODED_KERNEL, PADDING_MODES, check_int
-from kernels.reference import (
-    blur_pool2d_reference,
-    max_blur_pool2d_reference,
-    transforms_active,
-)
+from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
+from kernels.tracing import transforms_active
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)

@@ -26,12 +26,8 @@ from torch import nn
 from kernels.filters import make_taps
 from kernels.functional import check_blur_args, run_blur_pool2d, run_max_blur_pool2d, tap_values
 from kernels.options import check_int
-from kernels.reference import (
-    blur_pool2d_reference,
-    building_graph,
-    max_blur_pool2d_reference,
-    transforms_active,
-)
+from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
+from kernels.tracing import building_graph, transforms_active
 
 #: How far from 1 the sum of loaded taps may be, and from the module's own taps for the filter
 #: to keep its name (taps a checkpoint kept in float32 are off by up to a few 1e-8).

@@ -24,11 +24,19 @@ Arguments are assumed valid here; ``kernels.functional`` checks them.
 """
 
 import torch
-import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
 from kernels.layout import keeps_channels_last, memory_format, memory_format_of
 from kernels.padding import blur_output_size, pad_index, pad_sizes
+from kernels.tracing import (
+    backward_in_plain_ops,
+    batched,
+    building_graph,
+    compiling,
+    exporting,
+    tracing_or_exporting,
+    transforms_active,
+)
 
 #: Device types autocast can be on for.
 AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps")
@@ -87,7 +95,7 @@ def blur_pool2d_reference(
 def _met_non_finite(out: torch.Tensor) -> bool:
     """Whether the products' output holds a non-finite value, asked only where the answer
     costs no wait for a device and no graph break: on CPU, in eager code."""
-    if out.device.type != "cpu" or _compiling() or _tracing_or_exporting():
+    if out.device.type != "cpu" or compiling() or tracing_or_exporting():
         return False
     if transforms_active() or batched(out):
         return False
@@ -236,56 +244,9 @@ def _dense_max2d(x: torch.Tensor, kernel: int) -> torch.Tensor:
     writes into slices, and makes its own kernel of the plain op), and so do calls under
     ``torch.func`` transforms and forward-mode AD, which only PyTorch's own ops support.
     """
-    if building_graph() or _compiling() or transforms_active():
+    if building_graph() or compiling() or transforms_active():
         return F.max_pool2d(x, kernel, 1)
     return _slice_max2d(x, kernel)
-
-
-def building_graph() -> bool:
-    """True while scripting, tracing or exporting, when only plain aten ops may be recorded."""
-    return torch.jit.is_scripting() or _tracing_or_exporting()
-
-
-@torch.jit.unused
-def _tracing_or_exporting() -> bool:
-    return torch.jit.is_tracing() or torch.compiler.is_exporting()
-
-
-@torch.jit.unused
-def exporting() -> bool:
-    """Whether torch.export is recording the call, with sizes that may be symbolic."""
-    return torch.compiler.is_exporting()
-
-
-@torch.jit.unused
-def _compiling() -> bool:
-    return torch.compiler.is_compiling()
-
-
-@torch.jit.unused
-def backward_in_plain_ops(grad: torch.Tensor) -> bool:
-    """Whether a backward must be made of PyTorch's own differentiable ops: it builds a graph
-    of the gradient (``create_graph``: a gradient penalty), or its gradient is batched by vmap
-    (``is_grads_batched``: a vectorized jacobian or hessian)."""
-    return torch.is_grad_enabled() or batched(grad)
-
-
-@torch.jit.unused
-def batched(x: torch.Tensor) -> bool:
-    """Whether vmap batches ``x`` (torch.func's, or the one behind ``is_grads_batched``): its
-    storage and layout cannot be asked for. Never while compiling, whose tracer cannot call
-    these checks (it batches with its own rules)."""
-    if _compiling():
-        return False
-    functorch = torch._C._functorch
-    return functorch.is_batchedtensor(x) or functorch.is_legacy_batchedtensor(x)
-
-
-@torch.jit.unused
-def transforms_active() -> bool:
-    """Whether a ``torch.func`` transform (grad, vmap, jacrev, jacfwd) or forward-mode AD is
-    on: PyTorch's own ops support them, hand-written autograd.Functions and kernels do not."""
-    return torch._C._functorch.maybe_current_level() is not None or fwAD._current_level >= 0
 
 
 @torch.jit.unused

@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 import torch
 import triton
 import triton.language as tl
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from kernels.layout import memory_format, memory_format_of
 from kernels.padding import blur_output_size, dense_max_size
@@ -213,15 +212,6 @@ class MemoisedLaunch:
         launch(*tensors)
 
 
-def traced() -> bool:
-    """Whether this call is being traced or captured (``torch.compile``, ``torch.export``,
-    ``torch.jit.trace``, ``make_fx``, a fake or other dispatch mode): the custom ops must run
-    then, for their graph node and fake implementation; :func:`eager_autograd`'s path
-    otherwise."""
-    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
-            or _get_current_dispatch_mode() is not None)  # fmt: skip
-
-
 def eager_autograd(
     forward: Callable[..., tuple[torch.Tensor, torch.Tensor]],
     setup_context: Callable[..., None],
@@ -231,10 +221,11 @@ def eager_autograd(
     """An ``autograd.Function`` running a custom op's implementation (``forward``), its
     ``setup_context`` and ``backward`` without the dispatcher, for eager calls: the custom op's
     dispatch and autograd wrappers cost about as much host time as the launches themselves,
-    which small maps feel. When :func:`traced`, the custom op runs instead. The forward's
-    second output (what the backward keeps) has no gradient; ``backward`` gets the input
-    gradient's launcher as ``ctx.input_gradient`` (the backward custom op when traced), and
-    takes a differentiable form of it where a graph of the gradient is being built."""
+    which small maps feel. When :func:`kernels.tracing.traced`, the custom op runs instead.
+    The forward's second output (what the backward keeps) has no gradient; ``backward`` gets
+    the input gradient's launcher as ``ctx.input_gradient`` (the backward custom op when
+    traced), and takes a differentiable form of it where a graph of the gradient is being
+    built."""
 
     def run(ctx, *inputs):
         output = forward(*inputs)

@@ -24,13 +24,13 @@ from kernels.ops.common import (
     gradient_buffer,
     output_buffer,
     pooled_shape,
-    traced,
 )
 from kernels.ops.streamed_backward import backward_launch
 from kernels.ops.streamed_forward import forward_launch
 from kernels.options import MAX_CODED_KERNEL
 from kernels.padding import dense_max_size
-from kernels.reference import backward_in_plain_ops, blur_pool2d_input_gradient
+from kernels.reference import blur_pool2d_input_gradient
+from kernels.tracing import backward_in_plain_ops, traced
 
 
 def max_codes_buffer(x: torch.Tensor, max_kernel: int) -> torch.Tensor:

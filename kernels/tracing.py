@@ -1,0 +1,70 @@
+"""Whether a call is being scripted, traced, exported, compiled or transformed: what decides
+between PyTorch's own ops and the custom ones (with their kernels and hand-written autograd).
+
+A graph (scripted, traced, exported) may record only plain aten ops; ``torch.compile`` traces
+the custom ops through their fake implementations; ``torch.func`` transforms and forward-mode
+AD support PyTorch's own ops alone. The functions that TorchScript reaches are marked
+``torch.jit.unused`` so that a scripted module compiles around them.
+"""
+
+import torch
+import torch.autograd.forward_ad as fwAD
+from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+
+def building_graph() -> bool:
+    """True while scripting, tracing or exporting, when only plain aten ops may be recorded."""
+    return torch.jit.is_scripting() or tracing_or_exporting()
+
+
+@torch.jit.unused
+def tracing_or_exporting() -> bool:
+    """Whether ``torch.jit.trace`` or ``torch.export`` is recording the call."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
+@torch.jit.unused
+def exporting() -> bool:
+    """Whether torch.export is recording the call, with sizes that may be symbolic."""
+    return torch.compiler.is_exporting()
+
+
+@torch.jit.unused
+def compiling() -> bool:
+    """Whether ``torch.compile`` (Dynamo) is tracing the call."""
+    return torch.compiler.is_compiling()
+
+
+@torch.jit.unused
+def backward_in_plain_ops(grad: torch.Tensor) -> bool:
+    """Whether a backward must be made of PyTorch's own differentiable ops: it builds a graph
+    of the gradient (``create_graph``: a gradient penalty), or its gradient is batched by vmap
+    (``is_grads_batched``: a vectorized jacobian or hessian)."""
+    return torch.is_grad_enabled() or batched(grad)
+
+
+@torch.jit.unused
+def batched(x: torch.Tensor) -> bool:
+    """Whether vmap batches ``x`` (torch.func's, or the one behind ``is_grads_batched``): its
+    storage and layout cannot be asked for. Never while compiling, whose tracer cannot call
+    these checks (it batches with its own rules)."""
+    if compiling():
+        return False
+    functorch = torch._C._functorch
+    return functorch.is_batchedtensor(x) or functorch.is_legacy_batchedtensor(x)
+
+
+@torch.jit.unused
+def transforms_active() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jacrev, jacfwd) or forward-mode AD is
+    on: PyTorch's own ops support them, hand-written autograd.Functions and kernels do not."""
+    return torch._C._functorch.maybe_current_level() is not None or fwAD._current_level >= 0
+
+
+def traced() -> bool:
+    """Whether this call is being traced or captured (``torch.compile``, ``torch.export``,
+    ``torch.jit.trace``, ``make_fx``, a fake or other dispatch mode): the custom ops must run
+    then, for their graph node and fake implementation; the eager path
+    (:func:`kernels.ops.common.eager_autograd`) otherwise."""
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or _get_current_dispatch_mode() is not None)  # fmt: skip
