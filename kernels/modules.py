@@ -5,17 +5,18 @@ the ``state_dict`` and move with ``.to()``); nothing is rebuilt from ``x.size(1)
 which is what breaks TorchScript and ONNX export of filters built per call. Scripted, traced
 and exported graphs run the plain-PyTorch reference; eager calls go through the backend
 dispatch of ``kernels.functional``. The fused kernels take the taps as Python floats, read from
-the buffer again only when it is another tensor: assigned (``module.taps = t``), substituted (as
-``torch.func.functional_call`` does) or loaded (reading a CUDA buffer on each call would wait for
-the device). An in-place edit of the buffer is not read again, since DDP's broadcast of buffers
-writes them in place at every step; the reference ops take the buffer itself and do see it, so
-the backends would disagree: assign new taps instead. Taps assigned, substituted or loaded
-are checked when first read (1-D, finite, summing to 1), on either backend. Compiled code
-keeps the floats it was traced with, and `nn.DataParallel`'s replicas those of the module
-they copy (``tap_values`` reads them). A dtype cast of the module (``.half()``) leaves the
-buffer in float64, so the taps keep summing to 1 (spec §1).
+the buffer again only when it is another tensor: assigned (``module.taps = t``, read at once),
+substituted (as ``torch.func.functional_call`` does) or loaded (reading a CUDA buffer on each
+call would wait for the device). An in-place edit of the buffer is not read again, since DDP's
+broadcast of buffers writes them in place at every step; the reference ops take the buffer
+itself and do see it, so the backends would disagree: assign new taps instead. Taps assigned,
+substituted or loaded are checked when read (1-D, finite, summing to 1), on either backend;
+invalid ones fail the next call by name. Compiled code and `nn.DataParallel`'s replicas take
+the floats read last (``tap_values``), so they run assigned taps too. A dtype cast of the
+module (``.half()``) leaves the buffer in float64, so the taps keep summing to 1 (spec §1).
 """
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,7 +28,7 @@ from kernels.filters import make_taps
 from kernels.functional import check_blur_args, run_blur_pool2d, run_max_blur_pool2d, tap_values
 from kernels.options import check_int
 from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
-from kernels.tracing import building_graph, transforms_active
+from kernels.tracing import batched, building_graph, traced, transforms_active
 
 #: How far from 1 the sum of loaded taps may be, and from the module's own taps for the filter
 #: to keep its name (taps a checkpoint kept in float32 are off by up to a few 1e-8).
@@ -110,14 +111,30 @@ class _LowPassPool(nn.Module):
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
         """The taps follow the module's device only: `.half()` leaves them float64, and
-        `to_empty()` (after building on the meta device) keeps their values."""
+        `to_empty()` keeps their values (after building on the meta device, or moving there:
+        the floats read before are the taps)."""
         exact, read = self.taps, self._current_read()
         super()._apply(fn, recurse)
         if self.taps is not exact:
-            self.taps = exact.to(self.taps.device)
+            device = self.taps.device
+            if exact.is_meta and read is not None:
+                moved = torch.tensor(read, dtype=torch.float64, device=device)
+            else:
+                moved = exact.to(device)
             if read is not None:  # the same values: a move does not cost a read from the device
-                self._keep_tap_values(read)
+                self._read_taps = (moved, read)
+            self.taps = moved
         return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Taps assigned in eager code are read (and checked) at once: compiled code and
+        `nn.DataParallel`'s replicas take the floats read last, so they see the new taps too.
+        Invalid ones are left to the next call, which refuses them by name."""
+        super().__setattr__(name, value)
+        fresh = name == "taps" and "_read_taps" in self.__dict__ and self._current_read() is None
+        if fresh and _readable_now(value):
+            with contextlib.suppress(ValueError):
+                self._keep_tap_values(_checked_tap_values(value))
 
     @property
     def tap_values(self) -> tuple[float, ...]:
@@ -253,6 +270,18 @@ def _check_input_channels(x: torch.Tensor, channels: int) -> None:
             f"input of shape {x.shape} is invalid: expected (N, {channels}, H, W), "
             "the channel count this module was built for"
         )
+
+
+def _readable_now(taps: object) -> bool:
+    """Whether `taps` has values to read here: a real tensor outside a trace, a transform or
+    vmap (`torch.func.functional_call` substitutes batched or fake ones)."""
+    return (
+        isinstance(taps, torch.Tensor)
+        and not taps.is_meta
+        and not traced()
+        and not transforms_active()
+        and not batched(taps)
+    )
 
 
 def _checked_tap_values(taps: torch.Tensor) -> tuple[float, ...]:

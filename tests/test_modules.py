@@ -160,6 +160,26 @@ def test_taps_assigned_reach_every_backend(module_type: type, backend: str) -> N
 
 
 @pytest.mark.parametrize("module_type", [BlurPool2d, MaxBlurPool2d])
+def test_taps_assigned_reach_compiled_code_and_data_parallel_replicas(module_type: type) -> None:
+    """Both take the floats read last, not the buffer: assigned taps are read at once, so a
+    compiled module runs them (it had kept its old filter, silently) and so do the replicas
+    `nn.DataParallel` makes of a module that never runs itself."""
+    module = module_type(2, 3, backend="triton")
+    x = torch.randn(1, 2, 7, 6, device=DEVICE)
+    torch._dynamo.reset()
+    backend = "inductor" if DEVICE == "cuda" else "aot_eager"  # (no C++ compile on a CPU)
+    compiled = torch.compile(module, backend=backend)
+    compiled(x)
+    new = [0.5, 0.5, 0.0]
+    module.taps = torch.tensor(new, dtype=torch.float64, device=module.taps.device)
+    expected = _custom_reference(module_type, x, new)
+    torch.testing.assert_close(compiled(x), expected, **FP32)
+    replica = module._replicate_for_data_parallel()
+    replica._buffers["taps"] = module.taps.clone()  # as replicate() hands each its copy
+    torch.testing.assert_close(replica(x), expected, **FP32)
+
+
+@pytest.mark.parametrize("module_type", [BlurPool2d, MaxBlurPool2d])
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 @pytest.mark.parametrize(
     ("taps", "message"),
@@ -242,6 +262,14 @@ def test_moving_a_module_does_not_read_its_taps_again(monkeypatch: pytest.Monkey
     monkeypatch.setattr("kernels.modules.tap_values", pytest.fail)
     assert module.taps.device.type == "meta"
     assert module._fused_tap_values() == (0.25, 0.5, 0.25)
+
+
+def test_a_module_moved_to_the_meta_device_gets_its_taps_back_from_to_empty() -> None:
+    """The meta copy has no values (`to_empty` had failed copying out of it): the floats read
+    before the move are the taps."""
+    net = nn.Sequential(MaxBlurPool2d(2, 3)).to("meta")
+    net.to_empty(device="cpu")
+    assert net[0].taps.tolist() == [0.25, 0.5, 0.25] and net[0].taps.dtype == torch.float64
 
 
 @pytest.mark.parametrize("module_type", [BlurPool2d, MaxBlurPool2d])
