@@ -357,6 +357,13 @@ def _chosen(found: list[_Site], antialias_stem: bool, sites: int | None) -> list
     for site in found:
         units.setdefault(id(site.origin), []).append(site)
     kept = list(units.values())[0 if antialias_stem else 1 :]
+    if sites is not None and sites > len(kept):
+        # more would convert them all, as None does: a study varying sites trains that twice
+        stem = "" if antialias_stem else " past the stem (antialias_stem=False)"
+        raise ValueError(
+            f"sites={sites}: the network has {len(kept)} site(s){stem}; give 0 to {len(kept)}, "
+            "or None for all"
+        )
     kept = kept if sites is None else kept[:sites]
     names = {site.name for unit in kept for site in unit}
     return [site for site in found if site.name in names]

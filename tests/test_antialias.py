@@ -784,6 +784,11 @@ def test_sites_and_stem_select_sites_in_execution_order():
     assert converted(antialias_stem=False) == SITES["vgg"][1:]
     assert converted(sites=2, antialias_stem=False) == SITES["vgg"][1:3]
     assert converted(sites=0) == []
+    assert converted(sites=len(SITES["vgg"])) == converted()
+    with pytest.raises(ValueError, match=r"sites=5: the network has 4 site\(s\); give 0 to 4"):
+        converted(sites=5)
+    with pytest.raises(ValueError, match=r"sites=4: .* 3 site\(s\) past the stem"):
+        converted(sites=4, antialias_stem=False)
     # a residual block's strided conv and shortcut subsample one grid: taken or left together
     resnet = build_model("resnet18", width=4)
     names = [c.name for c in antialias(resnet, sites=1)[1]]
