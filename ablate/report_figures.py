@@ -189,26 +189,26 @@ def _pooled_note(table: pd.DataFrame, shown: Sequence[str]) -> str:
 def _sample_note(table: pd.DataFrame, images: str = "") -> str:
     """How much a figure's means pool, for its subtitle: the seeds per configuration (`table`
     holds runs, or configurations with `n_seeds`) and, with `images`, the test images each run
-    scored: "test" all of them, "diagonal" or "square" the shift metrics' (the first
-    `eval_size`) at their offsets."""
+    scored (`n_test`, `n_eval`, as the runs record them): "test" all of them, "diagonal" or
+    "square" the shift metrics' at their offsets."""
     if "n_seeds" in table:
-        seeds = table["n_seeds"]
+        seeds = _span(table["n_seeds"])
     elif {CONFIG_KEY, "seed"} <= set(table):
-        seeds = table.groupby(CONFIG_KEY)["seed"].nunique()
+        seeds = _span(table.groupby(CONFIG_KEY)["seed"].nunique())
     else:
-        seeds = pd.Series(dtype=float)
-    parts = [f"{_span(seeds)} seed(s) per configuration"] if _span(seeds) else []
-    tested = table.get("test_size", pd.Series(dtype=float))
-    if images == "test" and _span(tested):
-        parts.append(f"{_span(tested)} test images per run")
-    elif images and {"eval_size", "diagonal", "shift"} <= set(table) and _span(tested):
-        shifted = np.minimum(table["eval_size"].fillna(tested).astype(float), tested)
+        seeds = ""
+    parts = [f"{seeds} seed(s) per configuration"] if seeds else []
+    tested = _span(table["n_test"]) if "n_test" in table else ""
+    shifted = _span(table["n_eval"]) if {"n_eval", "diagonal", "shift"} <= set(table) else ""
+    if images == "test" and tested:
+        parts.append(f"{tested} test images per run")
+    elif images in ("diagonal", "square") and shifted:
         offsets = (
             f"diagonal offsets d = 0..{_span(table['diagonal'])}"
             if images == "diagonal"
             else f"each offset in [-S, S]², S = {_span(table['shift'])}"
         )
-        parts.append(f"the first {_span(shifted)} test images per run at {offsets}")
+        parts.append(f"the first {shifted} test images per run at {offsets}")
     return ", ".join(parts)
 
 

@@ -28,8 +28,9 @@ def _column(table: pd.DataFrame, name: str, default: object) -> pd.Series:
 def converted(table: pd.DataFrame) -> pd.Series:
     """Per row, whether the network's downsampling was replaced (:func:`converts`): its filter
     and subsampling apply to these rows only."""
-    rows = table.to_dict("records")
-    return pd.Series([converts(row) for row in rows], index=table.index, dtype=bool)
+    read = table[[column for column in ("placement", "sites") if column in table]]
+    return pd.Series([converts(row) for row in read.to_dict("records")], index=table.index,
+                     dtype=bool)  # fmt: skip
 
 
 def blur_groups(table: pd.DataFrame) -> pd.Series:

@@ -770,6 +770,7 @@ def test_each_figure_says_how_many_seeds_and_images_its_means_pool(tmp_path: Pat
     base = {"test_size": 600, "eval_size": 150, "diagonal": 5, "shift": 3, "crop_pad": 5}
     study = make_study(tmp_path / "s", FULL_SPACE, seeds=[0, 1, 2], base=base)
     runs, _ = runs_table(study)
+    runs["n_test"], runs["n_eval"] = 600, 150  # as a run of that base records them
     seeds = "3 seed(s) per configuration"
     expected = [
         (figs.filter_size_figure(runs, "consistency_circular"), f"{seeds}, 600 test images"),
@@ -783,7 +784,7 @@ def test_each_figure_says_how_many_seeds_and_images_its_means_pool(tmp_path: Pat
     for outcome, sample in expected:
         assert sample in outcome.figure.get_suptitle(), (outcome.name, sample)
         plt.close(outcome.figure)
-    runs.loc[runs["seed"] == 2, "test_size"] = 1200  # a study whose runs differ gives the span
+    runs.loc[runs["seed"] == 2, "n_test"] = 1200  # a study whose runs differ gives the span
     outcome = figs.training_curve_figure(runs)
     assert "600–1,200 test images per run" in outcome.figure.get_suptitle()
     plt.close(outcome.figure)
