@@ -37,7 +37,7 @@ from kernels.files import why_not_writable
 from kernels.filters import make_taps
 from kernels.functional import fused_kernels_run
 from kernels.layout import LAYOUTS, in_layout, keeps_channels_last
-from kernels.measure import DTYPES, parse_shape, time_ms
+from kernels.measure import DTYPES, parse_shape, random_input, time_ms
 from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, relu_mask_buffer
 from kernels.ops.max_blur_pool import (
     max_blur_pool2d_backward,
@@ -133,10 +133,6 @@ def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
     return configs if heuristic in configs else [*configs, heuristic]
 
 
-def make_input(problem: Problem, device: torch.device) -> torch.Tensor:
-    return in_layout(torch.randn(problem.shape, device=device, dtype=DTYPES[problem.dtype]),
-                     problem.layout)  # fmt: skip
-
 
 def key_of(problem: Problem) -> tuning.TuningKey:
     x = in_layout(torch.empty(problem.shape, device="meta", dtype=DTYPES[problem.dtype]),
@@ -157,7 +153,7 @@ class ProblemLauncher:
 def launcher(problem: Problem, device: torch.device) -> ProblemLauncher:
     """``problem``'s kernel and its expected result (inputs made once, up front)."""
     taps = tuple(make_taps(problem.filter_size).tolist())
-    x = make_input(problem, device)
+    x = random_input(problem.shape, problem.dtype, problem.layout, device)
     is_max = problem.op.startswith("max_")
 
     # The forward as training runs it: MaxBlurPool also writes the codes its backward reads,

@@ -49,8 +49,8 @@ from kernels.bench_results import default_results_dir, print_table, run_metadata
 from kernels.cli_types import device_option, output_folder, positive, run_command, shape_text
 from kernels.files import atomic_write
 from kernels.functional import fused_kernels_run
-from kernels.layout import LAYOUTS, in_layout
-from kernels.measure import DTYPES, parse_shape, peak_memory_mb, time_ms
+from kernels.layout import LAYOUTS
+from kernels.measure import DTYPES, parse_shape, peak_memory_mb, random_input, time_ms
 from kernels.padding import dense_max_size
 from kernels.time_budget import TimeBudget
 from kernels.warmup import warm_ahead
@@ -86,10 +86,8 @@ class Case:
     layout: str
     dtype: str
 
-    def make_input(self, device: torch.device, *, seed: int = 0) -> torch.Tensor:
-        generator = torch.Generator(device=device).manual_seed(seed)
-        x = torch.randn(self.shape, generator=generator, device=device, dtype=DTYPES[self.dtype])
-        return in_layout(x, self.layout)
+    def make_input(self, device: torch.device) -> torch.Tensor:
+        return random_input(self.shape, self.dtype, self.layout, device)
 
 
 # ----------------------------------------------------------------------------- implementations

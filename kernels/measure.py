@@ -1,5 +1,5 @@
-"""How the benchmarks and the tuner measure a call: the shapes and dtypes they take, a call's
-median time (CUDA events on a GPU, a CPU clock otherwise) and its peak device memory."""
+"""How the benchmarks and the tuner measure a call: the shapes, dtypes and inputs they take, a
+call's median time (CUDA events on a GPU, a CPU clock otherwise) and its peak device memory."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from kernels.layout import in_layout
 
 #: The dtypes the benchmarks and the tuner measure, by their command-line names.
 DTYPES: dict[str, torch.dtype] = {
@@ -26,6 +28,14 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
         raise ValueError(f"shape {text!r}: expected four positive integers as NxCxHxW")
     n, c, h, w = (int(p) for p in parts)
     return n, c, h, w
+
+
+def random_input(shape: tuple[int, ...], dtype: str, layout: str, device: torch.device, *,
+                 seed: int = 0) -> torch.Tensor:
+    """Standard normal values of ``shape``, seeded, in ``layout``: what a sweep times an op on."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return in_layout(torch.randn(shape, generator=generator, device=device, dtype=DTYPES[dtype]),
+                     layout)  # fmt: skip
 
 
 def time_ms(fn: Callable[[], Any], device: torch.device, *, rep_ms: int = 50) -> float:
