@@ -12,7 +12,6 @@ compiled (or fails for real) in the sweep itself.
 from __future__ import annotations
 
 import itertools
-import math
 import multiprocessing
 import os
 import time
@@ -44,23 +43,26 @@ def warm_in_parallel(task: Callable[[Item], object], items: Sequence[Item], jobs
     """
     if jobs <= 1 or not items:
         return []
-    deadline = math.inf if seconds is None else time.monotonic() + seconds
+    budget = TimeBudget(seconds)
     todo = iter(items)
     lines = []
     slowest = 0.0
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
     left = 0
+    broken = False
     with ProcessPoolExecutor(max_workers=min(jobs, len(items)), mp_context=context) as pool:
         running = {}
 
         def start_next() -> None:
-            nonlocal left, deadline
+            nonlocal left, broken
+            if broken or not budget.covers(slowest):
+                return
             for item in itertools.islice(todo, 1):
                 try:
                     running[pool.submit(task, item)] = (item, time.monotonic())
                 except BrokenProcessPool:  # a worker died: the rest is the sweep's
                     left += 1
-                    deadline = -math.inf
+                    broken = True
 
         for _ in range(jobs):
             start_next()
@@ -73,8 +75,7 @@ def warm_in_parallel(task: Callable[[Item], object], items: Sequence[Item], jobs
                     future.result()
                 except Exception as error:
                     lines.append(f"warm-up of {item}: {type(error).__name__}: {error}")
-                if time.monotonic() + slowest < deadline:
-                    start_next()
+                start_next()
     left += sum(1 for _ in todo)
     if left:
         lines.append(f"warm-up: {left} of {len(items)} items left to the sweep")
@@ -87,5 +88,7 @@ def warm_ahead(task: Callable[[Item], object], items: Sequence[Item], *, jobs: i
     :func:`default_jobs`), at most half of what ``budget`` has left, its report printed."""
     jobs = default_jobs(device_type) if jobs is None else jobs
     left = budget.left()
+    if left is not None and left <= 0:
+        return
     for line in warm_in_parallel(task, items, jobs, seconds=None if left is None else left / 2):
         print(line)

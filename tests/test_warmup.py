@@ -4,8 +4,10 @@ reported, never raised."""
 import math
 import os
 import time
+from pathlib import Path
 
-from kernels.warmup import default_jobs, warm_in_parallel
+from kernels.time_budget import TimeBudget
+from kernels.warmup import default_jobs, warm_ahead, warm_in_parallel
 
 
 def test_one_job_runs_nothing():
@@ -37,3 +39,18 @@ def test_an_item_starts_only_while_the_time_left_covers_the_slowest_so_far():
     """Items under way finish: so none starts that the deadline would find half done."""
     lines = warm_in_parallel(time.sleep, [1.0] * 6, 2, seconds=1.9)
     assert lines == ["warm-up: 4 of 6 items left to the sweep"]
+
+
+def test_a_spent_budget_warms_nothing(tmp_path):
+    """What is left of a sweep's budget bounds its warm-up: none left, no item starts."""
+    budget = TimeBudget(0.01)
+    time.sleep(0.02)
+    warm_ahead(Path.touch, [tmp_path / "a", tmp_path / "b"], jobs=2, device_type="cuda",
+               budget=budget)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_time_left_covers_an_item_only_while_it_lasts():
+    assert TimeBudget(None).covers(1e9)
+    budget = TimeBudget(60.0)
+    assert budget.covers(30.0) and not budget.covers(61.0)
