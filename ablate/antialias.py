@@ -76,28 +76,33 @@ import dataclasses
 import itertools
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
-from torch.fx.operator_schemas import normalize_function
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.parameter import is_lazy
 from torch.utils._pytree import tree_flatten
 
-from ablate.grid_origins import GridOrigins
 from ablate.modes import evaluating
 from ablate.polyphase import ComponentScorer, PolyphasePool2d, link_phases
 from ablate.pool_grid import PoolGrid, grid_differs
 from ablate.site_graphs import SiteGraphs, free_name, set_submodule, trace_site_graphs
+from ablate.sites import (
+    Site,
+    SiteKind,
+    check_not_meta,
+    choose_sites,
+    default_example,
+    find_sites,
+    one_pool_per_call,
+    pool_callers,
+    pools_as_modules,
+    record_calls,
+)
 from ablate.variant_config import PLACEMENTS, check_subsample
 from kernels import BlurPool2d, MaxBlurPool2d, make_taps
-
-SiteKind = Literal["maxpool", "conv", "avgpool"]
-
-EXAMPLE_SIZE = 32  # height and width of the default example batch (CIFAR-sized)
 
 _RELUS = (F.relu, torch.relu, torch.relu_)
 # the elementwise nonlinearities a strided conv's blur goes after (or before: blur_before_relu)
@@ -134,22 +139,6 @@ class SiteChange:
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind}): {self.description}"
-
-
-@dataclass(frozen=True)
-class _Site:
-    """A downsampling module as the example batch met it."""
-
-    name: str
-    kind: SiteKind
-    module: nn.Module
-    in_shape: torch.Size
-    out_shape: torch.Size
-    # the map whose grid its input lies on (`ablate.grid_origins`): sites whose inputs start
-    # from one map subsample one grid
-    origin: torch.Tensor = field(compare=False, repr=False)
-    # the channel counts of all its calls (a pool a forward calls twice may meet several)
-    channels: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -292,18 +281,18 @@ def antialias(
     original, model = model, copy.deepcopy(model)
     if placement == "none":
         return model, []
-    example = _default_example(model) if example_input is None else example_input
-    _check_not_meta(model, example)
-    found, baseline = _find_sites(model, example)
-    traced = trace_site_graphs(model, [site.name for site in found], example, _pool_callers(model))
+    example = default_example(model) if example_input is None else example_input
+    check_not_meta(model, example)
+    found, baseline = find_sites(model, example)
+    traced = trace_site_graphs(model, [site.name for site in found], example, pool_callers(model))
     site_names = {site.name for site in found}
     if any(
         [
-            _pools_as_modules(graph) | _one_pool_per_call(graph, prefix, site_names)
+            pools_as_modules(graph) | one_pool_per_call(graph, prefix, site_names)
             for prefix, graph in traced.graphs.items()
         ]
     ):
-        found, baseline = _find_sites(traced.root, example)
+        found, baseline = find_sites(traced.root, example)
     if not found:
         raise ValueError(
             f"placement {placement!r}: the model has no downsampling site to anti-alias (a "
@@ -311,7 +300,7 @@ def antialias(
             "F.avg_pool2d call in a forward torch.fx can trace), on the example batch of shape "
             f"{tuple(example.shape)}; use placement 'none' for it"
         )
-    chosen = _chosen(found, antialias_stem, sites)
+    chosen = choose_sites(found, antialias_stem, sites)
     device = example.device
     changes, ends, site_aps = [], [], []
     made: set[PolyphasePool2d] = set()  # the APS/LPS modules of the sites converted so far
@@ -349,105 +338,11 @@ def _take_modes(original: nn.Module, converted: nn.Module) -> None:
         module.training = flags[name]
 
 
-def _chosen(found: list[_Site], antialias_stem: bool, sites: int | None) -> list[_Site]:
-    """The sites to convert: all found but the stem unless `antialias_stem`, and of those the
-    first `sites`; sites on one grid (a residual block's strided conv and its shortcut) are
-    taken or left together, and count as one."""
-    units: dict[int, list[_Site]] = {}
-    for site in found:
-        units.setdefault(id(site.origin), []).append(site)
-    kept = list(units.values())[0 if antialias_stem else 1 :]
-    if sites is not None and sites > len(kept):
-        # more would convert them all, as None does: a study varying sites trains that twice
-        stem = "" if antialias_stem else " past the stem (antialias_stem=False)"
-        raise ValueError(
-            f"sites={sites}: the network has {len(kept)} site(s){stem}; give 0 to {len(kept)}, "
-            "or None for all"
-        )
-    kept = kept if sites is None else kept[:sites]
-    names = {site.name for unit in kept for site in unit}
-    return [site for site in found if site.name in names]
-
-
-_FUNCTIONAL_POOLS = {
-    F.max_pool2d: nn.MaxPool2d, torch.max_pool2d: nn.MaxPool2d, F.avg_pool2d: nn.AvgPool2d,
-}  # fmt: skip
-
-
-def _pool_callers(model: nn.Module) -> list[str]:
-    """The modules, other than PyTorch's own, whose forward names a pooling function
-    (``F.max_pool2d(x, 2)``): traced into, so that their strided calls become sites."""
-    return [name for name, module in model.named_modules() if _names_a_pool_function(module)]
-
-
-def _names_a_pool_function(module: nn.Module) -> bool:
-    if type(module).__module__.startswith("torch."):  # PyTorch's own (a scripted module too)
-        return False
-    code = getattr(type(module).forward, "__code__", None)
-    return code is not None and not {"max_pool2d", "avg_pool2d"}.isdisjoint(code.co_names)
-
-
-def _pools_as_modules(graph_module: fx.GraphModule) -> bool:
-    """Give each strided functional max- or average-pool call in the graph (Inception's
-    reduction blocks call ``F.max_pool2d``) a module of its own in the module that calls it,
-    so that it is a site like any other; whether there was one. Calls whose arguments are
-    computed at run time, and max-pools that return their indices, stay as they are."""
-    graph, changed = graph_module.graph, False
-    for node in list(graph.nodes):
-        pool_type = _FUNCTIONAL_POOLS.get(node.target) if node.op == "call_function" else None
-        call = pool_type and normalize_function(
-            node.target, node.args, node.kwargs, normalize_to_only_use_kwargs=True
-        )
-        if not call:
-            continue
-        kwargs = dict(call.kwargs)
-        source = kwargs.pop("input")
-        kwargs["stride"] = kwargs.get("stride") or None  # F.avg_pool2d's default is []
-        if any(isinstance(v, fx.Node) for v in kwargs.values()) or kwargs.get("return_indices"):
-            continue
-        pool = pool_type(**kwargs)
-        if _site_kind(pool) is None:
-            continue
-        callers = list(node.meta.get("nn_module_stack", {}).values())
-        prefix = f"{callers[-1][0]}." if callers else ""
-        name = free_name(graph_module, prefix + node.target.__name__)
-        graph_module.add_submodule(name, pool)
-        with graph.inserting_before(node):
-            node.replace_all_uses_with(graph.call_module(name, (source,)))
-        graph.erase_node(node)
-        changed = True
-    if changed:
-        graph_module.recompile()
-    return changed
-
-
-def _one_pool_per_call(graph_module: fx.GraphModule, prefix: str, site_names: set[str]) -> bool:
-    """Give each call of a pool site after its first a copy of the pool in the graph (PyTorch's
-    CIFAR tutorial calls one ``self.pool`` after convs of 6 and then 16 channels), so that each
-    call is a site, converted for its own channels; whether there was one. A site with
-    parameters (a conv applied twice) stays shared."""
-    seen, changed = set(), False
-    for node in graph_module.graph.nodes:
-        qualified = f"{prefix}.{node.target}" if prefix else node.target
-        if node.op != "call_module" or qualified not in site_names:
-            continue
-        pool = graph_module.get_submodule(node.target)
-        if node.target not in seen or next(pool.parameters(), None) is not None:
-            seen.add(node.target)
-            continue
-        node.target = free_name(graph_module, node.target)
-        graph_module.add_submodule(node.target, copy.deepcopy(pool))
-        changed = True
-    if changed:
-        graph_module.recompile()
-    return changed
-
-
 def _polyphase_modules(root: nn.Module) -> list[PolyphasePool2d]:
     return [m for m in root.modules() if isinstance(m, PolyphasePool2d)]
 
 
-def _link_shared_grids(sites: list[_Site], site_aps: list[list[PolyphasePool2d]]) -> None:
+def _link_shared_grids(sites: list[Site], site_aps: list[list[PolyphasePool2d]]) -> None:
     """Tie the APS/LPS modules of sites on one grid to one choice of component, made by the
     first site's (sites are in execution order)."""
     groups: dict[int, list[PolyphasePool2d]] = {}
@@ -458,125 +353,12 @@ def _link_shared_grids(sites: list[_Site], site_aps: list[list[PolyphasePool2d]]
             link_phases(modules)
 
 
-def _default_example(model: nn.Module) -> torch.Tensor:
-    """Zeros shaped like a CIFAR batch for the model's first convolution."""
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if conv is None:
-        raise ValueError("model has no nn.Conv2d to size an example batch from: pass example_input")
-    weight = conv.weight
-    return torch.zeros(
-        2, conv.in_channels, EXAMPLE_SIZE, EXAMPLE_SIZE, device=weight.device, dtype=weight.dtype
-    )
-
-
-def _check_not_meta(model: nn.Module, example: torch.Tensor) -> None:
-    """Refuse tensors without values: the conversion runs the model to find its sites and
-    checks each graph against the module it replaces."""
-    named = itertools.chain(model.named_parameters(), model.named_buffers())
-    tensors = {f"model's {name!r}": t for name, t in named if not is_lazy(t)}
-    tensors["example_input"] = example
-    meta = next((name for name, t in tensors.items() if t.is_meta), None)
-    if meta is not None:
-        raise ValueError(
-            f"{meta} is on the meta device: antialias runs the model on the example batch to "
-            "find its sites and check its graphs, so it needs tensors with values; convert on "
-            "the CPU (or any real device) and move the model afterwards"
-        )
-
-
-def _site_kind(module: nn.Module) -> SiteKind | None:
-    if isinstance(module, nn.Conv2d) and module.stride != (1, 1):
-        return "conv"
-    if isinstance(module, nn.MaxPool2d) and _pair(module.stride) != (1, 1):
-        return "maxpool"
-    if isinstance(module, nn.AvgPool2d) and _pair(module.stride) != (1, 1):
-        return "avgpool"
-    return None
-
-
-def _pair(value: int | Sequence[int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
-
-
-def _find_sites(model: nn.Module, example: torch.Tensor) -> tuple[list[_Site], Any]:
-    """The model's sites in the order the example batch runs them, and its output (eval
-    mode)."""
-    candidates = {name: m for name, m in model.named_modules() if _site_kind(m) is not None}
-    calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]] = {}
-    channels: dict[str, set[int]] = {}
-    with GridOrigins() as origins:
-        try:
-            output = _record_calls(model, example, candidates, calls, channels)
-        except Exception as error:  # the user's model or example: say which argument
-            raise ValueError(
-                f"the model fails on example_input of shape {tuple(example.shape)} (too small "
-                f"for its downsampling, or not what it takes?): {error}"
-            ) from error
-    sites = [
-        _Site(name, _site_kind(candidates[name]), candidates[name], in_shape, out_shape,
-              origins.origin(source), tuple(sorted(channels[name])))
-        for name, (in_shape, out_shape, source) in calls.items()
-    ]  # fmt: skip
-    return [site for site in sites if not _pools_globally(site)], output
-
-
-def _pools_globally(site: _Site) -> bool:
-    """Whether the site is a pool whose one window covers its whole input (a ResNet's final
-    ``F.avg_pool2d(out, 4)`` on a 4×4 map): a global pool, which does not alias, and whose
-    output a blur-pool would not keep."""
-    if site.kind == "conv" or tuple(site.out_shape[-2:]) != (1, 1):
-        return False
-    kernel, padding = _pair(site.module.kernel_size), _pair(site.module.padding)
-    return all(k - p >= n for k, p, n in zip(kernel, padding, site.in_shape[-2:], strict=True))
-
-
-def _record_calls(
-    model: nn.Module,
-    example: torch.Tensor,
-    modules: dict[str, nn.Module],
-    calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]],
-    channels: dict[str, set[int]] | None = None,
-) -> Any:
-    """Fill ``calls`` with the input shape, output shape and input tensor of ``modules`` at
-    their first call, in call order, and ``channels`` (if given) with the channel counts of
-    all their calls, in eval mode; return the model's output. The calls made before an
-    exception stay in ``calls``. Holding the inputs keeps them alive, so no two calls' inputs
-    can be one tensor unless the model passed the same tensor."""
-
-    def hook(name: str):
-        def record(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            calls.setdefault(name, (inputs[0].shape, output.shape, inputs[0]))
-            if channels is not None:
-                channels.setdefault(name, set()).add(inputs[0].shape[1])
-
-        return record
-
-    handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()]
-    try:
-        with evaluating(model):
-            return model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _square(site: _Site, attribute: str) -> int:
-    """The site's stride (or kernel, padding) as one int; a BlurPool2d takes one stride."""
-    value = _pair(getattr(site.module, attribute))
-    if value[0] != value[1]:
-        raise ValueError(
-            f"site {site.name!r} has {attribute}={value}: only square {attribute}s can be "
-            "anti-aliased"
-        )
-    return value[0]
-
-
 def _convert(
-    traced: SiteGraphs, site: _Site, placement: str, blur: _Blur, device: torch.device
+    traced: SiteGraphs, site: Site, placement: str, blur: _Blur, device: torch.device
 ) -> tuple[SiteChange, str]:
     """Rewrite one site; return its SiteChange and the name of the module whose output ends
     the site. A site in a graph is rewritten there, under its name in that graph."""
-    stride = _square(site, "stride")
+    stride = site.square("stride")
     channels = site.in_shape[1]
     own_kind = {"blur_before_max": "maxpool", "blur_before_relu": "conv"}.get(placement)
     note = (
@@ -619,7 +401,7 @@ def _convert(
     return SiteChange(full_name, site.kind, description + note, keeps), qualified_end
 
 
-def _keeps_function(site: _Site, placement: str, blur: _Blur) -> bool:
+def _keeps_function(site: Site, placement: str, blur: _Blur) -> bool:
     """Whether the converted site computes what the site did, exactly and in both modes: a
     max-pool whose blur has one tap, either before it (`blur_before_max`: the identity) or in the
     paper's form on the fixed grid (MaxPool(k, stride s) is MaxPool(k, stride 1) read at every
@@ -633,7 +415,7 @@ def _keeps_function(site: _Site, placement: str, blur: _Blur) -> bool:
 
 
 def _replacement(
-    site: _Site, placement: str, blur: _Blur, channels: int, stride: int
+    site: Site, placement: str, blur: _Blur, channels: int, stride: int
 ) -> tuple[nn.Module, str]:
     """The module that takes a pool's place, or a conv's with the blur before it."""
     if site.kind == "avgpool":
@@ -647,11 +429,11 @@ def _replacement(
 
 
 def _convert_maxpool(
-    site: _Site, placement: str, blur: _Blur, channels: int, stride: int
+    site: Site, placement: str, blur: _Blur, channels: int, stride: int
 ) -> tuple[nn.Module, str]:
     pool = site.module
-    kernel, pad = _square(site, "kernel_size"), _square(site, "padding")
-    if pool.return_indices or _square(site, "dilation") != 1:
+    kernel, pad = site.square("kernel_size"), site.square("padding")
+    if pool.return_indices or site.square("dilation") != 1:
         raise ValueError(
             f"max-pool site {site.name!r} with return_indices or dilation is not supported"
         )
@@ -688,13 +470,13 @@ def _dense_pool(
     return kind(kernel, 1, pad, **options), f"{name})"
 
 
-def _convert_avgpool(site: _Site, blur: _Blur, channels: int, stride: int) -> tuple[nn.Module, str]:
+def _convert_avgpool(site: Site, blur: _Blur, channels: int, stride: int) -> tuple[nn.Module, str]:
     """AvgPool(k, k) → BlurPool(k), the paper's form (the blur's filter takes the box's place);
     a pool with another kernel, with padding or with a divisor of its own (a scaled sum) keeps
     its box at stride 1 before BlurPool(s), as a max-pool keeps its max (its box may be the
     larger low-pass)."""
     pool = site.module
-    kernel, pad = _square(site, "kernel_size"), _square(site, "padding")
+    kernel, pad = site.square("kernel_size"), site.square("padding")
     if pool.ceil_mode and pool.divisor_override is not None:
         raise ValueError(
             f"average-pool site {site.name!r} in ceil mode with divisor_override="
@@ -716,7 +498,7 @@ def _convert_avgpool(site: _Site, blur: _Blur, channels: int, stride: int) -> tu
 
 
 def _on_pool_grid(
-    site: _Site, blur: _Blur, replacement: nn.Module, description: str, *, dense: bool
+    site: Site, blur: _Blur, replacement: nn.Module, description: str, *, dense: bool
 ) -> tuple[nn.Module, str]:
     """``replacement`` in a :class:`PoolGrid` where its rows can differ from the pool's on some
     map size (a floor-mode pool whose stride does not divide the map, a ceil-mode max-pool).
@@ -724,7 +506,7 @@ def _on_pool_grid(
     2·padding - kernel + 1 more rows than it takes.
     Polyphase sampling keeps the blur-pool's rows: trimming them would break its invariance to
     circular shifts, so such a site is refused where its shape changes."""
-    kernel, stride, pad = (_square(site, name) for name in ("kernel_size", "stride", "padding"))
+    kernel, stride, pad = (site.square(name) for name in ("kernel_size", "stride", "padding"))
     ceil_mode = site.module.ceil_mode
     growth = 2 * pad - kernel + 1 if dense else 0
     if blur.subsample != "fixed" or not grid_differs(growth, kernel, stride, pad, ceil_mode):
@@ -738,7 +520,7 @@ def _on_pool_grid(
 
 def _insert_at_conv(
     graph_module: fx.GraphModule,
-    site: _Site,
+    site: Site,
     placement: str,
     blur: _Blur,
     stride: int,
@@ -894,7 +676,7 @@ def _insert_after(graph: fx.Graph, node: fx.Node, module_name: str) -> None:
 def _check_shapes(
     model: nn.Module,
     example: torch.Tensor,
-    sites: list[_Site],
+    sites: list[Site],
     ends: list[str],
     baseline_out: list[torch.Size],
     placement: str,
@@ -907,7 +689,7 @@ def _check_shapes(
     calls: dict[str, tuple[torch.Size, torch.Size, torch.Tensor]] = {}
     failure, out_shape = None, None
     try:
-        out_shape = _output_shapes(_record_calls(model, example, modules, calls))
+        out_shape = _output_shapes(record_calls(model, example, modules, calls))
     except Exception as error:
         failure = error
     for site, end in zip(sites, ends, strict=True):
@@ -929,7 +711,7 @@ def _output_shapes(output: Any) -> list[torch.Size]:
     return [t.shape for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
 
 
-def _shape_error(site: _Site, got: torch.Size | None, placement: str, subsample: str) -> ValueError:
+def _shape_error(site: Site, got: torch.Size | None, placement: str, subsample: str) -> ValueError:
     hint = ""
     if placement == "blur_before_conv" and site.kind == "conv":
         hint = (
