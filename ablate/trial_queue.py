@@ -27,6 +27,7 @@ import contextlib
 import functools
 import os
 import socket
+import sys
 import time
 import uuid
 from collections import Counter
@@ -46,6 +47,11 @@ PLAN_LOCK_MARK = ":plan-"
 PLAN_LOCK = "{study}" + PLAN_LOCK_MARK + "lock"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 300.0
+# A planner records itself in its lock right after creating it: a lock still without an owner
+# this long after a waiter first saw it lost its planner between the two writes.
+UNRECORDED_AFTER_S = 30.0
+# A waiter says once what it waits for when the plan takes longer than this.
+SAY_WAITING_AFTER_S = 5.0
 INTERRUPTED = "interrupted by the user (Ctrl-C, SIGTERM); requeued without using a retry"
 JOB_STOPPED = (
     "its worker and runner were both stopped (the whole job killed, the machine restarted); "
@@ -117,18 +123,21 @@ def _wait_for_plan(
 ) -> bool:
     """Wait until `n` slots are planned; True (plan again) where the lock is gone (its holder
     finished a smaller plan, or was stopped), or its holder is dead: a process of this host
-    that is gone, or one elsewhere that has enqueued nothing for `stale_after_s` (its lock is
-    deleted)."""
+    that is gone, one elsewhere that has enqueued nothing for `stale_after_s`, or one that
+    never recorded itself (its lock is deleted)."""
     study_id = storage.get_study_id_from_name(study.study_name)
-    seen, since = -1, time.monotonic()
+    began = time.monotonic()
+    seen, since, said = -1, began, False
     while planned_slots(study) < n:
         held = _lock_owner(storage, name)
         if held is None:
             return True
         lock_id, owner = held
-        if _on_this_host(owner):  # the process table tells: wait while it runs
+        if not owner:
+            gone = time.monotonic() - began > UNRECORDED_AFTER_S
+        elif _on_this_host(owner):  # the process table tells: wait while it runs
             gone = not _alive(owner["pid"], owner.get("started"))
-        else:  # elsewhere (or not recorded yet): its enqueueing tells
+        else:  # elsewhere: its enqueueing tells
             trials = storage.get_n_trials(study_id)
             if trials != seen:
                 seen, since = trials, time.monotonic()
@@ -136,8 +145,19 @@ def _wait_for_plan(
         if gone:  # only that lock: one a waiter that took over first has made is not it
             _delete_lock(storage, name, lock_id, owner)
             return True
+        if not said and time.monotonic() - began > SAY_WAITING_AFTER_S:
+            said = True
+            print(f"waiting for {_holder(owner)} to enqueue the study's {n} trials (lock "
+                  f"{name!r})", file=sys.stderr, flush=True)  # fmt: skip
         time.sleep(0.5)
     return False
+
+
+def _holder(owner: dict[str, Any]) -> str:
+    """Who holds a plan lock, for a message."""
+    if not owner:
+        return "a runner that has not recorded itself yet"
+    return f"the runner with pid {owner.get('pid')} on {owner.get('host')}"
 
 
 def _lock_owner(storage: BaseStorage, name: str) -> tuple[int, dict[str, Any]] | None:

@@ -35,6 +35,7 @@ import torch
 import yaml
 from optuna.storages import BaseStorage
 
+from ablate import trial_queue
 from ablate.estimate import describe_plan, estimate_time
 from ablate.results import result_rows
 from ablate.reuse import finished_runs, run_key
@@ -1684,3 +1685,25 @@ def test_a_grown_study_takes_the_runs_it_shares_from_the_study_it_reuses(
         # the same network: the same point, or (filter size 1 reads no padding) its twin
         assert source.params["filter_size"] == trial.params["filter_size"]
         assert source.params == trial.params or trial.params["filter_size"] == 1
+
+
+def test_a_lock_whose_planner_never_recorded_itself_is_taken_over(tmp_path, monkeypatch, capsys):
+    """A planner stopped between creating its lock and recording itself in it left an owner-less
+    lock, which waiters took for one of another host's: every later run waited stale_after_s,
+    silently."""
+    spec = make_spec(tmp_path, seeds=[0])
+    storage, study, slots = opened_study(tmp_path, spec)
+    name = f"{spec.name}:plan-lock"
+    optuna.create_study(study_name=name, storage=storage)
+    monkeypatch.setattr(trial_queue, "UNRECORDED_AFTER_S", 1.0)
+    monkeypatch.setattr(trial_queue, "SAY_WAITING_AFTER_S", 0.2)
+    safety = threading.Timer(20, optuna.delete_study, kwargs={"study_name": name,
+                                                             "storage": storage})  # fmt: skip
+    safety.start()
+    began = time.monotonic()
+    plan_slots(study, storage, slots, stale_after_s=600)
+    elapsed = time.monotonic() - began
+    safety.cancel()
+    assert elapsed < 15 and len(study.get_trials()) == len(slots)
+    assert f"waiting for a runner that has not recorded itself yet to enqueue the study's " \
+           f"{len(slots)} trials (lock {name!r})" in capsys.readouterr().err
