@@ -941,3 +941,17 @@ def test_non_finite_inputs_give_the_references_outputs(layout: str) -> None:
         expected = op(x.cpu(), 3, 2, "reflect", backend="torch", **options)
         assert y.isfinite().any() and not y.isfinite().all()
         torch.testing.assert_close(y.cpu(), expected, equal_nan=True, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("filter_size, stride", [(1, 2), (1, 3)])
+def test_non_finite_beside_the_taps_stays_out_when_training(filter_size: int, stride: int) -> None:
+    """With a gradient needed, MaxBlurPool's forward reads each output's whole stride × stride
+    block for the codes, beyond the taps when the stride outruns them: an infinity in a
+    max-map column no tap reads must not reach the output as 0 · inf = NaN (spec §2)."""
+    x = make_input((1, 1, 5, 7), torch.float32, "nchw", seed=5)
+    with torch.no_grad():
+        x[0, 0, 2, 2] = math.inf  # max-map columns 1 and 2, column 1 or 2 read by no tap
+    leaf = x.clone().requires_grad_(True)
+    y = max_blur_pool2d(leaf, filter_size, stride, "reflect", backend="triton")
+    expected = max_blur_pool2d(x, filter_size, stride, "reflect", backend="torch")
+    torch.testing.assert_close(y.detach(), expected, equal_nan=True, atol=1e-5, rtol=1e-5)

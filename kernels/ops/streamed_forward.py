@@ -202,9 +202,11 @@ def _streamed_rows(x_maps, y_maps, code_maps, taps_ptr, c_ok, row0, cols, H_map,
     left = cols * STRIDE - PAD_BEFORE
     if (not CHECK_W) or LOCAL_PADDING:
         x_maps += as_index(left, INDEX_64) * sx_w
-    col_taps = taps  # each lane's weights of its MAP_COLS max-map columns
+    col_taps = taps  # each lane's weights of its first TAPS max-map columns
     if CHECK_W and LOCAL_PADDING:
-        col_taps = _folded_taps(taps, left, W_map, PADDING, FOLD_ONCE, MAP_COLS)
+        # Only the columns the taps reach: those beyond (the codes' block, when the stride
+        # outruns the taps) weigh nothing, and 0 * inf would leak an infinity there as NaN.
+        col_taps = _folded_taps(taps, left, W_map, PADDING, FOLD_ONCE, TAPS)
     # The column maxima (and picks) of the last MAX_KERNEL - 1 input rows, which the next
     # max-map row shares; primed with those above the first (not when each row reads its own).
     recent = ()
@@ -643,7 +645,7 @@ def forward_launch(
         MAP_ROWS=map_rows,
         MAP_COLS=map_cols,
         LOCAL_PADDING=reads_own(map_h, y.shape[2], stride, before, k, padding)
-        and reads_own(map_w, y.shape[3], stride, before, map_cols, padding),
+        and reads_own(map_w, y.shape[3], stride, before, k, padding),
         ACC_DTYPE=accumulator_dtype(x),
         INDEX_64=needs_int64(x, y, side),
         maxnreg=FORWARD_REGISTERS,
