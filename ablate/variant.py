@@ -21,7 +21,6 @@ from ablate.antialias import SiteChange, antialias
 from ablate.chance import chance_accuracy, learned
 from ablate.data import Splits, load_dataset
 from ablate.flops import forward_flops
-from ablate.json_values import json_values
 from ablate.metrics import (
     accuracy,
     accuracy_vs_shift,
@@ -36,6 +35,7 @@ from ablate.spec import describe_validation_error, did_you_mean
 from ablate.speed import measure_speed
 from ablate.train import TrainingDiverged, train
 from ablate.variant_config import VariantConfig
+from kernels.json_values import json_values
 from kernels.provenance import git_commit, source_fingerprint
 
 

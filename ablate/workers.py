@@ -33,7 +33,6 @@ from optuna.trial import TrialState
 from pydantic import ValidationError
 
 from ablate.chance import AT_CHANCE_CONSTRAINT
-from ablate.json_values import json_values
 from ablate.reuse import (
     FinishedRun,
     drawn_before_runs,
@@ -59,6 +58,7 @@ from ablate.trial_queue import (
     reap_dead_trials,
 )
 from ablate.variant_config import VariantConfig
+from kernels.json_values import json_values
 
 #: What a trial calls per seed: a config in, its metrics out (`ablate.variant.run_variant`).
 ObjectiveFunction = Callable[[VariantConfig], Mapping[str, Any]]

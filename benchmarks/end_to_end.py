@@ -24,6 +24,7 @@ import argparse
 import copy
 import dataclasses
 import itertools
+import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -141,17 +142,24 @@ def add_ratios(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def goals(df: pd.DataFrame) -> list[dict[str, object]]:
+def goals(df: pd.DataFrame, *, judged: bool = True) -> list[dict[str, object]]:
     """The end-to-end goal for each fused-kernel row, met or not: train ratio, and activation
-    memory (what autograd keeps) no larger than the baseline's; peak memory is reported."""
+    memory (what autograd keeps) no larger than the baseline's; peak memory is reported.
+    Not ``judged`` off a GPU, where the fused kernels run in Triton's interpreter; "not
+    measured" where the baseline did not run."""
     rows = []
     for row in df[df["variant"] == "aa_triton"].itertuples():
-        speed_ok = row.train_ratio >= TRAIN_RATIO_GOAL
-        memory_ok = row.activation_vs_baseline <= 1
+        ratios = (row.train_ratio, row.activation_vs_baseline)
+        if not judged:
+            status = "not judged (the goal is a GPU's; this ran Triton's interpreter)"
+        elif any(math.isnan(ratio) for ratio in ratios):
+            status = "not measured (no baseline row)"
+        else:
+            met = row.train_ratio >= TRAIN_RATIO_GOAL and row.activation_vs_baseline <= 1
+            status = "met" if met else "not met"
         rows.append({"model": row.model, "layout": row.layout, "train_ratio": row.train_ratio,
                      "activation_vs_baseline": row.activation_vs_baseline,
-                     "memory_vs_baseline_mb": row.memory_vs_baseline_mb,
-                     "status": "met" if speed_ok and memory_ok else "not met"})
+                     "memory_vs_baseline_mb": row.memory_vs_baseline_mb, "status": status})
     return rows
 
 
@@ -212,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     variants = ["baseline", *(v for v in args.variants if v != "baseline")]
     runs = list(itertools.product(args.models, args.layouts, variants))
     meta["notes"] = notes = []
+    judged = device.type == "cuda"  # off a GPU aa_triton is Triton's interpreter
     budget = TimeBudget(args.budget_s)
     rows = []
     for model_name, layout, variant in budget.over(runs):
@@ -228,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         print(f"{model_name} {variant} {layout}: training {result['train_images_per_s']:.0f}, "
               f"inference {result['infer_images_per_s']:.0f} images/s", flush=True)
         df = add_ratios(pd.DataFrame(rows))  # written after each run: a cut run keeps its rows
-        write_results(out, "end_to_end", df, meta, {"goals": goals(df)})
+        write_results(out, "end_to_end", df, meta, {"goals": goals(df, judged=judged)})
     cut = budget.note("runs")
     if cut:
         notes.append(cut)
@@ -236,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     if not rows:
         raise SystemExit(f"no run finished: {'; '.join(notes)}")
     df = add_ratios(pd.DataFrame(rows))
-    write_results(out, "end_to_end", df, meta, {"goals": goals(df)})  # with the notes
+    write_results(out, "end_to_end", df, meta, {"goals": goals(df, judged=judged)})  # + notes
     columns = ["model", "variant", "layout", "train_images_per_s", "infer_images_per_s",
                "peak_memory_mb", "activation_mb", "forward_mflops", "train_ratio", "infer_ratio",
                "memory_vs_baseline_mb", "activation_vs_baseline", "train_vs_placement"]

@@ -9,7 +9,8 @@
 # not use passes on; the sweeps get that limit less GRACE_S as their own --budget-s and end by
 # themselves with whole results (written as they go), `timeout` being only a backstop (its
 # KILL_S after the limit is part of the limit). A step cut short by its limit is reported as
-# timed out, apart from failures. Compiling is most of the cost
+# timed out, apart from failures (a test step cut short: as failed if pytest had counted a
+# failure by then, else as incomplete). Compiling is most of the cost
 # on a fresh machine, so the tests run in JOBS pytest-xdist workers when it is installed and
 # the sweeps compile ahead in a pool of processes.
 #
@@ -75,11 +76,21 @@ step() {  # step NAME LIMIT_S COMMAND...
   printf "\n== %s: exit %s after %ss\n" "$name" "$rc" "$((SECONDS - began))"
   if ((rc == 124 || rc == 137)); then  # (137: killed after the grace, or by the OOM killer)
     timed_out+=("$name")
+    # A test step cut short still counts the failures it met (pytest's summary on SIGINT).
+    if [[ $name == tests_* ]] && grep -qE "[0-9]+ (failed|errors?)\b" "$out/$name.log"; then
+      failed+=("$name")
+      return 1
+    fi
     return 0
   fi
+  ((rc == 0)) || failed+=("$name")
   return "$rc"
 }
 timed_out=()
+failed=()
+sweep_budget() {  # sweep_budget LIMIT: a sweep's own --budget-s, its grace left for writing
+  echo $(($1 > grace + 1 ? $1 - grace : 1))
+}
 
 pytest=("$py" -m pytest -q -p no:cacheprovider)
 if "$py" -c "import xdist" 2>/dev/null; then
@@ -98,23 +109,30 @@ step tests_ablate "$limit" "${pytest[@]}" \
 # Tune before the benchmark so that it times tuned kernels; the goals' activation first.
 limit=$(limit_for autotune)
 step autotune "$limit" "$py" -m kernels.autotune --quick --shapes 256x64x112x112 256x64x32x32 \
-  --budget-s "$((limit - grace))" --out "$out/tuned.json"
+  --budget-s "$(sweep_budget "$limit")" --out "$out/tuned.json"
 # The goals' sizes first (filters at both ends, then between), bf16 and fp16 alike.
 limit=$(limit_for bench)
 step bench "$limit" "$py" -m kernels.bench --shapes 256x64x112x112 --filters 3 7 5 2 4 6 \
-  --dtypes bfloat16 float16 --rep-ms 20 --budget-s "$((limit - grace))" --out "$out/bench"
+  --dtypes bfloat16 float16 --rep-ms 20 --budget-s "$(sweep_budget "$limit")" --out "$out/bench"
 limit=$(limit_for end_to_end)
 # ResNet-18 first: the issue's network, should the budget not reach the VGG.
 step end_to_end "$limit" "$py" -m benchmarks.end_to_end --models resnet18 vgg \
-  --budget-s "$((limit - grace))" --out "$out/end_to_end"
+  --budget-s "$(sweep_budget "$limit")" --out "$out/end_to_end"
 # Real launches on a map small enough that the host, not the kernel, sets the pace.
 limit=$(limit_for host_overhead)
 step host_overhead "$limit" "$py" -m benchmarks.host_overhead --launch cuda --shape 8x64x16x16 \
   --csv "$out/host_overhead.csv"
 
+if ((status)); then
+  tests=FAILED
+elif [[ " ${timed_out[*]} " == *" tests_"* ]]; then
+  tests="incomplete (no failure before the limit)"
+else
+  tests=passed
+fi
+errors=${failed[*]:+; failed: ${failed[*]}}
 cut=${timed_out[*]:+; timed out or killed (their results are partial): ${timed_out[*]}}
-echo "finished $(date -u +%FT%TZ), test steps $([[ $status == 0 ]] && echo passed || echo FAILED)$cut" \
-  | tee -a "$out/device.txt"
+echo "finished $(date -u +%FT%TZ), test steps $tests$errors$cut" | tee -a "$out/device.txt"
 if [[ -n $archive ]]; then
   tar -czf "$archive" -C "$(dirname "$out")" "$(basename "$out")" && echo "archive: $archive"
 fi

@@ -313,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     items = [(problem, config) for problem in todo
              for config in candidates(problem, quick=args.quick)]  # fmt: skip
     print(f"{len(todo)} problems, {len(items)} candidate launches to compile and time"
-          + ("" if args.budget_s else " (--budget-s bounds the run; --quick tries fewer)"))
+          + ("" if args.budget_s else " (--budget-s bounds the run"
+             + ("" if args.quick else "; --quick tries fewer") + ")"))
     warm_ahead(compile_candidate, items, jobs=args.jobs, device_type=device.type, budget=budget)
     table = tuning.empty_table()
     for problem in tqdm(budget.over(todo), total=len(todo), desc="autotune"):

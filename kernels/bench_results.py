@@ -17,6 +17,7 @@ import torch
 
 from kernels.files import atomic_write_text
 from kernels.hardware import device_name, gpu_family, triton_version
+from kernels.json_values import json_values
 from kernels.provenance import command_line, git_commit, source_fingerprint
 
 
@@ -33,6 +34,7 @@ def run_metadata(device: torch.device) -> dict[str, Any]:
         "command": command_line(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "triton_interpret": os.environ.get("TRITON_INTERPRET", "0"),
+        "torch_threads": torch.get_num_threads(),  # CPU timings depend on them
     }
 
 
@@ -55,10 +57,12 @@ def write_results(
     if earlier not in (None, meta.get("device")):
         print(f"note: {out / stem}.csv/.json held results of {earlier}; replaced by these, of "
               f"{meta.get('device')} (--out keeps each device's apart)", file=sys.stderr)
-    payload = {"meta": meta, **(extra or {}), "rows": json.loads(df.to_json(orient="records"))}
+    payload = {"meta": meta, **json_values(extra or {}, finite=True),
+               "rows": json.loads(df.to_json(orient="records"))}  # fmt: skip
+    text = json.dumps(payload, indent=1, allow_nan=False)  # strict JSON: NaN as null
     return [
         atomic_write_text(out / f"{stem}.csv", df.to_csv(index=False)),
-        atomic_write_text(out / f"{stem}.json", json.dumps(payload, indent=1) + "\n"),
+        atomic_write_text(out / f"{stem}.json", text + "\n"),
     ]
 
 

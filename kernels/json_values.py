@@ -1,4 +1,4 @@
-"""Metrics as JSON types, for the study's storage and for printing one variant's metrics."""
+"""Values as JSON types: a study's metrics in its storage and printed, benchmark results."""
 
 from __future__ import annotations
 

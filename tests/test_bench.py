@@ -99,6 +99,9 @@ def test_a_bench_cut_short_leaves_no_earlier_figures_beside_its_results(tmp_path
     with pytest.raises(KeyboardInterrupt):
         run_bench(tmp_path, "--backend", "torch", "--layouts", "nchw", "--ops", "blur_pool")
     assert (tmp_path / "kernels.json").exists() and not list(tmp_path.glob("*.png"))
+    payload = json.loads((tmp_path / "kernels.json").read_text())  # and it says it stopped
+    cases = payload["cases"]
+    assert f"interrupted (Ctrl-C) after {cases} of {cases} cases" in payload["meta"]["notes"]
 
 
 def test_bench_budget_keeps_the_first_cases_and_says_what_it_left_out(tmp_path, capsys):
@@ -163,9 +166,14 @@ def test_minimal_bytes_count_each_tensor_once(op, routing):
 
 
 def test_goal_table_marks_met_and_not_met():
-    rows = [
+    every_case = [
         {"impl": "shiftlab", "error": "", "direction": "fwd", "pct_copy": 85.0, "input_mb": 100.0,
-         "dtype": "float16", "speedup_vs_pytorch": 5.0, "speedup_vs_compile": 1.2, "ms": 1.0},
+         "dtype": dtype, "filter_size": k, "layout": layout, "speedup_vs_pytorch": 5.0,
+         "speedup_vs_compile": 1.2, "ms": 1.0}
+        for k, layout, dtype in sorted(bench.BANDWIDTH_CASES)
+    ]  # fmt: skip
+    rows = [
+        *every_case,
         {"impl": "shiftlab", "error": "", "direction": "fwd", "pct_copy": 10.0, "input_mb": 1.0,
          "dtype": "float16", "speedup_vs_pytorch": 5.0, "speedup_vs_compile": 1.2, "ms": 1.0},
         {"impl": "shiftlab", "error": "", "direction": "fwd_bwd", "pct_copy": 50.0,
@@ -177,6 +185,9 @@ def test_goal_table_marks_met_and_not_met():
     # A sweep cut short by its budget cannot say a goal is met, only that it holds so far.
     partial = bench.goal_table(pd.DataFrame(rows), complete=False)["status"].tolist()
     assert partial == ["met so far", "not measured", "met so far", "not met"]
+    # The bandwidth goals are stated for every filter size 2-7, layout and half dtype.
+    subset = bench.goal_table(pd.DataFrame(rows[1:]))["status"].tolist()
+    assert subset == ["met on 23 of 24 goal cases", "not measured", "met", "not met"]
 
 
 @pytest.mark.parametrize("text", ["2x3x4", "2x3x4x0", "axbxcxd"])
@@ -683,14 +694,15 @@ def test_sweep_rows_hold_hand_computed_bandwidth_speedups_and_goals(monkeypatch)
 
 def test_goals_judge_only_shiftlab_rows():
     """A peer's slow rows (here PyTorch at 20 % of copy) do not count against our goals."""
-    common = {"error": "", "direction": "fwd", "input_mb": 100.0, "ms": 1.0}
+    common = {"error": "", "direction": "fwd", "input_mb": 100.0, "ms": 1.0, "filter_size": 3,
+              "layout": "nchw"}  # fmt: skip
     rows = [
         {**common, "impl": "shiftlab", "pct_copy": 90.0, "dtype": "float16"},
         {**common, "impl": "shiftlab", "pct_copy": 85.0, "dtype": "bfloat16"},
         {**common, "impl": "pytorch", "pct_copy": 20.0, "dtype": "float16"},
     ]
     goal = bench.goal_table(pd.DataFrame(rows)).iloc[0]
-    assert (goal["worst"], goal["rows"], goal["status"]) == (85.0, 2, "met")
+    assert (goal["worst"], goal["rows"], goal["status"]) == (85.0, 2, "met on 2 of 24 goal cases")
 
 
 def test_cpu_reference_times_each_formulation_of_the_same_op(tmp_path):
@@ -785,7 +797,7 @@ def test_bench_times_the_reference_where_the_fused_kernels_cannot_run(monkeypatc
                          ["fwd_bwd"], "speedup_vs_pytorch": [9.0], "input_mb": [128.0],
                          "dtype": ["bfloat16"]})  # fmt: skip
     assert bench.goal_table(rows).loc[2, "status"] == "met"
-    assert set(bench.goal_table(rows, fused=False)["status"]) == {"not measured"}
+    assert set(bench.goal_table(rows, judged=False)["status"]) == {"not measured"}
 
 
 def test_bench_sizes_its_default_sweep_to_the_device_and_lets_dynamo_compile_every_case(
@@ -804,7 +816,7 @@ def test_bench_sizes_its_default_sweep_to_the_device_and_lets_dynamo_compile_eve
     assert {case.shape for case in planned["cases"]} == {(16, 64, 32, 32)}
     assert planned["limit"] == len(planned["cases"]) > 8
     printed = capsys.readouterr().out
-    assert "on cpu (cpu): no rows" in printed  # an empty table is said to be so
+    assert "on cpu (cpu) in Triton's interpreter: no rows" in printed  # said to be empty
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the tuner runs on this machine's GPU")
@@ -879,3 +891,66 @@ def test_a_sweep_that_measured_nothing_exits_non_zero(capsys):
     assert bench.exit_status(failed) == 1 and "no case was measured" in capsys.readouterr().err
     assert bench.exit_status(pd.DataFrame()) == 1
     assert bench.exit_status(pd.DataFrame([{"impl": "shiftlab", "error": ""}])) == 0
+
+
+def test_a_goal_is_not_met_where_shiftlab_failed_a_case():
+    """A case whose shiftlab run failed (out of resources, a compile error) is one the goal
+    is not met on: the other cases' rows alone must not make it "met"."""
+    common = {"op": "blur_pool", "shape": "256x64x112x112", "layout": "nchw",
+              "dtype": "bfloat16", "input_mb": 392.0, "impl": "shiftlab"}  # fmt: skip
+    rows = [{**common, "filter_size": 2, "direction": d, "ms": 1.0, "pct_copy": 90.0,
+             "speedup_vs_pytorch": 5.0, "speedup_vs_compile": 2.0, "error": ""}
+            for d in bench.DIRECTIONS]  # fmt: skip
+    rows.append({**common, "filter_size": 3, "error": "OutOfResources: shared memory"})
+    assert set(bench.goal_table(pd.DataFrame(rows))["status"]) == {"not met"}
+
+
+def test_bench_does_not_judge_the_goals_on_the_interpreters_timings(tmp_path, monkeypatch,
+                                                                     capsys):
+    """Under TRITON_INTERPRET=1 the fused kernels run in Triton's interpreter on the CPU: the
+    goals, a GPU's, are not judged on those timings (they had read "not met", or "met" where
+    a contended CPU slowed the baselines)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+    def fake_measure(impl, x, device, rep_ms):
+        factor = 1.0 if impl == "shiftlab" else 10.0
+        return {d: (factor, 0.0) for d in bench.DIRECTIONS}, torch.empty(1, 1, 4, 4)
+
+    monkeypatch.setattr(bench, "copy_ms", lambda x, device, rep_ms: 0.5)
+    monkeypatch.setattr(bench, "make_impl", lambda name, case, device, backend: name)
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    bench.main(["--device", "cpu", "--shapes", "1x1x8x8", "--filters", "3", "--layouts",
+                "nchw", "--dtypes", "float32", "--ops", "blur_pool", "--impls", "shiftlab",
+                "pytorch", "compile", "--out", str(tmp_path), "--no-figures"])  # fmt: skip
+    assert "goals: not judged" in capsys.readouterr().out
+    goals = json.loads((tmp_path / "kernels.json").read_text())["goals"]
+    assert {g["status"] for g in goals} == {"not measured"}
+
+
+def test_end_to_end_does_not_judge_the_goal_on_the_interpreter():
+    """aa_triton on the CPU is Triton's interpreter: its images/s say nothing of the goal."""
+    from benchmarks import end_to_end
+
+    df = pd.DataFrame({"model": ["vgg"], "layout": ["nchw"], "variant": ["aa_triton"],
+                       "train_ratio": [0.001], "activation_vs_baseline": [0.9],
+                       "memory_vs_baseline_mb": [math.nan]})  # fmt: skip
+    assert end_to_end.goals(df)[0]["status"] == "not met"
+    assert end_to_end.goals(df, judged=False)[0]["status"].startswith("not judged")
+    # without a baseline there is no ratio to judge: not "not met"
+    no_baseline = df.assign(train_ratio=math.nan, activation_vs_baseline=math.nan)
+    assert end_to_end.goals(no_baseline)[0]["status"] == "not measured (no baseline row)"
+
+
+def test_results_are_strict_json_with_their_threads_recorded(tmp_path):
+    """A goal worth NaN (a baseline that did not run) is written as null: JSON has no NaN, and
+    strict readers (a browser's JSON.parse) refused the file. CPU timings depend on the thread
+    count, which the metadata records."""
+    from kernels.bench_results import run_metadata, write_results
+
+    meta = run_metadata(torch.device("cpu"))
+    assert meta["torch_threads"] == torch.get_num_threads()
+    df = pd.DataFrame({"ms": [1.0, math.nan]})
+    write_results(tmp_path, "t", df, meta, {"goals": [{"ratio": math.nan, "ok": True}]})
+    payload = json.loads((tmp_path / "t.json").read_text(), parse_constant=pytest.fail)
+    assert payload["goals"] == [{"ratio": None, "ok": True}]
+    assert payload["rows"] == [{"ms": 1.0}, {"ms": None}]

@@ -24,7 +24,8 @@ MODULES = ["pytest", "pytest", "kernels.autotune", "kernels.bench", "benchmarks.
 
 STAND_IN = """#!/usr/bin/env bash
 # Answers `-c CODE` (the suite's checks of what is installed) as $HAS_XDIST says for xdist,
-# else with success; logs `-m MODULE ARGS...` and exits or sleeps as FAIL_/SLEEP_<module> say.
+# else with success; logs `-m MODULE ARGS...`, prints SAY_<module>, and exits or sleeps as
+# FAIL_/SLEEP_<module> say.
 if [[ $1 == -c ]]; then
   [[ $2 == "import xdist" ]] && exit "${HAS_XDIST:-1}"
   exit 0
@@ -34,7 +35,8 @@ module=$2
 shift 2
 echo "$module $*" >>"$CALLS"
 key=${module//./_}
-sleep_s=SLEEP_$key fail=FAIL_$key
+sleep_s=SLEEP_$key fail=FAIL_$key say=SAY_$key
+[[ -n ${!say:-} ]] && echo "${!say}"
 [[ -n ${!sleep_s:-} ]] && exec sleep "${!sleep_s}"
 echo "ran $module"
 exit "${!fail:-0}"
@@ -110,3 +112,26 @@ def test_a_sweep_past_its_limit_is_stopped_and_named_and_the_rest_go_on(tmp_path
     assert [call.split()[0] for call in calls] == MODULES
     finished = (out / "device.txt").read_text().splitlines()[-1]
     assert finished.endswith("timed out or killed (their results are partial): bench")
+
+
+@pytest.mark.parametrize("said", ["", "1 failed, 40 passed in 59.1s"])
+def test_a_test_step_cut_short_is_incomplete_unless_it_had_failed(tmp_path, said) -> None:
+    """Tests stopped at their limit had been reported as passed, their failures so far too."""
+    code, out, _ = run_suite(tmp_path, budget_s=20, SLEEP_pytest="60", SAY_pytest=said)
+    finished = (out / "device.txt").read_text().splitlines()[-1]
+    if said:
+        assert code == 1
+        assert "test steps FAILED; failed: tests_kernels tests_ablate; timed out" in finished
+    else:
+        assert code == 0
+        assert "test steps incomplete (no failure before the limit); timed out" in finished
+
+
+def test_a_failed_sweep_is_named_and_no_sweep_gets_a_budget_below_a_second(tmp_path) -> None:
+    """A sweep's failure had been left to its own log; and a step whose share was at most the
+    grace had been handed --budget-s 0 or less, which the sweeps refuse."""
+    code, out, calls = run_suite(tmp_path, budget_s=20, GRACE_S="15", FAIL_kernels_bench="1")
+    assert code == 0  # only failed tests fail the suite
+    assert all(budget_of(call) >= 1 for call in calls[2:5])
+    finished = (out / "device.txt").read_text().splitlines()[-1]
+    assert "test steps passed; failed: bench" in finished

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ablate.json_values import json_values
 from ablate.variant_config import BLUR_FIELDS, VariantConfig, run_identity, unused_fields
+from kernels.json_values import json_values
 
 
 def test_metrics_become_json_types_inside_every_container() -> None:
