@@ -98,10 +98,15 @@ def _best_value(
     )
     best, second = ranked[:2]
     lead = welch_difference(groups[best], groups[second], deterministic)
-    sentence = (
-        f"{_verdict(best, second, lead, unit, deterministic)}. Mean of each value's runs, the "
-        f"other settings varied pooled: {means}."
-    )
+    # A lead is clear only over every other value: a value ranked lower but with a wider
+    # spread can still be the best (the interval against the next says nothing about it).
+    rival = None
+    if lead.excludes_zero and not deterministic:
+        rival = next(((label, against) for label in ranked[2:]
+                      if not (against := welch_difference(groups[best], groups[label]))
+                      .excludes_zero), None)  # fmt: skip
+    verdict = _verdict(best, second, lead, unit, deterministic, rival)
+    sentence = f"{verdict}. Mean of each value's runs, the other settings varied pooled: {means}."
     if unmeasured:
         sentence += f" No run that learned, so no `{metric}`: {', '.join(unmeasured)}."
     counts = {len(group) for group in groups.values()}
@@ -113,7 +118,10 @@ def _best_value(
     return Answer(key, question, sentence, lead)
 
 
-def _verdict(best: str, second: str, lead: Difference, unit: str, deterministic: bool) -> str:
+def _verdict(best: str, second: str, lead: Difference, unit: str, deterministic: bool,
+             rival: tuple[str, Difference] | None = None) -> str:  # fmt: skip
+    """Whether ``best`` leads: over ``second``, and where that lead is clear, over each other
+    value too (``rival``: a value the best's lead over is not clear)."""
     difference = format_value(lead.estimate, True, difference_unit(unit))
     if deterministic:  # the same in every run of a configuration: no seed's luck to bound
         if lead.estimate == 0:
@@ -126,6 +134,13 @@ def _verdict(best: str, second: str, lead: Difference, unit: str, deterministic:
         f"{best} is ahead of {second} (difference {difference}"
         f"{interval_text(lead.low, lead.high, signed=True)})"
     )
+    if lead.excludes_zero and rival is not None:
+        label, against = rival
+        return (
+            f"No clear best: {ahead}, but its lead over {label} (difference "
+            f"{format_value(against.estimate, True, difference_unit(unit))}"
+            f"{interval_text(against.low, against.high, signed=True)}) does not exclude zero"
+        )
     if lead.excludes_zero:
         return f"{best}: {ahead}, a clear lead (its 95 % interval excludes zero)"
     if np.isfinite(lead.low) and lead.low != lead.high:

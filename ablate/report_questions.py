@@ -105,6 +105,7 @@ def _effect_sentence(
     means: tuple[float, float],
     contrast: Contrast,
     relative: bool = False,
+    deterministic: bool = False,
 ) -> str:
     """'… treated minus control: +1.20 [0.3, 2.1] …' with a verdict read from the interval:
     "Yes" when it excludes zero on the `yes_if` side ("higher" or "lower"). `relative` adds the
@@ -124,6 +125,12 @@ def _effect_sentence(
     )
     if diff.low == diff.high:  # a deterministic measure, from one run a group or more
         interval = "exact: every run of each group gave the same value"
+    elif deterministic:  # configurations differ, runs of one do not: a range, not noise
+        interval = (
+            f"exact per configuration: a {contrast.treated_runs} configuration differs from a "
+            f"{contrast.control_runs} one by {number(diff.low, True)} to "
+            f"{number(diff.high, True)}{diff_unit}"
+        )
     elif min(diff.n_treated, diff.n_control) < 2:
         interval = "no interval: a group has fewer than two runs"
     elif not np.isfinite(diff.low):
@@ -133,25 +140,28 @@ def _effect_sentence(
         )
     else:
         interval = f"95 % CI [{number(diff.low, True)}, {number(diff.high, True)}]{diff_unit}"
-    verdict = _verdict(diff, yes_if)
+    verdict = _verdict(diff, yes_if, deterministic)
+    method = "" if deterministic or diff.low == diff.high else "Welch t over runs, "
     control_name = f" with {contrast.control_name}" if contrast.control_name else " without"
     return (
         f"{verdict}: {name} is {number(treated, shown_unit=unit)} with {contrast.treated_name} vs "
         f"{number(control, shown_unit=unit)}{control_name} "
         f"(difference {number(diff.estimate, True, diff_unit)}"
-        f"{share}, {interval}; {'' if diff.low == diff.high else 'Welch t over runs, '}"
+        f"{share}, {interval}; {method}"
         f"n = {diff.n_treated} {contrast.treated_runs} vs {diff.n_control} "
-        f"{contrast.control_runs} runs).{_few_runs_hint(diff)}"
+        f"{contrast.control_runs} runs).{'' if deterministic else _few_runs_hint(diff)}"
     )
 
 
-def _verdict(diff: Difference, yes_if: str) -> str:
+def _verdict(diff: Difference, yes_if: str, deterministic: bool = False) -> str:
     """The verdict: "Yes" when the interval excludes zero on the `yes_if` side ("higher" or
     "lower"), "No, the opposite" on the other, "No, no difference" when exactly zero."""
     if diff.excludes_zero:
         return "Yes" if (diff.estimate > 0) == (yes_if == "higher") else "No, the opposite"
     if diff.low == diff.high:  # exact, and zero: every run of both groups gave one value
         return "No, no difference"
+    if deterministic:  # exact values whose range spans zero: it depends on the configuration
+        return "Mixed: it depends on the configuration"
     return "Inconclusive"
 
 
@@ -200,9 +210,10 @@ def _compare(
     )
     finite = values.replace([np.inf, -np.inf], np.nan)  # as the difference takes them
     means = (finite[contrast.treated].mean(), finite[contrast.control].mean())
-    sentence = _effect_sentence(diff, name, unit, yes_if, means, contrast, relative)
-    learned = _runs_that_did_not_learn(values, contrast, stuck, unit, _verdict(diff, yes_if),
-                                       yes_if)  # fmt: skip
+    sentence = _effect_sentence(diff, name, unit, yes_if, means, contrast, relative,
+                                deterministic)  # fmt: skip
+    learned = _runs_that_did_not_learn(values, contrast, stuck, unit,
+                                       _verdict(diff, yes_if, deterministic), yes_if)  # fmt: skip
     return sentence + learned, diff
 
 

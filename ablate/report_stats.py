@@ -99,15 +99,24 @@ def welch_difference(
     """Difference of means with the Welch–Satterthwaite t-interval (unequal variances).
 
     NaN entries are dropped. Where the measure is `deterministic` (the same for every run of a
-    configuration, such as its FLOPs) one run measures its configuration exactly: a side of
-    one run has no spread, and with no spread on either side the interval is the estimate
-    itself. Otherwise a side of one run gives a NaN interval (the data cannot bound the
-    difference), and so do tied runs: a measure that varies by seed, tied, bounds nothing.
+    configuration, such as its FLOPs) one run measures its configuration exactly, and the
+    bounds are not a t-interval but the exact range of the differences between a treated and
+    a control value (the estimate itself where each side ties). Otherwise a side of one run
+    gives a NaN interval (the data cannot bound the difference), and so do tied runs: a
+    measure that varies by seed, tied, bounds nothing.
     """
     a, b = _finite(treated), _finite(control)
     if a.size == 0 or b.size == 0:
         return Difference(math.nan, math.nan, math.nan, int(a.size), int(b.size))
     estimate = float(a.mean() - b.mean())
+    if deterministic:
+        # No seed noise to bound: a spread within a side is between its configurations, and
+        # repeated seeds of one configuration are copies, not samples. The bounds are the exact
+        # range of the differences between a treated and a control configuration.
+        low, high = float(a.min() - b.max()), float(a.max() - b.min())
+        if low == high:
+            low = high = estimate
+        return Difference(estimate, low, high, int(a.size), int(b.size))
     if not deterministic and (a.size < 2 or b.size < 2):
         return Difference(estimate, math.nan, math.nan, int(a.size), int(b.size))
     # Each side's squared standard error, and its share of the Welch-Satterthwaite degrees of

@@ -112,3 +112,23 @@ def test_a_sampled_continuous_setting_is_no_choice_and_uneven_runs_are_flagged()
     uneven = _runs().iloc[:3]  # reflect twice, zeros once
     (answer,) = choice_answers(uneven, [ACCURACY], ["padding"])
     assert answer.sentence.endswith("the comparison can mix in their effects.")
+
+
+def test_a_lead_is_clear_only_over_every_other_value() -> None:
+    """zeros (80.0, 80.1, 80.2) leads reflect (78.0, 78.1, 78.2) by +2.00 [+1.77, +2.23], but
+    circular (70, 78, 86) could be anywhere: zeros' lead over it is +2.10 [-17.77, +21.97].
+    The best value's lead is not clear, though the interval against the next excludes zero."""
+    values = {"zeros": [80.0, 80.1, 80.2], "reflect": [78.0, 78.1, 78.2],
+              "circular": [70.0, 78.0, 86.0]}  # fmt: skip
+    runs = pd.DataFrame([
+        {"placement": "paper", "filter_size": 3, "padding": padding, "seed": seed,
+         "accuracy": value}
+        for padding, seeds in values.items()
+        for seed, value in enumerate(seeds)
+    ])  # fmt: skip
+    [answer] = choice_answers(runs, [Objective(metric="accuracy", direction="maximize")],
+                              ["padding"])  # fmt: skip
+    assert answer.sentence.startswith(
+        "No clear best: zeros is ahead of reflect (difference +2.00 points [+1.77, +2.23]), but "
+        "its lead over circular (difference +2.10 points [-17.77, +21.97]) does not exclude zero."
+    )

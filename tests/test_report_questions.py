@@ -249,3 +249,25 @@ def test_polyphase_answers_count_the_runs_whose_downsampling_was_replaced() -> N
     (a1,) = [a for a in polyphase_answers(runs) if a.key == "A1"]
     assert "99.50 % with APS vs 81.00 % with fixed subsampling" in a1.sentence
     assert "n = 2 APS vs 2 fixed-grid runs" in a1.sentence
+
+
+def test_a_cost_of_pooled_configurations_is_their_exact_range_not_a_t_interval() -> None:
+    """Blur at filter sizes 2 and 7 (10.1 and 15.0 MFLOPs, three seeds each) against the
+    baseline (10.0): every blurred network does more arithmetic, so the answer is "Yes" with the
+    exact range +0.10 to +5.00. A Welch interval over the runs had counted the repeated seeds as
+    samples and the configurations' spread as noise: [-0.27, +5.37], "Inconclusive", and with
+    one run a configuration a hint that more seeds would narrow it (they change nothing)."""
+    runs = pd.DataFrame(
+        {
+            "placement": ["paper"] * 6 + ["none"] * 3,
+            "filter_size": [2] * 3 + [7] * 3 + [1] * 3,
+            "forward_mflops": [10.1] * 3 + [15.0] * 3 + [10.0] * 3,
+        }
+    )
+    sentence = _answer(runs, "C3")
+    assert sentence.startswith("Yes: the forward pass's MFLOPs per image is 12.55 MFLOPs")
+    assert "by +0.10 to +5.00 MFLOPs" in sentence and "Welch" not in sentence
+    one_run = _answer(runs.iloc[[0, 3, 6]], "C3")
+    assert one_run.startswith("Yes: ") and "more seeds" not in one_run
+    mixed = runs.assign(forward_mflops=[9.0] * 3 + [15.0] * 3 + [10.0] * 3)
+    assert _answer(mixed, "C3").startswith("Mixed: it depends on the configuration")
