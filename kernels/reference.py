@@ -74,9 +74,11 @@ def blur_pool2d_reference(
     which would run the products in its lower precision); float64 stays float64. One tap
     without ``pad_off`` is plain subsampling, ``x[:, :, ::s, ::s]``, exactly.
     """
+    # The input's layout, not the ReLU's output's: of an input in neither format (a slice of a
+    # channels_last tensor), F.relu returns a dense channels_last tensor.
+    channels_last = _output_channels_last(x)
     if relu:
         x = F.relu(x)
-    channels_last = _output_channels_last(x)
     if taps.numel() == 1 and pad_off == 0:
         layout = torch.channels_last if channels_last else torch.contiguous_format
         return x[:, :, ::stride, ::stride].clone(memory_format=layout)

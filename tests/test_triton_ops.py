@@ -955,3 +955,49 @@ def test_non_finite_beside_the_taps_stays_out_when_training(filter_size: int, st
     y = max_blur_pool2d(leaf, filter_size, stride, "reflect", backend="triton")
     expected = max_blur_pool2d(x, filter_size, stride, "reflect", backend="torch")
     torch.testing.assert_close(y.detach(), expected, equal_nan=True, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_non_finite_read_by_taps_of_either_sign_is_nan_along_w(layout: str) -> None:
+    """A custom filter with taps of both signs: where the padding makes two taps read the
+    same infinity, spec §2 sums their products, inf - inf = NaN, along W as along H; the
+    fused forward folded the taps into one weight along W first (2 - 1 = 1) and gave inf."""
+    x = make_input((1, 2, 2, 1), torch.float32, layout, seed=7)
+    with torch.no_grad():
+        x[0, :, 0, 0] = math.inf
+    for t in (x, x.transpose(2, 3)):  # the infinity read twice along W, then along H
+        y = blur_pool2d(t, None, 2, "replicate", filter="custom", taps=[2.0, -1.0],
+                        backend="triton")  # fmt: skip
+        expected = blur_pool2d(t, None, 2, "replicate", filter="custom", taps=[2.0, -1.0],
+                               backend="torch")  # fmt: skip
+        assert expected.isnan().all()
+        torch.testing.assert_close(y, expected, equal_nan=True, atol=1e-5, rtol=1e-5)
+
+
+def test_relu_output_takes_the_inputs_layout_in_both_backends() -> None:
+    """An input in neither format (every other column of a channels_last tensor): the output
+    is NCHW, with the fused ReLU or without, in both backends (the reference had taken the
+    layout of F.relu's dense channels_last result)."""
+    x = make_input((1, 4, 5, 12), torch.float32, "channels_last", seed=3)[..., ::2]
+    assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+    for relu in (False, True):
+        y = blur_pool2d(x, 3, 2, "reflect", relu=relu, backend="triton")
+        expected = blur_pool2d(x, 3, 2, "reflect", relu=relu, backend="torch")
+        assert y.is_contiguous() and expected.is_contiguous()
+        assert_close(y, expected, torch.float32)
+
+
+@pytest.mark.parametrize("max_kernel", [2, 3])
+def test_gradient_of_a_one_pixel_max_map_keeps_the_inputs_layout(max_kernel: int) -> None:
+    """A max map of 1 × 1 (a max_kernel-sized input) gives codes contiguous in both formats:
+    the fused backward had read NCHW from them and returned a channels_last input's gradient
+    as NCHW. The input's layout travels with the backward instead."""
+    x = make_input((2, 3, max_kernel, max_kernel), torch.float32, "channels_last", seed=21)
+    leaf = x.clone(memory_format=torch.channels_last).requires_grad_(True)
+    grads = []
+    for backend in ("triton", "torch"):
+        y = max_blur_pool2d(leaf, 1, 1, "reflect", max_kernel=max_kernel, backend=backend)
+        (dx,) = torch.autograd.grad(y, leaf, torch.ones_like(y))
+        assert keeps_channels_last(dx), backend
+        grads.append(dx)
+    assert_close(grads[0], grads[1], torch.float32)

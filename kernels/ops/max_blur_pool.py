@@ -42,13 +42,18 @@ def max_codes_buffer(x: torch.Tensor, max_kernel: int) -> torch.Tensor:
 
 
 def input_gradient_buffer(
-    grad: torch.Tensor, codes: torch.Tensor, max_kernel: int, out: torch.Tensor | None = None
+    grad: torch.Tensor,
+    codes: torch.Tensor,
+    max_kernel: int,
+    channels_last: bool,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``out`` when given (checked), else a new tensor for the backward's input gradient: the
-    input's shape (the codes' plus ``max_kernel`` - 1), ``grad``'s dtype, the codes' format."""
+    input's shape (the codes' plus ``max_kernel`` - 1) and format, ``grad``'s dtype. (The
+    codes cannot tell the format: a 1 × 1 max map is contiguous in both.)"""
     n, c, h, w = codes.shape
     shape = (n, c, h + max_kernel - 1, w + max_kernel - 1)
-    return gradient_buffer(grad, shape, keeps_channels_last(codes), out)
+    return gradient_buffer(grad, shape, channels_last, out)
 
 
 def max_blur_pool2d_forward(
@@ -108,18 +113,21 @@ def max_blur_pool2d_backward(
     padding: str,
     max_kernel: int,
     *,
+    channels_last: bool | None = None,
     config: dict[str, Any] | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Launch the backward: the gradient of :func:`max_blur_pool2d_forward` w.r.t. its input,
     from the output gradient and the codes the forward saved. The input gradient has
-    ``grad``'s dtype and the codes' memory format.
+    ``grad``'s dtype and the input's memory format (``channels_last``; None: the codes').
 
     One fused pass (``streamed_backward``): no temporary of the max map's size.
     A program writes ``BLOCK_C`` × ``BLOCK_H`` × ``BLOCK_W`` of the input gradient, streaming
     its rows (``BLOCK_H`` rounded up to whole strides).
     """
-    dx = input_gradient_buffer(grad, codes, max_kernel, out)
+    if channels_last is None:
+        channels_last = keeps_channels_last(codes)
+    dx = input_gradient_buffer(grad, codes, max_kernel, channels_last, out)
     if dx.numel() == 0:
         return dx
     _backward_launch((grad, codes, dx, dx), taps, stride, padding, max_kernel, config)
@@ -173,6 +181,7 @@ def _max_blur_pool2d_fake(x, taps, stride, padding, max_kernel, save_codes):
 def differentiable_input_gradient(
     grad: torch.Tensor,
     codes: torch.Tensor,
+    channels_last: bool,
     taps: list[float],
     stride: int,
     padding: str,
@@ -185,7 +194,6 @@ def differentiable_input_gradient(
     n, c, h, w = codes.shape
     k = max_kernel
     exact_taps = torch.tensor(taps, dtype=torch.float64)
-    channels_last = keeps_channels_last(codes)
     grad_max = blur_pool2d_input_gradient(grad, (h, w), channels_last, exact_taps, stride,
                                           padding, 0)  # fmt: skip
     # A code the blur never reads was not written (its window's gradient is 0): keep it
@@ -203,13 +211,16 @@ def differentiable_input_gradient(
 def _input_gradient(
     grad: torch.Tensor,
     codes: torch.Tensor,
+    channels_last: bool,
     taps: list[float],
     stride: int,
     padding: str,
     max_kernel: int,
 ) -> torch.Tensor:
-    """Gradient of ``shiftlab::max_blur_pool2d`` with respect to its input."""
-    return max_blur_pool2d_backward(grad, codes, tuple(taps), stride, padding, max_kernel)
+    """Gradient of ``shiftlab::max_blur_pool2d`` with respect to its input (channels_last or
+    not)."""
+    return max_blur_pool2d_backward(grad, codes, tuple(taps), stride, padding, max_kernel,
+                                    channels_last=channels_last)  # fmt: skip
 
 
 max_blur_pool2d_backward_op = torch.library.custom_op(
@@ -218,17 +229,18 @@ max_blur_pool2d_backward_op = torch.library.custom_op(
 
 
 @max_blur_pool2d_backward_op.register_fake
-def _max_blur_pool2d_backward_fake(grad, codes, taps, stride, padding, max_kernel):
-    return input_gradient_buffer(grad, codes, max_kernel)
+def _max_blur_pool2d_backward_fake(grad, codes, channels_last, taps, stride, padding,
+                                   max_kernel):  # fmt: skip
+    return input_gradient_buffer(grad, codes, max_kernel, channels_last)
 
 
 def _setup_context(ctx, inputs, output):
-    _, taps, stride, padding, max_kernel, save_codes = inputs
+    x, taps, stride, padding, max_kernel, save_codes = inputs
     ctx.save_for_backward(output[1])
     # The codes have no gradient: without this, autograd would fill a tensor of their size
     # (half a bf16 input's bytes) with zeros for every backward.
     ctx.set_materialize_grads(False)
-    ctx.params = (taps, stride, padding, max_kernel, save_codes)
+    ctx.params = (keeps_channels_last(x), taps, stride, padding, max_kernel, save_codes)
     ctx.input_gradient = torch.ops.shiftlab.max_blur_pool2d_backward
 
 
@@ -236,7 +248,7 @@ def _backward(ctx, grad, _grad_codes):
     if grad is None:  # grads are not materialised: nothing flows back
         return (None,) * 6
     (codes,) = ctx.saved_tensors
-    taps, stride, padding, max_kernel, save_codes = ctx.params
+    channels_last, taps, stride, padding, max_kernel, save_codes = ctx.params
     if not save_codes:
         raise RuntimeError(
             "shiftlab::max_blur_pool2d: backward through a call with save_codes=False; "
@@ -244,7 +256,7 @@ def _backward(ctx, grad, _grad_codes):
         )
     plain = backward_in_plain_ops(grad)
     input_gradient = differentiable_input_gradient if plain else ctx.input_gradient
-    dx = input_gradient(grad, codes, taps, stride, padding, max_kernel)
+    dx = input_gradient(grad, codes, channels_last, taps, stride, padding, max_kernel)
     return dx, None, None, None, None, None
 
 
