@@ -117,15 +117,14 @@ def welch_difference(
         if low == high:
             low = high = estimate
         return Difference(estimate, low, high, int(a.size), int(b.size))
-    if not deterministic and (a.size < 2 or b.size < 2):
+    if a.size < 2 or b.size < 2:
         return Difference(estimate, math.nan, math.nan, int(a.size), int(b.size))
     # Each side's squared standard error, and its share of the Welch-Satterthwaite degrees of
-    # freedom (none for a deterministic side of one run, which has no spread).
-    sides = [(float(v.var(ddof=1)) / v.size, v.size - 1) for v in (a, b) if v.size > 1]
+    # freedom.
+    sides = [(float(v.var(ddof=1)) / v.size, v.size - 1) for v in (a, b)]
     se = math.sqrt(sum(var for var, _ in sides))
-    if se == 0:
-        bound = estimate if deterministic else math.nan
-        return Difference(estimate, bound, bound, int(a.size), int(b.size))
+    if se == 0:  # tied runs of a measure that varies by seed bound nothing
+        return Difference(estimate, math.nan, math.nan, int(a.size), int(b.size))
     df = se**4 / sum(var**2 / dof for var, dof in sides)
     half = t_quantile(0.5 + CONFIDENCE / 2, df) * se
     return Difference(estimate, estimate - half, estimate + half, int(a.size), int(b.size))

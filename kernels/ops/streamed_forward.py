@@ -644,6 +644,9 @@ def forward_launch(
         PACK_C=pack_c,
         MAP_ROWS=map_rows,
         MAP_COLS=map_cols,
+        # Only for positive taps: along W the taps that read one column are folded into one
+        # weight, and such a weight of taps of either sign (or a zero tap) times an infinity
+        # is not the sum of their products (spec §2 sums each tap's product: inf - inf = NaN).
         LOCAL_PADDING=reads_own(map_h, y.shape[2], stride, before, k, padding)
         and reads_own(map_w, y.shape[3], stride, before, k, padding)
         and all(tap > 0 for tap in taps),
@@ -666,10 +669,7 @@ def reads_own(size: int, outputs: int, stride: int, before: int, span: int,
     """Whether each of ``outputs`` outputs along an axis of the max map, reading ``span``
     positions from ``stride``·j - ``before``, finds every padded one's source (if any) among
     those same positions: true in every padding but circular on maps not much smaller than the
-    filter, and the forward then pads on registers (``LOCAL_PADDING``). The forward takes it
-    only for positive taps: along W it folds the taps that read one column into one weight,
-    and a weight of several taps of either sign (or a zero tap) times an infinity is not the
-    sum of their products (spec §2 pads, then sums each tap's product: inf - inf is NaN)."""
+    filter, and the forward then pads on registers (``LOCAL_PADDING``)."""
     reach = stride * (outputs - 1) - before + span
     source = pad_index(size, before, max(0, reach - size), padding).tolist()
     return all(
