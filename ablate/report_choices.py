@@ -1,10 +1,12 @@
 """Which value of each setting a study varied does best on each of its objectives.
 
 For a setting (padding, placement, filter size, ...) the runs that use it are grouped by its
-value; each value's mean gets a 95 % t-interval, the other settings varied pooled (the
-setting's main effect: a fair comparison where every value ran with the same other settings,
-as a full grid does), and the best value's lead over the next is a Welch difference: clear
-when its interval excludes zero. Runs whose network leaves the setting unused (the padding of
+value, the other settings varied pooled (the setting's main effect: a fair comparison where every
+value ran with the same other settings, as a full grid does). Values are ranked by their mean
+over seeds (each seed's runs averaged first, the seed being the sample: `report_stats`), with a
+95 % t-interval over the seeds' means; the best value's lead over each other is the difference
+paired by seed, and clear when its interval excludes zero on the best value's side, over every
+other value. Runs whose network leaves the setting unused (the padding of
 a network without blur) are left out: they do not say how the setting does. A setting of
 more than MAX_VALUES values (a sampled learning rate) is a curve, not a choice, and is left to
 the figures.
@@ -19,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from ablate.report_format import difference_unit, format_value, interval_text
-from ablate.report_groups import SPLIT_BY
+from ablate.report_groups import SPLIT_BY, pairing_blocks
 from ablate.report_questions import Answer
-from ablate.report_stats import Difference, metric_interval, welch_difference
+from ablate.report_stats import Difference, metric_interval, paired_difference, seed_means
 from ablate.report_table import at_chance, counted_once
 from ablate.spec import DETERMINISTIC_METRICS, METRIC_BOUNDS, Objective
 from ablate.variant_config import unused_fields
@@ -86,27 +88,36 @@ def _best_value(
     if len(groups) < 2:
         because = f"fewer than two values of {setting} have runs with `{metric}`"
         return Answer(key, question, f"Cannot be answered from this study: {because}.")
-    ranked = sorted(groups, key=lambda label: groups[label].mean(), reverse=maximize)
     deterministic = metric in DETERMINISTIC_METRICS
+    blocks = None if deterministic else pairing_blocks(runs)
+    summary = {label: _value_mean(group, blocks, metric) for label, group in groups.items()}
+    ranked = sorted(groups, key=lambda label: summary[label][0], reverse=maximize)
     unit = unit_of(metric)
     means = ", ".join(
-        f"{label} {format_value(groups[label].mean(), unit=unit)}"
-        f"{'' if deterministic else interval_text(*metric_interval(groups[label], metric))}"
+        f"{label} {format_value(summary[label][0], unit=unit)}"
+        f"{'' if deterministic else interval_text(*summary[label][1:3])}"
         f" (n = {len(groups[label])}"
         f"{_not_learned(stuck[groups[label].index].sum(), stuck[of_label[label]].sum())})"
         for label in ranked
     )
     best, second = ranked[:2]
-    lead = welch_difference(groups[best], groups[second], deterministic)
+    lead = paired_difference(groups[best], groups[second], blocks, deterministic)
     # A lead is clear only over every other value: a value ranked lower but with a wider
     # spread can still be the best (the interval against the next says nothing about it).
     rival = None
-    if lead.excludes_zero and not deterministic:
+    if _leads(lead, maximize) and not deterministic:
         rival = next(((label, against) for label in ranked[2:]
-                      if not (against := welch_difference(groups[best], groups[label]))
-                      .excludes_zero), None)  # fmt: skip
-    verdict = _verdict(best, second, lead, unit, deterministic, rival)
-    sentence = f"{verdict}. Mean of each value's runs, the other settings varied pooled: {means}."
+                      if not _leads(against := paired_difference(groups[best], groups[label],
+                                                                 blocks), maximize)),
+                     None)  # fmt: skip
+    verdict = _verdict(best, second, lead, unit, deterministic, maximize, rival)
+    by_seed = any(summary[label][3] for label in groups)
+    mean = (
+        "Mean of each value over its seeds (each seed's runs averaged first)"
+        if by_seed
+        else "Mean of each value's runs"
+    )
+    sentence = f"{verdict}. {mean}, the other settings varied pooled: {means}."
     if unmeasured:
         sentence += f" No run that learned, so no `{metric}`: {', '.join(unmeasured)}."
     counts = {len(group) for group in groups.values()}
@@ -118,8 +129,26 @@ def _best_value(
     return Answer(key, question, sentence, lead)
 
 
+def _value_mean(
+    values: pd.Series, blocks: pd.DataFrame | None, metric: str
+) -> tuple[float, float, float, int]:
+    """A value's mean and 95 % interval, and the seeds they are over: the mean of its seeds'
+    means and a t-interval over those where two or more seeds ran it; otherwise (0 seeds) its
+    runs' mean and interval."""
+    per_seed = seed_means(values, blocks) if blocks is not None else pd.Series(dtype=float)
+    if len(per_seed) < 2:
+        return (float(values.mean()), *metric_interval(values, metric), 0)
+    return (float(per_seed.mean()), *metric_interval(per_seed, metric), len(per_seed))
+
+
+def _leads(diff: Difference, maximize: bool) -> bool:
+    """Whether `diff` (a value minus another) is a clear lead: its interval excludes zero on
+    the objective's side."""
+    return diff.excludes_zero and (diff.estimate > 0) == maximize
+
+
 def _verdict(best: str, second: str, lead: Difference, unit: str, deterministic: bool,
-             rival: tuple[str, Difference] | None = None) -> str:  # fmt: skip
+             maximize: bool, rival: tuple[str, Difference] | None = None) -> str:  # fmt: skip
     """Whether ``best`` leads: over ``second``, and where that lead is clear, over each other
     value too (``rival``: a value the best's lead over is not clear)."""
     difference = format_value(lead.estimate, True, difference_unit(unit))
@@ -130,10 +159,14 @@ def _verdict(best: str, second: str, lead: Difference, unit: str, deterministic:
             f"{best}, on average: ahead of {second} by {difference} (the same in every run of "
             "a configuration; the spread within a value is the other settings')"
         )
-    ahead = (
-        f"{best} is ahead of {second} (difference {difference}"
-        f"{interval_text(lead.low, lead.high, signed=True)})"
-    )
+    interval = interval_text(lead.low, lead.high, signed=True)
+    if lead.estimate != 0 and (lead.estimate > 0) != maximize:
+        # ranked first on its seeds' means, behind on the seeds both values ran
+        return (
+            f"No clear best: {best} has the better mean, but on the seeds it shares with "
+            f"{second} it is behind (difference {difference}{interval})"
+        )
+    ahead = f"{best} is ahead of {second} (difference {difference}{interval})"
     if lead.excludes_zero and rival is not None:
         label, against = rival
         return (
@@ -145,10 +178,12 @@ def _verdict(best: str, second: str, lead: Difference, unit: str, deterministic:
         return f"{best}: {ahead}, a clear lead (its 95 % interval excludes zero)"
     if np.isfinite(lead.low) and lead.low != lead.high:
         return f"No clear best: {ahead}, an interval that includes zero (more seeds would tell)"
-    return (
-        f"No clear best: {ahead}, with no interval (a value has fewer than two runs, or its "
-        "runs tie)"
+    why = (
+        "each seed gave the same difference"
+        if lead.seeds
+        else "a value has fewer than two runs, or its runs tie"
     )
+    return f"No clear best: {ahead}, with no interval ({why})"
 
 
 def _not_learned(counted: int, of_value: int) -> str:

@@ -20,6 +20,15 @@ def varied_splits(table: pd.DataFrame) -> list[str]:
     return [s for s in SPLIT_BY if s in table and table[s].nunique() > 1]
 
 
+def pairing_blocks(table: pd.DataFrame) -> pd.DataFrame | None:
+    """Per row, what a difference pairs runs by (`report_stats.paired_difference`): the seed,
+    within the network and data (the SPLIT_BY settings `table` varies); None for a table
+    without seeds."""
+    if "seed" not in table:
+        return None
+    return table[[*varied_splits(table), "seed"]]
+
+
 def _column(table: pd.DataFrame, name: str, default: object) -> pd.Series:
     """`table[name]`, or `default` on every row of a table without that column."""
     return table[name] if name in table else pd.Series(default, index=table.index)

@@ -2,10 +2,12 @@
 sentence each.
 
 Every answer compares the runs without blur (placement `none`, or filter size 1, which is plain
-subsampling) with the blurred runs, pooling configurations and seeds: the effect is the difference
-of means (blurred minus no blur) with a Welch 95 % t-interval, and n counts runs (configuration ×
+subsampling) with the blurred runs, pooling configurations: the effect is the difference of
+means (blurred minus no blur) with a 95 % t-interval over the seeds' paired differences (Welch
+over runs where fewer than two seeds ran on both sides), and n counts runs (configuration ×
 seed). The verdict is "yes"/"no" only when the interval excludes zero. A study that varies
-the network or the data (SPLIT_BY) also gets the difference within each of them.
+the network or the data (SPLIT_BY) pairs runs within each of them, and also gets the difference
+within each.
 """
 
 from __future__ import annotations
@@ -17,8 +19,15 @@ import numpy as np
 import pandas as pd
 
 from ablate.report_format import difference_unit, format_value, interval_text
-from ablate.report_groups import BLUR, NO_BLUR, blur_groups, converted, varied_splits
-from ablate.report_stats import Difference, welch_difference
+from ablate.report_groups import (
+    BLUR,
+    NO_BLUR,
+    blur_groups,
+    converted,
+    pairing_blocks,
+    varied_splits,
+)
+from ablate.report_stats import Difference, paired_difference
 from ablate.report_table import at_chance, counted_once
 from ablate.spec import DETERMINISTIC_METRICS
 
@@ -102,15 +111,16 @@ def _effect_sentence(
     name: str,
     unit: str,
     yes_if: str,
-    means: tuple[float, float],
     contrast: Contrast,
+    unpaired: int = 0,
     relative: bool = False,
     deterministic: bool = False,
 ) -> str:
     """'… treated minus control: +1.20 [0.3, 2.1] …' with a verdict read from the interval:
-    "Yes" when it excludes zero on the `yes_if` side ("higher" or "lower"). `relative` adds the
-    difference as a share of the control's mean (for costs, where the ratio is what carries)."""
-    treated, control = means
+    "Yes" when it excludes zero on the `yes_if` side ("higher" or "lower"). `unpaired` runs
+    were left out for want of a pair; `relative` adds the difference as a share of the
+    control's mean (for costs, where the ratio is what carries)."""
+    treated, control = diff.treated_mean, diff.control_mean
     diff_unit = difference_unit(unit)
     # a pure number near 1 (filter TV: 1.744 vs 1.766) needs a third decimal to show its change
     places = 3 if not unit and max(abs(treated), abs(control)) < 10 else 2
@@ -134,22 +144,26 @@ def _effect_sentence(
     elif min(diff.n_treated, diff.n_control) < 2:
         interval = "no interval: a group has fewer than two runs"
     elif not np.isfinite(diff.low):
-        interval = (
-            "no interval: the runs of each group tied, which bounds nothing for a measure "
-            "that varies by seed"
-        )
+        tied = "each seed gave the same difference" if diff.seeds else "the runs of each group tied"
+        interval = f"no interval: {tied}, which bounds nothing for a measure that varies by seed"
     else:
         interval = f"95 % CI [{number(diff.low, True)}, {number(diff.high, True)}]{diff_unit}"
     verdict = _verdict(diff, yes_if, deterministic)
-    method = "" if deterministic or diff.low == diff.high else "Welch t over runs, "
+    method = "" if deterministic or diff.low == diff.high else _method(diff)
     control_name = f" with {contrast.control_name}" if contrast.control_name else " without"
+    left_out = (
+        f"; {unpaired} {'run' if unpaired == 1 else 'runs'} left out, unpaired (no run of the "
+        "other group on the same seed)"
+        if unpaired
+        else ""
+    )
     return (
         f"{verdict}: {name} is {number(treated, shown_unit=unit)} with {contrast.treated_name} vs "
         f"{number(control, shown_unit=unit)}{control_name} "
         f"(difference {number(diff.estimate, True, diff_unit)}"
         f"{share}, {interval}; {method}"
         f"n = {diff.n_treated} {contrast.treated_runs} vs {diff.n_control} "
-        f"{contrast.control_runs} runs).{'' if deterministic else _few_runs_hint(diff)}"
+        f"{contrast.control_runs} runs{left_out}).{'' if deterministic else _few_runs_hint(diff)}"
     )
 
 
@@ -165,14 +179,22 @@ def _verdict(diff: Difference, yes_if: str, deterministic: bool = False) -> str:
     return "Inconclusive"
 
 
+def _method(diff: Difference) -> str:
+    """How the interval was made, for a sentence: by seed, or (seeds that do not pair) by run."""
+    if diff.seeds:
+        return f"t over the {diff.seeds} seeds' paired differences, "
+    return "Welch t over runs, "
+
+
 def _few_runs_hint(diff: Difference) -> str:
-    """Why an interval over a group of two runs is wide, and what narrows it (nothing where
-    the difference is exact)."""
-    smallest = min(diff.n_treated, diff.n_control)
+    """Why an interval over two seeds (or a group of two runs) is wide, and what narrows it
+    (nothing where the difference is exact)."""
+    smallest = diff.seeds or min(diff.n_treated, diff.n_control)
     exact = diff.low == diff.high
     if diff.excludes_zero or not np.isfinite(diff.low) or exact or smallest > FEW_RUNS:
         return ""
-    return f" With {smallest} runs in a group the interval is wide: more seeds would narrow it."
+    over = f"{smallest} seeds" if diff.seeds else f"{smallest} runs in a group"
+    return f" With {over} the interval is wide: more seeds would narrow it."
 
 
 def _compare(
@@ -184,6 +206,7 @@ def _compare(
     contrast: Contrast,
     stuck: pd.Series,
     deterministic: bool,
+    blocks: pd.DataFrame | None,
 ) -> tuple[str, Difference | None]:
     """The sentence comparing `values` between the contrast's groups, and the difference.
     `stuck` marks the runs that did not learn: a group with none that learned cannot answer;
@@ -205,20 +228,27 @@ def _compare(
         if not (group & ~stuck).any():
             because = f"none of its {described} runs learned (accuracy not above chance)"
             return f"Cannot be answered from this study: {because}.", None
-    diff = welch_difference(
-        values[contrast.treated].dropna(), values[contrast.control].dropna(), deterministic
+    diff = paired_difference(
+        values[contrast.treated], values[contrast.control], blocks, deterministic
     )
     finite = values.replace([np.inf, -np.inf], np.nan)  # as the difference takes them
-    means = (finite[contrast.treated].mean(), finite[contrast.control].mean())
-    sentence = _effect_sentence(diff, name, unit, yes_if, means, contrast, relative,
+    runs = finite[contrast.treated | contrast.control].count()
+    unpaired = int(runs - diff.n_treated - diff.n_control)
+    sentence = _effect_sentence(diff, name, unit, yes_if, contrast, unpaired, relative,
                                 deterministic)  # fmt: skip
-    learned = _runs_that_did_not_learn(values, contrast, stuck, unit,
+    learned = _runs_that_did_not_learn(values, contrast, stuck, blocks, unit,
                                        _verdict(diff, yes_if, deterministic), yes_if)  # fmt: skip
     return sentence + learned, diff
 
 
 def _runs_that_did_not_learn(
-    values: pd.Series, contrast: Contrast, stuck: pd.Series, unit: str, verdict: str, yes_if: str
+    values: pd.Series,
+    contrast: Contrast,
+    stuck: pd.Series,
+    blocks: pd.DataFrame | None,
+    unit: str,
+    verdict: str,
+    yes_if: str,
 ) -> str:
     """' Left out: …' or ' This counts … ; among the runs that learned: …' (nothing where every
     run learned), with the verdict of the runs that learned where it is not `verdict`, all
@@ -232,8 +262,8 @@ def _runs_that_did_not_learn(
     )
     if values[stuck].isna().all():
         return f" Left out: {runs}."
-    learned = welch_difference(
-        values[contrast.treated & ~stuck].dropna(), values[contrast.control & ~stuck].dropna()
+    learned = paired_difference(
+        values[contrast.treated & ~stuck], values[contrast.control & ~stuck], blocks
     )
     interval = interval_text(learned.low, learned.high, signed=True)
     among = _verdict(learned, yes_if)
@@ -287,8 +317,9 @@ def _metric_question(
     deterministic = column in DETERMINISTIC_METRICS
     values = extract(runs[column]) if extract else pd.to_numeric(runs[column], errors="coerce")
     stuck = at_chance(runs) if learning_matters else pd.Series(False, index=runs.index)
+    blocks = pairing_blocks(runs)
     sentence, diff = _compare(
-        values, name, unit, yes_if, relative, contrast(runs), stuck, deterministic
+        values, name, unit, yes_if, relative, contrast(runs), stuck, deterministic, blocks
     )
     if diff is not None and by_filter_size:
         sentence += _by_filter_size(runs, values, unit)
@@ -320,8 +351,9 @@ def _split_by(
     parts = []
     for value, subset in runs.groupby(setting):
         groups = contrast(subset)
-        diff = welch_difference(values[subset.index][groups.treated],
-                                values[subset.index][groups.control], deterministic)  # fmt: skip
+        diff = paired_difference(values[subset.index][groups.treated],
+                                 values[subset.index][groups.control], pairing_blocks(subset),
+                                 deterministic)  # fmt: skip
         interval = interval_text(diff.low, diff.high, signed=True)
         unit_shown = difference_unit(unit) if np.isfinite(diff.estimate) else ""
         parts.append(f"{label(value)} {format_value(diff.estimate, True)}{interval}{unit_shown}")

@@ -40,7 +40,7 @@ from ablate.report import (
 from ablate.report_choices import choice_answers
 from ablate.report_groups import NO_BLUR, blur_groups
 from ablate.report_questions import answer_questions, cost_answers, polyphase_answers
-from ablate.report_stats import mean_interval, t_quantile, welch_difference
+from ablate.report_stats import mean_interval, paired_difference, t_quantile, welch_difference
 from ablate.report_summary import _inline_html
 from ablate.report_table import (
     StudyMeta,
@@ -74,7 +74,7 @@ def fake_metrics(config: dict, seed: int, rng: np.random.Generator) -> dict:
     accuracy = 70 + 0.5 * blur + {"fixed": 0, "aps": -3, "lps": 3}[grid] + rng.normal(0, 1.5)
     wobble = max(0.0, 6 - blur)
     late_gain = 1.0 + 0.3 * blur  # blurred nets are still learning at the end of the budget
-    return {
+    metrics = {
         "seed": seed,
         "accuracy": accuracy,
         "consistency_circular": 100.0 if aps else 80 + 2.5 * blur + rng.normal(0, 1),
@@ -86,7 +86,6 @@ def fake_metrics(config: dict, seed: int, rng: np.random.Generator) -> dict:
         "true_prob_vs_shift_circular": [0.7] * 5,
         "true_prob_vs_shift_crop": [0.6] * 5,
         "filter_tv": {layer: 1.2 - 0.05 * blur + rng.normal(0, 0.02) for layer in LAYERS},
-        "filter_tv_mean": 1.2 - 0.05 * blur,
         "train_images_per_s": 900 - 60 * blur + rng.normal(0, 10),
         "infer_images_per_s": 3000 - 100 * blur,
         "peak_memory_mb": 120.0 + blur,
@@ -105,6 +104,13 @@ def fake_metrics(config: dict, seed: int, rng: np.random.Generator) -> dict:
         "commit": "0123456789abcdef0123456789abcdef01234567",
         "torch": "2.13.0",
     }
+    # Seed noise in what the literal above draws none for (drawn last: the rest stays as it was)
+    for kind in ("circular", "crop"):
+        curve = metrics[f"accuracy_vs_shift_{kind}"]
+        metrics[f"accuracy_vs_shift_{kind}"] = [curve[0], *(curve[1:] + rng.normal(0, 0.3, 4))]
+    metrics["infer_images_per_s"] += rng.normal(0, 30)
+    metrics["filter_tv_mean"] = float(np.mean(list(metrics["filter_tv"].values())))
+    return metrics
 
 
 def stuck_metrics(metrics: dict) -> dict:
@@ -227,6 +233,40 @@ def test_mean_interval_drops_nan_and_is_nan_for_one_value() -> None:
     assert all(math.isnan(v) for v in mean_interval([5.0, 5.0]))  # a tie bounds nothing
     assert mean_interval([5.0, 5.0], deterministic=True) == (5.0, 5.0)
     assert mean_interval([5.0], deterministic=True) == (5.0, 5.0)
+
+
+def test_paired_difference_by_hand() -> None:
+    """Two blurred configurations and the baseline on seeds 0-2, a seed's luck (+4, 0, -4)
+    shared by all its runs: per seed the blurred mean minus the baseline, 1.5, 2.5 and 2.0,
+    gives 2.0 ± 4.302653 · 0.5 / √3. Welch over the runs counts the six blurred runs as six
+    samples of a luck they share three ways, and the luck as noise: it cannot tell 2.0 from
+    zero, while the seeds' differences can."""
+    luck = pd.Series([4.0, 0.0, -4.0] * 3)
+    blocks = pd.DataFrame({"seed": [0, 1, 2] * 3})
+    values = luck + pd.Series([11.0, 12.0, 12.5, 12.0, 13.0, 12.5, 10.0, 10.0, 10.5])
+    treated, control = values[:6], values[6:]
+    diff = paired_difference(treated, control, blocks)
+    half = 4.302653 * 0.5 / math.sqrt(3)
+    assert (diff.estimate, diff.seeds, diff.n_treated, diff.n_control) == (2.0, 3, 6, 3)
+    assert (diff.low, diff.high) == pytest.approx((2.0 - half, 2.0 + half), abs=1e-5)
+    assert (diff.treated_mean, diff.control_mean) == pytest.approx((73 / 6, 61 / 6))
+    assert diff.excludes_zero and not welch_difference(treated, control).excludes_zero
+    # a seed's runs averaged first: seed 2 losing a blurred run changes no seed's weight
+    uneven = paired_difference(treated.drop(5), control, blocks)
+    assert uneven.estimate == pytest.approx(2.0) and uneven.n_treated == 5
+    assert welch_difference(treated.drop(5), control).estimate == pytest.approx(12.9 - 61 / 6)
+    # seeds that ran on one side only pair nothing: fewer than two pairs, Welch over runs
+    apart = paired_difference(treated, control, pd.DataFrame({"seed": [0, 1, 2] * 2 + [3, 4, 5]}))
+    assert apart == welch_difference(treated, control) and apart.seeds == 0
+    assert paired_difference(treated, control, None) == welch_difference(treated, control)
+    # runs pair within their network: vgg's blurred runs have no baseline, so they are left out
+    by_model = blocks.assign(model=["resnet"] * 3 + ["vgg"] * 3 + ["resnet"] * 3)
+    within = paired_difference(treated, control, by_model)
+    assert (within.estimate, within.n_treated, within.n_control) == pytest.approx((5 / 3, 3, 3))
+    # a measure every run of a configuration repeats is exact: its range, not paired
+    exact = paired_difference(pd.Series([17.5, 17.5]), pd.Series([17.4, 17.4], index=[2, 3]),
+                              pd.DataFrame({"seed": [0, 1] * 2}), deterministic=True)  # fmt: skip
+    assert (exact.low, exact.high, exact.seeds) == pytest.approx((0.1, 0.1, 0))
 
 
 def test_welch_difference_by_hand() -> None:
@@ -687,7 +727,7 @@ def test_an_inconclusive_answer_over_two_runs_suggests_more_seeds(tmp_path: Path
     assert (runs["placement"] == "none").sum() == 2
     runs.loc[:, "consistency_circular"] = 90 + np.random.default_rng(0).normal(0, 3, len(runs))
     answers = {a.key: a for a in answer_questions(runs)}
-    hint = "With 2 runs in a group the interval is wide: more seeds would narrow it."
+    hint = "With 2 seeds the interval is wide: more seeds would narrow it."
     assert answers["RQ2"].sentence.startswith("Inconclusive") and hint in answers["RQ2"].sentence
     assert answers["RQ1"].sentence.startswith("Yes") and hint not in answers["RQ1"].sentence
     assert " Mean by filter size: 3: " in answers["RQ2"].sentence
@@ -696,7 +736,7 @@ def test_an_inconclusive_answer_over_two_runs_suggests_more_seeds(tmp_path: Path
     runs.loc[:, "consistency_circular"] = np.where(blurred, 95.0, 90.0)
     rq2 = answer_questions(runs)[1]
     assert rq2.sentence.startswith("Inconclusive") and hint not in rq2.sentence
-    assert "no interval: the runs of each group tied" in rq2.sentence
+    assert "no interval: each seed gave the same difference" in rq2.sentence
     runs, _ = runs_table(make_study(tmp_path / "t", space, seeds=[0, 1]))
     size, placement = runs["filter_size"], runs["placement"]
     one_size = runs[(placement == "none") & (size == 5) | (placement == "paper") & (size == 3)]
@@ -715,7 +755,7 @@ def test_answers_are_split_by_network_or_data_when_the_study_varies_them(
     """Pooled runs of two networks (or image sizes) mix their effects; each answer then also
     gives the effect within each. Here blur leaves the second one's consistency as it was."""
     space = {**FULL_SPACE, setting: values}
-    runs = first_run_per_seed(runs_table(make_study(tmp_path / "s", space, seeds=[0, 1],
+    runs = first_run_per_seed(runs_table(make_study(tmp_path / "s", space, seeds=[0, 1, 2],
                                                     base=base))[0])  # fmt: skip
     second = runs[setting] == values[1]
     noise = np.random.default_rng(3).normal(0, 1, int(second.sum()))
@@ -726,7 +766,9 @@ def test_answers_are_split_by_network_or_data_when_the_study_varies_them(
         subset = runs[runs[setting] == value]
         groups = blur_groups(subset)
         consistency = subset["consistency_circular"]
-        diff = welch_difference(consistency[groups == "blur"], consistency[groups == "no blur"])
+        diff = paired_difference(consistency[groups == "blur"], consistency[groups == "no blur"],
+                                 subset[["seed"]])  # fmt: skip
+        assert diff.seeds == 3
         parts.append(f"{value} {diff.estimate:+.2f} [{diff.low:+.2f}, {diff.high:+.2f}] points")
         assert diff.excludes_zero == (value == values[0])
     assert f" By {setting}: {'; '.join(parts)}." in rq2.sentence
@@ -842,13 +884,13 @@ def test_polyphase_runs_without_blur_are_neither_baseline_nor_blurred() -> None:
 
 def test_aps_answers_compare_the_grids_only_when_the_study_varies_them(tmp_path: Path) -> None:
     space = {"placement": ["none", "paper"], "filter_size": [3, 5], "subsample": ["fixed", "aps"]}
-    runs, _ = runs_table(make_study(tmp_path / "aps", space, seeds=[0, 1, 2]))
+    runs, _ = runs_table(make_study(tmp_path / "aps", space, seeds=list(range(8))))
     answers = {a.key: a for a in polyphase_answers(runs)}
     assert list(answers) == ["A1", "A2", "A3"]
     assert answers["A1"].difference.low > 0 and answers["A1"].sentence.startswith("Yes")
     assert "100.00 % with APS vs" in answers["A1"].sentence
     assert "with fixed subsampling" in answers["A1"].sentence
-    assert "n = 6 APS vs 6 fixed-grid runs" in answers["A1"].sentence  # placement none left out
+    assert "n = 16 APS vs 16 fixed-grid runs" in answers["A1"].sentence  # placement none left out
     assert answers["A3"].difference.high < 0 and answers["A3"].sentence.startswith("Yes")
     fixed_only, _ = runs_table(make_study(tmp_path / "fixed", FULL_SPACE, seeds=[0, 1]))
     assert polyphase_answers(fixed_only) == []
@@ -909,7 +951,9 @@ def test_answers_say_which_runs_that_did_not_learn_they_left_out_or_counted(tmp_
     answers = {a.key: a for a in answer_questions(mask_runs_at_chance(runs))}
     stuck = "0 blurred and 1 no-blur runs that did not learn (accuracy not above chance)"
     assert answers["RQ2"].sentence.endswith(f" Left out: {stuck}.")
-    assert "n = 3 blurred vs 2 no-blur runs" in answers["RQ2"].sentence
+    # the stuck run's seed pairs nothing: its blurred run is left out too, and said to be
+    assert "n = 2 blurred vs 2 no-blur runs; 1 run left out, unpaired (no run of the other " \
+        "group on the same seed)" in answers["RQ2"].sentence
     assert f" This counts {stuck}; among the runs that learned the difference is " in (
         answers["RQ4"].sentence
     )

@@ -115,10 +115,11 @@ def test_a_sampled_continuous_setting_is_no_choice_and_uneven_runs_are_flagged()
 
 
 def test_a_lead_is_clear_only_over_every_other_value() -> None:
-    """zeros (80.0, 80.1, 80.2) leads reflect (78.0, 78.1, 78.2) by +2.00 [+1.77, +2.23], but
-    circular (70, 78, 86) could be anywhere: zeros' lead over it is +2.10 [-17.77, +21.97].
-    The best value's lead is not clear, though the interval against the next excludes zero."""
-    values = {"zeros": [80.0, 80.1, 80.2], "reflect": [78.0, 78.1, 78.2],
+    """zeros (80.0, 80.3, 80.1 on seeds 0-2) leads reflect (78.0, 78.1, 78.2) by 2.0, 2.2 and
+    1.9, +2.03 [+1.65, +2.41], but circular (70, 78, 86) could be anywhere: zeros' lead over it
+    is +2.13 [-17.62, +21.89]. The best value's lead is not clear, though the interval against
+    the next excludes zero."""
+    values = {"zeros": [80.0, 80.3, 80.1], "reflect": [78.0, 78.1, 78.2],
               "circular": [70.0, 78.0, 86.0]}  # fmt: skip
     runs = pd.DataFrame([
         {"placement": "paper", "filter_size": 3, "padding": padding, "seed": seed,
@@ -129,6 +130,48 @@ def test_a_lead_is_clear_only_over_every_other_value() -> None:
     [answer] = choice_answers(runs, [Objective(metric="accuracy", direction="maximize")],
                               ["padding"])  # fmt: skip
     assert answer.sentence.startswith(
-        "No clear best: zeros is ahead of reflect (difference +2.00 points [+1.77, +2.23]), but "
-        "its lead over circular (difference +2.10 points [-17.77, +21.97]) does not exclude zero."
+        "No clear best: zeros is ahead of reflect (difference +2.03 points [+1.65, +2.41]), but "
+        "its lead over circular (difference +2.13 points [-17.62, +21.89]) does not exclude zero."
+    )
+
+
+def _padding_runs(values: dict[str, list[tuple[int, float]]]) -> pd.DataFrame:
+    """Blurred runs of each padding, as (seed, accuracy) pairs."""
+    return pd.DataFrame([
+        {"placement": "paper", "filter_size": 3, "padding": padding, "seed": seed,
+         "accuracy": value}
+        for padding, runs in values.items()
+        for seed, value in runs
+    ])  # fmt: skip
+
+
+def test_values_rank_by_their_seeds_means_not_their_runs() -> None:
+    """reflect is 2 points behind zeros on every seed (luck +10, 0, -10 shared), but one of its
+    configurations also ran the lucky seed 0 only: its runs' mean, 82.50, tops zeros' 82.00,
+    while its seeds' means, 80.00, do not. zeros leads by 2.1, 2.0, 1.9: +2.00 [+1.75, +2.25]."""
+    runs = _padding_runs({
+        "reflect": [(0, 90.0), (1, 80.0), (2, 70.0), (0, 90.0)],
+        "zeros": [(0, 92.1), (1, 82.0), (2, 71.9)],
+    })  # fmt: skip
+    [answer] = choice_answers(runs, [ACCURACY], ["padding"])
+    assert answer.sentence.startswith(
+        "zeros: zeros is ahead of reflect (difference +2.00 points [+1.75, +2.25]), a clear lead "
+        "(its 95 % interval excludes zero). Mean of each value over its seeds (each seed's runs "
+        "averaged first), the other settings varied pooled: zeros 82.00 % ["
+    )
+    assert "reflect 80.00 % [" in answer.sentence
+
+
+def test_a_value_first_on_its_mean_but_behind_on_the_shared_seeds_is_no_clear_best() -> None:
+    """reflect's seeds' mean (80, 80, 95: 85.00) tops zeros' (82, 82.2, 70: 78.07), but on
+    seeds 0 and 1, the ones both ran, reflect trails by 2.0 and 2.2: -2.10, half width
+    12.7062 * 0.1414 / sqrt(2) = 1.27. That is no lead, however clear its interval."""
+    runs = _padding_runs({
+        "reflect": [(0, 80.0), (1, 80.0), (2, 95.0)],
+        "zeros": [(0, 82.0), (1, 82.2), (3, 70.0)],
+    })  # fmt: skip
+    [answer] = choice_answers(runs, [ACCURACY], ["padding"])
+    assert answer.sentence.startswith(
+        "No clear best: reflect has the better mean, but on the seeds it shares with zeros it is "
+        "behind (difference -2.10 points [-3.37, -0.83])."
     )

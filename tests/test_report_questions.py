@@ -271,3 +271,21 @@ def test_a_cost_of_pooled_configurations_is_their_exact_range_not_a_t_interval()
     assert one_run.startswith("Yes: ") and "more seeds" not in one_run
     mixed = runs.assign(forward_mflops=[9.0] * 3 + [15.0] * 3 + [10.0] * 3)
     assert _answer(mixed, "C3").startswith("Mixed: it depends on the configuration")
+
+
+def test_answers_pair_the_runs_by_seed() -> None:
+    """Blurred filter sizes 3 and 5 and the baseline on seeds 0-2, each seed's luck (+4, 0, -4)
+    shared by its runs, seed 2's filter-size-5 run missing: per seed the blurred mean minus the
+    baseline is 1.5, 2.5, 2.0, so +2.00 with half width 4.302653 * 0.5 / sqrt(3) = 1.24. The
+    means are the seeds' means (15.5, 12.5, 8.5 and 14, 10, 6.5), which differ by the estimate;
+    the runs' means would read 12.90 against 10.17. A blurred run of seed 7, with no baseline run
+    to pair with, is left out and said to be."""
+    blurred = [15.0, 12.0, 8.5, 16.0, 13.0, 99.0]
+    runs = _runs(blurred, [14.0, 10.0, 6.5], "consistency_circular",
+                 seed=[0, 1, 2, 0, 1, 7, 0, 1, 2])  # fmt: skip
+    assert _answer(runs, "RQ2") == (
+        "Yes: `consistency_circular` is 12.17 % with blur vs 10.17 % without (difference +2.00 "
+        "points, 95 % CI [+0.76, +3.24] points; t over the 3 seeds' paired differences, n = 5 "
+        "blurred vs 3 no-blur runs; 1 run left out, unpaired (no run of the other group on the "
+        "same seed))."
+    )
