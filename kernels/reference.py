@@ -26,7 +26,7 @@ Arguments are assumed valid here; ``kernels.functional`` checks them.
 import torch
 import torch.nn.functional as F
 
-from kernels.layout import keeps_channels_last, memory_format, memory_format_of
+from kernels.layout import keeps_channels_last, memory_format_of
 from kernels.padding import blur_output_size, pad_index, pad_sizes
 from kernels.tracing import (
     backward_in_plain_ops,
@@ -115,11 +115,16 @@ def _windowed_blur(
 ) -> torch.Tensor:
     """Blur-pool as spec §2 states it, one axis at a time: pad by the index map, then each
     output the weighted sum of its own window. A non-finite input reaches only the outputs
-    whose window holds it (the products reach every output of its plane)."""
+    whose window holds it (the products reach every output of its plane). A channels_last
+    ``x`` is taken as the (N, H, W, C) tensor it is in memory: the input gradient autograd
+    builds of the index_selects (a new tensor of their input's shape) is then channels_last
+    too, as the products' and the fused kernels' are."""
     size = taps.numel()
     weights = taps.to(x.device, x.dtype)
     before, after = pad_sizes(size, pad_off)
-    for dim in (2, 3):
+    if channels_last:
+        x = x.permute(0, 2, 3, 1)
+    for dim in (1, 2) if channels_last else (2, 3):
         source = pad_index(x.shape[dim], before, after, padding).to(x.device)
         padded = x.index_select(dim, source.clamp(min=0))
         reads_zero = (source < 0).view([-1 if d == dim else 1 for d in range(4)])
@@ -128,7 +133,7 @@ def _windowed_blur(
         x = weights[0] * padded.index_select(dim, starts * stride)
         for tap in range(1, size):
             x = x + weights[tap] * padded.index_select(dim, starts * stride + tap)
-    return x.contiguous(memory_format=memory_format(channels_last))
+    return x.permute(0, 3, 1, 2) if channels_last else x
 
 
 def _output_channels_last(x: torch.Tensor) -> bool:

@@ -444,3 +444,22 @@ def test_a_non_finite_input_reaches_only_the_outputs_whose_window_holds_it(
     torch.testing.assert_close(out, expected.float(), equal_nan=True, **FP32)
     grad = torch.autograd.grad(blur_pool2d(x.requires_grad_(), 3).sum(), x)[0]
     assert grad.isfinite().all()  # the gradient does not depend on x
+
+
+def test_the_gradient_of_a_non_finite_input_keeps_its_layout() -> None:
+    """Computed window by window, the blur's input gradient was NCHW for a channels_last input
+    (the products', the finite input's, and the fused kernels' are channels_last)."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 7, 6, generator=gen)
+    x[0, 1, 3, 2], x[1, 0, 0, 5] = math.inf, math.nan
+    for run, kwargs in [(blur_pool2d, {"pad_off": 1}), (max_blur_pool2d, {})]:
+        dense = x.clone().requires_grad_(True)
+        out = run(dense, 4, 2, "reflect", backend="torch", **kwargs)
+        grad = torch.randn(out.shape, generator=gen)
+        expected = torch.autograd.grad(out, dense, grad)[0]
+        last = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        out = run(last, 4, 2, "reflect", backend="torch", **kwargs)
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        dx = torch.autograd.grad(out, last, grad)[0]
+        assert dx.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(dx, expected, equal_nan=True, **FP32)
