@@ -17,7 +17,7 @@ from kernels.filters import filter_taps
 from kernels.hardware import interpreter_requested
 from kernels.options import BACKENDS, MAX_CODED_KERNEL, PADDING_MODES, check_int
 from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
-from kernels.tracing import transforms_active
+from kernels.tracing import held_by_transforms, outside_transforms
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -131,7 +131,8 @@ def _built_filter(
     sigma: float | None,
 ) -> tuple[torch.Tensor, tuple[float, ...]]:
     values = filter_taps(filter_size, family, taps=taps, sigma=sigma, argument="filter")
-    return torch.tensor(values, dtype=torch.float64, device="cpu"), values
+    with outside_transforms():  # a constant: not a tensor of a transform the call runs under
+        return torch.tensor(values, dtype=torch.float64, device="cpu"), values
 
 
 #: Named filters built so far, by (size, family, sigma); at most NAMED_FILTERS_KEPT of them.
@@ -175,9 +176,11 @@ def run_blur_pool2d(
     """``blur_pool2d`` with ready taps (as a tensor, and as floats from ``values()``, asked
     only by the fused kernels) and checked options."""
     check_input(x)
-    if _use_triton(backend, x):
+    if _use_triton(backend, x, taps):
         stride = _fused_stride(stride, x, 2 * pad_off)
-        return _triton_ops()[0].blur_pool2d_triton(x, values(), stride, padding, pad_off, relu)
+        with outside_transforms():
+            return _triton_ops()[0].blur_pool2d_triton(x, values(), stride, padding, pad_off,
+                                                       relu)  # fmt: skip
     return blur_pool2d_reference(x, taps, stride, padding, pad_off, relu)
 
 
@@ -194,9 +197,11 @@ def run_max_blur_pool2d(
     options."""
     check_input(x, min_size=max_kernel)
     # ``auto`` leaves windows too large for the fused backward's codes to the reference.
-    if _use_triton(backend, x) and (backend == "triton" or max_kernel <= MAX_CODED_KERNEL):
+    if _use_triton(backend, x, taps) and (backend == "triton" or max_kernel <= MAX_CODED_KERNEL):
         stride = _fused_stride(stride, x, 1 - max_kernel)
-        return _triton_ops()[1].max_blur_pool2d_triton(x, values(), stride, padding, max_kernel)
+        with outside_transforms():
+            return _triton_ops()[1].max_blur_pool2d_triton(x, values(), stride, padding,
+                                                           max_kernel)  # fmt: skip
     return max_blur_pool2d_reference(x, taps, stride, padding, max_kernel)
 
 
@@ -212,17 +217,20 @@ def _fused_stride(stride: int, x: torch.Tensor, reach: int) -> int:
     return stride
 
 
-def _use_triton(backend: str, x: torch.Tensor) -> bool:
+def _use_triton(backend: str, x: torch.Tensor, taps: torch.Tensor) -> bool:
     """``auto`` takes Triton for CUDA tensors of a dtype the kernels handle, if installed, but
-    not under ``torch.func`` transforms or forward-mode AD, which only the reference supports."""
+    not for ``x`` or ``taps`` held by a ``torch.func`` transform or forward-mode AD
+    (:func:`held_by_transforms`), which only the reference supports. Plain tensors there have
+    no tangent: the kernels take them."""
     if backend == "auto":
         return (x.is_cuda and x.dtype in TRITON_DTYPES and TRITON_INSTALLED
-                and _fused_ops_load() and not transforms_active())  # fmt: skip
-    if backend == "triton" and transforms_active():
+                and _fused_ops_load() and not held_by_transforms(x, taps))  # fmt: skip
+    if backend == "triton" and held_by_transforms(x, taps):
         raise ValueError(
             "backend='triton' under a torch.func transform (grad, vmap, jacrev, jacfwd) or "
-            "forward-mode AD, which the fused kernels do not support: use backend='auto' (the "
-            "reference there) or 'torch'"
+            "forward-mode AD, on a tensor it holds (a dual or batched one, or one needing a "
+            "gradient under a transform), which the fused kernels do not support: use "
+            "backend='auto' (the reference there) or 'torch'"
         )
     if backend == "triton" and not x.is_cuda and not (x.is_cpu and _triton_runs_on_cpu()):
         raise ValueError(

@@ -7,6 +7,8 @@ AD support PyTorch's own ops alone. The functions that TorchScript reaches are m
 ``torch.jit.unused`` so that a scripted module compiles around them.
 """
 
+import contextlib
+
 import torch
 import torch.autograd.forward_ad as fwAD
 from torch.utils._python_dispatch import _get_current_dispatch_mode
@@ -59,6 +61,37 @@ def transforms_active() -> bool:
     """Whether a ``torch.func`` transform (grad, vmap, jacrev, jacfwd) or forward-mode AD is
     on: PyTorch's own ops support them, hand-written autograd.Functions and kernels do not."""
     return torch._C._functorch.maybe_current_level() is not None or fwAD._current_level >= 0
+
+
+@torch.jit.unused
+def held_by_transforms(*tensors: torch.Tensor) -> bool:
+    """Whether forward-mode AD or a ``torch.func`` transform holds one of ``tensors``, which
+    only PyTorch's own ops can then take: a dual tensor (one with a tangent), one a transform
+    wraps (grad, jvp) or batches (vmap), or one needing a gradient under a transform (which
+    refuses hand-written autograd.Functions). A plain tensor in a dual level or under a
+    transform (a module's buffer, a constant, an input beside a dual one) has no tangent and
+    no batch: an op computes on it as it would outside."""
+    if not transforms_active():
+        return False
+    functorch = torch._C._functorch
+    under_func = functorch.maybe_current_level() is not None
+    for t in tensors:
+        if fwAD._current_level >= 0 and fwAD.unpack_dual(t).tangent is not None:
+            return True
+        if under_func and (functorch.is_functorch_wrapped_tensor(t)
+                           or (torch.is_grad_enabled() and t.requires_grad)):  # fmt: skip
+            return True
+    return False
+
+
+@torch.jit.unused
+def outside_transforms() -> contextlib.AbstractContextManager:
+    """Where ops run as outside ``torch.func``'s transforms, for kernels on tensors they do
+    not hold (:func:`held_by_transforms`): under a transform, every op's output is wrapped,
+    and a launch cannot reach a wrapped buffer's storage."""
+    if torch._C._functorch.maybe_current_level() is None:
+        return contextlib.nullcontext()
+    return torch._C._DisableFuncTorch()
 
 
 def traced() -> bool:

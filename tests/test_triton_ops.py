@@ -716,6 +716,25 @@ def test_forcing_the_kernels_under_a_torch_func_transform_is_a_value_error() -> 
         max_blur_pool2d(fwAD.make_dual(x, torch.ones_like(x)), 3, backend="triton")
 
 
+def test_the_kernels_take_a_plain_tensor_under_forward_mode_ad_and_torch_func() -> None:
+    """A plain input in a dual level, beside a dual one, or a constant under torch.func.jvp has
+    no tangent, as for PyTorch's own ops: the kernels compute on it (they had refused it)."""
+    x = make_input((1, 2, 6, 5), torch.float32, "channels_last", seed=34)
+    tol = TOLERANCE[torch.float32]
+    for run in (blur_pool2d, max_blur_pool2d):
+        expected = run(x, 3, backend="torch")
+        scale = make_input(tuple(expected.shape), torch.float32, "nchw", seed=35)
+        ones = torch.ones_like(scale)
+        with fwAD.dual_level():
+            assert fwAD.unpack_dual(run(x, 3, backend="triton")).tangent is None
+            tangent = fwAD.unpack_dual(run(x, 3, backend="triton") * fwAD.make_dual(scale, ones))
+        torch.testing.assert_close(tangent.tangent, expected, rtol=tol, atol=tol)
+        out, tangent = torch.func.jvp(lambda s, r=run: r(x, 3, backend="triton") * s, (scale,),
+                                      (ones,))  # fmt: skip
+        torch.testing.assert_close(out, expected * scale, rtol=tol, atol=tol)
+        torch.testing.assert_close(tangent, expected, rtol=tol, atol=tol)
+
+
 def test_max_codes_are_written_only_when_a_gradient_is_needed() -> None:
     """Inference skips the argmax codes; a backward through a call without them says so."""
     x = make_input((1, 2, 6, 5), torch.float32, "nchw", seed=15)
