@@ -7,8 +7,8 @@ writes, into `out_dir`:
   every value as measured;
 - `configs.csv` / `configs.parquet`: one row per configuration, each scalar metric's mean over
   seeds and its 95 % Student-t interval (NaN width when a configuration has one seed), plus
-  `feasible` (meets the spec's constraints and every seed learned) and `pareto` (on the front
-  of the objectives);
+  `feasible` (meets the spec's constraints and every seed learned), `pareto` (on the front
+  of the objectives) and `near_front` (off it, but clearly beaten by none on it: `near_front`);
 - `pareto_front.csv` / `.parquet`: the front alone;
 - `figures/*.png` and `*.svg`; `summary.md`; `report.html` (self-contained).
 
@@ -35,6 +35,7 @@ import optuna
 import pandas as pd
 
 from ablate import report_figures as figs
+from ablate.near_front import near_front
 from ablate.pareto import pareto_mask
 from ablate.report_choices import choice_answers
 from ablate.report_groups import BLUR, NO_BLUR, blur_groups
@@ -134,10 +135,37 @@ def all_configs_table(
     return table
 
 
+def _near_front_note(configs: pd.DataFrame) -> str:
+    """How many configurations off the front it does not clearly beat (`near_front`); nothing
+    without a front, or with no feasible configuration off it."""
+    if "near_front" not in configs or not configs["pareto"].any():
+        return ""
+    off = configs["feasible"] & ~configs["pareto"]
+    if not off.any():
+        return ""
+    near = int(configs["near_front"].sum())
+    if not near:
+        return (
+            "Every feasible configuration off the front is clearly beaten by one on it: ahead "
+            "on an objective by a 95 % interval (paired by seed) that excludes zero, and no "
+            "worse on the others' means."
+        )
+    return (
+        f"{near} of the {int(off.sum())} feasible configurations off the front "
+        f"{'is' if near == 1 else 'are'} near it (≈ below): no configuration on the front is "
+        "ahead of them on an objective by a 95 % interval (paired by seed) that excludes zero "
+        "while no worse on the others' means, so the study cannot tell them from its members; "
+        "more seeds would."
+    )
+
+
 def _front_cell(row: pd.Series) -> str:
-    """✓ on the front; why an infeasible configuration cannot be (`mark_front`); else blank."""
+    """✓ on the front; ≈ near it (`near_front`); why an infeasible configuration cannot be
+    (`mark_front`); else blank."""
     if row.get("pareto", False):
         return "✓"
+    if row.get("near_front", False):
+        return "≈"
     if row.get("feasible", True):
         return ""
     stuck = int(row.get("seeds_at_chance", 0))
@@ -406,8 +434,12 @@ METHOD_NOTES = (
     "way. Pooled configurations differ in more than blur, so read the effect as an average "
     "over this study's design space. The Pareto front is computed on the configurations' means "
     "(feasible ones only: within the spec's constraints, and every seed's run learned) and "
-    "agrees with Optuna's "
-    "`study.best_trials` when every configuration ran in one trial. Configurations that make "
+    "agrees with Optuna's `study.best_trials` when every configuration ran in one trial; a "
+    "feasible configuration off it that none on it clearly beats (ahead on an objective by a "
+    "95 % interval paired by seed that excludes zero, no worse on the others' means) is marked "
+    "≈, near the front. The best of many configurations' means is more likely lucky than not, "
+    "so its mean is optimistic: rerun a chosen configuration with fresh seeds before quoting "
+    "it. Configurations that make "
     f"one run count as one (their seeds once), as they differ only in fields a run leaves "
     f"unused: {UNUSED_FIELDS_TEXT}. The shift metrics "
     "use the first `eval_size` test images, each classified at every offset of [-S, S]² "
@@ -491,6 +523,7 @@ def summary_blocks(
     blocks.append(Heading("Pareto front"))
     front = front_table(configs, varied, meta)
     blocks.append(Table(front) if len(front) else Paragraph(_empty_front_reason(configs)))
+    blocks += [Paragraph(note)] if (note := _near_front_note(configs)) else []
     if len(configs) > len(front):
         blocks += [Heading("All configurations"), Table(all_configs_table(configs, varied, meta))]
     blocks.append(Heading("Figures"))
@@ -543,6 +576,7 @@ def write_report(out_dir: Path | str, storage: str | None = None) -> list[Path]:
     runs, config_cols = runs_table(study)
     analysed = mask_runs_at_chance(first_run_per_seed(runs))
     configs = mark_front(aggregate_over_seeds(analysed, config_cols), meta)
+    configs["near_front"] = near_front(configs, analysed, meta.objectives)
     failed = failed_trials(study)
     written = write_table(runs, out_dir / "runs") + write_table(configs, out_dir / "configs")
     written += write_table(configs[configs["pareto"]], out_dir / "pareto_front")
