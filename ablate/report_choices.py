@@ -90,12 +90,22 @@ def _best_value(
         return Answer(key, question, f"Cannot be answered from this study: {because}.")
     deterministic = metric in DETERMINISTIC_METRICS
     blocks = None if deterministic else pairing_blocks(runs)
-    summary = {label: _value_mean(group, blocks, metric) for label, group in groups.items()}
+    per_seed = {
+        label: seed_means(group, blocks) if blocks is not None else pd.Series(dtype=float)
+        for label, group in groups.items()
+    }
+    # one way for every value: a value's runs of a single seed are not samples where the
+    # others' seeds are
+    by_seed = any(len(seeds) >= 2 for seeds in per_seed.values())
+    summary = {
+        label: _value_mean(per_seed[label] if by_seed else group, metric)
+        for label, group in groups.items()
+    }
     ranked = sorted(groups, key=lambda label: summary[label][0], reverse=maximize)
     unit = unit_of(metric)
     means = ", ".join(
         f"{label} {format_value(summary[label][0], unit=unit)}"
-        f"{'' if deterministic else interval_text(*summary[label][1:3])}"
+        f"{'' if deterministic else interval_text(*summary[label][1:])}"
         f" (n = {len(groups[label])}"
         f"{_not_learned(stuck[groups[label].index].sum(), stuck[of_label[label]].sum())})"
         for label in ranked
@@ -111,7 +121,6 @@ def _best_value(
                                                                  blocks), maximize)),
                      None)  # fmt: skip
     verdict = _verdict(best, second, lead, unit, deterministic, maximize, rival)
-    by_seed = any(summary[label][3] for label in groups)
     mean = (
         "Mean of each value over its seeds (each seed's runs averaged first)"
         if by_seed
@@ -129,16 +138,10 @@ def _best_value(
     return Answer(key, question, sentence, lead)
 
 
-def _value_mean(
-    values: pd.Series, blocks: pd.DataFrame | None, metric: str
-) -> tuple[float, float, float, int]:
-    """A value's mean and 95 % interval, and the seeds they are over: the mean of its seeds'
-    means and a t-interval over those where two or more seeds ran it; otherwise (0 seeds) its
-    runs' mean and interval."""
-    per_seed = seed_means(values, blocks) if blocks is not None else pd.Series(dtype=float)
-    if len(per_seed) < 2:
-        return (float(values.mean()), *metric_interval(values, metric), 0)
-    return (float(per_seed.mean()), *metric_interval(per_seed, metric), len(per_seed))
+def _value_mean(values: pd.Series, metric: str) -> tuple[float, float]:
+    """A value's mean and 95 % interval over `values`: its seeds' means, or its runs where
+    no value ran two seeds."""
+    return (float(values.mean()), *metric_interval(values, metric))
 
 
 def _leads(diff: Difference, maximize: bool) -> bool:
@@ -150,7 +153,8 @@ def _leads(diff: Difference, maximize: bool) -> bool:
 def _verdict(best: str, second: str, lead: Difference, unit: str, deterministic: bool,
              maximize: bool, rival: tuple[str, Difference] | None = None) -> str:  # fmt: skip
     """Whether ``best`` leads: over ``second``, and where that lead is clear, over each other
-    value too (``rival``: a value the best's lead over is not clear)."""
+    value too (``rival``: a value the best's lead over is not clear, or is clearly a deficit:
+    ranked on all its seeds, the best can trail a value on the seeds they share)."""
     difference = format_value(lead.estimate, True, difference_unit(unit))
     if deterministic:  # the same in every run of a configuration: no seed's luck to bound
         if lead.estimate == 0:
@@ -169,11 +173,17 @@ def _verdict(best: str, second: str, lead: Difference, unit: str, deterministic:
     ahead = f"{best} is ahead of {second} (difference {difference}{interval})"
     if lead.excludes_zero and rival is not None:
         label, against = rival
-        return (
-            f"No clear best: {ahead}, but its lead over {label} (difference "
-            f"{format_value(against.estimate, True, difference_unit(unit))}"
-            f"{interval_text(against.low, against.high, signed=True)}) does not exclude zero"
+        versus = (
+            f"difference {format_value(against.estimate, True, difference_unit(unit))}"
+            f"{interval_text(against.low, against.high, signed=True)}"
         )
+        if against.estimate != 0 and (against.estimate > 0) != maximize:
+            # ranked below on its seeds' means, ahead on the seeds both values ran
+            return (
+                f"No clear best: {ahead}, but on the seeds it shares with {label} it is behind "
+                f"({versus})"
+            )
+        return f"No clear best: {ahead}, but its lead over {label} ({versus}) does not exclude zero"
     if lead.excludes_zero:
         return f"{best}: {ahead}, a clear lead (its 95 % interval excludes zero)"
     if np.isfinite(lead.low) and lead.low != lead.high:

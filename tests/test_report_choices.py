@@ -175,3 +175,36 @@ def test_a_value_first_on_its_mean_but_behind_on_the_shared_seeds_is_no_clear_be
         "No clear best: reflect has the better mean, but on the seeds it shares with zeros it is "
         "behind (difference -2.10 points [-3.37, -0.83])."
     )
+
+
+def test_a_lower_ranked_value_ahead_on_the_shared_seeds_is_said_to_be_ahead() -> None:
+    """reflect (90, 80, 70: 80.00) leads zeros (88, 78.1, 67.9: 78.00) by 2.0, 1.9, 2.1:
+    +2.00 [+1.75, +2.25]. circular ranks last (92, 82.2 and 40 on seed 3: 71.40), but on seeds
+    0 and 1 it is ahead of reflect by 2.0 and 2.2: reflect's lead over it is -2.10, half width
+    12.7062 * 0.1414 / sqrt(2) = 1.27, an interval that excludes zero on the wrong side."""
+    runs = _padding_runs({
+        "reflect": [(0, 90.0), (1, 80.0), (2, 70.0)],
+        "zeros": [(0, 88.0), (1, 78.1), (2, 67.9)],
+        "circular": [(0, 92.0), (1, 82.2), (3, 40.0)],
+    })  # fmt: skip
+    [answer] = choice_answers(runs, [ACCURACY], ["padding"])
+    assert answer.sentence.startswith(
+        "No clear best: reflect is ahead of zeros (difference +2.00 points [+1.75, +2.25]), but "
+        "on the seeds it shares with circular it is behind (difference -2.10 points [-3.37, "
+        "-0.83])."
+    )
+
+
+def test_a_value_of_one_seed_gets_its_seeds_mean_where_the_others_have_seeds() -> None:
+    """zeros ran seed 0 only, twice (88, 86): said over its seeds, as the sentence says every
+    value is, that is one seed's mean, 87.00, with no interval; its two runs share their seed
+    and would give [74.29, 99.71]. reflect (90, 80, 70) gets 80.00 [55.16, 100.00]."""
+    runs = _padding_runs({
+        "reflect": [(0, 90.0), (1, 80.0), (2, 70.0)],
+        "zeros": [(0, 88.0), (0, 86.0)],
+    })  # fmt: skip
+    [answer] = choice_answers(runs, [ACCURACY], ["padding"])
+    assert (
+        "Mean of each value over its seeds (each seed's runs averaged first), the other settings "
+        "varied pooled: zeros 87.00 % (n = 2), reflect 80.00 % [55.16, 100.00] (n = 3)."
+    ) in answer.sentence
