@@ -12,7 +12,7 @@ within each.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,11 +115,13 @@ def _effect_sentence(
     unpaired: int = 0,
     relative: bool = False,
     deterministic: bool = False,
+    paired_by: Sequence[str] = ("seed",),
 ) -> str:
     """'… treated minus control: +1.20 [0.3, 2.1] …' with a verdict read from the interval:
     "Yes" when it excludes zero on the `yes_if` side ("higher" or "lower"). `unpaired` runs
-    were left out for want of a pair; `relative` adds the difference as a share of the
-    control's mean (for costs, where the ratio is what carries)."""
+    were left out for want of a pair (a run of the other group with the same `paired_by`
+    values: the seed, and the network or data where the study varies it); `relative` adds the
+    difference as a share of the control's mean (for costs, where the ratio is what carries)."""
     treated, control = diff.treated_mean, diff.control_mean
     diff_unit = difference_unit(unit)
     # a pure number near 1 (filter TV: 1.744 vs 1.766) needs a third decimal to show its change
@@ -153,7 +155,7 @@ def _effect_sentence(
     control_name = f" with {contrast.control_name}" if contrast.control_name else " without"
     left_out = (
         f"; {unpaired} {'run' if unpaired == 1 else 'runs'} left out, unpaired (no run of the "
-        "other group on the same seed)"
+        f"other group with the same {_listed(paired_by)})"
         if unpaired
         else ""
     )
@@ -165,6 +167,11 @@ def _effect_sentence(
         f"n = {diff.n_treated} {contrast.treated_runs} vs {diff.n_control} "
         f"{contrast.control_runs} runs{left_out}).{'' if deterministic else _few_runs_hint(diff)}"
     )
+
+
+def _listed(words: Sequence[str]) -> str:
+    """'seed', 'seed and model', 'seed, model and dataset'."""
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
 
 
 def _verdict(diff: Difference, yes_if: str, deterministic: bool = False) -> str:
@@ -234,8 +241,9 @@ def _compare(
     finite = values.replace([np.inf, -np.inf], np.nan)  # as the difference takes them
     runs = finite[contrast.treated | contrast.control].count()
     unpaired = int(runs - diff.n_treated - diff.n_control)
+    paired_by = list(blocks.columns)[::-1] if blocks is not None else ["seed"]
     sentence = _effect_sentence(diff, name, unit, yes_if, contrast, unpaired, relative,
-                                deterministic)  # fmt: skip
+                                deterministic, paired_by)  # fmt: skip
     learned = _runs_that_did_not_learn(values, contrast, stuck, blocks, unit,
                                        _verdict(diff, yes_if, deterministic), yes_if)  # fmt: skip
     return sentence + learned, diff

@@ -953,7 +953,7 @@ def test_answers_say_which_runs_that_did_not_learn_they_left_out_or_counted(tmp_
     assert answers["RQ2"].sentence.endswith(f" Left out: {stuck}.")
     # the stuck run's seed pairs nothing: its blurred run is left out too, and said to be
     assert "n = 2 blurred vs 2 no-blur runs; 1 run left out, unpaired (no run of the other " \
-        "group on the same seed)" in answers["RQ2"].sentence
+        "group with the same seed)" in answers["RQ2"].sentence
     assert f" This counts {stuck}; among the runs that learned the difference is " in (
         answers["RQ4"].sentence
     )

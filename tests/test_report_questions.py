@@ -286,6 +286,21 @@ def test_answers_pair_the_runs_by_seed() -> None:
     assert _answer(runs, "RQ2") == (
         "Yes: `consistency_circular` is 12.17 % with blur vs 10.17 % without (difference +2.00 "
         "points, 95 % CI [+0.76, +3.24] points; t over the 3 seeds' paired differences, n = 5 "
-        "blurred vs 3 no-blur runs; 1 run left out, unpaired (no run of the other group on the "
+        "blurred vs 3 no-blur runs; 1 run left out, unpaired (no run of the other group with the "
         "same seed))."
+    )
+
+
+def test_a_run_left_out_unpaired_names_what_runs_pair_by() -> None:
+    """The study varies the network, so runs pair by seed within a network: resnet18's blurred
+    run of seed 0 has vgg's no-blur run of that seed, but none of its own network, and is left
+    out. vgg pairs on seeds 0-2 by 1, 2, 3: +2.00, half width 4.302653 / sqrt(3) = 2.48."""
+    models = ["vgg"] * 3 + ["resnet18"] + ["vgg"] * 3
+    runs = _runs([15.0, 12.0, 9.0, 50.0], [14.0, 10.0, 6.0], "consistency_circular",
+                 seed=[0, 1, 2, 0, 0, 1, 2], model=models)  # fmt: skip
+    assert _answer(runs, "RQ2").startswith(
+        "Inconclusive: `consistency_circular` is 12.00 % with blur vs 10.00 % without "
+        "(difference +2.00 points, 95 % CI [-0.48, +4.48] points; t over the 3 seeds' paired "
+        "differences, n = 3 blurred vs 3 no-blur runs; 1 run left out, unpaired (no run of the "
+        "other group with the same seed and model))."
     )
