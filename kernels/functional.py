@@ -17,7 +17,7 @@ from kernels.filters import filter_taps
 from kernels.hardware import interpreter_requested
 from kernels.options import BACKENDS, MAX_CODED_KERNEL, PADDING_MODES, check_int
 from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
-from kernels.tracing import held_by_transforms, outside_transforms
+from kernels.tracing import general_sizes_while_exporting, held_by_transforms, outside_transforms
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -48,8 +48,9 @@ def blur_pool2d(
     """
     taps_tensor, values = _filter(filter_size, filter, taps, sigma)
     check_blur_args(stride=stride, padding=padding, pad_off=pad_off, relu=relu, backend=backend)
-    return run_blur_pool2d(x, taps_tensor, lambda: values, stride, padding, pad_off, relu,
-                           backend)  # fmt: skip
+    with general_sizes_while_exporting():
+        return run_blur_pool2d(x, taps_tensor, lambda: values, stride, padding, pad_off, relu,
+                               backend)  # fmt: skip
 
 
 def max_blur_pool2d(
@@ -71,8 +72,9 @@ def max_blur_pool2d(
     """
     taps_tensor, values = _filter(filter_size, filter, taps, sigma)
     check_blur_args(stride=stride, padding=padding, max_kernel=max_kernel, backend=backend)
-    return run_max_blur_pool2d(x, taps_tensor, lambda: values, stride, padding, max_kernel,
-                               backend)  # fmt: skip
+    with general_sizes_while_exporting():
+        return run_max_blur_pool2d(x, taps_tensor, lambda: values, stride, padding, max_kernel,
+                                   backend)  # fmt: skip
 
 
 def check_blur_args(

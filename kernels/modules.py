@@ -28,7 +28,13 @@ from kernels.filters import make_taps
 from kernels.functional import check_blur_args, run_blur_pool2d, run_max_blur_pool2d, tap_values
 from kernels.options import check_int
 from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
-from kernels.tracing import batched, building_graph, traced, transforms_active
+from kernels.tracing import (
+    batched,
+    building_graph,
+    general_sizes_while_exporting,
+    traced,
+    transforms_active,
+)
 
 #: How far from 1 the sum of loaded taps may be, and from the module's own taps for the filter
 #: to keep its name (taps a checkpoint kept in float32 are off by up to a few 1e-8).
@@ -168,8 +174,11 @@ class _LowPassPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input_channels(x, self.channels)
-        if building_graph():
+        if torch.jit.is_scripting():
             return self._reference(x)
+        if building_graph():
+            with general_sizes_while_exporting():
+                return self._reference(x)
         self._check_new_taps()
         return self._dispatch(x)
 

@@ -76,7 +76,19 @@ def blur_pool2d_reference(
     """
     # The input's layout, not the ReLU's output's: of an input in neither format (a slice of a
     # channels_last tensor), F.relu returns a dense channels_last tensor.
-    channels_last = _output_channels_last(x)
+    return _blur_pool2d(x, taps, stride, padding, pad_off, relu, _output_channels_last(x))
+
+
+def _blur_pool2d(
+    x: torch.Tensor,
+    taps: torch.Tensor,
+    stride: int,
+    padding: str,
+    pad_off: int,
+    relu: bool,
+    channels_last: bool,
+) -> torch.Tensor:
+    """:func:`blur_pool2d_reference`, its output channels_last where ``channels_last``."""
     if relu:
         x = F.relu(x)
     if taps.numel() == 1 and pad_off == 0:
@@ -171,9 +183,20 @@ def _blur_products(
         # (N, H, W, C) in memory: contract H over rows of W*C (few large GEMMs), then W.
         per_col = torch.matmul(rows, x.permute(0, 2, 3, 1).reshape(n, h, w * c))
         return torch.matmul(cols, per_col.reshape(n, rows.shape[0], w, c)).permute(0, 3, 1, 2)
-    out = _matmul(rows, _matmul(x, cols.t()))
-    # (exporting channels_last: the plane products, whose size guards an export can prove)
-    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+    # (exporting channels_last: the plane products of x in NCHW, whose size guards an export
+    # can prove; merging N and C of a channels_last map asks whether it is 1x1)
+    planes = _in_layout(x, False) if channels_last else x
+    return _in_layout(_matmul(rows, _matmul(planes, cols.t())), channels_last)
+
+
+def _in_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``x`` dense in channels_last where ``channels_last``, else in NCHW. An export copies it
+    into a new tensor of that layout: ``contiguous`` would ask whether ``x`` is laid out so
+    already, which of a map that can be 1x1 (dense in both formats) is a guard on its size."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    if torch.jit.is_scripting() or not exporting():
+        return x.contiguous(memory_format=layout)
+    return torch.empty_like(x, memory_format=layout).copy_(x)
 
 
 def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -234,12 +257,15 @@ def max_blur_pool2d_reference(
     A half-precision input is taken to float32 first (the max is exact in either), so that
     the backward too sums each input's window gradients in float32 and rounds once."""
     dtype = x.dtype
+    channels_last = _output_channels_last(x)
     if max_kernel > 1:
         # (laid out as x decides: the max of a channel slice of a channels_last map is dense)
-        # (inline: TorchScript cannot compile kernels.layout.memory_format)
-        layout = torch.channels_last if _output_channels_last(x) else torch.contiguous_format
-        x = _dense_max2d(x.to(compute_dtype(dtype)), max_kernel).contiguous(memory_format=layout)
-    return blur_pool2d_reference(x, taps, stride, padding, 0, False).to(dtype)
+        x = _in_layout(_dense_max2d(x.to(compute_dtype(dtype)), max_kernel), channels_last)
+        # A 1x1 max map counts as NCHW (kernels.layout). An export keeps x's layout: asking
+        # would guard on the max map's size, and a 1x1 output is contiguous in both formats.
+        if channels_last and (torch.jit.is_scripting() or not exporting()):
+            channels_last = not x.is_contiguous()
+    return _blur_pool2d(x, taps, stride, padding, 0, False, channels_last).to(dtype)
 
 
 def _dense_max2d(x: torch.Tensor, kernel: int) -> torch.Tensor:

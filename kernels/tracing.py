@@ -11,6 +11,7 @@ import contextlib
 
 import torch
 import torch.autograd.forward_ad as fwAD
+import torch.fx.experimental._config as shapes_config
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 
@@ -29,6 +30,21 @@ def tracing_or_exporting() -> bool:
 def exporting() -> bool:
     """Whether torch.export is recording the call, with sizes that may be symbolic."""
     return torch.compiler.is_exporting()
+
+
+@torch.jit.unused
+def general_sizes_while_exporting() -> contextlib.AbstractContextManager:
+    """Where ``torch.export`` records ops on sizes derived from the map's (an output's
+    ``ceil(H / stride)``, a max map's ``H - max_kernel + 1``) as for sizes of 2 and more.
+    PyTorch asks of every op's output whether each of its sizes is 1 (for its contiguity), and
+    of a derived size that a ``Dim``'s range allows to be 1 the answer is a guard (``!= 1``)
+    the exporter cannot prove over the range, so it refused ranges down to the sizes the ops
+    take (spec §2: any H, W >= 1). PyTorch's size-oblivious mode answers such questions with
+    the general case, which its ops keep correct at 1. Torch before 2.7, without the mode,
+    keeps the guards."""
+    if not exporting() or not hasattr(shapes_config, "backed_size_oblivious"):
+        return contextlib.nullcontext()
+    return shapes_config.patch(backed_size_oblivious=True)
 
 
 @torch.jit.unused

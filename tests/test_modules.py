@@ -533,6 +533,25 @@ def test_torch_export_takes_a_bounded_image_size(padding: str) -> None:
                 assert out.is_contiguous(memory_format=layout)
 
 
+@pytest.mark.parametrize("padding", kernels.PADDING_MODES)
+def test_torch_export_takes_image_sizes_down_to_the_smallest_map(padding: str) -> None:
+    """Down to 1 (BlurPool2d) and max_kernel (MaxBlurPool2d), as spec §2 and §3 define them:
+    every op output of a size that could be 1 (ceil(H / 2), H - max_kernel + 1) had left a
+    guard (that size != 1) the exporter could not prove over the range, and it was refused."""
+    for module, smallest in [(BlurPool2d(2, 4, padding=padding), 1),
+                             (MaxBlurPool2d(2, 3, padding=padding, max_kernel=3), 3)]:  # fmt: skip
+        size = {d: torch.export.Dim(name, min=smallest, max=16) for d, name in [(2, "h"), (3, "w")]}
+        for layout in (torch.contiguous_format, torch.channels_last):
+            example = torch.randn(1, 2, 8, 8).contiguous(memory_format=layout)
+            exported = torch.export.export(module, (example,), dynamic_shapes=(size,)).module()
+            for extra in [(0, 0), (0, 4), (2, 1)]:
+                shape = (1, 2, smallest + extra[0], smallest + extra[1])
+                x = torch.randn(shape).contiguous(memory_format=layout)
+                out = exported(x)
+                torch.testing.assert_close(out, module(x), **FP32)
+                assert out.is_contiguous(memory_format=layout)
+
+
 class FunctionalCalls(torch.nn.Module):
     """The public ops called in a forward, with a named filter and with custom taps."""
 
@@ -551,6 +570,17 @@ def test_torch_export_of_the_functional_ops_records_their_custom_ops() -> None:
         "shiftlab.blur_pool2d.default", "shiftlab.max_blur_pool2d.default",
     ]  # fmt: skip
     torch.testing.assert_close(exported.module()(x), FunctionalCalls()(x), **FP32)
+
+
+def test_torch_export_of_the_functional_ops_takes_the_smallest_map() -> None:
+    """The custom ops' outputs (the fake implementations' shapes) too: blur-pool at stride 1,
+    then MaxBlurPool with max_kernel=2, exported from 2 rows and columns up."""
+    size = {2: torch.export.Dim("h", min=2, max=16), 3: torch.export.Dim("w", min=2, max=16)}
+    x = torch.randn(1, 3, 8, 8, device=DEVICE)
+    exported = torch.export.export(FunctionalCalls(), (x,), dynamic_shapes=(size,)).module()
+    for shape in [(1, 3, 2, 2), (1, 3, 2, 5), (1, 3, 3, 4)]:
+        x = torch.randn(shape, device=DEVICE)
+        torch.testing.assert_close(exported(x), FunctionalCalls()(x), **FP32)
 
 
 def test_an_export_leaves_no_traced_filter_for_later_calls(monkeypatch: pytest.MonkeyPatch) -> None:
