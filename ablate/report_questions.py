@@ -27,7 +27,7 @@ from ablate.report_groups import (
     pairing_blocks,
     varied_splits,
 )
-from ablate.report_stats import Difference, paired_difference
+from ablate.report_stats import Difference, paired_difference, seed_means
 from ablate.report_table import at_chance, counted_once
 from ablate.spec import DETERMINISTIC_METRICS
 
@@ -288,11 +288,16 @@ def _runs_that_did_not_learn(
 
 def _by_filter_size(runs: pd.DataFrame, values: pd.Series, unit: str) -> str:
     """' Mean by filter size: 1: 80.1 %, 3: 84.0 %.' (:func:`converted` runs only: the others
-    use no filter; nothing when they have one size)."""
+    use no filter; nothing when they have one size), each over its seeds as the answer's means
+    are (:func:`seed_means`)."""
     if "filter_size" not in runs:
         return ""
     placed = converted(runs)
-    means = values[placed].groupby(runs.loc[placed, "filter_size"]).mean()
+    blocks = pairing_blocks(runs)
+    means = {
+        size: seed_means(group, blocks).mean() if blocks is not None else group.mean()
+        for size, group in values[placed].groupby(runs.loc[placed, "filter_size"])
+    }
     if len(means) < 2:
         return ""
     parts = ", ".join(f"{k}: {format_value(v, unit=unit)}" for k, v in means.items())

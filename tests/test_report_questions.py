@@ -304,3 +304,12 @@ def test_a_run_left_out_unpaired_names_what_runs_pair_by() -> None:
         "differences, n = 3 blurred vs 3 no-blur runs; 1 run left out, unpaired (no run of the "
         "other group with the same seed and model))."
     )
+
+
+def test_the_means_by_filter_size_are_over_seeds_as_the_answers_are() -> None:
+    """Filter size 3 ran seed 0 (lucky: +10) twice and seed 1 once: its seeds' mean is
+    (90 + 80) / 2 = 85.00, where its runs' mean, 86.67, would weigh the lucky seed double."""
+    runs = _runs([90.0, 90.0, 80.0, 84.0, 74.0], [70.0, 60.0], "consistency_circular",
+                 seed=[0, 0, 1, 0, 1, 0, 1])  # fmt: skip
+    runs.loc[3:4, "filter_size"] = 5
+    assert _answer(runs, "RQ2").endswith(" Mean by filter size: 3: 85.00 %, 5: 79.00 %.")
