@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from ablate.pareto import non_dominated
 from ablate.report_groups import NO_BLUR, SPLIT_BY, blur_groups, converted, varied_splits
-from ablate.report_stats import mean_interval
+from ablate.report_stats import SEED, mean_interval
 from ablate.report_table import CONFIG_KEY, at_chance, counted_once
 from ablate.shifts import SHIFT_KINDS
 from ablate.spec import Objective
@@ -474,7 +474,7 @@ def throughput_accuracy_figure(
 
 
 def _interval_errorbar(values: np.ndarray) -> tuple[float, float]:
-    """seaborn `errorbar=` callable: the 95 % t-interval, collapsed to the mean for one run."""
+    """seaborn `errorbar=` callable: the 95 % t-interval, collapsed to the mean for one seed."""
     low, high = mean_interval(values)
     if np.isnan(low):
         mean = float(np.nanmean(values))
@@ -482,14 +482,33 @@ def _interval_errorbar(values: np.ndarray) -> tuple[float, float]:
     return (low, high)
 
 
-def _baseline_note(drawn: set[str]) -> str:
-    """The caption's words on what `filter_size_figure` drew of the runs without blur."""
+def _per_seed(table: pd.DataFrame, keys: Sequence[str], values: Sequence[str]) -> pd.DataFrame:
+    """One row per plotted group (`keys`: x, hue, style, panel, ...) and seed, the mean of its
+    runs' `values`: a seed's runs share initial weights and batch order, so the runs of the
+    configurations a point pools are not independent samples, the seed is (as in the answers,
+    `seed_means`). seaborn's mean and interval over these rows are then over seeds. A table
+    without seeds (an old study) is returned as it is: its runs are the samples."""
+    if SEED not in table:
+        return table
+    grouped = table.groupby([*keys, SEED], sort=False, dropna=False)
+    return grouped[list(values)].mean().reset_index()
+
+
+def _unit(table: pd.DataFrame) -> str:
+    """What a figure's means and intervals are over (`_per_seed`): 'seed', or 'run' where the
+    table records no seed."""
+    return "seed" if SEED in table else "run"
+
+
+def _baseline_note(drawn: set[str], unit: str) -> str:
+    """The caption's words on what `filter_size_figure` drew of the runs without blur, means
+    and interval over `unit`s (`_unit`)."""
     if not drawn:
         return ""
     band = ", the grey band its 95 % t-interval" if "band" in drawn else ""
     return (
-        f"The black dotted line is the mean of the runs without blur (placement none, or sites "
-        f"0){band}."
+        f"The black dotted line is the mean over {unit}s of the runs without blur (placement "
+        f"none, or sites 0){band}."
     )
 
 
@@ -525,18 +544,21 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
     notes = [_fixed_note(spread, ["placement", "padding"]), *left_out]
     if paddings > 1 and style is None:
         notes.append("paddings pooled")
-    if runs.groupby([placements, runs["filter_size"]]).size().max() < 2:
-        notes.append("one run per point, so no interval")
+    unit = _unit(runs)
+    points = _per_seed(runs.assign(placement=placements), ["placement", "filter_size"], metrics)
+    if points.groupby(["placement", "filter_size"]).size().max() < 2:
+        notes.append(f"one {unit} per point, so no interval")
     if lines["filter_size"].nunique() < 2:
         notes.append("one filter size with blur")
     notes.append(_sample_note(runs, "test"))
     _title(
         fig,
-        "Accuracy and shift consistency vs filter size (mean over runs, bars: 95 % t-interval)",
+        f"Accuracy and shift consistency vs filter size (mean over {unit}s, bars: 95 % "
+        "t-interval)",
         "; ".join(n for n in notes if n),
     )
     fig.tight_layout()
-    return FigureOutcome(name, fig, _baseline_note(baseline))
+    return FigureOutcome(name, fig, _baseline_note(baseline, unit))
 
 
 def _sizes_without_values(runs: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
@@ -560,11 +582,14 @@ def _metric_by_filter_size(
 ) -> set[str]:
     """One panel of `filter_size_figure`: a line per placement (and grid), paddings told apart
     by their markers and dashes (none dotted: a dotted line is the no-blur runs' mean, over its
-    grey 95 % band); what it drew of the no-blur runs ('line', 'band')."""
+    grey 95 % band), each point and the band over seeds (`_per_seed`); what it drew of the
+    no-blur runs ('line', 'band')."""
     blurred = _line_per_grid(runs[blurs])
     if style == "padding":
         blurred = _on_every_padding(blurred)
-    baseline = runs.loc[counted_once(runs, ~blurs), metric].dropna()
+    lines = [key for key in ("filter_size", "placement", style) if key and key in blurred]
+    blurred = _per_seed(blurred, lines, [metric])
+    baseline = _per_seed(runs[counted_once(runs, ~blurs)], [], [metric])[metric].dropna()
     if not blurred.empty:
         sns.lineplot(
             data=blurred,
@@ -671,15 +696,15 @@ def _grid_legend_beside(grid: sns.FacetGrid, legend_title: str) -> None:
 def _curves_long(
     data: pd.DataFrame, column: str, x: str, xs: Callable[[int], Sequence[float]], **tags: str
 ) -> list[dict]:
-    """Long-form rows, one per point of each run's list in `column` (at `xs(len(list))`); runs
-    without a list are skipped."""
+    """Long-form rows, one per point of each run's list in `column` (at `xs(len(list))`), with
+    its panel, filter and seed; runs without a list are skipped."""
+    kept = [key for key in ("panel", "blur_label", SEED) if key in data]
     rows = []
-    for _, row in data.iterrows():
-        curve = row[column]
+    for row, curve in zip(data[kept].to_dict("records"), data[column], strict=True):
         if not isinstance(curve, (list, tuple)):
             continue
         rows += [
-            {"panel": row["panel"], "blur_label": row["blur_label"], **tags, x: at, "accuracy": v}
+            {**row, **tags, x: at, "accuracy": v}
             for at, v in zip(xs(len(curve)), curve, strict=True)
         ]
     return rows
@@ -688,10 +713,12 @@ def _curves_long(
 def _curve_grid(
     long_df: pd.DataFrame, x: str, palette: Palette | None, row: str | None = None
 ) -> sns.FacetGrid:
-    """Accuracy against `x`, a line per filter, a panel per placement (and per `row`)."""
+    """Accuracy against `x`, a line per filter, a panel per placement (and per `row`), each
+    point's mean and band over seeds (`_per_seed`)."""
     order = _label_order(long_df["blur_label"])
+    keys = ["panel", "blur_label", x, *([row] if row else [])]
     grid = sns.relplot(
-        data=long_df,
+        data=_per_seed(long_df, keys, ["accuracy"]),
         kind="line",
         x=x,
         y="accuracy",
@@ -738,9 +765,11 @@ def shift_curve_figure(runs: pd.DataFrame, palette: Palette | None = None) -> Fi
         _pooled_note(runs, ["placement", "filter", "filter_size", "subsample"]),
         _sample_note(runs, "diagonal"),
     ]
+    unit = _unit(runs)
     _title(
         grid.figure,
-        "Accuracy vs diagonal shift (mean over runs; bands: 95 % t-interval where ≥ 2 runs)",
+        f"Accuracy vs diagonal shift (mean over {unit}s; bands: 95 % t-interval where ≥ 2 "
+        f"{unit}s)",
         "; ".join(n for n in notes if n),
     )
     _grid_legend_beside(grid, "filter")
@@ -764,9 +793,11 @@ def training_curve_figure(runs: pd.DataFrame, palette: Palette | None = None) ->
     grid = _curve_grid(pd.DataFrame(long), "budget", palette)
     grid.set_titles("placement {col_name}")
     _label_grid(grid, "Share of the training budget spent (%)", "Test accuracy (%)")
+    unit = _unit(runs)
     _title(
         grid.figure,
-        "Test accuracy during training (mean over runs; bands: 95 % t-interval where ≥ 2 runs)",
+        f"Test accuracy during training (mean over {unit}s; bands: 95 % t-interval where ≥ 2 "
+        f"{unit}s)",
         "still rising at 100 % = the budget cut the runs short; other varied parameters pooled; "
         + _sample_note(runs, "test"),
     )
@@ -787,15 +818,16 @@ def filter_tv_figure(runs: pd.DataFrame) -> FigureOutcome:
         for variant in _label_order(data.loc[suffix == value, "variant"])
     ]
     data["variant"] = data["variant"] + suffix
+    kept = [key for key in ("variant", SEED) if key in data]
     long = [
-        {"variant": variant, "layer": layer, "tv": tv}
-        for variant, tvs in zip(data["variant"], data["filter_tv"], strict=True)
+        {**row, "layer": layer, "tv": tv}
+        for row, tvs in zip(data[kept].to_dict("records"), data["filter_tv"], strict=True)
         if isinstance(tvs, dict)
         for layer, tv in tvs.items()
     ]
     if not long:
         return FigureOutcome(name, None, "skipped: the filter_tv dicts are empty")
-    long_df = pd.DataFrame(long)
+    long_df = _per_seed(pd.DataFrame(long), ["variant", "layer"], ["tv"])
     layers = list(dict.fromkeys(long_df["layer"]))
     table = long_df.pivot_table(index="variant", columns="layer", values="tv", aggfunc="mean")
     table = table.reindex(index=[v for v in variants if v in table.index], columns=layers)
@@ -817,7 +849,7 @@ def filter_tv_figure(runs: pd.DataFrame) -> FigureOutcome:
     ax.tick_params(axis="x", rotation=45)
     _title(
         fig,
-        "Smoothness of the learned conv filters per layer (mean over runs)",
+        f"Smoothness of the learned conv filters per layer (mean over {_unit(runs)}s)",
         _sample_note(runs),
     )
     fig.tight_layout()
@@ -836,7 +868,7 @@ def adversarial_figure(runs: pd.DataFrame) -> FigureOutcome:
     else:
         data["training"] = "unknown"
     long = data.melt(
-        id_vars=["panel", "blur_label", "training"],
+        id_vars=[key for key in ("panel", "blur_label", "training", SEED) if key in data],
         value_vars=[f"adversarial_{p}" for p in protocols],
         var_name="protocol",
         value_name="adversarial",
@@ -844,7 +876,7 @@ def adversarial_figure(runs: pd.DataFrame) -> FigureOutcome:
     long["protocol"] = long["protocol"].str.removeprefix("adversarial_")
     order = _label_order(long["blur_label"])
     grid = sns.catplot(
-        data=long,
+        data=_per_seed(long, ["panel", "protocol", "blur_label", "training"], ["adversarial"]),
         kind="bar",
         x="blur_label",
         order=order,
@@ -868,10 +900,11 @@ def adversarial_figure(runs: pd.DataFrame) -> FigureOutcome:
         fixed = runs["augment"].iloc[0] if "augment" in runs else "unknown"
         notes.append(f"the study did not vary augmentation (augment = {fixed})")
     notes.append(_pooled_note(runs, ["placement", "filter", "filter_size", "subsample", "augment"]))
+    unit = _unit(runs)
     _title(
         grid.figure,
         "Shift-adversarial accuracy per filter "
-        "(mean over runs; bars: 95 % t-interval where ≥ 2 runs)",
+        f"(mean over {unit}s; bars: 95 % t-interval where ≥ 2 {unit}s)",
         "; ".join(n for n in notes if n),
     )
     _grid_legend_beside(grid, "training")

@@ -23,6 +23,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from matplotlib.collections import LineCollection
 from optuna.distributions import CategoricalDistribution
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -692,8 +693,8 @@ def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) ->
     assert "last quarter of training: median 1.60 points, most 2.20" in summary
     assert "Adaptive polyphase sampling" not in summary  # the study did not vary it
     assert (  # the caption of the figure that draws the runs without blur says how
-        "one line per placement. The black dotted line is the mean of the runs without blur "
-        "(placement none, or sites 0), the grey band its 95 % t-interval.*"
+        "one line per placement. The black dotted line is the mean over seeds of the runs "
+        "without blur (placement none, or sites 0), the grey band its 95 % t-interval.*"
     ) in summary
     # every configuration in one table, best accuracy first, the front's marked
     table = summary.split("## All configurations\n", 1)[1].split("\n## ", 1)[0]
@@ -807,6 +808,37 @@ def test_curves_of_each_network_sit_beside_its_own_baseline(tmp_path: Path) -> N
     assert rows == [f"{v} · model {m}" for m in ("resnet18", "vgg") for v in variants]
     mesh = outcome.figure.axes[0].collections[0]  # the colours start at 0, not at the least TV
     assert mesh.norm.vmin == 0.0 and mesh.norm.vmax == pytest.approx(mesh.get_array().max())
+    plt.close(outcome.figure)
+
+
+def test_figure_means_and_intervals_are_over_seeds_not_pooled_runs() -> None:
+    """A point pooling two configurations (augment off and on) that share seeds with a strong
+    seed effect: its bar, and the no-blur band, are the t-interval over the 3 seeds' means,
+    not over the 6 runs, which are not independent samples."""
+    runs = pd.DataFrame({
+        "placement": ["paper"] * 6 + ["none"] * 6, "filter_size": 3, "seed": [0, 0, 1, 1, 2, 2] * 2,
+        "augment": [False, True] * 6,
+        # seed means: 51, 61, 71 with blur (mean 61, sd 10); 42, 48, 54 without (48, sd 6)
+        "accuracy": [50, 52, 59, 63, 70, 72, 40, 44, 47, 49, 56, 52],
+    })  # fmt: skip
+    t2 = 4.302653  # t(0.975, 2)
+    outcome = figs.filter_size_figure(runs, "consistency_circular")
+    ax = outcome.figure.axes[0]
+    (bar,) = [s for c in ax.collections if isinstance(c, LineCollection) for s in c.get_segments()]
+    assert list(bar[:, 0]) == [3, 3]
+    assert sorted(bar[:, 1]) == pytest.approx([61 - t2 * 10 / 3**0.5, 61 + t2 * 10 / 3**0.5])
+    (band,) = [p for p in ax.patches if p.get_label() == f"{NO_BLUR}: 95 % t-interval"]
+    low, high = band.get_y(), band.get_y() + band.get_height()
+    assert (low, high) == pytest.approx((48 - t2 * 6 / 3**0.5, 48 + t2 * 6 / 3**0.5))
+    assert "mean over seeds" in outcome.figure.get_suptitle()
+    assert "mean over seeds of the runs without blur" in outcome.note
+    plt.close(outcome.figure)
+    # a table without seeds (an old study): the runs are the samples, as they were
+    outcome = figs.filter_size_figure(runs.drop(columns="seed"), "consistency_circular")
+    ax = outcome.figure.axes[0]
+    (bar,) = [s for c in ax.collections if isinstance(c, LineCollection) for s in c.get_segments()]
+    assert sorted(bar[:, 1]) == pytest.approx(mean_interval([50, 52, 59, 63, 70, 72]))
+    assert "mean over runs" in outcome.figure.get_suptitle()
     plt.close(outcome.figure)
 
 
