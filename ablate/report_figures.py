@@ -57,7 +57,9 @@ CAPTIONS = {
         "What anti-aliasing costs in training speed, per configuration; right and up is better."
     ),
     "metrics_vs_filter_size": (
-        "RQ2: accuracy and shift consistency against filter size, one line per placement."
+        "RQ2: accuracy and shift consistency against filter size, one line per placement. An "
+        "interval bounds one group's mean, the seeds' luck in it: groups whose intervals overlap "
+        "can still differ clearly (the answers compare within each seed)."
     ),
     "accuracy_vs_shift": (
         "RQ3 (the paper's diagonal-shift plot): accuracy when the test images are shifted by d "

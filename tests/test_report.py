@@ -693,8 +693,9 @@ def test_summary_answers_every_question(full_report: tuple[Path, list[Path]]) ->
     assert "last quarter of training: median 1.60 points, most 2.20" in summary
     assert "Adaptive polyphase sampling" not in summary  # the study did not vary it
     assert (  # the caption of the figure that draws the runs without blur says how
-        "one line per placement. The black dotted line is the mean over seeds of the runs "
-        "without blur (placement none, or sites 0), the grey band its 95 % t-interval.*"
+        "(the answers compare within each seed). The black dotted line is the mean over seeds "
+        "of the runs without blur (placement none, or sites 0), the grey band its 95 % "
+        "t-interval.*"
     ) in summary
     # every configuration in one table, best accuracy first, the front's marked
     table = summary.split("## All configurations\n", 1)[1].split("\n## ", 1)[0]
@@ -1051,7 +1052,8 @@ def test_study_varying_one_parameter_reports_through_the_cli(
         "those trials and has 3 finished trial(s) whose runs all learned" in summary
     )
     assert "varied: filter_size" in summary
-    assert "one line per placement.*" in summary and "dotted" not in summary  # no baseline
+    assert "(the answers compare within each seed).*" in summary  # no baseline: nothing after
+    assert "dotted" not in summary
     assert "fixed: nothing" in summary  # the fake study sets no field but filter_size
     # the synthetic data reads no folder, and the SGD momentum is used
     assert "at their defaults: dataset=synthetic, image_size=32," in summary
