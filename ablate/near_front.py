@@ -27,10 +27,10 @@ def near_front(
     """Per row of `configs` (marked by `report.mark_front`: `pareto`, `feasible`), whether it is
     feasible, measured on every objective, off the front, and clearly beaten by none of the
     front's configurations; `runs` are the runs `configs` aggregates (one per configuration and
-    seed)."""
+    seed; without a `seed` column, compared over the runs)."""
     near = pd.Series(False, index=configs.index, name="near_front")
     front = configs[configs["pareto"]]
-    if front.empty or "seed" not in runs:
+    if front.empty:
         return near
     means = configs[[f"{objective.metric}_mean" for objective in objectives]]
     candidates = configs["feasible"] & ~configs["pareto"] & np.isfinite(means).all(axis=1)
@@ -64,9 +64,10 @@ def _clearly_beats(
     by seed) whose interval excludes zero, or exactly ahead on a measure every run repeats."""
     both = pd.concat([leader, other], ignore_index=True)
     mine = pd.Series([True] * len(leader) + [False] * len(other))
+    seeds = both[["seed"]] if "seed" in both else None  # none: Welch over the runs
     for objective in objectives:
         values = pd.to_numeric(both[objective.metric], errors="coerce")
-        diff = paired_difference(values[mine], values[~mine], both[["seed"]],
+        diff = paired_difference(values[mine], values[~mine], seeds,
                                  objective.metric in DETERMINISTIC_METRICS)  # fmt: skip
         ahead = diff.low > 0 if objective.direction == "maximize" else diff.high < 0
         if ahead:

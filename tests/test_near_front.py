@@ -78,3 +78,14 @@ def test_the_report_marks_and_counts_the_configurations_near_the_front() -> None
     assert _near_front_note(configs.assign(near_front=False)).startswith(
         "Every feasible configuration off the front is clearly beaten by one on it"
     )
+
+
+def test_runs_without_seeds_are_compared_over_the_runs() -> None:
+    """Without a `seed` column nothing pairs, and a Welch interval over the runs decides: a's
+    lead over b, +1.00 [-1.22, +3.22] unpaired, no longer excludes zero, and only d, exactly
+    behind on FLOPs, is clearly beaten (none had been near the front, so the note had said
+    every configuration off it is clearly beaten)."""
+    runs = _runs().drop(columns="seed")
+    configs = _configs(runs)
+    near = near_front(configs, runs, OBJECTIVES)
+    assert list(configs[CONFIG_KEY][near]) == ["b", "c"]
