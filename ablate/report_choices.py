@@ -167,8 +167,8 @@ def _verdict(best: str, second: str, lead: Difference, unit: str, deterministic:
     if lead.estimate != 0 and (lead.estimate > 0) != maximize:
         # ranked first on its seeds' means, behind on the seeds both values ran
         return (
-            f"No clear best: {best} has the better mean, but on the seeds it shares with "
-            f"{second} it is behind (difference {difference}{interval})"
+            f"No clear best: {best} has the better mean, but {_compared_on(lead, second)} it "
+            f"is behind (difference {difference}{interval})"
         )
     ahead = f"{best} is ahead of {second} (difference {difference}{interval})"
     if lead.excludes_zero and rival is not None:
@@ -180,7 +180,7 @@ def _verdict(best: str, second: str, lead: Difference, unit: str, deterministic:
         if against.estimate != 0 and (against.estimate > 0) != maximize:
             # ranked below on its seeds' means, ahead on the seeds both values ran
             return (
-                f"No clear best: {ahead}, but on the seeds it shares with {label} it is behind "
+                f"No clear best: {ahead}, but {_compared_on(against, label)} it is behind "
                 f"({versus})"
             )
         return f"No clear best: {ahead}, but its lead over {label} ({versus}) does not exclude zero"
@@ -194,6 +194,15 @@ def _verdict(best: str, second: str, lead: Difference, unit: str, deterministic:
         else "a value has fewer than two runs, or its runs tie"
     )
     return f"No clear best: {ahead}, with no interval ({why})"
+
+
+def _compared_on(diff: Difference, other: str) -> str:
+    """What `diff` compared a value with `other` on: the seeds both ran, or, where fewer than
+    two did (`diff.seeds` 0: Welch), their runs, whose means can rank them otherwise than
+    their seeds' means do."""
+    if diff.seeds:
+        return f"on the seeds it shares with {other}"
+    return f"over its runs and {other}'s (fewer than two seeds ran both)"
 
 
 def _not_learned(counted: int, of_value: int) -> str:

@@ -208,3 +208,19 @@ def test_a_value_of_one_seed_gets_its_seeds_mean_where_the_others_have_seeds() -
         "Mean of each value over its seeds (each seed's runs averaged first), the other settings "
         "varied pooled: zeros 87.00 % (n = 2), reflect 80.00 % [55.16, 100.00] (n = 3)."
     ) in answer.sentence
+
+
+def test_a_value_behind_over_runs_is_not_said_to_share_seeds() -> None:
+    """reflect ran seed 0 in three configurations (90 each) and seed 1 in one (70): its seeds'
+    mean 80.00 ranks it below zeros (82 on seeds 2 and 3), but no seed ran both, so the
+    difference is Welch's over the runs (82 - 85 = -3.00): behind over the runs, not on seeds
+    they share."""
+    runs = _padding_runs({
+        "reflect": [(0, 90.0), (0, 90.0), (0, 90.0), (1, 70.0)],
+        "zeros": [(2, 82.0), (3, 82.0)],
+    })  # fmt: skip
+    [answer] = choice_answers(runs, [ACCURACY], ["padding"])
+    assert answer.sentence.startswith(
+        "No clear best: zeros has the better mean, but over its runs and reflect's (fewer than "
+        "two seeds ran both) it is behind (difference -3.00 points ["
+    )
