@@ -78,7 +78,8 @@ def _best_value(
     question = f"Which {setting} gives the {'highest' if maximize else 'lowest'} `{metric}`?"
     if metric not in runs:
         return Answer(key, question, f"Cannot be answered: the runs carry no `{metric}`.")
-    values = pd.to_numeric(runs[metric], errors="coerce")
+    # an infinite value (a throughput of a run timed at zero) has no mean to rank or pair
+    values = pd.to_numeric(runs[metric], errors="coerce").replace([np.inf, -np.inf], np.nan)
     stuck = at_chance(runs)
     of_label = {label: counted_once(runs, labels == label) for label in labels.unique()}
     groups = {label: values[counted].dropna() for label, counted in of_label.items()}
@@ -128,7 +129,10 @@ def _best_value(
     )
     sentence = f"{verdict}. {mean}, the other settings varied pooled: {means}."
     if unmeasured:
-        sentence += f" No run that learned, so no `{metric}`: {', '.join(unmeasured)}."
+        sentence += (
+            f" No `{metric}` to count (left out for runs that did not learn, or not finite): "
+            f"{', '.join(unmeasured)}."
+        )
     counts = {len(group) for group in groups.values()}
     if len(counts) > 1 and not unmeasured:
         sentence += (

@@ -88,7 +88,7 @@ def test_runs_that_did_not_learn_are_counted_and_named() -> None:
     answers = choice_answers(runs, [objective, ACCURACY], ["placement", "padding"])
     placement, _, padding, padding_accuracy = (a.sentence for a in answers)
     assert "Cannot be answered from this study: fewer than two values of padding" in padding
-    assert "No run that learned" not in placement
+    assert "to count (left out" not in placement
     assert "zeros 81.00 % [68.29, 93.71] (n = 2, 2 did not learn)" in padding_accuracy
     assert "paper 91.00 % [78.29, 100.00] (n = 2; 2 that did not learn left out)" in placement
 
@@ -223,4 +223,20 @@ def test_a_value_behind_over_runs_is_not_said_to_share_seeds() -> None:
     assert answer.sentence.startswith(
         "No clear best: zeros has the better mean, but over its runs and reflect's (fewer than "
         "two seeds ran both) it is behind (difference -3.00 points ["
+    )
+
+
+def test_an_infinite_value_is_left_out_as_the_answers_leave_it() -> None:
+    """A throughput timed at zero seconds is inf: it has no mean to rank by or pair, so zeros'
+    runs are 80 and 82 (81.00), and a value whose runs are all inf is named as unmeasured."""
+    runs = _runs().assign(accuracy=[90.0, 92.0, 80.0, 82.0, 99.0, 99.0])
+    runs.loc[4:5, "padding"] = "circular"
+    runs.loc[4:5, ["placement", "filter_size", "accuracy"]] = ["paper", 3, float("inf")]
+    runs.loc[3, "accuracy"] = float("-inf")
+    runs = pd.concat([runs, runs.iloc[[2]].assign(accuracy=82.0)], ignore_index=True)
+    (answer,) = choice_answers(runs, [ACCURACY], ["padding"])
+    assert answer.sentence.startswith("reflect: reflect is ahead of zeros (difference +10.00")
+    assert "zeros 81.00 % [68.29, 93.71] (n = 2)" in answer.sentence
+    assert answer.sentence.endswith(
+        "No `accuracy` to count (left out for runs that did not learn, or not finite): circular."
     )
