@@ -280,6 +280,9 @@ def _zoom_to_points(ax: plt.Axes, xs: pd.Series, ys: pd.Series) -> None:
 #: What a scatter's marker tells apart, where the configurations with blur differ in it.
 MARKED_BY = ("padding", "placement")
 RINGS_NOTE = "Red rings mark the study's Pareto front on all its objectives."
+NEAR_RINGS_NOTE = (
+    "Dashed rings mark the configurations near it: none on the front clearly beats them."
+)
 
 
 def _marker_fields(blurred: pd.DataFrame) -> list[str]:
@@ -298,24 +301,22 @@ def _marker_labels(table: pd.DataFrame, fields: Sequence[str], blurs: pd.Series)
 
 def _ring_front(
     ax: plt.Axes, configs: pd.DataFrame, x: str, y: str, objectives: Sequence[Objective]
-) -> bool:
-    """Red rings on the study's Pareto front where `x` or `y` is one of its objectives;
-    whether any were drawn."""
+) -> str:
+    """Red rings on the study's Pareto front where `x` or `y` is one of its objectives, dashed
+    ones on the configurations near it (`near_front`); the caption's words on them ('' where
+    none were drawn)."""
     metrics = [o.metric for o in objectives]
     if not {x, y} & set(metrics) or "pareto" not in configs or not configs["pareto"].any():
-        return False
-    on_front = configs[configs["pareto"]]
-    ax.scatter(
-        on_front[f"{x}_mean"],
-        on_front[f"{y}_mean"],
-        s=330,
-        facecolors="none",
-        edgecolors="tab:red",
-        linewidths=1.0,
-        label=f"on the study's Pareto front\n({', '.join(metrics)})",
-        zorder=3,
-    )
-    return True
+        return ""
+    near = configs["near_front"] if "near_front" in configs else pd.Series(False, configs.index)
+    rings = [(configs["pareto"], "solid", f"on the study's Pareto front\n({', '.join(metrics)})"),
+             (near, "--", "near the front")]  # fmt: skip
+    for ringed, line, label in rings:
+        if ringed.any():
+            ax.scatter(configs.loc[ringed, f"{x}_mean"], configs.loc[ringed, f"{y}_mean"], s=330,
+                       facecolors="none", edgecolors="tab:red", linewidths=1.0,
+                       linestyles=line, label=label, zorder=3)  # fmt: skip
+    return f"{RINGS_NOTE} {NEAR_RINGS_NOTE}" if near.any() else RINGS_NOTE
 
 
 @dataclass
@@ -326,7 +327,7 @@ class _Scatter:
     ax: plt.Axes
     notes: list[str]  # the subtitle's parts
     marker: str | None  # the legend title of the marker, where it means something
-    ringed: bool
+    rings: str  # the caption's words on the rings drawn ('' where none were)
 
     def finish(self, name: str, title: str) -> FigureOutcome:
         """Legend beside the axes, titles saying what colour, marker and size mean; the caption
@@ -341,7 +342,7 @@ class _Scatter:
         _legend_outside(self.ax)
         _rename_legend_titles(self.ax, names)
         _title(self.figure, title, "; ".join(n for n in self.notes if n))
-        return FigureOutcome(name, self.figure, RINGS_NOTE if self.ringed else "")
+        return FigureOutcome(name, self.figure, self.rings)
 
 
 def _scatter_by_variant(

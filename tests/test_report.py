@@ -1452,6 +1452,15 @@ def test_the_scatters_mark_alike_and_ring_the_front_of_their_objectives(tmp_path
         assert len(rings) == 1 and len(rings[0].get_offsets()) == int(configs["pareto"].sum())
         assert outcome.note == figs.RINGS_NOTE
         plt.close(outcome.figure)
+    # a configuration none on the front clearly beats gets a dashed ring, and the caption says so
+    last = configs.index == configs.index[-1]  # off the front here, near it
+    near = configs.assign(pareto=configs["pareto"] & ~last, near_front=last)
+    outcome = figs.throughput_accuracy_figure(near, meta.objectives)
+    [dashed] = [c for c in outcome.figure.axes[0].collections
+                if c.get_label() == "near the front"]  # fmt: skip
+    assert len(dashed.get_offsets()) == 1 and dashed.get_linestyle() != [(0.0, None)]
+    assert outcome.note == f"{figs.RINGS_NOTE} {figs.NEAR_RINGS_NOTE}"
+    plt.close(outcome.figure)
     consistency_only = [Objective(metric="consistency_circular", direction="maximize")]
     outcome = figs.throughput_accuracy_figure(configs, consistency_only)
     labels = [c.get_label() for c in outcome.figure.axes[0].collections]
