@@ -3,9 +3,11 @@ blur groups the answers and figures compare."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
-from ablate.variant_config import converts
+from ablate.variant_config import VariantConfig, converts
 
 NO_BLUR, BLUR = "no blur", "blur"
 
@@ -20,13 +22,32 @@ def varied_splits(table: pd.DataFrame) -> list[str]:
     return [s for s in SPLIT_BY if s in table and table[s].nunique() > 1]
 
 
-def pairing_blocks(table: pd.DataFrame) -> pd.DataFrame | None:
+def pairing_blocks(
+    table: pd.DataFrame, groups: Sequence[pd.Series] = ()
+) -> pd.DataFrame | None:
     """Per row, what a difference pairs runs by (`report_stats.paired_difference`): the seed,
-    within the network and data (the SPLIT_BY settings `table` varies); None for a table
-    without seeds."""
+    within the network and data (the SPLIT_BY settings `table` varies) and within each setting
+    that every one of `groups` (a bool per row: the groups a difference compares) ran with the
+    same values, more than one (`augment` on and off on both sides): a seed's runs without
+    augmentation then pair with its runs without it, whatever runs are missing. None for a
+    table without seeds."""
     if "seed" not in table:
         return None
-    return table[[*varied_splits(table), "seed"]]
+    shared = _shared_settings(table, groups)
+    return table[[*varied_splits(table), *shared]].astype(str).assign(seed=table["seed"])
+
+
+def _shared_settings(table: pd.DataFrame, groups: Sequence[pd.Series]) -> list[str]:
+    """The settings other than SPLIT_BY that each of `groups` ran with the same values, more
+    than one (none for fewer than two groups)."""
+    settings = [name for name in VariantConfig.model_fields
+                if name in table and name not in SPLIT_BY]  # fmt: skip
+    shared = []
+    for name in settings if len(groups) > 1 else []:
+        values = [frozenset(table.loc[group, name].dropna().astype(str)) for group in groups]
+        if len(values[0]) > 1 and all(group_values == values[0] for group_values in values):
+            shared.append(name)
+    return shared
 
 
 def _column(table: pd.DataFrame, name: str, default: object) -> pd.Series:

@@ -5,9 +5,9 @@ Every answer compares the runs without blur (placement `none`, or filter size 1,
 subsampling) with the blurred runs, pooling configurations: the effect is the difference of
 means (blurred minus no blur) with a 95 % t-interval over the seeds' paired differences (Welch
 over runs where fewer than two seeds ran on both sides), and n counts runs (configuration ×
-seed). The verdict is "yes"/"no" only when the interval excludes zero. A study that varies
-the network or the data (SPLIT_BY) pairs runs within each of them, and also gets the difference
-within each.
+seed). The verdict is "yes"/"no" only when the interval excludes zero. Runs pair within a seed's
+network and data (SPLIT_BY) and within each setting both groups ran alike (`pairing_blocks`);
+a study that varies the network or the data also gets the difference within each.
 """
 
 from __future__ import annotations
@@ -286,14 +286,15 @@ def _runs_that_did_not_learn(
     )
 
 
-def _by_filter_size(runs: pd.DataFrame, values: pd.Series, unit: str) -> str:
+def _by_filter_size(
+    runs: pd.DataFrame, values: pd.Series, unit: str, blocks: pd.DataFrame | None
+) -> str:
     """' Mean by filter size: 1: 80.1 %, 3: 84.0 %.' (:func:`converted` runs only: the others
-    use no filter; nothing when they have one size), each over its seeds as the answer's means
-    are (:func:`seed_means`)."""
+    use no filter; nothing when they have one size), each over its seeds and the answer's
+    `blocks` (:func:`seed_means`), as the answer's means are."""
     if "filter_size" not in runs:
         return ""
     placed = converted(runs)
-    blocks = pairing_blocks(runs)
     means = {
         size: seed_means(group, blocks).mean() if blocks is not None else group.mean()
         for size, group in values[placed].groupby(runs.loc[placed, "filter_size"])
@@ -330,12 +331,13 @@ def _metric_question(
     deterministic = column in DETERMINISTIC_METRICS
     values = extract(runs[column]) if extract else pd.to_numeric(runs[column], errors="coerce")
     stuck = at_chance(runs) if learning_matters else pd.Series(False, index=runs.index)
-    blocks = pairing_blocks(runs)
+    groups = contrast(runs)
+    blocks = pairing_blocks(runs, (groups.treated, groups.control))
     sentence, diff = _compare(
-        values, name, unit, yes_if, relative, contrast(runs), stuck, deterministic, blocks
+        values, name, unit, yes_if, relative, groups, stuck, deterministic, blocks
     )
     if diff is not None and by_filter_size:
-        sentence += _by_filter_size(runs, values, unit)
+        sentence += _by_filter_size(runs, values, unit, blocks)
     if diff is not None and by_augment and "augment" in runs and runs["augment"].nunique() > 1:
         per_augment = _split_by(runs, values, contrast, "augment", unit, _training_label,
                                 deterministic)  # fmt: skip
@@ -365,7 +367,8 @@ def _split_by(
     for value, subset in runs.groupby(setting):
         groups = contrast(subset)
         diff = paired_difference(values[subset.index][groups.treated],
-                                 values[subset.index][groups.control], pairing_blocks(subset),
+                                 values[subset.index][groups.control],
+                                 pairing_blocks(subset, (groups.treated, groups.control)),
                                  deterministic)  # fmt: skip
         interval = interval_text(diff.low, diff.high, signed=True)
         unit_shown = difference_unit(unit) if np.isfinite(diff.estimate) else ""

@@ -313,3 +313,22 @@ def test_the_means_by_filter_size_are_over_seeds_as_the_answers_are() -> None:
                  seed=[0, 0, 1, 0, 1, 0, 1])  # fmt: skip
     runs.loc[3:4, "filter_size"] = 5
     assert _answer(runs, "RQ2").endswith(" Mean by filter size: 3: 85.00 %, 5: 79.00 %.")
+
+
+def test_runs_pair_within_a_setting_both_groups_ran_alike() -> None:
+    """Blur (+2) with and without augmentation (+20) on seeds 0-2, the no-blur augmented run of
+    seed 1 missing: its seed's runs pair within each augmentation, so the blurred augmented run
+    of seed 1 is left out, and the seeds' differences are 2.05, 2.10, 1.90: +2.02, half width
+    4.302653 * 0.1041 / sqrt(3) = 0.26. Paired by seed alone, seed 1 had set its blurred
+    augmented run against no augmented baseline (+12.05): +5.33 [-9.12, +19.78]."""
+    blurred = [63.0, 62.1, 60.9, 83.1, 82.0, 80.9]
+    baseline = [61.0, 60.0, 59.0, 81.0, 79.0]
+    runs = _runs(blurred, baseline, "consistency_circular",
+                 seed=[0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 2],
+                 augment=[False] * 3 + [True] * 3 + [False] * 3 + [True] * 2)  # fmt: skip
+    assert _answer(runs, "RQ2").startswith(
+        "Yes: `consistency_circular` is 68.68 % with blur vs 66.67 % without (difference +2.02 "
+        "points, 95 % CI [+1.76, +2.28] points; t over the 3 seeds' paired differences, n = 5 "
+        "blurred vs 5 no-blur runs; 1 run left out, unpaired (no run of the other group with "
+        "the same seed and augment))."
+    )
