@@ -38,14 +38,19 @@ def pairing_blocks(
 
 
 def _shared_settings(table: pd.DataFrame, groups: Sequence[pd.Series]) -> list[str]:
-    """The settings other than SPLIT_BY that each of `groups` ran with the same values, more
-    than one (none for fewer than two groups)."""
+    """The settings other than SPLIT_BY, each of more than one value, whose combinations every
+    one of `groups` ran alike (none for fewer than two groups): a sampled study whose groups
+    ran other combinations would leave runs without a pair."""
     settings = [name for name in VariantConfig.model_fields
                 if name in table and name not in SPLIT_BY]  # fmt: skip
-    shared = []
+    shared: list[str] = []
     for name in settings if len(groups) > 1 else []:
-        values = [frozenset(table.loc[group, name].dropna().astype(str)) for group in groups]
-        if len(values[0]) > 1 and all(group_values == values[0] for group_values in values):
+        combinations = [
+            frozenset(table.loc[group, [*shared, name]].dropna().astype(str).itertuples(False))
+            for group in groups
+        ]
+        values = {combination[-1] for combination in combinations[0]}
+        if len(values) > 1 and all(other == combinations[0] for other in combinations[1:]):
             shared.append(name)
     return shared
 

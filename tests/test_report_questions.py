@@ -332,3 +332,14 @@ def test_runs_pair_within_a_setting_both_groups_ran_alike() -> None:
         "blurred vs 5 no-blur runs; 1 run left out, unpaired (no run of the other group with "
         "the same seed and augment))."
     )
+
+
+def test_runs_pair_only_within_settings_whose_combinations_both_groups_ran() -> None:
+    """Each group ran augmentation on and off, and learning rates 0.1 and 0.01, but in other
+    combinations (as a sampler can draw them): pairing within both would pair nothing, so the
+    runs pair within augmentation alone and none is left out."""
+    runs = _runs([70.0, 71.0, 80.0, 81.5], [68.0, 69.0, 78.0, 79.0], "consistency_circular",
+                 seed=[0, 1] * 4, augment=[False, False, True, True] * 2,
+                 lr=[0.1, 0.1, 0.01, 0.01, 0.01, 0.01, 0.1, 0.1])  # fmt: skip
+    sentence = _answer(runs, "RQ2")
+    assert "t over the 2 seeds' paired differences, n = 4 blurred vs 4 no-blur runs)" in sentence
