@@ -33,26 +33,38 @@ def pairing_blocks(
     table without seeds."""
     if "seed" not in table:
         return None
-    shared = _shared_settings(table, groups)
-    return table[[*varied_splits(table), *shared]].astype(str).assign(seed=table["seed"])
+    splits = varied_splits(table)
+    shared = _shared_settings(table, groups, splits)
+    return _as_text(table[[*splits, *shared]]).assign(seed=table["seed"])
 
 
-def _shared_settings(table: pd.DataFrame, groups: Sequence[pd.Series]) -> list[str]:
-    """The settings other than SPLIT_BY, each of more than one value, whose combinations every
-    one of `groups` ran alike (none for fewer than two groups): a sampled study whose groups
-    ran other combinations would leave runs without a pair."""
+def _shared_settings(
+    table: pd.DataFrame, groups: Sequence[pd.Series], splits: Sequence[str] = ()
+) -> list[str]:
+    """The settings other than SPLIT_BY and the seed, each of more than one value, whose
+    combinations with the `splits` (the SPLIT_BY settings the table varies) every one of
+    `groups` ran alike (none for fewer than two groups): a sampled study whose groups ran
+    other combinations would leave runs without a pair. The seed is left out, as it is the
+    sample: a run missing from one seed must not keep a setting from pairing. A missing value
+    (None, NaN) counts as a value, as the blocks then hold it."""
     settings = [name for name in VariantConfig.model_fields
-                if name in table and name not in SPLIT_BY]  # fmt: skip
+                if name in table and name not in (*SPLIT_BY, "seed")]  # fmt: skip
     shared: list[str] = []
     for name in settings if len(groups) > 1 else []:
+        columns = [*splits, *shared, name]
         combinations = [
-            frozenset(table.loc[group, [*shared, name]].dropna().astype(str).itertuples(False))
-            for group in groups
+            frozenset(_as_text(table.loc[group, columns]).itertuples(False)) for group in groups
         ]
         values = {combination[-1] for combination in combinations[0]}
         if len(values) > 1 and all(other == combinations[0] for other in combinations[1:]):
             shared.append(name)
     return shared
+
+
+def _as_text(table: pd.DataFrame) -> pd.DataFrame:
+    """`table`'s cells as text to compare and group by: lists hash as text, and every missing
+    value (None, NaN) is one blank, as a table can hold either for a field left unset."""
+    return table.map(lambda v: "" if pd.api.types.is_scalar(v) and pd.isna(v) else str(v))
 
 
 def _column(table: pd.DataFrame, name: str, default: object) -> pd.Series:

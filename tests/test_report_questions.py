@@ -343,3 +343,40 @@ def test_runs_pair_only_within_settings_whose_combinations_both_groups_ran() -> 
                  lr=[0.1, 0.1, 0.01, 0.01, 0.01, 0.01, 0.1, 0.1])  # fmt: skip
     sentence = _answer(runs, "RQ2")
     assert "t over the 2 seeds' paired differences, n = 4 blurred vs 4 no-blur runs)" in sentence
+
+
+def test_a_setting_after_the_seed_pairs_as_one_before_it() -> None:
+    """The first pairing test with the shift S (a field after `seed`) in place of augmentation:
+    the seed is the sample, not a setting, so a run missing from seed 1 keeps S from pairing no
+    more than it keeps augmentation: +2.02 [+1.76, +2.28], not +5.33 [-9.12, +19.78]."""
+    blurred = [63.0, 62.1, 60.9, 83.1, 82.0, 80.9]
+    baseline = [61.0, 60.0, 59.0, 81.0, 79.0]
+    runs = _runs(blurred, baseline, "consistency_circular",
+                 seed=[0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 2],
+                 shift=[4] * 3 + [8] * 3 + [4] * 3 + [8] * 2)  # fmt: skip
+    assert "(difference +2.02 points, 95 % CI [+1.76, +2.28] points; t over the 3 seeds' " \
+        "paired differences, n = 5 blurred vs 5 no-blur runs; 1 run left out, unpaired (no " \
+        "run of the other group with the same seed and shift))." in _answer(runs, "RQ2")
+
+
+def test_a_missing_value_is_a_value_the_groups_must_both_run() -> None:
+    """The blurred runs ran `steps` unset, 200 and 500, the no-blur runs 200 and 500 only: the
+    groups did not run the setting alike, so no run is left out (the unset runs had been,
+    their missing value dropped when comparing the groups but kept in the blocks)."""
+    runs = _runs([70.0, 71, 72, 73, 74, 75, 76, 77, 78], [70.0, 71, 72, 73, 74, 75],
+                 "consistency_circular", seed=[0, 1, 2] * 5,
+                 steps=[None] * 3 + [200] * 3 + [500] * 3 + [200] * 3 + [500] * 3)  # fmt: skip
+    assert "n = 9 blurred vs 6 no-blur runs)." in _answer(runs, "RQ2")
+
+
+def test_a_setting_pairs_only_where_both_groups_ran_it_alike_in_each_network() -> None:
+    """Both groups ran augmentation on and off, but on the ResNet the no-blur runs only off:
+    pairing within augmentation would leave the blurred augmented ResNet runs without a pair,
+    so the runs pair within seed and network alone, and none is left out."""
+    runs = _runs([70.0, 71, 72, 80, 81, 82, 60, 61, 62, 65, 66, 67],
+                 [68.0, 69, 70, 78, 79, 80, 58, 59, 60], "consistency_circular",
+                 seed=[0, 1, 2] * 7,
+                 model=["vgg"] * 6 + ["resnet18"] * 6 + ["vgg"] * 6 + ["resnet18"] * 3,
+                 augment=[False] * 3 + [True] * 3 + [False] * 3 + [True] * 3 + [False] * 3
+                 + [True] * 3 + [False] * 3)  # fmt: skip
+    assert "n = 12 blurred vs 9 no-blur runs)." in _answer(runs, "RQ2")
