@@ -1,5 +1,5 @@
-"""Which runs are which: the settings that make separate experiments of a study's runs, and the
-blur groups the answers and figures compare."""
+"""Which runs are which: the settings that make separate experiments of a study's runs, the
+blur groups the answers and figures compare, and what a difference pairs runs by."""
 
 from __future__ import annotations
 
