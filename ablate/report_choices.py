@@ -5,11 +5,11 @@ value, the other settings varied pooled (the setting's main effect: a fair compa
 value ran with the same other settings, as a full grid does). Values are ranked by their mean
 over seeds (each seed's runs averaged first, the seed being the sample: `report_stats`), with a
 95 % t-interval over the seeds' means; the best value's lead over each other is the difference
-paired by seed, and clear when its interval excludes zero on the best value's side, over every
-other value. Runs whose network leaves the setting unused (the padding of
-a network without blur) are left out: they do not say how the setting does. A setting of
-more than MAX_VALUES values (a sampled learning rate) is a curve, not a choice, and is left to
-the figures.
+paired by seed (within the other settings both values ran alike, as the answers pair), and clear
+when its interval excludes zero on the best value's side, over every other value. Runs whose
+network leaves the setting unused (the padding of a network without blur) are left out: they do
+not say how the setting does. A setting of more than MAX_VALUES values (a sampled learning rate)
+is a curve, not a choice, and is left to the figures.
 """
 
 from __future__ import annotations
@@ -111,15 +111,22 @@ def _best_value(
         f"{_not_learned(stuck[groups[label].index].sum(), stuck[of_label[label]].sum())})"
         for label in ranked
     )
+    def difference(label: str, other: str) -> Difference:
+        """`label`'s runs minus `other`'s, paired by seed and within each other setting both
+        values ran alike (`pairing_blocks`), as the answers pair."""
+        sides = [pd.Series(runs.index.isin(groups[v].index), index=runs.index)
+                 for v in (label, other)]  # fmt: skip
+        pairs = None if deterministic else pairing_blocks(runs, sides)
+        return paired_difference(groups[label], groups[other], pairs, deterministic)
+
     best, second = ranked[:2]
-    lead = paired_difference(groups[best], groups[second], blocks, deterministic)
+    lead = difference(best, second)
     # A lead is clear only over every other value: a value ranked lower but with a wider
     # spread can still be the best (the interval against the next says nothing about it).
     rival = None
     if _leads(lead, maximize) and not deterministic:
         rival = next(((label, against) for label in ranked[2:]
-                      if not _leads(against := paired_difference(groups[best], groups[label],
-                                                                 blocks), maximize)),
+                      if not _leads(against := difference(best, label), maximize)),
                      None)  # fmt: skip
     verdict = _verdict(best, second, lead, unit, deterministic, maximize, rival)
     mean = (

@@ -240,3 +240,25 @@ def test_an_infinite_value_is_left_out_as_the_answers_leave_it() -> None:
     assert answer.sentence.endswith(
         "No `accuracy` to count (left out for runs that did not learn, or not finite): circular."
     )
+
+
+def test_values_pair_within_the_other_settings_both_ran_alike() -> None:
+    """reflect leads zeros by about a point at filter sizes 3 and 5 (+20) on seeds 0-2, but
+    zeros' Bin-5 run of seed 1 is missing: paired within filter size, the seeds' leads are 1.05,
+    1.10 and 0.90, +1.02 [+0.76, +1.28]; by seed alone, seed 1 had set reflect's Bin-5 run
+    against zeros' Bin-3 only (+11.05), and the lead was no clear one."""
+    runs = pd.DataFrame([
+        {"placement": "paper", "filter_size": size, "padding": padding, "seed": seed,
+         "accuracy": value}
+        for padding, size, values in [("reflect", 3, [71.0, 70.1, 68.9]),
+                                      ("reflect", 5, [91.1, 90.0, 88.9]),
+                                      ("zeros", 3, [70.0, 69.0, 68.0]),
+                                      ("zeros", 5, [90.0, None, 88.0])]
+        for seed, value in enumerate(values)
+        if value is not None
+    ])  # fmt: skip
+    [answer] = choice_answers(runs, [ACCURACY], ["padding"])
+    assert answer.sentence.startswith(
+        "reflect: reflect is ahead of zeros (difference +1.02 points [+0.76, +1.28]), a clear "
+        "lead"
+    )
