@@ -34,7 +34,7 @@ def near_front(
         return near
     means = configs[[f"{objective.metric}_mean" for objective in objectives]]
     candidates = configs["feasible"] & ~configs["pareto"] & np.isfinite(means).all(axis=1)
-    runs_of = dict(list(runs.groupby(CONFIG_KEY, sort=False)))
+    runs_of = dict(iter(runs.groupby(CONFIG_KEY, sort=False)))
     for index, config in configs[candidates].iterrows():
         near[index] = not any(
             _clearly_beats(runs_of[leader[CONFIG_KEY]], runs_of[config[CONFIG_KEY]], objectives)
@@ -69,7 +69,6 @@ def _clearly_beats(
         values = pd.to_numeric(both[objective.metric], errors="coerce")
         diff = paired_difference(values[mine], values[~mine], seeds,
                                  objective.metric in DETERMINISTIC_METRICS)  # fmt: skip
-        ahead = diff.low > 0 if objective.direction == "maximize" else diff.high < 0
-        if ahead:
+        if diff.clearly_ahead(objective.direction == "maximize"):
             return True
     return False

@@ -111,22 +111,23 @@ def _best_value(
         f"{_not_learned(stuck[groups[label].index].sum(), stuck[of_label[label]].sum())})"
         for label in ranked
     )
+
     def difference(label: str, other: str) -> Difference:
         """`label`'s runs minus `other`'s, paired by seed and within each other setting both
         values ran alike (`pairing_blocks`), as the answers pair."""
         sides = [pd.Series(runs.index.isin(groups[v].index), index=runs.index)
                  for v in (label, other)]  # fmt: skip
-        pairs = None if deterministic else pairing_blocks(runs, sides)
-        return paired_difference(groups[label], groups[other], pairs, deterministic)
+        return paired_difference(groups[label], groups[other], pairing_blocks(runs, sides),
+                                 deterministic)  # fmt: skip
 
     best, second = ranked[:2]
     lead = difference(best, second)
     # A lead is clear only over every other value: a value ranked lower but with a wider
     # spread can still be the best (the interval against the next says nothing about it).
     rival = None
-    if _leads(lead, maximize) and not deterministic:
+    if lead.clearly_ahead(maximize) and not deterministic:
         rival = next(((label, against) for label in ranked[2:]
-                      if not _leads(against := difference(best, label), maximize)),
+                      if not (against := difference(best, label)).clearly_ahead(maximize)),
                      None)  # fmt: skip
     verdict = _verdict(best, second, lead, unit, deterministic, maximize, rival)
     mean = (
@@ -153,12 +154,6 @@ def _value_mean(values: pd.Series, metric: str) -> tuple[float, float]:
     """A value's mean and 95 % interval over `values`: its seeds' means, or its runs where
     no value ran two seeds."""
     return (float(values.mean()), *metric_interval(values, metric))
-
-
-def _leads(diff: Difference, maximize: bool) -> bool:
-    """Whether `diff` (a value minus another) is a clear lead: its interval excludes zero on
-    the objective's side."""
-    return diff.excludes_zero and (diff.estimate > 0) == maximize
 
 
 def _verdict(best: str, second: str, lead: Difference, unit: str, deterministic: bool,

@@ -103,6 +103,11 @@ class Difference:
     def excludes_zero(self) -> bool:
         return bool(self.low > 0 or self.high < 0)
 
+    def clearly_ahead(self, higher: bool) -> bool:
+        """Whether treated is clearly ahead of control: the interval excludes zero on the side
+        where better is `higher` (above zero) or not (below zero)."""
+        return self.excludes_zero and (self.estimate > 0) == higher
+
 
 def welch_difference(
     treated: Sequence[float] | np.ndarray,
