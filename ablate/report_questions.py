@@ -195,13 +195,18 @@ def _method(diff: Difference) -> str:
 
 def _few_runs_hint(diff: Difference) -> str:
     """Why an interval over two seeds (or a group of two runs) is wide, and what narrows it
-    (nothing where the difference is exact)."""
+    (nothing where the difference is exact): more seeds, or, where the groups' seeds do not
+    pair, runs on seeds both groups ran."""
     smallest = diff.seeds or min(diff.n_treated, diff.n_control)
     exact = diff.low == diff.high
     if diff.excludes_zero or not np.isfinite(diff.low) or exact or smallest > FEW_RUNS:
         return ""
-    over = f"{smallest} seeds" if diff.seeds else f"{smallest} runs in a group"
-    return f" With {over} the interval is wide: more seeds would narrow it."
+    if diff.seeds:
+        return f" With {smallest} seeds the interval is wide: more seeds would narrow it."
+    return (
+        f" With {smallest} runs in a group the interval is wide: more runs, on seeds both groups"
+        " ran (so that they pair), would narrow it."
+    )
 
 
 def _compare(

@@ -64,6 +64,18 @@ def test_a_curve_of_diagonal_one_answers_rq3_with_the_exact_drop() -> None:
     )
 
 
+def test_a_wide_interval_over_unpaired_seeds_asks_for_runs_on_shared_seeds() -> None:
+    """Blurred runs of seeds 0, 1 and baseline runs of seeds 2, 3 do not pair: the Welch
+    interval over two runs a group is wide, and more seeds alone would not pair them."""
+    runs = _runs([60.0, 64.0], [58.0, 62.0], "adversarial_circular", seed=[0, 1, 2, 3])
+    sentence = _answer(runs, "RQ4")
+    assert sentence.startswith("Inconclusive") and "Welch t over runs" in sentence
+    assert sentence.endswith(
+        " With 2 runs in a group the interval is wide: more runs, on seeds both groups ran "
+        "(so that they pair), would narrow it."
+    )
+
+
 def test_the_difference_among_runs_that_learned_leaves_the_stuck_runs_out() -> None:
     """Adversarial accuracy counts a run that did not learn (30 %), but the clause on the runs
     that learned compares 60, 62 with 50, 52 only: +10.00 [+3.92, +16.08], not the +17.00 of
