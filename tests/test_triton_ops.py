@@ -582,6 +582,59 @@ def test_needs_int64_counts_elements_and_strided_extent() -> None:
     assert not common.needs_int64(torch.empty_strided((2, 2), (2**30, 1), device="meta"))
 
 
+def test_64_bit_offsets_of_a_stride_times_a_tap(fresh_plans) -> None:
+    """A W stride of 2**30 (x spans over 2**31 elements: the int64 path) times the third tap's
+    column is 2**31, which int32 wraps: outputs read a column 4 GiB away. The strides lie in
+    an anonymous mapping of which only the few pages read are ever backed."""
+    if DEVICE != "cpu":
+        pytest.skip("the interpreter reads the mapping on the host")
+    import mmap
+
+    stride_w = 2**30
+    # The storage reaches far enough back that the wrapped reads land in the mapping too.
+    start = 3 * stride_w
+    elements = start + 2 * stride_w + 1
+    try:
+        mapping = mmap.mmap(-1, 2 * elements)
+    except (OSError, OverflowError, ValueError) as error:
+        pytest.skip(f"no {2 * elements} bytes of address space: {error}")
+    buffer = torch.frombuffer(mapping, dtype=torch.float16)
+    x = buffer.as_strided((1, 1, 1, 3), (3 * stride_w,) * 3 + (stride_w,), start)
+    x.copy_(torch.tensor([1.0, 2.0, 4.0]).view(1, 1, 1, 3))
+    assert common.needs_int64(x)
+    taps = binomial(3)
+    y = blur_pool2d_forward(x, taps, 1, "zeros", 0, False)
+    expected = blur_pool2d_reference(x.clone(), torch.tensor(taps, dtype=torch.float64), 1,
+                                     "zeros", 0, False)  # fmt: skip
+    torch.testing.assert_close(y, expected)
+    del x, buffer
+    mapping.close()
+
+
+def test_launches_past_the_grid_limit_are_refused(fresh_plans) -> None:
+    """2**31 images of a 2 × 2 map take one program each: one more than a launch's grid holds.
+    Planned on expanded tensors, nothing allocated or launched."""
+    x = torch.zeros(1, 1, 2, 2, device=DEVICE).expand(2**31, 1, 2, 2)
+    y = torch.zeros(1, 1, 1, 1, device=DEVICE).expand(2**31, 1, 1, 1)
+    config = {"BLOCK_H": 1, "BLOCK_W": 1, "BLOCK_C": 1, "num_warps": 1, "num_stages": 1}
+    with pytest.raises(ValueError, match=r"2147483648 programs.*split the batch"):
+        streamed_forward.forward_launch(
+            "blur_pool_fwd", x, y, y, taps=binomial(3), stride=2, padding="zeros", pad_off=0,
+            max_kernel=1, relu=False, save_codes=False, save_mask=False, config=config,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="4294967296 programs"):  # two 2 × 1 tiles an image
+        streamed_backward.backward_launch(
+            "blur_pool_bwd", y, y, y, x, taps=binomial(3), stride=2, padding="zeros",
+            pad_off=0, max_kernel=1, relu=False, pack_c=False, config=config,
+        )  # fmt: skip
+    half = x[: 2**30]  # within the limit: planned
+    streamed_forward.forward_launch(
+        "blur_pool_fwd", half, y[: 2**30], y[: 2**30], taps=binomial(3), stride=2,
+        padding="zeros", pad_off=0, max_kernel=1, relu=False, save_codes=False,
+        save_mask=False, config=config,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("op", ["blur", "max_blur"])
 def test_empty_batch(op: str) -> None:
     x = make_input((0, 3, 6, 5), torch.float32, "channels_last", seed=0).requires_grad_(True)

@@ -24,6 +24,8 @@ from kernels.reference import compute_dtype
 from kernels.tuning import check_config, launch_config, lookup_state, tuning_key
 
 INT32_LIMIT = 2**31
+# The programs a launch's grid holds at most: CUDA's limit along x, the axis every launch uses.
+MAX_PROGRAMS = 2**31 - 1
 # The padding mode as the forward kernel's constexpr (spec §2's four modes).
 PADDING_CODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 
@@ -163,7 +165,8 @@ def tiled_launch(
 ) -> Launch:
     """The launch of ``kernel`` over tiles of a non-empty output of ``out_shape`` (N, C, H, W):
     one program per channel block of one image and one spatial tile, on a 1-D grid (no 65 535
-    limit on any axis).
+    limit on any axis; ``ValueError`` past the 2**31 - 1 programs of its one axis, which a
+    huge batch of tiny maps reaches).
 
     A tile is ``tile`` (rows, columns) of the output, by default the config's
     ``BLOCK_H`` × ``BLOCK_W``. ``args`` follow the call's tensors; the tile counts are
@@ -174,6 +177,13 @@ def tiled_launch(
     c_blocks = triton.cdiv(c, config["BLOCK_C"])
     tiles_w = triton.cdiv(w, cols)
     tiles = triton.cdiv(h, rows) * tiles_w
+    programs = n * c_blocks * tiles
+    if programs > MAX_PROGRAMS:  # (a launch would fail, or wrap program ids)
+        raise ValueError(
+            f"a tensor of shape {tuple(out_shape)} takes {programs} programs of {config['BLOCK_C']}"
+            f" channels × {rows} × {cols}, past the {MAX_PROGRAMS} a launch accepts: split "
+            "the batch (N) or use backend='torch'"
+        )
     options = {name: config[name] for name in ("BLOCK_C", "BLOCK_H", "BLOCK_W", "num_warps",
                                                "num_stages")}  # fmt: skip
     return Launch(kernel, (n * c_blocks * tiles,), (*args, c_blocks, tiles_w, tiles),
@@ -247,6 +257,17 @@ def as_index(v, INDEX_64: tl.constexpr):
     if INDEX_64:
         v = v.to(tl.int64)
     return v
+
+
+@triton.jit
+def index_stride(stride, INDEX_64: tl.constexpr):
+    """``stride`` widened to int64 when the launch needs 64-bit offsets: a constant (a tap's
+    or a window's place) times it is int32 otherwise, and wraps once the product passes
+    2**31 (a W stride of 2**30 at the third tap). A stride of 1 arrives as a constexpr, which
+    the cast folds back into a constant."""
+    if INDEX_64:
+        stride = tl.cast(stride, tl.int64)
+    return stride
 
 
 @triton.jit

@@ -33,6 +33,7 @@ from kernels.ops.common import (
     as_index,
     element_offsets,
     folds_once,
+    index_stride,
     needs_int64,
     padded_source,
     plane_offsets,
@@ -119,6 +120,9 @@ def _streamed_forward_kernel(
     """
     plane, n, c, row0, col0 = tile_origin(tl.program_id(0), c_blocks, tiles_w, tiles, BLOCK_C,
                                           BLOCK_H, BLOCK_W)  # fmt: skip
+    # The strides the kernel multiplies by constants (columns of a row, codes of a block).
+    sx_w = index_stride(sx_w, INDEX_64)
+    ss_w = index_stride(ss_w, INDEX_64)
     cols = col0 + tl.arange(0, BLOCK_W)[None, None, :]
     x_maps = x_ptr + plane_offsets(n, c, sx_n, sx_c, INDEX_64)
     y_maps = y_ptr + plane_offsets(n, c, sy_n, sy_c, INDEX_64)
