@@ -1611,6 +1611,19 @@ def test_a_reused_study_deleted_later_leaves_the_runs_to_be_trained(tmp_path, ca
     assert "study 'mechanics', whose finished runs" in capsys.readouterr().err
 
 
+def test_a_dry_run_naming_a_remembered_study_deleted_since_says_so(tmp_path, capsys):
+    """A study remembers the one it reuses; once that one is deleted the run trains what is
+    left, and a dry run with the same --reuse says so (it passed the check, then read the
+    missing study)."""
+    run_study(make_spec(tmp_path, seeds=[0]), tmp_path / "out", options())
+    grown, shared, cli = grown_study(tmp_path)
+    run_study(grown, tmp_path / "grown", dataclasses.replace(shared, reuse="mechanics"))
+    optuna.delete_study(study_name="mechanics", storage=load(tmp_path / "out", "grown")._storage)
+    capsys.readouterr()
+    assert main([*cli, "--reuse", "mechanics", "--dry-run", "--no-probe"]) == 0
+    assert "--reuse 'mechanics': that study is gone from the storage" in capsys.readouterr().out
+
+
 def test_a_database_password_stays_out_of_the_files_and_messages(tmp_path) -> None:
     """meta.json is for sharing: it records the URL without its password (PostgreSQL reads
     it from PGPASSWORD or ~/.pgpass; the report takes --storage)."""
