@@ -150,7 +150,7 @@ def _best_value(
     return Answer(key, question, sentence, lead)
 
 
-def _value_mean(values: pd.Series, metric: str) -> tuple[float, float]:
+def _value_mean(values: pd.Series, metric: str) -> tuple[float, float, float]:
     """A value's mean and 95 % interval over `values`: its seeds' means, or its runs where
     no value ran two seeds."""
     return (float(values.mean()), *metric_interval(values, metric))

@@ -70,9 +70,10 @@ NUM_CLASSES = 10  # the outputs of the measured networks (CIFAR's classes)
 
 
 def measure(model_name: str, variant: str, layout: str, *, width: int, batch: int,
-            filter_size: int, device: torch.device, image_size: int = 32) -> dict[str, float]:
+            filter_size: int, device: torch.device,
+            image_size: int = 32) -> dict[str, float | None]:
     """Images/s and peak memory of one network, variant and memory format, on 3-channel
-    ``image_size``² images."""
+    ``image_size``² images (``width`` None where the network's factory takes none)."""
     spec = VARIANTS[variant]
     filter_size = 1 if spec.one_tap else filter_size
     sized = {"width": width} if "width" in model_arguments(model_name) else {}
