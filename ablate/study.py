@@ -529,17 +529,19 @@ def _dry_run_lines(spec: StudySpec, out_dir: Path, options: RunOptions, probe: b
     _, pins, existing = check_destination(spec, out_dir, options)
     slots = plan(spec)
     lines = describe_plan(spec, slots)
-    if options.reuse is not None:
+    stored = stored_study(existing, spec.name)
+    # The study whose runs a run would take: as asked, else as remembered (`_reuse_of`)
+    reuse = options.reuse or (stored.user_attrs.get("reuse") if stored else None)
+    if reuse is not None:
         # None where the study remembers it and it is gone since (`check_destination` lets
-        # that pass): the run then trains what is left (`_reuse_of`), and so says the dry run
-        old = stored_study(existing, options.reuse)
+        # that pass): the run then trains what is left, and so says the dry run
+        old = stored_study(existing, reuse)
         lines.append(
             reuse_line(spec, slots, old, options.device)
             if old is not None
-            else f"--reuse {options.reuse!r}: that study is gone from the storage: the runs "
-            "left are trained"
+            else f"--reuse {reuse!r}: that study is gone from the storage: the runs left are "
+            "trained"
         )
-    stored = stored_study(existing, spec.name)
     done = finished_slots(stored, spec.max_retries) if stored else set()
     left = [slot for index, slot in enumerate(slots) if index not in done]
     if done:
