@@ -641,14 +641,28 @@ def _varying_one(spec: StudySpec, varied: str) -> typing.Callable[[str, Paramete
     return values_of
 
 
-def data_sources(spec: StudySpec) -> set[tuple[str, str | None]]:
-    """Each (dataset, data_dir) the study's trials read, so a run can look for them first."""
-    varied = [name for name in ("dataset", "data_dir") if name in spec.space]
-    points = [point for name in varied for point in spec.grid_points(_varying_one(spec, name))]
-    configs = [
-        spec.point_config(point, seed=spec.seeds[0]) for point in points or [spec.first_point()]
-    ]
-    return {(config.dataset, config.data_dir) for config in configs}
+#: The fields that say which data a trial reads, and how many of its images.
+DATA_FIELDS = ("dataset", "data_dir", "train_size", "test_size")
+
+
+def data_sources(spec: StudySpec) -> dict[tuple[str, str | None], tuple[int, int]]:
+    """Each (dataset, data_dir) the study's trials read, with the most training and test
+    images a trial takes from it, so a run can look for them first: every choice (or range
+    end) of DATA_FIELDS tried together, under the parameters their conditions name."""
+    varied = {name for name in DATA_FIELDS if name in spec.space}
+    tried = varied.union(*(_condition_parents(spec, name) for name in varied))
+
+    def values_of(name: str, parameter: Parameter) -> list[Scalar]:
+        return _tried_values(name, parameter) if name in tried else [parameter.first_value]
+
+    sources: dict[tuple[str, str | None], tuple[int, int]] = {}
+    for point in spec.grid_points(values_of):
+        config = spec.point_config(point, seed=spec.seeds[0])
+        most = sources.get((config.dataset, config.data_dir), (0, 0))
+        sources[config.dataset, config.data_dir] = (
+            max(most[0], config.train_size), max(most[1], config.test_size)
+        )  # fmt: skip
+    return sources
 
 
 def _check_whole_configs(spec: StudySpec) -> list[str]:

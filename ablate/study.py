@@ -182,9 +182,9 @@ def check_destination(
             f"--out {str(out_dir)!r} holds the files of study {other!r}: give study "
             f"{spec.name!r} a folder of its own (--storage names a storage to share)"
         )
-    for dataset, data_dir in sorted(data_sources(spec), key=str):
+    for (dataset, data_dir), (train_size, test_size) in sorted(data_sources(spec).items(), key=str):
         try:
-            find_data(dataset, data_dir)
+            find_data(dataset, data_dir, train_size=train_size, test_size=test_size)
         except (FileNotFoundError, ValueError) as error:
             raise ValueError(f"dataset {dataset!r}: {error}") from None
     location = locate_storage(options.storage or spec.storage, out_dir)

@@ -456,7 +456,7 @@ def test_load_folder_takes_a_seeded_subset_with_labels_paired(tmp_path, image_fo
         ("empty_class", FileNotFoundError, "train/b' holds no images"),
         ("unknown_test_class", ValueError, "['z']"),
         ("broken_image", ValueError, "cannot read image"),
-        ("too_many", ValueError, "train_size=7 exceeds the 6 images"),
+        ("too_many", ValueError, "train_size=7 exceeds the 6 training images"),
         ("no_data_dir", ValueError, "needs data_dir"),
         ("missing_data_dir", FileNotFoundError, "is not a folder"),
         ("one_class", ValueError, "holds one class folder, 'a': a classifier needs two"),

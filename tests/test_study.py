@@ -501,6 +501,7 @@ def test_a_dry_run_refuses_a_data_folder_that_is_not_there(tmp_path, capsys):
         (batches / name).write_bytes(b"")
     for split, label in [("train", "a"), ("train", "b"), ("test", "a")]:
         (images / split / label).mkdir(parents=True, exist_ok=True)
+        (images / split / label / "0.png").write_bytes(b"")  # listed, not read
     empty = tmp_path / "empty"
     (empty / "train").mkdir(parents=True)
     (empty / "test").mkdir()
@@ -516,7 +517,9 @@ def test_a_dry_run_refuses_a_data_folder_that_is_not_there(tmp_path, capsys):
         ({"data_dir": images}, either, f"no CIFAR-10 batches in {str(images)!r}"),
     ]:
         data = make_spec(tmp_path).model_dump(mode="json", by_alias=True, exclude_none=True)
-        data["base"] = {"model": "vgg", "epochs": 1} | {k: str(v) for k, v in base.items()}
+        data["base"] = {"model": "vgg", "epochs": 1, "train_size": 2, "test_size": 1} | {
+            k: str(v) for k, v in base.items()
+        }
         data["space"] = space or data["space"]
         path.write_text(yaml.safe_dump(data))
         assert main(cli) == 2
@@ -527,6 +530,28 @@ def test_a_dry_run_refuses_a_data_folder_that_is_not_there(tmp_path, capsys):
     data["space"] = {"dataset": {"choices": ["folder"]}}
     path.write_text(yaml.safe_dump(data))
     assert main(cli) == 0, "a folder of the right layout passes (its images are read later)"
+
+
+def test_a_dry_run_refuses_more_images_than_a_data_folder_holds(tmp_path, image_folder, capsys):
+    """The default train_size (5000) and test_size (1000) exceed a small folder of one's own:
+    each run would fail on it, and the spec, once fixed, would be another study. The most any
+    trial asks is checked, a range's end or a choice after the first too."""
+    images = image_folder({"a": (3, 2), "b": (3, 1)})  # 6 training, 3 test images
+    path = tmp_path / "spec.yaml"
+    cli = ["--space", str(path), "--out", str(tmp_path / "out"), "--dry-run", "--no-probe"]
+    data = make_spec(tmp_path).model_dump(mode="json", by_alias=True, exclude_none=True)
+    for sizes, space, refusal in [
+        ({}, {}, "train_size=5000 exceeds the 6 training images"),
+        ({"train_size": 6}, {}, "test_size=1000 exceeds the 3 test images"),
+        ({"test_size": 3}, {"train_size": {"int": [2, 7]}}, "train_size=7 exceeds the 6"),
+        ({"train_size": 6}, {"test_size": {"choices": [2, 4]}}, "use test_size <= 3"),
+        ({"test_size": 3}, {"train_size": {"choices": [2, 6]}}, None),
+    ]:
+        base = {"model": "vgg", "epochs": 1, "dataset": "folder", "data_dir": str(images)}
+        data["base"], data["space"] = base | sizes, space
+        path.write_text(yaml.safe_dump(data))
+        assert main(cli) == (0 if refusal is None else 2)
+        assert refusal is None or refusal in capsys.readouterr().err
 
 
 def test_a_journal_record_cut_short_is_moved_aside_and_the_study_resumes(tmp_path, monkeypatch):

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from ablate.data.augment import augment
+from ablate.data.cifar10 import BATCH_IMAGES, TRAIN_BATCHES, batch_files, read_cifar10
 from ablate.data.cifar10 import NUM_CLASSES as CIFAR10_CLASSES
-from ablate.data.cifar10 import batch_files, read_cifar10
-from ablate.data.folder import LAYOUT, folder_layout, index_image_folder, read_images
+from ablate.data.folder import LAYOUT, index_image_folder, read_images
 from ablate.data.synthetic import NUM_CLASSES as SYNTHETIC_CLASSES
 from ablate.data.synthetic import make_synthetic
 
@@ -118,14 +118,22 @@ def check_source(dataset: str, data_dir: str | None, image_size: int) -> None:
         )
 
 
-def find_data(dataset: str, data_dir: str | None) -> None:
+def find_data(dataset: str, data_dir: str | None, *, train_size: int, test_size: int) -> None:
     """Raise FileNotFoundError (or ValueError) unless `data_dir` has the layout `dataset` reads
-    (DATA_DIRS), looked at without reading the data: a study refuses a wrong path before it
-    trains."""
+    (DATA_DIRS) and `train_size` and `test_size` images in its splits, looked at without
+    reading the data: a study refuses a wrong path or a small image folder before it trains,
+    where each of its runs would fail on it."""
+    sizes = (("train_size", train_size), ("test_size", test_size))
     if dataset == "cifar10":
         batch_files(data_dir)
+        counts = (len(TRAIN_BATCHES) * BATCH_IMAGES, BATCH_IMAGES)
     elif dataset == "folder":
-        folder_layout(data_dir)
+        folder = index_image_folder(data_dir)
+        counts = (len(folder.train[1]), len(folder.test[1]))
+    else:
+        return
+    for (split, size), count in zip(sizes, counts, strict=True):
+        _check_size(split, size, count, data_dir)
 
 
 def _seeded_subsets(
@@ -142,9 +150,18 @@ def _seeded_subsets(
     tensors = []
     named = zip(("train_size", "test_size"), sizes, splits, strict=True)
     for split, size, (images, labels) in named:
-        if size > len(labels):
-            raise ValueError(f"{split}={size} exceeds the {len(labels)} images in {source}")
+        _check_size(split, size, len(labels), source)
         index = torch.randperm(len(labels), generator=generator)[:size]
         tensors.append(read(images, index).to(device).float().div_(255))
         tensors.append(torch.from_numpy(labels)[index].to(device))
     return tuple(tensors)
+
+
+def _check_size(split: str, size: int, count: int, source: str | None) -> None:
+    """Raise ValueError if `split` (train_size or test_size) asks for more than the `count`
+    images of its split in `source`."""
+    if size > count:
+        kind = "training" if split == "train_size" else "test"
+        raise ValueError(
+            f"{split}={size} exceeds the {count} {kind} images in {source}: use {split} <= {count}"
+        )

@@ -22,6 +22,7 @@ PY_FOLDER = "cifar-10-batches-py"
 BIN_FOLDER = "cifar-10-batches-bin"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
+BATCH_IMAGES = 10_000  # images in each batch file
 NUM_CLASSES = 10
 IMAGE_SHAPE = (3, 32, 32)
 RECORD_BYTES = 1 + 3 * 32 * 32
