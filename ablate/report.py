@@ -388,14 +388,26 @@ def _throughput_spread_items(runs: pd.DataFrame) -> list[str]:
 
 
 def _late_gain_items(runs: pd.DataFrame) -> list[str]:
-    """How much the runs still learned at the end of their budget (none for older studies)."""
-    gains = runs["last_quarter_gain"].dropna() if "last_quarter_gain" in runs else pd.Series()
-    if gains.empty:
+    """How much the runs that learned still learned at the end of their budget (none for
+    older studies): a run that never left chance gains nothing late either, which says
+    nothing of whether it had finished learning."""
+    if "last_quarter_gain" not in runs:
         return []
+    recorded = runs["last_quarter_gain"].dropna()
+    gains = recorded[~at_chance(runs)]
+    if recorded.empty:
+        return []
+    if gains.empty:
+        return [
+            "accuracy added by the last quarter of training: no run learned (accuracy not "
+            "above chance), so none tells whether its budget was long enough"
+        ]
     most = runs.loc[gains.idxmax()]
+    some_stuck = len(gains) < len(recorded)
+    among = f" (runs that learned: {len(gains)} of {len(recorded)})" if some_stuck else ""
     text = (
-        f"accuracy added by the last quarter of training: median {gains.median():.2f} points, "
-        f"most {gains.max():.2f}"
+        f"accuracy added by the last quarter of training{among}: median {gains.median():.2f} "
+        f"points, most {gains.max():.2f}"
     )
     if gains.max() <= 0:
         return [f"{text}: no run was still gaining at the end of its budget"]

@@ -1006,6 +1006,16 @@ def test_studies_without_training_curves_skip_their_figure_and_line(tmp_path: Pa
         "accuracy added by the last quarter of training: median 0.00 points, most 0.00: no run "
         "was still gaining at the end of its budget"
     ]
+    # runs that did not learn gain nothing late either: that says nothing of their budget
+    stuck = finished.assign(learned=[False] + [True] * (len(runs) - 1))
+    assert _late_gain_items(stuck)[0].startswith(
+        "accuracy added by the last quarter of training (runs that learned: "
+        f"{len(runs) - 1} of {len(runs)}): median 0.00 points"
+    )
+    assert _late_gain_items(finished.assign(learned=False)) == [
+        "accuracy added by the last quarter of training: no run learned (accuracy not above "
+        "chance), so none tells whether its budget was long enough"
+    ]
 
 
 def _assert_readable(figure: plt.Figure) -> None:
