@@ -15,7 +15,13 @@ import torch
 
 from kernels.filters import filter_taps
 from kernels.hardware import interpreter_requested
-from kernels.options import BACKENDS, MAX_CODED_KERNEL, PADDING_MODES, check_int
+from kernels.options import (
+    BACKENDS,
+    MAX_CODED_KERNEL,
+    MAX_FUSED_TAPS,
+    PADDING_MODES,
+    check_int,
+)
 from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
 from kernels.tracing import general_sizes_while_exporting, held_by_transforms, outside_transforms
 
@@ -178,7 +184,7 @@ def run_blur_pool2d(
     """``blur_pool2d`` with ready taps (as a tensor, and as floats from ``values()``, asked
     only by the fused kernels) and checked options."""
     check_input(x)
-    if _use_triton(backend, x, taps):
+    if _use_triton(backend, x, taps) and (backend == "triton" or _fused_fits(taps)):
         stride = _fused_stride(stride, x, 2 * pad_off)
         with outside_transforms():
             return _triton_ops()[0].blur_pool2d_triton(x, values(), stride, padding, pad_off,
@@ -198,13 +204,20 @@ def run_max_blur_pool2d(
     """``max_blur_pool2d`` with ready taps (as :func:`run_blur_pool2d` takes them) and checked
     options."""
     check_input(x, min_size=max_kernel)
-    # ``auto`` leaves windows too large for the fused backward's codes to the reference.
-    if _use_triton(backend, x, taps) and (backend == "triton" or max_kernel <= MAX_CODED_KERNEL):
+    if _use_triton(backend, x, taps) and (backend == "triton" or _fused_fits(taps, max_kernel)):
         stride = _fused_stride(stride, x, 1 - max_kernel)
         with outside_transforms():
             return _triton_ops()[1].max_blur_pool2d_triton(x, values(), stride, padding,
                                                            max_kernel)  # fmt: skip
     return max_blur_pool2d_reference(x, taps, stride, padding, max_kernel)
+
+
+def _fused_fits(taps: torch.Tensor, max_kernel: int = 1) -> bool:
+    """Whether ``auto`` gives a filter to the fused kernels: at most ``MAX_FUSED_TAPS`` taps
+    (their compile time grows fast with the taps), and max windows the fused backward's
+    one-byte codes hold (``MAX_CODED_KERNEL``). Larger ones run on the reference;
+    ``backend="triton"`` takes any."""
+    return taps.numel() <= MAX_FUSED_TAPS and max_kernel <= MAX_CODED_KERNEL
 
 
 def _fused_stride(stride: int, x: torch.Tensor, reach: int) -> int:

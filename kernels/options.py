@@ -24,3 +24,10 @@ def check_int(name: str, value: object, minimum: int, maximum: int | None = None
 
 # The fused MaxBlurPool saves one-byte argmax codes for its backward: windows up to 15 × 15.
 MAX_CODED_KERNEL = 15
+# The most taps ``backend="auto"`` gives the fused kernels. They unroll their loops over the taps
+# as they compile, and compile time and registers grow fast with the taps (blur-pool compiled
+# for an H100 by Triton 3.6 on a 2-core CPU, `python -m benchmarks.resource_usage`: forward and
+# backward 3 s and 4 s for 7 taps, 6 s and 27 s for 16, 51 s and 325 s for 32, spilling
+# registers); longer filters run on the reference, whose matrix products cost the same for
+# any filter size.
+MAX_FUSED_TAPS = 16

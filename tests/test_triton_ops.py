@@ -20,7 +20,15 @@ from hypothesis import strategies as st
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from kernels import BlurPool2d, MaxBlurPool2d, blur_pool2d, hardware, max_blur_pool2d, tuning
+from kernels import (
+    BlurPool2d,
+    MaxBlurPool2d,
+    blur_pool2d,
+    functional,
+    hardware,
+    max_blur_pool2d,
+    tuning,
+)
 from kernels.filters import make_taps
 from kernels.layout import keeps_channels_last
 from kernels.ops import blur_pool, common, max_blur_pool, streamed_backward, streamed_forward
@@ -30,7 +38,7 @@ from kernels.ops.max_blur_pool import (
     max_blur_pool2d_forward,
     max_blur_pool2d_triton,
 )
-from kernels.options import PADDING_MODES
+from kernels.options import MAX_CODED_KERNEL, MAX_FUSED_TAPS, PADDING_MODES
 from kernels.reference import blur_matrix, blur_pool2d_reference, max_blur_pool2d_reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -839,6 +847,29 @@ def test_windows_too_large_for_the_codes_are_refused_when_training() -> None:
     codes = torch.empty((1, 1, 2, 2), dtype=torch.uint8)
     with pytest.raises(ValueError, match=r"max_kernel=16.*<= 15"):
         max_blur_pool2d_forward(x, taps, 2, "zeros", 16, codes=codes)
+
+
+def test_auto_leaves_filters_too_long_to_compile_quickly_to_the_reference(monkeypatch) -> None:
+    """``auto`` on CUDA gives the fused kernels up to MAX_FUSED_TAPS taps and MaxBlurPool
+    windows up to MAX_CODED_KERNEL; longer ones run on the reference, while ``triton`` takes
+    them all."""
+    monkeypatch.setattr(functional, "_use_triton", lambda backend, x, taps: True)  # as on CUDA
+    launched = []
+    fused_ops = functional._triton_ops
+    monkeypatch.setattr(functional, "_triton_ops", lambda: launched.append(1) or fused_ops())
+    x = make_input((1, 1, 3, 4), torch.float32, "nchw", seed=17)
+    wide = make_input((1, 1, 16, 17), torch.float32, "nchw", seed=18)  # for 16 × 16 windows
+
+    def fused(op, x, *args, **options) -> bool:
+        launched.clear()
+        op(x, *args, **options)
+        return bool(launched)
+
+    longest = MAX_FUSED_TAPS
+    assert fused(blur_pool2d, x, longest) and fused(max_blur_pool2d, x, longest)
+    assert not fused(blur_pool2d, x, longest + 1) and not fused(max_blur_pool2d, x, longest + 1)
+    assert not fused(max_blur_pool2d, wide, 2, max_kernel=MAX_CODED_KERNEL + 1)
+    assert fused(blur_pool2d, x, longest + 1, backend="triton")
 
 
 def test_opcheck_registrations() -> None:
