@@ -121,6 +121,15 @@ def test_crop_shift_at_offset_zero_is_identity(fill):
     assert torch.equal(shift_images(x, (0, 0), "circular"), x)
 
 
+@pytest.mark.parametrize("fill", ["zeros", "reflect"])
+def test_crop_shift_without_padding_is_identity(fill):
+    """pad=0 is the crop protocol with no room to shift (the default of `predict_logits`): it
+    leaves the images as they are rather than being refused like a negative pad."""
+    x = images()
+    assert torch.equal(crop_shift(x, (0, 0), pad=0, fill=fill), x)
+    assert torch.equal(shift_images(x, torch.zeros(6, 2, dtype=torch.long), "crop"), x)
+
+
 def test_uniform_offset_equals_torch_roll():
     x = images()
     assert torch.equal(shift_images(x, (2, -3), "circular"), torch.roll(x, (2, -3), (-2, -1)))
@@ -200,6 +209,16 @@ def test_shift_grid_metrics_match_per_image_references(test_set, kind, fill):
     assert consistency(classes) == pytest.approx(100 * agreeing_pairs.mean().item())
     correct_everywhere = (expected == y[:, None]).all(1).double().mean().item()
     assert adversarial_accuracy(classes, y) == pytest.approx(100 * correct_everywhere)
+
+
+def test_shift_grid_crops_with_the_pad_it_is_given():
+    """The grid's crop protocol uses the caller's pad: offsets of ±3 do not fit in a pad of 2
+    and are refused, rather than cropped from a pad the grid chose itself."""
+    model = FlatLinear()
+    x = images(n=2, h=8, w=8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="pad=2"):
+        classes_over_shifts(model, x, kind="crop", shift=3, pad=2)
+    assert classes_over_shifts(model, x, kind="crop", shift=1, pad=2).shape == (2, 9)
 
 
 def test_consistency_of_known_class_shares():
@@ -293,6 +312,17 @@ def test_tv_of_a_known_kernel_and_of_a_constant_is_exact():
     # vertical |2-0| + |3-1| = 4, horizontal |1-0| + |3-2| = 2, Σ|w| = 6
     assert normalised_tv(w).item() == pytest.approx(1.0)
     assert normalised_tv(torch.full((4, 3, 5, 5), -0.7)).abs().max() == 0
+
+
+def test_tv_of_a_half_precision_kernel_is_its_float64_tv_rounded_once():
+    """Sums of differences accumulated in bf16 lose most of their digits; TV is computed in
+    float64 and rounded to the weight's dtype only at the end, so a bf16 layer's smoothness is
+    the same number as that of its float64 copy."""
+    g = torch.Generator().manual_seed(0)
+    w = (0.3 + 0.05 * torch.randn(4, 3, 7, 7, generator=g)).bfloat16()
+    tv = normalised_tv(w)
+    assert tv.dtype == torch.bfloat16
+    assert torch.equal(tv, normalised_tv(w.double()).bfloat16())
 
 
 def test_tv_grows_with_noise():
