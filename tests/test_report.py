@@ -41,7 +41,13 @@ from ablate.report import (
 from ablate.report_choices import choice_answers
 from ablate.report_groups import NO_BLUR, blur_groups
 from ablate.report_questions import answer_questions, cost_answers, polyphase_answers
-from ablate.report_stats import mean_interval, paired_difference, t_quantile, welch_difference
+from ablate.report_stats import (
+    mean_interval,
+    paired_difference,
+    seed_means,
+    t_quantile,
+    welch_difference,
+)
 from ablate.report_summary import _inline_html
 from ablate.report_table import (
     StudyMeta,
@@ -224,6 +230,48 @@ def test_t_quantile_rejects_bad_arguments() -> None:
         t_quantile(0.3, 5)
     with pytest.raises(ValueError, match="df="):
         t_quantile(0.975, 0)
+
+
+def test_t_quantile_rejects_the_median() -> None:
+    """p = 0.5 is the median, a quantile of zero width: an interval asked for at it is a
+    mistake in the caller's confidence, so p must lie strictly above it."""
+    with pytest.raises(ValueError, match=r"p=0\.5"):
+        t_quantile(0.5, 5)
+
+
+def test_seed_means_average_a_seeds_blocks_not_its_runs() -> None:
+    """Seed 0 ran two resnet runs (10, 12) and one vgg run (20): its mean is that of its blocks,
+    (11 + 20) / 2 = 15.5, not 14 over its three runs, so a network that ran more runs does not
+    outweigh another. A non-finite value is dropped (seed 1 reads 30), and a column every run
+    leaves empty (no data folder) is a value its runs share, not a reason to drop them."""
+    values = pd.Series([10.0, 12.0, 20.0, 30.0, math.inf])
+    blocks = pd.DataFrame({"seed": [0, 0, 0, 1, 1],
+                           "model": ["resnet", "resnet", "vgg", "resnet", "resnet"],
+                           "data_dir": [None] * 5})  # fmt: skip
+    assert seed_means(values, blocks).to_dict() == {0: 15.5, 1: 30.0}
+
+
+def test_a_non_finite_run_neither_pairs_its_seed_nor_counts() -> None:
+    """Seed 2's treated run read inf: it is dropped before pairing, so seeds 0 and 1 alone pair,
+    differences 1 and 2: 1.5 ± t(0.975, 1) · √0.5 / √2 = 1.5 ± 6.3531, over two runs a side
+    (not a third seed that has only a control run)."""
+    treated = pd.Series([11.0, 12.0, math.inf])
+    control = pd.Series([10.0, 10.0, 10.0], index=[3, 4, 5])
+    diff = paired_difference(treated, control, pd.DataFrame({"seed": [0, 1, 2] * 2}))
+    half = 12.706205 * 0.5
+    assert (diff.estimate, diff.seeds, diff.n_treated, diff.n_control) == (1.5, 2, 2, 2)
+    assert (diff.low, diff.high) == pytest.approx((1.5 - half, 1.5 + half), abs=1e-5)
+
+
+def test_an_exact_difference_spans_every_treated_minus_control_pair() -> None:
+    """FLOPs of two treated configurations (3, 5) against two control ones (1, 2): the
+    differences run from 3 - 2 = 1 to 5 - 1 = 4 around the estimate 4 - 1.5 = 2.5. Where
+    each side repeats one value the bounds are the estimate itself, to the last bit, even
+    where the mean of 0.1 thrice rounds to 0.10000000000000002."""
+    spread = welch_difference([3.0, 5.0], [1.0, 2.0], deterministic=True)
+    assert (spread.estimate, spread.low, spread.high) == (2.5, 1.0, 4.0)
+    tied = welch_difference([0.1, 0.1, 0.1], [0.0, 0.0], deterministic=True)
+    assert tied.low == tied.high == tied.estimate > 0
 
 
 def test_mean_interval_drops_nan_and_is_nan_for_one_value() -> None:
