@@ -31,20 +31,30 @@ CONFIGS = {
 }
 
 
-def _runs() -> pd.DataFrame:
+Table = dict[str, tuple[list[float], float, bool, bool]]
+
+
+def _runs(table: Table = CONFIGS) -> pd.DataFrame:
     return pd.DataFrame([
         {CONFIG_KEY: key, "config": key, "trial": trial, "seed": seed, "accuracy": accuracy,
          "forward_mflops": flops}
-        for trial, (key, (accuracies, flops, _, _)) in enumerate(CONFIGS.items())
+        for trial, (key, (accuracies, flops, _, _)) in enumerate(table.items())
         for seed, accuracy in enumerate(accuracies)
     ])  # fmt: skip
 
 
-def _configs(runs: pd.DataFrame) -> pd.DataFrame:
+def _configs(runs: pd.DataFrame, table: Table = CONFIGS) -> pd.DataFrame:
     configs = aggregate_over_seeds(runs, ["config"])
-    configs["pareto"] = [CONFIGS[key][2] for key in configs[CONFIG_KEY]]
-    configs["feasible"] = [CONFIGS[key][3] for key in configs[CONFIG_KEY]]
+    configs["pareto"] = [table[key][2] for key in configs[CONFIG_KEY]]
+    configs["feasible"] = [table[key][3] for key in configs[CONFIG_KEY]]
     return configs
+
+
+def _near(table: Table) -> list[str]:
+    """The configurations of `table` near its front."""
+    runs = _runs(table)
+    configs = _configs(runs, table)
+    return list(configs[CONFIG_KEY][near_front(configs, runs, OBJECTIVES)])
 
 
 def test_only_a_configuration_no_front_member_clearly_beats_is_near_the_front() -> None:
@@ -89,3 +99,26 @@ def test_runs_without_seeds_are_compared_over_the_runs() -> None:
     configs = _configs(runs)
     near = near_front(configs, runs, OBJECTIVES)
     assert list(configs[CONFIG_KEY][near]) == ["b", "c"]
+
+
+def test_a_tie_on_a_mean_is_no_worse() -> None:
+    """g has a's mean accuracy, 91, by other seeds (a leads by -1, 0, +1: not clearly) and 2
+    MFLOPs more in every run: a is at least as good on both means and exactly ahead on FLOPs,
+    so g is clearly beaten, not near the front."""
+    table = {"a": CONFIGS["a"], "e": CONFIGS["e"], "g": ([91.0, 91.0, 91.0], 12.0, False, True)}
+    assert _near(table) == []
+
+
+def test_one_front_member_that_clearly_beats_is_enough() -> None:
+    """h (accuracy 85, 95, 90; 14 MFLOPs) is no better on the means than a or e. e, at the same
+    FLOPs, leads by 7, -2, 4: not clearly; a is exactly ahead on FLOPs (10): h is beaten."""
+    table = {"a": CONFIGS["a"], "e": CONFIGS["e"], "h": ([85.0, 95.0, 90.0], 14.0, False, True)}
+    assert _near(table) == []
+
+
+def test_a_configuration_not_measured_on_every_objective_is_never_near() -> None:
+    """m has no accuracy (every run's reading is missing): no front member can be compared with
+    it on that mean, which does not make it as good as the front."""
+    nan = float("nan")
+    table = {key: CONFIGS[key] for key in ("a", "e", "c")} | {"m": ([nan] * 3, 10.0, False, True)}
+    assert _near(table) == ["c"]
