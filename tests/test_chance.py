@@ -57,6 +57,20 @@ def test_chance_is_the_share_of_the_most_frequent_class() -> None:
         chance_accuracy(torch.tensor([], dtype=torch.long))
 
 
+def test_chance_counts_every_label_of_a_batch_of_any_shape() -> None:
+    """Labels kept as a 2×4 grid are the same eight labels: chance is 4 of 8, 50 %, not a
+    share of the grid's two rows."""
+    labels = torch.tensor([0, 1, 1, 2, 1, 3, 3, 1])
+    assert chance_accuracy(labels.reshape(2, 4)) == chance_accuracy(labels) == 50.0
+
+
+def test_binomial_tail_is_a_probability_even_where_its_terms_round_up() -> None:
+    """P(X >= 1) at a rate of 0.5 over 10 trials is 1023/1024. Near 1 the summed terms round
+    past it (at a rate of 0.3 over 88 trials, for one): a p-value is held to 1 at most."""
+    assert binomial_tail(1, 10, 0.5) == pytest.approx(1023 / 1024)
+    assert all(binomial_tail(1, n, 0.3) <= 1.0 for n in range(1, 200))
+
+
 def test_learned_is_the_first_accuracy_whose_tail_is_below_alpha() -> None:
     """1000 test images of ten balanced classes: 13.1 % is the first accuracy that counts."""
     assert not learned(13.0, 1000, 10.0)
