@@ -186,7 +186,7 @@ def tiled_launch(
         )
     options = {name: config[name] for name in ("BLOCK_C", "BLOCK_H", "BLOCK_W", "num_warps",
                                                "num_stages")}  # fmt: skip
-    return Launch(kernel, (n * c_blocks * tiles,), (*args, c_blocks, tiles_w, tiles),
+    return Launch(kernel, (programs,), (*args, c_blocks, tiles_w, tiles),
                   {**options, **COMPILE_OPTIONS, **constexprs})  # fmt: skip
 
 
