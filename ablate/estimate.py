@@ -99,7 +99,7 @@ def estimate_time(
     speeds = ", ".join(f"{run.images_per_s:,.0f} train images/s ({run.which})" for run in probed)
     # A trial runs its seeds one after another, in one worker; on the CPU the workers split
     # the cores the probe had to itself, so they run no faster together than it alone.
-    on_cpu = probed[0].device == "cpu"
+    on_cpu = probed[0].device.startswith("cpu")  # "cpu (N threads)"
     parallel = 1 if on_cpu else min(workers, len(slots))
     shared = " (they share the CPU's cores)" if on_cpu and workers > 1 else ""
     return [
@@ -166,11 +166,15 @@ def _duration(seconds: float) -> str:
 
 
 def reuse_line(
-    spec: StudySpec, slots: Sequence[dict[str, Any]], old: optuna.Study, device: str
+    spec: StudySpec,
+    slots: Sequence[dict[str, Any]],
+    old: optuna.Study,
+    device: str,
+    threads: int | None = None,
 ) -> str:
     """How many of a grid's runs the study it reuses has finished, and how many of those it
-    made as `device` would make them (a sampled study's points are not known before they are
-    drawn)."""
+    made as `device` would make them, in workers of `threads` CPU threads (None: this
+    process's count; a sampled study's points are not known before they are drawn)."""
     from ablate.variant import made_by, resolve_device  # the training stack: only here
 
     name = f"--reuse {old.study_name!r}"
@@ -182,11 +186,12 @@ def reuse_line(
         for seed in spec.seeds
     ]
     finished = finished_runs(old)
-    alike = finished_runs(old, made_by(resolve_device(device)))  # (another run of a key may be)
+    # (another run of a key may be)
+    alike = finished_runs(old, made_by(resolve_device(device), threads))
     taken, elsewhere = sum(k in alike for k in keys), sum(k in finished for k in keys)
     otherwise = (
-        f"; {elsewhere - taken} more it finished on another device, or with other code or "
-        "torch, are run again"
+        f"; {elsewhere - taken} more it finished on another device (on a CPU: at another "
+        "thread count), or with other code or torch, are run again"
         if elsewhere > taken
         else ""
     )

@@ -287,7 +287,7 @@ def _overview(
         feasible = int(configs["feasible"].sum()) if len(configs) else 0
         items.append(f"constraints: {bounds}; feasible configurations: {feasible}")
     if "device_metric" in runs:
-        items.append(f"device: {', '.join(map(str, runs['device_metric'].dropna().unique()))}")
+        items.append(_device_item(runs["device_metric"]))
     items += _made_by_items(runs)
     return Bullets(tuple(items))
 
@@ -305,6 +305,19 @@ def _baseline_network_items(runs: pd.DataFrame) -> list[str]:
         "filter at max-pools computes the max-pool itself); where configurations are pooled "
         "(the questions, the best value of a setting), each network and seed counts once"
     ]
+
+
+def _device_item(devices: pd.Series) -> str:
+    """'device: …'; where runs name several (a CPU's thread count is part of its name), with
+    their runs and a warning: their speeds differ, and so may their other metrics."""
+    names = devices.dropna()
+    if names.nunique() <= 1:
+        return f"device: {', '.join(map(str, names.unique()))}"
+    each = "; ".join(f"{name}: {count} runs" for name, count in names.value_counts().items())
+    return (
+        f"devices: {each}; this report compares their runs as if alike, but their speeds "
+        "differ, and so may their other metrics (floating-point sums split otherwise)"
+    )
 
 
 def _made_by_items(runs: pd.DataFrame) -> list[str]:

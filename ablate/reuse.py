@@ -5,10 +5,11 @@ count, `max_retries` and the storage). To add seeds or points, name a new study,
 `--out` and the old study's storage (`--storage runs/OLD/journal.log`), and pass `--reuse OLD`:
 each run of the new study that one of OLD's finished runs made (its network, data, budget and
 seed: every config field but the device, unused fields blanked:
-`ablate.variant_config.run_identity`), on a device of the same name, by the same code (a
-fingerprint of the sources) and torch, and with every metric the new study needs, takes that
-run's metrics. Reuse is asked for, never implied; the study remembers it for its resumes, and
-each trial records which of its seeds it took, and from where (`reused`).
+`ablate.variant_config.run_identity`), on a device of the same name (a CPU's names its thread
+count, which its numbers depend on), by the same code (a fingerprint of the sources) and
+torch, and with every metric the new study needs, takes that run's metrics. Reuse is asked
+for, never implied; the study remembers it for its resumes, and each trial records which of
+its seeds it took, and from where (`reused`).
 
 Within a study, a retry takes the runs its earlier attempts finished, and a sampler that draws
 again a point (or one that makes the same runs) takes the runs its finished trials made.

@@ -57,7 +57,7 @@ from ablate.trial_queue import (
     reap_dead_trials,
     requeue_lost_retries,
 )
-from ablate.worker_pool import WorkerPool, stop_workers
+from ablate.worker_pool import WorkerPool, stop_workers, worker_threads
 from ablate.workers import (
     ObjectiveFunction,
     WorkerJob,
@@ -537,7 +537,7 @@ def _dry_run_lines(spec: StudySpec, out_dir: Path, options: RunOptions, probe: b
         # that pass): the run then trains what is left, and so says the dry run
         old = stored_study(existing, reuse)
         lines.append(
-            reuse_line(spec, slots, old, options.device)
+            reuse_line(spec, slots, old, options.device, worker_threads(len(pins)))
             if old is not None
             else f"--reuse {reuse!r}: that study is gone from the storage: the runs left are "
             "trained"

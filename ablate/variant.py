@@ -204,16 +204,23 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def recorded_device_name(device: torch.device) -> str:
-    """The GPU's marketing name, or 'cpu'."""
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+def recorded_device_name(device: torch.device, threads: int | None = None) -> str:
+    """The GPU's marketing name, or 'cpu (N threads)': on the CPU the thread count is part of
+    what computes a run, since torch splits reductions (a convolution's weight gradient) by
+    thread and so rounds otherwise at another count. `threads` names a count other than this
+    process's (`torch.get_num_threads()`), such as a worker's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    count = torch.get_num_threads() if threads is None else threads
+    return f"cpu ({count} thread{'' if count == 1 else 's'})"
 
 
-def made_by(device: torch.device) -> dict[str, str]:
-    """What a run on `device` records of what made it: the device's name, the code (a
-    fingerprint of this project's sources), torch's version, and the commit for a reader."""
+def made_by(device: torch.device, threads: int | None = None) -> dict[str, str]:
+    """What a run on `device` (with `threads` CPU threads, default this process's) records of
+    what made it: the device's name, the code (a fingerprint of this project's sources),
+    torch's version, and the commit for a reader."""
     return {
-        "device": recorded_device_name(device),
+        "device": recorded_device_name(device, threads),
         "code": source_fingerprint("ablate", "kernels"),
         "torch": torch.__version__,
         "commit": git_commit(),

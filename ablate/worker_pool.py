@@ -54,9 +54,8 @@ class WorkerPool:
         self._seen_dead: set[int] = set()
         # Torch's default, every core in every worker, would oversubscribe the cores and slow
         # each run, and so skew its throughput, by as much as there are workers.
-        self._threads = None
-        if "OMP_NUM_THREADS" not in os.environ and len(pins) > 1:
-            self._threads = str(max(1, (os.cpu_count() or 1) // len(pins)))
+        threads = None if "OMP_NUM_THREADS" in os.environ else worker_threads(len(pins))
+        self._threads = None if threads is None else str(threads)
 
     def start(self) -> None:
         self.processes = [self._start(index) for index in range(len(self.jobs))]
@@ -128,6 +127,18 @@ def stop_workers(processes: Sequence[BaseProcess], wait_s: float) -> None:
         deadline = time.monotonic() + wait_s
         for process in alive:
             process.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def worker_threads(workers: int) -> int | None:
+    """The CPU threads each of `workers` workers computes on, which a CPU run's numbers depend
+    on (`ablate.variant.recorded_device_name`): OMP_NUM_THREADS where it is set, else a share
+    of the cores where there are several, else None (torch's default, as in this process)."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given:
+        return int(given) if given.isdigit() and int(given) > 0 else None
+    if workers <= 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from optuna.storages.journal import JournalFileBackend
 from ablate import report_figures as figs
 from ablate.pareto import non_dominated, pareto_mask
 from ablate.report import (
+    _device_item,
     _late_gain_items,
     all_configs_table,
     main,
@@ -418,6 +419,15 @@ def test_runs_table_has_one_row_per_trial_and_seed(tmp_path: Path) -> None:
     assert set(VariantConfig.model_fields) - {"seed"} == set(config_cols)
     # The metric `device` clashes with the config field `device`: it is renamed.
     assert (runs["device"] == "auto").all() and (runs["device_metric"] == "cpu").all()
+
+
+def test_runs_on_several_devices_or_cpu_thread_counts_are_said_not_to_be_alike() -> None:
+    """A CPU's thread count is part of its name (a study resumed or grown with another
+    `--workers` mixes them): the report counts each device's runs and warns."""
+    assert _device_item(pd.Series(["cpu (2 threads)"] * 3)) == "device: cpu (2 threads)"
+    mixed = _device_item(pd.Series(["cpu (2 threads)", "cpu (1 thread)", "cpu (2 threads)"]))
+    assert mixed.startswith("devices: cpu (2 threads): 2 runs; cpu (1 thread): 1 runs;")
+    assert "as if alike" in mixed and "so may their other metrics" in mixed
 
 
 def test_a_point_drawn_again_adds_no_seeds(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ import yaml
 from optuna.storages import BaseStorage
 
 from ablate import trial_queue
-from ablate.estimate import describe_plan, estimate_time
+from ablate.estimate import describe_plan, estimate_time, reuse_line
 from ablate.results import result_rows
 from ablate.reuse import finished_runs, run_key
 from ablate.spec import SCALAR_METRICS, StudySpec, load_spec
@@ -63,7 +63,7 @@ from ablate.trial_queue import (
 )
 from ablate.variant import UnbuildableVariant, made_by
 from ablate.variant_config import VariantConfig
-from ablate.worker_pool import WorkerPool, stop_workers
+from ablate.worker_pool import WorkerPool, stop_workers, worker_threads
 from ablate.workers import (
     Heartbeat,
     WorkerJob,
@@ -212,7 +212,8 @@ def test_grid_on_two_workers_runs_each_point_once_and_records_everything(tmp_pat
     assert "accuracy_vs_shift_crop" not in header
     assert {r["state"] for r in rows} == {"COMPLETE"}
     row = next(r for r in rows if r["filter_size"] == "2" and r["seed"] == "1")
-    assert float(row["accuracy"]) == 20.0 and row["device"] == "cpu" and row["learned"] == "False"
+    assert float(row["accuracy"]) == 20.0 and row["learned"] == "False"
+    assert row["device"].startswith("cpu (")  # with its thread count
     assert not list(out.glob(".*.tmp"))
     meta = json.loads((out / "meta.json").read_text())
     assert meta["study_name"] == "mechanics" and meta["storage"] == "journal.log"
@@ -234,7 +235,7 @@ def test_nan_and_diverged_trials_fail_with_their_reason_and_the_study_completes(
     space = {"lr": {"choices": [0.05, NAN_LR, DIVERGING_LR]}, "filter_size": {"value": 2}}
     spec = make_spec(tmp_path, space=space, seeds=[0], max_retries=1)
     out = tmp_path / "out"
-    status = run_study(spec, out, options(device="auto"))  # no GPU: the runs name "cpu"
+    status = run_study(spec, out, options(device="auto"))  # no GPU: the runs name "cpu (N …)"
 
     assert status.done and (status.complete, status.failed) == (1, 2)
     trials = load(out).get_trials()
@@ -255,7 +256,7 @@ def test_nan_and_diverged_trials_fail_with_their_reason_and_the_study_completes(
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert sum(r["state"] == "FAIL" and "diverged" in r["fail_reason"] for r in rows) == 2
-    assert {r["device"] for r in rows} == {"cpu"}  # as each run names it, not "auto"
+    assert all(r["device"].startswith("cpu (") for r in rows)  # as each run names it
 
 
 def _signal_when_hung(
@@ -854,7 +855,7 @@ def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys, user_
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["model"] for r in rows] == ["vgg", "user_nets:small_cnn", "user_nets:AuxiliaryOutput"]
-    assert all(r["device"] == "cpu" and float(r["params"]) > 0 for r in rows[:2])
+    assert all(r["device"].startswith("cpu (") and float(r["params"]) > 0 for r in rows[:2])
     assert rows[2]["fail_reason"].startswith("cannot be built: model 'user_nets:AuxiliaryOutput'")
 
 
@@ -1698,10 +1699,13 @@ def test_a_grown_study_takes_only_runs_made_as_it_would_make_them() -> None:
 
 
 def test_a_grown_study_takes_the_runs_it_shares_from_the_study_it_reuses(
-    tmp_path, call_log, capsys
+    tmp_path, call_log, capsys, monkeypatch
 ):
     """A second seed for every point, as a new study in the same storage: only the new seed
     runs; the first seed's runs are taken, and each trial says from where."""
+    # the dry run below counts runs made at the workers' thread count, which the conftest's
+    # set_num_threads(1) does not give the workers (they start afresh)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "out"
     first = run_study(make_spec(tmp_path, seeds=[0]), out, options())
     assert first.complete == 6 and sum(calls(call_log).values()) == 6
@@ -1725,6 +1729,43 @@ def test_a_grown_study_takes_the_runs_it_shares_from_the_study_it_reuses(
         # the same network: the same point, or (filter size 1 reads no padding) its twin
         assert source.params["filter_size"] == trial.params["filter_size"]
         assert source.params == trial.params or trial.params["filter_size"] == 1
+
+
+def test_a_grown_study_takes_no_run_made_at_another_cpu_thread_count(
+    tmp_path, call_log, monkeypatch
+):
+    """On a CPU torch splits a reduction (a convolution's weight gradient) by thread, so runs at
+    another thread count (`--workers 2` splits the cores) differ in the last digits: a run
+    names its count with the device, and a grown study at another count trains its runs again
+    (it took them: 1-thread numbers in a study of 2-thread ones)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers' torch reads it when it starts
+    out = tmp_path / "out"
+    run_study(make_spec(tmp_path, seeds=[0]), out, options())
+    assert devices(load(out)) == {"cpu (1 thread)"}
+    grown, shared, _ = grown_study(tmp_path)
+    assert "6 of the 12 runs are taken" in reuse_line(grown, plan(grown), load(out), "cpu", 1)
+    line = reuse_line(grown, plan(grown), load(out), "cpu", 2)
+    assert "0 of the 12 runs are taken from it; 6 more it finished on another device" in line
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    status = run_study(grown, tmp_path / "grown", dataclasses.replace(shared, reuse="mechanics"))
+    assert status.done and sum(calls(call_log).values()) == 6 + 12  # none taken
+    assert devices(load(out, "grown")) == {"cpu (2 threads)"}
+    assert not any(t.user_attrs.get("reused") for t in load(out, "grown").get_trials())
+
+
+def devices(study: optuna.Study) -> set[str]:
+    """The device names `study`'s finished runs recorded."""
+    return {run["device"] for t in study.get_trials() for run in t.user_attrs.get("seeds", [])}
+
+
+def test_several_workers_split_the_cores_unless_omp_num_threads_is_set(monkeypatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert (worker_threads(1), worker_threads(2), worker_threads(3), worker_threads(16)) == (
+        None, 4, 2, 1
+    )  # fmt: skip
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert (worker_threads(1), worker_threads(2)) == (3, 3)  # the workers inherit it
 
 
 def test_a_lock_whose_planner_never_recorded_itself_is_taken_over(tmp_path, monkeypatch, capsys):
