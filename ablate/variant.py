@@ -119,20 +119,25 @@ def build_network(
     ).to(device)
     if config.placement == "none":
         return model, []
-    return antialias(
-        model,
-        filter_size=config.filter_size,
-        padding=config.padding,
-        placement=config.placement,
-        sites=config.sites,
-        antialias_stem=config.antialias_stem,
-        filter=config.filter,
-        taps=config.taps,
-        sigma=config.sigma,
-        backend=config.backend,
-        subsample=config.subsample,
-        example_input=torch.zeros(2, 3, image_size, image_size, device=device),
-    )
+    # The conversion's forward passes (dropout in training mode) and new modules (LPS
+    # scorers) draw from the global generator: with its state kept, training draws what the
+    # baseline's run of the seed draws (dropout masks), so a converted network that computes
+    # the baseline's (`keeps_function`) trains to the baseline's numbers.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        return antialias(
+            model,
+            filter_size=config.filter_size,
+            padding=config.padding,
+            placement=config.placement,
+            sites=config.sites,
+            antialias_stem=config.antialias_stem,
+            filter=config.filter,
+            taps=config.taps,
+            sigma=config.sigma,
+            backend=config.backend,
+            subsample=config.subsample,
+            example_input=torch.zeros(2, 3, image_size, image_size, device=device),
+        )
 
 
 def evaluate(

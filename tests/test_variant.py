@@ -121,6 +121,21 @@ def test_same_seed_same_numbers():
     assert same[0]["final_train_loss"] != same[2]["final_train_loss"]
 
 
+@pytest.mark.parametrize("subsample", ["fixed", "lps"])
+def test_a_conversion_leaves_the_random_state_that_training_draws_from(subsample):
+    """Dropout and drop-path draw from the global generator in training: a conversion that
+    drew from it (LPS's scorers, timm's norm-activation check) gave a seed's converted runs
+    other masks than its baseline's run."""
+    def state_after(**changes: object) -> torch.Tensor:
+        config = VariantConfig(**TINY | changes)
+        torch.manual_seed(config.seed)
+        variant.build_network(config, 10, 32, torch.device("cpu"))
+        return torch.get_rng_state()
+
+    converted = state_after(placement="paper", filter_size=3, subsample=subsample)
+    assert torch.equal(converted, state_after(placement="none"))
+
+
 def test_a_one_tap_filter_at_max_pools_trains_the_baseline_network():
     """Placement none, and a one-tap filter at the VGG's max-pools, train one network: the runs
     say so (`baseline_network`), and their numbers agree but for the time and the blur's FLOPs."""
