@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,7 +60,9 @@ def train(
 
     The model is moved to `device` (channels_last there when `config.channels_last` and the
     device is CUDA); bf16 autocast is used when `config.amp` and the device is CUDA. Shuffling
-    and augmentation draw from one generator seeded with `config.seed`. `probe(model)`, when
+    draws from a generator seeded with `config.seed`, augmentation from one of its own
+    (`augmentation_seed`), so that runs of a seed with and without augmentation see the
+    batches in the same order. `probe(model)`, when
     given, is called after steps `probe_steps(steps)`; it must leave the model's mode, its
     buffers and the random streams as they were (an evaluation under `torch.inference_mode`
     does). Raises `TrainingDiverged` at the first step whose loss is not finite, or at the last
@@ -81,6 +84,7 @@ def train(
     schedule = make_schedule(optimizer, config, steps)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     batches = _index_batches(x.shape[0], batch_size, generator)
+    augmenter = torch.Generator(device=device).manual_seed(augmentation_seed(config.seed))
     amp = amp_for(config, device)
     probe_at = probe_steps(steps) if probe is not None else []
 
@@ -90,7 +94,7 @@ def train(
     start = time.perf_counter()
     for step in range(1, steps + 1):
         index = next(batches)
-        xb = augment(x[index], generator) if config.augment else x[index]
+        xb = augment(x[index], augmenter) if config.augment else x[index]
         lr = optimizer.param_groups[0]["lr"]
         loss = training_step(
             model, optimizer, xb.contiguous(memory_format=memory_format), y[index], amp=amp
@@ -120,6 +124,12 @@ def train(
         losses=losses,
         probes=probes,
     )
+
+
+def augmentation_seed(seed: int) -> int:
+    """The seed of a run's augmentation draws, derived from its `seed` but not equal to it:
+    the shuffling generator's stream is left to the batch order alone."""
+    return int(np.random.SeedSequence([seed, 1]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 def _settings(config: VariantConfig, lr: float) -> str:

@@ -2,11 +2,13 @@
 
 import gc
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
 from torch import nn
 
+import ablate.train as train_module
 from ablate.data import Splits
 from ablate.metrics import accuracy
 from ablate.speed import measure_speed
@@ -101,6 +103,27 @@ def test_augmented_training_is_seeded():
     augmented = [train(tiny_model(), splits, config, "cpu").losses for _ in range(2)]
     assert augmented[0] == augmented[1]
     assert augmented[0] != plain.losses
+
+
+def test_runs_with_and_without_augmentation_see_the_batches_in_one_order(monkeypatch):
+    """A seed's runs share their batch order: augmentation drew from the shuffling generator,
+    so a study varying `augment` paired runs that saw other batches."""
+    seen: list[list[int]] = []
+    index_batches = train_module._index_batches
+
+    def recorded(*args: object) -> Iterator[torch.Tensor]:
+        order = seen[-1]
+        for index in index_batches(*args):
+            order += index.tolist()
+            yield index
+
+    monkeypatch.setattr(train_module, "_index_batches", recorded)
+    splits = learnable_splits()
+    for augmented in (False, True):  # 8 steps of 48 of 256 images: into a second permutation
+        seen.append([])
+        config = VariantConfig(steps=8, batch_size=48, augment=augmented)
+        train(tiny_model(), splits, config, "cpu")
+    assert seen[0] == seen[1] and len(seen[0]) == 8 * 48
 
 
 def test_probe_is_read_after_each_quarter_and_leaves_training_as_it_was():
