@@ -313,7 +313,10 @@ def _device_item(devices: pd.Series) -> str:
     names = devices.dropna()
     if names.nunique() <= 1:
         return f"device: {', '.join(map(str, names.unique()))}"
-    each = "; ".join(f"{name}: {count} runs" for name, count in names.value_counts().items())
+    each = "; ".join(
+        f"{name}: {count} run{'' if count == 1 else 's'}"
+        for name, count in names.value_counts().items()
+    )
     return (
         f"devices: {each}; this report compares their runs as if alike, but their speeds "
         "differ, and so may their other metrics (floating-point sums split otherwise)"

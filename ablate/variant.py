@@ -210,14 +210,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 def recorded_device_name(device: torch.device, threads: int | None = None) -> str:
-    """The GPU's marketing name, or 'cpu (N threads)': on the CPU the thread count is part of
-    what computes a run, since torch splits reductions (a convolution's weight gradient) by
-    thread and so rounds otherwise at another count. `threads` names a count other than this
+    """The GPU's marketing name, or 'cpu AVX2 (N threads)': on the CPU the vector instructions
+    torch's kernels were chosen for and the thread count are part of what computes a run,
+    since torch splits reductions (a convolution's weight gradient) by vector lane and by
+    thread, and so rounds otherwise on another. `threads` names a count other than this
     process's (`torch.get_num_threads()`), such as a worker's."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     count = torch.get_num_threads() if threads is None else threads
-    return f"cpu ({count} thread{'' if count == 1 else 's'})"
+    isa = torch.backends.cpu.get_cpu_capability()
+    return f"cpu {isa} ({count} thread{'' if count == 1 else 's'})"
 
 
 def made_by(device: torch.device, threads: int | None = None) -> dict[str, str]:

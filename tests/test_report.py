@@ -426,7 +426,7 @@ def test_runs_on_several_devices_or_cpu_thread_counts_are_said_not_to_be_alike()
     `--workers` mixes them): the report counts each device's runs and warns."""
     assert _device_item(pd.Series(["cpu (2 threads)"] * 3)) == "device: cpu (2 threads)"
     mixed = _device_item(pd.Series(["cpu (2 threads)", "cpu (1 thread)", "cpu (2 threads)"]))
-    assert mixed.startswith("devices: cpu (2 threads): 2 runs; cpu (1 thread): 1 runs;")
+    assert mixed.startswith("devices: cpu (2 threads): 2 runs; cpu (1 thread): 1 run;")
     assert "as if alike" in mixed and "so may their other metrics" in mixed
 
 

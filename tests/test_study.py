@@ -213,7 +213,7 @@ def test_grid_on_two_workers_runs_each_point_once_and_records_everything(tmp_pat
     assert {r["state"] for r in rows} == {"COMPLETE"}
     row = next(r for r in rows if r["filter_size"] == "2" and r["seed"] == "1")
     assert float(row["accuracy"]) == 20.0 and row["learned"] == "False"
-    assert row["device"].startswith("cpu (")  # with its thread count
+    assert re.fullmatch(r"cpu \w+ \(\d+ threads?\)", row["device"])  # ISA, thread count
     assert not list(out.glob(".*.tmp"))
     meta = json.loads((out / "meta.json").read_text())
     assert meta["study_name"] == "mechanics" and meta["storage"] == "journal.log"
@@ -1741,7 +1741,8 @@ def test_a_grown_study_takes_no_run_made_at_another_cpu_thread_count(
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers' torch reads it when it starts
     out = tmp_path / "out"
     run_study(make_spec(tmp_path, seeds=[0]), out, options())
-    assert devices(load(out)) == {"cpu (1 thread)"}
+    isa = torch.backends.cpu.get_cpu_capability()
+    assert devices(load(out)) == {f"cpu {isa} (1 thread)"}
     grown, shared, _ = grown_study(tmp_path)
     assert "6 of the 12 runs are taken" in reuse_line(grown, plan(grown), load(out), "cpu", 1)
     line = reuse_line(grown, plan(grown), load(out), "cpu", 2)
@@ -1749,7 +1750,7 @@ def test_a_grown_study_takes_no_run_made_at_another_cpu_thread_count(
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     status = run_study(grown, tmp_path / "grown", dataclasses.replace(shared, reuse="mechanics"))
     assert status.done and sum(calls(call_log).values()) == 6 + 12  # none taken
-    assert devices(load(out, "grown")) == {"cpu (2 threads)"}
+    assert devices(load(out, "grown")) == {f"cpu {isa} (2 threads)"}
     assert not any(t.user_attrs.get("reused") for t in load(out, "grown").get_trials())
 
 

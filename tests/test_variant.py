@@ -101,7 +101,8 @@ def test_small_vgg_on_synthetic_data_learns_on_the_cpu():
     tv = metrics["filter_tv"].values()
     assert metrics["filter_tv_mean"] == pytest.approx(sum(tv) / len(tv))
     threads = torch.get_num_threads()  # on a CPU part of what computes a run
-    device = f"cpu ({threads} thread{'' if threads == 1 else 's'})"
+    isa = torch.backends.cpu.get_cpu_capability()  # (the vector width torch's kernels use)
+    device = f"cpu {isa} ({threads} thread{'' if threads == 1 else 's'})"
     assert (metrics["n_test"], metrics["n_eval"], metrics["device"]) == (500, 200, device)
     assert metrics["baseline_network"] is False
     assert metrics["code"] == source_fingerprint("ablate", "kernels") and len(metrics["code"]) == 12
