@@ -150,18 +150,29 @@ def _reuse_of(study: optuna.Study, storage: BaseStorage, asked: str | None) -> s
     """The study whose runs this one takes: as asked the first time (`check_destination`
     checked it), and remembered, so that a resume takes them too; None, with a note, once
     that study is gone from the storage."""
-    remembered = study.user_attrs.get("reuse")
-    if asked is not None and remembered is None:
+    if asked is not None and "reuse" not in study.user_attrs:
         study.set_user_attr("reuse", asked)
-    name = asked or remembered
-    if name is not None and stored_study(storage, name) is None:
-        print(
-            f"study {name!r}, whose finished runs this study takes, is gone from the storage: "
-            "the runs left are trained",
-            file=sys.stderr,
-        )
+    name, old = _reused_study(storage, study, asked)
+    if name is not None and old is None:
+        print(_reused_study_gone(name), file=sys.stderr)
         return None
     return name
+
+
+def _reused_study(
+    storage: BaseStorage | None, study: optuna.Study | None, asked: str | None
+) -> tuple[str | None, optuna.Study | None]:
+    """The name of the study whose runs `study` takes, as asked, else as it remembers
+    (`_reuse_of`), and that study: None where it is gone from the storage since."""
+    name = asked or (study.user_attrs.get("reuse") if study is not None else None)
+    return name, (stored_study(storage, name) if name is not None else None)
+
+
+def _reused_study_gone(name: str) -> str:
+    return (
+        f"study {name!r}, whose finished runs this study takes, is gone from the storage: the "
+        "runs left are trained"
+    )
 
 
 def check_destination(
@@ -530,17 +541,14 @@ def _dry_run_lines(spec: StudySpec, out_dir: Path, options: RunOptions, probe: b
     slots = plan(spec)
     lines = describe_plan(spec, slots)
     stored = stored_study(existing, spec.name)
-    # The study whose runs a run would take: as asked, else as remembered (`_reuse_of`)
-    reuse = options.reuse or (stored.user_attrs.get("reuse") if stored else None)
+    # (one the study remembers and is gone since passes `check_destination`: the run then
+    # trains what is left, and so says the dry run)
+    reuse, old = _reused_study(existing, stored, options.reuse)
     if reuse is not None:
-        # None where the study remembers it and it is gone since (`check_destination` lets
-        # that pass): the run then trains what is left, and so says the dry run
-        old = stored_study(existing, reuse)
         lines.append(
             reuse_line(spec, slots, old, options.device, worker_threads(len(pins)))
             if old is not None
-            else f"--reuse {reuse!r}: that study is gone from the storage: the runs left are "
-            "trained"
+            else _reused_study_gone(reuse)
         )
     done = finished_slots(stored, spec.max_retries) if stored else set()
     left = [slot for index, slot in enumerate(slots) if index not in done]

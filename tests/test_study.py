@@ -1649,7 +1649,8 @@ def test_a_dry_run_naming_a_remembered_study_deleted_since_says_so(tmp_path, cap
     for reuse in (["--reuse", "mechanics"], []):  # asked again, or remembered
         assert main([*cli, *reuse, "--dry-run", "--no-probe"]) == 0
         out = capsys.readouterr().out
-        assert "--reuse 'mechanics': that study is gone from the storage" in out
+        gone = "study 'mechanics', whose finished runs this study takes, is gone from the storage"
+        assert gone in out
 
 
 def test_a_database_password_stays_out_of_the_files_and_messages(tmp_path) -> None:
