@@ -153,7 +153,7 @@ def test_pad_off_and_relu_match_direct_definition(pad_off: int, mode: str) -> No
 
 @given(
     n=st.integers(1, 3),
-    c=st.integers(1, 4),
+    c=st.integers(1, 10),  # (channels_last: a map of 8 or more is blurred in its own layout)
     h=st.integers(1, 9),
     w=st.integers(1, 9),
     size=st.integers(1, 9),
