@@ -879,6 +879,42 @@ def test_output_paths_are_checked_when_parsing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]  # the checks leave nothing
 
 
+def test_an_output_below_a_folder_that_cannot_be_looked_into_is_named(tmp_path, monkeypatch):
+    """Where a folder on the way refuses a look inside, the write check names it, rather
+    than the path being called a folder."""
+    from kernels.cli_types import output_file
+
+    locked = tmp_path / "locked"
+    stat = Path.stat
+
+    def refusing_stat(path, *args, **kwargs):
+        if path.is_relative_to(locked) and path != locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", refusing_stat)
+    with pytest.raises(argparse.ArgumentTypeError, match="takes no new files"):
+        output_file(str(locked / "sub" / "table.csv"))
+
+
+def test_number_options_take_what_they_say_and_name_what_they_refuse(capsys):
+    """``positive`` takes numbers above 0, ``non_negative`` 0 too, neither an infinity or
+    NaN; text that is no number gets argparse's own message, naming the type."""
+    from kernels.cli_types import non_negative, positive
+
+    assert positive(float)("0.5") == 0.5 and non_negative(int)("0") == 0
+    refused = [(positive(float), "0"), (positive(float), "inf"), (non_negative(float), "nan"),
+               (non_negative(int), "-1"), (non_negative(float), "-inf")]  # fmt: skip
+    for parse, text in refused:
+        with pytest.raises(argparse.ArgumentTypeError, match=f"{text} is not a finite number"):
+            parse(text)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rep-ms", type=positive(float))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--rep-ms", "fast"])
+    assert "argument --rep-ms: invalid float value: 'fast'" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
 def test_a_cuda_device_is_refused_where_there_is_none(capsys):
     with pytest.raises(SystemExit):

@@ -140,6 +140,17 @@ def test_custom_taps_are_normalised_copies(size: int | None, taps: object) -> No
         ((None, "binomial"), {}, ["filter_size=None", "filter_size=None is for"]),
         ((4097, "binomial"), {}, ["filter_size=4097", "from 1 to 4096"]),  # not minutes of work
         ((10**9, "box"), {}, ["filter_size=1000000000", "from 1 to 4096"]),
+        ((3, "box"), {"sigma": 0.0}, ["sigma", "gaussian", "'box'"]),  # not taken as unset
+        ((None, "custom"), {"taps": [0.0, 0.0]}, ["taps=[0.0, 0.0]", "sum to 0"]),
+        ((None, "custom"), {"taps": [-(10**400), 1]}, ["taps=[-inf, 1.0]", "finite"]),
+        ((None, "custom"), {"taps": [1e308, -1e308, 1e308]}, ["sum overflows"]),  # not "sum to 0"
+        ((2.0, "custom"), {"taps": [1, 1]}, ["filter_size=2.0", "integer"]),
+        ((True, "custom"), {"taps": [1.0]}, ["filter_size=True"]),
+        (
+            (None, "custom"),
+            {"taps": [torch.tensor(1.0, requires_grad=True), torch.tensor(2.0)]},
+            ["grad", "detach()"],
+        ),
     ],
 )
 def test_bad_arguments_name_the_argument_value_and_what_is_accepted(

@@ -385,6 +385,10 @@ def test_bad_module_arguments_are_value_errors(build: object, fragments: list[st
             ["sigma=True", "number > 0"],
         ),
         (lambda x: max_blur_pool2d(x[0]), ["4-D"]),
+        # True is not the size-1 filter built by the first call
+        (lambda x: [blur_pool2d(x, size) for size in (1, True)], ["filter_size=True"]),
+        (lambda x: blur_pool2d(x, backend=""), ["backend=''", "'auto'"]),
+        (lambda x: max_blur_pool2d(x, padding=""), ["padding=''", "reflect"]),
     ],
 )
 def test_bad_functional_arguments_are_value_errors(call: object, fragments: list[str]) -> None:
@@ -392,6 +396,12 @@ def test_bad_functional_arguments_are_value_errors(call: object, fragments: list
         call(torch.randn(1, 3, 8, 8))
     for fragment in fragments:
         assert fragment in str(error.value)
+
+
+def test_only_max_blur_pool_names_max_kernel_as_what_sets_the_smallest_map() -> None:
+    with pytest.raises(ValueError, match=r"must be >= 1") as error:
+        blur_pool2d(torch.randn(1, 3, 8, 0))
+    assert "max_kernel" not in str(error.value)
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -426,6 +436,20 @@ def test_functional_ops_build_a_named_filter_once(monkeypatch: pytest.MonkeyPatc
     custom = max_blur_pool2d(x, None, filter="custom", taps=taps)
     torch.testing.assert_close(max_blur_pool2d(x, 5, filter="gaussian", sigma=1.5), custom)
     assert len(made) == 2  # the named filter once, the custom taps once
+
+
+def test_named_filters_past_the_number_kept_are_built_for_their_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Named filters are built once each, up to ``NAMED_FILTERS_KEPT`` of them; the ones past
+    that are built for their call, with the same results."""
+    monkeypatch.setattr(functional, "_named_filters", {})
+    monkeypatch.setattr(functional, "NAMED_FILTERS_KEPT", 2)
+    x = torch.randn(1, 2, 9, 8)
+    for size in (2, 3, 4, 4):
+        expected = blur_pool2d(x, None, filter="custom", taps=make_taps(size))
+        torch.testing.assert_close(blur_pool2d(x, size), expected)
+    assert [key[0] for key in functional._named_filters] == [2, 3]
 
 
 def test_triton_backend_without_its_module_is_not_implemented(

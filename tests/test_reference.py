@@ -7,6 +7,7 @@ in float64 and slices every s-th row and column: spec §2 and §3 word for word.
 
 import functools
 import math
+import re
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from kernels import blur_pool2d, max_blur_pool2d
 from kernels.options import PADDING_MODES
-from kernels.padding import pad_index
+from kernels.padding import blur_output_size, dense_max_size, pad_index, pad_sizes
 from kernels.reference import blur_pool2d_reference, max_blur_pool2d_reference
 
 FP32 = {"atol": 1e-5, "rtol": 1e-5}
@@ -99,6 +100,28 @@ def test_pad_index_agrees_with_f_pad_wherever_f_pad_is_defined(mode: str) -> Non
                 assert padded.view(-1).long().tolist() == index.tolist()
                 compared += 1
     assert compared >= 60
+
+
+def test_pad_and_output_sizes_follow_the_spec() -> None:
+    """Spec §2: the floor half of ``k - 1`` before, the rest after, each grown by ``pad_off``;
+    ``floor((size + 2·pad_off - 1) / stride) + 1`` outputs. Spec §3: the dense max map."""
+    assert [pad_sizes(k, 0) for k in (1, 2, 3, 4, 5)] == [(0, 0), (0, 1), (1, 1), (1, 2), (2, 2)]
+    assert pad_sizes(4, 2) == (3, 4)
+    assert [blur_output_size(7, stride, 0) for stride in (1, 2, 3, 7, 8)] == [7, 4, 3, 1, 1]
+    assert blur_output_size(7, 2, 1) == 5
+    assert [dense_max_size(8, max_kernel) for max_kernel in (1, 2, 3, 8)] == [8, 7, 6, 1]
+
+
+@pytest.mark.parametrize(
+    ("n", "before", "after", "mode", "message"),
+    [(0, 1, 1, "zeros", "n >= 1"), (3, -1, 0, "reflect", "pads >= 0"),
+     (3, 0, -1, "circular", "pads >= 0"), (3, 1, 1, "mirror", "padding='mirror' is not one of")],
+)  # fmt: skip
+def test_pad_index_refuses_an_empty_axis_negative_pads_and_unknown_modes(
+    n: int, before: int, after: int, mode: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        pad_index(n, before, after, mode)
 
 
 @pytest.mark.parametrize("size", range(1, 10))

@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -48,7 +50,8 @@ def test_tuning_key_buckets_shape_and_reads_layout():
 @pytest.mark.parametrize(
     ("changes", "field"),
     [({"nc": 3}, "nc"), ({"dtype": "int8"}, "dtype"), ({"layout": "nhwc"}, "layout"),
-     ({"stride": 0}, "stride"), ({"max_kernel": -1}, "max_kernel")],
+     ({"stride": 0}, "stride"), ({"max_kernel": -1}, "max_kernel"),
+     ({"filter_size": 0}, "filter_size"), ({"hw": 1024.0}, "hw")],
 )
 def test_tuning_key_rejects_bad_fields(changes, field):
     with pytest.raises(ValueError, match=field):
@@ -177,7 +180,9 @@ def test_interpreter_gets_one_small_config():
 
 @pytest.mark.parametrize("op", tuning.OPS)
 @pytest.mark.parametrize("layout", tuning.LAYOUTS)
-@pytest.mark.parametrize(("hw", "c"), [(1, 512), (64, 512), (1024, 64), (16384, 64), (65536, 4)])
+@pytest.mark.parametrize(
+    ("hw", "c"), [(1, 512), (64, 512), (1024, 64), (16384, 64), (65536, 4), (64, 4)]
+)
 def test_gpu_heuristic_is_sound(monkeypatch, op, layout, hw, c):
     monkeypatch.setattr(hardware, "device_name", lambda: "NVIDIA H100 80GB HBM3")
     key = make_key(hw=hw, c=c, nc=256 * c, layout=layout)
@@ -196,6 +201,8 @@ def test_gpu_heuristic_is_sound(monkeypatch, op, layout, hw, c):
     assert config["BLOCK_H"] == min(whole, rows)
     assert held <= 32 * config["num_warps"] * per_thread
     assert config["num_warps"] == 1 or 32 * config["num_warps"] <= held
+    # Where the row fills more than one warp, each thread holds its whole share.
+    assert config["num_warps"] == max(1, held // (32 * per_thread))
     row = 128 * per_thread  # four warps' worth
     if layout == "channels_last":  # 64 channels forward, 128 backward, more where narrow
         channels = 64 if forward else 128
@@ -225,6 +232,7 @@ def test_gpu_family():
     assert hardware.gpu_family("NVIDIA H100 80GB HBM3") == "h100"
     assert hardware.gpu_family("NVIDIA GeForce RTX 4090") == "4090"
     assert hardware.gpu_family("cpu-interpreter") == "cpu-interpreter"
+    assert hardware.gpu_family("") == hardware.gpu_family("(?)") == "cpu"
 
 
 def table_of(op: str, entries: dict) -> dict:
@@ -386,3 +394,126 @@ def test_a_failed_save_leaves_lookups_on_the_saved_table(monkeypatch):
     )
     assert tuning.launch_config("blur_pool_fwd", key) == CONFIG_A
     assert list(tuning.read_table(tuning.user_cache_path())["configs"]["blur_pool_bwd"]) == []
+
+
+def test_empty_cache_variables_count_as_unset(monkeypatch):
+    """``SHIFTLAB_CACHE_DIR=`` or ``XDG_CACHE_HOME=`` (set, but empty) is as if unset: the
+    cache goes under ``~/.cache``, not into the working directory."""
+    monkeypatch.setenv(tuning.CACHE_DIR_ENV, "")
+    monkeypatch.setenv("XDG_CACHE_HOME", "")
+    assert tuning.cache_dir() == Path.home() / ".cache" / "shiftlab"
+
+
+@pytest.mark.parametrize(
+    ("changes", "accepted"),
+    [({"BLOCK_H": 1024}, True), ({"BLOCK_H": 2048}, False),  # MAX_ROWS
+     ({"num_warps": 32}, True), ({"num_warps": 64}, False),  # MAX_NUM_WARPS
+     ({"BLOCK_W": 65536, "BLOCK_C": 1}, True), ({"BLOCK_W": 131072, "BLOCK_C": 1}, False),
+     ({"BLOCK_C": 65536, "BLOCK_W": 1}, True), ({"BLOCK_C": 131072, "BLOCK_W": 1}, False),
+     ({"BLOCK_C": 128, "BLOCK_W": 512}, True),  # a row tile of MAX_TILE elements
+     ({"BLOCK_C": 256, "BLOCK_W": 512}, False),  # each within bounds, the tile twice MAX_TILE
+     ({"num_stages": 3}, True),  # stages need not be a power of two
+     ({"BLOCK_H": 0}, False), ({"num_stages": 0}, False),
+     ({"BLOCK_W": True}, False), ({"num_warps": True}, False)],
+)  # fmt: skip
+def test_a_launch_config_is_taken_up_to_its_bounds_and_not_past_them(changes, accepted):
+    """The bounds are inclusive; 0 (which passes the power-of-two test) and booleans (which
+    are ints) are refused by name."""
+    config = {**CONFIG_A, **changes}
+    if accepted:
+        assert tuning.check_config(config) == config
+    else:
+        with pytest.raises(ValueError, match=next(iter(changes))):
+            tuning.check_config(config)
+
+
+def test_an_entry_that_is_not_an_object_is_left_out_and_the_others_kept():
+    """null, a list or a number where a launch config goes: the entry is named and passed
+    over, not a TypeError that ends the lookup."""
+    keys = [make_key(filter_size=k) for k in (3, 4, 5, 6)]
+    entries = {key.to_str(): config for key, config in zip(keys, [CONFIG_B, None, [1, 2], 7],
+                                                           strict=True)}  # fmt: skip
+    path = tuning.user_cache_path()
+    files.atomic_write_text(path, json.dumps({"configs": {"blur_pool_fwd": entries}}))
+    with pytest.warns(UserWarning, match=r"k=4.*launch config null: expected an object.*"
+                                         r"\(and 2 more\)"):  # fmt: skip
+        for key in keys:  # the good entry stands in for its neighbours
+            assert tuning.launch_config("blur_pool_fwd", key) == CONFIG_B
+
+
+def test_one_entry_left_out_is_named_without_a_count_of_more():
+    bad, good = make_key(filter_size=3), make_key()
+    entries = {bad.to_str(): {**CONFIG_A, "BLOCK_H": "big"}, good.to_str(): CONFIG_B}
+    path = tuning.user_cache_path()
+    files.atomic_write_text(path, json.dumps({"configs": {"blur_pool_fwd": entries}}))
+    with pytest.warns(UserWarning, match="entries left out") as caught:
+        assert tuning.launch_config("blur_pool_fwd", good) == CONFIG_B
+    assert "'big'" in str(caught[0].message) and "more)" not in str(caught[0].message)
+
+
+@pytest.mark.parametrize(
+    "text", ["{not json", "[]", '{"configs": []}', '{"configs": {"blur_pool_fwd": [1]}}']
+)
+def test_a_save_over_a_table_that_cannot_take_it_starts_it_anew(text):
+    """A file cut short, or whose configs (or this op's entries) are not objects: the winner
+    and its time are saved all the same, in a table a lookup reads."""
+    path = tuning.user_cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    tuning.save_config("blur_pool_fwd", make_key(), CONFIG_A, ms=0.25)
+    saved = json.loads(path.read_text())["configs"]["blur_pool_fwd"]
+    assert saved == {make_key().to_str(): {**CONFIG_A, "ms": 0.25}}
+    assert tuning.launch_config("blur_pool_fwd", make_key()) == CONFIG_A
+
+
+def test_a_table_written_or_cleared_moves_the_lookup_state():
+    """Launch plans are kept per ``lookup_state`` (``kernels.ops.common``): a save or a
+    ``clear_cache`` must move it, or launches would keep the config planned before."""
+    before = tuning.lookup_state()
+    tuning.save_config("blur_pool_fwd", make_key(), CONFIG_A)
+    saved = tuning.lookup_state()
+    tuning.clear_cache()
+    assert len({before, saved, tuning.lookup_state()}) == 3
+
+
+@pytest.mark.parametrize(
+    ("op", "layout", "k", "share"),
+    [("blur_pool_fwd", "nchw", 7, 1), ("max_blur_pool_fwd", "nchw", 3, 1),
+     ("blur_pool_fwd", "channels_last", 7, 2), ("max_blur_pool_fwd", "channels_last", 3, 2),
+     ("blur_pool_bwd", "nchw", 3, 1), ("max_blur_pool_bwd", "nchw", 7, 1),
+     ("blur_pool_bwd", "channels_last", 7, 4), ("max_blur_pool_bwd", "channels_last", 5, 4),
+     ("max_blur_pool_bwd", "channels_last", 6, 2), ("max_blur_pool_bwd", "channels_last", 7, 2)],
+)  # fmt: skip
+def test_a_threads_share_of_the_row_is_the_one_its_registers_allow(op, layout, k, share):
+    """The shares ``thread_elements`` documents (read off ``benchmarks.resource_usage``)."""
+    assert tuning.thread_elements(op, layout, k) == share
+
+
+@pytest.mark.parametrize(
+    ("op", "max_kernel", "expected"),
+    [("blur_pool_fwd", 0, 4),  # 3 outputs, the last half off the map
+     ("max_blur_pool_fwd", 3, 2),  # 3 × 3 max map, 2 × 2 outputs
+     ("blur_pool_bwd", 0, 8)],
+)
+def test_whole_map_tile_of_an_odd_side_rounds_the_outputs_up(op, max_kernel, expected):
+    """hw=32 is the bucket of a 5 × 5 map: at stride 2 it has ceil(5 / 2) = 3 output rows."""
+    key = make_key(hw=32, max_kernel=max_kernel)
+    assert tuning.whole_map_tile(op, key) == expected
+
+
+def test_a_slug_has_no_dash_at_either_end():
+    assert hardware.slug("Tesla T4 (PCIe)") == "tesla-t4-pcie"
+    assert hardware.slug(" NVIDIA A100-SXM4-40GB ") == "nvidia-a100-sxm4-40gb"
+
+
+@pytest.mark.parametrize(("value", "requested"), [("1", True), ("0", False), ("", False)])
+def test_an_empty_triton_interpret_asks_for_no_interpreter(monkeypatch, value, requested):
+    """As Triton reads it: set but empty is off."""
+    monkeypatch.setenv("TRITON_INTERPRET", value)
+    assert hardware.interpreter_requested() is requested
+
+
+def test_without_triton_the_version_is_none(monkeypatch):
+    """The name the cache files of a machine without Triton are filed under."""
+    monkeypatch.setitem(sys.modules, "triton", None)  # its import then fails
+    assert hardware.triton_version.__wrapped__() == "none"
