@@ -262,3 +262,78 @@ def test_values_pair_within_the_other_settings_both_ran_alike() -> None:
         "reflect: reflect is ahead of zeros (difference +1.02 points [+0.76, +1.28]), a clear "
         "lead"
     )
+
+
+def test_a_setting_of_eight_values_is_a_choice_and_of_nine_a_curve() -> None:
+    """MAX_VALUES is 8: sites 1-8 (two runs each) get an answer, sites 1-9 none."""
+
+    def runs(values: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "placement": ["paper"] * 2 * values,
+                "filter_size": [3] * 2 * values,
+                "sites": [site for site in range(1, values + 1) for _ in range(2)],
+                "accuracy": [float(site + run) for site in range(values) for run in (0, 1)],
+            }
+        )
+
+    assert [a.key for a in choice_answers(runs(8), [ACCURACY], ["sites"])] == ["S1"]
+    assert choice_answers(runs(9), [ACCURACY], ["sites"]) == []
+
+
+def test_a_fractional_value_reads_as_it_is_and_a_throughput_in_images_per_second() -> None:
+    """A learning rate of 0.05 is not '0'; a throughput's means read in images/s."""
+    rates = pd.DataFrame({"lr": [0.05, 0.05, 0.1, 0.1], "accuracy": [90.0, 92.0, 80.0, 82.0]})
+    (answer,) = choice_answers(rates, [ACCURACY], ["lr"])
+    assert answer.sentence.startswith("0.05: 0.05 is ahead of 0.1 (difference +10.00 points")
+    speed = pd.DataFrame(
+        {"batch_size": [64, 64, 128, 128], "train_images_per_s": [900.0, 1000.0, 1500.0, 1600.0]}
+    )
+    throughput = Objective(metric="train_images_per_s", direction="maximize")
+    (answer,) = choice_answers(speed, [throughput], ["batch_size"])
+    assert "(difference +600.00 images/s [" in answer.sentence
+    assert "128 1550.00 images/s [914.69, 2185.31] (n = 2)" in answer.sentence
+
+
+def test_a_measure_every_run_repeats_is_averaged_over_runs_with_no_interval_per_value() -> None:
+    """FLOPs differ with the filter size pooled within each padding (17, 19 and 16, 18 over
+    seeds 0 and 1): each value's mean is over its runs, not its seeds, and its spread is the
+    other settings', not an interval."""
+    runs = pd.DataFrame(
+        {
+            "placement": ["paper"] * 8,
+            "padding": ["reflect"] * 4 + ["zeros"] * 4,
+            "filter_size": [3, 3, 5, 5] * 2,
+            "seed": [0, 1] * 4,
+            "forward_mflops": [17.0, 17.0, 19.0, 19.0, 16.0, 16.0, 18.0, 18.0],
+        }
+    )
+    flops = Objective(metric="forward_mflops", direction="minimize")
+    (answer,) = choice_answers(runs, [flops], ["padding"])
+    assert answer.sentence.endswith(
+        "Mean of each value's runs, the other settings varied pooled: zeros 17.00 MFLOPs "
+        "(n = 4), reflect 18.00 MFLOPs (n = 4)."
+    )
+
+
+def test_values_of_one_seed_each_are_compared_over_their_runs() -> None:
+    """reflect ran seed 0 and zeros seed 1, each at two filter sizes: a seed's mean is no
+    sample of a spread, so the means and intervals are over the runs."""
+    runs = _runs().iloc[:4].assign(filter_size=[3, 5] * 2, seed=[0, 0, 1, 1])
+    (answer,) = choice_answers(runs, [ACCURACY], ["padding"])
+    assert "Mean of each value's runs, the other settings varied pooled: reflect 91.00 % " in (
+        answer.sentence
+    )
+    assert "zeros 81.00 % [68.29, 93.71] (n = 2)" in answer.sentence
+
+
+def test_values_that_tie_are_no_clear_best_and_neither_is_behind() -> None:
+    """reflect and zeros both ran 90 and 92 %: a difference of zero, not a lead lost on the
+    seeds they share."""
+    runs = _runs().iloc[:4].assign(accuracy=[90.0, 92.0, 90.0, 92.0])
+    (answer,) = choice_answers(runs, [ACCURACY], ["padding"])
+    assert answer.sentence.startswith(
+        "No clear best: reflect is ahead of zeros (difference +0.00 points [-6.08, +6.08]), an "
+        "interval that includes zero (more seeds would tell)."
+    )
+    assert "behind" not in answer.sentence
