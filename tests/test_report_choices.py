@@ -337,3 +337,19 @@ def test_values_that_tie_are_no_clear_best_and_neither_is_behind() -> None:
         "interval that includes zero (more seeds would tell)."
     )
     assert "behind" not in answer.sentence
+
+
+def test_a_lead_without_an_interval_says_why() -> None:
+    """reflect leads zeros by 10 on both seeds (no spread to bound), and by 10 over one run
+    each (no seeds): neither has an interval, for a reason each sentence names."""
+    runs = _runs().iloc[:4].assign(seed=[0, 1, 0, 1], accuracy=[90.0, 92.0, 80.0, 82.0])
+    (answer,) = choice_answers(runs, [ACCURACY], ["padding"])
+    assert answer.sentence.startswith(
+        "No clear best: reflect is ahead of zeros (difference +10.00 points), with no interval "
+        "(each seed gave the same difference)."
+    )
+    (answer,) = choice_answers(_runs().iloc[[0, 2]], [ACCURACY], ["padding"])
+    assert answer.sentence.startswith(
+        "No clear best: reflect is ahead of zeros (difference +10.00 points), with no interval "
+        "(a value has fewer than two runs, or its runs tie)."
+    )
