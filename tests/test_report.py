@@ -472,6 +472,43 @@ def test_read_meta_rejects_bad_folders(tmp_path: Path) -> None:
         read_meta(tmp_path)
 
 
+def test_read_meta_needs_the_objectives_and_defaults_what_an_older_meta_lacks(
+    tmp_path: Path,
+) -> None:
+    """A meta.json without objectives is no study's; one from before constraints and retries
+    existed has none of the first and the spec's default of the second."""
+    (tmp_path / "meta.json").write_text(json.dumps({"study_name": "x"}))
+    with pytest.raises(ValueError, match=r"missing field 'objectives'"):
+        read_meta(tmp_path)
+    objectives = [{"metric": "accuracy", "direction": "maximize"}]
+    (tmp_path / "meta.json").write_text(json.dumps({"study_name": "x", "objectives": objectives}))
+    meta = read_meta(tmp_path)
+    assert (meta.constraints, meta.max_retries) == ((), 2)
+
+
+def test_a_finished_trial_without_seeds_makes_no_runs() -> None:
+    """A trial that finished with a config but no per-seed results (or the other way round)
+    adds no rows: only a trial with both is runs."""
+    study = optuna.create_study()
+    config = {"placement": "none", "filter_size": 1}
+    trials = [
+        {"config": config},
+        {"seeds": [{"seed": 0, "accuracy": 50.0}]},
+        {"config": config, "seeds": [{"seed": 0, "accuracy": 60.0}]},
+    ]
+    for attrs in trials:
+        study.add_trial(optuna.trial.create_trial(value=0.0, user_attrs=attrs))
+    runs, config_cols = runs_table(study)
+    assert runs["trial"].tolist() == [2] and runs["accuracy"].tolist() == [60.0]
+    assert config_cols == ["placement", "filter_size"]
+
+
+def test_runs_of_a_study_that_never_recorded_learned_count_as_learned() -> None:
+    """Studies made before `learned` existed keep their consistency and count no run at chance."""
+    runs = pd.DataFrame({"accuracy": [91.0, 10.0], "consistency_circular": [90.0, 99.0]})
+    pd.testing.assert_frame_equal(mask_runs_at_chance(runs), runs)
+
+
 # --- Pareto front ----------------------------------------------------------------------------
 
 
