@@ -504,9 +504,12 @@ def test_a_finished_trial_without_seeds_makes_no_runs() -> None:
 
 
 def test_runs_of_a_study_that_never_recorded_learned_count_as_learned() -> None:
-    """Studies made before `learned` existed keep their consistency and count no run at chance."""
+    """Studies made before `learned` existed keep their consistency and count no run at chance,
+    as does a run of a resumed study that has no `learned` beside runs that have it."""
     runs = pd.DataFrame({"accuracy": [91.0, 10.0], "consistency_circular": [90.0, 99.0]})
     pd.testing.assert_frame_equal(mask_runs_at_chance(runs), runs)
+    mixed = runs.assign(learned=[None, False])
+    assert mask_runs_at_chance(mixed)["consistency_circular"].isna().tolist() == [False, True]
 
 
 # --- Pareto front ----------------------------------------------------------------------------
