@@ -503,6 +503,26 @@ def test_a_finished_trial_without_seeds_makes_no_runs() -> None:
     assert config_cols == ["placement", "filter_size"]
 
 
+def test_every_measure_a_network_at_chance_scores_for_no_merit_is_blanked() -> None:
+    """Consistency, accuracy and the true class's probability against the shift are blanked
+    for a run at chance (a curve to None, a number to NaN); clean accuracy stays."""
+    curve = [10.0, 10.0]
+    runs = pd.DataFrame(
+        {
+            "learned": [True, False],
+            "accuracy": [91.0, 10.0],
+            "consistency_crop": [90.0, 100.0],
+            "accuracy_vs_shift_circular": [curve, curve],
+            "true_prob_vs_shift_crop": [curve, curve],
+        }
+    )
+    masked = mask_runs_at_chance(runs)
+    assert masked["accuracy"].tolist() == [91.0, 10.0]
+    assert masked["consistency_crop"].isna().tolist() == [False, True]
+    for column in ("accuracy_vs_shift_circular", "true_prob_vs_shift_crop"):
+        assert masked[column].tolist() == [curve, None]
+
+
 def test_runs_of_a_study_that_never_recorded_learned_count_as_learned() -> None:
     """Studies made before `learned` existed keep their consistency and count no run at chance,
     as does a run of a resumed study that has no `learned` beside runs that have it."""
