@@ -195,6 +195,14 @@ def test_smoother_filters_are_also_said_as_a_share() -> None:
     assert "is 1.744 with blur vs 1.766 without (difference -0.022 or" in _answer(runs, "RQ1")
 
 
+def test_a_pure_number_of_ten_or_more_on_either_side_reads_with_two_decimals() -> None:
+    """The third decimal is for numbers near 1: a TV of 9.5 against 12.5 reads as 9.50."""
+    runs = _runs([9.4, 9.6], [12.4, 12.6], "filter_tv_mean")
+    assert "is 9.50 with blur vs 12.50 without (difference -3.00 or -24.00 %" in _answer(
+        runs, "RQ1"
+    )
+
+
 def test_a_cost_every_run_repeats_is_exact_from_one_seed() -> None:
     """One seed a side measures FLOPs exactly: a "Yes", where a measure that varies by seed
     would be inconclusive."""
