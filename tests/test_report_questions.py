@@ -203,6 +203,12 @@ def test_a_pure_number_of_ten_or_more_on_either_side_reads_with_two_decimals() -
     )
 
 
+def test_a_control_mean_of_zero_gives_no_share() -> None:
+    """A difference from zero is no share of it: the sentence gives the difference alone."""
+    runs = _runs([0.5, 0.7], [0.0, 0.0], "filter_tv_mean")
+    assert "(difference +0.600, 95 % CI [-0.671, +1.871];" in _answer(runs, "RQ1")
+
+
 def test_a_cost_every_run_repeats_is_exact_from_one_seed() -> None:
     """One seed a side measures FLOPs exactly: a "Yes", where a measure that varies by seed
     would be inconclusive."""
