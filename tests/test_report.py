@@ -503,6 +503,20 @@ def test_a_finished_trial_without_seeds_makes_no_runs() -> None:
     assert config_cols == ["placement", "filter_size"]
 
 
+def test_a_pruned_trial_is_listed_with_the_failed_ones() -> None:
+    study = optuna.create_study()
+    config = {"placement": "paper", "filter_size": 3}
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED, user_attrs={"config": config}
+        )
+    )
+    table = failed_trials(study)
+    assert table[["trial", "placement", "filter_size", "state"]].values.tolist() == [
+        [0, "paper", 3, "PRUNED"]
+    ]
+
+
 def test_every_measure_a_network_at_chance_scores_for_no_merit_is_blanked() -> None:
     """Consistency, accuracy and the true class's probability against the shift are blanked
     for a run at chance (a curve to None, a number to NaN); clean accuracy stays."""

@@ -209,6 +209,15 @@ def test_a_control_mean_of_zero_gives_no_share() -> None:
     assert "(difference +0.600, 95 % CI [-0.671, +1.871];" in _answer(runs, "RQ1")
 
 
+def test_a_wide_interval_over_a_small_group_asks_for_more_runs_whatever_the_other() -> None:
+    """Two blurred runs against five without: the smaller group is what makes it wide."""
+    runs = _runs([80.0, 82.0], [79.0, 81.0, 83.0, 80.0, 82.0], "accuracy")
+    assert _answer(runs, "RQ5").endswith(
+        "With 2 runs in a group the interval is wide: more runs, on seeds both groups ran (so "
+        "that they pair), would narrow it."
+    )
+
+
 def test_a_cost_every_run_repeats_is_exact_from_one_seed() -> None:
     """One seed a side measures FLOPs exactly: a "Yes", where a measure that varies by seed
     would be inconclusive."""
