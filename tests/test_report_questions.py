@@ -210,12 +210,15 @@ def test_a_control_mean_of_zero_gives_no_share() -> None:
 
 
 def test_a_wide_interval_over_a_small_group_asks_for_more_runs_whatever_the_other() -> None:
-    """Two blurred runs against five without: the smaller group is what makes it wide."""
+    """Two blurred runs against five without: the smaller group is what makes it wide; three
+    runs a group are no longer few."""
     runs = _runs([80.0, 82.0], [79.0, 81.0, 83.0, 80.0, 82.0], "accuracy")
     assert _answer(runs, "RQ5").endswith(
         "With 2 runs in a group the interval is wide: more runs, on seeds both groups ran (so "
         "that they pair), would narrow it."
     )
+    three = _answer(_runs([80.0, 82.0, 84.0], [79.0, 81.0, 85.0], "accuracy"), "RQ5")
+    assert three.startswith("Inconclusive") and three.endswith("n = 3 blurred vs 3 no-blur runs).")
 
 
 def test_a_cost_every_run_repeats_is_exact_from_one_seed() -> None:
