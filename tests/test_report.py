@@ -503,7 +503,9 @@ def test_a_finished_trial_without_seeds_makes_no_runs() -> None:
     assert config_cols == ["placement", "filter_size"]
 
 
-def test_a_pruned_trial_is_listed_with_the_failed_ones() -> None:
+def test_a_pruned_trial_is_listed_with_the_failed_ones_and_optunas_reason_kept() -> None:
+    """A pruned trial did not finish either; where the engine set no `fail_reason`, the one
+    Optuna records (a trial that raised) is shown."""
     study = optuna.create_study()
     config = {"placement": "paper", "filter_size": 3}
     study.add_trial(
@@ -511,9 +513,17 @@ def test_a_pruned_trial_is_listed_with_the_failed_ones() -> None:
             state=optuna.trial.TrialState.PRUNED, user_attrs={"config": config}
         )
     )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL,
+            user_attrs={"config": config},
+            system_attrs={"fail_reason": "ValueError: boom"},
+        )
+    )
     table = failed_trials(study)
-    assert table[["trial", "placement", "filter_size", "state"]].values.tolist() == [
-        [0, "paper", 3, "PRUNED"]
+    assert table[["trial", "placement", "filter_size", "state", "fail_reason"]].values.tolist() == [
+        [0, "paper", 3, "PRUNED", ""],
+        [1, "paper", 3, "FAIL", "ValueError: boom"],
     ]
 
 
