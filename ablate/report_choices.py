@@ -166,8 +166,8 @@ def _verdict(best: str, second: str, lead: Difference, unit: str, deterministic:
         if lead.estimate == 0:
             return f"No difference: {best} and {second} give the same"
         return (
-            f"{best}, on average: ahead of {second} by {difference} (the same in every run of "
-            "a configuration; the spread within a value is the other settings')"
+            f"{best}, on average: ahead of {second} (difference {difference}, the same in "
+            "every run of a configuration; the spread within a value is the other settings')"
         )
     interval = interval_text(lead.low, lead.high, signed=True)
     if lead.estimate != 0 and (lead.estimate > 0) != maximize:

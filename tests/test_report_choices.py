@@ -310,6 +310,9 @@ def test_a_measure_every_run_repeats_is_averaged_over_runs_with_no_interval_per_
     )
     flops = Objective(metric="forward_mflops", direction="minimize")
     (answer,) = choice_answers(runs, [flops], ["padding"])
+    # (a lower count is ahead: the difference is signed as elsewhere, not "ahead by -1")
+    lead = "zeros, on average: ahead of reflect (difference -1.00 MFLOPs, the same in every"
+    assert answer.sentence.startswith(lead)
     assert answer.sentence.endswith(
         "Mean of each value's runs, the other settings varied pooled: zeros 17.00 MFLOPs "
         "(n = 4), reflect 18.00 MFLOPs (n = 4)."
