@@ -142,7 +142,7 @@ def _best_value(
             f"{', '.join(unmeasured)}."
         )
     counts = {len(group) for group in groups.values()}
-    if len(counts) > 1 and not unmeasured:
+    if len(counts) > 1:
         sentence += (
             " The values have different numbers of runs, so the other settings may not be "
             "spread alike over them: the comparison can mix in their effects."

@@ -114,6 +114,18 @@ def test_a_sampled_continuous_setting_is_no_choice_and_uneven_runs_are_flagged()
     assert answer.sentence.endswith("the comparison can mix in their effects.")
 
 
+def test_uneven_runs_are_flagged_also_beside_a_value_with_no_measure() -> None:
+    """circular's runs did not learn (no consistency to count), and reflect has two measured
+    runs to zeros' one: the caveat on uneven counts holds for the two compared all the same."""
+    runs = pd.concat([_runs().iloc[:3], _runs().iloc[:2].assign(padding="circular")])
+    runs = runs.assign(consistency_circular=[90.0, 92.0, 85.0, None, None])
+    consistency = Objective(metric="consistency_circular", direction="maximize")
+    (answer,) = choice_answers(runs, [consistency], ["padding"])
+    assert "No `consistency_circular` to count" in answer.sentence
+    assert ": circular." in answer.sentence
+    assert answer.sentence.endswith("the comparison can mix in their effects.")
+
+
 def test_a_lead_is_clear_only_over_every_other_value() -> None:
     """zeros (80.0, 80.3, 80.1 on seeds 0-2) leads reflect (78.0, 78.1, 78.2) by 2.0, 2.2 and
     1.9, +2.03 [+1.65, +2.41], but circular (70, 78, 86) could be anywhere: zeros' lead over it
