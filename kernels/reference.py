@@ -41,11 +41,6 @@ from kernels.tracing import (
 #: Device types autocast can be on for.
 AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps")
 
-#: The fewest channels for which a channels_last map is blurred in its own layout; below, its
-#: planes are taken in NCHW, as with 1-3 channels they run faster (2-7x on CPU; the copies to
-#: NCHW and back cost less than the C-wide products of the channels_last path).
-CHANNELS_LAST_GEMM_MIN = 8
-
 
 def blur_matrix(
     n: int, taps: torch.Tensor, stride: int, padding: str, pad_off: int
@@ -184,9 +179,11 @@ def _blur_products(
 ) -> torch.Tensor:
     """``rows @ x @ cols^T`` per plane, in ``x``'s dtype."""
     n, c, h, w = x.shape
-    if channels_last and c >= CHANNELS_LAST_GEMM_MIN and (
-        torch.jit.is_scripting() or not exporting()
-    ):
+    # A channels_last map of 8 or more channels is blurred in its own layout; below, its planes
+    # are taken in NCHW, as with 1-3 channels they run faster (2-7x on CPU; the copies to NCHW
+    # and back cost less than the C-wide products of the channels_last path). (A literal:
+    # TorchScript reads no module-level int.)
+    if channels_last and c >= 8 and (torch.jit.is_scripting() or not exporting()):
         # (N, H, W, C) in memory: contract H over rows of W*C (few large GEMMs), then W.
         per_col = torch.matmul(rows, x.permute(0, 2, 3, 1).reshape(n, h, w * c))
         return torch.matmul(cols, per_col.reshape(n, rows.shape[0], w, c)).permute(0, 3, 1, 2)

@@ -531,6 +531,17 @@ def test_torchscript_matches_eager_and_survives_save_and_load() -> None:
             loaded(torch.randn(1, 5, 6, 6))
 
 
+@pytest.mark.parametrize("channels", [3, 8])
+def test_scripted_modules_match_eager_on_channels_last_maps_of_few_and_many_channels(
+    channels: int,
+) -> None:
+    """From 8 channels the reference blurs a channels_last map in its own layout, below as NCHW
+    planes: both branches compile under TorchScript."""
+    x = torch.randn(2, channels, 9, 6).contiguous(memory_format=torch.channels_last)
+    for module in (BlurPool2d(channels, 5, relu=True), MaxBlurPool2d(channels, 3, padding="zeros")):
+        torch.testing.assert_close(torch.jit.script(module)(x), module(x), **FP32)
+
+
 def test_torch_export_matches_eager_with_plain_aten_ops() -> None:
     x = torch.randn(2, 3, 9, 6)
     for module in make_modules():
