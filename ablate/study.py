@@ -457,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-probe",
         action="store_true",
-        help="with --dry-run: skip the short timing run of the first trial",
+        help="with --dry-run: skip the short timing runs of the first and last trials",
     )
     parser.add_argument(
         "--no-report", action="store_true", help="do not write the report at the end"
