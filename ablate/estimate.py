@@ -99,7 +99,7 @@ def estimate_time(
     speeds = ", ".join(f"{run.images_per_s:,.0f} train images/s ({run.which})" for run in probed)
     # A trial runs its seeds one after another, in one worker; on the CPU the workers split
     # the cores the probe had to itself, so they run no faster together than it alone.
-    on_cpu = probed[0].device.startswith("cpu")  # "cpu (N threads)"
+    on_cpu = probed[0].device.startswith("cpu")  # "cpu AVX2 (N threads)"
     parallel = 1 if on_cpu else min(workers, len(slots))
     shared = " (they share the CPU's cores)" if on_cpu and workers > 1 else ""
     return [

@@ -210,7 +210,7 @@ def _claim_and_run(job: WorkerJob) -> None:
             study.sampler, seeded = make_sampler(job.spec, number), True
 
     slots = plan(job.spec, planned_slots(study))
-    # the device by the name each run records (`cpu (N threads)`, the GPU's), else as asked for
+    # the device by the name each run records (`cpu AVX2 (N threads)`, the GPU's), else as asked for
     owner = owner_record(making["device"] if making else job.device)
     while True:
         reap_dead_trials(study, storage, slots, job.spec.max_retries, job.stale_after_s)
