@@ -279,6 +279,7 @@ def _runs_that_did_not_learn(
         values[contrast.treated & ~stuck], values[contrast.control & ~stuck], blocks
     )
     interval = interval_text(learned.low, learned.high, signed=True)
+    unit_shown = difference_unit(unit) if np.isfinite(learned.estimate) else ""
     among = _verdict(learned, yes_if)
     differs = (
         f": {among} among those, so the runs that did not learn decide the verdict above"
@@ -287,7 +288,7 @@ def _runs_that_did_not_learn(
     )
     return (
         f" This counts {runs}; among the runs that learned the difference is "
-        f"{format_value(learned.estimate, True)}{interval}{difference_unit(unit)}{differs}."
+        f"{format_value(learned.estimate, True)}{interval}{unit_shown}{differs}."
     )
 
 

@@ -418,3 +418,14 @@ def test_a_setting_pairs_only_where_both_groups_ran_it_alike_in_each_network() -
                  augment=[False] * 3 + [True] * 3 + [False] * 3 + [True] * 3 + [False] * 3
                  + [True] * 3 + [False] * 3)  # fmt: skip
     assert "n = 12 blurred vs 9 no-blur runs)." in _answer(runs, "RQ2")
+
+
+def test_no_difference_among_the_runs_that_learned_is_no_verdict_of_theirs() -> None:
+    """The blurred runs that learned have no clean accuracy, so among them there is no
+    difference (n/a, with no unit) and no verdict to set against the headline's."""
+    runs = _runs([70.0, 71.0, float("nan")], [50.0, 51.0, 52.0], "accuracy",
+                 learned=[False, False] + [True] * 4)  # fmt: skip
+    sentence = _answer(runs, "RQ5")
+    assert sentence.startswith("Yes: clean test accuracy is 70.50 % with blur")
+    assert sentence.endswith("; among the runs that learned the difference is n/a.")
+
