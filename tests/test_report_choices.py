@@ -368,3 +368,23 @@ def test_a_lead_without_an_interval_says_why() -> None:
         "No clear best: reflect is ahead of zeros (difference +10.00 points), with no interval "
         "(a value has fewer than two runs, or its runs tie)."
     )
+
+
+def test_a_lower_ranked_value_that_ties_the_best_keeps_the_lead_from_being_clear() -> None:
+    """reflect (90, 92, 94 %) leads zeros clearly (+10.50 [+9.26, +11.74] over seeds 0-2), but
+    circular ran the same 90, 92, 94 on those seeds and ranks last only for its seed 3 (0 %):
+    on the seeds they share the lead over it is exactly zero, a tie, not a deficit."""
+    runs = pd.DataFrame(
+        {
+            "placement": ["paper"] * 10,
+            "filter_size": [3] * 10,
+            "padding": ["reflect"] * 3 + ["zeros"] * 3 + ["circular"] * 4,
+            "seed": [0, 1, 2] * 3 + [3],
+            "accuracy": [90.0, 92.0, 94.0, 80.0, 81.5, 83.0, 90.0, 92.0, 94.0, 0.0],
+        }
+    )
+    (answer,) = choice_answers(runs, [ACCURACY], ["padding"])
+    assert answer.sentence.startswith(
+        "No clear best: reflect is ahead of zeros (difference +10.50 points [+9.26, +11.74]), "
+        "but its lead over circular (difference +0.00 points) does not exclude zero. "
+    )

@@ -420,6 +420,18 @@ def test_a_setting_pairs_only_where_both_groups_ran_it_alike_in_each_network() -
     assert "n = 12 blurred vs 9 no-blur runs)." in _answer(runs, "RQ2")
 
 
+def test_runs_that_did_not_learn_with_a_value_are_counted_even_if_one_has_none() -> None:
+    """Clean accuracy keeps the runs that did not learn: one blurred such run recorded 70 %,
+    the other nothing. The one with a value counts, so the sentence says what the runs that
+    learned show (80, 81 against 50-52: +29.50), not that such runs were left out."""
+    runs = _runs([70.0, float("nan"), 80.0, 81.0], [50.0, 51.0, 52.0], "accuracy",
+                 learned=[False, False] + [True] * 5)  # fmt: skip
+    assert _answer(runs, "RQ5").endswith(
+        " This counts 2 blurred and 0 no-blur runs that did not learn (accuracy not above "
+        "chance); among the runs that learned the difference is +29.50 [+27.01, +31.99] points."
+    )
+
+
 def test_no_difference_among_the_runs_that_learned_is_no_verdict_of_theirs() -> None:
     """The blurred runs that learned have no clean accuracy, so among them there is no
     difference (n/a, with no unit) and no verdict to set against the headline's."""
@@ -429,3 +441,50 @@ def test_no_difference_among_the_runs_that_learned_is_no_verdict_of_theirs() -> 
     assert sentence.startswith("Yes: clean test accuracy is 70.50 % with blur")
     assert sentence.endswith("; among the runs that learned the difference is n/a.")
 
+
+def test_a_study_that_always_augmented_gets_no_split_by_training() -> None:
+    """Every run trained with augmentation: there is nothing to split the answer by."""
+    runs = _runs([70.0, 72.0], [60.0, 62.0], "adversarial_circular", augment=[True] * 4)
+    sentence = _answer(runs, "RQ4")
+    assert sentence.startswith("Yes: ") and "Split by training" not in sentence
+
+
+def test_a_question_that_cannot_be_answered_gives_no_means_by_filter_size() -> None:
+    """Blur at filter sizes 3 and 5 and no run without it: RQ2 says why it cannot be answered,
+    and nothing else."""
+    runs = _runs([80.0, 82.0, 84.0, 86.0], [], "consistency_circular")
+    runs.loc[2:3, "filter_size"] = 5
+    assert _answer(runs, "RQ2") == (
+        "Cannot be answered from this study: it has no no-blur (placement none or filter size "
+        "1) runs with `consistency_circular` to compare against."
+    )
+
+
+def test_a_split_without_a_difference_gives_no_unit() -> None:
+    """Without augmentation no run went without blur: that split has no difference, which
+    reads n/a, not 'n/a points'."""
+    runs = _runs([70.0, 72.0, 55.0, 57.0], [60.0, 62.0], "adversarial_circular",
+                 augment=[True, True, False, False, True, True])  # fmt: skip
+    assert _answer(runs, "RQ4").endswith(
+        " Split by training: without augmentation n/a; "
+        "with augmentation +10.00 [+3.92, +16.08] points."
+    )
+
+
+def test_each_shift_protocol_asks_the_drop_question_in_its_own_words() -> None:
+    """RQ3 asks about diagonal shifts (circular ones, the paper's), RQ3-crop names crops."""
+    runs = _runs([[80, 79], [82, 80]], [[80, 74], [82, 75]], "accuracy_vs_shift_circular")
+    runs["accuracy_vs_shift_crop"] = runs["accuracy_vs_shift_circular"]
+    questions = {a.key: a.question for a in answer_questions(runs)}
+    assert questions["RQ3"] == "Does accuracy fall less under diagonal shifts with blur?"
+    assert questions["RQ3-crop"] == "Does accuracy fall less under diagonal crop shifts with blur?"
+
+
+def test_the_other_protocol_is_answered_where_some_runs_measured_it() -> None:
+    """Runs of an older engine measured no crops: the runs that did still answer RQ2-crop and
+    RQ3-crop, over the runs that measured them."""
+    runs = _runs([90.0, 92.0, 91.0], [88.0, 90.0, 89.0], "consistency_circular",
+                 consistency_crop=[80.0, 82.0, None, 78.0, 80.0, None])  # fmt: skip
+    runs["accuracy_vs_shift_crop"] = [[80, 79], [82, 80], None, [80, 74], [82, 75], None]
+    assert "n = 2 blurred vs 2 no-blur runs" in _answer(runs, "RQ2-crop")
+    assert "n = 2 blurred vs 2 no-blur runs" in _answer(runs, "RQ3-crop")
