@@ -488,3 +488,65 @@ def test_the_other_protocol_is_answered_where_some_runs_measured_it() -> None:
     runs["accuracy_vs_shift_crop"] = [[80, 79], [82, 80], None, [80, 74], [82, 75], None]
     assert "n = 2 blurred vs 2 no-blur runs" in _answer(runs, "RQ2-crop")
     assert "n = 2 blurred vs 2 no-blur runs" in _answer(runs, "RQ3-crop")
+
+
+def test_each_polyphase_sampling_is_compared_with_those_the_study_ran() -> None:
+    """APS against LPS without the fixed grid gets L4 and L5 only; LPS against the fixed grid
+    L1-L3 only: no answer whose groups the study never ran."""
+    runs = pd.DataFrame(
+        {
+            "placement": ["paper"] * 4,
+            "filter_size": [3] * 4,
+            "subsample": ["aps", "aps", "lps", "lps"],
+            "accuracy": [70.0, 72.0, 80.0, 82.0],
+        }
+    )
+    assert [a.key for a in polyphase_answers(runs)] == ["L4", "L5"]
+    fixed = runs.assign(subsample=["fixed", "fixed", "lps", "lps"])
+    assert [a.key for a in polyphase_answers(fixed)] == ["L1", "L2", "L3"]
+
+
+def test_aps_costs_accuracy_when_its_runs_score_lower() -> None:
+    """APS at 70, 72 % against the fixed grid's 80, 82 % on converted networks: yes, it costs
+    10 points. The fixed-grid runs without blur placed (placement none, 50 %) are no fixed-grid
+    runs: their downsampling was not replaced."""
+    runs = pd.DataFrame(
+        {
+            "placement": ["paper"] * 4 + ["none"] * 2,
+            "filter_size": [3] * 6,
+            "subsample": ["aps", "aps", "fixed", "fixed", "fixed", "fixed"],
+            "accuracy": [70.0, 72.0, 80.0, 82.0, 50.0, 50.0],
+        }
+    )
+    (a3,) = [a for a in polyphase_answers(runs) if a.key == "A3"]
+    assert a3.question == "Does APS cost accuracy?"
+    assert a3.sentence == (
+        "Yes: clean accuracy is 71.00 % with APS vs 81.00 % with fixed subsampling (difference "
+        "-10.00 points, 95 % CI [-16.08, -3.92] points; Welch t over runs, n = 2 APS vs 2 "
+        "fixed-grid runs)."
+    )
+
+
+def test_a_cost_counts_the_runs_that_did_not_learn_as_any_other() -> None:
+    """A run that did not learn trains as fast as one that did: throughput counts it, and says
+    nothing of learning."""
+    runs = _runs([90.0, 92.0, 94.0], [80.0, 82.0, 84.0], "train_images_per_s",
+                 learned=[False, True, True, True, True, False])  # fmt: skip
+    assert _answer(runs, "C1") == (
+        "No, the opposite: training throughput is 92.00 images/s with blur vs 82.00 images/s "
+        "without (difference +10.00 images/s or +12.20 %, 95 % CI [+5.47, +14.53] images/s; "
+        "Welch t over runs, n = 3 blurred vs 3 no-blur runs)."
+    )
+
+
+def test_the_split_by_training_pairs_each_part_by_seed() -> None:
+    """Within each augmentation the runs pair by seed: without it the seeds' differences are 1,
+    1, 0.5 (+0.83, half width 4.302653 * 0.2887 / sqrt(3) = 0.72), not a Welch interval over
+    runs whose seeds' luck spreads them by 11 points."""
+    runs = _runs([70.0, 75.0, 80.0, 60.0, 66.0, 71.0], [68.0, 73.0, 78.5, 59.0, 65.0, 70.5],
+                 "adversarial_circular", seed=[0, 1, 2] * 4,
+                 augment=[True] * 3 + [False] * 3 + [True] * 3 + [False] * 3)  # fmt: skip
+    assert _answer(runs, "RQ4").endswith(
+        " Split by training: without augmentation +0.83 [+0.12, +1.55] points; "
+        "with augmentation +1.83 [+1.12, +2.55] points."
+    )
