@@ -550,3 +550,39 @@ def test_the_split_by_training_pairs_each_part_by_seed() -> None:
         " Split by training: without augmentation +0.83 [+0.12, +1.55] points; "
         "with augmentation +1.83 [+1.12, +2.55] points."
     )
+
+
+def test_the_fixed_grid_counts_the_baseline_network_once_per_seed() -> None:
+    """A one-tap filter at max-pools under two placements trains the baseline's network twice
+    per seed (80, 82 %): the fixed grid counts each network and seed once, 2 runs, not 4."""
+    runs = pd.DataFrame(
+        {
+            "placement": ["paper"] * 4 + ["blur_before_max"] * 2,
+            "filter_size": [3, 3, 1, 1, 1, 1],
+            "subsample": ["aps", "aps", "fixed", "fixed", "fixed", "fixed"],
+            "network_key": ["aps-3", "aps-3"] + ["baseline"] * 4,
+            "seed": [0, 1] * 3,
+            "accuracy": [90.0, 92.0, 80.0, 82.0, 80.0, 82.0],
+        }
+    )
+    (a3,) = [a for a in polyphase_answers(runs) if a.key == "A3"]
+    assert "is 91.00 % with APS vs 81.00 % with fixed subsampling" in a3.sentence
+    assert "n = 2 APS vs 2 fixed-grid runs" in a3.sentence
+
+
+def test_lps_is_compared_with_aps_as_the_question_names_them() -> None:
+    """L4 asks whether LPS is more accurate than APS: LPS's 80, 82 % against APS's 70, 72 % is
+    a yes, +10 points."""
+    runs = pd.DataFrame(
+        {
+            "placement": ["paper"] * 4,
+            "filter_size": [3] * 4,
+            "subsample": ["aps", "aps", "lps", "lps"],
+            "accuracy": [70.0, 72.0, 80.0, 82.0],
+        }
+    )
+    (l4,) = [a for a in polyphase_answers(runs) if a.key == "L4"]
+    assert l4.question == "Is LPS more accurate than APS?"
+    assert l4.sentence.startswith(
+        "Yes: clean accuracy is 81.00 % with LPS vs 71.00 % with APS (difference +10.00 points"
+    )
