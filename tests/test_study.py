@@ -77,6 +77,7 @@ from kernels.files import atomic_write_text
 NAN_LR = 0.0625  # a learning rate that makes the fake "return" a NaN accuracy
 DIVERGING_LR = 0.125  # ... and one that makes it raise TrainingDiverged
 UNBUILDABLE_LR = 0.25  # ... and one that makes it raise UnbuildableVariant
+CPU_DEVICE = re.compile(r"cpu \w+ \(\d+ threads?\)")  # a CPU run's device: ISA, thread count
 
 
 def fake_objective(config: VariantConfig) -> dict[str, Any]:
@@ -213,7 +214,7 @@ def test_grid_on_two_workers_runs_each_point_once_and_records_everything(tmp_pat
     assert {r["state"] for r in rows} == {"COMPLETE"}
     row = next(r for r in rows if r["filter_size"] == "2" and r["seed"] == "1")
     assert float(row["accuracy"]) == 20.0 and row["learned"] == "False"
-    assert re.fullmatch(r"cpu \w+ \(\d+ threads?\)", row["device"])  # ISA, thread count
+    assert CPU_DEVICE.fullmatch(row["device"])
     assert not list(out.glob(".*.tmp"))
     meta = json.loads((out / "meta.json").read_text())
     assert meta["study_name"] == "mechanics" and meta["storage"] == "journal.log"
@@ -256,7 +257,7 @@ def test_nan_and_diverged_trials_fail_with_their_reason_and_the_study_completes(
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert sum(r["state"] == "FAIL" and "diverged" in r["fail_reason"] for r in rows) == 2
-    assert all(r["device"].startswith("cpu (") for r in rows)  # as each run names it
+    assert all(CPU_DEVICE.fullmatch(r["device"]) for r in rows)  # as each run names it
 
 
 def _signal_when_hung(
@@ -855,7 +856,7 @@ def test_end_to_end_tiny_study_with_the_real_run_variant(tmp_path, capsys, user_
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["model"] for r in rows] == ["vgg", "user_nets:small_cnn", "user_nets:AuxiliaryOutput"]
-    assert all(r["device"].startswith("cpu (") and float(r["params"]) > 0 for r in rows[:2])
+    assert all(CPU_DEVICE.fullmatch(r["device"]) and float(r["params"]) > 0 for r in rows[:2])
     assert rows[2]["fail_reason"].startswith("cannot be built: model 'user_nets:AuxiliaryOutput'")
 
 
