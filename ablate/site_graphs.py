@@ -94,9 +94,12 @@ def trace_site_graphs(
     if not site_names and not callers:
         return SiteGraphs(model, {}, {})
     holders = {prefix for name in site_names for prefix in _ancestors(name)}
-    holders |= {prefix for name in callers for prefix in [*_ancestors(name), name]}
+    # a caller, and the modules above it, are traced into (else a block that holds a caller
+    # and no site would stay one call, its pooling call unseen)
+    reach_callers = {prefix for name in callers for prefix in [*_ancestors(name), name]}
+    holders |= reach_callers
     calls, not_tensors = _record_module_calls(model, example, holders)
-    through = not_tensors | set(callers)
+    through = not_tensors | reach_callers
     graphs: dict[str, fx.GraphModule] = {}
     untraced: dict[str, str] = {}
     fallback: dict[str, str] = {}  # graphs that hold their callers as one call each, and why

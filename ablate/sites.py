@@ -111,7 +111,9 @@ def record_calls(
     can be one tensor unless the model passed the same tensor."""
 
     def hook(name: str):
-        def record(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        def record(_module: nn.Module, inputs: tuple, output: Any) -> None:
+            if isinstance(output, tuple):  # a max-pool's values and indices (return_indices)
+                output = output[0]
             calls.setdefault(name, (inputs[0].shape, output.shape, inputs[0]))
             if channels is not None:
                 channels.setdefault(name, set()).add(inputs[0].shape[1])

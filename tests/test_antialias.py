@@ -490,6 +490,66 @@ def test_pooling_functions_are_sites_without_any_site_module():
     torch.testing.assert_close(max_only(x), model(x))
 
 
+class PoolingBesideAStem(nn.Module):
+    """An untraceable forward that calls a strided stem and a block that pools with a
+    function: each is traced on its own, and only the block's graph gains a pool module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _conv_bn_relu()
+        self.block = PoolingBlock(4, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        if x.sum() > 0:  # data-dependent: torch.fx cannot trace it
+            x = -x
+        return self.block(x)
+
+
+class ReductionBlock(PoolingBlock):
+    """A block from a package whose name starts with "torch" but is not PyTorch's, as
+    torchvision's Inception blocks, which call ``F.max_pool2d``."""
+
+    __module__ = "torchvision.models.inception"
+
+
+def test_pooling_calls_are_found_in_any_graph_that_gains_a_pool_module():
+    """The sites are found again when one graph of several gains a pool module; a block from
+    torchvision is traced into as one's own is."""
+    torch.manual_seed(12)
+    x = torch.randn(2, 3, 16, 16)
+    _, changes = antialias(PoolingBesideAStem(), filter_size=3, example_input=x)
+    assert [c.name for c in changes] == ["stem.0", "block.max_pool2d"]
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), ReductionBlock(4, 6))
+    converted, changes = antialias(model, filter_size=1, example_input=x)
+    assert [c.name for c in changes] == ["1.max_pool2d"]
+    torch.testing.assert_close(converted(x), model(x))
+
+
+class HoldsAPoolingBlock(nn.Module):
+    """A block that holds no site, only a block below it that pools with a function."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.inner = nn.Sequential(PoolingBlock(4, 6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(self.conv(x))
+
+
+def test_a_pooling_call_nested_below_blocks_without_sites_is_a_site():
+    """The graph goes into every module above a block that calls a pooling function (it had
+    kept the outermost as one call, and the strided call there went unseen, unwarned); the
+    pool module goes in the block that calls it."""
+    torch.manual_seed(13)
+    model = nn.Sequential(HoldsAPoolingBlock())
+    x = torch.randn(2, 3, 16, 16)
+    converted, changes = antialias(model, filter_size=1, example_input=x)
+    assert [(c.name, c.kind) for c in changes] == [("0.inner.0.max_pool2d", "maxpool")]
+    torch.testing.assert_close(converted(x), model(x))
+
+
 class MaybePool(nn.Module):
     """A pooling call behind data-dependent control flow: torch.fx cannot trace this forward."""
 
@@ -646,6 +706,25 @@ def test_a_global_pool_is_not_a_site(functional):
     torch.testing.assert_close(pooled, expected)
 
 
+@pytest.mark.parametrize(
+    ("site", "shape"),
+    [
+        (nn.Conv2d(4, 4, 4, stride=4), (4, 4)),  # a conv is never a global pool
+        (nn.MaxPool2d(3, 2, 1, ceil_mode=True), (2, 2)),  # two windows each way
+        (nn.MaxPool2d(3, 2), (4, 3)),  # one window, which misses the last row
+        (nn.MaxPool2d(3, 3, 1), (3, 3)),  # one padded window, which misses the last row
+    ],
+)
+def test_only_a_pool_whose_one_window_covers_the_map_is_global(site, shape):
+    """A patchifying conv down to 1×1 still subsamples, and so does a pool whose windows do
+    not each cover the whole map, though it makes one output pixel."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), site)
+    x = torch.randn(2, 3, *shape)
+    converted, changes = antialias(model, filter_size=3, example_input=x)
+    assert [c.name for c in changes] == ["1"]
+    assert converted(x).shape == model(x).shape
+
+
 class TutorialNet(nn.Module):
     """PyTorch's CIFAR-10 tutorial net: one max-pool module, called after convs of 6 and of 16
     channels."""
@@ -695,6 +774,48 @@ def test_a_shared_pool_no_graph_can_split_is_refused_by_name():
         antialias(UntraceableTutorialNet(), filter_size=3)
 
 
+class TutorialNetPooledAgain(TutorialNet):
+    """TutorialNet that ends with a pooling call: one graph gains a pool module and splits a
+    shared one."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        return F.avg_pool2d(x, 2)
+
+
+class UntraceablePooledTwice(nn.Module):
+    """One pool called twice at the same channels, in a forward no graph reaches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(F.relu(self.conv1(x)))
+        if x.sum() > 0:  # data-dependent: torch.fx cannot trace it
+            x = -x
+        return self.pool(F.relu(self.conv2(x)))
+
+
+def test_a_shared_pool_is_split_beside_a_pooling_call_or_kept_at_one_channel_count():
+    """A graph that gains a pool module for a pooling call still gives each call of a shared
+    pool its own; with no graph, a pool called twice at one channel count is one site, its
+    shapes those of its first call."""
+    torch.manual_seed(14)
+    model = TutorialNetPooledAgain()
+    converted, changes = antialias(model, filter_size=1)
+    assert [c.name for c in changes] == ["pool", "pool2", "avg_pool2d"]
+    x = torch.randn(2, 3, 32, 32)
+    assert converted(x).shape == model(x).shape == (2, 16, 2, 2)
+    model = UntraceablePooledTwice()
+    x = torch.randn(2, 3, 16, 16)
+    converted, (change,) = antialias(model, filter_size=3, example_input=x)
+    assert change.name == "pool" and "no graph" in change.description
+    assert converted(x).shape == model(x).shape
+
+
 class Shortcut(nn.Module):
     """A strided 1×1 conv → BN that no ReLU follows, as on a ResNet's shortcut."""
 
@@ -729,6 +850,41 @@ def test_blur_goes_before_a_pointwise_conv_and_computes_the_same(placement, padd
     assert seen == [(2, 4, 6, 5) if blurred_first else x.shape]
 
 
+class PooledThrice(nn.Module):
+    """One max-pool called after convs of 4, 6 and 8 channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(c, c + 2, 3, padding=1) for c in (2, 4, 6))
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = self.pool(conv(x))
+        return x
+
+
+def test_each_of_three_calls_of_a_shared_pool_gets_a_pool_of_its_own():
+    model = PooledThrice()
+    x = torch.randn(2, 2, 16, 16)
+    converted, changes = antialias(model, filter_size=1, example_input=x)
+    assert [c.name for c in changes] == ["pool", "pool2", "pool3"]
+    torch.testing.assert_close(converted(x), model(x))
+
+
+def test_a_strided_one_by_one_conv_with_valid_padding_is_blurred_before():
+    """``padding="valid"`` is no padding: the blur goes before the 1×1 conv, as with 0."""
+    torch.manual_seed(3)
+    model = Shortcut(bias=False)
+    model.conv = nn.Conv2d(4, 6, 1, stride=2, padding="valid", bias=False)
+    model = _randomise_bn(model)
+    x = torch.randn(2, 4, 11, 9)
+    converted, (change,) = antialias(model, filter_size=3, example_input=x)
+    assert change.description.startswith("BlurPool(stride 2) → Conv 1×1(stride 1)")
+    expected = model.bn(blur_pool2d(F.conv2d(x, model.conv.weight), 3, 2, backend="torch"))
+    torch.testing.assert_close(converted.eval()(x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_maxpool_placements_match_hand_built_references():
     torch.manual_seed(3)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
@@ -740,6 +896,15 @@ def test_maxpool_placements_match_hand_built_references():
     before_max, _ = antialias(model, placement="blur_before_max", example_input=x)
     expected = F.max_pool2d(blur_pool2d(features, 4, 1, "reflect", backend="torch"), 2)
     torch.testing.assert_close(before_max(x), expected)
+
+
+@pytest.mark.parametrize(
+    "pool", [nn.MaxPool2d(2, dilation=2), nn.MaxPool2d(2, return_indices=True)]
+)
+def test_a_max_pool_that_dilates_or_returns_indices_is_refused_by_name(pool):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), pool)
+    with pytest.raises(ValueError, match=r"max-pool site '1' with return_indices or dilation"):
+        antialias(model, example_input=torch.randn(1, 3, 8, 8))
 
 
 class SamePaddingMaxPool(nn.MaxPool2d):
@@ -772,6 +937,46 @@ def test_avgpool_becomes_blurpool():
     converted, (change,) = antialias(model, example_input=x)
     assert change.kind == "avgpool" and _counts(converted) == (1, 0)
     torch.testing.assert_close(converted(x), blur_pool2d(model[0](x), 4, 2, backend="torch"))
+
+
+@pytest.mark.parametrize("filter_size", [4, 1])
+def test_custom_taps_set_the_size_whatever_filter_size_says(filter_size):
+    """With ``filter="custom"`` the taps are the filter; ``filter_size`` (4 by default) is not
+    used, so it cannot conflict with them."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.AvgPool2d(2))
+    x = torch.randn(1, 3, 8, 8)
+    converted, (change,) = antialias(
+        model, filter="custom", taps=[1.0, 2.0, 1.0], filter_size=filter_size, example_input=x
+    )
+    assert not change.keeps_function
+    expected = blur_pool2d(model[0](x), None, 2, filter="custom", taps=[1.0, 2.0, 1.0])
+    torch.testing.assert_close(converted(x), expected)
+
+
+def test_a_custom_one_tap_filter_at_a_max_pool_keeps_its_function():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.MaxPool2d(2))
+    x = torch.randn(1, 3, 8, 8)
+    converted, (change,) = antialias(model, filter="custom", taps=[1.0], example_input=x)
+    assert change.keeps_function
+    torch.testing.assert_close(converted(x), model(x))
+
+
+@pytest.mark.parametrize(
+    "site", [nn.Conv2d(4, 4, 3, (1, 2), 1), nn.MaxPool2d(2, (1, 2)), nn.AvgPool2d(2, (1, 2))]
+)
+def test_a_site_that_subsamples_one_axis_only_is_refused_by_name(site):
+    """A stride of (1, 2) subsamples: the site is found, and refused, not left aliased."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), site)
+    with pytest.raises(ValueError, match=r"site '1' has stride=\(1, 2\): only square strides"):
+        antialias(model, example_input=torch.randn(1, 3, 8, 8))
+
+
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(3, (1, 1), 1), nn.AvgPool2d(3, (1, 1), 1)])
+def test_a_pool_whose_stride_is_the_pair_one_one_is_not_a_site(pool):
+    """A stride written (1, 1) does not subsample, as a stride of 1 does not."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), pool)
+    _, changes = antialias(model, example_input=torch.randn(1, 3, 8, 8))
+    assert [c.name for c in changes] == ["0"]
 
 
 def test_sites_and_stem_select_sites_in_execution_order():
@@ -927,6 +1132,27 @@ def test_untraceable_model_falls_back_to_module_replacement():
     assert converted(x).shape == (2, 4, 4, 4)
     pooled, _ = antialias(Untraceable(with_conv=False), placement="paper")
     assert _counts(pooled) == (0, 1) and pooled(x).shape == (2, 4, 8, 8)
+
+
+class HoldsAnUntraceable(nn.Module):
+    """An untraceable forward around an untraceable module that holds a pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = Untraceable(with_conv=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # data-dependent: torch.fx cannot trace it
+            x = -x
+        return self.body(x)
+
+
+def test_a_site_in_an_untraceable_module_inside_another_is_replaced_under_its_name():
+    x = torch.randn(2, 3, 16, 16)
+    converted, (change,) = antialias(HoldsAnUntraceable(), filter_size=3, example_input=x)
+    assert change.name == "body.pool"
+    assert change.description.endswith("[module replaced: module 'body' has no graph]")
+    assert isinstance(converted.body.pool, MaxBlurPool2d) and converted(x).shape == (2, 4, 8, 8)
 
 
 @pytest.mark.parametrize("placement", ["paper", "blur_before_relu", "blur_before_max"])
@@ -1153,6 +1379,23 @@ def test_aps_max_sites_keep_the_spec_max_unless_the_padding_is_circular():
         antialias(model, padding="circular", subsample="aps", example_input=example)
 
 
+def test_a_wrapped_max_takes_the_pools_windows_running_past_the_maps_end():
+    """Under polyphase sampling with circular padding, MaxPool(2, 2)'s dense max is each window
+    of the pool at stride 1, its last rows and columns wrapping to the first: none starts
+    before the map."""
+    torch.manual_seed(12)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2))
+    x = torch.randn(2, 3, 16, 16)
+    converted, (change,) = antialias(
+        model, filter_size=3, padding="circular", subsample="aps", example_input=x
+    )
+    assert change.description.startswith("MaxBlurPool(max 2, wrapping around, stride 1)")
+    features = torch.randn(2, 4, 16, 16)
+    wrapped = F.pad(features, (0, 1, 0, 1), mode="circular")
+    dense = max_blur_pool2d(wrapped, 3, stride=1, padding="circular", backend="torch")
+    torch.testing.assert_close(converted.get_submodule("1")(features), PolyphasePool2d(2)(dense))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
@@ -1161,6 +1404,7 @@ def test_aps_max_sites_keep_the_spec_max_unless_the_padding_is_circular():
         ({"subsample": "aps", "placement": "blur_before_max"}, "subsample 'aps' needs placement"),
         ({"subsample": "lps", "placement": "blur_before_max"}, "subsample 'lps' needs placement"),
         ({"sites": -1}, "sites"),
+        ({"sites": True}, "sites"),
         ({"antialias_stem": 1}, "antialias_stem"),
         ({"filter_size": 0}, "size"),
         ({"padding": "mirror"}, "padding"),
