@@ -538,11 +538,14 @@ def _check_conditions(spec: StudySpec, name: str, parameter: Parameter) -> Itera
         where = f"space.{name}.when.{parent}"
         if parent not in spec.space or parent == name:
             others = [n for n in spec.space if n != name]
-            named = (
-                f"{parent!r} is set in base, so a condition on it always holds or never does"
-                if parent in spec.base
-                else f"condition on unknown parameter {parent!r}{did_you_mean(parent, others)}"
-            )
+            if parent == name:
+                named = f"space.{name} cannot be conditioned on its own value"
+            elif parent in spec.base:
+                named = (
+                    f"{parent!r} is set in base, so a condition on it always holds or never does"
+                )
+            else:
+                named = f"condition on unknown parameter {parent!r}{did_you_mean(parent, others)}"
             may = (
                 f"conditions may name the other space parameters: {', '.join(others)}"
                 if others

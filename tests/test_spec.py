@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from pathlib import Path
 
@@ -375,3 +376,177 @@ def test_a_grid_runs_an_int_range_of_up_to_max_range_values(tmp_path, int_range,
             load_spec(path)
     else:
         assert len(load_spec(path).grid_points()) == points
+
+
+@pytest.mark.parametrize(
+    ("space", "fragment"),
+    [
+        (
+            {"filter_size": {}},
+            "space.filter_size: give exactly one of choices, int, float, value (got none)",
+        ),
+        ({"width": {"int": [8, 32], "log": True, "step": 2}}, "log: true cannot be combined"),
+        ({"lr": {"float": [0.01, 1.0], "log": True, "step": 1}}, "log: true cannot be combined"),
+        ({"padding": {"choices": ["zeros", "reflect"], "log": True}}, "only to int and float"),
+        ({"augment": {"float": [0.1, 0.5]}}, "field 'augment' does not take fractional numbers"),
+        (
+            {"width": {"int": [8, 16]}, "filter_size": {"choices": [3], "when": {"width": 8}}},
+            "space.filter_size.when.width: conditions may name only choices or value parameters",
+        ),
+        (
+            {
+                "filter": {"choices": ["binomial", "box"], "when": {"filter": "box"}},
+                "width": {"choices": [8, 16]},
+            },
+            "space.filter.when.filter: space.filter cannot be conditioned on its own value; "
+            "conditions may name the other space parameters: width",
+        ),
+    ],
+)
+def test_parameters_a_sampler_could_not_draw_are_named_with_the_reason(tmp_path, space, fragment):
+    """No kind at all, a step beside `log: true` (an int range's step 1 is no step), `log`
+    on choices, a float range on a field of another type, a condition on a range, and a
+    condition on the parameter itself (which named the parameter as unknown)."""
+    path = _write(tmp_path, _minimal(space=space, sampler={"name": "random", "trials": 2}))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert fragment in str(caught.value)
+
+
+def test_ranges_that_a_field_takes_load(tmp_path):
+    """An int range on a float field, `step: 1` beside `log: true` on an int range, and a
+    kind left null beside the one given."""
+    space = {
+        "epochs": {"int": [1, 6]},
+        "width": {"int": [8, 32], "log": True, "step": 1},
+        "filter_size": {"choices": None, "int": [1, 3]},
+    }
+    spec = load_spec(_write(tmp_path, _minimal(space=space, sampler={"name": "tpe", "trials": 2})))
+    assert [spec.space[n].kind for n in space] == ["int", "int", "int"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"sampler": {"name": "random", "trials": 0}}, "sampler.trials: Input should be greater"),
+        ({"sampler": {"name": "nsga2", "trials": 4, "population": 1}}, "sampler.population: "),
+        ({"sampler": {"name": "random", "trials": 2, "population": 4}}, "population applies"),
+        ({"name": ".."}, "name: String should match pattern"),
+        ({"name": "_hidden"}, "name: String should match pattern"),
+        ({"name": "a/b"}, "name: String should match pattern"),
+        ({"base": {"padding": 3}}, "base.padding: 3 is not allowed: Input should be 'zeros'"),
+        ({"base": {"taps": "1 2 1"}}, "base.taps: '1 2 1' is not allowed"),
+        ({"space": {"taps": {"int": [1, 3]}}}, "space.taps.int: field 'taps' is not numeric"),
+    ],
+)
+def test_bad_top_level_values_are_named_with_what_is_accepted(tmp_path, changes, fragment):
+    """A sampler's trials and population, a study name that would leave `runs/` or hide in
+    it, a number where only names go, and a range on a field of tuples."""
+    sampler = {"name": "random", "trials": 2} if "space" in changes else {"name": "grid"}
+    with pytest.raises(SpecError) as caught:
+        load_spec(_write(tmp_path, _minimal(sampler=sampler) | changes))
+    assert fragment in str(caught.value)
+
+
+def test_a_missing_key_is_named_without_the_whole_spec(tmp_path):
+    data = _minimal()
+    del data["objectives"]
+    with pytest.raises(SpecError) as caught:
+        load_spec(_write(tmp_path, data))
+    assert caught.value.problems == ["objectives: Field required"]
+
+
+def test_defaults_retry_twice_and_zero_retries_are_allowed(tmp_path):
+    assert load_spec(_write(tmp_path, _minimal())).max_retries == 2
+    assert load_spec(_write(tmp_path, _minimal(max_retries=0))).max_retries == 0
+    assert load_spec(_write(tmp_path, _minimal())).seeds == [0]
+
+
+def test_a_cycle_is_named_by_the_parameters_on_it(tmp_path):
+    space = {
+        "filter": {"choices": ["binomial", "box"], "when": {"padding": "zeros"}},
+        "padding": {"choices": ["zeros", "reflect"], "when": {"filter": "box"}},
+    }
+    with pytest.raises(SpecError) as caught:
+        load_spec(_write(tmp_path, _minimal(space=space)))
+    assert caught.value.problems == ["space: conditions form a cycle: filter -> padding -> filter"]
+
+
+def test_a_constraint_may_pin_a_metric_to_one_value_and_holds_at_its_bounds():
+    """min == max is a bound some trial meets; a value at a bound meets it; NaN and the
+    infinities meet none; Optuna's values are <= 0 exactly when a bound holds."""
+    from ablate.spec import Constraint
+
+    both = Constraint(metric="accuracy", min=50, max=50)
+    assert both.holds(50.0) and not both.holds(49.0) and not both.holds(51.0)
+    low = Constraint(metric="accuracy", min=10)
+    assert low.holds(10.0) and not low.holds(9.0)
+    assert not low.holds(math.inf) and not low.holds(math.nan)
+    assert not Constraint(metric="peak_memory_mb", max=5).holds(-math.inf)
+    between = Constraint(metric="accuracy", min=10, max=20)
+    assert not between.holds(25.0) and not between.holds(5.0)
+    assert between.violations(12.0) == {"accuracy>=10": -2.0, "accuracy<=20": -8.0}
+    assert between.violations(25.0) == {"accuracy>=10": -15.0, "accuracy<=20": 5.0}
+
+
+def test_value_parameters_are_not_grid_axes(tmp_path):
+    """A `value:` parameter is filled in by `fixed_values`, never a key of a grid point."""
+    space = {
+        "filter": {"choices": ["binomial", "gaussian"]},
+        "sigma": {"value": 1.0, "when": {"filter": "gaussian"}},
+    }
+    spec = load_spec(_write(tmp_path, _minimal(space=space)))
+    assert spec.grid_points() == [{"filter": "binomial"}, {"filter": "gaussian"}]
+    assert spec.fixed_values({"filter": "gaussian"}) == {"sigma": 1.0}
+
+
+def test_a_sampled_space_is_checked_in_combinations_no_single_axis_reaches(tmp_path):
+    """crop_pad 4 is valid beside shift 4 and shift 8 beside crop_pad 8; only their other
+    combination is invalid, and a small sampled space builds every combination."""
+    space = {"crop_pad": {"choices": [8, 4]}, "shift": {"choices": [4, 8]}}
+    data = _minimal(base={"diagonal": 0}, space=space, sampler={"name": "random", "trials": 2})
+    with pytest.raises(SpecError, match=r"crop_pad=4, shift=8 is invalid: .*crop_pad=4 must be"):
+        load_spec(_write(tmp_path, data))
+
+
+def test_at_most_three_invalid_trials_are_listed_and_the_rest_counted(tmp_path):
+    space = {"crop_pad": {"choices": [0, 1, 2, 3, 4, 5]}}
+    with pytest.raises(SpecError) as caught:
+        load_spec(_write(tmp_path, _minimal(space=space)))
+    problems = caught.value.problems
+    assert len(problems) == 4 and problems[-1] == "space: ... and 3 more invalid trials"
+
+
+def test_a_parameter_behind_a_chain_of_conditions_is_checked_under_every_link(tmp_path):
+    """Past MAX_CHECKED_POINTS each parameter is tried under every value of the parameters
+    its conditions name, also through another conditional parameter."""
+    space = {
+        "placement": {"choices": ["paper", "blur_before_max"]},
+        "antialias_stem": {"choices": [True, False], "when": {"placement": "blur_before_max"}},
+        "subsample": {"choices": ["fixed", "aps"], "when": {"antialias_stem": False}},
+        **MANY_BATCH_SIZES,
+    }
+    path = _write(tmp_path, _minimal(space=space, sampler={"name": "random", "trials": 4}))
+    with pytest.raises(SpecError, match=r"placement='blur_before_max'.*subsample='aps'"):
+        load_spec(path)
+
+
+def test_data_sources_take_the_most_images_over_every_conditional_choice(tmp_path):
+    from ablate.spec import data_sources
+
+    space = {
+        "augment": {"choices": [False, True]},
+        "train_size": {"choices": [], "when": {"augment": True}},
+        "test_size": {"choices": [50, 200]},
+    }
+    for train_sizes in ([8000, 6000], [6000, 8000]):  # above the default 5000
+        space["train_size"]["choices"] = train_sizes
+        spec = load_spec(_write(tmp_path, _minimal(space=space)))
+        assert data_sources(spec) == {("synthetic", None): (8000, 200)}
+
+
+def test_a_null_written_in_base_is_still_checked_when_other_fields_are_overridden(tmp_path):
+    """Only an override of None removes a key; `width: null` in the file stays an error."""
+    path = _write(tmp_path, _minimal(base={"width": None}))
+    with pytest.raises(SpecError, match=r"base\.width: None is not allowed"):
+        load_spec(path, {"epochs": 2})
