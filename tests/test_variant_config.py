@@ -58,3 +58,53 @@ def test_values_a_run_would_fail_on_are_refused(field: str, value: object, fragm
     with pytest.raises(ValueError, match=field) as caught:
         VariantConfig(**{field: value})
     assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"placement": "blur_before_max", "subsample": "lps"}, "subsample 'lps' needs placement"),
+        ({"filter": "custom"}, "filter 'custom' needs taps"),
+        ({"placement": "blur_before_relu", "filter": "custom", "taps": (1, -1)}, "sum to 0"),
+        ({"sigma": 0.0, "filter": "gaussian"}, "sigma\n  Input should be greater than 0"),
+        ({"sites": False}, "expected a whole number, got the boolean False"),
+        ({"shift": 4, "diagonal": 8, "crop_pad": 4}, "crop_pad=4 must be >= max(shift, diag"),
+        ({"momentum": 1.0}, "momentum\n  Input should be less than 1"),
+    ],
+)
+def test_configs_a_run_could_not_make_are_refused_with_the_reason(changes: dict, fragment: str):
+    """Every subsampling but the fixed grid under blur_before_max, a custom filter without
+    taps, a filter no placement could build (not only under 'paper'), a zero sigma, YAML's
+    `false` as a count, crop shifts larger than the padding, a momentum of 1."""
+    with pytest.raises(ValueError) as caught:
+        VariantConfig(**changes)
+    assert fragment in str(caught.value)
+
+
+def test_edge_values_a_run_can_make_are_accepted() -> None:
+    """All the test images as eval_size, no converted site, a padding just wide enough, and
+    custom taps whatever the (unused) filter_size says."""
+    VariantConfig(eval_size=1000, test_size=1000)
+    VariantConfig(sites=0)
+    VariantConfig(shift=8, diagonal=8, crop_pad=8)
+    assert VariantConfig(filter="custom", taps=(1, 2, 1), filter_size=4).taps == (1, 2, 1)
+
+
+def test_a_field_the_model_does_not_take_is_named_first_in_alphabetical_order(user_nets):
+    with pytest.raises(ValueError, match="conv_padding='circular' is set, but model"):
+        VariantConfig(model=f"{user_nets}:with_dropout", width=8, conv_padding="circular")
+
+
+def test_unused_fields_follow_what_the_network_reads() -> None:
+    """One tap on the fixed grid reads neither the filter nor the padding, but under APS or LPS
+    the padding still wraps the dense max; custom taps make filter_size unused; a config that
+    does not name its optimizer trains with SGD, which reads the momentum."""
+    one_tap = {"placement": "paper", "filter": "binomial", "filter_size": 1}
+    assert set(unused_fields({**one_tap, "subsample": "fixed"})) >= {"padding", "filter"}
+    assert "padding" not in unused_fields({**one_tap, "subsample": "aps"})
+    assert "padding" not in unused_fields({**one_tap, "filter_size": 3})
+    custom = {"placement": "paper", "filter": "custom", "taps": [1, 2, 1], "filter_size": 1}
+    assert set(unused_fields({**custom, "dataset": "cifar10"})) == {"filter_size"}
+    assert "filter_size" not in unused_fields({"placement": "paper", "filter_size": 3})
+    assert "momentum" not in unused_fields({})
+    assert "momentum" in unused_fields({"optimizer": "adamw"})
