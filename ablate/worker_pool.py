@@ -54,7 +54,8 @@ class WorkerPool:
         self._seen_dead: set[int] = set()
         # Torch's default, every core in every worker, would oversubscribe the cores and slow
         # each run, and so skew its throughput, by as much as there are workers.
-        threads = None if "OMP_NUM_THREADS" in os.environ else worker_threads(len(pins))
+        # (OMP_NUM_THREADS given: passed on as it reads)
+        threads = worker_threads(len(pins))
         self._threads = None if threads is None else str(threads)
 
     def start(self) -> None:

@@ -323,7 +323,7 @@ class _DenseMax2d(torch.autograd.Function):
             dx = grad.new_zeros((n, c, h * w)).scatter_add(2, winners.reshape(n, c, -1), routed)
             dx = dx.reshape(n, c, h, w)
             return (dx if batched(grad) else dx.contiguous(memory_format=memory_format_of(x))), None
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        if keeps_channels_last(x):
             _, winners = F.max_pool2d(x, kernel, 1, return_indices=True)
             return torch.ops.aten.max_pool2d_with_indices_backward(
                 grad, x, [kernel, kernel], [1, 1], [0, 0], [1, 1], False, winners
