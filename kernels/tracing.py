@@ -23,13 +23,17 @@ def building_graph() -> bool:
 @torch.jit.unused
 def tracing_or_exporting() -> bool:
     """Whether ``torch.jit.trace`` or ``torch.export`` is recording the call."""
-    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+    return torch.jit.is_tracing() or exporting()
 
 
 @torch.jit.unused
 def exporting() -> bool:
-    """Whether torch.export is recording the call, with sizes that may be symbolic."""
-    return torch.compiler.is_exporting()
+    """Whether torch.export is recording the call, with sizes that may be symbolic. Read from
+    the flag torch.export sets, which ``torch.compiler.is_exporting()`` returns: Dynamo in
+    torch 2.11 folds that call to True under ``torch.compile`` too, which sent compiled
+    modules to the reference ops and broke ``fullgraph=True``; the flag it reads as it is."""
+    flag = getattr(torch.compiler, "_is_exporting_flag", None)
+    return torch.compiler.is_exporting() if flag is None else flag
 
 
 @torch.jit.unused

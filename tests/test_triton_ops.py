@@ -17,6 +17,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch._dynamo.testing import CompileCounterWithBackend
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -895,10 +896,14 @@ class _AntiAliasedBlock(torch.nn.Module):
         return self.max_blur(self.blur(self.conv(x)))
 
 
-def test_torch_compile_fullgraph_matches_eager(monkeypatch) -> None:
-    """No graph break around the ops (fullgraph=True), no warning from Dynamo about what it
-    traced (a cached helper of the backend choice once gave one at every user's compile),
-    same values and gradients.
+@pytest.mark.parametrize("is_exporting_folded", [False, True])
+def test_torch_compile_fullgraph_matches_eager(monkeypatch, is_exporting_folded: bool) -> None:
+    """No graph break around the ops (fullgraph=True), the custom ops in Dynamo's graph, no
+    warning from Dynamo about what it traced (a cached helper of the backend choice once gave
+    one at every user's compile), same values and gradients. Also where Dynamo answers
+    ``torch.compiler.is_exporting()`` with True under ``torch.compile`` (torch 2.11's does):
+    the modules had then taken the reference ops, and the patch of the shape config they enter
+    only when exporting broke the graph.
 
     Without CUDA the compiled graph runs on the aot_eager backend: it traces through the fake
     functions and the autograd registration exactly as Inductor does, without compiling C++
@@ -907,9 +912,11 @@ def test_torch_compile_fullgraph_matches_eager(monkeypatch) -> None:
     torch.manual_seed(14)
     model = _AntiAliasedBlock().to(DEVICE)
     x = make_input((2, 3, 8, 7), torch.float32, "channels_last", seed=14)
-    backend = "inductor" if DEVICE == "cuda" else "aot_eager"
+    backend = CompileCounterWithBackend("inductor" if DEVICE == "cuda" else "aot_eager")
     dynamo_warnings: list[str] = []  # (Dynamo warns once per process: record them all here)
     monkeypatch.setattr(torch._dynamo.utils, "warn_once", dynamo_warnings.append)
+    if is_exporting_folded:  # (a function Dynamo inlines, where it folds the original's call)
+        monkeypatch.setattr(torch.compiler, "is_exporting", lambda: torch.compiler.is_compiling())
     torch._dynamo.reset()
     compiled = torch.compile(model, fullgraph=True, backend=backend)
     eager_out = model(x)
@@ -919,6 +926,8 @@ def test_torch_compile_fullgraph_matches_eager(monkeypatch) -> None:
     compiled_out = compiled(x)
     compiled_out.sum().backward()
     assert dynamo_warnings == []
+    targets = {str(node.target) for graph in backend.graphs for node in graph.graph.nodes}
+    assert {"shiftlab.blur_pool2d", "shiftlab.max_blur_pool2d"} <= targets
     assert_close(compiled_out, eager_out, torch.float32)
     for param, expected in zip(model.parameters(), eager_grads, strict=True):
         assert_close(param.grad, expected, torch.float32)
@@ -1071,10 +1080,10 @@ def test_non_finite_read_by_taps_of_either_sign_is_nan_along_w(layout: str) -> N
     for t in (x, x.transpose(2, 3)):  # the infinity read twice along W, then along H
         y = blur_pool2d(t, None, 2, "replicate", filter="custom", taps=[2.0, -1.0],
                         backend="triton")  # fmt: skip
-        expected = blur_pool2d(t, None, 2, "replicate", filter="custom", taps=[2.0, -1.0],
-                               backend="torch")  # fmt: skip
+        expected = blur_pool2d(t.cpu(), None, 2, "replicate", filter="custom", taps=[2.0, -1.0],
+                               backend="torch")  # fmt: skip  (spec §2: the eager CPU reference)
         assert expected.isnan().all()
-        torch.testing.assert_close(y, expected, equal_nan=True, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(y.cpu(), expected, equal_nan=True, atol=1e-5, rtol=1e-5)
 
 
 def test_relu_output_takes_the_inputs_layout_in_both_backends() -> None:
