@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Everything to run on a machine with a GPU, in one go and in a bounded time: the CUDA tests,
-# the autotuner, the kernel benchmark, the end-to-end table and the host time per call.
+# the autotuner, the kernels' bandwidth, their comparison with the other formulations, the
+# end-to-end table and the host time per call.
 #
 #   bash benchmarks/gpu_suite.sh [OUT_DIR [ARCHIVE]]   (default OUT_DIR: benchmarks/results/gpu-suite)
 #
+# STEPS (default: all of ORDER below) runs some of the steps, in ORDER's order, the budget
+# shared among them alone: e.g. STEPS="bench compare end_to_end" where the tests ran before.
 # BUDGET_S (default 480) bounds the whole run. Each step may use what is left of it but the
 # shares of the steps after it (SHARES below), and at least its own share, so time a step does
 # not use passes on; the sweeps get that limit less GRACE_S as their own --budget-s and end by
 # themselves with whole results (written as they go), `timeout` being only a backstop (its
 # KILL_S after the limit is part of the limit). A step cut short by its limit is reported as
-# timed out, apart from failures (a test step cut short: as failed if pytest had counted a
-# failure by then, else as incomplete). Compiling is most of the cost
+# timed out, apart from failures (a test step cut short: as failed if pytest had counted or
+# shown a failure by then, else as incomplete). Compiling is most of the cost
 # on a fresh machine, so the tests run in JOBS pytest-xdist workers when it is installed and
 # the sweeps compile ahead in a pool of processes.
 #
@@ -37,11 +40,19 @@ export SHIFTLAB_CACHE_DIR=${SHIFTLAB_CACHE_DIR:-$out/cache}
 deadline=$(($(date +%s) + budget))
 status=0
 
-# Per cent of the budget each step is planned for, in the order they run.
+# Per cent of the budget each step is planned for, in the order they run (of the steps run).
 # host_overhead has no budget of its own and compiles a dozen kernel variants on a fresh cache.
-declare -A SHARES=([tests_kernels]=24 [tests_ablate]=10 [autotune]=17 [bench]=23 [end_to_end]=16
-                   [host_overhead]=10)
-ORDER=(tests_kernels tests_ablate autotune bench end_to_end host_overhead)
+declare -A SHARES=([tests_kernels]=30 [tests_ablate]=6 [autotune]=10 [bench]=18 [compare]=14
+                   [end_to_end]=14 [host_overhead]=8)
+ORDER=(tests_kernels tests_ablate autotune bench compare end_to_end host_overhead)
+read -ra chosen <<<"${STEPS:-${ORDER[*]}}"
+((${#chosen[@]})) || { echo "STEPS: no step named; the steps: ${ORDER[*]}" >&2; exit 2; }
+for name in "${chosen[@]}"; do
+  [[ -v SHARES[$name] ]] || { echo "STEPS: unknown step '$name'; the steps: ${ORDER[*]}" >&2; exit 2; }
+done
+runs() { [[ " ${chosen[*]} " == *" $1 "* ]]; }  # runs STEP: whether STEPS holds STEP
+planned=0
+for name in "${chosen[@]}"; do planned=$((planned + SHARES[$name])); done
 
 {
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
@@ -50,17 +61,19 @@ ORDER=(tests_kernels tests_ablate autotune bench end_to_end host_overhead)
     "$py" -c "import $module" 2>/dev/null || echo "missing: $module (its tests or figures are skipped)"
   done
   echo "commit $(git rev-parse HEAD 2>/dev/null || echo "${SHIFTLAB_COMMIT:-unknown}")"
-  echo "budget ${budget}s, started $(date -u +%FT%TZ)"
+  echo "budget ${budget}s, steps ${chosen[*]}, started $(date -u +%FT%TZ)"
 } >"$out/device.txt" 2>&1
 cat "$out/device.txt"
 
 limit_for() {  # limit_for STEP: seconds STEP may take, keeping the later steps' shares
   local later=0 seen=0 name
   for name in "${ORDER[@]}"; do
+    runs "$name" || continue
     ((seen)) && later=$((later + SHARES[$name]))
     [[ $name == "$1" ]] && seen=1
   done
-  local left=$((deadline - $(date +%s) - budget * later / 100)) own=$((budget * SHARES[$1] / 100))
+  local left=$((deadline - $(date +%s) - budget * later / planned))
+  local own=$((budget * SHARES[$1] / planned))
   echo $((left > own ? left : own))
 }
 
@@ -76,8 +89,9 @@ step() {  # step NAME LIMIT_S COMMAND...
   printf "\n== %s: exit %s after %ss\n" "$name" "$rc" "$((SECONDS - began))"
   if ((rc == 124 || rc == 137)); then  # (137: killed after the grace, or by the OOM killer)
     timed_out+=("$name")
-    # A test step cut short still counts the failures it met (pytest's summary on SIGINT).
-    if [[ $name == tests_* ]] && grep -qE "[0-9]+ (failed|errors?)\b" "$out/$name.log"; then
+    # A test step cut short still counts the failures it met: pytest's summary on SIGINT, or,
+    # killed before it, an F or E in its progress lines.
+    if [[ $name == tests_* ]] && grep -qE "$FAILURE_SEEN" "$out/$name.log"; then
       failed+=("$name")
       return 1
     fi
@@ -88,6 +102,7 @@ step() {  # step NAME LIMIT_S COMMAND...
 }
 timed_out=()
 failed=()
+FAILURE_SEEN='[0-9]+ (failed|errors?)\b|^[.sxXFE]*[FE][.sxXFE]*( +\[ *[0-9]+%\])?$'
 sweep_budget() {  # sweep_budget LIMIT: a sweep's own --budget-s, its grace left for writing
   echo $(($1 > grace + 1 ? $1 - grace : 1))
 }
@@ -99,29 +114,46 @@ if "$py" -c "import xdist" 2>/dev/null; then
 fi
 
 # Kernels first: they are what only a GPU can check, bf16 and huge tensors first of all.
-limit=$(limit_for tests_kernels)
-step tests_kernels "$limit" "${pytest[@]}" \
-  tests/test_triton_gpu.py tests/test_triton_ops.py tests/test_modules.py || status=1
-limit=$(limit_for tests_ablate)
-step tests_ablate "$limit" "${pytest[@]}" \
-  tests/test_data.py tests/test_antialias.py tests/test_train.py tests/test_variant.py \
-  -k "cuda or fused_backend" || status=1
+if runs tests_kernels; then
+  step tests_kernels "$(limit_for tests_kernels)" "${pytest[@]}" \
+    tests/test_triton_gpu.py tests/test_triton_ops.py tests/test_modules.py || status=1
+fi
+if runs tests_ablate; then
+  step tests_ablate "$(limit_for tests_ablate)" "${pytest[@]}" \
+    tests/test_data.py tests/test_antialias.py tests/test_train.py tests/test_variant.py \
+    -k "cuda or fused_backend" || status=1
+fi
 # Tune before the benchmark so that it times tuned kernels; the goals' activation first.
-limit=$(limit_for autotune)
-step autotune "$limit" "$py" -m kernels.autotune --quick --shapes 256x64x112x112 256x64x32x32 \
-  --budget-s "$(sweep_budget "$limit")" --out "$out/tuned.json"
-# The goals' sizes first (filters at both ends, then between), bf16 and fp16 alike.
-limit=$(limit_for bench)
-step bench "$limit" "$py" -m kernels.bench --shapes 256x64x112x112 --filters 3 7 5 2 4 6 \
-  --dtypes bfloat16 float16 --rep-ms 20 --budget-s "$(sweep_budget "$limit")" --out "$out/bench"
-limit=$(limit_for end_to_end)
+if runs autotune; then
+  limit=$(limit_for autotune)
+  step autotune "$limit" "$py" -m kernels.autotune --quick --shapes 256x64x112x112 256x64x32x32 \
+    --budget-s "$(sweep_budget "$limit")" --out "$out/tuned.json"
+fi
+# The bandwidth goals: the fused kernels alone (no baseline to compile, a few seconds a case)
+# at the goals' size, filters at both ends first, then between, bf16 and fp16 alike.
+if runs bench; then
+  limit=$(limit_for bench)
+  step bench "$limit" "$py" -m kernels.bench --impls shiftlab --shapes 256x64x112x112 \
+    --filters 3 7 5 2 4 6 --dtypes bfloat16 float16 --rep-ms 20 \
+    --budget-s "$(sweep_budget "$limit")" --out "$out/bench"
+fi
+# The speed-up goals: every formulation (each torch.compile'd baseline compiles for seconds).
+if runs compare; then
+  limit=$(limit_for compare)
+  step compare "$limit" "$py" -m kernels.bench --shapes 256x64x112x112 --filters 3 7 5 \
+    --dtypes bfloat16 --rep-ms 20 --budget-s "$(sweep_budget "$limit")" --out "$out/compare"
+fi
 # ResNet-18 first: the issue's network, should the budget not reach the VGG.
-step end_to_end "$limit" "$py" -m benchmarks.end_to_end --models resnet18 vgg \
-  --budget-s "$(sweep_budget "$limit")" --out "$out/end_to_end"
+if runs end_to_end; then
+  limit=$(limit_for end_to_end)
+  step end_to_end "$limit" "$py" -m benchmarks.end_to_end --models resnet18 vgg \
+    --budget-s "$(sweep_budget "$limit")" --out "$out/end_to_end"
+fi
 # Real launches on a map small enough that the host, not the kernel, sets the pace.
-limit=$(limit_for host_overhead)
-step host_overhead "$limit" "$py" -m benchmarks.host_overhead --launch cuda --shape 8x64x16x16 \
-  --csv "$out/host_overhead.csv"
+if runs host_overhead; then
+  step host_overhead "$(limit_for host_overhead)" "$py" -m benchmarks.host_overhead \
+    --launch cuda --shape 8x64x16x16 --csv "$out/host_overhead.csv"
+fi
 
 if ((status)); then
   tests=FAILED

@@ -17,10 +17,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "benchmarks" / "gpu_suite.sh"
-STEPS = ["tests_kernels", "tests_ablate", "autotune", "bench", "end_to_end", "host_overhead"]
+STEPS = ["tests_kernels", "tests_ablate", "autotune", "bench", "compare", "end_to_end",
+         "host_overhead"]  # fmt: skip
 # The modules each step runs, in the order the steps run.
-MODULES = ["pytest", "pytest", "kernels.autotune", "kernels.bench", "benchmarks.end_to_end",
-           "benchmarks.host_overhead"]  # fmt: skip
+MODULES = ["pytest", "pytest", "kernels.autotune", "kernels.bench", "kernels.bench",
+           "benchmarks.end_to_end", "benchmarks.host_overhead"]  # fmt: skip
 
 STAND_IN = """#!/usr/bin/env bash
 # Answers `-c CODE` (the suite's checks of what is installed) as $HAS_XDIST says for xdist,
@@ -73,11 +74,14 @@ def test_every_step_runs_in_order_with_its_share_and_the_run_is_archived(tmp_pat
     assert code == 0
     assert [call.split()[0] for call in calls] == MODULES
     # Nothing used its time, so each sweep may take the budget less the later steps' shares
-    # (autotune: 600 less 23 + 16 + 10 per cent), less the grace the sweep leaves itself.
-    assert 600 - 294 - 1 - 2 <= budget_of(calls[2]) <= 600 - 294 - 1
-    assert 600 - 156 - 1 - 2 <= budget_of(calls[3]) <= 600 - 156 - 1
-    assert 600 - 60 - 1 - 2 <= budget_of(calls[4]) <= 600 - 60 - 1
+    # (autotune: 600 less 18 + 14 + 14 + 8 per cent), less the grace the sweep leaves itself.
+    assert 600 - 324 - 1 - 2 <= budget_of(calls[2]) <= 600 - 324 - 1
+    assert 600 - 216 - 1 - 2 <= budget_of(calls[3]) <= 600 - 216 - 1
+    assert 600 - 132 - 1 - 2 <= budget_of(calls[4]) <= 600 - 132 - 1
+    assert 600 - 48 - 1 - 2 <= budget_of(calls[5]) <= 600 - 48 - 1
     assert "--out " + str(out / "tuned.json") in calls[2]
+    # The bandwidth sweep times the fused kernels alone; the comparison, every formulation.
+    assert "--impls shiftlab" in calls[3] and "--impls" not in calls[4]
     for step in STEPS:
         assert (out / f"{step}.log").read_text().startswith("ran ")
     device = (out / "device.txt").read_text()
@@ -106,17 +110,21 @@ def test_a_sweep_past_its_limit_is_stopped_and_named_and_the_rest_go_on(tmp_path
     began = time.monotonic()
     code, out, calls = run_suite(tmp_path, budget_s=20, SLEEP_kernels_bench="120")
     # The bench may take its share and what the earlier steps left (20 s less the later
-    # shares, 22 %): about 15 s, then SIGINT; the steps after it still run.
+    # shares, 36 %): about 13 s, then SIGINT; the comparison (the same module) gets about
+    # 3 s; the steps after them still run.
     assert time.monotonic() - began < 25
     assert code == 0
     assert [call.split()[0] for call in calls] == MODULES
     finished = (out / "device.txt").read_text().splitlines()[-1]
-    assert finished.endswith("timed out or killed (their results are partial): bench")
+    assert finished.endswith("timed out or killed (their results are partial): bench compare")
 
 
-@pytest.mark.parametrize("said", ["", "1 failed, 40 passed in 59.1s"])
+@pytest.mark.parametrize("said", ["", "1 failed, 40 passed in 59.1s", "..s...F..   [ 25%]",
+                                  "....E"])  # fmt: skip
 def test_a_test_step_cut_short_is_incomplete_unless_it_had_failed(tmp_path, said) -> None:
-    """Tests stopped at their limit had been reported as passed, their failures so far too."""
+    """Tests stopped at their limit had been reported as passed, their failures so far too;
+    and pytest killed before its summary (xdist's workers slow to stop) had left only its
+    progress lines, whose F had been read as no failure."""
     code, out, _ = run_suite(tmp_path, budget_s=20, SLEEP_pytest="60", SAY_pytest=said)
     finished = (out / "device.txt").read_text().splitlines()[-1]
     if said:
@@ -132,6 +140,28 @@ def test_a_failed_sweep_is_named_and_no_sweep_gets_a_budget_below_a_second(tmp_p
     grace had been handed --budget-s 0 or less, which the sweeps refuse."""
     code, out, calls = run_suite(tmp_path, budget_s=20, GRACE_S="15", FAIL_kernels_bench="1")
     assert code == 0  # only failed tests fail the suite
-    assert all(budget_of(call) >= 1 for call in calls[2:5])
+    assert all(budget_of(call) >= 1 for call in calls[2:6])
     finished = (out / "device.txt").read_text().splitlines()[-1]
     assert "test steps passed; failed: bench" in finished
+
+
+def test_steps_runs_the_steps_named_in_order_with_the_budget_shared_among_them(tmp_path) -> None:
+    code, out, calls = run_suite(tmp_path, STEPS="end_to_end bench")
+    assert code == 0
+    assert [call.split()[0] for call in calls] == ["kernels.bench", "benchmarks.end_to_end"]
+    # The bench keeps the end to end's share of the two (14 of 32) and leaves itself a grace.
+    assert 600 - 262 - 1 - 2 <= budget_of(calls[0]) <= 600 - 262 - 1
+    assert "steps end_to_end bench" in (out / "device.txt").read_text()
+
+
+@pytest.mark.parametrize("steps", ["bench tests", " "])
+def test_steps_naming_no_step_or_an_unknown_one_is_refused_with_the_steps(tmp_path, steps) -> None:
+    python = tmp_path / "python"
+    python.write_text(STAND_IN)
+    python.chmod(0o755)
+    environ = {**os.environ, "PYTHON": str(python), "STEPS": steps}
+    done = subprocess.run(["bash", str(SUITE), str(tmp_path / "out")], env=environ,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert "STEPS:" in done.stderr and " ".join(STEPS) in done.stderr
+    assert ("'tests'" in done.stderr) == (steps != " ")
