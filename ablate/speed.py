@@ -46,31 +46,45 @@ def measure_speed(
     as they are.
     """
     device = torch.device(device)
-    memory_format = memory_format_for(config, device)
-    amp = amp_for(config, device)
+    steps = SpeedSteps(model, config, device, image_shape, num_classes)
     batch = config.throughput_batch
-    model = copy.deepcopy(model).to(device=device, memory_format=memory_format)
-    x = torch.randn(batch, *image_shape, device=device).contiguous(memory_format=memory_format)
-    y = torch.randint(num_classes, (batch,), device=device)
-    optimizer = make_optimizer(model, config)
-
-    def train_step() -> None:
-        training_step(model, optimizer, x, y, amp=amp)
-
-    def infer_step() -> None:
-        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
-            model(x)
-
-    model.train()
-    train_rate = _images_per_s(train_step, batch, device)
-    peak_mb = _peak_memory_mb(train_step, device)
-    model.eval()
-    infer_rate = _images_per_s(infer_step, batch, device)
+    steps.model.train()
+    train_rate = _images_per_s(steps.train, batch, device)
+    peak_mb = _peak_memory_mb(steps.train, device)
+    steps.model.eval()
+    infer_rate = _images_per_s(steps.infer, batch, device)
     return {
         "train_images_per_s": train_rate,
         "infer_images_per_s": infer_rate,
         "peak_memory_mb": peak_mb,
     }
+
+
+class SpeedSteps:
+    """The steps the speed is measured on: a copy of `model` on `device`, in the run's memory
+    format, with its optimiser, trained (`train`) or run (`infer`) on one random batch of
+    `config.throughput_batch` inputs, under the run's autocast. Also what a profile of the
+    same steps runs (`benchmarks.step_profile`)."""
+
+    def __init__(self, model: nn.Module, config: VariantConfig, device: torch.device,
+                 image_shape: tuple[int, int, int], num_classes: int) -> None:  # fmt: skip
+        memory_format = memory_format_for(config, device)
+        self.amp = amp_for(config, device)
+        self.device = device
+        self.model = copy.deepcopy(model).to(device=device, memory_format=memory_format)
+        batch = config.throughput_batch
+        self.x = torch.randn(batch, *image_shape, device=device)
+        self.x = self.x.contiguous(memory_format=memory_format)
+        self.y = torch.randint(num_classes, (batch,), device=device)
+        self.optimizer = make_optimizer(self.model, config)
+
+    def train(self) -> None:
+        training_step(self.model, self.optimizer, self.x, self.y, amp=self.amp)
+
+    def infer(self) -> None:
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16,
+                                                    enabled=self.amp):  # fmt: skip
+            self.model(self.x)
 
 
 def _images_per_s(step: Callable[[], None], batch: int, device: torch.device) -> float:

@@ -16,6 +16,9 @@ warm-up and synchronisation are the study's.
 
 Writes ``end_to_end.csv`` / ``end_to_end.json`` (with the device, versions, commit and
 command) to ``benchmarks/results/<gpu>/`` and prints the table, ratios to the baseline last.
+``--profile`` also writes ``end_to_end_profile.csv`` / ``.json``: per net, the operations that
+take the most time of a training step (``benchmarks.step_profile``: kernels by device time on
+a GPU).
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ from ablate.models import (
     check_model_name,
     model_arguments,
 )
-from ablate.speed import measure_speed
+from ablate.speed import SpeedSteps, measure_speed
 from ablate.train import memory_format_for
 from ablate.variant import build_network
 from ablate.variant_config import VariantConfig
+from benchmarks.step_profile import COLUMNS as PROFILE_COLUMNS
+from benchmarks.step_profile import step_profile
 from kernels.bench_results import default_results_dir, print_table, run_metadata, write_results
 from kernels.cli_types import device_option, output_folder, positive, run_command
 from kernels.functional import fused_kernels_run
@@ -70,10 +75,11 @@ NUM_CLASSES = 10  # the outputs of the measured networks (CIFAR's classes)
 
 
 def measure(model_name: str, variant: str, layout: str, *, width: int, batch: int,
-            filter_size: int, device: torch.device,
-            image_size: int = 32) -> dict[str, float | None]:
+            filter_size: int, device: torch.device, image_size: int = 32,
+            profile: bool = False) -> dict[str, object]:
     """Images/s and peak memory of one network, variant and memory format, on 3-channel
-    ``image_size``² images (``width`` None where the network's factory takes none)."""
+    ``image_size``² images (``width`` None where the network's factory takes none); with
+    ``profile``, also its training step's :func:`step_profile` (key ``profile``)."""
     spec = VARIANTS[variant]
     filter_size = 1 if spec.one_tap else filter_size
     sized = {"width": width} if "width" in model_arguments(model_name) else {}
@@ -87,6 +93,9 @@ def measure(model_name: str, variant: str, layout: str, *, width: int, batch: in
     image_shape = (3, image_size, image_size)
     model, changes = build_network(config, NUM_CLASSES, image_size, device)
     result = measure_speed(model, config, device, image_shape=image_shape)
+    if profile:
+        steps = SpeedSteps(model, config, device, image_shape, NUM_CLASSES)
+        result["profile"] = step_profile(steps.train, device)
     return {**result, "width": sized.get("width"),  # None: the factory takes no width
             "image_size": image_size,
             "activation_mb": activation_mb(model, config, device, image_shape),
@@ -188,6 +197,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "model, layout by layout, the baseline first)")
     parser.add_argument("--out", type=output_folder,
                         help="results folder (default: benchmarks/results/<gpu>)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile each net's training step (end_to_end_profile.csv)")
     args = parser.parse_args(argv)
     fused_run = fused_kernels_run(args.device)
     if args.variants is None:
@@ -224,17 +235,22 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     judged = device.type == "cuda"  # off a GPU aa_triton is Triton's interpreter
     budget = TimeBudget(args.budget_s)
     rows = []
+    profiles = []
     for model_name, layout, variant in budget.over(runs):
         try:
             result = measure(model_name, variant, layout, width=args.width, batch=args.batch,
                              filter_size=args.filter_size, device=device,
-                             image_size=args.image_size)
+                             image_size=args.image_size, profile=args.profile)
         except Exception as err:  # one failing run must not sink the others
             notes.append(f"{model_name} {variant} {layout} failed: {type(err).__name__}: {err}")
             print(notes[-1], flush=True)
             continue
-        rows.append({"model": model_name, "variant": variant, "layout": layout,
-                     "batch": args.batch, **result})
+        net = {"model": model_name, "variant": variant, "layout": layout}
+        if args.profile:
+            profiles.append(result.pop("profile").assign(**net))
+            profile = pd.concat(profiles, ignore_index=True)
+            write_results(out, "end_to_end_profile", profile[[*net, *PROFILE_COLUMNS]], meta)
+        rows.append({**net, "batch": args.batch, **result})
         print(f"{model_name} {variant} {layout}: training {result['train_images_per_s']:.0f}, "
               f"inference {result['infer_images_per_s']:.0f} images/s", flush=True)
         df = add_ratios(pd.DataFrame(rows))  # written after each run: a cut run keeps its rows

@@ -130,10 +130,11 @@ if runs autotune; then
     --budget-s "$(sweep_budget "$limit")" --out "$out/tuned.json"
 fi
 # The bandwidth goals: the fused kernels alone (no baseline to compile, a few seconds a case)
-# at the goals' size, filters at both ends first, then between, bf16 and fp16 alike.
+# at the goals' size, filters at both ends first, then between, bf16 and fp16 alike; then a
+# CIFAR ResNet-18's first anti-aliased site (its conv at stride 1, batch 256).
 if runs bench; then
   limit=$(limit_for bench)
-  step bench "$limit" "$py" -m kernels.bench --impls shiftlab --shapes 256x64x112x112 \
+  step bench "$limit" "$py" -m kernels.bench --impls shiftlab --shapes 256x64x112x112 256x128x32x32 \
     --filters 3 7 5 2 4 6 --dtypes bfloat16 float16 --rep-ms 20 \
     --budget-s "$(sweep_budget "$limit")" --out "$out/bench"
 fi
@@ -146,7 +147,7 @@ fi
 # ResNet-18 first: the issue's network, should the budget not reach the VGG.
 if runs end_to_end; then
   limit=$(limit_for end_to_end)
-  step end_to_end "$limit" "$py" -m benchmarks.end_to_end --models resnet18 vgg \
+  step end_to_end "$limit" "$py" -m benchmarks.end_to_end --models resnet18 vgg --profile \
     --budget-s "$(sweep_budget "$limit")" --out "$out/end_to_end"
 fi
 # Real launches on a map small enough that the host, not the kernel, sets the pace.

@@ -342,6 +342,43 @@ def test_end_to_end_writes_ratios_to_the_baseline_and_the_placement(tmp_path):
     assert {"device", "commit", "command"} <= set(payload["meta"])
 
 
+def test_step_profile_counts_each_operation_per_step_by_its_own_time() -> None:
+    from benchmarks.step_profile import step_profile
+
+    a, b = torch.randn(96, 96), torch.randn(96, 96)
+
+    def step() -> None:
+        for _ in range(3):
+            torch.mm(a, b)
+        torch.neg(a)
+
+    table = step_profile(step, torch.device("cpu"), steps=4, top=10)
+    calls = dict(zip(table["name"], table["calls_per_step"], strict=True))
+    assert calls["aten::mm"] == 3 and calls["aten::neg"] == 1
+    assert table["ms_per_step"].is_monotonic_decreasing and (table["ms_per_step"] > 0).all()
+    assert 0 < table["share"].sum() <= 1 + 1e-9
+    assert len(step_profile(step, torch.device("cpu"), steps=1, top=1)) == 1
+
+
+def test_end_to_end_profile_writes_each_nets_step_profile(tmp_path):
+    from benchmarks import end_to_end
+
+    end_to_end.main(["--models", "vgg", "--variants", "baseline", "aa_torch", "--layouts", "nchw",
+                     "--width", "4", "--batch", "2", "--image-size", "16", "--device", "cpu",
+                     "--out", str(tmp_path), "--profile"])  # fmt: skip
+    profile = pd.read_csv(tmp_path / "end_to_end_profile.csv")
+    assert list(profile.columns[:4]) == ["model", "variant", "layout", "name"]
+    assert list(profile.drop_duplicates("variant")["variant"]) == ["baseline", "aa_torch"]
+    names = profile.groupby("variant")["name"].agg(" ".join)
+    assert "convolution" in names["baseline"] and "convolution" in names["aa_torch"]
+    assert (profile.groupby("variant")["share"].sum() <= 1 + 1e-9).all()
+    # the reference blur is two products of matrices per site, the baseline's one the classifier
+    products = profile[profile["name"].str.contains("mm")]
+    calls = products.groupby("variant")["calls_per_step"].sum()
+    assert calls["aa_torch"] > calls["baseline"]
+    assert "end_to_end.csv" in {p.name for p in tmp_path.iterdir()}
+
+
 def test_autotune_budget_tunes_the_first_problems_and_writes_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(tuning.CACHE_DIR_ENV, str(tmp_path / "cache"))
     tuning.clear_cache()
