@@ -17,8 +17,9 @@ import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from ablate.speed import WARMUP_STEPS
+
 PROFILED_STEPS = 5
-WARMUP_STEPS = 3
 TOP_OPERATIONS = 25
 COLUMNS = ("name", "ms_per_step", "calls_per_step", "share")
 
@@ -31,8 +32,8 @@ def step_profile(
     top: int = TOP_OPERATIONS,
 ) -> pd.DataFrame:
     """The ``top`` operations by time per call of ``step``, profiled over ``steps`` calls after
-    warm-up: the :data:`COLUMNS`, ``share`` of all the time the profile holds (the operations
-    left out included)."""
+    the speed measurement's warm-up: the :data:`COLUMNS`, ``share`` of all the time the profile
+    holds (the operations left out included)."""
     cuda = device.type == "cuda"
     for _ in range(WARMUP_STEPS):
         step()
