@@ -1,5 +1,6 @@
 """run_variant end to end: the documented metric names, seeding, config and device checks, CLI."""
 
+import dataclasses
 import json
 import math
 
@@ -11,6 +12,7 @@ from ablate import variant
 from ablate.flops import forward_flops
 from ablate.models import build_model
 from ablate.polyphase import PolyphasePool2d
+from ablate.train import TrainResult
 from ablate.variant import UnbuildableVariant, main, resolve_device, run_variant
 from ablate.variant_config import VariantConfig
 from kernels.provenance import source_fingerprint
@@ -112,6 +114,27 @@ def test_small_vgg_on_synthetic_data_learns_on_the_cpu():
     # the trained network's own count: the anti-aliased VGG's, not the baseline's
     baseline = forward_flops(build_model("vgg", width=16), (3, 32, 32))
     assert baseline / 1e6 < metrics["forward_mflops"] < 1.1 * baseline / 1e6
+
+
+def test_training_metrics_are_the_training_runs_own(monkeypatch) -> None:
+    """`accuracy_during_training`, `last_quarter_gain` (the last probe less the one before it),
+    `train_seconds` and `final_train_loss` are read from the training run's result, and the
+    speed metrics from the speed measurement's."""
+    real_train = variant.train
+
+    def train(*args: object, **kwargs: object) -> TrainResult:
+        result = real_train(*args, **kwargs)
+        return dataclasses.replace(result, probes=[10.0, 20.0, 35.0, 60.0], seconds=7.0,
+                                   final_loss=0.25)  # fmt: skip
+
+    speed = {"train_images_per_s": 1.0, "infer_images_per_s": 2.0, "peak_memory_mb": 3.0}
+    monkeypatch.setattr(variant, "train", train)
+    monkeypatch.setattr(variant, "measure_speed", lambda *args, **kwargs: dict(speed))
+    metrics = run_variant(TINY)
+    assert {name: metrics[name] for name in speed} == speed
+    assert metrics["accuracy_during_training"] == [10.0, 20.0, 35.0, 60.0]
+    assert metrics["last_quarter_gain"] == 25.0
+    assert (metrics["train_seconds"], metrics["final_train_loss"]) == (7.0, 0.25)
 
 
 def test_same_seed_same_numbers():
