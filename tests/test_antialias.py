@@ -1529,3 +1529,28 @@ def test_converted_model_exports_to_onnx_with_dynamic_axes():
     x = torch.randn(2, 3, 40, 36)
     (out,) = session.run(None, {"x": x.numpy()})
     torch.testing.assert_close(torch.from_numpy(out), net(x), rtol=1e-4, atol=1e-4)
+
+
+class _ConvOutputUsedTwice(nn.Module):
+    """A strided conv whose output feeds its BN -> ReLU and, besides, a sum with their result."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.relu(self.bn(y)) + y
+
+
+def test_a_conv_whose_output_has_other_users_is_blurred_right_after_it() -> None:
+    """The blur goes after the conv's BN and ReLU only when they are its output's one user:
+    here the sum reads the conv's output too, so the blur follows the conv itself and every
+    user gets the subsampled map (after the ReLU, the sum's other input stayed at stride 1)."""
+    model = _ConvOutputUsedTwice().eval()
+    x = torch.randn(2, 3, 16, 16)
+    converted, (change,) = antialias(model, placement="paper", example_input=x)
+    assert change.name == "conv" and "the blur follows it directly" in change.description
+    assert converted(x).shape == model(x).shape
