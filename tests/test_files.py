@@ -5,6 +5,8 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
+
 from kernels import files
 
 
@@ -30,3 +32,16 @@ def test_the_file_is_readable_by_others(tmp_path: Path) -> None:
     """Results are mode 0644, not mkstemp's 0600, so collaborators can read them."""
     path = files.atomic_write_text(tmp_path / "table.json", "{}\n")
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    """A full disk halfway through: the reader still finds the previous table, whole."""
+    path = files.atomic_write_text(tmp_path / "results.csv", "old\n")
+
+    def cut_short(temporary: Path) -> None:
+        temporary.write_text("ha")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        files.atomic_write(path, cut_short)
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["results.csv"]

@@ -67,3 +67,12 @@ def test_runs_taken_count_only_the_named_study() -> None:
     reused = {"0": "study 'old', trial 3", "1": "study 'old2', trial 4"}
     study = study_of((TrialState.COMPLETE, [record(0), record(1)], {"reused": reused}))
     assert runs_taken_from(study, "old") == 1
+
+
+def test_a_run_whose_config_this_code_no_longer_accepts_is_left_out() -> None:
+    """An old study's run of a value since removed is no run this code makes: not taken."""
+    study = study_of(
+        (TrialState.COMPLETE, [record(0)], {"config": {**CONFIG, "padding": "mirror"}}),
+        (TrialState.COMPLETE, [record(1)], {}),
+    )
+    assert list(finished_runs(study, MADE_BY)) == [key(1)]

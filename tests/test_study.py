@@ -1720,6 +1720,7 @@ def test_a_grown_study_takes_the_runs_it_shares_from_the_study_it_reuses(
         run_study(grown, tmp_path / "grown", dataclasses.replace(shared, reuse="missing"))
     status = run_study(grown, tmp_path / "grown", dataclasses.replace(shared, reuse="mechanics"))
     assert status.done and status.complete == 6
+    assert "runs taken from study 'mechanics': 6" in capsys.readouterr().err
     ran = calls(call_log)
     assert sum(ran.values()) == 12 and set(ran.values()) == {1}  # seed 1 once per point
     assert load(out, "grown").user_attrs["reuse"] == "mechanics"  # a resume takes them too
@@ -1791,3 +1792,381 @@ def test_a_lock_whose_planner_never_recorded_itself_is_taken_over(tmp_path, monk
     assert elapsed < 15 and len(study.get_trials()) == len(slots)
     assert f"waiting for a runner that has not recorded itself yet to enqueue the study's " \
            f"{len(slots)} trials (lock {name!r})" in capsys.readouterr().err
+
+
+def test_sqlite_is_refused_for_several_workers_before_anything_runs(tmp_path: Path) -> None:
+    """SQLite takes one writer: two workers would fail on its locks, so the run is refused at
+    once, naming the storage and the worker count, and leaves no files behind."""
+    database = tmp_path / "s.db"
+    url = f"sqlite:///{database}"
+    refusal = (f"storage={url!r}: SQLite is for one worker (got 2 workers); use the default "
+               "journal file or postgresql:// for several")  # fmt: skip
+    with pytest.raises(ValueError, match=re.escape(refusal)):
+        run_study(make_spec(tmp_path, seeds=[0]), tmp_path / "out", options(workers=2, storage=url))
+    assert not database.exists() and not (tmp_path / "out").exists()
+
+
+def test_cli_worker_counts_below_one_are_refused_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--workers 0 or --per-gpu 0 would start no worker: bad input, exit 2, naming the count."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(make_spec(tmp_path).as_yaml())
+    cli = ["--space", str(path), "--out", str(tmp_path / "out"), "--dry-run", "--no-probe"]
+    for flag, refusal in (("--workers", "workers must be >= 1, got 0"),
+                          ("--per-gpu", "per_gpu must be >= 1, got 0")):  # fmt: skip
+        assert main([*cli, flag, "0"]) == 2
+        assert f"error: {refusal}" in capsys.readouterr().err
+
+
+def test_workers_are_spread_over_the_visible_gpus_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA_VISIBLE_DEVICES as a shell writes it (spaces, a trailing comma) names the GPUs;
+    workers take them in turn; `-1` (no GPU) and --device cpu leave one unpinned worker."""
+    from ablate.study import visible_gpus, worker_pins
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", " 1, 3 ,")
+    assert visible_gpus() == ["1", "3"]
+    assert worker_pins(RunOptions(per_gpu=2)) == ["1", "3", "1", "3"]
+    assert worker_pins(RunOptions(workers=3)) == ["1", "3", "1"]
+    assert worker_pins(RunOptions(device="cpu", per_gpu=2)) == [None]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert visible_gpus() == [] and worker_pins(RunOptions()) == [None]
+
+
+def test_a_resume_keeps_the_time_the_study_was_created(tmp_path: Path) -> None:
+    """meta.json is rewritten on every run; its `created` stays that of the first run."""
+    out = tmp_path / "out"
+    out.mkdir()
+    first = "2024-01-02T03:04:05+00:00"
+    (out / "meta.json").write_text(json.dumps({"study_name": "mechanics", "created": first}))
+    write_study_files(out, make_spec(tmp_path), locate_storage(None, out))
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["created"] == first and meta["storage"] == "journal.log"
+
+
+@pytest.mark.parametrize("reuse", ["mechanics", "mechanics:plan-6"])
+def test_reuse_refuses_the_study_itself_and_a_plan_lock(tmp_path: Path, reuse: str) -> None:
+    """A study takes runs from another study of its storage: neither its own name nor a plan
+    lock (a study that holds no trials) is one, though both are stored there."""
+    from ablate.study import check_destination
+
+    spec = make_spec(tmp_path, seeds=[0])
+    out = tmp_path / "out"
+    storage = open_storage(locate_storage(None, out))
+    open_study(storage, spec)
+    optuna.create_study(study_name="mechanics:plan-6", storage=storage)
+    refusal = (f"--reuse {reuse!r}: name another study of this storage (journal.log) to take "
+               "finished runs from")  # fmt: skip
+    with pytest.raises(ValueError, match=re.escape(refusal)):
+        check_destination(spec, out, options(reuse=reuse))
+
+
+def _status(**counts: int) -> QueueStatus:
+    """A finished study's queue: six points, all complete, unless `counts` say otherwise."""
+    base = {"planned": 6, "complete": 6, "failed": 0, "running": 0, "waiting": 0,
+            "finished_trials": 6, "retry_on_resume": 0, "seeds_in_progress": 0}  # fmt: skip
+    return QueueStatus(**{**base, **counts})
+
+
+def test_the_exit_code_says_whether_the_study_is_done(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """0 only when every point finished and one completed: trials left, or no point
+    complete, exit 1, with what to do."""
+    from ablate.study import _report_outcome
+
+    spec = make_spec(tmp_path, seeds=[0])
+    assert _report_outcome(spec, _status(), tmp_path) == 0
+    assert _report_outcome(spec, _status(complete=3, waiting=2, running=1), tmp_path) == 1
+    assert "3 trials left: run the same command to resume" in capsys.readouterr().out
+    all_failed = _status(complete=0, failed=6, failure_reasons=(("diverged: loss is nan", 6),))
+    assert _report_outcome(spec, all_failed, tmp_path) == 1
+    printed = capsys.readouterr().out
+    assert "mechanics: 0 of 6 trials complete, 6 failed" in printed
+    assert "  failed (6 design point(s)): diverged: loss is nan" in printed
+
+
+def test_a_front_is_said_missing_only_when_no_complete_trial_learned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Some complete trials at chance: counted; all of them: the study has no front."""
+    from ablate.study import _report_outcome
+
+    spec = make_spec(tmp_path, seeds=[0])
+    assert _report_outcome(spec, _status(complete_at_chance=2), tmp_path) == 0
+    printed = capsys.readouterr().out
+    assert "2 of the 6 complete trials have runs that did not learn" in printed
+    assert "no front" not in printed
+    _report_outcome(spec, _status(complete_at_chance=6), tmp_path)
+    assert "the study has no front: train longer" in capsys.readouterr().out
+
+
+def test_the_most_common_failure_reasons_are_printed_and_the_rest_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The three most common reasons are printed, each with its count; beyond them, how many
+    other reasons results.csv holds."""
+    from ablate.study import FAILURES_SHOWN, _report_outcome
+
+    spec = make_spec(tmp_path, seeds=[0])
+    reasons = tuple((f"reason {k}", 4 - k) for k in range(4))
+    four = _status(planned=4, complete=0, failed=4, failure_reasons=reasons)
+    _report_outcome(spec, four, tmp_path)
+    printed = capsys.readouterr().out.splitlines()
+    shown = [line for line in printed if line.startswith("  failed (")]
+    assert FAILURES_SHOWN == 3 and shown == [
+        "  failed (4 design point(s)): reason 0",
+        "  failed (3 design point(s)): reason 1",
+        "  failed (2 design point(s)): reason 2",
+    ]
+    assert "  ... and 1 other reasons: see fail_reason in results.csv" in printed
+    three = _status(planned=3, complete=0, failed=3, failure_reasons=reasons[:3])
+    _report_outcome(spec, three, tmp_path)
+    assert "other reasons" not in capsys.readouterr().out
+
+
+def test_a_retry_of_a_drawn_point_runs_that_point_again(tmp_path: Path) -> None:
+    """A sampler's slot holds no parameters: the retry of a failed trial is enqueued with the
+    values that trial drew, not left to the sampler to draw another point."""
+    from ablate.trial_queue import fail_and_retry
+    from ablate.workers import suggest
+
+    space = {"lr": {"float": [0.01, 0.2], "log": True}}
+    sampler = {"name": "random", "trials": 2, "seed": 0}
+    spec = make_spec(tmp_path, space=space, sampler=sampler, seeds=[0])
+    storage, study, slots = opened_study(tmp_path, spec)
+    plan_slots(study, storage, slots)
+    owner = owner_record("cpu")
+    failed = claim_next(study, storage, owner)
+    drawn = suggest(failed, "lr", spec.space["lr"])
+    frozen = study.get_trials()[failed.number]
+    assert fail_and_retry(study, storage, frozen, "diverged: x", slots, spec.max_retries)
+    claim_next(study, storage, owner)  # the other slot, waiting before the retry
+    retry = claim_next(study, storage, owner)
+    assert retry.user_attrs["retry_of"] == failed.number and retry.user_attrs["attempt"] == 1
+    assert suggest(retry, "lr", spec.space["lr"]) == drawn
+
+
+def _failed_trial(slot: int, attempt: int, reason: str | None, **attrs: Any) -> Any:
+    user_attrs = {"slot": slot, "attempt": attempt, **attrs}
+    if reason is not None:
+        user_attrs["fail_reason"] = reason
+    return optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs=user_attrs)
+
+
+def test_failure_reasons_are_counted_per_point_most_common_first() -> None:
+    """One count per failed point, by its last attempt's reason, most common first; a trial
+    failed with no reason recorded says so."""
+    study = optuna.create_study()
+    for slot, reason in enumerate(["out of memory: CUDA", "diverged: nan", "diverged: nan", None]):
+        study.add_trial(_failed_trial(slot, 0, "an earlier attempt's"))
+        study.add_trial(_failed_trial(slot, 1, reason))
+    status = queue_status(study, max_retries=1)
+    assert status.failed == 4 and status.retry_on_resume == 0
+    assert status.failure_reasons == (
+        ("diverged: nan", 2), ("out of memory: CUDA", 1), ("no reason recorded", 1)
+    )  # fmt: skip
+
+
+def test_a_failed_points_reason_is_its_last_real_attempts_not_a_duplicates() -> None:
+    """A second copy of a retry, failed unrun while the first ran, is numbered after the
+    real attempt: the point's reason is the real attempt's failure."""
+    study = optuna.create_study()
+    study.add_trial(_failed_trial(0, 0, "diverged: first"))
+    study.add_trial(_failed_trial(0, 1, "diverged: second", retry_of=0))
+    study.add_trial(_failed_trial(0, 1, DUPLICATE_RETRY, retry_of=0))
+    assert queue_status(study, max_retries=1).failure_reasons == (("diverged: second", 1),)
+
+
+def test_a_silent_worker_elsewhere_is_named_with_its_age_and_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another host's worker is judged by its heartbeat, else (it died before its first beat)
+    by when its trial started; the reason gives the silence and the limit, in seconds."""
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    now = 1_700_000_000.0
+    monkeypatch.setattr(trial_queue, "time", SimpleNamespace(time=lambda: now))
+    owner = {**owner_record("cpu"), "host": "another-host.invalid", "pid": 123}
+    trial = optuna.trial.FrozenTrial(
+        number=0, state=optuna.trial.TrialState.RUNNING, value=None,
+        datetime_start=datetime.fromtimestamp(now - 1000), datetime_complete=None, params={},
+        distributions={}, user_attrs={"worker": owner}, system_attrs={},
+        intermediate_values={}, trial_id=0,
+    )  # fmt: skip
+    assert death_reason(trial, stale_after_s=300) == (
+        "no heartbeat from worker process 123 on another-host.invalid for 1000 s (limit 300 s)"
+    )
+    assert death_reason(trial, stale_after_s=2000) is None
+    trial.user_attrs["heartbeat"] = now - 10
+    assert death_reason(trial, stale_after_s=300) is None
+
+
+def test_a_smaller_plan_that_waited_for_a_larger_one_keeps_its_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runner with fewer --trials that takes the lock after a larger plan finished enqueues
+    nothing and leaves the planned count as it is (shrinking a plan cancels nothing)."""
+    spec = make_spec(tmp_path, seeds=[0])
+    storage, study, slots = opened_study(tmp_path, spec)
+    create = optuna.create_study
+    done = []
+
+    def larger_plan_finished_first(*args: Any, **kwargs: Any) -> optuna.Study:
+        if not done:  # between this planner's check of the count and its lock
+            done.append(True)
+            for index, params in enumerate(slots):
+                study.enqueue_trial(dict(params), user_attrs={"slot": index, "attempt": 0})
+            study.set_user_attr("planned_slots", len(slots))
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(optuna, "create_study", larger_plan_finished_first)
+    plan_slots(study, storage, slots[:3])
+    assert done and study.user_attrs["planned_slots"] == len(slots) == len(study.get_trials())
+
+
+def test_a_failure_reason_is_one_named_line_of_bounded_length() -> None:
+    """An exception becomes `fail_reason`: its kind by name (out of memory, diverged) or class,
+    its message on one line, cut at 500 characters."""
+    from ablate.train import TrainingDiverged
+    from ablate.workers import describe_failure
+
+    oom = torch.cuda.OutOfMemoryError("CUDA out of memory.\nTried to allocate 2.00 GiB")
+    assert describe_failure(oom) == "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert describe_failure(TrainingDiverged("loss is inf")) == "diverged: loss is inf"
+    long = describe_failure(RuntimeError("x\n" * 600))
+    assert long.startswith("RuntimeError: x x") and len(long) == 500 and "\n" not in long
+
+
+def test_a_metric_that_is_a_flag_is_not_an_objective_value(tmp_path: Path) -> None:
+    """True is an int to Python; as a trial's accuracy it would pass as 1.0."""
+    from ablate.workers import BadMetrics, _check_metrics
+
+    spec = make_spec(tmp_path)
+    metrics = {"accuracy": True, "consistency_circular": 90.0}
+    with pytest.raises(BadMetrics, match="seed 1: metric 'accuracy' is missing or not a number: "
+                                         "True"):  # fmt: skip
+        _check_metrics(spec, metrics, seed=1)
+
+
+@pytest.mark.parametrize("first_line", ["42\n", "[1, 2]\n", "null\n", "my notes\n"])
+def test_a_file_whose_first_line_is_no_journal_record_is_refused(
+    tmp_path: Path, first_line: str
+) -> None:
+    """Notes or JSON that is no journal record: read as a journal it would be damaged, or cut
+    as torn; refused, naming the file."""
+    path = tmp_path / "study.log"
+    path.write_text(first_line)
+    refusal = f"storage={str(path)!r} is not an Optuna journal (its first line is no journal"
+    with pytest.raises(ValueError, match=re.escape(refusal)):
+        locate_storage(str(path), tmp_path)
+
+
+def test_an_empty_journal_is_a_study_not_begun(tmp_path: Path, call_log: Path) -> None:
+    """Optuna makes the journal file when it opens it: a run stopped before its first record
+    left an empty one, which a resume takes."""
+    out, journal = tmp_path / "out", tmp_path / "study.log"
+    journal.write_text("")
+    assert locate_storage(str(journal), out).url == str(journal)
+    spec = make_spec(tmp_path, space={"filter_size": {"value": 3}}, seeds=[0])
+    assert run_study(spec, out, options(workers=1, storage=str(journal))).complete == 1
+
+
+def test_an_unsupported_storage_scheme_is_named_with_the_forms_accepted(tmp_path: Path) -> None:
+    """The refusal names the value, the scheme and every form a storage may take."""
+    with pytest.raises(ValueError) as refused:
+        locate_storage("ftp://host/study", tmp_path)
+    assert str(refused.value) == (
+        "storage='ftp://host/study': unsupported scheme 'ftp'; use a journal file path, "
+        "sqlite:///relative.db or sqlite:////absolute/path.db, or "
+        "postgresql://user:password@host:port/database"
+    )
+
+
+def test_a_database_url_keeps_its_options_without_its_password(tmp_path: Path) -> None:
+    """`?sslmode=require` is part of how the report reaches the database again."""
+    location = locate_storage("postgresql://ada:s3cret@db.example/runs?sslmode=require", tmp_path)
+    assert location.recorded == "postgresql://ada@db.example/runs?sslmode=require"
+    assert location.url == "postgresql://ada:s3cret@db.example/runs?sslmode=require"
+
+
+def test_a_sqlite_uri_is_left_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `uri=true` the database is SQLite's URI to read: made absolute, it no longer is."""
+    monkeypatch.chdir(tmp_path)
+    url = "sqlite:///file:study.db?mode=rwc&uri=true"
+    assert locate_storage(url, tmp_path).url == url
+
+
+def test_a_database_that_cannot_be_reached_is_named_after_a_few_tries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runners starting together race to make Optuna's tables, so a failed connection is
+    tried again; one that keeps failing is an error naming the storage (no password) and the
+    driver's reason."""
+    from types import SimpleNamespace
+
+    from sqlalchemy.exc import OperationalError
+
+    import ablate.storage as storage_module
+
+    monkeypatch.chdir(tmp_path)
+    tries, sleeps = [], []
+    made = object()
+
+    def connect(url: str, engine_kwargs: dict) -> object:
+        tries.append(url)
+        if len(tries) < fails:
+            raise OperationalError("SELECT 1", {}, Exception("could not connect to server"))
+        return made
+
+    monkeypatch.setattr(storage_module, "RDBStorage", connect)
+    monkeypatch.setattr(storage_module, "time", SimpleNamespace(sleep=sleeps.append))
+    location = locate_storage("postgresql://ada:s3cret@db.invalid/runs", tmp_path)
+    fails = 3  # the third try succeeds
+    assert open_storage(location) is made and len(tries) == 3 and len(sleeps) == 2
+    tries.clear()
+    fails = 99
+    with pytest.raises(ValueError) as refused:
+        open_storage(location)
+    assert str(refused.value) == (
+        "storage='postgresql://ada@db.invalid/runs' cannot be opened: could not connect to server"
+    )
+    assert len(tries) == storage_module.SCHEMA_ATTEMPTS == 3 and list(tmp_path.iterdir()) == []
+
+
+def test_a_dry_run_of_a_new_study_makes_no_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It checks where the journal would be, and makes neither it nor the output folder."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(make_spec(tmp_path).as_yaml())
+    out = tmp_path / "new" / "out"
+    assert main(["--space", str(path), "--out", str(out), "--dry-run", "--no-probe"]) == 0
+    assert "study 'mechanics': 6 trials" in capsys.readouterr().out
+    assert not (tmp_path / "new").exists()
+
+
+def test_results_name_each_column_once_in_order_with_fixed_values(tmp_path: Path) -> None:
+    """Bookkeeping, the space's parameters (a `value:` one as the trial ran it), the known
+    metrics in their order, other scalars by name, then the trailing fields: each once."""
+    from ablate.results import LEADING, TRAILING, write_results
+
+    space = {"lr": {"choices": [0.05, 0.1]}, "filter_size": {"value": 2}}
+    spec = make_spec(tmp_path, space=space, seeds=[0])
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    record = {"seed": 0, "consistency_circular": 80.0, "accuracy": 50.0, "zeta": 1,
+              "alpha": "a", "device": "cpu", "accuracy_vs_shift_crop": [1.0]}  # fmt: skip
+    study.add_trial(optuna.trial.create_trial(
+        values=[50.0, 80.0], params={"lr": 0.1},
+        distributions={"lr": optuna.distributions.CategoricalDistribution([0.05, 0.1])},
+        user_attrs={"slot": 0, "attempt": 0, "seeds": [record]},
+    ))  # fmt: skip
+    write_results(study, spec, tmp_path)
+    with open(tmp_path / "results.csv", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+        handle.seek(0)
+        header = next(csv.reader(handle))
+    assert header == [*LEADING, *spec.space, "accuracy", "consistency_circular", "alpha",
+                      "zeta", *TRAILING]  # fmt: skip
+    assert (row["lr"], row["filter_size"], row["device"]) == ("0.1", "2", "cpu")
