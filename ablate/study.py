@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import sys
@@ -254,19 +255,21 @@ def _recorded_identity(recorded: str, out_dir: Path) -> str:
 def worker_pins(options: RunOptions) -> list[str | None]:
     """CUDA_VISIBLE_DEVICES of each worker (None: left as it is, the CPU case)."""
     if options.per_gpu < 1:
-        raise ValueError(f"per_gpu must be >= 1, got {options.per_gpu}")
+        raise ValueError(f"--per-gpu {options.per_gpu}: give a number of workers per GPU >= 1")
     if options.workers is not None and options.workers < 1:
-        raise ValueError(f"workers must be >= 1, got {options.workers}")
+        raise ValueError(f"--workers {options.workers}: give a number of workers >= 1")
     gpus = [] if options.device == "cpu" else visible_gpus()
     count = options.workers or max(1, len(gpus) * options.per_gpu)
     return [gpus[k % len(gpus)] if gpus else None for k in range(count)]
 
 
 def visible_gpus() -> list[str]:
-    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries."""
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries: those before the first
+    `-1`, as CUDA reads the list (it hides every device after an invalid one)."""
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")
     if listed is not None:
-        return [gpu.strip() for gpu in listed.split(",") if gpu.strip() and gpu.strip() != "-1"]
+        entries = [gpu.strip() for gpu in listed.split(",") if gpu.strip()]
+        return list(itertools.takewhile(lambda gpu: gpu != "-1", entries))
     return [str(k) for k in range(torch.cuda.device_count())]
 
 
@@ -572,8 +575,9 @@ def _report_outcome(spec: StudySpec, status: QueueStatus, out_dir: Path) -> int:
     for reason, count in status.failure_reasons[:FAILURES_SHOWN]:
         print(f"  failed ({count} design point(s)): {reason}")
     if len(status.failure_reasons) > FAILURES_SHOWN:
-        print(f"  ... and {len(status.failure_reasons) - FAILURES_SHOWN} other reasons: see "
-              "fail_reason in results.csv")  # fmt: skip
+        others = len(status.failure_reasons) - FAILURES_SHOWN
+        print(f"  ... and {others} other reason{'s' if others > 1 else ''}: see fail_reason in "
+              "results.csv")  # fmt: skip
     if status.complete_at_chance:
         none_learned = status.complete_at_chance == status.complete
         print(

@@ -1813,10 +1813,9 @@ def test_cli_worker_counts_below_one_are_refused_by_name(
     path = tmp_path / "spec.yaml"
     path.write_text(make_spec(tmp_path).as_yaml())
     cli = ["--space", str(path), "--out", str(tmp_path / "out"), "--dry-run", "--no-probe"]
-    for flag, refusal in (("--workers", "workers must be >= 1, got 0"),
-                          ("--per-gpu", "per_gpu must be >= 1, got 0")):  # fmt: skip
+    for flag, count in (("--workers", "workers"), ("--per-gpu", "workers per GPU")):
         assert main([*cli, flag, "0"]) == 2
-        assert f"error: {refusal}" in capsys.readouterr().err
+        assert f"error: {flag} 0: give a number of {count} >= 1" in capsys.readouterr().err
 
 
 def test_workers_are_spread_over_the_visible_gpus_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1831,6 +1830,8 @@ def test_workers_are_spread_over_the_visible_gpus_in_turn(monkeypatch: pytest.Mo
     assert worker_pins(RunOptions(device="cpu", per_gpu=2)) == [None]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
     assert visible_gpus() == [] and worker_pins(RunOptions()) == [None]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,-1,0")  # CUDA hides what follows the -1
+    assert visible_gpus() == ["2"] and worker_pins(RunOptions(per_gpu=2)) == ["2", "2"]
 
 
 def test_a_resume_keeps_the_time_the_study_was_created(tmp_path: Path) -> None:
@@ -1919,10 +1920,13 @@ def test_the_most_common_failure_reasons_are_printed_and_the_rest_counted(
         "  failed (3 design point(s)): reason 1",
         "  failed (2 design point(s)): reason 2",
     ]
-    assert "  ... and 1 other reasons: see fail_reason in results.csv" in printed
+    assert "  ... and 1 other reason: see fail_reason in results.csv" in printed
+    five = _status(planned=5, complete=0, failed=5, failure_reasons=(*reasons, ("reason 4", 1)))
+    _report_outcome(spec, five, tmp_path)
+    assert "  ... and 2 other reasons: see fail_reason in results.csv" in capsys.readouterr().out
     three = _status(planned=3, complete=0, failed=3, failure_reasons=reasons[:3])
     _report_outcome(spec, three, tmp_path)
-    assert "other reasons" not in capsys.readouterr().out
+    assert "other reason" not in capsys.readouterr().out
 
 
 def test_a_retry_of_a_drawn_point_runs_that_point_again(tmp_path: Path) -> None:
