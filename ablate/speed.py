@@ -101,11 +101,11 @@ def _images_per_s(step: Callable[[], None], batch: int, device: torch.device) ->
 
 def _seconds(step: Callable[[], None], repeats: int, device: torch.device) -> float:
     """Wall time of `repeats` calls of `step`, synchronised on CUDA."""
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         step()
-    _synchronize(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -121,6 +121,7 @@ def _peak_memory_mb(step: Callable[[], None], device: torch.device) -> float:
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for `device`'s queued work (CUDA); nothing to wait for elsewhere."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)

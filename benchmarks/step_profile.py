@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from ablate.speed import WARMUP_STEPS
+from ablate.speed import WARMUP_STEPS, synchronize
 
 PROFILED_STEPS = 5
 TOP_OPERATIONS = 25
@@ -37,13 +37,11 @@ def step_profile(
     cuda = device.type == "cuda"
     for _ in range(WARMUP_STEPS):
         step()
-    if cuda:
-        torch.cuda.synchronize(device)
+    synchronize(device)
     with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as run:
         for _ in range(steps):
             step()
-        if cuda:
-            torch.cuda.synchronize(device)
+        synchronize(device)
     rows = []
     for event in run.key_averages():
         us = event.self_device_time_total if cuda else event.self_cpu_time_total
