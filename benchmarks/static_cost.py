@@ -21,7 +21,7 @@ import inspect
 import re
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -142,12 +142,10 @@ def compilable_architectures() -> tuple[int, ...]:
     return tuple(sorted(found))
 
 
-def sass_counts(
-    compiled: Any, loop_trips: int | None = None
-) -> tuple[collections.Counter, collections.Counter]:
-    """Opcode counts of the compiled kernel's SASS as one program issues them, and those of
-    its loop's body (from a backward branch's target to the branch; none if the compiler
-    unrolled it), which runs ``loop_trips`` times; ``None``: the kernel has no loop."""
+def sass_counts(compiled: Any) -> tuple[collections.Counter, collections.Counter]:
+    """Opcode counts of the compiled kernel's SASS outside its loop, issued once per program,
+    and those of the loop's body (from a backward branch's target to the branch; empty when
+    the kernel has no loop or the compiler unrolled it). ``ValueError`` on more than one loop."""
     sass = cuobjdump(compiled.asm["cubin"], "-sass")
     code = re.findall(r"^\s+/\*([0-9a-f]+)\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)([^;]*)",
                       sass, re.M)  # fmt: skip
@@ -158,32 +156,27 @@ def sass_counts(
         if op == "BRA" and (target := re.search(r"0x([0-9a-f]+)", rest))
         and int(target.group(1), 16) < at  # not the trap's branch to itself after the code
     ]
-    if len(loops) > (loop_trips is not None):
-        raise ValueError(f"{len(loops)} loops in the kernel's code, expected at most "
-                         f"{int(loop_trips is not None)}")  # fmt: skip
-    counts, body = collections.Counter(), collections.Counter()
+    if len(loops) > 1:
+        raise ValueError(f"{len(loops)} loops in the kernel's code, expected at most one")
+    once, body = collections.Counter(), collections.Counter()
     for at, op, _ in code:
-        if loops and loops[0][0] <= at <= loops[0][1]:
-            body[op] += 1
-            counts[op] += loop_trips
-        else:
-            counts[op] += 1
-    return counts, body
+        (body if loops and loops[0][0] <= at <= loops[0][1] else once)[op] += 1
+    return once, body
 
 
 @triton.jit
 def _forward_tile(x_ptr, y_ptr, codes_ptr, m_ptr, taps_ptr, H, W, sx_c, sx_h, sx_w, sy_c, sy_h,
                   sy_w, sk_c, sk_h, sk_w, sm_c, sm_h, sm_w, TAPS: tl.constexpr,
                   STRIDE: tl.constexpr, PAD_BEFORE: tl.constexpr, PADDING: tl.constexpr,
-                  MAX_KERNEL: tl.constexpr, RELU: tl.constexpr, MASK_W: tl.constexpr,
-                  PACK_C: tl.constexpr, MAP_ROWS: tl.constexpr,
+                  MAX_KERNEL: tl.constexpr, RELU: tl.constexpr, MASK: tl.constexpr,
+                  MASK_W: tl.constexpr, PACK_C: tl.constexpr, MAP_ROWS: tl.constexpr,
                   MAP_COLS: tl.constexpr, CHECK_H: tl.constexpr, CHECK_W: tl.constexpr,
                   ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
                   BLOCK_W: tl.constexpr):  # fmt: skip
     """One path of the streamed forward as training runs it (blur-pool's with ``MAX_KERNEL``
-    1, writing the fused ReLU's mask with ``RELU``; MaxBlurPool's with 2, writing the codes):
-    tiles inside the map (most tiles of a large map), or through the padding along H, or
-    along both axes."""
+    1, the ReLU fused with ``RELU`` and its mask written with ``MASK``; MaxBlurPool's with 2,
+    writing the codes): tiles inside the map (most tiles of a large map), or through the
+    padding along H, or along both axes."""
     c = (tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C))[:, None, None]
     cols = (tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W))[None, None, :]
     row0 = tl.program_id(1) * BLOCK_H
@@ -193,7 +186,7 @@ def _forward_tile(x_ptr, y_ptr, codes_ptr, m_ptr, taps_ptr, H, W, sx_c, sx_h, sx
         MAX_KERNEL, RELU, MAX_KERNEL > 1, MAP_ROWS, MAP_COLS, CHECK_H, CHECK_W, True, ACC_DTYPE,
         False, BLOCK_H,
     )  # fmt: skip
-    if RELU:
+    if MASK:
         streamed_forward._store_relu_mask(
             x_ptr + c * sx_c, m_ptr, 0, c, tl.program_id(0) * BLOCK_C,
             row0 + tl.arange(0, BLOCK_H)[None, :, None], tl.program_id(2) * BLOCK_W, H, H, W,
@@ -212,7 +205,8 @@ def forward_case(
     before = pad_sizes(k, 0)[0]
     map_rows, map_cols = streamed_forward.map_extent(k, STRIDE, before, block_h, max_kernel > 1)
     constexprs = dict(TAPS=k, STRIDE=STRIDE, PAD_BEFORE=before, PADDING=PADDING_CODES[PADDING],
-                      MAX_KERNEL=max_kernel, RELU=relu, MASK_W=pow2_bucket(STRIDE * block_w),
+                      MAX_KERNEL=max_kernel, RELU=relu, MASK=relu,
+                      MASK_W=pow2_bucket(STRIDE * block_w),
                       PACK_C=tile == FWD_TILES[1],  # the channels_last-like tile packs along C
                       MAP_ROWS=map_rows, MAP_COLS=map_cols, CHECK_H=check_h, CHECK_W=check_w,
                       ACC_DTYPE=tl.float32, BLOCK_C=block_c, BLOCK_H=block_h,
@@ -230,19 +224,39 @@ def forward_steps(constexprs: dict[str, Any]) -> int:
     return first // stride + steps
 
 
-def check_forward_loads(counts: collections.Counter, body: collections.Counter,
-                        constexprs: dict[str, Any]) -> None:  # fmt: skip
-    """The loads one program issued are the taps' and those of each input row its tile
-    reads, each row costing what one in the loop's body does (a step forms ``STRIDE`` rows):
-    else the compiler unrolled the loop in part or peeled steps off it, and the counts that
-    assume ``forward_steps`` are wrong."""
+def maskless_loop(compiled: Callable[[dict[str, Any]], Any], constexprs: dict[str, Any],
+                  body: collections.Counter) -> tuple[collections.Counter, collections.Counter]:
+    """:func:`sass_counts` of the forward writing no mask but otherwise as ``constexprs``:
+    its loads tell how often the loop runs, where the mask's, outside the loop, would be
+    taken for rows. ``ValueError`` unless its loop loads as the one with the mask (``body``)
+    does (their other instructions may differ by a few, as registers are allocated)."""
+    once, plain_body = sass_counts(compiled({**constexprs, "MASK": False}))
+    if plain_body["LDG"] != body["LDG"]:
+        raise ValueError(f"the forward's loop loads {body['LDG']} times with the mask and "
+                         f"{plain_body['LDG']} without: its trips cannot be read off the "
+                         "loads")  # fmt: skip
+    return once, plain_body
+
+
+def forward_trips(once: collections.Counter, body: collections.Counter,
+                  constexprs: dict[str, Any]) -> int:  # fmt: skip
+    """How often the forward's loop body runs, read off its loads: a program loads the taps
+    and each input row its tile reads, a row costing what one in the body does (a step forms
+    ``STRIDE`` rows), so the body runs for the rows the code outside it does not load: the
+    steps of :func:`forward_steps` but those the compiler peeled off (at k = 4 it peels the
+    first, whose output row is not written). A count that is not a whole number of those
+    steps means the compiler changed the loop otherwise (unrolled it in part): an error, not
+    a wrong count."""
     if not body:
-        return
+        return 0
     rows = constexprs["MAP_ROWS"] + constexprs["MAX_KERNEL"] - 1
-    expected = constexprs["TAPS"] + rows * body["LDG"] / constexprs["STRIDE"]
-    if counts["LDG"] != expected:
-        raise ValueError(f"{counts['LDG']} loads counted where the tile reads {expected:g}: "
-                         f"the compiler changed the forward's loop")  # fmt: skip
+    loads = constexprs["TAPS"] + rows * body["LDG"] / constexprs["STRIDE"]
+    trips = (loads - once["LDG"]) / body["LDG"]
+    if trips != int(trips) or not 1 <= trips <= forward_steps(constexprs):
+        raise ValueError(f"{once['LDG']} loads outside the forward's loop and {body['LDG']} in "
+                         f"it, where the tile reads {loads:g}: the compiler changed the loop "
+                         f"beyond peeling steps off it")  # fmt: skip
+    return int(trips)
 
 
 @triton.jit
@@ -327,13 +341,19 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
         for k in filters:
             for tile, contiguous in zip(tiles, "wc", strict=True):
                 fn, constexprs, outputs = make(k, tile)
-                forward = fn is _forward_tile
-                counts, body = sass_counts(
-                    compile_for(fn, constexprs, arch, num_warps, contiguous),
-                    forward_steps(constexprs) if forward else None,
-                )
-                if forward and not constexprs["RELU"]:  # the mask's loads are the program's
-                    check_forward_loads(counts, body, constexprs)
+                compiled = partial(compile_for, fn, arch=arch, num_warps=num_warps,
+                                   contiguous=contiguous)  # fmt: skip
+                once, body = sass_counts(compiled(constexprs))
+                if fn is _backward_tile:
+                    if body:
+                        raise ValueError(f"{op}: a loop in the backward's code, which has none")
+                    trips = 0
+                elif constexprs["MASK"]:  # the mask's loads are the program's: the loop's
+                    trips = forward_trips(*maskless_loop(compiled, constexprs, body), constexprs)
+                else:
+                    trips = forward_trips(once, body, constexprs)
+                counts = once + collections.Counter({name: n * trips
+                                                     for name, n in body.items()})  # fmt: skip
                 per_output = 32 * num_warps / outputs
                 rows.append({
                     "op": op, "filter_size": k, "tile": "x".join(map(str, tile)),
