@@ -5,11 +5,13 @@
 a map and along its edge rows, for an NVIDIA target with Triton's own ``ptxas``, and counts the
 SASS instructions of one program per output it writes, as the program issues them: the tap
 loops are unrolled, and the forwards' loop over output rows (if the compiler kept it) counts as
-often as it runs. The loads a forward's loop issues are checked against the rows its tile
-reads, so a loop the compiler unrolled in part or peeled is an error, not a wrong count. The
-kernels are memory- or issue-bound, so this predicts which variant of a kernel is faster before
-a GPU is at hand; it says nothing about memory stalls, so a GPU run (``kernels.bench``) has the
-last word. Run it without ``TRITON_INTERPRET``: interpreted kernels cannot be compiled.
+often as it runs, which its loads tell: a step the compiler peeled off the loop counts once,
+and a loop it unrolled in part is an error, not a wrong count. Code under a branch counts as
+if taken: the padded rows' selects of the edge paths count at every row, though only the rows
+whose taps reach past the map run them, so those paths' counts are upper bounds. The kernels
+are memory- or issue-bound, so this predicts which variant of a kernel is faster before a GPU
+is at hand; it says nothing about memory stalls, so a GPU run (``kernels.bench``) has the last
+word. Run it without ``TRITON_INTERPRET``: interpreted kernels cannot be compiled.
 """
 
 from __future__ import annotations
