@@ -130,18 +130,19 @@ if runs autotune; then
     --budget-s "$(sweep_budget "$limit")" --out "$out/tuned.json"
 fi
 # The bandwidth goals: the fused kernels alone (no baseline to compile, a few seconds a case)
-# at the goals' size, filters at both ends first, then between, bf16 and fp16 alike; then a
-# CIFAR ResNet-18's first anti-aliased site (its conv at stride 1, batch 256).
+# at the goals' size, the default filter (4) first, then both ends, then between, bf16 and
+# fp16 alike; then a CIFAR ResNet-18's first anti-aliased site (its conv at stride 1, batch 256).
 if runs bench; then
   limit=$(limit_for bench)
   step bench "$limit" "$py" -m kernels.bench --impls shiftlab --shapes 256x64x112x112 256x128x32x32 \
-    --filters 3 7 5 2 4 6 --dtypes bfloat16 float16 --rep-ms 20 \
+    --filters 4 3 7 2 5 6 --dtypes bfloat16 float16 --rep-ms 20 \
     --budget-s "$(sweep_budget "$limit")" --out "$out/bench"
 fi
-# The speed-up goals: every formulation (each torch.compile'd baseline compiles for seconds).
+# The speed-up goals: every formulation (each torch.compile'd baseline compiles for seconds),
+# the default filter first.
 if runs compare; then
   limit=$(limit_for compare)
-  step compare "$limit" "$py" -m kernels.bench --shapes 256x64x112x112 --filters 3 7 5 \
+  step compare "$limit" "$py" -m kernels.bench --shapes 256x64x112x112 --filters 4 7 3 5 \
     --dtypes bfloat16 --rep-ms 20 --budget-s "$(sweep_budget "$limit")" --out "$out/compare"
 fi
 # ResNet-18 first: the issue's network, should the budget not reach the VGG.
