@@ -82,6 +82,15 @@ def own_labels(model, x):
     return y
 
 
+def three_quarters_labels(model, x):
+    """Labels the model gets right on the last three quarters of `x` and wrong on the first."""
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    quarter = len(x) // 4
+    y[:quarter] = (y[:quarter] + 1) % 5
+    return y
+
+
 # --- shifts -------------------------------------------------------------------------------
 
 
@@ -228,6 +237,31 @@ def test_consistency_of_known_class_shares():
     assert consistency(classes.int()) == consistency(classes)
 
 
+
+@pytest.mark.parametrize("batch_size", [1, 7, 500])
+def test_accuracy_is_the_share_of_images_whose_top_class_is_the_label(test_set, batch_size):
+    """48 of 64 labels are the model's top class: 75 %, at any chunk size, one image included."""
+    model = FlatLinear()
+    assert accuracy(model, test_set, three_quarters_labels(model, test_set),
+                    batch_size=batch_size) == 75  # fmt: skip
+
+
+def test_adversarial_accuracy_of_known_grids():
+    """Only an image right at every offset counts: not one right at some, nor one never right."""
+    classes = torch.tensor([[1, 1, 1], [1, 2, 1], [0, 0, 0], [3, 3, 3]])
+    assert adversarial_accuracy(classes, torch.tensor([1, 1, 2, 3])) == 50
+
+
+def test_accuracy_vs_shift_at_diagonal_zero_is_the_clean_accuracy_alone(test_set):
+    model = FlatLinear()
+    y = three_quarters_labels(model, test_set)
+    accuracies, true_probs = accuracy_vs_shift(model, test_set, y, kind="crop", diagonal=0, pad=2)
+    with torch.no_grad():
+        probs = model(test_set).softmax(1)
+    assert accuracies == [75]
+    assert true_probs == [pytest.approx(probs[torch.arange(64), y].mean().item())]
+
+
 @pytest.mark.parametrize("fill", ["zeros", "reflect"])
 def test_accuracy_and_true_prob_vs_shift_match_reference(test_set, fill):
     model = FlatLinear()
@@ -290,8 +324,10 @@ def test_metrics_reject_bad_inputs(test_set):
     model = FlatLinear()
     with pytest.raises(ValueError, match="y must"):
         accuracy(model, test_set, torch.zeros(3, dtype=torch.long))
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match=r"x must be a non-empty batch N×C×H×W, got shape \(0,"):
         accuracy(model, test_set[:0], torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"x must be a non-empty batch N×C×H×W, got shape \(3,"):
+        accuracy(model, test_set[0], torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="batch_size"):
         predict_logits(model, test_set, batch_size=0)
     with pytest.raises(ValueError, match="shift must be >= 0, got -1"):
@@ -302,6 +338,11 @@ def test_metrics_reject_bad_inputs(test_set):
         consistency(torch.zeros(4, 9))
     with pytest.raises(ValueError, match="y must hold one label per image, shape \\(4,\\)"):
         adversarial_accuracy(torch.zeros(4, 9, dtype=torch.long), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="diagonal must be >= 0, got -1"):
+        accuracy_vs_shift(model, test_set, torch.zeros(64, dtype=torch.long), kind="circular",
+                          diagonal=-1)  # fmt: skip
+    with pytest.raises(ValueError, match=r"weight must end in kh×kw, got shape \(3,\)"):
+        normalised_tv(torch.ones(3))
 
 
 # --- filter smoothness --------------------------------------------------------------------
@@ -357,6 +398,14 @@ def test_filter_tv_names_layers_and_skips_pointwise_convs():
     assert tv["0"] == 0 and math.isnan(tv["2"])
     assert tv["1.1"] == pytest.approx(normalised_tv(model[1][1].weight).mean().item())
 
+
+
+def test_filter_tv_measures_two_tap_kernels():
+    """A 2×1 kernel varies vertically: only 1×1 convolutions are skipped."""
+    model = nn.Sequential(nn.Conv2d(1, 1, (2, 1), bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([1.0, 3.0]).view(1, 1, 2, 1))
+    assert filter_tv(model) == {"0": pytest.approx(0.5)}  # |3 - 1| / (1 + 3)
 
 def test_filter_tv_leaves_out_the_lps_scorers_convs():
     """They choose the grid and filter no feature: LPS runs average the same layers as others."""
