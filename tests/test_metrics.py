@@ -240,10 +240,13 @@ def test_consistency_of_known_class_shares():
 
 @pytest.mark.parametrize("batch_size", [1, 7, 500])
 def test_accuracy_is_the_share_of_images_whose_top_class_is_the_label(test_set, batch_size):
-    """48 of 64 labels are the model's top class: 75 %, at any chunk size, one image included."""
+    """48 of 64 labels are the model's top class: 75 %, at any chunk size; a batch of one image
+    scores 0 or 100."""
     model = FlatLinear()
-    assert accuracy(model, test_set, three_quarters_labels(model, test_set),
-                    batch_size=batch_size) == 75  # fmt: skip
+    y = three_quarters_labels(model, test_set)
+    assert accuracy(model, test_set, y, batch_size=batch_size) == 75
+    assert accuracy(model, test_set[:1], y[:1], batch_size=batch_size) == 0
+    assert accuracy(model, test_set[-1:], y[-1:], batch_size=batch_size) == 100
 
 
 def test_adversarial_accuracy_of_known_grids():
@@ -330,6 +333,11 @@ def test_metrics_reject_bad_inputs(test_set):
         accuracy(model, test_set[0], torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="batch_size"):
         predict_logits(model, test_set, batch_size=0)
+    with pytest.raises(ValueError, match=r"x must be a non-empty batch N×C×H×W, got shape \(3,"):
+        classes_over_shifts(model, test_set[0], kind="circular", shift=1)
+    with pytest.raises(ValueError, match=r"y must hold one label per image, shape \(64,\)"):
+        accuracy_vs_shift(model, test_set, torch.zeros(3, dtype=torch.long), kind="circular",
+                          diagonal=1)  # fmt: skip
     with pytest.raises(ValueError, match="shift must be >= 0, got -1"):
         classes_over_shifts(model, test_set, kind="circular", shift=-1)
     with pytest.raises(ValueError, match="classes must be a non-empty N×G"):
