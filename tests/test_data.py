@@ -3,6 +3,7 @@ augmentation."""
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import re
@@ -14,7 +15,7 @@ import torch
 from conftest import write_image
 from PIL import Image
 
-from ablate.data import augment, load_dataset
+from ablate.data import augment, load_dataset, synthetic
 from ablate.data.augment import crop_padding
 from ablate.data.cifar10 import read_cifar10
 from ablate.data.folder import index_image_folder, read_images
@@ -73,6 +74,30 @@ def test_synthetic_position_carries_no_label_information():
     leaky = x.clone()
     leaky[y < 5, :, :16, :16] -= 0.3
     assert _position_spread(leaky, y) > 3
+
+
+def test_synthetic_label_is_the_stripes_orientation_and_period_band(monkeypatch):
+    """Class = band · 5 + orientation: measured from the spectrum of noise-free 128-pixel
+    images whose object (a disc) fills the frame, so that only its stripes are seen."""
+    monkeypatch.setattr(synthetic, "IMAGE_SIZE", 128)
+    monkeypatch.setattr(synthetic, "NOISE_AMPLITUDE", 0.0)
+    monkeypatch.setattr(synthetic, "SHAPES", ("disc",))
+    monkeypatch.setattr(synthetic, "RADIUS_RANGE", (200.0, 200.0))
+    x, y = make_synthetic(40, seed=0, split="train")
+    side = x.shape[-1]
+    freqs = torch.fft.fftfreq(side)
+    fy, fx = torch.meshgrid(freqs, freqs, indexing="ij")
+    spectrum = torch.fft.fft2(x[:, 0]).abs()
+    spectrum[:, fy.hypot(fx) < 1 / 8] = 0  # the mean, and the seam where the frame wraps
+    peaks = spectrum.flatten(1).argmax(1)
+    for peak, label in zip(peaks.tolist(), y.tolist(), strict=True):
+        # the stripes run across their wave vector
+        period = 1 / fy.flatten()[peak].hypot(fx.flatten()[peak]).item()
+        run = math.degrees(math.atan2(fy.flatten()[peak], fx.flatten()[peak])) + 90
+        band, angle = divmod(label, 5)
+        low, high = ((2.0, 2.8), (3.6, 5.6))[band]
+        assert 0.95 * low <= period <= 1.05 * high, (label, period)
+        assert abs((run - 36 * angle + 90) % 180 - 90) <= 12, (label, run)  # ±10° jitter
 
 
 def test_load_synthetic_is_normalised_and_on_device():
