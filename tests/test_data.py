@@ -363,6 +363,25 @@ def test_augment_is_reproducible_by_generator():
     assert not torch.equal(first, x)
 
 
+def test_augment_draws_every_crop_offset_alike_and_flips_half_the_images():
+    """Each pixel of a 16×16 image holds its own index, so the centre pixel of a result says
+    where it was cropped from and its right neighbour whether it was mirrored."""
+    n, side, pad = 4000, 16, 2
+    x = (1 + torch.arange(side * side, dtype=torch.float32)).view(1, 1, side, side)
+    out = augment(x.expand(n, 1, side, side), torch.Generator().manual_seed(0))
+    centre = out[:, 0, side // 2, side // 2].long() - 1
+    step = out[:, 0, side // 2, side // 2 + 1] - out[:, 0, side // 2, side // 2]
+    flipped = step == -1
+    assert (flipped | (step == 1)).all()
+    top = centre // side - side // 2 + pad
+    left = centre % side - torch.where(flipped, side - 1 - side // 2, side // 2) + pad
+    counts = torch.bincount(top * (2 * pad + 1) + left, minlength=(2 * pad + 1) ** 2)
+    assert len(counts) == (2 * pad + 1) ** 2  # offsets in [0, 2·pad]² only
+    share = counts / (n / len(counts))
+    assert (share > 0.8).all() and (share < 1.2).all()
+    assert 0.47 < flipped.float().mean() < 0.53
+
+
 def test_augment_rejects_non_batches():
     with pytest.raises(ValueError, match="x must be"):
         augment(torch.rand(3, 8, 8), torch.Generator())
