@@ -230,6 +230,17 @@ def test_shift_grid_crops_with_the_pad_it_is_given():
     assert classes_over_shifts(model, x, kind="crop", shift=1, pad=2).shape == (2, 9)
 
 
+def test_accuracy_vs_shift_crops_with_the_pad_it_is_given():
+    """As the grid: a diagonal of 3 does not fit in a pad of 2 and is refused."""
+    model = FlatLinear()
+    x = images(n=2, h=8, w=8, dtype=torch.float64)
+    y = torch.zeros(2, dtype=torch.long)
+    with pytest.raises(ValueError, match="pad=2"):
+        accuracy_vs_shift(model, x, y, kind="crop", diagonal=3, pad=2)
+    accuracies, _ = accuracy_vs_shift(model, x, y, kind="crop", diagonal=2, pad=2)
+    assert len(accuracies) == 3
+
+
 def test_consistency_of_known_class_shares():
     # Image 0: one class everywhere (1); image 1: halves (1/4 + 1/4); image 2: 3 of 4 (9/16 + 1/16).
     classes = torch.tensor([[2, 2, 2, 2], [0, 1, 0, 1], [4, 4, 4, 0]])
