@@ -434,3 +434,8 @@ def test_filter_tv_leaves_out_the_lps_scorers_convs():
         nn.Conv2d(4, 2, 3),
     )
     assert set(filter_tv(scored)) == {"0", "2"}
+    # only the scorer's own submodules: layer 10 is measured though its name begins with "1"
+    beside = nn.Sequential(
+        nn.Conv2d(3, 4, 3), ComponentScorer(4), *[nn.Identity()] * 8, nn.Conv2d(4, 2, 3)
+    )
+    assert set(filter_tv(beside)) == {"0", "10"}
