@@ -285,6 +285,63 @@ def test_the_folder_with_the_batches_is_found_and_an_archive_is_named(tmp_path, 
         read_cifar10(packed)
 
 
+@pytest.mark.parametrize("write", [_write_python, _write_binary])
+def test_batch_files_are_read_from_a_folder_of_any_name(tmp_path, write):
+    batches = _fake_batches(3)
+    write(tmp_path / "downloads", batches)
+    read = read_cifar10(tmp_path / "downloads")
+    np.testing.assert_array_equal(read.test[0], _expected(batches, ["test_batch"])[0])
+
+
+def test_a_batches_folder_given_itself_names_its_missing_first_file(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    _write_binary(folder, _fake_batches())
+    (folder / "data_batch_1.bin").unlink()
+    with pytest.raises(FileNotFoundError, match=r"data_batch_1\.bin' is missing"):
+        read_cifar10(folder)
+
+
+@pytest.mark.parametrize(
+    ("records", "fragment"),
+    [
+        (b"", "data_batch_3.bin' holds 0 bytes, not a whole number of 3073-byte CIFAR-10 records"),
+        (bytes([10]) + bytes(3072), "data_batch_3.bin': labels must lie in 0..9"),
+    ],
+)
+def test_an_empty_binary_batch_or_a_label_over_9_is_refused(tmp_path, records, fragment):
+    _write_binary(tmp_path / "cifar-10-batches-bin", _fake_batches())
+    (tmp_path / "cifar-10-batches-bin" / "data_batch_3.bin").write_bytes(records)
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        read_cifar10(tmp_path)
+
+
+PIXELS = np.zeros((3, 3072), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("batch", "fragment"),
+    [
+        ([PIXELS, [0, 1, 2]], "holds a list, not a CIFAR-10 dict"),
+        ({b"data": PIXELS}, "lacks the CIFAR-10 keys ['labels']"),
+        ({b"data": PIXELS.astype(np.int64), b"labels": [0, 1, 2]}, "'data' must be a uint8 array"),
+        ({b"data": PIXELS.tolist(), b"labels": [0, 1, 2]}, "'data' must be a uint8 array"),
+        ({b"data": PIXELS, b"labels": np.zeros(3, dtype=np.int64)}, "'labels' must be a list"),
+        ({b"data": PIXELS, b"labels": [0, 1.0, 2]}, "'labels' must be a list of ints"),
+        ({b"data": PIXELS, b"labels": [0, 1]}, "expected N rows of 3072 pixels and N labels"),
+        ({b"data": PIXELS[:, 1:], b"labels": [0, 1, 2]}, "expected N rows of 3072 pixels"),
+        ({b"data": PIXELS.ravel(), b"labels": [0, 1, 2]}, "expected N rows of 3072 pixels"),
+        ({b"data": PIXELS, b"labels": [0, -1, 2]}, "labels must lie in 0..9"),
+        ({b"data": PIXELS, b"labels": [0, 10, 2]}, "labels must lie in 0..9"),
+    ],
+)
+def test_a_python_batch_of_the_wrong_content_is_named(tmp_path, batch, fragment):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_python(folder, _fake_batches())
+    (folder / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(ValueError, match=re.escape(f"{folder / 'test_batch'}'") + ".*"
+                       + re.escape(fragment)):  # fmt: skip
+        read_cifar10(tmp_path)
+
 def test_load_cifar10_takes_a_seeded_subset_with_labels_paired(tmp_path):
     batches = _fake_batches(2)
     # each image is flat grey 20·label + k (k < 20 distinct), so its pixels name its label
