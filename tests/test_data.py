@@ -506,6 +506,22 @@ def test_read_images_names_an_image_over_the_decoder_limit(tmp_path, monkeypatch
         read_images([tmp_path / "huge.png"], 8)
 
 
+def test_image_folder_prefers_test_to_val_and_reads_upper_case_suffixes(tmp_path, image_folder):
+    image_folder({"a": (1, 1), "b": (1, 1)})
+    write_image(tmp_path / "val" / "a" / "0.png", _flat(0))
+    write_image(tmp_path / "train" / "b" / "UPPER.PNG", _flat(0))
+    folder = index_image_folder(tmp_path)
+    assert [path.relative_to(tmp_path).parts[0] for path in folder.test[0]] == ["test"] * 2
+    assert folder.train[1].tolist() == [0, 1, 1]
+
+
+def test_a_test_folder_without_images_is_refused(tmp_path, image_folder):
+    image_folder({"a": (1, 0), "b": (1, 0)})
+    (tmp_path / "test" / "a").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"test' holds no images"):
+        index_image_folder(tmp_path)
+
+
 def test_image_folder_follows_linked_folders_once(tmp_path, image_folder):
     """A class folder's linked subfolder is read (torchvision's ImageFolder reads it); a link
     back up does not loop."""
