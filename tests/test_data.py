@@ -499,6 +499,13 @@ def test_read_images_scales_high_bit_depth_greyscale(tmp_path):
     assert np.array_equal(image, np.stack([expected] * 3))
 
 
+def test_read_images_scales_floating_point_greyscale_from_0_to_1(tmp_path):
+    ramp = np.linspace(0, 1, 8 * 8, dtype=np.float32).reshape(8, 8)
+    Image.fromarray(ramp).save(tmp_path / "float.tif")  # mode F
+    (image,) = read_images([tmp_path / "float.tif"], 8)
+    assert np.array_equal(image, np.stack([np.rint(ramp * 255.0).astype(np.uint8)] * 3))
+
+
 def test_read_images_names_an_image_over_the_decoder_limit(tmp_path, monkeypatch):
     write_image(tmp_path / "huge.png", _flat(1, 40, 40))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1600 pixels: over twice the limit
