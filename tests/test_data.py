@@ -500,10 +500,21 @@ def test_read_images_scales_high_bit_depth_greyscale(tmp_path):
 
 
 def test_read_images_scales_floating_point_greyscale_from_0_to_1(tmp_path):
+    """Values outside 0..1 are clipped to black and white."""
     ramp = np.linspace(0, 1, 8 * 8, dtype=np.float32).reshape(8, 8)
+    expected = np.rint(ramp * 255.0).astype(np.uint8)
+    ramp[0, 0], ramp[-1, -1], expected[0, 0], expected[-1, -1] = 2.0, -0.5, 255, 0
     Image.fromarray(ramp).save(tmp_path / "float.tif")  # mode F
     (image,) = read_images([tmp_path / "float.tif"], 8)
-    assert np.array_equal(image, np.stack([np.rint(ramp * 255.0).astype(np.uint8)] * 3))
+    assert np.array_equal(image, np.stack([expected] * 3))
+
+
+def test_read_images_keeps_the_aspect_ratio_of_a_tall_image(tmp_path):
+    """40 high, 10 wide, grey rising 5 per row: at side 5 the centre crop is rows 14..23."""
+    rows = np.repeat((5 * np.arange(40, dtype=np.uint8))[:, None], 10, axis=1)
+    write_image(tmp_path / "tall.png", np.dstack([rows] * 3))
+    (image,) = read_images([tmp_path / "tall.png"], 5)
+    np.testing.assert_allclose(image[0, :, 2], 5 * (2 * np.arange(7.5, 12.5) - 0.5), atol=4)
 
 
 def test_read_images_names_an_image_over_the_decoder_limit(tmp_path, monkeypatch):
