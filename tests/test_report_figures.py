@@ -1,0 +1,637 @@
+"""What the report's figures draw, on small hand-made tables: the labels, colours and notes they
+give, the points, lines, bars and cells they plot, and where a study lacks what one needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import seaborn as sns
+from optuna.distributions import CategoricalDistribution
+
+from ablate import report_figures as figs
+from ablate.report_groups import NO_BLUR
+from ablate.spec import Objective
+
+T1 = 12.706205  # t(0.975, 1): the 95 % interval of two seeds' mean
+
+
+def _close(outcome: figs.FigureOutcome) -> None:
+    if outcome.figure is not None:
+        plt.close(outcome.figure)
+
+
+# --- labels, order and colours ---------------------------------------------------------------
+
+
+def test_each_filter_is_named_as_the_paper_names_it() -> None:
+    """Family and size, the grid first where it is not the fixed one; a network that converts
+    nothing is `no blur` whatever its filter fields hold."""
+    table = pd.DataFrame(
+        {
+            "placement": ["paper", "paper", "paper", "paper", "paper", "none", "paper", "paper"],
+            "sites": [None, None, None, None, None, None, 0, None],
+            "filter": ["binomial", "box", "triangle", "gaussian", "custom", "box", "box", "box"],
+            "filter_size": [3, 2, 5, 7, 4, 2, 2, 2],
+            "subsample": ["fixed"] * 7 + ["lps"],
+        }
+    )
+    assert figs.blur_labels(table).tolist() == [
+        "Bin-3", "Rect-2", "Tri-5", "Gauss-7", "custom-4", NO_BLUR, NO_BLUR, "LPS · Rect-2",
+    ]  # fmt: skip
+
+
+def test_a_filter_without_family_or_grid_columns_is_a_fixed_grid_binomial() -> None:
+    table = pd.DataFrame({"placement": ["paper", "paper"], "filter_size": [3, 5],
+                          "subsample": ["fixed", "aps"]})  # fmt: skip
+    assert figs.blur_labels(table).tolist() == ["Bin-3", "APS · Bin-5"]
+    assert figs.blur_labels(pd.DataFrame({"placement": ["paper"]})).tolist() == ["Bin-?"]
+
+
+def test_variants_name_the_placement_only_where_blurred_runs_differ_in_it() -> None:
+    one = pd.DataFrame({"placement": ["none", "paper", "paper"], "filter_size": [1, 3, 5]})
+    assert figs.with_labels(one)["variant"].tolist() == [NO_BLUR, "Bin-3", "Bin-5"]
+    several = pd.DataFrame({"placement": ["none", "paper", "blur_before_max"],
+                            "filter_size": [3, 3, 3]})  # fmt: skip
+    labelled = figs.with_labels(several)
+    assert labelled["variant"].tolist() == [NO_BLUR, "paper · Bin-3", "blur_before_max · Bin-3"]
+    assert labelled["blur_label"].tolist() == [NO_BLUR, "Bin-3", "Bin-3"]
+    assert "variant" not in several  # a copy: the table passed in is left as it was
+
+
+def test_filters_are_ordered_no_blur_first_then_by_family_and_numeric_size() -> None:
+    labels = pd.Series(["Bin-10", "Rect-3", NO_BLUR, "Bin-2", None, "Bin-x", "Bin-2"])
+    assert figs._label_order(labels) == [NO_BLUR, "Bin-2", "Bin-10", "Bin-x", "Rect-3"]
+
+
+def test_no_blur_is_black_and_the_filters_follow_the_viridis_ramp_in_order() -> None:
+    palette = figs.blur_palette([NO_BLUR, "Bin-2", "Bin-3", "Bin-5"])
+    ramp = sns.color_palette("viridis", 3)
+    assert palette[NO_BLUR] == (0.0, 0.0, 0.0)
+    assert [palette[label] for label in ("Bin-2", "Bin-3", "Bin-5")] == list(ramp)
+    assert figs.blur_palette([NO_BLUR]) == {NO_BLUR: (0.0, 0.0, 0.0)}
+    assert NO_BLUR not in figs.blur_palette(["Bin-3"])
+
+
+def test_a_study_without_runs_has_no_palette() -> None:
+    assert figs.study_palette(pd.DataFrame()) is None
+    runs = pd.DataFrame({"placement": ["paper", "none"], "filter_size": [5, 3]})
+    assert list(figs.study_palette(runs)) == ["Bin-5", NO_BLUR]
+
+
+def test_a_metric_without_a_label_is_named_by_its_words() -> None:
+    assert figs.metric_label("accuracy") == "Clean test accuracy (%)"
+    assert figs.metric_label("mean_abs_error") == "mean abs error"
+
+
+# --- subtitles -------------------------------------------------------------------------------
+
+
+def test_a_span_gives_one_number_or_the_range_with_thousands_separated() -> None:
+    assert figs._span(pd.Series([1000, 1000])) == "1,000"
+    assert figs._span(pd.Series([1200, np.nan, 500])) == "500–1,200"
+    assert figs._span(pd.Series(["n/a", None])) == ""
+
+
+def test_the_fixed_note_names_what_the_study_held_and_what_it_lacks() -> None:
+    table = pd.DataFrame({"padding": ["reflect", "reflect"], "placement": ["paper", "pool"]})
+    assert figs._fixed_note(table, ["padding", "placement", "subsample"]) == (
+        "padding fixed at reflect; no subsample column"
+    )
+    assert figs._fixed_note(table, ["placement"]) == ""
+
+
+def test_the_pooled_note_names_the_varied_design_fields_a_figure_does_not_draw() -> None:
+    table = pd.DataFrame({"padding": ["zeros", "reflect"], "lr": [0.1, 0.1],
+                          "filter_size": [3, 5], "model": ["vgg", "resnet18"], "seed": [0, 1],
+                          "accuracy": [90.0, 91.0]})  # fmt: skip
+    assert figs._pooled_note(table, ["filter_size"]) == "pooled over padding"
+    assert figs._pooled_note(table.assign(lr=[0.1, 0.2]), []) == (
+        "pooled over filter_size, padding, lr"
+    )
+    assert figs._pooled_note(table, ["filter_size", "padding"]) == ""
+
+
+def test_the_sample_note_counts_seeds_per_configuration_and_the_images_each_run_scored() -> None:
+    runs = pd.DataFrame({"config_key": ["a", "a", "b"], "seed": [0, 1, 0], "n_test": 200,
+                         "n_eval": [100, 100, 50], "diagonal": 4, "shift": 2})  # fmt: skip
+    assert figs._sample_note(runs) == "1–2 seed(s) per configuration"
+    assert figs._sample_note(runs, "test") == (
+        "1–2 seed(s) per configuration, 200 test images per run"
+    )
+    assert figs._sample_note(runs, "diagonal") == (
+        "1–2 seed(s) per configuration, the first 50–100 test images per run at diagonal "
+        "offsets d = 0..4"
+    )
+    assert figs._sample_note(runs, "square") == (
+        "1–2 seed(s) per configuration, the first 50–100 test images per run at each offset "
+        "in [-S, S]², S = 2"
+    )
+    configs = pd.DataFrame({"n_seeds": [3, 3]})
+    assert figs._sample_note(configs, "test") == "3 seed(s) per configuration"
+    assert figs._sample_note(runs.drop(columns="diagonal"), "diagonal") == (
+        "1–2 seed(s) per configuration"
+    )
+    assert figs._sample_note(pd.DataFrame({"n_test": [10]}), "test") == "10 test images per run"
+
+
+# --- the scatters of configurations ----------------------------------------------------------
+
+
+def _configs(n: int, intervals: bool = True) -> pd.DataFrame:
+    """`n` blurred configurations (filter sizes 2, 3, ...) on a rising line: consistency 60 + i,
+    accuracy 80 + 2i, throughput 1000 - 10i, each mean ± 0.5 where `intervals`."""
+    i = np.arange(n, dtype=float)
+    configs = pd.DataFrame({"placement": "paper", "filter_size": 2 + np.arange(n),
+                            "consistency_circular_mean": 60 + i, "accuracy_mean": 80 + 2 * i,
+                            "train_images_per_s_mean": 1000 - 10 * i, "n_seeds": 2})  # fmt: skip
+    if intervals:
+        for metric in ("consistency_circular", "accuracy", "train_images_per_s"):
+            configs[f"{metric}_ci95_low"] = configs[f"{metric}_mean"] - 0.5
+            configs[f"{metric}_ci95_high"] = configs[f"{metric}_mean"] + 0.5
+    return configs
+
+
+def _bar_segments(ax: plt.Axes) -> list[np.ndarray]:
+    return [segment for collection in ax.collections
+            if isinstance(collection, matplotlib.collections.LineCollection)
+            for segment in collection.get_segments()]  # fmt: skip
+
+
+def test_the_scatter_draws_each_configurations_mean_and_its_interval_bars() -> None:
+    configs = _configs(3)
+    configs.loc[1, "accuracy_ci95_high"] = 84.0  # a longer bar up than down
+    outcome = figs.accuracy_consistency_figure(configs, "consistency_circular", [])
+    ax = outcome.figure.axes[0]
+    points = np.vstack([c.get_offsets() for c in ax.collections if c.get_label() == "_child0"
+                        or not isinstance(c, matplotlib.collections.LineCollection)])  # fmt: skip
+    assert sorted(map(tuple, points.tolist())) == [(60.0, 80.0), (61.0, 82.0), (62.0, 84.0)]
+    bars = sorted((tuple(s[0]), tuple(s[1])) for s in _bar_segments(ax))
+    horizontal = [((59.5, 80.0), (60.5, 80.0)), ((60.5, 82.0), (61.5, 82.0)),
+                  ((61.5, 84.0), (62.5, 84.0))]  # fmt: skip
+    vertical = [((60.0, 79.5), (60.0, 80.5)), ((61.0, 81.5), (61.0, 84.0)),
+                ((62.0, 83.5), (62.0, 84.5))]  # fmt: skip
+    assert bars == pytest.approx(sorted(horizontal + vertical))
+    assert ax.get_xlabel() == "Shift consistency, circular shifts (%)"
+    assert ax.get_ylabel() == "Clean test accuracy (%)"
+    assert "grey bars: 95 % t-interval over seeds" in outcome.figure.get_suptitle()
+    _close(outcome)
+
+
+def test_up_to_thirty_configurations_get_interval_bars_and_more_do_not() -> None:
+    for n, bars in ((figs.MAX_POINTS_WITH_BARS, True), (figs.MAX_POINTS_WITH_BARS + 1, False)):
+        outcome = figs.accuracy_consistency_figure(_configs(n), "consistency_circular", [])
+        title = outcome.figure.get_suptitle()
+        assert bool(_bar_segments(outcome.figure.axes[0])) == bars, n
+        assert ("grey bars" in title) == bars
+        assert (f"{n} configurations: interval bars left out (see configs.csv)" in title) == (
+            not bars
+        )
+        _close(outcome)
+    assert figs.MAX_POINTS_WITH_BARS == 30
+
+
+def test_a_table_without_intervals_draws_no_bars_and_says_none() -> None:
+    outcome = figs.accuracy_consistency_figure(_configs(3, intervals=False),
+                                               "consistency_circular", [])  # fmt: skip
+    assert not _bar_segments(outcome.figure.axes[0])
+    assert "grey bars" not in outcome.figure.get_suptitle()
+    _close(outcome)
+    blank = _configs(3).assign(accuracy_ci95_low=np.nan, accuracy_ci95_high=np.nan,
+                               consistency_circular_ci95_low=np.nan,
+                               consistency_circular_ci95_high=np.nan)  # fmt: skip
+    outcome = figs.accuracy_consistency_figure(blank, "consistency_circular", [])
+    assert not _bar_segments(outcome.figure.axes[0])
+    _close(outcome)
+
+
+def test_the_scatter_frames_the_means_with_a_margin() -> None:
+    """12 % of the range each side, at least 2 % of the larger end's size (or of 1)."""
+    outcome = figs.accuracy_consistency_figure(_configs(3), "consistency_circular", [])
+    ax = outcome.figure.axes[0]
+    assert ax.get_xlim() == pytest.approx((60 - 1.24, 62 + 1.24))  # 2 % of 62 > 12 % of 2
+    assert ax.get_ylim() == pytest.approx((80 - 1.68, 84 + 1.68))  # the bars run past it
+    _close(outcome)
+    ax = plt.figure().add_subplot()
+    figs._zoom_to_points(ax, pd.Series([10.0, 20.0, np.nan]), pd.Series([0.5, 0.5, 0.5]))
+    assert ax.get_xlim() == pytest.approx((10 - 1.2, 20 + 1.2))
+    assert ax.get_ylim() == pytest.approx((0.5 - 0.02, 0.5 + 0.02))
+    plt.close(ax.figure)
+
+
+def test_a_percentage_axis_stays_within_minus_one_and_one_hundred_and_one() -> None:
+    ax = plt.figure().add_subplot()
+    ax.set_ylim(-20.0, 130.0)
+    figs._clip_percent_axis(ax)
+    assert ax.get_ylim() == (-1.0, 101.0)
+    ax.set_ylim(40.0, 60.0)
+    figs._clip_percent_axis(ax)
+    assert ax.get_ylim() == (40.0, 60.0)
+    plt.close(ax.figure)
+
+
+def test_the_throughput_scatter_names_the_device_and_its_axes() -> None:
+    configs = _configs(2).assign(device_metric=["cuda:H200", np.nan])
+    outcome = figs.throughput_accuracy_figure(configs, [])
+    ax = outcome.figure.axes[0]
+    assert ax.get_xlabel() == "Training throughput (images/s)"
+    assert ax.get_ylabel() == "Clean test accuracy (%)"
+    subtitle = outcome.figure.get_suptitle().split("\n")[1]
+    assert subtitle.startswith("device: cuda:H200; ")
+    assert subtitle.endswith("2 seed(s) per configuration")
+    _close(outcome)
+    outcome = figs.throughput_accuracy_figure(_configs(2), [])
+    assert "device" not in outcome.figure.get_suptitle()
+    _close(outcome)
+
+
+def test_points_of_one_size_say_the_runs_had_no_throughput() -> None:
+    configs = _configs(2).drop(columns=["train_images_per_s_mean"])
+    outcome = figs.accuracy_consistency_figure(configs, "consistency_circular", [])
+    assert "no train_images_per_s in the runs, so all points have one size" in (
+        outcome.figure.get_suptitle()
+    )
+    _close(outcome)
+    outcome = figs.accuracy_consistency_figure(_configs(2), "consistency_circular", [])
+    assert "one size" not in outcome.figure.get_suptitle()
+    _close(outcome)
+
+
+def test_a_scatter_of_one_marker_says_what_the_blurred_points_share() -> None:
+    configs = _configs(2).assign(padding="reflect")
+    outcome = figs.accuracy_consistency_figure(configs, "consistency_circular", [])
+    assert "blurred points: padding fixed at reflect; placement fixed at paper" in (
+        outcome.figure.get_suptitle()
+    )
+    _close(outcome)
+
+
+def test_scatters_the_table_cannot_support_are_skipped_with_the_reason() -> None:
+    outcome = figs.accuracy_consistency_figure(_configs(2).drop(columns="accuracy_mean"),
+                                               "consistency_circular", [])  # fmt: skip
+    assert outcome.figure is None and outcome.note == "skipped: the table has no ['accuracy_mean']"
+    outcome = figs.accuracy_consistency_figure(_configs(0), "consistency_circular", [])
+    assert outcome.figure is None and outcome.note == "skipped: the table has no rows"
+    outcome = figs.throughput_accuracy_figure(_configs(2).drop(columns="train_images_per_s_mean"),
+                                              [])  # fmt: skip
+    assert outcome.figure is None
+    assert outcome.note == "skipped: the runs carry no train_images_per_s"
+    assert figs.throughput_accuracy_figure(_configs(0), []).figure is None
+
+
+# --- the figures of runs ---------------------------------------------------------------------
+
+
+def _runs() -> pd.DataFrame:
+    """Two seeds each of no blur, Bin-3 and Bin-5 under placement `paper`: each metric's seed 1
+    is seed 0's plus 2, so each point's mean is seed 0's plus 1."""
+    return pd.DataFrame({
+        "placement": ["none", "none", "paper", "paper", "paper", "paper"],
+        "filter_size": [3, 3, 3, 3, 5, 5], "seed": [0, 1] * 3, "augment": False,
+        "accuracy": [80.0, 82.0, 84.0, 86.0, 88.0, 90.0],
+        "accuracy_vs_shift_circular": [[80, 78, 76], [82, 80, 78], [84, 83, 82], [86, 85, 84],
+                                       [88, 88, 88], [90, 90, 90]],
+        "accuracy_during_training": [[50, 60, 70, 80], [52, 62, 72, 82], [54, 64, 74, 84],
+                                     [56, 66, 76, 86], [58, 68, 78, 88], [60, 70, 80, 90]],
+        "adversarial_circular": [40.0, 42.0, 50.0, 52.0, 60.0, 62.0],
+        "filter_tv": [{"conv1": 1.0, "conv2": 2.0}, {"conv1": 1.2, "conv2": 2.2},
+                      {"conv1": 0.5, "conv2": 0.7}, {"conv1": 0.7, "conv2": 0.9},
+                      {"conv1": 0.3, "conv2": 0.4}, {"conv1": 0.1, "conv2": 0.2}],
+    })  # fmt: skip
+
+
+def _curves(ax: plt.Axes) -> dict[str, tuple[list[float], list[float]]]:
+    """The (x, y) of each line drawn in a panel, keyed by the filter its colour stands for
+    (`_runs`' filters: no blur, Bin-3, Bin-5)."""
+    palette = figs.blur_palette([NO_BLUR, "Bin-3", "Bin-5"])
+    names = {tuple(colour): label for label, colour in palette.items()}
+    return {names[tuple(line.get_color())]: (list(line.get_xdata()), list(line.get_ydata()))
+            for line in ax.lines if len(line.get_xdata())}  # fmt: skip
+
+
+def test_the_shift_curves_are_each_filters_mean_over_seeds_at_each_offset() -> None:
+    outcome = figs.shift_curve_figure(_runs())
+    (ax,) = outcome.figure.axes
+    assert ax.get_title() == "circular shift · placement paper"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("Diagonal shift d (pixels)", "Test accuracy (%)")
+    assert _curves(ax) == {NO_BLUR: ([0, 1, 2], [81, 79, 77]), "Bin-3": ([0, 1, 2], [85, 84, 83]),
+                           "Bin-5": ([0, 1, 2], [89, 89, 89])}  # fmt: skip
+    bands = [c for c in ax.collections if c.get_paths()]
+    assert len(bands) == 3  # each filter's 95 % band over its two seeds
+    (legend,) = outcome.figure.legends
+    assert legend.get_title().get_text() == "filter"
+    assert [t.get_text() for t in legend.get_texts()] == [NO_BLUR, "Bin-3", "Bin-5"]
+    assert outcome.figure.get_suptitle() == (
+        "Accuracy vs diagonal shift (mean over seeds; bands: 95 % t-interval where ≥ 2 seeds)\n"
+        "flatter = less sensitive to where the image sits"
+    )
+    _close(outcome)
+
+
+def test_the_shift_curves_have_a_panel_per_protocol_and_placement() -> None:
+    runs = _runs()
+    runs["accuracy_vs_shift_crop"] = [[v - d for d in range(3)] for v in runs["accuracy"]]
+    runs.loc[4:, "placement"] = "blur_before_max"
+    outcome = figs.shift_curve_figure(runs.drop(columns="seed"))
+    titles = sorted(ax.get_title() for ax in outcome.figure.axes)
+    assert titles == sorted(f"{kind} shift · placement {placement}" for kind in ("circular", "crop")
+                            for placement in ("blur_before_max", "paper"))  # fmt: skip
+    (crop,) = [ax for ax in outcome.figure.axes if ax.get_title() == "crop shift · placement paper"]
+    assert _curves(crop) == {NO_BLUR: ([0, 1, 2], [81, 80, 79]),
+                             "Bin-3": ([0, 1, 2], [85, 84, 83])}  # fmt: skip
+    assert "mean over runs" in outcome.figure.get_suptitle()
+    _close(outcome)
+
+
+def test_the_training_curves_are_at_each_quarter_of_the_budget() -> None:
+    outcome = figs.training_curve_figure(_runs())
+    (ax,) = outcome.figure.axes
+    assert ax.get_title() == "placement paper"
+    assert ax.get_xlabel() == "Share of the training budget spent (%)"
+    quarters = [25.0, 50.0, 75.0, 100.0]
+    assert _curves(ax) == {NO_BLUR: (quarters, [51, 61, 71, 81]),
+                           "Bin-3": (quarters, [55, 65, 75, 85]),
+                           "Bin-5": (quarters, [59, 69, 79, 89])}  # fmt: skip
+    title = outcome.figure.get_suptitle()
+    assert title.startswith("Test accuracy during training (mean over seeds")
+    _close(outcome)
+
+
+def test_curve_figures_skip_runs_without_a_curve_and_say_when_none_has_one() -> None:
+    runs = _runs()
+    runs["accuracy_vs_shift_circular"] = runs["accuracy_vs_shift_circular"].astype(object)
+    runs.loc[0, "accuracy_vs_shift_circular"] = None  # a run at chance: its curve masked
+    outcome = figs.shift_curve_figure(runs)
+    assert _curves(outcome.figure.axes[0])[NO_BLUR] == ([0, 1, 2], [82, 80, 78])
+    _close(outcome)
+    empty = runs.assign(accuracy_vs_shift_circular=None, accuracy_during_training=None)
+    outcome = figs.shift_curve_figure(empty)
+    assert outcome.figure is None
+    assert outcome.note == "skipped: the accuracy_vs_shift lists are empty"
+    outcome = figs.training_curve_figure(empty)
+    assert outcome.figure is None
+    assert outcome.note == "skipped: the accuracy_during_training lists are empty"
+    outcome = figs.shift_curve_figure(runs.drop(columns="accuracy_vs_shift_circular"))
+    assert outcome.note == "skipped: the runs carry no accuracy_vs_shift_* lists"
+    assert figs.shift_curve_figure(runs.iloc[:0]).figure is None
+    assert figs.training_curve_figure(runs.iloc[:0]).figure is None
+
+
+def test_the_filter_tv_heatmap_holds_each_variants_mean_per_layer() -> None:
+    outcome = figs.filter_tv_figure(_runs())
+    ax = outcome.figure.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [NO_BLUR, "Bin-3", "Bin-5"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["conv1", "conv2"]
+    np.testing.assert_allclose(ax.collections[0].get_array().reshape(3, 2),
+                               [[1.1, 2.1], [0.6, 0.8], [0.2, 0.3]])  # fmt: skip
+    assert [t.get_text() for t in ax.texts] == ["1.100", "2.100", "0.600", "0.800", "0.200",
+                                                "0.300"]  # fmt: skip
+    assert ax.get_xlabel() == "Conv layer (input → output order)"
+    assert outcome.figure.get_suptitle() == (
+        "Smoothness of the learned conv filters per layer (mean over seeds)"
+    )
+    _close(outcome)
+
+
+def test_a_filter_tv_heatmap_of_more_than_two_hundred_cells_is_not_annotated() -> None:
+    runs = _runs().iloc[:4]  # two variants
+    for layers, annotated in ((100, 200), (101, 0)):
+        tvs = dict.fromkeys([f"conv{i}" for i in range(layers)], 0.5)
+        outcome = figs.filter_tv_figure(runs.assign(filter_tv=[tvs] * 4))
+        assert len(outcome.figure.axes[0].texts) == annotated, layers
+        _close(outcome)
+    _close(outcome)
+
+
+def test_a_filter_tv_figure_needs_the_runs_dicts() -> None:
+    outcome = figs.filter_tv_figure(_runs().drop(columns="filter_tv"))
+    assert outcome.figure is None and outcome.note == "skipped: the runs carry no filter_tv"
+    outcome = figs.filter_tv_figure(_runs().assign(filter_tv=None))
+    assert outcome.figure is None and outcome.note == "skipped: the filter_tv dicts are empty"
+    assert figs.filter_tv_figure(_runs().iloc[:0]).figure is None
+
+
+def test_the_adversarial_bars_are_each_filters_mean_and_interval_over_seeds() -> None:
+    outcome = figs.adversarial_figure(_runs())
+    (ax,) = outcome.figure.axes
+    assert ax.get_title() == "circular shift · placement paper"
+    assert [t.get_text() for t in ax.get_xticklabels()] == [NO_BLUR, "Bin-3", "Bin-5"]
+    heights = [p.get_height() for p in ax.patches if p.get_width() > 0]
+    assert heights == pytest.approx([41.0, 51.0, 61.0])
+    intervals = sorted(value for line in ax.lines for value in line.get_ydata())
+    half = T1 * 2**0.5 / 2**0.5  # sd of (40, 42) is √2, over √2 seeds
+    assert intervals == pytest.approx([41 - half, 51 - half, 61 - half, 41 + half, 51 + half,
+                                       61 + half])  # fmt: skip
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("Filter", "Shift-adversarial accuracy (%)")
+    assert [t.get_text() for t in outcome.figure.legends[0].get_texts()] == ["not augmented"]
+    assert outcome.figure.get_suptitle().split("\n")[1] == (
+        "correct at every offset; the study did not vary augmentation (augment = False)"
+    )
+    _close(outcome)
+
+
+def test_the_adversarial_bars_tell_augmented_training_apart_where_the_study_varied_it() -> None:
+    runs = pd.concat([_runs(), _runs().assign(augment=True, adversarial_circular=lambda t:
+                                              t["adversarial_circular"] + 10)])  # fmt: skip
+    outcome = figs.adversarial_figure(runs)
+    legend = outcome.figure.legends[0]
+    assert legend.get_title().get_text() == "training"
+    assert [t.get_text() for t in legend.get_texts()] == ["augmented", "not augmented"]
+    heights = [p.get_height() for p in outcome.figure.axes[0].patches if p.get_width() > 0]
+    assert heights == pytest.approx([51.0, 61.0, 71.0, 41.0, 51.0, 61.0])
+    assert "did not vary augmentation" not in outcome.figure.get_suptitle()
+    _close(outcome)
+    outcome = figs.adversarial_figure(_runs().drop(columns="augment"))
+    assert [t.get_text() for t in outcome.figure.legends[0].get_texts()] == ["unknown"]
+    assert "the study did not vary augmentation (augment = unknown)" in (
+        outcome.figure.get_suptitle()
+    )
+    _close(outcome)
+    outcome = figs.adversarial_figure(_runs().drop(columns="adversarial_circular"))
+    assert outcome.figure is None
+    assert outcome.note == "skipped: the runs carry no adversarial_* metric"
+
+
+def _sized_runs(placements: list[str]) -> pd.DataFrame:
+    """Two seeds of each placement x padding (zeros, reflect) x filter size (2, 3), accuracy
+    80 + size + seed, and two of no blur (accuracy 70 and 72)."""
+    rows = [{"placement": placement, "padding": padding, "filter_size": size, "seed": seed,
+             "accuracy": 80.0 + size + seed, "consistency_circular": 70.0 + size}
+            for placement in placements for padding in ("zeros", "reflect")
+            for size in (2, 3) for seed in (0, 1)]  # fmt: skip
+    baseline = [{"placement": "none", "padding": "zeros", "filter_size": 3, "seed": seed,
+                 "accuracy": 70.0 + 2 * seed, "consistency_circular": 60.0}
+                for seed in (0, 1)]  # fmt: skip
+    return pd.DataFrame(rows + baseline)
+
+
+def test_the_filter_size_lines_are_each_placements_mean_over_seeds_beside_the_baseline() -> None:
+    outcome = figs.filter_size_figure(_sized_runs(["paper"]), "consistency_circular")
+    accuracy, consistency = outcome.figure.axes
+    assert accuracy.get_xlabel() == "Filter size k (taps per axis)"
+    assert accuracy.get_ylabel() == "Clean test accuracy (%)"
+    assert consistency.get_ylabel() == "Shift consistency, circular shifts (%)"
+    drawn = [line for line in accuracy.lines if line.get_label() == "_child0"]
+    assert [list(drawn[0].get_xdata()), list(drawn[0].get_ydata())] == [[2, 3], [82.5, 83.5]]
+    (baseline,) = [line for line in accuracy.lines if line.get_label() == NO_BLUR]
+    assert list(baseline.get_ydata()) == [71.0, 71.0] and baseline.get_linestyle() == ":"
+    (band,) = [p for p in accuracy.patches if p.get_label() == f"{NO_BLUR}: 95 % t-interval"]
+    assert (band.get_y(), band.get_y() + band.get_height()) == pytest.approx((71 - T1, 71 + T1))
+    assert consistency.get_legend() is not None and accuracy.get_legend() is None
+    title = outcome.figure.get_suptitle()
+    assert title.startswith("Accuracy and shift consistency vs filter size (mean over seeds")
+    assert "padding fixed" not in title and "placement fixed at paper" in title
+    _close(outcome)
+
+
+def test_paddings_get_dashes_up_to_six_lines_and_are_pooled_beyond() -> None:
+    """Three placements by two paddings are six lines, each padding its own dashes; four are
+    eight, and the paddings are pooled, the subtitle says so."""
+    for placements, styled in ((["paper", "pool", "stem"], True),
+                               (["paper", "pool", "stem", "blur_before_max"], False)):  # fmt: skip
+        outcome = figs.filter_size_figure(_sized_runs(placements), "consistency_circular")
+        legend = [t.get_text() for t in outcome.figure.axes[-1].get_legend().get_texts()]
+        assert ("padding" in legend) == styled, placements
+        dashed = {line.get_linestyle() for line in outcome.figure.axes[0].lines
+                  if len(line.get_xdata()) == 2 and line.get_label() != NO_BLUR}  # fmt: skip
+        assert dashed - {"None"} == ({"-", "--"} if styled else {"-"}), placements
+        assert ("paddings pooled" in outcome.figure.get_suptitle()) == (not styled)
+        _close(outcome)
+
+
+def test_a_filter_size_figure_of_one_run_per_point_says_it_has_no_interval() -> None:
+    runs = _sized_runs(["paper"])
+    outcome = figs.filter_size_figure(runs[runs["seed"] == 0], "consistency_circular")
+    title = outcome.figure.get_suptitle()
+    assert "one seed per point, so no interval" in title
+    assert "padding" not in title  # the paddings' lines are drawn apart, so nothing is pooled
+    assert outcome.note == (
+        "The black dotted line is the mean over seeds of the runs without blur (placement none, "
+        "or sites 0)."
+    )  # one baseline run: a line, no band
+    _close(outcome)
+    outcome = figs.filter_size_figure(runs, "consistency_circular")
+    assert "no interval" not in outcome.figure.get_suptitle()
+    assert "one filter size" not in outcome.figure.get_suptitle()
+    _close(outcome)
+
+
+def test_a_filter_size_figure_needs_sizes_and_a_metric() -> None:
+    runs = _sized_runs(["paper"])
+    for table in (runs.drop(columns="filter_size"), runs.drop(columns=["accuracy",
+                  "consistency_circular"]), runs.iloc[:0]):  # fmt: skip
+        outcome = figs.filter_size_figure(table, "consistency_circular")
+        assert outcome.figure is None
+        assert outcome.note == "skipped: the runs carry no filter_size or metrics"
+    outcome = figs.filter_size_figure(runs.drop(columns="accuracy"), "consistency_circular")
+    assert [ax.get_ylabel() for ax in outcome.figure.axes] == [
+        "Shift consistency, circular shifts (%)"
+    ]
+    _close(outcome)
+
+
+def test_grids_get_a_line_of_their_own_where_the_study_varies_them() -> None:
+    runs = _sized_runs(["paper"]).assign(subsample="fixed")
+    runs.loc[runs["padding"] == "reflect", "subsample"] = "aps"
+    lines = figs._line_per_grid(runs[runs["placement"] != "none"])
+    assert sorted(lines["placement"].unique()) == ["paper", "paper + APS"]
+    same = runs.assign(subsample="aps")
+    assert figs._line_per_grid(same).equals(same)
+    assert figs._line_per_grid(runs.drop(columns="subsample")).equals(
+        runs.drop(columns="subsample")
+    )
+
+
+# --- parameter importance and files ----------------------------------------------------------
+
+
+def _importance_study(
+    n: int,
+    params: tuple[str, ...] = ("filter_size", "padding"),
+    stuck: int = 0,
+    flat: tuple[str, ...] = ("consistency",),
+) -> optuna.Study:
+    """`n` finished trials (and `stuck` more with a run that did not learn) over `params`;
+    accuracy rises with the filter size, consistency with the padding, each the same in every
+    trial where `flat` names it."""
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    choices = {"filter_size": [1, 3, 5, 7], "padding": ["zeros", "reflect"], "lr": [0.1, 0.2]}
+    distributions = {p: CategoricalDistribution(choices[p]) for p in params}
+    for i in range(n + stuck):
+        trial_params = {p: choices[p][i % len(choices[p])] for p in params}
+        accuracy = 80.0 + trial_params.get("filter_size", 0) + 0.1 * i
+        consistency = 90.0 + (trial_params.get("padding") == "zeros")
+        values = [80.0 if "accuracy" in flat else accuracy,
+                  90.0 if "consistency" in flat else consistency]  # fmt: skip
+        seeds = [{"seed": 0, "learned": i < n}]
+        study.add_trial(optuna.trial.create_trial(params=trial_params, distributions=distributions,
+                                                  values=values,
+                                                  user_attrs={"seeds": seeds}))  # fmt: skip
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    return study
+
+
+OBJECTIVES = [Objective(metric="accuracy", direction="maximize"),
+              Objective(metric="consistency_circular", direction="maximize")]  # fmt: skip
+
+
+def test_importance_needs_ten_finished_trials_that_learned_and_two_varied_parameters() -> None:
+    outcome = figs.importance_figure(_importance_study(9, stuck=3), OBJECTIVES)
+    assert outcome.figure is None
+    assert outcome.note == (
+        "skipped: parameter importance needs at least 2 parameters varied across 10 or more "
+        "finished trials whose runs all learned; this study has 9 finished trial(s) whose runs "
+        "all learned"
+    )
+    outcome = figs.importance_figure(_importance_study(12, ("filter_size",)), OBJECTIVES)
+    assert outcome.figure is None
+    assert outcome.note.endswith("this study varies only filter_size across those trials")
+    outcome = figs.importance_figure(_importance_study(3, ()), OBJECTIVES)
+    assert outcome.note.endswith(
+        "this study varies no parameter across those trials and has 3 finished trial(s) whose "
+        "runs all learned"
+    )
+
+
+def test_importance_ranks_the_varied_parameters_per_objective_that_varies() -> None:
+    outcome = figs.importance_figure(_importance_study(10, stuck=2), OBJECTIVES)
+    ax = outcome.figure.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["filter_size", "padding"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["accuracy"]
+    widths = [p.get_width() for p in ax.patches if p.get_height() > 0]
+    assert len(widths) == 2 and sum(widths) == pytest.approx(1.0)
+    assert widths[0] > widths[1]  # the filter size sets the accuracy
+    assert ax.get_xlabel() == "Importance (PED-ANOVA, normalised to sum 1 per objective)"
+    assert ax.get_ylabel() == "Varied parameter"
+    assert outcome.figure.get_suptitle() == (
+        "Which parameters matter for each objective (10 trials)\n2 trial(s) with a run that did "
+        "not learn left out; consistency_circular left out: the same in every trial"
+    )
+    _close(outcome)
+    outcome = figs.importance_figure(_importance_study(10, flat=()), OBJECTIVES)
+    assert outcome.figure.get_suptitle() == "Which parameters matter for each objective (10 trials)"
+    legend = [t.get_text() for t in outcome.figure.axes[0].get_legend().get_texts()]
+    assert legend == ["accuracy", "consistency_circular"]
+    _close(outcome)
+    flat = _importance_study(10, flat=("accuracy", "consistency"))
+    outcome = figs.importance_figure(flat, OBJECTIVES)
+    assert outcome.figure is None
+    assert outcome.note == "skipped: every objective is the same in every trial"
+
+
+def test_a_figure_is_written_as_png_and_svg_and_closed(tmp_path: Path) -> None:
+    figure = plt.figure()
+    figure.add_subplot().plot([0, 1], [0, 1])
+    folder = tmp_path / "figures" / "new"
+    paths = figs.save_figure(figs.FigureOutcome("shape", figure), folder)
+    assert paths == [folder / "shape.png", folder / "shape.svg"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in paths[1].read_text()
+    assert not plt.fignum_exists(figure.number)
+    assert figs.save_figure(figs.FigureOutcome("none", None, "skipped"), tmp_path / "x") == []
+    assert not (tmp_path / "x").exists()
