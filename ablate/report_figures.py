@@ -797,12 +797,16 @@ def training_curve_figure(runs: pd.DataFrame, palette: Palette | None = None) ->
     grid.set_titles("placement {col_name}")
     _label_grid(grid, "Share of the training budget spent (%)", "Test accuracy (%)")
     unit = _unit(runs)
+    notes = [
+        "still rising at 100 % = the budget cut the runs short",
+        "other varied parameters pooled",
+        _sample_note(runs, "test"),
+    ]
     _title(
         grid.figure,
         f"Test accuracy during training (mean over {unit}s; bands: 95 % t-interval where ≥ 2 "
         f"{unit}s)",
-        "still rising at 100 % = the budget cut the runs short; other varied parameters pooled; "
-        + _sample_note(runs, "test"),
+        "; ".join(n for n in notes if n),
     )
     _grid_legend_beside(grid, "filter")
     return FigureOutcome(name, grid.figure)
