@@ -138,6 +138,10 @@ def test_the_sample_note_counts_seeds_per_configuration_and_the_images_each_run_
         "1–2 seed(s) per configuration"
     )
     assert figs._sample_note(pd.DataFrame({"n_test": [10]}), "test") == "10 test images per run"
+    assert figs._sample_note(runs[["config_key", "seed"]]) == "1–2 seed(s) per configuration"
+    assert figs._sample_note(runs[["n_eval", "diagonal", "shift"]], "diagonal") == (
+        "the first 50–100 test images per run at diagonal offsets d = 0..4"
+    )
 
 
 # --- the scatters of configurations ----------------------------------------------------------
@@ -180,6 +184,10 @@ def test_the_scatter_draws_each_configurations_mean_and_its_interval_bars() -> N
     assert ax.get_xlabel() == "Shift consistency, circular shifts (%)"
     assert ax.get_ylabel() == "Clean test accuracy (%)"
     assert "grey bars: 95 % t-interval over seeds" in outcome.figure.get_suptitle()
+    legend = ax.get_legend()  # beside the axes, clear of the points: upper left at (1.02, 1)
+    assert legend._loc == 2 and not legend.get_frame_on()
+    anchor = legend.get_bbox_to_anchor().get_points()[0]
+    assert ax.transAxes.inverted().transform(anchor) == pytest.approx((1.02, 1.0))
     _close(outcome)
 
 
