@@ -4,8 +4,9 @@
 (MaxBlurPool's writing its argmax codes, as in training) and the backward kernels' paths, inside
 a map and along its edge rows, for an NVIDIA target with Triton's own ``ptxas``, and counts the
 SASS instructions of one program per output it writes, as the program issues them: the tap
-loops are unrolled, and the forwards' loop over output rows (if the compiler kept it) counts as
-often as it runs, which its loads tell: a step the compiler peeled off the loop counts once,
+loops are unrolled, and the forwards' loop over output rows and the backwards' over
+input-gradient rows (where the compiler kept them) count as often as they run, which their
+loads (forward) and stores (backward) tell: a step the compiler peeled off a loop counts once,
 and a loop it unrolled in part is an error, not a wrong count. Code under a branch counts as
 if taken: the padded rows' selects of the edge paths count at every row, though only the rows
 whose taps reach past the map run them, so those paths' counts are upper bounds. The kernels
@@ -240,25 +241,43 @@ def maskless_loop(compiled: Callable[[dict[str, Any]], Any], constexprs: dict[st
     return once, plain_body
 
 
-def forward_trips(once: collections.Counter, body: collections.Counter,
-                  constexprs: dict[str, Any]) -> int:  # fmt: skip
-    """How often the forward's loop body runs, read off its loads: a program loads the taps
-    and each input row its tile reads, a row costing what one in the body does (a step forms
-    ``STRIDE`` rows), so the body runs for the rows the code outside it does not load: the
-    steps of :func:`forward_steps` but those the compiler peeled off (at k = 4 it peels the
-    first, whose output row is not written). A count that is not a whole number of those
-    steps means the compiler changed the loop otherwise (unrolled it in part): an error, not
-    a wrong count."""
+def loop_trips(once: collections.Counter, body: collections.Counter, opcode: str, fixed: int,
+               rows: int, stride: int, steps: int) -> int:  # fmt: skip
+    """How often a kernel's loop body runs, read off its ``opcode`` instructions: a program
+    issues ``fixed`` of them once and, for each of its ``rows`` rows, what a row of the body
+    issues (a step handles ``stride`` rows), so the body runs for the rows the code outside it
+    does not handle: the ``steps`` the kernel loops over but those the compiler peeled off (at
+    k = 4 it peels the forward's first, whose output row is not written). A count that is not
+    a whole number of those steps means the compiler changed the loop otherwise (unrolled it
+    in part): an error, not a wrong count. 0 when the compiler unrolled the loop whole."""
     if not body:
         return 0
-    rows = constexprs["MAP_ROWS"] + constexprs["MAX_KERNEL"] - 1
-    loads = constexprs["TAPS"] + rows * body["LDG"] / constexprs["STRIDE"]
-    trips = (loads - once["LDG"]) / body["LDG"]
-    if trips != int(trips) or not 1 <= trips <= forward_steps(constexprs):
-        raise ValueError(f"{once['LDG']} loads outside the forward's loop and {body['LDG']} in "
-                         f"it, where the tile reads {loads:g}: the compiler changed the loop "
-                         f"beyond peeling steps off it")  # fmt: skip
+    issued = fixed + rows * body[opcode] / stride
+    trips = (issued - once[opcode]) / body[opcode]
+    if trips != int(trips) or not 1 <= trips <= steps:
+        raise ValueError(f"{once[opcode]} {opcode} outside the loop and {body[opcode]} in it, "
+                         f"where the program issues {issued:g}: the compiler changed the loop "
+                         "beyond peeling steps off it")  # fmt: skip
     return int(trips)
+
+
+def forward_trips(once: collections.Counter, body: collections.Counter,
+                  constexprs: dict[str, Any]) -> int:  # fmt: skip
+    """The forward's loop trips (:func:`loop_trips`), read off its loads: the taps' and those
+    of each input row its tile reads."""
+    rows = constexprs["MAP_ROWS"] + constexprs["MAX_KERNEL"] - 1
+    return loop_trips(once, body, "LDG", constexprs["TAPS"], rows, constexprs["STRIDE"],
+                      forward_steps(constexprs))  # fmt: skip
+
+
+def backward_trips(once: collections.Counter, body: collections.Counter,
+                   constexprs: dict[str, Any]) -> int:  # fmt: skip
+    """The backward's loop trips (:func:`loop_trips`), read off its stores: one row of the
+    input gradient for each of its ``BLOCK_H`` rows."""
+    stride, block_h = constexprs["STRIDE"], constexprs["BLOCK_H"]
+    steps = streamed_backward._looped_row_steps(block_h + constexprs["MAX_KERNEL"] - 1,
+                                                constexprs["MAX_KERNEL"], stride)  # fmt: skip
+    return loop_trips(once, body, "STG", 0, block_h, stride, steps)
 
 
 @triton.jit
@@ -347,9 +366,7 @@ def measure(filters: Sequence[int], arch: int, num_warps: int) -> pd.DataFrame:
                                    contiguous=contiguous)  # fmt: skip
                 once, body = sass_counts(compiled(constexprs))
                 if fn is _backward_tile:
-                    if body:
-                        raise ValueError(f"{op}: a loop in the backward's code, which has none")
-                    trips = 0
+                    trips = backward_trips(once, body, constexprs)
                 elif constexprs["MASK"]:  # the mask's loads are the program's: the loop's
                     trips = forward_trips(*maskless_loop(compiled, constexprs, body), constexprs)
                 else:

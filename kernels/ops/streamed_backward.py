@@ -191,21 +191,18 @@ def _streamed_gradient(g_maps, code_maps, mask_maps, dx_maps, taps_ptr, band_ptr
                        EXTRA: tl.constexpr, PLAIN_H: tl.constexpr, ACC_DTYPE: tl.constexpr,
                        INDEX_64: tl.constexpr, LANE_AXIS: tl.constexpr, BLOCK_C: tl.constexpr,
                        BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):  # fmt: skip
-    """``BLOCK_H`` input-gradient rows from ``row0``, one map row ``a`` at a time.
+    """``BLOCK_H`` input-gradient rows from ``row0``, one map row at a time
+    (:func:`_gradient_row`), from ``MAX_KERNEL`` - 1 rows above the first (whose windows reach
+    it).
 
-    The map's gradient at row ``a`` weighs the ``BAND`` filtered rows of outputs ``(a +
-    PAD_BEFORE) // STRIDE - q`` (:func:`_filtered_row`), which the program keeps in registers
-    as it goes, each loaded and filtered along W once: ``PLAIN_H``, with the taps themselves
-    (rows inside the plain interval: every weight a tap, every output there), else with the
-    weights of :func:`row_band`, and ``EXTRA`` more rows read for row ``a`` alone (circular
-    padding, reflect with an even filter, tiny maps). With ``MAX_KERNEL`` > 1 each window's
-    gradient then goes to the element its code names: the routed rows are summed on
-    registers, and an input-gradient row is written once the last window over it is in.
+    Blur-pool's rows are unrolled. MaxBlurPool's first rows are (the first fills the band,
+    those above ``row0`` store nothing), then a loop runs the rest ``STRIDE`` rows a step: a
+    step's rows read their bands with the same taps and gain their fresh output rows at the
+    same places, so one unrolled step serves every trip (:func:`_looped_row_steps`).
     """
     # Row indices as [1,1,1] tensors: Triton's interpreter turns a scalar mask combined with a
     # tensor one into integers, which its loads refuse (compiled code is the same either way).
     row0 += tl.zeros((1, 1, 1), tl.int32)
-    first_output = row0 // STRIDE
     taps = ()
     for t in tl.static_range(TAPS):
         taps += (tl.load(taps_ptr + t),)
@@ -213,65 +210,127 @@ def _streamed_gradient(g_maps, code_maps, mask_maps, dx_maps, taps_ptr, band_ptr
     pending = ()  # the input-gradient rows a, a + 1, ... still receiving windows' gradients
     for _ in tl.static_range(MAX_KERNEL):
         pending += (tl.zeros((BLOCK_C, 1, BLOCK_W), ACC_DTYPE),)
-    for i in tl.static_range(BLOCK_H + MAX_KERNEL - 1):
-        a = row0 + i - (MAX_KERNEL - 1)  # the map row
-        # Its band's output rows not yet filtered (Triton keeps a constexpr local only once).
-        for j in tl.static_range(_band_fresh(i, MAX_KERNEL, PAD_BEFORE, STRIDE, BAND)):
-            row = first_output + _band_end(i, MAX_KERNEL, PAD_BEFORE, STRIDE) + 1 + j
-            row -= _band_fresh(i, MAX_KERNEL, PAD_BEFORE, STRIDE, BAND)
-            window += _filtered_row(g_maps, row, H_out, sg_h, reads, read_ok, weights,
-                                    MAX_KERNEL, SLOTS, not PLAIN_H, ACC_DTYPE, INDEX_64,
-                                    LANE_AXIS)  # fmt: skip
-        if i > 0:
-            window = window[_band_fresh(i, MAX_KERNEL, PAD_BEFORE, STRIDE, BAND) * MAX_KERNEL:]
-        a_row = tl.minimum(tl.maximum(a, 0), H_map - 1)
-        grad_max = ()
-        for _ in tl.static_range(MAX_KERNEL):
-            grad_max += (tl.zeros((BLOCK_C, 1, BLOCK_W), ACC_DTYPE),)
-        for q in tl.static_range(BAND):
-            if PLAIN_H:
-                if _band_tap(i, q, MAX_KERNEL, PAD_BEFORE, STRIDE) < TAPS:
-                    grad_max = _weighed(grad_max, window, BAND - 1 - q,
-                                        taps[_band_tap(i, q, MAX_KERNEL, PAD_BEFORE, STRIDE)],
-                                        MAX_KERNEL)  # fmt: skip
-            else:
+    STEPS: tl.constexpr = _looped_row_steps(BLOCK_H + MAX_KERNEL - 1, MAX_KERNEL, STRIDE)
+    LEAD: tl.constexpr = BLOCK_H + MAX_KERNEL - 1 - STEPS * STRIDE
+    for i in tl.static_range(LEAD):
+        window, pending = _gradient_row(
+            i, 0, window, pending, g_maps, code_maps, mask_maps, dx_maps, taps, band_ptr,
+            extra_src_ptr, extra_wt_ptr, reads, read_ok, weights, mask_cols, mask_bits,
+            store_ok, row0, cols, H, W_map, H_map, H_out, sg_h, sk_h, sk_w, sm_h, sm_w, sd_h,
+            sd_w, TAPS, STRIDE, PAD_BEFORE, MAX_KERNEL, RELU, SLOTS, BAND, EXTRA, PLAIN_H,
+            ACC_DTYPE, INDEX_64, LANE_AXIS, BLOCK_C, BLOCK_W,
+        )  # fmt: skip
+    for step in range(STEPS):
+        for s in tl.static_range(STRIDE):
+            window, pending = _gradient_row(
+                LEAD + s, step, window, pending, g_maps, code_maps, mask_maps, dx_maps, taps,
+                band_ptr, extra_src_ptr, extra_wt_ptr, reads, read_ok, weights, mask_cols,
+                mask_bits, store_ok, row0, cols, H, W_map, H_map, H_out, sg_h, sk_h, sk_w, sm_h,
+                sm_w, sd_h, sd_w, TAPS, STRIDE, PAD_BEFORE, MAX_KERNEL, RELU, SLOTS, BAND, EXTRA,
+                PLAIN_H, ACC_DTYPE, INDEX_64, LANE_AXIS, BLOCK_C, BLOCK_W,
+            )  # fmt: skip
+
+
+@triton.constexpr_function
+def _looped_row_steps(rows: int, max_kernel: int, stride: int) -> int:
+    """The loop's steps of ``stride`` rows, of the ``rows`` a program runs: for MaxBlurPool
+    all but the first (which fills the band), those above the program's first row
+    (``max_kernel`` - 1, which store nothing) and what is left of a step; none for blur-pool.
+
+    The loop trades instructions for compile time. Unrolled, MaxBlurPool's kernel (each row
+    loading codes and routing windows) took Triton's coalescing pass, whose time grows as the
+    square of a kernel's memory operations, 14–18 s to compile per launch configuration
+    (sm_90, k = 4 and 7, 16 rows, Triton 3.6 on a 2-core CPU; 16–28 s with 3.9), and
+    1.7–3.7 s looped, for 12–15 % more instructions per element inside the map and 24–32 %
+    on its edge rows (``benchmarks.static_cost``). Blur-pool's compiled in 2.5–11 s unrolled,
+    and its NCHW backward issues about the instructions its bytes allow: it stays unrolled."""
+    if max_kernel == 1:
+        return 0
+    return (rows - max(1, max_kernel - 1)) // stride
+
+
+@triton.jit
+def _gradient_row(I: tl.constexpr, step, window, pending, g_maps, code_maps, mask_maps, dx_maps,
+                  taps, band_ptr, extra_src_ptr, extra_wt_ptr, reads, read_ok, weights,
+                  mask_cols, mask_bits, store_ok, row0, cols, H, W_map, H_map, H_out, sg_h, sk_h,
+                  sk_w, sm_h, sm_w, sd_h, sd_w, TAPS: tl.constexpr, STRIDE: tl.constexpr,
+                  PAD_BEFORE: tl.constexpr, MAX_KERNEL: tl.constexpr, RELU: tl.constexpr,
+                  SLOTS: tl.constexpr, BAND: tl.constexpr, EXTRA: tl.constexpr,
+                  PLAIN_H: tl.constexpr, ACC_DTYPE: tl.constexpr, INDEX_64: tl.constexpr,
+                  LANE_AXIS: tl.constexpr, BLOCK_C: tl.constexpr,
+                  BLOCK_W: tl.constexpr):  # fmt: skip
+    """Map row ``a`` = ``row0`` + i - (``MAX_KERNEL`` - 1) of the program's rows, i = ``I`` +
+    ``step``·``STRIDE``: its gradient, and (``MAX_KERNEL`` > 1) the rows its windows hand it
+    to; the ``window`` and ``pending`` rows updated. Everything but the row's place depends on
+    ``I`` alone, a step being a whole number of strides.
+
+    Row ``a`` weighs the ``BAND`` filtered rows of outputs ``(a + PAD_BEFORE) // STRIDE - q``
+    (:func:`_filtered_row`), which the program keeps in registers as it goes, each loaded and
+    filtered along W once: ``PLAIN_H``, with the taps themselves (rows inside the plain
+    interval: every weight a tap, every output there), else with the weights of
+    :func:`row_band`, and ``EXTRA`` more rows read for row ``a`` alone (circular padding,
+    reflect with an even filter, tiny maps). With ``MAX_KERNEL`` > 1 each window's gradient
+    then goes to the element its code names: the routed rows are summed on registers, and an
+    input-gradient row is written once the last window over it is in.
+    """
+    a = row0 + I + step * STRIDE - (MAX_KERNEL - 1)
+    # Its band's output rows not yet filtered (Triton keeps a constexpr local only once).
+    last_output = row0 // STRIDE + _band_end(I, MAX_KERNEL, PAD_BEFORE, STRIDE) + step
+    for j in tl.static_range(_band_fresh(I, MAX_KERNEL, PAD_BEFORE, STRIDE, BAND)):
+        row = last_output + 1 + j - _band_fresh(I, MAX_KERNEL, PAD_BEFORE, STRIDE, BAND)
+        window += _filtered_row(g_maps, row, H_out, sg_h, reads, read_ok, weights, MAX_KERNEL,
+                                SLOTS, not PLAIN_H, ACC_DTYPE, INDEX_64, LANE_AXIS)  # fmt: skip
+    if I > 0:
+        window = window[_band_fresh(I, MAX_KERNEL, PAD_BEFORE, STRIDE, BAND) * MAX_KERNEL:]
+    a_row = tl.minimum(tl.maximum(a, 0), H_map - 1)
+    grad_max = ()
+    for _ in tl.static_range(MAX_KERNEL):
+        grad_max += (tl.zeros((BLOCK_C, 1, BLOCK_W), ACC_DTYPE),)
+    for q in tl.static_range(BAND):
+        if PLAIN_H:
+            if _band_tap(I, q, MAX_KERNEL, PAD_BEFORE, STRIDE) < TAPS:
                 grad_max = _weighed(grad_max, window, BAND - 1 - q,
-                                    tl.load(band_ptr + a_row * BAND + q), MAX_KERNEL)
-        for e in tl.static_range(EXTRA):
-            extra = _filtered_row(g_maps, tl.load(extra_src_ptr + a_row * EXTRA + e), H_out,
-                                  sg_h, reads, read_ok, weights, MAX_KERNEL, SLOTS, True,
-                                  ACC_DTYPE, INDEX_64, LANE_AXIS)  # fmt: skip
-            grad_max = _weighed(grad_max, extra, 0, tl.load(extra_wt_ptr + a_row * EXTRA + e),
-                                MAX_KERNEL)  # fmt: skip
-        # Window (a, cols - v) hands its gradient to row a + u of the element its code names.
-        routed = pending
-        if MAX_KERNEL == 1:
-            routed = grad_max
+                                    taps[_band_tap(I, q, MAX_KERNEL, PAD_BEFORE, STRIDE)],
+                                    MAX_KERNEL)  # fmt: skip
         else:
-            for v in tl.static_range(MAX_KERNEL):
-                at = code_maps + element_offsets(0, a, cols - v, sk_h, sk_w, INDEX_64)
-                code_ok = (cols >= v) & (cols - v < W_map)
-                if not PLAIN_H:
-                    code_ok &= (a >= 0) & (a < H_map)
-                code = load_along(at, code_ok, 255, LANE_AXIS, True)
-                updated = ()
-                for u in tl.static_range(MAX_KERNEL):
-                    picked = tl.where(code == u * MAX_KERNEL + v, grad_max[v], 0.0)
-                    updated += (routed[u] + picked,)
-                routed = updated
-        if i >= MAX_KERNEL - 1:
-            at = dx_maps + element_offsets(0, a, cols, sd_h, sd_w, INDEX_64)
-            value = routed[0]
-            ok = store_ok
+            grad_max = _weighed(grad_max, window, BAND - 1 - q,
+                                tl.load(band_ptr + a_row * BAND + q), MAX_KERNEL)
+    for e in tl.static_range(EXTRA):
+        extra = _filtered_row(g_maps, tl.load(extra_src_ptr + a_row * EXTRA + e), H_out, sg_h,
+                              reads, read_ok, weights, MAX_KERNEL, SLOTS, True, ACC_DTYPE,
+                              INDEX_64, LANE_AXIS)  # fmt: skip
+        grad_max = _weighed(grad_max, extra, 0, tl.load(extra_wt_ptr + a_row * EXTRA + e),
+                            MAX_KERNEL)  # fmt: skip
+    # Window (a, cols - v) hands its gradient to row a + u of the element its code names.
+    routed = pending
+    if MAX_KERNEL == 1:
+        routed = grad_max
+    else:
+        for v in tl.static_range(MAX_KERNEL):
+            at = code_maps + element_offsets(0, a, cols - v, sk_h, sk_w, INDEX_64)
+            code_ok = (cols >= v) & (cols - v < W_map)
             if not PLAIN_H:
-                ok &= a < H
-            if RELU:
-                byte = mask_maps + element_offsets(0, a, mask_cols, sm_h, sm_w, INDEX_64)
-                packed = load_along(byte, ok, 0, LANE_AXIS, True).to(tl.int32)
-                value = tl.where((packed >> mask_bits) & 1 != 0, value, 0.0)
-            store_along(at, value.to(dx_maps.dtype.element_ty), ok, LANE_AXIS, True)
-        pending = routed[1:]
-        pending += (tl.zeros((BLOCK_C, 1, BLOCK_W), ACC_DTYPE),)
+                code_ok &= (a >= 0) & (a < H_map)
+            code = load_along(at, code_ok, 255, LANE_AXIS, True)
+            updated = ()
+            for u in tl.static_range(MAX_KERNEL):
+                picked = tl.where(code == u * MAX_KERNEL + v, grad_max[v], 0.0)
+                updated += (routed[u] + picked,)
+            routed = updated
+    if I >= MAX_KERNEL - 1:
+        at = dx_maps + element_offsets(0, a, cols, sd_h, sd_w, INDEX_64)
+        value = routed[0]
+        ok = store_ok
+        if not PLAIN_H:
+            ok &= a < H
+        if RELU:
+            byte = mask_maps + element_offsets(0, a, mask_cols, sm_h, sm_w, INDEX_64)
+            packed = load_along(byte, ok, 0, LANE_AXIS, True).to(tl.int32)
+            value = tl.where((packed >> mask_bits) & 1 != 0, value, 0.0)
+        store_along(at, value.to(dx_maps.dtype.element_ty), ok, LANE_AXIS, True)
+    pending = routed[1:]
+    pending += (tl.zeros((BLOCK_C, 1, BLOCK_W), ACC_DTYPE),)
+    return window, pending
 
 
 @triton.constexpr_function
