@@ -240,6 +240,13 @@ def test_t_quantile_rejects_the_median() -> None:
         t_quantile(0.5, 5)
 
 
+def test_t_quantile_rejects_certainty() -> None:
+    """p = 1 asks for a bound the whole distribution lies below: t has none, so it is refused
+    by name rather than searched for."""
+    with pytest.raises(ValueError, match=r"p=1\.0 must lie in \(0\.5, 1\)"):
+        t_quantile(1.0, 5)
+
+
 def test_seed_means_average_a_seeds_blocks_not_its_runs() -> None:
     """Seed 0 ran two resnet runs (10, 12) and one vgg run (20): its mean is that of its blocks,
     (11 + 20) / 2 = 15.5, not 14 over its three runs, so a network that ran more runs does not
@@ -250,6 +257,12 @@ def test_seed_means_average_a_seeds_blocks_not_its_runs() -> None:
                            "model": ["resnet", "resnet", "vgg", "resnet", "resnet"],
                            "data_dir": [None] * 5})  # fmt: skip
     assert seed_means(values, blocks).to_dict() == {0: 15.5, 1: 30.0}
+    # a seed whose every value is missing or infinite has no mean: it is left out, not NaN
+    unread = pd.concat([values, pd.Series([math.nan, -math.inf], index=[5, 6])])
+    seed_2 = pd.DataFrame({"seed": [2, 2], "model": ["resnet"] * 2, "data_dir": [None] * 2},
+                          index=[5, 6])  # fmt: skip
+    two_more = pd.concat([blocks, seed_2])
+    assert seed_means(unread, two_more).to_dict() == {0: 15.5, 1: 30.0}
 
 
 def test_a_non_finite_run_neither_pairs_its_seed_nor_counts() -> None:
@@ -273,6 +286,17 @@ def test_an_exact_difference_spans_every_treated_minus_control_pair() -> None:
     assert (spread.estimate, spread.low, spread.high) == (2.5, 1.0, 4.0)
     tied = welch_difference([0.1, 0.1, 0.1], [0.0, 0.0], deterministic=True)
     assert tied.low == tied.high == tied.estimate > 0
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_a_side_without_a_finite_value_gives_no_difference(deterministic: bool) -> None:
+    """Every treated reading is missing or infinite: there is nothing to subtract from, exact
+    measure or not, so the difference and its bounds are NaN, and the control side keeps
+    its mean and count."""
+    diff = welch_difference([math.nan, math.inf], [17.4, 17.6], deterministic=deterministic)
+    assert all(math.isnan(v) for v in (diff.estimate, diff.low, diff.high, diff.treated_mean))
+    assert (diff.n_treated, diff.n_control) == (0, 2)
+    assert diff.control_mean == pytest.approx(17.5) and not diff.excludes_zero
 
 
 def test_mean_interval_drops_nan_and_is_nan_for_one_value() -> None:
