@@ -654,6 +654,22 @@ def test_front_with_constraints_agrees_with_best_trials(
     assert (cells == "off: a constraint does not hold").sum() == (~configs["feasible"]).sum() > 0
 
 
+def test_the_front_is_of_feasible_configurations_and_an_unrecorded_bound_holds_for_none() -> None:
+    """c is the most accurate, but a seed of it did not learn; b misses accuracy >= 80: a alone
+    is feasible and on the front. A bound on a metric the runs do not record cannot be shown
+    to hold, so it leaves no configuration feasible and the front empty."""
+    configs = pd.DataFrame({"accuracy_mean": [90.0, 70.0, 95.0], "seeds_at_chance": [0, 0, 1]},
+                           index=["a", "b", "c"])  # fmt: skip
+    objectives = (Objective(metric="accuracy", direction="maximize"),)
+    at_least_80 = StudyMeta("s", None, objectives, (Constraint(metric="accuracy", min=80.0),))
+    marked = mark_front(configs, at_least_80)
+    assert marked["feasible"].to_dict() == {"a": True, "b": False, "c": False}
+    assert marked["pareto"].to_dict() == {"a": True, "b": False, "c": False}
+    unrecorded = StudyMeta("s", None, objectives, (Constraint(metric="peak_memory_mb", max=1e3),))
+    marked = mark_front(configs, unrecorded)
+    assert not marked["feasible"].any() and not marked["pareto"].any()
+
+
 def test_runs_at_chance_are_listed_left_out_of_consistency_and_off_the_front(
     tmp_path: Path,
 ) -> None:
