@@ -657,7 +657,8 @@ def test_front_with_constraints_agrees_with_best_trials(
 def test_the_front_is_of_feasible_configurations_and_an_unrecorded_bound_holds_for_none() -> None:
     """c is the most accurate, but a seed of it did not learn; b misses accuracy >= 80: a alone
     is feasible and on the front. A bound on a metric the runs do not record cannot be shown
-    to hold, so it leaves no configuration feasible and the front empty."""
+    to hold, so it leaves no configuration feasible and the front empty; an objective they do
+    not record leaves the front empty too."""
     configs = pd.DataFrame({"accuracy_mean": [90.0, 70.0, 95.0], "seeds_at_chance": [0, 0, 1]},
                            index=["a", "b", "c"])  # fmt: skip
     objectives = (Objective(metric="accuracy", direction="maximize"),)
@@ -668,6 +669,10 @@ def test_the_front_is_of_feasible_configurations_and_an_unrecorded_bound_holds_f
     unrecorded = StudyMeta("s", None, objectives, (Constraint(metric="peak_memory_mb", max=1e3),))
     marked = mark_front(configs, unrecorded)
     assert not marked["feasible"].any() and not marked["pareto"].any()
+    # an objective the runs do not record: no front, though a and b stay feasible
+    unmeasured = (*objectives, Objective(metric="consistency_crop", direction="maximize"))
+    marked = mark_front(configs, StudyMeta("s", None, unmeasured))
+    assert marked["feasible"].sum() == 2 and not marked["pareto"].any()
 
 
 def test_runs_at_chance_are_listed_left_out_of_consistency_and_off_the_front(
