@@ -33,6 +33,7 @@ from ablate.pareto import non_dominated, pareto_mask
 from ablate.report import (
     _device_item,
     _late_gain_items,
+    _throughput_spread_items,
     all_configs_table,
     main,
     make_figures,
@@ -1411,6 +1412,18 @@ def test_throughput_that_varied_between_a_configurations_runs_is_flagged(tmp_pat
     make_study(tmp_path / "steady", space, seeds=[0, 1])
     write_report(tmp_path / "steady")
     assert "varied more than" not in (tmp_path / "steady" / "summary.md").read_text()
+
+
+def test_throughput_is_flagged_only_past_twice_and_a_run_timed_at_zero_is_not_timed() -> None:
+    """a's runs are exactly 2x apart: not more than twice, not flagged. b's run timed at zero
+    measured nothing, so b has one timed run and no spread. c's runs are 2.5x apart."""
+    speeds = [100.0, 200.0, 0.0, 150.0, 100.0, 250.0]
+    runs = pd.DataFrame({"config_key": list("aabbcc"), "train_images_per_s": speeds})
+    assert _throughput_spread_items(runs) == [
+        "`train_images_per_s` varied more than 2× between the runs of 1 of 3 configurations "
+        "(up to 2.5×): other load on the machine timed them, so the answers on speed, and a "
+        "front that optimises it, rest on that load"
+    ]
 
 
 def test_interval_bars_cut_at_the_frame_are_said_to_be(tmp_path: Path) -> None:
