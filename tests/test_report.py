@@ -655,6 +655,38 @@ def test_front_with_constraints_agrees_with_best_trials(
     assert (cells == "off: a constraint does not hold").sum() == (~configs["feasible"]).sum() > 0
 
 
+def test_the_table_of_every_configuration_reads_best_first_with_what_its_seeds_measured() -> None:
+    """Best accuracy first, a configuration without one last; a mean with its interval, one
+    without (one seed) alone, `n/a` where no seed measured it, and `(n = k)` where fewer seeds
+    than the row's did; the front column says why c cannot be on the front."""
+    nan = math.nan
+    configs = pd.DataFrame({
+        "config": ["c", "b", "a"], "n_seeds": [2, 1, 3], "trials": ["2", "1", "0"],
+        "accuracy_mean": [nan, 80.0, 90.0], "accuracy_ci95_low": [nan, nan, 88.5],
+        "accuracy_ci95_high": [nan, nan, 91.5], "accuracy_n": [0, 1, 3],
+        "forward_mflops_mean": [12.0, 11.0, 10.0], "forward_mflops_ci95_low": [12.0, 11.0, 10.0],
+        "forward_mflops_ci95_high": [12.0, 11.0, 10.0], "forward_mflops_n": [1, 1, 3],
+        "pareto": [False, False, True], "feasible": [False, True, True],
+        "seeds_at_chance": [1, 0, 0], "near_front": [False, False, False],
+    })  # fmt: skip
+    objectives = (Objective(metric="accuracy", direction="maximize"),
+                  Objective(metric="forward_mflops", direction="minimize"))  # fmt: skip
+    table = all_configs_table(configs, ["config"], StudyMeta("s", None, objectives))
+    assert table.to_dict("records") == [
+        {"front": "✓", "config": "a", "accuracy ↑": "90 [88.5, 91.5]",
+         "forward_mflops ↓": "10 [10, 10]", "seeds": 3, "trial numbers": "0"},
+        {"front": "", "config": "b", "accuracy ↑": "80", "forward_mflops ↓": "11 [11, 11]",
+         "seeds": 1, "trial numbers": "1"},
+        {"front": "off: 1 of 2 seeds did not learn", "config": "c", "accuracy ↑": "n/a",
+         "forward_mflops ↓": "12 [12, 12] (n = 1)", "seeds": 2, "trial numbers": "2"},
+    ]  # fmt: skip
+    assert list(table.columns)[:2] == ["front", "config"]
+    # a table not marked (no front, feasibility or near-front columns) marks nothing
+    unmarked = configs.drop(columns=["pareto", "feasible", "near_front"])
+    meta = StudyMeta("s", None, objectives)
+    assert list(all_configs_table(unmarked, ["config"], meta)["front"]) == [""] * 3
+
+
 def test_the_front_is_of_feasible_configurations_and_an_unrecorded_bound_holds_for_none() -> None:
     """c is the most accurate, but a seed of it did not learn; b misses accuracy >= 80: a alone
     is feasible and on the front. A bound on a metric the runs do not record cannot be shown
