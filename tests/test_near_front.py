@@ -88,6 +88,11 @@ def test_the_report_marks_and_counts_the_configurations_near_the_front() -> None
     assert _near_front_note(configs.assign(near_front=False)).startswith(
         "Every feasible configuration off the front is clearly beaten by one on it"
     )
+    # no note without a front, without the near-front column, or with every feasible
+    # configuration on the front
+    assert _near_front_note(configs.assign(pareto=False)) == ""
+    assert _near_front_note(configs.drop(columns="near_front")) == ""
+    assert _near_front_note(configs.assign(pareto=configs["feasible"])) == ""
 
 
 def test_runs_without_seeds_are_compared_over_the_runs() -> None:

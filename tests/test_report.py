@@ -35,6 +35,7 @@ from ablate.report import (
     _late_gain_items,
     _throughput_spread_items,
     all_configs_table,
+    front_table,
     main,
     make_figures,
     mark_front,
@@ -684,7 +685,9 @@ def test_the_table_of_every_configuration_reads_best_first_with_what_its_seeds_m
     # a table not marked (no front, feasibility or near-front columns) marks nothing
     unmarked = configs.drop(columns=["pareto", "feasible", "near_front"])
     meta = StudyMeta("s", None, objectives)
+    assert list(front_table(configs, ["config"], meta)["config"]) == ["a"]
     assert list(all_configs_table(unmarked, ["config"], meta)["front"]) == [""] * 3
+    assert front_table(unmarked, ["config"], meta).empty
 
 
 def test_the_front_is_of_feasible_configurations_and_an_unrecorded_bound_holds_for_none() -> None:
