@@ -646,3 +646,117 @@ def test_a_figure_is_written_as_png_and_svg_and_closed(tmp_path: Path) -> None:
     assert not plt.fignum_exists(figure.number)
     assert figs.save_figure(figs.FigureOutcome("none", None, "skipped"), tmp_path / "x") == []
     assert not (tmp_path / "x").exists()
+
+
+# --- what the figures leave out, pool and say ------------------------------------------------
+
+
+def _points(ax: plt.Axes) -> list[tuple[float, float]]:
+    """The scatter's points (the offsets of its one PathCollection), sorted."""
+    offsets = [c.get_offsets() for c in ax.collections
+               if isinstance(c, matplotlib.collections.PathCollection)]  # fmt: skip
+    return sorted(map(tuple, np.vstack(offsets).tolist()))
+
+
+def test_the_front_line_steps_through_the_configurations_that_trade_the_two() -> None:
+    """Consistency 60, 61, 62 against accuracy 84, 82, 80: each is on the 2-D front, joined
+    left to right by a red dashed staircase; one best on both axes draws no line and says so."""
+    configs = _configs(3, intervals=False).assign(accuracy_mean=[84.0, 82.0, 80.0])
+    outcome = figs.accuracy_consistency_figure(configs, "consistency_circular", [])
+    (line,) = [line for line in outcome.figure.axes[0].lines
+               if line.get_label() == "front: accuracy × consistency"]  # fmt: skip
+    assert list(line.get_xdata()) == [60.0, 61.0, 62.0]
+    assert list(line.get_ydata()) == [84.0, 82.0, 80.0]
+    assert (line.get_linestyle(), line.get_drawstyle()) == ("--", "steps-pre")
+    assert "no front line" not in outcome.figure.get_suptitle()
+    _close(outcome)
+    outcome = figs.accuracy_consistency_figure(_configs(3), "consistency_circular", [])
+    assert not [line for line in outcome.figure.axes[0].lines if len(line.get_xdata())]
+    assert "one configuration is best on both axes: no front line to draw" in (
+        outcome.figure.get_suptitle()
+    )
+    _close(outcome)
+
+
+def test_configurations_with_a_run_that_did_not_learn_are_left_off_the_scatter() -> None:
+    configs = _configs(3).assign(seeds_at_chance=[1, 0, 0])
+    outcome = figs.accuracy_consistency_figure(configs, "consistency_circular", [])
+    assert _points(outcome.figure.axes[0]) == [(61.0, 82.0), (62.0, 84.0)]
+    assert "1 configuration(s) not shown: a run did not learn" in outcome.figure.get_suptitle()
+    _close(outcome)
+    outcome = figs.accuracy_consistency_figure(configs.assign(seeds_at_chance=0),
+                                               "consistency_circular", [])  # fmt: skip
+    assert len(_points(outcome.figure.axes[0])) == 3
+    assert "not shown" not in outcome.figure.get_suptitle()
+    _close(outcome)
+    outcome = figs.accuracy_consistency_figure(configs.assign(seeds_at_chance=[1, 2, 1]),
+                                               "consistency_circular", [])  # fmt: skip
+    assert outcome.figure is None
+    assert outcome.note == "skipped: every configuration has a run that did not learn"
+
+
+def test_the_size_legend_reads_whole_images_per_second() -> None:
+    configs = _configs(3).assign(train_images_per_s_mean=[1000.4, 990.2, 980.6])
+    outcome = figs.accuracy_consistency_figure(configs, "consistency_circular", [])
+    texts = [t.get_text() for t in outcome.figure.axes[0].get_legend().get_texts()]
+    assert texts[texts.index("train images/s (size)") + 1:] == ["981", "990", "1000"]
+    _close(outcome)
+
+
+def test_an_interval_over_one_seed_collapses_to_its_mean() -> None:
+    assert figs._interval_errorbar(np.array([3.0])) == (3.0, 3.0)
+    assert figs._interval_errorbar(np.array([3.0, np.nan])) == (3.0, 3.0)
+    assert figs._interval_errorbar(np.array([40.0, 42.0])) == pytest.approx((41 - T1, 41 + T1))
+
+
+def test_a_seeds_runs_are_one_sample_and_a_table_without_seeds_is_left_as_it_is() -> None:
+    """Two runs of seed 0 (80, 84) under one key are one row of mean 82; a missing key is a
+    group of its own, not dropped."""
+    table = pd.DataFrame({"k": ["a", "a", "a", None], "seed": [0, 0, 1, 0],
+                          "accuracy": [80.0, 84.0, 90.0, 70.0]})  # fmt: skip
+    per_seed = figs._per_seed(table, ["k"], ["accuracy"])
+    assert sorted(map(tuple, per_seed[["seed", "accuracy"]].to_numpy().tolist())) == [
+        (0, 70.0), (0, 82.0), (1, 90.0)
+    ]
+    no_seeds = table.drop(columns="seed")
+    assert figs._per_seed(no_seeds, ["k"], ["accuracy"]) is no_seeds
+    assert figs._unit(table) == "seed" and figs._unit(no_seeds) == "run"
+
+
+def test_the_baseline_note_says_what_was_drawn_of_the_runs_without_blur() -> None:
+    assert figs._baseline_note(set(), "seed") == ""
+    line = ("The black dotted line is the mean over runs of the runs without blur (placement "
+            "none, or sites 0)")  # fmt: skip
+    assert figs._baseline_note({"line"}, "run") == line + "."
+    assert figs._baseline_note({"line", "band"}, "run") == (
+        line + ", the grey band its 95 % t-interval."
+    )
+
+
+def test_filter_sizes_without_a_run_that_learned_are_named_per_metric() -> None:
+    runs = pd.DataFrame({"placement": ["paper", "paper", "paper", "none"],
+                         "filter_size": [2, 3, 3, 3], "accuracy": [81.0, np.nan, np.nan, 70.0],
+                         "consistency_circular": [np.nan, np.nan, np.nan, 60.0]})  # fmt: skip
+    assert figs._sizes_without_values(runs, ["accuracy", "consistency_circular"]) == [
+        "accuracy: filter size 3 left out (no run that learned)",
+        "consistency_circular: every filter size left out (no run that learned)",
+    ]
+    assert figs._sizes_without_values(runs.assign(accuracy=1.0), ["accuracy"]) == []
+
+
+def test_runs_without_blur_are_repeated_in_the_panel_of_every_placement_and_network() -> None:
+    runs = pd.DataFrame({"placement": ["none", "pool", "paper", "none"],
+                         "filter_size": [3, 3, 3, 3], "model": ["vgg", "vgg", "vgg", "resnet"],
+                         "seed": [0, 0, 0, 0]})  # fmt: skip
+    assert figs.split_suffix(runs).tolist() == [" · model vgg"] * 3 + [" · model resnet"]
+    assert figs.split_suffix(runs.assign(model="vgg")).tolist() == [""] * 4
+    panels = figs._with_baseline_per_placement(runs)
+    assert list(zip(panels["panel"], panels["blur_label"], strict=True)) == [
+        ("paper · model resnet", NO_BLUR), ("paper · model vgg", "Bin-3"),
+        ("paper · model vgg", NO_BLUR), ("pool · model resnet", NO_BLUR),
+        ("pool · model vgg", "Bin-3"), ("pool · model vgg", NO_BLUR),
+    ]  # fmt: skip
+    baseline = figs._with_baseline_per_placement(runs[runs["placement"] == "none"])
+    assert baseline["panel"].tolist() == ["none · model resnet", "none · model vgg"]
+    unplaced = figs._with_baseline_per_placement(runs.drop(columns="placement"))
+    assert unplaced["panel"].tolist() == ["all runs · model vgg"] * 3 + ["all runs · model resnet"]
