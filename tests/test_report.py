@@ -32,18 +32,24 @@ from ablate import report_figures as figs
 from ablate.pareto import non_dominated, pareto_mask
 from ablate.report import (
     _device_item,
+    _empty_front_reason,
+    _evaluation_items,
+    _is_default,
     _late_gain_items,
+    _made_by_items,
     _throughput_spread_items,
     all_configs_table,
     front_table,
     main,
     make_figures,
     mark_front,
+    summary_blocks,
+    unfinished_note,
     write_report,
 )
 from ablate.report_choices import choice_answers
 from ablate.report_groups import NO_BLUR, blur_groups
-from ablate.report_questions import answer_questions, cost_answers, polyphase_answers
+from ablate.report_questions import Answer, answer_questions, cost_answers, polyphase_answers
 from ablate.report_stats import (
     mean_interval,
     paired_difference,
@@ -51,7 +57,7 @@ from ablate.report_stats import (
     t_quantile,
     welch_difference,
 )
-from ablate.report_summary import _inline_html
+from ablate.report_summary import Bullets, FigureBlock, Heading, Paragraph, _inline_html
 from ablate.report_table import (
     StudyMeta,
     aggregate_over_seeds,
@@ -62,8 +68,11 @@ from ablate.report_table import (
     read_meta,
     runs_table,
     study_location,
+    varied_fields,
 )
 from ablate.spec import Constraint, Objective
+from ablate.storage import StorageLocation
+from ablate.trial_queue import QueueStatus
 from ablate.variant_config import VariantConfig, run_identity, unused_fields
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -1788,3 +1797,263 @@ def test_inline_markdown_keeps_code_spans_literal() -> None:
     assert _inline_html("**S1 — the highest `accuracy`?** `a*b*c`") == (
         "<strong>S1 — the highest <code>accuracy</code>?</strong> <code>a*b*c</code>"
     )
+
+
+# --- the summary's text, piece by piece ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("no_such_field", None, False),  # not a VariantConfig field: never a default
+        ("steps", None, True),  # default None: None, or NaN as a table reads it back
+        ("steps", float("nan"), True),
+        ("steps", 50, False),
+        ("lr", 0.05, True),
+        ("train_size", 5000.0, True),  # an int read back as a float
+        ("lr", 0.5, False),
+        ("lr", float("nan"), False),  # NaN is a default only where the default is None
+        ("augment", False, True),
+        ("augment", True, False),
+    ],
+)
+def test_a_fixed_value_is_at_its_default_only_where_it_equals_it(
+    field: str, value: object, expected: bool
+) -> None:
+    assert _is_default(field, value) is expected
+
+
+def test_the_images_each_run_used_are_listed_sorted_with_their_offsets() -> None:
+    """Two test set sizes and two shifts: each value once, smallest first, with (2S + 1)²
+    offsets per S and D + 1 diagonal offsets; a study without these columns gets no line."""
+    runs = pd.DataFrame(
+        {
+            "n_test": [400, 200, 400, np.nan],
+            "n_eval": [100.0, 100.0, 100.0, 100.0],
+            "shift": [2, 1, 2, 2],
+            "diagonal": [3, 3, 3, 3],
+        }
+    )
+    assert _evaluation_items(runs) == [
+        "images per run: 200 or 400 test images for accuracy; the first 100 of them for the "
+        "shift metrics, each at 9 or 25 offsets ([-S, S]², S = 1 or 2) for consistency and the "
+        "adversary and at 4 diagonal offsets for accuracy vs shift"
+    ]
+    assert _evaluation_items(runs.drop(columns="diagonal")) == []
+    assert _evaluation_items(runs.iloc[:0]) == []
+
+
+def test_what_made_the_runs_counts_each_version_and_names_what_was_not_recorded() -> None:
+    """Versions in the order their runs come, each with its commits (12 characters, a dirty
+    tree marked) and runs; a run without a recorded code or torch version, or commit, says
+    so; runs without the columns get no line."""
+    runs = pd.DataFrame(
+        {
+            "code": ["c2", "c1", "c2", None, None],
+            "torch": ["2.1", "2.1", "2.1", "2.0", "2.0"],
+            "commit": ["bbbbbbbbbbbbbbbb", "aaaaaaaaaaaaaaaa", "0123456789abcdef-dirty", None,
+                       None],
+        }
+    )  # fmt: skip
+    assert _made_by_items(runs.iloc[[1, 3, 4]].assign(code="c1", torch="2.1")) == [
+        "made by: code c1 (commit ?, aaaaaaaaaaaa), torch 2.1"
+    ]
+    assert _made_by_items(runs) == [
+        "made by 3 versions of the code or torch, whose runs this report compares as if alike: "
+        "code c2 (commit 0123456789ab-dirty, bbbbbbbbbbbb), torch 2.1: 2 runs; "
+        "code c1 (commit aaaaaaaaaaaa), torch 2.1: 1 runs; "
+        "code not recorded (commit ?), torch 2.0: 2 runs"
+    ]
+    assert _made_by_items(runs.drop(columns="commit").iloc[[0, 2]]) == [
+        "made by: code c2 (commit ?), torch 2.1"
+    ]
+    assert _made_by_items(runs.drop(columns="torch")) == []
+    # two versions are two; one version's commits are listed sorted, whatever their order
+    two = runs.iloc[[1, 3]].assign(commit=["aaaaaaaaaaaaaaaa", "cccccccccccccccc"])
+    assert _made_by_items(two)[0].startswith("made by 2 versions of the code or torch")
+    commits = [f"{c}{c}" for c in "fdbeac"]
+    one = pd.DataFrame({"code": "c1", "torch": "2.1", "commit": commits})
+    assert _made_by_items(one) == ["made by: code c1 (commit aa, bb, cc, dd, ee, ff), torch 2.1"]
+
+
+def test_the_late_gain_line_quotes_the_median_and_the_run_that_gained_most() -> None:
+    """Median (not mean) of the runs that learned, the most and whose run it was; a run that
+    did not learn, however much it gained, and a run that recorded no gain are not counted."""
+    runs = pd.DataFrame(
+        {
+            "trial": [0, 0, 1, 1, 2],
+            "seed": [0, 1, 0, 1, 0],
+            "last_quarter_gain": [0.5, 1.0, 4.0, np.nan, 9.0],
+            "learned": [True, True, True, True, False],
+        }
+    )
+    assert _late_gain_items(runs) == [
+        "accuracy added by the last quarter of training (runs that learned: 3 of 4): median 1.00 "
+        "points, most 4.00 (trial 1, seed 0); runs still gaining at the end compare learning "
+        "speed as much as end points (see the figure *accuracy_during_training*)"
+    ]
+    assert _late_gain_items(runs.assign(last_quarter_gain=np.nan)) == []
+    # every run learned; one recorded no gain: not "some did not learn"
+    learned = runs.assign(learned=True).iloc[:4]
+    assert _late_gain_items(learned)[0].startswith(
+        "accuracy added by the last quarter of training: median 1.00 points, most 4.00 (trial 1,"
+    )
+    # most runs lost ground, one still gained: the warning stands
+    mixed = runs.assign(last_quarter_gain=[-1.0, -0.5, 0.5, np.nan, 9.0])
+    assert _late_gain_items(mixed)[0].endswith("(see the figure *accuracy_during_training*)")
+    losing = runs.assign(last_quarter_gain=[-1.0, -0.5, -0.25, np.nan, 9.0])
+    assert _late_gain_items(losing)[0].endswith(
+        "median -0.50 points, most -0.25: no run was still gaining at the end of its budget"
+    )
+
+
+def test_an_empty_front_says_whether_none_finished_none_is_feasible_or_the_objectives_lack(
+) -> None:
+    """No configuration; feasible ones but no recorded objective; none feasible, every one
+    only for its constraints."""
+    configs = pd.DataFrame({"feasible": [False, False], "seeds_at_chance": [0, 0]})
+    assert _empty_front_reason(configs.iloc[:0]) == (
+        "No configuration is on the front: none has a finished run."
+    )
+    assert _empty_front_reason(configs.assign(feasible=[False, True])) == (
+        "No configuration is on the front: the runs do not record the objectives."
+    )
+    assert _empty_front_reason(configs) == (
+        "No configuration is on the front, none is feasible: 2 miss the constraints."
+    )
+    assert _empty_front_reason(configs.assign(seeds_at_chance=[2, 1])) == (
+        "No configuration is on the front, none is feasible: 2 of 2 have a run that did not "
+        "learn."
+    )
+
+
+def _queue(running: int = 0, waiting: int = 0, retry: int = 0) -> QueueStatus:
+    return QueueStatus(
+        planned=4, complete=1, failed=1, running=running, waiting=waiting, finished_trials=2,
+        retry_on_resume=retry, seeds_in_progress=0,
+    )  # fmt: skip
+
+
+def test_the_unfinished_note_names_only_the_states_points_are_in() -> None:
+    """Running, waiting and retry counts in that order, a zero count left out; a study with
+    none of them is finished and gets no note."""
+    assert unfinished_note(_queue()) is None
+    for status, left in [
+        (_queue(running=2, waiting=3, retry=1), "2 running, 3 waiting, 1 failed with a retry left"),
+        (_queue(waiting=3), "3 waiting"),
+        (_queue(running=1), "1 running"),
+        (_queue(retry=2), "2 failed with a retry left"),
+    ]:
+        note = unfinished_note(status)
+        assert note is not None
+        assert note.text.startswith(f"**Not finished:** design points {left}. "), note.text
+
+
+def _overview_items(
+    study: optuna.Study,
+    meta: StudyMeta,
+    *,
+    drop: Callable[[pd.DataFrame], pd.Series] | None = None,
+) -> list[str]:
+    """The overview's lines of `study`'s summary, its runs `drop` marks left out."""
+    runs, config_cols = runs_table(study)
+    runs = runs if drop is None else runs[~drop(runs)]
+    configs = mark_front(aggregate_over_seeds(mask_runs_at_chance(runs), config_cols), meta)
+    blocks = summary_blocks(
+        meta, StorageLocation("journal.log", "journal.log"), runs, configs, failed_trials(study),
+        config_cols, varied_fields(study), [], [],
+    )  # fmt: skip
+    return list(blocks[0].items)
+
+
+def test_the_overview_counts_trials_configurations_seeds_runs_and_feasible_ones(
+    tmp_path: Path,
+) -> None:
+    """Two points, one failed attempt, paper's seed 1 missing: 2 trials, 3 runs, seeds per
+    configuration 1 and 2 (smallest first), 2 runs without blur and 1 with, and the
+    constraint with how many configurations meet it (none at 99 %, both at 0 %)."""
+    space = {"placement": ["none", "paper"]}
+    bound = {"metric": "accuracy", "min": 99.0}
+    study = make_study(tmp_path / "s", space, seeds=[0, 1], constraints=[bound])
+    objectives = (Objective(metric="accuracy", direction="maximize"),)
+    meta = StudyMeta("s", None, objectives, (Constraint(**bound),))
+
+    def drop(runs: pd.DataFrame) -> pd.Series:
+        return (runs["placement"] == "paper") & (runs["seed"] == 1)
+
+    items = _overview_items(study, meta, drop=drop)
+    assert items[1] == (
+        "finished trials: 2; failed or pruned attempts: 1, 0 of them run again; "
+        "configurations: 2; runs (configuration × seed): 3"
+    )
+    assert items[2] == "seeds per configuration: 1, 2"
+    assert items[3] == "runs without blur: 2; with blur: 1"
+    assert "constraints: 99 ≤ accuracy; feasible configurations: 0" in items
+    met = StudyMeta("s", None, objectives, (Constraint(metric="accuracy", min=0.0),))
+    assert "constraints: 0 ≤ accuracy; feasible configurations: 2" in _overview_items(study, met)
+    assert not any(i.startswith("constraints:") for i in _overview_items(study, StudyMeta(
+        "s", None, objectives)))  # fmt: skip
+
+
+def test_the_overview_lists_chosen_settings_apart_from_defaults_and_no_unused_one(
+    tmp_path: Path,
+) -> None:
+    """No configuration blurs: the filter's settings are used by none and not listed; the
+    placement the study chose is fixed, the learning rate it left is at its default."""
+    study = make_study(
+        tmp_path / "s", {"augment": [False, True]}, seeds=[0], base={"placement": "none"}
+    )
+    meta = StudyMeta("s", None, (Objective(metric="accuracy", direction="maximize"),))
+    items = _overview_items(study, meta)
+    assert "varied: augment" in items and "fixed: placement=none" in items
+    defaults = next(i for i in items if i.startswith("at their defaults: "))
+    assert "lr=0.05" in defaults and "placement" not in defaults
+    assert not any("filter_size=" in i for i in items)
+    assert "runs without blur: 2; with blur: 0" in items
+    assert not any(i.startswith("runs left out") for i in items)  # no point was drawn again
+
+
+def test_the_summary_reads_in_order_and_leaves_out_what_it_has_nothing_for(
+    tmp_path: Path,
+) -> None:
+    """The note of an unfinished study first, then the overview and the dashboard; a section
+    without answers has no heading; a figure not drawn says why, one drawn is linked with its
+    caption and note; the table of every configuration only where some are off the front, the
+    failed attempts only where there are some."""
+    study = make_study(tmp_path / "s", {"placement": ["none", "paper"]}, seeds=[0], failed=1)
+    runs, config_cols = runs_table(study)
+    meta = StudyMeta("s", None, (Objective(metric="accuracy", direction="maximize"),))
+    configs = mark_front(aggregate_over_seeds(runs, config_cols), meta)
+    answer = Answer("X1", "Does it?", "It does.")
+    figure = plt.figure()
+    outcomes = [figs.FigureOutcome("filter_tv", None, "no filters"),
+                figs.FigureOutcome("adversarial_accuracy", figure, "Pooled.")]  # fmt: skip
+    location = StorageLocation("journal.log", "runs/s/journal.log")
+
+    def blocks(configs: pd.DataFrame, failed: pd.DataFrame) -> list:
+        return summary_blocks(
+            meta, location, runs, configs, failed, config_cols, ["placement"],
+            [("Empty", []), ("Full", [answer])], outcomes, Paragraph("**Not finished:** …"),
+        )  # fmt: skip
+
+    written = blocks(configs, failed_trials(study))
+    plt.close(figure)
+    assert written[0] == Paragraph("**Not finished:** …") and isinstance(written[1], Bullets)
+    assert written[2].text.startswith("Browse the trials interactively: `optuna-dashboard "
+                                      "runs/s/journal.log`")  # fmt: skip
+    headings = [b.text for b in written if isinstance(b, Heading)]
+    assert headings == ["Full", "Pareto front", "All configurations", "Figures",
+                        "Failed attempts", "How the numbers are made"]  # fmt: skip
+    assert Bullets(("**X1 — Does it?** It does.",)) in written
+    assert Paragraph("*filter_tv*: no filters") in written
+    caption = f"{figs.CAPTIONS['adversarial_accuracy']} Pooled."
+    assert FigureBlock("figures/adversarial_accuracy.png", caption) in written
+    # one configuration, on the front, and no failure: neither table
+    alone = blocks(configs[configs["pareto"]], failed_trials(study).iloc[:0])
+    assert [b.text for b in alone if isinstance(b, Heading)] == [
+        "Full", "Pareto front", "Figures", "How the numbers are made"
+    ]
+    # no configuration: the front says why instead of a table
+    empty = blocks(configs.iloc[:0], failed_trials(study).iloc[:0])
+    front = empty[[b for b in empty].index(Heading("Pareto front")) + 1]
+    assert front == Paragraph("No configuration is on the front: none has a finished run.")
