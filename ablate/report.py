@@ -342,7 +342,10 @@ def _made_by_items(runs: pd.DataFrame) -> list[str]:
         counts.append(len(group))
     if len(described) == 1:
         return [f"made by: {described[0]}"]
-    each = "; ".join(f"{text}: {n} runs" for text, n in zip(described, counts, strict=True))
+    each = "; ".join(
+        f"{text}: {n} run{'' if n == 1 else 's'}"
+        for text, n in zip(described, counts, strict=True)
+    )
     return [
         f"made by {len(described)} versions of the code or torch, whose runs this report "
         f"compares as if alike: {each}"

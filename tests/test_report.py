@@ -1861,7 +1861,7 @@ def test_what_made_the_runs_counts_each_version_and_names_what_was_not_recorded(
     assert _made_by_items(runs) == [
         "made by 3 versions of the code or torch, whose runs this report compares as if alike: "
         "code c2 (commit 0123456789ab-dirty, bbbbbbbbbbbb), torch 2.1: 2 runs; "
-        "code c1 (commit aaaaaaaaaaaa), torch 2.1: 1 runs; "
+        "code c1 (commit aaaaaaaaaaaa), torch 2.1: 1 run; "
         "code not recorded (commit ?), torch 2.0: 2 runs"
     ]
     assert _made_by_items(runs.drop(columns="commit").iloc[[0, 2]]) == [
