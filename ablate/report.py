@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -313,14 +313,16 @@ def _device_item(devices: pd.Series) -> str:
     names = devices.dropna()
     if names.nunique() <= 1:
         return f"device: {', '.join(map(str, names.unique()))}"
-    each = "; ".join(
-        f"{name}: {count} run{'' if count == 1 else 's'}"
-        for name, count in names.value_counts().items()
-    )
     return (
-        f"devices: {each}; this report compares their runs as if alike, but their speeds "
-        "differ, and so may their other metrics (floating-point sums split otherwise)"
+        f"devices: {_runs_each(names.value_counts().items())}; this report compares their "
+        "runs as if alike, but their speeds differ, and so may their other metrics "
+        "(floating-point sums split otherwise)"
     )
+
+
+def _runs_each(counts: Iterable[tuple[object, int]]) -> str:
+    """'a: 2 runs; b: 1 run': the runs each of several devices or versions made."""
+    return "; ".join(f"{name}: {n} run{'' if n == 1 else 's'}" for name, n in counts)
 
 
 def _made_by_items(runs: pd.DataFrame) -> list[str]:
@@ -342,10 +344,7 @@ def _made_by_items(runs: pd.DataFrame) -> list[str]:
         counts.append(len(group))
     if len(described) == 1:
         return [f"made by: {described[0]}"]
-    each = "; ".join(
-        f"{text}: {n} run{'' if n == 1 else 's'}"
-        for text, n in zip(described, counts, strict=True)
-    )
+    each = _runs_each(zip(described, counts, strict=True))
     return [
         f"made by {len(described)} versions of the code or torch, whose runs this report "
         f"compares as if alike: {each}"
