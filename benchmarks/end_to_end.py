@@ -117,14 +117,19 @@ def activation_mb(model: torch.nn.Module, config: VariantConfig, device: torch.d
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
     kept: dict[int, int] = {}
 
-    def keep(tensor: torch.Tensor) -> torch.Tensor:
+    def keep(tensor: torch.Tensor) -> None:
+        # Counted, not kept: a saved output handed back to autograd would hold its own graph
+        # (output -> node -> saved output), a cycle through C++ that no garbage collection
+        # frees, and every call would leak a forward's activations.
         storage = tensor.untyped_storage()
         if storage.data_ptr() not in parameters:
             kept[storage.data_ptr()] = storage.nbytes()
-        return tensor
+
+    def never_unpacked(_: None) -> torch.Tensor:
+        raise RuntimeError("activation_mb runs no backward")
 
     amp = config.amp and device.type == "cuda"
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor), torch.autocast(
+    with torch.autograd.graph.saved_tensors_hooks(keep, never_unpacked), torch.autocast(
         device.type, torch.bfloat16, enabled=amp
     ):
         F.cross_entropy(model(x), y)

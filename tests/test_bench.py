@@ -342,6 +342,27 @@ def test_end_to_end_writes_ratios_to_the_baseline_and_the_placement(tmp_path):
     assert {"device", "commit", "command"} <= set(payload["meta"])
 
 
+def test_end_to_end_measure_leaves_nothing_of_its_nets_alive() -> None:
+    """A measured net, its copies and their activations are freed once measured: what one row
+    kept would count in the peak memory of every row after it."""
+    import gc
+
+    from benchmarks import end_to_end
+
+    def live_tensors() -> int:
+        gc.collect()
+        return sum(isinstance(o, torch.Tensor) for o in gc.get_objects())
+
+    def measure() -> None:
+        end_to_end.measure("vgg", "aa_torch", "nchw", width=4, batch=4, filter_size=3,
+                           device=torch.device("cpu"))  # fmt: skip
+
+    measure()  # fills the caches a first call fills (named filters, launch plans)
+    before = live_tensors()
+    measure()
+    assert live_tensors() == before
+
+
 def test_step_profile_counts_each_operation_per_step_by_its_own_time() -> None:
     from benchmarks.step_profile import step_profile
 
