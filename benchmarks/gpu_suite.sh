@@ -15,7 +15,9 @@
 # timed out, apart from failures (a test step cut short: as failed if pytest had counted or
 # shown a failure by then, else as incomplete). Compiling is most of the cost
 # on a fresh machine, so the tests run in JOBS pytest-xdist workers when it is installed and
-# the sweeps compile ahead in a pool of processes.
+# the sweeps compile ahead in a pool of processes; TRITON_CACHE_ARCHIVE, if set, is an archive
+# of kernels compiled ahead on a machine without a GPU (python -m benchmarks.precompile), which
+# the run unpacks first.
 #
 # Uses $PYTHON (default python3) with the project importable from the repository root and its
 # dependencies installed (pydantic and optuna too, for the ablate tests and the end-to-end
@@ -63,6 +65,16 @@ for name in "${chosen[@]}"; do planned=$((planned + SHARES[$name])); done
   echo "commit $(git rev-parse HEAD 2>/dev/null || echo "${SHIFTLAB_COMMIT:-unknown}")"
   echo "budget ${budget}s, steps ${chosen[*]}, started $(date -u +%FT%TZ)"
 } >"$out/device.txt" 2>&1
+# Kernels compiled ahead on a machine without a GPU (python -m benchmarks.precompile pack),
+# unpacked into the Triton cache this run compiles into (TRITON_CACHE_DIR, else a fresh
+# folder); device.txt says how many kernels the run still compiled itself.
+if [[ -n ${TRITON_CACHE_ARCHIVE:-} ]]; then
+  export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$(mktemp -d)}
+  "$py" -m benchmarks.precompile unpack "$TRITON_CACHE_ARCHIVE" "$TRITON_CACHE_DIR" \
+    >>"$out/device.txt" 2>&1 || echo "could not unpack $TRITON_CACHE_ARCHIVE" >>"$out/device.txt"
+fi
+kernels_cached() { find "${TRITON_CACHE_DIR:-$HOME/.triton/cache}" -name '*.cubin' 2>/dev/null | wc -l; }
+cached_before=$(kernels_cached)
 cat "$out/device.txt"
 
 limit_for() {  # limit_for STEP: seconds STEP may take, keeping the later steps' shares
@@ -164,6 +176,8 @@ elif [[ " ${timed_out[*]} " == *" tests_"* ]]; then
 else
   tests=passed
 fi
+echo "Triton kernels this run compiled (not in the cache it began with): $(($(kernels_cached) - cached_before))" \
+  | tee -a "$out/device.txt"
 errors=${failed[*]:+; failed: ${failed[*]}}
 cut=${timed_out[*]:+; timed out or killed (their results are partial): ${timed_out[*]}}
 echo "finished $(date -u +%FT%TZ), test steps $tests$errors$cut" | tee -a "$out/device.txt"

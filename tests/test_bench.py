@@ -563,6 +563,57 @@ def test_resource_usage_compiles_the_launches_a_gpu_would_make(tmp_path):
     assert (df["shared_bytes"] == 0).all(), df.loc[df["shared_bytes"] > 0, ["op", "layout"]]
 
 
+def test_precompiled_kernels_are_found_by_the_same_launches_in_another_folder(tmp_path):
+    """``precompile pack`` compiles, without a GPU, what the benchmark's cases launch; unpacked
+    into another cache folder, its records point there, and the same launches then compile
+    nothing (a GPU machine's first run skips the compiles that took most of its time)."""
+    import triton
+
+    from benchmarks import precompile
+
+    if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
+        pytest.skip("this Triton build ships no ptxas")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    archive, cache = tmp_path / "kernels.tar.gz", tmp_path / "cache"
+    argv = ["pack", str(archive), "--parts", "bench", "--bench-shapes", "2x16x12x10",
+            "--filters", "3", "--dtypes", "float32", "--jobs", "1"]  # fmt: skip
+    root = Path(__file__).parents[1]
+    subprocess.run([sys.executable, "-m", "benchmarks.precompile", *argv], env=env, check=True,
+                   capture_output=True, timeout=600, cwd=root)  # fmt: skip
+    manifest = precompile.unpack(archive, cache)
+    folders = sorted(p.name for p in cache.iterdir())
+    # blur-pool (with and without the ReLU) and MaxBlurPool, forward and backward, 2 layouts
+    assert manifest["kernels"] == len(folders) == len(list(cache.glob("*/*.cubin"))) == 12
+    assert manifest["device"] == "NVIDIA H200" and manifest["triton"] == triton.__version__
+    assert not list(cache.glob("*/*.ptx")) and not list(cache.glob("*/*.ttir"))
+    for record in cache.glob("*/__grp__*.json"):
+        paths = json.loads(record.read_text())["child_paths"].values()
+        assert paths and all(Path(p).parent == record.parent and Path(p).exists() for p in paths)
+    launch_again = (
+        "from benchmarks import precompile as p; "
+        f"[p.compile_launches(i) for i in p.work(p.parse_args({argv!r}), None)]"
+    )
+    subprocess.run([sys.executable, "-c", launch_again], check=True, capture_output=True,
+                   env={**env, "TRITON_CACHE_DIR": str(cache)}, timeout=600, cwd=root)  # fmt: skip
+    # (a compile writes each kernel's intermediate code beside its machine code)
+    assert sorted(p.name for p in cache.iterdir()) == folders
+    assert not list(cache.glob("*/*.ttir"))
+
+
+def test_precompile_reads_the_triton_key_of_another_interpreter(monkeypatch):
+    """The key another interpreter's Triton gives is the one this process computes for the
+    same build; another Triton version is refused by name."""
+    import triton
+    from triton.runtime.cache import triton_key
+
+    from benchmarks import precompile
+
+    assert precompile.triton_key_of(sys.executable) == triton_key()
+    monkeypatch.setattr(triton, "__version__", "0.0.1")
+    with pytest.raises(SystemExit, match=r"its Triton is \S+, this one 0\.0\.1"):
+        precompile.triton_key_of(sys.executable)
+
+
 def test_host_overhead_times_every_op_and_layout_without_a_gpu(tmp_path):
     """The modules' whole host path per call, launches compiled for Hopper but not run, with
     PyTorch's own max-pool on a tiny tensor for scale."""
@@ -803,6 +854,9 @@ def test_cpu_reference_times_each_formulation_of_the_same_op(tmp_path):
         ("benchmarks.resource_usage", ["--dtypes", "fp16"], "--dtypes: invalid choice: 'fp16'"),
         ("benchmarks.resource_usage", ["--shapes", "1x2"], "shape '1x2': expected four"),
         ("benchmarks.host_overhead", ["--arch", "sm_90"], "'sm_90' is not a compute capability"),
+        ("benchmarks.precompile", ["pack", "k.tar.gz"], "TRITON_INTERPRET is set: this tool"),
+        ("benchmarks.precompile", ["pack", "k.tar.gz", "--parts", "gpu"],
+         "--parts: invalid choice: 'gpu'"),
         ("benchmarks.host_overhead", ["--shape", "2x8x1x1"], "H and W must be at least 2"),
         ("benchmarks.cpu_reference", ["--shape", "2x8x4x4", "--filter-size", "7"],
          "--shape 2x8x4x4: H and W must be at least 5 for --filter-size 7"),

@@ -25,8 +25,8 @@ MODULES = ["pytest", "pytest", "kernels.autotune", "kernels.bench", "kernels.ben
 
 STAND_IN = """#!/usr/bin/env bash
 # Answers `-c CODE` (the suite's checks of what is installed) as $HAS_XDIST says for xdist,
-# else with success; logs `-m MODULE ARGS...`, prints SAY_<module>, and exits or sleeps as
-# FAIL_/SLEEP_<module> say.
+# else with success; logs `-m MODULE ARGS...`, prints SAY_<module>, creates the file
+# MAKE_<module> names, and exits or sleeps as FAIL_/SLEEP_<module> say.
 if [[ $1 == -c ]]; then
   [[ $2 == "import xdist" ]] && exit "${HAS_XDIST:-1}"
   exit 0
@@ -36,8 +36,9 @@ module=$2
 shift 2
 echo "$module $*" >>"$CALLS"
 key=${module//./_}
-sleep_s=SLEEP_$key fail=FAIL_$key say=SAY_$key
+sleep_s=SLEEP_$key fail=FAIL_$key say=SAY_$key make=MAKE_$key
 [[ -n ${!say:-} ]] && echo "${!say}"
+[[ -n ${!make:-} ]] && mkdir -p "$(dirname "${!make}")" && touch "${!make}"
 [[ -n ${!sleep_s:-} ]] && exec sleep "${!sleep_s}"
 echo "ran $module"
 exit "${!fail:-0}"
@@ -152,6 +153,25 @@ def test_steps_runs_the_steps_named_in_order_with_the_budget_shared_among_them(t
     # The bench keeps the end to end's share of the two (14 of 32) and leaves itself a grace.
     assert 600 - 262 - 1 - 2 <= budget_of(calls[0]) <= 600 - 262 - 1
     assert "steps end_to_end bench" in (out / "device.txt").read_text()
+
+
+def test_kernels_compiled_ahead_are_unpacked_first_and_the_run_counts_what_it_compiled(
+    tmp_path,
+) -> None:
+    """With an archive of kernels compiled without a GPU, the suite unpacks it into the Triton
+    cache its steps compile into, and says how many kernels the run still compiled itself."""
+    archive, cache = tmp_path / "kernels.tar.gz", tmp_path / "cache"
+    (cache / "ahead").mkdir(parents=True)
+    (cache / "ahead" / "kernel.cubin").touch()  # (as if unpacked)
+    code, out, calls = run_suite(tmp_path, STEPS="bench", TRITON_CACHE_ARCHIVE=str(archive),
+                                 TRITON_CACHE_DIR=str(cache),
+                                 MAKE_kernels_bench=str(cache / "missed" / "kernel.cubin"))
+    assert code == 0
+    assert calls[0] == f"benchmarks.precompile unpack {archive} {cache}"
+    assert [call.split()[0] for call in calls[1:]] == ["kernels.bench"]
+    device = (out / "device.txt").read_text()
+    assert "ran benchmarks.precompile" in device  # the unpacking's report
+    assert "Triton kernels this run compiled (not in the cache it began with): 1\n" in device
 
 
 @pytest.mark.parametrize("steps", ["bench tests", " "])
