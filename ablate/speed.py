@@ -50,7 +50,7 @@ def measure_speed(
     batch = config.throughput_batch
     steps.model.train()
     train_rate = _images_per_s(steps.train, batch, device)
-    peak_mb = _peak_memory_mb(steps.train, device)
+    peak_mb = peak_memory_mb(steps.train, device)
     steps.model.eval()
     infer_rate = _images_per_s(steps.infer, batch, device)
     return {
@@ -90,16 +90,24 @@ class SpeedSteps:
 def _images_per_s(step: Callable[[], None], batch: int, device: torch.device) -> float:
     """Images/s of `step` after warm-up: the median of TIMED_ROUNDS rounds, each of a number
     of steps that lasts at least MIN_TIMED_SECONDS (the median shrugs off a stalled round)."""
-    for _ in range(WARMUP_STEPS):
-        step()
-    repeats = 1
-    while (elapsed := _seconds(step, repeats, device)) < MIN_TIMED_SECONDS:
-        repeats *= 2
-    rounds = [elapsed, *(_seconds(step, repeats, device) for _ in range(TIMED_ROUNDS - 1))]
+    repeats, elapsed = round_length(step, device)
+    rounds = [elapsed, *(round_seconds(step, repeats, device) for _ in range(TIMED_ROUNDS - 1))]
     return repeats * batch / statistics.median(rounds)
 
 
-def _seconds(step: Callable[[], None], repeats: int, device: torch.device) -> float:
+def round_length(step: Callable[[], None], device: torch.device) -> tuple[int, float]:
+    """Warm `step` up, then double the steps of a timed round until one lasts at least
+    MIN_TIMED_SECONDS: that number of steps, and the seconds of the round that lasted so long
+    (a timed round in its own right)."""
+    for _ in range(WARMUP_STEPS):
+        step()
+    repeats = 1
+    while (elapsed := round_seconds(step, repeats, device)) < MIN_TIMED_SECONDS:
+        repeats *= 2
+    return repeats, elapsed
+
+
+def round_seconds(step: Callable[[], None], repeats: int, device: torch.device) -> float:
     """Wall time of `repeats` calls of `step`, synchronised on CUDA."""
     synchronize(device)
     start = time.perf_counter()
@@ -109,7 +117,7 @@ def _seconds(step: Callable[[], None], repeats: int, device: torch.device) -> fl
     return time.perf_counter() - start
 
 
-def _peak_memory_mb(step: Callable[[], None], device: torch.device) -> float:
+def peak_memory_mb(step: Callable[[], None], device: torch.device) -> float:
     """Peak allocated device memory (MiB) during one `step` on CUDA; NaN elsewhere."""
     if device.type != "cuda":
         return math.nan

@@ -11,8 +11,11 @@ kernels on a GPU), under bf16 autocast on a GPU (in float32 on the CPU), in NCHW
 channels_last. The paper's placement makes a strided layer run at stride 1, so part of an
 anti-aliased net's cost is that layer's own, whatever the filter: ``aa_placement`` measures
 that part, and ``aa_triton`` over ``aa_placement`` the blur's.
-Measured by ``ablate.speed.measure_speed`` (the same numbers a study reports), so the optimiser,
-warm-up and synchronisation are the study's.
+Timed with ``ablate.speed``'s steps and rounds (a study's optimiser, warm-up, round length and
+synchronisation), the variants of one net in turns, ``ROUNDS`` rounds each: a drift of the
+GPU's clocks or of the host's load over the minutes a net takes then moves all of its variants
+alike, and the ratios between them, what the goals judge, keep still (``*_spread`` says how far
+a variant's rounds lay apart). Peak memory is measured with one variant alive at a time.
 
 Writes ``end_to_end.csv`` / ``end_to_end.json`` (with the device, versions, commit and
 command) to ``benchmarks/results/<gpu>/`` and prints the table, ratios to the baseline last.
@@ -28,7 +31,8 @@ import copy
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+import statistics
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -41,7 +45,7 @@ from ablate.models import (
     check_model_name,
     model_arguments,
 )
-from ablate.speed import SpeedSteps, measure_speed
+from ablate.speed import SpeedSteps, peak_memory_mb, round_length, round_seconds
 from ablate.train import memory_format_for
 from ablate.variant import build_network
 from ablate.variant_config import VariantConfig
@@ -72,36 +76,101 @@ VARIANTS = {
 }
 TRAIN_RATIO_GOAL = 0.95
 NUM_CLASSES = 10  # the outputs of the measured networks (CIFAR's classes)
+ROUNDS = 5  # timed rounds of each variant of a net
 
 
-def measure(model_name: str, variant: str, layout: str, *, width: int, batch: int,
-            filter_size: int, device: torch.device, image_size: int = 32,
-            profile: bool = False) -> dict[str, object]:
-    """Images/s and peak memory of one network, variant and memory format, on 3-channel
-    ``image_size``² images (``width`` None where the network's factory takes none); with
-    ``profile``, also its training step's :func:`step_profile` (key ``profile``)."""
+@dataclasses.dataclass
+class Built:
+    """One variant of a net, built: the network, its config and what anti-aliasing changed."""
+
+    model: torch.nn.Module
+    config: VariantConfig
+    changes: list
+
+
+def build(model_name: str, variant: str, layout: str, *, width: int, batch: int,
+          filter_size: int, device: torch.device, image_size: int) -> Built:
+    """``variant`` of ``model_name`` for 3-channel ``image_size``² images on ``device``."""
     spec = VARIANTS[variant]
-    filter_size = 1 if spec.one_tap else filter_size
     sized = {"width": width} if "width" in model_arguments(model_name) else {}
     config = VariantConfig(
         model=model_name, **sized, throughput_batch=batch, amp=True,
-        channels_last=layout == "channels_last", filter_size=filter_size,
+        channels_last=layout == "channels_last", filter_size=1 if spec.one_tap else filter_size,
         placement="none" if spec.backend is None else "paper",
         backend=spec.backend or "auto", device=str(device),
     )
     torch.manual_seed(0)
-    image_shape = (3, image_size, image_size)
     model, changes = build_network(config, NUM_CLASSES, image_size, device)
-    result = measure_speed(model, config, device, image_shape=image_shape)
-    if profile:
-        steps = SpeedSteps(model, config, device, image_shape, NUM_CLASSES)
-        result["profile"] = step_profile(steps.train, device)
-    return {**result, "width": sized.get("width"),  # None: the factory takes no width
-            "image_size": image_size,
-            "activation_mb": activation_mb(model, config, device, image_shape),
-            "forward_mflops": forward_flops(model, image_shape) / 1e6,
-            "filter_size": filter_size, "sites": len(changes),
-            "params": sum(p.numel() for p in model.parameters())}
+    return Built(model, config, changes)
+
+
+def speeds_in_turns(steps: Mapping[str, SpeedSteps], batch: int, device: torch.device,
+                    rounds: int = ROUNDS) -> dict[str, dict[str, float]]:
+    """Training and inference images/s of the variants of one net, timed in turns: each round
+    times every variant once, in an order that rotates, so that the GPU's clocks or other load
+    drifting over the minutes a net takes moves all its variants alike, not the ones timed
+    last. A variant's rate is the median of its rounds (each as long as ``ablate.speed``'s,
+    after its warm-up); ``*_spread`` is the range of its rounds' rates over that median."""
+    rates: dict[str, dict[str, float]] = {name: {} for name in steps}
+    for phase, training in (("train", True), ("infer", False)):
+        timed = {}
+        for name, variant in steps.items():
+            variant.model.train(training)
+            step = getattr(variant, phase)
+            timed[name] = (step, *round_length(step, device))
+        seconds = {name: [first] for name, (_, _, first) in timed.items()}
+        names = list(timed)
+        for turn in range(1, rounds):
+            for name in names[turn % len(names):] + names[:turn % len(names)]:
+                step, repeats, _ = timed[name]
+                seconds[name].append(round_seconds(step, repeats, device))
+        for name, (_, repeats, _) in timed.items():
+            per_s = [repeats * batch / elapsed for elapsed in seconds[name]]
+            median = statistics.median(per_s)
+            rates[name][f"{phase}_images_per_s"] = median
+            rates[name][f"{phase}_spread"] = (max(per_s) - min(per_s)) / median
+    return rates
+
+
+def measure_net(model_name: str, layout: str, variants: Sequence[str], *, width: int,
+                batch: int, filter_size: int, device: torch.device, image_size: int = 32,
+                profile: bool = False, notes: list[str] | None = None) -> dict[str, dict]:
+    """Per variant of one net and memory format: images/s (:func:`speeds_in_turns`), peak
+    memory of a training step, activation memory, forward FLOPs, and with ``profile`` its
+    training step's :func:`step_profile` (key ``profile``). A variant that fails to build is
+    left out, with a line in ``notes``."""
+    image_shape = (3, image_size, image_size)
+    built = {}
+    for variant in variants:
+        try:
+            built[variant] = build(model_name, variant, layout, width=width, batch=batch,
+                                   filter_size=filter_size, device=device,
+                                   image_size=image_size)  # fmt: skip
+        except Exception as err:  # one failing variant must not sink the others
+            line = f"{model_name} {variant} {layout} failed: {type(err).__name__}: {err}"
+            print(line, flush=True)
+            if notes is not None:
+                notes.append(line)
+    steps = {name: SpeedSteps(net.model, net.config, device, image_shape, NUM_CLASSES)
+             for name, net in built.items()}  # fmt: skip
+    rates = speeds_in_turns(steps, batch, device)
+    steps.clear()  # each variant's peak memory is measured with no other variant's copy alive
+    results = {}
+    for name, net in built.items():
+        alone = SpeedSteps(net.model, net.config, device, image_shape, NUM_CLASSES)
+        alone.train()  # (what a step allocates once, the optimiser's state, is then in place)
+        result = {**rates[name], "peak_memory_mb": peak_memory_mb(alone.train, device)}
+        if profile:
+            result["profile"] = step_profile(alone.train, device)
+        del alone
+        width_used = net.config.width if "width" in model_arguments(model_name) else None
+        results[name] = {**result, "width": width_used,  # None: the factory takes no width
+                         "image_size": image_size,
+                         "activation_mb": activation_mb(net.model, net.config, device, image_shape),
+                         "forward_mflops": forward_flops(net.model, image_shape) / 1e6,
+                         "filter_size": net.config.filter_size, "sites": len(net.changes),
+                         "params": sum(p.numel() for p in net.model.parameters())}  # fmt: skip
+    return results
 
 
 def activation_mb(model: torch.nn.Module, config: VariantConfig, device: torch.device,
@@ -198,8 +267,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         default="cuda" if torch.cuda.is_available() else "cpu",
                         help="default: cuda where there is one, else cpu")
     parser.add_argument("--budget-s", type=positive(float),
-                        help="stop starting runs after this many seconds (runs go model by "
-                             "model, layout by layout, the baseline first)")
+                        help="stop starting nets after this many seconds (nets go model by "
+                             "model, layout by layout, each with all its variants)")
     parser.add_argument("--out", type=output_folder,
                         help="results folder (default: benchmarks/results/<gpu>)")
     parser.add_argument("--profile", action="store_true",
@@ -235,42 +304,46 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     out = args.out or default_results_dir(device)
     meta = {**run_metadata(device), "autocast": "bfloat16" if device.type == "cuda" else "none"}
     variants = ["baseline", *(v for v in args.variants if v != "baseline")]
-    runs = list(itertools.product(args.models, args.layouts, variants))
+    nets = list(itertools.product(args.models, args.layouts))
     meta["notes"] = notes = []
     judged = device.type == "cuda"  # off a GPU aa_triton is Triton's interpreter
     budget = TimeBudget(args.budget_s)
     rows = []
     profiles = []
-    for model_name, layout, variant in budget.over(runs):
+    for model_name, layout in budget.over(nets):
         try:
-            result = measure(model_name, variant, layout, width=args.width, batch=args.batch,
-                             filter_size=args.filter_size, device=device,
-                             image_size=args.image_size, profile=args.profile)
-        except Exception as err:  # one failing run must not sink the others
-            notes.append(f"{model_name} {variant} {layout} failed: {type(err).__name__}: {err}")
+            results = measure_net(model_name, layout, variants, width=args.width,
+                                  batch=args.batch, filter_size=args.filter_size, device=device,
+                                  image_size=args.image_size, profile=args.profile, notes=notes)
+        except Exception as err:  # one failing net must not sink the others
+            notes.append(f"{model_name} {layout} failed: {type(err).__name__}: {err}")
             print(notes[-1], flush=True)
             continue
-        net = {"model": model_name, "variant": variant, "layout": layout}
-        if args.profile:
-            profiles.append(result.pop("profile").assign(**net))
+        for variant, result in results.items():
+            net = {"model": model_name, "variant": variant, "layout": layout}
+            if args.profile:
+                profiles.append(result.pop("profile").assign(**net))
+            rows.append({**net, "batch": args.batch, **result})
+            print(f"{model_name} {variant} {layout}: training {result['train_images_per_s']:.0f}"
+                  f", inference {result['infer_images_per_s']:.0f} images/s", flush=True)
+        if profiles:
             profile = pd.concat(profiles, ignore_index=True)
             write_results(out, "end_to_end_profile", profile[[*net, *PROFILE_COLUMNS]], meta)
-        rows.append({**net, "batch": args.batch, **result})
-        print(f"{model_name} {variant} {layout}: training {result['train_images_per_s']:.0f}, "
-              f"inference {result['infer_images_per_s']:.0f} images/s", flush=True)
-        df = add_ratios(pd.DataFrame(rows))  # written after each run: a cut run keeps its rows
-        write_results(out, "end_to_end", df, meta, {"goals": goals(df, judged=judged)})
-    cut = budget.note("runs")
+        if rows:  # written after each net: a cut run keeps its rows
+            df = add_ratios(pd.DataFrame(rows))
+            write_results(out, "end_to_end", df, meta, {"goals": goals(df, judged=judged)})
+    cut = budget.note("nets")
     if cut:
         notes.append(cut)
         print(cut)
     if not rows:
-        raise SystemExit(f"no run finished: {'; '.join(notes)}")
+        raise SystemExit(f"no net finished: {'; '.join(notes)}")
     df = add_ratios(pd.DataFrame(rows))
     write_results(out, "end_to_end", df, meta, {"goals": goals(df, judged=judged)})  # + notes
     columns = ["model", "variant", "layout", "train_images_per_s", "infer_images_per_s",
-               "peak_memory_mb", "activation_mb", "forward_mflops", "train_ratio", "infer_ratio",
-               "memory_vs_baseline_mb", "activation_vs_baseline", "train_vs_placement"]
+               "train_spread", "peak_memory_mb", "activation_mb", "forward_mflops", "train_ratio",
+               "infer_ratio", "memory_vs_baseline_mb", "activation_vs_baseline",
+               "train_vs_placement"]
     print(f"results: {out}")
     print_table(df[columns], f"end to end on {meta['device']}")
     return df

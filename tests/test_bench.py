@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -354,13 +355,45 @@ def test_end_to_end_measure_leaves_nothing_of_its_nets_alive() -> None:
         return sum(isinstance(o, torch.Tensor) for o in gc.get_objects())
 
     def measure() -> None:
-        end_to_end.measure("vgg", "aa_torch", "nchw", width=4, batch=4, filter_size=3,
-                           device=torch.device("cpu"))  # fmt: skip
+        end_to_end.measure_net("vgg", "nchw", ["baseline", "aa_torch"], width=4, batch=4,
+                               filter_size=3, device=torch.device("cpu"))  # fmt: skip
 
     measure()  # fills the caches a first call fills (named filters, launch plans)
     before = live_tensors()
     measure()
     assert live_tensors() == before
+
+
+def test_end_to_end_times_the_variants_of_a_net_in_turns(monkeypatch) -> None:
+    """Each round times every variant once, the order rotating round by round, so that a
+    drift over the minutes a net takes moves all of them alike (the GPU's clocks had been
+    timed variant after variant, the later ones on a machine in another state). A variant's
+    rate is the median of its rounds, its spread their range over it."""
+    from benchmarks import end_to_end
+
+    order: list[str] = []
+    # seconds of each round, training's then inference's (the first from round_length)
+    seconds = {"a": iter([1.0, 1.0, 2.0, 1.0, 1.0] * 2), "b": iter([2.0, 4.0, 2.0, 2.0, 2.0] * 2),
+               "c": iter([0.5] * 10)}  # fmt: skip
+    monkeypatch.setattr(end_to_end, "round_length", lambda step, device: (4, step(count=False)))
+    monkeypatch.setattr(end_to_end, "round_seconds", lambda step, repeats, device: step())
+
+    def variant(name: str) -> SimpleNamespace:
+        def step(count: bool = True) -> float:
+            order.append(name) if count else None
+            return next(seconds[name])
+
+        return SimpleNamespace(model=torch.nn.Identity(), train=step, infer=step)
+
+    rates = end_to_end.speeds_in_turns({n: variant(n) for n in "abc"}, 8, torch.device("cpu"),
+                                       rounds=5)  # fmt: skip
+    turns = ["b", "c", "a", "c", "a", "b", "a", "b", "c", "b", "c", "a"]
+    assert order == turns * 2  # training rounds, then inference rounds
+    assert rates["a"]["train_images_per_s"] == pytest.approx(4 * 8 / 1.0)
+    assert rates["b"]["infer_images_per_s"] == pytest.approx(4 * 8 / 2.0)
+    assert rates["a"]["train_spread"] == pytest.approx((32 - 16) / 32)
+    assert rates["b"]["train_spread"] == pytest.approx((16 - 8) / 16)
+    assert rates["c"]["infer_spread"] == 0
 
 
 def test_step_profile_counts_each_operation_per_step_by_its_own_time() -> None:
