@@ -120,7 +120,7 @@ def speeds_in_turns(steps: Mapping[str, SpeedSteps], batch: int, device: torch.d
             timed[name] = (step, *round_length(step, device))
         seconds = {name: [first] for name, (_, _, first) in timed.items()}
         names = list(timed)
-        for turn in range(1, rounds):
+        for turn in range(1, rounds if names else 1):
             for name in names[turn % len(names):] + names[:turn % len(names)]:
                 step, repeats, _ = timed[name]
                 seconds[name].append(round_seconds(step, repeats, device))

@@ -471,17 +471,19 @@ def test_end_to_end_measures_a_network_of_your_own(tmp_path, capsys, user_nets):
     assert "did you mean 'resnet18'" in capsys.readouterr().err
 
 
-def test_end_to_end_budget_runs_the_baseline_first(tmp_path, capsys):
+def test_end_to_end_budget_runs_whole_nets_the_baseline_first(tmp_path, capsys):
+    """The budget hands out nets, each with all its variants (timed in turns), the baseline
+    first whatever order they are asked in."""
     from benchmarks import end_to_end
 
     df = end_to_end.main(["--models", "vgg", "--variants", "aa_torch", "baseline", "--layouts",
-                          "nchw", "--width", "4", "--batch", "8", "--device", "cpu",
-                          "--budget-s", "1e-9", "--out", str(tmp_path)])  # fmt: skip
-    assert list(df["variant"]) == ["baseline"]
-    assert list(pd.read_csv(tmp_path / "end_to_end.csv")["variant"]) == ["baseline"]
-    assert "1 of 2 runs left out: the time budget" in capsys.readouterr().out
+                          "nchw", "channels_last", "--width", "4", "--batch", "8", "--device",
+                          "cpu", "--budget-s", "1e-9", "--out", str(tmp_path)])  # fmt: skip
+    assert list(df["variant"]) == ["baseline", "aa_torch"] and set(df["layout"]) == {"nchw"}
+    assert list(pd.read_csv(tmp_path / "end_to_end.csv")["variant"]) == ["baseline", "aa_torch"]
+    assert "1 of 2 nets left out: the time budget" in capsys.readouterr().out
     notes = json.loads((tmp_path / "end_to_end.json").read_text())["meta"]["notes"]
-    assert any("1 of 2 runs left out" in note for note in notes)
+    assert any("1 of 2 nets left out" in note for note in notes)
 
 
 def test_end_to_end_a_failing_run_is_noted_and_the_others_go_on(tmp_path, user_nets):
