@@ -132,6 +132,103 @@ def test_load_dataset_rejects_bad_arguments(kwargs, field):
         load_dataset(name, device="cpu", **arguments)
 
 
+def test_synthetic_every_block_of_ten_images_holds_each_class_once_in_its_own_order():
+    """Not only balanced overall: any ten consecutive images from a multiple of ten on hold every
+    class, so a prefix of any length is as balanced as it can be; the blocks' orders differ."""
+    _, y = make_synthetic(60, seed=2, split="test")
+    blocks = y.view(6, NUM_CLASSES)
+    for block in blocks:
+        assert sorted(block.tolist()) == list(range(NUM_CLASSES))
+    assert len({tuple(block.tolist()) for block in blocks}) == 6
+
+
+@pytest.mark.parametrize(("n", "split", "error"), [
+    (-1, "train", "n must be a non-negative int, got -1"),
+    (3.0, "train", "n must be a non-negative int, got 3.0"),
+    (3, "val", "split must be one of ('train', 'test'), got 'val'"),
+])  # fmt: skip
+def test_synthetic_refuses_a_bad_count_or_split(n, split, error):
+    with pytest.raises(ValueError, match=re.escape(error)):
+        make_synthetic(n, seed=0, split=split)
+
+
+def test_synthetic_of_no_images_is_empty_and_shaped():
+    x, y = make_synthetic(0, seed=0, split="train", device=torch.device("cpu"))
+    assert x.shape == (0, 3, 32, 32) and y.shape == (0,) and y.dtype == torch.int64
+
+
+def test_synthetic_rendered_in_small_batches_is_the_same_set(monkeypatch):
+    """The batch size bounds memory only: each image is drawn from its own row of parameters,
+    its own label and its own noise key, wherever a batch starts."""
+    x, y = make_synthetic(11, seed=4, split="train")
+    monkeypatch.setattr(synthetic, "RENDER_BATCH", 3)
+    x_small, y_small = make_synthetic(11, seed=4, split="train")
+    assert torch.equal(x, x_small) and torch.equal(y, y_small)
+
+
+def _noise_keys_of(monkeypatch) -> list[torch.Tensor]:
+    """Record the noise keys each render of `make_synthetic` hashes."""
+    keys, hash_uniform = [], synthetic._hash_uniform
+
+    def recording(batch_keys, shape):
+        keys.append(batch_keys.clone())
+        return hash_uniform(batch_keys, shape)
+
+    monkeypatch.setattr(synthetic, "_hash_uniform", recording)
+    return keys
+
+
+def test_synthetic_labels_and_noise_keep_their_draws_when_images_take_more_parameters(monkeypatch):
+    """Drawing more parameters per image (a new kind of clutter) changes the pictures but leaves
+    every image's label and pixel noise as they were."""
+    keys = _noise_keys_of(monkeypatch)
+    x, y = make_synthetic(20, seed=6, split="train")
+    monkeypatch.setattr(synthetic, "_N_PARAMS", synthetic._N_PARAMS + 3)
+    x_more, y_more = make_synthetic(20, seed=6, split="train")
+    assert not torch.equal(x, x_more)  # the parameters of image 1 on did move
+    assert torch.equal(y, y_more)
+    assert len(keys) == 2 and torch.equal(keys[0], keys[1])
+
+
+@pytest.mark.parametrize("stream", ["params", "labels", "noise"])
+def test_synthetic_parameters_labels_and_noise_each_draw_from_their_own_stream(monkeypatch, stream):
+    """Another seed for one stream changes only what that stream draws: the scene's parameters,
+    the label order, or the noise keys (then the images differ by the noise alone)."""
+    keys = _noise_keys_of(monkeypatch)
+    x, y = make_synthetic(20, seed=6, split="train")
+    generator = synthetic._generator
+    monkeypatch.setattr(synthetic, "_generator", lambda seed, split, name:
+                        generator(seed + (name == stream), split, name))  # fmt: skip
+    x_other, y_other = make_synthetic(20, seed=6, split="train")
+    assert torch.equal(y, y_other) == (stream != "labels")
+    assert torch.equal(keys[0], keys[1]) == (stream != "noise")
+    assert not torch.equal(x, x_other)
+    assert ((x - x_other).abs().max() <= 0.3 + 1e-6) == (stream == "noise")
+
+
+def test_synthetic_streams_differ_in_the_seeds_high_word_split_and_name():
+    """Each of (seed, split, stream) selects its own stream: seeds 2**32 apart, the two splits
+    and the three streams all draw differently, and the same triple draws the same again."""
+
+    def draws(seed, split, stream):
+        return torch.rand(8, generator=synthetic._generator(seed, split, stream))
+
+    first = draws(5, "train", "params")
+    assert torch.equal(first, draws(5, "train", "params"))
+    others = [
+        draws(5 + 2**32, "train", "params"),
+        draws(5, "test", "params"),
+        draws(5, "train", "noise"),
+        draws(5, "train", "labels"),
+        draws(6, "train", "params"),
+    ]
+    for other in others:
+        assert not torch.equal(first, other)
+    x, _ = make_synthetic(4, seed=5, split="train")
+    x_high, _ = make_synthetic(4, seed=5 + 2**32, split="train")
+    assert (x - x_high).abs().mean() > 0.1
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_synthetic_is_the_same_on_cuda_and_cpu():
