@@ -229,6 +229,55 @@ def test_synthetic_streams_differ_in_the_seeds_high_word_split_and_name():
     assert (x - x_high).abs().mean() > 0.1
 
 
+def _reference_hash(key: int, pixel: int) -> int:
+    """The noise hash in unbounded Python integers, each step reduced to 32 bits."""
+    x = (key * 0x61C88647 + pixel) % 2**32
+    for multiplier in (0x7FEB352D, 0x046CA68B):
+        x ^= x >> 16
+        x = x * multiplier % 2**32
+    return x ^ (x >> 15)
+
+
+def test_hash_noise_is_the_32_bit_hash_ten_bits_per_channel_even_for_the_largest_key():
+    """int64 arithmetic gives the bits of the unbounded computation (no overflow, so every
+    device agrees), also for the largest key; channel c takes bits 10c to 10c + 9."""
+    keys = torch.tensor([0, 1, 123456789, 2**32 - 1])
+    noise = synthetic._hash_uniform(keys, (4, 3, 5, 7))
+    for n, key in enumerate(keys.tolist()):
+        for pixel in (0, 1, 17, 34):
+            bits = _reference_hash(key, pixel)
+            row, column = divmod(pixel, 7)
+            expected = [(bits >> (10 * c) & 1023) / 1024 for c in range(3)]
+            assert noise[n, :, row, column].tolist() == expected, (key, pixel)
+
+
+def test_hash_noise_belongs_to_its_key_and_covers_zero_to_one():
+    """An image's noise follows its key, not its place in the batch; other keys, pixels and
+    channels get other values; levels are the 1024 multiples of 1/1024 in [0, 1), all used."""
+    keys = torch.tensor([7, 8, 9, 7])
+    noise = synthetic._hash_uniform(keys, (4, 3, 32, 32))
+    assert torch.equal(noise[0], noise[3])
+    assert torch.equal(synthetic._hash_uniform(keys.flip(0), (4, 3, 32, 32)), noise.flip(0))
+    assert not torch.equal(noise[0], noise[1]) and not torch.equal(noise[1], noise[2])
+    assert not torch.equal(noise[0, 0], noise[0, 1]) and noise[0, 0].unique().numel() > 500
+    many = synthetic._hash_uniform(torch.arange(64), (64, 3, 32, 32))
+    levels = many * 1024
+    assert torch.equal(levels, levels.round()) and many.min() >= 0 and many.max() < 1
+    assert levels.long().unique().numel() == 1024
+    assert abs(many.mean().item() - 0.5) < 0.01 and abs(many.var().item() - 1 / 12) < 0.002
+
+
+def test_synthetic_pixel_noise_is_uniform_within_its_amplitude(monkeypatch):
+    """The noise added to the rendered scene spans [-0.15, 0.15], centred on zero."""
+    x, _ = make_synthetic(6, seed=1, split="test")
+    monkeypatch.setattr(synthetic, "NOISE_AMPLITUDE", 0.0)
+    clean, _ = make_synthetic(6, seed=1, split="test")
+    noise = x - clean
+    assert noise.abs().max() <= 0.15 + 1e-6 and noise.abs().max() > 0.14
+    assert abs(noise.mean().item()) < 0.01
+    assert abs(noise.std().item() - 0.15 / 3**0.5) < 0.005
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_synthetic_is_the_same_on_cuda_and_cpu():
