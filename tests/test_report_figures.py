@@ -558,6 +558,137 @@ def test_grids_get_a_line_of_their_own_where_the_study_varies_them() -> None:
     )
 
 
+def _lines(ax: plt.Axes, legend: matplotlib.legend.Legend | None = None, by: str = "color"
+           ) -> dict[str, tuple[list[float], list[float]]]:
+    """The (x, y) of each line seaborn drew in a panel, keyed by the legend entry whose colour
+    (or marker) it has; `legend` is the figure's one legend where the panel has none."""
+    legend = legend or ax.get_legend()
+    get = {"color": lambda line: tuple(matplotlib.colors.to_rgba(line.get_color())),
+           "marker": lambda line: line.get_marker()}[by]  # fmt: skip
+    names = {get(handle): text.get_text()
+             for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True)
+             if isinstance(handle, matplotlib.lines.Line2D) and text.get_text() != NO_BLUR}
+    return {names[get(line)]: ([float(x) for x in line.get_xdata()],
+                               [float(y) for y in line.get_ydata()])
+            for line in ax.lines if line.get_label().startswith("_child")}  # fmt: skip
+
+
+def _bars(ax: plt.Axes) -> list[tuple[float, float, float]]:
+    """Each interval bar of a panel as (x, low, high), sorted."""
+    return sorted((float(s[0][0]), float(min(s[:, 1])), float(max(s[:, 1])))
+                  for s in _bar_segments(ax))  # fmt: skip
+
+
+def test_the_filter_size_figure_has_a_row_per_network_each_beside_its_own_baseline() -> None:
+    """Two networks are never pooled in a panel: a row each, titled by the network, its line
+    and its no-blur band from its own runs; one legend, beside the top right panel."""
+    vgg = _sized_runs(["paper"]).assign(model="vgg")
+    resnet = vgg.assign(model="resnet", accuracy=vgg["accuracy"] + 10)
+    outcome = figs.filter_size_figure(pd.concat([vgg, resnet], ignore_index=True),
+                                      "consistency_circular")  # fmt: skip
+    axes = outcome.figure.axes
+    assert [(ax.get_title(), ax.get_ylabel()) for ax in axes] == [
+        ("model resnet", "Clean test accuracy (%)"),
+        ("model resnet", "Shift consistency, circular shifts (%)"),
+        ("model vgg", "Clean test accuracy (%)"),
+        ("model vgg", "Shift consistency, circular shifts (%)"),
+    ]
+    legend = axes[1].get_legend()
+    assert [ax.get_legend() is not None for ax in axes] == [False, True, False, False]
+    assert legend._loc == 2 and not legend.get_frame_on()
+    assert _lines(axes[0], legend, "marker") == {"zeros": ([2, 3], [92.5, 93.5]),
+                                                 "reflect": ([2, 3], [92.5, 93.5])}  # fmt: skip
+    assert _lines(axes[2], legend, "marker")["zeros"] == ([2, 3], [82.5, 83.5])
+    for ax, mean in ((axes[0], 81.0), (axes[2], 71.0)):  # no blur: 70 and 72, or 80 and 82
+        (baseline,) = [line for line in ax.lines if line.get_label() == NO_BLUR]
+        assert list(baseline.get_ydata()) == [mean, mean]
+        (band,) = [p for p in ax.patches if p.get_label() == f"{NO_BLUR}: 95 % t-interval"]
+        assert (band.get_y(), band.get_y() + band.get_height()) == pytest.approx(
+            (mean - T1, mean + T1))
+    assert outcome.note.endswith("(placement none, or sites 0), the grey band its 95 % "
+                                 "t-interval.")  # fmt: skip
+    _close(outcome)
+
+
+def test_each_placement_gets_a_line_whose_points_and_bars_are_over_seeds() -> None:
+    """Eight placement x padding lines are too many: the paddings are pooled, within each seed
+    first, so a point is the mean of its seeds' means and its bar their 95 % t-interval."""
+    runs = _sized_runs(["paper", "pool", "stem", "blur_before_max"])
+    runs.loc[runs["padding"] == "reflect", "accuracy"] += 4  # seed 0 of paper, size 2: 82, 86
+    runs.loc[runs["placement"] == "pool", "accuracy"] += 10
+    outcome = figs.filter_size_figure(runs, "consistency_circular")
+    accuracy, consistency = outcome.figure.axes
+    legend = consistency.get_legend()
+    assert legend.get_title().get_text() == "placement"
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "paper", "pool", "stem", "blur_before_max", NO_BLUR
+    ]  # fmt: skip  (the no-blur runs' consistency ties: no band)
+    lines = _lines(accuracy, legend)
+    assert lines["paper"] == ([2, 3], [84.5, 85.5]) and lines["pool"] == ([2, 3], [94.5, 95.5])
+    half = T1 * 0.5  # seed means 84 and 85: sd 1/√2, over √2 seeds
+    bars = _bars(accuracy)
+    assert len(bars) == 8
+    assert any(bar == pytest.approx((2.0, 84.5 - half, 84.5 + half)) for bar in bars)
+    assert any(bar == pytest.approx((3.0, 95.5 - half, 95.5 + half)) for bar in bars)
+    assert "paddings pooled" in outcome.figure.get_suptitle()
+    _close(outcome)
+
+
+def test_one_filter_size_reads_off_one_tick_and_runs_without_seeds_are_the_samples() -> None:
+    """One size with blur: a single tick at it, the axis a unit either side, and the subtitle
+    says so. A table that records no seeds (an old study, rows in any order) averages runs."""
+    runs = _sized_runs(["paper"])
+    runs = runs[(runs["filter_size"] == 3) & (runs["padding"] == "zeros")
+                | (runs["placement"] == "none")]  # fmt: skip
+    runs = runs.drop(columns=["seed", "consistency_circular"]).iloc[::-1]
+    runs["config_key"], runs["n_test"] = runs["placement"], 500
+    outcome = figs.filter_size_figure(runs, "consistency_circular")
+    (ax,) = outcome.figure.axes
+    assert list(ax.get_xticks()) == [3] and ax.get_xlim() == (2, 4)
+    assert _lines(ax) == {"paper": ([3], [83.5])}
+    (bar,) = _bars(ax)  # runs 83 and 84
+    assert bar == pytest.approx((3.0, 83.5 - T1 * 0.5, 83.5 + T1 * 0.5))
+    title = outcome.figure.get_suptitle()
+    assert title == (
+        "Accuracy and shift consistency vs filter size (mean over runs, bars: 95 % t-interval)\n"
+        "placement fixed at paper; padding fixed at zeros; one filter size with blur; 500 test "
+        "images per run"
+    )
+    assert outcome.note.startswith("The black dotted line is the mean over runs of the runs")
+    _close(outcome)
+
+
+def test_only_the_filters_that_read_no_padding_are_repeated_on_every_padding() -> None:
+    """A one-tap filter on the fixed grid reads no padding, so its runs join the line of each
+    padding another run read (zeros too: the APS one-tap run reads it); a table where every
+    run reads its padding, or none does, or without paddings, is drawn as it is."""
+    table = pd.DataFrame({"placement": "paper", "filter_size": [1, 3, 3, 1],
+                          "padding": ["zeros", "reflect", "circular", "zeros"],
+                          "subsample": ["fixed", "fixed", "fixed", "aps"],
+                          "accuracy": [1.0, 2.0, 3.0, 4.0]})  # fmt: skip
+    spread = figs._on_every_padding(table)
+    assert sorted(zip(spread["padding"], spread["accuracy"], strict=True)) == [
+        ("circular", 1.0), ("circular", 3.0), ("reflect", 1.0), ("reflect", 2.0),
+        ("zeros", 1.0), ("zeros", 4.0),  # one tap on the APS grid reads its padding
+    ]  # fmt: skip
+    for same in (table.drop(columns="padding"), table.iloc[[0]], table.iloc[[1, 2]]):
+        assert figs._on_every_padding(same) is same
+
+
+def test_each_grid_gets_a_line_of_its_own_in_the_filter_size_figure() -> None:
+    runs = _sized_runs(["paper"])
+    runs = runs[(runs["padding"] == "zeros") & (runs["placement"] == "paper")]
+    runs = pd.concat([runs.assign(subsample="fixed"),
+                      runs.assign(subsample="aps", accuracy=runs["accuracy"] - 10)],
+                     ignore_index=True)  # fmt: skip
+    outcome = figs.filter_size_figure(runs, "consistency_circular")
+    legend = outcome.figure.axes[1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["paper", "paper + APS"]
+    assert _lines(outcome.figure.axes[0], legend) == {"paper": ([2, 3], [82.5, 83.5]),
+                                                      "paper + APS": ([2, 3], [72.5, 73.5])}
+    _close(outcome)
+
+
 # --- parameter importance and files ----------------------------------------------------------
 
 
