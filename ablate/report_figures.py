@@ -618,7 +618,7 @@ def _metric_by_filter_size(
     ax.set_xlabel("Filter size k (taps per axis)")
     ax.set_ylabel(metric_label(metric))
     _clip_percent_axis(ax)
-    sizes = sorted(blurred["filter_size"].unique())
+    sizes = sorted(blurred.loc[blurred[metric].notna(), "filter_size"].unique())  # drawn ones
     if len(sizes) == 1:  # one tick, not the fractions of a unit-wide axis
         ax.set_xticks(sizes)
         ax.set_xlim(sizes[0] - 1, sizes[0] + 1)

@@ -634,6 +634,35 @@ def test_each_placement_gets_a_line_whose_points_and_bars_are_over_seeds() -> No
     _close(outcome)
 
 
+def test_a_filter_size_no_run_of_which_learned_is_a_gap_named_in_the_subtitle() -> None:
+    """Consistency masked for every blurred run of size 3: its line stops at size 2, the one
+    size it has, read off a single whole-number tick; the subtitle says what is left out. Masked
+    everywhere, the metric gets no panel."""
+    runs = _sized_runs(["paper"])
+    runs = runs[runs["padding"] == "zeros"].reset_index(drop=True)
+    runs.loc[(runs["placement"] == "paper") & (runs["filter_size"] == 3),
+             "consistency_circular"] = np.nan  # fmt: skip
+    outcome = figs.filter_size_figure(runs, "consistency_circular")
+    accuracy, consistency = outcome.figure.axes
+    legend = consistency.get_legend()
+    assert _lines(accuracy, legend) == {"paper": ([2, 3], [82.5, 83.5])}
+    assert _lines(consistency, legend) == {"paper": ([2], [72.0])}
+    assert list(consistency.get_xticks()) == [2] and consistency.get_xlim() == (1, 3)
+    assert list(accuracy.get_xticks())[1:-1] == [2, 3]
+    assert outcome.figure.get_suptitle().endswith(
+        "placement fixed at paper; padding fixed at zeros; consistency_circular: filter size 3 "
+        "left out (no run that learned)"
+    )
+    _close(outcome)
+    outcome = figs.filter_size_figure(runs.assign(consistency_circular=np.nan),
+                                      "consistency_circular")  # fmt: skip
+    assert [ax.get_ylabel() for ax in outcome.figure.axes] == ["Clean test accuracy (%)"]
+    assert outcome.figure.get_suptitle().endswith(
+        "consistency_circular: every filter size left out (no run that learned)"
+    )
+    _close(outcome)
+
+
 def test_one_filter_size_reads_off_one_tick_and_runs_without_seeds_are_the_samples() -> None:
     """One size with blur: a single tick at it, the axis a unit either side, and the subtitle
     says so. A table that records no seeds (an old study, rows in any order) averages runs."""
