@@ -795,6 +795,98 @@ def test_importance_ranks_the_varied_parameters_per_objective_that_varies() -> N
     assert outcome.note == "skipped: every objective is the same in every trial"
 
 
+def _importances(ax: plt.Axes) -> dict[str, dict[str, float]]:
+    """Each bar's width, by its objective (legend entry, one bar container each) and its
+    parameter (tick)."""
+    ticks = {round(tick): label.get_text()
+             for tick, label in zip(ax.get_yticks(), ax.get_yticklabels(), strict=True)}
+    objectives = [t.get_text() for t in ax.get_legend().get_texts()]
+    return {objective: {ticks[round(bar.get_y() + bar.get_height() / 2)]: bar.get_width()
+                        for bar in container}
+            for objective, container in zip(objectives, ax.containers, strict=True)}  # fmt: skip
+
+
+def test_importance_ranks_each_objective_in_its_own_direction() -> None:
+    """The same values, minimised as memory and maximised as accuracy, rank the parameters as
+    Optuna does for a study of that one objective in that direction: the least memory comes
+    with b = 1 whatever a, the most accuracy needs a = y as much as b = 5."""
+    def value(a: str, b: int, i: int) -> float:
+        return (0.0 if b == 1 else (10.0 if a == "x" else 20.0) + b) + 0.01 * i
+
+    design = [(a, b) for _ in range(3) for a in ("x", "y") for b in (1, 2, 3, 4, 5)]
+    distributions = {"a": CategoricalDistribution(["x", "y"]),
+                     "b": CategoricalDistribution([1, 2, 3, 4, 5])}  # fmt: skip
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    alone = {d: optuna.create_study(direction=d) for d in ("minimize", "maximize")}
+    for i, (a, b) in enumerate(design):
+        params = {"a": a, "b": b}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
+                                                  values=[value(a, b, i)] * 2))  # fmt: skip
+        for single in alone.values():
+            single.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
+                                                       value=value(a, b, i)))  # fmt: skip
+    objectives = [Objective(metric="peak_memory_mb", direction="minimize"),
+                  Objective(metric="accuracy", direction="maximize")]  # fmt: skip
+    outcome = figs.importance_figure(study, objectives)
+    drawn = _importances(outcome.figure.axes[0])
+    for metric, direction in (("peak_memory_mb", "minimize"), ("accuracy", "maximize")):
+        expected = optuna.importance.get_param_importances(alone[direction])
+        assert drawn[metric] == pytest.approx(expected), metric
+    assert drawn["peak_memory_mb"]["b"] > 0.8 and drawn["accuracy"]["b"] < 0.7
+    assert outcome.figure.get_suptitle() == "Which parameters matter for each objective (30 trials)"
+    assert tuple(outcome.figure.get_size_inches()) == pytest.approx((8, 0.25 * 2 * 2 + 1.8))
+    _close(outcome)
+
+
+def test_importance_counts_the_finished_trials_whose_every_run_learned() -> None:
+    """A trial is left out only where a run recorded `learned: False`, whatever its values:
+    trials without seed records, or whose records predate `learned`, count; pruned trials do
+    not. A parameter
+    varied only among the trials left out, or the same in every trial counted, gets no bar
+    and does not count as varied."""
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    distributions = {"filter_size": CategoricalDistribution([1, 3, 5, 7]),
+                     "padding": CategoricalDistribution(["zeros", "reflect"]),
+                     "lr": CategoricalDistribution([0.1, 0.2])}  # fmt: skip
+    seeds = [None, [{"seed": 0}], [{"seed": 0, "learned": True}, {"seed": 1, "learned": True}]]
+    for i in range(10):
+        params = {"filter_size": [1, 3, 5, 7][i % 4], "padding": ["zeros", "reflect"][i // 5],
+                  "lr": 0.1}  # fmt: skip
+        attrs = {} if seeds[i % 3] is None else {"seeds": seeds[i % 3]}
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=distributions, user_attrs=attrs,
+            values=[80.0 + params["filter_size"] + i / 100, 90.0 + i % 2]))  # fmt: skip
+    stuck = [{"seed": 0, "learned": True}, {"seed": 1, "learned": False}]
+    for lr, state in ((0.2, optuna.trial.TrialState.COMPLETE),
+                      (0.2, optuna.trial.TrialState.PRUNED)):  # fmt: skip
+        params = {"filter_size": 3, "padding": "zeros", "lr": lr}
+        done = state == optuna.trial.TrialState.COMPLETE
+        study.add_trial(optuna.trial.create_trial(
+            state=state, params=params, distributions=distributions,
+            values=[200.0, 200.0] if done else None, user_attrs={"seeds": stuck}))  # fmt: skip
+    outcome = figs.importance_figure(study, OBJECTIVES)
+    drawn = _importances(outcome.figure.axes[0])
+    assert sorted(drawn) == ["accuracy", "consistency_circular"]
+    assert sorted(drawn["accuracy"]) == ["filter_size", "padding"]  # lr: 0.1 in every one
+    counted = optuna.create_study(direction="maximize")  # the left-out trial's 200 sways none
+    counted.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions,
+                                                  value=t.values[0])
+                        for t in study.trials[:10]])  # fmt: skip
+    expected = optuna.importance.get_param_importances(counted, params=["filter_size", "padding"])
+    assert drawn["accuracy"] == pytest.approx(expected)
+    assert outcome.figure.get_suptitle() == (
+        "Which parameters matter for each objective (10 trials)\n1 trial(s) with a run that did "
+        "not learn left out"
+    )
+    _close(outcome)
+    only_size = optuna.create_study(directions=["maximize", "maximize"])
+    only_size.add_trials([t for t in study.trials if t.params.get("padding") == "zeros"])
+    outcome = figs.importance_figure(only_size, OBJECTIVES)
+    assert outcome.figure is None
+    assert outcome.note.endswith("this study varies only filter_size across those trials and "
+                                 "has 5 finished trial(s) whose runs all learned")  # fmt: skip
+
+
 def test_a_figure_is_written_as_png_and_svg_and_closed(tmp_path: Path) -> None:
     figure = plt.figure()
     figure.add_subplot().plot([0, 1], [0, 1])
