@@ -3,6 +3,7 @@ give, the points, lines, bars and cells they plot, and where a study lacks what 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 import seaborn as sns
 from optuna.distributions import CategoricalDistribution
+from PIL import Image
 
 from ablate import report_figures as figs
 from ablate.report_groups import NO_BLUR
@@ -885,6 +887,31 @@ def test_importance_counts_the_finished_trials_whose_every_run_learned() -> None
     assert outcome.figure is None
     assert outcome.note.endswith("this study varies only filter_size across those trials and "
                                  "has 5 finished trial(s) whose runs all learned")  # fmt: skip
+
+
+def test_a_figure_on_file_is_replaced_whole_at_130_dpi_with_what_lies_outside_its_axes(
+    tmp_path: Path,
+) -> None:
+    """A figure written again replaces the files (nothing else is left in the folder, and
+    collaborators may read them); the PNG is at 130 dpi, and the files take in a legend put
+    beside the axes, which a plain 4-inch-wide figure would have cut off."""
+    (tmp_path / "shape.png").write_bytes(b"stale")
+    (tmp_path / "shape.svg").write_text("stale")
+    figure = plt.figure(figsize=(4, 2))
+    ax = figure.add_subplot()
+    ax.plot([0, 1], [0, 1], label="a long legend entry beside the axes")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1))
+    paths = figs.save_figure(figs.FigureOutcome("shape", figure), tmp_path)
+    assert paths == [tmp_path / "shape.png", tmp_path / "shape.svg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shape.png", "shape.svg"]
+    assert all(path.stat().st_mode & 0o777 == 0o644 for path in paths)
+    with Image.open(paths[0]) as png:
+        width, height = png.size
+        assert png.info["dpi"] == pytest.approx((130, 130), abs=0.01)
+    svg = re.search(r'<svg[^>]* width="([\d.]+)pt" height="([\d.]+)pt"', paths[1].read_text())
+    svg_width, svg_height = (float(v) / 72 for v in svg.groups())  # inches
+    assert width > 4 * 130 and svg_width > 4  # the legend is in
+    assert (width, height) == pytest.approx((svg_width * 130, svg_height * 130), rel=0.02)
 
 
 def test_a_figure_is_written_as_png_and_svg_and_closed(tmp_path: Path) -> None:
