@@ -526,6 +526,10 @@ def filter_size_figure(runs: pd.DataFrame, consistency_metric: str) -> FigureOut
     metrics = [m for m in metrics if runs[m].notna().any()]
     placements = runs["placement"] if "placement" in runs else pd.Series("paper", index=runs.index)
     blurs = converted(runs)
+    if not blurs.any():
+        return FigureOutcome(
+            name, None, "skipped: no run has blur (placement none, or sites 0, in each)"
+        )
     lines = _line_per_grid(runs[blurs])
     n_lines = lines["placement"].nunique() if "placement" in lines else 1
     spread = _on_every_padding(lines)

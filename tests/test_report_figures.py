@@ -689,6 +689,18 @@ def test_one_filter_size_reads_off_one_tick_and_runs_without_seeds_are_the_sampl
     _close(outcome)
 
 
+def test_a_study_without_blur_draws_no_filter_size_figure() -> None:
+    """Runs that all convert nothing (placement none, or sites 0) have no filter size to plot
+    against: no figure with an empty size axis that claims one filter size with blur, but the
+    reason instead."""
+    runs = _sized_runs(["paper"]).assign(sites=None)
+    runs.loc[runs["padding"] == "reflect", "sites"] = 0
+    for table in (runs[runs["placement"] == "none"], runs[runs["sites"] == 0]):
+        outcome = figs.filter_size_figure(table, "consistency_circular")
+        assert outcome.figure is None
+        assert outcome.note == "skipped: no run has blur (placement none, or sites 0, in each)"
+
+
 def test_only_the_filters_that_read_no_padding_are_repeated_on_every_padding() -> None:
     """A one-tap filter on the fixed grid reads no padding, so its runs join the line of each
     padding another run read (zeros too: the APS one-tap run reads it); a table where every
