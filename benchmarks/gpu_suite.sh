@@ -176,7 +176,8 @@ elif [[ " ${timed_out[*]} " == *" tests_"* ]]; then
 else
   tests=passed
 fi
-echo "Triton kernels this run compiled (not in the cache it began with): $(($(kernels_cached) - cached_before))" \
+compiled=$(($(kernels_cached) - cached_before))
+echo "Triton kernels this run compiled (not in the cache it began with): $compiled" \
   | tee -a "$out/device.txt"
 errors=${failed[*]:+; failed: ${failed[*]}}
 cut=${timed_out[*]:+; timed out or killed (their results are partial): ${timed_out[*]}}
