@@ -15,7 +15,7 @@ Timed with ``ablate.speed``'s steps and rounds (a study's optimiser, warm-up, ro
 synchronisation), the variants of one net in turns, ``ROUNDS`` rounds each: a drift of the
 GPU's clocks or of the host's load over the minutes a net takes then moves all of its variants
 alike, and the ratios between them, what the goals judge, keep still (``*_spread`` says how far
-a variant's rounds lay apart). Peak memory is measured with one variant alive at a time.
+a variant's rounds lay apart). Peak memory is measured with one variant on the device at a time.
 
 Writes ``end_to_end.csv`` / ``end_to_end.json`` (with the device, versions, commit and
 command) to ``benchmarks/results/<gpu>/`` and prints the table, ratios to the baseline last.
@@ -137,40 +137,48 @@ def measure_net(model_name: str, layout: str, variants: Sequence[str], *, width:
                 profile: bool = False, notes: list[str] | None = None) -> dict[str, dict]:
     """Per variant of one net and memory format: images/s (:func:`speeds_in_turns`), peak
     memory of a training step, activation memory, forward FLOPs, and with ``profile`` its
-    training step's :func:`step_profile` (key ``profile``). A variant that fails to build is
-    left out, with a line in ``notes``."""
+    training step's :func:`step_profile` (key ``profile``). Each variant's memory is measured
+    as it is built, with no other variant on the device (each is then parked on the CPU until
+    the timing in turns). A variant that fails is left out, with a line in ``notes``."""
     image_shape = (3, image_size, image_size)
-    built = {}
+    results: dict[str, dict] = {}
+    parked = {}
     for variant in variants:
         try:
-            built[variant] = build(model_name, variant, layout, width=width, batch=batch,
-                                   filter_size=filter_size, device=device,
-                                   image_size=image_size)  # fmt: skip
+            net = build(model_name, variant, layout, width=width, batch=batch,
+                        filter_size=filter_size, device=device, image_size=image_size)
+            results[variant] = alone_measures(net, device, image_shape, profile=profile)
         except Exception as err:  # one failing variant must not sink the others
             line = f"{model_name} {variant} {layout} failed: {type(err).__name__}: {err}"
             print(line, flush=True)
             if notes is not None:
                 notes.append(line)
-    steps = {name: SpeedSteps(net.model, net.config, device, image_shape, NUM_CLASSES)
-             for name, net in built.items()}  # fmt: skip
+            continue
+        parked[variant] = (net.model.to("cpu"), net.config)
+    steps = {name: SpeedSteps(model, config, device, image_shape, NUM_CLASSES)
+             for name, (model, config) in parked.items()}  # fmt: skip
     rates = speeds_in_turns(steps, batch, device)
-    steps.clear()  # each variant's peak memory is measured with no other variant's copy alive
-    results = {}
-    for name, net in built.items():
-        alone = SpeedSteps(net.model, net.config, device, image_shape, NUM_CLASSES)
-        alone.train()  # (what a step allocates once, the optimiser's state, is then in place)
-        result = {**rates[name], "peak_memory_mb": peak_memory_mb(alone.train, device)}
-        if profile:
-            result["profile"] = step_profile(alone.train, device)
-        del alone
-        width_used = net.config.width if "width" in model_arguments(model_name) else None
-        results[name] = {**result, "width": width_used,  # None: the factory takes no width
-                         "image_size": image_size,
-                         "activation_mb": activation_mb(net.model, net.config, device, image_shape),
-                         "forward_mflops": forward_flops(net.model, image_shape) / 1e6,
-                         "filter_size": net.config.filter_size, "sites": len(net.changes),
-                         "params": sum(p.numel() for p in net.model.parameters())}  # fmt: skip
-    return results
+    return {name: {**rates[name], **result} for name, result in results.items()}
+
+
+def alone_measures(net: Built, device: torch.device, image_shape: tuple[int, int, int], *,
+                   profile: bool) -> dict[str, object]:
+    """What ``net`` costs besides its speed: peak memory of a training step (after one step,
+    so that what a step allocates once, the optimiser's state, is in place), activation memory,
+    forward FLOPs, size, and with ``profile`` its training step's profile."""
+    steps = SpeedSteps(net.model, net.config, device, image_shape, NUM_CLASSES)
+    steps.train()
+    result: dict[str, object] = {"peak_memory_mb": peak_memory_mb(steps.train, device)}
+    if profile:
+        result["profile"] = step_profile(steps.train, device)
+    del steps
+    sized = "width" in model_arguments(net.config.model)
+    return {**result, "width": net.config.width if sized else None,  # None: the factory takes none
+            "image_size": image_shape[1],
+            "activation_mb": activation_mb(net.model, net.config, device, image_shape),
+            "forward_mflops": forward_flops(net.model, image_shape) / 1e6,
+            "filter_size": net.config.filter_size, "sites": len(net.changes),
+            "params": sum(p.numel() for p in net.model.parameters())}  # fmt: skip
 
 
 def activation_mb(model: torch.nn.Module, config: VariantConfig, device: torch.device,
