@@ -56,6 +56,7 @@ import triton.runtime.cache
 from ablate.variant import build_network
 from ablate.variant_config import VariantConfig
 from benchmarks import host_overhead
+from benchmarks.end_to_end import model_name
 from benchmarks.resource_usage import compile_only
 from benchmarks.static_cost import compute_capability, refuse_interpreter
 from kernels.bench import OPS, build_cases, warm_case
@@ -227,7 +228,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     packing.add_argument("--filters", nargs="+", type=positive(int), default=[2, 3, 4, 5, 6, 7])
     packing.add_argument("--dtypes", nargs="+", choices=("bfloat16", "float16", "float32"),
                          default=["bfloat16", "float16"])
-    packing.add_argument("--models", nargs="+", default=["resnet18", "vgg"])
+    packing.add_argument("--models", nargs="+", type=model_name, default=["resnet18", "vgg"])
     packing.add_argument("--net-filter", type=positive(int), default=4)
     packing.add_argument("--net-width", type=positive(int), default=64)
     packing.add_argument("--net-batch", type=positive(int), default=256)

@@ -892,6 +892,8 @@ def test_cpu_reference_times_each_formulation_of_the_same_op(tmp_path):
         ("benchmarks.precompile", ["pack", "k.tar.gz"], "TRITON_INTERPRET is set: this tool"),
         ("benchmarks.precompile", ["pack", "k.tar.gz", "--parts", "gpu"],
          "--parts: invalid choice: 'gpu'"),
+        ("benchmarks.precompile", ["pack", "k.tar.gz", "--models", "resnet"],
+         "did you mean 'resnet18'"),
         ("benchmarks.host_overhead", ["--shape", "2x8x1x1"], "H and W must be at least 2"),
         ("benchmarks.cpu_reference", ["--shape", "2x8x4x4", "--filter-size", "7"],
          "--shape 2x8x4x4: H and W must be at least 5 for --filter-size 7"),
