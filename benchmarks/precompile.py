@@ -53,10 +53,8 @@ import torch.nn.functional as F
 import triton
 import triton.runtime.cache
 
-from ablate.variant import build_network
-from ablate.variant_config import VariantConfig
 from benchmarks import host_overhead
-from benchmarks.end_to_end import model_name
+from benchmarks.end_to_end import build, model_name
 from benchmarks.resource_usage import compile_only
 from benchmarks.static_cost import compute_capability, refuse_interpreter
 from kernels.bench import OPS, build_cases, warm_case
@@ -70,7 +68,6 @@ PARTS = ("bench", "nets", "host")
 MANIFEST = "manifest.json"
 #: What a cache hit reads: a kernel's record (``__grp__*.json``), metadata and machine code.
 KEPT_SUFFIXES = (".json", ".cubin")
-NUM_CLASSES = 10  # the end-to-end nets' outputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,16 +115,14 @@ def compile_all(items: Sequence[Launches], jobs: int) -> list[str]:
     return failed
 
 
-def run_net(model_name: str, layout: str, filter_size: int, width: int, batch: int) -> None:
-    """One training and one inference step of ``model_name`` anti-aliased with the fused
-    kernels (the one-tap placement at ``filter_size`` 1), as ``benchmarks.end_to_end`` builds
-    it, in bf16 and ``layout``."""
-    config = VariantConfig(model=model_name, width=width, throughput_batch=batch,
-                           filter_size=filter_size, placement="paper", backend="triton",
-                           device="cpu")  # fmt: skip
-    model, _ = build_network(config, NUM_CLASSES, 32, torch.device("cpu"))
+def run_net(name: str, layout: str, filter_size: int, width: int, batch: int) -> None:
+    """One training and one inference step of net ``name`` anti-aliased with the fused kernels
+    at ``filter_size`` (1: the one-tap placement), built as ``benchmarks.end_to_end`` builds
+    it, in bf16 (what its layers hand the kernels under a GPU's autocast) and ``layout``."""
+    net = build(name, "aa_triton", layout, width=width, batch=batch, filter_size=filter_size,
+                device=torch.device("cpu"), image_size=32)  # fmt: skip
     memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    model = model.to(dtype=torch.bfloat16, memory_format=memory_format)
+    model = net.model.to(dtype=torch.bfloat16, memory_format=memory_format)
     x = torch.randn(batch, 3, 32, 32, dtype=torch.bfloat16).contiguous(memory_format=memory_format)
     F.cross_entropy(model(x).float(), torch.zeros(batch, dtype=torch.long)).backward()
     with torch.inference_mode():
