@@ -17,14 +17,18 @@ compile_only`), the very launches the suite will make:
   ``--net-filter`` and with the one-tap placement, one training and one inference step in
   bf16 (what the nets' layers hand the kernels under a GPU's autocast), both layouts, after
   the anti-aliasing converter's own float32 check;
-- ``benchmarks.host_overhead``'s calls at ``--host-shape``.
+- ``benchmarks.host_overhead``'s calls at ``--host-shape``;
+- ``kernels.autotune --quick``'s candidates at ``--tune-shapes`` (every launch config it
+  times there; a benchmark after it launches the winners, at other filter sizes too, which
+  only those at the tuned problems' own keys are among).
 
 ``pack ARCHIVE`` compiles them in ``--jobs`` processes and writes the machine code and its
 metadata as a ``.tar.gz`` (not the intermediate code, most of a cache's bytes); ``unpack
 ARCHIVE DIR`` extracts it on the GPU machine into a cache folder and points its records at
 that folder. ``bash benchmarks/gpu_suite.sh`` does so for ``$TRITON_CACHE_ARCHIVE`` and says
 how many kernels the run still compiled. The suite's ``autotune`` step changes the configs
-the benchmark launches (it times the winners), so leave it out (``STEPS``) to find them all.
+the benchmark launches (it times the winners), so run it after the others, in a run of its
+own (``STEPS``), to find them all.
 
 Triton's key includes a hash of its compiled library, which differs between the builds of one
 Triton version for different Python versions. Where the GPU machine runs another Python,
@@ -38,6 +42,7 @@ archive. Run it without ``TRITON_INTERPRET``, with the GPU machine's Triton vers
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import io
 import json
@@ -57,6 +62,7 @@ from benchmarks import host_overhead
 from benchmarks.end_to_end import build, model_name
 from benchmarks.resource_usage import compile_only
 from benchmarks.static_cost import compute_capability, refuse_interpreter
+from kernels import autotune, tuning
 from kernels.bench import OPS, build_cases, warm_case
 from kernels.cli_types import output_file, positive, run_command, shape_text
 from kernels.files import atomic_write
@@ -64,7 +70,7 @@ from kernels.layout import LAYOUTS
 from kernels.measure import DTYPES, parse_shape
 from kernels.warmup import warm_in_parallel
 
-PARTS = ("bench", "nets", "host")
+PARTS = ("bench", "nets", "host", "autotune")
 MANIFEST = "manifest.json"
 #: What a cache hit reads: a kernel's record (``__grp__*.json``), metadata and machine code.
 KEPT_SUFFIXES = (".json", ".cubin")
@@ -97,6 +103,8 @@ def compile_launches(item: Launches) -> None:
     with compile_only(item.arch, item.device):
         if item.kind == "bench":
             warm_case(item.what[0], impls=("shiftlab",), backend="triton", device="cpu")
+        elif item.kind == "autotune":
+            run_candidates(item.what[0])
         else:
             run_net(*item.what)
 
@@ -129,6 +137,15 @@ def run_net(name: str, layout: str, filter_size: int, width: int, batch: int) ->
         model(x)
 
 
+def run_candidates(problem: autotune.Problem) -> None:
+    """Launch each of ``problem``'s quick autotuning candidates once; one that fails to
+    compile is left to the tuner, which skips it on the GPU too."""
+    run = autotune.launcher(problem, torch.device("cpu")).run
+    for config in autotune.candidates(problem, quick=True):
+        with contextlib.suppress(Exception):
+            run(config)
+
+
 def work(args: argparse.Namespace, triton_key: str | None) -> list[Launches]:
     """The launches of the parts asked for, the slowest to compile first."""
     target = (args.arch, args.device, triton_key)
@@ -143,6 +160,10 @@ def work(args: argparse.Namespace, triton_key: str | None) -> list[Launches]:
                   for case in sorted(cases, key=lambda c: -c.filter_size)]  # fmt: skip
     if "host" in args.parts:
         items.append(Launches("host", (parse_shape(args.host_shape), "bfloat16", 3), *target))
+    if "autotune" in args.parts:
+        problems = autotune.problems(args.tune_shapes, LAYOUTS, ["bfloat16"],
+                                     autotune.QUICK_FILTERS, tuning.OPS, (False,))
+        items += [Launches("autotune", (problem,), *target) for problem in problems]
     return items
 
 
@@ -228,6 +249,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     packing.add_argument("--net-width", type=positive(int), default=64)
     packing.add_argument("--net-batch", type=positive(int), default=256)
     packing.add_argument("--host-shape", type=shape_text, default="8x64x16x16")
+    packing.add_argument("--tune-shapes", nargs="+", type=shape_text,
+                         default=["256x64x112x112", "256x64x32x32"])
     packing.add_argument("--jobs", type=positive(int), default=2,
                          help="processes compiling in parallel (default 2)")
     unpacking = commands.add_parser("unpack", help="extract ARCHIVE into the cache folder DIR")

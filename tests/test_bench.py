@@ -635,6 +635,42 @@ def test_precompiled_kernels_are_found_by_the_same_launches_in_another_folder(tm
     assert not list(cache.glob("*/*.ttir"))
 
 
+def test_precompile_launches_every_quick_candidate_the_tuner_will_time(monkeypatch):
+    """The autotuning part launches each quick candidate of each problem the suite tunes (the
+    quick sweep's shapes, both layouts, bf16, filter sizes 3 and 5, every op), and one that
+    fails to compile does not keep the others from being compiled."""
+    from benchmarks import precompile
+
+    launched = []
+
+    def launcher(problem, device):
+        def run(config):
+            launched.append((problem, config))
+            if len(launched) == 1:
+                raise RuntimeError("out of resources")
+
+        return SimpleNamespace(run=run)
+
+    def candidates(problem, *, quick):
+        assert quick
+        return [{"BLOCK_H": 4}, {"BLOCK_H": 8}]
+
+    monkeypatch.setattr(autotune, "launcher", launcher)
+    monkeypatch.setattr(autotune, "candidates", candidates)
+    monkeypatch.setattr(precompile, "refuse_interpreter", lambda parser: None)
+    args = precompile.parse_args(["pack", "k.tar.gz", "--parts", "autotune",
+                                  "--tune-shapes", "2x16x12x10"])  # fmt: skip
+    items = precompile.work(args, None)
+    problems = [item.what[0] for item in items]
+    assert {(p.op, p.layout, p.dtype, p.filter_size) for p in problems} == {
+        (op, layout, "bfloat16", k) for op in tuning.OPS for layout in ("nchw", "channels_last")
+        for k in (3, 5)
+    }  # fmt: skip
+    for problem in problems:
+        precompile.run_candidates(problem)
+    assert launched == [(p, {"BLOCK_H": h}) for p in problems for h in (4, 8)]
+
+
 def test_precompile_reads_the_triton_key_of_another_interpreter(monkeypatch):
     """The key another interpreter's Triton gives is the one this process computes for the
     same build; another Triton version is refused by name."""
