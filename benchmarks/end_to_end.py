@@ -112,6 +112,8 @@ def speeds_in_turns(steps: Mapping[str, SpeedSteps], batch: int, device: torch.d
     last. A variant's rate is the median of its rounds (each as long as ``ablate.speed``'s,
     after its warm-up); ``*_spread`` is the range of its rounds' rates over that median."""
     rates: dict[str, dict[str, float]] = {name: {} for name in steps}
+    if not steps:  # (every variant of the net failed to build)
+        return rates
     for phase, training in (("train", True), ("infer", False)):
         timed = {}
         for name, variant in steps.items():
@@ -120,7 +122,7 @@ def speeds_in_turns(steps: Mapping[str, SpeedSteps], batch: int, device: torch.d
             timed[name] = (step, *round_length(step, device))
         seconds = {name: [first] for name, (_, _, first) in timed.items()}
         names = list(timed)
-        for turn in range(1, rounds if names else 1):
+        for turn in range(1, rounds):
             for name in names[turn % len(names):] + names[:turn % len(names)]:
                 step, repeats, _ = timed[name]
                 seconds[name].append(round_seconds(step, repeats, device))
