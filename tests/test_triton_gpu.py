@@ -8,6 +8,8 @@ crop's top and left borders the crop's own padding does not reach the compared o
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from test_triton_ops import (
@@ -20,7 +22,7 @@ from test_triton_ops import (
     taps_tensor,
 )
 
-from kernels import BlurPool2d
+from kernels import BlurPool2d, MaxBlurPool2d
 from kernels.ops.blur_pool import blur_pool2d_backward, blur_pool2d_forward, blur_pool2d_triton
 from kernels.ops.max_blur_pool import (
     max_blur_pool2d_backward,
@@ -151,3 +153,42 @@ def test_a_module_built_under_a_cuda_default_device_keeps_its_taps_there() -> No
         net = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3), BlurPool2d(2, 3))
     assert net[1].taps.device == net[0].weight.device and net[1].taps.device.type == "cuda"
     assert net[1].tap_values == (0.25, 0.5, 0.25)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_a_training_step_replays_in_a_cuda_graph(layout: str) -> None:
+    """Small maps are launch-bound, and capturing the step in a CUDA graph is the usual cure:
+    the fused ops' forward and backward capture (no host sync, no new device table once warmed
+    up) and each replay gives what the eager step gives on the new input."""
+    torch.manual_seed(33)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), BlurPool2d(8, 4, relu=True),
+        torch.nn.Conv2d(8, 8, 3, padding=1), MaxBlurPool2d(8, 3, padding="zeros"),
+        torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 5),
+    ).cuda()  # fmt: skip
+    eager = copy.deepcopy(net)
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    static_x = torch.randn(4, 3, 16, 16, device="cuda").to(memory_format=memory_format)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up: compiles, plans and makes the device tables
+        for _ in range(3):
+            net.zero_grad(set_to_none=True)
+            net(static_x).square().sum().backward()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    net.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        static_y = net(static_x)
+        static_y.square().sum().backward()
+    for seed in (34, 35):
+        x = make_input((4, 3, 16, 16), torch.float32, layout, seed=seed)
+        static_x.copy_(x)
+        graph.replay()
+        eager.zero_grad(set_to_none=True)
+        y = eager(x)
+        y.square().sum().backward()
+        torch.cuda.synchronize()
+        assert_close(static_y, y, torch.float32)
+        for captured, expected in zip(net.parameters(), eager.parameters(), strict=True):
+            assert_close(captured.grad, expected.grad, torch.float32)
