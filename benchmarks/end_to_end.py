@@ -146,6 +146,7 @@ def measure_net(model_name: str, layout: str, variants: Sequence[str], *, width:
     results: dict[str, dict] = {}
     parked = {}
     for variant in variants:
+        net = None  # (one that failed, still on the device, must not count in the next's peak)
         try:
             net = build(model_name, variant, layout, width=width, batch=batch,
                         filter_size=filter_size, device=device, image_size=image_size)

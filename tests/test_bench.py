@@ -364,6 +364,40 @@ def test_end_to_end_measure_leaves_nothing_of_its_nets_alive() -> None:
     assert live_tensors() == before
 
 
+def test_end_to_end_a_failed_variant_is_freed_before_the_next_is_built(monkeypatch) -> None:
+    """A variant that fails once built leaves nothing on the device: the next variant's peak
+    memory, measured as it is built, would hold the failed one's weights."""
+    import gc
+    import weakref
+
+    from benchmarks import end_to_end
+
+    built, alive_at_build = [], []
+    real_build = end_to_end.build
+
+    def build(*args, **kwargs):
+        gc.collect()
+        alive_at_build.append([ref() is not None for ref in built])
+        net = real_build(*args, **kwargs)
+        built.append(weakref.ref(net.model))
+        return net
+
+    def alone_measures(net, device, image_shape, *, profile):
+        if net.config.placement != "none":
+            raise RuntimeError("out of resources")
+        return {"peak_memory_mb": math.nan}
+
+    monkeypatch.setattr(end_to_end, "build", build)
+    monkeypatch.setattr(end_to_end, "alone_measures", alone_measures)
+    monkeypatch.setattr(end_to_end, "speeds_in_turns", lambda steps, batch, device: {
+        name: {} for name in steps})  # fmt: skip
+    notes: list[str] = []
+    results = end_to_end.measure_net("vgg", "nchw", ["aa_torch", "baseline"], width=4, batch=4,
+                                     filter_size=3, device=torch.device("cpu"), notes=notes)
+    assert list(results) == ["baseline"] and notes[0].startswith("vgg aa_torch nchw failed")
+    assert alive_at_build == [[], [False]]
+
+
 def test_end_to_end_times_the_variants_of_a_net_in_turns(monkeypatch) -> None:
     """Each round times every variant once, the order rotating round by round, so that a
     drift over the minutes a net takes moves all of them alike (the GPU's clocks had been
