@@ -195,15 +195,17 @@ def activation_mb(model: torch.nn.Module, config: VariantConfig, device: torch.d
     x = x.contiguous(memory_format=memory_format)
     y = torch.zeros(config.throughput_batch, dtype=torch.long, device=device)
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept: dict[int, int] = {}
+    kept: dict[int, torch.UntypedStorage] = {}
 
     def keep(tensor: torch.Tensor) -> None:
-        # Counted, not kept: a saved output handed back to autograd would hold its own graph
-        # (output -> node -> saved output), a cycle through C++ that no garbage collection
-        # frees, and every call would leak a forward's activations.
+        # Not handed back to autograd: a saved output would hold its own graph (output -> node
+        # -> saved output), a cycle through C++ that no garbage collection frees, and every
+        # call would leak a forward's activations. Its storage is held here (a storage holds
+        # no graph) until the forward ends: freed at once, its address would be reused by a
+        # later saved tensor, and the two counted as one.
         storage = tensor.untyped_storage()
         if storage.data_ptr() not in parameters:
-            kept[storage.data_ptr()] = storage.nbytes()
+            kept[storage.data_ptr()] = storage
 
     def never_unpacked(_: None) -> torch.Tensor:
         raise RuntimeError("activation_mb runs no backward")
@@ -213,7 +215,7 @@ def activation_mb(model: torch.nn.Module, config: VariantConfig, device: torch.d
         device.type, torch.bfloat16, enabled=amp
     ):
         F.cross_entropy(model(x), y)
-    return sum(kept.values()) / 2**20
+    return sum(storage.nbytes() for storage in kept.values()) / 2**20
 
 
 def same_net(df: pd.DataFrame, variant: str, column: str) -> pd.Series:

@@ -532,6 +532,34 @@ def test_end_to_end_a_failing_run_is_noted_and_the_others_go_on(tmp_path, user_n
     assert note.startswith(f"{user_nets}:for_large_images baseline nchw failed: ")
 
 
+def test_end_to_end_activation_memory_counts_every_saved_storage_every_time() -> None:
+    """What autograd keeps from a forward, counted as the distinct storages it saves: the same
+    on every call. A saved tensor that autograd is not handed back is freed at once, and one
+    saved later at its address had counted only once (activation_mb then fell call by call,
+    and so its ratio to the baseline's, which the goal judges, was noise)."""
+    import torch.nn.functional as F
+
+    from benchmarks import end_to_end
+
+    device = torch.device("cpu")
+    net = end_to_end.build("vgg", "baseline", "nchw", width=4, batch=4, filter_size=3,
+                           device=device, image_size=16)  # fmt: skip
+    parameters = {p.untyped_storage().data_ptr() for p in net.model.parameters()}
+    storages: dict[int, torch.UntypedStorage] = {}
+
+    def keep(tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            storages[storage.data_ptr()] = storage
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda _: None):
+        F.cross_entropy(net.model(torch.randn(4, 3, 16, 16)), torch.zeros(4, dtype=torch.long))
+    expected = sum(storage.nbytes() for storage in storages.values()) / 2**20
+    measured = [end_to_end.activation_mb(net.model, net.config, device, (3, 16, 16))
+                for _ in range(3)]  # fmt: skip
+    assert measured == pytest.approx([expected] * 3)
+
+
 def test_end_to_end_goal_takes_train_ratio_and_activation_memory():
     from benchmarks import end_to_end
 
