@@ -168,12 +168,16 @@ def alone_measures(net: Built, device: torch.device, image_shape: tuple[int, int
                    profile: bool) -> dict[str, object]:
     """What ``net`` costs besides its speed: peak memory of a training step (after one step,
     so that what a step allocates once, the optimiser's state, is in place), activation memory,
-    forward FLOPs, size, and with ``profile`` its training step's profile."""
+    forward FLOPs, size, and with ``profile`` its training step's profile. An inference step
+    runs too, as the timing's does (kernels training does not run): a variant that fails there
+    fails here, alone, not in the timing in turns, which would lose every variant of the net."""
     steps = SpeedSteps(net.model, net.config, device, image_shape, NUM_CLASSES)
     steps.train()
     result: dict[str, object] = {"peak_memory_mb": peak_memory_mb(steps.train, device)}
     if profile:
         result["profile"] = step_profile(steps.train, device)
+    steps.model.eval()
+    steps.infer()
     del steps
     sized = "width" in model_arguments(net.config.model)
     return {**result, "width": net.config.width if sized else None,  # None: the factory takes none

@@ -398,6 +398,30 @@ def test_end_to_end_a_failed_variant_is_freed_before_the_next_is_built(monkeypat
     assert alive_at_build == [[], [False]]
 
 
+def test_end_to_end_a_variant_whose_inference_fails_is_left_out_alone(monkeypatch) -> None:
+    """Inference runs kernels training does not (no saved state, the model in eval mode):
+    a variant whose inference step fails is noted and left out before the timing in turns,
+    where its failure would sink every variant of the net, the baseline too."""
+    from ablate.speed import SpeedSteps
+    from benchmarks import end_to_end
+    from kernels import BlurPool2d, MaxBlurPool2d
+
+    real_infer = SpeedSteps.infer
+
+    def infer(steps: SpeedSteps) -> None:
+        if any(isinstance(m, (BlurPool2d, MaxBlurPool2d)) for m in steps.model.modules()):
+            raise RuntimeError("out of resources")
+        real_infer(steps)
+
+    monkeypatch.setattr(SpeedSteps, "infer", infer)
+    notes: list[str] = []
+    results = end_to_end.measure_net("vgg", "nchw", ["baseline", "aa_torch"], width=4, batch=4,
+                                     filter_size=3, device=torch.device("cpu"), image_size=16,
+                                     notes=notes)  # fmt: skip
+    assert list(results) == ["baseline"] and results["baseline"]["infer_images_per_s"] > 0
+    assert notes == ["vgg aa_torch nchw failed: RuntimeError: out of resources"]
+
+
 def test_end_to_end_times_the_variants_of_a_net_in_turns(monkeypatch) -> None:
     """Each round times every variant once, the order rotating round by round, so that a
     drift over the minutes a net takes moves all of them alike (the GPU's clocks had been
