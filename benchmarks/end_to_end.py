@@ -157,7 +157,7 @@ def measure_net(model_name: str, layout: str, variants: Sequence[str], *, width:
             if notes is not None:
                 notes.append(line)
             continue
-        parked[variant] = (net.model.to("cpu"), net.config)
+        parked[variant] = (net.model, net.config)  # (alone_measures parked it on the CPU)
     steps = {name: SpeedSteps(model, config, device, image_shape, NUM_CLASSES)
              for name, (model, config) in parked.items()}  # fmt: skip
     rates = speeds_in_turns(steps, batch, device)
@@ -170,22 +170,26 @@ def alone_measures(net: Built, device: torch.device, image_shape: tuple[int, int
     so that what a step allocates once, the optimiser's state, is in place), activation memory,
     forward FLOPs, size, and with ``profile`` its training step's profile. An inference step
     runs too, as the timing's does (kernels training does not run): a variant that fails there
-    fails here, alone, not in the timing in turns, which would lose every variant of the net."""
+    fails here, alone, not in the timing in turns, which would lose every variant of the net.
+    ``net.model`` is left parked on the CPU: the peak holds the copy that trains, not also the
+    net it was copied from."""
+    sized = "width" in model_arguments(net.config.model)
+    sizes = {"width": net.config.width if sized else None,  # None: the factory takes none
+             "image_size": image_shape[1],
+             "activation_mb": activation_mb(net.model, net.config, device, image_shape),
+             "forward_mflops": forward_flops(net.model, image_shape) / 1e6,
+             "filter_size": net.config.filter_size, "sites": len(net.changes),
+             "params": sum(p.numel() for p in net.model.parameters())}  # fmt: skip
+    net.model.to("cpu")
     steps = SpeedSteps(net.model, net.config, device, image_shape, NUM_CLASSES)
     steps.train()
-    result: dict[str, object] = {"peak_memory_mb": peak_memory_mb(steps.train, device)}
+    result: dict[str, object] = {"peak_memory_mb": peak_memory_mb(steps.train, device), **sizes}
     if profile:
         result["profile"] = step_profile(steps.train, device)
     steps.model.eval()
     steps.infer()
     del steps
-    sized = "width" in model_arguments(net.config.model)
-    return {**result, "width": net.config.width if sized else None,  # None: the factory takes none
-            "image_size": image_shape[1],
-            "activation_mb": activation_mb(net.model, net.config, device, image_shape),
-            "forward_mflops": forward_flops(net.model, image_shape) / 1e6,
-            "filter_size": net.config.filter_size, "sites": len(net.changes),
-            "params": sum(p.numel() for p in net.model.parameters())}  # fmt: skip
+    return result
 
 
 def activation_mb(model: torch.nn.Module, config: VariantConfig, device: torch.device,

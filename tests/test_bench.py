@@ -422,6 +422,39 @@ def test_end_to_end_a_variant_whose_inference_fails_is_left_out_alone(monkeypatc
     assert notes == ["vgg aa_torch nchw failed: RuntimeError: out of resources"]
 
 
+def test_end_to_end_peak_memory_holds_only_the_copy_trained(monkeypatch) -> None:
+    """A variant's training peak holds the copy that trains, not also the net it was copied
+    from (one more set of weights in every row): that one is parked on the CPU first. The
+    meta device stands in for a GPU's."""
+    from ablate.speed import SpeedSteps
+    from benchmarks import end_to_end
+
+    device = torch.device("meta")
+    net = end_to_end.build("vgg", "baseline", "nchw", width=4, batch=4, filter_size=3,
+                           device=torch.device("cpu"), image_size=16)  # fmt: skip
+    net.model.to(device)
+    where: list[set[str]] = []
+    move = torch.nn.Module.to
+
+    def to(module: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
+        if args == ("cpu",) and next(module.parameters()).is_meta:  # (meta holds no values)
+            return module.to_empty(device="cpu")
+        return move(module, *args, **kwargs)
+
+    def peak_memory_mb(step, on: torch.device) -> float:
+        where.append({p.device.type for p in net.model.parameters()})
+        return 1.0
+
+    monkeypatch.setattr(torch.nn.Module, "to", to)
+    monkeypatch.setattr(end_to_end, "peak_memory_mb", peak_memory_mb)
+    monkeypatch.setattr(end_to_end, "activation_mb", lambda *args: 2.0)
+    monkeypatch.setattr(SpeedSteps, "infer", lambda steps: None)  # (autocast takes no meta)
+    result = end_to_end.alone_measures(net, device, (3, 16, 16), profile=False)
+    assert where == [{"cpu"}]
+    assert result["peak_memory_mb"] == 1.0 and result["activation_mb"] == 2.0
+    assert result["forward_mflops"] > 0 and next(iter(result)) == "peak_memory_mb"
+
+
 def test_end_to_end_times_the_variants_of_a_net_in_turns(monkeypatch) -> None:
     """Each round times every variant once, the order rotating round by round, so that a
     drift over the minutes a net takes moves all of them alike (the GPU's clocks had been
