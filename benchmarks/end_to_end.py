@@ -339,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         except Exception as err:  # one failing net must not sink the others
             notes.append(f"{model_name} {layout} failed: {type(err).__name__}: {err}")
             print(notes[-1], flush=True)
-            continue
+            results = {}
         for variant, result in results.items():
             net = {"model": model_name, "variant": variant, "layout": layout}
             if args.profile:
@@ -349,8 +349,10 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                   f", inference {result['infer_images_per_s']:.0f} images/s", flush=True)
         if profiles:
             profile = pd.concat(profiles, ignore_index=True)
-            write_results(out, "end_to_end_profile", profile[[*net, *PROFILE_COLUMNS]], meta)
-        if rows:  # written after each net: a cut run keeps its rows
+            named = profile[["model", "variant", "layout", *PROFILE_COLUMNS]]
+            write_results(out, "end_to_end_profile", named, meta)
+        # Written after each net, failed or not: a cut run keeps its rows and its notes.
+        if rows:
             df = add_ratios(pd.DataFrame(rows))
             write_results(out, "end_to_end", df, meta, {"goals": goals(df, judged=judged)})
     cut = budget.note("nets")

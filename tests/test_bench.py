@@ -617,6 +617,29 @@ def test_end_to_end_activation_memory_counts_every_saved_storage_every_time() ->
     assert measured == pytest.approx([expected] * 3)
 
 
+def test_end_to_end_a_failed_net_is_noted_in_the_results_at_once(tmp_path, monkeypatch) -> None:
+    """A net that fails is written to the JSON's notes before the next net starts: a run cut
+    short during that one (the suite's limit) would otherwise keep no word of the failure."""
+    from benchmarks import end_to_end
+
+    outcomes = iter([None, RuntimeError("out of memory"), KeyboardInterrupt()])
+
+    def measure_net(model_name, layout, variants, **kwargs):
+        outcome = next(outcomes)
+        if outcome is not None:
+            raise outcome
+        return {"baseline": {"train_images_per_s": 2.0, "infer_images_per_s": 4.0,
+                             "peak_memory_mb": math.nan, "activation_mb": 1.0}}  # fmt: skip
+
+    monkeypatch.setattr(end_to_end, "measure_net", measure_net)
+    with pytest.raises(KeyboardInterrupt):
+        end_to_end.main(["--models", "vgg", "resnet18", "--variants", "baseline", "--device",
+                         "cpu", "--out", str(tmp_path)])  # fmt: skip
+    payload = json.loads((tmp_path / "end_to_end.json").read_text())
+    assert payload["meta"]["notes"] == ["vgg channels_last failed: RuntimeError: out of memory"]
+    assert [row["model"] for row in payload["rows"]] == ["vgg"]
+
+
 def test_end_to_end_goal_takes_train_ratio_and_activation_memory():
     from benchmarks import end_to_end
 
