@@ -141,7 +141,9 @@ def measure_net(model_name: str, layout: str, variants: Sequence[str], *, width:
     memory of a training step, activation memory, forward FLOPs, and with ``profile`` its
     training step's :func:`step_profile` (key ``profile``). Each variant's memory is measured
     as it is built, with no other variant on the device (each is then parked on the CPU until
-    the timing in turns). A variant that fails is left out, with a line in ``notes``."""
+    the timing in turns). The profiles come last: a profiler can leave instrumentation behind
+    that slows what runs after it (CUPTI, on some torch versions). A variant that fails is
+    left out, with a line in ``notes``."""
     image_shape = (3, image_size, image_size)
     results: dict[str, dict] = {}
     parked = {}
@@ -150,7 +152,7 @@ def measure_net(model_name: str, layout: str, variants: Sequence[str], *, width:
         try:
             net = build(model_name, variant, layout, width=width, batch=batch,
                         filter_size=filter_size, device=device, image_size=image_size)
-            results[variant] = alone_measures(net, device, image_shape, profile=profile)
+            results[variant] = alone_measures(net, device, image_shape)
         except Exception as err:  # one failing variant must not sink the others
             line = f"{model_name} {variant} {layout} failed: {type(err).__name__}: {err}"
             print(line, flush=True)
@@ -161,16 +163,20 @@ def measure_net(model_name: str, layout: str, variants: Sequence[str], *, width:
     steps = {name: SpeedSteps(model, config, device, image_shape, NUM_CLASSES)
              for name, (model, config) in parked.items()}  # fmt: skip
     rates = speeds_in_turns(steps, batch, device)
+    if profile:
+        for name, variant_steps in steps.items():
+            variant_steps.model.train()  # (the timing ends on inference)
+            results[name]["profile"] = step_profile(variant_steps.train, device)
     return {name: {**rates[name], **result} for name, result in results.items()}
 
 
-def alone_measures(net: Built, device: torch.device, image_shape: tuple[int, int, int], *,
-                   profile: bool) -> dict[str, object]:
+def alone_measures(net: Built, device: torch.device,
+                   image_shape: tuple[int, int, int]) -> dict[str, object]:
     """What ``net`` costs besides its speed: peak memory of a training step (after one step,
     so that what a step allocates once, the optimiser's state, is in place), activation memory,
-    forward FLOPs, size, and with ``profile`` its training step's profile. An inference step
-    runs too, as the timing's does (kernels training does not run): a variant that fails there
-    fails here, alone, not in the timing in turns, which would lose every variant of the net.
+    forward FLOPs and size. An inference step runs too, as the timing's does (kernels training
+    does not run): a variant that fails there fails here, alone, not in the timing in turns,
+    which would lose every variant of the net.
     ``net.model`` is left parked on the CPU: the peak holds the copy that trains, not also the
     net it was copied from."""
     sized = "width" in model_arguments(net.config.model)
@@ -184,8 +190,6 @@ def alone_measures(net: Built, device: torch.device, image_shape: tuple[int, int
     steps = SpeedSteps(net.model, net.config, device, image_shape, NUM_CLASSES)
     steps.train()
     result: dict[str, object] = {"peak_memory_mb": peak_memory_mb(steps.train, device), **sizes}
-    if profile:
-        result["profile"] = step_profile(steps.train, device)
     steps.model.eval()
     steps.infer()
     del steps

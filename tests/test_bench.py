@@ -382,7 +382,7 @@ def test_end_to_end_a_failed_variant_is_freed_before_the_next_is_built(monkeypat
         built.append(weakref.ref(net.model))
         return net
 
-    def alone_measures(net, device, image_shape, *, profile):
+    def alone_measures(net, device, image_shape):
         if net.config.placement != "none":
             raise RuntimeError("out of resources")
         return {"peak_memory_mb": math.nan}
@@ -449,10 +449,37 @@ def test_end_to_end_peak_memory_holds_only_the_copy_trained(monkeypatch) -> None
     monkeypatch.setattr(end_to_end, "peak_memory_mb", peak_memory_mb)
     monkeypatch.setattr(end_to_end, "activation_mb", lambda *args: 2.0)
     monkeypatch.setattr(SpeedSteps, "infer", lambda steps: None)  # (autocast takes no meta)
-    result = end_to_end.alone_measures(net, device, (3, 16, 16), profile=False)
+    result = end_to_end.alone_measures(net, device, (3, 16, 16))
     assert where == [{"cpu"}]
     assert result["peak_memory_mb"] == 1.0 and result["activation_mb"] == 2.0
     assert result["forward_mflops"] > 0 and next(iter(result)) == "peak_memory_mb"
+
+
+def test_end_to_end_profiles_each_variant_after_every_variant_is_timed(monkeypatch) -> None:
+    """A profiler can leave its instrumentation behind (CUPTI, on some torch versions): the
+    profiles come after the timing in turns, so none of the speeds is taken under it, and each
+    profiles a training step (the timing ends on inference)."""
+    from benchmarks import end_to_end
+
+    calls = []
+
+    def speeds_in_turns(steps, batch, device):
+        calls.append("timed")
+        for variant in steps.values():
+            variant.model.eval()
+        return {name: {} for name in steps}
+
+    def step_profile(step, device):
+        calls.append(("profiled", step.__self__.model.training))
+        return pd.DataFrame({"name": ["op"]})
+
+    monkeypatch.setattr(end_to_end, "speeds_in_turns", speeds_in_turns)
+    monkeypatch.setattr(end_to_end, "step_profile", step_profile)
+    results = end_to_end.measure_net("vgg", "nchw", ["baseline", "aa_torch"], width=4, batch=4,
+                                     filter_size=3, device=torch.device("cpu"), image_size=16,
+                                     profile=True)  # fmt: skip
+    assert calls == ["timed", ("profiled", True), ("profiled", True)]
+    assert all(list(result["profile"]["name"]) == ["op"] for result in results.values())
 
 
 def test_end_to_end_times_the_variants_of_a_net_in_turns(monkeypatch) -> None:
