@@ -46,7 +46,7 @@ from ablate.models import (
     model_arguments,
 )
 from ablate.speed import SpeedSteps, peak_memory_mb, round_length, round_seconds
-from ablate.train import memory_format_for
+from ablate.train import amp_for, memory_format_for
 from ablate.variant import build_network
 from ablate.variant_config import VariantConfig
 from benchmarks.step_profile import COLUMNS as PROFILE_COLUMNS
@@ -199,8 +199,10 @@ def alone_measures(net: Built, device: torch.device,
 def activation_mb(model: torch.nn.Module, config: VariantConfig, device: torch.device,
                   image_shape: tuple[int, int, int] = (3, 32, 32)) -> float:
     """MiB that autograd keeps from one training forward (with its loss) for the backward:
-    distinct storages, parameters excluded. The activation memory of the goal, on any device
-    and free of the allocator's caching and of transients, which peak memory includes."""
+    distinct storages, parameters excluded, and so are the bf16 copies of them that layers
+    save under autocast (:func:`copies_a_parameter`). The activation memory of the goal, on
+    any device and free of the allocator's caching and of transients, which peak memory
+    includes."""
     memory_format = memory_format_for(config, device)
     model = copy.deepcopy(model).to(device=device, memory_format=memory_format).train()
     x = torch.randn(config.throughput_batch, *image_shape, device=device)
@@ -216,18 +218,38 @@ def activation_mb(model: torch.nn.Module, config: VariantConfig, device: torch.d
         # no graph) until the forward ends: freed at once, its address would be reused by a
         # later saved tensor, and the two counted as one.
         storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameters:
+        if storage.data_ptr() not in parameters and not copies_a_parameter(tensor, parameters):
             kept[storage.data_ptr()] = storage
 
     def never_unpacked(_: None) -> torch.Tensor:
         raise RuntimeError("activation_mb runs no backward")
 
-    amp = config.amp and device.type == "cuda"
+    amp = amp_for(config, device)
     with torch.autograd.graph.saved_tensors_hooks(keep, never_unpacked), torch.autocast(
         device.type, torch.bfloat16, enabled=amp
     ):
         F.cross_entropy(model(x), y)
     return sum(storage.nbytes() for storage in kept.values()) / 2**20
+
+
+#: Autograd nodes of a cast or a view: what lies between a parameter and the copy of it, or the
+#: transposed copy, that a layer saves under autocast.
+CAST_AND_VIEW_NODES = frozenset({"ToCopyBackward0", "TBackward0", "TransposeBackward0",
+                                 "PermuteBackward0", "ViewBackward0", "UnsafeViewBackward0",
+                                 "ExpandBackward0", "AliasBackward0"})  # fmt: skip
+
+
+def copies_a_parameter(tensor: torch.Tensor, parameters: set[int]) -> bool:
+    """Whether ``tensor`` is a parameter cast, or a view of one (autocast's bf16 weights), by
+    its autograd history: casts and views only, back to a parameter (one whose storage's
+    address is in ``parameters``). An activation's history passes through the layer that made
+    it, and so never qualifies, even where the layer's only other input needs no gradient."""
+    node = tensor.grad_fn
+    while node is not None and type(node).__name__ in CAST_AND_VIEW_NODES:
+        inputs = [function for function, _ in node.next_functions if function is not None]
+        node = inputs[0] if len(inputs) == 1 else None
+    variable = getattr(node, "variable", None)  # (an AccumulateGrad's: a leaf needing a grad)
+    return variable is not None and variable.untyped_storage().data_ptr() in parameters
 
 
 def same_net(df: pd.DataFrame, variant: str, column: str) -> pd.Series:

@@ -644,6 +644,29 @@ def test_end_to_end_activation_memory_counts_every_saved_storage_every_time() ->
     assert measured == pytest.approx([expected] * 3)
 
 
+def test_end_to_end_activation_memory_leaves_out_the_autocast_copies_of_the_weights(
+    monkeypatch,
+) -> None:
+    """Under bf16 autocast a layer saves the bf16 copy of its weight, not the weight: that copy
+    is the parameters' memory in another dtype, not an activation, and counted it would add
+    the same to every variant and pull their ratio to the baseline towards 1. (Autocast runs on
+    CUDA only in a benchmark; here it is turned on for the CPU, where bf16 autocast also casts
+    a linear layer's weight.)"""
+    from ablate.variant_config import VariantConfig
+    from benchmarks import end_to_end
+
+    monkeypatch.setattr(end_to_end, "amp_for", lambda config, device: True)
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)  # saves its weight's copy
+    classes = torch.nn.Linear(8 * 32 * 32, 100)  # saves its weight's copy, transposed
+    model = torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.Flatten(), classes)
+    config = VariantConfig(throughput_batch=2)
+    measured = end_to_end.activation_mb(model, config, torch.device("cpu")) * 2**20
+    input_copy = 2 * 3 * 32 * 32 * 2  # bf16, as the conv saves it
+    features = 2 * 8 * 32 * 32 * 2  # the ReLU's output (the linear layer's input too)
+    log_softmax = 2 * 100 * 4  # its fp32 output
+    assert measured == input_copy + features + log_softmax + 2 * 8 + 4  # + labels, loss
+
+
 def test_end_to_end_a_failed_net_is_noted_in_the_results_at_once(tmp_path, monkeypatch) -> None:
     """A net that fails is written to the JSON's notes before the next net starts: a run cut
     short during that one (the suite's limit) would otherwise keep no word of the failure."""
