@@ -2043,6 +2043,43 @@ def test_a_failure_reason_is_one_named_line_of_bounded_length() -> None:
     assert long.startswith("RuntimeError: x x") and len(long) == 500 and "\n" not in long
 
 
+def test_an_out_of_memory_trial_frees_its_memory_before_the_cache_is_emptied(
+    tmp_path, monkeypatch
+) -> None:
+    """CUDA's cache is emptied after an out-of-memory failure once the failed run's tensors
+    are gone: while the exception is handled its traceback holds the run's frames, and what
+    they hold stays reserved from the other workers on the GPU, however empty the cache."""
+    import weakref
+
+    from ablate.workers import run_trial
+
+    spec = make_spec(tmp_path, space={"filter_size": {"value": 3}}, seeds=[0], max_retries=0)
+    storage, study, slots = opened_study(tmp_path, spec)
+    plan_slots(study, storage, slots)
+    trial = claim_next(study, storage, owner_record("cpu"))
+
+    class Activations:
+        """What a run holds on the device when an allocation fails."""
+
+    held: list[weakref.ref] = []
+
+    def out_of_memory(config: VariantConfig) -> dict[str, Any]:
+        activations = Activations()
+        held.append(weakref.ref(activations))
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    still_held: list[bool] = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: still_held.append(held[0]() is not None))
+    job = WorkerJob(spec=spec, storage=None, index=0, device="cpu")
+    run_trial(study, storage, trial, job, out_of_memory, slots)
+    assert still_held == [False]
+    failed = study.get_trials()[trial.number]
+    assert failed.state == optuna.trial.TrialState.FAIL
+    assert failed.user_attrs["fail_reason"] == (
+        "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"
+    )
+
+
 def test_a_metric_that_is_a_flag_is_not_an_objective_value(tmp_path: Path) -> None:
     """True is an int to Python; as a trial's accuracy it would pass as 1.0."""
     from ablate.workers import BadMetrics, _check_metrics
