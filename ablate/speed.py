@@ -4,7 +4,9 @@ Training and inference images/s are timed at `config.throughput_batch` on random
 the run's optimiser, bf16 autocast and memory format, after warm-up, synchronised on CUDA,
 as the median of three timed rounds.
 Peak memory is `torch.cuda.max_memory_allocated` over one training step on CUDA, after a
-garbage collection: an earlier model held in reference cycles would count too. On the CPU it
+garbage collection (an earlier model held in reference cycles would count too), less what the
+device held before the copy was made: a run's data and the net it trained stay on the device,
+and are not the step's. On the CPU it
 is NaN: the process's resident size is a poor proxy (freed memory stays resident and the
 lifetime peak usually predates the step), so no number is better than a wrong one.
 """
@@ -46,11 +48,12 @@ def measure_speed(
     as they are.
     """
     device = torch.device(device)
+    held_mb = allocated_mb(device)  # the caller's (its data, `model`): not the step's
     steps = SpeedSteps(model, config, device, image_shape, num_classes)
     batch = config.throughput_batch
     steps.model.train()
     train_rate = _images_per_s(steps.train, batch, device)
-    peak_mb = peak_memory_mb(steps.train, device)
+    peak_mb = peak_memory_mb(steps.train, device) - held_mb
     steps.model.eval()
     infer_rate = _images_per_s(steps.infer, batch, device)
     return {
@@ -127,6 +130,15 @@ def peak_memory_mb(step: Callable[[], None], device: torch.device) -> float:
     step()
     torch.cuda.synchronize(device)
     return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def allocated_mb(device: torch.device) -> float:
+    """Device memory (MiB) allocated now on CUDA, after a garbage collection; 0 elsewhere."""
+    if device.type != "cuda":
+        return 0.0
+    gc.collect()
+    torch.cuda.synchronize(device)
+    return torch.cuda.memory_allocated(device) / 2**20
 
 
 def synchronize(device: torch.device) -> None:

@@ -481,6 +481,44 @@ def test_speed_times_training_steps_and_inference_apart(monkeypatch) -> None:
     assert not model.training
 
 
+def test_peak_memory_is_the_training_steps_not_what_the_run_held_before(monkeypatch) -> None:
+    """On CUDA the peak counts the copy that trains, its optimiser and the step's activations,
+    not what the device held when the speed was measured: a run's data and the trained net
+    stay there (700 MiB here), and would make the figure grow with the training set. CUDA's
+    memory statistics are faked, so the accounting runs on the CPU."""
+    mib = 2**20
+    memory = {"allocated": 700 * mib, "peak": 700 * mib}
+
+    def reset_peak(device: torch.device) -> None:
+        memory["peak"] = memory["allocated"]
+
+    class Steps:
+        """What SpeedSteps allocates: a copy and its optimiser state (30 MiB), and 20 MiB of
+        activations during a training step."""
+
+        def __init__(self, *args: Any) -> None:
+            memory["allocated"] += 30 * mib
+            self.model = nn.Identity()
+
+        def train(self) -> None:
+            memory["peak"] = max(memory["peak"], memory["allocated"] + 20 * mib)
+
+        def infer(self) -> None:
+            pass
+
+    for name, fake in {
+        "synchronize": lambda device=None: None,
+        "reset_peak_memory_stats": reset_peak,
+        "memory_allocated": lambda device=None: memory["allocated"],
+        "max_memory_allocated": lambda device=None: memory["peak"],
+    }.items():
+        monkeypatch.setattr(torch.cuda, name, fake)
+    monkeypatch.setattr(speed_module, "SpeedSteps", Steps)
+    monkeypatch.setattr(speed_module, "_images_per_s", lambda step, batch, device: 1.0)
+    speed = measure_speed(tiny_model(), VariantConfig(), "cuda")
+    assert speed["peak_memory_mb"] == pytest.approx(50.0)
+
+
 def test_speed_steps_train_a_copy_with_the_runs_optimizer() -> None:
     """The measured steps train a copy with the run's optimiser and learning rate on a random
     batch of `throughput_batch` images with labels below `num_classes`, without CPU autocast."""
@@ -520,3 +558,16 @@ def test_cuda_training_uses_bf16_autocast_and_channels_last():
     del garbage
     again = measure_speed(model, VariantConfig(), "cuda", image_shape=(3, 8, 8), num_classes=4)
     assert again["peak_memory_mb"] < speed["peak_memory_mb"] + 64
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_peak_memory_leaves_out_what_the_device_held_before():
+    """512 MiB on the device before the speed is measured (a run's training set) are not the
+    training step's."""
+    model = tiny_model().cuda()
+    alone = measure_speed(model, VariantConfig(), "cuda", image_shape=(3, 8, 8), num_classes=4)
+    data = torch.empty(512 * 2**20, dtype=torch.uint8, device="cuda")
+    held = measure_speed(model, VariantConfig(), "cuda", image_shape=(3, 8, 8), num_classes=4)
+    del data
+    assert 0 < held["peak_memory_mb"] < alone["peak_memory_mb"] + 64
