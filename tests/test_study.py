@@ -232,11 +232,16 @@ def test_rerun_resumes_without_running_finished_trials(tmp_path, call_log):
     assert len(load(out).get_trials()) == 6
 
 
-def test_nan_and_diverged_trials_fail_with_their_reason_and_the_study_completes(tmp_path, call_log):
+def test_nan_and_diverged_trials_fail_with_their_reason_and_the_study_completes(
+    tmp_path, call_log, monkeypatch
+):
     space = {"lr": {"choices": [0.05, NAN_LR, DIVERGING_LR]}, "filter_size": {"value": 2}}
     spec = make_spec(tmp_path, space=space, seeds=[0], max_retries=1)
     out = tmp_path / "out"
-    status = run_study(spec, out, options(device="auto"))  # no GPU: the runs name "cpu (N …)"
+    # no GPU (hidden where there is one: "auto" would run the workers on it, and a trial that
+    # recorded no run would name it): the runs name "cpu (N …)"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    status = run_study(spec, out, options(device="auto"))
 
     assert status.done and (status.complete, status.failed) == (1, 2)
     trials = load(out).get_trials()
