@@ -141,8 +141,12 @@ def make_impl(
 
 def configure_compile(cases: int) -> None:
     """``torch.compile``'s settings for a sweep of ``cases``, the same in every process that
-    compiles them (:func:`warm_case`), so that they share its caches."""
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 4 * cases)
+    compiles them (:func:`warm_case`), so that they share its caches. Each case compiles the
+    formulation's one code object anew: Dynamo's limits on its compiles, per guard set and over
+    the whole process (8 and 256 by default), would otherwise leave the later cases eager."""
+    config = torch._dynamo.config
+    config.cache_size_limit = max(config.cache_size_limit, 4 * cases)
+    config.accumulated_cache_size_limit = max(config.accumulated_cache_size_limit, 4 * cases)
     # Timing the backward alone re-runs it on a retained graph, which donated buffers forbid.
     torch._functorch.config.donated_buffer = False
 

@@ -1367,3 +1367,40 @@ def test_results_are_strict_json_with_their_threads_recorded(tmp_path):
     payload = json.loads((tmp_path / "t.json").read_text(), parse_constant=pytest.fail)
     assert payload["goals"] == [{"ratio": None, "ok": True}]
     assert payload["rows"] == [{"ms": 1.0}, {"ms": None}]
+
+
+def _eager_compile_cases(count: int) -> list:
+    """``count`` distinct cases, each a new closure of the pad + conv2d formulation's code."""
+    ops_filters = [(op, k) for op in bench.OPS for k in bench.FULL_FILTERS]
+    return [bench.Case(op, (1, 2, 9, 9), k, "nchw", "float32") for op, k in ops_filters[:count]]
+
+
+@pytest.fixture
+def eager_compile(monkeypatch):
+    """``torch.compile`` with Dynamo's eager backend (no Inductor build on the CPU), Dynamo's
+    limits restored afterwards; yields a counter of the graphs Dynamo compiled."""
+    from torch._dynamo.utils import counters
+
+    config = torch._dynamo.config
+    for name in ("cache_size_limit", "accumulated_cache_size_limit"):
+        monkeypatch.setattr(config, name, getattr(config, name))
+    monkeypatch.setattr(bench.torch, "compile", lambda fn, **kwargs: torch._dynamo.optimize(
+        "eager", dynamic=kwargs.get("dynamic"))(fn))  # fmt: skip
+    torch._dynamo.reset()
+    counters.clear()
+    yield lambda: counters["stats"]["unique_graphs"]
+    torch._dynamo.reset()
+
+
+def test_the_compile_rows_of_a_sweep_past_dynamos_accumulated_limit_are_compiled(
+        monkeypatch, eager_compile):
+    """Every case compiles the formulation's one code object anew, and Dynamo also caps the
+    compiles of a code object over the whole process (256 by default, fewer than the 360
+    cases of the default GPU sweep): past that cap the "compile" rows timed eager code."""
+    monkeypatch.setattr(torch._dynamo.config, "accumulated_cache_size_limit", 3)
+    cases = _eager_compile_cases(5)
+    bench.configure_compile(len(cases))
+    x = torch.randn(1, 2, 9, 9, requires_grad=True)
+    for case in cases:
+        bench.make_impl("compile", case, x.device, "torch")(x).sum().backward()
+    assert eager_compile() == len(cases)
