@@ -151,11 +151,13 @@ def configure_compile(cases: int) -> None:
     torch._functorch.config.donated_buffer = False
 
 
-def warm_case(case: Case, *, impls: Sequence[str], backend: str, device: str) -> None:
+def warm_case(case: Case, *, impls: Sequence[str], backend: str, device: str,
+              cases: int = 1) -> None:
     """Run each implementation's forward and backward once on ``case``: in a pool of processes
     ahead of the sweep (:mod:`kernels.warmup`), this fills the Triton and Inductor caches the
-    sweep then reads. Raises, after trying them all, if some failed."""
-    configure_compile(1)
+    sweep then reads. ``cases``: the sweep's, any number of which one worker may warm. Raises,
+    after trying them all, if some failed."""
+    configure_compile(cases)
     # The pool already compiles in parallel: Inductor's own pool per worker would multiply the
     # processes (this setting is not part of Inductor's cache keys).
     torch._inductor.config.compile_threads = 1
@@ -534,9 +536,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     if "compile" in impls:  # (on any device: past Dynamo's limit the rest would run eager)
         configure_compile(len(cases))
     budget = TimeBudget(args.budget_s)
-    warm = functools.partial(
-        warm_case, impls=tuple(impls), backend=args.backend, device=args.device
-    )
+    warm = functools.partial(warm_case, impls=tuple(impls), backend=args.backend,
+                             device=args.device, cases=len(cases))  # fmt: skip
     warm_ahead(warm, cases, jobs=args.jobs, device_type=device.type, budget=budget)
     out = args.out or default_results_dir(device)
     fused = args.backend == "triton"
