@@ -50,7 +50,7 @@ from kernels.bench_results import default_results_dir, print_table, run_metadata
 from kernels.cli_types import device_option, output_folder, positive, run_command, shape_text
 from kernels.files import atomic_write
 from kernels.functional import fused_kernels_run
-from kernels.layout import LAYOUTS
+from kernels.layout import LAYOUTS, keeps_channels_last
 from kernels.measure import DTYPES, parse_shape, peak_memory_mb, random_input, time_ms
 from kernels.padding import dense_max_size
 from kernels.time_budget import TimeBudget
@@ -177,12 +177,17 @@ def minimal_bytes(case: Case, x: torch.Tensor, y: torch.Tensor) -> dict[str, int
     """Bytes each direction must move at least, each read once and each written once: the
     forward reads x and writes y; the backward reads y's gradient and writes x's and, past a
     ReLU or a max, what routes the gradient, as compact as the fused kernels keep it (a bit
-    per element of x for the ReLU, a byte per max-map element for the max). Their forward's
+    per element of x for the ReLU, eight to a byte along x's contiguous axis, as
+    ``relu_mask_buffer`` packs it; a byte per max-map element for the max). Their forward's
     write of it is not counted; an implementation that reads x again moves more."""
     n, c, h, w = case.shape
+    if keeps_channels_last(x):
+        mask_bytes = n * math.ceil(c / 8) * h * w
+    else:
+        mask_bytes = n * c * h * math.ceil(w / 8)
     routing = {
         "blur_pool": 0,
-        "blur_pool_relu": math.ceil(x.numel() / 8),
+        "blur_pool_relu": mask_bytes,
         "max_blur_pool": n * c * dense_max_size(h, MAX_KERNEL) * dense_max_size(w, MAX_KERNEL),
     }[case.op]
     fwd = x.nbytes + y.nbytes

@@ -1423,3 +1423,20 @@ def test_a_warm_up_worker_compiles_every_case_it_is_handed(tmp_path, monkeypatch
     for case in warmed["cases"]:  # as one worker would take them
         warmed["task"](case)
     assert eager_compile() == len(warmed["cases"])
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 12, 6, 28), (2, 64, 8, 8)])
+def test_minimal_bytes_read_the_gradients_route_at_the_size_the_kernels_keep_it(shape, layout):
+    """The ReLU's bits are packed eight to a byte along the contiguous axis only (a row of 28
+    columns keeps 4 bytes, not 3.5), the max's codes a byte per max-map element."""
+    from kernels.ops.blur_pool import relu_mask_buffer
+    from kernels.ops.max_blur_pool import max_codes_buffer
+
+    x = measure.random_input(shape, "float16", layout, torch.device("cpu"))
+    y = torch.empty(1, dtype=x.dtype)  # only x's route is asked about
+    kept = {"blur_pool": 0, "blur_pool_relu": relu_mask_buffer(x).numel(),
+            "max_blur_pool": max_codes_buffer(x, bench.MAX_KERNEL).numel()}  # fmt: skip
+    for op, routing in kept.items():
+        moved = bench.minimal_bytes(bench.Case(op, shape, 3, layout, "float16"), x, y)
+        assert moved["bwd"] - y.nbytes - x.nbytes == routing, op
