@@ -119,7 +119,8 @@ def candidates(problem: Problem, *, quick: bool) -> list[dict[str, int]]:
                       if bc <= tuning.pow2_bucket(c)]  # fmt: skip
     else:
         tiles = list(cl)
-    tiles = [t for t in tiles if t[0] <= max(16, tuning.pow2_bucket(c))]
+    # (A whole small map can be a streamed tile too: each is tried once.)
+    tiles = [t for t in dict.fromkeys(tiles) if t[0] <= max(16, tuning.pow2_bucket(c))]
     # Every thread owns at least one element and at most twice its share of registers'
     # worth (tuning.thread_elements): beyond that a config spills or keeps few warps
     # resident, and would only cost its compile. A tile's threads hold one row.

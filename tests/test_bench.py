@@ -3,6 +3,7 @@
 import argparse
 import contextlib
 import importlib
+import itertools
 import json
 import math
 import os
@@ -1440,3 +1441,16 @@ def test_minimal_bytes_read_the_gradients_route_at_the_size_the_kernels_keep_it(
     for op, routing in kept.items():
         moved = bench.minimal_bytes(bench.Case(op, shape, 3, layout, "float16"), x, y)
         assert moved["bwd"] - y.nbytes - x.nbytes == routing, op
+
+
+@pytest.mark.parametrize("op", tuning.OPS)
+@pytest.mark.parametrize("shape", [(256, 64, 32, 32), (64, 512, 14, 14), (64, 64, 112, 112)])
+def test_gpu_candidates_are_each_tried_once(monkeypatch, op, shape):
+    """A small map's whole-map tiles can coincide with a streamed tile (16 planes × 8 rows ×
+    16 columns at 32×32): the same launch would be timed twice, out of a GPU's short loan."""
+    monkeypatch.setattr(hardware, "interpreting", lambda: False)
+    monkeypatch.setattr(hardware, "device_name", lambda: "NVIDIA H200")
+    for layout, quick in itertools.product(("nchw", "channels_last"), (True, False)):
+        configs = autotune.candidates(autotune.Problem(op, shape, layout, "float16", 3),
+                                      quick=quick)  # fmt: skip
+        assert len({tuple(sorted(c.items())) for c in configs}) == len(configs), (layout, quick)
