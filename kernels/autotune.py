@@ -5,9 +5,10 @@ problem (CIFAR- and ImageNet-sized activations, NCHW and channels_last, the chos
 filter sizes), every candidate launch configuration is run through the op's launcher with an
 explicit ``config`` and timed (median of CUDA-event timings, ``kernels.measure.time_ms``).
 Candidates that fail to compile or run out of resources, or whose result differs from the
-reference ops' (``kernels.reference``), are skipped. The fastest is saved to the user cache
-(``kernels.tuning.user_cache_path()``), which the kernels then use automatically; ``--out``
-also writes the winners as a table to ship in ``kernels/tuned/``.
+reference ops' (``kernels.reference``; for a forward that saves codes or a mask, also the
+input gradient its backward computes from them), are skipped. The fastest is saved to the user
+cache (``kernels.tuning.user_cache_path()``), which the kernels then use automatically;
+``--out`` also writes the winners as a table to ship in ``kernels/tuned/``.
 
 Compiling is most of the cost on a fresh machine, so the candidates are first compiled in a
 pool of processes (``--jobs``, :mod:`kernels.warmup`) and then timed one at a time.
@@ -145,10 +146,14 @@ def key_of(problem: Problem) -> tuning.TuningKey:
 @dataclasses.dataclass(frozen=True)
 class ProblemLauncher:
     """A problem's kernel on inputs made once: ``run(config)`` launches it with ``config``;
-    ``expected()`` is what it must compute, by the reference ops in float32."""
+    ``expected()`` is what it must compute, by the reference ops in float32. ``routed()``,
+    for a forward that also saves what its backward reads (the max's codes, the ReLU's
+    mask): the input gradient the backward computes from what the last ``run`` saved, and the
+    reference's (a candidate must get both its output and these right)."""
 
     run: Callable[[dict[str, int] | None], torch.Tensor]
     expected: Callable[[], torch.Tensor]
+    routed: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 def launcher(problem: Problem, device: torch.device) -> ProblemLauncher:
@@ -175,8 +180,6 @@ def launcher(problem: Problem, device: torch.device) -> ProblemLauncher:
             return max_blur_pool2d_reference(source, reference_taps, STRIDE, PADDING, MAX_KERNEL)
         return blur_pool2d_reference(source, reference_taps, STRIDE, PADDING, 0, problem.relu)
 
-    if problem.op.endswith("_fwd"):
-        return ProblemLauncher(forward, lambda: reference(x).float())
     grad = torch.randn_like(forward(None))
 
     def backward(config: dict[str, int] | None) -> torch.Tensor:
@@ -187,11 +190,17 @@ def launcher(problem: Problem, device: torch.device) -> ProblemLauncher:
                                     mask=mask, channels_last=keeps_channels_last(x),
                                     config=config)  # fmt: skip
 
+    @functools.cache
     def expected_gradient() -> torch.Tensor:
         source = x.detach().requires_grad_()  # in x's dtype: ties in a max window as the kernel
         (gradient,) = torch.autograd.grad(reference(source), source, grad)
         return gradient.float()
 
+    if problem.op.endswith("_fwd"):
+        # The backward as the ops launch it, on what the candidate's forward saved.
+        routed = None if codes is None and mask is None else (
+            lambda: (backward(None).float(), expected_gradient()))  # fmt: skip
+        return ProblemLauncher(forward, lambda: reference(x).float(), routed)
     return ProblemLauncher(backward, expected_gradient)
 
 
@@ -231,6 +240,12 @@ def tune(problem: Problem, device: torch.device, *, quick: bool,
         if not torch.allclose(result.float(), expected, rtol=tolerance, atol=tolerance):
             print(f"skipped {config} for {problem}: result differs from the reference")
             continue
+        if problem_launcher.routed is not None:
+            gradient, expected_gradient = problem_launcher.routed()
+            if not torch.allclose(gradient, expected_gradient, rtol=tolerance, atol=tolerance):
+                print(f"skipped {config} for {problem}: the codes or mask it saves give an input "
+                      "gradient that differs from the reference")  # fmt: skip
+                continue
         ms = time_ms(lambda config=config: run(config), device, rep_ms=rep_ms)
         if best is None or ms < best[1]:
             best = (config, ms)

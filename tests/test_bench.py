@@ -1454,3 +1454,32 @@ def test_gpu_candidates_are_each_tried_once(monkeypatch, op, shape):
         configs = autotune.candidates(autotune.Problem(op, shape, layout, "float16", 3),
                                       quick=quick)  # fmt: skip
         assert len({tuple(sorted(c.items())) for c in configs}) == len(configs), (layout, quick)
+
+
+@pytest.mark.parametrize(("op", "relu", "forward"), [
+    ("max_blur_pool_fwd", False, "max_blur_pool2d_forward"),
+    ("blur_pool_fwd", True, "blur_pool2d_forward"),
+])  # fmt: skip
+def test_autotune_skips_a_forward_whose_saved_route_is_wrong(monkeypatch, capsys, op, relu,
+                                                             forward):
+    """A forward candidate also writes what its backward reads (the max's codes, the ReLU's
+    mask): one whose output is right but whose codes or mask are not would corrupt every
+    gradient of the ops that use it, and so is no valid candidate."""
+    right = dict(tuning.heuristic_config(op, autotune.key_of(
+        autotune.Problem(op, (2, 3, 9, 7), "nchw", "float32", 3, relu))))
+    wrong = {**right, "BLOCK_H": 2 * right["BLOCK_H"]}
+    launch = getattr(autotune, forward)
+
+    def corrupting(*args, config=None, **kwargs):
+        y = launch(*args, config=config, **kwargs)
+        if config == wrong:
+            saved = kwargs["codes"] if "codes" in kwargs else kwargs["mask"]
+            saved.zero_()
+        return y
+
+    monkeypatch.setattr(autotune, forward, corrupting)
+    monkeypatch.setattr(autotune, "candidates", lambda problem, quick: [wrong, right])
+    problem = autotune.Problem(op, (2, 3, 9, 7), "nchw", "float32", 3, relu)
+    best = autotune.tune(problem, torch.device("cpu"), quick=True, rep_ms=1)
+    assert best is not None and best[0] == right
+    assert f"skipped {wrong}" in capsys.readouterr().out
