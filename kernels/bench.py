@@ -8,7 +8,8 @@ fused, max-blur-pool) for shiftlab's kernels and, in the same run, for
   antialiased-cnns does;
 - ``compile``: ``torch.compile`` of that formulation;
 - ``kornia``: ``kornia.filters.blur_pool2d`` / ``max_blur_pool2d`` when kornia is installed
-  (it pads zeros, the others reflect; the bytes moved are the same);
+  (it pads zeros, the others reflect; the bytes moved are the same from kornia 0.9 on, an
+  older one's smaller max_blur_pool2d output at even filter sizes is noted);
 - ``copy``: the device's copy bandwidth for a tensor the size of the input, the roofline.
 
 GB/s counts the bytes an op must move at least (spec §5): each input read once, each output
@@ -35,6 +36,7 @@ import importlib.util
 import itertools
 import json
 import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -538,6 +540,12 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     if "kornia" in impls and importlib.util.find_spec("kornia") is None:
         impls.remove("kornia")
         notes.append("kornia is not installed: its column is skipped")
+    versions = {}
+    if "kornia" in impls:
+        versions["kornia"] = kornia_version = importlib.import_module("kornia").__version__
+        unlike = kornia_differs(kornia_version, cases)
+        if unlike:
+            notes.append(unlike)
     if "compile" in impls:  # (on any device: past Dynamo's limit the rest would run eager)
         configure_compile(len(cases))
     budget = TimeBudget(args.budget_s)
@@ -550,7 +558,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     judged = fused and device.type == "cuda"
     if "shiftlab" in impls and not fused:
         notes.append("shiftlab's rows time its reference ops (--backend torch)")
-    meta = {**run_metadata(device), "notes": notes, "impls": impls, "backend": args.backend}
+    meta = {**run_metadata(device), **versions, "notes": notes, "impls": impls,
+            "backend": args.backend}
     what = (f"shiftlab's {'kernels' if fused else 'reference ops'} on {meta['device']}"
             + ("" if judged or not fused else " in Triton's interpreter"))  # fmt: skip
 
@@ -594,6 +603,21 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     else:
         print("goals: not judged (they are the fused kernels', not the reference ops')")
     return df
+
+
+def kornia_differs(version: str, cases: Sequence[Case]) -> str | None:
+    """A note when kornia ``version`` computes less than the others on some of ``cases``:
+    before 0.9 it padded ``(k - 1) // 2`` on both sides (0.9 on: that before, ``k // 2``
+    after, as the others), so at even filter sizes its max_blur_pool2d, on the odd map the
+    2x2 max leaves of an even one, gave a row and a column fewer."""
+    release = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    even = sorted({case.filter_size for case in cases
+                   if case.op == "max_blur_pool" and case.filter_size % 2 == 0})  # fmt: skip
+    if release >= (0, 9) or not even:
+        return None
+    return (f"kornia {version} pads (k-1)//2 on both sides: at even filter sizes "
+            f"({', '.join(map(str, even))}) its max_blur_pool2d gives a row and a column fewer "
+            "than the others, less work (kornia 0.9 on pads as they do)")
 
 
 def exit_status(df: pd.DataFrame) -> int:

@@ -1483,3 +1483,16 @@ def test_autotune_skips_a_forward_whose_saved_route_is_wrong(monkeypatch, capsys
     best = autotune.tune(problem, torch.device("cpu"), quick=True, rep_ms=1)
     assert best is not None and best[0] == right
     assert f"skipped {wrong}" in capsys.readouterr().out
+
+
+def test_bench_says_when_kornias_max_blur_pool_computes_a_smaller_output(tmp_path, monkeypatch):
+    """Before 0.9 kornia padded (k - 1) // 2 on both sides: at even filter sizes its
+    max_blur_pool2d (on the odd map a 2x2 max leaves) gave a row and a column fewer than the
+    others, less work to compare against. The version it ran is recorded, and that said."""
+    kornia = pytest.importorskip("kornia")
+    monkeypatch.setattr(kornia, "__version__", "0.8.2")
+    run_bench(tmp_path, "--impls", "kornia", "--filters", "4", "--ops", "max_blur_pool",
+              "--no-figures")  # fmt: skip
+    meta = json.loads((tmp_path / "kernels.json").read_text())["meta"]
+    assert meta["kornia"] == "0.8.2"
+    assert any("kornia 0.8.2" in note and "even filter sizes" in note for note in meta["notes"])
