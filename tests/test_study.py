@@ -1115,8 +1115,8 @@ def test_stuck_workers_are_stopped_within_one_grace_period_however_many(tmp_path
 
 def _stops_once(marker: Path) -> None:  # a worker whose requeue outlasts a second signal
     stop_once_on_signals()
-    marker.write_text("listening")
-    try:
+    try:  # (a stop that lands while it says so is handled as one during the sleep)
+        marker.write_text("listening")
         time.sleep(120)
     except KeyboardInterrupt:
         marker.write_text("stopping")
@@ -1157,7 +1157,10 @@ def test_a_second_stop_does_not_cut_short_a_workers_requeue(tmp_path):
     worker = multiprocessing.get_context("fork").Process(target=_stops_once, args=(marker,))
     worker.start()
     deadline = time.monotonic() + 30
-    while not marker.exists() and time.monotonic() < deadline:
+    # Its handlers are in place once it has said so: the file's existence alone is not enough
+    # (the stop could land while it is being written, before the worker listens).
+    while not (marker.exists() and marker.read_text() == "listening"):
+        assert time.monotonic() < deadline, "the worker never listened"
         time.sleep(0.05)
     os.kill(worker.pid, signal.SIGINT)
     while marker.read_text() != "stopping" and time.monotonic() < deadline:
