@@ -388,10 +388,13 @@ def test_forward_pads_on_registers_where_outputs_read_their_sources(
 
     x[0, 0, 0, 1] = x[0, 1, 8, 11] = math.inf
     x[0, 2, 6, 0] = -math.inf if max_kernel > 1 else -2.0
-    row = torch.tensor(taps, dtype=x.dtype, device=x.device)
+    # The pad + conv in float64: a float32 conv on CUDA may run on TF32 (cuDNN's default for
+    # convolutions, taken for a channels_last depthwise one), ~1e-3 off the filter's weights.
+    row = torch.tensor(taps, dtype=torch.float64, device=x.device)
     weight = torch.outer(row, row).expand(3, 1, -1, -1)
     mode = "constant" if padding == "zeros" else padding
     dense = torch.nn.functional.max_pool2d(x, max_kernel, 1) if max_kernel > 1 else x.relu()
+    dense = dense.double()
     padded = torch.nn.functional.pad(dense, (before, before) * 2, mode=mode)
     expected = torch.nn.functional.conv2d(padded, weight, stride=stride, groups=3)
     out = poisoned(x, tuple(expected.shape))
