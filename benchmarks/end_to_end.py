@@ -146,7 +146,7 @@ def measure_net(model_name: str, layout: str, variants: Sequence[str], *, width:
     left out, with a line in ``notes``."""
     image_shape = (3, image_size, image_size)
     results: dict[str, dict] = {}
-    parked = {}
+    parked: dict[str, Built] = {}
     for variant in variants:
         net = None  # (one that failed, still on the device, must not count in the next's peak)
         try:
@@ -159,9 +159,9 @@ def measure_net(model_name: str, layout: str, variants: Sequence[str], *, width:
             if notes is not None:
                 notes.append(line)
             continue
-        parked[variant] = (net.model, net.config)  # (alone_measures parked it on the CPU)
-    steps = {name: SpeedSteps(model, config, device, image_shape, NUM_CLASSES)
-             for name, (model, config) in parked.items()}  # fmt: skip
+        parked[variant] = net  # (alone_measures parked its model on the CPU)
+    steps = {name: SpeedSteps(net.model, net.config, device, image_shape, NUM_CLASSES)
+             for name, net in parked.items()}  # fmt: skip
     rates = speeds_in_turns(steps, batch, device)
     if profile:
         for name, variant_steps in steps.items():

@@ -52,7 +52,7 @@ from kernels.bench_results import default_results_dir, print_table, run_metadata
 from kernels.cli_types import device_option, output_folder, positive, run_command, shape_text
 from kernels.files import atomic_write
 from kernels.functional import fused_kernels_run
-from kernels.layout import LAYOUTS, keeps_channels_last
+from kernels.layout import LAYOUTS, bit_packed_shape
 from kernels.measure import DTYPES, parse_shape, peak_memory_mb, random_input, time_ms
 from kernels.padding import dense_max_size
 from kernels.time_budget import TimeBudget
@@ -183,13 +183,9 @@ def minimal_bytes(case: Case, x: torch.Tensor, y: torch.Tensor) -> dict[str, int
     ``relu_mask_buffer`` packs it; a byte per max-map element for the max). Their forward's
     write of it is not counted; an implementation that reads x again moves more."""
     n, c, h, w = case.shape
-    if keeps_channels_last(x):
-        mask_bytes = n * math.ceil(c / 8) * h * w
-    else:
-        mask_bytes = n * c * h * math.ceil(w / 8)
     routing = {
         "blur_pool": 0,
-        "blur_pool_relu": mask_bytes,
+        "blur_pool_relu": math.prod(bit_packed_shape(x)),
         "max_blur_pool": n * c * dense_max_size(h, MAX_KERNEL) * dense_max_size(w, MAX_KERNEL),
     }[case.op]
     fwd = x.nbytes + y.nbytes

@@ -18,6 +18,16 @@ def keeps_channels_last(x: torch.Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
+def bit_packed_shape(x: torch.Tensor) -> tuple[int, int, int, int]:
+    """The (N, C, H, W) shape of one bit per element of ``x``, eight to a byte along its
+    contiguous axis: the channels when ``x`` is channels_last (N, ⌈C/8⌉, H, W), else the
+    columns (N, C, H, ⌈W/8⌉). How the fused ReLU keeps its mask for the backward."""
+    n, c, h, w = x.shape
+    if keeps_channels_last(x):
+        return n, (c + 7) // 8, h, w
+    return n, c, h, (w + 7) // 8
+
+
 def memory_format_of(x: torch.Tensor) -> torch.memory_format:
     """The memory format outputs derived from ``x`` take (:func:`keeps_channels_last`)."""
     return memory_format(keeps_channels_last(x))

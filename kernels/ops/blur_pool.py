@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from kernels.layout import keeps_channels_last
+from kernels.layout import bit_packed_shape, keeps_channels_last
 from kernels.ops.common import (
     MemoisedLaunch,
     eager_autograd,
@@ -32,11 +32,10 @@ def relu_mask_buffer(x: torch.Tensor) -> torch.Tensor:
     """An uninitialised uint8 tensor for the forward's ReLU mask: one bit per element of
     ``x``, eight to a byte along its contiguous axis: the channels when ``x`` is
     channels_last (N, ⌈C/8⌉, H, W, channels_last; bit ``c % 8`` of byte ``c // 8``), else
-    the columns (N, C, H, ⌈W/8⌉; bit ``w % 8`` of byte ``w // 8``)."""
-    n, c, h, w = x.shape
+    the columns (N, C, H, ⌈W/8⌉; bit ``w % 8`` of byte ``w // 8``): :func:`bit_packed_shape`."""
     if keeps_channels_last(x):
-        return empty_output(x, (n, (c + 7) // 8, h, w), torch.uint8)
-    return torch.empty((n, c, h, (w + 7) // 8), dtype=torch.uint8, device=x.device)
+        return empty_output(x, bit_packed_shape(x), torch.uint8)
+    return torch.empty(bit_packed_shape(x), dtype=torch.uint8, device=x.device)
 
 
 def blur_pool2d_forward(
